@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Atlas needs, only those missing (idempotent).
+# Sourced by run.sh and test.sh; safe to run on its own.
+set -euo pipefail
+
+ATLAS_PACKAGES=(
+  build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
+  libevent-dev libssl-dev libpq-dev libcmocka-dev libjansson-dev
+  postgresql postgresql-contrib tmux procps psmisc
+)
+
+atlas_ensure_deps() {
+  local missing=() p
+  for p in "${ATLAS_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  atlas_ensure_deps
+fi

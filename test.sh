@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# ./test.sh — runs every Atlas test from a fresh Debian 12 machine:
+#   1. installs missing packages (apt-get),
+#   2. checks formatting (clang-format),
+#   3. normal build + ctest (unit and integration, against a throwaway
+#      PostgreSQL cluster that this script starts),
+#   4. AddressSanitizer + UndefinedBehaviorSanitizer build + ctest,
+#   5. a short libFuzzer run of every fuzz target (clang).
+# Idempotent; fine as root. Environment knobs:
+#   ATLAS_QUICK=1          only step 3 (for a fast local loop)
+#   ATLAS_FUZZ_SECONDS=N   seconds per fuzz target (default 15)
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+source scripts/ensure-deps.sh
+atlas_ensure_deps
+
+JOBS=$(nproc)
+FUZZ_SECONDS=${ATLAS_FUZZ_SECONDS:-15}
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "format check"
+mapfile -t sources < <(git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')
+if [ ${#sources[@]} -gt 0 ]; then
+  clang-format --dry-run -Werror "${sources[@]}"
+fi
+echo "clang-format: ${#sources[@]} files clean"
+
+# PostgreSQL for the integration tests: a throwaway cluster under var/.
+if [ -x db/pg.sh ]; then
+  step "PostgreSQL cluster"
+  db/pg.sh start
+  eval "$(db/pg.sh env)"
+fi
+
+build_and_test() { # dir, then extra cmake args
+  local dir=$1; shift
+  step "build $dir $*"
+  cmake -S . -B "$dir" "$@" >/dev/null
+  cmake --build "$dir" -j "$JOBS"
+  step "ctest $dir"
+  (cd "$dir" && ctest --output-on-failure -j 1)
+}
+
+build_and_test build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+[ "${ATLAS_QUICK:-0}" = 1 ] && exit 0
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+build_and_test build-asan -DCMAKE_BUILD_TYPE=Debug -DATLAS_SANITIZE=ON
+
+step "fuzz (${FUZZ_SECONDS}s per target)"
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATLAS_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j "$JOBS"
+shopt -s nullglob
+fuzzers=(build-fuzz/bin/fuzz_*)
+for f in "${fuzzers[@]}"; do
+  name=$(basename "$f")
+  work=$(mktemp -d)
+  seeds="$ROOT/tests/fuzz/corpus/${name#fuzz_}"
+  [ -d "$seeds" ] && cp -r "$seeds/." "$work/"
+  echo "fuzzing $name for ${FUZZ_SECONDS}s (seeds: $(ls "$work" | wc -l))"
+  (cd "$work" && "$ROOT/$f" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
+      -rss_limit_mb=2048 . > "$work/fuzz.log" 2>&1) || {
+    tail -40 "$work/fuzz.log"; echo "FUZZ FAILURE in $name (artifacts in $work)"; exit 1; }
+  grep -E 'stat::number_of_executed_units' "$work/fuzz.log" || true
+  rm -rf "$work"
+done
+echo "fuzz: ${#fuzzers[@]} targets ran clean"
+echo "all tests passed"

@@ -1,0 +1,211 @@
+/* Process and socket helpers for integration tests. */
+#include "testsupport.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *ts_bin(const char *program)
+{
+    static char path[1024];
+    const char *dir = getenv("ATLAS_BIN");
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : "build/bin", program);
+    return path;
+}
+
+pid_t ts_spawn(const char *program, const char *const args[], const char *out_path)
+{
+    const char *argv[64];
+    size_t n = 0;
+    char path[1024];
+
+    snprintf(path, sizeof path, "%s", ts_bin(program));
+    argv[n++] = program;
+    for (size_t i = 0; args && args[i] && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+
+    pid_t pid = fork();
+    if (pid == -1)
+        return -1;
+    if (pid == 0) {
+        if (out_path) {
+            int fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            if (fd >= 0) {
+                dup2(fd, 1);
+                dup2(fd, 2);
+                close(fd);
+            }
+        }
+        execv(path, (char *const *)argv);
+        fprintf(stderr, "exec %s: %s\n", path, strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+int ts_stop(pid_t pid, int sig, int timeout_ms)
+{
+    int status;
+    if (pid <= 0)
+        return -1;
+    kill(pid, sig);
+    long deadline = now_ms() + timeout_ms;
+    while (now_ms() < deadline) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return status;
+        if (r == -1)
+            return -1;
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    if (waitpid(pid, &status, 0) == pid)
+        return status;
+    return -1;
+}
+
+uint16_t ts_free_port(void)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof sin;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd == -1)
+        return 0;
+    if (bind(fd, (struct sockaddr *)&sin, sizeof sin) == -1 ||
+        getsockname(fd, (struct sockaddr *)&sin, &len) == -1) {
+        close(fd);
+        return 0;
+    }
+    close(fd);
+    return ntohs(sin.sin_port);
+}
+
+int ts_connect(uint16_t port, int timeout_ms)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET,
+                               .sin_port = htons(port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sin, sizeof sin) == -1) {
+        close(fd);
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+int ts_wait_port(uint16_t port, int timeout_ms)
+{
+    long deadline = now_ms() + timeout_ms;
+    while (now_ms() < deadline) {
+        int fd = ts_connect(port, 1000);
+        if (fd >= 0) {
+            close(fd);
+            return 0;
+        }
+        usleep(20000);
+    }
+    return -1;
+}
+
+int ts_send_all(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w == -1) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+ssize_t ts_recv_exact(int fd, void *buf, size_t n)
+{
+    char *p = buf;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = recv(fd, p + got, n - got, 0);
+        if (r == 0)
+            return 0;
+        if (r == -1) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    return (ssize_t)n;
+}
+
+ssize_t ts_recv_frame2(int fd, uint8_t *buf, size_t cap)
+{
+    uint8_t hdr[2];
+    ssize_t r = ts_recv_exact(fd, hdr, 2);
+    if (r <= 0)
+        return r;
+    size_t len = (size_t)hdr[0] << 8 | hdr[1];
+    if (len > cap)
+        return -1;
+    r = ts_recv_exact(fd, buf, len);
+    if (r == 0 && len > 0)
+        return -1;
+    return r < 0 ? -1 : (ssize_t)len;
+}
+
+int ts_file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    rewind(f);
+    char *buf = malloc((size_t)size + 1);
+    size_t n = fread(buf, 1, (size_t)size, f);
+    fclose(f);
+    int found = memmem(buf, n, needle, strlen(needle)) != NULL;
+    free(buf);
+    return found;
+}
+
+const char *ts_tmpdir(const char *tag)
+{
+    static char path[512];
+    const char *base = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/atlas-%s-XXXXXX", base ? base : "/tmp", tag);
+    if (!mkdtemp(path))
+        return NULL;
+    chmod(path, 0755);
+    return path;
+}

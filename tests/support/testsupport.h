@@ -1,0 +1,49 @@
+/* Integration-test helpers: real processes, real loopback sockets.
+ * Programs are found in $ATLAS_BIN (set by ctest to build/bin). All waits are
+ * bounded; a helper that times out returns -1 so the test fails, not hangs. */
+#ifndef ATLAS_TESTSUPPORT_H
+#define ATLAS_TESTSUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Path of a program in $ATLAS_BIN (static buffer, valid until the next call). */
+const char *ts_bin(const char *program);
+
+/* Starts $ATLAS_BIN/program with argv (argv[0] is set for you; the list ends
+ * with NULL). stdout+stderr go to out_path if non-NULL (appended). Returns the
+ * pid or -1. */
+pid_t ts_spawn(const char *program, const char *const args[], const char *out_path);
+
+/* Sends sig, waits up to timeout_ms, then SIGKILLs. Returns the exit status as
+ * from waitpid (use WIFEXITED etc.), or -1. */
+int ts_stop(pid_t pid, int sig, int timeout_ms);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+uint16_t ts_free_port(void);
+
+/* Waits until 127.0.0.1:port accepts a connection. 0, or -1 on timeout. */
+int ts_wait_port(uint16_t port, int timeout_ms);
+
+/* Blocking connect to 127.0.0.1:port with SO_RCVTIMEO = timeout_ms. fd or -1. */
+int ts_connect(uint16_t port, int timeout_ms);
+
+/* Writes all n bytes. 0 or -1. */
+int ts_send_all(int fd, const void *buf, size_t n);
+
+/* Reads exactly n bytes (bounded by the socket's receive timeout).
+ * Returns n, 0 if the peer closed first, or -1 on error/timeout. */
+ssize_t ts_recv_exact(int fd, void *buf, size_t n);
+
+/* Reads one frame with a 2-byte big-endian length prefix into buf (cap bytes).
+ * Returns the body length, 0 on orderly close, -1 on error/timeout/overflow. */
+ssize_t ts_recv_frame2(int fd, uint8_t *buf, size_t cap);
+
+/* Non-zero if the file at path contains needle (binary-safe substring). */
+int ts_file_contains(const char *path, const char *needle);
+
+/* A fresh directory under $TMPDIR (or /tmp) for one test's files. */
+const char *ts_tmpdir(const char *tag);
+
+#endif

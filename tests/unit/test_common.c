@@ -1,0 +1,228 @@
+/* Unit tests of common/: strict parsers, hex, PAN masking, JSON log lines,
+ * config tokenizing and the settings table. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "conf.h"
+#include "hex.h"
+#include "log.h"
+#include "parse.h"
+
+static void test_parse_u64(void **state)
+{
+    uint64_t v = 7;
+    assert_true(at_parse_u64("0", 10, &v));
+    assert_int_equal(v, 0);
+    assert_true(at_parse_u64("18446744073709551615", UINT64_MAX, &v));
+    assert_true(v == UINT64_MAX);
+    v = 7;
+    assert_false(at_parse_u64("18446744073709551616", UINT64_MAX, &v));
+    assert_false(at_parse_u64("", 10, &v));
+    assert_false(at_parse_u64("-1", 10, &v));
+    assert_false(at_parse_u64("+1", 10, &v));
+    assert_false(at_parse_u64("12x", 100, &v));
+    assert_false(at_parse_u64("11", 10, &v));
+    assert_int_equal(v, 7); /* untouched on failure */
+    assert_true(at_parse_u64n("1234", 2, 99, &v));
+    assert_int_equal(v, 12);
+}
+
+static void test_parse_bool(void **state)
+{
+    bool b = false;
+    assert_true(at_parse_bool("Yes", &b));
+    assert_true(b);
+    assert_true(at_parse_bool("off", &b));
+    assert_false(b);
+    assert_false(at_parse_bool("maybe", &b));
+}
+
+static void test_parse_hostport(void **state)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    const char *err = NULL;
+    assert_true(at_parse_hostport("127.0.0.1:8583", &ss, &len, &err));
+    assert_int_equal(ss.ss_family, AF_INET);
+    assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port), 8583);
+    assert_true(at_parse_hostport("localhost:1", &ss, &len, &err));
+    assert_true(at_parse_hostport("[::1]:9583", &ss, &len, &err));
+    assert_int_equal(ss.ss_family, AF_INET6);
+    assert_false(at_parse_hostport("127.0.0.1", &ss, &len, &err));
+    assert_non_null(err);
+    assert_false(at_parse_hostport("127.0.0.1:70000", &ss, &len, &err));
+    assert_false(at_parse_hostport("example.com:80", &ss, &len, &err));
+}
+
+static void test_hex(void **state)
+{
+    uint8_t buf[4];
+    char out[9];
+    assert_int_equal(at_hex_decode("0aFf", 4, buf, sizeof buf), 2);
+    assert_int_equal(buf[0], 0x0A);
+    assert_int_equal(buf[1], 0xFF);
+    at_hex_encode(buf, 2, out);
+    assert_string_equal(out, "0AFF");
+    assert_int_equal(at_hex_decode("0G", 2, buf, sizeof buf), -1);
+    assert_int_equal(at_hex_decode("012", 3, buf, sizeof buf), -1);
+    assert_int_equal(at_hex_decode("0011223344", 10, buf, sizeof buf), -1);
+}
+
+static void test_mask_pan(void **state)
+{
+    char out[20];
+    assert_string_equal(at_mask_pan("4761739001010119", 16, out), "476173******0119");
+    assert_string_equal(at_mask_pan("5413330089010434567", 19, out), "541333*********4567");
+    /* Too short to show a BIN safely: only the last 4 stay. */
+    assert_string_equal(at_mask_pan("123456789012", 12, out), "********9012");
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void test_log_json_line(void **state)
+{
+    char path[] = "/tmp/atlas-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(at_log_open(path, "test"), 0);
+    at_log(AT_LOG_INFO, "unit", AT_STR("q", "a\"b\\c\n\x01\xff"), AT_INT("n", -5),
+           AT_UINT("u", 7), AT_BOOL("ok", true), AT_STRN("part", "abcdef", 3));
+    at_log(AT_LOG_DEBUG, "hidden", AT_INT("n", 1)); /* below the default level */
+    at_log_close();
+    const char *s = read_file(path);
+    assert_non_null(strstr(s, "\"prog\":\"test\",\"event\":\"unit\""));
+    assert_non_null(strstr(s, "\"q\":\"a\\\"b\\\\c\\u000a\\u0001\\u00ff\""));
+    assert_non_null(strstr(s, "\"n\":-5,\"u\":7,\"ok\":true,\"part\":\"abc\"}\n"));
+    assert_null(strstr(s, "hidden"));
+    unlink(path);
+}
+
+static void test_log_truncates_whole_fields(void **state)
+{
+    char path[] = "/tmp/atlas-log-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    static char big[10000];
+    memset(big, 'x', sizeof big - 1);
+    assert_int_equal(at_log_open(path, "test"), 0);
+    at_log(AT_LOG_WARN, "big", AT_INT("before", 1), AT_STR("huge", big), AT_INT("after", 2));
+    at_log_close();
+    const char *s = read_file(path);
+    assert_non_null(strstr(s, "\"before\":1,\"truncated\":true}\n"));
+    assert_null(strstr(s, "huge"));
+    unlink(path);
+}
+
+static void test_log_buffered_reopen_loses_nothing(void **state)
+{
+    char path[] = "/tmp/atlas-log-XXXXXX", rotated[64];
+    int fd = mkstemp(path);
+    close(fd);
+    snprintf(rotated, sizeof rotated, "%s.1", path);
+    assert_int_equal(at_log_open(path, "test"), 0);
+    at_log_set_buffered(true);
+    at_log(AT_LOG_INFO, "one", AT_INT("i", 1));
+    assert_int_equal(rename(path, rotated), 0); /* logrotate's move */
+    assert_int_equal(at_log_reopen(), 0);
+    at_log(AT_LOG_INFO, "two", AT_INT("i", 2));
+    at_log_set_buffered(false);
+    at_log_close();
+    assert_non_null(strstr(read_file(rotated), "\"event\":\"one\""));
+    assert_non_null(strstr(read_file(path), "\"event\":\"two\""));
+    unlink(path);
+    unlink(rotated);
+}
+
+struct demo_conf {
+    char addr[32];
+    uint64_t max_conns;
+    bool verbose;
+    int seen_listener;
+};
+
+static const struct at_setting demo_table[] = {
+    { "address", AT_SET_STR, offsetof(struct demo_conf, addr), 32, "127.0.0.1:1", 0, 0, "listen" },
+    { "max_conns", AT_SET_U64, offsetof(struct demo_conf, max_conns), 0, "10", 1000, 0, "cap" },
+    { "verbose", AT_SET_BOOL, offsetof(struct demo_conf, verbose), 0, "no", 0, 0, "chatty" },
+};
+
+static int demo_cb(void *ctx, const char *section, const char *name, const char *key,
+                   const char *value, char *err, size_t errcap)
+{
+    struct demo_conf *c = ctx;
+    if (strcmp(section, "listener") == 0 && strcmp(name, "acq") == 0)
+        c->seen_listener++;
+    return at_settings_set(demo_table, 3, c, key, value, err, errcap);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_conf(void **state)
+{
+    char path[] = "/tmp/atlas-conf-XXXXXX", err[256];
+    struct demo_conf c = { 0 };
+    close(mkstemp(path));
+    assert_int_equal(at_settings_defaults(demo_table, 3, &c, err, sizeof err), 0);
+    assert_int_equal(c.max_conns, 10);
+
+    write_text(path, "# top\nverbose = yes  # trailing\n[listener acq]\n"
+                     "address = \"127.0.0.1:8583\"\nmax_conns=500\n");
+    assert_int_equal(at_conf_load(path, demo_cb, &c, err, sizeof err), 0);
+    assert_string_equal(c.addr, "127.0.0.1:8583");
+    assert_int_equal(c.max_conns, 500);
+    assert_true(c.verbose);
+    assert_int_equal(c.seen_listener, 2);
+
+    write_text(path, "verbose = yes\nmax_cons = 5\n");
+    assert_int_equal(at_conf_load(path, demo_cb, &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, ":2: unknown key 'max_cons'"));
+
+    write_text(path, "max_conns = 5000\n");
+    assert_int_equal(at_conf_load(path, demo_cb, &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, ":1: 'max_conns' must be an integer in 0..1000"));
+
+    write_text(path, "[listener\n");
+    assert_int_equal(at_conf_load(path, demo_cb, &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "malformed section header"));
+    unlink(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_u64),
+        cmocka_unit_test(test_parse_bool),
+        cmocka_unit_test(test_parse_hostport),
+        cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_mask_pan),
+        cmocka_unit_test(test_log_json_line),
+        cmocka_unit_test(test_log_truncates_whole_fields),
+        cmocka_unit_test(test_log_buffered_reopen_loses_nothing),
+        cmocka_unit_test(test_conf),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
