@@ -128,8 +128,7 @@ static int store(const struct at_setting *s, void *base, const char *value, char
     switch (s->type) {
     case AT_SET_STR:
         if (strlen(value) >= s->size) {
-            snprintf(err, errcap, "value of '%s' longer than %zu characters", s->name,
-                     s->size - 1);
+            snprintf(err, errcap, "value of '%s' longer than %zu characters", s->name, s->size - 1);
             return -1;
         }
         strcpy(field, value);

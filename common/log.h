@@ -37,12 +37,13 @@ struct at_kv {
     } v;
 };
 
-#define AT_STR(k, val)       ((struct at_kv){ .key = (k), .type = AT_KV_STR, .v.s = (val) })
-#define AT_STRN(k, val, len) ((struct at_kv){ .key = (k), .type = AT_KV_STRN, .n = (len), .v.s = (val) })
-#define AT_INT(k, val)       ((struct at_kv){ .key = (k), .type = AT_KV_INT, .v.i = (int64_t)(val) })
-#define AT_UINT(k, val)      ((struct at_kv){ .key = (k), .type = AT_KV_UINT, .v.u = (uint64_t)(val) })
-#define AT_DBL(k, val)       ((struct at_kv){ .key = (k), .type = AT_KV_DBL, .v.d = (double)(val) })
-#define AT_BOOL(k, val)      ((struct at_kv){ .key = (k), .type = AT_KV_BOOL, .v.b = (bool)(val) })
+#define AT_STR(k, val) ((struct at_kv){ .key = (k), .type = AT_KV_STR, .v.s = (val) })
+#define AT_STRN(k, val, len)                                                                       \
+    ((struct at_kv){ .key = (k), .type = AT_KV_STRN, .n = (len), .v.s = (val) })
+#define AT_INT(k, val)  ((struct at_kv){ .key = (k), .type = AT_KV_INT, .v.i = (int64_t)(val) })
+#define AT_UINT(k, val) ((struct at_kv){ .key = (k), .type = AT_KV_UINT, .v.u = (uint64_t)(val) })
+#define AT_DBL(k, val)  ((struct at_kv){ .key = (k), .type = AT_KV_DBL, .v.d = (double)(val) })
+#define AT_BOOL(k, val) ((struct at_kv){ .key = (k), .type = AT_KV_BOOL, .v.b = (bool)(val) })
 
 /* Opens the log. path NULL or "-" means stderr; otherwise the file is opened
  * O_APPEND|O_CREAT (mode 0640). program names the daemon in every line and is

@@ -23,8 +23,7 @@ __attribute__((warn_unused_result)) bool at_parse_bool(const char *s, bool *out)
 /* Parses "HOST:PORT" (IPv4 dotted quad, "localhost", or "[v6]:port") into a
  * sockaddr. Only numeric hosts and "localhost" are accepted: a daemon never
  * blocks on DNS. Returns false with a reason in err (if non-NULL). */
-__attribute__((warn_unused_result)) bool at_parse_hostport(const char *s,
-                                                           struct sockaddr_storage *ss,
-                                                           socklen_t *sslen, const char **err);
+__attribute__((warn_unused_result)) bool
+at_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *sslen, const char **err);
 
 #endif

@@ -104,8 +104,8 @@ static void test_log_json_line(void **state)
     assert_true(fd >= 0);
     close(fd);
     assert_int_equal(at_log_open(path, "test"), 0);
-    at_log(AT_LOG_INFO, "unit", AT_STR("q", "a\"b\\c\n\x01\xff"), AT_INT("n", -5),
-           AT_UINT("u", 7), AT_BOOL("ok", true), AT_STRN("part", "abcdef", 3));
+    at_log(AT_LOG_INFO, "unit", AT_STR("q", "a\"b\\c\n\x01\xff"), AT_INT("n", -5), AT_UINT("u", 7),
+           AT_BOOL("ok", true), AT_STRN("part", "abcdef", 3));
     at_log(AT_LOG_DEBUG, "hidden", AT_INT("n", 1)); /* below the default level */
     at_log_close();
     const char *s = read_file(path);
