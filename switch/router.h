@@ -1,0 +1,35 @@
+/* BIN routing: the longest prefix (6 to 11 digits) of a PAN that matches a
+ * configured route names the issuer. Built once from reference data and
+ * swapped whole on reload, so lookups never see a half-built table. */
+#ifndef ATLAS_SW_ROUTER_H
+#define ATLAS_SW_ROUTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SW_BIN_MIN 6
+#define SW_BIN_MAX 11
+
+struct sw_route {
+    char prefix[SW_BIN_MAX + 1]; /* digits, NUL-terminated */
+    uint32_t issuer;             /* caller's issuer index */
+};
+
+struct sw_router;
+
+/* Builds a router from n routes. Fails (-1, reason in err) on a prefix that
+ * is not 6..11 digits or a prefix listed twice. On success *out is owned by
+ * the caller (sw_router_free). */
+__attribute__((warn_unused_result)) int sw_router_build(const struct sw_route *routes, size_t n,
+                                                        struct sw_router **out, char *err,
+                                                        size_t errcap);
+
+/* Issuer of the longest matching prefix of the len digits at pan, or -1 when
+ * no route matches. Never reads past pan[len-1]. */
+int64_t sw_router_lookup(const struct sw_router *r, const char *pan, size_t len);
+
+size_t sw_router_count(const struct sw_router *r);
+
+void sw_router_free(struct sw_router *r);
+
+#endif
