@@ -1,0 +1,290 @@
+/* switchd settings tables and loading. */
+#include "config.h"
+
+#include "conf.h"
+#include "log.h"
+#include "parse.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define S(field) offsetof(struct sw_config, field), sizeof(((struct sw_config *)0)->field)
+#define U(field) offsetof(struct sw_config, field), 0
+
+static const struct at_setting switch_table[] = {
+    { "acquirer_id", AT_SET_STR, S(acquirer_id), "ACQ001", 0, 0,
+      "acquirer id journaled for requests on listeners without their own" },
+    { "log_file", AT_SET_STR, S(log_file), "-", 0, AT_SET_RELOADABLE,
+      "JSON-lines log file ('-' = stderr); reopened on SIGHUP" },
+    { "log_level", AT_SET_STR, S(log_level), "info", 0, AT_SET_RELOADABLE,
+      "debug | info | warn | error" },
+    { "metrics_address", AT_SET_STR, S(metrics_address), "127.0.0.1:9583", 0, 0,
+      "HTTP address of /metrics and /health" },
+    { "db", AT_SET_STR, S(db), "", 0, AT_SET_SENSITIVE,
+      "libpq conninfo of the switch database; empty = PG* environment" },
+    { "pan_hmac_key_file", AT_SET_STR, S(pan_hmac_key_file), "", 0, 0,
+      "file holding the hex key of the journal's PAN HMAC (empty = ATLAS_PAN_HMAC_KEY)" },
+    { "max_inflight", AT_SET_U64, U(max_inflight), "50000", 10000000, 0,
+      "requests inside the switch at once; above it terminals are not read" },
+    { "drain_timeout_ms", AT_SET_U64, U(drain_timeout_ms), "10000", 600000, 0,
+      "on SIGTERM, how long in-flight requests may take before exit" },
+    { "journal_batch_rows", AT_SET_U64, U(journal_batch_rows), "256", 100000, 0,
+      "journal group commit: flush at this many rows" },
+    { "journal_flush_us", AT_SET_U64, U(journal_flush_us), "1000", 1000000, 0,
+      "journal group commit: or after this many microseconds" },
+    { "journal_connections", AT_SET_U64, U(journal_connections), "2", 64, 0,
+      "PostgreSQL connections of the journal writer" },
+    { "journal_queue_max", AT_SET_U64, U(journal_queue_max), "65536", 10000000, 0,
+      "journal queue bound; full = stop reading terminals" },
+    { "spool_dir", AT_SET_STR, S(spool_dir), "var/spool", 0, 0,
+      "where journal records go while PostgreSQL is unreachable" },
+    { "dup_window_s", AT_SET_U64, U(dup_window_s), "86400", 604800, 0,
+      "how long a request identity is remembered for duplicate detection" },
+    { "dup_capacity", AT_SET_U64, U(dup_capacity), "1048576", 100000000, 0,
+      "most request identities remembered (older ones fall back to the journal's unique key)" },
+    { "reversal_retry_ms", AT_SET_U64, U(reversal_retry_ms), "5000", 3600000, 0,
+      "store-and-forward: delay between 0421 repeats" },
+};
+
+static const struct at_setting hsm_table[] = {
+    { "address", AT_SET_STR, S(hsm_address), "127.0.0.1:1500", 0, 0, "hsm-sim host:port" },
+    { "connections", AT_SET_U64, U(hsm_connections), "4", 64, 0, "HSM connection pool size" },
+    { "header_len", AT_SET_U64, U(hsm_header_len), "4", 32, 0, "payShield message header length" },
+    { "timeout_ms", AT_SET_U64, U(hsm_timeout_ms), "2000", 600000, 0,
+      "per-command timeout (the request gets 96)" },
+    { "queue_max", AT_SET_U64, U(hsm_queue_max), "20000", 10000000, 0,
+      "HSM commands queued or in flight; full = stop reading terminals" },
+};
+#undef S
+#undef U
+
+#define L(field)                                                                                   \
+    offsetof(struct sw_listener_conf, field), sizeof(((struct sw_listener_conf *)0)->field)
+#define LU(field) offsetof(struct sw_listener_conf, field), 0
+static const struct at_setting listener_table[] = {
+    { "address", AT_SET_STR, L(address), "127.0.0.1:8583", 0, 0, "listen address" },
+    { "dialect", AT_SET_STR, L(dialect), "ascii87", 0, 0, "ISO 8583 dialect (isodump --help)" },
+    { "framing", AT_SET_STR, L(framing), "2b", 0, 0,
+      "2b = 2-byte length, 4a = 4 ASCII digits, tpdu = 2-byte length + TPDU" },
+    { "max_connections", AT_SET_U64, LU(max_connections), "20000", 1000000, 0,
+      "connections accepted at once; more are closed at accept" },
+    { "max_inflight", AT_SET_U64, LU(max_inflight), "64", 100000, 0,
+      "requests in flight per connection before the switch stops reading it" },
+    { "idle_timeout_s", AT_SET_U64, LU(idle_timeout_s), "0", 86400, 0,
+      "close a connection silent this long (0 = never)" },
+    { "max_frame", AT_SET_U64, LU(max_frame), "8192", 65535, 0, "largest accepted frame, bytes" },
+};
+#undef L
+#undef LU
+
+#define I(field)  offsetof(struct sw_issuer_conf, field), sizeof(((struct sw_issuer_conf *)0)->field)
+#define IU(field) offsetof(struct sw_issuer_conf, field), 0
+static const struct at_setting issuer_table[] = {
+    { "address", AT_SET_STR, I(address), "127.0.0.1:9000", 0, 0, "issuer host:port" },
+    { "dialect", AT_SET_STR, I(dialect), "ascii87", 0, 0, "ISO 8583 dialect of the link" },
+    { "framing", AT_SET_STR, I(framing), "2b", 0, 0, "2b | 4a | tpdu" },
+    { "timeout_ms", AT_SET_U64, IU(timeout_ms), "5000", 600000, 0,
+      "issuer answer deadline; then 91 to the terminal and a reversal to the issuer" },
+    { "echo_interval_ms", AT_SET_U64, IU(echo_interval_ms), "30000", 3600000, 0,
+      "send an 0800 echo after this much idle time" },
+    { "reconnect_min_ms", AT_SET_U64, IU(reconnect_min_ms), "100", 600000, 0,
+      "first reconnect delay (doubles up to reconnect_max_ms)" },
+    { "reconnect_max_ms", AT_SET_U64, IU(reconnect_max_ms), "5000", 600000, 0,
+      "longest reconnect delay" },
+    { "max_inflight", AT_SET_U64, IU(max_inflight), "20000", 1000000, 0,
+      "requests outstanding on the link" },
+    { "max_frame", AT_SET_U64, IU(max_frame), "8192", 65535, 0, "largest accepted frame, bytes" },
+};
+#undef I
+#undef IU
+
+#define N(t) (sizeof(t) / sizeof((t)[0]))
+
+static void listener_defaults(struct sw_listener_conf *l, const char *name)
+{
+    char err[128];
+    memset(l, 0, sizeof *l);
+    if (at_settings_defaults(listener_table, N(listener_table), l, err, sizeof err) != 0)
+        return; /* defaults are constants checked by the unit test */
+    snprintf(l->name, sizeof l->name, "%s", name);
+}
+
+void sw_config_defaults(struct sw_config *conf)
+{
+    char err[128];
+    memset(conf, 0, sizeof *conf);
+    if (at_settings_defaults(switch_table, N(switch_table), conf, err, sizeof err) != 0 ||
+        at_settings_defaults(hsm_table, N(hsm_table), conf, err, sizeof err) != 0)
+        return;
+    listener_defaults(&conf->listeners[0], "acq");
+    listener_defaults(&conf->listeners[1], "pos");
+    strcpy(conf->listeners[1].address, "127.0.0.1:8584");
+    strcpy(conf->listeners[1].dialect, "bcd87");
+    strcpy(conf->listeners[1].framing, "tpdu");
+    conf->n_listeners = 2;
+}
+
+struct load_ctx {
+    struct sw_config *conf;
+    bool listeners_replaced;
+    char cur_section[32], cur_name[SW_NAME_LEN];
+    void *cur; /* the listener or issuer being filled */
+};
+
+static int on_entry(void *arg, const char *section, const char *name, const char *key,
+                    const char *value, char *err, size_t errcap)
+{
+    struct load_ctx *x = arg;
+    struct sw_config *c = x->conf;
+    bool new_section = strcmp(section, x->cur_section) != 0 || strcmp(name, x->cur_name) != 0;
+
+    if (*section == '\0' || strcmp(section, "switch") == 0)
+        return at_settings_set(switch_table, N(switch_table), c, key, value, err, errcap);
+    if (strcmp(section, "hsm") == 0)
+        return at_settings_set(hsm_table, N(hsm_table), c, key, value, err, errcap);
+
+    if (strcmp(section, "listener") != 0 && strcmp(section, "issuer") != 0) {
+        snprintf(err, errcap, "unknown section [%s]", section);
+        return -1;
+    }
+    if (*name == '\0' || strlen(name) >= SW_NAME_LEN) {
+        snprintf(err, errcap, "[%s NAME] needs a name of 1..%d characters", section,
+                 SW_NAME_LEN - 1);
+        return -1;
+    }
+    if (new_section) {
+        snprintf(x->cur_section, sizeof x->cur_section, "%s", section);
+        snprintf(x->cur_name, sizeof x->cur_name, "%s", name);
+        if (strcmp(section, "listener") == 0) {
+            if (!x->listeners_replaced) {
+                c->n_listeners = 0;
+                x->listeners_replaced = true;
+            }
+            for (size_t i = 0; i < c->n_listeners; i++)
+                if (strcmp(c->listeners[i].name, name) == 0) {
+                    snprintf(err, errcap, "[listener %s] declared twice", name);
+                    return -1;
+                }
+            if (c->n_listeners == SW_MAX_LISTENERS) {
+                snprintf(err, errcap, "more than %d listeners", SW_MAX_LISTENERS);
+                return -1;
+            }
+            listener_defaults(&c->listeners[c->n_listeners], name);
+            x->cur = &c->listeners[c->n_listeners++];
+        } else {
+            for (size_t i = 0; i < c->n_issuers; i++)
+                if (strcmp(c->issuers[i].name, name) == 0) {
+                    snprintf(err, errcap, "[issuer %s] declared twice", name);
+                    return -1;
+                }
+            if (c->n_issuers == SW_MAX_ISSUERS) {
+                snprintf(err, errcap, "more than %d issuer links", SW_MAX_ISSUERS);
+                return -1;
+            }
+            struct sw_issuer_conf *is = &c->issuers[c->n_issuers++];
+            memset(is, 0, sizeof *is);
+            if (at_settings_defaults(issuer_table, N(issuer_table), is, err, errcap) != 0)
+                return -1;
+            snprintf(is->name, sizeof is->name, "%s", name);
+            x->cur = is;
+        }
+    }
+    if (strcmp(section, "listener") == 0)
+        return at_settings_set(listener_table, N(listener_table), x->cur, key, value, err, errcap);
+    return at_settings_set(issuer_table, N(issuer_table), x->cur, key, value, err, errcap);
+}
+
+int sw_config_load(const char *path, struct sw_config *conf, char *err, size_t errcap)
+{
+    struct load_ctx x = { .conf = conf };
+    return at_conf_load(path, on_entry, &x, err, errcap);
+}
+
+static bool known(const char *v, const char *const *names)
+{
+    for (; *names; names++)
+        if (strcmp(v, *names) == 0)
+            return true;
+    return false;
+}
+
+static const char *const framings[] = { "2b", "4a", "tpdu", NULL };
+
+static int check_addr(const char *what, const char *name, const char *addr, char *err,
+                      size_t errcap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    const char *why;
+    if (!at_parse_hostport(addr, &ss, &len, &why)) {
+        snprintf(err, errcap, "%s%s%s address '%s': %s", what, *name ? " " : "", name, addr, why);
+        return -1;
+    }
+    return 0;
+}
+
+int sw_config_validate(const struct sw_config *c, char *err, size_t errcap)
+{
+    if (check_addr("metrics", "", c->metrics_address, err, errcap) != 0 ||
+        check_addr("hsm", "", c->hsm_address, err, errcap) != 0)
+        return -1;
+    if (at_log_level_parse(c->log_level) < 0) {
+        snprintf(err, errcap, "log_level '%s' is not debug|info|warn|error", c->log_level);
+        return -1;
+    }
+    if (c->n_listeners == 0) {
+        snprintf(err, errcap, "no [listener] configured");
+        return -1;
+    }
+    if (c->max_inflight == 0 || c->journal_batch_rows == 0 || c->journal_connections == 0 ||
+        c->hsm_connections == 0 || c->journal_queue_max == 0 || c->hsm_queue_max == 0) {
+        snprintf(err, errcap, "max_inflight, journal_* and hsm caps must be at least 1");
+        return -1;
+    }
+    for (size_t i = 0; i < c->n_listeners; i++) {
+        const struct sw_listener_conf *l = &c->listeners[i];
+        if (check_addr("listener", l->name, l->address, err, errcap) != 0)
+            return -1;
+        if (!known(l->framing, framings)) {
+            snprintf(err, errcap, "listener %s: framing '%s' is not 2b|4a|tpdu", l->name,
+                     l->framing);
+            return -1;
+        }
+        if (l->max_connections == 0 || l->max_inflight == 0 || l->max_frame < 64) {
+            snprintf(err, errcap, "listener %s: max_connections/max_inflight >= 1, max_frame >= 64",
+                     l->name);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < c->n_issuers; i++) {
+        const struct sw_issuer_conf *is = &c->issuers[i];
+        if (check_addr("issuer", is->name, is->address, err, errcap) != 0)
+            return -1;
+        if (!known(is->framing, framings)) {
+            snprintf(err, errcap, "issuer %s: framing '%s' is not 2b|4a|tpdu", is->name,
+                     is->framing);
+            return -1;
+        }
+        if (is->timeout_ms == 0 || is->max_inflight == 0 || is->max_frame < 64 ||
+            is->reconnect_min_ms == 0 || is->reconnect_max_ms < is->reconnect_min_ms) {
+            snprintf(err, errcap,
+                     "issuer %s: timeout_ms/max_inflight >= 1, max_frame >= 64, "
+                     "0 < reconnect_min_ms <= reconnect_max_ms",
+                     is->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void sw_config_print_help(void *file)
+{
+    FILE *f = file;
+    fprintf(f, "switchd configuration: 'key = value' lines, '#' comments, sections below.\n"
+               "Keys before any section belong to [switch].\n\n");
+    at_settings_print_help(switch_table, N(switch_table), "switch", f);
+    at_settings_print_help(hsm_table, N(hsm_table), "hsm", f);
+    at_settings_print_help(listener_table, N(listener_table), "listener NAME   (repeatable)", f);
+    at_settings_print_help(issuer_table, N(issuer_table),
+                           "issuer NAME     (repeatable; NAME = issuer id)", f);
+}

@@ -1,0 +1,117 @@
+/* switchd config: defaults, sections, unknown keys and bad values refused. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static char path[] = "/tmp/atlas-swconf-XXXXXX";
+
+static int setup(void **state)
+{
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    unlink(path);
+    return 0;
+}
+
+static int load_text(const char *text, struct sw_config *c, char *err, size_t errcap)
+{
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    sw_config_defaults(c);
+    if (sw_config_load(path, c, err, errcap) != 0)
+        return -1;
+    return sw_config_validate(c, err, errcap);
+}
+
+static void test_defaults_are_valid_loopback(void **state)
+{
+    static struct sw_config c;
+    char err[256];
+    sw_config_defaults(&c);
+    assert_int_equal(sw_config_validate(&c, err, sizeof err), 0);
+    assert_int_equal(c.n_listeners, 2);
+    assert_string_equal(c.listeners[0].address, "127.0.0.1:8583");
+    assert_string_equal(c.listeners[0].dialect, "ascii87");
+    assert_string_equal(c.listeners[0].framing, "2b");
+    assert_string_equal(c.listeners[1].address, "127.0.0.1:8584");
+    assert_string_equal(c.listeners[1].dialect, "bcd87");
+    assert_string_equal(c.listeners[1].framing, "tpdu");
+    assert_string_equal(c.metrics_address, "127.0.0.1:9583");
+    assert_string_equal(c.hsm_address, "127.0.0.1:1500");
+    assert_int_equal(c.n_issuers, 0);
+}
+
+static void test_sections(void **state)
+{
+    static struct sw_config c;
+    char err[256];
+    assert_int_equal(load_text("log_level = debug\n"
+                               "[hsm]\nconnections = 8\n"
+                               "[listener host]\naddress = 127.0.0.1:9999\nmax_inflight = 7\n"
+                               "[issuer WALLET1]\naddress = 127.0.0.1:9100\ntimeout_ms = 1500\n"
+                               "[issuer WALLET2]\naddress = 127.0.0.1:9101\n",
+                               &c, err, sizeof err),
+                     0);
+    assert_string_equal(c.log_level, "debug");
+    assert_int_equal(c.hsm_connections, 8);
+    assert_int_equal(c.n_listeners, 1); /* a declared listener replaces the defaults */
+    assert_string_equal(c.listeners[0].name, "host");
+    assert_int_equal(c.listeners[0].max_inflight, 7);
+    assert_string_equal(c.listeners[0].dialect, "ascii87");
+    assert_int_equal(c.n_issuers, 2);
+    assert_string_equal(c.issuers[0].name, "WALLET1");
+    assert_int_equal(c.issuers[0].timeout_ms, 1500);
+    assert_int_equal(c.issuers[1].timeout_ms, 5000);
+}
+
+static void test_errors_name_the_culprit(void **state)
+{
+    static struct sw_config c;
+    char err[256];
+    assert_int_equal(load_text("max_inflite = 3\n", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, ":1: unknown key 'max_inflite'"));
+    assert_int_equal(load_text("[listener a]\nframing = 3b\n", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "framing '3b'"));
+    assert_int_equal(load_text("[issuer x]\naddress = nowhere\n", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "issuer x address 'nowhere'"));
+    assert_int_equal(
+        load_text("[listener a]\n[listener a]\naddress=127.0.0.1:1\n", &c, err, sizeof err),
+        0); /* an empty repeated header is the same section */
+    assert_int_equal(load_text("[listener a]\naddress=127.0.0.1:1\n[listener b]\nmax_frame=1\n"
+                               "[listener a]\naddress=127.0.0.1:2\n",
+                               &c, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "declared twice"));
+    assert_int_equal(load_text("[frobnicator]\nx = 1\n", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "unknown section [frobnicator]"));
+    assert_int_equal(load_text("[issuer]\nx = 1\n", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "needs a name"));
+    assert_int_equal(load_text("log_level = loud\n", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "log_level 'loud'"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_are_valid_loopback),
+        cmocka_unit_test(test_sections),
+        cmocka_unit_test(test_errors_name_the_culprit),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
