@@ -1,0 +1,60 @@
+/* switchd's counters and latency histograms, rendered as Prometheus text
+ * (atlas_ prefix, _total counters, _seconds histograms). The live gauges
+ * (connections, link states, queue depths) are appended by their owners at
+ * render time; this module holds what is counted as transactions flow. */
+#ifndef ATLAS_SW_METRICS_H
+#define ATLAS_SW_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hist.h"
+
+struct evbuffer;
+
+/* The hops a request's latency is split into (journal row and /metrics). */
+enum sw_hop {
+    SW_HOP_TOTAL,   /* frame received → answer written */
+    SW_HOP_HSM,     /* MAC verify + PIN translate, summed */
+    SW_HOP_ISSUER,  /* request forwarded → issuer answer */
+    SW_HOP_JOURNAL, /* record submitted → commit (or spool fsync) */
+    SW_HOP_max
+};
+
+#define SW_METRICS_MAX_RC 256
+
+struct sw_rc_count {
+    char mti[5];
+    char rc[3];
+    uint64_t n;
+};
+
+struct sw_metrics {
+    struct sw_rc_count txn[SW_METRICS_MAX_RC]; /* by (response MTI, rc) */
+    size_t n_txn;
+    uint64_t txn_unlabelled;        /* counted once the label table is full */
+    struct at_hist hop[SW_HOP_max]; /* nanoseconds */
+    uint64_t frames_in_total, frames_out_total;
+    uint64_t protocol_errors_total; /* frames or messages refused */
+    uint64_t conns_accepted_total, conns_refused_total;
+    uint64_t reversals_queued_total, reversals_acked_total;
+    uint64_t late_responses_total, issuer_timeouts_total;
+    uint64_t journal_spooled_total;
+};
+
+void sw_metrics_init(struct sw_metrics *m);
+
+/* Counts one answered transaction under its response MTI and DE 39. */
+void sw_metrics_count_txn(struct sw_metrics *m, const char mti[4], const char rc[2]);
+
+const char *sw_hop_name(enum sw_hop hop);
+
+/* Appends the counters and histograms in Prometheus text format. */
+int sw_metrics_render(const struct sw_metrics *m, struct evbuffer *out);
+
+/* Appends one histogram (values in ns, rendered in seconds) with the standard
+ * bucket bounds. labels is "" or e.g. "hop=\"hsm\"". */
+int sw_prom_histogram(struct evbuffer *out, const char *name, const char *labels,
+                      const struct at_hist *h);
+
+#endif
