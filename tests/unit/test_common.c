@@ -14,6 +14,7 @@
 
 #include "conf.h"
 #include "hist.h"
+#include "siphash.h"
 #include "hex.h"
 #include "log.h"
 #include "parse.h"
@@ -262,6 +263,21 @@ static void test_hist_merge_and_quantiles(void **state)
     assert_int_equal(a.max, 50000);
 }
 
+/* The reference vectors of the SipHash paper (Appendix A): key 00..0f,
+ * messages 00..(n-1); the 64-bit outputs are printed there little-endian. */
+static void test_siphash_reference_vectors(void **state)
+{
+    uint8_t key[16], msg[64];
+    for (int i = 0; i < 16; i++)
+        key[i] = (uint8_t)i;
+    for (int i = 0; i < 64; i++)
+        msg[i] = (uint8_t)i;
+    assert_true(at_siphash(key, msg, 0) == 0x726fdb47dd0e0e31ULL);
+    assert_true(at_siphash(key, msg, 1) == 0x74f839c593dc67fdULL);
+    assert_true(at_siphash(key, msg, 8) == 0x93f5f5799a932462ULL);
+    assert_true(at_siphash(key, msg, 15) == 0xa129ca6149be45e5ULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_hist_exact_small_values),
         cmocka_unit_test(test_hist_relative_error_below_one_percent),
         cmocka_unit_test(test_hist_merge_and_quantiles),
+        cmocka_unit_test(test_siphash_reference_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
