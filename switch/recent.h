@@ -1,0 +1,65 @@
+/* Recent requests, by their identity (acquirer, terminal DE 41, STAN DE 11,
+ * transmission time DE 7): the switch's memory of what it has seen, used for
+ * duplicate detection (94) and for finding the original of a reversal.
+ * Bounded in count and in age; the oldest entry is forgotten first. Beyond
+ * the window the journal's unique key still refuses a replayed record. */
+#ifndef ATLAS_SW_RECENT_H
+#define ATLAS_SW_RECENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct sw_req_id {
+    char acquirer[12]; /* NUL-padded */
+    char terminal[8];  /* DE 41, exactly 8 */
+    char stan[6];      /* DE 11 */
+    char tx_time[10];  /* DE 7, MMDDhhmmss */
+};
+
+/* What a reversal needs to know of its original. Fixed size, no pointers. */
+struct sw_recent_txn {
+    struct sw_req_id id;
+    uint64_t expires_at_ms;
+    uint32_t issuer;         /* issuer index in the reference data */
+    char mti[4];             /* original request MTI */
+    char proc_code[6];       /* DE 3 */
+    char rc[2];              /* DE 39 answered, "  " while in flight */
+    char auth_code[6];       /* DE 38 */
+    char rrn[12];            /* DE 37 */
+    char issuer_stan[6];     /* STAN the switch used towards the issuer */
+    char issuer_tx_time[10]; /* DE 7 the switch sent to the issuer */
+    int64_t amount_minor;    /* DE 4 */
+    uint16_t currency;       /* DE 49 numeric */
+    uint8_t state;           /* enum sw_recent_state */
+};
+
+enum sw_recent_state {
+    SW_RECENT_IN_FLIGHT, /* forwarded, no final answer yet */
+    SW_RECENT_ANSWERED,  /* answered to the terminal */
+    SW_RECENT_REVERSED,  /* a reversal of it was accepted */
+    SW_RECENT_state_max
+};
+
+struct sw_recent;
+
+/* A store of at most capacity entries, each kept window_ms. hash_key seeds
+ * the keyed hash (random per process). NULL on allocation failure. */
+struct sw_recent *sw_recent_new(size_t capacity, uint64_t window_ms, const uint8_t hash_key[16]);
+void sw_recent_free(struct sw_recent *r);
+
+/* Inserts txn (its id is the key) unless that id is already present.
+ * Returns the stored entry, or NULL with *dup set to the existing entry when
+ * it is a duplicate. Entries past their age are forgotten first; when the
+ * store is full the oldest entry is dropped. The returned pointer is valid
+ * until the next insert. */
+struct sw_recent_txn *sw_recent_insert(struct sw_recent *r, const struct sw_recent_txn *txn,
+                                       uint64_t now_ms, struct sw_recent_txn **dup);
+
+/* The entry with this id, or NULL. Valid until the next insert. */
+struct sw_recent_txn *sw_recent_find(struct sw_recent *r, const struct sw_req_id *id,
+                                     uint64_t now_ms);
+
+size_t sw_recent_count(const struct sw_recent *r);
+
+#endif
