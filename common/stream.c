@@ -1,0 +1,340 @@
+/* Framed streams on bufferevents (see stream.h for the contract). */
+#include "stream.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FLUSH_TIMEOUT_S 5
+
+struct at_stream {
+    struct bufferevent *bev;
+    struct event *work;  /* deferred: continue framing, or deliver on_close and free */
+    struct event *flush; /* bounds a closing flush */
+    struct at_stream_ops ops;
+    void *arg;
+    struct at_stream_limits lim;
+    unsigned pauses;
+    bool closing, close_delivered, flushing, connecting;
+    unsigned depth; /* > 0 while inside an owner callback */
+    char reason[96];
+    char peer[64];
+    uint64_t id;
+};
+
+static uint64_t next_id = 1;
+
+static void run_work(evutil_socket_t fd, short what, void *ctx);
+static void flush_timeout(evutil_socket_t fd, short what, void *ctx);
+static void on_read(struct bufferevent *bev, void *ctx);
+static void on_write(struct bufferevent *bev, void *ctx);
+static void on_event(struct bufferevent *bev, short what, void *ctx);
+
+static void peer_name(struct at_stream *s, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+            port = ntohs(a->sin6_port);
+        }
+    }
+    snprintf(s->peer, sizeof s->peer, "%s:%u", host, port);
+}
+
+static struct at_stream *stream_alloc(struct event_base *base, int fd,
+                                      const struct at_stream_ops *ops, void *arg,
+                                      const struct at_stream_limits *lim)
+{
+    struct at_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->ops = *ops;
+    s->arg = arg;
+    if (lim)
+        s->lim = *lim;
+    if (!s->lim.max_frame)
+        s->lim.max_frame = 8192;
+    if (!s->lim.frames_per_wakeup)
+        s->lim.frames_per_wakeup = 64;
+    if (!s->lim.max_output)
+        s->lim.max_output = 1 << 20;
+    s->id = next_id++;
+    s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    s->work = event_new(base, -1, 0, run_work, s);
+    s->flush = evtimer_new(base, flush_timeout, s);
+    if (!s->bev || !s->work || !s->flush) {
+        if (s->bev)
+            bufferevent_free(s->bev);
+        else if (fd >= 0)
+            close(fd);
+        if (s->work)
+            event_free(s->work);
+        if (s->flush)
+            event_free(s->flush);
+        free(s);
+        return NULL;
+    }
+    bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+    /* Never buffer more than one maximal frame beyond what is being handled:
+     * the bufferevent stops reading at the high watermark. */
+    bufferevent_setwatermark(s->bev, EV_READ, 0, s->lim.max_frame * 2);
+    return s;
+}
+
+struct at_stream *at_stream_new(struct event_base *base, int fd, const struct at_stream_ops *ops,
+                                void *arg, const struct at_stream_limits *lim)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    evutil_make_socket_nonblocking(fd);
+    struct at_stream *s = stream_alloc(base, fd, ops, arg, lim);
+    if (!s)
+        return NULL;
+    peer_name(s, fd);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    return s;
+}
+
+struct at_stream *at_stream_connect(struct event_base *base, const struct sockaddr *addr,
+                                    socklen_t addrlen, const struct at_stream_ops *ops, void *arg,
+                                    const struct at_stream_limits *lim)
+{
+    struct at_stream *s = stream_alloc(base, -1, ops, arg, lim);
+    if (!s)
+        return NULL;
+    s->connecting = true;
+    snprintf(s->peer, sizeof s->peer, "connecting");
+    if (bufferevent_socket_connect(s->bev, (struct sockaddr *)addr, (int)addrlen) != 0) {
+        /* Deliver the failure from the loop like any other close. */
+        at_stream_close(s, "connect failed", false);
+        return s;
+    }
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    return s;
+}
+
+static void schedule(struct at_stream *s)
+{
+    event_active(s->work, 0, 0);
+}
+
+/* Frees the stream once on_close was delivered and no owner callback is on
+ * the stack. */
+static void finish_close(struct at_stream *s)
+{
+    if (s->depth > 0 || s->close_delivered)
+        return;
+    s->close_delivered = true;
+    bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+    s->depth++;
+    if (s->ops.on_close)
+        s->ops.on_close(s->arg, s, s->reason);
+    s->depth--;
+    bufferevent_free(s->bev);
+    event_free(s->work);
+    event_free(s->flush);
+    free(s);
+}
+
+void at_stream_close(struct at_stream *s, const char *reason, bool flush)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    snprintf(s->reason, sizeof s->reason, "%s", reason);
+    bufferevent_disable(s->bev, EV_READ);
+    if (flush && !s->connecting && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) {
+        s->flushing = true;
+        struct timeval tv = { FLUSH_TIMEOUT_S, 0 };
+        evtimer_add(s->flush, &tv);
+        return; /* on_write finishes when the output is empty */
+    }
+    schedule(s);
+}
+
+bool at_stream_closing(const struct at_stream *s)
+{
+    return s->closing;
+}
+
+/* Handles up to frames_per_wakeup frames; reschedules itself if more wait. */
+static void drain_input(struct at_stream *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    unsigned handled = 0;
+
+    while (!s->closing && s->pauses == 0) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0)
+            return;
+        if (handled == s->lim.frames_per_wakeup) {
+            schedule(s); /* let other peers run first */
+            return;
+        }
+        struct at_frame fr = { 0 };
+        char why[96] = "";
+        /* The header decides the frame size: look at it first, then pull up
+         * exactly one frame so the bytes are contiguous. */
+        size_t peek = avail < 16 ? avail : 16;
+        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)peek);
+        int r = s->ops.frame(s->ops.frame_arg, p, peek, &fr, why, sizeof why);
+        if (r == 0 && fr.need > peek && fr.need <= avail) {
+            p = evbuffer_pullup(in, (ev_ssize_t)fr.need);
+            r = s->ops.frame(s->ops.frame_arg, p, fr.need, &fr, why, sizeof why);
+        }
+        if (r < 0) {
+            at_stream_close(s, why[0] ? why : "framing error", false);
+            return;
+        }
+        if (r == 0) {
+            if (fr.need > s->lim.max_frame)
+                at_stream_close(s, "frame longer than the maximum", false);
+            return; /* wait for more bytes */
+        }
+        if (fr.consume > s->lim.max_frame) {
+            at_stream_close(s, "frame longer than the maximum", false);
+            return;
+        }
+        p = evbuffer_pullup(in, (ev_ssize_t)fr.consume);
+        s->depth++;
+        s->ops.on_frame(s->arg, s, p, fr.consume, p + fr.msg_off, fr.msg_len);
+        s->depth--;
+        evbuffer_drain(in, fr.consume);
+        handled++;
+    }
+}
+
+static void flush_timeout(evutil_socket_t fd, short what, void *ctx)
+{
+    struct at_stream *s = ctx;
+    s->flushing = false; /* the peer is not reading: give up on the rest */
+    finish_close(s);
+}
+
+static void run_work(evutil_socket_t fd, short what, void *ctx)
+{
+    struct at_stream *s = ctx;
+    if (s->closing) {
+        if (!s->flushing)
+            finish_close(s);
+        return;
+    }
+    drain_input(s);
+    if (s->closing && s->depth == 0 && !s->flushing)
+        finish_close(s);
+}
+
+static void on_read(struct bufferevent *bev, void *ctx)
+{
+    struct at_stream *s = ctx;
+    drain_input(s);
+    if (s->closing && !s->flushing)
+        finish_close(s);
+}
+
+static void on_write(struct bufferevent *bev, void *ctx)
+{
+    struct at_stream *s = ctx;
+    if (s->flushing && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        s->flushing = false;
+        evtimer_del(s->flush);
+        finish_close(s);
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *ctx)
+{
+    struct at_stream *s = ctx;
+    if (what & BEV_EVENT_CONNECTED) {
+        s->connecting = false;
+        int fd = (int)bufferevent_getfd(bev), one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        peer_name(s, fd);
+        if (s->ops.on_connect) {
+            s->depth++;
+            s->ops.on_connect(s->arg, s);
+            s->depth--;
+        }
+        if (s->closing)
+            finish_close(s);
+        return;
+    }
+    int err = EVUTIL_SOCKET_ERROR();
+    s->flushing = false; /* nothing more can be sent */
+    if (s->flush)
+        evtimer_del(s->flush);
+    if (!s->closing) {
+        s->closing = true;
+        if (what & BEV_EVENT_ERROR)
+            snprintf(s->reason, sizeof s->reason, "%s: %s",
+                     s->connecting ? "connect failed" : "socket error",
+                     evutil_socket_error_to_string(err));
+        else
+            snprintf(s->reason, sizeof s->reason, "peer closed");
+    }
+    finish_close(s);
+}
+
+int at_stream_write(struct at_stream *s, const void *hdr, size_t hdr_len, const void *body,
+                    size_t body_len)
+{
+    if (s->closing)
+        return -1;
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    if ((hdr_len && evbuffer_add(out, hdr, hdr_len) != 0) ||
+        (body_len && evbuffer_add(out, body, body_len) != 0))
+        return -1;
+    return 0;
+}
+
+void at_stream_pause(struct at_stream *s)
+{
+    if (s->pauses++ == 0 && !s->closing)
+        bufferevent_disable(s->bev, EV_READ);
+}
+
+void at_stream_resume(struct at_stream *s)
+{
+    if (s->pauses == 0)
+        return;
+    if (--s->pauses == 0 && !s->closing) {
+        bufferevent_enable(s->bev, EV_READ);
+        schedule(s); /* frames may already be buffered */
+    }
+}
+
+bool at_stream_paused(const struct at_stream *s)
+{
+    return s->pauses > 0;
+}
+
+size_t at_stream_output_len(const struct at_stream *s)
+{
+    return evbuffer_get_length(bufferevent_get_output(s->bev));
+}
+
+const char *at_stream_peer(const struct at_stream *s)
+{
+    return s->peer;
+}
+
+uint64_t at_stream_id(const struct at_stream *s)
+{
+    return s->id;
+}

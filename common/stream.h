@@ -1,0 +1,92 @@
+/* A framed byte stream on a libevent bufferevent: the one way Atlas daemons
+ * talk to peers over TCP (terminals, issuer links, the simulators). It owns
+ * the socket, cuts the input into frames with a caller-supplied framing
+ * function, bounds what it buffers, lets the owner stop and restart reading
+ * (backpressure), caps the frames handled per wakeup so one busy peer cannot
+ * starve the others, and ends every connection through one function with a
+ * reason. Knows nothing of ISO 8583: the framing function does.
+ *
+ * Lifetime: at_stream_close() marks the stream closing; on_close runs once,
+ * from the event loop, never inside the caller's stack; the memory is freed
+ * after on_close returns. The owner must not use the stream after on_close. */
+#ifndef ATLAS_STREAM_H
+#define ATLAS_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct event_base;
+struct at_stream;
+
+/* What a framing function found at the head of the input. */
+struct at_frame {
+    size_t msg_off; /* message start, from the head */
+    size_t msg_len;
+    size_t consume; /* bytes to drop after the message was handled */
+    size_t need;    /* need-more: total bytes wanted before calling again */
+};
+
+/* Returns 1 with fr filled when a whole frame is at buf[0..avail), 0 when more
+ * bytes are needed (fr->need set), or -1 on a protocol error with a reason
+ * written into why (no payload bytes in it). */
+typedef int (*at_frame_fn)(void *frame_arg, const uint8_t *buf, size_t avail, struct at_frame *fr,
+                           char *why, size_t whycap);
+
+struct at_stream_ops {
+    at_frame_fn frame;
+    void *frame_arg;
+    /* One complete frame. frame points at the whole frame (header included,
+     * frame_len bytes); msg/msg_len is the message inside it. Both are valid
+     * only during the call. The owner may write, pause or close from here. */
+    void (*on_frame)(void *arg, struct at_stream *s, const uint8_t *frame, size_t frame_len,
+                     const uint8_t *msg, size_t msg_len);
+    /* An outbound connection completed (at_stream_connect only). */
+    void (*on_connect)(void *arg, struct at_stream *s);
+    /* The stream ended: reason says why ("peer closed", "frame too long", ...). */
+    void (*on_close)(void *arg, struct at_stream *s, const char *reason);
+};
+
+struct at_stream_limits {
+    size_t max_frame;           /* largest frame accepted (header included); default 8192 */
+    unsigned frames_per_wakeup; /* frames handled before yielding to other peers; default 64 */
+    size_t max_output;          /* output bytes queued before the stream counts as congested;
+                                   default 1 MiB */
+};
+
+/* Wraps an accepted, connected socket (the stream takes ownership of fd).
+ * NULL on allocation failure (fd is then closed). */
+struct at_stream *at_stream_new(struct event_base *base, int fd, const struct at_stream_ops *ops,
+                                void *arg, const struct at_stream_limits *lim);
+
+/* Starts a non-blocking connect to addr. on_connect or on_close follows. */
+struct at_stream *at_stream_connect(struct event_base *base, const struct sockaddr *addr,
+                                    socklen_t addrlen, const struct at_stream_ops *ops, void *arg,
+                                    const struct at_stream_limits *lim);
+
+/* Queues hdr+body for sending (copied). Returns 0, or -1 when the stream is
+ * closing. Output is written when the socket is writable; several writes in
+ * one loop turn leave in as few syscalls as the kernel allows. */
+__attribute__((warn_unused_result)) int at_stream_write(struct at_stream *s, const void *hdr,
+                                                        size_t hdr_len, const void *body,
+                                                        size_t body_len);
+
+/* Stops / restarts reading (frames already buffered wait too). Counted: each
+ * pause needs a resume, so independent reasons (in-flight cap, global
+ * backpressure) can pause the same stream. */
+void at_stream_pause(struct at_stream *s);
+void at_stream_resume(struct at_stream *s);
+bool at_stream_paused(const struct at_stream *s);
+
+/* Ends the stream. flush = true sends what is queued first (bounded by a few
+ * seconds), false drops it. Idempotent; the first reason wins. */
+void at_stream_close(struct at_stream *s, const char *reason, bool flush);
+bool at_stream_closing(const struct at_stream *s);
+
+size_t at_stream_output_len(const struct at_stream *s);
+/* "127.0.0.1:53211" of the peer (empty for a connect not yet done). */
+const char *at_stream_peer(const struct at_stream *s);
+uint64_t at_stream_id(const struct at_stream *s);
+
+#endif
