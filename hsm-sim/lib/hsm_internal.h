@@ -28,6 +28,7 @@ struct hsm_key {
     EVP_CIPHER_CTX *cbc1; /* DES: CBC encrypt with K1||K1||K1 (alg 3 chain) */
     EVP_CIPHER_CTX *aux;  /* scratch for keys derived from this one (DUKPT, EMV) */
     EVP_MAC_CTX *cmac;
+    struct hsm_key *derived; /* re-keyed per use for keys derived from this one */
     bool cbc_ready, cbc1_ready, cmac_ready;
 
     /* cache bookkeeping (owner != NULL) */
@@ -77,6 +78,9 @@ int hsm_key_setup(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint
 void hsm_key_wipe(struct hsm_key *k);
 /* Frees the contexts (after wipe). */
 void hsm_key_destroy(struct hsm_key *k);
+/* k->derived keyed with clear (allocated on first use), for derived session keys. */
+int hsm_key_derived(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint8_t *clear,
+                    size_t len, struct hsm_key **out);
 
 /* ECB over n bytes (multiple of the block) with k's schedule. */
 int hsm_key_ecb(struct hsm_key *k, bool encrypt, const uint8_t *in, uint8_t *out, size_t n);
@@ -99,6 +103,10 @@ int hsm_pin_decrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const uint8_t *b
                         const char *pan, char pin[13]);
 int hsm_pin_encrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const char *pin, const char *pan,
                         uint8_t out[16], size_t *outlen);
+/* hsm_pin_translate without the source key-type check (DUKPT-derived sources). */
+int hsm_pin_translate_any(struct hsm_key *src, enum hsm_pinfmt src_fmt, const uint8_t *blk,
+                          size_t len, struct hsm_key *dst, enum hsm_pinfmt dst_fmt, const char *pan,
+                          int max_pin_len, uint8_t out[16], size_t *outlen, int *pin_len);
 /* 12-digit account number of pan (see hsm.h), as digits + NUL. */
 int hsm_pan_account12(const char *pan, char out[13]);
 

@@ -388,6 +388,8 @@ int hsm_key_setup(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint
 
 void hsm_key_wipe(struct hsm_key *k)
 {
+    if (k->derived)
+        hsm_key_wipe(k->derived);
     OPENSSL_cleanse(k->clear, sizeof k->clear);
     OPENSSL_cleanse(k->ede, sizeof k->ede);
     k->cbc_ready = k->cbc1_ready = k->cmac_ready = false;
@@ -403,8 +405,27 @@ void hsm_key_destroy(struct hsm_key *k)
     EVP_CIPHER_CTX_free(k->cbc1);
     EVP_CIPHER_CTX_free(k->aux);
     EVP_MAC_CTX_free(k->cmac);
+    if (k->derived) {
+        hsm_key_destroy(k->derived);
+        free(k->derived);
+        k->derived = NULL;
+    }
     k->enc = k->dec = k->cbc = k->cbc1 = k->aux = NULL;
     k->cmac = NULL;
+}
+
+int hsm_key_derived(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint8_t *clear,
+                    size_t len, struct hsm_key **out)
+{
+    if (!k->derived) {
+        k->derived = calloc(1, sizeof *k->derived);
+        if (!k->derived)
+            return HSM_ERR_INTERNAL;
+    }
+    int rc = hsm_key_setup(k->derived, type, aes, clear, len);
+    if (rc == HSM_OK)
+        *out = k->derived;
+    return rc;
 }
 
 int hsm_key_ecb(struct hsm_key *k, bool encrypt, const uint8_t *in, uint8_t *out, size_t n)
