@@ -79,7 +79,7 @@ init_cluster() {
   [ "$(id -u)" -eq 0 ] && chown "$RUNAS": "$DATA"
   chmod 700 "$DATA"
   as_owner "$PGBIN/initdb" -D "$DATA" -U "$RUNAS" --auth-local=trust --auth-host=reject \
-    -E UTF8 --locale=C.UTF-8 >"$DATA.initdb.log" 2>&1 ||
+    -E UTF8 --locale=C >"$DATA.initdb.log" 2>&1 ||
     { cat "$DATA.initdb.log" >&2; die "initdb failed"; }
   rm -f "$DATA.initdb.log"
   # Throwaway-cluster tuning. fsync and synchronous_commit stay ON: the journal's durability is what
