@@ -12,7 +12,7 @@
 #define U(field) offsetof(struct sw_config, field), 0
 
 static const struct at_setting switch_table[] = {
-    { "acquirer_id", AT_SET_STR, S(acquirer_id), "ACQ001", 0, 0,
+    { "acquirer_id", AT_SET_STR, S(acquirer_id), "100001", 0, 0,
       "acquirer id journaled for requests on listeners without their own" },
     { "log_file", AT_SET_STR, S(log_file), "-", 0, AT_SET_RELOADABLE,
       "JSON-lines log file ('-' = stderr); reopened on SIGHUP" },
@@ -24,6 +24,9 @@ static const struct at_setting switch_table[] = {
       "libpq conninfo of the switch database; empty = PG* environment" },
     { "pan_hmac_key_file", AT_SET_STR, S(pan_hmac_key_file), "", 0, 0,
       "file holding the hex key of the journal's PAN HMAC (empty = ATLAS_PAN_HMAC_KEY)" },
+    { "pan_seal_key_file", AT_SET_STR, S(pan_seal_key_file), "", 0, 0,
+      "file holding the 64-hex AES-256 key sealing PANs in the reversal queue "
+      "(empty = ATLAS_PAN_SEAL_KEY)" },
     { "max_inflight", AT_SET_U64, U(max_inflight), "50000", 10000000, 0,
       "requests inside the switch at once; above it terminals are not read" },
     { "drain_timeout_ms", AT_SET_U64, U(drain_timeout_ms), "10000", 600000, 0,
@@ -63,6 +66,8 @@ static const struct at_setting hsm_table[] = {
 #define LU(field) offsetof(struct sw_listener_conf, field), 0
 static const struct at_setting listener_table[] = {
     { "address", AT_SET_STR, L(address), "127.0.0.1:8583", 0, 0, "listen address" },
+    { "acquirer_id", AT_SET_STR, L(acquirer_id), "", 0, 0,
+      "acquirer id journaled for this listener (empty = the [switch] acquirer_id)" },
     { "dialect", AT_SET_STR, L(dialect), "ascii87", 0, 0, "ISO 8583 dialect (isodump --help)" },
     { "framing", AT_SET_STR, L(framing), "2b", 0, 0,
       "2b = 2-byte length, 4a = 4 ASCII digits, tpdu = 2-byte length + TPDU" },

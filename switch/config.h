@@ -14,6 +14,7 @@
 
 struct sw_listener_conf {
     char name[SW_NAME_LEN];
+    char acquirer_id[12]; /* journaled acquirer; empty = [switch] acquirer_id */
     char address[64];
     char dialect[32];
     char framing[16]; /* 2b | 4a | tpdu */
@@ -38,12 +39,13 @@ struct sw_issuer_conf {
 
 struct sw_config {
     /* [switch] (or top level) */
-    char acquirer_id[SW_NAME_LEN]; /* default acquirer for listeners */
+    char acquirer_id[12]; /* default acquirer for listeners (DE 32: up to 11 digits) */
     char log_file[256];
     char log_level[16];
     char metrics_address[64];
     char db[512]; /* libpq conninfo; empty = PG* environment */
     char pan_hmac_key_file[256];
+    char pan_seal_key_file[256];
     uint64_t max_inflight; /* global cap on requests in the switch */
     uint64_t drain_timeout_ms;
     uint64_t journal_batch_rows;

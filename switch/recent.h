@@ -15,6 +15,7 @@ struct sw_req_id {
     char terminal[8];  /* DE 41, exactly 8 */
     char stan[6];      /* DE 11 */
     char tx_time[10];  /* DE 7, MMDDhhmmss */
+    char mclass;       /* MTI class digit: '1' auth, '2' financial, '4' reversal */
 };
 
 /* What a reversal needs to know of its original. Fixed size, no pointers. */
@@ -32,6 +33,7 @@ struct sw_recent_txn {
     int64_t amount_minor;    /* DE 4 */
     uint16_t currency;       /* DE 49 numeric */
     uint8_t state;           /* enum sw_recent_state */
+    bool approved;           /* answered 00 */
 };
 
 enum sw_recent_state {

@@ -1,0 +1,367 @@
+/* switchd: the authorization switch daemon. Wires the modules together on one
+ * libevent loop, owns startup (config, schema check, connections), signals
+ * (SIGTERM/SIGINT drain, SIGHUP reload + log reopen) and backpressure. */
+#include "switchd.h"
+
+#include "db.h"
+#include "hex.h"
+#include "hsmclient.h"
+#include "log.h"
+#include "saf.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#define SWITCHD_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: switchd [--config FILE] [--check-config] [--help-config]\n"
+               "\n"
+               "The Atlas authorization switch. Without --config it runs with the documented\n"
+               "loopback defaults (switchd --help-config lists every key).\n"
+               "  --config FILE    configuration file (INI-like, see --help-config)\n"
+               "  --check-config   load and validate the configuration, then exit\n"
+               "  --help-config    print every configuration key with its default\n"
+               "Environment: PG* (libpq) when 'db' is empty; ATLAS_PAN_HMAC_KEY and\n"
+               "ATLAS_PAN_SEAL_KEY (hex) when the key files are not configured.\n");
+}
+
+/* Reads a hex key from a file (first line) or from the environment. */
+static int load_key(const char *file, const char *env, size_t min_len, uint8_t *out, size_t cap,
+                    size_t *len, char *err, size_t errcap)
+{
+    char buf[256] = "";
+    if (file[0]) {
+        FILE *f = fopen(file, "r");
+        if (!f || !fgets(buf, sizeof buf, f)) {
+            snprintf(err, errcap, "cannot read key file %s", file);
+            if (f)
+                fclose(f);
+            return -1;
+        }
+        fclose(f);
+    } else {
+        const char *v = getenv(env);
+        if (!v) {
+            snprintf(err, errcap, "%s is not set and no key file is configured", env);
+            return -1;
+        }
+        snprintf(buf, sizeof buf, "%s", v);
+    }
+    buf[strcspn(buf, "\r\n \t")] = '\0';
+    int n = at_hex_decode(buf, strlen(buf), out, cap);
+    memset(buf, 0, sizeof buf);
+    if (n < 0 || (size_t)n < min_len) {
+        snprintf(err, errcap, "%s must be at least %zu bytes of hex", file[0] ? file : env,
+                 min_len);
+        return -1;
+    }
+    *len = (size_t)n;
+    return 0;
+}
+
+void sw_backpressure_update(struct sw_server *srv)
+{
+    bool want = srv->inflight >= srv->conf.max_inflight ||
+                (srv->journal && db_journal_saturated(srv->journal)) ||
+                (srv->hsm && hsm_client_busy(srv->hsm));
+    if (want == srv->backpressure)
+        return;
+    srv->backpressure = want;
+    at_log(AT_LOG_WARN, "backpressure", AT_BOOL("on", want), AT_UINT("in_flight", srv->inflight));
+    if (!srv->draining)
+        sw_terms_set_paused(srv, want);
+}
+
+static void on_journal_drain(void *arg)
+{
+    sw_backpressure_update(arg);
+}
+
+static void on_hsm_busy(void *arg, bool busy)
+{
+    sw_backpressure_update(arg);
+}
+
+void sw_server_ready(struct sw_server *srv)
+{
+    if (sw_listeners_start(srv) != 0 || sw_http_start(srv) != 0) {
+        srv->exit_code = 1;
+        event_base_loopbreak(srv->base);
+        return;
+    }
+    srv->ready = true;
+    at_log(AT_LOG_INFO, "ready", AT_STR("version", SWITCHD_VERSION),
+           AT_UINT("listeners", srv->n_listeners), AT_UINT("issuer_links", srv->n_links));
+}
+
+static void finish_exit(void *arg)
+{
+    struct sw_server *srv = arg;
+    at_log(AT_LOG_INFO, "stopped", AT_UINT("in_flight", srv->inflight));
+    event_base_loopexit(srv->base, NULL);
+}
+
+/* Drain: runs every 50 ms after SIGTERM until nothing is in flight (or the
+ * drain timeout), then flushes the journal and stops. */
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct sw_server *srv = arg;
+    if (srv->inflight > 0 && sw_now_ms() < srv->drain_deadline_ms)
+        return;
+    event_del(srv->drain_timer);
+    if (srv->inflight > 0)
+        at_log(AT_LOG_WARN, "drain_timeout", AT_UINT("in_flight", srv->inflight));
+    sw_terms_close_all(srv, "switch stopping");
+    sw_links_stop(srv);
+    if (srv->journal)
+        db_journal_drain(srv->journal, finish_exit, srv);
+    else
+        finish_exit(srv);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct sw_server *srv = arg;
+    if (sig == SIGHUP) {
+        at_log_reopen();
+        at_log(AT_LOG_INFO, "reload", AT_STR("what", "log reopened, reference data reloading"));
+        if (sw_ref_reload(srv) != 0)
+            at_log(AT_LOG_ERROR, "reload_failed", AT_STR("reason", "database queue full"));
+        return;
+    }
+    if (srv->draining)
+        return;
+    srv->draining = true;
+    at_log(AT_LOG_INFO, "draining", AT_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
+           AT_UINT("in_flight", srv->inflight));
+    sw_listeners_stop(srv);
+    sw_http_stop(srv);
+    sw_terms_set_paused(srv, true);
+    srv->drain_deadline_ms = sw_now_ms() + srv->conf.drain_timeout_ms;
+    struct timeval tv = { 0, 50000 };
+    event_add(srv->drain_timer, &tv);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    at_log_flush();
+}
+
+static int check_schema(struct sw_server *srv, char *err, size_t errcap)
+{
+    PGconn *c = PQconnectdb(srv->conf.db);
+    struct db_error e;
+    if (PQstatus(c) != CONNECTION_OK) {
+        snprintf(err, errcap, "cannot connect to PostgreSQL: %s", PQerrorMessage(c));
+        PQfinish(c);
+        return -1;
+    }
+    int rc = db_schema_check(c, DB_SCHEMA_VERSION, &e);
+    PQfinish(c);
+    if (rc != 0) {
+        snprintf(err, errcap, "%s", e.message);
+        return -1;
+    }
+    return 0;
+}
+
+static int start(struct sw_server *srv, char *err, size_t errcap)
+{
+    uint8_t hkey[16];
+    size_t seal_len;
+    if (load_key(srv->conf.pan_hmac_key_file, "ATLAS_PAN_HMAC_KEY", 16, srv->pan_hmac_key,
+                 sizeof srv->pan_hmac_key, &srv->pan_hmac_key_len, err, errcap) != 0 ||
+        load_key(srv->conf.pan_seal_key_file, "ATLAS_PAN_SEAL_KEY", 32, srv->pan_seal_key,
+                 sizeof srv->pan_seal_key, &seal_len, err, errcap) != 0)
+        return -1;
+    if (check_schema(srv, err, errcap) != 0)
+        return -1;
+    if (getrandom(hkey, sizeof hkey, 0) != (ssize_t)sizeof hkey) {
+        snprintf(err, errcap, "getrandom failed");
+        return -1;
+    }
+    srv->recent = sw_recent_new(srv->conf.dup_capacity, srv->conf.dup_window_s * 1000, hkey);
+    if (!srv->recent) {
+        snprintf(err, errcap, "cannot allocate the duplicate table (dup_capacity)");
+        return -1;
+    }
+    struct db_client_opts dbo = { .conninfo = srv->conf.db, .connections = 2 };
+    if (db_client_new(srv->base, &dbo, &srv->db) != 0) {
+        snprintf(err, errcap, "cannot create the database client");
+        return -1;
+    }
+    char spool[512];
+    mkdir(srv->conf.spool_dir, 0750);
+    snprintf(spool, sizeof spool, "%s/switchd.journal.spool", srv->conf.spool_dir);
+    struct db_journal_opts jo = {
+        .conninfo = srv->conf.db,
+        .spool_path = spool,
+        .connections = (unsigned)srv->conf.journal_connections,
+        .batch_max = (unsigned)srv->conf.journal_batch_rows,
+        .batch_delay_us = (uint32_t)srv->conf.journal_flush_us,
+        .queue_max = (unsigned)srv->conf.journal_queue_max,
+        .on_drain = on_journal_drain,
+        .drain_arg = srv,
+    };
+    if (db_journal_new(srv->base, &jo, &srv->journal) != 0) {
+        snprintf(err, errcap, "cannot open the journal (spool under %.200s)", srv->conf.spool_dir);
+        return -1;
+    }
+    struct hsm_client_config hc = {
+        .address = srv->conf.hsm_address,
+        .connections = (unsigned)srv->conf.hsm_connections,
+        .header_len = (unsigned)srv->conf.hsm_header_len,
+        .queue_limit = (unsigned)srv->conf.hsm_queue_max,
+        .timeout_ms = (unsigned)srv->conf.hsm_timeout_ms,
+        .busy_cb = on_hsm_busy,
+        .busy_arg = srv,
+    };
+    srv->hsm = hsm_client_new(srv->base, &hc, err, errcap);
+    if (!srv->hsm)
+        return -1;
+    if (sw_links_start(srv) != 0) {
+        snprintf(err, errcap, "cannot start the issuer links");
+        return -1;
+    }
+    if (sw_saf_init(srv) != 0) {
+        snprintf(err, errcap, "cannot start store-and-forward");
+        return -1;
+    }
+    sw_saf_load(srv);
+    if (sw_ref_reload(srv) != 0) {
+        snprintf(err, errcap, "cannot queue the reference data load");
+        return -1;
+    }
+    return 0;
+}
+
+static void teardown(struct sw_server *srv)
+{
+    sw_listeners_stop(srv);
+    sw_http_stop(srv);
+    sw_saf_free(srv);
+    if (srv->journal)
+        db_journal_free(srv->journal);
+    if (srv->hsm)
+        hsm_client_free(srv->hsm);
+    if (srv->db)
+        db_client_free(srv->db);
+    /* Let closing streams deliver their callbacks before the base goes. */
+    event_base_loop(srv->base, EVLOOP_NONBLOCK);
+    sw_links_free(srv);
+    while (srv->txn_free) {
+        struct sw_txn *t = srv->txn_free;
+        srv->txn_free = t->next_free;
+        free(t);
+    }
+    sw_recent_free(srv->recent);
+    sw_ref_free(srv->ref);
+    for (struct event **e = &srv->sig_term; e <= &srv->drain_timer; e++)
+        if (*e)
+            event_free(*e);
+    memset(srv->pan_hmac_key, 0, sizeof srv->pan_hmac_key);
+    memset(srv->pan_seal_key, 0, sizeof srv->pan_seal_key);
+}
+
+int main(int argc, char **argv)
+{
+    static struct sw_server srv;
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' }, { "check-config", no_argument, NULL, 'k' },
+        { "help-config", no_argument, NULL, 'H' },  { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },      { NULL, 0, NULL, 0 },
+    };
+    char err[512];
+    bool check_only = false;
+    int c;
+
+    sw_config_defaults(&srv.conf);
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            srv.conf_path = optarg;
+            break;
+        case 'k':
+            check_only = true;
+            break;
+        case 'H':
+            sw_config_print_help(stdout);
+            return 0;
+        case 'V':
+            printf("switchd %s\n", SWITCHD_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if ((srv.conf_path && sw_config_load(srv.conf_path, &srv.conf, err, sizeof err) != 0) ||
+        sw_config_validate(&srv.conf, err, sizeof err) != 0) {
+        fprintf(stderr, "switchd: %s\n", err);
+        return 2;
+    }
+    for (size_t i = 0; i < srv.conf.n_listeners; i++)
+        if (!iso_dialect_find(srv.conf.listeners[i].dialect)) {
+            fprintf(stderr, "switchd: listener %s: unknown dialect '%s'\n",
+                    srv.conf.listeners[i].name, srv.conf.listeners[i].dialect);
+            return 2;
+        }
+    for (size_t i = 0; i < srv.conf.n_issuers; i++)
+        if (!iso_dialect_find(srv.conf.issuers[i].dialect)) {
+            fprintf(stderr, "switchd: issuer %s: unknown dialect '%s'\n", srv.conf.issuers[i].name,
+                    srv.conf.issuers[i].dialect);
+            return 2;
+        }
+    if (check_only) {
+        printf("switchd: configuration OK\n");
+        return 0;
+    }
+    if (at_log_open(srv.conf.log_file, "switchd") != 0) {
+        fprintf(stderr, "switchd: cannot open log %s: %s\n", srv.conf.log_file, strerror(errno));
+        return 1;
+    }
+    at_log_set_level((enum at_log_level)at_log_level_parse(srv.conf.log_level));
+    at_log_set_buffered(true);
+    signal(SIGPIPE, SIG_IGN);
+
+    srv.base = event_base_new();
+    srv.sig_term = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
+    srv.sig_int = evsignal_new(srv.base, SIGINT, on_signal, &srv);
+    srv.sig_hup = evsignal_new(srv.base, SIGHUP, on_signal, &srv);
+    srv.flush_timer = event_new(srv.base, -1, EV_PERSIST, on_flush, &srv);
+    srv.drain_timer = event_new(srv.base, -1, EV_PERSIST, on_drain_tick, &srv);
+    struct timeval flush_tv = { 0, 50000 };
+    if (!srv.base || !srv.sig_term || !srv.sig_int || !srv.sig_hup || !srv.flush_timer ||
+        !srv.drain_timer || event_add(srv.sig_term, NULL) || event_add(srv.sig_int, NULL) ||
+        event_add(srv.sig_hup, NULL) || event_add(srv.flush_timer, &flush_tv)) {
+        fprintf(stderr, "switchd: cannot set up the event loop\n");
+        return 1;
+    }
+    sw_metrics_init(&srv.metrics);
+    at_log(AT_LOG_INFO, "starting", AT_STR("version", SWITCHD_VERSION),
+           AT_STR("config", srv.conf_path ? srv.conf_path : "(defaults)"));
+    if (start(&srv, err, sizeof err) != 0) {
+        at_log(AT_LOG_ERROR, "start_failed", AT_STR("reason", err));
+        at_log_flush();
+        fprintf(stderr, "switchd: %s\n", err);
+        teardown(&srv);
+        event_base_free(srv.base);
+        return 1;
+    }
+    event_base_dispatch(srv.base);
+    teardown(&srv);
+    at_log_close();
+    event_base_free(srv.base);
+    return srv.exit_code;
+}

@@ -1,0 +1,525 @@
+/* Store-and-forward of reversals. Each item is inserted into
+ * switch.reversal_queue before anything relies on it (the terminal's answer
+ * waits for that commit), then sent to the issuer when its link is up:
+ * 0420 first, 0421 on every repeat, until an 0430 arrives, which marks the
+ * row acknowledged. The PAN travels in DE 2, so the row holds it sealed
+ * (AES-256-GCM, db_pan_seal) beside its mask and HMAC; the clear PAN exists
+ * only in memory. */
+#include "saf.h"
+
+#include "clock.h"
+#include "db.h"
+#include "hsmclient.h"
+#include "hex.h"
+#include "log.h"
+#include "parse.h"
+#include "switchd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TICK_MS 250
+
+struct saf_item {
+    struct saf_item *next, *prev;
+    int64_t reversal_id; /* 0 until the insert committed */
+    char request_date[11], acquirer[12], terminal[9], stan[7], de7[11], mti[5];
+    char issuer_id[33], issuer_stan[7], issuer_de7[11], rrn[13], proc[7], auth_code[7];
+    char pan[20];
+    int64_t amount;
+    int currency;
+    char reason[16];
+    unsigned attempts;
+    uint64_t next_attempt_ms;
+    bool in_flight; /* sent (or being MACed), waiting for 0430 */
+    uint32_t cur_stan;
+    struct sw_link *cur_link;
+    struct sw_txn *waiter; /* txn whose answer waits for the insert */
+    bool waiter_is_terminal_reversal;
+    uint8_t packed[512];
+    size_t packed_len, mac_off;
+    bool mac_hex;
+};
+
+struct sw_saf {
+    struct sw_server *srv;
+    struct saf_item *items;
+    uint64_t count;
+    struct event *tick;
+    bool loaded;
+};
+
+static void unlink_item(struct sw_saf *q, struct saf_item *it)
+{
+    if (it->prev)
+        it->prev->next = it->next;
+    else
+        q->items = it->next;
+    if (it->next)
+        it->next->prev = it->prev;
+    q->count--;
+}
+
+static void add_item(struct sw_saf *q, struct saf_item *it)
+{
+    it->next = q->items;
+    if (q->items)
+        q->items->prev = it;
+    q->items = it;
+    q->count++;
+}
+
+static void free_item(struct saf_item *it)
+{
+    memset(it->pan, 0, sizeof it->pan);
+    free(it);
+}
+
+uint64_t sw_saf_pending(const struct sw_server *srv)
+{
+    return srv->saf ? srv->saf->count : 0;
+}
+
+/* ---------------------------------------------------------------- durable insert */
+
+static void on_inserted(void *arg, const struct db_reply *reply)
+{
+    struct saf_item *it = arg;
+    struct sw_server *srv = it->waiter ? it->waiter->srv : NULL;
+    struct sw_txn *t = it->waiter;
+    bool ok = reply->err->code == 0 && reply->n == 1 && PQntuples(reply->res[0]) == 1;
+
+    if (ok) {
+        uint64_t id;
+        const char *state = PQgetvalue(reply->res[0], 0, 1);
+        if (at_parse_u64(PQgetvalue(reply->res[0], 0, 0), INT64_MAX, &id))
+            it->reversal_id = (int64_t)id;
+        if (strcmp(state, "pending") != 0)
+            ok = false, it->reversal_id = 0; /* already acknowledged earlier */
+    } else {
+        at_log(AT_LOG_ERROR, "reversal_queue_insert_failed", AT_STR("error", reply->err->message),
+               AT_STR("sqlstate", reply->err->sqlstate), AT_STR("issuer", it->issuer_id));
+    }
+    if (t) {
+        t->pending_saf = false;
+        if (it->waiter_is_terminal_reversal) {
+            bool queued = ok || reply->err->code == 0;
+            memcpy(t->rc, queued ? "00" : "96", 3);
+            t->outcome = queued ? SW_OUT_APPROVED : SW_OUT_ERROR;
+            it->waiter = NULL;
+            sw_txn_finish_reversal(t);
+        } else {
+            it->waiter = NULL;
+            sw_txn_maybe_deliver(t);
+        }
+    }
+    if (!ok || !srv || !srv->saf) {
+        free_item(it);
+        return;
+    }
+    for (struct saf_item *x = srv->saf->items; x; x = x->next) {
+        if (x->reversal_id == it->reversal_id) { /* the same original, queued before */
+            free_item(it);
+            return;
+        }
+    }
+    add_item(srv->saf, it);
+    at_log(AT_LOG_INFO, "reversal_queued", AT_INT("reversal_id", it->reversal_id),
+           AT_STR("issuer", it->issuer_id), AT_STR("issuer_stan", it->issuer_stan),
+           AT_STR("reason", it->reason));
+    srv->metrics.reversals_queued_total++;
+}
+
+static void insert_item(struct sw_server *srv, struct saf_item *it)
+{
+    char amount[24], currency[8], hmac_hex[2 + 64 + 1] = "\\x", sealed_hex[2 + 2 * 64 + 1] = "\\x",
+                                                    masked[20];
+    uint8_t hmac[32], sealed[64];
+    size_t pan_len = strlen(it->pan);
+    int n;
+
+    at_mask_pan(it->pan, pan_len, masked);
+    if (db_pan_hmac(srv->pan_hmac_key, srv->pan_hmac_key_len, it->pan, pan_len, hmac) != 0 ||
+        (n = db_pan_seal(srv->pan_seal_key, it->pan, pan_len, sealed, sizeof sealed)) < 0) {
+        struct db_error e = { .code = DB_E_INVALID };
+        snprintf(e.message, sizeof e.message, "PAN cannot be sealed");
+        struct db_reply r = { .err = &e };
+        on_inserted(it, &r);
+        return;
+    }
+    at_hex_encode(hmac, 32, hmac_hex + 2);
+    at_hex_encode(sealed, (size_t)n, sealed_hex + 2);
+    snprintf(amount, sizeof amount, "%lld", (long long)it->amount);
+    snprintf(currency, sizeof currency, "%d", it->currency);
+    const char *values[] = { it->request_date, it->acquirer,
+                             it->terminal,     it->stan,
+                             it->de7,          it->mti,
+                             it->issuer_id,    it->issuer_stan,
+                             it->issuer_de7,   it->rrn[0] ? it->rrn : NULL,
+                             it->proc,         amount,
+                             currency,         it->auth_code[0] ? it->auth_code : NULL,
+                             masked,           hmac_hex,
+                             sealed_hex,       it->reason };
+    const struct db_stmt st = {
+        .sql = "INSERT INTO switch.reversal_queue (request_date, acquirer_id, terminal_id, stan,"
+               " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time, rrn,"
+               " processing_code, amount_minor, currency, auth_code, pan_masked, pan_hmac,"
+               " pan_sealed, reason) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,"
+               " $16::bytea,$17::bytea,$18)"
+               " ON CONFLICT (request_date, acquirer_id, terminal_id, stan, transmission_time, mti)"
+               " DO UPDATE SET state = switch.reversal_queue.state"
+               " RETURNING reversal_id, state",
+        .nparams = 18,
+        .values = values,
+    };
+    if (db_exec(srv->db, &st, 1, on_inserted, it) != 0) {
+        struct db_error e = { .code = DB_E_FULL };
+        snprintf(e.message, sizeof e.message, "database queue full");
+        struct db_reply r = { .err = &e };
+        on_inserted(it, &r);
+    }
+}
+
+static void field_copy(const struct iso_msg *m, int f, char *out, size_t cap)
+{
+    size_t n = 0;
+    const uint8_t *p = iso_get(m, f, &n);
+    if (!p || n >= cap)
+        n = 0;
+    memcpy(out, p ? (const char *)p : "", n);
+    out[n] = '\0';
+}
+
+void sw_saf_reverse_txn(struct sw_txn *t, const char *reason)
+{
+    struct sw_server *srv = t->srv;
+    struct saf_item *it = calloc(1, sizeof *it);
+    char buf[16];
+    uint64_t v;
+
+    if (t->reversal_queued) {
+        free(it);
+        return;
+    }
+    t->reversal_queued = true;
+    if (!it || !t->v.pan || t->issuer_stan == 0) {
+        free(it);
+        at_log(AT_LOG_ERROR, "reversal_not_queued", AT_STR("reason", "incomplete transaction"));
+        return;
+    }
+    db_request_date(t->de7, t->t_wall_us, it->request_date);
+    snprintf(it->acquirer, sizeof it->acquirer, "%s", t->acquirer);
+    field_copy(&t->req, 41, it->terminal, sizeof it->terminal);
+    field_copy(&t->req, 11, it->stan, sizeof it->stan);
+    memcpy(it->de7, t->de7, sizeof it->de7);
+    memcpy(it->mti, t->req.mti, 4);
+    snprintf(it->issuer_id, sizeof it->issuer_id, "%s", t->issuer.id);
+    snprintf(it->issuer_stan, sizeof it->issuer_stan, "%06u", t->issuer_stan % 1000000u);
+    memcpy(it->issuer_de7, t->issuer_de7, sizeof it->issuer_de7);
+    field_copy(&t->req, 37, it->rrn, sizeof it->rrn);
+    if (!it->rrn[0])
+        memcpy(it->rrn, t->rrn, sizeof it->rrn);
+    field_copy(&t->req, 3, it->proc, sizeof it->proc);
+    field_copy(&t->req, 4, buf, sizeof buf);
+    it->amount = buf[0] && at_parse_u64(buf, INT64_MAX, &v) ? (int64_t)v : 0;
+    field_copy(&t->req, 49, buf, sizeof buf);
+    it->currency = buf[0] && at_parse_u64(buf, 999, &v) ? (int)v : 0;
+    memcpy(it->auth_code, t->auth_code, sizeof it->auth_code);
+    memcpy(it->pan, t->v.pan, t->v.pan_len);
+    snprintf(it->reason, sizeof it->reason, "%s", reason);
+    it->waiter = t;
+    t->pending_saf = true;
+    insert_item(srv, it);
+}
+
+void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)
+{
+    struct sw_server *srv = t->srv;
+    struct saf_item *it = calloc(1, sizeof *it);
+    if (!it) {
+        memcpy(t->rc, "96", 3);
+        sw_txn_finish_reversal(t);
+        return;
+    }
+    db_request_date(t->orig_de7, t->t_wall_us, it->request_date);
+    snprintf(it->acquirer, sizeof it->acquirer, "%s", t->acquirer);
+    memcpy(it->terminal, orig->id.terminal, 8);
+    memcpy(it->stan, orig->id.stan, 6);
+    memcpy(it->de7, orig->id.tx_time, 10);
+    memcpy(it->mti, orig->mti, 4);
+    if (orig->issuer < srv->ref->n_issuers)
+        snprintf(it->issuer_id, sizeof it->issuer_id, "%s", srv->ref->issuers[orig->issuer].id);
+    memcpy(it->issuer_stan, orig->issuer_stan, 6);
+    memcpy(it->issuer_de7, orig->issuer_tx_time, 10);
+    memcpy(it->rrn, orig->rrn, 12);
+    memcpy(it->proc, orig->proc_code, 6);
+    it->amount = orig->amount_minor;
+    it->currency = orig->currency;
+    memcpy(it->auth_code, orig->auth_code, 6);
+    memcpy(it->pan, t->v.pan, t->v.pan_len);
+    snprintf(it->reason, sizeof it->reason, "terminal");
+    it->waiter = t;
+    it->waiter_is_terminal_reversal = true;
+    t->pending_saf = true;
+    insert_item(srv, it);
+}
+
+/* ---------------------------------------------------------------- sending */
+
+static struct sw_link *link_of(struct sw_server *srv, const char *issuer_id)
+{
+    if (!srv->ref)
+        return NULL;
+    for (size_t i = 0; i < srv->ref->n_issuers; i++)
+        if (strcmp(srv->ref->issuers[i].id, issuer_id) == 0 && srv->ref->issuers[i].link >= 0)
+            return &srv->links[srv->ref->issuers[i].link];
+    return NULL;
+}
+
+static const char *zak_of(struct sw_server *srv, const char *issuer_id)
+{
+    for (size_t i = 0; srv->ref && i < srv->ref->n_issuers; i++)
+        if (strcmp(srv->ref->issuers[i].id, issuer_id) == 0)
+            return srv->ref->issuers[i].zak;
+    return "";
+}
+
+static void after_send(struct saf_item *it)
+{
+    at_log(AT_LOG_INFO, "reversal_sent", AT_INT("reversal_id", it->reversal_id),
+           AT_STR("issuer", it->issuer_id), AT_UINT("attempt", it->attempts),
+           AT_STR("mti", it->attempts > 1 ? "0421" : "0420"));
+}
+
+static void on_saf_mac(void *arg, int status, const char *resp, size_t len)
+{
+    struct saf_item *it = arg;
+    struct sw_link *l = it->cur_link;
+    if (status != 0 || len < 8 + 16 || memcmp(resp + 2, "00", 2) != 0) {
+        it->in_flight = false;
+        return; /* retried at the next attempt */
+    }
+    if (it->mac_hex)
+        memcpy(it->packed + it->mac_off, resp + 8, 16);
+    else if (at_hex_decode(resp + 8, 16, it->packed + it->mac_off, 8) != 8) {
+        it->in_flight = false;
+        return;
+    }
+    if (sw_link_send_saf(l, it, it->cur_stan, it->packed, it->packed_len) != 0) {
+        it->in_flight = false;
+        return;
+    }
+    after_send(it);
+}
+
+static int build_reversal(struct sw_server *srv, struct saf_item *it, struct sw_link *l)
+{
+    struct iso_msg m;
+    uint8_t arena[256];
+    char de7[11], de11[7], amount[13], cur[4], de90[43];
+    struct iso_err e;
+    static const uint8_t zero_mac[8];
+    const char *zak = zak_of(srv, it->issuer_id);
+
+    it->cur_stan = sw_link_stan(l);
+    sw_de7_now(de7);
+    snprintf(de11, sizeof de11, "%06u", it->cur_stan % 1000000u);
+    snprintf(amount, sizeof amount, "%012lld", (long long)it->amount);
+    snprintf(cur, sizeof cur, "%03d", it->currency);
+    snprintf(de90, sizeof de90, "%.4s%.6s%.10s%011lld%011d", it->mti, it->issuer_stan,
+             it->issuer_de7, atoll(srv->conf.acquirer_id), 0);
+    iso_msg_init(&m, arena, sizeof arena);
+    if (iso_set_mti(&m, it->attempts > 0 ? "0421" : "0420") != 0 ||
+        iso_set(&m, 2, it->pan, strlen(it->pan)) != 0 || iso_set(&m, 3, it->proc, 6) != 0 ||
+        iso_set(&m, 4, amount, 12) != 0 || iso_set(&m, 7, de7, 10) != 0 ||
+        iso_set(&m, 11, de11, 6) != 0 ||
+        iso_set(&m, 32, srv->conf.acquirer_id, strlen(srv->conf.acquirer_id)) != 0 ||
+        (it->rrn[0] && iso_set(&m, 37, it->rrn, strlen(it->rrn)) != 0) ||
+        (it->auth_code[0] && iso_set(&m, 38, it->auth_code, strlen(it->auth_code)) != 0) ||
+        iso_set(&m, 41, it->terminal, 8) != 0 || iso_set(&m, 49, cur, 3) != 0 ||
+        iso_set(&m, 90, de90, 42) != 0 || (zak[0] && iso_set(&m, 128, zero_mac, 8) != 0))
+        return -1;
+    if (iso_pack(l->dialect, &m, it->packed, sizeof it->packed, &it->packed_len, &e) != 0) {
+        at_log(AT_LOG_ERROR, "reversal_pack_failed", AT_INT("field", e.field),
+               AT_STR("reason", e.reason));
+        return -1;
+    }
+    const struct iso_field_spec *fs = &l->dialect->field[128];
+    it->mac_hex = fs->data_enc == ISO_ENC_HEX;
+    it->mac_off = it->packed_len - (it->mac_hex ? 16u : 8u);
+    return zak[0] ? 1 : 0;
+}
+
+static void send_item(struct sw_server *srv, struct saf_item *it, struct sw_link *l)
+{
+    char cmd[1200];
+    int mac = build_reversal(srv, it, l);
+    if (mac < 0) {
+        it->next_attempt_ms = sw_now_ms() + srv->conf.reversal_retry_ms;
+        return;
+    }
+    it->attempts++;
+    it->in_flight = true;
+    it->cur_link = l;
+    it->next_attempt_ms = sw_now_ms() + srv->conf.reversal_retry_ms;
+    if (mac == 0) {
+        if (sw_link_send_saf(l, it, it->cur_stan, it->packed, it->packed_len) != 0)
+            it->in_flight = false;
+        else
+            after_send(it);
+        return;
+    }
+    int n = sw_hsm_mac_cmd(cmd, sizeof cmd, false, "008", zak_of(srv, it->issuer_id), it->packed,
+                           it->mac_off, NULL);
+    if (n < 0 || hsm_client_submit(srv->hsm, cmd, (size_t)n, on_saf_mac, it) != 0)
+        it->in_flight = false;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct sw_saf *q = arg;
+    struct sw_server *srv = q->srv;
+    uint64_t now = sw_now_ms();
+    for (struct saf_item *it = q->items; it; it = it->next) {
+        if (it->in_flight && now >= it->next_attempt_ms) {
+            /* No 0430 in time: forget that STAN and repeat as 0421. */
+            if (it->cur_link)
+                sw_link_forget(it->cur_link, it->cur_stan);
+            it->in_flight = false;
+        }
+        if (it->in_flight || now < it->next_attempt_ms)
+            continue;
+        struct sw_link *l = link_of(srv, it->issuer_id);
+        if (l && l->state == SW_LINK_UP)
+            send_item(srv, it, l);
+    }
+}
+
+static void on_acked(void *arg, const struct db_reply *reply)
+{
+    if (reply->err->code != 0)
+        at_log(AT_LOG_ERROR, "reversal_ack_not_recorded", AT_STR("error", reply->err->message));
+}
+
+void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m)
+{
+    struct saf_item *it = entry;
+    char rc[3] = "", id[24];
+    field_copy(m, 39, rc, sizeof rc);
+    if (memcmp(m->mti, "0430", 4) != 0) {
+        at_log(AT_LOG_WARN, "reversal_wrong_answer", AT_INT("reversal_id", it->reversal_id));
+        it->in_flight = false;
+        return;
+    }
+    snprintf(id, sizeof id, "%lld", (long long)it->reversal_id);
+    const char *values[] = { id, rc[0] ? rc : NULL };
+    const struct db_stmt st = { .sql = "UPDATE switch.reversal_queue SET state = 'acked',"
+                                       " acked_at = now(), last_response_code = $2,"
+                                       " attempts = attempts + 1 WHERE reversal_id = $1::bigint",
+                                .nparams = 2,
+                                .values = values };
+    if (db_exec(srv->db, &st, 1, on_acked, NULL) != 0)
+        at_log(AT_LOG_ERROR, "reversal_ack_not_recorded", AT_STR("error", "database queue full"));
+    at_log(AT_LOG_INFO, "reversal_acknowledged", AT_INT("reversal_id", it->reversal_id),
+           AT_STR("issuer", it->issuer_id), AT_STR("rc", rc), AT_UINT("attempts", it->attempts));
+    srv->metrics.reversals_acked_total++;
+    unlink_item(srv->saf, it);
+    free_item(it);
+}
+
+/* ---------------------------------------------------------------- load */
+
+static void on_loaded(void *arg, const struct db_reply *reply)
+{
+    struct sw_server *srv = arg;
+    if (reply->err->code != 0 || reply->n != 1) {
+        at_log(AT_LOG_ERROR, "reversal_queue_load_failed", AT_STR("error", reply->err->message));
+        return;
+    }
+    PGresult *r = reply->res[0];
+    int rows = PQntuples(r);
+    for (int i = 0; i < rows; i++) {
+        struct saf_item *it = calloc(1, sizeof *it);
+        uint8_t sealed[128];
+        uint64_t v;
+        if (!it)
+            return;
+#define COPY(dst, col) snprintf(dst, sizeof dst, "%s", PQgetvalue(r, i, col))
+        COPY(it->request_date, 1);
+        COPY(it->acquirer, 2);
+        COPY(it->terminal, 3);
+        COPY(it->stan, 4);
+        COPY(it->de7, 5);
+        COPY(it->mti, 6);
+        COPY(it->issuer_id, 7);
+        COPY(it->issuer_stan, 8);
+        COPY(it->issuer_de7, 9);
+        COPY(it->rrn, 10);
+        COPY(it->proc, 11);
+        COPY(it->auth_code, 14);
+        COPY(it->reason, 16);
+#undef COPY
+        it->reversal_id = at_parse_u64(PQgetvalue(r, i, 0), INT64_MAX, &v) ? (int64_t)v : 0;
+        it->amount = at_parse_u64(PQgetvalue(r, i, 12), INT64_MAX, &v) ? (int64_t)v : 0;
+        it->currency = at_parse_u64(PQgetvalue(r, i, 13), 999, &v) ? (int)v : 0;
+        it->attempts = at_parse_u64(PQgetvalue(r, i, 17), 1000000, &v) ? (unsigned)v : 0;
+        const char *hex = PQgetvalue(r, i, 15); /* "\x…" */
+        int n =
+            strlen(hex) > 2 ? at_hex_decode(hex + 2, strlen(hex) - 2, sealed, sizeof sealed) : -1;
+        if (n < 0 ||
+            db_pan_open(srv->pan_seal_key, sealed, (size_t)n, it->pan, sizeof it->pan) < 0) {
+            at_log(AT_LOG_ERROR, "reversal_pan_unsealable", AT_INT("reversal_id", it->reversal_id),
+                   AT_STR("action", "left pending; check pan_seal_key"));
+            free_item(it);
+            continue;
+        }
+        add_item(srv->saf, it);
+    }
+    srv->saf->loaded = true;
+    at_log(AT_LOG_INFO, "reversal_queue_loaded", AT_INT("pending", rows));
+}
+
+void sw_saf_load(struct sw_server *srv)
+{
+    const struct db_stmt st = {
+        .sql = "SELECT reversal_id, request_date, acquirer_id, terminal_id, stan,"
+               " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time,"
+               " coalesce(rrn, ''), processing_code, amount_minor, currency,"
+               " coalesce(auth_code, ''), pan_sealed, reason, attempts"
+               " FROM switch.reversal_queue WHERE state = 'pending' ORDER BY reversal_id",
+    };
+    if (db_exec(srv->db, &st, 1, on_loaded, srv) != 0)
+        at_log(AT_LOG_ERROR, "reversal_queue_load_failed", AT_STR("error", "database queue full"));
+}
+
+int sw_saf_init(struct sw_server *srv)
+{
+    struct sw_saf *q = calloc(1, sizeof *q);
+    if (!q)
+        return -1;
+    q->srv = srv;
+    q->tick = event_new(srv->base, -1, EV_PERSIST, on_tick, q);
+    struct timeval tv = { 0, TICK_MS * 1000 };
+    if (!q->tick || event_add(q->tick, &tv) != 0) {
+        free(q);
+        return -1;
+    }
+    srv->saf = q;
+    return 0;
+}
+
+void sw_saf_free(struct sw_server *srv)
+{
+    struct sw_saf *q = srv->saf;
+    if (!q)
+        return;
+    event_free(q->tick);
+    while (q->items) {
+        struct saf_item *it = q->items;
+        unlink_item(q, it);
+        free_item(it);
+    }
+    free(q);
+    srv->saf = NULL;
+}

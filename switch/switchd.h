@@ -1,0 +1,301 @@
+/* switchd's private types: the server, terminal sessions, issuer links,
+ * transactions and the reference data, and the functions the modules of
+ * switch/ call on each other. Nothing outside switch/ includes this. */
+#ifndef ATLAS_SWITCHD_H
+#define ATLAS_SWITCHD_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "iso8583.h"
+#include "metrics.h"
+#include "recent.h"
+#include "router.h"
+#include "stream.h"
+#include "validate.h"
+
+struct hsm_client;
+struct db_client;
+struct db_journal;
+struct sw_server;
+struct sw_txn;
+
+#define SW_KEY_TEXT  50   /* key under LMK: scheme letter + up to 48 hex + NUL */
+#define SW_TXN_FRAME 2048 /* request frames up to this size live inside the txn */
+
+/* ---- reference data (switch schema), swapped whole on reload ---- */
+
+enum sw_key_scheme { SW_TERM_TPK, SW_TERM_DUKPT_TDES, SW_TERM_DUKPT_AES };
+
+struct sw_issuer {
+    char id[33];
+    int link; /* index into srv->links, -1 when no [issuer] link is configured */
+    char zpk[SW_KEY_TEXT];
+    char zak[SW_KEY_TEXT];
+    bool enabled;
+};
+
+struct sw_terminal {
+    char acquirer[12];
+    char tid[9];
+    enum sw_key_scheme scheme;
+    char tpk[SW_KEY_TEXT]; /* TPK terminals */
+    char tak[SW_KEY_TEXT]; /* every terminal MACs with its TAK */
+    char bdk[SW_KEY_TEXT]; /* DUKPT terminals */
+    bool enabled;
+};
+
+struct sw_refdata {
+    struct sw_issuer *issuers;
+    size_t n_issuers;
+    struct sw_terminal *terminals; /* sorted by (acquirer, tid) */
+    size_t n_terminals;
+    struct sw_router *router;
+    uint64_t loaded_wall_us;
+};
+
+const struct sw_terminal *sw_ref_terminal(const struct sw_refdata *ref, const char *acquirer,
+                                          const uint8_t tid[8]);
+void sw_ref_free(struct sw_refdata *ref);
+/* Starts an asynchronous load; on success the new data replaces srv->ref. */
+int sw_ref_reload(struct sw_server *srv);
+
+/* ---- terminal sessions ---- */
+
+enum sw_term_state {
+    SW_TERM_OPEN,   /* reading and answering */
+    SW_TERM_CLOSED, /* stream gone; txns still holding it answer into the void */
+    SW_TERM_state_max
+};
+
+struct sw_listener {
+    const struct sw_listener_conf *conf;
+    const struct iso_dialect *dialect;
+    enum iso_frame_kind framing;
+    struct evconnlistener *evl;
+    uint64_t connections;
+    struct sw_server *srv;
+};
+
+struct sw_term {
+    struct sw_server *srv;
+    struct sw_listener *lst;
+    struct at_stream *stream;
+    enum sw_term_state state;
+    unsigned refs;     /* the stream + every txn of this session */
+    unsigned inflight; /* requests not yet answered */
+    bool capped;       /* paused for its own in-flight cap */
+    bool global_paused;
+    struct sw_term *prev, *next; /* srv->terms */
+};
+
+void sw_term_release(struct sw_term *t);
+/* A txn takes / gives back its hold on the session (in-flight cap). */
+void sw_term_txn_begin(struct sw_term *t);
+void sw_term_txn_done(struct sw_term *t);
+/* Closes the session after flushing what is queued. */
+void sw_term_close(struct sw_term *t, const char *reason);
+void sw_terms_close_all(struct sw_server *srv, const char *reason);
+/* Writes a packed message (header built per the listener's framing). */
+int sw_term_send(struct sw_term *t, const uint8_t *tpdu, const uint8_t *msg, size_t len);
+int sw_listeners_start(struct sw_server *srv);
+void sw_listeners_stop(struct sw_server *srv);
+/* Pauses or resumes reading of every terminal (global backpressure). */
+void sw_terms_set_paused(struct sw_server *srv, bool paused);
+
+/* ---- issuer links ---- */
+
+enum sw_link_state {
+    SW_LINK_DOWN,       /* no connection; a reconnect timer is armed */
+    SW_LINK_CONNECTING, /* TCP connect in progress */
+    SW_LINK_SIGNON,     /* connected, 0800/001 sent, waiting for 0810 */
+    SW_LINK_UP,         /* signed on: requests flow */
+    SW_LINK_state_max
+};
+
+struct sw_pending; /* the link's STAN → txn table */
+
+struct sw_link {
+    struct sw_server *srv;
+    const struct sw_issuer_conf *conf;
+    const struct iso_dialect *dialect;
+    enum iso_frame_kind framing;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    enum sw_link_state state;
+    struct at_stream *stream;
+    struct event reconnect, echo;
+    uint64_t backoff_ms;
+    uint32_t next_stan;
+    struct sw_pending *pending;
+    uint64_t last_traffic_ms;
+    uint64_t up_since_ms;
+    bool echo_outstanding;
+    uint32_t signon_stan, echo_stan;
+    const struct timeval *common_timeout; /* libevent common timeout of timeout_ms */
+};
+
+const char *sw_link_state_name(enum sw_link_state s);
+int sw_links_start(struct sw_server *srv);
+void sw_links_stop(struct sw_server *srv);
+/* Sends msg (packed by the caller with the link dialect) registering txn under
+ * stan. Returns 0, or -1 when the link is not up or full. */
+int sw_link_forward(struct sw_link *l, struct sw_txn *txn, uint32_t stan, const uint8_t *msg,
+                    size_t len);
+/* A fresh STAN for the link (6 digits, never 000000, skipping in-flight ones). */
+uint32_t sw_link_stan(struct sw_link *l);
+/* Forgets a pending txn (timeout or teardown). */
+void sw_link_forget(struct sw_link *l, uint32_t stan);
+/* Sends a store-and-forward message (a reversal) registered under stan. */
+int sw_link_send_saf(struct sw_link *l, void *entry, uint32_t stan, const uint8_t *msg, size_t len);
+void sw_links_free(struct sw_server *srv);
+/* DE 7 of now (UTC MMDDhhmmss) into out[11]. */
+void sw_de7_now(char out[11]);
+
+/* ---- transactions ---- */
+
+/* One state per place a transaction can wait; sw_txn_set_state() is the only
+ * door and asserts every move. */
+enum sw_txn_state {
+    SW_TXN_FREE,          /* on srv->txn_free */
+    SW_TXN_MAC_VERIFY,    /* HSM verifying the terminal's MAC (M8) */
+    SW_TXN_PIN_TRANSLATE, /* HSM translating the PIN block to the issuer's ZPK */
+    SW_TXN_ISSUER_MAC,    /* HSM MACing the request for the issuer (M6) */
+    SW_TXN_ISSUER_WAIT,   /* forwarded; pending on the link with a timer */
+    SW_TXN_RESP_CHECK,    /* HSM verifying the issuer response's MAC (M8) */
+    SW_TXN_FINISH,        /* response MAC (M6) and journal commit both in progress */
+    SW_TXN_state_max
+};
+
+/* Mirrors enum db_outcome (checked at compile time in txn.c). */
+enum sw_txn_outcome {
+    SW_OUT_APPROVED,
+    SW_OUT_DECLINED,
+    SW_OUT_REJECTED,
+    SW_OUT_TIMEOUT,
+    SW_OUT_UNAVAILABLE,
+    SW_OUT_ERROR,
+};
+
+struct sw_txn {
+    enum sw_txn_state state;
+    struct sw_server *srv;
+    struct sw_term *term; /* holds a reference (sw_term_txn_begin) */
+    struct sw_txn *next_free;
+    uint64_t t_recv_ns, t_wall_us, t_phase_ns, t_hsm_ns;
+    uint64_t lat_mac_ns, lat_pin_ns, lat_issuer_ns, lat_journal_ns;
+    struct sw_validation v;
+    struct sw_terminal terminal; /* copies: a reload may free the snapshot */
+    struct sw_issuer issuer;
+    struct sw_link *link;
+    int64_t issuer_idx;
+    uint32_t issuer_stan;
+    char issuer_de7[11];
+    char de7[11];                    /* the request's DE 7 */
+    char rrn[13];                    /* generated when the request has none */
+    char orig_stan[7], orig_de7[11]; /* reversals */
+    char acquirer[12];
+    struct sw_req_id recent_id;
+    bool has_recent;
+    bool journal;                      /* this request gets a journal row */
+    bool waiting_link;                 /* registered in the link's pending table */
+    bool pending_mac, pending_journal; /* SW_TXN_FINISH joins these */
+    bool pending_saf;                  /* a reversal being queued durably */
+    bool reversal_queued;              /* at most one reversal per request */
+    bool mac_hex;                      /* MAC field is hex text in this dialect */
+    size_t mac_off;                    /* where the MAC goes in packed */
+    char rc[3];
+    char auth_code[7];
+    char balance[121]; /* DE 54 from the issuer */
+    size_t balance_len;
+    enum sw_txn_outcome outcome;
+    uint8_t tpdu[ISO_TPDU_LEN];
+    bool has_tpdu;
+    uint8_t pin_block[8];
+    bool has_pin_block;
+    struct event timer;
+    /* Everything above is reset per request; the buffers below are not. */
+    uint8_t frame_inline[SW_TXN_FRAME];
+    uint8_t *frame; /* frame_inline, or malloc'd for a larger request */
+    size_t frame_len;
+    struct iso_msg req;
+    uint8_t req_arena[ISO_ARENA_FOR(SW_TXN_FRAME)];
+    struct iso_msg out; /* to the issuer, then to the terminal */
+    uint8_t out_arena[1024];
+    uint8_t packed[SW_TXN_FRAME + 64];
+    size_t packed_len; /* request to the issuer */
+    size_t resp_len;   /* response to the terminal (0 = none) */
+};
+
+const char *sw_txn_state_name(enum sw_txn_state s);
+/* Takes a frame from a terminal session (copied). */
+void sw_txn_start(struct sw_term *t, const uint8_t *frame, size_t frame_len, const uint8_t *msg,
+                  size_t msg_len, const uint8_t *tpdu);
+/* The link matched an issuer response: m is unpacked from raw[0..raw_len),
+ * both valid only during the call. */
+void sw_txn_issuer_answer(struct sw_txn *txn, const struct iso_msg *m, const uint8_t *raw,
+                          size_t raw_len);
+/* A terminal reversal was queued (t->rc set): answer it. */
+void sw_txn_finish_reversal(struct sw_txn *txn);
+/* payShield M6 (generate) / M8 (verify, mac = 8 bytes) of data with a TAK
+ * ("003") or ZAK ("008"): binary input, 16H MAC, ISO 9797-1 alg 3, pad 1.
+ * Returns the command length or -1. */
+int sw_hsm_mac_cmd(char *buf, size_t cap, bool verify, const char *key_type, const char *key,
+                   const uint8_t *data, size_t len, const uint8_t mac[8]);
+/* A store-and-forward insert this txn waited for is done. */
+void sw_txn_maybe_deliver(struct sw_txn *txn);
+/* Sends the packed issuer request and arms the timeout. */
+void sw_txn_forward(struct sw_txn *txn);
+/* The link went down with the txn still pending. */
+void sw_txn_issuer_lost(struct sw_txn *txn);
+
+/* ---- the server ---- */
+
+struct sw_server {
+    struct event_base *base;
+    struct sw_config conf;
+    const char *conf_path;
+    struct sw_metrics metrics;
+    struct sw_refdata *ref;
+    bool ref_loading;
+    struct sw_saf *saf;
+    struct hsm_client *hsm;
+    struct db_client *db;
+    struct db_journal *journal;
+    struct sw_recent *recent;
+    struct sw_listener listeners[SW_MAX_LISTENERS];
+    size_t n_listeners;
+    struct sw_link links[SW_MAX_ISSUERS];
+    size_t n_links;
+    struct sw_term *terms;
+    uint64_t n_terms;
+    struct sw_txn *txn_free;
+    uint64_t txns_allocated, inflight;
+    bool backpressure; /* terminals paused: journal, HSM or global cap */
+    bool draining;
+    struct evhttp *http;
+    /* Keep these five together: teardown frees them as a run. */
+    struct event *sig_term, *sig_int, *sig_hup, *flush_timer, *drain_timer;
+    uint64_t drain_deadline_ms;
+    uint8_t pan_hmac_key[32];
+    size_t pan_hmac_key_len;
+    uint8_t pan_seal_key[32];
+    bool ready; /* reference data loaded, listeners up */
+    int exit_code;
+};
+
+/* Reference data arrived for the first time: open the listeners. */
+void sw_server_ready(struct sw_server *srv);
+
+/* Re-evaluates global backpressure (journal saturated, HSM busy, cap). */
+void sw_backpressure_update(struct sw_server *srv);
+int sw_http_start(struct sw_server *srv);
+void sw_http_stop(struct sw_server *srv);
+
+/* Milliseconds on the monotonic clock. */
+uint64_t sw_now_ms(void);
+
+#endif

@@ -1,0 +1,1006 @@
+/* The authorization flow of DESIGN.md §5, one state machine per request:
+ *
+ *   frame → unpack → validate → terminal lookup → MAC verify (HSM) → duplicate
+ *   check → route → PIN translate (HSM) → MAC for the issuer (HSM) → forward
+ *   → issuer answer (or timeout: 91 + store-and-forward reversal) → response
+ *   MAC (HSM) ‖ journal commit → answer the terminal.
+ *
+ * sw_txn_set_state() is the only door between states. Every exit goes through
+ * finish(): the journal record is submitted and the terminal is answered only
+ * after the commit (or the spool fsync) of that record. */
+#include "switchd.h"
+
+#include "clock.h"
+#include "db.h"
+#include "hex.h"
+#include "hsmclient.h"
+#include "log.h"
+#include "parse.h"
+#include "saf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const state_names[SW_TXN_state_max] = {
+    "free", "mac_verify", "pin_translate", "issuer_mac", "issuer_wait", "resp_check", "finish",
+};
+
+const char *sw_txn_state_name(enum sw_txn_state s)
+{
+    return s < SW_TXN_state_max ? state_names[s] : "?";
+}
+
+#define B(s) (1u << (s))
+/* allowed[to] = the states a txn may come from. */
+static const unsigned allowed[SW_TXN_state_max] = {
+    [SW_TXN_FREE] = B(SW_TXN_FINISH),
+    [SW_TXN_MAC_VERIFY] = B(SW_TXN_FREE),
+    [SW_TXN_PIN_TRANSLATE] = B(SW_TXN_MAC_VERIFY),
+    [SW_TXN_ISSUER_MAC] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE),
+    [SW_TXN_ISSUER_WAIT] = B(SW_TXN_ISSUER_MAC),
+    [SW_TXN_RESP_CHECK] = B(SW_TXN_ISSUER_WAIT),
+    [SW_TXN_FINISH] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) |
+                      B(SW_TXN_ISSUER_MAC) | B(SW_TXN_ISSUER_WAIT) | B(SW_TXN_RESP_CHECK),
+};
+#undef B
+
+_Static_assert((int)SW_OUT_APPROVED == (int)DB_OUTCOME_APPROVED &&
+                   (int)SW_OUT_ERROR == (int)DB_OUTCOME_ERROR &&
+                   (int)SW_OUT_TIMEOUT == (int)DB_OUTCOME_TIMEOUT,
+               "sw_txn_outcome mirrors db_outcome");
+
+static const char *const outcome_names[] = { "approved", "declined",    "rejected",
+                                             "timeout",  "unavailable", "error" };
+
+static void sw_txn_set_state(struct sw_txn *t, enum sw_txn_state to)
+{
+    if (to >= SW_TXN_state_max || !(allowed[to] & (1u << t->state))) {
+        /* A move the machine does not have is a bug: stop before it corrupts money. */
+        at_log(AT_LOG_ERROR, "txn_bad_transition", AT_STR("from", sw_txn_state_name(t->state)),
+               AT_STR("to", sw_txn_state_name(to)));
+        at_log_flush();
+        abort();
+    }
+    if (at_log_enabled(AT_LOG_DEBUG))
+        at_log(AT_LOG_DEBUG, "txn_state", AT_STR("from", state_names[t->state]),
+               AT_STR("to", state_names[to]));
+    t->state = to;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static void set_rc(struct sw_txn *t, const char *rc)
+{
+    memcpy(t->rc, rc, 2);
+    t->rc[2] = '\0';
+}
+
+static void field_str(const struct iso_msg *m, int f, char *out, size_t cap)
+{
+    size_t n = 0;
+    const uint8_t *p = iso_get(m, f, &n);
+    if (!p || n >= cap)
+        n = 0;
+    if (n)
+        memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+/* Bytes the MAC field occupies on the wire in dialect d. */
+static size_t mac_wire_len(const struct iso_dialect *d, int field)
+{
+    const struct iso_field_spec *fs = &d->field[field];
+    return fs->data_enc == ISO_ENC_HEX ? 2u * fs->max_len : fs->max_len;
+}
+
+/* The MAC field of an outgoing message: DE 128 when a secondary field is
+ * present, else DE 64. */
+static int mac_field_of(const struct iso_msg *m)
+{
+    int f = 0;
+    while ((f = iso_next(m, f)) != 0)
+        if (f > 64 && f != 128)
+            return 128;
+    return 64;
+}
+
+/* Payshield M6/M8 with binary input, 16H MAC, ISO 9797-1 alg 3, padding 1. */
+int sw_hsm_mac_cmd(char *buf, size_t cap, bool verify, const char *key_type, const char *key,
+                   const uint8_t *data, size_t len, const uint8_t mac[8])
+{
+    size_t klen = strlen(key);
+    size_t need = 2 + 5 + 3 + klen + 4 + len + (verify ? 16 : 0);
+    if (need > cap || len > 0xFFFF || klen == 0)
+        return -1;
+    char *p = buf;
+    memcpy(p, verify ? "M8" : "M6", 2);
+    p += 2;
+    memcpy(p, "00131", 5); /* single block, binary input, 16H MAC, alg 3, padding 1 */
+    p += 5;
+    memcpy(p, key_type, 3);
+    p += 3;
+    memcpy(p, key, klen);
+    p += klen;
+    p += sprintf(p, "%04zX", len);
+    memcpy(p, data, len);
+    p += len;
+    if (verify) {
+        at_hex_encode(mac, 8, p);
+        p += 16;
+    }
+    return (int)(p - buf);
+}
+
+static struct sw_txn *txn_alloc(struct sw_server *srv)
+{
+    struct sw_txn *t = srv->txn_free;
+    if (t) {
+        srv->txn_free = t->next_free;
+    } else {
+        t = malloc(sizeof *t);
+        if (!t)
+            return NULL;
+        srv->txns_allocated++;
+    }
+    memset(t, 0, offsetof(struct sw_txn, frame_inline));
+    t->srv = srv;
+    t->issuer.link = -1;
+    t->outcome = SW_OUT_ERROR;
+    set_rc(t, "96");
+    return t;
+}
+
+static void txn_release(struct sw_txn *t)
+{
+    struct sw_server *srv = t->srv;
+    if (t->frame && t->frame != t->frame_inline)
+        free(t->frame);
+    if (t->req.arena && t->req.arena != t->req_arena)
+        free(t->req.arena);
+    if (t->term)
+        sw_term_txn_done(t->term);
+    sw_txn_set_state(t, SW_TXN_FREE);
+    t->next_free = srv->txn_free;
+    srv->txn_free = t;
+    srv->inflight--;
+    sw_backpressure_update(srv);
+}
+
+/* ---------------------------------------------------------------- finish */
+
+static void finish(struct sw_txn *t);
+static void maybe_deliver(struct sw_txn *t);
+
+static void log_txn(struct sw_txn *t, uint64_t total_ns)
+{
+    char mti[5], proc[7] = "", amount[13] = "", cur[4] = "", stan[7] = "", rrn[13] = "",
+                 tid[9] = "", masked[20] = "";
+    memcpy(mti, t->req.mti, 4);
+    mti[4] = '\0';
+    field_str(&t->req, 3, proc, sizeof proc);
+    field_str(&t->req, 4, amount, sizeof amount);
+    field_str(&t->req, 49, cur, sizeof cur);
+    field_str(&t->req, 11, stan, sizeof stan);
+    field_str(&t->req, 37, rrn, sizeof rrn);
+    field_str(&t->req, 41, tid, sizeof tid);
+    if (t->v.pan)
+        at_mask_pan((const char *)t->v.pan, t->v.pan_len, masked);
+    at_log(AT_LOG_INFO, "txn", AT_STR("listener", t->term->lst->conf->name),
+           AT_STR("acquirer", t->acquirer), AT_STR("terminal", tid), AT_STR("mti", mti),
+           AT_STR("proc", proc), AT_STR("amount", amount), AT_STR("currency", cur),
+           AT_STR("pan", masked), AT_STR("stan", stan), AT_STR("rrn", rrn),
+           AT_STR("issuer", t->issuer.id), AT_UINT("issuer_stan", t->issuer_stan),
+           AT_STR("rc", t->rc), AT_STR("auth_code", t->auth_code),
+           AT_STR("outcome", outcome_names[t->outcome]), AT_UINT("lat_us", total_ns / 1000),
+           AT_UINT("lat_mac_us", t->lat_mac_ns / 1000), AT_UINT("lat_pin_us", t->lat_pin_ns / 1000),
+           AT_UINT("lat_issuer_us", t->lat_issuer_ns / 1000),
+           AT_UINT("lat_journal_us", t->lat_journal_ns / 1000));
+}
+
+/* Both the response MAC and the journal commit are in: answer and free. */
+static void deliver(struct sw_txn *t)
+{
+    struct sw_server *srv = t->srv;
+    uint64_t total = at_mono_ns() - t->t_recv_ns;
+    bool sent = false;
+
+    if (t->resp_len > 0)
+        sent = sw_term_send(t->term, t->has_tpdu ? t->tpdu : NULL, t->packed, t->resp_len) == 0;
+    if (!sent && t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL) {
+        /* An approval the terminal will never see: take the money back. */
+        at_log(AT_LOG_WARN, "answer_undeliverable", AT_STR("rc", t->rc),
+               AT_STR("action", "reversal queued"));
+        sw_saf_reverse_txn(t, "error");
+    }
+    at_hist_record(&srv->metrics.hop[SW_HOP_TOTAL], total);
+    if (t->lat_mac_ns + t->lat_pin_ns)
+        at_hist_record(&srv->metrics.hop[SW_HOP_HSM], t->lat_mac_ns + t->lat_pin_ns);
+    if (t->lat_issuer_ns)
+        at_hist_record(&srv->metrics.hop[SW_HOP_ISSUER], t->lat_issuer_ns);
+    if (t->lat_journal_ns)
+        at_hist_record(&srv->metrics.hop[SW_HOP_JOURNAL], t->lat_journal_ns);
+    char rmti[5];
+    sw_response_mti(t->req.mti, rmti);
+    sw_metrics_count_txn(&srv->metrics, rmti, t->rc);
+    struct sw_recent_txn *r =
+        t->has_recent ? sw_recent_find(srv->recent, &t->recent_id, sw_now_ms()) : NULL;
+    if (r) {
+        memcpy(r->rc, t->rc, 2);
+        memcpy(r->auth_code, t->auth_code, 6);
+        if (r->state != SW_RECENT_REVERSED)
+            r->state = SW_RECENT_ANSWERED;
+        r->approved = t->outcome == SW_OUT_APPROVED;
+        r->issuer = (uint32_t)t->issuer_idx;
+        char stan6[8];
+        snprintf(stan6, sizeof stan6, "%06u", t->issuer_stan % 1000000u);
+        memcpy(r->issuer_stan, stan6, 6);
+        memcpy(r->issuer_tx_time, t->issuer_de7, 10);
+    }
+    log_txn(t, total);
+    txn_release(t);
+}
+
+static void deliver_cb(evutil_socket_t fd, short what, void *arg)
+{
+    deliver(arg);
+}
+
+void sw_txn_finish_reversal(struct sw_txn *t)
+{
+    finish(t);
+}
+
+void sw_txn_maybe_deliver(struct sw_txn *t)
+{
+    maybe_deliver(t);
+}
+
+static void maybe_deliver(struct sw_txn *t)
+{
+    if (!t->pending_mac && !t->pending_journal && !t->pending_saf)
+        deliver(t);
+}
+
+static void on_resp_mac(void *arg, int status, const char *resp, size_t len)
+{
+    struct sw_txn *t = arg;
+    t->pending_mac = false;
+    if (status == HSM_CLIENT_OK && len >= 8 + 16 && memcmp(resp + 2, "00", 2) == 0) {
+        uint8_t mac[8];
+        if (at_hex_decode(resp + 8, 16, mac, sizeof mac) == 8)
+            memcpy(t->packed + t->mac_off, t->mac_hex ? (const uint8_t *)resp + 8 : mac,
+                   t->mac_hex ? 16 : 8);
+    } else {
+        /* Without a MAC the terminal will reject the answer; still send it so
+         * the terminal is not left waiting, and say why. */
+        at_log(AT_LOG_ERROR, "response_mac_failed", AT_INT("status", status),
+               AT_STRN("hsm_error", len >= 4 ? resp + 2 : "", len >= 4 ? 2 : 0));
+    }
+    maybe_deliver(t);
+}
+
+static void on_journal(void *arg, int status)
+{
+    struct sw_txn *t = arg;
+    t->pending_journal = false;
+    t->lat_journal_ns = at_mono_ns() - t->t_phase_ns;
+    if (status == DB_SPOOLED)
+        t->srv->metrics.journal_spooled_total++;
+    if (status < 0) {
+        at_log(AT_LOG_ERROR, "journal_failed", AT_STR("error", db_strerror(status)),
+               AT_STR("rc", t->rc));
+        if (t->outcome == SW_OUT_APPROVED) {
+            /* Never hand out an approval that is not on record. */
+            sw_saf_reverse_txn(t, "error");
+            t->outcome = SW_OUT_ERROR;
+            set_rc(t, "96");
+            t->resp_len = 0; /* the MACed approval must not go out */
+        }
+    }
+    maybe_deliver(t);
+}
+
+static void fill_record(struct sw_txn *t, struct db_auth_record *r)
+{
+    db_auth_record_init(r);
+    db_request_date(t->de7, t->t_wall_us, r->request_date);
+    snprintf(r->acquirer_id, sizeof r->acquirer_id, "%s", t->acquirer);
+    field_str(&t->req, 41, r->terminal_id, sizeof r->terminal_id);
+    field_str(&t->req, 11, r->stan, sizeof r->stan);
+    memcpy(r->transmission_time, t->de7, sizeof r->transmission_time);
+    memcpy(r->mti, t->req.mti, 4);
+    r->mti[4] = '\0';
+    field_str(&t->req, 37, r->rrn, sizeof r->rrn);
+    if (!r->rrn[0])
+        snprintf(r->rrn, sizeof r->rrn, "%s", t->rrn);
+    snprintf(r->issuer_id, sizeof r->issuer_id, "%s", t->issuer.id);
+    if (t->issuer_stan)
+        snprintf(r->issuer_stan, sizeof r->issuer_stan, "%06u", t->issuer_stan % 1000000u);
+    field_str(&t->req, 3, r->processing_code, sizeof r->processing_code);
+    char buf[16];
+    uint64_t v;
+    field_str(&t->req, 4, buf, sizeof buf);
+    if (buf[0] && at_parse_u64(buf, INT64_MAX, &v))
+        r->amount_minor = (int64_t)v;
+    field_str(&t->req, 49, buf, sizeof buf);
+    if (buf[0] && at_parse_u64(buf, 999, &v))
+        r->currency = (int32_t)v;
+    memcpy(r->response_code, t->rc, 3);
+    snprintf(r->auth_code, sizeof r->auth_code, "%s", t->auth_code);
+    if (t->v.pan) {
+        at_mask_pan((const char *)t->v.pan, t->v.pan_len, r->pan_masked);
+        r->has_pan_hmac = db_pan_hmac(t->srv->pan_hmac_key, t->srv->pan_hmac_key_len,
+                                      (const char *)t->v.pan, t->v.pan_len, r->pan_hmac) == 0;
+    }
+    r->outcome = (enum db_outcome)t->outcome;
+    if (t->orig_stan[0]) {
+        memcpy(r->original_stan, t->orig_stan, 7);
+        memcpy(r->original_transmission_time, t->orig_de7, 11);
+    }
+    r->created_us = t->t_wall_us;
+    r->lat_total_us = (int32_t)((at_mono_ns() - t->t_recv_ns) / 1000);
+    r->lat_mac_us = t->lat_mac_ns ? (int32_t)(t->lat_mac_ns / 1000) : -1;
+    r->lat_pin_us = t->lat_pin_ns ? (int32_t)(t->lat_pin_ns / 1000) : -1;
+    r->lat_issuer_us = t->lat_issuer_ns ? (int32_t)(t->lat_issuer_ns / 1000) : -1;
+}
+
+/* Builds the terminal's response into t->packed (MAC placeholder patched when
+ * the HSM answers). Fields echoed: the request's identity and amounts; never
+ * the PIN, track or chip data. */
+static int build_response(struct sw_txn *t)
+{
+    static const int echo[] = { 2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 90 };
+    const struct iso_dialect *d = t->term->lst->dialect;
+    struct iso_msg *o = &t->out;
+    struct iso_err e;
+    char mti[5];
+    static const uint8_t zero_mac[8];
+
+    iso_msg_init(o, t->out_arena, sizeof t->out_arena);
+    sw_response_mti(t->req.mti, mti);
+    if (iso_set_mti(o, mti) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof echo / sizeof echo[0]; i++) {
+        size_t n;
+        const uint8_t *p = iso_get(&t->req, echo[i], &n);
+        if (p && iso_set(o, echo[i], p, n) != 0)
+            return -1;
+    }
+    if (!iso_has(o, 37) && t->rrn[0] && iso_set(o, 37, t->rrn, 12) != 0)
+        return -1;
+    if (iso_set(o, 39, t->rc, 2) != 0)
+        return -1;
+    if (t->auth_code[0] && iso_set(o, 38, t->auth_code, strlen(t->auth_code)) != 0)
+        return -1;
+    if (t->balance_len && iso_set(o, 54, t->balance, t->balance_len) != 0)
+        return -1;
+    int mf = 0;
+    if (t->terminal.tak[0]) {
+        mf = mac_field_of(o);
+        if (iso_set(o, mf, zero_mac, 8) != 0)
+            return -1;
+    }
+    if (iso_pack(d, o, t->packed, sizeof t->packed, &t->resp_len, &e) != 0) {
+        at_log(AT_LOG_ERROR, "response_pack_failed", AT_INT("field", e.field),
+               AT_STR("reason", e.reason));
+        return -1;
+    }
+    if (mf) {
+        t->mac_hex = d->field[mf].data_enc == ISO_ENC_HEX;
+        t->mac_off = t->resp_len - mac_wire_len(d, mf);
+    }
+    return mf;
+}
+
+/* Every path ends here: the record goes to the journal, the response gets its
+ * MAC, and the terminal is answered once both are done. */
+static void finish(struct sw_txn *t)
+{
+    struct sw_server *srv = t->srv;
+    char cmd[SW_TXN_FRAME + 128];
+    sw_txn_set_state(t, SW_TXN_FINISH);
+    t->t_phase_ns = at_mono_ns();
+    if (t->issuer_stan && t->link && t->waiting_link) {
+        sw_link_forget(t->link, t->issuer_stan);
+        t->waiting_link = false;
+    }
+
+    int mf = build_response(t);
+    if (mf < 0)
+        t->resp_len = 0;
+    if (mf > 0) {
+        int n = sw_hsm_mac_cmd(cmd, sizeof cmd, false, "003", t->terminal.tak, t->packed,
+                               t->mac_off, NULL);
+        if (n > 0 && hsm_client_submit(srv->hsm, cmd, (size_t)n, on_resp_mac, t) == 0)
+            t->pending_mac = true;
+    }
+    if (t->journal) {
+        struct db_auth_record rec;
+        fill_record(t, &rec);
+        int rc = db_journal_submit(srv->journal, &rec, on_journal, t);
+        if (rc == 0) {
+            t->pending_journal = true;
+        } else {
+            struct db_error err;
+            if (db_auth_record_check(&rec, &err) != 0)
+                at_log(AT_LOG_ERROR, "journal_record_invalid", AT_STR("reason", err.message));
+            else
+                at_log(AT_LOG_ERROR, "journal_refused", AT_STR("error", db_strerror(rc)));
+            if (t->outcome == SW_OUT_APPROVED) {
+                sw_saf_reverse_txn(t, "error");
+                t->outcome = SW_OUT_ERROR;
+                t->resp_len = 0;
+            }
+        }
+    }
+    if (!t->pending_mac && !t->pending_journal && !t->pending_saf) {
+        /* Nothing asynchronous to wait for: answer from the loop, not from
+         * inside the caller (which may be a terminal's read callback). */
+        event_assign(&t->timer, srv->base, -1, 0, deliver_cb, t);
+        event_active(&t->timer, 0, 0);
+    }
+}
+
+static void reject(struct sw_txn *t, const char *rc, enum sw_txn_outcome outcome,
+                   const char *reason, int field)
+{
+    set_rc(t, rc);
+    t->outcome = outcome;
+    at_log(AT_LOG_INFO, "txn_refused", AT_STR("rc", rc), AT_STR("reason", reason),
+           AT_INT("field", field));
+    finish(t);
+}
+
+/* ---------------------------------------------------------------- issuer */
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg);
+
+static void on_issuer_mac(void *arg, int status, const char *resp, size_t len)
+{
+    struct sw_txn *t = arg;
+    struct sw_server *srv = t->srv;
+    if (status != HSM_CLIENT_OK || len < 8 + 16 || memcmp(resp + 2, "00", 2) != 0) {
+        reject(t, "96", SW_OUT_ERROR, "HSM could not MAC the issuer request", 0);
+        return;
+    }
+    memcpy(t->packed + t->mac_off, resp + 8, t->mac_hex ? 16 : 8);
+    if (!t->mac_hex && at_hex_decode(resp + 8, 16, t->packed + t->mac_off, 8) != 8) {
+        reject(t, "96", SW_OUT_ERROR, "HSM returned a malformed MAC", 0);
+        return;
+    }
+    sw_txn_forward(t);
+    (void)srv;
+}
+
+/* Sends t->packed to the issuer and arms the timeout. */
+void sw_txn_forward(struct sw_txn *t)
+{
+    struct sw_link *l = t->link;
+    sw_txn_set_state(t, SW_TXN_ISSUER_WAIT);
+    if (sw_link_forward(l, t, t->issuer_stan, t->packed, t->packed_len) != 0) {
+        reject(t, "91", SW_OUT_UNAVAILABLE, "issuer link not up", 0);
+        return;
+    }
+    t->waiting_link = true;
+    t->t_phase_ns = at_mono_ns();
+    evtimer_assign(&t->timer, t->srv->base, on_timeout, t);
+    evtimer_add(&t->timer, l->common_timeout);
+}
+
+static void gen_rrn(struct sw_txn *t)
+{
+    /* Julian-ish: DE 7 day/hour + the issuer STAN: unique per link per day. */
+    snprintf(t->rrn, sizeof t->rrn, "%.4s%02u%06u", t->de7 + 2, (unsigned)(t->issuer_stan % 97),
+             t->issuer_stan);
+}
+
+/* Builds the request for the issuer in t->out / t->packed. */
+static int build_issuer_request(struct sw_txn *t)
+{
+    static const int drop[] = { 52, 53, 62, 64, 110, 128 };
+    struct iso_msg *o = &t->out;
+    const struct iso_dialect *d = t->link->dialect;
+    struct iso_err e;
+    char de11[7];
+    static const uint8_t zero_mac[8];
+
+    iso_msg_init(o, t->out_arena, sizeof t->out_arena);
+    iso_msg_copy(o, &t->req);
+    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
+        iso_unset(o, drop[i]);
+    snprintf(de11, sizeof de11, "%06u", t->issuer_stan % 1000000u);
+    if (iso_set(o, 7, t->issuer_de7, 10) != 0 || iso_set_copy(o, 11, de11, 6) != 0 ||
+        iso_set(o, 32, t->acquirer, strlen(t->acquirer)) != 0)
+        return -1;
+    if (!iso_has(o, 37) && iso_set(o, 37, t->rrn, 12) != 0)
+        return -1;
+    if (t->has_pin_block && iso_set(o, 52, t->pin_block, 8) != 0)
+        return -1;
+    int mf = 0;
+    if (t->issuer.zak[0]) {
+        mf = mac_field_of(o);
+        if (iso_set(o, mf, zero_mac, 8) != 0)
+            return -1;
+    }
+    if (iso_pack(d, o, t->packed, sizeof t->packed, &t->packed_len, &e) != 0) {
+        at_log(AT_LOG_ERROR, "issuer_pack_failed", AT_INT("field", e.field),
+               AT_STR("reason", e.reason));
+        return -1;
+    }
+    if (mf) {
+        t->mac_hex = d->field[mf].data_enc == ISO_ENC_HEX;
+        t->mac_off = t->packed_len - mac_wire_len(d, mf);
+    }
+    return mf;
+}
+
+static void to_issuer(struct sw_txn *t)
+{
+    struct sw_server *srv = t->srv;
+    char cmd[SW_TXN_FRAME + 128];
+    t->issuer_stan = sw_link_stan(t->link);
+    sw_de7_now(t->issuer_de7);
+    if (!iso_has(&t->req, 37))
+        gen_rrn(t);
+    int mf = build_issuer_request(t);
+    if (mf < 0) {
+        reject(t, "96", SW_OUT_ERROR, "cannot build the issuer request", 0);
+        return;
+    }
+    sw_txn_set_state(t, SW_TXN_ISSUER_MAC);
+    if (mf == 0) {
+        sw_txn_forward(t);
+        return;
+    }
+    int n =
+        sw_hsm_mac_cmd(cmd, sizeof cmd, false, "008", t->issuer.zak, t->packed, t->mac_off, NULL);
+    if (n < 0 || hsm_client_submit(srv->hsm, cmd, (size_t)n, on_issuer_mac, t) != 0)
+        reject(t, "96", SW_OUT_ERROR, "HSM queue full", 0);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct sw_txn *t = arg;
+    t->srv->metrics.issuer_timeouts_total++;
+    t->lat_issuer_ns = at_mono_ns() - t->t_phase_ns;
+    sw_link_forget(t->link, t->issuer_stan);
+    t->waiting_link = false;
+    at_log(AT_LOG_WARN, "issuer_timeout", AT_STR("issuer", t->issuer.id),
+           AT_UINT("issuer_stan", t->issuer_stan), AT_STR("action", "91 + reversal"));
+    if (t->v.kind != SW_KIND_REVERSAL)
+        sw_saf_reverse_txn(t, "timeout");
+    set_rc(t, "91");
+    t->outcome = SW_OUT_TIMEOUT;
+    finish(t);
+}
+
+void sw_txn_issuer_lost(struct sw_txn *t)
+{
+    evtimer_del(&t->timer);
+    t->waiting_link = false; /* the link already dropped its table */
+    t->lat_issuer_ns = at_mono_ns() - t->t_phase_ns;
+    at_log(AT_LOG_WARN, "issuer_link_lost", AT_STR("issuer", t->issuer.id),
+           AT_UINT("issuer_stan", t->issuer_stan), AT_STR("action", "91 + reversal"));
+    if (t->v.kind != SW_KIND_REVERSAL)
+        sw_saf_reverse_txn(t, "timeout");
+    set_rc(t, "91");
+    t->outcome = SW_OUT_UNAVAILABLE;
+    finish(t);
+}
+
+static void apply_issuer_answer(struct sw_txn *t)
+{
+    if (memcmp(t->rc, "00", 2) == 0) {
+        t->outcome = SW_OUT_APPROVED;
+    } else {
+        t->outcome = SW_OUT_DECLINED;
+    }
+    finish(t);
+}
+
+static void on_issuer_resp_mac(void *arg, int status, const char *resp, size_t len)
+{
+    struct sw_txn *t = arg;
+    t->lat_mac_ns += at_mono_ns() - t->t_hsm_ns;
+    if (status == HSM_CLIENT_OK && len >= 4 && memcmp(resp + 2, "00", 2) == 0) {
+        apply_issuer_answer(t);
+        return;
+    }
+    at_log(AT_LOG_ERROR, "issuer_mac_invalid", AT_STR("issuer", t->issuer.id),
+           AT_UINT("issuer_stan", t->issuer_stan),
+           AT_STRN("hsm_error", len >= 4 ? resp + 2 : "", len >= 4 ? 2 : 0));
+    /* An answer we cannot authenticate may hide an approval: reverse it. */
+    if (memcmp(t->rc, "00", 2) == 0 && t->v.kind != SW_KIND_REVERSAL)
+        sw_saf_reverse_txn(t, "error");
+    set_rc(t, "96");
+    t->auth_code[0] = '\0';
+    t->outcome = SW_OUT_ERROR;
+    finish(t);
+}
+
+void sw_txn_issuer_answer(struct sw_txn *t, const struct iso_msg *m, const uint8_t *raw,
+                          size_t raw_len)
+{
+    char cmd[SW_TXN_FRAME + 128];
+    size_t n;
+    const uint8_t *p;
+
+    evtimer_del(&t->timer);
+    t->waiting_link = false;
+    t->lat_issuer_ns = at_mono_ns() - t->t_phase_ns;
+    char want[5];
+    sw_response_mti(t->req.mti, want);
+    if (memcmp(m->mti, want, 3) != 0) {
+        at_log(AT_LOG_ERROR, "issuer_wrong_mti", AT_STR("issuer", t->issuer.id),
+               AT_UINT("issuer_stan", t->issuer_stan));
+        if (t->v.kind != SW_KIND_REVERSAL)
+            sw_saf_reverse_txn(t, "error");
+        reject(t, "96", SW_OUT_ERROR, "issuer answered with another message class", 0);
+        return;
+    }
+    p = iso_get(m, 39, &n);
+    set_rc(t, p && n == 2 ? (const char *)p : "96");
+    field_str(m, 38, t->auth_code, sizeof t->auth_code);
+    p = iso_get(m, 54, &n);
+    t->balance_len = p && n < sizeof t->balance ? n : 0;
+    if (t->balance_len)
+        memcpy(t->balance, p, n);
+
+    sw_txn_set_state(t, SW_TXN_RESP_CHECK);
+    if (!t->issuer.zak[0]) {
+        apply_issuer_answer(t);
+        return;
+    }
+    /* Verify the issuer's MAC over the answer as received: repack is not
+     * byte-identical in general, so MAC the original bytes. */
+    int mf = iso_has(m, 128) ? 128 : 64;
+    const uint8_t *mac = iso_get(m, mf, &n);
+    if (!mac || n != 8 || !raw || raw_len < mac_wire_len(t->link->dialect, mf)) {
+        on_issuer_resp_mac(t, HSM_CLIENT_OK, "M901", 4);
+        return;
+    }
+    int len = sw_hsm_mac_cmd(cmd, sizeof cmd, true, "008", t->issuer.zak, raw,
+                             raw_len - mac_wire_len(t->link->dialect, mf), mac);
+    t->t_hsm_ns = at_mono_ns();
+    if (len < 0 || hsm_client_submit(t->srv->hsm, cmd, (size_t)len, on_issuer_resp_mac, t) != 0)
+        on_issuer_resp_mac(t, HSM_CLIENT_EFULL, "", 0);
+}
+
+/* ---------------------------------------------------------------- request */
+
+static void on_pin(void *arg, int status, const char *resp, size_t len)
+{
+    struct sw_txn *t = arg;
+    t->lat_pin_ns = at_mono_ns() - t->t_hsm_ns;
+    /* CB/G1/X1 00 ‖ PIN length 2N ‖ PIN block 16H ‖ format 2N */
+    if (status != HSM_CLIENT_OK || len < 4) {
+        reject(t, "96", SW_OUT_ERROR, "HSM unavailable for PIN translation", 52);
+        return;
+    }
+    if (memcmp(resp + 2, "00", 2) != 0) {
+        /* 20 (PIN block invalid) or 24 (PIN length): the terminal's PIN block
+         * is wrong, which the cardholder sees as a wrong PIN. Key errors are
+         * ours: 96. */
+        bool pin_bad = memcmp(resp + 2, "20", 2) == 0 || memcmp(resp + 2, "24", 2) == 0;
+        at_log(AT_LOG_WARN, "pin_translate_failed", AT_STRN("hsm_error", resp + 2, 2));
+        reject(t, pin_bad ? "55" : "96", pin_bad ? SW_OUT_REJECTED : SW_OUT_ERROR,
+               "PIN translation refused", 52);
+        return;
+    }
+    if (len < 4 + 2 + 16 || at_hex_decode(resp + 6, 16, t->pin_block, 8) != 8) {
+        reject(t, "96", SW_OUT_ERROR, "HSM returned a malformed PIN block", 52);
+        return;
+    }
+    t->has_pin_block = true;
+    to_issuer(t);
+}
+
+/* TPK → CA, DUKPT-TDES → G0, DUKPT-AES → X0 (hsm-sim extension). */
+static void translate_pin(struct sw_txn *t)
+{
+    char cmd[256], pan[20], acct[13], blk[33], ksn[25];
+    size_t n;
+    const uint8_t *p;
+    int len = -1;
+
+    memcpy(pan, t->v.pan, t->v.pan_len);
+    pan[t->v.pan_len] = '\0';
+    if (hsm_client_account12(pan, acct) != 0) {
+        reject(t, "14", SW_OUT_REJECTED, "PAN too short for a PIN block", 2);
+        return;
+    }
+    switch (t->terminal.scheme) {
+    case SW_TERM_TPK:
+        p = iso_get(&t->req, 52, &n);
+        if (!p || n != 8 || !t->terminal.tpk[0])
+            break;
+        at_hex_encode(p, 8, blk);
+        len = hsm_client_build_ca(cmd, sizeof cmd, t->terminal.tpk, t->issuer.zpk, blk, "01", "01",
+                                  acct);
+        break;
+    case SW_TERM_DUKPT_TDES:
+        p = iso_get(&t->req, 52, &n);
+        field_str(&t->req, 62, ksn, sizeof ksn);
+        if (!p || n != 8 || strlen(ksn) != 20)
+            break;
+        at_hex_encode(p, 8, blk);
+        len = hsm_client_build_dukpt(cmd, sizeof cmd, true, t->terminal.bdk, t->issuer.zpk, ksn,
+                                     blk, "01", acct);
+        break;
+    case SW_TERM_DUKPT_AES:
+        field_str(&t->req, 110, blk, sizeof blk);
+        field_str(&t->req, 62, ksn, sizeof ksn);
+        if (strlen(blk) != 32 || strlen(ksn) != 24)
+            break;
+        len = hsm_client_build_x0(cmd, sizeof cmd, t->terminal.bdk, t->issuer.zpk, ksn, blk, "01",
+                                  pan);
+        break;
+    }
+    if (len < 0) {
+        reject(t, "30", SW_OUT_REJECTED, "PIN data incomplete for the terminal's key scheme", 52);
+        return;
+    }
+    sw_txn_set_state(t, SW_TXN_PIN_TRANSLATE);
+    t->t_hsm_ns = at_mono_ns();
+    if (hsm_client_submit(t->srv->hsm, cmd, (size_t)len, on_pin, t) != 0)
+        reject(t, "96", SW_OUT_ERROR, "HSM queue full", 0);
+}
+
+static bool recent_id(struct sw_txn *t, const struct iso_msg *m, const char *stan, const char *de7,
+                      char mclass, struct sw_req_id *id)
+{
+    size_t n;
+    const uint8_t *tid = iso_get(m, 41, &n);
+    memset(id, 0, sizeof *id);
+    if (!tid || n != 8 || strlen(stan) != 6 || strlen(de7) != 10)
+        return false;
+    snprintf(id->acquirer, sizeof id->acquirer, "%s", t->acquirer);
+    memcpy(id->terminal, tid, 8);
+    memcpy(id->stan, stan, 6);
+    memcpy(id->tx_time, de7, 10);
+    id->mclass = mclass;
+    return true;
+}
+
+/* Terminal reversal: find the original (DE 90, else the reversal's own
+ * DE 11/41/7), queue the reversal towards the issuer durably, answer. */
+static void handle_reversal(struct sw_txn *t)
+{
+    char ostan[7] = "", ode7[11] = "", de90[43] = "";
+    struct sw_req_id id;
+    struct sw_recent_txn *orig = NULL;
+
+    field_str(&t->req, 90, de90, sizeof de90);
+    if (strlen(de90) == 42) {
+        memcpy(ostan, de90 + 4, 6);
+        memcpy(ode7, de90 + 10, 10);
+    } else {
+        field_str(&t->req, 11, ostan, sizeof ostan);
+        memcpy(ode7, t->de7, 11);
+    }
+    memcpy(t->orig_stan, ostan, 7);
+    memcpy(t->orig_de7, ode7, 11);
+    for (const char *c = "21"; *c && !orig; c++)
+        if (recent_id(t, &t->req, ostan, ode7, *c, &id))
+            orig = sw_recent_find(t->srv->recent, &id, sw_now_ms());
+    if (!orig) {
+        reject(t, "12", SW_OUT_REJECTED, "original of the reversal not found", 90);
+        return;
+    }
+    if (orig->state == SW_RECENT_REVERSED) {
+        set_rc(t, "00"); /* already reversed: acknowledge again, change nothing */
+        t->outcome = SW_OUT_APPROVED;
+        finish(t);
+        return;
+    }
+    if (!orig->approved) {
+        set_rc(t, "00"); /* nothing was taken: nothing to give back */
+        t->outcome = SW_OUT_APPROVED;
+        finish(t);
+        return;
+    }
+    orig->state = SW_RECENT_REVERSED;
+    t->issuer_idx = orig->issuer;
+    sw_saf_reverse_original(t, orig);
+}
+
+static void after_mac(struct sw_txn *t)
+{
+    struct sw_server *srv = t->srv;
+    struct sw_req_id id;
+    char stan[7];
+    struct sw_recent_txn rec, *dup;
+
+    if (t->v.kind == SW_KIND_REVERSAL) {
+        handle_reversal(t);
+        return;
+    }
+    field_str(&t->req, 11, stan, sizeof stan);
+    if (!recent_id(t, &t->req, stan, t->de7, t->req.mti[1], &id)) {
+        reject(t, "30", SW_OUT_REJECTED, "request identity incomplete", 11);
+        return;
+    }
+    memset(&rec, 0, sizeof rec);
+    rec.id = id;
+    memcpy(rec.mti, t->req.mti, 4);
+    if (!sw_recent_insert(srv->recent, &rec, sw_now_ms(), &dup)) {
+        t->journal = false; /* the original's row stands; the unique key would refuse this */
+        reject(t, "94", SW_OUT_REJECTED, "duplicate transmission", 11);
+        return;
+    }
+    t->recent_id = id;
+    t->has_recent = true;
+
+    int64_t is = sw_router_lookup(srv->ref->router, (const char *)t->v.pan, t->v.pan_len);
+    if (is < 0) {
+        reject(t, "15", SW_OUT_REJECTED, "no BIN route", 2);
+        return;
+    }
+    t->issuer = srv->ref->issuers[is];
+    t->issuer_idx = is;
+    if (!t->issuer.enabled) {
+        reject(t, "15", SW_OUT_REJECTED, "issuer disabled", 2);
+        return;
+    }
+    if (t->issuer.link < 0 || srv->links[t->issuer.link].state != SW_LINK_UP) {
+        reject(t, "91", SW_OUT_UNAVAILABLE, "issuer link down", 0);
+        return;
+    }
+    t->link = &srv->links[t->issuer.link];
+    if (t->v.has_pin) {
+        translate_pin(t);
+        return;
+    }
+    to_issuer(t);
+}
+
+static void on_req_mac(void *arg, int status, const char *resp, size_t len)
+{
+    struct sw_txn *t = arg;
+    t->lat_mac_ns = at_mono_ns() - t->t_hsm_ns;
+    if (status != HSM_CLIENT_OK || len < 4) {
+        reject(t, "96", SW_OUT_ERROR, "HSM unavailable for MAC verification", 64);
+        return;
+    }
+    if (memcmp(resp + 2, "00", 2) != 0) {
+        t->srv->metrics.protocol_errors_total++;
+        reject(t, memcmp(resp + 2, "01", 2) == 0 ? "63" : "96",
+               memcmp(resp + 2, "01", 2) == 0 ? SW_OUT_REJECTED : SW_OUT_ERROR,
+               "MAC verification failed", iso_has(&t->req, 128) ? 128 : 64);
+        return;
+    }
+    after_mac(t);
+}
+
+static void verify_mac(struct sw_txn *t)
+{
+    char cmd[SW_TXN_FRAME + 128];
+    const struct iso_dialect *d = t->term->lst->dialect;
+    int mf = iso_has(&t->req, 128) ? 128 : 64;
+    size_t n, wire = mac_wire_len(d, mf);
+    const uint8_t *mac = iso_get(&t->req, mf, &n);
+
+    sw_txn_set_state(t, SW_TXN_MAC_VERIFY);
+    if (!mac || n != 8 || iso_next(&t->req, mf) != 0 || t->frame_len < wire) {
+        reject(t, "30", SW_OUT_REJECTED, "MAC must be the last field", mf);
+        return;
+    }
+    int len = sw_hsm_mac_cmd(cmd, sizeof cmd, true, "003", t->terminal.tak, t->frame,
+                             t->frame_len - wire, mac);
+    t->t_hsm_ns = at_mono_ns();
+    if (len < 0 || hsm_client_submit(t->srv->hsm, cmd, (size_t)len, on_req_mac, t) != 0)
+        reject(t, "96", SW_OUT_ERROR, "HSM queue full", 0);
+}
+
+/* Answers an 0800 from a terminal (echo, sign-on): 0810 DE 39 00, no MAC. */
+static void answer_netmgmt(struct sw_txn *t)
+{
+    t->journal = false;
+    memset(t->terminal.tak, 0, sizeof t->terminal.tak);
+    set_rc(t, "00");
+    t->outcome = SW_OUT_APPROVED;
+    finish(t);
+}
+
+void sw_txn_start(struct sw_term *term, const uint8_t *frame, size_t frame_len, const uint8_t *msg,
+                  size_t msg_len, const uint8_t *tpdu)
+{
+    struct sw_server *srv = term->srv;
+    struct iso_err e;
+    struct sw_txn *t = txn_alloc(srv);
+
+    if (!t) {
+        sw_term_close(term, "out of memory");
+        return;
+    }
+    t->t_recv_ns = at_mono_ns();
+    t->t_wall_us = at_wall_us();
+    t->term = term;
+    sw_term_txn_begin(term);
+    srv->inflight++;
+    sw_backpressure_update(srv);
+    t->journal = true;
+    if (tpdu) {
+        memcpy(t->tpdu, tpdu, ISO_TPDU_LEN);
+        iso_tpdu_swap(t->tpdu);
+        t->has_tpdu = true;
+    }
+    /* The request is copied: its frame lives in the stream's buffer only for
+     * the duration of this call. */
+    uint8_t *arena = t->req_arena;
+    t->frame = t->frame_inline;
+    if (msg_len > SW_TXN_FRAME) {
+        t->frame = malloc(msg_len);
+        arena = malloc(ISO_ARENA_FOR(msg_len));
+        if (!t->frame || !arena) {
+            free(arena);
+            arena = NULL;
+        }
+    }
+    iso_msg_init(&t->req, arena, arena ? ISO_ARENA_FOR(msg_len) : 0);
+    if (!t->frame || !arena) {
+        t->journal = false;
+        sw_term_close(term, "out of memory");
+        set_rc(t, "96");
+        finish(t);
+        return;
+    }
+    memcpy(t->frame, msg, msg_len);
+    t->frame_len = msg_len;
+    snprintf(t->acquirer, sizeof t->acquirer, "%s",
+             term->lst->conf->acquirer_id[0] ? term->lst->conf->acquirer_id
+                                             : srv->conf.acquirer_id);
+
+    if (iso_unpack(term->lst->dialect, t->frame, t->frame_len, &t->req, &e) != 0) {
+        srv->metrics.protocol_errors_total++;
+        at_log(AT_LOG_WARN, "bad_message", AT_STR("listener", term->lst->conf->name),
+               AT_STR("peer", at_stream_peer(term->stream)), AT_STR("error", iso_strerror(e.code)),
+               AT_INT("field", e.field), AT_UINT("offset", e.offset), AT_STR("reason", e.reason));
+        sw_term_close(term, "malformed message");
+        t->journal = false;
+        iso_msg_init(&t->req, t->req.arena, t->req.arena_cap);
+        memcpy(t->req.mti, "0000", 4);
+        finish(t);
+        return;
+    }
+    field_str(&t->req, 7, t->de7, sizeof t->de7);
+    if (sw_validate(&t->req, &t->v) != 0) {
+        if (t->v.kind == SW_KIND_RESPONSE) {
+            srv->metrics.protocol_errors_total++;
+            t->journal = false;
+            reject(t, "30", SW_OUT_REJECTED, "terminal sent a response message", 0);
+            t->resp_len = 0;
+            return;
+        }
+        /* Journal only what has a complete identity (the table refuses the rest). */
+        t->journal = iso_has(&t->req, 11) && iso_has(&t->req, 41) && strlen(t->de7) == 10;
+        if (srv->ref) {
+            size_t n;
+            const uint8_t *tid = iso_get(&t->req, 41, &n);
+            const struct sw_terminal *term_row =
+                tid && n == 8 ? sw_ref_terminal(srv->ref, t->acquirer, tid) : NULL;
+            if (term_row)
+                t->terminal = *term_row;
+        }
+        reject(t, t->v.rc, SW_OUT_REJECTED, t->v.reason, t->v.field);
+        return;
+    }
+    if (t->v.kind == SW_KIND_NETMGMT) {
+        answer_netmgmt(t);
+        return;
+    }
+    size_t n;
+    const uint8_t *tid = iso_get(&t->req, 41, &n);
+    const struct sw_terminal *row = sw_ref_terminal(srv->ref, t->acquirer, tid);
+    if (!row || !row->enabled || !row->tak[0]) {
+        reject(t, "58", SW_OUT_REJECTED,
+               !row            ? "unknown terminal"
+               : !row->enabled ? "terminal disabled"
+                               : "terminal has no TAK",
+               41);
+        return;
+    }
+    t->terminal = *row;
+    verify_mac(t);
+}

@@ -1,0 +1,177 @@
+/* The acceptance rules of the acquirer interface (README "Acquirer interface"
+ * states the same table for terminal writers; keep both in step). */
+#include "validate.h"
+
+#include <string.h>
+
+bool sw_luhn_ok(const uint8_t *d, size_t len)
+{
+    unsigned sum = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned v = (unsigned)(d[len - 1 - i] - '0');
+        if (v > 9)
+            return false;
+        if (i % 2 == 1) {
+            v *= 2;
+            if (v > 9)
+                v -= 9;
+        }
+        sum += v;
+    }
+    return len > 0 && sum % 10 == 0;
+}
+
+void sw_response_mti(const char req[4], char out[5])
+{
+    memcpy(out, req, 4);
+    out[4] = '\0';
+    /* xx00/xx01 → xx10, xx20/xx21 → xx30: the function digit +1, repeats fold. */
+    out[2] = (char)(out[2] + 1);
+    out[3] = '0';
+}
+
+static int fail(struct sw_validation *v, const char *rc, int field, const char *reason)
+{
+    memcpy(v->rc, rc, 3);
+    v->field = field;
+    v->reason = reason;
+    return -1;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != '0')
+            return false;
+    return true;
+}
+
+static enum sw_msg_kind classify(const char mti[4])
+{
+    if (mti[0] != '0')
+        return SW_KIND_UNSUPPORTED;
+    if (mti[2] == '1' || mti[2] == '3')
+        return SW_KIND_RESPONSE;
+    if (mti[2] != '0' && mti[2] != '2')
+        return SW_KIND_UNSUPPORTED;
+    bool repeat_ok = mti[3] == '0' || mti[3] == '1';
+    if (!repeat_ok)
+        return SW_KIND_UNSUPPORTED;
+    switch (mti[1]) {
+    case '1':
+        return mti[2] == '0' ? SW_KIND_AUTH : SW_KIND_UNSUPPORTED;
+    case '2':
+        return mti[2] == '0' ? SW_KIND_FINANCIAL : SW_KIND_UNSUPPORTED;
+    case '4':
+        return SW_KIND_REVERSAL;
+    case '8':
+        return mti[2] == '0' ? SW_KIND_NETMGMT : SW_KIND_UNSUPPORTED;
+    default:
+        return SW_KIND_UNSUPPORTED;
+    }
+}
+
+/* PAN from DE 2, else from track 2 (DE 35) up to its separator. */
+static int find_pan(const struct iso_msg *m, struct sw_validation *v)
+{
+    size_t len;
+    int field = 2;
+    const uint8_t *p = iso_get(m, 2, &len);
+    if (!p) {
+        field = 35;
+        p = iso_get(m, 35, &len);
+        if (!p)
+            return fail(v, "30", 2, "PAN missing (neither DE 2 nor DE 35)");
+        size_t i = 0;
+        while (i < len && p[i] != '=' && p[i] != 'D')
+            i++;
+        if (i == len)
+            return fail(v, "30", 35, "track 2 has no separator");
+        len = i;
+    }
+    if (len < 12 || len > 19)
+        return fail(v, "14", field, "PAN length outside 12..19");
+    if (!sw_luhn_ok(p, len))
+        return fail(v, "14", field, "PAN fails the Luhn check");
+    v->pan = p;
+    v->pan_len = len;
+    return 0;
+}
+
+static bool proc_known(int proc)
+{
+    switch (proc) {
+    case SW_PROC_PURCHASE:
+    case SW_PROC_CASH:
+    case SW_PROC_CASHBACK:
+    case SW_PROC_AFT:
+    case SW_PROC_REFUND:
+    case SW_PROC_OCT:
+    case SW_PROC_BALANCE:
+    case SW_PROC_BALANCE2:
+    case SW_PROC_TRANSFER:
+        return true;
+    default:
+        return false;
+    }
+}
+
+int sw_validate(const struct iso_msg *m, struct sw_validation *v)
+{
+    static const int common_fields[] = { 7, 11, 41 };
+    size_t len;
+    const uint8_t *p;
+
+    memset(v, 0, sizeof *v);
+    v->proc = -1;
+    memcpy(v->rc, "00", 3);
+    v->kind = classify(m->mti);
+
+    switch (v->kind) {
+    case SW_KIND_UNSUPPORTED:
+        return fail(v, "12", 0, "message type not supported");
+    case SW_KIND_RESPONSE:
+        return fail(v, "30", 0, "a response sent by a terminal");
+    case SW_KIND_NETMGMT:
+        if (!iso_has(m, 70))
+            return fail(v, "30", 70, "network management code (DE 70) missing");
+        if (!iso_has(m, 11))
+            return fail(v, "30", 11, "STAN (DE 11) missing");
+        return 0;
+    default:
+        break;
+    }
+
+    for (size_t i = 0; i < sizeof common_fields / sizeof common_fields[0]; i++)
+        if (!iso_has(m, common_fields[i]))
+            return fail(v, "30", common_fields[i], "mandatory field missing");
+
+    p = iso_get(m, 3, &len);
+    if (!p || len != 6)
+        return fail(v, "30", 3, "processing code (DE 3) missing");
+    v->proc = (p[0] - '0') * 10 + (p[1] - '0');
+    if (!proc_known(v->proc))
+        return fail(v, "12", 3, "processing code not supported");
+
+    if (find_pan(m, v) != 0)
+        return -1;
+
+    bool balance = v->proc == SW_PROC_BALANCE || v->proc == SW_PROC_BALANCE2;
+    if (!balance) {
+        p = iso_get(m, 4, &len);
+        if (!p)
+            return fail(v, "30", 4, "amount (DE 4) missing");
+        if (all_zero(p, len) && v->kind != SW_KIND_REVERSAL)
+            return fail(v, "13", 4, "amount is zero");
+    }
+    if (!iso_has(m, 49))
+        return fail(v, "30", 49, "currency (DE 49) missing");
+    if (!iso_has(m, 64) && !iso_has(m, 128))
+        return fail(v, "30", 64, "MAC (DE 64 or DE 128) missing");
+    if (iso_has(m, 64) && iso_has(m, 128))
+        return fail(v, "30", 128, "both DE 64 and DE 128 carry a MAC");
+    v->has_pin = iso_has(m, 52) || iso_has(m, 110); /* DE 110: AES PIN block */
+    if (v->kind == SW_KIND_REVERSAL && v->has_pin)
+        return fail(v, "30", 52, "a reversal carries no PIN");
+    return 0;
+}

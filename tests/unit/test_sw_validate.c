@@ -1,0 +1,146 @@
+/* Request validation: message classes, mandatory fields, PAN checks, and the
+ * response code each failure gets. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "validate.h"
+
+static const uint8_t mac[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+
+static void base_0200(struct iso_msg *m, uint8_t *arena, size_t cap)
+{
+    iso_msg_init(m, arena, cap);
+    assert_int_equal(iso_set_mti(m, "0200"), 0);
+    assert_int_equal(iso_set_str(m, 2, "4890010000000012"), 0);
+    assert_int_equal(iso_set_str(m, 3, "000000"), 0);
+    assert_int_equal(iso_set_str(m, 4, "000000001250"), 0);
+    assert_int_equal(iso_set_str(m, 7, "1126150615"), 0);
+    assert_int_equal(iso_set_str(m, 11, "000123"), 0);
+    assert_int_equal(iso_set_str(m, 41, "TERM0001"), 0);
+    assert_int_equal(iso_set_str(m, 49, "504"), 0);
+    assert_int_equal(iso_set(m, 64, mac, 8), 0);
+}
+
+static void test_valid_purchase(void **state)
+{
+    struct iso_msg m;
+    uint8_t arena[512];
+    struct sw_validation v;
+    base_0200(&m, arena, sizeof arena);
+    assert_int_equal(sw_validate(&m, &v), 0);
+    assert_int_equal(v.kind, SW_KIND_FINANCIAL);
+    assert_int_equal(v.proc, 0);
+    assert_string_equal(v.rc, "00");
+    assert_int_equal(v.pan_len, 16);
+    assert_false(v.has_pin);
+}
+
+static void expect(struct iso_msg *m, const char *rc, int field)
+{
+    struct sw_validation v;
+    assert_int_equal(sw_validate(m, &v), -1);
+    assert_string_equal(v.rc, rc);
+    assert_int_equal(v.field, field);
+    assert_non_null(v.reason);
+}
+
+static void test_failures_and_codes(void **state)
+{
+    struct iso_msg m;
+    uint8_t arena[512];
+
+    base_0200(&m, arena, sizeof arena);
+    iso_unset(&m, 11);
+    expect(&m, "30", 11);
+
+    base_0200(&m, arena, sizeof arena);
+    assert_int_equal(iso_set_str(&m, 2, "4890010000000013"), 0); /* Luhn */
+    expect(&m, "14", 2);
+
+    base_0200(&m, arena, sizeof arena);
+    assert_int_equal(iso_set_str(&m, 3, "990000"), 0);
+    expect(&m, "12", 3);
+
+    base_0200(&m, arena, sizeof arena);
+    assert_int_equal(iso_set_str(&m, 4, "000000000000"), 0);
+    expect(&m, "13", 4);
+
+    base_0200(&m, arena, sizeof arena);
+    iso_unset(&m, 64);
+    expect(&m, "30", 64);
+
+    base_0200(&m, arena, sizeof arena);
+    iso_unset(&m, 49);
+    expect(&m, "30", 49);
+
+    base_0200(&m, arena, sizeof arena);
+    assert_int_equal(iso_set_mti(&m, "0300"), 0);
+    expect(&m, "12", 0);
+
+    base_0200(&m, arena, sizeof arena);
+    assert_int_equal(iso_set_mti(&m, "0210"), 0);
+    struct sw_validation v;
+    assert_int_equal(sw_validate(&m, &v), -1);
+    assert_int_equal(v.kind, SW_KIND_RESPONSE);
+}
+
+static void test_track2_pan_and_balance(void **state)
+{
+    struct iso_msg m;
+    uint8_t arena[512];
+    struct sw_validation v;
+    base_0200(&m, arena, sizeof arena);
+    iso_unset(&m, 2);
+    assert_int_equal(iso_set_str(&m, 35, "4890010000000012=28121010000000000"), 0);
+    assert_int_equal(iso_set_str(&m, 3, "310000"), 0);
+    iso_unset(&m, 4); /* balance inquiries carry no amount */
+    assert_int_equal(sw_validate(&m, &v), 0);
+    assert_int_equal(v.pan_len, 16);
+    assert_memory_equal(v.pan, "4890010000000012", 16);
+}
+
+static void test_netmgmt_and_reversal(void **state)
+{
+    struct iso_msg m;
+    uint8_t arena[512];
+    struct sw_validation v;
+    iso_msg_init(&m, arena, sizeof arena);
+    assert_int_equal(iso_set_mti(&m, "0800"), 0);
+    assert_int_equal(iso_set_str(&m, 11, "000001"), 0);
+    expect(&m, "30", 70);
+    assert_int_equal(iso_set_str(&m, 70, "301"), 0);
+    assert_int_equal(sw_validate(&m, &v), 0);
+    assert_int_equal(v.kind, SW_KIND_NETMGMT);
+
+    base_0200(&m, arena, sizeof arena);
+    assert_int_equal(iso_set_mti(&m, "0420"), 0);
+    assert_int_equal(sw_validate(&m, &v), 0);
+    assert_int_equal(v.kind, SW_KIND_REVERSAL);
+    assert_int_equal(iso_set(&m, 52, mac, 8), 0);
+    expect(&m, "30", 52);
+}
+
+static void test_luhn_and_response_mti(void **state)
+{
+    char out[5];
+    assert_true(sw_luhn_ok((const uint8_t *)"79927398713", 11));
+    assert_false(sw_luhn_ok((const uint8_t *)"79927398710", 11));
+    sw_response_mti("0200", out);
+    assert_string_equal(out, "0210");
+    sw_response_mti("0421", out);
+    assert_string_equal(out, "0430");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_purchase),         cmocka_unit_test(test_failures_and_codes),
+        cmocka_unit_test(test_track2_pan_and_balance), cmocka_unit_test(test_netmgmt_and_reversal),
+        cmocka_unit_test(test_luhn_and_response_mti),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
