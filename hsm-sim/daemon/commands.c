@@ -251,10 +251,8 @@ static int cmd_a6(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 
     if ((e = keytype3(in, &t)) || (e = hsm_cur_key(in, HSM_KEY_ANY, &zf)))
         return e;
-    if (hsm_cur_peek(in, 'A') && t != HSM_KT_BDK_AES)
-        return HSM_E_SCHEME;
-    if ((e = hsm_cur_key(in, HSM_KEY_ANY, &kf)) || (e = hsm_cur_char(in, &sch)) ||
-        (e = scheme_of(sch, &s_lmk)))
+    if ((e = hsm_cur_key(in, t == HSM_KT_BDK_AES ? HSM_KEY_AES : HSM_KEY_ANY, &kf)) ||
+        (e = hsm_cur_char(in, &sch)) || (e = scheme_of(sch, &s_lmk)))
         return e;
     size_t left = hsm_cur_left(in);
     if (left > 0 && in->p[in->off] != '%') {
@@ -457,7 +455,7 @@ static int cmd_x0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     size_t reslen;
     int pin_len, e;
 
-    if ((e = hsm_cur_key(in, HSM_KEY_ANY, &bf)) || (e = hsm_cur_key(in, HSM_KEY_ANY, &zf)) ||
+    if ((e = hsm_cur_key(in, HSM_KEY_AES, &bf)) || (e = hsm_cur_key(in, HSM_KEY_ANY, &zf)) ||
         (e = hsm_cur_hex(in, 24, &ksnhex)) || (e = hsm_cur_hex(in, 32, &blkhex)) ||
         (e = hsm_cur_digits(in, 2, &dfc)) || (e = hsm_cur_num(in, 2, &panlen)))
         return e;

@@ -266,6 +266,19 @@ int hsm_cur_key(struct hsm_cur *c, enum hsm_keyshape shape, struct hsm_keyf *k)
         return HSM_E_INPUT;
     char s = c->p[c->off];
     size_t n;
+    if (shape == HSM_KEY_AES) {
+        if (s != 'A')
+            return HSM_E_SCHEME;
+        size_t save = c->off++;
+        int e = hsm_cur_hex(c, 32, &k->hex);
+        if (e) {
+            c->off = save;
+            return e;
+        }
+        k->scheme = 'A';
+        k->hexlen = 32;
+        return 0;
+    }
     switch (s) {
     case 'U':
     case 'X':

@@ -62,6 +62,8 @@ struct hsm_keyf {
 enum hsm_keyshape {
     HSM_KEY_ANY,  /* 16H | U/X+32H | T/Y+48H (payShield "16H or 1A+32H or 1A+48H") */
     HSM_KEY_PAIR, /* 32H (two singles, e.g. CVK A‖B) | U/X+32H | T/Y+48H */
+    HSM_KEY_AES,  /* A+32H only (libhsm's AES scheme; 'A' is also a hex digit, so an
+                     AES key is only accepted where nothing else is) */
 };
 
 /* Field parsers: each returns 0 or a payShield error code (15 when data is
