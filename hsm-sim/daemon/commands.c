@@ -29,7 +29,7 @@ int hsm_crypto_new(const char *lmk_path, struct hsm_crypto **out, char *err, siz
     if (lmk_path) {
         char why[200] = "";
         if (hsm_lmk_load(c->h, lmk_path, why, sizeof why) != 0) {
-            snprintf(err, errcap, "LMK file %s: %s", lmk_path, why);
+            snprintf(err, errcap, "%s", why[0] ? why : "cannot load the LMK file");
             hsm_free(c->h);
             free(c);
             return -1;

@@ -284,6 +284,72 @@ static void test_log_has_codes_not_secrets(void **state)
     assert_false(ts_file_contains(c->log, "4123456789012345"));
 }
 
+/* --lmk: an LMK file replaces the test LMK (NC shows its check value); a bad
+ * file or bad options stop the daemon at start with a message. */
+static void test_lmk_file_and_bad_options(void **state)
+{
+    (void)state;
+    static const char *pairs[] = {
+        "0123456789ABCDEFFEDCBA9876543210", "20202020202020203131313131313131",
+        "40404040404040405151515151515151", "61616161616161617070707070707070",
+        "80808080808080809191919191919191", "A1A1A1A1A1A1A1A1B0B0B0B0B0B0B0B0",
+        "C1C1010101010101D0D0010101010101", "E0E0010101010101F1F1010101010101",
+        "1C587F1C13924FEF0101010101010101", "01010101010101010101010101010101",
+        "02020202020202020404040404040404", "07070707070707071010101010101010",
+        "13131313131313131515151515151515", "16161616161616161919191919191919",
+        "1A1A1A1A1A1A1A1A1C1C1C1C1C1C1C1C", "23232323232323232525252525252525",
+        "26262626262626262929292929292929", "2A2A2A2A2A2A2A2A2C2C2C2C2C2C2C2C",
+        "2F2F2F2F2F2F2F2F3131313131313131", "01010101010101010101010101010101",
+    };
+    const char *dir = ts_tmpdir("hsm_sim_lmk");
+    char path[512], bad[512], out[512], listen[64];
+    snprintf(path, sizeof path, "%s/lmk.txt", dir);
+    snprintf(bad, sizeof bad, "%s/bad.txt", dir);
+    snprintf(out, sizeof out, "%s/out.txt", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "# test LMK with pair 00-01 replaced\n");
+    for (int i = 0; i < 20; i++)
+        fprintf(f, "%02d-%02d %s\n", 2 * i, 2 * i + 1, pairs[i]);
+    fclose(f);
+    f = fopen(bad, "w");
+    assert_non_null(f);
+    fprintf(f, "00-01 0000000000000000000000000000000\n");
+    fclose(f);
+
+    uint16_t port = ts_free_port();
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", port);
+    const char *args[] = { "--listen", listen, "--lmk", path, "--header-len", "2", NULL };
+    pid_t pid = ts_spawn("hsm-sim", args, out);
+    assert_true(pid > 0);
+    assert_int_equal(ts_wait_port(port, 10000), 0);
+    int fd = ts_connect(port, 10000);
+    char got[128];
+    /* KCV of 2TDEA 0123456789ABCDEFFEDCBA9876543210 (crypto.md §1) */
+    assert_true(roundtrip(fd, "ABNC", got, sizeof got) > 0);
+    assert_string_equal(got, "ABND0008D7B4FB629D08850007-E000");
+    close(fd);
+    int st = ts_stop(pid, SIGINT, 10000);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    const char *args_bad[] = { "--listen", listen, "--lmk", bad, NULL };
+    pid = ts_spawn("hsm-sim", args_bad, out);
+    st = ts_stop(pid, 0, 10000); /* signal 0: just wait for it to exit */
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    assert_true(ts_file_contains(out, "bad.txt:1"));
+    assert_false(ts_file_contains(out, "0000000000000000000000000000000"));
+
+    const char *const bad_args[][4] = { { "--header-len", "65", NULL },
+                                        { "--max-frame", "70000", NULL },
+                                        { "--listen", "example.com:1500", NULL },
+                                        { "--bogus", NULL } };
+    for (size_t i = 0; i < sizeof bad_args / sizeof bad_args[0]; i++) {
+        pid = ts_spawn("hsm-sim", bad_args[i], out);
+        st = ts_stop(pid, 0, 10000);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_malformed_and_unknown),
         cmocka_unit_test(test_oversize_closes_only_that_connection),
         cmocka_unit_test(test_log_has_codes_not_secrets),
+        cmocka_unit_test(test_lmk_file_and_bad_options),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
