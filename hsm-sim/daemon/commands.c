@@ -440,8 +440,9 @@ static int cmd_g0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
  * DUKPT (X9.24-3, AES-128 BDK) to a ZPK. AES BDK ('A'+32H, key type 909) ‖
  * ZPK ‖ KSN 24H (initial key ID 16H ‖ counter 8H) ‖ source PIN block 32H (ISO
  * 9564 format 4 under the PIN working key) ‖ destination format 2N ‖ PAN
- * length 2N ‖ PAN (1..19N) → PIN length 2N ‖ destination PIN block (16H, or
- * 32H for format 48 with an AES ZPK) ‖ destination format 2N. */
+ * length 2N ‖ PAN (1..19N) → PIN length 2N ‖ destination PIN block 16H ‖
+ * destination format 2N. The destination ZPK is a DES key: an unprefixed 16H
+ * key may start with 'A', so an AES ZPK cannot be told apart in this field. */
 static int cmd_x0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 {
     struct keys ks = { .n = 0 };
