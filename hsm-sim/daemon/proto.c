@@ -98,7 +98,8 @@ static void put2(char *dst, int code)
 }
 
 /* The response code of a command is its code with the second character
- * advanced by one (A0→A1, NC→ND); codes ending in Z have none. */
+ * advanced by one (A0→A1, NC→ND, B9→BA). Only called for commands of the
+ * table, none of which ends in Z. */
 static void response_code(const uint8_t code[2], char resp[2])
 {
     resp[0] = (char)code[0];
