@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,6 +53,12 @@ static int teardown(void **state)
     if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
         return -1;
     return 0;
+}
+
+static uint8_t *got_sink(void)
+{
+    static uint8_t sink[64];
+    return sink;
 }
 
 static int send_frame(int fd, const void *body, size_t len)
@@ -284,6 +291,99 @@ static void test_log_has_codes_not_secrets(void **state)
     assert_false(ts_file_contains(c->log, "4123456789012345"));
 }
 
+/* A peer that half-closes after its requests still gets every answer. */
+static void test_half_close_gets_answers(void **state)
+{
+    struct ctx *c = *state;
+    int fd = ts_connect(c->port, 10000);
+    assert_true(fd >= 0);
+    for (int i = 0; i < 3; i++) {
+        char body[32];
+        int n = snprintf(body, sizeof body, "HC%02dB20001%d", i, i);
+        assert_int_equal(send_frame(fd, body, (size_t)n), 0);
+    }
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    for (int i = 0; i < 3; i++) {
+        char got[64], want[64];
+        ssize_t n = ts_recv_frame2(fd, (uint8_t *)got, sizeof got - 1);
+        assert_true(n > 0);
+        got[n] = '\0';
+        snprintf(want, sizeof want, "HC%02dB300%d", i, i);
+        assert_string_equal(got, want);
+    }
+    assert_int_equal(ts_recv_frame2(fd, (uint8_t *)got_sink(), 16), 0);
+    close(fd);
+}
+
+/* A client that writes without reading its answers is throttled (the daemon
+ * stops reading it) while other clients are served; once it reads, every
+ * answer arrives, in order. */
+struct flood {
+    int fd;
+    int frames;
+    int rc;
+};
+
+static void *flood_writer(void *arg)
+{
+    struct flood *fl = arg;
+    static char body[1100];
+    memcpy(body, "FLDDB2", 6);
+    snprintf(body + 6, 5, "%04X", 1000);
+    memset(body + 10, 'z', 1000);
+    fl->rc = 0;
+    for (int i = 0; i < fl->frames && fl->rc == 0; i++) {
+        memcpy(body + 10, &"0123456789"[i % 10], 1);
+        fl->rc = send_frame(fl->fd, body, 1010);
+    }
+    return NULL;
+}
+
+static void test_slow_reader_is_throttled(void **state)
+{
+    struct ctx *c = *state;
+    struct flood fl = { .fd = ts_connect(c->port, 30000), .frames = 6000 }; /* ~6 MB of answers */
+    assert_true(fl.fd >= 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, flood_writer, &fl), 0);
+    usleep(300000);
+    /* meanwhile another client is served */
+    int other = ts_connect(c->port, 10000);
+    char got[2048];
+    assert_true(roundtrip(other, "OTHRB20003abc", got, sizeof got) > 0);
+    assert_string_equal(got, "OTHRB300abc");
+    close(other);
+    /* now read everything */
+    for (int i = 0; i < fl.frames; i++) {
+        ssize_t n = ts_recv_frame2(fl.fd, (uint8_t *)got, sizeof got);
+        assert_int_equal(n, 1008);
+        assert_memory_equal(got, "FLDDB300", 8);
+        assert_int_equal(got[8], "0123456789"[i % 10]);
+    }
+    pthread_join(th, NULL);
+    assert_int_equal(fl.rc, 0);
+    close(fl.fd);
+}
+
+/* SIGHUP reopens the log file (logrotate renames it first). */
+static void test_sighup_reopens_log(void **state)
+{
+    struct ctx *c = *state;
+    char rotated[600];
+    snprintf(rotated, sizeof rotated, "%s.1", c->log);
+    usleep(300000);
+    assert_int_equal(rename(c->log, rotated), 0);
+    assert_int_equal(kill(c->pid, SIGHUP), 0);
+    usleep(300000);
+    int fd = ts_connect(c->port, 10000);
+    char got[128];
+    assert_true(roundtrip(fd, "HUP1YQ", got, sizeof got) > 0); /* logged at info */
+    close(fd);
+    usleep(400000);
+    assert_true(ts_file_contains(c->log, "\"cmd\":\"YQ\""));
+    assert_false(ts_file_contains(rotated, "\"cmd\":\"YQ\""));
+}
+
 /* --lmk: an LMK file replaces the test LMK (NC shows its check value); a bad
  * file or bad options stop the daemon at start with a message. */
 static void test_lmk_file_and_bad_options(void **state)
@@ -360,6 +460,9 @@ int main(void)
         cmocka_unit_test(test_malformed_and_unknown),
         cmocka_unit_test(test_oversize_closes_only_that_connection),
         cmocka_unit_test(test_log_has_codes_not_secrets),
+        cmocka_unit_test(test_half_close_gets_answers),
+        cmocka_unit_test(test_slow_reader_is_throttled),
+        cmocka_unit_test(test_sighup_reopens_log),
         cmocka_unit_test(test_lmk_file_and_bad_options),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
