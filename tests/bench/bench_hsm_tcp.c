@@ -10,6 +10,7 @@
  * itself to CPU 1. */
 #include "clock.h"
 #include "hsmclient.h"
+#include "log.h"
 #include "parse.h"
 
 #include <arpa/inet.h>
@@ -243,6 +244,7 @@ int main(int argc, char **argv)
         }
     }
     signal(SIGPIPE, SIG_IGN);
+    at_log_set_level(AT_LOG_WARN); /* the client's connection events would clutter the output */
     char addr[64];
     pid_t pid = -1;
     if (connect_to) {
