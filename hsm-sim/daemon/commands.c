@@ -109,7 +109,8 @@ static int scheme_of(char ch, enum hsm_scheme *s)
     }
 }
 
-static int hexbytes(const char *s, size_t n, uint8_t *out)
+/* n hex characters (already checked by the cursor) → n/2 bytes. */
+static void hexbytes(const char *s, size_t n, uint8_t *out)
 {
     for (size_t i = 0; i < n / 2; i++) {
         int v = 0;
@@ -120,7 +121,6 @@ static int hexbytes(const char *s, size_t n, uint8_t *out)
         }
         out[i] = (uint8_t)v;
     }
-    return 0;
 }
 
 /* 12-digit account field copied to a NUL-terminated string. */
@@ -315,7 +315,7 @@ static int cmd_bu(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     }
     if ((e = hsm_cur_end(in)))
         return e;
-    if (kf.hexlen != (lenflag + 1) * 16 && !(kf.scheme == 'A' && lenflag == 1))
+    if (kf.hexlen != (lenflag + 1) * 16)
         return HSM_E_KEY_LEN_FLAG;
     if ((e = key_get(p, &ks, t, &kf, false, &k)))
         return e;

@@ -281,6 +281,9 @@ int hsm_cur_key(struct hsm_cur *c, enum hsm_keyshape shape, struct hsm_keyf *k)
         return 0;
     }
     switch (s) {
+    case 'Z': /* explicit single length */
+        n = 16;
+        break;
     case 'U':
     case 'X':
         n = 32;

@@ -175,6 +175,8 @@ static void test_bad_fields(void **state)
     assert_string_equal(runs(p, "0000BU7700406FBB23A5214DF"), "0000BV04");
     assert_string_equal(runs(p, "0000BU001Q93CB819F8FEE4F78BF9C4CDD84750DB1"), "0000BV26");
     assert_string_equal(runs(p, "0000BU0200406FBB23A5214DFAB"), "0000BV52");
+    /* an explicit 'Z' (single length) prefix is the same key */
+    assert_string_equal(runs(p, "0000BU020Z0406FBB23A5214DF"), "0000BV000035BBE340A4B763");
     assert_string_equal(runs(p, "0000BU020"), "0000BV15");
     /* CA: PIN block not hex, bad format code, account not digits, max PIN
      * length out of range */
