@@ -582,6 +582,29 @@ static void test_dukpt_tdes(void **state)
     hsm_key_release(bdkk);
 }
 
+/* Data request keys (2009 one-way step) and the MAC response variant. */
+static void test_dukpt_tdes_data(void **state)
+{
+    uint8_t bdk[16], ksn[10], key[16], v[16];
+    unhex("0123456789ABCDEFFEDCBA9876543210", bdk);
+    struct row rows[64];
+    size_t n = read_rows(HSM_VECTORS_DIR "/dukpt_tdes_data.txt", rows, 64, 2);
+    assert_int_equal(n, 21);
+    for (size_t i = 0; i < n; i++) {
+        unhex(rows[i].f[0], ksn);
+        assert_int_equal(hsm_dukpt_txn_key_clear(bdk, ksn, key), 0);
+        assert_int_equal(hsm_dukpt_variant_clear(key, HSM_DUKPT_DATA_REQ, v), 0);
+        assert_string_equal(hx(v, 16), rows[i].f[1]);
+    }
+    unhex("FFFF9876543210E00001", ksn);
+    assert_int_equal(hsm_dukpt_txn_key_clear(bdk, ksn, key), 0);
+    assert_int_equal(hsm_dukpt_variant_clear(key, HSM_DUKPT_MAC_RESP, v), 0);
+    assert_string_equal(hx(v, 16), "042666B46E84CFA368DE96282F397BC9");
+    assert_int_equal(hsm_dukpt_variant_clear(key, HSM_DUKPT_MAC_REQ, v), 0);
+    assert_string_equal(hx(v, 16), "042666B4918430A368DE9628D03984C9");
+    assert_int_equal(hsm_dukpt_variant_clear(key, (enum hsm_dukpt_usage)9, v), HSM_ERR_INPUT);
+}
+
 /* ---------------------------------------------------------------- 7. AES DUKPT */
 
 static void test_dukpt_aes(void **state)
@@ -1248,6 +1271,7 @@ int main(void)
         cmocka_unit_test(test_pvv),
         cmocka_unit_test(test_cvv),
         cmocka_unit_test(test_dukpt_tdes),
+        cmocka_unit_test(test_dukpt_tdes_data),
         cmocka_unit_test(test_dukpt_aes),
         cmocka_unit_test(test_mac_iso9797),
         cmocka_unit_test(test_mac_chunking),
