@@ -1,8 +1,8 @@
 /* bench-codec: packs and unpacks a typical 0200 (25 fields incl. a ~200-byte DE 55) and a 0110
  * in each built-in dialect and prints one line per case:
  *   case=<name> op=<pack|unpack> ns_per_op=<n> ops_per_s=<n>
- * Usage: bench-codec [seconds-per-case, default 0.2]. Time is this thread's CPU time, so a
- * shared machine descheduling us does not inflate the figures. A benchmark, not a test. */
+ * Usage: bench-codec [seconds-per-case, default 0.2] [dialect]. Time is this thread's CPU time, so
+ * a shared machine descheduling us does not inflate the figures. A benchmark, not a test. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,7 +181,10 @@ int main(int argc, char **argv)
     build_0200(&m200, de55, n55);
     build_0110(&m110);
     fprintf(stderr, "bench-codec: 0200 has 25 fields, DE 55 of %zu bytes\n", n55);
+    const char *only = argc > 2 ? argv[2] : NULL;
     for (const char *const *dn = iso_dialect_names; *dn; dn++) {
+        if (only && strcmp(only, *dn) != 0)
+            continue;
         const struct iso_dialect *d = iso_dialect_find(*dn);
         char name[64];
         snprintf(name, sizeof(name), "%s_0200", *dn);
