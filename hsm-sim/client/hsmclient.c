@@ -6,6 +6,7 @@
 #include "hsmclient.h"
 
 #include "clock.h"
+#include "log.h"
 #include "parse.h"
 
 #include <event2/buffer.h>
@@ -145,9 +146,12 @@ static void req_finish(struct hsm_client *c, struct req *r, int status, const ch
 /* Takes a connection down: every request in flight on it fails with
  * HSM_CLIENT_DISCONNECTED, zombies are forgotten, and a reconnect is
  * scheduled with exponential backoff. */
-static void conn_down(struct conn *k)
+static void conn_down(struct conn *k, const char *reason)
 {
     struct hsm_client *c = k->c;
+    at_log(k->up ? AT_LOG_WARN : AT_LOG_DEBUG, "hsm_conn_down",
+           AT_UINT("conn", (unsigned)(k - c->conns)), AT_STR("reason", reason),
+           AT_UINT("in_flight", k->used), AT_UINT("retry_ms", k->backoff_ms));
     unsigned p = c->cfg.pipeline;
     if (k->bev) {
         bufferevent_free(k->bev);
@@ -209,7 +213,7 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
             return;
         size_t len = (size_t)pfx[0] << 8 | pfx[1];
         if (len > c->cfg.max_frame || len < hl + 4) {
-            conn_down(k); /* not a payShield answer we can match: resynchronise */
+            conn_down(k, "bad answer length"); /* cannot resynchronise a stream */
             return;
         }
         if (avail < 2 + len)
@@ -225,7 +229,7 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
             tag = tag * 16 + v;
         }
         if (tag < 0) {
-            conn_down(k);
+            conn_down(k, "answer header carries no tag");
             return;
         }
         struct slot *s = &k->slots[(unsigned)tag & (c->cfg.pipeline - 1)];
@@ -263,6 +267,7 @@ static void on_conn_event(struct bufferevent *bev, short what, void *arg)
         evutil_socket_t fd = bufferevent_getfd(bev);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         k->up = true;
+        at_log(AT_LOG_INFO, "hsm_conn_up", AT_UINT("conn", (unsigned)(k - c->conns)));
         if (k->ever_up)
             c->st.reconnects++;
         k->ever_up = true;
@@ -272,8 +277,10 @@ static void on_conn_event(struct bufferevent *bev, short what, void *arg)
         schedule_pump(c);
         return;
     }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-        conn_down(k);
+    if (what & BEV_EVENT_ERROR)
+        conn_down(k, k->up ? "socket error" : "connect failed");
+    else if (what & BEV_EVENT_EOF)
+        conn_down(k, "closed by the HSM");
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -295,7 +302,7 @@ static void conn_connect(struct conn *k)
     bufferevent_setcb(k->bev, on_conn_read, NULL, on_conn_event, k);
     bufferevent_enable(k->bev, EV_READ | EV_WRITE);
     if (bufferevent_socket_connect(k->bev, (struct sockaddr *)&c->addr, (int)c->addrlen) != 0)
-        conn_down(k); /* immediate failure (e.g. ECONNREFUSED): retry later */
+        conn_down(k, "connect failed"); /* immediate failure: retry later */
 }
 
 /* Writes one request on k: frame = length ‖ header (zeros + 4-hex tag) ‖ command. */
@@ -405,7 +412,7 @@ static void on_req_timeout(evutil_socket_t fd, short what, void *arg)
     /* Nothing at all came back since this request went out: the HSM (or the
      * path to it) is stuck. Drop the connection and reconnect. */
     if (stalled && k->bev)
-        conn_down(k);
+        conn_down(k, "no answer within the timeout (stalled)");
     cb(cbarg, HSM_CLIENT_TIMEOUT, NULL, 0);
 }
 

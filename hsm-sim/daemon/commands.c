@@ -29,7 +29,7 @@ int hsm_crypto_new(const char *lmk_path, struct hsm_crypto **out, char *err, siz
     if (lmk_path) {
         char why[200] = "";
         if (hsm_lmk_load(c->h, lmk_path, why, sizeof why) != 0) {
-            snprintf(err, errcap, "LMK file %s: %s", lmk_path, why);
+            snprintf(err, errcap, "%s", why[0] ? why : "cannot load the LMK file");
             hsm_free(c->h);
             free(c);
             return -1;
@@ -109,7 +109,8 @@ static int scheme_of(char ch, enum hsm_scheme *s)
     }
 }
 
-static int hexbytes(const char *s, size_t n, uint8_t *out)
+/* n hex characters (already checked by the cursor) → n/2 bytes. */
+static void hexbytes(const char *s, size_t n, uint8_t *out)
 {
     for (size_t i = 0; i < n / 2; i++) {
         int v = 0;
@@ -120,7 +121,6 @@ static int hexbytes(const char *s, size_t n, uint8_t *out)
         }
         out[i] = (uint8_t)v;
     }
-    return 0;
 }
 
 /* 12-digit account field copied to a NUL-terminated string. */
@@ -251,10 +251,8 @@ static int cmd_a6(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 
     if ((e = keytype3(in, &t)) || (e = hsm_cur_key(in, HSM_KEY_ANY, &zf)))
         return e;
-    if (hsm_cur_peek(in, 'A') && t != HSM_KT_BDK_AES)
-        return HSM_E_SCHEME;
-    if ((e = hsm_cur_key(in, HSM_KEY_ANY, &kf)) || (e = hsm_cur_char(in, &sch)) ||
-        (e = scheme_of(sch, &s_lmk)))
+    if ((e = hsm_cur_key(in, t == HSM_KT_BDK_AES ? HSM_KEY_AES : HSM_KEY_ANY, &kf)) ||
+        (e = hsm_cur_char(in, &sch)) || (e = scheme_of(sch, &s_lmk)))
         return e;
     size_t left = hsm_cur_left(in);
     if (left > 0 && in->p[in->off] != '%') {
@@ -317,7 +315,7 @@ static int cmd_bu(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     }
     if ((e = hsm_cur_end(in)))
         return e;
-    if (kf.hexlen != (lenflag + 1) * 16 && !(kf.scheme == 'A' && lenflag == 1))
+    if (kf.hexlen != (lenflag + 1) * 16)
         return HSM_E_KEY_LEN_FLAG;
     if ((e = key_get(p, &ks, t, &kf, false, &k)))
         return e;
@@ -442,8 +440,9 @@ static int cmd_g0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
  * DUKPT (X9.24-3, AES-128 BDK) to a ZPK. AES BDK ('A'+32H, key type 909) ‖
  * ZPK ‖ KSN 24H (initial key ID 16H ‖ counter 8H) ‖ source PIN block 32H (ISO
  * 9564 format 4 under the PIN working key) ‖ destination format 2N ‖ PAN
- * length 2N ‖ PAN (1..19N) → PIN length 2N ‖ destination PIN block (16H, or
- * 32H for format 48 with an AES ZPK) ‖ destination format 2N. */
+ * length 2N ‖ PAN (1..19N) → PIN length 2N ‖ destination PIN block 16H ‖
+ * destination format 2N. The destination ZPK is a DES key: an unprefixed 16H
+ * key may start with 'A', so an AES ZPK cannot be told apart in this field. */
 static int cmd_x0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 {
     struct keys ks = { .n = 0 };
@@ -457,7 +456,7 @@ static int cmd_x0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     size_t reslen;
     int pin_len, e;
 
-    if ((e = hsm_cur_key(in, HSM_KEY_ANY, &bf)) || (e = hsm_cur_key(in, HSM_KEY_ANY, &zf)) ||
+    if ((e = hsm_cur_key(in, HSM_KEY_AES, &bf)) || (e = hsm_cur_key(in, HSM_KEY_ANY, &zf)) ||
         (e = hsm_cur_hex(in, 24, &ksnhex)) || (e = hsm_cur_hex(in, 32, &blkhex)) ||
         (e = hsm_cur_digits(in, 2, &dfc)) || (e = hsm_cur_num(in, 2, &panlen)))
         return e;

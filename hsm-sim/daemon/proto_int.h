@@ -53,15 +53,17 @@ struct hsm_out {
 
 /* A key field as it appears on the wire: optional scheme letter + hex. */
 struct hsm_keyf {
-    char scheme;     /* 0 (none), 'U', 'T', 'X', 'Y' */
+    char scheme;     /* 0 (none), 'Z', 'U', 'T', 'X', 'Y', 'A' */
     const char *hex; /* points into the request */
     size_t hexlen;   /* 16, 32 or 48 */
 };
 
 /* Shape of a key field. */
 enum hsm_keyshape {
-    HSM_KEY_ANY,  /* 16H | U/X+32H | T/Y+48H (payShield "16H or 1A+32H or 1A+48H") */
+    HSM_KEY_ANY,  /* 16H | Z+16H | U/X+32H | T/Y+48H ("16H or 1A+32H or 1A+48H") */
     HSM_KEY_PAIR, /* 32H (two singles, e.g. CVK A‖B) | U/X+32H | T/Y+48H */
+    HSM_KEY_AES,  /* A+32H only (libhsm's AES scheme; 'A' is also a hex digit, so an
+                     AES key is only accepted where nothing else is) */
 };
 
 /* Field parsers: each returns 0 or a payShield error code (15 when data is

@@ -67,7 +67,8 @@ struct hsm_kt_info {
     const char *code;
     uint8_t pair; /* index into struct hsm.lmk */
     uint8_t variant;
-    bool aes;
+    bool aes_only; /* AES keys only (BDK-AES) */
+    bool aes_ok;   /* DES by default, AES with scheme 'A' / hsm_key_from_clear_aes */
 };
 const struct hsm_kt_info *hsm_kt(enum hsm_keytype t);
 

@@ -279,15 +279,17 @@ static int key_fits_format(const struct hsm_key *key, enum hsm_pinfmt f)
     return HSM_OK;
 }
 
-int hsm_pin_encrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const char *pin, const char *pan,
-                        uint8_t out[16], size_t *outlen)
+/* Encrypts with the given fill (NULL: random fill from RAND_bytes). */
+static int encrypt_fill(struct hsm_key *key, enum hsm_pinfmt f, const char *pin, const char *pan,
+                        const uint8_t *fill, uint8_t out[16], size_t *outlen)
 {
     int rc = key_fits_format(key, f);
     if (rc != HSM_OK)
         return rc;
     uint8_t clear[16], panf[16], tmp[16];
     size_t n;
-    rc = hsm_pinblock_encode(f, pin, pan, clear, &n);
+    rc = fill ? hsm_pinblock_encode_fill(f, pin, pan, fill, clear, &n)
+              : hsm_pinblock_encode(f, pin, pan, clear, &n);
     if (rc == HSM_OK && f == HSM_PINFMT_ISO4) {
         /* C = E(E(PIN field) xor PAN field) */
         rc = hsm_iso4_pan_field(pan, panf);
@@ -305,6 +307,12 @@ int hsm_pin_encrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const char *pin,
     if (rc == HSM_OK)
         *outlen = n;
     return rc;
+}
+
+int hsm_pin_encrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const char *pin, const char *pan,
+                        uint8_t out[16], size_t *outlen)
+{
+    return encrypt_fill(key, f, pin, pan, NULL, out, outlen);
 }
 
 int hsm_pin_decrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const uint8_t *blk, size_t len,
@@ -345,6 +353,14 @@ int hsm_pin_encrypt(struct hsm_key *key, enum hsm_pinfmt f, const char *pin, con
     if (!is_pin_key(key))
         return HSM_ERR_KEY_TYPE;
     return hsm_pin_encrypt_any(key, f, pin, pan, out, outlen);
+}
+
+int hsm_pin_encrypt_fill(struct hsm_key *key, enum hsm_pinfmt f, const char *pin, const char *pan,
+                         const uint8_t fill[8], uint8_t out[16], size_t *outlen)
+{
+    if (!is_pin_key(key))
+        return HSM_ERR_KEY_TYPE;
+    return encrypt_fill(key, f, pin, pan, fill, out, outlen);
 }
 
 int hsm_pin_decrypt(struct hsm_key *key, enum hsm_pinfmt f, const uint8_t *blk, size_t len,

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,6 +53,12 @@ static int teardown(void **state)
     if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
         return -1;
     return 0;
+}
+
+static uint8_t *got_sink(void)
+{
+    static uint8_t sink[64];
+    return sink;
 }
 
 static int send_frame(int fd, const void *body, size_t len)
@@ -284,6 +291,165 @@ static void test_log_has_codes_not_secrets(void **state)
     assert_false(ts_file_contains(c->log, "4123456789012345"));
 }
 
+/* A peer that half-closes after its requests still gets every answer. */
+static void test_half_close_gets_answers(void **state)
+{
+    struct ctx *c = *state;
+    int fd = ts_connect(c->port, 10000);
+    assert_true(fd >= 0);
+    for (int i = 0; i < 3; i++) {
+        char body[32];
+        int n = snprintf(body, sizeof body, "HC%02dB20001%d", i, i);
+        assert_int_equal(send_frame(fd, body, (size_t)n), 0);
+    }
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    for (int i = 0; i < 3; i++) {
+        char got[64], want[64];
+        ssize_t n = ts_recv_frame2(fd, (uint8_t *)got, sizeof got - 1);
+        assert_true(n > 0);
+        got[n] = '\0';
+        snprintf(want, sizeof want, "HC%02dB300%d", i, i);
+        assert_string_equal(got, want);
+    }
+    assert_int_equal(ts_recv_frame2(fd, (uint8_t *)got_sink(), 16), 0);
+    close(fd);
+}
+
+/* A client that writes without reading its answers is throttled (the daemon
+ * stops reading it) while other clients are served; once it reads, every
+ * answer arrives, in order. */
+struct flood {
+    int fd;
+    int frames;
+    int rc;
+};
+
+static void *flood_writer(void *arg)
+{
+    struct flood *fl = arg;
+    static char body[1100];
+    memcpy(body, "FLDDB2", 6);
+    snprintf(body + 6, 5, "%04X", 1000);
+    memset(body + 10, 'z', 1000);
+    fl->rc = 0;
+    for (int i = 0; i < fl->frames && fl->rc == 0; i++) {
+        memcpy(body + 10, &"0123456789"[i % 10], 1);
+        fl->rc = send_frame(fl->fd, body, 1010);
+    }
+    return NULL;
+}
+
+static void test_slow_reader_is_throttled(void **state)
+{
+    struct ctx *c = *state;
+    struct flood fl = { .fd = ts_connect(c->port, 30000), .frames = 6000 }; /* ~6 MB of answers */
+    assert_true(fl.fd >= 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, flood_writer, &fl), 0);
+    usleep(300000);
+    /* meanwhile another client is served */
+    int other = ts_connect(c->port, 10000);
+    char got[2048];
+    assert_true(roundtrip(other, "OTHRB20003abc", got, sizeof got) > 0);
+    assert_string_equal(got, "OTHRB300abc");
+    close(other);
+    /* now read everything */
+    for (int i = 0; i < fl.frames; i++) {
+        ssize_t n = ts_recv_frame2(fl.fd, (uint8_t *)got, sizeof got);
+        assert_int_equal(n, 1008);
+        assert_memory_equal(got, "FLDDB300", 8);
+        assert_int_equal(got[8], "0123456789"[i % 10]);
+    }
+    pthread_join(th, NULL);
+    assert_int_equal(fl.rc, 0);
+    close(fl.fd);
+}
+
+/* SIGHUP reopens the log file (logrotate renames it first). */
+static void test_sighup_reopens_log(void **state)
+{
+    struct ctx *c = *state;
+    char rotated[600];
+    snprintf(rotated, sizeof rotated, "%s.1", c->log);
+    usleep(300000);
+    assert_int_equal(rename(c->log, rotated), 0);
+    assert_int_equal(kill(c->pid, SIGHUP), 0);
+    usleep(300000);
+    int fd = ts_connect(c->port, 10000);
+    char got[128];
+    assert_true(roundtrip(fd, "HUP1YQ", got, sizeof got) > 0); /* logged at info */
+    close(fd);
+    usleep(400000);
+    assert_true(ts_file_contains(c->log, "\"cmd\":\"YQ\""));
+    assert_false(ts_file_contains(rotated, "\"cmd\":\"YQ\""));
+}
+
+/* --lmk: an LMK file replaces the test LMK (NC shows its check value); a bad
+ * file or bad options stop the daemon at start with a message. */
+static void test_lmk_file_and_bad_options(void **state)
+{
+    (void)state;
+    static const char *pairs[] = {
+        "0123456789ABCDEFFEDCBA9876543210", "20202020202020203131313131313131",
+        "40404040404040405151515151515151", "61616161616161617070707070707070",
+        "80808080808080809191919191919191", "A1A1A1A1A1A1A1A1B0B0B0B0B0B0B0B0",
+        "C1C1010101010101D0D0010101010101", "E0E0010101010101F1F1010101010101",
+        "1C587F1C13924FEF0101010101010101", "01010101010101010101010101010101",
+        "02020202020202020404040404040404", "07070707070707071010101010101010",
+        "13131313131313131515151515151515", "16161616161616161919191919191919",
+        "1A1A1A1A1A1A1A1A1C1C1C1C1C1C1C1C", "23232323232323232525252525252525",
+        "26262626262626262929292929292929", "2A2A2A2A2A2A2A2A2C2C2C2C2C2C2C2C",
+        "2F2F2F2F2F2F2F2F3131313131313131", "01010101010101010101010101010101",
+    };
+    const char *dir = ts_tmpdir("hsm_sim_lmk");
+    char path[512], bad[512], out[512], listen[64];
+    snprintf(path, sizeof path, "%s/lmk.txt", dir);
+    snprintf(bad, sizeof bad, "%s/bad.txt", dir);
+    snprintf(out, sizeof out, "%s/out.txt", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "# test LMK with pair 00-01 replaced\n");
+    for (int i = 0; i < 20; i++)
+        fprintf(f, "%02d-%02d %s\n", 2 * i, 2 * i + 1, pairs[i]);
+    fclose(f);
+    f = fopen(bad, "w");
+    assert_non_null(f);
+    fprintf(f, "00-01 0000000000000000000000000000000\n");
+    fclose(f);
+
+    uint16_t port = ts_free_port();
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", port);
+    const char *args[] = { "--listen", listen, "--lmk", path, "--header-len", "2", NULL };
+    pid_t pid = ts_spawn("hsm-sim", args, out);
+    assert_true(pid > 0);
+    assert_int_equal(ts_wait_port(port, 10000), 0);
+    int fd = ts_connect(port, 10000);
+    char got[128];
+    /* KCV of 2TDEA 0123456789ABCDEFFEDCBA9876543210 (crypto.md §1) */
+    assert_true(roundtrip(fd, "ABNC", got, sizeof got) > 0);
+    assert_string_equal(got, "ABND0008D7B4FB629D08850007-E000");
+    close(fd);
+    int st = ts_stop(pid, SIGINT, 10000);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    const char *args_bad[] = { "--listen", listen, "--lmk", bad, NULL };
+    pid = ts_spawn("hsm-sim", args_bad, out);
+    st = ts_stop(pid, 0, 10000); /* signal 0: just wait for it to exit */
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    assert_true(ts_file_contains(out, "bad.txt:1"));
+    assert_false(ts_file_contains(out, "0000000000000000000000000000000"));
+
+    const char *const bad_args[][4] = { { "--header-len", "65", NULL },
+                                        { "--max-frame", "70000", NULL },
+                                        { "--listen", "example.com:1500", NULL },
+                                        { "--bogus", NULL } };
+    for (size_t i = 0; i < sizeof bad_args / sizeof bad_args[0]; i++) {
+        pid = ts_spawn("hsm-sim", bad_args[i], out);
+        st = ts_stop(pid, 0, 10000);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +460,10 @@ int main(void)
         cmocka_unit_test(test_malformed_and_unknown),
         cmocka_unit_test(test_oversize_closes_only_that_connection),
         cmocka_unit_test(test_log_has_codes_not_secrets),
+        cmocka_unit_test(test_half_close_gets_answers),
+        cmocka_unit_test(test_slow_reader_is_throttled),
+        cmocka_unit_test(test_sighup_reopens_log),
+        cmocka_unit_test(test_lmk_file_and_bad_options),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

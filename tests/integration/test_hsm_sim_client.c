@@ -187,6 +187,16 @@ static void test_ca_through_builder(void **state)
     run_until(f, &r.done, 1, 10000);
     assert_int_equal(r.status, HSM_CLIENT_OK);
     assert_string_equal(r.resp, "CB0004F7808F2CBEC6316803");
+    /* DC (Visa PVV under a TPK), the published pair, through its builder */
+    n = hsm_client_build_pvv_verify(cmd, sizeof cmd, false, "0406FBB23A5214DF",
+                                    "X367930344805B1FAD6146EF4ED7502B3", "AE7A708F877571A9", "01",
+                                    "550000025321", 1, "4402");
+    assert_true(n > 0);
+    struct ca_req d = { 0 };
+    assert_int_equal(hsm_client_submit(c, cmd, (size_t)n, on_ca, &d), 0);
+    run_until(f, &d.done, 1, 10000);
+    assert_int_equal(d.status, HSM_CLIENT_OK);
+    assert_string_equal(d.resp, "DD00");
     hsm_client_free(c);
 }
 
