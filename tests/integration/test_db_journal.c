@@ -273,6 +273,73 @@ static void test_validation_and_backpressure(void **state)
     dbt_drop(conninfo);
 }
 
+/* ---- a record the database refuses; drain ------------------------------------------------ */
+
+static void drain_done(void *arg)
+{
+    (*(unsigned *)arg)++;
+}
+
+static void test_refused_record_and_drain(void **state)
+{
+    const char *ci = dbt_create("refuse");
+    assert_non_null(ci);
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    /* A trigger makes the database refuse one record that passes the writer's own checks. */
+    PGconn *c = dbt_connect(conninfo);
+    assert_non_null(c);
+    PGresult *r = PQexec(c, "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$"
+                            " BEGIN IF NEW.stan = '000013' THEN RAISE EXCEPTION 'refused'"
+                            " USING ERRCODE = '23514'; END IF; RETURN NEW; END $$;"
+                            " CREATE TRIGGER refuse BEFORE INSERT ON switch.authorizations"
+                            " FOR EACH ROW EXECUTE FUNCTION refuse()");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+
+    struct event_base *base = new_base();
+    struct db_journal_opts o = { .conninfo = conninfo,
+                                 .spool_path = spool_path("refuse"),
+                                 .connections = 2,
+                                 .batch_max = 32,
+                                 .batch_delay_us = 100000 /* long: drain must not wait for it */ };
+    struct db_journal *j = NULL;
+    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    enum { N = 50 };
+    static struct tcb cbs[N];
+    struct tally t = { .expected = N, .in_order = true };
+    struct db_auth_record rec;
+    for (unsigned i = 0; i < N; i++) {
+        dbt_record(&rec, 3, i);
+        cbs[i] = (struct tcb){ .t = &t, .seq = i };
+        assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[i]), 0);
+    }
+    /* Drain: everything queued is flushed (not waiting for batch_delay_us), then done fires;
+     * afterwards submit is refused. */
+    unsigned drained = 0;
+    db_journal_drain(j, drain_done, &drained);
+    dbt_record(&rec, 3, 99);
+    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[0]), DB_E_CLOSED);
+    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
+    assert_int_equal(t.ok, N - 1); /* the rest of the refused batch still committed */
+    assert_int_equal(t.failed, 1); /* only the culprit failed */
+    struct db_journal_stats st;
+    db_journal_get_stats(j, &st);
+    assert_int_equal(st.failed, 1);
+    assert_int_equal(st.queued, 0);
+    struct timeval tv = { 0, 50000 };
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+    assert_int_equal(drained, 1);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.authorizations"), N - 1);
+    assert_int_equal(
+        dbt_scalar(c, "SELECT count(*) FROM switch.authorizations WHERE stan = '000013'"), 0);
+    db_journal_free(j);
+    event_base_free(base);
+    PQfinish(c);
+    dbt_drop(conninfo);
+}
+
 /* ---- generic client and error mapping ------------------------------------------------------- */
 
 struct qres {
@@ -715,6 +782,7 @@ int main(void)
         cmocka_unit_test(test_migrate_twice_and_check),
         cmocka_unit_test(test_batching_order_commit),
         cmocka_unit_test(test_validation_and_backpressure),
+        cmocka_unit_test(test_refused_record_and_drain),
         cmocka_unit_test(test_client_and_error_mapping),
         cmocka_unit_test(test_terminate_backend_mid_batch),
         cmocka_unit_test(test_crash_then_replay),
