@@ -45,9 +45,20 @@ static void set_state(struct sw_link *l, enum sw_link_state to, const char *why)
 {
     if (l->state == to)
         return;
-    at_log(to == SW_LINK_UP || l->state == SW_LINK_UP ? AT_LOG_WARN : AT_LOG_INFO, "link_state",
-           AT_STR("issuer", l->conf->name), AT_STR("from", sw_link_state_name(l->state)),
-           AT_STR("to", sw_link_state_name(to)), AT_STR("reason", why));
+    /* Retries of a down link are debug noise; the moves an operator acts on
+     * (up, lost, refused) are not. */
+    bool retry = (to == SW_LINK_CONNECTING && l->state == SW_LINK_DOWN) ||
+                 (to == SW_LINK_DOWN && l->state == SW_LINK_CONNECTING && l->logged_down);
+    enum at_log_level level = retry                                        ? AT_LOG_DEBUG
+                              : to == SW_LINK_UP || l->state == SW_LINK_UP ? AT_LOG_WARN
+                                                                           : AT_LOG_INFO;
+    if (to == SW_LINK_DOWN)
+        l->logged_down = true;
+    if (to == SW_LINK_UP)
+        l->logged_down = false;
+    at_log(level, "link_state", AT_STR("issuer", l->conf->name),
+           AT_STR("from", sw_link_state_name(l->state)), AT_STR("to", sw_link_state_name(to)),
+           AT_STR("reason", why));
     if (to == SW_LINK_UP)
         l->up_since_ms = sw_now_ms();
     l->state = to;

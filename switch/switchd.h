@@ -134,6 +134,7 @@ struct sw_link {
     uint64_t last_traffic_ms;
     uint64_t up_since_ms;
     bool echo_outstanding;
+    bool logged_down; /* the current outage was logged once */
     uint32_t signon_stan, echo_stan;
     const struct timeval *common_timeout; /* libevent common timeout of timeout_ms */
 };

@@ -1,0 +1,42 @@
+-- Demo reference data for switchd (README "The demo world"): one wallet issuer, its BIN routes,
+-- one acquirer and four terminals. Keys are the documented LAB keys, written here only encrypted
+-- under the Thales test LMK (hsmtool key --type T --clear K) with their KCVs. Idempotent.
+
+INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv) VALUES
+    ('WALLET1.ZPK',   'ZPK', 'TDES-2KEY', 'U9D961F6AF1D24B38AB37B320022FF57D', '77800C'),
+    ('WALLET1.ZAK',   'ZAK', 'TDES-2KEY', 'U828E5DD415D1228FCC2D07D9D794942F', '30825B'),
+    ('TERM0001.TPK',  'TPK', 'TDES-2KEY', 'U610850E0A6E572AEB21830C67D9FCAF9', '45303C'),
+    ('TERM0001.TAK',  'TAK', 'TDES-2KEY', 'U069486B014C17A557263DD5DB7F8A418', 'F5DDDA'),
+    ('TERM0002.BDK',  'BDK', 'TDES-2KEY', 'U8E3D3E2FD5919657F05A1AA90D32A014', '08D7B4'),
+    ('TERM0002.TAK',  'TAK', 'TDES-2KEY', 'U6B08E2FE3B226CD18FF7E54E1CE84340', 'CD7969'),
+    ('TERM0003.BDK',  'BDK', 'AES-128',   'A659483D9621F3C58E85B059547BE1E3A', 'ED6429'),
+    ('TERM0003.TAK',  'TAK', 'TDES-2KEY', 'U1AB0EA0E98462BE88285552D50B335DD', '69B752'),
+    ('TERM0004.TPK',  'TPK', 'TDES-2KEY', 'U62F4DA09BF791097D5AD85E4EB54BAC5', 'F8E1CF'),
+    ('TERM0004.TAK',  'TAK', 'TDES-2KEY', 'U41B7B36A7E391345990DFDB00A88CA69', '54E04A')
+ON CONFLICT (key_id) DO UPDATE
+    SET key_type = EXCLUDED.key_type, scheme = EXCLUDED.scheme,
+        key_under_lmk = EXCLUDED.key_under_lmk, kcv = EXCLUDED.kcv, status = 'active';
+
+INSERT INTO switch.issuers (issuer_id, name, link, zpk_key_id, zak_key_id) VALUES
+    ('WALLET1', 'Demo wallet issuer (issuer-sim)', 'WALLET1', 'WALLET1.ZPK', 'WALLET1.ZAK')
+ON CONFLICT (issuer_id) DO UPDATE
+    SET name = EXCLUDED.name, link = EXCLUDED.link, zpk_key_id = EXCLUDED.zpk_key_id,
+        zak_key_id = EXCLUDED.zak_key_id, enabled = true;
+
+INSERT INTO switch.bin_routes (prefix, issuer_id) VALUES
+    ('489001', 'WALLET1'), ('489002', 'WALLET1'), ('489003', 'WALLET1'), ('489004', 'WALLET1')
+ON CONFLICT (prefix) DO UPDATE SET issuer_id = EXCLUDED.issuer_id, enabled = true;
+
+INSERT INTO switch.acquirers (acquirer_id, name) VALUES ('100001', 'Demo acquirer')
+ON CONFLICT (acquirer_id) DO UPDATE SET name = EXCLUDED.name, enabled = true;
+
+INSERT INTO switch.terminals (acquirer_id, terminal_id, merchant_id, key_scheme, tpk_key_id,
+                              tak_key_id, bdk_key_id) VALUES
+    ('100001', 'TERM0001', 'MERCHANT0000001', 'TPK',        'TERM0001.TPK', 'TERM0001.TAK', NULL),
+    ('100001', 'TERM0002', 'MERCHANT0000001', 'DUKPT-TDES', NULL, 'TERM0002.TAK', 'TERM0002.BDK'),
+    ('100001', 'TERM0003', 'MERCHANT0000002', 'DUKPT-AES',  NULL, 'TERM0003.TAK', 'TERM0003.BDK'),
+    ('100001', 'TERM0004', 'MERCHANT0000003', 'TPK',        'TERM0004.TPK', 'TERM0004.TAK', NULL)
+ON CONFLICT (acquirer_id, terminal_id) DO UPDATE
+    SET merchant_id = EXCLUDED.merchant_id, key_scheme = EXCLUDED.key_scheme,
+        tpk_key_id = EXCLUDED.tpk_key_id, tak_key_id = EXCLUDED.tak_key_id,
+        bdk_key_id = EXCLUDED.bdk_key_id, enabled = true;

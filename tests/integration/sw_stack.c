@@ -1,0 +1,247 @@
+/* Integration stack: real processes, real PostgreSQL, real TCP on loopback. */
+#include "sw_stack.h"
+
+#include "db_testlib.h"
+#include "testsupport.h"
+
+#include <arpa/inet.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HMAC_KEY "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F"
+#define SEAL_KEY "A0A1A2A3A4A5A6A7A8A9AAABACADAEAFB0B1B2B3B4B5B6B7B8B9BABBBCBDBEBF"
+
+static int exec_file(PGconn *c, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    static char sql[65536];
+    size_t n = fread(sql, 1, sizeof sql - 1, f);
+    fclose(f);
+    sql[n] = '\0';
+    PGresult *r = PQexec(c, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        fprintf(stderr, "stack: %s: %s", path, PQerrorMessage(c));
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+static int write_conf(struct stack *s)
+{
+    FILE *f = fopen(s->switch_conf, "w");
+    if (!f)
+        return -1;
+    fprintf(f,
+            "log_file = %s\nlog_level = info\nmetrics_address = 127.0.0.1:%u\n"
+            "spool_dir = %s/spool\ndb = \"%s\"\ndrain_timeout_ms = 3000\n"
+            "reversal_retry_ms = 300\n"
+            "[hsm]\naddress = 127.0.0.1:%u\nconnections = 2\n"
+            "[listener acq]\naddress = 127.0.0.1:%u\ndialect = ascii87\nframing = 2b\n"
+            "max_inflight = 16\n"
+            "[listener pos]\naddress = 127.0.0.1:%u\ndialect = bcd87\nframing = tpdu\n"
+            "[issuer WALLET1]\naddress = 127.0.0.1:%u\ndialect = ascii87\nframing = 2b\n"
+            "timeout_ms = %u\nreconnect_min_ms = 50\nreconnect_max_ms = 200\n"
+            "echo_interval_ms = 2000\n",
+            s->switch_log, s->metrics_port, s->dir, s->conninfo, s->hsm_port, s->acq_port,
+            s->pos_port, s->issuer_port, s->opts.issuer_timeout_ms);
+    return fclose(f);
+}
+
+int stack_start_switch(struct stack *s)
+{
+    const char *args[] = { "--config", s->switch_conf, NULL };
+    s->sw = ts_spawn("switchd", args, s->switch_log);
+    if (s->sw <= 0 || ts_wait_port(s->acq_port, 15000) != 0) {
+        fprintf(stderr, "stack: switchd did not come up (log %s)\n", s->switch_log);
+        return -1;
+    }
+    return 0;
+}
+
+int stack_start_issuer(struct stack *s)
+{
+    char listen[32], hsm[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", s->issuer_port);
+    snprintf(hsm, sizeof hsm, "127.0.0.1:%u", s->hsm_port);
+    const char *args[] = { "--listen",  listen,  "--hsm",       hsm, "--db",
+                           s->conninfo, "--log", s->issuer_log, NULL };
+    s->issuer = ts_spawn("issuer-sim", args, s->issuer_log);
+    if (s->issuer <= 0 || ts_wait_port(s->issuer_port, 15000) != 0) {
+        fprintf(stderr, "stack: issuer-sim did not come up (log %s)\n", s->issuer_log);
+        return -1;
+    }
+    return 0;
+}
+
+int stack_start(struct stack *s, const struct stack_opts *o)
+{
+    char err[256], hsm_listen[32], path[512];
+    memset(s, 0, sizeof *s);
+    s->opts = *o;
+    if (!s->opts.issuer_timeout_ms)
+        s->opts.issuer_timeout_ms = 1500;
+    if (!s->opts.wallets)
+        s->opts.wallets = 16;
+    const char *dir = ts_tmpdir("stack");
+    if (!dir)
+        return -1;
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    snprintf(s->switch_log, sizeof s->switch_log, "%s/switchd.log", s->dir);
+    snprintf(s->issuer_log, sizeof s->issuer_log, "%s/issuer-sim.log", s->dir);
+    snprintf(s->hsm_log, sizeof s->hsm_log, "%s/hsm-sim.log", s->dir);
+    snprintf(s->switch_conf, sizeof s->switch_conf, "%s/switchd.conf", s->dir);
+    setenv("ATLAS_PAN_HMAC_KEY", HMAC_KEY, 1);
+    setenv("ATLAS_PAN_SEAL_KEY", SEAL_KEY, 1);
+
+    const char *ci = dbt_create("stack");
+    if (!ci)
+        return -1;
+    snprintf(s->conninfo, sizeof s->conninfo, "%s", ci);
+    PGconn *c = dbt_connect(s->conninfo);
+    snprintf(path, sizeof path, "%s/db/seed/demo_switch.sql", dbt_src());
+    int rc = c ? exec_file(c, path) : -1;
+    PQfinish(c);
+    if (rc != 0)
+        return -1;
+
+    s->hsm_port = ts_free_port();
+    s->acq_port = ts_free_port();
+    s->pos_port = ts_free_port();
+    s->metrics_port = ts_free_port();
+    s->issuer_port = ts_free_port();
+    snprintf(hsm_listen, sizeof hsm_listen, "127.0.0.1:%u", s->hsm_port);
+    const char *hargs[] = { "--listen", hsm_listen, NULL };
+    s->hsm = ts_spawn("hsm-sim", hargs, s->hsm_log);
+    if (s->hsm <= 0 || ts_wait_port(s->hsm_port, 10000) != 0)
+        return -1;
+    if (s->opts.issuer) {
+        char n[16];
+        snprintf(n, sizeof n, "%u", s->opts.wallets);
+        const char *sargs[] = { "seed", "--wallets", n, "--db", s->conninfo, NULL };
+        pid_t p = ts_spawn("issuer-sim", sargs, s->issuer_log);
+        int st;
+        if (p <= 0 || waitpid(p, &st, 0) != p || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "stack: issuer-sim seed failed (log %s)\n", s->issuer_log);
+            return -1;
+        }
+        if (stack_start_issuer(s) != 0)
+            return -1;
+    }
+    if (write_conf(s) != 0 || stack_start_switch(s) != 0)
+        return -1;
+    if (sim_terms_builtin(&s->terms, err, sizeof err) != 0) {
+        fprintf(stderr, "stack: %s\n", err);
+        return -1;
+    }
+    /* STANs unique per process run: tests may restart switchd, which keeps
+     * nothing, but the journal's unique key spans runs of the same day. */
+    uint32_t base = (uint32_t)(getpid() % 500) * 1000 + 1;
+    for (size_t i = 0; i < s->terms.n; i++) {
+        struct sim_term *t = s->terms.t[i];
+        sim_term_set_counters(t, base, base);
+        snprintf(t->address, sizeof t->address, "127.0.0.1:%u",
+                 t->framing == ISO_FRAME_TPDU ? s->pos_port : s->acq_port);
+    }
+    return 0;
+}
+
+int stack_stop(struct stack *s)
+{
+    int st = -1;
+    if (s->sw > 0)
+        st = ts_stop(s->sw, SIGTERM, 10000);
+    if (s->issuer > 0)
+        ts_stop(s->issuer, SIGTERM, 5000);
+    if (s->hsm > 0)
+        ts_stop(s->hsm, SIGTERM, 5000);
+    sim_terms_free(&s->terms);
+    if (s->conninfo[0])
+        dbt_drop(s->conninfo);
+    return st;
+}
+
+struct sim_term *stack_term(struct stack *s, const char *id)
+{
+    return sim_terms_find(&s->terms, id);
+}
+
+void stack_txn(struct sim_txn *x, enum sim_type type, const char *pan, const char *pin,
+               uint64_t amount)
+{
+    memset(x, 0, sizeof *x);
+    x->type = type;
+    snprintf(x->pan, sizeof x->pan, "%s", pan);
+    snprintf(x->pin, sizeof x->pin, "%s", pin ? pin : "");
+    x->amount = amount;
+    snprintf(x->expiry, sizeof x->expiry, "2812");
+}
+
+static uint16_t port_of(const char *address)
+{
+    const char *c = strrchr(address, ':');
+    return c ? (uint16_t)atoi(c + 1) : 0;
+}
+
+int stack_send_raw(struct stack *s, struct sim_term *t, const uint8_t *msg, size_t len,
+                   struct sim_resp *r)
+{
+    uint8_t hdr[ISO_FRAME_MAX_HEADER], buf[4096], arena[ISO_ARENA_FOR(4096)];
+    char err[256];
+    int h = sim_frame_header(t, len, hdr);
+    int fd = ts_connect(port_of(t->address), 10000);
+    if (fd < 0 || h < 0)
+        return -1;
+    int rc = -1;
+    if (ts_send_all(fd, hdr, (size_t)h) == 0 && ts_send_all(fd, msg, len) == 0) {
+        ssize_t n = ts_recv_frame2(fd, buf, sizeof buf);
+        size_t off = t->framing == ISO_FRAME_TPDU ? ISO_TPDU_LEN : 0;
+        struct iso_msg m;
+        iso_msg_init(&m, arena, sizeof arena);
+        if (n > (ssize_t)off &&
+            sim_term_check_response(t, buf + off, (size_t)n - off, &m, r, err, sizeof err) == 0)
+            rc = 0;
+        else
+            fprintf(stderr, "stack: no valid answer (%zd bytes)\n", n);
+    }
+    close(fd);
+    return rc;
+}
+
+int stack_send(struct stack *s, struct sim_term *t, const struct sim_txn *x, struct sim_resp *r,
+               struct sim_sent *sent)
+{
+    uint8_t msg[SIM_MSG_MAX];
+    size_t len;
+    char err[256];
+    if (sim_term_build_request(t, x, msg, sizeof msg, &len, sent, err, sizeof err) != 0) {
+        fprintf(stderr, "stack: build: %s\n", err);
+        return -1;
+    }
+    return stack_send_raw(s, t, msg, len, r);
+}
+
+long long stack_scalar(struct stack *s, const char *sql)
+{
+    PGconn *c = dbt_connect(s->conninfo);
+    long long v = c ? dbt_scalar(c, sql) : -1;
+    PQfinish(c);
+    return v;
+}
+
+int stack_wait_scalar(struct stack *s, const char *sql, long long want, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 50) {
+        if (stack_scalar(s, sql) == want)
+            return 0;
+        usleep(50000);
+    }
+    return -1;
+}
