@@ -1,0 +1,299 @@
+/* Integration test of the real hsm-sim over loopback TCP: the published
+ * payShield pairs byte for byte (header echo included), the NC wire example,
+ * pipelining on one connection, many connections, malformed / unknown /
+ * oversize input, the log's content, and a clean SIGTERM exit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "testsupport.h"
+
+#define TEST_LMK_KCV "7D22274C5745C5A1"
+#define MAX_FRAME    1024
+
+struct ctx {
+    pid_t pid;
+    uint16_t port;
+    char log[512];
+};
+
+static int setup(void **state)
+{
+    static struct ctx c;
+    char port[16], listen[64], maxf[16];
+    c.port = ts_free_port();
+    snprintf(port, sizeof port, "%u", c.port);
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", c.port);
+    snprintf(maxf, sizeof maxf, "%d", MAX_FRAME);
+    snprintf(c.log, sizeof c.log, "%s/hsm-sim.log", ts_tmpdir("hsm_sim"));
+    const char *args[] = { "--listen", listen,        "--log", c.log, "--log-level",
+                           "debug",    "--max-frame", maxf,    NULL };
+    c.pid = ts_spawn("hsm-sim", args, NULL);
+    if (c.pid <= 0 || ts_wait_port(c.port, 10000) != 0)
+        return -1;
+    *state = &c;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct ctx *c = *state;
+    int st = ts_stop(c->pid, SIGTERM, 10000);
+    /* a clean exit on SIGTERM is part of the contract */
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return -1;
+    return 0;
+}
+
+static int send_frame(int fd, const void *body, size_t len)
+{
+    uint8_t buf[70000];
+    buf[0] = (uint8_t)(len >> 8);
+    buf[1] = (uint8_t)len;
+    memcpy(buf + 2, body, len);
+    return ts_send_all(fd, buf, len + 2);
+}
+
+/* Sends body, reads one answer into out (NUL-terminated), returns its length. */
+static ssize_t roundtrip(int fd, const char *body, char *out, size_t cap)
+{
+    if (send_frame(fd, body, strlen(body)) != 0)
+        return -1;
+    ssize_t n = ts_recv_frame2(fd, (uint8_t *)out, cap - 1);
+    if (n >= 0)
+        out[n] = '\0';
+    return n;
+}
+
+/* payshield.md §11.1 */
+static const struct {
+    const char *cmd, *req, *resp;
+} published[] = {
+    { "BU", "0200406FBB23A5214DF", "000035BBE340A4B763" },
+    { "BU", "001U93CB819F8FEE4F78BF9C4CDD84750DB1", "00B70AD25C94548822" },
+    { "A6", "0024ED06495741C280C35ED0C0EA7F7D0FAZ", "000406FBB23A5214DF0035BB" },
+    { "CA", "0406FBB23A5214DFBAB32D775A38E4AB12DC80B186C30902B00303550000025321",
+      "0004F7808F2CBEC6316803" },
+    { "CA",
+      "U8463435FC4B4DAA0C49025272C29B12CU1EF828AA8F6B80EB83E19FBC373F3A85126428EB94035AF53B01"
+      "01550000025321",
+      "000491DDDA0A7C12CFAA01" },
+    { "CW", "U9B4934384B19946B040CD702B4D581454123456789012345;8701101", "00561" },
+    { "DC", "0406FBB23A5214DFX367930344805B1FAD6146EF4ED7502B3AE7A708F877571A90155000002532114402",
+      "00" },
+    { "M6",
+      "01032003U19D25F349FD03CC3556BB05F65283CA1004072C29C2371CC9BDB65B779B8E8D37B29ECC154AA56A8"
+      "799FAE2F498F76ED92F2",
+      "0000085F1448EE" },
+};
+
+static void test_published_pairs(void **state)
+{
+    struct ctx *c = *state;
+    int fd = ts_connect(c->port, 10000);
+    assert_true(fd >= 0);
+    for (size_t i = 0; i < sizeof published / sizeof published[0]; i++) {
+        char req[512], want[512], got[512];
+        char hdr[5];
+        snprintf(hdr, sizeof hdr, "H%03zu", i);
+        snprintf(req, sizeof req, "%s%s%s", hdr, published[i].cmd, published[i].req);
+        snprintf(want, sizeof want, "%s%c%c%s", hdr, published[i].cmd[0],
+                 (char)(published[i].cmd[1] + 1), published[i].resp);
+        print_message("%s\n", published[i].cmd);
+        assert_true(roundtrip(fd, req, got, sizeof got) > 0);
+        assert_string_equal(got, want);
+    }
+    close(fd);
+}
+
+static void test_nc_wire_example(void **state)
+{
+    struct ctx *c = *state;
+    int fd = ts_connect(c->port, 10000);
+    assert_true(fd >= 0);
+    /* pythales README: 00 06 "SSSSNC" → 00 21 "SSSSND00" ‖ LMK KCV 16H ‖ firmware */
+    const uint8_t req[] = { 0x00, 0x06, 0x53, 0x53, 0x53, 0x53, 0x4E, 0x43 };
+    assert_int_equal(ts_send_all(fd, req, sizeof req), 0);
+    uint8_t resp[2 + 0x21];
+    assert_int_equal(ts_recv_exact(fd, resp, sizeof resp), (ssize_t)sizeof resp);
+    assert_int_equal(resp[0], 0x00);
+    assert_int_equal(resp[1], 0x21);
+    assert_memory_equal(resp + 2, "SSSSND00" TEST_LMK_KCV "0007-E000", 0x21);
+    close(fd);
+}
+
+static void test_pipelined_in_order(void **state)
+{
+    struct ctx *c = *state;
+    int fd = ts_connect(c->port, 10000);
+    assert_true(fd >= 0);
+    /* 200 frames in one write: echoes and translations interleaved */
+    static uint8_t buf[200 * 100];
+    size_t off = 0;
+    for (int i = 0; i < 200; i++) {
+        char body[128];
+        int n;
+        if (i % 2)
+            n = snprintf(body, sizeof body, "%04dB20008ECHO%04d", i, i);
+        else
+            n = snprintf(body, sizeof body,
+                         "%04dCA0406FBB23A5214DFBAB32D775A38E4AB12DC80B186C30902B00303550000025321",
+                         i);
+        buf[off++] = 0;
+        buf[off++] = (uint8_t)n;
+        memcpy(buf + off, body, (size_t)n);
+        off += (size_t)n;
+    }
+    assert_int_equal(ts_send_all(fd, buf, off), 0);
+    for (int i = 0; i < 200; i++) {
+        char got[256], want[256];
+        ssize_t n = ts_recv_frame2(fd, (uint8_t *)got, sizeof got - 1);
+        assert_true(n > 0);
+        got[n] = '\0';
+        if (i % 2)
+            snprintf(want, sizeof want, "%04dB300ECHO%04d", i, i);
+        else
+            snprintf(want, sizeof want, "%04dCB0004F7808F2CBEC6316803", i);
+        assert_string_equal(got, want);
+    }
+    close(fd);
+}
+
+static void test_many_connections(void **state)
+{
+    struct ctx *c = *state;
+    enum { N = 64 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = ts_connect(c->port, 10000);
+        assert_true(fds[i] >= 0);
+    }
+    /* all send first, then all read: the daemon holds them concurrently */
+    for (int i = 0; i < N; i++) {
+        char body[32];
+        int n = snprintf(body, sizeof body, "C%03dB20003%03d", i, i);
+        assert_int_equal(send_frame(fds[i], body, (size_t)n), 0);
+    }
+    for (int i = N; i-- > 0;) {
+        char got[64], want[64];
+        ssize_t n = ts_recv_frame2(fds[i], (uint8_t *)got, sizeof got - 1);
+        assert_true(n > 0);
+        got[n] = '\0';
+        snprintf(want, sizeof want, "C%03dB300%03d", i, i);
+        assert_string_equal(got, want);
+        close(fds[i]);
+    }
+}
+
+static void test_malformed_and_unknown(void **state)
+{
+    struct ctx *c = *state;
+    int fd = ts_connect(c->port, 10000);
+    assert_true(fd >= 0);
+    char got[512];
+    static const struct {
+        const char *req, *resp;
+    } cases[] = {
+        { "0001ZQ1234", "0001ZZ00" },                  /* unknown command */
+        { "0002BU0200406FBB23A5214DZ", "0002BV15" },   /* not hex */
+        { "0003BU0200406FBB23A5214DF99", "0003BV52" }, /* trailing field */
+        { "0004BU020", "0004BV15" },                   /* short */
+        { "0005B20009PING", "0005B380" },              /* length mismatch */
+        { "0006CA0406FBB23A5214DFBAB32D775A38E4AB12DC80B186C30902B09903550000025321",
+          "0006CB23" },                                    /* bad PIN block format */
+        { "00", "00  ZZ51" },                              /* no room for a command */
+        { "0007NC", "0007ND00" TEST_LMK_KCV "0007-E000" }, /* still serving */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_true(roundtrip(fd, cases[i].req, got, sizeof got) > 0);
+        assert_string_equal(got, cases[i].resp);
+    }
+    /* an empty frame and a binary one */
+    assert_int_equal(send_frame(fd, "", 0), 0);
+    ssize_t n = ts_recv_frame2(fd, (uint8_t *)got, sizeof got);
+    assert_int_equal(n, 8);
+    assert_memory_equal(got, "    ZZ51", 8);
+    assert_int_equal(send_frame(fd, "\xff\x00\x01\x02\x80\x81", 6), 0);
+    n = ts_recv_frame2(fd, (uint8_t *)got, sizeof got);
+    assert_int_equal(n, 8);
+    assert_memory_equal(got, "\xff\x00\x01\x02ZZ00", 8);
+    close(fd);
+}
+
+static void test_oversize_closes_only_that_connection(void **state)
+{
+    struct ctx *c = *state;
+    int good = ts_connect(c->port, 10000), bad = ts_connect(c->port, 10000);
+    assert_true(good >= 0 && bad >= 0);
+    char got[512];
+    assert_true(roundtrip(good, "GOODNC", got, sizeof got) > 0);
+    /* one valid request, then a length prefix over --max-frame */
+    uint8_t big[2 + MAX_FRAME + 1];
+    memset(big, 'x', sizeof big);
+    assert_int_equal(send_frame(bad, "BAD1B20002ok", 12), 0);
+    big[0] = (uint8_t)((MAX_FRAME + 1) >> 8);
+    big[1] = (uint8_t)(MAX_FRAME + 1);
+    assert_int_equal(ts_send_all(bad, big, sizeof big), 0);
+    /* the answer to the valid request still arrives, then the close */
+    ssize_t n = ts_recv_frame2(bad, (uint8_t *)got, sizeof got - 1);
+    assert_int_equal(n, 10);
+    assert_memory_equal(got, "BAD1B300ok", 10);
+    assert_int_equal(ts_recv_frame2(bad, (uint8_t *)got, sizeof got), 0);
+    close(bad);
+    /* the other connection is unaffected */
+    assert_true(roundtrip(good, "GOODB20002hi", got, sizeof got) > 0);
+    assert_string_equal(got, "GOODB300hi");
+    close(good);
+    /* a frame of exactly the maximum is fine */
+    int fd = ts_connect(c->port, 10000);
+    static char body[MAX_FRAME + 1];
+    memcpy(body, "MAXXB2", 6);
+    snprintf(body + 6, 5, "%04X", MAX_FRAME - 10);
+    memset(body + 10, 'y', MAX_FRAME - 10);
+    assert_int_equal(send_frame(fd, body, MAX_FRAME), 0);
+    static uint8_t resp[MAX_FRAME + 16];
+    n = ts_recv_frame2(fd, resp, sizeof resp);
+    assert_int_equal(n, 8 + MAX_FRAME - 10);
+    assert_memory_equal(resp, "MAXXB300", 8);
+    close(fd);
+}
+
+static void test_log_has_codes_not_secrets(void **state)
+{
+    struct ctx *c = *state;
+    /* the daemon flushes its log every 100 ms */
+    usleep(400000);
+    assert_true(ts_file_contains(c->log, "\"cmd\":\"CA\""));
+    assert_true(ts_file_contains(c->log, "\"err\":\"23\""));
+    assert_true(ts_file_contains(c->log, "latency_us"));
+    assert_true(ts_file_contains(c->log, "frame over the maximum"));
+    /* never a key, a PIN block, a CVV request's PAN, or an answer's PIN block */
+    assert_false(ts_file_contains(c->log, "0406FBB23A5214DF"));
+    assert_false(ts_file_contains(c->log, "BAB32D775A38E4AB"));
+    assert_false(ts_file_contains(c->log, "DC80B186C30902B0"));
+    assert_false(ts_file_contains(c->log, "F7808F2CBEC63168"));
+    assert_false(ts_file_contains(c->log, "4123456789012345"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_published_pairs),
+        cmocka_unit_test(test_nc_wire_example),
+        cmocka_unit_test(test_pipelined_in_order),
+        cmocka_unit_test(test_many_connections),
+        cmocka_unit_test(test_malformed_and_unknown),
+        cmocka_unit_test(test_oversize_closes_only_that_connection),
+        cmocka_unit_test(test_log_has_codes_not_secrets),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
