@@ -199,6 +199,8 @@ int iso_next(const struct iso_msg *m, int after)
 
 void iso_msg_copy(struct iso_msg *dst, const struct iso_msg *src)
 {
+    if (dst == src)
+        return;
     memcpy(dst->mti, src->mti, 4);
     dst->flags = src->flags;
     for (int w = 0; w < 3; w++)
