@@ -157,8 +157,11 @@ static int cmd_b2(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     int e = hsm_cur_hexnum(in, 4, &n);
     if (e)
         return e;
-    if (hsm_cur_left(in) != n)
+    /* ThalesCore's rule: data shorter than announced → 80, longer → 15 */
+    if (hsm_cur_left(in) < n)
         return HSM_E_DATA_LEN;
+    if (hsm_cur_left(in) > n)
+        return HSM_E_INPUT;
     e = hsm_cur_take(in, n, &d);
     if (e)
         return e;
