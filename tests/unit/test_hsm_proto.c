@@ -530,6 +530,12 @@ static void test_kq(void **state)
     /* a flipped ARQC bit: 01 and no ARPC */
     req[n - 3] ^= 1;
     assert_string_equal(run(p, (const char *)req, n, NULL), "0000KR01");
+    /* mode 0 verifies only: no ARPC; the ARC may be present or not */
+    req[6] = '0';
+    req[n - 3] ^= 1;
+    assert_string_equal(run(p, (const char *)req, n, NULL), "0000KR00");
+    assert_string_equal(run(p, (const char *)req, n - 2, NULL), "0000KR00");
+    req[n - 3] ^= 1;
     /* mode 2 (ARPC only) does not verify */
     req[6] = '2';
     out = run(p, (const char *)req, n, NULL);
