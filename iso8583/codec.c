@@ -199,6 +199,8 @@ int iso_next(const struct iso_msg *m, int after)
 
 void iso_msg_copy(struct iso_msg *dst, const struct iso_msg *src)
 {
+    if (dst == src)
+        return;
     memcpy(dst->mti, src->mti, 4);
     dst->flags = src->flags;
     for (int w = 0; w < 3; w++)
@@ -386,6 +388,18 @@ static int read_prefix(const struct iso_field_spec *s, int f, const uint8_t *fra
 static int bcd_decode(const uint8_t *p, size_t ndig, uint8_t pad, int zsep, uint8_t *out,
                       size_t *bad)
 {
+    if (!(ndig & 1) && !zsep) { /* common case: whole bytes of two digits */
+        for (size_t i = 0; i < ndig / 2; i++) {
+            unsigned hi = p[i] >> 4, lo = p[i] & 0xF;
+            if (hi > 9 || lo > 9) {
+                *bad = i;
+                return -1;
+            }
+            out[2 * i] = (uint8_t)('0' + hi);
+            out[2 * i + 1] = (uint8_t)('0' + lo);
+        }
+        return 0;
+    }
     size_t nib = 0, total = ndig + (ndig & 1);
     int left = (pad == ISO_PAD_LEFT0 || pad == ISO_PAD_LEFTF);
     unsigned padv = (pad == ISO_PAD_LEFTF || pad == ISO_PAD_RIGHTF) ? 0xF : 0;
@@ -415,6 +429,17 @@ static int bcd_decode(const uint8_t *p, size_t ndig, uint8_t pad, int zsep, uint
 /* Encodes ndig ASCII digits ('=' / 'D' → nibble D) as BCD with the pad rule. */
 static void bcd_encode(const uint8_t *in, size_t ndig, uint8_t pad, uint8_t *out)
 {
+    if (!(ndig & 1)) {
+        size_t i = 0;
+        for (; i < ndig / 2; i++) {
+            uint8_t a = in[2 * i], b = in[2 * i + 1];
+            if (a > '9' || b > '9') /* '=' or 'D' in z data: the general loop below */
+                break;
+            out[i] = (uint8_t)((a - '0') << 4 | (b - '0'));
+        }
+        if (i == ndig / 2)
+            return;
+    }
     size_t total = ndig + (ndig & 1);
     int left = (pad == ISO_PAD_LEFT0 || pad == ISO_PAD_LEFTF);
     unsigned padv = (pad == ISO_PAD_LEFTF || pad == ISO_PAD_RIGHTF) ? 0xF : 0;

@@ -13,6 +13,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <assert.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -81,6 +82,7 @@ struct hsm_client {
     bool busy, busy_reported;
     struct hsm_client_stats st;
     uint8_t *frame; /* scratch for one outgoing frame */
+    unsigned in_cb; /* > 0 while a user callback runs (free is forbidden then) */
 };
 
 static void conn_connect(struct conn *k);
@@ -139,8 +141,11 @@ static void req_finish(struct hsm_client *c, struct req *r, int status, const ch
     void *arg = r->arg;
     req_put(c, r);
     schedule_pump(c);
-    if (cb)
+    if (cb) {
+        c->in_cb++;
         cb(arg, status, resp, len);
+        c->in_cb--;
+    }
 }
 
 /* Takes a connection down: every request in flight on it fails with
@@ -248,7 +253,9 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
             void *cbarg = r->arg;
             req_put(c, r);
             schedule_pump(c);
+            c->in_cb++;
             cb(cbarg, HSM_CLIENT_OK, f + hl, len - hl);
+            c->in_cb--;
             if (!k->bev)
                 return; /* cannot happen (callbacks may not free), but stay safe */
         } else {
@@ -369,8 +376,11 @@ static void on_pump(evutil_socket_t fd, short what, void *arg)
     c->busy = busy;
     if (busy != c->busy_reported) {
         c->busy_reported = busy;
-        if (c->cfg.busy_cb)
+        if (c->cfg.busy_cb) {
+            c->in_cb++;
             c->cfg.busy_cb(c->cfg.busy_arg, busy);
+            c->in_cb--;
+        }
     }
 }
 
@@ -413,7 +423,9 @@ static void on_req_timeout(evutil_socket_t fd, short what, void *arg)
      * path to it) is stuck. Drop the connection and reconnect. */
     if (stalled && k->bev)
         conn_down(k, "no answer within the timeout (stalled)");
+    c->in_cb++;
     cb(cbarg, HSM_CLIENT_TIMEOUT, NULL, 0);
+    c->in_cb--;
 }
 
 static unsigned dflt(unsigned v, unsigned d)
@@ -502,6 +514,7 @@ void hsm_client_free(struct hsm_client *c)
 {
     if (!c)
         return;
+    assert(c->in_cb == 0 && "hsm_client_free() called from a client callback");
     /* Collect every live request, tear the connections down, then notify. */
     struct req *pending = NULL;
     if (c->conns) {

@@ -137,4 +137,21 @@ int hsm_client_build_m6(char *buf, size_t cap, const char *key_type, const char 
 int hsm_client_build_m8(char *buf, size_t cap, const char *key_type, const char *key,
                         const uint8_t *data, size_t len, const char *mac);
 
+/* ---- Answer parsers (resp/len as passed to the callback) ---- */
+
+/* The answer's error code (0..99) if resp is "<expected response code><2
+ * digits>..." for the command code cmd (e.g. "CA" expects "CB"); -1 if the
+ * answer is for another command (including payShield's "ZZ") or malformed. */
+int hsm_client_resp_error(const char *cmd, const char *resp, size_t len);
+
+/* For a successful PIN translation answer (CB, CD, CJ, G1, X1: PIN length 2N
+ * ‖ PIN block 16H ‖ format 2N): copies the PIN block (16 hex + NUL) and the
+ * format code (2 + NUL). Returns the PIN length (4..12) or -1. */
+int hsm_client_parse_pin(const char *cmd, const char *resp, size_t len, char block[17],
+                         char fmt[3]);
+
+/* For a successful M7 answer: copies the MAC (8 or 16 hex + NUL). Returns its
+ * length in characters or -1. */
+int hsm_client_parse_mac(const char *resp, size_t len, char mac[17]);
+
 #endif

@@ -157,8 +157,11 @@ static int cmd_b2(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     int e = hsm_cur_hexnum(in, 4, &n);
     if (e)
         return e;
-    if (hsm_cur_left(in) != n)
+    /* ThalesCore's rule: data shorter than announced → 80, longer → 15 */
+    if (hsm_cur_left(in) < n)
         return HSM_E_DATA_LEN;
+    if (hsm_cur_left(in) > n)
+        return HSM_E_INPUT;
     e = hsm_cur_take(in, n, &d);
     if (e)
         return e;
@@ -726,8 +729,9 @@ static int cmd_m8(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
  * only) ‖ scheme ID 1N (0: AC key = ICC master key, as Visa CVN 10; 1: EMV
  * common session key with R = ATC ‖ 00×6) ‖ MK-AC (32H or 1A+32H) ‖ PAN/PSN
  * 8B (right-most 16 digits of PAN ‖ PSN, packed BCD) ‖ ATC 2B ‖ UN 4B ‖
- * transaction data length 2H (bytes) ‖ transaction data ‖ ';' ‖ ARQC 8B [‖
- * ARC 2B, modes 1-2] → [ARPC 8B, modes 1-2]. */
+ * transaction data length 2H (bytes) ‖ transaction data ‖ ';' ‖ ARQC 8B ‖
+ * ARC 2B (required in modes 1-2, optional and ignored in mode 0) → [ARPC 8B,
+ * modes 1-2]. */
 static int cmd_kq(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 {
     struct keys ks = { .n = 0 };
@@ -748,7 +752,13 @@ static int cmd_kq(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
         (e = hsm_cur_take(in, 2, &atc)) || (e = hsm_cur_take(in, 4, &un)) ||
         (e = hsm_cur_hexnum(in, 2, &dlen)) || (e = hsm_cur_take(in, dlen, &data)) ||
         (e = hsm_cur_delim(in, ';')) || (e = hsm_cur_take(in, 8, &arqc)) ||
-        (mode != '0' && (e = hsm_cur_take(in, 2, &arc))) || (e = hsm_cur_end(in)))
+        (mode != '0' && (e = hsm_cur_take(in, 2, &arc))))
+        return e;
+    /* mode 0 does not use an ARC, but ThalesCore's layout always carries one */
+    if (mode == '0' && hsm_cur_left(in) >= 2 && !hsm_cur_peek(in, '%') &&
+        (e = hsm_cur_take(in, 2, &arc)))
+        return e;
+    if ((e = hsm_cur_end(in)))
         return e;
     (void)un; /* part of the transaction data the terminal sends; not used by these schemes */
     for (int i = 0; i < 8; i++) {

@@ -123,7 +123,7 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_out
     const char *mti = c->sent.mti[0] ? c->sent.mti : sim_type_mti(x->type);
     if (c->json) {
         printf("{");
-        json_str(stdout, "result", prefix, false);
+        json_str(stdout, "result", prefix[0] ? prefix : r ? "answered" : "error", false);
         json_str(stdout, "terminal", c->t ? c->t->id : "", true);
         json_str(stdout, "type", sim_type_name(x->type), true);
         json_str(stdout, "mti", mti, true);

@@ -81,41 +81,21 @@ static ssize_t roundtrip(int fd, const char *body, char *out, size_t cap)
     return n;
 }
 
-/* payshield.md §11.1 */
-static const struct {
-    const char *cmd, *req, *resp;
-} published[] = {
-    { "BU", "0200406FBB23A5214DF", "000035BBE340A4B763" },
-    { "BU", "001U93CB819F8FEE4F78BF9C4CDD84750DB1", "00B70AD25C94548822" },
-    { "A6", "0024ED06495741C280C35ED0C0EA7F7D0FAZ", "000406FBB23A5214DF0035BB" },
-    { "CA", "0406FBB23A5214DFBAB32D775A38E4AB12DC80B186C30902B00303550000025321",
-      "0004F7808F2CBEC6316803" },
-    { "CA",
-      "U8463435FC4B4DAA0C49025272C29B12CU1EF828AA8F6B80EB83E19FBC373F3A85126428EB94035AF53B01"
-      "01550000025321",
-      "000491DDDA0A7C12CFAA01" },
-    { "CW", "U9B4934384B19946B040CD702B4D581454123456789012345;8701101", "00561" },
-    { "DC", "0406FBB23A5214DFX367930344805B1FAD6146EF4ED7502B3AE7A708F877571A90155000002532114402",
-      "00" },
-    { "M6",
-      "01032003U19D25F349FD03CC3556BB05F65283CA1004072C29C2371CC9BDB65B779B8E8D37B29ECC154AA56A8"
-      "799FAE2F498F76ED92F2",
-      "0000085F1448EE" },
-};
+#include "../unit/hsm_sim_pairs.inc"
 
 static void test_published_pairs(void **state)
 {
     struct ctx *c = *state;
     int fd = ts_connect(c->port, 10000);
     assert_true(fd >= 0);
-    for (size_t i = 0; i < sizeof published / sizeof published[0]; i++) {
+    for (size_t i = 0; i < sizeof hsm_sim_pairs / sizeof hsm_sim_pairs[0]; i++) {
         char req[512], want[512], got[512];
         char hdr[5];
         snprintf(hdr, sizeof hdr, "H%03zu", i);
-        snprintf(req, sizeof req, "%s%s%s", hdr, published[i].cmd, published[i].req);
-        snprintf(want, sizeof want, "%s%c%c%s", hdr, published[i].cmd[0],
-                 (char)(published[i].cmd[1] + 1), published[i].resp);
-        print_message("%s\n", published[i].cmd);
+        snprintf(req, sizeof req, "%s%s%s", hdr, hsm_sim_pairs[i].cmd, hsm_sim_pairs[i].req);
+        snprintf(want, sizeof want, "%s%c%c%s", hdr, hsm_sim_pairs[i].cmd[0],
+                 (char)(hsm_sim_pairs[i].cmd[1] + 1), hsm_sim_pairs[i].resp);
+        print_message("%s %s\n", hsm_sim_pairs[i].src, hsm_sim_pairs[i].cmd);
         assert_true(roundtrip(fd, req, got, sizeof got) > 0);
         assert_string_equal(got, want);
     }

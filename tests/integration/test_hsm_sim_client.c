@@ -187,6 +187,9 @@ static void test_ca_through_builder(void **state)
     run_until(f, &r.done, 1, 10000);
     assert_int_equal(r.status, HSM_CLIENT_OK);
     assert_string_equal(r.resp, "CB0004F7808F2CBEC6316803");
+    char blk[17], fmt[3];
+    assert_int_equal(hsm_client_parse_pin("CA", r.resp, strlen(r.resp), blk, fmt), 4);
+    assert_string_equal(blk, "F7808F2CBEC63168");
     /* DC (Visa PVV under a TPK), the published pair, through its builder */
     n = hsm_client_build_pvv_verify(cmd, sizeof cmd, false, "0406FBB23A5214DF",
                                     "X367930344805B1FAD6146EF4ED7502B3", "AE7A708F877571A9", "01",

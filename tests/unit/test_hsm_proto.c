@@ -96,7 +96,7 @@ static void test_b2_echo(void **state)
     assert_string_equal(runs(p, "9999B20004PING"), "9999B300PING");
     assert_string_equal(runs(p, "9999B20000"), "9999B300");
     assert_string_equal(runs(p, "9999B20005PING"), "9999B380"); /* declared 5, sent 4 */
-    assert_string_equal(runs(p, "9999B20003PING"), "9999B380");
+    assert_string_equal(runs(p, "9999B20003PING"), "9999B315"); /* more data than declared */
     assert_string_equal(runs(p, "9999B200G4PING"), "9999B315"); /* not hex */
     assert_string_equal(runs(p, "9999B2"), "9999B315");
     /* binary data is echoed as is */
@@ -122,27 +122,7 @@ static void test_unknown_and_short(void **state)
     hsm_proto_free(p);
 }
 
-/* payshield.md §11.1 (ThalesCore HostCommandTests, Thales test LMK). */
-static const struct {
-    const char *cmd, *req, *resp;
-} published[] = {
-    { "BU", "0200406FBB23A5214DF", "000035BBE340A4B763" },
-    { "BU", "001U93CB819F8FEE4F78BF9C4CDD84750DB1", "00B70AD25C94548822" },
-    { "A6", "0024ED06495741C280C35ED0C0EA7F7D0FAZ", "000406FBB23A5214DF0035BB" },
-    { "CA", "0406FBB23A5214DFBAB32D775A38E4AB12DC80B186C30902B00303550000025321",
-      "0004F7808F2CBEC6316803" },
-    { "CA",
-      "U8463435FC4B4DAA0C49025272C29B12CU1EF828AA8F6B80EB83E19FBC373F3A85126428EB94035AF53B01"
-      "01550000025321",
-      "000491DDDA0A7C12CFAA01" },
-    { "CW", "U9B4934384B19946B040CD702B4D581454123456789012345;8701101", "00561" },
-    { "DC", "0406FBB23A5214DFX367930344805B1FAD6146EF4ED7502B3AE7A708F877571A90155000002532114402",
-      "00" },
-    { "M6",
-      "01032003U19D25F349FD03CC3556BB05F65283CA1004072C29C2371CC9BDB65B779B8E8D37B29ECC154AA56A8"
-      "799FAE2F498F76ED92F2",
-      "0000085F1448EE" },
-};
+#include "hsm_sim_pairs.inc"
 
 static char resp_code(char c)
 {
@@ -153,12 +133,12 @@ static void test_published_pairs(void **state)
 {
     (void)state;
     struct hsm_proto *p = mk(4);
-    for (size_t i = 0; i < sizeof published / sizeof published[0]; i++) {
+    for (size_t i = 0; i < sizeof hsm_sim_pairs / sizeof hsm_sim_pairs[0]; i++) {
         char req[512], want[512];
-        snprintf(req, sizeof req, "HDR%zu%s%s", i % 10, published[i].cmd, published[i].req);
-        snprintf(want, sizeof want, "HDR%zu%c%c%s", i % 10, published[i].cmd[0],
-                 resp_code(published[i].cmd[1]), published[i].resp);
-        print_message("%s\n", published[i].cmd);
+        snprintf(req, sizeof req, "HDR%zu%s%s", i % 10, hsm_sim_pairs[i].cmd, hsm_sim_pairs[i].req);
+        snprintf(want, sizeof want, "HDR%zu%c%c%s", i % 10, hsm_sim_pairs[i].cmd[0],
+                 resp_code(hsm_sim_pairs[i].cmd[1]), hsm_sim_pairs[i].resp);
+        print_message("%s %s\n", hsm_sim_pairs[i].src, hsm_sim_pairs[i].cmd);
         assert_string_equal(runs(p, req), want);
     }
     hsm_proto_free(p);
@@ -550,6 +530,12 @@ static void test_kq(void **state)
     /* a flipped ARQC bit: 01 and no ARPC */
     req[n - 3] ^= 1;
     assert_string_equal(run(p, (const char *)req, n, NULL), "0000KR01");
+    /* mode 0 verifies only: no ARPC; the ARC may be present or not */
+    req[6] = '0';
+    req[n - 3] ^= 1;
+    assert_string_equal(run(p, (const char *)req, n, NULL), "0000KR00");
+    assert_string_equal(run(p, (const char *)req, n - 2, NULL), "0000KR00");
+    req[n - 3] ^= 1;
     /* mode 2 (ARPC only) does not verify */
     req[6] = '2';
     out = run(p, (const char *)req, n, NULL);

@@ -670,6 +670,18 @@ static void test_describe_masks(void **state)
     assert_non_null(strstr(out, "\"tag\":\"5A\",\"len\":8,\"value\":\"476173******0010\""));
     assert_non_null(strstr(out, "\"tag\":\"57\",\"len\":12,\"value\":\"476173******0010D***\""));
     assert_null(strstr(out, "739001010"));
+    /* a b field carrying a PAN (binary BCD) is masked on its hex text */
+    struct iso_dialect bd;
+    const char *spec = "base ascii87b\nfield 2 b LL10 mask=pan\n";
+    assert_int_equal(iso_dialect_parse(spec, strlen(spec), &bd, &err), 0);
+    static const uint8_t bpan[8] = { 0x47, 0x61, 0x73, 0x90, 0x01, 0x01, 0x00, 0x10 };
+    struct iso_msg bm;
+    iso_msg_init(&bm, NULL, 0);
+    assert_int_equal(iso_set_mti(&bm, "0100"), 0);
+    assert_int_equal(iso_set(&bm, 2, bpan, 8), 0);
+    n = iso_describe(&bd, &bm, ISO_DESCRIBE_JSON, out, sizeof(out));
+    assert_true(n > 0);
+    assert_non_null(strstr(out, "\"2\":\"476173******0010\""));
 }
 
 static void test_spec_file(void **state)
@@ -715,6 +727,7 @@ static void test_spec_file(void **state)
         { "field 2 x+n 1\n", 0 },
         { "field 2 n LL19 colour=red\n", 1 },
         { "field 130 n 4\n", 0 },
+        { "field 48 ans LLL999 mask=tlv\n", 0 },
         { "bogus 1\n", 1 },
         { "mti octal\n", 1 },
         { "field 3 n 6\nbase ascii87\n", 2 },
@@ -753,6 +766,18 @@ static void test_builtins(void **state)
         assert_int_equal(d->field[129].type, ISO_T_NONE);
     }
     assert_null(iso_dialect_find("nosuch"));
+    /* hand-built tables are checked before use */
+    struct iso_dialect hand = *iso_dialect_find("ascii87");
+    struct iso_err err;
+    assert_int_equal(iso_dialect_validate(&hand, &err), 0);
+    hand.field[7].len_kind = 9;
+    assert_int_equal(iso_dialect_validate(&hand, &err), ISO_E_SPEC);
+    assert_int_equal(err.field, 7);
+    hand = *iso_dialect_find("ascii87");
+    hand.field[3].data_enc = ISO_ENC_HEX;
+    assert_int_equal(iso_dialect_validate(&hand, &err), ISO_E_SPEC);
+    for (const char *const *n = iso_dialect_names; *n; n++)
+        assert_int_equal(iso_dialect_validate(iso_dialect_find(*n), &err), 0);
     assert_int_equal(iso_dialect_find("ascii87")->field[52].data_enc, ISO_ENC_HEX);
     assert_int_equal(iso_dialect_find("ascii87b")->field[52].data_enc, ISO_ENC_BINARY);
     assert_int_equal(iso_dialect_find("bcd87")->field[55].len_enc, ISO_ENC_BCD);
