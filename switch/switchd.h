@@ -202,6 +202,7 @@ struct sw_txn {
     struct sw_req_id recent_id;
     bool has_recent;
     bool journal;                      /* this request gets a journal row */
+    bool no_answer;                    /* nothing goes back (undecodable, a response) */
     bool waiting_link;                 /* registered in the link's pending table */
     bool pending_mac, pending_journal; /* SW_TXN_FINISH joins these */
     bool pending_saf;                  /* a reversal being queued durably */

@@ -406,7 +406,7 @@ static void finish(struct sw_txn *t)
         t->waiting_link = false;
     }
 
-    int mf = build_response(t);
+    int mf = t->no_answer ? -1 : build_response(t);
     if (mf < 0)
         t->resp_len = 0;
     if (mf > 0) {
@@ -942,7 +942,7 @@ void sw_txn_start(struct sw_term *term, const uint8_t *frame, size_t frame_len, 
     if (!t->frame || !arena) {
         t->journal = false;
         sw_term_close(term, "out of memory");
-        set_rc(t, "96");
+        t->no_answer = true;
         finish(t);
         return;
     }
@@ -959,6 +959,7 @@ void sw_txn_start(struct sw_term *term, const uint8_t *frame, size_t frame_len, 
                AT_INT("field", e.field), AT_UINT("offset", e.offset), AT_STR("reason", e.reason));
         sw_term_close(term, "malformed message");
         t->journal = false;
+        t->no_answer = true;
         iso_msg_init(&t->req, t->req.arena, t->req.arena_cap);
         memcpy(t->req.mti, "0000", 4);
         finish(t);
@@ -969,8 +970,8 @@ void sw_txn_start(struct sw_term *term, const uint8_t *frame, size_t frame_len, 
         if (t->v.kind == SW_KIND_RESPONSE) {
             srv->metrics.protocol_errors_total++;
             t->journal = false;
+            t->no_answer = true; /* never answer an answer */
             reject(t, "30", SW_OUT_REJECTED, "terminal sent a response message", 0);
-            t->resp_len = 0;
             return;
         }
         /* Journal only what has a complete identity (the table refuses the rest). */

@@ -1,0 +1,310 @@
+/* The whole authorization path with the wallet issuer behind the switch:
+ * approvals on every kind of terminal, each decline reason, PIN tries, the
+ * issuer going silent (91, then the reversal reaches the issuer and the money
+ * comes back), late answers never forwarded, terminal reversals, duplicates,
+ * balance inquiries, and no card secret in any log. Real processes: switchd,
+ * hsm-sim, issuer-sim, PostgreSQL. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "hex.h"
+#include "sw_stack.h"
+#include "testsupport.h"
+
+static struct stack S;
+
+static int setup(void **state)
+{
+    struct stack_opts o = { .issuer = true, .issuer_timeout_ms = 1500, .wallets = 64 };
+    return stack_start(&S, &o);
+}
+
+static int teardown(void **state)
+{
+    stack_stop(&S);
+    return 0;
+}
+
+/* A demo card's transaction with its own PIN and expiry. */
+static void card_txn(struct sim_txn *x, enum sim_type type, const char *pan, uint64_t amount)
+{
+    const struct sim_demo_card *c = sim_demo_card_find(pan);
+    stack_txn(x, type, pan, c ? c->pin : "1234", amount);
+    if (c)
+        snprintf(x->expiry, sizeof x->expiry, "%s", c->expiry);
+    if (!sim_type_wants_pin(type))
+        x->pin[0] = '\0';
+}
+
+static const char *send_rc(const char *term, const struct sim_txn *x, struct sim_resp *r)
+{
+    static struct sim_resp local;
+    if (!r)
+        r = &local;
+    assert_int_equal(stack_send(&S, stack_term(&S, term), x, r, NULL), 0);
+    assert_int_equal(r->mac, r->mti[1] == '8' ? r->mac : SIM_MAC_OK);
+    return r->rc;
+}
+
+/* Ledger balance of a wallet, found by the keyed hash of its PAN. */
+static long long balance_of(const char *pan)
+{
+    char sql[256], hex[65];
+    uint8_t h[32], key[32];
+    assert_int_equal(at_hex_decode(getenv("ATLAS_PAN_HMAC_KEY"), 64, key, sizeof key), 32);
+    assert_int_equal(db_pan_hmac(key, 32, pan, strlen(pan), h), 0);
+    at_hex_encode(h, 32, hex);
+    snprintf(sql, sizeof sql,
+             "SELECT balance_minor FROM wallet.wallets WHERE pan_hmac = '\\x%s'::bytea", hex);
+    return stack_scalar(&S, sql);
+}
+
+static long long available_of(const char *pan)
+{
+    char sql[300], hex[65];
+    uint8_t h[32], key[32];
+    assert_int_equal(at_hex_decode(getenv("ATLAS_PAN_HMAC_KEY"), 64, key, sizeof key), 32);
+    assert_int_equal(db_pan_hmac(key, 32, pan, strlen(pan), h), 0);
+    at_hex_encode(h, 32, hex);
+    snprintf(sql, sizeof sql,
+             "SELECT balance_minor - held_minor FROM wallet.wallets"
+             " WHERE pan_hmac = '\\x%s'::bytea",
+             hex);
+    return stack_scalar(&S, sql);
+}
+
+static bool wait_balance(const char *pan, long long want, int timeout_ms)
+{
+    for (int t = 0; t <= timeout_ms; t += 50) {
+        if (balance_of(pan) == want)
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+static bool log_has(const char *path, const char *needle, int timeout_ms)
+{
+    for (int t = 0; t <= timeout_ms; t += 50) {
+        if (ts_file_contains(path, needle))
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+static void test_approvals_on_every_terminal_kind(void **state)
+{
+    const char *pan = "4890010000000012";
+    const char *terms[] = { "TERM0001", "TERM0002", "TERM0003", "TERM0004" };
+    long long before = balance_of(pan);
+    assert_int_equal(before, 100000);
+    for (size_t i = 0; i < 4; i++) {
+        struct sim_txn x;
+        struct sim_resp r;
+        card_txn(&x, SIM_T_PURCHASE, pan, 1000);
+        assert_string_equal(send_rc(terms[i], &x, &r), "00");
+        assert_int_equal(strlen(r.auth), 6);
+    }
+    assert_int_equal(balance_of(pan), before - 4000);
+    /* Every approval is in the journal, masked, with its issuer STAN. */
+    assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.authorizations"
+                                      " WHERE response_code = '00' AND outcome = 'approved'"
+                                      " AND pan_masked = '489001******0012'"
+                                      " AND issuer_stan IS NOT NULL AND auth_code IS NOT NULL"),
+                     4);
+}
+
+static void test_each_decline_reason(void **state)
+{
+    static const struct {
+        const char *pan;
+        uint64_t amount;
+        const char *pin; /* NULL = the card's */
+        const char *rc;
+    } cases[] = {
+        { "4890030000000036", 5000, NULL, "51" },  /* 1,000 XAF wallet */
+        { "4890010000000079", 100, NULL, "54" },   /* expired */
+        { "4890010000000053", 100, NULL, "05" },   /* blocked */
+        { "4890010000000061", 100, NULL, "62" },   /* lost */
+        { "4890010000000087", 6000, NULL, "61" },  /* daily limit 5000 */
+        { "4890010000000012", 100, "9999", "55" }, /* wrong PIN */
+        { "4890019999999997", 100, "1234", "14" }, /* in a known BIN, no such wallet */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct sim_txn x;
+        card_txn(&x, SIM_T_PURCHASE, cases[i].pan, cases[i].amount);
+        if (cases[i].pin)
+            snprintf(x.pin, sizeof x.pin, "%s", cases[i].pin);
+        const char *rc = send_rc("TERM0001", &x, NULL);
+        if (strcmp(rc, cases[i].rc) != 0)
+            fail_msg("%s: got %s, want %s", cases[i].pan, rc, cases[i].rc);
+    }
+}
+
+static void test_three_wrong_pins_is_75(void **state)
+{
+    const char *pan = "4890040000000043";
+    struct sim_txn x;
+    card_txn(&x, SIM_T_PURCHASE, pan, 100);
+    snprintf(x.pin, sizeof x.pin, "0000");
+    assert_string_equal(send_rc("TERM0001", &x, NULL), "55");
+    assert_string_equal(send_rc("TERM0001", &x, NULL), "55");
+    assert_string_equal(send_rc("TERM0001", &x, NULL), "75");
+    card_txn(&x, SIM_T_PURCHASE, pan, 100); /* even the right PIN now */
+    assert_string_equal(send_rc("TERM0001", &x, NULL), "75");
+}
+
+static void test_balance_inquiry(void **state)
+{
+    const char *pan = "4890020000000029";
+    struct sim_txn x;
+    struct sim_resp r;
+    card_txn(&x, SIM_T_BALANCE, pan, 0);
+    assert_string_equal(send_rc("TERM0002", &x, &r), "00");
+    assert_true(r.has_balance);
+    assert_int_equal(r.balance, available_of(pan));
+    assert_string_equal(r.balance_ccy, "952");
+}
+
+static void test_duplicate_no_second_debit(void **state)
+{
+    const char *pan = "4890010000000012";
+    struct sim_term *t = stack_term(&S, "TERM0001");
+    struct sim_txn x;
+    struct sim_resp r1, r2;
+    uint8_t msg[SIM_MSG_MAX];
+    size_t len;
+    char err[128];
+    long long before = balance_of(pan);
+    card_txn(&x, SIM_T_PURCHASE, pan, 333);
+    assert_int_equal(sim_term_build_request(t, &x, msg, sizeof msg, &len, NULL, err, sizeof err),
+                     0);
+    assert_int_equal(stack_send_raw(&S, t, msg, len, &r1), 0);
+    assert_int_equal(stack_send_raw(&S, t, msg, len, &r2), 0);
+    assert_string_equal(r1.rc, "00");
+    assert_string_equal(r2.rc, "94");
+    assert_int_equal(balance_of(pan), before - 333);
+}
+
+static void test_terminal_reversal_restores_balance(void **state)
+{
+    const char *pan = "4890010000000012";
+    struct sim_txn x, rev;
+    struct sim_resp r;
+    struct sim_sent sent;
+    long long before = balance_of(pan);
+    card_txn(&x, SIM_T_PURCHASE, pan, 2500);
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
+    assert_string_equal(r.rc, "00");
+    assert_int_equal(balance_of(pan), before - 2500);
+
+    card_txn(&rev, SIM_T_REVERSAL, pan, 2500);
+    snprintf(rev.mti, sizeof rev.mti, "0420");
+    snprintf(rev.orig_mti, sizeof rev.orig_mti, "0200");
+    rev.orig_stan = (uint32_t)atoi(sent.stan);
+    snprintf(rev.orig_time, sizeof rev.orig_time, "%s", sent.de7);
+    assert_string_equal(send_rc("TERM0001", &rev, &r), "00");
+    assert_string_equal(r.mti, "0430");
+    /* Store-and-forward delivers it to the issuer: the money comes back once. */
+    assert_true(wait_balance(pan, before, 5000));
+    assert_int_equal(stack_wait_scalar(&S,
+                                       "SELECT count(*) FROM switch.reversal_queue"
+                                       " WHERE reason = 'terminal' AND state = 'acked'",
+                                       1, 5000),
+                     0);
+    /* The same reversal again changes nothing. */
+    assert_string_equal(send_rc("TERM0001", &rev, &r), "00");
+    usleep(700000);
+    assert_int_equal(balance_of(pan), before);
+}
+
+static void test_issuer_silent_then_reversal_releases(void **state)
+{
+    const char *pan = "4890020000000029";
+    long long before = balance_of(pan);
+    struct sim_txn x;
+    card_txn(&x, SIM_T_PURCHASE, pan, 700);
+    kill(S.issuer, SIGSTOP);
+    const char *rc = send_rc("TERM0002", &x, NULL);
+    kill(S.issuer, SIGCONT);
+    assert_string_equal(rc, "91");
+    /* The issuer wakes up, approves the original late (never forwarded) and
+     * then gets the store-and-forward reversal: the balance is whole again. */
+    assert_true(log_has(S.switch_log, "\"event\":\"late_response\"", 5000));
+    assert_true(wait_balance(pan, before, 8000));
+    assert_int_equal(stack_wait_scalar(&S,
+                                       "SELECT count(*) FROM switch.reversal_queue"
+                                       " WHERE reason = 'timeout' AND state = 'acked'",
+                                       1, 8000),
+                     0);
+    assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.authorizations"
+                                      " WHERE outcome = 'timeout' AND response_code = '91'"),
+                     1);
+}
+
+static void test_no_card_secrets_in_logs(void **state)
+{
+    const char *logs[] = { S.switch_log, S.issuer_log, S.hsm_log };
+    const char *pans[] = { "4890010000000012", "4890020000000029", "4890030000000036" };
+    /* The PIN block of a request we send now must appear nowhere either. */
+    struct sim_term *t = stack_term(&S, "TERM0001");
+    struct sim_txn x;
+    struct sim_resp r;
+    uint8_t msg[SIM_MSG_MAX], arena[ISO_ARENA_FOR(SIM_MSG_MAX)];
+    size_t len, n;
+    char err[128], pinblock[17];
+    card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 10);
+    assert_int_equal(sim_term_build_request(t, &x, msg, sizeof msg, &len, NULL, err, sizeof err),
+                     0);
+    struct iso_msg m;
+    iso_msg_init(&m, arena, sizeof arena);
+    struct iso_err e;
+    assert_int_equal(iso_unpack(t->dialect, msg, len, &m, &e), 0);
+    const uint8_t *pb = iso_get(&m, 52, &n);
+    assert_non_null(pb);
+    at_hex_encode(pb, 8, pinblock);
+    assert_int_equal(stack_send_raw(&S, t, msg, len, &r), 0);
+    kill(S.sw, SIGHUP);
+    usleep(300000);
+    for (size_t i = 0; i < 3; i++) {
+        for (size_t j = 0; j < 3; j++)
+            if (ts_file_contains(logs[i], pans[j]))
+                fail_msg("full PAN %zu found in %s", j, logs[i]);
+        if (ts_file_contains(logs[i], pinblock))
+            fail_msg("PIN block found in %s", logs[i]);
+    }
+    /* Nor in the journal or the reversal queue (masked + HMAC + sealed only). */
+    assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.authorizations"
+                                      " WHERE pan_masked ~ '^[0-9]{13,}$'"),
+                     0);
+    assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.reversal_queue"
+                                      " WHERE pan_masked ~ '^[0-9]{13,}$'"
+                                      " OR position('4890' in encode(pan_sealed, 'escape')) > 0"),
+                     0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_approvals_on_every_terminal_kind),
+        cmocka_unit_test(test_each_decline_reason),
+        cmocka_unit_test(test_three_wrong_pins_is_75),
+        cmocka_unit_test(test_balance_inquiry),
+        cmocka_unit_test(test_duplicate_no_second_debit),
+        cmocka_unit_test(test_terminal_reversal_restores_balance),
+        cmocka_unit_test(test_issuer_silent_then_reversal_releases),
+        cmocka_unit_test(test_no_card_secrets_in_logs),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
