@@ -91,8 +91,9 @@ HSM_MUST_CHECK int hsm_keytype_from_code(const char *code3, enum hsm_keytype *ou
 /* Key schemes: how a key is written (under the LMK or under a ZMK).
  * Z (or no prefix) single DES 16H; U double 32H (halves under scheme variants A6,
  * 5A); T triple 48H (6A, DE, 2B); X double / Y triple (X9.17: no scheme variant);
- * A: AES-128 32H (Atlas extension: halves under scheme variants A6, 5A; only for
- * AES key types). Unprefixed 32H / 48H are read as X / Y. */
+ * A: AES-128 32H (Atlas extension: halves under scheme variants 3C, C3; allowed for
+ * BDK-AES, which is AES only, and for ZPK, TPK, TAK, ZAK, ZEK, which are DES keys
+ * in every other scheme). Unprefixed 32H / 48H are read as X / Y. */
 enum hsm_scheme {
     HSM_SCHEME_Z = 'Z',
     HSM_SCHEME_U = 'U',
@@ -105,8 +106,11 @@ enum hsm_scheme {
 /* Characters occupied by the key field at s (at most avail characters), for
  * parsing command fields: 16 for an unprefixed single key, 1+32 for U/X/A, 1+48
  * for T/Y. An unprefixed key is taken as 16H (payShield's rule for fields whose
- * length is not announced). Returns 0, HSM_ERR_KEY_SCHEME (unknown prefix) or
- * HSM_ERR_INPUT (too short / not hex). */
+ * length is not announced). 'A' is also a hex digit, so a leading 'A' is read as
+ * the first digit of a 16H key here; a caller expecting an AES key checks for
+ * 'A' + 32H itself (hsm_key_load tells them apart by length: 33 characters).
+ * Returns 0, HSM_ERR_KEY_SCHEME (unknown prefix) or HSM_ERR_INPUT (too short /
+ * not hex). */
 HSM_MUST_CHECK int hsm_keytext_len(const char *s, size_t avail, size_t *len);
 
 /* ---------------------------------------------------------------- the HSM state */
@@ -146,19 +150,25 @@ struct hsm_key;
  * hsm_key_release(); at most a handful of keys should be pinned at once (the cache
  * never evicts a pinned key; HSM_ERR_INTERNAL if every slot is pinned).
  * Errors: HSM_ERR_KEY_SCHEME, HSM_ERR_INPUT (not hex, wrong length for the scheme),
- * HSM_ERR_KEY_INCOMPAT (scheme not allowed for the type: 'A' for DES types, non-'A'
- * for AES types), HSM_ERR_SRC_PARITY (decrypted DES key not odd parity; the
+ * HSM_ERR_KEY_INCOMPAT (scheme not allowed for the type: 'A' for a DES-only type,
+ * anything but 'A' for BDK-AES), HSM_ERR_SRC_PARITY (decrypted DES key not odd parity; the
  * caller answers 11 instead when the key is a destination key). */
 HSM_MUST_CHECK int hsm_key_load(struct hsm *h, enum hsm_keytype type, const char *text, size_t len,
                                 struct hsm_key **out);
 
-/* Builds a key of type from clear bytes (lab use: hsmtool, tests, bench): DES
- * types take 8, 16 or 24 bytes (parity is NOT enforced here; see
- * hsm_parity_check), AES types 16, 24 or 32 bytes. The key is owned by the caller
+/* Builds a key of type from clear bytes (lab use: hsmtool, tests, bench): a DES
+ * key of 8, 16 or 24 bytes (parity is NOT enforced here; see hsm_parity_check),
+ * except for BDK-AES which takes an AES key of 16, 24 or 32 bytes. The key is owned by the caller
  * and freed with hsm_key_release(). Returns 0, HSM_ERR_KEY_LENGTH or
  * HSM_ERR_INTERNAL. */
 HSM_MUST_CHECK int hsm_key_from_clear(enum hsm_keytype type, const uint8_t *clear, size_t len,
                                       struct hsm_key **out);
+
+/* Same for an AES key (16, 24 or 32 bytes) of a type that may be AES: ZPK/TPK
+ * (ISO 4 PIN blocks), TAK/ZAK (AES-CMAC), ZEK, BDK-AES. HSM_ERR_KEY_TYPE for the
+ * DES-only types. */
+HSM_MUST_CHECK int hsm_key_from_clear_aes(enum hsm_keytype type, const uint8_t *clear, size_t len,
+                                          struct hsm_key **out);
 
 /* Unpins a key from hsm_key_load, or wipes and frees one from hsm_key_from_clear.
  * NULL is fine. */
@@ -259,6 +269,12 @@ HSM_MUST_CHECK int hsm_iso4_pan_field(const char *pan, uint8_t out[16]);
  * otherwise: HSM_ERR_KEY_INCOMPAT). Lab use and tests. */
 HSM_MUST_CHECK int hsm_pin_encrypt(struct hsm_key *key, enum hsm_pinfmt f, const char *pin,
                                    const char *pan, uint8_t out[16], size_t *outlen);
+
+/* Same with a caller-given fill (see hsm_pinblock_encode_fill): deterministic
+ * blocks for test vectors. Lab use. */
+HSM_MUST_CHECK int hsm_pin_encrypt_fill(struct hsm_key *key, enum hsm_pinfmt f, const char *pin,
+                                        const char *pan, const uint8_t fill[8], uint8_t out[16],
+                                        size_t *outlen);
 
 /* Decrypts blk (format f) under key and extracts the PIN into pin. Lab use (hsmtool
  * pinblock decode --key); the daemon uses the operations below, which never hand
@@ -448,5 +464,19 @@ HSM_MUST_CHECK int hsm_emv_arqc_generate(struct hsm_key *imk, const char *pan, c
 HSM_MUST_CHECK int hsm_emv_arpc1(struct hsm_key *imk, const char *pan, const char *psn,
                                  enum hsm_emv_skd skd, const uint8_t r[8], const uint8_t arqc[8],
                                  const uint8_t arc[2], uint8_t arpc[8]);
+
+/* ---------------------------------------------------------------- TR-31 key blocks */
+
+/* Unwraps a TR-31 / ANSI X9.143 key block (len ASCII characters) under the clear
+ * key block protection key kbpk: version A or C (TDES variant binding; KBPK 8, 16
+ * or 24 bytes), B (TDES CMAC derivation binding; 16 or 24) or D (AES CMAC
+ * derivation binding; 16, 24 or 32). The MAC is verified (constant time) before
+ * anything is returned: HSM_ERR_VERIFY if it does not match. On success writes the
+ * 16-character fixed header + NUL and the clear key (*keylen bytes, at most cap).
+ * Errors: HSM_ERR_INPUT (malformed), HSM_ERR_DATA_LENGTH, HSM_ERR_KEY_LENGTH. Lab
+ * use (hsmtool tr31). */
+HSM_MUST_CHECK int hsm_tr31_unwrap_clear(const uint8_t *kbpk, size_t kbpk_len, const char *block,
+                                         size_t len, char header[17], uint8_t *key, size_t cap,
+                                         size_t *keylen);
 
 #endif
