@@ -106,7 +106,6 @@ struct sim_term {
     struct hsm_key *tpk; /* SIM_KS_TPK */
     uint8_t bdk[16];     /* DUKPT */
     uint8_t ksn0[12];    /* initial KSN (counter bits zero): 10 bytes TDES, 12 AES */
-    void *aes_ctx;       /* EVP_CIPHER_CTX for the ISO 4 block (DUKPT-AES) */
     /* Counters: next value to use and how many are left in the block reserved in the
      * state file (KSN: raw counter values up to ksn_end, invalid ones skipped). */
     uint32_t stan_next, stan_left;
