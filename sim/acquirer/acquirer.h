@@ -334,7 +334,8 @@ struct sim_outcome {
  * may send new requests or close connections. */
 typedef void (*sim_done_fn)(void *arg, struct sim_req *r, const struct sim_outcome *o);
 
-/* Called when a connection comes up (up = true) or ends (up = false, reason set). */
+/* Called when a connection comes up (up = true) or ends (up = false, reason set; it
+ * points into the connection: copy it before calling sim_conn_free). */
 typedef void (*sim_conn_fn)(void *arg, struct sim_conn *c, bool up, const char *reason);
 
 /* Creates an engine on base with a pool of slots request slots (the in-flight maximum).
