@@ -1032,6 +1032,16 @@ static void test_lmk_a6(void **state)
                      0);
     assert_string_equal(out, "0406FBB23A5214DF");
     assert_string_equal(hx(kcv, 3), "0035BB");
+    /* an Atalla variant changes the ZMK (byte 0 ^ n*8): another key, or a parity error */
+    int rc = hsm_key_import(g_hsm, zmk, HSM_KT_TPK, "35ED0C0EA7F7D0FA", 16, HSM_SCHEME_Z, 5, out,
+                            sizeof out, kcv);
+    if (rc == 0)
+        assert_string_not_equal(out, "0406FBB23A5214DF");
+    else
+        assert_int_equal(rc, HSM_ERR_DST_PARITY);
+    assert_int_equal(hsm_key_import(g_hsm, zmk, HSM_KT_TPK, "35ED0C0EA7F7D0FA", 16, HSM_SCHEME_Z,
+                                    10, out, sizeof out, kcv),
+                     HSM_ERR_INPUT);
     /* and back out again (A0 mode 1 / A8) */
     struct hsm_key *tpk = lk(HSM_KT_TPK, out);
     assert_int_equal(hsm_key_export(zmk, tpk, HSM_SCHEME_Z, out, sizeof out), 0);
