@@ -351,7 +351,8 @@ HSM_MUST_CHECK int hsm_cvv_verify(struct hsm_key *cvk, const char *pan, const ch
 
 enum hsm_macalg {
     HSM_MAC_ISO9797_1 = 1, /* CBC-MAC with the key's cipher (DES or 2/3TDEA) */
-    HSM_MAC_ISO9797_3 = 3, /* retail MAC / ANSI X9.19: single-DES chain, TDES last */
+    HSM_MAC_ISO9797_3 = 3, /* retail MAC / ANSI X9.19: single-DES chain, TDES last
+                            * (K1,K2,K1; K1,K2,K3 with a triple-length key) */
     HSM_MAC_TDES_CMAC = 5, /* SP 800-38B CMAC with TDES */
     HSM_MAC_AES_CMAC = 6,  /* SP 800-38B / RFC 4493 CMAC with AES */
 };
@@ -362,7 +363,7 @@ enum hsm_macalg {
 enum hsm_macpad { HSM_PAD_1 = 1, HSM_PAD_2 = 2, HSM_PAD_3 = 3 };
 
 /* Full MAC of data under key (TAK or ZAK; HSM_ERR_KEY_TYPE otherwise; alg 3 needs
- * a double-length (16-byte) DES key, CMAC a key of its algorithm:
+ * a double- or triple-length DES key, CMAC a key of its algorithm:
  * HSM_ERR_KEY_INCOMPAT). Writes
  * 8 bytes (DES) or 16 (AES-CMAC) into mac and the length into *maclen. No
  * allocation after the key's first MAC. */

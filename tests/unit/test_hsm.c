@@ -718,7 +718,12 @@ static void test_mac_iso9797(void **state)
         assert_int_equal(hsm_mac_verify(k, rows[i].alg, rows[i].pad, msg1, 23, m, 4),
                          HSM_ERR_VERIFY);
     }
-    /* alg 3 needs a double-length key */
+    /* a triple-length key K1,K2,K1 gives the double-length result */
+    struct hsm_key *k3b = ck(HSM_KT_TAK, "0123456789ABCDEFFEDCBA98765432100123456789ABCDEF");
+    assert_int_equal(hsm_mac_generate(k3b, HSM_MAC_ISO9797_3, HSM_PAD_1, msg1, 24, m, &ml), 0);
+    assert_string_equal(hx(m, 8), "A1C72E74EA3FA9B6");
+    hsm_key_release(k3b);
+    /* alg 3 needs at least a double-length key */
     assert_int_equal(hsm_mac_generate(k1, HSM_MAC_ISO9797_3, HSM_PAD_1, msg1, 24, m, &ml),
                      HSM_ERR_KEY_INCOMPAT);
     assert_int_equal(hsm_mac_verify(k3, HSM_MAC_ISO9797_3, HSM_PAD_1, msg1, 24, m, 3),
