@@ -554,6 +554,32 @@ static int cmd_emv(struct opts *o)
     return 0;
 }
 
+/* ---------------------------------------------------------------- tr31 */
+
+static const char help_tr31[] =
+    "usage: hsmtool tr31 --kbpk KEYHEX --block KEYBLOCK\n"
+    "Unwraps a TR-31 / ANSI X9.143 key block (versions A, C: TDES variant binding; B: TDES\n"
+    "derivation binding; D: AES derivation binding) under the clear key block protection\n"
+    "key, verifies its MAC and prints the clear key in hex.\n" LAB_WARNING;
+
+static int cmd_tr31(struct opts *o)
+{
+    const char *kbpkhex = need(o, "kbpk"), *block = need(o, "block");
+    check_all_used(o);
+    uint8_t kbpk[32], key[32];
+    size_t kl = hex_arg("kbpk", kbpkhex, kbpk, sizeof kbpk), n = 0;
+    char hdr[17];
+    int rc = hsm_tr31_unwrap_clear(kbpk, kl, block, strlen(block), hdr, key, sizeof key, &n);
+    OPENSSL_cleanse(kbpk, sizeof kbpk);
+    if (rc == HSM_ERR_VERIFY)
+        die("key block MAC does not verify (wrong KBPK or altered block)");
+    if (rc != 0)
+        fail("tr31", rc);
+    print_hex(key, n);
+    OPENSSL_cleanse(key, sizeof key);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- key */
 
 static const char help_key[] =
@@ -630,13 +656,13 @@ static const struct {
     { "pvv", " ", help_pvv, cmd_pvv },          { "ibm3624", " ", help_ibm, cmd_ibm },
     { "cvv", " ", help_cvv, cmd_cvv },          { "dukpt", " aes ", help_dukpt, cmd_dukpt },
     { "mac", " ", help_mac, cmd_mac },          { "emv", " ", help_emv, cmd_emv },
-    { "key", " ", help_key, cmd_key },
+    { "key", " ", help_key, cmd_key },          { "tr31", " ", help_tr31, cmd_tr31 },
 };
 
 static void usage(FILE *f)
 {
     fputs("usage: hsmtool COMMAND [options]   (hsmtool COMMAND --help for details)\n"
-          "commands: kcv, pinblock, pvv, ibm3624, cvv, dukpt, mac, emv, key\n"
+          "commands: kcv, pinblock, pvv, ibm3624, cvv, dukpt, mac, emv, key, tr31\n"
           "Offline payment cryptography from libhsm; each command prints one result "
           "line.\n" LAB_WARNING,
           f);

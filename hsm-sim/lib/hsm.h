@@ -465,4 +465,18 @@ HSM_MUST_CHECK int hsm_emv_arpc1(struct hsm_key *imk, const char *pan, const cha
                                  enum hsm_emv_skd skd, const uint8_t r[8], const uint8_t arqc[8],
                                  const uint8_t arc[2], uint8_t arpc[8]);
 
+/* ---------------------------------------------------------------- TR-31 key blocks */
+
+/* Unwraps a TR-31 / ANSI X9.143 key block (len ASCII characters) under the clear
+ * key block protection key kbpk: version A or C (TDES variant binding; KBPK 8, 16
+ * or 24 bytes), B (TDES CMAC derivation binding; 16 or 24) or D (AES CMAC
+ * derivation binding; 16, 24 or 32). The MAC is verified (constant time) before
+ * anything is returned: HSM_ERR_VERIFY if it does not match. On success writes the
+ * 16-character fixed header + NUL and the clear key (*keylen bytes, at most cap).
+ * Errors: HSM_ERR_INPUT (malformed), HSM_ERR_DATA_LENGTH, HSM_ERR_KEY_LENGTH. Lab
+ * use (hsmtool tr31). */
+HSM_MUST_CHECK int hsm_tr31_unwrap_clear(const uint8_t *kbpk, size_t kbpk_len, const char *block,
+                                         size_t len, char header[17], uint8_t *key, size_t cap,
+                                         size_t *keylen);
+
 #endif

@@ -23,13 +23,13 @@ struct hsm_key {
     uint8_t clear[32];    /* the clear key (natural length) */
     uint8_t ede[24];      /* DES: K1||K2||K3 as handed to OpenSSL (K3 = K1 for 2TDEA) */
     EVP_CIPHER_CTX *enc;  /* ECB encrypt, full key */
-    EVP_CIPHER_CTX *dec;  /* ECB decrypt, full key */
+    EVP_CIPHER_CTX *dec;  /* ECB decrypt, full key (keyed on first use) */
     EVP_CIPHER_CTX *cbc;  /* CBC encrypt, full key (ISO 9797-1 alg 1) */
     EVP_CIPHER_CTX *cbc1; /* DES: CBC encrypt with K1||K1||K1 (alg 3 chain) */
     EVP_CIPHER_CTX *aux;  /* scratch for keys derived from this one (DUKPT, EMV) */
     EVP_MAC_CTX *cmac;
     struct hsm_key *derived; /* re-keyed per use for keys derived from this one */
-    bool cbc_ready, cbc1_ready, cmac_ready;
+    bool dec_ready, cbc_ready, cbc1_ready, cmac_ready;
 
     /* cache bookkeeping (owner != NULL) */
     struct hsm *owner;

@@ -329,9 +329,15 @@ static int ctx_init(EVP_CIPHER_CTX **ctxp, const EVP_CIPHER *cipher, const uint8
         if (*ctxp == NULL)
             return HSM_ERR_INTERNAL;
     }
-    if (EVP_CipherInit_ex(*ctxp, cipher, NULL, key, NULL, encrypt ? 1 : 0) != 1)
+    /* Passing the cipher again makes OpenSSL free and rebuild the provider
+     * context; with NULL it only runs the key schedule (no allocation). */
+    const EVP_CIPHER *again = EVP_CIPHER_CTX_get0_cipher(*ctxp) == cipher ? NULL : cipher;
+    if (EVP_CipherInit_ex(*ctxp, again, NULL, key, NULL, encrypt ? 1 : 0) != 1)
         return HSM_ERR_CRYPTO;
-    EVP_CIPHER_CTX_set_padding(*ctxp, 0);
+    /* Padding off (else decryption holds back the last block for Final); the
+     * setting lives in the provider context, so only a new one needs it. */
+    if (again)
+        EVP_CIPHER_CTX_set_padding(*ctxp, 0);
     return HSM_OK;
 }
 
@@ -382,12 +388,10 @@ int hsm_key_setup(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint
         hsm_des_expand(clear, len, k->ede);
         schedkey = k->ede;
     }
-    const EVP_CIPHER *c = ecb_cipher(aes, len);
-    int rc = ctx_init(&k->enc, c, schedkey, true);
-    if (rc == HSM_OK)
-        rc = ctx_init(&k->dec, c, schedkey, false);
-    k->cbc_ready = k->cbc1_ready = k->cmac_ready = false;
-    return rc;
+    /* the decryption schedule is made on first use: derived MAC / AC keys never
+     * decrypt */
+    k->dec_ready = k->cbc_ready = k->cbc1_ready = k->cmac_ready = false;
+    return ctx_init(&k->enc, ecb_cipher(aes, len), schedkey, true);
 }
 
 void hsm_key_wipe(struct hsm_key *k)
@@ -396,7 +400,7 @@ void hsm_key_wipe(struct hsm_key *k)
         hsm_key_wipe(k->derived);
     OPENSSL_cleanse(k->clear, sizeof k->clear);
     OPENSSL_cleanse(k->ede, sizeof k->ede);
-    k->cbc_ready = k->cbc1_ready = k->cmac_ready = false;
+    k->dec_ready = k->cbc_ready = k->cbc1_ready = k->cmac_ready = false;
 }
 
 void hsm_key_destroy(struct hsm_key *k)
@@ -434,6 +438,12 @@ int hsm_key_derived(struct hsm_key *k, enum hsm_keytype type, bool aes, const ui
 
 int hsm_key_ecb(struct hsm_key *k, bool encrypt, const uint8_t *in, uint8_t *out, size_t n)
 {
+    if (!encrypt && !k->dec_ready) {
+        int rc = ctx_init(&k->dec, ecb_cipher(k->aes, k->len), k->aes ? k->clear : k->ede, false);
+        if (rc != HSM_OK)
+            return rc;
+        k->dec_ready = true;
+    }
     return ctx_update(encrypt ? k->enc : k->dec, in, out, n);
 }
 

@@ -113,9 +113,11 @@ static int cbc_ctx(EVP_CIPHER_CTX **ctxp, bool *ready, const uint8_t k24[24])
         return HSM_ERR_CRYPTO;
     if (!*ctxp && !(*ctxp = EVP_CIPHER_CTX_new()))
         return HSM_ERR_INTERNAL;
-    if (EVP_CipherInit_ex(*ctxp, c->ede3_cbc, NULL, k24, NULL, 1) != 1)
+    const EVP_CIPHER *again = EVP_CIPHER_CTX_get0_cipher(*ctxp) == c->ede3_cbc ? NULL : c->ede3_cbc;
+    if (EVP_CipherInit_ex(*ctxp, again, NULL, k24, NULL, 1) != 1)
         return HSM_ERR_CRYPTO;
-    EVP_CIPHER_CTX_set_padding(*ctxp, 0);
+    if (again)
+        EVP_CIPHER_CTX_set_padding(*ctxp, 0);
     *ready = true;
     return HSM_OK;
 }

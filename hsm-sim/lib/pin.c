@@ -66,6 +66,8 @@ size_t hsm_pinfmt_block_len(enum hsm_pinfmt f)
 
 int hsm_pan_account12(const char *pan, char out[13])
 {
+    if (!pan)
+        return HSM_ERR_ACCOUNT;
     size_t n = strnlen(pan, 20);
     if (n < 2 || n > 19 || !hsm_is_digits(pan, n))
         return HSM_ERR_ACCOUNT;
@@ -97,6 +99,8 @@ static int pan_field8(const char *pan, uint8_t out[8])
 
 int hsm_iso4_pan_field(const char *pan, uint8_t out[16])
 {
+    if (!pan)
+        return HSM_ERR_ACCOUNT;
     size_t n = strnlen(pan, 20);
     if (n < 1 || n > 19 || !hsm_is_digits(pan, n))
         return HSM_ERR_ACCOUNT;
@@ -112,6 +116,8 @@ int hsm_iso4_pan_field(const char *pan, uint8_t out[16])
 
 static int check_pin(const char *pin, size_t *len)
 {
+    if (!pin)
+        return HSM_ERR_INPUT;
     size_t n = strnlen(pin, 13);
     if (n < 4 || n > 12)
         return HSM_ERR_PIN_LENGTH;
@@ -487,6 +493,8 @@ int hsm_ibm_pin_from_offset(struct hsm_key *pvk, const char *offset, const char 
 
 int hsm_ibm_vdata(const char *vdata12, const char *acct12, char out[17])
 {
+    if (!vdata12 || !acct12)
+        return HSM_ERR_INPUT;
     if (strnlen(vdata12, 13) != 12 || strnlen(acct12, 13) != 12 || !hsm_is_digits(acct12, 12))
         return HSM_ERR_INPUT;
     size_t o = 0;
@@ -620,6 +628,8 @@ int hsm_cvv_generate(struct hsm_key *cvk, const char *pan, const char exp[4], co
         return HSM_ERR_KEY_TYPE;
     if (cvk->aes || cvk->len != 16)
         return HSM_ERR_KEY_LENGTH;
+    if (!pan || !exp || !svc)
+        return HSM_ERR_INPUT;
     size_t n = strnlen(pan, 20);
     if (n < 1 || n > 19 || !hsm_is_digits(pan, n))
         return HSM_ERR_ACCOUNT;

@@ -920,6 +920,93 @@ static void test_emv(void **state)
     hsm_key_release(k);
 }
 
+/* ---------------------------------------------------------------- 10. TR-31 */
+
+static void test_tr31(void **state)
+{
+    static const char *const rows[][3] = {
+        /* psec test_kb_known_values; chhil/TR31Keyblock (same key, other random pad) */
+        { "89E88CF7931444F334BD7547FC3F380C",
+          "A0072P0TE00E0000F5161ED902807AF26F1D62263644BD24192FDB3193C730301CEE8701",
+          "F039121BEC83D26B169BDCD5B22AAF8F" },
+        { "89E88CF7931444F334BD7547FC3F380C",
+          "A0072P0TE00E0000F5161ED902807AF26F1D62263644BD24D52C8D44AAEDA6D81752022B",
+          "F039121BEC83D26B169BDCD5B22AAF8F" },
+        { "DD7515F2BFC17F85CE48F3CA25CB21F6",
+          "B0080P0TE00E000094B420079CC80BA3461F86FE26EFC4A3B8E4FA4C5F5341176EED7B727B8A248E",
+          "3F419E1CB7079442AA37474C2EFBF8B8" },
+        { "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB",
+          "C0088M3TC00E00009BC6306FC31891BF87B3148463627B1D68C603D9FAB9074E4A0D2E78D40B29905A82"
+          "6F5C",
+          "CCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDD" },
+        { "1D22BF32387C600AD97F9B97A51311AC",
+          "B0104B0TX12S0100KS1800604B120F9292800000BB68BE8680A400D9191AD4ECE45B6E6C0D21C4738A52"
+          "190E248719E24B433627",
+          "E8BC63E5479455E26577F715D587FE68" },
+        /* TR-31:2018 A.7.4 (as quoted by openemv/tr31 and psec) */
+        { "88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6",
+          "D0112P0AE00E0000B82679114F470F540165EDFBF7E250FCEA43F810D215F8D207E2E417C07156A27E8E"
+          "31DA05F7425509593D03A457DC34",
+          "3F419E1CB7079442AA37474C2EFBF8B8" },
+        /* psec: 3-key KBPK, versions A, B, C */
+        { "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBBCCCCCCCCCCCCCCCC",
+          "B0096M3TC00E0000C7C6FE86A5DE769C20DCA238C52341378B484D544A9764D43963C3B2824AE56C2D07"
+          "A565DD3AB342",
+          "CCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDD" },
+        { "B8ED59E0A279A295E9F5ED7944FD06B9",
+          "A0112P0TE12E0200KS1400604B120F929280PB047A1BB737854CD7AF58A8A1E4506A942277EDA76EBA6B"
+          "A228AF62ADDA3AD8799E8B2C8CD7",
+          "F039121BEC83D26B169BDCD5B22AAF8F" },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        uint8_t kbpk[32], key[32];
+        size_t kl = unhex(rows[i][0], kbpk), n = 0;
+        char hdr[17];
+        int rc = hsm_tr31_unwrap_clear(kbpk, kl, rows[i][1], strlen(rows[i][1]), hdr, key,
+                                       sizeof key, &n);
+        if (rc != 0)
+            fail_msg("row %zu: %d", i, rc);
+        assert_string_equal(hx(key, n), rows[i][2]);
+        assert_memory_equal(hdr, rows[i][1], 16);
+        /* any flipped character of the ciphertext or MAC fails the MAC check */
+        char bad[200];
+        strcpy(bad, rows[i][1]);
+        size_t last = strlen(bad) - 1;
+        bad[last] = bad[last] == '0' ? '1' : '0';
+        assert_int_equal(
+            hsm_tr31_unwrap_clear(kbpk, kl, bad, strlen(bad), hdr, key, sizeof key, &n),
+            HSM_ERR_VERIFY);
+        kbpk[0] ^= 0x10;
+        assert_int_equal(hsm_tr31_unwrap_clear(kbpk, kl, rows[i][1], strlen(rows[i][1]), hdr, key,
+                                               sizeof key, &n),
+                         HSM_ERR_VERIFY);
+    }
+    /* psec test_kb_unwrap_exceptions (KBPK "E" * 16) */
+    uint8_t e16[16], key[32];
+    memset(e16, 'E', sizeof e16);
+    size_t n;
+    char hdr[17];
+    static const char *const bad[] = {
+        "B0040P0TE00N0000",
+        "BX040P0TE00N0000",
+        "A0087M3TC00E000062C2C14D8785A01A9E8283525CA96F490D0CC6346FC7C2AC1E6FF354468910379AA5BB"
+        "A",
+        "A0088M3TC00E000062C2C14D8785A01A9E8283525CA96F490D0CC6346FC7C2AC1E6FF354468910379AA5BB"
+        "AX",
+        "A0024M3TC00E00009AA5BBA6",
+        "A0056M3TC00E0000BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB9AA5BBA6",
+        "B0064M3TC00E0000BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBFFFFFFFF9AA5BBA6",
+        "A0056M3TC00E0000ABE3EB7813FD4031BCBAEC1FCAB750BB920E4863",         /* key length 0 bits */
+        "B0064M3TC00E00000398DC96A5DDB0EF61E26F8935173BD478DF9484050A672A", /* 128 > 64 bits */
+        "X0016P0TE00N0000",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = hsm_tr31_unwrap_clear(e16, 16, bad[i], strlen(bad[i]), hdr, key, sizeof key, &n);
+        if (rc == 0)
+            fail_msg("bad block %zu accepted", i);
+    }
+}
+
 /* ---------------------------------------------------------------- 11. payShield vectors */
 
 /* payshield.md 11.1 BU: KCV of keys under the test LMK. */
@@ -1277,6 +1364,7 @@ int main(void)
         cmocka_unit_test(test_mac_chunking),
         cmocka_unit_test(test_cmac),
         cmocka_unit_test(test_emv),
+        cmocka_unit_test(test_tr31),
         cmocka_unit_test(test_lmk_bu),
         cmocka_unit_test(test_lmk_a6),
         cmocka_unit_test(test_lmk_ca),

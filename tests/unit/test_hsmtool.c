@@ -425,6 +425,31 @@ static void test_cli_emv(void **state)
     EXPECT("E9FB384AF807B940FEDCEA613461B0C4", "emv", "sk", "--mk", imk, "--r", "001C000000000000");
 }
 
+/* ---------------------------------------------------------------- section 10 */
+
+static void test_cli_tr31(void **state)
+{
+    EXPECT("F039121BEC83D26B169BDCD5B22AAF8F", "tr31", "--kbpk", "89E88CF7931444F334BD7547FC3F380C",
+           "--block", "A0072P0TE00E0000F5161ED902807AF26F1D62263644BD24192FDB3193C730301CEE8701");
+    EXPECT("F039121BEC83D26B169BDCD5B22AAF8F", "tr31", "--kbpk", "89E88CF7931444F334BD7547FC3F380C",
+           "--block", "A0072P0TE00E0000F5161ED902807AF26F1D62263644BD24D52C8D44AAEDA6D81752022B");
+    EXPECT("3F419E1CB7079442AA37474C2EFBF8B8", "tr31", "--kbpk", "DD7515F2BFC17F85CE48F3CA25CB21F6",
+           "--block",
+           "B0080P0TE00E000094B420079CC80BA3461F86FE26EFC4A3B8E4FA4C5F5341176EED7B727B8A248E");
+    EXPECT("CCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDD", "tr31", "--kbpk", "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB",
+           "--block",
+           "C0088M3TC00E00009BC6306FC31891BF87B3148463627B1D68C603D9FAB9074E4A0D2E78D40B29905A8"
+           "26F5C");
+    EXPECT("E8BC63E5479455E26577F715D587FE68", "tr31", "--kbpk", "1D22BF32387C600AD97F9B97A51311AC",
+           "--block",
+           "B0104B0TX12S0100KS1800604B120F9292800000BB68BE8680A400D9191AD4ECE45B6E6C0D21C4738A5"
+           "2190E248719E24B433627");
+    EXPECT("3F419E1CB7079442AA37474C2EFBF8B8", "tr31", "--kbpk",
+           "88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6", "--block",
+           "D0112P0AE00E0000B82679114F470F540165EDFBF7E250FCEA43F810D215F8D207E2E417C07156A27E8"
+           "E31DA05F7425509593D03A457DC34");
+}
+
 /* ---------------------------------------------------------------- key, help, errors */
 
 static void test_cli_key(void **state)
@@ -479,6 +504,8 @@ static void test_cli_errors(void **state)
     BAD("key", "--type", "XYZ");
     BAD("key", "--type", "TPK", "--clear", "0B681FC20E62C735");
     BAD("emv", "arqc", "--imk", PVK, "--pan", "1234", "--data", "00", "--r", "12");
+    BAD("tr31", "--kbpk", "89E88CF7931444F334BD7547FC3F381C", "--block",
+        "A0072P0TE00E0000F5161ED902807AF26F1D62263644BD24192FDB3193C730301CEE8701");
 
     /* every subcommand explains itself and warns about clear keys */
     static const char *const cmds[] = { "kcv",   "pinblock", "pvv", "ibm3624", "cvv",
@@ -498,8 +525,8 @@ int main(void)
         cmocka_unit_test(test_cli_kcv),         cmocka_unit_test(test_cli_pinblock),
         cmocka_unit_test(test_cli_ibm_pvv_cvv), cmocka_unit_test(test_cli_dukpt_tdes),
         cmocka_unit_test(test_cli_dukpt_aes),   cmocka_unit_test(test_cli_mac),
-        cmocka_unit_test(test_cli_emv),         cmocka_unit_test(test_cli_key),
-        cmocka_unit_test(test_cli_errors),
+        cmocka_unit_test(test_cli_emv),         cmocka_unit_test(test_cli_tr31),
+        cmocka_unit_test(test_cli_key),         cmocka_unit_test(test_cli_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
