@@ -610,6 +610,13 @@ static int unpack_field(const struct iso_field_spec *s, int f, const uint8_t *fr
             return iso_fail(err, ISO_E_BCD, f, (size_t)(digits - frame) + bad,
                             "field %d: invalid BCD digit or pad nibble", f);
         val = dst;
+        /* bcd_decode() only emits digits (and '=' for z): nothing left to check for n and z */
+        if (s->type == ISO_T_N || s->type == ISO_T_Z) {
+            m->f[f].ptr = val;
+            m->f[f].len = (uint32_t)flen;
+            *pos = at + wsz;
+            return 0;
+        }
         break;
     }
     default:

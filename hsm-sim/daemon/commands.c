@@ -726,8 +726,10 @@ static int cmd_m8(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 /* ---- EMV ---- */
 
 /* KQ: mode flag 1N (0 verify ARQC, 1 verify ARQC and generate ARPC, 2 ARPC
- * only) ‖ scheme ID 1N (0: AC key = ICC master key, as Visa CVN 10; 1: EMV
- * common session key with R = ATC ‖ 00×6) ‖ MK-AC (32H or 1A+32H) ‖ PAN/PSN
+ * only) ‖ scheme ID 1N (0: AC key = ICC master key, as Visa CVN 10;
+ * 1: MasterCard session key, R = ATC ‖ 00 00 ‖ UN; 2: EMV common session key,
+ * R = ATC ‖ 00×6 — payShield's 2 is the EMV2000 tree, not simulated) ‖ MK-AC
+ * (32H or 1A+32H) ‖ PAN/PSN
  * 8B (right-most 16 digits of PAN ‖ PSN, packed BCD) ‖ ATC 2B ‖ UN 4B ‖
  * transaction data length 2H (bytes) ‖ transaction data ‖ ';' ‖ ARQC 8B ‖
  * ARC 2B (required in modes 1-2, optional and ignored in mode 0) → [ARPC 8B,
@@ -746,7 +748,7 @@ static int cmd_kq(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 
     if ((e = hsm_cur_char(in, &mode)) || (e = hsm_cur_char(in, &scheme)))
         return e;
-    if (mode < '0' || mode > '2' || (scheme != '0' && scheme != '1'))
+    if (mode < '0' || mode > '2' || scheme < '0' || scheme > '2')
         return HSM_E_INPUT;
     if ((e = hsm_cur_key(in, HSM_KEY_PAIR, &kf)) || (e = hsm_cur_take(in, 8, &panpsn)) ||
         (e = hsm_cur_take(in, 2, &atc)) || (e = hsm_cur_take(in, 4, &un)) ||
@@ -760,7 +762,6 @@ static int cmd_kq(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
         return e;
     if ((e = hsm_cur_end(in)))
         return e;
-    (void)un; /* part of the transaction data the terminal sends; not used by these schemes */
     for (int i = 0; i < 8; i++) {
         unsigned hi = (uint8_t)panpsn[i] >> 4, lo = (uint8_t)panpsn[i] & 15;
         if (hi > 9 || lo > 9)
@@ -774,6 +775,8 @@ static int cmd_kq(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     psn[2] = '\0';
     r[0] = (uint8_t)atc[0];
     r[1] = (uint8_t)atc[1];
+    if (scheme == '1')
+        memcpy(r + 4, un, 4);
     enum hsm_emv_skd skd = scheme == '0' ? HSM_EMV_SKD_NONE : HSM_EMV_SKD_COMMON;
     if ((e = key_get(p, &ks, HSM_KT_MK_AC, &kf, false, &imk)))
         goto out;

@@ -106,7 +106,6 @@ struct sim_term {
     struct hsm_key *tpk; /* SIM_KS_TPK */
     uint8_t bdk[16];     /* DUKPT */
     uint8_t ksn0[12];    /* initial KSN (counter bits zero): 10 bytes TDES, 12 AES */
-    void *aes_ctx;       /* EVP_CIPHER_CTX for the ISO 4 block (DUKPT-AES) */
     /* Counters: next value to use and how many are left in the block reserved in the
      * state file (KSN: raw counter values up to ksn_end, invalid ones skipped). */
     uint32_t stan_next, stan_left;
@@ -335,7 +334,8 @@ struct sim_outcome {
  * may send new requests or close connections. */
 typedef void (*sim_done_fn)(void *arg, struct sim_req *r, const struct sim_outcome *o);
 
-/* Called when a connection comes up (up = true) or ends (up = false, reason set). */
+/* Called when a connection comes up (up = true) or ends (up = false, reason set; it
+ * points into the connection: copy it before calling sim_conn_free). */
 typedef void (*sim_conn_fn)(void *arg, struct sim_conn *c, bool up, const char *reason);
 
 /* Creates an engine on base with a pool of slots request slots (the in-flight maximum).

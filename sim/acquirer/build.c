@@ -11,7 +11,6 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "clock.h"
 #include "hex.h"
@@ -77,18 +76,6 @@ static size_t mac_wire_len(const struct iso_dialect *d, int field)
     return 0;
 }
 
-/* AES-128-ECB of one block under key (16 bytes) with the terminal's reusable context. */
-static int aes_block(void *ctxp, const uint8_t key[16], const uint8_t in[16], uint8_t out[16])
-{
-    EVP_CIPHER_CTX *ctx = ctxp;
-    int outl = 0;
-    if (EVP_EncryptInit_ex(ctx, EVP_aes_128_ecb(), NULL, key, NULL) != 1 ||
-        EVP_CIPHER_CTX_set_padding(ctx, 0) != 1 ||
-        EVP_EncryptUpdate(ctx, out, &outl, in, 16) != 1 || outl != 16)
-        return -1;
-    return 0;
-}
-
 /* Encrypts the PIN for x->pan under t's PIN key. Fills blk (8 or 16 bytes, *blen) and,
  * for DUKPT, the KSN (*ksnlen 10 or 12). */
 static int pin_block(struct sim_term *t, const struct sim_txn *x, uint8_t blk[16], size_t *blen,
@@ -104,7 +91,7 @@ static int pin_block(struct sim_term *t, const struct sim_txn *x, uint8_t blk[16
     uint32_t ctr;
     if (sim_term_next_ksn(t, &ctr, err, errcap) != 0)
         return -1;
-    uint8_t txn[16], wk[16], field[16], panf[16], tmp[16];
+    uint8_t txn[16], wk[16];
     if (t->scheme == SIM_KS_DUKPT_TDES) {
         memcpy(ksn, t->ksn0, 10);
         ksn[7] = (uint8_t)((ksn[7] & 0xE0) | ((ctr >> 16) & 0x1F));
@@ -125,27 +112,20 @@ static int pin_block(struct sim_term *t, const struct sim_txn *x, uint8_t blk[16
         ksn[10] = (uint8_t)(ctr >> 8);
         ksn[11] = (uint8_t)ctr;
         *ksnlen = 12;
-        size_t fl = 0;
-        int e = x->iso4_fill ? hsm_pinblock_encode_fill(HSM_PINFMT_ISO4, x->pin, x->pan,
-                                                        x->iso4_fill, field, &fl)
-                             : hsm_pinblock_encode(HSM_PINFMT_ISO4, x->pin, x->pan, field, &fl);
-        /* ISO 9564-1 format 4: C = E(E(PIN field) xor PAN field) under the AES PIN key. */
-        if (e == HSM_OK && fl == 16 && hsm_iso4_pan_field(x->pan, panf) == HSM_OK &&
-            hsm_dukpt_aes_txn_key_clear(t->bdk, ksn, txn) == HSM_OK &&
+        /* ISO 9564-1 format 4 under the X9.24-3 PIN key (key usage 1000). */
+        struct hsm_key *k = NULL;
+        if (hsm_dukpt_aes_txn_key_clear(t->bdk, ksn, txn) == HSM_OK &&
             hsm_dukpt_aes_working_key_clear(txn, ksn, HSM_AESDUKPT_PIN, wk) == HSM_OK &&
-            aes_block(t->aes_ctx, wk, field, tmp) == 0) {
-            for (int i = 0; i < 16; i++)
-                tmp[i] ^= panf[i];
-            if (aes_block(t->aes_ctx, wk, tmp, blk) == 0) {
-                *blen = 16;
-                rc = 0;
-            }
-        }
+            hsm_key_from_clear_aes(HSM_KT_TPK, wk, 16, &k) == HSM_OK &&
+            (x->iso4_fill
+                 ? hsm_pin_encrypt_fill(k, HSM_PINFMT_ISO4, x->pin, x->pan, x->iso4_fill, blk, blen)
+                 : hsm_pin_encrypt(k, HSM_PINFMT_ISO4, x->pin, x->pan, blk, blen)) == HSM_OK &&
+            *blen == 16)
+            rc = 0;
+        hsm_key_release(k);
     }
     OPENSSL_cleanse(txn, sizeof txn);
     OPENSSL_cleanse(wk, sizeof wk);
-    OPENSSL_cleanse(field, sizeof field);
-    OPENSSL_cleanse(tmp, sizeof tmp);
     if (rc != 0)
         return fail(err, errcap, "PIN block: PIN must be 4..12 digits, PAN 13..19 digits");
     return 0;

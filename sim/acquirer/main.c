@@ -235,18 +235,20 @@ static void on_conn(void *arg, struct sim_conn *conn, bool up, const char *reaso
         }
         return;
     }
-    /* Down: forget the connection (a later line reconnects). */
+    /* Down: forget the connection (a later line reconnects). reason lives in the
+     * connection: keep a copy before freeing it. */
+    char why_copy[96];
+    snprintf(why_copy, sizeof why_copy, "%s", reason ? reason : "closed");
+    reason = why_copy;
     if (ce)
         ce->c = NULL;
     sim_conn_free(conn);
     if (c->waiting_conn && c->ce == ce) {
         c->waiting_conn = false;
         evtimer_del(c->conn_timer);
-        char why[160];
-        snprintf(why, sizeof why, "cannot connect to %s: %s", ce->key, reason ? reason : "closed");
-        char *bar = strchr(why, '|');
-        if (bar) /* show the address only */
-            snprintf(bar, sizeof why - (size_t)(bar - why), ": %s", reason ? reason : "closed");
+        char why[256];
+        size_t alen = strcspn(ce->key, "|"); /* the key is address|dialect|framing */
+        snprintf(why, sizeof why, "cannot connect to %.*s: %s", (int)alen, ce->key, reason);
         txn_done(c, NULL, why);
     }
 }

@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "conf.h"
 #include "hex.h"
@@ -49,8 +48,6 @@ static void term_free(struct sim_term *t)
         return;
     hsm_key_release(t->tak);
     hsm_key_release(t->tpk);
-    if (t->aes_ctx)
-        EVP_CIPHER_CTX_free(t->aes_ctx);
     OPENSSL_cleanse(t->bdk, sizeof t->bdk);
     free(t);
 }
@@ -194,16 +191,6 @@ static int term_finish(struct sim_term *t, char *err, size_t errcap)
     if (t->scheme != SIM_KS_TPK && CRYPTO_memcmp(t->bdk, zero, 16) == 0) {
         snprintf(err, errcap, "terminal %s: bdk missing", t->id);
         return -1;
-    }
-    if (t->scheme == SIM_KS_DUKPT_TDES && t->ksn0[0] == 0 && t->ksn0[1] == 0 && t->ksn0[2] == 0) {
-        /* An all-zero KSN prefix is legal in theory but almost surely a missing key. */
-    }
-    if (t->scheme == SIM_KS_DUKPT_AES && !t->aes_ctx) {
-        t->aes_ctx = EVP_CIPHER_CTX_new();
-        if (!t->aes_ctx) {
-            snprintf(err, errcap, "terminal %s: out of memory", t->id);
-            return -1;
-        }
     }
     if (t->framing == ISO_FRAME_TPDU && t->tpdu[0] == 0) {
         snprintf(err, errcap, "terminal %s: tpdu framing needs tpdu = 10 hex", t->id);

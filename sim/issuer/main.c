@@ -301,15 +301,16 @@ static void txn_send(struct txn *t)
 static void on_resp_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct txn *t = arg;
-    if (status != HSM_CLIENT_OK || len < 24 || memcmp(resp, "00", 2) != 0 ||
-        memcmp(resp + 2, "0016", 4) != 0) {
+    /* M7 ‖ error code 2 ‖ MAC length "0016" ‖ MAC 16H */
+    if (status != HSM_CLIENT_OK || len < 24 || memcmp(resp + 2, "00", 2) != 0 ||
+        memcmp(resp + 4, "0016", 4) != 0) {
         at_log(AT_LOG_ERROR, "resp_mac_failed", AT_INT("status", status),
-               AT_STRN("hsm_rc", resp ? resp : "", resp && len >= 2 ? 2 : 0));
+               AT_STRN("hsm_rc", resp ? resp + 2 : "", resp && len >= 4 ? 2 : 0));
         strcpy(t->outcome, "no_mac");
         txn_finish(t); /* no answer without a MAC: the switch times out and reverses */
         return;
     }
-    const char *mac = resp + 6;
+    const char *mac = resp + 8;
     if (t->resp_mac_len == 16) {
         memcpy(t->resp + t->resp_mac_off, mac, 16);
     } else if (at_hex_decode(mac, 16, t->resp + t->resp_mac_off, 8) != 8) {
@@ -518,10 +519,11 @@ static void txn_decide(struct txn *t);
 static void on_pin(void *arg, int status, const char *resp, size_t len)
 {
     struct txn *t = arg;
-    if (status != HSM_CLIENT_OK || len < 2) {
+    if (status != HSM_CLIENT_OK || len < 4) {
         txn_fail(t, "96", "hsm_unavailable");
         return;
     }
+    resp += 2; /* the response command code (EB / ED), then the error code */
     /* 00 right PIN; 01 wrong PIN; 20/24 the block holds no valid PIN for this card: a wrong PIN
      * too (counted, so garbage cannot be tried for free); anything else is our fault (keys). */
     if (memcmp(resp, "00", 2) == 0)
@@ -785,10 +787,11 @@ static const char *txn_validate(struct txn *t)
 static void on_req_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct txn *t = arg;
-    if (status != HSM_CLIENT_OK || len < 2) {
+    if (status != HSM_CLIENT_OK || len < 4) {
         txn_fail(t, "96", "hsm_unavailable");
         return;
     }
+    resp += 2; /* M9, then the error code */
     if (memcmp(resp, "00", 2) != 0) {
         /* 01: the MAC does not verify. Answered 63 (with our own MAC) so the switch learns it
          * at once; nothing else of the request is looked at. */

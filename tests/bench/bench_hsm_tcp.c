@@ -12,6 +12,7 @@
 #include "hsmclient.h"
 #include "log.h"
 #include "parse.h"
+#include "proto.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -138,6 +139,48 @@ static int run_case(const char *name, const char *addr, unsigned conns, unsigned
     free(b.lat);
     free(slots);
     return b.errors ? -1 : 0;
+}
+
+/* The protocol layer alone (hsm_proto_execute, no sockets), one core: the
+ * daemon's CPU cost per command, whatever the machine's other load does to
+ * the TCP figures. */
+static int run_inprocess(const char *name, double seconds, const char *cmd, const char *expect)
+{
+    struct hsm_proto *p;
+    char err[256], req[512];
+    static uint8_t out[HSM_PROTO_MAX_FRAME + HSM_PROTO_RESP_SLACK];
+    struct hsm_proto_config cfg = { .header_len = 4, .lmk_path = NULL };
+    if (hsm_proto_new(&cfg, &p, err, sizeof err) != 0) {
+        fprintf(stderr, "bench-hsm-tcp: %s\n", err);
+        return -1;
+    }
+    int n = snprintf(req, sizeof req, "0000%s", cmd);
+    size_t cap = (size_t)(seconds * 3e6) + 1024, nlat = 0;
+    uint32_t *lat = malloc(cap * sizeof *lat);
+    uint64_t ops = 0, errors = 0, start = at_mono_ns(), end = start + (uint64_t)(seconds * 1e9);
+    uint64_t now = start;
+    while (now < end && lat) {
+        struct hsm_proto_result res;
+        size_t len = hsm_proto_execute(p, (const uint8_t *)req, (size_t)n, out, sizeof out, &res);
+        uint64_t t = at_mono_ns();
+        if (len < 4 + strlen(expect) || memcmp(out + 4, expect, strlen(expect)) != 0)
+            errors++;
+        if (nlat < cap)
+            lat[nlat++] = (uint32_t)((t - now + 500) / 1000);
+        now = t;
+        ops++;
+    }
+    uint32_t p99 = 0;
+    if (nlat) {
+        qsort(lat, nlat, sizeof *lat, cmp_u32);
+        p99 = lat[(size_t)((double)(nlat - 1) * 0.99)];
+    }
+    printf("case=%s ops_per_s=%.0f p99_us=%u errors=%llu\n", name,
+           (double)ops / ((double)(now - start) / 1e9), p99, (unsigned long long)errors);
+    fflush(stdout);
+    free(lat);
+    hsm_proto_free(p);
+    return errors ? -1 : 0;
 }
 
 static uint16_t free_port(void)
@@ -269,6 +312,7 @@ int main(int argc, char **argv)
     snprintf(name, sizeof name, "tcp_mac_verify_m8_c%u_d%u", conns, depth);
     rc |= run_case(name, addr, conns, depth, seconds, m8, "M900");
     rc |= run_case("tcp_pin_translate_ca_c1_d1", addr, 1, 1, seconds > 1 ? 1 : seconds, ca, "CB00");
+    rc |= run_inprocess("proto_execute_ca_inprocess", seconds > 1 ? 1 : seconds, ca, "CB00");
     if (pid > 0) {
         kill(pid, SIGTERM);
         waitpid(pid, NULL, 0);

@@ -711,6 +711,61 @@ static void test_terminal_file(void **state)
     unlink(path);
 }
 
+/* The shipped demo script parses, every line resolves against the built-in terminals,
+ * and it covers what the demo promises: each terminal kind and each decline reason. */
+static void test_demo_scenario(void **state)
+{
+    const char *src = getenv("ATLAS_SRC");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/sim/scenarios/demo.scn", src ? src : ".");
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char text[65536];
+    size_t n = fread(text, 1, sizeof text, f);
+    fclose(f);
+    struct sim_scn s;
+    char err[300];
+    if (sim_scn_parse(text, n, "demo.scn", &s, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        fail();
+    }
+    static const char *const rcs[] = { "00", "05", "13", "14", "15", "51",
+                                       "54", "55", "61", "62", "63" };
+    bool seen_rc[sizeof rcs / sizeof rcs[0]] = { false };
+    bool seen_term[4] = { false }, reversal = false, balance = false, aft = false, oct = false,
+         echo = false;
+    for (size_t i = 0; i < s.n; i++) {
+        struct sim_opts o = s.lines[i].o;
+        if (s.lines[i].original_index >= 0) {
+            reversal = true;
+            o.has_amount_minor = true;
+            snprintf(o.terminal, sizeof o.terminal, "%s",
+                     s.lines[s.lines[i].original_index].o.terminal);
+        }
+        struct sim_txn x;
+        struct sim_term *t;
+        if (sim_opts_resolve(&o, &terms, &x, &t, err, sizeof err) != 0) {
+            fprintf(stderr, "line %u: %s\n", s.lines[i].lineno, err);
+            fail();
+        }
+        for (size_t k = 0; k < sizeof rcs / sizeof rcs[0]; k++)
+            if (strcmp(o.expect, rcs[k]) == 0)
+                seen_rc[k] = true;
+        if (strcmp(o.expect, "00") == 0 && t->id[7] >= '1' && t->id[7] <= '4')
+            seen_term[t->id[7] - '1'] = true;
+        balance |= x.type == SIM_T_BALANCE;
+        aft |= x.type == SIM_T_AFT;
+        oct |= x.type == SIM_T_OCT;
+        echo |= x.type == SIM_T_ECHO;
+    }
+    for (size_t k = 0; k < sizeof rcs / sizeof rcs[0]; k++)
+        assert_true(seen_rc[k]);
+    for (int k = 0; k < 4; k++)
+        assert_true(seen_term[k]);
+    assert_true(reversal && balance && aft && oct && echo);
+    sim_scn_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -720,7 +775,7 @@ int main(void)
         cmocka_unit_test(test_response_check),    cmocka_unit_test(test_amounts),
         cmocka_unit_test(test_opts_resolve),      cmocka_unit_test(test_scenario_good),
         cmocka_unit_test(test_scenario_errors),   cmocka_unit_test(test_state_file),
-        cmocka_unit_test(test_terminal_file),
+        cmocka_unit_test(test_terminal_file),     cmocka_unit_test(test_demo_scenario),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

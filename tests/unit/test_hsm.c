@@ -718,7 +718,12 @@ static void test_mac_iso9797(void **state)
         assert_int_equal(hsm_mac_verify(k, rows[i].alg, rows[i].pad, msg1, 23, m, 4),
                          HSM_ERR_VERIFY);
     }
-    /* alg 3 needs a double-length key */
+    /* a triple-length key K1,K2,K1 gives the double-length result */
+    struct hsm_key *k3b = ck(HSM_KT_TAK, "0123456789ABCDEFFEDCBA98765432100123456789ABCDEF");
+    assert_int_equal(hsm_mac_generate(k3b, HSM_MAC_ISO9797_3, HSM_PAD_1, msg1, 24, m, &ml), 0);
+    assert_string_equal(hx(m, 8), "A1C72E74EA3FA9B6");
+    hsm_key_release(k3b);
+    /* alg 3 needs at least a double-length key */
     assert_int_equal(hsm_mac_generate(k1, HSM_MAC_ISO9797_3, HSM_PAD_1, msg1, 24, m, &ml),
                      HSM_ERR_KEY_INCOMPAT);
     assert_int_equal(hsm_mac_verify(k3, HSM_MAC_ISO9797_3, HSM_PAD_1, msg1, 24, m, 3),
@@ -1032,6 +1037,16 @@ static void test_lmk_a6(void **state)
                      0);
     assert_string_equal(out, "0406FBB23A5214DF");
     assert_string_equal(hx(kcv, 3), "0035BB");
+    /* an Atalla variant changes the ZMK (byte 0 ^ n*8): another key, or a parity error */
+    int rc = hsm_key_import(g_hsm, zmk, HSM_KT_TPK, "35ED0C0EA7F7D0FA", 16, HSM_SCHEME_Z, 5, out,
+                            sizeof out, kcv);
+    if (rc == 0)
+        assert_string_not_equal(out, "0406FBB23A5214DF");
+    else
+        assert_int_equal(rc, HSM_ERR_DST_PARITY);
+    assert_int_equal(hsm_key_import(g_hsm, zmk, HSM_KT_TPK, "35ED0C0EA7F7D0FA", 16, HSM_SCHEME_Z,
+                                    10, out, sizeof out, kcv),
+                     HSM_ERR_INPUT);
     /* and back out again (A0 mode 1 / A8) */
     struct hsm_key *tpk = lk(HSM_KT_TPK, out);
     assert_int_equal(hsm_key_export(zmk, tpk, HSM_SCHEME_Z, out, sizeof out), 0);

@@ -499,11 +499,11 @@ static void test_kq(void **state)
     assert_int_equal(
         hsm_emv_arpc1(k, "12345678901234567", "00", HSM_EMV_SKD_COMMON, r, arqc, arc, arpc), 0);
     hsm_key_release(k);
-    /* mode 1, scheme 1 ‖ MK-AC ‖ PAN/PSN 4567890123456700 ‖ ATC 001C ‖ UN ‖ len 10 ‖ data ‖ ; ‖
+    /* mode 1, scheme 2 ‖ MK-AC ‖ PAN/PSN 4567890123456700 ‖ ATC 001C ‖ UN ‖ len 10 ‖ data ‖ ; ‖
      * ARQC ‖ ARC */
     uint8_t req[256];
     size_t n = 0;
-    memcpy(req, "0000KQ11", 8);
+    memcpy(req, "0000KQ12", 8);
     n = 8;
     memcpy(req + n, imk, 33);
     n += 33;
@@ -540,6 +540,31 @@ static void test_kq(void **state)
     req[6] = '2';
     out = run(p, (const char *)req, n, NULL);
     assert_memory_equal(out, "0000KR00", 8);
+    /* scheme 1 (MasterCard SKD): R = ATC ‖ 00 00 ‖ UN */
+    {
+        uint8_t r1[8] = { 0x00, 0x1C, 0, 0, 0x11, 0x22, 0x33, 0x44 }, arqc1[8], arpc1[8];
+        struct hsm_key *k1 = clear_key(HSM_KT_MK_AC, KEY_0123);
+        assert_int_equal(hsm_emv_arqc_generate(k1, "12345678901234567", "00", HSM_EMV_SKD_COMMON,
+                                               r1, data, sizeof data, arqc1),
+                         0);
+        assert_int_equal(
+            hsm_emv_arpc1(k1, "12345678901234567", "00", HSM_EMV_SKD_COMMON, r1, arqc1, arc, arpc1),
+            0);
+        hsm_key_release(k1);
+        uint8_t req1[256];
+        memcpy(req1, req, n);
+        req1[6] = '1';
+        req1[7] = '1';
+        memcpy(req1 + n - 10, arqc1, 8);
+        out = run(p, (const char *)req1, n, NULL);
+        assert_memory_equal(out, "0000KR00", 8);
+        assert_memory_equal(out + 8, arpc1, 8);
+        /* the scheme-2 (R = ATC ‖ 00×6) ARQC does not verify under scheme 1 */
+        memcpy(req1 + n - 10, arqc, 8);
+        assert_string_equal(run(p, (const char *)req1, n, NULL), "0000KR01");
+        req1[7] = '3';
+        assert_string_equal(run(p, (const char *)req1, n, NULL), "0000KR15");
+    }
     /* a PAN/PSN that is not BCD */
     req[6] = '1';
     req[8 + 33] = 0x4A;
