@@ -758,9 +758,12 @@ static struct jconn *j_idle_conn(struct db_journal *j)
     return NULL;
 }
 
+/* Arms the batch timer for the oldest waiting record. Only useful when a connection is idle:
+ * otherwise the next batch completion (or a connection coming up) dispatches, and a timer that
+ * is already due would only spin the loop. */
 static void arm_flush_timer(struct db_journal *j)
 {
-    if (j->wait_n == 0 || evtimer_pending(j->flush_timer, NULL))
+    if (j->wait_n == 0 || evtimer_pending(j->flush_timer, NULL) || !j_idle_conn(j))
         return;
     uint64_t age_us = (at_mono_ns() - j->slots[j->wait[j->wait_head]].enq_ns) / 1000;
     uint64_t left = age_us >= j->o.batch_delay_us ? 0 : j->o.batch_delay_us - age_us;
