@@ -351,12 +351,38 @@ static int build_reversal(struct sw_server *srv, struct saf_item *it, struct sw_
     return zak[0] ? 1 : 0;
 }
 
+static void on_failed(void *arg, const struct db_reply *reply)
+{
+    if (reply->err->code != 0)
+        at_log(AT_LOG_ERROR, "reversal_state_not_recorded", AT_STR("error", reply->err->message));
+}
+
+/* A reversal that can never be built is parked as 'failed' for an operator
+ * rather than retried forever. */
+static void give_up(struct sw_server *srv, struct saf_item *it, const char *why)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long)it->reversal_id);
+    const char *values[] = { id };
+    const struct db_stmt st = { .sql = "UPDATE switch.reversal_queue SET state = 'failed'"
+                                       " WHERE reversal_id = $1::bigint",
+                                .nparams = 1,
+                                .values = values };
+    if (db_exec(srv->db, &st, 1, on_failed, NULL) != 0)
+        at_log(AT_LOG_ERROR, "reversal_state_not_recorded", AT_STR("error", "database queue full"));
+    at_log(AT_LOG_ERROR, "reversal_failed", AT_INT("reversal_id", it->reversal_id),
+           AT_STR("issuer", it->issuer_id), AT_STR("reason", why),
+           AT_STR("action", "left in switch.reversal_queue with state 'failed'"));
+    unlink_item(srv->saf, it);
+    free_item(it);
+}
+
 static void send_item(struct sw_server *srv, struct saf_item *it, struct sw_link *l)
 {
     char cmd[1200];
     int mac = build_reversal(srv, it, l);
     if (mac < 0) {
-        it->next_attempt_ms = sw_now_ms() + srv->conf.reversal_retry_ms;
+        give_up(srv, it, "the reversal message cannot be built from the stored row");
         return;
     }
     it->attempts++;
@@ -381,7 +407,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct sw_saf *q = arg;
     struct sw_server *srv = q->srv;
     uint64_t now = sw_now_ms();
-    for (struct saf_item *it = q->items; it; it = it->next) {
+    struct saf_item *next;
+    for (struct saf_item *it = q->items; it; it = next) {
+        next = it->next; /* send_item may free it */
         if (it->in_flight && now >= it->next_attempt_ms) {
             /* No 0430 in time: forget that STAN and repeat as 0421. */
             if (it->cur_link)

@@ -232,6 +232,9 @@ static void deliver(struct sw_txn *t)
             r->state = SW_RECENT_ANSWERED;
         r->approved = t->outcome == SW_OUT_APPROVED;
         r->issuer = (uint32_t)t->issuer_idx;
+        char rrn[13];
+        field_str(&t->req, 37, rrn, sizeof rrn);
+        memcpy(r->rrn, rrn[0] ? rrn : t->rrn, 12);
         char stan6[8];
         snprintf(stan6, sizeof stan6, "%06u", t->issuer_stan % 1000000u);
         memcpy(r->issuer_stan, stan6, 6);
@@ -802,6 +805,8 @@ static void handle_reversal(struct sw_txn *t)
     }
     orig->state = SW_RECENT_REVERSED;
     t->issuer_idx = orig->issuer;
+    if (orig->issuer < t->srv->ref->n_issuers)
+        t->issuer = t->srv->ref->issuers[orig->issuer];
     sw_saf_reverse_original(t, orig);
 }
 
@@ -824,6 +829,15 @@ static void after_mac(struct sw_txn *t)
     memset(&rec, 0, sizeof rec);
     rec.id = id;
     memcpy(rec.mti, t->req.mti, 4);
+    /* What a later reversal of this request needs to rebuild it. */
+    char buf[16];
+    uint64_t v;
+    field_str(&t->req, 3, buf, sizeof buf);
+    memcpy(rec.proc_code, buf, strlen(buf) == 6 ? 6 : 0);
+    field_str(&t->req, 4, buf, sizeof buf);
+    rec.amount_minor = buf[0] && at_parse_u64(buf, INT64_MAX, &v) ? (int64_t)v : 0;
+    field_str(&t->req, 49, buf, sizeof buf);
+    rec.currency = buf[0] && at_parse_u64(buf, 999, &v) ? (uint16_t)v : 0;
     if (!sw_recent_insert(srv->recent, &rec, sw_now_ms(), &dup)) {
         t->journal = false; /* the original's row stands; the unique key would refuse this */
         reject(t, "94", SW_OUT_REJECTED, "duplicate transmission", 11);

@@ -40,8 +40,11 @@ static void card_txn(struct sim_txn *x, enum sim_type type, const char *pan, uin
 {
     const struct sim_demo_card *c = sim_demo_card_find(pan);
     stack_txn(x, type, pan, c ? c->pin : "1234", amount);
-    if (c)
+    if (c) {
+        const struct sim_currency *cur = sim_currency_find(c->currency);
         snprintf(x->expiry, sizeof x->expiry, "%s", c->expiry);
+        snprintf(x->currency, sizeof x->currency, "%s", cur ? cur->numeric : c->currency);
+    }
     if (!sim_type_wants_pin(type))
         x->pin[0] = '\0';
 }
