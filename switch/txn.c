@@ -1008,6 +1008,8 @@ void sw_txn_start(struct sw_term *term, const uint8_t *frame, size_t frame_len, 
     size_t n;
     const uint8_t *tid = iso_get(&t->req, 41, &n);
     const struct sw_terminal *row = sw_ref_terminal(srv->ref, t->acquirer, tid);
+    if (row && row->tak[0])
+        t->terminal = *row; /* a known terminal gets an authentic answer, even a refusal */
     if (!row || !row->enabled || !row->tak[0]) {
         reject(t, "58", SW_OUT_REJECTED,
                !row            ? "unknown terminal"

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "db.h"
@@ -128,6 +130,24 @@ static void test_approvals_on_every_terminal_kind(void **state)
                      4);
 }
 
+static void test_answer_only_after_commit(void **state)
+{
+    /* The moment the terminal holds its answer, the row is already committed:
+     * query at once, no polling. */
+    struct sim_txn x;
+    struct sim_resp r;
+    struct sim_sent sent;
+    char sql[256];
+    card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 111);
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
+    assert_string_equal(r.rc, "00");
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.authorizations WHERE terminal_id = 'TERM0001'"
+             " AND stan = '%s' AND transmission_time = '%s' AND response_code = '00'",
+             sent.stan, sent.de7);
+    assert_int_equal(stack_scalar(&S, sql), 1);
+}
+
 static void test_each_decline_reason(void **state)
 {
     static const struct {
@@ -232,6 +252,91 @@ static void test_terminal_reversal_restores_balance(void **state)
     assert_int_equal(balance_of(pan), before);
 }
 
+static void test_reversal_by_own_stan_and_time(void **state)
+{
+    /* Without DE 90 a reversal names its original by carrying the same
+     * DE 11, DE 41 and DE 7. */
+    const char *pan = "4890020000000029";
+    struct sim_txn x, rev;
+    struct sim_resp r;
+    struct sim_sent sent;
+    long long before = balance_of(pan);
+    card_txn(&x, SIM_T_CASH, pan, 1500);
+    x.now_us = (uint64_t)time(NULL) * 1000000u;
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0003"), &x, &r, &sent), 0);
+    assert_string_equal(r.rc, "00");
+    card_txn(&rev, SIM_T_REVERSAL, pan, 1500);
+    snprintf(rev.mti, sizeof rev.mti, "0420");
+    rev.stan = (uint32_t)atoi(sent.stan);
+    rev.now_us = x.now_us;
+    rev.orig_stan = 0; /* no DE 90 */
+    assert_string_equal(send_rc("TERM0003", &rev, &r), "00");
+    assert_true(wait_balance(pan, before, 5000));
+}
+
+static void test_issuer_restart_link_comes_back(void **state)
+{
+    struct sim_txn x;
+    card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 50);
+    assert_int_equal(ts_stop(S.issuer, SIGTERM, 5000) >= 0, 1);
+    S.issuer = 0;
+    assert_true(log_has(S.switch_log, "\"to\":\"down\"", 5000));
+    assert_string_equal(send_rc("TERM0001", &x, NULL), "91");
+    assert_int_equal(stack_start_issuer(&S), 0);
+    /* Reconnect with backoff, sign-on, then requests flow again. */
+    const char *rc = "";
+    for (int i = 0; i < 100 && strcmp(rc, "00") != 0; i++) {
+        usleep(100000);
+        rc = send_rc("TERM0001", &x, NULL);
+    }
+    assert_string_equal(rc, "00");
+}
+
+static void test_reload_without_dropping_connections(void **state)
+{
+    struct sim_term *t = stack_term(&S, "TERM0004");
+    struct sim_txn x;
+    card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 20);
+    assert_string_equal(send_rc("TERM0004", &x, NULL), "00");
+    /* Disable the terminal in the database; SIGHUP reloads the reference data. */
+    stack_scalar(&S, "WITH u AS (UPDATE switch.terminals SET enabled = false"
+                     " WHERE terminal_id = 'TERM0004' RETURNING 1) SELECT count(*) FROM u");
+    int fd = ts_connect(S.acq_port, 5000); /* a session opened before the reload */
+    assert_true(fd >= 0);
+    kill(S.sw, SIGHUP);
+    assert_true(log_has(S.switch_log, "\"event\":\"reload\"", 5000));
+    const char *rc = "";
+    for (int i = 0; i < 50 && strcmp(rc, "58") != 0; i++) {
+        usleep(100000);
+        rc = send_rc("TERM0004", &x, NULL);
+    }
+    assert_string_equal(rc, "58");
+    /* The older session is still open and served. */
+    struct sim_txn echo;
+    struct sim_resp r;
+    uint8_t msg[SIM_MSG_MAX], hdr[8], buf[1024], arena[ISO_ARENA_FOR(1024)];
+    size_t len;
+    char err[128];
+    struct sim_term *t1 = stack_term(&S, "TERM0001");
+    stack_txn(&echo, SIM_T_ECHO, "", NULL, 0);
+    assert_int_equal(
+        sim_term_build_request(t1, &echo, msg, sizeof msg, &len, NULL, err, sizeof err), 0);
+    int h = sim_frame_header(t1, len, hdr);
+    assert_int_equal(ts_send_all(fd, hdr, (size_t)h), 0);
+    assert_int_equal(ts_send_all(fd, msg, len), 0);
+    ssize_t n = ts_recv_frame2(fd, buf, sizeof buf);
+    assert_true(n > 0);
+    struct iso_msg m;
+    iso_msg_init(&m, arena, sizeof arena);
+    assert_int_equal(sim_term_check_response(t1, buf, (size_t)n, &m, &r, err, sizeof err), 0);
+    assert_string_equal(r.rc, "00");
+    close(fd);
+    stack_scalar(&S, "WITH u AS (UPDATE switch.terminals SET enabled = true"
+                     " WHERE terminal_id = 'TERM0004' RETURNING 1) SELECT count(*) FROM u");
+    kill(S.sw, SIGHUP);
+    (void)t;
+}
+
 static void test_issuer_silent_then_reversal_releases(void **state)
 {
     const char *pan = "4890020000000029";
@@ -301,12 +406,16 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_approvals_on_every_terminal_kind),
+        cmocka_unit_test(test_answer_only_after_commit),
         cmocka_unit_test(test_each_decline_reason),
         cmocka_unit_test(test_three_wrong_pins_is_75),
         cmocka_unit_test(test_balance_inquiry),
         cmocka_unit_test(test_duplicate_no_second_debit),
         cmocka_unit_test(test_terminal_reversal_restores_balance),
+        cmocka_unit_test(test_reversal_by_own_stan_and_time),
         cmocka_unit_test(test_issuer_silent_then_reversal_releases),
+        cmocka_unit_test(test_issuer_restart_link_comes_back),
+        cmocka_unit_test(test_reload_without_dropping_connections),
         cmocka_unit_test(test_no_card_secrets_in_logs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
