@@ -187,9 +187,11 @@ struct db_journal_opts {
     uint32_t batch_delay_us;     /* ... or when the oldest queued record is T µs old; 1000 */
     unsigned queue_max;          /* records queued (not yet durable); default 65536 */
     unsigned queue_low;          /* drain callback below this after backpressure; queue_max/2 */
-    uint32_t spool_sync_us;      /* spool group-fsync window; default 2000 */
+    uint32_t spool_sync_us;      /* first spooled record waits this long for company; 2000 */
     uint32_t reconnect_min_ms;   /* default 100 */
     uint32_t reconnect_max_ms;   /* default 5000 */
+    uint32_t batch_timeout_ms;   /* a batch not committed by then: drop the connection, spool the
+                                    batch (a hung server); default 5000 */
     void (*on_drain)(void *arg); /* backpressure released (queue fell below queue_low) */
     void *drain_arg;
 };

@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,8 +20,8 @@
 
 #define JNCOLS       24
 #define JSTMT_INSERT "atlas_journal_insert"
-#define SPOOL_WBUF   (256 * 1024)
-#define REPLAY_CHUNK 1000 /* records per replay batch (at least batch_max) */
+#define SPOOL_BUF0   (64 * 1024) /* initial spool buffer; grows with the records waiting */
+#define REPLAY_CHUNK 1000        /* records per replay batch (at least batch_max) */
 
 static const char *const outcome_names[DB_OUTCOME_max] = {
     "approved", "declined", "rejected", "timeout", "unavailable", "error",
@@ -78,6 +79,7 @@ struct jconn {
     struct db_journal *j;
     struct jbatch batch;
     bool busy;
+    struct event *timeout; /* the batch in flight took too long: the server is hung */
 };
 
 struct jcb {
@@ -114,8 +116,25 @@ struct db_journal {
 
     int spool_fd;
     bool spool_has_data; /* the live spool holds records */
-    uint8_t *wbuf;
-    size_t wbuf_n;
+    bool spool_new;      /* the live spool was just created: the sync writes its magic first */
+    /* Spool I/O. The loop appends frames to `fill` (slots in spq); a sync hands them over as
+     * `sbuf` (slots in syq) to the worker thread, which writes and fdatasyncs them and then
+     * pokes the loop through a pipe. One sync at a time; records arriving meanwhile form the
+     * next group. The worker touches only spool_fd, sbuf, sbuf_n, spool_new and the w_ fields,
+     * and only between a handover and its notification. */
+    uint8_t *fill, *sbuf;
+    size_t fill_n, fill_cap, sbuf_n, sbuf_cap;
+    uint32_t *syq;
+    unsigned syq_n;
+    bool syncing;
+    pthread_t worker;
+    bool worker_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool w_job, w_stop, w_done; /* guarded by mu */
+    int w_errno;
+    int notify[2];
+    struct event *notify_ev;
 
     /* replay of <spool>.replay */
     struct spool_reader rd;
@@ -372,7 +391,9 @@ static int fsync_dir_of(const char *path)
     return rc;
 }
 
-static int spool_open_live(struct db_journal *j)
+/* Opens (creating) the live spool. A new file needs its magic and a directory fsync: done here
+ * at once when sync_now (start-up, before the loop runs), else by the next sync on the worker. */
+static int spool_open_live(struct db_journal *j, bool sync_now)
 {
     if (j->spool_fd != -1)
         return 0;
@@ -382,20 +403,22 @@ static int spool_open_live(struct db_journal *j)
     struct stat sb;
     if (fstat(j->spool_fd, &sb) == -1)
         return -1;
-    if (sb.st_size == 0) {
+    j->spool_new = sb.st_size == 0;
+    if (j->spool_new && sync_now) {
         if (write(j->spool_fd, SPOOL_MAGIC, SPOOL_MAGIC_LEN) != SPOOL_MAGIC_LEN)
             return -1;
         if (fdatasync(j->spool_fd) == -1 || fsync_dir_of(j->spool_path) == -1)
             return -1;
+        j->spool_new = false;
     }
     return 0;
 }
 
-static int spool_write_buf(struct db_journal *j)
+static int write_all(int fd, const uint8_t *p, size_t n)
 {
     size_t off = 0;
-    while (off < j->wbuf_n) {
-        ssize_t w = write(j->spool_fd, j->wbuf + off, j->wbuf_n - off);
+    while (off < n) {
+        ssize_t w = write(fd, p + off, n - off);
         if (w == -1) {
             if (errno == EINTR)
                 continue;
@@ -403,28 +426,170 @@ static int spool_write_buf(struct db_journal *j)
         }
         off += (size_t)w;
     }
-    j->wbuf_n = 0;
     return 0;
 }
 
-/* Writes and fdatasyncs what was appended, then acknowledges those records (DB_SPOOLED), or
- * fails them (DB_E_SPOOL) if the disk refused. This runs on the loop: during an outage the loop
- * pauses for one fdatasync per group (spool_sync_us), which is the price of durability without
- * a helper thread. */
-static void spool_sync(struct db_journal *j)
+/* Writes sbuf (after the magic, for a new file) and fdatasyncs; 0 or an errno. */
+static int spool_write_sync(struct db_journal *j)
 {
-    if (j->spq_n == 0)
+    if (j->spool_new && write_all(j->spool_fd, (const uint8_t *)SPOOL_MAGIC, SPOOL_MAGIC_LEN) != 0)
+        return errno ? errno : EIO;
+    if (write_all(j->spool_fd, j->sbuf, j->sbuf_n) != 0 || fdatasync(j->spool_fd) == -1)
+        return errno ? errno : EIO;
+    if (j->spool_new && fsync_dir_of(j->spool_path) == -1)
+        return errno ? errno : EIO;
+    j->spool_new = false;
+    return 0;
+}
+
+static void *spool_worker(void *arg)
+{
+    struct db_journal *j = arg;
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        while (!j->w_job && !j->w_stop)
+            pthread_cond_wait(&j->cv, &j->mu);
+        if (!j->w_job)
+            break;
+        pthread_mutex_unlock(&j->mu);
+        int err = spool_write_sync(j);
+        pthread_mutex_lock(&j->mu);
+        j->w_job = false;
+        j->w_done = true;
+        j->w_errno = err;
+        pthread_mutex_unlock(&j->mu);
+        char one = 1;
+        ssize_t w;
+        do
+            w = write(j->notify[1], &one, 1);
+        while (w == -1 && errno == EINTR);
+        pthread_mutex_lock(&j->mu);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+/* Starts a sync of what was appended, if none is running. If the spool cannot even be opened the
+ * records fail at once (DB_E_SPOOL): the caller must not answer as if they were durable. */
+static void spool_kick(struct db_journal *j)
+{
+    if (j->syncing || j->spq_n == 0)
         return;
-    int status = DB_SPOOLED;
-    if (spool_open_live(j) != 0 || spool_write_buf(j) != 0 || fdatasync(j->spool_fd) == -1) {
+    if (spool_open_live(j, false) != 0) {
         at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("path", j->spool_path),
                AT_STR("error", strerror(errno)), AT_UINT("records", j->spq_n));
+        unsigned n = j->spq_n;
+        j->spq_n = 0;
+        j->fill_n = 0;
+        j->st.failed += n;
+        j_complete(j, j->spq, n, DB_E_SPOOL);
+        return;
+    }
+    uint8_t *b = j->sbuf;
+    size_t cap = j->sbuf_cap;
+    j->sbuf = j->fill;
+    j->sbuf_cap = j->fill_cap;
+    j->sbuf_n = j->fill_n;
+    j->fill = b;
+    j->fill_cap = cap;
+    j->fill_n = 0;
+    uint32_t *q = j->syq;
+    j->syq = j->spq;
+    j->syq_n = j->spq_n;
+    j->spq = q;
+    j->spq_n = 0;
+    j->syncing = true;
+    pthread_mutex_lock(&j->mu);
+    j->w_job = true;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* The worker finished a sync: acknowledge its records (DB_SPOOLED) or fail them (DB_E_SPOOL),
+ * then start the next group at once if records arrived meanwhile. */
+static void spool_sync_done(struct db_journal *j)
+{
+    pthread_mutex_lock(&j->mu);
+    bool done = j->w_done;
+    int err = j->w_errno;
+    j->w_done = false;
+    pthread_mutex_unlock(&j->mu);
+    if (!done)
+        return;
+    j->syncing = false;
+    int status = DB_SPOOLED;
+    if (err) {
+        at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("path", j->spool_path),
+               AT_STR("error", strerror(err)), AT_UINT("records", j->syq_n));
         status = DB_E_SPOOL;
-        j->wbuf_n = 0;
-        /* What reached the file may still be replayed; the callers were told it is not safe. */
+        /* What reached the file may still be replayed (harmless); the callers were told that it
+         * is not durable. */
     } else {
         j->spool_has_data = true;
     }
+    unsigned n = j->syq_n;
+    j->syq_n = 0;
+    if (status == DB_SPOOLED)
+        j->st.spooled += n;
+    else
+        j->st.failed += n;
+    j_complete(j, j->syq, n, status);
+    spool_kick(j);
+    j_maybe_replay(j);
+    j_check_drained(j);
+}
+
+static void on_notify(evutil_socket_t fd, short what, void *arg)
+{
+    char buf[64];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    spool_sync_done(arg);
+}
+
+static void on_sync_timer(evutil_socket_t fd, short what, void *arg)
+{
+    spool_kick(arg);
+}
+
+/* Stops the worker (after its current sync) and syncs what is left on the calling thread. For
+ * db_journal_free only: blocking is acceptable when the writer goes away. */
+static void spool_flush_final(struct db_journal *j)
+{
+    if (j->worker_started) {
+        pthread_mutex_lock(&j->mu);
+        j->w_stop = true;
+        pthread_cond_signal(&j->cv);
+        pthread_mutex_unlock(&j->mu);
+        pthread_join(j->worker, NULL);
+        j->worker_started = false;
+        spool_sync_done(j);
+    }
+    if (j->spq_n == 0)
+        return;
+    int status = DB_SPOOLED;
+    if (spool_open_live(j, false) != 0) {
+        status = DB_E_SPOOL;
+    } else {
+        uint8_t *b = j->sbuf;
+        size_t cap = j->sbuf_cap;
+        j->sbuf = j->fill;
+        j->sbuf_cap = j->fill_cap;
+        j->sbuf_n = j->fill_n;
+        j->fill = b;
+        j->fill_cap = cap;
+        j->fill_n = 0;
+        int err = spool_write_sync(j);
+        if (err) {
+            errno = err;
+            status = DB_E_SPOOL;
+        } else {
+            j->spool_has_data = true;
+        }
+    }
+    if (status != DB_SPOOLED)
+        at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("path", j->spool_path),
+               AT_STR("error", strerror(errno)), AT_UINT("records", j->spq_n));
     unsigned n = j->spq_n;
     j->spq_n = 0;
     if (status == DB_SPOOLED)
@@ -432,31 +597,33 @@ static void spool_sync(struct db_journal *j)
     else
         j->st.failed += n;
     j_complete(j, j->spq, n, status);
-    j_maybe_replay(j);
-    j_check_drained(j);
 }
 
-static void on_sync_timer(evutil_socket_t fd, short what, void *arg)
-{
-    spool_sync(arg);
-}
-
-/* Appends a slot's record to the spool buffer; its callback waits for the group fsync. */
+/* Appends a slot's record to the fill buffer (growing it: it holds at most queue_max records);
+ * its callback waits for the group's fdatasync. */
 static void spool_append(struct db_journal *j, uint32_t slot)
 {
-    if (j->wbuf_n + SPOOL_FRAME_HDR + SPOOL_MAX_RECORD > SPOOL_WBUF) {
-        if (spool_open_live(j) != 0 || spool_write_buf(j) != 0) {
-            at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("path", j->spool_path),
-                   AT_STR("error", strerror(errno)));
-            j->wbuf_n = 0;
+    if (j->fill_n + SPOOL_FRAME_HDR + SPOOL_MAX_RECORD > j->fill_cap) {
+        size_t cap = j->fill_cap * 2;
+        uint8_t *p = realloc(j->fill, cap);
+        if (!p) {
+            at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("error", "out of memory"));
+            j->st.failed++;
+            j_complete(j, &slot, 1, DB_E_SPOOL);
+            return;
         }
+        j->fill = p;
+        j->fill_cap = cap;
     }
-    j->wbuf_n += spool_frame(&j->slots[slot].rec, j->wbuf + j->wbuf_n, SPOOL_WBUF - j->wbuf_n);
+    j->fill_n += spool_frame(&j->slots[slot].rec, j->fill + j->fill_n, j->fill_cap - j->fill_n);
     j->spq[j->spq_n++] = slot;
-    if (j->closing || j->draining) {
-        return; /* synced by the caller */
+    if (j->closing)
+        return; /* spool_flush_final syncs */
+    if (j->draining) {
+        spool_kick(j);
+        return;
     }
-    if (!evtimer_pending(j->sync_timer, NULL)) {
+    if (!j->syncing && !evtimer_pending(j->sync_timer, NULL)) {
         struct timeval tv = { .tv_sec = j->o.spool_sync_us / 1000000,
                               .tv_usec = j->o.spool_sync_us % 1000000 };
         evtimer_add(j->sync_timer, &tv);
@@ -538,6 +705,8 @@ static void batch_done(struct dbc_job *job)
     PQclear(b->res[0]);
     b->res[0] = NULL;
     jc->busy = false;
+    if (jc->timeout)
+        evtimer_del(jc->timeout);
     if (b->replay) {
         replay_batch_done(j, b);
         j_dispatch(j, false);
@@ -556,8 +725,6 @@ static void batch_done(struct dbc_job *job)
                AT_STR("sqlstate", e->sqlstate), AT_STR("error", e->message));
         for (unsigned i = 0; i < n; i++)
             spool_append(j, b->idx[i]);
-        if (j->closing || j->draining)
-            spool_sync(j);
     } else if (e->action == DB_ACTION_RETRY) {
         for (unsigned i = n; i-- > 0;) {
             j->slots[b->idx[i]].retries++;
@@ -586,6 +753,27 @@ static void batch_done(struct dbc_job *job)
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
 
+/* A batch that has not committed within batch_timeout_ms means a hung server (a stuck disk, a
+ * lock): the connection is dropped, so the batch fails as DB_E_CONN and goes to the spool, and
+ * the writer keeps acknowledging instead of filling up behind it. */
+static void on_batch_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct jconn *jc = arg;
+    if (!jc->busy)
+        return;
+    at_log(AT_LOG_WARN, "journal_batch_timeout", AT_UINT("conn", jc->dbc.id),
+           AT_UINT("timeout_ms", jc->j->o.batch_timeout_ms));
+    dbc_abort(&jc->dbc, "batch timed out");
+}
+
+static void jc_arm_timeout(struct jconn *jc)
+{
+    uint32_t ms = jc->j->o.batch_timeout_ms;
+    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+    if (jc->timeout)
+        evtimer_add(jc->timeout, &tv);
+}
+
 static struct jconn *j_idle_conn(struct db_journal *j)
 {
     for (unsigned i = 0; i < j->nconn; i++)
@@ -594,9 +782,12 @@ static struct jconn *j_idle_conn(struct db_journal *j)
     return NULL;
 }
 
+/* Arms the batch timer for the oldest waiting record. Only useful when a connection is idle:
+ * otherwise the next batch completion (or a connection coming up) dispatches, and a timer that
+ * is already due would only spin the loop. */
 static void arm_flush_timer(struct db_journal *j)
 {
-    if (j->wait_n == 0 || evtimer_pending(j->flush_timer, NULL))
+    if (j->wait_n == 0 || evtimer_pending(j->flush_timer, NULL) || !j_idle_conn(j))
         return;
     uint64_t age_us = (at_mono_ns() - j->slots[j->wait[j->wait_head]].enq_ns) / 1000;
     uint64_t left = age_us >= j->o.batch_delay_us ? 0 : j->o.batch_delay_us - age_us;
@@ -614,8 +805,6 @@ static void j_dispatch(struct db_journal *j, bool force)
             return;
         while (j->wait_n > 0)
             spool_append(j, wait_pop(j));
-        if (j->draining || j->closing)
-            spool_sync(j);
         return;
     }
     while (j->wait_n > 0) {
@@ -650,6 +839,7 @@ static void j_dispatch(struct db_journal *j, bool force)
         }
         jc->busy = true;
         j->st.batches++;
+        jc_arm_timeout(jc);
         dbc_submit(&jc->dbc, &b->job);
     }
     arm_flush_timer(j);
@@ -737,7 +927,7 @@ static void j_maybe_replay(struct db_journal *j)
     if (!j->replaying) {
         struct stat sb;
         if (stat(j->replay_path, &sb) == -1) {
-            if (!j->spool_has_data || j->spq_n > 0)
+            if (!j->spool_has_data || j->spq_n > 0 || j->syncing)
                 return;
             if (j->spool_fd != -1) {
                 close(j->spool_fd);
@@ -788,6 +978,7 @@ static void j_maybe_replay(struct db_journal *j)
     b->n = j->replay_n;
     jc->busy = true;
     j->replay_inflight = true;
+    jc_arm_timeout(jc);
     dbc_submit(&jc->dbc, &b->job);
 }
 
@@ -880,6 +1071,8 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
         j->o.queue_low = j->o.queue_max / 2;
     if (!j->o.spool_sync_us)
         j->o.spool_sync_us = 2000;
+    if (!j->o.batch_timeout_ms)
+        j->o.batch_timeout_ms = 5000;
     j->nconn = j->o.connections;
     j->conninfo = strdup(opts->conninfo ? opts->conninfo : "");
     j->spool_path = strdup(opts->spool_path);
@@ -891,7 +1084,11 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
     j->spq = calloc(j->o.queue_max, sizeof *j->spq);
     j->cbq_cap = 2 * j->o.queue_max;
     j->cbq = calloc(j->cbq_cap, sizeof *j->cbq);
-    j->wbuf = malloc(SPOOL_WBUF);
+    j->syq = calloc(j->o.queue_max, sizeof *j->syq);
+    j->fill_cap = j->sbuf_cap = SPOOL_BUF0;
+    j->fill = malloc(j->fill_cap);
+    j->sbuf = malloc(j->sbuf_cap);
+    j->notify[0] = j->notify[1] = -1;
     j->replay_cap = j->o.batch_max > REPLAY_CHUNK ? j->o.batch_max : REPLAY_CHUNK;
     j->replay_recs = calloc(j->replay_cap, sizeof *j->replay_recs);
     j->conns = calloc(j->nconn, sizeof *j->conns);
@@ -901,8 +1098,8 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
     j->o.conninfo = j->conninfo;
     j->o.spool_path = j->spool_path;
     if (!j->conninfo || !j->spool_path || !j->replay_path || !j->rejected_path || !j->slots ||
-        !j->free_idx || !j->wait || !j->spq || !j->cbq || !j->wbuf || !j->replay_recs ||
-        !j->conns || !j->flush_timer || !j->sync_timer || !j->drain_timer) {
+        !j->free_idx || !j->wait || !j->spq || !j->cbq || !j->syq || !j->fill || !j->sbuf ||
+        !j->replay_recs || !j->conns || !j->flush_timer || !j->sync_timer || !j->drain_timer) {
         j->nconn = 0;
         db_journal_free(j);
         return DB_E_SYS;
@@ -932,7 +1129,8 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
         jc->batch.job.send = batch_send;
         jc->batch.job.done = batch_done;
         jc->batch.idx = calloc(j->o.batch_max, sizeof *jc->batch.idx);
-        if (!jc->batch.idx) {
+        jc->timeout = evtimer_new(base, on_batch_timeout, jc);
+        if (!jc->batch.idx || !jc->timeout) {
             j->nconn = i + 1;
             db_journal_free(j);
             return DB_E_SYS;
@@ -950,12 +1148,21 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
     if (j->spool_has_data || stat(j->replay_path, &sb) == 0)
         at_log(AT_LOG_INFO, "journal_spool_found", AT_STR("path", j->spool_path));
     /* The spool must be writable before we promise anything. */
-    if (spool_open_live(j) != 0) {
+    if (spool_open_live(j, true) != 0) {
         at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("path", j->spool_path),
                AT_STR("error", strerror(errno)));
         db_journal_free(j);
         return DB_E_SPOOL;
     }
+    if (pipe2(j->notify, O_NONBLOCK | O_CLOEXEC) == -1 ||
+        !(j->notify_ev = event_new(base, j->notify[0], EV_READ | EV_PERSIST, on_notify, j)) ||
+        event_add(j->notify_ev, NULL) != 0 || pthread_mutex_init(&j->mu, NULL) != 0 ||
+        pthread_cond_init(&j->cv, NULL) != 0 ||
+        pthread_create(&j->worker, NULL, spool_worker, j) != 0) {
+        db_journal_free(j);
+        return DB_E_SYS;
+    }
+    j->worker_started = true;
     for (unsigned i = 0; i < j->nconn; i++)
         dbc_start(&j->conns[i].dbc);
     *out = j;
@@ -1017,7 +1224,7 @@ void db_journal_drain(struct db_journal *j, void (*done)(void *arg), void *arg)
     j->drain_done = done;
     j->drain_arg = arg;
     j_dispatch(j, true);
-    spool_sync(j);
+    spool_kick(j);
     j_check_drained(j);
 }
 
@@ -1034,13 +1241,15 @@ void db_journal_free(struct db_journal *j)
     if (j->wait)
         j_dispatch(j, true);
     if (j->spq)
-        spool_sync(j);
+        spool_flush_final(j);
     if (j->replaying)
         spool_reader_close(&j->rd);
     for (unsigned i = 0; i < j->nconn; i++) {
         for (int k = 0; k < JNCOLS; k++)
             free(j->conns[i].batch.cols[k].p);
         free(j->conns[i].batch.idx);
+        if (j->conns[i].timeout)
+            event_free(j->conns[i].timeout);
     }
     if (j->spool_fd != -1)
         close(j->spool_fd);
@@ -1055,13 +1264,21 @@ void db_journal_free(struct db_journal *j)
         event_free(j->sync_timer);
     if (j->drain_timer)
         event_free(j->drain_timer);
+    if (j->notify_ev)
+        event_free(j->notify_ev);
+    if (j->notify[0] != -1) {
+        close(j->notify[0]);
+        close(j->notify[1]);
+    }
     free(j->conns);
     free(j->slots);
     free(j->free_idx);
     free(j->wait);
     free(j->spq);
     free(j->cbq);
-    free(j->wbuf);
+    free(j->syq);
+    free(j->fill);
+    free(j->sbuf);
     free(j->replay_recs);
     free(j->conninfo);
     free(j->spool_path);

@@ -7,6 +7,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define TOP_BIT (UINT64_C(1) << 63)
 
@@ -104,8 +107,12 @@ void iso_msg_clear(struct iso_msg *m)
     m->arena_used = 0;
 }
 
+/* n bytes of the message arena, or NULL when full. A zero-length take returns a valid non-NULL
+ * pointer (present empty fields must never look absent). */
 static uint8_t *arena_take(struct iso_msg *m, size_t n)
 {
+    if (n == 0)
+        return (uint8_t *)m->mti; /* any valid address; nothing is written */
     if (m->arena_cap - m->arena_used < n)
         return NULL;
     uint8_t *p = m->arena + m->arena_used;
@@ -192,6 +199,8 @@ int iso_next(const struct iso_msg *m, int after)
 
 void iso_msg_copy(struct iso_msg *dst, const struct iso_msg *src)
 {
+    if (dst == src)
+        return;
     memcpy(dst->mti, src->mti, 4);
     dst->flags = src->flags;
     for (int w = 0; w < 3; w++)
@@ -306,7 +315,34 @@ static size_t check_chars(uint8_t type, const uint8_t *p, size_t n)
             return 1;
         i = 1;
     }
+    /* Fast path, 8 bytes per step, for the two classes that carry most bytes: digits (n) and
+     * printable ASCII (ans). Any doubt falls through to the exact per-byte scan below. */
+    const uint64_t ones = UINT64_C(0x0101010101010101), high = ones * 0x80;
+    size_t j = i;
+    if (type == ISO_T_N) {
+        for (; j + 8 <= n; j += 8) {
+            uint64_t x;
+            memcpy(&x, p + j, 8);
+            /* each byte: high nibble 3 and low nibble + 6 not carrying, i.e. '0'..'9' */
+            if ((x & ones * 0xF0) != ones * 0x30 ||
+                ((x + ones * 0x06) & ones * 0xF0) != ones * 0x30)
+                break;
+        }
+    } else if (type == ISO_T_ANS) {
+        for (; j + 8 <= n; j += 8) {
+            uint64_t x;
+            memcpy(&x, p + j, 8);
+            /* each byte: below 0x80, at least 0x20 (b + 0x60 sets bit 7), at most 0x7E */
+            if ((x & high) || ((x + ones * 0x60) & high) != high || ((x + ones) & high))
+                break;
+        }
+    }
     uint8_t allowed = type_class[type];
+    for (; j < n; j++)
+        if (!(iso_cls[p[j]] & allowed))
+            break;
+    if (j == n)
+        return 0;
     for (; i < n; i++)
         if (!(iso_cls[p[i]] & allowed))
             return i + 1;
@@ -347,58 +383,132 @@ static int read_prefix(const struct iso_field_spec *s, int f, const uint8_t *fra
     return 0;
 }
 
-/* Decodes ndig BCD digits at p (pad nibble per rule) into out as ASCII; z allows nibble D
- * (rendered '='). Returns 0, or -1 with *bad = byte index. */
+/* One BCD nibble as its canonical character: a digit, '=' for nibble D in z data, else 0. */
+static inline uint8_t bcd_char(unsigned v, int zsep)
+{
+    if (v <= 9)
+        return (uint8_t)('0' + v);
+    return (v == 0xD && zsep) ? '=' : 0;
+}
+
+/* Decodes ndig BCD digits at p (pad nibble per rule when ndig is odd) into out as ASCII; z
+ * allows nibble D (rendered '='). Returns 0, or -1 with *bad = index of the offending byte. */
 static int bcd_decode(const uint8_t *p, size_t ndig, uint8_t pad, int zsep, uint8_t *out,
                       size_t *bad)
 {
-    size_t nib = 0, total = ndig + (ndig & 1);
-    int left = (pad == ISO_PAD_LEFT0 || pad == ISO_PAD_LEFTF);
     unsigned padv = (pad == ISO_PAD_LEFTF || pad == ISO_PAD_RIGHTF) ? 0xF : 0;
-    size_t o = 0;
-    for (nib = 0; nib < total; nib++) {
-        unsigned v = (nib & 1) ? (p[nib >> 1] & 0xF) : (p[nib >> 1] >> 4);
-        int is_pad = (ndig & 1) && (left ? nib == 0 : nib == total - 1);
-        if (is_pad) {
-            if (v != padv) {
-                *bad = nib >> 1;
-                return -1;
-            }
-            continue;
+    int left = (pad == ISO_PAD_LEFT0 || pad == ISO_PAD_LEFTF);
+    size_t b = 0, o = 0;
+    if ((ndig & 1) && left) {
+        if ((p[0] >> 4) != padv || !(out[o++] = bcd_char(p[0] & 0xF, zsep))) {
+            *bad = 0;
+            return -1;
         }
-        if (v <= 9)
-            out[o++] = (uint8_t)('0' + v);
-        else if (v == 0xD && zsep)
-            out[o++] = '=';
-        else {
-            *bad = nib >> 1;
+        b = 1;
+    }
+    for (; o + 1 < ndig; b++) {
+        uint8_t hi = bcd_char(p[b] >> 4, zsep), lo = bcd_char(p[b] & 0xF, zsep);
+        if (!hi || !lo) {
+            *bad = b;
+            return -1;
+        }
+        out[o++] = hi;
+        out[o++] = lo;
+    }
+    if (o < ndig) { /* odd, right-padded: last byte is digit + pad */
+        if ((p[b] & 0xF) != padv || !(out[o++] = bcd_char(p[b] >> 4, zsep))) {
+            *bad = b;
             return -1;
         }
     }
     return 0;
 }
 
+static inline unsigned bcd_nibble(uint8_t c)
+{
+    return c <= '9' ? (unsigned)(c - '0') : 0xD; /* '=' or 'D' (validated before) */
+}
+
 /* Encodes ndig ASCII digits ('=' / 'D' → nibble D) as BCD with the pad rule. */
 static void bcd_encode(const uint8_t *in, size_t ndig, uint8_t pad, uint8_t *out)
 {
-    size_t total = ndig + (ndig & 1);
-    int left = (pad == ISO_PAD_LEFT0 || pad == ISO_PAD_LEFTF);
     unsigned padv = (pad == ISO_PAD_LEFTF || pad == ISO_PAD_RIGHTF) ? 0xF : 0;
-    size_t i = 0;
-    for (size_t nib = 0; nib < total; nib++) {
-        unsigned v;
-        if ((ndig & 1) && (left ? nib == 0 : nib == total - 1))
-            v = padv;
-        else {
-            uint8_t c = in[i++];
-            v = (c >= '0' && c <= '9') ? (unsigned)(c - '0') : 0xD;
-        }
-        if (nib & 1)
-            out[nib >> 1] |= (uint8_t)v;
-        else
-            out[nib >> 1] = (uint8_t)(v << 4);
+    size_t i = 0, o = 0;
+    if ((ndig & 1) && (pad == ISO_PAD_LEFT0 || pad == ISO_PAD_LEFTF)) {
+        out[o++] = (uint8_t)(padv << 4 | bcd_nibble(in[0]));
+        i = 1;
     }
+    for (; i + 1 < ndig; i += 2)
+        out[o++] = (uint8_t)(bcd_nibble(in[i]) << 4 | bcd_nibble(in[i + 1]));
+    if (i < ndig)
+        out[o] = (uint8_t)(bcd_nibble(in[i]) << 4 | padv);
 }
+
+/* ---- hex text <-> bytes, 16 bytes per step where SSE2 exists -------------------------------
+ * b fields travel as hex text in ascii87 (DE 55 is ~400 characters), so this is the hottest
+ * loop of that dialect. Both helpers return how many bytes they handled; the scalar loops in
+ * the callers finish the tail and pinpoint any invalid character. */
+#if defined(__SSE2__)
+static size_t hex_encode_fast(const uint8_t *in, size_t n, uint8_t *out)
+{
+    const __m128i m0f = _mm_set1_epi8(0x0F), nine = _mm_set1_epi8(9), seven = _mm_set1_epi8(7),
+                  zero = _mm_set1_epi8('0');
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(x, 4), m0f), lo = _mm_and_si128(x, m0f);
+        __m128i a = _mm_unpacklo_epi8(hi, lo), b = _mm_unpackhi_epi8(hi, lo);
+        a = _mm_add_epi8(_mm_add_epi8(a, zero), _mm_and_si128(_mm_cmpgt_epi8(a, nine), seven));
+        b = _mm_add_epi8(_mm_add_epi8(b, zero), _mm_and_si128(_mm_cmpgt_epi8(b, nine), seven));
+        _mm_storeu_si128((__m128i *)(void *)(out + 2 * i), a);
+        _mm_storeu_si128((__m128i *)(void *)(out + 2 * i + 16), b);
+    }
+    return i;
+}
+
+/* 16 hex characters → 16 nibble values; 0 if any is not [0-9A-Fa-f]. */
+static int hex_nibbles16(__m128i c, __m128i *v)
+{
+    __m128i lc = _mm_or_si128(c, _mm_set1_epi8(0x20));
+    __m128i dig = _mm_and_si128(_mm_cmpgt_epi8(c, _mm_set1_epi8('0' - 1)),
+                                _mm_cmplt_epi8(c, _mm_set1_epi8('9' + 1)));
+    __m128i alp = _mm_and_si128(_mm_cmpgt_epi8(lc, _mm_set1_epi8('a' - 1)),
+                                _mm_cmplt_epi8(lc, _mm_set1_epi8('f' + 1)));
+    if (_mm_movemask_epi8(_mm_or_si128(dig, alp)) != 0xFFFF)
+        return 0;
+    *v = _mm_or_si128(_mm_and_si128(dig, _mm_sub_epi8(c, _mm_set1_epi8('0'))),
+                      _mm_and_si128(alp, _mm_sub_epi8(lc, _mm_set1_epi8('a' - 10))));
+    return 1;
+}
+
+static size_t hex_decode_fast(const uint8_t *in, size_t n, uint8_t *out)
+{
+    const __m128i low = _mm_set1_epi16(0x00FF);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i v0, v1;
+        if (!hex_nibbles16(_mm_loadu_si128((const __m128i *)(const void *)(in + 2 * i)), &v0) ||
+            !hex_nibbles16(_mm_loadu_si128((const __m128i *)(const void *)(in + 2 * i + 16)), &v1))
+            break;
+        /* each 16-bit lane holds (first char, second char): byte = first << 4 | second */
+        __m128i w0 = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(v0, low), 4), _mm_srli_epi16(v0, 8));
+        __m128i w1 = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(v1, low), 4), _mm_srli_epi16(v1, 8));
+        _mm_storeu_si128((__m128i *)(void *)(out + i), _mm_packus_epi16(w0, w1));
+    }
+    return i;
+}
+#else
+static size_t hex_encode_fast(const uint8_t *in, size_t n, uint8_t *out)
+{
+    (void)in, (void)n, (void)out;
+    return 0;
+}
+static size_t hex_decode_fast(const uint8_t *in, size_t n, uint8_t *out)
+{
+    (void)in, (void)n, (void)out;
+    return 0;
+}
+#endif
 
 /* ---- unpack ------------------------------------------------------------------------------- */
 
@@ -411,8 +521,8 @@ static int read_bitmap(const struct iso_dialect *d, const uint8_t *frame, size_t
     uint64_t v = 0;
     if (n == 16) {
         for (size_t i = 0; i < 16; i++) {
-            int h = iso_hexval(frame[at + i]);
-            if (h < 0)
+            uint8_t h = iso_nibble[frame[at + i]];
+            if (h == 0xFF)
                 return iso_fail(err, ISO_E_BITMAP, 1, at + i, "non-hex character in the %s bitmap",
                                 which);
             v = v << 4 | (uint64_t)h;
@@ -452,10 +562,10 @@ static int unpack_field(const struct iso_field_spec *s, int f, const uint8_t *fr
     case ISO_ENC_HEX:
         if (!(dst = arena_take(m, flen)))
             return iso_fail(err, ISO_E_ARENA, f, at, "field %d: arena too small", f);
-        for (size_t i = 0; i < flen; i++) {
-            int hi = iso_hexval(src[2 * i]), lo = iso_hexval(src[2 * i + 1]);
-            if (hi < 0 || lo < 0)
-                return iso_fail(err, ISO_E_CHARSET, f, at + 2 * i + (hi >= 0),
+        for (size_t i = hex_decode_fast(src, flen, dst); i < flen; i++) {
+            uint8_t hi = iso_nibble[src[2 * i]], lo = iso_nibble[src[2 * i + 1]];
+            if ((hi | lo) & 0xF0)
+                return iso_fail(err, ISO_E_CHARSET, f, at + 2 * i + (hi != 0xFF),
                                 "field %d: non-hex character in a b field", f);
             dst[i] = (uint8_t)(hi << 4 | lo);
         }
@@ -485,6 +595,13 @@ static int unpack_field(const struct iso_field_spec *s, int f, const uint8_t *fr
             return iso_fail(err, ISO_E_BCD, f, (size_t)(digits - frame) + bad,
                             "field %d: invalid BCD digit or pad nibble", f);
         val = dst;
+        /* bcd_decode() only emits digits (and '=' for z): nothing left to check for n and z */
+        if (s->type == ISO_T_N || s->type == ISO_T_Z) {
+            m->f[f].ptr = val;
+            m->f[f].len = (uint32_t)flen;
+            *pos = at + wsz;
+            return 0;
+        }
         break;
     }
     default:
@@ -574,14 +691,13 @@ int iso_unpack(const struct iso_dialect *d, const uint8_t *frame, size_t len, st
 static int write_bitmap(const struct iso_dialect *d, uint64_t v, uint8_t *out, size_t cap,
                         size_t *pos, struct iso_err *err)
 {
-    static const char hexdig[] = "0123456789ABCDEF";
     size_t n = d->bitmap_enc == ISO_ENC_HEX ? 16 : 8;
     if (n > cap - *pos)
         return iso_fail(err, ISO_E_NOSPACE, 1, *pos, "output buffer too small for a bitmap");
     uint8_t *o = out + *pos;
     if (n == 16)
-        for (int i = 0; i < 16; i++)
-            o[i] = (uint8_t)hexdig[(v >> (60 - 4 * i)) & 0xF];
+        for (int i = 0; i < 8; i++)
+            memcpy(o + 2 * i, iso_hexpair[(uint8_t)(v >> (56 - 8 * i))], 2);
     else
         for (int i = 0; i < 8; i++)
             o[i] = (uint8_t)(v >> (56 - 8 * i));
@@ -622,7 +738,6 @@ static void write_prefix(const struct iso_field_spec *s, size_t flen, uint8_t *o
 static int pack_field(const struct iso_field_spec *s, int f, const struct iso_view *v, uint8_t *out,
                       size_t cap, size_t *pos, struct iso_err *err)
 {
-    static const char hexdig[] = "0123456789ABCDEF";
     size_t flen = v->len, at = *pos;
     if (s->len_kind == ISO_LEN_FIXED) {
         if (flen != s->max_len)
@@ -648,10 +763,8 @@ static int pack_field(const struct iso_field_spec *s, int f, const struct iso_vi
     const uint8_t *p = v->ptr;
     switch (s->data_enc) {
     case ISO_ENC_HEX:
-        for (size_t i = 0; i < flen; i++) {
-            o[2 * i] = (uint8_t)hexdig[p[i] >> 4];
-            o[2 * i + 1] = (uint8_t)hexdig[p[i] & 0xF];
-        }
+        for (size_t i = hex_encode_fast(p, flen, o); i < flen; i++)
+            memcpy(o + 2 * i, iso_hexpair[p[i]], 2);
         break;
     case ISO_ENC_EBCDIC:
         for (size_t i = 0; i < flen; i++)

@@ -198,23 +198,40 @@ static void put_value(struct wb *w, const struct iso_field_spec *s, const struct
         }
         return;
     }
+    const uint8_t *p = v->ptr;
+    size_t n = v->len;
+    uint8_t hex[512];
     if (s->type == ISO_T_B) {
-        put_hex(w, v->ptr, v->len);
-        return;
+        if (mask == ISO_MASK_NONE) {
+            put_hex(w, p, n);
+            return;
+        }
+        /* a b field with a PAN/track mask (a BCD PAN, say): mask its hex text */
+        if (2 * n > sizeof(hex)) {
+            puts_(w, "[masked]");
+            return;
+        }
+        static const char hexdig[] = "0123456789ABCDEF";
+        for (size_t i = 0; i < n; i++) {
+            hex[2 * i] = (uint8_t)hexdig[p[i] >> 4];
+            hex[2 * i + 1] = (uint8_t)hexdig[p[i] & 0xF];
+        }
+        p = hex;
+        n *= 2;
     }
     switch (mask) {
     case ISO_MASK_PAN:
-        put_masked_pan(w, v->ptr, v->len, json);
+        put_masked_pan(w, p, n, json);
         break;
     case ISO_MASK_TRACK2:
-        put_masked_track2(w, v->ptr, v->len, json);
+        put_masked_track2(w, p, n, json);
         break;
     case ISO_MASK_TRACK1:
-        put_masked_track1(w, v->ptr, v->len, json);
+        put_masked_track1(w, p, n, json);
         break;
     default:
-        for (size_t i = 0; i < v->len; i++)
-            put_text_byte(w, v->ptr[i], json);
+        for (size_t i = 0; i < n; i++)
+            put_text_byte(w, p[i], json);
         break;
     }
 }

@@ -18,6 +18,10 @@ extern const uint8_t iso_cls[256];
 extern const uint8_t iso_a2e[128];
 extern const uint8_t iso_e2a[256];
 
+/* Byte → "HH" (upper case) and hex character → nibble (0xFF if not hex). */
+extern const char iso_hexpair[256][2];
+extern const uint8_t iso_nibble[256];
+
 /* Fills err (if non-NULL) and returns code. The reason must never contain a field value. */
 int iso_fail(struct iso_err *err, int code, int field, size_t offset, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

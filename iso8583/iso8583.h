@@ -115,6 +115,10 @@ extern const char *const iso_dialect_names[];
 /* Parses a dialect spec (text, len bytes) into *out. Errors carry the line number in offset. */
 ISO_MUST_CHECK int iso_dialect_parse(const char *text, size_t len, struct iso_dialect *out,
                                      struct iso_err *err);
+/* Checks a dialect table the codec will trust: encodings suit each type, lengths fit their
+ * prefixes, fields above 128 only with the tertiary option. iso_dialect_parse() calls it; a
+ * caller that fills a struct iso_dialect by hand must call it before using the table. */
+ISO_MUST_CHECK int iso_dialect_validate(const struct iso_dialect *d, struct iso_err *err);
 /* Reads the spec file at path (≤ 64 KiB) and parses it. The only function that touches files. */
 ISO_MUST_CHECK int iso_dialect_load(const char *path, struct iso_dialect *out, struct iso_err *err);
 
@@ -151,7 +155,7 @@ struct iso_msg {
 void iso_msg_init(struct iso_msg *m, uint8_t *arena, size_t arena_cap);
 /* Removes every field and flag and rewinds the arena; keeps the arena. */
 void iso_msg_clear(struct iso_msg *m);
-/* Sets the MTI from four ASCII digits. */
+/* Sets the MTI from a NUL-terminated string of exactly four ASCII digits. */
 ISO_MUST_CHECK int iso_set_mti(struct iso_msg *m, const char *mti);
 /* Sets field (2..192) to a view of len bytes at p: no copy, p must outlive m's use. */
 ISO_MUST_CHECK int iso_set(struct iso_msg *m, int field, const void *p, size_t len);
@@ -168,7 +172,8 @@ void iso_unset(struct iso_msg *m, int field);
 /* Number of the first present field above after (0 to start), or 0 when none is left. */
 int iso_next(const struct iso_msg *m, int after);
 /* dst = src, field views shared (they keep pointing into src's frame/arena); dst keeps its own
- * arena (rewound). The usual way to start a response: copy, change the MTI, set fields. */
+ * arena (rewound; it must not be src's arena). The usual way to start a response: copy, change
+ * the MTI, set fields. No-op if dst == src. */
 void iso_msg_copy(struct iso_msg *dst, const struct iso_msg *src);
 /* As iso_msg_copy but every field's bytes are copied into dst's arena, so dst no longer depends
  * on src's frame or arena. ISO_E_ARENA if they do not fit. */

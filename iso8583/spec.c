@@ -130,16 +130,22 @@ static int parse_field(struct iso_dialect *d, char **toks, int nt, size_t line, 
 }
 
 /* Whole-table checks: every combination the codec relies on. */
-static int validate(const struct iso_dialect *d, struct iso_err *err)
+int iso_dialect_validate(const struct iso_dialect *d, struct iso_err *err)
 {
+    if (!d)
+        return iso_fail(err, ISO_E_ARG, -1, 0, "NULL dialect");
     if (d->mti_enc != ISO_ENC_ASCII && d->mti_enc != ISO_ENC_BCD && d->mti_enc != ISO_ENC_EBCDIC)
         return iso_fail(err, ISO_E_SPEC, 0, 0, "mti must be ascii, bcd or ebcdic");
     if (d->bitmap_enc != ISO_ENC_HEX && d->bitmap_enc != ISO_ENC_BINARY)
         return iso_fail(err, ISO_E_SPEC, 1, 0, "bitmap must be hex or binary");
+    if (d->tertiary > 1)
+        return iso_fail(err, ISO_E_SPEC, 1, 0, "tertiary must be 0 or 1");
     for (int f = 2; f <= ISO_MAX_FIELD; f++) {
         const struct iso_field_spec *s = &d->field[f];
         if (s->type == ISO_T_NONE || (f == 65 && d->tertiary))
             continue;
+        if (s->type > ISO_T_B)
+            return iso_fail(err, ISO_E_SPEC, f, 0, "field %d: unknown type", f);
         if (f > 128 && !d->tertiary)
             return iso_fail(err, ISO_E_SPEC, f, 0, "field %d needs 'tertiary yes'", f);
         int ok_enc = s->type == ISO_T_B
@@ -154,6 +160,8 @@ static int validate(const struct iso_dialect *d, struct iso_err *err)
             s->pad > ISO_PAD_LEFTF || s->mask > ISO_MASK_TLV)
             return iso_fail(err, ISO_E_SPEC, f, 0, "field %d: bad length kind, length or option",
                             f);
+        if (s->mask == ISO_MASK_TLV && s->type != ISO_T_B)
+            return iso_fail(err, ISO_E_SPEC, f, 0, "field %d: mask tlv needs type b", f);
         if (s->type == ISO_T_XN && s->max_len < 2)
             return iso_fail(err, ISO_E_SPEC, f, 0, "field %d: x+n needs a length of at least 2", f);
         if (s->len_kind != ISO_LEN_FIXED) {
@@ -269,7 +277,7 @@ int iso_dialect_parse(const char *text, size_t len, struct iso_dialect *d, struc
         if (bad)
             return iso_fail(err, ISO_E_SPEC, -1, line, "line %zu: bad value for '%s'", line, k);
     }
-    return validate(d, err);
+    return iso_dialect_validate(d, err);
 }
 
 int iso_dialect_load(const char *path, struct iso_dialect *out, struct iso_err *err)

@@ -245,3 +245,41 @@ int hsm_client_build_m8(char *buf, size_t cap, const char *key_type, const char 
     fixed(&b, mac, 8, true);
     return done(&b);
 }
+
+int hsm_client_resp_error(const char *cmd, const char *resp, size_t len)
+{
+    if (!cmd || !resp || len < 4 || strlen(cmd) != 2)
+        return -1;
+    char want1 = cmd[1] == '9' ? 'A' : (char)(cmd[1] + 1);
+    if (resp[0] != cmd[0] || resp[1] != want1 || !all(resp + 2, 2, false))
+        return -1;
+    return (resp[2] - '0') * 10 + (resp[3] - '0');
+}
+
+int hsm_client_parse_pin(const char *cmd, const char *resp, size_t len, char block[17], char fmt[3])
+{
+    if (hsm_client_resp_error(cmd, resp, len) != 0 || len != 4 + 2 + 16 + 2 ||
+        !all(resp + 4, 2, false) || !all(resp + 6, 16, true) || !all(resp + 22, 2, false))
+        return -1;
+    int pin_len = (resp[4] - '0') * 10 + (resp[5] - '0');
+    if (pin_len < 4 || pin_len > 12)
+        return -1;
+    memcpy(block, resp + 6, 16);
+    block[16] = '\0';
+    memcpy(fmt, resp + 22, 2);
+    fmt[2] = '\0';
+    return pin_len;
+}
+
+int hsm_client_parse_mac(const char *resp, size_t len, char mac[17])
+{
+    if (hsm_client_resp_error("M6", resp, len) != 0 || len < 8 || !all(resp + 4, 4, false))
+        return -1;
+    size_t n = (size_t)(resp[4] - '0') * 1000 + (size_t)(resp[5] - '0') * 100 +
+               (size_t)(resp[6] - '0') * 10 + (size_t)(resp[7] - '0');
+    if ((n != 8 && n != 16) || len != 8 + n || !all(resp + 8, n, true))
+        return -1;
+    memcpy(mac, resp + 8, n);
+    mac[n] = '\0';
+    return (int)n;
+}

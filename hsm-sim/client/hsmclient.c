@@ -6,12 +6,14 @@
 #include "hsmclient.h"
 
 #include "clock.h"
+#include "log.h"
 #include "parse.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <assert.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -80,6 +82,7 @@ struct hsm_client {
     bool busy, busy_reported;
     struct hsm_client_stats st;
     uint8_t *frame; /* scratch for one outgoing frame */
+    unsigned in_cb; /* > 0 while a user callback runs (free is forbidden then) */
 };
 
 static void conn_connect(struct conn *k);
@@ -138,16 +141,22 @@ static void req_finish(struct hsm_client *c, struct req *r, int status, const ch
     void *arg = r->arg;
     req_put(c, r);
     schedule_pump(c);
-    if (cb)
+    if (cb) {
+        c->in_cb++;
         cb(arg, status, resp, len);
+        c->in_cb--;
+    }
 }
 
 /* Takes a connection down: every request in flight on it fails with
  * HSM_CLIENT_DISCONNECTED, zombies are forgotten, and a reconnect is
  * scheduled with exponential backoff. */
-static void conn_down(struct conn *k)
+static void conn_down(struct conn *k, const char *reason)
 {
     struct hsm_client *c = k->c;
+    at_log(k->up ? AT_LOG_WARN : AT_LOG_DEBUG, "hsm_conn_down",
+           AT_UINT("conn", (unsigned)(k - c->conns)), AT_STR("reason", reason),
+           AT_UINT("in_flight", k->used), AT_UINT("retry_ms", k->backoff_ms));
     unsigned p = c->cfg.pipeline;
     if (k->bev) {
         bufferevent_free(k->bev);
@@ -209,7 +218,7 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
             return;
         size_t len = (size_t)pfx[0] << 8 | pfx[1];
         if (len > c->cfg.max_frame || len < hl + 4) {
-            conn_down(k); /* not a payShield answer we can match: resynchronise */
+            conn_down(k, "bad answer length"); /* cannot resynchronise a stream */
             return;
         }
         if (avail < 2 + len)
@@ -225,7 +234,7 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
             tag = tag * 16 + v;
         }
         if (tag < 0) {
-            conn_down(k);
+            conn_down(k, "answer header carries no tag");
             return;
         }
         struct slot *s = &k->slots[(unsigned)tag & (c->cfg.pipeline - 1)];
@@ -244,7 +253,9 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
             void *cbarg = r->arg;
             req_put(c, r);
             schedule_pump(c);
+            c->in_cb++;
             cb(cbarg, HSM_CLIENT_OK, f + hl, len - hl);
+            c->in_cb--;
             if (!k->bev)
                 return; /* cannot happen (callbacks may not free), but stay safe */
         } else {
@@ -263,6 +274,7 @@ static void on_conn_event(struct bufferevent *bev, short what, void *arg)
         evutil_socket_t fd = bufferevent_getfd(bev);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         k->up = true;
+        at_log(AT_LOG_INFO, "hsm_conn_up", AT_UINT("conn", (unsigned)(k - c->conns)));
         if (k->ever_up)
             c->st.reconnects++;
         k->ever_up = true;
@@ -272,8 +284,10 @@ static void on_conn_event(struct bufferevent *bev, short what, void *arg)
         schedule_pump(c);
         return;
     }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-        conn_down(k);
+    if (what & BEV_EVENT_ERROR)
+        conn_down(k, k->up ? "socket error" : "connect failed");
+    else if (what & BEV_EVENT_EOF)
+        conn_down(k, "closed by the HSM");
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -295,7 +309,7 @@ static void conn_connect(struct conn *k)
     bufferevent_setcb(k->bev, on_conn_read, NULL, on_conn_event, k);
     bufferevent_enable(k->bev, EV_READ | EV_WRITE);
     if (bufferevent_socket_connect(k->bev, (struct sockaddr *)&c->addr, (int)c->addrlen) != 0)
-        conn_down(k); /* immediate failure (e.g. ECONNREFUSED): retry later */
+        conn_down(k, "connect failed"); /* immediate failure: retry later */
 }
 
 /* Writes one request on k: frame = length ‖ header (zeros + 4-hex tag) ‖ command. */
@@ -362,8 +376,11 @@ static void on_pump(evutil_socket_t fd, short what, void *arg)
     c->busy = busy;
     if (busy != c->busy_reported) {
         c->busy_reported = busy;
-        if (c->cfg.busy_cb)
+        if (c->cfg.busy_cb) {
+            c->in_cb++;
             c->cfg.busy_cb(c->cfg.busy_arg, busy);
+            c->in_cb--;
+        }
     }
 }
 
@@ -405,8 +422,10 @@ static void on_req_timeout(evutil_socket_t fd, short what, void *arg)
     /* Nothing at all came back since this request went out: the HSM (or the
      * path to it) is stuck. Drop the connection and reconnect. */
     if (stalled && k->bev)
-        conn_down(k);
+        conn_down(k, "no answer within the timeout (stalled)");
+    c->in_cb++;
     cb(cbarg, HSM_CLIENT_TIMEOUT, NULL, 0);
+    c->in_cb--;
 }
 
 static unsigned dflt(unsigned v, unsigned d)
@@ -495,6 +514,7 @@ void hsm_client_free(struct hsm_client *c)
 {
     if (!c)
         return;
+    assert(c->in_cb == 0 && "hsm_client_free() called from a client callback");
     /* Collect every live request, tear the connections down, then notify. */
     struct req *pending = NULL;
     if (c->conns) {

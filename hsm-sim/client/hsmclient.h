@@ -89,6 +89,8 @@ bool hsm_client_busy(const struct hsm_client *c);
 
 void hsm_client_get_stats(const struct hsm_client *c, struct hsm_client_stats *st);
 
+#define HSM_CLIENT_MUST_USE __attribute__((warn_unused_result))
+
 /* ---- Command builders for the switch and the issuer simulator ----
  * Each writes one command (code + fields, ready for hsm_client_submit) into
  * buf and returns its length, or -1 if a field has the wrong shape or buf
@@ -103,38 +105,63 @@ void hsm_client_get_stats(const struct hsm_client *c, struct hsm_client_stats *s
 __attribute__((warn_unused_result)) int hsm_client_account12(const char *pan, char out[13]);
 
 /* CA: PIN block from TPK to ZPK. */
-int hsm_client_build_ca(char *buf, size_t cap, const char *tpk, const char *zpk,
-                        const char *pin_block, const char *src_fmt, const char *dst_fmt,
-                        const char *account12);
+HSM_CLIENT_MUST_USE int hsm_client_build_ca(char *buf, size_t cap, const char *tpk, const char *zpk,
+                                            const char *pin_block, const char *src_fmt,
+                                            const char *dst_fmt, const char *account12);
 /* CC: PIN block from ZPK to ZPK. */
-int hsm_client_build_cc(char *buf, size_t cap, const char *src_zpk, const char *dst_zpk,
-                        const char *pin_block, const char *src_fmt, const char *dst_fmt,
-                        const char *account12);
+HSM_CLIENT_MUST_USE int hsm_client_build_cc(char *buf, size_t cap, const char *src_zpk,
+                                            const char *dst_zpk, const char *pin_block,
+                                            const char *src_fmt, const char *dst_fmt,
+                                            const char *account12);
 /* CI (single-DES/TDES DUKPT per ThalesCore) or G0 (TDES DUKPT, source format
  * too): PIN block from a DUKPT BDK to a ZPK. ksn is 20 hex (KSN descriptor
  * "605" is used). g0 selects the command. */
-int hsm_client_build_dukpt(char *buf, size_t cap, bool g0, const char *bdk, const char *zpk,
-                           const char *ksn, const char *pin_block, const char *dst_fmt,
-                           const char *account12);
+HSM_CLIENT_MUST_USE int hsm_client_build_dukpt(char *buf, size_t cap, bool g0, const char *bdk,
+                                               const char *zpk, const char *ksn,
+                                               const char *pin_block, const char *dst_fmt,
+                                               const char *account12);
 /* X0 (hsm-sim extension): PIN block from an AES DUKPT BDK (X9.24-3) to a ZPK;
  * ksn is 24 hex, pin_block 32 hex (ISO format 4), pan the full PAN. */
-int hsm_client_build_x0(char *buf, size_t cap, const char *bdk, const char *zpk, const char *ksn,
-                        const char *pin_block, const char *dst_fmt, const char *pan);
+HSM_CLIENT_MUST_USE int hsm_client_build_x0(char *buf, size_t cap, const char *bdk, const char *zpk,
+                                            const char *ksn, const char *pin_block,
+                                            const char *dst_fmt, const char *pan);
 /* EC/DC: verify a PIN by Visa PVV under ZPK (zone = true) or TPK. */
-int hsm_client_build_pvv_verify(char *buf, size_t cap, bool zone, const char *pin_key,
-                                const char *pvk, const char *pin_block, const char *fmt,
-                                const char *account12, unsigned pvki, const char *pvv);
+HSM_CLIENT_MUST_USE int hsm_client_build_pvv_verify(char *buf, size_t cap, bool zone,
+                                                    const char *pin_key, const char *pvk,
+                                                    const char *pin_block, const char *fmt,
+                                                    const char *account12, unsigned pvki,
+                                                    const char *pvv);
 /* EA/DA: verify a PIN by IBM 3624 offset under ZPK (zone = true) or TPK. */
-int hsm_client_build_ibm_verify(char *buf, size_t cap, bool zone, const char *pin_key,
-                                const char *pvk, const char *pin_block, const char *fmt,
-                                unsigned check_len, const char *account12, const char *dectab,
-                                const char *vdata, const char *offset);
+HSM_CLIENT_MUST_USE int hsm_client_build_ibm_verify(char *buf, size_t cap, bool zone,
+                                                    const char *pin_key, const char *pvk,
+                                                    const char *pin_block, const char *fmt,
+                                                    unsigned check_len, const char *account12,
+                                                    const char *dectab, const char *vdata,
+                                                    const char *offset);
 /* M6 / M8: generate / verify an ISO 9797-1 alg 3 (X9.19) MAC, padding 1, of
  * 8H, over data (sent hex-encoded, input format 1) with a TAK ("003") or ZAK
  * ("008"). mac (M8) is 8 hex. */
-int hsm_client_build_m6(char *buf, size_t cap, const char *key_type, const char *key,
-                        const uint8_t *data, size_t len);
-int hsm_client_build_m8(char *buf, size_t cap, const char *key_type, const char *key,
-                        const uint8_t *data, size_t len, const char *mac);
+HSM_CLIENT_MUST_USE int hsm_client_build_m6(char *buf, size_t cap, const char *key_type,
+                                            const char *key, const uint8_t *data, size_t len);
+HSM_CLIENT_MUST_USE int hsm_client_build_m8(char *buf, size_t cap, const char *key_type,
+                                            const char *key, const uint8_t *data, size_t len,
+                                            const char *mac);
+
+/* ---- Answer parsers (resp/len as passed to the callback) ---- */
+
+/* The answer's error code (0..99) if resp is "<expected response code><2
+ * digits>..." for the command code cmd (e.g. "CA" expects "CB"); -1 if the
+ * answer is for another command (including payShield's "ZZ") or malformed. */
+HSM_CLIENT_MUST_USE int hsm_client_resp_error(const char *cmd, const char *resp, size_t len);
+
+/* For a successful PIN translation answer (CB, CD, CJ, G1, X1: PIN length 2N
+ * ‖ PIN block 16H ‖ format 2N): copies the PIN block (16 hex + NUL) and the
+ * format code (2 + NUL). Returns the PIN length (4..12) or -1. */
+HSM_CLIENT_MUST_USE int hsm_client_parse_pin(const char *cmd, const char *resp, size_t len,
+                                             char block[17], char fmt[3]);
+
+/* For a successful M7 answer: copies the MAC (8 or 16 hex + NUL). Returns its
+ * length in characters or -1. */
+HSM_CLIENT_MUST_USE int hsm_client_parse_mac(const char *resp, size_t len, char mac[17]);
 
 #endif

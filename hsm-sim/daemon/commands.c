@@ -29,7 +29,7 @@ int hsm_crypto_new(const char *lmk_path, struct hsm_crypto **out, char *err, siz
     if (lmk_path) {
         char why[200] = "";
         if (hsm_lmk_load(c->h, lmk_path, why, sizeof why) != 0) {
-            snprintf(err, errcap, "LMK file %s: %s", lmk_path, why);
+            snprintf(err, errcap, "%s", why[0] ? why : "cannot load the LMK file");
             hsm_free(c->h);
             free(c);
             return -1;
@@ -109,7 +109,8 @@ static int scheme_of(char ch, enum hsm_scheme *s)
     }
 }
 
-static int hexbytes(const char *s, size_t n, uint8_t *out)
+/* n hex characters (already checked by the cursor) → n/2 bytes. */
+static void hexbytes(const char *s, size_t n, uint8_t *out)
 {
     for (size_t i = 0; i < n / 2; i++) {
         int v = 0;
@@ -120,7 +121,6 @@ static int hexbytes(const char *s, size_t n, uint8_t *out)
         }
         out[i] = (uint8_t)v;
     }
-    return 0;
 }
 
 /* 12-digit account field copied to a NUL-terminated string. */
@@ -157,8 +157,11 @@ static int cmd_b2(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     int e = hsm_cur_hexnum(in, 4, &n);
     if (e)
         return e;
-    if (hsm_cur_left(in) != n)
+    /* ThalesCore's rule: data shorter than announced → 80, longer → 15 */
+    if (hsm_cur_left(in) < n)
         return HSM_E_DATA_LEN;
+    if (hsm_cur_left(in) > n)
+        return HSM_E_INPUT;
     e = hsm_cur_take(in, n, &d);
     if (e)
         return e;
@@ -251,10 +254,8 @@ static int cmd_a6(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 
     if ((e = keytype3(in, &t)) || (e = hsm_cur_key(in, HSM_KEY_ANY, &zf)))
         return e;
-    if (hsm_cur_peek(in, 'A') && t != HSM_KT_BDK_AES)
-        return HSM_E_SCHEME;
-    if ((e = hsm_cur_key(in, HSM_KEY_ANY, &kf)) || (e = hsm_cur_char(in, &sch)) ||
-        (e = scheme_of(sch, &s_lmk)))
+    if ((e = hsm_cur_key(in, t == HSM_KT_BDK_AES ? HSM_KEY_AES : HSM_KEY_ANY, &kf)) ||
+        (e = hsm_cur_char(in, &sch)) || (e = scheme_of(sch, &s_lmk)))
         return e;
     size_t left = hsm_cur_left(in);
     if (left > 0 && in->p[in->off] != '%') {
@@ -317,7 +318,7 @@ static int cmd_bu(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     }
     if ((e = hsm_cur_end(in)))
         return e;
-    if (kf.hexlen != (lenflag + 1) * 16 && !(kf.scheme == 'A' && lenflag == 1))
+    if (kf.hexlen != (lenflag + 1) * 16)
         return HSM_E_KEY_LEN_FLAG;
     if ((e = key_get(p, &ks, t, &kf, false, &k)))
         return e;
@@ -442,8 +443,9 @@ static int cmd_g0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
  * DUKPT (X9.24-3, AES-128 BDK) to a ZPK. AES BDK ('A'+32H, key type 909) ‖
  * ZPK ‖ KSN 24H (initial key ID 16H ‖ counter 8H) ‖ source PIN block 32H (ISO
  * 9564 format 4 under the PIN working key) ‖ destination format 2N ‖ PAN
- * length 2N ‖ PAN (1..19N) → PIN length 2N ‖ destination PIN block (16H, or
- * 32H for format 48 with an AES ZPK) ‖ destination format 2N. */
+ * length 2N ‖ PAN (1..19N) → PIN length 2N ‖ destination PIN block 16H ‖
+ * destination format 2N. The destination ZPK is a DES key: an unprefixed 16H
+ * key may start with 'A', so an AES ZPK cannot be told apart in this field. */
 static int cmd_x0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 {
     struct keys ks = { .n = 0 };
@@ -457,7 +459,7 @@ static int cmd_x0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     size_t reslen;
     int pin_len, e;
 
-    if ((e = hsm_cur_key(in, HSM_KEY_ANY, &bf)) || (e = hsm_cur_key(in, HSM_KEY_ANY, &zf)) ||
+    if ((e = hsm_cur_key(in, HSM_KEY_AES, &bf)) || (e = hsm_cur_key(in, HSM_KEY_ANY, &zf)) ||
         (e = hsm_cur_hex(in, 24, &ksnhex)) || (e = hsm_cur_hex(in, 32, &blkhex)) ||
         (e = hsm_cur_digits(in, 2, &dfc)) || (e = hsm_cur_num(in, 2, &panlen)))
         return e;
@@ -724,11 +726,14 @@ static int cmd_m8(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 /* ---- EMV ---- */
 
 /* KQ: mode flag 1N (0 verify ARQC, 1 verify ARQC and generate ARPC, 2 ARPC
- * only) ‖ scheme ID 1N (0: AC key = ICC master key, as Visa CVN 10; 1: EMV
- * common session key with R = ATC ‖ 00×6) ‖ MK-AC (32H or 1A+32H) ‖ PAN/PSN
+ * only) ‖ scheme ID 1N (0: AC key = ICC master key, as Visa CVN 10;
+ * 1: MasterCard session key, R = ATC ‖ 00 00 ‖ UN; 2: EMV common session key,
+ * R = ATC ‖ 00×6 — payShield's 2 is the EMV2000 tree, not simulated) ‖ MK-AC
+ * (32H or 1A+32H) ‖ PAN/PSN
  * 8B (right-most 16 digits of PAN ‖ PSN, packed BCD) ‖ ATC 2B ‖ UN 4B ‖
- * transaction data length 2H (bytes) ‖ transaction data ‖ ';' ‖ ARQC 8B [‖
- * ARC 2B, modes 1-2] → [ARPC 8B, modes 1-2]. */
+ * transaction data length 2H (bytes) ‖ transaction data ‖ ';' ‖ ARQC 8B ‖
+ * ARC 2B (required in modes 1-2, optional and ignored in mode 0) → [ARPC 8B,
+ * modes 1-2]. */
 static int cmd_kq(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 {
     struct keys ks = { .n = 0 };
@@ -743,15 +748,20 @@ static int cmd_kq(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 
     if ((e = hsm_cur_char(in, &mode)) || (e = hsm_cur_char(in, &scheme)))
         return e;
-    if (mode < '0' || mode > '2' || (scheme != '0' && scheme != '1'))
+    if (mode < '0' || mode > '2' || scheme < '0' || scheme > '2')
         return HSM_E_INPUT;
     if ((e = hsm_cur_key(in, HSM_KEY_PAIR, &kf)) || (e = hsm_cur_take(in, 8, &panpsn)) ||
         (e = hsm_cur_take(in, 2, &atc)) || (e = hsm_cur_take(in, 4, &un)) ||
         (e = hsm_cur_hexnum(in, 2, &dlen)) || (e = hsm_cur_take(in, dlen, &data)) ||
         (e = hsm_cur_delim(in, ';')) || (e = hsm_cur_take(in, 8, &arqc)) ||
-        (mode != '0' && (e = hsm_cur_take(in, 2, &arc))) || (e = hsm_cur_end(in)))
+        (mode != '0' && (e = hsm_cur_take(in, 2, &arc))))
         return e;
-    (void)un; /* part of the transaction data the terminal sends; not used by these schemes */
+    /* mode 0 does not use an ARC, but ThalesCore's layout always carries one */
+    if (mode == '0' && hsm_cur_left(in) >= 2 && !hsm_cur_peek(in, '%') &&
+        (e = hsm_cur_take(in, 2, &arc)))
+        return e;
+    if ((e = hsm_cur_end(in)))
+        return e;
     for (int i = 0; i < 8; i++) {
         unsigned hi = (uint8_t)panpsn[i] >> 4, lo = (uint8_t)panpsn[i] & 15;
         if (hi > 9 || lo > 9)
@@ -765,6 +775,8 @@ static int cmd_kq(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     psn[2] = '\0';
     r[0] = (uint8_t)atc[0];
     r[1] = (uint8_t)atc[1];
+    if (scheme == '1')
+        memcpy(r + 4, un, 4);
     enum hsm_emv_skd skd = scheme == '0' ? HSM_EMV_SKD_NONE : HSM_EMV_SKD_COMMON;
     if ((e = key_get(p, &ks, HSM_KT_MK_AC, &kf, false, &imk)))
         goto out;

@@ -71,13 +71,14 @@ static void conn_free(struct conn *c)
 }
 
 /* The one door out for a connection: logs the reason, stops reading, and
- * frees it now or once the answers already queued have been written. */
-static void conn_close(struct conn *c, const char *reason, enum at_log_level level)
+ * frees it now (flush false, or nothing queued) or once the answers already
+ * queued have been written. c must not be touched after the call. */
+static void conn_close(struct conn *c, const char *reason, enum at_log_level level, bool flush)
 {
     at_log(level, "conn_close", AT_UINT("conn", c->id), AT_STR("reason", reason));
     c->closing = true;
     bufferevent_disable(c->bev, EV_READ);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+    if (!flush || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
         conn_free(c);
     else
         bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
@@ -101,12 +102,12 @@ static void on_read(struct bufferevent *bev, void *arg)
         if (r < 0) {
             at_log(AT_LOG_WARN, "frame_too_long", AT_UINT("conn", c->id),
                    AT_UINT("length", (unsigned)pfx[0] << 8 | pfx[1]), AT_UINT("max", s->max_frame));
-            conn_close(c, "frame over the maximum", AT_LOG_WARN);
+            conn_close(c, "frame over the maximum", AT_LOG_WARN, true);
             return;
         }
         evbuffer_drain(in, 2);
         if (evbuffer_remove(in, s->in, body_len) != (int)body_len) {
-            conn_close(c, "input buffer error", AT_LOG_ERROR);
+            conn_close(c, "input buffer error", AT_LOG_ERROR, false);
             return;
         }
         struct hsm_proto_result res;
@@ -155,14 +156,13 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     (void)bev;
-    if (what & BEV_EVENT_EOF) {
-        at_log(AT_LOG_INFO, "conn_close", AT_UINT("conn", c->id), AT_STR("reason", "peer closed"));
-        conn_free(c);
-    } else if (what & BEV_EVENT_ERROR) {
-        at_log(AT_LOG_INFO, "conn_close", AT_UINT("conn", c->id), AT_STR("reason", "socket error"),
-               AT_STR("error", strerror(EVUTIL_SOCKET_ERROR())));
-        conn_free(c);
-    }
+    /* A peer that half-closed still gets the answers already computed. */
+    if (c->closing && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)))
+        conn_free(c); /* already logged; the flush cannot finish */
+    else if (what & BEV_EVENT_ERROR)
+        conn_close(c, strerror(EVUTIL_SOCKET_ERROR()), AT_LOG_INFO, false);
+    else if (what & BEV_EVENT_EOF)
+        conn_close(c, "peer closed", AT_LOG_INFO, true);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -219,7 +219,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(s->base, &grace);
     for (struct conn *c = s->conns, *next; c; c = next) {
         next = c->next;
-        conn_close(c, "shutdown", AT_LOG_DEBUG);
+        conn_close(c, "shutdown", AT_LOG_DEBUG, true);
     }
     if (s->n_conns == 0)
         event_base_loopexit(s->base, NULL);

@@ -98,7 +98,8 @@ static void put2(char *dst, int code)
 }
 
 /* The response code of a command is its code with the second character
- * advanced by one (A0→A1, NC→ND); codes ending in Z have none. */
+ * advanced by one (A0→A1, NC→ND, B9→BA). Only called for commands of the
+ * table, none of which ends in Z. */
 static void response_code(const uint8_t code[2], char resp[2])
 {
     resp[0] = (char)code[0];
@@ -266,7 +267,23 @@ int hsm_cur_key(struct hsm_cur *c, enum hsm_keyshape shape, struct hsm_keyf *k)
         return HSM_E_INPUT;
     char s = c->p[c->off];
     size_t n;
+    if (shape == HSM_KEY_AES) {
+        if (s != 'A')
+            return HSM_E_SCHEME;
+        size_t save = c->off++;
+        int e = hsm_cur_hex(c, 32, &k->hex);
+        if (e) {
+            c->off = save;
+            return e;
+        }
+        k->scheme = 'A';
+        k->hexlen = 32;
+        return 0;
+    }
     switch (s) {
+    case 'Z': /* explicit single length */
+        n = 16;
+        break;
     case 'U':
     case 'X':
         n = 32;

@@ -53,36 +53,40 @@ struct hsm_out {
 
 /* A key field as it appears on the wire: optional scheme letter + hex. */
 struct hsm_keyf {
-    char scheme;     /* 0 (none), 'U', 'T', 'X', 'Y' */
+    char scheme;     /* 0 (none), 'Z', 'U', 'T', 'X', 'Y', 'A' */
     const char *hex; /* points into the request */
     size_t hexlen;   /* 16, 32 or 48 */
 };
 
 /* Shape of a key field. */
 enum hsm_keyshape {
-    HSM_KEY_ANY,  /* 16H | U/X+32H | T/Y+48H (payShield "16H or 1A+32H or 1A+48H") */
+    HSM_KEY_ANY,  /* 16H | Z+16H | U/X+32H | T/Y+48H ("16H or 1A+32H or 1A+48H") */
     HSM_KEY_PAIR, /* 32H (two singles, e.g. CVK A‖B) | U/X+32H | T/Y+48H */
+    HSM_KEY_AES,  /* A+32H only (libhsm's AES scheme; 'A' is also a hex digit, so an
+                     AES key is only accepted where nothing else is) */
 };
+
+#define HSM_MUST_USE __attribute__((warn_unused_result))
 
 /* Field parsers: each returns 0 or a payShield error code (15 when data is
  * short or has a wrong character class), and advances the cursor on success. */
-int hsm_cur_take(struct hsm_cur *c, size_t n, const char **out);
-int hsm_cur_hex(struct hsm_cur *c, size_t n, const char **out);
-int hsm_cur_digits(struct hsm_cur *c, size_t n, const char **out);
-int hsm_cur_num(struct hsm_cur *c, size_t n, unsigned *out);
-int hsm_cur_hexnum(struct hsm_cur *c, size_t n, unsigned *out);
-int hsm_cur_char(struct hsm_cur *c, char *out);
-int hsm_cur_delim(struct hsm_cur *c, char d);
+HSM_MUST_USE int hsm_cur_take(struct hsm_cur *c, size_t n, const char **out);
+HSM_MUST_USE int hsm_cur_hex(struct hsm_cur *c, size_t n, const char **out);
+HSM_MUST_USE int hsm_cur_digits(struct hsm_cur *c, size_t n, const char **out);
+HSM_MUST_USE int hsm_cur_num(struct hsm_cur *c, size_t n, unsigned *out);
+HSM_MUST_USE int hsm_cur_hexnum(struct hsm_cur *c, size_t n, unsigned *out);
+HSM_MUST_USE int hsm_cur_char(struct hsm_cur *c, char *out);
+HSM_MUST_USE int hsm_cur_delim(struct hsm_cur *c, char d);
 bool hsm_cur_peek(const struct hsm_cur *c, char ch);
 size_t hsm_cur_left(const struct hsm_cur *c);
-int hsm_cur_key(struct hsm_cur *c, enum hsm_keyshape shape, struct hsm_keyf *k);
+HSM_MUST_USE int hsm_cur_key(struct hsm_cur *c, enum hsm_keyshape shape, struct hsm_keyf *k);
 /* Digits up to (not including) the delimiter d (which is consumed), between
  * min and max of them. */
-int hsm_cur_digits_until(struct hsm_cur *c, char d, size_t min, size_t max, const char **out,
-                         size_t *len);
+HSM_MUST_USE int hsm_cur_digits_until(struct hsm_cur *c, char d, size_t min, size_t max,
+                                      const char **out, size_t *len);
 /* End of the command: accepts an optional LMK identifier "%00" (the only LMK
  * loaded), then requires the end. Trailing fields → 52. */
-int hsm_cur_end(struct hsm_cur *c);
+HSM_MUST_USE int hsm_cur_end(struct hsm_cur *c);
 
 /* Response builders; on overflow they mark the output full (→ error 41). */
 void hsm_out_str(struct hsm_out *o, const char *s, size_t n);
@@ -108,7 +112,8 @@ extern const size_t hsm_n_commands;
 
 /* Crypto context kept by struct hsm_proto (commands.c). */
 struct hsm_crypto;
-int hsm_crypto_new(const char *lmk_path, struct hsm_crypto **out, char *err, size_t errcap);
+HSM_MUST_USE int hsm_crypto_new(const char *lmk_path, struct hsm_crypto **out, char *err,
+                                size_t errcap);
 void hsm_crypto_free(struct hsm_crypto *c);
 struct hsm_crypto *hsm_proto_crypto(struct hsm_proto *p);
 /* 16-hex LMK check value into out[17]. */

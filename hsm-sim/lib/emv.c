@@ -11,6 +11,8 @@
 /* Y = right-most 16 digits of PAN || PSN (zero-filled on the left), as 8 bytes. */
 static int icc_y(const char *pan, const char *psn, uint8_t y[8])
 {
+    if (!pan)
+        return HSM_ERR_ACCOUNT;
     size_t n = strnlen(pan, 20);
     if (n < 1 || n > 19 || !hsm_is_digits(pan, n))
         return HSM_ERR_ACCOUNT;

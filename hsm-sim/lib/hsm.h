@@ -1,6 +1,7 @@
 /* libhsm: payment cryptography for hsm-sim, hsmtool and the tests. Keys under a
  * payShield-style variant LMK, PIN blocks, PIN verification (IBM 3624, Visa PVV),
- * CVV, MACs, DUKPT (TDES and AES) and EMV ARQC/ARPC. Pure: no sockets, no logging.
+ * CVV, MACs, DUKPT (TDES and AES), EMV ARQC/ARPC and TR-31 key block unwrapping.
+ * Pure: no sockets, no logging.
  *
  * Conventions of this header
  * - Every fallible function returns 0 (HSM_OK) or a negative enum hsm_err whose
@@ -91,8 +92,9 @@ HSM_MUST_CHECK int hsm_keytype_from_code(const char *code3, enum hsm_keytype *ou
 /* Key schemes: how a key is written (under the LMK or under a ZMK).
  * Z (or no prefix) single DES 16H; U double 32H (halves under scheme variants A6,
  * 5A); T triple 48H (6A, DE, 2B); X double / Y triple (X9.17: no scheme variant);
- * A: AES-128 32H (Atlas extension: halves under scheme variants A6, 5A; only for
- * AES key types). Unprefixed 32H / 48H are read as X / Y. */
+ * A: AES-128 32H (Atlas extension: halves under scheme variants 3C, C3; allowed for
+ * BDK-AES, which is AES only, and for ZPK, TPK, TAK, ZAK, ZEK, which are DES keys
+ * in every other scheme). Unprefixed 32H / 48H are read as X / Y. */
 enum hsm_scheme {
     HSM_SCHEME_Z = 'Z',
     HSM_SCHEME_U = 'U',
@@ -105,8 +107,11 @@ enum hsm_scheme {
 /* Characters occupied by the key field at s (at most avail characters), for
  * parsing command fields: 16 for an unprefixed single key, 1+32 for U/X/A, 1+48
  * for T/Y. An unprefixed key is taken as 16H (payShield's rule for fields whose
- * length is not announced). Returns 0, HSM_ERR_KEY_SCHEME (unknown prefix) or
- * HSM_ERR_INPUT (too short / not hex). */
+ * length is not announced). 'A' is also a hex digit, so a leading 'A' is read as
+ * the first digit of a 16H key here; a caller expecting an AES key checks for
+ * 'A' + 32H itself (hsm_key_load tells them apart by length: 33 characters).
+ * Returns 0, HSM_ERR_KEY_SCHEME (unknown prefix) or HSM_ERR_INPUT (too short /
+ * not hex). */
 HSM_MUST_CHECK int hsm_keytext_len(const char *s, size_t avail, size_t *len);
 
 /* ---------------------------------------------------------------- the HSM state */
@@ -115,8 +120,9 @@ HSM_MUST_CHECK int hsm_keytext_len(const char *s, size_t avail, size_t *len);
 struct hsm;
 
 /* Creates an HSM holding the Thales test LMK set (payshield.md §11) and a key cache
- * of cache_entries slots (minimum 8; 0 means 1024). *out is owned by the caller
- * (hsm_free). Returns 0 or HSM_ERR_INTERNAL. */
+ * of cache_entries slots (raised to 8 if smaller; 0 means 1024; at most 2^20). *out
+ * is owned by the caller (hsm_free). Returns 0, HSM_ERR_INPUT, HSM_ERR_CRYPTO (the
+ * default provider lacks a cipher) or HSM_ERR_INTERNAL. */
 HSM_MUST_CHECK int hsm_new(struct hsm **out, size_t cache_entries);
 
 /* Wipes the LMK and every cached key, frees h. NULL is fine. All keys loaded from
@@ -127,7 +133,8 @@ void hsm_free(struct hsm *h);
  * "# comment" lines and 20 lines "00-01 <32 hex>" ... "38-39 <32 hex>", every key odd
  * parity, every pair present once). The key cache is flushed. On error h keeps its
  * previous LMK and err (if non-NULL) gets a sentence naming the line, never key
- * data. Returns 0, HSM_ERR_INPUT or HSM_ERR_LMK_PARITY. */
+ * data. Returns 0, HSM_ERR_INPUT, HSM_ERR_LMK_PARITY, or HSM_ERR_NOT_PERMITTED
+ * while keys loaded from h are still pinned. */
 HSM_MUST_CHECK int hsm_lmk_load(struct hsm *h, const char *path, char *err, size_t errlen);
 
 /* The LMK check value answered by NC: TDES encryption of 8 zero bytes under LMK
@@ -146,19 +153,25 @@ struct hsm_key;
  * hsm_key_release(); at most a handful of keys should be pinned at once (the cache
  * never evicts a pinned key; HSM_ERR_INTERNAL if every slot is pinned).
  * Errors: HSM_ERR_KEY_SCHEME, HSM_ERR_INPUT (not hex, wrong length for the scheme),
- * HSM_ERR_KEY_INCOMPAT (scheme not allowed for the type: 'A' for DES types, non-'A'
- * for AES types), HSM_ERR_SRC_PARITY (decrypted DES key not odd parity; the
+ * HSM_ERR_KEY_INCOMPAT (scheme not allowed for the type: 'A' for a DES-only type,
+ * anything but 'A' for BDK-AES), HSM_ERR_SRC_PARITY (decrypted DES key not odd parity; the
  * caller answers 11 instead when the key is a destination key). */
 HSM_MUST_CHECK int hsm_key_load(struct hsm *h, enum hsm_keytype type, const char *text, size_t len,
                                 struct hsm_key **out);
 
-/* Builds a key of type from clear bytes (lab use: hsmtool, tests, bench): DES
- * types take 8, 16 or 24 bytes (parity is NOT enforced here; see
- * hsm_parity_check), AES types 16, 24 or 32 bytes. The key is owned by the caller
+/* Builds a key of type from clear bytes (lab use: hsmtool, tests, bench): a DES
+ * key of 8, 16 or 24 bytes (parity is NOT enforced here; see hsm_parity_check),
+ * except for BDK-AES which takes an AES key of 16, 24 or 32 bytes. The key is owned by the caller
  * and freed with hsm_key_release(). Returns 0, HSM_ERR_KEY_LENGTH or
  * HSM_ERR_INTERNAL. */
 HSM_MUST_CHECK int hsm_key_from_clear(enum hsm_keytype type, const uint8_t *clear, size_t len,
                                       struct hsm_key **out);
+
+/* Same for an AES key (16, 24 or 32 bytes) of a type that may be AES: ZPK/TPK
+ * (ISO 4 PIN blocks), TAK/ZAK (AES-CMAC), ZEK, BDK-AES. HSM_ERR_KEY_TYPE for the
+ * DES-only types. */
+HSM_MUST_CHECK int hsm_key_from_clear_aes(enum hsm_keytype type, const uint8_t *clear, size_t len,
+                                          struct hsm_key **out);
 
 /* Unpins a key from hsm_key_load, or wipes and frees one from hsm_key_from_clear.
  * NULL is fine. */
@@ -248,7 +261,7 @@ HSM_MUST_CHECK int hsm_pinblock_encode_fill(enum hsm_pinfmt f, const char *pin, 
  * length) into pin (NUL-terminated, at most 12 digits). ISO 4 blk is the clear
  * *PIN field* (already separated from the PAN field, see hsm_pin_decrypt). Checks
  * control nibble, length, digits and fill: HSM_ERR_PIN_BLOCK, HSM_ERR_PIN_LENGTH,
- * HSM_ERR_ACCOUNT, HSM_ERR_PIN_FORMAT. */
+ * HSM_ERR_ACCOUNT, HSM_ERR_PIN_FORMAT, HSM_ERR_DATA_LENGTH (len). */
 HSM_MUST_CHECK int hsm_pinblock_decode(enum hsm_pinfmt f, const uint8_t *blk, size_t len,
                                        const char *pan, char pin[13]);
 
@@ -259,6 +272,12 @@ HSM_MUST_CHECK int hsm_iso4_pan_field(const char *pan, uint8_t out[16]);
  * otherwise: HSM_ERR_KEY_INCOMPAT). Lab use and tests. */
 HSM_MUST_CHECK int hsm_pin_encrypt(struct hsm_key *key, enum hsm_pinfmt f, const char *pin,
                                    const char *pan, uint8_t out[16], size_t *outlen);
+
+/* Same with a caller-given fill (see hsm_pinblock_encode_fill): deterministic
+ * blocks for test vectors. Lab use. */
+HSM_MUST_CHECK int hsm_pin_encrypt_fill(struct hsm_key *key, enum hsm_pinfmt f, const char *pin,
+                                        const char *pan, const uint8_t fill[8], uint8_t out[16],
+                                        size_t *outlen);
 
 /* Decrypts blk (format f) under key and extracts the PIN into pin. Lab use (hsmtool
  * pinblock decode --key); the daemon uses the operations below, which never hand
@@ -320,8 +339,8 @@ HSM_MUST_CHECK int hsm_pin_verify_pvv(struct hsm_key *pin_key, enum hsm_pinfmt f
 /* ---------------------------------------------------------------- CVV */
 
 /* Visa CVV / CVV2 / iCVV (service code 000 for CVV2, 999 for iCVV by convention):
- * cvk is a double-length CVK (A||B). pan up to 19 digits, exp YYMM, svc 3 digits.
- * Writes 3 digits + NUL. */
+ * cvk is a double-length CVK (A||B; HSM_ERR_KEY_LENGTH otherwise). pan up to 19
+ * digits, exp YYMM, svc 3 digits. Writes 3 digits + NUL. */
 HSM_MUST_CHECK int hsm_cvv_generate(struct hsm_key *cvk, const char *pan, const char exp[4],
                                     const char svc[3], char cvv[4]);
 /* 0 or HSM_ERR_VERIFY (constant-time compare). */
@@ -332,7 +351,8 @@ HSM_MUST_CHECK int hsm_cvv_verify(struct hsm_key *cvk, const char *pan, const ch
 
 enum hsm_macalg {
     HSM_MAC_ISO9797_1 = 1, /* CBC-MAC with the key's cipher (DES or 2/3TDEA) */
-    HSM_MAC_ISO9797_3 = 3, /* retail MAC / ANSI X9.19: single-DES chain, TDES last */
+    HSM_MAC_ISO9797_3 = 3, /* retail MAC / ANSI X9.19: single-DES chain, TDES last
+                            * (K1,K2,K1; K1,K2,K3 with a triple-length key) */
     HSM_MAC_TDES_CMAC = 5, /* SP 800-38B CMAC with TDES */
     HSM_MAC_AES_CMAC = 6,  /* SP 800-38B / RFC 4493 CMAC with AES */
 };
@@ -343,7 +363,8 @@ enum hsm_macalg {
 enum hsm_macpad { HSM_PAD_1 = 1, HSM_PAD_2 = 2, HSM_PAD_3 = 3 };
 
 /* Full MAC of data under key (TAK or ZAK; HSM_ERR_KEY_TYPE otherwise; alg 3 needs
- * a 16/24-byte DES key, CMAC a key of its algorithm: HSM_ERR_KEY_INCOMPAT). Writes
+ * a double- or triple-length DES key, CMAC a key of its algorithm:
+ * HSM_ERR_KEY_INCOMPAT). Writes
  * 8 bytes (DES) or 16 (AES-CMAC) into mac and the length into *maclen. No
  * allocation after the key's first MAC. */
 HSM_MUST_CHECK int hsm_mac_generate(struct hsm_key *key, enum hsm_macalg alg, enum hsm_macpad pad,
@@ -448,5 +469,19 @@ HSM_MUST_CHECK int hsm_emv_arqc_generate(struct hsm_key *imk, const char *pan, c
 HSM_MUST_CHECK int hsm_emv_arpc1(struct hsm_key *imk, const char *pan, const char *psn,
                                  enum hsm_emv_skd skd, const uint8_t r[8], const uint8_t arqc[8],
                                  const uint8_t arc[2], uint8_t arpc[8]);
+
+/* ---------------------------------------------------------------- TR-31 key blocks */
+
+/* Unwraps a TR-31 / ANSI X9.143 key block (len ASCII characters) under the clear
+ * key block protection key kbpk: version A or C (TDES variant binding; KBPK 8, 16
+ * or 24 bytes), B (TDES CMAC derivation binding; 16 or 24) or D (AES CMAC
+ * derivation binding; 16, 24 or 32). The MAC is verified (constant time) before
+ * anything is returned: HSM_ERR_VERIFY if it does not match. On success writes the
+ * 16-character fixed header + NUL and the clear key (*keylen bytes, at most cap).
+ * Errors: HSM_ERR_INPUT (malformed), HSM_ERR_DATA_LENGTH, HSM_ERR_KEY_LENGTH. Lab
+ * use (hsmtool tr31). */
+HSM_MUST_CHECK int hsm_tr31_unwrap_clear(const uint8_t *kbpk, size_t kbpk_len, const char *block,
+                                         size_t len, char header[17], uint8_t *key, size_t cap,
+                                         size_t *keylen);
 
 #endif

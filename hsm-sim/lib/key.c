@@ -134,18 +134,18 @@ int hsm_random(uint8_t *buf, size_t n)
 
 /* LMK pair indexes: 00-01 -> 0, 02-03 -> 1, ... 38-39 -> 19. */
 static const struct hsm_kt_info kt_table[HSM_KT_max] = {
-    [HSM_KT_ZMK] = { "ZMK", "000", 2, 0, false },
-    [HSM_KT_ZPK] = { "ZPK", "001", 3, 0, false },
-    [HSM_KT_TMK] = { "TMK", "002", 7, 0, false },
-    [HSM_KT_TPK] = { "TPK", "002", 7, 0, false },
-    [HSM_KT_PVK] = { "PVK", "002", 7, 0, false },
-    [HSM_KT_CVK] = { "CVK", "402", 7, 4, false },
-    [HSM_KT_TAK] = { "TAK", "003", 8, 0, false },
-    [HSM_KT_ZAK] = { "ZAK", "008", 13, 0, false },
-    [HSM_KT_BDK] = { "BDK", "009", 14, 0, false },
-    [HSM_KT_MK_AC] = { "MK-AC", "109", 14, 1, false },
-    [HSM_KT_ZEK] = { "ZEK", "00A", 15, 0, false },
-    [HSM_KT_BDK_AES] = { "BDK-AES", "909", 14, 9, true },
+    [HSM_KT_ZMK] = { "ZMK", "000", 2, 0, false, false },
+    [HSM_KT_ZPK] = { "ZPK", "001", 3, 0, false, true },
+    [HSM_KT_TMK] = { "TMK", "002", 7, 0, false, false },
+    [HSM_KT_TPK] = { "TPK", "002", 7, 0, false, true },
+    [HSM_KT_PVK] = { "PVK", "002", 7, 0, false, false },
+    [HSM_KT_CVK] = { "CVK", "402", 7, 4, false, false },
+    [HSM_KT_TAK] = { "TAK", "003", 8, 0, false, true },
+    [HSM_KT_ZAK] = { "ZAK", "008", 13, 0, false, true },
+    [HSM_KT_BDK] = { "BDK", "009", 14, 0, false, false },
+    [HSM_KT_MK_AC] = { "MK-AC", "109", 14, 1, false, false },
+    [HSM_KT_ZEK] = { "ZEK", "00A", 15, 0, false, true },
+    [HSM_KT_BDK_AES] = { "BDK-AES", "909", 14, 9, true, true },
 };
 
 const struct hsm_kt_info *hsm_kt(enum hsm_keytype t)
@@ -240,7 +240,11 @@ static int keytext_parse(const char *s, size_t len, char *scheme, uint8_t *bytes
     char sc;
     const char *hex = s;
     size_t hexlen = len;
-    if (hsm_hexval(s[0]) >= 0) {
+    if ((s[0] == 'A' || s[0] == 'a') && len == 33) {
+        sc = 'A'; /* 'A' is also a hex digit: the length decides */
+        hex++;
+        hexlen--;
+    } else if (hsm_hexval(s[0]) >= 0) {
         sc = len == 16 ? 'Z' : len == 32 ? 'X' : len == 48 ? 'Y' : 0;
         if (sc == 0)
             return HSM_ERR_INPUT;
@@ -325,9 +329,15 @@ static int ctx_init(EVP_CIPHER_CTX **ctxp, const EVP_CIPHER *cipher, const uint8
         if (*ctxp == NULL)
             return HSM_ERR_INTERNAL;
     }
-    if (EVP_CipherInit_ex(*ctxp, cipher, NULL, key, NULL, encrypt ? 1 : 0) != 1)
+    /* Passing the cipher again makes OpenSSL free and rebuild the provider
+     * context; with NULL it only runs the key schedule (no allocation). */
+    const EVP_CIPHER *again = EVP_CIPHER_CTX_get0_cipher(*ctxp) == cipher ? NULL : cipher;
+    if (EVP_CipherInit_ex(*ctxp, again, NULL, key, NULL, encrypt ? 1 : 0) != 1)
         return HSM_ERR_CRYPTO;
-    EVP_CIPHER_CTX_set_padding(*ctxp, 0);
+    /* Padding off (else decryption holds back the last block for Final); the
+     * setting lives in the provider context, so only a new one needs it. */
+    if (again)
+        EVP_CIPHER_CTX_set_padding(*ctxp, 0);
     return HSM_OK;
 }
 
@@ -378,21 +388,36 @@ int hsm_key_setup(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint
         hsm_des_expand(clear, len, k->ede);
         schedkey = k->ede;
     }
-    const EVP_CIPHER *c = ecb_cipher(aes, len);
-    int rc = ctx_init(&k->enc, c, schedkey, true);
-    if (rc == HSM_OK)
-        rc = ctx_init(&k->dec, c, schedkey, false);
-    k->cbc_ready = k->cbc1_ready = k->cmac_ready = false;
-    return rc;
+    /* the decryption schedule is made on first use: derived MAC / AC keys never
+     * decrypt */
+    k->dec_ready = k->cbc_ready = k->cbc1_ready = k->cmac_ready = false;
+    return ctx_init(&k->enc, ecb_cipher(aes, len), schedkey, true);
+}
+
+/* Overwrites the key schedule held by ctx (a schedule is as secret as the key)
+ * by re-keying it with zeros: no allocation, the context stays reusable. */
+static void scrub_ctx(EVP_CIPHER_CTX *ctx)
+{
+    static const uint8_t zero[32];
+    if (ctx && EVP_CIPHER_CTX_get0_cipher(ctx))
+        (void)EVP_CipherInit_ex(ctx, NULL, NULL, zero, NULL, -1);
 }
 
 void hsm_key_wipe(struct hsm_key *k)
 {
+    static const uint8_t zero[32];
     if (k->derived)
         hsm_key_wipe(k->derived);
+    scrub_ctx(k->enc);
+    scrub_ctx(k->dec);
+    scrub_ctx(k->cbc);
+    scrub_ctx(k->cbc1);
+    scrub_ctx(k->aux);
+    if (k->cmac && k->cmac_ready)
+        (void)EVP_MAC_init(k->cmac, zero, k->aes ? k->len : 24, NULL);
     OPENSSL_cleanse(k->clear, sizeof k->clear);
     OPENSSL_cleanse(k->ede, sizeof k->ede);
-    k->cbc_ready = k->cbc1_ready = k->cmac_ready = false;
+    k->dec_ready = k->cbc_ready = k->cbc1_ready = k->cmac_ready = false;
 }
 
 void hsm_key_destroy(struct hsm_key *k)
@@ -430,7 +455,29 @@ int hsm_key_derived(struct hsm_key *k, enum hsm_keytype type, bool aes, const ui
 
 int hsm_key_ecb(struct hsm_key *k, bool encrypt, const uint8_t *in, uint8_t *out, size_t n)
 {
+    if (!encrypt && !k->dec_ready) {
+        int rc = ctx_init(&k->dec, ecb_cipher(k->aes, k->len), k->aes ? k->clear : k->ede, false);
+        if (rc != HSM_OK)
+            return rc;
+        k->dec_ready = true;
+    }
     return ctx_update(encrypt ? k->enc : k->dec, in, out, n);
+}
+
+static int key_from_clear(enum hsm_keytype type, bool aes, const uint8_t *clear, size_t len,
+                          struct hsm_key **out)
+{
+    struct hsm_key *k = calloc(1, sizeof *k);
+    if (!k)
+        return HSM_ERR_INTERNAL;
+    int rc = hsm_key_setup(k, type, aes, clear, len);
+    if (rc != HSM_OK) {
+        hsm_key_destroy(k);
+        free(k);
+        return rc;
+    }
+    *out = k;
+    return HSM_OK;
 }
 
 int hsm_key_from_clear(enum hsm_keytype type, const uint8_t *clear, size_t len,
@@ -439,17 +486,26 @@ int hsm_key_from_clear(enum hsm_keytype type, const uint8_t *clear, size_t len,
     const struct hsm_kt_info *info = hsm_kt(type);
     if (!info)
         return HSM_ERR_KEY_TYPE_CODE;
-    struct hsm_key *k = calloc(1, sizeof *k);
-    if (!k)
-        return HSM_ERR_INTERNAL;
-    int rc = hsm_key_setup(k, type, info->aes, clear, len);
-    if (rc != HSM_OK) {
-        hsm_key_destroy(k);
-        free(k);
-        return rc;
-    }
-    *out = k;
-    return HSM_OK;
+    return key_from_clear(type, info->aes_only, clear, len, out);
+}
+
+int hsm_key_from_clear_aes(enum hsm_keytype type, const uint8_t *clear, size_t len,
+                           struct hsm_key **out)
+{
+    const struct hsm_kt_info *info = hsm_kt(type);
+    if (!info)
+        return HSM_ERR_KEY_TYPE_CODE;
+    if (!info->aes_ok)
+        return HSM_ERR_KEY_TYPE;
+    return key_from_clear(type, true, clear, len, out);
+}
+
+/* Whether scheme (an LMK / ZMK key scheme letter) may carry a key of type. */
+static int scheme_allowed(const struct hsm_kt_info *info, char scheme)
+{
+    if (scheme == 'A')
+        return info->aes_ok ? HSM_OK : HSM_ERR_KEY_INCOMPAT;
+    return info->aes_only ? HSM_ERR_KEY_INCOMPAT : HSM_OK;
 }
 
 enum hsm_keytype hsm_key_type(const struct hsm_key *k)
@@ -507,13 +563,17 @@ static const uint8_t type_variant[10] = {
 };
 static const uint8_t scheme_variant_2[2] = { 0xA6, 0x5A };
 static const uint8_t scheme_variant_3[3] = { 0x6A, 0xDE, 0x2B };
+/* Atlas extension 'A' (AES-128 under the variant LMK): two variants used by no
+ * payShield scheme, so a 'U' or 'T' cryptogram relabelled 'A' decrypts to garbage. */
+static const uint8_t scheme_variant_aes[2] = { 0x3C, 0xC3 };
 
 static uint8_t scheme_variant(char scheme, size_t block)
 {
     switch (scheme) {
     case 'U':
-    case 'A':
         return scheme_variant_2[block];
+    case 'A':
+        return scheme_variant_aes[block];
     case 'T':
         return scheme_variant_3[block];
     default:
@@ -729,10 +789,12 @@ int hsm_key_load(struct hsm *h, enum hsm_keytype type, const char *text, size_t 
     int rc = keytext_parse(text, len, &scheme, enc, &n);
     if (rc != HSM_OK)
         return rc;
-    if (info->aes != (scheme == 'A'))
-        return HSM_ERR_KEY_INCOMPAT;
+    rc = scheme_allowed(info, scheme);
+    if (rc != HSM_OK)
+        return rc;
+    bool aes = scheme == 'A';
     rc = lmk_crypt(h, info, scheme, false, enc, clear, n);
-    if (rc == HSM_OK && !info->aes && !hsm_parity_check(clear, n))
+    if (rc == HSM_OK && !aes && !hsm_parity_check(clear, n))
         rc = HSM_ERR_SRC_PARITY;
     if (rc != HSM_OK) {
         OPENSSL_cleanse(clear, sizeof clear);
@@ -744,7 +806,7 @@ int hsm_key_load(struct hsm *h, enum hsm_keytype type, const char *text, size_t 
         return HSM_ERR_INTERNAL;
     }
     struct hsm_key *k = &h->slots[i];
-    rc = hsm_key_setup(k, type, info->aes, clear, n);
+    rc = hsm_key_setup(k, type, aes, clear, n);
     OPENSSL_cleanse(clear, sizeof clear);
     if (rc != HSM_OK) {
         slot_free(h, i);
@@ -903,20 +965,21 @@ int hsm_key_generate(struct hsm *h, enum hsm_keytype type, enum hsm_scheme schem
     if (!info)
         return HSM_ERR_KEY_TYPE_CODE;
     size_t n = scheme_keylen((char)scheme);
-    if (n == 0 || info->aes != (scheme == HSM_SCHEME_A))
+    if (n == 0 || scheme_allowed(info, (char)scheme) != HSM_OK)
         return HSM_ERR_KEY_SCHEME;
+    bool aes = scheme == HSM_SCHEME_A;
     uint8_t clear[24];
     int rc;
     do {
         rc = hsm_random(clear, n);
         if (rc != HSM_OK)
             return rc;
-        if (!info->aes)
+        if (!aes)
             hsm_parity_fix(clear, n);
         /* a multi-length DES key with equal halves is a single-length key */
-    } while (!info->aes && n >= 16 && CRYPTO_memcmp(clear, clear + 8, 8) == 0);
+    } while (!aes && n >= 16 && CRYPTO_memcmp(clear, clear + 8, 8) == 0);
     struct hsm_key k = { 0 };
-    rc = hsm_key_setup(&k, type, info->aes, clear, n);
+    rc = hsm_key_setup(&k, type, aes, clear, n);
     OPENSSL_cleanse(clear, sizeof clear);
     if (rc == HSM_OK)
         rc = hsm_key_to_lmk(h, &k, scheme, out, cap);
@@ -963,15 +1026,16 @@ int hsm_key_import(struct hsm *h, struct hsm_key *zmk, enum hsm_keytype type, co
     int rc = keytext_parse(text, len, &scheme, enc, &n);
     if (rc != HSM_OK)
         return rc;
-    if (info->aes != (scheme == 'A'))
+    if (scheme_allowed(info, scheme) != HSM_OK)
         return HSM_ERR_KEY_SCHEME;
+    bool aes = scheme == 'A';
     rc = variant_crypt(&zmk->aux, zmk->clear, zmk->len, (uint8_t)(atalla_variant * 8), scheme,
                        false, enc, clear, n);
-    if (rc == HSM_OK && !info->aes && !hsm_parity_check(clear, n))
+    if (rc == HSM_OK && !aes && !hsm_parity_check(clear, n))
         rc = HSM_ERR_DST_PARITY;
     struct hsm_key k = { 0 };
     if (rc == HSM_OK)
-        rc = hsm_key_setup(&k, type, info->aes, clear, n);
+        rc = hsm_key_setup(&k, type, aes, clear, n);
     OPENSSL_cleanse(clear, sizeof clear);
     if (rc == HSM_OK)
         rc = hsm_key_to_lmk(h, &k, lmk_scheme, out, cap);

@@ -113,9 +113,11 @@ static int cbc_ctx(EVP_CIPHER_CTX **ctxp, bool *ready, const uint8_t k24[24])
         return HSM_ERR_CRYPTO;
     if (!*ctxp && !(*ctxp = EVP_CIPHER_CTX_new()))
         return HSM_ERR_INTERNAL;
-    if (EVP_CipherInit_ex(*ctxp, c->ede3_cbc, NULL, k24, NULL, 1) != 1)
+    const EVP_CIPHER *again = EVP_CIPHER_CTX_get0_cipher(*ctxp) == c->ede3_cbc ? NULL : c->ede3_cbc;
+    if (EVP_CipherInit_ex(*ctxp, again, NULL, k24, NULL, 1) != 1)
         return HSM_ERR_CRYPTO;
-    EVP_CIPHER_CTX_set_padding(*ctxp, 0);
+    if (again)
+        EVP_CIPHER_CTX_set_padding(*ctxp, 0);
     *ready = true;
     return HSM_OK;
 }
@@ -141,8 +143,9 @@ static int iso9797(struct hsm_key *key, enum hsm_macalg alg, enum hsm_macpad pad
         return rc;
     }
     /* alg 3: single-DES chain with K1 over all but the last block, then
-     * TDES(K1,K2,K1) of the last block xor the chain = E_K1(D_K2(H_q)). */
-    if (key->len != 16)
+     * TDES(K1,K2,K1) of the last block xor the chain = E_K1(D_K2(H_q)). A
+     * triple-length key ends with E_K3 instead (as Bouncy Castle does). */
+    if (key->len == 8)
         return HSM_ERR_KEY_INCOMPAT;
     uint8_t k1[24], last[8];
     hsm_des_expand(key->clear, 8, k1);

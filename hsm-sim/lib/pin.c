@@ -66,6 +66,8 @@ size_t hsm_pinfmt_block_len(enum hsm_pinfmt f)
 
 int hsm_pan_account12(const char *pan, char out[13])
 {
+    if (!pan)
+        return HSM_ERR_ACCOUNT;
     size_t n = strnlen(pan, 20);
     if (n < 2 || n > 19 || !hsm_is_digits(pan, n))
         return HSM_ERR_ACCOUNT;
@@ -97,6 +99,8 @@ static int pan_field8(const char *pan, uint8_t out[8])
 
 int hsm_iso4_pan_field(const char *pan, uint8_t out[16])
 {
+    if (!pan)
+        return HSM_ERR_ACCOUNT;
     size_t n = strnlen(pan, 20);
     if (n < 1 || n > 19 || !hsm_is_digits(pan, n))
         return HSM_ERR_ACCOUNT;
@@ -112,6 +116,8 @@ int hsm_iso4_pan_field(const char *pan, uint8_t out[16])
 
 static int check_pin(const char *pin, size_t *len)
 {
+    if (!pin)
+        return HSM_ERR_INPUT;
     size_t n = strnlen(pin, 13);
     if (n < 4 || n > 12)
         return HSM_ERR_PIN_LENGTH;
@@ -132,9 +138,8 @@ int hsm_pinblock_encode_fill(enum hsm_pinfmt f, const char *pin, const char *pan
     int rc = check_pin(pin, &n);
     if (rc != HSM_OK)
         return rc;
-    uint8_t nib[32];
+    uint8_t nib[16];
     uint8_t panf[16];
-    size_t total = f == HSM_PINFMT_ISO4 ? 32 : 16;
     size_t pos = 0;
     if (f != HSM_PINFMT_IBM3624) {
         nib[pos++] = f == HSM_PINFMT_ISO4 ? 4 : (uint8_t)f;
@@ -153,6 +158,8 @@ int hsm_pinblock_encode_fill(enum hsm_pinfmt f, const char *pin, const char *pan
             nib[pos] = r;
             break;
         case HSM_PINFMT_ISO3:
+            /* A..F from a random nibble; the slight bias (A-D 3/16, E-F 2/16) does not
+             * matter for a fill that only has to be unpredictable enough to vary */
             nib[pos] = (uint8_t)(10 + r % 6);
             break;
         case HSM_PINFMT_ISO4:
@@ -164,11 +171,10 @@ int hsm_pinblock_encode_fill(enum hsm_pinfmt f, const char *pin, const char *pan
         out[i] = (uint8_t)(nib[2 * i] << 4 | nib[2 * i + 1]);
     if (f == HSM_PINFMT_ISO4)
         memcpy(out + 8, fill, 8);
-    (void)total;
     rc = HSM_OK;
     if (f == HSM_PINFMT_ISO0 || f == HSM_PINFMT_ISO3) {
         rc = pan_field8(pan, panf);
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; rc == HSM_OK && i < 8; i++)
             out[i] ^= panf[i];
     } else if (f == HSM_PINFMT_ISO4) {
         rc = hsm_iso4_pan_field(pan, panf); /* validated here, used by encryption */
@@ -279,15 +285,17 @@ static int key_fits_format(const struct hsm_key *key, enum hsm_pinfmt f)
     return HSM_OK;
 }
 
-int hsm_pin_encrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const char *pin, const char *pan,
-                        uint8_t out[16], size_t *outlen)
+/* Encrypts with the given fill (NULL: random fill from RAND_bytes). */
+static int encrypt_fill(struct hsm_key *key, enum hsm_pinfmt f, const char *pin, const char *pan,
+                        const uint8_t *fill, uint8_t out[16], size_t *outlen)
 {
     int rc = key_fits_format(key, f);
     if (rc != HSM_OK)
         return rc;
     uint8_t clear[16], panf[16], tmp[16];
     size_t n;
-    rc = hsm_pinblock_encode(f, pin, pan, clear, &n);
+    rc = fill ? hsm_pinblock_encode_fill(f, pin, pan, fill, clear, &n)
+              : hsm_pinblock_encode(f, pin, pan, clear, &n);
     if (rc == HSM_OK && f == HSM_PINFMT_ISO4) {
         /* C = E(E(PIN field) xor PAN field) */
         rc = hsm_iso4_pan_field(pan, panf);
@@ -305,6 +313,12 @@ int hsm_pin_encrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const char *pin,
     if (rc == HSM_OK)
         *outlen = n;
     return rc;
+}
+
+int hsm_pin_encrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const char *pin, const char *pan,
+                        uint8_t out[16], size_t *outlen)
+{
+    return encrypt_fill(key, f, pin, pan, NULL, out, outlen);
 }
 
 int hsm_pin_decrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const uint8_t *blk, size_t len,
@@ -345,6 +359,14 @@ int hsm_pin_encrypt(struct hsm_key *key, enum hsm_pinfmt f, const char *pin, con
     if (!is_pin_key(key))
         return HSM_ERR_KEY_TYPE;
     return hsm_pin_encrypt_any(key, f, pin, pan, out, outlen);
+}
+
+int hsm_pin_encrypt_fill(struct hsm_key *key, enum hsm_pinfmt f, const char *pin, const char *pan,
+                         const uint8_t fill[8], uint8_t out[16], size_t *outlen)
+{
+    if (!is_pin_key(key))
+        return HSM_ERR_KEY_TYPE;
+    return encrypt_fill(key, f, pin, pan, fill, out, outlen);
 }
 
 int hsm_pin_decrypt(struct hsm_key *key, enum hsm_pinfmt f, const uint8_t *blk, size_t len,
@@ -471,6 +493,8 @@ int hsm_ibm_pin_from_offset(struct hsm_key *pvk, const char *offset, const char 
 
 int hsm_ibm_vdata(const char *vdata12, const char *acct12, char out[17])
 {
+    if (!vdata12 || !acct12)
+        return HSM_ERR_INPUT;
     if (strnlen(vdata12, 13) != 12 || strnlen(acct12, 13) != 12 || !hsm_is_digits(acct12, 12))
         return HSM_ERR_INPUT;
     size_t o = 0;
@@ -604,6 +628,8 @@ int hsm_cvv_generate(struct hsm_key *cvk, const char *pan, const char exp[4], co
         return HSM_ERR_KEY_TYPE;
     if (cvk->aes || cvk->len != 16)
         return HSM_ERR_KEY_LENGTH;
+    if (!pan || !exp || !svc)
+        return HSM_ERR_INPUT;
     size_t n = strnlen(pan, 20);
     if (n < 1 || n > 19 || !hsm_is_digits(pan, n))
         return HSM_ERR_ACCOUNT;

@@ -10,7 +10,9 @@
  * itself to CPU 1. */
 #include "clock.h"
 #include "hsmclient.h"
+#include "log.h"
 #include "parse.h"
+#include "proto.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -89,13 +91,6 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void on_start(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
 static int run_case(const char *name, const char *addr, unsigned conns, unsigned depth,
                     double seconds, const char *cmd, const char *expect)
 {
@@ -113,11 +108,9 @@ static int run_case(const char *name, const char *addr, unsigned conns, unsigned
         return -1;
     }
     /* let the pool connect */
-    struct event *tick = event_new(b.base, -1, 0, on_start, NULL);
     struct timeval tv = { 0, 200000 };
-    event_add(tick, &tv);
+    event_base_loopexit(b.base, &tv);
     event_base_dispatch(b.base);
-    event_free(tick);
 
     b.cap_lat = (size_t)(seconds * 2e6) + 1024;
     b.lat = malloc(b.cap_lat * sizeof *b.lat);
@@ -146,6 +139,48 @@ static int run_case(const char *name, const char *addr, unsigned conns, unsigned
     free(b.lat);
     free(slots);
     return b.errors ? -1 : 0;
+}
+
+/* The protocol layer alone (hsm_proto_execute, no sockets), one core: the
+ * daemon's CPU cost per command, whatever the machine's other load does to
+ * the TCP figures. */
+static int run_inprocess(const char *name, double seconds, const char *cmd, const char *expect)
+{
+    struct hsm_proto *p;
+    char err[256], req[512];
+    static uint8_t out[HSM_PROTO_MAX_FRAME + HSM_PROTO_RESP_SLACK];
+    struct hsm_proto_config cfg = { .header_len = 4, .lmk_path = NULL };
+    if (hsm_proto_new(&cfg, &p, err, sizeof err) != 0) {
+        fprintf(stderr, "bench-hsm-tcp: %s\n", err);
+        return -1;
+    }
+    int n = snprintf(req, sizeof req, "0000%s", cmd);
+    size_t cap = (size_t)(seconds * 3e6) + 1024, nlat = 0;
+    uint32_t *lat = malloc(cap * sizeof *lat);
+    uint64_t ops = 0, errors = 0, start = at_mono_ns(), end = start + (uint64_t)(seconds * 1e9);
+    uint64_t now = start;
+    while (now < end && lat) {
+        struct hsm_proto_result res;
+        size_t len = hsm_proto_execute(p, (const uint8_t *)req, (size_t)n, out, sizeof out, &res);
+        uint64_t t = at_mono_ns();
+        if (len < 4 + strlen(expect) || memcmp(out + 4, expect, strlen(expect)) != 0)
+            errors++;
+        if (nlat < cap)
+            lat[nlat++] = (uint32_t)((t - now + 500) / 1000);
+        now = t;
+        ops++;
+    }
+    uint32_t p99 = 0;
+    if (nlat) {
+        qsort(lat, nlat, sizeof *lat, cmp_u32);
+        p99 = lat[(size_t)((double)(nlat - 1) * 0.99)];
+    }
+    printf("case=%s ops_per_s=%.0f p99_us=%u errors=%llu\n", name,
+           (double)ops / ((double)(now - start) / 1e9), p99, (unsigned long long)errors);
+    fflush(stdout);
+    free(lat);
+    hsm_proto_free(p);
+    return errors ? -1 : 0;
 }
 
 static uint16_t free_port(void)
@@ -252,6 +287,7 @@ int main(int argc, char **argv)
         }
     }
     signal(SIGPIPE, SIG_IGN);
+    at_log_set_level(AT_LOG_WARN); /* the client's connection events would clutter the output */
     char addr[64];
     pid_t pid = -1;
     if (connect_to) {
@@ -267,7 +303,7 @@ int main(int argc, char **argv)
     }
     /* PIN translation TPK→ZPK and MAC verification, keys of payshield.md §11.1 */
     static const char ca[] = "CA0406FBB23A5214DFBAB32D775A38E4AB12DC80B186C30902B00303550000025321";
-    static const char m8[] = "M801031003U19D25F349FD03CC3556BB05F65283CA1004072C29C2371CC9BDB65B"
+    static const char m8[] = "M801032003U19D25F349FD03CC3556BB05F65283CA1004072C29C2371CC9BDB65B"
                              "779B8E8D37B29ECC154AA56A8799FAE2F498F76ED92F25F1448EE";
     char name[64];
     int rc = 0;
@@ -276,6 +312,7 @@ int main(int argc, char **argv)
     snprintf(name, sizeof name, "tcp_mac_verify_m8_c%u_d%u", conns, depth);
     rc |= run_case(name, addr, conns, depth, seconds, m8, "M900");
     rc |= run_case("tcp_pin_translate_ca_c1_d1", addr, 1, 1, seconds > 1 ? 1 : seconds, ca, "CB00");
+    rc |= run_inprocess("proto_execute_ca_inprocess", seconds > 1 ? 1 : seconds, ca, "CB00");
     if (pid > 0) {
         kill(pid, SIGTERM);
         waitpid(pid, NULL, 0);

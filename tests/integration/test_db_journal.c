@@ -18,6 +18,7 @@
 
 #include "clock.h"
 #include "db_testlib.h"
+#include "internal.h" /* the spool reader, to inspect a spool file */
 #include "testsupport.h"
 
 /* ---- shared state for callbacks -------------------------------------------------------- */
@@ -169,9 +170,10 @@ static void test_batching_order_commit(void **state)
     db_journal_get_stats(j, &st);
     assert_int_equal(st.committed, N);
     assert_true(st.batches >= N / 50 && st.batches < N); /* records really were batched */
-    /* Rows were inserted in submission order (auth_id follows the sequence). */
+    /* Rows were inserted in submission order: in this fresh partition, written by one
+     * connection with no deletes, heap order (ctid) is insertion order. */
     assert_int_equal(dbt_scalar(t.checker, "SELECT count(*) FROM (SELECT stan, lag(stan) OVER"
-                                           " (ORDER BY auth_id) AS prev FROM"
+                                           " (ORDER BY ctid) AS prev FROM"
                                            " switch.authorizations) s WHERE prev > stan"),
                      0);
     /* Column values arrive intact. */
@@ -271,6 +273,129 @@ static void test_validation_and_backpressure(void **state)
     db_journal_free(j);
     event_base_free(base);
     dbt_drop(conninfo);
+}
+
+/* ---- a record the database refuses; drain ------------------------------------------------ */
+
+static void drain_done(void *arg)
+{
+    (*(unsigned *)arg)++;
+}
+
+static void test_refused_record_and_drain(void **state)
+{
+    const char *ci = dbt_create("refuse");
+    assert_non_null(ci);
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    /* A trigger makes the database refuse one record that passes the writer's own checks. */
+    PGconn *c = dbt_connect(conninfo);
+    assert_non_null(c);
+    PGresult *r = PQexec(c, "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$"
+                            " BEGIN IF NEW.stan = '000013' THEN RAISE EXCEPTION 'refused'"
+                            " USING ERRCODE = '23514'; END IF; RETURN NEW; END $$;"
+                            " CREATE TRIGGER refuse BEFORE INSERT ON switch.authorizations"
+                            " FOR EACH ROW EXECUTE FUNCTION refuse()");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+
+    struct event_base *base = new_base();
+    struct db_journal_opts o = { .conninfo = conninfo,
+                                 .spool_path = spool_path("refuse"),
+                                 .connections = 2,
+                                 .batch_max = 32,
+                                 .batch_delay_us = 100000 /* long: drain must not wait for it */ };
+    struct db_journal *j = NULL;
+    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    enum { N = 50 };
+    static struct tcb cbs[N];
+    struct tally t = { .expected = N, .in_order = true };
+    struct db_auth_record rec;
+    for (unsigned i = 0; i < N; i++) {
+        dbt_record(&rec, 3, i);
+        cbs[i] = (struct tcb){ .t = &t, .seq = i };
+        assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[i]), 0);
+    }
+    /* Drain: everything queued is flushed (not waiting for batch_delay_us), then done fires;
+     * afterwards submit is refused. */
+    unsigned drained = 0;
+    db_journal_drain(j, drain_done, &drained);
+    dbt_record(&rec, 3, 99);
+    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[0]), DB_E_CLOSED);
+    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
+    assert_int_equal(t.ok, N - 1); /* the rest of the refused batch still committed */
+    assert_int_equal(t.failed, 1); /* only the culprit failed */
+    struct db_journal_stats st;
+    db_journal_get_stats(j, &st);
+    assert_int_equal(st.failed, 1);
+    assert_int_equal(st.queued, 0);
+    struct timeval tv = { 0, 50000 };
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+    assert_int_equal(drained, 1);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.authorizations"), N - 1);
+    assert_int_equal(
+        dbt_scalar(c, "SELECT count(*) FROM switch.authorizations WHERE stan = '000013'"), 0);
+    db_journal_free(j);
+    event_base_free(base);
+    PQfinish(c);
+    dbt_drop(conninfo);
+}
+
+/* ---- drain while the database is down; an unusable spool ---------------------------------- */
+
+static void test_drain_while_down(void **state)
+{
+    struct event_base *base = new_base();
+    char spool[600];
+    snprintf(spool, sizeof spool, "%s", spool_path("down"));
+    struct db_journal *j = NULL;
+    /* No spool directory: the writer refuses to start rather than promise durability. */
+    struct db_journal_opts bad = { .spool_path = "/nonexistent-atlas-dir/j.spool" };
+    assert_int_equal(db_journal_new(base, &bad, &j), DB_E_SPOOL);
+
+    struct db_journal_opts o = { .conninfo = "host=/nonexistent-atlas port=1 dbname=x",
+                                 .spool_path = spool,
+                                 .batch_delay_us = 500000 };
+    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    enum { N = 300 };
+    static struct tcb cbs[N];
+    struct tally t = { .expected = N, .in_order = true };
+    struct db_auth_record rec;
+    for (unsigned i = 0; i < N; i++) {
+        dbt_record(&rec, 4, i);
+        cbs[i] = (struct tcb){ .t = &t, .seq = i };
+        assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[i]), 0);
+    }
+    unsigned drained = 0;
+    db_journal_drain(j, drain_done, &drained);
+    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
+    assert_int_equal(t.spooled, N);
+    assert_int_equal(t.failed, 0);
+    struct timeval tv = { 0, 50000 };
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+    assert_int_equal(drained, 1);
+    struct db_journal_stats st;
+    db_journal_get_stats(j, &st);
+    assert_true(st.spool_pending);
+    assert_false(st.db_up);
+    db_journal_free(j);
+    event_base_free(base);
+
+    /* The spool holds every record, in submission order. */
+    struct spool_reader rd;
+    assert_int_equal(spool_reader_open(&rd, spool), 0);
+    unsigned n = 0;
+    while (spool_reader_next(&rd, &rec) == SPOOL_READ_OK) {
+        char want[7];
+        snprintf(want, sizeof want, "%06u", n);
+        assert_string_equal(rec.stan, want);
+        n++;
+    }
+    spool_reader_close(&rd);
+    assert_int_equal(n, N);
+    unlink(spool);
 }
 
 /* ---- generic client and error mapping ------------------------------------------------------- */
@@ -631,6 +756,59 @@ static void test_server_restart_under_load(void **state)
     (void)system(cmd);
 }
 
+/* ---- a hung server: batches time out into the spool --------------------------------------- */
+
+static void test_hung_server_batch_timeout(void **state)
+{
+    const char *ci = dbt_create("hang");
+    assert_non_null(ci);
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    PGconn *c = dbt_connect(conninfo);
+    assert_non_null(c);
+    /* While hang.on is true, every insert into the journal stalls for 2 s. */
+    PGresult *r = PQexec(c, "CREATE TABLE hang (on_ boolean); INSERT INTO hang VALUES (true);"
+                            " CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$"
+                            " BEGIN IF (SELECT on_ FROM hang) THEN PERFORM pg_sleep(2); END IF;"
+                            " RETURN NEW; END $$;"
+                            " CREATE TRIGGER stall BEFORE INSERT ON switch.authorizations"
+                            " FOR EACH STATEMENT EXECUTE FUNCTION stall()");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    struct event_base *base = new_base();
+    struct db_journal_opts o = { .conninfo = conninfo,
+                                 .spool_path = spool_path("hang"),
+                                 .connections = 1,
+                                 .batch_timeout_ms = 300,
+                                 .reconnect_min_ms = 50 };
+    struct db_journal *j = NULL;
+    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    enum { N = 20 };
+    static struct tcb cbs[N];
+    struct tally t = { .expected = N, .in_order = true };
+    struct db_auth_record rec;
+    for (unsigned i = 0; i < N; i++) {
+        dbt_record(&rec, 5, i);
+        cbs[i] = (struct tcb){ .t = &t, .seq = i };
+        assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[i]), 0);
+    }
+    /* Acknowledged from the spool, without waiting for the stalled server. */
+    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
+    assert_int_equal(t.spooled, N);
+    r = PQexec(c, "UPDATE hang SET on_ = false");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    struct load l = { .base = base, .j = j };
+    load_start(&l, 0, 0, 13);
+    assert_int_equal(dbt_run_until(base, load_finished, &l, 60000), 0);
+    load_stop(&l);
+    db_journal_free(j);
+    event_base_free(base);
+    PQfinish(c);
+    assert_exactly_once(conninfo, 5, N);
+    dbt_drop(conninfo);
+}
+
 /* ---- a writer killed with a non-empty spool; the next one replays it ---------------------- */
 
 static void test_crash_then_replay(void **state)
@@ -715,9 +893,12 @@ int main(void)
         cmocka_unit_test(test_migrate_twice_and_check),
         cmocka_unit_test(test_batching_order_commit),
         cmocka_unit_test(test_validation_and_backpressure),
+        cmocka_unit_test(test_refused_record_and_drain),
+        cmocka_unit_test(test_drain_while_down),
         cmocka_unit_test(test_client_and_error_mapping),
         cmocka_unit_test(test_terminate_backend_mid_batch),
         cmocka_unit_test(test_crash_then_replay),
+        cmocka_unit_test(test_hung_server_batch_timeout),
         cmocka_unit_test(test_server_restart_under_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -54,6 +55,24 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Waits (bounded, 10 s) until the file contains needle: the daemon flushes
+ * its log every 100 ms, later on a loaded machine. */
+static int wait_file_contains(const char *path, const char *needle)
+{
+    for (int i = 0; i < 200; i++) {
+        if (ts_file_contains(path, needle))
+            return 1;
+        usleep(50000);
+    }
+    return 0;
+}
+
+static uint8_t *got_sink(void)
+{
+    static uint8_t sink[64];
+    return sink;
+}
+
 static int send_frame(int fd, const void *body, size_t len)
 {
     uint8_t buf[70000];
@@ -74,41 +93,21 @@ static ssize_t roundtrip(int fd, const char *body, char *out, size_t cap)
     return n;
 }
 
-/* payshield.md §11.1 */
-static const struct {
-    const char *cmd, *req, *resp;
-} published[] = {
-    { "BU", "0200406FBB23A5214DF", "000035BBE340A4B763" },
-    { "BU", "001U93CB819F8FEE4F78BF9C4CDD84750DB1", "00B70AD25C94548822" },
-    { "A6", "0024ED06495741C280C35ED0C0EA7F7D0FAZ", "000406FBB23A5214DF0035BB" },
-    { "CA", "0406FBB23A5214DFBAB32D775A38E4AB12DC80B186C30902B00303550000025321",
-      "0004F7808F2CBEC6316803" },
-    { "CA",
-      "U8463435FC4B4DAA0C49025272C29B12CU1EF828AA8F6B80EB83E19FBC373F3A85126428EB94035AF53B01"
-      "01550000025321",
-      "000491DDDA0A7C12CFAA01" },
-    { "CW", "U9B4934384B19946B040CD702B4D581454123456789012345;8701101", "00561" },
-    { "DC", "0406FBB23A5214DFX367930344805B1FAD6146EF4ED7502B3AE7A708F877571A90155000002532114402",
-      "00" },
-    { "M6",
-      "01032003U19D25F349FD03CC3556BB05F65283CA1004072C29C2371CC9BDB65B779B8E8D37B29ECC154AA56A8"
-      "799FAE2F498F76ED92F2",
-      "0000085F1448EE" },
-};
+#include "../unit/hsm_sim_pairs.inc"
 
 static void test_published_pairs(void **state)
 {
     struct ctx *c = *state;
     int fd = ts_connect(c->port, 10000);
     assert_true(fd >= 0);
-    for (size_t i = 0; i < sizeof published / sizeof published[0]; i++) {
+    for (size_t i = 0; i < sizeof hsm_sim_pairs / sizeof hsm_sim_pairs[0]; i++) {
         char req[512], want[512], got[512];
         char hdr[5];
         snprintf(hdr, sizeof hdr, "H%03zu", i);
-        snprintf(req, sizeof req, "%s%s%s", hdr, published[i].cmd, published[i].req);
-        snprintf(want, sizeof want, "%s%c%c%s", hdr, published[i].cmd[0],
-                 (char)(published[i].cmd[1] + 1), published[i].resp);
-        print_message("%s\n", published[i].cmd);
+        snprintf(req, sizeof req, "%s%s%s", hdr, hsm_sim_pairs[i].cmd, hsm_sim_pairs[i].req);
+        snprintf(want, sizeof want, "%s%c%c%s", hdr, hsm_sim_pairs[i].cmd[0],
+                 (char)(hsm_sim_pairs[i].cmd[1] + 1), hsm_sim_pairs[i].resp);
+        print_message("%s %s\n", hsm_sim_pairs[i].src, hsm_sim_pairs[i].cmd);
         assert_true(roundtrip(fd, req, got, sizeof got) > 0);
         assert_string_equal(got, want);
     }
@@ -237,12 +236,26 @@ static void test_oversize_closes_only_that_connection(void **state)
     char got[512];
     assert_true(roundtrip(good, "GOODNC", got, sizeof got) > 0);
     /* one valid request, then a length prefix over --max-frame */
-    uint8_t big[2 + MAX_FRAME + 1];
-    memset(big, 'x', sizeof big);
-    assert_int_equal(send_frame(bad, "BAD1B20002ok", 12), 0);
-    big[0] = (uint8_t)((MAX_FRAME + 1) >> 8);
-    big[1] = (uint8_t)(MAX_FRAME + 1);
-    assert_int_equal(ts_send_all(bad, big, sizeof big), 0);
+    /* Only the prefix of the oversize frame is sent (in the same write as the
+     * valid frame): bytes left unread at close would make the kernel answer
+     * with a reset, which could discard the answer before we read it. */
+    const uint8_t two[] = { 0,
+                            12,
+                            'B',
+                            'A',
+                            'D',
+                            '1',
+                            'B',
+                            '2',
+                            '0',
+                            '0',
+                            '0',
+                            '2',
+                            'o',
+                            'k',
+                            (uint8_t)((MAX_FRAME + 1) >> 8),
+                            (uint8_t)(MAX_FRAME + 1) };
+    assert_int_equal(ts_send_all(bad, two, sizeof two), 0);
     /* the answer to the valid request still arrives, then the close */
     ssize_t n = ts_recv_frame2(bad, (uint8_t *)got, sizeof got - 1);
     assert_int_equal(n, 10);
@@ -270,8 +283,8 @@ static void test_oversize_closes_only_that_connection(void **state)
 static void test_log_has_codes_not_secrets(void **state)
 {
     struct ctx *c = *state;
-    /* the daemon flushes its log every 100 ms */
-    usleep(400000);
+    /* the last event of the earlier tests; everything before it is flushed too */
+    assert_true(wait_file_contains(c->log, "frame over the maximum"));
     assert_true(ts_file_contains(c->log, "\"cmd\":\"CA\""));
     assert_true(ts_file_contains(c->log, "\"err\":\"23\""));
     assert_true(ts_file_contains(c->log, "latency_us"));
@@ -284,6 +297,170 @@ static void test_log_has_codes_not_secrets(void **state)
     assert_false(ts_file_contains(c->log, "4123456789012345"));
 }
 
+/* A peer that half-closes after its requests still gets every answer. */
+static void test_half_close_gets_answers(void **state)
+{
+    struct ctx *c = *state;
+    int fd = ts_connect(c->port, 10000);
+    assert_true(fd >= 0);
+    for (int i = 0; i < 3; i++) {
+        char body[32];
+        int n = snprintf(body, sizeof body, "HC%02dB20001%d", i, i);
+        assert_int_equal(send_frame(fd, body, (size_t)n), 0);
+    }
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    for (int i = 0; i < 3; i++) {
+        char got[64], want[64];
+        ssize_t n = ts_recv_frame2(fd, (uint8_t *)got, sizeof got - 1);
+        assert_true(n > 0);
+        got[n] = '\0';
+        snprintf(want, sizeof want, "HC%02dB300%d", i, i);
+        assert_string_equal(got, want);
+    }
+    assert_int_equal(ts_recv_frame2(fd, (uint8_t *)got_sink(), 16), 0);
+    close(fd);
+}
+
+/* A client that writes without reading its answers is throttled (the daemon
+ * stops reading it) while other clients are served; once it reads, every
+ * answer arrives, in order. */
+struct flood {
+    int fd;
+    int frames;
+    int rc;
+};
+
+static void *flood_writer(void *arg)
+{
+    struct flood *fl = arg;
+    static char body[1100];
+    memcpy(body, "FLDDB2", 6);
+    snprintf(body + 6, 5, "%04X", 1000);
+    memset(body + 10, 'z', 1000);
+    fl->rc = 0;
+    for (int i = 0; i < fl->frames && fl->rc == 0; i++) {
+        memcpy(body + 10, &"0123456789"[i % 10], 1);
+        fl->rc = send_frame(fl->fd, body, 1010);
+    }
+    return NULL;
+}
+
+static void test_slow_reader_is_throttled(void **state)
+{
+    struct ctx *c = *state;
+    struct flood fl = { .fd = ts_connect(c->port, 30000), .frames = 6000 }; /* ~6 MB of answers */
+    assert_true(fl.fd >= 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, flood_writer, &fl), 0);
+    usleep(300000);
+    /* meanwhile another client is served */
+    int other = ts_connect(c->port, 10000);
+    char got[2048];
+    assert_true(roundtrip(other, "OTHRB20003abc", got, sizeof got) > 0);
+    assert_string_equal(got, "OTHRB300abc");
+    close(other);
+    /* now read everything */
+    for (int i = 0; i < fl.frames; i++) {
+        ssize_t n = ts_recv_frame2(fl.fd, (uint8_t *)got, sizeof got);
+        assert_int_equal(n, 1008);
+        assert_memory_equal(got, "FLDDB300", 8);
+        assert_int_equal(got[8], "0123456789"[i % 10]);
+    }
+    pthread_join(th, NULL);
+    assert_int_equal(fl.rc, 0);
+    close(fl.fd);
+}
+
+/* SIGHUP reopens the log file (logrotate renames it first). */
+static void test_sighup_reopens_log(void **state)
+{
+    struct ctx *c = *state;
+    char rotated[600];
+    snprintf(rotated, sizeof rotated, "%s.1", c->log);
+    assert_int_equal(rename(c->log, rotated), 0);
+    assert_int_equal(kill(c->pid, SIGHUP), 0);
+    /* the reopen creates the file again */
+    int reopened = 0;
+    for (int i = 0; i < 200 && !reopened; i++) {
+        reopened = access(c->log, F_OK) == 0;
+        if (!reopened)
+            usleep(50000);
+    }
+    assert_true(reopened);
+    int fd = ts_connect(c->port, 10000);
+    char got[128];
+    assert_true(roundtrip(fd, "HUP1YQ", got, sizeof got) > 0); /* logged at info */
+    close(fd);
+    assert_true(wait_file_contains(c->log, "\"cmd\":\"YQ\""));
+    assert_false(ts_file_contains(rotated, "\"cmd\":\"YQ\""));
+}
+
+/* --lmk: an LMK file replaces the test LMK (NC shows its check value); a bad
+ * file or bad options stop the daemon at start with a message. */
+static void test_lmk_file_and_bad_options(void **state)
+{
+    (void)state;
+    static const char *pairs[] = {
+        "0123456789ABCDEFFEDCBA9876543210", "20202020202020203131313131313131",
+        "40404040404040405151515151515151", "61616161616161617070707070707070",
+        "80808080808080809191919191919191", "A1A1A1A1A1A1A1A1B0B0B0B0B0B0B0B0",
+        "C1C1010101010101D0D0010101010101", "E0E0010101010101F1F1010101010101",
+        "1C587F1C13924FEF0101010101010101", "01010101010101010101010101010101",
+        "02020202020202020404040404040404", "07070707070707071010101010101010",
+        "13131313131313131515151515151515", "16161616161616161919191919191919",
+        "1A1A1A1A1A1A1A1A1C1C1C1C1C1C1C1C", "23232323232323232525252525252525",
+        "26262626262626262929292929292929", "2A2A2A2A2A2A2A2A2C2C2C2C2C2C2C2C",
+        "2F2F2F2F2F2F2F2F3131313131313131", "01010101010101010101010101010101",
+    };
+    const char *dir = ts_tmpdir("hsm_sim_lmk");
+    char path[512], bad[512], out[512], listen[64];
+    snprintf(path, sizeof path, "%s/lmk.txt", dir);
+    snprintf(bad, sizeof bad, "%s/bad.txt", dir);
+    snprintf(out, sizeof out, "%s/out.txt", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "# test LMK with pair 00-01 replaced\n");
+    for (int i = 0; i < 20; i++)
+        fprintf(f, "%02d-%02d %s\n", 2 * i, 2 * i + 1, pairs[i]);
+    fclose(f);
+    f = fopen(bad, "w");
+    assert_non_null(f);
+    fprintf(f, "00-01 0000000000000000000000000000000\n");
+    fclose(f);
+
+    uint16_t port = ts_free_port();
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", port);
+    const char *args[] = { "--listen", listen, "--lmk", path, "--header-len", "2", NULL };
+    pid_t pid = ts_spawn("hsm-sim", args, out);
+    assert_true(pid > 0);
+    assert_int_equal(ts_wait_port(port, 10000), 0);
+    int fd = ts_connect(port, 10000);
+    char got[128];
+    /* KCV of 2TDEA 0123456789ABCDEFFEDCBA9876543210 (crypto.md §1) */
+    assert_true(roundtrip(fd, "ABNC", got, sizeof got) > 0);
+    assert_string_equal(got, "ABND0008D7B4FB629D08850007-E000");
+    close(fd);
+    int st = ts_stop(pid, SIGINT, 10000);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    const char *args_bad[] = { "--listen", listen, "--lmk", bad, NULL };
+    pid = ts_spawn("hsm-sim", args_bad, out);
+    st = ts_stop(pid, 0, 10000); /* signal 0: just wait for it to exit */
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    assert_true(ts_file_contains(out, "bad.txt:1"));
+    assert_false(ts_file_contains(out, "0000000000000000000000000000000"));
+
+    const char *const bad_args[][4] = { { "--header-len", "65", NULL },
+                                        { "--max-frame", "70000", NULL },
+                                        { "--listen", "example.com:1500", NULL },
+                                        { "--bogus", NULL } };
+    for (size_t i = 0; i < sizeof bad_args / sizeof bad_args[0]; i++) {
+        pid = ts_spawn("hsm-sim", bad_args[i], out);
+        st = ts_stop(pid, 0, 10000);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +471,10 @@ int main(void)
         cmocka_unit_test(test_malformed_and_unknown),
         cmocka_unit_test(test_oversize_closes_only_that_connection),
         cmocka_unit_test(test_log_has_codes_not_secrets),
+        cmocka_unit_test(test_half_close_gets_answers),
+        cmocka_unit_test(test_slow_reader_is_throttled),
+        cmocka_unit_test(test_sighup_reopens_log),
+        cmocka_unit_test(test_lmk_file_and_bad_options),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -141,6 +141,10 @@ static void test_pool_pipelining(void **state)
         assert_true(reqs[i].matched);
     struct hsm_client_stats st;
     hsm_client_get_stats(c, &st);
+    for (int i = 0; i < 100 && st.connected < 3; i++) {
+        sleep_loop(f, 50); /* a slow machine may not have seen every connect yet */
+        hsm_client_get_stats(c, &st);
+    }
     assert_int_equal(st.connected, 3);
     assert_int_equal(st.answered, N);
     assert_int_equal(st.in_flight, 0);
@@ -171,13 +175,8 @@ static void test_ca_through_builder(void **state)
 {
     struct fixture *f = *state;
     char err[256], cmd[256];
-    struct hsm_client_config cfg = { .address = f->addr, .header_len = 6 };
+    struct hsm_client_config cfg = { .address = f->addr, .header_len = 4 };
     struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
-    /* the daemon runs with header length 4; use a matching client */
-    hsm_client_free(c);
-    cfg.header_len = 4;
-    c = hsm_client_new(f->base, &cfg, err, sizeof err);
     assert_non_null(c);
     int n = hsm_client_build_ca(cmd, sizeof cmd, "0406FBB23A5214DF", "BAB32D775A38E4AB",
                                 "DC80B186C30902B0", "03", "03", "550000025321");
@@ -187,6 +186,19 @@ static void test_ca_through_builder(void **state)
     run_until(f, &r.done, 1, 10000);
     assert_int_equal(r.status, HSM_CLIENT_OK);
     assert_string_equal(r.resp, "CB0004F7808F2CBEC6316803");
+    char blk[17], fmt[3];
+    assert_int_equal(hsm_client_parse_pin("CA", r.resp, strlen(r.resp), blk, fmt), 4);
+    assert_string_equal(blk, "F7808F2CBEC63168");
+    /* DC (Visa PVV under a TPK), the published pair, through its builder */
+    n = hsm_client_build_pvv_verify(cmd, sizeof cmd, false, "0406FBB23A5214DF",
+                                    "X367930344805B1FAD6146EF4ED7502B3", "AE7A708F877571A9", "01",
+                                    "550000025321", 1, "4402");
+    assert_true(n > 0);
+    struct ca_req d = { 0 };
+    assert_int_equal(hsm_client_submit(c, cmd, (size_t)n, on_ca, &d), 0);
+    run_until(f, &d.done, 1, 10000);
+    assert_int_equal(d.status, HSM_CLIENT_OK);
+    assert_string_equal(d.resp, "DD00");
     hsm_client_free(c);
 }
 
@@ -384,6 +396,36 @@ static void test_free_with_pending(void **state)
     assert_null(hsm_client_new(f->base, &bad2, err, sizeof err));
 }
 
+/* A longer header (8): the tag travels in its last 4 characters. */
+static void test_header_len_8(void **state)
+{
+    struct fixture *f = *state;
+    struct fixture other = *f;
+    char err[256];
+    other.port = ts_free_port();
+    snprintf(other.addr, sizeof other.addr, "127.0.0.1:%u", other.port);
+    const char *args[] = {
+        "--listen", other.addr, "--header-len", "8", "--log-level", "warn", NULL
+    };
+    pid_t pid = ts_spawn("hsm-sim", args, "/dev/null");
+    assert_true(pid > 0);
+    assert_int_equal(ts_wait_port(other.port, 10000), 0);
+    struct hsm_client_config cfg = { .address = other.addr, .header_len = 8, .pipeline = 8 };
+    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
+    assert_non_null(c);
+    static struct echo_req reqs[40];
+    int done = 0;
+    for (int i = 0; i < 40; i++) {
+        reqs[i] = (struct echo_req){ .idx = 1000 + i, .status = 99, .done = &done };
+        assert_int_equal(submit_echo(c, &reqs[i]), 0);
+    }
+    run_until(f, &done, 40, 10000);
+    for (int i = 0; i < 40; i++)
+        assert_true(reqs[i].matched);
+    hsm_client_free(c);
+    ts_stop(pid, SIGTERM, 10000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_reconnect_after_restart),
         cmocka_unit_test(test_queued_until_server_starts),
         cmocka_unit_test(test_free_with_pending),
+        cmocka_unit_test(test_header_len_8),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -65,7 +65,9 @@ struct golden {
     "field 8 b LLLL9999 lenc=bcd\n"                                                                \
     "field 9 z LL37 enc=bcd pad=rightf mask=track2\n"                                              \
     "field 10 x+n 9 enc=bcd\n"                                                                     \
-    "field 11 b LL255 lenc=binary enc=hex\n"
+    "field 11 b LL255 lenc=binary enc=hex\n"                                                       \
+    "field 12 ans LLLL9999 lenc=binary\n"                                                          \
+    "field 13 ans LLLL9999 lenc=ebcdic\n"
 
 static const struct golden goldens[] = {
     { "ascii87 0200 typical purchase with DE 55", "ascii87", NULL, "0200", 0, G_0200_FIELDS,
@@ -201,6 +203,13 @@ static const struct golden goldens[] = {
       "'000000'"                  /* DE 3 */
       "'4000000000000000'"        /* tertiary bitmap: bit 130 */
       "'005' 'HELLO'" },
+    { "all-zero tertiary bitmap kept",
+      NULL,
+      G_TERTIARY_SPEC,
+      "0200",
+      ISO_MSG_SECONDARY | ISO_MSG_TERTIARY,
+      { { 3, "000000" }, { 0, NULL } },
+      "'0200' 'A000000000000000' '8000000000000000' '000000' '0000000000000000'" },
     { "every length kind and encoding",
       NULL,
       G_KITCHEN_SPEC,
@@ -216,8 +225,10 @@ static const struct golden goldens[] = {
         { 9, "12=3456" },
         { 10, "D00001234" },
         { 11, "ABCD" },
+        { 12, "XY" },
+        { 13, "Z" },
         { 0, NULL } },
-      "'0100' 7FE0000000000000"
+      "'0100' 7FF8000000000000"  /* 2-8 | 9-13 */
       "19 47617390010100101 23F" /* DE 2: BCD LL 19, odd: right pad F */
       "012345"                   /* DE 3: left pad 0 */
       "12345F"                   /* DE 4: right pad F */
@@ -227,7 +238,9 @@ static const struct golden goldens[] = {
       "0003 DEADBE"              /* DE 8: BCD LLLL, raw bytes */
       "'07' 12D3456F"            /* DE 9: z, '=' as D, right pad F */
       "44 00001234"              /* DE 10: x+n, ASCII sign then BCD digits */
-      "02 'ABCD'" /* DE 11: binary LL, b as hex characters */ },
+      "02 'ABCD'"                /* DE 11: binary LL, b as hex characters */
+      "0002 'XY'"                /* DE 12: binary LLLL (2 bytes) */
+      "F0F0F0F1 'Z'" /* DE 13: EBCDIC LLLL, ASCII text */ },
 };
 
 #define N_GOLDENS (sizeof(goldens) / sizeof(goldens[0]))

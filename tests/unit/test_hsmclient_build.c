@@ -106,13 +106,40 @@ static void test_mac_and_ibm(void **state)
     assert_memory_equal(buf, want, strlen(want));
 }
 
+static void test_answer_parsers(void **state)
+{
+    (void)state;
+    char blk[17], fmt[3], mac[17];
+    const char *cb = "CB0004F7808F2CBEC6316803";
+    assert_int_equal(hsm_client_resp_error("CA", cb, strlen(cb)), 0);
+    assert_int_equal(hsm_client_resp_error("CC", cb, strlen(cb)), -1); /* CD expected */
+    assert_int_equal(hsm_client_resp_error("CA", "CB24", 4), 24);
+    assert_int_equal(hsm_client_resp_error("CA", "ZZ00", 4), -1);
+    assert_int_equal(hsm_client_resp_error("CA", "CB0", 3), -1);
+    assert_int_equal(hsm_client_resp_error("B9", "BA00", 4), 0);
+    assert_int_equal(hsm_client_parse_pin("CA", cb, strlen(cb), blk, fmt), 4);
+    assert_string_equal(blk, "F7808F2CBEC63168");
+    assert_string_equal(fmt, "03");
+    assert_int_equal(hsm_client_parse_pin("CA", "CB01", 4, blk, fmt), -1);
+    assert_int_equal(hsm_client_parse_pin("CA", "CB0099F7808F2CBEC6316803", 24, blk, fmt), -1);
+    assert_int_equal(hsm_client_parse_mac("M7000008"
+                                          "5F1448EE",
+                                          16, mac),
+                     8);
+    assert_string_equal(mac, "5F1448EE");
+    assert_int_equal(hsm_client_parse_mac("M7000008"
+                                          "5F1448E",
+                                          15, mac),
+                     -1);
+    assert_int_equal(hsm_client_parse_mac("M715", 4, mac), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_account12),
-        cmocka_unit_test(test_ca_matches_published_layout),
-        cmocka_unit_test(test_dc_and_dukpt),
-        cmocka_unit_test(test_mac_and_ibm),
+        cmocka_unit_test(test_account12),      cmocka_unit_test(test_ca_matches_published_layout),
+        cmocka_unit_test(test_dc_and_dukpt),   cmocka_unit_test(test_mac_and_ibm),
+        cmocka_unit_test(test_answer_parsers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -179,6 +179,9 @@ static const struct bad_case bad_cases[] = {
     { "ans field with a control byte", "ascii87", "'0200' '0000000000800000' 'TERM' 01 '001'",
       ISO_E_CHARSET, 41, 24 },
     { "bcd n nibble above 9", "bcd87", "0200 2000000000000000 00A000", ISO_E_BCD, 3, 11 },
+    { "bcd n with a D nibble (only z may)", "bcd87", "0200 2000000000000000 00D000", ISO_E_BCD, 3,
+      11 },
+    { "bcd z with an A nibble", "bcd87", "0200 0000000020000000 03 12A0", ISO_E_BCD, 35, 12 },
     { "bcd odd fixed field with a non-zero pad nibble", "bcd87", "0200 0000040000000000 1051",
       ISO_E_BCD, 22, 10 },
     { "bcd LL prefix not BCD", "bcd87", "0200 4000000000000000 1A 47617390", ISO_E_LENGTH, 2, 10 },
@@ -227,6 +230,115 @@ static void test_reason_has_no_value(void **state)
     assert_null(strstr(err.reason, "476173"));
     assert_null(strstr(err.reason, "0010"));
     assert_null(strstr(err.reason, "00000X"));
+}
+
+/* Hex b fields (ascii87 DE 55): every byte value at every position of a 40-byte value is
+ * accepted exactly when it is a hex digit (either case), and an error names the exact offset.
+ * Covers the vectorised block path and the scalar tail alike. */
+static void test_hex_field_every_byte(void **state)
+{
+    const struct iso_dialect *d = iso_dialect_find("ascii87");
+    /* MTI, bitmap with DE 55 only (byte 7 = 0x02), LLL 040, 80 hex characters */
+    static uint8_t frame[4 + 16 + 3 + 80];
+    memcpy(frame,
+           "0200"
+           "0000000000000200"
+           "040",
+           23);
+    const char *hexd = "0123456789abcdefABCDEF";
+    struct iso_msg m;
+    struct iso_err err;
+    for (size_t pos = 0; pos < 80; pos += 3) {
+        for (int c = 0; c < 256; c++) {
+            for (size_t i = 0; i < 80; i++)
+                frame[23 + i] = (uint8_t)hexd[(i * 7) % 22];
+            frame[23 + pos] = (uint8_t)c;
+            iso_msg_init(&m, arena, sizeof(arena));
+            int rc = iso_unpack(d, frame, sizeof(frame), &m, &err);
+            int valid = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+            if (valid) {
+                if (rc != 0)
+                    fail_msg("byte 0x%02X at %zu refused", c, pos);
+                size_t len;
+                const uint8_t *v = iso_get(&m, 55, &len);
+                assert_int_equal(len, 40);
+                for (size_t i = 0; i < 40; i++) {
+                    unsigned want;
+                    char two[3] = { (char)frame[23 + 2 * i], (char)frame[24 + 2 * i], 0 };
+                    sscanf(two, "%2x", &want);
+                    if (v[i] != want)
+                        fail_msg("byte %zu decoded wrong (char 0x%02X at %zu)", i, c, pos);
+                }
+            } else if (rc != ISO_E_CHARSET || err.field != 55 || err.offset != 23 + pos) {
+                fail_msg("byte 0x%02X at %zu: rc %d offset %zu", c, pos, rc, err.offset);
+            }
+        }
+    }
+    /* and the encoder: 40 bytes of every value pattern re-pack to upper-case hex */
+    uint8_t val[40], out[256];
+    for (int base = 0; base < 256; base += 40) {
+        for (int i = 0; i < 40; i++)
+            val[i] = (uint8_t)(base + i);
+        iso_msg_init(&m, arena, sizeof(arena));
+        assert_int_equal(iso_set_mti(&m, "0200"), 0);
+        assert_int_equal(iso_set(&m, 55, val, 40), 0);
+        size_t n;
+        assert_int_equal(iso_pack(d, &m, out, sizeof(out), &n, &err), 0);
+        assert_int_equal(n, 23 + 80);
+        for (int i = 0; i < 40; i++) {
+            char want[3];
+            snprintf(want, sizeof(want), "%02X", val[i]);
+            assert_memory_equal(out + 23 + 2 * i, want, 2);
+        }
+    }
+}
+
+/* Character classes: every byte value at many positions of a long n field (DE 90, 42 digits)
+ * and a long ans field (DE 43, 40 characters) is accepted exactly when its class allows it, on
+ * unpack and on pack, and the error names the exact byte. Covers the 8-bytes-at-a-time scan. */
+static void test_charset_every_byte(void **state)
+{
+    const struct iso_dialect *d = iso_dialect_find("ascii87");
+    static const struct {
+        int field;
+        const char *bitmap;
+        size_t len;
+        char fill;
+    } cases[] = { { 90, "'8000000000000000' '0000004000000000'", 42, '7' },
+                  { 43, "'0000000000200000'", 40, 'k' } };
+    for (size_t k = 0; k < 2; k++) {
+        uint8_t frame[128];
+        char notation[96];
+        snprintf(notation, sizeof(notation), "'0200' %s", cases[k].bitmap);
+        long hl = golden_bytes(notation, frame, sizeof(frame));
+        assert_true(hl > 0);
+        for (size_t pos = 0; pos < cases[k].len; pos++) {
+            for (int c = 0; c < 256; c++) {
+                memset(frame + hl, cases[k].fill, cases[k].len);
+                frame[hl + pos] = (uint8_t)c;
+                int valid =
+                    cases[k].field == 90 ? (c >= '0' && c <= '9') : (c >= 0x20 && c <= 0x7E);
+                struct iso_msg m;
+                struct iso_err err;
+                iso_msg_init(&m, arena, sizeof(arena));
+                int rc = iso_unpack(d, frame, (size_t)hl + cases[k].len, &m, &err);
+                if (valid ? rc != 0
+                          : (rc != ISO_E_CHARSET || err.field != cases[k].field ||
+                             err.offset != (size_t)hl + pos))
+                    fail_msg("DE %d byte 0x%02X at %zu: rc %d offset %zu", cases[k].field, c, pos,
+                             rc, err.offset);
+                /* pack applies the same rule to the canonical value */
+                iso_msg_init(&m, arena, sizeof(arena));
+                assert_int_equal(iso_set_mti(&m, "0200"), 0);
+                assert_int_equal(iso_set(&m, cases[k].field, frame + hl, cases[k].len), 0);
+                uint8_t out[128];
+                size_t n;
+                rc = iso_pack(d, &m, out, sizeof(out), &n, &err);
+                if (valid ? rc != 0 : rc != ISO_E_CHARSET)
+                    fail_msg("pack DE %d byte 0x%02X at %zu: rc %d", cases[k].field, c, pos, rc);
+            }
+        }
+    }
 }
 
 static void test_pack_validation(void **state)
@@ -609,6 +721,18 @@ static void test_describe_masks(void **state)
     assert_non_null(strstr(out, "\"tag\":\"5A\",\"len\":8,\"value\":\"476173******0010\""));
     assert_non_null(strstr(out, "\"tag\":\"57\",\"len\":12,\"value\":\"476173******0010D***\""));
     assert_null(strstr(out, "739001010"));
+    /* a b field carrying a PAN (binary BCD) is masked on its hex text */
+    struct iso_dialect bd;
+    const char *spec = "base ascii87b\nfield 2 b LL10 mask=pan\n";
+    assert_int_equal(iso_dialect_parse(spec, strlen(spec), &bd, &err), 0);
+    static const uint8_t bpan[8] = { 0x47, 0x61, 0x73, 0x90, 0x01, 0x01, 0x00, 0x10 };
+    struct iso_msg bm;
+    iso_msg_init(&bm, NULL, 0);
+    assert_int_equal(iso_set_mti(&bm, "0100"), 0);
+    assert_int_equal(iso_set(&bm, 2, bpan, 8), 0);
+    n = iso_describe(&bd, &bm, ISO_DESCRIBE_JSON, out, sizeof(out));
+    assert_true(n > 0);
+    assert_non_null(strstr(out, "\"2\":\"476173******0010\""));
 }
 
 static void test_spec_file(void **state)
@@ -654,6 +778,7 @@ static void test_spec_file(void **state)
         { "field 2 x+n 1\n", 0 },
         { "field 2 n LL19 colour=red\n", 1 },
         { "field 130 n 4\n", 0 },
+        { "field 48 ans LLL999 mask=tlv\n", 0 },
         { "bogus 1\n", 1 },
         { "mti octal\n", 1 },
         { "field 3 n 6\nbase ascii87\n", 2 },
@@ -692,6 +817,18 @@ static void test_builtins(void **state)
         assert_int_equal(d->field[129].type, ISO_T_NONE);
     }
     assert_null(iso_dialect_find("nosuch"));
+    /* hand-built tables are checked before use */
+    struct iso_dialect hand = *iso_dialect_find("ascii87");
+    struct iso_err err;
+    assert_int_equal(iso_dialect_validate(&hand, &err), 0);
+    hand.field[7].len_kind = 9;
+    assert_int_equal(iso_dialect_validate(&hand, &err), ISO_E_SPEC);
+    assert_int_equal(err.field, 7);
+    hand = *iso_dialect_find("ascii87");
+    hand.field[3].data_enc = ISO_ENC_HEX;
+    assert_int_equal(iso_dialect_validate(&hand, &err), ISO_E_SPEC);
+    for (const char *const *n = iso_dialect_names; *n; n++)
+        assert_int_equal(iso_dialect_validate(iso_dialect_find(*n), &err), 0);
     assert_int_equal(iso_dialect_find("ascii87")->field[52].data_enc, ISO_ENC_HEX);
     assert_int_equal(iso_dialect_find("ascii87b")->field[52].data_enc, ISO_ENC_BINARY);
     assert_int_equal(iso_dialect_find("bcd87")->field[55].len_enc, ISO_ENC_BCD);
@@ -714,6 +851,8 @@ int main(void)
         cmocka_unit_test(test_tlv),
         cmocka_unit_test(test_framing),
         cmocka_unit_test(test_describe_masks),
+        cmocka_unit_test(test_hex_field_every_byte),
+        cmocka_unit_test(test_charset_every_byte),
         cmocka_unit_test(test_spec_file),
         cmocka_unit_test(test_builtins),
     };
