@@ -354,6 +354,10 @@ struct sim_conn *sim_conn_open(struct sim_engine *e, const struct sockaddr *addr
                                const struct sim_term *t, sim_conn_fn cb, void *arg);
 bool sim_conn_up(const struct sim_conn *c);
 bool sim_conn_closed(const struct sim_conn *c);
+/* Bytes queued for sending but not yet written (backpressure for a load generator). */
+size_t sim_conn_output_len(const struct sim_conn *c);
+/* Requests sent on c and not yet completed. */
+size_t sim_conn_inflight(const struct sim_conn *c);
 /* Closes (pending requests fail with SIM_E_CONN) and frees c. */
 void sim_conn_free(struct sim_conn *c);
 

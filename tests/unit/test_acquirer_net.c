@@ -477,7 +477,9 @@ static void test_engine_pipelined_reverse_order(void **state)
             sim_req_send(c, r, len, &sent, t, 30000, 0, pipe_done, (void *)(intptr_t)i), 0);
     }
     assert_int_equal(sim_engine_inflight(e), 20);
+    assert_int_equal(sim_conn_inflight(c), 20);
     event_base_dispatch(base);
+    assert_int_equal(sim_conn_inflight(c), 0);
     assert_int_equal(p.done, 20);
     assert_int_equal(p.answered, 20);
     assert_int_equal(p.ok_match, 20);
