@@ -652,6 +652,13 @@ static void test_state_file(void **state)
     assert_string_equal(sent.stan, "000001");
     assert_string_equal(sent.ksn, "FFFF9876543210E00801");
 
+    /* Past the last usable TDES counter (0x1FF800: the top 10 bits) the terminal refuses. */
+    f = fopen(path, "w");
+    fprintf(f, "stan=5\nksn_counter=%u\n", 0x1FF801u);
+    fclose(f);
+    assert_int_equal(sim_term_reserve(t2, dir, 1, err, sizeof err), -1);
+    assert_non_null(strstr(err, "exhausted"));
+
     /* A damaged state file is refused, never silently reset. */
     f = fopen(path, "w");
     fprintf(f, "stan=12\nksn_counter=banana\n");
