@@ -1,7 +1,7 @@
 /* bench-hsm, in-process cases: libhsm operations on one core, keys loaded from
  * their LMK form through the key cache on every operation (as the daemon does),
  * one line per case: case=<name> ops_per_s=<n> p99_us=<n>.
- * Usage: bench-hsm [--seconds S] [--case NAME]   (default 0.5 s per case) */
+ * Usage: bench-hsm [--seconds S] [--case NAME]   (default 0.25 s per case) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,7 +281,7 @@ static void run_case(struct bench *b, const char *name, int (*op)(struct bench *
 
 int main(int argc, char **argv)
 {
-    double secs = 0.5;
+    double secs = 0.25;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {

@@ -1,7 +1,9 @@
 /* libFuzzer target over the whole receive path of libatlas_iso8583: framing, unpack in the
  * dialect picked by the first input byte, BER-TLV of DE 55 and of the raw input, masked
  * describe, and the invariant that a message that unpacks re-packs into a frame that unpacks
- * to the same MTI and fields (and TLV that parses rebuilds byte-identical). */
+ * to the same MTI and fields (and TLV that parses rebuilds byte-identical). With bit 7 of the
+ * first byte set, the input is instead "<dialect spec text> NUL <message>": the spec-file
+ * parser is fuzzed and any table it accepts drives the same unpack/re-pack checks. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +71,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     /* byte 0: low 2 bits dialect, next 2 bits framing */
+    if (data[0] & 0x80) {
+        static struct iso_dialect custom;
+        const uint8_t *nul = memchr(data + 1, 0, size - 1);
+        size_t slen = nul ? (size_t)(nul - data - 1) : size - 1;
+        if (iso_dialect_parse((const char *)data + 1, slen, &custom, NULL) != 0)
+            return 0;
+        if (iso_dialect_validate(&custom, NULL) != 0)
+            abort(); /* parse must only return validated tables */
+        if (nul) {
+            size_t mlen = size - 1 - slen - 1;
+            uint8_t *msg = malloc(mlen ? mlen : 1);
+            if (!msg)
+                return 0;
+            memcpy(msg, nul + 1, mlen);
+            check_message(&custom, msg, mlen);
+            free(msg);
+        }
+        return 0;
+    }
     const struct iso_dialect *d = iso_dialect_find(iso_dialect_names[data[0] & 3]);
     static const enum iso_frame_kind kinds[4] = { ISO_FRAME_NONE, ISO_FRAME_2B, ISO_FRAME_4A,
                                                   ISO_FRAME_TPDU };

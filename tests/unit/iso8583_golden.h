@@ -203,6 +203,13 @@ static const struct golden goldens[] = {
       "'000000'"                  /* DE 3 */
       "'4000000000000000'"        /* tertiary bitmap: bit 130 */
       "'005' 'HELLO'" },
+    { "all-zero tertiary bitmap kept",
+      NULL,
+      G_TERTIARY_SPEC,
+      "0200",
+      ISO_MSG_SECONDARY | ISO_MSG_TERTIARY,
+      { { 3, "000000" }, { 0, NULL } },
+      "'0200' 'A000000000000000' '8000000000000000' '000000' '0000000000000000'" },
     { "every length kind and encoding",
       NULL,
       G_KITCHEN_SPEC,

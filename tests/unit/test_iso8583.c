@@ -179,6 +179,9 @@ static const struct bad_case bad_cases[] = {
     { "ans field with a control byte", "ascii87", "'0200' '0000000000800000' 'TERM' 01 '001'",
       ISO_E_CHARSET, 41, 24 },
     { "bcd n nibble above 9", "bcd87", "0200 2000000000000000 00A000", ISO_E_BCD, 3, 11 },
+    { "bcd n with a D nibble (only z may)", "bcd87", "0200 2000000000000000 00D000", ISO_E_BCD, 3,
+      11 },
+    { "bcd z with an A nibble", "bcd87", "0200 0000000020000000 03 12A0", ISO_E_BCD, 35, 12 },
     { "bcd odd fixed field with a non-zero pad nibble", "bcd87", "0200 0000040000000000 1051",
       ISO_E_BCD, 22, 10 },
     { "bcd LL prefix not BCD", "bcd87", "0200 4000000000000000 1A 47617390", ISO_E_LENGTH, 2, 10 },
@@ -286,6 +289,54 @@ static void test_hex_field_every_byte(void **state)
             char want[3];
             snprintf(want, sizeof(want), "%02X", val[i]);
             assert_memory_equal(out + 23 + 2 * i, want, 2);
+        }
+    }
+}
+
+/* Character classes: every byte value at many positions of a long n field (DE 90, 42 digits)
+ * and a long ans field (DE 43, 40 characters) is accepted exactly when its class allows it, on
+ * unpack and on pack, and the error names the exact byte. Covers the 8-bytes-at-a-time scan. */
+static void test_charset_every_byte(void **state)
+{
+    const struct iso_dialect *d = iso_dialect_find("ascii87");
+    static const struct {
+        int field;
+        const char *bitmap;
+        size_t len;
+        char fill;
+    } cases[] = { { 90, "'8000000000000000' '0000004000000000'", 42, '7' },
+                  { 43, "'0000000000200000'", 40, 'k' } };
+    for (size_t k = 0; k < 2; k++) {
+        uint8_t frame[128];
+        char notation[96];
+        snprintf(notation, sizeof(notation), "'0200' %s", cases[k].bitmap);
+        long hl = golden_bytes(notation, frame, sizeof(frame));
+        assert_true(hl > 0);
+        for (size_t pos = 0; pos < cases[k].len; pos++) {
+            for (int c = 0; c < 256; c++) {
+                memset(frame + hl, cases[k].fill, cases[k].len);
+                frame[hl + pos] = (uint8_t)c;
+                int valid =
+                    cases[k].field == 90 ? (c >= '0' && c <= '9') : (c >= 0x20 && c <= 0x7E);
+                struct iso_msg m;
+                struct iso_err err;
+                iso_msg_init(&m, arena, sizeof(arena));
+                int rc = iso_unpack(d, frame, (size_t)hl + cases[k].len, &m, &err);
+                if (valid ? rc != 0
+                          : (rc != ISO_E_CHARSET || err.field != cases[k].field ||
+                             err.offset != (size_t)hl + pos))
+                    fail_msg("DE %d byte 0x%02X at %zu: rc %d offset %zu", cases[k].field, c, pos,
+                             rc, err.offset);
+                /* pack applies the same rule to the canonical value */
+                iso_msg_init(&m, arena, sizeof(arena));
+                assert_int_equal(iso_set_mti(&m, "0200"), 0);
+                assert_int_equal(iso_set(&m, cases[k].field, frame + hl, cases[k].len), 0);
+                uint8_t out[128];
+                size_t n;
+                rc = iso_pack(d, &m, out, sizeof(out), &n, &err);
+                if (valid ? rc != 0 : rc != ISO_E_CHARSET)
+                    fail_msg("pack DE %d byte 0x%02X at %zu: rc %d", cases[k].field, c, pos, rc);
+            }
         }
     }
 }
@@ -801,6 +852,7 @@ int main(void)
         cmocka_unit_test(test_framing),
         cmocka_unit_test(test_describe_masks),
         cmocka_unit_test(test_hex_field_every_byte),
+        cmocka_unit_test(test_charset_every_byte),
         cmocka_unit_test(test_spec_file),
         cmocka_unit_test(test_builtins),
     };
