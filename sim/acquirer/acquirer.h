@@ -196,6 +196,13 @@ SIM_MUST_CHECK int sim_term_build_request(struct sim_term *t, const struct sim_t
                                           size_t cap, size_t *outlen, struct sim_sent *sent,
                                           char *err, size_t errcap);
 
+/* As sim_term_build_request, but writes the whole frame (t's length header, TPDU for
+ * tpdu framing, then the message) into out: ready for write(2) on a socket. *outlen is
+ * the frame length. The convenience for other modules' integration tests. */
+SIM_MUST_CHECK int sim_term_build_frame(struct sim_term *t, const struct sim_txn *x, uint8_t *out,
+                                        size_t cap, size_t *outlen, struct sim_sent *sent,
+                                        char *err, size_t errcap);
+
 /* Writes the frame header for a message of msg_len bytes on t's framing (length, plus
  * t's TPDU for tpdu framing) into hdr (>= ISO_FRAME_MAX_HEADER bytes). Returns its
  * length (0..7) or -1. */

@@ -322,6 +322,20 @@ static void test_bcd87_tpdu(void **state)
     assert_int_equal((hdr[0] << 8) | hdr[1], (int)len + 5);
     static const uint8_t tpdu[5] = { 0x60, 0x00, 0x01, 0x00, 0x00 };
     assert_memory_equal(hdr + 2, tpdu, 5);
+
+    /* The whole frame in one call parses back with the TPDU framing. */
+    uint8_t frame[SIM_MSG_MAX + 8];
+    size_t flen = 0;
+    assert_int_equal(sim_term_build_frame(t, &x, frame, sizeof frame, &flen, NULL, err, sizeof err),
+                     0);
+    struct iso_frame fr;
+    struct iso_err ie;
+    assert_int_equal(iso_frame_parse(ISO_FRAME_TPDU, 0, frame, flen, &fr, &ie), ISO_FRAME_READY);
+    assert_int_equal(fr.consume, flen);
+    assert_memory_equal(frame + fr.tpdu_off, tpdu, 5);
+    unpack(t, frame + fr.msg_off, fr.msg_len, &m, arena, sizeof arena);
+    field_eq(&m, 11, "000043");
+    mac_verifies(frame + fr.msg_off, fr.msg_len, 8, "2C2C2C2C2C2C2C2C3B3B3B3B3B3B3B3B");
 }
 
 static void test_reversal_and_echo(void **state)
