@@ -269,7 +269,7 @@ static void on_conn_timeout(evutil_socket_t fd, short what, void *arg)
         c->ce->c = NULL;
         sim_conn_free(conn);
     }
-    txn_done(c, NULL, "connect timed out");
+    txn_done(c, NULL, "connect timeout");
 }
 
 /* ------------------------------------------------------------------ one transaction */
