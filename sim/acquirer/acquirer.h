@@ -346,7 +346,8 @@ typedef void (*sim_done_fn)(void *arg, struct sim_req *r, const struct sim_outco
 typedef void (*sim_conn_fn)(void *arg, struct sim_conn *c, bool up, const char *reason);
 
 /* Creates an engine on base with a pool of slots request slots (the in-flight maximum).
- * All memory is allocated here; sending and matching allocate nothing. */
+ * All memory is allocated here; sending and matching allocate nothing. The process
+ * should ignore SIGPIPE (a peer closing while we write is then a connection error). */
 SIM_MUST_CHECK int sim_engine_new(struct event_base *base, size_t slots, struct sim_engine **out);
 /* Closes every connection (their pending requests fail with SIM_E_CONN) and frees. */
 void sim_engine_free(struct sim_engine *e);
