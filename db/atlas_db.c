@@ -1,7 +1,9 @@
 /* atlas-db: the database administration tool — applies migrations, reports the schema status,
  * manages the journal's daily partitions. Blocking libpq (a CLI, not a daemon). Connects with
  * --db CONNINFO or libpq's PG* environment. */
+#include <dirent.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,9 +82,23 @@ static int cmd_status(PGconn *conn, const char *dir)
         printf("applied  %s  %s\n", PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
         version = atoi(PQgetvalue(res, i, 0));
     }
+    /* Files in the directory that are not recorded yet. */
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 9 || strcmp(e->d_name + len - 4, ".sql") != 0)
+            continue;
+        bool applied = false;
+        for (int i = 0; i < PQntuples(res) && !applied; i++)
+            applied = strcmp(PQgetvalue(res, i, 1), e->d_name) == 0;
+        if (!applied)
+            printf("pending  %s\n", e->d_name);
+    }
+    if (d)
+        closedir(d);
     PQclear(res);
     printf("schema version: %d (this build needs %d)\n", version, DB_SCHEMA_VERSION);
-    (void)dir;
     res = query(conn,
                 "SELECT count(*), min(c.relname), max(c.relname) FROM pg_inherits i"
                 " JOIN pg_class c ON c.oid = i.inhrelid"

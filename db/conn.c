@@ -341,6 +341,12 @@ static void dbc_broken(struct dbc *c, const char *why)
         c->on_state(c, false);
 }
 
+void dbc_abort(struct dbc *c, const char *why)
+{
+    if (c->state != DBC_IDLE)
+        dbc_broken(c, why);
+}
+
 static void dbc_on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct dbc *c = arg;

@@ -190,6 +190,8 @@ struct db_journal_opts {
     uint32_t spool_sync_us;      /* first spooled record waits this long for company; 2000 */
     uint32_t reconnect_min_ms;   /* default 100 */
     uint32_t reconnect_max_ms;   /* default 5000 */
+    uint32_t batch_timeout_ms;   /* a batch not committed by then: drop the connection, spool the
+                                    batch (a hung server); default 5000 */
     void (*on_drain)(void *arg); /* backpressure released (queue fell below queue_low) */
     void *drain_arg;
 };

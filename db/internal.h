@@ -75,6 +75,9 @@ void dbc_submit(struct dbc *c, struct dbc_job *job);
 /* Closes the connection; every queued job is failed with code (DB_E_CLOSED). */
 void dbc_close(struct dbc *c, int code);
 void dbc_fail_queued(struct dbc *c, int code);
+/* Declares the connection broken (as if the socket had dropped): sent jobs fail with DB_E_CONN,
+ * a reconnect is scheduled. For work that takes too long (a hung server). */
+void dbc_abort(struct dbc *c, const char *why);
 /* Removes the not-yet-sent jobs into q (to move them to another connection). */
 void dbc_take_unsent(struct dbc *c, struct dbc_jobq *q);
 void dbc_set_error(struct db_error *err, int code, const char *sqlstate, const char *msg);

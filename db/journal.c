@@ -79,6 +79,7 @@ struct jconn {
     struct db_journal *j;
     struct jbatch batch;
     bool busy;
+    struct event *timeout; /* the batch in flight took too long: the server is hung */
 };
 
 struct jcb {
@@ -704,6 +705,8 @@ static void batch_done(struct dbc_job *job)
     PQclear(b->res[0]);
     b->res[0] = NULL;
     jc->busy = false;
+    if (jc->timeout)
+        evtimer_del(jc->timeout);
     if (b->replay) {
         replay_batch_done(j, b);
         j_dispatch(j, false);
@@ -749,6 +752,27 @@ static void batch_done(struct dbc_job *job)
 }
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
+
+/* A batch that has not committed within batch_timeout_ms means a hung server (a stuck disk, a
+ * lock): the connection is dropped, so the batch fails as DB_E_CONN and goes to the spool, and
+ * the writer keeps acknowledging instead of filling up behind it. */
+static void on_batch_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct jconn *jc = arg;
+    if (!jc->busy)
+        return;
+    at_log(AT_LOG_WARN, "journal_batch_timeout", AT_UINT("conn", jc->dbc.id),
+           AT_UINT("timeout_ms", jc->j->o.batch_timeout_ms));
+    dbc_abort(&jc->dbc, "batch timed out");
+}
+
+static void jc_arm_timeout(struct jconn *jc)
+{
+    uint32_t ms = jc->j->o.batch_timeout_ms;
+    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+    if (jc->timeout)
+        evtimer_add(jc->timeout, &tv);
+}
 
 static struct jconn *j_idle_conn(struct db_journal *j)
 {
@@ -815,6 +839,7 @@ static void j_dispatch(struct db_journal *j, bool force)
         }
         jc->busy = true;
         j->st.batches++;
+        jc_arm_timeout(jc);
         dbc_submit(&jc->dbc, &b->job);
     }
     arm_flush_timer(j);
@@ -953,6 +978,7 @@ static void j_maybe_replay(struct db_journal *j)
     b->n = j->replay_n;
     jc->busy = true;
     j->replay_inflight = true;
+    jc_arm_timeout(jc);
     dbc_submit(&jc->dbc, &b->job);
 }
 
@@ -1045,6 +1071,8 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
         j->o.queue_low = j->o.queue_max / 2;
     if (!j->o.spool_sync_us)
         j->o.spool_sync_us = 2000;
+    if (!j->o.batch_timeout_ms)
+        j->o.batch_timeout_ms = 5000;
     j->nconn = j->o.connections;
     j->conninfo = strdup(opts->conninfo ? opts->conninfo : "");
     j->spool_path = strdup(opts->spool_path);
@@ -1101,7 +1129,8 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
         jc->batch.job.send = batch_send;
         jc->batch.job.done = batch_done;
         jc->batch.idx = calloc(j->o.batch_max, sizeof *jc->batch.idx);
-        if (!jc->batch.idx) {
+        jc->timeout = evtimer_new(base, on_batch_timeout, jc);
+        if (!jc->batch.idx || !jc->timeout) {
             j->nconn = i + 1;
             db_journal_free(j);
             return DB_E_SYS;
@@ -1219,6 +1248,8 @@ void db_journal_free(struct db_journal *j)
         for (int k = 0; k < JNCOLS; k++)
             free(j->conns[i].batch.cols[k].p);
         free(j->conns[i].batch.idx);
+        if (j->conns[i].timeout)
+            event_free(j->conns[i].timeout);
     }
     if (j->spool_fd != -1)
         close(j->spool_fd);

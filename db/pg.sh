@@ -108,6 +108,10 @@ cmd_start() {
   ensure_binaries
   [ -f "$DATA/PG_VERSION" ] || init_cluster
   if running; then
+    local actual
+    actual=$(sed -n 4p "$DATA/postmaster.pid" 2>/dev/null || true)
+    [ -z "$actual" ] || [ "$actual" = "$PORT" ] ||
+      die "cluster in $DATA already runs on port $actual, not $PORT: stop it first"
     echo "pg.sh: cluster already running ($DATA, port $PORT)"
   else
     pgctl -w -t 60 -l "$DATA/server.log" -o "-p $PORT -k $DATA" start >/dev/null ||

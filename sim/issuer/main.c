@@ -868,9 +868,11 @@ static void on_frame(void *arg, struct at_stream *st, const uint8_t *frame, size
         return;
     }
     t->is_reversal = !strcmp(t->mti, "0420") || !strcmp(t->mti, "0421");
-    bool known = t->is_reversal || !strcmp(t->mti, "0100") || !strcmp(t->mti, "0200");
-    if (t->mti[3] != '0' && !t->is_reversal) {
-        at_stream_close(st, "response or advice on the issuer link", false);
+    /* 0101 / 0201 repeats are the same request again: the request key makes them harmless. */
+    bool known = t->is_reversal || !strcmp(t->mti, "0100") || !strcmp(t->mti, "0200") ||
+                 !strcmp(t->mti, "0101") || !strcmp(t->mti, "0201");
+    if ((t->mti[2] - '0') % 2 != 0) {
+        at_stream_close(st, "response message on the issuer link", false);
         strcpy(t->outcome, "unexpected");
         memcpy(t->rc, "--", 3);
         txn_finish(t);

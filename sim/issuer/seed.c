@@ -125,19 +125,23 @@ static int seed_line(uint64_t index, struct hsm_key *pvk, const uint8_t *hkey, s
     return n > 0 && (size_t)n < cap ? n : -1;
 }
 
+/* Fast mode (triggers off): the wallets and their opening entries in one statement, the ledger
+ * rows taking the new wallet ids from RETURNING (no join against the growing wallets table). */
 static const char *const SQL_WALLETS_FAST =
-    "INSERT INTO wallet.wallets (pan_hmac, pan_masked, expiry, currency, balance_minor, status, "
-    "pin_method, pvki, pvv, pin_offset, daily_limit_minor) SELECT pan_hmac, pan_masked, expiry, "
-    "currency, balance, status, pin_method, pvki, pvv, pin_offset, daily_limit FROM seed "
-    "ON CONFLICT (pan_hmac) DO NOTHING";
+    "WITH ins AS (INSERT INTO wallet.wallets (pan_hmac, pan_masked, expiry, currency, "
+    "balance_minor, status, pin_method, pvki, pvv, pin_offset, daily_limit_minor) SELECT "
+    "pan_hmac, pan_masked, expiry, currency, balance, status, pin_method, pvki, pvv, pin_offset, "
+    "daily_limit FROM seed ON CONFLICT (pan_hmac) DO NOTHING RETURNING wallet_id, balance_minor) "
+    "INSERT INTO wallet.ledger (wallet_id, request_key, kind, amount_minor, balance_after_minor) "
+    "SELECT wallet_id, 'opening:' || wallet_id, 'opening', balance_minor, balance_minor FROM ins "
+    "WHERE balance_minor > 0";
 static const char *const SQL_WALLETS_SLOW =
     "INSERT INTO wallet.wallets (pan_hmac, pan_masked, expiry, currency, status, "
     "pin_method, pvki, pvv, pin_offset, daily_limit_minor) SELECT pan_hmac, pan_masked, expiry, "
     "currency, status, pin_method, pvki, pvv, pin_offset, daily_limit FROM seed "
     "ON CONFLICT (pan_hmac) DO NOTHING";
-/* Opening balances: one 'opening' ledger row per new wallet. In fast mode (triggers off) the
- * wallet row already carries the balance and balance_after is written here; otherwise the
- * ledger trigger applies each row to its wallet. */
+/* Trigger mode: opening balances, one 'opening' ledger row per new wallet; the ledger trigger
+ * applies each row to its wallet (and overwrites balance_after_minor). */
 static const char *const SQL_OPENING =
     "INSERT INTO wallet.ledger (wallet_id, request_key, kind, amount_minor, balance_after_minor) "
     "SELECT w.wallet_id, 'opening:' || w.wallet_id, 'opening', s.balance, s.balance "
@@ -247,6 +251,9 @@ int sim_seed_main(int argc, char **argv)
         PQclear(r);
         while ((r = PQgetResult(pc)))
             PQclear(r);
+        if (exec_ok(pc, "ANALYZE seed", false) != 0)
+            goto out;
+        /* new wallets: fast mode counts their opening entries (every seeded balance is > 0) */
         r = PQexec(pc, fast ? SQL_WALLETS_FAST : SQL_WALLETS_SLOW);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             fprintf(stderr, "issuer-sim seed: %s", PQresultErrorMessage(r));
@@ -255,7 +262,7 @@ int sim_seed_main(int argc, char **argv)
         }
         inserted += strtoull(PQcmdTuples(r), NULL, 10);
         PQclear(r);
-        if (exec_ok(pc, SQL_OPENING, false) != 0 || exec_ok(pc, "COMMIT", false) != 0)
+        if ((!fast && exec_ok(pc, SQL_OPENING, false) != 0) || exec_ok(pc, "COMMIT", false) != 0)
             goto out;
         done = end;
     }

@@ -756,6 +756,59 @@ static void test_server_restart_under_load(void **state)
     (void)system(cmd);
 }
 
+/* ---- a hung server: batches time out into the spool --------------------------------------- */
+
+static void test_hung_server_batch_timeout(void **state)
+{
+    const char *ci = dbt_create("hang");
+    assert_non_null(ci);
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    PGconn *c = dbt_connect(conninfo);
+    assert_non_null(c);
+    /* While hang.on is true, every insert into the journal stalls for 2 s. */
+    PGresult *r = PQexec(c, "CREATE TABLE hang (on_ boolean); INSERT INTO hang VALUES (true);"
+                            " CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$"
+                            " BEGIN IF (SELECT on_ FROM hang) THEN PERFORM pg_sleep(2); END IF;"
+                            " RETURN NEW; END $$;"
+                            " CREATE TRIGGER stall BEFORE INSERT ON switch.authorizations"
+                            " FOR EACH STATEMENT EXECUTE FUNCTION stall()");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    struct event_base *base = new_base();
+    struct db_journal_opts o = { .conninfo = conninfo,
+                                 .spool_path = spool_path("hang"),
+                                 .connections = 1,
+                                 .batch_timeout_ms = 300,
+                                 .reconnect_min_ms = 50 };
+    struct db_journal *j = NULL;
+    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    enum { N = 20 };
+    static struct tcb cbs[N];
+    struct tally t = { .expected = N, .in_order = true };
+    struct db_auth_record rec;
+    for (unsigned i = 0; i < N; i++) {
+        dbt_record(&rec, 5, i);
+        cbs[i] = (struct tcb){ .t = &t, .seq = i };
+        assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[i]), 0);
+    }
+    /* Acknowledged from the spool, without waiting for the stalled server. */
+    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
+    assert_int_equal(t.spooled, N);
+    r = PQexec(c, "UPDATE hang SET on_ = false");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    struct load l = { .base = base, .j = j };
+    load_start(&l, 0, 0, 13);
+    assert_int_equal(dbt_run_until(base, load_finished, &l, 60000), 0);
+    load_stop(&l);
+    db_journal_free(j);
+    event_base_free(base);
+    PQfinish(c);
+    assert_exactly_once(conninfo, 5, N);
+    dbt_drop(conninfo);
+}
+
 /* ---- a writer killed with a non-empty spool; the next one replays it ---------------------- */
 
 static void test_crash_then_replay(void **state)
@@ -845,6 +898,7 @@ int main(void)
         cmocka_unit_test(test_client_and_error_mapping),
         cmocka_unit_test(test_terminate_backend_mid_batch),
         cmocka_unit_test(test_crash_then_replay),
+        cmocka_unit_test(test_hung_server_batch_timeout),
         cmocka_unit_test(test_server_restart_under_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
