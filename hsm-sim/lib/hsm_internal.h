@@ -1,0 +1,121 @@
+/* libhsm private face: the key object, the HSM state and the cipher helpers the
+ * algorithm files share. Nothing outside hsm-sim/lib includes this header. */
+#ifndef ATLAS_HSM_INTERNAL_H
+#define ATLAS_HSM_INTERNAL_H
+
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "hsm.h"
+
+#define HSM_LMK_PAIRS   20
+#define HSM_KEYTEXT_MAX 49 /* scheme letter + 48 hex */
+
+/* A clear key and its key schedules. Lives either in an hsm's cache (owner set)
+ * or alone (owner NULL, from hsm_key_from_clear). The contexts are allocated the
+ * first time they are needed and then only re-keyed, so a slot reused by the
+ * cache costs no allocation. */
+struct hsm_key {
+    enum hsm_keytype type;
+    bool aes;
+    uint8_t len;          /* 8/16/24 DES, 16/24/32 AES */
+    uint8_t clear[32];    /* the clear key (natural length) */
+    uint8_t ede[24];      /* DES: K1||K2||K3 as handed to OpenSSL (K3 = K1 for 2TDEA) */
+    EVP_CIPHER_CTX *enc;  /* ECB encrypt, full key */
+    EVP_CIPHER_CTX *dec;  /* ECB decrypt, full key (keyed on first use) */
+    EVP_CIPHER_CTX *cbc;  /* CBC encrypt, full key (ISO 9797-1 alg 1) */
+    EVP_CIPHER_CTX *cbc1; /* DES: CBC encrypt with K1||K1||K1 (alg 3 chain) */
+    EVP_CIPHER_CTX *aux;  /* scratch for keys derived from this one (DUKPT, EMV) */
+    EVP_MAC_CTX *cmac;
+    struct hsm_key *derived; /* re-keyed per use for keys derived from this one */
+    bool dec_ready, cbc_ready, cbc1_ready, cmac_ready;
+
+    /* cache bookkeeping (owner != NULL) */
+    struct hsm *owner;
+    uint32_t refs;
+    uint32_t hash;
+    int32_t hnext;              /* next slot in the hash chain, -1 = end */
+    int32_t lru_prev, lru_next; /* unpinned list, -1 = end */
+    bool in_use;
+    uint8_t textlen;
+    char text[HSM_KEYTEXT_MAX + 1];
+};
+
+struct hsm {
+    uint8_t lmk[HSM_LMK_PAIRS][16];
+    EVP_CIPHER_CTX *lmk_ctx; /* scratch: re-keyed with the variant LMK per use */
+    struct hsm_key *slots;
+    size_t nslots;
+    int32_t *buckets;
+    size_t nbuckets;            /* power of two */
+    int32_t lru_head, lru_tail; /* head = most recently released */
+    int32_t free_head;          /* never-used / failed slots, chained by hnext */
+};
+
+/* Ciphers fetched once from the default provider. */
+struct hsm_ciphers {
+    EVP_CIPHER *ede3_ecb, *ede3_cbc, *aes128_ecb, *aes192_ecb, *aes256_ecb;
+    EVP_CIPHER *aes128_cbc, *aes192_cbc, *aes256_cbc;
+    EVP_MAC *cmac;
+};
+const struct hsm_ciphers *hsm_ciphers(void);
+
+/* Attributes of a key type. */
+struct hsm_kt_info {
+    const char *name;
+    const char *code;
+    uint8_t pair; /* index into struct hsm.lmk */
+    uint8_t variant;
+    bool aes_only; /* AES keys only (BDK-AES) */
+    bool aes_ok;   /* DES by default, AES with scheme 'A' / hsm_key_from_clear_aes */
+};
+const struct hsm_kt_info *hsm_kt(enum hsm_keytype t);
+
+/* (Re)keys k for type/clear: allocates the ECB contexts on first use. */
+HSM_MUST_CHECK int hsm_key_setup(struct hsm_key *k, enum hsm_keytype type, bool aes,
+                                 const uint8_t *clear, size_t len);
+/* Wipes clear material (contexts kept for reuse). */
+void hsm_key_wipe(struct hsm_key *k);
+/* Frees the contexts (after wipe). */
+void hsm_key_destroy(struct hsm_key *k);
+/* k->derived keyed with clear (allocated on first use), for derived session keys. */
+HSM_MUST_CHECK int hsm_key_derived(struct hsm_key *k, enum hsm_keytype type, bool aes,
+                                   const uint8_t *clear, size_t len, struct hsm_key **out);
+
+/* ECB over n bytes (multiple of the block) with k's schedule. */
+HSM_MUST_CHECK int hsm_key_ecb(struct hsm_key *k, bool encrypt, const uint8_t *in, uint8_t *out,
+                               size_t n);
+
+/* DES natural key (8/16/24 bytes) -> 24-byte EDE3 key. */
+void hsm_des_expand(const uint8_t *key, size_t len, uint8_t out[24]);
+
+/* One-shot ECB with an arbitrary key using *ctxp as scratch (allocated on first
+ * use; if ctxp is NULL a temporary context is used). DES keys 8/16/24 bytes, AES
+ * keys 16/24/32. */
+HSM_MUST_CHECK int hsm_ecb_oneshot(EVP_CIPHER_CTX **ctxp, bool aes, const uint8_t *key,
+                                   size_t keylen, bool encrypt, const uint8_t *in, uint8_t *out,
+                                   size_t n);
+
+/* MAC internals usable with a derived key (no type check). */
+HSM_MUST_CHECK int hsm_mac_compute(struct hsm_key *key, enum hsm_macalg alg, enum hsm_macpad pad,
+                                   const uint8_t *data, size_t len, uint8_t mac[16],
+                                   size_t *maclen);
+
+/* PIN helpers shared by pin.c and dukpt.c. */
+HSM_MUST_CHECK int hsm_pin_decrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const uint8_t *blk,
+                                       size_t len, const char *pan, char pin[13]);
+HSM_MUST_CHECK int hsm_pin_encrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const char *pin,
+                                       const char *pan, uint8_t out[16], size_t *outlen);
+/* hsm_pin_translate without the source key-type check (DUKPT-derived sources). */
+HSM_MUST_CHECK int hsm_pin_translate_any(struct hsm_key *src, enum hsm_pinfmt src_fmt,
+                                         const uint8_t *blk, size_t len, struct hsm_key *dst,
+                                         enum hsm_pinfmt dst_fmt, const char *pan, int max_pin_len,
+                                         uint8_t out[16], size_t *outlen, int *pin_len);
+/* 12-digit account number of pan (see hsm.h), as digits + NUL. */
+HSM_MUST_CHECK int hsm_pan_account12(const char *pan, char out[13]);
+
+bool hsm_is_digits(const char *s, size_t n);
+int hsm_hexval(char c);
+
+#endif

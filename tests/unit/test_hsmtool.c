@@ -1,0 +1,532 @@
+/* hsmtool end to end: runs build/bin/hsmtool (HSMTOOL_PATH) and checks that it
+ * reproduces every vector of tests/vectors/crypto.md sections 1-9 (and the DUKPT
+ * tables of tests/vectors/dukpt_*.txt) through the command line, prints one
+ * result line, and exits 2 with one stderr line on bad input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAXOUT 4096
+
+struct result {
+    int status; /* exit code, or -1 if killed */
+    char out[MAXOUT];
+    char err[MAXOUT];
+};
+
+/* Reads fd to EOF into buf (NUL-terminated, truncated at cap-1). */
+static void slurp(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + n, cap - 1 - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        if (n == cap - 1)
+            break;
+    }
+    buf[n] = '\0';
+}
+
+/* Runs hsmtool with the NULL-terminated argument list (argv[0] excluded). */
+static void run(struct result *r, const char *const *args)
+{
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = HSMTOOL_PATH;
+    while (*args && n < 31)
+        argv[n++] = *args++;
+    argv[n] = NULL;
+    int out[2], err[2];
+    assert_int_equal(pipe(out), 0);
+    assert_int_equal(pipe(err), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        close(out[0]);
+        close(err[0]);
+        execv(HSMTOOL_PATH, (char *const *)argv);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    /* outputs are small: stdout then stderr cannot deadlock below the pipe size */
+    slurp(out[0], r->out, sizeof r->out);
+    slurp(err[0], r->err, sizeof r->err);
+    close(out[0]);
+    close(err[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Runs and expects exit 0 and exactly one line equal to want. */
+#define EXPECT(want, ...)                                                                          \
+    do {                                                                                           \
+        struct result r_;                                                                          \
+        run(&r_, (const char *const[]){ __VA_ARGS__, NULL });                                      \
+        if (r_.status != 0)                                                                        \
+            fail_msg("exit %d: %s", r_.status, r_.err);                                            \
+        assert_string_equal(r_.out, want "\n");                                                    \
+    } while (0)
+
+/* Runs and returns the single output line (without newline) in a static buffer. */
+static const char *line_of(const char *const *args)
+{
+    static struct result r;
+    run(&r, args);
+    if (r.status != 0)
+        fail_msg("exit %d: %s", r.status, r.err);
+    size_t n = strlen(r.out);
+    assert_true(n > 0 && r.out[n - 1] == '\n');
+    assert_null(memchr(r.out, '\n', n - 1));
+    r.out[n - 1] = '\0';
+    return r.out;
+}
+#define LINE(...) line_of((const char *const[]){ __VA_ARGS__, NULL })
+
+/* Value of name= in dukpt's output. */
+static void kv_get(const char *out, const char *name, char *val, size_t cap)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "%s=", name);
+    const char *p = out;
+    while ((p = strstr(p, pat)) && p != out && p[-1] != '\n')
+        p++;
+    assert_non_null(p);
+    p += strlen(pat);
+    size_t n = strcspn(p, "\n");
+    assert_true(n < cap);
+    memcpy(val, p, n);
+    val[n] = '\0';
+}
+
+static const char *const PVK = "0123456789ABCDEFFEDCBA9876543210";
+
+/* ---------------------------------------------------------------- sections 1-5 */
+
+static void test_cli_kcv(void **state)
+{
+    EXPECT("08D7B4", "kcv", "0123456789ABCDEFFEDCBA9876543210");
+    EXPECT("08D7B4FB629D0885", "kcv", "--full", "0123456789ABCDEFFEDCBA9876543210");
+    EXPECT("D5D44F", "kcv", "0123456789ABCDEF");
+    EXPECT("A68CDC", "kcv", "FEDCBA9876543210");
+}
+
+static void test_cli_pinblock(void **state)
+{
+    EXPECT("041261AAAAEDCBA9", "pinblock", "encode", "--format", "0", "--pin", "1234", "--pan",
+           "5555555551234567");
+    EXPECT("0C1261032D8226A9", "pinblock", "encode", "--format", "0", "--pin", "123456789012",
+           "--pan", "5555555551234567");
+    EXPECT("041274EDCBA9876F", "pinblock", "encode", "--format", "0", "--pin", "1234", "--pan",
+           "4012345678909");
+    EXPECT("1234", "pinblock", "decode", "--format", "3", "--block", "341261AAAAEDCBA9", "--pan",
+           "5555555551234567");
+    /* the decoded clear field: encode with F fill against an all-zero account */
+    EXPECT("341234FFFFFFFFFF", "pinblock", "encode", "--format", "3", "--pin", "1234", "--pan",
+           "000000000000", "--fill", "5555555555555555");
+    EXPECT("123456789012", "pinblock", "decode", "--format", "3", "--block", "3C1261032D8226A9",
+           "--pan", "5555555551234567");
+    EXPECT("12345", "pinblock", "decode", "--format", "1", "--block", "1512345EDCBA9876");
+    EXPECT("1234", "pinblock", "decode", "--format", "1", "--block", "141234FFFFFFFFFF");
+    EXPECT("123456789012", "pinblock", "decode", "--format", "1", "--block", "1C123456789012FF");
+    /* ISO 4: ep2 8.4 */
+    EXPECT("441234AAAAAAAAAA146C6601F4A8035C", "pinblock", "encode", "--format", "4", "--pin",
+           "1234", "--pan", "432198765432109870", "--fill", "146C6601F4A8035C");
+    EXPECT("CC17F65586BFD0953010226C4FC5B3CA", "pinblock", "encode", "--format", "4", "--pin",
+           "1234", "--pan", "432198765432109870", "--fill", "146C6601F4A8035C", "--key",
+           "C1D0F8FB4958670DBA40AB1F3752EF0D");
+    EXPECT("1234", "pinblock", "decode", "--format", "4", "--block",
+           "CC17F65586BFD0953010226C4FC5B3CA", "--pan", "432198765432109870", "--key",
+           "C1D0F8FB4958670DBA40AB1F3752EF0D");
+    EXPECT("1234", "pinblock", "decode", "--format", "4", "--block",
+           "441234AAAAAAAAAA146C6601F4A8035C", "--pan", "432198765432109870");
+    EXPECT("28B41FDDD29B743E93124BD8E32D921E", "pinblock", "encode", "--format", "4", "--pin",
+           "1234", "--pan", "1234567890123456789", "--fill", "FFFFFFFFFFFFFFFF", "--key",
+           "00112233445566778899AABBCCDDEEFF");
+    EXPECT("44111111111111111000000000000000", "pinblock", "panfield", "--pan", "4111111111111111");
+    EXPECT("61122334455667788990000000000000", "pinblock", "panfield", "--pan",
+           "112233445566778899");
+    EXPECT("123456", "pinblock", "decode", "--format", "4", "--block",
+           "39B69B1B91FE05D48F7EF0D68EB2CBD6", "--pan", "1", "--key",
+           "00112233445566778899AABBCCDDEEFF");
+    /* a random fill: the block decodes back */
+    char blk[40];
+    strcpy(blk, LINE("pinblock", "encode", "--format", "3", "--pin", "98765", "--pan",
+                     "4111111111111111"));
+    EXPECT("98765", "pinblock", "decode", "--format", "3", "--block", blk, "--pan",
+           "4111111111111111");
+}
+
+static void test_cli_ibm_pvv_cvv(void **state)
+{
+    static const char *const rows[][3] = {
+        { "0000", "1122334455667788", "4524" }, { "1111", "1122334455667788", "5635" },
+        { "6586", "1122334455667788", "0000" }, { "7697", "1122334455667788", "1111" },
+        { "7710", "1122334455667788", "1234" }, { "0000", "11223344556677FF", "5518" },
+        { "0000", "1223344556677811", "3675" }, { "0000", "2233445566778811", "5550" },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        assert_string_equal(LINE("ibm3624", "--pvk", PVK, "--vdata", rows[i][1], "--offset",
+                                 rows[i][0], "--dectab", "1234567890123456"),
+                            rows[i][2]);
+    }
+    EXPECT("7710", "ibm3624", "--pvk", PVK, "--vdata", "1122334455667788", "--pin", "1234",
+           "--dectab", "1234567890123456");
+    /* the intermediate TDES(PVK, vdata) is the CBC-MAC of one block */
+    EXPECT("3EB3B72576BBBE83", "mac", "--alg", "1", "--key", PVK, "--data", "1122334455667788");
+    EXPECT("3413", "ibm3624", "--pvk", PVK, "--vdata", "1122334455667788", "--offset", "0000");
+
+    static const char *const pvv[][4] = {
+        { "1", "4524", "1122334455667788", "8523" }, { "2", "1912", "1122334455667788", "3244" },
+        { "1", "0570", "1122334455667718", "3144" }, { "1", "8299", "1122334455667708", "4422" },
+        { "3", "4524", "1122334455667788", "4021" },
+    };
+    for (size_t i = 0; i < sizeof pvv / sizeof pvv[0]; i++) {
+        assert_string_equal(
+            LINE("pvv", "--pvk", PVK, "--pan", pvv[i][2], "--pvki", pvv[i][0], "--pin", pvv[i][1]),
+            pvv[i][3]);
+    }
+
+    static const char *const cvv[][5] = {
+        { "0123456789ABCDEFFEDCBA9876543210", "4123456789012345", "8701", "101", "561" },
+        { "0123456789ABCDEFFEDCBA9876543210", "4999988887777", "9105", "111", "649" },
+        { "0123456789ABCDEFFEDCBA9876543210", "1234567890123456", "9912", "220", "170" },
+        { "99999999999999998888888888888888", "2222222222222222", "3333", "111", "361" },
+        { "0123456789ABCDEFFEDCBA9876543210", "4123456789012345", "8701", "000", "636" },
+        { "0123456789ABCDEFFEDCBA9876543210", "4123456789012345", "8701", "999", "651" },
+    };
+    for (size_t i = 0; i < sizeof cvv / sizeof cvv[0]; i++) {
+        assert_string_equal(LINE("cvv", "--cvk", cvv[i][0], "--pan", cvv[i][1], "--exp", cvv[i][2],
+                                 "--service", cvv[i][3]),
+                            cvv[i][4]);
+    }
+}
+
+/* ---------------------------------------------------------------- section 6-7 */
+
+static void test_cli_dukpt_tdes(void **state)
+{
+    static const char *const rows[][7] = {
+        { "FFFF9876543210E00001", "042666B49184CFA368DE9628D0397BC9",
+          "042666B49184CF5C68DE9628D0397B36", "1B9C1845EB993A7A", "9CCC7817", "20364223",
+          "211003F1D5B79DD7" },
+        { "FFFF9876543210E00002", "C46551CEF9FD24B0AA9AD834130D3BC7",
+          "C46551CEF9FD244FAA9AD834130D3B38", "10A01C8D02C69107", "F608A9BC", "D1FCA6BE",
+          "4BA08A38CEEAF378" },
+        { "FFFF9876543210E00003", "0DF3D9422ACA56E547676D07AD6BADFA",
+          "0DF3D9422ACA561A47676D07AD6BAD05", "18DC07B94797B466", "20B59A4F", "BAD4CC9C",
+          "011D64E245203501" },
+        { "FFFF9876543210E00004", "279C0F6AEED0BE652B2C733E1383AE91",
+          "279C0F6AEED0BE9A2B2C733E1383AE6E", "0BC79509D5645DF7", "C7BFA6CC", "1EB08AEE",
+          "293A4DAE35BD9A5B" },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct result r;
+        run(&r, (const char *const[]){ "dukpt", "--bdk", "0123456789ABCDEFFEDCBA9876543210",
+                                       "--ksn", rows[i][0], NULL });
+        assert_int_equal(r.status, 0);
+        char v[64], pin[64], req[64], resp[64];
+        kv_get(r.out, "ipek", v, sizeof v);
+        assert_string_equal(v, "6AC292FAA1315B4D858AB3A3D7D5933A");
+        kv_get(r.out, "txn_key", v, sizeof v);
+        assert_string_equal(v, rows[i][1]);
+        kv_get(r.out, "pin_key", pin, sizeof pin);
+        assert_string_equal(pin, rows[i][2]);
+        kv_get(r.out, "mac_req_key", req, sizeof req);
+        kv_get(r.out, "mac_resp_key", resp, sizeof resp);
+        assert_string_equal(LINE("pinblock", "encode", "--format", "0", "--pin", "1234", "--pan",
+                                 "4012345678909", "--key", pin),
+                            rows[i][3]);
+        const char *m = LINE("mac", "--alg", "3", "--key", req, "--text", "4012345678909D987");
+        assert_int_equal(strncmp(m, rows[i][4], 8), 0);
+        m = LINE("mac", "--alg", "3", "--key", resp, "--text", "4012345678909D987");
+        assert_int_equal(strncmp(m, rows[i][5], 8), 0);
+        assert_string_equal(
+            LINE("mac", "--alg", "tcmac", "--key", req, "--text", "4012345678909D987"), rows[i][6]);
+    }
+    /* the whole A.4 table (initial and rollover sequences) */
+    FILE *f = fopen(HSM_VECTORS_DIR "/dukpt_tdes.txt", "r");
+    assert_non_null(f);
+    char line[256], ksn[32], txn[40], enc[24];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || sscanf(line, "%31s %39s %23s", ksn, txn, enc) != 3)
+            continue;
+        struct result r;
+        run(&r, (const char *const[]){ "dukpt", "--bdk", "0123456789ABCDEFFEDCBA9876543210",
+                                       "--ksn", ksn, NULL });
+        assert_int_equal(r.status, 0);
+        char v[64], pin[64];
+        kv_get(r.out, "txn_key", v, sizeof v);
+        assert_string_equal(v, txn);
+        kv_get(r.out, "pin_key", pin, sizeof pin);
+        assert_string_equal(LINE("pinblock", "encode", "--format", "0", "--pin", "1234", "--pan",
+                                 "4012345678909", "--key", pin),
+                            enc);
+        n++;
+    }
+    fclose(f);
+    assert_int_equal(n, 34);
+    /* a KSN without the FFFF prefix is left-padded */
+    struct result r;
+    run(&r, (const char *const[]){ "dukpt", "--bdk", "0123456789ABCDEFFEDCBA9876543210", "--ksn",
+                                   "9876543210E00001", NULL });
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "txn_key=042666B49184CFA368DE9628D0397BC9\n"));
+}
+
+static void test_cli_dukpt_aes(void **state)
+{
+    static const char *const rows[][7] = {
+        { "123456789012345600000001", "4F21B565BAD9835E112B6465635EAE44",
+          "AF8CB133A78F8DC2D1359F18527593FB", "A2DC23DE6FDE0824A2BC321E08E4B8B7",
+          "A35C412EFD41FDB98B69797C02DCD08F", "A912150391AB65A67E52883D81CE2D15" },
+        { "123456789012345600000002", "2F34D68DE10F68D38091A73B9E7C437C",
+          "D30BDC73EC9714B000BEC66BDB7B6D09", "484C3B06E8562704528CD5B46FB12FB6",
+          "D639514AA33AC43AD9229E433D6D4E5B", "52A00503BD34BA1383F6A7EE9FE2547F" },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct result r;
+        run(&r,
+            (const char *const[]){ "dukpt", "--aes", "--bdk", "FEDCBA9876543210F1F1F1F1F1F1F1F1",
+                                   "--ksn", rows[i][0], NULL });
+        assert_int_equal(r.status, 0);
+        char v[64], pin[64];
+        kv_get(r.out, "initial_key", v, sizeof v);
+        assert_string_equal(v, "1273671EA26AC29AFA4D1084127652A1");
+        kv_get(r.out, "txn_key", v, sizeof v);
+        assert_string_equal(v, rows[i][1]);
+        kv_get(r.out, "pin_key", pin, sizeof pin);
+        assert_string_equal(pin, rows[i][2]);
+        kv_get(r.out, "mac_key", v, sizeof v);
+        assert_string_equal(v, rows[i][3]);
+        kv_get(r.out, "data_key", v, sizeof v);
+        assert_string_equal(v, rows[i][4]);
+        assert_string_equal(LINE("pinblock", "encode", "--format", "4", "--pin", "1234", "--pan",
+                                 "4111111111111111", "--fill", "2F69ADDE2E9E7ACE", "--key", pin),
+                            rows[i][5]);
+    }
+    FILE *f = fopen(HSM_VECTORS_DIR "/dukpt_aes128.txt", "r");
+    assert_non_null(f);
+    char line[256], ksn[32], txn[40];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || sscanf(line, "%31s %39s", ksn, txn) != 2)
+            continue;
+        struct result r;
+        run(&r, (const char *const[]){ "dukpt", "--aes", "--bdk",
+                                       "FEDCBA9876543210F1F1F1F1F1F1F1F1", "--ksn", ksn, NULL });
+        assert_int_equal(r.status, 0);
+        char v[64];
+        kv_get(r.out, "txn_key", v, sizeof v);
+        assert_string_equal(v, txn);
+        n++;
+    }
+    fclose(f);
+    assert_int_equal(n, 16);
+}
+
+/* ---------------------------------------------------------------- section 8-9 */
+
+static void test_cli_mac(void **state)
+{
+    const char *msg1 = "Now is the time for all ";
+    static const char *const rows[][4] = {
+        { "1", "1", "0123456789ABCDEF", "70A30640CC76DD8B" },
+        { "3", "1", "0123456789ABCDEFFEDCBA9876543210", "A1C72E74EA3FA9B6" },
+        { "1", "2", "0123456789ABCDEF", "10E1F0F108341B6D" },
+        { "3", "2", "0123456789ABCDEFFEDCBA9876543210", "E9086230CA3BE796" },
+        { "1", "3", "0123456789ABCDEF", "2C58FB8FF12AAEAC" },
+        { "3", "3", "0123456789ABCDEFFEDCBA9876543210", "AB059463D7A7D170" },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        assert_string_equal(LINE("mac", "--alg", rows[i][0], "--pad", rows[i][1], "--key",
+                                 rows[i][2], "--text", msg1),
+                            rows[i][3]);
+    }
+    const char *m = LINE("mac", "--alg", "1", "--key", "0123456789ABCDEF", "--text",
+                         "7654321 Now is the time for ");
+    assert_int_equal(strncmp(m, "F1D30F68", 8), 0);
+    EXPECT("F09B856213BAB83B", "mac", "--alg", "3", "--key", "7CA110454A1A6E570131D9619DC1376E",
+           "--text", "Hello World !!!!");
+    EXPECT("78DA3D3DEB48FD4D", "mac", "--alg", "3", "--key", "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB",
+           "--text", "hello world");
+
+    const char *full = "6BC1BEE22E409F96E93D7E117393172AAE2D8A571E03AC9C9EB76FAC45AF8E5130C81C46A3"
+                       "5CE411E5FBC1191A0A52EFF69F2445DF4F9B17AD2B417BE66C3710";
+    static const struct {
+        size_t len;
+        const char *mac;
+    } cm[] = {
+        { 0, "BB1D6929E95937287FA37D129B756746" },
+        { 16, "070A16B46B4D4144F79BDD9DD04A287C" },
+        { 40, "DFA66747DE9AE63030CA32611497C827" },
+        { 64, "51F0BEBF7E3B9D92FC49741779363CFE" },
+    };
+    for (size_t i = 0; i < sizeof cm / sizeof cm[0]; i++) {
+        char data[160];
+        memcpy(data, full, 2 * cm[i].len);
+        data[2 * cm[i].len] = '\0';
+        assert_string_equal(LINE("mac", "--alg", "acmac", "--key",
+                                 "2B7E151628AED2A6ABF7158809CF4F3C", "--data", data),
+                            cm[i].mac);
+    }
+    EXPECT("E1992190549F6ED5696A2C056C315410", "mac", "--alg", "acmac", "--key",
+           "603DEB1015CA71BE2B73AEF0857D77811F352C073B6108D72D9810A30914DFF4", "--data", full);
+    EXPECT("B7A688E122FFAF95", "mac", "--alg", "tcmac", "--key",
+           "8AA83BF8CBDA10620BC1BF19FBB6CD58BC313D4A371CA8B5", "--data", "");
+    char d32[65];
+    memcpy(d32, full, 64);
+    d32[64] = '\0';
+    EXPECT("33E6B1092400EAE5", "mac", "--alg", "tcmac", "--key",
+           "8AA83BF8CBDA10620BC1BF19FBB6CD58BC313D4A371CA8B5", "--data", d32);
+}
+
+static void test_cli_emv(void **state)
+{
+    const char *imk = "0123456789ABCDEFFEDCBA9876543210";
+    const char *pan = "12345678901234567";
+    assert_int_equal(strncmp(LINE("kcv", imk), "08D7", 4), 0);
+    EXPECT("73AD54688CEF2934B0979857E3C719F1", "emv", "mk", "--imk", imk, "--pan", pan, "--psn",
+           "01");
+    char mk[40];
+    strcpy(mk, LINE("emv", "mk", "--imk", imk, "--pan", pan, "--psn", "45"));
+    assert_string_equal(mk, "946DC1A8C78A624519BC4645CB073737");
+    assert_int_equal(strncmp(LINE("kcv", mk), "FF08", 4), 0);
+    char sk[40];
+    strcpy(sk, LINE("emv", "sk", "--mk", mk, "--r", "1234567890123456"));
+    assert_string_equal(sk, "C7AEDF49AEF2F146D692400E0B851A8F");
+    assert_int_equal(strncmp(LINE("kcv", sk), "DF82", 4), 0);
+    EXPECT("19C1FBC83EBDC0D5", "emv", "arqc", "--imk", imk, "--pan", pan, "--psn", "45", "--r",
+           "1234567890123456", "--data", "0123456789ABCDEF0123456789ABCDEF");
+    EXPECT("78A372523FA35A03", "emv", "arpc", "--imk", imk, "--pan", pan, "--psn", "45", "--arqc",
+           "19C1FBC83EBDC0D5", "--arc", "0000");
+    EXPECT("C3620580668E5B65", "emv", "arpc", "--imk", imk, "--pan", pan, "--psn", "45", "--r",
+           "1234567890123456", "--arqc", "19C1FBC83EBDC0D5");
+    strcpy(mk, LINE("emv", "mk", "--imk", imk, "--pan", pan, "--psn", "00"));
+    strcpy(sk, LINE("emv", "sk", "--mk", mk, "--r", "1234567890123456"));
+    assert_int_equal(strncmp(LINE("kcv", sk), "3F4F", 4), 0);
+    EXPECT("8698A7319324FD93", "emv", "arqc", "--imk", imk, "--pan", pan, "--r", "1234567890123456",
+           "--data", "0123456789ABCDEF0123456789ABCDEF");
+    EXPECT("BEA11C8F4A47EF6F", "emv", "arpc", "--imk", imk, "--pan", pan, "--psn", "00", "--arqc",
+           "8698A7319324FD93");
+    EXPECT("E9FB384AF807B940FEDCEA613461B0C4", "emv", "sk", "--mk", imk, "--r", "001C000000000000");
+}
+
+/* ---------------------------------------------------------------- section 10 */
+
+static void test_cli_tr31(void **state)
+{
+    EXPECT("F039121BEC83D26B169BDCD5B22AAF8F", "tr31", "--kbpk", "89E88CF7931444F334BD7547FC3F380C",
+           "--block", "A0072P0TE00E0000F5161ED902807AF26F1D62263644BD24192FDB3193C730301CEE8701");
+    EXPECT("F039121BEC83D26B169BDCD5B22AAF8F", "tr31", "--kbpk", "89E88CF7931444F334BD7547FC3F380C",
+           "--block", "A0072P0TE00E0000F5161ED902807AF26F1D62263644BD24D52C8D44AAEDA6D81752022B");
+    EXPECT("3F419E1CB7079442AA37474C2EFBF8B8", "tr31", "--kbpk", "DD7515F2BFC17F85CE48F3CA25CB21F6",
+           "--block",
+           "B0080P0TE00E000094B420079CC80BA3461F86FE26EFC4A3B8E4FA4C5F5341176EED7B727B8A248E");
+    EXPECT("CCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDD", "tr31", "--kbpk", "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB",
+           "--block",
+           "C0088M3TC00E00009BC6306FC31891BF87B3148463627B1D68C603D9FAB9074E4A0D2E78D40B29905A8"
+           "26F5C");
+    EXPECT("E8BC63E5479455E26577F715D587FE68", "tr31", "--kbpk", "1D22BF32387C600AD97F9B97A51311AC",
+           "--block",
+           "B0104B0TX12S0100KS1800604B120F9292800000BB68BE8680A400D9191AD4ECE45B6E6C0D21C4738A5"
+           "2190E248719E24B433627");
+    EXPECT("3F419E1CB7079442AA37474C2EFBF8B8", "tr31", "--kbpk",
+           "88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6", "--block",
+           "D0112P0AE00E0000B82679114F470F540165EDFBF7E250FCEA43F810D215F8D207E2E417C07156A27E8"
+           "E31DA05F7425509593D03A457DC34");
+}
+
+/* ---------------------------------------------------------------- key, help, errors */
+
+static void test_cli_key(void **state)
+{
+    EXPECT("0406FBB23A5214DF 0035BB", "key", "--type", "TPK", "--clear", "0B681FC20E62C734");
+    const char *l = LINE("key", "--type", "ZPK");
+    assert_int_equal(strlen(l), 33 + 1 + 6);
+    assert_int_equal(l[0], 'U');
+    l = LINE("key", "--type", "BDK-AES");
+    assert_int_equal(l[0], 'A');
+    l = LINE("key", "--type", "ZMK", "--scheme", "T");
+    assert_int_equal(l[0], 'T');
+    assert_int_equal(strlen(l), 49 + 1 + 6);
+}
+
+static void expect_bad(const char *const *args)
+{
+    struct result r;
+    run(&r, args);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.out, "");
+    size_t n = strlen(r.err);
+    assert_true(n > 0 && r.err[n - 1] == '\n');
+    assert_null(memchr(r.err, '\n', n - 1)); /* one line */
+}
+#define BAD(...) expect_bad((const char *const[]){ __VA_ARGS__, NULL })
+
+static void test_cli_errors(void **state)
+{
+    BAD("nosuch");
+    BAD("kcv", "0123456789ABCDEG");
+    BAD("kcv", "0123456789ABCDE");
+    BAD("kcv");
+    BAD("pinblock", "encode", "--format", "2", "--pin", "1234", "--pan", "4111111111111111");
+    BAD("pinblock", "encode", "--format", "0", "--pin", "123", "--pan", "4111111111111111");
+    BAD("pinblock", "encode", "--format", "0", "--pin", "1234567890123", "--pan",
+        "4111111111111111");
+    BAD("pinblock", "decode", "--format", "0", "--block", "0F1261AAAAEDCBA9", "--pan",
+        "5555555551234567");
+    BAD("pinblock", "encode", "--format", "0", "--pin", "1234");
+    BAD("pinblock", "encode", "--format", "4", "--pin", "1234", "--pan", "4111111111111111",
+        "--key", "0123456789ABCDEF");
+    BAD("pvv", "--pvk", PVK, "--pan", "1122334455667788", "--pvki", "12", "--pin", "4524");
+    BAD("ibm3624", "--pvk", PVK, "--vdata", "1122334455667788", "--pin", "1234", "--dectab",
+        "123456789012345A");
+    BAD("cvv", "--cvk", "0123456789ABCDEF", "--pan", "4123456789012345", "--exp", "8701",
+        "--service", "101");
+    BAD("mac", "--alg", "9", "--key", PVK, "--data", "00");
+    BAD("mac", "--alg", "3", "--key", PVK, "--data", "00", "--pad", "4");
+    BAD("mac", "--alg", "3", "--key", PVK, "--data", "00", "--typo", "1");
+    BAD("dukpt", "--bdk", PVK, "--ksn", "FFFF");
+    BAD("key", "--type", "XYZ");
+    BAD("key", "--type", "TPK", "--clear", "0B681FC20E62C735");
+    BAD("emv", "arqc", "--imk", PVK, "--pan", "1234", "--data", "00", "--r", "12");
+    BAD("tr31", "--kbpk", "89E88CF7931444F334BD7547FC3F381C", "--block",
+        "A0072P0TE00E0000F5161ED902807AF26F1D62263644BD24192FDB3193C730301CEE8701");
+
+    /* every subcommand explains itself and warns about clear keys */
+    static const char *const cmds[] = { "kcv",   "pinblock", "pvv", "ibm3624", "cvv",
+                                        "dukpt", "mac",      "emv", "key" };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        struct result r;
+        run(&r, (const char *const[]){ cmds[i], "--help", NULL });
+        assert_int_equal(r.status, 0);
+        assert_non_null(strstr(r.out, "usage: hsmtool "));
+        assert_non_null(strstr(r.out, "test and lab use"));
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cli_kcv),         cmocka_unit_test(test_cli_pinblock),
+        cmocka_unit_test(test_cli_ibm_pvv_cvv), cmocka_unit_test(test_cli_dukpt_tdes),
+        cmocka_unit_test(test_cli_dukpt_aes),   cmocka_unit_test(test_cli_mac),
+        cmocka_unit_test(test_cli_emv),         cmocka_unit_test(test_cli_tr31),
+        cmocka_unit_test(test_cli_key),         cmocka_unit_test(test_cli_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
