@@ -1,6 +1,7 @@
 /* libhsm: payment cryptography for hsm-sim, hsmtool and the tests. Keys under a
  * payShield-style variant LMK, PIN blocks, PIN verification (IBM 3624, Visa PVV),
- * CVV, MACs, DUKPT (TDES and AES) and EMV ARQC/ARPC. Pure: no sockets, no logging.
+ * CVV, MACs, DUKPT (TDES and AES), EMV ARQC/ARPC and TR-31 key block unwrapping.
+ * Pure: no sockets, no logging.
  *
  * Conventions of this header
  * - Every fallible function returns 0 (HSM_OK) or a negative enum hsm_err whose
@@ -119,8 +120,9 @@ HSM_MUST_CHECK int hsm_keytext_len(const char *s, size_t avail, size_t *len);
 struct hsm;
 
 /* Creates an HSM holding the Thales test LMK set (payshield.md §11) and a key cache
- * of cache_entries slots (minimum 8; 0 means 1024). *out is owned by the caller
- * (hsm_free). Returns 0 or HSM_ERR_INTERNAL. */
+ * of cache_entries slots (raised to 8 if smaller; 0 means 1024; at most 2^20). *out
+ * is owned by the caller (hsm_free). Returns 0, HSM_ERR_INPUT, HSM_ERR_CRYPTO (the
+ * default provider lacks a cipher) or HSM_ERR_INTERNAL. */
 HSM_MUST_CHECK int hsm_new(struct hsm **out, size_t cache_entries);
 
 /* Wipes the LMK and every cached key, frees h. NULL is fine. All keys loaded from
@@ -131,7 +133,8 @@ void hsm_free(struct hsm *h);
  * "# comment" lines and 20 lines "00-01 <32 hex>" ... "38-39 <32 hex>", every key odd
  * parity, every pair present once). The key cache is flushed. On error h keeps its
  * previous LMK and err (if non-NULL) gets a sentence naming the line, never key
- * data. Returns 0, HSM_ERR_INPUT or HSM_ERR_LMK_PARITY. */
+ * data. Returns 0, HSM_ERR_INPUT, HSM_ERR_LMK_PARITY, or HSM_ERR_NOT_PERMITTED
+ * while keys loaded from h are still pinned. */
 HSM_MUST_CHECK int hsm_lmk_load(struct hsm *h, const char *path, char *err, size_t errlen);
 
 /* The LMK check value answered by NC: TDES encryption of 8 zero bytes under LMK
@@ -258,7 +261,7 @@ HSM_MUST_CHECK int hsm_pinblock_encode_fill(enum hsm_pinfmt f, const char *pin, 
  * length) into pin (NUL-terminated, at most 12 digits). ISO 4 blk is the clear
  * *PIN field* (already separated from the PAN field, see hsm_pin_decrypt). Checks
  * control nibble, length, digits and fill: HSM_ERR_PIN_BLOCK, HSM_ERR_PIN_LENGTH,
- * HSM_ERR_ACCOUNT, HSM_ERR_PIN_FORMAT. */
+ * HSM_ERR_ACCOUNT, HSM_ERR_PIN_FORMAT, HSM_ERR_DATA_LENGTH (len). */
 HSM_MUST_CHECK int hsm_pinblock_decode(enum hsm_pinfmt f, const uint8_t *blk, size_t len,
                                        const char *pan, char pin[13]);
 
@@ -336,8 +339,8 @@ HSM_MUST_CHECK int hsm_pin_verify_pvv(struct hsm_key *pin_key, enum hsm_pinfmt f
 /* ---------------------------------------------------------------- CVV */
 
 /* Visa CVV / CVV2 / iCVV (service code 000 for CVV2, 999 for iCVV by convention):
- * cvk is a double-length CVK (A||B). pan up to 19 digits, exp YYMM, svc 3 digits.
- * Writes 3 digits + NUL. */
+ * cvk is a double-length CVK (A||B; HSM_ERR_KEY_LENGTH otherwise). pan up to 19
+ * digits, exp YYMM, svc 3 digits. Writes 3 digits + NUL. */
 HSM_MUST_CHECK int hsm_cvv_generate(struct hsm_key *cvk, const char *pan, const char exp[4],
                                     const char svc[3], char cvv[4]);
 /* 0 or HSM_ERR_VERIFY (constant-time compare). */
@@ -348,7 +351,8 @@ HSM_MUST_CHECK int hsm_cvv_verify(struct hsm_key *cvk, const char *pan, const ch
 
 enum hsm_macalg {
     HSM_MAC_ISO9797_1 = 1, /* CBC-MAC with the key's cipher (DES or 2/3TDEA) */
-    HSM_MAC_ISO9797_3 = 3, /* retail MAC / ANSI X9.19: single-DES chain, TDES last */
+    HSM_MAC_ISO9797_3 = 3, /* retail MAC / ANSI X9.19: single-DES chain, TDES last
+                            * (K1,K2,K1; K1,K2,K3 with a triple-length key) */
     HSM_MAC_TDES_CMAC = 5, /* SP 800-38B CMAC with TDES */
     HSM_MAC_AES_CMAC = 6,  /* SP 800-38B / RFC 4493 CMAC with AES */
 };
@@ -359,7 +363,8 @@ enum hsm_macalg {
 enum hsm_macpad { HSM_PAD_1 = 1, HSM_PAD_2 = 2, HSM_PAD_3 = 3 };
 
 /* Full MAC of data under key (TAK or ZAK; HSM_ERR_KEY_TYPE otherwise; alg 3 needs
- * a 16/24-byte DES key, CMAC a key of its algorithm: HSM_ERR_KEY_INCOMPAT). Writes
+ * a double- or triple-length DES key, CMAC a key of its algorithm:
+ * HSM_ERR_KEY_INCOMPAT). Writes
  * 8 bytes (DES) or 16 (AES-CMAC) into mac and the length into *maclen. No
  * allocation after the key's first MAC. */
 HSM_MUST_CHECK int hsm_mac_generate(struct hsm_key *key, enum hsm_macalg alg, enum hsm_macpad pad,

@@ -73,18 +73,19 @@ struct hsm_kt_info {
 const struct hsm_kt_info *hsm_kt(enum hsm_keytype t);
 
 /* (Re)keys k for type/clear: allocates the ECB contexts on first use. */
-int hsm_key_setup(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint8_t *clear,
-                  size_t len);
+HSM_MUST_CHECK int hsm_key_setup(struct hsm_key *k, enum hsm_keytype type, bool aes,
+                                 const uint8_t *clear, size_t len);
 /* Wipes clear material (contexts kept for reuse). */
 void hsm_key_wipe(struct hsm_key *k);
 /* Frees the contexts (after wipe). */
 void hsm_key_destroy(struct hsm_key *k);
 /* k->derived keyed with clear (allocated on first use), for derived session keys. */
-int hsm_key_derived(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint8_t *clear,
-                    size_t len, struct hsm_key **out);
+HSM_MUST_CHECK int hsm_key_derived(struct hsm_key *k, enum hsm_keytype type, bool aes,
+                                   const uint8_t *clear, size_t len, struct hsm_key **out);
 
 /* ECB over n bytes (multiple of the block) with k's schedule. */
-int hsm_key_ecb(struct hsm_key *k, bool encrypt, const uint8_t *in, uint8_t *out, size_t n);
+HSM_MUST_CHECK int hsm_key_ecb(struct hsm_key *k, bool encrypt, const uint8_t *in, uint8_t *out,
+                               size_t n);
 
 /* DES natural key (8/16/24 bytes) -> 24-byte EDE3 key. */
 void hsm_des_expand(const uint8_t *key, size_t len, uint8_t out[24]);
@@ -92,24 +93,27 @@ void hsm_des_expand(const uint8_t *key, size_t len, uint8_t out[24]);
 /* One-shot ECB with an arbitrary key using *ctxp as scratch (allocated on first
  * use; if ctxp is NULL a temporary context is used). DES keys 8/16/24 bytes, AES
  * keys 16/24/32. */
-int hsm_ecb_oneshot(EVP_CIPHER_CTX **ctxp, bool aes, const uint8_t *key, size_t keylen,
-                    bool encrypt, const uint8_t *in, uint8_t *out, size_t n);
+HSM_MUST_CHECK int hsm_ecb_oneshot(EVP_CIPHER_CTX **ctxp, bool aes, const uint8_t *key,
+                                   size_t keylen, bool encrypt, const uint8_t *in, uint8_t *out,
+                                   size_t n);
 
 /* MAC internals usable with a derived key (no type check). */
-int hsm_mac_compute(struct hsm_key *key, enum hsm_macalg alg, enum hsm_macpad pad,
-                    const uint8_t *data, size_t len, uint8_t mac[16], size_t *maclen);
+HSM_MUST_CHECK int hsm_mac_compute(struct hsm_key *key, enum hsm_macalg alg, enum hsm_macpad pad,
+                                   const uint8_t *data, size_t len, uint8_t mac[16],
+                                   size_t *maclen);
 
 /* PIN helpers shared by pin.c and dukpt.c. */
-int hsm_pin_decrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const uint8_t *blk, size_t len,
-                        const char *pan, char pin[13]);
-int hsm_pin_encrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const char *pin, const char *pan,
-                        uint8_t out[16], size_t *outlen);
+HSM_MUST_CHECK int hsm_pin_decrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const uint8_t *blk,
+                                       size_t len, const char *pan, char pin[13]);
+HSM_MUST_CHECK int hsm_pin_encrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const char *pin,
+                                       const char *pan, uint8_t out[16], size_t *outlen);
 /* hsm_pin_translate without the source key-type check (DUKPT-derived sources). */
-int hsm_pin_translate_any(struct hsm_key *src, enum hsm_pinfmt src_fmt, const uint8_t *blk,
-                          size_t len, struct hsm_key *dst, enum hsm_pinfmt dst_fmt, const char *pan,
-                          int max_pin_len, uint8_t out[16], size_t *outlen, int *pin_len);
+HSM_MUST_CHECK int hsm_pin_translate_any(struct hsm_key *src, enum hsm_pinfmt src_fmt,
+                                         const uint8_t *blk, size_t len, struct hsm_key *dst,
+                                         enum hsm_pinfmt dst_fmt, const char *pan, int max_pin_len,
+                                         uint8_t out[16], size_t *outlen, int *pin_len);
 /* 12-digit account number of pan (see hsm.h), as digits + NUL. */
-int hsm_pan_account12(const char *pan, char out[13]);
+HSM_MUST_CHECK int hsm_pan_account12(const char *pan, char out[13]);
 
 bool hsm_is_digits(const char *s, size_t n);
 int hsm_hexval(char c);

@@ -394,10 +394,27 @@ int hsm_key_setup(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint
     return ctx_init(&k->enc, ecb_cipher(aes, len), schedkey, true);
 }
 
+/* Overwrites the key schedule held by ctx (a schedule is as secret as the key)
+ * by re-keying it with zeros: no allocation, the context stays reusable. */
+static void scrub_ctx(EVP_CIPHER_CTX *ctx)
+{
+    static const uint8_t zero[32];
+    if (ctx && EVP_CIPHER_CTX_get0_cipher(ctx))
+        (void)EVP_CipherInit_ex(ctx, NULL, NULL, zero, NULL, -1);
+}
+
 void hsm_key_wipe(struct hsm_key *k)
 {
+    static const uint8_t zero[32];
     if (k->derived)
         hsm_key_wipe(k->derived);
+    scrub_ctx(k->enc);
+    scrub_ctx(k->dec);
+    scrub_ctx(k->cbc);
+    scrub_ctx(k->cbc1);
+    scrub_ctx(k->aux);
+    if (k->cmac && k->cmac_ready)
+        (void)EVP_MAC_init(k->cmac, zero, k->aes ? k->len : 24, NULL);
     OPENSSL_cleanse(k->clear, sizeof k->clear);
     OPENSSL_cleanse(k->ede, sizeof k->ede);
     k->dec_ready = k->cbc_ready = k->cbc1_ready = k->cmac_ready = false;

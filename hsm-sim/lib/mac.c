@@ -143,8 +143,9 @@ static int iso9797(struct hsm_key *key, enum hsm_macalg alg, enum hsm_macpad pad
         return rc;
     }
     /* alg 3: single-DES chain with K1 over all but the last block, then
-     * TDES(K1,K2,K1) of the last block xor the chain = E_K1(D_K2(H_q)). */
-    if (key->len != 16)
+     * TDES(K1,K2,K1) of the last block xor the chain = E_K1(D_K2(H_q)). A
+     * triple-length key ends with E_K3 instead (as Bouncy Castle does). */
+    if (key->len == 8)
         return HSM_ERR_KEY_INCOMPAT;
     uint8_t k1[24], last[8];
     hsm_des_expand(key->clear, 8, k1);

@@ -718,7 +718,12 @@ static void test_mac_iso9797(void **state)
         assert_int_equal(hsm_mac_verify(k, rows[i].alg, rows[i].pad, msg1, 23, m, 4),
                          HSM_ERR_VERIFY);
     }
-    /* alg 3 needs a double-length key */
+    /* a triple-length key K1,K2,K1 gives the double-length result */
+    struct hsm_key *k3b = ck(HSM_KT_TAK, "0123456789ABCDEFFEDCBA98765432100123456789ABCDEF");
+    assert_int_equal(hsm_mac_generate(k3b, HSM_MAC_ISO9797_3, HSM_PAD_1, msg1, 24, m, &ml), 0);
+    assert_string_equal(hx(m, 8), "A1C72E74EA3FA9B6");
+    hsm_key_release(k3b);
+    /* alg 3 needs at least a double-length key */
     assert_int_equal(hsm_mac_generate(k1, HSM_MAC_ISO9797_3, HSM_PAD_1, msg1, 24, m, &ml),
                      HSM_ERR_KEY_INCOMPAT);
     assert_int_equal(hsm_mac_verify(k3, HSM_MAC_ISO9797_3, HSM_PAD_1, msg1, 24, m, 3),
@@ -981,6 +986,26 @@ static void test_tr31(void **state)
                                                sizeof key, &n),
                          HSM_ERR_VERIFY);
     }
+    /* the whole known-value table */
+    FILE *f = fopen(HSM_VECTORS_DIR "/tr31.txt", "r");
+    assert_non_null(f);
+    char line[512], kbpkhex[80], keyhex[80], kb[300];
+    int rows_read = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || sscanf(line, "%79s %79s %299s", kbpkhex, keyhex, kb) != 3)
+            continue;
+        uint8_t kbpk[32], key[32];
+        size_t kl = unhex(kbpkhex, kbpk), n = 0;
+        char hdr[17];
+        int rc = hsm_tr31_unwrap_clear(kbpk, kl, kb, strlen(kb), hdr, key, sizeof key, &n);
+        if (rc != 0)
+            fail_msg("%.16s: %d", kb, rc);
+        assert_string_equal(hx(key, n), keyhex);
+        rows_read++;
+    }
+    fclose(f);
+    assert_int_equal(rows_read, 19);
+
     /* psec test_kb_unwrap_exceptions (KBPK "E" * 16) */
     uint8_t e16[16], key[32];
     memset(e16, 'E', sizeof e16);
@@ -1032,6 +1057,16 @@ static void test_lmk_a6(void **state)
                      0);
     assert_string_equal(out, "0406FBB23A5214DF");
     assert_string_equal(hx(kcv, 3), "0035BB");
+    /* an Atalla variant changes the ZMK (byte 0 ^ n*8): another key, or a parity error */
+    int rc = hsm_key_import(g_hsm, zmk, HSM_KT_TPK, "35ED0C0EA7F7D0FA", 16, HSM_SCHEME_Z, 5, out,
+                            sizeof out, kcv);
+    if (rc == 0)
+        assert_string_not_equal(out, "0406FBB23A5214DF");
+    else
+        assert_int_equal(rc, HSM_ERR_DST_PARITY);
+    assert_int_equal(hsm_key_import(g_hsm, zmk, HSM_KT_TPK, "35ED0C0EA7F7D0FA", 16, HSM_SCHEME_Z,
+                                    10, out, sizeof out, kcv),
+                     HSM_ERR_INPUT);
     /* and back out again (A0 mode 1 / A8) */
     struct hsm_key *tpk = lk(HSM_KT_TPK, out);
     assert_int_equal(hsm_key_export(zmk, tpk, HSM_SCHEME_Z, out, sizeof out), 0);
