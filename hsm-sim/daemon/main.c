@@ -1,0 +1,414 @@
+/* hsm-sim: the network HSM daemon. One libevent loop serves many clients;
+ * each connection's frames are executed in arrival order by the protocol
+ * layer (proto.c) and the answers are queued on the connection's output
+ * buffer, which libevent writes once per loop turn. Logs codes and
+ * latencies only: never a key, a PIN or a PIN block. */
+#include "proto.h"
+
+#include "clock.h"
+#include "log.h"
+#include "parse.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define OUT_HIGH_WATER (1u << 20) /* stop reading a client that does not read its answers */
+#define OUT_LOW_WATER  (64u << 10)
+#define STATS_PERIOD_S 10
+
+struct conn;
+
+struct server {
+    struct event_base *base;
+    struct evconnlistener *listener;
+    struct hsm_proto *proto;
+    size_t max_frame;
+    uint8_t *in;  /* one request body (max_frame) */
+    uint8_t *out; /* one framed response */
+    size_t out_cap;
+    struct conn *conns; /* every open connection (for shutdown) */
+    unsigned n_conns;
+    bool draining;
+    uint64_t next_id;
+    /* counters since the last stats line */
+    uint64_t n_cmds, n_errors, max_ns, sum_ns;
+};
+
+struct conn {
+    struct server *srv;
+    struct bufferevent *bev;
+    struct conn *prev, *next;
+    uint64_t id;
+    bool closing; /* no more reads; freed once the output is flushed */
+};
+
+static void conn_free(struct conn *c)
+{
+    struct server *s = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->n_conns--;
+    bufferevent_free(c->bev);
+    free(c);
+    if (s->draining && s->n_conns == 0)
+        event_base_loopexit(s->base, NULL);
+}
+
+/* The one door out for a connection: logs the reason, stops reading, and
+ * frees it now (flush false, or nothing queued) or once the answers already
+ * queued have been written. c must not be touched after the call. */
+static void conn_close(struct conn *c, const char *reason, enum at_log_level level, bool flush)
+{
+    at_log(level, "conn_close", AT_UINT("conn", c->id), AT_STR("reason", reason));
+    c->closing = true;
+    bufferevent_disable(c->bev, EV_READ);
+    if (!flush || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        conn_free(c);
+    else
+        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct server *s = c->srv;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *out = bufferevent_get_output(bev);
+
+    for (;;) {
+        uint8_t pfx[2];
+        size_t avail = evbuffer_get_length(in), body_len;
+        if (evbuffer_copyout(in, pfx, avail < 2 ? avail : 2) < 0)
+            break;
+        int r = hsm_proto_deframe(pfx, avail, s->max_frame, &body_len);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            at_log(AT_LOG_WARN, "frame_too_long", AT_UINT("conn", c->id),
+                   AT_UINT("length", (unsigned)pfx[0] << 8 | pfx[1]), AT_UINT("max", s->max_frame));
+            conn_close(c, "frame over the maximum", AT_LOG_WARN, true);
+            return;
+        }
+        evbuffer_drain(in, 2);
+        if (evbuffer_remove(in, s->in, body_len) != (int)body_len) {
+            conn_close(c, "input buffer error", AT_LOG_ERROR, false);
+            return;
+        }
+        struct hsm_proto_result res;
+        uint64_t t0 = at_mono_ns();
+        size_t n = hsm_proto_execute(s->proto, s->in, body_len, s->out + 2, s->out_cap - 2, &res);
+        uint64_t dt = at_mono_ns() - t0;
+        s->out[0] = (uint8_t)(n >> 8);
+        s->out[1] = (uint8_t)n;
+        evbuffer_add(out, s->out, n + 2);
+
+        s->n_cmds++;
+        s->sum_ns += dt;
+        if (dt > s->max_ns)
+            s->max_ns = dt;
+        /* 00 and 01 (verification failed) are normal answers; ZZ (unknown) is not */
+        bool ok = res.err[0] == '0' && (res.err[1] == '0' || res.err[1] == '1') &&
+                  strcmp(res.resp, "ZZ") != 0;
+        if (!ok)
+            s->n_errors++;
+        at_log(ok ? AT_LOG_DEBUG : AT_LOG_INFO, "cmd", AT_UINT("conn", c->id),
+               AT_STR("cmd", res.cmd), AT_STR("resp", res.resp), AT_STR("err", res.err),
+               AT_UINT("latency_us", dt / 1000));
+    }
+    if (evbuffer_get_length(out) > OUT_HIGH_WATER) {
+        /* Backpressure: resume reading when the client has taken its answers. */
+        bufferevent_disable(bev, EV_READ);
+        bufferevent_setwatermark(bev, EV_WRITE, OUT_LOW_WATER, 0);
+    }
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->closing) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            conn_free(c);
+        return;
+    }
+    if (!(bufferevent_get_enabled(bev) & EV_READ)) {
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+        bufferevent_enable(bev, EV_READ);
+        on_read(bev, c); /* frames that arrived while we were not reading */
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)bev;
+    /* A peer that half-closed still gets the answers already computed. */
+    if (c->closing && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)))
+        conn_free(c); /* already logged; the flush cannot finish */
+    else if (what & BEV_EVENT_ERROR)
+        conn_close(c, strerror(EVUTIL_SOCKET_ERROR()), AT_LOG_INFO, false);
+    else if (what & BEV_EVENT_EOF)
+        conn_close(c, "peer closed", AT_LOG_INFO, true);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
+{
+    struct server *s = arg;
+    (void)l;
+    (void)sa;
+    (void)salen;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct conn *c = calloc(1, sizeof *c);
+    struct bufferevent *bev = c ? bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    if (!bev) {
+        at_log(AT_LOG_ERROR, "accept_failed", AT_STR("reason", "out of memory"));
+        free(c);
+        evutil_closesocket(fd);
+        return;
+    }
+    c->srv = s;
+    c->bev = bev;
+    c->id = ++s->next_id;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->n_conns++;
+    bufferevent_setcb(bev, on_read, on_write, on_event, c);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    at_log(AT_LOG_INFO, "conn_open", AT_UINT("conn", c->id), AT_UINT("open", s->n_conns));
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    (void)l;
+    (void)arg;
+    /* EMFILE and friends: keep serving the connections we have. */
+    at_log(AT_LOG_WARN, "accept_error", AT_STR("error", strerror(EVUTIL_SOCKET_ERROR())));
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *s = arg;
+    (void)what;
+    if (s->draining)
+        return;
+    at_log(AT_LOG_INFO, "shutdown", AT_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
+           AT_UINT("open", s->n_conns));
+    s->draining = true;
+    evconnlistener_disable(s->listener);
+    /* Answers are computed synchronously, so everything read has been
+     * answered: flush what is queued, then leave (at most 2 s). */
+    struct timeval grace = { 2, 0 };
+    event_base_loopexit(s->base, &grace);
+    for (struct conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        conn_close(c, "shutdown", AT_LOG_DEBUG, true);
+    }
+    if (s->n_conns == 0)
+        event_base_loopexit(s->base, NULL);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    if (at_log_reopen() != 0)
+        fprintf(stderr, "hsm-sim: cannot reopen log: %s\n", strerror(errno));
+}
+
+static void on_stats(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    (void)fd;
+    (void)what;
+    if (s->n_cmds > 0)
+        at_log(AT_LOG_INFO, "stats", AT_UINT("commands", s->n_cmds), AT_UINT("errors", s->n_errors),
+               AT_UINT("open", s->n_conns), AT_UINT("avg_latency_us", s->sum_ns / s->n_cmds / 1000),
+               AT_UINT("max_latency_us", s->max_ns / 1000));
+    s->n_cmds = s->n_errors = s->max_ns = s->sum_ns = 0;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    at_log_flush();
+}
+
+static void usage(FILE *f)
+{
+    fprintf(
+        f,
+        "usage: hsm-sim [options]\n"
+        "A payShield-compatible software HSM (variant LMK, host commands over TCP).\n"
+        "  --listen ADDR:PORT   address to listen on (default 127.0.0.1:1500)\n"
+        "  --header-len N       message header length echoed in answers (default 4, 0..%d)\n"
+        "  --lmk FILE           LMK file (default: the Thales test LMK set)\n"
+        "  --log FILE           JSON-lines log file (default stderr; reopened on SIGHUP)\n"
+        "  --log-level LEVEL    debug|info|warn|error (default info; debug logs every command)\n"
+        "  --max-frame N        largest request body in bytes (default %d, max %d);\n"
+        "                       a longer frame closes that connection\n"
+        "  --help               this text\n"
+        "SIGTERM/SIGINT: stop accepting, flush answers, exit 0. SIGHUP: reopen the log.\n",
+        HSM_PROTO_MAX_HEADER, HSM_PROTO_MAX_FRAME, HSM_PROTO_FRAME_LIMIT);
+}
+
+int main(int argc, char **argv)
+{
+    const char *listen_addr = "127.0.0.1:1500", *lmk = NULL, *log_path = NULL;
+    uint64_t header_len = HSM_PROTO_DEFAULT_HDR, max_frame = HSM_PROTO_MAX_FRAME;
+    int log_level = AT_LOG_INFO;
+    static const struct option opts[] = { { "listen", required_argument, NULL, 'l' },
+                                          { "header-len", required_argument, NULL, 'H' },
+                                          { "lmk", required_argument, NULL, 'k' },
+                                          { "log", required_argument, NULL, 'o' },
+                                          { "log-level", required_argument, NULL, 'v' },
+                                          { "max-frame", required_argument, NULL, 'm' },
+                                          { "help", no_argument, NULL, 'h' },
+                                          { NULL, 0, NULL, 0 } };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'l':
+            listen_addr = optarg;
+            break;
+        case 'H':
+            if (!at_parse_u64(optarg, HSM_PROTO_MAX_HEADER, &header_len)) {
+                fprintf(stderr, "hsm-sim: --header-len must be 0..%d\n", HSM_PROTO_MAX_HEADER);
+                return 2;
+            }
+            break;
+        case 'k':
+            lmk = optarg;
+            break;
+        case 'o':
+            log_path = optarg;
+            break;
+        case 'v':
+            log_level = at_log_level_parse(optarg);
+            if (log_level < 0) {
+                fprintf(stderr, "hsm-sim: --log-level must be debug|info|warn|error\n");
+                return 2;
+            }
+            break;
+        case 'm':
+            if (!at_parse_u64(optarg, HSM_PROTO_FRAME_LIMIT, &max_frame) || max_frame < 16) {
+                fprintf(stderr, "hsm-sim: --max-frame must be 16..%d\n", HSM_PROTO_FRAME_LIMIT);
+                return 2;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    const char *why = NULL;
+    if (!at_parse_hostport(listen_addr, &ss, &sslen, &why)) {
+        fprintf(stderr, "hsm-sim: --listen %s: %s\n", listen_addr, why ? why : "invalid");
+        return 2;
+    }
+    if (at_log_open(log_path, "hsm-sim") != 0) {
+        fprintf(stderr, "hsm-sim: cannot open log %s: %s\n", log_path, strerror(errno));
+        return 1;
+    }
+    at_log_set_level((enum at_log_level)log_level);
+    at_log_set_buffered(true);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct server s = { .max_frame = (size_t)max_frame };
+    char err[256];
+    struct hsm_proto_config pc = { .header_len = (unsigned)header_len, .lmk_path = lmk };
+    if (hsm_proto_new(&pc, &s.proto, err, sizeof err) != 0) {
+        fprintf(stderr, "hsm-sim: %s\n", err);
+        at_log(AT_LOG_ERROR, "start_failed", AT_STR("reason", err));
+        at_log_close();
+        return 1;
+    }
+    s.out_cap = 2 + s.max_frame + HSM_PROTO_RESP_SLACK;
+    s.in = malloc(s.max_frame ? s.max_frame : 1);
+    s.out = malloc(s.out_cap);
+    s.base = event_base_new();
+    if (!s.in || !s.out || !s.base) {
+        fprintf(stderr, "hsm-sim: out of memory\n");
+        return 1;
+    }
+    s.listener = evconnlistener_new_bind(
+        s.base, on_accept, &s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        1024, (struct sockaddr *)&ss, (int)sslen);
+    if (!s.listener) {
+        fprintf(stderr, "hsm-sim: cannot listen on %s: %s\n", listen_addr, strerror(errno));
+        at_log(AT_LOG_ERROR, "start_failed", AT_STR("listen", listen_addr),
+               AT_STR("reason", strerror(errno)));
+        at_log_close();
+        return 1;
+    }
+    evconnlistener_set_error_cb(s.listener, on_accept_error);
+
+    struct event *ev_term = evsignal_new(s.base, SIGTERM, on_stop_signal, &s);
+    struct event *ev_int = evsignal_new(s.base, SIGINT, on_stop_signal, &s);
+    struct event *ev_hup = evsignal_new(s.base, SIGHUP, on_hup, &s);
+    struct event *ev_stats = event_new(s.base, -1, EV_PERSIST, on_stats, &s);
+    struct event *ev_flush = event_new(s.base, -1, EV_PERSIST, on_flush, NULL);
+    struct timeval stats_tv = { STATS_PERIOD_S, 0 }, flush_tv = { 0, 100000 };
+    if (!ev_term || !ev_int || !ev_hup || !ev_stats || !ev_flush || event_add(ev_term, NULL) ||
+        event_add(ev_int, NULL) || event_add(ev_hup, NULL) || event_add(ev_stats, &stats_tv) ||
+        event_add(ev_flush, &flush_tv)) {
+        fprintf(stderr, "hsm-sim: cannot set up events\n");
+        return 1;
+    }
+
+    at_log(AT_LOG_INFO, "listening", AT_STR("address", listen_addr),
+           AT_UINT("header_len", header_len), AT_UINT("max_frame", max_frame),
+           AT_STR("lmk", lmk ? lmk : "thales-test"), AT_STR("lmk_kcv", hsm_proto_lmk_kcv(s.proto)));
+    at_log_flush();
+
+    event_base_dispatch(s.base);
+
+    while (s.conns) {
+        s.draining = false; /* no loopexit from conn_free any more */
+        conn_free(s.conns);
+    }
+    at_log0(AT_LOG_INFO, "stopped");
+    at_log_close();
+    event_free(ev_term);
+    event_free(ev_int);
+    event_free(ev_hup);
+    event_free(ev_stats);
+    event_free(ev_flush);
+    evconnlistener_free(s.listener);
+    event_base_free(s.base);
+    hsm_proto_free(s.proto);
+    free(s.in);
+    free(s.out);
+    return 0;
+}

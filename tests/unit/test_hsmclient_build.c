@@ -1,0 +1,145 @@
+/* Unit tests of the hsm-sim client's command builders: exact bytes for the
+ * published CA/DC/M6 layouts, and refusal of fields with the wrong shape. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "hsmclient.h"
+
+static void test_account12(void **state)
+{
+    (void)state;
+    char a[13];
+    assert_int_equal(hsm_client_account12("4012345678909", a), 0);
+    assert_string_equal(a, "401234567890");
+    assert_int_equal(hsm_client_account12("5555555551234567", a), 0);
+    assert_string_equal(a, "555555123456");
+    assert_int_equal(hsm_client_account12("401234567890", a), -1); /* 12 digits */
+    assert_int_equal(hsm_client_account12("40123456789O9", a), -1);
+}
+
+static void test_ca_matches_published_layout(void **state)
+{
+    (void)state;
+    char buf[256];
+    int n = hsm_client_build_ca(buf, sizeof buf, "0406FBB23A5214DF", "BAB32D775A38E4AB",
+                                "DC80B186C30902B0", "03", "03", "550000025321");
+    assert_int_equal(n, 68);
+    assert_memory_equal(buf, "CA0406FBB23A5214DFBAB32D775A38E4AB12DC80B186C30902B00303550000025321",
+                        68);
+    n = hsm_client_build_cc(buf, sizeof buf, "U8463435FC4B4DAA0C49025272C29B12C",
+                            "U1EF828AA8F6B80EB83E19FBC373F3A85", "6428EB94035AF53B", "01", "01",
+                            "550000025321");
+    assert_int_equal(n, 2 + 33 + 33 + 2 + 16 + 2 + 2 + 12);
+    /* refusals: short PIN block, lowercase-free scheme, bad account, tiny buffer */
+    assert_int_equal(hsm_client_build_ca(buf, sizeof buf, "0406FBB23A5214DF", "BAB32D775A38E4AB",
+                                         "DC80B186C30902B", "03", "03", "550000025321"),
+                     -1);
+    assert_int_equal(hsm_client_build_ca(buf, sizeof buf, "Q406FBB23A5214DF0406FBB23A5214DF0",
+                                         "BAB32D775A38E4AB", "DC80B186C30902B0", "03", "03",
+                                         "550000025321"),
+                     -1);
+    assert_int_equal(hsm_client_build_ca(buf, sizeof buf, "0406FBB23A5214DF", "BAB32D775A38E4AB",
+                                         "DC80B186C30902B0", "03", "03", "55000002532X"),
+                     -1);
+    assert_int_equal(hsm_client_build_ca(buf, 20, "0406FBB23A5214DF", "BAB32D775A38E4AB",
+                                         "DC80B186C30902B0", "03", "03", "550000025321"),
+                     -1);
+}
+
+static void test_dc_and_dukpt(void **state)
+{
+    (void)state;
+    char buf[256];
+    int n = hsm_client_build_pvv_verify(buf, sizeof buf, false, "0406FBB23A5214DF",
+                                        "X367930344805B1FAD6146EF4ED7502B3", "AE7A708F877571A9",
+                                        "01", "550000025321", 1, "4402");
+    const char *want =
+        "DC0406FBB23A5214DFX367930344805B1FAD6146EF4ED7502B3AE7A708F877571A90155000002532114402";
+    assert_int_equal(n, (int)strlen(want));
+    assert_memory_equal(buf, want, strlen(want));
+    assert_int_equal(hsm_client_build_pvv_verify(buf, sizeof buf, true, "0406FBB23A5214DF",
+                                                 "X367930344805B1FAD6146EF4ED7502B3",
+                                                 "AE7A708F877571A9", "01", "550000025321", 10,
+                                                 "4402"),
+                     -1);
+    n = hsm_client_build_dukpt(buf, sizeof buf, true, "U0123456789ABCDEF0123456789ABCDEF",
+                               "BAB32D775A38E4AB", "FFFF9876543210E00001", "1B9C1845EB993A7A", "01",
+                               "401234567890");
+    want = "G0U0123456789ABCDEF0123456789ABCDEFBAB32D775A38E4AB605FFFF9876543210E000011B9C1845EB9"
+           "93A7A0101401234567890";
+    assert_int_equal(n, (int)strlen(want));
+    assert_memory_equal(buf, want, strlen(want));
+    n = hsm_client_build_x0(buf, sizeof buf, "A0123456789ABCDEF0123456789ABCDEF",
+                            "BAB32D775A38E4AB", "123456789012345600000001",
+                            "A912150391AB65A67E52883D81CE2D15", "01", "4111111111111111");
+    assert_int_equal(n, 2 + 33 + 16 + 24 + 32 + 2 + 2 + 16);
+    assert_memory_equal(buf + n - 20, "01164111111111111111", 20);
+}
+
+static void test_mac_and_ibm(void **state)
+{
+    (void)state;
+    char buf[256];
+    const uint8_t data[] = { 0x72, 0xC2, 0x9C, 0x23 };
+    int n = hsm_client_build_m6(buf, sizeof buf, "003", "U19D25F349FD03CC3556BB05F65283CA1", data,
+                                sizeof data);
+    const char *want = "M601031003U19D25F349FD03CC3556BB05F65283CA1000872C29C23";
+    assert_int_equal(n, (int)strlen(want));
+    assert_memory_equal(buf, want, strlen(want));
+    n = hsm_client_build_m8(buf, sizeof buf, "008", "U19D25F349FD03CC3556BB05F65283CA1", data,
+                            sizeof data, "5F1448EE");
+    assert_int_equal(n, (int)strlen(want) + 8);
+    assert_int_equal(hsm_client_build_m6(buf, sizeof buf, "001",
+                                         "U19D25F349FD03CC3556BB05F65283CA1", data, sizeof data),
+                     -1);
+    n = hsm_client_build_ibm_verify(buf, sizeof buf, true, "BAB32D775A38E4AB", "0123456789ABCDEF",
+                                    "DC80B186C30902B0", "01", 4, "550000025321", "0123456789012345",
+                                    "55000002N321", "7710");
+    want = "EABAB32D775A38E4AB0123456789ABCDEF12DC80B186C30902B00104550000025321012345678901234555"
+           "000002N3217710FFFFFFFF";
+    assert_int_equal(n, (int)strlen(want));
+    assert_memory_equal(buf, want, strlen(want));
+}
+
+static void test_answer_parsers(void **state)
+{
+    (void)state;
+    char blk[17], fmt[3], mac[17];
+    const char *cb = "CB0004F7808F2CBEC6316803";
+    assert_int_equal(hsm_client_resp_error("CA", cb, strlen(cb)), 0);
+    assert_int_equal(hsm_client_resp_error("CC", cb, strlen(cb)), -1); /* CD expected */
+    assert_int_equal(hsm_client_resp_error("CA", "CB24", 4), 24);
+    assert_int_equal(hsm_client_resp_error("CA", "ZZ00", 4), -1);
+    assert_int_equal(hsm_client_resp_error("CA", "CB0", 3), -1);
+    assert_int_equal(hsm_client_resp_error("B9", "BA00", 4), 0);
+    assert_int_equal(hsm_client_parse_pin("CA", cb, strlen(cb), blk, fmt), 4);
+    assert_string_equal(blk, "F7808F2CBEC63168");
+    assert_string_equal(fmt, "03");
+    assert_int_equal(hsm_client_parse_pin("CA", "CB01", 4, blk, fmt), -1);
+    assert_int_equal(hsm_client_parse_pin("CA", "CB0099F7808F2CBEC6316803", 24, blk, fmt), -1);
+    assert_int_equal(hsm_client_parse_mac("M7000008"
+                                          "5F1448EE",
+                                          16, mac),
+                     8);
+    assert_string_equal(mac, "5F1448EE");
+    assert_int_equal(hsm_client_parse_mac("M7000008"
+                                          "5F1448E",
+                                          15, mac),
+                     -1);
+    assert_int_equal(hsm_client_parse_mac("M715", 4, mac), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_account12),      cmocka_unit_test(test_ca_matches_published_layout),
+        cmocka_unit_test(test_dc_and_dukpt),   cmocka_unit_test(test_mac_and_ibm),
+        cmocka_unit_test(test_answer_parsers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
