@@ -1,0 +1,428 @@
+/* Request building and response checking for a terminal: fields per the acquirer
+ * interface, the PIN block for the terminal's key scheme (TPK ISO 0, DUKPT-TDES ISO 0
+ * under the PIN variant, DUKPT-AES ISO 4 under the usage-1000 key), and the MAC over
+ * the exact packed bytes from the MTI to the MAC field's data. Clear PINs and keys
+ * only ever sit in stack buffers that are wiped before returning. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "clock.h"
+#include "hex.h"
+#include "hsm.h"
+
+#define ARENA_BYTES 1536
+
+static int fail(char *err, size_t errcap, const char *what)
+{
+    snprintf(err, errcap, "%s", what);
+    return -1;
+}
+
+static bool all_digits(const char *s, size_t min, size_t max)
+{
+    size_t n = strlen(s);
+    if (n < min || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+/* Two decimal digits of v (0..99). */
+static void put2(char *out, int v)
+{
+    out[0] = (char)('0' + (v / 10) % 10);
+    out[1] = (char)('0' + v % 10);
+}
+
+int sim_frame_header(const struct sim_term *t, size_t msg_len, uint8_t *hdr)
+{
+    struct iso_err ie;
+    size_t hl = iso_frame_header_len(t->framing);
+    if (iso_frame_header(t->framing, 0, msg_len, t->tpdu, hdr, ISO_FRAME_MAX_HEADER, &ie) != 0)
+        return -1;
+    return (int)hl;
+}
+
+int sim_term_mac(struct sim_term *t, const uint8_t *data, size_t len, uint8_t mac[8])
+{
+    uint8_t full[16];
+    size_t n = 0;
+    if (hsm_mac_generate(t->tak, HSM_MAC_ISO9797_3, HSM_PAD_1, data, len, full, &n) != HSM_OK ||
+        n < 8)
+        return -1;
+    memcpy(mac, full, 8);
+    return 0;
+}
+
+/* Bytes the 8-byte MAC field occupies on the wire in dialect d (16 hex characters or 8
+ * raw bytes), or 0 when the dialect encodes it some other way. */
+static size_t mac_wire_len(const struct iso_dialect *d, int field)
+{
+    const struct iso_field_spec *f = &d->field[field];
+    if (f->type != ISO_T_B || f->len_kind != ISO_LEN_FIXED || f->max_len != 8)
+        return 0;
+    if (f->data_enc == ISO_ENC_HEX)
+        return 16;
+    if (f->data_enc == ISO_ENC_BINARY)
+        return 8;
+    return 0;
+}
+
+/* Encrypts the PIN for x->pan under t's PIN key. Fills blk (8 or 16 bytes, *blen) and,
+ * for DUKPT, the KSN (*ksnlen 10 or 12). */
+static int pin_block(struct sim_term *t, const struct sim_txn *x, uint8_t blk[16], size_t *blen,
+                     uint8_t ksn[12], size_t *ksnlen, char *err, size_t errcap)
+{
+    int rc = -1;
+    *ksnlen = 0;
+    if (t->scheme == SIM_KS_TPK) {
+        if (hsm_pin_encrypt(t->tpk, HSM_PINFMT_ISO0, x->pin, x->pan, blk, blen) != HSM_OK)
+            return fail(err, errcap, "PIN block: PIN must be 4..12 digits, PAN 13..19 digits");
+        return 0;
+    }
+    uint32_t ctr;
+    if (sim_term_next_ksn(t, &ctr, err, errcap) != 0)
+        return -1;
+    uint8_t txn[16], wk[16];
+    if (t->scheme == SIM_KS_DUKPT_TDES) {
+        memcpy(ksn, t->ksn0, 10);
+        ksn[7] = (uint8_t)((ksn[7] & 0xE0) | ((ctr >> 16) & 0x1F));
+        ksn[8] = (uint8_t)(ctr >> 8);
+        ksn[9] = (uint8_t)ctr;
+        *ksnlen = 10;
+        struct hsm_key *k = NULL;
+        if (hsm_dukpt_txn_key_clear(t->bdk, ksn, txn) == HSM_OK &&
+            hsm_dukpt_variant_clear(txn, HSM_DUKPT_PIN, wk) == HSM_OK &&
+            hsm_key_from_clear(HSM_KT_TPK, wk, 16, &k) == HSM_OK &&
+            hsm_pin_encrypt(k, HSM_PINFMT_ISO0, x->pin, x->pan, blk, blen) == HSM_OK)
+            rc = 0;
+        hsm_key_release(k);
+    } else {
+        memcpy(ksn, t->ksn0, 8);
+        ksn[8] = (uint8_t)(ctr >> 24);
+        ksn[9] = (uint8_t)(ctr >> 16);
+        ksn[10] = (uint8_t)(ctr >> 8);
+        ksn[11] = (uint8_t)ctr;
+        *ksnlen = 12;
+        /* ISO 9564-1 format 4 under the X9.24-3 PIN key (key usage 1000). */
+        struct hsm_key *k = NULL;
+        if (hsm_dukpt_aes_txn_key_clear(t->bdk, ksn, txn) == HSM_OK &&
+            hsm_dukpt_aes_working_key_clear(txn, ksn, HSM_AESDUKPT_PIN, wk) == HSM_OK &&
+            hsm_key_from_clear_aes(HSM_KT_TPK, wk, 16, &k) == HSM_OK &&
+            (x->iso4_fill
+                 ? hsm_pin_encrypt_fill(k, HSM_PINFMT_ISO4, x->pin, x->pan, x->iso4_fill, blk, blen)
+                 : hsm_pin_encrypt(k, HSM_PINFMT_ISO4, x->pin, x->pan, blk, blen)) == HSM_OK &&
+            *blen == 16)
+            rc = 0;
+        hsm_key_release(k);
+    }
+    OPENSSL_cleanse(txn, sizeof txn);
+    OPENSSL_cleanse(wk, sizeof wk);
+    if (rc != 0)
+        return fail(err, errcap, "PIN block: PIN must be 4..12 digits, PAN 13..19 digits");
+    return 0;
+}
+
+#define SET(f, p, n)                                                                               \
+    do {                                                                                           \
+        if (iso_set_copy(&m, (f), (p), (n)) != 0) {                                                \
+            snprintf(err, errcap, "DE %d does not fit the message", (f));                          \
+            goto out;                                                                              \
+        }                                                                                          \
+    } while (0)
+#define SETS(f, s) SET((f), (s), strlen(s))
+
+int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t *out, size_t cap,
+                           size_t *outlen, struct sim_sent *sent, char *err, size_t errcap)
+{
+    uint8_t arena[ARENA_BYTES];
+    struct iso_msg m;
+    struct iso_err ie;
+    struct sim_sent s;
+    uint8_t blk[16] = { 0 }, ksn[12];
+    size_t blen = 0, ksnlen = 0;
+    int rc = -1;
+
+    memset(&s, 0, sizeof s);
+    iso_msg_init(&m, arena, sizeof arena);
+    const char *mti = x->mti[0] ? x->mti : sim_type_mti(x->type);
+    const char *proc = x->proc[0] ? x->proc : sim_type_proc(x->type);
+    bool echo = mti[0] == '0' && mti[1] == '8';
+    bool reversal = mti[1] == '4';
+    if (iso_set_mti(&m, mti) != 0)
+        return fail(err, errcap, "MTI must be 4 digits");
+    snprintf(s.mti, sizeof s.mti, "%s", mti);
+
+    uint32_t stan = x->stan;
+    if (stan == 0 && sim_term_next_stan(t, &stan, err, errcap) != 0)
+        return -1;
+    if (stan > 999999)
+        return fail(err, errcap, "STAN above 999999");
+    snprintf(s.stan, sizeof s.stan, "%06u", stan);
+    snprintf(s.tid, sizeof s.tid, "%s", t->id);
+
+    uint64_t now = x->now_us ? x->now_us : at_wall_us();
+    time_t secs = (time_t)(now / 1000000);
+    struct tm utc, loc;
+    gmtime_r(&secs, &utc);
+    localtime_r(&secs, &loc);
+    put2(s.de7, utc.tm_mon + 1);
+    put2(s.de7 + 2, utc.tm_mday);
+    put2(s.de7 + 4, utc.tm_hour);
+    put2(s.de7 + 6, utc.tm_min);
+    put2(s.de7 + 8, utc.tm_sec);
+    s.de7[10] = '\0';
+
+    SETS(7, s.de7);
+    SETS(11, s.stan);
+    SETS(41, t->id);
+    if (echo) {
+        SETS(70, "301");
+    } else {
+        char buf[48];
+        if (!all_digits(x->pan, 12, 19)) {
+            fail(err, errcap, "PAN must be 12..19 digits");
+            goto out;
+        }
+        if (!all_digits(proc, 6, 6)) {
+            fail(err, errcap, "processing code must be 6 digits");
+            goto out;
+        }
+        snprintf(s.proc, sizeof s.proc, "%s", proc);
+        SETS(2, x->pan);
+        SETS(3, proc);
+        bool balance = proc[0] == '3' && (proc[1] == '0' || proc[1] == '1');
+        if (!balance) {
+            if (x->amount > 999999999999ull) {
+                fail(err, errcap, "amount above 12 digits");
+                goto out;
+            }
+            snprintf(buf, sizeof buf, "%012llu", (unsigned long long)x->amount);
+            SETS(4, buf);
+        }
+        snprintf(buf, sizeof buf, "%02d%02d%02d", loc.tm_hour, loc.tm_min, loc.tm_sec);
+        SETS(12, buf);
+        snprintf(buf, sizeof buf, "%02d%02d", loc.tm_mon + 1, loc.tm_mday);
+        SETS(13, buf);
+        if (x->expiry[0]) {
+            if (!all_digits(x->expiry, 4, 4)) {
+                fail(err, errcap, "expiry must be YYMM");
+                goto out;
+            }
+            SETS(14, x->expiry);
+        }
+        bool with_pin = x->pin[0] && !reversal;
+        const char *entry = x->entry_mode[0] ? x->entry_mode : with_pin ? "011" : "012";
+        SETS(22, entry);
+        if (x->rrn[0]) {
+            SETS(37, x->rrn);
+        } else {
+            /* Y DDD hh + STAN: unique per terminal per hour of the year. */
+            snprintf(buf, sizeof buf, "%d%03d%02d%06u", utc.tm_year % 10, utc.tm_yday + 1,
+                     utc.tm_hour, stan);
+            SETS(37, buf);
+        }
+        SETS(42, t->merchant);
+        const char *ccy = x->currency[0] ? x->currency : t->currency;
+        if (!all_digits(ccy, 3, 3)) {
+            fail(err, errcap, "currency must be a 3-digit ISO 4217 code");
+            goto out;
+        }
+        SETS(49, ccy);
+        if (x->cashback) {
+            /* ISO additional amounts: account 00, type 40 (cash back), currency, D, 12 digits. */
+            snprintf(buf, sizeof buf, "0040%sD%012llu", ccy, (unsigned long long)x->cashback);
+            SETS(54, buf);
+        }
+        if (with_pin) {
+            if (pin_block(t, x, blk, &blen, ksn, &ksnlen, err, errcap) != 0)
+                goto out;
+            s.pin = true;
+            if (ksnlen) {
+                at_hex_encode(ksn, ksnlen, s.ksn);
+                SETS(62, s.ksn);
+            }
+            if (blen == 16) {
+                char hex[33];
+                at_hex_encode(blk, 16, hex);
+                SETS(110, hex);
+            } else {
+                SET(52, blk, 8);
+            }
+        }
+        if (reversal && x->orig_stan) {
+            char acq[12];
+            snprintf(acq, sizeof acq, "%011llu",
+                     (unsigned long long)strtoull(t->acquirer_id, NULL, 10));
+            if (!all_digits(x->orig_time, 10, 10) || x->orig_stan > 999999) {
+                fail(err, errcap, "reversal: original time must be MMDDhhmmss, STAN <= 999999");
+                goto out;
+            }
+            snprintf(buf, sizeof buf, "%s%06u%s%s00000000000",
+                     x->orig_mti[0] ? x->orig_mti : "0200", x->orig_stan, x->orig_time, acq);
+            SETS(90, buf);
+        }
+        if (x->to_pan[0])
+            SETS(103, x->to_pan);
+    }
+
+    /* The MAC: always the last field; DE 128 once a secondary bitmap is needed. */
+    int mf = iso_next(&m, 64) != 0 ? 128 : 64;
+    size_t wire = mac_wire_len(t->dialect, mf);
+    if (wire == 0) {
+        fail(err, errcap, "dialect has no 8-byte binary MAC field");
+        goto out;
+    }
+    static const uint8_t zero8[8];
+    SET(mf, zero8, 8);
+    s.mac_128 = mf == 128;
+    size_t n = 0;
+    if (iso_pack(t->dialect, &m, out, cap, &n, &ie) != 0) {
+        snprintf(err, errcap, "pack: %s", ie.reason);
+        goto out;
+    }
+    uint8_t mac[8];
+    if (n < wire || sim_term_mac(t, out, n - wire, mac) != 0) {
+        fail(err, errcap, "MAC computation failed");
+        goto out;
+    }
+    if (x->bad_mac)
+        mac[7] ^= 0x01;
+    if (wire == 16) {
+        char hex[17];
+        at_hex_encode(mac, 8, hex);
+        memcpy(out + n - 16, hex, 16);
+    } else {
+        memcpy(out + n - 8, mac, 8);
+    }
+    *outlen = n;
+    if (sent)
+        *sent = s;
+    rc = 0;
+out:
+    OPENSSL_cleanse(blk, sizeof blk);
+    OPENSSL_cleanse(arena, sizeof arena);
+    return rc;
+}
+
+int sim_term_build_frame(struct sim_term *t, const struct sim_txn *x, uint8_t *out, size_t cap,
+                         size_t *outlen, struct sim_sent *sent, char *err, size_t errcap)
+{
+    size_t hl = iso_frame_header_len(t->framing), n = 0;
+    uint8_t hdr[ISO_FRAME_MAX_HEADER];
+    if (cap <= hl)
+        return fail(err, errcap, "frame buffer too small");
+    if (sim_term_build_request(t, x, out + hl, cap - hl, &n, sent, err, errcap) != 0)
+        return -1;
+    if (sim_frame_header(t, n, hdr) != (int)hl)
+        return fail(err, errcap, "message too long for the framing");
+    memcpy(out, hdr, hl);
+    *outlen = hl + n;
+    return 0;
+}
+
+const char *sim_mac_status_name(enum sim_mac_status s)
+{
+    switch (s) {
+    case SIM_MAC_OK:
+        return "ok";
+    case SIM_MAC_BAD:
+        return "BAD";
+    default:
+        return "absent";
+    }
+}
+
+bool sim_mac_acceptable(const struct sim_resp *r)
+{
+    return r->mac == SIM_MAC_OK || (r->mac == SIM_MAC_ABSENT && r->mti[1] == '8');
+}
+
+static void copy_field(const struct iso_msg *m, int f, char *out, size_t cap)
+{
+    size_t n = 0;
+    const uint8_t *p = iso_get(m, f, &n);
+    out[0] = '\0';
+    if (!p)
+        return;
+    if (n >= cap)
+        n = cap - 1;
+    for (size_t i = 0; i < n; i++)
+        out[i] = p[i] >= 0x20 && p[i] < 0x7F ? (char)p[i] : '?';
+    out[n] = '\0';
+}
+
+/* DE 54: 20-character amounts; the available balance (type 02) wins over ledger (01). */
+static void parse_balance(const struct iso_msg *m, struct sim_resp *r)
+{
+    size_t n = 0;
+    const uint8_t *p = iso_get(m, 54, &n);
+    int best = 0;
+    for (size_t off = 0; p && off + 20 <= n; off += 20) {
+        const uint8_t *a = p + off;
+        int kind = a[2] == '0' && a[3] == '2' ? 2 : a[2] == '0' && a[3] == '1' ? 1 : 0;
+        if (kind == 0 || kind < best || (a[7] != 'C' && a[7] != 'D'))
+            continue;
+        int64_t v = 0;
+        bool ok = true;
+        for (int i = 8; i < 20; i++) {
+            if (a[i] < '0' || a[i] > '9')
+                ok = false;
+            v = v * 10 + (a[i] - '0');
+        }
+        if (!ok)
+            continue;
+        best = kind;
+        r->has_balance = true;
+        r->balance = a[7] == 'D' ? -v : v;
+        memcpy(r->balance_ccy, a + 4, 3);
+        r->balance_ccy[3] = '\0';
+    }
+}
+
+int sim_term_check_response(struct sim_term *t, const uint8_t *msg, size_t len, struct iso_msg *m,
+                            struct sim_resp *r, char *err, size_t errcap)
+{
+    struct iso_err ie;
+    memset(r, 0, sizeof *r);
+    if (iso_unpack(t->dialect, msg, len, m, &ie) != 0) {
+        snprintf(err, errcap, "response does not decode: %s (field %d, offset %zu)", ie.reason,
+                 ie.field, ie.offset);
+        return -1;
+    }
+    sim_resp_fill(t, msg, len, m, r);
+    return 0;
+}
+
+void sim_resp_fill(struct sim_term *t, const uint8_t *msg, size_t len, const struct iso_msg *m,
+                   struct sim_resp *r)
+{
+    memset(r, 0, sizeof *r);
+    memcpy(r->mti, m->mti, 4);
+    r->mti[4] = '\0';
+    copy_field(m, 39, r->rc, sizeof r->rc);
+    copy_field(m, 38, r->auth, sizeof r->auth);
+    copy_field(m, 11, r->stan, sizeof r->stan);
+    copy_field(m, 41, r->tid, sizeof r->tid);
+    parse_balance(m, r);
+
+    int mf = iso_has(m, 128) ? 128 : iso_has(m, 64) ? 64 : 0;
+    if (mf == 0) {
+        r->mac = SIM_MAC_ABSENT;
+        return;
+    }
+    size_t wire = mac_wire_len(t->dialect, mf), maclen = 0;
+    const uint8_t *mac = iso_get(m, mf, &maclen);
+    r->mac = SIM_MAC_BAD;
+    if (wire && maclen == 8 && iso_next(m, mf) == 0 && len >= wire &&
+        hsm_mac_verify(t->tak, HSM_MAC_ISO9797_3, HSM_PAD_1, msg, len - wire, mac, 8) == HSM_OK)
+        r->mac = SIM_MAC_OK;
+}

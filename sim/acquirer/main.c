@@ -1,0 +1,683 @@
+/* acquirer-sim: the terminals of the Atlas demo. `send` builds one request (PIN block,
+ * MAC), sends it, checks the response MAC and prints one line; `run` executes a
+ * scenario file line by line with PASS/FAIL per line, like a scheme certification
+ * script. Both drive the library's sending core with one connection per address. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "acquirer.h"
+#include "log.h"
+#include "parse.h"
+
+#define DEFAULT_STATE_DIR  "var/acquirer-sim"
+#define DEFAULT_TIMEOUT_MS 10000u
+#define MAX_CONNS          16
+
+/* Exit codes of `send`. */
+enum {
+    EXIT_ANSWERED = 0,  /* a response arrived (whatever its DE 39) and its MAC is good */
+    EXIT_USAGE = 1,     /* bad option, unknown terminal, state file problem */
+    EXIT_TRANSPORT = 2, /* connect failure, timeout, bad framing, undecodable response */
+    EXIT_BAD_MAC = 3,   /* a response arrived but its MAC is wrong or missing */
+};
+
+struct conn_ent {
+    char key[96]; /* address + dialect + framing */
+    struct sim_conn *c;
+};
+
+struct line_res {
+    bool sent;
+    struct sim_sent sent_info;
+    struct sim_txn x;
+    char term[9];
+};
+
+struct cli {
+    struct event_base *base;
+    struct sim_engine *e;
+    struct sim_terms terms;
+    struct conn_ent conns[MAX_CONNS];
+    char state_dir[256];
+    const char *host; /* --host override */
+    bool json, dump, is_run;
+    /* the transaction in progress */
+    struct sim_term *t;
+    struct sim_txn x;
+    struct sim_sent sent;
+    struct conn_ent *ce;
+    unsigned timeout_ms;
+    struct event *conn_timer;
+    bool waiting_conn;
+    uint8_t req_copy[SIM_MSG_MAX];
+    size_t req_len;
+    /* run */
+    struct sim_scn scn;
+    struct line_res *res;
+    size_t idx;
+    unsigned passed, failed;
+    int exit_code;
+};
+
+static void next_line(struct cli *c);
+static void txn_done(struct cli *c, const struct sim_outcome *o, const char *err);
+
+/* ------------------------------------------------------------------ output */
+
+static void json_str(FILE *f, const char *k, const char *v, bool comma)
+{
+    fprintf(f, "%s\"%s\":\"", comma ? "," : "", k);
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20 || *p >= 0x7F)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static void dump_msg(struct cli *c, const char *title, const uint8_t *msg, size_t len)
+{
+    static uint8_t arena[ISO_ARENA_FOR(SIM_MSG_MAX)];
+    static char text[16384];
+    struct iso_msg m;
+    struct iso_err ie;
+    iso_msg_init(&m, arena, sizeof arena);
+    if (iso_unpack(c->t->dialect, msg, len, &m, &ie) != 0) {
+        printf("%s: does not decode: %s\n", title, ie.reason);
+        return;
+    }
+    (void)iso_describe(c->t->dialect, &m, 0, text, sizeof text);
+    printf("--- %s (%zu bytes, masked)\n%s", title, len, text);
+    if (len && text[strlen(text) - 1] != '\n')
+        printf("\n");
+}
+
+/* One result: a readable line (or a JSON object). prefix is "PASS line 3" etc. */
+static void print_result(struct cli *c, const char *prefix, const struct sim_outcome *o,
+                         const char *err, const char *fail_why)
+{
+    char pan[24] = "", amount[48] = "-", bal[48] = "";
+    const struct sim_txn *x = &c->x;
+    bool echo = x->type == SIM_T_ECHO;
+    if (!echo)
+        at_mask_pan(x->pan, strlen(x->pan), pan);
+    const struct sim_currency *ccy = sim_currency_find(x->currency[0] ? x->currency : "504");
+    if (!echo && x->type != SIM_T_BALANCE)
+        sim_amount_format(x->amount, ccy, amount, sizeof amount);
+    const struct sim_resp *r = o && o->status == SIM_ANSWERED ? &o->resp : NULL;
+    if (r && r->has_balance) {
+        const struct sim_currency *bc = sim_currency_find(r->balance_ccy);
+        char tmp[40];
+        sim_amount_format((uint64_t)(r->balance < 0 ? -r->balance : r->balance), bc, tmp,
+                          sizeof tmp);
+        snprintf(bal, sizeof bal, "%s%s", r->balance < 0 ? "-" : "", tmp);
+    }
+    double ms = o ? (double)o->latency_ns / 1e6 : 0;
+    const char *mti = c->sent.mti[0] ? c->sent.mti : sim_type_mti(x->type);
+    if (c->json) {
+        printf("{");
+        if (c->is_run) {
+            json_str(stdout, "result", strncmp(prefix, "PASS", 4) == 0 ? "PASS" : "FAIL", false);
+            printf(",\"line\":%u", c->scn.lines[c->idx].lineno);
+        } else {
+            json_str(stdout, "result", r ? "answered" : "error", false);
+        }
+        json_str(stdout, "terminal", c->t ? c->t->id : "", true);
+        json_str(stdout, "type", sim_type_name(x->type), true);
+        json_str(stdout, "mti", mti, true);
+        json_str(stdout, "stan", c->sent.stan, true);
+        json_str(stdout, "de7", c->sent.de7, true);
+        if (!echo)
+            json_str(stdout, "pan", pan, true);
+        if (!echo && x->type != SIM_T_BALANCE) {
+            printf(",\"amount_minor\":%llu", (unsigned long long)x->amount);
+            json_str(stdout, "currency", ccy ? ccy->alpha : x->currency, true);
+        }
+        if (r) {
+            json_str(stdout, "response_mti", r->mti, true);
+            json_str(stdout, "rc", r->rc, true);
+            json_str(stdout, "rc_text", r->rc[0] ? sim_rc_text(r->rc) : "no DE 39", true);
+            if (r->auth[0])
+                json_str(stdout, "auth_code", r->auth, true);
+            if (r->has_balance) {
+                printf(",\"balance_minor\":%lld", (long long)r->balance);
+                json_str(stdout, "balance_currency", r->balance_ccy, true);
+            }
+            json_str(stdout, "mac", sim_mac_status_name(r->mac), true);
+            printf(",\"latency_ms\":%.3f", ms);
+        } else {
+            json_str(stdout, "error", err ? err : o && o->reason ? o->reason : "failed", true);
+        }
+        if (fail_why)
+            json_str(stdout, "why", fail_why, true);
+        printf("}\n");
+    } else {
+        printf("%s%s%s %s %s", prefix, prefix[0] ? " " : "", c->t ? c->t->id : "-", mti,
+               sim_type_name(x->type));
+        if (!echo)
+            printf(" %s", pan);
+        if (!echo && x->type != SIM_T_BALANCE)
+            printf(" %s", amount);
+        if (c->sent.stan[0])
+            printf(" stan %s", c->sent.stan);
+        if (r) {
+            printf(" -> %s rc %s (%s)", r->mti, r->rc[0] ? r->rc : "--",
+                   r->rc[0] ? sim_rc_text(r->rc) : "no DE 39");
+            if (r->auth[0])
+                printf(" auth %s", r->auth);
+            if (bal[0])
+                printf(" balance %s", bal);
+            printf(" MAC %s %.2f ms", sim_mac_status_name(r->mac), ms);
+            if (r->mac == SIM_MAC_BAD)
+                printf(" [RESPONSE MAC FAILED VERIFICATION]");
+        } else {
+            printf(" -> ERROR: %s", err ? err : o && o->reason ? o->reason : "failed");
+        }
+        if (fail_why)
+            printf(" [%s]", fail_why);
+        printf("\n");
+    }
+    fflush(stdout);
+}
+
+/* ------------------------------------------------------------------ connections */
+
+static void on_conn(void *arg, struct sim_conn *conn, bool up, const char *reason);
+
+static void fire(struct cli *c);
+
+static struct conn_ent *conn_for(struct cli *c, const char *addr, const struct sim_term *t,
+                                 char *err, size_t errcap)
+{
+    char key[96];
+    snprintf(key, sizeof key, "%.60s|%.20s|%c", addr, t->dialect->name, (char)('0' + t->framing));
+    struct conn_ent *freeslot = NULL;
+    for (int i = 0; i < MAX_CONNS; i++) {
+        if (c->conns[i].c && strcmp(c->conns[i].key, key) == 0)
+            return &c->conns[i];
+        if (!c->conns[i].c && !freeslot)
+            freeslot = &c->conns[i];
+    }
+    if (!freeslot) {
+        snprintf(err, errcap, "too many distinct addresses");
+        return NULL;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    const char *why = NULL;
+    if (!at_parse_hostport(addr, &ss, &sl, &why)) {
+        snprintf(err, errcap, "address %s: %s", addr, why ? why : "invalid");
+        return NULL;
+    }
+    snprintf(freeslot->key, sizeof freeslot->key, "%s", key);
+    freeslot->c = sim_conn_open(c->e, (struct sockaddr *)&ss, sl, t, on_conn, c);
+    if (!freeslot->c) {
+        snprintf(err, errcap, "out of memory");
+        return NULL;
+    }
+    return freeslot;
+}
+
+static void on_conn(void *arg, struct sim_conn *conn, bool up, const char *reason)
+{
+    struct cli *c = arg;
+    struct conn_ent *ce = NULL;
+    for (int i = 0; i < MAX_CONNS; i++)
+        if (c->conns[i].c == conn)
+            ce = &c->conns[i];
+    if (up) {
+        if (c->waiting_conn && c->ce == ce) {
+            c->waiting_conn = false;
+            evtimer_del(c->conn_timer);
+            fire(c);
+        }
+        return;
+    }
+    /* Down: forget the connection (a later line reconnects). reason lives in the
+     * connection: keep a copy before freeing it. */
+    char why_copy[96];
+    snprintf(why_copy, sizeof why_copy, "%s", reason ? reason : "closed");
+    reason = why_copy;
+    if (ce)
+        ce->c = NULL;
+    sim_conn_free(conn);
+    if (c->waiting_conn && c->ce == ce) {
+        c->waiting_conn = false;
+        evtimer_del(c->conn_timer);
+        char why[256];
+        size_t alen = strcspn(ce->key, "|"); /* the key is address|dialect|framing */
+        snprintf(why, sizeof why, "cannot connect to %.*s: %s", (int)alen, ce->key, reason);
+        txn_done(c, NULL, why);
+    }
+}
+
+static void on_conn_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct cli *c = arg;
+    if (!c->waiting_conn)
+        return;
+    c->waiting_conn = false;
+    if (c->ce && c->ce->c) {
+        struct sim_conn *conn = c->ce->c;
+        c->ce->c = NULL;
+        sim_conn_free(conn);
+    }
+    txn_done(c, NULL, "connect timeout");
+}
+
+/* ------------------------------------------------------------------ one transaction */
+
+static void on_done(void *arg, struct sim_req *r, const struct sim_outcome *o)
+{
+    struct cli *c = arg;
+    if (c->dump && o->status == SIM_ANSWERED)
+        dump_msg(c, "response", o->raw, o->raw_len);
+    txn_done(c, o, NULL);
+}
+
+/* Builds and sends c->x on the (now up) connection. */
+static void fire(struct cli *c)
+{
+    uint8_t *buf;
+    size_t cap, len = 0;
+    char err[200];
+    struct sim_req *r = sim_req_get(c->e, &buf, &cap);
+    if (!r) {
+        txn_done(c, NULL, "no free request slot");
+        return;
+    }
+    if (sim_term_build_request(c->t, &c->x, buf, cap, &len, &c->sent, err, sizeof err) != 0) {
+        sim_req_put(c->e, r);
+        c->exit_code = EXIT_USAGE;
+        txn_done(c, NULL, err);
+        return;
+    }
+    memcpy(c->req_copy, buf, len);
+    c->req_len = len;
+    if (c->dump)
+        dump_msg(c, "request", buf, len);
+    if (sim_req_send(c->ce->c, r, len, &c->sent, c->t, c->timeout_ms, 0, on_done, c) != 0)
+        txn_done(c, NULL, "connection not usable");
+}
+
+/* Starts c->x on c->t: connects if needed, then fires. */
+static void start(struct cli *c, const char *host_opt, unsigned timeout_ms)
+{
+    char err[200];
+    memset(&c->sent, 0, sizeof c->sent);
+    c->timeout_ms = timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS;
+    const char *addr = host_opt && host_opt[0] ? host_opt : c->host ? c->host : c->t->address;
+    c->ce = conn_for(c, addr, c->t, err, sizeof err);
+    if (!c->ce) {
+        txn_done(c, NULL, err);
+        return;
+    }
+    if (sim_conn_up(c->ce->c)) {
+        fire(c);
+        return;
+    }
+    c->waiting_conn = true;
+    struct timeval tv = { .tv_sec = c->timeout_ms / 1000,
+                          .tv_usec = (c->timeout_ms % 1000) * 1000 };
+    evtimer_add(c->conn_timer, &tv);
+}
+
+/* ------------------------------------------------------------------ send */
+
+static void send_done(struct cli *c, const struct sim_outcome *o, const char *err)
+{
+    if (!o || o->status != SIM_ANSWERED) {
+        if (c->exit_code != EXIT_USAGE)
+            c->exit_code = EXIT_TRANSPORT;
+        print_result(c, "", o, err, NULL);
+    } else {
+        c->exit_code = sim_mac_acceptable(&o->resp) ? EXIT_ANSWERED : EXIT_BAD_MAC;
+        print_result(c, "", o, NULL, NULL);
+    }
+    event_base_loopexit(c->base, NULL);
+}
+
+/* ------------------------------------------------------------------ run */
+
+static void run_done(struct cli *c, const struct sim_outcome *o, const char *err)
+{
+    struct sim_scn_line *l = &c->scn.lines[c->idx];
+    struct line_res *lr = &c->res[c->idx];
+    lr->sent = c->sent.stan[0] != '\0';
+    lr->sent_info = c->sent;
+    lr->x = c->x;
+    snprintf(lr->term, sizeof lr->term, "%s", c->t ? c->t->id : "");
+    char prefix[48], why[96] = "";
+    bool pass = false;
+    if (o && o->status == SIM_ANSWERED) {
+        bool rc_ok = strcmp(o->resp.rc, l->o.expect) == 0;
+        bool mac_ok = l->o.mac_any || sim_mac_acceptable(&o->resp);
+        pass = rc_ok && mac_ok;
+        if (!rc_ok)
+            snprintf(why, sizeof why, "expected %s", l->o.expect);
+        else if (!mac_ok)
+            snprintf(why, sizeof why, "response MAC %s", sim_mac_status_name(o->resp.mac));
+    } else {
+        snprintf(why, sizeof why, "expected %s", l->o.expect);
+    }
+    snprintf(prefix, sizeof prefix, "%s line %u", pass ? "PASS" : "FAIL", l->lineno);
+    print_result(c, prefix, o, err, pass ? NULL : why);
+    if (pass)
+        c->passed++;
+    else
+        c->failed++;
+    c->idx++;
+    next_line(c);
+}
+
+static void next_line(struct cli *c)
+{
+    char err[256];
+    while (c->idx < c->scn.n) {
+        struct sim_scn_line *l = &c->scn.lines[c->idx];
+        struct sim_opts o = l->o;
+        if (l->original_index >= 0) {
+            const struct line_res *orig = &c->res[l->original_index];
+            if (!orig->sent) {
+                memset(&c->x, 0, sizeof c->x);
+                c->x.type = o.type;
+                c->t = NULL;
+                memset(&c->sent, 0, sizeof c->sent);
+                run_done(c, NULL, "the original line was never sent");
+                return;
+            }
+            if (!o.terminal[0])
+                snprintf(o.terminal, sizeof o.terminal, "%s", orig->term);
+            if (!o.pan[0])
+                snprintf(o.pan, sizeof o.pan, "%s", orig->x.pan);
+            if (!o.amount[0] && !o.has_amount_minor) {
+                o.has_amount_minor = true;
+                o.amount_minor = orig->x.amount;
+            }
+            if (!o.currency[0])
+                snprintf(o.currency, sizeof o.currency, "%s", orig->x.currency);
+            if (!o.proc[0])
+                snprintf(o.proc, sizeof o.proc, "%s", orig->sent_info.proc);
+            if (!o.expiry[0])
+                snprintf(o.expiry, sizeof o.expiry, "%s", orig->x.expiry);
+            snprintf(o.orig_mti, sizeof o.orig_mti, "%s", orig->sent_info.mti);
+            o.orig_stan = (uint32_t)strtoul(orig->sent_info.stan, NULL, 10);
+            snprintf(o.orig_time, sizeof o.orig_time, "%s", orig->sent_info.de7);
+        }
+        if (sim_opts_resolve(&o, &c->terms, &c->x, &c->t, err, sizeof err) != 0) {
+            /* checked before the run started; only reachable through original= data */
+            c->t = NULL;
+            memset(&c->sent, 0, sizeof c->sent);
+            run_done(c, NULL, err);
+            return;
+        }
+        start(c, o.host, o.timeout_ms);
+        return;
+    }
+    if (c->json)
+        printf("{\"passed\":%u,\"failed\":%u,\"unmatched_responses\":%llu}\n", c->passed, c->failed,
+               (unsigned long long)sim_engine_unmatched(c->e));
+    else if (sim_engine_unmatched(c->e))
+        printf("%u passed, %u failed (%llu late or unmatched responses ignored)\n", c->passed,
+               c->failed, (unsigned long long)sim_engine_unmatched(c->e));
+    else
+        printf("%u passed, %u failed\n", c->passed, c->failed);
+    fflush(stdout);
+    c->exit_code = c->failed ? 1 : 0;
+    event_base_loopexit(c->base, NULL);
+}
+
+static void txn_done(struct cli *c, const struct sim_outcome *o, const char *err)
+{
+    if (c->is_run)
+        run_done(c, o, err);
+    else
+        send_done(c, o, err);
+}
+
+/* ------------------------------------------------------------------ command line */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: acquirer-sim [global options] send --type TYPE [options]\n"
+            "       acquirer-sim [global options] run FILE.scn\n"
+            "global options:\n"
+            "  --terminals FILE   extra terminal profiles ([terminal ID] sections)\n"
+            "  --state-dir DIR    STAN/KSN state files (default " DEFAULT_STATE_DIR ")\n"
+            "  --host ADDR:PORT   send to this address instead of the terminal's\n"
+            "  --json             one JSON object per result\n"
+            "  --dump             print the masked request and response\n"
+            "send options (scenario keys are the same without the dashes):\n"
+            "  --type purchase|cash|cashback|refund|balance|aft|oct|transfer|auth|reversal|echo\n"
+            "  --terminal ID (TERM0001)  --pan P  --pin 1234 | --no-pin  --expiry YYMM\n"
+            "  --amount 12.50 | --amount-minor 1250  --currency 504|MAD  --cashback 5.00\n"
+            "  --stan N  --rrn R  --to-pan P  --entry-mode NNN  --mti NNNN  --proc NNNNNN\n"
+            "  --original-mti NNNN --original-stan N --original-time MMDDhhmmss (DE 90)\n"
+            "  --bad-mac  --timeout-ms N (10000)\n"
+            "exit status of send: 0 answered (any DE 39), 1 usage, 2 transport error/timeout/\n"
+            "bad framing, 3 response MAC wrong or missing. run: 0 all passed, 1 a line failed,\n"
+            "2 unusable scenario file or transport setup.\n");
+}
+
+static int read_file(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap)
+            break;
+        if (cap >= (16u << 20)) {
+            free(buf);
+            buf = NULL;
+            errno = EFBIG;
+            break;
+        }
+        char *nb = realloc(buf, cap * 2);
+        if (!nb) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    fclose(f);
+    if (!buf)
+        return -1;
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/* Counts, per terminal, how many transactions the scenario sends, for the reservation. */
+static uint32_t scn_count_for(const struct sim_scn *s, const char *tid)
+{
+    uint32_t n = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const char *t = s->lines[i].o.terminal[0] ? s->lines[i].o.terminal : "TERM0001";
+        if (strcmp(t, tid) == 0 || s->lines[i].original_index >= 0)
+            n++;
+    }
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli c;
+    memset(&c, 0, sizeof c);
+    /* A switch closing mid-write must surface as a connection error, not kill us. */
+    signal(SIGPIPE, SIG_IGN);
+    struct sim_opts opts;
+    memset(&opts, 0, sizeof opts);
+    char err[512];
+    const char *terminals_file = NULL, *cmd = NULL, *scn_path = NULL;
+    const char *env_dir = getenv("ATLAS_ACQ_STATE_DIR");
+    snprintf(c.state_dir, sizeof c.state_dir, "%s",
+             env_dir && env_dir[0] ? env_dir : DEFAULT_STATE_DIR);
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            if (!cmd) {
+                cmd = a;
+            } else if (strcmp(cmd, "run") == 0 && !scn_path) {
+                scn_path = a;
+            } else {
+                fprintf(stderr, "acquirer-sim: unexpected argument '%s'\n", a);
+                return EXIT_USAGE;
+            }
+            continue;
+        }
+        const char *key = a + 2;
+        bool flag = strcmp(key, "json") == 0 || strcmp(key, "dump") == 0 ||
+                    strcmp(key, "no-pin") == 0 || strcmp(key, "bad-mac") == 0;
+        if (flag) {
+            if (strcmp(key, "json") == 0)
+                c.json = true;
+            else if (strcmp(key, "dump") == 0)
+                c.dump = true;
+            else if (sim_opts_set(&opts, key, NULL, false, err, sizeof err) != 0)
+                goto bad_opt;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "acquirer-sim: --%s needs a value\n", key);
+            return EXIT_USAGE;
+        }
+        const char *val = argv[++i];
+        if (strcmp(key, "terminals") == 0)
+            terminals_file = val;
+        else if (strcmp(key, "state-dir") == 0)
+            snprintf(c.state_dir, sizeof c.state_dir, "%s", val);
+        else if (sim_opts_set(&opts, key, val, false, err, sizeof err) != 0)
+            goto bad_opt;
+        continue;
+    bad_opt:
+        fprintf(stderr, "acquirer-sim: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (!cmd || (strcmp(cmd, "send") != 0 && strcmp(cmd, "run") != 0)) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    c.is_run = strcmp(cmd, "run") == 0;
+    if (c.is_run && !scn_path) {
+        fprintf(stderr, "acquirer-sim: run needs a scenario file\n");
+        return 2;
+    }
+    if (opts.host[0])
+        c.host = opts.host;
+
+    if (sim_terms_builtin(&c.terms, err, sizeof err) != 0 ||
+        (terminals_file && sim_terms_load(&c.terms, terminals_file, err, sizeof err) != 0)) {
+        fprintf(stderr, "acquirer-sim: %s\n", err);
+        sim_terms_free(&c.terms);
+        return c.is_run ? 2 : EXIT_USAGE;
+    }
+
+    int rc = EXIT_USAGE;
+    if (c.is_run) {
+        char *text = NULL;
+        size_t len = 0;
+        if (read_file(scn_path, &text, &len) != 0) {
+            fprintf(stderr, "acquirer-sim: %s: %s\n", scn_path, strerror(errno));
+            sim_terms_free(&c.terms);
+            return 2;
+        }
+        int prc = sim_scn_parse(text, len, scn_path, &c.scn, err, sizeof err);
+        free(text);
+        if (prc != 0) {
+            fprintf(stderr, "acquirer-sim: %s\n", err);
+            sim_terms_free(&c.terms);
+            return 2;
+        }
+        /* Resolve every line now so a typo fails before anything is sent. */
+        for (size_t i = 0; i < c.scn.n; i++) {
+            struct sim_opts o = c.scn.lines[i].o;
+            struct sim_txn x;
+            struct sim_term *t;
+            if (c.scn.lines[i].original_index >= 0 && !o.amount[0] && !o.has_amount_minor) {
+                o.has_amount_minor = true; /* inherited from the original at run time */
+                if (!o.terminal[0])
+                    snprintf(o.terminal, sizeof o.terminal, "%s",
+                             c.scn.lines[c.scn.lines[i].original_index].o.terminal);
+            }
+            if (sim_opts_resolve(&o, &c.terms, &x, &t, err, sizeof err) != 0) {
+                fprintf(stderr, "acquirer-sim: %s:%u: %s\n", scn_path, c.scn.lines[i].lineno, err);
+                sim_scn_free(&c.scn);
+                sim_terms_free(&c.terms);
+                return 2;
+            }
+        }
+        c.res = calloc(c.scn.n, sizeof *c.res);
+        if (!c.res) {
+            sim_scn_free(&c.scn);
+            sim_terms_free(&c.terms);
+            return 2;
+        }
+    }
+
+    /* Reserve STANs/KSNs of the terminals this invocation may use. */
+    for (size_t i = 0; i < c.terms.n; i++) {
+        struct sim_term *t = c.terms.t[i];
+        uint32_t n = 0;
+        if (c.is_run)
+            n = scn_count_for(&c.scn, t->id);
+        else if (strcmp(t->id, opts.terminal[0] ? opts.terminal : "TERM0001") == 0)
+            n = 1;
+        if (n && sim_term_reserve(t, c.state_dir, n, err, sizeof err) != 0) {
+            fprintf(stderr, "acquirer-sim: %s\n", err);
+            rc = c.is_run ? 2 : EXIT_USAGE;
+            goto out;
+        }
+    }
+
+    c.base = event_base_new();
+    if (!c.base || sim_engine_new(c.base, 16, &c.e) != 0 ||
+        !(c.conn_timer = evtimer_new(c.base, on_conn_timeout, &c))) {
+        fprintf(stderr, "acquirer-sim: event loop setup failed\n");
+        rc = 2;
+        goto out;
+    }
+    c.exit_code = EXIT_TRANSPORT;
+    if (c.is_run) {
+        next_line(&c);
+    } else {
+        if (sim_opts_resolve(&opts, &c.terms, &c.x, &c.t, err, sizeof err) != 0) {
+            fprintf(stderr, "acquirer-sim: %s\n", err);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        start(&c, opts.host, opts.timeout_ms);
+    }
+    event_base_dispatch(c.base);
+    rc = c.exit_code;
+out:
+    if (c.conn_timer)
+        event_free(c.conn_timer);
+    sim_engine_free(c.e);
+    if (c.base)
+        event_base_free(c.base);
+    sim_terms_free(&c.terms);
+    sim_scn_free(&c.scn);
+    free(c.res);
+    return rc;
+}
