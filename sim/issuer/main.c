@@ -301,16 +301,16 @@ static void txn_send(struct txn *t)
 static void on_resp_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct txn *t = arg;
-    /* M7 ‖ error code 2 ‖ MAC length "0016" ‖ MAC 16H */
-    if (status != HSM_CLIENT_OK || len < 24 || memcmp(resp + 2, "00", 2) != 0 ||
-        memcmp(resp + 4, "0016", 4) != 0) {
+    char mac[17];
+    if (status != HSM_CLIENT_OK || hsm_client_resp_error("M6", resp, len) != 0 ||
+        hsm_client_parse_mac(resp, len, mac) != 16) {
         at_log(AT_LOG_ERROR, "resp_mac_failed", AT_INT("status", status),
-               AT_STRN("hsm_rc", resp ? resp + 2 : "", resp && len >= 4 ? 2 : 0));
+               AT_INT("hsm_error",
+                      status == HSM_CLIENT_OK ? hsm_client_resp_error("M6", resp, len) : -1));
         strcpy(t->outcome, "no_mac");
         txn_finish(t); /* no answer without a MAC: the switch times out and reverses */
         return;
     }
-    const char *mac = resp + 8;
     if (t->resp_mac_len == 16) {
         memcpy(t->resp + t->resp_mac_off, mac, 16);
     } else if (at_hex_decode(mac, 16, t->resp + t->resp_mac_off, 8) != 8) {
@@ -519,19 +519,19 @@ static void txn_decide(struct txn *t);
 static void on_pin(void *arg, int status, const char *resp, size_t len)
 {
     struct txn *t = arg;
-    if (status != HSM_CLIENT_OK || len < 4) {
+    if (status != HSM_CLIENT_OK) {
         txn_fail(t, "96", "hsm_unavailable");
         return;
     }
-    resp += 2; /* the response command code (EB / ED), then the error code */
     /* 00 right PIN; 01 wrong PIN; 20/24 the block holds no valid PIN for this card: a wrong PIN
      * too (counted, so garbage cannot be tried for free); anything else is our fault (keys). */
-    if (memcmp(resp, "00", 2) == 0)
+    int e = hsm_client_resp_error(strcmp(t->pin_method, "pvv") == 0 ? "EC" : "EA", resp, len);
+    if (e == 0)
         t->r.pin = SIM_PIN_OK;
-    else if (memcmp(resp, "01", 2) == 0 || memcmp(resp, "20", 2) == 0 || memcmp(resp, "24", 2) == 0)
+    else if (e == 1 || e == 20 || e == 24)
         t->r.pin = SIM_PIN_BAD;
     else {
-        at_log(AT_LOG_ERROR, "pin_verify_error", AT_STRN("hsm_rc", resp, 2));
+        at_log(AT_LOG_ERROR, "pin_verify_error", AT_INT("hsm_error", e));
         txn_fail(t, "96", "hsm_error");
         return;
     }
@@ -787,17 +787,18 @@ static const char *txn_validate(struct txn *t)
 static void on_req_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct txn *t = arg;
-    if (status != HSM_CLIENT_OK || len < 4) {
-        txn_fail(t, "96", "hsm_unavailable");
+    int e = status == HSM_CLIENT_OK ? hsm_client_resp_error("M8", resp, len) : -1;
+    if (e == 1) {
+        /* The MAC does not verify. Answered 63 (with our own MAC) so the switch learns it at
+         * once; nothing else of the request is looked at or recorded. */
+        at_log(AT_LOG_WARN, "mac_failure", AT_STR("mti", t->mti),
+               AT_STR("peer", t->c->s ? at_stream_peer(t->c->s) : "-"));
+        txn_fail(t, "63", "bad_mac");
         return;
     }
-    resp += 2; /* M9, then the error code */
-    if (memcmp(resp, "00", 2) != 0) {
-        /* 01: the MAC does not verify. Answered 63 (with our own MAC) so the switch learns it
-         * at once; nothing else of the request is looked at. */
-        at_log(AT_LOG_WARN, "mac_failure", AT_STR("mti", t->mti), AT_STR("pan", t->pan_masked),
-               AT_STRN("hsm_rc", resp, 2));
-        txn_fail(t, "63", "bad_mac");
+    if (e != 0) {
+        at_log(AT_LOG_ERROR, "mac_verify_error", AT_INT("status", status), AT_INT("hsm_error", e));
+        txn_fail(t, "96", "hsm_error");
         return;
     }
     const char *bad = txn_validate(t);
