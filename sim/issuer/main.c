@@ -271,7 +271,8 @@ static void log_txn(struct txn *t)
     at_log(AT_LOG_INFO, "issuer_txn", AT_STR("mti", t->mti), AT_STR("pcode", t->pcode),
            AT_STR("pan", t->pan_masked), AT_INT("amount", t->amount),
            AT_INT("currency", t->currency), AT_STRN("stan", (const char *)stan, stan_len),
-           AT_STR("rc", t->rc), AT_STR("outcome", t->outcome), AT_UINT("latency_us", us));
+           AT_STR("rc", t->rc), AT_STR("outcome", t->outcome), AT_INT("retries", t->retries),
+           AT_UINT("latency_us", us));
 }
 
 static void txn_finish(struct txn *t)
@@ -1058,7 +1059,7 @@ static void usage(FILE *f)
                "options:\n"
                "  --listen HOST:PORT     switch links (default 127.0.0.1:9100)\n"
                "  --dialect NAME         ascii87 (default), ascii87b, bcd87, ebcdic87\n"
-               "  --framing KIND         2b (default), 4a, tpdu\n"
+               "  --framing KIND         2b (default), 4a\n"
                "  --hsm HOST:PORT        hsm-sim (default 127.0.0.1:1500)\n"
                "  --hsm-connections N    default 2\n"
                "  --db CONNINFO          libpq conninfo (default: PG* environment)\n"
@@ -1188,8 +1189,10 @@ static int run(struct opts *o)
         fprintf(stderr, "issuer-sim: unknown dialect '%s'\n", o->dialect);
         return 2;
     }
-    if (iso_frame_kind_parse(o->framing, &s.framing) != 0 || s.framing == ISO_FRAME_NONE) {
-        fprintf(stderr, "issuer-sim: unknown framing '%s' (2b, 4a, tpdu)\n", o->framing);
+    /* TPDU framing belongs to POS terminals, not to host-to-host links. */
+    if (iso_frame_kind_parse(o->framing, &s.framing) != 0 ||
+        (s.framing != ISO_FRAME_2B && s.framing != ISO_FRAME_4A)) {
+        fprintf(stderr, "issuer-sim: framing '%s' not supported (2b, 4a)\n", o->framing);
         return 2;
     }
     if (!at_parse_hostport(o->listen, &ss, &sl, &why)) {
