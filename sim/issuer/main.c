@@ -29,11 +29,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_MSG       3072 /* largest ISO message accepted (its M8 command, hex, fits a frame) */
+#define MAX_MSG       4096 /* largest ISO message accepted (its M8 command fits an HSM frame) */
 #define MAX_RETRIES   64   /* decide again after a concurrent change, at most this often */
 #define EXPIRE_PERIOD 60   /* seconds between expired-hold sweeps */
 #define DRAIN_TIMEOUT 5    /* seconds SIGTERM waits for requests in flight */
-#define HSM_CMD_CAP   (2 * MAX_MSG + 256)
+#define HSM_CMD_CAP   (MAX_MSG + 256)
 
 /* Where a request is; txn_set_state() is the only door, and logs moves at debug level. */
 enum txn_state {
@@ -220,32 +220,30 @@ static void txn_put(struct txn *t)
 
 /* The one place that builds "MAC these bytes" (M6) and "verify this MAC" (M8) commands: ISO
  * 9797-1 algorithm 3 (X9.19), padding method 1, full 8-byte MAC (16H), ZAK key type 008, data
- * sent hex-encoded. Written here rather than with hsm_client_build_m6/m8, which produce 8H MACs
- * (4 bytes) while the link contract (DEMO.md) is the full 8 bytes. mac_hex is NULL for M6.
- * Returns the command length or -1. */
+ * sent as binary (input format 0). Written here rather than with hsm_client_build_m6/m8, which
+ * produce 8H MACs (4 bytes) while the link contract (DEMO.md) is the full 8 bytes. mac_hex is
+ * NULL for M6. Returns the command length or -1. */
 static int mac_command(char *buf, size_t cap, const char *zak, const uint8_t *data, size_t len,
                        const char *mac_hex)
 {
     static const char hexd[] = "0123456789ABCDEF";
-    size_t zl = strlen(zak), chars = 2 * len;
-    size_t need = 2 + 5 + 3 + zl + 4 + chars + (mac_hex ? 16 : 0);
-    if (chars > 0xFFFF || need > cap || zl > 49)
+    size_t zl = strlen(zak);
+    size_t need = 2 + 5 + 3 + zl + 4 + len + (mac_hex ? 16 : 0);
+    if (len > 0xFFFF || need > cap || zl > 49)
         return -1;
     size_t o = 0;
     memcpy(buf + o, mac_hex ? "M8" : "M6", 2);
     o += 2;
-    memcpy(buf + o, "01131", 5); /* one block, hex input, 16H MAC, alg 3, padding 1 */
+    memcpy(buf + o, "00131", 5); /* one block, binary input, 16H MAC, alg 3, padding 1 */
     o += 5;
     memcpy(buf + o, "008", 3);
     o += 3;
     memcpy(buf + o, zak, zl);
     o += zl;
     for (int i = 0; i < 4; i++)
-        buf[o++] = hexd[(chars >> (12 - 4 * i)) & 15];
-    for (size_t i = 0; i < len; i++) {
-        buf[o++] = hexd[data[i] >> 4];
-        buf[o++] = hexd[data[i] & 15];
-    }
+        buf[o++] = hexd[(len >> (12 - 4 * i)) & 15];
+    memcpy(buf + o, data, len);
+    o += len;
     if (mac_hex) {
         memcpy(buf + o, mac_hex, 16);
         o += 16;
