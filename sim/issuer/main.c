@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "db.h"
 #include "hex.h"
+#include "hsm.h"
 #include "hsmclient.h"
 #include "iso8583.h"
 #include "log.h"
@@ -1096,7 +1097,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         { "zak", required_argument, NULL, 'a' },
         { "pvk", required_argument, NULL, 'p' },
         { "max-inflight", required_argument, NULL, 'm' },
-        { "help", no_argument, NULL, '?' },
+        { "help", no_argument, NULL, 'x' },
         { NULL, 0, NULL, 0 },
     };
     int ch;
@@ -1144,6 +1145,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             if (parse_uint("max-inflight", optarg, 65536, &o->max_inflight) != 0)
                 return -1;
             break;
+        case 'x':
+            usage(stdout);
+            exit(0);
         default:
             usage(stderr);
             return -1;
@@ -1211,6 +1215,15 @@ static int run(struct opts *o)
     at_log_set_level((enum at_log_level)lvl);
     if (check_schema(o->db) != 0)
         goto out_log;
+    const char *names[3] = { "zpk", "zak", "pvk" }, *keys[3] = { o->zpk, o->zak, o->pvk };
+    for (int i = 0; i < 3; i++) {
+        size_t kl = 0;
+        if (hsm_keytext_len(keys[i], strlen(keys[i]), &kl) != 0 || kl != strlen(keys[i])) {
+            fprintf(stderr, "issuer-sim: --%s is not a key under the LMK (16H, or U/T + hex)\n",
+                    names[i]);
+            goto out_log;
+        }
+    }
     s.zpk = o->zpk;
     s.zak = o->zak;
     s.pvk = o->pvk;
