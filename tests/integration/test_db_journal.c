@@ -511,6 +511,37 @@ static void test_client_and_error_mapping(void **state)
     assert_string_equal(q.err.sqlstate, "23514");
     assert_null(strstr(q.err.message, "476173")); /* no row data in the message */
 
+    /* Holds reserve funds: with 600 of the 700 held, a 500 debit is refused (23514, holds no
+     * longer covered); once the hold is released the same debit goes through. */
+    const char *hold_p[] = { hmac, "600", "hold:1" };
+    struct db_stmt hold = { .sql = "INSERT INTO wallet.holds (wallet_id, request_key,"
+                                   " amount_minor, currency, expires_at) SELECT wallet_id, $3,"
+                                   " $2::bigint, 504, now() + interval '7 days' FROM"
+                                   " wallet.wallets WHERE pan_hmac = decode($1, 'hex')",
+                            .nparams = 3,
+                            .values = hold_p };
+    q = (struct qres){ 0 };
+    assert_int_equal(db_exec(c, &hold, 1, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_int_equal(q.err.code, 0);
+    const char *d500[] = { hmac, "-500", "pur:3" };
+    debit[1].values = d500;
+    q = (struct qres){ 0 };
+    assert_int_equal(db_exec(c, debit, 3, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_string_equal(q.err.sqlstate, "23514");
+    const char *rel_p[] = { "hold:1" };
+    struct db_stmt release = { .sql = "UPDATE wallet.holds SET status = 'released',"
+                                      " closed_at = now() WHERE request_key = $1",
+                               .nparams = 1,
+                               .values = rel_p };
+    struct db_stmt release_then_debit[] = { release, debit[1], debit[2] };
+    q = (struct qres){ 0 };
+    assert_int_equal(db_exec(c, release_then_debit, 3, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_int_equal(q.err.code, 0);
+    assert_int_equal(q.v[2], 200);
+
     /* Syntax errors and bad input map to FAIL; the pool keeps working afterwards. */
     q = (struct qres){ 0 };
     assert_int_equal(db_query(c, "SELEC 1", 0, NULL, q_cb, &q), 0);
@@ -527,7 +558,7 @@ static void test_client_and_error_mapping(void **state)
     q = (struct qres){ 0 };
     assert_int_equal(db_exec(c, &setup[2], 1, q_cb, &q), 0);
     assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
-    assert_int_equal(q.v[0], 700);
+    assert_int_equal(q.v[0], 200);
     q = (struct qres){ 0 };
     assert_int_equal(
         db_query(c, "SELECT count(*) FROM wallet.invariant_violations", 0, NULL, q_cb, &q), 0);
