@@ -27,8 +27,12 @@ fi
 echo "clang-format: ${#sources[@]} files clean"
 
 # PostgreSQL for the integration tests: a throwaway cluster under var/.
+# Stopped again at exit only if this script started it (a developer's running cluster stays up).
 if [ -x db/pg.sh ]; then
   step "PostgreSQL cluster"
+  if ! db/pg.sh status >/dev/null 2>&1; then
+    trap 'db/pg.sh stop >/dev/null 2>&1 || true' EXIT
+  fi
   db/pg.sh start
   eval "$(db/pg.sh env)"
 fi

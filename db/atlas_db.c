@@ -1,0 +1,227 @@
+/* atlas-db: the database administration tool — applies migrations, reports the schema status,
+ * manages the journal's daily partitions. Blocking libpq (a CLI, not a daemon). Connects with
+ * --db CONNINFO or libpq's PG* environment. */
+#include <dirent.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "parse.h"
+
+#ifndef ATLAS_SOURCE_DIR
+#define ATLAS_SOURCE_DIR "."
+#endif
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: atlas-db [--db CONNINFO] [--dir MIGRATIONS_DIR] COMMAND\n"
+            "commands:\n"
+            "  migrate                     apply pending migrations (safe to run twice)\n"
+            "  status                      schema version, applied and pending migrations,\n"
+            "                              journal partitions\n"
+            "  check [--version N]         exit 0 if the schema is at least N (default: %d)\n"
+            "  partitions [--ahead N] [--detach-before YYYY-MM-DD]\n"
+            "                              create daily journal partitions for today + N days\n"
+            "                              (default 7); detach those of days before a date\n"
+            "The migrations directory is --dir, else $ATLAS_MIGRATIONS, else db/migrations of\n"
+            "the source tree this program was built from (%s/db/migrations).\n",
+            DB_SCHEMA_VERSION, ATLAS_SOURCE_DIR);
+}
+
+static const char *migrations_dir(const char *opt)
+{
+    if (opt)
+        return opt;
+    const char *env = getenv("ATLAS_MIGRATIONS");
+    if (env && *env)
+        return env;
+    return ATLAS_SOURCE_DIR "/db/migrations";
+}
+
+static void print_line(const char *line)
+{
+    printf("atlas-db: %s\n", line);
+}
+
+static int fail(const char *what, const struct db_error *err)
+{
+    fprintf(stderr, "atlas-db: %s: %s%s%s%s\n", what, err->message, err->sqlstate[0] ? " (" : "",
+            err->sqlstate, err->sqlstate[0] ? ")" : "");
+    return 1;
+}
+
+static PGresult *query(PGconn *conn, const char *sql, int n, const char *const *vals)
+{
+    PGresult *res = PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        fprintf(stderr, "atlas-db: %s", PQerrorMessage(conn));
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+static int cmd_status(PGconn *conn, const char *dir)
+{
+    PGresult *res = query(conn,
+                          "SELECT version, name, applied_at FROM public.schema_migrations"
+                          " ORDER BY version",
+                          0, NULL);
+    if (!res) {
+        printf("schema: not initialised (run `atlas-db migrate`)\n");
+        return 1;
+    }
+    int version = 0;
+    for (int i = 0; i < PQntuples(res); i++) {
+        printf("applied  %s  %s\n", PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+        version = atoi(PQgetvalue(res, i, 0));
+    }
+    /* Files in the directory that are not recorded yet. */
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 9 || strcmp(e->d_name + len - 4, ".sql") != 0)
+            continue;
+        bool applied = false;
+        for (int i = 0; i < PQntuples(res) && !applied; i++)
+            applied = strcmp(PQgetvalue(res, i, 1), e->d_name) == 0;
+        if (!applied)
+            printf("pending  %s\n", e->d_name);
+    }
+    if (d)
+        closedir(d);
+    PQclear(res);
+    printf("schema version: %d (this build needs %d)\n", version, DB_SCHEMA_VERSION);
+    res = query(conn,
+                "SELECT count(*), min(c.relname), max(c.relname) FROM pg_inherits i"
+                " JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = to_regclass('switch.authorizations')"
+                " AND c.relname ~ '^authorizations_[0-9]{8}$'",
+                0, NULL);
+    if (res && PQntuples(res) == 1)
+        printf("journal partitions: %s (%s .. %s)\n", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+               PQgetvalue(res, 0, 2));
+    PQclear(res);
+    res = query(conn, "SELECT count(*) FROM switch.authorizations_default", 0, NULL);
+    if (res && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+        printf("WARNING: %s journal rows in the default partition: create partitions ahead\n",
+               PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return version >= DB_SCHEMA_VERSION ? 0 : 1;
+}
+
+static int cmd_partitions(PGconn *conn, uint64_t ahead, const char *detach_before)
+{
+    char n[24];
+    snprintf(n, sizeof n, "%llu", (unsigned long long)ahead + 1);
+    const char *v[] = { n };
+    PGresult *res =
+        query(conn, "SELECT switch.create_authorization_partitions(current_date, $1::int)", 1, v);
+    if (!res)
+        return 1;
+    printf("atlas-db: created %s partition(s)\n", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    if (detach_before) {
+        const char *d[] = { detach_before };
+        res = query(conn, "SELECT switch.detach_authorization_partitions($1::date)", 1, d);
+        if (!res)
+            return 1;
+        for (int i = 0; i < PQntuples(res); i++)
+            printf("atlas-db: detached switch.%s\n", PQgetvalue(res, i, 0));
+        PQclear(res);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *conninfo = "", *dir = NULL, *detach = NULL;
+    uint64_t ahead = 7, version = DB_SCHEMA_VERSION;
+    static const struct option opts[] = {
+        { "db", required_argument, NULL, 'd' },
+        { "dir", required_argument, NULL, 'm' },
+        { "ahead", required_argument, NULL, 'a' },
+        { "detach-before", required_argument, NULL, 'b' },
+        { "version", required_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            conninfo = optarg;
+            break;
+        case 'm':
+            dir = optarg;
+            break;
+        case 'a':
+            if (!at_parse_u64(optarg, 3660, &ahead)) {
+                fprintf(stderr, "atlas-db: --ahead wants a number of days (0..3660)\n");
+                return 2;
+            }
+            break;
+        case 'b':
+            detach = optarg;
+            break;
+        case 'v':
+            if (!at_parse_u64(optarg, 9999, &version)) {
+                fprintf(stderr, "atlas-db: --version wants a number\n");
+                return 2;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[optind];
+    if (strcmp(cmd, "migrate") && strcmp(cmd, "status") && strcmp(cmd, "check") &&
+        strcmp(cmd, "partitions")) {
+        fprintf(stderr, "atlas-db: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return 2;
+    }
+    PGconn *conn = PQconnectdb(conninfo);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "atlas-db: cannot connect: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return 1;
+    }
+    int rc = 0;
+    struct db_error err = { 0 };
+    if (strcmp(cmd, "migrate") == 0) {
+        int applied = 0;
+        const char *d = migrations_dir(dir);
+        if (db_migrate(conn, d, &applied, print_line, &err) != 0)
+            rc = fail("migrate", &err);
+        else
+            printf("atlas-db: schema up to date (%d migration(s) applied now, from %s)\n", applied,
+                   d);
+    } else if (strcmp(cmd, "status") == 0) {
+        rc = cmd_status(conn, migrations_dir(dir));
+    } else if (strcmp(cmd, "check") == 0) {
+        if (db_schema_check(conn, (int)version, &err) != 0)
+            rc = fail("check", &err);
+        else
+            printf("atlas-db: schema ok (>= %llu)\n", (unsigned long long)version);
+    } else {
+        rc = cmd_partitions(conn, ahead, detach);
+    }
+    PQfinish(conn);
+    return rc;
+}

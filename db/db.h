@@ -1,0 +1,277 @@
+/* libatlas_db: Atlas's PostgreSQL layer. An asynchronous libpq client driven by a libevent loop
+ * (non-blocking connect, pipeline mode, one SQLSTATE -> action table), the group-commit journal
+ * writer with its fsync'd outage spool, migrations and schema checks, and the PAN helpers
+ * (keyed HMAC for lookups, sealing for the reversal queue). See docs/db.md. */
+#ifndef ATLAS_DB_H
+#define ATLAS_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+struct event_base;
+
+/* The schema version (highest migration number) this build of the library writes against.
+ * Daemons pass it (or their own minimum) to db_schema_check(). */
+#define DB_SCHEMA_VERSION 2
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors                                                                                      */
+
+/* Return codes of the fallible functions and the status given to callbacks. */
+enum {
+    DB_OK = 0,
+    DB_SPOOLED = 1,    /* journal callback: durable in the local spool, replayed later */
+    DB_E_INVALID = -1, /* bad argument or record (nothing queued) */
+    DB_E_CONN = -2,    /* connection lost or database unreachable */
+    DB_E_SQL = -3,     /* the server refused a statement (see sqlstate) */
+    DB_E_FULL = -4,    /* queue full: backpressure (nothing queued) */
+    DB_E_CLOSED = -5,  /* the client or writer is shutting down */
+    DB_E_SPOOL = -6,   /* the spool could not be written or synced (not durable) */
+    DB_E_SCHEMA = -7,  /* database schema missing or older than required */
+    DB_E_SYS = -8,     /* allocation or system call failure */
+};
+
+/* What to do about a failed statement, decided by its SQLSTATE in one table (db_action_for). */
+enum db_action {
+    DB_ACTION_RETRY,     /* transient (serialization failure, deadlock): run the work again */
+    DB_ACTION_RECONNECT, /* the connection or server is going away: reconnect, then retry */
+    DB_ACTION_FAIL,      /* the statement or data is wrong: report it, retrying will not help */
+};
+
+struct db_error {
+    int code; /* DB_E_* (0 when no error) */
+    enum db_action action;
+    char sqlstate[6];  /* "" when not from the server */
+    char message[256]; /* server's primary message or ours; never contains parameter values */
+};
+
+/* Maps a SQLSTATE (5 characters; NULL or "" meaning "no server answer") to an action. */
+enum db_action db_action_for(const char *sqlstate);
+
+/* A short name of a DB_* code, for logs. */
+const char *db_strerror(int code);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Generic asynchronous client: a small pool of pipelined connections on the caller's loop.     */
+
+struct db_client;
+
+struct db_client_opts {
+    const char *conninfo;      /* libpq conninfo; NULL or "" = the PG* environment */
+    unsigned connections;      /* default 1 */
+    unsigned max_queued;       /* jobs waiting for a connection; default 10000 */
+    uint32_t reconnect_min_ms; /* backoff after a failed connect: doubles up to max; 100 */
+    uint32_t reconnect_max_ms; /* default 5000 */
+};
+
+/* Creates the client and starts connecting (non-blocking) on base. Copies opts->conninfo.
+ * Returns 0 and *out, or DB_E_INVALID / DB_E_SYS. Nothing is sent until a connection is up. */
+__attribute__((warn_unused_result)) int
+db_client_new(struct event_base *base, const struct db_client_opts *opts, struct db_client **out);
+
+/* Registers a prepared statement, (re)prepared on every connection when it connects, before any
+ * work. name and sql are copied. Call before the loop runs. 0 or DB_E_INVALID/DB_E_SYS. */
+__attribute__((warn_unused_result)) int db_client_prepare(struct db_client *c, const char *name,
+                                                          const char *sql);
+
+/* True when at least one connection is established and usable. */
+bool db_client_ready(const struct db_client *c);
+
+/* Closes every connection. Callbacks of work not yet finished fire with DB_E_CLOSED before this
+ * returns. Never call it from inside one of the client's callbacks. */
+void db_client_free(struct db_client *c);
+
+/* One statement of a job: either sql (sent with PQsendQueryParams, unnamed) or the name of a
+ * statement registered with db_client_prepare. Parameters are text; a NULL value is SQL NULL. */
+struct db_stmt {
+    const char *sql;
+    const char *prepared;
+    int nparams;
+    const char *const *values;
+};
+
+/* What a job's callback receives. res[i] is the result of statement i (PGRES_TUPLES_OK or
+ * PGRES_COMMAND_OK), or NULL for a statement that failed or was skipped after an earlier error.
+ * The results are freed when the callback returns. err->code is 0 on success. */
+struct db_reply {
+    const struct db_error *err;
+    unsigned n;
+    PGresult *const *res;
+};
+typedef void (*db_reply_cb)(void *arg, const struct db_reply *reply);
+
+/* Queues n statements (1..32) as one job: they are sent pipelined, followed by one Sync, so they
+ * run as ONE transaction — the implicit transaction of the pipeline segment: all committed or
+ * none (an error rolls back everything before it and skips everything after it). cb fires once,
+ * after the Sync's answer, i.e. after the commit. The statements and parameter values are copied
+ * (one allocation per job). A job that fails with DB_ACTION_RETRY is run again (up to 3 times);
+ * a job whose connection breaks before it was sent waits for the next connection; one whose
+ * connection breaks after it was sent fails with DB_E_CONN (its outcome is unknown: make such
+ * work idempotent). Do not put BEGIN/COMMIT in the statements.
+ * Returns 0, DB_E_INVALID, DB_E_FULL (too many queued) or DB_E_SYS; cb is not called then. */
+__attribute__((warn_unused_result)) int db_exec(struct db_client *c, const struct db_stmt *stmts,
+                                                unsigned n, db_reply_cb cb, void *arg);
+
+/* db_exec of one statement given as sql. */
+__attribute__((warn_unused_result)) int db_query(struct db_client *c, const char *sql, int nparams,
+                                                 const char *const *values, db_reply_cb cb,
+                                                 void *arg);
+
+/* ------------------------------------------------------------------------------------------ */
+/* The authorization journal writer                                                            */
+
+enum db_outcome {
+    DB_OUTCOME_APPROVED,    /* issuer (or stand-in) approved */
+    DB_OUTCOME_DECLINED,    /* issuer declined */
+    DB_OUTCOME_REJECTED,    /* the switch refused it before the issuer (format, MAC, dup, route) */
+    DB_OUTCOME_TIMEOUT,     /* issuer did not answer in time (91) */
+    DB_OUTCOME_UNAVAILABLE, /* issuer link down (91) */
+    DB_OUTCOME_ERROR,       /* internal error (96) */
+    DB_OUTCOME_max
+};
+
+/* One journal row (switch.authorizations). Fixed-size, copied on submit: the caller may reuse it
+ * at once. Strings are NUL-terminated; an empty optional string is stored as NULL. Numbers that
+ * are -1 are stored as NULL. No PIN block, track data, CVV or key ever goes here. */
+struct db_auth_record {
+    char request_date[11];      /* "YYYY-MM-DD": partition key, see db_request_date() */
+    char acquirer_id[12];       /* required */
+    char terminal_id[9];        /* DE 41, exactly 8 printable characters, required */
+    char stan[7];               /* DE 11, 6 digits, required */
+    char transmission_time[11]; /* DE 7, MMDDhhmmss, required */
+    char mti[5];                /* request MTI, 4 digits, required */
+    char rrn[13];               /* DE 37 */
+    char issuer_id[33];
+    char issuer_stan[7];     /* STAN the switch used towards the issuer */
+    char processing_code[7]; /* DE 3 */
+    int64_t amount_minor;    /* DE 4 in minor units, -1 = none */
+    int32_t currency;        /* ISO 4217 numeric (DE 49), -1 = none */
+    char response_code[3];   /* DE 39 sent to the terminal */
+    char auth_code[7];       /* DE 38 */
+    char pan_masked[20];     /* first 6, '*', last 4 (at_mask_pan) */
+    uint8_t pan_hmac[32];    /* db_pan_hmac() of the PAN */
+    bool has_pan_hmac;
+    enum db_outcome outcome;
+    char original_stan[7]; /* reversals: from DE 90 */
+    char original_transmission_time[11];
+    uint64_t created_us;  /* wall clock µs when the switch received the request, required */
+    int32_t lat_total_us; /* per-hop latencies in µs, -1 = none */
+    int32_t lat_mac_us;
+    int32_t lat_pin_us;
+    int32_t lat_issuer_us;
+};
+
+/* Clears rec: empty strings, -1 numbers. */
+void db_auth_record_init(struct db_auth_record *rec);
+
+/* Checks a record against the table's constraints, so that one bad record can never make a
+ * whole batch fail. Returns 0 or DB_E_INVALID with the culprit field named in err. */
+__attribute__((warn_unused_result)) int db_auth_record_check(const struct db_auth_record *rec,
+                                                             struct db_error *err);
+
+struct db_journal;
+
+/* status: DB_OK (committed in PostgreSQL), DB_SPOOLED (fsync'd to the spool; it will be replayed
+ * into PostgreSQL, exactly once thanks to the unique key), or a negative DB_E_* (not durable:
+ * DB_E_SQL for a record the database refused, DB_E_SPOOL, DB_E_CLOSED). */
+typedef void (*db_journal_cb)(void *arg, int status);
+
+struct db_journal_opts {
+    const char *conninfo;        /* NULL or "" = PG* environment */
+    const char *spool_path;      /* required, e.g. var/switchd.journal.spool */
+    unsigned connections;        /* connections with batches in flight; default 4 */
+    unsigned batch_max;          /* flush at N records; default 256 */
+    uint32_t batch_delay_us;     /* ... or when the oldest queued record is T µs old; 1000 */
+    unsigned queue_max;          /* records queued (not yet durable); default 65536 */
+    unsigned queue_low;          /* drain callback below this after backpressure; queue_max/2 */
+    uint32_t spool_sync_us;      /* first spooled record waits this long for company; 2000 */
+    uint32_t reconnect_min_ms;   /* default 100 */
+    uint32_t reconnect_max_ms;   /* default 5000 */
+    uint32_t batch_timeout_ms;   /* a batch not committed by then: drop the connection, spool the
+                                    batch (a hung server); default 5000 */
+    void (*on_drain)(void *arg); /* backpressure released (queue fell below queue_low) */
+    void *drain_arg;
+};
+
+/* Creates the writer, opens the spool (replaying any spool left by an earlier process once the
+ * database is reachable) and starts connecting. Returns 0, DB_E_INVALID, DB_E_SPOOL or DB_E_SYS. */
+__attribute__((warn_unused_result)) int db_journal_new(struct event_base *base,
+                                                       const struct db_journal_opts *opts,
+                                                       struct db_journal **out);
+
+/* Queues a copy of rec. cb(arg, status) fires exactly once, from the loop, after the batch
+ * holding the record has committed (DB_OK) or after it is fsync'd to the spool (DB_SPOOLED), or
+ * with an error. Returns 0 if queued; DB_E_FULL when the queue is at queue_max (backpressure:
+ * stop reading new requests; on_drain tells when to resume); DB_E_INVALID for a bad record
+ * (err-free: use db_auth_record_check to learn why); DB_E_CLOSED while draining. cb is not
+ * called when submit returns non-zero. Never blocks, never allocates. */
+__attribute__((warn_unused_result)) int db_journal_submit(struct db_journal *j,
+                                                          const struct db_auth_record *rec,
+                                                          db_journal_cb cb, void *arg);
+
+/* True when the queue is full enough that callers should stop reading new requests (at or
+ * above queue_max - batch_max); on_drain fires when it falls below queue_low again. */
+bool db_journal_saturated(const struct db_journal *j);
+
+struct db_journal_stats {
+    uint64_t submitted, committed, spooled, replayed, failed, batches;
+    unsigned queued;    /* records not yet durable (waiting + in flight + awaiting spool fsync) */
+    unsigned connected; /* connections up */
+    bool db_up;
+    bool spool_pending; /* the spool holds records not yet replayed */
+};
+void db_journal_get_stats(const struct db_journal *j, struct db_journal_stats *st);
+
+/* Stops accepting records and flushes everything queued (to PostgreSQL, or to the spool if it is
+ * down), then calls done(arg) from the loop. Used for SIGTERM. */
+void db_journal_drain(struct db_journal *j, void (*done)(void *arg), void *arg);
+
+/* Frees the writer. Records not yet durable get their callback with DB_E_CLOSED first (drain
+ * before to avoid that). Never call it from inside one of the writer's callbacks. */
+void db_journal_free(struct db_journal *j);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Schema and migrations (blocking: for tools and daemon start-up, before the loop runs)       */
+
+/* Verifies that the database has schema version >= required (schema_migrations). Returns 0, or
+ * DB_E_SCHEMA with the versions in err (also when schema_migrations does not exist), DB_E_CONN. */
+__attribute__((warn_unused_result)) int db_schema_check(PGconn *conn, int required,
+                                                        struct db_error *err);
+
+/* Applies the numbered migrations NNNN_name.sql of dir that are not yet recorded, in order, each
+ * in its own transaction, under a session advisory lock (concurrent runs wait, then do
+ * nothing). Writes one line per applied file to log (may be NULL). *applied receives how many
+ * were applied (may be NULL). Returns 0, DB_E_INVALID (bad dir or file name, checksum of an
+ * applied file changed), DB_E_SQL or DB_E_CONN with err filled. */
+__attribute__((warn_unused_result)) int db_migrate(PGconn *conn, const char *dir, int *applied,
+                                                   void (*log)(const char *line),
+                                                   struct db_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* PAN helpers (OpenSSL)                                                                      */
+
+/* out = HMAC-SHA256(key, PAN digits). key_len >= 16 (the key comes from config or environment
+ * and is never logged). Returns 0 or DB_E_INVALID (PAN not 12..19 digits, short key). */
+__attribute__((warn_unused_result)) int
+db_pan_hmac(const uint8_t *key, size_t key_len, const char *pan, size_t pan_len, uint8_t out[32]);
+
+/* Seals a PAN for switch.reversal_queue.pan_sealed: AES-256-GCM under key (32 bytes), random
+ * 12-byte nonce; out = nonce || ciphertext || 16-byte tag (pan_len + 28 bytes, cap >= that).
+ * Returns the length written or DB_E_INVALID / DB_E_SYS. */
+__attribute__((warn_unused_result)) int db_pan_seal(const uint8_t key[32], const char *pan,
+                                                    size_t pan_len, uint8_t *out, size_t cap);
+
+/* Opens a sealed PAN into pan (cap >= 20, NUL-terminated). Returns its length, or DB_E_INVALID
+ * when the tag does not verify (wrong key, tampered) or the input is malformed. */
+__attribute__((warn_unused_result)) int db_pan_open(const uint8_t key[32], const uint8_t *in,
+                                                    size_t in_len, char *pan, size_t cap);
+
+/* The journal's partition date for a request: the UTC date of its DE 7 (MMDDhhmmss), with the
+ * year chosen so that the date is nearest to now_us (wall clock µs); a DE 7 that is not a valid
+ * date falls back to the UTC date of now_us. Writes "YYYY-MM-DD" into out (>= 11 bytes). */
+void db_request_date(const char *de7, uint64_t now_us, char out[11]);
+
+#endif

@@ -1,0 +1,120 @@
+/* Private to libatlas_db: the pipelined connection engine (conn.c) shared by the generic client
+ * (client.c) and the journal writer (journal.c), and the spool file format (spool.c). */
+#ifndef ATLAS_DB_INTERNAL_H
+#define ATLAS_DB_INTERNAL_H
+
+#include "db.h"
+
+#include <stdio.h>
+#include <sys/queue.h>
+
+struct event;
+
+/* ---- connection engine ---------------------------------------------------------------- */
+
+/* A job is a unit of work ending with one Sync: its statements are one transaction. The owner
+ * embeds it in its own struct, sets nstmt, res (nstmt slots), send and done. */
+struct dbc_job {
+    TAILQ_ENTRY(dbc_job) link;
+    unsigned nstmt;
+    unsigned idx;   /* statement whose results are arriving */
+    bool need_null; /* a result of statement idx arrived; its terminating NULL is next */
+    bool sent;
+    PGresult **res; /* nstmt slots, filled as results arrive (owned by the job) */
+    struct db_error err;
+    /* Sends the statements (PQsendQueryParams/Prepared), without the Sync. 0 or -1. */
+    int (*send)(struct dbc_job *job, PGconn *pg);
+    /* The Sync's answer arrived (err.code 0 = committed) or the job failed (err filled). The
+     * engine has dequeued the job; the owner frees or reuses it. */
+    void (*done)(struct dbc_job *job);
+};
+TAILQ_HEAD(dbc_jobq, dbc_job);
+
+enum dbc_state {
+    DBC_IDLE,       /* not connected, reconnect timer may be armed */
+    DBC_CONNECTING, /* PQconnectPoll in progress */
+    DBC_PREPARING,  /* connected; prepared statements in flight */
+    DBC_READY,      /* usable */
+    DBC_state_max
+};
+
+struct dbc_prep {
+    const char *name;
+    const char *sql;
+};
+
+struct dbc {
+    struct event_base *base;
+    const char *conninfo;         /* owner's copy */
+    const struct dbc_prep *preps; /* owner's array, prepared at each connect */
+    unsigned npreps;
+    unsigned nprep_pending;
+    PGconn *pg;
+    struct event *io;
+    int io_fd;
+    short io_what;
+    struct event *timer;
+    enum dbc_state state;
+    uint32_t backoff_ms, backoff_min_ms, backoff_max_ms;
+    unsigned id;
+    struct dbc_jobq to_send; /* waiting to be written */
+    struct dbc_jobq sent;    /* written, awaiting results */
+    unsigned nsent;
+    /* State change: became READY (up=true) or lost the connection (up=false). Jobs that were
+     * sent are failed (DB_E_CONN) before; jobs not yet sent stay queued. */
+    void (*on_state)(struct dbc *c, bool up);
+    void *owner;
+    char last_error[160];
+};
+
+__attribute__((warn_unused_result)) int dbc_init(struct dbc *c, struct event_base *base,
+                                                 const char *conninfo, unsigned id);
+void dbc_start(struct dbc *c);
+/* Queues a job and sends it as soon as the connection allows. */
+void dbc_submit(struct dbc *c, struct dbc_job *job);
+/* Closes the connection; every queued job is failed with code (DB_E_CLOSED). */
+void dbc_close(struct dbc *c, int code);
+void dbc_fail_queued(struct dbc *c, int code);
+/* Declares the connection broken (as if the socket had dropped): sent jobs fail with DB_E_CONN,
+ * a reconnect is scheduled. For work that takes too long (a hung server). */
+void dbc_abort(struct dbc *c, const char *why);
+/* Removes the not-yet-sent jobs into q (to move them to another connection). */
+void dbc_take_unsent(struct dbc *c, struct dbc_jobq *q);
+void dbc_set_error(struct db_error *err, int code, const char *sqlstate, const char *msg);
+
+/* ---- spool ------------------------------------------------------------------------------ */
+
+#define SPOOL_MAGIC      "ATLSPL1\n"
+#define SPOOL_MAGIC_LEN  8
+#define SPOOL_FRAME_HDR  8    /* u32 length LE, u32 CRC-32C LE of the payload */
+#define SPOOL_MAX_RECORD 1024 /* payload bound */
+
+uint32_t spool_crc32c(const void *data, size_t n);
+
+/* Serializes rec as a spool payload into buf (cap >= SPOOL_MAX_RECORD). Returns its length. */
+size_t spool_encode(const struct db_auth_record *rec, uint8_t *buf, size_t cap);
+/* Parses a payload. 0 or -1 (malformed). */
+__attribute__((warn_unused_result)) int spool_decode(const uint8_t *buf, size_t n,
+                                                     struct db_auth_record *rec);
+/* Appends a framed record (header + payload) to out (cap >= SPOOL_FRAME_HDR + SPOOL_MAX_RECORD).
+ * Returns the frame length. */
+size_t spool_frame(const struct db_auth_record *rec, uint8_t *out, size_t cap);
+
+enum spool_read_status {
+    SPOOL_READ_OK = 0,   /* *rec filled */
+    SPOOL_READ_END = 1,  /* clean end of file */
+    SPOOL_READ_TORN = 2, /* incomplete last frame (a write cut by a crash; never acknowledged) */
+    SPOOL_READ_CORRUPT = -1, /* CRC mismatch or impossible length/payload */
+};
+
+/* Sequential reader over an open spool file. */
+struct spool_reader {
+    FILE *f;
+    uint64_t offset; /* of the next frame */
+};
+/* Opens path and checks the magic. 0, 1 if the file does not exist, -1 on error/bad magic. */
+__attribute__((warn_unused_result)) int spool_reader_open(struct spool_reader *r, const char *path);
+enum spool_read_status spool_reader_next(struct spool_reader *r, struct db_auth_record *rec);
+void spool_reader_close(struct spool_reader *r);
+
+#endif

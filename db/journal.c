@@ -1,0 +1,1312 @@
+/* The authorization journal writer: records queue in preallocated slots, are flushed as one
+ * pipelined multi-row INSERT ... ON CONFLICT DO NOTHING per batch (one transaction each, several
+ * connections in flight), and are acknowledged only after the commit. While PostgreSQL is
+ * unreachable they go to an fsync'd spool instead, replayed in order when it returns. */
+#include "internal.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+
+#define JNCOLS       24
+#define JSTMT_INSERT "atlas_journal_insert"
+#define JSTMT_UPSERT "atlas_journal_insert_idem"
+#define SPOOL_BUF0   (64 * 1024) /* initial spool buffer; grows with the records waiting */
+#define REPLAY_CHUNK 1000        /* records per replay batch (at least batch_max) */
+
+static const char *const outcome_names[DB_OUTCOME_max] = {
+    "approved", "declined", "rejected", "timeout", "unavailable", "error",
+};
+
+/* The 24 columns in parameter order; unnest() turns the arrays back into rows. Two forms: the
+ * plain INSERT for live batches, and the same with ON CONFLICT DO NOTHING for replays and for a
+ * live batch that hit an existing key (23505). A plain INSERT costs the server about half as much
+ * per row as ON CONFLICT's speculative insertion (measured: 60 000 rows, 1.3 s against 2.4 s),
+ * and live records almost never collide, so optimism pays. */
+#define INSERT_SQL                                                                                 \
+    "INSERT INTO switch.authorizations (request_date, acquirer_id, terminal_id, stan,"             \
+    " transmission_time, mti, rrn, issuer_id, issuer_stan, processing_code, amount_minor,"         \
+    " currency, response_code, auth_code, pan_masked, pan_hmac, outcome, original_stan,"           \
+    " original_transmission_time, created_at, lat_total_us, lat_mac_us, lat_pin_us,"               \
+    " lat_issuer_us)"                                                                              \
+    " SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15,"                    \
+    " decode(c16, 'hex'), c17, c18, c19, c20, c21, c22, c23, c24"                                  \
+    " FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"         \
+    " $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::smallint[],"            \
+    " $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],"               \
+    " $19::text[], $20::timestamptz[], $21::integer[], $22::integer[], $23::integer[],"            \
+    " $24::integer[])"                                                                             \
+    " AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18,"       \
+    " c19, c20, c21, c22, c23, c24)"
+
+static const struct dbc_prep journal_preps[] = {
+    { JSTMT_INSERT, INSERT_SQL },
+    { JSTMT_UPSERT, INSERT_SQL " ON CONFLICT DO NOTHING" },
+};
+
+struct jslot {
+    struct db_auth_record rec;
+    db_journal_cb cb;
+    void *arg;
+    uint64_t enq_ns;
+    uint8_t retries;
+    bool solo; /* send alone: its batch was refused and this isolates the culprit */
+};
+
+struct strbuf {
+    char *p;
+    size_t n, cap;
+};
+
+struct jconn;
+
+struct jbatch {
+    struct dbc_job job;
+    struct jconn *jc;
+    PGresult *res[1];
+    bool replay; /* records are j->replay_recs (already acknowledged: no callbacks) */
+    bool upsert; /* send with ON CONFLICT DO NOTHING */
+    unsigned n;
+    uint32_t *idx; /* slot indices (batch_max) */
+    struct strbuf cols[JNCOLS];
+    const char *values[JNCOLS];
+};
+
+struct jconn {
+    struct dbc dbc;
+    struct db_journal *j;
+    struct jbatch batch;
+    bool busy;
+    struct event *timeout; /* the batch in flight took too long: the server is hung */
+};
+
+struct jcb {
+    db_journal_cb cb;
+    void *arg;
+};
+
+struct db_journal {
+    struct event_base *base;
+    struct db_journal_opts o;
+    char *conninfo;
+    char *spool_path, *replay_path, *rejected_path;
+    struct jconn *conns;
+    unsigned nconn;
+
+    struct jslot *slots;
+    uint32_t *free_idx; /* stack */
+    unsigned nfree;
+    uint32_t *wait; /* ring of slot indices waiting for a batch */
+    unsigned wait_head, wait_n;
+    uint32_t *spq; /* slots appended to the spool, awaiting the group fsync */
+    unsigned spq_n;
+    struct jcb *cbq; /* callbacks being delivered (a stack: deliveries may nest) */
+    unsigned cbq_n, cbq_cap;
+
+    struct event *flush_timer;
+    struct event *sync_timer;
+    struct event *drain_timer;
+    bool down; /* no connection up and one has failed: spool */
+    bool pressured;
+    bool draining, closing;
+    void (*drain_done)(void *);
+    void *drain_arg;
+
+    int spool_fd;
+    bool spool_has_data; /* the live spool holds records */
+    bool spool_new;      /* the live spool was just created: the sync writes its magic first */
+    /* Spool I/O. The loop appends frames to `fill` (slots in spq); a sync hands them over as
+     * `sbuf` (slots in syq) to the worker thread, which writes and fdatasyncs them and then
+     * pokes the loop through a pipe. One sync at a time; records arriving meanwhile form the
+     * next group. The worker touches only spool_fd, sbuf, sbuf_n, spool_new and the w_ fields,
+     * and only between a handover and its notification. */
+    uint8_t *fill, *sbuf;
+    size_t fill_n, fill_cap, sbuf_n, sbuf_cap;
+    uint32_t *syq;
+    unsigned syq_n;
+    bool syncing;
+    pthread_t worker;
+    bool worker_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool w_job, w_stop, w_done; /* guarded by mu */
+    int w_errno;
+    int notify[2];
+    struct event *notify_ev;
+
+    /* replay of <spool>.replay */
+    struct spool_reader rd;
+    bool replaying;
+    bool replay_eof;
+    bool replay_corrupt;
+    bool replay_inflight;
+    struct db_auth_record *replay_recs;
+    unsigned replay_n, replay_cap;
+    uint64_t replay_total;
+
+    struct db_journal_stats st;
+};
+
+static void j_dispatch(struct db_journal *j, bool force);
+static void j_maybe_replay(struct db_journal *j);
+static void j_complete(struct db_journal *j, const uint32_t *slots, unsigned n, int status);
+static void j_check_drained(struct db_journal *j);
+static void jc_arm_timeout(struct jconn *jc);
+
+/* ---- record validation ------------------------------------------------------------------ */
+
+void db_auth_record_init(struct db_auth_record *rec)
+{
+    memset(rec, 0, sizeof *rec);
+    rec->amount_minor = -1;
+    rec->currency = -1;
+    rec->lat_total_us = rec->lat_mac_us = rec->lat_pin_us = rec->lat_issuer_us = -1;
+}
+
+static bool all_digits(const char *s, size_t min, size_t max)
+{
+    size_t n = strlen(s);
+    if (n < min || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+static bool printable(const char *s, size_t min, size_t max)
+{
+    size_t n = strlen(s);
+    if (n < min || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+static bool valid_date(const char *s)
+{
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        return false;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+            return false;
+    int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
+    static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    if (y < 2000 || y > 2199 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
+        return false;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return !(m == 2 && d == 29 && !leap);
+}
+
+#define CHECK(cond, field)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            if (err)                                                                               \
+                dbc_set_error(err, DB_E_INVALID, NULL, "journal record: bad " field);              \
+            return DB_E_INVALID;                                                                   \
+        }                                                                                          \
+    } while (0)
+
+#define TERMINATED(f) (memchr(rec->f, '\0', sizeof rec->f) != NULL)
+
+int db_auth_record_check(const struct db_auth_record *rec, struct db_error *err)
+{
+    CHECK(rec, "record");
+    CHECK(TERMINATED(request_date) && valid_date(rec->request_date), "request_date");
+    CHECK(TERMINATED(acquirer_id) && printable(rec->acquirer_id, 1, 11), "acquirer_id");
+    CHECK(TERMINATED(terminal_id) && printable(rec->terminal_id, 8, 8), "terminal_id");
+    CHECK(TERMINATED(stan) && all_digits(rec->stan, 6, 6), "stan");
+    CHECK(TERMINATED(transmission_time) && all_digits(rec->transmission_time, 10, 10),
+          "transmission_time");
+    CHECK(TERMINATED(mti) && all_digits(rec->mti, 4, 4), "mti");
+    CHECK(TERMINATED(rrn) && printable(rec->rrn, 0, 12), "rrn");
+    CHECK(TERMINATED(issuer_id) && printable(rec->issuer_id, 0, 32), "issuer_id");
+    CHECK(TERMINATED(issuer_stan) && (!rec->issuer_stan[0] || all_digits(rec->issuer_stan, 6, 6)),
+          "issuer_stan");
+    CHECK(TERMINATED(processing_code) &&
+              (!rec->processing_code[0] || all_digits(rec->processing_code, 6, 6)),
+          "processing_code");
+    CHECK(rec->amount_minor >= -1, "amount_minor");
+    CHECK(rec->currency >= -1 && rec->currency <= 999, "currency");
+    CHECK(TERMINATED(response_code) && printable(rec->response_code, 0, 2), "response_code");
+    CHECK(TERMINATED(auth_code) && printable(rec->auth_code, 0, 6), "auth_code");
+    CHECK(TERMINATED(pan_masked), "pan_masked");
+    for (const char *p = rec->pan_masked; *p; p++)
+        CHECK((*p >= '0' && *p <= '9') || *p == '*', "pan_masked");
+    CHECK((unsigned)rec->outcome < DB_OUTCOME_max, "outcome");
+    CHECK(TERMINATED(original_stan) &&
+              (!rec->original_stan[0] || all_digits(rec->original_stan, 6, 6)),
+          "original_stan");
+    CHECK(TERMINATED(original_transmission_time) &&
+              (!rec->original_transmission_time[0] ||
+               all_digits(rec->original_transmission_time, 10, 10)),
+          "original_transmission_time");
+    CHECK(rec->created_us > 0, "created_us");
+    CHECK(rec->lat_total_us >= -1 && rec->lat_mac_us >= -1 && rec->lat_pin_us >= -1 &&
+              rec->lat_issuer_us >= -1,
+          "latency");
+    return 0;
+}
+
+/* ---- batch building ------------------------------------------------------------------------ */
+
+static int sb_reserve(struct strbuf *b, size_t more)
+{
+    if (b->n + more + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->n + more + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p)
+        return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+/* Appends one array element: NULL, or a double-quoted string with " and \ escaped. */
+static int sb_elem(struct strbuf *b, const char *s, bool null)
+{
+    size_t len = null ? 4 : strlen(s);
+    if (sb_reserve(b, 2 * len + 4) != 0)
+        return -1;
+    if (b->n > 1)
+        b->p[b->n++] = ',';
+    if (null) {
+        memcpy(b->p + b->n, "NULL", 4);
+        b->n += 4;
+    } else {
+        b->p[b->n++] = '"';
+        for (size_t i = 0; i < len; i++) {
+            if (s[i] == '"' || s[i] == '\\')
+                b->p[b->n++] = '\\';
+            b->p[b->n++] = s[i];
+        }
+        b->p[b->n++] = '"';
+    }
+    b->p[b->n] = '\0';
+    return 0;
+}
+
+static int sb_opt(struct strbuf *b, const char *s)
+{
+    return sb_elem(b, s, s[0] == '\0');
+}
+
+static int sb_num(struct strbuf *b, int64_t v)
+{
+    char tmp[24];
+    snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    return sb_elem(b, tmp, v < 0);
+}
+
+static int batch_add(struct jbatch *b, const struct db_auth_record *r)
+{
+    char ts[40], hex[65];
+    int rc = 0;
+    if (r->has_pan_hmac) {
+        static const char digits[] = "0123456789abcdef";
+        for (int i = 0; i < 32; i++) {
+            hex[2 * i] = digits[r->pan_hmac[i] >> 4];
+            hex[2 * i + 1] = digits[r->pan_hmac[i] & 15];
+        }
+        hex[64] = '\0';
+    } else {
+        hex[0] = '\0';
+    }
+    at_format_utc(r->created_us, ts, sizeof ts);
+    rc |= sb_elem(&b->cols[0], r->request_date, false);
+    rc |= sb_elem(&b->cols[1], r->acquirer_id, false);
+    rc |= sb_elem(&b->cols[2], r->terminal_id, false);
+    rc |= sb_elem(&b->cols[3], r->stan, false);
+    rc |= sb_elem(&b->cols[4], r->transmission_time, false);
+    rc |= sb_elem(&b->cols[5], r->mti, false);
+    rc |= sb_opt(&b->cols[6], r->rrn);
+    rc |= sb_opt(&b->cols[7], r->issuer_id);
+    rc |= sb_opt(&b->cols[8], r->issuer_stan);
+    rc |= sb_opt(&b->cols[9], r->processing_code);
+    rc |= sb_num(&b->cols[10], r->amount_minor);
+    rc |= sb_num(&b->cols[11], r->currency);
+    rc |= sb_opt(&b->cols[12], r->response_code);
+    rc |= sb_opt(&b->cols[13], r->auth_code);
+    rc |= sb_opt(&b->cols[14], r->pan_masked);
+    rc |= sb_opt(&b->cols[15], hex);
+    rc |= sb_elem(&b->cols[16], outcome_names[r->outcome], false);
+    rc |= sb_opt(&b->cols[17], r->original_stan);
+    rc |= sb_opt(&b->cols[18], r->original_transmission_time);
+    rc |= sb_elem(&b->cols[19], ts, false);
+    rc |= sb_num(&b->cols[20], r->lat_total_us);
+    rc |= sb_num(&b->cols[21], r->lat_mac_us);
+    rc |= sb_num(&b->cols[22], r->lat_pin_us);
+    rc |= sb_num(&b->cols[23], r->lat_issuer_us);
+    return rc ? -1 : 0;
+}
+
+static void batch_reset(struct jbatch *b)
+{
+    for (int i = 0; i < JNCOLS; i++) {
+        if (sb_reserve(&b->cols[i], 2) == 0) {
+            b->cols[i].p[0] = '{';
+            b->cols[i].p[1] = '\0';
+            b->cols[i].n = 1;
+        }
+    }
+    b->n = 0;
+    b->replay = false;
+    b->upsert = false;
+}
+
+static int batch_close(struct jbatch *b)
+{
+    for (int i = 0; i < JNCOLS; i++) {
+        if (sb_reserve(&b->cols[i], 1) != 0)
+            return -1;
+        b->cols[i].p[b->cols[i].n++] = '}';
+        b->cols[i].p[b->cols[i].n] = '\0';
+        b->values[i] = b->cols[i].p;
+    }
+    return 0;
+}
+
+static int batch_send(struct dbc_job *job, PGconn *pg)
+{
+    struct jbatch *b = (struct jbatch *)job;
+    return PQsendQueryPrepared(pg, b->upsert ? JSTMT_UPSERT : JSTMT_INSERT, JNCOLS, b->values, NULL,
+                               NULL, 0) == 1
+               ? 0
+               : -1;
+}
+
+/* ---- the spool ----------------------------------------------------------------------------- */
+
+static int fsync_dir_of(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    int fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd == -1)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* Opens (creating) the live spool. A new file needs its magic and a directory fsync: done here
+ * at once when sync_now (start-up, before the loop runs), else by the next sync on the worker. */
+static int spool_open_live(struct db_journal *j, bool sync_now)
+{
+    if (j->spool_fd != -1)
+        return 0;
+    j->spool_fd = open(j->spool_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (j->spool_fd == -1)
+        return -1;
+    struct stat sb;
+    if (fstat(j->spool_fd, &sb) == -1)
+        return -1;
+    j->spool_new = sb.st_size == 0;
+    if (j->spool_new && sync_now) {
+        if (write(j->spool_fd, SPOOL_MAGIC, SPOOL_MAGIC_LEN) != SPOOL_MAGIC_LEN)
+            return -1;
+        if (fdatasync(j->spool_fd) == -1 || fsync_dir_of(j->spool_path) == -1)
+            return -1;
+        j->spool_new = false;
+    }
+    return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, p + off, n - off);
+        if (w == -1) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    return 0;
+}
+
+/* Writes sbuf (after the magic, for a new file) and fdatasyncs; 0 or an errno. */
+static int spool_write_sync(struct db_journal *j)
+{
+    if (j->spool_new && write_all(j->spool_fd, (const uint8_t *)SPOOL_MAGIC, SPOOL_MAGIC_LEN) != 0)
+        return errno ? errno : EIO;
+    if (write_all(j->spool_fd, j->sbuf, j->sbuf_n) != 0 || fdatasync(j->spool_fd) == -1)
+        return errno ? errno : EIO;
+    if (j->spool_new && fsync_dir_of(j->spool_path) == -1)
+        return errno ? errno : EIO;
+    j->spool_new = false;
+    return 0;
+}
+
+static void *spool_worker(void *arg)
+{
+    struct db_journal *j = arg;
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        while (!j->w_job && !j->w_stop)
+            pthread_cond_wait(&j->cv, &j->mu);
+        if (!j->w_job)
+            break;
+        pthread_mutex_unlock(&j->mu);
+        int err = spool_write_sync(j);
+        pthread_mutex_lock(&j->mu);
+        j->w_job = false;
+        j->w_done = true;
+        j->w_errno = err;
+        pthread_mutex_unlock(&j->mu);
+        char one = 1;
+        ssize_t w;
+        do
+            w = write(j->notify[1], &one, 1);
+        while (w == -1 && errno == EINTR);
+        pthread_mutex_lock(&j->mu);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+/* Starts a sync of what was appended, if none is running. If the spool cannot even be opened the
+ * records fail at once (DB_E_SPOOL): the caller must not answer as if they were durable. */
+static void spool_kick(struct db_journal *j)
+{
+    if (j->syncing || j->spq_n == 0)
+        return;
+    if (spool_open_live(j, false) != 0) {
+        at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("path", j->spool_path),
+               AT_STR("error", strerror(errno)), AT_UINT("records", j->spq_n));
+        unsigned n = j->spq_n;
+        j->spq_n = 0;
+        j->fill_n = 0;
+        j->st.failed += n;
+        j_complete(j, j->spq, n, DB_E_SPOOL);
+        return;
+    }
+    uint8_t *b = j->sbuf;
+    size_t cap = j->sbuf_cap;
+    j->sbuf = j->fill;
+    j->sbuf_cap = j->fill_cap;
+    j->sbuf_n = j->fill_n;
+    j->fill = b;
+    j->fill_cap = cap;
+    j->fill_n = 0;
+    uint32_t *q = j->syq;
+    j->syq = j->spq;
+    j->syq_n = j->spq_n;
+    j->spq = q;
+    j->spq_n = 0;
+    j->syncing = true;
+    pthread_mutex_lock(&j->mu);
+    j->w_job = true;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* The worker finished a sync: acknowledge its records (DB_SPOOLED) or fail them (DB_E_SPOOL),
+ * then start the next group at once if records arrived meanwhile. */
+static void spool_sync_done(struct db_journal *j)
+{
+    pthread_mutex_lock(&j->mu);
+    bool done = j->w_done;
+    int err = j->w_errno;
+    j->w_done = false;
+    pthread_mutex_unlock(&j->mu);
+    if (!done)
+        return;
+    j->syncing = false;
+    int status = DB_SPOOLED;
+    if (err) {
+        at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("path", j->spool_path),
+               AT_STR("error", strerror(err)), AT_UINT("records", j->syq_n));
+        status = DB_E_SPOOL;
+        /* What reached the file may still be replayed (harmless); the callers were told that it
+         * is not durable. */
+    } else {
+        j->spool_has_data = true;
+    }
+    unsigned n = j->syq_n;
+    j->syq_n = 0;
+    if (status == DB_SPOOLED)
+        j->st.spooled += n;
+    else
+        j->st.failed += n;
+    j_complete(j, j->syq, n, status);
+    spool_kick(j);
+    j_maybe_replay(j);
+    j_check_drained(j);
+}
+
+static void on_notify(evutil_socket_t fd, short what, void *arg)
+{
+    char buf[64];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    spool_sync_done(arg);
+}
+
+static void on_sync_timer(evutil_socket_t fd, short what, void *arg)
+{
+    spool_kick(arg);
+}
+
+/* Stops the worker (after its current sync) and syncs what is left on the calling thread. For
+ * db_journal_free only: blocking is acceptable when the writer goes away. */
+static void spool_flush_final(struct db_journal *j)
+{
+    if (j->worker_started) {
+        pthread_mutex_lock(&j->mu);
+        j->w_stop = true;
+        pthread_cond_signal(&j->cv);
+        pthread_mutex_unlock(&j->mu);
+        pthread_join(j->worker, NULL);
+        j->worker_started = false;
+        spool_sync_done(j);
+    }
+    if (j->spq_n == 0)
+        return;
+    int status = DB_SPOOLED;
+    if (spool_open_live(j, false) != 0) {
+        status = DB_E_SPOOL;
+    } else {
+        uint8_t *b = j->sbuf;
+        size_t cap = j->sbuf_cap;
+        j->sbuf = j->fill;
+        j->sbuf_cap = j->fill_cap;
+        j->sbuf_n = j->fill_n;
+        j->fill = b;
+        j->fill_cap = cap;
+        j->fill_n = 0;
+        int err = spool_write_sync(j);
+        if (err) {
+            errno = err;
+            status = DB_E_SPOOL;
+        } else {
+            j->spool_has_data = true;
+        }
+    }
+    if (status != DB_SPOOLED)
+        at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("path", j->spool_path),
+               AT_STR("error", strerror(errno)), AT_UINT("records", j->spq_n));
+    unsigned n = j->spq_n;
+    j->spq_n = 0;
+    if (status == DB_SPOOLED)
+        j->st.spooled += n;
+    else
+        j->st.failed += n;
+    j_complete(j, j->spq, n, status);
+}
+
+/* Appends a slot's record to the fill buffer (growing it: it holds at most queue_max records);
+ * its callback waits for the group's fdatasync. */
+static void spool_append(struct db_journal *j, uint32_t slot)
+{
+    if (j->fill_n + SPOOL_FRAME_HDR + SPOOL_MAX_RECORD > j->fill_cap) {
+        size_t cap = j->fill_cap * 2;
+        uint8_t *p = realloc(j->fill, cap);
+        if (!p) {
+            at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("error", "out of memory"));
+            j->st.failed++;
+            j_complete(j, &slot, 1, DB_E_SPOOL);
+            return;
+        }
+        j->fill = p;
+        j->fill_cap = cap;
+    }
+    j->fill_n += spool_frame(&j->slots[slot].rec, j->fill + j->fill_n, j->fill_cap - j->fill_n);
+    j->spq[j->spq_n++] = slot;
+    if (j->closing)
+        return; /* spool_flush_final syncs */
+    if (j->draining) {
+        spool_kick(j);
+        return;
+    }
+    if (!j->syncing && !evtimer_pending(j->sync_timer, NULL)) {
+        struct timeval tv = { .tv_sec = j->o.spool_sync_us / 1000000,
+                              .tv_usec = j->o.spool_sync_us % 1000000 };
+        evtimer_add(j->sync_timer, &tv);
+    }
+}
+
+/* ---- slots and queue ----------------------------------------------------------------------- */
+
+static unsigned j_in_use(const struct db_journal *j)
+{
+    return j->o.queue_max - j->nfree;
+}
+
+/* Frees the slots and then calls their callbacks with status. The callbacks are copied out
+ * first: a callback may submit new records, which reuses freed slots and may even complete
+ * other work (nested calls stack up in cbq). The drain signal comes last. */
+static void j_complete(struct db_journal *j, const uint32_t *slots, unsigned n, int status)
+{
+    unsigned base = j->cbq_n;
+    unsigned pushed = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct jslot *s = &j->slots[slots[i]];
+        if (j->cbq_n < j->cbq_cap) {
+            j->cbq[j->cbq_n++] = (struct jcb){ s->cb, s->arg };
+            pushed++;
+        } else {
+            at_log(AT_LOG_ERROR, "journal_callback_stack_full"); /* cannot happen: 2x queue */
+        }
+        j->free_idx[j->nfree++] = slots[i];
+    }
+    for (unsigned i = 0; i < pushed; i++)
+        j->cbq[base + i].cb(j->cbq[base + i].arg, status);
+    j->cbq_n = base;
+    if (j->pressured && j_in_use(j) < j->o.queue_low) {
+        j->pressured = false;
+        if (j->o.on_drain)
+            j->o.on_drain(j->o.drain_arg);
+    }
+}
+
+static void wait_push_back(struct db_journal *j, uint32_t slot)
+{
+    j->wait[(j->wait_head + j->wait_n) % j->o.queue_max] = slot;
+    j->wait_n++;
+}
+
+static void wait_push_front(struct db_journal *j, uint32_t slot)
+{
+    j->wait_head = (j->wait_head + j->o.queue_max - 1) % j->o.queue_max;
+    j->wait[j->wait_head] = slot;
+    j->wait_n++;
+}
+
+static uint32_t wait_pop(struct db_journal *j)
+{
+    uint32_t slot = j->wait[j->wait_head];
+    j->wait_head = (j->wait_head + 1) % j->o.queue_max;
+    j->wait_n--;
+    return slot;
+}
+
+static void j_check_drained(struct db_journal *j)
+{
+    if (j->draining && j_in_use(j) == 0 && j->drain_done) {
+        struct timeval tv = { 0, 0 };
+        evtimer_add(j->drain_timer, &tv);
+    }
+}
+
+/* ---- batch completion ---------------------------------------------------------------------- */
+
+static void replay_batch_done(struct db_journal *j, struct jbatch *b);
+
+static void batch_done(struct dbc_job *job)
+{
+    struct jbatch *b = (struct jbatch *)job;
+    struct jconn *jc = b->jc;
+    struct db_journal *j = jc->j;
+    PQclear(b->res[0]);
+    b->res[0] = NULL;
+    jc->busy = false;
+    if (jc->timeout)
+        evtimer_del(jc->timeout);
+    if (b->replay) {
+        replay_batch_done(j, b);
+        j_dispatch(j, false);
+        return;
+    }
+    const struct db_error *e = &job->err;
+    if (e->code == DB_E_SQL && !b->upsert && strcmp(e->sqlstate, "23505") == 0 &&
+        jc->dbc.state == DBC_READY) {
+        /* A key already stored (a repeat, or a record a spool replay or another batch holds):
+         * the same batch again, idempotent this time. Its parameters are still built. */
+        b->upsert = true;
+        jc->busy = true;
+        jc_arm_timeout(jc);
+        dbc_submit(&jc->dbc, &b->job);
+        return;
+    }
+    unsigned n = b->n;
+    b->n = 0;
+    if (e->code == 0) {
+        j->st.committed += n;
+        j_complete(j, b->idx, n, DB_OK);
+    } else if (e->code == DB_E_CONN || e->code == DB_E_CLOSED ||
+               (e->action == DB_ACTION_RETRY && n > 0 && j->slots[b->idx[0]].retries >= 3)) {
+        /* Outcome unknown (it may have committed): the spool replay is idempotent. */
+        at_log(AT_LOG_WARN, "journal_batch_to_spool", AT_UINT("records", n),
+               AT_STR("sqlstate", e->sqlstate), AT_STR("error", e->message));
+        for (unsigned i = 0; i < n; i++)
+            spool_append(j, b->idx[i]);
+    } else if (e->action == DB_ACTION_RETRY) {
+        for (unsigned i = n; i-- > 0;) {
+            j->slots[b->idx[i]].retries++;
+            wait_push_front(j, b->idx[i]);
+        }
+    } else if (n > 1) {
+        /* The database refused the batch: send each record alone to find the culprit. */
+        at_log(AT_LOG_WARN, "journal_batch_refused", AT_UINT("records", n),
+               AT_STR("sqlstate", e->sqlstate), AT_STR("error", e->message));
+        for (unsigned i = n; i-- > 0;) {
+            j->slots[b->idx[i]].solo = true;
+            wait_push_front(j, b->idx[i]);
+        }
+    } else if (n == 1) {
+        struct jslot *s = &j->slots[b->idx[0]];
+        at_log(AT_LOG_ERROR, "journal_record_refused", AT_STR("acquirer_id", s->rec.acquirer_id),
+               AT_STR("terminal_id", s->rec.terminal_id), AT_STR("stan", s->rec.stan),
+               AT_STR("sqlstate", e->sqlstate), AT_STR("error", e->message));
+        j->st.failed++;
+        j_complete(j, b->idx, 1, DB_E_SQL);
+    }
+    j_dispatch(j, j->draining || j->closing);
+    j_maybe_replay(j);
+    j_check_drained(j);
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+
+/* A batch that has not committed within batch_timeout_ms means a hung server (a stuck disk, a
+ * lock): the connection is dropped, so the batch fails as DB_E_CONN and goes to the spool, and
+ * the writer keeps acknowledging instead of filling up behind it. */
+static void on_batch_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct jconn *jc = arg;
+    if (!jc->busy)
+        return;
+    at_log(AT_LOG_WARN, "journal_batch_timeout", AT_UINT("conn", jc->dbc.id),
+           AT_UINT("timeout_ms", jc->j->o.batch_timeout_ms));
+    dbc_abort(&jc->dbc, "batch timed out");
+}
+
+static void jc_arm_timeout(struct jconn *jc)
+{
+    uint32_t ms = jc->j->o.batch_timeout_ms;
+    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+    if (jc->timeout)
+        evtimer_add(jc->timeout, &tv);
+}
+
+static struct jconn *j_idle_conn(struct db_journal *j)
+{
+    for (unsigned i = 0; i < j->nconn; i++)
+        if (j->conns[i].dbc.state == DBC_READY && !j->conns[i].busy)
+            return &j->conns[i];
+    return NULL;
+}
+
+/* Arms the batch timer for the oldest waiting record. Only useful when a connection is idle:
+ * otherwise the next batch completion (or a connection coming up) dispatches, and a timer that
+ * is already due would only spin the loop. */
+static void arm_flush_timer(struct db_journal *j)
+{
+    if (j->wait_n == 0 || evtimer_pending(j->flush_timer, NULL) || !j_idle_conn(j))
+        return;
+    uint64_t age_us = (at_mono_ns() - j->slots[j->wait[j->wait_head]].enq_ns) / 1000;
+    uint64_t left = age_us >= j->o.batch_delay_us ? 0 : j->o.batch_delay_us - age_us;
+    struct timeval tv = { .tv_sec = left / 1000000, .tv_usec = left % 1000000 };
+    evtimer_add(j->flush_timer, &tv);
+}
+
+/* Sends batches to idle connections: full ones always, partial ones when force is set (the
+ * oldest record has waited batch_delay_us, or we are draining). While the database is down the
+ * waiting records go to the spool instead. */
+static void j_dispatch(struct db_journal *j, bool force)
+{
+    if (j->down) {
+        if (j->wait_n == 0)
+            return;
+        while (j->wait_n > 0)
+            spool_append(j, wait_pop(j));
+        return;
+    }
+    while (j->wait_n > 0) {
+        if (!force && j->wait_n < j->o.batch_max) {
+            uint64_t age_us = (at_mono_ns() - j->slots[j->wait[j->wait_head]].enq_ns) / 1000;
+            if (age_us < j->o.batch_delay_us)
+                break;
+        }
+        struct jconn *jc = j_idle_conn(j);
+        if (!jc)
+            break;
+        struct jbatch *b = &jc->batch;
+        batch_reset(b);
+        bool failed = false;
+        while (j->wait_n > 0 && b->n < j->o.batch_max) {
+            uint32_t slot = j->wait[j->wait_head];
+            if (j->slots[slot].solo && b->n > 0)
+                break;
+            (void)wait_pop(j);
+            b->idx[b->n++] = slot;
+            if (batch_add(b, &j->slots[slot].rec) != 0)
+                failed = true;
+            if (j->slots[slot].solo)
+                break;
+        }
+        if (failed || batch_close(b) != 0) {
+            /* Out of memory building parameters: keep the records and try again later. */
+            for (unsigned i = b->n; i-- > 0;)
+                wait_push_front(j, b->idx[i]);
+            b->n = 0;
+            break;
+        }
+        jc->busy = true;
+        j->st.batches++;
+        jc_arm_timeout(jc);
+        dbc_submit(&jc->dbc, &b->job);
+    }
+    arm_flush_timer(j);
+}
+
+static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
+{
+    j_dispatch(arg, true);
+}
+
+static bool j_any_ready(const struct db_journal *j)
+{
+    for (unsigned i = 0; i < j->nconn; i++)
+        if (j->conns[i].dbc.state == DBC_READY)
+            return true;
+    return false;
+}
+
+static void j_on_state(struct dbc *c, bool up)
+{
+    struct jconn *jc = c->owner;
+    struct db_journal *j = jc->j;
+    bool was_down = j->down;
+    j->down = !j_any_ready(j);
+    if (was_down != j->down)
+        at_log(j->down ? AT_LOG_WARN : AT_LOG_INFO, j->down ? "journal_db_down" : "journal_db_up");
+    if (j->closing)
+        return;
+    j_dispatch(j, j->draining);
+    j_maybe_replay(j);
+}
+
+/* ---- replay -------------------------------------------------------------------------------- */
+
+static void replay_finish(struct db_journal *j)
+{
+    spool_reader_close(&j->rd);
+    if (j->replay_corrupt) {
+        char dst[4200];
+        snprintf(dst, sizeof dst, "%s.corrupt.%lld", j->replay_path, (long long)time(NULL));
+        if (rename(j->replay_path, dst) == -1)
+            at_log(AT_LOG_ERROR, "journal_spool_rename_failed", AT_STR("path", j->replay_path));
+        at_log(AT_LOG_ERROR, "journal_spool_corrupt", AT_STR("kept_as", dst),
+               AT_UINT("replayed", j->replay_total));
+    } else if (unlink(j->replay_path) == -1 && errno != ENOENT) {
+        at_log(AT_LOG_ERROR, "journal_spool_unlink_failed", AT_STR("path", j->replay_path),
+               AT_STR("error", strerror(errno)));
+    } else {
+        at_log(AT_LOG_INFO, "journal_spool_replayed", AT_UINT("records", j->replay_total));
+    }
+    j->replaying = false;
+    j->replay_total = 0;
+}
+
+/* Reads the next records of the replay file into replay_recs. */
+static void replay_fill(struct db_journal *j)
+{
+    j->replay_n = 0;
+    while (!j->replay_eof && j->replay_n < j->replay_cap) {
+        enum spool_read_status s = spool_reader_next(&j->rd, &j->replay_recs[j->replay_n]);
+        if (s == SPOOL_READ_OK) {
+            j->replay_n++;
+            continue;
+        }
+        if (s == SPOOL_READ_TORN)
+            at_log(AT_LOG_WARN, "journal_spool_torn_tail", AT_STR("path", j->replay_path),
+                   AT_UINT("offset", j->rd.offset));
+        if (s == SPOOL_READ_CORRUPT) {
+            at_log(AT_LOG_ERROR, "journal_spool_bad_frame", AT_STR("path", j->replay_path),
+                   AT_UINT("offset", j->rd.offset));
+            j->replay_corrupt = true;
+        }
+        j->replay_eof = true;
+    }
+}
+
+/* Starts or continues replaying: the live spool is first renamed to <spool>.replay (new outage
+ * records then go to a fresh live spool), then read in chunks of REPLAY_CHUNK records, one chunk in
+ * flight at a time, so the file's order is kept. The file is removed once its last chunk committed.
+ */
+static void j_maybe_replay(struct db_journal *j)
+{
+    if (j->down || j->closing || j->replay_inflight)
+        return;
+    if (!j->replaying) {
+        struct stat sb;
+        if (stat(j->replay_path, &sb) == -1) {
+            if (!j->spool_has_data || j->spq_n > 0 || j->syncing)
+                return;
+            if (j->spool_fd != -1) {
+                close(j->spool_fd);
+                j->spool_fd = -1;
+            }
+            if (rename(j->spool_path, j->replay_path) == -1 || fsync_dir_of(j->spool_path) == -1) {
+                at_log(AT_LOG_ERROR, "journal_spool_rename_failed", AT_STR("path", j->spool_path),
+                       AT_STR("error", strerror(errno)));
+                return;
+            }
+            j->spool_has_data = false;
+        }
+        int rc = spool_reader_open(&j->rd, j->replay_path);
+        if (rc != 0) {
+            if (rc < 0) {
+                at_log(AT_LOG_ERROR, "journal_spool_unreadable", AT_STR("path", j->replay_path));
+                j->replay_corrupt = true;
+                j->replaying = true;
+                replay_finish(j);
+            }
+            return;
+        }
+        j->replaying = true;
+        j->replay_eof = false;
+        j->replay_corrupt = false;
+        j->replay_n = 0;
+        at_log(AT_LOG_INFO, "journal_spool_replay_start", AT_STR("path", j->replay_path));
+    }
+    if (j->replay_n == 0) {
+        replay_fill(j);
+        if (j->replay_n == 0) {
+            replay_finish(j);
+            j_maybe_replay(j); /* the live spool may have filled meanwhile */
+            return;
+        }
+    }
+    struct jconn *jc = j_idle_conn(j);
+    if (!jc)
+        return; /* retried when a batch completes */
+    struct jbatch *b = &jc->batch;
+    batch_reset(b);
+    b->replay = true;
+    b->upsert = true;
+    for (unsigned i = 0; i < j->replay_n; i++)
+        if (batch_add(b, &j->replay_recs[i]) != 0)
+            return;
+    if (batch_close(b) != 0)
+        return;
+    b->n = j->replay_n;
+    jc->busy = true;
+    j->replay_inflight = true;
+    jc_arm_timeout(jc);
+    dbc_submit(&jc->dbc, &b->job);
+}
+
+static void replay_batch_done(struct db_journal *j, struct jbatch *b)
+{
+    const struct db_error *e = &b->job.err;
+    j->replay_inflight = false;
+    b->n = 0;
+    if (e->code == 0) {
+        j->st.replayed += j->replay_n;
+        j->replay_total += j->replay_n;
+        j->replay_n = 0;
+    } else if (e->code == DB_E_SQL && e->action == DB_ACTION_FAIL) {
+        /* Records that were acknowledged but that the database refuses: never dropped silently,
+         * they are kept in <spool>.rejected for an operator. */
+        int fd = open(j->rejected_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        uint8_t frame[SPOOL_FRAME_HDR + SPOOL_MAX_RECORD];
+        bool ok = fd != -1;
+        struct stat sb;
+        if (ok && fstat(fd, &sb) == 0 && sb.st_size == 0)
+            ok = write(fd, SPOOL_MAGIC, SPOOL_MAGIC_LEN) == SPOOL_MAGIC_LEN;
+        for (unsigned i = 0; ok && i < j->replay_n; i++) {
+            size_t n = spool_frame(&j->replay_recs[i], frame, sizeof frame);
+            ok = write(fd, frame, n) == (ssize_t)n;
+        }
+        if (ok)
+            ok = fdatasync(fd) == 0;
+        if (fd != -1)
+            close(fd);
+        at_log(AT_LOG_ERROR, "journal_spool_records_refused", AT_UINT("records", j->replay_n),
+               AT_STR("sqlstate", e->sqlstate), AT_STR("error", e->message),
+               AT_STR("kept_in", j->rejected_path), AT_BOOL("kept", ok));
+        if (!ok) {
+            j->replay_corrupt = true; /* keep the whole file instead */
+            j->replay_eof = true;
+        }
+        j->replay_n = 0;
+    }
+    /* Connection errors: keep replay_recs and send them again when a connection is up. */
+    j_maybe_replay(j);
+}
+
+/* ---- public API ----------------------------------------------------------------------------- */
+
+static void on_drain_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct db_journal *j = arg;
+    if (j->drain_done && j_in_use(j) == 0) {
+        void (*done)(void *) = j->drain_done;
+        j->drain_done = NULL;
+        done(j->drain_arg);
+    }
+}
+
+static char *str_concat(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *p = malloc(la + lb + 1);
+    if (p) {
+        memcpy(p, a, la);
+        memcpy(p + la, b, lb + 1);
+    }
+    return p;
+}
+
+int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
+                   struct db_journal **out)
+{
+    if (!base || !opts || !out || !opts->spool_path || !*opts->spool_path)
+        return DB_E_INVALID;
+    struct db_journal *j = calloc(1, sizeof *j);
+    if (!j)
+        return DB_E_SYS;
+    j->base = base;
+    j->o = *opts;
+    j->spool_fd = -1;
+    if (!j->o.connections)
+        j->o.connections = 4;
+    if (!j->o.batch_max)
+        j->o.batch_max = 256;
+    if (j->o.batch_max > 2000)
+        j->o.batch_max = 2000;
+    if (!j->o.batch_delay_us)
+        j->o.batch_delay_us = 1000;
+    if (!j->o.queue_max)
+        j->o.queue_max = 65536;
+    if (j->o.queue_max < j->o.batch_max)
+        j->o.queue_max = j->o.batch_max;
+    if (!j->o.queue_low || j->o.queue_low >= j->o.queue_max)
+        j->o.queue_low = j->o.queue_max / 2;
+    if (!j->o.spool_sync_us)
+        j->o.spool_sync_us = 2000;
+    if (!j->o.batch_timeout_ms)
+        j->o.batch_timeout_ms = 5000;
+    j->nconn = j->o.connections;
+    j->conninfo = strdup(opts->conninfo ? opts->conninfo : "");
+    j->spool_path = strdup(opts->spool_path);
+    j->replay_path = str_concat(opts->spool_path, ".replay");
+    j->rejected_path = str_concat(opts->spool_path, ".rejected");
+    j->slots = calloc(j->o.queue_max, sizeof *j->slots);
+    j->free_idx = calloc(j->o.queue_max, sizeof *j->free_idx);
+    j->wait = calloc(j->o.queue_max, sizeof *j->wait);
+    j->spq = calloc(j->o.queue_max, sizeof *j->spq);
+    j->cbq_cap = 2 * j->o.queue_max;
+    j->cbq = calloc(j->cbq_cap, sizeof *j->cbq);
+    j->syq = calloc(j->o.queue_max, sizeof *j->syq);
+    j->fill_cap = j->sbuf_cap = SPOOL_BUF0;
+    j->fill = malloc(j->fill_cap);
+    j->sbuf = malloc(j->sbuf_cap);
+    j->notify[0] = j->notify[1] = -1;
+    j->replay_cap = j->o.batch_max > REPLAY_CHUNK ? j->o.batch_max : REPLAY_CHUNK;
+    j->replay_recs = calloc(j->replay_cap, sizeof *j->replay_recs);
+    j->conns = calloc(j->nconn, sizeof *j->conns);
+    j->flush_timer = evtimer_new(base, on_flush_timer, j);
+    j->sync_timer = evtimer_new(base, on_sync_timer, j);
+    j->drain_timer = evtimer_new(base, on_drain_timer, j);
+    j->o.conninfo = j->conninfo;
+    j->o.spool_path = j->spool_path;
+    if (!j->conninfo || !j->spool_path || !j->replay_path || !j->rejected_path || !j->slots ||
+        !j->free_idx || !j->wait || !j->spq || !j->cbq || !j->syq || !j->fill || !j->sbuf ||
+        !j->replay_recs || !j->conns || !j->flush_timer || !j->sync_timer || !j->drain_timer) {
+        j->nconn = 0;
+        db_journal_free(j);
+        return DB_E_SYS;
+    }
+    for (unsigned i = 0; i < j->o.queue_max; i++)
+        j->free_idx[i] = j->o.queue_max - 1 - i;
+    j->nfree = j->o.queue_max;
+    for (unsigned i = 0; i < j->nconn; i++) {
+        struct jconn *jc = &j->conns[i];
+        if (dbc_init(&jc->dbc, base, j->conninfo, i) != 0) {
+            j->nconn = i;
+            db_journal_free(j);
+            return DB_E_SYS;
+        }
+        jc->j = j;
+        jc->dbc.owner = jc;
+        jc->dbc.on_state = j_on_state;
+        jc->dbc.preps = journal_preps;
+        jc->dbc.npreps = 2;
+        if (j->o.reconnect_min_ms)
+            jc->dbc.backoff_min_ms = j->o.reconnect_min_ms;
+        if (j->o.reconnect_max_ms)
+            jc->dbc.backoff_max_ms = j->o.reconnect_max_ms;
+        jc->batch.jc = jc;
+        jc->batch.job.nstmt = 1;
+        jc->batch.job.res = jc->batch.res;
+        jc->batch.job.send = batch_send;
+        jc->batch.job.done = batch_done;
+        jc->batch.idx = calloc(j->o.batch_max, sizeof *jc->batch.idx);
+        jc->timeout = evtimer_new(base, on_batch_timeout, jc);
+        if (!jc->batch.idx || !jc->timeout) {
+            j->nconn = i + 1;
+            db_journal_free(j);
+            return DB_E_SYS;
+        }
+    }
+    /* A spool left by an earlier process is replayed once the database answers. */
+    struct stat sb;
+    if (stat(j->spool_path, &sb) == 0 && sb.st_size > SPOOL_MAGIC_LEN)
+        j->spool_has_data = true;
+    else if (stat(j->spool_path, &sb) == -1 && errno != ENOENT) {
+        j->nconn = 0;
+        db_journal_free(j);
+        return DB_E_SPOOL;
+    }
+    if (j->spool_has_data || stat(j->replay_path, &sb) == 0)
+        at_log(AT_LOG_INFO, "journal_spool_found", AT_STR("path", j->spool_path));
+    /* The spool must be writable before we promise anything. */
+    if (spool_open_live(j, true) != 0) {
+        at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("path", j->spool_path),
+               AT_STR("error", strerror(errno)));
+        db_journal_free(j);
+        return DB_E_SPOOL;
+    }
+    if (pipe2(j->notify, O_NONBLOCK | O_CLOEXEC) == -1 ||
+        !(j->notify_ev = event_new(base, j->notify[0], EV_READ | EV_PERSIST, on_notify, j)) ||
+        event_add(j->notify_ev, NULL) != 0 || pthread_mutex_init(&j->mu, NULL) != 0 ||
+        pthread_cond_init(&j->cv, NULL) != 0 ||
+        pthread_create(&j->worker, NULL, spool_worker, j) != 0) {
+        db_journal_free(j);
+        return DB_E_SYS;
+    }
+    j->worker_started = true;
+    for (unsigned i = 0; i < j->nconn; i++)
+        dbc_start(&j->conns[i].dbc);
+    *out = j;
+    return 0;
+}
+
+int db_journal_submit(struct db_journal *j, const struct db_auth_record *rec, db_journal_cb cb,
+                      void *arg)
+{
+    if (j->draining || j->closing)
+        return DB_E_CLOSED;
+    if (!cb || db_auth_record_check(rec, NULL) != 0)
+        return DB_E_INVALID;
+    if (j->nfree == 0) {
+        j->pressured = true;
+        return DB_E_FULL;
+    }
+    uint32_t slot = j->free_idx[--j->nfree];
+    struct jslot *s = &j->slots[slot];
+    s->rec = *rec;
+    s->cb = cb;
+    s->arg = arg;
+    s->enq_ns = at_mono_ns();
+    s->retries = 0;
+    s->solo = false;
+    j->st.submitted++;
+    if (db_journal_saturated(j))
+        j->pressured = true;
+    wait_push_back(j, slot);
+    if (j->down || j->wait_n >= j->o.batch_max)
+        j_dispatch(j, false);
+    else
+        arm_flush_timer(j);
+    return 0;
+}
+
+bool db_journal_saturated(const struct db_journal *j)
+{
+    unsigned high = j->o.queue_max > j->o.batch_max ? j->o.queue_max - j->o.batch_max : 0;
+    return j_in_use(j) >= high;
+}
+
+void db_journal_get_stats(const struct db_journal *j, struct db_journal_stats *st)
+{
+    *st = j->st;
+    st->queued = j_in_use(j);
+    st->connected = 0;
+    for (unsigned i = 0; i < j->nconn; i++)
+        if (j->conns[i].dbc.state == DBC_READY)
+            st->connected++;
+    st->db_up = !j->down && st->connected > 0;
+    struct stat sb;
+    st->spool_pending = j->spool_has_data || j->replaying || stat(j->replay_path, &sb) == 0;
+}
+
+void db_journal_drain(struct db_journal *j, void (*done)(void *arg), void *arg)
+{
+    j->draining = true;
+    j->drain_done = done;
+    j->drain_arg = arg;
+    j_dispatch(j, true);
+    spool_kick(j);
+    j_check_drained(j);
+}
+
+void db_journal_free(struct db_journal *j)
+{
+    if (!j)
+        return;
+    j->closing = true;
+    /* In-flight batches come back as DB_E_CLOSED and go to the spool, like waiting records:
+     * everything not yet committed ends durable in the spool, acknowledged as DB_SPOOLED. */
+    for (unsigned i = 0; i < j->nconn; i++)
+        dbc_close(&j->conns[i].dbc, DB_E_CLOSED);
+    j->down = true;
+    if (j->wait)
+        j_dispatch(j, true);
+    if (j->spq)
+        spool_flush_final(j);
+    if (j->replaying)
+        spool_reader_close(&j->rd);
+    for (unsigned i = 0; i < j->nconn; i++) {
+        for (int k = 0; k < JNCOLS; k++)
+            free(j->conns[i].batch.cols[k].p);
+        free(j->conns[i].batch.idx);
+        if (j->conns[i].timeout)
+            event_free(j->conns[i].timeout);
+    }
+    if (j->spool_fd != -1)
+        close(j->spool_fd);
+    /* An empty live spool (magic only) is removed so that a clean stop leaves nothing behind. */
+    struct stat sb;
+    if (j->spool_path && !j->spool_has_data && stat(j->spool_path, &sb) == 0 &&
+        sb.st_size <= SPOOL_MAGIC_LEN)
+        unlink(j->spool_path);
+    if (j->flush_timer)
+        event_free(j->flush_timer);
+    if (j->sync_timer)
+        event_free(j->sync_timer);
+    if (j->drain_timer)
+        event_free(j->drain_timer);
+    if (j->notify_ev)
+        event_free(j->notify_ev);
+    if (j->notify[0] != -1) {
+        close(j->notify[0]);
+        close(j->notify[1]);
+    }
+    free(j->conns);
+    free(j->slots);
+    free(j->free_idx);
+    free(j->wait);
+    free(j->spq);
+    free(j->cbq);
+    free(j->syq);
+    free(j->fill);
+    free(j->sbuf);
+    free(j->replay_recs);
+    free(j->conninfo);
+    free(j->spool_path);
+    free(j->replay_path);
+    free(j->rejected_path);
+    free(j);
+}

@@ -1,0 +1,114 @@
+/* libatlas_issuer: the pure part of issuer-sim — the authorization decision over a wallet
+ * snapshot, request keys, and the DE 54 additional-amounts format. No I/O, no globals; the
+ * daemon (main.c) feeds it what it read from PostgreSQL and the HSM, and applies the effects
+ * it returns through wallet.sim_apply (db/migrations/0003_wallet_functions.sql). */
+#ifndef ATLAS_SIM_ISSUER_H
+#define ATLAS_SIM_ISSUER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Largest balance DE 54 can carry (12 digits). Credits that would pass it are refused (13). */
+#define SIM_MAX_BALANCE 999999999999LL
+
+enum sim_status { SIM_ACTIVE, SIM_BLOCKED, SIM_LOST };
+
+/* What the decision needs of a wallet row (a snapshot; -1 = no limit). */
+struct sim_wallet {
+    char expiry[5]; /* YYMM */
+    int currency;   /* ISO 4217 numeric */
+    int64_t balance_minor, held_minor;
+    enum sim_status status;
+    int pin_tries, pin_try_limit;
+    int64_t daily_limit_minor, daily_cash_limit_minor, daily_count_limit;
+    char usage_date[11]; /* YYYY-MM-DD the counters belong to, "" = never used */
+    int64_t usage_minor, usage_cash_minor, usage_count;
+};
+
+enum sim_msg { SIM_MSG_AUTH, SIM_MSG_FINANCIAL }; /* 0100 (hold) / 0200 (move money) */
+
+/* Outcome of the issuer's PIN verification (through hsm-sim). */
+enum sim_pin { SIM_PIN_UNCHECKED, SIM_PIN_OK, SIM_PIN_BAD };
+
+struct sim_request {
+    enum sim_msg msg;
+    int pcode;            /* first two digits of DE 3 */
+    int64_t amount_minor; /* DE 4; -1 when absent (balance inquiries) */
+    int currency;         /* DE 49 */
+    char expiry[5];       /* DE 14 or "" */
+    bool pin_present;     /* DE 52 present */
+    enum sim_pin pin;     /* result of the verification once done */
+    char today[11];       /* YYYY-MM-DD (UTC): the day of the usage counters */
+    char now_yymm[5];     /* current YYMM (UTC): cards expire after their expiry month */
+};
+
+/* What to do: the response code and the changes to record (wallet.sim_apply's arguments). */
+struct sim_effects {
+    char rc[3];
+    int pin_tries;        /* new PIN try counter, -1 = unchanged */
+    int64_t hold_minor;   /* > 0: place a hold of this amount */
+    int64_t ledger_minor; /* != 0: ledger movement (credit > 0, debit < 0) */
+    const char *kind;     /* ledger kind ("purchase", ...) when ledger_minor != 0 */
+    bool usage_set;       /* write the usage counters below for usage_date */
+    char usage_date[11];
+    int64_t usage_minor, usage_cash_minor, usage_count;
+};
+
+/* Return values of sim_decide. */
+enum { SIM_DECIDED = 0, SIM_NEED_PIN = 1 };
+
+/* Checks what can be judged from the request alone (processing code known and allowed for the
+ * message class, amount shape). Returns NULL when fine, else the response code ("12", "13"). */
+const char *sim_check_request(const struct sim_request *r);
+
+/* The decision. w is NULL when no wallet has the PAN. Returns SIM_NEED_PIN (eff untouched but
+ * zeroed) when a PIN was entered and r->pin is still SIM_PIN_UNCHECKED: verify it and call again;
+ * else SIM_DECIDED with eff filled. The order of the checks is documented in docs/issuer-sim.md
+ * and the code below; every path sets eff->rc. */
+int sim_decide(const struct sim_wallet *w, const struct sim_request *r, struct sim_effects *eff);
+
+/* True for processing codes that move money out of the wallet (00, 01, 09, 10). */
+bool sim_pcode_is_debit(int pcode);
+/* True for 20 (refund) and 26 (OCT). */
+bool sim_pcode_is_credit(int pcode);
+/* True for 30 and 31. */
+bool sim_pcode_is_inquiry(int pcode);
+
+/* DE 54 (additional amounts): two 20-character amounts, ledger ("00" "01") then available
+ * ("00" "02"): account type 2 + amount type 2 + currency 3 + 'C'/'D' + 12 digits. Writes 40
+ * characters + NUL into out. Returns 0, or -1 if an amount does not fit 12 digits or the
+ * currency is not 1..999. */
+__attribute__((warn_unused_result)) int sim_format_de54(int currency, int64_t ledger_minor,
+                                                        int64_t available_minor, char out[41]);
+
+/* The identity of a request on the issuer link: acquirer id (DE 32, zero-padded to 11 digits),
+ * terminal (DE 41), STAN (DE 11) and transmission time (DE 7), joined with ':'. Writes a NUL-
+ * terminated key into out (cap >= 40). Returns 0 or -1 if a part has the wrong shape. */
+__attribute__((warn_unused_result)) int
+sim_request_key(const char *acq, size_t acq_len, const char *tid, size_t tid_len, const char *stan,
+                size_t stan_len, const char *de7, size_t de7_len, char *out, size_t cap);
+
+/* The deterministic demo wallet number index (1-based) of `issuer-sim seed`: wallets 1..8 are the
+ * demo cards of DEMO.md; the others take BINs 489001..489004 in turn, account number = index (9
+ * digits), a Luhn check digit, PIN = (index * 7919 + 1234) mod 10000 on 4 digits, expiry 2812,
+ * active, no limits, PIN method IBM 3624 offset for BIN 489002 and Visa PVV (PVKI 1) otherwise,
+ * balance 100000 + (index mod 50) * 1000 minor units. */
+struct sim_seed_spec {
+    char pan[20];
+    char pin[5];
+    char expiry[5];
+    const char *status; /* "active", "blocked", "lost" */
+    int currency;
+    int64_t balance_minor;
+    bool ibm;                  /* IBM 3624 offset, else Visa PVV */
+    int64_t daily_limit_minor; /* -1 = none */
+};
+
+/* Fills out for wallet index (1..999999999). Returns 0 or -1 when index is out of range. */
+__attribute__((warn_unused_result)) int sim_seed_spec(uint64_t index, struct sim_seed_spec *out);
+
+/* Luhn check digit for the digits s[0..n). */
+char sim_luhn_digit(const char *s, size_t n);
+
+#endif

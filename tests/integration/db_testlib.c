@@ -1,0 +1,150 @@
+/* Helpers for the db integration tests (see db_testlib.h). */
+#include "db_testlib.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+
+const char *dbt_src(void)
+{
+    const char *s = getenv("ATLAS_SRC");
+    return s && *s ? s : ".";
+}
+
+PGconn *dbt_connect(const char *conninfo)
+{
+    PGconn *c = PQconnectdb(conninfo ? conninfo : "");
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "dbt: connect failed: %s", PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    PQclear(PQexec(c, "SET client_min_messages = warning"));
+    return c;
+}
+
+long long dbt_scalar(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    long long v = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        v = atoll(PQgetvalue(r, 0, 0));
+    else if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fprintf(stderr, "dbt: %s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    return v;
+}
+
+const char *dbt_create(const char *tag)
+{
+    static char conninfo[256];
+    static unsigned seq;
+    char name[64], sql[160];
+    snprintf(name, sizeof name, "atlas_t_%s_%d_%u", tag, (int)getpid(), seq++);
+    PGconn *admin = dbt_connect("");
+    if (!admin)
+        return NULL;
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+    PQclear(PQexec(admin, sql));
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    PGresult *r = PQexec(admin, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        fprintf(stderr, "dbt: %s", PQerrorMessage(admin));
+    PQclear(r);
+    PQfinish(admin);
+    if (!ok)
+        return NULL;
+    snprintf(conninfo, sizeof conninfo, "dbname=%s", name);
+    PGconn *c = dbt_connect(conninfo);
+    if (!c)
+        return NULL;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/db/migrations", dbt_src());
+    struct db_error err = { 0 };
+    int applied = 0;
+    int rc = db_migrate(c, dir, &applied, NULL, &err);
+    PQfinish(c);
+    if (rc != 0) {
+        fprintf(stderr, "dbt: migrate: %s\n", err.message);
+        return NULL;
+    }
+    return conninfo;
+}
+
+void dbt_drop(const char *conninfo)
+{
+    const char *name = strstr(conninfo, "dbname=");
+    if (!name)
+        return;
+    char sql[160];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name + 7);
+    PGconn *admin = dbt_connect("");
+    if (admin) {
+        PQclear(PQexec(admin, sql));
+        PQfinish(admin);
+    }
+}
+
+struct until {
+    struct event_base *base;
+    bool (*cond)(void *);
+    void *arg;
+    uint64_t deadline;
+    bool timed_out;
+};
+
+static void until_tick(evutil_socket_t fd, short what, void *p)
+{
+    struct until *u = p;
+    if (u->cond(u->arg))
+        event_base_loopbreak(u->base);
+    else if (at_mono_ns() > u->deadline) {
+        u->timed_out = true;
+        event_base_loopbreak(u->base);
+    }
+}
+
+int dbt_run_until(struct event_base *base, bool (*cond)(void *), void *arg, int timeout_ms)
+{
+    struct until u = { base, cond, arg, at_mono_ns() + (uint64_t)timeout_ms * 1000000ull, false };
+    if (cond(arg))
+        return 0;
+    struct event *tick = event_new(base, -1, EV_PERSIST, until_tick, &u);
+    struct timeval tv = { 0, 2000 };
+    event_add(tick, &tv);
+    event_base_dispatch(base);
+    event_free(tick);
+    return u.timed_out ? -1 : 0;
+}
+
+void dbt_record(struct db_auth_record *rec, unsigned run, unsigned i)
+{
+    db_auth_record_init(rec);
+    uint64_t now = at_wall_us();
+    snprintf(rec->transmission_time, sizeof rec->transmission_time, "1126%06u", run % 1000000);
+    db_request_date(rec->transmission_time, now, rec->request_date);
+    snprintf(rec->acquirer_id, sizeof rec->acquirer_id, "ACQ%u", run % 100000000);
+    snprintf(rec->terminal_id, sizeof rec->terminal_id, "T%07u", (i / 1000000) % 10000000);
+    snprintf(rec->stan, sizeof rec->stan, "%06u", i % 1000000);
+    memcpy(rec->mti, "0200", 5);
+    snprintf(rec->rrn, sizeof rec->rrn, "%012u", i);
+    memcpy(rec->issuer_id, "WALLET1", 8);
+    memcpy(rec->processing_code, "000000", 7);
+    rec->amount_minor = 1000 + i;
+    rec->currency = 504;
+    memcpy(rec->response_code, "00", 3);
+    memcpy(rec->auth_code, "A1B2C3", 7);
+    memcpy(rec->pan_masked, "476173******0119", 17);
+    for (int k = 0; k < 32; k++)
+        rec->pan_hmac[k] = (uint8_t)(k * 7 + i);
+    rec->has_pan_hmac = true;
+    rec->outcome = DB_OUTCOME_APPROVED;
+    rec->created_us = now;
+    rec->lat_total_us = 1500;
+    rec->lat_issuer_us = 900;
+}

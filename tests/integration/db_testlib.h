@@ -1,0 +1,28 @@
+/* Helpers for the db integration tests: a fresh database per test (created on the cluster named
+ * by PG*, migrated, dropped afterwards), a blocking side connection to check what is committed,
+ * and running the loop until a condition holds (bounded: a hang fails the test). */
+#ifndef ATLAS_DB_TESTLIB_H
+#define ATLAS_DB_TESTLIB_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+
+#include "db.h"
+
+/* Creates database atlas_t_<tag>_<pid> and migrates it. Returns its conninfo ("dbname=...")
+ * in a static buffer (copy it), or NULL. */
+const char *dbt_create(const char *tag);
+/* Drops the database created by dbt_create (terminating its sessions). */
+void dbt_drop(const char *conninfo);
+/* A blocking connection (for checks from the test itself). */
+PGconn *dbt_connect(const char *conninfo);
+/* SELECT that returns one integer (e.g. count(*)). -1 on error. */
+long long dbt_scalar(PGconn *c, const char *sql);
+/* Runs base until *flag becomes true or timeout_ms passes. Returns 0 or -1 on timeout. */
+int dbt_run_until(struct event_base *base, bool (*cond)(void *), void *arg, int timeout_ms);
+/* Fills rec with a valid record numbered i (unique identity per (run, i)). */
+void dbt_record(struct db_auth_record *rec, unsigned run, unsigned i);
+/* Path of the source tree (ATLAS_SRC or "."). */
+const char *dbt_src(void);
+
+#endif

@@ -1,0 +1,936 @@
+/* Integration tests of libatlas_db against a real PostgreSQL (the cluster named by PG*; each test
+ * uses a database of its own): migrations, the generic client, the journal writer's batching,
+ * commit-before-callback, error mapping, backends killed mid-batch, the server stopped and
+ * restarted under load (a private cluster), and a crashed writer's spool replayed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "db_testlib.h"
+#include "internal.h" /* the spool reader, to inspect a spool file */
+#include "testsupport.h"
+
+/* ---- shared state for callbacks -------------------------------------------------------- */
+
+struct tally {
+    unsigned expected;
+    unsigned ok, spooled, failed, calls;
+    unsigned last_seq;
+    bool in_order;
+    PGconn *checker; /* when set: each DB_OK callback checks its row is visible */
+    unsigned visible_checked, invisible;
+    const char *acq;
+    unsigned drained;
+};
+
+struct tcb {
+    struct tally *t;
+    unsigned seq;
+    char stan[7];
+};
+
+static void tally_cb(void *arg, int status)
+{
+    struct tcb *c = arg;
+    struct tally *t = c->t;
+    t->calls++;
+    if (status == DB_OK)
+        t->ok++;
+    else if (status == DB_SPOOLED)
+        t->spooled++;
+    else
+        t->failed++;
+    if (t->calls > 1 && c->seq < t->last_seq)
+        t->in_order = false;
+    t->last_seq = c->seq;
+    if (t->checker && status == DB_OK) {
+        char sql[200];
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM switch.authorizations WHERE acquirer_id = '%s' AND"
+                 " stan = '%s'",
+                 t->acq, c->stan);
+        if (dbt_scalar(t->checker, sql) != 1)
+            t->invisible++;
+        t->visible_checked++;
+    }
+}
+
+static bool all_called(void *arg)
+{
+    struct tally *t = arg;
+    return t->calls >= t->expected;
+}
+
+static char *spool_path(const char *tag)
+{
+    static char path[600];
+    const char *dir = ts_tmpdir(tag);
+    snprintf(path, sizeof path, "%s/journal.spool", dir ? dir : "/tmp");
+    return path;
+}
+
+/* ---- migrations ------------------------------------------------------------------------- */
+
+static void test_migrate_twice_and_check(void **state)
+{
+    const char *ci = dbt_create("mig");
+    assert_non_null(ci);
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    PGconn *c = dbt_connect(conninfo);
+    assert_non_null(c);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/db/migrations", dbt_src());
+    struct db_error err = { 0 };
+    int applied = -1;
+    assert_int_equal(db_migrate(c, dir, &applied, NULL, &err), 0);
+    assert_int_equal(applied, 0); /* dbt_create applied them already */
+    assert_int_equal(db_schema_check(c, DB_SCHEMA_VERSION, &err), 0);
+    assert_int_equal(db_schema_check(c, DB_SCHEMA_VERSION + 1, &err), DB_E_SCHEMA);
+    assert_non_null(strstr(err.message, "atlas-db migrate"));
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM public.schema_migrations"),
+                     DB_SCHEMA_VERSION);
+    /* A partition exists for today and the days ahead. */
+    assert_true(dbt_scalar(c, "SELECT count(*) FROM pg_class WHERE relname = 'authorizations_' ||"
+                              " to_char(current_date + 7, 'YYYYMMDD')") == 1);
+    /* The atlas-db tool, run as a program: migrate again (nothing to do) and partitions. */
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "%s --db '%s' --dir '%s' migrate >/dev/null && %s --db '%s'"
+             " partitions --ahead 20 --detach-before 1999-01-01 >/dev/null && %s --db '%s'"
+             " check --version %d >/dev/null",
+             ts_bin("atlas-db"), conninfo, dir, ts_bin("atlas-db"), conninfo, ts_bin("atlas-db"),
+             conninfo, DB_SCHEMA_VERSION);
+    assert_int_equal(system(cmd), 0);
+    assert_true(dbt_scalar(c, "SELECT count(*) FROM pg_class WHERE relname = 'authorizations_' ||"
+                              " to_char(current_date + 20, 'YYYYMMDD')") == 1);
+    snprintf(cmd, sizeof cmd, "%s --db '%s' check --version 999 >/dev/null 2>&1",
+             ts_bin("atlas-db"), conninfo);
+    assert_int_not_equal(system(cmd), 0);
+    /* An older schema is refused; a database with no schema at all too. */
+    PQfinish(c);
+    dbt_drop(conninfo);
+}
+
+/* ---- journal: batching, ordering, commit before callback ---------------------------------- */
+
+static struct event_base *new_base(void)
+{
+    struct event_base *b = event_base_new();
+    assert_non_null(b);
+    return b;
+}
+
+static void test_batching_order_commit(void **state)
+{
+    const char *ci = dbt_create("batch");
+    assert_non_null(ci);
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    struct event_base *base = new_base();
+    struct db_journal_opts o = { .conninfo = conninfo,
+                                 .spool_path = spool_path("batch"),
+                                 .connections = 1,
+                                 .batch_max = 50,
+                                 .batch_delay_us = 2000 };
+    struct db_journal *j = NULL;
+    assert_int_equal(db_journal_new(base, &o, &j), 0);
+
+    enum { N = 2000 };
+    static struct tcb cbs[N];
+    struct tally t = { .expected = N, .in_order = true, .acq = "ACQ1" };
+    t.checker = dbt_connect(conninfo);
+    assert_non_null(t.checker);
+    struct db_auth_record rec;
+    for (unsigned i = 0; i < N; i++) {
+        dbt_record(&rec, 1, i);
+        cbs[i] = (struct tcb){ .t = &t, .seq = i };
+        memcpy(cbs[i].stan, rec.stan, 7);
+        assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[i]), 0);
+    }
+    /* Nothing is acknowledged before the loop has run (no commit yet). */
+    assert_int_equal(t.calls, 0);
+    assert_int_equal(dbt_run_until(base, all_called, &t, 60000), 0);
+    assert_int_equal(t.ok, N);
+    assert_int_equal(t.invisible, 0); /* every callback came after its row was visible */
+    assert_int_equal(t.visible_checked, N);
+    assert_true(t.in_order); /* one connection: batches commit in submission order */
+    struct db_journal_stats st;
+    db_journal_get_stats(j, &st);
+    assert_int_equal(st.committed, N);
+    assert_true(st.batches >= N / 50 && st.batches < N); /* records really were batched */
+    /* Rows were inserted in submission order: in this fresh partition, written by one
+     * connection with no deletes, heap order (ctid) is insertion order. */
+    assert_int_equal(dbt_scalar(t.checker, "SELECT count(*) FROM (SELECT stan, lag(stan) OVER"
+                                           " (ORDER BY ctid) AS prev FROM"
+                                           " switch.authorizations) s WHERE prev > stan"),
+                     0);
+    /* Column values arrive intact. */
+    assert_int_equal(dbt_scalar(t.checker, "SELECT count(*) FROM switch.authorizations WHERE"
+                                           " stan = '000007' AND amount_minor = 1007 AND"
+                                           " currency = 504 AND pan_masked = '476173******0119'"
+                                           " AND outcome = 'approved' AND mti_class = '020'"
+                                           " AND octet_length(pan_hmac) = 32 AND rrn ="
+                                           " '000000000007' AND lat_issuer_us = 900"
+                                           " AND lat_pin_us IS NULL"),
+                     1);
+
+    /* A replayed record (same identity) is harmless: acknowledged, not duplicated; a repeat
+     * MTI (0201) folds onto its original. A reversal (0420) with the same identity is a row of
+     * its own. */
+    PGconn *checker = t.checker;
+    t = (struct tally){ .expected = 3, .in_order = true, .acq = "ACQ1", .checker = checker };
+    dbt_record(&rec, 1, 5);
+    cbs[0] = (struct tcb){ .t = &t };
+    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[0]), 0);
+    memcpy(rec.mti, "0201", 5);
+    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[0]), 0);
+    memcpy(rec.mti, "0420", 5);
+    memcpy(rec.original_stan, "000005", 7);
+    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[0]), 0);
+    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
+    assert_int_equal(t.ok, 3);
+    assert_int_equal(dbt_scalar(t.checker, "SELECT count(*) FROM switch.authorizations"), N + 1);
+
+    PQfinish(t.checker);
+    db_journal_free(j);
+    event_base_free(base);
+    dbt_drop(conninfo);
+}
+
+/* ---- validation, backpressure --------------------------------------------------------------- */
+
+static void on_drain(void *arg)
+{
+    (*(unsigned *)arg)++;
+}
+
+static void test_validation_and_backpressure(void **state)
+{
+    const char *ci = dbt_create("bp");
+    assert_non_null(ci);
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    struct event_base *base = new_base();
+    unsigned drained = 0;
+    struct db_journal_opts o = { .conninfo = conninfo,
+                                 .spool_path = spool_path("bp"),
+                                 .batch_max = 16,
+                                 .queue_max = 64,
+                                 .queue_low = 8,
+                                 .on_drain = on_drain,
+                                 .drain_arg = &drained };
+    struct db_journal *j = NULL;
+    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    struct db_auth_record rec;
+    struct db_error err;
+    struct tally t = { .expected = 64, .in_order = true };
+    struct tcb cb = { .t = &t };
+
+    /* Bad records are refused at submit, naming the field, and never reach a batch. */
+    dbt_record(&rec, 2, 1);
+    memcpy(rec.terminal_id, "SHORT", 6);
+    assert_int_equal(db_auth_record_check(&rec, &err), DB_E_INVALID);
+    assert_non_null(strstr(err.message, "terminal_id"));
+    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cb), DB_E_INVALID);
+    dbt_record(&rec, 2, 1);
+    memcpy(rec.request_date, "2026-02-30", 11);
+    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cb), DB_E_INVALID);
+    dbt_record(&rec, 2, 1);
+    memcpy(rec.stan, "12a456", 7);
+    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cb), DB_E_INVALID);
+    dbt_record(&rec, 2, 1);
+    memcpy(rec.pan_masked, "4761731234560119", 17); /* unmasked digits are fine per format... */
+    memcpy(rec.pan_masked, "476173ab", 9);          /* ...but letters are not */
+    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cb), DB_E_INVALID);
+
+    /* Fill the queue: the 65th is refused with DB_E_FULL, the writer says it is saturated. */
+    for (unsigned i = 0; i < 64; i++) {
+        dbt_record(&rec, 2, i);
+        assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cb), 0);
+    }
+    assert_true(db_journal_saturated(j));
+    dbt_record(&rec, 2, 64);
+    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cb), DB_E_FULL);
+    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
+    assert_int_equal(t.ok, 64);
+    assert_int_equal(drained, 1);
+    assert_false(db_journal_saturated(j));
+    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cb), 0);
+    t.expected++;
+    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
+    db_journal_free(j);
+    event_base_free(base);
+    dbt_drop(conninfo);
+}
+
+/* ---- a record the database refuses; drain ------------------------------------------------ */
+
+static void drain_done(void *arg)
+{
+    (*(unsigned *)arg)++;
+}
+
+static void test_refused_record_and_drain(void **state)
+{
+    const char *ci = dbt_create("refuse");
+    assert_non_null(ci);
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    /* A trigger makes the database refuse one record that passes the writer's own checks. */
+    PGconn *c = dbt_connect(conninfo);
+    assert_non_null(c);
+    PGresult *r = PQexec(c, "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$"
+                            " BEGIN IF NEW.stan = '000013' THEN RAISE EXCEPTION 'refused'"
+                            " USING ERRCODE = '23514'; END IF; RETURN NEW; END $$;"
+                            " CREATE TRIGGER refuse BEFORE INSERT ON switch.authorizations"
+                            " FOR EACH ROW EXECUTE FUNCTION refuse()");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+
+    struct event_base *base = new_base();
+    struct db_journal_opts o = { .conninfo = conninfo,
+                                 .spool_path = spool_path("refuse"),
+                                 .connections = 2,
+                                 .batch_max = 32,
+                                 .batch_delay_us = 100000 /* long: drain must not wait for it */ };
+    struct db_journal *j = NULL;
+    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    enum { N = 50 };
+    static struct tcb cbs[N];
+    struct tally t = { .expected = N, .in_order = true };
+    struct db_auth_record rec;
+    for (unsigned i = 0; i < N; i++) {
+        dbt_record(&rec, 3, i);
+        cbs[i] = (struct tcb){ .t = &t, .seq = i };
+        assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[i]), 0);
+    }
+    /* Drain: everything queued is flushed (not waiting for batch_delay_us), then done fires;
+     * afterwards submit is refused. */
+    unsigned drained = 0;
+    db_journal_drain(j, drain_done, &drained);
+    dbt_record(&rec, 3, 99);
+    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[0]), DB_E_CLOSED);
+    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
+    assert_int_equal(t.ok, N - 1); /* the rest of the refused batch still committed */
+    assert_int_equal(t.failed, 1); /* only the culprit failed */
+    struct db_journal_stats st;
+    db_journal_get_stats(j, &st);
+    assert_int_equal(st.failed, 1);
+    assert_int_equal(st.queued, 0);
+    struct timeval tv = { 0, 50000 };
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+    assert_int_equal(drained, 1);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.authorizations"), N - 1);
+    assert_int_equal(
+        dbt_scalar(c, "SELECT count(*) FROM switch.authorizations WHERE stan = '000013'"), 0);
+    db_journal_free(j);
+    event_base_free(base);
+    PQfinish(c);
+    dbt_drop(conninfo);
+}
+
+/* ---- drain while the database is down; an unusable spool ---------------------------------- */
+
+static void test_drain_while_down(void **state)
+{
+    struct event_base *base = new_base();
+    char spool[600];
+    snprintf(spool, sizeof spool, "%s", spool_path("down"));
+    struct db_journal *j = NULL;
+    /* No spool directory: the writer refuses to start rather than promise durability. */
+    struct db_journal_opts bad = { .spool_path = "/nonexistent-atlas-dir/j.spool" };
+    assert_int_equal(db_journal_new(base, &bad, &j), DB_E_SPOOL);
+
+    struct db_journal_opts o = { .conninfo = "host=/nonexistent-atlas port=1 dbname=x",
+                                 .spool_path = spool,
+                                 .batch_delay_us = 500000 };
+    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    enum { N = 300 };
+    static struct tcb cbs[N];
+    struct tally t = { .expected = N, .in_order = true };
+    struct db_auth_record rec;
+    for (unsigned i = 0; i < N; i++) {
+        dbt_record(&rec, 4, i);
+        cbs[i] = (struct tcb){ .t = &t, .seq = i };
+        assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[i]), 0);
+    }
+    unsigned drained = 0;
+    db_journal_drain(j, drain_done, &drained);
+    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
+    assert_int_equal(t.spooled, N);
+    assert_int_equal(t.failed, 0);
+    struct timeval tv = { 0, 50000 };
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+    assert_int_equal(drained, 1);
+    struct db_journal_stats st;
+    db_journal_get_stats(j, &st);
+    assert_true(st.spool_pending);
+    assert_false(st.db_up);
+    db_journal_free(j);
+    event_base_free(base);
+
+    /* The spool holds every record, in submission order. */
+    struct spool_reader rd;
+    assert_int_equal(spool_reader_open(&rd, spool), 0);
+    unsigned n = 0;
+    while (spool_reader_next(&rd, &rec) == SPOOL_READ_OK) {
+        char want[7];
+        snprintf(want, sizeof want, "%06u", n);
+        assert_string_equal(rec.stan, want);
+        n++;
+    }
+    spool_reader_close(&rd);
+    assert_int_equal(n, N);
+    unlink(spool);
+}
+
+/* ---- generic client and error mapping ------------------------------------------------------- */
+
+struct qres {
+    bool done;
+    struct db_error err;
+    long long v[8];
+    unsigned n;
+};
+
+static void q_cb(void *arg, const struct db_reply *r)
+{
+    struct qres *q = arg;
+    q->done = true;
+    q->err = *r->err;
+    q->n = r->n;
+    for (unsigned i = 0; i < r->n && i < 8; i++) {
+        q->v[i] = -1;
+        if (r->res[i] && PQresultStatus(r->res[i]) == PGRES_TUPLES_OK && PQntuples(r->res[i]) > 0)
+            q->v[i] = atoll(PQgetvalue(r->res[i], 0, 0));
+    }
+}
+
+static bool q_done(void *arg)
+{
+    return ((struct qres *)arg)->done;
+}
+
+static void test_client_and_error_mapping(void **state)
+{
+    /* The table: one place, exact codes before classes. */
+    assert_int_equal(db_action_for("40001"), DB_ACTION_RETRY);
+    assert_int_equal(db_action_for("40P01"), DB_ACTION_RETRY);
+    assert_int_equal(db_action_for("57P01"), DB_ACTION_RECONNECT);
+    assert_int_equal(db_action_for("08006"), DB_ACTION_RECONNECT);
+    assert_int_equal(db_action_for("53100"), DB_ACTION_RECONNECT);
+    assert_int_equal(db_action_for(NULL), DB_ACTION_RECONNECT);
+    assert_int_equal(db_action_for("23505"), DB_ACTION_FAIL);
+    assert_int_equal(db_action_for("42601"), DB_ACTION_FAIL);
+    assert_int_equal(db_action_for("22P02"), DB_ACTION_FAIL);
+
+    const char *ci = dbt_create("cli");
+    assert_non_null(ci);
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    struct event_base *base = new_base();
+    struct db_client_opts o = { .conninfo = conninfo, .connections = 2 };
+    struct db_client *c = NULL;
+    assert_int_equal(db_client_new(base, &o, &c), 0);
+    assert_int_equal(db_client_prepare(c, "wallet_balance",
+                                       "SELECT balance_minor FROM wallet.wallets"
+                                       " WHERE pan_hmac = decode($1, 'hex')"),
+                     0);
+
+    /* Set up one wallet with 1000 through the ledger. */
+    struct qres q = { 0 };
+    const char *hmac = "abababababababababababababababababababababababababababababababab";
+    const char *p1[] = { hmac };
+    struct db_stmt setup[] = {
+        { .sql = "INSERT INTO wallet.wallets (pan_hmac, pan_masked, expiry, currency,"
+                 " pin_method, pvki, pvv) VALUES (decode($1, 'hex'), '476173******0119',"
+                 " '2812', 504, 'pvv', 1, '1234')",
+          .nparams = 1,
+          .values = p1 },
+        { .sql = "INSERT INTO wallet.ledger (wallet_id, request_key, kind, amount_minor)"
+                 " SELECT wallet_id, 'open:1', 'opening', 1000 FROM wallet.wallets"
+                 " WHERE pan_hmac = decode($1, 'hex')",
+          .nparams = 1,
+          .values = p1 },
+        { .prepared = "wallet_balance", .nparams = 1, .values = p1 },
+    };
+    assert_int_equal(db_exec(c, setup, 3, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_int_equal(q.err.code, 0);
+    assert_int_equal(q.v[2], 1000);
+
+    /* The issuer's debit: one pipelined transaction (lock, ledger insert, answer). */
+    const char *debit_sql[] = { hmac, "-300", "pur:1" };
+    struct db_stmt debit[] = {
+        { .sql = "SELECT wallet_id FROM wallet.wallets WHERE pan_hmac = decode($1, 'hex')"
+                 " FOR UPDATE",
+          .nparams = 1,
+          .values = p1 },
+        { .sql = "INSERT INTO wallet.ledger (wallet_id, request_key, kind, amount_minor)"
+                 " SELECT wallet_id, $3, 'purchase', $2::bigint FROM wallet.wallets"
+                 " WHERE pan_hmac = decode($1, 'hex')",
+          .nparams = 3,
+          .values = debit_sql },
+        { .prepared = "wallet_balance", .nparams = 1, .values = p1 },
+    };
+    q = (struct qres){ 0 };
+    assert_int_equal(db_exec(c, debit, 3, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_int_equal(q.err.code, 0);
+    assert_int_equal(q.v[2], 700);
+
+    /* The same request again: the ledger's request_key refuses a second debit (23505, FAIL),
+     * and the whole transaction is rolled back. */
+    q = (struct qres){ 0 };
+    assert_int_equal(db_exec(c, debit, 3, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_int_equal(q.err.code, DB_E_SQL);
+    assert_string_equal(q.err.sqlstate, "23505");
+    assert_int_equal(q.err.action, DB_ACTION_FAIL);
+
+    /* An overdraft is refused by the wallet's CHECK (23514) and rolls everything back. */
+    const char *big[] = { hmac, "-5000", "pur:2" };
+    debit[1].values = big;
+    q = (struct qres){ 0 };
+    assert_int_equal(db_exec(c, debit, 3, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_string_equal(q.err.sqlstate, "23514");
+    assert_null(strstr(q.err.message, "476173")); /* no row data in the message */
+
+    /* Holds reserve funds: with 600 of the 700 held, a 500 debit is refused (23514, holds no
+     * longer covered); once the hold is released the same debit goes through. */
+    const char *hold_p[] = { hmac, "600", "hold:1" };
+    struct db_stmt hold = { .sql = "INSERT INTO wallet.holds (wallet_id, request_key,"
+                                   " amount_minor, currency, expires_at) SELECT wallet_id, $3,"
+                                   " $2::bigint, 504, now() + interval '7 days' FROM"
+                                   " wallet.wallets WHERE pan_hmac = decode($1, 'hex')",
+                            .nparams = 3,
+                            .values = hold_p };
+    q = (struct qres){ 0 };
+    assert_int_equal(db_exec(c, &hold, 1, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_int_equal(q.err.code, 0);
+    const char *d500[] = { hmac, "-500", "pur:3" };
+    debit[1].values = d500;
+    q = (struct qres){ 0 };
+    assert_int_equal(db_exec(c, debit, 3, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_string_equal(q.err.sqlstate, "23514");
+    const char *rel_p[] = { "hold:1" };
+    struct db_stmt release = { .sql = "UPDATE wallet.holds SET status = 'released',"
+                                      " closed_at = now() WHERE request_key = $1",
+                               .nparams = 1,
+                               .values = rel_p };
+    struct db_stmt release_then_debit[] = { release, debit[1], debit[2] };
+    q = (struct qres){ 0 };
+    assert_int_equal(db_exec(c, release_then_debit, 3, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_int_equal(q.err.code, 0);
+    assert_int_equal(q.v[2], 200);
+
+    /* Syntax errors and bad input map to FAIL; the pool keeps working afterwards. */
+    q = (struct qres){ 0 };
+    assert_int_equal(db_query(c, "SELEC 1", 0, NULL, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_string_equal(q.err.sqlstate, "42601");
+    q = (struct qres){ 0 };
+    const char *bad[] = { "notanumber" };
+    assert_int_equal(db_query(c, "SELECT $1::int", 1, bad, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_string_equal(q.err.sqlstate, "22P02");
+    assert_int_equal(q.err.action, DB_ACTION_FAIL);
+
+    /* Balance unchanged by the failed attempts; ledger and balance agree. */
+    q = (struct qres){ 0 };
+    assert_int_equal(db_exec(c, &setup[2], 1, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_int_equal(q.v[0], 200);
+    q = (struct qres){ 0 };
+    assert_int_equal(
+        db_query(c, "SELECT count(*) FROM wallet.invariant_violations", 0, NULL, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_int_equal(q.v[0], 0);
+
+    /* A statement killed by admin shutdown maps to a connection error; the client reconnects. */
+    q = (struct qres){ 0 };
+    assert_int_equal(
+        db_query(c, "SELECT pg_terminate_backend(pg_backend_pid())", 0, NULL, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_int_equal(q.err.code, DB_E_CONN);
+    assert_int_equal(q.err.action, DB_ACTION_RECONNECT);
+    q = (struct qres){ 0 };
+    assert_int_equal(db_query(c, "SELECT 42", 0, NULL, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    assert_int_equal(q.err.code, 0);
+    assert_int_equal(q.v[0], 42);
+
+    db_client_free(c);
+    event_base_free(base);
+    dbt_drop(conninfo);
+}
+
+/* ---- load driver shared by the failure tests ------------------------------------------------ */
+
+struct load {
+    struct event_base *base;
+    struct db_journal *j;
+    struct event *tick;
+    unsigned total, sent, per_tick;
+    unsigned run;
+    struct tally t;
+    struct tcb *cbs;
+    unsigned full;
+    pid_t helper; /* a shell doing something to the server meanwhile */
+    int helper_status;
+    bool helper_done;
+};
+
+static void load_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct load *l = arg;
+    struct db_auth_record rec;
+    for (unsigned k = 0; k < l->per_tick && l->sent < l->total; k++) {
+        dbt_record(&rec, l->run, l->sent);
+        l->cbs[l->sent] = (struct tcb){ .t = &l->t, .seq = l->sent };
+        int rc = db_journal_submit(l->j, &rec, tally_cb, &l->cbs[l->sent]);
+        if (rc == DB_E_FULL) {
+            l->full++;
+            break; /* backpressure: try again next tick */
+        }
+        assert_int_equal(rc, 0);
+        l->sent++;
+    }
+    if (l->helper > 0 && !l->helper_done) {
+        int st;
+        if (waitpid(l->helper, &st, WNOHANG) == l->helper) {
+            l->helper_done = true;
+            l->helper_status = st;
+        }
+    }
+}
+
+static bool load_finished(void *arg)
+{
+    struct load *l = arg;
+    struct db_journal_stats st;
+    db_journal_get_stats(l->j, &st);
+    return l->sent == l->total && l->t.calls == l->total && (l->helper <= 0 || l->helper_done) &&
+           !st.spool_pending && st.queued == 0;
+}
+
+static void load_start(struct load *l, unsigned total, unsigned per_tick, unsigned run)
+{
+    l->total = total;
+    l->per_tick = per_tick;
+    l->run = run;
+    l->t = (struct tally){ .expected = total, .in_order = true };
+    l->cbs = calloc(total, sizeof *l->cbs);
+    assert_non_null(l->cbs);
+    l->tick = event_new(l->base, -1, EV_PERSIST, load_tick, l);
+    struct timeval tv = { 0, 1000 };
+    event_add(l->tick, &tv);
+}
+
+static void load_stop(struct load *l)
+{
+    event_free(l->tick);
+    free(l->cbs);
+}
+
+/* Every submitted record is in the table exactly once. */
+static void assert_exactly_once(const char *conninfo, unsigned run, unsigned total)
+{
+    PGconn *c = dbt_connect(conninfo);
+    assert_non_null(c);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.authorizations WHERE acquirer_id = 'ACQ%u'", run);
+    assert_int_equal(dbt_scalar(c, sql), total);
+    snprintf(sql, sizeof sql,
+             "SELECT count(DISTINCT stan) FROM switch.authorizations WHERE acquirer_id = 'ACQ%u'"
+             " AND stan::int < %u",
+             run, total);
+    assert_int_equal(dbt_scalar(c, sql), total);
+    PQfinish(c);
+}
+
+static pid_t spawn_shell(const char *script)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* ---- backends terminated mid-batch -------------------------------------------------------- */
+
+static void test_terminate_backend_mid_batch(void **state)
+{
+    const char *ci = dbt_create("kill");
+    assert_non_null(ci);
+    char conninfo[256], jci[300];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    snprintf(jci, sizeof jci, "%s application_name=atlas_journal_kill", conninfo);
+    struct load l = { .base = new_base() };
+    struct db_journal_opts o = { .conninfo = jci,
+                                 .spool_path = spool_path("kill"),
+                                 .connections = 3,
+                                 .batch_max = 64,
+                                 .reconnect_min_ms = 20,
+                                 .reconnect_max_ms = 200 };
+    assert_int_equal(db_journal_new(l.base, &o, &l.j), 0);
+    enum { N = 30000 };
+    load_start(&l, N, 40, 7);
+    /* Meanwhile: terminate the writer's backends several times. */
+    char script[1200];
+    const char *psql_env = getenv("PGHOST") ? "" : "";
+    snprintf(script, sizeof script,
+             "%sfor i in 1 2 3 4 5; do sleep 0.15; psql -X -q -d %s -c \"SELECT"
+             " pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name ="
+             " 'atlas_journal_kill'\" >/dev/null 2>&1; done",
+             psql_env, conninfo + 7);
+    l.helper = spawn_shell(script);
+    assert_true(l.helper > 0);
+    assert_int_equal(dbt_run_until(l.base, load_finished, &l, 120000), 0);
+    assert_int_equal(l.t.failed, 0);
+    assert_int_equal(l.t.ok + l.t.spooled, N);
+    struct db_journal_stats st;
+    db_journal_get_stats(l.j, &st);
+    print_message("kill: ok=%u spooled=%u replayed=%llu batches=%llu\n", l.t.ok, l.t.spooled,
+                  (unsigned long long)st.replayed, (unsigned long long)st.batches);
+    load_stop(&l);
+    db_journal_free(l.j);
+    event_base_free(l.base);
+    assert_exactly_once(conninfo, 7, N);
+    dbt_drop(conninfo);
+}
+
+/* ---- server stopped and restarted under load (private cluster) ----------------------------- */
+
+static void test_server_restart_under_load(void **state)
+{
+    const char *dir = ts_tmpdir("pgpriv");
+    assert_non_null(dir);
+    char data[600], pgsh[1200], envs[1400], cmd[8192];
+    snprintf(data, sizeof data, "%s/pg", dir);
+    snprintf(pgsh, sizeof pgsh, "%s/db/pg.sh", dbt_src());
+    uint16_t port = ts_free_port();
+    snprintf(envs, sizeof envs, "ATLAS_PGDATA='%s' ATLAS_PGPORT=%u", data, port);
+    snprintf(cmd, sizeof cmd, "%s '%s' start >/dev/null", envs, pgsh);
+    assert_int_equal(system(cmd), 0);
+    /* Where the private cluster really lives (pg.sh may fall back to /tmp). */
+    char host[700] = "";
+    snprintf(cmd, sizeof cmd, "%s '%s' env | sed -n \"s/^export PGHOST='\\(.*\\)'$/\\1/p\"", envs,
+             pgsh);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(host, sizeof host, f));
+    pclose(f);
+    host[strcspn(host, "\n")] = '\0';
+    char conninfo[900];
+    snprintf(conninfo, sizeof conninfo, "host=%s port=%u dbname=atlas", host, port);
+    PGconn *c = dbt_connect(conninfo);
+    assert_non_null(c);
+    char mdir[1024];
+    snprintf(mdir, sizeof mdir, "%s/db/migrations", dbt_src());
+    struct db_error err;
+    assert_int_equal(db_migrate(c, mdir, NULL, NULL, &err), 0);
+    PQfinish(c);
+
+    struct load l = { .base = new_base() };
+    struct db_journal_opts o = { .conninfo = conninfo,
+                                 .spool_path = spool_path("restart"),
+                                 .connections = 2,
+                                 .batch_max = 64,
+                                 .reconnect_min_ms = 50,
+                                 .reconnect_max_ms = 300 };
+    assert_int_equal(db_journal_new(l.base, &o, &l.j), 0);
+    enum { N = 40000 };
+    load_start(&l, N, 30, 9);
+    snprintf(cmd, sizeof cmd,
+             "sleep 0.3; %s '%s' stop >/dev/null; sleep 1; %s '%s' start >/dev/null", envs, pgsh,
+             envs, pgsh);
+    l.helper = spawn_shell(cmd);
+    assert_int_equal(dbt_run_until(l.base, load_finished, &l, 180000), 0);
+    assert_true(WIFEXITED(l.helper_status) && WEXITSTATUS(l.helper_status) == 0);
+    assert_int_equal(l.t.failed, 0);
+    assert_int_equal(l.t.ok + l.t.spooled, N);
+    assert_true(l.t.spooled > 0); /* the outage really happened while records flowed */
+    struct db_journal_stats st;
+    db_journal_get_stats(l.j, &st);
+    print_message("restart: ok=%u spooled=%u replayed=%llu\n", l.t.ok, l.t.spooled,
+                  (unsigned long long)st.replayed);
+    assert_true(st.replayed >= l.t.spooled);
+    load_stop(&l);
+    db_journal_free(l.j);
+    event_base_free(l.base);
+    assert_exactly_once(conninfo, 9, N);
+    snprintf(cmd, sizeof cmd, "%s '%s' stop >/dev/null", envs, pgsh);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", host, dir);
+    (void)system(cmd);
+}
+
+/* ---- a hung server: batches time out into the spool --------------------------------------- */
+
+static void test_hung_server_batch_timeout(void **state)
+{
+    const char *ci = dbt_create("hang");
+    assert_non_null(ci);
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    PGconn *c = dbt_connect(conninfo);
+    assert_non_null(c);
+    /* While hang.on is true, every insert into the journal stalls for 2 s. */
+    PGresult *r = PQexec(c, "CREATE TABLE hang (on_ boolean); INSERT INTO hang VALUES (true);"
+                            " CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$"
+                            " BEGIN IF (SELECT on_ FROM hang) THEN PERFORM pg_sleep(2); END IF;"
+                            " RETURN NEW; END $$;"
+                            " CREATE TRIGGER stall BEFORE INSERT ON switch.authorizations"
+                            " FOR EACH STATEMENT EXECUTE FUNCTION stall()");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    struct event_base *base = new_base();
+    struct db_journal_opts o = { .conninfo = conninfo,
+                                 .spool_path = spool_path("hang"),
+                                 .connections = 1,
+                                 .batch_timeout_ms = 300,
+                                 .reconnect_min_ms = 50 };
+    struct db_journal *j = NULL;
+    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    enum { N = 20 };
+    static struct tcb cbs[N];
+    struct tally t = { .expected = N, .in_order = true };
+    struct db_auth_record rec;
+    for (unsigned i = 0; i < N; i++) {
+        dbt_record(&rec, 5, i);
+        cbs[i] = (struct tcb){ .t = &t, .seq = i };
+        assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[i]), 0);
+    }
+    /* Acknowledged from the spool, without waiting for the stalled server. */
+    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
+    assert_int_equal(t.spooled, N);
+    r = PQexec(c, "UPDATE hang SET on_ = false");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    struct load l = { .base = base, .j = j };
+    load_start(&l, 0, 0, 13);
+    assert_int_equal(dbt_run_until(base, load_finished, &l, 60000), 0);
+    load_stop(&l);
+    db_journal_free(j);
+    event_base_free(base);
+    PQfinish(c);
+    assert_exactly_once(conninfo, 5, N);
+    dbt_drop(conninfo);
+}
+
+/* ---- a writer killed with a non-empty spool; the next one replays it ---------------------- */
+
+static void test_crash_then_replay(void **state)
+{
+    const char *ci = dbt_create("crash");
+    assert_non_null(ci);
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    char *sp = spool_path("crash");
+    char spool[600];
+    snprintf(spool, sizeof spool, "%s", sp);
+    enum { N = 5000 };
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* The writer: the database is unreachable, so everything is spooled; once every record
+         * is acknowledged, it dies without any cleanup. */
+        close(pfd[0]);
+        struct load l = { .base = event_base_new() };
+        struct db_journal_opts o = { .conninfo = "host=/nonexistent-atlas port=1 dbname=x",
+                                     .spool_path = spool };
+        if (db_journal_new(l.base, &o, &l.j) != 0)
+            _exit(3);
+        load_start(&l, N, 100, 11);
+        struct timeval tv = { 0, 1000 };
+        while (l.t.calls < N) {
+            event_base_loopexit(l.base, &tv);
+            event_base_dispatch(l.base);
+        }
+        char msg[64];
+        int n = snprintf(msg, sizeof msg, "%u %u\n", l.t.spooled, l.t.failed);
+        if (write(pfd[1], msg, (size_t)n) != n)
+            _exit(4);
+        kill(getpid(), SIGKILL);
+        _exit(5);
+    }
+    close(pfd[1]);
+    char buf[64] = "";
+    FILE *f = fdopen(pfd[0], "r");
+    assert_non_null(fgets(buf, sizeof buf, f));
+    fclose(f);
+    unsigned spooled = 0, failed = 9;
+    assert_int_equal(sscanf(buf, "%u %u", &spooled, &failed), 2);
+    assert_int_equal(spooled, N);
+    assert_int_equal(failed, 0);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    struct stat sb;
+    assert_int_equal(stat(spool, &sb), 0);
+    assert_true(sb.st_size > 8);
+
+    /* The next writer, now with a reachable database, replays the spool and removes it. */
+    struct load l = { .base = new_base() };
+    struct db_journal_opts o = { .conninfo = conninfo, .spool_path = spool };
+    assert_int_equal(db_journal_new(l.base, &o, &l.j), 0);
+    load_start(&l, 0, 0, 12);
+    assert_int_equal(dbt_run_until(l.base, load_finished, &l, 60000), 0);
+    struct db_journal_stats jst;
+    db_journal_get_stats(l.j, &jst);
+    assert_int_equal(jst.replayed, N);
+    load_stop(&l);
+    db_journal_free(l.j);
+    event_base_free(l.base);
+    assert_exactly_once(conninfo, 11, N);
+    char rp[700];
+    snprintf(rp, sizeof rp, "%s.replay", spool);
+    assert_int_equal(stat(rp, &sb), -1);
+    assert_int_equal(stat(spool, &sb), -1); /* a clean stop leaves no spool behind */
+    dbt_drop(conninfo);
+}
+
+int main(void)
+{
+    if (!getenv("PGHOST") && !getenv("PGDATABASE")) {
+        fprintf(stderr, "test_db_journal: no PG* environment; run `eval \"$(db/pg.sh env)\"`\n");
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_migrate_twice_and_check),
+        cmocka_unit_test(test_batching_order_commit),
+        cmocka_unit_test(test_validation_and_backpressure),
+        cmocka_unit_test(test_refused_record_and_drain),
+        cmocka_unit_test(test_drain_while_down),
+        cmocka_unit_test(test_client_and_error_mapping),
+        cmocka_unit_test(test_terminate_backend_mid_batch),
+        cmocka_unit_test(test_crash_then_replay),
+        cmocka_unit_test(test_hung_server_batch_timeout),
+        cmocka_unit_test(test_server_restart_under_load),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

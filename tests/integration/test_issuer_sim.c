@@ -1,0 +1,867 @@
+/* issuer-sim end to end: a fresh PostgreSQL database (migrated, seeded by `issuer-sim seed`), a
+ * real hsm-sim and a real issuer-sim process; the test plays the switch over TCP (ascii87, 2-byte
+ * framing), building requests with libiso8583 and computing PIN blocks and MACs itself with
+ * libhsm's clear-key functions, then checks both the wire and the database. */
+#include "db_testlib.h"
+#include "hsm.h"
+#include "iso8583.h"
+#include "issuer.h"
+#include "testsupport.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static const uint8_t ZPK[16] = { 0x1C, 0x1C, 0x1C, 0x1C, 0x1C, 0x1C, 0x1C, 0x1C,
+                                 0x1C, 0x1C, 0x1C, 0x1C, 0x1C, 0x1C, 0x1C, 0x1C };
+static const uint8_t ZAK[16] = { 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A,
+                                 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A };
+
+#define N_WALLETS 40
+
+static struct {
+    bool skip;
+    char conninfo[128];
+    PGconn *pg;
+    pid_t hsm_pid, iss_pid;
+    uint16_t iss_port, hsm_port;
+    char log_path[256];
+    struct hsm_key *zpk, *zak;
+    const struct iso_dialect *d;
+    unsigned stan;
+} F;
+
+/* ---------------------------------------------------------------- the switch's side */
+
+struct req {
+    const char *mti;   /* "0200" */
+    const char *pcode; /* "000000" */
+    const char *pan;
+    const char *pin;    /* NULL: no DE 52 */
+    long long amount;   /* < 0: no DE 4 */
+    const char *ccy;    /* "504" */
+    const char *expiry; /* DE 14 or NULL */
+    const char *tid;    /* NULL: TERM0001 */
+    const char *de90;   /* reversals */
+    char stan[7];       /* "" = next STAN */
+    const char *de7;    /* NULL: 1126153000 */
+    bool bad_mac;
+};
+
+struct resp {
+    char mti[5], rc[3], auth[7], de54[41], stan[7];
+};
+
+static void next_stan(struct req *r)
+{
+    if (!r->stan[0])
+        snprintf(r->stan, sizeof r->stan, "%06u", ++F.stan);
+}
+
+/* Packs r (MAC in DE 64, or DE 128 with DE 90) into out; returns the length or -1. */
+static int build(struct req *r, uint8_t *out, size_t cap)
+{
+    struct iso_msg m;
+    struct iso_err e;
+    static uint8_t arena[4096];
+    char amt[24];
+    uint8_t blk[16];
+    size_t bl, n;
+    const uint8_t zero[8] = { 0 };
+    next_stan(r);
+    iso_msg_init(&m, arena, sizeof arena);
+    int rc = iso_set_mti(&m, r->mti);
+    rc |= iso_set_str(&m, 2, r->pan);
+    rc |= iso_set_str(&m, 3, r->pcode);
+    if (r->amount >= 0) {
+        snprintf(amt, sizeof amt, "%012lld", r->amount);
+        rc |= iso_set_str(&m, 4, amt);
+    }
+    rc |= iso_set_str(&m, 7, r->de7 ? r->de7 : "1126153000");
+    rc |= iso_set_str(&m, 11, r->stan);
+    if (r->expiry)
+        rc |= iso_set_str(&m, 14, r->expiry);
+    rc |= iso_set_str(&m, 32, "100001");
+    rc |= iso_set_str(&m, 37, "633012345678");
+    rc |= iso_set_str(&m, 41, r->tid ? r->tid : "TERM0001");
+    rc |= iso_set_str(&m, 49, r->ccy ? r->ccy : "504");
+    if (r->pin) {
+        if (hsm_pin_encrypt(F.zpk, HSM_PINFMT_ISO0, r->pin, r->pan, blk, &bl) != 0)
+            return -1;
+        rc |= iso_set_copy(&m, 52, blk, bl);
+    }
+    int mf = 64;
+    if (r->de90) {
+        rc |= iso_set_str(&m, 90, r->de90);
+        mf = 128;
+    }
+    rc |= iso_set(&m, mf, zero, 8);
+    if (rc != 0 || iso_pack(F.d, &m, out, cap, &n, &e) != 0)
+        return -1;
+    uint8_t mac[16];
+    size_t ml;
+    if (hsm_mac_generate(F.zak, HSM_MAC_ISO9797_3, HSM_PAD_1, out, n - 16, mac, &ml) != 0)
+        return -1;
+    if (r->bad_mac)
+        mac[7] ^= 1;
+    for (int i = 0; i < 8; i++)
+        snprintf((char *)out + n - 16 + 2 * i, 3, "%02X", mac[i]);
+    return (int)n;
+}
+
+static int send_req(int fd, struct req *r)
+{
+    uint8_t buf[2048];
+    int n = build(r, buf + 2, sizeof buf - 2);
+    if (n < 0)
+        return -1;
+    buf[0] = (uint8_t)(n >> 8);
+    buf[1] = (uint8_t)n;
+    return ts_send_all(fd, buf, (size_t)n + 2);
+}
+
+static void copy_field(const struct iso_msg *m, int f, char *out, size_t cap)
+{
+    size_t n;
+    const uint8_t *v = iso_get(m, f, &n);
+    if (!v || n >= cap)
+        n = 0;
+    if (v)
+        memcpy(out, v, n);
+    out[n] = '\0';
+}
+
+/* Reads one response, checks its MAC with the ZAK (for non-0810), fills out. 0 or -1. */
+static int recv_resp(int fd, struct resp *out)
+{
+    uint8_t buf[4096], arena[8192];
+    struct iso_msg m;
+    struct iso_err e;
+    ssize_t n = ts_recv_frame2(fd, buf, sizeof buf);
+    if (n <= 0)
+        return -1;
+    iso_msg_init(&m, arena, sizeof arena);
+    if (iso_unpack(F.d, buf, (size_t)n, &m, &e) != 0)
+        return -1;
+    memcpy(out->mti, m.mti, 4);
+    out->mti[4] = '\0';
+    copy_field(&m, 39, out->rc, sizeof out->rc);
+    copy_field(&m, 38, out->auth, sizeof out->auth);
+    copy_field(&m, 54, out->de54, sizeof out->de54);
+    copy_field(&m, 11, out->stan, sizeof out->stan);
+    if (strcmp(out->mti, "0810") != 0) {
+        int mf = iso_has(&m, 128) ? 128 : 64;
+        size_t ml;
+        const uint8_t *mac = iso_get(&m, mf, &ml);
+        if (!mac || ml != 8 || iso_next(&m, mf) != 0)
+            return -1;
+        if (hsm_mac_verify(F.zak, HSM_MAC_ISO9797_3, HSM_PAD_1, buf, (size_t)n - 16, mac, 8) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int connect_issuer(void)
+{
+    return ts_connect(F.iss_port, 20000);
+}
+
+/* One request, one response on a fresh connection. */
+static void xact(struct req *r, struct resp *out)
+{
+    int fd = connect_issuer();
+    assert_true(fd >= 0);
+    assert_int_equal(send_req(fd, r), 0);
+    assert_int_equal(recv_resp(fd, out), 0);
+    assert_string_equal(out->stan, r->stan);
+    close(fd);
+}
+
+static const char *pan_of(unsigned index)
+{
+    static char pans[N_WALLETS + 1][20];
+    struct sim_seed_spec sp;
+    if (sim_seed_spec(index, &sp) != 0)
+        return NULL;
+    memcpy(pans[index], sp.pan, sizeof sp.pan);
+    return pans[index];
+}
+
+static const char *pin_of(unsigned index)
+{
+    static char pins[N_WALLETS + 1][5];
+    struct sim_seed_spec sp;
+    if (sim_seed_spec(index, &sp) != 0)
+        return NULL;
+    memcpy(pins[index], sp.pin, sizeof sp.pin);
+    return pins[index];
+}
+
+static long long q(const char *fmt, ...)
+{
+    char sql[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    return dbt_scalar(F.pg, sql);
+}
+
+static long long balance(unsigned w)
+{
+    return q("SELECT balance_minor FROM wallet.wallets WHERE wallet_id = %u", w);
+}
+
+static long long held(unsigned w)
+{
+    return q("SELECT held_minor FROM wallet.wallets WHERE wallet_id = %u", w);
+}
+
+static void assert_invariants(void)
+{
+    assert_int_equal(q("SELECT count(*) FROM wallet.invariant_violations"), 0);
+}
+
+/* ---------------------------------------------------------------- fixture */
+
+static int setup(void **st)
+{
+    (void)st;
+    if (!getenv("PGHOST") && !getenv("PGDATABASE")) {
+        F.skip = true;
+        return 0;
+    }
+    const char *ci = dbt_create("issuer");
+    if (!ci)
+        return -1;
+    snprintf(F.conninfo, sizeof F.conninfo, "%s", ci);
+    F.pg = dbt_connect(F.conninfo);
+    if (!F.pg)
+        return -1;
+    F.d = iso_dialect_find("ascii87");
+    if (hsm_key_from_clear(HSM_KT_ZPK, ZPK, 16, &F.zpk) != 0 ||
+        hsm_key_from_clear(HSM_KT_ZAK, ZAK, 16, &F.zak) != 0)
+        return -1;
+    const char *dir = ts_tmpdir("issuer");
+    char seed_out[300];
+    snprintf(seed_out, sizeof seed_out, "%s/seed.out", dir);
+    const char *sargs[] = { "seed", "--wallets", "40", "--db", F.conninfo, NULL };
+    pid_t sp = ts_spawn("issuer-sim", sargs, seed_out);
+    int status;
+    if (sp < 0 || waitpid(sp, &status, 0) != sp || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return -1;
+
+    uint16_t hsm_port = F.hsm_port = ts_free_port();
+    char hsm_addr[32], iss_addr[32];
+    snprintf(hsm_addr, sizeof hsm_addr, "127.0.0.1:%u", hsm_port);
+    const char *hargs[] = { "--listen", hsm_addr, "--log-level", "warn", NULL };
+    F.hsm_pid = ts_spawn("hsm-sim", hargs, "/dev/null");
+    if (F.hsm_pid < 0 || ts_wait_port(hsm_port, 20000) != 0)
+        return -1;
+    F.iss_port = ts_free_port();
+    snprintf(iss_addr, sizeof iss_addr, "127.0.0.1:%u", F.iss_port);
+    snprintf(F.log_path, sizeof F.log_path, "%s/issuer.log", dir);
+    char out_path[300];
+    snprintf(out_path, sizeof out_path, "%s/issuer.out", dir);
+    const char *iargs[] = { "--listen", iss_addr, "--hsm",    hsm_addr, "--db",
+                            F.conninfo, "--log",  F.log_path, NULL };
+    F.iss_pid = ts_spawn("issuer-sim", iargs, out_path);
+    if (F.iss_pid < 0 || ts_wait_port(F.iss_port, 20000) != 0)
+        return -1;
+    return 0;
+}
+
+static int teardown(void **st)
+{
+    (void)st;
+    if (F.skip)
+        return 0;
+    int rc = 0;
+    if (F.iss_pid > 0) {
+        int s = ts_stop(F.iss_pid, SIGTERM, 10000);
+        if (!WIFEXITED(s) || WEXITSTATUS(s) != 0) {
+            fprintf(stderr, "issuer-sim did not exit cleanly (status %d)\n", s);
+            rc = -1;
+        }
+    }
+    if (F.hsm_pid > 0)
+        ts_stop(F.hsm_pid, SIGTERM, 10000);
+    if (F.pg)
+        PQfinish(F.pg);
+    hsm_key_release(F.zpk);
+    hsm_key_release(F.zak);
+    dbt_drop(F.conninfo);
+    return rc;
+}
+
+#define SKIP_IF_NO_DB()                                                                            \
+    do {                                                                                           \
+        if (F.skip)                                                                                \
+            skip();                                                                                \
+    } while (0)
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_network_management(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    static const char *const codes[] = { "001", "301", "002" };
+    for (int i = 0; i < 3; i++) {
+        uint8_t arena[512], buf[512];
+        struct iso_msg m;
+        struct iso_err e;
+        size_t n;
+        char stan[7];
+        snprintf(stan, sizeof stan, "%06u", ++F.stan);
+        iso_msg_init(&m, arena, sizeof arena);
+        assert_int_equal(iso_set_mti(&m, "0800"), 0);
+        assert_int_equal(iso_set_str(&m, 7, "1126153000"), 0);
+        assert_int_equal(iso_set_str(&m, 11, stan), 0);
+        assert_int_equal(iso_set_str(&m, 70, codes[i]), 0);
+        assert_int_equal(iso_pack(F.d, &m, buf + 2, sizeof buf - 2, &n, &e), 0);
+        buf[0] = (uint8_t)(n >> 8);
+        buf[1] = (uint8_t)n;
+        int fd = connect_issuer();
+        assert_true(fd >= 0);
+        assert_int_equal(ts_send_all(fd, buf, n + 2), 0);
+        struct resp r;
+        assert_int_equal(recv_resp(fd, &r), 0);
+        assert_string_equal(r.mti, "0810");
+        assert_string_equal(r.rc, "00");
+        assert_string_equal(r.stan, stan);
+        close(fd);
+    }
+}
+
+static void test_purchase_approved(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long before = balance(1);
+    struct req r = { .mti = "0200",
+                     .pcode = "000000",
+                     .pan = pan_of(1),
+                     .pin = "1234",
+                     .amount = 2500,
+                     .expiry = "2812" };
+    struct resp s;
+    xact(&r, &s);
+    assert_string_equal(s.mti, "0210");
+    assert_string_equal(s.rc, "00");
+    assert_int_equal(strlen(s.auth), 6);
+    char want[41];
+    assert_int_equal(sim_format_de54(504, before - 2500, before - 2500, want), 0);
+    assert_string_equal(s.de54, want);
+    assert_int_equal(balance(1), before - 2500);
+    assert_int_equal(q("SELECT count(*) FROM wallet.ledger WHERE wallet_id = 1 AND kind = "
+                       "'purchase' AND amount_minor = -2500"),
+                     1);
+    assert_int_equal(q("SELECT sum(amount_minor) FROM wallet.ledger WHERE wallet_id = 1"),
+                     balance(1));
+    assert_invariants();
+}
+
+static void test_auth_hold_and_reversal(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long b = balance(4);
+    struct req r = { .mti = "0100",
+                     .pcode = "000000",
+                     .pan = pan_of(4),
+                     .pin = "2222",
+                     .amount = 10000,
+                     .ccy = "929" };
+    struct resp s;
+    xact(&r, &s);
+    assert_string_equal(s.mti, "0110");
+    assert_string_equal(s.rc, "00");
+    assert_int_equal(balance(4), b); /* ledger balance unchanged */
+    assert_int_equal(held(4), 10000);
+    char want[41];
+    assert_int_equal(sim_format_de54(929, b, b - 10000, want), 0);
+    assert_string_equal(s.de54, want);
+    /* the switch's reversal, by DE 90 */
+    char de90[43];
+    snprintf(de90, sizeof de90, "0100%s1126153000%011d%011d", r.stan, 100001, 0);
+    struct req v = { .mti = "0420",
+                     .pcode = "000000",
+                     .pan = pan_of(4),
+                     .amount = 10000,
+                     .ccy = "929",
+                     .de90 = de90 };
+    xact(&v, &s);
+    assert_string_equal(s.mti, "0430");
+    assert_string_equal(s.rc, "00");
+    assert_int_equal(held(4), 0);
+    assert_int_equal(balance(4), b);
+    assert_invariants();
+}
+
+static void test_reversal_exactly_once(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long b = balance(11);
+    struct req r = { .mti = "0200",
+                     .pcode = "010000",
+                     .pan = pan_of(11),
+                     .pin = pin_of(11),
+                     .amount = 3000,
+                     .ccy = "950" };
+    struct resp s;
+    xact(&r, &s);
+    assert_string_equal(s.rc, "00");
+    assert_int_equal(balance(11), b - 3000);
+    char de90[43];
+    snprintf(de90, sizeof de90, "0200%s1126153000%011d%011d", r.stan, 100001, 0);
+    struct req v = { .mti = "0420",
+                     .pcode = "010000",
+                     .pan = pan_of(11),
+                     .amount = 3000,
+                     .ccy = "950",
+                     .de90 = de90 };
+    xact(&v, &s);
+    assert_string_equal(s.rc, "00");
+    assert_int_equal(balance(11), b);
+    /* the 0421 repeat (new STAN), and the very same 0420 again */
+    struct req v2 = v;
+    v2.mti = "0421";
+    v2.stan[0] = '\0';
+    xact(&v2, &s);
+    assert_string_equal(s.mti, "0430");
+    assert_string_equal(s.rc, "00");
+    xact(&v, &s);
+    assert_string_equal(s.rc, "00");
+    assert_int_equal(balance(11), b);
+    assert_int_equal(
+        q("SELECT count(*) FROM wallet.ledger WHERE wallet_id = 11 AND kind = 'reversal'"), 1);
+    assert_invariants();
+}
+
+static void test_reversal_before_original(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long b = balance(13);
+    struct req r = {
+        .mti = "0200", .pcode = "000000", .pan = pan_of(13), .amount = 1000, .ccy = "504"
+    };
+    next_stan(&r);
+    char de90[43];
+    snprintf(de90, sizeof de90, "0200%s1126153000%011d%011d", r.stan, 100001, 0);
+    struct req v = { .mti = "0420",
+                     .pcode = "000000",
+                     .pan = pan_of(13),
+                     .amount = 1000,
+                     .ccy = "504",
+                     .de90 = de90 };
+    struct resp s;
+    xact(&v, &s);
+    assert_string_equal(s.rc, "00"); /* acknowledged: nothing to reverse */
+    xact(&r, &s);                    /* the late original must not move money */
+    assert_string_not_equal(s.rc, "00");
+    assert_int_equal(balance(13), b);
+    assert_invariants();
+}
+
+static void test_duplicate_same_answer(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long b = balance(17);
+    struct req r = {
+        .mti = "0200", .pcode = "000000", .pan = pan_of(17), .amount = 1500, .ccy = "504"
+    };
+    struct resp s1, s2;
+    xact(&r, &s1);
+    assert_string_equal(s1.rc, "00");
+    xact(&r, &s2); /* same STAN, DE 7, DE 41 */
+    assert_string_equal(s2.rc, "00");
+    assert_string_equal(s2.auth, s1.auth);
+    assert_string_equal(s2.de54, s1.de54);
+    assert_int_equal(balance(17), b - 1500);
+    assert_int_equal(
+        q("SELECT count(*) FROM wallet.ledger WHERE wallet_id = 17 AND kind = 'purchase'"), 1);
+    /* a decline is repeated identically too, without a second PIN try */
+    struct req w = { .mti = "0200",
+                     .pcode = "000000",
+                     .pan = pan_of(21),
+                     .pin = "9999",
+                     .amount = 100,
+                     .ccy = "504" };
+    if (strcmp(pin_of(21), "9999") == 0)
+        w.pin = "9998";
+    xact(&w, &s1);
+    assert_string_equal(s1.rc, "55");
+    xact(&w, &s2);
+    assert_string_equal(s2.rc, "55");
+    assert_int_equal(q("SELECT pin_tries FROM wallet.wallets WHERE wallet_id = 21"), 1);
+}
+
+static void expect_rc(struct req *r, const char *rc)
+{
+    struct resp s;
+    xact(r, &s);
+    if (strcmp(s.rc, rc) != 0)
+        fail_msg("%s %s: expected rc %s, got %s", r->mti, r->pcode, rc, s.rc);
+}
+
+static void test_declines(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long b1 = balance(1);
+    struct req r;
+    /* 14: a Luhn-valid PAN in the BIN that no wallet has */
+    r = (struct req){ .mti = "0200", .pcode = "000000", .pan = "4890019999999997", .amount = 100 };
+    expect_rc(&r, "14");
+    r = (struct req){
+        .mti = "0200", .pcode = "000000", .pan = pan_of(5), .pin = "1234", .amount = 100
+    };
+    expect_rc(&r, "05");
+    r = (struct req){
+        .mti = "0200", .pcode = "000000", .pan = pan_of(6), .pin = "1234", .amount = 100
+    };
+    expect_rc(&r, "62");
+    r = (struct req){
+        .mti = "0200", .pcode = "000000", .pan = pan_of(7), .pin = "1234", .amount = 100
+    };
+    expect_rc(&r, "54");
+    r = (struct req){
+        .mti = "0200", .pcode = "000000", .pan = pan_of(8), .pin = "1234", .amount = 6000
+    };
+    expect_rc(&r, "61");
+    r = (struct req){ .mti = "0200",
+                      .pcode = "000000",
+                      .pan = pan_of(3),
+                      .pin = "1111",
+                      .amount = 2000,
+                      .ccy = "950" };
+    expect_rc(&r, "51");
+    r = (struct req){ .mti = "0200",
+                      .pcode = "000000",
+                      .pan = pan_of(1),
+                      .pin = "1234",
+                      .amount = 100,
+                      .ccy = "952" };
+    expect_rc(&r, "57");
+    r = (struct req){ .mti = "0200", .pcode = "000000", .pan = pan_of(1), .amount = 0 };
+    expect_rc(&r, "13");
+    r = (struct req){ .mti = "0200", .pcode = "400000", .pan = pan_of(1), .amount = 100 };
+    expect_rc(&r, "12");
+    r = (struct req){ .mti = "0200", .pcode = "000000", .pan = pan_of(1), .amount = -1 };
+    expect_rc(&r, "30"); /* no DE 4 */
+    r = (struct req){ .mti = "0200",
+                      .pcode = "000000",
+                      .pan = pan_of(2),
+                      .pin = "4322",
+                      .amount = 100,
+                      .ccy = "952" };
+    expect_rc(&r, "55"); /* IBM 3624 offset card */
+    r = (struct req){ .mti = "0200",
+                      .pcode = "000000",
+                      .pan = pan_of(1),
+                      .pin = "1234",
+                      .amount = 100,
+                      .expiry = "2712" };
+    expect_rc(&r, "54"); /* DE 14 does not match the card */
+    /* 65: a daily count limit of 2 */
+    assert_int_equal(
+        q("WITH x AS (UPDATE wallet.wallets SET daily_count_limit = 2 WHERE wallet_id = 19 "
+          "RETURNING 1) SELECT count(*) FROM x"),
+        1);
+    for (int i = 0; i < 2; i++) {
+        r = (struct req){
+            .mti = "0200", .pcode = "000000", .pan = pan_of(19), .amount = 10, .ccy = "950"
+        };
+        expect_rc(&r, "00");
+    }
+    r = (struct req){
+        .mti = "0200", .pcode = "000000", .pan = pan_of(19), .amount = 10, .ccy = "950"
+    };
+    expect_rc(&r, "65");
+    assert_int_equal(balance(1), b1);
+    assert_invariants();
+}
+
+static void test_pin_tries(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    const char *right = pin_of(9);
+    char wrong[16];
+    snprintf(wrong, sizeof wrong, "%04d", (atoi(right) + 1) % 10000);
+    struct req r = {
+        .mti = "0200", .pcode = "010000", .pan = pan_of(9), .pin = wrong, .amount = 100
+    };
+    expect_rc(&r, "55");
+    r = (struct req){
+        .mti = "0200", .pcode = "010000", .pan = pan_of(9), .pin = wrong, .amount = 100
+    };
+    expect_rc(&r, "55");
+    r = (struct req){
+        .mti = "0200", .pcode = "010000", .pan = pan_of(9), .pin = wrong, .amount = 100
+    };
+    expect_rc(&r, "75");
+    r = (struct req){
+        .mti = "0200", .pcode = "010000", .pan = pan_of(9), .pin = right, .amount = 100
+    };
+    expect_rc(&r, "75"); /* stays PIN-blocked */
+    assert_int_equal(q("SELECT pin_tries FROM wallet.wallets WHERE wallet_id = 9"), 3);
+    /* a right PIN resets the counter */
+    const char *right10 = pin_of(10);
+    snprintf(wrong, sizeof wrong, "%04d", (atoi(right10) + 1) % 10000);
+    r = (struct req){ .mti = "0200",
+                      .pcode = "000000",
+                      .pan = pan_of(10),
+                      .pin = wrong,
+                      .amount = 100,
+                      .ccy = "952" };
+    expect_rc(&r, "55");
+    r = (struct req){ .mti = "0200",
+                      .pcode = "000000",
+                      .pan = pan_of(10),
+                      .pin = right10,
+                      .amount = 100,
+                      .ccy = "952" };
+    expect_rc(&r, "00");
+    assert_int_equal(q("SELECT pin_tries FROM wallet.wallets WHERE wallet_id = 10"), 0);
+}
+
+static void test_balance_inquiry_and_credits(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    struct req r = { .mti = "0100",
+                     .pcode = "310000",
+                     .pan = pan_of(2),
+                     .pin = "4321",
+                     .amount = -1,
+                     .ccy = "952" };
+    struct resp s;
+    long long b = balance(2);
+    xact(&r, &s);
+    assert_string_equal(s.rc, "00");
+    char want[41];
+    assert_int_equal(sim_format_de54(952, b, b - held(2), want), 0);
+    assert_string_equal(s.de54, want);
+    /* AFT from wallet 14 then OCT to wallet 18: a wallet-to-wallet transfer (XOF) */
+    long long b14 = balance(14), b18 = balance(18);
+    r = (struct req){
+        .mti = "0200", .pcode = "100000", .pan = pan_of(14), .amount = 777, .ccy = "952"
+    };
+    expect_rc(&r, "00");
+    r = (struct req){
+        .mti = "0200", .pcode = "260000", .pan = pan_of(18), .amount = 777, .ccy = "952"
+    };
+    expect_rc(&r, "00");
+    r = (struct req){
+        .mti = "0200", .pcode = "200000", .pan = pan_of(18), .amount = 23, .ccy = "952"
+    };
+    expect_rc(&r, "00");
+    assert_int_equal(balance(14), b14 - 777);
+    assert_int_equal(balance(18), b18 + 800);
+    assert_invariants();
+}
+
+static void test_bad_mac(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long b = balance(15);
+    struct req r = { .mti = "0200",
+                     .pcode = "000000",
+                     .pan = pan_of(15),
+                     .amount = 100,
+                     .ccy = "950",
+                     .bad_mac = true };
+    struct resp s;
+    xact(&r, &s); /* the answer itself carries a valid MAC (checked by recv_resp) */
+    assert_string_equal(s.rc, "63");
+    assert_int_equal(balance(15), b);
+    assert_int_equal(q("SELECT count(*) FROM wallet.requests WHERE wallet_id = 15"), 0);
+}
+
+static void test_concurrent_debits_never_overdraw(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    enum { CONNS = 16, PER = 3, AMOUNT = 10000 };
+    long long b = balance(12);
+    long long hb = held(12);
+    int fds[CONNS];
+    struct req reqs[CONNS][PER];
+    for (int c = 0; c < CONNS; c++) {
+        fds[c] = connect_issuer();
+        assert_true(fds[c] >= 0);
+    }
+    for (int i = 0; i < PER; i++)
+        for (int c = 0; c < CONNS; c++) {
+            reqs[c][i] = (struct req){ .mti = i == 1 ? "0100" : "0200",
+                                       .pcode = "000000",
+                                       .pan = pan_of(12),
+                                       .amount = AMOUNT,
+                                       .ccy = "929" };
+            assert_int_equal(send_req(fds[c], &reqs[c][i]), 0);
+        }
+    int approved = 0, nsf = 0, holds = 0;
+    for (int c = 0; c < CONNS; c++) {
+        for (int i = 0; i < PER; i++) {
+            struct resp s;
+            assert_int_equal(recv_resp(fds[c], &s), 0);
+            if (strcmp(s.rc, "00") == 0) {
+                approved++;
+                if (strcmp(s.mti, "0110") == 0)
+                    holds++;
+            } else if (strcmp(s.rc, "51") == 0) {
+                nsf++;
+            } else {
+                fail_msg("unexpected rc %s", s.rc);
+            }
+        }
+        close(fds[c]);
+    }
+    /* every request was decided on the wallet's latest state: exactly as many fit as the funds
+     * allow, the rest are 51, and nothing is overdrawn */
+    assert_int_equal(approved + nsf, CONNS * PER);
+    assert_int_equal(approved, (int)((b - hb) / AMOUNT));
+    assert_int_equal(balance(12), b - (long long)(approved - holds) * AMOUNT);
+    assert_int_equal(held(12), hb + (long long)holds * AMOUNT);
+    assert_true(balance(12) >= held(12));
+    assert_invariants();
+}
+
+static void test_malformed_frame_closes_only_that_link(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    int good = connect_issuer(), bad = connect_issuer();
+    assert_true(good >= 0 && bad >= 0);
+    const uint8_t junk[] = { 0x00, 0x06, '0', '2', '0', '0', 'Z', 'Z' };
+    assert_int_equal(ts_send_all(bad, junk, sizeof junk), 0);
+    uint8_t b[16];
+    assert_int_equal(ts_recv_exact(bad, b, 1), 0); /* closed by the issuer */
+    close(bad);
+    struct req r = {
+        .mti = "0200", .pcode = "310000", .pan = pan_of(16), .amount = -1, .ccy = "929"
+    };
+    assert_int_equal(send_req(good, &r), 0);
+    struct resp s;
+    assert_int_equal(recv_resp(good, &s), 0);
+    assert_string_equal(s.rc, "00");
+    close(good);
+}
+
+/* A second issuer-sim with room for only 2 requests in progress: its links are paused and resumed
+ * over and over (backpressure), and every request is still answered, in full. */
+static void test_backpressure_small_pool(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    enum { CONNS = 8, PER = 5 };
+    uint16_t port = ts_free_port();
+    char addr[32], hsm_addr[32], log_path[300];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
+    snprintf(hsm_addr, sizeof hsm_addr, "127.0.0.1:%u", F.hsm_port);
+    snprintf(log_path, sizeof log_path, "%s.small", F.log_path);
+    const char *args[] = { "--listen", addr,     "--hsm",          hsm_addr, "--db", F.conninfo,
+                           "--log",    log_path, "--max-inflight", "2",      NULL };
+    pid_t pid = ts_spawn("issuer-sim", args, "/dev/null");
+    assert_true(pid > 0);
+    assert_int_equal(ts_wait_port(port, 20000), 0);
+    long long b = balance(20);
+    int fds[CONNS];
+    for (int c = 0; c < CONNS; c++) {
+        fds[c] = ts_connect(port, 20000);
+        assert_true(fds[c] >= 0);
+        for (int i = 0; i < PER; i++) {
+            struct req r = {
+                .mti = "0200", .pcode = "000000", .pan = pan_of(20), .amount = 1, .ccy = "929"
+            };
+            assert_int_equal(send_req(fds[c], &r), 0);
+        }
+    }
+    for (int c = 0; c < CONNS; c++) {
+        for (int i = 0; i < PER; i++) {
+            struct resp s;
+            assert_int_equal(recv_resp(fds[c], &s), 0);
+            assert_string_equal(s.rc, "00");
+        }
+        close(fds[c]);
+    }
+    assert_int_equal(balance(20), b - CONNS * PER);
+    int status = ts_stop(pid, SIGTERM, 10000);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(ts_file_contains(log_path, "\"backpressure_on\""));
+    assert_invariants();
+}
+
+/* Holds past their expiry are released by wallet.sim_expire_holds() (run by issuer-sim every
+ * minute): the available balance comes back, the ledger balance never moved. */
+static void test_hold_expiry(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long b = balance(22);
+    struct req r = {
+        .mti = "0100", .pcode = "000000", .pan = pan_of(22), .amount = 4000, .ccy = "952"
+    };
+    expect_rc(&r, "00");
+    assert_int_equal(held(22), 4000);
+    assert_int_equal(q("WITH x AS (UPDATE wallet.holds SET expires_at = now() - interval '1 s' "
+                       "WHERE wallet_id = 22 RETURNING 1) SELECT count(*) FROM x"),
+                     1);
+    assert_int_equal(q("SELECT wallet.sim_expire_holds()"), 1);
+    assert_int_equal(held(22), 0);
+    assert_int_equal(balance(22), b);
+    assert_int_equal(q("SELECT count(*) FROM wallet.holds WHERE wallet_id = 22 AND status = "
+                       "'expired'"),
+                     1);
+    assert_invariants();
+}
+
+static void test_log_masked(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    /* every request above is logged with its masked PAN, never the PAN itself */
+    assert_true(ts_file_contains(F.log_path, "\"issuer_txn\""));
+    assert_true(ts_file_contains(F.log_path, "489001******0012"));
+    for (unsigned i = 1; i <= 21; i++)
+        assert_false(ts_file_contains(F.log_path, pan_of(i)));
+    assert_false(ts_file_contains(F.log_path, "4890019999999997"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_network_management),
+        cmocka_unit_test(test_purchase_approved),
+        cmocka_unit_test(test_auth_hold_and_reversal),
+        cmocka_unit_test(test_reversal_exactly_once),
+        cmocka_unit_test(test_reversal_before_original),
+        cmocka_unit_test(test_duplicate_same_answer),
+        cmocka_unit_test(test_declines),
+        cmocka_unit_test(test_pin_tries),
+        cmocka_unit_test(test_balance_inquiry_and_credits),
+        cmocka_unit_test(test_bad_mac),
+        cmocka_unit_test(test_concurrent_debits_never_overdraw),
+        cmocka_unit_test(test_malformed_frame_closes_only_that_link),
+        cmocka_unit_test(test_backpressure_small_pool),
+        cmocka_unit_test(test_hold_expiry),
+        cmocka_unit_test(test_log_masked),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
