@@ -20,6 +20,7 @@
 
 #define JNCOLS       24
 #define JSTMT_INSERT "atlas_journal_insert"
+#define JSTMT_UPSERT "atlas_journal_insert_idem"
 #define SPOOL_BUF0   (64 * 1024) /* initial spool buffer; grows with the records waiting */
 #define REPLAY_CHUNK 1000        /* records per replay batch (at least batch_max) */
 
@@ -27,25 +28,31 @@ static const char *const outcome_names[DB_OUTCOME_max] = {
     "approved", "declined", "rejected", "timeout", "unavailable", "error",
 };
 
-/* The 24 columns in parameter order; unnest() turns the arrays back into rows. */
-static const char insert_sql[] =
-    "INSERT INTO switch.authorizations (request_date, acquirer_id, terminal_id, stan,"
-    " transmission_time, mti, rrn, issuer_id, issuer_stan, processing_code, amount_minor,"
-    " currency, response_code, auth_code, pan_masked, pan_hmac, outcome, original_stan,"
-    " original_transmission_time, created_at, lat_total_us, lat_mac_us, lat_pin_us,"
-    " lat_issuer_us)"
-    " SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15,"
-    " decode(c16, 'hex'), c17, c18, c19, c20, c21, c22, c23, c24"
-    " FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
-    " $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::smallint[],"
-    " $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],"
-    " $19::text[], $20::timestamptz[], $21::integer[], $22::integer[], $23::integer[],"
-    " $24::integer[])"
-    " AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18,"
+/* The 24 columns in parameter order; unnest() turns the arrays back into rows. Two forms: the
+ * plain INSERT for live batches, and the same with ON CONFLICT DO NOTHING for replays and for a
+ * live batch that hit an existing key (23505). A plain INSERT costs the server about half as much
+ * per row as ON CONFLICT's speculative insertion (measured: 60 000 rows, 1.3 s against 2.4 s),
+ * and live records almost never collide, so optimism pays. */
+#define INSERT_SQL                                                                                 \
+    "INSERT INTO switch.authorizations (request_date, acquirer_id, terminal_id, stan,"             \
+    " transmission_time, mti, rrn, issuer_id, issuer_stan, processing_code, amount_minor,"         \
+    " currency, response_code, auth_code, pan_masked, pan_hmac, outcome, original_stan,"           \
+    " original_transmission_time, created_at, lat_total_us, lat_mac_us, lat_pin_us,"               \
+    " lat_issuer_us)"                                                                              \
+    " SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15,"                    \
+    " decode(c16, 'hex'), c17, c18, c19, c20, c21, c22, c23, c24"                                  \
+    " FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"         \
+    " $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::smallint[],"            \
+    " $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],"               \
+    " $19::text[], $20::timestamptz[], $21::integer[], $22::integer[], $23::integer[],"            \
+    " $24::integer[])"                                                                             \
+    " AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18,"       \
     " c19, c20, c21, c22, c23, c24)"
-    " ON CONFLICT DO NOTHING";
 
-static const struct dbc_prep journal_preps[] = { { JSTMT_INSERT, insert_sql } };
+static const struct dbc_prep journal_preps[] = {
+    { JSTMT_INSERT, INSERT_SQL },
+    { JSTMT_UPSERT, INSERT_SQL " ON CONFLICT DO NOTHING" },
+};
 
 struct jslot {
     struct db_auth_record rec;
@@ -68,6 +75,7 @@ struct jbatch {
     struct jconn *jc;
     PGresult *res[1];
     bool replay; /* records are j->replay_recs (already acknowledged: no callbacks) */
+    bool upsert; /* send with ON CONFLICT DO NOTHING */
     unsigned n;
     uint32_t *idx; /* slot indices (batch_max) */
     struct strbuf cols[JNCOLS];
@@ -153,6 +161,7 @@ static void j_dispatch(struct db_journal *j, bool force);
 static void j_maybe_replay(struct db_journal *j);
 static void j_complete(struct db_journal *j, const uint32_t *slots, unsigned n, int status);
 static void j_check_drained(struct db_journal *j);
+static void jc_arm_timeout(struct jconn *jc);
 
 /* ---- record validation ------------------------------------------------------------------ */
 
@@ -357,6 +366,7 @@ static void batch_reset(struct jbatch *b)
     }
     b->n = 0;
     b->replay = false;
+    b->upsert = false;
 }
 
 static int batch_close(struct jbatch *b)
@@ -374,7 +384,10 @@ static int batch_close(struct jbatch *b)
 static int batch_send(struct dbc_job *job, PGconn *pg)
 {
     struct jbatch *b = (struct jbatch *)job;
-    return PQsendQueryPrepared(pg, JSTMT_INSERT, JNCOLS, b->values, NULL, NULL, 0) == 1 ? 0 : -1;
+    return PQsendQueryPrepared(pg, b->upsert ? JSTMT_UPSERT : JSTMT_INSERT, JNCOLS, b->values, NULL,
+                               NULL, 0) == 1
+               ? 0
+               : -1;
 }
 
 /* ---- the spool ----------------------------------------------------------------------------- */
@@ -713,6 +726,16 @@ static void batch_done(struct dbc_job *job)
         return;
     }
     const struct db_error *e = &job->err;
+    if (e->code == DB_E_SQL && !b->upsert && strcmp(e->sqlstate, "23505") == 0 &&
+        jc->dbc.state == DBC_READY) {
+        /* A key already stored (a repeat, or a record a spool replay or another batch holds):
+         * the same batch again, idempotent this time. Its parameters are still built. */
+        b->upsert = true;
+        jc->busy = true;
+        jc_arm_timeout(jc);
+        dbc_submit(&jc->dbc, &b->job);
+        return;
+    }
     unsigned n = b->n;
     b->n = 0;
     if (e->code == 0) {
@@ -970,6 +993,7 @@ static void j_maybe_replay(struct db_journal *j)
     struct jbatch *b = &jc->batch;
     batch_reset(b);
     b->replay = true;
+    b->upsert = true;
     for (unsigned i = 0; i < j->replay_n; i++)
         if (batch_add(b, &j->replay_recs[i]) != 0)
             return;
@@ -1118,7 +1142,7 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
         jc->dbc.owner = jc;
         jc->dbc.on_state = j_on_state;
         jc->dbc.preps = journal_preps;
-        jc->dbc.npreps = 1;
+        jc->dbc.npreps = 2;
         if (j->o.reconnect_min_ms)
             jc->dbc.backoff_min_ms = j->o.reconnect_min_ms;
         if (j->o.reconnect_max_ms)

@@ -98,7 +98,7 @@ checkpoint_timeout = 15min
 fsync = on
 synchronous_commit = on
 full_page_writes = on
-wal_compression = on
+wal_compression = off
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF

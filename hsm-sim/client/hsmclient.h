@@ -72,7 +72,9 @@ struct hsm_client *hsm_client_new(struct event_base *base, const struct hsm_clie
                                   char *err, size_t errcap);
 
 /* Closes the connections and calls every pending callback with
- * HSM_CLIENT_SHUTDOWN (synchronously, from within this call). */
+ * HSM_CLIENT_SHUTDOWN (synchronously, from within this call). libevent
+ * finalizes the freed bufferevents, and so closes their sockets, on the event
+ * loop's next turn (or in event_base_free()). */
 void hsm_client_free(struct hsm_client *c);
 
 /* Queues one command (command code + fields, without length prefix or

@@ -122,8 +122,9 @@ static void on_read(struct bufferevent *bev, void *arg)
         s->sum_ns += dt;
         if (dt > s->max_ns)
             s->max_ns = dt;
-        bool ok =
-            res.err[0] == '0' && (res.err[1] == '0' || res.err[1] == '1') && res.resp[0] != 'Z';
+        /* 00 and 01 (verification failed) are normal answers; ZZ (unknown) is not */
+        bool ok = res.err[0] == '0' && (res.err[1] == '0' || res.err[1] == '1') &&
+                  strcmp(res.resp, "ZZ") != 0;
         if (!ok)
             s->n_errors++;
         at_log(ok ? AT_LOG_DEBUG : AT_LOG_INFO, "cmd", AT_UINT("conn", c->id),

@@ -18,8 +18,8 @@
 /* IBM 3624 decimalization table (DEMO.md). */
 #define SIM_IBM_DECTAB "0123456789012345"
 
-/* Lab default of ATLAS_PAN_HMAC_KEY: the 32 ASCII bytes "ATLAS-LAB-PAN-HMAC-KEY-DEMO-ONLY". */
-#define SIM_LAB_PAN_HMAC_KEY "41544C41532D4C41422D50414E2D484D41432D4B45592D44454D4F2D4F4E4C59"
+/* Lab default of ATLAS_PAN_HMAC_KEY (bytes 00..1F), the value run.sh exports for switchd too. */
+#define SIM_LAB_PAN_HMAC_KEY "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F"
 
 /* Reads ATLAS_PAN_HMAC_KEY (hex, 32..128 characters) or takes the lab default, into key.
  * Returns 0, or -1 after printing why on stderr (the value itself is never printed). */

@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "db.h"
 #include "hex.h"
+#include "hsm.h"
 #include "hsmclient.h"
 #include "iso8583.h"
 #include "log.h"
@@ -29,11 +30,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_MSG       3072 /* largest ISO message accepted (its M8 command, hex, fits a frame) */
+#define MAX_MSG       4096 /* largest ISO message accepted (its M8 command fits an HSM frame) */
 #define MAX_RETRIES   64   /* decide again after a concurrent change, at most this often */
 #define EXPIRE_PERIOD 60   /* seconds between expired-hold sweeps */
 #define DRAIN_TIMEOUT 5    /* seconds SIGTERM waits for requests in flight */
-#define HSM_CMD_CAP   (2 * MAX_MSG + 256)
+#define HSM_CMD_CAP   (MAX_MSG + 256)
 
 /* Where a request is; txn_set_state() is the only door, and logs moves at debug level. */
 enum txn_state {
@@ -220,32 +221,30 @@ static void txn_put(struct txn *t)
 
 /* The one place that builds "MAC these bytes" (M6) and "verify this MAC" (M8) commands: ISO
  * 9797-1 algorithm 3 (X9.19), padding method 1, full 8-byte MAC (16H), ZAK key type 008, data
- * sent hex-encoded. Written here rather than with hsm_client_build_m6/m8, which produce 8H MACs
- * (4 bytes) while the link contract (DEMO.md) is the full 8 bytes. mac_hex is NULL for M6.
- * Returns the command length or -1. */
+ * sent as binary (input format 0). Written here rather than with hsm_client_build_m6/m8, which
+ * produce 8H MACs (4 bytes) while the link contract (DEMO.md) is the full 8 bytes. mac_hex is
+ * NULL for M6. Returns the command length or -1. */
 static int mac_command(char *buf, size_t cap, const char *zak, const uint8_t *data, size_t len,
                        const char *mac_hex)
 {
     static const char hexd[] = "0123456789ABCDEF";
-    size_t zl = strlen(zak), chars = 2 * len;
-    size_t need = 2 + 5 + 3 + zl + 4 + chars + (mac_hex ? 16 : 0);
-    if (chars > 0xFFFF || need > cap || zl > 49)
+    size_t zl = strlen(zak);
+    size_t need = 2 + 5 + 3 + zl + 4 + len + (mac_hex ? 16 : 0);
+    if (len > 0xFFFF || need > cap || zl > 49)
         return -1;
     size_t o = 0;
     memcpy(buf + o, mac_hex ? "M8" : "M6", 2);
     o += 2;
-    memcpy(buf + o, "01131", 5); /* one block, hex input, 16H MAC, alg 3, padding 1 */
+    memcpy(buf + o, "00131", 5); /* one block, binary input, 16H MAC, alg 3, padding 1 */
     o += 5;
     memcpy(buf + o, "008", 3);
     o += 3;
     memcpy(buf + o, zak, zl);
     o += zl;
     for (int i = 0; i < 4; i++)
-        buf[o++] = hexd[(chars >> (12 - 4 * i)) & 15];
-    for (size_t i = 0; i < len; i++) {
-        buf[o++] = hexd[data[i] >> 4];
-        buf[o++] = hexd[data[i] & 15];
-    }
+        buf[o++] = hexd[(len >> (12 - 4 * i)) & 15];
+    memcpy(buf + o, data, len);
+    o += len;
     if (mac_hex) {
         memcpy(buf + o, mac_hex, 16);
         o += 16;
@@ -271,7 +270,8 @@ static void log_txn(struct txn *t)
     at_log(AT_LOG_INFO, "issuer_txn", AT_STR("mti", t->mti), AT_STR("pcode", t->pcode),
            AT_STR("pan", t->pan_masked), AT_INT("amount", t->amount),
            AT_INT("currency", t->currency), AT_STRN("stan", (const char *)stan, stan_len),
-           AT_STR("rc", t->rc), AT_STR("outcome", t->outcome), AT_UINT("latency_us", us));
+           AT_STR("rc", t->rc), AT_STR("outcome", t->outcome), AT_INT("retries", t->retries),
+           AT_UINT("latency_us", us));
 }
 
 static void txn_finish(struct txn *t)
@@ -301,16 +301,16 @@ static void txn_send(struct txn *t)
 static void on_resp_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct txn *t = arg;
-    /* M7 ‖ error code 2 ‖ MAC length "0016" ‖ MAC 16H */
-    if (status != HSM_CLIENT_OK || len < 24 || memcmp(resp + 2, "00", 2) != 0 ||
-        memcmp(resp + 4, "0016", 4) != 0) {
+    char mac[17];
+    if (status != HSM_CLIENT_OK || hsm_client_resp_error("M6", resp, len) != 0 ||
+        hsm_client_parse_mac(resp, len, mac) != 16) {
         at_log(AT_LOG_ERROR, "resp_mac_failed", AT_INT("status", status),
-               AT_STRN("hsm_rc", resp ? resp + 2 : "", resp && len >= 4 ? 2 : 0));
+               AT_INT("hsm_error",
+                      status == HSM_CLIENT_OK ? hsm_client_resp_error("M6", resp, len) : -1));
         strcpy(t->outcome, "no_mac");
         txn_finish(t); /* no answer without a MAC: the switch times out and reverses */
         return;
     }
-    const char *mac = resp + 8;
     if (t->resp_mac_len == 16) {
         memcpy(t->resp + t->resp_mac_off, mac, 16);
     } else if (at_hex_decode(mac, 16, t->resp + t->resp_mac_off, 8) != 8) {
@@ -519,19 +519,19 @@ static void txn_decide(struct txn *t);
 static void on_pin(void *arg, int status, const char *resp, size_t len)
 {
     struct txn *t = arg;
-    if (status != HSM_CLIENT_OK || len < 4) {
+    if (status != HSM_CLIENT_OK) {
         txn_fail(t, "96", "hsm_unavailable");
         return;
     }
-    resp += 2; /* the response command code (EB / ED), then the error code */
     /* 00 right PIN; 01 wrong PIN; 20/24 the block holds no valid PIN for this card: a wrong PIN
      * too (counted, so garbage cannot be tried for free); anything else is our fault (keys). */
-    if (memcmp(resp, "00", 2) == 0)
+    int e = hsm_client_resp_error(strcmp(t->pin_method, "pvv") == 0 ? "EC" : "EA", resp, len);
+    if (e == 0)
         t->r.pin = SIM_PIN_OK;
-    else if (memcmp(resp, "01", 2) == 0 || memcmp(resp, "20", 2) == 0 || memcmp(resp, "24", 2) == 0)
+    else if (e == 1 || e == 20 || e == 24)
         t->r.pin = SIM_PIN_BAD;
     else {
-        at_log(AT_LOG_ERROR, "pin_verify_error", AT_STRN("hsm_rc", resp, 2));
+        at_log(AT_LOG_ERROR, "pin_verify_error", AT_INT("hsm_error", e));
         txn_fail(t, "96", "hsm_error");
         return;
     }
@@ -787,17 +787,18 @@ static const char *txn_validate(struct txn *t)
 static void on_req_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct txn *t = arg;
-    if (status != HSM_CLIENT_OK || len < 4) {
-        txn_fail(t, "96", "hsm_unavailable");
+    int e = status == HSM_CLIENT_OK ? hsm_client_resp_error("M8", resp, len) : -1;
+    if (e == 1) {
+        /* The MAC does not verify. Answered 63 (with our own MAC) so the switch learns it at
+         * once; nothing else of the request is looked at or recorded. */
+        at_log(AT_LOG_WARN, "mac_failure", AT_STR("mti", t->mti),
+               AT_STR("peer", t->c->s ? at_stream_peer(t->c->s) : "-"));
+        txn_fail(t, "63", "bad_mac");
         return;
     }
-    resp += 2; /* M9, then the error code */
-    if (memcmp(resp, "00", 2) != 0) {
-        /* 01: the MAC does not verify. Answered 63 (with our own MAC) so the switch learns it
-         * at once; nothing else of the request is looked at. */
-        at_log(AT_LOG_WARN, "mac_failure", AT_STR("mti", t->mti), AT_STR("pan", t->pan_masked),
-               AT_STRN("hsm_rc", resp, 2));
-        txn_fail(t, "63", "bad_mac");
+    if (e != 0) {
+        at_log(AT_LOG_ERROR, "mac_verify_error", AT_INT("status", status), AT_INT("hsm_error", e));
+        txn_fail(t, "96", "hsm_error");
         return;
     }
     const char *bad = txn_validate(t);
@@ -1057,7 +1058,7 @@ static void usage(FILE *f)
                "options:\n"
                "  --listen HOST:PORT     switch links (default 127.0.0.1:9100)\n"
                "  --dialect NAME         ascii87 (default), ascii87b, bcd87, ebcdic87\n"
-               "  --framing KIND         2b (default), 4a, tpdu\n"
+               "  --framing KIND         2b (default), 4a\n"
                "  --hsm HOST:PORT        hsm-sim (default 127.0.0.1:1500)\n"
                "  --hsm-connections N    default 2\n"
                "  --db CONNINFO          libpq conninfo (default: PG* environment)\n"
@@ -1096,7 +1097,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         { "zak", required_argument, NULL, 'a' },
         { "pvk", required_argument, NULL, 'p' },
         { "max-inflight", required_argument, NULL, 'm' },
-        { "help", no_argument, NULL, '?' },
+        { "help", no_argument, NULL, 'x' },
         { NULL, 0, NULL, 0 },
     };
     int ch;
@@ -1144,6 +1145,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             if (parse_uint("max-inflight", optarg, 65536, &o->max_inflight) != 0)
                 return -1;
             break;
+        case 'x':
+            usage(stdout);
+            exit(0);
         default:
             usage(stderr);
             return -1;
@@ -1187,8 +1191,10 @@ static int run(struct opts *o)
         fprintf(stderr, "issuer-sim: unknown dialect '%s'\n", o->dialect);
         return 2;
     }
-    if (iso_frame_kind_parse(o->framing, &s.framing) != 0 || s.framing == ISO_FRAME_NONE) {
-        fprintf(stderr, "issuer-sim: unknown framing '%s' (2b, 4a, tpdu)\n", o->framing);
+    /* TPDU framing belongs to POS terminals, not to host-to-host links. */
+    if (iso_frame_kind_parse(o->framing, &s.framing) != 0 ||
+        (s.framing != ISO_FRAME_2B && s.framing != ISO_FRAME_4A)) {
+        fprintf(stderr, "issuer-sim: framing '%s' not supported (2b, 4a)\n", o->framing);
         return 2;
     }
     if (!at_parse_hostport(o->listen, &ss, &sl, &why)) {
@@ -1209,6 +1215,15 @@ static int run(struct opts *o)
     at_log_set_level((enum at_log_level)lvl);
     if (check_schema(o->db) != 0)
         goto out_log;
+    const char *names[3] = { "zpk", "zak", "pvk" }, *keys[3] = { o->zpk, o->zak, o->pvk };
+    for (int i = 0; i < 3; i++) {
+        size_t kl = 0;
+        if (hsm_keytext_len(keys[i], strlen(keys[i]), &kl) != 0 || kl != strlen(keys[i])) {
+            fprintf(stderr, "issuer-sim: --%s is not a key under the LMK (16H, or U/T + hex)\n",
+                    names[i]);
+            goto out_log;
+        }
+    }
     s.zpk = o->zpk;
     s.zak = o->zak;
     s.pvk = o->pvk;

@@ -11,6 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -426,6 +430,89 @@ static void test_header_len_8(void **state)
     ts_stop(pid, SIGTERM, 10000);
 }
 
+/* A fake HSM (a thread with a blocking socket) that answers a batch of four
+ * requests in reverse order, preceded by an answer whose tag matches nothing:
+ * the client must match each answer to its request by the header. */
+struct fake {
+    int lfd;
+    int ok;
+};
+
+static void *fake_hsm(void *arg)
+{
+    struct fake *fk = arg;
+    int fd = accept(fk->lfd, NULL, NULL);
+    uint8_t frames[4][64];
+    ssize_t lens[4];
+    fk->ok = 0;
+    if (fd < 0)
+        return NULL;
+    struct timeval tv = { 10, 0 }; /* hang guard */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    for (int i = 0; i < 4; i++) {
+        lens[i] = ts_recv_frame2(fd, frames[i], sizeof frames[i]);
+        if (lens[i] < 10)
+            goto out;
+    }
+    /* a stray answer with a tag nobody waits for */
+    const uint8_t stray[] = { 0, 8, '0', '0', '0', 'F', 'B', '3', '0', '0' };
+    if (ts_send_all(fd, stray, sizeof stray) != 0)
+        goto out;
+    for (int i = 3; i >= 0; i--) {
+        /* request: header(4) B2 LLLL data → answer: header B300 data */
+        uint8_t ans[64];
+        size_t dlen = (size_t)lens[i] - 10;
+        size_t n = 4 + 4 + dlen;
+        ans[0] = 0;
+        ans[1] = (uint8_t)n;
+        memcpy(ans + 2, frames[i], 4);
+        memcpy(ans + 6, "B300", 4);
+        memcpy(ans + 10, frames[i] + 10, dlen);
+        if (ts_send_all(fd, ans, n + 2) != 0)
+            goto out;
+    }
+    fk->ok = 1;
+    uint8_t sink[64];
+    ts_recv_frame2(fd, sink, sizeof sink); /* until the client closes */
+out:
+    close(fd);
+    return NULL;
+}
+
+static void test_out_of_order_answers(void **state)
+{
+    struct fixture *f = *state;
+    char err[256], addr[32];
+    struct fake fk = { .lfd = socket(AF_INET, SOCK_STREAM, 0) };
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof sin;
+    assert_true(fk.lfd >= 0);
+    assert_int_equal(bind(fk.lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(fk.lfd, 1), 0);
+    assert_int_equal(getsockname(fk.lfd, (struct sockaddr *)&sin, &sl), 0);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", ntohs(sin.sin_port));
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, fake_hsm, &fk), 0);
+
+    struct hsm_client_config cfg = { .address = addr, .connections = 1, .pipeline = 4 };
+    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
+    assert_non_null(c);
+    static struct echo_req reqs[4];
+    int done = 0;
+    for (int i = 0; i < 4; i++) {
+        reqs[i] = (struct echo_req){ .idx = 500 + i, .status = 99, .done = &done };
+        assert_int_equal(submit_echo(c, &reqs[i]), 0);
+    }
+    run_until(f, &done, 4, 10000);
+    for (int i = 0; i < 4; i++)
+        assert_true(reqs[i].matched);
+    hsm_client_free(c);
+    sleep_loop(f, 100); /* libevent closes freed bufferevents' sockets from the loop */
+    pthread_join(th, NULL);
+    close(fk.lfd);
+    assert_int_equal(fk.ok, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +524,7 @@ int main(void)
         cmocka_unit_test(test_queued_until_server_starts),
         cmocka_unit_test(test_free_with_pending),
         cmocka_unit_test(test_header_len_8),
+        cmocka_unit_test(test_out_of_order_answers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

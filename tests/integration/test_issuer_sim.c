@@ -34,7 +34,7 @@ static struct {
     char conninfo[128];
     PGconn *pg;
     pid_t hsm_pid, iss_pid;
-    uint16_t iss_port;
+    uint16_t iss_port, hsm_port;
     char log_path[256];
     struct hsm_key *zpk, *zak;
     const struct iso_dialect *d;
@@ -261,7 +261,7 @@ static int setup(void **st)
     if (sp < 0 || waitpid(sp, &status, 0) != sp || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return -1;
 
-    uint16_t hsm_port = ts_free_port();
+    uint16_t hsm_port = F.hsm_port = ts_free_port();
     char hsm_addr[32], iss_addr[32];
     snprintf(hsm_addr, sizeof hsm_addr, "127.0.0.1:%u", hsm_port);
     const char *hargs[] = { "--listen", hsm_addr, "--log-level", "warn", NULL };
@@ -764,6 +764,74 @@ static void test_malformed_frame_closes_only_that_link(void **st)
     close(good);
 }
 
+/* A second issuer-sim with room for only 2 requests in progress: its links are paused and resumed
+ * over and over (backpressure), and every request is still answered, in full. */
+static void test_backpressure_small_pool(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    enum { CONNS = 8, PER = 5 };
+    uint16_t port = ts_free_port();
+    char addr[32], hsm_addr[32], log_path[300];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
+    snprintf(hsm_addr, sizeof hsm_addr, "127.0.0.1:%u", F.hsm_port);
+    snprintf(log_path, sizeof log_path, "%s.small", F.log_path);
+    const char *args[] = { "--listen", addr,     "--hsm",          hsm_addr, "--db", F.conninfo,
+                           "--log",    log_path, "--max-inflight", "2",      NULL };
+    pid_t pid = ts_spawn("issuer-sim", args, "/dev/null");
+    assert_true(pid > 0);
+    assert_int_equal(ts_wait_port(port, 20000), 0);
+    long long b = balance(20);
+    int fds[CONNS];
+    for (int c = 0; c < CONNS; c++) {
+        fds[c] = ts_connect(port, 20000);
+        assert_true(fds[c] >= 0);
+        for (int i = 0; i < PER; i++) {
+            struct req r = {
+                .mti = "0200", .pcode = "000000", .pan = pan_of(20), .amount = 1, .ccy = "929"
+            };
+            assert_int_equal(send_req(fds[c], &r), 0);
+        }
+    }
+    for (int c = 0; c < CONNS; c++) {
+        for (int i = 0; i < PER; i++) {
+            struct resp s;
+            assert_int_equal(recv_resp(fds[c], &s), 0);
+            assert_string_equal(s.rc, "00");
+        }
+        close(fds[c]);
+    }
+    assert_int_equal(balance(20), b - CONNS * PER);
+    int status = ts_stop(pid, SIGTERM, 10000);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(ts_file_contains(log_path, "\"backpressure_on\""));
+    assert_invariants();
+}
+
+/* Holds past their expiry are released by wallet.sim_expire_holds() (run by issuer-sim every
+ * minute): the available balance comes back, the ledger balance never moved. */
+static void test_hold_expiry(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long b = balance(22);
+    struct req r = {
+        .mti = "0100", .pcode = "000000", .pan = pan_of(22), .amount = 4000, .ccy = "952"
+    };
+    expect_rc(&r, "00");
+    assert_int_equal(held(22), 4000);
+    assert_int_equal(q("WITH x AS (UPDATE wallet.holds SET expires_at = now() - interval '1 s' "
+                       "WHERE wallet_id = 22 RETURNING 1) SELECT count(*) FROM x"),
+                     1);
+    assert_int_equal(q("SELECT wallet.sim_expire_holds()"), 1);
+    assert_int_equal(held(22), 0);
+    assert_int_equal(balance(22), b);
+    assert_int_equal(q("SELECT count(*) FROM wallet.holds WHERE wallet_id = 22 AND status = "
+                       "'expired'"),
+                     1);
+    assert_invariants();
+}
+
 static void test_log_masked(void **st)
 {
     (void)st;
@@ -791,6 +859,8 @@ int main(void)
         cmocka_unit_test(test_bad_mac),
         cmocka_unit_test(test_concurrent_debits_never_overdraw),
         cmocka_unit_test(test_malformed_frame_closes_only_that_link),
+        cmocka_unit_test(test_backpressure_small_pool),
+        cmocka_unit_test(test_hold_expiry),
         cmocka_unit_test(test_log_masked),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
