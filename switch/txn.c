@@ -105,31 +105,14 @@ static int mac_field_of(const struct iso_msg *m)
     return 64;
 }
 
-/* Payshield M6/M8 with binary input, 16H MAC, ISO 9797-1 alg 3, padding 1. */
 int sw_hsm_mac_cmd(char *buf, size_t cap, bool verify, const char *key_type, const char *key,
                    const uint8_t *data, size_t len, const uint8_t mac[8])
 {
-    size_t klen = strlen(key);
-    size_t need = 2 + 5 + 3 + klen + 4 + len + (verify ? 16 : 0);
-    if (need > cap || len > 0xFFFF || klen == 0)
-        return -1;
-    char *p = buf;
-    memcpy(p, verify ? "M8" : "M6", 2);
-    p += 2;
-    memcpy(p, "00131", 5); /* single block, binary input, 16H MAC, alg 3, padding 1 */
-    p += 5;
-    memcpy(p, key_type, 3);
-    p += 3;
-    memcpy(p, key, klen);
-    p += klen;
-    p += sprintf(p, "%04zX", len);
-    memcpy(p, data, len);
-    p += len;
-    if (verify) {
-        at_hex_encode(mac, 8, p);
-        p += 16;
-    }
-    return (int)(p - buf);
+    char hex[17];
+    if (!verify)
+        return hsm_client_build_m6(buf, cap, key_type, key, data, len);
+    at_hex_encode(mac, 8, hex);
+    return hsm_client_build_m8(buf, cap, key_type, key, data, len, hex);
 }
 
 static struct sw_txn *txn_alloc(struct sw_server *srv)

@@ -140,9 +140,9 @@ HSM_CLIENT_MUST_USE int hsm_client_build_ibm_verify(char *buf, size_t cap, bool 
                                                     unsigned check_len, const char *account12,
                                                     const char *dectab, const char *vdata,
                                                     const char *offset);
-/* M6 / M8: generate / verify an ISO 9797-1 alg 3 (X9.19) MAC, padding 1, of
- * 8H, over data (sent hex-encoded, input format 1) with a TAK ("003") or ZAK
- * ("008"). mac (M8) is 8 hex. */
+/* M6 / M8: generate / verify the full 8-byte ISO 9797-1 alg 3 (X9.19) MAC,
+ * padding 1 (16H), over data (sent as binary, input format 0) with a TAK
+ * ("003") or ZAK ("008"). mac (M8) is 16 hex. */
 HSM_CLIENT_MUST_USE int hsm_client_build_m6(char *buf, size_t cap, const char *key_type,
                                             const char *key, const uint8_t *data, size_t len);
 HSM_CLIENT_MUST_USE int hsm_client_build_m8(char *buf, size_t cap, const char *key_type,

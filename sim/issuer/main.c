@@ -219,37 +219,15 @@ static void txn_put(struct txn *t)
 
 /* ---------------------------------------------------------------- MAC with the ZAK */
 
-/* The one place that builds "MAC these bytes" (M6) and "verify this MAC" (M8) commands: ISO
- * 9797-1 algorithm 3 (X9.19), padding method 1, full 8-byte MAC (16H), ZAK key type 008, data
- * sent as binary (input format 0). Written here rather than with hsm_client_build_m6/m8, which
- * produce 8H MACs (4 bytes) while the link contract (DEMO.md) is the full 8 bytes. mac_hex is
- * NULL for M6. Returns the command length or -1. */
+/* "MAC these bytes" (M6) / "verify this MAC" (M8) with the ZAK: the full 8-byte
+ * X9.19 MAC of the link contract (hsm_client_build_m6/m8). mac_hex is NULL for M6.
+ * Returns the command length or -1. */
 static int mac_command(char *buf, size_t cap, const char *zak, const uint8_t *data, size_t len,
                        const char *mac_hex)
 {
-    static const char hexd[] = "0123456789ABCDEF";
-    size_t zl = strlen(zak);
-    size_t need = 2 + 5 + 3 + zl + 4 + len + (mac_hex ? 16 : 0);
-    if (len > 0xFFFF || need > cap || zl > 49)
-        return -1;
-    size_t o = 0;
-    memcpy(buf + o, mac_hex ? "M8" : "M6", 2);
-    o += 2;
-    memcpy(buf + o, "00131", 5); /* one block, binary input, 16H MAC, alg 3, padding 1 */
-    o += 5;
-    memcpy(buf + o, "008", 3);
-    o += 3;
-    memcpy(buf + o, zak, zl);
-    o += zl;
-    for (int i = 0; i < 4; i++)
-        buf[o++] = hexd[(len >> (12 - 4 * i)) & 15];
-    memcpy(buf + o, data, len);
-    o += len;
-    if (mac_hex) {
-        memcpy(buf + o, mac_hex, 16);
-        o += 16;
-    }
-    return (int)o;
+    if (mac_hex)
+        return hsm_client_build_m8(buf, cap, "008", zak, data, len, mac_hex);
+    return hsm_client_build_m6(buf, cap, "008", zak, data, len);
 }
 
 /* Wire size of the MAC field (DE 64/128) in the dialect: 16 hex characters or 8 raw bytes. */

@@ -88,12 +88,17 @@ static void test_mac_and_ibm(void **state)
     const uint8_t data[] = { 0x72, 0xC2, 0x9C, 0x23 };
     int n = hsm_client_build_m6(buf, sizeof buf, "003", "U19D25F349FD03CC3556BB05F65283CA1", data,
                                 sizeof data);
-    const char *want = "M601031003U19D25F349FD03CC3556BB05F65283CA1000872C29C23";
+    const char *want = "M600131003U19D25F349FD03CC3556BB05F65283CA10004\x72\xC2\x9C\x23";
     assert_int_equal(n, (int)strlen(want));
     assert_memory_equal(buf, want, strlen(want));
     n = hsm_client_build_m8(buf, sizeof buf, "008", "U19D25F349FD03CC3556BB05F65283CA1", data,
-                            sizeof data, "5F1448EE");
-    assert_int_equal(n, (int)strlen(want) + 8);
+                            sizeof data, "5F1448EEA8AD90A7");
+    assert_int_equal(n, (int)strlen(want) + 16);
+    assert_memory_equal(buf + n - 16, "5F1448EEA8AD90A7", 16);
+    assert_int_equal(hsm_client_build_m8(buf, sizeof buf, "008",
+                                         "U19D25F349FD03CC3556BB05F65283CA1", data, sizeof data,
+                                         "5F1448EE"),
+                     -1); /* an 8H MAC is not ours */
     assert_int_equal(hsm_client_build_m6(buf, sizeof buf, "001",
                                          "U19D25F349FD03CC3556BB05F65283CA1", data, sizeof data),
                      -1);
