@@ -147,12 +147,28 @@ static void dbc_disarm(struct dbc *c)
     c->io_what = 0;
 }
 
+/* Server notices (RAISE NOTICE, warnings) go to the log instead of libpq's default, stderr. */
+static void dbc_notice(void *arg, const char *message)
+{
+    struct dbc *c = arg;
+    size_t n = strlen(message);
+    while (n > 0 && message[n - 1] == '\n')
+        n--;
+    at_log(AT_LOG_INFO, "db_notice", AT_UINT("conn", c->id), AT_STRN("message", message, n));
+}
+
 /* Starts a non-blocking connection attempt; on immediate failure schedules the next one. */
 void dbc_start(struct dbc *c)
 {
     if (c->state != DBC_IDLE)
         return;
-    c->pg = PQconnectStart(c->conninfo);
+    /* The conninfo string may be a full connection string or URI (expand_dbname); the
+     * application name shows who is who in pg_stat_activity unless the caller set one. */
+    const char *const keys[] = { "dbname", "fallback_application_name", NULL };
+    const char *const vals[] = { c->conninfo, c->app_name ? c->app_name : "atlas", NULL };
+    c->pg = PQconnectStartParams(keys, vals, 1);
+    if (c->pg)
+        PQsetNoticeProcessor(c->pg, dbc_notice, c);
     if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
         dbc_broken(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
         return;

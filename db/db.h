@@ -15,7 +15,7 @@ struct event_base;
 
 /* The schema version (highest migration number) this build of the library writes against.
  * Daemons pass it (or their own minimum) to db_schema_check(). */
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
@@ -110,8 +110,10 @@ typedef void (*db_reply_cb)(void *arg, const struct db_reply *reply);
  * (one allocation per job). A job that fails with DB_ACTION_RETRY is run again (up to 3 times);
  * a job whose connection breaks before it was sent waits for the next connection; one whose
  * connection breaks after it was sent fails with DB_E_CONN (its outcome is unknown: make such
- * work idempotent). Do not put BEGIN/COMMIT in the statements.
- * Returns 0, DB_E_INVALID, DB_E_FULL (too many queued) or DB_E_SYS; cb is not called then. */
+ * work idempotent); while no connection can be established, jobs fail at once with DB_E_CONN
+ * rather than wait. Do not put BEGIN/COMMIT in the statements. cb runs on the loop; it may call
+ * db_exec again. Returns 0, DB_E_INVALID, DB_E_FULL (too many queued) or DB_E_SYS; cb is not
+ * called then. */
 __attribute__((warn_unused_result)) int db_exec(struct db_client *c, const struct db_stmt *stmts,
                                                 unsigned n, db_reply_cb cb, void *arg);
 
@@ -207,7 +209,8 @@ __attribute__((warn_unused_result)) int db_journal_new(struct event_base *base,
  * with an error. Returns 0 if queued; DB_E_FULL when the queue is at queue_max (backpressure:
  * stop reading new requests; on_drain tells when to resume); DB_E_INVALID for a bad record
  * (err-free: use db_auth_record_check to learn why); DB_E_CLOSED while draining. cb is not
- * called when submit returns non-zero. Never blocks, never allocates. */
+ * called when submit returns non-zero. Never blocks; no allocation per record (the record is
+ * copied into a preallocated slot). */
 __attribute__((warn_unused_result)) int db_journal_submit(struct db_journal *j,
                                                           const struct db_auth_record *rec,
                                                           db_journal_cb cb, void *arg);

@@ -46,6 +46,7 @@ struct dbc_prep {
 struct dbc {
     struct event_base *base;
     const char *conninfo;         /* owner's copy */
+    const char *app_name;         /* fallback_application_name (a static string) or NULL */
     const struct dbc_prep *preps; /* owner's array, prepared at each connect */
     unsigned npreps;
     unsigned nprep_pending;

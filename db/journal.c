@@ -1141,6 +1141,7 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
         jc->j = j;
         jc->dbc.owner = jc;
         jc->dbc.on_state = j_on_state;
+        jc->dbc.app_name = "atlas-journal";
         jc->dbc.preps = journal_preps;
         jc->dbc.npreps = 2;
         if (j->o.reconnect_min_ms)

@@ -37,7 +37,7 @@ CREATE TABLE wallet.wallets (
     CONSTRAINT wallet_holds_covered CHECK (held_minor >= 0 AND held_minor <= balance_minor),
     CHECK ((pin_method = 'pvv' AND pvki IS NOT NULL AND pvv IS NOT NULL)
         OR (pin_method = 'ibm3624' AND pin_offset IS NOT NULL))
-);
+) WITH (fillfactor = 80); -- room on each page for HOT updates of balances and counters
 
 -- Idempotency: one row per request the issuer answered, keyed by the request's identity
 -- (see docs/db.md, "request_key"). A repeated request finds its answer here and is not

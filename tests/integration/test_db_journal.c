@@ -105,7 +105,7 @@ static void test_migrate_twice_and_check(void **state)
     assert_true(dbt_scalar(c, "SELECT count(*) FROM pg_class WHERE relname = 'authorizations_' ||"
                               " to_char(current_date + 7, 'YYYYMMDD')") == 1);
     /* The atlas-db tool, run as a program: migrate again (nothing to do) and partitions. */
-    char cmd[2048];
+    char cmd[8192];
     snprintf(cmd, sizeof cmd,
              "%s --db '%s' --dir '%s' migrate >/dev/null && %s --db '%s'"
              " partitions --ahead 20 --detach-before 1999-01-01 >/dev/null && %s --db '%s'"
@@ -118,9 +118,44 @@ static void test_migrate_twice_and_check(void **state)
     snprintf(cmd, sizeof cmd, "%s --db '%s' check --version 999 >/dev/null 2>&1",
              ts_bin("atlas-db"), conninfo);
     assert_int_not_equal(system(cmd), 0);
-    /* An older schema is refused; a database with no schema at all too. */
     PQfinish(c);
     dbt_drop(conninfo);
+
+    /* An empty database: two concurrent migrate runs (the advisory lock serialises them; the
+     * second finds nothing to do), and a schema check before any migration fails cleanly. */
+    PGconn *admin = dbt_connect("");
+    assert_non_null(admin);
+    char name[64], sql[200];
+    snprintf(name, sizeof name, "atlas_t_empty_%d", (int)getpid());
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+    PQclear(PQexec(admin, sql));
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    PQclear(PQexec(admin, sql));
+    snprintf(conninfo, sizeof conninfo, "dbname=%s", name);
+    c = dbt_connect(conninfo);
+    assert_non_null(c);
+    assert_int_equal(db_schema_check(c, 1, &err), DB_E_SCHEMA);
+    snprintf(cmd, sizeof cmd,
+             "%s --db '%s' --dir '%s' migrate >/dev/null & %s --db '%s' --dir '%s' migrate"
+             " >/dev/null; a=$?; wait $!; b=$?; [ $a = 0 ] && [ $b = 0 ]",
+             ts_bin("atlas-db"), conninfo, dir, ts_bin("atlas-db"), conninfo, dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM public.schema_migrations"),
+                     DB_SCHEMA_VERSION);
+    assert_int_equal(db_schema_check(c, DB_SCHEMA_VERSION, &err), 0);
+
+    /* An applied migration whose file changed is refused (write a new migration instead). */
+    const char *tmp = ts_tmpdir("migdir");
+    assert_non_null(tmp);
+    snprintf(cmd, sizeof cmd, "cp '%s'/*.sql '%s'/ && echo '-- edited' >> '%s/0001_switch.sql'",
+             dir, tmp, tmp);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(db_migrate(c, tmp, NULL, NULL, &err), DB_E_INVALID);
+    assert_non_null(strstr(err.message, "0001_switch.sql"));
+    PQfinish(c);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+    PQclear(PQexec(admin, sql));
+    PQfinish(admin);
 }
 
 /* ---- journal: batching, ordering, commit before callback ---------------------------------- */
