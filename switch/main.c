@@ -69,6 +69,8 @@ static int load_key(const char *file, const char *env, size_t min_len, uint8_t *
 
 void sw_backpressure_update(struct sw_server *srv)
 {
+    if (srv->stopping)
+        return;
     bool want = srv->inflight >= srv->conf.max_inflight ||
                 (srv->journal && db_journal_saturated(srv->journal)) ||
                 (srv->hsm && hsm_client_busy(srv->hsm));
@@ -243,19 +245,31 @@ static int start(struct sw_server *srv, char *err, size_t errcap)
     return 0;
 }
 
+/* Frees in dependency order: the HSM client first (its shutdown callbacks
+ * finish txns, which touch the journal and the reversal queue), then the
+ * database client (reversal inserts), then the journal; `stopping` keeps
+ * those callbacks from starting new work. Each pointer is cleared as it is
+ * freed. */
 static void teardown(struct sw_server *srv)
 {
+    srv->stopping = true;
     sw_listeners_stop(srv);
     sw_http_stop(srv);
-    sw_saf_free(srv);
-    if (srv->journal)
-        db_journal_free(srv->journal);
-    if (srv->hsm)
+    if (srv->hsm) {
         hsm_client_free(srv->hsm);
-    if (srv->db)
+        srv->hsm = NULL;
+    }
+    if (srv->db) {
         db_client_free(srv->db);
-    /* Let closing streams deliver their callbacks before the base goes. */
+        srv->db = NULL;
+    }
+    if (srv->journal) {
+        db_journal_free(srv->journal);
+        srv->journal = NULL;
+    }
+    /* Deliver what those callbacks finished, and let closing streams go. */
     event_base_loop(srv->base, EVLOOP_NONBLOCK);
+    sw_saf_free(srv);
     sw_links_free(srv);
     while (srv->txn_free) {
         struct sw_txn *t = srv->txn_free;
@@ -263,10 +277,14 @@ static void teardown(struct sw_server *srv)
         free(t);
     }
     sw_recent_free(srv->recent);
+    srv->recent = NULL;
     sw_ref_free(srv->ref);
-    for (struct event **e = &srv->sig_term; e <= &srv->drain_timer; e++)
+    srv->ref = NULL;
+    for (struct event **e = &srv->sig_term; e <= &srv->drain_timer; e++) {
         if (*e)
             event_free(*e);
+        *e = NULL;
+    }
     memset(srv->pan_hmac_key, 0, sizeof srv->pan_hmac_key);
     memset(srv->pan_seal_key, 0, sizeof srv->pan_seal_key);
 }

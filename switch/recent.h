@@ -22,7 +22,7 @@ struct sw_req_id {
 struct sw_recent_txn {
     struct sw_req_id id;
     uint64_t expires_at_ms;
-    uint32_t issuer;         /* issuer index in the reference data */
+    char issuer_id[33];      /* by name: a reload renumbers the reference data */
     char mti[4];             /* original request MTI */
     char proc_code[6];       /* DE 3 */
     char rc[2];              /* DE 39 answered, "  " while in flight */
@@ -37,9 +37,11 @@ struct sw_recent_txn {
 };
 
 enum sw_recent_state {
-    SW_RECENT_IN_FLIGHT, /* forwarded, no final answer yet */
-    SW_RECENT_ANSWERED,  /* answered to the terminal */
-    SW_RECENT_REVERSED,  /* a reversal of it was accepted */
+    SW_RECENT_IN_FLIGHT,         /* forwarded, no final answer yet */
+    SW_RECENT_ANSWERED,          /* answered to the terminal */
+    SW_RECENT_REVERSED,          /* a reversal of it was queued durably */
+    SW_RECENT_REVERSE_REQUESTED, /* the terminal reversed it while in flight: reverse
+                                    it when its answer comes, if approved */
     SW_RECENT_state_max
 };
 

@@ -1,10 +1,12 @@
-/* Store-and-forward of reversals. Each item is inserted into
- * switch.reversal_queue before anything relies on it (the terminal's answer
- * waits for that commit), then sent to the issuer when its link is up:
- * 0420 first, 0421 on every repeat, until an 0430 arrives, which marks the
- * row acknowledged. The PAN travels in DE 2, so the row holds it sealed
- * (AES-256-GCM, db_pan_seal) beside its mask and HMAC; the clear PAN exists
- * only in memory. */
+/* Store-and-forward of reversals. An item lives in memory from the moment a
+ * reversal is decided until the issuer acknowledges it; it is inserted into
+ * switch.reversal_queue (retried with backoff until that succeeds: a reversal
+ * is never dropped) and sent only once durable: 0420 first, 0421 on every
+ * repeat, until an 0430 arrives, which marks the row acknowledged. A txn may
+ * wait for the first insert attempt (its 91 is answered after it), but no
+ * function here ever calls back into a txn from inside the caller's stack.
+ * The PAN travels in DE 2, so the row holds it sealed (AES-256-GCM,
+ * db_pan_seal) beside its mask and HMAC; the clear PAN exists only in memory. */
 #include "saf.h"
 
 #include "clock.h"
@@ -23,7 +25,15 @@
 
 struct saf_item {
     struct saf_item *next, *prev;
+    struct sw_server *srv;
     int64_t reversal_id; /* 0 until the insert committed */
+    bool inserting;      /* an INSERT is in flight */
+    unsigned insert_failures;
+    uint64_t next_insert_ms;
+    bool mac_pending; /* an M6 for this item is outstanding: never rebuild meanwhile */
+    bool has_orig;    /* terminal reversal: the original's identity, marked reversed on commit */
+    bool dead;        /* unlinked while an M6 was pending: on_saf_mac frees it */
+    struct sw_req_id orig;
     char request_date[11], acquirer[12], terminal[9], stan[7], de7[11], mti[5];
     char issuer_id[33], issuer_stan[7], issuer_de7[11], rrn[13], proc[7], auth_code[7];
     char pan[20];
@@ -48,6 +58,7 @@ struct sw_saf {
     uint64_t count;
     struct event *tick;
     bool loaded;
+    uint64_t load_retry_ms; /* non-zero: load again at this time */
 };
 
 static void unlink_item(struct sw_saf *q, struct saf_item *it)
@@ -83,55 +94,87 @@ uint64_t sw_saf_pending(const struct sw_server *srv)
 
 /* ---------------------------------------------------------------- durable insert */
 
+/* Takes it off the queue and frees it — or, while its M6 is outstanding,
+ * leaves the freeing to on_saf_mac. */
+static void remove_item(struct sw_saf *q, struct saf_item *it)
+{
+    unlink_item(q, it);
+    if (it->mac_pending)
+        it->dead = true;
+    else
+        free_item(it);
+}
+
+/* Tells the txn waiting for this item's first insert how it went. Runs from a
+ * database callback, never inside txn code. */
+static void notify_waiter(struct saf_item *it, bool queued)
+{
+    struct sw_txn *t = it->waiter;
+    if (!t)
+        return;
+    it->waiter = NULL;
+    t->pending_saf = false;
+    if (it->waiter_is_terminal_reversal) {
+        memcpy(t->rc, queued ? "00" : "96", 3);
+        t->outcome = queued ? SW_OUT_APPROVED : SW_OUT_ERROR;
+        sw_txn_finish_reversal(t);
+    } else {
+        sw_txn_maybe_deliver(t);
+    }
+}
+
 static void on_inserted(void *arg, const struct db_reply *reply)
 {
     struct saf_item *it = arg;
-    struct sw_server *srv = it->waiter ? it->waiter->srv : NULL;
-    struct sw_txn *t = it->waiter;
-    bool ok = reply->err->code == 0 && reply->n == 1 && PQntuples(reply->res[0]) == 1;
+    struct sw_server *srv = it->srv;
+    struct sw_saf *q = srv->saf;
+    it->inserting = false;
 
-    if (ok) {
-        uint64_t id;
-        const char *state = PQgetvalue(reply->res[0], 0, 1);
-        if (at_parse_u64(PQgetvalue(reply->res[0], 0, 0), INT64_MAX, &id))
-            it->reversal_id = (int64_t)id;
-        if (strcmp(state, "pending") != 0)
-            ok = false, it->reversal_id = 0; /* already acknowledged earlier */
-    } else {
+    if (reply->err->code != 0 || reply->n != 1 || PQntuples(reply->res[0]) != 1) {
+        /* Not durable yet: keep it and insert again later; never drop it. */
+        it->insert_failures++;
+        uint64_t backoff = 100u << (it->insert_failures < 8 ? it->insert_failures : 8);
+        it->next_insert_ms = sw_now_ms() + backoff;
         at_log(AT_LOG_ERROR, "reversal_queue_insert_failed", AT_STR("error", reply->err->message),
-               AT_STR("sqlstate", reply->err->sqlstate), AT_STR("issuer", it->issuer_id));
-    }
-    if (t) {
-        t->pending_saf = false;
-        if (it->waiter_is_terminal_reversal) {
-            bool queued = ok || reply->err->code == 0;
-            memcpy(t->rc, queued ? "00" : "96", 3);
-            t->outcome = queued ? SW_OUT_APPROVED : SW_OUT_ERROR;
-            it->waiter = NULL;
-            sw_txn_finish_reversal(t);
-        } else {
-            it->waiter = NULL;
-            sw_txn_maybe_deliver(t);
-        }
-    }
-    if (!ok || !srv || !srv->saf) {
-        free_item(it);
+               AT_STR("sqlstate", reply->err->sqlstate), AT_STR("issuer", it->issuer_id),
+               AT_UINT("retry_ms", backoff));
+        notify_waiter(it, false);
         return;
     }
-    for (struct saf_item *x = srv->saf->items; x; x = x->next) {
-        if (x->reversal_id == it->reversal_id) { /* the same original, queued before */
-            free_item(it);
+    uint64_t id = 0;
+    const char *state = PQgetvalue(reply->res[0], 0, 1);
+    if (!at_parse_u64(PQgetvalue(reply->res[0], 0, 0), INT64_MAX, &id))
+        id = 0;
+    if (it->has_orig && strcmp(state, "failed") != 0) {
+        struct sw_recent_txn *o = sw_recent_find(srv->recent, &it->orig, sw_now_ms());
+        if (o)
+            o->state = SW_RECENT_REVERSED;
+    }
+    notify_waiter(it, strcmp(state, "failed") != 0);
+    if (strcmp(state, "pending") != 0) {
+        /* Acknowledged earlier (nothing to send) or parked as failed. */
+        if (strcmp(state, "failed") == 0)
+            at_log(AT_LOG_ERROR, "reversal_failed", AT_INT("reversal_id", (int64_t)id),
+                   AT_STR("reason", "the queue holds this reversal as failed"));
+        remove_item(q, it);
+        return;
+    }
+    for (struct saf_item *x = q->items; x; x = x->next) {
+        if (x != it && x->reversal_id == (int64_t)id) { /* the same original, queued before */
+            remove_item(q, it);
             return;
         }
     }
-    add_item(srv->saf, it);
+    it->reversal_id = (int64_t)id;
     at_log(AT_LOG_INFO, "reversal_queued", AT_INT("reversal_id", it->reversal_id),
            AT_STR("issuer", it->issuer_id), AT_STR("issuer_stan", it->issuer_stan),
            AT_STR("reason", it->reason));
     srv->metrics.reversals_queued_total++;
 }
 
-static void insert_item(struct sw_server *srv, struct saf_item *it)
+/* Starts the INSERT of it. Returns 0 when it is on its way (on_inserted
+ * follows), -1 when it could not even be queued (retried from the tick). */
+static int insert_item(struct sw_server *srv, struct saf_item *it)
 {
     char amount[24], currency[8], hmac_hex[2 + 64 + 1] = "\\x", sealed_hex[2 + 2 * 64 + 1] = "\\x",
                                                     masked[20];
@@ -142,11 +185,10 @@ static void insert_item(struct sw_server *srv, struct saf_item *it)
     at_mask_pan(it->pan, pan_len, masked);
     if (db_pan_hmac(srv->pan_hmac_key, srv->pan_hmac_key_len, it->pan, pan_len, hmac) != 0 ||
         (n = db_pan_seal(srv->pan_seal_key, it->pan, pan_len, sealed, sizeof sealed)) < 0) {
-        struct db_error e = { .code = DB_E_INVALID };
-        snprintf(e.message, sizeof e.message, "PAN cannot be sealed");
-        struct db_reply r = { .err = &e };
-        on_inserted(it, &r);
-        return;
+        it->next_insert_ms = sw_now_ms() + 1000;
+        at_log(AT_LOG_ERROR, "reversal_queue_insert_failed",
+               AT_STR("error", "PAN cannot be sealed"));
+        return -1;
     }
     at_hex_encode(hmac, 32, hmac_hex + 2);
     at_hex_encode(sealed, (size_t)n, sealed_hex + 2);
@@ -174,11 +216,13 @@ static void insert_item(struct sw_server *srv, struct saf_item *it)
         .values = values,
     };
     if (db_exec(srv->db, &st, 1, on_inserted, it) != 0) {
-        struct db_error e = { .code = DB_E_FULL };
-        snprintf(e.message, sizeof e.message, "database queue full");
-        struct db_reply r = { .err = &e };
-        on_inserted(it, &r);
+        it->next_insert_ms = sw_now_ms() + 500;
+        at_log(AT_LOG_ERROR, "reversal_queue_insert_failed",
+               AT_STR("error", "database queue full"));
+        return -1;
     }
+    it->inserting = true;
+    return 0;
 }
 
 static void field_copy(const struct iso_msg *m, int f, char *out, size_t cap)
@@ -191,21 +235,44 @@ static void field_copy(const struct iso_msg *m, int f, char *out, size_t cap)
     out[n] = '\0';
 }
 
-void sw_saf_reverse_txn(struct sw_txn *t, const char *reason)
+/* Adds the item to the queue and starts its insert; a waiting txn is told
+ * later (pending_saf), never from inside this call. */
+static void enqueue(struct sw_server *srv, struct saf_item *it, struct sw_txn *waiter,
+                    bool terminal_reversal)
+{
+    it->srv = srv;
+    add_item(srv->saf, it);
+    if (waiter) {
+        it->waiter = waiter;
+        it->waiter_is_terminal_reversal = terminal_reversal;
+        waiter->pending_saf = true;
+    }
+    if (insert_item(srv, it) != 0 && it->waiter) {
+        it->waiter = NULL; /* the caller goes on now; the tick retries the insert */
+        waiter->pending_saf = false;
+        if (terminal_reversal) {
+            memcpy(waiter->rc, "96", 3);
+            waiter->outcome = SW_OUT_ERROR;
+        }
+    }
+}
+
+void sw_saf_reverse_txn(struct sw_txn *t, const char *reason, bool wait)
 {
     struct sw_server *srv = t->srv;
-    struct saf_item *it = calloc(1, sizeof *it);
     char buf[16];
     uint64_t v;
 
-    if (t->reversal_queued) {
-        free(it);
+    if (t->reversal_queued || srv->stopping)
+        return;
+    t->reversal_queued = true;
+    if (!t->v.pan || t->issuer_stan == 0) {
+        at_log(AT_LOG_ERROR, "reversal_not_queued", AT_STR("reason", "incomplete transaction"));
         return;
     }
-    t->reversal_queued = true;
-    if (!it || !t->v.pan || t->issuer_stan == 0) {
-        free(it);
-        at_log(AT_LOG_ERROR, "reversal_not_queued", AT_STR("reason", "incomplete transaction"));
+    struct saf_item *it = calloc(1, sizeof *it);
+    if (!it) {
+        at_log(AT_LOG_ERROR, "reversal_not_queued", AT_STR("reason", "out of memory"));
         return;
     }
     db_request_date(t->de7, t->t_wall_us, it->request_date);
@@ -228,28 +295,26 @@ void sw_saf_reverse_txn(struct sw_txn *t, const char *reason)
     memcpy(it->auth_code, t->auth_code, sizeof it->auth_code);
     memcpy(it->pan, t->v.pan, t->v.pan_len);
     snprintf(it->reason, sizeof it->reason, "%s", reason);
-    it->waiter = t;
-    t->pending_saf = true;
-    insert_item(srv, it);
+    enqueue(srv, it, wait ? t : NULL, false);
 }
 
 void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)
 {
     struct sw_server *srv = t->srv;
     struct saf_item *it = calloc(1, sizeof *it);
-    if (!it) {
+    if (!it || srv->stopping) {
+        free(it);
         memcpy(t->rc, "96", 3);
-        sw_txn_finish_reversal(t);
+        t->outcome = SW_OUT_ERROR;
         return;
     }
-    db_request_date(t->orig_de7, t->t_wall_us, it->request_date);
-    snprintf(it->acquirer, sizeof it->acquirer, "%s", t->acquirer);
+    db_request_date(orig->id.tx_time, t->t_wall_us, it->request_date);
+    snprintf(it->acquirer, sizeof it->acquirer, "%s", orig->id.acquirer);
     memcpy(it->terminal, orig->id.terminal, 8);
     memcpy(it->stan, orig->id.stan, 6);
     memcpy(it->de7, orig->id.tx_time, 10);
     memcpy(it->mti, orig->mti, 4);
-    if (orig->issuer < srv->ref->n_issuers)
-        snprintf(it->issuer_id, sizeof it->issuer_id, "%s", srv->ref->issuers[orig->issuer].id);
+    snprintf(it->issuer_id, sizeof it->issuer_id, "%s", orig->issuer_id);
     memcpy(it->issuer_stan, orig->issuer_stan, 6);
     memcpy(it->issuer_de7, orig->issuer_tx_time, 10);
     memcpy(it->rrn, orig->rrn, 12);
@@ -259,10 +324,9 @@ void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)
     memcpy(it->auth_code, orig->auth_code, 6);
     memcpy(it->pan, t->v.pan, t->v.pan_len);
     snprintf(it->reason, sizeof it->reason, "terminal");
-    it->waiter = t;
-    it->waiter_is_terminal_reversal = true;
-    t->pending_saf = true;
-    insert_item(srv, it);
+    it->orig = orig->id;
+    it->has_orig = true;
+    enqueue(srv, it, t, true);
 }
 
 /* ---------------------------------------------------------------- sending */
@@ -285,8 +349,11 @@ static const char *zak_of(struct sw_server *srv, const char *issuer_id)
     return "";
 }
 
+static void record_attempt(struct sw_server *srv, struct saf_item *it);
+
 static void after_send(struct saf_item *it)
 {
+    record_attempt(it->srv, it);
     at_log(AT_LOG_INFO, "reversal_sent", AT_INT("reversal_id", it->reversal_id),
            AT_STR("issuer", it->issuer_id), AT_UINT("attempt", it->attempts),
            AT_STR("mti", it->attempts > 1 ? "0421" : "0420"));
@@ -296,6 +363,11 @@ static void on_saf_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct saf_item *it = arg;
     struct sw_link *l = it->cur_link;
+    it->mac_pending = false;
+    if (it->dead) { /* acknowledged or shut down while the HSM worked */
+        free_item(it);
+        return;
+    }
     if (status != 0 || len < 8 + 16 || memcmp(resp + 2, "00", 2) != 0) {
         it->in_flight = false;
         return; /* retried at the next attempt */
@@ -328,13 +400,12 @@ static int build_reversal(struct sw_server *srv, struct saf_item *it, struct sw_
     snprintf(amount, sizeof amount, "%012lld", (long long)it->amount);
     snprintf(cur, sizeof cur, "%03d", it->currency);
     snprintf(de90, sizeof de90, "%.4s%.6s%.10s%011lld%011d", it->mti, it->issuer_stan,
-             it->issuer_de7, atoll(srv->conf.acquirer_id), 0);
+             it->issuer_de7, atoll(it->acquirer), 0);
     iso_msg_init(&m, arena, sizeof arena);
     if (iso_set_mti(&m, it->attempts > 0 ? "0421" : "0420") != 0 ||
         iso_set(&m, 2, it->pan, strlen(it->pan)) != 0 || iso_set(&m, 3, it->proc, 6) != 0 ||
         iso_set(&m, 4, amount, 12) != 0 || iso_set(&m, 7, de7, 10) != 0 ||
-        iso_set(&m, 11, de11, 6) != 0 ||
-        iso_set(&m, 32, srv->conf.acquirer_id, strlen(srv->conf.acquirer_id)) != 0 ||
+        iso_set(&m, 11, de11, 6) != 0 || iso_set(&m, 32, it->acquirer, strlen(it->acquirer)) != 0 ||
         (it->rrn[0] && iso_set(&m, 37, it->rrn, strlen(it->rrn)) != 0) ||
         (it->auth_code[0] && iso_set(&m, 38, it->auth_code, strlen(it->auth_code)) != 0) ||
         iso_set(&m, 41, it->terminal, 8) != 0 || iso_set(&m, 49, cur, 3) != 0 ||
@@ -400,6 +471,8 @@ static void send_item(struct sw_server *srv, struct saf_item *it, struct sw_link
                            it->mac_off, NULL);
     if (n < 0 || hsm_client_submit(srv->hsm, cmd, (size_t)n, on_saf_mac, it) != 0)
         it->in_flight = false;
+    else
+        it->mac_pending = true;
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -408,8 +481,17 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct sw_server *srv = q->srv;
     uint64_t now = sw_now_ms();
     struct saf_item *next;
+    if (q->load_retry_ms && now >= q->load_retry_ms)
+        sw_saf_load(srv);
     for (struct saf_item *it = q->items; it; it = next) {
         next = it->next; /* send_item may free it */
+        if (it->reversal_id == 0) {
+            if (!it->inserting && now >= it->next_insert_ms)
+                (void)insert_item(srv, it);
+            continue;
+        }
+        if (it->mac_pending)
+            continue;
         if (it->in_flight && now >= it->next_attempt_ms) {
             /* No 0430 in time: forget that STAN and repeat as 0421. */
             if (it->cur_link)
@@ -435,25 +517,46 @@ void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m)
     struct saf_item *it = entry;
     char rc[3] = "", id[24];
     field_copy(m, 39, rc, sizeof rc);
-    if (memcmp(m->mti, "0430", 4) != 0) {
-        at_log(AT_LOG_WARN, "reversal_wrong_answer", AT_INT("reversal_id", it->reversal_id));
-        it->in_flight = false;
+    it->in_flight = false;
+    if (strcmp(rc, "91") == 0 || strcmp(rc, "96") == 0 || rc[0] == '\0') {
+        /* "Try later": the issuer did not take it. Repeat at the next attempt. */
+        at_log(AT_LOG_WARN, "reversal_not_taken", AT_INT("reversal_id", it->reversal_id),
+               AT_STR("issuer", it->issuer_id), AT_STR("rc", rc));
         return;
     }
+    char attempts[16];
     snprintf(id, sizeof id, "%lld", (long long)it->reversal_id);
-    const char *values[] = { id, rc[0] ? rc : NULL };
+    snprintf(attempts, sizeof attempts, "%u", it->attempts);
+    const char *values[] = { id, rc, attempts };
     const struct db_stmt st = { .sql = "UPDATE switch.reversal_queue SET state = 'acked',"
                                        " acked_at = now(), last_response_code = $2,"
-                                       " attempts = attempts + 1 WHERE reversal_id = $1::bigint",
-                                .nparams = 2,
+                                       " attempts = $3::int WHERE reversal_id = $1::bigint",
+                                .nparams = 3,
                                 .values = values };
     if (db_exec(srv->db, &st, 1, on_acked, NULL) != 0)
-        at_log(AT_LOG_ERROR, "reversal_ack_not_recorded", AT_STR("error", "database queue full"));
+        at_log(
+            AT_LOG_ERROR, "reversal_ack_not_recorded", AT_STR("error", "database queue full"),
+            AT_STR("action", "it will be sent again after a restart; the issuer answers repeats"));
     at_log(AT_LOG_INFO, "reversal_acknowledged", AT_INT("reversal_id", it->reversal_id),
            AT_STR("issuer", it->issuer_id), AT_STR("rc", rc), AT_UINT("attempts", it->attempts));
     srv->metrics.reversals_acked_total++;
-    unlink_item(srv->saf, it);
-    free_item(it);
+    remove_item(srv->saf, it);
+}
+
+/* Records each send, so that after a restart a repeat goes out as 0421. */
+static void record_attempt(struct sw_server *srv, struct saf_item *it)
+{
+    char id[24], attempts[16];
+    snprintf(id, sizeof id, "%lld", (long long)it->reversal_id);
+    snprintf(attempts, sizeof attempts, "%u", it->attempts);
+    const char *values[] = { id, attempts };
+    const struct db_stmt st = { .sql = "UPDATE switch.reversal_queue SET attempts = $2::int,"
+                                       " last_attempt_at = now() WHERE reversal_id = $1::bigint",
+                                .nparams = 2,
+                                .values = values };
+    if (db_exec(srv->db, &st, 1, on_acked, NULL) != 0)
+        at_log(AT_LOG_WARN, "reversal_attempt_not_recorded",
+               AT_INT("reversal_id", it->reversal_id));
 }
 
 /* ---------------------------------------------------------------- load */
@@ -462,7 +565,9 @@ static void on_loaded(void *arg, const struct db_reply *reply)
 {
     struct sw_server *srv = arg;
     if (reply->err->code != 0 || reply->n != 1) {
-        at_log(AT_LOG_ERROR, "reversal_queue_load_failed", AT_STR("error", reply->err->message));
+        at_log(AT_LOG_ERROR, "reversal_queue_load_failed", AT_STR("error", reply->err->message),
+               AT_STR("action", "retrying"));
+        srv->saf->load_retry_ms = sw_now_ms() + 1000; /* the tick loads again */
         return;
     }
     PGresult *r = reply->res[0];
@@ -502,6 +607,14 @@ static void on_loaded(void *arg, const struct db_reply *reply)
             free_item(it);
             continue;
         }
+        bool known = false;
+        for (struct saf_item *x = srv->saf->items; x; x = x->next)
+            known = known || x->reversal_id == it->reversal_id;
+        if (known) {
+            free_item(it);
+            continue;
+        }
+        it->srv = srv;
         add_item(srv->saf, it);
     }
     srv->saf->loaded = true;
@@ -517,8 +630,12 @@ void sw_saf_load(struct sw_server *srv)
                " coalesce(auth_code, ''), pan_sealed, reason, attempts"
                " FROM switch.reversal_queue WHERE state = 'pending' ORDER BY reversal_id",
     };
-    if (db_exec(srv->db, &st, 1, on_loaded, srv) != 0)
-        at_log(AT_LOG_ERROR, "reversal_queue_load_failed", AT_STR("error", "database queue full"));
+    srv->saf->load_retry_ms = 0;
+    if (db_exec(srv->db, &st, 1, on_loaded, srv) != 0) {
+        at_log(AT_LOG_ERROR, "reversal_queue_load_failed", AT_STR("error", "database queue full"),
+               AT_STR("action", "retrying"));
+        srv->saf->load_retry_ms = sw_now_ms() + 1000;
+    }
 }
 
 int sw_saf_init(struct sw_server *srv)
@@ -543,11 +660,8 @@ void sw_saf_free(struct sw_server *srv)
     if (!q)
         return;
     event_free(q->tick);
-    while (q->items) {
-        struct saf_item *it = q->items;
-        unlink_item(q, it);
-        free_item(it);
-    }
+    while (q->items)
+        remove_item(q, q->items); /* an item with an M6 still pending is freed by its callback */
     free(q);
     srv->saf = NULL;
 }

@@ -5,6 +5,7 @@
 #ifndef ATLAS_SW_SAF_H
 #define ATLAS_SW_SAF_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct sw_server;
@@ -19,12 +20,17 @@ void sw_saf_free(struct sw_server *srv);
 void sw_saf_load(struct sw_server *srv);
 
 /* Queues the reversal of a request this txn forwarded (timeout, answer that
- * cannot be delivered, unverifiable answer). reason is one of the
- * reversal_queue reasons. The txn's answer waits for the insert. */
-void sw_saf_reverse_txn(struct sw_txn *t, const char *reason);
+ * cannot be delivered or journaled, unverifiable answer). reason is one of
+ * the reversal_queue reasons. With wait, the txn's answer waits for the
+ * first insert attempt (t->pending_saf); without, the item is independent of
+ * the txn, which may be freed at once. Never calls back into t from inside
+ * this call. At most one reversal per txn. */
+void sw_saf_reverse_txn(struct sw_txn *t, const char *reason, bool wait);
 
-/* A terminal reversal of orig: queued durably, then the txn is finished with
- * 00 (or 96 if it could not be queued). */
+/* A terminal reversal of orig. If its insert can start, the txn waits
+ * (pending_saf) and is finished later with 00, or 96 when the first insert
+ * failed (the reversal itself is still retried until durable); if it cannot
+ * start, t->rc is set to 96 and the caller finishes t. */
 void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig);
 
 /* The issuer answered a reversal the link had registered for entry. */

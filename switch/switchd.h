@@ -207,6 +207,7 @@ struct sw_txn {
     bool pending_mac, pending_journal; /* SW_TXN_FINISH joins these */
     bool pending_saf;                  /* a reversal being queued durably */
     bool reversal_queued;              /* at most one reversal per request */
+    bool redo_response;                /* rebuild + re-MAC the answer when the MAC arrives */
     bool mac_hex;                      /* MAC field is hex text in this dialect */
     size_t mac_off;                    /* where the MAC goes in packed */
     char rc[3];
@@ -278,6 +279,7 @@ struct sw_server {
     uint64_t txns_allocated, inflight;
     bool backpressure; /* terminals paused: journal, HSM or global cap */
     bool draining;
+    bool stopping; /* teardown: no new journal records, HSM commands or reversals */
     struct evhttp *http;
     /* Keep these five together: teardown frees them as a run. */
     struct event *sig_term, *sig_int, *sig_hup, *flush_timer, *drain_timer;

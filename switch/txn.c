@@ -190,11 +190,17 @@ static void deliver(struct sw_txn *t)
 
     if (t->resp_len > 0)
         sent = sw_term_send(t->term, t->has_tpdu ? t->tpdu : NULL, t->packed, t->resp_len) == 0;
-    if (!sent && t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL) {
-        /* An approval the terminal will never see: take the money back. */
-        at_log(AT_LOG_WARN, "answer_undeliverable", AT_STR("rc", t->rc),
-               AT_STR("action", "reversal queued"));
-        sw_saf_reverse_txn(t, "error");
+    struct sw_recent_txn *r =
+        t->has_recent ? sw_recent_find(srv->recent, &t->recent_id, sw_now_ms()) : NULL;
+    bool reverse_requested = r && r->state == SW_RECENT_REVERSE_REQUESTED;
+    if ((!sent || reverse_requested) && t->outcome == SW_OUT_APPROVED &&
+        t->v.kind != SW_KIND_REVERSAL) {
+        /* An approval the terminal will never see, or has already reversed:
+         * take the money back. The reversal is independent of this txn, which
+         * is released below. */
+        at_log(AT_LOG_WARN, reverse_requested ? "reversed_while_in_flight" : "answer_undeliverable",
+               AT_STR("rc", t->rc), AT_STR("action", "reversal queued"));
+        sw_saf_reverse_txn(t, reverse_requested ? "terminal" : "error", false);
     }
     at_hist_record(&srv->metrics.hop[SW_HOP_TOTAL], total);
     if (t->lat_mac_ns + t->lat_pin_ns)
@@ -206,15 +212,12 @@ static void deliver(struct sw_txn *t)
     char rmti[5];
     sw_response_mti(t->req.mti, rmti);
     sw_metrics_count_txn(&srv->metrics, rmti, t->rc);
-    struct sw_recent_txn *r =
-        t->has_recent ? sw_recent_find(srv->recent, &t->recent_id, sw_now_ms()) : NULL;
     if (r) {
         memcpy(r->rc, t->rc, 2);
         memcpy(r->auth_code, t->auth_code, 6);
-        if (r->state != SW_RECENT_REVERSED)
-            r->state = SW_RECENT_ANSWERED;
+        r->state = reverse_requested ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
         r->approved = t->outcome == SW_OUT_APPROVED;
-        r->issuer = (uint32_t)t->issuer_idx;
+        snprintf(r->issuer_id, sizeof r->issuer_id, "%s", t->issuer.id);
         char rrn[13];
         field_str(&t->req, 37, rrn, sizeof rrn);
         memcpy(r->rrn, rrn[0] ? rrn : t->rrn, 12);
@@ -248,10 +251,20 @@ static void maybe_deliver(struct sw_txn *t)
         deliver(t);
 }
 
+static int build_response(struct sw_txn *t);
+static void mac_response(struct sw_txn *t);
+
 static void on_resp_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct sw_txn *t = arg;
     t->pending_mac = false;
+    if (t->redo_response) {
+        /* The answer changed (journal failure) while this MAC was computed. */
+        t->redo_response = false;
+        mac_response(t);
+        maybe_deliver(t);
+        return;
+    }
     if (status == HSM_CLIENT_OK && len >= 8 + 16 && memcmp(resp + 2, "00", 2) == 0) {
         uint8_t mac[8];
         if (at_hex_decode(resp + 8, 16, mac, sizeof mac) == 8)
@@ -266,6 +279,15 @@ static void on_resp_mac(void *arg, int status, const char *resp, size_t len)
     maybe_deliver(t);
 }
 
+/* Turns the answer into a 96 (nothing approved, no balance). */
+static void decline_96(struct sw_txn *t)
+{
+    t->outcome = SW_OUT_ERROR;
+    set_rc(t, "96");
+    t->auth_code[0] = '\0';
+    t->balance_len = 0;
+}
+
 static void on_journal(void *arg, int status)
 {
     struct sw_txn *t = arg;
@@ -276,12 +298,15 @@ static void on_journal(void *arg, int status)
     if (status < 0) {
         at_log(AT_LOG_ERROR, "journal_failed", AT_STR("error", db_strerror(status)),
                AT_STR("rc", t->rc));
-        if (t->outcome == SW_OUT_APPROVED) {
-            /* Never hand out an approval that is not on record. */
-            sw_saf_reverse_txn(t, "error");
-            t->outcome = SW_OUT_ERROR;
-            set_rc(t, "96");
-            t->resp_len = 0; /* the MACed approval must not go out */
+        if (t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL) {
+            /* Never hand out an approval that is not on record: answer 96
+             * instead, and take the money back. */
+            decline_96(t);
+            sw_saf_reverse_txn(t, "error", true);
+            if (t->pending_mac)
+                t->redo_response = true;
+            else
+                mac_response(t);
         }
     }
     maybe_deliver(t);
@@ -336,7 +361,7 @@ static void fill_record(struct sw_txn *t, struct db_auth_record *r)
  * the PIN, track or chip data. */
 static int build_response(struct sw_txn *t)
 {
-    static const int echo[] = { 2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 90 };
+    static const int echo[] = { 2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 70, 90 };
     const struct iso_dialect *d = t->term->lst->dialect;
     struct iso_msg *o = &t->out;
     struct iso_err e;
@@ -379,29 +404,39 @@ static int build_response(struct sw_txn *t)
     return mf;
 }
 
+/* Builds the response from the txn's current answer and asks the HSM for its
+ * MAC (pending_mac). Without a terminal key or when the HSM queue is full the
+ * response goes without MAC (the terminal then treats it as failed). */
+static void mac_response(struct sw_txn *t)
+{
+    char cmd[SW_TXN_FRAME + 128];
+    int mf = t->no_answer ? -1 : build_response(t);
+    if (mf < 0) {
+        t->resp_len = 0;
+        return;
+    }
+    if (mf == 0 || t->srv->stopping)
+        return;
+    int n =
+        sw_hsm_mac_cmd(cmd, sizeof cmd, false, "003", t->terminal.tak, t->packed, t->mac_off, NULL);
+    if (n > 0 && hsm_client_submit(t->srv->hsm, cmd, (size_t)n, on_resp_mac, t) == 0)
+        t->pending_mac = true;
+    else
+        at_log(AT_LOG_ERROR, "response_mac_failed", AT_STR("reason", "HSM queue full"));
+}
+
 /* Every path ends here: the record goes to the journal, the response gets its
  * MAC, and the terminal is answered once both are done. */
 static void finish(struct sw_txn *t)
 {
     struct sw_server *srv = t->srv;
-    char cmd[SW_TXN_FRAME + 128];
     sw_txn_set_state(t, SW_TXN_FINISH);
     t->t_phase_ns = at_mono_ns();
     if (t->issuer_stan && t->link && t->waiting_link) {
         sw_link_forget(t->link, t->issuer_stan);
         t->waiting_link = false;
     }
-
-    int mf = t->no_answer ? -1 : build_response(t);
-    if (mf < 0)
-        t->resp_len = 0;
-    if (mf > 0) {
-        int n = sw_hsm_mac_cmd(cmd, sizeof cmd, false, "003", t->terminal.tak, t->packed,
-                               t->mac_off, NULL);
-        if (n > 0 && hsm_client_submit(srv->hsm, cmd, (size_t)n, on_resp_mac, t) == 0)
-            t->pending_mac = true;
-    }
-    if (t->journal) {
+    if (t->journal && !srv->stopping) {
         struct db_auth_record rec;
         fill_record(t, &rec);
         int rc = db_journal_submit(srv->journal, &rec, on_journal, t);
@@ -413,13 +448,13 @@ static void finish(struct sw_txn *t)
                 at_log(AT_LOG_ERROR, "journal_record_invalid", AT_STR("reason", err.message));
             else
                 at_log(AT_LOG_ERROR, "journal_refused", AT_STR("error", db_strerror(rc)));
-            if (t->outcome == SW_OUT_APPROVED) {
-                sw_saf_reverse_txn(t, "error");
-                t->outcome = SW_OUT_ERROR;
-                t->resp_len = 0;
+            if (t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL) {
+                decline_96(t);
+                sw_saf_reverse_txn(t, "error", true);
             }
         }
     }
+    mac_response(t);
     if (!t->pending_mac && !t->pending_journal && !t->pending_saf) {
         /* Nothing asynchronous to wait for: answer from the loop, not from
          * inside the caller (which may be a terminal's read callback). */
@@ -495,6 +530,7 @@ static int build_issuer_request(struct sw_txn *t)
     iso_msg_copy(o, &t->req);
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
         iso_unset(o, drop[i]);
+    o->flags = 0; /* bitmaps follow the fields that are left (no empty secondary) */
     snprintf(de11, sizeof de11, "%06u", t->issuer_stan % 1000000u);
     if (iso_set(o, 7, t->issuer_de7, 10) != 0 || iso_set_copy(o, 11, de11, 6) != 0 ||
         iso_set(o, 32, t->acquirer, strlen(t->acquirer)) != 0)
@@ -555,7 +591,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     at_log(AT_LOG_WARN, "issuer_timeout", AT_STR("issuer", t->issuer.id),
            AT_UINT("issuer_stan", t->issuer_stan), AT_STR("action", "91 + reversal"));
     if (t->v.kind != SW_KIND_REVERSAL)
-        sw_saf_reverse_txn(t, "timeout");
+        sw_saf_reverse_txn(t, "timeout", true);
     set_rc(t, "91");
     t->outcome = SW_OUT_TIMEOUT;
     finish(t);
@@ -569,7 +605,7 @@ void sw_txn_issuer_lost(struct sw_txn *t)
     at_log(AT_LOG_WARN, "issuer_link_lost", AT_STR("issuer", t->issuer.id),
            AT_UINT("issuer_stan", t->issuer_stan), AT_STR("action", "91 + reversal"));
     if (t->v.kind != SW_KIND_REVERSAL)
-        sw_saf_reverse_txn(t, "timeout");
+        sw_saf_reverse_txn(t, "timeout", true);
     set_rc(t, "91");
     t->outcome = SW_OUT_UNAVAILABLE;
     finish(t);
@@ -598,7 +634,7 @@ static void on_issuer_resp_mac(void *arg, int status, const char *resp, size_t l
            AT_STRN("hsm_error", len >= 4 ? resp + 2 : "", len >= 4 ? 2 : 0));
     /* An answer we cannot authenticate may hide an approval: reverse it. */
     if (memcmp(t->rc, "00", 2) == 0 && t->v.kind != SW_KIND_REVERSAL)
-        sw_saf_reverse_txn(t, "error");
+        sw_saf_reverse_txn(t, "error", true);
     set_rc(t, "96");
     t->auth_code[0] = '\0';
     t->outcome = SW_OUT_ERROR;
@@ -621,7 +657,7 @@ void sw_txn_issuer_answer(struct sw_txn *t, const struct iso_msg *m, const uint8
         at_log(AT_LOG_ERROR, "issuer_wrong_mti", AT_STR("issuer", t->issuer.id),
                AT_UINT("issuer_stan", t->issuer_stan));
         if (t->v.kind != SW_KIND_REVERSAL)
-            sw_saf_reverse_txn(t, "error");
+            sw_saf_reverse_txn(t, "error", true);
         reject(t, "96", SW_OUT_ERROR, "issuer answered with another message class", 0);
         return;
     }
@@ -774,8 +810,17 @@ static void handle_reversal(struct sw_txn *t)
         reject(t, "12", SW_OUT_REJECTED, "original of the reversal not found", 90);
         return;
     }
-    if (orig->state == SW_RECENT_REVERSED) {
+    if (orig->state == SW_RECENT_REVERSED || orig->state == SW_RECENT_REVERSE_REQUESTED) {
         set_rc(t, "00"); /* already reversed: acknowledge again, change nothing */
+        t->outcome = SW_OUT_APPROVED;
+        finish(t);
+        return;
+    }
+    if (orig->state == SW_RECENT_IN_FLIGHT) {
+        /* The original has no answer yet (the terminal gave up on it): it is
+         * reversed when its answer comes, if that is an approval. */
+        orig->state = SW_RECENT_REVERSE_REQUESTED;
+        set_rc(t, "00");
         t->outcome = SW_OUT_APPROVED;
         finish(t);
         return;
@@ -786,11 +831,12 @@ static void handle_reversal(struct sw_txn *t)
         finish(t);
         return;
     }
-    orig->state = SW_RECENT_REVERSED;
-    t->issuer_idx = orig->issuer;
-    if (orig->issuer < t->srv->ref->n_issuers)
-        t->issuer = t->srv->ref->issuers[orig->issuer];
+    for (size_t i = 0; i < t->srv->ref->n_issuers; i++)
+        if (strcmp(t->srv->ref->issuers[i].id, orig->issuer_id) == 0)
+            t->issuer = t->srv->ref->issuers[i];
     sw_saf_reverse_original(t, orig);
+    if (!t->pending_saf)
+        finish(t); /* could not even start: t->rc is 96 */
 }
 
 static void after_mac(struct sw_txn *t)
