@@ -361,6 +361,63 @@ static void test_issuer_silent_then_reversal_releases(void **state)
                      1);
 }
 
+/* Writes x on a new connection of t without reading the answer; returns the fd. */
+static int send_nowait(struct sim_term *t, const struct sim_txn *x, struct sim_sent *sent)
+{
+    uint8_t msg[SIM_MSG_MAX], hdr[8];
+    size_t len;
+    char err[128];
+    assert_int_equal(sim_term_build_request(t, x, msg, sizeof msg, &len, sent, err, sizeof err), 0);
+    int h = sim_frame_header(t, len, hdr);
+    int fd = ts_connect(S.acq_port, 5000);
+    assert_true(fd >= 0);
+    assert_int_equal(ts_send_all(fd, hdr, (size_t)h), 0);
+    assert_int_equal(ts_send_all(fd, msg, len), 0);
+    return fd;
+}
+
+static void test_terminal_gone_before_approval_is_reversed(void **state)
+{
+    const char *pan = "4890010000000012";
+    struct sim_txn x;
+    long long before = balance_of(pan);
+    card_txn(&x, SIM_T_PURCHASE, pan, 900);
+    kill(S.issuer, SIGSTOP); /* hold the answer back long enough to hang up */
+    int fd = send_nowait(stack_term(&S, "TERM0001"), &x, NULL);
+    usleep(300000);
+    close(fd);
+    kill(S.issuer, SIGCONT);
+    /* The issuer approves; the switch cannot deliver it and reverses it. */
+    assert_true(log_has(S.switch_log, "\"event\":\"answer_undeliverable\"", 5000));
+    assert_true(wait_balance(pan, before, 8000));
+}
+
+static void test_reversal_while_original_in_flight(void **state)
+{
+    const char *pan = "4890010000000012";
+    struct sim_term *t = stack_term(&S, "TERM0001");
+    struct sim_txn x, rev;
+    struct sim_sent sent;
+    long long before = balance_of(pan);
+    card_txn(&x, SIM_T_PURCHASE, pan, 1100);
+    kill(S.issuer, SIGSTOP);
+    int fd = send_nowait(t, &x, &sent);
+    usleep(200000);
+    card_txn(&rev, SIM_T_REVERSAL, pan, 1100);
+    snprintf(rev.mti, sizeof rev.mti, "0420");
+    snprintf(rev.orig_mti, sizeof rev.orig_mti, "0200");
+    rev.orig_stan = (uint32_t)atoi(sent.stan);
+    snprintf(rev.orig_time, sizeof rev.orig_time, "%s", sent.de7);
+    const char *rc = send_rc("TERM0001", &rev, NULL);
+    kill(S.issuer, SIGCONT);
+    close(fd);
+    assert_string_equal(rc, "00");
+    /* The original is approved after the terminal reversed it: the switch
+     * reverses it, and the wallet ends where it started. */
+    assert_true(log_has(S.switch_log, "\"event\":\"reversed_while_in_flight\"", 5000));
+    assert_true(wait_balance(pan, before, 8000));
+}
+
 static void test_no_card_secrets_in_logs(void **state)
 {
     const char *logs[] = { S.switch_log, S.issuer_log, S.hsm_log };
@@ -415,6 +472,8 @@ int main(void)
         cmocka_unit_test(test_reversal_by_own_stan_and_time),
         cmocka_unit_test(test_issuer_silent_then_reversal_releases),
         cmocka_unit_test(test_issuer_restart_link_comes_back),
+        cmocka_unit_test(test_terminal_gone_before_approval_is_reversed),
+        cmocka_unit_test(test_reversal_while_original_in_flight),
         cmocka_unit_test(test_reload_without_dropping_connections),
         cmocka_unit_test(test_no_card_secrets_in_logs),
     };
