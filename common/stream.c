@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FLUSH_TIMEOUT_S 5
@@ -23,7 +24,8 @@ struct at_stream {
     struct at_stream_limits lim;
     unsigned pauses;
     bool closing, close_delivered, flushing, connecting;
-    unsigned depth; /* > 0 while inside an owner callback */
+    bool out_paused; /* reading stopped because the peer does not read its answers */
+    unsigned depth;  /* > 0 while inside an owner callback */
     char reason[96];
     char peer[64];
     uint64_t id;
@@ -251,6 +253,10 @@ static void on_read(struct bufferevent *bev, void *ctx)
 static void on_write(struct bufferevent *bev, void *ctx)
 {
     struct at_stream *s = ctx;
+    if (s->out_paused && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        s->out_paused = false;
+        at_stream_resume(s);
+    }
     if (s->flushing && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
         s->flushing = false;
         evtimer_del(s->flush);
@@ -276,6 +282,10 @@ static void on_event(struct bufferevent *bev, short what, void *ctx)
         return;
     }
     int err = EVUTIL_SOCKET_ERROR();
+    if (what & BEV_EVENT_TIMEOUT) {
+        at_stream_close(s, "idle timeout", false);
+        return;
+    }
     s->flushing = false; /* nothing more can be sent */
     if (s->flush)
         evtimer_del(s->flush);
@@ -300,6 +310,12 @@ int at_stream_write(struct at_stream *s, const void *hdr, size_t hdr_len, const 
     if ((hdr_len && evbuffer_add(out, hdr, hdr_len) != 0) ||
         (body_len && evbuffer_add(out, body, body_len) != 0))
         return -1;
+    if (!s->out_paused && evbuffer_get_length(out) > s->lim.max_output) {
+        /* The peer is not reading: stop reading its requests until it has
+         * taken everything queued, so its answers cannot pile up unbounded. */
+        s->out_paused = true;
+        at_stream_pause(s);
+    }
     return 0;
 }
 
@@ -317,6 +333,12 @@ void at_stream_resume(struct at_stream *s)
         bufferevent_enable(s->bev, EV_READ);
         schedule(s); /* frames may already be buffered */
     }
+}
+
+void at_stream_set_idle_timeout(struct at_stream *s, unsigned seconds)
+{
+    struct timeval tv = { (time_t)seconds, 0 };
+    bufferevent_set_timeouts(s->bev, seconds ? &tv : NULL, NULL);
 }
 
 bool at_stream_paused(const struct at_stream *s)

@@ -79,6 +79,10 @@ void at_stream_pause(struct at_stream *s);
 void at_stream_resume(struct at_stream *s);
 bool at_stream_paused(const struct at_stream *s);
 
+/* Closes the stream ("idle timeout") when nothing arrives for seconds while
+ * it is reading; 0 turns it off. */
+void at_stream_set_idle_timeout(struct at_stream *s, unsigned seconds);
+
 /* Ends the stream. flush = true sends what is queued first (bounded by a few
  * seconds), false drops it. Idempotent; the first reason wins. */
 void at_stream_close(struct at_stream *s, const char *reason, bool flush);

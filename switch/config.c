@@ -27,8 +27,8 @@ static const struct at_setting switch_table[] = {
     { "pan_seal_key_file", AT_SET_STR, S(pan_seal_key_file), "", 0, 0,
       "file holding the 64-hex AES-256 key sealing PANs in the reversal queue "
       "(empty = ATLAS_PAN_SEAL_KEY)" },
-    { "max_inflight", AT_SET_U64, U(max_inflight), "50000", 10000000, 0,
-      "requests inside the switch at once; above it terminals are not read" },
+    { "max_inflight", AT_SET_U64, U(max_inflight), "8192", 1000000, 0,
+      "requests inside the switch at once (about 16 KiB each); above it terminals are not read" },
     { "drain_timeout_ms", AT_SET_U64, U(drain_timeout_ms), "10000", 600000, 0,
       "on SIGTERM, how long in-flight requests may take before exit" },
     { "journal_batch_rows", AT_SET_U64, U(journal_batch_rows), "256", 100000, 0,
@@ -77,7 +77,8 @@ static const struct at_setting listener_table[] = {
       "requests in flight per connection before the switch stops reading it" },
     { "idle_timeout_s", AT_SET_U64, LU(idle_timeout_s), "0", 86400, 0,
       "close a connection silent this long (0 = never)" },
-    { "max_frame", AT_SET_U64, LU(max_frame), "8192", 65535, 0, "largest accepted frame, bytes" },
+    { "max_frame", AT_SET_U64, LU(max_frame), "2048", 2048, 0,
+      "largest accepted request, bytes (at most 2048: a terminal request is far smaller)" },
 };
 #undef L
 #undef LU

@@ -166,19 +166,16 @@ static void on_frame(void *arg, struct at_stream *s, const uint8_t *frame, size_
 {
     struct sw_link *l = arg;
     struct iso_msg m;
-    uint8_t arena[ISO_ARENA_FOR(4096)];
     struct iso_err e;
     uint64_t stan;
     size_t n;
     const uint8_t *p;
 
     l->last_traffic_ms = sw_now_ms();
-    iso_msg_init(&m, arena, sizeof arena);
-    if (msg_len > 4096 || iso_unpack(l->dialect, msg, msg_len, &m, &e) != 0) {
+    iso_msg_init(&m, l->arena, l->arena_cap);
+    if (iso_unpack(l->dialect, msg, msg_len, &m, &e) != 0) {
         at_log(AT_LOG_ERROR, "issuer_bad_message", AT_STR("issuer", l->conf->name),
-               AT_INT("field", msg_len > 4096 ? -1 : e.field),
-               AT_UINT("offset", msg_len > 4096 ? 0 : e.offset),
-               AT_STR("reason", msg_len > 4096 ? "message too long" : e.reason));
+               AT_INT("field", e.field), AT_UINT("offset", e.offset), AT_STR("reason", e.reason));
         at_stream_close(s, "malformed message from issuer", false);
         return;
     }
@@ -209,6 +206,10 @@ static void on_frame(void *arg, struct at_stream *s, const uint8_t *frame, size_
     }
     enum sw_pending_kind kind;
     void *ptr = sw_pending_get(l->pending, (uint32_t)stan, &kind);
+    if (ptr && kind == SW_PENDING_TXN && !sw_txn_answer_class_ok(ptr, m.mti))
+        ptr = NULL; /* same STAN, another message class: not its answer */
+    if (ptr && kind == SW_PENDING_SAF && memcmp(m.mti, "043", 3) != 0)
+        ptr = NULL;
     if (!ptr) {
         l->srv->metrics.late_responses_total++;
         p = iso_get(&m, 39, &n);
@@ -348,7 +349,9 @@ int sw_links_start(struct sw_server *srv)
             return -1;
         }
         l->pending = sw_pending_new(c->max_inflight + 64);
-        if (!l->pending)
+        l->arena_cap = ISO_ARENA_FOR(c->max_frame);
+        l->arena = malloc(l->arena_cap);
+        if (!l->pending || !l->arena)
             return -1;
         struct timeval tmo = { (time_t)(c->timeout_ms / 1000),
                                (suseconds_t)(c->timeout_ms % 1000) * 1000 };
@@ -383,5 +386,7 @@ void sw_links_free(struct sw_server *srv)
     for (size_t i = 0; i < srv->n_links; i++) {
         sw_pending_free(srv->links[i].pending);
         srv->links[i].pending = NULL;
+        free(srv->links[i].arena);
+        srv->links[i].arena = NULL;
     }
 }

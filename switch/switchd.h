@@ -137,6 +137,8 @@ struct sw_link {
     bool logged_down; /* the current outage was logged once */
     uint32_t signon_stan, echo_stan;
     const struct timeval *common_timeout; /* libevent common timeout of timeout_ms */
+    uint8_t *arena; /* unpacking the issuer's messages (ISO_ARENA_FOR(max_frame)) */
+    size_t arena_cap;
 };
 
 const char *sw_link_state_name(enum sw_link_state s);
@@ -222,7 +224,7 @@ struct sw_txn {
     struct event timer;
     /* Everything above is reset per request; the buffers below are not. */
     uint8_t frame_inline[SW_TXN_FRAME];
-    uint8_t *frame; /* frame_inline, or malloc'd for a larger request */
+    uint8_t *frame; /* frame_inline (requests are at most SW_TXN_FRAME bytes) */
     size_t frame_len;
     struct iso_msg req;
     uint8_t req_arena[ISO_ARENA_FOR(SW_TXN_FRAME)];
@@ -237,6 +239,8 @@ const char *sw_txn_state_name(enum sw_txn_state s);
 /* Takes a frame from a terminal session (copied). */
 void sw_txn_start(struct sw_term *t, const uint8_t *frame, size_t frame_len, const uint8_t *msg,
                   size_t msg_len, const uint8_t *tpdu);
+/* Whether an answer of MTI mti is of the class the txn's request expects. */
+bool sw_txn_answer_class_ok(const struct sw_txn *txn, const char mti[4]);
 /* The link matched an issuer response: m is unpacked from raw[0..raw_len),
  * both valid only during the call. */
 void sw_txn_issuer_answer(struct sw_txn *txn, const struct iso_msg *m, const uint8_t *raw,

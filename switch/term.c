@@ -145,6 +145,8 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
         free(t);
         return;
     }
+    if (l->conf->idle_timeout_s)
+        at_stream_set_idle_timeout(t->stream, (unsigned)l->conf->idle_timeout_s);
     t->next = srv->terms;
     if (srv->terms)
         srv->terms->prev = t;

@@ -137,10 +137,6 @@ static struct sw_txn *txn_alloc(struct sw_server *srv)
 static void txn_release(struct sw_txn *t)
 {
     struct sw_server *srv = t->srv;
-    if (t->frame && t->frame != t->frame_inline)
-        free(t->frame);
-    if (t->req.arena && t->req.arena != t->req_arena)
-        free(t->req.arena);
     if (t->term)
         sw_term_txn_done(t->term);
     sw_txn_set_state(t, SW_TXN_FREE);
@@ -641,6 +637,13 @@ static void on_issuer_resp_mac(void *arg, int status, const char *resp, size_t l
     finish(t);
 }
 
+bool sw_txn_answer_class_ok(const struct sw_txn *t, const char mti[4])
+{
+    char want[5];
+    sw_response_mti(t->req.mti, want);
+    return memcmp(mti, want, 3) == 0;
+}
+
 void sw_txn_issuer_answer(struct sw_txn *t, const struct iso_msg *m, const uint8_t *raw,
                           size_t raw_len)
 {
@@ -970,22 +973,14 @@ void sw_txn_start(struct sw_term *term, const uint8_t *frame, size_t frame_len, 
         t->has_tpdu = true;
     }
     /* The request is copied: its frame lives in the stream's buffer only for
-     * the duration of this call. */
-    uint8_t *arena = t->req_arena;
+     * the duration of this call. Listeners accept at most SW_TXN_FRAME bytes
+     * (config.c), so it always fits. */
     t->frame = t->frame_inline;
+    iso_msg_init(&t->req, t->req_arena, sizeof t->req_arena);
     if (msg_len > SW_TXN_FRAME) {
-        t->frame = malloc(msg_len);
-        arena = malloc(ISO_ARENA_FOR(msg_len));
-        if (!t->frame || !arena) {
-            free(arena);
-            arena = NULL;
-        }
-    }
-    iso_msg_init(&t->req, arena, arena ? ISO_ARENA_FOR(msg_len) : 0);
-    if (!t->frame || !arena) {
         t->journal = false;
-        sw_term_close(term, "out of memory");
         t->no_answer = true;
+        sw_term_close(term, "request larger than the switch accepts");
         finish(t);
         return;
     }

@@ -222,6 +222,56 @@ static void test_peer_close_reported(void **state)
     event_base_free(base);
 }
 
+static void test_peer_not_reading_pauses_reading(void **state)
+{
+    struct event_base *base;
+    struct rec r;
+    int peer, sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    base = event_base_new();
+    memset(&r, 0, sizeof r);
+    struct at_stream_limits lim = { .max_frame = 256, .max_output = 4096 };
+    r.s = at_stream_new(base, sv[0], &ops, &r, &lim);
+    peer = sv[1];
+    static char blob[1 << 20];
+    assert_int_equal(at_stream_write(r.s, NULL, 0, blob, sizeof blob), 0);
+    assert_true(at_stream_paused(r.s)); /* more than max_output queued */
+    assert_int_equal(write(peer, "\x00\x01Q", 3), 3);
+    pump(base, 5);
+    assert_int_equal(r.n_frames, 0); /* not read while the peer does not read */
+    /* The peer reads everything: reading resumes and the frame is handled. */
+    char buf[65536];
+    size_t got = 0;
+    for (int i = 0; i < 2000 && got < sizeof blob; i++) {
+        pump(base, 1);
+        ssize_t n = recv(peer, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0)
+            got += (size_t)n;
+    }
+    assert_int_equal(got, sizeof blob);
+    pump(base, 5);
+    assert_false(at_stream_paused(r.s));
+    assert_int_equal(r.n_frames, 1);
+    at_stream_close(r.s, "done", false);
+    pump(base, 2);
+    close(peer);
+    event_base_free(base);
+}
+
+static void test_idle_timeout(void **state)
+{
+    struct event_base *base;
+    struct rec r;
+    int peer;
+    setup_pair(&base, &peer, &r, 256);
+    at_stream_set_idle_timeout(r.s, 1);
+    event_base_dispatch(base); /* returns when the stream is gone */
+    assert_int_equal(r.closes, 1);
+    assert_string_equal(r.reason, "idle timeout");
+    close(peer);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -231,6 +281,8 @@ int main(void)
         cmocka_unit_test(test_pause_resume),
         cmocka_unit_test(test_close_flushes_and_is_deferred),
         cmocka_unit_test(test_peer_close_reported),
+        cmocka_unit_test(test_peer_not_reading_pauses_reading),
+        cmocka_unit_test(test_idle_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
