@@ -15,7 +15,7 @@ struct event_base;
 
 /* The schema version (highest migration number) this build of the library writes against.
  * Daemons pass it (or their own minimum) to db_schema_check(). */
-#define DB_SCHEMA_VERSION 3
+#define DB_SCHEMA_VERSION 4
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
@@ -147,14 +147,15 @@ struct db_auth_record {
     char mti[5];                /* request MTI, 4 digits, required */
     char rrn[13];               /* DE 37 */
     char issuer_id[33];
-    char issuer_stan[7];     /* STAN the switch used towards the issuer */
-    char processing_code[7]; /* DE 3 */
-    int64_t amount_minor;    /* DE 4 in minor units, -1 = none */
-    int32_t currency;        /* ISO 4217 numeric (DE 49), -1 = none */
-    char response_code[3];   /* DE 39 sent to the terminal */
-    char auth_code[7];       /* DE 38 */
-    char pan_masked[20];     /* first 6, '*', last 4 (at_mask_pan) */
-    uint8_t pan_hmac[32];    /* db_pan_hmac() of the PAN */
+    char issuer_stan[7];               /* STAN the switch used towards the issuer */
+    char issuer_transmission_time[11]; /* DE 7 the switch sent to the issuer (DE 90 of reversals) */
+    char processing_code[7];           /* DE 3 */
+    int64_t amount_minor;              /* DE 4 in minor units, -1 = none */
+    int32_t currency;                  /* ISO 4217 numeric (DE 49), -1 = none */
+    char response_code[3];             /* DE 39 sent to the terminal */
+    char auth_code[7];                 /* DE 38 */
+    char pan_masked[20];               /* first 6, '*', last 4 (at_mask_pan) */
+    uint8_t pan_hmac[32];              /* db_pan_hmac() of the PAN */
     bool has_pan_hmac;
     enum db_outcome outcome;
     char original_stan[7]; /* reversals: from DE 90 */

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SPOOL_VERSION 1
+#define SPOOL_VERSION 2 /* 2 appends issuer_transmission_time; 1 still decodes */
 
 /* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven. */
 uint32_t spool_crc32c(const void *data, size_t n)
@@ -154,6 +154,7 @@ size_t spool_encode(const struct db_auth_record *rec, uint8_t *buf, size_t cap)
     w_u64(&w, (uint64_t)(int64_t)rec->lat_mac_us);
     w_u64(&w, (uint64_t)(int64_t)rec->lat_pin_us);
     w_u64(&w, (uint64_t)(int64_t)rec->lat_issuer_us);
+    w_str(&w, rec->issuer_transmission_time, sizeof rec->issuer_transmission_time);
     return w.overflow ? 0 : w.n;
 }
 
@@ -163,7 +164,7 @@ int spool_decode(const uint8_t *buf, size_t n, struct db_auth_record *rec)
     uint8_t v = 0;
     db_auth_record_init(rec);
     r_bytes(&r, &v, 1);
-    if (v != SPOOL_VERSION)
+    if (v != 1 && v != SPOOL_VERSION)
         return -1;
 #define R_STR(f) r_str(&r, rec->f, sizeof rec->f);
     SPOOL_STRINGS(R_STR)
@@ -186,6 +187,8 @@ int spool_decode(const uint8_t *buf, size_t n, struct db_auth_record *rec)
     rec->lat_mac_us = (int32_t)(int64_t)r_u64(&r);
     rec->lat_pin_us = (int32_t)(int64_t)r_u64(&r);
     rec->lat_issuer_us = (int32_t)(int64_t)r_u64(&r);
+    if (v >= 2)
+        r_str(&r, rec->issuer_transmission_time, sizeof rec->issuer_transmission_time);
     if (r.bad || r.off != n)
         return -1;
     return 0;

@@ -169,6 +169,7 @@ enum sw_txn_state {
     SW_TXN_ISSUER_MAC,    /* HSM MACing the request for the issuer (M6) */
     SW_TXN_ISSUER_WAIT,   /* forwarded; pending on the link with a timer */
     SW_TXN_RESP_CHECK,    /* HSM verifying the issuer response's MAC (M8) */
+    SW_TXN_ORIG_LOOKUP,   /* reversal: looking its original up in the journal */
     SW_TXN_FINISH,        /* response MAC (M6) and journal commit both in progress */
     SW_TXN_state_max
 };

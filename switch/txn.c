@@ -23,7 +23,8 @@
 #include <string.h>
 
 static const char *const state_names[SW_TXN_state_max] = {
-    "free", "mac_verify", "pin_translate", "issuer_mac", "issuer_wait", "resp_check", "finish",
+    "free",        "mac_verify", "pin_translate", "issuer_mac",
+    "issuer_wait", "resp_check", "orig_lookup",   "finish",
 };
 
 const char *sw_txn_state_name(enum sw_txn_state s)
@@ -40,8 +41,10 @@ static const unsigned allowed[SW_TXN_state_max] = {
     [SW_TXN_ISSUER_MAC] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE),
     [SW_TXN_ISSUER_WAIT] = B(SW_TXN_ISSUER_MAC),
     [SW_TXN_RESP_CHECK] = B(SW_TXN_ISSUER_WAIT),
+    [SW_TXN_ORIG_LOOKUP] = B(SW_TXN_MAC_VERIFY),
     [SW_TXN_FINISH] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) |
-                      B(SW_TXN_ISSUER_MAC) | B(SW_TXN_ISSUER_WAIT) | B(SW_TXN_RESP_CHECK),
+                      B(SW_TXN_ISSUER_MAC) | B(SW_TXN_ISSUER_WAIT) | B(SW_TXN_RESP_CHECK) |
+                      B(SW_TXN_ORIG_LOOKUP),
 };
 #undef B
 
@@ -322,8 +325,10 @@ static void fill_record(struct sw_txn *t, struct db_auth_record *r)
     if (!r->rrn[0])
         snprintf(r->rrn, sizeof r->rrn, "%s", t->rrn);
     snprintf(r->issuer_id, sizeof r->issuer_id, "%s", t->issuer.id);
-    if (t->issuer_stan)
+    if (t->issuer_stan) {
         snprintf(r->issuer_stan, sizeof r->issuer_stan, "%06u", t->issuer_stan % 1000000u);
+        memcpy(r->issuer_transmission_time, t->issuer_de7, sizeof r->issuer_transmission_time);
+    }
     field_str(&t->req, 3, r->processing_code, sizeof r->processing_code);
     char buf[16];
     uint64_t v;
@@ -788,31 +793,10 @@ static bool recent_id(struct sw_txn *t, const struct iso_msg *m, const char *sta
     return true;
 }
 
-/* Terminal reversal: find the original (DE 90, else the reversal's own
- * DE 11/41/7), queue the reversal towards the issuer durably, answer. */
-static void handle_reversal(struct sw_txn *t)
+/* The original of a terminal reversal is known (from memory or the journal):
+ * acknowledge, or queue its reversal durably and answer once queued. */
+static void reverse_known(struct sw_txn *t, struct sw_recent_txn *orig)
 {
-    char ostan[7] = "", ode7[11] = "", de90[43] = "";
-    struct sw_req_id id;
-    struct sw_recent_txn *orig = NULL;
-
-    field_str(&t->req, 90, de90, sizeof de90);
-    if (strlen(de90) == 42) {
-        memcpy(ostan, de90 + 4, 6);
-        memcpy(ode7, de90 + 10, 10);
-    } else {
-        field_str(&t->req, 11, ostan, sizeof ostan);
-        memcpy(ode7, t->de7, 11);
-    }
-    memcpy(t->orig_stan, ostan, 7);
-    memcpy(t->orig_de7, ode7, 11);
-    for (const char *c = "21"; *c && !orig; c++)
-        if (recent_id(t, &t->req, ostan, ode7, *c, &id))
-            orig = sw_recent_find(t->srv->recent, &id, sw_now_ms());
-    if (!orig) {
-        reject(t, "12", SW_OUT_REJECTED, "original of the reversal not found", 90);
-        return;
-    }
     if (orig->state == SW_RECENT_REVERSED || orig->state == SW_RECENT_REVERSE_REQUESTED) {
         set_rc(t, "00"); /* already reversed: acknowledge again, change nothing */
         t->outcome = SW_OUT_APPROVED;
@@ -840,6 +824,98 @@ static void handle_reversal(struct sw_txn *t)
     sw_saf_reverse_original(t, orig);
     if (!t->pending_saf)
         finish(t); /* could not even start: t->rc is 96 */
+}
+
+static void copy_col(const PGresult *r, int col, char *dst, size_t n)
+{
+    const char *v = PQgetisnull(r, 0, col) ? "" : PQgetvalue(r, 0, col);
+    size_t len = strlen(v);
+    memset(dst, 0, n);
+    memcpy(dst, v, len < n ? len : n);
+}
+
+/* The journal answered the lookup of an original no longer in memory. */
+static void on_orig_lookup(void *arg, const struct db_reply *reply)
+{
+    struct sw_txn *t = arg;
+    struct sw_recent_txn orig;
+    uint64_t v;
+    if (reply->err->code != 0) {
+        reject(t, "96", SW_OUT_ERROR, "journal lookup of the original failed", 90);
+        return;
+    }
+    PGresult *r = reply->res[0];
+    if (PQntuples(r) != 1) {
+        reject(t, "12", SW_OUT_REJECTED, "original of the reversal not found", 90);
+        return;
+    }
+    memset(&orig, 0, sizeof orig);
+    snprintf(orig.id.acquirer, sizeof orig.id.acquirer, "%s", t->acquirer);
+    copy_col(r, 0, orig.mti, sizeof orig.mti);
+    copy_col(r, 1, orig.issuer_id, sizeof orig.issuer_id);
+    copy_col(r, 2, orig.issuer_stan, sizeof orig.issuer_stan);
+    copy_col(r, 3, orig.issuer_tx_time, sizeof orig.issuer_tx_time);
+    copy_col(r, 4, orig.rrn, sizeof orig.rrn);
+    copy_col(r, 5, orig.proc_code, sizeof orig.proc_code);
+    orig.amount_minor = at_parse_u64(PQgetvalue(r, 0, 6), INT64_MAX, &v) ? (int64_t)v : 0;
+    orig.currency = at_parse_u64(PQgetvalue(r, 0, 7), 999, &v) ? (uint16_t)v : 0;
+    copy_col(r, 8, orig.auth_code, sizeof orig.auth_code);
+    orig.approved = strcmp(PQgetvalue(r, 0, 9), "00") == 0;
+    copy_col(r, 10, orig.id.terminal, sizeof orig.id.terminal);
+    copy_col(r, 11, orig.id.stan, sizeof orig.id.stan);
+    copy_col(r, 12, orig.id.tx_time, sizeof orig.id.tx_time);
+    orig.id.mclass = orig.mti[1];
+    orig.state = SW_RECENT_ANSWERED;
+    if (orig.approved && (orig.issuer_stan[0] == 0 || orig.issuer_tx_time[0] == 0)) {
+        reject(t, "12", SW_OUT_REJECTED, "original has no issuer-side identity", 90);
+        return;
+    }
+    reverse_known(t, &orig);
+}
+
+/* Terminal reversal: find the original (DE 90, else the reversal's own
+ * DE 11/41/7) in memory, else in the journal; then reverse_known(). */
+static void handle_reversal(struct sw_txn *t)
+{
+    char ostan[7] = "", ode7[11] = "", de90[43] = "", tid[9] = "", date[11];
+    struct sw_req_id id;
+    struct sw_recent_txn *orig = NULL;
+
+    field_str(&t->req, 90, de90, sizeof de90);
+    if (strlen(de90) == 42) {
+        memcpy(ostan, de90 + 4, 6);
+        memcpy(ode7, de90 + 10, 10);
+    } else {
+        field_str(&t->req, 11, ostan, sizeof ostan);
+        memcpy(ode7, t->de7, 11);
+    }
+    memcpy(t->orig_stan, ostan, 7);
+    memcpy(t->orig_de7, ode7, 11);
+    for (const char *c = "21"; *c && !orig; c++)
+        if (recent_id(t, &t->req, ostan, ode7, *c, &id))
+            orig = sw_recent_find(t->srv->recent, &id, sw_now_ms());
+    if (orig) {
+        reverse_known(t, orig);
+        return;
+    }
+    /* Not in memory (a restart, or older than the window): the journal
+     * remembers every answered request. */
+    field_str(&t->req, 41, tid, sizeof tid);
+    db_request_date(ode7, t->t_wall_us, date);
+    const char *values[] = { t->acquirer, tid, ostan, ode7, date };
+    const struct db_stmt st = {
+        .sql = "SELECT mti, issuer_id, issuer_stan, issuer_transmission_time, rrn,"
+               " processing_code, amount_minor, currency, auth_code, response_code,"
+               " terminal_id, stan, transmission_time FROM switch.authorizations"
+               " WHERE acquirer_id = $1 AND terminal_id = $2 AND stan = $3"
+               " AND transmission_time = $4 AND request_date = $5::date"
+               " AND mti_class IN ('010', '020') ORDER BY created_at DESC LIMIT 1",
+        .nparams = 5,
+        .values = values,
+    };
+    sw_txn_set_state(t, SW_TXN_ORIG_LOOKUP);
+    if (db_exec(t->srv->db, &st, 1, on_orig_lookup, t) != 0)
+        reject(t, "96", SW_OUT_ERROR, "database queue full", 90);
 }
 
 static void after_mac(struct sw_txn *t)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -418,6 +419,35 @@ static void test_reversal_while_original_in_flight(void **state)
     assert_true(wait_balance(pan, before, 8000));
 }
 
+static void test_reversal_after_switch_restart_uses_journal(void **state)
+{
+    const char *pan = "4890010000000012";
+    struct sim_txn x, rev;
+    struct sim_resp r;
+    struct sim_sent sent;
+    long long before = balance_of(pan);
+    card_txn(&x, SIM_T_PURCHASE, pan, 1300);
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
+    assert_string_equal(r.rc, "00");
+    /* A restart forgets every request: the journal still knows the original. */
+    int st = ts_stop(S.sw, SIGTERM, 10000);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(stack_start_switch(&S), 0);
+    card_txn(&rev, SIM_T_REVERSAL, pan, 1300);
+    snprintf(rev.mti, sizeof rev.mti, "0420");
+    snprintf(rev.orig_mti, sizeof rev.orig_mti, "0200");
+    rev.orig_stan = (uint32_t)atoi(sent.stan);
+    snprintf(rev.orig_time, sizeof rev.orig_time, "%s", sent.de7);
+    const char *rc = "";
+    for (int i = 0; i < 50 && strcmp(rc, "00") != 0; i++) { /* until the issuer link is up */
+        rc = send_rc("TERM0001", &rev, &r);
+        if (strcmp(rc, "00") != 0)
+            usleep(100000);
+    }
+    assert_string_equal(rc, "00");
+    assert_true(wait_balance(pan, before, 8000));
+}
+
 static void test_no_card_secrets_in_logs(void **state)
 {
     const char *logs[] = { S.switch_log, S.issuer_log, S.hsm_log };
@@ -474,6 +504,7 @@ int main(void)
         cmocka_unit_test(test_issuer_restart_link_comes_back),
         cmocka_unit_test(test_terminal_gone_before_approval_is_reversed),
         cmocka_unit_test(test_reversal_while_original_in_flight),
+        cmocka_unit_test(test_reversal_after_switch_restart_uses_journal),
         cmocka_unit_test(test_reload_without_dropping_connections),
         cmocka_unit_test(test_no_card_secrets_in_logs),
     };
