@@ -1,0 +1,746 @@
+/* atlas-console: the operator's view of a running switch. Follows switchd's
+ * JSON-lines log like `tail -F` (rename and copytruncate rotations), prints one
+ * aligned line per event with a live status line, or summarises finished
+ * logs. One libevent loop, a short stat() poll, fixed buffers. */
+#include "con.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define POLL_MS          100
+#define READ_PER_TICK    (4u << 20) /* bytes per loop turn: keeps the UI responsive */
+#define ROTATE_QUIET_US  (5 * 1000000LL)
+#define PRIME_MAX_BYTES  (64u << 20)
+#define STATUS_PERIOD_MS 1000
+
+static const char *const usage_text =
+    "usage: atlas-console [options] LOGFILE\n"
+    "       atlas-console summary LOGFILE...\n"
+    "Follows a switchd JSON-lines log (like tail -F) and prints one line per event.\n"
+    "  --from-start        read the file from its beginning (default: from its end)\n"
+    "  --no-follow         stop at the end of the file\n"
+    "  --no-color          no colours (default: colours when stdout is a terminal)\n"
+    "  --no-status         no status line (default: one when stdout is a terminal)\n"
+    "  --txn-only          only txn and txn_refused lines\n"
+    "  --rc CODE           response code, e.g. 05\n"
+    "  --terminal ID       terminal id (DE 41)\n"
+    "  --issuer ID         issuer (txn and link_state lines)\n"
+    "  --mti MTI           request MTI, e.g. 0200\n"
+    "  --pan-last4 NNNN    last four digits of the card number\n"
+    "  --min-latency T     total latency at least T (250 = 250ms, 900us, 1.5s)\n"
+    "  --since TIME        2026-11-26T15:44:00Z, 15:44 (today, UTC), or 10m / 30s / 2h ago\n";
+
+/* Splits a byte stream into lines with a fixed buffer. A line longer than
+ * CON_LINE_MAX is reported once as too long and skipped up to its '\n'. */
+struct lines {
+    char buf[CON_LINE_MAX + 1];
+    size_t len;
+    bool overflow;
+    off_t start; /* file offset of the line in buf */
+};
+
+/* A followed file: the open descriptor and where we are in it. */
+struct source {
+    int fd;
+    dev_t dev;
+    ino_t ino;
+    off_t off;
+    int64_t last_data_us; /* wall time of the last byte read */
+    struct lines ln;
+};
+
+struct app {
+    const char *path;
+    bool from_start, follow, color, status;
+    struct con_filter filt;
+    struct event_base *base;
+    struct event *tick, *status_ev;
+    struct source src;
+    bool waiting_notice; /* told the user the file is missing */
+    unsigned width;
+    struct con_roll *roll;
+    struct con_links links;
+    bool status_shown;
+    int exit_code;
+};
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---------------------------------------------------------------- output */
+
+#define C_RESET  "\033[0m"
+#define C_GREEN  "\033[32m"
+#define C_YELLOW "\033[33m"
+#define C_RED    "\033[31m"
+#define C_MAG    "\033[35m"
+#define C_CYAN   "\033[36m"
+#define C_DIM    "\033[2m"
+#define C_REV    "\033[7m"
+
+static void clear_status(struct app *a)
+{
+    if (a->status_shown) {
+        fputs("\r\033[K", stdout);
+        a->status_shown = false;
+    }
+}
+
+static void draw_status(struct app *a)
+{
+    if (!a->status)
+        return;
+    struct con_roll_snap snap;
+    char line[256];
+    con_roll_snapshot(a->roll, now_us(), &snap);
+    con_status_line(&snap, &a->links, a->width, line, sizeof line);
+    fputs("\r\033[K", stdout);
+    if (a->color)
+        fprintf(stdout, C_REV "%s" C_RESET, line);
+    else
+        fputs(line, stdout);
+    a->status_shown = true;
+}
+
+static void flush_out(struct app *a)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        /* The reader went away (| head, closed pane): nothing left to do. */
+        a->exit_code = errno == EPIPE ? 0 : 1;
+        event_base_loopbreak(a->base);
+    }
+}
+
+static void emit(struct app *a, const char *color, const char *text)
+{
+    clear_status(a);
+    if (a->color && color)
+        fprintf(stdout, "%s%s" C_RESET "\n", color, text);
+    else
+        fprintf(stdout, "%s\n", text);
+}
+
+static void notice(struct app *a, const char *fmt, const char *arg)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, fmt, arg);
+    emit(a, C_CYAN, msg);
+}
+
+static const char *color_of(const struct con_event *ev)
+{
+    if (ev->kind == CON_EV_TXN) {
+        switch (ev->outcome) {
+        case CON_OUT_APPROVED:
+            return C_GREEN;
+        case CON_OUT_DECLINED:
+            return C_YELLOW;
+        case CON_OUT_REJECTED:
+            return C_MAG;
+        default:
+            return C_RED;
+        }
+    }
+    if (ev->kind == CON_EV_LINK_STATE)
+        return strcmp(ev->to, "up") == 0 ? C_GREEN : C_RED;
+    if (ev->level >= CON_LVL_ERROR)
+        return C_RED;
+    if (ev->level == CON_LVL_WARN || ev->kind == CON_EV_TXN_REFUSED)
+        return C_MAG;
+    return C_DIM;
+}
+
+/* ---------------------------------------------------------------- lines */
+
+/* One complete line (without '\n') of the followed log, which started at
+ * file offset `at`. forced_err: the line is known bad (too long, cut). */
+static void handle_line(struct app *a, const char *line, size_t len, off_t at,
+                        const char *forced_err)
+{
+    struct con_event ev;
+    char err[160], text[1024];
+    if (len == 0 && !forced_err)
+        return;
+    if (forced_err || con_parse_line(line, len, &ev, err, sizeof err) != 0) {
+        int64_t t = now_us();
+        con_roll_add_error(a->roll, t);
+        snprintf(text, sizeof text, "MALFORMED line at byte %lld (%zu bytes): %s, skipped",
+                 (long long)at, len, forced_err ? forced_err : err);
+        emit(a, C_RED, text);
+        return;
+    }
+    con_links_update(&a->links, &ev);
+    con_roll_add(a->roll, &ev);
+    if (!con_filter_match(&a->filt, &ev))
+        return;
+    con_format_event(&ev, text, sizeof text);
+    emit(a, color_of(&ev), text);
+}
+
+/* Feeds n bytes read at file offset off; calls handle_line for each
+ * complete line. */
+static void feed(struct app *a, struct lines *l, const char *p, size_t n, off_t off)
+{
+    while (n > 0) {
+        const char *nl = memchr(p, '\n', n);
+        size_t take = nl ? (size_t)(nl - p) : n;
+        if (l->len == 0 && !l->overflow)
+            l->start = off;
+        if (l->overflow) {
+            if (nl)
+                l->overflow = false;
+        } else if (l->len + take > CON_LINE_MAX) {
+            handle_line(a, l->buf, l->len + take, l->start, "line too long");
+            l->len = 0;
+            l->overflow = nl == NULL;
+        } else {
+            memcpy(l->buf + l->len, p, take);
+            l->len += take;
+            if (nl) {
+                handle_line(a, l->buf, l->len, l->start, NULL);
+                l->len = 0;
+            }
+        }
+        size_t step = take + (nl ? 1 : 0);
+        p += step;
+        n -= step;
+        off += (off_t)step;
+    }
+}
+
+/* The file ended (rotation, truncation, end of input) in the middle of a line. */
+static void flush_partial(struct app *a, struct lines *l, const char *why)
+{
+    if (l->len > 0)
+        handle_line(a, l->buf, l->len, l->start, why);
+    l->len = 0;
+    l->overflow = false;
+}
+
+/* ---------------------------------------------------------------- follow */
+
+static void src_close(struct source *s)
+{
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+}
+
+/* Opens path; at_end: position after the last complete line. 0 or -1. */
+static int src_open(struct app *a, bool at_end)
+{
+    struct stat st;
+    int fd = open(a->path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1)
+        return -1;
+    if (fstat(fd, &st) == -1) {
+        close(fd);
+        return -1;
+    }
+    struct source *s = &a->src;
+    s->fd = fd;
+    s->dev = st.st_dev;
+    s->ino = st.st_ino;
+    s->off = 0;
+    s->ln.len = 0;
+    s->ln.overflow = false;
+    s->last_data_us = now_us();
+    if (at_end && st.st_size > 0) {
+        /* Start after the last '\n' so that no half line is shown. */
+        char tail[4096];
+        off_t end = st.st_size;
+        while (end > 0) {
+            off_t from = end > (off_t)sizeof tail ? end - (off_t)sizeof tail : 0;
+            ssize_t n = pread(fd, tail, (size_t)(end - from), from);
+            if (n <= 0)
+                break;
+            char *nl = memrchr(tail, '\n', (size_t)n);
+            if (nl) {
+                s->off = from + (nl - tail) + 1;
+                break;
+            }
+            end = from;
+        }
+    }
+    return 0;
+}
+
+/* Reads what is there, at most READ_PER_TICK bytes. Returns bytes read, or
+ * -1 on a read error. */
+static ssize_t src_read(struct app *a, size_t *budget)
+{
+    static char chunk[65536];
+    struct source *s = &a->src;
+    ssize_t total = 0;
+    while (*budget > 0) {
+        size_t want = *budget < sizeof chunk ? *budget : sizeof chunk;
+        ssize_t n = pread(s->fd, chunk, want, s->off);
+        if (n == -1) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0)
+            break;
+        feed(a, &s->ln, chunk, (size_t)n, s->off);
+        s->off += n;
+        total += n;
+        *budget -= (size_t)n;
+    }
+    if (total > 0)
+        s->last_data_us = now_us();
+    return total;
+}
+
+/* Reads lines already in the file before our start position, only to learn
+ * the issuers' link states and the last ten seconds of traffic: the status
+ * line is right from the first second. Bounded to the last PRIME_MAX_BYTES. */
+static void prime(struct app *a)
+{
+    struct source *s = &a->src;
+    off_t from = s->off > (off_t)PRIME_MAX_BYTES ? s->off - (off_t)PRIME_MAX_BYTES : 0;
+    char cutoff[32];
+    time_t t = (time_t)(now_us() / 1000000 - CON_ROLL_SECONDS);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(cutoff, sizeof cutoff, "%Y-%m-%dT%H:%M:%S", &tm);
+    static char buf[CON_LINE_MAX + 65536];
+    size_t have = 0;
+    bool first = from > 0; /* the first line is probably cut */
+    while (from < s->off) {
+        size_t want = sizeof buf - have;
+        if ((off_t)want > s->off - from)
+            want = (size_t)(s->off - from);
+        ssize_t n = pread(s->fd, buf + have, want, from);
+        if (n <= 0)
+            break;
+        from += n;
+        have += (size_t)n;
+        char *p = buf, *end = buf + have, *nl;
+        while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+            size_t len = (size_t)(nl - p);
+            bool recent = len > 26 && strncmp(p + 7, cutoff, strlen(cutoff)) >= 0;
+            struct con_event ev;
+            char err[8];
+            if (!first && (recent || memmem(p, len, "\"link_state\"", 12)) &&
+                con_parse_line(p, len, &ev, err, sizeof err) == 0) {
+                con_links_update(&a->links, &ev);
+                if (recent)
+                    con_roll_add(a->roll, &ev);
+            }
+            first = false;
+            p = nl + 1;
+        }
+        have = (size_t)(end - p);
+        if (have == sizeof buf) /* a line longer than the buffer: drop it */
+            have = 0;
+        memmove(buf, p, have);
+    }
+}
+
+static void schedule(struct app *a, int ms)
+{
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    event_add(a->tick, &tv);
+}
+
+/* One poll: read new bytes, then look at the path for rotation/truncation. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *a = arg;
+    struct source *s = &a->src;
+    size_t budget = READ_PER_TICK;
+    struct stat st;
+
+    if (s->fd < 0) {
+        if (src_open(a, false) != 0) {
+            if (!a->waiting_notice) {
+                notice(a, "--- waiting for %s to appear ---", a->path);
+                a->waiting_notice = true;
+            }
+            goto next;
+        }
+        if (a->waiting_notice)
+            notice(a, "--- %s appeared, following it ---", a->path);
+        a->waiting_notice = false;
+    }
+    if (src_read(a, &budget) < 0) {
+        notice(a, "--- read error on %s, reopening ---", a->path);
+        flush_partial(a, &s->ln, "truncated line (read error)");
+        src_close(s);
+        goto next;
+    }
+    if (budget == 0)
+        goto next; /* more to read: come back at once */
+
+    if (stat(a->path, &st) == -1) {
+        /* Renamed away and not recreated yet: keep reading the old file. */
+        if (!a->follow)
+            goto done;
+        goto next;
+    }
+    if (st.st_dev != s->dev || st.st_ino != s->ino) {
+        /* A new file under the name. The writer may still append to the old
+         * one until it reopens (switchd flushes before it does, so once the
+         * new file has data the old one is complete). */
+        if (st.st_size > 0 || now_us() - s->last_data_us > ROTATE_QUIET_US) {
+            if (src_read(a, &budget) < 0 || budget == 0)
+                goto next;
+            flush_partial(a, &s->ln, "truncated line (file rotated)");
+            src_close(s);
+            if (src_open(a, false) == 0) {
+                notice(a, "--- %s was rotated: following the new file ---", a->path);
+                src_read(a, &budget);
+            }
+        }
+    } else if (st.st_size < s->off) {
+        flush_partial(a, &s->ln, "truncated line (file truncated)");
+        notice(a, "--- %s was truncated (copytruncate?): reading from its start ---", a->path);
+        s->off = 0;
+        src_read(a, &budget);
+    }
+    if (!a->follow && budget > 0) {
+    done:
+        flush_partial(a, &s->ln, "truncated line (end of file)");
+        draw_status(a);
+        flush_out(a);
+        event_base_loopbreak(a->base);
+        return;
+    }
+next:
+    if (a->status && !a->status_shown)
+        draw_status(a);
+    flush_out(a);
+    schedule(a, budget == 0 ? 0 : POLL_MS);
+}
+
+static void on_status(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *a = arg;
+    draw_status(a);
+    flush_out(a);
+}
+
+static void update_width(struct app *a)
+{
+    struct winsize ws;
+    a->width = 80;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
+        a->width = ws.ws_col;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct app *a = arg;
+    if (sig == SIGWINCH) {
+        update_width(a);
+        draw_status(a);
+        flush_out(a);
+        return;
+    }
+    clear_status(a);
+    if (a->color)
+        fputs(C_RESET, stdout);
+    fflush(stdout);
+    event_base_loopbreak(a->base);
+}
+
+/* ---------------------------------------------------------------- options */
+
+/* --since: absolute UTC time, "HH:MM[:SS]" today (UTC), or "N[smh]" ago. */
+static int parse_since(const char *s, int64_t *us)
+{
+    char *end;
+    if (con_parse_time(s, us) == 0)
+        return 0;
+    if (strlen(s) >= 5 && s[2] == ':') {
+        char full[40];
+        time_t t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        int n = snprintf(full, sizeof full, "%04d-%02d-%02dT%s%s", tm.tm_year + 1900, tm.tm_mon + 1,
+                         tm.tm_mday, s, strlen(s) == 5 ? ":00" : "");
+        return n > 0 && (size_t)n < sizeof full ? con_parse_time(full, us) : -1;
+    }
+    unsigned long v = strtoul(s, &end, 10);
+    if (end == s || v > 1000000 || end[0] == '\0' || end[1] != '\0')
+        return -1;
+    int64_t mul = end[0] == 's' ? 1 : end[0] == 'm' ? 60 : end[0] == 'h' ? 3600 : 0;
+    if (!mul)
+        return -1;
+    *us = now_us() - (int64_t)v * mul * 1000000;
+    return 0;
+}
+
+static int set_str(char *dst, size_t cap, const char *v, const char *name)
+{
+    if (strlen(v) == 0 || strlen(v) >= cap) {
+        fprintf(stderr, "atlas-console: %s: value must be 1..%zu characters\n", name, cap - 1);
+        return -1;
+    }
+    memcpy(dst, v, strlen(v) + 1);
+    return 0;
+}
+
+static int parse_opts(struct app *a, int argc, char **argv)
+{
+    enum {
+        OPT_FROM = 256,
+        OPT_NOFOLLOW,
+        OPT_NOCOLOR,
+        OPT_NOSTATUS,
+        OPT_TXN,
+        OPT_RC,
+        OPT_TERM,
+        OPT_ISS,
+        OPT_MTI,
+        OPT_PAN,
+        OPT_LAT,
+        OPT_SINCE
+    };
+    static const struct option lo[] = {
+        { "from-start", no_argument, 0, OPT_FROM },
+        { "no-follow", no_argument, 0, OPT_NOFOLLOW },
+        { "no-color", no_argument, 0, OPT_NOCOLOR },
+        { "no-status", no_argument, 0, OPT_NOSTATUS },
+        { "txn-only", no_argument, 0, OPT_TXN },
+        { "rc", required_argument, 0, OPT_RC },
+        { "terminal", required_argument, 0, OPT_TERM },
+        { "issuer", required_argument, 0, OPT_ISS },
+        { "mti", required_argument, 0, OPT_MTI },
+        { "pan-last4", required_argument, 0, OPT_PAN },
+        { "min-latency", required_argument, 0, OPT_LAT },
+        { "since", required_argument, 0, OPT_SINCE },
+        { "help", no_argument, 0, 'h' },
+        { 0, 0, 0, 0 },
+    };
+    bool tty = isatty(STDOUT_FILENO) == 1;
+    a->color = tty && getenv("NO_COLOR") == NULL;
+    a->status = tty;
+    a->follow = true;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        int rc = 0;
+        switch (c) {
+        case OPT_FROM:
+            a->from_start = true;
+            break;
+        case OPT_NOFOLLOW:
+            a->follow = false;
+            break;
+        case OPT_NOCOLOR:
+            a->color = false;
+            break;
+        case OPT_NOSTATUS:
+            a->status = false;
+            break;
+        case OPT_TXN:
+            a->filt.txn_only = true;
+            break;
+        case OPT_RC:
+            rc = set_str(a->filt.rc, sizeof a->filt.rc, optarg, "--rc");
+            break;
+        case OPT_TERM:
+            rc = set_str(a->filt.terminal, sizeof a->filt.terminal, optarg, "--terminal");
+            break;
+        case OPT_ISS:
+            rc = set_str(a->filt.issuer, sizeof a->filt.issuer, optarg, "--issuer");
+            break;
+        case OPT_MTI:
+            rc = set_str(a->filt.mti, sizeof a->filt.mti, optarg, "--mti");
+            break;
+        case OPT_PAN:
+            if (strlen(optarg) != 4 || strspn(optarg, "0123456789") != 4) {
+                fprintf(stderr, "atlas-console: --pan-last4 wants exactly 4 digits\n");
+                rc = -1;
+            } else {
+                memcpy(a->filt.pan_last4, optarg, 5);
+            }
+            break;
+        case OPT_LAT:
+            if (con_parse_latency(optarg, &a->filt.min_lat_us) != 0) {
+                fprintf(stderr, "atlas-console: --min-latency: not a duration: %s\n", optarg);
+                rc = -1;
+            }
+            break;
+        case OPT_SINCE:
+            if (parse_since(optarg, &a->filt.since_us) != 0) {
+                fprintf(stderr, "atlas-console: --since: not a time: %s\n", optarg);
+                rc = -1;
+            }
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            exit(0);
+        default:
+            rc = -1;
+        }
+        if (rc != 0)
+            return -1;
+    }
+    if (optind + 1 != argc) {
+        fputs(usage_text, stderr);
+        return -1;
+    }
+    a->path = argv[optind];
+    return 0;
+}
+
+/* ---------------------------------------------------------------- summary */
+
+struct sum_ctx {
+    struct con_summary *s;
+    struct lines ln;
+};
+
+static void sum_line(struct con_summary *s, const char *p, size_t len)
+{
+    struct con_event ev;
+    char err[8];
+    if (len == 0)
+        return;
+    if (con_parse_line(p, len, &ev, err, sizeof err) == 0)
+        con_summary_add(s, &ev);
+    else
+        con_summary_add_malformed(s);
+}
+
+static int summary_main(int argc, char **argv)
+{
+    if (argc < 3 || strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "--help") == 0) {
+        fputs(usage_text, argc < 3 ? stderr : stdout);
+        return argc < 3 ? 2 : 0;
+    }
+    struct con_summary *s = con_summary_new();
+    static struct lines ln;
+    static char chunk[65536];
+    int rc = 0;
+    if (!s) {
+        fprintf(stderr, "atlas-console: out of memory\n");
+        return 1;
+    }
+    for (int i = 2; i < argc; i++) {
+        FILE *f = fopen(argv[i], "rb");
+        if (!f) {
+            fprintf(stderr, "atlas-console: %s: %s\n", argv[i], strerror(errno));
+            rc = 1;
+            continue;
+        }
+        ln.len = 0;
+        ln.overflow = false;
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+            const char *p = chunk;
+            while (n > 0) {
+                const char *nl = memchr(p, '\n', n);
+                size_t take = nl ? (size_t)(nl - p) : n;
+                if (ln.overflow) {
+                    ln.overflow = nl == NULL;
+                } else if (ln.len + take > CON_LINE_MAX) {
+                    con_summary_add_malformed(s);
+                    ln.len = 0;
+                    ln.overflow = nl == NULL;
+                } else {
+                    memcpy(ln.buf + ln.len, p, take);
+                    ln.len += take;
+                    if (nl) {
+                        sum_line(s, ln.buf, ln.len);
+                        ln.len = 0;
+                    }
+                }
+                p += take + (nl ? 1 : 0);
+                n -= take + (nl ? 1 : 0);
+            }
+        }
+        if (ferror(f)) {
+            fprintf(stderr, "atlas-console: %s: read error\n", argv[i]);
+            rc = 1;
+        }
+        if (ln.len > 0) /* no final newline: a truncated line */
+            con_summary_add_malformed(s);
+        fclose(f);
+    }
+    con_summary_print(s, stdout);
+    con_summary_free(s);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- main */
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "summary") == 0)
+        return summary_main(argc, argv);
+
+    static struct app app;
+    struct app *a = &app;
+    a->src.fd = -1;
+    if (parse_opts(a, argc, argv) != 0)
+        return 2;
+    signal(SIGPIPE, SIG_IGN);
+    a->roll = malloc(sizeof *a->roll);
+    a->base = event_base_new();
+    if (!a->roll || !a->base) {
+        fprintf(stderr, "atlas-console: out of memory\n");
+        return 1;
+    }
+    con_roll_init(a->roll);
+    update_width(a);
+
+    if (src_open(a, !a->from_start) == 0) {
+        if (!a->from_start)
+            prime(a);
+        notice(a,
+               a->from_start ? "--- %s: from its start ---" : "--- %s: following from its end ---",
+               a->path);
+    } else if (errno != ENOENT || !a->follow) {
+        fprintf(stderr, "atlas-console: %s: %s\n", a->path, strerror(errno));
+        return 1;
+    }
+
+    a->tick = evtimer_new(a->base, on_tick, a);
+    struct event *sigs[3] = {
+        evsignal_new(a->base, SIGINT, on_signal, a),
+        evsignal_new(a->base, SIGTERM, on_signal, a),
+        evsignal_new(a->base, SIGWINCH, on_signal, a),
+    };
+    for (int i = 0; i < 3; i++)
+        if (sigs[i])
+            event_add(sigs[i], NULL);
+    if (a->status) {
+        struct timeval tv = { STATUS_PERIOD_MS / 1000, (STATUS_PERIOD_MS % 1000) * 1000 };
+        a->status_ev = event_new(a->base, -1, EV_PERSIST, on_status, a);
+        event_add(a->status_ev, &tv);
+    }
+    schedule(a, 0);
+    event_base_dispatch(a->base);
+
+    for (int i = 0; i < 3; i++)
+        if (sigs[i])
+            event_free(sigs[i]);
+    if (a->status_ev)
+        event_free(a->status_ev);
+    event_free(a->tick);
+    event_base_free(a->base);
+    src_close(&a->src);
+    free(a->roll);
+    if (a->status) {
+        clear_status(a);
+        fflush(stdout);
+    }
+    return a->exit_code;
+}
