@@ -133,8 +133,9 @@ struct con_roll_snap {
 };
 
 void con_roll_init(struct con_roll *r);
-/* Counts one event (a txn, or a warn/error line, or a malformed line as an
- * error). Events older than the window of the newest second seen are dropped. */
+/* Counts one event: a txn, or a warn/error line (but link_state) as an
+ * error; con_roll_add_error counts a malformed line. An event older than what
+ * its slot already holds (ten seconds before a newer one) is dropped. */
 void con_roll_add(struct con_roll *r, const struct con_event *ev);
 void con_roll_add_error(struct con_roll *r, int64_t ts_us);
 /* Statistics over (now - 10 s, now]. */

@@ -22,6 +22,7 @@
 #define ROTATE_QUIET_US  (5 * 1000000LL)
 #define PRIME_MAX_BYTES  (64u << 20)
 #define STATUS_PERIOD_MS 1000
+#define HEAD_KEEP        48 /* bytes of the last line kept (truncation check) */
 
 static const char *const usage_text =
     "usage: atlas-console [options] LOGFILE\n"
@@ -47,6 +48,10 @@ struct lines {
     size_t len;
     bool overflow;
     off_t start; /* file offset of the line in buf */
+    /* The first bytes of the last complete line and where it started. */
+    char head[HEAD_KEEP];
+    size_t head_len;
+    off_t head_off;
 };
 
 /* A followed file: the open descriptor and where we are in it. */
@@ -211,6 +216,9 @@ static void feed(struct app *a, struct lines *l, const char *p, size_t n, off_t 
             memcpy(l->buf + l->len, p, take);
             l->len += take;
             if (nl) {
+                l->head_len = l->len < HEAD_KEEP ? l->len : HEAD_KEEP;
+                memcpy(l->head, l->buf, l->head_len);
+                l->head_off = l->start;
                 handle_line(a, l->buf, l->len, l->start, NULL);
                 l->len = 0;
             }
@@ -240,6 +248,20 @@ static void src_close(struct source *s)
     s->fd = -1;
 }
 
+/* copytruncate seen late: the file was emptied and refilled past our offset
+ * between two polls, so its size says nothing. The start of the last line
+ * we read (its timestamp has microseconds) must still be where it was; if it
+ * is not, the file was rewritten. */
+static bool unchanged_before(const struct source *s)
+{
+    char now[HEAD_KEEP];
+    const struct lines *l = &s->ln;
+    if (l->head_len == 0)
+        return true;
+    ssize_t n = pread(s->fd, now, l->head_len, l->head_off);
+    return n != (ssize_t)l->head_len || memcmp(now, l->head, l->head_len) == 0;
+}
+
 /* Opens path; at_end: position after the last complete line. 0 or -1. */
 static int src_open(struct app *a, bool at_end)
 {
@@ -256,6 +278,7 @@ static int src_open(struct app *a, bool at_end)
     s->dev = st.st_dev;
     s->ino = st.st_ino;
     s->off = 0;
+    s->ln.head_len = 0;
     s->ln.len = 0;
     s->ln.overflow = false;
     s->last_data_us = now_us();
@@ -358,7 +381,27 @@ static void schedule(struct app *a, int ms)
     event_add(a->tick, &tv);
 }
 
-/* One poll: read new bytes, then look at the path for rotation/truncation. */
+/* Starts again from the beginning of the same file (copytruncate). */
+static void restart_truncated(struct app *a)
+{
+    struct source *s = &a->src;
+    flush_partial(a, &s->ln, "truncated line (file truncated)");
+    notice(a, "--- %s was truncated (copytruncate?): reading from its start ---", a->path);
+    s->off = 0;
+    s->ln.head_len = 0;
+}
+
+/* The end of a --no-follow run. */
+static void finish_once(struct app *a)
+{
+    flush_partial(a, &a->src.ln, "truncated line (end of file)");
+    draw_status(a);
+    flush_out(a);
+    event_base_loopbreak(a->base);
+}
+
+/* One poll: check our file for truncation, read new bytes, then look at the
+ * path for a rotation (a new file under the name). */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct app *a = arg;
@@ -378,6 +421,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             notice(a, "--- %s appeared, following it ---", a->path);
         a->waiting_notice = false;
     }
+    /* Before reading: bytes past our offset in a truncated-and-refilled file
+     * belong to the middle of some other line. */
+    if (fstat(s->fd, &st) == 0 && (st.st_size < s->off || !unchanged_before(s)))
+        restart_truncated(a);
     if (src_read(a, &budget) < 0) {
         notice(a, "--- read error on %s, reopening ---", a->path);
         flush_partial(a, &s->ln, "truncated line (read error)");
@@ -386,17 +433,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
     if (budget == 0)
         goto next; /* more to read: come back at once */
-
-    if (stat(a->path, &st) == -1) {
-        /* Renamed away and not recreated yet: keep reading the old file. */
-        if (!a->follow)
-            goto done;
-        goto next;
+    if (!a->follow) {
+        finish_once(a);
+        return;
     }
-    if (st.st_dev != s->dev || st.st_ino != s->ino) {
+    if (stat(a->path, &st) == 0 && (st.st_dev != s->dev || st.st_ino != s->ino)) {
         /* A new file under the name. The writer may still append to the old
          * one until it reopens (switchd flushes before it does, so once the
-         * new file has data the old one is complete). */
+         * new file has data the old one is complete). Until then, and while
+         * the name is missing, we keep reading the old file. */
         if (st.st_size > 0 || now_us() - s->last_data_us > ROTATE_QUIET_US) {
             if (src_read(a, &budget) < 0 || budget == 0)
                 goto next;
@@ -404,22 +449,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             src_close(s);
             if (src_open(a, false) == 0) {
                 notice(a, "--- %s was rotated: following the new file ---", a->path);
-                src_read(a, &budget);
+                if (src_read(a, &budget) < 0)
+                    src_close(s);
             }
         }
-    } else if (st.st_size < s->off) {
-        flush_partial(a, &s->ln, "truncated line (file truncated)");
-        notice(a, "--- %s was truncated (copytruncate?): reading from its start ---", a->path);
-        s->off = 0;
-        src_read(a, &budget);
-    }
-    if (!a->follow && budget > 0) {
-    done:
-        flush_partial(a, &s->ln, "truncated line (end of file)");
-        draw_status(a);
-        flush_out(a);
-        event_base_loopbreak(a->base);
-        return;
     }
 next:
     if (a->status && !a->status_shown)

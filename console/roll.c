@@ -44,7 +44,9 @@ static struct con_roll_slot *slot_for(struct con_roll *r, int64_t ts_us)
 
 void con_roll_add(struct con_roll *r, const struct con_event *ev)
 {
-    bool is_err = ev->level >= CON_LVL_WARN;
+    /* Link changes have their own place on the status line (and switchd
+     * logs a link coming back up at warn): not counted as errors. */
+    bool is_err = ev->level >= CON_LVL_WARN && ev->kind != CON_EV_LINK_STATE;
     if (ev->kind != CON_EV_TXN && !is_err)
         return;
     struct con_roll_slot *s = slot_for(r, ev->ts_us);

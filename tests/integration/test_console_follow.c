@@ -190,6 +190,26 @@ static void test_follow(void **state)
     assert_non_null(strstr(output(), "was truncated"));
     assert_int_equal(count(output(), "TRM00010"), 1); /* nothing re-read */
 
+    /* copytruncate again, the file refilled past the console's offset at
+     * once (probably before its next poll): every line still shown once. */
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s.3'", logp, logp);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(truncate(logp, 0), 0);
+    for (int i = 0; i < 40; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "BLK%05d", i);
+        write_txn(id, "00");
+    }
+    assert_int_equal(wait_out("BLK00039"), 0);
+    o = output();
+    for (int i = 0; i < 40; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "BLK%05d", i);
+        assert_int_equal(count(o, id), 1);
+    }
+    assert_int_equal(count(o, "MALFORMED"), 3);
+    assert_int_equal(count(o, "TRM00012"), 1);
+
     /* Deleted, then created again later. */
     close(wfd);
     assert_int_equal(unlink(logp), 0);

@@ -171,8 +171,9 @@ static void test_console_under_tmux(void **state)
 {
     char cmd[1200], status[512];
     snprintf(cmd, sizeof cmd,
-             "tmux -L %s -f /dev/null new-session -d -s con -x 160 -y 40 "
-             "\"exec '%s' '%s'\" \\; set-option -t con remain-on-exit on",
+             "tmux -L %s -f /dev/null start-server \\; set-option -g history-limit 50000 "
+             "\\; new-session -d -s con -x 160 -y 40 \"exec '%s' '%s'\" "
+             "\\; set-option -t con remain-on-exit on",
              sock, ts_bin("atlas-console"), S.switch_log);
     assert_int_equal(system(cmd), 0);
     assert_int_equal(wait_pane("following from its end", 1), 0);

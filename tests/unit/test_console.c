@@ -295,6 +295,11 @@ static void test_rolling_window(void **state)
     struct con_event warn = { .kind = CON_EV_OTHER, .level = CON_LVL_WARN, .ts_us = T * 1000000 };
     con_roll_add(r, &warn);
     con_roll_add_error(r, T * 1000000 + 1);
+    /* A link change at warn is shown with the links, not as an error. */
+    struct con_event link = { .kind = CON_EV_LINK_STATE,
+                              .level = CON_LVL_WARN,
+                              .ts_us = T * 1000000 };
+    con_roll_add(r, &link);
 
     /* At T + 0.5 s the window is 9.5 s long and holds all 101 txn. */
     con_roll_snapshot(r, T * 1000000 + 500000, &s);
