@@ -73,6 +73,35 @@ con_parse_line(const char *line, size_t len, struct con_event *ev, char *err, si
  * "2026-11-26". Returns 0 and the epoch microseconds, or -1. */
 __attribute__((warn_unused_result)) int con_parse_time(const char *s, int64_t *us);
 
+/* ---------------------------------------------------------------- lines */
+
+#define CON_HEAD_KEEP 48 /* bytes of the last complete line remembered */
+
+/* Splits a byte stream into lines in a fixed buffer (no allocation). */
+struct con_lines {
+    char buf[CON_LINE_MAX + 1];
+    size_t len;
+    bool overflow; /* inside a line already reported as too long */
+    int64_t start; /* file offset of the line being collected */
+    /* The first bytes of the last complete line and its offset: a follower
+     * checks they are still there to notice a truncated-and-refilled file. */
+    char head[CON_HEAD_KEEP];
+    size_t head_len;
+    int64_t head_off;
+};
+
+/* Called per line (without its '\n'), with the line's file offset. err is
+ * NULL for a complete line, else why the line is bad ("line too long": then
+ * len counts only the bytes seen so far and the rest is skipped). */
+typedef void (*con_line_fn)(void *arg, const char *line, size_t len, int64_t off, const char *err);
+
+void con_lines_reset(struct con_lines *l);
+/* Feeds n bytes that sit at file offset off; fn runs for each line they end. */
+void con_lines_feed(struct con_lines *l, const char *p, size_t n, int64_t off, con_line_fn fn,
+                    void *arg);
+/* The input ended inside a line: fn gets it with err = why. */
+void con_lines_finish(struct con_lines *l, const char *why, con_line_fn fn, void *arg);
+
 /* ---------------------------------------------------------------- tables */
 
 /* Meaning of a DE 39 response code ("?" if unknown). */

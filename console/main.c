@@ -22,7 +22,6 @@
 #define ROTATE_QUIET_US  (5 * 1000000LL)
 #define PRIME_MAX_BYTES  (64u << 20)
 #define STATUS_PERIOD_MS 1000
-#define HEAD_KEEP        48 /* bytes of the last line kept (truncation check) */
 
 static const char *const usage_text =
     "usage: atlas-console [options] LOGFILE\n"
@@ -41,19 +40,6 @@ static const char *const usage_text =
     "  --min-latency T     total latency at least T (250 = 250ms, 900us, 1.5s)\n"
     "  --since TIME        2026-11-26T15:44:00Z, 15:44 (today, UTC), or 10m / 30s / 2h ago\n";
 
-/* Splits a byte stream into lines with a fixed buffer. A line longer than
- * CON_LINE_MAX is reported once as too long and skipped up to its '\n'. */
-struct lines {
-    char buf[CON_LINE_MAX + 1];
-    size_t len;
-    bool overflow;
-    off_t start; /* file offset of the line in buf */
-    /* The first bytes of the last complete line and where it started. */
-    char head[HEAD_KEEP];
-    size_t head_len;
-    off_t head_off;
-};
-
 /* A followed file: the open descriptor and where we are in it. */
 struct source {
     int fd;
@@ -61,7 +47,7 @@ struct source {
     ino_t ino;
     off_t off;
     int64_t last_data_us; /* wall time of the last byte read */
-    struct lines ln;
+    struct con_lines ln;
 };
 
 struct app {
@@ -196,47 +182,20 @@ static void handle_line(struct app *a, const char *line, size_t len, off_t at,
     emit(a, color_of(&ev), text);
 }
 
-/* Feeds n bytes read at file offset off; calls handle_line for each
- * complete line. */
-static void feed(struct app *a, struct lines *l, const char *p, size_t n, off_t off)
+static void on_line(void *arg, const char *line, size_t len, int64_t off, const char *err)
 {
-    while (n > 0) {
-        const char *nl = memchr(p, '\n', n);
-        size_t take = nl ? (size_t)(nl - p) : n;
-        if (l->len == 0 && !l->overflow)
-            l->start = off;
-        if (l->overflow) {
-            if (nl)
-                l->overflow = false;
-        } else if (l->len + take > CON_LINE_MAX) {
-            handle_line(a, l->buf, l->len + take, l->start, "line too long");
-            l->len = 0;
-            l->overflow = nl == NULL;
-        } else {
-            memcpy(l->buf + l->len, p, take);
-            l->len += take;
-            if (nl) {
-                l->head_len = l->len < HEAD_KEEP ? l->len : HEAD_KEEP;
-                memcpy(l->head, l->buf, l->head_len);
-                l->head_off = l->start;
-                handle_line(a, l->buf, l->len, l->start, NULL);
-                l->len = 0;
-            }
-        }
-        size_t step = take + (nl ? 1 : 0);
-        p += step;
-        n -= step;
-        off += (off_t)step;
-    }
+    handle_line(arg, line, len, (off_t)off, err);
+}
+
+static void feed(struct app *a, struct con_lines *l, const char *p, size_t n, off_t off)
+{
+    con_lines_feed(l, p, n, (int64_t)off, on_line, a);
 }
 
 /* The file ended (rotation, truncation, end of input) in the middle of a line. */
-static void flush_partial(struct app *a, struct lines *l, const char *why)
+static void flush_partial(struct app *a, struct con_lines *l, const char *why)
 {
-    if (l->len > 0)
-        handle_line(a, l->buf, l->len, l->start, why);
-    l->len = 0;
-    l->overflow = false;
+    con_lines_finish(l, why, on_line, a);
 }
 
 /* ---------------------------------------------------------------- follow */
@@ -254,11 +213,11 @@ static void src_close(struct source *s)
  * is not, the file was rewritten. */
 static bool unchanged_before(const struct source *s)
 {
-    char now[HEAD_KEEP];
-    const struct lines *l = &s->ln;
+    char now[CON_HEAD_KEEP];
+    const struct con_lines *l = &s->ln;
     if (l->head_len == 0)
         return true;
-    ssize_t n = pread(s->fd, now, l->head_len, l->head_off);
+    ssize_t n = pread(s->fd, now, l->head_len, (off_t)l->head_off);
     return n != (ssize_t)l->head_len || memcmp(now, l->head, l->head_len) == 0;
 }
 
@@ -278,9 +237,7 @@ static int src_open(struct app *a, bool at_end)
     s->dev = st.st_dev;
     s->ino = st.st_ino;
     s->off = 0;
-    s->ln.head_len = 0;
-    s->ln.len = 0;
-    s->ln.overflow = false;
+    con_lines_reset(&s->ln);
     s->last_data_us = now_us();
     if (at_end && st.st_size > 0) {
         /* Start after the last '\n' so that no half line is shown. */
@@ -635,18 +592,14 @@ static int parse_opts(struct app *a, int argc, char **argv)
 
 /* ---------------------------------------------------------------- summary */
 
-struct sum_ctx {
-    struct con_summary *s;
-    struct lines ln;
-};
-
-static void sum_line(struct con_summary *s, const char *p, size_t len)
+static void sum_line(void *arg, const char *p, size_t len, int64_t off, const char *err)
 {
+    struct con_summary *s = arg;
     struct con_event ev;
-    char err[8];
-    if (len == 0)
+    char perr[8];
+    if (len == 0 && !err)
         return;
-    if (con_parse_line(p, len, &ev, err, sizeof err) == 0)
+    if (!err && con_parse_line(p, len, &ev, perr, sizeof perr) == 0)
         con_summary_add(s, &ev);
     else
         con_summary_add_malformed(s);
@@ -659,7 +612,7 @@ static int summary_main(int argc, char **argv)
         return argc < 3 ? 2 : 0;
     }
     struct con_summary *s = con_summary_new();
-    static struct lines ln;
+    static struct con_lines ln;
     static char chunk[65536];
     int rc = 0;
     if (!s) {
@@ -673,38 +626,18 @@ static int summary_main(int argc, char **argv)
             rc = 1;
             continue;
         }
-        ln.len = 0;
-        ln.overflow = false;
+        con_lines_reset(&ln);
+        int64_t off = 0;
         size_t n;
         while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-            const char *p = chunk;
-            while (n > 0) {
-                const char *nl = memchr(p, '\n', n);
-                size_t take = nl ? (size_t)(nl - p) : n;
-                if (ln.overflow) {
-                    ln.overflow = nl == NULL;
-                } else if (ln.len + take > CON_LINE_MAX) {
-                    con_summary_add_malformed(s);
-                    ln.len = 0;
-                    ln.overflow = nl == NULL;
-                } else {
-                    memcpy(ln.buf + ln.len, p, take);
-                    ln.len += take;
-                    if (nl) {
-                        sum_line(s, ln.buf, ln.len);
-                        ln.len = 0;
-                    }
-                }
-                p += take + (nl ? 1 : 0);
-                n -= take + (nl ? 1 : 0);
-            }
+            con_lines_feed(&ln, chunk, n, off, sum_line, s);
+            off += (int64_t)n;
         }
         if (ferror(f)) {
             fprintf(stderr, "atlas-console: %s: read error\n", argv[i]);
             rc = 1;
         }
-        if (ln.len > 0) /* no final newline: a truncated line */
-            con_summary_add_malformed(s);
+        con_lines_finish(&ln, "truncated line (no final newline)", sum_line, s);
         fclose(f);
     }
     con_summary_print(s, stdout);

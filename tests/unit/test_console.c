@@ -453,6 +453,70 @@ static void test_summary(void **state)
     free(r);
 }
 
+/* Lines collected by the splitter tests. */
+struct got {
+    int n;
+    char line[8][64];
+    int64_t off[8];
+    const char *err[8];
+};
+
+static void got_line(void *arg, const char *line, size_t len, int64_t off, const char *err)
+{
+    struct got *g = arg;
+    assert_true(g->n < 8);
+    snprintf(g->line[g->n], sizeof g->line[g->n], "%.*s", (int)(len < 63 ? len : 63), line);
+    g->off[g->n] = off;
+    g->err[g->n] = err;
+    g->n++;
+}
+
+static void test_line_splitter(void **state)
+{
+    static const char text[] = "alpha\n\nbravo charlie\ndelta";
+    static struct con_lines l;
+    /* Every way of cutting the input in two gives the same lines. */
+    for (size_t cut = 0; cut <= sizeof text - 1; cut++) {
+        struct got g = { 0 };
+        con_lines_reset(&l);
+        con_lines_feed(&l, text, cut, 0, got_line, &g);
+        con_lines_feed(&l, text + cut, sizeof text - 1 - cut, (int64_t)cut, got_line, &g);
+        assert_int_equal(g.n, 3);
+        assert_string_equal(g.line[0], "alpha");
+        assert_int_equal(g.off[0], 0);
+        assert_string_equal(g.line[1], "");
+        assert_int_equal(g.off[1], 6);
+        assert_string_equal(g.line[2], "bravo charlie");
+        assert_int_equal(g.off[2], 7);
+        assert_null(g.err[2]);
+        assert_int_equal(l.head_off, 7);
+        assert_int_equal(l.head_len, 13);
+        /* The unfinished "delta" is reported as cut when the input ends. */
+        con_lines_finish(&l, "cut", got_line, &g);
+        assert_int_equal(g.n, 4);
+        assert_string_equal(g.line[3], "delta");
+        assert_int_equal(g.off[3], 21);
+        assert_string_equal(g.err[3], "cut");
+    }
+    /* An over-long line is reported once, its rest skipped, the next kept. */
+    static char big[CON_LINE_MAX + 100];
+    memset(big, 'x', sizeof big);
+    struct got g = { 0 };
+    con_lines_reset(&l);
+    con_lines_feed(&l, big, 1000, 0, got_line, &g);
+    con_lines_feed(&l, big, sizeof big, 1000, got_line, &g); /* past the limit */
+    con_lines_feed(&l, big, 5000, 1000 + sizeof big, got_line, &g);
+    con_lines_feed(&l, "\nok\n", 4, 6000 + sizeof big, got_line, &g);
+    assert_int_equal(g.n, 2);
+    assert_string_equal(g.err[0], "line too long");
+    assert_int_equal(g.off[0], 0);
+    assert_string_equal(g.line[1], "ok");
+    assert_null(g.err[1]);
+    assert_int_equal(g.off[1], 6001 + (int64_t)sizeof big);
+    con_lines_finish(&l, "cut", got_line, &g);
+    assert_int_equal(g.n, 2); /* nothing pending */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -461,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_parse_time),      cmocka_unit_test(test_tables_and_formats),
         cmocka_unit_test(test_filters),         cmocka_unit_test(test_rolling_window),
         cmocka_unit_test(test_status_line),     cmocka_unit_test(test_summary),
+        cmocka_unit_test(test_line_splitter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
