@@ -99,50 +99,93 @@ static enum con_outcome outcome_of(const char *s)
     return CON_OUT_NONE;
 }
 
-/* Where each known string field lands. */
-struct str_field {
+/* Where each known field lands. One table, in the order switchd writes a
+ * txn line: the lookup starts after the previous match, so a line in that
+ * order costs one comparison per key. */
+enum field_kind { F_STR, F_U64, F_OUTCOME, F_QUIET };
+struct field {
     const char *key;
+    enum field_kind kind;
     size_t off, cap;
 };
-#define SF(k, m)                                                                                   \
+#define FS(k, m)                                                                                   \
     {                                                                                              \
-        k, offsetof(struct con_event, m), sizeof(((struct con_event *)0)->m)                       \
+        k, F_STR, offsetof(struct con_event, m), sizeof(((struct con_event *)0)->m)                \
     }
-static const struct str_field str_fields[] = {
-    SF("prog", prog),
-    SF("listener", listener),
-    SF("acquirer", acquirer),
-    SF("terminal", terminal),
-    SF("mti", mti),
-    SF("proc", proc),
-    SF("amount", amount),
-    SF("currency", currency),
-    SF("pan", pan),
-    SF("stan", stan),
-    SF("rrn", rrn),
-    SF("issuer", issuer),
-    SF("rc", rc),
-    SF("auth_code", auth_code),
-    SF("from", from),
-    SF("to", to),
-    SF("reason", reason),
+#define FU(k, m)                                                                                   \
+    {                                                                                              \
+        k, F_U64, offsetof(struct con_event, m), sizeof(uint64_t)                                  \
+    }
+static const struct field fields[] = {
+    FS("prog", prog),
+    FS("listener", listener),
+    FS("acquirer", acquirer),
+    FS("terminal", terminal),
+    FS("mti", mti),
+    FS("proc", proc),
+    FS("amount", amount),
+    FS("currency", currency),
+    FS("pan", pan),
+    FS("stan", stan),
+    FS("rrn", rrn),
+    FS("issuer", issuer),
+    { "issuer_stan", F_QUIET, 0, 0 }, /* the journal has it; no column */
+    FS("rc", rc),
+    FS("auth_code", auth_code),
+    { "outcome", F_OUTCOME, 0, 0 },
+    FU("lat_us", lat_us),
+    FU("lat_mac_us", lat_mac_us),
+    FU("lat_pin_us", lat_pin_us),
+    FU("lat_issuer_us", lat_issuer_us),
+    FU("lat_journal_us", lat_journal_us),
+    FS("from", from),
+    FS("to", to),
+    FS("reason", reason),
 };
+#define N_FIELDS (sizeof fields / sizeof fields[0])
 
-struct u64_field {
-    const char *key;
-    size_t off;
-};
-#define UF(k, m)                                                                                   \
-    {                                                                                              \
-        k, offsetof(struct con_event, m)                                                           \
+/* Index of key in fields, or -1; *hint is where the search starts and is
+ * moved past a match. */
+static int find_field(const char *key, size_t *hint)
+{
+    for (size_t k = 0; k < N_FIELDS; k++) {
+        size_t i = (*hint + k) % N_FIELDS;
+        if (strcmp(key, fields[i].key) == 0) {
+            *hint = i + 1;
+            return (int)i;
+        }
     }
-static const struct u64_field u64_fields[] = {
-    UF("lat_us", lat_us),
-    UF("lat_mac_us", lat_mac_us),
-    UF("lat_pin_us", lat_pin_us),
-    UF("lat_issuer_us", lat_issuer_us),
-    UF("lat_journal_us", lat_journal_us),
-};
+    return -1;
+}
+
+/* Stores v into ev if it has the field's type. True when stored. */
+static bool store_field(struct con_event *ev, const struct field *f, json_t *v)
+{
+    switch (f->kind) {
+    case F_STR:
+        if (!json_is_string(v))
+            return false;
+        copy_clean((char *)ev + f->off, f->cap, json_string_value(v), json_string_length(v));
+        return true;
+    case F_U64: {
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+            return false;
+        uint64_t u = (uint64_t)json_integer_value(v);
+        memcpy((char *)ev + f->off, &u, sizeof u);
+        if (f->off == offsetof(struct con_event, lat_us))
+            ev->has_lat = true;
+        return true;
+    }
+    case F_OUTCOME:
+        if (!json_is_string(v))
+            return false;
+        ev->outcome = outcome_of(json_string_value(v));
+        return true;
+    case F_QUIET:
+        return ev->kind == CON_EV_TXN;
+    }
+    return false;
+}
 
 /* Appends " key=value" to ev->extra while it fits (a value that does not fit
  * ends the list with "…" written as "..."). */
@@ -230,35 +273,13 @@ int con_parse_line(const char *line, size_t len, struct con_event *ev, char *err
 
     const char *key;
     json_t *v;
+    size_t hint = 0;
     json_object_foreach(o, key, v)
     {
         if (strcmp(key, "ts") == 0 || strcmp(key, "event") == 0 || strcmp(key, "level") == 0)
             continue;
-        bool known = false;
-        for (size_t i = 0; i < sizeof str_fields / sizeof str_fields[0]; i++) {
-            if (strcmp(key, str_fields[i].key) == 0 && json_is_string(v)) {
-                copy_clean((char *)ev + str_fields[i].off, str_fields[i].cap, json_string_value(v),
-                           json_string_length(v));
-                known = true;
-            }
-        }
-        for (size_t i = 0; i < sizeof u64_fields / sizeof u64_fields[0]; i++) {
-            if (strcmp(key, u64_fields[i].key) == 0 && json_is_integer(v) &&
-                json_integer_value(v) >= 0) {
-                uint64_t u = (uint64_t)json_integer_value(v);
-                memcpy((char *)ev + u64_fields[i].off, &u, sizeof u);
-                if (strcmp(key, "lat_us") == 0)
-                    ev->has_lat = true;
-                known = true;
-            }
-        }
-        /* Ids an operator does not need on a txn line (the journal has them). */
-        if (ev->kind == CON_EV_TXN && (strcmp(key, "issuer_stan") == 0))
-            known = true;
-        if (strcmp(key, "outcome") == 0 && json_is_string(v)) {
-            ev->outcome = outcome_of(json_string_value(v));
-            known = true;
-        }
+        int i = find_field(key, &hint);
+        bool known = i >= 0 && store_field(ev, &fields[i], v);
         /* Known fields have their own columns on txn and link_state lines;
          * on every other event they are context worth showing. */
         bool shown_apart =
