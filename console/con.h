@@ -180,11 +180,25 @@ struct con_links {
 };
 void con_links_update(struct con_links *k, const struct con_event *ev);
 
+/* What the console takes from switchd's /metrics (Prometheus text). */
+struct con_metrics {
+    struct con_links links; /* atlas_issuer_link_up{issuer,state} */
+    int db_up;              /* atlas_journal_database_up, -1 if absent */
+    int backpressure;       /* atlas_backpressure, -1 if absent */
+};
+
+/* Parses a /metrics body (len bytes, need not be NUL-terminated). Unknown
+ * lines are ignored; a malformed sample of a known metric is skipped.
+ * Returns 0, or -1 when no atlas_ metric at all was found (not a switch). */
+__attribute__((warn_unused_result)) int con_metrics_parse(const char *body, size_t len,
+                                                          struct con_metrics *m);
+
 /* The status line: "12.3 tps | appr 97.5% | p50 4.1ms p99 12ms | err 0 |
- * WALLET1:up". Never longer than width-1 columns (width >= 20; issuers
- * that do not fit are counted as "+N"). Returns out. */
-char *con_status_line(const struct con_roll_snap *s, const struct con_links *k, unsigned width,
-                      char *out, size_t cap);
+ * WALLET1:up". m (may be NULL) adds "DB DOWN" / "BACKPRESSURE" when the
+ * switch reports them. Never longer than width-1 columns (width >= 20;
+ * issuers that do not fit are counted as "+N"). Returns out. */
+char *con_status_line(const struct con_roll_snap *s, const struct con_links *k,
+                      const struct con_metrics *m, unsigned width, char *out, size_t cap);
 
 /* One aligned display line for ev (no colour, no newline). Returns out. */
 char *con_format_event(const struct con_event *ev, char *out, size_t cap);

@@ -5,7 +5,10 @@
 #include "con.h"
 
 #include <errno.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
@@ -17,11 +20,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define POLL_MS          100
-#define READ_PER_TICK    (4u << 20) /* bytes per loop turn: keeps the UI responsive */
-#define ROTATE_QUIET_US  (5 * 1000000LL)
-#define PRIME_MAX_BYTES  (64u << 20)
-#define STATUS_PERIOD_MS 1000
+#define POLL_MS           100
+#define READ_PER_TICK     (4u << 20) /* bytes per loop turn: keeps the UI responsive */
+#define ROTATE_QUIET_US   (5 * 1000000LL)
+#define PRIME_MAX_BYTES   (64u << 20)
+#define STATUS_PERIOD_MS  1000
+#define METRICS_PERIOD_MS 2000
+#define METRICS_STALE_US  (10 * 1000000LL) /* older link states give way to the log's */
+#define METRICS_MAX_BODY  (1u << 20)
 
 static const char *const usage_text =
     "usage: atlas-console [options] LOGFILE\n"
@@ -38,7 +44,9 @@ static const char *const usage_text =
     "  --mti MTI           request MTI, e.g. 0200\n"
     "  --pan-last4 NNNN    last four digits of the card number\n"
     "  --min-latency T     total latency at least T (250 = 250ms, 900us, 1.5s)\n"
-    "  --since TIME        2026-11-26T15:44:00Z, 15:44 (today, UTC), or 10m / 30s / 2h ago\n";
+    "  --since TIME        2026-11-26T15:44:00Z, 15:44 (today, UTC), or 10m / 30s / 2h ago\n"
+    "  --metrics URL       also poll switchd's /metrics (http://127.0.0.1:9583/metrics)\n"
+    "                      for link states, journal database and backpressure\n";
 
 /* A followed file: the open descriptor and where we are in it. */
 struct source {
@@ -61,6 +69,13 @@ struct app {
     unsigned width;
     struct con_roll *roll;
     struct con_links links;
+    /* --metrics */
+    struct evhttp_uri *metrics_uri;
+    struct evhttp_connection *metrics_conn;
+    struct event *metrics_ev;
+    bool metrics_busy, metrics_failing;
+    struct con_metrics metrics;
+    int64_t metrics_at_us; /* when metrics was last filled, 0 never */
     bool status_shown;
     int exit_code;
 };
@@ -98,7 +113,10 @@ static void draw_status(struct app *a)
     struct con_roll_snap snap;
     char line[256];
     con_roll_snapshot(a->roll, now_us(), &snap);
-    con_status_line(&snap, &a->links, a->width, line, sizeof line);
+    bool fresh = a->metrics_at_us && now_us() - a->metrics_at_us < METRICS_STALE_US;
+    /* The switch's own view of its links beats what the log told us. */
+    con_status_line(&snap, fresh && a->metrics.links.n ? &a->metrics.links : &a->links,
+                    fresh ? &a->metrics : NULL, a->width, line, sizeof line);
     fputs("\r\033[K", stdout);
     if (a->color)
         fprintf(stdout, C_REV "%s" C_RESET, line);
@@ -425,6 +443,77 @@ static void on_status(evutil_socket_t fd, short what, void *arg)
     flush_out(a);
 }
 
+/* ---------------------------------------------------------------- metrics */
+
+/* One /metrics answer (req NULL on a connection error or timeout). */
+static void on_metrics(struct evhttp_request *req, void *arg)
+{
+    struct app *a = arg;
+    const char *why = NULL;
+    a->metrics_busy = false;
+    if (!req || evhttp_request_get_response_code(req) == 0) {
+        why = "no answer";
+    } else if (evhttp_request_get_response_code(req) != 200) {
+        why = "HTTP error";
+    } else {
+        struct evbuffer *b = evhttp_request_get_input_buffer(req);
+        size_t n = evbuffer_get_length(b);
+        const char *body = n <= METRICS_MAX_BODY ? (const char *)evbuffer_pullup(b, -1) : NULL;
+        struct con_metrics m;
+        if (!body || con_metrics_parse(body, n, &m) != 0) {
+            why = "not a switch's metrics";
+        } else {
+            a->metrics = m;
+            a->metrics_at_us = now_us();
+        }
+    }
+    /* Say it when it starts failing and when it is back, not every poll. */
+    if (why && !a->metrics_failing)
+        notice(a, "--- metrics: %s ---", why);
+    if (!why && a->metrics_failing)
+        notice(a, "--- metrics: %s ---", "reading again");
+    a->metrics_failing = why != NULL;
+    draw_status(a);
+    flush_out(a);
+}
+
+static void poll_metrics(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *a = arg;
+    if (a->metrics_busy)
+        return;
+    if (!a->metrics_conn) {
+        int port = evhttp_uri_get_port(a->metrics_uri);
+        a->metrics_conn = evhttp_connection_base_new(
+            a->base, NULL, evhttp_uri_get_host(a->metrics_uri), (uint16_t)(port > 0 ? port : 80));
+        if (!a->metrics_conn)
+            return;
+        evhttp_connection_set_timeout(a->metrics_conn, 2);
+    }
+    struct evhttp_request *req = evhttp_request_new(on_metrics, a);
+    if (!req)
+        return;
+    const char *path = evhttp_uri_get_path(a->metrics_uri);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Host",
+                      evhttp_uri_get_host(a->metrics_uri));
+    if (evhttp_make_request(a->metrics_conn, req, EVHTTP_REQ_GET,
+                            path && *path ? path : "/metrics") == 0)
+        a->metrics_busy = true;
+}
+
+/* --metrics: http://HOST:PORT[/PATH] with a numeric or local host name
+ * (resolved once, at connect). 0 or -1. */
+static int set_metrics(struct app *a, const char *url)
+{
+    a->metrics_uri = evhttp_uri_parse(url);
+    const char *scheme = a->metrics_uri ? evhttp_uri_get_scheme(a->metrics_uri) : NULL;
+    if (!scheme || strcmp(scheme, "http") != 0 || !evhttp_uri_get_host(a->metrics_uri)) {
+        fprintf(stderr, "atlas-console: --metrics wants http://HOST:PORT/metrics\n");
+        return -1;
+    }
+    return 0;
+}
+
 static void update_width(struct app *a)
 {
     struct winsize ws;
@@ -500,7 +589,8 @@ static int parse_opts(struct app *a, int argc, char **argv)
         OPT_MTI,
         OPT_PAN,
         OPT_LAT,
-        OPT_SINCE
+        OPT_SINCE,
+        OPT_METRICS
     };
     static const struct option lo[] = {
         { "from-start", no_argument, 0, OPT_FROM },
@@ -515,6 +605,7 @@ static int parse_opts(struct app *a, int argc, char **argv)
         { "pan-last4", required_argument, 0, OPT_PAN },
         { "min-latency", required_argument, 0, OPT_LAT },
         { "since", required_argument, 0, OPT_SINCE },
+        { "metrics", required_argument, 0, OPT_METRICS },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -572,6 +663,9 @@ static int parse_opts(struct app *a, int argc, char **argv)
                 fprintf(stderr, "atlas-console: --since: not a time: %s\n", optarg);
                 rc = -1;
             }
+            break;
+        case OPT_METRICS:
+            rc = set_metrics(a, optarg);
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -692,8 +786,21 @@ int main(int argc, char **argv)
         a->status_ev = event_new(a->base, -1, EV_PERSIST, on_status, a);
         event_add(a->status_ev, &tv);
     }
+    if (a->metrics_uri) {
+        struct timeval tv = { METRICS_PERIOD_MS / 1000, (METRICS_PERIOD_MS % 1000) * 1000 };
+        a->metrics_ev = event_new(a->base, -1, EV_PERSIST, poll_metrics, a);
+        event_add(a->metrics_ev, &tv);
+        poll_metrics(-1, 0, a);
+    }
     schedule(a, 0);
     event_base_dispatch(a->base);
+
+    if (a->metrics_ev)
+        event_free(a->metrics_ev);
+    if (a->metrics_conn)
+        evhttp_connection_free(a->metrics_conn);
+    if (a->metrics_uri)
+        evhttp_uri_free(a->metrics_uri);
 
     for (int i = 0; i < 3; i++)
         if (sigs[i])

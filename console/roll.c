@@ -115,13 +115,16 @@ void con_links_update(struct con_links *k, const struct con_event *ev)
     }
 }
 
-char *con_status_line(const struct con_roll_snap *s, const struct con_links *k, unsigned width,
-                      char *out, size_t cap)
+char *con_status_line(const struct con_roll_snap *s, const struct con_links *k,
+                      const struct con_metrics *m, unsigned width, char *out, size_t cap)
 {
     char p50[16], p99[16], appr[16], tps[24];
     if (width < 20)
         width = 20;
+    char line[512];
     size_t limit = width - 1 < cap - 1 ? width - 1 : cap - 1;
+    if (limit > sizeof line - 1)
+        limit = sizeof line - 1;
     if (s->approval_pct < 0)
         snprintf(appr, sizeof appr, "-");
     else
@@ -137,10 +140,18 @@ char *con_status_line(const struct con_roll_snap *s, const struct con_links *k, 
         snprintf(p50, sizeof p50, "-");
         snprintf(p99, sizeof p99, "-");
     }
-    char line[512];
     int n = snprintf(line, sizeof line, "%s tps | appr %s | p50 %s p99 %s | err %llu |", tps, appr,
                      p50, p99, (unsigned long long)s->errors);
     size_t len = n < 0 ? 0 : (size_t)n;
+    /* Alarms first: they matter more than the link list. */
+    if (m && m->db_up == 0 && len + 11 <= sizeof line) {
+        memcpy(line + len, " DB DOWN |", 11);
+        len += 10;
+    }
+    if (m && m->backpressure == 1 && len + 16 <= sizeof line) {
+        memcpy(line + len, " BACKPRESSURE |", 16);
+        len += 15;
+    }
     if (k->n == 0 && len + 11 < sizeof line) {
         memcpy(line + len, " links: ?", 10);
         len += 9;
@@ -148,16 +159,16 @@ char *con_status_line(const struct con_roll_snap *s, const struct con_links *k, 
     for (size_t i = 0; i < k->n; i++) {
         char item[48], more[16];
         int w = snprintf(item, sizeof item, " %s:%s", k->l[i].issuer, k->l[i].state);
-        int m = snprintf(more, sizeof more, " +%zu", k->n - i);
+        int mw = snprintf(more, sizeof more, " +%zu", k->n - i);
         bool last = i + 1 == k->n;
         /* Keep room for "+N" unless this is the last issuer. */
-        if (w > 0 && len + (size_t)w + (last ? 0 : (size_t)m) <= limit) {
+        if (w > 0 && len + (size_t)w + (last ? 0 : (size_t)mw) <= limit) {
             memcpy(line + len, item, (size_t)w);
             len += (size_t)w;
         } else {
-            if (m > 0 && len + (size_t)m <= limit) {
-                memcpy(line + len, more, (size_t)m);
-                len += (size_t)m;
+            if (mw > 0 && len + (size_t)mw <= limit) {
+                memcpy(line + len, more, (size_t)mw);
+                len += (size_t)mw;
             }
             break;
         }

@@ -308,11 +308,92 @@ static void test_sighup_loses_no_line(void **state)
         assert_true(count_file(paths[i], needle) > 0);
 }
 
+/* The last line of a given tmux session's pane. */
+static void status_of(const char *session, char *out, size_t cap)
+{
+    char cmd[600];
+    static char buf[1 << 16];
+    snprintf(cmd, sizeof cmd, "tmux -L %s capture-pane -p -t %s > '%s' 2>/dev/null", sock, session,
+             pane_file);
+    buf[0] = '\0';
+    if (system(cmd) == 0) {
+        FILE *f = fopen(pane_file, "r");
+        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[n] = '\0';
+    }
+    last_line(buf, out, cap);
+}
+
+/* Polls a session's status line until it holds want (hang guard only). */
+static int wait_status(const char *session, const char *want)
+{
+    char st[512] = "";
+    for (int t = 0; t < 60000; t += 100) {
+        status_of(session, st, sizeof st);
+        if (strstr(st, want))
+            return 0;
+        usleep(100000);
+    }
+    fprintf(stderr, "%s: status never showed \"%s\": \"%s\"\n", session, want, st);
+    return -1;
+}
+
+static void new_session(const char *name, const char *args)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "tmux -L %s new-session -d -s %s -x 120 -y 20 \"exec '%s' %s\" "
+             "\\; set-option -t %s remain-on-exit on",
+             sock, name, ts_bin("atlas-console"), args, name);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* --metrics: link states from switchd's /metrics, even with no log to read
+ * (the console waits for a file that does not exist), and a change of state
+ * (issuer-sim stopped) seen there. A dead metrics address is reported. */
+static void test_metrics(void **state)
+{
+    char args[800];
+    snprintf(args, sizeof args, "--metrics http://127.0.0.1:%u/metrics '%s/no-such.log'",
+             S.metrics_port, S.dir);
+    new_session("met", args);
+    assert_int_equal(wait_status("met", "WALLET1:up"), 0);
+
+    snprintf(args, sizeof args, "--metrics http://127.0.0.1:%u/metrics '%s'", ts_free_port(),
+             S.switch_log);
+    new_session("dead", args);
+    char cmd[600];
+    for (int t = 0; t < 60000; t += 100) {
+        snprintf(cmd, sizeof cmd, "tmux -L %s capture-pane -p -t dead > '%s'", sock, pane_file);
+        if (system(cmd) == 0 && ts_file_contains(pane_file, "--- metrics: no answer ---"))
+            break;
+        usleep(100000);
+    }
+    assert_true(ts_file_contains(pane_file, "--- metrics: no answer ---"));
+
+    /* The issuer goes away: the switch's link leaves "up". */
+    ts_stop(S.issuer, SIGTERM, 10000);
+    S.issuer = 0;
+    char st[512] = "";
+    bool left_up = false;
+    for (int t = 0; t < 60000 && !left_up; t += 100) {
+        status_of("met", st, sizeof st);
+        left_up = strstr(st, "WALLET1:") && !strstr(st, "WALLET1:up");
+        usleep(100000);
+    }
+    if (!left_up)
+        fail_msg("link still up in \"%s\"", st);
+    assert_true(strlen(st) <= 79);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_console_under_tmux),
         cmocka_unit_test(test_sighup_loses_no_line),
+        cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

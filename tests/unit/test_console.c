@@ -340,13 +340,13 @@ static void test_status_line(void **state)
     };
     struct con_links k = { 0 };
     char out[256];
-    con_status_line(&s, &k, 80, out, sizeof out);
+    con_status_line(&s, &k, NULL, 80, out, sizeof out);
     assert_string_equal(out, "123.5 tps | appr 97.5% | p50 4.1ms p99 12ms | err 2 | links: ?");
 
     struct con_event up = parse_ok("{\"ts\":\"2026-11-26T15:44:42Z\",\"event\":\"link_state\","
                                    "\"issuer\":\"WALLET1\",\"from\":\"signon\",\"to\":\"up\"}");
     con_links_update(&k, &up);
-    con_status_line(&s, &k, 80, out, sizeof out);
+    con_status_line(&s, &k, NULL, 80, out, sizeof out);
     assert_string_equal(out, "123.5 tps | appr 97.5% | p50 4.1ms p99 12ms | err 2 | WALLET1:up");
 
     /* Many issuers: never wider than 79 columns, the rest counted. */
@@ -360,7 +360,7 @@ static void test_status_line(void **state)
         con_links_update(&k, &ev);
     }
     assert_int_equal(k.n, 13);
-    con_status_line(&s, &k, 80, out, sizeof out);
+    con_status_line(&s, &k, NULL, 80, out, sizeof out);
     assert_true(strlen(out) <= 79);
     assert_non_null(strstr(out, "WALLET1:up"));
     assert_non_null(strstr(out, " +"));
@@ -371,9 +371,9 @@ static void test_status_line(void **state)
                                  .errors = 99999999,
                                  .p50_us = 2000000,
                                  .p99_us = 90000000 };
-    con_status_line(&big, &k, 80, out, sizeof out);
+    con_status_line(&big, &k, NULL, 80, out, sizeof out);
     assert_true(strlen(out) <= 79);
-    con_status_line(&big, &k, 40, out, sizeof out);
+    con_status_line(&big, &k, NULL, 40, out, sizeof out);
     assert_true(strlen(out) <= 39);
     /* A second update of the same issuer replaces its state. */
     struct con_event down = parse_ok("{\"ts\":\"2026-11-26T15:44:43Z\",\"event\":\"link_state\","
@@ -453,6 +453,55 @@ static void test_summary(void **state)
     free(r);
 }
 
+/* A /metrics body as switch/http.c renders it (abridged). */
+static void test_metrics_parse(void **state)
+{
+    static const char body[] =
+        "# HELP atlas_transactions_total Answered transactions by MTI and response code.\n"
+        "# TYPE atlas_transactions_total counter\n"
+        "atlas_transactions_total{mti=\"0200\",rc=\"00\"} 12\n"
+        "# TYPE atlas_issuer_link_up gauge\n"
+        "atlas_issuer_link_up{issuer=\"WALLET1\",state=\"up\"} 1\n"
+        "atlas_issuer_link_up{state=\"connecting\",issuer=\"BANK\\\"2\"} 0\n"
+        "atlas_issuer_link_up{issuer=\"BROKEN} 0\n"
+        "atlas_backpressure 0\n"
+        "atlas_journal_database_up 0\n"
+        "atlas_journal_queue 7\n";
+    struct con_metrics m;
+    assert_int_equal(con_metrics_parse(body, strlen(body), &m), 0);
+    assert_int_equal(m.links.n, 2);
+    assert_string_equal(m.links.l[0].issuer, "WALLET1");
+    assert_string_equal(m.links.l[0].state, "up");
+    assert_string_equal(m.links.l[1].issuer, "BANK\"2"); /* label order and escapes */
+    assert_string_equal(m.links.l[1].state, "connecting");
+    assert_int_equal(m.db_up, 0);
+    assert_int_equal(m.backpressure, 0);
+    /* Not a switch (or an error page): refused. */
+    assert_int_equal(con_metrics_parse("<html>nope</html>", 17, &m), -1);
+    /* Not NUL-terminated: only len bytes are read. */
+    assert_int_equal(con_metrics_parse("atlas_backpressure 1\natlas_x", 21, &m), 0);
+    assert_int_equal(m.backpressure, 1);
+    assert_int_equal(m.db_up, -1);
+
+    /* The status line shows the alarms before the links. */
+    struct con_roll_snap snap = {
+        .tps = 1, .approval_pct = 100, .txn = 1, .p50_us = 900, .p99_us = 900
+    };
+    struct con_metrics alarm;
+    static const char bad[] = "atlas_journal_database_up 0\natlas_backpressure 1\n"
+                              "atlas_issuer_link_up{issuer=\"WALLET1\",state=\"down\"} 0\n";
+    assert_int_equal(con_metrics_parse(bad, strlen(bad), &alarm), 0);
+    char out[256];
+    con_status_line(&snap, &alarm.links, &alarm, 100, out, sizeof out);
+    assert_string_equal(
+        out, "1.0 tps | appr 100.0% | p50 900us p99 900us | err 0 | DB DOWN | BACKPRESSURE | "
+             "WALLET1:down");
+    /* In 80 columns the alarms stay; the link list gives way. */
+    con_status_line(&snap, &alarm.links, &alarm, 80, out, sizeof out);
+    assert_true(strlen(out) <= 79);
+    assert_non_null(strstr(out, "| DB DOWN | BACKPRESSURE |"));
+}
+
 /* Lines collected by the splitter tests. */
 struct got {
     int n;
@@ -525,7 +574,7 @@ int main(void)
         cmocka_unit_test(test_parse_time),      cmocka_unit_test(test_tables_and_formats),
         cmocka_unit_test(test_filters),         cmocka_unit_test(test_rolling_window),
         cmocka_unit_test(test_status_line),     cmocka_unit_test(test_summary),
-        cmocka_unit_test(test_line_splitter),
+        cmocka_unit_test(test_line_splitter),   cmocka_unit_test(test_metrics_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
