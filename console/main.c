@@ -8,7 +8,6 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
@@ -22,7 +21,7 @@
 
 #define POLL_MS           100
 #define READ_PER_TICK     (4u << 20) /* bytes per loop turn: keeps the UI responsive */
-#define ROTATE_QUIET_US   (5 * 1000000LL)
+#define ROTATE_QUIET_MS   5000       /* default --rotate-grace */
 #define PRIME_MAX_BYTES   (64u << 20)
 #define STATUS_PERIOD_MS  1000
 #define METRICS_PERIOD_MS 2000
@@ -46,7 +45,9 @@ static const char *const usage_text =
     "  --min-latency T     total latency at least T (250 = 250ms, 900us, 1.5s)\n"
     "  --since TIME        2026-11-26T15:44:00Z, 15:44 (today, UTC), or 10m / 30s / 2h ago\n"
     "  --metrics URL       also poll switchd's /metrics (http://127.0.0.1:9583/metrics)\n"
-    "                      for link states, journal database and backpressure\n";
+    "                      for link states, journal database and backpressure\n"
+    "  --rotate-grace MS   after a rotation, keep reading the old file until it has\n"
+    "                      been quiet this long (default 5000)\n";
 
 /* A followed file: the open descriptor and where we are in it. */
 struct source {
@@ -65,7 +66,9 @@ struct app {
     struct event_base *base;
     struct event *tick, *status_ev;
     struct source src;
+    struct source old;   /* the rotated file, read until quiet (fd -1: none) */
     bool waiting_notice; /* told the user the file is missing */
+    int64_t rotate_grace_us;
     unsigned width;
     struct con_roll *roll;
     struct con_links links;
@@ -277,12 +280,11 @@ static int src_open(struct app *a, bool at_end)
     return 0;
 }
 
-/* Reads what is there, at most READ_PER_TICK bytes. Returns bytes read, or
- * -1 on a read error. */
-static ssize_t src_read(struct app *a, size_t *budget)
+/* Reads what is there in s, at most *budget bytes (decremented). Returns
+ * bytes read, or -1 on a read error. */
+static ssize_t src_read(struct app *a, struct source *s, size_t *budget)
 {
     static char chunk[65536];
-    struct source *s = &a->src;
     ssize_t total = 0;
     while (*budget > 0) {
         size_t want = *budget < sizeof chunk ? *budget : sizeof chunk;
@@ -356,6 +358,23 @@ static void schedule(struct app *a, int ms)
     event_add(a->tick, &tv);
 }
 
+/* Done with the rotated file: a line left unfinished there is reported. */
+static void close_old(struct app *a, const char *why)
+{
+    flush_partial(a, &a->old.ln, why);
+    src_close(&a->old);
+}
+
+/* Reads what writers still append to the rotated file, until it has been
+ * quiet for --rotate-grace. */
+static void drain_old(struct app *a, size_t *budget)
+{
+    if (a->old.fd < 0)
+        return;
+    if (src_read(a, &a->old, budget) < 0 || now_us() - a->old.last_data_us > a->rotate_grace_us)
+        close_old(a, "truncated line (file rotated)");
+}
+
 /* Starts again from the beginning of the same file (copytruncate). */
 static void restart_truncated(struct app *a)
 {
@@ -369,6 +388,8 @@ static void restart_truncated(struct app *a)
 /* The end of a --no-follow run. */
 static void finish_once(struct app *a)
 {
+    if (a->old.fd >= 0)
+        close_old(a, "truncated line (file rotated)");
     flush_partial(a, &a->src.ln, "truncated line (end of file)");
     draw_status(a);
     flush_out(a);
@@ -400,7 +421,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
      * belong to the middle of some other line. */
     if (fstat(s->fd, &st) == 0 && (st.st_size < s->off || !unchanged_before(s)))
         restart_truncated(a);
-    if (src_read(a, &budget) < 0) {
+    drain_old(a, &budget);
+    if (src_read(a, s, &budget) < 0) {
         notice(a, "--- read error on %s, reopening ---", a->path);
         flush_partial(a, &s->ln, "truncated line (read error)");
         src_close(s);
@@ -417,14 +439,18 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
          * one until it reopens (switchd flushes before it does, so once the
          * new file has data the old one is complete). Until then, and while
          * the name is missing, we keep reading the old file. */
-        if (st.st_size > 0 || now_us() - s->last_data_us > ROTATE_QUIET_US) {
-            if (src_read(a, &budget) < 0 || budget == 0)
+        if (st.st_size > 0 || now_us() - s->last_data_us > a->rotate_grace_us) {
+            if (src_read(a, s, &budget) < 0 || budget == 0)
                 goto next;
-            flush_partial(a, &s->ln, "truncated line (file rotated)");
-            src_close(s);
+            /* Keep reading the old file a while: another process writing
+             * the same log may not have reopened yet. */
+            if (a->old.fd >= 0)
+                close_old(a, "truncated line (file rotated)");
+            a->old = *s;
+            s->fd = -1;
             if (src_open(a, false) == 0) {
                 notice(a, "--- %s was rotated: following the new file ---", a->path);
-                if (src_read(a, &budget) < 0)
+                if (src_read(a, s, &budget) < 0)
                     src_close(s);
             }
         }
@@ -590,7 +616,8 @@ static int parse_opts(struct app *a, int argc, char **argv)
         OPT_PAN,
         OPT_LAT,
         OPT_SINCE,
-        OPT_METRICS
+        OPT_METRICS,
+        OPT_GRACE
     };
     static const struct option lo[] = {
         { "from-start", no_argument, 0, OPT_FROM },
@@ -606,6 +633,7 @@ static int parse_opts(struct app *a, int argc, char **argv)
         { "min-latency", required_argument, 0, OPT_LAT },
         { "since", required_argument, 0, OPT_SINCE },
         { "metrics", required_argument, 0, OPT_METRICS },
+        { "rotate-grace", required_argument, 0, OPT_GRACE },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -613,6 +641,7 @@ static int parse_opts(struct app *a, int argc, char **argv)
     a->color = tty && getenv("NO_COLOR") == NULL;
     a->status = tty;
     a->follow = true;
+    a->rotate_grace_us = ROTATE_QUIET_MS * 1000LL;
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         int rc = 0;
@@ -667,6 +696,16 @@ static int parse_opts(struct app *a, int argc, char **argv)
         case OPT_METRICS:
             rc = set_metrics(a, optarg);
             break;
+        case OPT_GRACE: {
+            char *end;
+            unsigned long ms = strtoul(optarg, &end, 10);
+            if (end == optarg || *end || ms > 3600000) {
+                fprintf(stderr, "atlas-console: --rotate-grace: milliseconds, up to 3600000\n");
+                rc = -1;
+            }
+            a->rotate_grace_us = (int64_t)ms * 1000;
+            break;
+        }
         case 'h':
             fputs(usage_text, stdout);
             exit(0);
@@ -749,6 +788,7 @@ int main(int argc, char **argv)
     static struct app app;
     struct app *a = &app;
     a->src.fd = -1;
+    a->old.fd = -1;
     if (parse_opts(a, argc, argv) != 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
@@ -810,6 +850,7 @@ int main(int argc, char **argv)
     event_free(a->tick);
     event_base_free(a->base);
     src_close(&a->src);
+    src_close(&a->old);
     free(a->roll);
     if (a->status) {
         clear_status(a);

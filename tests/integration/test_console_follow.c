@@ -110,7 +110,8 @@ static void test_follow(void **state)
     write_txn("PRE00002", "00");
     write_str(wfd, "{\"ts\":\"2026-11-26T15:44:41Z\",\"event\":\"half"); /* no newline */
 
-    const char *args[] = { "--no-color", logp, NULL };
+    /* A long grace: the old-file drain below must not depend on speed. */
+    const char *args[] = { "--no-color", "--rotate-grace", "600000", logp, NULL };
     pid_t con = ts_spawn("atlas-console", args, outp);
     assert_true(con > 0);
     assert_int_equal(wait_out("following from its end"), 0);
@@ -163,11 +164,17 @@ static void test_follow(void **state)
     write_txn("TRM00008", "00"); /* to the old (renamed) file */
     usleep(300000);
     write_txn("TRM00009", "00");
-    close(wfd);
+    int slow = wfd;   /* a second writer that has not reopened yet */
     wfd = open_log(); /* the writer's reopen (switchd: SIGHUP) */
     write_txn("TRM00010", "00");
     write_txn("TRM00011", "05");
     assert_int_equal(wait_out("TRM00011"), 0);
+    /* The console follows the new file now; the old one is still read. */
+    char late[1024];
+    txn_line(late, sizeof late, "OLD00001", "00");
+    write_str(slow, late);
+    close(slow);
+    assert_int_equal(wait_out("OLD00001"), 0);
     o = output();
     for (int i = 8; i <= 11; i++) {
         char id[16];
@@ -238,7 +245,7 @@ static void test_filters_and_summary(void **state)
     snprintf(rotated, sizeof rotated, "%s.1", logp);
 
     /* The rotated file holds PRE1..2, the completed half line (valid JSON),
-     * TRM1..9 and the three bad lines. */
+     * TRM1..9, the three bad lines and OLD00001. */
     const char *a1[] = { "--from-start", "--no-follow", "--rc", "51", rotated, NULL };
     pid_t p = ts_spawn("atlas-console", a1, out2);
     int st = ts_stop(p, 0, 30000); /* signal 0: only waits for it to end */
@@ -258,10 +265,10 @@ static void test_filters_and_summary(void **state)
              ts_bin("atlas-console"), rotated, logp, dir);
     assert_int_equal(system(cmd), 0);
     snprintf(out2, sizeof out2, "%s/summary.out", dir);
-    assert_true(ts_file_contains(out2, "Transactions: 13 answered"));
-    /* TRM00003 (51) and TRM00011 (05) declined: 11 of 13 approved. */
-    assert_true(ts_file_contains(out2, "approval rate 84.6% (11 of 13 0100/0200 requests)"));
-    assert_true(ts_file_contains(out2, "lines 17 (malformed 3)"));
+    assert_true(ts_file_contains(out2, "Transactions: 14 answered"));
+    /* TRM00003 (51) and TRM00011 (05) declined: 12 of 14 approved. */
+    assert_true(ts_file_contains(out2, "approval rate 85.7% (12 of 14 0100/0200 requests)"));
+    assert_true(ts_file_contains(out2, "lines 18 (malformed 3)"));
     /* A missing file is an error, the others are still summarised. */
     snprintf(cmd, sizeof cmd, "'%s' summary '%s/nope' '%s' > /dev/null 2>&1",
              ts_bin("atlas-console"), dir, rotated);
