@@ -92,7 +92,7 @@ Atlas is serving on loopback:
   POS terminals               127.0.0.1:8584  (bcd87, 2-byte length + TPDU)
   metrics and health          http://127.0.0.1:9583/metrics   http://127.0.0.1:9583/health
   hsm-sim 127.0.0.1:1500, issuer-sim 127.0.0.1:9100, PostgreSQL: $(db/pg.sh env | tr '\n' ' ' | sed "s/export //g")
-The switch log (JSON lines) is $ROOT/var/log/switchd.log; follow it with
+Watch the switch live (another terminal): build/bin/atlas-console var/log/switchd.log; raw JSON lines of $ROOT/var/log/switchd.log with
   tail -F var/log/switchd.log
 Send a transaction by hand (another terminal):
   build/bin/acquirer-sim send --type purchase --pan 4890010000000012 --pin 1234 --amount 25.00

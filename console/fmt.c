@@ -1,0 +1,211 @@
+/* Display side of the console: response-code, processing-code and currency
+ * tables, amount/latency formatting, filters and the one-line rendering of
+ * each event. Pure functions over a parsed con_event. */
+#include "con.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *rc, *text;
+} rc_table[] = {
+    { "00", "approved" },
+    { "05", "do not honour" },
+    { "12", "invalid transaction" },
+    { "13", "invalid amount" },
+    { "14", "invalid card number" },
+    { "15", "no such issuer" },
+    { "30", "format error" },
+    { "51", "insufficient funds" },
+    { "54", "expired card" },
+    { "55", "incorrect PIN" },
+    { "57", "not permitted (card)" },
+    { "58", "not permitted (term)" },
+    { "61", "exceeds amount limit" },
+    { "62", "restricted card" },
+    { "63", "security violation" },
+    { "65", "exceeds count limit" },
+    { "68", "response too late" },
+    { "75", "PIN tries exceeded" },
+    { "91", "issuer unavailable" },
+    { "94", "duplicate" },
+    { "96", "system malfunction" },
+};
+
+const char *con_rc_text(const char *rc)
+{
+    for (size_t i = 0; i < sizeof rc_table / sizeof rc_table[0]; i++)
+        if (strcmp(rc, rc_table[i].rc) == 0)
+            return rc_table[i].text;
+    return "?";
+}
+
+const char *con_proc_type(const char *proc)
+{
+    static const struct {
+        const char *p, *type;
+    } t[] = {
+        { "00", "purchase" }, { "01", "cash-out" }, { "09", "cashback" },
+        { "20", "refund" },   { "30", "balance" },  { "31", "balance" },
+        { "10", "aft" },      { "26", "oct" },      { "40", "transfer" },
+    };
+    if (!proc[0])
+        return "-";
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (strncmp(proc, t[i].p, 2) == 0)
+            return t[i].type;
+    return "?";
+}
+
+const char *con_currency_alpha(const char *numeric, int *exponent)
+{
+    static const struct {
+        const char *num, *alpha;
+        int exp;
+    } t[] = {
+        { "504", "MAD", 2 }, { "929", "MRU", 2 }, { "952", "XOF", 0 }, { "950", "XAF", 0 },
+        { "978", "EUR", 2 }, { "840", "USD", 2 }, { "566", "NGN", 2 }, { "324", "GNF", 0 },
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        if (strcmp(numeric, t[i].num) == 0) {
+            *exponent = t[i].exp;
+            return t[i].alpha;
+        }
+    }
+    *exponent = 2;
+    return numeric;
+}
+
+char *con_format_amount(const char *amount, const char *currency, char *out, size_t cap)
+{
+    int exp;
+    const char *alpha = con_currency_alpha(currency, &exp);
+    size_t n = strlen(amount);
+    if (n == 0) {
+        snprintf(out, cap, "-");
+        return out;
+    }
+    if (n > 18 || strspn(amount, "0123456789") != n) {
+        snprintf(out, cap, "?%s %s", amount, alpha); /* shown as logged, flagged */
+        return out;
+    }
+    unsigned long long v = strtoull(amount, NULL, 10), div = 1;
+    for (int i = 0; i < exp; i++)
+        div *= 10;
+    if (exp == 0)
+        snprintf(out, cap, "%llu %s", v, alpha);
+    else
+        snprintf(out, cap, "%llu.%0*llu %s", v / div, exp, v % div, alpha);
+    return out;
+}
+
+char *con_format_latency(uint64_t us, char *out, size_t cap)
+{
+    if (us < 1000)
+        snprintf(out, cap, "%lluus", (unsigned long long)us);
+    else if (us < 10000)
+        snprintf(out, cap, "%.1fms", (double)us / 1000.0);
+    else if (us < 1000000)
+        snprintf(out, cap, "%llums", (unsigned long long)((us + 500) / 1000));
+    else
+        snprintf(out, cap, "%.2fs", (double)us / 1e6);
+    return out;
+}
+
+int con_parse_latency(const char *s, uint64_t *us)
+{
+    char *end;
+    if (!s[0] || !((s[0] >= '0' && s[0] <= '9') || s[0] == '.'))
+        return -1;
+    double v = strtod(s, &end);
+    double mul;
+    if (strcmp(end, "") == 0 || strcmp(end, "ms") == 0)
+        mul = 1000.0;
+    else if (strcmp(end, "us") == 0)
+        mul = 1.0;
+    else if (strcmp(end, "s") == 0)
+        mul = 1e6;
+    else
+        return -1;
+    if (!(v >= 0) || v * mul > 1e15)
+        return -1;
+    *us = (uint64_t)(v * mul + 0.5);
+    return 0;
+}
+
+bool con_mti_is_request(const char *mti)
+{
+    return strcmp(mti, "0100") == 0 || strcmp(mti, "0101") == 0 || strcmp(mti, "0200") == 0 ||
+           strcmp(mti, "0201") == 0;
+}
+
+bool con_filter_match(const struct con_filter *f, const struct con_event *ev)
+{
+    if (f->txn_only && ev->kind != CON_EV_TXN && ev->kind != CON_EV_TXN_REFUSED)
+        return false;
+    if (f->since_us && ev->ts_us < f->since_us)
+        return false;
+    if (f->rc[0] && strcmp(f->rc, ev->rc) != 0)
+        return false;
+    if (f->terminal[0] && strcmp(f->terminal, ev->terminal) != 0)
+        return false;
+    if (f->issuer[0] && strcmp(f->issuer, ev->issuer) != 0)
+        return false;
+    if (f->mti[0] && strcmp(f->mti, ev->mti) != 0)
+        return false;
+    if (f->pan_last4[0]) {
+        size_t n = strlen(ev->pan);
+        if (n < 4 || strcmp(ev->pan + n - 4, f->pan_last4) != 0)
+            return false;
+    }
+    if (f->min_lat_us && (!ev->has_lat || ev->lat_us < f->min_lat_us))
+        return false;
+    return true;
+}
+
+/* "15:44:41.956" out of the logged timestamp. */
+static const char *clock_part(const struct con_event *ev, char *out, size_t cap)
+{
+    const char *p = strlen(ev->ts) > 11 && ev->ts[10] == 'T' ? ev->ts + 11 : ev->ts;
+    size_t n = strcspn(p, "Z");
+    snprintf(out, cap, "%.*s", (int)(n > 12 ? 12 : n), p);
+    return out;
+}
+
+char *con_format_event(const struct con_event *ev, char *out, size_t cap)
+{
+    char t[16], amt[40], lat[16], meaning[24];
+    clock_part(ev, t, sizeof t);
+    switch (ev->kind) {
+    case CON_EV_TXN:
+        con_format_amount(ev->amount, ev->currency, amt, sizeof amt);
+        if (ev->has_lat)
+            con_format_latency(ev->lat_us, lat, sizeof lat);
+        else
+            snprintf(lat, sizeof lat, "-");
+        snprintf(meaning, sizeof meaning, "%s", ev->rc[0] ? con_rc_text(ev->rc) : "no rc");
+        snprintf(out, cap, "%-12s %-4s %-8s %-8s %-16s %16s %-2s %-20s %7s%s%s", t,
+                 ev->mti[0] ? ev->mti : "-",
+                 strncmp(ev->mti, "08", 2) == 0 ? "network" : con_proc_type(ev->proc),
+                 ev->terminal[0] ? ev->terminal : "-", ev->pan[0] ? ev->pan : "-", amt,
+                 ev->rc[0] ? ev->rc : "--", meaning, lat, ev->extra[0] ? "  " : "", ev->extra);
+        break;
+    case CON_EV_LINK_STATE:
+        snprintf(out, cap, "%-12s LINK %s %s -> %s%s%s%s", t, ev->issuer[0] ? ev->issuer : "?",
+                 ev->from[0] ? ev->from : "?", ev->to[0] ? ev->to : "?", ev->reason[0] ? " (" : "",
+                 ev->reason, ev->reason[0] ? ")" : "");
+        break;
+    case CON_EV_TXN_REFUSED:
+        snprintf(out, cap, "%-12s REFUSED rc %s %s%s%s", t, ev->rc[0] ? ev->rc : "--",
+                 ev->rc[0] ? con_rc_text(ev->rc) : "", ev->extra[0] ? "  " : "", ev->extra);
+        break;
+    default: {
+        static const char *const lv[] = { "debug", "info", "WARN", "ERROR" };
+        snprintf(out, cap, "%-12s %-5s %s%s%s", t, lv[ev->level], ev->event,
+                 ev->extra[0] ? "  " : "", ev->extra);
+        break;
+    }
+    }
+    return out;
+}
