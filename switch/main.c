@@ -29,6 +29,8 @@ static void usage(FILE *f)
                "  --config FILE    configuration file (INI-like, see --help-config)\n"
                "  --check-config   load and validate the configuration, then exit\n"
                "  --help-config    print every configuration key with its default\n"
+               "Signals: TERM/INT drain and stop, HUP reopens the log and reloads the\n"
+               "reference data, USR1 only reopens the log (logrotate).\n"
                "Environment: PG* (libpq) when 'db' is empty; ATLAS_PAN_HMAC_KEY and\n"
                "ATLAS_PAN_SEAL_KEY (hex) when the key files are not configured.\n");
 }
@@ -132,8 +134,14 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct sw_server *srv = arg;
-    if (sig == SIGHUP) {
-        at_log_reopen();
+    if (sig == SIGHUP || sig == SIGUSR1) {
+        if (at_log_reopen() != 0)
+            at_log(AT_LOG_ERROR, "log_reopen_failed", AT_STR("error", strerror(errno)),
+                   AT_STR("action", "still writing to the previous file"));
+        if (sig == SIGUSR1) {
+            at_log(AT_LOG_INFO, "log_reopened");
+            return;
+        }
         at_log(AT_LOG_INFO, "reload", AT_STR("what", "log reopened, reference data reloading"));
         if (sw_ref_reload(srv) != 0)
             at_log(AT_LOG_ERROR, "reload_failed", AT_STR("reason", "database queue full"));
@@ -357,12 +365,14 @@ int main(int argc, char **argv)
     srv.sig_term = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
     srv.sig_int = evsignal_new(srv.base, SIGINT, on_signal, &srv);
     srv.sig_hup = evsignal_new(srv.base, SIGHUP, on_signal, &srv);
+    srv.sig_usr1 = evsignal_new(srv.base, SIGUSR1, on_signal, &srv);
     srv.flush_timer = event_new(srv.base, -1, EV_PERSIST, on_flush, &srv);
     srv.drain_timer = event_new(srv.base, -1, EV_PERSIST, on_drain_tick, &srv);
     struct timeval flush_tv = { 0, 50000 };
-    if (!srv.base || !srv.sig_term || !srv.sig_int || !srv.sig_hup || !srv.flush_timer ||
-        !srv.drain_timer || event_add(srv.sig_term, NULL) || event_add(srv.sig_int, NULL) ||
-        event_add(srv.sig_hup, NULL) || event_add(srv.flush_timer, &flush_tv)) {
+    if (!srv.base || !srv.sig_term || !srv.sig_int || !srv.sig_hup || !srv.sig_usr1 ||
+        !srv.flush_timer || !srv.drain_timer || event_add(srv.sig_term, NULL) ||
+        event_add(srv.sig_int, NULL) || event_add(srv.sig_hup, NULL) ||
+        event_add(srv.sig_usr1, NULL) || event_add(srv.flush_timer, &flush_tv)) {
         fprintf(stderr, "switchd: cannot set up the event loop\n");
         return 1;
     }

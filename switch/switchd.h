@@ -286,8 +286,8 @@ struct sw_server {
     bool draining;
     bool stopping; /* teardown: no new journal records, HSM commands or reversals */
     struct evhttp *http;
-    /* Keep these five together: teardown frees them as a run. */
-    struct event *sig_term, *sig_int, *sig_hup, *flush_timer, *drain_timer;
+    /* Keep these together: teardown frees them as a run. */
+    struct event *sig_term, *sig_int, *sig_hup, *sig_usr1, *flush_timer, *drain_timer;
     uint64_t drain_deadline_ms;
     uint8_t pan_hmac_key[32];
     size_t pan_hmac_key_len;

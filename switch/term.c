@@ -60,9 +60,11 @@ static void on_frame(void *arg, struct at_stream *s, const uint8_t *frame, size_
 static void on_close(void *arg, struct at_stream *s, const char *reason)
 {
     struct sw_term *t = arg;
-    at_log(AT_LOG_INFO, "terminal_disconnected", AT_STR("listener", t->lst->conf->name),
-           AT_STR("peer", at_stream_peer(s)), AT_UINT("conn", at_stream_id(s)),
-           AT_STR("reason", reason), AT_UINT("in_flight", t->inflight));
+    /* An ordinary hang-up is debug detail; any other reason is worth a look. */
+    at_log(strcmp(reason, "peer closed") == 0 ? AT_LOG_DEBUG : AT_LOG_INFO, "terminal_disconnected",
+           AT_STR("listener", t->lst->conf->name), AT_STR("peer", at_stream_peer(s)),
+           AT_UINT("conn", at_stream_id(s)), AT_STR("reason", reason),
+           AT_UINT("in_flight", t->inflight));
     t->state = SW_TERM_CLOSED;
     t->stream = NULL;
     t->lst->connections--;
@@ -158,7 +160,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
         t->global_paused = true;
         at_stream_pause(t->stream);
     }
-    at_log(AT_LOG_INFO, "terminal_connected", AT_STR("listener", l->conf->name),
+    at_log(AT_LOG_DEBUG, "terminal_connected", AT_STR("listener", l->conf->name),
            AT_STR("peer", at_stream_peer(t->stream)), AT_UINT("conn", at_stream_id(t->stream)));
 }
 

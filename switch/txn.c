@@ -467,9 +467,13 @@ static void finish(struct sw_txn *t)
 static void reject(struct sw_txn *t, const char *rc, enum sw_txn_outcome outcome,
                    const char *reason, int field)
 {
+    char tid[9] = "", stan[7] = "";
     set_rc(t, rc);
     t->outcome = outcome;
-    at_log(AT_LOG_INFO, "txn_refused", AT_STR("rc", rc), AT_STR("reason", reason),
+    field_str(&t->req, 41, tid, sizeof tid);
+    field_str(&t->req, 11, stan, sizeof stan);
+    at_log(AT_LOG_INFO, "txn_refused", AT_STRN("mti", t->req.mti, 4), AT_STR("terminal", tid),
+           AT_STR("stan", stan), AT_STR("rc", rc), AT_STR("reason", reason),
            AT_INT("field", field));
     finish(t);
 }
