@@ -425,8 +425,8 @@ static void test_summary(void **state)
         LINK("10:01:00", "down", "connecting"),
         LINK("10:01:30", "signon", "up"),
         LINK("10:02:00", "up", "down"),
-        "{\"ts\":\"2026-11-26T10:02:10Z\",\"level\":\"info\",\"event\":\"txn_refused\","
-        "\"rc\":\"30\",\"reason\":\"x\",\"field\":3}",
+        ("{\"ts\":\"2026-11-26T10:02:10Z\",\"level\":\"info\",\"event\":\"txn_refused\","
+         "\"rc\":\"30\",\"reason\":\"x\",\"field\":3}"),
         "{\"ts\":\"2026-11-26T10:02:30Z\",\"level\":\"error\",\"event\":\"journal_failed\"}",
     };
     char *r = summary_of(lines, sizeof lines / sizeof lines[0], 2);
