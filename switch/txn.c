@@ -952,6 +952,18 @@ static void after_mac(struct sw_txn *t)
     rec.currency = buf[0] && at_parse_u64(buf, 999, &v) ? (uint16_t)v : 0;
     if (!sw_recent_insert(srv->recent, &rec, sw_now_ms(), &dup)) {
         t->journal = false; /* the original's row stands; the unique key would refuse this */
+        if (t->req.mti[3] == '1' && dup->state != SW_RECENT_IN_FLIGHT) {
+            /* A repeat (xx01) of a request already answered gets that answer
+             * again — it is the same request, not a new one. */
+            memcpy(t->rc, dup->rc, 2);
+            t->rc[2] = '\0';
+            memcpy(t->auth_code, dup->auth_code, 6);
+            t->auth_code[6] = '\0';
+            t->outcome = dup->approved ? SW_OUT_APPROVED : SW_OUT_DECLINED;
+            at_log(AT_LOG_INFO, "repeat_answered", AT_STR("rc", t->rc));
+            finish(t);
+            return;
+        }
         reject(t, "94", SW_OUT_REJECTED, "duplicate transmission", 11);
         return;
     }

@@ -221,6 +221,26 @@ static void test_duplicate_no_second_debit(void **state)
     assert_int_equal(balance_of(pan), before - 333);
 }
 
+static void test_repeat_gets_the_same_answer(void **state)
+{
+    const char *pan = "4890010000000012";
+    struct sim_txn x;
+    struct sim_resp r1, r2;
+    struct sim_sent sent;
+    long long before = balance_of(pan);
+    card_txn(&x, SIM_T_PURCHASE, pan, 444);
+    x.now_us = (uint64_t)time(NULL) * 1000000u;
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r1, &sent), 0);
+    assert_string_equal(r1.rc, "00");
+    snprintf(x.mti, sizeof x.mti, "0201"); /* the terminal repeats it */
+    x.stan = (uint32_t)atoi(sent.stan);
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r2, NULL), 0);
+    assert_string_equal(r2.mti, "0210");
+    assert_string_equal(r2.rc, "00");
+    assert_string_equal(r2.auth, r1.auth);
+    assert_int_equal(balance_of(pan), before - 444);
+}
+
 static void test_terminal_reversal_restores_balance(void **state)
 {
     const char *pan = "4890010000000012";
@@ -498,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_three_wrong_pins_is_75),
         cmocka_unit_test(test_balance_inquiry),
         cmocka_unit_test(test_duplicate_no_second_debit),
+        cmocka_unit_test(test_repeat_gets_the_same_answer),
         cmocka_unit_test(test_terminal_reversal_restores_balance),
         cmocka_unit_test(test_reversal_by_own_stan_and_time),
         cmocka_unit_test(test_issuer_silent_then_reversal_releases),
