@@ -383,80 +383,65 @@ static int read_prefix(const struct iso_field_spec *s, int f, const uint8_t *fra
     return 0;
 }
 
-/* Decodes ndig BCD digits at p (pad nibble per rule) into out as ASCII; z allows nibble D
- * (rendered '='). Returns 0, or -1 with *bad = byte index. */
+/* One BCD nibble as its canonical character: a digit, '=' for nibble D in z data, else 0. */
+static inline uint8_t bcd_char(unsigned v, int zsep)
+{
+    if (v <= 9)
+        return (uint8_t)('0' + v);
+    return (v == 0xD && zsep) ? '=' : 0;
+}
+
+/* Decodes ndig BCD digits at p (pad nibble per rule when ndig is odd) into out as ASCII; z
+ * allows nibble D (rendered '='). Returns 0, or -1 with *bad = index of the offending byte. */
 static int bcd_decode(const uint8_t *p, size_t ndig, uint8_t pad, int zsep, uint8_t *out,
                       size_t *bad)
 {
-    if (!(ndig & 1) && !zsep) { /* common case: whole bytes of two digits */
-        for (size_t i = 0; i < ndig / 2; i++) {
-            unsigned hi = p[i] >> 4, lo = p[i] & 0xF;
-            if (hi > 9 || lo > 9) {
-                *bad = i;
-                return -1;
-            }
-            out[2 * i] = (uint8_t)('0' + hi);
-            out[2 * i + 1] = (uint8_t)('0' + lo);
-        }
-        return 0;
-    }
-    size_t nib = 0, total = ndig + (ndig & 1);
-    int left = (pad == ISO_PAD_LEFT0 || pad == ISO_PAD_LEFTF);
     unsigned padv = (pad == ISO_PAD_LEFTF || pad == ISO_PAD_RIGHTF) ? 0xF : 0;
-    size_t o = 0;
-    for (nib = 0; nib < total; nib++) {
-        unsigned v = (nib & 1) ? (p[nib >> 1] & 0xF) : (p[nib >> 1] >> 4);
-        int is_pad = (ndig & 1) && (left ? nib == 0 : nib == total - 1);
-        if (is_pad) {
-            if (v != padv) {
-                *bad = nib >> 1;
-                return -1;
-            }
-            continue;
+    int left = (pad == ISO_PAD_LEFT0 || pad == ISO_PAD_LEFTF);
+    size_t b = 0, o = 0;
+    if ((ndig & 1) && left) {
+        if ((p[0] >> 4) != padv || !(out[o++] = bcd_char(p[0] & 0xF, zsep))) {
+            *bad = 0;
+            return -1;
         }
-        if (v <= 9)
-            out[o++] = (uint8_t)('0' + v);
-        else if (v == 0xD && zsep)
-            out[o++] = '=';
-        else {
-            *bad = nib >> 1;
+        b = 1;
+    }
+    for (; o + 1 < ndig; b++) {
+        uint8_t hi = bcd_char(p[b] >> 4, zsep), lo = bcd_char(p[b] & 0xF, zsep);
+        if (!hi || !lo) {
+            *bad = b;
+            return -1;
+        }
+        out[o++] = hi;
+        out[o++] = lo;
+    }
+    if (o < ndig) { /* odd, right-padded: last byte is digit + pad */
+        if ((p[b] & 0xF) != padv || !(out[o++] = bcd_char(p[b] >> 4, zsep))) {
+            *bad = b;
             return -1;
         }
     }
     return 0;
 }
 
+static inline unsigned bcd_nibble(uint8_t c)
+{
+    return c <= '9' ? (unsigned)(c - '0') : 0xD; /* '=' or 'D' (validated before) */
+}
+
 /* Encodes ndig ASCII digits ('=' / 'D' → nibble D) as BCD with the pad rule. */
 static void bcd_encode(const uint8_t *in, size_t ndig, uint8_t pad, uint8_t *out)
 {
-    if (!(ndig & 1)) {
-        size_t i = 0;
-        for (; i < ndig / 2; i++) {
-            uint8_t a = in[2 * i], b = in[2 * i + 1];
-            if (a > '9' || b > '9') /* '=' or 'D' in z data: the general loop below */
-                break;
-            out[i] = (uint8_t)((a - '0') << 4 | (b - '0'));
-        }
-        if (i == ndig / 2)
-            return;
-    }
-    size_t total = ndig + (ndig & 1);
-    int left = (pad == ISO_PAD_LEFT0 || pad == ISO_PAD_LEFTF);
     unsigned padv = (pad == ISO_PAD_LEFTF || pad == ISO_PAD_RIGHTF) ? 0xF : 0;
-    size_t i = 0;
-    for (size_t nib = 0; nib < total; nib++) {
-        unsigned v;
-        if ((ndig & 1) && (left ? nib == 0 : nib == total - 1))
-            v = padv;
-        else {
-            uint8_t c = in[i++];
-            v = (c >= '0' && c <= '9') ? (unsigned)(c - '0') : 0xD;
-        }
-        if (nib & 1)
-            out[nib >> 1] |= (uint8_t)v;
-        else
-            out[nib >> 1] = (uint8_t)(v << 4);
+    size_t i = 0, o = 0;
+    if ((ndig & 1) && (pad == ISO_PAD_LEFT0 || pad == ISO_PAD_LEFTF)) {
+        out[o++] = (uint8_t)(padv << 4 | bcd_nibble(in[0]));
+        i = 1;
     }
+    for (; i + 1 < ndig; i += 2)
+        out[o++] = (uint8_t)(bcd_nibble(in[i]) << 4 | bcd_nibble(in[i + 1]));
+    if (i < ndig)
+        out[o] = (uint8_t)(bcd_nibble(in[i]) << 4 | padv);
 }
 
 /* ---- hex text <-> bytes, 16 bytes per step where SSE2 exists -------------------------------

@@ -196,6 +196,13 @@ SIM_MUST_CHECK int sim_term_build_request(struct sim_term *t, const struct sim_t
                                           size_t cap, size_t *outlen, struct sim_sent *sent,
                                           char *err, size_t errcap);
 
+/* As sim_term_build_request, but writes the whole frame (t's length header, TPDU for
+ * tpdu framing, then the message) into out: ready for write(2) on a socket. *outlen is
+ * the frame length. The convenience for other modules' integration tests. */
+SIM_MUST_CHECK int sim_term_build_frame(struct sim_term *t, const struct sim_txn *x, uint8_t *out,
+                                        size_t cap, size_t *outlen, struct sim_sent *sent,
+                                        char *err, size_t errcap);
+
 /* Writes the frame header for a message of msg_len bytes on t's framing (length, plus
  * t's TPDU for tpdu framing) into hdr (>= ISO_FRAME_MAX_HEADER bytes). Returns its
  * length (0..7) or -1. */
@@ -339,7 +346,8 @@ typedef void (*sim_done_fn)(void *arg, struct sim_req *r, const struct sim_outco
 typedef void (*sim_conn_fn)(void *arg, struct sim_conn *c, bool up, const char *reason);
 
 /* Creates an engine on base with a pool of slots request slots (the in-flight maximum).
- * All memory is allocated here; sending and matching allocate nothing. */
+ * All memory is allocated here; sending and matching allocate nothing. The process
+ * should ignore SIGPIPE (a peer closing while we write is then a connection error). */
 SIM_MUST_CHECK int sim_engine_new(struct event_base *base, size_t slots, struct sim_engine **out);
 /* Closes every connection (their pending requests fail with SIM_E_CONN) and frees. */
 void sim_engine_free(struct sim_engine *e);
@@ -354,6 +362,10 @@ struct sim_conn *sim_conn_open(struct sim_engine *e, const struct sockaddr *addr
                                const struct sim_term *t, sim_conn_fn cb, void *arg);
 bool sim_conn_up(const struct sim_conn *c);
 bool sim_conn_closed(const struct sim_conn *c);
+/* Bytes queued for sending but not yet written (backpressure for a load generator). */
+size_t sim_conn_output_len(const struct sim_conn *c);
+/* Requests sent on c and not yet completed. */
+size_t sim_conn_inflight(const struct sim_conn *c);
 /* Closes (pending requests fail with SIM_E_CONN) and frees c. */
 void sim_conn_free(struct sim_conn *c);
 

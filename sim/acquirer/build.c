@@ -313,6 +313,22 @@ out:
     return rc;
 }
 
+int sim_term_build_frame(struct sim_term *t, const struct sim_txn *x, uint8_t *out, size_t cap,
+                         size_t *outlen, struct sim_sent *sent, char *err, size_t errcap)
+{
+    size_t hl = iso_frame_header_len(t->framing), n = 0;
+    uint8_t hdr[ISO_FRAME_MAX_HEADER];
+    if (cap <= hl)
+        return fail(err, errcap, "frame buffer too small");
+    if (sim_term_build_request(t, x, out + hl, cap - hl, &n, sent, err, errcap) != 0)
+        return -1;
+    if (sim_frame_header(t, n, hdr) != (int)hl)
+        return fail(err, errcap, "message too long for the framing");
+    memcpy(out, hdr, hl);
+    *outlen = hl + n;
+    return 0;
+}
+
 const char *sim_mac_status_name(enum sim_mac_status s)
 {
     switch (s) {

@@ -43,6 +43,7 @@ struct sim_conn {
     sim_conn_fn cb;
     void *arg;
     struct sim_req *pending;
+    size_t inflight;
     struct sim_conn *prev, *next; /* engine's connection list */
 };
 
@@ -142,6 +143,8 @@ static void unlink_req(struct sim_req *r)
         *pp = r->hnext;
     r->hnext = NULL;
     struct sim_conn *c = r->conn;
+    if (c && r->sent)
+        c->inflight--;
     if (r->cprev)
         r->cprev->cnext = r->cnext;
     else if (c && c->pending == r)
@@ -344,6 +347,16 @@ bool sim_conn_closed(const struct sim_conn *c)
     return c->closed;
 }
 
+size_t sim_conn_output_len(const struct sim_conn *c)
+{
+    return c->s ? at_stream_output_len(c->s) : 0;
+}
+
+size_t sim_conn_inflight(const struct sim_conn *c)
+{
+    return c->inflight;
+}
+
 void sim_conn_free(struct sim_conn *c)
 {
     if (!c)
@@ -432,6 +445,7 @@ int sim_req_send(struct sim_conn *c, struct sim_req *r, size_t len, const struct
     if (c->pending)
         c->pending->cprev = r;
     c->pending = r;
+    c->inflight++;
     struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
     evtimer_add(r->timer, &tv);
     e->inflight++;

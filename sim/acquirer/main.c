@@ -3,6 +3,7 @@
  * scenario file line by line with PASS/FAIL per line, like a scheme certification
  * script. Both drive the library's sending core with one connection per address. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,7 +124,12 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_out
     const char *mti = c->sent.mti[0] ? c->sent.mti : sim_type_mti(x->type);
     if (c->json) {
         printf("{");
-        json_str(stdout, "result", prefix[0] ? prefix : r ? "answered" : "error", false);
+        if (c->is_run) {
+            json_str(stdout, "result", strncmp(prefix, "PASS", 4) == 0 ? "PASS" : "FAIL", false);
+            printf(",\"line\":%u", c->scn.lines[c->idx].lineno);
+        } else {
+            json_str(stdout, "result", r ? "answered" : "error", false);
+        }
         json_str(stdout, "terminal", c->t ? c->t->id : "", true);
         json_str(stdout, "type", sim_type_name(x->type), true);
         json_str(stdout, "mti", mti, true);
@@ -264,7 +270,7 @@ static void on_conn_timeout(evutil_socket_t fd, short what, void *arg)
         c->ce->c = NULL;
         sim_conn_free(conn);
     }
-    txn_done(c, NULL, "connect timed out");
+    txn_done(c, NULL, "connect timeout");
 }
 
 /* ------------------------------------------------------------------ one transaction */
@@ -416,7 +422,14 @@ static void next_line(struct cli *c)
         start(c, o.host, o.timeout_ms);
         return;
     }
-    printf("%u passed, %u failed\n", c->passed, c->failed);
+    if (c->json)
+        printf("{\"passed\":%u,\"failed\":%u,\"unmatched_responses\":%llu}\n", c->passed, c->failed,
+               (unsigned long long)sim_engine_unmatched(c->e));
+    else if (sim_engine_unmatched(c->e))
+        printf("%u passed, %u failed (%llu late or unmatched responses ignored)\n", c->passed,
+               c->failed, (unsigned long long)sim_engine_unmatched(c->e));
+    else
+        printf("%u passed, %u failed\n", c->passed, c->failed);
     fflush(stdout);
     c->exit_code = c->failed ? 1 : 0;
     event_base_loopexit(c->base, NULL);
@@ -506,6 +519,8 @@ int main(int argc, char **argv)
 {
     struct cli c;
     memset(&c, 0, sizeof c);
+    /* A switch closing mid-write must surface as a connection error, not kill us. */
+    signal(SIGPIPE, SIG_IGN);
     struct sim_opts opts;
     memset(&opts, 0, sizeof opts);
     char err[512];

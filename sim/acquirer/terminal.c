@@ -342,9 +342,11 @@ static bool ksn_counter_valid(const struct sim_term *t, uint32_t c)
     return __builtin_popcount(c) <= 16;
 }
 
+/* The highest counter a device may use: 21 bits for TDES; for AES the largest 32-bit
+ * value with at most 16 one-bits, so counting never wraps through 0. */
 static uint32_t ksn_counter_max(const struct sim_term *t)
 {
-    return t->scheme == SIM_KS_DUKPT_TDES ? TDES_CTR_MX : 0xFFFFFFFFu;
+    return t->scheme == SIM_KS_DUKPT_TDES ? TDES_CTR_MX : 0xFFFF0000u;
 }
 
 void sim_term_set_counters(struct sim_term *t, uint32_t stan_next, uint32_t ksn_next)
@@ -447,7 +449,7 @@ int sim_term_reserve(struct sim_term *t, const char *dir, uint32_t n, char *err,
             close(fd);
             return -1;
         }
-        kend = c > ksn_counter_max(t) ? ksn_counter_max(t) : (uint32_t)c;
+        kend = (uint32_t)c; /* <= max + 1, which fits: max < UINT32_MAX */
     }
     uint32_t stan_after = (uint32_t)((stan - 1 + (uint64_t)n) % STAN_MAX) + 1;
     int len = snprintf(buf, sizeof buf,

@@ -322,6 +322,20 @@ static void test_bcd87_tpdu(void **state)
     assert_int_equal((hdr[0] << 8) | hdr[1], (int)len + 5);
     static const uint8_t tpdu[5] = { 0x60, 0x00, 0x01, 0x00, 0x00 };
     assert_memory_equal(hdr + 2, tpdu, 5);
+
+    /* The whole frame in one call parses back with the TPDU framing. */
+    uint8_t frame[SIM_MSG_MAX + 8];
+    size_t flen = 0;
+    assert_int_equal(sim_term_build_frame(t, &x, frame, sizeof frame, &flen, NULL, err, sizeof err),
+                     0);
+    struct iso_frame fr;
+    struct iso_err ie;
+    assert_int_equal(iso_frame_parse(ISO_FRAME_TPDU, 0, frame, flen, &fr, &ie), ISO_FRAME_READY);
+    assert_int_equal(fr.consume, flen);
+    assert_memory_equal(frame + fr.tpdu_off, tpdu, 5);
+    unpack(t, frame + fr.msg_off, fr.msg_len, &m, arena, sizeof arena);
+    field_eq(&m, 11, "000043");
+    mac_verifies(frame + fr.msg_off, fr.msg_len, 8, "2C2C2C2C2C2C2C2C3B3B3B3B3B3B3B3B");
 }
 
 static void test_reversal_and_echo(void **state)
@@ -651,6 +665,13 @@ static void test_state_file(void **state)
                      0);
     assert_string_equal(sent.stan, "000001");
     assert_string_equal(sent.ksn, "FFFF9876543210E00801");
+
+    /* Past the last usable TDES counter (0x1FF800: the top 10 bits) the terminal refuses. */
+    f = fopen(path, "w");
+    fprintf(f, "stan=5\nksn_counter=%u\n", 0x1FF801u);
+    fclose(f);
+    assert_int_equal(sim_term_reserve(t2, dir, 1, err, sizeof err), -1);
+    assert_non_null(strstr(err, "exhausted"));
 
     /* A damaged state file is refused, never silently reset. */
     f = fopen(path, "w");

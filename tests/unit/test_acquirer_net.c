@@ -338,20 +338,22 @@ static void test_cli_transport_errors(void **state)
     const char *a2[] = { "--state-dir", state_dir,  "--host", host,           "send", "--type",
                          "purchase",    "--amount", "3",      "--timeout-ms", "300",  NULL };
     assert_int_equal(run_cli(a2, out, sizeof out), 2);
-    assert_non_null(strstr(out, "timeout"));
+    assert_non_null(strstr(out, "timeout")); /* response timeout, or connect timeout */
     fake_stop(&f);
 
-    /* Bad framing (a zero-length frame). */
+    /* Bad framing (a zero-length frame). A generous timeout: only a hang guard. */
+    const char *a3[] = { "--state-dir", state_dir,  "--host", host,           "send",  "--type",
+                         "purchase",    "--amount", "3",      "--timeout-ms", "30000", NULL };
     fake_start(&f, F_BAD_FRAME);
     hostarg(host, sizeof host, f.port);
-    assert_int_equal(run_cli(a2, out, sizeof out), 2);
+    assert_int_equal(run_cli(a3, out, sizeof out), 2);
     assert_non_null(strstr(out, "framing"));
     fake_stop(&f);
 
     /* A response whose MAC does not verify. */
     fake_start(&f, F_BAD_MAC);
     hostarg(host, sizeof host, f.port);
-    assert_int_equal(run_cli(a2, out, sizeof out), 3);
+    assert_int_equal(run_cli(a3, out, sizeof out), 3);
     assert_non_null(strstr(out, "MAC BAD"));
     fake_stop(&f);
 }
@@ -477,7 +479,9 @@ static void test_engine_pipelined_reverse_order(void **state)
             sim_req_send(c, r, len, &sent, t, 30000, 0, pipe_done, (void *)(intptr_t)i), 0);
     }
     assert_int_equal(sim_engine_inflight(e), 20);
+    assert_int_equal(sim_conn_inflight(c), 20);
     event_base_dispatch(base);
+    assert_int_equal(sim_conn_inflight(c), 0);
     assert_int_equal(p.done, 20);
     assert_int_equal(p.answered, 20);
     assert_int_equal(p.ok_match, 20);

@@ -986,6 +986,26 @@ static void test_tr31(void **state)
                                                sizeof key, &n),
                          HSM_ERR_VERIFY);
     }
+    /* the whole known-value table */
+    FILE *f = fopen(HSM_VECTORS_DIR "/tr31.txt", "r");
+    assert_non_null(f);
+    char line[512], kbpkhex[80], keyhex[80], kb[300];
+    int rows_read = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || sscanf(line, "%79s %79s %299s", kbpkhex, keyhex, kb) != 3)
+            continue;
+        uint8_t kbpk[32], key[32];
+        size_t kl = unhex(kbpkhex, kbpk), n = 0;
+        char hdr[17];
+        int rc = hsm_tr31_unwrap_clear(kbpk, kl, kb, strlen(kb), hdr, key, sizeof key, &n);
+        if (rc != 0)
+            fail_msg("%.16s: %d", kb, rc);
+        assert_string_equal(hx(key, n), keyhex);
+        rows_read++;
+    }
+    fclose(f);
+    assert_int_equal(rows_read, 19);
+
     /* psec test_kb_unwrap_exceptions (KBPK "E" * 16) */
     uint8_t e16[16], key[32];
     memset(e16, 'E', sizeof e16);
