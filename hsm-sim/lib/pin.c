@@ -138,9 +138,8 @@ int hsm_pinblock_encode_fill(enum hsm_pinfmt f, const char *pin, const char *pan
     int rc = check_pin(pin, &n);
     if (rc != HSM_OK)
         return rc;
-    uint8_t nib[32];
+    uint8_t nib[16];
     uint8_t panf[16];
-    size_t total = f == HSM_PINFMT_ISO4 ? 32 : 16;
     size_t pos = 0;
     if (f != HSM_PINFMT_IBM3624) {
         nib[pos++] = f == HSM_PINFMT_ISO4 ? 4 : (uint8_t)f;
@@ -159,6 +158,8 @@ int hsm_pinblock_encode_fill(enum hsm_pinfmt f, const char *pin, const char *pan
             nib[pos] = r;
             break;
         case HSM_PINFMT_ISO3:
+            /* A..F from a random nibble; the slight bias (A-D 3/16, E-F 2/16) does not
+             * matter for a fill that only has to be unpredictable enough to vary */
             nib[pos] = (uint8_t)(10 + r % 6);
             break;
         case HSM_PINFMT_ISO4:
@@ -170,11 +171,10 @@ int hsm_pinblock_encode_fill(enum hsm_pinfmt f, const char *pin, const char *pan
         out[i] = (uint8_t)(nib[2 * i] << 4 | nib[2 * i + 1]);
     if (f == HSM_PINFMT_ISO4)
         memcpy(out + 8, fill, 8);
-    (void)total;
     rc = HSM_OK;
     if (f == HSM_PINFMT_ISO0 || f == HSM_PINFMT_ISO3) {
         rc = pan_field8(pan, panf);
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; rc == HSM_OK && i < 8; i++)
             out[i] ^= panf[i];
     } else if (f == HSM_PINFMT_ISO4) {
         rc = hsm_iso4_pan_field(pan, panf); /* validated here, used by encryption */

@@ -540,6 +540,18 @@ static void test_engine_timeout_and_refused(void **state)
     for (int i = 0; i < 4; i++)
         sim_req_put(e, rs[i]);
 
+    /* The switch closes the connection with a request in flight: SIM_E_CONN, not a hang. */
+    r = sim_req_get(e, &buf, &cap);
+    assert_int_equal(sim_term_build_request(t, &x, buf, cap, &len, &sent, err, sizeof err), 0);
+    assert_int_equal(sim_req_send(c, r, len, &sent, t, 30000, 0, timeout_done, base), 0);
+    f.stop = 1; /* the fake closes its side */
+    timeout_status = 1;
+    while (timeout_status == 1)
+        event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(timeout_status, SIM_E_CONN);
+    assert_true(sim_conn_closed(c));
+    assert_int_equal(sim_engine_inflight(e), 0);
+
     /* A refused connection reports down. */
     struct pipe_ctx q = { .base = base };
     a.sin_port = htons(ts_free_port());
