@@ -254,7 +254,7 @@ case " $SKIP " in *" fixed "*) ;; *)
   PERF_PIDS=()
   if [ "$PROFILE" = 1 ]; then
     for p in "$SW_PID" "$HSM_PID" "$ISS_PID"; do
-      perf record -F 499 -g -p "$p" -o "$DIR/perf-$p.data" >/dev/null 2>&1 &
+      perf record -e cpu-clock -F 499 -g -p "$p" -o "$DIR/perf-$p.data" >/dev/null 2>&1 &
       PERF_PIDS+=($!)
     done
   fi
