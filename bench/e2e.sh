@@ -11,13 +11,15 @@
 # counted is in switch.authorizations. Environment (defaults in brackets):
 #   E2E_QUICK=1            short everything (steps 3 s, fixed run 5 s at E2E_FIXED_RATE, 500 idle
 #                          connections, 2,000 wallets): a smoke test, not figures
-#   E2E_RATES              rates of the search ["2000 4000 6000 8000 10000 12000 15000 20000"]
+#   E2E_RATES              rates of the search ["250 500 1000 2000 4000 8000 10000 15000 20000"]
 #   E2E_STEP               seconds per search step [10]     E2E_WARMUP  warm-up seconds [2]
 #   E2E_FIXED_RATE [10000] E2E_FIXED_DURATION [60]          E2E_CONNS   load connections [100]
 #   E2E_IDLE_CONNS [10000] E2E_WALLETS [100000]             E2E_MIX     acquirer-sim --mix
 #   E2E_SKIP="search fixed rss"  parts to skip              E2E_PROFILE=1  perf record switchd
 #                                                           (and the others) during the fixed run
 #   ATLAS_PGPORT [5499]    E2E_DIR [var/e2e]                E2E_PORT_BASE [18500]
+#   E2E_HOLD=1             set up the stack, print its pids and ports, and keep it up until
+#                          killed (for profiling by hand); no runs
 # Exit status: 0 all checks passed (targets are reported, not enforced), 1 a check failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +36,7 @@ if [ "$QUICK" = 1 ]; then
   IDLE_CONNS=${E2E_IDLE_CONNS:-500}
   WALLETS=${E2E_WALLETS:-2000}
 else
-  RATES=${E2E_RATES:-"2000 4000 6000 8000 10000 12000 15000 20000"}
+  RATES=${E2E_RATES:-"250 500 1000 2000 4000 8000 10000 15000 20000"}
   STEP=${E2E_STEP:-10}
   WARMUP=${E2E_WARMUP:-2}
   FIXED_RATE=${E2E_FIXED_RATE:-10000}
@@ -162,6 +164,16 @@ if [ -z "$PG_MAIN" ]; then
   done
 fi
 
+if [ "${E2E_HOLD:-0}" = 1 ]; then
+  echo "stack up: switchd $SW_PID hsm-sim $HSM_PID issuer-sim $ISS_PID postgres $PG_MAIN"
+  echo "terminals 127.0.0.1:$ACQ_PORT, $TERMS load terminals, $WALLETS wallets; $(db/pg.sh env | tr '\n' ' ')"
+  echo "kill -TERM $$ stops everything"
+  sleep infinity &
+  PIDS+=($!)
+  wait $! || true
+  exit 0
+fi
+
 # CPU ticks (utime + stime) of one process, or of PostgreSQL's postmaster and all its children.
 ticks() {
   awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
@@ -194,6 +206,8 @@ run_load() {
   rows0=$(q "SELECT count(*) FROM switch.authorizations")
   appr0=$(q "SELECT count(*) FROM switch.authorizations WHERE response_code = '00'")
   t0=$(date +%s%N)
+  local since
+  since=$(q "SELECT now()")
   local mixarg=()
   [ -n "$MIX" ] && mixarg=(--mix "$MIX")
   local lrc=0
@@ -236,6 +250,13 @@ run_load() {
     "$(jnum achieved_tps "$rep")" "$(jnum p50_ms "$rep")" "$LAST_P99" "$(jnum p999_ms "$rep")" \
     "$errs" "$(pct $((s1 - s0)))" "$(pct $((h1 - h0)))" "$(pct $((i1 - i0)))" "$(pct $((p1 - p0)))" \
     "$(pct "$lt")" "$((rows1 - rows0))" "$check" "$kept" | tee -a "$TABLE"
+  # Where the switch's time went (journal columns, microseconds): p50 / p99 per stage.
+  q "SELECT format('           inside switchd (us, p50/p99): total %s/%s  mac %s/%s  pin %s/%s  issuer %s/%s',
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY lat_total_us), percentile_disc(0.99) WITHIN GROUP (ORDER BY lat_total_us),
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY lat_mac_us), percentile_disc(0.99) WITHIN GROUP (ORDER BY lat_mac_us),
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY lat_pin_us), percentile_disc(0.99) WITHIN GROUP (ORDER BY lat_pin_us),
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY lat_issuer_us), percentile_disc(0.99) WITHIN GROUP (ORDER BY lat_issuer_us))
+     FROM switch.authorizations WHERE created_at >= '$since'" | tee -a "$TABLE"
 }
 
 case " $SKIP " in *" search "*) ;; *)
