@@ -13,11 +13,16 @@
 #                          connections, 2,000 wallets): a smoke test, not figures
 #   E2E_RATES              rates of the search ["250 500 1000 2000 4000 8000 10000 15000 20000"]
 #   E2E_STEP               seconds per search step [10]     E2E_WARMUP  warm-up seconds [2]
+#   E2E_CLOSED_K           in flight per connection of the closed-loop ceiling run after the
+#                          search [8]
 #   E2E_FIXED_RATE [10000] E2E_FIXED_DURATION [60]          E2E_CONNS   load connections [100]
 #   E2E_IDLE_CONNS [10000] E2E_WALLETS [100000]             E2E_MIX     acquirer-sim --mix
 #   E2E_SKIP="search fixed rss"  parts to skip              E2E_PROFILE=1  perf record switchd
 #                                                           (and the others) during the fixed run
 #   ATLAS_PGPORT [5499]    E2E_DIR [var/e2e]                E2E_PORT_BASE [18500]
+#   E2E_ISSUER=null        bench-null-issuer (approves everything, no PIN check, no database)
+#                          instead of issuer-sim: the switch's own ceiling
+#   E2E_ISSUER_DB_CONNS    issuer-sim --db-connections [4]
 #   E2E_HOLD=1             set up the stack, print its pids and ports, and keep it up until
 #                          killed (for profiling by hand); no runs
 # Exit status: 0 all checks passed (targets are reported, not enforced), 1 a check failed.
@@ -69,7 +74,7 @@ if [ "${E2E_NOBUILD:-0}" != 1 ]; then
   cmake --build build -j "$(nproc)" >/dev/null
 fi
 mkdir -p "$DIR/log" "$DIR/spool" "$DIR/reports"
-rm -f "$DIR"/log/*.log "$DIR"/reports/*.json
+rm -f "$DIR"/log/* "$DIR"/reports/*
 
 # 10,000 terminal connections need 10,000+ descriptors in switchd and in the harness.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -147,7 +152,11 @@ start() { # var name port command...
   wait_port "$port" "$name"
 }
 start HSM_PID hsm-sim "$HSM_PORT" "$BIN/hsm-sim" --listen "127.0.0.1:$HSM_PORT" --log "$DIR/log/hsm-sim.log"
-start ISS_PID issuer-sim "$ISS_PORT" "$BIN/issuer-sim" --listen "127.0.0.1:$ISS_PORT" --hsm "127.0.0.1:$HSM_PORT" --db "$CONNINFO" --log "$DIR/log/issuer-sim.log"
+if [ "${E2E_ISSUER:-wallet}" = null ]; then
+  start ISS_PID issuer-sim "$ISS_PORT" "$BIN/bench-null-issuer" --listen "127.0.0.1:$ISS_PORT"
+else
+  start ISS_PID issuer-sim "$ISS_PORT" "$BIN/issuer-sim" --listen "127.0.0.1:$ISS_PORT" --hsm "127.0.0.1:$HSM_PORT" --db "$CONNINFO" --log "$DIR/log/issuer-sim.log" --db-connections "${E2E_ISSUER_DB_CONNS:-4}"
+fi
 start_switch() {
   start SW_PID switchd "$ACQ_PORT" "$BIN/switchd" --config "$DIR/switchd.conf"
   sleep 0.5 # issuer sign-on
@@ -213,7 +222,7 @@ run_load() {
   local lrc=0
   /usr/bin/time -f "%U %S" -o "$DIR/reports/$name.time" \
     "$BIN/acquirer-sim" load --host "127.0.0.1:$ACQ_PORT" --load-terminals --connections "$CONNS" \
-    --rate "$rate" --duration "$dur" --warmup "$WARMUP" --cards "$WALLETS" --report "$rep" \
+    --rate "$((rate > 0 ? rate : 1))" --duration "$dur" --warmup "$WARMUP" --cards "$WALLETS" --report "$rep" \
     --quiet "${mixarg[@]}" "$@" >"$DIR/reports/$name.txt" 2>&1 || lrc=$?
   t1=$(date +%s%N)
   local s1 h1 i1 p1 rows1 appr1 el
@@ -268,6 +277,8 @@ case " $SKIP " in *" search "*) ;; *)
       break
     fi
   done
+  # The ceiling: closed loop, E2E_CLOSED_K requests in flight on each connection.
+  run_load "closed-${E2E_CLOSED_K:-8}" 0 "$STEP" --closed "${E2E_CLOSED_K:-8}"
   ;;
 esac
 
