@@ -359,8 +359,16 @@ void load_report_text(FILE *f, const struct load_result *r)
             "(%llu with a free slot: the harness's own delay)\n",
             r->gen_cpu_pct, ms(r->send_lag_max_ns), (unsigned long long)r->late_sends,
             (unsigned long long)r->late_sends_gen);
-    if (!r->closed && !r->rate_kept)
-        fprintf(f, "WARNING: the requested rate was NOT kept (see unsent / late sends above): "
-                   "the figures measure the harness or its in-flight limit, not only the "
-                   "server\n");
+    if (!r->closed && !r->rate_kept) {
+        if (r->late_sends_gen * 100 > r->sent)
+            fprintf(f, "WARNING: the requested rate was NOT kept: the harness itself sent late "
+                       "(CPU or scheduling); latencies still count from the scheduled times, but "
+                       "the offered load was burstier than asked\n");
+        else
+            fprintf(f,
+                    "WARNING: the requested rate was NOT kept: the server did not answer fast "
+                    "enough and every in-flight slot was taken (%llu arrivals never sent); "
+                    "latencies count from the scheduled times\n",
+                    (unsigned long long)r->unsent);
+    }
 }
