@@ -13,6 +13,7 @@
 #                          connections, 2,000 wallets): a smoke test, not figures
 #   E2E_RATES              rates of the search ["250 500 1000 2000 4000 8000 10000 15000 20000"]
 #   E2E_STEP               seconds per search step [10]     E2E_WARMUP  warm-up seconds [2]
+#   E2E_SEARCH_ALL=1       run every step of E2E_RATES even after one failed
 #   E2E_CLOSED_K           in flight per connection of the closed-loop ceiling run after the
 #                          search [8]
 #   E2E_FIXED_RATE [10000] E2E_FIXED_DURATION [60]          E2E_CONNS   load connections [100]
@@ -274,7 +275,7 @@ case " $SKIP " in *" search "*) ;; *)
     if [ "$LAST_ERR" != 0 ] || [ "$LAST_KEPT" != true ] ||
       awk -v p="$LAST_P99" 'BEGIN { exit !(p > 10) }'; then
       echo "(search stops at $r/s: p99 $LAST_P99 ms, $LAST_ERR errors, rate kept: $LAST_KEPT)" | tee -a "$TABLE"
-      break
+      [ "${E2E_SEARCH_ALL:-0}" = 1 ] || break
     fi
   done
   # The ceiling: closed loop, E2E_CLOSED_K requests in flight on each connection.
