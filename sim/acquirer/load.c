@@ -810,7 +810,6 @@ int load_main(int argc, char **argv)
         r->rate_kept = true;
         r->scheduled = r->sent;
     }
-    /* Requests still in flight at the end are timeouts. */
     load_report_text(stdout, r);
     if (L->first_error[0])
         printf("first error: %s\n", L->first_error);
