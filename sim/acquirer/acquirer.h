@@ -131,6 +131,14 @@ SIM_MUST_CHECK int sim_terms_builtin(struct sim_terms *set, char *err, size_t er
 SIM_MUST_CHECK int sim_terms_load(struct sim_terms *set, const char *path, char *err,
                                   size_t errcap);
 
+/* A standalone terminal from key/value pairs (the keys of a terminal file:
+ * kv = { "key_scheme", "tpk", "tpk", "<32 hex>", "tak", "<32 hex>", NULL }), for
+ * programs that make many terminals (the load harness's LOAD0001...). NULL with err on
+ * a bad key or value (never echoing key material). Free with sim_term_free. */
+struct sim_term *sim_term_create(const char *id, const char *const kv[], char *err, size_t errcap);
+/* Wipes the terminal's keys and frees it. NULL is fine. */
+void sim_term_free(struct sim_term *t);
+
 /* The terminal with this ID, or NULL. */
 struct sim_term *sim_terms_find(const struct sim_terms *set, const char *id);
 

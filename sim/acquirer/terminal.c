@@ -231,23 +231,46 @@ static const char *const builtin[][2 * 9 + 1] = {
       "framing", "tpdu", "tpdu", "6000010000", NULL },
 };
 
+struct sim_term *sim_term_create(const char *id, const char *const kv[], char *err, size_t errcap)
+{
+    if (strlen(id) != 8) {
+        snprintf(err, errcap, "terminal id must be 8 characters (DE 41)");
+        return NULL;
+    }
+    struct sim_term *t = term_new(id);
+    if (!t) {
+        snprintf(err, errcap, "out of memory");
+        return NULL;
+    }
+    for (size_t k = 0; kv && kv[k]; k += 2) {
+        if (!kv[k + 1]) {
+            snprintf(err, errcap, "%.40s: value missing", kv[k]);
+            term_free(t);
+            return NULL;
+        }
+        if (term_set(t, kv[k], kv[k + 1], err, errcap) != 0) {
+            term_free(t);
+            return NULL;
+        }
+    }
+    if (term_finish(t, err, errcap) != 0) {
+        term_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void sim_term_free(struct sim_term *t)
+{
+    term_free(t);
+}
+
 int sim_terms_builtin(struct sim_terms *set, char *err, size_t errcap)
 {
     memset(set, 0, sizeof *set);
     for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) {
-        struct sim_term *t = term_new(builtin[i][0]);
-        if (!t) {
-            snprintf(err, errcap, "out of memory");
-            sim_terms_free(set);
-            return -1;
-        }
-        for (size_t k = 1; builtin[i][k]; k += 2)
-            if (term_set(t, builtin[i][k], builtin[i][k + 1], err, errcap) != 0) {
-                term_free(t);
-                sim_terms_free(set);
-                return -1;
-            }
-        if (term_finish(t, err, errcap) != 0 || set_put(set, t, err, errcap) != 0) {
+        struct sim_term *t = sim_term_create(builtin[i][0], &builtin[i][1], err, errcap);
+        if (!t || set_put(set, t, err, errcap) != 0) {
             sim_terms_free(set);
             return -1;
         }

@@ -730,6 +730,21 @@ static void test_terminal_file(void **state)
     assert_non_null(strstr(err, ":2:"));
     sim_terms_free(&set);
     unlink(path);
+
+    /* Programmatic terminals (the load harness's), same keys and checks. */
+    const char *kv[] = { "key_scheme", "tpk",
+                         "tpk",        "0E0E0E0E0E0E0E0E1F1F1F1F1F1F1F1F",
+                         "tak",        "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C",
+                         NULL };
+    struct sim_term *lt = sim_term_create("LOAD0001", kv, err, sizeof err);
+    assert_non_null(lt);
+    assert_string_equal(lt->id, "LOAD0001");
+    sim_term_free(lt);
+    const char *bad[] = { "key_scheme", "dukpt-aes", "tak", "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C",
+                          NULL };
+    assert_null(sim_term_create("LOAD0002", bad, err, sizeof err));
+    assert_non_null(strstr(err, "bdk missing"));
+    assert_null(sim_term_create("LOAD2", kv, err, sizeof err));
 }
 
 /* The shipped demo script parses, every line resolves against the built-in terminals,

@@ -38,6 +38,7 @@ struct fake {
     uint16_t port;
     enum fake_mode mode;
     int batch; /* F_REVERSE: answer after this many requests, last first */
+    bool pos;  /* bcd87 with 2-byte length + TPDU framing (TERM0004), else ascii87 / 2b */
     volatile int stop;
     pthread_t th;
     volatile int requests, reversals_with_de90, bad_request_macs;
@@ -49,6 +50,8 @@ static const char *tak_of(const uint8_t *tid, size_t n)
         return "5E5E5E5E5E5E5E5E6D6D6D6D6D6D6D6D";
     if (n == 8 && memcmp(tid, "TERM0003", 8) == 0)
         return "7A7A7A7A7A7A7A7A8F8F8F8F8F8F8F8F";
+    if (n == 8 && memcmp(tid, "TERM0004", 8) == 0)
+        return "2C2C2C2C2C2C2C2C3B3B3B3B3B3B3B3B";
     return "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C";
 }
 
@@ -84,7 +87,8 @@ static int read_n(struct fake *f, int fd, uint8_t *buf, size_t n)
 /* Builds the answer to req (ascii87) into out; returns its length (0 = none). */
 static size_t answer(struct fake *f, const uint8_t *req, size_t len, uint8_t *out, size_t cap)
 {
-    const struct iso_dialect *d = iso_dialect_find("ascii87");
+    const struct iso_dialect *d = iso_dialect_find(f->pos ? "bcd87" : "ascii87");
+    size_t wire = f->pos ? 8 : 16; /* the MAC: 8 raw bytes or 16 hex characters */
     uint8_t arena[4096], arena2[2048];
     struct iso_msg m, r;
     struct iso_err ie;
@@ -97,8 +101,11 @@ static size_t answer(struct fake *f, const uint8_t *req, size_t len, uint8_t *ou
     const char *rc = "00";
     int mf = iso_has(&m, 128) ? 128 : 64;
     uint8_t mac[8];
-    if (!iso_has(&m, mf) || at_hex_decode((const char *)req + len - 16, 16, mac, 8) != 8 ||
-        hsm_mac_verify(tak, HSM_MAC_ISO9797_3, HSM_PAD_1, req, len - 16, mac, 8) != HSM_OK) {
+    if (wire == 8 && len >= 8)
+        memcpy(mac, req + len - 8, 8);
+    if (!iso_has(&m, mf) || len < wire ||
+        (wire == 16 && at_hex_decode((const char *)req + len - 16, 16, mac, 8) != 8) ||
+        hsm_mac_verify(tak, HSM_MAC_ISO9797_3, HSM_PAD_1, req, len - wire, mac, 8) != HSM_OK) {
         rc = "63";
         f->bad_request_macs++;
     } else {
@@ -136,26 +143,35 @@ static size_t answer(struct fake *f, const uint8_t *req, size_t len, uint8_t *ou
     uint8_t v[16];
     size_t vl = 0;
     char hex[17];
-    if (hsm_mac_generate(tak, HSM_MAC_ISO9797_3, HSM_PAD_1, out, n - 16, v, &vl) != HSM_OK)
+    if (hsm_mac_generate(tak, HSM_MAC_ISO9797_3, HSM_PAD_1, out, n - wire, v, &vl) != HSM_OK)
         return 0;
     at_hex_encode(v, 8, hex);
-    memcpy(out + n - 16, hex, 16);
+    if (wire == 16)
+        memcpy(out + n - 16, hex, 16);
+    else
+        memcpy(out + n - 8, v, 8);
     if (f->mode == F_BAD_MAC)
         out[n - 1] = out[n - 1] == '0' ? '1' : '0';
     hsm_key_release(tak);
     return n;
 }
 
-/* One write per frame (header + message), as a real peer with Nagle in mind does. */
-static void send_frame(int fd, const uint8_t *msg, size_t n)
+/* One write per frame (header + message), as a real peer with Nagle in mind does. With
+ * tpdu (POS framing) the length covers the TPDU, whose addresses are swapped back. */
+static void send_frame(int fd, const uint8_t *msg, size_t n, const uint8_t *tpdu)
 {
     uint8_t buf[2048];
-    if (n + 2 > sizeof buf)
+    size_t h = tpdu ? 7 : 2;
+    if (n + h > sizeof buf)
         return;
-    buf[0] = (uint8_t)(n >> 8);
-    buf[1] = (uint8_t)n;
-    memcpy(buf + 2, msg, n);
-    (void)ts_send_all(fd, buf, n + 2);
+    buf[0] = (uint8_t)((n + h - 2) >> 8);
+    buf[1] = (uint8_t)(n + h - 2);
+    if (tpdu) {
+        memcpy(buf + 2, tpdu, 5);
+        iso_tpdu_swap(buf + 2);
+    }
+    memcpy(buf + h, msg, n);
+    (void)ts_send_all(fd, buf, n + h);
 }
 
 static void serve(struct fake *f, int fd)
@@ -170,6 +186,15 @@ static void serve(struct fake *f, int fd)
         size_t len = (size_t)hdr[0] << 8 | hdr[1];
         if (len == 0 || len > sizeof req || read_n(f, fd, req, len) != 0)
             return;
+        uint8_t tpdu[5], *tp = NULL;
+        if (f->pos) {
+            if (len <= 5)
+                return;
+            memcpy(tpdu, req, 5);
+            tp = tpdu;
+            memmove(req, req + 5, len - 5);
+            len -= 5;
+        }
         f->requests++;
         if (f->mode == F_SILENT)
             continue;
@@ -182,7 +207,7 @@ static void serve(struct fake *f, int fd)
         if (n == 0)
             return;
         if (f->mode != F_REVERSE) {
-            send_frame(fd, resp, n);
+            send_frame(fd, resp, n, tp);
             continue;
         }
         memcpy(held[nheld], resp, n);
@@ -190,7 +215,7 @@ static void serve(struct fake *f, int fd)
         if (nheld == f->batch || nheld == 64) {
             while (nheld > 0) {
                 nheld--;
-                send_frame(fd, held[nheld], held_len[nheld]);
+                send_frame(fd, held[nheld], held_len[nheld], NULL);
             }
         }
     }
@@ -212,10 +237,11 @@ static void *fake_main(void *arg)
     return NULL;
 }
 
-static void fake_start(struct fake *f, enum fake_mode mode)
+static void fake_start_pos(struct fake *f, enum fake_mode mode, bool pos)
 {
     memset(f, 0, sizeof *f);
     f->mode = mode;
+    f->pos = pos;
     f->lfd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(f->lfd >= 0);
     int one = 1;
@@ -227,6 +253,11 @@ static void fake_start(struct fake *f, enum fake_mode mode)
     f->port = ntohs(a.sin_port);
     assert_int_equal(listen(f->lfd, 16), 0);
     assert_int_equal(pthread_create(&f->th, NULL, fake_main, f), 0);
+}
+
+static void fake_start(struct fake *f, enum fake_mode mode)
+{
+    fake_start_pos(f, mode, false);
 }
 
 static void fake_stop(struct fake *f)
@@ -318,6 +349,28 @@ static void test_cli_send_approve_and_decline(void **state)
     assert_non_null(strstr(out, "rc 00"));
     assert_non_null(strstr(out, "balance 987.50 MAD"));
     assert_int_equal(f.bad_request_macs, 1);
+    fake_stop(&f);
+}
+
+/* TERM0004: bcd87 with the 2-byte length + TPDU framing, binary MAC. */
+static void test_cli_pos_terminal(void **state)
+{
+    struct fake f;
+    fake_start_pos(&f, F_ANSWER, true);
+    char host[32], out[8192];
+    hostarg(host, sizeof host, f.port);
+    const char *a1[] = { "--state-dir", state_dir,    "--host",   host,       "send", "--type",
+                         "purchase",    "--terminal", "TERM0004", "--amount", "7.00", NULL };
+    assert_int_equal(run_cli(a1, out, sizeof out), 0);
+    assert_non_null(strstr(out, "TERM0004 0200 purchase"));
+    assert_non_null(strstr(out, "rc 00 (approved)"));
+    assert_non_null(strstr(out, "MAC ok"));
+    const char *a2[] = { "--state-dir", state_dir,  "--host",     host,       "send",
+                         "--type",      "purchase", "--terminal", "TERM0004", "--amount",
+                         "51.00",       "--json",   NULL };
+    assert_int_equal(run_cli(a2, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"rc\":\"51\""));
+    assert_int_equal(f.bad_request_macs, 0);
     fake_stop(&f);
 }
 
@@ -584,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_engine_pipelined_reverse_order),
         cmocka_unit_test(test_engine_timeout_and_refused),
         cmocka_unit_test(test_cli_send_approve_and_decline),
+        cmocka_unit_test(test_cli_pos_terminal),
         cmocka_unit_test(test_cli_transport_errors),
         cmocka_unit_test(test_cli_run),
     };
