@@ -10,8 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "hsm.h"
-#include "iso8583.h"
+#include "hex.h"
 
 static const char *const kind_names[LOAD_K_max] = {
     "purchase", "purchase-nopin", "cash", "balance", "refund", "reversal",
@@ -159,39 +158,28 @@ int load_term_keys(unsigned index, uint8_t tpk[16], uint8_t tak[16])
 struct sim_term *load_term_new(unsigned index, const char *addr, uint32_t stan)
 {
     uint8_t tpk[16], tak[16];
-    struct sim_term *t = calloc(1, sizeof *t);
-    if (!t)
+    char id[9], tpk_hex[33], tak_hex[33], merchant[16], err[160];
+    if (load_term_id(index, id) != 0 || load_term_keys(index, tpk, tak) != 0)
         return NULL;
-    if (load_term_id(index, t->id) != 0 || load_term_keys(index, tpk, tak) != 0) {
-        free(t);
-        return NULL;
-    }
-    snprintf(t->merchant, sizeof t->merchant, "ATLASLOAD%06u", index % 1000000);
-    snprintf(t->acquirer_id, sizeof t->acquirer_id, "%s", SIM_ACQUIRER_ID);
-    snprintf(t->address, sizeof t->address, "%s", addr);
-    snprintf(t->currency, sizeof t->currency, "504");
-    t->dialect = iso_dialect_find("ascii87");
-    t->framing = ISO_FRAME_2B;
-    t->scheme = SIM_KS_TPK;
-    int rc = hsm_key_from_clear(HSM_KT_TPK, tpk, 16, &t->tpk) |
-             hsm_key_from_clear(HSM_KT_TAK, tak, 16, &t->tak);
+    at_hex_encode(tpk, 16, tpk_hex);
+    at_hex_encode(tak, 16, tak_hex);
     OPENSSL_cleanse(tpk, sizeof tpk);
     OPENSSL_cleanse(tak, sizeof tak);
-    if (rc != 0 || !t->dialect) {
-        load_term_free(t);
-        return NULL;
-    }
-    sim_term_set_counters(t, stan ? stan : 1, 1);
+    snprintf(merchant, sizeof merchant, "ATLASLOAD%06u", index % 1000000);
+    const char *const kv[] = { "address",    addr,     "dialect",  "ascii87", "framing", "2b",
+                               "key_scheme", "tpk",    "tpk",      tpk_hex,   "tak",     tak_hex,
+                               "merchant",   merchant, "currency", "504",     NULL };
+    struct sim_term *t = sim_term_create(id, kv, err, sizeof err);
+    OPENSSL_cleanse(tpk_hex, sizeof tpk_hex);
+    OPENSSL_cleanse(tak_hex, sizeof tak_hex);
+    if (t)
+        sim_term_set_counters(t, stan ? stan : 1, 1);
     return t;
 }
 
 void load_term_free(struct sim_term *t)
 {
-    if (!t)
-        return;
-    hsm_key_release(t->tak);
-    hsm_key_release(t->tpk);
-    free(t);
+    sim_term_free(t);
 }
 
 static char luhn_digit(const char *d, size_t n)
