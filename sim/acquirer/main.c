@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "acquirer.h"
+#include "load.h"
 #include "log.h"
 #include "parse.h"
 
@@ -517,6 +518,11 @@ static uint32_t scn_count_for(const struct sim_scn *s, const char *tid)
 
 int main(int argc, char **argv)
 {
+    /* The load harness has its own options (load.c). */
+    if (argc > 1 && strcmp(argv[1], "load") == 0)
+        return load_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "load-seed") == 0)
+        return load_seed_main(argc, argv);
     struct cli c;
     memset(&c, 0, sizeof c);
     /* A switch closing mid-write must surface as a connection error, not kill us. */

@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# bench/e2e.sh — the end-to-end benchmark of Atlas (issue 6): brings up the whole stack on a
+# throwaway PostgreSQL cluster (its own port and var/e2e dir: never touches ./run.sh's), seeds
+# wallets and load terminals, then runs with `acquirer-sim load`:
+#   1. a maximum-throughput search: open-loop steps of rising rate until p99 > 10 ms, errors,
+#      or the harness cannot keep the rate;
+#   2. a fixed 10,000/s run of 60 s;
+#   3. switchd's peak RSS (VmHWM) with 10,000 idle terminal connections.
+# For each run it prints rate asked/achieved, p50/p99/p99.9, the CPU of every process (from
+# /proc/<pid>/stat) and the journal rows committed, and checks that every approval the harness
+# counted is in switch.authorizations. Environment (defaults in brackets):
+#   E2E_QUICK=1            short everything (steps 3 s, fixed run 5 s at E2E_FIXED_RATE, 500 idle
+#                          connections, 2,000 wallets): a smoke test, not figures
+#   E2E_RATES              rates of the search ["250 500 1000 2000 4000 8000 10000 15000 20000"]
+#   E2E_STEP               seconds per search step [10]     E2E_WARMUP  warm-up seconds [2]
+#   E2E_SEARCH_ALL=1       run every step of E2E_RATES even after one failed
+#   E2E_CLOSED_K           in flight per connection of the closed-loop ceiling run after the
+#                          search [8]
+#   E2E_FIXED_RATE [10000] E2E_FIXED_DURATION [60]          E2E_CONNS   load connections [100]
+#   E2E_IDLE_CONNS [10000] E2E_WALLETS [100000]             E2E_MIX     acquirer-sim --mix
+#   E2E_SKIP="search fixed rss"  parts to skip              E2E_PROFILE=1  perf record switchd
+#                                                           (and the others) during the fixed run
+#   ATLAS_PGPORT [5499]    E2E_DIR [var/e2e]                E2E_PORT_BASE [18500]
+#   E2E_ISSUER=null        bench-null-issuer (approves everything, no PIN check, no database)
+#                          instead of issuer-sim: the switch's own ceiling
+#   E2E_ISSUER_DB_CONNS    issuer-sim --db-connections [4]
+#   E2E_HOLD=1             set up the stack, print its pids and ports, and keep it up until
+#                          killed (for profiling by hand); no runs
+# Exit status: 0 all checks passed (targets are reported, not enforced), 1 a check failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+QUICK=${E2E_QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+  RATES=${E2E_RATES:-"500 1000"}
+  STEP=${E2E_STEP:-3}
+  WARMUP=${E2E_WARMUP:-1}
+  FIXED_RATE=${E2E_FIXED_RATE:-1000}
+  FIXED_DURATION=${E2E_FIXED_DURATION:-5}
+  CONNS=${E2E_CONNS:-20}
+  IDLE_CONNS=${E2E_IDLE_CONNS:-500}
+  WALLETS=${E2E_WALLETS:-2000}
+else
+  RATES=${E2E_RATES:-"250 500 1000 2000 4000 8000 10000 15000 20000"}
+  STEP=${E2E_STEP:-10}
+  WARMUP=${E2E_WARMUP:-2}
+  FIXED_RATE=${E2E_FIXED_RATE:-10000}
+  FIXED_DURATION=${E2E_FIXED_DURATION:-60}
+  CONNS=${E2E_CONNS:-100}
+  IDLE_CONNS=${E2E_IDLE_CONNS:-10000}
+  WALLETS=${E2E_WALLETS:-100000}
+fi
+MIX=${E2E_MIX:-}
+SKIP=${E2E_SKIP:-}
+PROFILE=${E2E_PROFILE:-0}
+export ATLAS_PGPORT=${ATLAS_PGPORT:-5499}
+DIR=${E2E_DIR:-$ROOT/var/e2e}
+export ATLAS_PGDATA=$DIR/pg
+BASE=${E2E_PORT_BASE:-18500}
+HSM_PORT=$BASE ISS_PORT=$((BASE + 1)) ACQ_PORT=$((BASE + 2)) POS_PORT=$((BASE + 3))
+MET_PORT=$((BASE + 4))
+TERMS=$CONNS
+[ "$IDLE_CONNS" -gt "$TERMS" ] && TERMS=$IDLE_CONNS
+BIN=$ROOT/build/bin
+HZ=$(getconf CLK_TCK)
+FAIL=0
+
+export ATLAS_PAN_HMAC_KEY=${ATLAS_PAN_HMAC_KEY:-000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F}
+export ATLAS_PAN_SEAL_KEY=${ATLAS_PAN_SEAL_KEY:-A0A1A2A3A4A5A6A7A8A9AAABACADAEAFB0B1B2B3B4B5B6B7B8B9BABBBCBDBEBF}
+
+if [ "${E2E_NOBUILD:-0}" != 1 ]; then
+  echo "building (RelWithDebInfo)..."
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build build -j "$(nproc)" >/dev/null
+fi
+mkdir -p "$DIR/log" "$DIR/spool" "$DIR/reports"
+rm -f "$DIR"/log/* "$DIR"/reports/*
+
+# 10,000 terminal connections need 10,000+ descriptors in switchd and in the harness.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 200)) ]; then
+  echo "e2e: ulimit -n is $(ulimit -n), below $((IDLE_CONNS + 200)): the idle-connection test will fail" >&2
+fi
+
+PIDS=()
+SW_PID="" HSM_PID="" ISS_PID=""
+stop_all() {
+  trap - EXIT INT TERM
+  local i
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  db/pg.sh stop >/dev/null 2>&1 || true
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+wait_port() { # port name
+  local i
+  for i in $(seq 1 150); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "e2e: $2 did not start; see $DIR/log/$2.out" >&2
+  exit 1
+}
+
+echo "== cluster on port $ATLAS_PGPORT ($ATLAS_PGDATA), stack on ports $BASE.. =="
+db/pg.sh start >/dev/null
+eval "$(db/pg.sh env)"
+"$BIN/atlas-db" migrate >/dev/null
+psql -q -v ON_ERROR_STOP=1 -f db/seed/demo_switch.sql
+psql -q -v ON_ERROR_STOP=1 -c "TRUNCATE switch.authorizations, wallet.ledger, wallet.holds, wallet.requests, wallet.wallets RESTART IDENTITY CASCADE"
+t=$(date +%s.%N)
+"$BIN/acquirer-sim" load-seed --terminals "$TERMS" | psql -q -v ON_ERROR_STOP=1 >/dev/null
+echo "load terminals: $TERMS seeded in $(echo "$(date +%s.%N) - $t" | bc) s"
+t=$(date +%s.%N)
+"$BIN/issuer-sim" seed --wallets "$WALLETS" >/dev/null
+echo "wallets: $WALLETS seeded in $(echo "$(date +%s.%N) - $t" | bc) s"
+CONNINFO="host=$PGHOST port=$PGPORT dbname=$PGDATABASE"
+
+cat >"$DIR/switchd.conf" <<CONF
+log_file = $DIR/log/switchd.log
+log_level = ${E2E_SWITCH_LOG_LEVEL:-warn}
+metrics_address = 127.0.0.1:$MET_PORT
+spool_dir = $DIR/spool
+db = "$CONNINFO"
+[hsm]
+address = 127.0.0.1:$HSM_PORT
+connections = ${E2E_HSM_CONNS:-4}
+[listener acq]
+address = 127.0.0.1:$ACQ_PORT
+dialect = ascii87
+framing = 2b
+max_connections = $((IDLE_CONNS + 1000))
+[listener pos]
+address = 127.0.0.1:$POS_PORT
+dialect = bcd87
+framing = tpdu
+[issuer WALLET1]
+address = 127.0.0.1:$ISS_PORT
+dialect = ascii87
+framing = 2b
+timeout_ms = 5000
+CONF
+
+start() { # var name port command...
+  local var=$1 name=$2 port=$3
+  shift 3
+  "$@" >>"$DIR/log/$name.out" 2>&1 &
+  PIDS+=($!)
+  printf -v "$var" '%s' $!
+  wait_port "$port" "$name"
+}
+start HSM_PID hsm-sim "$HSM_PORT" "$BIN/hsm-sim" --listen "127.0.0.1:$HSM_PORT" --log "$DIR/log/hsm-sim.log"
+if [ "${E2E_ISSUER:-wallet}" = null ]; then
+  start ISS_PID issuer-sim "$ISS_PORT" "$BIN/bench-null-issuer" --listen "127.0.0.1:$ISS_PORT"
+else
+  start ISS_PID issuer-sim "$ISS_PORT" "$BIN/issuer-sim" --listen "127.0.0.1:$ISS_PORT" --hsm "127.0.0.1:$HSM_PORT" --db "$CONNINFO" --log "$DIR/log/issuer-sim.log" --db-connections "${E2E_ISSUER_DB_CONNS:-4}"
+fi
+start_switch() {
+  start SW_PID switchd "$ACQ_PORT" "$BIN/switchd" --config "$DIR/switchd.conf"
+  sleep 0.5 # issuer sign-on
+}
+start_switch
+
+PG_MAIN=$(head -1 "$(db/pg.sh status 2>/dev/null | sed -n 's/.*data directory \(.*\)$/\1/p' | head -1)/postmaster.pid" 2>/dev/null || true)
+if [ -z "$PG_MAIN" ]; then
+  for d in "$ATLAS_PGDATA" /tmp/atlas-pg-*; do
+    if [ -f "$d/postmaster.pid" ] && grep -q "^$ATLAS_PGPORT\$" "$d/postmaster.pid" 2>/dev/null; then
+      PG_MAIN=$(head -1 "$d/postmaster.pid")
+      break
+    fi
+  done
+fi
+
+if [ "${E2E_HOLD:-0}" = 1 ]; then
+  echo "stack up: switchd $SW_PID hsm-sim $HSM_PID issuer-sim $ISS_PID postgres $PG_MAIN"
+  echo "terminals 127.0.0.1:$ACQ_PORT, $TERMS load terminals, $WALLETS wallets; $(db/pg.sh env | tr '\n' ' ')"
+  echo "kill -TERM $$ stops everything"
+  sleep infinity &
+  PIDS+=($!)
+  wait $! || true
+  exit 0
+fi
+
+# CPU ticks (utime + stime) of one process, or of PostgreSQL's postmaster and all its children.
+ticks() {
+  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+pg_ticks() {
+  local sum=0 p
+  [ -n "$PG_MAIN" ] || { echo 0; return; }
+  sum=$(ticks "$PG_MAIN")
+  for p in $(ps -o pid= --ppid "$PG_MAIN"); do sum=$((sum + $(ticks "$p"))); done
+  echo "$sum"
+}
+jnum() { # key file: first (top-level) numeric value of "key"
+  grep -o "\"$1\":[^,}]*" "$2" | head -1 | cut -d: -f2 | tr -d '"'
+}
+q() { psql -At -c "$1"; }
+
+printf '\n%-10s %8s %9s %8s %8s %8s %7s %6s %6s %6s %6s %6s %9s %s\n' "run" "asked/s" "achieved" \
+  "p50ms" "p99ms" "p999ms" "errors" "sw%" "hsm%" "iss%" "pg%" "load%" "rows" "journal check"
+TABLE=$DIR/table.txt
+: >"$TABLE"
+
+# run_load NAME RATE DURATION [extra acquirer-sim args...]: one open-loop run + its table row.
+# Sets LAST_P99, LAST_ERR, LAST_KEPT.
+run_load() {
+  local name=$1 rate=$2 dur=$3
+  shift 3
+  local rep=$DIR/reports/$name.json
+  local s0 h0 i0 p0 rows0 appr0 t0 t1
+  s0=$(ticks "$SW_PID") h0=$(ticks "$HSM_PID") i0=$(ticks "$ISS_PID") p0=$(pg_ticks)
+  rows0=$(q "SELECT count(*) FROM switch.authorizations")
+  appr0=$(q "SELECT count(*) FROM switch.authorizations WHERE response_code = '00'")
+  t0=$(date +%s%N)
+  local since
+  since=$(q "SELECT now()")
+  local mixarg=()
+  [ -n "$MIX" ] && mixarg=(--mix "$MIX")
+  local lrc=0
+  /usr/bin/time -f "%U %S" -o "$DIR/reports/$name.time" \
+    "$BIN/acquirer-sim" load --host "127.0.0.1:$ACQ_PORT" --load-terminals --connections "$CONNS" \
+    --rate "$((rate > 0 ? rate : 1))" --duration "$dur" --warmup "$WARMUP" --cards "$WALLETS" --report "$rep" \
+    --quiet "${mixarg[@]}" "$@" >"$DIR/reports/$name.txt" 2>&1 || lrc=$?
+  t1=$(date +%s%N)
+  local s1 h1 i1 p1 rows1 appr1 el
+  s1=$(ticks "$SW_PID") h1=$(ticks "$HSM_PID") i1=$(ticks "$ISS_PID") p1=$(pg_ticks)
+  rows1=$(q "SELECT count(*) FROM switch.authorizations")
+  appr1=$(q "SELECT count(*) FROM switch.authorizations WHERE response_code = '00'")
+  el=$(((t1 - t0) / 1000000)) # ms, whole invocation (connect + warm-up + run + drain)
+  if [ ! -s "$rep" ]; then
+    echo "e2e: $name produced no report (exit $lrc):" >&2
+    cat "$DIR/reports/$name.txt" >&2
+    FAIL=1
+    LAST_P99=999999 LAST_ERR=1 LAST_KEPT=false
+    return
+  fi
+  local lt
+  lt=$(awk -v hz="$HZ" '{ printf "%d", ($1 + $2) * hz }' "$DIR/reports/$name.time")
+  pct() { awk -v d="$1" -v hz="$HZ" -v ms="$el" 'BEGIN { printf "%.0f", 100 * d / hz / (ms / 1000) }'; }
+  local approved timeouts check
+  approved=$(jnum all_approved "$rep")
+  timeouts=$(jnum timeouts "$rep")
+  local jappr=$((appr1 - appr0))
+  if [ "$jappr" -eq "$approved" ] || { [ "$timeouts" != 0 ] && [ "$jappr" -ge "$approved" ]; }; then
+    check="ok ($approved approvals, $jappr in journal)"
+  else
+    check="FAILED: harness $approved approvals, journal $jappr"
+    FAIL=1
+  fi
+  local errs
+  errs=$(($(jnum errors "$rep") + timeouts + $(jnum unsent "$rep") + $(jnum unexpected_rc "$rep")))
+  LAST_P99=$(jnum p99_ms "$rep") LAST_ERR=$errs LAST_KEPT=$(jnum rate_kept "$rep")
+  local kept=""
+  [ "$LAST_KEPT" = true ] || kept=" (harness could not keep the rate)"
+  printf '%-10s %8s %9.0f %8.2f %8.2f %8.2f %7s %6s %6s %6s %6s %6s %9s %s%s\n' "$name" "$rate" \
+    "$(jnum achieved_tps "$rep")" "$(jnum p50_ms "$rep")" "$LAST_P99" "$(jnum p999_ms "$rep")" \
+    "$errs" "$(pct $((s1 - s0)))" "$(pct $((h1 - h0)))" "$(pct $((i1 - i0)))" "$(pct $((p1 - p0)))" \
+    "$(pct "$lt")" "$((rows1 - rows0))" "$check" "$kept" | tee -a "$TABLE"
+  # Where the switch's time went (journal columns, microseconds): p50 / p99 per stage.
+  q "SELECT format('           inside switchd (us, p50/p99): total %s/%s  mac %s/%s  pin %s/%s  issuer %s/%s',
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY lat_total_us), percentile_disc(0.99) WITHIN GROUP (ORDER BY lat_total_us),
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY lat_mac_us), percentile_disc(0.99) WITHIN GROUP (ORDER BY lat_mac_us),
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY lat_pin_us), percentile_disc(0.99) WITHIN GROUP (ORDER BY lat_pin_us),
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY lat_issuer_us), percentile_disc(0.99) WITHIN GROUP (ORDER BY lat_issuer_us))
+     FROM switch.authorizations WHERE created_at >= '$since'" | tee -a "$TABLE"
+}
+
+case " $SKIP " in *" search "*) ;; *)
+  for r in $RATES; do
+    run_load "step-$r" "$r" "$STEP"
+    if [ "$LAST_ERR" != 0 ] || [ "$LAST_KEPT" != true ] ||
+      awk -v p="$LAST_P99" 'BEGIN { exit !(p > 10) }'; then
+      echo "(search stops at $r/s: p99 $LAST_P99 ms, $LAST_ERR errors, rate kept: $LAST_KEPT)" | tee -a "$TABLE"
+      [ "${E2E_SEARCH_ALL:-0}" = 1 ] || break
+    fi
+  done
+  # The ceiling: closed loop, E2E_CLOSED_K requests in flight on each connection.
+  run_load "closed-${E2E_CLOSED_K:-8}" 0 "$STEP" --closed "${E2E_CLOSED_K:-8}"
+  ;;
+esac
+
+case " $SKIP " in *" fixed "*) ;; *)
+  PERF_PIDS=()
+  if [ "$PROFILE" = 1 ]; then
+    for p in "$SW_PID" "$HSM_PID" "$ISS_PID"; do
+      perf record -e cpu-clock -F 499 -g -p "$p" -o "$DIR/perf-$p.data" >/dev/null 2>&1 &
+      PERF_PIDS+=($!)
+    done
+  fi
+  run_load "fixed-$FIXED_RATE" "$FIXED_RATE" "$FIXED_DURATION"
+  for p in "${PERF_PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  [ "$PROFILE" = 1 ] && echo "perf data: $DIR/perf-{$SW_PID,$HSM_PID,$ISS_PID}.data (switchd, hsm-sim, issuer-sim)"
+  ;;
+esac
+
+echo
+echo "switchd VmHWM after the load runs: $(awk '/VmHWM/ { print $2, $3 }' "/proc/$SW_PID/status")"
+
+case " $SKIP " in *" rss "*) ;; *)
+  # A fresh switchd, then IDLE_CONNS terminal connections held open (one request per second in
+  # all: practically idle) and its peak resident size.
+  kill -TERM "$SW_PID"
+  wait "$SW_PID" 2>/dev/null || true
+  start_switch
+  base_hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$SW_PID/status")
+  "$BIN/acquirer-sim" load --host "127.0.0.1:$ACQ_PORT" --load-terminals --connections "$IDLE_CONNS" \
+    --rate 1 --duration "${E2E_IDLE_SECONDS:-5}" --warmup 0 --cards "$WALLETS" --quiet \
+    --report "$DIR/reports/idle.json" >"$DIR/reports/idle.txt" 2>&1 &
+  LPID=$!
+  up=0
+  for i in $(seq 1 300); do
+    up=$(awk -v port="$(printf '%04X' "$ACQ_PORT")" '$2 ~ ":"port"$" && $4 == "01" { n++ } END { print n + 0 }' /proc/net/tcp)
+    [ "$up" -ge "$IDLE_CONNS" ] && break
+    sleep 0.1
+  done
+  sleep 1
+  hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$SW_PID/status")
+  rss=$(awk '/VmRSS/ { print $2 }' "/proc/$SW_PID/status")
+  wait "$LPID" || true
+  up_rep=$(jnum connections_up "$DIR/reports/idle.json")
+  printf 'switchd with %s idle terminal connections (%s established): VmHWM %.1f MB, VmRSS %.1f MB (%.1f MB at start, target <= 200 MB)\n' \
+    "$IDLE_CONNS" "${up_rep:-$up}" "$(echo "$hwm / 1024" | bc -l)" "$(echo "$rss / 1024" | bc -l)" \
+    "$(echo "$base_hwm / 1024" | bc -l)" | tee -a "$TABLE"
+  ;;
+esac
+
+echo
+echo "journal: $(q "SELECT count(*) FROM switch.authorizations") rows; outcomes: $(q "SELECT string_agg(response_code || '=' || n, ' ') FROM (SELECT response_code, count(*) n FROM switch.authorizations GROUP BY 1 ORDER BY 2 DESC) s")"
+echo "reports: $DIR/reports/*.json   table: $TABLE"
+[ "$FAIL" = 0 ] && echo "e2e: all checks passed" || echo "e2e: SOME CHECKS FAILED"
+exit "$FAIL"

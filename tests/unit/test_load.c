@@ -1,0 +1,359 @@
+/* Unit tests of the load harness's pure parts (sim/acquirer/load.h): the latency
+ * histogram's error bound, the open-loop schedule arithmetic, the mix parser and
+ * picker, the JSON report (parsed back with jansson), load terminal ids and keys, and
+ * the card population against issuer-sim's own seed function. No network, no timing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "hist.h"
+#include "load.h"
+
+/* issuer-sim's sim_seed_spec (test_load_issuer.c). */
+int tl_seed_card(uint64_t index, char pan[20], char pin[5], int *currency);
+
+/* ------------------------------------------------------------------ histogram */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint64_t next_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Quantiles of 200,000 log-uniform values between 1 µs and 10 s (in ns) are within 1 %
+ * of the exact order statistic, never below it, and max/min/count are exact. */
+static void test_hist_error(void **state)
+{
+    (void)state;
+    enum { N = 200000 };
+    uint64_t *v = malloc(N * sizeof *v);
+    assert_non_null(v);
+    static struct at_hist h;
+    at_hist_reset(&h);
+    uint64_t s = 88172645463325252ull;
+    for (int i = 0; i < N; i++) {
+        double u = (double)(next_rand(&s) >> 11) / 9007199254740992.0; /* [0,1) */
+        v[i] = (uint64_t)(1000.0 * pow(10.0, 7.0 * u));
+        at_hist_record(&h, v[i]);
+    }
+    qsort(v, N, sizeof *v, cmp_u64);
+    const double qs[] = { 0.0001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999 };
+    for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+        size_t rank = (size_t)ceil(qs[i] * N);
+        uint64_t exact = v[rank ? rank - 1 : 0];
+        uint64_t got = at_hist_quantile(&h, qs[i]);
+        double rel = ((double)got - (double)exact) / (double)exact;
+        assert_true(got >= exact);
+        assert_true(rel <= 0.01);
+    }
+    assert_int_equal(h.count, N);
+    assert_int_equal(h.max, v[N - 1]);
+    assert_int_equal(h.min, v[0]);
+    assert_true(at_hist_quantile(&h, 1.0) >= v[N - 1]);
+    free(v);
+}
+
+/* Small exact values (below the sub-bucket count) are reproduced exactly. */
+static void test_hist_small_exact(void **state)
+{
+    (void)state;
+    static struct at_hist h;
+    at_hist_reset(&h);
+    for (uint64_t i = 1; i <= 100; i++)
+        at_hist_record(&h, i);
+    assert_int_equal(at_hist_quantile(&h, 0.5), 50);
+    assert_int_equal(at_hist_quantile(&h, 0.99), 99);
+    assert_int_equal(at_hist_quantile(&h, 1.0), 100);
+}
+
+/* ------------------------------------------------------------------ schedule */
+
+static void test_sched_math(void **state)
+{
+    (void)state;
+    const uint64_t rates[] = { 1, 3, 7, 999, 1000, 10000, 20000, 999983 };
+    const uint64_t t0 = 123456789;
+    for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
+        uint64_t r = rates[i];
+        assert_int_equal(load_sched_due(t0, t0 - 1, r), 0);
+        assert_int_equal(load_sched_due(t0, t0, r), 1); /* arrival 0 is due at t0 */
+        /* Exactly r arrivals in every whole second, 60 s gives 60 r. */
+        assert_int_equal(load_sched_due(t0, t0 + 1000000000ull - 1, r), r);
+        assert_int_equal(load_sched_due(t0, t0 + 60000000000ull - 1, r), 60 * r);
+        uint64_t prev = 0;
+        for (uint64_t k = 0; k < 5000; k++) {
+            uint64_t kk = k * (r / 1000 + 1) * 3 + (k % 3); /* sample across the run */
+            uint64_t t = load_sched_time(t0, kk, r);
+            assert_true(t >= prev);
+            prev = t;
+            /* Arrival kk is due at its time and not a nanosecond before. */
+            assert_int_equal(load_sched_due(t0, t, r) > kk, 1);
+            if (t > t0)
+                assert_int_equal(load_sched_due(t0, t - 1, r) <= kk, 1);
+            /* Inter-arrival gap is floor or ceil of 1e9 / r. */
+            uint64_t gap = load_sched_time(t0, kk + 1, r) - t;
+            assert_true(gap == 1000000000ull / r || gap == 1000000000ull / r + 1);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ mix */
+
+static void test_mix_parse(void **state)
+{
+    (void)state;
+    struct load_mix m;
+    char err[200];
+    assert_int_equal(load_mix_parse(LOAD_MIX_DEFAULT, &m, err, sizeof err), 0);
+    assert_int_equal(m.total, 100);
+    assert_int_equal(m.weight[LOAD_K_PURCHASE], 50);
+    assert_int_equal(m.weight[LOAD_K_REVERSAL], 10);
+    assert_int_equal(load_mix_parse("refund=3", &m, err, sizeof err), 0);
+    assert_int_equal(m.total, 3);
+    assert_int_equal(m.weight[LOAD_K_PURCHASE], 0);
+    assert_int_equal(load_mix_parse("purchase-nopin=1,balance=0", &m, err, sizeof err), 0);
+    assert_int_equal(m.weight[LOAD_K_PURCHASE_NOPIN], 1);
+
+    const char *bad[] = { "",
+                          "purchase",
+                          "purchase=",
+                          "purchase=x",
+                          "purchase=-1",
+                          "purchase=1000001",
+                          "purchse=1",
+                          "purchase=1,purchase=2",
+                          "purchase=0,cash=0",
+                          "purchase=1,",
+                          ",purchase=1",
+                          "purchase=1,,cash=1",
+                          "purchase =1" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        assert_int_equal(load_mix_parse(bad[i], &m, err, sizeof err), -1);
+        assert_true(err[0] != '\0');
+    }
+    assert_int_equal(load_mix_parse("cash=1,cash=1", &m, err, sizeof err), -1);
+    assert_non_null(strstr(err, "twice"));
+    assert_int_equal(load_mix_parse("foo=1", &m, err, sizeof err), -1);
+    assert_non_null(strstr(err, "foo"));
+}
+
+/* Over one full cycle of r % total, every kind is picked exactly weight times. */
+static void test_mix_pick(void **state)
+{
+    (void)state;
+    struct load_mix m;
+    char err[200];
+    assert_int_equal(
+        load_mix_parse("purchase=5,purchase-nopin=0,cash=3,balance=1,refund=2,reversal=7", &m, err,
+                       sizeof err),
+        0);
+    unsigned got[LOAD_K_max] = { 0 };
+    for (uint64_t r = 1000; r < 1000 + m.total; r++)
+        got[load_mix_pick(&m, r)]++;
+    for (int k = 0; k < LOAD_K_max; k++)
+        assert_int_equal(got[k], m.weight[k]);
+    assert_string_equal(load_kind_name(LOAD_K_PURCHASE_NOPIN), "purchase-nopin");
+}
+
+/* ------------------------------------------------------------------ report */
+
+static double jnum(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    assert_non_null(v);
+    assert_true(json_is_number(v));
+    return json_number_value(v);
+}
+
+static void test_report_json(void **state)
+{
+    (void)state;
+    static struct load_result r;
+    memset(&r, 0, sizeof r);
+    at_hist_reset(&r.total);
+    for (int k = 0; k < LOAD_K_max; k++)
+        at_hist_reset(&r.kind[k]);
+    r.requested = 1000;
+    r.connections = 10;
+    r.conns_up = 10;
+    r.duration_s = r.elapsed_s = 10;
+    r.warmup_s = 1;
+    r.scheduled = 10000;
+    r.sent = 10000;
+    r.answered = 9990;
+    r.timeouts = 7;
+    r.errors = 3;
+    r.rc[0] = 9980;
+    r.rc[51] = 10;
+    r.unexpected = 10;
+    r.per_kind_sent[LOAD_K_PURCHASE] = 10000;
+    r.rate_kept = true;
+    r.all_approved = 11000;
+    for (uint64_t i = 1; i <= 9990; i++) {
+        at_hist_record(&r.total, i * 1000); /* 1 µs .. 9.99 ms */
+        at_hist_record(&r.kind[LOAD_K_PURCHASE], i * 1000);
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    assert_int_equal(load_report_json(f, &r), 0);
+    fclose(f);
+    json_error_t je;
+    json_t *o = json_loads(buf, 0, &je);
+    assert_non_null(o);
+    assert_int_equal((int)jnum(o, "requested_tps"), 1000);
+    assert_true(fabs(jnum(o, "achieved_tps") - 999.0) < 0.01);
+    assert_int_equal((int)jnum(o, "sent"), 10000);
+    assert_int_equal((int)jnum(o, "answered"), 9990);
+    assert_int_equal((int)jnum(o, "errors"), 3);
+    assert_int_equal((int)jnum(o, "timeouts"), 7);
+    assert_int_equal((int)jnum(o, "all_approved"), 11000);
+    /* 20 bad of 10000: errors + timeouts + unexpected codes */
+    assert_true(fabs(jnum(o, "error_rate") - 0.002) < 1e-9);
+    double p50 = jnum(o, "p50_ms"), p90 = jnum(o, "p90_ms"), p99 = jnum(o, "p99_ms"),
+           p999 = jnum(o, "p999_ms"), mx = jnum(o, "max_ms");
+    assert_true(fabs(p50 - 4.995) / 4.995 < 0.01);
+    assert_true(fabs(p99 - 9.890) / 9.890 < 0.01);
+    assert_true(p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= mx);
+    assert_true(fabs(mx - 9.99) < 0.001);
+    json_t *rc = json_object_get(o, "rc");
+    assert_true(json_is_object(rc));
+    assert_int_equal(json_integer_value(json_object_get(rc, "00")), 9980);
+    assert_int_equal(json_integer_value(json_object_get(rc, "51")), 10);
+    assert_int_equal(json_object_size(rc), 2);
+    json_t *types = json_object_get(o, "types");
+    assert_non_null(json_object_get(types, "purchase"));
+    assert_null(json_object_get(types, "refund"));
+    assert_true(json_is_true(json_object_get(o, "rate_kept")));
+    assert_string_equal(json_string_value(json_object_get(o, "mode")), "open");
+    json_decref(o);
+    free(buf);
+
+    /* The text report names the rate as not kept when it was not. */
+    r.rate_kept = false;
+    buf = NULL;
+    f = open_memstream(&buf, &len);
+    load_report_text(f, &r);
+    fclose(f);
+    assert_non_null(strstr(buf, "NOT kept"));
+    assert_non_null(strstr(buf, "51 10 (insufficient funds)"));
+    free(buf);
+}
+
+/* ------------------------------------------------------------------ terminals and cards */
+
+static void test_term_ids_keys(void **state)
+{
+    (void)state;
+    char id[9];
+    assert_int_equal(load_term_id(1, id), 0);
+    assert_string_equal(id, "LOAD0001");
+    assert_int_equal(load_term_id(9999, id), 0);
+    assert_string_equal(id, "LOAD9999");
+    assert_int_equal(load_term_id(10000, id), 0);
+    assert_string_equal(id, "LD010000");
+    assert_int_equal(load_term_id(999999, id), 0);
+    assert_string_equal(id, "LD999999");
+    assert_int_equal(load_term_id(0, id), -1);
+    assert_int_equal(load_term_id(1000000, id), -1);
+
+    uint8_t a1[16], a2[16], b1[16], b2[16];
+    assert_int_equal(load_term_keys(7, a1, a2), 0);
+    assert_int_equal(load_term_keys(7, b1, b2), 0);
+    assert_memory_equal(a1, b1, 16); /* deterministic */
+    assert_memory_equal(a2, b2, 16);
+    assert_memory_not_equal(a1, a2, 16); /* TPK != TAK */
+    assert_int_equal(load_term_keys(8, b1, b2), 0);
+    assert_memory_not_equal(a1, b1, 16);
+    for (int i = 0; i < 16; i++) {
+        assert_int_equal(__builtin_popcount(a1[i]) % 2, 1); /* odd parity */
+        assert_int_equal(__builtin_popcount(a2[i]) % 2, 1);
+    }
+
+    /* A load terminal builds a request whose MAC verifies under its own TAK. */
+    struct sim_term *t = load_term_new(42, "127.0.0.1:8583", 1);
+    assert_non_null(t);
+    assert_string_equal(t->id, "LOAD0042");
+    struct sim_txn x;
+    memset(&x, 0, sizeof x);
+    x.type = SIM_T_PURCHASE;
+    strcpy(x.pan, "4890010000000012");
+    strcpy(x.pin, "1234");
+    strcpy(x.currency, "504");
+    x.amount = 100;
+    uint8_t msg[SIM_MSG_MAX], mac[8];
+    size_t len = 0;
+    struct sim_sent sent;
+    char err[200];
+    assert_int_equal(sim_term_build_request(t, &x, msg, sizeof msg, &len, &sent, err, sizeof err),
+                     0);
+    assert_string_equal(sent.tid, "LOAD0042");
+    assert_string_equal(sent.stan, "000001");
+    assert_true(len > 16);
+    assert_int_equal(sim_term_mac(t, msg, len - 16, mac), 0);
+    char hex[17];
+    for (int i = 0; i < 8; i++)
+        snprintf(hex + 2 * i, 3, "%02X", mac[i]);
+    assert_memory_equal(hex, msg + len - 16, 16);
+    load_term_free(t);
+}
+
+/* The harness's card derivation equals issuer-sim's seed for every index it may use. */
+static void test_cards_match_issuer_seed(void **state)
+{
+    (void)state;
+    for (uint64_t i = 1; i <= 3000; i++) {
+        struct load_card c;
+        char pan[20], pin[5];
+        int ccy = 0;
+        assert_int_equal(load_card_of(i, &c), 0);
+        assert_int_equal(tl_seed_card(i, pan, pin, &ccy), 0);
+        assert_string_equal(c.pan, pan);
+        assert_string_equal(c.pin, pin);
+        assert_int_equal(atoi(c.currency), ccy);
+    }
+    const uint64_t big[] = { 99991, 100000, 123456789, 999999999 };
+    for (size_t i = 0; i < 4; i++) {
+        struct load_card c;
+        char pan[20], pin[5];
+        int ccy = 0;
+        assert_int_equal(load_card_of(big[i], &c), 0);
+        assert_int_equal(tl_seed_card(big[i], pan, pin, &ccy), 0);
+        assert_string_equal(c.pan, pan);
+        assert_string_equal(c.pin, pin);
+    }
+    struct load_card c;
+    assert_int_equal(load_card_of(0, &c), -1);
+    assert_int_equal(load_card_of(1000000000, &c), -1);
+    assert_int_equal(load_card_of(1, &c), 0);
+    assert_string_equal(c.pan, "4890010000000012"); /* DEMO.md's first card */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hist_error),    cmocka_unit_test(test_hist_small_exact),
+        cmocka_unit_test(test_sched_math),    cmocka_unit_test(test_mix_parse),
+        cmocka_unit_test(test_mix_pick),      cmocka_unit_test(test_report_json),
+        cmocka_unit_test(test_term_ids_keys), cmocka_unit_test(test_cards_match_issuer_seed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
