@@ -44,8 +44,12 @@ stop_all() {
   echo
   echo "stopping..."
   local i
-  for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  # switchd first (it drains through the issuer and the HSM), then issuer-sim, then hsm-sim.
+  for ((i=${#PIDS[@]}-1; i>=0; i--)); do
+    kill -TERM "${PIDS[$i]}" 2>/dev/null || true
+    wait "${PIDS[$i]}" 2>/dev/null || true
+  done
+  rm -f var/run/*.pid
   db/pg.sh stop >/dev/null 2>&1 || true
   echo "stopped (logs stay in var/log/)"
 }
