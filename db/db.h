@@ -262,6 +262,18 @@ __attribute__((warn_unused_result)) int db_migrate(PGconn *conn, const char *dir
 __attribute__((warn_unused_result)) int
 db_pan_hmac(const uint8_t *key, size_t key_len, const char *pan, size_t pan_len, uint8_t out[32]);
 
+/* The same HMAC with the key's inner and outer pads hashed once: a daemon
+ * hashes every PAN under one key, and the one-shot HMAC() costs a provider
+ * fetch and a context per call (measured ~2.8 µs against ~0.2 µs). The key
+ * is wiped once the pads are hashed. One hasher per thread. */
+struct db_pan_hasher;
+__attribute__((warn_unused_result)) int db_pan_hasher_new(const uint8_t *key, size_t key_len,
+                                                          struct db_pan_hasher **out);
+/* out = HMAC-SHA256(key, PAN digits), equal to db_pan_hmac(). 0, DB_E_INVALID or DB_E_SYS. */
+__attribute__((warn_unused_result)) int db_pan_hasher_mac(struct db_pan_hasher *h, const char *pan,
+                                                          size_t pan_len, uint8_t out[32]);
+void db_pan_hasher_free(struct db_pan_hasher *h);
+
 /* Seals a PAN for switch.reversal_queue.pan_sealed: AES-256-GCM under key (32 bytes), random
  * 12-byte nonce; out = nonce || ciphertext || 16-byte tag (pan_len + 28 bytes, cap >= that).
  * Returns the length written or DB_E_INVALID / DB_E_SYS. */

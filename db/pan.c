@@ -8,6 +8,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -31,6 +32,76 @@ int db_pan_hmac(const uint8_t *key, size_t key_len, const char *pan, size_t pan_
         n != 32)
         return DB_E_SYS;
     return 0;
+}
+
+struct db_pan_hasher {
+    EVP_MD_CTX *inner, *outer, *scratch;
+};
+
+void db_pan_hasher_free(struct db_pan_hasher *h)
+{
+    if (!h)
+        return;
+    EVP_MD_CTX_free(h->inner);
+    EVP_MD_CTX_free(h->outer);
+    EVP_MD_CTX_free(h->scratch);
+    free(h);
+}
+
+int db_pan_hasher_new(const uint8_t *key, size_t key_len, struct db_pan_hasher **out)
+{
+    uint8_t k[64] = { 0 }, ipad[64], opad[64];
+    unsigned int n = 0;
+    int rc = DB_E_SYS;
+    if (!key || key_len < 16 || key_len > 1024 || !out)
+        return DB_E_INVALID;
+    struct db_pan_hasher *h = calloc(1, sizeof *h);
+    EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!h || !md)
+        goto done;
+    if (key_len > 64) { /* RFC 2104: a key longer than the block is hashed first */
+        if (!EVP_Digest(key, key_len, k, &n, md, NULL))
+            goto done;
+    } else {
+        memcpy(k, key, key_len);
+    }
+    for (int i = 0; i < 64; i++) {
+        ipad[i] = k[i] ^ 0x36;
+        opad[i] = k[i] ^ 0x5c;
+    }
+    h->inner = EVP_MD_CTX_new();
+    h->outer = EVP_MD_CTX_new();
+    h->scratch = EVP_MD_CTX_new();
+    if (h->inner && h->outer && h->scratch && EVP_DigestInit_ex(h->inner, md, NULL) == 1 &&
+        EVP_DigestUpdate(h->inner, ipad, 64) == 1 && EVP_DigestInit_ex(h->outer, md, NULL) == 1 &&
+        EVP_DigestUpdate(h->outer, opad, 64) == 1)
+        rc = 0;
+done:
+    OPENSSL_cleanse(k, sizeof k);
+    OPENSSL_cleanse(ipad, sizeof ipad);
+    OPENSSL_cleanse(opad, sizeof opad);
+    EVP_MD_free(md);
+    if (rc != 0) {
+        db_pan_hasher_free(h);
+        return rc;
+    }
+    *out = h;
+    return 0;
+}
+
+int db_pan_hasher_mac(struct db_pan_hasher *h, const char *pan, size_t pan_len, uint8_t out[32])
+{
+    uint8_t inner[32];
+    if (!h || !pan_ok(pan, pan_len))
+        return DB_E_INVALID;
+    int ok = EVP_MD_CTX_copy_ex(h->scratch, h->inner) == 1 &&
+             EVP_DigestUpdate(h->scratch, pan, pan_len) == 1 &&
+             EVP_DigestFinal_ex(h->scratch, inner, NULL) == 1 &&
+             EVP_MD_CTX_copy_ex(h->scratch, h->outer) == 1 &&
+             EVP_DigestUpdate(h->scratch, inner, sizeof inner) == 1 &&
+             EVP_DigestFinal_ex(h->scratch, out, NULL) == 1;
+    OPENSSL_cleanse(inner, sizeof inner);
+    return ok ? 0 : DB_E_SYS;
 }
 
 int db_pan_seal(const uint8_t key[32], const char *pan, size_t pan_len, uint8_t *out, size_t cap)

@@ -185,13 +185,19 @@ static int check_schema(struct sw_server *srv, char *err, size_t errcap)
 
 static int start(struct sw_server *srv, char *err, size_t errcap)
 {
-    uint8_t hkey[16];
-    size_t seal_len;
-    if (load_key(srv->conf.pan_hmac_key_file, "ATLAS_PAN_HMAC_KEY", 16, srv->pan_hmac_key,
-                 sizeof srv->pan_hmac_key, &srv->pan_hmac_key_len, err, errcap) != 0 ||
+    uint8_t hkey[16], mac_key[64];
+    size_t seal_len, mac_key_len;
+    if (load_key(srv->conf.pan_hmac_key_file, "ATLAS_PAN_HMAC_KEY", 16, mac_key, sizeof mac_key,
+                 &mac_key_len, err, errcap) != 0 ||
         load_key(srv->conf.pan_seal_key_file, "ATLAS_PAN_SEAL_KEY", 32, srv->pan_seal_key,
                  sizeof srv->pan_seal_key, &seal_len, err, errcap) != 0)
         return -1;
+    int hrc = db_pan_hasher_new(mac_key, mac_key_len, &srv->pan_hasher);
+    memset(mac_key, 0, sizeof mac_key);
+    if (hrc != 0) {
+        snprintf(err, errcap, "cannot set up the PAN HMAC key");
+        return -1;
+    }
     if (check_schema(srv, err, errcap) != 0)
         return -1;
     if (getrandom(hkey, sizeof hkey, 0) != (ssize_t)sizeof hkey) {
@@ -293,7 +299,8 @@ static void teardown(struct sw_server *srv)
             event_free(*e);
         *e = NULL;
     }
-    memset(srv->pan_hmac_key, 0, sizeof srv->pan_hmac_key);
+    db_pan_hasher_free(srv->pan_hasher);
+    srv->pan_hasher = NULL;
     memset(srv->pan_seal_key, 0, sizeof srv->pan_seal_key);
 }
 

@@ -183,7 +183,7 @@ static int insert_item(struct sw_server *srv, struct saf_item *it)
     int n;
 
     at_mask_pan(it->pan, pan_len, masked);
-    if (db_pan_hmac(srv->pan_hmac_key, srv->pan_hmac_key_len, it->pan, pan_len, hmac) != 0 ||
+    if (db_pan_hasher_mac(srv->pan_hasher, it->pan, pan_len, hmac) != 0 ||
         (n = db_pan_seal(srv->pan_seal_key, it->pan, pan_len, sealed, sizeof sealed)) < 0) {
         it->next_insert_ms = sw_now_ms() + 1000;
         at_log(AT_LOG_ERROR, "reversal_queue_insert_failed",

@@ -20,6 +20,7 @@
 struct hsm_client;
 struct db_client;
 struct db_journal;
+struct db_pan_hasher;
 struct sw_server;
 struct sw_txn;
 
@@ -289,8 +290,7 @@ struct sw_server {
     /* Keep these together: teardown frees them as a run. */
     struct event *sig_term, *sig_int, *sig_hup, *sig_usr1, *flush_timer, *drain_timer;
     uint64_t drain_deadline_ms;
-    uint8_t pan_hmac_key[32];
-    size_t pan_hmac_key_len;
+    struct db_pan_hasher *pan_hasher; /* keyed once; the raw key is wiped after */
     uint8_t pan_seal_key[32];
     bool ready; /* reference data loaded, listeners up */
     int exit_code;

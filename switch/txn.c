@@ -342,8 +342,8 @@ static void fill_record(struct sw_txn *t, struct db_auth_record *r)
     snprintf(r->auth_code, sizeof r->auth_code, "%s", t->auth_code);
     if (t->v.pan) {
         at_mask_pan((const char *)t->v.pan, t->v.pan_len, r->pan_masked);
-        r->has_pan_hmac = db_pan_hmac(t->srv->pan_hmac_key, t->srv->pan_hmac_key_len,
-                                      (const char *)t->v.pan, t->v.pan_len, r->pan_hmac) == 0;
+        r->has_pan_hmac = db_pan_hasher_mac(t->srv->pan_hasher, (const char *)t->v.pan,
+                                            t->v.pan_len, r->pan_hmac) == 0;
     }
     r->outcome = (enum db_outcome)t->outcome;
     if (t->orig_stan[0]) {

@@ -98,8 +98,7 @@ struct iss {
     struct hsm_client *hsm;
     struct db_client *db;
     const char *zpk, *zak, *pvk;
-    uint8_t hmac_key[64];
-    size_t hmac_key_len;
+    struct db_pan_hasher *hasher; /* HMAC of PANs, keyed once at start */
     struct conn *conns;
     struct txn *pool, *free_list;
     unsigned pool_size, inflight;
@@ -642,7 +641,7 @@ static void txn_load(struct txn *t)
     }
     uint8_t h[32];
     char hmac_txt[2 + 64 + 1] = "\\x";
-    if (db_pan_hmac(s->hmac_key, s->hmac_key_len, t->pan, strlen(t->pan), h) != 0) {
+    if (db_pan_hasher_mac(s->hasher, t->pan, strlen(t->pan), h) != 0) {
         txn_fail(t, "30", "format");
         return;
     }
@@ -1179,8 +1178,6 @@ static int run(struct opts *o)
         fprintf(stderr, "issuer-sim: --listen %s: %s\n", o->listen, why ? why : "invalid");
         return 2;
     }
-    if (sim_pan_hmac_key(s.hmac_key, sizeof s.hmac_key, &s.hmac_key_len) != 0)
-        return 2;
     int lvl = at_log_level_parse(o->log_level);
     if (lvl < 0) {
         fprintf(stderr, "issuer-sim: unknown log level '%s'\n", o->log_level);
@@ -1191,6 +1188,17 @@ static int run(struct opts *o)
         return 2;
     }
     at_log_set_level((enum at_log_level)lvl);
+    {
+        uint8_t key[64];
+        size_t key_len;
+        int bad = sim_pan_hmac_key(key, sizeof key, &key_len) != 0 ||
+                  db_pan_hasher_new(key, key_len, &s.hasher) != 0;
+        memset(key, 0, sizeof key);
+        if (bad) {
+            ret = 2;
+            goto out_log;
+        }
+    }
     if (check_schema(o->db) != 0)
         goto out_log;
     const char *names[3] = { "zpk", "zak", "pvk" }, *keys[3] = { o->zpk, o->zak, o->pvk };
@@ -1304,6 +1312,7 @@ out:
         event_base_free(s.base);
     free(s.pool);
 out_log:
+    db_pan_hasher_free(s.hasher);
     at_log_close();
     return ret;
 }

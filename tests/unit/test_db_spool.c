@@ -236,6 +236,27 @@ static void test_pan_hmac_and_seal(void **state)
     sealed[20] ^= 1;
     k32[0] ^= 1; /* wrong key: refused */
     assert_int_equal(db_pan_open(k32, sealed, (size_t)n, pan, sizeof pan), DB_E_INVALID);
+    /* The precomputed hasher gives the same MACs, for short and long keys. */
+    {
+        uint8_t long_key[100], a[32], b[32];
+        for (size_t k = 0; k < sizeof long_key; k++)
+            long_key[k] = (uint8_t)(k * 7 + 1);
+        const size_t lens[] = { 16, 32, 64, 65, 100 };
+        for (size_t L = 0; L < sizeof lens / sizeof lens[0]; L++) {
+            struct db_pan_hasher *h = NULL;
+            assert_int_equal(db_pan_hasher_new(long_key, lens[L], &h), 0);
+            const char *pans[] = { "4761739001010119", "489001000000001", "1234567890123456789" };
+            for (size_t p = 0; p < 3; p++) {
+                assert_int_equal(db_pan_hmac(long_key, lens[L], pans[p], strlen(pans[p]), a), 0);
+                assert_int_equal(db_pan_hasher_mac(h, pans[p], strlen(pans[p]), b), 0);
+                assert_memory_equal(a, b, 32);
+            }
+            assert_int_equal(db_pan_hasher_mac(h, "12345", 5, b), DB_E_INVALID);
+            db_pan_hasher_free(h);
+        }
+        struct db_pan_hasher *h = NULL;
+        assert_int_equal(db_pan_hasher_new(long_key, 8, &h), DB_E_INVALID);
+    }
 }
 
 int main(void)
