@@ -478,7 +478,7 @@ static void test_no_card_secrets_in_logs(void **state)
     struct sim_resp r;
     uint8_t msg[SIM_MSG_MAX], arena[ISO_ARENA_FOR(SIM_MSG_MAX)];
     size_t len, n;
-    char err[128], pinblock[17];
+    char err[128], pb_hex[17];
     card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 10);
     assert_int_equal(sim_term_build_request(t, &x, msg, sizeof msg, &len, NULL, err, sizeof err),
                      0);
@@ -488,7 +488,7 @@ static void test_no_card_secrets_in_logs(void **state)
     assert_int_equal(iso_unpack(t->dialect, msg, len, &m, &e), 0);
     const uint8_t *pb = iso_get(&m, 52, &n);
     assert_non_null(pb);
-    at_hex_encode(pb, 8, pinblock);
+    at_hex_encode(pb, 8, pb_hex);
     assert_int_equal(stack_send_raw(&S, t, msg, len, &r), 0);
     kill(S.sw, SIGHUP);
     usleep(300000);
@@ -496,7 +496,7 @@ static void test_no_card_secrets_in_logs(void **state)
         for (size_t j = 0; j < 3; j++)
             if (ts_file_contains(logs[i], pans[j]))
                 fail_msg("full PAN %zu found in %s", j, logs[i]);
-        if (ts_file_contains(logs[i], pinblock))
+        if (ts_file_contains(logs[i], pb_hex))
             fail_msg("PIN block found in %s", logs[i]);
     }
     /* Nor in the journal or the reversal queue (masked + HMAC + sealed only). */
