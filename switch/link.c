@@ -236,31 +236,10 @@ static void on_connect(void *arg, struct at_stream *s)
         at_stream_close(s, "cannot send sign-on", false);
 }
 
-static int link_frame(void *arg, const uint8_t *buf, size_t avail, struct at_frame *fr, char *why,
-                      size_t whycap)
-{
-    const struct sw_link *l = arg;
-    struct iso_frame f;
-    struct iso_err e;
-    int r = iso_frame_parse(l->framing, l->conf->max_frame, buf, avail, &f, &e);
-    if (r < 0) {
-        snprintf(why, whycap, "%s", e.reason);
-        return -1;
-    }
-    if (r == ISO_FRAME_NEED_MORE) {
-        fr->need = f.need;
-        return 0;
-    }
-    fr->msg_off = f.msg_off;
-    fr->msg_len = f.msg_len;
-    fr->consume = f.consume;
-    return 1;
-}
-
 static void link_connect(struct sw_link *l)
 {
-    struct at_stream_ops ops = { .frame = link_frame,
-                                 .frame_arg = l,
+    struct at_stream_ops ops = { .frame = sw_frame_fn,
+                                 .frame_arg = &l->wire,
                                  .on_frame = on_frame,
                                  .on_connect = on_connect,
                                  .on_close = on_close };
@@ -348,6 +327,8 @@ int sw_links_start(struct sw_server *srv)
                    AT_STR("reason", "unknown dialect, framing or address"));
             return -1;
         }
+        l->wire.kind = l->framing;
+        l->wire.max = c->max_frame;
         l->pending = sw_pending_new(c->max_inflight + 64);
         l->arena_cap = ISO_ARENA_FOR(c->max_frame);
         l->arena = malloc(l->arena_cap);

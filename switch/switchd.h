@@ -64,6 +64,18 @@ void sw_ref_free(struct sw_refdata *ref);
 /* Starts an asynchronous load; on success the new data replaces srv->ref. */
 int sw_ref_reload(struct sw_server *srv);
 
+/* ---- framing ---- */
+
+/* How a link cuts its byte stream into ISO 8583 frames. */
+struct sw_framing {
+    enum iso_frame_kind kind;
+    size_t max; /* largest message */
+};
+
+/* at_stream framing function for every ISO link; frame_arg is a struct sw_framing. */
+int sw_frame_fn(void *arg, const uint8_t *buf, size_t avail, struct at_frame *fr, char *why,
+                size_t whycap);
+
 /* ---- terminal sessions ---- */
 
 enum sw_term_state {
@@ -76,6 +88,7 @@ struct sw_listener {
     const struct sw_listener_conf *conf;
     const struct iso_dialect *dialect;
     enum iso_frame_kind framing;
+    struct sw_framing wire;
     struct evconnlistener *evl;
     uint64_t connections;
     struct sw_server *srv;
@@ -124,6 +137,7 @@ struct sw_link {
     const struct sw_issuer_conf *conf;
     const struct iso_dialect *dialect;
     enum iso_frame_kind framing;
+    struct sw_framing wire;
     struct sockaddr_storage addr;
     socklen_t addrlen;
     enum sw_link_state state;

@@ -12,24 +12,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int frame_fn(void *arg, const uint8_t *buf, size_t avail, struct at_frame *fr, char *why,
-                    size_t whycap)
+/* The at_stream framing function of every ISO 8583 link of the switch
+ * (terminal sessions and issuer links): frame_arg is a struct sw_framing. */
+int sw_frame_fn(void *arg, const uint8_t *buf, size_t avail, struct at_frame *fr, char *why,
+                size_t whycap)
 {
-    const struct sw_listener *l = arg;
-    struct iso_frame f;
+    const struct sw_framing *f = arg;
+    struct iso_frame got;
     struct iso_err e;
-    int r = iso_frame_parse(l->framing, l->conf->max_frame, buf, avail, &f, &e);
+    int r = iso_frame_parse(f->kind, f->max, buf, avail, &got, &e);
     if (r < 0) {
         snprintf(why, whycap, "%s", e.reason);
         return -1;
     }
     if (r == ISO_FRAME_NEED_MORE) {
-        fr->need = f.need;
+        fr->need = got.need;
         return 0;
     }
-    fr->msg_off = f.msg_off;
-    fr->msg_len = f.msg_len;
-    fr->consume = f.consume;
+    fr->msg_off = got.msg_off;
+    fr->msg_len = got.msg_len;
+    fr->consume = got.consume;
     return 1;
 }
 
@@ -117,7 +119,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 {
     struct sw_listener *l = arg;
     struct sw_server *srv = l->srv;
-    static const struct at_stream_ops ops = { .frame = frame_fn,
+    static const struct at_stream_ops ops = { .frame = sw_frame_fn,
                                               .on_frame = on_frame,
                                               .on_close = on_close };
 
@@ -134,7 +136,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
         return;
     }
     struct at_stream_ops o = ops;
-    o.frame_arg = l;
+    o.frame_arg = &l->wire;
     struct at_stream_limits lim = {
         .max_frame = l->conf->max_frame + iso_frame_header_len(l->framing),
         .frames_per_wakeup = 32,
@@ -204,6 +206,8 @@ int sw_listeners_start(struct sw_server *srv)
                    AT_STR("reason", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR())));
             return -1;
         }
+        l->wire.kind = l->framing;
+        l->wire.max = c->max_frame;
         srv->n_listeners = i + 1;
         at_log(AT_LOG_INFO, "listening", AT_STR("listener", c->name), AT_STR("address", c->address),
                AT_STR("dialect", c->dialect), AT_STR("framing", c->framing));
