@@ -57,6 +57,8 @@ struct sw_saf {
     struct saf_item *items;
     uint64_t count;
     struct event *tick;
+    struct event *flush_ev; /* batched inserts, once per loop turn */
+    bool flush_scheduled;
     bool loaded;
     uint64_t load_retry_ms; /* non-zero: load again at this time */
 };
@@ -123,28 +125,25 @@ static void notify_waiter(struct saf_item *it, bool queued)
     }
 }
 
-static void on_inserted(void *arg, const struct db_reply *reply)
+/* The insert of it did not commit: keep it, try again later, never drop it. */
+static void insert_failed(struct saf_item *it, const struct db_error *err)
 {
-    struct saf_item *it = arg;
+    it->inserting = false;
+    it->insert_failures++;
+    uint64_t backoff = 100u << (it->insert_failures < 8 ? it->insert_failures : 8);
+    it->next_insert_ms = sw_now_ms() + backoff;
+    at_log(AT_LOG_ERROR, "reversal_queue_insert_failed", AT_STR("error", err->message),
+           AT_STR("sqlstate", err->sqlstate), AT_STR("issuer", it->issuer_id),
+           AT_UINT("retry_ms", backoff));
+    notify_waiter(it, false);
+}
+
+/* The row of it is committed as reversal_id with state. */
+static void insert_done(struct saf_item *it, int64_t id, const char *state)
+{
     struct sw_server *srv = it->srv;
     struct sw_saf *q = srv->saf;
     it->inserting = false;
-
-    if (reply->err->code != 0 || reply->n != 1 || PQntuples(reply->res[0]) != 1) {
-        /* Not durable yet: keep it and insert again later; never drop it. */
-        it->insert_failures++;
-        uint64_t backoff = 100u << (it->insert_failures < 8 ? it->insert_failures : 8);
-        it->next_insert_ms = sw_now_ms() + backoff;
-        at_log(AT_LOG_ERROR, "reversal_queue_insert_failed", AT_STR("error", reply->err->message),
-               AT_STR("sqlstate", reply->err->sqlstate), AT_STR("issuer", it->issuer_id),
-               AT_UINT("retry_ms", backoff));
-        notify_waiter(it, false);
-        return;
-    }
-    uint64_t id = 0;
-    const char *state = PQgetvalue(reply->res[0], 0, 1);
-    if (!at_parse_u64(PQgetvalue(reply->res[0], 0, 0), INT64_MAX, &id))
-        id = 0;
     if (it->has_orig && strcmp(state, "failed") != 0) {
         struct sw_recent_txn *o = sw_recent_find(srv->recent, &it->orig, sw_now_ms());
         if (o)
@@ -154,75 +153,236 @@ static void on_inserted(void *arg, const struct db_reply *reply)
     if (strcmp(state, "pending") != 0) {
         /* Acknowledged earlier (nothing to send) or parked as failed. */
         if (strcmp(state, "failed") == 0)
-            at_log(AT_LOG_ERROR, "reversal_failed", AT_INT("reversal_id", (int64_t)id),
+            at_log(AT_LOG_ERROR, "reversal_failed", AT_INT("reversal_id", id),
                    AT_STR("reason", "the queue holds this reversal as failed"));
         remove_item(q, it);
         return;
     }
     for (struct saf_item *x = q->items; x; x = x->next) {
-        if (x != it && x->reversal_id == (int64_t)id) { /* the same original, queued before */
+        if (x != it && x->reversal_id == id) { /* the same original, queued before */
             remove_item(q, it);
             return;
         }
     }
-    it->reversal_id = (int64_t)id;
+    it->reversal_id = id;
     at_log(AT_LOG_INFO, "reversal_queued", AT_INT("reversal_id", it->reversal_id),
            AT_STR("issuer", it->issuer_id), AT_STR("issuer_stan", it->issuer_stan),
            AT_STR("reason", it->reason));
     srv->metrics.reversals_queued_total++;
 }
 
-/* Starts the INSERT of it. Returns 0 when it is on its way (on_inserted
- * follows), -1 when it could not even be queued (retried from the tick). */
-static int insert_item(struct sw_server *srv, struct saf_item *it)
-{
-    char amount[24], currency[8], hmac_hex[2 + 64 + 1] = "\\x", sealed_hex[2 + 2 * 64 + 1] = "\\x",
-                                                    masked[20];
-    uint8_t hmac[32], sealed[64];
-    size_t pan_len = strlen(it->pan);
-    int n;
+/* ---------------------------------------------------------------- batched inserts */
 
-    at_mask_pan(it->pan, pan_len, masked);
-    if (db_pan_hasher_mac(srv->pan_hasher, it->pan, pan_len, hmac) != 0 ||
-        (n = db_pan_seal(srv->pan_seal_key, it->pan, pan_len, sealed, sizeof sealed)) < 0) {
-        it->next_insert_ms = sw_now_ms() + 1000;
-        at_log(AT_LOG_ERROR, "reversal_queue_insert_failed",
-               AT_STR("error", "PAN cannot be sealed"));
-        return -1;
+/* Reversals decided in one loop turn are inserted by one statement (one
+ * commit): under an issuer outage every timed-out request needs its row at
+ * once, and a commit per row would be the bottleneck (docs/BENCHMARKS.md). */
+#define INSERT_BATCH 256
+#define NCOLS        18
+
+struct ins_batch {
+    size_t n;
+    struct saf_item *items[INSERT_BATCH];
+};
+
+/* A PostgreSQL array literal built element by element. */
+struct arr {
+    char *p;
+    size_t len, cap;
+    bool bad;
+};
+
+static void arr_putc(struct arr *a, char c)
+{
+    if (a->bad)
+        return;
+    if (a->len + 2 > a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 256;
+        char *p = realloc(a->p, cap);
+        if (!p) {
+            a->bad = true;
+            return;
+        }
+        a->p = p;
+        a->cap = cap;
     }
-    at_hex_encode(hmac, 32, hmac_hex + 2);
-    at_hex_encode(sealed, (size_t)n, sealed_hex + 2);
-    snprintf(amount, sizeof amount, "%lld", (long long)it->amount);
-    snprintf(currency, sizeof currency, "%d", it->currency);
-    const char *values[] = { it->request_date, it->acquirer,
-                             it->terminal,     it->stan,
-                             it->de7,          it->mti,
-                             it->issuer_id,    it->issuer_stan,
-                             it->issuer_de7,   it->rrn[0] ? it->rrn : NULL,
-                             it->proc,         amount,
-                             currency,         it->auth_code[0] ? it->auth_code : NULL,
-                             masked,           hmac_hex,
-                             sealed_hex,       it->reason };
-    const struct db_stmt st = {
-        .sql = "INSERT INTO switch.reversal_queue (request_date, acquirer_id, terminal_id, stan,"
-               " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time, rrn,"
-               " processing_code, amount_minor, currency, auth_code, pan_masked, pan_hmac,"
-               " pan_sealed, reason) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,"
-               " $16::bytea,$17::bytea,$18)"
-               " ON CONFLICT (request_date, acquirer_id, terminal_id, stan, transmission_time, mti)"
-               " DO UPDATE SET state = switch.reversal_queue.state"
-               " RETURNING reversal_id, state",
-        .nparams = 18,
-        .values = values,
-    };
-    if (db_exec(srv->db, &st, 1, on_inserted, it) != 0) {
-        it->next_insert_ms = sw_now_ms() + 500;
-        at_log(AT_LOG_ERROR, "reversal_queue_insert_failed",
-               AT_STR("error", "database queue full"));
-        return -1;
+    a->p[a->len++] = c;
+    a->p[a->len] = '\0';
+}
+
+/* Appends one element: NULL, or the value double-quoted with " and \ escaped. */
+static void arr_elem(struct arr *a, const char *v)
+{
+    arr_putc(a, a->len == 0 ? '{' : ',');
+    if (!v) {
+        for (const char *n = "NULL"; *n; n++)
+            arr_putc(a, *n);
+        return;
     }
-    it->inserting = true;
-    return 0;
+    arr_putc(a, '"');
+    for (; *v; v++) {
+        if (*v == '"' || *v == '\\')
+            arr_putc(a, '\\');
+        arr_putc(a, *v);
+    }
+    arr_putc(a, '"');
+}
+
+static bool same_identity(const struct saf_item *a, const struct saf_item *b)
+{
+    return strcmp(a->request_date, b->request_date) == 0 && strcmp(a->acquirer, b->acquirer) == 0 &&
+           strcmp(a->terminal, b->terminal) == 0 && strcmp(a->stan, b->stan) == 0 &&
+           strcmp(a->de7, b->de7) == 0 && strcmp(a->mti, b->mti) == 0;
+}
+
+static void on_batch_inserted(void *arg, const struct db_reply *reply)
+{
+    struct ins_batch *b = arg;
+    bool done[INSERT_BATCH] = { false };
+    if (reply->err->code == 0 && reply->n == 1 && reply->res[0]) {
+        PGresult *r = reply->res[0];
+        for (int row = 0; row < PQntuples(r); row++) {
+            struct saf_item probe;
+            uint64_t id = 0;
+            snprintf(probe.request_date, sizeof probe.request_date, "%s", PQgetvalue(r, row, 2));
+            snprintf(probe.acquirer, sizeof probe.acquirer, "%s", PQgetvalue(r, row, 3));
+            snprintf(probe.terminal, sizeof probe.terminal, "%s", PQgetvalue(r, row, 4));
+            snprintf(probe.stan, sizeof probe.stan, "%s", PQgetvalue(r, row, 5));
+            snprintf(probe.de7, sizeof probe.de7, "%s", PQgetvalue(r, row, 6));
+            snprintf(probe.mti, sizeof probe.mti, "%s", PQgetvalue(r, row, 7));
+            if (!at_parse_u64(PQgetvalue(r, row, 0), INT64_MAX, &id))
+                continue;
+            for (size_t i = 0; i < b->n; i++) {
+                if (!done[i] && same_identity(b->items[i], &probe)) {
+                    done[i] = true;
+                    insert_done(b->items[i], (int64_t)id, PQgetvalue(r, row, 1));
+                    break;
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < b->n; i++) /* no row back: not durable */
+        if (!done[i])
+            insert_failed(b->items[i], reply->err);
+    free(b);
+}
+
+static void schedule_flush(struct sw_saf *q)
+{
+    if (!q->flush_scheduled) {
+        q->flush_scheduled = true;
+        event_active(q->flush_ev, 0, 0);
+    }
+}
+
+/* Inserts every reversal that is due, up to INSERT_BATCH per statement. */
+static void flush_inserts(evutil_socket_t fd, short what, void *arg)
+{
+    struct sw_saf *q = arg;
+    struct sw_server *srv = q->srv;
+    uint64_t now = sw_now_ms();
+    struct arr cols[NCOLS];
+    struct ins_batch *b = calloc(1, sizeof *b);
+    bool more = false;
+
+    q->flush_scheduled = false;
+    if (srv->stopping || !srv->db) { /* teardown: no new work; let waiting txns finish */
+        free(b);
+        for (struct saf_item *it = q->items; it; it = it->next)
+            notify_waiter(it, false);
+        return;
+    }
+    if (!b)
+        return;
+    memset(cols, 0, sizeof cols);
+    for (struct saf_item *it = q->items; it; it = it->next) {
+        if (it->reversal_id != 0 || it->inserting || now < it->next_insert_ms)
+            continue;
+        bool twin = false; /* one row cannot be upserted twice by one statement */
+        for (size_t i = 0; i < b->n && !twin; i++)
+            twin = same_identity(b->items[i], it);
+        if (twin) {
+            more = true;
+            continue;
+        }
+        if (b->n == INSERT_BATCH) {
+            more = true;
+            break;
+        }
+        char amount[24], currency[8], hmac_hex[65], sealed_hex[129], masked[20];
+        uint8_t hmac[32], sealed[64];
+        size_t pan_len = strlen(it->pan);
+        int n;
+        if (db_pan_hasher_mac(srv->pan_hasher, it->pan, pan_len, hmac) != 0 ||
+            (n = db_pan_seal(srv->pan_seal_key, it->pan, pan_len, sealed, sizeof sealed)) < 0) {
+            it->next_insert_ms = now + 1000;
+            at_log(AT_LOG_ERROR, "reversal_queue_insert_failed",
+                   AT_STR("error", "PAN cannot be sealed"));
+            continue;
+        }
+        at_mask_pan(it->pan, pan_len, masked);
+        at_hex_encode(hmac, 32, hmac_hex);
+        at_hex_encode(sealed, (size_t)n, sealed_hex);
+        snprintf(amount, sizeof amount, "%lld", (long long)it->amount);
+        snprintf(currency, sizeof currency, "%d", it->currency);
+        const char *v[NCOLS] = { it->request_date, it->acquirer,
+                                 it->terminal,     it->stan,
+                                 it->de7,          it->mti,
+                                 it->issuer_id,    it->issuer_stan,
+                                 it->issuer_de7,   it->rrn[0] ? it->rrn : NULL,
+                                 it->proc,         amount,
+                                 currency,         it->auth_code[0] ? it->auth_code : NULL,
+                                 masked,           hmac_hex,
+                                 sealed_hex,       it->reason };
+        for (int c = 0; c < NCOLS; c++)
+            arr_elem(&cols[c], v[c]);
+        b->items[b->n++] = it;
+    }
+    const char *values[NCOLS];
+    bool bad = false;
+    for (int c = 0; c < NCOLS; c++) {
+        arr_putc(&cols[c], '}');
+        bad = bad || cols[c].bad;
+        values[c] = cols[c].p;
+    }
+    static const struct db_error full = { .code = DB_E_FULL, .message = "database queue full" };
+    static const struct db_error oom = { .code = DB_E_SYS, .message = "out of memory" };
+    if (b->n > 0) {
+        const struct db_stmt st = {
+            .sql = "INSERT INTO switch.reversal_queue (request_date, acquirer_id, terminal_id,"
+                   " stan, transmission_time, mti, issuer_id, issuer_stan,"
+                   " issuer_transmission_time, rrn, processing_code, amount_minor, currency,"
+                   " auth_code, pan_masked, pan_hmac, pan_sealed, reason)"
+                   " SELECT c1::date, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12::bigint,"
+                   " c13::smallint, c14, c15, decode(c16, 'hex'), decode(c17, 'hex'), c18"
+                   " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+                   " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
+                   " $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],"
+                   " $17::text[], $18::text[])"
+                   " AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16,"
+                   " c17, c18)"
+                   " ON CONFLICT (request_date, acquirer_id, terminal_id, stan,"
+                   " transmission_time, mti) DO UPDATE SET state = switch.reversal_queue.state"
+                   " RETURNING reversal_id, state, request_date::text, acquirer_id, terminal_id,"
+                   " stan, transmission_time, mti",
+            .nparams = NCOLS,
+            .values = values,
+        };
+        if (bad || db_exec(srv->db, &st, 1, on_batch_inserted, b) != 0) {
+            /* From the loop, not inside a txn: waiters can be told right away. */
+            for (size_t i = 0; i < b->n; i++)
+                insert_failed(b->items[i], bad ? &oom : &full);
+            free(b);
+        } else {
+            for (size_t i = 0; i < b->n; i++)
+                b->items[i]->inserting = true;
+        }
+    } else {
+        free(b);
+    }
+    for (int c = 0; c < NCOLS; c++)
+        free(cols[c].p);
+    if (more)
+        schedule_flush(q);
 }
 
 static void field_copy(const struct iso_msg *m, int f, char *out, size_t cap)
@@ -235,8 +395,8 @@ static void field_copy(const struct iso_msg *m, int f, char *out, size_t cap)
     out[n] = '\0';
 }
 
-/* Adds the item to the queue and starts its insert; a waiting txn is told
- * later (pending_saf), never from inside this call. */
+/* Adds the item to the queue; its insert goes with this loop turn's batch. A
+ * waiting txn is told later (pending_saf), never from inside this call. */
 static void enqueue(struct sw_server *srv, struct saf_item *it, struct sw_txn *waiter,
                     bool terminal_reversal)
 {
@@ -247,14 +407,7 @@ static void enqueue(struct sw_server *srv, struct saf_item *it, struct sw_txn *w
         it->waiter_is_terminal_reversal = terminal_reversal;
         waiter->pending_saf = true;
     }
-    if (insert_item(srv, it) != 0 && it->waiter) {
-        it->waiter = NULL; /* the caller goes on now; the tick retries the insert */
-        waiter->pending_saf = false;
-        if (terminal_reversal) {
-            memcpy(waiter->rc, "96", 3);
-            waiter->outcome = SW_OUT_ERROR;
-        }
-    }
+    schedule_flush(srv->saf);
 }
 
 void sw_saf_reverse_txn(struct sw_txn *t, const char *reason, bool wait)
@@ -487,7 +640,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         next = it->next; /* send_item may free it */
         if (it->reversal_id == 0) {
             if (!it->inserting && now >= it->next_insert_ms)
-                (void)insert_item(srv, it);
+                schedule_flush(q);
             continue;
         }
         if (it->mac_pending)
@@ -645,8 +798,13 @@ int sw_saf_init(struct sw_server *srv)
         return -1;
     q->srv = srv;
     q->tick = event_new(srv->base, -1, EV_PERSIST, on_tick, q);
+    q->flush_ev = event_new(srv->base, -1, 0, flush_inserts, q);
     struct timeval tv = { 0, TICK_MS * 1000 };
-    if (!q->tick || event_add(q->tick, &tv) != 0) {
+    if (!q->tick || !q->flush_ev || event_add(q->tick, &tv) != 0) {
+        if (q->tick)
+            event_free(q->tick);
+        if (q->flush_ev)
+            event_free(q->flush_ev);
         free(q);
         return -1;
     }
@@ -660,6 +818,7 @@ void sw_saf_free(struct sw_server *srv)
     if (!q)
         return;
     event_free(q->tick);
+    event_free(q->flush_ev);
     while (q->items)
         remove_item(q, q->items); /* an item with an M6 still pending is freed by its callback */
     free(q);

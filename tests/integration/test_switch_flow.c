@@ -439,6 +439,43 @@ static void test_reversal_while_original_in_flight(void **state)
     assert_true(wait_balance(pan, before, 8000));
 }
 
+static void test_timeout_storm_reversals_batched(void **state)
+{
+    /* Twenty requests time out together: their reversals are queued in a
+     * batch, and every one of them reaches the issuer. */
+    enum { N = 20 };
+    const char *pan = "4890020000000029";
+    struct sim_term *t = stack_term(&S, "TERM0002");
+    int fds[N];
+    char sql[256];
+    const char *acked = "SELECT count(*) FROM switch.reversal_queue WHERE terminal_id = 'TERM0002'"
+                        " AND reason = 'timeout' AND state = 'acked'";
+    long long acked_before = stack_scalar(&S, acked);
+    long long before = balance_of(pan);
+    kill(S.issuer, SIGSTOP);
+    for (int i = 0; i < N; i++) {
+        struct sim_txn x;
+        card_txn(&x, SIM_T_PURCHASE, pan, 100);
+        fds[i] = send_nowait(t, &x, NULL);
+    }
+    for (int i = 0; i < N; i++) {
+        uint8_t buf[2048], arena[ISO_ARENA_FOR(2048)];
+        struct sim_resp r;
+        struct iso_msg m;
+        char err[128];
+        ssize_t n = ts_recv_frame2(fds[i], buf, sizeof buf);
+        assert_true(n > 0);
+        iso_msg_init(&m, arena, sizeof arena);
+        assert_int_equal(sim_term_check_response(t, buf, (size_t)n, &m, &r, err, sizeof err), 0);
+        assert_string_equal(r.rc, "91");
+        close(fds[i]);
+    }
+    kill(S.issuer, SIGCONT);
+    snprintf(sql, sizeof sql, "%s", acked);
+    assert_int_equal(stack_wait_scalar(&S, sql, acked_before + N, 15000), 0);
+    assert_true(wait_balance(pan, before, 8000));
+}
+
 static void test_reversal_after_switch_restart_uses_journal(void **state)
 {
     const char *pan = "4890010000000012";
@@ -525,6 +562,7 @@ int main(void)
         cmocka_unit_test(test_issuer_restart_link_comes_back),
         cmocka_unit_test(test_terminal_gone_before_approval_is_reversed),
         cmocka_unit_test(test_reversal_while_original_in_flight),
+        cmocka_unit_test(test_timeout_storm_reversals_batched),
         cmocka_unit_test(test_reversal_after_switch_restart_uses_journal),
         cmocka_unit_test(test_reload_without_dropping_connections),
         cmocka_unit_test(test_no_card_secrets_in_logs),
