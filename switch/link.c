@@ -221,7 +221,7 @@ static void on_frame(void *arg, struct at_stream *s, const uint8_t *frame, size_
     }
     if (kind == SW_PENDING_SAF) {
         sw_pending_del(l->pending, (uint32_t)stan);
-        sw_saf_answer(l->srv, ptr, &m);
+        sw_saf_answer(l->srv, ptr, &m, msg, msg_len);
         return;
     }
     sw_pending_del(l->pending, (uint32_t)stan);

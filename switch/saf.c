@@ -30,9 +30,10 @@ struct saf_item {
     bool inserting;      /* an INSERT is in flight */
     unsigned insert_failures;
     uint64_t next_insert_ms;
-    bool mac_pending; /* an M6 for this item is outstanding: never rebuild meanwhile */
-    bool has_orig;    /* terminal reversal: the original's identity, marked reversed on commit */
-    bool dead;        /* unlinked while an M6 was pending: on_saf_mac frees it */
+    bool mac_pending;  /* an M6 for this item is outstanding: never rebuild meanwhile */
+    bool has_orig;     /* terminal reversal: the original's identity, marked reversed on commit */
+    bool dead;         /* unlinked while an M6/M8 was pending: its callback frees it */
+    char answer_rc[3]; /* DE 39 of an 0430 whose MAC is being checked */
     struct sw_req_id orig;
     char request_date[11], acquirer[12], terminal[9], stan[7], de7[11], mti[5];
     char issuer_id[33], issuer_stan[7], issuer_de7[11], rrn[13], proc[7], auth_code[7];
@@ -665,19 +666,16 @@ static void on_acked(void *arg, const struct db_reply *reply)
         at_log(AT_LOG_ERROR, "reversal_ack_not_recorded", AT_STR("error", reply->err->message));
 }
 
-void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m)
+/* An authenticated answer to a reversal: 91/96 mean "try later", anything
+ * else acknowledges it. */
+static void accept_answer(struct sw_server *srv, struct saf_item *it, const char *rc)
 {
-    struct saf_item *it = entry;
-    char rc[3] = "", id[24];
-    field_copy(m, 39, rc, sizeof rc);
-    it->in_flight = false;
+    char id[24], attempts[16];
     if (strcmp(rc, "91") == 0 || strcmp(rc, "96") == 0 || rc[0] == '\0') {
-        /* "Try later": the issuer did not take it. Repeat at the next attempt. */
         at_log(AT_LOG_WARN, "reversal_not_taken", AT_INT("reversal_id", it->reversal_id),
                AT_STR("issuer", it->issuer_id), AT_STR("rc", rc));
-        return;
+        return; /* repeated at the next attempt */
     }
-    char attempts[16];
     snprintf(id, sizeof id, "%lld", (long long)it->reversal_id);
     snprintf(attempts, sizeof attempts, "%u", it->attempts);
     const char *values[] = { id, rc, attempts };
@@ -694,6 +692,55 @@ void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m)
            AT_STR("issuer", it->issuer_id), AT_STR("rc", rc), AT_UINT("attempts", it->attempts));
     srv->metrics.reversals_acked_total++;
     remove_item(srv->saf, it);
+}
+
+static void on_answer_mac(void *arg, int status, const char *resp, size_t len)
+{
+    struct saf_item *it = arg;
+    it->mac_pending = false;
+    if (it->dead) {
+        free_item(it);
+        return;
+    }
+    if (status == 0 && len >= 4 && memcmp(resp + 2, "00", 2) == 0) {
+        accept_answer(it->srv, it, it->answer_rc);
+        return;
+    }
+    /* A forged or damaged 0430 must not stop the reversal: keep repeating. */
+    at_log(AT_LOG_ERROR, "reversal_answer_mac_invalid", AT_INT("reversal_id", it->reversal_id),
+           AT_STR("issuer", it->issuer_id),
+           AT_STRN("hsm_error", len >= 4 ? resp + 2 : "", len >= 4 ? 2 : 0));
+}
+
+void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m, const uint8_t *raw,
+                   size_t raw_len)
+{
+    struct saf_item *it = entry;
+    char rc[3] = "", cmd[2200];
+    const char *zak = zak_of(srv, it->issuer_id);
+    field_copy(m, 39, rc, sizeof rc);
+    it->in_flight = false;
+    if (!zak[0]) {
+        accept_answer(srv, it, rc);
+        return;
+    }
+    /* The issuer MACs its 0430 like every answer: check it over the bytes
+     * received before believing it. */
+    int mf = iso_has(m, 128) ? 128 : 64;
+    size_t n;
+    const uint8_t *mac = iso_get(m, mf, &n);
+    size_t wire = it->cur_link && it->cur_link->dialect->field[mf].data_enc == ISO_ENC_HEX ? 16 : 8;
+    int len = -1;
+    if (mac && n == 8 && iso_next(m, mf) == 0 && raw_len > wire)
+        len = sw_hsm_mac_cmd(cmd, sizeof cmd, true, "008", zak, raw, raw_len - wire, mac);
+    memcpy(it->answer_rc, rc, sizeof it->answer_rc);
+    if (len < 0 || hsm_client_submit(srv->hsm, cmd, (size_t)len, on_answer_mac, it) != 0) {
+        at_log(AT_LOG_ERROR, "reversal_answer_mac_invalid", AT_INT("reversal_id", it->reversal_id),
+               AT_STR("issuer", it->issuer_id),
+               AT_STR("reason", len < 0 ? "no MAC as the last field" : "HSM queue full"));
+        return;
+    }
+    it->mac_pending = true;
 }
 
 /* Records each send, so that after a restart a repeat goes out as 0421. */

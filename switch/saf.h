@@ -6,6 +6,7 @@
 #define ATLAS_SW_SAF_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct sw_server;
@@ -33,8 +34,11 @@ void sw_saf_reverse_txn(struct sw_txn *t, const char *reason, bool wait);
  * start, t->rc is set to 96 and the caller finishes t. */
 void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig);
 
-/* The issuer answered a reversal the link had registered for entry. */
-void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m);
+/* The issuer answered a reversal the link had registered for entry: m is
+ * unpacked from raw[0..raw_len) (both valid during the call). The answer's
+ * MAC is verified with the issuer's ZAK before it counts. */
+void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m, const uint8_t *raw,
+                   size_t raw_len);
 
 /* Reversals not yet acknowledged (for /metrics). */
 uint64_t sw_saf_pending(const struct sw_server *srv);

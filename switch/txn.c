@@ -822,6 +822,17 @@ static void reverse_known(struct sw_txn *t, struct sw_recent_txn *orig)
         finish(t);
         return;
     }
+    /* A reversal undoes its whole original: a partial one (DE 95) or one for
+     * another amount is not something the switch can forward honestly. */
+    char amount[16];
+    uint64_t v;
+    field_str(&t->req, 4, amount, sizeof amount);
+    if (iso_has(&t->req, 95) ||
+        (amount[0] && (!at_parse_u64(amount, INT64_MAX, &v) || (int64_t)v != orig->amount_minor))) {
+        reject(t, "12", SW_OUT_REJECTED, "partial reversals are not supported",
+               iso_has(&t->req, 95) ? 95 : 4);
+        return;
+    }
     for (size_t i = 0; i < t->srv->ref->n_issuers; i++)
         if (strcmp(t->srv->ref->issuers[i].id, orig->issuer_id) == 0)
             t->issuer = t->srv->ref->issuers[i];

@@ -258,6 +258,10 @@ static void test_terminal_reversal_restores_balance(void **state)
     snprintf(rev.orig_mti, sizeof rev.orig_mti, "0200");
     rev.orig_stan = (uint32_t)atoi(sent.stan);
     snprintf(rev.orig_time, sizeof rev.orig_time, "%s", sent.de7);
+    /* A reversal for another amount (a partial one) is refused, not forwarded. */
+    struct sim_txn partial = rev;
+    partial.amount = 1000;
+    assert_string_equal(send_rc("TERM0001", &partial, &r), "12");
     assert_string_equal(send_rc("TERM0001", &rev, &r), "00");
     assert_string_equal(r.mti, "0430");
     /* Store-and-forward delivers it to the issuer: the money comes back once. */
