@@ -250,6 +250,15 @@ static void maybe_deliver(struct sw_txn *t)
         deliver(t);
 }
 
+/* Turns the answer into a 96 (nothing approved, no balance). */
+static void decline_96(struct sw_txn *t)
+{
+    t->outcome = SW_OUT_ERROR;
+    set_rc(t, "96");
+    t->auth_code[0] = '\0';
+    t->balance_len = 0;
+}
+
 static int build_response(struct sw_txn *t);
 static void mac_response(struct sw_txn *t);
 
@@ -270,21 +279,19 @@ static void on_resp_mac(void *arg, int status, const char *resp, size_t len)
             memcpy(t->packed + t->mac_off, t->mac_hex ? (const uint8_t *)resp + 8 : mac,
                    t->mac_hex ? 16 : 8);
     } else {
-        /* Without a MAC the terminal will reject the answer; still send it so
-         * the terminal is not left waiting, and say why. */
         at_log(AT_LOG_ERROR, "response_mac_failed", AT_INT("status", status),
                AT_STRN("hsm_error", len >= 4 ? resp + 2 : "", len >= 4 ? 2 : 0));
+        if (t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL && !t->reversal_queued) {
+            /* An approval the terminal cannot authenticate is one it will not
+             * honour: answer 96 instead and take the money back. */
+            decline_96(t);
+            sw_saf_reverse_txn(t, "error", true);
+            mac_response(t);
+        }
+        /* Otherwise the answer goes without a valid MAC rather than not at
+         * all, so the terminal is not left waiting. */
     }
     maybe_deliver(t);
-}
-
-/* Turns the answer into a 96 (nothing approved, no balance). */
-static void decline_96(struct sw_txn *t)
-{
-    t->outcome = SW_OUT_ERROR;
-    set_rc(t, "96");
-    t->auth_code[0] = '\0';
-    t->balance_len = 0;
 }
 
 static void on_journal(void *arg, int status)
