@@ -62,31 +62,28 @@ static const char *send_rc(const char *term, const struct sim_txn *x, struct sim
     return r->rc;
 }
 
-/* Ledger balance of a wallet, found by the keyed hash of its PAN. */
-static long long balance_of(const char *pan)
-{
-    char sql[256], hex[65];
-    uint8_t h[32], key[32];
-    assert_int_equal(at_hex_decode(getenv("ATLAS_PAN_HMAC_KEY"), 64, key, sizeof key), 32);
-    assert_int_equal(db_pan_hmac(key, 32, pan, strlen(pan), h), 0);
-    at_hex_encode(h, 32, hex);
-    snprintf(sql, sizeof sql,
-             "SELECT balance_minor FROM wallet.wallets WHERE pan_hmac = '\\x%s'::bytea", hex);
-    return stack_scalar(&S, sql);
-}
-
-static long long available_of(const char *pan)
+/* expr (a column expression of wallet.wallets) for the wallet found by the
+ * keyed hash of its PAN, as issuer-sim finds it. */
+static long long wallet_scalar(const char *pan, const char *expr)
 {
     char sql[300], hex[65];
     uint8_t h[32], key[32];
     assert_int_equal(at_hex_decode(getenv("ATLAS_PAN_HMAC_KEY"), 64, key, sizeof key), 32);
     assert_int_equal(db_pan_hmac(key, 32, pan, strlen(pan), h), 0);
     at_hex_encode(h, 32, hex);
-    snprintf(sql, sizeof sql,
-             "SELECT balance_minor - held_minor FROM wallet.wallets"
-             " WHERE pan_hmac = '\\x%s'::bytea",
+    snprintf(sql, sizeof sql, "SELECT %s FROM wallet.wallets WHERE pan_hmac = '\\x%s'::bytea", expr,
              hex);
     return stack_scalar(&S, sql);
+}
+
+static long long balance_of(const char *pan)
+{
+    return wallet_scalar(pan, "balance_minor");
+}
+
+static long long available_of(const char *pan)
+{
+    return wallet_scalar(pan, "balance_minor - held_minor");
 }
 
 static bool wait_balance(const char *pan, long long want, int timeout_ms)
