@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -84,7 +85,8 @@ int ts_stop(pid_t pid, int sig, int timeout_ms)
     return -1;
 }
 
-uint16_t ts_free_port(void)
+/* One bind to port 0; 0 on failure. */
+static uint16_t kernel_port(void)
 {
     struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t len = sizeof sin;
@@ -98,6 +100,26 @@ uint16_t ts_free_port(void)
     }
     close(fd);
     return ntohs(sin.sin_port);
+}
+
+uint16_t ts_free_port(void)
+{
+    /* The kernel may hand the same free port out twice in a row: a test that
+     * asks for several ports must never get one twice (two daemons would race
+     * for it), so remember what this process was given. */
+    static uint16_t given[256];
+    static size_t n_given;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        uint16_t p = kernel_port();
+        bool seen = p == 0;
+        for (size_t i = 0; i < n_given && !seen; i++)
+            seen = given[i] == p;
+        if (seen)
+            continue;
+        given[n_given++ % 256] = p;
+        return p;
+    }
+    return 0;
 }
 
 int ts_connect(uint16_t port, int timeout_ms)

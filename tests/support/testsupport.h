@@ -20,7 +20,8 @@ pid_t ts_spawn(const char *program, const char *const args[], const char *out_pa
  * from waitpid (use WIFEXITED etc.), or -1. */
 int ts_stop(pid_t pid, int sig, int timeout_ms);
 
-/* A TCP port on 127.0.0.1 that was free a moment ago. */
+/* A TCP port on 127.0.0.1 that was free a moment ago, never one this process
+ * was already given. */
 uint16_t ts_free_port(void);
 
 /* Waits until 127.0.0.1:port accepts a connection. 0, or -1 on timeout. */
