@@ -63,7 +63,21 @@ int stack_start_switch(struct stack *s)
         fprintf(stderr, "stack: switchd did not come up (log %s)\n", s->switch_log);
         return -1;
     }
-    return 0;
+    /* The port answering is not proof enough: make sure it is this switchd,
+     * ready, and still alive (not one that failed to bind and exited). */
+    for (int i = 0; i < 300; i++) {
+        int st;
+        if (waitpid(s->sw, &st, WNOHANG) == s->sw) {
+            fprintf(stderr, "stack: switchd exited at start (log %s)\n", s->switch_log);
+            s->sw = 0;
+            return -1;
+        }
+        if (ts_file_contains(s->switch_log, "\"event\":\"ready\""))
+            return 0;
+        usleep(50000);
+    }
+    fprintf(stderr, "stack: switchd never logged ready (log %s)\n", s->switch_log);
+    return -1;
 }
 
 int stack_start_issuer(struct stack *s)
