@@ -2,43 +2,16 @@
  * tables, amount/latency formatting, filters and the one-line rendering of
  * each event. Pure functions over a parsed con_event. */
 #include "con.h"
+#include "iso8583.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const struct {
-    const char *rc, *text;
-} rc_table[] = {
-    { "00", "approved" },
-    { "05", "do not honour" },
-    { "12", "invalid transaction" },
-    { "13", "invalid amount" },
-    { "14", "invalid card number" },
-    { "15", "no such issuer" },
-    { "30", "format error" },
-    { "51", "insufficient funds" },
-    { "54", "expired card" },
-    { "55", "incorrect PIN" },
-    { "57", "not permitted (card)" },
-    { "58", "not permitted (term)" },
-    { "61", "exceeds amount limit" },
-    { "62", "restricted card" },
-    { "63", "security violation" },
-    { "65", "exceeds count limit" },
-    { "68", "response too late" },
-    { "75", "PIN tries exceeded" },
-    { "91", "issuer unavailable" },
-    { "94", "duplicate" },
-    { "96", "system malfunction" },
-};
-
 const char *con_rc_text(const char *rc)
 {
-    for (size_t i = 0; i < sizeof rc_table / sizeof rc_table[0]; i++)
-        if (strcmp(rc, rc_table[i].rc) == 0)
-            return rc_table[i].text;
-    return "?";
+    const char *t = strlen(rc) == 2 ? iso_rc_text(rc) : NULL;
+    return t ? t : "?";
 }
 
 const char *con_proc_type(const char *proc)

@@ -51,6 +51,10 @@ struct iso_err {
 /* Static English text for a code ("truncated", ...). Never NULL. */
 const char *iso_strerror(int code);
 
+/* Short English meaning (at most 20 characters) of a DE 39 response code
+ * (its first two characters are read), or NULL when Atlas does not use it. */
+const char *iso_rc_text(const char *rc);
+
 /* ---------------------------------------------------------------------------------------------
  * Dialects: one field spec per field number. Built-ins are const; iso_dialect_load() fills a
  * caller-owned struct from a spec file (see docs/iso8583.md for the format).

@@ -91,38 +91,10 @@ char *sim_amount_format(uint64_t minor, const struct sim_currency *c, char *out,
     return out;
 }
 
-static const struct {
-    const char *rc, *text;
-} rc_texts[] = {
-    { "00", "approved" },
-    { "05", "do not honour" },
-    { "12", "invalid transaction" },
-    { "13", "invalid amount" },
-    { "14", "invalid card number" },
-    { "15", "no such issuer" },
-    { "30", "format error" },
-    { "51", "insufficient funds" },
-    { "54", "expired card" },
-    { "55", "incorrect PIN" },
-    { "57", "not permitted to cardholder" },
-    { "58", "not permitted to terminal" },
-    { "61", "exceeds amount limit" },
-    { "62", "restricted card" },
-    { "63", "security violation" },
-    { "65", "exceeds frequency limit" },
-    { "68", "response received too late" },
-    { "75", "PIN tries exceeded" },
-    { "91", "issuer or switch inoperative" },
-    { "94", "duplicate transmission" },
-    { "96", "system malfunction" },
-};
-
 const char *sim_rc_text(const char rc[2])
 {
-    for (size_t i = 0; i < sizeof rc_texts / sizeof rc_texts[0]; i++)
-        if (rc[0] == rc_texts[i].rc[0] && rc[1] == rc_texts[i].rc[1])
-            return rc_texts[i].text;
-    return "unknown code";
+    const char *t = iso_rc_text(rc);
+    return t ? t : "unknown code";
 }
 
 static const struct {

@@ -836,6 +836,23 @@ static void test_builtins(void **state)
     assert_string_equal(iso_strerror(12345), "unknown error");
 }
 
+static void test_rc_text(void **state)
+{
+    (void)state;
+    assert_string_equal(iso_rc_text("51"), "insufficient funds");
+    assert_string_equal(iso_rc_text("00"), "approved");
+    assert_null(iso_rc_text("Z9"));
+    assert_null(iso_rc_text("5"));
+    static const char *const used[] = { "00", "05", "12", "13", "14", "15", "30",
+                                        "51", "54", "55", "57", "58", "61", "62",
+                                        "63", "65", "68", "75", "91", "94", "96" };
+    for (size_t i = 0; i < sizeof used / sizeof used[0]; i++) {
+        const char *t = iso_rc_text(used[i]);
+        assert_non_null(t);
+        assert_true(strlen(t) <= 20); /* fits the console's column */
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -855,6 +872,7 @@ int main(void)
         cmocka_unit_test(test_charset_every_byte),
         cmocka_unit_test(test_spec_file),
         cmocka_unit_test(test_builtins),
+        cmocka_unit_test(test_rc_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
