@@ -52,6 +52,17 @@ static void card_txn(struct sim_txn *x, enum sim_type type, const char *pan, uin
         x->pin[0] = '\0';
 }
 
+/* An 0420 reversing the 0200 that was sent as sent (DE 90 names it). */
+static void reversal_of(struct sim_txn *rev, const char *pan, uint64_t amount,
+                        const struct sim_sent *sent)
+{
+    card_txn(rev, SIM_T_REVERSAL, pan, amount);
+    snprintf(rev->mti, sizeof rev->mti, "0420");
+    snprintf(rev->orig_mti, sizeof rev->orig_mti, "0200");
+    rev->orig_stan = (uint32_t)atoi(sent->stan);
+    snprintf(rev->orig_time, sizeof rev->orig_time, "%s", sent->de7);
+}
+
 static const char *send_rc(const char *term, const struct sim_txn *x, struct sim_resp *r)
 {
     static struct sim_resp local;
@@ -250,11 +261,7 @@ static void test_terminal_reversal_restores_balance(void **state)
     assert_string_equal(r.rc, "00");
     assert_int_equal(balance_of(pan), before - 2500);
 
-    card_txn(&rev, SIM_T_REVERSAL, pan, 2500);
-    snprintf(rev.mti, sizeof rev.mti, "0420");
-    snprintf(rev.orig_mti, sizeof rev.orig_mti, "0200");
-    rev.orig_stan = (uint32_t)atoi(sent.stan);
-    snprintf(rev.orig_time, sizeof rev.orig_time, "%s", sent.de7);
+    reversal_of(&rev, pan, 2500, &sent);
     /* A reversal for another amount (a partial one) is refused, not forwarded. */
     struct sim_txn partial = rev;
     partial.amount = 1000;
@@ -425,11 +432,7 @@ static void test_reversal_while_original_in_flight(void **state)
     kill(S.issuer, SIGSTOP);
     int fd = send_nowait(t, &x, &sent);
     usleep(200000);
-    card_txn(&rev, SIM_T_REVERSAL, pan, 1100);
-    snprintf(rev.mti, sizeof rev.mti, "0420");
-    snprintf(rev.orig_mti, sizeof rev.orig_mti, "0200");
-    rev.orig_stan = (uint32_t)atoi(sent.stan);
-    snprintf(rev.orig_time, sizeof rev.orig_time, "%s", sent.de7);
+    reversal_of(&rev, pan, 1100, &sent);
     const char *rc = send_rc("TERM0001", &rev, NULL);
     kill(S.issuer, SIGCONT);
     close(fd);
@@ -491,11 +494,7 @@ static void test_reversal_after_switch_restart_uses_journal(void **state)
     int st = ts_stop(S.sw, SIGTERM, 10000);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     assert_int_equal(stack_start_switch(&S), 0);
-    card_txn(&rev, SIM_T_REVERSAL, pan, 1300);
-    snprintf(rev.mti, sizeof rev.mti, "0420");
-    snprintf(rev.orig_mti, sizeof rev.orig_mti, "0200");
-    rev.orig_stan = (uint32_t)atoi(sent.stan);
-    snprintf(rev.orig_time, sizeof rev.orig_time, "%s", sent.de7);
+    reversal_of(&rev, pan, 1300, &sent);
     const char *rc = "";
     for (int i = 0; i < 50 && strcmp(rc, "00") != 0; i++) { /* until the issuer link is up */
         rc = send_rc("TERM0001", &rev, &r);
