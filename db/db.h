@@ -15,7 +15,7 @@ struct event_base;
 
 /* The schema version (highest migration number) this build of the library writes against.
  * Daemons pass it (or their own minimum) to db_schema_check(). */
-#define DB_SCHEMA_VERSION 4
+#define DB_SCHEMA_VERSION 5
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */

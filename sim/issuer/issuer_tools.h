@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 /* The schema version issuer-sim needs (db/migrations/0003_wallet_functions.sql). */
-#define SIM_SCHEMA_VERSION 3
+#define SIM_SCHEMA_VERSION 5
 
 /* DEMO.md's WALLET1 lab keys encrypted under the Thales test LMK (scheme U), as
  * `issuer-sim keys` prints them; the daemon never holds them in clear. */

@@ -35,6 +35,7 @@
 #define EXPIRE_PERIOD 60   /* seconds between expired-hold sweeps */
 #define DRAIN_TIMEOUT 5    /* seconds SIGTERM waits for requests in flight */
 #define HSM_CMD_CAP   (MAX_MSG + 256)
+#define APPLY_BATCH   32 /* decisions committed by one transaction (db_exec's limit) */
 
 /* Where a request is; txn_set_state() is the only door, and logs moves at debug level. */
 enum txn_state {
@@ -74,6 +75,11 @@ struct txn {
     int currency;
     bool is_reversal, is_inquiry;
     int retries;
+    /* the apply statement: parameters (kept until the job is queued) and its batch */
+    const char *apply_v[17];
+    char apply_buf[8][24], rrnz[16];
+    bool apply_alone;       /* its batch failed: apply it in a transaction of its own */
+    struct txn *apply_next; /* the next request of the same batch (queue, then in flight) */
     /* wallet snapshot */
     bool have_wallet;
     int64_t wallet_id;
@@ -105,6 +111,10 @@ struct iss {
     bool paused, hsm_busy, stopping;
     bool closing; /* the clients are being freed: finish requests without new work */
     uint32_t auth_seq;
+    struct txn *apply_head, **apply_tail; /* decided this loop turn, not yet sent */
+    unsigned apply_queued;
+    struct event *ev_apply; /* sends the queued decisions, once per loop turn */
+    uint64_t n_apply_jobs;  /* transactions that applied decisions (a batch each) */
     struct event *ev_term, *ev_int, *ev_hup, *ev_expire, *ev_drain;
     uint64_t n_req, n_approved;
 };
@@ -396,17 +406,15 @@ static bool get_i64(const PGresult *r, int row, int col, int64_t *out)
     return true;
 }
 
-/* Reads one row (outcome, rc, auth_code, balance_minor, available_minor). */
-static void on_apply(void *arg, const struct db_reply *rep)
+/* One row of wallet.sim_apply / sim_reverse (outcome, rc, auth_code, balance_minor,
+ * available_minor): answers the request, or decides again on a fresh snapshot ('retry'). */
+static void apply_result(struct txn *t, const PGresult *r)
 {
-    struct txn *t = arg;
-    if (rep->err->code != 0 || rep->n != 1 || !rep->res[0] || PQntuples(rep->res[0]) != 1) {
-        at_log(AT_LOG_ERROR, "apply_failed", AT_STR("error", db_strerror(rep->err->code)),
-               AT_STR("sqlstate", rep->err->sqlstate), AT_STR("message", rep->err->message));
+    if (!r || PQntuples(r) != 1) {
+        at_log(AT_LOG_ERROR, "apply_failed", AT_STR("error", "no result row"));
         txn_fail(t, "96", "db_error");
         return;
     }
-    const PGresult *r = rep->res[0];
     snprintf(t->outcome, sizeof t->outcome, "%s", PQgetvalue(r, 0, 0));
     if (strcmp(t->outcome, "retry") == 0) {
         if (++t->retries > MAX_RETRIES) {
@@ -422,11 +430,113 @@ static void on_apply(void *arg, const struct db_reply *rep)
     txn_answer(t);
 }
 
-static void fmt_i64(char *buf, size_t cap, int64_t v)
+static void apply_queue(struct txn *t);
+
+/* A batch's transaction ended. Committed: each request gets its own row. Refused by the server
+ * (one statement failed, so none of the batch was applied): each request is applied again in a
+ * transaction of its own, so one bad request cannot decline the others. Connection lost or
+ * shutting down: the outcome is unknown, every request is answered 96 (the switch reverses). */
+static void on_apply(void *arg, const struct db_reply *rep)
 {
-    snprintf(buf, cap, "%" PRId64, v);
+    struct txn *t = arg;
+    unsigned n = 0;
+    for (struct txn *x = t; x; x = x->apply_next)
+        n++;
+    bool split = rep->err->code == DB_E_SQL && n > 1;
+    if (rep->err->code != 0)
+        at_log(split ? AT_LOG_WARN : AT_LOG_ERROR, split ? "apply_batch_split" : "apply_failed",
+               AT_STR("error", db_strerror(rep->err->code)), AT_STR("sqlstate", rep->err->sqlstate),
+               AT_STR("message", rep->err->message), AT_UINT("batch", n));
+    for (unsigned i = 0; t; i++) {
+        struct txn *next = t->apply_next;
+        t->apply_next = NULL;
+        if (split) {
+            t->apply_alone = true;
+            apply_queue(t);
+        } else if (rep->err->code != 0) {
+            txn_fail(t, "96", "db_error");
+        } else {
+            apply_result(t, i < rep->n ? rep->res[i] : NULL);
+        }
+        t = next;
+    }
 }
 
+static int cmp_apply(const void *a, const void *b)
+{
+    const struct txn *x = *(struct txn *const *)a, *y = *(struct txn *const *)b;
+    /* Reversals (wallet unknown here) last; the rest by wallet, so that concurrent batches lock
+     * wallet rows in one order and cannot deadlock each other. */
+    int64_t wx = x->is_reversal || !x->have_wallet ? INT64_MAX : x->wallet_id;
+    int64_t wy = y->is_reversal || !y->have_wallet ? INT64_MAX : y->wallet_id;
+    return (wx > wy) - (wx < wy);
+}
+
+/* Sends the decisions queued in this loop turn: up to APPLY_BATCH per transaction, so that one
+ * commit (one WAL flush) makes a whole batch durable. A request whose batch failed goes alone. */
+static void on_apply_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct iss *s = arg;
+    (void)fd;
+    (void)what;
+    while (s->apply_head) {
+        struct txn *batch[APPLY_BATCH];
+        unsigned n = 0;
+        bool alone = s->apply_head->apply_alone;
+        while (s->apply_head && n < (alone ? 1u : APPLY_BATCH)) {
+            struct txn *t = s->apply_head;
+            s->apply_head = t->apply_next;
+            t->apply_next = NULL;
+            batch[n++] = t;
+            s->apply_queued--;
+        }
+        if (!s->apply_head)
+            s->apply_tail = &s->apply_head;
+        if (s->closing) {
+            for (unsigned i = 0; i < n; i++)
+                txn_fail(batch[i], "96", "shutdown");
+            continue;
+        }
+        qsort(batch, n, sizeof batch[0], cmp_apply);
+        struct db_stmt st[APPLY_BATCH];
+        for (unsigned i = 0; i < n; i++) {
+            struct txn *t = batch[i];
+            st[i] = (struct db_stmt){ .prepared = t->is_reversal ? "iss_reverse" : "iss_apply",
+                                      .nparams = t->is_reversal ? 5 : 17,
+                                      .values = t->apply_v };
+            t->apply_next = i + 1 < n ? batch[i + 1] : NULL;
+        }
+        if (db_exec(s->db, st, n, on_apply, batch[0]) != 0) {
+            for (unsigned i = 0; i < n; i++) {
+                batch[i]->apply_next = NULL;
+                txn_fail(batch[i], "96", "db_full");
+            }
+            continue;
+        }
+        s->n_apply_jobs++;
+    }
+}
+
+/* Queues the request for this loop turn's batch (its parameters are in t->apply_v). */
+static void apply_queue(struct txn *t)
+{
+    struct iss *s = t->iss;
+    txn_set_state(t, TXN_APPLY);
+    t->apply_next = NULL;
+    *s->apply_tail = t;
+    s->apply_tail = &t->apply_next;
+    if (s->apply_queued++ == 0)
+        event_active(s->ev_apply, 0, 0);
+}
+
+static const char *fmt_i64(char buf[24], int64_t v)
+{
+    snprintf(buf, 24, "%" PRId64, v);
+    return buf;
+}
+
+/* Writes the decision (or the reversal) as the parameters of wallet.sim_apply / sim_reverse and
+ * queues it; it is answered after the commit of its batch. */
 static void txn_apply(struct txn *t)
 {
     struct iss *s = t->iss;
@@ -435,22 +545,25 @@ static void txn_apply(struct txn *t)
         return;
     }
     const struct sim_effects *e = &t->eff;
-    char wid[24], amount[24], tries[12], hold[24], ledger[24], um[24], uc[24], un[24];
     const uint8_t *rrn;
     size_t rrn_len;
-    char rrnz[16] = "";
-    if ((rrn = iso_get(&t->req, 37, &rrn_len)) && rrn_len < sizeof rrnz) {
-        memcpy(rrnz, rrn, rrn_len);
-        rrnz[rrn_len] = '\0';
+    char(*b)[24] = t->apply_buf;
+    const char **v = t->apply_v;
+    t->rrnz[0] = '\0';
+    if ((rrn = iso_get(&t->req, 37, &rrn_len)) && rrn_len < sizeof t->rrnz) {
+        memcpy(t->rrnz, rrn, rrn_len);
+        t->rrnz[rrn_len] = '\0';
     }
-    fmt_i64(amount, sizeof amount, t->amount);
-    txn_set_state(t, TXN_APPLY);
+    const char *amount = t->amount >= 0 ? fmt_i64(b[0], t->amount) : NULL;
+    const char *rrnz = t->rrnz[0] ? t->rrnz : NULL;
+    t->apply_alone = false;
     if (t->is_reversal) {
-        const char *v[5] = { t->orig_key, t->mti, t->pcode, t->amount >= 0 ? amount : NULL,
-                             rrnz[0] ? rrnz : NULL };
-        struct db_stmt st = { .prepared = "iss_reverse", .nparams = 5, .values = v };
-        if (db_exec(s->db, &st, 1, on_apply, t) != 0)
-            txn_fail(t, "96", "db_full");
+        v[0] = t->orig_key;
+        v[1] = t->mti;
+        v[2] = t->pcode;
+        v[3] = amount;
+        v[4] = rrnz;
+        apply_queue(t);
         return;
     }
     memcpy(t->rc, e->rc, 3);
@@ -458,35 +571,24 @@ static void txn_apply(struct txn *t)
         snprintf(t->auth, sizeof t->auth, "%06u", (unsigned)(++s->auth_seq % 1000000));
     else
         t->auth[0] = '\0';
-    fmt_i64(wid, sizeof wid, t->wallet_id);
-    snprintf(tries, sizeof tries, "%d", e->pin_tries);
-    fmt_i64(hold, sizeof hold, e->hold_minor);
-    fmt_i64(ledger, sizeof ledger, e->ledger_minor);
-    fmt_i64(um, sizeof um, e->usage_minor);
-    fmt_i64(uc, sizeof uc, e->usage_cash_minor);
-    fmt_i64(un, sizeof un, e->usage_count);
-    const char *v[17] = {
-        t->key,
-        t->have_wallet ? wid : NULL,
-        t->have_wallet ? t->xmin : NULL,
-        t->mti,
-        t->pcode,
-        t->amount >= 0 ? amount : NULL,
-        rrnz[0] ? rrnz : NULL,
-        e->rc,
-        t->auth[0] ? t->auth : NULL,
-        e->pin_tries >= 0 ? tries : NULL,
-        hold,
-        ledger,
-        e->kind,
-        e->usage_set ? e->usage_date : NULL,
-        um,
-        uc,
-        un,
-    };
-    struct db_stmt st = { .prepared = "iss_apply", .nparams = 17, .values = v };
-    if (db_exec(s->db, &st, 1, on_apply, t) != 0)
-        txn_fail(t, "96", "db_full");
+    v[0] = t->key;
+    v[1] = t->have_wallet ? fmt_i64(b[1], t->wallet_id) : NULL;
+    v[2] = t->have_wallet ? t->xmin : NULL;
+    v[3] = t->mti;
+    v[4] = t->pcode;
+    v[5] = amount;
+    v[6] = rrnz;
+    v[7] = e->rc;
+    v[8] = t->auth[0] ? t->auth : NULL;
+    v[9] = e->pin_tries >= 0 ? fmt_i64(b[2], e->pin_tries) : NULL;
+    v[10] = fmt_i64(b[3], e->hold_minor);
+    v[11] = fmt_i64(b[4], e->ledger_minor);
+    v[12] = e->kind;
+    v[13] = e->usage_set ? e->usage_date : NULL;
+    v[14] = fmt_i64(b[5], e->usage_minor);
+    v[15] = fmt_i64(b[6], e->usage_cash_minor);
+    v[16] = fmt_i64(b[7], e->usage_count);
+    apply_queue(t);
 }
 
 /* ---------------------------------------------------------------- PIN (hsm-sim) */
@@ -577,18 +679,19 @@ static enum sim_status parse_status(const char *v)
     return SIM_ACTIVE;
 }
 
-/* res[0]: the recorded answer, if any; res[1]: the wallet row, if any. */
+/* One row (SQL_LOAD): the wallet's columns, NULL without a wallet; then the recorded answer's,
+ * NULL when the request was not answered before. */
 static void on_load(void *arg, const struct db_reply *rep)
 {
     struct txn *t = arg;
-    if (rep->err->code != 0 || rep->n != 2 || !rep->res[0] || !rep->res[1]) {
+    if (rep->err->code != 0 || rep->n != 1 || !rep->res[0] || PQntuples(rep->res[0]) != 1) {
         at_log(AT_LOG_ERROR, "load_failed", AT_STR("error", db_strerror(rep->err->code)),
                AT_STR("sqlstate", rep->err->sqlstate), AT_STR("message", rep->err->message));
         txn_fail(t, "96", "db_error");
         return;
     }
-    const PGresult *w = rep->res[1];
-    t->have_wallet = PQntuples(w) == 1;
+    const PGresult *w = rep->res[0];
+    t->have_wallet = !PQgetisnull(w, 0, 0);
     if (t->have_wallet) {
         struct sim_wallet *sw = &t->w;
         int64_t v = 0;
@@ -620,11 +723,10 @@ static void on_load(void *arg, const struct db_reply *rep)
             return;
         }
     }
-    const PGresult *q = rep->res[0];
-    if (PQntuples(q) == 1) { /* answered before: the same answer again */
-        snprintf(t->rc, sizeof t->rc, "%s", PQgetvalue(q, 0, 0));
-        snprintf(t->auth, sizeof t->auth, "%s", PQgetvalue(q, 0, 1));
-        t->has_bal = get_i64(q, 0, 2, &t->bal) && get_i64(q, 0, 3, &t->avail);
+    if (!PQgetisnull(w, 0, 20)) { /* answered before: the same answer again */
+        snprintf(t->rc, sizeof t->rc, "%s", PQgetvalue(w, 0, 20));
+        snprintf(t->auth, sizeof t->auth, "%s", PQgetvalue(w, 0, 21));
+        t->has_bal = get_i64(w, 0, 22, &t->bal) && get_i64(w, 0, 23, &t->avail);
         strcpy(t->outcome, "duplicate");
         txn_answer(t);
         return;
@@ -646,14 +748,10 @@ static void txn_load(struct txn *t)
         return;
     }
     at_hex_encode(h, 32, hmac_txt + 2);
-    const char *v1[1] = { t->key };
-    const char *v2[1] = { hmac_txt };
-    struct db_stmt st[2] = {
-        { .prepared = "iss_load_req", .nparams = 1, .values = v1 },
-        { .prepared = "iss_load_wallet", .nparams = 1, .values = v2 },
-    };
+    const char *v[2] = { hmac_txt, t->key };
+    struct db_stmt st = { .prepared = "iss_load", .nparams = 2, .values = v };
     txn_set_state(t, TXN_LOAD);
-    if (db_exec(s->db, st, 2, on_load, t) != 0)
+    if (db_exec(s->db, &st, 1, on_load, t) != 0)
         txn_fail(t, "96", "db_full");
 }
 
@@ -1005,15 +1103,18 @@ static void on_expire_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---------------------------------------------------------------- start-up */
 
-static const char *const SQL_LOAD_REQ =
-    "SELECT response_code, auth_code, balance_minor, available_minor FROM wallet.requests "
-    "WHERE request_key = $1";
-static const char *const SQL_LOAD_WALLET =
-    "SELECT wallet_id, xmin::text, expiry, currency, balance_minor, held_minor, status, "
-    "pin_method, coalesce(pvki, 0), coalesce(pvv, ''), coalesce(pin_offset, ''), pin_tries, "
-    "pin_try_limit, coalesce(daily_limit_minor, -1), coalesce(daily_cash_limit_minor, -1), "
-    "coalesce(daily_count_limit, -1), coalesce(to_char(usage_date, 'YYYY-MM-DD'), ''), "
-    "usage_minor, usage_cash_minor, usage_count FROM wallet.wallets WHERE pan_hmac = $1::bytea";
+/* The request's recorded answer (if any) and the card's wallet (if any), in one row. */
+static const char *const SQL_LOAD =
+    "SELECT w.wallet_id, w.xmin::text, w.expiry, w.currency, w.balance_minor, w.held_minor, "
+    "w.status, w.pin_method, coalesce(w.pvki, 0), coalesce(w.pvv, ''), "
+    "coalesce(w.pin_offset, ''), w.pin_tries, w.pin_try_limit, "
+    "coalesce(w.daily_limit_minor, -1), coalesce(w.daily_cash_limit_minor, -1), "
+    "coalesce(w.daily_count_limit, -1), coalesce(to_char(w.usage_date, 'YYYY-MM-DD'), ''), "
+    "w.usage_minor, w.usage_cash_minor, w.usage_count, "
+    "q.response_code, q.auth_code, q.balance_minor, q.available_minor "
+    "FROM (SELECT) one "
+    "LEFT JOIN wallet.wallets w ON w.pan_hmac = $1::bytea "
+    "LEFT JOIN wallet.requests q ON q.request_key = $2";
 static const char *const SQL_APPLY =
     "SELECT * FROM wallet.sim_apply($1, $2::bigint, $3, $4, $5, $6::bigint, $7, $8, $9, "
     "$10::integer, $11::bigint, $12::bigint, $13, $14::date, $15::bigint, $16::bigint, "
@@ -1157,6 +1258,7 @@ static int check_schema(const char *conninfo)
 static int run(struct opts *o)
 {
     struct iss s = { 0 };
+    s.apply_tail = &s.apply_head;
     char err[256];
     int ret = 1;
     struct sockaddr_storage ss;
@@ -1253,8 +1355,7 @@ static int run(struct opts *o)
         .max_queued = 2 * s.pool_size + 16,
     };
     if (db_client_new(s.base, &dbo, &s.db) != 0 ||
-        db_client_prepare(s.db, "iss_load_req", SQL_LOAD_REQ) != 0 ||
-        db_client_prepare(s.db, "iss_load_wallet", SQL_LOAD_WALLET) != 0 ||
+        db_client_prepare(s.db, "iss_load", SQL_LOAD) != 0 ||
         db_client_prepare(s.db, "iss_apply", SQL_APPLY) != 0 ||
         db_client_prepare(s.db, "iss_reverse", SQL_REVERSE) != 0) {
         fprintf(stderr, "issuer-sim: database client could not start\n");
@@ -1272,8 +1373,9 @@ static int run(struct opts *o)
     s.ev_hup = evsignal_new(s.base, SIGHUP, on_hup, &s);
     s.ev_drain = evtimer_new(s.base, on_drain_timeout, &s);
     s.ev_expire = event_new(s.base, -1, EV_PERSIST, on_expire_timer, &s);
+    s.ev_apply = event_new(s.base, -1, 0, on_apply_flush, &s);
     struct timeval ep = { EXPIRE_PERIOD, 0 };
-    if (!s.ev_term || !s.ev_int || !s.ev_hup || !s.ev_drain || !s.ev_expire ||
+    if (!s.ev_term || !s.ev_int || !s.ev_hup || !s.ev_drain || !s.ev_expire || !s.ev_apply ||
         event_add(s.ev_term, NULL) != 0 || event_add(s.ev_int, NULL) != 0 ||
         event_add(s.ev_hup, NULL) != 0 || event_add(s.ev_expire, &ep) != 0) {
         fprintf(stderr, "issuer-sim: cannot set up signals\n");
@@ -1283,12 +1385,15 @@ static int run(struct opts *o)
            AT_STR("framing", o->framing), AT_STR("hsm", o->hsm),
            AT_UINT("max_inflight", s.pool_size));
     event_base_dispatch(s.base);
-    at_log(AT_LOG_INFO, "stop", AT_UINT("requests", s.n_req), AT_UINT("approved", s.n_approved));
+    at_log(AT_LOG_INFO, "stop", AT_UINT("requests", s.n_req), AT_UINT("approved", s.n_approved),
+           AT_UINT("apply_transactions", s.n_apply_jobs));
     ret = 0;
 out:
     if (s.lst)
         evconnlistener_free(s.lst);
     s.closing = true;
+    if (s.ev_apply)
+        on_apply_flush(-1, 0, &s); /* decisions not yet sent are answered 96 */
     if (s.db)
         db_client_free(s.db); /* pending jobs answer DB_E_CLOSED: their txns finish here */
     if (s.hsm)
@@ -1308,6 +1413,8 @@ out:
         event_free(s.ev_drain);
     if (s.ev_expire)
         event_free(s.ev_expire);
+    if (s.ev_apply)
+        event_free(s.ev_apply);
     if (s.base)
         event_base_free(s.base);
     free(s.pool);

@@ -832,6 +832,158 @@ static void test_hold_expiry(void **st)
     assert_invariants();
 }
 
+static const char *ccy_of(unsigned index)
+{
+    static const char *const ccys[] = { "504", "952", "950", "929" };
+    return ccys[(index - 1) % 4];
+}
+
+static void exec_ok(const char *sql)
+{
+    PGresult *r = PQexec(F.pg, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+static void expect_sqlstate(const char *sql, const char *state)
+{
+    PGresult *r = PQexec(F.pg, sql);
+    const char *got = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (!got || strcmp(got, state) != 0)
+        fail_msg("%s: expected SQLSTATE %s, got %s (%s)", sql, state, got ? got : "none",
+                 PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+enum { BATCH_FIRST = 23, BATCH_N = N_WALLETS - BATCH_FIRST + 1 }; /* wallets no other test uses */
+
+/* Sends one 0200 per wallet BATCH_FIRST.., all at once on links of their own, and reads every
+ * answer into rcs. The request for wallet fail_index (0: none) carries STAN 777777. */
+static void purchase_burst(long long amount, unsigned fail_index, char rcs[][3])
+{
+    int fds[BATCH_N];
+    struct req r[BATCH_N];
+    for (unsigned i = 0; i < BATCH_N; i++) {
+        unsigned w = BATCH_FIRST + i;
+        fds[i] = connect_issuer();
+        assert_true(fds[i] >= 0);
+        r[i] = (struct req){
+            .mti = "0200", .pcode = "000000", .pan = pan_of(w), .amount = amount, .ccy = ccy_of(w)
+        };
+        if (w == fail_index)
+            strcpy(r[i].stan, "777777");
+    }
+    for (unsigned i = 0; i < BATCH_N; i++)
+        assert_int_equal(send_req(fds[i], &r[i]), 0);
+    for (unsigned i = 0; i < BATCH_N; i++) {
+        struct resp s;
+        assert_int_equal(recv_resp(fds[i], &s), 0);
+        assert_string_equal(s.stan, r[i].stan);
+        memcpy(rcs[i], s.rc, 3);
+        close(fds[i]);
+    }
+}
+
+/* Decisions that reach the database in the same loop turn are committed by one transaction (one
+ * WAL flush for all): requests sent at once on separate wallets are all applied, and some of
+ * them share a transaction — the same xmin on their wallet.requests rows. */
+static void test_decisions_committed_in_batches(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long b[BATCH_N];
+    char rcs[BATCH_N][3];
+    for (unsigned i = 0; i < BATCH_N; i++)
+        b[i] = balance(BATCH_FIRST + i);
+    purchase_burst(100, 0, rcs);
+    for (unsigned i = 0; i < BATCH_N; i++) {
+        assert_string_equal(rcs[i], "00");
+        assert_int_equal(balance(BATCH_FIRST + i), b[i] - 100);
+    }
+    long long txns = q("SELECT count(DISTINCT xmin::text) FROM wallet.requests "
+                       "WHERE wallet_id >= %d",
+                       BATCH_FIRST);
+    assert_int_equal(q("SELECT count(*) FROM wallet.requests WHERE wallet_id >= %d", BATCH_FIRST),
+                     BATCH_N);
+    print_message("%d requests applied by %lld transactions\n", BATCH_N, txns);
+    assert_true(txns >= 1 && txns < BATCH_N);
+    assert_invariants();
+}
+
+/* One decision the database refuses does not decline the others of its batch: the batch is
+ * rolled back and each request applied again on its own; only the refused one answers 96. The
+ * refusal is injected by a trigger of this test database. */
+static void test_refused_decision_spares_its_batch(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    const unsigned bad = BATCH_FIRST + 5;
+    long long b[BATCH_N];
+    char rcs[BATCH_N][3];
+    for (unsigned i = 0; i < BATCH_N; i++)
+        b[i] = balance(BATCH_FIRST + i);
+    exec_ok("CREATE FUNCTION wallet.test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.request_key LIKE '%:777777:%' THEN RAISE EXCEPTION 'injected'; END IF; "
+            "RETURN NEW; END $$");
+    exec_ok("CREATE TRIGGER test_refuse BEFORE INSERT ON wallet.requests FOR EACH ROW "
+            "EXECUTE FUNCTION wallet.test_refuse()");
+    purchase_burst(50, bad, rcs);
+    print_message("the refused request %s\n", ts_file_contains(F.log_path, "\"apply_batch_split\"")
+                                                  ? "was in a batch (split)"
+                                                  : "was applied alone");
+    exec_ok("DROP TRIGGER test_refuse ON wallet.requests");
+    exec_ok("DROP FUNCTION wallet.test_refuse()");
+    for (unsigned i = 0; i < BATCH_N; i++) {
+        unsigned w = BATCH_FIRST + i;
+        assert_string_equal(rcs[i], w == bad ? "96" : "00");
+        assert_int_equal(balance(w), w == bad ? b[i] : b[i] - 50);
+    }
+    assert_int_equal(
+        q("SELECT count(*) FROM wallet.requests WHERE request_key LIKE '%%:777777:%%'"), 0);
+    assert_invariants();
+}
+
+/* The wallet's rules hold for any client, not only issuer-sim: balances move only through the
+ * ledger and holds, card data keeps its format, counters never go negative, and the ledger
+ * still moves the balance (its trigger's UPDATE is allowed). */
+static void test_wallet_rules_enforced(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    const unsigned w = BATCH_FIRST;
+    long long b = balance(w);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "UPDATE wallet.wallets SET balance_minor = balance_minor + 1 WHERE wallet_id = %u", w);
+    expect_sqlstate(sql, "42501");
+    snprintf(sql, sizeof sql, "UPDATE wallet.wallets SET held_minor = 1 WHERE wallet_id = %u", w);
+    expect_sqlstate(sql, "42501");
+    snprintf(sql, sizeof sql, "UPDATE wallet.wallets SET pvv = '12x4' WHERE wallet_id = %u", w);
+    expect_sqlstate(sql, "23514");
+    snprintf(sql, sizeof sql, "UPDATE wallet.wallets SET status = 'frozen' WHERE wallet_id = %u",
+             w);
+    expect_sqlstate(sql, "23514");
+    snprintf(sql, sizeof sql, "UPDATE wallet.wallets SET usage_minor = -1 WHERE wallet_id = %u", w);
+    expect_sqlstate(sql, "23514");
+    snprintf(sql, sizeof sql,
+             "UPDATE wallet.wallets SET usage_count = usage_count + 1 WHERE wallet_id = %u", w);
+    exec_ok(sql);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO wallet.ledger (wallet_id, request_key, kind, amount_minor) "
+             "VALUES (%u, 'test:adjust', 'adjustment', 7)",
+             w);
+    exec_ok(sql);
+    assert_int_equal(balance(w), b + 7);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO wallet.ledger (wallet_id, request_key, kind, amount_minor) "
+             "VALUES (%u, 'test:overdraft', 'adjustment', %lld)",
+             w, -(b + 8));
+    expect_sqlstate(sql, "23514");
+    assert_int_equal(balance(w), b + 7);
+    assert_invariants();
+}
+
 static void test_log_masked(void **st)
 {
     (void)st;
@@ -861,6 +1013,9 @@ int main(void)
         cmocka_unit_test(test_malformed_frame_closes_only_that_link),
         cmocka_unit_test(test_backpressure_small_pool),
         cmocka_unit_test(test_hold_expiry),
+        cmocka_unit_test(test_decisions_committed_in_batches),
+        cmocka_unit_test(test_refused_decision_spares_its_batch),
+        cmocka_unit_test(test_wallet_rules_enforced),
         cmocka_unit_test(test_log_masked),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
