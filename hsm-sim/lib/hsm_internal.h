@@ -5,9 +5,16 @@
 
 #include <stdint.h>
 
+#include <openssl/des.h>
 #include <openssl/evp.h>
 
 #include "hsm.h"
+
+/* The single-DES functions (key.c) need OpenSSL's low-level DES API, which
+ * OPENSSL_API_COMPAT >= 30000 or an OpenSSL built no-deprecated leaves out. */
+#ifdef OPENSSL_NO_DEPRECATED_3_0
+#error "libhsm needs OpenSSL's deprecated DES_* functions"
+#endif
 
 #define HSM_LMK_PAIRS   20
 #define HSM_KEYTEXT_MAX 49 /* scheme letter + 48 hex */
@@ -19,17 +26,17 @@
 struct hsm_key {
     enum hsm_keytype type;
     bool aes;
-    uint8_t len;          /* 8/16/24 DES, 16/24/32 AES */
-    uint8_t clear[32];    /* the clear key (natural length) */
-    uint8_t ede[24];      /* DES: K1||K2||K3 as handed to OpenSSL (K3 = K1 for 2TDEA) */
-    EVP_CIPHER_CTX *enc;  /* ECB encrypt, full key */
-    EVP_CIPHER_CTX *dec;  /* ECB decrypt, full key (keyed on first use) */
-    EVP_CIPHER_CTX *cbc;  /* CBC encrypt, full key (ISO 9797-1 alg 1) */
-    EVP_CIPHER_CTX *cbc1; /* DES: CBC encrypt with K1||K1||K1 (alg 3 chain) */
-    EVP_CIPHER_CTX *aux;  /* scratch for keys derived from this one (DUKPT, EMV) */
+    uint8_t len;         /* 8/16/24 DES, 16/24/32 AES */
+    uint8_t clear[32];   /* the clear key (natural length) */
+    uint8_t ede[24];     /* DES: K1||K2||K3 as handed to OpenSSL (K3 = K1 for 2TDEA) */
+    EVP_CIPHER_CTX *enc; /* ECB encrypt, full key */
+    EVP_CIPHER_CTX *dec; /* ECB decrypt, full key (keyed on first use) */
+    EVP_CIPHER_CTX *cbc; /* CBC encrypt, full key (ISO 9797-1 alg 1) */
+    EVP_CIPHER_CTX *aux; /* scratch for keys derived from this one (DUKPT, EMV) */
     EVP_MAC_CTX *cmac;
+    DES_key_schedule k1;     /* DES: single-DES schedule of K1 (alg 3 chain) */
     struct hsm_key *derived; /* re-keyed per use for keys derived from this one */
-    bool dec_ready, cbc_ready, cbc1_ready, cmac_ready;
+    bool dec_ready, cbc_ready, k1_ready, cmac_ready;
 
     /* cache bookkeeping (owner != NULL) */
     struct hsm *owner;
@@ -96,6 +103,15 @@ void hsm_des_expand(const uint8_t *key, size_t len, uint8_t out[24]);
 HSM_MUST_CHECK int hsm_ecb_oneshot(EVP_CIPHER_CTX **ctxp, bool aes, const uint8_t *key,
                                    size_t keylen, bool encrypt, const uint8_t *in, uint8_t *out,
                                    size_t n);
+
+/* Single DES, for what is single DES by definition (the ISO 9797-1 alg 3 chain): one
+ * DES operation per block, where DES-EDE3 with K||K||K would take three. The
+ * schedule is as secret as the key: callers cleanse it. */
+void hsm_des1_set_key(DES_key_schedule *ks, const uint8_t key[8]);
+/* CBC-encrypts n bytes (a multiple of 8) from in to out (may be the same
+ * buffer), chaining from iv and leaving the last ciphertext block in iv. */
+void hsm_des1_cbc_encrypt(DES_key_schedule *ks, const uint8_t *in, uint8_t *out, size_t n,
+                          uint8_t iv[8]);
 
 /* MAC internals usable with a derived key (no type check). */
 HSM_MUST_CHECK int hsm_mac_compute(struct hsm_key *key, enum hsm_macalg alg, enum hsm_macpad pad,

@@ -318,6 +318,31 @@ void hsm_des_expand(const uint8_t *key, size_t len, uint8_t out[24])
     }
 }
 
+/* ---------------------------------------------------------------- single DES */
+
+/* OpenSSL 3's default provider has no single-DES cipher (DES-ECB and DES-CBC live
+ * in the legacy provider, which a deployment may not ship or load), and DES-EDE3
+ * keyed K||K||K costs three DES operations per block for the result of one. The
+ * low-level DES_* functions are deprecated in OpenSSL 3 but still built by default,
+ * and they are single DES. These wrappers are libhsm's only calls to them, so the
+ * deprecation warning is silenced here and nowhere else. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+void hsm_des1_set_key(DES_key_schedule *ks, const uint8_t key[8])
+{
+    /* unchecked, like OpenSSL's DES-EDE3: parity is checked where keys are loaded */
+    DES_set_key_unchecked((const_DES_cblock *)key, ks);
+}
+
+void hsm_des1_cbc_encrypt(DES_key_schedule *ks, const uint8_t *in, uint8_t *out, size_t n,
+                          uint8_t iv[8])
+{
+    DES_ncbc_encrypt(in, out, (long)n, ks, (DES_cblock *)iv, DES_ENCRYPT);
+}
+
+#pragma GCC diagnostic pop
+
 /* Keys ctx (allocating it if *ctxp is NULL) for ECB in the given direction. */
 static int ctx_init(EVP_CIPHER_CTX **ctxp, const EVP_CIPHER *cipher, const uint8_t *key,
                     bool encrypt)
@@ -390,7 +415,7 @@ int hsm_key_setup(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint
     }
     /* the decryption schedule is made on first use: derived MAC / AC keys never
      * decrypt */
-    k->dec_ready = k->cbc_ready = k->cbc1_ready = k->cmac_ready = false;
+    k->dec_ready = k->cbc_ready = k->k1_ready = k->cmac_ready = false;
     return ctx_init(&k->enc, ecb_cipher(aes, len), schedkey, true);
 }
 
@@ -411,13 +436,13 @@ void hsm_key_wipe(struct hsm_key *k)
     scrub_ctx(k->enc);
     scrub_ctx(k->dec);
     scrub_ctx(k->cbc);
-    scrub_ctx(k->cbc1);
     scrub_ctx(k->aux);
     if (k->cmac && k->cmac_ready)
         (void)EVP_MAC_init(k->cmac, zero, k->aes ? k->len : 24, NULL);
     OPENSSL_cleanse(k->clear, sizeof k->clear);
     OPENSSL_cleanse(k->ede, sizeof k->ede);
-    k->dec_ready = k->cbc_ready = k->cbc1_ready = k->cmac_ready = false;
+    OPENSSL_cleanse(&k->k1, sizeof k->k1);
+    k->dec_ready = k->cbc_ready = k->k1_ready = k->cmac_ready = false;
 }
 
 void hsm_key_destroy(struct hsm_key *k)
@@ -427,7 +452,6 @@ void hsm_key_destroy(struct hsm_key *k)
     EVP_CIPHER_CTX_free(k->enc);
     EVP_CIPHER_CTX_free(k->dec);
     EVP_CIPHER_CTX_free(k->cbc);
-    EVP_CIPHER_CTX_free(k->cbc1);
     EVP_CIPHER_CTX_free(k->aux);
     EVP_MAC_CTX_free(k->cmac);
     if (k->derived) {
@@ -435,7 +459,7 @@ void hsm_key_destroy(struct hsm_key *k)
         free(k->derived);
         k->derived = NULL;
     }
-    k->enc = k->dec = k->cbc = k->cbc1 = k->aux = NULL;
+    k->enc = k->dec = k->cbc = k->aux = NULL;
     k->cmac = NULL;
 }
 
