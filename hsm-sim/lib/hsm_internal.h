@@ -99,19 +99,23 @@ void hsm_des_expand(const uint8_t *key, size_t len, uint8_t out[24]);
 
 /* One-shot ECB with an arbitrary key using *ctxp as scratch (allocated on first
  * use; if ctxp is NULL a temporary context is used). DES keys 8/16/24 bytes, AES
- * keys 16/24/32. */
+ * keys 16/24/32. A single-length DES key runs as single DES (hsm_des1_*) and
+ * leaves *ctxp untouched. */
 HSM_MUST_CHECK int hsm_ecb_oneshot(EVP_CIPHER_CTX **ctxp, bool aes, const uint8_t *key,
                                    size_t keylen, bool encrypt, const uint8_t *in, uint8_t *out,
                                    size_t n);
 
-/* Single DES, for what is single DES by definition (the ISO 9797-1 alg 3 chain): one
- * DES operation per block, where DES-EDE3 with K||K||K would take three. The
- * schedule is as secret as the key: callers cleanse it. */
+/* Single DES, for what is single DES by definition (the ISO 9797-1 alg 3 chain,
+ * single-length keys in one-shots, e.g. DUKPT's non-reversible key generation):
+ * one DES operation per block, where DES-EDE3 with K||K||K would take three and
+ * three key schedules. The schedule is as secret as the key: callers cleanse it. */
 void hsm_des1_set_key(DES_key_schedule *ks, const uint8_t key[8]);
 /* CBC-encrypts n bytes (a multiple of 8) from in to out (may be the same
  * buffer), chaining from iv and leaving the last ciphertext block in iv. */
 void hsm_des1_cbc_encrypt(DES_key_schedule *ks, const uint8_t *in, uint8_t *out, size_t n,
                           uint8_t iv[8]);
+/* ECB over n bytes (a multiple of 8); in and out may be the same buffer. */
+void hsm_des1_ecb(DES_key_schedule *ks, bool encrypt, const uint8_t *in, uint8_t *out, size_t n);
 
 /* MAC internals usable with a derived key (no type check). */
 HSM_MUST_CHECK int hsm_mac_compute(struct hsm_key *key, enum hsm_macalg alg, enum hsm_macpad pad,

@@ -341,6 +341,13 @@ void hsm_des1_cbc_encrypt(DES_key_schedule *ks, const uint8_t *in, uint8_t *out,
     DES_ncbc_encrypt(in, out, (long)n, ks, (DES_cblock *)iv, DES_ENCRYPT);
 }
 
+void hsm_des1_ecb(DES_key_schedule *ks, bool encrypt, const uint8_t *in, uint8_t *out, size_t n)
+{
+    for (size_t off = 0; off + 8 <= n; off += 8)
+        DES_ecb_encrypt((const_DES_cblock *)(in + off), (DES_cblock *)(out + off), ks,
+                        encrypt ? DES_ENCRYPT : DES_DECRYPT);
+}
+
 #pragma GCC diagnostic pop
 
 /* Keys ctx (allocating it if *ctxp is NULL) for ECB in the given direction. */
@@ -379,8 +386,17 @@ int hsm_ecb_oneshot(EVP_CIPHER_CTX **ctxp, bool aes, const uint8_t *key, size_t 
 {
     uint8_t k24[24];
     const uint8_t *k = key;
+    if (!aes && keylen == 8) {
+        if (n % 8 != 0)
+            return HSM_ERR_CRYPTO; /* as EVP refuses a partial block without padding */
+        DES_key_schedule ks;
+        hsm_des1_set_key(&ks, key);
+        hsm_des1_ecb(&ks, encrypt, in, out, n);
+        OPENSSL_cleanse(&ks, sizeof ks);
+        return HSM_OK;
+    }
     if (!aes) {
-        if (keylen != 8 && keylen != 16 && keylen != 24)
+        if (keylen != 16 && keylen != 24)
             return HSM_ERR_KEY_LENGTH;
         hsm_des_expand(key, keylen, k24);
         k = k24;
