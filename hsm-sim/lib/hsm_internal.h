@@ -22,7 +22,8 @@
 /* A clear key and its key schedules. Lives either in an hsm's cache (owner set)
  * or alone (owner NULL, from hsm_key_from_clear). The contexts are allocated the
  * first time they are needed and then only re-keyed, so a slot reused by the
- * cache costs no allocation. */
+ * cache costs no allocation. A schedule is made on first use and its ready flag
+ * set; wiping scrubs exactly the schedules whose flag is set. */
 struct hsm_key {
     enum hsm_keytype type;
     bool aes;
@@ -30,13 +31,13 @@ struct hsm_key {
     uint8_t clear[32];   /* the clear key (natural length) */
     uint8_t ede[24];     /* DES: K1||K2||K3 as handed to OpenSSL (K3 = K1 for 2TDEA) */
     EVP_CIPHER_CTX *enc; /* ECB encrypt, full key */
-    EVP_CIPHER_CTX *dec; /* ECB decrypt, full key (keyed on first use) */
+    EVP_CIPHER_CTX *dec; /* ECB decrypt, full key */
     EVP_CIPHER_CTX *cbc; /* CBC encrypt, full key (ISO 9797-1 alg 1) */
     EVP_CIPHER_CTX *aux; /* scratch for keys derived from this one (DUKPT, EMV) */
     EVP_MAC_CTX *cmac;
     DES_key_schedule k1;     /* DES: single-DES schedule of K1 (alg 3 chain) */
     struct hsm_key *derived; /* re-keyed per use for keys derived from this one */
-    bool dec_ready, cbc_ready, k1_ready, cmac_ready;
+    bool enc_ready, dec_ready, cbc_ready, k1_ready, cmac_ready; /* schedule made */
 
     /* cache bookkeeping (owner != NULL) */
     struct hsm *owner;
@@ -79,14 +80,16 @@ struct hsm_kt_info {
 };
 const struct hsm_kt_info *hsm_kt(enum hsm_keytype t);
 
-/* (Re)keys k for type/clear: allocates the ECB contexts on first use. */
+/* (Re)keys k for type/clear and makes its ECB encryption schedule (allocating
+ * the context on first use); the other schedules are made when first needed. */
 HSM_MUST_CHECK int hsm_key_setup(struct hsm_key *k, enum hsm_keytype type, bool aes,
                                  const uint8_t *clear, size_t len);
 /* Wipes clear material (contexts kept for reuse). */
 void hsm_key_wipe(struct hsm_key *k);
 /* Frees the contexts (after wipe). */
 void hsm_key_destroy(struct hsm_key *k);
-/* k->derived keyed with clear (allocated on first use), for derived session keys. */
+/* k->derived keyed with clear (allocated on first use), for derived session keys;
+ * no schedule is made until the key is used. */
 HSM_MUST_CHECK int hsm_key_derived(struct hsm_key *k, enum hsm_keytype type, bool aes,
                                    const uint8_t *clear, size_t len, struct hsm_key **out);
 

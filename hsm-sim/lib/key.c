@@ -415,26 +415,6 @@ int hsm_ecb_oneshot(EVP_CIPHER_CTX **ctxp, bool aes, const uint8_t *key, size_t 
 
 /* ---------------------------------------------------------------- key objects */
 
-int hsm_key_setup(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint8_t *clear,
-                  size_t len)
-{
-    if (aes ? (len != 16 && len != 24 && len != 32) : (len != 8 && len != 16 && len != 24))
-        return HSM_ERR_KEY_LENGTH;
-    k->type = type;
-    k->aes = aes;
-    k->len = (uint8_t)len;
-    memcpy(k->clear, clear, len);
-    const uint8_t *schedkey = clear;
-    if (!aes) {
-        hsm_des_expand(clear, len, k->ede);
-        schedkey = k->ede;
-    }
-    /* the decryption schedule is made on first use: derived MAC / AC keys never
-     * decrypt */
-    k->dec_ready = k->cbc_ready = k->k1_ready = k->cmac_ready = false;
-    return ctx_init(&k->enc, ecb_cipher(aes, len), schedkey, true);
-}
-
 /* Overwrites the key schedule held by ctx (a schedule is as secret as the key)
  * by re-keying it with zeros: no allocation, the context stays reusable. */
 static void scrub_ctx(EVP_CIPHER_CTX *ctx)
@@ -444,21 +424,77 @@ static void scrub_ctx(EVP_CIPHER_CTX *ctx)
         (void)EVP_CipherInit_ex(ctx, NULL, NULL, zero, NULL, -1);
 }
 
-void hsm_key_wipe(struct hsm_key *k)
+/* Scrubs the schedules made from k's key, which the ready flags name, and marks
+ * them unmade. A schedule never made costs nothing to wipe: scrubbing an EVP
+ * context is a full key schedule (three for DES-EDE3). */
+static void drop_schedules(struct hsm_key *k)
 {
     static const uint8_t zero[32];
+    if (k->enc_ready)
+        scrub_ctx(k->enc);
+    if (k->dec_ready)
+        scrub_ctx(k->dec);
+    if (k->cbc_ready)
+        scrub_ctx(k->cbc);
+    if (k->cmac_ready)
+        (void)EVP_MAC_init(k->cmac, zero, k->aes ? k->len : 24, NULL);
+    if (k->k1_ready)
+        OPENSSL_cleanse(&k->k1, sizeof k->k1);
+    k->enc_ready = k->dec_ready = k->cbc_ready = k->k1_ready = k->cmac_ready = false;
+}
+
+/* (Re)keys k without making any schedule: each is made on first use. */
+static int key_set(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint8_t *clear,
+                   size_t len)
+{
+    if (aes ? (len != 16 && len != 24 && len != 32) : (len != 8 && len != 16 && len != 24))
+        return HSM_ERR_KEY_LENGTH;
+    drop_schedules(k); /* a key object re-keyed in place keeps no old schedule */
+    k->type = type;
+    k->aes = aes;
+    k->len = (uint8_t)len;
+    memcpy(k->clear, clear, len);
+    if (!aes)
+        hsm_des_expand(clear, len, k->ede);
+    return HSM_OK;
+}
+
+/* Makes k's ECB schedule for one direction unless it is made already. */
+static int key_schedule(struct hsm_key *k, bool encrypt)
+{
+    EVP_CIPHER_CTX **ctxp = encrypt ? &k->enc : &k->dec;
+    bool *ready = encrypt ? &k->enc_ready : &k->dec_ready;
+    if (*ready)
+        return HSM_OK;
+    int rc = ctx_init(ctxp, ecb_cipher(k->aes, k->len), k->aes ? k->clear : k->ede, encrypt);
+    if (rc != HSM_OK) {
+        scrub_ctx(*ctxp); /* whatever a failed init left in it */
+        return rc;
+    }
+    *ready = true;
+    return HSM_OK;
+}
+
+/* Keys loaded, generated or imported get their encryption schedule here, so that
+ * a key that cannot be scheduled fails where it is set up; decryption, CBC and
+ * CMAC schedules are made on first use (MAC and AC keys never decrypt). */
+int hsm_key_setup(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint8_t *clear,
+                  size_t len)
+{
+    int rc = key_set(k, type, aes, clear, len);
+    if (rc == HSM_OK)
+        rc = key_schedule(k, true);
+    return rc;
+}
+
+void hsm_key_wipe(struct hsm_key *k)
+{
     if (k->derived)
         hsm_key_wipe(k->derived);
-    scrub_ctx(k->enc);
-    scrub_ctx(k->dec);
-    scrub_ctx(k->cbc);
+    drop_schedules(k);
     scrub_ctx(k->aux);
-    if (k->cmac && k->cmac_ready)
-        (void)EVP_MAC_init(k->cmac, zero, k->aes ? k->len : 24, NULL);
     OPENSSL_cleanse(k->clear, sizeof k->clear);
     OPENSSL_cleanse(k->ede, sizeof k->ede);
-    OPENSSL_cleanse(&k->k1, sizeof k->k1);
-    k->dec_ready = k->cbc_ready = k->k1_ready = k->cmac_ready = false;
 }
 
 void hsm_key_destroy(struct hsm_key *k)
@@ -487,7 +523,9 @@ int hsm_key_derived(struct hsm_key *k, enum hsm_keytype type, bool aes, const ui
         if (!k->derived)
             return HSM_ERR_INTERNAL;
     }
-    int rc = hsm_key_setup(k->derived, type, aes, clear, len);
+    /* no schedule up front: a derived PIN key only decrypts, and each one made
+     * costs a key schedule now and another to scrub when the caller wipes it */
+    int rc = key_set(k->derived, type, aes, clear, len);
     if (rc == HSM_OK)
         *out = k->derived;
     return rc;
@@ -495,12 +533,9 @@ int hsm_key_derived(struct hsm_key *k, enum hsm_keytype type, bool aes, const ui
 
 int hsm_key_ecb(struct hsm_key *k, bool encrypt, const uint8_t *in, uint8_t *out, size_t n)
 {
-    if (!encrypt && !k->dec_ready) {
-        int rc = ctx_init(&k->dec, ecb_cipher(k->aes, k->len), k->aes ? k->clear : k->ede, false);
-        if (rc != HSM_OK)
-            return rc;
-        k->dec_ready = true;
-    }
+    int rc = key_schedule(k, encrypt);
+    if (rc != HSM_OK)
+        return rc;
     return ctx_update(encrypt ? k->enc : k->dec, in, out, n);
 }
 
