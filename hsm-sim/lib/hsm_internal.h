@@ -35,7 +35,6 @@ struct hsm_key {
     EVP_CIPHER_CTX *cbc; /* CBC encrypt, full key (ISO 9797-1 alg 1) */
     EVP_CIPHER_CTX *aux; /* scratch for keys derived from this one (DUKPT, EMV) */
     EVP_MAC_CTX *cmac;
-    DES_key_schedule k1;     /* DES: single-DES schedule of K1 (alg 3 chain) */
     struct hsm_key *derived; /* re-keyed per use for keys derived from this one */
     bool enc_ready, dec_ready, cbc_ready, k1_ready, cmac_ready; /* schedule made */
 
@@ -48,6 +47,9 @@ struct hsm_key {
     bool in_use;
     uint8_t textlen;
     char text[HSM_KEYTEXT_MAX + 1];
+
+    /* last: the fields above are touched on every use, this only by alg 3 MACs */
+    DES_key_schedule k1; /* DES: single-DES schedule of K1 (alg 3 chain) */
 };
 
 struct hsm {
