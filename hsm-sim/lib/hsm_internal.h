@@ -5,9 +5,16 @@
 
 #include <stdint.h>
 
+#include <openssl/des.h>
 #include <openssl/evp.h>
 
 #include "hsm.h"
+
+/* The single-DES functions (key.c) need OpenSSL's low-level DES API, which
+ * OPENSSL_API_COMPAT >= 30000 or an OpenSSL built no-deprecated leaves out. */
+#ifdef OPENSSL_NO_DEPRECATED_3_0
+#error "libhsm needs OpenSSL's deprecated DES_* functions"
+#endif
 
 #define HSM_LMK_PAIRS   20
 #define HSM_KEYTEXT_MAX 49 /* scheme letter + 48 hex */
@@ -15,21 +22,21 @@
 /* A clear key and its key schedules. Lives either in an hsm's cache (owner set)
  * or alone (owner NULL, from hsm_key_from_clear). The contexts are allocated the
  * first time they are needed and then only re-keyed, so a slot reused by the
- * cache costs no allocation. */
+ * cache costs no allocation. A schedule is made on first use and its ready flag
+ * set; wiping scrubs exactly the schedules whose flag is set. */
 struct hsm_key {
     enum hsm_keytype type;
     bool aes;
-    uint8_t len;          /* 8/16/24 DES, 16/24/32 AES */
-    uint8_t clear[32];    /* the clear key (natural length) */
-    uint8_t ede[24];      /* DES: K1||K2||K3 as handed to OpenSSL (K3 = K1 for 2TDEA) */
-    EVP_CIPHER_CTX *enc;  /* ECB encrypt, full key */
-    EVP_CIPHER_CTX *dec;  /* ECB decrypt, full key (keyed on first use) */
-    EVP_CIPHER_CTX *cbc;  /* CBC encrypt, full key (ISO 9797-1 alg 1) */
-    EVP_CIPHER_CTX *cbc1; /* DES: CBC encrypt with K1||K1||K1 (alg 3 chain) */
-    EVP_CIPHER_CTX *aux;  /* scratch for keys derived from this one (DUKPT, EMV) */
+    uint8_t len;         /* 8/16/24 DES, 16/24/32 AES */
+    uint8_t clear[32];   /* the clear key (natural length) */
+    uint8_t ede[24];     /* DES: K1||K2||K3 as handed to OpenSSL (K3 = K1 for 2TDEA) */
+    EVP_CIPHER_CTX *enc; /* ECB encrypt, full key */
+    EVP_CIPHER_CTX *dec; /* ECB decrypt, full key */
+    EVP_CIPHER_CTX *cbc; /* CBC encrypt, full key (ISO 9797-1 alg 1) */
+    EVP_CIPHER_CTX *aux; /* scratch for keys derived from this one (DUKPT, EMV) */
     EVP_MAC_CTX *cmac;
     struct hsm_key *derived; /* re-keyed per use for keys derived from this one */
-    bool dec_ready, cbc_ready, cbc1_ready, cmac_ready;
+    bool enc_ready, dec_ready, cbc_ready, k1_ready, cmac_ready; /* schedule made */
 
     /* cache bookkeeping (owner != NULL) */
     struct hsm *owner;
@@ -40,6 +47,9 @@ struct hsm_key {
     bool in_use;
     uint8_t textlen;
     char text[HSM_KEYTEXT_MAX + 1];
+
+    /* last: the fields above are touched on every use, this only by alg 3 MACs */
+    DES_key_schedule k1; /* DES: single-DES schedule of K1 (alg 3 chain) */
 };
 
 struct hsm {
@@ -72,14 +82,16 @@ struct hsm_kt_info {
 };
 const struct hsm_kt_info *hsm_kt(enum hsm_keytype t);
 
-/* (Re)keys k for type/clear: allocates the ECB contexts on first use. */
+/* (Re)keys k for type/clear and makes its ECB encryption schedule (allocating
+ * the context on first use); the other schedules are made when first needed. */
 HSM_MUST_CHECK int hsm_key_setup(struct hsm_key *k, enum hsm_keytype type, bool aes,
                                  const uint8_t *clear, size_t len);
 /* Wipes clear material (contexts kept for reuse). */
 void hsm_key_wipe(struct hsm_key *k);
 /* Frees the contexts (after wipe). */
 void hsm_key_destroy(struct hsm_key *k);
-/* k->derived keyed with clear (allocated on first use), for derived session keys. */
+/* k->derived keyed with clear (allocated on first use), for derived session keys;
+ * no schedule is made until the key is used. */
 HSM_MUST_CHECK int hsm_key_derived(struct hsm_key *k, enum hsm_keytype type, bool aes,
                                    const uint8_t *clear, size_t len, struct hsm_key **out);
 
@@ -92,10 +104,23 @@ void hsm_des_expand(const uint8_t *key, size_t len, uint8_t out[24]);
 
 /* One-shot ECB with an arbitrary key using *ctxp as scratch (allocated on first
  * use; if ctxp is NULL a temporary context is used). DES keys 8/16/24 bytes, AES
- * keys 16/24/32. */
+ * keys 16/24/32. A single-length DES key runs as single DES (hsm_des1_*) and
+ * leaves *ctxp untouched. */
 HSM_MUST_CHECK int hsm_ecb_oneshot(EVP_CIPHER_CTX **ctxp, bool aes, const uint8_t *key,
                                    size_t keylen, bool encrypt, const uint8_t *in, uint8_t *out,
                                    size_t n);
+
+/* Single DES, for what is single DES by definition (the ISO 9797-1 alg 3 chain,
+ * single-length keys in one-shots, e.g. DUKPT's non-reversible key generation):
+ * one DES operation per block, where DES-EDE3 with K||K||K would take three and
+ * three key schedules. The schedule is as secret as the key: callers cleanse it. */
+void hsm_des1_set_key(DES_key_schedule *ks, const uint8_t key[8]);
+/* CBC-encrypts n bytes (a multiple of 8) from in to out (may be the same
+ * buffer), chaining from iv and leaving the last ciphertext block in iv. */
+void hsm_des1_cbc_encrypt(DES_key_schedule *ks, const uint8_t *in, uint8_t *out, size_t n,
+                          uint8_t iv[8]);
+/* ECB over n bytes (a multiple of 8); in and out may be the same buffer. */
+void hsm_des1_ecb(DES_key_schedule *ks, bool encrypt, const uint8_t *in, uint8_t *out, size_t n);
 
 /* MAC internals usable with a derived key (no type check). */
 HSM_MUST_CHECK int hsm_mac_compute(struct hsm_key *key, enum hsm_macalg alg, enum hsm_macpad pad,

@@ -318,6 +318,38 @@ void hsm_des_expand(const uint8_t *key, size_t len, uint8_t out[24])
     }
 }
 
+/* ---------------------------------------------------------------- single DES */
+
+/* OpenSSL 3's default provider has no single-DES cipher (DES-ECB and DES-CBC live
+ * in the legacy provider, which a deployment may not ship or load), and DES-EDE3
+ * keyed K||K||K costs three DES operations per block for the result of one. The
+ * low-level DES_* functions are deprecated in OpenSSL 3 but still built by default,
+ * and they are single DES. These wrappers are libhsm's only calls to them, so the
+ * deprecation warning is silenced here and nowhere else. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+void hsm_des1_set_key(DES_key_schedule *ks, const uint8_t key[8])
+{
+    /* unchecked, like OpenSSL's DES-EDE3: parity is checked where keys are loaded */
+    DES_set_key_unchecked((const_DES_cblock *)key, ks);
+}
+
+void hsm_des1_cbc_encrypt(DES_key_schedule *ks, const uint8_t *in, uint8_t *out, size_t n,
+                          uint8_t iv[8])
+{
+    DES_ncbc_encrypt(in, out, (long)n, ks, (DES_cblock *)iv, DES_ENCRYPT);
+}
+
+void hsm_des1_ecb(DES_key_schedule *ks, bool encrypt, const uint8_t *in, uint8_t *out, size_t n)
+{
+    for (size_t off = 0; off + 8 <= n; off += 8)
+        DES_ecb_encrypt((const_DES_cblock *)(in + off), (DES_cblock *)(out + off), ks,
+                        encrypt ? DES_ENCRYPT : DES_DECRYPT);
+}
+
+#pragma GCC diagnostic pop
+
 /* Keys ctx (allocating it if *ctxp is NULL) for ECB in the given direction. */
 static int ctx_init(EVP_CIPHER_CTX **ctxp, const EVP_CIPHER *cipher, const uint8_t *key,
                     bool encrypt)
@@ -354,8 +386,17 @@ int hsm_ecb_oneshot(EVP_CIPHER_CTX **ctxp, bool aes, const uint8_t *key, size_t 
 {
     uint8_t k24[24];
     const uint8_t *k = key;
+    if (!aes && keylen == 8) {
+        if (n % 8 != 0)
+            return HSM_ERR_CRYPTO; /* as EVP refuses a partial block without padding */
+        DES_key_schedule ks;
+        hsm_des1_set_key(&ks, key);
+        hsm_des1_ecb(&ks, encrypt, in, out, n);
+        OPENSSL_cleanse(&ks, sizeof ks);
+        return HSM_OK;
+    }
     if (!aes) {
-        if (keylen != 8 && keylen != 16 && keylen != 24)
+        if (keylen != 16 && keylen != 24)
             return HSM_ERR_KEY_LENGTH;
         hsm_des_expand(key, keylen, k24);
         k = k24;
@@ -374,26 +415,6 @@ int hsm_ecb_oneshot(EVP_CIPHER_CTX **ctxp, bool aes, const uint8_t *key, size_t 
 
 /* ---------------------------------------------------------------- key objects */
 
-int hsm_key_setup(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint8_t *clear,
-                  size_t len)
-{
-    if (aes ? (len != 16 && len != 24 && len != 32) : (len != 8 && len != 16 && len != 24))
-        return HSM_ERR_KEY_LENGTH;
-    k->type = type;
-    k->aes = aes;
-    k->len = (uint8_t)len;
-    memcpy(k->clear, clear, len);
-    const uint8_t *schedkey = clear;
-    if (!aes) {
-        hsm_des_expand(clear, len, k->ede);
-        schedkey = k->ede;
-    }
-    /* the decryption schedule is made on first use: derived MAC / AC keys never
-     * decrypt */
-    k->dec_ready = k->cbc_ready = k->cbc1_ready = k->cmac_ready = false;
-    return ctx_init(&k->enc, ecb_cipher(aes, len), schedkey, true);
-}
-
 /* Overwrites the key schedule held by ctx (a schedule is as secret as the key)
  * by re-keying it with zeros: no allocation, the context stays reusable. */
 static void scrub_ctx(EVP_CIPHER_CTX *ctx)
@@ -403,21 +424,77 @@ static void scrub_ctx(EVP_CIPHER_CTX *ctx)
         (void)EVP_CipherInit_ex(ctx, NULL, NULL, zero, NULL, -1);
 }
 
-void hsm_key_wipe(struct hsm_key *k)
+/* Scrubs the schedules made from k's key, which the ready flags name, and marks
+ * them unmade. A schedule never made costs nothing to wipe: scrubbing an EVP
+ * context is a full key schedule (three for DES-EDE3). */
+static void drop_schedules(struct hsm_key *k)
 {
     static const uint8_t zero[32];
+    if (k->enc_ready)
+        scrub_ctx(k->enc);
+    if (k->dec_ready)
+        scrub_ctx(k->dec);
+    if (k->cbc_ready)
+        scrub_ctx(k->cbc);
+    if (k->cmac_ready)
+        (void)EVP_MAC_init(k->cmac, zero, k->aes ? k->len : 24, NULL);
+    if (k->k1_ready)
+        OPENSSL_cleanse(&k->k1, sizeof k->k1);
+    k->enc_ready = k->dec_ready = k->cbc_ready = k->k1_ready = k->cmac_ready = false;
+}
+
+/* (Re)keys k without making any schedule: each is made on first use. */
+static int key_set(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint8_t *clear,
+                   size_t len)
+{
+    if (aes ? (len != 16 && len != 24 && len != 32) : (len != 8 && len != 16 && len != 24))
+        return HSM_ERR_KEY_LENGTH;
+    drop_schedules(k); /* a key object re-keyed in place keeps no old schedule */
+    k->type = type;
+    k->aes = aes;
+    k->len = (uint8_t)len;
+    memcpy(k->clear, clear, len);
+    if (!aes)
+        hsm_des_expand(clear, len, k->ede);
+    return HSM_OK;
+}
+
+/* Makes k's ECB schedule for one direction unless it is made already. */
+static int key_schedule(struct hsm_key *k, bool encrypt)
+{
+    EVP_CIPHER_CTX **ctxp = encrypt ? &k->enc : &k->dec;
+    bool *ready = encrypt ? &k->enc_ready : &k->dec_ready;
+    if (*ready)
+        return HSM_OK;
+    int rc = ctx_init(ctxp, ecb_cipher(k->aes, k->len), k->aes ? k->clear : k->ede, encrypt);
+    if (rc != HSM_OK) {
+        scrub_ctx(*ctxp); /* whatever a failed init left in it */
+        return rc;
+    }
+    *ready = true;
+    return HSM_OK;
+}
+
+/* Keys loaded, generated or imported get their encryption schedule here, so that
+ * a key that cannot be scheduled fails where it is set up; decryption, CBC and
+ * CMAC schedules are made on first use (MAC and AC keys never decrypt). */
+int hsm_key_setup(struct hsm_key *k, enum hsm_keytype type, bool aes, const uint8_t *clear,
+                  size_t len)
+{
+    int rc = key_set(k, type, aes, clear, len);
+    if (rc == HSM_OK)
+        rc = key_schedule(k, true);
+    return rc;
+}
+
+void hsm_key_wipe(struct hsm_key *k)
+{
     if (k->derived)
         hsm_key_wipe(k->derived);
-    scrub_ctx(k->enc);
-    scrub_ctx(k->dec);
-    scrub_ctx(k->cbc);
-    scrub_ctx(k->cbc1);
+    drop_schedules(k);
     scrub_ctx(k->aux);
-    if (k->cmac && k->cmac_ready)
-        (void)EVP_MAC_init(k->cmac, zero, k->aes ? k->len : 24, NULL);
     OPENSSL_cleanse(k->clear, sizeof k->clear);
     OPENSSL_cleanse(k->ede, sizeof k->ede);
-    k->dec_ready = k->cbc_ready = k->cbc1_ready = k->cmac_ready = false;
 }
 
 void hsm_key_destroy(struct hsm_key *k)
@@ -427,7 +504,6 @@ void hsm_key_destroy(struct hsm_key *k)
     EVP_CIPHER_CTX_free(k->enc);
     EVP_CIPHER_CTX_free(k->dec);
     EVP_CIPHER_CTX_free(k->cbc);
-    EVP_CIPHER_CTX_free(k->cbc1);
     EVP_CIPHER_CTX_free(k->aux);
     EVP_MAC_CTX_free(k->cmac);
     if (k->derived) {
@@ -435,7 +511,7 @@ void hsm_key_destroy(struct hsm_key *k)
         free(k->derived);
         k->derived = NULL;
     }
-    k->enc = k->dec = k->cbc = k->cbc1 = k->aux = NULL;
+    k->enc = k->dec = k->cbc = k->aux = NULL;
     k->cmac = NULL;
 }
 
@@ -447,7 +523,9 @@ int hsm_key_derived(struct hsm_key *k, enum hsm_keytype type, bool aes, const ui
         if (!k->derived)
             return HSM_ERR_INTERNAL;
     }
-    int rc = hsm_key_setup(k->derived, type, aes, clear, len);
+    /* no schedule up front: a derived PIN key only decrypts, and each one made
+     * costs a key schedule now and another to scrub when the caller wipes it */
+    int rc = key_set(k->derived, type, aes, clear, len);
     if (rc == HSM_OK)
         *out = k->derived;
     return rc;
@@ -455,12 +533,9 @@ int hsm_key_derived(struct hsm_key *k, enum hsm_keytype type, bool aes, const ui
 
 int hsm_key_ecb(struct hsm_key *k, bool encrypt, const uint8_t *in, uint8_t *out, size_t n)
 {
-    if (!encrypt && !k->dec_ready) {
-        int rc = ctx_init(&k->dec, ecb_cipher(k->aes, k->len), k->aes ? k->clear : k->ede, false);
-        if (rc != HSM_OK)
-            return rc;
-        k->dec_ready = true;
-    }
+    int rc = key_schedule(k, encrypt);
+    if (rc != HSM_OK)
+        return rc;
     return ctx_update(encrypt ? k->enc : k->dec, in, out, n);
 }
 

@@ -1,8 +1,8 @@
 /* libhsm MACs: ISO/IEC 9797-1 algorithm 1 (CBC-MAC) and algorithm 3 (ANSI X9.19
  * retail MAC) with padding methods 1-3, and CMAC (SP 800-38B) with TDES or AES.
- * Each key keeps its CBC / CMAC contexts, so a MAC costs no allocation and no key
- * schedule once the key is hot: the message is streamed through the context in
- * stack-sized chunks. */
+ * Each key keeps its CBC / CMAC contexts and, for the single-DES chain of algorithm
+ * 3, its K1 schedule, so a MAC costs no allocation and no key schedule once the key
+ * is hot: the message is streamed through them in stack-sized chunks. */
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -103,6 +103,21 @@ static int cbc_chain(EVP_CIPHER_CTX *ctx, struct mstream *m, size_t nblocks, uin
     return rc;
 }
 
+/* The same chain in single DES with schedule ks: h is the chaining value on entry
+ * (zero at the start of a message) and the last ciphertext block on return. */
+static void des1_chain(DES_key_schedule *ks, struct mstream *m, size_t nblocks, uint8_t h[8])
+{
+    uint8_t buf[CHUNK];
+    size_t left = nblocks * 8;
+    while (left > 0) {
+        size_t n = left < CHUNK ? left : CHUNK;
+        mstream_read(m, buf, n);
+        hsm_des1_cbc_encrypt(ks, buf, buf, n, h);
+        left -= n;
+    }
+    OPENSSL_cleanse(buf, sizeof buf);
+}
+
 /* Lazily creates and keys a CBC context for key bytes k24 (EDE3 form). */
 static int cbc_ctx(EVP_CIPHER_CTX **ctxp, bool *ready, const uint8_t k24[24])
 {
@@ -144,21 +159,22 @@ static int iso9797(struct hsm_key *key, enum hsm_macalg alg, enum hsm_macpad pad
     }
     /* alg 3: single-DES chain with K1 over all but the last block, then
      * TDES(K1,K2,K1) of the last block xor the chain = E_K1(D_K2(H_q)). A
-     * triple-length key ends with E_K3 instead (as Bouncy Castle does). */
+     * triple-length key ends with E_K3 instead (as Bouncy Castle does). The
+     * chain is most of the work, so it runs in genuine single DES with K1's
+     * schedule, made once per key. */
     if (key->len == 8)
         return HSM_ERR_KEY_INCOMPAT;
-    uint8_t k1[24], last[8];
-    hsm_des_expand(key->clear, 8, k1);
-    rc = cbc_ctx(&key->cbc1, &key->cbc1_ready, k1);
-    OPENSSL_cleanse(k1, sizeof k1);
-    if (rc == HSM_OK && nblocks > 1)
-        rc = cbc_chain(key->cbc1, &m, nblocks - 1, h);
-    if (rc == HSM_OK) {
-        mstream_read(&m, last, 8);
-        for (int i = 0; i < 8; i++)
-            last[i] ^= h[i];
-        rc = hsm_key_ecb(key, true, last, mac, 8);
+    if (!key->k1_ready) {
+        hsm_des1_set_key(&key->k1, key->clear);
+        key->k1_ready = true;
     }
+    uint8_t last[8];
+    if (nblocks > 1)
+        des1_chain(&key->k1, &m, nblocks - 1, h);
+    mstream_read(&m, last, 8);
+    for (int i = 0; i < 8; i++)
+        last[i] ^= h[i];
+    rc = hsm_key_ecb(key, true, last, mac, 8);
     OPENSSL_cleanse(h, sizeof h);
     OPENSSL_cleanse(last, sizeof last);
     return rc;

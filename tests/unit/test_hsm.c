@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "hsm.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -799,6 +801,144 @@ static void test_mac_chunking(void **state)
     hsm_key_release(k);
 }
 
+/* One DES block with the single-length key k, through EVP's DES-EDE3 keyed
+ * K||K||K: a reference that shares no code with libhsm's single-DES chain. */
+static void ref_des(const uint8_t k[8], bool encrypt, const uint8_t in[8], uint8_t out[8])
+{
+    uint8_t k3[24];
+    int outl = 0;
+    memcpy(k3, k, 8);
+    memcpy(k3 + 8, k, 8);
+    memcpy(k3 + 16, k, 8);
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    assert_non_null(c);
+    assert_int_equal(EVP_CipherInit_ex(c, EVP_des_ede3_ecb(), NULL, k3, NULL, encrypt ? 1 : 0), 1);
+    EVP_CIPHER_CTX_set_padding(c, 0);
+    assert_int_equal(EVP_CipherUpdate(c, out, &outl, in, 8), 1);
+    assert_int_equal(outl, 8);
+    EVP_CIPHER_CTX_free(c);
+}
+
+/* ISO 9797-1 MAC algorithm 3 as the standard writes it: pad (method 3 in its
+ * 1999 form: 64-bit bit length first), H_i = E_K1(x_i xor H_i-1) over every
+ * block, then E_K3(D_K2(H_q)) with K3 = K1 for a double-length key. */
+static void ref_alg3(const uint8_t *key, size_t keylen, enum hsm_macpad pad, const uint8_t *msg,
+                     size_t len, uint8_t mac[8])
+{
+    static uint8_t padded[1200 + 24];
+    size_t n = 0;
+    assert_true(len <= 1200);
+    if (pad == HSM_PAD_3) {
+        uint64_t bits = (uint64_t)len * 8;
+        for (int i = 7; i >= 0; i--, bits >>= 8)
+            padded[i] = (uint8_t)bits;
+        n = 8;
+    }
+    memcpy(padded + n, msg, len);
+    n += len;
+    if (pad == HSM_PAD_2)
+        padded[n++] = 0x80;
+    if (n == 0) /* method 1 pads the empty string to one block */
+        padded[n++] = 0;
+    while (n % 8)
+        padded[n++] = 0;
+    uint8_t h[8] = { 0 }, x[8];
+    for (size_t off = 0; off < n; off += 8) {
+        for (int j = 0; j < 8; j++)
+            x[j] = padded[off + j] ^ h[j];
+        ref_des(key, true, x, h);
+    }
+    ref_des(key + 8, false, h, x);
+    ref_des(keylen == 24 ? key + 16 : key, true, x, mac);
+}
+
+/* Generates and verifies the alg 3 MAC of msg[0..len) with k (clear bytes key,
+ * kl) and checks it against the reference; a changed MAC or message must fail. */
+static void check_alg3(struct hsm_key *k, const uint8_t *key, size_t kl, enum hsm_macpad pad,
+                       uint8_t *msg, size_t len)
+{
+    uint8_t m[16], want[8];
+    size_t ml;
+    ref_alg3(key, kl, pad, msg, len, want);
+    assert_int_equal(hsm_mac_generate(k, HSM_MAC_ISO9797_3, pad, msg, len, m, &ml), 0);
+    assert_int_equal(ml, 8);
+    assert_memory_equal(m, want, 8);
+    assert_int_equal(hsm_mac_verify(k, HSM_MAC_ISO9797_3, pad, msg, len, want, 4), 0);
+    assert_int_equal(hsm_mac_verify(k, HSM_MAC_ISO9797_3, pad, msg, len, want, 8), 0);
+    want[7] ^= 0x10;
+    assert_int_equal(hsm_mac_verify(k, HSM_MAC_ISO9797_3, pad, msg, len, want, 8), HSM_ERR_VERIFY);
+    want[7] ^= 0x10;
+    if (len > 0) {
+        msg[len - 1] ^= 0x01;
+        assert_int_equal(hsm_mac_verify(k, HSM_MAC_ISO9797_3, pad, msg, len, want, 8),
+                         HSM_ERR_VERIFY);
+        msg[len - 1] ^= 0x01;
+    }
+}
+
+/* The X9.19 retail MAC against the reference above, generate and verify, for
+ * double- and triple-length keys, padding 1-3, every message length of 0-80
+ * bytes and lengths around the 512-byte chunks the chain streams through. */
+static void test_mac_alg3_reference(void **state)
+{
+    static const char *const keys[] = { "0123456789ABCDEFFEDCBA9876543210",
+                                        "0123456789ABCDEFFEDCBA987654321089ABCDEF01234567" };
+    static const enum hsm_macpad pads[] = { HSM_PAD_1, HSM_PAD_2, HSM_PAD_3 };
+    static const size_t long_lens[] = { 503,  504,  505,  511,  512,  513,  520,
+                                        1015, 1016, 1023, 1024, 1025, 1032, 1200 };
+    uint8_t msg[1200], key[24];
+    for (size_t i = 0; i < sizeof msg; i++)
+        msg[i] = (uint8_t)(i * 37 + 11);
+    for (size_t ki = 0; ki < sizeof keys / sizeof keys[0]; ki++) {
+        size_t kl = unhex(keys[ki], key);
+        struct hsm_key *k = ck(HSM_KT_TAK, keys[ki]);
+        for (size_t pi = 0; pi < sizeof pads / sizeof pads[0]; pi++) {
+            for (size_t len = 0; len <= 80; len++)
+                check_alg3(k, key, kl, pads[pi], msg, len);
+            for (size_t li = 0; li < sizeof long_lens / sizeof long_lens[0]; li++)
+                check_alg3(k, key, kl, pads[pi], msg, long_lens[li]);
+        }
+        hsm_key_release(k);
+    }
+}
+
+/* Keys cycled through an 8-slot cache: every load of the twelve evicts another
+ * key, so each MAC runs in a slot last keyed with a different key. A K1 schedule
+ * kept across a slot's reuse would give the previous key's MAC. */
+static void test_mac_alg3_cache_reuse(void **state)
+{
+    struct hsm *h = NULL;
+    assert_int_equal(hsm_new(&h, 8), 0);
+    enum { NKEYS = 12 };
+    uint8_t clear[NKEYS][16], msg[300], m[16], want[8];
+    char texts[NKEYS][64];
+    size_t ml;
+    for (size_t i = 0; i < sizeof msg; i++)
+        msg[i] = (uint8_t)(i ^ 0x5A);
+    for (int i = 0; i < NKEYS; i++) {
+        for (int j = 0; j < 16; j++)
+            clear[i][j] = (uint8_t)(0x10 * (i + 1) + 7 * j);
+        hsm_parity_fix(clear[i], 16); /* hsm_key_load refuses bad parity */
+        struct hsm_key *k = NULL;
+        assert_int_equal(hsm_key_from_clear(HSM_KT_TAK, clear[i], 16, &k), 0);
+        assert_int_equal(hsm_key_to_lmk(h, k, HSM_SCHEME_U, texts[i], sizeof texts[i]), 0);
+        hsm_key_release(k);
+    }
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < NKEYS; i++) {
+            struct hsm_key *k = NULL;
+            assert_int_equal(hsm_key_load(h, HSM_KT_TAK, texts[i], strlen(texts[i]), &k), 0);
+            ref_alg3(clear[i], 16, HSM_PAD_1, msg, sizeof msg - (size_t)i, want);
+            assert_int_equal(hsm_mac_generate(k, HSM_MAC_ISO9797_3, HSM_PAD_1, msg,
+                                              sizeof msg - (size_t)i, m, &ml),
+                             0);
+            assert_memory_equal(m, want, 8);
+            hsm_key_release(k);
+        }
+    }
+    hsm_free(h);
+}
+
 static void test_cmac(void **state)
 {
     uint8_t msg[64], m[16];
@@ -1397,6 +1537,8 @@ int main(void)
         cmocka_unit_test(test_dukpt_aes),
         cmocka_unit_test(test_mac_iso9797),
         cmocka_unit_test(test_mac_chunking),
+        cmocka_unit_test(test_mac_alg3_reference),
+        cmocka_unit_test(test_mac_alg3_cache_reuse),
         cmocka_unit_test(test_cmac),
         cmocka_unit_test(test_emv),
         cmocka_unit_test(test_tr31),
