@@ -30,7 +30,8 @@ static const struct at_setting switch_table[] = {
     { "max_inflight", AT_SET_U64, U(max_inflight), "8192", 1000000, 0,
       "requests inside the switch at once (about 16 KiB each); above it terminals are not read" },
     { "drain_timeout_ms", AT_SET_U64, U(drain_timeout_ms), "10000", 600000, 0,
-      "on SIGTERM, how long in-flight requests may take before exit" },
+      "on SIGTERM, how long in-flight requests (and reversal acks not yet committed) may take"
+      " before exit" },
     { "journal_batch_rows", AT_SET_U64, U(journal_batch_rows), "256", 100000, 0,
       "journal group commit: flush at this many rows" },
     { "journal_flush_us", AT_SET_U64, U(journal_flush_us), "1000", 1000000, 0,

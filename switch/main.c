@@ -113,16 +113,19 @@ static void finish_exit(void *arg)
     event_base_loopexit(srv->base, NULL);
 }
 
-/* Drain: runs every 50 ms after SIGTERM until nothing is in flight (or the
- * drain timeout), then flushes the journal and stops. */
+/* Drain: runs every 50 ms after SIGTERM until nothing is in flight and the
+ * reversal queue's row changes (acks above all) are committed — or the drain
+ * timeout —, then flushes the journal and stops. */
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct sw_server *srv = arg;
-    if (srv->inflight > 0 && sw_now_ms() < srv->drain_deadline_ms)
+    uint64_t unwritten = sw_saf_unwritten(srv);
+    if ((srv->inflight > 0 || unwritten > 0) && sw_now_ms() < srv->drain_deadline_ms)
         return;
     event_del(srv->drain_timer);
-    if (srv->inflight > 0)
-        at_log(AT_LOG_WARN, "drain_timeout", AT_UINT("in_flight", srv->inflight));
+    if (srv->inflight > 0 || unwritten > 0)
+        at_log(AT_LOG_WARN, "drain_timeout", AT_UINT("in_flight", srv->inflight),
+               AT_UINT("reversal_rows_unwritten", unwritten));
     sw_terms_close_all(srv, "switch stopping");
     sw_links_stop(srv);
     if (srv->journal)

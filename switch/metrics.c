@@ -108,6 +108,12 @@ int sw_metrics_render(const struct sw_metrics *m, struct evbuffer *out)
                   m->reversals_queued_total);
     rc |= counter(out, "atlas_reversals_acknowledged_total", "Reversals the issuer acknowledged.",
                   m->reversals_acked_total);
+    rc |= counter(out, "atlas_reversal_queue_updates_total",
+                  "UPDATE statements (each one transaction) committed on switch.reversal_queue.",
+                  m->reversal_updates_total);
+    rc |= counter(out, "atlas_reversal_queue_updated_rows_total",
+                  "Row changes (attempt counts, acks, failures) those UPDATEs carried.",
+                  m->reversal_updated_rows_total);
     rc |= counter(out, "atlas_issuer_timeouts_total", "Requests the issuer did not answer in time.",
                   m->issuer_timeouts_total);
     rc |= counter(out, "atlas_late_responses_total",

@@ -38,6 +38,7 @@ struct sw_metrics {
     uint64_t protocol_errors_total; /* frames or messages refused */
     uint64_t conns_accepted_total, conns_refused_total;
     uint64_t reversals_queued_total, reversals_acked_total;
+    uint64_t reversal_updates_total, reversal_updated_rows_total; /* committed, batched */
     uint64_t late_responses_total, issuer_timeouts_total;
     uint64_t journal_spooled_total;
 };

@@ -5,6 +5,10 @@
  * repeat, until an 0430 arrives, which marks the row acknowledged. A txn may
  * wait for the first insert attempt (its 91 is answered after it), but no
  * function here ever calls back into a txn from inside the caller's stack.
+ * Later changes of a row (attempt counts, acknowledged, failed) are written
+ * in batches too: an item whose row must change goes on the write list, and
+ * one UPDATE at a time carries the whole list; an acknowledged item stays in
+ * memory (never sent again) until its row says so.
  * The PAN travels in DE 2, so the row holds it sealed (AES-256-GCM,
  * db_pan_seal) beside its mask and HMAC; the clear PAN exists only in memory. */
 #include "saf.h"
@@ -23,6 +27,15 @@
 
 #define TICK_MS 250
 
+/* What the item's row is to become. PENDING items are sent until answered;
+ * the two others are settled and only wait for their UPDATE to commit. */
+enum saf_row {
+    SAF_ROW_PENDING, /* state 'pending': send, repeat */
+    SAF_ROW_ACKED,   /* an 0430 counted: record 'acked', never send again */
+    SAF_ROW_FAILED,  /* cannot be rebuilt: record 'failed' for an operator */
+};
+static const char *const row_state[] = { "pending", "acked", "failed" };
+
 struct saf_item {
     struct saf_item *next, *prev;
     struct sw_server *srv;
@@ -33,7 +46,11 @@ struct saf_item {
     bool mac_pending;  /* an M6 for this item is outstanding: never rebuild meanwhile */
     bool has_orig;     /* terminal reversal: the original's identity, marked reversed on commit */
     bool dead;         /* unlinked while an M6/M8 was pending: its callback frees it */
-    char answer_rc[3]; /* DE 39 of an 0430 whose MAC is being checked */
+    char answer_rc[3]; /* DE 39 of the 0430 (being checked, then recorded) */
+    enum saf_row row;
+    struct saf_item *write_next; /* on the queue's write list */
+    bool write_queued;           /* on the write list: its row must be updated */
+    bool writing;                /* in the UPDATE in flight */
     struct sw_req_id orig;
     char request_date[11], acquirer[12], terminal[9], stan[7], de7[11], mti[5];
     char issuer_id[33], issuer_stan[7], issuer_de7[11], rrn[13], proc[7], auth_code[7];
@@ -62,6 +79,14 @@ struct sw_saf {
     bool flush_scheduled;
     bool loaded;
     uint64_t load_retry_ms; /* non-zero: load again at this time */
+    uint64_t settled;       /* items acked or failed, waiting for their UPDATE */
+    /* Row updates: items in the order their rows changed, at most one
+     * UPDATE in flight (the others gather behind it: group commit). */
+    struct saf_item *write_head, *write_tail;
+    size_t write_n;
+    struct event *write_ev; /* the write window, or the retry backoff */
+    struct write_batch *writing;
+    unsigned write_failures;
 };
 
 static void unlink_item(struct sw_saf *q, struct saf_item *it)
@@ -92,7 +117,7 @@ static void free_item(struct saf_item *it)
 
 uint64_t sw_saf_pending(const struct sw_server *srv)
 {
-    return srv->saf ? srv->saf->count : 0;
+    return srv->saf ? srv->saf->count - srv->saf->settled : 0;
 }
 
 /* ---------------------------------------------------------------- durable insert */
@@ -386,6 +411,181 @@ static void flush_inserts(evutil_socket_t fd, short what, void *arg)
         schedule_flush(q);
 }
 
+/* ---------------------------------------------------------------- batched row updates */
+
+/* Row changes (an attempt counted, acknowledged, failed) gather for up to
+ * WRITE_DELAY_MS, or behind the UPDATE in flight, and go as one statement of
+ * at most WRITE_BATCH rows: one commit for all of them rather than one each
+ * (docs/BENCHMARKS.md). No answer waits for them. The window only widens the
+ * time in which a crash makes a reversal go out once more after the restart,
+ * which the at-least-once contract allows (the issuer answers repeats). An
+ * UPDATE that does not commit is retried with backoff, like the inserts;
+ * acked and failed items stay in memory, never sent, until theirs commits. */
+#define WRITE_BATCH    256
+#define WRITE_DELAY_MS 10
+
+struct write_batch {
+    struct sw_saf *q;
+    size_t n;
+    struct saf_item *items[WRITE_BATCH];
+    bool settles[WRITE_BATCH]; /* the row written was final (acked or failed) */
+};
+
+static void arm_writes(struct sw_saf *q, uint64_t delay_ms)
+{
+    struct timeval tv = { (time_t)(delay_ms / 1000), (suseconds_t)(delay_ms % 1000) * 1000 };
+    evtimer_add(q->write_ev, &tv);
+}
+
+/* Puts it on the write list, once: its row is to take the item's attempts
+ * and row state, whatever they are when the UPDATE is built. */
+static void queue_write(struct sw_saf *q, struct saf_item *it)
+{
+    if (it->write_queued)
+        return;
+    it->write_queued = true;
+    it->write_next = NULL;
+    if (q->write_tail)
+        q->write_tail->write_next = it;
+    else
+        q->write_head = it;
+    q->write_tail = it;
+    q->write_n++;
+    /* The UPDATE in flight arms the timer when it ends; an armed timer (the
+     * window already running, or a retry backoff) stands. */
+    if (!q->writing && !evtimer_pending(q->write_ev, NULL))
+        arm_writes(q, WRITE_DELAY_MS);
+}
+
+static struct saf_item *pop_write(struct sw_saf *q)
+{
+    struct saf_item *it = q->write_head;
+    q->write_head = it->write_next;
+    if (!q->write_head)
+        q->write_tail = NULL;
+    it->write_next = NULL;
+    it->write_queued = false;
+    q->write_n--;
+    return it;
+}
+
+/* Back at the head of the list: an UPDATE that did not commit. */
+static void requeue_write(struct sw_saf *q, struct saf_item *it)
+{
+    if (it->write_queued) /* changed again meanwhile: already queued */
+        return;
+    it->write_queued = true;
+    it->write_next = q->write_head;
+    q->write_head = it;
+    if (!q->write_tail)
+        q->write_tail = it;
+    q->write_n++;
+}
+
+/* The UPDATE of b ended: on commit, settled items leave memory; otherwise
+ * every item goes back on the list and the list is tried again later. */
+static void on_written(void *arg, const struct db_reply *reply)
+{
+    struct write_batch *b = arg;
+    struct sw_saf *q = b->q;
+    struct sw_server *srv = q->srv;
+    uint64_t delay = 0;
+    q->writing = NULL;
+    if (reply->err->code == 0) {
+        q->write_failures = 0;
+        srv->metrics.reversal_updates_total++;
+        srv->metrics.reversal_updated_rows_total += b->n;
+        for (size_t i = 0; i < b->n; i++) {
+            b->items[i]->writing = false;
+            if (b->settles[i]) {
+                q->settled--;
+                remove_item(q, b->items[i]);
+            }
+        }
+    } else {
+        q->write_failures++;
+        delay = 100u << (q->write_failures < 6 ? q->write_failures : 6);
+        at_log(AT_LOG_ERROR, "reversal_update_failed", AT_STR("error", reply->err->message),
+               AT_STR("sqlstate", reply->err->sqlstate), AT_UINT("rows", b->n),
+               AT_UINT("retry_ms", delay));
+        for (size_t i = b->n; i-- > 0;) {
+            b->items[i]->writing = false;
+            requeue_write(q, b->items[i]);
+        }
+    }
+    free(b);
+    if (q->write_head)
+        arm_writes(q, delay); /* what gathered meanwhile has waited long enough */
+}
+
+/* Writes the rows of the items on the write list, up to WRITE_BATCH, with
+ * one UPDATE (one transaction). The state guard keeps a row that is already
+ * acknowledged or failed as it is: a retried UPDATE whose first try did
+ * commit changes nothing. */
+static void flush_writes(evutil_socket_t fd, short what, void *arg)
+{
+    struct sw_saf *q = arg;
+    struct sw_server *srv = q->srv;
+    static const struct db_error full = { .code = DB_E_FULL, .message = "database queue full" };
+    static const struct db_error oom = { .code = DB_E_SYS, .message = "out of memory" };
+    struct arr cols[4];
+    const char *values[4];
+    bool bad = false;
+
+    if (q->writing || !q->write_head || srv->stopping || !srv->db)
+        return;
+    struct write_batch *b = calloc(1, sizeof *b);
+    if (!b) {
+        arm_writes(q, 100);
+        return;
+    }
+    b->q = q;
+    memset(cols, 0, sizeof cols);
+    while (b->n < WRITE_BATCH && q->write_head) {
+        struct saf_item *it = pop_write(q);
+        char id[24], attempts[16];
+        snprintf(id, sizeof id, "%lld", (long long)it->reversal_id);
+        snprintf(attempts, sizeof attempts, "%u", it->attempts);
+        arr_elem(&cols[0], id);
+        arr_elem(&cols[1], attempts);
+        arr_elem(&cols[2], row_state[it->row]);
+        arr_elem(&cols[3], it->row == SAF_ROW_ACKED ? it->answer_rc : NULL);
+        it->writing = true;
+        b->settles[b->n] = it->row != SAF_ROW_PENDING;
+        b->items[b->n++] = it;
+    }
+    for (int c = 0; c < 4; c++) {
+        arr_putc(&cols[c], '}');
+        bad = bad || cols[c].bad;
+        values[c] = cols[c].p;
+    }
+    const struct db_stmt st = {
+        .sql = "UPDATE switch.reversal_queue AS q SET attempts = u.attempts,"
+               " last_attempt_at = CASE WHEN u.attempts <> q.attempts THEN now()"
+               " ELSE q.last_attempt_at END, state = u.state,"
+               " acked_at = CASE WHEN u.state = 'acked' THEN now() ELSE q.acked_at END,"
+               " last_response_code = coalesce(u.rc, q.last_response_code)"
+               " FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[])"
+               " AS u(reversal_id, attempts, state, rc)"
+               " WHERE q.reversal_id = u.reversal_id AND q.state = 'pending'",
+        .nparams = 4,
+        .values = values,
+    };
+    q->writing = b;
+    if (bad || db_exec(srv->db, &st, 1, on_written, b) != 0) {
+        const struct db_reply failed = { .err = bad ? &oom : &full };
+        on_written(b, &failed); /* from the loop: nothing to unwind */
+    }
+    for (int c = 0; c < 4; c++)
+        free(cols[c].p);
+}
+
+uint64_t sw_saf_unwritten(const struct sw_server *srv)
+{
+    const struct sw_saf *q = srv->saf;
+    return q ? q->write_n + (q->writing ? q->writing->n : 0) : 0;
+}
+
 static void field_copy(const struct iso_msg *m, int f, char *out, size_t cap)
 {
     size_t n = 0;
@@ -503,11 +703,9 @@ static const char *zak_of(struct sw_server *srv, const char *issuer_id)
     return "";
 }
 
-static void record_attempt(struct sw_server *srv, struct saf_item *it);
-
 static void after_send(struct saf_item *it)
 {
-    record_attempt(it->srv, it);
+    queue_write(it->srv->saf, it); /* after a restart, a repeat goes out as 0421 */
     at_log(AT_LOG_INFO, "reversal_sent", AT_INT("reversal_id", it->reversal_id),
            AT_STR("issuer", it->issuer_id), AT_UINT("attempt", it->attempts),
            AT_STR("mti", it->attempts > 1 ? "0421" : "0420"));
@@ -576,30 +774,17 @@ static int build_reversal(struct sw_server *srv, struct saf_item *it, struct sw_
     return zak[0] ? 1 : 0;
 }
 
-static void on_failed(void *arg, const struct db_reply *reply)
-{
-    if (reply->err->code != 0)
-        at_log(AT_LOG_ERROR, "reversal_state_not_recorded", AT_STR("error", reply->err->message));
-}
-
 /* A reversal that can never be built is parked as 'failed' for an operator
- * rather than retried forever. */
+ * rather than retried forever: never sent again, it leaves memory once its
+ * row says so. */
 static void give_up(struct sw_server *srv, struct saf_item *it, const char *why)
 {
-    char id[24];
-    snprintf(id, sizeof id, "%lld", (long long)it->reversal_id);
-    const char *values[] = { id };
-    const struct db_stmt st = { .sql = "UPDATE switch.reversal_queue SET state = 'failed'"
-                                       " WHERE reversal_id = $1::bigint",
-                                .nparams = 1,
-                                .values = values };
-    if (db_exec(srv->db, &st, 1, on_failed, NULL) != 0)
-        at_log(AT_LOG_ERROR, "reversal_state_not_recorded", AT_STR("error", "database queue full"));
     at_log(AT_LOG_ERROR, "reversal_failed", AT_INT("reversal_id", it->reversal_id),
            AT_STR("issuer", it->issuer_id), AT_STR("reason", why),
            AT_STR("action", "left in switch.reversal_queue with state 'failed'"));
-    unlink_item(srv->saf, it);
-    free_item(it);
+    it->row = SAF_ROW_FAILED;
+    srv->saf->settled++;
+    queue_write(srv->saf, it);
 }
 
 static void send_item(struct sw_server *srv, struct saf_item *it, struct sw_link *l)
@@ -638,13 +823,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (q->load_retry_ms && now >= q->load_retry_ms)
         sw_saf_load(srv);
     for (struct saf_item *it = q->items; it; it = next) {
-        next = it->next; /* send_item may free it */
+        next = it->next;
         if (it->reversal_id == 0) {
             if (!it->inserting && now >= it->next_insert_ms)
                 schedule_flush(q);
             continue;
         }
-        if (it->mac_pending)
+        if (it->row != SAF_ROW_PENDING || it->mac_pending)
             continue;
         if (it->in_flight && now >= it->next_attempt_ms) {
             /* No 0430 in time: forget that STAN and repeat as 0421. */
@@ -660,38 +845,25 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void on_acked(void *arg, const struct db_reply *reply)
+/* An authenticated answer to a reversal, its DE 39 in it->answer_rc: 91/96
+ * mean "try later", anything else acknowledges it. The item is not sent
+ * again; its row is marked with the next batch of row updates. */
+static void accept_answer(struct sw_server *srv, struct saf_item *it)
 {
-    if (reply->err->code != 0)
-        at_log(AT_LOG_ERROR, "reversal_ack_not_recorded", AT_STR("error", reply->err->message));
-}
-
-/* An authenticated answer to a reversal: 91/96 mean "try later", anything
- * else acknowledges it. */
-static void accept_answer(struct sw_server *srv, struct saf_item *it, const char *rc)
-{
-    char id[24], attempts[16];
+    const char *rc = it->answer_rc;
+    if (it->row != SAF_ROW_PENDING)
+        return;
     if (strcmp(rc, "91") == 0 || strcmp(rc, "96") == 0 || rc[0] == '\0') {
         at_log(AT_LOG_WARN, "reversal_not_taken", AT_INT("reversal_id", it->reversal_id),
                AT_STR("issuer", it->issuer_id), AT_STR("rc", rc));
         return; /* repeated at the next attempt */
     }
-    snprintf(id, sizeof id, "%lld", (long long)it->reversal_id);
-    snprintf(attempts, sizeof attempts, "%u", it->attempts);
-    const char *values[] = { id, rc, attempts };
-    const struct db_stmt st = { .sql = "UPDATE switch.reversal_queue SET state = 'acked',"
-                                       " acked_at = now(), last_response_code = $2,"
-                                       " attempts = $3::int WHERE reversal_id = $1::bigint",
-                                .nparams = 3,
-                                .values = values };
-    if (db_exec(srv->db, &st, 1, on_acked, NULL) != 0)
-        at_log(
-            AT_LOG_ERROR, "reversal_ack_not_recorded", AT_STR("error", "database queue full"),
-            AT_STR("action", "it will be sent again after a restart; the issuer answers repeats"));
+    it->row = SAF_ROW_ACKED;
+    srv->saf->settled++;
+    queue_write(srv->saf, it);
     at_log(AT_LOG_INFO, "reversal_acknowledged", AT_INT("reversal_id", it->reversal_id),
            AT_STR("issuer", it->issuer_id), AT_STR("rc", rc), AT_UINT("attempts", it->attempts));
     srv->metrics.reversals_acked_total++;
-    remove_item(srv->saf, it);
 }
 
 static void on_answer_mac(void *arg, int status, const char *resp, size_t len)
@@ -703,7 +875,7 @@ static void on_answer_mac(void *arg, int status, const char *resp, size_t len)
         return;
     }
     if (status == 0 && len >= 4 && memcmp(resp + 2, "00", 2) == 0) {
-        accept_answer(it->srv, it, it->answer_rc);
+        accept_answer(it->srv, it);
         return;
     }
     /* A forged or damaged 0430 must not stop the reversal: keep repeating. */
@@ -719,9 +891,10 @@ void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m, 
     char rc[3] = "", cmd[2200];
     const char *zak = zak_of(srv, it->issuer_id);
     field_copy(m, 39, rc, sizeof rc);
+    memcpy(it->answer_rc, rc, sizeof it->answer_rc);
     it->in_flight = false;
     if (!zak[0]) {
-        accept_answer(srv, it, rc);
+        accept_answer(srv, it);
         return;
     }
     /* The issuer MACs its 0430 like every answer: check it over the bytes
@@ -733,7 +906,6 @@ void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m, 
     int len = -1;
     if (mac && n == 8 && iso_next(m, mf) == 0 && raw_len > wire)
         len = sw_hsm_mac_cmd(cmd, sizeof cmd, true, "008", zak, raw, raw_len - wire, mac);
-    memcpy(it->answer_rc, rc, sizeof it->answer_rc);
     if (len < 0 || hsm_client_submit(srv->hsm, cmd, (size_t)len, on_answer_mac, it) != 0) {
         at_log(AT_LOG_ERROR, "reversal_answer_mac_invalid", AT_INT("reversal_id", it->reversal_id),
                AT_STR("issuer", it->issuer_id),
@@ -741,22 +913,6 @@ void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m, 
         return;
     }
     it->mac_pending = true;
-}
-
-/* Records each send, so that after a restart a repeat goes out as 0421. */
-static void record_attempt(struct sw_server *srv, struct saf_item *it)
-{
-    char id[24], attempts[16];
-    snprintf(id, sizeof id, "%lld", (long long)it->reversal_id);
-    snprintf(attempts, sizeof attempts, "%u", it->attempts);
-    const char *values[] = { id, attempts };
-    const struct db_stmt st = { .sql = "UPDATE switch.reversal_queue SET attempts = $2::int,"
-                                       " last_attempt_at = now() WHERE reversal_id = $1::bigint",
-                                .nparams = 2,
-                                .values = values };
-    if (db_exec(srv->db, &st, 1, on_acked, NULL) != 0)
-        at_log(AT_LOG_WARN, "reversal_attempt_not_recorded",
-               AT_INT("reversal_id", it->reversal_id));
 }
 
 /* ---------------------------------------------------------------- load */
@@ -846,12 +1002,15 @@ int sw_saf_init(struct sw_server *srv)
     q->srv = srv;
     q->tick = event_new(srv->base, -1, EV_PERSIST, on_tick, q);
     q->flush_ev = event_new(srv->base, -1, 0, flush_inserts, q);
+    q->write_ev = evtimer_new(srv->base, flush_writes, q);
     struct timeval tv = { 0, TICK_MS * 1000 };
-    if (!q->tick || !q->flush_ev || event_add(q->tick, &tv) != 0) {
+    if (!q->tick || !q->flush_ev || !q->write_ev || event_add(q->tick, &tv) != 0) {
         if (q->tick)
             event_free(q->tick);
         if (q->flush_ev)
             event_free(q->flush_ev);
+        if (q->write_ev)
+            event_free(q->write_ev);
         free(q);
         return -1;
     }
@@ -866,6 +1025,11 @@ void sw_saf_free(struct sw_server *srv)
         return;
     event_free(q->tick);
     event_free(q->flush_ev);
+    event_free(q->write_ev);
+    /* The database client is freed first (main.c): its callbacks have run,
+     * so no UPDATE is in flight (q->writing is NULL); row changes still on
+     * the write list are lost, and those reversals are sent again by the next
+     * switchd (at least once). SIGTERM's drain waits for them. */
     while (q->items)
         remove_item(q, q->items); /* an item with an M6 still pending is freed by its callback */
     free(q);

@@ -1,7 +1,8 @@
 /* Store-and-forward reversals towards issuers (switch.reversal_queue): a
  * reversal is first made durable, then sent as 0420 and repeated as 0421
  * until the issuer answers 0430. Survives restarts: pending rows are loaded
- * at start. */
+ * at start. Inserts and later row changes are batched (one statement, one
+ * commit, for many reversals). */
 #ifndef ATLAS_SW_SAF_H
 #define ATLAS_SW_SAF_H
 
@@ -42,5 +43,10 @@ void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m, 
 
 /* Reversals not yet acknowledged (for /metrics). */
 uint64_t sw_saf_pending(const struct sw_server *srv);
+
+/* Row changes (attempt counts, acknowledgements, failures) decided but not
+ * yet committed: queued for the next UPDATE or in the one in flight. The
+ * SIGTERM drain waits for this to reach 0. */
+uint64_t sw_saf_unwritten(const struct sw_server *srv);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,4 +259,24 @@ int stack_wait_scalar(struct stack *s, const char *sql, long long want, int time
         usleep(50000);
     }
     return -1;
+}
+
+long long stack_metric(struct stack *s, const char *name)
+{
+    static char body[65536];
+    char req[64], line[128];
+    int fd = ts_connect(s->metrics_port, 5000);
+    if (fd < 0)
+        return -1;
+    int n = snprintf(req, sizeof req, "GET /metrics HTTP/1.0\r\n\r\n");
+    size_t got = 0;
+    ssize_t r;
+    if (ts_send_all(fd, req, (size_t)n) == 0)
+        while (got < sizeof body - 1 && (r = recv(fd, body + got, sizeof body - 1 - got, 0)) > 0)
+            got += (size_t)r;
+    close(fd);
+    body[got] = '\0';
+    snprintf(line, sizeof line, "\n%s ", name);
+    const char *p = strstr(body, line);
+    return p ? atoll(p + strlen(line)) : -1;
 }

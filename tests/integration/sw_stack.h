@@ -56,4 +56,8 @@ long long stack_scalar(struct stack *s, const char *sql);
 /* Polls sql until it returns want (or timeout_ms passes). 0 when it did. */
 int stack_wait_scalar(struct stack *s, const char *sql, long long want, int timeout_ms);
 
+/* The value of an unlabelled counter or gauge on switchd's /metrics; -1 when
+ * switchd does not answer or has no such line. */
+long long stack_metric(struct stack *s, const char *name);
+
 #endif

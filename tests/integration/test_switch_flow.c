@@ -15,11 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "db.h"
+#include "db_testlib.h"
 #include "hex.h"
 #include "sw_stack.h"
 #include "testsupport.h"
@@ -478,6 +480,152 @@ static void test_timeout_storm_reversals_batched(void **state)
     snprintf(sql, sizeof sql, "%s", acked);
     assert_int_equal(stack_wait_scalar(&S, sql, acked_before + N, 15000), 0);
     assert_true(wait_balance(pan, before, 8000));
+    /* The sends (0420, then an 0421 every reversal_retry_ms while the issuer
+     * was stopped) and the acks were recorded by fewer UPDATE transactions
+     * than rows they updated. */
+    print_message("%d acks committed by %lld transactions (distinct acked_at)\n", N,
+                  stack_scalar(&S,
+                               "SELECT count(DISTINCT acked_at) FROM (SELECT acked_at"
+                               " FROM switch.reversal_queue WHERE terminal_id = 'TERM0002'"
+                               " AND reason = 'timeout' ORDER BY reversal_id DESC LIMIT 20) s"));
+    long long stmts = stack_metric(&S, "atlas_reversal_queue_updates_total");
+    long long rows = stack_metric(&S, "atlas_reversal_queue_updated_rows_total");
+    print_message("reversal_queue: %lld rows updated by %lld statements\n", rows, stmts);
+    assert_true(rows >= N);
+    assert_true(stmts >= 1 && stmts < rows);
+}
+
+/* Bytes of path from offset off (a fresh allocation, NUL-terminated). */
+static char *read_from(const char *path, long off)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long end = ftell(f);
+    assert_true(end >= off);
+    char *buf = malloc((size_t)(end - off) + 1);
+    assert_non_null(buf);
+    assert_int_equal(fseek(f, off, SEEK_SET), 0);
+    size_t n = fread(buf, 1, (size_t)(end - off), f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+static int count_in(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* Waits until the switch log holds want occurrences of needle after off. */
+static bool log_count_from(long off, const char *needle, int want, int timeout_ms)
+{
+    for (int t = 0; t <= timeout_ms; t += 50) {
+        char *text = read_from(S.switch_log, off);
+        int n = count_in(text, needle);
+        free(text);
+        if (n >= want)
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+static void test_reversal_acks_durable_across_drain_and_restart(void **state)
+{
+    /* Acks are written in batches, a moment after they are decided. While
+     * the rows are locked (a slow database), the acks wait in memory; a
+     * SIGTERM then waits for them to commit before switchd exits, and the
+     * next switchd sends none of them again. */
+    enum { N = 12 };
+    const char *pan = "4890020000000029";
+    struct sim_term *t = stack_term(&S, "TERM0002");
+    int fds[N];
+    char sql[256];
+    assert_int_equal(stack_wait_scalar(&S,
+                                       "SELECT count(*) FROM switch.reversal_queue"
+                                       " WHERE state = 'pending'",
+                                       0, 15000),
+                     0);
+    long long first = stack_scalar(&S, "SELECT coalesce(max(reversal_id), 0)"
+                                       " FROM switch.reversal_queue");
+    long long before = balance_of(pan);
+    long off = file_size(S.switch_log);
+    kill(S.issuer, SIGSTOP);
+    for (int i = 0; i < N; i++) {
+        struct sim_txn x;
+        card_txn(&x, SIM_T_PURCHASE, pan, 100);
+        fds[i] = send_nowait(t, &x, NULL);
+    }
+    for (int i = 0; i < N; i++) { /* each 91 leaves after its reversal's row committed */
+        uint8_t buf[2048], arena[ISO_ARENA_FOR(2048)];
+        struct sim_resp r;
+        struct iso_msg m;
+        char err[128];
+        ssize_t n = ts_recv_frame2(fds[i], buf, sizeof buf);
+        assert_true(n > 0);
+        iso_msg_init(&m, arena, sizeof arena);
+        assert_int_equal(sim_term_check_response(t, buf, (size_t)n, &m, &r, err, sizeof err), 0);
+        assert_string_equal(r.rc, "91");
+        close(fds[i]);
+    }
+    /* Hold the rows: every UPDATE of them blocks until this transaction ends. */
+    PGconn *lock = dbt_connect(S.conninfo);
+    assert_non_null(lock);
+    PGresult *res = PQexec(lock, "BEGIN");
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM (SELECT 1 FROM switch.reversal_queue"
+             " WHERE reversal_id > %lld FOR UPDATE) s",
+             first);
+    assert_int_equal(dbt_scalar(lock, sql), N);
+    kill(S.issuer, SIGCONT);
+    assert_true(log_count_from(off, "\"event\":\"reversal_acknowledged\"", N, 15000));
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.reversal_queue WHERE reversal_id > %lld"
+             " AND state = 'acked'",
+             first);
+    assert_int_equal(stack_scalar(&S, sql), 0); /* decided, not yet durable */
+
+    kill(S.sw, SIGTERM);
+    usleep(500000);
+    int st;
+    assert_int_equal(waitpid(S.sw, &st, WNOHANG), 0); /* still waiting for the acks */
+    res = PQexec(lock, "COMMIT");
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(lock);
+    st = ts_stop(S.sw, SIGTERM, 10000);
+    S.sw = 0;
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(stack_scalar(&S, sql), N); /* durable when switchd was gone */
+    snprintf(sql, sizeof sql,
+             "SELECT count(DISTINCT acked_at) FROM switch.reversal_queue"
+             " WHERE reversal_id > %lld",
+             first);
+    long long txns = stack_scalar(&S, sql);
+    print_message("%d acks committed by %lld transactions\n", N, txns);
+    assert_true(txns >= 1 && txns < N);
+
+    /* A new switchd loads only pending rows: none of these is sent again. */
+    off = file_size(S.switch_log);
+    assert_int_equal(stack_start_switch(&S), 0);
+    assert_true(log_count_from(off, "\"event\":\"reversal_queue_loaded\",\"pending\":0", 1, 10000));
+    usleep(1000000); /* several ticks and reversal_retry_ms */
+    char *text = read_from(S.switch_log, off);
+    assert_int_equal(count_in(text, "\"event\":\"reversal_sent\""), 0);
+    free(text);
+    assert_true(wait_balance(pan, before, 8000));
 }
 
 static void test_reversal_after_switch_restart_uses_journal(void **state)
@@ -563,6 +711,7 @@ int main(void)
         cmocka_unit_test(test_terminal_gone_before_approval_is_reversed),
         cmocka_unit_test(test_reversal_while_original_in_flight),
         cmocka_unit_test(test_timeout_storm_reversals_batched),
+        cmocka_unit_test(test_reversal_acks_durable_across_drain_and_restart),
         cmocka_unit_test(test_reversal_after_switch_restart_uses_journal),
         cmocka_unit_test(test_reload_without_dropping_connections),
         cmocka_unit_test(test_no_card_secrets_in_logs),
