@@ -358,17 +358,23 @@ static void conn_send(struct conn *k, struct req *r)
     c->n_inflight++;
 }
 
+/* True if k can take one more request now. */
+static bool can_take(const struct hsm_client *c, const struct conn *k)
+{
+    if (!k->up || k->used >= c->cfg.pipeline)
+        return false;
+    const struct slot *s = &k->slots[k->seq & (c->cfg.pipeline - 1)];
+    return !s->r && !s->zombie; /* the next slot may still be held by an old request */
+}
+
 /* A connection that can take one more request now, round-robin. */
 static struct conn *pick_conn(struct hsm_client *c)
 {
     unsigned n = c->cfg.connections;
     for (unsigned i = 0; i < n; i++) {
         struct conn *k = &c->conns[(c->next_conn + i) % n];
-        if (!k->up || k->used >= c->cfg.pipeline)
+        if (!can_take(c, k))
             continue;
-        if (k->slots[k->seq & (c->cfg.pipeline - 1)].r ||
-            k->slots[k->seq & (c->cfg.pipeline - 1)].zombie)
-            continue; /* next slot still held by an old request */
         c->next_conn = (c->next_conn + i + 1) % n;
         return k;
     }
@@ -380,13 +386,20 @@ static void on_pump(evutil_socket_t fd, short what, void *arg)
     struct hsm_client *c = arg;
     (void)fd;
     (void)what;
+    /* A turn's requests go to one connection while it has room, the next
+     * turn's to the next connection: one writev out and, as the HSM answers
+     * what it read together, one read back per turn, rather than one of each
+     * per connection when requests alternate. Connections still share the
+     * load across turns, and a full pipeline spills to the next one. */
+    struct conn *cur = NULL;
     while (c->q_head) {
-        struct conn *k = pick_conn(c);
-        if (!k)
+        if (!cur || !can_take(c, cur))
+            cur = pick_conn(c);
+        if (!cur)
             break;
         struct req *r = c->q_head;
         queue_unlink(c, r);
-        conn_send(k, r);
+        conn_send(cur, r);
     }
     /* One writev per connection for everything queued above. A connection
      * that fails here goes down like one whose write failed in libevent. */

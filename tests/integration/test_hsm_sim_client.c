@@ -179,9 +179,10 @@ static void test_pool_pipelining(void **state)
     hsm_client_free(c);
 }
 
-/* Twenty requests submitted in one turn on two connections: the pump writes
- * them in one writev per connection, without arming EV_WRITE (a bufferevent
- * left to itself arms and disarms it: two epoll_ctl per connection). */
+/* Requests submitted in one turn go to one connection in one writev,
+ * without arming EV_WRITE (a bufferevent left to itself arms and disarms it:
+ * two epoll_ctl per connection); more than its pipeline holds spill to the
+ * next connection, in one more writev. */
 static void test_one_write_per_connection_and_turn(void **state)
 {
     struct fixture *f = *state;
@@ -195,16 +196,25 @@ static void test_one_write_per_connection_and_turn(void **state)
         hsm_client_get_stats(c, &st);
     }
     assert_int_equal(st.connected, 2);
-    enum { N = 20 };
+    enum { N = 30 };
     static struct echo_req reqs[N];
     int done = 0;
     g_writev_calls = g_epoll_ctl_calls = 0;
     g_count = true;
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < 10; i++) { /* fits one pipeline */
         reqs[i] = (struct echo_req){ .idx = 700 + i, .status = 99, .done = &done };
         assert_int_equal(submit_echo(c, &reqs[i]), 0);
     }
     event_base_loop(f->base, EVLOOP_NONBLOCK); /* the pump */
+    assert_int_equal(g_writev_calls, 1);
+    run_until(f, &done, 10, 10000);
+    assert_int_equal(done, 10);
+    g_writev_calls = 0;
+    for (int i = 10; i < N; i++) { /* 20: 16 on one connection, 4 on the other */
+        reqs[i] = (struct echo_req){ .idx = 700 + i, .status = 99, .done = &done };
+        assert_int_equal(submit_echo(c, &reqs[i]), 0);
+    }
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
     assert_int_equal(g_writev_calls, 2);
     run_until(f, &done, N, 10000);
     g_count = false;
