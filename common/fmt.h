@@ -1,7 +1,8 @@
 /* Formatting without printf for the per-message path. snprintf parses its
- * format on every call (about 5 % of switchd's CPU per authorization went to
- * vfprintf: journal arrays, timestamps, DE 7, STANs); these write the same
- * bytes as the printf format named in each comment, straight from integers. */
+ * format on every call (5.7 % of switchd's CPU per authorization went to
+ * vfprintf in the profile of docs/BENCHMARKS.md: journal arrays, timestamps,
+ * DE 7, STANs); these write the same bytes as the printf format named in
+ * each comment, straight from integers. */
 #ifndef ATLAS_FMT_H
 #define ATLAS_FMT_H
 
