@@ -2,6 +2,7 @@
 #include "stream.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -18,6 +19,7 @@
 struct at_stream {
     struct bufferevent *bev;
     struct event *work;  /* deferred: continue framing, or deliver on_close and free */
+    struct event *send;  /* deferred: write what this loop turn queued, in one syscall */
     struct event *flush; /* bounds a closing flush */
     struct at_stream_ops ops;
     void *arg;
@@ -34,6 +36,7 @@ struct at_stream {
 static uint64_t next_id = 1;
 
 static void run_work(evutil_socket_t fd, short what, void *ctx);
+static void run_send(evutil_socket_t fd, short what, void *ctx);
 static void flush_timeout(evutil_socket_t fd, short what, void *ctx);
 static void on_read(struct bufferevent *bev, void *ctx);
 static void on_write(struct bufferevent *bev, void *ctx);
@@ -79,20 +82,26 @@ static struct at_stream *stream_alloc(struct event_base *base, int fd,
     s->id = next_id++;
     s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
     s->work = event_new(base, -1, 0, run_work, s);
+    s->send = event_new(base, -1, 0, run_send, s);
     s->flush = evtimer_new(base, flush_timeout, s);
-    if (!s->bev || !s->work || !s->flush) {
+    if (!s->bev || !s->work || !s->send || !s->flush) {
         if (s->bev)
             bufferevent_free(s->bev);
         else if (fd >= 0)
             close(fd);
         if (s->work)
             event_free(s->work);
+        if (s->send)
+            event_free(s->send);
         if (s->flush)
             event_free(s->flush);
         free(s);
         return NULL;
     }
     bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+    /* A new bufferevent has EV_WRITE enabled; here it is enabled only while
+     * output waits for the socket (run_send). */
+    bufferevent_disable(s->bev, EV_WRITE);
     /* Never buffer more than one maximal frame beyond what is being handled:
      * the bufferevent stops reading at the high watermark. */
     bufferevent_setwatermark(s->bev, EV_READ, 0, s->lim.max_frame * 2);
@@ -109,7 +118,7 @@ struct at_stream *at_stream_new(struct event_base *base, int fd, const struct at
     if (!s)
         return NULL;
     peer_name(s, fd);
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(s->bev, EV_READ);
     return s;
 }
 
@@ -127,7 +136,7 @@ struct at_stream *at_stream_connect(struct event_base *base, const struct sockad
         at_stream_close(s, "connect failed", false);
         return s;
     }
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(s->bev, EV_READ); /* the bufferevent watches the connect itself */
     return s;
 }
 
@@ -150,6 +159,7 @@ static void finish_close(struct at_stream *s)
     s->depth--;
     bufferevent_free(s->bev);
     event_free(s->work);
+    event_free(s->send);
     event_free(s->flush);
     free(s);
 }
@@ -165,7 +175,8 @@ void at_stream_close(struct at_stream *s, const char *reason, bool flush)
         s->flushing = true;
         struct timeval tv = { FLUSH_TIMEOUT_S, 0 };
         evtimer_add(s->flush, &tv);
-        return; /* on_write finishes when the output is empty */
+        event_active(s->send, 0, 0);
+        return; /* output_drained finishes when the output is empty */
     }
     schedule(s);
 }
@@ -250,18 +261,64 @@ static void on_read(struct bufferevent *bev, void *ctx)
         finish_close(s);
 }
 
-static void on_write(struct bufferevent *bev, void *ctx)
+/* The output became empty: a reader paused because its peer did not read
+ * its answers reads again, and a closing flush is complete. Called from the
+ * loop only (run_send, on_write). */
+static void output_drained(struct at_stream *s)
 {
-    struct at_stream *s = ctx;
-    if (s->out_paused && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+    if (s->out_paused) {
         s->out_paused = false;
         at_stream_resume(s);
     }
-    if (s->flushing && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+    if (s->flushing) {
         s->flushing = false;
         evtimer_del(s->flush);
         finish_close(s);
     }
+}
+
+/* The socket cannot be used any more (error, or the peer closed): nothing
+ * more can be sent, so the stream ends now rather than after a flush. */
+static void end_now(struct at_stream *s, const char *reason)
+{
+    s->flushing = false;
+    evtimer_del(s->flush);
+    if (!s->closing) {
+        s->closing = true;
+        snprintf(s->reason, sizeof s->reason, "%s", reason);
+    }
+    finish_close(s);
+}
+
+/* Writes everything at_stream_write queued during this loop turn: one
+ * writev for all of it, without arming EV_WRITE. Only what the kernel does
+ * not take waits for EV_WRITE (at_bev_write_now arms it; on_write disarms it
+ * once the output is empty). The bufferevent alone would arm EV_WRITE for
+ * the first message of a turn, write on the next loop iteration and disarm:
+ * two epoll_ctl and one more epoll_wait per connection and turn. */
+static void run_send(evutil_socket_t fd, short what, void *ctx)
+{
+    struct at_stream *s = ctx;
+    if (s->connecting || (s->closing && !s->flushing))
+        return; /* sent once connected (on_event); a close without flush drops it */
+    if (at_bev_write_now(s->bev) == -1) {
+        char reason[96];
+        snprintf(reason, sizeof reason, "socket error: %s", evutil_socket_error_to_string(errno));
+        end_now(s, reason);
+        return;
+    }
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+        output_drained(s);
+}
+
+/* libevent wrote the rest of the output once the socket became writable. */
+static void on_write(struct bufferevent *bev, void *ctx)
+{
+    struct at_stream *s = ctx;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+        return;
+    bufferevent_disable(bev, EV_WRITE); /* already removed from epoll: no syscall */
+    output_drained(s);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *ctx)
@@ -279,6 +336,8 @@ static void on_event(struct bufferevent *bev, short what, void *ctx)
         }
         if (s->closing)
             finish_close(s);
+        else if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+            event_active(s->send, 0, 0); /* written while connecting */
         return;
     }
     int err = EVUTIL_SOCKET_ERROR();
@@ -286,19 +345,13 @@ static void on_event(struct bufferevent *bev, short what, void *ctx)
         at_stream_close(s, "idle timeout", false);
         return;
     }
-    s->flushing = false; /* nothing more can be sent */
-    if (s->flush)
-        evtimer_del(s->flush);
-    if (!s->closing) {
-        s->closing = true;
-        if (what & BEV_EVENT_ERROR)
-            snprintf(s->reason, sizeof s->reason, "%s: %s",
-                     s->connecting ? "connect failed" : "socket error",
-                     evutil_socket_error_to_string(err));
-        else
-            snprintf(s->reason, sizeof s->reason, "peer closed");
-    }
-    finish_close(s);
+    char reason[96];
+    if (what & BEV_EVENT_ERROR)
+        snprintf(reason, sizeof reason, "%s: %s", s->connecting ? "connect failed" : "socket error",
+                 evutil_socket_error_to_string(err));
+    else
+        snprintf(reason, sizeof reason, "peer closed");
+    end_now(s, reason);
 }
 
 int at_stream_write(struct at_stream *s, const void *hdr, size_t hdr_len, const void *body,
@@ -310,6 +363,10 @@ int at_stream_write(struct at_stream *s, const void *hdr, size_t hdr_len, const 
     if ((hdr_len && evbuffer_add(out, hdr, hdr_len) != 0) ||
         (body_len && evbuffer_add(out, body, body_len) != 0))
         return -1;
+    /* Sent at the end of this loop turn with whatever else is queued by then;
+     * while EV_WRITE is armed, libevent sends it when the socket is writable. */
+    if (!(bufferevent_get_enabled(s->bev) & EV_WRITE))
+        event_active(s->send, 0, 0); /* no-op when already active */
     if (!s->out_paused && evbuffer_get_length(out) > s->lim.max_output) {
         /* The peer is not reading: stop reading its requests until it has
          * taken everything queued, so its answers cannot pile up unbounded. */
@@ -359,4 +416,29 @@ const char *at_stream_peer(const struct at_stream *s)
 uint64_t at_stream_id(const struct at_stream *s)
 {
     return s->id;
+}
+
+int at_bev_write_now(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) == 0)
+        return 0;
+    int n;
+    /* A socket bufferevent keeps the front of its output frozen so that only
+     * its own write callback drains it; do here what that callback does. */
+    evbuffer_unfreeze(out, 1);
+    do
+        n = evbuffer_write(out, bufferevent_getfd(bev));
+    while (n == -1 && errno == EINTR);
+    int err = errno;
+    evbuffer_freeze(out, 1);
+    if (n == -1 && err != EAGAIN && err != EWOULDBLOCK) {
+        errno = err;
+        return -1;
+    }
+    if (evbuffer_get_length(out) > 0 && bufferevent_enable(bev, EV_WRITE) != 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return 0;
 }

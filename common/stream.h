@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 struct event_base;
+struct bufferevent;
 struct at_stream;
 
 /* What a framing function found at the head of the input. */
@@ -66,8 +67,9 @@ struct at_stream *at_stream_connect(struct event_base *base, const struct sockad
                                     const struct at_stream_limits *lim);
 
 /* Queues hdr+body for sending (copied). Returns 0, or -1 when the stream is
- * closing. Output is written when the socket is writable; several writes in
- * one loop turn leave in as few syscalls as the kernel allows. */
+ * closing. Everything queued on a stream during one loop turn leaves in one
+ * write at the end of that turn (a deferred event), without arming EV_WRITE;
+ * only what the kernel does not take waits for the socket to be writable. */
 __attribute__((warn_unused_result)) int at_stream_write(struct at_stream *s, const void *hdr,
                                                         size_t hdr_len, const void *body,
                                                         size_t body_len);
@@ -92,5 +94,17 @@ size_t at_stream_output_len(const struct at_stream *s);
 /* "127.0.0.1:53211" of the peer (empty for a connect not yet done). */
 const char *at_stream_peer(const struct at_stream *s);
 uint64_t at_stream_id(const struct at_stream *s);
+
+/* Writes what a socket bufferevent holds in its output to its socket now, in
+ * one writev, rather than when the loop reports the socket writable (which
+ * costs an epoll_ctl to arm EV_WRITE, one more epoll_wait, and an epoll_ctl
+ * to disarm it, for every burst of output). For owners that keep EV_WRITE
+ * disabled while their output is empty: what the kernel does not take stays
+ * queued and EV_WRITE is enabled for it; the owner's write callback disables
+ * EV_WRITE again once the output is empty. Returns 0 (also when the kernel
+ * took nothing: EAGAIN), or -1 with errno set on a socket error — the owner
+ * then ends the connection. Call it from the loop, not inside a callback
+ * that may still add to the same output, or the writes are not coalesced. */
+__attribute__((warn_unused_result)) int at_bev_write_now(struct bufferevent *bev);
 
 #endif

@@ -4,6 +4,8 @@
  * unreachable they go to an fsync'd spool instead, replayed in order when it returns. */
 #include "internal.h"
 
+#include "fmt.h"
+
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -312,8 +314,8 @@ static int sb_opt(struct strbuf *b, const char *s)
 
 static int sb_num(struct strbuf *b, int64_t v)
 {
-    char tmp[24];
-    snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    char tmp[AT_I64_CHARS];
+    at_put_i64(tmp, v);
     return sb_elem(b, tmp, v < 0);
 }
 

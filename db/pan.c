@@ -3,14 +3,15 @@
  * journal's partition date derived from DE 7. */
 #include "db.h"
 
+#include "clock.h"
+#include "fmt.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static bool pan_ok(const char *pan, size_t len)
 {
@@ -145,11 +146,14 @@ int db_pan_open(const uint8_t key[32], const uint8_t *in, size_t in_len, char *p
     return rc;
 }
 
-static void put_date(char out[11], int y, int m, int d)
+/* "YYYY-MM-DD" (years 0..9999, as "%04d-%02d-%02d" cut to 10 bytes). */
+static void put_date(char out[11], int64_t y, unsigned m, unsigned d)
 {
-    char tmp[48];
-    snprintf(tmp, sizeof tmp, "%04d-%02d-%02d", y, m, d);
-    memcpy(out, tmp, 10);
+    at_put_digits(out, 4, (uint64_t)y);
+    out[4] = '-';
+    at_put_digits(out + 5, 2, m);
+    out[7] = '-';
+    at_put_digits(out + 8, 2, d);
     out[10] = '\0';
 }
 
@@ -162,10 +166,10 @@ static int days_in_month(int y, int m)
 
 void db_request_date(const char *de7, uint64_t now_us, char out[11])
 {
-    time_t now = (time_t)(now_us / 1000000);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    int y = tm.tm_year + 1900, month = 0, day = 0;
+    int64_t now_days = (int64_t)(now_us / 1000000 / 86400), y;
+    unsigned today_m, today_d;
+    at_civil_from_days(now_days, &y, &today_m, &today_d);
+    int month = 0, day = 0;
     bool ok = de7 && strlen(de7) == 10;
     for (int i = 0; ok && i < 10; i++)
         ok = de7[i] >= '0' && de7[i] <= '9';
@@ -176,24 +180,21 @@ void db_request_date(const char *de7, uint64_t now_us, char out[11])
     }
     if (ok) {
         /* The year of the three candidates (last, this, next) nearest to now. */
-        int best_y = y;
-        long best = -1;
-        long now_days = (long)(now / 86400);
-        for (int cy = y - 1; cy <= y + 1; cy++) {
-            if (day > days_in_month(cy, month))
+        int64_t best_y = y, best = -1;
+        for (int64_t cy = y - 1; cy <= y + 1; cy++) {
+            if (day > days_in_month((int)cy, month))
                 continue;
-            struct tm c = { .tm_year = cy - 1900, .tm_mon = month - 1, .tm_mday = day };
-            long cd = (long)(timegm(&c) / 86400);
-            long dist = cd > now_days ? cd - now_days : now_days - cd;
+            int64_t cd = at_days_from_civil(cy, (unsigned)month, (unsigned)day);
+            int64_t dist = cd > now_days ? cd - now_days : now_days - cd;
             if (best < 0 || dist < best) {
                 best = dist;
                 best_y = cy;
             }
         }
         if (best >= 0) {
-            put_date(out, best_y, month, day);
+            put_date(out, best_y, (unsigned)month, (unsigned)day);
             return;
         }
     }
-    put_date(out, y, tm.tm_mon + 1, tm.tm_mday);
+    put_date(out, y, today_m, today_d);
 }

@@ -7,6 +7,7 @@
 #include "switchd.h"
 
 #include "clock.h"
+#include "fmt.h"
 #include "log.h"
 #include "parse.h"
 #include "pending.h"
@@ -32,12 +33,24 @@ uint64_t sw_now_ms(void)
 
 void sw_de7_now(char out[11])
 {
+    /* Every request forwarded in one second carries the same DE 7: format it
+     * once per second. The loop thread is the only caller. */
+    static time_t cached_sec = -1;
+    static char cached[11];
     time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    snprintf(out, 11, "%02u%02u%02u%02u%02u", (unsigned)(tm.tm_mon + 1) % 100u,
-             (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
-             (unsigned)tm.tm_sec % 100u);
+    if (now != cached_sec) {
+        int64_t y;
+        unsigned mo, d, sod = (unsigned)(now % 86400);
+        at_civil_from_days(now / 86400, &y, &mo, &d);
+        at_put_digits(cached, 2, mo);
+        at_put_digits(cached + 2, 2, d);
+        at_put_digits(cached + 4, 2, sod / 3600);
+        at_put_digits(cached + 6, 2, sod / 60 % 60);
+        at_put_digits(cached + 8, 2, sod % 60);
+        cached[10] = '\0';
+        cached_sec = now;
+    }
+    memcpy(out, cached, 11);
 }
 
 /* The one door for link state changes: logs every move. */

@@ -5,6 +5,7 @@
 #include "switchd.h"
 
 #include "db.h"
+#include "fmt.h"
 #include "log.h"
 
 #include <stdio.h>
@@ -23,7 +24,7 @@ const struct sw_terminal *sw_ref_terminal(const struct sw_refdata *ref, const ch
 {
     struct sw_terminal key;
     memset(&key, 0, sizeof key);
-    snprintf(key.acquirer, sizeof key.acquirer, "%s", acquirer);
+    at_strlcpy(key.acquirer, acquirer, sizeof key.acquirer);
     memcpy(key.tid, tid, 8);
     return bsearch(&key, ref->terminals, ref->n_terminals, sizeof key, cmp_terminal);
 }

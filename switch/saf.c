@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "db.h"
+#include "fmt.h"
 #include "hsmclient.h"
 #include "hex.h"
 #include "log.h"
@@ -334,7 +335,8 @@ static void flush_inserts(evutil_socket_t fd, short what, void *arg)
             more = true;
             break;
         }
-        char amount[24], currency[8], hmac_hex[65], sealed_hex[129], masked[20];
+        char amount[AT_I64_CHARS], currency[AT_I64_CHARS], hmac_hex[65], sealed_hex[129],
+            masked[20];
         uint8_t hmac[32], sealed[64];
         size_t pan_len = strlen(it->pan);
         int n;
@@ -348,8 +350,8 @@ static void flush_inserts(evutil_socket_t fd, short what, void *arg)
         at_mask_pan(it->pan, pan_len, masked);
         at_hex_encode(hmac, 32, hmac_hex);
         at_hex_encode(sealed, (size_t)n, sealed_hex);
-        snprintf(amount, sizeof amount, "%lld", (long long)it->amount);
-        snprintf(currency, sizeof currency, "%d", it->currency);
+        at_put_i64(amount, it->amount);
+        at_put_i64(currency, it->currency);
         const char *v[NCOLS] = { it->request_date, it->acquirer,
                                  it->terminal,     it->stan,
                                  it->de7,          it->mti,

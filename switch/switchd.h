@@ -170,7 +170,8 @@ void sw_link_forget(struct sw_link *l, uint32_t stan);
 /* Sends a store-and-forward message (a reversal) registered under stan. */
 int sw_link_send_saf(struct sw_link *l, void *entry, uint32_t stan, const uint8_t *msg, size_t len);
 void sw_links_free(struct sw_server *srv);
-/* DE 7 of now (UTC MMDDhhmmss) into out[11]. */
+/* DE 7 of now (UTC MMDDhhmmss) into out[11]. Loop thread only (it keeps
+ * the string of the current second). */
 void sw_de7_now(char out[11]);
 
 /* ---- transactions ---- */

@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "db.h"
+#include "fmt.h"
 #include "hex.h"
 #include "hsmclient.h"
 #include "log.h"
@@ -216,13 +217,11 @@ static void deliver(struct sw_txn *t)
         memcpy(r->auth_code, t->auth_code, 6);
         r->state = reverse_requested ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
         r->approved = t->outcome == SW_OUT_APPROVED;
-        snprintf(r->issuer_id, sizeof r->issuer_id, "%s", t->issuer.id);
+        at_strlcpy(r->issuer_id, t->issuer.id, sizeof r->issuer_id);
         char rrn[13];
         field_str(&t->req, 37, rrn, sizeof rrn);
         memcpy(r->rrn, rrn[0] ? rrn : t->rrn, 12);
-        char stan6[8];
-        snprintf(stan6, sizeof stan6, "%06u", t->issuer_stan % 1000000u);
-        memcpy(r->issuer_stan, stan6, 6);
+        at_put_digits(r->issuer_stan, 6, t->issuer_stan);
         memcpy(r->issuer_tx_time, t->issuer_de7, 10);
     }
     log_txn(t, total);
@@ -322,7 +321,7 @@ static void fill_record(struct sw_txn *t, struct db_auth_record *r)
 {
     db_auth_record_init(r);
     db_request_date(t->de7, t->t_wall_us, r->request_date);
-    snprintf(r->acquirer_id, sizeof r->acquirer_id, "%s", t->acquirer);
+    at_strlcpy(r->acquirer_id, t->acquirer, sizeof r->acquirer_id);
     field_str(&t->req, 41, r->terminal_id, sizeof r->terminal_id);
     field_str(&t->req, 11, r->stan, sizeof r->stan);
     memcpy(r->transmission_time, t->de7, sizeof r->transmission_time);
@@ -330,10 +329,11 @@ static void fill_record(struct sw_txn *t, struct db_auth_record *r)
     r->mti[4] = '\0';
     field_str(&t->req, 37, r->rrn, sizeof r->rrn);
     if (!r->rrn[0])
-        snprintf(r->rrn, sizeof r->rrn, "%s", t->rrn);
-    snprintf(r->issuer_id, sizeof r->issuer_id, "%s", t->issuer.id);
+        at_strlcpy(r->rrn, t->rrn, sizeof r->rrn);
+    at_strlcpy(r->issuer_id, t->issuer.id, sizeof r->issuer_id);
     if (t->issuer_stan) {
-        snprintf(r->issuer_stan, sizeof r->issuer_stan, "%06u", t->issuer_stan % 1000000u);
+        at_put_digits(r->issuer_stan, 6, t->issuer_stan);
+        r->issuer_stan[6] = '\0';
         memcpy(r->issuer_transmission_time, t->issuer_de7, sizeof r->issuer_transmission_time);
     }
     field_str(&t->req, 3, r->processing_code, sizeof r->processing_code);
@@ -346,7 +346,7 @@ static void fill_record(struct sw_txn *t, struct db_auth_record *r)
     if (buf[0] && at_parse_u64(buf, 999, &v))
         r->currency = (int32_t)v;
     memcpy(r->response_code, t->rc, 3);
-    snprintf(r->auth_code, sizeof r->auth_code, "%s", t->auth_code);
+    at_strlcpy(r->auth_code, t->auth_code, sizeof r->auth_code);
     if (t->v.pan) {
         at_mask_pan((const char *)t->v.pan, t->v.pan_len, r->pan_masked);
         r->has_pan_hmac = db_pan_hasher_mac(t->srv->pan_hasher, (const char *)t->v.pan,
@@ -543,7 +543,8 @@ static int build_issuer_request(struct sw_txn *t)
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
         iso_unset(o, drop[i]);
     o->flags = 0; /* bitmaps follow the fields that are left (no empty secondary) */
-    snprintf(de11, sizeof de11, "%06u", t->issuer_stan % 1000000u);
+    at_put_digits(de11, 6, t->issuer_stan);
+    de11[6] = '\0';
     if (iso_set(o, 7, t->issuer_de7, 10) != 0 || iso_set_copy(o, 11, de11, 6) != 0 ||
         iso_set(o, 32, t->acquirer, strlen(t->acquirer)) != 0)
         return -1;
@@ -796,7 +797,7 @@ static bool recent_id(struct sw_txn *t, const struct iso_msg *m, const char *sta
     memset(id, 0, sizeof *id);
     if (!tid || n != 8 || strlen(stan) != 6 || strlen(de7) != 10)
         return false;
-    snprintf(id->acquirer, sizeof id->acquirer, "%s", t->acquirer);
+    at_strlcpy(id->acquirer, t->acquirer, sizeof id->acquirer);
     memcpy(id->terminal, tid, 8);
     memcpy(id->stan, stan, 6);
     memcpy(id->tx_time, de7, 10);
@@ -1096,9 +1097,10 @@ void sw_txn_start(struct sw_term *term, const uint8_t *frame, size_t frame_len, 
     }
     memcpy(t->frame, msg, msg_len);
     t->frame_len = msg_len;
-    snprintf(t->acquirer, sizeof t->acquirer, "%s",
-             term->lst->conf->acquirer_id[0] ? term->lst->conf->acquirer_id
-                                             : srv->conf.acquirer_id);
+    at_strlcpy(t->acquirer,
+               term->lst->conf->acquirer_id[0] ? term->lst->conf->acquirer_id
+                                               : srv->conf.acquirer_id,
+               sizeof t->acquirer);
 
     if (iso_unpack(term->lst->dialect, t->frame, t->frame_len, &t->req, &e) != 0) {
         srv->metrics.protocol_errors_total++;

@@ -2,12 +2,14 @@
  * of in-flight slots indexed by the 4-hex tag carried in the message header.
  * Requests live in a fixed pool (no malloc per request unless a command is
  * longer than the inline buffer); sends happen in a deferred "pump" event so
- * that no callback ever runs inside hsm_client_submit(). */
+ * that no callback ever runs inside hsm_client_submit(), and the pump writes
+ * what it queued on each connection in one syscall (at_bev_write_now). */
 #include "hsmclient.h"
 
 #include "clock.h"
 #include "log.h"
 #include "parse.h"
+#include "stream.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -60,6 +62,7 @@ struct conn {
     struct event *retry;
     bool up;
     bool ever_up;
+    bool unsent; /* the pump queued requests here that are not written yet */
     unsigned backoff_ms;
     uint32_t seq;
     unsigned used; /* slots taken (live + zombie) */
@@ -162,6 +165,7 @@ static void conn_down(struct conn *k, const char *reason)
         bufferevent_free(k->bev);
         k->bev = NULL;
     }
+    k->unsent = false;
     if (k->up)
         c->st.connected--;
     k->up = false;
@@ -265,6 +269,14 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
     }
 }
 
+/* libevent wrote the rest of what at_bev_write_now left: EV_WRITE goes off
+ * again until a pump leaves output the kernel does not take. */
+static void on_conn_write(struct bufferevent *bev, void *arg)
+{
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
+}
+
 static void on_conn_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *k = arg;
@@ -306,8 +318,11 @@ static void conn_connect(struct conn *k)
         event_add(k->retry, &tv);
         return;
     }
-    bufferevent_setcb(k->bev, on_conn_read, NULL, on_conn_event, k);
-    bufferevent_enable(k->bev, EV_READ | EV_WRITE);
+    bufferevent_setcb(k->bev, on_conn_read, on_conn_write, on_conn_event, k);
+    /* EV_WRITE only while output waits for the socket (on_pump); the
+     * bufferevent watches the connect by itself. */
+    bufferevent_disable(k->bev, EV_WRITE);
+    bufferevent_enable(k->bev, EV_READ);
     if (bufferevent_socket_connect(k->bev, (struct sockaddr *)&c->addr, (int)c->addrlen) != 0)
         conn_down(k, "connect failed"); /* immediate failure: retry later */
 }
@@ -329,7 +344,8 @@ static void conn_send(struct conn *k, struct req *r)
     for (unsigned i = 0; i < TAG_LEN; i++)
         f[2 + hl - 1 - i] = (uint8_t)digits[(tag >> (4 * i)) & 15];
     memcpy(f + 2 + hl, r->data, r->len);
-    bufferevent_write(k->bev, f, 2 + body);
+    bufferevent_write(k->bev, f, 2 + body); /* written by on_pump, after the batch */
+    k->unsent = true;
 
     k->seq++;
     k->used++;
@@ -342,17 +358,23 @@ static void conn_send(struct conn *k, struct req *r)
     c->n_inflight++;
 }
 
+/* True if k can take one more request now. */
+static bool can_take(const struct hsm_client *c, const struct conn *k)
+{
+    if (!k->up || k->used >= c->cfg.pipeline)
+        return false;
+    const struct slot *s = &k->slots[k->seq & (c->cfg.pipeline - 1)];
+    return !s->r && !s->zombie; /* the next slot may still be held by an old request */
+}
+
 /* A connection that can take one more request now, round-robin. */
 static struct conn *pick_conn(struct hsm_client *c)
 {
     unsigned n = c->cfg.connections;
     for (unsigned i = 0; i < n; i++) {
         struct conn *k = &c->conns[(c->next_conn + i) % n];
-        if (!k->up || k->used >= c->cfg.pipeline)
+        if (!can_take(c, k))
             continue;
-        if (k->slots[k->seq & (c->cfg.pipeline - 1)].r ||
-            k->slots[k->seq & (c->cfg.pipeline - 1)].zombie)
-            continue; /* next slot still held by an old request */
         c->next_conn = (c->next_conn + i + 1) % n;
         return k;
     }
@@ -364,13 +386,30 @@ static void on_pump(evutil_socket_t fd, short what, void *arg)
     struct hsm_client *c = arg;
     (void)fd;
     (void)what;
+    /* A turn's requests go to one connection while it has room, the next
+     * turn's to the next connection: one writev out and, as the HSM answers
+     * what it read together, one read back per turn, rather than one of each
+     * per connection when requests alternate. Connections still share the
+     * load across turns, and a full pipeline spills to the next one. */
+    struct conn *cur = NULL;
     while (c->q_head) {
-        struct conn *k = pick_conn(c);
-        if (!k)
+        if (!cur || !can_take(c, cur))
+            cur = pick_conn(c);
+        if (!cur)
             break;
         struct req *r = c->q_head;
         queue_unlink(c, r);
-        conn_send(k, r);
+        conn_send(cur, r);
+    }
+    /* One writev per connection for everything queued above. A connection
+     * that fails here goes down like one whose write failed in libevent. */
+    for (unsigned i = 0; i < c->cfg.connections; i++) {
+        struct conn *k = &c->conns[i];
+        if (!k->unsent)
+            continue;
+        k->unsent = false;
+        if (k->bev && at_bev_write_now(k->bev) == -1)
+            conn_down(k, "socket error");
     }
     bool busy = hsm_client_busy(c);
     c->busy = busy;

@@ -2,7 +2,8 @@
  * hsm-sim: pool + pipelining with answers matched by header, callbacks never
  * inside submit, backpressure, timeout while the server is stopped
  * (SIGSTOP), reconnection after a restart, queueing before the server is up,
- * and shutdown with requests pending. */
+ * shutdown with requests pending, and one write per connection (without
+ * epoll_ctl) for the requests of one loop turn. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,7 +15,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +28,25 @@
 #include "clock.h"
 #include "hsmclient.h"
 #include "testsupport.h"
+
+/* This executable's writev and epoll_ctl take the place of libc's for
+ * libevent too (symbol interposition): counted while g_count is set. */
+static bool g_count;
+static int g_writev_calls, g_epoll_ctl_calls;
+
+ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    if (g_count)
+        g_writev_calls++;
+    return syscall(SYS_writev, fd, iov, iovcnt);
+}
+
+int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+    if (g_count)
+        g_epoll_ctl_calls++;
+    return (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev);
+}
 
 struct fixture {
     struct event_base *base;
@@ -153,6 +176,53 @@ static void test_pool_pipelining(void **state)
     assert_int_equal(st.answered, N);
     assert_int_equal(st.in_flight, 0);
     assert_int_equal(st.timeouts, 0);
+    hsm_client_free(c);
+}
+
+/* Requests submitted in one turn go to one connection in one writev,
+ * without arming EV_WRITE (a bufferevent left to itself arms and disarms it:
+ * two epoll_ctl per connection); more than its pipeline holds spill to the
+ * next connection, in one more writev. */
+static void test_one_write_per_connection_and_turn(void **state)
+{
+    struct fixture *f = *state;
+    char err[256];
+    struct hsm_client_config cfg = { .address = f->addr, .connections = 2, .pipeline = 16 };
+    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
+    assert_non_null(c);
+    struct hsm_client_stats st = { 0 };
+    for (int i = 0; i < 200 && st.connected < 2; i++) {
+        sleep_loop(f, 10);
+        hsm_client_get_stats(c, &st);
+    }
+    assert_int_equal(st.connected, 2);
+    enum { N = 30 };
+    static struct echo_req reqs[N];
+    int done = 0;
+    g_writev_calls = g_epoll_ctl_calls = 0;
+    g_count = true;
+    for (int i = 0; i < 10; i++) { /* fits one pipeline */
+        reqs[i] = (struct echo_req){ .idx = 700 + i, .status = 99, .done = &done };
+        assert_int_equal(submit_echo(c, &reqs[i]), 0);
+    }
+    event_base_loop(f->base, EVLOOP_NONBLOCK); /* the pump */
+    assert_int_equal(g_writev_calls, 1);
+    run_until(f, &done, 10, 10000);
+    assert_int_equal(done, 10);
+    g_writev_calls = 0;
+    for (int i = 10; i < N; i++) { /* 20: 16 on one connection, 4 on the other */
+        reqs[i] = (struct echo_req){ .idx = 700 + i, .status = 99, .done = &done };
+        assert_int_equal(submit_echo(c, &reqs[i]), 0);
+    }
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+    assert_int_equal(g_writev_calls, 2);
+    run_until(f, &done, N, 10000);
+    g_count = false;
+    assert_int_equal(done, N);
+    for (int i = 0; i < N; i++)
+        assert_true(reqs[i].matched);
+    assert_int_equal(g_writev_calls, 2);
+    assert_int_equal(g_epoll_ctl_calls, 0);
     hsm_client_free(c);
 }
 
@@ -517,6 +587,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_pipelining),
+        cmocka_unit_test(test_one_write_per_connection_and_turn),
         cmocka_unit_test(test_ca_through_builder),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_timeout_when_stopped),

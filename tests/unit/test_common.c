@@ -1,5 +1,6 @@
 /* Unit tests of common/: strict parsers, hex, PAN masking, JSON log lines,
- * config tokenizing and the settings table. */
+ * config tokenizing and the settings table, the printf-free writers (against
+ * snprintf) and the calendar arithmetic (against gmtime_r and timegm). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,11 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "clock.h"
 #include "conf.h"
+#include "fmt.h"
 #include "hist.h"
 #include "siphash.h"
 #include "hex.h"
@@ -278,6 +282,103 @@ static void test_siphash_reference_vectors(void **state)
     assert_true(at_siphash(key, msg, 15) == 0xa129ca6149be45e5ULL);
 }
 
+/* A fixed-seed 64-bit generator: the same values on every run. */
+static uint64_t next_rand(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+static void test_fmt_matches_snprintf(void **state)
+{
+    char got[32], want[32];
+    uint64_t x = 0x9E3779B97F4A7C15u;
+    static const uint64_t edges[] = {
+        0, 1, 9, 10, 99, 100, 999999, 1000000, 4294967295u, UINT64_MAX
+    };
+    for (int i = 0; i < 100000; i++) {
+        uint64_t v = i < 10 ? edges[i] : next_rand(&x) >> (next_rand(&x) % 64);
+        for (unsigned w = 1; w <= 20; w++) {
+            uint64_t mod = 1;
+            for (unsigned k = 0; k < w && k < 19; k++)
+                mod *= 10;
+            snprintf(want, sizeof want, "%0*llu", (int)w,
+                     (unsigned long long)(w < 20 ? v % mod : v));
+            memset(got, 0, sizeof got);
+            at_put_digits(got, w, v);
+            assert_string_equal(got, want);
+        }
+        int64_t sv = (int64_t)v;
+        snprintf(want, sizeof want, "%lld", (long long)sv);
+        assert_int_equal(at_put_i64(got, sv), strlen(want));
+        assert_string_equal(got, want);
+    }
+    snprintf(want, sizeof want, "%lld", (long long)INT64_MIN);
+    assert_int_equal(at_put_i64(got, INT64_MIN), 20);
+    assert_string_equal(got, want);
+    for (size_t cap = 1; cap <= 8; cap++) {
+        char a[8], b[8];
+        memset(a, 'x', sizeof a);
+        memset(b, 'x', sizeof b);
+        assert_int_equal(at_strlcpy(a, "abcde", cap), 5);
+        snprintf(b, cap, "%s", "abcde");
+        assert_memory_equal(a, b, sizeof a); /* bytes past the NUL untouched too */
+    }
+}
+
+static void test_calendar_matches_libc(void **state)
+{
+    /* Every day from 1600 to 2400, and both ways. */
+    for (int64_t days = -135140; days <= 157054; days++) {
+        time_t t = (time_t)(days * 86400);
+        struct tm tm;
+        assert_non_null(gmtime_r(&t, &tm));
+        int64_t y;
+        unsigned m, d;
+        at_civil_from_days(days, &y, &m, &d);
+        assert_int_equal(y, tm.tm_year + 1900);
+        assert_int_equal(m, tm.tm_mon + 1);
+        assert_int_equal(d, tm.tm_mday);
+        assert_int_equal(at_days_from_civil(y, m, d), days);
+        assert_int_equal(timegm(&tm) / 86400, days);
+    }
+}
+
+static void test_format_utc_matches_snprintf(void **state)
+{
+    uint64_t x = 0x2545F4914F6CDD1Du;
+    static const uint64_t edges[] = {
+        0,
+        951782400000000u,    /* 2000-02-29T00:00:00 */
+        946684799999999u,    /* 1999-12-31T23:59:59.999999 */
+        4107542400000000u,   /* 2100-03-01 */
+        1795683975123456u,   /* 2026-11-26T... */
+        253402300799999999u, /* 9999-12-31T23:59:59.999999: the last fast one */
+        253402300800000000u, /* 10000-01-01: snprintf */
+    };
+    size_t n_edges = sizeof edges / sizeof edges[0];
+    for (size_t i = 0; i < 200000; i++) {
+        uint64_t us = i < n_edges ? edges[i] : next_rand(&x) % 253402300800000000u;
+        time_t secs = (time_t)(us / 1000000u);
+        struct tm tm;
+        assert_non_null(gmtime_r(&secs, &tm));
+        char want[64], got[64];
+        int wn = snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ",
+                          tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                          tm.tm_sec, (unsigned)(us % 1000000u));
+        assert_int_equal(at_format_utc(us, got, sizeof got), wn);
+        assert_string_equal(got, want);
+        if (i == 1) {
+            char small[16]; /* a short cap truncates like snprintf */
+            assert_int_equal(at_format_utc(us, small, sizeof small), wn);
+            assert_int_equal(strncmp(small, want, sizeof small - 1), 0);
+            assert_int_equal(small[sizeof small - 1], '\0');
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +395,9 @@ int main(void)
         cmocka_unit_test(test_hist_relative_error_below_one_percent),
         cmocka_unit_test(test_hist_merge_and_quantiles),
         cmocka_unit_test(test_siphash_reference_vectors),
+        cmocka_unit_test(test_fmt_matches_snprintf),
+        cmocka_unit_test(test_calendar_matches_libc),
+        cmocka_unit_test(test_format_utc_matches_snprintf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* Unit tests of libatlas_db's pure parts: the spool format (round trip, torn tail ignored, CRC
- * mismatch detected), record validation, the partition date, the PAN HMAC and seal. */
+ * mismatch detected), record validation, the partition date (also against the gmtime_r/timegm
+ * version it replaced), the PAN HMAC and seal. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -207,6 +209,80 @@ static void test_request_date(void **state)
     assert_string_equal(d, "2026-11-26");
 }
 
+/* db_request_date as it was written with gmtime_r, timegm and snprintf: the reference the
+ * arithmetic version must agree with. */
+static void ref_request_date(const char *de7, uint64_t now_us, char out[11])
+{
+    static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    time_t now = (time_t)(now_us / 1000000);
+    struct tm tm;
+    char tmp[48];
+    gmtime_r(&now, &tm);
+    int y = tm.tm_year + 1900, month = 0, day = 0, best_y = y;
+    bool ok = de7 && strlen(de7) == 10;
+    for (int i = 0; ok && i < 10; i++)
+        ok = de7[i] >= '0' && de7[i] <= '9';
+    if (ok) {
+        month = (de7[0] - '0') * 10 + (de7[1] - '0');
+        day = (de7[2] - '0') * 10 + (de7[3] - '0');
+        ok = month >= 1 && month <= 12 && day >= 1;
+    }
+    long best = -1;
+    for (int cy = y - 1; ok && cy <= y + 1; cy++) {
+        bool leap = (cy % 4 == 0 && cy % 100 != 0) || cy % 400 == 0;
+        if (day > (month == 2 && leap ? 29 : mdays[month - 1]))
+            continue;
+        struct tm c = { .tm_year = cy - 1900, .tm_mon = month - 1, .tm_mday = day };
+        long cd = (long)(timegm(&c) / 86400), nd = (long)(now / 86400);
+        long dist = cd > nd ? cd - nd : nd - cd;
+        if (best < 0 || dist < best) {
+            best = dist;
+            best_y = cy;
+        }
+    }
+    if (best >= 0)
+        snprintf(tmp, sizeof tmp, "%04d-%02d-%02d", best_y, month, day);
+    else
+        snprintf(tmp, sizeof tmp, "%04d-%02d-%02d", y, tm.tm_mon + 1, tm.tm_mday);
+    memcpy(out, tmp, 10);
+    out[10] = '\0';
+}
+
+static void test_request_date_matches_libc_version(void **state)
+{
+    uint64_t x = 88172645463325252u;
+    char de7[11], got[11], want[11];
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        /* now: 1970..2199; DE 7 month 00..14 and day 00..33 (so invalid ones too), near the
+         * year's edges half of the time. */
+        uint64_t now = x % 7258118400u * 1000000u + x % 1000000u;
+        unsigned m = (unsigned)(x >> 40) % 15, d = (unsigned)(x >> 48) % 34;
+        if (i & 1) {
+            m = (x >> 20) & 1 ? 12 : 1;
+            if (m == 12 && d < 28)
+                d += 4;
+        }
+        snprintf(de7, sizeof de7, "%02u%02u%06u", m, d, (unsigned)(x % 1000000u));
+        db_request_date(de7, now, got);
+        ref_request_date(de7, now, want);
+        assert_string_equal(got, want);
+    }
+    /* Every date around two year ends, against nows on both sides of midnight. */
+    static const uint64_t nows[] = { 1798761540u, 1798761600u, 1830297540u,
+                                     1830297600u, 4102444740u, 4102444800u };
+    for (size_t k = 0; k < sizeof nows / sizeof nows[0]; k++)
+        for (unsigned m = 1; m <= 12; m++)
+            for (unsigned d = 1; d <= 31; d++) {
+                snprintf(de7, sizeof de7, "%02u%02u235959", m, d);
+                db_request_date(de7, nows[k] * 1000000u, got);
+                ref_request_date(de7, nows[k] * 1000000u, want);
+                assert_string_equal(got, want);
+            }
+}
+
 static void test_pan_hmac_and_seal(void **state)
 {
     const uint8_t key[16] = "0123456789abcdef";
@@ -262,9 +338,13 @@ static void test_pan_hmac_and_seal(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crc32c_vector), cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_reader),        cmocka_unit_test(test_record_check),
-        cmocka_unit_test(test_request_date),  cmocka_unit_test(test_pan_hmac_and_seal),
+        cmocka_unit_test(test_crc32c_vector),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_reader),
+        cmocka_unit_test(test_record_check),
+        cmocka_unit_test(test_request_date),
+        cmocka_unit_test(test_request_date_matches_libc_version),
+        cmocka_unit_test(test_pan_hmac_and_seal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

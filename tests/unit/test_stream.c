@@ -1,18 +1,43 @@
 /* at_stream over a real socketpair: reassembly, several frames per read, the
  * frame-size bound, pause/resume, flush-on-close, and on_close delivered once
- * from the loop (never inside the caller's at_stream_close). */
+ * from the loop (never inside the caller's at_stream_close); the answers of
+ * one loop turn leave in one writev without epoll_ctl, a write error ends the
+ * stream, writes made while connecting leave once connected. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <event2/event.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "stream.h"
+
+/* This executable's writev and epoll_ctl take the place of libc's for
+ * libevent too (symbol interposition), so a test can count the syscalls a
+ * stream makes. */
+static int writev_calls, epoll_ctl_calls;
+
+ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    writev_calls++;
+    return syscall(SYS_writev, fd, iov, iovcnt);
+}
+
+int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+    epoll_ctl_calls++;
+    return (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev);
+}
 
 static int frame2(void *arg, const uint8_t *buf, size_t avail, struct at_frame *fr, char *why,
                   size_t whycap)
@@ -40,6 +65,7 @@ struct rec {
     char frames[16][64];
     int n_frames;
     int closes;
+    int connects;
     char reason[96];
     bool in_close_call;
     bool close_inside_caller;
@@ -70,9 +96,15 @@ static void on_close(void *arg, struct at_stream *s, const char *reason)
     r->s = NULL;
 }
 
-static const struct at_stream_ops ops = { .frame = frame2,
-                                          .on_frame = on_frame,
-                                          .on_close = on_close };
+static void on_connect(void *arg, struct at_stream *s)
+{
+    struct rec *r = arg;
+    r->connects++;
+}
+
+static const struct at_stream_ops ops = {
+    .frame = frame2, .on_frame = on_frame, .on_connect = on_connect, .on_close = on_close
+};
 
 static void pump(struct event_base *base, int rounds)
 {
@@ -258,6 +290,138 @@ static void test_peer_not_reading_pauses_reading(void **state)
     event_base_free(base);
 }
 
+/* Three requests read at once, three answers written from on_frame: they
+ * leave in one writev at the end of the loop turn, and EV_WRITE is never
+ * armed (the bufferevent alone arms it, writes one loop iteration later and
+ * disarms it: two epoll_ctl). */
+static void test_answers_of_a_turn_leave_in_one_write(void **state)
+{
+    struct event_base *base;
+    struct rec r;
+    int peer;
+    setup_pair(&base, &peer, &r, 256);
+    r.echo = true;
+    pump(base, 3);
+    writev_calls = epoll_ctl_calls = 0;
+    assert_int_equal(write(peer,
+                           "\x00\x01"
+                           "a\x00\x02"
+                           "bb\x00\x03"
+                           "ccc",
+                           12),
+                     12);
+    pump(base, 5);
+    assert_int_equal(r.n_frames, 3);
+    assert_int_equal(writev_calls, 1);
+    assert_int_equal(epoll_ctl_calls, 0);
+    char buf[32];
+    assert_int_equal(recv(peer, buf, sizeof buf, MSG_DONTWAIT), 12);
+    assert_memory_equal(buf,
+                        "\x00\x01"
+                        "a\x00\x02"
+                        "bb\x00\x03"
+                        "ccc",
+                        12);
+    /* Written outside the loop: also one writev, on the next turn. */
+    writev_calls = 0;
+    assert_int_equal(at_stream_write(r.s, "\x00\x01", 2, "x", 1), 0);
+    assert_int_equal(at_stream_write(r.s, "\x00\x01", 2, "y", 1), 0);
+    assert_int_equal(writev_calls, 0);
+    pump(base, 1);
+    assert_int_equal(writev_calls, 1);
+    assert_int_equal(epoll_ctl_calls, 0);
+    assert_int_equal(recv(peer, buf, sizeof buf, MSG_DONTWAIT), 6);
+    at_stream_close(r.s, "done", false);
+    pump(base, 2);
+    close(peer);
+    event_base_free(base);
+}
+
+/* A write the kernel refuses (the peer no longer reads: EPIPE) ends the
+ * stream with the socket error as its reason. */
+static void test_write_error_closes(void **state)
+{
+    struct event_base *base;
+    struct rec r;
+    int peer;
+    signal(SIGPIPE, SIG_IGN);
+    setup_pair(&base, &peer, &r, 256);
+    assert_int_equal(shutdown(peer, SHUT_RD), 0);
+    assert_int_equal(at_stream_write(r.s, "\x00\x01", 2, "x", 1), 0);
+    pump(base, 3);
+    assert_int_equal(r.closes, 1);
+    assert_string_equal(r.reason, "socket error: Broken pipe");
+    close(peer);
+    event_base_free(base);
+}
+
+/* A close with flush of more than the socket takes at once: EV_WRITE carries
+ * the rest, and on_close comes only after the peer has everything. */
+static void test_close_flushes_a_large_output(void **state)
+{
+    struct event_base *base;
+    struct rec r;
+    int peer;
+    setup_pair(&base, &peer, &r, 256);
+    static char blob[512 * 1024];
+    memset(blob, 'z', sizeof blob);
+    assert_int_equal(at_stream_write(r.s, NULL, 0, blob, sizeof blob), 0);
+    at_stream_close(r.s, "bye", true);
+    pump(base, 2);
+    assert_int_equal(r.closes, 0);
+    assert_true(at_stream_output_len(r.s) > 0); /* the socket buffer is full */
+    char buf[65536];
+    size_t got = 0;
+    for (int i = 0; i < 2000 && r.closes == 0; i++) {
+        ssize_t n = recv(peer, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0)
+            got += (size_t)n;
+        pump(base, 1);
+    }
+    assert_int_equal(r.closes, 1);
+    assert_string_equal(r.reason, "bye");
+    for (ssize_t n; (n = recv(peer, buf, sizeof buf, MSG_DONTWAIT)) > 0;)
+        got += (size_t)n;
+    assert_int_equal(got, sizeof blob);
+    close(peer);
+    event_base_free(base);
+}
+
+/* Frames written before the connect completes leave once it has. */
+static void test_writes_while_connecting_leave_once_connected(void **state)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t alen = sizeof a;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+    struct event_base *base = event_base_new();
+    struct rec r;
+    memset(&r, 0, sizeof r);
+    r.s = at_stream_connect(base, (struct sockaddr *)&a, alen, &ops, &r, NULL);
+    assert_non_null(r.s);
+    assert_int_equal(at_stream_write(r.s, "\x00\x02", 2, "hi", 2), 0);
+    for (int i = 0; i < 200 && r.connects == 0; i++) {
+        pump(base, 1);
+        usleep(1000);
+    }
+    assert_int_equal(r.connects, 1);
+    pump(base, 2);
+    int peer = accept(lfd, NULL, NULL);
+    assert_true(peer >= 0);
+    char buf[8];
+    assert_int_equal(recv(peer, buf, sizeof buf, 0), 4);
+    assert_memory_equal(buf, "\x00\x02hi", 4);
+    at_stream_close(r.s, "done", false);
+    pump(base, 2);
+    assert_int_equal(r.closes, 1);
+    close(peer);
+    close(lfd);
+    event_base_free(base);
+}
+
 static void test_idle_timeout(void **state)
 {
     struct event_base *base;
@@ -282,6 +446,10 @@ int main(void)
         cmocka_unit_test(test_close_flushes_and_is_deferred),
         cmocka_unit_test(test_peer_close_reported),
         cmocka_unit_test(test_peer_not_reading_pauses_reading),
+        cmocka_unit_test(test_answers_of_a_turn_leave_in_one_write),
+        cmocka_unit_test(test_write_error_closes),
+        cmocka_unit_test(test_close_flushes_a_large_output),
+        cmocka_unit_test(test_writes_while_connecting_leave_once_connected),
         cmocka_unit_test(test_idle_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
