@@ -92,6 +92,7 @@ struct load_run {
     uint64_t rng;
     /* schedule */
     bool started, stopping;
+    uint64_t drain_end; /* mono ns: stop waiting for answers (0 until stopping) */
     uint64_t t0, t_measure, t_end, t_stop;
     uint64_t k_warm, k_total, next_k;
     bool blocked_recently;
@@ -455,8 +456,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             L->stopping = true;
     }
     if (L->stopping) {
-        uint64_t drain_end = L->t_stop + (uint64_t)L->o.timeout_ms * 1000000ull + 1000000000ull;
-        if (sim_engine_inflight(L->e) == 0 || now > drain_end)
+        /* Requests sent up to the stop get their full timeout (then count as timeouts): the
+         * journal check needs every request either answered or timed out. */
+        if (!L->drain_end)
+            L->drain_end = (now > L->t_stop ? now : L->t_stop) +
+                           (uint64_t)L->o.timeout_ms * 1000000ull + 1000000000ull;
+        if (sim_engine_inflight(L->e) == 0 || now > L->drain_end)
             finish(L);
     }
 }
