@@ -545,9 +545,9 @@ static void flush_writes(evutil_socket_t fd, short what, void *arg)
     memset(cols, 0, sizeof cols);
     while (b->n < WRITE_BATCH && q->write_head) {
         struct saf_item *it = pop_write(q);
-        char id[24], attempts[16];
-        snprintf(id, sizeof id, "%lld", (long long)it->reversal_id);
-        snprintf(attempts, sizeof attempts, "%u", it->attempts);
+        char id[AT_I64_CHARS], attempts[AT_I64_CHARS];
+        at_put_i64(id, it->reversal_id);
+        at_put_i64(attempts, it->attempts);
         arr_elem(&cols[0], id);
         arr_elem(&cols[1], attempts);
         arr_elem(&cols[2], row_state[it->row]);

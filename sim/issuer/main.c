@@ -7,6 +7,7 @@
 
 #include "clock.h"
 #include "db.h"
+#include "fmt.h"
 #include "hex.h"
 #include "hsm.h"
 #include "hsmclient.h"
@@ -19,7 +20,6 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <getopt.h>
-#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -77,7 +77,7 @@ struct txn {
     int retries;
     /* the apply statement: parameters (kept until the job is queued) and its batch */
     const char *apply_v[17];
-    char apply_buf[8][24], rrnz[16];
+    char apply_buf[8][AT_I64_CHARS], rrnz[16];
     bool apply_alone;       /* its batch failed: apply it in a transaction of its own */
     struct txn *apply_next; /* the next request of the same batch (queue, then in flight) */
     /* wallet snapshot */
@@ -529,9 +529,9 @@ static void apply_queue(struct txn *t)
         event_active(s->ev_apply, 0, 0);
 }
 
-static const char *fmt_i64(char buf[24], int64_t v)
+static const char *fmt_i64(char buf[AT_I64_CHARS], int64_t v)
 {
-    snprintf(buf, 24, "%" PRId64, v);
+    at_put_i64(buf, v);
     return buf;
 }
 
@@ -547,7 +547,7 @@ static void txn_apply(struct txn *t)
     const struct sim_effects *e = &t->eff;
     const uint8_t *rrn;
     size_t rrn_len;
-    char(*b)[24] = t->apply_buf;
+    char(*b)[AT_I64_CHARS] = t->apply_buf;
     const char **v = t->apply_v;
     t->rrnz[0] = '\0';
     if ((rrn = iso_get(&t->req, 37, &rrn_len)) && rrn_len < sizeof t->rrnz) {
@@ -567,10 +567,11 @@ static void txn_apply(struct txn *t)
         return;
     }
     memcpy(t->rc, e->rc, 3);
-    if (strcmp(e->rc, "00") == 0)
-        snprintf(t->auth, sizeof t->auth, "%06u", (unsigned)(++s->auth_seq % 1000000));
-    else
-        t->auth[0] = '\0';
+    t->auth[0] = '\0';
+    if (strcmp(e->rc, "00") == 0) {
+        at_put_digits(t->auth, 6, ++s->auth_seq);
+        t->auth[6] = '\0';
+    }
     v[0] = t->key;
     v[1] = t->have_wallet ? fmt_i64(b[1], t->wallet_id) : NULL;
     v[2] = t->have_wallet ? t->xmin : NULL;
