@@ -1,7 +1,9 @@
 /* Integration stack: real processes, real PostgreSQL, real TCP on loopback. */
 #include "sw_stack.h"
 
+#include "db.h"
 #include "db_testlib.h"
+#include "hex.h"
 #include "testsupport.h"
 
 #include <arpa/inet.h>
@@ -17,6 +19,12 @@
 
 #define HMAC_KEY "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F"
 #define SEAL_KEY "A0A1A2A3A4A5A6A7A8A9AAABACADAEAFB0B1B2B3B4B5B6B7B8B9BABBBCBDBEBF"
+
+static uint16_t port_of(const char *address)
+{
+    const char *c = strrchr(address, ':');
+    return c ? (uint16_t)atoi(c + 1) : 0;
+}
 
 static int exec_file(PGconn *c, const char *path)
 {
@@ -51,7 +59,7 @@ static int write_conf(struct stack *s)
             "[issuer WALLET1]\naddress = 127.0.0.1:%u\ndialect = ascii87\nframing = 2b\n"
             "timeout_ms = %u\nreconnect_min_ms = 50\nreconnect_max_ms = 200\n"
             "echo_interval_ms = 2000\n",
-            s->switch_log, s->metrics_port, s->dir, s->conninfo, s->hsm_port, s->acq_port,
+            s->switch_log, s->metrics_port, s->dir, s->switch_conninfo, s->hsm_port, s->acq_port,
             s->pos_port, s->issuer_port, s->opts.issuer_timeout_ms);
     return fclose(f);
 }
@@ -123,6 +131,21 @@ int stack_start(struct stack *s, const struct stack_opts *o)
     PGconn *c = dbt_connect(s->conninfo);
     snprintf(path, sizeof path, "%s/db/seed/demo_switch.sql", dbt_src());
     int rc = c ? exec_file(c, path) : -1;
+    /* switchd logs in as a role of its own, so that a test can cut switchd
+     * off its database while issuer-sim and the test keep theirs. */
+    snprintf(s->switch_role, sizeof s->switch_role, "atlas_sw_%d", (int)getpid());
+    snprintf(s->switch_conninfo, sizeof s->switch_conninfo, "%s user=%s", s->conninfo,
+             s->switch_role);
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN SUPERUSER",
+             s->switch_role, s->switch_role);
+    if (rc == 0 && c) {
+        PGresult *r = PQexec(c, sql);
+        rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+        if (rc != 0)
+            fprintf(stderr, "stack: %s", PQerrorMessage(c));
+        PQclear(r);
+    }
     PQfinish(c);
     if (rc != 0)
         return -1;
@@ -180,7 +203,112 @@ int stack_stop(struct stack *s)
     sim_terms_free(&s->terms);
     if (s->conninfo[0])
         dbt_drop(s->conninfo);
+    if (s->switch_role[0]) {
+        PGconn *c = dbt_connect("dbname=postgres");
+        char sql[128];
+        snprintf(sql, sizeof sql, "DROP ROLE IF EXISTS %s", s->switch_role);
+        if (c)
+            PQclear(PQexec(c, sql));
+        PQfinish(c);
+    }
     return st;
+}
+
+int stack_switch_db(struct stack *s, bool up)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "ALTER ROLE %s %s; SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+             " WHERE usename = '%s' AND %s",
+             s->switch_role, up ? "LOGIN" : "NOLOGIN", s->switch_role, up ? "false" : "true");
+    PGconn *c = dbt_connect(s->conninfo);
+    PGresult *r = c ? PQexec(c, sql) : NULL;
+    int rc = r && PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -1;
+    if (rc != 0)
+        fprintf(stderr, "stack: switch db %s: %s", up ? "up" : "down",
+                c ? PQerrorMessage(c) : "no connection\n");
+    PQclear(r);
+    PQfinish(c);
+    return rc;
+}
+
+void stack_card_txn(struct sim_txn *x, enum sim_type type, const char *pan, uint64_t amount)
+{
+    const struct sim_demo_card *c = sim_demo_card_find(pan);
+    stack_txn(x, type, pan, c ? c->pin : "1234", amount);
+    if (c) {
+        const struct sim_currency *cur = sim_currency_find(c->currency);
+        snprintf(x->expiry, sizeof x->expiry, "%s", c->expiry);
+        snprintf(x->currency, sizeof x->currency, "%s", cur ? cur->numeric : c->currency);
+    }
+    if (!sim_type_wants_pin(type))
+        x->pin[0] = '\0';
+}
+
+void stack_reversal_of(struct sim_txn *rev, const char *pan, uint64_t amount,
+                       const struct sim_sent *sent)
+{
+    stack_card_txn(rev, SIM_T_REVERSAL, pan, amount);
+    snprintf(rev->mti, sizeof rev->mti, "0420");
+    snprintf(rev->orig_mti, sizeof rev->orig_mti, "0200");
+    rev->orig_stan = (uint32_t)atoi(sent->stan);
+    snprintf(rev->orig_time, sizeof rev->orig_time, "%s", sent->de7);
+}
+
+long long stack_wallet_scalar(struct stack *s, const char *pan, const char *expr)
+{
+    char sql[300], hex[65];
+    uint8_t h[32], key[32];
+    const char *k = getenv("ATLAS_PAN_HMAC_KEY");
+    if (!k || at_hex_decode(k, 64, key, sizeof key) != 32 ||
+        db_pan_hmac(key, 32, pan, strlen(pan), h) != 0)
+        return -1;
+    at_hex_encode(h, 32, hex);
+    snprintf(sql, sizeof sql, "SELECT %s FROM wallet.wallets WHERE pan_hmac = '\\x%s'::bytea", expr,
+             hex);
+    return stack_scalar(s, sql);
+}
+
+long long stack_balance(struct stack *s, const char *pan)
+{
+    return stack_wallet_scalar(s, pan, "balance_minor");
+}
+
+bool stack_wait_balance(struct stack *s, const char *pan, long long want, int timeout_ms)
+{
+    for (int t = 0; t <= timeout_ms; t += 50) {
+        if (stack_balance(s, pan) == want)
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+bool stack_log_has(const char *path, const char *needle, int timeout_ms)
+{
+    for (int t = 0; t <= timeout_ms; t += 50) {
+        if (ts_file_contains(path, needle))
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+int stack_send_nowait(struct stack *s, struct sim_term *t, const struct sim_txn *x,
+                      struct sim_sent *sent)
+{
+    uint8_t msg[SIM_MSG_MAX], hdr[ISO_FRAME_MAX_HEADER];
+    size_t len;
+    char err[128];
+    if (sim_term_build_request(t, x, msg, sizeof msg, &len, sent, err, sizeof err) != 0)
+        return -1;
+    int h = sim_frame_header(t, len, hdr);
+    int fd = h < 0 ? -1 : ts_connect(port_of(t->address), 5000);
+    if (fd >= 0 && (ts_send_all(fd, hdr, (size_t)h) != 0 || ts_send_all(fd, msg, len) != 0)) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
 }
 
 struct sim_term *stack_term(struct stack *s, const char *id)
@@ -197,12 +325,6 @@ void stack_txn(struct sim_txn *x, enum sim_type type, const char *pan, const cha
     snprintf(x->pin, sizeof x->pin, "%s", pin ? pin : "");
     x->amount = amount;
     snprintf(x->expiry, sizeof x->expiry, "2812");
-}
-
-static uint16_t port_of(const char *address)
-{
-    const char *c = strrchr(address, ':');
-    return c ? (uint16_t)atoi(c + 1) : 0;
 }
 
 int stack_send_raw(struct stack *s, struct sim_term *t, const uint8_t *msg, size_t len,

@@ -20,7 +20,9 @@ struct stack_opts {
 
 struct stack {
     char dir[256];
-    char conninfo[256];
+    char conninfo[256];        /* the test's database (superuser of the test cluster) */
+    char switch_conninfo[400]; /* the same database as switchd's own role (stack_switch_db) */
+    char switch_role[64];
     char switch_log[320], issuer_log[320], hsm_log[320], switch_conf[320];
     uint16_t hsm_port, acq_port, pos_port, metrics_port, issuer_port;
     pid_t hsm, issuer, sw;
@@ -55,6 +57,31 @@ void stack_txn(struct sim_txn *x, enum sim_type type, const char *pan, const cha
 long long stack_scalar(struct stack *s, const char *sql);
 /* Polls sql until it returns want (or timeout_ms passes). 0 when it did. */
 int stack_wait_scalar(struct stack *s, const char *sql, long long want, int timeout_ms);
+
+/* A demo card's transaction with its own PIN, expiry and currency. */
+void stack_card_txn(struct sim_txn *x, enum sim_type type, const char *pan, uint64_t amount);
+/* The 0420 reversing the 0200 that was sent as sent (DE 90 names it). */
+void stack_reversal_of(struct sim_txn *rev, const char *pan, uint64_t amount,
+                       const struct sim_sent *sent);
+
+/* expr (a column expression of wallet.wallets) for the wallet of pan, found by
+ * the keyed hash of the PAN as issuer-sim finds it; -1 on error. */
+long long stack_wallet_scalar(struct stack *s, const char *pan, const char *expr);
+long long stack_balance(struct stack *s, const char *pan);
+/* Polls the balance of pan until it is want. true when it was. */
+bool stack_wait_balance(struct stack *s, const char *pan, long long want, int timeout_ms);
+/* Polls the file at path until it contains needle. */
+bool stack_log_has(const char *path, const char *needle, int timeout_ms);
+
+/* Sends x on a fresh connection to t's listener without waiting for the
+ * answer. Returns the socket (the caller closes it) or -1. */
+int stack_send_nowait(struct stack *s, struct sim_term *t, const struct sim_txn *x,
+                      struct sim_sent *sent);
+
+/* Cuts (up = false) or restores switchd's access to its database: its role
+ * may no longer log in and its sessions are terminated, while issuer-sim and
+ * the test keep theirs. 0 or -1. */
+int stack_switch_db(struct stack *s, bool up);
 
 /* The value of an unlabelled counter or gauge on switchd's /metrics; -1 when
  * switchd does not answer or has no such line. */

@@ -40,31 +40,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* A demo card's transaction with its own PIN and expiry. */
-static void card_txn(struct sim_txn *x, enum sim_type type, const char *pan, uint64_t amount)
-{
-    const struct sim_demo_card *c = sim_demo_card_find(pan);
-    stack_txn(x, type, pan, c ? c->pin : "1234", amount);
-    if (c) {
-        const struct sim_currency *cur = sim_currency_find(c->currency);
-        snprintf(x->expiry, sizeof x->expiry, "%s", c->expiry);
-        snprintf(x->currency, sizeof x->currency, "%s", cur ? cur->numeric : c->currency);
-    }
-    if (!sim_type_wants_pin(type))
-        x->pin[0] = '\0';
-}
-
-/* An 0420 reversing the 0200 that was sent as sent (DE 90 names it). */
-static void reversal_of(struct sim_txn *rev, const char *pan, uint64_t amount,
-                        const struct sim_sent *sent)
-{
-    card_txn(rev, SIM_T_REVERSAL, pan, amount);
-    snprintf(rev->mti, sizeof rev->mti, "0420");
-    snprintf(rev->orig_mti, sizeof rev->orig_mti, "0200");
-    rev->orig_stan = (uint32_t)atoi(sent->stan);
-    snprintf(rev->orig_time, sizeof rev->orig_time, "%s", sent->de7);
-}
-
 static const char *send_rc(const char *term, const struct sim_txn *x, struct sim_resp *r)
 {
     static struct sim_resp local;
@@ -75,64 +50,25 @@ static const char *send_rc(const char *term, const struct sim_txn *x, struct sim
     return r->rc;
 }
 
-/* expr (a column expression of wallet.wallets) for the wallet found by the
- * keyed hash of its PAN, as issuer-sim finds it. */
-static long long wallet_scalar(const char *pan, const char *expr)
-{
-    char sql[300], hex[65];
-    uint8_t h[32], key[32];
-    assert_int_equal(at_hex_decode(getenv("ATLAS_PAN_HMAC_KEY"), 64, key, sizeof key), 32);
-    assert_int_equal(db_pan_hmac(key, 32, pan, strlen(pan), h), 0);
-    at_hex_encode(h, 32, hex);
-    snprintf(sql, sizeof sql, "SELECT %s FROM wallet.wallets WHERE pan_hmac = '\\x%s'::bytea", expr,
-             hex);
-    return stack_scalar(&S, sql);
-}
-
-static long long balance_of(const char *pan)
-{
-    return wallet_scalar(pan, "balance_minor");
-}
-
 static long long available_of(const char *pan)
 {
-    return wallet_scalar(pan, "balance_minor - held_minor");
-}
-
-static bool wait_balance(const char *pan, long long want, int timeout_ms)
-{
-    for (int t = 0; t <= timeout_ms; t += 50) {
-        if (balance_of(pan) == want)
-            return true;
-        usleep(50000);
-    }
-    return false;
-}
-
-static bool log_has(const char *path, const char *needle, int timeout_ms)
-{
-    for (int t = 0; t <= timeout_ms; t += 50) {
-        if (ts_file_contains(path, needle))
-            return true;
-        usleep(50000);
-    }
-    return false;
+    return stack_wallet_scalar(&S, pan, "balance_minor - held_minor");
 }
 
 static void test_approvals_on_every_terminal_kind(void **state)
 {
     const char *pan = "4890010000000012";
     const char *terms[] = { "TERM0001", "TERM0002", "TERM0003", "TERM0004" };
-    long long before = balance_of(pan);
+    long long before = stack_balance(&S, pan);
     assert_int_equal(before, 100000);
     for (size_t i = 0; i < 4; i++) {
         struct sim_txn x;
         struct sim_resp r;
-        card_txn(&x, SIM_T_PURCHASE, pan, 1000);
+        stack_card_txn(&x, SIM_T_PURCHASE, pan, 1000);
         assert_string_equal(send_rc(terms[i], &x, &r), "00");
         assert_int_equal(strlen(r.auth), 6);
     }
-    assert_int_equal(balance_of(pan), before - 4000);
+    assert_int_equal(stack_balance(&S, pan), before - 4000);
     /* Every approval is in the journal, masked, with its issuer STAN. */
     assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.authorizations"
                                       " WHERE response_code = '00' AND outcome = 'approved'"
@@ -149,7 +85,7 @@ static void test_answer_only_after_commit(void **state)
     struct sim_resp r;
     struct sim_sent sent;
     char sql[256];
-    card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 111);
+    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 111);
     assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
     assert_string_equal(r.rc, "00");
     snprintf(sql, sizeof sql,
@@ -177,7 +113,7 @@ static void test_each_decline_reason(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct sim_txn x;
-        card_txn(&x, SIM_T_PURCHASE, cases[i].pan, cases[i].amount);
+        stack_card_txn(&x, SIM_T_PURCHASE, cases[i].pan, cases[i].amount);
         if (cases[i].pin)
             snprintf(x.pin, sizeof x.pin, "%s", cases[i].pin);
         const char *rc = send_rc("TERM0001", &x, NULL);
@@ -190,12 +126,12 @@ static void test_three_wrong_pins_is_75(void **state)
 {
     const char *pan = "4890040000000043";
     struct sim_txn x;
-    card_txn(&x, SIM_T_PURCHASE, pan, 100);
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 100);
     snprintf(x.pin, sizeof x.pin, "0000");
     assert_string_equal(send_rc("TERM0001", &x, NULL), "55");
     assert_string_equal(send_rc("TERM0001", &x, NULL), "55");
     assert_string_equal(send_rc("TERM0001", &x, NULL), "75");
-    card_txn(&x, SIM_T_PURCHASE, pan, 100); /* even the right PIN now */
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 100); /* even the right PIN now */
     assert_string_equal(send_rc("TERM0001", &x, NULL), "75");
 }
 
@@ -204,7 +140,7 @@ static void test_balance_inquiry(void **state)
     const char *pan = "4890020000000029";
     struct sim_txn x;
     struct sim_resp r;
-    card_txn(&x, SIM_T_BALANCE, pan, 0);
+    stack_card_txn(&x, SIM_T_BALANCE, pan, 0);
     assert_string_equal(send_rc("TERM0002", &x, &r), "00");
     assert_true(r.has_balance);
     assert_int_equal(r.balance, available_of(pan));
@@ -220,15 +156,15 @@ static void test_duplicate_no_second_debit(void **state)
     uint8_t msg[SIM_MSG_MAX];
     size_t len;
     char err[128];
-    long long before = balance_of(pan);
-    card_txn(&x, SIM_T_PURCHASE, pan, 333);
+    long long before = stack_balance(&S, pan);
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 333);
     assert_int_equal(sim_term_build_request(t, &x, msg, sizeof msg, &len, NULL, err, sizeof err),
                      0);
     assert_int_equal(stack_send_raw(&S, t, msg, len, &r1), 0);
     assert_int_equal(stack_send_raw(&S, t, msg, len, &r2), 0);
     assert_string_equal(r1.rc, "00");
     assert_string_equal(r2.rc, "94");
-    assert_int_equal(balance_of(pan), before - 333);
+    assert_int_equal(stack_balance(&S, pan), before - 333);
 }
 
 static void test_repeat_gets_the_same_answer(void **state)
@@ -237,8 +173,8 @@ static void test_repeat_gets_the_same_answer(void **state)
     struct sim_txn x;
     struct sim_resp r1, r2;
     struct sim_sent sent;
-    long long before = balance_of(pan);
-    card_txn(&x, SIM_T_PURCHASE, pan, 444);
+    long long before = stack_balance(&S, pan);
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 444);
     x.now_us = (uint64_t)time(NULL) * 1000000u;
     assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r1, &sent), 0);
     assert_string_equal(r1.rc, "00");
@@ -248,7 +184,7 @@ static void test_repeat_gets_the_same_answer(void **state)
     assert_string_equal(r2.mti, "0210");
     assert_string_equal(r2.rc, "00");
     assert_string_equal(r2.auth, r1.auth);
-    assert_int_equal(balance_of(pan), before - 444);
+    assert_int_equal(stack_balance(&S, pan), before - 444);
 }
 
 static void test_terminal_reversal_restores_balance(void **state)
@@ -257,13 +193,13 @@ static void test_terminal_reversal_restores_balance(void **state)
     struct sim_txn x, rev;
     struct sim_resp r;
     struct sim_sent sent;
-    long long before = balance_of(pan);
-    card_txn(&x, SIM_T_PURCHASE, pan, 2500);
+    long long before = stack_balance(&S, pan);
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 2500);
     assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
     assert_string_equal(r.rc, "00");
-    assert_int_equal(balance_of(pan), before - 2500);
+    assert_int_equal(stack_balance(&S, pan), before - 2500);
 
-    reversal_of(&rev, pan, 2500, &sent);
+    stack_reversal_of(&rev, pan, 2500, &sent);
     /* A reversal for another amount (a partial one) is refused, not forwarded. */
     struct sim_txn partial = rev;
     partial.amount = 1000;
@@ -271,7 +207,7 @@ static void test_terminal_reversal_restores_balance(void **state)
     assert_string_equal(send_rc("TERM0001", &rev, &r), "00");
     assert_string_equal(r.mti, "0430");
     /* Store-and-forward delivers it to the issuer: the money comes back once. */
-    assert_true(wait_balance(pan, before, 5000));
+    assert_true(stack_wait_balance(&S, pan, before, 5000));
     assert_int_equal(stack_wait_scalar(&S,
                                        "SELECT count(*) FROM switch.reversal_queue"
                                        " WHERE reason = 'terminal' AND state = 'acked'",
@@ -280,7 +216,7 @@ static void test_terminal_reversal_restores_balance(void **state)
     /* The same reversal again changes nothing. */
     assert_string_equal(send_rc("TERM0001", &rev, &r), "00");
     usleep(700000);
-    assert_int_equal(balance_of(pan), before);
+    assert_int_equal(stack_balance(&S, pan), before);
 }
 
 static void test_reversal_by_own_stan_and_time(void **state)
@@ -291,27 +227,27 @@ static void test_reversal_by_own_stan_and_time(void **state)
     struct sim_txn x, rev;
     struct sim_resp r;
     struct sim_sent sent;
-    long long before = balance_of(pan);
-    card_txn(&x, SIM_T_CASH, pan, 1500);
+    long long before = stack_balance(&S, pan);
+    stack_card_txn(&x, SIM_T_CASH, pan, 1500);
     x.now_us = (uint64_t)time(NULL) * 1000000u;
     assert_int_equal(stack_send(&S, stack_term(&S, "TERM0003"), &x, &r, &sent), 0);
     assert_string_equal(r.rc, "00");
-    card_txn(&rev, SIM_T_REVERSAL, pan, 1500);
+    stack_card_txn(&rev, SIM_T_REVERSAL, pan, 1500);
     snprintf(rev.mti, sizeof rev.mti, "0420");
     rev.stan = (uint32_t)atoi(sent.stan);
     rev.now_us = x.now_us;
     rev.orig_stan = 0; /* no DE 90 */
     assert_string_equal(send_rc("TERM0003", &rev, &r), "00");
-    assert_true(wait_balance(pan, before, 5000));
+    assert_true(stack_wait_balance(&S, pan, before, 5000));
 }
 
 static void test_issuer_restart_link_comes_back(void **state)
 {
     struct sim_txn x;
-    card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 50);
+    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 50);
     assert_int_equal(ts_stop(S.issuer, SIGTERM, 5000) >= 0, 1);
     S.issuer = 0;
-    assert_true(log_has(S.switch_log, "\"to\":\"down\"", 5000));
+    assert_true(stack_log_has(S.switch_log, "\"to\":\"down\"", 5000));
     assert_string_equal(send_rc("TERM0001", &x, NULL), "91");
     assert_int_equal(stack_start_issuer(&S), 0);
     /* Reconnect with backoff, sign-on, then requests flow again. */
@@ -327,7 +263,7 @@ static void test_reload_without_dropping_connections(void **state)
 {
     struct sim_term *t = stack_term(&S, "TERM0004");
     struct sim_txn x;
-    card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 20);
+    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 20);
     assert_string_equal(send_rc("TERM0004", &x, NULL), "00");
     /* Disable the terminal in the database; SIGHUP reloads the reference data. */
     stack_scalar(&S, "WITH u AS (UPDATE switch.terminals SET enabled = false"
@@ -335,7 +271,7 @@ static void test_reload_without_dropping_connections(void **state)
     int fd = ts_connect(S.acq_port, 5000); /* a session opened before the reload */
     assert_true(fd >= 0);
     kill(S.sw, SIGHUP);
-    assert_true(log_has(S.switch_log, "\"event\":\"reload\"", 5000));
+    assert_true(stack_log_has(S.switch_log, "\"event\":\"reload\"", 5000));
     const char *rc = "";
     for (int i = 0; i < 50 && strcmp(rc, "58") != 0; i++) {
         usleep(100000);
@@ -371,17 +307,17 @@ static void test_reload_without_dropping_connections(void **state)
 static void test_issuer_silent_then_reversal_releases(void **state)
 {
     const char *pan = "4890020000000029";
-    long long before = balance_of(pan);
+    long long before = stack_balance(&S, pan);
     struct sim_txn x;
-    card_txn(&x, SIM_T_PURCHASE, pan, 700);
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 700);
     kill(S.issuer, SIGSTOP);
     const char *rc = send_rc("TERM0002", &x, NULL);
     kill(S.issuer, SIGCONT);
     assert_string_equal(rc, "91");
     /* The issuer wakes up, approves the original late (never forwarded) and
      * then gets the store-and-forward reversal: the balance is whole again. */
-    assert_true(log_has(S.switch_log, "\"event\":\"late_response\"", 5000));
-    assert_true(wait_balance(pan, before, 8000));
+    assert_true(stack_log_has(S.switch_log, "\"event\":\"late_response\"", 5000));
+    assert_true(stack_wait_balance(&S, pan, before, 8000));
     assert_int_equal(stack_wait_scalar(&S,
                                        "SELECT count(*) FROM switch.reversal_queue"
                                        " WHERE reason = 'timeout' AND state = 'acked'",
@@ -395,15 +331,8 @@ static void test_issuer_silent_then_reversal_releases(void **state)
 /* Writes x on a new connection of t without reading the answer; returns the fd. */
 static int send_nowait(struct sim_term *t, const struct sim_txn *x, struct sim_sent *sent)
 {
-    uint8_t msg[SIM_MSG_MAX], hdr[8];
-    size_t len;
-    char err[128];
-    assert_int_equal(sim_term_build_request(t, x, msg, sizeof msg, &len, sent, err, sizeof err), 0);
-    int h = sim_frame_header(t, len, hdr);
-    int fd = ts_connect(S.acq_port, 5000);
+    int fd = stack_send_nowait(&S, t, x, sent);
     assert_true(fd >= 0);
-    assert_int_equal(ts_send_all(fd, hdr, (size_t)h), 0);
-    assert_int_equal(ts_send_all(fd, msg, len), 0);
     return fd;
 }
 
@@ -411,16 +340,16 @@ static void test_terminal_gone_before_approval_is_reversed(void **state)
 {
     const char *pan = "4890010000000012";
     struct sim_txn x;
-    long long before = balance_of(pan);
-    card_txn(&x, SIM_T_PURCHASE, pan, 900);
+    long long before = stack_balance(&S, pan);
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 900);
     kill(S.issuer, SIGSTOP); /* hold the answer back long enough to hang up */
     int fd = send_nowait(stack_term(&S, "TERM0001"), &x, NULL);
     usleep(300000);
     close(fd);
     kill(S.issuer, SIGCONT);
     /* The issuer approves; the switch cannot deliver it and reverses it. */
-    assert_true(log_has(S.switch_log, "\"event\":\"answer_undeliverable\"", 5000));
-    assert_true(wait_balance(pan, before, 8000));
+    assert_true(stack_log_has(S.switch_log, "\"event\":\"answer_undeliverable\"", 5000));
+    assert_true(stack_wait_balance(&S, pan, before, 8000));
 }
 
 static void test_reversal_while_original_in_flight(void **state)
@@ -429,20 +358,20 @@ static void test_reversal_while_original_in_flight(void **state)
     struct sim_term *t = stack_term(&S, "TERM0001");
     struct sim_txn x, rev;
     struct sim_sent sent;
-    long long before = balance_of(pan);
-    card_txn(&x, SIM_T_PURCHASE, pan, 1100);
+    long long before = stack_balance(&S, pan);
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 1100);
     kill(S.issuer, SIGSTOP);
     int fd = send_nowait(t, &x, &sent);
     usleep(200000);
-    reversal_of(&rev, pan, 1100, &sent);
+    stack_reversal_of(&rev, pan, 1100, &sent);
     const char *rc = send_rc("TERM0001", &rev, NULL);
     kill(S.issuer, SIGCONT);
     close(fd);
     assert_string_equal(rc, "00");
     /* The original is approved after the terminal reversed it: the switch
      * reverses it, and the wallet ends where it started. */
-    assert_true(log_has(S.switch_log, "\"event\":\"reversed_while_in_flight\"", 5000));
-    assert_true(wait_balance(pan, before, 8000));
+    assert_true(stack_log_has(S.switch_log, "\"event\":\"reversed_while_in_flight\"", 5000));
+    assert_true(stack_wait_balance(&S, pan, before, 8000));
 }
 
 static void test_timeout_storm_reversals_batched(void **state)
@@ -457,11 +386,11 @@ static void test_timeout_storm_reversals_batched(void **state)
     const char *acked = "SELECT count(*) FROM switch.reversal_queue WHERE terminal_id = 'TERM0002'"
                         " AND reason = 'timeout' AND state = 'acked'";
     long long acked_before = stack_scalar(&S, acked);
-    long long before = balance_of(pan);
+    long long before = stack_balance(&S, pan);
     kill(S.issuer, SIGSTOP);
     for (int i = 0; i < N; i++) {
         struct sim_txn x;
-        card_txn(&x, SIM_T_PURCHASE, pan, 100);
+        stack_card_txn(&x, SIM_T_PURCHASE, pan, 100);
         fds[i] = send_nowait(t, &x, NULL);
     }
     for (int i = 0; i < N; i++) {
@@ -479,7 +408,7 @@ static void test_timeout_storm_reversals_batched(void **state)
     kill(S.issuer, SIGCONT);
     snprintf(sql, sizeof sql, "%s", acked);
     assert_int_equal(stack_wait_scalar(&S, sql, acked_before + N, 15000), 0);
-    assert_true(wait_balance(pan, before, 8000));
+    assert_true(stack_wait_balance(&S, pan, before, 8000));
     /* The sends (0420, then an 0421 every reversal_retry_ms while the issuer
      * was stopped) and the acks were recorded by fewer UPDATE transactions
      * than rows they updated. */
@@ -558,12 +487,12 @@ static void test_reversal_acks_durable_across_drain_and_restart(void **state)
                      0);
     long long first = stack_scalar(&S, "SELECT coalesce(max(reversal_id), 0)"
                                        " FROM switch.reversal_queue");
-    long long before = balance_of(pan);
+    long long before = stack_balance(&S, pan);
     long off = file_size(S.switch_log);
     kill(S.issuer, SIGSTOP);
     for (int i = 0; i < N; i++) {
         struct sim_txn x;
-        card_txn(&x, SIM_T_PURCHASE, pan, 100);
+        stack_card_txn(&x, SIM_T_PURCHASE, pan, 100);
         fds[i] = send_nowait(t, &x, NULL);
     }
     for (int i = 0; i < N; i++) { /* each 91 leaves after its reversal's row committed */
@@ -625,7 +554,7 @@ static void test_reversal_acks_durable_across_drain_and_restart(void **state)
     char *text = read_from(S.switch_log, off);
     assert_int_equal(count_in(text, "\"event\":\"reversal_sent\""), 0);
     free(text);
-    assert_true(wait_balance(pan, before, 8000));
+    assert_true(stack_wait_balance(&S, pan, before, 8000));
 }
 
 static void test_reversal_after_switch_restart_uses_journal(void **state)
@@ -634,15 +563,15 @@ static void test_reversal_after_switch_restart_uses_journal(void **state)
     struct sim_txn x, rev;
     struct sim_resp r;
     struct sim_sent sent;
-    long long before = balance_of(pan);
-    card_txn(&x, SIM_T_PURCHASE, pan, 1300);
+    long long before = stack_balance(&S, pan);
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 1300);
     assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
     assert_string_equal(r.rc, "00");
     /* A restart forgets every request: the journal still knows the original. */
     int st = ts_stop(S.sw, SIGTERM, 10000);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     assert_int_equal(stack_start_switch(&S), 0);
-    reversal_of(&rev, pan, 1300, &sent);
+    stack_reversal_of(&rev, pan, 1300, &sent);
     const char *rc = "";
     for (int i = 0; i < 50 && strcmp(rc, "00") != 0; i++) { /* until the issuer link is up */
         rc = send_rc("TERM0001", &rev, &r);
@@ -650,7 +579,7 @@ static void test_reversal_after_switch_restart_uses_journal(void **state)
             usleep(100000);
     }
     assert_string_equal(rc, "00");
-    assert_true(wait_balance(pan, before, 8000));
+    assert_true(stack_wait_balance(&S, pan, before, 8000));
 }
 
 static void test_no_card_secrets_in_logs(void **state)
@@ -664,7 +593,7 @@ static void test_no_card_secrets_in_logs(void **state)
     uint8_t msg[SIM_MSG_MAX], arena[ISO_ARENA_FOR(SIM_MSG_MAX)];
     size_t len, n;
     char err[128], pb_hex[17];
-    card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 10);
+    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 10);
     assert_int_equal(sim_term_build_request(t, &x, msg, sizeof msg, &len, NULL, err, sizeof err),
                      0);
     struct iso_msg m;
