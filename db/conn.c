@@ -52,6 +52,8 @@ const char *db_strerror(int code)
         return "ok";
     case DB_SPOOLED:
         return "spooled";
+    case DB_CONFLICT:
+        return "conflict";
     case DB_E_INVALID:
         return "invalid";
     case DB_E_CONN:

@@ -15,7 +15,7 @@ struct event_base;
 
 /* The schema version (highest migration number) this build of the library writes against.
  * Daemons pass it (or their own minimum) to db_schema_check(). */
-#define DB_SCHEMA_VERSION 5
+#define DB_SCHEMA_VERSION 6
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
@@ -24,6 +24,7 @@ struct event_base;
 enum {
     DB_OK = 0,
     DB_SPOOLED = 1,    /* journal callback: durable in the local spool, replayed later */
+    DB_CONFLICT = 2,   /* journal callback: nothing written, the identity is taken (see kinds) */
     DB_E_INVALID = -1, /* bad argument or record (nothing queued) */
     DB_E_CONN = -2,    /* connection lost or database unreachable */
     DB_E_SQL = -3,     /* the server refused a statement (see sqlstate) */
@@ -135,28 +136,57 @@ enum db_outcome {
     DB_OUTCOME_max
 };
 
-/* One journal row (switch.authorizations). Fixed-size, copied on submit: the caller may reuse it
- * at once. Strings are NUL-terminated; an empty optional string is stored as NULL. Numbers that
- * are -1 are stored as NULL. No PIN block, track data, CVV or key ever goes here. */
+/* What a record written by the journal writer is. Each kind goes to its own table, and all the
+ * records of one batch, whatever their kinds, are committed by one transaction. */
+enum db_rec_kind {
+    /* A journal row (switch.authorizations): what the terminal is answered. DB_CONFLICT when the
+     * identity already holds the row of a request that reached an issuer (never overwritten); a
+     * row of a request the switch refused itself is replaced by a newer one. */
+    DB_REC_ANSWER,
+    /* Write-ahead (switch.inflight): a request about to be forwarded to an issuer, with what its
+     * reversal needs. DB_CONFLICT when the identity is taken — by a request in flight, or by a
+     * journal row of a request that reached an issuer: the durable duplicate check. */
+    DB_REC_INTENT,
+    /* A reversal the switch owes an issuer (switch.reversal_queue, state pending). A reversal of
+     * the same identity already queued counts as written (DB_OK). */
+    DB_REC_REVERSAL,
+    DB_REC_max
+};
+
+#define DB_PAN_SEALED_MAX 48 /* db_pan_seal of a PAN of up to 20 digits */
+
+/* One record. Fixed-size, copied on submit: the caller may reuse it at once. Strings are
+ * NUL-terminated; an empty optional string is stored as NULL. Numbers that are -1 are stored as
+ * NULL. No PIN block, track data, CVV, key or clear PAN ever goes here (the PAN is masked,
+ * hashed, and for INTENT/REVERSAL sealed). Fields not used by a kind are ignored. */
 struct db_auth_record {
-    char request_date[11];      /* "YYYY-MM-DD": partition key, see db_request_date() */
-    char acquirer_id[12];       /* required */
-    char terminal_id[9];        /* DE 41, exactly 8 printable characters, required */
-    char stan[7];               /* DE 11, 6 digits, required */
-    char transmission_time[11]; /* DE 7, MMDDhhmmss, required */
-    char mti[5];                /* request MTI, 4 digits, required */
-    char rrn[13];               /* DE 37 */
-    char issuer_id[33];
-    char issuer_stan[7];               /* STAN the switch used towards the issuer */
+    enum db_rec_kind kind;
+    char request_date[11];             /* "YYYY-MM-DD": partition key, see db_request_date() */
+    char acquirer_id[12];              /* required */
+    char terminal_id[9];               /* DE 41, exactly 8 printable characters, required */
+    char stan[7];                      /* DE 11, 6 digits, required */
+    char transmission_time[11];        /* DE 7, MMDDhhmmss, required */
+    char mti[5];                       /* request MTI, 4 digits, required */
+    char rrn[13];                      /* DE 37 */
+    char issuer_id[33];                /* required for INTENT and REVERSAL */
+    char issuer_stan[7];               /* STAN the switch used towards the issuer (idem) */
     char issuer_transmission_time[11]; /* DE 7 the switch sent to the issuer (DE 90 of reversals) */
     char processing_code[7];           /* DE 3 */
     int64_t amount_minor;              /* DE 4 in minor units, -1 = none */
     int32_t currency;                  /* ISO 4217 numeric (DE 49), -1 = none */
-    char response_code[3];             /* DE 39 sent to the terminal */
+    char response_code[3];             /* ANSWER: DE 39 sent to the terminal */
     char auth_code[7];                 /* DE 38 */
     char pan_masked[20];               /* first 6, '*', last 4 (at_mask_pan) */
     uint8_t pan_hmac[32];              /* db_pan_hmac() of the PAN */
     bool has_pan_hmac;
+    uint8_t pan_sealed[DB_PAN_SEALED_MAX]; /* INTENT, REVERSAL: db_pan_seal() of the PAN */
+    uint8_t pan_sealed_len;
+    /* ANSWER and REVERSAL: the same transaction deletes the request's switch.inflight row. Set
+     * it on the record that settles a request this writer's INTENT announced: an ANSWER that
+     * needs no reversal, or the REVERSAL of that request. Leave it clear on an ANSWER whose
+     * request is being reversed: if the REVERSAL is lost, recovery still finds the row. */
+    bool settle_inflight;
+    char reason[16]; /* REVERSAL: why (switch.reversal_queue.reason) */
     enum db_outcome outcome;
     char original_stan[7]; /* reversals: from DE 90 */
     char original_transmission_time[11];
@@ -178,8 +208,10 @@ __attribute__((warn_unused_result)) int db_auth_record_check(const struct db_aut
 struct db_journal;
 
 /* status: DB_OK (committed in PostgreSQL), DB_SPOOLED (fsync'd to the spool; it will be replayed
- * into PostgreSQL, exactly once thanks to the unique key), or a negative DB_E_* (not durable:
- * DB_E_SQL for a record the database refused, DB_E_SPOOL, DB_E_CLOSED). */
+ * into PostgreSQL, exactly once thanks to the unique keys — for an INTENT this means durable but
+ * not checked against the journal), DB_CONFLICT (see enum db_rec_kind: nothing written), or a
+ * negative DB_E_* (not durable: DB_E_SQL for a record the database refused, DB_E_SPOOL,
+ * DB_E_CLOSED). */
 typedef void (*db_journal_cb)(void *arg, int status);
 
 struct db_journal_opts {
@@ -195,6 +227,8 @@ struct db_journal_opts {
     uint32_t reconnect_max_ms;   /* default 5000 */
     uint32_t batch_timeout_ms;   /* a batch not committed by then: drop the connection, spool the
                                     batch (a hung server); default 5000 */
+    const char *owner;           /* INTENT rows are written as this instance's (inflight.owner);
+                                    required when INTENT records are submitted */
     void (*on_drain)(void *arg); /* backpressure released (queue fell below queue_low) */
     void *drain_arg;
 };
@@ -222,12 +256,22 @@ bool db_journal_saturated(const struct db_journal *j);
 
 struct db_journal_stats {
     uint64_t submitted, committed, spooled, replayed, failed, batches;
+    uint64_t conflicts; /* INTENT or ANSWER records answered DB_CONFLICT */
     unsigned queued;    /* records not yet durable (waiting + in flight + awaiting spool fsync) */
     unsigned connected; /* connections up */
     bool db_up;
     bool spool_pending; /* the spool holds records not yet replayed */
 };
 void db_journal_get_stats(const struct db_journal *j, struct db_journal_stats *st);
+
+/* Calls done(arg) from the loop, once, as soon as no record of a spool (one left by an earlier
+ * process, or one of this outage) waits to be replayed: from then on PostgreSQL holds everything
+ * this writer ever acknowledged. switchd waits for it before it settles its in-flight rows. */
+void db_journal_when_replayed(struct db_journal *j, void (*done)(void *arg), void *arg);
+
+/* True while a spool holds records PostgreSQL does not have yet: a lookup that finds nothing
+ * then proves nothing. (One stat() call.) */
+bool db_journal_replay_pending(const struct db_journal *j);
 
 /* Stops accepting records and flushes everything queued (to PostgreSQL, or to the spool if it is
  * down), then calls done(arg) from the loop. Used for SIGTERM. */

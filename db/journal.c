@@ -1,7 +1,9 @@
-/* The authorization journal writer: records queue in preallocated slots, are flushed as one
- * pipelined multi-row INSERT ... ON CONFLICT DO NOTHING per batch (one transaction each, several
- * connections in flight), and are acknowledged only after the commit. While PostgreSQL is
- * unreachable they go to an fsync'd spool instead, replayed in order when it returns. */
+/* The journal writer: every record switchd must not lose — journal rows (ANSWER), write-ahead rows
+ * of requests about to be forwarded (INTENT), reversals it owes issuers (REVERSAL) — queues in
+ * preallocated slots and is flushed in batches: one transaction per batch, holding one pipelined
+ * multi-row statement per kind (several connections in flight), acknowledged only after the
+ * commit. While PostgreSQL is unreachable the records go to an fsync'd spool instead, replayed in
+ * order when it returns; every statement is idempotent under replay (unique keys). */
 #include "internal.h"
 
 #include "fmt.h"
@@ -18,11 +20,9 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "hex.h"
 #include "log.h"
 
-#define JNCOLS       25
-#define JSTMT_INSERT "atlas_journal_insert"
-#define JSTMT_UPSERT "atlas_journal_insert_idem"
 #define SPOOL_BUF0   (64 * 1024) /* initial spool buffer; grows with the records waiting */
 #define REPLAY_CHUNK 1000        /* records per replay batch (at least batch_max) */
 
@@ -30,30 +30,123 @@ static const char *const outcome_names[DB_OUTCOME_max] = {
     "approved", "declined", "rejected", "timeout", "unavailable", "error",
 };
 
+/* The statements of a batch, one per group of records, sent in this order in its transaction:
+ * an INTENT is in switch.inflight before an ANSWER or REVERSAL of the same batch settles it. The
+ * SETTLE group holds no records of its own: it deletes the inflight rows of the ANSWER and
+ * REVERSAL records that settle one. */
+enum jgroup_id { G_INTENT, G_ANSWER, G_REVERSAL, G_SETTLE, G_max };
+
+#define INTENT_COLS   17
+#define ANSWER_COLS   25
+#define REVERSAL_COLS 18
+#define SETTLE_COLS   6
+#define MAX_COLS      ANSWER_COLS
+
+static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_COLS, SETTLE_COLS };
+
+#define JSTMT_INTENT   "atlas_inflight_insert"
+#define JSTMT_ANSWER   "atlas_journal_insert"
+#define JSTMT_UPSERT   "atlas_journal_upsert"
+#define JSTMT_REVERSAL "atlas_reversal_insert"
+#define JSTMT_SETTLE   "atlas_inflight_settle"
+
+/* A request's identity (the first six unnest() columns: date, acquirer, terminal, STAN, DE 7,
+ * MTI) against a table's key, compared in the C collation and as bpchar where the key is
+ * char(n), so that the primary-key index serves the lookup. */
+#define KEY_MATCH(t)                                                                               \
+    t ".request_date = u.c1 AND " t ".acquirer_id = u.c2 COLLATE \"C\" AND " t                     \
+      ".terminal_id = u.c3 COLLATE \"C\" AND " t ".stan = u.c4 COLLATE \"C\" AND " t               \
+      ".transmission_time = u.c5 COLLATE \"C\" AND " t                                             \
+      ".mti_class = substr(u.c6, 1, 3)::bpchar COLLATE \"C\""
+#define KEY_RETURNING                                                                              \
+    " RETURNING request_date::text, acquirer_id, terminal_id, stan, transmission_time, mti_class"
+
+/* Write-ahead: refused (nothing returned for it) when the identity is in flight already or the
+ * journal holds a request of this identity that reached an issuer. */
+#define INTENT_SQL                                                                                 \
+    "INSERT INTO switch.inflight (request_date, acquirer_id, terminal_id, stan, "                  \
+    "transmission_time,"                                                                           \
+    " mti_class, mti, owner, issuer_id, issuer_stan, issuer_transmission_time, rrn,"               \
+    " processing_code, amount_minor, currency, pan_masked, pan_hmac, pan_sealed, created_at)"      \
+    " SELECT u.c1, u.c2, u.c3, u.c4, u.c5, substr(u.c6, 1, 3), u.c6, $18, u.c7, u.c8, u.c9,"       \
+    " u.c10, u.c11, u.c12, u.c13, u.c14, decode(u.c15, 'hex'), decode(u.c16, 'hex'), u.c17"        \
+    " FROM unnest($1::date[], $2::text[], $3::text[], $4::bpchar[], $5::bpchar[], $6::text[],"     \
+    " $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[],"                \
+    " $13::smallint[], $14::text[], $15::text[], $16::text[], $17::timestamptz[])"                 \
+    " AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17)"            \
+    " WHERE NOT EXISTS (SELECT 1 FROM switch.authorizations a WHERE " KEY_MATCH(                   \
+        "a") " AND a.issuer_stan IS NOT NULL) ON CONFLICT DO NOTHING" KEY_RETURNING
+
 /* The 25 columns in parameter order; unnest() turns the arrays back into rows. Two forms: the
- * plain INSERT for live batches, and the same with ON CONFLICT DO NOTHING for replays and for a
- * live batch that hit an existing key (23505). A plain INSERT costs the server about half as much
- * per row as ON CONFLICT's speculative insertion (measured: 60 000 rows, 1.3 s against 2.4 s),
- * and live records almost never collide, so optimism pays. */
-#define INSERT_SQL                                                                                 \
+ * plain INSERT for live batches, and an upsert for replays and for a live batch that hit an
+ * existing key (23505). A plain INSERT costs the server about half as much per row as ON
+ * CONFLICT's speculative insertion (measured: 60 000 rows, 1.3 s against 2.4 s), and live records
+ * almost never collide, so optimism pays. The upsert replaces only the row of a request the
+ * switch refused itself (no issuer STAN: nothing moved) with a newer one, and returns the keys it
+ * wrote: an ANSWER not returned met the row of a request that reached an issuer (DB_CONFLICT). */
+#define ANSWER_COLUMNS                                                                             \
     "INSERT INTO switch.authorizations (request_date, acquirer_id, terminal_id, stan,"             \
     " transmission_time, mti, rrn, issuer_id, issuer_stan, processing_code, amount_minor,"         \
     " currency, response_code, auth_code, pan_masked, pan_hmac, outcome, original_stan,"           \
     " original_transmission_time, created_at, lat_total_us, lat_mac_us, lat_pin_us,"               \
     " lat_issuer_us, issuer_transmission_time)"                                                    \
     " SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15,"                    \
-    " decode(c16, 'hex'), c17, c18, c19, c20, c21, c22, c23, c24, c25"                             \
-    " FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"         \
+    " decode(c16, 'hex'), c17, c18, c19, c20, c21, c22, c23, c24, c25"
+#define ANSWER_UNNEST                                                                              \
+    " unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"              \
     " $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::smallint[],"            \
     " $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],"               \
     " $19::text[], $20::timestamptz[], $21::integer[], $22::integer[], $23::integer[],"            \
     " $24::integer[], $25::text[])"                                                                \
     " AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18,"       \
     " c19, c20, c21, c22, c23, c24, c25)"
+#define ANSWER_SQL ANSWER_COLUMNS " FROM" ANSWER_UNNEST
+/* An upsert may not touch one row twice: of the records of one identity in a batch (a refusal
+ * and the request that replaces it, replayed together), the one that reached an issuer wins,
+ * else the newest. */
+#define ANSWER_UPSERT_SQL                                                                          \
+    ANSWER_COLUMNS                                                                                 \
+        " FROM (SELECT DISTINCT ON (c1, c2, c3, c4, c5, substr(c6, 1, 3)) * FROM" ANSWER_UNNEST    \
+        " ORDER BY c1, c2, c3, c4, c5, substr(c6, 1, 3),"                                          \
+        " c9 IS NOT NULL DESC, c20 DESC) AS d"                                                     \
+        " ON CONFLICT (request_date, acquirer_id, terminal_id, stan, transmission_time,"           \
+        " mti_class) DO UPDATE SET mti = EXCLUDED.mti, rrn = EXCLUDED.rrn,"                        \
+        " issuer_id = EXCLUDED.issuer_id, issuer_stan = EXCLUDED.issuer_stan,"                     \
+        " processing_code = EXCLUDED.processing_code,"                                             \
+        " amount_minor = EXCLUDED.amount_minor, currency = EXCLUDED.currency,"                     \
+        " response_code = EXCLUDED.response_code, auth_code = EXCLUDED.auth_code,"                 \
+        " pan_masked = EXCLUDED.pan_masked, pan_hmac = EXCLUDED.pan_hmac,"                         \
+        " outcome = EXCLUDED.outcome, original_stan = EXCLUDED.original_stan,"                     \
+        " original_transmission_time = EXCLUDED.original_transmission_time,"                       \
+        " created_at = EXCLUDED.created_at, recorded_at = now(),"                                  \
+        " lat_total_us = EXCLUDED.lat_total_us, lat_mac_us = EXCLUDED.lat_mac_us,"                 \
+        " lat_pin_us = EXCLUDED.lat_pin_us, lat_issuer_us = EXCLUDED.lat_issuer_us,"               \
+        " issuer_transmission_time = EXCLUDED.issuer_transmission_time"                            \
+        " WHERE switch.authorizations.issuer_stan IS NULL"                                         \
+        " AND switch.authorizations.created_at <= EXCLUDED.created_at" KEY_RETURNING               \
+        ", coalesce(issuer_stan, '')"
+
+#define REVERSAL_SQL                                                                               \
+    "INSERT INTO switch.reversal_queue (request_date, acquirer_id, terminal_id, stan,"             \
+    " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time, rrn,"              \
+    " processing_code, amount_minor, currency, auth_code, pan_masked, pan_hmac, pan_sealed,"       \
+    " reason)"                                                                                     \
+    " SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15,"                    \
+    " decode(c16, 'hex'), decode(c17, 'hex'), c18"                                                 \
+    " FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"         \
+    " $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[],"                \
+    " $13::smallint[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[])"           \
+    " AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18)"       \
+    " ON CONFLICT DO NOTHING"
+
+#define SETTLE_SQL                                                                                 \
+    "DELETE FROM switch.inflight f USING unnest($1::date[], $2::text[], $3::text[],"               \
+    " $4::bpchar[], $5::bpchar[], $6::text[]) AS u(c1, c2, c3, c4, c5, c6) WHERE " KEY_MATCH("f")
 
 static const struct dbc_prep journal_preps[] = {
-    { JSTMT_INSERT, INSERT_SQL },
-    { JSTMT_UPSERT, INSERT_SQL " ON CONFLICT DO NOTHING" },
+    { JSTMT_INTENT, INTENT_SQL },        { JSTMT_ANSWER, ANSWER_SQL },
+    { JSTMT_UPSERT, ANSWER_UPSERT_SQL }, { JSTMT_REVERSAL, REVERSAL_SQL },
+    { JSTMT_SETTLE, SETTLE_SQL },
 };
 
 struct jslot {
@@ -72,16 +165,28 @@ struct strbuf {
 
 struct jconn;
 
+/* The records of one statement of a batch: their slot (or replay record) indices and the
+ * statement's parameters, one PostgreSQL array per column. */
+struct jgroup {
+    unsigned n;
+    uint32_t *rec; /* slot indices (live) or replay_recs indices (replay) */
+    int *status;   /* live: each record's callback status */
+    struct strbuf cols[MAX_COLS];
+    const char *values[MAX_COLS + 1];
+    int res; /* index of its result in the job, -1 when not sent */
+};
+
 struct jbatch {
     struct dbc_job job;
     struct jconn *jc;
-    PGresult *res[1];
+    PGresult *res[G_max];
     bool replay; /* records are j->replay_recs (already acknowledged: no callbacks) */
-    bool upsert; /* send with ON CONFLICT DO NOTHING */
+    bool upsert; /* ANSWERs with the upsert */
     unsigned n;
-    uint32_t *idx; /* slot indices (batch_max) */
-    struct strbuf cols[JNCOLS];
-    const char *values[JNCOLS];
+    uint32_t *idx;       /* every slot of a live batch, in order (batch_max) */
+    uint32_t *done_slot; /* a committed batch's slots and their statuses (batch_max) */
+    int *done_status;
+    struct jgroup g[G_max];
 };
 
 struct jconn {
@@ -95,12 +200,13 @@ struct jconn {
 struct jcb {
     db_journal_cb cb;
     void *arg;
+    int status;
 };
 
 struct db_journal {
     struct event_base *base;
     struct db_journal_opts o;
-    char *conninfo;
+    char *conninfo, *owner;
     char *spool_path, *replay_path, *rejected_path;
     struct jconn *conns;
     unsigned nconn;
@@ -125,12 +231,14 @@ struct db_journal {
     void *drain_arg;
 
     int spool_fd;
-    bool spool_has_data; /* the live spool holds records */
-    bool spool_new;      /* the live spool was just created: the sync writes its magic first */
+    off_t spool_trunc_to; /* >= 0: a failed write left a fragment; cut back to this size first */
+    bool spool_has_data;  /* the live spool holds records */
+    bool spool_new;       /* the live spool was just created: the sync writes its magic first */
     /* Spool I/O. The loop appends frames to `fill` (slots in spq); a sync hands them over as
      * `sbuf` (slots in syq) to the worker thread, which writes and fdatasyncs them and then
      * pokes the loop through a pipe. One sync at a time; records arriving meanwhile form the
-     * next group. The worker touches only spool_fd, sbuf, sbuf_n, spool_new and the w_ fields,
+     * next group. The worker touches only spool_fd, spool_trunc_to, sbuf, sbuf_n, spool_new and
+     * the w_ fields,
      * and only between a handover and its notification. */
     uint8_t *fill, *sbuf;
     size_t fill_n, fill_cap, sbuf_n, sbuf_cap;
@@ -156,12 +264,19 @@ struct db_journal {
     unsigned replay_n, replay_cap;
     uint64_t replay_total;
 
+    /* db_journal_when_replayed */
+    void (*replayed_cb)(void *arg);
+    void *replayed_arg;
+    struct event *replayed_ev;
+
     struct db_journal_stats st;
 };
 
 static void j_dispatch(struct db_journal *j, bool force);
 static void j_maybe_replay(struct db_journal *j);
 static void j_complete(struct db_journal *j, const uint32_t *slots, unsigned n, int status);
+static void j_complete_each(struct db_journal *j, const uint32_t *slots, const int *status,
+                            unsigned n);
 static void j_check_drained(struct db_journal *j);
 static void jc_arm_timeout(struct jconn *jc);
 
@@ -263,6 +378,19 @@ int db_auth_record_check(const struct db_auth_record *rec, struct db_error *err)
     CHECK(rec->lat_total_us >= -1 && rec->lat_mac_us >= -1 && rec->lat_pin_us >= -1 &&
               rec->lat_issuer_us >= -1,
           "latency");
+    CHECK((unsigned)rec->kind < DB_REC_max, "kind");
+    if (rec->kind == DB_REC_ANSWER)
+        return 0;
+    /* What a reversal towards the issuer is rebuilt from. */
+    CHECK(rec->issuer_id[0], "issuer_id");
+    CHECK(rec->issuer_stan[0], "issuer_stan");
+    CHECK(rec->issuer_transmission_time[0], "issuer_transmission_time");
+    CHECK(rec->processing_code[0], "processing_code");
+    CHECK(rec->amount_minor >= 0 && rec->currency >= 0, "amount");
+    CHECK(rec->pan_masked[0] && rec->has_pan_hmac, "pan");
+    CHECK(rec->pan_sealed_len > 0 && rec->pan_sealed_len <= DB_PAN_SEALED_MAX, "pan_sealed");
+    CHECK(rec->kind == DB_REC_INTENT || (TERMINATED(reason) && printable(rec->reason, 1, 15)),
+          "reason");
     return 0;
 }
 
@@ -319,82 +447,224 @@ static int sb_num(struct strbuf *b, int64_t v)
     return sb_elem(b, tmp, v < 0);
 }
 
-static int batch_add(struct jbatch *b, const struct db_auth_record *r)
+static void hex_of(const uint8_t *p, size_t n, char *out)
 {
-    char ts[40], hex[65];
-    int rc = 0;
-    if (r->has_pan_hmac) {
-        static const char digits[] = "0123456789abcdef";
-        for (int i = 0; i < 32; i++) {
-            hex[2 * i] = digits[r->pan_hmac[i] >> 4];
-            hex[2 * i + 1] = digits[r->pan_hmac[i] & 15];
-        }
-        hex[64] = '\0';
-    } else {
-        hex[0] = '\0';
-    }
+    at_hex_encode(p, n, out);
+    for (size_t i = 0; i < 2 * n; i++) /* decode(…, 'hex') takes either case; keep the old form */
+        if (out[i] >= 'A' && out[i] <= 'F')
+            out[i] = (char)(out[i] - 'A' + 'a');
+}
+
+/* The six identity columns every statement starts with. */
+static int add_identity(struct strbuf *c, const struct db_auth_record *r)
+{
+    int rc = sb_elem(&c[0], r->request_date, false);
+    rc |= sb_elem(&c[1], r->acquirer_id, false);
+    rc |= sb_elem(&c[2], r->terminal_id, false);
+    rc |= sb_elem(&c[3], r->stan, false);
+    rc |= sb_elem(&c[4], r->transmission_time, false);
+    rc |= sb_elem(&c[5], r->mti, false);
+    return rc;
+}
+
+static int add_answer(struct strbuf *c, const struct db_auth_record *r)
+{
+    char ts[40], hmac[65] = "";
+    if (r->has_pan_hmac)
+        hex_of(r->pan_hmac, 32, hmac);
     at_format_utc(r->created_us, ts, sizeof ts);
-    rc |= sb_elem(&b->cols[0], r->request_date, false);
-    rc |= sb_elem(&b->cols[1], r->acquirer_id, false);
-    rc |= sb_elem(&b->cols[2], r->terminal_id, false);
-    rc |= sb_elem(&b->cols[3], r->stan, false);
-    rc |= sb_elem(&b->cols[4], r->transmission_time, false);
-    rc |= sb_elem(&b->cols[5], r->mti, false);
-    rc |= sb_opt(&b->cols[6], r->rrn);
-    rc |= sb_opt(&b->cols[7], r->issuer_id);
-    rc |= sb_opt(&b->cols[8], r->issuer_stan);
-    rc |= sb_opt(&b->cols[9], r->processing_code);
-    rc |= sb_num(&b->cols[10], r->amount_minor);
-    rc |= sb_num(&b->cols[11], r->currency);
-    rc |= sb_opt(&b->cols[12], r->response_code);
-    rc |= sb_opt(&b->cols[13], r->auth_code);
-    rc |= sb_opt(&b->cols[14], r->pan_masked);
-    rc |= sb_opt(&b->cols[15], hex);
-    rc |= sb_elem(&b->cols[16], outcome_names[r->outcome], false);
-    rc |= sb_opt(&b->cols[17], r->original_stan);
-    rc |= sb_opt(&b->cols[18], r->original_transmission_time);
-    rc |= sb_elem(&b->cols[19], ts, false);
-    rc |= sb_num(&b->cols[20], r->lat_total_us);
-    rc |= sb_num(&b->cols[21], r->lat_mac_us);
-    rc |= sb_num(&b->cols[22], r->lat_pin_us);
-    rc |= sb_num(&b->cols[23], r->lat_issuer_us);
-    rc |= sb_opt(&b->cols[24], r->issuer_transmission_time);
+    int rc = add_identity(c, r);
+    rc |= sb_opt(&c[6], r->rrn);
+    rc |= sb_opt(&c[7], r->issuer_id);
+    rc |= sb_opt(&c[8], r->issuer_stan);
+    rc |= sb_opt(&c[9], r->processing_code);
+    rc |= sb_num(&c[10], r->amount_minor);
+    rc |= sb_num(&c[11], r->currency);
+    rc |= sb_opt(&c[12], r->response_code);
+    rc |= sb_opt(&c[13], r->auth_code);
+    rc |= sb_opt(&c[14], r->pan_masked);
+    rc |= sb_opt(&c[15], hmac);
+    rc |= sb_elem(&c[16], outcome_names[r->outcome], false);
+    rc |= sb_opt(&c[17], r->original_stan);
+    rc |= sb_opt(&c[18], r->original_transmission_time);
+    rc |= sb_elem(&c[19], ts, false);
+    rc |= sb_num(&c[20], r->lat_total_us);
+    rc |= sb_num(&c[21], r->lat_mac_us);
+    rc |= sb_num(&c[22], r->lat_pin_us);
+    rc |= sb_num(&c[23], r->lat_issuer_us);
+    rc |= sb_opt(&c[24], r->issuer_transmission_time);
+    return rc;
+}
+
+/* INTENT and REVERSAL share their first thirteen columns: identity, issuer side, amounts. */
+static int add_issuer_side(struct strbuf *c, const struct db_auth_record *r)
+{
+    int rc = add_identity(c, r);
+    rc |= sb_elem(&c[6], r->issuer_id, false);
+    rc |= sb_elem(&c[7], r->issuer_stan, false);
+    rc |= sb_elem(&c[8], r->issuer_transmission_time, false);
+    rc |= sb_opt(&c[9], r->rrn);
+    rc |= sb_elem(&c[10], r->processing_code, false);
+    rc |= sb_num(&c[11], r->amount_minor);
+    rc |= sb_num(&c[12], r->currency);
+    return rc;
+}
+
+static int add_intent(struct strbuf *c, const struct db_auth_record *r)
+{
+    char ts[40], hmac[65], sealed[2 * DB_PAN_SEALED_MAX + 1];
+    hex_of(r->pan_hmac, 32, hmac);
+    hex_of(r->pan_sealed, r->pan_sealed_len, sealed);
+    at_format_utc(r->created_us, ts, sizeof ts);
+    int rc = add_issuer_side(c, r);
+    rc |= sb_elem(&c[13], r->pan_masked, false);
+    rc |= sb_elem(&c[14], hmac, false);
+    rc |= sb_elem(&c[15], sealed, false);
+    rc |= sb_elem(&c[16], ts, false);
+    return rc;
+}
+
+static int add_reversal(struct strbuf *c, const struct db_auth_record *r)
+{
+    char hmac[65], sealed[2 * DB_PAN_SEALED_MAX + 1];
+    hex_of(r->pan_hmac, 32, hmac);
+    hex_of(r->pan_sealed, r->pan_sealed_len, sealed);
+    int rc = add_issuer_side(c, r);
+    rc |= sb_opt(&c[13], r->auth_code);
+    rc |= sb_elem(&c[14], r->pan_masked, false);
+    rc |= sb_elem(&c[15], hmac, false);
+    rc |= sb_elem(&c[16], sealed, false);
+    rc |= sb_elem(&c[17], r->reason, false);
+    return rc;
+}
+
+static void group_push(struct jgroup *g, uint32_t rec)
+{
+    g->rec[g->n++] = rec;
+}
+
+/* Adds record r (slot or replay index i) to the statement of its kind, and to SETTLE when it
+ * settles its request's inflight row. */
+static int batch_add(struct jbatch *b, uint32_t i, const struct db_auth_record *r)
+{
+    int rc;
+    enum jgroup_id g = r->kind == DB_REC_INTENT     ? G_INTENT
+                       : r->kind == DB_REC_REVERSAL ? G_REVERSAL
+                                                    : G_ANSWER;
+    switch (g) {
+    case G_INTENT:
+        rc = add_intent(b->g[g].cols, r);
+        break;
+    case G_REVERSAL:
+        rc = add_reversal(b->g[g].cols, r);
+        break;
+    default:
+        rc = add_answer(b->g[g].cols, r);
+        break;
+    }
+    group_push(&b->g[g], i);
+    if (r->kind != DB_REC_INTENT && r->settle_inflight) {
+        rc |= add_identity(b->g[G_SETTLE].cols, r);
+        group_push(&b->g[G_SETTLE], i);
+    }
     return rc ? -1 : 0;
 }
 
 static void batch_reset(struct jbatch *b)
 {
-    for (int i = 0; i < JNCOLS; i++) {
-        if (sb_reserve(&b->cols[i], 2) == 0) {
-            b->cols[i].p[0] = '{';
-            b->cols[i].p[1] = '\0';
-            b->cols[i].n = 1;
+    for (int g = 0; g < G_max; g++) {
+        for (unsigned i = 0; i < group_cols[g]; i++) {
+            struct strbuf *c = &b->g[g].cols[i];
+            if (sb_reserve(c, 2) == 0) {
+                c->p[0] = '{';
+                c->p[1] = '\0';
+                c->n = 1;
+            }
         }
+        b->g[g].n = 0;
+        b->g[g].res = -1;
     }
     b->n = 0;
     b->replay = false;
     b->upsert = false;
 }
 
-static int batch_close(struct jbatch *b)
+static int batch_close(struct jbatch *b, const char *owner)
 {
-    for (int i = 0; i < JNCOLS; i++) {
-        if (sb_reserve(&b->cols[i], 1) != 0)
-            return -1;
-        b->cols[i].p[b->cols[i].n++] = '}';
-        b->cols[i].p[b->cols[i].n] = '\0';
-        b->values[i] = b->cols[i].p;
+    unsigned nstmt = 0;
+    for (int g = 0; g < G_max; g++) {
+        struct jgroup *gr = &b->g[g];
+        gr->res = gr->n ? (int)nstmt++ : -1;
+        for (unsigned i = 0; i < group_cols[g]; i++) {
+            struct strbuf *c = &gr->cols[i];
+            if (sb_reserve(c, 1) != 0)
+                return -1;
+            c->p[c->n++] = '}';
+            c->p[c->n] = '\0';
+            gr->values[i] = c->p;
+        }
     }
+    b->g[G_INTENT].values[INTENT_COLS] = owner ? owner : "";
+    b->job.nstmt = nstmt;
     return 0;
 }
 
 static int batch_send(struct dbc_job *job, PGconn *pg)
 {
+    static const char *const names[G_max] = { JSTMT_INTENT, JSTMT_ANSWER, JSTMT_REVERSAL,
+                                              JSTMT_SETTLE };
     struct jbatch *b = (struct jbatch *)job;
-    return PQsendQueryPrepared(pg, b->upsert ? JSTMT_UPSERT : JSTMT_INSERT, JNCOLS, b->values, NULL,
-                               NULL, 0) == 1
-               ? 0
-               : -1;
+    for (int g = 0; g < G_max; g++) {
+        const struct jgroup *gr = &b->g[g];
+        if (!gr->n)
+            continue;
+        const char *name = g == G_ANSWER && b->upsert ? JSTMT_UPSERT : names[g];
+        int np = (int)group_cols[g] + (g == G_INTENT ? 1 : 0);
+        if (PQsendQueryPrepared(pg, name, np, gr->values, NULL, NULL, 0) != 1)
+            return -1;
+    }
+    return 0;
+}
+
+/* The records of group gr that the statement's RETURNING rows (their keys) do not name get
+ * DB_CONFLICT; the others DB_OK. Conflicts are rare: the common case is a count. */
+static void group_results(struct db_journal *j, struct jgroup *gr, const PGresult *r)
+{
+    int rows = r ? PQntuples(r) : 0;
+    for (unsigned i = 0; i < gr->n; i++)
+        gr->status[i] = rows == (int)gr->n ? DB_OK : DB_CONFLICT;
+    if (rows == (int)gr->n)
+        return;
+    for (int row = 0; row < rows; row++) {
+        for (unsigned i = 0; i < gr->n; i++) {
+            const struct db_auth_record *rec = &j->slots[gr->rec[i]].rec;
+            if (gr->status[i] == DB_OK || strcmp(PQgetvalue(r, row, 0), rec->request_date) != 0 ||
+                strcmp(PQgetvalue(r, row, 1), rec->acquirer_id) != 0 ||
+                strcmp(PQgetvalue(r, row, 2), rec->terminal_id) != 0 ||
+                strcmp(PQgetvalue(r, row, 3), rec->stan) != 0 ||
+                strcmp(PQgetvalue(r, row, 4), rec->transmission_time) != 0 ||
+                strncmp(PQgetvalue(r, row, 5), rec->mti, 3) != 0 ||
+                (PQnfields(r) > 6 && strcmp(PQgetvalue(r, row, 6), rec->issuer_stan) != 0))
+                continue;
+            gr->status[i] = DB_OK;
+            break;
+        }
+    }
+    /* A record that lost to another of the same identity in this very batch (a refusal and the
+     * request replacing it, or a repeat folded onto its original) is written as if sequentially:
+     * superseded, not refused. Only a row from outside the batch is a conflict. */
+    for (unsigned i = 0; i < gr->n; i++) {
+        const struct db_auth_record *a = &j->slots[gr->rec[i]].rec;
+        for (unsigned k = 0; k < gr->n && gr->status[i] == DB_CONFLICT; k++) {
+            const struct db_auth_record *b = &j->slots[gr->rec[k]].rec;
+            if (k != i && gr->status[k] == DB_OK && strcmp(a->request_date, b->request_date) == 0 &&
+                strcmp(a->acquirer_id, b->acquirer_id) == 0 &&
+                strcmp(a->terminal_id, b->terminal_id) == 0 && strcmp(a->stan, b->stan) == 0 &&
+                strcmp(a->transmission_time, b->transmission_time) == 0 &&
+                memcmp(a->mti, b->mti, 3) == 0 && a->kind == DB_REC_ANSWER)
+                gr->status[i] = DB_OK;
+        }
+    }
 }
 
 /* ---- the spool ----------------------------------------------------------------------------- */
@@ -449,15 +719,32 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-/* Writes sbuf (after the magic, for a new file) and fdatasyncs; 0 or an errno. */
+/* Writes sbuf (after the magic, for a new file) and fdatasyncs; 0 or an errno. A write cut short
+ * (ENOSPC, EIO, EFBIG) must not leave a fragment in front of the next group: the reader stops at
+ * the first bad frame, so every record fsync'd after it would never be replayed. The file is cut
+ * back to its size before this group; while that fails, nothing more is written. */
 static int spool_write_sync(struct db_journal *j)
 {
+    if (j->spool_trunc_to >= 0) {
+        if (ftruncate(j->spool_fd, j->spool_trunc_to) == -1 || fdatasync(j->spool_fd) == -1)
+            return errno ? errno : EIO;
+        j->spool_trunc_to = -1;
+    }
+    off_t before = lseek(j->spool_fd, 0, SEEK_END);
+    if (before == -1)
+        return errno ? errno : EIO;
+    int err = 0;
     if (j->spool_new && write_all(j->spool_fd, (const uint8_t *)SPOOL_MAGIC, SPOOL_MAGIC_LEN) != 0)
-        return errno ? errno : EIO;
-    if (write_all(j->spool_fd, j->sbuf, j->sbuf_n) != 0 || fdatasync(j->spool_fd) == -1)
-        return errno ? errno : EIO;
-    if (j->spool_new && fsync_dir_of(j->spool_path) == -1)
-        return errno ? errno : EIO;
+        err = errno ? errno : EIO;
+    if (!err && (write_all(j->spool_fd, j->sbuf, j->sbuf_n) != 0 || fdatasync(j->spool_fd) == -1))
+        err = errno ? errno : EIO;
+    if (!err && j->spool_new && fsync_dir_of(j->spool_path) == -1)
+        err = errno ? errno : EIO;
+    if (err) {
+        if (ftruncate(j->spool_fd, before) == -1 || fdatasync(j->spool_fd) == -1)
+            j->spool_trunc_to = before;
+        return err;
+    }
     j->spool_new = false;
     return 0;
 }
@@ -657,17 +944,19 @@ static unsigned j_in_use(const struct db_journal *j)
     return j->o.queue_max - j->nfree;
 }
 
-/* Frees the slots and then calls their callbacks with status. The callbacks are copied out
- * first: a callback may submit new records, which reuses freed slots and may even complete
- * other work (nested calls stack up in cbq). The drain signal comes last. */
-static void j_complete(struct db_journal *j, const uint32_t *slots, unsigned n, int status)
+/* Frees the slots and then calls their callbacks, each with its status (status[i], or the one
+ * given). The callbacks are copied out first: a callback may submit new records, which reuses
+ * freed slots and may even complete other work (nested calls stack up in cbq). The drain signal
+ * comes last. */
+static void j_complete_each(struct db_journal *j, const uint32_t *slots, const int *status,
+                            unsigned n)
 {
     unsigned base = j->cbq_n;
     unsigned pushed = 0;
     for (unsigned i = 0; i < n; i++) {
         struct jslot *s = &j->slots[slots[i]];
         if (j->cbq_n < j->cbq_cap) {
-            j->cbq[j->cbq_n++] = (struct jcb){ s->cb, s->arg };
+            j->cbq[j->cbq_n++] = (struct jcb){ s->cb, s->arg, status[i] };
             pushed++;
         } else {
             at_log(AT_LOG_ERROR, "journal_callback_stack_full"); /* cannot happen: 2x queue */
@@ -675,13 +964,23 @@ static void j_complete(struct db_journal *j, const uint32_t *slots, unsigned n, 
         j->free_idx[j->nfree++] = slots[i];
     }
     for (unsigned i = 0; i < pushed; i++)
-        j->cbq[base + i].cb(j->cbq[base + i].arg, status);
+        j->cbq[base + i].cb(j->cbq[base + i].arg, j->cbq[base + i].status);
     j->cbq_n = base;
     if (j->pressured && j_in_use(j) < j->o.queue_low) {
         j->pressured = false;
         if (j->o.on_drain)
             j->o.on_drain(j->o.drain_arg);
     }
+}
+
+static void j_complete(struct db_journal *j, const uint32_t *slots, unsigned n, int status)
+{
+    enum { CHUNK = 256 };
+    int st[CHUNK];
+    for (unsigned i = 0; i < CHUNK; i++)
+        st[i] = status;
+    for (unsigned off = 0; off < n; off += CHUNK)
+        j_complete_each(j, slots + off, st, n - off < CHUNK ? n - off : CHUNK);
 }
 
 static void wait_push_back(struct db_journal *j, uint32_t slot)
@@ -717,13 +1016,58 @@ static void j_check_drained(struct db_journal *j)
 
 static void replay_batch_done(struct db_journal *j, struct jbatch *b);
 
+/* (Re)builds the statements of live batch b from its slots b->idx[0..n). 0, or -1 when out of
+ * memory. */
+static int rebuild_batch(struct db_journal *j, struct jbatch *b, bool upsert)
+{
+    unsigned n = b->n;
+    int rc = 0;
+    batch_reset(b);
+    b->n = n;
+    b->upsert = upsert;
+    for (unsigned i = 0; i < n; i++)
+        rc |= batch_add(b, b->idx[i], &j->slots[b->idx[i]].rec);
+    return rc != 0 || batch_close(b, j->o.owner) != 0 ? -1 : 0;
+}
+
+/* A live batch committed: INTENTs and (upserted) ANSWERs learn from the RETURNING rows whether
+ * they were written or met a taken identity; REVERSALs are written either way. Fills done_slot
+ * and done_status (group by group) before the results are cleared. Returns the record count. */
+static unsigned batch_statuses(struct db_journal *j, struct jbatch *b)
+{
+    unsigned k = 0;
+    for (int g = G_INTENT; g <= G_REVERSAL; g++) {
+        struct jgroup *gr = &b->g[g];
+        if (!gr->n)
+            continue;
+        if (g == G_INTENT || (g == G_ANSWER && b->upsert)) {
+            group_results(j, gr, b->res[gr->res]);
+        } else {
+            for (unsigned i = 0; i < gr->n; i++)
+                gr->status[i] = DB_OK;
+        }
+        for (unsigned i = 0; i < gr->n; i++) {
+            if (gr->status[i] == DB_CONFLICT)
+                j->st.conflicts++;
+            b->done_slot[k] = gr->rec[i];
+            b->done_status[k++] = gr->status[i];
+        }
+    }
+    return k;
+}
+
 static void batch_done(struct dbc_job *job)
 {
     struct jbatch *b = (struct jbatch *)job;
     struct jconn *jc = b->jc;
     struct db_journal *j = jc->j;
-    PQclear(b->res[0]);
-    b->res[0] = NULL;
+    const struct db_error *e = &job->err;
+    unsigned done = e->code == 0 && !b->replay ? batch_statuses(j, b) : 0;
+    for (int i = 0; i < G_max; i++) {
+        b->g[i].n = 0;
+        PQclear(b->res[i]);
+        b->res[i] = NULL;
+    }
     jc->busy = false;
     if (jc->timeout)
         evtimer_del(jc->timeout);
@@ -732,22 +1076,27 @@ static void batch_done(struct dbc_job *job)
         j_dispatch(j, false);
         return;
     }
-    const struct db_error *e = &job->err;
     if (e->code == DB_E_SQL && !b->upsert && strcmp(e->sqlstate, "23505") == 0 &&
         jc->dbc.state == DBC_READY) {
-        /* A key already stored (a repeat, or a record a spool replay or another batch holds):
-         * the same batch again, idempotent this time. Its parameters are still built. */
-        b->upsert = true;
-        jc->busy = true;
-        jc_arm_timeout(jc);
-        dbc_submit(&jc->dbc, &b->job);
+        /* A key already stored (a repeat, a refusal being replaced, or a record a spool replay or
+         * another batch holds): the same batch again with the upsert. */
+        if (rebuild_batch(j, b, true) == 0) {
+            jc->busy = true;
+            jc_arm_timeout(jc);
+            dbc_submit(&jc->dbc, &b->job);
+            return;
+        }
+        for (unsigned i = b->n; i-- > 0;) /* out of memory: retried from the queue */
+            wait_push_front(j, b->idx[i]);
+        b->n = 0;
+        j_dispatch(j, false);
         return;
     }
     unsigned n = b->n;
     b->n = 0;
     if (e->code == 0) {
         j->st.committed += n;
-        j_complete(j, b->idx, n, DB_OK);
+        j_complete_each(j, b->done_slot, b->done_status, done);
     } else if (e->code == DB_E_CONN || e->code == DB_E_CLOSED ||
                (e->action == DB_ACTION_RETRY && n > 0 && j->slots[b->idx[0]].retries >= 3)) {
         /* Outcome unknown (it may have committed): the spool replay is idempotent. */
@@ -772,7 +1121,8 @@ static void batch_done(struct dbc_job *job)
         struct jslot *s = &j->slots[b->idx[0]];
         at_log(AT_LOG_ERROR, "journal_record_refused", AT_STR("acquirer_id", s->rec.acquirer_id),
                AT_STR("terminal_id", s->rec.terminal_id), AT_STR("stan", s->rec.stan),
-               AT_STR("sqlstate", e->sqlstate), AT_STR("error", e->message));
+               AT_UINT("kind", s->rec.kind), AT_STR("sqlstate", e->sqlstate),
+               AT_STR("error", e->message));
         j->st.failed++;
         j_complete(j, b->idx, 1, DB_E_SQL);
     }
@@ -847,20 +1197,17 @@ static void j_dispatch(struct db_journal *j, bool force)
         if (!jc)
             break;
         struct jbatch *b = &jc->batch;
-        batch_reset(b);
-        bool failed = false;
+        b->n = 0;
         while (j->wait_n > 0 && b->n < j->o.batch_max) {
             uint32_t slot = j->wait[j->wait_head];
             if (j->slots[slot].solo && b->n > 0)
                 break;
             (void)wait_pop(j);
             b->idx[b->n++] = slot;
-            if (batch_add(b, &j->slots[slot].rec) != 0)
-                failed = true;
             if (j->slots[slot].solo)
                 break;
         }
-        if (failed || batch_close(b) != 0) {
+        if (rebuild_batch(j, b, false) != 0) {
             /* Out of memory building parameters: keep the records and try again later. */
             for (unsigned i = b->n; i-- > 0;)
                 wait_push_front(j, b->idx[i]);
@@ -902,6 +1249,43 @@ static void j_on_state(struct dbc *c, bool up)
     j_maybe_replay(j);
 }
 
+/* ---- replayed: nothing of any spool left to replay ---------------------------------------- */
+
+static bool j_replayed(const struct db_journal *j)
+{
+    struct stat sb;
+    return !j->replaying && !j->spool_has_data && j->spq_n == 0 && !j->syncing &&
+           stat(j->replay_path, &sb) == -1;
+}
+
+static void j_check_replayed(struct db_journal *j)
+{
+    if (j->replayed_cb && j_replayed(j))
+        event_active(j->replayed_ev, 0, 0);
+}
+
+static void on_replayed(evutil_socket_t fd, short what, void *arg)
+{
+    struct db_journal *j = arg;
+    if (!j->replayed_cb || !j_replayed(j))
+        return;
+    void (*done)(void *) = j->replayed_cb;
+    j->replayed_cb = NULL;
+    done(j->replayed_arg);
+}
+
+bool db_journal_replay_pending(const struct db_journal *j)
+{
+    return !j_replayed(j);
+}
+
+void db_journal_when_replayed(struct db_journal *j, void (*done)(void *arg), void *arg)
+{
+    j->replayed_cb = done;
+    j->replayed_arg = arg;
+    j_check_replayed(j);
+}
+
 /* ---- replay -------------------------------------------------------------------------------- */
 
 static void replay_finish(struct db_journal *j)
@@ -922,6 +1306,7 @@ static void replay_finish(struct db_journal *j)
     }
     j->replaying = false;
     j->replay_total = 0;
+    j_check_replayed(j);
 }
 
 /* Reads the next records of the replay file into replay_recs. */
@@ -957,12 +1342,15 @@ static void j_maybe_replay(struct db_journal *j)
     if (!j->replaying) {
         struct stat sb;
         if (stat(j->replay_path, &sb) == -1) {
-            if (!j->spool_has_data || j->spq_n > 0 || j->syncing)
+            if (!j->spool_has_data || j->spq_n > 0 || j->syncing) {
+                j_check_replayed(j);
                 return;
+            }
             if (j->spool_fd != -1) {
                 close(j->spool_fd);
                 j->spool_fd = -1;
             }
+            j->spool_trunc_to = -1; /* a fragment at the very end is a torn tail: ignored */
             if (rename(j->spool_path, j->replay_path) == -1 || fsync_dir_of(j->spool_path) == -1) {
                 at_log(AT_LOG_ERROR, "journal_spool_rename_failed", AT_STR("path", j->spool_path),
                        AT_STR("error", strerror(errno)));
@@ -1001,10 +1389,10 @@ static void j_maybe_replay(struct db_journal *j)
     batch_reset(b);
     b->replay = true;
     b->upsert = true;
+    int rc = 0;
     for (unsigned i = 0; i < j->replay_n; i++)
-        if (batch_add(b, &j->replay_recs[i]) != 0)
-            return;
-    if (batch_close(b) != 0)
+        rc |= batch_add(b, i, &j->replay_recs[i]);
+    if (rc != 0 || batch_close(b, j->o.owner) != 0)
         return;
     b->n = j->replay_n;
     jc->busy = true;
@@ -1086,6 +1474,7 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
     j->base = base;
     j->o = *opts;
     j->spool_fd = -1;
+    j->spool_trunc_to = -1;
     if (!j->o.connections)
         j->o.connections = 4;
     if (!j->o.batch_max)
@@ -1106,6 +1495,7 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
         j->o.batch_timeout_ms = 5000;
     j->nconn = j->o.connections;
     j->conninfo = strdup(opts->conninfo ? opts->conninfo : "");
+    j->owner = strdup(opts->owner ? opts->owner : "");
     j->spool_path = strdup(opts->spool_path);
     j->replay_path = str_concat(opts->spool_path, ".replay");
     j->rejected_path = str_concat(opts->spool_path, ".rejected");
@@ -1126,11 +1516,14 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
     j->flush_timer = evtimer_new(base, on_flush_timer, j);
     j->sync_timer = evtimer_new(base, on_sync_timer, j);
     j->drain_timer = evtimer_new(base, on_drain_timer, j);
+    j->replayed_ev = event_new(base, -1, 0, on_replayed, j);
     j->o.conninfo = j->conninfo;
+    j->o.owner = j->owner;
     j->o.spool_path = j->spool_path;
-    if (!j->conninfo || !j->spool_path || !j->replay_path || !j->rejected_path || !j->slots ||
-        !j->free_idx || !j->wait || !j->spq || !j->cbq || !j->syq || !j->fill || !j->sbuf ||
-        !j->replay_recs || !j->conns || !j->flush_timer || !j->sync_timer || !j->drain_timer) {
+    if (!j->conninfo || !j->owner || !j->spool_path || !j->replay_path || !j->rejected_path ||
+        !j->slots || !j->free_idx || !j->wait || !j->spq || !j->cbq || !j->syq || !j->fill ||
+        !j->sbuf || !j->replay_recs || !j->conns || !j->flush_timer || !j->sync_timer ||
+        !j->drain_timer || !j->replayed_ev) {
         j->nconn = 0;
         db_journal_free(j);
         return DB_E_SYS;
@@ -1138,6 +1531,7 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
     for (unsigned i = 0; i < j->o.queue_max; i++)
         j->free_idx[i] = j->o.queue_max - 1 - i;
     j->nfree = j->o.queue_max;
+    bool alloc_failed = false;
     for (unsigned i = 0; i < j->nconn; i++) {
         struct jconn *jc = &j->conns[i];
         if (dbc_init(&jc->dbc, base, j->conninfo, i) != 0) {
@@ -1150,7 +1544,7 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
         jc->dbc.on_state = j_on_state;
         jc->dbc.app_name = "atlas-journal";
         jc->dbc.preps = journal_preps;
-        jc->dbc.npreps = 2;
+        jc->dbc.npreps = sizeof journal_preps / sizeof journal_preps[0];
         if (j->o.reconnect_min_ms)
             jc->dbc.backoff_min_ms = j->o.reconnect_min_ms;
         if (j->o.reconnect_max_ms)
@@ -1158,11 +1552,19 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
         jc->batch.jc = jc;
         jc->batch.job.nstmt = 1;
         jc->batch.job.res = jc->batch.res;
+        for (int g = 0; g < G_max && !alloc_failed; g++) {
+            jc->batch.g[g].rec = calloc(j->replay_cap, sizeof *jc->batch.g[g].rec);
+            jc->batch.g[g].status = calloc(j->replay_cap, sizeof *jc->batch.g[g].status);
+            alloc_failed = !jc->batch.g[g].rec || !jc->batch.g[g].status;
+        }
+        jc->batch.done_slot = calloc(j->o.batch_max, sizeof *jc->batch.done_slot);
+        jc->batch.done_status = calloc(j->o.batch_max, sizeof *jc->batch.done_status);
         jc->batch.job.send = batch_send;
         jc->batch.job.done = batch_done;
         jc->batch.idx = calloc(j->o.batch_max, sizeof *jc->batch.idx);
         jc->timeout = evtimer_new(base, on_batch_timeout, jc);
-        if (!jc->batch.idx || !jc->timeout) {
+        if (!jc->batch.idx || !jc->timeout || alloc_failed || !jc->batch.done_slot ||
+            !jc->batch.done_status) {
             j->nconn = i + 1;
             db_journal_free(j);
             return DB_E_SYS;
@@ -1277,9 +1679,16 @@ void db_journal_free(struct db_journal *j)
     if (j->replaying)
         spool_reader_close(&j->rd);
     for (unsigned i = 0; i < j->nconn; i++) {
-        for (int k = 0; k < JNCOLS; k++)
-            free(j->conns[i].batch.cols[k].p);
-        free(j->conns[i].batch.idx);
+        struct jbatch *b = &j->conns[i].batch;
+        for (int g = 0; g < G_max; g++) {
+            for (int k = 0; k < MAX_COLS; k++)
+                free(b->g[g].cols[k].p);
+            free(b->g[g].rec);
+            free(b->g[g].status);
+        }
+        free(b->idx);
+        free(b->done_slot);
+        free(b->done_status);
         if (j->conns[i].timeout)
             event_free(j->conns[i].timeout);
     }
@@ -1296,6 +1705,8 @@ void db_journal_free(struct db_journal *j)
         event_free(j->sync_timer);
     if (j->drain_timer)
         event_free(j->drain_timer);
+    if (j->replayed_ev)
+        event_free(j->replayed_ev);
     if (j->notify_ev)
         event_free(j->notify_ev);
     if (j->notify[0] != -1) {
@@ -1313,6 +1724,7 @@ void db_journal_free(struct db_journal *j)
     free(j->sbuf);
     free(j->replay_recs);
     free(j->conninfo);
+    free(j->owner);
     free(j->spool_path);
     free(j->replay_path);
     free(j->rejected_path);

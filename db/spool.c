@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SPOOL_VERSION 2 /* 2 appends issuer_transmission_time; 1 still decodes */
+/* 2 appended issuer_transmission_time; 3 the record kind, settle_inflight, the sealed PAN and the
+ * reversal reason (records of versions 1 and 2 decode as ANSWERs). */
+#define SPOOL_VERSION 3
 
 /* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven. */
 uint32_t spool_crc32c(const void *data, size_t n)
@@ -155,6 +157,11 @@ size_t spool_encode(const struct db_auth_record *rec, uint8_t *buf, size_t cap)
     w_u64(&w, (uint64_t)(int64_t)rec->lat_pin_us);
     w_u64(&w, (uint64_t)(int64_t)rec->lat_issuer_us);
     w_str(&w, rec->issuer_transmission_time, sizeof rec->issuer_transmission_time);
+    uint8_t b[3] = { (uint8_t)rec->kind, rec->settle_inflight ? 1 : 0,
+                     rec->pan_sealed_len <= DB_PAN_SEALED_MAX ? rec->pan_sealed_len : 0 };
+    w_bytes(&w, b, 3);
+    w_bytes(&w, rec->pan_sealed, b[2]);
+    w_str(&w, rec->reason, sizeof rec->reason);
     return w.overflow ? 0 : w.n;
 }
 
@@ -164,7 +171,7 @@ int spool_decode(const uint8_t *buf, size_t n, struct db_auth_record *rec)
     uint8_t v = 0;
     db_auth_record_init(rec);
     r_bytes(&r, &v, 1);
-    if (v != 1 && v != SPOOL_VERSION)
+    if (v < 1 || v > SPOOL_VERSION)
         return -1;
 #define R_STR(f) r_str(&r, rec->f, sizeof rec->f);
     SPOOL_STRINGS(R_STR)
@@ -189,6 +196,17 @@ int spool_decode(const uint8_t *buf, size_t n, struct db_auth_record *rec)
     rec->lat_issuer_us = (int32_t)(int64_t)r_u64(&r);
     if (v >= 2)
         r_str(&r, rec->issuer_transmission_time, sizeof rec->issuer_transmission_time);
+    if (v >= 3) {
+        uint8_t b[3] = { 0, 0, 0 };
+        r_bytes(&r, b, 3);
+        if (b[0] >= DB_REC_max || b[1] > 1 || b[2] > DB_PAN_SEALED_MAX)
+            return -1;
+        rec->kind = (enum db_rec_kind)b[0];
+        rec->settle_inflight = b[1];
+        rec->pan_sealed_len = b[2];
+        r_bytes(&r, rec->pan_sealed, b[2]);
+        r_str(&r, rec->reason, sizeof rec->reason);
+    }
     if (r.bad || r.off != n)
         return -1;
     return 0;

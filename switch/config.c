@@ -48,6 +48,13 @@ static const struct at_setting switch_table[] = {
       "most request identities remembered (older ones fall back to the journal's unique key)" },
     { "reversal_retry_ms", AT_SET_U64, U(reversal_retry_ms), "5000", 3600000, 0,
       "store-and-forward: delay between 0421 repeats" },
+    { "instance_id", AT_SET_STR, S(instance_id), "switchd", 0, 0,
+      "this switchd's name in switch.inflight: at start it settles the rows its previous run left"
+      " (one name per instance sharing a database)" },
+    { "clock_skew_s", AT_SET_U64, U(clock_skew_s), "120", 86400, 0,
+      "how far a terminal's clock (DE 7) may be from ours; while the database is unreachable a"
+      " request is forwarded only if its DE 7 is this much after what the duplicate table"
+      " remembers from" },
 };
 
 static const struct at_setting hsm_table[] = {

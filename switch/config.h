@@ -56,6 +56,8 @@ struct sw_config {
     uint64_t dup_window_s;
     uint64_t dup_capacity;
     uint64_t reversal_retry_ms;
+    char instance_id[64];  /* owner of this switchd's switch.inflight rows */
+    uint64_t clock_skew_s; /* tolerated DE 7 error (duplicate checks during outages) */
     /* [hsm] */
     char hsm_address[64];
     uint64_t hsm_connections;

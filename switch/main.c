@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +36,9 @@ static void usage(FILE *f)
                "ATLAS_PAN_SEAL_KEY (hex) when the key files are not configured.\n");
 }
 
-/* Reads a hex key from a file (first line) or from the environment. */
+/* Reads a hex key from a file (first line) or from the environment. A key
+ * taken from the environment is wiped from it: no child process, core file
+ * or /proc/<pid>/environ reader finds it later. Every copy is cleansed. */
 static int load_key(const char *file, const char *env, size_t min_len, uint8_t *out, size_t cap,
                     size_t *len, char *err, size_t errcap)
 {
@@ -46,20 +49,23 @@ static int load_key(const char *file, const char *env, size_t min_len, uint8_t *
             snprintf(err, errcap, "cannot read key file %s", file);
             if (f)
                 fclose(f);
+            OPENSSL_cleanse(buf, sizeof buf);
             return -1;
         }
         fclose(f);
     } else {
-        const char *v = getenv(env);
+        char *v = getenv(env);
         if (!v) {
             snprintf(err, errcap, "%s is not set and no key file is configured", env);
             return -1;
         }
         snprintf(buf, sizeof buf, "%s", v);
+        OPENSSL_cleanse(v, strlen(v));
+        unsetenv(env);
     }
     buf[strcspn(buf, "\r\n \t")] = '\0';
     int n = at_hex_decode(buf, strlen(buf), out, cap);
-    memset(buf, 0, sizeof buf);
+    OPENSSL_cleanse(buf, sizeof buf);
     if (n < 0 || (size_t)n < min_len) {
         snprintf(err, errcap, "%s must be at least %zu bytes of hex", file[0] ? file : env,
                  min_len);
@@ -104,6 +110,60 @@ void sw_server_ready(struct sw_server *srv)
     srv->ready = true;
     at_log(AT_LOG_INFO, "ready", AT_STR("version", SWITCHD_VERSION),
            AT_UINT("listeners", srv->n_listeners), AT_UINT("issuer_links", srv->n_links));
+}
+
+static void on_saf_loaded(struct sw_server *srv)
+{
+    if (sw_ref_reload(srv) != 0) {
+        at_log(AT_LOG_ERROR, "start_failed",
+               AT_STR("reason", "cannot queue the reference data load"));
+        srv->exit_code = 1;
+        event_base_loopbreak(srv->base);
+    }
+}
+
+static void recover(struct sw_server *srv);
+
+static void on_recover_retry(evutil_socket_t fd, short what, void *arg)
+{
+    recover(arg);
+}
+
+/* The in-flight rows the previous run of this instance left are settled:
+ * each becomes a reversal, unless its approval is journaled. */
+static void on_recovered(void *arg, const struct db_reply *reply)
+{
+    struct sw_server *srv = arg;
+    if (reply->err->code != 0 || reply->n != 1 || PQntuples(reply->res[0]) != 1) {
+        at_log(AT_LOG_ERROR, "recovery_failed", AT_STR("error", reply->err->message),
+               AT_STR("action", "retrying in 1 s"));
+        struct timeval tv = { 1, 0 };
+        event_base_once(srv->base, -1, EV_TIMEOUT, on_recover_retry, srv, &tv);
+        return;
+    }
+    at_log(AT_LOG_INFO, "recovered", AT_STR("instance", srv->conf.instance_id),
+           AT_STR("reversals_queued", PQgetvalue(reply->res[0], 0, 0)),
+           AT_STR("settled", PQgetvalue(reply->res[0], 0, 1)));
+    sw_saf_load(srv, on_saf_loaded);
+}
+
+static void recover(struct sw_server *srv)
+{
+    const char *values[] = { srv->conf.instance_id };
+    const struct db_stmt st = { .sql = "SELECT * FROM switch.recover_inflight($1)",
+                                .nparams = 1,
+                                .values = values };
+    if (db_exec(srv->db, &st, 1, on_recovered, srv) != 0) {
+        const struct db_error full = { .code = DB_E_FULL, .message = "database queue full" };
+        const struct db_reply failed = { .err = &full };
+        on_recovered(srv, &failed);
+    }
+}
+
+/* Nothing the previous run acknowledged waits in a spool any more. */
+static void on_replayed(void *arg)
+{
+    recover(arg);
 }
 
 static void finish_exit(void *arg)
@@ -196,7 +256,7 @@ static int start(struct sw_server *srv, char *err, size_t errcap)
                  sizeof srv->pan_seal_key, &seal_len, err, errcap) != 0)
         return -1;
     int hrc = db_pan_hasher_new(mac_key, mac_key_len, &srv->pan_hasher);
-    memset(mac_key, 0, sizeof mac_key);
+    OPENSSL_cleanse(mac_key, sizeof mac_key);
     if (hrc != 0) {
         snprintf(err, errcap, "cannot set up the PAN HMAC key");
         return -1;
@@ -207,7 +267,8 @@ static int start(struct sw_server *srv, char *err, size_t errcap)
         snprintf(err, errcap, "getrandom failed");
         return -1;
     }
-    srv->recent = sw_recent_new(srv->conf.dup_capacity, srv->conf.dup_window_s * 1000, hkey);
+    srv->recent =
+        sw_recent_new(srv->conf.dup_capacity, srv->conf.dup_window_s * 1000, hkey, sw_now_ms());
     if (!srv->recent) {
         snprintf(err, errcap, "cannot allocate the duplicate table (dup_capacity)");
         return -1;
@@ -227,6 +288,7 @@ static int start(struct sw_server *srv, char *err, size_t errcap)
         .batch_max = (unsigned)srv->conf.journal_batch_rows,
         .batch_delay_us = (uint32_t)srv->conf.journal_flush_us,
         .queue_max = (unsigned)srv->conf.journal_queue_max,
+        .owner = srv->conf.instance_id,
         .on_drain = on_journal_drain,
         .drain_arg = srv,
     };
@@ -254,11 +316,11 @@ static int start(struct sw_server *srv, char *err, size_t errcap)
         snprintf(err, errcap, "cannot start store-and-forward");
         return -1;
     }
-    sw_saf_load(srv);
-    if (sw_ref_reload(srv) != 0) {
-        snprintf(err, errcap, "cannot queue the reference data load");
-        return -1;
-    }
+    /* Recovery before service: the spool of the previous run is replayed,
+     * then its in-flight rows settled, then the reversal queue loaded, and
+     * only then do the listeners open (sw_server_ready, after the reference
+     * data). */
+    db_journal_when_replayed(srv->journal, on_replayed, srv);
     return 0;
 }
 
@@ -304,7 +366,7 @@ static void teardown(struct sw_server *srv)
     }
     db_pan_hasher_free(srv->pan_hasher);
     srv->pan_hasher = NULL;
-    memset(srv->pan_seal_key, 0, sizeof srv->pan_seal_key);
+    OPENSSL_cleanse(srv->pan_seal_key, sizeof srv->pan_seal_key);
 }
 
 int main(int argc, char **argv)
@@ -370,6 +432,7 @@ int main(int argc, char **argv)
     at_log_set_level((enum at_log_level)at_log_level_parse(srv.conf.log_level));
     at_log_set_buffered(true);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file size limit makes the write fail (EFBIG), handled */
 
     srv.base = event_base_new();
     srv.sig_term = evsignal_new(srv.base, SIGTERM, on_signal, &srv);

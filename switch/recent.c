@@ -14,6 +14,7 @@ struct sw_recent {
     uint32_t *slots;         /* ring index + 1; 0 = empty */
     size_t mask;
     uint64_t window_ms;
+    uint64_t horizon_ms; /* see sw_recent_horizon_ms */
     uint8_t key[16];
 };
 
@@ -22,7 +23,8 @@ static size_t slot_of(const struct sw_recent *r, const struct sw_req_id *id)
     return (size_t)at_siphash(r->key, id, sizeof *id) & r->mask;
 }
 
-struct sw_recent *sw_recent_new(size_t capacity, uint64_t window_ms, const uint8_t hash_key[16])
+struct sw_recent *sw_recent_new(size_t capacity, uint64_t window_ms, const uint8_t hash_key[16],
+                                uint64_t now_ms)
 {
     if (capacity == 0 || capacity > UINT32_MAX / 4)
         return NULL;
@@ -41,6 +43,7 @@ struct sw_recent *sw_recent_new(size_t capacity, uint64_t window_ms, const uint8
     r->cap = capacity;
     r->mask = slots - 1;
     r->window_ms = window_ms;
+    r->horizon_ms = now_ms;
     memcpy(r->key, hash_key, 16);
     return r;
 }
@@ -95,6 +98,9 @@ static void slot_delete(struct sw_recent *r, size_t hole)
 
 static void drop_oldest(struct sw_recent *r)
 {
+    uint64_t inserted = r->ring[r->head].expires_at_ms - r->window_ms;
+    if (inserted > r->horizon_ms)
+        r->horizon_ms = inserted;
     bool found;
     size_t s = probe(r, &r->ring[r->head].id, &found);
     if (found)
@@ -146,4 +152,9 @@ struct sw_recent_txn *sw_recent_find(struct sw_recent *r, const struct sw_req_id
 size_t sw_recent_count(const struct sw_recent *r)
 {
     return r->count;
+}
+
+uint64_t sw_recent_horizon_ms(const struct sw_recent *r)
+{
+    return r->horizon_ms;
 }

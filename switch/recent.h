@@ -1,8 +1,11 @@
 /* Recent requests, by their identity (acquirer, terminal DE 41, STAN DE 11,
  * transmission time DE 7): the switch's memory of what it has seen, used for
- * duplicate detection (94) and for finding the original of a reversal.
- * Bounded in count and in age; the oldest entry is forgotten first. Beyond
- * the window the journal's unique key still refuses a replayed record. */
+ * duplicate detection (94), repeats, and finding the original of a reversal.
+ * A cache: bounded in count and in age, the oldest entry forgotten first;
+ * PostgreSQL holds the truth (switch.inflight's insert is the durable
+ * duplicate check). The table knows since when it holds every identity it
+ * was given (its horizon), which is what lets the switch vouch for a request
+ * while the database is away. */
 #ifndef ATLAS_SW_RECENT_H
 #define ATLAS_SW_RECENT_H
 
@@ -32,24 +35,26 @@ struct sw_recent_txn {
     char issuer_tx_time[10]; /* DE 7 the switch sent to the issuer */
     int64_t amount_minor;    /* DE 4 */
     uint16_t currency;       /* DE 49 numeric */
+    uint8_t pan_tag[8];      /* first bytes of the PAN's keyed hash: a reversal names this card */
     uint8_t state;           /* enum sw_recent_state */
     bool approved;           /* answered 00 */
+    bool forwarded;          /* it reached an issuer (money may have moved) */
 };
 
 enum sw_recent_state {
-    SW_RECENT_IN_FLIGHT,         /* forwarded, no final answer yet */
-    SW_RECENT_ANSWERED,          /* answered to the terminal */
-    SW_RECENT_REVERSED,          /* a reversal of it was queued durably */
-    SW_RECENT_REVERSE_REQUESTED, /* the terminal reversed it while in flight: reverse
-                                    it when its answer comes, if approved */
+    SW_RECENT_IN_FLIGHT, /* being handled, no answer yet */
+    SW_RECENT_ANSWERED,  /* answered to the terminal */
+    SW_RECENT_REVERSED,  /* a reversal of it is queued (by the switch or the terminal) */
     SW_RECENT_state_max
 };
 
 struct sw_recent;
 
 /* A store of at most capacity entries, each kept window_ms. hash_key seeds
- * the keyed hash (random per process). NULL on allocation failure. */
-struct sw_recent *sw_recent_new(size_t capacity, uint64_t window_ms, const uint8_t hash_key[16]);
+ * the keyed hash (random per process); now_ms starts the horizon. NULL on
+ * allocation failure. */
+struct sw_recent *sw_recent_new(size_t capacity, uint64_t window_ms, const uint8_t hash_key[16],
+                                uint64_t now_ms);
 void sw_recent_free(struct sw_recent *r);
 
 /* Inserts txn (its id is the key) unless that id is already present.
@@ -65,5 +70,10 @@ struct sw_recent_txn *sw_recent_find(struct sw_recent *r, const struct sw_req_id
                                      uint64_t now_ms);
 
 size_t sw_recent_count(const struct sw_recent *r);
+
+/* The monotonic time (ms) since which the table holds every identity
+ * inserted: its creation, or the insertion of the newest entry it had to
+ * forget (by count or age). An identity first seen after it would be found. */
+uint64_t sw_recent_horizon_ms(const struct sw_recent *r);
 
 #endif

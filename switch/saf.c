@@ -1,14 +1,19 @@
 /* Store-and-forward of reversals. An item lives in memory from the moment a
- * reversal is decided until the issuer acknowledges it; it is inserted into
- * switch.reversal_queue (retried with backoff until that succeeds: a reversal
- * is never dropped) and sent only once durable: 0420 first, 0421 on every
- * repeat, until an 0430 arrives, which marks the row acknowledged. A txn may
- * wait for the first insert attempt (its 91 is answered after it), but no
- * function here ever calls back into a txn from inside the caller's stack.
- * Later changes of a row (attempt counts, acknowledged, failed) are written
- * in batches too: an item whose row must change goes on the write list, and
- * one UPDATE at a time carries the whole list; an acknowledged item stays in
- * memory (never sent again) until its row says so.
+ * reversal is decided until its row says it is settled. Its lifecycle is
+ * enum saf_state below; saf_set_state() is the only door and aborts on a
+ * move the table does not allow.
+ *
+ * Durable first: the item's REVERSAL record goes through the journal writer
+ * (one transaction with the journal rows of the same moment, or the spool
+ * while PostgreSQL is away: replayed exactly once, the queue's unique key
+ * makes a replay harmless); it is sent only once durable: 0420 first, 0421 on
+ * every repeat, until an 0430 whose MAC verifies: 00 acknowledges it, 91/96
+ * (or no code) mean "try later", anything else parks it as failed for an
+ * operator. A txn may wait for the record to be durable (its 91 is answered
+ * after it); this file tells it through sw_txn_reversal_stored(), never from
+ * inside the caller's stack. Later changes of a row (attempt counts,
+ * acknowledged, failed) are batched: one UPDATE at a time carries every
+ * change waiting, rows named by the request identity.
  * The PAN travels in DE 2, so the row holds it sealed (AES-256-GCM,
  * db_pan_seal) beside its mask and HMAC; the clear PAN exists only in memory. */
 #include "saf.h"
@@ -16,73 +21,104 @@
 #include "clock.h"
 #include "db.h"
 #include "fmt.h"
-#include "hsmclient.h"
 #include "hex.h"
+#include "hsmclient.h"
 #include "log.h"
 #include "parse.h"
 #include "switchd.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define TICK_MS 250
 
-/* What the item's row is to become. PENDING items are sent until answered;
- * the two others are settled and only wait for their UPDATE to commit. */
-enum saf_row {
-    SAF_ROW_PENDING, /* state 'pending': send, repeat */
-    SAF_ROW_ACKED,   /* an 0430 counted: record 'acked', never send again */
-    SAF_ROW_FAILED,  /* cannot be rebuilt: record 'failed' for an operator */
+/* Where a reversal is. */
+enum saf_state {
+    SAF_UNSTORED, /* decided; its record is not durable yet (submitted again at next_store_ms) */
+    SAF_STORING,  /* its REVERSAL record is with the journal writer */
+    SAF_IDLE,     /* durable: sent at next_attempt_ms while the issuer's link is up */
+    SAF_MACING,   /* the HSM is MACing its 0420/0421 */
+    SAF_SENT,     /* sent; waiting for the 0430 until next_attempt_ms */
+    SAF_CHECKING, /* an 0430 arrived; the HSM is verifying its MAC */
+    SAF_SETTLED,  /* acknowledged or failed: its row's UPDATE is queued or in flight */
+    SAF_ORPHAN,   /* off the queue while an HSM command for it was out: that callback frees it */
+    SAF_state_max
 };
-static const char *const row_state[] = { "pending", "acked", "failed" };
+
+static const char *const state_names[SAF_state_max] = {
+    "unstored", "storing", "idle", "macing", "sent", "checking", "settled", "orphan",
+};
+
+#define B(s) (1u << (s))
+/* allowed[to] = the states an item may come from. */
+static const unsigned allowed[SAF_state_max] = {
+    [SAF_UNSTORED] = B(SAF_STORING),
+    [SAF_STORING] = B(SAF_UNSTORED),
+    [SAF_IDLE] = B(SAF_STORING) | B(SAF_MACING) | B(SAF_SENT) | B(SAF_CHECKING),
+    [SAF_MACING] = B(SAF_IDLE),
+    [SAF_SENT] = B(SAF_IDLE) | B(SAF_MACING),
+    [SAF_CHECKING] = B(SAF_SENT),
+    [SAF_SETTLED] = B(SAF_IDLE) | B(SAF_SENT) | B(SAF_CHECKING),
+    [SAF_ORPHAN] = B(SAF_MACING) | B(SAF_CHECKING),
+};
+#undef B
+
+/* What an item's row becomes once settled. */
+enum saf_end { SAF_END_NONE, SAF_END_ACKED, SAF_END_FAILED };
+static const char *const end_state[] = { "pending", "acked", "failed" };
 
 struct saf_item {
     struct saf_item *next, *prev;
     struct sw_server *srv;
-    int64_t reversal_id; /* 0 until the insert committed */
-    bool inserting;      /* an INSERT is in flight */
-    unsigned insert_failures;
-    uint64_t next_insert_ms;
-    bool mac_pending;  /* an M6 for this item is outstanding: never rebuild meanwhile */
-    bool has_orig;     /* terminal reversal: the original's identity, marked reversed on commit */
-    bool dead;         /* unlinked while an M6/M8 was pending: its callback frees it */
-    char answer_rc[3]; /* DE 39 of the 0430 (being checked, then recorded) */
-    enum saf_row row;
-    struct saf_item *write_next; /* on the queue's write list */
-    bool write_queued;           /* on the write list: its row must be updated */
-    bool writing;                /* in the UPDATE in flight */
+    enum saf_state state;
+    enum saf_end end;
+    int64_t reversal_id; /* known for rows loaded at start; logs only */
+    unsigned store_failures;
+    uint64_t next_store_ms;
+    /* A terminal reversal: its original's identity, marked reversed once durable. */
+    bool has_orig;
     struct sw_req_id orig;
+    struct sw_txn *waiter; /* txn whose answer waits until the record is durable */
+    bool settles_inflight; /* the reversal of the txn's own forwarded request */
+    /* the row */
     char request_date[11], acquirer[12], terminal[9], stan[7], de7[11], mti[5];
     char issuer_id[33], issuer_stan[7], issuer_de7[11], rrn[13], proc[7], auth_code[7];
     char pan[20];
+    uint8_t pan_hmac[32], pan_sealed[DB_PAN_SEALED_MAX];
+    uint8_t pan_sealed_len;
     int64_t amount;
     int currency;
     char reason[16];
+    uint64_t created_us;
+    /* sending */
     unsigned attempts;
     uint64_t next_attempt_ms;
-    bool in_flight; /* sent (or being MACed), waiting for 0430 */
     uint32_t cur_stan;
     struct sw_link *cur_link;
-    struct sw_txn *waiter; /* txn whose answer waits for the insert */
-    bool waiter_is_terminal_reversal;
+    char answer_rc[3]; /* DE 39 of the 0430 (being checked, then recorded) */
     uint8_t packed[512];
     size_t packed_len, mac_off;
     bool mac_hex;
+    /* row updates */
+    struct saf_item *write_next;
+    bool write_queued; /* on the write list */
+    bool writing;      /* in the UPDATE in flight */
 };
 
 struct sw_saf {
     struct sw_server *srv;
     struct saf_item *items;
     uint64_t count;
+    uint64_t settled;  /* items SETTLED (waiting for their UPDATE) */
+    uint64_t unstored; /* items UNSTORED or STORING */
     struct event *tick;
-    struct event *flush_ev; /* batched inserts, once per loop turn */
-    bool flush_scheduled;
     bool loaded;
     uint64_t load_retry_ms; /* non-zero: load again at this time */
-    uint64_t settled;       /* items acked or failed, waiting for their UPDATE */
-    /* Row updates: items in the order their rows changed, at most one
-     * UPDATE in flight (the others gather behind it: group commit). */
+    void (*load_done)(struct sw_server *srv);
+    /* Row updates: items in the order their rows changed, at most one UPDATE
+     * in flight (the others gather behind it: group commit). */
     struct saf_item *write_head, *write_tail;
     size_t write_n;
     struct event *write_ev; /* the write window, or the retry backoff */
@@ -90,16 +126,29 @@ struct sw_saf {
     unsigned write_failures;
 };
 
-static void unlink_item(struct sw_saf *q, struct saf_item *it)
+static void saf_set_state(struct saf_item *it, enum saf_state to)
 {
-    if (it->prev)
-        it->prev->next = it->next;
-    else
-        q->items = it->next;
-    if (it->next)
-        it->next->prev = it->prev;
-    q->count--;
+    if (to >= SAF_state_max || !(allowed[to] & (1u << it->state))) {
+        /* A reversal that moves where it cannot is a bug: stop before money is lost. */
+        at_log(AT_LOG_ERROR, "reversal_bad_transition", AT_STR("from", state_names[it->state]),
+               AT_STR("to", to < SAF_state_max ? state_names[to] : "?"));
+        at_log_flush();
+        abort();
+    }
+    struct sw_saf *q = it->srv->saf;
+    bool was_unstored = it->state == SAF_UNSTORED || it->state == SAF_STORING;
+    bool is_unstored = to == SAF_UNSTORED || to == SAF_STORING;
+    if (q && was_unstored != is_unstored)
+        q->unstored += is_unstored ? 1 : (uint64_t)-1;
+    if (q && to == SAF_SETTLED)
+        q->settled++;
+    if (at_log_enabled(AT_LOG_DEBUG))
+        at_log(AT_LOG_DEBUG, "reversal_state", AT_STR("from", state_names[it->state]),
+               AT_STR("to", state_names[to]), AT_STR("issuer_stan", it->issuer_stan));
+    it->state = to;
 }
+
+/* ---------------------------------------------------------------- the list */
 
 static void add_item(struct sw_saf *q, struct saf_item *it)
 {
@@ -108,12 +157,36 @@ static void add_item(struct sw_saf *q, struct saf_item *it)
         q->items->prev = it;
     q->items = it;
     q->count++;
+    if (it->state == SAF_UNSTORED || it->state == SAF_STORING)
+        q->unstored++;
 }
 
 static void free_item(struct saf_item *it)
 {
-    memset(it->pan, 0, sizeof it->pan);
+    OPENSSL_cleanse(it->pan, sizeof it->pan);
     free(it);
+}
+
+/* Takes it off the queue and frees it — or, while an HSM command for it is
+ * outstanding, leaves the freeing to that callback. */
+static void remove_item(struct sw_saf *q, struct saf_item *it)
+{
+    if (it->prev)
+        it->prev->next = it->next;
+    else
+        q->items = it->next;
+    if (it->next)
+        it->next->prev = it->prev;
+    q->count--;
+    if (it->state == SAF_UNSTORED || it->state == SAF_STORING)
+        q->unstored--;
+    if (it->state == SAF_SETTLED)
+        q->settled--;
+    if (it->state == SAF_MACING || it->state == SAF_CHECKING) {
+        saf_set_state(it, SAF_ORPHAN);
+        return;
+    }
+    free_item(it);
 }
 
 uint64_t sw_saf_pending(const struct sw_server *srv)
@@ -121,94 +194,234 @@ uint64_t sw_saf_pending(const struct sw_server *srv)
     return srv->saf ? srv->saf->count - srv->saf->settled : 0;
 }
 
-/* ---------------------------------------------------------------- durable insert */
+/* ---------------------------------------------------------------- durable first */
 
-/* Takes it off the queue and frees it — or, while its M6 is outstanding,
- * leaves the freeing to on_saf_mac. */
-static void remove_item(struct sw_saf *q, struct saf_item *it)
-{
-    unlink_item(q, it);
-    if (it->mac_pending)
-        it->dead = true;
-    else
-        free_item(it);
-}
+static void store(struct saf_item *it);
 
-/* Tells the txn waiting for this item's first insert how it went. Runs from a
- * database callback, never inside txn code. */
-static void notify_waiter(struct saf_item *it, bool queued)
+/* Tells the txn waiting for this item whether it is durable. Runs from a
+ * journal callback or the loop, never inside txn code. */
+static void notify_waiter(struct saf_item *it, bool durable)
 {
     struct sw_txn *t = it->waiter;
     if (!t)
         return;
     it->waiter = NULL;
-    t->pending_saf = false;
-    if (it->waiter_is_terminal_reversal) {
-        memcpy(t->rc, queued ? "00" : "96", 3);
-        t->outcome = queued ? SW_OUT_APPROVED : SW_OUT_ERROR;
-        sw_txn_finish_reversal(t);
-    } else {
-        sw_txn_maybe_deliver(t);
-    }
+    sw_txn_reversal_stored(t, durable);
 }
 
-/* The insert of it did not commit: keep it, try again later, never drop it. */
-static void insert_failed(struct saf_item *it, const struct db_error *err)
+static void on_stored(void *arg, int status)
 {
-    it->inserting = false;
-    it->insert_failures++;
-    uint64_t backoff = 100u << (it->insert_failures < 8 ? it->insert_failures : 8);
-    it->next_insert_ms = sw_now_ms() + backoff;
-    at_log(AT_LOG_ERROR, "reversal_queue_insert_failed", AT_STR("error", err->message),
-           AT_STR("sqlstate", err->sqlstate), AT_STR("issuer", it->issuer_id),
+    struct saf_item *it = arg;
+    struct sw_server *srv = it->srv;
+    if (status == DB_OK || status == DB_SPOOLED) {
+        saf_set_state(it, SAF_IDLE);
+        it->store_failures = 0;
+        if (it->has_orig) {
+            struct sw_recent_txn *o = sw_recent_find(srv->recent, &it->orig, sw_now_ms());
+            if (o)
+                o->state = SW_RECENT_REVERSED;
+        }
+        srv->metrics.reversals_queued_total++;
+        at_log(AT_LOG_INFO, "reversal_queued", AT_STR("issuer", it->issuer_id),
+               AT_STR("issuer_stan", it->issuer_stan), AT_STR("reason", it->reason),
+               AT_STR("where", status == DB_OK ? "database" : "spool"));
+        notify_waiter(it, true);
+        return;
+    }
+    /* Not durable: keep it, try again later, never drop it. */
+    saf_set_state(it, SAF_UNSTORED);
+    it->store_failures++;
+    uint64_t backoff = 100u << (it->store_failures < 8 ? it->store_failures : 8);
+    it->next_store_ms = sw_now_ms() + backoff;
+    at_log(AT_LOG_ERROR, "reversal_not_durable", AT_STR("error", db_strerror(status)),
+           AT_STR("issuer", it->issuer_id), AT_STR("issuer_stan", it->issuer_stan),
            AT_UINT("retry_ms", backoff));
     notify_waiter(it, false);
 }
 
-/* The row of it is committed as reversal_id with state. */
-static void insert_done(struct saf_item *it, int64_t id, const char *state)
+static void fill_reversal_record(const struct saf_item *it, struct db_auth_record *r)
 {
-    struct sw_server *srv = it->srv;
-    struct sw_saf *q = srv->saf;
-    it->inserting = false;
-    if (it->has_orig && strcmp(state, "failed") != 0) {
-        struct sw_recent_txn *o = sw_recent_find(srv->recent, &it->orig, sw_now_ms());
-        if (o)
-            o->state = SW_RECENT_REVERSED;
-    }
-    notify_waiter(it, strcmp(state, "failed") != 0);
-    if (strcmp(state, "pending") != 0) {
-        /* Acknowledged earlier (nothing to send) or parked as failed. */
-        if (strcmp(state, "failed") == 0)
-            at_log(AT_LOG_ERROR, "reversal_failed", AT_INT("reversal_id", id),
-                   AT_STR("reason", "the queue holds this reversal as failed"));
-        remove_item(q, it);
-        return;
-    }
-    for (struct saf_item *x = q->items; x; x = x->next) {
-        if (x != it && x->reversal_id == id) { /* the same original, queued before */
-            remove_item(q, it);
-            return;
-        }
-    }
-    it->reversal_id = id;
-    at_log(AT_LOG_INFO, "reversal_queued", AT_INT("reversal_id", it->reversal_id),
-           AT_STR("issuer", it->issuer_id), AT_STR("issuer_stan", it->issuer_stan),
-           AT_STR("reason", it->reason));
-    srv->metrics.reversals_queued_total++;
+    db_auth_record_init(r);
+    r->kind = DB_REC_REVERSAL;
+    memcpy(r->request_date, it->request_date, sizeof r->request_date);
+    at_strlcpy(r->acquirer_id, it->acquirer, sizeof r->acquirer_id);
+    memcpy(r->terminal_id, it->terminal, sizeof r->terminal_id);
+    memcpy(r->stan, it->stan, sizeof r->stan);
+    memcpy(r->transmission_time, it->de7, sizeof r->transmission_time);
+    memcpy(r->mti, it->mti, sizeof r->mti);
+    at_strlcpy(r->rrn, it->rrn, sizeof r->rrn);
+    at_strlcpy(r->issuer_id, it->issuer_id, sizeof r->issuer_id);
+    memcpy(r->issuer_stan, it->issuer_stan, sizeof r->issuer_stan);
+    memcpy(r->issuer_transmission_time, it->issuer_de7, sizeof r->issuer_transmission_time);
+    memcpy(r->processing_code, it->proc, sizeof r->processing_code);
+    r->amount_minor = it->amount;
+    r->currency = it->currency;
+    at_strlcpy(r->auth_code, it->auth_code, sizeof r->auth_code);
+    at_mask_pan(it->pan, strlen(it->pan), r->pan_masked);
+    memcpy(r->pan_hmac, it->pan_hmac, 32);
+    r->has_pan_hmac = true;
+    memcpy(r->pan_sealed, it->pan_sealed, it->pan_sealed_len);
+    r->pan_sealed_len = it->pan_sealed_len;
+    r->settle_inflight = it->settles_inflight;
+    at_strlcpy(r->reason, it->reason, sizeof r->reason);
+    r->outcome = DB_OUTCOME_APPROVED; /* unused for reversals */
+    r->created_us = it->created_us;
 }
 
-/* ---------------------------------------------------------------- batched inserts */
+/* Hands the item's record to the journal writer. A refusal at submit
+ * (queue full, draining) leaves it UNSTORED for the next tick. */
+static void store(struct saf_item *it)
+{
+    struct sw_server *srv = it->srv;
+    struct db_auth_record rec;
+    fill_reversal_record(it, &rec);
+    saf_set_state(it, SAF_STORING);
+    int rc = srv->journal && !srv->stopping ? db_journal_submit(srv->journal, &rec, on_stored, it)
+                                            : DB_E_CLOSED;
+    if (rc == 0)
+        return;
+    struct db_error err;
+    if (rc == DB_E_INVALID && db_auth_record_check(&rec, &err) != 0)
+        at_log(AT_LOG_ERROR, "reversal_record_invalid", AT_STR("reason", err.message));
+    saf_set_state(it, SAF_UNSTORED);
+    it->next_store_ms = sw_now_ms() + 200;
+}
 
-/* Reversals decided in one loop turn are inserted by one statement (one
- * commit): under an issuer outage every timed-out request needs its row at
- * once, and a commit per row would be the bottleneck (docs/BENCHMARKS.md). */
-#define INSERT_BATCH 256
-#define NCOLS        18
+/* A new item (calloc'd, row fields filled) joins the queue and is stored; a
+ * waiting txn is told later, never from inside this call. */
+static void enqueue(struct sw_server *srv, struct saf_item *it, struct sw_txn *waiter)
+{
+    it->srv = srv;
+    it->state = SAF_UNSTORED;
+    add_item(srv->saf, it);
+    if (waiter) {
+        it->waiter = waiter;
+        waiter->pending_saf = true;
+    }
+    it->next_store_ms = 0;
+    event_active(srv->saf->tick, 0, 0); /* stored from the loop */
+}
 
-struct ins_batch {
+static void field_copy(const struct iso_msg *m, int f, char *out, size_t cap)
+{
+    size_t n = 0;
+    const uint8_t *p = iso_get(m, f, &n);
+    if (!p || n >= cap)
+        n = 0;
+    memcpy(out, p ? (const char *)p : "", n);
+    out[n] = '\0';
+}
+
+/* Fills the PAN and its protected forms; false when the PAN cannot be sealed. */
+static bool set_pan(struct sw_server *srv, struct saf_item *it, const uint8_t *pan, size_t len)
+{
+    if (len >= sizeof it->pan)
+        return false;
+    memcpy(it->pan, pan, len);
+    it->pan[len] = '\0';
+    return sw_pan_protect(srv, it->pan, len, it->pan_hmac, it->pan_sealed, &it->pan_sealed_len) ==
+           0;
+}
+
+void sw_saf_reverse_txn(struct sw_txn *t, const char *reason, bool wait)
+{
+    struct sw_server *srv = t->srv;
+    char buf[16];
+    uint64_t v;
+
+    if (t->reversing || srv->stopping || !t->forwarded)
+        return; /* what never reached an issuer needs no reversal */
+    t->reversing = true;
+    if (!t->v.pan || t->issuer_stan == 0) {
+        at_log(AT_LOG_ERROR, "reversal_not_queued", AT_STR("reason", "incomplete transaction"));
+        return;
+    }
+    struct saf_item *it = calloc(1, sizeof *it);
+    if (!it || !set_pan(srv, it, t->v.pan, t->v.pan_len)) {
+        /* The in-flight row (write-ahead) stays: the next start reverses it. */
+        at_log(AT_LOG_ERROR, "reversal_not_queued",
+               AT_STR("reason", it ? "PAN cannot be sealed" : "out of memory"),
+               AT_STR("action", "left to recovery at the next start"));
+        free(it);
+        return;
+    }
+    db_request_date(t->de7, t->t_wall_us, it->request_date);
+    at_strlcpy(it->acquirer, t->acquirer, sizeof it->acquirer);
+    field_copy(&t->req, 41, it->terminal, sizeof it->terminal);
+    field_copy(&t->req, 11, it->stan, sizeof it->stan);
+    memcpy(it->de7, t->de7, sizeof it->de7);
+    memcpy(it->mti, t->req.mti, 4);
+    at_strlcpy(it->issuer_id, t->issuer.id, sizeof it->issuer_id);
+    at_put_digits(it->issuer_stan, 6, t->issuer_stan);
+    memcpy(it->issuer_de7, t->issuer_de7, sizeof it->issuer_de7);
+    field_copy(&t->req, 37, it->rrn, sizeof it->rrn);
+    if (!it->rrn[0])
+        memcpy(it->rrn, t->rrn, sizeof it->rrn);
+    field_copy(&t->req, 3, it->proc, sizeof it->proc);
+    field_copy(&t->req, 4, buf, sizeof buf);
+    it->amount = buf[0] && at_parse_u64(buf, INT64_MAX, &v) ? (int64_t)v : 0;
+    field_copy(&t->req, 49, buf, sizeof buf);
+    it->currency = buf[0] && at_parse_u64(buf, 999, &v) ? (int)v : 0;
+    memcpy(it->auth_code, t->auth_code, sizeof it->auth_code);
+    at_strlcpy(it->reason, reason, sizeof it->reason);
+    it->settles_inflight = t->intent_sent;
+    it->created_us = at_wall_us();
+    enqueue(srv, it, wait ? t : NULL);
+}
+
+void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)
+{
+    struct sw_server *srv = t->srv;
+    struct saf_item *it = srv->stopping ? NULL : calloc(1, sizeof *it);
+    if (!it || !set_pan(srv, it, t->v.pan, t->v.pan_len)) {
+        free(it);
+        memcpy(t->rc, "96", 3);
+        t->outcome = SW_OUT_ERROR;
+        return;
+    }
+    db_request_date(orig->id.tx_time, t->t_wall_us, it->request_date);
+    at_strlcpy(it->acquirer, orig->id.acquirer, sizeof it->acquirer);
+    memcpy(it->terminal, orig->id.terminal, 8);
+    memcpy(it->stan, orig->id.stan, 6);
+    memcpy(it->de7, orig->id.tx_time, 10);
+    memcpy(it->mti, orig->mti, 4);
+    at_strlcpy(it->issuer_id, orig->issuer_id, sizeof it->issuer_id);
+    memcpy(it->issuer_stan, orig->issuer_stan, 6);
+    memcpy(it->issuer_de7, orig->issuer_tx_time, 10);
+    memcpy(it->rrn, orig->rrn, 12);
+    memcpy(it->proc, orig->proc_code, 6);
+    it->amount = orig->amount_minor;
+    it->currency = orig->currency;
+    memcpy(it->auth_code, orig->auth_code, 6);
+    at_strlcpy(it->reason, "terminal", sizeof it->reason);
+    it->orig = orig->id;
+    it->has_orig = true;
+    it->created_us = at_wall_us();
+    enqueue(srv, it, t);
+}
+
+/* ---------------------------------------------------------------- batched row updates */
+
+/* Row changes (an attempt counted, acknowledged, failed) gather for up to
+ * WRITE_DELAY_MS, or behind the UPDATE in flight, and go as one statement of
+ * at most WRITE_BATCH rows: one commit for all of them rather than one each
+ * (docs/BENCHMARKS.md). No answer waits for them. The window only widens the
+ * time in which a crash makes a reversal go out once more after the restart,
+ * which the at-least-once contract allows (the issuer answers repeats). An
+ * UPDATE that does not commit is retried with backoff; settled items stay in
+ * memory, never sent, until theirs commits. Rows are named by the request
+ * identity (a reversal queued live does not know its reversal_id), and no
+ * UPDATE runs while the journal's spool holds records not yet replayed: the
+ * row of a reversal stored there does not exist in the table yet. */
+#define WRITE_BATCH    256
+#define WRITE_DELAY_MS 10
+#define WRITE_COLS     9
+
+struct write_batch {
+    struct sw_saf *q;
     size_t n;
-    struct saf_item *items[INSERT_BATCH];
+    struct saf_item *items[WRITE_BATCH];
+    bool settles[WRITE_BATCH]; /* the row written was final (acked or failed) */
 };
 
 /* A PostgreSQL array literal built element by element. */
@@ -254,184 +467,7 @@ static void arr_elem(struct arr *a, const char *v)
     arr_putc(a, '"');
 }
 
-static bool same_identity(const struct saf_item *a, const struct saf_item *b)
-{
-    return strcmp(a->request_date, b->request_date) == 0 && strcmp(a->acquirer, b->acquirer) == 0 &&
-           strcmp(a->terminal, b->terminal) == 0 && strcmp(a->stan, b->stan) == 0 &&
-           strcmp(a->de7, b->de7) == 0 && strcmp(a->mti, b->mti) == 0;
-}
-
-static void on_batch_inserted(void *arg, const struct db_reply *reply)
-{
-    struct ins_batch *b = arg;
-    bool done[INSERT_BATCH] = { false };
-    if (reply->err->code == 0 && reply->n == 1 && reply->res[0]) {
-        PGresult *r = reply->res[0];
-        for (int row = 0; row < PQntuples(r); row++) {
-            struct saf_item probe;
-            uint64_t id = 0;
-            snprintf(probe.request_date, sizeof probe.request_date, "%s", PQgetvalue(r, row, 2));
-            snprintf(probe.acquirer, sizeof probe.acquirer, "%s", PQgetvalue(r, row, 3));
-            snprintf(probe.terminal, sizeof probe.terminal, "%s", PQgetvalue(r, row, 4));
-            snprintf(probe.stan, sizeof probe.stan, "%s", PQgetvalue(r, row, 5));
-            snprintf(probe.de7, sizeof probe.de7, "%s", PQgetvalue(r, row, 6));
-            snprintf(probe.mti, sizeof probe.mti, "%s", PQgetvalue(r, row, 7));
-            if (!at_parse_u64(PQgetvalue(r, row, 0), INT64_MAX, &id))
-                continue;
-            for (size_t i = 0; i < b->n; i++) {
-                if (!done[i] && same_identity(b->items[i], &probe)) {
-                    done[i] = true;
-                    insert_done(b->items[i], (int64_t)id, PQgetvalue(r, row, 1));
-                    break;
-                }
-            }
-        }
-    }
-    for (size_t i = 0; i < b->n; i++) /* no row back: not durable */
-        if (!done[i])
-            insert_failed(b->items[i], reply->err);
-    free(b);
-}
-
-static void schedule_flush(struct sw_saf *q)
-{
-    if (!q->flush_scheduled) {
-        q->flush_scheduled = true;
-        event_active(q->flush_ev, 0, 0);
-    }
-}
-
-/* Inserts every reversal that is due, up to INSERT_BATCH per statement. */
-static void flush_inserts(evutil_socket_t fd, short what, void *arg)
-{
-    struct sw_saf *q = arg;
-    struct sw_server *srv = q->srv;
-    uint64_t now = sw_now_ms();
-    struct arr cols[NCOLS];
-    struct ins_batch *b = calloc(1, sizeof *b);
-    bool more = false;
-
-    q->flush_scheduled = false;
-    if (srv->stopping || !srv->db) { /* teardown: no new work; let waiting txns finish */
-        free(b);
-        for (struct saf_item *it = q->items; it; it = it->next)
-            notify_waiter(it, false);
-        return;
-    }
-    if (!b)
-        return;
-    memset(cols, 0, sizeof cols);
-    for (struct saf_item *it = q->items; it; it = it->next) {
-        if (it->reversal_id != 0 || it->inserting || now < it->next_insert_ms)
-            continue;
-        bool twin = false; /* one row cannot be upserted twice by one statement */
-        for (size_t i = 0; i < b->n && !twin; i++)
-            twin = same_identity(b->items[i], it);
-        if (twin) {
-            more = true;
-            continue;
-        }
-        if (b->n == INSERT_BATCH) {
-            more = true;
-            break;
-        }
-        char amount[AT_I64_CHARS], currency[AT_I64_CHARS], hmac_hex[65], sealed_hex[129],
-            masked[20];
-        uint8_t hmac[32], sealed[64];
-        size_t pan_len = strlen(it->pan);
-        int n;
-        if (db_pan_hasher_mac(srv->pan_hasher, it->pan, pan_len, hmac) != 0 ||
-            (n = db_pan_seal(srv->pan_seal_key, it->pan, pan_len, sealed, sizeof sealed)) < 0) {
-            it->next_insert_ms = now + 1000;
-            at_log(AT_LOG_ERROR, "reversal_queue_insert_failed",
-                   AT_STR("error", "PAN cannot be sealed"));
-            continue;
-        }
-        at_mask_pan(it->pan, pan_len, masked);
-        at_hex_encode(hmac, 32, hmac_hex);
-        at_hex_encode(sealed, (size_t)n, sealed_hex);
-        at_put_i64(amount, it->amount);
-        at_put_i64(currency, it->currency);
-        const char *v[NCOLS] = { it->request_date, it->acquirer,
-                                 it->terminal,     it->stan,
-                                 it->de7,          it->mti,
-                                 it->issuer_id,    it->issuer_stan,
-                                 it->issuer_de7,   it->rrn[0] ? it->rrn : NULL,
-                                 it->proc,         amount,
-                                 currency,         it->auth_code[0] ? it->auth_code : NULL,
-                                 masked,           hmac_hex,
-                                 sealed_hex,       it->reason };
-        for (int c = 0; c < NCOLS; c++)
-            arr_elem(&cols[c], v[c]);
-        b->items[b->n++] = it;
-    }
-    const char *values[NCOLS];
-    bool bad = false;
-    for (int c = 0; c < NCOLS; c++) {
-        arr_putc(&cols[c], '}');
-        bad = bad || cols[c].bad;
-        values[c] = cols[c].p;
-    }
-    static const struct db_error full = { .code = DB_E_FULL, .message = "database queue full" };
-    static const struct db_error oom = { .code = DB_E_SYS, .message = "out of memory" };
-    if (b->n > 0) {
-        const struct db_stmt st = {
-            .sql = "INSERT INTO switch.reversal_queue (request_date, acquirer_id, terminal_id,"
-                   " stan, transmission_time, mti, issuer_id, issuer_stan,"
-                   " issuer_transmission_time, rrn, processing_code, amount_minor, currency,"
-                   " auth_code, pan_masked, pan_hmac, pan_sealed, reason)"
-                   " SELECT c1::date, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12::bigint,"
-                   " c13::smallint, c14, c15, decode(c16, 'hex'), decode(c17, 'hex'), c18"
-                   " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                   " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
-                   " $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],"
-                   " $17::text[], $18::text[])"
-                   " AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16,"
-                   " c17, c18)"
-                   " ON CONFLICT (request_date, acquirer_id, terminal_id, stan,"
-                   " transmission_time, mti) DO UPDATE SET state = switch.reversal_queue.state"
-                   " RETURNING reversal_id, state, request_date::text, acquirer_id, terminal_id,"
-                   " stan, transmission_time, mti",
-            .nparams = NCOLS,
-            .values = values,
-        };
-        if (bad || db_exec(srv->db, &st, 1, on_batch_inserted, b) != 0) {
-            /* From the loop, not inside a txn: waiters can be told right away. */
-            for (size_t i = 0; i < b->n; i++)
-                insert_failed(b->items[i], bad ? &oom : &full);
-            free(b);
-        } else {
-            for (size_t i = 0; i < b->n; i++)
-                b->items[i]->inserting = true;
-        }
-    } else {
-        free(b);
-    }
-    for (int c = 0; c < NCOLS; c++)
-        free(cols[c].p);
-    if (more)
-        schedule_flush(q);
-}
-
-/* ---------------------------------------------------------------- batched row updates */
-
-/* Row changes (an attempt counted, acknowledged, failed) gather for up to
- * WRITE_DELAY_MS, or behind the UPDATE in flight, and go as one statement of
- * at most WRITE_BATCH rows: one commit for all of them rather than one each
- * (docs/BENCHMARKS.md). No answer waits for them. The window only widens the
- * time in which a crash makes a reversal go out once more after the restart,
- * which the at-least-once contract allows (the issuer answers repeats). An
- * UPDATE that does not commit is retried with backoff, like the inserts;
- * acked and failed items stay in memory, never sent, until theirs commits. */
-#define WRITE_BATCH    256
-#define WRITE_DELAY_MS 10
-
-struct write_batch {
-    struct sw_saf *q;
-    size_t n;
-    struct saf_item *items[WRITE_BATCH];
-    bool settles[WRITE_BATCH]; /* the row written was final (acked or failed) */
-};
+static void flush_writes(evutil_socket_t fd, short what, void *arg);
 
 static void arm_writes(struct sw_saf *q, uint64_t delay_ms)
 {
@@ -440,7 +476,7 @@ static void arm_writes(struct sw_saf *q, uint64_t delay_ms)
 }
 
 /* Puts it on the write list, once: its row is to take the item's attempts
- * and row state, whatever they are when the UPDATE is built. */
+ * and end state, whatever they are when the UPDATE is built. */
 static void queue_write(struct sw_saf *q, struct saf_item *it)
 {
     if (it->write_queued)
@@ -499,10 +535,8 @@ static void on_written(void *arg, const struct db_reply *reply)
         srv->metrics.reversal_updated_rows_total += b->n;
         for (size_t i = 0; i < b->n; i++) {
             b->items[i]->writing = false;
-            if (b->settles[i]) {
-                q->settled--;
+            if (b->settles[i])
                 remove_item(q, b->items[i]);
-            }
         }
     } else {
         q->write_failures++;
@@ -530,12 +564,16 @@ static void flush_writes(evutil_socket_t fd, short what, void *arg)
     struct sw_server *srv = q->srv;
     static const struct db_error full = { .code = DB_E_FULL, .message = "database queue full" };
     static const struct db_error oom = { .code = DB_E_SYS, .message = "out of memory" };
-    struct arr cols[4];
-    const char *values[4];
+    struct arr cols[WRITE_COLS];
+    const char *values[WRITE_COLS];
     bool bad = false;
 
     if (q->writing || !q->write_head || srv->stopping || !srv->db)
         return;
+    if (srv->journal && db_journal_replay_pending(srv->journal)) {
+        arm_writes(q, 200);
+        return;
+    }
     struct write_batch *b = calloc(1, sizeof *b);
     if (!b) {
         arm_writes(q, 100);
@@ -545,18 +583,24 @@ static void flush_writes(evutil_socket_t fd, short what, void *arg)
     memset(cols, 0, sizeof cols);
     while (b->n < WRITE_BATCH && q->write_head) {
         struct saf_item *it = pop_write(q);
-        char id[AT_I64_CHARS], attempts[AT_I64_CHARS];
-        at_put_i64(id, it->reversal_id);
+        char attempts[AT_I64_CHARS];
         at_put_i64(attempts, it->attempts);
-        arr_elem(&cols[0], id);
-        arr_elem(&cols[1], attempts);
-        arr_elem(&cols[2], row_state[it->row]);
-        arr_elem(&cols[3], it->row == SAF_ROW_ACKED ? it->answer_rc : NULL);
+        const char *v[WRITE_COLS] = { it->request_date,
+                                      it->acquirer,
+                                      it->terminal,
+                                      it->stan,
+                                      it->de7,
+                                      it->mti,
+                                      attempts,
+                                      end_state[it->end],
+                                      it->end == SAF_END_NONE ? NULL : it->answer_rc };
+        for (int c = 0; c < WRITE_COLS; c++)
+            arr_elem(&cols[c], v[c] && (c != 8 || v[c][0]) ? v[c] : NULL);
         it->writing = true;
-        b->settles[b->n] = it->row != SAF_ROW_PENDING;
+        b->settles[b->n] = it->end != SAF_END_NONE;
         b->items[b->n++] = it;
     }
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < WRITE_COLS; c++) {
         arr_putc(&cols[c], '}');
         bad = bad || cols[c].bad;
         values[c] = cols[c].p;
@@ -567,10 +611,13 @@ static void flush_writes(evutil_socket_t fd, short what, void *arg)
                " ELSE q.last_attempt_at END, state = u.state,"
                " acked_at = CASE WHEN u.state = 'acked' THEN now() ELSE q.acked_at END,"
                " last_response_code = coalesce(u.rc, q.last_response_code)"
-               " FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[])"
-               " AS u(reversal_id, attempts, state, rc)"
-               " WHERE q.reversal_id = u.reversal_id AND q.state = 'pending'",
-        .nparams = 4,
+               " FROM unnest($1::date[], $2::text[], $3::text[], $4::bpchar[], $5::bpchar[],"
+               " $6::text[], $7::int[], $8::text[], $9::text[])"
+               " AS u(d, acq, tid, stan, de7, mti, attempts, state, rc)"
+               " WHERE q.request_date = u.d AND q.acquirer_id = u.acq AND q.terminal_id = u.tid"
+               " AND q.stan = u.stan AND q.transmission_time = u.de7"
+               " AND q.mti_class = substr(u.mti, 1, 3)::bpchar AND q.state = 'pending'",
+        .nparams = WRITE_COLS,
         .values = values,
     };
     q->writing = b;
@@ -578,162 +625,74 @@ static void flush_writes(evutil_socket_t fd, short what, void *arg)
         const struct db_reply failed = { .err = bad ? &oom : &full };
         on_written(b, &failed); /* from the loop: nothing to unwind */
     }
-    for (int c = 0; c < 4; c++)
+    for (int c = 0; c < WRITE_COLS; c++)
         free(cols[c].p);
 }
 
 uint64_t sw_saf_unwritten(const struct sw_server *srv)
 {
     const struct sw_saf *q = srv->saf;
-    return q ? q->write_n + (q->writing ? q->writing->n : 0) : 0;
-}
-
-static void field_copy(const struct iso_msg *m, int f, char *out, size_t cap)
-{
-    size_t n = 0;
-    const uint8_t *p = iso_get(m, f, &n);
-    if (!p || n >= cap)
-        n = 0;
-    memcpy(out, p ? (const char *)p : "", n);
-    out[n] = '\0';
-}
-
-/* Adds the item to the queue; its insert goes with this loop turn's batch. A
- * waiting txn is told later (pending_saf), never from inside this call. */
-static void enqueue(struct sw_server *srv, struct saf_item *it, struct sw_txn *waiter,
-                    bool terminal_reversal)
-{
-    it->srv = srv;
-    add_item(srv->saf, it);
-    if (waiter) {
-        it->waiter = waiter;
-        it->waiter_is_terminal_reversal = terminal_reversal;
-        waiter->pending_saf = true;
-    }
-    schedule_flush(srv->saf);
-}
-
-void sw_saf_reverse_txn(struct sw_txn *t, const char *reason, bool wait)
-{
-    struct sw_server *srv = t->srv;
-    char buf[16];
-    uint64_t v;
-
-    if (t->reversal_queued || srv->stopping)
-        return;
-    t->reversal_queued = true;
-    if (!t->v.pan || t->issuer_stan == 0) {
-        at_log(AT_LOG_ERROR, "reversal_not_queued", AT_STR("reason", "incomplete transaction"));
-        return;
-    }
-    struct saf_item *it = calloc(1, sizeof *it);
-    if (!it) {
-        at_log(AT_LOG_ERROR, "reversal_not_queued", AT_STR("reason", "out of memory"));
-        return;
-    }
-    db_request_date(t->de7, t->t_wall_us, it->request_date);
-    snprintf(it->acquirer, sizeof it->acquirer, "%s", t->acquirer);
-    field_copy(&t->req, 41, it->terminal, sizeof it->terminal);
-    field_copy(&t->req, 11, it->stan, sizeof it->stan);
-    memcpy(it->de7, t->de7, sizeof it->de7);
-    memcpy(it->mti, t->req.mti, 4);
-    snprintf(it->issuer_id, sizeof it->issuer_id, "%s", t->issuer.id);
-    snprintf(it->issuer_stan, sizeof it->issuer_stan, "%06u", t->issuer_stan % 1000000u);
-    memcpy(it->issuer_de7, t->issuer_de7, sizeof it->issuer_de7);
-    field_copy(&t->req, 37, it->rrn, sizeof it->rrn);
-    if (!it->rrn[0])
-        memcpy(it->rrn, t->rrn, sizeof it->rrn);
-    field_copy(&t->req, 3, it->proc, sizeof it->proc);
-    field_copy(&t->req, 4, buf, sizeof buf);
-    it->amount = buf[0] && at_parse_u64(buf, INT64_MAX, &v) ? (int64_t)v : 0;
-    field_copy(&t->req, 49, buf, sizeof buf);
-    it->currency = buf[0] && at_parse_u64(buf, 999, &v) ? (int)v : 0;
-    memcpy(it->auth_code, t->auth_code, sizeof it->auth_code);
-    memcpy(it->pan, t->v.pan, t->v.pan_len);
-    snprintf(it->reason, sizeof it->reason, "%s", reason);
-    enqueue(srv, it, wait ? t : NULL, false);
-}
-
-void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)
-{
-    struct sw_server *srv = t->srv;
-    struct saf_item *it = calloc(1, sizeof *it);
-    if (!it || srv->stopping) {
-        free(it);
-        memcpy(t->rc, "96", 3);
-        t->outcome = SW_OUT_ERROR;
-        return;
-    }
-    db_request_date(orig->id.tx_time, t->t_wall_us, it->request_date);
-    snprintf(it->acquirer, sizeof it->acquirer, "%s", orig->id.acquirer);
-    memcpy(it->terminal, orig->id.terminal, 8);
-    memcpy(it->stan, orig->id.stan, 6);
-    memcpy(it->de7, orig->id.tx_time, 10);
-    memcpy(it->mti, orig->mti, 4);
-    snprintf(it->issuer_id, sizeof it->issuer_id, "%s", orig->issuer_id);
-    memcpy(it->issuer_stan, orig->issuer_stan, 6);
-    memcpy(it->issuer_de7, orig->issuer_tx_time, 10);
-    memcpy(it->rrn, orig->rrn, 12);
-    memcpy(it->proc, orig->proc_code, 6);
-    it->amount = orig->amount_minor;
-    it->currency = orig->currency;
-    memcpy(it->auth_code, orig->auth_code, 6);
-    memcpy(it->pan, t->v.pan, t->v.pan_len);
-    snprintf(it->reason, sizeof it->reason, "terminal");
-    it->orig = orig->id;
-    it->has_orig = true;
-    enqueue(srv, it, t, true);
+    return q ? q->unstored + q->write_n + (q->writing ? q->writing->n : 0) : 0;
 }
 
 /* ---------------------------------------------------------------- sending */
 
+static const struct sw_issuer *issuer_of(struct sw_server *srv, const char *issuer_id)
+{
+    for (size_t i = 0; srv->ref && i < srv->ref->n_issuers; i++)
+        if (strcmp(srv->ref->issuers[i].id, issuer_id) == 0)
+            return &srv->ref->issuers[i];
+    return NULL;
+}
+
 static struct sw_link *link_of(struct sw_server *srv, const char *issuer_id)
 {
-    if (!srv->ref)
-        return NULL;
-    for (size_t i = 0; i < srv->ref->n_issuers; i++)
-        if (strcmp(srv->ref->issuers[i].id, issuer_id) == 0 && srv->ref->issuers[i].link >= 0)
-            return &srv->links[srv->ref->issuers[i].link];
-    return NULL;
+    const struct sw_issuer *is = issuer_of(srv, issuer_id);
+    return is && is->link >= 0 ? &srv->links[is->link] : NULL;
 }
 
 static const char *zak_of(struct sw_server *srv, const char *issuer_id)
 {
-    for (size_t i = 0; srv->ref && i < srv->ref->n_issuers; i++)
-        if (strcmp(srv->ref->issuers[i].id, issuer_id) == 0)
-            return srv->ref->issuers[i].zak;
-    return "";
+    const struct sw_issuer *is = issuer_of(srv, issuer_id);
+    return is ? is->zak : "";
+}
+
+/* Back to IDLE: the next attempt is due at its retry time. */
+static void retry_later(struct saf_item *it)
+{
+    saf_set_state(it, SAF_IDLE);
 }
 
 static void after_send(struct saf_item *it)
 {
+    saf_set_state(it, SAF_SENT);
     queue_write(it->srv->saf, it); /* after a restart, a repeat goes out as 0421 */
     at_log(AT_LOG_INFO, "reversal_sent", AT_INT("reversal_id", it->reversal_id),
-           AT_STR("issuer", it->issuer_id), AT_UINT("attempt", it->attempts),
-           AT_STR("mti", it->attempts > 1 ? "0421" : "0420"));
+           AT_STR("issuer", it->issuer_id), AT_STR("issuer_stan", it->issuer_stan),
+           AT_UINT("attempt", it->attempts), AT_STR("mti", it->attempts > 1 ? "0421" : "0420"));
 }
 
 static void on_saf_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct saf_item *it = arg;
-    struct sw_link *l = it->cur_link;
-    it->mac_pending = false;
-    if (it->dead) { /* acknowledged or shut down while the HSM worked */
+    if (it->state == SAF_ORPHAN) { /* shut down while the HSM worked */
         free_item(it);
         return;
     }
-    if (status != 0 || len < 8 + 16 || memcmp(resp + 2, "00", 2) != 0) {
-        it->in_flight = false;
-        return; /* retried at the next attempt */
-    }
-    if (it->mac_hex)
-        memcpy(it->packed + it->mac_off, resp + 8, 16);
-    else if (at_hex_decode(resp + 8, 16, it->packed + it->mac_off, 8) != 8) {
-        it->in_flight = false;
+    char mac[17];
+    if (status != HSM_CLIENT_OK || hsm_client_resp_error("M6", resp, len) != 0 ||
+        hsm_client_parse_mac(resp, len, mac) != 16) {
+        retry_later(it);
         return;
     }
-    if (sw_link_send_saf(l, it, it->cur_stan, it->packed, it->packed_len) != 0) {
-        it->in_flight = false;
+    if (it->mac_hex)
+        memcpy(it->packed + it->mac_off, mac, 16);
+    else if (at_hex_decode(mac, 16, it->packed + it->mac_off, 8) != 8) {
+        retry_later(it);
+        return;
+    }
+    if (sw_link_send_saf(it->cur_link, it, it->cur_stan, it->packed, it->packed_len) != 0) {
+        retry_later(it);
         return;
     }
     after_send(it);
@@ -747,14 +706,25 @@ static int build_reversal(struct sw_server *srv, struct saf_item *it, struct sw_
     struct iso_err e;
     static const uint8_t zero_mac[8];
     const char *zak = zak_of(srv, it->issuer_id);
+    uint64_t acq = 0;
 
     it->cur_stan = sw_link_stan(l);
     sw_de7_now(de7);
-    snprintf(de11, sizeof de11, "%06u", it->cur_stan % 1000000u);
-    snprintf(amount, sizeof amount, "%012lld", (long long)it->amount);
-    snprintf(cur, sizeof cur, "%03d", it->currency);
-    snprintf(de90, sizeof de90, "%.4s%.6s%.10s%011lld%011d", it->mti, it->issuer_stan,
-             it->issuer_de7, atoll(it->acquirer), 0);
+    at_put_digits(de11, 6, it->cur_stan % 1000000u);
+    de11[6] = '\0';
+    at_put_digits(amount, 12, (uint64_t)it->amount);
+    amount[12] = '\0';
+    at_put_digits(cur, 3, (uint64_t)it->currency);
+    cur[3] = '\0';
+    /* DE 90: original MTI, the issuer-side STAN and DE 7, the acquirer (DE 32) and 11 zeros. */
+    if (!at_parse_u64(it->acquirer, 99999999999ull, &acq))
+        acq = 0; /* an acquirer id that is not a number: DE 90 carries zeros */
+    memcpy(de90, it->mti, 4);
+    memcpy(de90 + 4, it->issuer_stan, 6);
+    memcpy(de90 + 10, it->issuer_de7, 10);
+    at_put_digits(de90 + 20, 11, acq);
+    memset(de90 + 31, '0', 11);
+    de90[42] = '\0';
     iso_msg_init(&m, arena, sizeof arena);
     if (iso_set_mti(&m, it->attempts > 0 ? "0421" : "0420") != 0 ||
         iso_set(&m, 2, it->pan, strlen(it->pan)) != 0 || iso_set(&m, 3, it->proc, 6) != 0 ||
@@ -776,16 +746,12 @@ static int build_reversal(struct sw_server *srv, struct saf_item *it, struct sw_
     return zak[0] ? 1 : 0;
 }
 
-/* A reversal that can never be built is parked as 'failed' for an operator
- * rather than retried forever: never sent again, it leaves memory once its
- * row says so. */
-static void give_up(struct sw_server *srv, struct saf_item *it, const char *why)
+/* Settles it for good: acknowledged, or failed (parked for an operator:
+ * never sent again). Either way it leaves memory once its row says so. */
+static void settle(struct sw_server *srv, struct saf_item *it, enum saf_end end)
 {
-    at_log(AT_LOG_ERROR, "reversal_failed", AT_INT("reversal_id", it->reversal_id),
-           AT_STR("issuer", it->issuer_id), AT_STR("reason", why),
-           AT_STR("action", "left in switch.reversal_queue with state 'failed'"));
-    it->row = SAF_ROW_FAILED;
-    srv->saf->settled++;
+    it->end = end;
+    saf_set_state(it, SAF_SETTLED);
     queue_write(srv->saf, it);
 }
 
@@ -794,26 +760,25 @@ static void send_item(struct sw_server *srv, struct saf_item *it, struct sw_link
     char cmd[1200];
     int mac = build_reversal(srv, it, l);
     if (mac < 0) {
-        give_up(srv, it, "the reversal message cannot be built from the stored row");
+        at_log(AT_LOG_ERROR, "reversal_failed", AT_INT("reversal_id", it->reversal_id),
+               AT_STR("issuer", it->issuer_id),
+               AT_STR("reason", "the reversal message cannot be built from the stored row"),
+               AT_STR("action", "left in switch.reversal_queue with state 'failed'"));
+        settle(srv, it, SAF_END_FAILED);
         return;
     }
     it->attempts++;
-    it->in_flight = true;
     it->cur_link = l;
     it->next_attempt_ms = sw_now_ms() + srv->conf.reversal_retry_ms;
     if (mac == 0) {
-        if (sw_link_send_saf(l, it, it->cur_stan, it->packed, it->packed_len) != 0)
-            it->in_flight = false;
-        else
+        if (sw_link_send_saf(l, it, it->cur_stan, it->packed, it->packed_len) == 0)
             after_send(it);
         return;
     }
     int n = sw_hsm_mac_cmd(cmd, sizeof cmd, false, "008", zak_of(srv, it->issuer_id), it->packed,
                            it->mac_off, NULL);
-    if (n < 0 || hsm_client_submit(srv->hsm, cmd, (size_t)n, on_saf_mac, it) != 0)
-        it->in_flight = false;
-    else
-        it->mac_pending = true;
+    if (n > 0 && hsm_client_submit(srv->hsm, cmd, (size_t)n, on_saf_mac, it) == 0)
+        saf_set_state(it, SAF_MACING);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -823,67 +788,80 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     uint64_t now = sw_now_ms();
     struct saf_item *next;
     if (q->load_retry_ms && now >= q->load_retry_ms)
-        sw_saf_load(srv);
+        sw_saf_load(srv, q->load_done);
     for (struct saf_item *it = q->items; it; it = next) {
         next = it->next;
-        if (it->reversal_id == 0) {
-            if (!it->inserting && now >= it->next_insert_ms)
-                schedule_flush(q);
-            continue;
-        }
-        if (it->row != SAF_ROW_PENDING || it->mac_pending)
-            continue;
-        if (it->in_flight && now >= it->next_attempt_ms) {
+        switch (it->state) {
+        case SAF_UNSTORED:
+            if (now >= it->next_store_ms)
+                store(it);
+            break;
+        case SAF_SENT:
+            if (now < it->next_attempt_ms)
+                break;
             /* No 0430 in time: forget that STAN and repeat as 0421. */
             if (it->cur_link)
                 sw_link_forget(it->cur_link, it->cur_stan);
-            it->in_flight = false;
+            retry_later(it);
+            /* fall through */
+        case SAF_IDLE: {
+            if (now < it->next_attempt_ms || srv->draining)
+                break;
+            struct sw_link *l = link_of(srv, it->issuer_id);
+            if (l && l->state == SW_LINK_UP)
+                send_item(srv, it, l);
+            break;
         }
-        if (it->in_flight || now < it->next_attempt_ms)
-            continue;
-        struct sw_link *l = link_of(srv, it->issuer_id);
-        if (l && l->state == SW_LINK_UP)
-            send_item(srv, it, l);
+        default:
+            break;
+        }
     }
 }
 
-/* An authenticated answer to a reversal, its DE 39 in it->answer_rc: 91/96
- * mean "try later", anything else acknowledges it. The item is not sent
- * again; its row is marked with the next batch of row updates. */
+/* An authenticated answer to a reversal, its DE 39 in it->answer_rc: 00
+ * acknowledges it; 91/96 (or none) mean "try later"; any other code is the
+ * issuer refusing it, which repeating will not change: parked as failed, for
+ * an operator (atlas-reconcile reports it). */
 static void accept_answer(struct sw_server *srv, struct saf_item *it)
 {
     const char *rc = it->answer_rc;
-    if (it->row != SAF_ROW_PENDING)
+    if (strcmp(rc, "00") == 0) {
+        settle(srv, it, SAF_END_ACKED);
+        at_log(AT_LOG_INFO, "reversal_acknowledged", AT_INT("reversal_id", it->reversal_id),
+               AT_STR("issuer", it->issuer_id), AT_STR("issuer_stan", it->issuer_stan),
+               AT_STR("rc", rc), AT_UINT("attempts", it->attempts));
+        srv->metrics.reversals_acked_total++;
         return;
-    if (strcmp(rc, "91") == 0 || strcmp(rc, "96") == 0 || rc[0] == '\0') {
+    }
+    if (rc[0] == '\0' || strcmp(rc, "91") == 0 || strcmp(rc, "96") == 0) {
         at_log(AT_LOG_WARN, "reversal_not_taken", AT_INT("reversal_id", it->reversal_id),
                AT_STR("issuer", it->issuer_id), AT_STR("rc", rc));
-        return; /* repeated at the next attempt */
+        retry_later(it);
+        return;
     }
-    it->row = SAF_ROW_ACKED;
-    srv->saf->settled++;
-    queue_write(srv->saf, it);
-    at_log(AT_LOG_INFO, "reversal_acknowledged", AT_INT("reversal_id", it->reversal_id),
-           AT_STR("issuer", it->issuer_id), AT_STR("rc", rc), AT_UINT("attempts", it->attempts));
-    srv->metrics.reversals_acked_total++;
+    at_log(AT_LOG_ERROR, "reversal_refused", AT_INT("reversal_id", it->reversal_id),
+           AT_STR("issuer", it->issuer_id), AT_STR("issuer_stan", it->issuer_stan),
+           AT_STR("rc", rc), AT_STR("action", "left in switch.reversal_queue with state 'failed'"));
+    settle(srv, it, SAF_END_FAILED);
 }
 
 static void on_answer_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct saf_item *it = arg;
-    it->mac_pending = false;
-    if (it->dead) {
+    if (it->state == SAF_ORPHAN) {
         free_item(it);
         return;
     }
-    if (status == 0 && len >= 4 && memcmp(resp + 2, "00", 2) == 0) {
+    if (status == HSM_CLIENT_OK && hsm_client_resp_error("M8", resp, len) == 0) {
         accept_answer(it->srv, it);
         return;
     }
     /* A forged or damaged 0430 must not stop the reversal: keep repeating. */
-    at_log(AT_LOG_ERROR, "reversal_answer_mac_invalid", AT_INT("reversal_id", it->reversal_id),
-           AT_STR("issuer", it->issuer_id),
-           AT_STRN("hsm_error", len >= 4 ? resp + 2 : "", len >= 4 ? 2 : 0));
+    at_log(
+        AT_LOG_ERROR, "reversal_answer_mac_invalid", AT_INT("reversal_id", it->reversal_id),
+        AT_STR("issuer", it->issuer_id),
+        AT_INT("hsm_error", status == HSM_CLIENT_OK ? hsm_client_resp_error("M8", resp, len) : -1));
+    retry_later(it);
 }
 
 void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m, const uint8_t *raw,
@@ -892,9 +870,11 @@ void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m, 
     struct saf_item *it = entry;
     char rc[3] = "", cmd[2200];
     const char *zak = zak_of(srv, it->issuer_id);
+    if (it->state != SAF_SENT)
+        return; /* matched a STAN already given up on */
     field_copy(m, 39, rc, sizeof rc);
     memcpy(it->answer_rc, rc, sizeof it->answer_rc);
-    it->in_flight = false;
+    saf_set_state(it, SAF_CHECKING);
     if (!zak[0]) {
         accept_answer(srv, it);
         return;
@@ -912,20 +892,27 @@ void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m, 
         at_log(AT_LOG_ERROR, "reversal_answer_mac_invalid", AT_INT("reversal_id", it->reversal_id),
                AT_STR("issuer", it->issuer_id),
                AT_STR("reason", len < 0 ? "no MAC as the last field" : "HSM queue full"));
-        return;
+        retry_later(it);
     }
-    it->mac_pending = true;
 }
 
 /* ---------------------------------------------------------------- load */
 
+static bool same_identity(const struct saf_item *a, const struct saf_item *b)
+{
+    return strcmp(a->request_date, b->request_date) == 0 && strcmp(a->acquirer, b->acquirer) == 0 &&
+           strcmp(a->terminal, b->terminal) == 0 && strcmp(a->stan, b->stan) == 0 &&
+           strcmp(a->de7, b->de7) == 0 && memcmp(a->mti, b->mti, 3) == 0;
+}
+
 static void on_loaded(void *arg, const struct db_reply *reply)
 {
     struct sw_server *srv = arg;
+    struct sw_saf *q = srv->saf;
     if (reply->err->code != 0 || reply->n != 1) {
         at_log(AT_LOG_ERROR, "reversal_queue_load_failed", AT_STR("error", reply->err->message),
                AT_STR("action", "retrying"));
-        srv->saf->load_retry_ms = sw_now_ms() + 1000; /* the tick loads again */
+        q->load_retry_ms = sw_now_ms() + 1000; /* the tick loads again */
         return;
     }
     PGresult *r = reply->res[0];
@@ -935,8 +922,8 @@ static void on_loaded(void *arg, const struct db_reply *reply)
         uint8_t sealed[128];
         uint64_t v;
         if (!it)
-            return;
-#define COPY(dst, col) snprintf(dst, sizeof dst, "%s", PQgetvalue(r, i, col))
+            break;
+#define COPY(dst, col) at_strlcpy(dst, PQgetvalue(r, i, col), sizeof dst)
         COPY(it->request_date, 1);
         COPY(it->acquirer, 2);
         COPY(it->terminal, 3);
@@ -966,20 +953,26 @@ static void on_loaded(void *arg, const struct db_reply *reply)
             continue;
         }
         bool known = false;
-        for (struct saf_item *x = srv->saf->items; x; x = x->next)
-            known = known || x->reversal_id == it->reversal_id;
+        for (struct saf_item *x = q->items; x && !known; x = x->next)
+            known = same_identity(x, it);
         if (known) {
             free_item(it);
             continue;
         }
         it->srv = srv;
-        add_item(srv->saf, it);
+        it->state = SAF_IDLE; /* durable: it is a row */
+        add_item(q, it);
     }
-    srv->saf->loaded = true;
+    q->loaded = true;
     at_log(AT_LOG_INFO, "reversal_queue_loaded", AT_INT("pending", rows));
+    if (q->load_done) {
+        void (*done)(struct sw_server *) = q->load_done;
+        q->load_done = NULL;
+        done(srv);
+    }
 }
 
-void sw_saf_load(struct sw_server *srv)
+void sw_saf_load(struct sw_server *srv, void (*done)(struct sw_server *srv))
 {
     const struct db_stmt st = {
         .sql = "SELECT reversal_id, request_date, acquirer_id, terminal_id, stan,"
@@ -989,6 +982,7 @@ void sw_saf_load(struct sw_server *srv)
                " FROM switch.reversal_queue WHERE state = 'pending' ORDER BY reversal_id",
     };
     srv->saf->load_retry_ms = 0;
+    srv->saf->load_done = done;
     if (db_exec(srv->db, &st, 1, on_loaded, srv) != 0) {
         at_log(AT_LOG_ERROR, "reversal_queue_load_failed", AT_STR("error", "database queue full"),
                AT_STR("action", "retrying"));
@@ -1003,14 +997,11 @@ int sw_saf_init(struct sw_server *srv)
         return -1;
     q->srv = srv;
     q->tick = event_new(srv->base, -1, EV_PERSIST, on_tick, q);
-    q->flush_ev = event_new(srv->base, -1, 0, flush_inserts, q);
     q->write_ev = evtimer_new(srv->base, flush_writes, q);
     struct timeval tv = { 0, TICK_MS * 1000 };
-    if (!q->tick || !q->flush_ev || !q->write_ev || event_add(q->tick, &tv) != 0) {
+    if (!q->tick || !q->write_ev || event_add(q->tick, &tv) != 0) {
         if (q->tick)
             event_free(q->tick);
-        if (q->flush_ev)
-            event_free(q->flush_ev);
         if (q->write_ev)
             event_free(q->write_ev);
         free(q);
@@ -1026,14 +1017,22 @@ void sw_saf_free(struct sw_server *srv)
     if (!q)
         return;
     event_free(q->tick);
-    event_free(q->flush_ev);
     event_free(q->write_ev);
-    /* The database client is freed first (main.c): its callbacks have run,
-     * so no UPDATE is in flight (q->writing is NULL); row changes still on
-     * the write list are lost, and those reversals are sent again by the next
-     * switchd (at least once). SIGTERM's drain waits for them. */
-    while (q->items)
-        remove_item(q, q->items); /* an item with an M6 still pending is freed by its callback */
-    free(q);
+    /* The journal and the database client are freed first (main.c): their
+     * callbacks have run, so no record is being stored and no UPDATE is in
+     * flight. Row changes still on the write list are lost, and those
+     * reversals are sent again by the next switchd (at least once); records
+     * that were never durable are covered by their request's in-flight row
+     * or by the terminal, which was not told 00. SIGTERM's drain waits for
+     * all of them first. */
     srv->saf = NULL;
+    while (q->items) {
+        struct saf_item *it = q->items;
+        q->items = it->next;
+        if (it->state == SAF_MACING || it->state == SAF_CHECKING)
+            it->state = SAF_ORPHAN; /* freed by its HSM callback */
+        else
+            free_item(it);
+    }
+    free(q);
 }

@@ -1,8 +1,10 @@
 /* Store-and-forward reversals towards issuers (switch.reversal_queue): a
- * reversal is first made durable, then sent as 0420 and repeated as 0421
- * until the issuer answers 0430. Survives restarts: pending rows are loaded
- * at start. Inserts and later row changes are batched (one statement, one
- * commit, for many reversals). */
+ * reversal is first made durable — its REVERSAL record goes through the
+ * journal writer, so it is committed, or fsync'd to the spool while
+ * PostgreSQL is away — then sent as 0420 and repeated as 0421 until the
+ * issuer answers 0430. Survives restarts: pending rows are loaded at start.
+ * Each reversal's lifecycle is an enum with an allowed-transitions table
+ * (saf.c); row changes after the insert are batched. */
 #ifndef ATLAS_SW_SAF_H
 #define ATLAS_SW_SAF_H
 
@@ -18,21 +20,21 @@ struct sw_saf;
 
 int sw_saf_init(struct sw_server *srv);
 void sw_saf_free(struct sw_server *srv);
-/* Loads the pending rows of switch.reversal_queue (asynchronously). */
-void sw_saf_load(struct sw_server *srv);
+/* Loads the pending rows of switch.reversal_queue (asynchronously); done(srv)
+ * runs once they are in memory (retried until the database answers). */
+void sw_saf_load(struct sw_server *srv, void (*done)(struct sw_server *srv));
 
-/* Queues the reversal of a request this txn forwarded (timeout, answer that
- * cannot be delivered or journaled, unverifiable answer). reason is one of
- * the reversal_queue reasons. With wait, the txn's answer waits for the
- * first insert attempt (t->pending_saf); without, the item is independent of
- * the txn, which may be freed at once. Never calls back into t from inside
- * this call. At most one reversal per txn. */
+/* Queues the reversal of the request t forwarded (timeout, answer that cannot
+ * be delivered or journaled, unverifiable answer, an issuer's own 91/96).
+ * reason is one of the reversal_queue reasons. With wait, t's answer waits
+ * until the reversal is durable (t->pending_saf; sw_txn_reversal_stored tells
+ * it, never from inside this call); without, the reversal is independent of
+ * t, which may be freed at once. At most one reversal per txn. */
 void sw_saf_reverse_txn(struct sw_txn *t, const char *reason, bool wait);
 
-/* A terminal reversal of orig. If its insert can start, the txn waits
- * (pending_saf) and is finished later with 00, or 96 when the first insert
- * failed (the reversal itself is still retried until durable); if it cannot
- * start, t->rc is set to 96 and the caller finishes t. */
+/* A terminal reversal of orig (answered and approved): t waits until the
+ * reversal is durable, then sw_txn_reversal_stored(t, durable) tells it. If
+ * nothing can be started, t->rc is set to 96 and the caller finishes t. */
 void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig);
 
 /* The issuer answered a reversal the link had registered for entry: m is
@@ -44,9 +46,9 @@ void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m, 
 /* Reversals not yet acknowledged (for /metrics). */
 uint64_t sw_saf_pending(const struct sw_server *srv);
 
-/* Row changes (attempt counts, acknowledgements, failures) decided but not
- * yet committed: queued for the next UPDATE or in the one in flight. The
- * SIGTERM drain waits for this to reach 0. */
+/* What SIGTERM's drain waits for: reversals whose record is not durable yet,
+ * and row changes (attempt counts, acknowledgements, failures) decided but
+ * not yet committed. */
 uint64_t sw_saf_unwritten(const struct sw_server *srv);
 
 #endif

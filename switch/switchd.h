@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "db.h"
 #include "iso8583.h"
 #include "metrics.h"
 #include "recent.h"
@@ -183,10 +184,13 @@ enum sw_txn_state {
     SW_TXN_MAC_VERIFY,    /* HSM verifying the terminal's MAC (M8) */
     SW_TXN_PIN_TRANSLATE, /* HSM translating the PIN block to the issuer's ZPK */
     SW_TXN_ISSUER_MAC,    /* HSM MACing the request for the issuer (M6) */
+    SW_TXN_INTENT,        /* write-ahead: its switch.inflight row being made durable */
+    SW_TXN_DUP_LOOKUP,    /* the identity was taken: reading what holds it */
     SW_TXN_ISSUER_WAIT,   /* forwarded; pending on the link with a timer */
     SW_TXN_RESP_CHECK,    /* HSM verifying the issuer response's MAC (M8) */
     SW_TXN_ORIG_LOOKUP,   /* reversal: looking its original up in the journal */
-    SW_TXN_FINISH,        /* response MAC (M6) and journal commit both in progress */
+    SW_TXN_PARKED,        /* reversal: waiting for its original (in flight) to be answered */
+    SW_TXN_FINISH,        /* response MAC (M6), then the journal commit */
     SW_TXN_state_max
 };
 
@@ -220,15 +224,25 @@ struct sw_txn {
     char acquirer[12];
     struct sw_req_id recent_id;
     bool has_recent;
-    bool journal;                      /* this request gets a journal row */
-    bool no_answer;                    /* nothing goes back (undecodable, a response) */
-    bool waiting_link;                 /* registered in the link's pending table */
-    bool pending_mac, pending_journal; /* SW_TXN_FINISH joins these */
-    bool pending_saf;                  /* a reversal being queued durably */
-    bool reversal_queued;              /* at most one reversal per request */
-    bool redo_response;                /* rebuild + re-MAC the answer when the MAC arrives */
-    bool mac_hex;                      /* MAC field is hex text in this dialect */
-    size_t mac_off;                    /* where the MAC goes in packed */
+    uint8_t pan_hmac[32]; /* keyed hash of the PAN (journal, duplicate checks) */
+    bool has_pan_hmac;
+    uint8_t pan_sealed[DB_PAN_SEALED_MAX]; /* for the write-ahead row */
+    uint8_t pan_sealed_len;
+    bool journal;               /* this request gets a journal row */
+    bool no_answer;             /* nothing goes back (undecodable, a response) */
+    bool waiting_link;          /* registered in the link's pending table */
+    bool intent_sent;           /* its INTENT went to the journal writer: it owns an inflight row */
+    bool forwarded;             /* sent to the issuer: the issuer may have applied it */
+    bool reversing;             /* a reversal of it is decided (at most one per request) */
+    bool pending_mac;           /* the response's MAC is being computed */
+    bool pending_journal;       /* its journal row is being made durable */
+    bool pending_saf;           /* a reversal being made durable */
+    bool journal_done;          /* its journal record was submitted (once) */
+    bool in_finish;             /* inside finish()'s own call: answer from the loop */
+    bool mac_retried;           /* the response MAC was asked for a second time */
+    bool mac_hex;               /* MAC field is hex text in this dialect */
+    size_t mac_off;             /* where the MAC goes in packed */
+    struct sw_txn *parked_next; /* SW_TXN_PARKED: srv->parked */
     char rc[3];
     char auth_code[7];
     char balance[121]; /* DE 54 from the issuer */
@@ -262,15 +276,19 @@ bool sw_txn_answer_class_ok(const struct sw_txn *txn, const char mti[4]);
  * both valid only during the call. */
 void sw_txn_issuer_answer(struct sw_txn *txn, const struct iso_msg *m, const uint8_t *raw,
                           size_t raw_len);
-/* A terminal reversal was queued (t->rc set): answer it. */
-void sw_txn_finish_reversal(struct sw_txn *txn);
+/* The reversal t decided (sw_saf_reverse_txn with wait) or asked for (a
+ * terminal reversal) is durable, or could not be made so. saf.c's one call
+ * into a transaction. */
+void sw_txn_reversal_stored(struct sw_txn *t, bool durable);
+/* The PAN's keyed hash and its sealed form (AES-256-GCM under the switch's
+ * key) for the rows that must rebuild a reversal. 0 or -1. */
+int sw_pan_protect(struct sw_server *srv, const char *pan, size_t len, uint8_t hmac[32],
+                   uint8_t sealed[DB_PAN_SEALED_MAX], uint8_t *sealed_len);
 /* payShield M6 (generate) / M8 (verify, mac = 8 bytes) of data with a TAK
  * ("003") or ZAK ("008"): binary input, 16H MAC, ISO 9797-1 alg 3, pad 1.
  * Returns the command length or -1. */
 int sw_hsm_mac_cmd(char *buf, size_t cap, bool verify, const char *key_type, const char *key,
                    const uint8_t *data, size_t len, const uint8_t mac[8]);
-/* A store-and-forward insert this txn waited for is done. */
-void sw_txn_maybe_deliver(struct sw_txn *txn);
 /* Sends the packed issuer request and arms the timeout. */
 void sw_txn_forward(struct sw_txn *txn);
 /* The link went down with the txn still pending. */
@@ -297,6 +315,7 @@ struct sw_server {
     struct sw_term *terms;
     uint64_t n_terms;
     struct sw_txn *txn_free;
+    struct sw_txn *parked; /* reversals waiting for an original still in flight */
     uint64_t txns_allocated, inflight;
     bool backpressure; /* terminals paused: journal, HSM or global cap */
     bool draining;

@@ -1,13 +1,16 @@
 /* The authorization flow of DESIGN.md §5, one state machine per request:
  *
  *   frame → unpack → validate → terminal lookup → MAC verify (HSM) → duplicate
- *   check → route → PIN translate (HSM) → MAC for the issuer (HSM) → forward
- *   → issuer answer (or timeout: 91 + store-and-forward reversal) → response
- *   MAC (HSM) ‖ journal commit → answer the terminal.
+ *   check (memory) → route → PIN translate (HSM) → MAC for the issuer (HSM) →
+ *   write-ahead (switch.inflight: durable, and the duplicate check in
+ *   PostgreSQL) → forward → issuer answer (or timeout: 91 + reversal) →
+ *   response MAC (HSM) → journal commit → answer the terminal.
  *
  * sw_txn_set_state() is the only door between states. Every exit goes through
- * finish(): the journal record is submitted and the terminal is answered only
- * after the commit (or the spool fsync) of that record. */
+ * finish(): the response is MACed, its journal record submitted, and the
+ * terminal is answered only after that record is committed (or fsync'd to the
+ * spool) — and after any reversal it decided is durable. The money invariant
+ * this keeps is argued in docs/ARCHITECTURE.md. */
 #include "switchd.h"
 
 #include "clock.h"
@@ -23,9 +26,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PARK_MAX_MS 30000 /* a reversal waits this long at most for its original's answer */
+
 static const char *const state_names[SW_TXN_state_max] = {
-    "free",        "mac_verify", "pin_translate", "issuer_mac",
-    "issuer_wait", "resp_check", "orig_lookup",   "finish",
+    "free",        "mac_verify", "pin_translate", "issuer_mac", "intent", "dup_lookup",
+    "issuer_wait", "resp_check", "orig_lookup",   "parked",     "finish",
 };
 
 const char *sw_txn_state_name(enum sw_txn_state s)
@@ -40,12 +45,16 @@ static const unsigned allowed[SW_TXN_state_max] = {
     [SW_TXN_MAC_VERIFY] = B(SW_TXN_FREE),
     [SW_TXN_PIN_TRANSLATE] = B(SW_TXN_MAC_VERIFY),
     [SW_TXN_ISSUER_MAC] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE),
-    [SW_TXN_ISSUER_WAIT] = B(SW_TXN_ISSUER_MAC),
+    [SW_TXN_INTENT] = B(SW_TXN_ISSUER_MAC),
+    [SW_TXN_DUP_LOOKUP] = B(SW_TXN_INTENT),
+    [SW_TXN_ISSUER_WAIT] = B(SW_TXN_INTENT),
     [SW_TXN_RESP_CHECK] = B(SW_TXN_ISSUER_WAIT),
-    [SW_TXN_ORIG_LOOKUP] = B(SW_TXN_MAC_VERIFY),
+    [SW_TXN_ORIG_LOOKUP] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PARKED),
+    [SW_TXN_PARKED] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PARKED),
     [SW_TXN_FINISH] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) |
-                      B(SW_TXN_ISSUER_MAC) | B(SW_TXN_ISSUER_WAIT) | B(SW_TXN_RESP_CHECK) |
-                      B(SW_TXN_ORIG_LOOKUP),
+                      B(SW_TXN_ISSUER_MAC) | B(SW_TXN_INTENT) | B(SW_TXN_DUP_LOOKUP) |
+                      B(SW_TXN_ISSUER_WAIT) | B(SW_TXN_RESP_CHECK) | B(SW_TXN_ORIG_LOOKUP) |
+                      B(SW_TXN_PARKED),
 };
 #undef B
 
@@ -91,6 +100,14 @@ static void field_str(const struct iso_msg *m, int f, char *out, size_t cap)
     out[n] = '\0';
 }
 
+static int64_t field_amount(const struct iso_msg *m, int f, int64_t max)
+{
+    char buf[16];
+    uint64_t v;
+    field_str(m, f, buf, sizeof buf);
+    return buf[0] && at_parse_u64(buf, (uint64_t)max, &v) ? (int64_t)v : -1;
+}
+
 /* Bytes the MAC field occupies on the wire in dialect d. */
 static size_t mac_wire_len(const struct iso_dialect *d, int field)
 {
@@ -117,6 +134,27 @@ int sw_hsm_mac_cmd(char *buf, size_t cap, bool verify, const char *key_type, con
         return hsm_client_build_m6(buf, cap, key_type, key, data, len);
     at_hex_encode(mac, 8, hex);
     return hsm_client_build_m8(buf, cap, key_type, key, data, len, hex);
+}
+
+int sw_pan_protect(struct sw_server *srv, const char *pan, size_t len, uint8_t hmac[32],
+                   uint8_t sealed[DB_PAN_SEALED_MAX], uint8_t *sealed_len)
+{
+    int n = db_pan_hasher_mac(srv->pan_hasher, pan, len, hmac) == 0
+                ? db_pan_seal(srv->pan_seal_key, pan, len, sealed, DB_PAN_SEALED_MAX)
+                : -1;
+    if (n <= 0)
+        return -1;
+    *sealed_len = (uint8_t)n;
+    return 0;
+}
+
+/* The PAN's keyed hash, computed once per request. */
+static bool pan_hmac(struct sw_txn *t)
+{
+    if (!t->has_pan_hmac && t->v.pan)
+        t->has_pan_hmac = db_pan_hasher_mac(t->srv->pan_hasher, (const char *)t->v.pan,
+                                            t->v.pan_len, t->pan_hmac) == 0;
+    return t->has_pan_hmac;
 }
 
 static struct sw_txn *txn_alloc(struct sw_server *srv)
@@ -153,7 +191,9 @@ static void txn_release(struct sw_txn *t)
 /* ---------------------------------------------------------------- finish */
 
 static void finish(struct sw_txn *t);
-static void maybe_deliver(struct sw_txn *t);
+static void reject(struct sw_txn *t, const char *rc, enum sw_txn_outcome outcome,
+                   const char *reason, int field);
+static void handle_reversal(struct sw_txn *t);
 
 static void log_txn(struct sw_txn *t, uint64_t total_ns)
 {
@@ -173,15 +213,35 @@ static void log_txn(struct sw_txn *t, uint64_t total_ns)
            AT_STR("acquirer", t->acquirer), AT_STR("terminal", tid), AT_STR("mti", mti),
            AT_STR("proc", proc), AT_STR("amount", amount), AT_STR("currency", cur),
            AT_STR("pan", masked), AT_STR("stan", stan), AT_STR("rrn", rrn),
-           AT_STR("issuer", t->issuer.id), AT_UINT("issuer_stan", t->issuer_stan),
-           AT_STR("rc", t->rc), AT_STR("auth_code", t->auth_code),
-           AT_STR("outcome", outcome_names[t->outcome]), AT_UINT("lat_us", total_ns / 1000),
+           AT_STR("issuer", t->issuer.id),
+           AT_UINT("issuer_stan", t->forwarded ? t->issuer_stan : 0), AT_STR("rc", t->rc),
+           AT_STR("auth_code", t->auth_code), AT_STR("outcome", outcome_names[t->outcome]),
+           AT_BOOL("reversed", t->reversing), AT_UINT("lat_us", total_ns / 1000),
            AT_UINT("lat_mac_us", t->lat_mac_ns / 1000), AT_UINT("lat_pin_us", t->lat_pin_ns / 1000),
            AT_UINT("lat_issuer_us", t->lat_issuer_ns / 1000),
            AT_UINT("lat_journal_us", t->lat_journal_ns / 1000));
 }
 
-/* Both the response MAC and the journal commit are in: answer and free. */
+/* Reversals parked on the request whose identity is id: its answer is known
+ * now, so each is handled again. */
+static void unpark(struct sw_server *srv, const struct sw_req_id *id)
+{
+    struct sw_txn **pp = &srv->parked;
+    while (*pp) {
+        struct sw_txn *x = *pp;
+        if (memcmp(&x->recent_id, id, sizeof *id) != 0) {
+            pp = &x->parked_next;
+            continue;
+        }
+        *pp = x->parked_next;
+        x->parked_next = NULL;
+        evtimer_del(&x->timer);
+        handle_reversal(x);
+    }
+}
+
+/* The response MAC and the journal commit are in (and any reversal decided is
+ * durable): answer and free. */
 static void deliver(struct sw_txn *t)
 {
     struct sw_server *srv = t->srv;
@@ -190,17 +250,12 @@ static void deliver(struct sw_txn *t)
 
     if (t->resp_len > 0)
         sent = sw_term_send(t->term, t->has_tpdu ? t->tpdu : NULL, t->packed, t->resp_len) == 0;
-    struct sw_recent_txn *r =
-        t->has_recent ? sw_recent_find(srv->recent, &t->recent_id, sw_now_ms()) : NULL;
-    bool reverse_requested = r && r->state == SW_RECENT_REVERSE_REQUESTED;
-    if ((!sent || reverse_requested) && t->outcome == SW_OUT_APPROVED &&
-        t->v.kind != SW_KIND_REVERSAL) {
-        /* An approval the terminal will never see, or has already reversed:
-         * take the money back. The reversal is independent of this txn, which
-         * is released below. */
-        at_log(AT_LOG_WARN, reverse_requested ? "reversed_while_in_flight" : "answer_undeliverable",
-               AT_STR("rc", t->rc), AT_STR("action", "reversal queued"));
-        sw_saf_reverse_txn(t, reverse_requested ? "terminal" : "error", false);
+    if (!sent && t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL && t->forwarded) {
+        /* An approval the terminal will never see: take the money back. The
+         * reversal is independent of this txn, which is released below. */
+        at_log(AT_LOG_WARN, "answer_undeliverable", AT_STR("rc", t->rc),
+               AT_STR("action", "reversal queued"));
+        sw_saf_reverse_txn(t, "error", false);
     }
     at_hist_record(&srv->metrics.hop[SW_HOP_TOTAL], total);
     if (t->lat_mac_ns + t->lat_pin_ns)
@@ -212,11 +267,14 @@ static void deliver(struct sw_txn *t)
     char rmti[5];
     sw_response_mti(t->req.mti, rmti);
     sw_metrics_count_txn(&srv->metrics, rmti, t->rc);
+    struct sw_recent_txn *r =
+        t->has_recent ? sw_recent_find(srv->recent, &t->recent_id, sw_now_ms()) : NULL;
     if (r) {
         memcpy(r->rc, t->rc, 2);
         memcpy(r->auth_code, t->auth_code, 6);
-        r->state = reverse_requested ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
+        r->state = t->reversing ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
         r->approved = t->outcome == SW_OUT_APPROVED;
+        r->forwarded = t->forwarded;
         at_strlcpy(r->issuer_id, t->issuer.id, sizeof r->issuer_id);
         char rrn[13];
         field_str(&t->req, 37, rrn, sizeof rrn);
@@ -225,6 +283,8 @@ static void deliver(struct sw_txn *t)
         memcpy(r->issuer_tx_time, t->issuer_de7, 10);
     }
     log_txn(t, total);
+    if (t->has_recent && srv->parked)
+        unpark(srv, &t->recent_id);
     txn_release(t);
 }
 
@@ -233,20 +293,32 @@ static void deliver_cb(evutil_socket_t fd, short what, void *arg)
     deliver(arg);
 }
 
-void sw_txn_finish_reversal(struct sw_txn *t)
-{
-    finish(t);
-}
-
-void sw_txn_maybe_deliver(struct sw_txn *t)
-{
-    maybe_deliver(t);
-}
-
+/* Answers once nothing is pending. Inside finish()'s own call (which may run
+ * inside a terminal's read callback) the answer goes from the loop instead. */
 static void maybe_deliver(struct sw_txn *t)
 {
-    if (!t->pending_mac && !t->pending_journal && !t->pending_saf)
-        deliver(t);
+    if (t->pending_mac || t->pending_journal || t->pending_saf || t->state != SW_TXN_FINISH)
+        return;
+    if (t->in_finish) {
+        event_assign(&t->timer, t->srv->base, -1, 0, deliver_cb, t);
+        event_active(&t->timer, 0, 0);
+        return;
+    }
+    deliver(t);
+}
+
+void sw_txn_reversal_stored(struct sw_txn *t, bool durable)
+{
+    t->pending_saf = false;
+    if (t->v.kind == SW_KIND_REVERSAL && t->state != SW_TXN_FINISH) {
+        /* A terminal reversal is acknowledged once it cannot be lost; 96
+         * otherwise (the terminal repeats it). */
+        set_rc(t, durable ? "00" : "96");
+        t->outcome = durable ? SW_OUT_APPROVED : SW_OUT_ERROR;
+        finish(t);
+        return;
+    }
+    maybe_deliver(t);
 }
 
 /* Turns the answer into a 96 (nothing approved, no balance). */
@@ -258,40 +330,17 @@ static void decline_96(struct sw_txn *t)
     t->balance_len = 0;
 }
 
-static int build_response(struct sw_txn *t);
-static void mac_response(struct sw_txn *t);
-
-static void on_resp_mac(void *arg, int status, const char *resp, size_t len)
+/* An approval the terminal must not get (its MAC or its journal row failed):
+ * 96 instead, and what the issuer applied is reversed. */
+static void withdraw_approval(struct sw_txn *t, const char *why)
 {
-    struct sw_txn *t = arg;
-    t->pending_mac = false;
-    if (t->redo_response) {
-        /* The answer changed (journal failure) while this MAC was computed. */
-        t->redo_response = false;
-        mac_response(t);
-        maybe_deliver(t);
-        return;
-    }
-    if (status == HSM_CLIENT_OK && len >= 8 + 16 && memcmp(resp + 2, "00", 2) == 0) {
-        uint8_t mac[8];
-        if (at_hex_decode(resp + 8, 16, mac, sizeof mac) == 8)
-            memcpy(t->packed + t->mac_off, t->mac_hex ? (const uint8_t *)resp + 8 : mac,
-                   t->mac_hex ? 16 : 8);
-    } else {
-        at_log(AT_LOG_ERROR, "response_mac_failed", AT_INT("status", status),
-               AT_STRN("hsm_error", len >= 4 ? resp + 2 : "", len >= 4 ? 2 : 0));
-        if (t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL && !t->reversal_queued) {
-            /* An approval the terminal cannot authenticate is one it will not
-             * honour: answer 96 instead and take the money back. */
-            decline_96(t);
-            sw_saf_reverse_txn(t, "error", true);
-            mac_response(t);
-        }
-        /* Otherwise the answer goes without a valid MAC rather than not at
-         * all, so the terminal is not left waiting. */
-    }
-    maybe_deliver(t);
+    at_log(AT_LOG_ERROR, "approval_withdrawn", AT_STR("reason", why),
+           AT_STR("action", "96 to the terminal, reversal to the issuer"));
+    decline_96(t);
+    sw_saf_reverse_txn(t, "error", true);
 }
+
+static void request_mac(struct sw_txn *t);
 
 static void on_journal(void *arg, int status)
 {
@@ -300,26 +349,23 @@ static void on_journal(void *arg, int status)
     t->lat_journal_ns = at_mono_ns() - t->t_phase_ns;
     if (status == DB_SPOOLED)
         t->srv->metrics.journal_spooled_total++;
-    if (status < 0) {
-        at_log(AT_LOG_ERROR, "journal_failed", AT_STR("error", db_strerror(status)),
-               AT_STR("rc", t->rc));
-        if (t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL) {
-            /* Never hand out an approval that is not on record: answer 96
-             * instead, and take the money back. */
-            decline_96(t);
-            sw_saf_reverse_txn(t, "error", true);
-            if (t->pending_mac)
-                t->redo_response = true;
-            else
-                mac_response(t);
+    bool approval = t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL;
+    if (status < 0 || (status == DB_CONFLICT && approval)) {
+        at_log(AT_LOG_ERROR, status < 0 ? "journal_failed" : "journal_conflict",
+               AT_STR("error", db_strerror(status)), AT_STR("rc", t->rc));
+        if (approval) {
+            /* Never hand out an approval that is not on record. */
+            withdraw_approval(t, "its journal row could not be written");
+            request_mac(t);
+            return;
         }
     }
     maybe_deliver(t);
 }
 
-static void fill_record(struct sw_txn *t, struct db_auth_record *r)
+/* The identity columns every record of this request shares. */
+static void fill_identity(struct sw_txn *t, struct db_auth_record *r)
 {
-    db_auth_record_init(r);
     db_request_date(t->de7, t->t_wall_us, r->request_date);
     at_strlcpy(r->acquirer_id, t->acquirer, sizeof r->acquirer_id);
     field_str(&t->req, 41, r->terminal_id, sizeof r->terminal_id);
@@ -330,43 +376,125 @@ static void fill_record(struct sw_txn *t, struct db_auth_record *r)
     field_str(&t->req, 37, r->rrn, sizeof r->rrn);
     if (!r->rrn[0])
         at_strlcpy(r->rrn, t->rrn, sizeof r->rrn);
-    at_strlcpy(r->issuer_id, t->issuer.id, sizeof r->issuer_id);
-    if (t->issuer_stan) {
-        at_put_digits(r->issuer_stan, 6, t->issuer_stan);
-        r->issuer_stan[6] = '\0';
-        memcpy(r->issuer_transmission_time, t->issuer_de7, sizeof r->issuer_transmission_time);
-    }
     field_str(&t->req, 3, r->processing_code, sizeof r->processing_code);
-    char buf[16];
-    uint64_t v;
-    field_str(&t->req, 4, buf, sizeof buf);
-    if (buf[0] && at_parse_u64(buf, INT64_MAX, &v))
-        r->amount_minor = (int64_t)v;
-    field_str(&t->req, 49, buf, sizeof buf);
-    if (buf[0] && at_parse_u64(buf, 999, &v))
-        r->currency = (int32_t)v;
-    memcpy(r->response_code, t->rc, 3);
-    at_strlcpy(r->auth_code, t->auth_code, sizeof r->auth_code);
+    r->amount_minor = field_amount(&t->req, 4, INT64_MAX);
+    r->currency = (int32_t)field_amount(&t->req, 49, 999);
     if (t->v.pan) {
         at_mask_pan((const char *)t->v.pan, t->v.pan_len, r->pan_masked);
-        r->has_pan_hmac = db_pan_hasher_mac(t->srv->pan_hasher, (const char *)t->v.pan,
-                                            t->v.pan_len, r->pan_hmac) == 0;
+        if (pan_hmac(t)) {
+            memcpy(r->pan_hmac, t->pan_hmac, 32);
+            r->has_pan_hmac = true;
+        }
     }
+    r->created_us = t->t_wall_us;
+}
+
+static void issuer_side(struct sw_txn *t, struct db_auth_record *r)
+{
+    at_strlcpy(r->issuer_id, t->issuer.id, sizeof r->issuer_id);
+    at_put_digits(r->issuer_stan, 6, t->issuer_stan);
+    r->issuer_stan[6] = '\0';
+    memcpy(r->issuer_transmission_time, t->issuer_de7, sizeof r->issuer_transmission_time);
+}
+
+/* The journal row. It names the issuer-side STAN only when the request
+ * reached the issuer: a row without one is a refusal the switch answered
+ * itself, which a later request of the same identity may replace. It settles
+ * the request's inflight row, unless the request is being reversed (the
+ * reversal's record does that, and if it is lost, recovery finds the row). */
+static void fill_record(struct sw_txn *t, struct db_auth_record *r)
+{
+    db_auth_record_init(r);
+    fill_identity(t, r);
+    r->kind = DB_REC_ANSWER;
+    at_strlcpy(r->issuer_id, t->issuer.id, sizeof r->issuer_id);
+    if (t->forwarded)
+        issuer_side(t, r);
+    memcpy(r->response_code, t->rc, 3);
+    at_strlcpy(r->auth_code, t->auth_code, sizeof r->auth_code);
     r->outcome = (enum db_outcome)t->outcome;
+    r->settle_inflight = t->intent_sent && !t->reversing;
     if (t->orig_stan[0]) {
         memcpy(r->original_stan, t->orig_stan, 7);
         memcpy(r->original_transmission_time, t->orig_de7, 11);
     }
-    r->created_us = t->t_wall_us;
     r->lat_total_us = (int32_t)((at_mono_ns() - t->t_recv_ns) / 1000);
     r->lat_mac_us = t->lat_mac_ns ? (int32_t)(t->lat_mac_ns / 1000) : -1;
     r->lat_pin_us = t->lat_pin_ns ? (int32_t)(t->lat_pin_ns / 1000) : -1;
     r->lat_issuer_us = t->lat_issuer_ns ? (int32_t)(t->lat_issuer_ns / 1000) : -1;
 }
 
+/* The answer is built (and MACed): its journal record goes now — once; a
+ * second MAC (an approval withdrawn after the journal refused it) skips this. */
+static void answer_built(struct sw_txn *t)
+{
+    struct sw_server *srv = t->srv;
+    if (!t->journal || t->journal_done || srv->stopping) {
+        maybe_deliver(t);
+        return;
+    }
+    struct db_auth_record rec;
+    t->journal_done = true;
+    t->t_phase_ns = at_mono_ns();
+    fill_record(t, &rec);
+    int rc = db_journal_submit(srv->journal, &rec, on_journal, t);
+    if (rc == 0) {
+        t->pending_journal = true;
+        return;
+    }
+    struct db_error err;
+    if (db_auth_record_check(&rec, &err) != 0)
+        at_log(AT_LOG_ERROR, "journal_record_invalid", AT_STR("reason", err.message));
+    else
+        at_log(AT_LOG_ERROR, "journal_refused", AT_STR("error", db_strerror(rc)));
+    if (t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL) {
+        withdraw_approval(t, "its journal row could not be written");
+        request_mac(t);
+        return;
+    }
+    maybe_deliver(t);
+}
+
+/* The response MAC could not be had. An approval the terminal cannot
+ * authenticate is one it will not honour: it becomes a 96 and the money goes
+ * back; the 96 is MACed once more. Anything else goes without a valid MAC
+ * rather than not at all: the terminal treats it as no answer and reverses. */
+static void mac_failed(struct sw_txn *t, const char *why)
+{
+    at_log(AT_LOG_ERROR, "response_mac_failed", AT_STR("reason", why), AT_STR("rc", t->rc));
+    if (t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL) {
+        withdraw_approval(t, "its response MAC could not be computed");
+        if (!t->mac_retried) {
+            t->mac_retried = true;
+            request_mac(t);
+            return;
+        }
+    }
+    answer_built(t);
+}
+
+static void on_resp_mac(void *arg, int status, const char *resp, size_t len)
+{
+    struct sw_txn *t = arg;
+    char mac[17];
+    t->pending_mac = false;
+    if (status != HSM_CLIENT_OK || hsm_client_resp_error("M6", resp, len) != 0 ||
+        hsm_client_parse_mac(resp, len, mac) != 16) {
+        mac_failed(t, status != HSM_CLIENT_OK ? "HSM unavailable" : "HSM refused or malformed");
+        return;
+    }
+    if (t->mac_hex)
+        memcpy(t->packed + t->mac_off, mac, 16);
+    else if (at_hex_decode(mac, 16, t->packed + t->mac_off, 8) != 8) {
+        mac_failed(t, "HSM returned a malformed MAC");
+        return;
+    }
+    answer_built(t);
+}
+
 /* Builds the terminal's response into t->packed (MAC placeholder patched when
  * the HSM answers). Fields echoed: the request's identity and amounts; never
- * the PIN, track or chip data. */
+ * the PIN, track or chip data. Returns the MAC field (0 without a TAK) or -1. */
 static int build_response(struct sw_txn *t)
 {
     static const int echo[] = { 2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 70, 90 };
@@ -413,62 +541,38 @@ static int build_response(struct sw_txn *t)
 }
 
 /* Builds the response from the txn's current answer and asks the HSM for its
- * MAC (pending_mac). Without a terminal key or when the HSM queue is full the
- * response goes without MAC (the terminal then treats it as failed). */
-static void mac_response(struct sw_txn *t)
+ * MAC; answer_built() follows (now, or from the HSM's callback). */
+static void request_mac(struct sw_txn *t)
 {
     char cmd[SW_TXN_FRAME + 128];
     int mf = t->no_answer ? -1 : build_response(t);
-    if (mf < 0) {
+    if (mf < 0)
         t->resp_len = 0;
+    if (mf <= 0 || t->srv->stopping) {
+        answer_built(t);
         return;
     }
-    if (mf == 0 || t->srv->stopping)
-        return;
     int n =
         sw_hsm_mac_cmd(cmd, sizeof cmd, false, "003", t->terminal.tak, t->packed, t->mac_off, NULL);
-    if (n > 0 && hsm_client_submit(t->srv->hsm, cmd, (size_t)n, on_resp_mac, t) == 0)
+    if (n > 0 && hsm_client_submit(t->srv->hsm, cmd, (size_t)n, on_resp_mac, t) == 0) {
         t->pending_mac = true;
-    else
-        at_log(AT_LOG_ERROR, "response_mac_failed", AT_STR("reason", "HSM queue full"));
+        return;
+    }
+    mac_failed(t, "HSM queue full");
 }
 
-/* Every path ends here: the record goes to the journal, the response gets its
- * MAC, and the terminal is answered once both are done. */
+/* Every path ends here: the response gets its MAC, then its journal record,
+ * and the terminal is answered once both (and any reversal) are done. */
 static void finish(struct sw_txn *t)
 {
-    struct sw_server *srv = t->srv;
     sw_txn_set_state(t, SW_TXN_FINISH);
-    t->t_phase_ns = at_mono_ns();
+    t->in_finish = true;
     if (t->issuer_stan && t->link && t->waiting_link) {
         sw_link_forget(t->link, t->issuer_stan);
         t->waiting_link = false;
     }
-    if (t->journal && !srv->stopping) {
-        struct db_auth_record rec;
-        fill_record(t, &rec);
-        int rc = db_journal_submit(srv->journal, &rec, on_journal, t);
-        if (rc == 0) {
-            t->pending_journal = true;
-        } else {
-            struct db_error err;
-            if (db_auth_record_check(&rec, &err) != 0)
-                at_log(AT_LOG_ERROR, "journal_record_invalid", AT_STR("reason", err.message));
-            else
-                at_log(AT_LOG_ERROR, "journal_refused", AT_STR("error", db_strerror(rc)));
-            if (t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL) {
-                decline_96(t);
-                sw_saf_reverse_txn(t, "error", true);
-            }
-        }
-    }
-    mac_response(t);
-    if (!t->pending_mac && !t->pending_journal && !t->pending_saf) {
-        /* Nothing asynchronous to wait for: answer from the loop, not from
-         * inside the caller (which may be a terminal's read callback). */
-        event_assign(&t->timer, srv->base, -1, 0, deliver_cb, t);
-        event_active(&t->timer, 0, 0);
-    }
+    request_mac(t);
+    t->in_finish = false;
 }
 
 static void reject(struct sw_txn *t, const char *rc, enum sw_txn_outcome outcome,
@@ -485,26 +589,115 @@ static void reject(struct sw_txn *t, const char *rc, enum sw_txn_outcome outcome
     finish(t);
 }
 
+/* ---------------------------------------------------------------- duplicates */
+
+/* t has the identity of orig, an earlier request. A repeat (xx01) of an
+ * answered one gets that answer again — same DE 38, no second trip to the
+ * issuer — unless the switch reversed an approval of it since: then 96.
+ * Anything else (the original still in flight, or the same MTI again) is a
+ * duplicate transmission: 94. Its journal row stands; none is written for t. */
+static void answer_known(struct sw_txn *t, const struct sw_recent_txn *orig)
+{
+    t->journal = false;
+    if (orig->state == SW_RECENT_IN_FLIGHT) {
+        reject(t, "94", SW_OUT_REJECTED, "duplicate of a request in flight", 11);
+        return;
+    }
+    if (t->req.mti[3] != '1') {
+        reject(t, "94", SW_OUT_REJECTED, "duplicate transmission", 11);
+        return;
+    }
+    if (orig->state == SW_RECENT_REVERSED && orig->approved) {
+        decline_96(t);
+    } else {
+        memcpy(t->rc, orig->rc, 2);
+        t->rc[2] = '\0';
+        memcpy(t->auth_code, orig->auth_code, 6);
+        t->auth_code[6] = '\0';
+        t->outcome = orig->approved ? SW_OUT_APPROVED : SW_OUT_DECLINED;
+    }
+    at_log(AT_LOG_INFO, "repeat_answered", AT_STR("rc", t->rc),
+           AT_BOOL("original_reversed", orig->state == SW_RECENT_REVERSED));
+    finish(t);
+}
+
+/* The journal says what holds the identity the write-ahead found taken. */
+static void on_dup_lookup(void *arg, const struct db_reply *reply)
+{
+    struct sw_txn *t = arg;
+    if (reply->err->code != 0 || reply->n != 1) {
+        reject(t, "96", SW_OUT_ERROR, "journal lookup of a duplicate failed", 11);
+        return;
+    }
+    PGresult *r = reply->res[0];
+    struct sw_recent_txn orig;
+    memset(&orig, 0, sizeof orig);
+    /* No row, or a refusal's row: what holds the identity is a request in
+     * flight (here or elsewhere), or one a stopped instance left. */
+    orig.state = SW_RECENT_IN_FLIGHT;
+    if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 2), "t") == 0) {
+        memcpy(orig.rc, PQgetvalue(r, 0, 0), 2);
+        const char *auth = PQgetvalue(r, 0, 1);
+        memcpy(orig.auth_code, auth, strnlen(auth, 6));
+        orig.approved = strcmp(PQgetvalue(r, 0, 0), "00") == 0;
+        orig.forwarded = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
+        orig.state =
+            strcmp(PQgetvalue(r, 0, 3), "t") == 0 ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
+    }
+    /* The cache learns it, so that the next copy is answered from memory. */
+    struct sw_recent_txn *e = sw_recent_find(t->srv->recent, &t->recent_id, sw_now_ms());
+    if (e && orig.state != SW_RECENT_IN_FLIGHT) {
+        memcpy(e->rc, orig.rc, 2);
+        memcpy(e->auth_code, orig.auth_code, 6);
+        e->approved = orig.approved;
+        e->forwarded = orig.forwarded;
+        e->state = orig.state;
+    }
+    t->has_recent = false; /* the entry describes the original, not this copy */
+    answer_known(t, &orig);
+}
+
+static void dup_lookup(struct sw_txn *t)
+{
+    char tid[9], stan[7], date[11], cls[4];
+    field_str(&t->req, 41, tid, sizeof tid);
+    field_str(&t->req, 11, stan, sizeof stan);
+    db_request_date(t->de7, t->t_wall_us, date);
+    memcpy(cls, t->req.mti, 3);
+    cls[3] = '\0';
+    const char *values[] = { t->acquirer, tid, stan, t->de7, date, cls };
+    const struct db_stmt st = {
+        .sql = "SELECT a.response_code, coalesce(a.auth_code, ''), a.issuer_stan IS NOT NULL,"
+               " EXISTS (SELECT 1 FROM switch.reversal_queue r WHERE r.request_date = $5::date"
+               " AND r.acquirer_id = $1 AND r.terminal_id = $2 AND r.stan = $3"
+               " AND r.transmission_time = $4 AND r.mti_class = $6)"
+               " FROM switch.authorizations a WHERE a.acquirer_id = $1 AND a.terminal_id = $2"
+               " AND a.stan = $3 AND a.transmission_time = $4 AND a.request_date = $5::date"
+               " AND a.mti_class = $6",
+        .nparams = 6,
+        .values = values,
+    };
+    sw_txn_set_state(t, SW_TXN_DUP_LOOKUP);
+    t->journal = false;
+    if (db_exec(t->srv->db, &st, 1, on_dup_lookup, t) != 0)
+        reject(t, "96", SW_OUT_ERROR, "database queue full", 11);
+}
+
+/* While PostgreSQL cannot check an identity, the duplicate table can vouch for
+ * a request first seen after its horizon (everything seen since is in it): a
+ * DE 7 later than the horizon by more than a terminal clock may be off. */
+static bool identity_vouched(const struct sw_txn *t)
+{
+    uint64_t de7_ms, now_wall = at_wall_us() / 1000, now_mono = sw_now_ms();
+    if (!sw_de7_wall_ms((const uint8_t *)t->de7, 10, now_wall, &de7_ms))
+        return false;
+    uint64_t horizon_wall = sw_recent_horizon_ms(t->srv->recent) + (now_wall - now_mono);
+    return de7_ms >= horizon_wall + t->srv->conf.clock_skew_s * 1000;
+}
+
 /* ---------------------------------------------------------------- issuer */
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg);
-
-static void on_issuer_mac(void *arg, int status, const char *resp, size_t len)
-{
-    struct sw_txn *t = arg;
-    struct sw_server *srv = t->srv;
-    if (status != HSM_CLIENT_OK || len < 8 + 16 || memcmp(resp + 2, "00", 2) != 0) {
-        reject(t, "96", SW_OUT_ERROR, "HSM could not MAC the issuer request", 0);
-        return;
-    }
-    memcpy(t->packed + t->mac_off, resp + 8, t->mac_hex ? 16 : 8);
-    if (!t->mac_hex && at_hex_decode(resp + 8, 16, t->packed + t->mac_off, 8) != 8) {
-        reject(t, "96", SW_OUT_ERROR, "HSM returned a malformed MAC", 0);
-        return;
-    }
-    sw_txn_forward(t);
-    (void)srv;
-}
 
 /* Sends t->packed to the issuer and arms the timeout. */
 void sw_txn_forward(struct sw_txn *t)
@@ -515,10 +708,86 @@ void sw_txn_forward(struct sw_txn *t)
         reject(t, "91", SW_OUT_UNAVAILABLE, "issuer link not up", 0);
         return;
     }
+    t->forwarded = true;
     t->waiting_link = true;
     t->t_phase_ns = at_mono_ns();
     evtimer_assign(&t->timer, t->srv->base, on_timeout, t);
     evtimer_add(&t->timer, l->common_timeout);
+}
+
+/* The write-ahead record's fate decides whether the request may go. */
+static void on_intent(void *arg, int status)
+{
+    struct sw_txn *t = arg;
+    switch (status) {
+    case DB_OK:
+        sw_txn_forward(t);
+        return;
+    case DB_SPOOLED:
+        /* Durable, but PostgreSQL could not check the identity. */
+        if (identity_vouched(t)) {
+            sw_txn_forward(t);
+            return;
+        }
+        reject(t, "96", SW_OUT_ERROR,
+               "the request's identity cannot be checked while the database is unreachable", 7);
+        return;
+    case DB_CONFLICT:
+        dup_lookup(t);
+        return;
+    default:
+        at_log(AT_LOG_ERROR, "write_ahead_failed", AT_STR("error", db_strerror(status)));
+        reject(t, "96", SW_OUT_ERROR, "the write-ahead record is not durable", 0);
+        return;
+    }
+}
+
+/* Write-ahead: what the issuer will see and what its reversal needs goes to
+ * switch.inflight, durably, before the request leaves. */
+static void write_ahead(struct sw_txn *t)
+{
+    struct sw_server *srv = t->srv;
+    struct db_auth_record rec;
+    db_auth_record_init(&rec);
+    fill_identity(t, &rec);
+    rec.kind = DB_REC_INTENT;
+    issuer_side(t, &rec);
+    if (rec.amount_minor < 0) /* a balance inquiry moves nothing */
+        rec.amount_minor = 0;
+    if (rec.currency < 0)
+        rec.currency = 0;
+    sw_txn_set_state(t, SW_TXN_INTENT);
+    if (!t->v.pan || sw_pan_protect(srv, (const char *)t->v.pan, t->v.pan_len, rec.pan_hmac,
+                                    rec.pan_sealed, &rec.pan_sealed_len) != 0) {
+        reject(t, "96", SW_OUT_ERROR, "the PAN cannot be sealed for the write-ahead record", 2);
+        return;
+    }
+    rec.has_pan_hmac = true;
+    int rc = db_journal_submit(srv->journal, &rec, on_intent, t);
+    if (rc != 0) {
+        reject(t, "96", SW_OUT_ERROR,
+               rc == DB_E_FULL ? "journal queue full" : "the write-ahead record was refused", 0);
+        return;
+    }
+    t->intent_sent = true;
+}
+
+static void on_issuer_mac(void *arg, int status, const char *resp, size_t len)
+{
+    struct sw_txn *t = arg;
+    char mac[17];
+    if (status != HSM_CLIENT_OK || hsm_client_resp_error("M6", resp, len) != 0 ||
+        hsm_client_parse_mac(resp, len, mac) != 16) {
+        reject(t, "96", SW_OUT_ERROR, "HSM could not MAC the issuer request", 0);
+        return;
+    }
+    if (t->mac_hex)
+        memcpy(t->packed + t->mac_off, mac, 16);
+    else if (at_hex_decode(mac, 16, t->packed + t->mac_off, 8) != 8) {
+        reject(t, "96", SW_OUT_ERROR, "HSM returned a malformed MAC", 0);
+        return;
+    }
+    write_ahead(t);
 }
 
 static void gen_rrn(struct sw_txn *t)
@@ -585,7 +854,7 @@ static void to_issuer(struct sw_txn *t)
     }
     sw_txn_set_state(t, SW_TXN_ISSUER_MAC);
     if (mf == 0) {
-        sw_txn_forward(t);
+        write_ahead(t);
         return;
     }
     int n =
@@ -603,8 +872,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     t->waiting_link = false;
     at_log(AT_LOG_WARN, "issuer_timeout", AT_STR("issuer", t->issuer.id),
            AT_UINT("issuer_stan", t->issuer_stan), AT_STR("action", "91 + reversal"));
-    if (t->v.kind != SW_KIND_REVERSAL)
-        sw_saf_reverse_txn(t, "timeout", true);
+    sw_saf_reverse_txn(t, "timeout", true);
     set_rc(t, "91");
     t->outcome = SW_OUT_TIMEOUT;
     finish(t);
@@ -617,8 +885,7 @@ void sw_txn_issuer_lost(struct sw_txn *t)
     t->lat_issuer_ns = at_mono_ns() - t->t_phase_ns;
     at_log(AT_LOG_WARN, "issuer_link_lost", AT_STR("issuer", t->issuer.id),
            AT_UINT("issuer_stan", t->issuer_stan), AT_STR("action", "91 + reversal"));
-    if (t->v.kind != SW_KIND_REVERSAL)
-        sw_saf_reverse_txn(t, "timeout", true);
+    sw_saf_reverse_txn(t, "timeout", true);
     set_rc(t, "91");
     t->outcome = SW_OUT_UNAVAILABLE;
     finish(t);
@@ -630,6 +897,11 @@ static void apply_issuer_answer(struct sw_txn *t)
         t->outcome = SW_OUT_APPROVED;
     } else {
         t->outcome = SW_OUT_DECLINED;
+        /* 91 and 96 from the issuer say its own outcome may be unknown (a
+         * commit it could not confirm): reversing what it did not apply is
+         * harmless, leaving what it did apply is not. */
+        if (memcmp(t->rc, "91", 2) == 0 || memcmp(t->rc, "96", 2) == 0)
+            sw_saf_reverse_txn(t, "error", true);
     }
     finish(t);
 }
@@ -638,19 +910,17 @@ static void on_issuer_resp_mac(void *arg, int status, const char *resp, size_t l
 {
     struct sw_txn *t = arg;
     t->lat_mac_ns += at_mono_ns() - t->t_hsm_ns;
-    if (status == HSM_CLIENT_OK && len >= 4 && memcmp(resp + 2, "00", 2) == 0) {
+    if (status == HSM_CLIENT_OK && hsm_client_resp_error("M8", resp, len) == 0) {
         apply_issuer_answer(t);
         return;
     }
-    at_log(AT_LOG_ERROR, "issuer_mac_invalid", AT_STR("issuer", t->issuer.id),
-           AT_UINT("issuer_stan", t->issuer_stan),
-           AT_STRN("hsm_error", len >= 4 ? resp + 2 : "", len >= 4 ? 2 : 0));
+    at_log(
+        AT_LOG_ERROR, "issuer_mac_invalid", AT_STR("issuer", t->issuer.id),
+        AT_UINT("issuer_stan", t->issuer_stan),
+        AT_INT("hsm_error", status == HSM_CLIENT_OK ? hsm_client_resp_error("M8", resp, len) : -1));
     /* An answer we cannot authenticate may hide an approval: reverse it. */
-    if (memcmp(t->rc, "00", 2) == 0 && t->v.kind != SW_KIND_REVERSAL)
-        sw_saf_reverse_txn(t, "error", true);
-    set_rc(t, "96");
-    t->auth_code[0] = '\0';
-    t->outcome = SW_OUT_ERROR;
+    sw_saf_reverse_txn(t, "error", true);
+    decline_96(t);
     finish(t);
 }
 
@@ -676,8 +946,7 @@ void sw_txn_issuer_answer(struct sw_txn *t, const struct iso_msg *m, const uint8
     if (memcmp(m->mti, want, 3) != 0) {
         at_log(AT_LOG_ERROR, "issuer_wrong_mti", AT_STR("issuer", t->issuer.id),
                AT_UINT("issuer_stan", t->issuer_stan));
-        if (t->v.kind != SW_KIND_REVERSAL)
-            sw_saf_reverse_txn(t, "error", true);
+        sw_saf_reverse_txn(t, "error", true);
         reject(t, "96", SW_OUT_ERROR, "issuer answered with another message class", 0);
         return;
     }
@@ -805,21 +1074,19 @@ static bool recent_id(struct sw_txn *t, const struct iso_msg *m, const char *sta
     return true;
 }
 
-/* The original of a terminal reversal is known (from memory or the journal):
- * acknowledge, or queue its reversal durably and answer once queued. */
+/* The original of a terminal reversal is known (from memory or the journal)
+ * and answered: acknowledge, or queue its reversal durably and answer once
+ * it is. */
 static void reverse_known(struct sw_txn *t, struct sw_recent_txn *orig)
 {
-    if (orig->state == SW_RECENT_REVERSED || orig->state == SW_RECENT_REVERSE_REQUESTED) {
-        set_rc(t, "00"); /* already reversed: acknowledge again, change nothing */
-        t->outcome = SW_OUT_APPROVED;
-        finish(t);
+    static const uint8_t no_tag[8];
+    if (memcmp(orig->pan_tag, no_tag, 8) != 0 &&
+        (!pan_hmac(t) || memcmp(orig->pan_tag, t->pan_hmac, 8) != 0)) {
+        reject(t, "12", SW_OUT_REJECTED, "the reversal names another card than its original", 2);
         return;
     }
-    if (orig->state == SW_RECENT_IN_FLIGHT) {
-        /* The original has no answer yet (the terminal gave up on it): it is
-         * reversed when its answer comes, if that is an approval. */
-        orig->state = SW_RECENT_REVERSE_REQUESTED;
-        set_rc(t, "00");
+    if (orig->state == SW_RECENT_REVERSED) {
+        set_rc(t, "00"); /* already reversed: acknowledge again, change nothing */
         t->outcome = SW_OUT_APPROVED;
         finish(t);
         return;
@@ -832,11 +1099,8 @@ static void reverse_known(struct sw_txn *t, struct sw_recent_txn *orig)
     }
     /* A reversal undoes its whole original: a partial one (DE 95) or one for
      * another amount is not something the switch can forward honestly. */
-    char amount[16];
-    uint64_t v;
-    field_str(&t->req, 4, amount, sizeof amount);
-    if (iso_has(&t->req, 95) ||
-        (amount[0] && (!at_parse_u64(amount, INT64_MAX, &v) || (int64_t)v != orig->amount_minor))) {
+    int64_t amount = field_amount(&t->req, 4, INT64_MAX);
+    if (iso_has(&t->req, 95) || (iso_has(&t->req, 4) && amount != orig->amount_minor)) {
         reject(t, "12", SW_OUT_REJECTED, "partial reversals are not supported",
                iso_has(&t->req, 95) ? 95 : 4);
         return;
@@ -863,17 +1127,26 @@ static void on_orig_lookup(void *arg, const struct db_reply *reply)
     struct sw_txn *t = arg;
     struct sw_recent_txn orig;
     uint64_t v;
-    if (reply->err->code != 0) {
+    if (reply->err->code != 0 || reply->n != 2) {
         reject(t, "96", SW_OUT_ERROR, "journal lookup of the original failed", 90);
         return;
     }
     PGresult *r = reply->res[0];
     if (PQntuples(r) != 1) {
+        /* Not answered — not even recovered after a crash. In flight still, or
+         * in a spool not yet replayed: the terminal is to try again. Only once
+         * neither holds it did the original never reach an issuer. */
+        bool in_flight = strcmp(PQgetvalue(reply->res[1], 0, 0), "0") != 0;
+        if (in_flight || db_journal_replay_pending(t->srv->journal)) {
+            reject(t, "96", SW_OUT_ERROR,
+                   in_flight ? "original still in flight" : "journal spool not replayed yet", 90);
+            return;
+        }
         reject(t, "12", SW_OUT_REJECTED, "original of the reversal not found", 90);
         return;
     }
     memset(&orig, 0, sizeof orig);
-    snprintf(orig.id.acquirer, sizeof orig.id.acquirer, "%s", t->acquirer);
+    at_strlcpy(orig.id.acquirer, t->acquirer, sizeof orig.id.acquirer);
     copy_col(r, 0, orig.mti, sizeof orig.mti);
     copy_col(r, 1, orig.issuer_id, sizeof orig.issuer_id);
     copy_col(r, 2, orig.issuer_stan, sizeof orig.issuer_stan);
@@ -887,13 +1160,44 @@ static void on_orig_lookup(void *arg, const struct db_reply *reply)
     copy_col(r, 10, orig.id.terminal, sizeof orig.id.terminal);
     copy_col(r, 11, orig.id.stan, sizeof orig.id.stan);
     copy_col(r, 12, orig.id.tx_time, sizeof orig.id.tx_time);
+    const char *hmac = PQgetvalue(r, 0, 13); /* hex */
+    if (strlen(hmac) >= 16 && at_hex_decode(hmac, 16, orig.pan_tag, sizeof orig.pan_tag) != 8)
+        memset(orig.pan_tag, 0, sizeof orig.pan_tag);
     orig.id.mclass = orig.mti[1];
-    orig.state = SW_RECENT_ANSWERED;
+    orig.forwarded = orig.issuer_stan[0] != '\0';
+    orig.state = strcmp(PQgetvalue(r, 0, 14), "t") == 0 ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
     if (orig.approved && (orig.issuer_stan[0] == 0 || orig.issuer_tx_time[0] == 0)) {
         reject(t, "12", SW_OUT_REJECTED, "original has no issuer-side identity", 90);
         return;
     }
     reverse_known(t, &orig);
+}
+
+static void on_park_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct sw_txn *t = arg;
+    for (struct sw_txn **pp = &t->srv->parked; *pp; pp = &(*pp)->parked_next) {
+        if (*pp == t) {
+            *pp = t->parked_next;
+            break;
+        }
+    }
+    reject(t, "96", SW_OUT_ERROR, "original still in flight", 90);
+}
+
+/* A reversal of an original still being handled waits for its answer: only
+ * then is it known whether (and where) money moved. */
+static void park(struct sw_txn *t, const struct sw_req_id *orig)
+{
+    struct timeval tv = { PARK_MAX_MS / 1000, 0 };
+    at_log(AT_LOG_INFO, "reversal_parked", AT_STR("reason", "original in flight"),
+           AT_STRN("original_stan", orig->stan, 6));
+    sw_txn_set_state(t, SW_TXN_PARKED);
+    t->recent_id = *orig;
+    t->parked_next = t->srv->parked;
+    t->srv->parked = t;
+    evtimer_assign(&t->timer, t->srv->base, on_park_timeout, t);
+    evtimer_add(&t->timer, &tv);
 }
 
 /* Terminal reversal: find the original (DE 90, else the reversal's own
@@ -918,26 +1222,39 @@ static void handle_reversal(struct sw_txn *t)
         if (recent_id(t, &t->req, ostan, ode7, *c, &id))
             orig = sw_recent_find(t->srv->recent, &id, sw_now_ms());
     if (orig) {
-        reverse_known(t, orig);
+        if (orig->state == SW_RECENT_IN_FLIGHT)
+            park(t, &orig->id);
+        else
+            reverse_known(t, orig);
         return;
     }
     /* Not in memory (a restart, or older than the window): the journal
-     * remembers every answered request. */
+     * remembers every answered request, switch.inflight every one forwarded
+     * and not answered yet. */
     field_str(&t->req, 41, tid, sizeof tid);
     db_request_date(ode7, t->t_wall_us, date);
     const char *values[] = { t->acquirer, tid, ostan, ode7, date };
-    const struct db_stmt st = {
-        .sql = "SELECT mti, issuer_id, issuer_stan, issuer_transmission_time, rrn,"
-               " processing_code, amount_minor, currency, auth_code, response_code,"
-               " terminal_id, stan, transmission_time FROM switch.authorizations"
-               " WHERE acquirer_id = $1 AND terminal_id = $2 AND stan = $3"
-               " AND transmission_time = $4 AND request_date = $5::date"
-               " AND mti_class IN ('010', '020') ORDER BY created_at DESC LIMIT 1",
-        .nparams = 5,
-        .values = values,
+    const struct db_stmt st[2] = {
+        { .sql = "SELECT a.mti, a.issuer_id, a.issuer_stan, a.issuer_transmission_time, a.rrn,"
+                 " a.processing_code, a.amount_minor, a.currency, a.auth_code, a.response_code,"
+                 " a.terminal_id, a.stan, a.transmission_time, encode(a.pan_hmac, 'hex'),"
+                 " EXISTS (SELECT 1 FROM switch.reversal_queue r WHERE r.request_date = $5::date"
+                 " AND r.acquirer_id = $1 AND r.terminal_id = $2 AND r.stan = $3"
+                 " AND r.transmission_time = $4 AND r.mti_class = a.mti_class COLLATE \"default\")"
+                 " FROM switch.authorizations a"
+                 " WHERE a.acquirer_id = $1 AND a.terminal_id = $2 AND a.stan = $3"
+                 " AND a.transmission_time = $4 AND a.request_date = $5::date"
+                 " AND a.mti_class IN ('010', '020') ORDER BY a.created_at DESC LIMIT 1",
+          .nparams = 5,
+          .values = values },
+        { .sql = "SELECT count(*) FROM switch.inflight WHERE acquirer_id = $1"
+                 " AND terminal_id = $2 AND stan = $3 AND transmission_time = $4"
+                 " AND request_date = $5::date",
+          .nparams = 5,
+          .values = values },
     };
     sw_txn_set_state(t, SW_TXN_ORIG_LOOKUP);
-    if (db_exec(t->srv->db, &st, 1, on_orig_lookup, t) != 0)
+    if (db_exec(t->srv->db, st, 2, on_orig_lookup, t) != 0)
         reject(t, "96", SW_OUT_ERROR, "database queue full", 90);
 }
 
@@ -962,28 +1279,17 @@ static void after_mac(struct sw_txn *t)
     memcpy(rec.mti, t->req.mti, 4);
     /* What a later reversal of this request needs to rebuild it. */
     char buf[16];
-    uint64_t v;
     field_str(&t->req, 3, buf, sizeof buf);
     memcpy(rec.proc_code, buf, strlen(buf) == 6 ? 6 : 0);
-    field_str(&t->req, 4, buf, sizeof buf);
-    rec.amount_minor = buf[0] && at_parse_u64(buf, INT64_MAX, &v) ? (int64_t)v : 0;
-    field_str(&t->req, 49, buf, sizeof buf);
-    rec.currency = buf[0] && at_parse_u64(buf, 999, &v) ? (uint16_t)v : 0;
+    rec.amount_minor = field_amount(&t->req, 4, INT64_MAX);
+    if (rec.amount_minor < 0)
+        rec.amount_minor = 0;
+    int64_t cur = field_amount(&t->req, 49, 999);
+    rec.currency = cur > 0 ? (uint16_t)cur : 0;
+    if (pan_hmac(t))
+        memcpy(rec.pan_tag, t->pan_hmac, sizeof rec.pan_tag);
     if (!sw_recent_insert(srv->recent, &rec, sw_now_ms(), &dup)) {
-        t->journal = false; /* the original's row stands; the unique key would refuse this */
-        if (t->req.mti[3] == '1' && dup->state != SW_RECENT_IN_FLIGHT) {
-            /* A repeat (xx01) of a request already answered gets that answer
-             * again — it is the same request, not a new one. */
-            memcpy(t->rc, dup->rc, 2);
-            t->rc[2] = '\0';
-            memcpy(t->auth_code, dup->auth_code, 6);
-            t->auth_code[6] = '\0';
-            t->outcome = dup->approved ? SW_OUT_APPROVED : SW_OUT_DECLINED;
-            at_log(AT_LOG_INFO, "repeat_answered", AT_STR("rc", t->rc));
-            finish(t);
-            return;
-        }
-        reject(t, "94", SW_OUT_REJECTED, "duplicate transmission", 11);
+        answer_known(t, dup);
         return;
     }
     t->recent_id = id;
@@ -1124,8 +1430,9 @@ void sw_txn_start(struct sw_term *term, const uint8_t *frame, size_t frame_len, 
             reject(t, "30", SW_OUT_REJECTED, "terminal sent a response message", 0);
             return;
         }
-        /* Journal only what has a complete identity (the table refuses the rest). */
-        t->journal = iso_has(&t->req, 11) && iso_has(&t->req, 41) && strlen(t->de7) == 10;
+        /* Journal only what has a complete, valid identity (the table refuses the rest). */
+        t->journal = iso_has(&t->req, 11) && iso_has(&t->req, 41) &&
+                     sw_de7_valid((const uint8_t *)t->de7, strlen(t->de7));
         if (srv->ref) {
             size_t n;
             const uint8_t *tid = iso_get(&t->req, 41, &n);

@@ -2,6 +2,8 @@
  * states the same table for terminal writers; keep both in step). */
 #include "validate.h"
 
+#include "clock.h"
+
 #include <string.h>
 
 bool sw_luhn_ok(const uint8_t *d, size_t len)
@@ -36,6 +38,54 @@ static int fail(struct sw_validation *v, const char *rc, int field, const char *
     v->field = field;
     v->reason = reason;
     return -1;
+}
+
+static int two(const uint8_t *p)
+{
+    return (p[0] - '0') * 10 + (p[1] - '0');
+}
+
+static int days_in_month(int64_t y, int m)
+{
+    static const int d[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : d[m - 1];
+}
+
+bool sw_de7_valid(const uint8_t *p, size_t len)
+{
+    if (!p || len != 10)
+        return false;
+    for (size_t i = 0; i < 10; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+    int mo = two(p), d = two(p + 2);
+    /* February 29 is a date in some year: the year is the receiver's guess. */
+    return mo >= 1 && mo <= 12 && d >= 1 && d <= (mo == 2 ? 29 : days_in_month(2001, mo)) &&
+           two(p + 4) < 24 && two(p + 6) < 60 && two(p + 8) < 60;
+}
+
+bool sw_de7_wall_ms(const uint8_t *p, size_t len, uint64_t now_ms, uint64_t *out)
+{
+    if (!sw_de7_valid(p, len))
+        return false;
+    int64_t now_s = (int64_t)(now_ms / 1000), y;
+    unsigned m, d;
+    at_civil_from_days(now_s / 86400, &y, &m, &d);
+    int mo = two(p), day = two(p + 2);
+    int64_t secs = two(p + 4) * 3600 + two(p + 6) * 60 + two(p + 8), best = -1;
+    for (int64_t cy = y - 1; cy <= y + 1; cy++) {
+        if (day > days_in_month(cy, mo))
+            continue;
+        int64_t t = at_days_from_civil(cy, (unsigned)mo, (unsigned)day) * 86400 + secs;
+        if (best < 0 ||
+            (t > now_s ? t - now_s : now_s - t) < (best > now_s ? best - now_s : now_s - best))
+            best = t;
+    }
+    if (best < 0)
+        return false;
+    *out = (uint64_t)best * 1000;
+    return true;
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -146,6 +196,9 @@ int sw_validate(const struct iso_msg *m, struct sw_validation *v)
         if (!iso_has(m, common_fields[i]))
             return fail(v, "30", common_fields[i], "mandatory field missing");
 
+    p = iso_get(m, 7, &len);
+    if (!sw_de7_valid(p, len))
+        return fail(v, "30", 7, "transmission date and time (DE 7) is not a valid MMDDhhmmss");
     p = iso_get(m, 3, &len);
     if (!p || len != 6)
         return fail(v, "30", 3, "processing code (DE 3) missing");
@@ -173,5 +226,15 @@ int sw_validate(const struct iso_msg *m, struct sw_validation *v)
     v->has_pin = iso_has(m, 52) || iso_has(m, 110); /* DE 110: AES PIN block */
     if (v->kind == SW_KIND_REVERSAL && v->has_pin)
         return fail(v, "30", 52, "a reversal carries no PIN");
+    /* DE 90 of a reversal: original MTI 4, STAN 6, DE 7 10, acquirer 11, forwarding 11. */
+    p = iso_get(m, 90, &len);
+    if (v->kind == SW_KIND_REVERSAL && p) {
+        for (size_t i = 0; i < len; i++)
+            if (p[i] < '0' || p[i] > '9')
+                return fail(v, "30", 90, "original data elements (DE 90) are not 42 digits");
+        if (len != 42 || !sw_de7_valid(p + 10, 10))
+            return fail(v, "30", 90,
+                        "original data elements (DE 90) are not 42 digits with a valid DE 7");
+    }
     return 0;
 }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "iso8583.h"
 
@@ -48,6 +49,13 @@ struct sw_validation {
  * the request may proceed (v->rc = "00"), -1 otherwise with v->rc, v->field
  * and v->reason set. v->kind is always set. */
 int sw_validate(const struct iso_msg *m, struct sw_validation *v);
+
+/* DE 7 (MMDDhhmmss) names a real month, day and time of day. */
+bool sw_de7_valid(const uint8_t *p, size_t len);
+
+/* DE 7 as wall-clock milliseconds, the year being the one (last, this or next)
+ * that puts it nearest to now_ms. false when DE 7 is not valid. */
+bool sw_de7_wall_ms(const uint8_t *p, size_t len, uint64_t now_ms, uint64_t *out);
 
 /* Luhn check over len digits. */
 bool sw_luhn_ok(const uint8_t *digits, size_t len);

@@ -51,7 +51,7 @@ static int write_conf(struct stack *s)
     fprintf(f,
             "log_file = %s\nlog_level = info\nmetrics_address = 127.0.0.1:%u\n"
             "spool_dir = %s/spool\ndb = \"%s\"\ndrain_timeout_ms = 3000\n"
-            "reversal_retry_ms = 300\n"
+            "reversal_retry_ms = 300\nclock_skew_s = 1\n"
             "[hsm]\naddress = 127.0.0.1:%u\nconnections = 2\n"
             "[listener acq]\naddress = 127.0.0.1:%u\ndialect = ascii87\nframing = 2b\n"
             "max_inflight = 16\n"
@@ -212,6 +212,16 @@ int stack_stop(struct stack *s)
         PQfinish(c);
     }
     return st;
+}
+
+int stack_wait_journal_up(struct stack *s, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 50) {
+        if (stack_metric(s, "atlas_journal_database_up") == 1)
+            return 0;
+        usleep(50000);
+    }
+    return -1;
 }
 
 int stack_switch_db(struct stack *s, bool up)

@@ -82,6 +82,8 @@ int stack_send_nowait(struct stack *s, struct sim_term *t, const struct sim_txn 
  * may no longer log in and its sessions are terminated, while issuer-sim and
  * the test keep theirs. 0 or -1. */
 int stack_switch_db(struct stack *s, bool up);
+/* Waits until switchd's journal writer reaches PostgreSQL again. 0 or -1. */
+int stack_wait_journal_up(struct stack *s, int timeout_ms);
 
 /* The value of an unlabelled counter or gauge on switchd's /metrics; -1 when
  * switchd does not answer or has no such line. */

@@ -28,7 +28,7 @@ static struct sw_recent_txn make(unsigned stan, const char *terminal)
 
 static void test_duplicate_detected(void **state)
 {
-    struct sw_recent *r = sw_recent_new(16, 60000, key);
+    struct sw_recent *r = sw_recent_new(16, 60000, key, 1000);
     struct sw_recent_txn *dup, a = make(1, "TERM0001"), b = make(1, "TERM0002");
     assert_non_null(sw_recent_insert(r, &a, 1000, &dup));
     assert_null(dup);
@@ -43,7 +43,7 @@ static void test_duplicate_detected(void **state)
 
 static void test_entries_expire(void **state)
 {
-    struct sw_recent *r = sw_recent_new(16, 500, key);
+    struct sw_recent *r = sw_recent_new(16, 500, key, 1000);
     struct sw_recent_txn *dup, a = make(7, "TERM0001");
     assert_non_null(sw_recent_insert(r, &a, 1000, &dup));
     assert_non_null(sw_recent_find(r, &a.id, 1499));
@@ -56,7 +56,7 @@ static void test_entries_expire(void **state)
 static void test_capacity_evicts_oldest_and_table_stays_consistent(void **state)
 {
     enum { CAP = 1000, N = 20000 };
-    struct sw_recent *r = sw_recent_new(CAP, 1000000, key);
+    struct sw_recent *r = sw_recent_new(CAP, 1000000, key, 1);
     struct sw_recent_txn *dup;
     for (unsigned i = 0; i < N; i++) {
         struct sw_recent_txn t = make(i, i % 2 ? "TERM0001" : "TERM0002");
@@ -77,12 +77,33 @@ static void test_capacity_evicts_oldest_and_table_stays_consistent(void **state)
     sw_recent_free(r);
 }
 
+/* The horizon: since when every identity inserted is still known. It starts
+ * at creation and moves to the insertion time of each entry forgotten. */
+static void test_horizon_follows_what_was_forgotten(void **state)
+{
+    struct sw_recent *r = sw_recent_new(2, 500, key, 100);
+    struct sw_recent_txn *dup, a = make(1, "TERM0001"), b = make(2, "TERM0001"),
+                               c = make(3, "TERM0001");
+    assert_int_equal(sw_recent_horizon_ms(r), 100);
+    assert_non_null(sw_recent_insert(r, &a, 200, &dup));
+    assert_non_null(sw_recent_insert(r, &b, 300, &dup));
+    assert_int_equal(sw_recent_horizon_ms(r), 100);      /* nothing forgotten yet */
+    assert_non_null(sw_recent_insert(r, &c, 400, &dup)); /* full: a (seen at 200) goes */
+    assert_int_equal(sw_recent_horizon_ms(r), 200);
+    assert_null(sw_recent_find(r, &a.id, 401));
+    struct sw_recent_txn d = make(4, "TERM0001");
+    assert_non_null(sw_recent_insert(r, &d, 900, &dup)); /* b and c expired (500 ms) */
+    assert_int_equal(sw_recent_horizon_ms(r), 400);
+    sw_recent_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_duplicate_detected),
         cmocka_unit_test(test_entries_expire),
         cmocka_unit_test(test_capacity_evicts_oldest_and_table_stays_consistent),
+        cmocka_unit_test(test_horizon_follows_what_was_forgotten),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

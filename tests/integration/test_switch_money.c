@@ -1,0 +1,256 @@
+/* The money invariants of DESIGN.md §11 across restarts, crashes and a
+ * database that goes away: a request identity never moves money twice, an
+ * approval the terminal got always has its journal row, and what the issuer
+ * may have applied without the terminal getting an approval is reversed.
+ * Each test reproduces a way these once failed. Real processes: switchd,
+ * hsm-sim, issuer-sim, PostgreSQL. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sw_stack.h"
+#include "testsupport.h"
+
+static struct stack S;
+
+static int setup(void **state)
+{
+    struct stack_opts o = { .issuer = true, .issuer_timeout_ms = 1500, .wallets = 64 };
+    return stack_start(&S, &o);
+}
+
+static int teardown(void **state)
+{
+    int st = stack_stop(&S);
+    /* switchd must still be alive at the end and stop cleanly. */
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/* Each test starts with a running switchd that reaches its database,
+ * whatever the one before did. */
+static int alive(void **state)
+{
+    if (!(S.sw > 0 && kill(S.sw, 0) == 0 && waitpid(S.sw, NULL, WNOHANG) == 0) &&
+        stack_start_switch(&S) != 0)
+        return -1;
+    return stack_switch_db(&S, true) == 0 ? stack_wait_journal_up(&S, 10000) : -1;
+}
+
+static void restart_switch(int sig)
+{
+    int st = ts_stop(S.sw, sig, 10000);
+    if (sig == SIGTERM)
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(stack_start_switch(&S), 0);
+}
+
+/* Sends x until the issuer link is up again after a restart (91 = not yet). */
+static void send_until_linked(const char *term, const struct sim_txn *x, struct sim_resp *r)
+{
+    for (int i = 0; i < 60; i++) {
+        assert_int_equal(stack_send(&S, stack_term(&S, term), x, r, NULL), 0);
+        if (strcmp(r->rc, "91") != 0)
+            return;
+        usleep(100000);
+    }
+}
+
+static long long journal_count(const char *term, const char *stan, const char *where)
+{
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.authorizations WHERE terminal_id = '%s' AND stan = '%s'"
+             " AND %s",
+             term, stan, where);
+    return stack_scalar(&S, sql);
+}
+
+/* An 0200 approved, switchd restarted, the same request repeated as 0201:
+ * it gets the original answer (same DE 38) and the wallet is debited once. */
+static void test_repeat_after_restart_is_answered_from_the_journal(void **state)
+{
+    const char *pan = "4890010000000012";
+    struct sim_txn x;
+    struct sim_resp r1, r2;
+    struct sim_sent sent;
+    long long before = stack_balance(&S, pan);
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 321);
+    x.now_us = (uint64_t)time(NULL) * 1000000u;
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r1, &sent), 0);
+    assert_string_equal(r1.rc, "00");
+    restart_switch(SIGTERM);
+    snprintf(x.mti, sizeof x.mti, "0201");
+    x.stan = (uint32_t)atoi(sent.stan);
+    send_until_linked("TERM0001", &x, &r2);
+    assert_string_equal(r2.mti, "0210");
+    assert_string_equal(r2.rc, "00");
+    assert_string_equal(r2.auth, r1.auth);
+    usleep(300000);
+    assert_int_equal(stack_balance(&S, pan), before - 321);
+    assert_int_equal(journal_count("TERM0001", sent.stan, "response_code = '00'"), 1);
+}
+
+/* The same 0200 sent again after a kill -9: a duplicate (94), never a second
+ * debit. */
+static void test_resend_after_kill_is_a_duplicate(void **state)
+{
+    const char *pan = "4890020000000029";
+    struct sim_txn x;
+    struct sim_resp r1, r2;
+    struct sim_sent sent;
+    long long before = stack_balance(&S, pan);
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 1234);
+    x.now_us = (uint64_t)time(NULL) * 1000000u;
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r1, &sent), 0);
+    assert_string_equal(r1.rc, "00");
+    restart_switch(SIGKILL);
+    x.stan = (uint32_t)atoi(sent.stan);
+    send_until_linked("TERM0001", &x, &r2);
+    assert_string_equal(r2.rc, "94");
+    usleep(300000);
+    assert_int_equal(stack_balance(&S, pan), before - 1234);
+}
+
+/* The issuer approves a request while switchd is being killed: nobody
+ * answers the terminal. After the restart the money comes back without any
+ * help from the terminal, and the terminal's own reversal is acknowledged. */
+static void test_killed_while_at_the_issuer_money_comes_back(void **state)
+{
+    const char *pan = "4890010000000012";
+    struct sim_txn x, rev;
+    struct sim_resp r;
+    struct sim_sent sent;
+    long long before = stack_balance(&S, pan);
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 777);
+    kill(S.issuer, SIGSTOP); /* the request waits at the issuer */
+    int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
+    assert_true(fd >= 0);
+    usleep(500000);
+    assert_int_equal(ts_stop(S.sw, SIGKILL, 5000) != -1, 1);
+    kill(S.issuer, SIGCONT); /* it applies the debit and answers nobody */
+    close(fd);
+    assert_true(stack_wait_balance(&S, pan, before - 777, 5000));
+    assert_int_equal(stack_start_switch(&S), 0);
+    assert_true(stack_wait_balance(&S, pan, before, 10000));
+    stack_reversal_of(&rev, pan, 777, &sent);
+    send_until_linked("TERM0001", &rev, &r);
+    assert_string_equal(r.rc, "00");
+    usleep(500000);
+    assert_int_equal(stack_balance(&S, pan), before);
+}
+
+/* Requests time out while switchd cannot reach its database: their reversals
+ * are decided during the outage (and go to the spool with their 91s).
+ * switchd keeps running, and once the database is back the reversals are in
+ * the queue, acknowledged, and the money is back. */
+static void test_reversals_decided_while_the_database_is_away(void **state)
+{
+    enum { N = 3 };
+    const char *pan = "4890030000000036";
+    struct sim_txn x;
+    struct sim_sent sent[N];
+    int fds[N];
+    long long before = stack_balance(&S, pan);
+    sleep(2); /* the duplicate table vouches for requests newer than its start + clock_skew_s */
+    assert_int_equal(stack_switch_db(&S, false), 0);
+    kill(S.issuer, SIGSTOP);
+    for (int i = 0; i < N; i++) {
+        stack_card_txn(&x, SIM_T_PURCHASE, pan, 10 + (uint64_t)i);
+        fds[i] = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent[i]);
+        assert_true(fds[i] >= 0);
+    }
+    sleep(3); /* past the issuer timeout: 91s and reversals, database away */
+    kill(S.issuer, SIGCONT);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    assert_int_equal(kill(S.sw, 0), 0); /* still alive */
+    assert_int_equal(stack_switch_db(&S, true), 0);
+    assert_int_equal(stack_wait_journal_up(&S, 10000), 0);
+    assert_true(stack_wait_balance(&S, pan, before, 15000));
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.reversal_queue q JOIN switch.authorizations a USING"
+             " (request_date, acquirer_id, terminal_id, stan, transmission_time)"
+             " WHERE a.terminal_id = 'TERM0001' AND a.response_code = '91'"
+             " AND q.reason = 'timeout' AND q.state = 'acked' AND a.stan IN ('%s', '%s', '%s')",
+             sent[0].stan, sent[1].stan, sent[2].stan);
+    assert_int_equal(stack_wait_scalar(&S, sql, N, 10000), 0);
+}
+
+/* A request refused before the issuer (a bad MAC: 63) does not keep its
+ * identity from a valid request afterwards: the valid one is approved and
+ * journaled as approved. */
+static void test_refusal_does_not_leave_a_later_approval_unjournaled(void **state)
+{
+    const char *pan = "4890040000000043";
+    struct sim_term *t = stack_term(&S, "TERM0001");
+    struct sim_txn x;
+    struct sim_resp r;
+    struct sim_sent sent;
+    uint8_t msg[SIM_MSG_MAX], bad[SIM_MSG_MAX];
+    size_t len;
+    char err[128];
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 555);
+    assert_int_equal(sim_term_build_request(t, &x, msg, sizeof msg, &len, &sent, err, sizeof err),
+                     0);
+    memcpy(bad, msg, len);
+    bad[len - 1] = bad[len - 1] == '0' ? '1' : '0'; /* the MAC (hex) is the last field */
+    assert_int_equal(stack_send_raw(&S, t, bad, len, &r), 0);
+    assert_string_equal(r.rc, "63");
+    assert_int_equal(stack_send_raw(&S, t, msg, len, &r), 0);
+    assert_string_equal(r.rc, "00");
+    char where[80];
+    snprintf(where, sizeof where, "response_code = '00' AND auth_code = '%s'", r.auth);
+    for (int i = 0; i < 40 && journal_count("TERM0001", sent.stan, where) != 1; i++)
+        usleep(50000);
+    assert_int_equal(journal_count("TERM0001", sent.stan, where), 1);
+}
+
+/* An approval the terminal never received is reversed; its repeat (0201) must
+ * not be told 00 afterwards. */
+static void test_repeat_of_a_reversed_approval_is_not_approved(void **state)
+{
+    const char *pan = "4890010000000012";
+    struct sim_txn x;
+    struct sim_resp r;
+    struct sim_sent sent;
+    long long before = stack_balance(&S, pan);
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 888);
+    x.now_us = (uint64_t)time(NULL) * 1000000u;
+    kill(S.issuer, SIGSTOP);
+    int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
+    assert_true(fd >= 0);
+    usleep(300000);
+    close(fd); /* the terminal hangs up before the approval */
+    kill(S.issuer, SIGCONT);
+    assert_true(stack_wait_balance(&S, pan, before, 8000));
+    snprintf(x.mti, sizeof x.mti, "0201");
+    x.stan = (uint32_t)atoi(sent.stan);
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, NULL), 0);
+    assert_string_not_equal(r.rc, "00");
+    usleep(300000);
+    assert_int_equal(stack_balance(&S, pan), before);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_repeat_after_restart_is_answered_from_the_journal, alive),
+        cmocka_unit_test_setup(test_resend_after_kill_is_a_duplicate, alive),
+        cmocka_unit_test_setup(test_killed_while_at_the_issuer_money_comes_back, alive),
+        cmocka_unit_test_setup(test_reversals_decided_while_the_database_is_away, alive),
+        cmocka_unit_test_setup(test_refusal_does_not_leave_a_later_approval_unjournaled, alive),
+        cmocka_unit_test_setup(test_repeat_of_a_reversed_approval_is_not_approved, alive),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
