@@ -185,6 +185,14 @@ static void note_error(struct load_run *L, const char *what)
 
 enum { SEND_OK = 0, SEND_NO_SLOT = 1, SEND_NO_CONN = 2, SEND_FAILED = -1 };
 
+/* Whether lc can take a message now. lc->up follows on_conn, but while a connection ends
+ * the engine fails its pending requests (their on_done may want to send) before on_conn
+ * says it is down: ask the connection itself too. */
+static bool conn_usable(const struct lconn *lc)
+{
+    return lc->up && lc->c && sim_conn_up(lc->c);
+}
+
 /* ------------------------------------------------------------------ the record */
 
 /* The mix kinds that move money: left without an answer, they are reversed. */
@@ -498,7 +506,7 @@ static void closed_refill(struct load_run *L, struct lconn *lc)
 {
     uint64_t now = at_mono_ns();
     bool measured = now >= L->t_measure && now < L->t_end;
-    for (size_t n = sim_conn_inflight(lc->c); n < L->o.closed_k && lc->up; n++)
+    for (size_t n = sim_conn_inflight(lc->c); n < L->o.closed_k && conn_usable(lc); n++)
         if (send_one(L, (int)lc->idx, 0, measured) != SEND_OK)
             break;
 }
@@ -566,7 +574,8 @@ static void on_done(void *arg, struct sim_req *sr, const struct sim_outcome *o)
     uint32_t conn = q->conn;
     q->next = L->free_reqs;
     L->free_reqs = q;
-    if (L->o.closed_k && L->started && !L->stopping && !L->finished && L->conns[conn].up) {
+    if (L->o.closed_k && L->started && !L->stopping && !L->finished &&
+        conn_usable(&L->conns[conn])) {
         uint64_t now = at_mono_ns();
         (void)send_one(L, (int)conn, 0, now >= L->t_measure && now < L->t_end);
     }
@@ -579,7 +588,7 @@ static int pick_conn(struct load_run *L)
     for (unsigned n = 0; n < L->n_conns; n++) {
         unsigned i = L->rr++ % L->n_conns;
         struct lconn *lc = &L->conns[i];
-        if (lc->up && sim_conn_output_len(lc->c) < CONN_OUT_LIMIT)
+        if (conn_usable(lc) && sim_conn_output_len(lc->c) < CONN_OUT_LIMIT)
             return (int)i;
     }
     return -1;
@@ -609,7 +618,7 @@ static int send_one(struct load_run *L, int conn_hint, uint64_t t0_ns, bool meas
             size_t i = (L->ring_head + L->ring_count - 1) % APPROVED_RING;
             L->ring_count--;
             struct lconn *lc = &L->conns[L->ring[i].conn];
-            if (lc->up) {
+            if (conn_usable(lc)) {
                 orig = L->ring[i];
                 has_orig = true;
                 break;
@@ -625,7 +634,7 @@ static int send_one(struct load_run *L, int conn_hint, uint64_t t0_ns, bool meas
     }
     if (ci < 0)
         ci = pick_conn(L);
-    if (ci < 0 || !L->conns[ci].up) {
+    if (ci < 0 || !conn_usable(&L->conns[ci])) {
         if (has_orig) { /* keep it for a later reversal */
             L->ring_count++;
         }
@@ -819,7 +828,7 @@ static void flush_reversals(struct load_run *L, uint64_t now)
     unsigned budget = SEND_PER_TICK;
     for (struct lconn *lc = L->ready, *next; lc && budget; lc = next) {
         next = lc->rnext;
-        while (lc->up && lc->wait_head && budget) {
+        while (conn_usable(lc) && lc->wait_head && budget) {
             struct lrev *v = lc->wait_head;
             if (!load_rev_due(&v->core, now) || sim_conn_output_len(lc->c) >= CONN_OUT_LIMIT)
                 break;
@@ -855,7 +864,7 @@ static void begin_run(struct load_run *L)
                 L->o.closed_k ? "closed loop" : "open loop");
     if (L->o.closed_k) {
         for (unsigned i = 0; i < L->n_conns; i++)
-            for (unsigned k = 0; k < L->o.closed_k && L->conns[i].up; k++)
+            for (unsigned k = 0; k < L->o.closed_k && conn_usable(&L->conns[i]); k++)
                 (void)send_one(L, (int)i, 0, L->o.warmup <= 0);
     }
 }
