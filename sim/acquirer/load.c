@@ -3,8 +3,11 @@
  * open-loop arrivals at a fixed rate (latency counted from each arrival's scheduled
  * time, so a stalled server cannot hide its latency) or closed loop (K in flight per
  * connection), per-kind log-linear histograms, a progress line per second, and a text
- * + JSON report. `acquirer-sim load-seed` prints the SQL that registers the load
- * terminals (keys under the LMK) in schema switch. */
+ * + JSON report. Under faults it behaves like a terminal population: a connection that
+ * ends is opened again (backoff), every money-moving request left without an answer is
+ * reversed (0400, repeated as 0401 until an 0410), and `--record` writes one line per
+ * request for reconciliation tools. `acquirer-sim load-seed` prints the SQL that
+ * registers the load terminals (keys under the LMK) in schema switch. */
 #include "load.h"
 
 #include <errno.h>
@@ -13,10 +16,12 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
 #include "clock.h"
+#include "fmt.h"
 #include "hsm.h"
 #include "parse.h"
 
@@ -27,6 +32,12 @@
 #define CONNECT_WAIT_NS  (15ull * 1000000000ull)
 #define DEFAULT_TIMEOUT  5000u
 #define DEFAULT_STATEDIR "var/acquirer-sim"
+#define RECONNECT_MIN_MS 100u
+#define RECONNECT_MAX_MS 2000u
+#define DEFAULT_REV_DEAD 120.0
+#define REV_CHUNK        4096u
+#define RECORD_BUF       (1u << 20)
+#define LOSSES_PRINTED   10u
 
 struct load_opts {
     uint64_t rate;
@@ -44,30 +55,67 @@ struct load_opts {
     uint64_t seed;
     size_t slots;
     char state_dir[256];
+    unsigned rev_interval_ms; /* a reversal try's wait for its 0410 (0 = timeout_ms) */
+    double rev_deadline;      /* seconds after the last arrival before owed reversals are
+                                 abandoned */
+    const char *record;       /* --record FILE */
 };
 
 struct load_run;
+struct lrev;
 
+/* A connection slot: one terminal's connection, opened again after it ends. */
 struct lconn {
     struct load_run *run;
-    struct sim_conn *c;
+    struct sim_conn *c; /* the current connection (a closed one until the reconnect) */
     struct sim_term *t;
-    bool up, ended;
+    struct event *reconnect; /* made at the first loss */
+    unsigned backoff_ms;     /* next reconnect delay; back to the minimum once one answers */
+    uint32_t idx;
+    bool up;
+    bool settled;  /* its first connect ended (up or failed): the start waits for all */
+    bool lost;     /* it has been down since: the next up is a reconnect */
+    bool on_ready; /* on the run's ready list */
+    struct lrev *wait_head, *wait_tail; /* reversals owed on this terminal, oldest first */
+    struct lconn *rprev, *rnext;        /* ready list: up, with reversals waiting */
 };
 
-/* Per-request context (one per engine slot, from a free list: nothing allocated per message). */
+/* Per-message context (one per engine slot, from a free list: nothing allocated per message):
+ * a request of the mix, or one try of a reversal (rev set). */
 struct lreq {
     struct lreq *next; /* free list */
     struct load_run *run;
+    struct lrev *rev; /* a reversal try: the reversal it belongs to */
     uint32_t conn;
     uint32_t card;
     uint8_t kind;
     bool measured;
-    bool has_orig;
     uint64_t amount;
-    uint32_t stan;
-    char de7[11];
+    uint64_t now_us;  /* wall time its DE 7 was made from (a repeat reuses it) */
+    uint64_t sent_ns; /* when it was written (monotonic) */
+    uint32_t stan, orig_stan;
+    char de7[11], orig_de7[11]; /* orig_*: a load-mix reversal's original (DE 90) */
     char proc[7];
+};
+
+/* A reversal the harness owes (load.h, enum load_rev_state): for a request of kind kind
+ * that got no acceptable answer, or — kind LOAD_K_REVERSAL — the repeats of a load-mix
+ * reversal that got none. Pooled (chunks of REV_CHUNK, grown only when faults need more). */
+struct lrev {
+    struct lrev *prev, *next; /* its connection's waiting list, or the free list (next) */
+    struct load_rev_core core;
+    uint32_t conn, card;
+    uint8_t kind;
+    uint64_t amount;
+    char proc[7];
+    uint32_t req_stan; /* the request this line of the record is about */
+    char req_de7[11];
+    uint32_t orig_stan; /* LOAD_K_REVERSAL: its original */
+    char orig_de7[11];
+    uint32_t rev_stan;   /* the reversal message's DE 11, 0 until it first left */
+    uint64_t rev_now_us; /* wall time its DE 7 was made from */
+    char rev_de7[11];
+    char rc[3], auth[7]; /* of its 0410 */
 };
 
 struct approved {
@@ -85,14 +133,26 @@ struct load_run {
     struct sim_terms demo;
     struct sim_term **lterms; /* load terminals (owned) */
     struct lconn *conns;
-    unsigned n_conns, n_up, n_ended, rr;
+    unsigned n_conns, n_up, n_settled, rr;
+    struct lconn *ready; /* connections that are up with reversals waiting */
+    struct sockaddr_storage ss;
+    socklen_t sslen;
     struct lreq *reqs, *free_reqs;
+    struct lrev *free_revs;
+    struct lrev **rev_chunks;
+    size_t n_rev_chunks, cap_rev_chunks;
+    uint64_t revs_open; /* owed: WAITING or IN_FLIGHT */
+    uint64_t rev_interval_ns;
+    FILE *rec;
+    char *rec_buf;
+    bool rec_failed;
     struct approved *ring;
     size_t ring_head, ring_count;
     uint64_t rng;
     /* schedule */
-    bool started, stopping;
-    uint64_t drain_end; /* mono ns: stop waiting for answers (0 until stopping) */
+    bool started, stopping, finished;
+    uint64_t drain_end;       /* mono ns: stop waiting for answers (0 until stopping) */
+    uint64_t rev_deadline_at; /* mono ns: owed reversals are abandoned after it */
     uint64_t t0, t_measure, t_end, t_stop;
     uint64_t k_warm, k_total, next_k;
     bool blocked_recently;
@@ -123,6 +183,302 @@ static void note_error(struct load_run *L, const char *what)
         snprintf(L->first_error, sizeof L->first_error, "%s", what);
 }
 
+enum { SEND_OK = 0, SEND_NO_SLOT = 1, SEND_NO_CONN = 2, SEND_FAILED = -1 };
+
+/* Whether lc can take a message now. lc->up follows on_conn, but while a connection ends
+ * the engine fails its pending requests (their on_done may want to send) before on_conn
+ * says it is down: ask the connection itself too. */
+static bool conn_usable(const struct lconn *lc)
+{
+    return lc->up && lc->c && sim_conn_up(lc->c);
+}
+
+/* ------------------------------------------------------------------ the record */
+
+/* The mix kinds that move money: left without an answer, they are reversed. */
+static bool kind_reversible(unsigned kind)
+{
+    return kind == LOAD_K_PURCHASE || kind == LOAD_K_PURCHASE_NOPIN || kind == LOAD_K_CASH ||
+           kind == LOAD_K_REFUND;
+}
+
+/* The MTI a request of the mix goes out with (load-mix reversals: their first try). */
+static const char *kind_mti(unsigned kind)
+{
+    return kind == LOAD_K_BALANCE ? "0100" : kind == LOAD_K_REVERSAL ? "0400" : "0200";
+}
+
+/* The MTI of a load-mix reversal's originals (approved 0200 purchases and cash-outs). */
+#define ORIG_MTI "0200"
+
+static void put_stan(char out[7], uint32_t stan)
+{
+    at_put_digits(out, 6, stan);
+    out[6] = '\0';
+}
+
+/* The fields every line has, for a request of kind on connection conn. */
+static void record_base(struct load_run *L, struct load_record *rec, uint32_t conn, unsigned kind,
+                        uint32_t card, uint32_t stan, const char de7[11], const char proc[7],
+                        uint64_t amount)
+{
+    memset(rec, 0, sizeof *rec);
+    at_strlcpy(rec->terminal, L->conns[conn].t->id, sizeof rec->terminal);
+    put_stan(rec->stan, stan);
+    at_strlcpy(rec->de7, de7, sizeof rec->de7);
+    at_strlcpy(rec->mti, kind_mti(kind), sizeof rec->mti);
+    at_strlcpy(rec->proc, proc, sizeof rec->proc);
+    rec->has_amount = kind != LOAD_K_BALANCE;
+    rec->amount = amount;
+    struct load_card c;
+    if (load_card_of(card, &c) == 0) {
+        memcpy(rec->pan, c.pan, sizeof c.pan);
+        memcpy(rec->currency, c.currency, sizeof c.currency);
+        memset(c.pin, 0, sizeof c.pin);
+    }
+}
+
+/* Appends one line to the record file (buffered; flushed and fsync'd at the end). A write
+ * error is remembered and reported then. */
+static void record_write(struct load_run *L, const struct load_record *rec)
+{
+    if (!L->rec)
+        return;
+    char line[LOAD_RECORD_LINE_MAX];
+    int n = load_record_format(rec, line, sizeof line);
+    if (n < 0 || fwrite(line, 1, (size_t)n, L->rec) != (size_t)n) {
+        L->rec_failed = true;
+        return;
+    }
+    L->r.record_lines++;
+}
+
+/* A request that is finished without a reversal: answered (resp), or unanswered but not
+ * reversible (a balance inquiry: resp NULL). */
+static void record_request(struct load_run *L, const struct lreq *q, const struct sim_resp *resp)
+{
+    if (!L->rec)
+        return;
+    struct load_record rec;
+    record_base(L, &rec, q->conn, q->kind, q->card, q->stan, q->de7, q->proc, q->amount);
+    if (q->kind == LOAD_K_REVERSAL) {
+        rec.has_orig = true;
+        at_strlcpy(rec.orig_mti, ORIG_MTI, sizeof rec.orig_mti);
+        put_stan(rec.orig_stan, q->orig_stan);
+        at_strlcpy(rec.orig_de7, q->orig_de7, sizeof rec.orig_de7);
+    }
+    if (resp) {
+        rec.answered = true;
+        at_strlcpy(rec.rc, resp->rc, sizeof rec.rc);
+        at_strlcpy(rec.auth, resp->auth, sizeof rec.auth);
+    }
+    record_write(L, &rec);
+}
+
+/* The line of a request whose reversal (or, for a load-mix reversal, whose repeats) ended. */
+static void record_reversal(struct load_run *L, const struct lrev *v)
+{
+    if (!L->rec)
+        return;
+    struct load_record rec;
+    bool answered = v->core.state == LOAD_REV_ANSWERED;
+    record_base(L, &rec, v->conn, v->kind, v->card, v->req_stan, v->req_de7, v->proc, v->amount);
+    if (v->kind == LOAD_K_REVERSAL) {
+        /* The request is the reversal: its line names the MTI of its last try. */
+        at_strlcpy(rec.mti, v->core.tries > 1 ? "0401" : "0400", sizeof rec.mti);
+        rec.has_orig = true;
+        at_strlcpy(rec.orig_mti, ORIG_MTI, sizeof rec.orig_mti);
+        put_stan(rec.orig_stan, v->orig_stan);
+        at_strlcpy(rec.orig_de7, v->orig_de7, sizeof rec.orig_de7);
+        rec.answered = answered;
+        if (answered) {
+            at_strlcpy(rec.rc, v->rc, sizeof rec.rc);
+            at_strlcpy(rec.auth, v->auth, sizeof rec.auth);
+        }
+    } else {
+        rec.rev = true;
+        if (v->rev_stan) {
+            put_stan(rec.rev_stan, v->rev_stan);
+            at_strlcpy(rec.rev_de7, v->rev_de7, sizeof rec.rev_de7);
+        }
+        rec.rev_tries = v->core.tries;
+        rec.rev_answered = answered;
+        if (answered)
+            at_strlcpy(rec.rev_rc, v->rc, sizeof rec.rev_rc);
+    }
+    record_write(L, &rec);
+}
+
+/* ------------------------------------------------------------------ reversals owed */
+
+/* Keeps lc on the ready list exactly while it is up and has reversals waiting. */
+static void ready_sync(struct load_run *L, struct lconn *lc)
+{
+    bool want = lc->up && lc->wait_head;
+    if (want == lc->on_ready)
+        return;
+    if (want) {
+        lc->rprev = NULL;
+        lc->rnext = L->ready;
+        if (L->ready)
+            L->ready->rprev = lc;
+        L->ready = lc;
+    } else {
+        if (lc->rprev)
+            lc->rprev->rnext = lc->rnext;
+        else
+            L->ready = lc->rnext;
+        if (lc->rnext)
+            lc->rnext->rprev = lc->rprev;
+        lc->rprev = lc->rnext = NULL;
+    }
+    lc->on_ready = want;
+}
+
+/* A reversal from the pool, or NULL when memory is exhausted. The pool grows by a chunk
+ * when empty: allocation per REV_CHUNK reversals, and only when faults make them. */
+static struct lrev *rev_alloc(struct load_run *L)
+{
+    if (!L->free_revs) {
+        if (L->n_rev_chunks == L->cap_rev_chunks) {
+            size_t cap = L->cap_rev_chunks ? 2 * L->cap_rev_chunks : 16;
+            struct lrev **a = realloc(L->rev_chunks, cap * sizeof *a);
+            if (!a)
+                return NULL;
+            L->rev_chunks = a;
+            L->cap_rev_chunks = cap;
+        }
+        struct lrev *chunk = calloc(REV_CHUNK, sizeof *chunk);
+        if (!chunk)
+            return NULL;
+        L->rev_chunks[L->n_rev_chunks++] = chunk;
+        for (size_t i = REV_CHUNK; i-- > 0;) {
+            chunk[i].next = L->free_revs;
+            L->free_revs = &chunk[i];
+        }
+    }
+    struct lrev *v = L->free_revs;
+    L->free_revs = v->next;
+    v->next = v->prev = NULL;
+    return v;
+}
+
+/* Puts a WAITING reversal at the tail of its connection's waiting list. */
+static void rev_wait(struct load_run *L, struct lrev *v)
+{
+    struct lconn *lc = &L->conns[v->conn];
+    v->next = NULL;
+    v->prev = lc->wait_tail;
+    if (lc->wait_tail)
+        lc->wait_tail->next = v;
+    else
+        lc->wait_head = v;
+    lc->wait_tail = v;
+    ready_sync(L, lc);
+}
+
+static void rev_unwait(struct load_run *L, struct lrev *v)
+{
+    struct lconn *lc = &L->conns[v->conn];
+    if (v->prev)
+        v->prev->next = v->next;
+    else
+        lc->wait_head = v->next;
+    if (v->next)
+        v->next->prev = v->prev;
+    else
+        lc->wait_tail = v->prev;
+    v->prev = v->next = NULL;
+    ready_sync(L, lc);
+}
+
+/* An ANSWERED or ABANDONED reversal: its request's record line, then back to the pool. */
+static void rev_finish(struct load_run *L, struct lrev *v)
+{
+    record_reversal(L, v);
+    load_rev_set_state(&v->core, LOAD_REV_FREE);
+    L->revs_open--;
+    v->prev = NULL;
+    v->next = L->free_revs;
+    L->free_revs = v;
+}
+
+/* Request q (a money-moving one, or a load-mix reversal) ended without an acceptable answer
+ * (how): the harness now owes its reversal, or the reversal's repeats. */
+static void rev_open(struct load_run *L, const struct lreq *q, enum load_try_result how)
+{
+    uint64_t now = at_mono_ns();
+    struct lrev spare;
+    struct lrev *v = rev_alloc(L);
+    if (!v) {
+        note_error(L, "no memory left for reversals");
+        memset(&spare, 0, sizeof spare);
+        v = &spare;
+    }
+    L->r.reversals++;
+    L->revs_open++;
+    v->conn = q->conn;
+    v->card = q->card;
+    v->kind = q->kind;
+    v->amount = q->amount;
+    memcpy(v->proc, q->proc, sizeof v->proc);
+    v->req_stan = q->stan;
+    memcpy(v->req_de7, q->de7, sizeof v->req_de7);
+    v->orig_stan = q->orig_stan;
+    memcpy(v->orig_de7, q->orig_de7, sizeof v->orig_de7);
+    v->rc[0] = v->auth[0] = '\0';
+    if (q->kind == LOAD_K_REVERSAL) {
+        /* Its repeats are the same message as 0401: same STAN, same DE 7. */
+        v->rev_stan = q->stan;
+        v->rev_now_us = q->now_us;
+        memcpy(v->rev_de7, q->de7, sizeof v->rev_de7);
+        L->r.reversals_sent++;
+        load_rev_begin(&v->core, 1, q->sent_ns, how, now, L->rev_interval_ns);
+    } else {
+        v->rev_stan = 0;
+        v->rev_now_us = 0;
+        v->rev_de7[0] = '\0';
+        load_rev_begin(&v->core, 0, 0, how, now, L->rev_interval_ns);
+    }
+    if (v == &spare) {
+        /* Out of memory: given up at once, and its line says so. */
+        load_rev_abandon(&v->core);
+        L->r.reversals_abandoned++;
+        record_reversal(L, v);
+        L->revs_open--;
+        return;
+    }
+    rev_wait(L, v);
+}
+
+static enum load_try_result try_result(const struct sim_outcome *o)
+{
+    if (o->status == SIM_ANSWERED)
+        return sim_mac_acceptable(&o->resp) ? LOAD_TRY_ANSWERED : LOAD_TRY_BAD_MAC;
+    return o->status == SIM_E_TIMEOUT ? LOAD_TRY_TIMEOUT : LOAD_TRY_CONN;
+}
+
+/* One try of reversal q->rev ended. */
+static void rev_try_done(struct load_run *L, const struct lreq *q, const struct sim_outcome *o)
+{
+    struct lrev *v = q->rev;
+    enum load_try_result how = try_result(o);
+    if (how == LOAD_TRY_ANSWERED) {
+        L->r.all_answered++;
+        if (strcmp(o->resp.rc, "00") == 0)
+            L->r.all_approved++;
+    }
+    load_rev_try_done(&v->core, how, at_mono_ns(), L->rev_interval_ns);
+    if (how == LOAD_TRY_ANSWERED) {
+        at_strlcpy(v->rc, o->resp.rc, sizeof v->rc);
+        at_strlcpy(v->auth, o->resp.auth, sizeof v->auth);
+        L->r.reversals_answered++;
+        rev_finish(L, v);
+    } else {
+        rev_wait(L, v);
+    }
+}
+
 /* ------------------------------------------------------------------ completions */
 
 static int send_one(struct load_run *L, int conn_hint, uint64_t t0_ns, bool measured);
@@ -145,14 +501,36 @@ static void ring_push(struct load_run *L, const struct lreq *q)
     L->ring_count++;
 }
 
+/* Sends on lc until it holds K requests again (closed loop). */
+static void closed_refill(struct load_run *L, struct lconn *lc)
+{
+    uint64_t now = at_mono_ns();
+    bool measured = now >= L->t_measure && now < L->t_end;
+    for (size_t n = sim_conn_inflight(lc->c); n < L->o.closed_k && conn_usable(lc); n++)
+        if (send_one(L, (int)lc->idx, 0, measured) != SEND_OK)
+            break;
+}
+
 static void on_done(void *arg, struct sim_req *sr, const struct sim_outcome *o)
 {
     (void)sr;
     struct lreq *q = arg;
     struct load_run *L = q->run;
     struct load_result *r = &L->r;
+    if (o->status == SIM_ANSWERED)
+        L->conns[q->conn].backoff_ms = RECONNECT_MIN_MS; /* this connection works */
+    if (q->rev) {
+        rev_try_done(L, q, o);
+        q->rev = NULL;
+        q->next = L->free_reqs;
+        L->free_reqs = q;
+        return;
+    }
     bool answered = o->status == SIM_ANSWERED;
     bool mac_ok = answered && sim_mac_acceptable(&o->resp);
+    /* After the stop, requests still in flight are failed by the harness itself: not
+     * counted as the server's errors (the record and the reversals still see them). */
+    bool count = !L->finished;
     if (answered && mac_ok) {
         r->all_answered++;
         L->sec_answered++;
@@ -175,20 +553,29 @@ static void on_done(void *arg, struct sim_req *sr, const struct sim_outcome *o)
             if (!ok)
                 r->unexpected++;
         }
-    } else if (o->status == SIM_E_TIMEOUT) {
+    } else if (count && o->status == SIM_E_TIMEOUT) {
         L->sec_timeouts++;
         if (q->measured)
             r->timeouts++;
-    } else {
+    } else if (count) {
         L->sec_errors++;
         if (q->measured)
             r->errors++;
         note_error(L, answered ? "response MAC wrong or missing" : o->reason ? o->reason : "?");
     }
+    /* Like a terminal: an unanswered money-moving request is reversed, an unanswered
+     * reversal repeated; only then is its line of the record written. */
+    if (answered && mac_ok)
+        record_request(L, q, &o->resp);
+    else if (kind_reversible(q->kind) || q->kind == LOAD_K_REVERSAL)
+        rev_open(L, q, try_result(o));
+    else
+        record_request(L, q, NULL);
     uint32_t conn = q->conn;
     q->next = L->free_reqs;
     L->free_reqs = q;
-    if (L->o.closed_k && L->started && !L->stopping && L->conns[conn].up) {
+    if (L->o.closed_k && L->started && !L->stopping && !L->finished &&
+        conn_usable(&L->conns[conn])) {
         uint64_t now = at_mono_ns();
         (void)send_one(L, (int)conn, 0, now >= L->t_measure && now < L->t_end);
     }
@@ -196,14 +583,12 @@ static void on_done(void *arg, struct sim_req *sr, const struct sim_outcome *o)
 
 /* ------------------------------------------------------------------ sending */
 
-enum { SEND_OK = 0, SEND_NO_SLOT = 1, SEND_NO_CONN = 2, SEND_FAILED = -1 };
-
 static int pick_conn(struct load_run *L)
 {
     for (unsigned n = 0; n < L->n_conns; n++) {
         unsigned i = L->rr++ % L->n_conns;
         struct lconn *lc = &L->conns[i];
-        if (lc->up && sim_conn_output_len(lc->c) < CONN_OUT_LIMIT)
+        if (conn_usable(lc) && sim_conn_output_len(lc->c) < CONN_OUT_LIMIT)
             return (int)i;
     }
     return -1;
@@ -217,6 +602,8 @@ static int send_one(struct load_run *L, int conn_hint, uint64_t t0_ns, bool meas
     size_t cap;
     if (!L->free_reqs)
         return SEND_NO_SLOT;
+    if (L->n_up == 0)
+        return SEND_NO_CONN; /* (and the approved originals stay for when one is back) */
     struct sim_req *sr = sim_req_get(L->e, &buf, &cap);
     if (!sr)
         return SEND_NO_SLOT;
@@ -231,7 +618,7 @@ static int send_one(struct load_run *L, int conn_hint, uint64_t t0_ns, bool meas
             size_t i = (L->ring_head + L->ring_count - 1) % APPROVED_RING;
             L->ring_count--;
             struct lconn *lc = &L->conns[L->ring[i].conn];
-            if (lc->up) {
+            if (conn_usable(lc)) {
                 orig = L->ring[i];
                 has_orig = true;
                 break;
@@ -247,7 +634,7 @@ static int send_one(struct load_run *L, int conn_hint, uint64_t t0_ns, bool meas
     }
     if (ci < 0)
         ci = pick_conn(L);
-    if (ci < 0 || !L->conns[ci].up) {
+    if (ci < 0 || !conn_usable(&L->conns[ci])) {
         if (has_orig) { /* keep it for a later reversal */
             L->ring_count++;
         }
@@ -303,11 +690,12 @@ static int send_one(struct load_run *L, int conn_hint, uint64_t t0_ns, bool meas
         x.type = SIM_T_REVERSAL;
         x.amount = orig.amount;
         memcpy(x.proc, orig.proc, sizeof x.proc);
-        memcpy(x.orig_mti, "0200", 5);
+        memcpy(x.orig_mti, ORIG_MTI, 5);
         x.orig_stan = orig.stan;
         memcpy(x.orig_time, orig.de7, sizeof x.orig_time);
         break;
     }
+    x.now_us = at_wall_us(); /* kept: a repeat of this message needs the same DE 7 */
     memset(card.pin, 0, sizeof card.pin);
     struct sim_sent sent;
     size_t len = 0;
@@ -331,6 +719,11 @@ static int send_one(struct load_run *L, int conn_hint, uint64_t t0_ns, bool meas
     q->stan = (uint32_t)strtoul(sent.stan, NULL, 10);
     memcpy(q->de7, sent.de7, sizeof q->de7);
     memcpy(q->proc, sent.proc, sizeof q->proc);
+    q->orig_stan = orig.stan;
+    memcpy(q->orig_de7, orig.de7, sizeof q->orig_de7);
+    q->now_us = x.now_us;
+    q->sent_ns = at_mono_ns();
+    q->rev = NULL;
     q->run = L;
     if (sim_req_send(lc->c, sr, len, &sent, lc->t, L->o.timeout_ms, t0_ns, on_done, q) != 0) {
         q->next = L->free_reqs;
@@ -341,12 +734,112 @@ static int send_one(struct load_run *L, int conn_hint, uint64_t t0_ns, bool meas
         return SEND_FAILED;
     }
     L->r.all_sent++;
+    L->r.all_requests++;
     L->tot_sent_all++;
     if (measured) {
         L->r.sent++;
         L->r.per_kind_sent[kind]++;
     }
     return SEND_OK;
+}
+
+/* Sends the next try of reversal v (at the head of lc's waiting list, lc up): 0400 the
+ * first time, 0401 after, with the first try's STAN and DE 7. It reverses its request
+ * whole: same PAN, amount, processing code and currency, DE 90 naming the request (or, for
+ * a load-mix reversal, its original). SEND_FAILED when it cannot be built: then it is
+ * abandoned (and recorded) at once rather than retried forever. */
+static int rev_send(struct load_run *L, struct lconn *lc, struct lrev *v)
+{
+    uint8_t *buf;
+    size_t cap;
+    if (!L->free_reqs)
+        return SEND_NO_SLOT;
+    struct sim_req *sr = sim_req_get(L->e, &buf, &cap);
+    if (!sr)
+        return SEND_NO_SLOT;
+    struct sim_txn x;
+    memset(&x, 0, sizeof x);
+    struct load_card card;
+    if (load_card_of(v->card, &card) == 0) {
+        memcpy(x.pan, card.pan, sizeof card.pan);
+        memcpy(x.currency, card.currency, 4);
+        memset(card.pin, 0, sizeof card.pin);
+    }
+    x.type = SIM_T_REVERSAL;
+    memcpy(x.mti, load_rev_next_mti(&v->core), 5);
+    memcpy(x.expiry, "2812", 5);
+    x.amount = v->amount;
+    memcpy(x.proc, v->proc, sizeof x.proc);
+    if (v->kind == LOAD_K_REVERSAL) {
+        memcpy(x.orig_mti, ORIG_MTI, 5);
+        x.orig_stan = v->orig_stan;
+        memcpy(x.orig_time, v->orig_de7, sizeof x.orig_time);
+    } else {
+        memcpy(x.orig_mti, kind_mti(v->kind), 5);
+        x.orig_stan = v->req_stan;
+        memcpy(x.orig_time, v->req_de7, sizeof x.orig_time);
+    }
+    x.stan = v->rev_stan; /* 0: the terminal's next, the first time */
+    x.now_us = v->rev_now_us ? v->rev_now_us : at_wall_us();
+    struct sim_sent sent;
+    size_t len = 0;
+    char err[160];
+    if (sim_term_build_request(lc->t, &x, buf, cap, &len, &sent, err, sizeof err) != 0) {
+        note_error(L, err);
+        sim_req_put(L->e, sr);
+        rev_unwait(L, v);
+        load_rev_abandon(&v->core);
+        L->r.reversals_abandoned++;
+        rev_finish(L, v);
+        return SEND_FAILED;
+    }
+    struct lreq *q = L->free_reqs;
+    L->free_reqs = q->next;
+    memset(q, 0, sizeof *q);
+    q->run = L;
+    q->rev = v;
+    q->conn = lc->idx;
+    q->card = v->card;
+    q->kind = v->kind;
+    if (sim_req_send(lc->c, sr, len, &sent, lc->t, (unsigned)(L->rev_interval_ns / 1000000u), 0,
+                     on_done, q) != 0) {
+        q->next = L->free_reqs;
+        L->free_reqs = q;
+        return SEND_NO_CONN;
+    }
+    if (!v->rev_stan) {
+        v->rev_stan = (uint32_t)strtoul(sent.stan, NULL, 10);
+        v->rev_now_us = x.now_us;
+        memcpy(v->rev_de7, sent.de7, sizeof v->rev_de7);
+        L->r.reversals_sent++;
+    }
+    rev_unwait(L, v);
+    load_rev_sent(&v->core, at_mono_ns());
+    L->r.reversal_tries++;
+    L->r.all_sent++;
+    L->tot_sent_all++;
+    return SEND_OK;
+}
+
+/* Sends the reversals that are due on connections that are up (before new arrivals, as a
+ * terminal sends its pending reversal before its next transaction). Bounded per tick. */
+static void flush_reversals(struct load_run *L, uint64_t now)
+{
+    unsigned budget = SEND_PER_TICK;
+    for (struct lconn *lc = L->ready, *next; lc && budget; lc = next) {
+        next = lc->rnext;
+        while (conn_usable(lc) && lc->wait_head && budget) {
+            struct lrev *v = lc->wait_head;
+            if (!load_rev_due(&v->core, now) || sim_conn_output_len(lc->c) >= CONN_OUT_LIMIT)
+                break;
+            int rc = rev_send(L, lc, v);
+            if (rc == SEND_NO_SLOT)
+                return;
+            if (rc == SEND_NO_CONN)
+                break;
+            budget--;
+        }
+    }
 }
 
 /* ------------------------------------------------------------------ schedule */
@@ -371,7 +864,7 @@ static void begin_run(struct load_run *L)
                 L->o.closed_k ? "closed loop" : "open loop");
     if (L->o.closed_k) {
         for (unsigned i = 0; i < L->n_conns; i++)
-            for (unsigned k = 0; k < L->o.closed_k && L->conns[i].up; k++)
+            for (unsigned k = 0; k < L->o.closed_k && conn_usable(&L->conns[i]); k++)
                 (void)send_one(L, (int)i, 0, L->o.warmup <= 0);
     }
 }
@@ -386,6 +879,38 @@ static void finish(struct load_run *L)
     event_base_loopbreak(L->base);
 }
 
+/* After the loop: no more sending or reconnecting; every connection is closed (what was
+ * still in flight fails: requests are reversed-or-recorded as usual, reversal tries go back
+ * to waiting), then every reversal still owed is abandoned and its request's line written. */
+static void wind_down(struct load_run *L)
+{
+    L->finished = true;
+    for (unsigned i = 0; i < L->n_conns; i++) {
+        struct lconn *lc = &L->conns[i];
+        if (lc->reconnect) {
+            event_free(lc->reconnect);
+            lc->reconnect = NULL;
+        }
+    }
+    for (unsigned i = 0; i < L->n_conns; i++) {
+        struct lconn *lc = &L->conns[i];
+        struct sim_conn *c = lc->c;
+        lc->c = NULL;
+        lc->up = false;
+        sim_conn_free(c); /* fails its pending requests now; the socket goes from the loop */
+    }
+    for (unsigned i = 0; i < L->n_conns; i++) {
+        struct lconn *lc = &L->conns[i];
+        while (lc->wait_head) {
+            struct lrev *v = lc->wait_head;
+            rev_unwait(L, v);
+            load_rev_abandon(&v->core);
+            L->r.reversals_abandoned++;
+            rev_finish(L, v);
+        }
+    }
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -393,7 +918,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct load_run *L = arg;
     uint64_t now = at_mono_ns();
     if (!L->started) {
-        if (L->n_up + L->n_ended >= L->n_conns || now > L->connect_deadline) {
+        if (L->n_settled >= L->n_conns || now > L->connect_deadline) {
             if (L->n_up == 0) {
                 fprintf(stderr, "acquirer-sim load: no connection came up (%s)\n",
                         L->first_error[0] ? L->first_error : "timeout");
@@ -408,6 +933,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         getrusage(RUSAGE_SELF, &L->ru_start);
         L->ru_taken = true;
     }
+    if (L->ready)
+        flush_reversals(L, now);
     if (!L->stopping) {
         if (!L->o.closed_k) {
             uint64_t due = load_sched_due(L->t0, now, L->o.rate);
@@ -452,16 +979,18 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             L->stopping = true;
             L->t_stop = L->t_end;
         }
-        if (L->o.closed_k && !L->stopping && L->n_ended == L->n_conns)
-            L->stopping = true;
     }
     if (L->stopping) {
         /* Requests sent up to the stop get their full timeout (then count as timeouts): the
-         * journal check needs every request either answered or timed out. */
-        if (!L->drain_end)
+         * journal check needs every request either answered or timed out. Reversals owed
+         * then get until the reversal deadline (counted from this last arrival). */
+        if (!L->drain_end) {
             L->drain_end = (now > L->t_stop ? now : L->t_stop) +
                            (uint64_t)L->o.timeout_ms * 1000000ull + 1000000000ull;
-        if (sim_engine_inflight(L->e) == 0 || now > L->drain_end)
+            L->rev_deadline_at = now + (uint64_t)(L->o.rev_deadline * 1e9);
+        }
+        bool idle = sim_engine_inflight(L->e) == 0 && L->revs_open == 0;
+        if (idle || (now > L->drain_end && (L->revs_open == 0 || now > L->rev_deadline_at)))
             finish(L);
     }
 }
@@ -479,15 +1008,54 @@ static void on_second(evutil_socket_t fd, short what, void *arg)
         const char *phase = now < L->t_measure ? "warm-up" : L->stopping ? "drain" : "run";
         fprintf(stderr,
                 "[%4us %-7s] sent %llu answered %llu tps %llu p50 %.2f ms p99 %.2f ms errors "
-                "%llu timeouts %llu in flight %zu\n",
+                "%llu timeouts %llu in flight %zu",
                 L->seconds, phase, (unsigned long long)L->tot_sent_all,
                 (unsigned long long)L->r.all_answered, (unsigned long long)L->sec_answered,
                 (double)at_hist_quantile(&L->sec, 0.5) / 1e6,
                 (double)at_hist_quantile(&L->sec, 0.99) / 1e6, (unsigned long long)L->sec_errors,
                 (unsigned long long)L->sec_timeouts, sim_engine_inflight(L->e));
+        if (L->n_up < L->n_conns || L->r.reversals)
+            fprintf(stderr, " up %u/%u reversals owed %llu", L->n_up, L->n_conns,
+                    (unsigned long long)L->revs_open);
+        fputc('\n', stderr);
     }
     at_hist_reset(&L->sec);
     L->sec_answered = L->sec_errors = L->sec_timeouts = 0;
+}
+
+static void on_reconnect(evutil_socket_t fd, short what, void *arg);
+
+/* Opens lc's connection again after its backoff (100 ms, doubling to 2 s; back to 100 ms
+ * once a connection answers). */
+static void schedule_reconnect(struct load_run *L, struct lconn *lc)
+{
+    if (!lc->reconnect)
+        lc->reconnect = evtimer_new(L->base, on_reconnect, lc);
+    if (!lc->reconnect) {
+        note_error(L, "no memory for a reconnect timer");
+        return;
+    }
+    struct timeval tv = { (time_t)(lc->backoff_ms / 1000),
+                          (suseconds_t)(lc->backoff_ms % 1000) * 1000 };
+    evtimer_add(lc->reconnect, &tv);
+    lc->backoff_ms = lc->backoff_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : lc->backoff_ms * 2;
+}
+
+static void on_conn(void *arg, struct sim_conn *c, bool up, const char *reason);
+
+static void on_reconnect(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct lconn *lc = arg;
+    struct load_run *L = lc->run;
+    if (L->finished)
+        return;
+    /* The old connection ended (its on_close has returned): freed here, not in its callback. */
+    sim_conn_free(lc->c);
+    lc->c = sim_conn_open(L->e, (struct sockaddr *)&L->ss, L->sslen, lc->t, on_conn, lc);
+    if (!lc->c)
+        schedule_reconnect(L, lc);
 }
 
 static void on_conn(void *arg, struct sim_conn *c, bool up, const char *reason)
@@ -495,22 +1063,37 @@ static void on_conn(void *arg, struct sim_conn *c, bool up, const char *reason)
     (void)c;
     struct lconn *lc = arg;
     struct load_run *L = lc->run;
+    if (!lc->settled) {
+        lc->settled = true;
+        L->n_settled++;
+    }
     if (up) {
         lc->up = true;
         L->n_up++;
+        if (lc->lost)
+            L->r.reconnects++;
+        ready_sync(L, lc);
+        if (L->o.closed_k && L->started && !L->stopping && !L->finished)
+            closed_refill(L, lc);
         return;
     }
+    bool was_up = lc->up;
     if (lc->up) {
         lc->up = false;
         L->n_up--;
     }
-    if (!lc->ended) {
-        lc->ended = true;
-        L->n_ended++;
-        note_error(L, reason ? reason : "connection ended");
-        if (L->started && !L->stopping && !L->o.quiet)
-            fprintf(stderr, "load: connection to %s ended: %s\n", lc->t->id, reason ? reason : "?");
+    lc->lost = true;
+    ready_sync(L, lc);
+    note_error(L, reason ? reason : "connection ended");
+    if (was_up) {
+        L->r.conn_losses++;
+        if (L->started && !L->o.quiet && L->r.conn_losses <= LOSSES_PRINTED)
+            fprintf(stderr, "load: connection to %s ended: %s; reconnecting%s\n", lc->t->id,
+                    reason ? reason : "?",
+                    L->r.conn_losses == LOSSES_PRINTED ? " (further losses not printed)" : "");
     }
+    if (!L->finished)
+        schedule_reconnect(L, lc);
 }
 
 /* ------------------------------------------------------------------ options */
@@ -543,11 +1126,15 @@ static void load_usage(FILE *f)
             "         [--max-error-rate X] [--host ADDR:PORT] [--load-terminals]\n"
             "         [--terminal-first I] [--timeout-ms MS] [--amount-max MINOR] [--seed N]\n"
             "         [--slots N] [--state-dir DIR] [--quiet] [--strict-rate]\n"
+            "         [--record FILE] [--reversal-interval-ms MS] [--reversal-deadline SEC]\n"
             "       acquirer-sim load-seed --terminals C [--first I]   (SQL on stdout)\n"
             "defaults: --rate 100 --duration 10 --connections 4 --warmup 1 --cards 1000\n"
             "          --card-first 9 --max-error-rate 0 --timeout-ms 5000 --amount-max 50\n"
+            "          --reversal-interval-ms (the --timeout-ms) --reversal-deadline 120\n"
             "          --mix %s\n"
-            "Without --load-terminals every connection is the demo terminal TERM0001.\n",
+            "Without --load-terminals every connection is the demo terminal TERM0001.\n"
+            "Connections that end are opened again; unanswered purchases, cash-outs and refunds\n"
+            "are reversed (0400, then 0401 until an 0410); --record writes one line per request.\n",
             LOAD_MIX_DEFAULT);
 }
 
@@ -565,6 +1152,7 @@ static int parse_opts(int argc, char **argv, struct load_opts *o)
     o->amount_max = 50;
     o->seed = 0x9E3779B97F4A7C15ull;
     o->term_first = 1;
+    o->rev_deadline = DEFAULT_REV_DEAD;
     const char *env_dir = getenv("ATLAS_ACQ_STATE_DIR");
     snprintf(o->state_dir, sizeof o->state_dir, "%s",
              env_dir && env_dir[0] ? env_dir : DEFAULT_STATEDIR);
@@ -638,6 +1226,14 @@ static int parse_opts(int argc, char **argv, struct load_opts *o)
         else if (strcmp(k, "slots") == 0) {
             bad = parse_u64(v, 1, 1000000, &u);
             o->slots = (size_t)u;
+        } else if (strcmp(k, "record") == 0) {
+            o->record = v;
+            bad = v[0] ? 0 : -1;
+        } else if (strcmp(k, "reversal-interval-ms") == 0) {
+            bad = parse_u64(v, 1, 600000, &u);
+            o->rev_interval_ms = (unsigned)u;
+        } else if (strcmp(k, "reversal-deadline") == 0) {
+            bad = parse_double(v, 0, 86400, &o->rev_deadline);
         } else if (strcmp(k, "state-dir") == 0) {
             if (strlen(v) >= sizeof o->state_dir)
                 bad = -1;
@@ -661,6 +1257,8 @@ static int parse_opts(int argc, char **argv, struct load_opts *o)
         fprintf(stderr, "acquirer-sim load: load terminal indices above 999999\n");
         return -1;
     }
+    if (!o->rev_interval_ms)
+        o->rev_interval_ms = o->timeout_ms;
     if (!o->slots) {
         /* Enough for 250 ms of arrivals (or K per connection), at least 256. */
         uint64_t s = o->closed_k ? (uint64_t)o->closed_k * o->connections : o->rate / 4;
@@ -685,8 +1283,40 @@ static void raise_nofile(unsigned need)
                 (unsigned long long)want, need);
 }
 
+/* Opens the record file (buffered: one write per MiB) and writes its first line. */
+static int record_open(struct load_run *L, const char *path)
+{
+    L->rec = fopen(path, "w");
+    L->rec_buf = malloc(RECORD_BUF);
+    if (!L->rec || !L->rec_buf || setvbuf(L->rec, L->rec_buf, _IOFBF, RECORD_BUF) != 0 ||
+        fputs(LOAD_RECORD_HEADER, L->rec) == EOF) {
+        fprintf(stderr, "acquirer-sim load: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    L->r.record_file = path;
+    return 0;
+}
+
+/* Flushes, fsyncs and closes the record file. 0, or -1 when a line was lost. */
+static int record_close(struct load_run *L)
+{
+    if (!L->rec)
+        return 0;
+    int bad = L->rec_failed || fflush(L->rec) != 0 || fsync(fileno(L->rec)) != 0;
+    bad |= fclose(L->rec) != 0;
+    L->rec = NULL;
+    free(L->rec_buf);
+    L->rec_buf = NULL;
+    return bad ? -1 : 0;
+}
+
 static void run_free(struct load_run *L)
 {
+    L->finished = true; /* connections closing from here on are not reopened */
+    if (L->conns)
+        for (unsigned i = 0; i < L->n_conns; i++)
+            if (L->conns[i].reconnect)
+                event_free(L->conns[i].reconnect);
     if (L->tick)
         event_free(L->tick);
     if (L->second)
@@ -702,6 +1332,14 @@ static void run_free(struct load_run *L)
     free(L->conns);
     free(L->reqs);
     free(L->ring);
+    for (size_t i = 0; i < L->n_rev_chunks; i++)
+        free(L->rev_chunks[i]);
+    free(L->rev_chunks);
+    if (L->rec) {
+        fclose(L->rec);
+        L->rec = NULL;
+    }
+    free(L->rec_buf);
 }
 
 int load_main(int argc, char **argv)
@@ -728,6 +1366,12 @@ int load_main(int argc, char **argv)
     for (size_t i = 0; i < o->slots; i++) {
         L->reqs[i].next = L->free_reqs;
         L->free_reqs = &L->reqs[i];
+    }
+    L->rev_interval_ns = (uint64_t)o->rev_interval_ms * 1000000ull;
+    for (unsigned i = 0; i < L->n_conns; i++) {
+        L->conns[i].run = L;
+        L->conns[i].idx = i;
+        L->conns[i].backoff_ms = RECONNECT_MIN_MS;
     }
     const char *addr = o->host[0] ? o->host : "127.0.0.1:8583";
     if (o->load_terms) {
@@ -760,10 +1404,8 @@ int load_main(int argc, char **argv)
         for (unsigned i = 0; i < L->n_conns; i++)
             L->conns[i].t = t;
     }
-    struct sockaddr_storage ss;
-    socklen_t sslen = 0;
     const char *perr = NULL;
-    if (!at_parse_hostport(addr, &ss, &sslen, &perr)) {
+    if (!at_parse_hostport(addr, &L->ss, &L->sslen, &perr)) {
         fprintf(stderr, "acquirer-sim load: bad address '%s': %s\n", addr, perr ? perr : "?");
         exit_code = 1;
         goto out;
@@ -779,10 +1421,11 @@ int load_main(int argc, char **argv)
     if (!L->tick || !L->second || event_add(L->tick, &tv_tick) != 0 ||
         event_add(L->second, &tv_sec) != 0)
         goto out;
+    if (o->record && record_open(L, o->record) != 0)
+        goto out;
     for (unsigned i = 0; i < L->n_conns; i++) {
-        L->conns[i].run = L;
-        L->conns[i].c = sim_conn_open(L->e, (struct sockaddr *)&ss, sslen, L->conns[i].t, on_conn,
-                                      &L->conns[i]);
+        L->conns[i].c = sim_conn_open(L->e, (struct sockaddr *)&L->ss, L->sslen, L->conns[i].t,
+                                      on_conn, &L->conns[i]);
         if (!L->conns[i].c) {
             fprintf(stderr, "acquirer-sim load: cannot open connection %u\n", i + 1);
             goto out;
@@ -807,6 +1450,11 @@ int load_main(int argc, char **argv)
         exit_code = 2;
         goto out;
     }
+    wind_down(L);
+    bool record_lost = record_close(L) != 0;
+    if (record_lost)
+        fprintf(stderr, "acquirer-sim load: writing the record %s failed: lines are missing\n",
+                o->record);
     r->elapsed_s = (double)(L->t_stop - L->t_measure) / 1e9;
     r->unmatched = sim_engine_unmatched(L->e);
     if (!r->closed) {
@@ -827,7 +1475,13 @@ int load_main(int argc, char **argv)
         }
     }
     double er = load_error_rate(r);
-    if (r->sent == 0 || er > o->max_error_rate) {
+    if (record_lost) {
+        exit_code = 2;
+    } else if (r->reversals_abandoned) {
+        printf("FAIL: %llu reversals were still unanswered at the reversal deadline\n",
+               (unsigned long long)r->reversals_abandoned);
+        exit_code = 5;
+    } else if (r->sent == 0 || er > o->max_error_rate) {
         printf("FAIL: error rate %.4f%% above the threshold %.4f%%\n", 100.0 * er,
                100.0 * o->max_error_rate);
         exit_code = 3;

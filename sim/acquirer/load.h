@@ -77,6 +77,113 @@ struct load_card {
 };
 SIM_MUST_CHECK int load_card_of(uint64_t index, struct load_card *c);
 
+/* ------------------------------------------------------------------ reversals */
+
+/* The life of a reversal the harness owes the switch: one for every money-moving request
+ * (purchase, purchase-nopin, cash, refund) that got no acceptable answer (timeout,
+ * connection lost, response MAC wrong or missing), and one for every load-mix reversal
+ * that got none (its repeats). It is sent as 0400, then repeated as 0401 with the same STAN
+ * and DE 7 until an 0410 with a valid MAC arrives (any DE 39), or abandoned at the stop's
+ * deadline. load_rev_set_state is the only door; an illegal move aborts. */
+enum load_rev_state {
+    LOAD_REV_FREE,      /* not in use (the harness's free list) */
+    LOAD_REV_WAITING,   /* owed, no try in flight: on its connection's waiting list */
+    LOAD_REV_IN_FLIGHT, /* a try (0400 or 0401) sent, waiting for its 0410 */
+    LOAD_REV_ANSWERED,  /* an 0410 with a valid MAC arrived: done (record line written) */
+    LOAD_REV_ABANDONED, /* still owed at --reversal-deadline: given up (record line written) */
+    LOAD_REV_max
+};
+
+const char *load_rev_state_name(enum load_rev_state s);
+/* Whether the transition table allows from -> to. */
+bool load_rev_move_allowed(enum load_rev_state from, enum load_rev_state to);
+
+/* How a try (or the request that made the reversal necessary) ended. */
+enum load_try_result {
+    LOAD_TRY_ANSWERED, /* a response with an acceptable MAC */
+    LOAD_TRY_TIMEOUT,  /* nothing within the timeout */
+    LOAD_TRY_CONN,     /* the connection ended first (or the response did not decode) */
+    LOAD_TRY_BAD_MAC,  /* a response whose MAC is wrong or missing: not trusted */
+};
+
+/* The clock part of a reversal, apart from what it reverses (unit-tested alone). Times are
+ * monotonic nanoseconds. */
+struct load_rev_core {
+    enum load_rev_state state;
+    unsigned tries;         /* messages sent so far (0400 + 0401s) */
+    uint64_t last_send_ns;  /* when the last try was written */
+    uint64_t not_before_ns; /* the next try may not leave before this */
+};
+
+/* Moves c to state to (aborts with a message when the table forbids it). */
+void load_rev_set_state(struct load_rev_core *c, enum load_rev_state to);
+
+/* A reversal becomes owed (FREE -> WAITING). tries_sent is what was sent already (0 for a
+ * request's reversal; 1 for a load-mix reversal that went unanswered, whose first try was
+ * the request itself), last_send_ns when, why how that ended. */
+void load_rev_begin(struct load_rev_core *c, unsigned tries_sent, uint64_t last_send_ns,
+                    enum load_try_result why, uint64_t now_ns, uint64_t interval_ns);
+
+/* The MTI of the next try: "0400" when nothing was sent yet, else "0401". */
+const char *load_rev_next_mti(const struct load_rev_core *c);
+
+/* Whether a WAITING reversal may be sent at now_ns (its connection permitting). */
+bool load_rev_due(const struct load_rev_core *c, uint64_t now_ns);
+
+/* A try was written (WAITING -> IN_FLIGHT). */
+void load_rev_sent(struct load_rev_core *c, uint64_t now_ns);
+
+/* A try ended: ANSWERED ends the reversal; anything else makes it WAITING again. The next
+ * try is due at once after a lost connection (it leaves when a connection is up again),
+ * else interval_ns after the previous try was sent (a timeout: at once, the timeout being
+ * that interval; a response with a bad MAC: the rest of the interval). */
+void load_rev_try_done(struct load_rev_core *c, enum load_try_result how, uint64_t now_ns,
+                       uint64_t interval_ns);
+
+/* Deadline: WAITING -> ABANDONED (a try in flight must end first). */
+void load_rev_abandon(struct load_rev_core *c);
+
+/* ------------------------------------------------------------------ the record file */
+
+/* The first line of a record file. */
+#define LOAD_RECORD_HEADER "# atlas-load-record 1\n"
+/* Longest record line (newline included). */
+#define LOAD_RECORD_LINE_MAX 400
+
+/* One finished request, as `--record FILE` writes it (docs/acquirer-sim.md, "The record
+ * file"). Strings are NUL-terminated; "" means absent. */
+struct load_record {
+    char terminal[9]; /* DE 41 */
+    char stan[7];     /* DE 11 of the request */
+    char de7[11];     /* DE 7 of the request */
+    char mti[5];      /* the request's MTI (a load-mix reversal: the MTI of its last try) */
+    char proc[7];     /* DE 3 */
+    bool has_amount;  /* DE 4 sent (not on balance inquiries) */
+    uint64_t amount;  /* DE 4, minor units */
+    char currency[4]; /* DE 49 */
+    char pan[20];     /* the full PAN: the line carries it masked (first 6, last 4) */
+    bool has_orig;    /* a load-mix reversal: DE 90's original */
+    char orig_mti[5], orig_stan[7], orig_de7[11];
+    bool answered;                 /* a response with an acceptable MAC */
+    char rc[3];                    /* DE 39 of that response */
+    char auth[7];                  /* DE 38, "" = absent */
+    bool rev;                      /* unanswered and reversed by the harness */
+    char rev_stan[7], rev_de7[11]; /* the reversal's DE 11 / DE 7, "" if it never left */
+    unsigned rev_tries;            /* 0400 + 0401s sent */
+    bool rev_answered;             /* its 0410 arrived (else it was abandoned) */
+    char rev_rc[3];                /* DE 39 of that 0410 */
+};
+
+/* Writes r as one line ("req terminal=... rev=...\n") into out[0..cap). Values that could
+ * hold anything but letters and digits are written with every other byte as '?' (so that a
+ * line never has a stray space or '='); absent values are '-'. Returns the length (NUL not
+ * counted), or -1 when cap is too small (cap >= LOAD_RECORD_LINE_MAX always suffices). */
+SIM_MUST_CHECK int load_record_format(const struct load_record *r, char *out, size_t cap);
+
+/* The masked form of a PAN: first 6 digits, '*' for each digit between, last 4
+ * ("489001******0012"). PANs shorter than 11 characters are all '*'. out has >= 20 bytes. */
+void load_pan_mask(const char *pan, char out[20]);
+
 /* ------------------------------------------------------------------ results */
 
 /* Everything a run measured (the measurement window only, after the warm-up, except the
@@ -104,7 +211,15 @@ struct load_result {
     bool rate_kept;             /* the harness sent what was asked, on time */
     uint64_t all_sent, all_approved, all_answered; /* whole run, warm-up included */
     uint64_t unmatched;                            /* responses matching nothing */
-    struct at_hist total;                          /* latency ns, every answered request */
+    uint64_t all_requests; /* requests sent (arrivals, warm-up included; not reversal tries) */
+    /* Faults (whole run): connections lost and connected again; reversals owed (for
+     * unanswered requests, and repeats of unanswered load-mix reversals), sent at least
+     * once, answered by an 0410, abandoned at the deadline; tries = their messages. */
+    uint64_t conn_losses, reconnects;
+    uint64_t reversals, reversals_sent, reversal_tries, reversals_answered, reversals_abandoned;
+    const char *record_file; /* --record, or NULL */
+    uint64_t record_lines;   /* req lines written */
+    struct at_hist total;    /* latency ns, every answered request */
     struct at_hist kind[LOAD_K_max];
 };
 

@@ -3,6 +3,7 @@
  * population, and the text/JSON reports. No network, no clock: unit-tested alone. */
 #include "load.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "fmt.h"
 #include "hex.h"
 
 static const char *const kind_names[LOAD_K_max] = {
@@ -220,6 +222,199 @@ int load_card_of(uint64_t index, struct load_card *c)
     return 0;
 }
 
+/* ------------------------------------------------------------------ reversals */
+
+static const char *const rev_state_names[LOAD_REV_max] = {
+    "free", "waiting", "in_flight", "answered", "abandoned",
+};
+
+const char *load_rev_state_name(enum load_rev_state s)
+{
+    return (unsigned)s < LOAD_REV_max ? rev_state_names[s] : "?";
+}
+
+/* allowed[from][to]. A try in flight always ends (answer, timeout or connection loss)
+ * before its reversal can be given up: the harness closes its connections first at the
+ * deadline, so an answer in flight is never lost by abandoning early. Nothing comes back
+ * from a final state except to the free list. */
+static const bool rev_allowed[LOAD_REV_max][LOAD_REV_max] = {
+    [LOAD_REV_FREE] = { [LOAD_REV_WAITING] = true },
+    [LOAD_REV_WAITING] = { [LOAD_REV_IN_FLIGHT] = true, [LOAD_REV_ABANDONED] = true },
+    [LOAD_REV_IN_FLIGHT] = { [LOAD_REV_WAITING] = true, [LOAD_REV_ANSWERED] = true },
+    [LOAD_REV_ANSWERED] = { [LOAD_REV_FREE] = true },
+    [LOAD_REV_ABANDONED] = { [LOAD_REV_FREE] = true },
+};
+
+bool load_rev_move_allowed(enum load_rev_state from, enum load_rev_state to)
+{
+    return (unsigned)from < LOAD_REV_max && (unsigned)to < LOAD_REV_max && rev_allowed[from][to];
+}
+
+void load_rev_set_state(struct load_rev_core *c, enum load_rev_state to)
+{
+    if (!load_rev_move_allowed(c->state, to)) {
+        fprintf(stderr, "acquirer-sim load: illegal reversal move %s -> %s\n",
+                load_rev_state_name(c->state), load_rev_state_name(to));
+        abort();
+    }
+    c->state = to;
+}
+
+static uint64_t next_due(const struct load_rev_core *c, enum load_try_result why, uint64_t now,
+                         uint64_t interval)
+{
+    if (c->tries == 0 || why == LOAD_TRY_CONN)
+        return now;
+    uint64_t t = c->last_send_ns + interval;
+    return t > now ? t : now;
+}
+
+void load_rev_begin(struct load_rev_core *c, unsigned tries_sent, uint64_t last_send_ns,
+                    enum load_try_result why, uint64_t now_ns, uint64_t interval_ns)
+{
+    load_rev_set_state(c, LOAD_REV_WAITING);
+    c->tries = tries_sent;
+    c->last_send_ns = last_send_ns;
+    c->not_before_ns = next_due(c, why, now_ns, interval_ns);
+}
+
+const char *load_rev_next_mti(const struct load_rev_core *c)
+{
+    return c->tries == 0 ? "0400" : "0401";
+}
+
+bool load_rev_due(const struct load_rev_core *c, uint64_t now_ns)
+{
+    return c->state == LOAD_REV_WAITING && now_ns >= c->not_before_ns;
+}
+
+void load_rev_sent(struct load_rev_core *c, uint64_t now_ns)
+{
+    load_rev_set_state(c, LOAD_REV_IN_FLIGHT);
+    c->tries++;
+    c->last_send_ns = now_ns;
+}
+
+void load_rev_try_done(struct load_rev_core *c, enum load_try_result how, uint64_t now_ns,
+                       uint64_t interval_ns)
+{
+    if (how == LOAD_TRY_ANSWERED) {
+        load_rev_set_state(c, LOAD_REV_ANSWERED);
+        return;
+    }
+    load_rev_set_state(c, LOAD_REV_WAITING);
+    c->not_before_ns = next_due(c, how, now_ns, interval_ns);
+}
+
+void load_rev_abandon(struct load_rev_core *c)
+{
+    load_rev_set_state(c, LOAD_REV_ABANDONED);
+}
+
+/* ------------------------------------------------------------------ the record file */
+
+void load_pan_mask(const char *pan, char out[20])
+{
+    size_t n = strnlen(pan, 19);
+    for (size_t i = 0; i < n; i++)
+        out[i] = n >= 11 && (i < 6 || i >= n - 4) ? pan[i] : '*';
+    out[n] = '\0';
+}
+
+/* Appends to a line being built; every helper leaves *p unchanged once it would overflow. */
+struct line {
+    char *p, *end;
+    bool full;
+};
+
+static void put_raw(struct line *l, const char *s, size_t n)
+{
+    if (l->full || (size_t)(l->end - l->p) < n) {
+        l->full = true;
+        return;
+    }
+    memcpy(l->p, s, n);
+    l->p += n;
+}
+
+/* " key=" then value with anything but letters and digits as '?', or '-' when empty. */
+static void put_kv(struct line *l, const char *key, const char *value)
+{
+    put_raw(l, " ", 1);
+    put_raw(l, key, strlen(key));
+    put_raw(l, "=", 1);
+    size_t n = strlen(value);
+    if (n == 0) {
+        put_raw(l, "-", 1);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = value[i];
+        bool ok = (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+        put_raw(l, ok ? &c : "?", 1);
+    }
+}
+
+static void put_ku(struct line *l, const char *key, uint64_t v)
+{
+    char d[AT_I64_CHARS];
+    size_t n = at_put_i64(d, (int64_t)v);
+    put_raw(l, " ", 1);
+    put_raw(l, key, strlen(key));
+    put_raw(l, "=", 1);
+    put_raw(l, d, n);
+}
+
+int load_record_format(const struct load_record *r, char *out, size_t cap)
+{
+    if (cap == 0)
+        return -1;
+    struct line l = { out, out + cap - 1, false }; /* room for the NUL */
+    char pan[20];
+    load_pan_mask(r->pan, pan);
+    put_raw(&l, "req", 3);
+    put_kv(&l, "terminal", r->terminal);
+    put_kv(&l, "stan", r->stan);
+    put_kv(&l, "de7", r->de7);
+    put_kv(&l, "mti", r->mti);
+    put_kv(&l, "proc", r->proc);
+    if (r->has_amount)
+        put_ku(&l, "amount", r->amount);
+    else
+        put_kv(&l, "amount", "");
+    put_kv(&l, "currency", r->currency);
+    /* The masked PAN's '*' are the one non-alphanumeric value the format allows. */
+    put_raw(&l, " pan=", 5);
+    put_raw(&l, pan[0] ? pan : "-", pan[0] ? strlen(pan) : 1);
+    if (r->has_orig) {
+        put_kv(&l, "orig_mti", r->orig_mti);
+        put_kv(&l, "orig_stan", r->orig_stan);
+        put_kv(&l, "orig_de7", r->orig_de7);
+    }
+    put_raw(&l, r->answered ? " answered=yes" : " answered=no", r->answered ? 13 : 12);
+    if (r->answered) {
+        put_kv(&l, "rc", r->rc);
+        put_kv(&l, "auth", r->auth);
+    }
+    if (!r->rev) {
+        put_raw(&l, " rev=no", 7);
+    } else {
+        put_raw(&l, " rev=yes", 8);
+        put_kv(&l, "rev_stan", r->rev_stan);
+        put_kv(&l, "rev_de7", r->rev_de7);
+        put_ku(&l, "rev_tries", r->rev_tries);
+        if (r->rev_answered)
+            put_kv(&l, "rev_rc", r->rev_rc);
+        else
+            put_raw(&l, " rev_rc=none", 12);
+    }
+    put_raw(&l, "\n", 1);
+    if (l.full)
+        return -1;
+    *l.p = '\0';
+    return (int)(l.p - out);
+}
+
 /* ------------------------------------------------------------------ reports */
 
 double load_achieved_tps(const struct load_result *r)
@@ -247,6 +442,26 @@ static void json_hist(FILE *f, const struct at_hist *h)
             (unsigned long long)h->count, ms(at_hist_quantile(h, 0.5)),
             ms(at_hist_quantile(h, 0.9)), ms(at_hist_quantile(h, 0.99)),
             ms(at_hist_quantile(h, 0.999)), ms(h->count ? h->max : 0));
+}
+
+/* A JSON string (or null): '"' and '\\' escaped, control bytes as \\u00XX. */
+static void json_string(FILE *f, const char *s)
+{
+    if (!s) {
+        fputs("null", f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
 }
 
 int load_report_json(FILE *f, const struct load_result *r)
@@ -293,12 +508,22 @@ int load_report_json(FILE *f, const struct load_result *r)
     fprintf(f,
             "},\"reversal_fallback\":%llu,\"rate_kept\":%s,\"late_sends\":%llu,"
             "\"late_sends_harness\":%llu,\"send_lag_max_ms\":%.3f,\"harness_cpu_pct\":%.1f,"
-            "\"all_sent\":%llu,\"all_answered\":%llu,\"all_approved\":%llu,\"unmatched\":%llu}\n",
+            "\"all_sent\":%llu,\"all_answered\":%llu,\"all_approved\":%llu,\"unmatched\":%llu,",
             (unsigned long long)r->reversal_fallback, r->rate_kept ? "true" : "false",
             (unsigned long long)r->late_sends, (unsigned long long)r->late_sends_gen,
             ms(r->send_lag_max_ns), r->gen_cpu_pct, (unsigned long long)r->all_sent,
             (unsigned long long)r->all_answered, (unsigned long long)r->all_approved,
             (unsigned long long)r->unmatched);
+    fprintf(f,
+            "\"all_requests\":%llu,\"connection_losses\":%llu,\"reconnects\":%llu,"
+            "\"reversals\":%llu,\"reversals_sent\":%llu,\"reversal_tries\":%llu,"
+            "\"reversals_answered\":%llu,\"reversals_abandoned\":%llu,\"record_file\":",
+            (unsigned long long)r->all_requests, (unsigned long long)r->conn_losses,
+            (unsigned long long)r->reconnects, (unsigned long long)r->reversals,
+            (unsigned long long)r->reversals_sent, (unsigned long long)r->reversal_tries,
+            (unsigned long long)r->reversals_answered, (unsigned long long)r->reversals_abandoned);
+    json_string(f, r->record_file);
+    fprintf(f, ",\"record_lines\":%llu}\n", (unsigned long long)r->record_lines);
     return ferror(f) ? -1 : 0;
 }
 
@@ -342,6 +567,19 @@ void load_report_text(FILE *f, const struct load_result *r)
     if (r->reversal_fallback)
         fprintf(f, "%llu reversals had no approved original yet and were sent as purchases\n",
                 (unsigned long long)r->reversal_fallback);
+    if (r->conn_losses || r->reconnects)
+        fprintf(f, "connections: %llu lost, %llu connected again\n",
+                (unsigned long long)r->conn_losses, (unsigned long long)r->reconnects);
+    if (r->reversals)
+        fprintf(f,
+                "reversals of unanswered requests: %llu owed, %llu sent (%llu messages, 0400 + "
+                "0401), %llu answered, %llu abandoned at the deadline\n",
+                (unsigned long long)r->reversals, (unsigned long long)r->reversals_sent,
+                (unsigned long long)r->reversal_tries, (unsigned long long)r->reversals_answered,
+                (unsigned long long)r->reversals_abandoned);
+    if (r->record_file)
+        fprintf(f, "record: %s, %llu lines for %llu requests sent\n", r->record_file,
+                (unsigned long long)r->record_lines, (unsigned long long)r->all_requests);
     fprintf(f,
             "harness: CPU %.0f%% of a core, worst send lag %.2f ms, %llu sends > 5 ms late "
             "(%llu with a free slot: the harness's own delay)\n",

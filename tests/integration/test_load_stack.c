@@ -4,13 +4,19 @@
  * (switchd reloads its reference data on SIGHUP). Asserts the JSON report's fields,
  * answered == sent, no error, and that every approval the harness counted is a row with
  * DE 39 00 in switch.authorizations. No timing assertion: latencies are only required
- * to be present and ordered. */
+ * to be present and ordered. Last, the harness under faults: switchd is stalled (SIGSTOP)
+ * and then killed (-9) and restarted in the middle of a run with --record; the harness
+ * must reconnect, reverse every unanswered money-moving request until an 0410 comes, and
+ * write one well-formed record line per request sent. (What the switch and the issuer
+ * did with the money is the reconciliation tool's business, not asserted here.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,11 +190,197 @@ static void test_load_seeded_terminals(void **state)
                      4);
 }
 
+/* ------------------------------------------------------------------ faults and the record */
+
+static bool digits(const char *s, size_t n)
+{
+    if (strlen(s) != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+/* The next space-separated token of a record line, which must be key=VALUE; returns VALUE
+ * (NULL when the token is missing or has another key). */
+static const char *kv(char **save, const char *key)
+{
+    char *tok = strtok_r(NULL, " ", save);
+    size_t kl = strlen(key);
+    if (!tok || strncmp(tok, key, kl) != 0 || tok[kl] != '=') {
+        fprintf(stderr, "record: expected %s=, got '%s'\n", key, tok ? tok : "(end)");
+        return NULL;
+    }
+    return tok + kl + 1;
+}
+
+struct recline {
+    char mti[5];
+    bool answered, rev, rev_answered;
+    unsigned rev_tries;
+};
+
+/* Checks one "req ..." line (newline stripped) against the documented format, field by
+ * field and in order. 0 when well-formed. */
+static int check_line(char *line, struct recline *out)
+{
+    char *save = NULL;
+    const char *v;
+    memset(out, 0, sizeof *out);
+    char *first = strtok_r(line, " ", &save);
+    if (!first || strcmp(first, "req") != 0)
+        return -1;
+    if (!(v = kv(&save, "terminal")) || strlen(v) != 8)
+        return -1;
+    if (!(v = kv(&save, "stan")) || !digits(v, 6))
+        return -1;
+    if (!(v = kv(&save, "de7")) || !digits(v, 10))
+        return -1;
+    if (!(v = kv(&save, "mti")) || !digits(v, 4))
+        return -1;
+    snprintf(out->mti, sizeof out->mti, "%s", v);
+    bool balance = strcmp(out->mti, "0100") == 0, reversal = out->mti[1] == '4';
+    if (!(v = kv(&save, "proc")) || !digits(v, 6))
+        return -1;
+    if (!(v = kv(&save, "amount")) || (balance ? strcmp(v, "-") != 0 : !digits(v, strlen(v))))
+        return -1;
+    if (!(v = kv(&save, "currency")) || !digits(v, 3))
+        return -1;
+    /* Masked: 6 digits, stars, 4 digits (the load cards have 16). */
+    if (!(v = kv(&save, "pan")) || strlen(v) != 16 || strspn(v, "0123456789") != 6 ||
+        strspn(v + 6, "*") != 6 || !digits(v + 12, 4))
+        return -1;
+    if (reversal) {
+        if (!(v = kv(&save, "orig_mti")) || strcmp(v, "0200") != 0)
+            return -1;
+        if (!(v = kv(&save, "orig_stan")) || !digits(v, 6))
+            return -1;
+        if (!(v = kv(&save, "orig_de7")) || !digits(v, 10))
+            return -1;
+    }
+    if (!(v = kv(&save, "answered")) || (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0))
+        return -1;
+    out->answered = strcmp(v, "yes") == 0;
+    if (out->answered) {
+        if (!(v = kv(&save, "rc")) || strlen(v) != 2)
+            return -1;
+        if (!(v = kv(&save, "auth")) || (strcmp(v, "-") != 0 && strlen(v) != 6))
+            return -1;
+    }
+    if (!(v = kv(&save, "rev")) || (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0))
+        return -1;
+    out->rev = strcmp(v, "yes") == 0;
+    if (out->rev) {
+        if (!(v = kv(&save, "rev_stan")) || !(digits(v, 6) || strcmp(v, "-") == 0))
+            return -1;
+        if (!(v = kv(&save, "rev_de7")) || !(digits(v, 10) || strcmp(v, "-") == 0))
+            return -1;
+        if (!(v = kv(&save, "rev_tries")) || !digits(v, strlen(v)) || !*v)
+            return -1;
+        out->rev_tries = (unsigned)atoi(v);
+        if (!(v = kv(&save, "rev_rc")) || (strlen(v) != 2 && strcmp(v, "none") != 0))
+            return -1;
+        out->rev_answered = strcmp(v, "none") != 0;
+    }
+    return strtok_r(NULL, " ", &save) == NULL ? 0 : -1;
+}
+
+static void test_load_survives_switch_kill(void **state)
+{
+    (void)state;
+    char host[32], report[320], out[320], state_dir[320], record[320];
+    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
+    snprintf(report, sizeof report, "%s/kill.json", S.dir);
+    snprintf(out, sizeof out, "%s/kill.out", S.dir);
+    snprintf(state_dir, sizeof state_dir, "%s/acq-state", S.dir);
+    snprintf(record, sizeof record, "%s/kill.record", S.dir);
+    /* Timeout 1 s: requests sent into the stalled switch time out, their 0400s too (0401
+     * follows); the kill then ends every connection with tries in flight. Errors are the
+     * point here, so any error rate is accepted; an abandoned reversal (exit 5) is not. */
+    const char *args[] = { "load", "--host",           host,      "--rate",
+                           "100",  "--duration",       "6",       "--warmup",
+                           "0.5",  "--connections",    "4",       "--cards",
+                           "200",  "--report",         report,    "--record",
+                           record, "--state-dir",      state_dir, "--timeout-ms",
+                           "1000", "--slots",          "2048",    "--reversal-deadline",
+                           "60",   "--max-error-rate", "1",       NULL };
+    pid_t p = ts_spawn("acquirer-sim", args, out);
+    assert_true(p > 0);
+    usleep(2000000);
+    assert_int_equal(kill(S.sw, SIGSTOP), 0); /* a stalled switch: requests time out */
+    usleep(3000000);
+    assert_int_equal(kill(S.sw, SIGKILL), 0); /* then it dies: connections end */
+    int st = 0;
+    assert_int_equal(waitpid(S.sw, &st, 0), S.sw);
+    S.sw = 0;
+    usleep(300000);
+    assert_int_equal(stack_start_switch(&S), 0);
+    assert_int_equal(waitpid(p, &st, 0), p);
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (code != 0)
+        fprintf(stderr, "acquirer-sim load exited %d; see %s\n", code, out);
+    assert_int_equal(code, 0);
+
+    json_t *o = load_report(report);
+    long long requests = jint(o, "all_requests"), lines = jint(o, "record_lines");
+    assert_true(jint(o, "connection_losses") >= 1);
+    assert_true(jint(o, "reconnects") >= 1); /* the harness came back to the new switchd */
+    long long revs = jint(o, "reversals");
+    assert_true(revs >= 1);
+    assert_int_equal(jint(o, "reversals_answered"), revs);
+    assert_int_equal(jint(o, "reversals_abandoned"), 0);
+    assert_true(jint(o, "reversal_tries") > jint(o, "reversals_sent")); /* 0401s went out */
+    assert_string_equal(json_string_value(json_object_get(o, "record_file")), record);
+    assert_int_equal(lines, requests);
+    json_decref(o);
+    assert_int_equal(ts_file_contains(out, "reversals of unanswered requests"), 1);
+
+    FILE *f = fopen(record, "r");
+    assert_non_null(f);
+    static char line[1024];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_string_equal(line, "# atlas-load-record 1\n");
+    long long n = 0, reversed = 0, repeated = 0, unanswered_money = 0;
+    while (fgets(line, sizeof line, f)) {
+        size_t len = strlen(line);
+        assert_true(len > 0 && line[len - 1] == '\n');
+        line[len - 1] = '\0';
+        char copy[1024];
+        snprintf(copy, sizeof copy, "%s", line);
+        struct recline rl;
+        if (check_line(line, &rl) != 0)
+            fprintf(stderr, "malformed record line: %s\n", copy);
+        assert_int_equal(check_line(copy, &rl), 0);
+        n++;
+        if (strcmp(rl.mti, "0200") == 0 && !rl.answered) {
+            /* Money may have moved: reversed, and the reversal answered. */
+            unanswered_money++;
+            assert_true(rl.rev);
+            assert_true(rl.rev_answered);
+            assert_true(rl.rev_tries >= 1);
+        }
+        if (rl.mti[1] == '4')
+            assert_true(rl.answered); /* a load-mix reversal is repeated until answered */
+        if (rl.answered)
+            assert_false(rl.rev);
+        reversed += rl.rev;
+        repeated += rl.rev && rl.rev_tries >= 2;
+    }
+    fclose(f);
+    print_message("%lld record lines, %lld unanswered 0200s, %lld reversed (%lld repeated as "
+                  "0401)\n",
+                  n, unanswered_money, reversed, repeated);
+    assert_int_equal(n, requests);
+    assert_true(reversed >= 1);
+    assert_true(repeated >= 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_load_demo_terminal),
-        cmocka_unit_test(test_load_seeded_terminals),
+        cmocka_unit_test(test_load_demo_terminal), cmocka_unit_test(test_load_seeded_terminals),
+        cmocka_unit_test(test_load_survives_switch_kill), /* last: it restarts switchd */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

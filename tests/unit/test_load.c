@@ -1,16 +1,21 @@
 /* Unit tests of the load harness's pure parts (sim/acquirer/load.h): the latency
  * histogram's error bound, the open-loop schedule arithmetic, the mix parser and
- * picker, the JSON report (parsed back with jansson), load terminal ids and keys, and
- * the card population against issuer-sim's own seed function. No network, no timing. */
+ * picker, the JSON report (parsed back with jansson), load terminal ids and keys, the
+ * card population against issuer-sim's own seed function, the reversal state machine
+ * (0400, then 0401 repeats, and when each is due) and the record file's line format. No
+ * network, no timing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -206,6 +211,16 @@ static void test_report_json(void **state)
     r.per_kind_sent[LOAD_K_PURCHASE] = 10000;
     r.rate_kept = true;
     r.all_approved = 11000;
+    r.all_requests = 11500;
+    r.conn_losses = 2;
+    r.reconnects = 3;
+    r.reversals = 9;
+    r.reversals_sent = 8;
+    r.reversal_tries = 20;
+    r.reversals_answered = 7;
+    r.reversals_abandoned = 2;
+    r.record_file = "run \"1\".record";
+    r.record_lines = 11500;
     for (uint64_t i = 1; i <= 9990; i++) {
         at_hist_record(&r.total, i * 1000); /* 1 µs .. 9.99 ms */
         at_hist_record(&r.kind[LOAD_K_PURCHASE], i * 1000);
@@ -244,6 +259,16 @@ static void test_report_json(void **state)
     assert_null(json_object_get(types, "refund"));
     assert_true(json_is_true(json_object_get(o, "rate_kept")));
     assert_string_equal(json_string_value(json_object_get(o, "mode")), "open");
+    assert_int_equal((int)jnum(o, "all_requests"), 11500);
+    assert_int_equal((int)jnum(o, "connection_losses"), 2);
+    assert_int_equal((int)jnum(o, "reconnects"), 3);
+    assert_int_equal((int)jnum(o, "reversals"), 9);
+    assert_int_equal((int)jnum(o, "reversals_sent"), 8);
+    assert_int_equal((int)jnum(o, "reversal_tries"), 20);
+    assert_int_equal((int)jnum(o, "reversals_answered"), 7);
+    assert_int_equal((int)jnum(o, "reversals_abandoned"), 2);
+    assert_int_equal((int)jnum(o, "record_lines"), 11500);
+    assert_string_equal(json_string_value(json_object_get(o, "record_file")), "run \"1\".record");
     json_decref(o);
     free(buf);
 
@@ -255,6 +280,30 @@ static void test_report_json(void **state)
     fclose(f);
     assert_non_null(strstr(buf, "NOT kept"));
     assert_non_null(strstr(buf, "51 10 (insufficient funds)"));
+    assert_non_null(strstr(buf, "9 owed, 8 sent (20 messages, 0400 + 0401), 7 answered, 2 "
+                                "abandoned at the deadline"));
+    assert_non_null(strstr(buf, "connections: 2 lost, 3 connected again"));
+    assert_non_null(strstr(buf, "record: run \"1\".record, 11500 lines for 11500 requests"));
+    free(buf);
+
+    /* Without a record file the JSON says null; without faults the text says nothing. */
+    r.record_file = NULL;
+    r.reversals = r.conn_losses = r.reconnects = 0;
+    buf = NULL;
+    f = open_memstream(&buf, &len);
+    assert_int_equal(load_report_json(f, &r), 0);
+    fclose(f);
+    o = json_loads(buf, 0, &je);
+    assert_non_null(o);
+    assert_true(json_is_null(json_object_get(o, "record_file")));
+    json_decref(o);
+    free(buf);
+    buf = NULL;
+    f = open_memstream(&buf, &len);
+    load_report_text(f, &r);
+    fclose(f);
+    assert_null(strstr(buf, "reversals"));
+    assert_null(strstr(buf, "record:"));
     free(buf);
 }
 
@@ -347,6 +396,239 @@ static void test_cards_match_issuer_seed(void **state)
     assert_string_equal(c.pan, "4890010000000012"); /* DEMO.md's first card */
 }
 
+/* ------------------------------------------------------------------ reversals */
+
+#define MS 1000000ull
+
+/* A request's reversal: 0400 at once; a timeout makes the next try an 0401, due at once
+ * (the try waited the whole interval); a lost connection makes it due at once too (it leaves
+ * when a connection is up); a response with a bad MAC makes it wait for the rest of the
+ * interval; an answer ends it. */
+static void test_rev_machine(void **state)
+{
+    (void)state;
+    const uint64_t iv = 1000 * MS, t = 5000 * MS;
+    struct load_rev_core c = { .state = LOAD_REV_FREE };
+    load_rev_begin(&c, 0, 0, LOAD_TRY_TIMEOUT, t, iv);
+    assert_int_equal(c.state, LOAD_REV_WAITING);
+    assert_int_equal(c.tries, 0);
+    assert_string_equal(load_rev_next_mti(&c), "0400");
+    assert_true(load_rev_due(&c, t));
+
+    load_rev_sent(&c, t);
+    assert_int_equal(c.state, LOAD_REV_IN_FLIGHT);
+    assert_int_equal(c.tries, 1);
+    assert_false(load_rev_due(&c, t + 10 * iv)); /* in flight: never due */
+
+    load_rev_try_done(&c, LOAD_TRY_TIMEOUT, t + iv, iv);
+    assert_int_equal(c.state, LOAD_REV_WAITING);
+    assert_string_equal(load_rev_next_mti(&c), "0401");
+    assert_true(load_rev_due(&c, t + iv));
+
+    load_rev_sent(&c, t + iv);
+    load_rev_try_done(&c, LOAD_TRY_CONN, t + iv + 100 * MS, iv);
+    assert_string_equal(load_rev_next_mti(&c), "0401");
+    assert_true(load_rev_due(&c, t + iv + 100 * MS));
+
+    load_rev_sent(&c, t + 2 * iv);
+    assert_int_equal(c.tries, 3);
+    load_rev_try_done(&c, LOAD_TRY_BAD_MAC, t + 2 * iv + 50 * MS, iv);
+    assert_false(load_rev_due(&c, t + 2 * iv + 50 * MS));
+    assert_false(load_rev_due(&c, t + 3 * iv - 1));
+    assert_true(load_rev_due(&c, t + 3 * iv));
+
+    load_rev_sent(&c, t + 3 * iv);
+    load_rev_try_done(&c, LOAD_TRY_ANSWERED, t + 3 * iv + 7 * MS, iv);
+    assert_int_equal(c.state, LOAD_REV_ANSWERED);
+    assert_int_equal(c.tries, 4);
+    assert_false(load_rev_due(&c, t + 10 * iv));
+    load_rev_set_state(&c, LOAD_REV_FREE);
+
+    /* A load-mix reversal that went unanswered: its first try was the request itself, so
+     * the harness continues with 0401, due one interval after that request was sent (at once
+     * when its connection was lost). */
+    load_rev_begin(&c, 1, t, LOAD_TRY_BAD_MAC, t + 20 * MS, iv);
+    assert_string_equal(load_rev_next_mti(&c), "0401");
+    assert_false(load_rev_due(&c, t + 20 * MS));
+    assert_true(load_rev_due(&c, t + iv));
+    load_rev_abandon(&c);
+    assert_int_equal(c.state, LOAD_REV_ABANDONED);
+    load_rev_set_state(&c, LOAD_REV_FREE);
+    load_rev_begin(&c, 1, t, LOAD_TRY_CONN, t + 20 * MS, iv);
+    assert_true(load_rev_due(&c, t + 20 * MS));
+}
+
+/* The transition table, and the door aborting on a move the table forbids. */
+static void test_rev_transitions(void **state)
+{
+    (void)state;
+    enum {
+        F = LOAD_REV_FREE,
+        W = LOAD_REV_WAITING,
+        I = LOAD_REV_IN_FLIGHT,
+        A = LOAD_REV_ANSWERED,
+        X = LOAD_REV_ABANDONED
+    };
+    const bool want[LOAD_REV_max][LOAD_REV_max] = {
+        [F] = { [W] = true },
+        [W] = { [I] = true, [X] = true },
+        [I] = { [W] = true, [A] = true }, /* not [X]: a try in flight ends first */
+        [A] = { [F] = true },
+        [X] = { [F] = true },
+    };
+    for (int a = 0; a < LOAD_REV_max; a++)
+        for (int b = 0; b < LOAD_REV_max; b++)
+            assert_int_equal(load_rev_move_allowed((enum load_rev_state)a, (enum load_rev_state)b),
+                             want[a][b]);
+    assert_false(load_rev_move_allowed(LOAD_REV_max, LOAD_REV_FREE));
+    assert_string_equal(load_rev_state_name(LOAD_REV_IN_FLIGHT), "in_flight");
+
+    /* Abandoning a reversal with a try in flight would lose an answer: the process aborts. */
+    fflush(NULL);
+    pid_t p = fork();
+    assert_true(p >= 0);
+    if (p == 0) {
+        freopen("/dev/null", "w", stderr);
+        struct load_rev_core c = { .state = LOAD_REV_FREE };
+        load_rev_begin(&c, 0, 0, LOAD_TRY_CONN, 0, 1);
+        load_rev_sent(&c, 1);
+        load_rev_abandon(&c);
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(p, &st, 0), p);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+}
+
+/* ------------------------------------------------------------------ the record file */
+
+static struct load_record base_record(void)
+{
+    struct load_record r;
+    memset(&r, 0, sizeof r);
+    strcpy(r.terminal, "TERM0001");
+    strcpy(r.stan, "000123");
+    strcpy(r.de7, "1206011530");
+    strcpy(r.mti, "0200");
+    strcpy(r.proc, "000000");
+    r.has_amount = true;
+    r.amount = 2500;
+    strcpy(r.currency, "504");
+    strcpy(r.pan, "4890010000000012");
+    return r;
+}
+
+static void check_format(const struct load_record *r, const char *want)
+{
+    char line[LOAD_RECORD_LINE_MAX];
+    int n = load_record_format(r, line, sizeof line);
+    assert_int_equal(n, (int)strlen(want));
+    assert_string_equal(line, want);
+}
+
+static void test_record_format(void **state)
+{
+    (void)state;
+    assert_string_equal(LOAD_RECORD_HEADER, "# atlas-load-record 1\n");
+    /* Answered: rc and auth, no reversal. */
+    struct load_record r = base_record();
+    r.answered = true;
+    strcpy(r.rc, "00");
+    strcpy(r.auth, "123456");
+    check_format(&r, "req terminal=TERM0001 stan=000123 de7=1206011530 mti=0200 proc=000000 "
+                     "amount=2500 currency=504 pan=489001******0012 answered=yes rc=00 "
+                     "auth=123456 rev=no\n");
+    /* Answered without DE 38 (and a DE 39 that is not two alphanumerics). */
+    r.auth[0] = '\0';
+    strcpy(r.rc, "9 ");
+    check_format(&r, "req terminal=TERM0001 stan=000123 de7=1206011530 mti=0200 proc=000000 "
+                     "amount=2500 currency=504 pan=489001******0012 answered=yes rc=9? auth=- "
+                     "rev=no\n");
+    /* Unanswered, reversed, the reversal answered on its third try. */
+    r = base_record();
+    r.rev = true;
+    strcpy(r.rev_stan, "000125");
+    strcpy(r.rev_de7, "1206011545");
+    r.rev_tries = 3;
+    r.rev_answered = true;
+    strcpy(r.rev_rc, "00");
+    check_format(&r, "req terminal=TERM0001 stan=000123 de7=1206011530 mti=0200 proc=000000 "
+                     "amount=2500 currency=504 pan=489001******0012 answered=no rev=yes "
+                     "rev_stan=000125 rev_de7=1206011545 rev_tries=3 rev_rc=00\n");
+    /* Abandoned before its reversal ever left. */
+    r.rev_stan[0] = r.rev_de7[0] = '\0';
+    r.rev_tries = 0;
+    r.rev_answered = false;
+    r.rev_rc[0] = '\0';
+    check_format(&r, "req terminal=TERM0001 stan=000123 de7=1206011530 mti=0200 proc=000000 "
+                     "amount=2500 currency=504 pan=489001******0012 answered=no rev=yes "
+                     "rev_stan=- rev_de7=- rev_tries=0 rev_rc=none\n");
+    /* A load-mix reversal answered on a repeat; a balance inquiry without an answer (no DE 4);
+     * a 19-digit PAN. */
+    r = base_record();
+    strcpy(r.mti, "0401");
+    r.amount = 7;
+    r.has_orig = true;
+    strcpy(r.orig_mti, "0200");
+    strcpy(r.orig_stan, "000100");
+    strcpy(r.orig_de7, "1206011501");
+    r.answered = true;
+    strcpy(r.rc, "12");
+    check_format(&r, "req terminal=TERM0001 stan=000123 de7=1206011530 mti=0401 proc=000000 "
+                     "amount=7 currency=504 pan=489001******0012 orig_mti=0200 orig_stan=000100 "
+                     "orig_de7=1206011501 answered=yes rc=12 auth=- rev=no\n");
+    r = base_record();
+    strcpy(r.mti, "0100");
+    strcpy(r.proc, "300000");
+    r.has_amount = false;
+    strcpy(r.pan, "4890020000000000029");
+    check_format(&r, "req terminal=TERM0001 stan=000123 de7=1206011530 mti=0100 proc=300000 "
+                     "amount=- currency=504 pan=489002*********0029 answered=no rev=no\n");
+
+    /* A value with a space or '=' cannot break the line's key=value structure. */
+    r = base_record();
+    strcpy(r.terminal, "T M=0001");
+    r.answered = true;
+    strcpy(r.rc, "00");
+    strcpy(r.auth, "A B=C ");
+    char line[LOAD_RECORD_LINE_MAX];
+    assert_true(load_record_format(&r, line, sizeof line) > 0);
+    assert_non_null(strstr(line, "terminal=T?M?0001 "));
+    assert_non_null(strstr(line, " auth=A?B?C? "));
+
+    /* The longest line fits LOAD_RECORD_LINE_MAX; a buffer one byte short is refused. */
+    r = base_record();
+    r.amount = 999999999999ull;
+    strcpy(r.pan, "4890010000000000012");
+    strcpy(r.mti, "0401");
+    r.has_orig = true;
+    strcpy(r.orig_mti, "0200");
+    strcpy(r.orig_stan, "999999");
+    strcpy(r.orig_de7, "1231235959");
+    r.answered = true;
+    strcpy(r.rc, "00");
+    strcpy(r.auth, "ABCDEF");
+    r.rev = true; /* not a combination the harness writes, but the widest */
+    strcpy(r.rev_stan, "999999");
+    strcpy(r.rev_de7, "1231235959");
+    r.rev_tries = 4000000000u;
+    r.rev_answered = true;
+    strcpy(r.rev_rc, "00");
+    int n = load_record_format(&r, line, sizeof line);
+    assert_true(n > 0 && n < LOAD_RECORD_LINE_MAX);
+    assert_int_equal(load_record_format(&r, line, (size_t)n), -1);
+    assert_int_equal(load_record_format(&r, line, (size_t)n + 1), n);
+
+    /* Masking. */
+    char m[20];
+    load_pan_mask("4890010000000012", m);
+    assert_string_equal(m, "489001******0012");
+    load_pan_mask("48900100012", m);
+    assert_string_equal(m, "489001*0012");
+    load_pan_mask("4890010001", m); /* too short to show anything */
+    assert_string_equal(m, "**********");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +636,8 @@ int main(void)
         cmocka_unit_test(test_sched_math),    cmocka_unit_test(test_mix_parse),
         cmocka_unit_test(test_mix_pick),      cmocka_unit_test(test_report_json),
         cmocka_unit_test(test_term_ids_keys), cmocka_unit_test(test_cards_match_issuer_seed),
+        cmocka_unit_test(test_rev_machine),   cmocka_unit_test(test_rev_transitions),
+        cmocka_unit_test(test_record_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
