@@ -106,25 +106,25 @@ static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_C
  * else the newest. */
 #define ANSWER_UPSERT_SQL                                                                          \
     ANSWER_COLUMNS                                                                                 \
-        " FROM (SELECT DISTINCT ON (c1, c2, c3, c4, c5, substr(c6, 1, 3)) * FROM" ANSWER_UNNEST    \
-        " ORDER BY c1, c2, c3, c4, c5, substr(c6, 1, 3),"                                          \
-        " c9 IS NOT NULL DESC, c20 DESC) AS d"                                                     \
-        " ON CONFLICT (request_date, acquirer_id, terminal_id, stan, transmission_time,"           \
-        " mti_class) DO UPDATE SET mti = EXCLUDED.mti, rrn = EXCLUDED.rrn,"                        \
-        " issuer_id = EXCLUDED.issuer_id, issuer_stan = EXCLUDED.issuer_stan,"                     \
-        " processing_code = EXCLUDED.processing_code,"                                             \
-        " amount_minor = EXCLUDED.amount_minor, currency = EXCLUDED.currency,"                     \
-        " response_code = EXCLUDED.response_code, auth_code = EXCLUDED.auth_code,"                 \
-        " pan_masked = EXCLUDED.pan_masked, pan_hmac = EXCLUDED.pan_hmac,"                         \
-        " outcome = EXCLUDED.outcome, original_stan = EXCLUDED.original_stan,"                     \
-        " original_transmission_time = EXCLUDED.original_transmission_time,"                       \
-        " created_at = EXCLUDED.created_at, recorded_at = now(),"                                  \
-        " lat_total_us = EXCLUDED.lat_total_us, lat_mac_us = EXCLUDED.lat_mac_us,"                 \
-        " lat_pin_us = EXCLUDED.lat_pin_us, lat_issuer_us = EXCLUDED.lat_issuer_us,"               \
-        " issuer_transmission_time = EXCLUDED.issuer_transmission_time"                            \
-        " WHERE switch.authorizations.issuer_stan IS NULL"                                         \
-        " AND switch.authorizations.created_at <= EXCLUDED.created_at" KEY_RETURNING               \
-        ", coalesce(issuer_stan, '')"
+    " FROM (SELECT DISTINCT ON (c1, c2, c3, c4, c5, substr(c6, 1, 3)) * FROM" ANSWER_UNNEST        \
+    " ORDER BY c1, c2, c3, c4, c5, substr(c6, 1, 3),"                                              \
+    " c9 IS NOT NULL DESC, c20 DESC) AS d"                                                         \
+    " ON CONFLICT (request_date, acquirer_id, terminal_id, stan, transmission_time,"               \
+    " mti_class) DO UPDATE SET mti = EXCLUDED.mti, rrn = EXCLUDED.rrn,"                            \
+    " issuer_id = EXCLUDED.issuer_id, issuer_stan = EXCLUDED.issuer_stan,"                         \
+    " processing_code = EXCLUDED.processing_code,"                                                 \
+    " amount_minor = EXCLUDED.amount_minor, currency = EXCLUDED.currency,"                         \
+    " response_code = EXCLUDED.response_code, auth_code = EXCLUDED.auth_code,"                     \
+    " pan_masked = EXCLUDED.pan_masked, pan_hmac = EXCLUDED.pan_hmac,"                             \
+    " outcome = EXCLUDED.outcome, original_stan = EXCLUDED.original_stan,"                         \
+    " original_transmission_time = EXCLUDED.original_transmission_time,"                           \
+    " created_at = EXCLUDED.created_at, recorded_at = now(),"                                      \
+    " lat_total_us = EXCLUDED.lat_total_us, lat_mac_us = EXCLUDED.lat_mac_us,"                     \
+    " lat_pin_us = EXCLUDED.lat_pin_us, lat_issuer_us = EXCLUDED.lat_issuer_us,"                   \
+    " issuer_transmission_time = EXCLUDED.issuer_transmission_time"                                \
+    " WHERE switch.authorizations.issuer_stan IS NULL"                                             \
+    " AND switch.authorizations.created_at <= EXCLUDED.created_at" KEY_RETURNING                   \
+    ", coalesce(issuer_stan, '')"
 
 #define REVERSAL_SQL                                                                               \
     "INSERT INTO switch.reversal_queue (request_date, acquirer_id, terminal_id, stan,"             \

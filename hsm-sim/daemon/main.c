@@ -42,6 +42,12 @@ struct server {
     unsigned n_conns;
     bool draining;
     uint64_t next_id;
+    /* --fail PREFIX[=EC]: a test aid. Commands whose code and fields start
+     * with PREFIX are answered with error EC and no fields, unexecuted. */
+    const char *fail_prefix;
+    size_t fail_len;
+    char fail_ec[3];
+    unsigned header_len;
     /* counters since the last stats line */
     uint64_t n_cmds, n_errors, max_ns, sum_ns;
 };
@@ -84,6 +90,33 @@ static void conn_close(struct conn *c, const char *reason, enum at_log_level lev
         bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 }
 
+/* --fail: answers a matching command with the configured error (header
+ * echo, response code, error code) without executing it. Returns the answer
+ * length, 0 when the command does not match. */
+static size_t injected_failure(const struct server *s, const uint8_t *body, size_t len,
+                               uint8_t *out, struct hsm_proto_result *res)
+{
+    size_t hl = s->header_len;
+    if (!s->fail_prefix || len < hl + s->fail_len ||
+        memcmp(body + hl, s->fail_prefix, s->fail_len) != 0)
+        return 0;
+    memcpy(out, body, hl);
+    out[hl] = body[hl];
+    out[hl + 1] = body[hl + 1] == '9' ? 'A' : (uint8_t)(body[hl + 1] + 1);
+    memcpy(out + hl + 2, s->fail_ec, 2);
+    res->cmd[0] = (char)body[hl];
+    res->cmd[1] = (char)body[hl + 1];
+    res->cmd[2] = '\0';
+    memcpy(res->resp, out + hl, 2);
+    res->resp[2] = '\0';
+    memcpy(res->err, s->fail_ec, 3);
+    if (memcmp(s->fail_ec, "00", 2) != 0)
+        return hl + 4;
+    /* "Success" whose fields cannot be decoded: the client must not believe it. */
+    memcpy(out + hl + 4, "0016ZZZZZZZZZZZZZZZZ", 20);
+    return hl + 24;
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
@@ -112,7 +145,9 @@ static void on_read(struct bufferevent *bev, void *arg)
         }
         struct hsm_proto_result res;
         uint64_t t0 = at_mono_ns();
-        size_t n = hsm_proto_execute(s->proto, s->in, body_len, s->out + 2, s->out_cap - 2, &res);
+        size_t n = injected_failure(s, s->in, body_len, s->out + 2, &res);
+        if (n == 0)
+            n = hsm_proto_execute(s->proto, s->in, body_len, s->out + 2, s->out_cap - 2, &res);
         uint64_t dt = at_mono_ns() - t0;
         s->out[0] = (uint8_t)(n >> 8);
         s->out[1] = (uint8_t)n;
@@ -268,6 +303,9 @@ static void usage(FILE *f)
         "  --log-level LEVEL    debug|info|warn|error (default info; debug logs every command)\n"
         "  --max-frame N        largest request body in bytes (default %d, max %d);\n"
         "                       a longer frame closes that connection\n"
+        "  --fail PREFIX[=EC]   test aid: commands whose code and fields start with PREFIX\n"
+        "                       (e.g. M600131003: MACs with a TAK) get error EC (default\n"
+        "                       15), unexecuted; EC 00 answers success with undecodable fields\n"
         "  --help               this text\n"
         "SIGTERM/SIGINT: stop accepting, flush answers, exit 0. SIGHUP: reopen the log.\n",
         HSM_PROTO_MAX_HEADER, HSM_PROTO_MAX_FRAME, HSM_PROTO_FRAME_LIMIT);
@@ -278,12 +316,14 @@ int main(int argc, char **argv)
     const char *listen_addr = "127.0.0.1:1500", *lmk = NULL, *log_path = NULL;
     uint64_t header_len = HSM_PROTO_DEFAULT_HDR, max_frame = HSM_PROTO_MAX_FRAME;
     int log_level = AT_LOG_INFO;
+    const char *fail = NULL;
     static const struct option opts[] = { { "listen", required_argument, NULL, 'l' },
                                           { "header-len", required_argument, NULL, 'H' },
                                           { "lmk", required_argument, NULL, 'k' },
                                           { "log", required_argument, NULL, 'o' },
                                           { "log-level", required_argument, NULL, 'v' },
                                           { "max-frame", required_argument, NULL, 'm' },
+                                          { "fail", required_argument, NULL, 'f' },
                                           { "help", no_argument, NULL, 'h' },
                                           { NULL, 0, NULL, 0 } };
     int ch;
@@ -317,6 +357,9 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'f':
+            fail = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -345,7 +388,22 @@ int main(int argc, char **argv)
     at_log_set_buffered(true);
     signal(SIGPIPE, SIG_IGN);
 
-    struct server s = { .max_frame = (size_t)max_frame };
+    struct server s = { .max_frame = (size_t)max_frame, .header_len = (unsigned)header_len };
+    if (fail) {
+        const char *eq = strchr(fail, '=');
+        s.fail_prefix = fail;
+        s.fail_len = eq ? (size_t)(eq - fail) : strlen(fail);
+        memcpy(s.fail_ec, eq ? eq + 1 : "15", 2);
+        s.fail_ec[2] = '\0';
+        if (s.fail_len < 2 || (eq && (strlen(eq + 1) != 2 || eq[1] < '0' || eq[1] > '9' ||
+                                      eq[2] < '0' || eq[2] > '9'))) {
+            fprintf(stderr, "hsm-sim: --fail wants a command prefix of 2+ characters and an"
+                            " optional =EC of two digits\n");
+            return 2;
+        }
+        at_log(AT_LOG_WARN, "fault_injection", AT_STRN("prefix", fail, s.fail_len),
+               AT_STR("error", s.fail_ec));
+    }
     char err[256];
     struct hsm_proto_config pc = { .header_len = (unsigned)header_len, .lmk_path = lmk };
     if (hsm_proto_new(&pc, &s.proto, err, sizeof err) != 0) {

@@ -89,6 +89,19 @@ int stack_start_switch(struct stack *s)
     return -1;
 }
 
+int stack_start_hsm(struct stack *s, const char *fail)
+{
+    char listen[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", s->hsm_port);
+    const char *args[] = { "--listen", listen, fail ? "--fail" : NULL, fail, NULL };
+    s->hsm = ts_spawn("hsm-sim", args, s->hsm_log);
+    if (s->hsm <= 0 || ts_wait_port(s->hsm_port, 10000) != 0) {
+        fprintf(stderr, "stack: hsm-sim did not come up (log %s)\n", s->hsm_log);
+        return -1;
+    }
+    return 0;
+}
+
 int stack_start_issuer(struct stack *s)
 {
     char listen[32], hsm[32];
@@ -106,7 +119,7 @@ int stack_start_issuer(struct stack *s)
 
 int stack_start(struct stack *s, const struct stack_opts *o)
 {
-    char err[256], hsm_listen[32], path[512];
+    char err[256], path[512];
     memset(s, 0, sizeof *s);
     s->opts = *o;
     if (!s->opts.issuer_timeout_ms)
@@ -155,10 +168,7 @@ int stack_start(struct stack *s, const struct stack_opts *o)
     s->pos_port = ts_free_port();
     s->metrics_port = ts_free_port();
     s->issuer_port = ts_free_port();
-    snprintf(hsm_listen, sizeof hsm_listen, "127.0.0.1:%u", s->hsm_port);
-    const char *hargs[] = { "--listen", hsm_listen, NULL };
-    s->hsm = ts_spawn("hsm-sim", hargs, s->hsm_log);
-    if (s->hsm <= 0 || ts_wait_port(s->hsm_port, 10000) != 0)
+    if (stack_start_hsm(s, NULL) != 0)
         return -1;
     if (s->opts.issuer) {
         char n[16];

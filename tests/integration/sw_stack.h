@@ -37,6 +37,8 @@ int stack_stop(struct stack *s);
 /* (Re)starts switchd alone, e.g. after a crash test. */
 int stack_start_switch(struct stack *s);
 int stack_start_issuer(struct stack *s);
+/* (Re)starts hsm-sim on its port; fail, when not NULL, is its --fail fault. */
+int stack_start_hsm(struct stack *s, const char *fail);
 
 /* Terminal by id (TERM0001…), counters from stan_base (unique per test). */
 struct sim_term *stack_term(struct stack *s, const char *id);

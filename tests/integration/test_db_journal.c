@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include <sys/resource.h>
+
 #include "db_testlib.h"
 #include "internal.h" /* the spool reader, to inspect a spool file */
 #include "testsupport.h"
@@ -949,6 +951,88 @@ static void test_crash_then_replay(void **state)
     dbt_drop(conninfo);
 }
 
+/* ---- a spool write cut short --------------------------------------------------------------- */
+
+/* A group whose write fails half-way (here a file size limit: EFBIG after a partial write, as
+ * ENOSPC would) is reported not durable, and must leave nothing behind: the records spooled
+ * after it are still read back. Once, the fragment stayed and hid every later record from
+ * the replay (the reader stops at the first bad frame). */
+static void test_spool_write_cut_short(void **state)
+{
+    char spool[600];
+    snprintf(spool, sizeof spool, "%s", spool_path("cut"));
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        signal(SIGXFSZ, SIG_IGN);
+        struct event_base *base = event_base_new();
+        struct db_journal *j = NULL;
+        struct db_journal_opts o = { .conninfo = "host=/nonexistent-atlas port=1 dbname=x",
+                                     .spool_path = spool };
+        if (db_journal_new(base, &o, &j) != 0)
+            _exit(3);
+        char msg[128];
+        int len = 0;
+        for (unsigned phase = 0; phase < 3; phase++) {
+            struct stat sb;
+            struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
+            if (phase == 1 && stat(spool, &sb) == 0)
+                rl.rlim_cur = (rlim_t)sb.st_size + 200; /* room for one record and a half */
+            if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+                _exit(4);
+            static struct tcb cbs[50];
+            struct tally t = { .expected = 50 };
+            struct db_auth_record rec;
+            for (unsigned i = 0; i < 50; i++) {
+                dbt_record(&rec, 30 + phase, i);
+                cbs[i] = (struct tcb){ .t = &t, .seq = i };
+                if (db_journal_submit(j, &rec, tally_cb, &cbs[i]) != 0)
+                    _exit(5);
+            }
+            if (dbt_run_until(base, all_called, &t, 30000) != 0)
+                _exit(6);
+            len += snprintf(msg + len, sizeof msg - (size_t)len, "%u %u ", t.spooled, t.failed);
+        }
+        if (write(pfd[1], msg, (size_t)len) != len)
+            _exit(7);
+        _exit(0);
+    }
+    close(pfd[1]);
+    char buf[128] = "";
+    FILE *f = fdopen(pfd[0], "r");
+    assert_non_null(fgets(buf, sizeof buf, f));
+    fclose(f);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    unsigned sp[3], fl[3];
+    assert_int_equal(
+        sscanf(buf, "%u %u %u %u %u %u", &sp[0], &fl[0], &sp[1], &fl[1], &sp[2], &fl[2]), 6);
+    assert_int_equal(sp[0], 50); /* before the limit */
+    assert_int_equal(fl[1], 50); /* the group cut short: not durable, and told so */
+    assert_int_equal(sp[2], 50); /* after it */
+    /* Every acknowledged record reads back; none of the group that failed. */
+    struct spool_reader rd;
+    struct db_auth_record rec;
+    unsigned per_run[3] = { 0, 0, 0 };
+    enum spool_read_status rs;
+    assert_int_equal(spool_reader_open(&rd, spool), 0);
+    while ((rs = spool_reader_next(&rd, &rec)) == SPOOL_READ_OK) {
+        unsigned run = (unsigned)atoi(rec.acquirer_id + 3);
+        assert_true(run >= 30 && run <= 32);
+        per_run[run - 30]++;
+    }
+    spool_reader_close(&rd);
+    assert_int_equal(rs, SPOOL_READ_END);
+    assert_int_equal(per_run[0], 50);
+    assert_int_equal(per_run[1], 0);
+    assert_int_equal(per_run[2], 50);
+    unlink(spool);
+}
+
 int main(void)
 {
     if (!getenv("PGHOST") && !getenv("PGDATABASE")) {
@@ -964,6 +1048,7 @@ int main(void)
         cmocka_unit_test(test_client_and_error_mapping),
         cmocka_unit_test(test_terminate_backend_mid_batch),
         cmocka_unit_test(test_crash_then_replay),
+        cmocka_unit_test(test_spool_write_cut_short),
         cmocka_unit_test(test_hung_server_batch_timeout),
         cmocka_unit_test(test_server_restart_under_load),
     };

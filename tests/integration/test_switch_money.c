@@ -242,6 +242,180 @@ static void test_repeat_of_a_reversed_approval_is_not_approved(void **state)
     assert_int_equal(stack_balance(&S, pan), before);
 }
 
+/* The HSM answers the response MAC of an approval with a success it cannot
+ * decode: the approval is withdrawn (96, journaled as such) and the money goes
+ * back — never an approval with a zero MAC. */
+static void test_approval_without_a_response_mac_is_withdrawn(void **state)
+{
+    const char *pan = "4890020000000029";
+    struct sim_txn x;
+    struct sim_resp r;
+    struct sim_sent sent;
+    long long before = stack_balance(&S, pan);
+    ts_stop(S.hsm, SIGTERM, 5000);
+    assert_int_equal(stack_start_hsm(&S, "M600131003=00"), 0); /* M6 with a TAK */
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 4321);
+    for (int i = 0; i < 50; i++) { /* until switchd's HSM pool is back */
+        assert_int_equal(stack_send(&S, stack_term(&S, "TERM0002"), &x, &r, &sent), 0);
+        if (strcmp(r.rc, "96") != 0 || stack_log_has(S.switch_log, "approval_withdrawn", 0))
+            break;
+        x.stan = 0;
+        usleep(100000);
+    }
+    assert_string_equal(r.rc, "96");
+    assert_int_not_equal(r.mac, SIM_MAC_OK);
+    assert_true(stack_log_has(S.switch_log, "\"event\":\"approval_withdrawn\"", 2000));
+    ts_stop(S.hsm, SIGTERM, 5000);
+    assert_int_equal(stack_start_hsm(&S, NULL), 0);
+    assert_true(stack_wait_balance(&S, pan, before, 15000));
+    assert_int_equal(journal_count("TERM0002", sent.stan, "response_code = '96'"), 1);
+}
+
+/* An issuer's 96 may hide a commit it could not confirm: the switch reverses
+ * it, and the repeat of the request gets the 96 again. */
+static void test_an_issuer_96_is_reversed(void **state)
+{
+    const char *pan = "4890010000000012"; /* Visa PVV: issuer-sim verifies with EC */
+    struct sim_txn x;
+    struct sim_resp r;
+    struct sim_sent sent;
+    long long before = stack_balance(&S, pan);
+    ts_stop(S.hsm, SIGTERM, 5000);
+    assert_int_equal(stack_start_hsm(&S, "EC"), 0);
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 640);
+    x.now_us = (uint64_t)time(NULL) * 1000000u;
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
+        if (strcmp(r.rc, "91") != 0)
+            break;
+        x.stan = 0;
+        usleep(100000);
+    }
+    assert_string_equal(r.rc, "96");
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.reversal_queue WHERE terminal_id = 'TERM0001'"
+             " AND stan = '%s' AND reason = 'error' AND state = 'acked'",
+             sent.stan);
+    assert_int_equal(stack_wait_scalar(&S, sql, 1, 10000), 0);
+    snprintf(x.mti, sizeof x.mti, "0201");
+    x.stan = (uint32_t)atoi(sent.stan);
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, NULL), 0);
+    assert_string_equal(r.rc, "96");
+    ts_stop(S.hsm, SIGTERM, 5000);
+    assert_int_equal(stack_start_hsm(&S, NULL), 0);
+    assert_int_equal(stack_balance(&S, pan), before);
+}
+
+/* The issuer refuses a reversal for good (51: reversing the refund would
+ * overdraw the wallet): the reversal is parked as failed for an operator, not
+ * counted as acknowledged. */
+static void test_a_refused_reversal_is_failed_not_acknowledged(void **state)
+{
+    const char *pan = "4890040000000043";
+    struct sim_txn x, rev;
+    struct sim_resp r;
+    struct sim_sent sent;
+    stack_card_txn(&x, SIM_T_REFUND, pan, 100);
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
+    assert_string_equal(r.rc, "00");
+    long long balance = stack_balance(&S, pan);
+    struct sim_txn spend;
+    stack_card_txn(&spend, SIM_T_PURCHASE, pan, (uint64_t)(balance - 50));
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &spend, &r, NULL), 0);
+    assert_string_equal(r.rc, "00");
+    stack_reversal_of(&rev, pan, 100, &sent);
+    snprintf(rev.proc, sizeof rev.proc, "%s", sent.proc);
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &rev, &r, NULL), 0);
+    assert_string_equal(r.rc, "00"); /* queued durably */
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.reversal_queue WHERE terminal_id = 'TERM0001'"
+             " AND stan = '%s' AND state = 'failed' AND last_response_code = '51'",
+             sent.stan);
+    assert_int_equal(stack_wait_scalar(&S, sql, 1, 10000), 0);
+    assert_int_equal(stack_balance(&S, pan), 50);
+}
+
+/* A reversal must name the card of its original: another PAN is refused (12)
+ * and never forwarded; the right one goes through. */
+static void test_a_reversal_with_another_card_is_refused(void **state)
+{
+    const char *pan = "4890010000000012", *other = "4890010000000053";
+    struct sim_txn x, rev;
+    struct sim_resp r;
+    struct sim_sent sent;
+    long long before = stack_balance(&S, pan);
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 2020);
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
+    assert_string_equal(r.rc, "00");
+    stack_reversal_of(&rev, other, 2020, &sent);
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &rev, &r, NULL), 0);
+    assert_string_equal(r.rc, "12");
+    usleep(500000);
+    assert_int_equal(stack_balance(&S, pan), before - 2020);
+    stack_reversal_of(&rev, pan, 2020, &sent);
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &rev, &r, NULL), 0);
+    assert_string_equal(r.rc, "00");
+    assert_true(stack_wait_balance(&S, pan, before, 8000));
+}
+
+/* switchd read its PAN keys from the environment: they are no longer in it. */
+static void test_pan_keys_leave_the_environment(void **state)
+{
+    char path[64], env[8192];
+    snprintf(path, sizeof path, "/proc/%d/environ", (int)S.sw);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(env, 1, sizeof env - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < n; i++)
+        if (env[i] == '\0')
+            env[i] = '\n';
+    env[n] = '\0';
+    /* The block /proc shows is the one the process started with: the names
+     * stay, the values must be gone from it. */
+    assert_non_null(getenv("ATLAS_PAN_HMAC_KEY"));
+    assert_null(strstr(env, getenv("ATLAS_PAN_HMAC_KEY")));
+    assert_null(strstr(env, getenv("ATLAS_PAN_SEAL_KEY")));
+}
+
+/* The issuer stalls, switchd's database goes away, requests time out and
+ * switchd gets SIGTERM in the middle of it: the reversals it decided are in
+ * its spool when it exits, and the next switchd delivers them. */
+static void test_sigterm_during_an_outage_keeps_the_reversals(void **state)
+{
+    enum { N = 2 };
+    const char *pan = "4890030000000036";
+    struct sim_txn x;
+    struct sim_sent sent[N];
+    int fds[N];
+    long long before = stack_balance(&S, pan);
+    sleep(2); /* past the duplicate table's horizon + clock_skew_s */
+    assert_int_equal(stack_switch_db(&S, false), 0);
+    kill(S.issuer, SIGSTOP);
+    for (int i = 0; i < N; i++) {
+        stack_card_txn(&x, SIM_T_PURCHASE, pan, 20 + (uint64_t)i);
+        fds[i] = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent[i]);
+        assert_true(fds[i] >= 0);
+    }
+    sleep(3); /* timeouts: 91s and reversals, all in the spool */
+    int st = ts_stop(S.sw, SIGTERM, 15000);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    kill(S.issuer, SIGCONT); /* it applies the debits now, answering nobody */
+    assert_int_equal(stack_switch_db(&S, true), 0);
+    assert_int_equal(stack_start_switch(&S), 0);
+    assert_true(stack_wait_balance(&S, pan, before, 15000));
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.reversal_queue WHERE terminal_id = 'TERM0001'"
+             " AND state = 'acked' AND stan IN ('%s', '%s')",
+             sent[0].stan, sent[1].stan);
+    assert_int_equal(stack_wait_scalar(&S, sql, N, 10000), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,6 +425,12 @@ int main(void)
         cmocka_unit_test_setup(test_reversals_decided_while_the_database_is_away, alive),
         cmocka_unit_test_setup(test_refusal_does_not_leave_a_later_approval_unjournaled, alive),
         cmocka_unit_test_setup(test_repeat_of_a_reversed_approval_is_not_approved, alive),
+        cmocka_unit_test_setup(test_approval_without_a_response_mac_is_withdrawn, alive),
+        cmocka_unit_test_setup(test_an_issuer_96_is_reversed, alive),
+        cmocka_unit_test_setup(test_a_refused_reversal_is_failed_not_acknowledged, alive),
+        cmocka_unit_test_setup(test_a_reversal_with_another_card_is_refused, alive),
+        cmocka_unit_test_setup(test_pan_keys_leave_the_environment, alive),
+        cmocka_unit_test_setup(test_sigterm_during_an_outage_keeps_the_reversals, alive),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -135,12 +135,57 @@ static void test_luhn_and_response_mti(void **state)
     assert_string_equal(out, "0430");
 }
 
+/* DE 7 is a real MMDDhhmmss: month 13 or February 30 would journal the
+ * request on a made-up day (and once were accepted). */
+static void test_transmission_time_is_a_real_date(void **state)
+{
+    static const char *const bad[] = { "1301120000", "0001120000", "0230120000", "0431120000",
+                                       "1231240000", "1231236000", "1231235960", "12312359" };
+    static const char *const good[] = { "0229120000", "1231235959", "0101000000" };
+    struct iso_msg m;
+    uint8_t arena[512];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        base_0200(&m, arena, sizeof arena);
+        assert_int_equal(iso_set_str(&m, 7, bad[i]), 0);
+        expect(&m, "30", 7);
+    }
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        struct sw_validation v;
+        base_0200(&m, arena, sizeof arena);
+        assert_int_equal(iso_set_str(&m, 7, good[i]), 0);
+        assert_int_equal(sw_validate(&m, &v), 0);
+    }
+    /* A reversal's DE 90 carries its original's DE 7: the same rule. */
+    base_0200(&m, arena, sizeof arena);
+    assert_int_equal(iso_set_mti(&m, "0420"), 0);
+    assert_int_equal(iso_set_str(&m, 90, "020012345613011200000000010000100000000000"), 0);
+    expect(&m, "30", 90);
+}
+
+/* DE 7 to wall-clock time: the year is the one nearest now. */
+static void test_de7_to_wall_clock(void **state)
+{
+    uint64_t now = 1796083200000ull; /* 2026-12-01T00:00:00Z */
+    uint64_t t;
+    assert_true(sw_de7_wall_ms((const uint8_t *)"1201000001", 10, now, &t));
+    assert_int_equal(t, now + 1000);
+    assert_true(sw_de7_wall_ms((const uint8_t *)"0101000000", 10, now, &t));
+    assert_int_equal(t, 1798761600000ull); /* 2027-01-01: a month ahead, not eleven back */
+    assert_true(sw_de7_wall_ms((const uint8_t *)"1130235959", 10, now, &t));
+    assert_int_equal(t, now - 1000);
+    assert_false(sw_de7_wall_ms((const uint8_t *)"1301000000", 10, now, &t));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_purchase),         cmocka_unit_test(test_failures_and_codes),
-        cmocka_unit_test(test_track2_pan_and_balance), cmocka_unit_test(test_netmgmt_and_reversal),
+        cmocka_unit_test(test_valid_purchase),
+        cmocka_unit_test(test_failures_and_codes),
+        cmocka_unit_test(test_track2_pan_and_balance),
+        cmocka_unit_test(test_netmgmt_and_reversal),
         cmocka_unit_test(test_luhn_and_response_mti),
+        cmocka_unit_test(test_transmission_time_is_a_real_date),
+        cmocka_unit_test(test_de7_to_wall_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
