@@ -498,18 +498,18 @@ static void test_idle_reset_by_input(void **state)
     struct rec r;
     int peer;
     setup_pair(&base, &peer, &r, 256);
-    at_stream_set_idle_timeout(r.s, 1);
-    for (int i = 0; i < 6; i++) {
+    at_stream_set_idle_timeout(r.s, 2);
+    for (int i = 0; i < 10; i++) { /* 3 s in all, never 2 s without input */
         run_ms(base, 300);
         assert_int_equal(write(peer, "\x00\x01Z", 3), 3);
     }
     run_ms(base, 50);
     assert_int_equal(r.closes, 0);
-    assert_int_equal(r.n_frames, 6);
+    assert_int_equal(r.n_frames, 10);
     uint64_t took = run_until_closed(base, &r, 10000);
     assert_int_equal(r.closes, 1);
     assert_string_equal(r.reason, AT_STREAM_IDLE_TIMEOUT);
-    assert_true(took >= 900);
+    assert_true(took >= 1900);
     close(peer);
     event_base_free(base);
 }
@@ -550,9 +550,9 @@ static void test_frames_within_deadline_are_served(void **state)
     struct event_base *base;
     struct rec r;
     int peer;
-    struct at_stream_limits lim = { .max_frame = 256, .frame_timeout_ms = 400 };
+    struct at_stream_limits lim = { .max_frame = 256, .frame_timeout_ms = 1000 };
     setup_lim(&base, &peer, &r, &lim);
-    for (int f = 0; f < 3; f++) {
+    for (int f = 0; f < 8; f++) { /* each frame over 120 ms, 1.6 s in all */
         assert_int_equal(write(peer, "\x00", 1), 1);
         run_ms(base, 60);
         assert_int_equal(write(peer,
@@ -564,17 +564,17 @@ static void test_frames_within_deadline_are_served(void **state)
         assert_int_equal(write(peer, "bc", 2), 2);
         run_ms(base, 20);
     }
-    assert_int_equal(r.n_frames, 3);
-    assert_string_equal(r.frames[2], "abc");
+    assert_int_equal(r.n_frames, 8);
+    assert_string_equal(r.frames[7], "abc");
     /* Half of the next frame arrives with the rest of this one: its clock
      * starts then. */
     assert_int_equal(write(peer, "\x00\x02xy\x00", 5), 5);
     run_ms(base, 100);
-    assert_int_equal(r.n_frames, 4);
+    assert_int_equal(r.n_frames, 9);
     assert_int_equal(write(peer, "\x01q", 2), 2);
-    run_ms(base, 700); /* nothing pending: no deadline */
+    run_ms(base, 1500); /* nothing pending: no deadline */
     assert_int_equal(r.closes, 0);
-    assert_int_equal(r.n_frames, 5);
+    assert_int_equal(r.n_frames, 10);
     at_stream_close(r.s, "done", false);
     run_ms(base, 20);
     close(peer);
@@ -588,19 +588,19 @@ static void test_frame_clock_stops_while_paused(void **state)
     struct event_base *base;
     struct rec r;
     int peer;
-    struct at_stream_limits lim = { .max_frame = 256, .frame_timeout_ms = 300 };
+    struct at_stream_limits lim = { .max_frame = 256, .frame_timeout_ms = 1000 };
     setup_lim(&base, &peer, &r, &lim);
     assert_int_equal(write(peer, "\x00\x05he", 4), 4);
     run_ms(base, 50);
     at_stream_pause(r.s);
-    run_ms(base, 600);
+    run_ms(base, 1500);
     assert_int_equal(r.closes, 0);
     uint64_t t0 = ms_now();
     at_stream_resume(r.s);
     run_until_closed(base, &r, 5000);
     assert_int_equal(r.closes, 1);
     assert_string_equal(r.reason, AT_STREAM_FRAME_TIMEOUT);
-    assert_true(ms_now() - t0 >= 290);
+    assert_true(ms_now() - t0 >= 990);
     close(peer);
     event_base_free(base);
 }
