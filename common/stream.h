@@ -75,9 +75,9 @@ struct at_stream_limits {
                                    written within this, or the stream is closed
                                    (AT_STREAM_WRITE_TIMEOUT) without flushing; 0 = none */
     unsigned frame_timeout_ms;  /* a frame whose first byte was read must be complete within
-                                   this, or the stream is closed (AT_STREAM_FRAME_TIMEOUT);
-                                   the clock stops while the owner has reading paused;
-                                   0 = none */
+                                   this, or the stream is closed (AT_STREAM_FRAME_TIMEOUT;
+                                   what is queued for the peer is still flushed); the clock
+                                   stops while the owner has reading paused; 0 = none */
 };
 
 /* Wraps an accepted, connected socket (the stream takes ownership of fd).
