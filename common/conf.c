@@ -186,8 +186,11 @@ void at_settings_print_help(const struct at_setting *table, size_t n, const char
         fprintf(f, "[%s]\n", section);
     for (size_t i = 0; i < n; i++) {
         const struct at_setting *s = &table[i];
-        fprintf(f, "  %-22s %-8s default %s%s%s\n      %s\n", s->name, types[s->type],
-                (s->flags & AT_SET_SENSITIVE) ? "(hidden)" : s->default_value,
+        char max[32] = "";
+        if (s->type == AT_SET_U64 && s->max)
+            snprintf(max, sizeof max, ", max %llu", (unsigned long long)s->max);
+        fprintf(f, "  %-22s %-8s default %s%s%s%s\n      %s\n", s->name, types[s->type],
+                (s->flags & AT_SET_SENSITIVE) ? "(hidden)" : s->default_value, max,
                 (s->flags & AT_SET_RELOADABLE) ? ", reloadable" : "",
                 (s->flags & AT_SET_SENSITIVE) ? ", sensitive" : "", s->help);
     }

@@ -55,7 +55,7 @@ int at_settings_defaults(const struct at_setting *table, size_t n, void *base, c
 int at_settings_set(const struct at_setting *table, size_t n, void *base, const char *key,
                     const char *value, char *err, size_t errcap);
 
-/* Prints the table as documentation (name, type, default, flags, help). */
+/* Prints the table as documentation (name, type, default, max, flags, help). */
 void at_settings_print_help(const struct at_setting *table, size_t n, const char *section,
                             void *file /* FILE * */);
 

@@ -1,5 +1,11 @@
-/* Framed streams on bufferevents (see stream.h for the contract). */
+/* Framed streams on bufferevents (see stream.h for the contract). The idle,
+ * frame and write deadlines share one timer per stream, armed for the
+ * earliest of them and checked when it fires: a deadline that goes away (a
+ * frame completed, the output drained) does not touch the timer, so a busy
+ * stream pays a clock read per partial frame, not a timer update per frame. */
 #include "stream.h"
+
+#include "clock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,16 +24,26 @@
 
 struct at_stream {
     struct bufferevent *bev;
-    struct event *work;  /* deferred: continue framing, or deliver on_close and free */
-    struct event *send;  /* deferred: write what this loop turn queued, in one syscall */
-    struct event *flush; /* bounds a closing flush */
+    struct event *work;     /* deferred: continue framing, or deliver on_close and free */
+    struct event *send;     /* deferred: write what this loop turn queued, in one syscall */
+    struct event *flush;    /* bounds a closing flush */
+    struct event *deadline; /* the earliest of the idle, frame and write deadlines */
     struct at_stream_ops ops;
     void *arg;
     struct at_stream_limits lim;
     unsigned pauses;
     bool closing, close_delivered, flushing, connecting;
     bool out_paused; /* reading stopped because the peer does not read its answers */
-    unsigned depth;  /* > 0 while inside an owner callback */
+    /* Deadlines, on the monotonic clock in milliseconds. */
+    uint64_t deadline_at_ms; /* when the deadline timer fires; 0 = not armed */
+    uint64_t idle_ms;        /* 0 = no idle timeout */
+    uint64_t last_in_ms;     /* last input, or when a pause or being busy ended */
+    uint64_t frame_since_ms; /* the incomplete frame at the head of the input began */
+    uint64_t out_since_ms;   /* the output began waiting for the socket */
+    bool frame_open;         /* an incomplete frame is at the head of the input */
+    bool out_waiting;        /* output the kernel did not take waits for EV_WRITE */
+    bool busy;               /* the owner owes the peer answers: not idle */
+    unsigned depth;          /* > 0 while inside an owner callback */
     char reason[96];
     char peer[64];
     uint64_t id;
@@ -41,6 +57,12 @@ static void flush_timeout(evutil_socket_t fd, short what, void *ctx);
 static void on_read(struct bufferevent *bev, void *ctx);
 static void on_write(struct bufferevent *bev, void *ctx);
 static void on_event(struct bufferevent *bev, short what, void *ctx);
+static void on_deadline(evutil_socket_t fd, short what, void *ctx);
+
+static uint64_t now_ms(void)
+{
+    return at_mono_ns() / 1000000u;
+}
 
 static void peer_name(struct at_stream *s, int fd)
 {
@@ -84,7 +106,8 @@ static struct at_stream *stream_alloc(struct event_base *base, int fd,
     s->work = event_new(base, -1, 0, run_work, s);
     s->send = event_new(base, -1, 0, run_send, s);
     s->flush = evtimer_new(base, flush_timeout, s);
-    if (!s->bev || !s->work || !s->send || !s->flush) {
+    s->deadline = evtimer_new(base, on_deadline, s);
+    if (!s->bev || !s->work || !s->send || !s->flush || !s->deadline) {
         if (s->bev)
             bufferevent_free(s->bev);
         else if (fd >= 0)
@@ -95,6 +118,8 @@ static struct at_stream *stream_alloc(struct event_base *base, int fd,
             event_free(s->send);
         if (s->flush)
             event_free(s->flush);
+        if (s->deadline)
+            event_free(s->deadline);
         free(s);
         return NULL;
     }
@@ -145,6 +170,81 @@ static void schedule(struct at_stream *s)
     event_active(s->work, 0, 0);
 }
 
+/* The earliest moment one of the stream's deadlines expires, UINT64_MAX when
+ * none runs. The idle and frame clocks stop while reading is paused: then the
+ * owner, not the peer, is the one waiting. */
+static uint64_t next_deadline(const struct at_stream *s)
+{
+    uint64_t at = UINT64_MAX;
+    if (s->closing || s->connecting)
+        return at;
+    if (s->out_waiting && s->lim.write_timeout_ms)
+        at = s->out_since_ms + s->lim.write_timeout_ms;
+    if (s->pauses == 0) {
+        if (s->frame_open && s->lim.frame_timeout_ms &&
+            s->frame_since_ms + s->lim.frame_timeout_ms < at)
+            at = s->frame_since_ms + s->lim.frame_timeout_ms;
+        if (s->idle_ms && !s->busy && s->last_in_ms + s->idle_ms < at)
+            at = s->last_in_ms + s->idle_ms;
+    }
+    return at;
+}
+
+/* Arms the deadline timer for the earliest deadline, unless it already fires
+ * by then: a timer firing early finds nothing due and re-arms itself. */
+static void arm_deadline(struct at_stream *s, uint64_t now)
+{
+    uint64_t at = next_deadline(s);
+    if (at == UINT64_MAX || (s->deadline_at_ms != 0 && s->deadline_at_ms <= at))
+        return;
+    uint64_t wait = at > now ? at - now : 0;
+    struct timeval tv = { (time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000 };
+    if (evtimer_add(s->deadline, &tv) == 0)
+        s->deadline_at_ms = at;
+}
+
+/* The deadline timer: closes the stream for the first deadline that has
+ * passed, or re-arms for the next one. From the loop only. */
+static void on_deadline(evutil_socket_t fd, short what, void *ctx)
+{
+    struct at_stream *s = ctx;
+    s->deadline_at_ms = 0;
+    if (s->closing || s->connecting)
+        return;
+    uint64_t now = now_ms();
+    if (s->out_waiting && s->lim.write_timeout_ms &&
+        now >= s->out_since_ms + s->lim.write_timeout_ms) {
+        at_stream_close(s, AT_STREAM_WRITE_TIMEOUT, false); /* the peer does not read */
+        return;
+    }
+    if (s->pauses == 0) {
+        if (s->frame_open && s->lim.frame_timeout_ms &&
+            now >= s->frame_since_ms + s->lim.frame_timeout_ms) {
+            /* Answers to its earlier requests may be queued: try to deliver. */
+            at_stream_close(s, AT_STREAM_FRAME_TIMEOUT, true);
+            return;
+        }
+        if (s->idle_ms && !s->busy && now >= s->last_in_ms + s->idle_ms) {
+            at_stream_close(s, AT_STREAM_IDLE_TIMEOUT, false);
+            return;
+        }
+    }
+    arm_deadline(s, now);
+}
+
+/* An incomplete frame is at the head of the input: its clock starts now
+ * unless it was already running (more bytes of the same frame do not
+ * restart it). */
+static void frame_begun(struct at_stream *s)
+{
+    if (s->frame_open || !s->lim.frame_timeout_ms)
+        return;
+    uint64_t now = now_ms();
+    s->frame_open = true;
+    s->frame_since_ms = now;
+    arm_deadline(s, now);
+}
+
 /* Frees the stream once on_close was delivered and no owner callback is on
  * the stack. */
 static void finish_close(struct at_stream *s)
@@ -161,6 +261,7 @@ static void finish_close(struct at_stream *s)
     event_free(s->work);
     event_free(s->send);
     event_free(s->flush);
+    event_free(s->deadline);
     free(s);
 }
 
@@ -194,8 +295,10 @@ static void drain_input(struct at_stream *s)
 
     while (!s->closing && s->pauses == 0) {
         size_t avail = evbuffer_get_length(in);
-        if (avail == 0)
+        if (avail == 0) {
+            s->frame_open = false;
             return;
+        }
         if (handled == s->lim.frames_per_wakeup) {
             schedule(s); /* let other peers run first */
             return;
@@ -218,6 +321,8 @@ static void drain_input(struct at_stream *s)
         if (r == 0) {
             if (fr.need > s->lim.max_frame)
                 at_stream_close(s, "frame longer than the maximum", false);
+            else
+                frame_begun(s);
             return; /* wait for more bytes */
         }
         if (fr.consume > s->lim.max_frame) {
@@ -229,6 +334,7 @@ static void drain_input(struct at_stream *s)
         s->ops.on_frame(s->arg, s, p, fr.consume, p + fr.msg_off, fr.msg_len);
         s->depth--;
         evbuffer_drain(in, fr.consume);
+        s->frame_open = false; /* the next frame's clock starts with its own bytes */
         handled++;
     }
 }
@@ -256,6 +362,8 @@ static void run_work(evutil_socket_t fd, short what, void *ctx)
 static void on_read(struct bufferevent *bev, void *ctx)
 {
     struct at_stream *s = ctx;
+    if (s->idle_ms)
+        s->last_in_ms = now_ms();
     drain_input(s);
     if (s->closing && !s->flushing)
         finish_close(s);
@@ -266,6 +374,7 @@ static void on_read(struct bufferevent *bev, void *ctx)
  * loop only (run_send, on_write). */
 static void output_drained(struct at_stream *s)
 {
+    s->out_waiting = false; /* the write deadline is over (the timer finds nothing due) */
     if (s->out_paused) {
         s->out_paused = false;
         at_stream_resume(s);
@@ -307,8 +416,24 @@ static void run_send(evutil_socket_t fd, short what, void *ctx)
         end_now(s, reason);
         return;
     }
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+    size_t left = evbuffer_get_length(bufferevent_get_output(s->bev));
+    if (left == 0) {
         output_drained(s);
+        return;
+    }
+    /* The kernel is full: the peer is not reading as fast as it is answered. */
+    if (s->lim.output_cap && left > s->lim.output_cap) {
+        at_stream_close(s, AT_STREAM_OUTPUT_CAP, false);
+        return;
+    }
+    if (!s->out_waiting) {
+        s->out_waiting = true;
+        if (s->lim.write_timeout_ms) {
+            uint64_t now = now_ms();
+            s->out_since_ms = now;
+            arm_deadline(s, now);
+        }
+    }
 }
 
 /* libevent wrote the rest of the output once the socket became writable. */
@@ -341,10 +466,6 @@ static void on_event(struct bufferevent *bev, short what, void *ctx)
         return;
     }
     int err = EVUTIL_SOCKET_ERROR();
-    if (what & BEV_EVENT_TIMEOUT) {
-        at_stream_close(s, "idle timeout", false);
-        return;
-    }
     char reason[96];
     if (what & BEV_EVENT_ERROR)
         snprintf(reason, sizeof reason, "%s: %s", s->connecting ? "connect failed" : "socket error",
@@ -360,6 +481,13 @@ int at_stream_write(struct at_stream *s, const void *hdr, size_t hdr_len, const 
     if (s->closing)
         return -1;
     struct evbuffer *out = bufferevent_get_output(s->bev);
+    if (s->lim.output_cap && s->out_waiting &&
+        evbuffer_get_length(out) + hdr_len + body_len > s->lim.output_cap) {
+        /* The kernel holds all it will take and the peer does not read:
+         * refuse this write (the owner learns it was not sent) and end. */
+        at_stream_close(s, AT_STREAM_OUTPUT_CAP, false);
+        return -1;
+    }
     if ((hdr_len && evbuffer_add(out, hdr, hdr_len) != 0) ||
         (body_len && evbuffer_add(out, body, body_len) != 0))
         return -1;
@@ -388,14 +516,37 @@ void at_stream_resume(struct at_stream *s)
         return;
     if (--s->pauses == 0 && !s->closing) {
         bufferevent_enable(s->bev, EV_READ);
+        if (s->idle_ms || s->frame_open) {
+            /* The idle and frame clocks stood still during the pause. */
+            uint64_t now = now_ms();
+            s->last_in_ms = now;
+            s->frame_since_ms = now;
+            arm_deadline(s, now);
+        }
         schedule(s); /* frames may already be buffered */
     }
 }
 
 void at_stream_set_idle_timeout(struct at_stream *s, unsigned seconds)
 {
-    struct timeval tv = { (time_t)seconds, 0 };
-    bufferevent_set_timeouts(s->bev, seconds ? &tv : NULL, NULL);
+    s->idle_ms = (uint64_t)seconds * 1000;
+    if (s->idle_ms) {
+        uint64_t now = now_ms();
+        s->last_in_ms = now;
+        arm_deadline(s, now);
+    }
+}
+
+void at_stream_set_busy(struct at_stream *s, bool busy)
+{
+    if (s->busy == busy)
+        return;
+    s->busy = busy;
+    if (!busy && s->idle_ms) {
+        uint64_t now = now_ms();
+        s->last_in_ms = now; /* idle from the last answer owed, not from the request */
+        arm_deadline(s, now);
+    }
 }
 
 bool at_stream_paused(const struct at_stream *s)

@@ -6,6 +6,12 @@
  * starve the others, and ends every connection through one function with a
  * reason. Knows nothing of ISO 8583: the framing function does.
  *
+ * A peer cannot hold a stream forever: optional deadlines close it when it
+ * sends nothing (idle), when a frame it began is not complete in time (one
+ * byte every few seconds), and when what is written to it does not drain
+ * (it does not read its answers); an output cap closes it at once when its
+ * unread output grows beyond a bound. All are off unless the owner sets them.
+ *
  * Lifetime: at_stream_close() marks the stream closing; on_close runs once,
  * from the event loop, never inside the caller's stack; the memory is freed
  * after on_close returns. The owner must not use the stream after on_close. */
@@ -49,11 +55,29 @@ struct at_stream_ops {
     void (*on_close)(void *arg, struct at_stream *s, const char *reason);
 };
 
+/* The reasons at_stream gives on_close when one of its own limits ends a
+ * stream (owners compare them to count closes by cause). */
+#define AT_STREAM_IDLE_TIMEOUT  "idle timeout"
+#define AT_STREAM_FRAME_TIMEOUT "frame not completed in time"
+#define AT_STREAM_WRITE_TIMEOUT "write timeout: output not drained in time"
+#define AT_STREAM_OUTPUT_CAP    "output above the cap: peer not reading"
+
 struct at_stream_limits {
     size_t max_frame;           /* largest frame accepted (header included); default 8192 */
     unsigned frames_per_wakeup; /* frames handled before yielding to other peers; default 64 */
-    size_t max_output;          /* output bytes queued before the stream counts as congested;
-                                   default 1 MiB */
+    size_t max_output;          /* output bytes queued before reading pauses until the peer
+                                   has taken all of it; default 1 MiB */
+    size_t output_cap;          /* output the kernel would not take, beyond which the stream
+                                   is closed (AT_STREAM_OUTPUT_CAP) without flushing; 0 = no
+                                   cap. Set it at or below max_output to close a peer that
+                                   does not read instead of pausing it */
+    unsigned write_timeout_ms;  /* output that had to wait for the socket must be all
+                                   written within this, or the stream is closed
+                                   (AT_STREAM_WRITE_TIMEOUT) without flushing; 0 = none */
+    unsigned frame_timeout_ms;  /* a frame whose first byte was read must be complete within
+                                   this, or the stream is closed (AT_STREAM_FRAME_TIMEOUT;
+                                   what is queued for the peer is still flushed); the clock
+                                   stops while the owner has reading paused; 0 = none */
 };
 
 /* Wraps an accepted, connected socket (the stream takes ownership of fd).
@@ -81,9 +105,14 @@ void at_stream_pause(struct at_stream *s);
 void at_stream_resume(struct at_stream *s);
 bool at_stream_paused(const struct at_stream *s);
 
-/* Closes the stream ("idle timeout") when nothing arrives for seconds while
- * it is reading; 0 turns it off. */
+/* Closes the stream (AT_STREAM_IDLE_TIMEOUT, without flushing) when nothing
+ * arrives for seconds while it is reading and not busy; 0 turns it off. The
+ * clock restarts when the setting changes, when reading resumes after a pause
+ * and when the stream stops being busy. */
 void at_stream_set_idle_timeout(struct at_stream *s, unsigned seconds);
+/* Busy = the owner still owes the peer something (requests in flight): a
+ * busy stream is never idle, however long the owner takes to answer. */
+void at_stream_set_busy(struct at_stream *s, bool busy);
 
 /* Ends the stream. flush = true sends what is queued first (bounded by a few
  * seconds), false drops it. Idempotent; the first reason wins. */

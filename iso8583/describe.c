@@ -147,7 +147,9 @@ static void put_tlv_value(struct wb *w, const struct iso_tlv *t, int masked)
         put_repeat(w, '*', 2 * t->len);
         return;
     }
-    uint8_t hex[512];
+    /* Initialized only for GCC -O3 (Release), which cannot see that no more
+     * than the n bytes written below are read. */
+    uint8_t hex[512] = { 0 };
     size_t n = 0;
     static const char hexdig[] = "0123456789ABCDEF";
     for (size_t i = 0; i < t->len && n + 2 <= sizeof(hex); i++) {

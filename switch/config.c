@@ -79,14 +79,27 @@ static const struct at_setting listener_table[] = {
     { "dialect", AT_SET_STR, L(dialect), "ascii87", 0, 0, "ISO 8583 dialect (isodump --help)" },
     { "framing", AT_SET_STR, L(framing), "2b", 0, 0,
       "2b = 2-byte length, 4a = 4 ASCII digits, tpdu = 2-byte length + TPDU" },
-    { "max_connections", AT_SET_U64, LU(max_connections), "20000", 1000000, 0,
+    { "max_connections", AT_SET_U64, LU(max_connections), "8192", 1000000, 0,
       "connections accepted at once; more are closed at accept" },
     { "max_inflight", AT_SET_U64, LU(max_inflight), "64", 100000, 0,
       "requests in flight per connection before the switch stops reading it" },
-    { "idle_timeout_s", AT_SET_U64, LU(idle_timeout_s), "0", 86400, 0,
-      "close a connection silent this long (0 = never)" },
+    { "idle_timeout_s", AT_SET_U64, LU(idle_timeout_s), "300", 86400, 0,
+      "close a connection that sends nothing this long while none of its requests is in "
+      "flight (0 = never)" },
     { "max_frame", AT_SET_U64, LU(max_frame), "2048", 2048, 0,
       "largest accepted request, bytes (at most 2048: a terminal request is far smaller)" },
+    { "frame_timeout_ms", AT_SET_U64, LU(frame_timeout_ms), "10000", 600000, 0,
+      "close a connection whose request, once its first byte arrived, is not complete within "
+      "this (a byte at a time holds no slot; 0 = no deadline)" },
+    { "max_connections_per_address", AT_SET_U64, LU(max_connections_per_address), "256", 1000000, 0,
+      "connections at once from one IP address on this listener; more are closed at accept "
+      "(0 = no cap)" },
+    { "max_output_bytes", AT_SET_U64, LU(max_output_bytes), "262144", 1073741824, 0,
+      "answers a terminal has not read beyond what the kernel holds for it; more closes the "
+      "connection (0 = no cap: reading it pauses at 1 MiB instead; else at least 4096)" },
+    { "write_timeout_ms", AT_SET_U64, LU(write_timeout_ms), "30000", 3600000, 0,
+      "close a connection whose answers, once they wait for the socket, are not all read "
+      "within this (0 = never)" },
 };
 #undef L
 #undef LU
@@ -269,6 +282,13 @@ int sw_config_validate(const struct sw_config *c, char *err, size_t errcap)
                      l->name);
             return -1;
         }
+        if (l->max_output_bytes != 0 && l->max_output_bytes < 4096) {
+            snprintf(err, errcap,
+                     "listener %s: max_output_bytes %llu is below 4096 (0 = no cap): a few "
+                     "answers must fit",
+                     l->name, (unsigned long long)l->max_output_bytes);
+            return -1;
+        }
     }
     for (size_t i = 0; i < c->n_issuers; i++) {
         const struct sw_issuer_conf *is = &c->issuers[i];
@@ -289,6 +309,18 @@ int sw_config_validate(const struct sw_config *c, char *err, size_t errcap)
         }
     }
     return 0;
+}
+
+void sw_config_fd_budget(const struct sw_config *c, struct sw_fd_budget *b)
+{
+    memset(b, 0, sizeof *b);
+    for (size_t i = 0; i < c->n_listeners; i++)
+        b->terminals += c->listeners[i].max_connections;
+    b->issuers = c->n_issuers;
+    b->hsm = c->hsm_connections;
+    b->database = c->journal_connections + SW_DB_CLIENT_CONNECTIONS + 1;
+    b->reserve = SW_FD_RESERVE;
+    b->total = b->terminals + b->issuers + b->hsm + b->database + b->reserve;
 }
 
 void sw_config_print_help(void *file)

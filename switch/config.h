@@ -1,6 +1,10 @@
 /* switchd's configuration: one file, INI-like (common/conf.h), every key in a
  * settings table below with its default, so `switchd --help-config` prints the
- * documentation and an unknown key is an error. Defaults run on loopback. */
+ * documentation and an unknown key is an error. Defaults run on loopback.
+ * Each listener bounds what one terminal connection may hold: an idle
+ * timeout, a deadline to complete a frame, a cap per peer address, and a cap
+ * plus a deadline on answers it does not read; sw_config_fd_budget() says how
+ * many file descriptors the whole configuration may need. */
 #ifndef ATLAS_SW_CONFIG_H
 #define ATLAS_SW_CONFIG_H
 
@@ -22,6 +26,10 @@ struct sw_listener_conf {
     uint64_t max_inflight; /* per connection */
     uint64_t idle_timeout_s;
     uint64_t max_frame;
+    uint64_t frame_timeout_ms;            /* a begun frame must be complete within it; 0 = none */
+    uint64_t max_connections_per_address; /* by peer IP, on this listener; 0 = no cap */
+    uint64_t max_output_bytes; /* unread answers beyond the kernel's; 0 = no cap (pause) */
+    uint64_t write_timeout_ms; /* waiting answers must all be read within it; 0 = none */
 };
 
 struct sw_issuer_conf {
@@ -87,5 +95,23 @@ __attribute__((warn_unused_result)) int sw_config_validate(const struct sw_confi
 
 /* Prints every section and key with type, default and meaning. */
 void sw_config_print_help(void *file /* FILE * */);
+
+/* PostgreSQL connections of switchd's database client (reference data,
+ * reversal queue), besides the journal writer's. */
+#define SW_DB_CLIENT_CONNECTIONS 2
+/* Descriptors kept for what no key counts: the listening sockets, stdio, the
+ * log, the spool and its helper, /metrics scrapes, the event loop's own. */
+#define SW_FD_RESERVE 64
+
+/* The file descriptors a configuration may need at once, by owner. */
+struct sw_fd_budget {
+    uint64_t terminals; /* every listener's max_connections */
+    uint64_t issuers;   /* one per issuer link */
+    uint64_t hsm;       /* [hsm] connections */
+    uint64_t database;  /* journal_connections + the client's + the start-up schema check */
+    uint64_t reserve;   /* SW_FD_RESERVE */
+    uint64_t total;
+};
+void sw_config_fd_budget(const struct sw_config *conf, struct sw_fd_budget *b);
 
 #endif

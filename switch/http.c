@@ -11,8 +11,21 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <stdio.h>
 #include <string.h>
+
+/* evhttp owns its listener's callback argument, so the listener's error
+ * callback finds the server here (one metrics listener per process). */
+static struct sw_server *http_srv;
+
+/* accept() on the metrics address failed (EMFILE...): pause it like a
+ * terminal listener rather than let libevent retry in a busy loop. */
+static void on_http_accept_error(struct evconnlistener *evl, void *arg)
+{
+    if (http_srv)
+        sw_accept_failed(&http_srv->http_pause, EVUTIL_SOCKET_ERROR());
+}
 
 static void gauge_header(struct evbuffer *b, const char *name, const char *help)
 {
@@ -33,6 +46,11 @@ static void on_metrics(struct evhttp_request *req, void *arg)
         evbuffer_add_printf(b, "atlas_terminal_connections{listener=\"%s\"} %llu\n",
                             srv->listeners[i].conf->name,
                             (unsigned long long)srv->listeners[i].connections);
+    gauge_header(b, "atlas_accept_paused",
+                 "1 while a listener does not accept (accept() failed for want of descriptors).");
+    for (size_t i = 0; i < srv->n_listeners; i++)
+        evbuffer_add_printf(b, "atlas_accept_paused{listener=\"%s\"} %d\n",
+                            srv->listeners[i].conf->name, srv->listeners[i].pause.paused);
     gauge_header(b, "atlas_issuer_link_up", "1 when the issuer link is signed on.");
     for (size_t i = 0; i < srv->n_links; i++)
         evbuffer_add_printf(b, "atlas_issuer_link_up{issuer=\"%s\",state=\"%s\"} %d\n",
@@ -112,11 +130,18 @@ int sw_http_start(struct sw_server *srv)
     evhttp_set_timeout(srv->http, 10);
     evhttp_set_cb(srv->http, "/metrics", on_metrics, srv);
     evhttp_set_cb(srv->http, "/health", on_health, srv);
-    if (evhttp_bind_socket(srv->http, host, (uint16_t)port) != 0) {
+    struct evhttp_bound_socket *bound =
+        evhttp_bind_socket_with_handle(srv->http, host, (uint16_t)port);
+    if (!bound) {
         at_log(AT_LOG_ERROR, "listen_failed", AT_STR("listener", "metrics"),
                AT_STR("address", srv->conf.metrics_address));
         return -1;
     }
+    struct evconnlistener *evl = evhttp_bound_socket_get_listener(bound);
+    if (sw_accept_pause_init(&srv->http_pause, srv, evl, "metrics") != 0)
+        return -1;
+    http_srv = srv;
+    evconnlistener_set_error_cb(evl, on_http_accept_error);
     at_log(AT_LOG_INFO, "listening", AT_STR("listener", "metrics"),
            AT_STR("address", srv->conf.metrics_address));
     return 0;
@@ -124,6 +149,7 @@ int sw_http_start(struct sw_server *srv)
 
 void sw_http_stop(struct sw_server *srv)
 {
+    sw_accept_pause_stop(&srv->http_pause);
     if (srv->http) {
         evhttp_free(srv->http);
         srv->http = NULL;

@@ -1,6 +1,7 @@
 /* switchd: the authorization switch daemon. Wires the modules together on one
- * libevent loop, owns startup (config, schema check, connections), signals
- * (SIGTERM/SIGINT drain, SIGHUP reload + log reopen) and backpressure. */
+ * libevent loop, owns startup (config, descriptor limit, schema check,
+ * connections), signals (SIGTERM/SIGINT drain, SIGHUP reload + log reopen)
+ * and backpressure. */
 #include "switchd.h"
 
 #include "db.h"
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #define SWITCHD_VERSION "0.1.0"
@@ -246,10 +248,55 @@ static int check_schema(struct sw_server *srv, char *err, size_t errcap)
     return 0;
 }
 
+/* Makes sure switchd may open every descriptor its configuration can need
+ * (sw_config_fd_budget: every listener full, the issuer links, the HSM pool,
+ * the database connections, a reserve): raises the soft RLIMIT_NOFILE as
+ * far as that, within the hard limit. Returns -1 with err naming the
+ * numbers when even the hard limit is too low: such a switch would fail
+ * accept() — and its HSM, database and spool — at a fraction of its caps
+ * instead of the limits an operator configured. */
+static int ensure_nofile(const struct sw_config *conf, char *err, size_t errcap)
+{
+    struct sw_fd_budget b;
+    struct rlimit rl;
+    sw_config_fd_budget(conf, &b);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+        snprintf(err, errcap, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        return -1;
+    }
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < b.total) {
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < b.total) {
+            snprintf(err, errcap,
+                     "needs %llu file descriptors (max_connections of the listeners %llu, issuer "
+                     "links %llu, HSM %llu, PostgreSQL %llu, reserve %llu) but the hard "
+                     "RLIMIT_NOFILE is %llu: lower max_connections or raise the hard limit "
+                     "(ulimit -Hn, systemd LimitNOFILE=)",
+                     (unsigned long long)b.total, (unsigned long long)b.terminals,
+                     (unsigned long long)b.issuers, (unsigned long long)b.hsm,
+                     (unsigned long long)b.database, (unsigned long long)b.reserve,
+                     (unsigned long long)rl.rlim_max);
+            return -1;
+        }
+        rl.rlim_cur = b.total;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+            snprintf(err, errcap, "cannot raise RLIMIT_NOFILE from %llu to %llu: %s",
+                     (unsigned long long)was, (unsigned long long)b.total, strerror(errno));
+            return -1;
+        }
+    }
+    at_log(AT_LOG_INFO, "descriptors", AT_UINT("needed", b.total),
+           AT_UINT("limit", (uint64_t)rl.rlim_cur), AT_UINT("was", (uint64_t)was),
+           AT_UINT("hard", (uint64_t)rl.rlim_max));
+    return 0;
+}
+
 static int start(struct sw_server *srv, char *err, size_t errcap)
 {
     uint8_t hkey[16], mac_key[64];
     size_t seal_len, mac_key_len;
+    if (ensure_nofile(&srv->conf, err, errcap) != 0)
+        return -1;
     if (load_key(srv->conf.pan_hmac_key_file, "ATLAS_PAN_HMAC_KEY", 16, mac_key, sizeof mac_key,
                  &mac_key_len, err, errcap) != 0 ||
         load_key(srv->conf.pan_seal_key_file, "ATLAS_PAN_SEAL_KEY", 32, srv->pan_seal_key,
@@ -273,7 +320,8 @@ static int start(struct sw_server *srv, char *err, size_t errcap)
         snprintf(err, errcap, "cannot allocate the duplicate table (dup_capacity)");
         return -1;
     }
-    struct db_client_opts dbo = { .conninfo = srv->conf.db, .connections = 2 };
+    struct db_client_opts dbo = { .conninfo = srv->conf.db,
+                                  .connections = SW_DB_CLIENT_CONNECTIONS };
     if (db_client_new(srv->base, &dbo, &srv->db) != 0) {
         snprintf(err, errcap, "cannot create the database client");
         return -1;

@@ -6,6 +6,8 @@
 #include <string.h>
 
 static const char *const hop_names[SW_HOP_max] = { "total", "hsm", "issuer", "journal" };
+static const char *const close_names[SW_CLOSE_max] = { "idle_timeout", "frame_timeout",
+                                                       "write_timeout", "output_cap" };
 
 /* Bucket upper bounds in seconds: sub-millisecond to seconds, enough to see
  * both a healthy switch (p99 of a few ms) and a timed-out issuer. */
@@ -103,7 +105,26 @@ int sw_metrics_render(const struct sw_metrics *m, struct evbuffer *out)
     rc |= counter(out, "atlas_connections_accepted_total", "Terminal connections accepted.",
                   m->conns_accepted_total);
     rc |= counter(out, "atlas_connections_refused_total",
-                  "Terminal connections refused at the listener cap.", m->conns_refused_total);
+                  "Terminal connections refused at accept (max_connections, "
+                  "max_connections_per_address, draining).",
+                  m->conns_refused_total);
+    rc |= counter(out, "atlas_connections_refused_per_address_total",
+                  "Terminal connections refused because their address already had "
+                  "max_connections_per_address.",
+                  m->conns_refused_per_address_total);
+    rc |= evbuffer_add_printf(out, "# HELP atlas_connections_closed_total Terminal connections "
+                                   "closed by the switch because the peer held them.\n"
+                                   "# TYPE atlas_connections_closed_total counter\n") < 0;
+    for (int i = 0; i < SW_CLOSE_max; i++)
+        rc |= evbuffer_add_printf(out, "atlas_connections_closed_total{reason=\"%s\"} %llu\n",
+                                  close_names[i], (unsigned long long)m->closed[i]) < 0;
+    rc |= counter(out, "atlas_accept_pauses_total",
+                  "Times a listener stopped accepting after accept() failed for want of "
+                  "descriptors or memory (each logged once as accept_paused).",
+                  m->accept_pauses_total);
+    rc |= counter(out, "atlas_accept_errors_total",
+                  "accept() failures that paused a listener, retries during a pause included.",
+                  m->accept_errors_total);
     rc |= counter(out, "atlas_reversals_queued_total", "Reversals put in store-and-forward.",
                   m->reversals_queued_total);
     rc |= counter(out, "atlas_reversals_acknowledged_total", "Reversals the issuer acknowledged.",

@@ -23,6 +23,16 @@ enum sw_hop {
 
 #define SW_METRICS_MAX_RC 256
 
+/* Why the switch closed a terminal that held its connection (a label of
+ * atlas_connections_closed_total). */
+enum sw_close_cause {
+    SW_CLOSE_IDLE,          /* sent nothing for idle_timeout_s */
+    SW_CLOSE_FRAME_TIMEOUT, /* a request not completed within frame_timeout_ms */
+    SW_CLOSE_WRITE_TIMEOUT, /* answers not read within write_timeout_ms */
+    SW_CLOSE_OUTPUT_CAP,    /* unread answers beyond max_output_bytes */
+    SW_CLOSE_max
+};
+
 struct sw_rc_count {
     char mti[5];
     char rc[3];
@@ -37,6 +47,11 @@ struct sw_metrics {
     uint64_t frames_in_total, frames_out_total;
     uint64_t protocol_errors_total; /* frames or messages refused */
     uint64_t conns_accepted_total, conns_refused_total;
+    uint64_t conns_refused_per_address_total; /* also in conns_refused_total */
+    /* Connections the switch ended because the peer held them (closed[SW_CLOSE_x]). */
+    uint64_t closed[SW_CLOSE_max];
+    uint64_t accept_pauses_total; /* listeners paused after accept() failed (logged once) */
+    uint64_t accept_errors_total; /* accept() failures that paused a listener, retries included */
     uint64_t reversals_queued_total, reversals_acked_total;
     uint64_t reversal_updates_total, reversal_updated_rows_total; /* committed, batched */
     uint64_t late_responses_total, issuer_timeouts_total;

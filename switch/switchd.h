@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "addrcount.h"
 #include "config.h"
 #include "db.h"
 #include "iso8583.h"
@@ -85,6 +86,37 @@ enum sw_term_state {
     SW_TERM_state_max
 };
 
+/* A listening socket whose accept() failed for want of descriptors or
+ * memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): libevent's listener would stay
+ * readable and retry at once, forever. Accepting is disabled instead and
+ * re-enabled after a backoff (100 ms doubling to 1 s) or as soon as a
+ * terminal connection closes; an episode is logged once (accept_paused)
+ * and ends (accept_resumed) once accepting has run a whole backoff without
+ * an error. */
+struct sw_accept_pause {
+    struct sw_server *srv;
+    struct evconnlistener *evl; /* NULL once the listener is stopped */
+    const char *name;
+    struct event *retry; /* re-enables accepting; then ends the episode if all went well */
+    unsigned backoff_ms;
+    bool paused;       /* accepting disabled */
+    bool episode;      /* accept_paused logged, accept_resumed not yet */
+    uint64_t since_ms; /* the episode began */
+    uint64_t errors;   /* failed accepts in this episode */
+};
+
+/* Prepares p for evl (the caller installs its error callback, which calls
+ * sw_accept_failed). 0, or -1 when the timer cannot be allocated. */
+int sw_accept_pause_init(struct sw_accept_pause *p, struct sw_server *srv,
+                         struct evconnlistener *evl, const char *name);
+/* Before the listener is freed: no timer may touch it afterwards. */
+void sw_accept_pause_stop(struct sw_accept_pause *p);
+/* accept() failed with err (errno): pause, log once per episode, count. */
+void sw_accept_failed(struct sw_accept_pause *p, int err);
+/* A descriptor was freed (a terminal connection closed): every paused
+ * listener tries again now. */
+void sw_accept_resume_all(struct sw_server *srv);
+
 struct sw_listener {
     const struct sw_listener_conf *conf;
     const struct iso_dialect *dialect;
@@ -93,6 +125,10 @@ struct sw_listener {
     struct evconnlistener *evl;
     uint64_t connections;
     struct sw_server *srv;
+    struct sw_addrcount *per_addr; /* connections by peer IP; NULL without the cap */
+    struct sw_accept_pause pause;
+    uint64_t refused_log_ms;   /* last terminal_refused line */
+    uint64_t refused_unlogged; /* refusals since it */
 };
 
 struct sw_term {
@@ -104,6 +140,8 @@ struct sw_term {
     unsigned inflight; /* requests not yet answered */
     bool capped;       /* paused for its own in-flight cap */
     bool global_paused;
+    bool addr_counted; /* counted in lst->per_addr under addr */
+    struct sw_peer_addr addr;
     struct sw_term *prev, *next; /* srv->terms */
 };
 
@@ -321,6 +359,7 @@ struct sw_server {
     bool draining;
     bool stopping; /* teardown: no new journal records, HSM commands or reversals */
     struct evhttp *http;
+    struct sw_accept_pause http_pause; /* the /metrics listener's */
     /* Keep these together: teardown frees them as a run. */
     struct event *sig_term, *sig_int, *sig_hup, *sig_usr1, *flush_timer, *drain_timer;
     uint64_t drain_deadline_ms;

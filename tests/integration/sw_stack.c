@@ -43,6 +43,9 @@ static int exec_file(PGconn *c, const char *path)
     return ok ? 0 : -1;
 }
 
+/* The listeners say how many connections they take: switchd refuses to
+ * start when RLIMIT_NOFILE cannot hold them all, and the default (20000 per
+ * listener) is more than a test machine's hard limit may allow. */
 static int write_conf(struct stack *s)
 {
     FILE *f = fopen(s->switch_conf, "w");
@@ -54,13 +57,15 @@ static int write_conf(struct stack *s)
             "reversal_retry_ms = 300\nclock_skew_s = 1\n"
             "[hsm]\naddress = 127.0.0.1:%u\nconnections = 2\n"
             "[listener acq]\naddress = 127.0.0.1:%u\ndialect = ascii87\nframing = 2b\n"
-            "max_inflight = 16\n"
+            "max_inflight = 16\nmax_connections = 1000\n"
             "[listener pos]\naddress = 127.0.0.1:%u\ndialect = bcd87\nframing = tpdu\n"
+            "max_connections = 1000\n"
             "[issuer WALLET1]\naddress = 127.0.0.1:%u\ndialect = ascii87\nframing = 2b\n"
             "timeout_ms = %u\nreconnect_min_ms = 50\nreconnect_max_ms = 200\n"
-            "echo_interval_ms = 2000\n",
+            "echo_interval_ms = 2000\n%s",
             s->switch_log, s->metrics_port, s->dir, s->switch_conninfo, s->hsm_port, s->acq_port,
-            s->pos_port, s->issuer_port, s->opts.issuer_timeout_ms);
+            s->pos_port, s->issuer_port, s->opts.issuer_timeout_ms,
+            s->opts.extra_conf ? s->opts.extra_conf : "");
     return fclose(f);
 }
 

@@ -16,6 +16,7 @@ struct stack_opts {
     bool issuer;                /* start issuer-sim (else the issuer link stays down) */
     unsigned issuer_timeout_ms; /* switch → issuer timeout (default 1500) */
     unsigned wallets;           /* wallets seeded (default 16) */
+    const char *extra_conf;     /* appended to switchd.conf (more [listener] sections...) */
 };
 
 struct stack {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -26,7 +27,8 @@ const char *ts_bin(const char *program)
     return path;
 }
 
-pid_t ts_spawn(const char *program, const char *const args[], const char *out_path)
+static pid_t spawn(const char *program, const char *const args[], const char *out_path,
+                   const struct rlimit *nofile)
 {
     const char *argv[64];
     size_t n = 0;
@@ -50,11 +52,27 @@ pid_t ts_spawn(const char *program, const char *const args[], const char *out_pa
                 close(fd);
             }
         }
+        if (nofile && setrlimit(RLIMIT_NOFILE, nofile) == -1) {
+            fprintf(stderr, "setrlimit(RLIMIT_NOFILE): %s\n", strerror(errno));
+            _exit(126);
+        }
         execv(path, (char *const *)argv);
         fprintf(stderr, "exec %s: %s\n", path, strerror(errno));
         _exit(127);
     }
     return pid;
+}
+
+pid_t ts_spawn(const char *program, const char *const args[], const char *out_path)
+{
+    return spawn(program, args, out_path, NULL);
+}
+
+pid_t ts_spawn_nofile(const char *program, const char *const args[], const char *out_path,
+                      unsigned long soft, unsigned long hard)
+{
+    struct rlimit rl = { .rlim_cur = soft, .rlim_max = hard };
+    return spawn(program, args, out_path, &rl);
 }
 
 static long now_ms(void)

@@ -16,6 +16,10 @@ const char *ts_bin(const char *program);
  * pid or -1. */
 pid_t ts_spawn(const char *program, const char *const args[], const char *out_path);
 
+/* ts_spawn with RLIMIT_NOFILE set to soft/hard in the child before exec. */
+pid_t ts_spawn_nofile(const char *program, const char *const args[], const char *out_path,
+                      unsigned long soft, unsigned long hard);
+
 /* Sends sig, waits up to timeout_ms, then SIGKILLs. Returns the exit status as
  * from waitpid (use WIFEXITED etc.), or -1. */
 int ts_stop(pid_t pid, int sig, int timeout_ms);

@@ -2,7 +2,11 @@
  * frame-size bound, pause/resume, flush-on-close, and on_close delivered once
  * from the loop (never inside the caller's at_stream_close); the answers of
  * one loop turn leave in one writev without epoll_ctl, a write error ends the
- * stream, writes made while connecting leave once connected. */
+ * stream, writes made while connecting leave once connected. The limits
+ * against peers that hold a connection: idle (never while busy), a frame
+ * not completed in time (per frame, not while paused), output that does
+ * not drain in time, and output beyond its cap. Timed tests assert lower
+ * bounds exactly and upper bounds only generously. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +24,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "stream.h"
 
 /* This executable's writev and epoll_ctl take the place of libc's for
@@ -112,16 +117,45 @@ static void pump(struct event_base *base, int rounds)
         event_base_loop(base, EVLOOP_NONBLOCK);
 }
 
-static void setup_pair(struct event_base **base, int *peer, struct rec *r, size_t max_frame)
+static void setup_lim(struct event_base **base, int *peer, struct rec *r,
+                      const struct at_stream_limits *lim)
 {
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     *base = event_base_new();
     memset(r, 0, sizeof *r);
-    struct at_stream_limits lim = { .max_frame = max_frame };
-    r->s = at_stream_new(*base, sv[0], &ops, r, &lim);
+    r->s = at_stream_new(*base, sv[0], &ops, r, lim);
     assert_non_null(r->s);
     *peer = sv[1];
+}
+
+static void setup_pair(struct event_base **base, int *peer, struct rec *r, size_t max_frame)
+{
+    struct at_stream_limits lim = { .max_frame = max_frame };
+    setup_lim(base, peer, r, &lim);
+}
+
+/* Runs the loop for ms of real time (timers included). */
+static void run_ms(struct event_base *base, int ms)
+{
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+}
+
+static uint64_t ms_now(void)
+{
+    return at_mono_ns() / 1000000u;
+}
+
+/* Runs the loop until the stream has closed or limit_ms passed; returns the
+ * milliseconds it took. */
+static uint64_t run_until_closed(struct event_base *base, struct rec *r, int limit_ms)
+{
+    uint64_t t0 = ms_now();
+    while (r->closes == 0 && ms_now() - t0 < (uint64_t)limit_ms)
+        run_ms(base, 20);
+    return ms_now() - t0;
 }
 
 static void test_reassembly_and_batches(void **state)
@@ -436,6 +470,225 @@ static void test_idle_timeout(void **state)
     event_base_free(base);
 }
 
+/* The idle clock does not run while the owner is busy (answers owed), and
+ * starts over when it stops being busy. */
+static void test_idle_not_while_busy(void **state)
+{
+    struct event_base *base;
+    struct rec r;
+    int peer;
+    setup_pair(&base, &peer, &r, 256);
+    at_stream_set_idle_timeout(r.s, 1);
+    at_stream_set_busy(r.s, true);
+    run_ms(base, 1500);
+    assert_int_equal(r.closes, 0);
+    at_stream_set_busy(r.s, false);
+    uint64_t took = run_until_closed(base, &r, 10000);
+    assert_int_equal(r.closes, 1);
+    assert_string_equal(r.reason, AT_STREAM_IDLE_TIMEOUT);
+    assert_true(took >= 990);
+    close(peer);
+    event_base_free(base);
+}
+
+/* Input keeps a stream from being idle. */
+static void test_idle_reset_by_input(void **state)
+{
+    struct event_base *base;
+    struct rec r;
+    int peer;
+    setup_pair(&base, &peer, &r, 256);
+    at_stream_set_idle_timeout(r.s, 2);
+    for (int i = 0; i < 10; i++) { /* 3 s in all, never 2 s without input */
+        run_ms(base, 300);
+        assert_int_equal(write(peer, "\x00\x01Z", 3), 3);
+    }
+    run_ms(base, 50);
+    assert_int_equal(r.closes, 0);
+    assert_int_equal(r.n_frames, 10);
+    uint64_t took = run_until_closed(base, &r, 10000);
+    assert_int_equal(r.closes, 1);
+    assert_string_equal(r.reason, AT_STREAM_IDLE_TIMEOUT);
+    assert_true(took >= 1900);
+    close(peer);
+    event_base_free(base);
+}
+
+/* One byte of a frame every 60 ms with a 300 ms deadline: closed once the
+ * deadline has passed since the frame's first byte, with the frame never
+ * delivered. */
+static void test_frame_dribbled_past_deadline_closes(void **state)
+{
+    struct event_base *base;
+    struct rec r;
+    int peer;
+    struct at_stream_limits lim = { .max_frame = 256, .frame_timeout_ms = 300 };
+    setup_lim(&base, &peer, &r, &lim);
+    static const char frame[] = "\x00\x20"
+                                "0123456789abcdef0123456789abcdef";
+    uint64_t t0 = ms_now();
+    for (size_t i = 0; i < sizeof frame - 1 && r.closes == 0; i++) {
+        assert_int_equal(write(peer, frame + i, 1), 1);
+        run_ms(base, 60);
+    }
+    run_until_closed(base, &r, 5000);
+    assert_int_equal(r.closes, 1);
+    assert_string_equal(r.reason, AT_STREAM_FRAME_TIMEOUT);
+    assert_true(ms_now() - t0 >= 300);
+    assert_int_equal(r.n_frames, 0);
+    char c;
+    assert_int_equal(read(peer, &c, 1), 0); /* our end was closed */
+    close(peer);
+    event_base_free(base);
+}
+
+/* The deadline is per frame: frames each completed within it are served
+ * even when together they take longer, and an empty input (between frames)
+ * has no deadline. */
+static void test_frames_within_deadline_are_served(void **state)
+{
+    struct event_base *base;
+    struct rec r;
+    int peer;
+    struct at_stream_limits lim = { .max_frame = 256, .frame_timeout_ms = 1000 };
+    setup_lim(&base, &peer, &r, &lim);
+    for (int f = 0; f < 8; f++) { /* each frame over 120 ms, 1.6 s in all */
+        assert_int_equal(write(peer, "\x00", 1), 1);
+        run_ms(base, 60);
+        assert_int_equal(write(peer,
+                               "\x03"
+                               "a",
+                               2),
+                         2);
+        run_ms(base, 60);
+        assert_int_equal(write(peer, "bc", 2), 2);
+        run_ms(base, 20);
+    }
+    assert_int_equal(r.n_frames, 8);
+    assert_string_equal(r.frames[7], "abc");
+    /* Half of the next frame arrives with the rest of this one: its clock
+     * starts then. */
+    assert_int_equal(write(peer, "\x00\x02xy\x00", 5), 5);
+    run_ms(base, 100);
+    assert_int_equal(r.n_frames, 9);
+    assert_int_equal(write(peer, "\x01q", 2), 2);
+    run_ms(base, 1500); /* nothing pending: no deadline */
+    assert_int_equal(r.closes, 0);
+    assert_int_equal(r.n_frames, 10);
+    at_stream_close(r.s, "done", false);
+    run_ms(base, 20);
+    close(peer);
+    event_base_free(base);
+}
+
+/* While the owner has reading paused, an incomplete frame's clock stands
+ * still; it restarts when reading resumes. */
+static void test_frame_clock_stops_while_paused(void **state)
+{
+    struct event_base *base;
+    struct rec r;
+    int peer;
+    struct at_stream_limits lim = { .max_frame = 256, .frame_timeout_ms = 1000 };
+    setup_lim(&base, &peer, &r, &lim);
+    assert_int_equal(write(peer, "\x00\x05he", 4), 4);
+    run_ms(base, 50);
+    at_stream_pause(r.s);
+    run_ms(base, 1500);
+    assert_int_equal(r.closes, 0);
+    uint64_t t0 = ms_now();
+    at_stream_resume(r.s);
+    run_until_closed(base, &r, 5000);
+    assert_int_equal(r.closes, 1);
+    assert_string_equal(r.reason, AT_STREAM_FRAME_TIMEOUT);
+    assert_true(ms_now() - t0 >= 990);
+    close(peer);
+    event_base_free(base);
+}
+
+/* Output the peer does not read: closed write_timeout_ms after it began to
+ * wait for the socket, without flushing. */
+static void test_write_timeout_closes(void **state)
+{
+    struct event_base *base;
+    struct rec r;
+    int peer;
+    struct at_stream_limits lim = { .max_frame = 256, .write_timeout_ms = 300 };
+    setup_lim(&base, &peer, &r, &lim);
+    static char blob[1 << 20];
+    uint64_t t0 = ms_now();
+    assert_int_equal(at_stream_write(r.s, NULL, 0, blob, sizeof blob), 0);
+    run_ms(base, 50);
+    assert_true(at_stream_output_len(r.s) > 0); /* the socket buffer is full */
+    run_until_closed(base, &r, 5000);
+    assert_int_equal(r.closes, 1);
+    assert_string_equal(r.reason, AT_STREAM_WRITE_TIMEOUT);
+    assert_true(ms_now() - t0 >= 300);
+    close(peer);
+    event_base_free(base);
+}
+
+/* A peer that reads its output within the write timeout keeps its stream. */
+static void test_write_timeout_spares_a_reading_peer(void **state)
+{
+    struct event_base *base;
+    struct rec r;
+    int peer;
+    struct at_stream_limits lim = { .max_frame = 256, .write_timeout_ms = 2000 };
+    setup_lim(&base, &peer, &r, &lim);
+    static char blob[1 << 20];
+    char buf[65536];
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(at_stream_write(r.s, NULL, 0, blob, sizeof blob), 0);
+        size_t got = 0;
+        for (int i = 0; i < 5000 && got < sizeof blob; i++) {
+            event_base_loop(base, EVLOOP_NONBLOCK);
+            ssize_t n = recv(peer, buf, sizeof buf, MSG_DONTWAIT);
+            if (n > 0)
+                got += (size_t)n;
+        }
+        assert_int_equal(got, sizeof blob);
+        run_ms(base, 800); /* beyond the first wait's deadline had it not drained */
+    }
+    assert_int_equal(r.closes, 0);
+    at_stream_close(r.s, "done", false);
+    run_ms(base, 20);
+    close(peer);
+    event_base_free(base);
+}
+
+/* Output beyond the cap that the kernel would not take closes the stream:
+ * at once when a send leaves more than the cap waiting, and a write that
+ * would take the waiting output beyond it is refused (-1). */
+static void test_output_cap_closes(void **state)
+{
+    struct event_base *base;
+    struct rec r;
+    int peer;
+    static char blob[1 << 20];
+    struct at_stream_limits lim = { .max_frame = 256, .output_cap = 4096 };
+    setup_lim(&base, &peer, &r, &lim);
+    assert_int_equal(at_stream_write(r.s, NULL, 0, blob, sizeof blob), 0);
+    run_ms(base, 50);
+    assert_int_equal(r.closes, 1);
+    assert_string_equal(r.reason, AT_STREAM_OUTPUT_CAP);
+    close(peer);
+    event_base_free(base);
+
+    lim.output_cap = sizeof blob;
+    setup_lim(&base, &peer, &r, &lim);
+    assert_int_equal(at_stream_write(r.s, NULL, 0, blob, sizeof blob / 2), 0);
+    run_ms(base, 50);
+    size_t waiting = at_stream_output_len(r.s);
+    assert_true(waiting > 0 && waiting <= sizeof blob / 2);
+    assert_int_equal(r.closes, 0);
+    assert_int_equal(at_stream_write(r.s, NULL, 0, blob, sizeof blob - waiting + 1), -1);
+    run_ms(base, 50);
+    assert_int_equal(r.closes, 1);
+    assert_string_equal(r.reason, AT_STREAM_OUTPUT_CAP);
+    close(peer);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -451,6 +704,14 @@ int main(void)
         cmocka_unit_test(test_close_flushes_a_large_output),
         cmocka_unit_test(test_writes_while_connecting_leave_once_connected),
         cmocka_unit_test(test_idle_timeout),
+        cmocka_unit_test(test_idle_not_while_busy),
+        cmocka_unit_test(test_idle_reset_by_input),
+        cmocka_unit_test(test_frame_dribbled_past_deadline_closes),
+        cmocka_unit_test(test_frames_within_deadline_are_served),
+        cmocka_unit_test(test_frame_clock_stops_while_paused),
+        cmocka_unit_test(test_write_timeout_closes),
+        cmocka_unit_test(test_write_timeout_spares_a_reading_peer),
+        cmocka_unit_test(test_output_cap_closes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

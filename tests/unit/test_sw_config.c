@@ -1,4 +1,5 @@
-/* switchd config: defaults, sections, unknown keys and bad values refused. */
+/* switchd config: defaults, sections, unknown keys and bad values refused;
+ * the listener limits against hostile connections; the descriptor budget. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -106,12 +107,72 @@ static void test_errors_name_the_culprit(void **state)
     assert_non_null(strstr(err, "log_level 'loud'"));
 }
 
+static void test_listener_limits(void **state)
+{
+    static struct sw_config c;
+    char err[256];
+    sw_config_defaults(&c);
+    for (size_t i = 0; i < c.n_listeners; i++) {
+        const struct sw_listener_conf *l = &c.listeners[i];
+        assert_int_equal(l->idle_timeout_s, 300);
+        assert_int_equal(l->frame_timeout_ms, 10000);
+        assert_int_equal(l->max_connections_per_address, 256);
+        assert_int_equal(l->max_output_bytes, 256 * 1024);
+        assert_int_equal(l->write_timeout_ms, 30000);
+    }
+    assert_int_equal(load_text("[listener a]\naddress = 127.0.0.1:1\nidle_timeout_s = 0\n"
+                               "frame_timeout_ms = 500\nmax_connections_per_address = 0\n"
+                               "max_output_bytes = 0\nwrite_timeout_ms = 0\n",
+                               &c, err, sizeof err),
+                     0);
+    assert_int_equal(c.listeners[0].idle_timeout_s, 0);
+    assert_int_equal(c.listeners[0].frame_timeout_ms, 500);
+    assert_int_equal(c.listeners[0].max_connections_per_address, 0);
+    assert_int_equal(c.listeners[0].max_output_bytes, 0);
+    assert_int_equal(c.listeners[0].write_timeout_ms, 0);
+    assert_int_equal(load_text("[listener a]\nmax_output_bytes = 100\n", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "listener a: max_output_bytes 100 is below 4096"));
+    assert_int_equal(load_text("[listener a]\nframe_timeout_ms = 600001\n", &c, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "frame_timeout_ms"));
+}
+
+static void test_fd_budget(void **state)
+{
+    static struct sw_config c;
+    char err[256];
+    struct sw_fd_budget b;
+    sw_config_defaults(&c);
+    sw_config_fd_budget(&c, &b);
+    assert_int_equal(b.terminals, 16384); /* two listeners of 8192 */
+    assert_int_equal(b.issuers, 0);
+    assert_int_equal(b.hsm, 4);
+    assert_int_equal(b.database, 2 + SW_DB_CLIENT_CONNECTIONS + 1);
+    assert_int_equal(b.reserve, SW_FD_RESERVE);
+    assert_int_equal(b.total, 16384 + 4 + 5 + SW_FD_RESERVE);
+    assert_int_equal(
+        load_text("journal_connections = 3\n[hsm]\nconnections = 6\n"
+                  "[listener a]\naddress = 127.0.0.1:1\nmax_connections = 100\n"
+                  "[listener b]\naddress = 127.0.0.1:2\nmax_connections = 50\n"
+                  "[issuer X]\naddress = 127.0.0.1:3\n[issuer Y]\naddress = 127.0.0.1:4\n",
+                  &c, err, sizeof err),
+        0);
+    sw_config_fd_budget(&c, &b);
+    assert_int_equal(b.terminals, 150);
+    assert_int_equal(b.issuers, 2);
+    assert_int_equal(b.hsm, 6);
+    assert_int_equal(b.database, 3 + SW_DB_CLIENT_CONNECTIONS + 1);
+    assert_int_equal(b.total, 150 + 2 + 6 + 6 + SW_FD_RESERVE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_are_valid_loopback),
         cmocka_unit_test(test_sections),
         cmocka_unit_test(test_errors_name_the_culprit),
+        cmocka_unit_test(test_listener_limits),
+        cmocka_unit_test(test_fd_budget),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

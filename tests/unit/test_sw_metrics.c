@@ -77,12 +77,36 @@ static void test_label_table_overflow_is_counted(void **state)
     free(s);
 }
 
+static void test_connection_defence_counters(void **state)
+{
+    static struct sw_metrics m;
+    sw_metrics_init(&m);
+    m.conns_refused_total = 3;
+    m.conns_refused_per_address_total = 2;
+    m.closed[SW_CLOSE_IDLE] = 4;
+    m.closed[SW_CLOSE_OUTPUT_CAP] = 1;
+    m.accept_pauses_total = 1;
+    m.accept_errors_total = 6;
+    char *s = render(&m);
+    assert_non_null(strstr(s, "\natlas_connections_refused_total 3\n"));
+    assert_non_null(strstr(s, "\natlas_connections_refused_per_address_total 2\n"));
+    assert_non_null(strstr(s, "# TYPE atlas_connections_closed_total counter\n"));
+    assert_non_null(strstr(s, "\natlas_connections_closed_total{reason=\"idle_timeout\"} 4\n"));
+    assert_non_null(strstr(s, "\natlas_connections_closed_total{reason=\"frame_timeout\"} 0\n"));
+    assert_non_null(strstr(s, "\natlas_connections_closed_total{reason=\"write_timeout\"} 0\n"));
+    assert_non_null(strstr(s, "\natlas_connections_closed_total{reason=\"output_cap\"} 1\n"));
+    assert_non_null(strstr(s, "\natlas_accept_pauses_total 1\n"));
+    assert_non_null(strstr(s, "\natlas_accept_errors_total 6\n"));
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts_by_mti_and_rc),
         cmocka_unit_test(test_histogram_buckets_are_cumulative),
         cmocka_unit_test(test_label_table_overflow_is_counted),
+        cmocka_unit_test(test_connection_defence_counters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
