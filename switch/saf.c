@@ -372,6 +372,15 @@ void sw_saf_reverse_txn(struct sw_txn *t, const char *reason, bool wait)
 void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)
 {
     struct sw_server *srv = t->srv;
+    /* A repeat of a terminal reversal still being stored waits for the same item. */
+    for (struct saf_item *x = srv->saf->items; x && !srv->stopping; x = x->next) {
+        if (x->has_orig && !x->waiter && memcmp(&x->orig, &orig->id, sizeof x->orig) == 0 &&
+            (x->state == SAF_UNSTORED || x->state == SAF_STORING)) {
+            x->waiter = t;
+            t->pending_saf = true;
+            return;
+        }
+    }
     struct saf_item *it = srv->stopping ? NULL : calloc(1, sizeof *it);
     if (!it || !set_pan(srv, it, t->v.pan, t->v.pan_len)) {
         free(it);

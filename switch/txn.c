@@ -621,6 +621,56 @@ static void answer_known(struct sw_txn *t, const struct sw_recent_txn *orig)
     finish(t);
 }
 
+/* The journal row of a request identity, as the original of a repeat or of a
+ * reversal needs it ($1 acquirer, $2 terminal, $3 STAN, $4 DE 7, $5 date), with
+ * whether a reversal of it is queued. */
+#define ORIG_SELECT                                                                                \
+    "SELECT a.mti, a.issuer_id, a.issuer_stan, a.issuer_transmission_time, a.rrn,"                 \
+    " a.processing_code, a.amount_minor, a.currency, a.auth_code, a.response_code,"                \
+    " a.terminal_id, a.stan, a.transmission_time, encode(a.pan_hmac, 'hex'),"                      \
+    " EXISTS (SELECT 1 FROM switch.reversal_queue r WHERE r.request_date = $5::date"               \
+    " AND r.acquirer_id = $1 AND r.terminal_id = $2 AND r.stan = $3"                               \
+    " AND r.transmission_time = $4 AND r.mti_class = a.mti_class COLLATE \"default\")"             \
+    " FROM switch.authorizations a WHERE a.acquirer_id = $1 AND a.terminal_id = $2"                \
+    " AND a.stan = $3 AND a.transmission_time = $4 AND a.request_date = $5::date"
+
+static void copy_col(const PGresult *r, int col, char *dst, size_t n)
+{
+    const char *v = PQgetisnull(r, 0, col) ? "" : PQgetvalue(r, 0, col);
+    size_t len = strlen(v);
+    memset(dst, 0, n);
+    memcpy(dst, v, len < n ? len : n);
+}
+
+/* Fills o from the one row of an ORIG_SELECT: everything a repeat's answer and
+ * a reversal towards the issuer need. */
+static void orig_from_row(const struct sw_txn *t, const PGresult *r, struct sw_recent_txn *o)
+{
+    uint64_t v;
+    memset(o, 0, sizeof *o);
+    at_strlcpy(o->id.acquirer, t->acquirer, sizeof o->id.acquirer);
+    copy_col(r, 0, o->mti, sizeof o->mti);
+    copy_col(r, 1, o->issuer_id, sizeof o->issuer_id);
+    copy_col(r, 2, o->issuer_stan, sizeof o->issuer_stan);
+    copy_col(r, 3, o->issuer_tx_time, sizeof o->issuer_tx_time);
+    copy_col(r, 4, o->rrn, sizeof o->rrn);
+    copy_col(r, 5, o->proc_code, sizeof o->proc_code);
+    o->amount_minor = at_parse_u64(PQgetvalue(r, 0, 6), INT64_MAX, &v) ? (int64_t)v : 0;
+    o->currency = at_parse_u64(PQgetvalue(r, 0, 7), 999, &v) ? (uint16_t)v : 0;
+    copy_col(r, 8, o->auth_code, sizeof o->auth_code);
+    copy_col(r, 9, o->rc, sizeof o->rc);
+    o->approved = strcmp(PQgetvalue(r, 0, 9), "00") == 0;
+    copy_col(r, 10, o->id.terminal, sizeof o->id.terminal);
+    copy_col(r, 11, o->id.stan, sizeof o->id.stan);
+    copy_col(r, 12, o->id.tx_time, sizeof o->id.tx_time);
+    const char *hmac = PQgetvalue(r, 0, 13); /* hex */
+    if (strlen(hmac) >= 16 && at_hex_decode(hmac, 16, o->pan_tag, sizeof o->pan_tag) != 8)
+        memset(o->pan_tag, 0, sizeof o->pan_tag);
+    o->id.mclass = o->mti[1];
+    o->forwarded = o->issuer_stan[0] != '\0';
+    o->state = strcmp(PQgetvalue(r, 0, 14), "t") == 0 ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
+}
+
 /* The journal says what holds the identity the write-ahead found taken. */
 static void on_dup_lookup(void *arg, const struct db_reply *reply)
 {
@@ -632,26 +682,21 @@ static void on_dup_lookup(void *arg, const struct db_reply *reply)
     PGresult *r = reply->res[0];
     struct sw_recent_txn orig;
     memset(&orig, 0, sizeof orig);
+    if (PQntuples(r) == 1)
+        orig_from_row(t, r, &orig);
     /* No row, or a refusal's row: what holds the identity is a request in
      * flight (here or elsewhere), or one a stopped instance left. */
-    orig.state = SW_RECENT_IN_FLIGHT;
-    if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 2), "t") == 0) {
-        memcpy(orig.rc, PQgetvalue(r, 0, 0), 2);
-        const char *auth = PQgetvalue(r, 0, 1);
-        memcpy(orig.auth_code, auth, strnlen(auth, 6));
-        orig.approved = strcmp(PQgetvalue(r, 0, 0), "00") == 0;
-        orig.forwarded = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
-        orig.state =
-            strcmp(PQgetvalue(r, 0, 3), "t") == 0 ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
-    }
-    /* The cache learns it, so that the next copy is answered from memory. */
+    if (!orig.forwarded)
+        orig.state = SW_RECENT_IN_FLIGHT;
+    /* The cache learns the original, so that the next copy — or a reversal —
+     * finds it in memory. */
     struct sw_recent_txn *e = sw_recent_find(t->srv->recent, &t->recent_id, sw_now_ms());
-    if (e && orig.state != SW_RECENT_IN_FLIGHT) {
-        memcpy(e->rc, orig.rc, 2);
-        memcpy(e->auth_code, orig.auth_code, 6);
-        e->approved = orig.approved;
-        e->forwarded = orig.forwarded;
-        e->state = orig.state;
+    if (e && orig.forwarded) {
+        uint64_t expires = e->expires_at_ms;
+        struct sw_req_id id = e->id;
+        *e = orig;
+        e->id = id;
+        e->expires_at_ms = expires;
     }
     t->has_recent = false; /* the entry describes the original, not this copy */
     answer_known(t, &orig);
@@ -667,13 +712,7 @@ static void dup_lookup(struct sw_txn *t)
     cls[3] = '\0';
     const char *values[] = { t->acquirer, tid, stan, t->de7, date, cls };
     const struct db_stmt st = {
-        .sql = "SELECT a.response_code, coalesce(a.auth_code, ''), a.issuer_stan IS NOT NULL,"
-               " EXISTS (SELECT 1 FROM switch.reversal_queue r WHERE r.request_date = $5::date"
-               " AND r.acquirer_id = $1 AND r.terminal_id = $2 AND r.stan = $3"
-               " AND r.transmission_time = $4 AND r.mti_class = $6)"
-               " FROM switch.authorizations a WHERE a.acquirer_id = $1 AND a.terminal_id = $2"
-               " AND a.stan = $3 AND a.transmission_time = $4 AND a.request_date = $5::date"
-               " AND a.mti_class = $6",
+        .sql = ORIG_SELECT " AND a.mti_class = $6",
         .nparams = 6,
         .values = values,
     };
@@ -1113,20 +1152,11 @@ static void reverse_known(struct sw_txn *t, struct sw_recent_txn *orig)
         finish(t); /* could not even start: t->rc is 96 */
 }
 
-static void copy_col(const PGresult *r, int col, char *dst, size_t n)
-{
-    const char *v = PQgetisnull(r, 0, col) ? "" : PQgetvalue(r, 0, col);
-    size_t len = strlen(v);
-    memset(dst, 0, n);
-    memcpy(dst, v, len < n ? len : n);
-}
-
 /* The journal answered the lookup of an original no longer in memory. */
 static void on_orig_lookup(void *arg, const struct db_reply *reply)
 {
     struct sw_txn *t = arg;
     struct sw_recent_txn orig;
-    uint64_t v;
     if (reply->err->code != 0 || reply->n != 2) {
         reject(t, "96", SW_OUT_ERROR, "journal lookup of the original failed", 90);
         return;
@@ -1145,27 +1175,7 @@ static void on_orig_lookup(void *arg, const struct db_reply *reply)
         reject(t, "12", SW_OUT_REJECTED, "original of the reversal not found", 90);
         return;
     }
-    memset(&orig, 0, sizeof orig);
-    at_strlcpy(orig.id.acquirer, t->acquirer, sizeof orig.id.acquirer);
-    copy_col(r, 0, orig.mti, sizeof orig.mti);
-    copy_col(r, 1, orig.issuer_id, sizeof orig.issuer_id);
-    copy_col(r, 2, orig.issuer_stan, sizeof orig.issuer_stan);
-    copy_col(r, 3, orig.issuer_tx_time, sizeof orig.issuer_tx_time);
-    copy_col(r, 4, orig.rrn, sizeof orig.rrn);
-    copy_col(r, 5, orig.proc_code, sizeof orig.proc_code);
-    orig.amount_minor = at_parse_u64(PQgetvalue(r, 0, 6), INT64_MAX, &v) ? (int64_t)v : 0;
-    orig.currency = at_parse_u64(PQgetvalue(r, 0, 7), 999, &v) ? (uint16_t)v : 0;
-    copy_col(r, 8, orig.auth_code, sizeof orig.auth_code);
-    orig.approved = strcmp(PQgetvalue(r, 0, 9), "00") == 0;
-    copy_col(r, 10, orig.id.terminal, sizeof orig.id.terminal);
-    copy_col(r, 11, orig.id.stan, sizeof orig.id.stan);
-    copy_col(r, 12, orig.id.tx_time, sizeof orig.id.tx_time);
-    const char *hmac = PQgetvalue(r, 0, 13); /* hex */
-    if (strlen(hmac) >= 16 && at_hex_decode(hmac, 16, orig.pan_tag, sizeof orig.pan_tag) != 8)
-        memset(orig.pan_tag, 0, sizeof orig.pan_tag);
-    orig.id.mclass = orig.mti[1];
-    orig.forwarded = orig.issuer_stan[0] != '\0';
-    orig.state = strcmp(PQgetvalue(r, 0, 14), "t") == 0 ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
+    orig_from_row(t, r, &orig);
     if (orig.approved && (orig.issuer_stan[0] == 0 || orig.issuer_tx_time[0] == 0)) {
         reject(t, "12", SW_OUT_REJECTED, "original has no issuer-side identity", 90);
         return;
@@ -1235,16 +1245,8 @@ static void handle_reversal(struct sw_txn *t)
     db_request_date(ode7, t->t_wall_us, date);
     const char *values[] = { t->acquirer, tid, ostan, ode7, date };
     const struct db_stmt st[2] = {
-        { .sql = "SELECT a.mti, a.issuer_id, a.issuer_stan, a.issuer_transmission_time, a.rrn,"
-                 " a.processing_code, a.amount_minor, a.currency, a.auth_code, a.response_code,"
-                 " a.terminal_id, a.stan, a.transmission_time, encode(a.pan_hmac, 'hex'),"
-                 " EXISTS (SELECT 1 FROM switch.reversal_queue r WHERE r.request_date = $5::date"
-                 " AND r.acquirer_id = $1 AND r.terminal_id = $2 AND r.stan = $3"
-                 " AND r.transmission_time = $4 AND r.mti_class = a.mti_class COLLATE \"default\")"
-                 " FROM switch.authorizations a"
-                 " WHERE a.acquirer_id = $1 AND a.terminal_id = $2 AND a.stan = $3"
-                 " AND a.transmission_time = $4 AND a.request_date = $5::date"
-                 " AND a.mti_class IN ('010', '020') ORDER BY a.created_at DESC LIMIT 1",
+        { .sql = ORIG_SELECT " AND a.mti_class IN ('010', '020')"
+                             " ORDER BY a.created_at DESC LIMIT 1",
           .nparams = 5,
           .values = values },
         { .sql = "SELECT count(*) FROM switch.inflight WHERE acquirer_id = $1"
