@@ -796,12 +796,14 @@ static void write_ahead(struct sw_txn *t)
     if (rec.currency < 0)
         rec.currency = 0;
     sw_txn_set_state(t, SW_TXN_INTENT);
-    if (!t->v.pan || sw_pan_protect(srv, (const char *)t->v.pan, t->v.pan_len, rec.pan_hmac,
-                                    rec.pan_sealed, &rec.pan_sealed_len) != 0) {
+    int sealed = rec.has_pan_hmac ? db_pan_seal(srv->pan_seal_key, (const char *)t->v.pan,
+                                                t->v.pan_len, rec.pan_sealed, DB_PAN_SEALED_MAX)
+                                  : -1;
+    if (sealed <= 0) {
         reject(t, "96", SW_OUT_ERROR, "the PAN cannot be sealed for the write-ahead record", 2);
         return;
     }
-    rec.has_pan_hmac = true;
+    rec.pan_sealed_len = (uint8_t)sealed;
     int rc = db_journal_submit(srv->journal, &rec, on_intent, t);
     if (rc != 0) {
         reject(t, "96", SW_OUT_ERROR,
