@@ -233,6 +233,7 @@ struct db_journal {
     int spool_fd;
     off_t spool_trunc_to; /* >= 0: a failed write left a fragment; cut back to this size first */
     bool spool_has_data;  /* the live spool holds records */
+    bool replay_file;     /* <spool>.replay exists (left by a crash, or being replayed) */
     bool spool_new;       /* the live spool was just created: the sync writes its magic first */
     /* Spool I/O. The loop appends frames to `fill` (slots in spq); a sync hands them over as
      * `sbuf` (slots in syq) to the worker thread, which writes and fdatasyncs them and then
@@ -841,8 +842,8 @@ static void spool_sync_done(struct db_journal *j)
     else
         j->st.failed += n;
     j_complete(j, j->syq, n, status);
+    j_maybe_replay(j); /* between two groups: the moment the live file can be handed over */
     spool_kick(j);
-    j_maybe_replay(j);
     j_check_drained(j);
 }
 
@@ -1178,9 +1179,19 @@ static void arm_flush_timer(struct db_journal *j)
 /* Sends batches to idle connections: full ones always, partial ones when force is set (the
  * oldest record has waited batch_delay_us, or we are draining). While the database is down the
  * waiting records go to the spool instead. */
+/* Records reach PostgreSQL in the order they became durable. While any spool holds records not
+ * yet replayed, new records join the spool instead of racing the replay: a live ANSWER that
+ * settles an INTENT still waiting in the spool would commit first, its DELETE would miss, and the
+ * replayed INTENT would then stay in switch.inflight. The replay catches up chunk by chunk
+ * (records spooled meanwhile form the next file) and live batches resume when nothing is left. */
+static bool j_backlog(const struct db_journal *j)
+{
+    return j->replaying || j->replay_file || j->spool_has_data || j->spq_n > 0 || j->syncing;
+}
+
 static void j_dispatch(struct db_journal *j, bool force)
 {
-    if (j->down) {
+    if (j->down || j_backlog(j)) {
         if (j->wait_n == 0)
             return;
         while (j->wait_n > 0)
@@ -1253,9 +1264,7 @@ static void j_on_state(struct dbc *c, bool up)
 
 static bool j_replayed(const struct db_journal *j)
 {
-    struct stat sb;
-    return !j->replaying && !j->spool_has_data && j->spq_n == 0 && !j->syncing &&
-           stat(j->replay_path, &sb) == -1;
+    return !j_backlog(j);
 }
 
 static void j_check_replayed(struct db_journal *j)
@@ -1305,6 +1314,7 @@ static void replay_finish(struct db_journal *j)
         at_log(AT_LOG_INFO, "journal_spool_replayed", AT_UINT("records", j->replay_total));
     }
     j->replaying = false;
+    j->replay_file = false;
     j->replay_total = 0;
     j_check_replayed(j);
 }
@@ -1342,7 +1352,9 @@ static void j_maybe_replay(struct db_journal *j)
     if (!j->replaying) {
         struct stat sb;
         if (stat(j->replay_path, &sb) == -1) {
-            if (!j->spool_has_data || j->spq_n > 0 || j->syncing) {
+            /* Records appended but not yet handed to the worker go to the next live file;
+             * a group being written must finish in this one first. */
+            if (!j->spool_has_data || j->syncing) {
                 j_check_replayed(j);
                 return;
             }
@@ -1357,6 +1369,7 @@ static void j_maybe_replay(struct db_journal *j)
                 return;
             }
             j->spool_has_data = false;
+            j->replay_file = true;
         }
         int rc = spool_reader_open(&j->rd, j->replay_path);
         if (rc != 0) {
@@ -1579,7 +1592,8 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
         db_journal_free(j);
         return DB_E_SPOOL;
     }
-    if (j->spool_has_data || stat(j->replay_path, &sb) == 0)
+    j->replay_file = stat(j->replay_path, &sb) == 0;
+    if (j->spool_has_data || j->replay_file)
         at_log(AT_LOG_INFO, "journal_spool_found", AT_STR("path", j->spool_path));
     /* The spool must be writable before we promise anything. */
     if (spool_open_live(j, true) != 0) {

@@ -951,6 +951,136 @@ static void test_crash_then_replay(void **state)
     dbt_drop(conninfo);
 }
 
+/* ---- records reach PostgreSQL in the order they became durable ---------------------------- */
+
+struct ordcb {
+    int status;
+    bool called;
+    bool backlog; /* the spool held records not yet replayed when this one was submitted */
+};
+
+static void ord_cb(void *arg, int status)
+{
+    struct ordcb *c = arg;
+    c->status = status;
+    c->called = true;
+}
+
+static bool journal_up(void *arg)
+{
+    struct db_journal_stats st;
+    db_journal_get_stats(arg, &st);
+    return st.db_up;
+}
+
+struct ordwait {
+    struct ordcb *cbs;
+    unsigned n;
+};
+
+static bool ord_all_called(void *arg)
+{
+    struct ordwait *w = arg;
+    for (unsigned i = 0; i < w->n; i++)
+        if (!w->cbs[i].called)
+            return false;
+    return true;
+}
+
+static void ord_exec(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+}
+
+/* Write-ahead rows spooled in an outage, then, while their replay has not finished, the
+ * answers that settle them: those must go to the spool behind them, never live ahead of
+ * them. Once, a live answer could commit first, its DELETE found nothing, and the replayed
+ * write-ahead row then stayed in switch.inflight for a request long answered. */
+static void test_replay_keeps_the_order_of_durability(void **state)
+{
+    enum { N = 50 };
+    const char *ci = dbt_create("order");
+    assert_non_null(ci);
+    char conninfo[256], role[64], sql[256], wconn[400];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    PGconn *admin = dbt_connect(conninfo);
+    assert_non_null(admin);
+    snprintf(role, sizeof role, "atlas_ord_%d", (int)getpid());
+    snprintf(sql, sizeof sql, "DROP ROLE IF EXISTS %s; CREATE ROLE %s SUPERUSER NOLOGIN", role,
+             role);
+    ord_exec(admin, sql);
+    snprintf(wconn, sizeof wconn, "%s user=%s", conninfo, role);
+    struct event_base *base = new_base();
+    struct db_journal *j = NULL;
+    struct db_journal_opts o = { .conninfo = wconn,
+                                 .spool_path = spool_path("order"),
+                                 .owner = "ordtest",
+                                 .reconnect_min_ms = 50,
+                                 .reconnect_max_ms = 100 };
+    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    static struct ordcb intents[N], answers[N];
+    struct db_auth_record rec;
+    for (unsigned i = 0; i < N; i++) {
+        dbt_record(&rec, 40, i);
+        rec.kind = DB_REC_INTENT;
+        memcpy(rec.issuer_stan, "000001", 7);
+        memcpy(rec.issuer_transmission_time, "1126000000", 11);
+        rec.pan_sealed_len = 35;
+        memset(rec.pan_sealed, 0xA5, 35);
+        intents[i] = (struct ordcb){ 0 };
+        assert_int_equal(db_journal_submit(j, &rec, ord_cb, &intents[i]), 0);
+    }
+    struct ordwait w = { intents, N };
+    assert_int_equal(dbt_run_until(base, ord_all_called, &w, 30000), 0);
+    for (unsigned i = 0; i < N; i++)
+        assert_int_equal(intents[i].status, DB_SPOOLED);
+    /* The database comes back: the replay starts; the answers arrive meanwhile. */
+    snprintf(sql, sizeof sql, "ALTER ROLE %s LOGIN", role);
+    ord_exec(admin, sql);
+    assert_int_equal(dbt_run_until(base, journal_up, j, 30000), 0);
+    unsigned during = 0;
+    for (unsigned i = 0; i < N; i++) {
+        dbt_record(&rec, 40, i);
+        rec.settle_inflight = true;
+        struct db_journal_stats st;
+        db_journal_get_stats(j, &st);
+        answers[i] = (struct ordcb){ .backlog = st.spool_pending };
+        during += st.spool_pending;
+        assert_int_equal(db_journal_submit(j, &rec, ord_cb, &answers[i]), 0);
+    }
+    w.cbs = answers;
+    assert_int_equal(dbt_run_until(base, ord_all_called, &w, 30000), 0);
+    for (unsigned i = 0; i < N; i++) {
+        assert_true(answers[i].status == DB_OK || answers[i].status == DB_SPOOLED);
+        if (answers[i].backlog)
+            assert_int_equal(answers[i].status, DB_SPOOLED); /* behind the replay, not ahead */
+    }
+    print_message("order: %u of %u answers submitted while the replay ran\n", during, N);
+    /* Everything replayed: every answer stored, and nothing left in flight. */
+    for (int k = 0; k < 300; k++) {
+        struct db_journal_stats st;
+        db_journal_get_stats(j, &st);
+        if (!st.spool_pending)
+            break;
+        struct timeval tv = { 0, 20000 };
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    db_journal_free(j);
+    event_base_free(base);
+    assert_int_equal(dbt_scalar(admin, "SELECT count(*) FROM switch.authorizations"), N);
+    assert_int_equal(dbt_scalar(admin, "SELECT count(*) FROM switch.inflight"), 0);
+    PQfinish(admin);
+    dbt_drop(conninfo);
+    admin = dbt_connect("");
+    snprintf(sql, sizeof sql, "DROP ROLE IF EXISTS %s", role);
+    if (admin)
+        PQclear(PQexec(admin, sql));
+    PQfinish(admin);
+}
+
 /* ---- a spool write cut short --------------------------------------------------------------- */
 
 /* A group whose write fails half-way (here a file size limit: EFBIG after a partial write, as
@@ -1049,6 +1179,7 @@ int main(void)
         cmocka_unit_test(test_terminate_backend_mid_batch),
         cmocka_unit_test(test_crash_then_replay),
         cmocka_unit_test(test_spool_write_cut_short),
+        cmocka_unit_test(test_replay_keeps_the_order_of_durability),
         cmocka_unit_test(test_hung_server_batch_timeout),
         cmocka_unit_test(test_server_restart_under_load),
     };
