@@ -291,19 +291,17 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
 }
 
 struct idents {
-    struct arr d, acq, tid, stan, de7, cls;
+    struct arr dates, idents;
 };
 
 static void ident_cb(void *arg, const char *date, const char *acq, const char *tid,
                      const char *stan, const char *de7, const char *cls)
 {
     struct idents *x = arg;
-    arr_add(&x->d, date);
-    arr_add(&x->acq, acq);
-    arr_add(&x->tid, tid);
-    arr_add(&x->stan, stan);
-    arr_add(&x->de7, de7);
-    arr_add(&x->cls, cls);
+    char id[64];
+    rc_ident(id, date, acq, tid, stan, de7, cls);
+    arr_add(&x->dates, date);
+    arr_add(&x->idents, id);
 }
 
 int rc_fetch_switch_idents(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, char *err,
@@ -311,48 +309,42 @@ int rc_fetch_switch_idents(PGconn *sw, const struct rc_window *w, struct rc_ctx 
 {
     struct idents x;
     memset(&x, 0, sizeof x);
-    if (rc_wanted_idents(c, ident_cb, &x) == 0) {
-        struct arr *all[] = { &x.d, &x.acq, &x.tid, &x.stan, &x.de7, &x.cls };
-        for (size_t i = 0; i < 6; i++)
-            arr_free(all[i]);
-        return c->oom ? fail(err, errcap, "out of memory") : 0;
-    }
-    const char *v[] = { w->from,          w->to,
-                        arr_text(&x.d),   arr_text(&x.acq),
-                        arr_text(&x.tid), arr_text(&x.stan),
-                        arr_text(&x.de7), arr_text(&x.cls) };
-    static const char sql[] =
-        "SELECT" SW_COLS
-        " FROM unnest($3::date[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])"
-        " AS k(d, acq, tid, stan, de7, cls)"
-        " JOIN switch.authorizations a ON a.request_date = k.d"
-        " AND a.acquirer_id = k.acq COLLATE \"C\" AND a.terminal_id = k.tid COLLATE \"C\""
-        " AND a.stan = k.stan COLLATE \"C\" AND a.transmission_time = k.de7 COLLATE \"C\""
-        " AND a.mti_class = k.cls COLLATE \"C\"" REV_JOIN;
-    int rc = -1;
-    bool oom = false;
-    for (size_t i = 2; i < 8; i++)
-        oom |= v[i] == NULL;
-    if (oom) {
-        fail(err, errcap, "out of memory");
-    } else {
-        PGresult *r = query(sw, "journal rows by identity", sql, 8, v, err, errcap);
-        if (r) {
-            rc = add_rows(c, r, RC_SRC_JOURNAL);
-            if (rc != 0)
-                fail(err, errcap, "out of memory");
-            PQclear(r);
+    int rc = 0;
+    if (rc_wanted_idents(c, ident_cb, &x) > 0) {
+        const char *v[] = { w->from, w->to, arr_text(&x.dates), arr_text(&x.idents) };
+        /* The identity as rc_ident writes it, matched with "= ANY": a hashed filter over the
+         * days named (partition pruning, primary key), whatever the statistics say. */
+        static const char sql[] =
+            "SELECT" SW_COLS " FROM switch.authorizations a" REV_JOIN
+            " WHERE a.request_date = ANY($3::date[])"
+            " AND (a.request_date::text || '|' || a.acquirer_id || '|' || a.terminal_id || '|'"
+            " || a.stan || '|' || a.transmission_time || '|' || a.mti_class) COLLATE \"C\""
+            " = ANY($4::text[])";
+        if (!v[2] || !v[3]) {
+            rc = fail(err, errcap, "out of memory");
+        } else {
+            PGresult *r = query(sw, "journal rows by identity", sql, 4, v, err, errcap);
+            if (!r) {
+                rc = -1;
+            } else {
+                if (add_rows(c, r, RC_SRC_JOURNAL) != 0)
+                    rc = fail(err, errcap, "out of memory");
+                PQclear(r);
+            }
         }
     }
-    struct arr *all[] = { &x.d, &x.acq, &x.tid, &x.stan, &x.de7, &x.cls };
-    for (size_t i = 0; i < 6; i++)
-        arr_free(all[i]);
-    return rc;
+    arr_free(&x.dates);
+    arr_free(&x.idents);
+    return rc == 0 && c->oom ? fail(err, errcap, "out of memory") : rc;
 }
 
+/* A key and its reversal's key. */
 static void key_cb(void *arg, const char *key)
 {
+    char rev[64];
+    snprintf(rev, sizeof rev, "rev:%s", key);
     arr_add(arg, key);
+    arr_add(arg, rev);
 }
 
 /* Issuer rows in one shape: source (R request, L ledger, H hold), request_key, wallet_id,
@@ -437,11 +429,13 @@ int rc_fetch_issuer(PGconn *iss, const struct rc_window *w, struct rc_ctx *c, ch
         return fail(err, errcap, "out of memory");
     }
     const char *v1[] = { w->lo, w->hi, kt };
+    /* "= ANY(array)": an index scan on the unique request_key, or a hashed filter — never a
+     * join whose order rests on statistics (right after a big run they can say "empty", and a
+     * nested loop over 100,000 keys took minutes). */
     static const char by_key[] =
-        "WITH k(key) AS (SELECT unnest($3::text[]) UNION ALL SELECT 'rev:' || unnest($3::text[]))"
-        " " ISS_REQUESTS "WHERE q.request_key IN (SELECT key FROM k)"
-        " UNION ALL " ISS_LEDGER "l.request_key IN (SELECT key FROM k)"
-        " UNION ALL " ISS_HOLDS "WHERE h.request_key IN (SELECT key FROM k)";
+        ISS_REQUESTS "WHERE q.request_key = ANY($3::text[])"
+                     " UNION ALL " ISS_LEDGER "l.request_key = ANY($3::text[])"
+                     " UNION ALL " ISS_HOLDS "WHERE h.request_key = ANY($3::text[])";
     PGresult *r = query(iss, "issuer rows by request key", by_key, 3, v1, err, errcap);
     arr_free(&keys);
     if (!r)
@@ -498,18 +492,21 @@ int rc_fetch_named(PGconn *sw, struct rc_ctx *c, char *err, size_t errcap)
         const char *v[] = { arr_text(&x.tid), arr_text(&x.stan), arr_text(&x.de7) };
         /* Every row, whenever: no index on the issuer-side identity, so this reads the tables;
          * it only runs when the issuer has requests the window's switch rows do not name. */
+        /* Each part matched with "= ANY" (hashed filters, no join order to get wrong): a
+         * superset, which the key computed again below narrows to exact matches. */
         static const char sql[] =
-            "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
-            " AS k(tid, stan, de7))"
-            " SELECT a.acquirer_id, a.terminal_id, a.issuer_stan, a.issuer_transmission_time"
-            " FROM switch.authorizations a JOIN k ON a.terminal_id = k.tid COLLATE \"C\""
-            " AND a.issuer_stan = k.stan AND a.issuer_transmission_time = k.de7"
+            "SELECT a.acquirer_id, a.terminal_id, a.issuer_stan, a.issuer_transmission_time"
+            " FROM switch.authorizations a WHERE a.terminal_id = ANY($1::text[])"
+            " AND a.issuer_stan = ANY($2::bpchar[]) AND a.issuer_transmission_time = "
+            "ANY($3::bpchar[])"
             " UNION SELECT r.acquirer_id, r.terminal_id, r.issuer_stan, r.issuer_transmission_time"
-            " FROM switch.reversal_queue r JOIN k ON r.terminal_id = k.tid"
-            " AND r.issuer_stan = k.stan AND r.issuer_transmission_time = k.de7"
+            " FROM switch.reversal_queue r WHERE r.terminal_id = ANY($1::text[])"
+            " AND r.issuer_stan = ANY($2::bpchar[]) AND r.issuer_transmission_time = "
+            "ANY($3::bpchar[])"
             " UNION SELECT f.acquirer_id, f.terminal_id, f.issuer_stan, f.issuer_transmission_time"
-            " FROM switch.inflight f JOIN k ON f.terminal_id = k.tid COLLATE \"C\""
-            " AND f.issuer_stan = k.stan AND f.issuer_transmission_time = k.de7";
+            " FROM switch.inflight f WHERE f.terminal_id = ANY($1::text[])"
+            " AND f.issuer_stan = ANY($2::bpchar[]) AND f.issuer_transmission_time = "
+            "ANY($3::bpchar[])";
         if (!v[0] || !v[1] || !v[2]) {
             rc = fail(err, errcap, "out of memory");
         } else {
@@ -568,7 +565,7 @@ int rc_fetch_wallets(PGconn *iss, struct rc_ctx *c, char *err, size_t errcap)
         " LEFT JOIN LATERAL (SELECT sum(x.amount_minor) AS s FROM wallet.holds x"
         " WHERE x.wallet_id = w.wallet_id AND x.status = 'active') h ON true"
         " WHERE w.wallet_id = ANY($1::bigint[])"
-        " OR w.pan_hmac IN (SELECT decode(x, 'hex') FROM unnest($2::text[]) x)";
+        " OR w.pan_hmac = ANY(ARRAY(SELECT decode(x, 'hex') FROM unnest($2::text[]) x))";
     if (!v[0] || !v[1] || c->oom) {
         rc = fail(err, errcap, "out of memory");
     } else {
