@@ -1063,7 +1063,9 @@ int rc_run(struct rc_ctx *c)
         }
     }
     run_totals(c);
-    qsort(c->ccy, c->nccy, sizeof *c->ccy, ccy_cmp);
-    qsort(c->mm, c->nmm, sizeof *c->mm, mm_cmp);
+    if (c->nccy) /* qsort's array may not be NULL, even for no element */
+        qsort(c->ccy, c->nccy, sizeof *c->ccy, ccy_cmp);
+    if (c->nmm)
+        qsort(c->mm, c->nmm, sizeof *c->mm, mm_cmp);
     return c->oom ? -1 : 0;
 }
