@@ -20,33 +20,39 @@ struct rc_window {
 };
 
 /* Starts the read-only snapshot on conn (session time zone UTC). 0 or -1 with err. */
-int rc_fetch_begin(PGconn *conn, char *err, size_t errcap);
+__attribute__((warn_unused_result)) int rc_fetch_begin(PGconn *conn, char *err, size_t errcap);
 
 /* Normalises the options (NULL = default: to = now, from = to - 24 h). 0 or -1 with err
  * (unparsable timestamp, from not before to). */
-int rc_fetch_window(PGconn *sw, const char *from, const char *to, unsigned slack_s,
-                    struct rc_window *w, char *err, size_t errcap);
+__attribute__((warn_unused_result)) int rc_fetch_window(PGconn *sw, const char *from,
+                                                        const char *to, unsigned slack_s,
+                                                        struct rc_window *w, char *err,
+                                                        size_t errcap);
 
 /* Journal rows created in [lo, hi) (those in [from, to) are checked, the others context) with
  * their reversals; reversal rows in [lo, hi) that have no journal row; every in-flight row. */
-int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, char *err,
-                    size_t errcap);
+__attribute__((warn_unused_result)) int rc_fetch_switch(PGconn *sw, const struct rc_window *w,
+                                                        struct rc_ctx *c, char *err, size_t errcap);
 
 /* Journal rows by identity for rc_wanted_idents (the record's requests, reversals' originals). */
-int rc_fetch_switch_idents(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, char *err,
-                           size_t errcap);
+__attribute__((warn_unused_result)) int rc_fetch_switch_idents(PGconn *sw,
+                                                               const struct rc_window *w,
+                                                               struct rc_ctx *c, char *err,
+                                                               size_t errcap);
 
 /* The issuer's rows under every key of rc_wanted_keys (and 'rev:' of each), whenever booked,
  * then every other request, ledger entry and hold booked in [lo, hi). */
-int rc_fetch_issuer(PGconn *iss, const struct rc_window *w, struct rc_ctx *c, char *err,
-                    size_t errcap);
+__attribute__((warn_unused_result)) int rc_fetch_issuer(PGconn *iss, const struct rc_window *w,
+                                                        struct rc_ctx *c, char *err, size_t errcap);
 
 /* For issuer keys no loaded switch row names (rc_attribute): looks for them in the whole
  * journal, reversal queue and in-flight table, and marks those found (rc_mark_named). */
-int rc_fetch_named(PGconn *sw, struct rc_ctx *c, char *err, size_t errcap);
+__attribute__((warn_unused_result)) int rc_fetch_named(PGconn *sw, struct rc_ctx *c, char *err,
+                                                       size_t errcap);
 
 /* The wallets the issuer's rows name, and those holding the cards of switch rows the issuer has
  * no row for (by PAN hash); their currency, masked PAN and whether balance = ledger. */
-int rc_fetch_wallets(PGconn *iss, struct rc_ctx *c, char *err, size_t errcap);
+__attribute__((warn_unused_result)) int rc_fetch_wallets(PGconn *iss, struct rc_ctx *c, char *err,
+                                                         size_t errcap);
 
 #endif

@@ -18,6 +18,7 @@ struct rc_report_info {
 void rc_report_text(FILE *out, const struct rc_ctx *c, const struct rc_report_info *info);
 
 /* 0, or -1 when the JSON could not be built (out of memory). */
-int rc_report_json(FILE *out, const struct rc_ctx *c, const struct rc_report_info *info);
+__attribute__((warn_unused_result)) int rc_report_json(FILE *out, const struct rc_ctx *c,
+                                                       const struct rc_report_info *info);
 
 #endif
