@@ -1,0 +1,595 @@
+/* The reads of atlas-reconcile (fetch.h). Lists of keys and identities travel as PostgreSQL
+ * array parameters (text, each element quoted), so each kind of lookup is one statement. */
+#include "fetch.h"
+
+#include "issuer.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fail(char *err, size_t errcap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errcap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errcap, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* A growing string: an array literal under construction. */
+struct sbuf {
+    char *p;
+    size_t n, cap;
+    bool oom;
+};
+
+static void sb_add(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *g = realloc(b->p, cap);
+        if (!g) {
+            b->oom = true;
+            return;
+        }
+        b->p = g;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+/* An array of text: '{' + "elem","elem" + '}', with '"' and '\' escaped in each element. */
+struct arr {
+    struct sbuf b;
+    size_t count;
+};
+
+static void arr_add(struct arr *a, const char *v)
+{
+    sb_add(&a->b, a->count ? ",\"" : "{\"", 2);
+    for (const char *p = v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            sb_add(&a->b, "\\", 1);
+        sb_add(&a->b, p, 1);
+    }
+    sb_add(&a->b, "\"", 1);
+    a->count++;
+}
+
+static const char *arr_text(struct arr *a)
+{
+    if (a->count == 0)
+        sb_add(&a->b, "{", 1);
+    sb_add(&a->b, "}", 1);
+    return a->b.oom ? NULL : a->b.p;
+}
+
+static void arr_free(struct arr *a)
+{
+    free(a->b.p);
+    memset(a, 0, sizeof *a);
+}
+
+/* Runs a statement expecting rows; NULL with err filled on failure. */
+static PGresult *query(PGconn *conn, const char *what, const char *sql, int n,
+                       const char *const *values, char *err, size_t errcap)
+{
+    PGresult *r = PQexecParams(conn, sql, n, NULL, values, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+        return r;
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    fail(err, errcap, "%s: %s", what, msg ? msg : PQerrorMessage(conn));
+    PQclear(r);
+    return NULL;
+}
+
+static void col(char *dst, size_t cap, const PGresult *r, int row, int c)
+{
+    const char *v = PQgetisnull(r, row, c) ? "" : PQgetvalue(r, row, c);
+    snprintf(dst, cap, "%s", v);
+}
+
+static long long num(const PGresult *r, int row, int c, long long dflt)
+{
+    return PQgetisnull(r, row, c) ? dflt : strtoll(PQgetvalue(r, row, c), NULL, 10);
+}
+
+static bool yes(const PGresult *r, int row, int c)
+{
+    return !PQgetisnull(r, row, c) && PQgetvalue(r, row, c)[0] == 't';
+}
+
+static enum rc_rev rev_of(const char *state)
+{
+    if (strcmp(state, "pending") == 0)
+        return RC_REV_PENDING;
+    if (strcmp(state, "acked") == 0)
+        return RC_REV_ACKED;
+    if (strcmp(state, "failed") == 0)
+        return RC_REV_FAILED;
+    return RC_REV_NONE;
+}
+
+int rc_fetch_begin(PGconn *conn, char *err, size_t errcap)
+{
+    static const char *const steps[] = {
+        "SET TimeZone = 'UTC'",
+        "SET client_min_messages = warning",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        PGresult *r = query(conn, "start a read-only snapshot", steps[i], 0, NULL, err, errcap);
+        if (!r)
+            return -1;
+        PQclear(r);
+    }
+    return 0;
+}
+
+int rc_fetch_window(PGconn *sw, const char *from, const char *to, unsigned slack_s,
+                    struct rc_window *w, char *err, size_t errcap)
+{
+    char slack[16];
+    snprintf(slack, sizeof slack, "%u", slack_s);
+    const char *v[] = { from, to, slack };
+    /* Timestamps without an offset are UTC (the session's time zone, rc_fetch_begin). */
+    static const char sql[] =
+        "WITH x AS (SELECT coalesce($2::timestamptz, now()) AS t,"
+        " coalesce($1::timestamptz, coalesce($2::timestamptz, now()) - interval '24 hours') AS f,"
+        " make_interval(secs => $3::int) AS s)"
+        " SELECT to_char(f, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+        " to_char(t, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+        " to_char(f - s, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+        " to_char(t + s, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+        " (extract(epoch FROM t) * 1000000)::bigint, f < t FROM x";
+    PGresult *r = query(sw, "window", sql, 3, v, err, errcap);
+    if (!r)
+        return -1;
+    if (PQntuples(r) != 1 || !yes(r, 0, 5)) {
+        PQclear(r);
+        return fail(err, errcap, "window: --from must be before --to");
+    }
+    memset(w, 0, sizeof *w);
+    col(w->from, sizeof w->from, r, 0, 0);
+    col(w->to, sizeof w->to, r, 0, 1);
+    col(w->lo, sizeof w->lo, r, 0, 2);
+    col(w->hi, sizeof w->hi, r, 0, 3);
+    w->to_us = (uint64_t)num(r, 0, 4, 0);
+    w->slack_s = slack_s;
+    PQclear(r);
+    return 0;
+}
+
+/* The columns every switch item query returns, in this order (see add_rows). */
+#define SW_COLS                                                                                    \
+    " a.request_date::text, a.acquirer_id, a.terminal_id, a.stan, a.transmission_time, a.mti,"     \
+    " a.mti_class, coalesce(a.issuer_id, r.issuer_id),"                                            \
+    " coalesce(a.issuer_stan, r.issuer_stan),"                                                     \
+    " coalesce(a.issuer_transmission_time, r.issuer_transmission_time),"                           \
+    " coalesce(a.processing_code, r.processing_code), coalesce(a.amount_minor, r.amount_minor),"   \
+    " coalesce(a.currency, r.currency), a.response_code, a.auth_code,"                             \
+    " coalesce(a.pan_masked, r.pan_masked), encode(coalesce(a.pan_hmac, r.pan_hmac), 'hex'),"      \
+    " a.outcome, a.original_stan, a.original_transmission_time,"                                   \
+    " (extract(epoch FROM a.created_at) * 1000000)::bigint,"                                       \
+    " a.created_at >= $1::timestamptz AND a.created_at < $2::timestamptz,"                         \
+    " r.state, r.reason, r.last_response_code"
+
+/* A reversal row joined to the journal row a of the same identity. */
+#define REV_JOIN                                                                                   \
+    " LEFT JOIN switch.reversal_queue r ON r.request_date = a.request_date"                        \
+    " AND r.acquirer_id COLLATE \"C\" = a.acquirer_id"                                             \
+    " AND r.terminal_id COLLATE \"C\" = a.terminal_id AND r.stan COLLATE \"C\" = a.stan"           \
+    " AND r.transmission_time COLLATE \"C\" = a.transmission_time"                                 \
+    " AND r.mti_class COLLATE \"C\" = a.mti_class"
+
+static int add_rows(struct rc_ctx *c, const PGresult *r, enum rc_src src)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct rc_sw s;
+        char state[16];
+        memset(&s, 0, sizeof s);
+        s.src = src;
+        col(s.request_date, sizeof s.request_date, r, i, 0);
+        col(s.acquirer, sizeof s.acquirer, r, i, 1);
+        col(s.terminal, sizeof s.terminal, r, i, 2);
+        col(s.stan, sizeof s.stan, r, i, 3);
+        col(s.de7, sizeof s.de7, r, i, 4);
+        col(s.mti, sizeof s.mti, r, i, 5);
+        col(s.cls, sizeof s.cls, r, i, 6);
+        col(s.issuer_id, sizeof s.issuer_id, r, i, 7);
+        col(s.issuer_stan, sizeof s.issuer_stan, r, i, 8);
+        col(s.issuer_de7, sizeof s.issuer_de7, r, i, 9);
+        col(s.proc, sizeof s.proc, r, i, 10);
+        s.amount = num(r, i, 11, -1);
+        s.currency = (int)num(r, i, 12, -1);
+        col(s.rc, sizeof s.rc, r, i, 13);
+        col(s.auth, sizeof s.auth, r, i, 14);
+        col(s.pan_masked, sizeof s.pan_masked, r, i, 15);
+        col(s.pan_hmac, sizeof s.pan_hmac, r, i, 16);
+        col(s.outcome, sizeof s.outcome, r, i, 17);
+        col(s.orig_stan, sizeof s.orig_stan, r, i, 18);
+        col(s.orig_de7, sizeof s.orig_de7, r, i, 19);
+        s.created_us = (uint64_t)num(r, i, 20, 0);
+        s.in_window = yes(r, i, 21);
+        col(state, sizeof state, r, i, 22);
+        s.rev = rev_of(state);
+        col(s.rev_reason, sizeof s.rev_reason, r, i, 23);
+        col(s.rev_rc, sizeof s.rev_rc, r, i, 24);
+        if (rc_add_sw(c, &s) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, char *err,
+                    size_t errcap)
+{
+    const char *v[] = { w->from, w->to, w->lo, w->hi };
+    /* The journal is partitioned by request_date (the date of DE 7), not by created_at: the
+     * date bound lets PostgreSQL skip the partitions of other days, with two days of margin
+     * for terminals whose clocks are off. */
+    static const char journal[] =
+        "SELECT" SW_COLS " FROM switch.authorizations a" REV_JOIN
+        " WHERE a.created_at >= $3::timestamptz AND a.created_at < $4::timestamptz"
+        " AND a.request_date >= ($3::timestamptz AT TIME ZONE 'UTC')::date - 2"
+        " AND a.request_date <= ($4::timestamptz AT TIME ZONE 'UTC')::date + 2";
+    /* Reversal rows without their journal row, and in-flight rows, in the shape of SW_COLS. */
+    static const char orphans[] =
+        "SELECT r.request_date::text, r.acquirer_id, r.terminal_id, r.stan, r.transmission_time,"
+        " r.mti, r.mti_class, r.issuer_id, r.issuer_stan, r.issuer_transmission_time,"
+        " r.processing_code, r.amount_minor, r.currency, NULL, NULL, r.pan_masked,"
+        " encode(r.pan_hmac, 'hex'), NULL, NULL, NULL,"
+        " (extract(epoch FROM r.created_at) * 1000000)::bigint,"
+        " r.created_at >= $1::timestamptz AND r.created_at < $2::timestamptz,"
+        " r.state, r.reason, r.last_response_code"
+        " FROM switch.reversal_queue r"
+        " WHERE r.created_at >= $3::timestamptz AND r.created_at < $4::timestamptz"
+        " AND NOT EXISTS (SELECT 1 FROM switch.authorizations a"
+        " WHERE a.request_date = r.request_date AND a.acquirer_id = r.acquirer_id COLLATE \"C\""
+        " AND a.terminal_id = r.terminal_id COLLATE \"C\" AND a.stan = r.stan COLLATE \"C\""
+        " AND a.transmission_time = r.transmission_time COLLATE \"C\""
+        " AND a.mti_class = r.mti_class COLLATE \"C\")";
+    static const char inflight[] =
+        "SELECT f.request_date::text, f.acquirer_id, f.terminal_id, f.stan, f.transmission_time,"
+        " f.mti, f.mti_class, f.issuer_id, f.issuer_stan, f.issuer_transmission_time,"
+        " f.processing_code, f.amount_minor, f.currency, NULL, NULL, f.pan_masked,"
+        " encode(f.pan_hmac, 'hex'), NULL, NULL, NULL,"
+        " (extract(epoch FROM f.created_at) * 1000000)::bigint,"
+        " f.created_at >= $1::timestamptz AND f.created_at < $2::timestamptz,"
+        " NULL, NULL, NULL FROM switch.inflight f";
+    static const struct {
+        const char *what, *sql;
+        int nparams;
+        enum rc_src src;
+    } q[] = {
+        { "journal", journal, 4, RC_SRC_JOURNAL },
+        { "reversal queue", orphans, 4, RC_SRC_REVERSAL },
+        { "in-flight rows", inflight, 2, RC_SRC_INFLIGHT },
+    };
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
+        PGresult *r = query(sw, q[i].what, q[i].sql, q[i].nparams, v, err, errcap);
+        if (!r)
+            return -1;
+        int rc = add_rows(c, r, q[i].src);
+        PQclear(r);
+        if (rc != 0)
+            return fail(err, errcap, "%s: out of memory", q[i].what);
+    }
+    return 0;
+}
+
+struct idents {
+    struct arr dates, idents;
+};
+
+static void ident_cb(void *arg, const char *date, const char *acq, const char *tid,
+                     const char *stan, const char *de7, const char *cls)
+{
+    struct idents *x = arg;
+    char id[64];
+    rc_ident(id, date, acq, tid, stan, de7, cls);
+    arr_add(&x->dates, date);
+    arr_add(&x->idents, id);
+}
+
+int rc_fetch_switch_idents(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, char *err,
+                           size_t errcap)
+{
+    struct idents x;
+    memset(&x, 0, sizeof x);
+    int rc = 0;
+    if (rc_wanted_idents(c, ident_cb, &x) > 0) {
+        const char *v[] = { w->from, w->to, arr_text(&x.dates), arr_text(&x.idents) };
+        /* The identity as rc_ident writes it, matched with "= ANY": a hashed filter over the
+         * days named (partition pruning, primary key), whatever the statistics say. */
+        static const char sql[] =
+            "SELECT" SW_COLS " FROM switch.authorizations a" REV_JOIN
+            " WHERE a.request_date = ANY($3::date[])"
+            " AND (a.request_date::text || '|' || a.acquirer_id || '|' || a.terminal_id || '|'"
+            " || a.stan || '|' || a.transmission_time || '|' || a.mti_class) COLLATE \"C\""
+            " = ANY($4::text[])";
+        if (!v[2] || !v[3]) {
+            rc = fail(err, errcap, "out of memory");
+        } else {
+            PGresult *r = query(sw, "journal rows by identity", sql, 4, v, err, errcap);
+            if (!r) {
+                rc = -1;
+            } else {
+                if (add_rows(c, r, RC_SRC_JOURNAL) != 0)
+                    rc = fail(err, errcap, "out of memory");
+                PQclear(r);
+            }
+        }
+    }
+    arr_free(&x.dates);
+    arr_free(&x.idents);
+    return rc == 0 && c->oom ? fail(err, errcap, "out of memory") : rc;
+}
+
+/* A key and its reversal's key. */
+static void key_cb(void *arg, const char *key)
+{
+    char rev[64];
+    snprintf(rev, sizeof rev, "rev:%s", key);
+    arr_add(arg, key);
+    arr_add(arg, rev);
+}
+
+/* Issuer rows in one shape: source (R request, L ledger, H hold), request_key, wallet_id,
+ * mti, processing_code, amount_minor, response_code, hold status, hold currency, booked in
+ * [lo, hi) = [$1, $2). Ledger entries that are not requests (opening, adjustment) are left out. */
+#define ISS_REQUESTS                                                                               \
+    "SELECT 'R', q.request_key, q.wallet_id, q.mti::text, q.processing_code::text,"                \
+    " q.amount_minor, q.response_code::text, NULL::text, NULL::int,"                               \
+    " q.created_at >= $1::timestamptz AND q.created_at < $2::timestamptz"                          \
+    " FROM wallet.requests q "
+#define ISS_LEDGER                                                                                 \
+    "SELECT 'L', l.request_key, l.wallet_id, l.mti::text, l.processing_code::text,"                \
+    " l.amount_minor, NULL::text, NULL::text, NULL::int,"                                          \
+    " l.created_at >= $1::timestamptz AND l.created_at < $2::timestamptz"                          \
+    " FROM wallet.ledger l WHERE l.kind NOT IN ('opening', 'adjustment') AND "
+#define ISS_HOLDS                                                                                  \
+    "SELECT 'H', h.request_key, h.wallet_id, NULL::text, NULL::text, h.amount_minor, NULL::text,"  \
+    " h.status::text, h.currency::int,"                                                            \
+    " h.created_at >= $1::timestamptz AND h.created_at < $2::timestamptz"                          \
+    " FROM wallet.holds h "
+
+static int add_issuer_rows(struct rc_ctx *c, const PGresult *r, bool by_key)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *src = PQgetvalue(r, i, 0), *key = PQgetvalue(r, i, 1);
+        bool rev = strncmp(key, "rev:", 4) == 0;
+        const char *base = rev ? key + 4 : key;
+        struct rc_iss *e = rc_iss_get(c, base);
+        if (!e)
+            return -1;
+        if (!by_key && e->by_key)
+            continue; /* read whole by key already */
+        e->by_key |= by_key;
+        e->in_slack |= yes(r, i, 9);
+        long long wid = num(r, i, 2, -1);
+        if (wid >= 0 && e->wallet_id < 0)
+            e->wallet_id = wid;
+        int64_t amount = num(r, i, 5, 0);
+        switch (src[0]) {
+        case 'R':
+            if (rev) {
+                e->rev_req = true;
+                col(e->rev_rc, sizeof e->rev_rc, r, i, 6);
+            } else {
+                e->req = true;
+                col(e->rc, sizeof e->rc, r, i, 6);
+                col(e->mti, sizeof e->mti, r, i, 3);
+                col(e->proc, sizeof e->proc, r, i, 4);
+                e->amount = num(r, i, 5, -1);
+            }
+            break;
+        case 'L':
+            if (rev)
+                e->rev_ledger += amount;
+            else
+                e->ledger += amount;
+            e->ledger_rows++;
+            if (!e->mti[0])
+                col(e->mti, sizeof e->mti, r, i, 3);
+            break;
+        case 'H':
+            if (!rev) {
+                e->hold_amount = amount;
+                col(e->hold_status, sizeof e->hold_status, r, i, 7);
+                e->hold_currency = (int)num(r, i, 8, -1);
+            }
+            break;
+        }
+    }
+    return 0;
+}
+
+int rc_fetch_issuer(PGconn *iss, const struct rc_window *w, struct rc_ctx *c, char *err,
+                    size_t errcap)
+{
+    struct arr keys;
+    memset(&keys, 0, sizeof keys);
+    rc_wanted_keys(c, key_cb, &keys);
+    const char *kt = arr_text(&keys);
+    if (!kt || c->oom) {
+        arr_free(&keys);
+        return fail(err, errcap, "out of memory");
+    }
+    const char *v1[] = { w->lo, w->hi, kt };
+    /* "= ANY(array)": an index scan on the unique request_key, or a hashed filter — never a
+     * join whose order rests on statistics (right after a big run they can say "empty", and a
+     * nested loop over 100,000 keys took minutes). */
+    static const char by_key[] =
+        ISS_REQUESTS "WHERE q.request_key = ANY($3::text[])"
+                     " UNION ALL " ISS_LEDGER "l.request_key = ANY($3::text[])"
+                     " UNION ALL " ISS_HOLDS "WHERE h.request_key = ANY($3::text[])";
+    PGresult *r = query(iss, "issuer rows by request key", by_key, 3, v1, err, errcap);
+    arr_free(&keys);
+    if (!r)
+        return -1;
+    int rc = add_issuer_rows(c, r, true);
+    PQclear(r);
+    if (rc != 0)
+        return fail(err, errcap, "out of memory");
+    static const char in_window[] = ISS_REQUESTS
+        "WHERE q.created_at >= $1::timestamptz AND q.created_at < $2::timestamptz"
+        " UNION ALL " ISS_LEDGER
+        "l.created_at >= $1::timestamptz AND l.created_at < $2::timestamptz"
+        " UNION ALL " ISS_HOLDS "WHERE h.created_at >= $1::timestamptz AND h.created_at < "
+        "$2::timestamptz";
+    const char *v2[] = { w->lo, w->hi };
+    r = query(iss, "issuer rows in the window", in_window, 2, v2, err, errcap);
+    if (!r)
+        return -1;
+    rc = add_issuer_rows(c, r, false);
+    PQclear(r);
+    return rc == 0 ? 0 : fail(err, errcap, "out of memory");
+}
+
+struct named {
+    struct arr tid, stan, de7;
+};
+
+static void named_cb(void *arg, const char *key)
+{
+    struct named *x = arg;
+    char tid[9], stan[7], de7[11];
+    /* The shape of sim_request_key: acquirer 11 : terminal 8 : STAN 6 : DE 7 10. Only used to
+     * narrow the search; a match is confirmed by computing the key again. */
+    if (strlen(key) != 11 + 1 + 8 + 1 + 6 + 1 + 10)
+        return;
+    memcpy(tid, key + 12, 8);
+    tid[8] = '\0';
+    memcpy(stan, key + 21, 6);
+    stan[6] = '\0';
+    memcpy(de7, key + 28, 10);
+    de7[10] = '\0';
+    arr_add(&x->tid, tid);
+    arr_add(&x->stan, stan);
+    arr_add(&x->de7, de7);
+}
+
+int rc_fetch_named(PGconn *sw, struct rc_ctx *c, char *err, size_t errcap)
+{
+    struct named x;
+    memset(&x, 0, sizeof x);
+    size_t n = rc_attribute(c, named_cb, &x);
+    int rc = 0;
+    if (n > 0 && x.tid.count > 0) {
+        const char *v[] = { arr_text(&x.tid), arr_text(&x.stan), arr_text(&x.de7) };
+        /* Every row, whenever: no index on the issuer-side identity, so this reads the tables;
+         * it only runs when the issuer has requests the window's switch rows do not name. */
+        /* Each part matched with "= ANY" (hashed filters, no join order to get wrong): a
+         * superset, which the key computed again below narrows to exact matches. */
+        static const char sql[] =
+            "SELECT a.acquirer_id, a.terminal_id, a.issuer_stan, a.issuer_transmission_time"
+            " FROM switch.authorizations a WHERE a.terminal_id = ANY($1::text[])"
+            " AND a.issuer_stan = ANY($2::bpchar[]) AND a.issuer_transmission_time = "
+            "ANY($3::bpchar[])"
+            " UNION SELECT r.acquirer_id, r.terminal_id, r.issuer_stan, r.issuer_transmission_time"
+            " FROM switch.reversal_queue r WHERE r.terminal_id = ANY($1::text[])"
+            " AND r.issuer_stan = ANY($2::bpchar[]) AND r.issuer_transmission_time = "
+            "ANY($3::bpchar[])"
+            " UNION SELECT f.acquirer_id, f.terminal_id, f.issuer_stan, f.issuer_transmission_time"
+            " FROM switch.inflight f WHERE f.terminal_id = ANY($1::text[])"
+            " AND f.issuer_stan = ANY($2::bpchar[]) AND f.issuer_transmission_time = "
+            "ANY($3::bpchar[])";
+        if (!v[0] || !v[1] || !v[2]) {
+            rc = fail(err, errcap, "out of memory");
+        } else {
+            PGresult *r = query(sw, "switch rows naming issuer keys", sql, 3, v, err, errcap);
+            if (!r) {
+                rc = -1;
+            } else {
+                for (int i = 0; i < PQntuples(r); i++) {
+                    char acq[12], tid[9], stan[7], de7[11], key[48];
+                    col(acq, sizeof acq, r, i, 0);
+                    col(tid, sizeof tid, r, i, 1);
+                    col(stan, sizeof stan, r, i, 2);
+                    col(de7, sizeof de7, r, i, 3);
+                    if (sim_request_key(acq, strlen(acq), tid, strlen(tid), stan, strlen(stan), de7,
+                                        strlen(de7), key, sizeof key) == 0)
+                        rc_mark_named(c, key);
+                }
+                PQclear(r);
+            }
+        }
+    }
+    arr_free(&x.tid);
+    arr_free(&x.stan);
+    arr_free(&x.de7);
+    return rc;
+}
+
+static void hmac_cb(void *arg, const char *hmac)
+{
+    arr_add(arg, hmac);
+}
+
+int rc_fetch_wallets(PGconn *iss, struct rc_ctx *c, char *err, size_t errcap)
+{
+    struct arr ids, hmacs;
+    memset(&ids, 0, sizeof ids);
+    memset(&hmacs, 0, sizeof hmacs);
+    for (size_t i = 0; i < c->niss; i++) {
+        char k[32];
+        if (c->iss[i].wallet_id < 0)
+            continue;
+        snprintf(k, sizeof k, "%lld", c->iss[i].wallet_id);
+        arr_add(&ids, k); /* duplicates are harmless in = ANY */
+    }
+    rc_wanted_hmacs(c, hmac_cb, &hmacs);
+    const char *v[] = { arr_text(&ids), arr_text(&hmacs) };
+    int rc = 0;
+    /* Balance and held amount against the ledger and the active holds, like
+     * wallet.invariant_violations, for these wallets only. */
+    static const char sql[] =
+        "SELECT w.wallet_id, w.currency, w.pan_masked, encode(w.pan_hmac, 'hex'),"
+        " w.balance_minor, coalesce(l.s, 0), w.held_minor, coalesce(h.s, 0)"
+        " FROM wallet.wallets w"
+        " LEFT JOIN LATERAL (SELECT sum(x.amount_minor) AS s FROM wallet.ledger x"
+        " WHERE x.wallet_id = w.wallet_id) l ON true"
+        " LEFT JOIN LATERAL (SELECT sum(x.amount_minor) AS s FROM wallet.holds x"
+        " WHERE x.wallet_id = w.wallet_id AND x.status = 'active') h ON true"
+        " WHERE w.wallet_id = ANY($1::bigint[])"
+        " OR w.pan_hmac = ANY(ARRAY(SELECT decode(x, 'hex') FROM unnest($2::text[]) x))";
+    if (!v[0] || !v[1] || c->oom) {
+        rc = fail(err, errcap, "out of memory");
+    } else {
+        PGresult *r = query(iss, "wallets", sql, 2, v, err, errcap);
+        if (!r) {
+            rc = -1;
+        } else {
+            for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
+                struct rc_wallet *w = rc_wallet_get(c, num(r, i, 0, 0));
+                if (!w) {
+                    rc = fail(err, errcap, "out of memory");
+                    break;
+                }
+                w->currency = (int)num(r, i, 1, -1);
+                col(w->pan_masked, sizeof w->pan_masked, r, i, 2);
+                col(w->pan_hmac, sizeof w->pan_hmac, r, i, 3);
+                w->balance = num(r, i, 4, 0);
+                w->ledger_sum = num(r, i, 5, 0);
+                w->broken = w->balance != w->ledger_sum || num(r, i, 6, 0) != num(r, i, 7, 0);
+            }
+            PQclear(r);
+        }
+    }
+    arr_free(&ids);
+    arr_free(&hmacs);
+    return rc;
+}

@@ -1,0 +1,759 @@
+/* atlas-reconcile against the real stack (sw_stack: PostgreSQL, hsm-sim, issuer-sim, switchd
+ * as processes on loopback). Real traffic of every kind, then a recorded `acquirer-sim load`,
+ * must reconcile (exit 0). Then each kind of break is made by hand — the switch's tables or the
+ * issuer's tampered with, a reversal held up by a stalled issuer, a record that says what the
+ * terminals did not get — and atlas-reconcile must exit 1 naming the right check and problem;
+ * each test undoes its break and the next run is clean again. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "sw_stack.h"
+#include "testsupport.h"
+
+static struct stack S;
+
+static int setup(void **state)
+{
+    (void)state;
+    struct stack_opts o = { .issuer = true, .issuer_timeout_ms = 1500, .wallets = 200 };
+    return stack_start(&S, &o);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    stack_stop(&S);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static void sql(const char *q)
+{
+    PGconn *c = PQconnectdb(S.conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, q);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        fprintf(stderr, "sql: %s\n%s", q, PQerrorMessage(c));
+    assert_true(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* Waits until the switch owes nothing: no reversal pending, nothing in flight. */
+static void settle(void)
+{
+    assert_int_equal(stack_wait_scalar(&S,
+                                       "SELECT (SELECT count(*) FROM switch.reversal_queue"
+                                       " WHERE state = 'pending') + (SELECT count(*) FROM"
+                                       " switch.inflight)",
+                                       0, 20000),
+                     0);
+}
+
+/* Runs atlas-reconcile on the stack's database with extra (NULL-terminated) and --json; returns
+ * its exit status, *out the parsed report (exit 0 or 1). On an unexpected status the text report
+ * is printed to help whoever reads the failure. */
+static int reconcile(json_t **out, const char *const extra[])
+{
+    static unsigned seq;
+    char path[400];
+    snprintf(path, sizeof path, "%s/reconcile.%u.json", S.dir, seq++);
+    const char *args[32];
+    size_t n = 0;
+    args[n++] = "--switch-db";
+    args[n++] = S.conninfo;
+    args[n++] = "--issuer-db";
+    args[n++] = S.conninfo;
+    args[n++] = "--json";
+    for (size_t i = 0; extra && extra[i] && n < 31; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    unlink(path);
+    pid_t p = ts_spawn("atlas-reconcile", args, path);
+    assert_true(p > 0);
+    int st;
+    assert_int_equal(waitpid(p, &st, 0), p);
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    *out = NULL;
+    if (code == 0 || code == 1) {
+        json_error_t je;
+        *out = json_load_file(path, 0, &je);
+        if (!*out)
+            fprintf(stderr, "report %s: %s (line %d)\n", path, je.text, je.line);
+        assert_non_null(*out);
+    } else {
+        fprintf(stderr, "atlas-reconcile exited %d, see %s\n", code, path);
+    }
+    return code;
+}
+
+/* How many mismatches of check whose problem contains want (NULL: any). */
+static size_t mismatches(json_t *o, const char *check, const char *want)
+{
+    size_t n = 0, i;
+    json_t *m;
+    json_array_foreach(json_object_get(o, "mismatches"), i, m)
+    {
+        const char *c = json_string_value(json_object_get(m, "check"));
+        const char *p = json_string_value(json_object_get(m, "problem"));
+        if ((!check || (c && strcmp(c, check) == 0)) && (!want || (p && strstr(p, want))))
+            n++;
+    }
+    return n;
+}
+
+static void dump(json_t *o)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(o, "mismatches"), i, m)
+    {
+        char *s = json_dumps(m, JSON_COMPACT);
+        fprintf(stderr, "  %s\n", s ? s : "?");
+        free(s);
+    }
+}
+
+static long long stat_of(json_t *o, const char *k)
+{
+    return (long long)json_integer_value(json_object_get(json_object_get(o, "stats"), k));
+}
+
+/* The one mismatch of check with problem want; its fields for further checks. */
+static json_t *the_mismatch(json_t *o, const char *check, const char *want)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(o, "mismatches"), i, m)
+    {
+        const char *c = json_string_value(json_object_get(m, "check"));
+        const char *p = json_string_value(json_object_get(m, "problem"));
+        if (c && strcmp(c, check) == 0 && p && strstr(p, want))
+            return m;
+    }
+    dump(o);
+    fail_msg("no %s mismatch '%s'", check, want);
+    return NULL;
+}
+
+static const char *field(json_t *m, const char *k)
+{
+    const char *v = json_string_value(json_object_get(m, k));
+    return v ? v : "";
+}
+
+static void expect_clean(const char *const extra[])
+{
+    json_t *o;
+    int code = reconcile(&o, extra);
+    if (code != 0 && o)
+        dump(o);
+    assert_int_equal(code, 0);
+    assert_true(json_is_true(json_object_get(o, "reconciled")));
+    json_decref(o);
+}
+
+/* Sends x on term and asserts the answer's DE 39. */
+static void send_expect(const char *term, const struct sim_txn *x, const char *rc,
+                        struct sim_resp *r, struct sim_sent *sent)
+{
+    struct sim_resp rr;
+    if (!r)
+        r = &rr;
+    assert_int_equal(stack_send(&S, stack_term(&S, term), x, r, sent), 0);
+    if (strcmp(r->rc, rc) != 0)
+        fail_msg("%s: rc %s, wanted %s", term, r->rc, rc);
+}
+
+/* An approved purchase on TERM0001 with the MAD card; its identity and auth code. */
+static void approved_purchase(uint64_t amount, struct sim_sent *sent, struct sim_resp *r)
+{
+    struct sim_txn x;
+    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", amount);
+    send_expect("TERM0001", &x, "00", r, sent);
+}
+
+/* DE 7 and the journal date of now, as the switch would write them. */
+static void now_de7(char de7[11], char date[11])
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(de7, 11, "%m%d%H%M%S", &tm);
+    strftime(date, 11, "%Y-%m-%d", &tm);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* ------------------------------------------------------------------ clean runs */
+
+/* Every kind of request the stack handles, then a reconciliation without a mismatch. */
+static void test_real_traffic_reconciles(void **state)
+{
+    (void)state;
+    const char *mad = "4890010000000012", *xaf = "4890030000000036", *mru = "4890040000000043";
+    struct sim_txn x, rev;
+    struct sim_sent sent;
+    stack_card_txn(&x, SIM_T_PURCHASE, mad, 1250);
+    send_expect("TERM0001", &x, "00", NULL, NULL);
+    stack_card_txn(&x, SIM_T_CASH, mru, 5000);
+    send_expect("TERM0003", &x, "00", NULL, NULL);
+    stack_card_txn(&x, SIM_T_REFUND, mad, 300);
+    send_expect("TERM0001", &x, "00", NULL, NULL);
+    stack_card_txn(&x, SIM_T_OCT, "4890020000000029", 700);
+    send_expect("TERM0002", &x, "00", NULL, NULL);
+    stack_card_txn(&x, SIM_T_BALANCE, mad, 0);
+    send_expect("TERM0001", &x, "00", NULL, NULL);
+    stack_card_txn(&x, SIM_T_AUTH, mad, 900); /* a hold */
+    send_expect("TERM0001", &x, "00", NULL, NULL);
+    stack_card_txn(&x, SIM_T_PURCHASE, xaf, 5000); /* 1,000 XAF: 51 */
+    send_expect("TERM0001", &x, "51", NULL, NULL);
+    stack_card_txn(&x, SIM_T_PURCHASE, mad, 100);
+    snprintf(x.pin, sizeof x.pin, "9999"); /* 55 */
+    send_expect("TERM0001", &x, "55", NULL, NULL);
+    stack_card_txn(&x, SIM_T_PURCHASE, mad, 100);
+    x.bad_mac = true; /* 63: refused by the switch, never at the issuer */
+    send_expect("TERM0001", &x, "63", NULL, NULL);
+    stack_card_txn(&x, SIM_T_PURCHASE, mad, 444); /* approved, then reversed by the terminal */
+    send_expect("TERM0001", &x, "00", NULL, &sent);
+    stack_reversal_of(&rev, mad, 444, &sent);
+    send_expect("TERM0001", &rev, "00", NULL, NULL);
+    settle();
+
+    json_t *o;
+    int code = reconcile(&o, NULL);
+    if (code != 0)
+        dump(o);
+    assert_int_equal(code, 0);
+    assert_true(stat_of(o, "approvals") >= 7);
+    assert_true(stat_of(o, "reached_issuer") >= 9);
+    assert_true(stat_of(o, "terminal_reversals") >= 1);
+    assert_true(stat_of(o, "rev_acked") >= 1);
+    assert_true(stat_of(o, "refused_by_switch") >= 1);
+    /* Every currency of the demo moved, and each total is zero difference. */
+    size_t i;
+    json_t *c;
+    int seen = 0;
+    json_array_foreach(json_object_get(o, "currencies"), i, c)
+    {
+        assert_int_equal(json_integer_value(json_object_get(c, "difference")), 0);
+        seen++;
+    }
+    assert_true(seen >= 3);
+    json_decref(o);
+}
+
+/* A recorded load (purchases, cash-outs, refunds, balance inquiries, load-mix reversals)
+ * reconciles, its record included: the terminals' view equals the journal and the issuer. */
+static void test_recorded_load_reconciles(void **state)
+{
+    (void)state;
+    char host[32], report[320], out[320], state_dir[320], record[320];
+    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
+    snprintf(report, sizeof report, "%s/load.json", S.dir);
+    snprintf(out, sizeof out, "%s/load.out", S.dir);
+    snprintf(state_dir, sizeof state_dir, "%s/acq-state", S.dir);
+    snprintf(record, sizeof record, "%s/load.record", S.dir);
+    const char *args[] = { "load",    "--host",   host,   "--rate",        "100",  "--duration",
+                           "3",       "--warmup", "0.5",  "--connections", "2",    "--cards",
+                           "200",     "--report", report, "--record",      record, "--state-dir",
+                           state_dir, "--quiet",  NULL };
+    pid_t p = ts_spawn("acquirer-sim", args, out);
+    assert_true(p > 0);
+    int st;
+    assert_int_equal(waitpid(p, &st, 0), p);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fprintf(stderr, "acquirer-sim load exited %d; see %s\n", WEXITSTATUS(st), out);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    settle();
+
+    json_t *r = json_load_file(report, 0, NULL);
+    assert_non_null(r);
+    long long lines = (long long)json_integer_value(json_object_get(r, "record_lines"));
+    json_decref(r);
+    assert_true(lines >= 300);
+
+    json_t *o;
+    const char *extra[] = { "--record", record, NULL };
+    int code = reconcile(&o, extra);
+    if (code != 0)
+        dump(o);
+    assert_int_equal(code, 0);
+    assert_int_equal(stat_of(o, "rec_lines"), lines);
+    assert_true(stat_of(o, "rec_approved_held") > 0);
+    assert_int_equal(stat_of(o, "rec_not_journaled"), 0);
+    print_message("record: %lld lines, %lld approvals held, %lld reversed by the terminals, "
+                  "%lld load-mix reversals acknowledged, %lld declined\n",
+                  lines, stat_of(o, "rec_approved_held"), stat_of(o, "rec_approved_reversed"),
+                  stat_of(o, "rec_reversal_acked"), stat_of(o, "rec_declined"));
+    json_decref(o);
+}
+
+/* The same under faults: switchd stalled (SIGSTOP: requests and their 0400s time out), then
+ * killed (-9) and restarted in the middle of the run. Whatever the terminals, the journal, the
+ * recovery and the reversal queue did, once the switch has settled everything reconciles. */
+static void test_recorded_load_under_faults_reconciles(void **state)
+{
+    (void)state;
+    char host[32], report[320], out[320], state_dir[320], record[320];
+    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
+    snprintf(report, sizeof report, "%s/chaos.json", S.dir);
+    snprintf(out, sizeof out, "%s/chaos.out", S.dir);
+    snprintf(state_dir, sizeof state_dir, "%s/acq-state", S.dir);
+    snprintf(record, sizeof record, "%s/chaos.record", S.dir);
+    const char *args[] = {
+        "load",    "--host",           host,   "--rate",        "100",  "--duration",
+        "6",       "--warmup",         "0.5",  "--connections", "4",    "--cards",
+        "200",     "--report",         report, "--record",      record, "--state-dir",
+        state_dir, "--timeout-ms",     "1000", "--slots",       "2048", "--reversal-deadline",
+        "60",      "--max-error-rate", "1",    "--quiet",       NULL
+    };
+    pid_t p = ts_spawn("acquirer-sim", args, out);
+    assert_true(p > 0);
+    usleep(2000000);
+    assert_int_equal(kill(S.sw, SIGSTOP), 0);
+    usleep(3000000);
+    assert_int_equal(kill(S.sw, SIGKILL), 0);
+    int st = 0;
+    assert_int_equal(waitpid(S.sw, &st, 0), S.sw);
+    S.sw = 0;
+    usleep(300000);
+    assert_int_equal(stack_start_switch(&S), 0);
+    assert_int_equal(waitpid(p, &st, 0), p);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fprintf(stderr, "acquirer-sim load exited %d; see %s\n", WEXITSTATUS(st), out);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    settle();
+
+    json_t *o;
+    const char *extra[] = { "--record", record, NULL };
+    int code = reconcile(&o, extra);
+    if (code != 0)
+        dump(o);
+    print_message("under faults: %lld lines, %lld approvals held, %lld unanswered and reversed, "
+                  "%lld lost, %lld reversals acked\n",
+                  stat_of(o, "rec_lines"), stat_of(o, "rec_approved_held"),
+                  stat_of(o, "rec_unanswered_reversed"), stat_of(o, "lost"),
+                  stat_of(o, "rev_acked"));
+    assert_int_equal(code, 0);
+    assert_true(stat_of(o, "rec_unanswered_reversed") >= 1);
+    json_decref(o);
+}
+
+/* And with switchd cut off its database for a while in the middle of a recorded run: journal
+ * rows and write-ahead records go to the spool and are replayed once it is back. (This run
+ * found the journal writer racing its own replay: a live answer could settle a write-ahead row
+ * before the replay inserted it. Records now reach PostgreSQL in the order they became
+ * durable; test_db_journal has the deterministic test.) */
+static void test_recorded_load_database_outage_reconciles(void **state)
+{
+    (void)state;
+    char host[32], report[320], out[320], state_dir[320], record[320];
+    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
+    snprintf(report, sizeof report, "%s/outage.json", S.dir);
+    snprintf(out, sizeof out, "%s/outage.out", S.dir);
+    snprintf(state_dir, sizeof state_dir, "%s/acq-state", S.dir);
+    snprintf(record, sizeof record, "%s/outage.record", S.dir);
+    const char *args[] = {
+        "load",    "--host",           host,   "--rate",        "100",  "--duration",
+        "6",       "--warmup",         "0.5",  "--connections", "4",    "--cards",
+        "200",     "--report",         report, "--record",      record, "--state-dir",
+        state_dir, "--timeout-ms",     "1000", "--slots",       "2048", "--reversal-deadline",
+        "60",      "--max-error-rate", "1",    "--quiet",       NULL
+    };
+    sleep(2);
+    pid_t p = ts_spawn("acquirer-sim", args, out);
+    assert_true(p > 0);
+    usleep(2000000);
+    assert_int_equal(stack_switch_db(&S, false), 0);
+    usleep(3000000);
+    assert_int_equal(stack_switch_db(&S, true), 0);
+    int st = 0;
+    assert_int_equal(waitpid(p, &st, 0), p);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fprintf(stderr, "acquirer-sim load exited %d; see %s\n", WEXITSTATUS(st), out);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(stack_wait_journal_up(&S, 10000), 0);
+    /* Not settle(): a leftover in-flight row is what the reconciliation is to report. */
+    assert_int_equal(stack_wait_scalar(&S,
+                                       "SELECT count(*) FROM switch.reversal_queue"
+                                       " WHERE state = 'pending'",
+                                       0, 20000),
+                     0);
+    sleep(2); /* the last answers' rows commit */
+    json_t *o;
+    const char *extra[] = { "--record", record, NULL };
+    int code = reconcile(&o, extra);
+    if (code != 0)
+        dump(o);
+    print_message("outage: %lld lines, %lld approvals held, %lld declined, %lld unanswered and "
+                  "reversed\n",
+                  stat_of(o, "rec_lines"), stat_of(o, "rec_approved_held"),
+                  stat_of(o, "rec_declined"), stat_of(o, "rec_unanswered_reversed"));
+    assert_int_equal(code, 0);
+    json_decref(o);
+}
+
+/* And with the issuer stalled (SIGSTOP) for a while: requests time out at the switch (91) and
+ * at the terminals, the switch reverses them, and the issuer applies both once it wakes up. */
+static void test_recorded_load_issuer_stall_reconciles(void **state)
+{
+    (void)state;
+    char host[32], report[320], out[320], state_dir[320], record[320];
+    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
+    snprintf(report, sizeof report, "%s/stall.json", S.dir);
+    snprintf(out, sizeof out, "%s/stall.out", S.dir);
+    snprintf(state_dir, sizeof state_dir, "%s/acq-state", S.dir);
+    snprintf(record, sizeof record, "%s/stall.record", S.dir);
+    const char *args[] = {
+        "load",    "--host",           host,   "--rate",        "100",  "--duration",
+        "6",       "--warmup",         "0.5",  "--connections", "4",    "--cards",
+        "200",     "--report",         report, "--record",      record, "--state-dir",
+        state_dir, "--timeout-ms",     "1000", "--slots",       "2048", "--reversal-deadline",
+        "60",      "--max-error-rate", "1",    "--quiet",       NULL
+    };
+    pid_t p = ts_spawn("acquirer-sim", args, out);
+    assert_true(p > 0);
+    usleep(2000000);
+    assert_int_equal(kill(S.issuer, SIGSTOP), 0);
+    usleep(2500000);
+    assert_int_equal(kill(S.issuer, SIGCONT), 0);
+    int st = 0;
+    assert_int_equal(waitpid(p, &st, 0), p);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fprintf(stderr, "acquirer-sim load exited %d; see %s\n", WEXITSTATUS(st), out);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    settle();
+    json_t *o;
+    const char *extra[] = { "--record", record, NULL };
+    int code = reconcile(&o, extra);
+    if (code != 0)
+        dump(o);
+    print_message("issuer stall: %lld lines, %lld approvals held, %lld declined, %lld unanswered "
+                  "and reversed, %lld switch reversals acked\n",
+                  stat_of(o, "rec_lines"), stat_of(o, "rec_approved_held"),
+                  stat_of(o, "rec_declined"), stat_of(o, "rec_unanswered_reversed"),
+                  stat_of(o, "rev_acked"));
+    assert_int_equal(code, 0);
+    json_decref(o);
+}
+
+/* ------------------------------------------------------------------ breaks, one at a time */
+
+/* The journal holds an approval the issuer never booked. */
+static void test_approval_the_issuer_does_not_have(void **state)
+{
+    (void)state;
+    char de7[11], date[11], q[1024];
+    now_de7(de7, date);
+    snprintf(q, sizeof q,
+             "INSERT INTO switch.authorizations (request_date, acquirer_id, terminal_id, stan,"
+             " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time,"
+             " processing_code, amount_minor, currency, response_code, auth_code, pan_masked,"
+             " outcome, created_at) VALUES ('%s', '100001', 'TERM0002', '900001', '%s', '0200',"
+             " 'WALLET1', '900001', '%s', '000000', 4200, 504, '00', '424242',"
+             " '489001******0012', 'approved', now())",
+             date, de7, de7);
+    sql(q);
+    json_t *o;
+    assert_int_equal(reconcile(&o, NULL), 1);
+    json_t *m = the_mismatch(o, "journal-vs-issuer", "issuer does not have the approval's effect");
+    assert_string_equal(field(m, "terminal"), "TERM0002");
+    assert_string_equal(field(m, "stan"), "900001");
+    assert_string_equal(field(m, "issuer_stan"), "900001");
+    assert_string_equal(field(m, "pan"), "489001******0012");
+    assert_string_equal(field(m, "outcome"), "approved");
+    assert_int_equal(json_integer_value(json_object_get(m, "issuer_net")), 0);
+    assert_int_equal(json_integer_value(json_object_get(m, "expected")), -4200);
+    assert_int_equal(mismatches(o, "journal-vs-issuer", NULL), 1);
+    assert_true(mismatches(o, "totals", "currency total") == 1);
+    json_decref(o);
+    sql("DELETE FROM switch.authorizations WHERE terminal_id = 'TERM0002' AND stan = '900001'");
+    expect_clean(NULL);
+}
+
+/* The switch says it reversed a debit (an acknowledged reversal row) the issuer still has. */
+static void test_reversed_debit_the_issuer_kept(void **state)
+{
+    (void)state;
+    struct sim_sent sent;
+    struct sim_resp r;
+    char q[1400];
+    approved_purchase(777, &sent, &r);
+    snprintf(q, sizeof q,
+             "INSERT INTO switch.reversal_queue (request_date, acquirer_id, terminal_id, stan,"
+             " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time, rrn,"
+             " processing_code, amount_minor, currency, auth_code, pan_masked, pan_hmac,"
+             " pan_sealed, reason, state, attempts, acked_at)"
+             " SELECT request_date, acquirer_id, terminal_id, stan, transmission_time, mti,"
+             " issuer_id, issuer_stan, issuer_transmission_time, rrn, processing_code,"
+             " amount_minor, currency, auth_code, pan_masked, pan_hmac, '\\x00'::bytea, 'error',"
+             " 'acked', 1, now() FROM switch.authorizations WHERE terminal_id = 'TERM0001'"
+             " AND stan = '%s' AND transmission_time = '%s' AND mti_class = '020'",
+             sent.stan, sent.de7);
+    sql(q);
+    json_t *o;
+    assert_int_equal(reconcile(&o, NULL), 1);
+    json_t *m = the_mismatch(o, "journal-vs-issuer",
+                             "issuer still has the effect of an approval the switch reversed");
+    assert_string_equal(field(m, "stan"), sent.stan);
+    assert_string_equal(field(m, "de7"), sent.de7);
+    assert_string_equal(field(m, "reversal"), "acked");
+    assert_int_equal(json_integer_value(json_object_get(m, "issuer_net")), -777);
+    assert_int_equal(json_integer_value(json_object_get(m, "expected")), 0);
+    json_decref(o);
+    snprintf(q, sizeof q,
+             "DELETE FROM switch.reversal_queue WHERE terminal_id = 'TERM0001' AND stan = '%s'"
+             " AND transmission_time = '%s'",
+             sent.stan, sent.de7);
+    sql(q);
+    expect_clean(NULL);
+}
+
+/* The issuer booked a debit under a key no row of the switch names. */
+static void test_issuer_debit_without_switch_record(void **state)
+{
+    (void)state;
+    char de7[11], date[11], q[600];
+    now_de7(de7, date);
+    snprintf(q, sizeof q,
+             "INSERT INTO wallet.ledger (wallet_id, request_key, kind, amount_minor, mti,"
+             " processing_code) VALUES (9, '00000100001:TERM0002:990001:%s', 'purchase', -1500,"
+             " '0200', '000000')",
+             de7);
+    sql(q);
+    json_t *o;
+    assert_int_equal(reconcile(&o, NULL), 1);
+    json_t *m = the_mismatch(o, "issuer-without-switch",
+                             "issuer applied a request the switch has no record of");
+    assert_string_equal(field(m, "terminal"), "TERM0002");
+    assert_string_equal(field(m, "issuer_stan"), "990001");
+    assert_string_equal(field(m, "pan"), "489001******0095"); /* wallet 9, masked */
+    assert_int_equal(json_integer_value(json_object_get(m, "issuer_net")), -1500);
+    assert_int_equal(json_integer_value(json_object_get(m, "wallet_id")), 9);
+    assert_int_equal(mismatches(o, "issuer-without-switch", NULL), 1);
+    json_decref(o);
+    /* Given back (the ledger is append-only): it moved nothing in the end, which is no
+     * mismatch. */
+    snprintf(q, sizeof q,
+             "INSERT INTO wallet.ledger (wallet_id, request_key, kind, amount_minor)"
+             " VALUES (9, 'rev:00000100001:TERM0002:990001:%s', 'reversal', 1500)",
+             de7);
+    sql(q);
+    expect_clean(NULL);
+}
+
+/* A request times out while the issuer is stalled: its reversal waits, unacknowledged. */
+static void test_pending_reversal(void **state)
+{
+    (void)state;
+    const char *pan = "4890040000000043";
+    struct sim_txn x;
+    struct sim_sent sent;
+    long long before = stack_balance(&S, pan);
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 321);
+    assert_int_equal(kill(S.issuer, SIGSTOP), 0);
+    int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
+    assert_true(fd >= 0);
+    char q[400];
+    snprintf(q, sizeof q,
+             "SELECT count(*) FROM switch.reversal_queue WHERE state = 'pending'"
+             " AND terminal_id = 'TERM0001' AND stan = '%s' AND transmission_time = '%s'",
+             sent.stan, sent.de7);
+    int waited = stack_wait_scalar(&S, q, 1, 10000);
+    json_t *o = NULL;
+    int code = -1, code_allowed = -1;
+    if (waited == 0) {
+        code = reconcile(&o, NULL);
+        const char *allow[] = { "--allow-pending", NULL };
+        json_t *o2;
+        code_allowed = reconcile(&o2, allow);
+        if (code_allowed != 0 && o2)
+            dump(o2);
+        json_decref(o2);
+    }
+    kill(S.issuer, SIGCONT); /* before any assertion can leave it stopped */
+    close(fd);
+    assert_int_equal(waited, 0);
+    assert_int_equal(code, 1);
+    json_t *m = the_mismatch(o, "journal-vs-issuer", "reversal not yet acknowledged");
+    assert_string_equal(field(m, "stan"), sent.stan);
+    assert_string_equal(field(m, "reversal"), "pending");
+    assert_string_equal(field(m, "outcome"), "timeout");
+    json_decref(o);
+    assert_int_equal(code_allowed, 0);
+    /* The issuer wakes up, applies the debit, then its reversal: all square again. */
+    settle();
+    assert_true(stack_wait_balance(&S, pan, before, 10000));
+    expect_clean(NULL);
+}
+
+/* A write-ahead row nobody settled. */
+static void test_leftover_inflight_row(void **state)
+{
+    (void)state;
+    char de7[11], date[11], q[1200];
+    now_de7(de7, date);
+    snprintf(q, sizeof q,
+             "INSERT INTO switch.inflight (request_date, acquirer_id, terminal_id, stan,"
+             " transmission_time, mti_class, mti, owner, issuer_id, issuer_stan,"
+             " issuer_transmission_time, processing_code, amount_minor, currency, pan_masked,"
+             " pan_hmac, pan_sealed, created_at) VALUES ('%s', '100001', 'TERM0002', '980001',"
+             " '%s', '020', '0200', 'gone-instance', 'WALLET1', '980001', '%s', '000000', 100,"
+             " 504, '489001******0012', decode(repeat('00', 32), 'hex'), '\\x00'::bytea, now())",
+             date, de7, de7);
+    sql(q);
+    json_t *o;
+    assert_int_equal(reconcile(&o, NULL), 1);
+    json_t *m = the_mismatch(o, "inflight-left", "never settled");
+    assert_string_equal(field(m, "terminal"), "TERM0002");
+    assert_string_equal(field(m, "stan"), "980001");
+    assert_int_equal(mismatches(o, NULL, NULL), 1); /* the issuer has nothing: no money open */
+    json_decref(o);
+    sql("DELETE FROM switch.inflight WHERE owner = 'gone-instance'");
+    expect_clean(NULL);
+}
+
+/* The record says a terminal holds an approval which the issuer no longer has: the terminal
+ * reversed it (its reversal is not in this record), so what it "holds" is not there. */
+static void test_record_approval_the_issuer_reversed(void **state)
+{
+    (void)state;
+    const char *mad = "4890010000000012";
+    struct sim_sent kept, undone;
+    struct sim_resp rk, ru;
+    struct sim_txn rev;
+    approved_purchase(610, &kept, &rk);
+    approved_purchase(620, &undone, &ru);
+    stack_reversal_of(&rev, mad, 620, &undone);
+    send_expect("TERM0001", &rev, "00", NULL, NULL);
+    settle();
+    char text[1024], path[400];
+    snprintf(text, sizeof text,
+             "# atlas-load-record 1\n"
+             "req terminal=TERM0001 stan=%s de7=%s mti=0200 proc=000000 amount=610 currency=504"
+             " pan=489001******0012 answered=yes rc=00 auth=%s rev=no\n"
+             "req terminal=TERM0001 stan=%s de7=%s mti=0200 proc=000000 amount=620 currency=504"
+             " pan=489001******0012 answered=yes rc=00 auth=%s rev=no\n",
+             kept.stan, kept.de7, rk.auth, undone.stan, undone.de7, ru.auth);
+    snprintf(path, sizeof path, "%s/reversed.record", S.dir);
+    write_file(path, text);
+    json_t *o;
+    const char *extra[] = { "--record", path, NULL };
+    assert_int_equal(reconcile(&o, extra), 1);
+    json_t *m =
+        the_mismatch(o, "record-vs-switch", "terminal holds an approval the issuer reversed");
+    assert_string_equal(field(m, "stan"), undone.stan);
+    assert_int_equal(json_integer_value(json_object_get(m, "record_line")), 3);
+    assert_int_equal(mismatches(o, "record-vs-switch", "terminal holds an approval"), 1);
+    /* The switch and the issuer agree with each other: only the record disagrees. */
+    assert_int_equal(mismatches(o, "journal-vs-issuer", NULL), 0);
+    assert_int_equal(mismatches(o, "totals", NULL), 0);
+    json_decref(o);
+    expect_clean(NULL);
+}
+
+/* The record says terminals gave up reversing requests they got no answer for. */
+static void test_record_unanswered_without_answered_reversal(void **state)
+{
+    (void)state;
+    char de7[11], date[11], text[1024], path[400];
+    now_de7(de7, date);
+    snprintf(text, sizeof text,
+             "# atlas-load-record 1\n"
+             "req terminal=TERM0001 stan=970001 de7=%s mti=0200 proc=000000 amount=100"
+             " currency=504 pan=489001******0012 answered=no rev=yes rev_stan=970002 rev_de7=%s"
+             " rev_tries=5 rev_rc=none\n"
+             "req terminal=TERM0001 stan=970003 de7=%s mti=0200 proc=010000 amount=200"
+             " currency=504 pan=489001******0012 answered=no rev=no\n"
+             "req terminal=TERM0001 stan=970004 de7=%s mti=0100 proc=300000 amount=-"
+             " currency=504 pan=489001******0012 answered=no rev=no\n",
+             de7, de7, de7, de7);
+    snprintf(path, sizeof path, "%s/gave-up.record", S.dir);
+    write_file(path, text);
+    json_t *o;
+    const char *extra[] = { "--record", path, NULL };
+    assert_int_equal(reconcile(&o, extra), 1);
+    assert_int_equal(mismatches(o, "record-vs-switch", "terminal gave up on a reversal"), 2);
+    assert_int_equal(mismatches(o, NULL, NULL), 2); /* the balance inquiry needs none */
+    json_t *m = the_mismatch(o, "record-vs-switch", "terminal gave up on a reversal");
+    assert_string_equal(field(m, "stan"), "970001");
+    assert_int_equal(json_integer_value(json_object_get(m, "record_line")), 2);
+    assert_int_equal(stat_of(o, "rec_unanswered_gave_up"), 2);
+    assert_int_equal(stat_of(o, "rec_unanswered_nothing"), 1);
+    json_decref(o);
+}
+
+/* Usage and input errors exit 2, before any conclusion. */
+static void test_errors_exit_2(void **state)
+{
+    (void)state;
+    json_t *o;
+    char path[400];
+    const char *bad_from[] = { "--from", "yesterday-ish", NULL };
+    assert_int_equal(reconcile(&o, bad_from), 2);
+    const char *reversed[] = { "--from", "2026-12-02", "--to", "2026-12-01", NULL };
+    assert_int_equal(reconcile(&o, reversed), 2);
+    snprintf(path, sizeof path, "%s/bad.record", S.dir);
+    write_file(path, "# atlas-load-record 1\nreq terminal=TERM0001 stan=1\n");
+    const char *bad_record[] = { "--record", path, NULL };
+    assert_int_equal(reconcile(&o, bad_record), 2);
+    char out[420];
+    snprintf(out, sizeof out, "%s/reconcile.%s", S.dir, "badrec.out");
+    const char *args[] = { "--record", path, NULL };
+    pid_t p = ts_spawn("atlas-reconcile", args, out);
+    int st;
+    assert_int_equal(waitpid(p, &st, 0), p);
+    assert_int_equal(WEXITSTATUS(st), 2);
+    assert_int_equal(ts_file_contains(out, "bad.record: line 2: stan: expected 6 digits"), 1);
+    const char *nodb[] = { "--switch-db", "host=/nonexistent-socket-dir", NULL };
+    p = ts_spawn("atlas-reconcile", nodb, out);
+    assert_int_equal(waitpid(p, &st, 0), p);
+    assert_int_equal(WEXITSTATUS(st), 2);
+    const char *unknown[] = { "--frobnicate", NULL };
+    p = ts_spawn("atlas-reconcile", unknown, out);
+    assert_int_equal(waitpid(p, &st, 0), p);
+    assert_int_equal(WEXITSTATUS(st), 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_real_traffic_reconciles),
+        cmocka_unit_test(test_recorded_load_reconciles),
+        cmocka_unit_test(test_recorded_load_under_faults_reconciles),
+        cmocka_unit_test(test_recorded_load_database_outage_reconciles),
+        cmocka_unit_test(test_recorded_load_issuer_stall_reconciles),
+        cmocka_unit_test(test_approval_the_issuer_does_not_have),
+        cmocka_unit_test(test_reversed_debit_the_issuer_kept),
+        cmocka_unit_test(test_issuer_debit_without_switch_record),
+        cmocka_unit_test(test_pending_reversal),
+        cmocka_unit_test(test_leftover_inflight_row),
+        cmocka_unit_test(test_record_approval_the_issuer_reversed),
+        cmocka_unit_test(test_record_unanswered_without_answered_reversal),
+        cmocka_unit_test(test_errors_exit_2),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,568 @@
+/* atlas-reconcile's pure parts: the record-file reader against golden lines (the contract's
+ * example in docs/acquirer-sim.md) and against what the writer itself produces
+ * (load_record_format), malformed lines refused with their line numbers and without quoting a
+ * PAN; and the reconciliation rules on hand-made data (no database). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "load.h"
+#include "recon.h"
+#include "record.h"
+
+/* ------------------------------------------------------------------ the record reader */
+
+/* The example of docs/acquirer-sim.md, "The record file". */
+static const char golden[] =
+    "# atlas-load-record 1\n"
+    "req terminal=LOAD0001 stan=000123 de7=1206011530 mti=0200 proc=000000 amount=2500 "
+    "currency=504 pan=489001******0012 answered=yes rc=00 auth=123456 rev=no\n"
+    "req terminal=LOAD0001 stan=000124 de7=1206011531 mti=0200 proc=010000 amount=700 "
+    "currency=504 pan=489001******0053 answered=no rev=yes rev_stan=000125 rev_de7=1206011545 "
+    "rev_tries=2 rev_rc=00\n"
+    "req terminal=LOAD0002 stan=000090 de7=1206011533 mti=0401 proc=000000 amount=13 "
+    "currency=952 pan=489002******0144 orig_mti=0200 orig_stan=000088 orig_de7=1206011532 "
+    "answered=yes rc=12 auth=- rev=no\n"
+    "req terminal=LOAD0002 stan=000091 de7=1206011533 mti=0100 proc=300000 amount=- "
+    "currency=952 pan=489002******0508 answered=no rev=no\n";
+
+static void test_golden_lines(void **state)
+{
+    (void)state;
+    struct rec_file f;
+    char err[256] = "";
+    assert_int_equal(rec_parse_text(golden, strlen(golden), &f, err, sizeof err), 0);
+    assert_int_equal(f.n, 4);
+    assert_false(f.torn_tail);
+
+    const struct rec_line *l = &f.lines[0];
+    assert_int_equal(l->lineno, 2);
+    assert_string_equal(l->terminal, "LOAD0001");
+    assert_string_equal(l->stan, "000123");
+    assert_string_equal(l->de7, "1206011530");
+    assert_string_equal(l->mti, "0200");
+    assert_string_equal(l->proc, "000000");
+    assert_true(l->has_amount);
+    assert_int_equal(l->amount, 2500);
+    assert_string_equal(l->currency, "504");
+    assert_string_equal(l->pan, "489001******0012");
+    assert_false(l->has_orig);
+    assert_true(l->answered);
+    assert_string_equal(l->rc, "00");
+    assert_string_equal(l->auth, "123456");
+    assert_false(l->rev);
+    assert_string_equal(rec_mti_class(l), "020");
+
+    l = &f.lines[1];
+    assert_int_equal(l->lineno, 3);
+    assert_false(l->answered);
+    assert_true(l->rev);
+    assert_string_equal(l->rev_stan, "000125");
+    assert_string_equal(l->rev_de7, "1206011545");
+    assert_int_equal(l->rev_tries, 2);
+    assert_true(l->rev_answered);
+    assert_string_equal(l->rev_rc, "00");
+
+    l = &f.lines[2];
+    assert_true(l->has_orig);
+    assert_string_equal(l->mti, "0401");
+    assert_string_equal(rec_mti_class(l), "040");
+    assert_string_equal(l->orig_mti, "0200");
+    assert_string_equal(l->orig_stan, "000088");
+    assert_string_equal(l->orig_de7, "1206011532");
+    assert_string_equal(l->rc, "12");
+    assert_string_equal(l->auth, ""); /* '-' */
+
+    l = &f.lines[3];
+    assert_false(l->has_amount);
+    assert_string_equal(rec_mti_class(l), "010");
+    assert_false(l->answered);
+    assert_false(l->rev);
+    rec_file_free(&f);
+}
+
+/* What the harness writes, read back: every field survives. */
+static void roundtrip(const struct load_record *r)
+{
+    char line[LOAD_RECORD_LINE_MAX], err[256] = "";
+    int n = load_record_format(r, line, sizeof line);
+    assert_true(n > 1 && line[n - 1] == '\n');
+    struct rec_line l;
+    memset(&l, 0, sizeof l);
+    if (rec_parse_line(line, (size_t)n - 1, &l, err, sizeof err) != 0)
+        fail_msg("%s: %s", line, err);
+    assert_string_equal(l.terminal, r->terminal);
+    assert_string_equal(l.stan, r->stan);
+    assert_string_equal(l.de7, r->de7);
+    assert_string_equal(l.mti, r->mti);
+    assert_string_equal(l.proc, r->proc);
+    assert_int_equal(l.has_amount, r->has_amount);
+    if (r->has_amount)
+        assert_int_equal(l.amount, r->amount);
+    assert_string_equal(l.currency, r->currency);
+    char masked[20];
+    load_pan_mask(r->pan, masked);
+    assert_string_equal(l.pan, masked);
+    assert_int_equal(l.has_orig, r->has_orig);
+    if (r->has_orig) {
+        assert_string_equal(l.orig_mti, r->orig_mti);
+        assert_string_equal(l.orig_stan, r->orig_stan);
+        assert_string_equal(l.orig_de7, r->orig_de7);
+    }
+    assert_int_equal(l.answered, r->answered);
+    if (r->answered) {
+        assert_string_equal(l.rc, r->rc);
+        assert_string_equal(l.auth, r->auth);
+    }
+    assert_int_equal(l.rev, r->rev);
+    if (r->rev) {
+        assert_string_equal(l.rev_stan, r->rev_stan);
+        assert_string_equal(l.rev_de7, r->rev_de7);
+        assert_int_equal(l.rev_tries, r->rev_tries);
+        assert_int_equal(l.rev_answered, r->rev_answered);
+        if (r->rev_answered)
+            assert_string_equal(l.rev_rc, r->rev_rc);
+    }
+}
+
+static struct load_record base_record(void)
+{
+    struct load_record r;
+    memset(&r, 0, sizeof r);
+    strcpy(r.terminal, "TERM0001");
+    strcpy(r.stan, "000123");
+    strcpy(r.de7, "1206011530");
+    strcpy(r.mti, "0200");
+    strcpy(r.proc, "000000");
+    r.has_amount = true;
+    r.amount = 2500;
+    strcpy(r.currency, "504");
+    strcpy(r.pan, "4890010000000012");
+    return r;
+}
+
+static void test_writer_roundtrip(void **state)
+{
+    (void)state;
+    struct load_record r = base_record();
+    r.answered = true;
+    strcpy(r.rc, "00");
+    strcpy(r.auth, "123456");
+    roundtrip(&r);
+    /* Unanswered, reversed on the third try. */
+    r = base_record();
+    r.rev = true;
+    strcpy(r.rev_stan, "000125");
+    strcpy(r.rev_de7, "1206011545");
+    r.rev_tries = 3;
+    r.rev_answered = true;
+    strcpy(r.rev_rc, "00");
+    roundtrip(&r);
+    /* Abandoned before its reversal ever left. */
+    r.rev_stan[0] = r.rev_de7[0] = '\0';
+    r.rev_tries = 0;
+    r.rev_answered = false;
+    r.rev_rc[0] = '\0';
+    roundtrip(&r);
+    /* Sent, never answered: abandoned at the deadline. */
+    r = base_record();
+    r.rev = true;
+    strcpy(r.rev_stan, "000126");
+    strcpy(r.rev_de7, "1206011546");
+    r.rev_tries = 41;
+    roundtrip(&r);
+    /* A load-mix reversal repeated, answered 00; a balance inquiry; a 19-digit PAN. */
+    r = base_record();
+    strcpy(r.mti, "0401");
+    r.has_orig = true;
+    strcpy(r.orig_mti, "0200");
+    strcpy(r.orig_stan, "000100");
+    strcpy(r.orig_de7, "1206011501");
+    r.answered = true;
+    strcpy(r.rc, "00");
+    roundtrip(&r);
+    r = base_record();
+    strcpy(r.mti, "0100");
+    strcpy(r.proc, "300000");
+    r.has_amount = false;
+    strcpy(r.pan, "4890020000000000029");
+    roundtrip(&r);
+    /* Values the switch sent that are not alphanumeric come back as '?'. */
+    r = base_record();
+    r.answered = true;
+    strcpy(r.rc, "9 ");
+    char line[LOAD_RECORD_LINE_MAX], err[128];
+    struct rec_line l;
+    int n = load_record_format(&r, line, sizeof line);
+    assert_true(n > 0);
+    assert_int_equal(rec_parse_line(line, (size_t)n - 1, &l, err, sizeof err), 0);
+    assert_string_equal(l.rc, "9?");
+    assert_string_equal(l.auth, "");
+}
+
+/* A file whose line `bad` is broken: the read stops there, naming that line and the field. */
+static void expect_bad(const char *bad, unsigned want_line, const char *want)
+{
+    char text[2048], err[256] = "";
+    struct rec_file f;
+    snprintf(text, sizeof text,
+             "# atlas-load-record 1\n"
+             "req terminal=TERM0001 stan=000001 de7=1206011530 mti=0200 proc=000000 amount=1 "
+             "currency=504 pan=489001******0012 answered=yes rc=00 auth=123456 rev=no\n"
+             "%s\n",
+             bad);
+    int rc = rec_parse_text(text, strlen(text), &f, err, sizeof err);
+    if (rc == 0)
+        fail_msg("accepted: %s", bad);
+    char line_no[32];
+    snprintf(line_no, sizeof line_no, "line %u: ", want_line);
+    if (strncmp(err, line_no, strlen(line_no)) != 0 || !strstr(err, want))
+        fail_msg("line '%s': got '%s', want '%s...%s'", bad, err, line_no, want);
+    assert_null(strstr(err, "4890010000000012")); /* never a PAN in a message */
+}
+
+#define OK_HEAD "req terminal=TERM0001 stan=000002 de7=1206011530 mti=0200 proc=000000 "
+#define OK_MID  "amount=1 currency=504 pan=489001******0012 "
+
+static void test_malformed_lines(void **state)
+{
+    (void)state;
+    expect_bad("", 3, "start with 'req'");
+    expect_bad("rec terminal=TERM0001", 3, "start with 'req'");
+    expect_bad("req", 3, "terminal missing");
+    expect_bad(OK_HEAD OK_MID "answered=yes rc=00 auth=123456", 3, "rev missing");
+    expect_bad(OK_HEAD OK_MID "answered=yes rc=00 auth=123456 rev=no extra=1", 3,
+               "unexpected text after the last field");
+    expect_bad(OK_HEAD OK_MID "answered=yes rc=00 auth=123456 rev=no ", 3, "unexpected text");
+    expect_bad(OK_HEAD OK_MID " answered=yes rc=00 auth=123456 rev=no", 3, "exactly one space");
+    expect_bad(OK_HEAD OK_MID "answered=yes rc=00 auth=123456 rev=no\r", 3, "control character");
+    expect_bad("req stan=000002 terminal=TERM0001", 3, "expected field terminal=");
+    expect_bad("req terminal=TERM001 stan=000002", 3, "terminal: expected 8");
+    expect_bad("req terminal=TERM0001 stan=00002 de7=1206011530", 3, "stan: expected 6 digits");
+    expect_bad("req terminal=TERM0001 stan=000002 de7=1306011530", 3, "de7: expected");
+    expect_bad("req terminal=TERM0001 stan=000002 de7=1206016130", 3, "de7: expected");
+    expect_bad("req terminal=TERM0001 stan=000002 de7=1206011530 mti=0800", 3,
+               "mti: 0800 is not a request");
+    expect_bad(OK_HEAD "amount=0100 currency=504", 3, "amount: expected");
+    expect_bad(OK_HEAD "amount=1000000000000 currency=504", 3, "amount: expected");
+    expect_bad(OK_HEAD "amount= currency=504", 3, "amount: empty value");
+    expect_bad(OK_HEAD "amount=1 currency=MAD", 3, "currency: expected 3 digits");
+    /* A full PAN is refused, and the message does not repeat it. */
+    expect_bad(OK_HEAD "amount=1 currency=504 pan=4890010000000012 answered=no rev=no", 3,
+               "pan: not a masked PAN");
+    expect_bad(OK_HEAD "amount=1 currency=504 pan=48900100000*0012 answered=no rev=no", 3,
+               "pan: not a masked PAN");
+    expect_bad(OK_HEAD OK_MID "answered=maybe rev=no", 3, "answered: expected yes or no");
+    expect_bad(OK_HEAD OK_MID "answered=yes rc=000 auth=- rev=no", 3, "rc: expected 2");
+    expect_bad(OK_HEAD OK_MID "answered=yes rc=00 auth=1234567 rev=no", 3, "auth: expected");
+    expect_bad(OK_HEAD OK_MID "answered=yes rc=00 auth=1 2 rev=no", 3, "expected field rev=");
+    expect_bad(OK_HEAD OK_MID
+               "answered=yes rc=00 auth=- rev=yes rev_stan=000003 rev_de7=1206011531 "
+               "rev_tries=1 rev_rc=00",
+               3, "an answered request is never reversed");
+    expect_bad(OK_HEAD OK_MID
+               "answered=no rev=yes rev_stan=- rev_de7=1206011531 rev_tries=1 rev_rc=none",
+               3, "rev_de7: '-' exactly when");
+    expect_bad(OK_HEAD OK_MID "answered=no rev=yes rev_stan=- rev_de7=- rev_tries=1 rev_rc=none", 3,
+               "rev_tries: 0 exactly when");
+    expect_bad(OK_HEAD OK_MID "answered=no rev=yes rev_stan=- rev_de7=- rev_tries=0 rev_rc=00", 3,
+               "never left has no answer");
+    expect_bad(OK_HEAD OK_MID
+               "answered=no rev=yes rev_stan=000003 rev_de7=1206011531 rev_tries=1 rev_rc=0",
+               3, "rev_rc: expected");
+    expect_bad("req terminal=TERM0001 stan=000002 de7=1206011530 mti=0400 proc=000000 " OK_MID
+               "answered=yes rc=00 auth=- rev=no",
+               3, "expected field orig_mti=");
+    expect_bad("req terminal=TERM0001 stan=000002 de7=1206011530 mti=0400 proc=000000 " OK_MID
+               "orig_mti=0400 orig_stan=000001 orig_de7=1206011530 answered=yes rc=00 auth=- "
+               "rev=no",
+               3, "orig_mti: 0400 cannot be reversed");
+    expect_bad("req terminal=TERM0001 stan=000002 de7=1206011530 mti=0400 proc=000000 " OK_MID
+               "orig_mti=0200 orig_stan=000001 orig_de7=1206011530 answered=no rev=yes "
+               "rev_stan=- rev_de7=- rev_tries=0 rev_rc=none",
+               3, "a load-mix reversal is repeated");
+    char longline[600];
+    memset(longline, 'x', sizeof longline - 1);
+    memcpy(longline, "req ", 4);
+    longline[sizeof longline - 1] = '\0';
+    expect_bad(longline, 3, "longer than 400");
+}
+
+static void test_headers_and_torn_tail(void **state)
+{
+    (void)state;
+    char err[256];
+    struct rec_file f;
+    static const char v2[] = "# atlas-load-record 2\n";
+    assert_int_equal(rec_parse_text(v2, strlen(v2), &f, err, sizeof err), -1);
+    assert_non_null(strstr(err, "line 1: record format version 2 is not supported"));
+    static const char other[] = "terminal,stan\n";
+    assert_int_equal(rec_parse_text(other, strlen(other), &f, err, sizeof err), -1);
+    assert_non_null(strstr(err, "line 1: not a record file"));
+    assert_int_equal(rec_parse_text("", 0, &f, err, sizeof err), -1);
+    assert_non_null(strstr(err, "line 1: empty file"));
+    /* Only the header: no request. */
+    static const char empty[] = "# atlas-load-record 1\n";
+    assert_int_equal(rec_parse_text(empty, strlen(empty), &f, err, sizeof err), 0);
+    assert_int_equal(f.n, 0);
+    rec_file_free(&f);
+    /* A harness that died mid-line: the last line without its newline is ignored, even when
+     * what is there would not parse. */
+    char text[1024];
+    snprintf(text, sizeof text, "%sreq terminal=TERM00", golden);
+    assert_int_equal(rec_parse_text(text, strlen(text), &f, err, sizeof err), 0);
+    assert_int_equal(f.n, 4);
+    assert_true(f.torn_tail);
+    rec_file_free(&f);
+    /* A file that does not exist. */
+    assert_int_equal(rec_read_file("/nonexistent/record", &f, err, sizeof err), -1);
+    assert_non_null(strstr(err, "/nonexistent/record: "));
+}
+
+/* ------------------------------------------------------------------ the rules */
+
+static void test_full_effect(void **state)
+{
+    (void)state;
+    assert_int_equal(rc_full_effect("020", "000000", 2500), -2500); /* purchase */
+    assert_int_equal(rc_full_effect("020", "010000", 700), -700);   /* cash-out */
+    assert_int_equal(rc_full_effect("020", "090000", 10), -10);     /* cash-back */
+    assert_int_equal(rc_full_effect("020", "100000", 10), -10);     /* AFT */
+    assert_int_equal(rc_full_effect("020", "200000", 10), 10);      /* refund */
+    assert_int_equal(rc_full_effect("020", "260000", 10), 10);      /* OCT */
+    assert_int_equal(rc_full_effect("020", "300000", 10), 0);       /* balance inquiry */
+    assert_int_equal(rc_full_effect("020", "400000", 10), 0);       /* transfer: declined 12 */
+    assert_int_equal(rc_full_effect("010", "000000", 900), -900);   /* a hold */
+    assert_int_equal(rc_full_effect("010", "300000", -1), 0);
+    assert_int_equal(rc_full_effect("010", "200000", 5), 0); /* a credit as 0100: declined */
+    assert_int_equal(rc_full_effect("040", "000000", 5), 0);
+    assert_int_equal(rc_full_effect("020", "x0", 5), 0);
+}
+
+/* A journal row of TERM0001 that reached the issuer under issuer STAN istan. */
+static struct rc_sw journal_row(const char *stan, const char *istan, const char *outcome,
+                                enum rc_rev rev)
+{
+    struct rc_sw s;
+    memset(&s, 0, sizeof s);
+    s.src = RC_SRC_JOURNAL;
+    s.in_window = true;
+    strcpy(s.request_date, "2026-12-06");
+    strcpy(s.acquirer, "100001");
+    strcpy(s.terminal, "TERM0001");
+    strcpy(s.stan, stan);
+    strcpy(s.de7, "1206011530");
+    strcpy(s.mti, "0200");
+    strcpy(s.cls, "020");
+    strcpy(s.issuer_id, "WALLET1");
+    strcpy(s.issuer_stan, istan);
+    strcpy(s.issuer_de7, "1206011531");
+    strcpy(s.proc, "000000");
+    s.amount = 2500;
+    s.currency = 504;
+    strcpy(s.outcome, outcome);
+    strcpy(s.rc, strcmp(outcome, "approved") == 0 ? "00" : "51");
+    strcpy(s.auth, strcmp(outcome, "approved") == 0 ? "123456" : "");
+    strcpy(s.pan_masked, "489001******0012");
+    s.rev = rev;
+    return s;
+}
+
+static void book(struct rc_ctx *c, const char *istan, int64_t ledger, int64_t rev_ledger)
+{
+    char key[64];
+    snprintf(key, sizeof key, "00000100001:TERM0001:%s:1206011531", istan);
+    struct rc_iss *i = rc_iss_get(c, key);
+    assert_non_null(i);
+    i->in_slack = true;
+    i->req = true;
+    strcpy(i->rc, "00");
+    i->wallet_id = 1;
+    i->ledger += ledger;
+    i->rev_ledger += rev_ledger;
+}
+
+static unsigned count(const struct rc_ctx *c, enum rc_check k, const char *problem)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < c->nmm; i++)
+        if (c->mm[i].check == k && (!problem || strstr(c->mm[i].problem, problem)))
+            n++;
+    return n;
+}
+
+static void test_rules(void **state)
+{
+    (void)state;
+    struct rc_ctx c;
+    /* Nothing at all: reconciled (and no sort of an empty, NULL array: UBSan caught that). */
+    assert_int_equal(rc_ctx_init(&c), 0);
+    assert_int_equal(rc_attribute(&c, NULL, NULL), 0);
+    assert_int_equal(rc_run(&c), 0);
+    assert_int_equal(c.nmm, 0);
+    assert_int_equal(c.nccy, 0);
+    rc_ctx_free(&c);
+
+    assert_int_equal(rc_ctx_init(&c), 0);
+    struct rc_wallet *w = rc_wallet_get(&c, 1);
+    assert_non_null(w);
+    w->currency = 504;
+    strcpy(w->pan_masked, "489001******0012");
+
+    struct rc_sw s = journal_row("000001", "000101", "approved", RC_REV_NONE); /* matches */
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    assert_true(c.sw[0].has_key);
+    assert_string_equal(c.sw[0].key, "00000100001:TERM0001:000101:1206011531");
+    book(&c, "000101", -2500, 0);
+    s = journal_row("000002", "000102", "approved", RC_REV_ACKED); /* reversed on both sides */
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000102", -2500, 2500);
+    s = journal_row("000003", "000103", "approved", RC_REV_NONE); /* issuer has nothing */
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    s = journal_row("000004", "000104", "approved", RC_REV_ACKED); /* issuer kept the debit */
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000104", -2500, 0);
+    s = journal_row("000005", "000105", "timeout", RC_REV_PENDING); /* not yet acknowledged */
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000105", -2500, 0);
+    s = journal_row("000006", "000106", "declined", RC_REV_NONE);
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000106", 0, 0);
+    s = journal_row("000007", "000107", "lost", RC_REV_NONE); /* lost without its reversal */
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    s = journal_row("000008", "000108", "approved", RC_REV_NONE); /* no auth code */
+    s.auth[0] = '\0';
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000108", -2500, 0);
+    s = journal_row("000009", "000109", "timeout", RC_REV_NONE); /* in flight */
+    s.src = RC_SRC_INFLIGHT;
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000199", -300, 0);   /* the switch never named it */
+    book(&c, "000198", -300, 300); /* nor this one, but it moved nothing in the end */
+    assert_int_equal(rc_attribute(&c, NULL, NULL), 2);
+    assert_int_equal(rc_run(&c), 0);
+
+    assert_int_equal(c.st.reached_issuer, 8);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, NULL), 3);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, "issuer does not have the approval's"), 1);
+    assert_int_equal(
+        count(&c, RC_CHK_JOURNAL_ISSUER, "issuer still has the effect of an approval the switch"),
+        1);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, "reversal not yet acknowledged"), 1);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL, "lost request without a reversal"), 1);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL, "approval without an auth code"), 1);
+    assert_int_equal(count(&c, RC_CHK_INFLIGHT, NULL), 1);
+    assert_int_equal(count(&c, RC_CHK_ISSUER_UNKNOWN, "no record of"), 1);
+    assert_int_equal(c.st.issuer_unknown_nomoney, 1);
+    /* MAD: the switch says three approvals stand (000001, 000003, 000008: -7500); the issuer
+     * booked 000001, 000008, the kept debit 000104, the pending 000105 and the unknown 000199:
+     * the missing and the kept debits cancel out in the currency total, the unknown one does
+     * not. Per wallet they do not cancel: wallet 1 holds the kept debit and the unknown one, and
+     * the approval the issuer does not have has no wallet of its own (a line by masked PAN). */
+    assert_int_equal(c.nccy, 1);
+    assert_int_equal(c.ccy[0].currency, 504);
+    assert_int_equal(c.ccy[0].sw, -7500);
+    assert_int_equal(c.ccy[0].pending, -2500);
+    assert_int_equal(c.ccy[0].iss - c.ccy[0].sw - c.ccy[0].pending, -300);
+    assert_int_equal(count(&c, RC_CHK_TOTALS, "currency total"), 1);
+    assert_int_equal(count(&c, RC_CHK_TOTALS, "wallet: issuer -10300, switch -5000, pending -2500"),
+                     1);
+    assert_int_equal(count(&c, RC_CHK_TOTALS, "wallet: issuer 0, switch -2500"), 1);
+    assert_int_equal(count(&c, RC_CHK_TOTALS, NULL), 3);
+    rc_ctx_free(&c);
+
+    /* --allow-pending: a pending reversal is no mismatch, whichever side the issuer is on. */
+    assert_int_equal(rc_ctx_init(&c), 0);
+    c.allow_pending = true;
+    s = journal_row("000005", "000105", "timeout", RC_REV_PENDING);
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000105", -2500, 0);
+    s = journal_row("000006", "000106", "approved", RC_REV_PENDING);
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000106", -2500, 2500);
+    s = journal_row("000007", "000107", "approved", RC_REV_PENDING); /* but not -1000 */
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000107", -1000, 0);
+    rc_attribute(&c, NULL, NULL);
+    assert_int_equal(rc_run(&c), 0);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, NULL), 1);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, "neither the request's nor zero"), 1);
+    assert_int_equal(count(&c, RC_CHK_TOTALS, NULL), 0);
+    rc_ctx_free(&c);
+}
+
+/* The record's lines against the switch's rows: the categories and the mismatches. */
+static void test_record_rules(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "# atlas-load-record 1\n"
+        /* an approval the terminal holds, booked: fine */
+        "req terminal=TERM0001 stan=000001 de7=1206011530 mti=0200 proc=000000 amount=2500 "
+        "currency=504 pan=489001******0012 answered=yes rc=00 auth=123456 rev=no\n"
+        /* an approval the switch reversed behind the terminal's back */
+        "req terminal=TERM0001 stan=000002 de7=1206011530 mti=0200 proc=000000 amount=2500 "
+        "currency=504 pan=489001******0012 answered=yes rc=00 auth=123456 rev=no\n"
+        /* unanswered, reversal abandoned */
+        "req terminal=TERM0001 stan=000003 de7=1206011530 mti=0200 proc=000000 amount=2500 "
+        "currency=504 pan=489001******0012 answered=no rev=yes rev_stan=000010 "
+        "rev_de7=1206011540 rev_tries=3 rev_rc=none\n"
+        /* an auth code that differs */
+        "req terminal=TERM0001 stan=000004 de7=1206011530 mti=0200 proc=000000 amount=2500 "
+        "currency=504 pan=489001******0012 answered=yes rc=00 auth=654321 rev=no\n"
+        /* an unanswered balance inquiry: nothing to reverse */
+        "req terminal=TERM0001 stan=000005 de7=1206011530 mti=0100 proc=300000 amount=- "
+        "currency=504 pan=489001******0012 answered=no rev=no\n";
+    struct rec_file f;
+    char err[256];
+    assert_int_equal(rec_parse_text(text, strlen(text), &f, err, sizeof err), 0);
+    struct rc_ctx c;
+    assert_int_equal(rc_ctx_init(&c), 0);
+    c.record = &f;
+    c.record_now_us = 1796558400ull * 1000000ull; /* 2026-12-06T12:00:00Z */
+    struct rc_wallet *w = rc_wallet_get(&c, 1);
+    w->currency = 504;
+    struct rc_sw s = journal_row("000001", "000101", "approved", RC_REV_NONE);
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000101", -2500, 0);
+    s = journal_row("000002", "000102", "approved", RC_REV_ACKED);
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000102", -2500, 2500);
+    s = journal_row("000003", "000103", "timeout", RC_REV_ACKED);
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000103", -2500, 2500);
+    s = journal_row("000004", "000104", "approved", RC_REV_NONE);
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000104", -2500, 0);
+    rc_attribute(&c, NULL, NULL);
+    assert_int_equal(rc_run(&c), 0);
+    assert_int_equal(c.st.rec_lines, 5);
+    assert_int_equal(c.st.rec_approved_held, 3);
+    assert_int_equal(c.st.rec_unanswered_gave_up, 1);
+    assert_int_equal(c.st.rec_unanswered_nothing, 1);
+    assert_int_equal(count(&c, RC_CHK_RECORD, "terminal holds an approval the issuer reversed"), 1);
+    assert_int_equal(count(&c, RC_CHK_RECORD, "terminal gave up on a reversal"), 1);
+    assert_int_equal(count(&c, RC_CHK_RECORD, "auth code differs: terminal 654321, journal 123456"),
+                     1);
+    /* The terminals hold three approvals (-7500); the issuer kept two (-5000). */
+    assert_int_equal(count(&c, RC_CHK_RECORD, "terminals hold -7500, issuer -5000"), 1);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, NULL), 0);
+    rc_ctx_free(&c);
+    rec_file_free(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_lines),    cmocka_unit_test(test_writer_roundtrip),
+        cmocka_unit_test(test_malformed_lines), cmocka_unit_test(test_headers_and_torn_tail),
+        cmocka_unit_test(test_full_effect),     cmocka_unit_test(test_rules),
+        cmocka_unit_test(test_record_rules),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
