@@ -4,7 +4,8 @@
 #   2. checks formatting (clang-format),
 #   3. normal build + ctest (unit and integration, against a throwaway
 #      PostgreSQL cluster that this script starts),
-#   4. AddressSanitizer + UndefinedBehaviorSanitizer build + ctest,
+#   4. AddressSanitizer + UndefinedBehaviorSanitizer build + ctest, the chaos
+#      suite's short mode included (tests/chaos, docs/RELIABILITY.md),
 #   5. a short libFuzzer run of every fuzz target (clang).
 # Idempotent; fine as root. Environment knobs:
 #   ATLAS_QUICK=1          only step 3 (for a fast local loop)
@@ -37,21 +38,24 @@ if [ -x db/pg.sh ]; then
   eval "$(db/pg.sh env)"
 fi
 
-build_and_test() { # dir, then extra cmake args
-  local dir=$1; shift
+build_and_test() { # dir, ctest selection ("" = every test), then extra cmake args
+  local dir=$1 select=$2; shift 2
   step "build $dir $*"
   cmake -S . -B "$dir" "$@" >/dev/null
   cmake --build "$dir" -j "$JOBS"
-  step "ctest $dir"
-  (cd "$dir" && ctest --output-on-failure -j 1)
+  step "ctest $dir $select"
+  # shellcheck disable=SC2086
+  (cd "$dir" && ctest --output-on-failure -j 1 $select)
 }
 
-build_and_test build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# The chaos suite (tests/chaos, ~1.5 min) runs once, in the sanitizer build, where a memory
+# error under faults is caught too; the quick loop skips it.
+build_and_test build "-LE chaos" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 [ "${ATLAS_QUICK:-0}" = 1 ] && exit 0
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-build_and_test build-asan -DCMAKE_BUILD_TYPE=Debug -DATLAS_SANITIZE=ON
+build_and_test build-asan "" -DCMAKE_BUILD_TYPE=Debug -DATLAS_SANITIZE=ON
 
 step "fuzz (${FUZZ_SECONDS}s per target)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATLAS_FUZZ=ON >/dev/null
