@@ -458,12 +458,24 @@ static enum load_try_result try_result(const struct sim_outcome *o)
     return o->status == SIM_E_TIMEOUT ? LOAD_TRY_TIMEOUT : LOAD_TRY_CONN;
 }
 
+/* A reversal's try: an authentic 0410 ends it, unless it says 91 or 96 — the switch could not
+ * take the reversal now (its database away, its original still in flight): like a terminal,
+ * the harness repeats it. */
+static enum load_try_result reversal_try_result(const struct sim_outcome *o)
+{
+    enum load_try_result how = try_result(o);
+    if (how == LOAD_TRY_ANSWERED &&
+        (strcmp(o->resp.rc, "91") == 0 || strcmp(o->resp.rc, "96") == 0))
+        return LOAD_TRY_NOT_NOW;
+    return how;
+}
+
 /* One try of reversal q->rev ended. */
 static void rev_try_done(struct load_run *L, const struct lreq *q, const struct sim_outcome *o)
 {
     struct lrev *v = q->rev;
-    enum load_try_result how = try_result(o);
-    if (how == LOAD_TRY_ANSWERED) {
+    enum load_try_result how = reversal_try_result(o);
+    if (how == LOAD_TRY_ANSWERED || how == LOAD_TRY_NOT_NOW) {
         L->r.all_answered++;
         if (strcmp(o->resp.rc, "00") == 0)
             L->r.all_approved++;
@@ -564,11 +576,13 @@ static void on_done(void *arg, struct sim_req *sr, const struct sim_outcome *o)
         note_error(L, answered ? "response MAC wrong or missing" : o->reason ? o->reason : "?");
     }
     /* Like a terminal: an unanswered money-moving request is reversed, an unanswered
-     * reversal repeated; only then is its line of the record written. */
-    if (answered && mac_ok)
+     * reversal (or one the switch could not take now: 91/96) repeated; only then is its line
+     * of the record written. */
+    bool not_now = q->kind == LOAD_K_REVERSAL && reversal_try_result(o) == LOAD_TRY_NOT_NOW;
+    if (answered && mac_ok && !not_now)
         record_request(L, q, &o->resp);
     else if (kind_reversible(q->kind) || q->kind == LOAD_K_REVERSAL)
-        rev_open(L, q, try_result(o));
+        rev_open(L, q, not_now ? LOAD_TRY_NOT_NOW : try_result(o));
     else
         record_request(L, q, NULL);
     uint32_t conn = q->conn;

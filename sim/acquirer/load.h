@@ -104,6 +104,8 @@ enum load_try_result {
     LOAD_TRY_TIMEOUT,  /* nothing within the timeout */
     LOAD_TRY_CONN,     /* the connection ended first (or the response did not decode) */
     LOAD_TRY_BAD_MAC,  /* a response whose MAC is wrong or missing: not trusted */
+    LOAD_TRY_NOT_NOW,  /* an authentic 0410 with 91 or 96: the switch could not take the
+                          reversal now (its database away, say): repeat it */
 };
 
 /* The clock part of a reversal, apart from what it reverses (unit-tested alone). Times are

@@ -615,11 +615,22 @@ static int long_round(struct stack *s, unsigned round)
     struct load l;
     if (load_start(s, &l, tag, C.rate, C.duration_s) != 0)
         return -1;
+    enum { MAX_FAULTS = 64 };
     unsigned nfaults = 1 + (unsigned)(rnd() % (C.duration_s / 20 + 1));
+    double at[MAX_FAULTS];
+    if (nfaults > MAX_FAULTS)
+        nfaults = MAX_FAULTS;
+    for (unsigned i = 0; i < nfaults; i++) { /* drawn, then injected in time order */
+        at[i] = 2 + (double)(rnd() % (uint64_t)(C.duration_s > 12 ? C.duration_s - 10 : 2));
+        for (unsigned k = i; k > 0 && at[k] < at[k - 1]; k--) {
+            double x = at[k];
+            at[k] = at[k - 1];
+            at[k - 1] = x;
+        }
+    }
     int rc = 0;
     for (unsigned i = 0; i < nfaults && rc == 0; i++) {
-        double at = 2 + (double)(rnd() % (uint64_t)(C.duration_s > 12 ? C.duration_s - 10 : 2));
-        until(l.t0, at > now_s() - l.t0 ? at : now_s() - l.t0);
+        until(l.t0, at[i]);
         unsigned kind = (unsigned)(rnd() % 6);
         static const char *const names[] = { "switchd kill -9",       "switchd SIGTERM",
                                              "PostgreSQL stop/start", "outage + SIGTERM",

@@ -437,10 +437,18 @@ static void test_rev_machine(void **state)
     assert_false(load_rev_due(&c, t + 3 * iv - 1));
     assert_true(load_rev_due(&c, t + 3 * iv));
 
+    /* An 0410 saying 91/96 (the switch could not take it now) is repeated like a bad MAC:
+     * one interval after the try. */
     load_rev_sent(&c, t + 3 * iv);
-    load_rev_try_done(&c, LOAD_TRY_ANSWERED, t + 3 * iv + 7 * MS, iv);
+    load_rev_try_done(&c, LOAD_TRY_NOT_NOW, t + 3 * iv + 5 * MS, iv);
+    assert_int_equal(c.state, LOAD_REV_WAITING);
+    assert_false(load_rev_due(&c, t + 4 * iv - 1));
+    assert_true(load_rev_due(&c, t + 4 * iv));
+
+    load_rev_sent(&c, t + 4 * iv);
+    load_rev_try_done(&c, LOAD_TRY_ANSWERED, t + 4 * iv + 7 * MS, iv);
     assert_int_equal(c.state, LOAD_REV_ANSWERED);
-    assert_int_equal(c.tries, 4);
+    assert_int_equal(c.tries, 5);
     assert_false(load_rev_due(&c, t + 10 * iv));
     load_rev_set_state(&c, LOAD_REV_FREE);
 
