@@ -55,6 +55,7 @@ struct chaos {
     unsigned ran, failed;
     /* figures of the whole run */
     unsigned long long requests, answered, reversals, faults;
+    unsigned long long by_kind[6]; /* long mode: faults of each kind (long_round's names) */
 };
 
 static struct chaos C;
@@ -636,6 +637,7 @@ static int long_round(struct stack *s, unsigned round)
                                              "PostgreSQL stop/start", "outage + SIGTERM",
                                              "issuer-sim kill -9",    "hsm-sim kill -9" };
         say("%s: fault %u at %.1f s: %s", tag, i + 1, now_s() - l.t0, names[kind]);
+        C.by_kind[kind]++;
         switch (kind) {
         case 0:
             rc = switch_kill_restart(s);
@@ -790,6 +792,10 @@ int main(int argc, char **argv)
         }
     }
     pg("stop");
+    if (C.long_mode)
+        say("faults: %llu switchd kill -9, %llu switchd SIGTERM, %llu PostgreSQL stop/start, "
+            "%llu outage + SIGTERM, %llu issuer-sim kill -9, %llu hsm-sim kill -9",
+            C.by_kind[0], C.by_kind[1], C.by_kind[2], C.by_kind[3], C.by_kind[4], C.by_kind[5]);
     say("%u of %u %s reconciled; %llu requests, %llu answered, %llu reversals by terminals, "
         "%llu faults injected; %.0f s",
         C.ran - C.failed, C.ran, C.long_mode ? "runs" : "scenarios", C.requests, C.answered,
