@@ -282,7 +282,128 @@ void db_journal_drain(struct db_journal *j, void (*done)(void *arg), void *arg);
 void db_journal_free(struct db_journal *j);
 
 /* ------------------------------------------------------------------------------------------ */
+/* What switchd reads and changes in schema `switch` besides the journal: typed rows, so that   */
+/* no SQL and no column number lives outside db/. Asynchronous on the client's loop; each call  */
+/* is one job (one transaction); callbacks run once, from the loop; the rows they receive are   */
+/* valid during the call only. Functions return 0, or DB_E_FULL / DB_E_SYS (no callback then). */
+
+/* Reference data (issuers, BIN routes, terminals with their keys under the LMK). */
+struct db_ref_issuer {
+    char issuer_id[33];
+    char link[33];         /* the issuer link's name in switchd's configuration */
+    char zpk[50], zak[50]; /* under the LMK; "" when none or retired */
+    bool enabled;
+};
+struct db_ref_route {
+    char prefix[12];
+    char issuer_id[33];
+};
+struct db_ref_terminal {
+    char acquirer_id[12];
+    char terminal_id[9];
+    char key_scheme[12]; /* TPK, DUKPT-TDES, DUKPT-AES */
+    char tpk[50], tak[50], bdk[50];
+    bool enabled; /* the terminal and its acquirer */
+};
+struct db_refdata {
+    const struct db_ref_issuer *issuers;
+    size_t n_issuers;
+    const struct db_ref_route *routes; /* enabled routes only */
+    size_t n_routes;
+    const struct db_ref_terminal *terminals;
+    size_t n_terminals;
+};
+typedef void (*db_refdata_cb)(void *arg, const struct db_error *err, const struct db_refdata *ref);
+__attribute__((warn_unused_result)) int db_refdata_load(struct db_client *c, db_refdata_cb cb,
+                                                        void *arg);
+
+/* A request's identity as the journal keys it (with mti: its class is the first three digits). */
+struct db_request_id {
+    char request_date[11]; /* db_request_date() of its DE 7 */
+    char acquirer_id[12];
+    char terminal_id[9];
+    char stan[7];
+    char transmission_time[11];
+    char mti[5];
+};
+
+/* The journal row of a request, as a repeat or a reversal of it needs it. */
+struct db_original {
+    struct db_request_id id;
+    char issuer_id[33];
+    char issuer_stan[7]; /* "" when it never reached an issuer */
+    char issuer_transmission_time[11];
+    char rrn[13];
+    char processing_code[7];
+    int64_t amount_minor;
+    int32_t currency;
+    char response_code[3];
+    char auth_code[7];
+    uint8_t pan_hmac[32];
+    bool has_pan_hmac;
+    bool reversed; /* switch.reversal_queue holds a reversal of it */
+};
+/* o is NULL when the journal has no row; in_flight says whether switch.inflight holds the
+ * identity (a request forwarded and not answered yet, here or elsewhere). */
+typedef void (*db_original_cb)(void *arg, const struct db_error *err, const struct db_original *o,
+                               bool in_flight);
+/* Looks id up: with mti_class ("020"…) that class exactly (a duplicate's original); with NULL
+ * the newest of classes 010 and 020 (a reversal's original; id->mti is ignored). */
+__attribute__((warn_unused_result)) int db_original_lookup(struct db_client *c,
+                                                           const struct db_request_id *id,
+                                                           const char *mti_class, db_original_cb cb,
+                                                           void *arg);
+
+/* switch.recover_inflight(owner): what a stopped instance left in flight is settled (see
+ * docs/db.md). cb gets how many reversals were queued and how many rows needed none. */
+typedef void (*db_recover_cb)(void *arg, const struct db_error *err, int64_t reversed,
+                              int64_t settled);
+__attribute__((warn_unused_result)) int db_recover_inflight(struct db_client *c, const char *owner,
+                                                            db_recover_cb cb, void *arg);
+
+/* The reversal queue: its pending rows (at start), and batched row changes. */
+struct db_reversal {
+    int64_t reversal_id;
+    struct db_request_id id; /* the original's */
+    char issuer_id[33];
+    char issuer_stan[7];
+    char issuer_transmission_time[11];
+    char rrn[13];
+    char processing_code[7];
+    char auth_code[7];
+    char reason[16];
+    int64_t amount_minor;
+    int32_t currency;
+    unsigned attempts;
+    uint8_t pan_sealed[DB_PAN_SEALED_MAX]; /* db_pan_open() it */
+    uint8_t pan_sealed_len;
+};
+typedef void (*db_reversals_cb)(void *arg, const struct db_error *err,
+                                const struct db_reversal *rows, size_t n);
+__attribute__((warn_unused_result)) int db_reversals_pending(struct db_client *c,
+                                                             db_reversals_cb cb, void *arg);
+
+enum db_reversal_state { DB_REVERSAL_PENDING, DB_REVERSAL_ACKED, DB_REVERSAL_FAILED };
+struct db_reversal_change {
+    struct db_request_id id;
+    unsigned attempts;
+    enum db_reversal_state state;
+    char response_code[3]; /* of the answer that settled it ("" = none) */
+};
+typedef void (*db_done_cb)(void *arg, const struct db_error *err);
+/* One UPDATE (one transaction) for n changes (1..): rows still pending take the attempt count
+ * and state; a row already settled stays as it is (a retried batch changes nothing twice). */
+__attribute__((warn_unused_result)) int db_reversals_update(struct db_client *c,
+                                                            const struct db_reversal_change *ch,
+                                                            size_t n, db_done_cb cb, void *arg);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Schema and migrations (blocking: for tools and daemon start-up, before the loop runs)       */
+
+/* db_schema_check on a connection of its own to conninfo ("" = PG* environment), closed after:
+ * for daemons at start-up. 0, DB_E_SCHEMA or DB_E_CONN with err filled. */
+__attribute__((warn_unused_result)) int db_schema_check_at(const char *conninfo, int required,
+                                                           struct db_error *err);
 
 /* Verifies that the database has schema version >= required (schema_migrations). Returns 0, or
  * DB_E_SCHEMA with the versions in err (also when schema_migrations does not exist), DB_E_CONN. */

@@ -158,11 +158,6 @@ struct jslot {
     bool solo; /* send alone: its batch was refused and this isolates the culprit */
 };
 
-struct strbuf {
-    char *p;
-    size_t n, cap;
-};
-
 struct jconn;
 
 /* The records of one statement of a batch: their slot (or replay record) indices and the
@@ -171,7 +166,7 @@ struct jgroup {
     unsigned n;
     uint32_t *rec; /* slot indices (live) or replay_recs indices (replay) */
     int *status;   /* live: each record's callback status */
-    struct strbuf cols[MAX_COLS];
+    struct db_array cols[MAX_COLS];
     const char *values[MAX_COLS + 1];
     int res; /* index of its result in the job, -1 when not sent */
 };
@@ -397,57 +392,6 @@ int db_auth_record_check(const struct db_auth_record *rec, struct db_error *err)
 
 /* ---- batch building ------------------------------------------------------------------------ */
 
-static int sb_reserve(struct strbuf *b, size_t more)
-{
-    if (b->n + more + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->n + more + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p)
-        return -1;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-/* Appends one array element: NULL, or a double-quoted string with " and \ escaped. */
-static int sb_elem(struct strbuf *b, const char *s, bool null)
-{
-    size_t len = null ? 4 : strlen(s);
-    if (sb_reserve(b, 2 * len + 4) != 0)
-        return -1;
-    if (b->n > 1)
-        b->p[b->n++] = ',';
-    if (null) {
-        memcpy(b->p + b->n, "NULL", 4);
-        b->n += 4;
-    } else {
-        b->p[b->n++] = '"';
-        for (size_t i = 0; i < len; i++) {
-            if (s[i] == '"' || s[i] == '\\')
-                b->p[b->n++] = '\\';
-            b->p[b->n++] = s[i];
-        }
-        b->p[b->n++] = '"';
-    }
-    b->p[b->n] = '\0';
-    return 0;
-}
-
-static int sb_opt(struct strbuf *b, const char *s)
-{
-    return sb_elem(b, s, s[0] == '\0');
-}
-
-static int sb_num(struct strbuf *b, int64_t v)
-{
-    char tmp[AT_I64_CHARS];
-    at_put_i64(tmp, v);
-    return sb_elem(b, tmp, v < 0);
-}
-
 static void hex_of(const uint8_t *p, size_t n, char *out)
 {
     at_hex_encode(p, n, out);
@@ -457,85 +401,85 @@ static void hex_of(const uint8_t *p, size_t n, char *out)
 }
 
 /* The six identity columns every statement starts with. */
-static int add_identity(struct strbuf *c, const struct db_auth_record *r)
+static int add_identity(struct db_array *c, const struct db_auth_record *r)
 {
-    int rc = sb_elem(&c[0], r->request_date, false);
-    rc |= sb_elem(&c[1], r->acquirer_id, false);
-    rc |= sb_elem(&c[2], r->terminal_id, false);
-    rc |= sb_elem(&c[3], r->stan, false);
-    rc |= sb_elem(&c[4], r->transmission_time, false);
-    rc |= sb_elem(&c[5], r->mti, false);
+    int rc = db_array_elem(&c[0], r->request_date, false);
+    rc |= db_array_elem(&c[1], r->acquirer_id, false);
+    rc |= db_array_elem(&c[2], r->terminal_id, false);
+    rc |= db_array_elem(&c[3], r->stan, false);
+    rc |= db_array_elem(&c[4], r->transmission_time, false);
+    rc |= db_array_elem(&c[5], r->mti, false);
     return rc;
 }
 
-static int add_answer(struct strbuf *c, const struct db_auth_record *r)
+static int add_answer(struct db_array *c, const struct db_auth_record *r)
 {
     char ts[40], hmac[65] = "";
     if (r->has_pan_hmac)
         hex_of(r->pan_hmac, 32, hmac);
     at_format_utc(r->created_us, ts, sizeof ts);
     int rc = add_identity(c, r);
-    rc |= sb_opt(&c[6], r->rrn);
-    rc |= sb_opt(&c[7], r->issuer_id);
-    rc |= sb_opt(&c[8], r->issuer_stan);
-    rc |= sb_opt(&c[9], r->processing_code);
-    rc |= sb_num(&c[10], r->amount_minor);
-    rc |= sb_num(&c[11], r->currency);
-    rc |= sb_opt(&c[12], r->response_code);
-    rc |= sb_opt(&c[13], r->auth_code);
-    rc |= sb_opt(&c[14], r->pan_masked);
-    rc |= sb_opt(&c[15], hmac);
-    rc |= sb_elem(&c[16], outcome_names[r->outcome], false);
-    rc |= sb_opt(&c[17], r->original_stan);
-    rc |= sb_opt(&c[18], r->original_transmission_time);
-    rc |= sb_elem(&c[19], ts, false);
-    rc |= sb_num(&c[20], r->lat_total_us);
-    rc |= sb_num(&c[21], r->lat_mac_us);
-    rc |= sb_num(&c[22], r->lat_pin_us);
-    rc |= sb_num(&c[23], r->lat_issuer_us);
-    rc |= sb_opt(&c[24], r->issuer_transmission_time);
+    rc |= db_array_opt(&c[6], r->rrn);
+    rc |= db_array_opt(&c[7], r->issuer_id);
+    rc |= db_array_opt(&c[8], r->issuer_stan);
+    rc |= db_array_opt(&c[9], r->processing_code);
+    rc |= db_array_num(&c[10], r->amount_minor);
+    rc |= db_array_num(&c[11], r->currency);
+    rc |= db_array_opt(&c[12], r->response_code);
+    rc |= db_array_opt(&c[13], r->auth_code);
+    rc |= db_array_opt(&c[14], r->pan_masked);
+    rc |= db_array_opt(&c[15], hmac);
+    rc |= db_array_elem(&c[16], outcome_names[r->outcome], false);
+    rc |= db_array_opt(&c[17], r->original_stan);
+    rc |= db_array_opt(&c[18], r->original_transmission_time);
+    rc |= db_array_elem(&c[19], ts, false);
+    rc |= db_array_num(&c[20], r->lat_total_us);
+    rc |= db_array_num(&c[21], r->lat_mac_us);
+    rc |= db_array_num(&c[22], r->lat_pin_us);
+    rc |= db_array_num(&c[23], r->lat_issuer_us);
+    rc |= db_array_opt(&c[24], r->issuer_transmission_time);
     return rc;
 }
 
 /* INTENT and REVERSAL share their first thirteen columns: identity, issuer side, amounts. */
-static int add_issuer_side(struct strbuf *c, const struct db_auth_record *r)
+static int add_issuer_side(struct db_array *c, const struct db_auth_record *r)
 {
     int rc = add_identity(c, r);
-    rc |= sb_elem(&c[6], r->issuer_id, false);
-    rc |= sb_elem(&c[7], r->issuer_stan, false);
-    rc |= sb_elem(&c[8], r->issuer_transmission_time, false);
-    rc |= sb_opt(&c[9], r->rrn);
-    rc |= sb_elem(&c[10], r->processing_code, false);
-    rc |= sb_num(&c[11], r->amount_minor);
-    rc |= sb_num(&c[12], r->currency);
+    rc |= db_array_elem(&c[6], r->issuer_id, false);
+    rc |= db_array_elem(&c[7], r->issuer_stan, false);
+    rc |= db_array_elem(&c[8], r->issuer_transmission_time, false);
+    rc |= db_array_opt(&c[9], r->rrn);
+    rc |= db_array_elem(&c[10], r->processing_code, false);
+    rc |= db_array_num(&c[11], r->amount_minor);
+    rc |= db_array_num(&c[12], r->currency);
     return rc;
 }
 
-static int add_intent(struct strbuf *c, const struct db_auth_record *r)
+static int add_intent(struct db_array *c, const struct db_auth_record *r)
 {
     char ts[40], hmac[65], sealed[2 * DB_PAN_SEALED_MAX + 1];
     hex_of(r->pan_hmac, 32, hmac);
     hex_of(r->pan_sealed, r->pan_sealed_len, sealed);
     at_format_utc(r->created_us, ts, sizeof ts);
     int rc = add_issuer_side(c, r);
-    rc |= sb_elem(&c[13], r->pan_masked, false);
-    rc |= sb_elem(&c[14], hmac, false);
-    rc |= sb_elem(&c[15], sealed, false);
-    rc |= sb_elem(&c[16], ts, false);
+    rc |= db_array_elem(&c[13], r->pan_masked, false);
+    rc |= db_array_elem(&c[14], hmac, false);
+    rc |= db_array_elem(&c[15], sealed, false);
+    rc |= db_array_elem(&c[16], ts, false);
     return rc;
 }
 
-static int add_reversal(struct strbuf *c, const struct db_auth_record *r)
+static int add_reversal(struct db_array *c, const struct db_auth_record *r)
 {
     char hmac[65], sealed[2 * DB_PAN_SEALED_MAX + 1];
     hex_of(r->pan_hmac, 32, hmac);
     hex_of(r->pan_sealed, r->pan_sealed_len, sealed);
     int rc = add_issuer_side(c, r);
-    rc |= sb_opt(&c[13], r->auth_code);
-    rc |= sb_elem(&c[14], r->pan_masked, false);
-    rc |= sb_elem(&c[15], hmac, false);
-    rc |= sb_elem(&c[16], sealed, false);
-    rc |= sb_elem(&c[17], r->reason, false);
+    rc |= db_array_opt(&c[13], r->auth_code);
+    rc |= db_array_elem(&c[14], r->pan_masked, false);
+    rc |= db_array_elem(&c[15], hmac, false);
+    rc |= db_array_elem(&c[16], sealed, false);
+    rc |= db_array_elem(&c[17], r->reason, false);
     return rc;
 }
 
@@ -571,23 +515,20 @@ static int batch_add(struct jbatch *b, uint32_t i, const struct db_auth_record *
     return rc ? -1 : 0;
 }
 
-static void batch_reset(struct jbatch *b)
+/* Empties b's statements. 0, or -1 when out of memory. */
+static int batch_reset(struct jbatch *b)
 {
+    int rc = 0;
     for (int g = 0; g < G_max; g++) {
-        for (unsigned i = 0; i < group_cols[g]; i++) {
-            struct strbuf *c = &b->g[g].cols[i];
-            if (sb_reserve(c, 2) == 0) {
-                c->p[0] = '{';
-                c->p[1] = '\0';
-                c->n = 1;
-            }
-        }
+        for (unsigned i = 0; i < group_cols[g]; i++)
+            rc |= db_array_reset(&b->g[g].cols[i]);
         b->g[g].n = 0;
         b->g[g].res = -1;
     }
     b->n = 0;
     b->replay = false;
     b->upsert = false;
+    return rc ? -1 : 0;
 }
 
 static int batch_close(struct jbatch *b, const char *owner)
@@ -597,12 +538,9 @@ static int batch_close(struct jbatch *b, const char *owner)
         struct jgroup *gr = &b->g[g];
         gr->res = gr->n ? (int)nstmt++ : -1;
         for (unsigned i = 0; i < group_cols[g]; i++) {
-            struct strbuf *c = &gr->cols[i];
-            if (sb_reserve(c, 1) != 0)
+            if (db_array_close(&gr->cols[i]) != 0)
                 return -1;
-            c->p[c->n++] = '}';
-            c->p[c->n] = '\0';
-            gr->values[i] = c->p;
+            gr->values[i] = gr->cols[i].p;
         }
     }
     b->g[G_INTENT].values[INTENT_COLS] = owner ? owner : "";
@@ -1022,8 +960,7 @@ static void replay_batch_done(struct db_journal *j, struct jbatch *b);
 static int rebuild_batch(struct db_journal *j, struct jbatch *b, bool upsert)
 {
     unsigned n = b->n;
-    int rc = 0;
-    batch_reset(b);
+    int rc = batch_reset(b);
     b->n = n;
     b->upsert = upsert;
     for (unsigned i = 0; i < n; i++)
@@ -1399,10 +1336,9 @@ static void j_maybe_replay(struct db_journal *j)
     if (!jc)
         return; /* retried when a batch completes */
     struct jbatch *b = &jc->batch;
-    batch_reset(b);
+    int rc = batch_reset(b);
     b->replay = true;
     b->upsert = true;
-    int rc = 0;
     for (unsigned i = 0; i < j->replay_n; i++)
         rc |= batch_add(b, i, &j->replay_recs[i]);
     if (rc != 0 || batch_close(b, j->o.owner) != 0)
@@ -1696,7 +1632,7 @@ void db_journal_free(struct db_journal *j)
         struct jbatch *b = &j->conns[i].batch;
         for (int g = 0; g < G_max; g++) {
             for (int k = 0; k < MAX_COLS; k++)
-                free(b->g[g].cols[k].p);
+                db_array_free(&b->g[g].cols[k]);
             free(b->g[g].rec);
             free(b->g[g].status);
         }

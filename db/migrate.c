@@ -60,6 +60,23 @@ static int run(PGconn *conn, const char *sql, struct db_error *err, const char *
     return rc;
 }
 
+int db_schema_check_at(const char *conninfo, int required, struct db_error *err)
+{
+    PGconn *c = PQconnectdb(conninfo ? conninfo : "");
+    if (PQstatus(c) != CONNECTION_OK) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "cannot connect to PostgreSQL: %s", PQerrorMessage(c));
+        msg[strcspn(msg, "\n")] = '\0';
+        if (err)
+            dbc_set_error(err, DB_E_CONN, NULL, msg);
+        PQfinish(c);
+        return DB_E_CONN;
+    }
+    int rc = db_schema_check(c, required, err);
+    PQfinish(c);
+    return rc;
+}
+
 int db_schema_check(PGconn *conn, int required, struct db_error *err)
 {
     if (!conn || PQstatus(conn) != CONNECTION_OK) {

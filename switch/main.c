@@ -133,32 +133,27 @@ static void on_recover_retry(evutil_socket_t fd, short what, void *arg)
 
 /* The in-flight rows the previous run of this instance left are settled:
  * each becomes a reversal, unless its approval is journaled. */
-static void on_recovered(void *arg, const struct db_reply *reply)
+static void on_recovered(void *arg, const struct db_error *err, int64_t reversed, int64_t settled)
 {
     struct sw_server *srv = arg;
-    if (reply->err->code != 0 || reply->n != 1 || PQntuples(reply->res[0]) != 1) {
-        at_log(AT_LOG_ERROR, "recovery_failed", AT_STR("error", reply->err->message),
+    if (err->code != 0) {
+        at_log(AT_LOG_ERROR, "recovery_failed", AT_STR("error", err->message),
                AT_STR("action", "retrying in 1 s"));
         struct timeval tv = { 1, 0 };
         event_base_once(srv->base, -1, EV_TIMEOUT, on_recover_retry, srv, &tv);
         return;
     }
     at_log(AT_LOG_INFO, "recovered", AT_STR("instance", srv->conf.instance_id),
-           AT_STR("reversals_queued", PQgetvalue(reply->res[0], 0, 0)),
-           AT_STR("settled", PQgetvalue(reply->res[0], 0, 1)));
+           AT_INT("reversals_queued", reversed), AT_INT("settled", settled));
     sw_saf_load(srv, on_saf_loaded);
 }
 
 static void recover(struct sw_server *srv)
 {
-    const char *values[] = { srv->conf.instance_id };
-    const struct db_stmt st = { .sql = "SELECT * FROM switch.recover_inflight($1)",
-                                .nparams = 1,
-                                .values = values };
-    if (db_exec(srv->db, &st, 1, on_recovered, srv) != 0) {
-        const struct db_error full = { .code = DB_E_FULL, .message = "database queue full" };
-        const struct db_reply failed = { .err = &full };
-        on_recovered(srv, &failed);
+    int rc = db_recover_inflight(srv->db, srv->conf.instance_id, on_recovered, srv);
+    if (rc != 0) {
+        const struct db_error failed = { .code = rc, .message = "database queue full" };
+        on_recovered(srv, &failed, -1, -1);
     }
 }
 
@@ -232,15 +227,8 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 
 static int check_schema(struct sw_server *srv, char *err, size_t errcap)
 {
-    PGconn *c = PQconnectdb(srv->conf.db);
     struct db_error e;
-    if (PQstatus(c) != CONNECTION_OK) {
-        snprintf(err, errcap, "cannot connect to PostgreSQL: %s", PQerrorMessage(c));
-        PQfinish(c);
-        return -1;
-    }
-    int rc = db_schema_check(c, DB_SCHEMA_VERSION, &e);
-    PQfinish(c);
+    int rc = db_schema_check_at(srv->conf.db, DB_SCHEMA_VERSION, &e);
     if (rc != 0) {
         snprintf(err, errcap, "%s", e.message);
         return -1;

@@ -39,12 +39,6 @@ void sw_ref_free(struct sw_refdata *ref)
     free(ref);
 }
 
-static void copy_field(char *dst, size_t cap, const PGresult *r, int row, int col)
-{
-    const char *v = PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col);
-    snprintf(dst, cap, "%s", v);
-}
-
 static int find_issuer(const struct sw_refdata *ref, const char *id)
 {
     for (size_t i = 0; i < ref->n_issuers; i++)
@@ -53,65 +47,59 @@ static int find_issuer(const struct sw_refdata *ref, const char *id)
     return -1;
 }
 
-/* Builds a snapshot from the three result sets. -1 with err on bad data. */
-static int build(struct sw_server *srv, PGresult *iss, PGresult *routes, PGresult *terms,
-                 struct sw_refdata **out, char *err, size_t errcap)
+/* Builds a snapshot from the rows db/ read. -1 with err on bad data. */
+static int build(struct sw_server *srv, const struct db_refdata *d, struct sw_refdata **out,
+                 char *err, size_t errcap)
 {
     struct sw_refdata *ref = calloc(1, sizeof *ref);
     struct sw_route *rt = NULL;
-    int nr = PQntuples(routes), ni = PQntuples(iss), nt = PQntuples(terms);
     if (!ref)
         goto oom;
-    ref->issuers = calloc((size_t)ni + 1, sizeof *ref->issuers);
-    ref->terminals = calloc((size_t)nt + 1, sizeof *ref->terminals);
-    rt = calloc((size_t)nr + 1, sizeof *rt);
+    ref->issuers = calloc(d->n_issuers + 1, sizeof *ref->issuers);
+    ref->terminals = calloc(d->n_terminals + 1, sizeof *ref->terminals);
+    rt = calloc(d->n_routes + 1, sizeof *rt);
     if (!ref->issuers || !ref->terminals || !rt)
         goto oom;
 
-    for (int i = 0; i < ni; i++) {
+    for (size_t i = 0; i < d->n_issuers; i++) {
+        const struct db_ref_issuer *row = &d->issuers[i];
         struct sw_issuer *is = &ref->issuers[ref->n_issuers++];
-        char link[SW_NAME_LEN];
-        copy_field(is->id, sizeof is->id, iss, i, 0);
-        copy_field(link, sizeof link, iss, i, 1);
-        copy_field(is->zpk, sizeof is->zpk, iss, i, 2);
-        copy_field(is->zak, sizeof is->zak, iss, i, 3);
-        is->enabled = strcmp(PQgetvalue(iss, i, 4), "t") == 0;
+        at_strlcpy(is->id, row->issuer_id, sizeof is->id);
+        at_strlcpy(is->zpk, row->zpk, sizeof is->zpk);
+        at_strlcpy(is->zak, row->zak, sizeof is->zak);
+        is->enabled = row->enabled;
         is->link = -1;
         for (size_t l = 0; l < srv->n_links; l++)
-            if (strcmp(srv->links[l].conf->name, link) == 0)
+            if (strcmp(srv->links[l].conf->name, row->link) == 0)
                 is->link = (int)l;
     }
-    for (int i = 0; i < nr; i++) {
-        char issuer[33];
-        copy_field(rt[i].prefix, sizeof rt[i].prefix, routes, i, 0);
-        copy_field(issuer, sizeof issuer, routes, i, 1);
-        int idx = find_issuer(ref, issuer);
+    for (size_t i = 0; i < d->n_routes; i++) {
+        at_strlcpy(rt[i].prefix, d->routes[i].prefix, sizeof rt[i].prefix);
+        int idx = find_issuer(ref, d->routes[i].issuer_id);
         if (idx < 0) {
             snprintf(err, errcap, "BIN route %s names unknown issuer", rt[i].prefix);
             goto fail;
         }
         rt[i].issuer = (uint32_t)idx;
     }
-    if (sw_router_build(rt, (size_t)nr, &ref->router, err, errcap) != 0)
+    if (sw_router_build(rt, d->n_routes, &ref->router, err, errcap) != 0)
         goto fail;
-    for (int i = 0; i < nt; i++) {
+    for (size_t i = 0; i < d->n_terminals; i++) {
+        const struct db_ref_terminal *row = &d->terminals[i];
         struct sw_terminal *t = &ref->terminals[ref->n_terminals++];
-        char scheme[16], tid[16];
-        copy_field(t->acquirer, sizeof t->acquirer, terms, i, 0);
-        copy_field(tid, sizeof tid, terms, i, 1);
-        if (strlen(tid) != 8) {
-            snprintf(err, errcap, "terminal id of row %d is not 8 characters", i);
+        at_strlcpy(t->acquirer, row->acquirer_id, sizeof t->acquirer);
+        if (strlen(row->terminal_id) != 8) {
+            snprintf(err, errcap, "terminal id of row %zu is not 8 characters", i);
             goto fail;
         }
-        memcpy(t->tid, tid, 9);
-        copy_field(scheme, sizeof scheme, terms, i, 2);
-        t->scheme = strcmp(scheme, "DUKPT-TDES") == 0  ? SW_TERM_DUKPT_TDES
-                    : strcmp(scheme, "DUKPT-AES") == 0 ? SW_TERM_DUKPT_AES
-                                                       : SW_TERM_TPK;
-        copy_field(t->tpk, sizeof t->tpk, terms, i, 3);
-        copy_field(t->tak, sizeof t->tak, terms, i, 4);
-        copy_field(t->bdk, sizeof t->bdk, terms, i, 5);
-        t->enabled = strcmp(PQgetvalue(terms, i, 6), "t") == 0;
+        memcpy(t->tid, row->terminal_id, 9);
+        t->scheme = strcmp(row->key_scheme, "DUKPT-TDES") == 0  ? SW_TERM_DUKPT_TDES
+                    : strcmp(row->key_scheme, "DUKPT-AES") == 0 ? SW_TERM_DUKPT_AES
+                                                                : SW_TERM_TPK;
+        at_strlcpy(t->tpk, row->tpk, sizeof t->tpk);
+        at_strlcpy(t->tak, row->tak, sizeof t->tak);
+        at_strlcpy(t->bdk, row->bdk, sizeof t->bdk);
+        t->enabled = row->enabled;
     }
     qsort(ref->terminals, ref->n_terminals, sizeof *ref->terminals, cmp_terminal);
     free(rt);
@@ -126,21 +114,21 @@ fail:
     return -1;
 }
 
-static void on_loaded(void *arg, const struct db_reply *reply)
+static void on_loaded(void *arg, const struct db_error *e, const struct db_refdata *d)
 {
     struct sw_server *srv = arg;
     char err[256];
     struct sw_refdata *ref;
 
     srv->ref_loading = false;
-    if (reply->err->code != 0 || reply->n != 3) {
-        at_log(AT_LOG_ERROR, "refdata_load_failed", AT_STR("error", reply->err->message),
-               AT_STR("sqlstate", reply->err->sqlstate));
+    if (e->code != 0) {
+        at_log(AT_LOG_ERROR, "refdata_load_failed", AT_STR("error", e->message),
+               AT_STR("sqlstate", e->sqlstate));
         if (!srv->ref) /* nothing to serve with: retry until the database answers */
-            sw_ref_reload(srv);
+            (void)sw_ref_reload(srv);
         return;
     }
-    if (build(srv, reply->res[0], reply->res[1], reply->res[2], &ref, err, sizeof err) != 0) {
+    if (build(srv, d, &ref, err, sizeof err) != 0) {
         at_log(AT_LOG_ERROR, "refdata_invalid", AT_STR("error", err));
         return;
     }
@@ -158,25 +146,9 @@ static void on_loaded(void *arg, const struct db_reply *reply)
 
 int sw_ref_reload(struct sw_server *srv)
 {
-    static const struct db_stmt stmts[] = {
-        { .sql = "SELECT i.issuer_id, i.link, coalesce(kz.key_under_lmk, ''),"
-                 " coalesce(ka.key_under_lmk, ''), i.enabled"
-                 " FROM switch.issuers i"
-                 " LEFT JOIN switch.keys kz ON kz.key_id = i.zpk_key_id AND kz.status = 'active'"
-                 " LEFT JOIN switch.keys ka ON ka.key_id = i.zak_key_id AND ka.status = 'active'"
-                 " ORDER BY i.issuer_id" },
-        { .sql = "SELECT r.prefix, r.issuer_id FROM switch.bin_routes r WHERE r.enabled" },
-        { .sql = "SELECT t.acquirer_id, t.terminal_id, t.key_scheme,"
-                 " coalesce(kt.key_under_lmk, ''), coalesce(ka.key_under_lmk, ''),"
-                 " coalesce(kb.key_under_lmk, ''), t.enabled AND a.enabled"
-                 " FROM switch.terminals t JOIN switch.acquirers a USING (acquirer_id)"
-                 " LEFT JOIN switch.keys kt ON kt.key_id = t.tpk_key_id AND kt.status = 'active'"
-                 " LEFT JOIN switch.keys ka ON ka.key_id = t.tak_key_id AND ka.status = 'active'"
-                 " LEFT JOIN switch.keys kb ON kb.key_id = t.bdk_key_id AND kb.status = 'active'" },
-    };
     if (srv->ref_loading)
         return 0;
-    int rc = db_exec(srv->db, stmts, 3, on_loaded, srv);
+    int rc = db_refdata_load(srv->db, on_loaded, srv);
     if (rc == 0)
         srv->ref_loading = true;
     return rc;

@@ -67,7 +67,6 @@ static const unsigned allowed[SAF_state_max] = {
 
 /* What an item's row becomes once settled. */
 enum saf_end { SAF_END_NONE, SAF_END_ACKED, SAF_END_FAILED };
-static const char *const end_state[] = { "pending", "acked", "failed" };
 
 struct saf_item {
     struct saf_item *next, *prev;
@@ -424,57 +423,14 @@ void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)
  * row of a reversal stored there does not exist in the table yet. */
 #define WRITE_BATCH    256
 #define WRITE_DELAY_MS 10
-#define WRITE_COLS     9
 
 struct write_batch {
     struct sw_saf *q;
     size_t n;
     struct saf_item *items[WRITE_BATCH];
     bool settles[WRITE_BATCH]; /* the row written was final (acked or failed) */
+    struct db_reversal_change ch[WRITE_BATCH];
 };
-
-/* A PostgreSQL array literal built element by element. */
-struct arr {
-    char *p;
-    size_t len, cap;
-    bool bad;
-};
-
-static void arr_putc(struct arr *a, char c)
-{
-    if (a->bad)
-        return;
-    if (a->len + 2 > a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 256;
-        char *p = realloc(a->p, cap);
-        if (!p) {
-            a->bad = true;
-            return;
-        }
-        a->p = p;
-        a->cap = cap;
-    }
-    a->p[a->len++] = c;
-    a->p[a->len] = '\0';
-}
-
-/* Appends one element: NULL, or the value double-quoted with " and \ escaped. */
-static void arr_elem(struct arr *a, const char *v)
-{
-    arr_putc(a, a->len == 0 ? '{' : ',');
-    if (!v) {
-        for (const char *n = "NULL"; *n; n++)
-            arr_putc(a, *n);
-        return;
-    }
-    arr_putc(a, '"');
-    for (; *v; v++) {
-        if (*v == '"' || *v == '\\')
-            arr_putc(a, '\\');
-        arr_putc(a, *v);
-    }
-    arr_putc(a, '"');
-}
 
 static void flush_writes(evutil_socket_t fd, short what, void *arg);
 
@@ -531,14 +487,14 @@ static void requeue_write(struct sw_saf *q, struct saf_item *it)
 
 /* The UPDATE of b ended: on commit, settled items leave memory; otherwise
  * every item goes back on the list and the list is tried again later. */
-static void on_written(void *arg, const struct db_reply *reply)
+static void on_written(void *arg, const struct db_error *err)
 {
     struct write_batch *b = arg;
     struct sw_saf *q = b->q;
     struct sw_server *srv = q->srv;
     uint64_t delay = 0;
     q->writing = NULL;
-    if (reply->err->code == 0) {
+    if (err->code == 0) {
         q->write_failures = 0;
         srv->metrics.reversal_updates_total++;
         srv->metrics.reversal_updated_rows_total += b->n;
@@ -550,8 +506,8 @@ static void on_written(void *arg, const struct db_reply *reply)
     } else {
         q->write_failures++;
         delay = 100u << (q->write_failures < 6 ? q->write_failures : 6);
-        at_log(AT_LOG_ERROR, "reversal_update_failed", AT_STR("error", reply->err->message),
-               AT_STR("sqlstate", reply->err->sqlstate), AT_UINT("rows", b->n),
+        at_log(AT_LOG_ERROR, "reversal_update_failed", AT_STR("error", err->message),
+               AT_STR("sqlstate", err->sqlstate), AT_UINT("rows", b->n),
                AT_UINT("retry_ms", delay));
         for (size_t i = b->n; i-- > 0;) {
             b->items[i]->writing = false;
@@ -563,19 +519,24 @@ static void on_written(void *arg, const struct db_reply *reply)
         arm_writes(q, delay); /* what gathered meanwhile has waited long enough */
 }
 
+static void item_id(const struct saf_item *it, struct db_request_id *id)
+{
+    memcpy(id->request_date, it->request_date, sizeof id->request_date);
+    at_strlcpy(id->acquirer_id, it->acquirer, sizeof id->acquirer_id);
+    memcpy(id->terminal_id, it->terminal, sizeof id->terminal_id);
+    memcpy(id->stan, it->stan, sizeof id->stan);
+    memcpy(id->transmission_time, it->de7, sizeof id->transmission_time);
+    memcpy(id->mti, it->mti, sizeof id->mti);
+}
+
 /* Writes the rows of the items on the write list, up to WRITE_BATCH, with
- * one UPDATE (one transaction). The state guard keeps a row that is already
- * acknowledged or failed as it is: a retried UPDATE whose first try did
- * commit changes nothing. */
+ * one UPDATE (one transaction): db_reversals_update. */
 static void flush_writes(evutil_socket_t fd, short what, void *arg)
 {
     struct sw_saf *q = arg;
     struct sw_server *srv = q->srv;
-    static const struct db_error full = { .code = DB_E_FULL, .message = "database queue full" };
-    static const struct db_error oom = { .code = DB_E_SYS, .message = "out of memory" };
-    struct arr cols[WRITE_COLS];
-    const char *values[WRITE_COLS];
-    bool bad = false;
+    static const enum db_reversal_state ends[] = { DB_REVERSAL_PENDING, DB_REVERSAL_ACKED,
+                                                   DB_REVERSAL_FAILED };
 
     if (q->writing || !q->write_head || srv->stopping || !srv->db)
         return;
@@ -589,53 +550,23 @@ static void flush_writes(evutil_socket_t fd, short what, void *arg)
         return;
     }
     b->q = q;
-    memset(cols, 0, sizeof cols);
     while (b->n < WRITE_BATCH && q->write_head) {
         struct saf_item *it = pop_write(q);
-        char attempts[AT_I64_CHARS];
-        at_put_i64(attempts, it->attempts);
-        const char *v[WRITE_COLS] = { it->request_date,
-                                      it->acquirer,
-                                      it->terminal,
-                                      it->stan,
-                                      it->de7,
-                                      it->mti,
-                                      attempts,
-                                      end_state[it->end],
-                                      it->end == SAF_END_NONE ? NULL : it->answer_rc };
-        for (int c = 0; c < WRITE_COLS; c++)
-            arr_elem(&cols[c], v[c] && (c != 8 || v[c][0]) ? v[c] : NULL);
+        struct db_reversal_change *c = &b->ch[b->n];
+        item_id(it, &c->id);
+        c->attempts = it->attempts;
+        c->state = ends[it->end];
+        memcpy(c->response_code, it->answer_rc, sizeof c->response_code);
         it->writing = true;
         b->settles[b->n] = it->end != SAF_END_NONE;
         b->items[b->n++] = it;
     }
-    for (int c = 0; c < WRITE_COLS; c++) {
-        arr_putc(&cols[c], '}');
-        bad = bad || cols[c].bad;
-        values[c] = cols[c].p;
-    }
-    const struct db_stmt st = {
-        .sql = "UPDATE switch.reversal_queue AS q SET attempts = u.attempts,"
-               " last_attempt_at = CASE WHEN u.attempts <> q.attempts THEN now()"
-               " ELSE q.last_attempt_at END, state = u.state,"
-               " acked_at = CASE WHEN u.state = 'acked' THEN now() ELSE q.acked_at END,"
-               " last_response_code = coalesce(u.rc, q.last_response_code)"
-               " FROM unnest($1::date[], $2::text[], $3::text[], $4::bpchar[], $5::bpchar[],"
-               " $6::text[], $7::int[], $8::text[], $9::text[])"
-               " AS u(d, acq, tid, stan, de7, mti, attempts, state, rc)"
-               " WHERE q.request_date = u.d AND q.acquirer_id = u.acq AND q.terminal_id = u.tid"
-               " AND q.stan = u.stan AND q.transmission_time = u.de7"
-               " AND q.mti_class = substr(u.mti, 1, 3)::bpchar AND q.state = 'pending'",
-        .nparams = WRITE_COLS,
-        .values = values,
-    };
     q->writing = b;
-    if (bad || db_exec(srv->db, &st, 1, on_written, b) != 0) {
-        const struct db_reply failed = { .err = bad ? &oom : &full };
+    int rc = db_reversals_update(srv->db, b->ch, b->n, on_written, b);
+    if (rc != 0) {
+        const struct db_error failed = { .code = rc, .message = "database queue full" };
         on_written(b, &failed); /* from the loop: nothing to unwind */
     }
-    for (int c = 0; c < WRITE_COLS; c++)
-        free(cols[c].p);
 }
 
 uint64_t sw_saf_unwritten(const struct sw_server *srv)
@@ -914,48 +845,41 @@ static bool same_identity(const struct saf_item *a, const struct saf_item *b)
            strcmp(a->de7, b->de7) == 0 && memcmp(a->mti, b->mti, 3) == 0;
 }
 
-static void on_loaded(void *arg, const struct db_reply *reply)
+static void on_loaded(void *arg, const struct db_error *err, const struct db_reversal *rows,
+                      size_t n)
 {
     struct sw_server *srv = arg;
     struct sw_saf *q = srv->saf;
-    if (reply->err->code != 0 || reply->n != 1) {
-        at_log(AT_LOG_ERROR, "reversal_queue_load_failed", AT_STR("error", reply->err->message),
+    if (err->code != 0) {
+        at_log(AT_LOG_ERROR, "reversal_queue_load_failed", AT_STR("error", err->message),
                AT_STR("action", "retrying"));
         q->load_retry_ms = sw_now_ms() + 1000; /* the tick loads again */
         return;
     }
-    PGresult *r = reply->res[0];
-    int rows = PQntuples(r);
-    for (int i = 0; i < rows; i++) {
+    for (size_t i = 0; i < n; i++) {
+        const struct db_reversal *r = &rows[i];
         struct saf_item *it = calloc(1, sizeof *it);
-        uint8_t sealed[128];
-        uint64_t v;
         if (!it)
             break;
-#define COPY(dst, col) at_strlcpy(dst, PQgetvalue(r, i, col), sizeof dst)
-        COPY(it->request_date, 1);
-        COPY(it->acquirer, 2);
-        COPY(it->terminal, 3);
-        COPY(it->stan, 4);
-        COPY(it->de7, 5);
-        COPY(it->mti, 6);
-        COPY(it->issuer_id, 7);
-        COPY(it->issuer_stan, 8);
-        COPY(it->issuer_de7, 9);
-        COPY(it->rrn, 10);
-        COPY(it->proc, 11);
-        COPY(it->auth_code, 14);
-        COPY(it->reason, 16);
-#undef COPY
-        it->reversal_id = at_parse_u64(PQgetvalue(r, i, 0), INT64_MAX, &v) ? (int64_t)v : 0;
-        it->amount = at_parse_u64(PQgetvalue(r, i, 12), INT64_MAX, &v) ? (int64_t)v : 0;
-        it->currency = at_parse_u64(PQgetvalue(r, i, 13), 999, &v) ? (int)v : 0;
-        it->attempts = at_parse_u64(PQgetvalue(r, i, 17), 1000000, &v) ? (unsigned)v : 0;
-        const char *hex = PQgetvalue(r, i, 15); /* "\x…" */
-        int n =
-            strlen(hex) > 2 ? at_hex_decode(hex + 2, strlen(hex) - 2, sealed, sizeof sealed) : -1;
-        if (n < 0 ||
-            db_pan_open(srv->pan_seal_key, sealed, (size_t)n, it->pan, sizeof it->pan) < 0) {
+        memcpy(it->request_date, r->id.request_date, sizeof it->request_date);
+        at_strlcpy(it->acquirer, r->id.acquirer_id, sizeof it->acquirer);
+        memcpy(it->terminal, r->id.terminal_id, sizeof it->terminal);
+        memcpy(it->stan, r->id.stan, sizeof it->stan);
+        memcpy(it->de7, r->id.transmission_time, sizeof it->de7);
+        memcpy(it->mti, r->id.mti, sizeof it->mti);
+        at_strlcpy(it->issuer_id, r->issuer_id, sizeof it->issuer_id);
+        memcpy(it->issuer_stan, r->issuer_stan, sizeof it->issuer_stan);
+        memcpy(it->issuer_de7, r->issuer_transmission_time, sizeof it->issuer_de7);
+        memcpy(it->rrn, r->rrn, sizeof it->rrn);
+        memcpy(it->proc, r->processing_code, sizeof it->proc);
+        memcpy(it->auth_code, r->auth_code, sizeof it->auth_code);
+        at_strlcpy(it->reason, r->reason, sizeof it->reason);
+        it->reversal_id = r->reversal_id;
+        it->amount = r->amount_minor;
+        it->currency = r->currency;
+        it->attempts = r->attempts;
+        if (db_pan_open(srv->pan_seal_key, r->pan_sealed, r->pan_sealed_len, it->pan,
+                        sizeof it->pan) < 0) {
             at_log(AT_LOG_ERROR, "reversal_pan_unsealable", AT_INT("reversal_id", it->reversal_id),
                    AT_STR("action", "left pending; check pan_seal_key"));
             free_item(it);
@@ -973,7 +897,7 @@ static void on_loaded(void *arg, const struct db_reply *reply)
         add_item(q, it);
     }
     q->loaded = true;
-    at_log(AT_LOG_INFO, "reversal_queue_loaded", AT_INT("pending", rows));
+    at_log(AT_LOG_INFO, "reversal_queue_loaded", AT_UINT("pending", n));
     if (q->load_done) {
         void (*done)(struct sw_server *) = q->load_done;
         q->load_done = NULL;
@@ -983,16 +907,9 @@ static void on_loaded(void *arg, const struct db_reply *reply)
 
 void sw_saf_load(struct sw_server *srv, void (*done)(struct sw_server *srv))
 {
-    const struct db_stmt st = {
-        .sql = "SELECT reversal_id, request_date, acquirer_id, terminal_id, stan,"
-               " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time,"
-               " coalesce(rrn, ''), processing_code, amount_minor, currency,"
-               " coalesce(auth_code, ''), pan_sealed, reason, attempts"
-               " FROM switch.reversal_queue WHERE state = 'pending' ORDER BY reversal_id",
-    };
     srv->saf->load_retry_ms = 0;
     srv->saf->load_done = done;
-    if (db_exec(srv->db, &st, 1, on_loaded, srv) != 0) {
+    if (db_reversals_pending(srv->db, on_loaded, srv) != 0) {
         at_log(AT_LOG_ERROR, "reversal_queue_load_failed", AT_STR("error", "database queue full"),
                AT_STR("action", "retrying"));
         srv->saf->load_retry_ms = sw_now_ms() + 1000;

@@ -621,69 +621,60 @@ static void answer_known(struct sw_txn *t, const struct sw_recent_txn *orig)
     finish(t);
 }
 
-/* The journal row of a request identity, as the original of a repeat or of a
- * reversal needs it ($1 acquirer, $2 terminal, $3 STAN, $4 DE 7, $5 date), with
- * whether a reversal of it is queued. */
-#define ORIG_SELECT                                                                                \
-    "SELECT a.mti, a.issuer_id, a.issuer_stan, a.issuer_transmission_time, a.rrn,"                 \
-    " a.processing_code, a.amount_minor, a.currency, a.auth_code, a.response_code,"                \
-    " a.terminal_id, a.stan, a.transmission_time, encode(a.pan_hmac, 'hex'),"                      \
-    " EXISTS (SELECT 1 FROM switch.reversal_queue r WHERE r.request_date = $5::date"               \
-    " AND r.acquirer_id = $1 AND r.terminal_id = $2 AND r.stan = $3"                               \
-    " AND r.transmission_time = $4 AND r.mti_class = a.mti_class COLLATE \"default\")"             \
-    " FROM switch.authorizations a WHERE a.acquirer_id = $1 AND a.terminal_id = $2"                \
-    " AND a.stan = $3 AND a.transmission_time = $4 AND a.request_date = $5::date"
-
-static void copy_col(const PGresult *r, int col, char *dst, size_t n)
+/* The identity of t's request (or, with stan/de7, of its original) as db/ keys it. */
+static void db_id_of(struct sw_txn *t, const char *stan, const char *de7, struct db_request_id *id)
 {
-    const char *v = PQgetisnull(r, 0, col) ? "" : PQgetvalue(r, 0, col);
-    size_t len = strlen(v);
-    memset(dst, 0, n);
-    memcpy(dst, v, len < n ? len : n);
+    memset(id, 0, sizeof *id);
+    db_request_date(de7, t->t_wall_us, id->request_date);
+    at_strlcpy(id->acquirer_id, t->acquirer, sizeof id->acquirer_id);
+    field_str(&t->req, 41, id->terminal_id, sizeof id->terminal_id);
+    at_strlcpy(id->stan, stan, sizeof id->stan);
+    at_strlcpy(id->transmission_time, de7, sizeof id->transmission_time);
+    memcpy(id->mti, t->req.mti, 4);
 }
 
-/* Fills o from the one row of an ORIG_SELECT: everything a repeat's answer and
- * a reversal towards the issuer need. */
-static void orig_from_row(const struct sw_txn *t, const PGresult *r, struct sw_recent_txn *o)
+/* A cache entry from the journal row of an original: everything a repeat's
+ * answer and a reversal towards the issuer need. */
+static void orig_from_db(const struct db_original *d, struct sw_recent_txn *o)
 {
-    uint64_t v;
     memset(o, 0, sizeof *o);
-    at_strlcpy(o->id.acquirer, t->acquirer, sizeof o->id.acquirer);
-    copy_col(r, 0, o->mti, sizeof o->mti);
-    copy_col(r, 1, o->issuer_id, sizeof o->issuer_id);
-    copy_col(r, 2, o->issuer_stan, sizeof o->issuer_stan);
-    copy_col(r, 3, o->issuer_tx_time, sizeof o->issuer_tx_time);
-    copy_col(r, 4, o->rrn, sizeof o->rrn);
-    copy_col(r, 5, o->proc_code, sizeof o->proc_code);
-    o->amount_minor = at_parse_u64(PQgetvalue(r, 0, 6), INT64_MAX, &v) ? (int64_t)v : 0;
-    o->currency = at_parse_u64(PQgetvalue(r, 0, 7), 999, &v) ? (uint16_t)v : 0;
-    copy_col(r, 8, o->auth_code, sizeof o->auth_code);
-    copy_col(r, 9, o->rc, sizeof o->rc);
-    o->approved = strcmp(PQgetvalue(r, 0, 9), "00") == 0;
-    copy_col(r, 10, o->id.terminal, sizeof o->id.terminal);
-    copy_col(r, 11, o->id.stan, sizeof o->id.stan);
-    copy_col(r, 12, o->id.tx_time, sizeof o->id.tx_time);
-    const char *hmac = PQgetvalue(r, 0, 13); /* hex */
-    if (strlen(hmac) >= 16 && at_hex_decode(hmac, 16, o->pan_tag, sizeof o->pan_tag) != 8)
-        memset(o->pan_tag, 0, sizeof o->pan_tag);
-    o->id.mclass = o->mti[1];
-    o->forwarded = o->issuer_stan[0] != '\0';
-    o->state = strcmp(PQgetvalue(r, 0, 14), "t") == 0 ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
+    at_strlcpy(o->id.acquirer, d->id.acquirer_id, sizeof o->id.acquirer);
+    memcpy(o->id.terminal, d->id.terminal_id, 8);
+    memcpy(o->id.stan, d->id.stan, 6);
+    memcpy(o->id.tx_time, d->id.transmission_time, 10);
+    o->id.mclass = d->id.mti[1];
+    memcpy(o->mti, d->id.mti, 4);
+    at_strlcpy(o->issuer_id, d->issuer_id, sizeof o->issuer_id);
+    memcpy(o->proc_code, d->processing_code, strnlen(d->processing_code, 6));
+    memcpy(o->rc, d->response_code, strnlen(d->response_code, 2));
+    memcpy(o->auth_code, d->auth_code, strnlen(d->auth_code, 6));
+    memcpy(o->rrn, d->rrn, strnlen(d->rrn, 12));
+    memcpy(o->issuer_stan, d->issuer_stan, strnlen(d->issuer_stan, 6));
+    memcpy(o->issuer_tx_time, d->issuer_transmission_time,
+           strnlen(d->issuer_transmission_time, 10));
+    o->amount_minor = d->amount_minor > 0 ? d->amount_minor : 0;
+    o->currency = d->currency > 0 ? (uint16_t)d->currency : 0;
+    if (d->has_pan_hmac)
+        memcpy(o->pan_tag, d->pan_hmac, sizeof o->pan_tag);
+    o->approved = strcmp(d->response_code, "00") == 0;
+    o->forwarded = d->issuer_stan[0] != '\0';
+    o->state = d->reversed ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
 }
 
 /* The journal says what holds the identity the write-ahead found taken. */
-static void on_dup_lookup(void *arg, const struct db_reply *reply)
+static void on_dup_lookup(void *arg, const struct db_error *err, const struct db_original *d,
+                          bool in_flight)
 {
     struct sw_txn *t = arg;
-    if (reply->err->code != 0 || reply->n != 1) {
+    (void)in_flight;
+    if (err->code != 0) {
         reject(t, "96", SW_OUT_ERROR, "journal lookup of a duplicate failed", 11);
         return;
     }
-    PGresult *r = reply->res[0];
     struct sw_recent_txn orig;
     memset(&orig, 0, sizeof orig);
-    if (PQntuples(r) == 1)
-        orig_from_row(t, r, &orig);
+    if (d)
+        orig_from_db(d, &orig);
     /* No row, or a refusal's row: what holds the identity is a request in
      * flight (here or elsewhere), or one a stopped instance left. */
     if (!orig.forwarded)
@@ -704,21 +695,15 @@ static void on_dup_lookup(void *arg, const struct db_reply *reply)
 
 static void dup_lookup(struct sw_txn *t)
 {
-    char tid[9], stan[7], date[11], cls[4];
-    field_str(&t->req, 41, tid, sizeof tid);
+    char stan[7], cls[4];
+    struct db_request_id id;
     field_str(&t->req, 11, stan, sizeof stan);
-    db_request_date(t->de7, t->t_wall_us, date);
+    db_id_of(t, stan, t->de7, &id);
     memcpy(cls, t->req.mti, 3);
     cls[3] = '\0';
-    const char *values[] = { t->acquirer, tid, stan, t->de7, date, cls };
-    const struct db_stmt st = {
-        .sql = ORIG_SELECT " AND a.mti_class = $6",
-        .nparams = 6,
-        .values = values,
-    };
     sw_txn_set_state(t, SW_TXN_DUP_LOOKUP);
     t->journal = false;
-    if (db_exec(t->srv->db, &st, 1, on_dup_lookup, t) != 0)
+    if (db_original_lookup(t->srv->db, &id, cls, on_dup_lookup, t) != 0)
         reject(t, "96", SW_OUT_ERROR, "database queue full", 11);
 }
 
@@ -1155,20 +1140,19 @@ static void reverse_known(struct sw_txn *t, struct sw_recent_txn *orig)
 }
 
 /* The journal answered the lookup of an original no longer in memory. */
-static void on_orig_lookup(void *arg, const struct db_reply *reply)
+static void on_orig_lookup(void *arg, const struct db_error *err, const struct db_original *d,
+                           bool in_flight)
 {
     struct sw_txn *t = arg;
     struct sw_recent_txn orig;
-    if (reply->err->code != 0 || reply->n != 2) {
+    if (err->code != 0) {
         reject(t, "96", SW_OUT_ERROR, "journal lookup of the original failed", 90);
         return;
     }
-    PGresult *r = reply->res[0];
-    if (PQntuples(r) != 1) {
+    if (!d) {
         /* Not answered — not even recovered after a crash. In flight still, or
          * in a spool not yet replayed: the terminal is to try again. Only once
          * neither holds it did the original never reach an issuer. */
-        bool in_flight = strcmp(PQgetvalue(reply->res[1], 0, 0), "0") != 0;
         if (in_flight || db_journal_replay_pending(t->srv->journal)) {
             reject(t, "96", SW_OUT_ERROR,
                    in_flight ? "original still in flight" : "journal spool not replayed yet", 90);
@@ -1177,7 +1161,7 @@ static void on_orig_lookup(void *arg, const struct db_reply *reply)
         reject(t, "12", SW_OUT_REJECTED, "original of the reversal not found", 90);
         return;
     }
-    orig_from_row(t, r, &orig);
+    orig_from_db(d, &orig);
     if (orig.approved && (orig.issuer_stan[0] == 0 || orig.issuer_tx_time[0] == 0)) {
         reject(t, "12", SW_OUT_REJECTED, "original has no issuer-side identity", 90);
         return;
@@ -1216,7 +1200,7 @@ static void park(struct sw_txn *t, const struct sw_req_id *orig)
  * DE 11/41/7) in memory, else in the journal; then reverse_known(). */
 static void handle_reversal(struct sw_txn *t)
 {
-    char ostan[7] = "", ode7[11] = "", de90[43] = "", tid[9] = "", date[11];
+    char ostan[7] = "", ode7[11] = "", de90[43] = "";
     struct sw_req_id id;
     struct sw_recent_txn *orig = NULL;
 
@@ -1243,22 +1227,10 @@ static void handle_reversal(struct sw_txn *t)
     /* Not in memory (a restart, or older than the window): the journal
      * remembers every answered request, switch.inflight every one forwarded
      * and not answered yet. */
-    field_str(&t->req, 41, tid, sizeof tid);
-    db_request_date(ode7, t->t_wall_us, date);
-    const char *values[] = { t->acquirer, tid, ostan, ode7, date };
-    const struct db_stmt st[2] = {
-        { .sql = ORIG_SELECT " AND a.mti_class IN ('010', '020')"
-                             " ORDER BY a.created_at DESC LIMIT 1",
-          .nparams = 5,
-          .values = values },
-        { .sql = "SELECT count(*) FROM switch.inflight WHERE acquirer_id = $1"
-                 " AND terminal_id = $2 AND stan = $3 AND transmission_time = $4"
-                 " AND request_date = $5::date",
-          .nparams = 5,
-          .values = values },
-    };
+    struct db_request_id did;
+    db_id_of(t, ostan, ode7, &did);
     sw_txn_set_state(t, SW_TXN_ORIG_LOOKUP);
-    if (db_exec(t->srv->db, st, 2, on_orig_lookup, t) != 0)
+    if (db_original_lookup(t->srv->db, &did, NULL, on_orig_lookup, t) != 0)
         reject(t, "96", SW_OUT_ERROR, "database queue full", 90);
 }
 

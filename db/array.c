@@ -1,0 +1,84 @@
+/* The one PostgreSQL array-literal builder of libatlas_db: every multi-row statement
+ * (the journal writer's INSERTs, the reversal queue's UPDATE) sends one text array per column,
+ * turned back into rows by unnest(). Elements are double-quoted with " and \ escaped, or NULL. */
+#include "internal.h"
+
+#include "fmt.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int reserve(struct db_array *a, size_t more)
+{
+    if (a->n + more + 1 <= a->cap)
+        return 0;
+    size_t cap = a->cap ? a->cap : 4096;
+    while (cap < a->n + more + 1)
+        cap *= 2;
+    char *p = realloc(a->p, cap);
+    if (!p)
+        return -1;
+    a->p = p;
+    a->cap = cap;
+    return 0;
+}
+
+int db_array_reset(struct db_array *a)
+{
+    if (reserve(a, 1) != 0)
+        return -1;
+    a->p[0] = '{';
+    a->p[1] = '\0';
+    a->n = 1;
+    return 0;
+}
+
+int db_array_elem(struct db_array *a, const char *s, bool null)
+{
+    size_t len = null ? 4 : strlen(s);
+    if (reserve(a, 2 * len + 4) != 0)
+        return -1;
+    if (a->n > 1)
+        a->p[a->n++] = ',';
+    if (null) {
+        memcpy(a->p + a->n, "NULL", 4);
+        a->n += 4;
+    } else {
+        a->p[a->n++] = '"';
+        for (size_t i = 0; i < len; i++) {
+            if (s[i] == '"' || s[i] == '\\')
+                a->p[a->n++] = '\\';
+            a->p[a->n++] = s[i];
+        }
+        a->p[a->n++] = '"';
+    }
+    a->p[a->n] = '\0';
+    return 0;
+}
+
+int db_array_opt(struct db_array *a, const char *s)
+{
+    return db_array_elem(a, s, s[0] == '\0');
+}
+
+int db_array_num(struct db_array *a, int64_t v)
+{
+    char tmp[AT_I64_CHARS];
+    at_put_i64(tmp, v);
+    return db_array_elem(a, tmp, v < 0);
+}
+
+int db_array_close(struct db_array *a)
+{
+    if (reserve(a, 1) != 0)
+        return -1;
+    a->p[a->n++] = '}';
+    a->p[a->n] = '\0';
+    return 0;
+}
+
+void db_array_free(struct db_array *a)
+{
+    free(a->p);
+    memset(a, 0, sizeof *a);
+}
