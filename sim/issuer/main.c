@@ -15,6 +15,7 @@
 #include "log.h"
 #include "parse.h"
 #include "stream.h"
+#include "wallet.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -35,7 +36,7 @@
 #define EXPIRE_PERIOD 60   /* seconds between expired-hold sweeps */
 #define DRAIN_TIMEOUT 5    /* seconds SIGTERM waits for requests in flight */
 #define HSM_CMD_CAP   (MAX_MSG + 256)
-#define APPLY_BATCH   32 /* decisions committed by one transaction (db_exec's limit) */
+#define APPLY_BATCH   DB_WALLET_APPLY_MAX /* decisions committed by one transaction */
 
 /* Where a request is; txn_set_state() is the only door, and logs moves at debug level. */
 enum txn_state {
@@ -75,16 +76,14 @@ struct txn {
     int currency;
     bool is_reversal, is_inquiry;
     int retries;
-    /* the apply statement: parameters (kept until the job is queued) and its batch */
-    const char *apply_v[17];
-    char apply_buf[8][AT_I64_CHARS], rrnz[16];
+    /* the decision or reversal to apply (its strings point into this txn) and its batch */
+    struct db_wallet_op op;
+    char rrnz[16];
     bool apply_alone;       /* its batch failed: apply it in a transaction of its own */
     struct txn *apply_next; /* the next request of the same batch (queue, then in flight) */
     /* wallet snapshot */
     bool have_wallet;
-    int64_t wallet_id;
-    char xmin[24], pin_method[8], pvv[5], pin_offset[13];
-    int pvki;
+    struct db_wallet_row wallet;
     struct sim_wallet w;
     struct sim_request r;
     struct sim_effects eff;
@@ -102,7 +101,7 @@ struct iss {
     const struct iso_dialect *dialect;
     enum iso_frame_kind framing;
     struct hsm_client *hsm;
-    struct db_client *db;
+    struct db_wallet *db;
     const char *zpk, *zak, *pvk;
     struct db_pan_hasher *hasher; /* HMAC of PANs, keyed once at start */
     struct conn *conns;
@@ -393,30 +392,17 @@ static void txn_fail(struct txn *t, const char *rc, const char *outcome)
 
 /* ---------------------------------------------------------------- apply (PostgreSQL) */
 
-static bool get_i64(const PGresult *r, int row, int col, int64_t *out)
+/* The outcome of wallet.sim_apply / sim_reverse: answers the request, or decides again on a
+ * fresh snapshot (retry). */
+static void apply_result(struct txn *t, const struct db_wallet_outcome *o)
 {
-    if (PQgetisnull(r, row, col))
-        return false;
-    const char *v = PQgetvalue(r, row, col);
-    bool neg = v[0] == '-';
-    uint64_t u;
-    if (!at_parse_u64(v + neg, INT64_MAX, &u))
-        return false;
-    *out = neg ? -(int64_t)u : (int64_t)u;
-    return true;
-}
-
-/* One row of wallet.sim_apply / sim_reverse (outcome, rc, auth_code, balance_minor,
- * available_minor): answers the request, or decides again on a fresh snapshot ('retry'). */
-static void apply_result(struct txn *t, const PGresult *r)
-{
-    if (!r || PQntuples(r) != 1) {
+    if (o->status != 0) {
         at_log(AT_LOG_ERROR, "apply_failed", AT_STR("error", "no result row"));
         txn_fail(t, "96", "db_error");
         return;
     }
-    snprintf(t->outcome, sizeof t->outcome, "%s", PQgetvalue(r, 0, 0));
-    if (strcmp(t->outcome, "retry") == 0) {
+    snprintf(t->outcome, sizeof t->outcome, "%s", db_wallet_verdict_name(o->verdict));
+    if (o->verdict == DB_WALLET_RETRY) {
         if (++t->retries > MAX_RETRIES) {
             txn_fail(t, "96", "contention");
             return;
@@ -424,9 +410,11 @@ static void apply_result(struct txn *t, const PGresult *r)
         txn_load(t);
         return;
     }
-    snprintf(t->rc, sizeof t->rc, "%s", PQgetvalue(r, 0, 1));
-    snprintf(t->auth, sizeof t->auth, "%s", PQgetvalue(r, 0, 2));
-    t->has_bal = get_i64(r, 0, 3, &t->bal) && get_i64(r, 0, 4, &t->avail);
+    memcpy(t->rc, o->answer.rc, sizeof t->rc);
+    memcpy(t->auth, o->answer.auth_code, sizeof t->auth);
+    t->has_bal = o->answer.has_balances;
+    t->bal = o->answer.balance_minor;
+    t->avail = o->answer.available_minor;
     txn_answer(t);
 }
 
@@ -436,40 +424,32 @@ static void apply_queue(struct txn *t);
  * (one statement failed, so none of the batch was applied): each request is applied again in a
  * transaction of its own, so one bad request cannot decline the others. Connection lost or
  * shutting down: the outcome is unknown, every request is answered 96 (the switch reverses). */
-static void on_apply(void *arg, const struct db_reply *rep)
+static void on_apply(void *arg, const struct db_error *err, const struct db_wallet_outcome *out,
+                     unsigned nout)
 {
     struct txn *t = arg;
     unsigned n = 0;
     for (struct txn *x = t; x; x = x->apply_next)
         n++;
-    bool split = rep->err->code == DB_E_SQL && n > 1;
-    if (rep->err->code != 0)
+    bool split = err->code == DB_E_SQL && n > 1;
+    if (err->code != 0)
         at_log(split ? AT_LOG_WARN : AT_LOG_ERROR, split ? "apply_batch_split" : "apply_failed",
-               AT_STR("error", db_strerror(rep->err->code)), AT_STR("sqlstate", rep->err->sqlstate),
-               AT_STR("message", rep->err->message), AT_UINT("batch", n));
+               AT_STR("error", db_strerror(err->code)), AT_STR("sqlstate", err->sqlstate),
+               AT_STR("message", err->message), AT_UINT("batch", n));
     for (unsigned i = 0; t; i++) {
         struct txn *next = t->apply_next;
         t->apply_next = NULL;
         if (split) {
             t->apply_alone = true;
             apply_queue(t);
-        } else if (rep->err->code != 0) {
+        } else if (err->code != 0) {
             txn_fail(t, "96", "db_error");
         } else {
-            apply_result(t, i < rep->n ? rep->res[i] : NULL);
+            static const struct db_wallet_outcome none = { .status = DB_E_INVALID };
+            apply_result(t, i < nout ? &out[i] : &none);
         }
         t = next;
     }
-}
-
-static int cmp_apply(const void *a, const void *b)
-{
-    const struct txn *x = *(struct txn *const *)a, *y = *(struct txn *const *)b;
-    /* Reversals (wallet unknown here) last; the rest by wallet, so that concurrent batches lock
-     * wallet rows in one order and cannot deadlock each other. */
-    int64_t wx = x->is_reversal || !x->have_wallet ? INT64_MAX : x->wallet_id;
-    int64_t wy = y->is_reversal || !y->have_wallet ? INT64_MAX : y->wallet_id;
-    return (wx > wy) - (wx < wy);
 }
 
 /* Sends the decisions queued in this loop turn: up to APPLY_BATCH per transaction, so that one
@@ -497,16 +477,12 @@ static void on_apply_flush(evutil_socket_t fd, short what, void *arg)
                 txn_fail(batch[i], "96", "shutdown");
             continue;
         }
-        qsort(batch, n, sizeof batch[0], cmp_apply);
-        struct db_stmt st[APPLY_BATCH];
+        struct db_wallet_op ops[APPLY_BATCH];
         for (unsigned i = 0; i < n; i++) {
-            struct txn *t = batch[i];
-            st[i] = (struct db_stmt){ .prepared = t->is_reversal ? "iss_reverse" : "iss_apply",
-                                      .nparams = t->is_reversal ? 5 : 17,
-                                      .values = t->apply_v };
-            t->apply_next = i + 1 < n ? batch[i + 1] : NULL;
+            ops[i] = batch[i]->op;
+            batch[i]->apply_next = i + 1 < n ? batch[i + 1] : NULL;
         }
-        if (db_exec(s->db, st, n, on_apply, batch[0]) != 0) {
+        if (db_wallet_apply(s->db, ops, n, on_apply, batch[0]) != 0) {
             for (unsigned i = 0; i < n; i++) {
                 batch[i]->apply_next = NULL;
                 txn_fail(batch[i], "96", "db_full");
@@ -517,7 +493,7 @@ static void on_apply_flush(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Queues the request for this loop turn's batch (its parameters are in t->apply_v). */
+/* Queues the request for this loop turn's batch (what to apply is in t->op). */
 static void apply_queue(struct txn *t)
 {
     struct iss *s = t->iss;
@@ -529,14 +505,8 @@ static void apply_queue(struct txn *t)
         event_active(s->ev_apply, 0, 0);
 }
 
-static const char *fmt_i64(char buf[AT_I64_CHARS], int64_t v)
-{
-    at_put_i64(buf, v);
-    return buf;
-}
-
-/* Writes the decision (or the reversal) as the parameters of wallet.sim_apply / sim_reverse and
- * queues it; it is answered after the commit of its batch. */
+/* Writes the decision (or the reversal) as the op for db_wallet_apply and queues it; it is
+ * answered after the commit of its batch. */
 static void txn_apply(struct txn *t)
 {
     struct iss *s = t->iss;
@@ -547,22 +517,21 @@ static void txn_apply(struct txn *t)
     const struct sim_effects *e = &t->eff;
     const uint8_t *rrn;
     size_t rrn_len;
-    char(*b)[AT_I64_CHARS] = t->apply_buf;
-    const char **v = t->apply_v;
     t->rrnz[0] = '\0';
     if ((rrn = iso_get(&t->req, 37, &rrn_len)) && rrn_len < sizeof t->rrnz) {
         memcpy(t->rrnz, rrn, rrn_len);
         t->rrnz[rrn_len] = '\0';
     }
-    const char *amount = t->amount >= 0 ? fmt_i64(b[0], t->amount) : NULL;
-    const char *rrnz = t->rrnz[0] ? t->rrnz : NULL;
     t->apply_alone = false;
     if (t->is_reversal) {
-        v[0] = t->orig_key;
-        v[1] = t->mti;
-        v[2] = t->pcode;
-        v[3] = amount;
-        v[4] = rrnz;
+        t->op.kind = DB_WALLET_OP_REVERSAL;
+        t->op.u.reversal = (struct db_wallet_reversal){
+            .original_key = t->orig_key,
+            .mti = t->mti,
+            .pcode = t->pcode,
+            .amount_minor = t->amount,
+            .rrn = t->rrnz,
+        };
         apply_queue(t);
         return;
     }
@@ -572,23 +541,27 @@ static void txn_apply(struct txn *t)
         at_put_digits(t->auth, 6, ++s->auth_seq);
         t->auth[6] = '\0';
     }
-    v[0] = t->key;
-    v[1] = t->have_wallet ? fmt_i64(b[1], t->wallet_id) : NULL;
-    v[2] = t->have_wallet ? t->xmin : NULL;
-    v[3] = t->mti;
-    v[4] = t->pcode;
-    v[5] = amount;
-    v[6] = rrnz;
-    v[7] = e->rc;
-    v[8] = t->auth[0] ? t->auth : NULL;
-    v[9] = e->pin_tries >= 0 ? fmt_i64(b[2], e->pin_tries) : NULL;
-    v[10] = fmt_i64(b[3], e->hold_minor);
-    v[11] = fmt_i64(b[4], e->ledger_minor);
-    v[12] = e->kind;
-    v[13] = e->usage_set ? e->usage_date : NULL;
-    v[14] = fmt_i64(b[5], e->usage_minor);
-    v[15] = fmt_i64(b[6], e->usage_cash_minor);
-    v[16] = fmt_i64(b[7], e->usage_count);
+    t->op.kind = DB_WALLET_OP_DECISION;
+    t->op.u.decision = (struct db_wallet_decision){
+        .request_key = t->key,
+        .has_wallet = t->have_wallet,
+        .wallet_id = t->wallet.wallet_id,
+        .row_version = t->wallet.row_version,
+        .mti = t->mti,
+        .pcode = t->pcode,
+        .amount_minor = t->amount,
+        .rrn = t->rrnz,
+        .rc = e->rc,
+        .auth_code = t->auth,
+        .pin_tries = e->pin_tries,
+        .hold_minor = e->hold_minor,
+        .ledger_minor = e->ledger_minor,
+        .kind = e->kind,
+        .usage_date = e->usage_set ? e->usage_date : NULL,
+        .usage_minor = e->usage_minor,
+        .usage_cash_minor = e->usage_cash_minor,
+        .usage_count = e->usage_count,
+    };
     apply_queue(t);
 }
 
@@ -605,7 +578,8 @@ static void on_pin(void *arg, int status, const char *resp, size_t len)
     }
     /* 00 right PIN; 01 wrong PIN; 20/24 the block holds no valid PIN for this card: a wrong PIN
      * too (counted, so garbage cannot be tried for free); anything else is our fault (keys). */
-    int e = hsm_client_resp_error(strcmp(t->pin_method, "pvv") == 0 ? "EC" : "EA", resp, len);
+    int e =
+        hsm_client_resp_error(t->wallet.pin_method == DB_WALLET_PIN_PVV ? "EC" : "EA", resp, len);
     if (e == 0)
         t->r.pin = SIM_PIN_OK;
     else if (e == 1 || e == 20 || e == 24)
@@ -634,17 +608,17 @@ static void txn_verify_pin(struct txn *t)
         return;
     }
     at_hex_encode(blk, 8, blkhex);
-    if (strcmp(t->pin_method, "pvv") == 0) {
+    if (t->wallet.pin_method == DB_WALLET_PIN_PVV) {
         n = hsm_client_build_pvv_verify(hsm_cmd, sizeof hsm_cmd, true, s->zpk, s->pvk, blkhex, "01",
-                                        acct, (unsigned)t->pvki, t->pvv);
+                                        acct, (unsigned)t->wallet.pvki, t->wallet.pvv);
     } else {
         char vdata[13];
         memcpy(vdata, acct, 11);
         vdata[11] = 'N';
         vdata[12] = '\0';
         n = hsm_client_build_ibm_verify(hsm_cmd, sizeof hsm_cmd, true, s->zpk, s->pvk, blkhex, "01",
-                                        (unsigned)strlen(t->pin_offset), acct, SIM_IBM_DECTAB,
-                                        vdata, t->pin_offset);
+                                        (unsigned)strlen(t->wallet.pin_offset), acct,
+                                        SIM_IBM_DECTAB, vdata, t->wallet.pin_offset);
     }
     memset(blkhex, 0, sizeof blkhex);
     if (n < 0) {
@@ -671,63 +645,58 @@ static void txn_decide(struct txn *t)
 
 /* ---------------------------------------------------------------- load (PostgreSQL) */
 
-static enum sim_status parse_status(const char *v)
+/* What the decision needs of the wallet row (issuer.h's view of it). */
+static void sim_wallet_from_row(struct sim_wallet *sw, const struct db_wallet_row *w)
 {
-    if (strcmp(v, "lost") == 0)
-        return SIM_LOST;
-    if (strcmp(v, "blocked") == 0)
-        return SIM_BLOCKED;
-    return SIM_ACTIVE;
+    static const enum sim_status status[] = {
+        [DB_WALLET_ACTIVE] = SIM_ACTIVE,
+        [DB_WALLET_BLOCKED] = SIM_BLOCKED,
+        [DB_WALLET_LOST] = SIM_LOST,
+    };
+    memcpy(sw->expiry, w->expiry, sizeof sw->expiry);
+    sw->currency = w->currency;
+    sw->balance_minor = w->balance_minor;
+    sw->held_minor = w->held_minor;
+    sw->status = status[w->status];
+    sw->pin_tries = w->pin_tries;
+    sw->pin_try_limit = w->pin_try_limit;
+    sw->daily_limit_minor = w->daily_limit_minor;
+    sw->daily_cash_limit_minor = w->daily_cash_limit_minor;
+    sw->daily_count_limit = w->daily_count_limit;
+    memcpy(sw->usage_date, w->usage_date, sizeof sw->usage_date);
+    sw->usage_minor = w->usage_minor;
+    sw->usage_cash_minor = w->usage_cash_minor;
+    sw->usage_count = w->usage_count;
 }
 
-/* One row (SQL_LOAD): the wallet's columns, NULL without a wallet; then the recorded answer's,
- * NULL when the request was not answered before. */
-static void on_load(void *arg, const struct db_reply *rep)
+/* The snapshot: the card's wallet, if any, and the request's recorded answer if it was
+ * answered before (then the same answer goes again). */
+static void on_load(void *arg, const struct db_error *err, const struct db_wallet_snapshot *snap)
 {
     struct txn *t = arg;
-    if (rep->err->code != 0 || rep->n != 1 || !rep->res[0] || PQntuples(rep->res[0]) != 1) {
-        at_log(AT_LOG_ERROR, "load_failed", AT_STR("error", db_strerror(rep->err->code)),
-               AT_STR("sqlstate", rep->err->sqlstate), AT_STR("message", rep->err->message));
+    if (err->code == DB_E_INVALID) {
+        at_log(AT_LOG_ERROR, "wallet_row_invalid", AT_STR("pan", t->pan_masked),
+               AT_STR("reason", err->message));
+        txn_fail(t, "96", "wallet_row");
+        return;
+    }
+    if (err->code != 0) {
+        at_log(AT_LOG_ERROR, "load_failed", AT_STR("error", db_strerror(err->code)),
+               AT_STR("sqlstate", err->sqlstate), AT_STR("message", err->message));
         txn_fail(t, "96", "db_error");
         return;
     }
-    const PGresult *w = rep->res[0];
-    t->have_wallet = !PQgetisnull(w, 0, 0);
+    t->have_wallet = snap->has_wallet;
     if (t->have_wallet) {
-        struct sim_wallet *sw = &t->w;
-        int64_t v = 0;
-        bool ok = get_i64(w, 0, 0, &t->wallet_id);
-        snprintf(t->xmin, sizeof t->xmin, "%s", PQgetvalue(w, 0, 1));
-        snprintf(sw->expiry, sizeof sw->expiry, "%s", PQgetvalue(w, 0, 2));
-        ok = ok && get_i64(w, 0, 3, &v);
-        sw->currency = (int)v;
-        ok = ok && get_i64(w, 0, 4, &sw->balance_minor) && get_i64(w, 0, 5, &sw->held_minor);
-        sw->status = parse_status(PQgetvalue(w, 0, 6));
-        snprintf(t->pin_method, sizeof t->pin_method, "%s", PQgetvalue(w, 0, 7));
-        ok = ok && get_i64(w, 0, 8, &v);
-        t->pvki = (int)v;
-        snprintf(t->pvv, sizeof t->pvv, "%s", PQgetvalue(w, 0, 9));
-        snprintf(t->pin_offset, sizeof t->pin_offset, "%s", PQgetvalue(w, 0, 10));
-        ok = ok && get_i64(w, 0, 11, &v);
-        sw->pin_tries = (int)v;
-        ok = ok && get_i64(w, 0, 12, &v);
-        sw->pin_try_limit = (int)v;
-        ok = ok && get_i64(w, 0, 13, &sw->daily_limit_minor) &&
-             get_i64(w, 0, 14, &sw->daily_cash_limit_minor) &&
-             get_i64(w, 0, 15, &sw->daily_count_limit);
-        snprintf(sw->usage_date, sizeof sw->usage_date, "%s", PQgetvalue(w, 0, 16));
-        ok = ok && get_i64(w, 0, 17, &sw->usage_minor) &&
-             get_i64(w, 0, 18, &sw->usage_cash_minor) && get_i64(w, 0, 19, &sw->usage_count);
-        if (!ok) {
-            at_log(AT_LOG_ERROR, "wallet_row_invalid", AT_STR("pan", t->pan_masked));
-            txn_fail(t, "96", "wallet_row");
-            return;
-        }
+        t->wallet = snap->wallet;
+        sim_wallet_from_row(&t->w, &t->wallet);
     }
-    if (!PQgetisnull(w, 0, 20)) { /* answered before: the same answer again */
-        snprintf(t->rc, sizeof t->rc, "%s", PQgetvalue(w, 0, 20));
-        snprintf(t->auth, sizeof t->auth, "%s", PQgetvalue(w, 0, 21));
-        t->has_bal = get_i64(w, 0, 22, &t->bal) && get_i64(w, 0, 23, &t->avail);
+    if (snap->answered) { /* answered before: the same answer again */
+        memcpy(t->rc, snap->answer.rc, sizeof t->rc);
+        memcpy(t->auth, snap->answer.auth_code, sizeof t->auth);
+        t->has_bal = snap->answer.has_balances;
+        t->bal = snap->answer.balance_minor;
+        t->avail = snap->answer.available_minor;
         strcpy(t->outcome, "duplicate");
         txn_answer(t);
         return;
@@ -743,16 +712,12 @@ static void txn_load(struct txn *t)
         return;
     }
     uint8_t h[32];
-    char hmac_txt[2 + 64 + 1] = "\\x";
     if (db_pan_hasher_mac(s->hasher, t->pan, strlen(t->pan), h) != 0) {
         txn_fail(t, "30", "format");
         return;
     }
-    at_hex_encode(h, 32, hmac_txt + 2);
-    const char *v[2] = { hmac_txt, t->key };
-    struct db_stmt st = { .prepared = "iss_load", .nparams = 2, .values = v };
     txn_set_state(t, TXN_LOAD);
-    if (db_exec(s->db, &st, 1, on_load, t) != 0)
+    if (db_wallet_load(s->db, h, t->key, on_load, t) != 0)
         txn_fail(t, "96", "db_full");
 }
 
@@ -1082,13 +1047,13 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     (void)at_log_reopen();
 }
 
-static void on_expired(void *arg, const struct db_reply *rep)
+static void on_expired(void *arg, const struct db_error *err, int64_t expired)
 {
+    char count[AT_I64_CHARS];
     (void)arg;
-    if (rep->err->code == 0 && rep->n == 1 && rep->res[0] && PQntuples(rep->res[0]) == 1) {
-        const char *n = PQgetvalue(rep->res[0], 0, 0);
-        if (strcmp(n, "0") != 0)
-            at_log(AT_LOG_INFO, "holds_expired", AT_STR("count", n));
+    if (err->code == 0 && expired != 0) {
+        at_put_i64(count, expired);
+        at_log(AT_LOG_INFO, "holds_expired", AT_STR("count", count));
     }
 }
 
@@ -1097,31 +1062,11 @@ static void on_expire_timer(evutil_socket_t fd, short what, void *arg)
     struct iss *s = arg;
     (void)fd;
     (void)what;
-    if (db_client_ready(s->db) &&
-        db_query(s->db, "SELECT wallet.sim_expire_holds()", 0, NULL, on_expired, NULL) != 0)
+    if (db_wallet_ready(s->db) && db_wallet_expire_holds(s->db, on_expired, NULL) != 0)
         at_log0(AT_LOG_WARN, "holds_expiry_skipped");
 }
 
 /* ---------------------------------------------------------------- start-up */
-
-/* The request's recorded answer (if any) and the card's wallet (if any), in one row. */
-static const char *const SQL_LOAD =
-    "SELECT w.wallet_id, w.xmin::text, w.expiry, w.currency, w.balance_minor, w.held_minor, "
-    "w.status, w.pin_method, coalesce(w.pvki, 0), coalesce(w.pvv, ''), "
-    "coalesce(w.pin_offset, ''), w.pin_tries, w.pin_try_limit, "
-    "coalesce(w.daily_limit_minor, -1), coalesce(w.daily_cash_limit_minor, -1), "
-    "coalesce(w.daily_count_limit, -1), coalesce(to_char(w.usage_date, 'YYYY-MM-DD'), ''), "
-    "w.usage_minor, w.usage_cash_minor, w.usage_count, "
-    "q.response_code, q.auth_code, q.balance_minor, q.available_minor "
-    "FROM (SELECT) one "
-    "LEFT JOIN wallet.wallets w ON w.pan_hmac = $1::bytea "
-    "LEFT JOIN wallet.requests q ON q.request_key = $2";
-static const char *const SQL_APPLY =
-    "SELECT * FROM wallet.sim_apply($1, $2::bigint, $3, $4, $5, $6::bigint, $7, $8, $9, "
-    "$10::integer, $11::bigint, $12::bigint, $13, $14::date, $15::bigint, $16::bigint, "
-    "$17::integer)";
-static const char *const SQL_REVERSE =
-    "SELECT * FROM wallet.sim_reverse($1, $2, $3, $4::bigint, $5)";
 
 struct opts {
     const char *listen, *dialect, *framing, *hsm, *db, *log, *log_level;
@@ -1239,21 +1184,16 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     return 0;
 }
 
-/* Blocking start-up check: the wallet functions of migration 0003 must be there. */
+/* Blocking start-up check: the wallet functions the statements call must be there. */
 static int check_schema(const char *conninfo)
 {
-    PGconn *pc = PQconnectdb(conninfo ? conninfo : "");
     struct db_error err = { 0 };
-    int rc = -1;
-    if (PQstatus(pc) != CONNECTION_OK) {
-        fprintf(stderr, "issuer-sim: database: %s", PQerrorMessage(pc));
-    } else if (db_schema_check(pc, SIM_SCHEMA_VERSION, &err) != 0) {
+    int rc = db_wallet_schema_check(conninfo, &err);
+    if (rc == DB_E_CONN)
+        fprintf(stderr, "issuer-sim: database: %s\n", err.message);
+    else if (rc != 0)
         fprintf(stderr, "issuer-sim: database schema: %s\n", err.message);
-    } else {
-        rc = 0;
-    }
-    PQfinish(pc);
-    return rc;
+    return rc == 0 ? 0 : -1;
 }
 
 static int run(struct opts *o)
@@ -1350,15 +1290,12 @@ static int run(struct opts *o)
         fprintf(stderr, "issuer-sim: hsm client: %s\n", err);
         goto out;
     }
-    struct db_client_opts dbo = {
+    struct db_wallet_opts dbo = {
         .conninfo = o->db,
         .connections = o->db_conns,
         .max_queued = 2 * s.pool_size + 16,
     };
-    if (db_client_new(s.base, &dbo, &s.db) != 0 ||
-        db_client_prepare(s.db, "iss_load", SQL_LOAD) != 0 ||
-        db_client_prepare(s.db, "iss_apply", SQL_APPLY) != 0 ||
-        db_client_prepare(s.db, "iss_reverse", SQL_REVERSE) != 0) {
+    if (db_wallet_new(s.base, &dbo, &s.db) != 0) {
         fprintf(stderr, "issuer-sim: database client could not start\n");
         goto out;
     }
@@ -1396,7 +1333,7 @@ out:
     if (s.ev_apply)
         on_apply_flush(-1, 0, &s); /* decisions not yet sent are answered 96 */
     if (s.db)
-        db_client_free(s.db); /* pending jobs answer DB_E_CLOSED: their txns finish here */
+        db_wallet_free(s.db); /* pending calls answer DB_E_CLOSED: their txns finish here */
     if (s.hsm)
         hsm_client_free(s.hsm);
     for (struct conn *c = s.conns; c; c = c->next)
