@@ -23,8 +23,8 @@
 #define DRAIN_TIMEOUT 5    /* seconds SIGTERM waits for requests in flight */
 #define APPLY_BATCH   DB_WALLET_APPLY_MAX /* decisions committed by one transaction */
 
-/* Where a request is; txn_set_state() (txn.c) is the only door, and logs moves at debug
- * level. */
+/* Where a request is. txn_set_state() (txn.c) is the only door: it checks the move against
+ * its table, aborts on an illegal one, and logs moves at debug level. */
 enum txn_state {
     TXN_FREE,     /* in the pool's free list, or just taken from it and being read */
     TXN_MAC,      /* waiting for hsm-sim's M9 (request MAC verification) */

@@ -1,5 +1,5 @@
 /* issuer-sim's requests: the pool of slots, the state machine's one door (txn_set_state and
- * its checks), and the flow between the steps — MTI and MAC field checks,
+ * its table of allowed moves), and the flow between the steps — MTI and MAC field checks,
  * validation, the wallet snapshot, the decision (decide.c) — down to the apply (apply.c) or an
  * answer (answer.c); and the per-request log line when a request ends. */
 #include "issuer_int.h"
@@ -18,10 +18,34 @@ static const char *const txn_state_name[TXN_state_max] = {
     "free", "mac", "load", "pin", "apply", "resp_mac",
 };
 
+#define S(x) (1u << (x))
+
+/* The moves a request may make, by the state it leaves. Any state may end (FREE): a request
+ * answered without a MAC, one whose answer could not be built, or a shut-down. */
+static const unsigned txn_next[TXN_state_max] = {
+    /* just taken from the pool: its request MAC is checked, or it is answered at once (no MAC
+     * field, unknown MTI: RESP_MAC), or it ends unanswered or with a 0810 (FREE) */
+    [TXN_FREE] = S(TXN_FREE) | S(TXN_MAC) | S(TXN_RESP_MAC),
+    /* the MAC verified: load the wallet, or apply a reversal; else answered */
+    [TXN_MAC] = S(TXN_FREE) | S(TXN_LOAD) | S(TXN_APPLY) | S(TXN_RESP_MAC),
+    /* a PIN to verify, or decided; a repeat is answered */
+    [TXN_LOAD] = S(TXN_FREE) | S(TXN_PIN) | S(TXN_APPLY) | S(TXN_RESP_MAC),
+    [TXN_PIN] = S(TXN_FREE) | S(TXN_APPLY) | S(TXN_RESP_MAC),
+    /* applied: answered; the wallet changed: loaded again; its batch refused: applied alone */
+    [TXN_APPLY] = S(TXN_FREE) | S(TXN_LOAD) | S(TXN_APPLY) | S(TXN_RESP_MAC),
+    [TXN_RESP_MAC] = S(TXN_FREE),
+};
+
 void txn_set_state(struct txn *t, enum txn_state st)
 {
-    if (st >= TXN_state_max)
+    if ((unsigned)st >= TXN_state_max || !(txn_next[t->st] & S(st))) {
+        /* A move the machine does not have is a bug: stop before it corrupts money. */
+        at_log(AT_LOG_ERROR, "txn_bad_transition", AT_STR("from", txn_state_name[t->st]),
+               AT_STR("to", (unsigned)st < TXN_state_max ? txn_state_name[st] : "?"),
+               AT_STR("mti", t->mti));
+        at_log_flush();
         abort();
+    }
     if (at_log_enabled(AT_LOG_DEBUG))
         at_log(AT_LOG_DEBUG, "txn_state", AT_STR("from", txn_state_name[t->st]),
                AT_STR("to", txn_state_name[st]), AT_STR("mti", t->mti));
