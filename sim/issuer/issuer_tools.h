@@ -6,9 +6,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The schema version issuer-sim needs (db/migrations/0003_wallet_functions.sql). */
-#define SIM_SCHEMA_VERSION 5
-
 /* DEMO.md's WALLET1 lab keys encrypted under the Thales test LMK (scheme U), as
  * `issuer-sim keys` prints them; the daemon never holds them in clear. */
 #define SIM_LAB_ZPK_LMK "U9D961F6AF1D24B38AB37B320022FF57D" /* KCV 77800C */

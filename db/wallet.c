@@ -1,0 +1,541 @@
+/* The wallet schema's statements for the issuer daemon: the snapshot load, the batch of
+ * wallet.sim_apply / sim_reverse calls committed as one transaction, the hold expiry sweep and
+ * the start-up schema check. Runs on the generic client (client.c); rows are read here and
+ * handed over as the typed structs of wallet.h. */
+#include "internal.h"
+#include "wallet.h"
+
+#include <libpq-fe.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fmt.h"
+#include "hex.h"
+#include "parse.h"
+
+/* The request's recorded answer (if any) and the card's wallet (if any), in one row. */
+static const char *const SQL_LOAD =
+    "SELECT w.wallet_id, w.xmin::text, w.expiry, w.currency, w.balance_minor, w.held_minor, "
+    "w.status, w.pin_method, coalesce(w.pvki, 0), coalesce(w.pvv, ''), "
+    "coalesce(w.pin_offset, ''), w.pin_tries, w.pin_try_limit, "
+    "coalesce(w.daily_limit_minor, -1), coalesce(w.daily_cash_limit_minor, -1), "
+    "coalesce(w.daily_count_limit, -1), coalesce(to_char(w.usage_date, 'YYYY-MM-DD'), ''), "
+    "w.usage_minor, w.usage_cash_minor, w.usage_count, "
+    "q.response_code, q.auth_code, q.balance_minor, q.available_minor "
+    "FROM (SELECT) one "
+    "LEFT JOIN wallet.wallets w ON w.pan_hmac = $1::bytea "
+    "LEFT JOIN wallet.requests q ON q.request_key = $2";
+static const char *const SQL_APPLY =
+    "SELECT * FROM wallet.sim_apply($1, $2::bigint, $3, $4, $5, $6::bigint, $7, $8, $9, "
+    "$10::integer, $11::bigint, $12::bigint, $13, $14::date, $15::bigint, $16::bigint, "
+    "$17::integer)";
+static const char *const SQL_REVERSE =
+    "SELECT * FROM wallet.sim_reverse($1, $2, $3, $4::bigint, $5)";
+static const char *const SQL_EXPIRE = "SELECT wallet.sim_expire_holds()";
+
+#define APPLY_NPARAMS   17
+#define REVERSE_NPARAMS 5
+
+/* The columns of SQL_LOAD, in order. */
+enum {
+    L_WALLET_ID,
+    L_XMIN,
+    L_EXPIRY,
+    L_CURRENCY,
+    L_BALANCE,
+    L_HELD,
+    L_STATUS,
+    L_PIN_METHOD,
+    L_PVKI,
+    L_PVV,
+    L_PIN_OFFSET,
+    L_PIN_TRIES,
+    L_PIN_TRY_LIMIT,
+    L_DAILY_LIMIT,
+    L_DAILY_CASH_LIMIT,
+    L_DAILY_COUNT_LIMIT,
+    L_USAGE_DATE,
+    L_USAGE,
+    L_USAGE_CASH,
+    L_USAGE_COUNT,
+    L_Q_RC,
+    L_Q_AUTH,
+    L_Q_BALANCE,
+    L_Q_AVAILABLE,
+    L_ncols
+};
+
+/* The columns of sim_apply and sim_reverse (the same row shape). */
+enum { A_OUTCOME, A_RC, A_AUTH, A_BALANCE, A_AVAILABLE, A_ncols };
+
+/* One accepted call: which callback to give its result to. The client carries one pointer per
+ * job, so the handle keeps these in a pool sized like the client's queue (no allocation per
+ * call). */
+struct wcall {
+    struct db_wallet *w;
+    union {
+        db_wallet_load_cb load;
+        db_wallet_apply_cb apply;
+        db_wallet_expire_cb expire;
+    } cb;
+    void *arg;
+    unsigned n;                         /* apply: ops in the batch */
+    uint8_t order[DB_WALLET_APPLY_MAX]; /* apply: statement i runs the caller's ops[order[i]] */
+    struct wcall *next_free;
+};
+
+struct db_wallet {
+    struct db_client *c;
+    struct wcall *calls, *free_calls;
+};
+
+static const char *const verdict_name[DB_WALLET_verdict_max] = {
+    "applied", "duplicate", "reversed", "retry", "not_found",
+};
+
+const char *db_wallet_verdict_name(enum db_wallet_verdict v)
+{
+    return (unsigned)v < DB_WALLET_verdict_max ? verdict_name[v] : "?";
+}
+
+/* An error found by this layer (not the server's): retrying will not help. */
+static void wallet_error(struct db_error *err, int code, const char *msg)
+{
+    memset(err, 0, sizeof *err);
+    err->code = code;
+    err->action = DB_ACTION_FAIL;
+    at_strlcpy(err->message, msg, sizeof err->message);
+}
+
+/* ---------------------------------------------------------------- the handle */
+
+int db_wallet_new(struct event_base *base, const struct db_wallet_opts *opts,
+                  struct db_wallet **out)
+{
+    if (!base || !opts || !out)
+        return DB_E_INVALID;
+    unsigned ncalls = opts->max_queued ? opts->max_queued : 10000;
+    struct db_wallet *w = calloc(1, sizeof *w);
+    if (!w)
+        return DB_E_SYS;
+    w->calls = calloc(ncalls, sizeof *w->calls);
+    struct db_client_opts co = {
+        .conninfo = opts->conninfo,
+        .connections = opts->connections,
+        .max_queued = ncalls,
+    };
+    int rc = w->calls ? db_client_new(base, &co, &w->c) : DB_E_SYS;
+    if (rc == 0)
+        rc = db_client_prepare(w->c, "wallet_load", SQL_LOAD);
+    if (rc == 0)
+        rc = db_client_prepare(w->c, "wallet_apply", SQL_APPLY);
+    if (rc == 0)
+        rc = db_client_prepare(w->c, "wallet_reverse", SQL_REVERSE);
+    if (rc != 0) {
+        db_wallet_free(w);
+        return rc;
+    }
+    for (unsigned i = 0; i < ncalls; i++) {
+        w->calls[i].w = w;
+        w->calls[i].next_free = w->free_calls;
+        w->free_calls = &w->calls[i];
+    }
+    *out = w;
+    return 0;
+}
+
+bool db_wallet_ready(const struct db_wallet *w)
+{
+    return db_client_ready(w->c);
+}
+
+void db_wallet_free(struct db_wallet *w)
+{
+    if (!w)
+        return;
+    db_client_free(w->c); /* calls in flight are called back with DB_E_CLOSED */
+    free(w->calls);
+    free(w);
+}
+
+static struct wcall *call_get(struct db_wallet *w, void *arg)
+{
+    struct wcall *call = w->free_calls;
+    if (call) {
+        w->free_calls = call->next_free;
+        call->arg = arg;
+    }
+    return call;
+}
+
+static void call_put(struct wcall *call)
+{
+    call->next_free = call->w->free_calls;
+    call->w->free_calls = call;
+}
+
+/* ---------------------------------------------------------------- reading rows */
+
+/* Integer column; false when NULL or not an integer. */
+static bool col_i64(const PGresult *r, int row, int col, int64_t *out)
+{
+    if (PQgetisnull(r, row, col))
+        return false;
+    const char *v = PQgetvalue(r, row, col);
+    bool neg = v[0] == '-';
+    uint64_t u;
+    if (!at_parse_u64(v + neg, INT64_MAX, &u))
+        return false;
+    *out = neg ? -(int64_t)u : (int64_t)u;
+    return true;
+}
+
+static bool col_int(const PGresult *r, int row, int col, int *out)
+{
+    int64_t v;
+    if (!col_i64(r, row, col, &v) || v < INT32_MIN || v > INT32_MAX)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+/* Text column into out ("" for NULL); false when it does not fit. */
+static bool col_text(const PGresult *r, int row, int col, char *out, size_t cap)
+{
+    return at_strlcpy(out, PQgetvalue(r, row, col), cap) < cap;
+}
+
+static bool parse_status(const char *v, enum db_wallet_status *out)
+{
+    if (strcmp(v, "active") == 0)
+        *out = DB_WALLET_ACTIVE;
+    else if (strcmp(v, "blocked") == 0)
+        *out = DB_WALLET_BLOCKED;
+    else if (strcmp(v, "lost") == 0)
+        *out = DB_WALLET_LOST;
+    else
+        return false;
+    return true;
+}
+
+static bool parse_pin_method(const char *v, enum db_wallet_pin_method *out)
+{
+    if (strcmp(v, "pvv") == 0)
+        *out = DB_WALLET_PIN_PVV;
+    else if (strcmp(v, "ibm3624") == 0)
+        *out = DB_WALLET_PIN_IBM3624;
+    else
+        return false;
+    return true;
+}
+
+/* The wallet columns of SQL_LOAD's row. Returns the first column that is not what the schema
+ * promises, or NULL. */
+static const char *read_wallet(const PGresult *r, struct db_wallet_row *w)
+{
+    if (!col_i64(r, 0, L_WALLET_ID, &w->wallet_id))
+        return "wallet_id";
+    if (!col_text(r, 0, L_XMIN, w->row_version, sizeof w->row_version))
+        return "xmin";
+    if (!col_text(r, 0, L_EXPIRY, w->expiry, sizeof w->expiry))
+        return "expiry";
+    if (!col_int(r, 0, L_CURRENCY, &w->currency))
+        return "currency";
+    if (!col_i64(r, 0, L_BALANCE, &w->balance_minor) || !col_i64(r, 0, L_HELD, &w->held_minor))
+        return "balance";
+    if (!parse_status(PQgetvalue(r, 0, L_STATUS), &w->status))
+        return "status";
+    if (!parse_pin_method(PQgetvalue(r, 0, L_PIN_METHOD), &w->pin_method) ||
+        !col_int(r, 0, L_PVKI, &w->pvki) || !col_text(r, 0, L_PVV, w->pvv, sizeof w->pvv) ||
+        !col_text(r, 0, L_PIN_OFFSET, w->pin_offset, sizeof w->pin_offset))
+        return "pin data";
+    if (!col_int(r, 0, L_PIN_TRIES, &w->pin_tries) ||
+        !col_int(r, 0, L_PIN_TRY_LIMIT, &w->pin_try_limit))
+        return "pin tries";
+    if (!col_i64(r, 0, L_DAILY_LIMIT, &w->daily_limit_minor) ||
+        !col_i64(r, 0, L_DAILY_CASH_LIMIT, &w->daily_cash_limit_minor) ||
+        !col_i64(r, 0, L_DAILY_COUNT_LIMIT, &w->daily_count_limit))
+        return "daily limits";
+    if (!col_text(r, 0, L_USAGE_DATE, w->usage_date, sizeof w->usage_date) ||
+        !col_i64(r, 0, L_USAGE, &w->usage_minor) ||
+        !col_i64(r, 0, L_USAGE_CASH, &w->usage_cash_minor) ||
+        !col_i64(r, 0, L_USAGE_COUNT, &w->usage_count))
+        return "usage";
+    return NULL;
+}
+
+/* An answer's columns (rc, auth code, two balances) starting at col. Balances that are NULL
+ * leave has_balances false. */
+static bool read_answer(const PGresult *r, int col, struct db_wallet_answer *a)
+{
+    a->has_balances =
+        col_i64(r, 0, col + 2, &a->balance_minor) && col_i64(r, 0, col + 3, &a->available_minor);
+    return col_text(r, 0, col, a->rc, sizeof a->rc) &&
+           col_text(r, 0, col + 1, a->auth_code, sizeof a->auth_code);
+}
+
+/* ---------------------------------------------------------------- load */
+
+static void on_load(void *arg, const struct db_reply *rep)
+{
+    struct wcall *call = arg;
+    db_wallet_load_cb cb = call->cb.load;
+    void *uarg = call->arg;
+    call_put(call);
+    if (rep->err->code != 0) {
+        cb(uarg, rep->err, NULL);
+        return;
+    }
+    struct db_error err;
+    const PGresult *r = rep->n == 1 ? rep->res[0] : NULL;
+    if (!r || PQntuples(r) != 1 || PQnfields(r) != L_ncols) {
+        wallet_error(&err, DB_E_INVALID, "wallet load: not the one row expected");
+        cb(uarg, &err, NULL);
+        return;
+    }
+    struct db_wallet_snapshot snap;
+    memset(&snap, 0, sizeof snap);
+    snap.has_wallet = !PQgetisnull(r, 0, L_WALLET_ID);
+    const char *bad = snap.has_wallet ? read_wallet(r, &snap.wallet) : NULL;
+    snap.answered = !PQgetisnull(r, 0, L_Q_RC);
+    if (!bad && snap.answered && !read_answer(r, L_Q_RC, &snap.answer))
+        bad = "recorded answer";
+    if (bad) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "wallet load: column %s invalid", bad);
+        wallet_error(&err, DB_E_INVALID, msg);
+        cb(uarg, &err, NULL);
+        return;
+    }
+    cb(uarg, rep->err, &snap);
+}
+
+int db_wallet_load(struct db_wallet *w, const uint8_t pan_hmac[32], const char *request_key,
+                   db_wallet_load_cb cb, void *arg)
+{
+    if (!w || !pan_hmac || !request_key || !cb)
+        return DB_E_INVALID;
+    char hmac_txt[2 + 64 + 1] = "\\x";
+    at_hex_encode(pan_hmac, 32, hmac_txt + 2);
+    const char *v[2] = { hmac_txt, request_key };
+    struct db_stmt st = { .prepared = "wallet_load", .nparams = 2, .values = v };
+    struct wcall *call = call_get(w, arg);
+    if (!call)
+        return DB_E_FULL;
+    call->cb.load = cb;
+    int rc = db_exec(w->c, &st, 1, on_load, call);
+    if (rc != 0)
+        call_put(call);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- apply */
+
+/* The batch's statement order: by wallet, reversals and unknown wallets last (stable: n is at
+ * most 32, an insertion sort). */
+static int64_t lock_order(const struct db_wallet_op *op)
+{
+    const struct db_wallet_decision *d = &op->u.decision;
+    return op->kind == DB_WALLET_OP_REVERSAL || !d->has_wallet ? INT64_MAX : d->wallet_id;
+}
+
+static void sort_ops(const struct db_wallet_op *ops, unsigned n, uint8_t order[])
+{
+    for (unsigned i = 0; i < n; i++) {
+        unsigned j = i;
+        int64_t key = lock_order(&ops[i]);
+        for (; j > 0 && lock_order(&ops[order[j - 1]]) > key; j--)
+            order[j] = order[j - 1];
+        order[j] = (uint8_t)i;
+    }
+}
+
+static const char *opt(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
+/* The parameters of wallet.sim_apply for d; numbers are written into num. */
+static void decision_params(const struct db_wallet_decision *d, const char *v[APPLY_NPARAMS],
+                            char num[8][AT_I64_CHARS])
+{
+    v[0] = d->request_key;
+    v[1] = NULL;
+    v[2] = NULL;
+    if (d->has_wallet) {
+        at_put_i64(num[0], d->wallet_id);
+        v[1] = num[0];
+        v[2] = d->row_version;
+    }
+    v[3] = d->mti;
+    v[4] = d->pcode;
+    v[5] = NULL;
+    if (d->amount_minor >= 0) {
+        at_put_i64(num[1], d->amount_minor);
+        v[5] = num[1];
+    }
+    v[6] = opt(d->rrn);
+    v[7] = d->rc;
+    v[8] = opt(d->auth_code);
+    v[9] = NULL;
+    if (d->pin_tries >= 0) {
+        at_put_i64(num[2], d->pin_tries);
+        v[9] = num[2];
+    }
+    at_put_i64(num[3], d->hold_minor);
+    v[10] = num[3];
+    at_put_i64(num[4], d->ledger_minor);
+    v[11] = num[4];
+    v[12] = d->kind;
+    v[13] = d->usage_date;
+    at_put_i64(num[5], d->usage_minor);
+    v[14] = num[5];
+    at_put_i64(num[6], d->usage_cash_minor);
+    v[15] = num[6];
+    at_put_i64(num[7], d->usage_count);
+    v[16] = num[7];
+}
+
+/* The parameters of wallet.sim_reverse for r. */
+static void reversal_params(const struct db_wallet_reversal *r, const char *v[REVERSE_NPARAMS],
+                            char num[8][AT_I64_CHARS])
+{
+    v[0] = r->original_key;
+    v[1] = r->mti;
+    v[2] = r->pcode;
+    v[3] = NULL;
+    if (r->amount_minor >= 0) {
+        at_put_i64(num[0], r->amount_minor);
+        v[3] = num[0];
+    }
+    v[4] = opt(r->rrn);
+}
+
+static bool parse_verdict(const char *v, enum db_wallet_verdict *out)
+{
+    for (unsigned i = 0; i < DB_WALLET_verdict_max; i++) {
+        if (strcmp(v, verdict_name[i]) == 0) {
+            *out = (enum db_wallet_verdict)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* One row of sim_apply / sim_reverse: (outcome, rc, auth_code, balance_minor,
+ * available_minor). */
+static void read_outcome(const PGresult *r, struct db_wallet_outcome *o)
+{
+    memset(o, 0, sizeof *o);
+    o->status = DB_E_INVALID;
+    if (!r || PQntuples(r) != 1 || PQnfields(r) != A_ncols ||
+        !parse_verdict(PQgetvalue(r, 0, A_OUTCOME), &o->verdict) ||
+        !read_answer(r, A_RC, &o->answer))
+        return;
+    o->status = 0;
+}
+
+static void on_apply(void *arg, const struct db_reply *rep)
+{
+    struct wcall *call = arg;
+    db_wallet_apply_cb cb = call->cb.apply;
+    void *uarg = call->arg;
+    unsigned n = call->n;
+    struct db_wallet_outcome out[DB_WALLET_APPLY_MAX];
+    if (rep->err->code == 0)
+        for (unsigned i = 0; i < n; i++)
+            read_outcome(i < rep->n ? rep->res[i] : NULL, &out[call->order[i]]);
+    call_put(call);
+    if (rep->err->code != 0)
+        cb(uarg, rep->err, NULL, 0);
+    else
+        cb(uarg, rep->err, out, n);
+}
+
+int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigned n,
+                    db_wallet_apply_cb cb, void *arg)
+{
+    if (!w || !ops || n == 0 || n > DB_WALLET_APPLY_MAX || !cb)
+        return DB_E_INVALID;
+    struct wcall *call = call_get(w, arg);
+    if (!call)
+        return DB_E_FULL;
+    call->cb.apply = cb;
+    call->n = n;
+    sort_ops(ops, n, call->order);
+    /* Parameters live here until db_exec has copied them. */
+    struct db_stmt st[DB_WALLET_APPLY_MAX];
+    const char *v[DB_WALLET_APPLY_MAX][APPLY_NPARAMS];
+    char num[DB_WALLET_APPLY_MAX][8][AT_I64_CHARS];
+    for (unsigned i = 0; i < n; i++) {
+        const struct db_wallet_op *op = &ops[call->order[i]];
+        if (op->kind == DB_WALLET_OP_REVERSAL) {
+            reversal_params(&op->u.reversal, v[i], num[i]);
+            st[i] = (struct db_stmt){ .prepared = "wallet_reverse",
+                                      .nparams = REVERSE_NPARAMS,
+                                      .values = v[i] };
+        } else {
+            decision_params(&op->u.decision, v[i], num[i]);
+            st[i] = (struct db_stmt){ .prepared = "wallet_apply",
+                                      .nparams = APPLY_NPARAMS,
+                                      .values = v[i] };
+        }
+    }
+    int rc = db_exec(w->c, st, n, on_apply, call);
+    if (rc != 0)
+        call_put(call);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- hold expiry */
+
+static void on_expire(void *arg, const struct db_reply *rep)
+{
+    struct wcall *call = arg;
+    db_wallet_expire_cb cb = call->cb.expire;
+    void *uarg = call->arg;
+    call_put(call);
+    if (rep->err->code != 0) {
+        cb(uarg, rep->err, 0);
+        return;
+    }
+    const PGresult *r = rep->n == 1 ? rep->res[0] : NULL;
+    int64_t n = 0;
+    if (!r || PQntuples(r) != 1 || !col_i64(r, 0, 0, &n)) {
+        struct db_error err;
+        wallet_error(&err, DB_E_INVALID, "hold expiry: no count");
+        cb(uarg, &err, 0);
+        return;
+    }
+    cb(uarg, rep->err, n);
+}
+
+int db_wallet_expire_holds(struct db_wallet *w, db_wallet_expire_cb cb, void *arg)
+{
+    if (!w || !cb)
+        return DB_E_INVALID;
+    struct wcall *call = call_get(w, arg);
+    if (!call)
+        return DB_E_FULL;
+    call->cb.expire = cb;
+    int rc = db_query(w->c, SQL_EXPIRE, 0, NULL, on_expire, call);
+    if (rc != 0)
+        call_put(call);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- start-up check */
+
+int db_wallet_schema_check(const char *conninfo, struct db_error *err)
+{
+    PGconn *pc = PQconnectdb(conninfo ? conninfo : "");
+    int rc;
+    if (PQstatus(pc) != CONNECTION_OK) {
+        dbc_set_error(err, DB_E_CONN, NULL, PQerrorMessage(pc));
+        rc = DB_E_CONN;
+    } else {
+        rc = db_schema_check(pc, DB_WALLET_SCHEMA_VERSION, err);
+    }
+    PQfinish(pc);
+    return rc;
+}

@@ -1,0 +1,193 @@
+/* Private to the issuer-sim daemon: the request (struct txn), the link (struct conn) and the
+ * daemon (struct iss) its files share, the request states, and what each file offers the
+ * others. The flow of a request, file by file: link.c → txn.c → hsmcmd.c (request MAC) →
+ * validate.c → txn.c (load, decide; hsmcmd.c for a PIN) → apply.c → answer.c → hsmcmd.c
+ * (response MAC) → link.c. */
+#ifndef ATLAS_SIM_ISSUER_INT_H
+#define ATLAS_SIM_ISSUER_INT_H
+
+#include "issuer.h"
+
+#include "iso8583.h"
+#include "wallet.h"
+
+#include <event2/util.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define MAX_MSG       4096 /* largest ISO message accepted (its M8 command fits an HSM frame) */
+#define MAX_RETRIES   64   /* decide again after a concurrent change, at most this often */
+#define EXPIRE_PERIOD 60   /* seconds between expired-hold sweeps */
+#define DRAIN_TIMEOUT 5    /* seconds SIGTERM waits for requests in flight */
+#define APPLY_BATCH   DB_WALLET_APPLY_MAX /* decisions committed by one transaction */
+
+/* Where a request is. txn_set_state() (txn.c) is the only door: it checks the move against
+ * its table, aborts on an illegal one, and logs moves at debug level. */
+enum txn_state {
+    TXN_FREE,     /* in the pool's free list, or just taken from it and being read */
+    TXN_MAC,      /* waiting for hsm-sim's M9 (request MAC verification) */
+    TXN_LOAD,     /* waiting for the request/wallet lookup (PostgreSQL) */
+    TXN_PIN,      /* waiting for hsm-sim's EB/ED (PIN verification) */
+    TXN_APPLY,    /* waiting for wallet.sim_apply / sim_reverse (PostgreSQL) */
+    TXN_RESP_MAC, /* waiting for hsm-sim's M7 (response MAC) */
+    TXN_state_max
+};
+
+struct iss;
+
+/* One link from the switch. Freed when its stream has closed and no request holds it. */
+struct conn {
+    struct iss *iss;
+    struct at_stream *s; /* NULL once closed */
+    unsigned refs;       /* requests in flight + 1 while the stream lives */
+    bool global_paused;  /* paused by the global backpressure */
+    struct conn *prev, *next;
+};
+
+/* One request, from its frame to its answer: a slot of the pool allocated at start (no
+ * allocation per message). */
+struct txn {
+    struct iss *iss;
+    struct conn *c;
+    struct txn *next_free;
+    enum txn_state st;
+    uint64_t t0;
+    uint8_t msg[MAX_MSG];
+    size_t len;
+    struct iso_msg req;
+    uint8_t arena[ISO_ARENA_FOR(MAX_MSG)];
+    /* parsed request */
+    char mti[5], pcode[7], pan[20], pan_masked[20], key[48], orig_key[48];
+    int64_t amount;
+    int currency;
+    bool is_reversal, is_inquiry;
+    int retries;
+    /* the decision or reversal to apply (its strings point into this txn) and its batch */
+    struct db_wallet_op op;
+    char rrnz[16];
+    bool apply_alone;       /* its batch failed: apply it in a transaction of its own */
+    struct txn *apply_next; /* the next request of the same batch (queue, then in flight) */
+    /* wallet snapshot */
+    bool have_wallet;
+    struct db_wallet_row wallet;
+    struct sim_wallet w;
+    struct sim_request r;
+    struct sim_effects eff;
+    /* answer */
+    char rc[3], auth[7], de54[41], outcome[24];
+    bool has_bal;
+    int64_t bal, avail;
+    uint8_t resp[MAX_MSG + 64];
+    size_t resp_len, resp_mac_off, resp_mac_len;
+};
+
+/* The daemon. */
+struct iss {
+    struct event_base *base;
+    struct evconnlistener *lst;
+    const struct iso_dialect *dialect;
+    enum iso_frame_kind framing;
+    struct hsm_client *hsm;
+    struct db_wallet *db;
+    const char *zpk, *zak, *pvk;
+    struct db_pan_hasher *hasher; /* HMAC of PANs, keyed once at start */
+    struct conn *conns;
+    struct txn *pool, *free_list;
+    unsigned pool_size, inflight;
+    bool paused, hsm_busy, stopping;
+    bool closing; /* the clients are being freed: finish requests without new work */
+    uint32_t auth_seq;
+    struct txn *apply_head, **apply_tail; /* decided this loop turn, not yet sent */
+    unsigned apply_queued;
+    struct event *ev_apply; /* sends the queued decisions, once per loop turn */
+    uint64_t n_apply_jobs;  /* transactions that applied decisions (a batch each) */
+    struct event *ev_term, *ev_int, *ev_hup, *ev_expire, *ev_drain;
+    uint64_t n_req, n_approved;
+};
+
+/* ---- main.c: start-up and shut-down */
+
+/* Ends the loop once a drain (SIGTERM) has no request left in flight. */
+void iss_maybe_finish_drain(struct iss *s);
+
+/* ---- link.c: the switch's links (at_stream + ISO framing), network management, backpressure */
+
+/* Opens the listener on sa. 0, or -1 with errno set. */
+__attribute__((warn_unused_result)) int link_listen(struct iss *s, const struct sockaddr *sa,
+                                                    socklen_t sl);
+/* Closes the listener. */
+void link_stop_accepting(struct iss *s);
+/* Pauses every link (a drain: requests in flight still finish, nothing new is read). */
+void link_pause_all(struct iss *s);
+/* Closes every link (shut-down); their close callbacks run from the loop. */
+void link_close_all(struct iss *s);
+/* Writes msg with its frame header on c. 0, or -1 when the link refuses it. */
+__attribute__((warn_unused_result)) int link_write(struct conn *c, const uint8_t *msg, size_t len);
+/* A request no longer holds its link. */
+void link_unref(struct conn *c);
+/* Pauses every link while the pool is full or hsm-sim busy; resumes them when both have room. */
+void link_backpressure_update(struct iss *s);
+/* hsm-sim's busy signal (hsm_client_config.busy_cb). */
+void link_on_hsm_busy(void *arg, bool busy);
+
+/* ---- txn.c: the request pool and the flow between steps (the state machine's one door) */
+
+void txn_set_state(struct txn *t, enum txn_state st);
+/* A slot for a request read on c, or NULL when the pool is empty. */
+struct txn *txn_get(struct iss *s, struct conn *c);
+/* A request just unpacked (not network management, not a response): checks its MTI and MAC
+ * field, then has its MAC verified. */
+void txn_begin(struct txn *t);
+/* Its MAC verified: validates it, then loads its wallet, or applies it (a reversal). */
+void txn_mac_verified(struct txn *t);
+/* Reads the wallet snapshot and the recorded answer; again after a concurrent change. */
+void txn_load(struct txn *t);
+/* Decides on the snapshot; a PIN entered is verified first (hsmcmd.c calls back here). */
+void txn_decide(struct txn *t);
+/* Answers rc (with outcome in the log) without DE 38 / DE 54. */
+void txn_fail(struct txn *t, const char *rc, const char *outcome);
+/* Logs the request and gives its slot back. The request is done. */
+void txn_finish(struct txn *t);
+
+/* ---- validate.c: what a request must carry */
+
+/* Copies field f of m into out (NUL-terminated) if present with a length in [min, max]. */
+bool field_str(const struct iso_msg *m, int f, size_t min, size_t max, char *out);
+/* Checks the mandatory fields of a financial request / reversal and fills t's parsed copies
+ * (and t->r for a decision). Returns NULL, or the response code to send (30, 12, 13). */
+const char *txn_validate(struct txn *t);
+
+/* ---- hsmcmd.c: the hsm-sim commands of a request (MAC with the ZAK, PIN with ZPK + PVK) */
+
+/* Wire size of the MAC field (DE 64/128) in the dialect: 16 hex characters or 8 raw bytes. */
+size_t mac_wire_len(const struct iso_dialect *d, int field);
+/* M8 on the request (its MAC in field mf); → txn_mac_verified, or an answer 63 / 96. */
+void hsmcmd_verify_request_mac(struct txn *t, int mf);
+/* EC (PVV) or EA (IBM 3624) on DE 52; → txn_decide with t->r.pin set, or 30 / 96. */
+void hsmcmd_verify_pin(struct txn *t);
+/* M6 over the packed response (t->resp up to resp_mac_off); the MAC goes in place and the
+ * response is sent, or the request ends unanswered. */
+void hsmcmd_mac_response(struct txn *t);
+
+/* ---- apply.c: the group-committed apply of decisions and reversals */
+
+/* Queues the decision in t->eff (or the reversal) for this loop turn's batch; the request is
+ * answered after its batch commits. */
+void txn_apply(struct txn *t);
+/* Sends the batches queued (the ev_apply event; at shut-down, with closing set, answers them
+ * 96 instead). */
+void apply_flush(evutil_socket_t fd, short what, void *arg);
+
+/* ---- answer.c: the response */
+
+/* Fills DE 54 from the balances known and responds. */
+void txn_answer(struct txn *t);
+/* Builds the response to t->req with t->rc (DE 38 / DE 54 when set), packs it and has it
+ * MACed (mac = false for network management: sent at once). */
+void txn_respond(struct txn *t, bool mac);
+/* Sends the packed response on the request's link and finishes the request. */
+void txn_send(struct txn *t);
+
+#endif

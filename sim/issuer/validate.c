@@ -1,0 +1,126 @@
+/* issuer-sim's acceptance rules for requests and reversals (DEMO.md, "The issuer link"): the
+ * mandatory fields and their shapes (→ 30), the request key and the reversed original's, and
+ * the decision's view of the request with the checks it alone can answer (→ 12, 13). */
+#include "issuer_int.h"
+
+#include "log.h"
+#include "parse.h"
+
+#include <string.h>
+#include <time.h>
+
+bool field_str(const struct iso_msg *m, int f, size_t min, size_t max, char *out)
+{
+    size_t n;
+    const uint8_t *v = iso_get(m, f, &n);
+    if (!v || n < min || n > max)
+        return false;
+    memcpy(out, v, n);
+    out[n] = '\0';
+    return true;
+}
+
+static bool all_digits(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+static void utc_today(char today[11], char yymm[5])
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    if (strftime(today, 11, "%Y-%m-%d", &tm) != 10 || strftime(yymm, 5, "%y%m", &tm) != 4) {
+        today[0] = '\0';
+        memcpy(yymm, "9999", 5); /* unreachable for years 1000..9999: every card then expired */
+    }
+}
+
+/* The card: DE 2, or the PAN of track 2 (DE 35) — 12..19 digits — and its masked form. */
+static bool parse_pan(struct txn *t)
+{
+    const struct iso_msg *m = &t->req;
+    char tr2[38];
+    if (field_str(m, 2, 12, 19, t->pan)) {
+        if (!all_digits(t->pan))
+            return false;
+    } else if (field_str(m, 35, 13, 37, tr2)) {
+        size_t n = strcspn(tr2, "=D");
+        if (n < 12 || n > 19)
+            return false;
+        memcpy(t->pan, tr2, n);
+        t->pan[n] = '\0';
+        if (!all_digits(t->pan))
+            return false;
+    } else {
+        return false;
+    }
+    at_mask_pan(t->pan, strlen(t->pan), t->pan_masked);
+    return true;
+}
+
+/* The original a reversal names: DE 90's acquirer, STAN and DE 7 with the reversal's DE 41, or
+ * without DE 90 the reversal's own key. */
+static bool original_key(struct txn *t, const char *tid)
+{
+    char de90[43];
+    if (!iso_has(&t->req, 90)) {
+        memcpy(t->orig_key, t->key, sizeof t->orig_key);
+        return true;
+    }
+    if (!field_str(&t->req, 90, 42, 42, de90) || !all_digits(de90))
+        return false;
+    /* original MTI 4 | STAN 6 | DE 7 10 | acquirer 11 | 11 zeros */
+    return sim_request_key(de90 + 20, 11, tid, 8, de90 + 4, 6, de90 + 10, 10, t->orig_key,
+                           sizeof t->orig_key) == 0;
+}
+
+/* The decision's view of the request (t->r). */
+static void fill_decision_request(struct txn *t, int pc, const char exp[5])
+{
+    t->r.msg = t->mti[1] == '1' ? SIM_MSG_AUTH : SIM_MSG_FINANCIAL;
+    t->r.pcode = pc;
+    t->r.amount_minor = t->amount;
+    t->r.currency = t->currency;
+    memcpy(t->r.expiry, exp, sizeof t->r.expiry);
+    t->r.pin_present = iso_has(&t->req, 52);
+    t->r.pin = SIM_PIN_UNCHECKED;
+    utc_today(t->r.today, t->r.now_yymm);
+}
+
+const char *txn_validate(struct txn *t)
+{
+    const struct iso_msg *m = &t->req;
+    char acq[12], tid[9], stan[7], de7[11], ccy[4], amt[13], exp[5] = "";
+    uint64_t u;
+    if (!field_str(m, 3, 6, 6, t->pcode) || !all_digits(t->pcode) ||
+        !field_str(m, 7, 10, 10, de7) || !field_str(m, 11, 6, 6, stan) ||
+        !field_str(m, 32, 1, 11, acq) || !field_str(m, 41, 8, 8, tid) ||
+        !field_str(m, 49, 3, 3, ccy) || !at_parse_u64(ccy, 999, &u))
+        return "30";
+    t->currency = (int)u;
+    if (!parse_pan(t))
+        return "30";
+    int pc = (t->pcode[0] - '0') * 10 + (t->pcode[1] - '0');
+    t->is_inquiry = sim_pcode_is_inquiry(pc);
+    if (iso_has(m, 4)) {
+        if (!field_str(m, 4, 12, 12, amt) || !at_parse_u64(amt, INT64_MAX, &u))
+            return "30";
+        t->amount = (int64_t)u;
+    } else if (!t->is_inquiry) {
+        return "30";
+    }
+    if (iso_has(m, 14) && (!field_str(m, 14, 4, 4, exp) || !all_digits(exp)))
+        return "30";
+    if (sim_request_key(acq, strlen(acq), tid, 8, stan, 6, de7, 10, t->key, sizeof t->key) != 0)
+        return "30";
+    if (t->is_reversal)
+        return original_key(t, tid) ? NULL : "30";
+    fill_decision_request(t, pc, exp);
+    return sim_check_request(&t->r);
+}
