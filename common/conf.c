@@ -310,6 +310,26 @@ static bool default_hidden(const struct at_setting *s)
     return (s->flags & AT_SET_NONZERO) && strspn(d, "0.") == strlen(d);
 }
 
+/* Prints text indented by indent, its lines broken at spaces before width columns. */
+static void print_wrapped(FILE *f, const char *text, int indent, int width)
+{
+    const char *p = text;
+    while (*p) {
+        size_t room = (size_t)(width - indent), n = strlen(p);
+        if (n > room) {
+            n = room;
+            while (n > 0 && p[n] != ' ')
+                n--;
+            if (n == 0) /* one word longer than the line: as it is */
+                n = strcspn(p, " ");
+        }
+        fprintf(f, "%*s%.*s\n", indent, "", (int)n, p);
+        p += n;
+        while (*p == ' ')
+            p++;
+    }
+}
+
 void at_settings_print_options(const struct at_setting *table, size_t n, void *file)
 {
     FILE *f = file;
@@ -322,7 +342,9 @@ void at_settings_print_options(const struct at_setting *table, size_t n, void *f
             snprintf(what, sizeof what, "a flag");
         else
             at_setting_describe(s, what, sizeof what);
-        fprintf(f, "  %-28s %s%s%s\n      %s\n", left, what, default_hidden(s) ? "" : "; default ",
-                default_hidden(s) ? "" : s->default_value, s->help);
+        bool show = !default_hidden(s);
+        fprintf(f, "  %-28s %s%s%s\n", left, what, show ? "; default " : "",
+                show ? s->default_value : "");
+        print_wrapped(f, s->help, 6, 100);
     }
 }
