@@ -30,36 +30,11 @@
 #define CONN_OUT_LIMIT   (256u * 1024u)
 #define APPROVED_RING    65536u
 #define CONNECT_WAIT_NS  (15ull * 1000000000ull)
-#define DEFAULT_TIMEOUT  5000u
-#define DEFAULT_STATEDIR "var/acquirer-sim"
 #define RECONNECT_MIN_MS 100u
 #define RECONNECT_MAX_MS 2000u
-#define DEFAULT_REV_DEAD 120.0
 #define REV_CHUNK        4096u
 #define RECORD_BUF       (1u << 20)
 #define LOSSES_PRINTED   10u
-
-struct load_opts {
-    uint64_t rate;
-    double duration, warmup;
-    unsigned connections, closed_k;
-    struct load_mix mix;
-    const char *report;
-    uint64_t cards, card_first;
-    double max_error_rate;
-    char host[64];
-    bool load_terms, quiet, strict_rate;
-    unsigned term_first;
-    unsigned timeout_ms;
-    uint64_t amount_max;
-    uint64_t seed;
-    size_t slots;
-    char state_dir[256];
-    unsigned rev_interval_ms; /* a reversal try's wait for its 0410 (0 = timeout_ms) */
-    double rev_deadline;      /* seconds after the last arrival before owed reversals are
-                                 abandoned */
-    const char *record;       /* --record FILE */
-};
 
 struct load_run;
 struct lrev;
@@ -1110,177 +1085,6 @@ static void on_conn(void *arg, struct sim_conn *c, bool up, const char *reason)
         schedule_reconnect(L, lc);
 }
 
-/* ------------------------------------------------------------------ options */
-
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    uint64_t v;
-    if (!at_parse_u64(s, hi, &v) || v < lo)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static void load_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: acquirer-sim load [--rate N] [--duration S] [--connections C] [--closed K]\n"
-            "         [--mix SPEC] [--warmup S] [--report FILE.json] [--cards N] [--card-first I]\n"
-            "         [--max-error-rate X] [--host ADDR:PORT] [--load-terminals]\n"
-            "         [--terminal-first I] [--timeout-ms MS] [--amount-max MINOR] [--seed N]\n"
-            "         [--slots N] [--state-dir DIR] [--quiet] [--strict-rate]\n"
-            "         [--record FILE] [--reversal-interval-ms MS] [--reversal-deadline SEC]\n"
-            "       acquirer-sim load-seed --terminals C [--first I]   (SQL on stdout)\n"
-            "defaults: --rate 100 --duration 10 --connections 4 --warmup 1 --cards 1000\n"
-            "          --card-first 9 --max-error-rate 0 --timeout-ms 5000 --amount-max 50\n"
-            "          --reversal-interval-ms (the --timeout-ms) --reversal-deadline 120\n"
-            "          --mix %s\n"
-            "Without --load-terminals every connection is the demo terminal TERM0001.\n"
-            "Connections that end are opened again; unanswered purchases, cash-outs and refunds\n"
-            "are reversed (0400, then 0401 until an 0410); --record writes one line per request.\n",
-            LOAD_MIX_DEFAULT);
-}
-
-static int parse_opts(int argc, char **argv, struct load_opts *o)
-{
-    char err[200];
-    memset(o, 0, sizeof *o);
-    o->rate = 100;
-    o->duration = 10;
-    o->warmup = 1;
-    o->connections = 4;
-    o->cards = 1000;
-    o->card_first = 9;
-    o->timeout_ms = DEFAULT_TIMEOUT;
-    o->amount_max = 50;
-    o->seed = 0x9E3779B97F4A7C15ull;
-    o->term_first = 1;
-    o->rev_deadline = DEFAULT_REV_DEAD;
-    const char *env_dir = getenv("ATLAS_ACQ_STATE_DIR");
-    snprintf(o->state_dir, sizeof o->state_dir, "%s",
-             env_dir && env_dir[0] ? env_dir : DEFAULT_STATEDIR);
-    if (load_mix_parse(LOAD_MIX_DEFAULT, &o->mix, err, sizeof err) != 0)
-        return -1;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            load_usage(stdout);
-            exit(0);
-        }
-        if (strcmp(a, "--load-terminals") == 0) {
-            o->load_terms = true;
-            continue;
-        }
-        if (strcmp(a, "--quiet") == 0) {
-            o->quiet = true;
-            continue;
-        }
-        if (strcmp(a, "--strict-rate") == 0) {
-            o->strict_rate = true;
-            continue;
-        }
-        if (strncmp(a, "--", 2) != 0 || i + 1 >= argc) {
-            fprintf(stderr, "acquirer-sim load: unexpected argument '%s' (try --help)\n", a);
-            return -1;
-        }
-        const char *k = a + 2, *v = argv[++i];
-        uint64_t u = 0;
-        int bad = 0;
-        if (strcmp(k, "rate") == 0)
-            bad = parse_u64(v, 1, 10000000, &o->rate);
-        else if (strcmp(k, "duration") == 0)
-            bad = parse_double(v, 0.001, 86400, &o->duration);
-        else if (strcmp(k, "warmup") == 0)
-            bad = parse_double(v, 0, 3600, &o->warmup);
-        else if (strcmp(k, "connections") == 0) {
-            bad = parse_u64(v, 1, 200000, &u);
-            o->connections = (unsigned)u;
-        } else if (strcmp(k, "closed") == 0) {
-            bad = parse_u64(v, 1, 100000, &u);
-            o->closed_k = (unsigned)u;
-        } else if (strcmp(k, "mix") == 0) {
-            if (load_mix_parse(v, &o->mix, err, sizeof err) != 0) {
-                fprintf(stderr, "acquirer-sim load: --mix: %s\n", err);
-                return -1;
-            }
-        } else if (strcmp(k, "report") == 0)
-            o->report = v;
-        else if (strcmp(k, "cards") == 0)
-            bad = parse_u64(v, 1, 999999999, &o->cards);
-        else if (strcmp(k, "card-first") == 0)
-            bad = parse_u64(v, 1, 999999999, &o->card_first);
-        else if (strcmp(k, "max-error-rate") == 0)
-            bad = parse_double(v, 0, 1, &o->max_error_rate);
-        else if (strcmp(k, "host") == 0) {
-            if (strlen(v) >= sizeof o->host)
-                bad = -1;
-            else
-                snprintf(o->host, sizeof o->host, "%s", v);
-        } else if (strcmp(k, "terminal-first") == 0) {
-            bad = parse_u64(v, 1, 999999, &u);
-            o->term_first = (unsigned)u;
-        } else if (strcmp(k, "timeout-ms") == 0) {
-            bad = parse_u64(v, 1, 600000, &u);
-            o->timeout_ms = (unsigned)u;
-        } else if (strcmp(k, "amount-max") == 0)
-            bad = parse_u64(v, 1, 999999999999ull, &o->amount_max);
-        else if (strcmp(k, "seed") == 0)
-            bad = parse_u64(v, 1, UINT64_MAX, &o->seed);
-        else if (strcmp(k, "slots") == 0) {
-            bad = parse_u64(v, 1, 1000000, &u);
-            o->slots = (size_t)u;
-        } else if (strcmp(k, "record") == 0) {
-            o->record = v;
-            bad = v[0] ? 0 : -1;
-        } else if (strcmp(k, "reversal-interval-ms") == 0) {
-            bad = parse_u64(v, 1, 600000, &u);
-            o->rev_interval_ms = (unsigned)u;
-        } else if (strcmp(k, "reversal-deadline") == 0) {
-            bad = parse_double(v, 0, 86400, &o->rev_deadline);
-        } else if (strcmp(k, "state-dir") == 0) {
-            if (strlen(v) >= sizeof o->state_dir)
-                bad = -1;
-            else
-                snprintf(o->state_dir, sizeof o->state_dir, "%s", v);
-        } else {
-            fprintf(stderr, "acquirer-sim load: unknown option --%s (try --help)\n", k);
-            return -1;
-        }
-        if (bad) {
-            fprintf(stderr, "acquirer-sim load: bad value for --%s\n", k);
-            return -1;
-        }
-    }
-    if (o->card_first > o->cards) {
-        fprintf(stderr, "acquirer-sim load: --card-first %llu is above --cards %llu\n",
-                (unsigned long long)o->card_first, (unsigned long long)o->cards);
-        return -1;
-    }
-    if (o->load_terms && (uint64_t)o->term_first + o->connections - 1 > 999999) {
-        fprintf(stderr, "acquirer-sim load: load terminal indices above 999999\n");
-        return -1;
-    }
-    if (!o->rev_interval_ms)
-        o->rev_interval_ms = o->timeout_ms;
-    if (!o->slots) {
-        /* Enough for 250 ms of arrivals (or K per connection), at least 256. */
-        uint64_t s = o->closed_k ? (uint64_t)o->closed_k * o->connections : o->rate / 4;
-        o->slots = (size_t)(s < 256 ? 256 : s > 262144 ? 262144 : s);
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------ main */
 
 static void raise_nofile(unsigned need)
@@ -1356,119 +1160,144 @@ static void run_free(struct load_run *L)
     free(L->rec_buf);
 }
 
-int load_main(int argc, char **argv)
+/* The memory of the whole run, allocated before it starts: the connection slots, the
+ * per-message contexts (on their free list) and the approved-originals ring. 0 or -1. */
+static int alloc_run(struct load_run *L)
 {
-    signal(SIGPIPE, SIG_IGN);
-    struct load_run *L = calloc(1, sizeof *L);
-    if (!L)
-        return 2;
-    int exit_code = 2;
-    char err[256];
-    if (parse_opts(argc, argv, &L->o) != 0) {
-        free(L);
-        return 1;
-    }
-    struct load_opts *o = &L->o;
-    L->rng = o->seed;
-    L->n_conns = o->connections;
-    raise_nofile(o->connections);
+    L->n_conns = (unsigned)L->o.connections;
     L->conns = calloc(L->n_conns, sizeof *L->conns);
-    L->reqs = calloc(o->slots, sizeof *L->reqs);
+    L->reqs = calloc(L->o.slots, sizeof *L->reqs);
     L->ring = calloc(APPROVED_RING, sizeof *L->ring);
     if (!L->conns || !L->reqs || !L->ring)
-        goto out;
-    for (size_t i = 0; i < o->slots; i++) {
+        return -1;
+    for (size_t i = 0; i < L->o.slots; i++) {
         L->reqs[i].next = L->free_reqs;
         L->free_reqs = &L->reqs[i];
     }
-    L->rev_interval_ns = (uint64_t)o->rev_interval_ms * 1000000ull;
     for (unsigned i = 0; i < L->n_conns; i++) {
         L->conns[i].run = L;
         L->conns[i].idx = i;
         L->conns[i].backoff_ms = RECONNECT_MIN_MS;
     }
-    const char *addr = o->host[0] ? o->host : "127.0.0.1:8583";
+    return 0;
+}
+
+/* The terminal of every connection slot: load terminal --terminal-first + i, or all the demo
+ * terminal TERM0001, whose STANs come from its state file, reserved for the whole run. 0 or
+ * -1 (said on stderr). */
+static int setup_terminals(struct load_run *L)
+{
+    const struct load_opts *o = &L->o;
+    char err[256];
     if (o->load_terms) {
         L->lterms = calloc(L->n_conns, sizeof *L->lterms);
         if (!L->lterms)
-            goto out;
+            return -1;
         for (unsigned i = 0; i < L->n_conns; i++) {
-            L->lterms[i] = load_term_new(o->term_first + i, addr, 1);
+            unsigned index = (unsigned)o->term_first + i;
+            L->lterms[i] = load_term_new(index, o->host, 1);
             if (!L->lterms[i]) {
-                fprintf(stderr, "acquirer-sim load: cannot set up load terminal %u\n",
-                        o->term_first + i);
-                goto out;
+                fprintf(stderr, "acquirer-sim load: cannot set up load terminal %u\n", index);
+                return -1;
             }
             L->conns[i].t = L->lterms[i];
         }
-    } else {
-        if (sim_terms_builtin(&L->demo, err, sizeof err) != 0) {
-            fprintf(stderr, "acquirer-sim load: %s\n", err);
-            goto out;
-        }
-        struct sim_term *t = sim_terms_find(&L->demo, "TERM0001");
-        /* STANs of the shared demo terminal come from its state file, reserved for the run. */
-        double est = o->closed_k ? 50000.0 : (double)o->rate;
-        double n = est * (o->duration + o->warmup) * 1.2 + 1000;
-        if (!t || sim_term_reserve(t, o->state_dir, (uint32_t)(n > 999000 ? 999000 : n), err,
-                                   sizeof err) != 0) {
-            fprintf(stderr, "acquirer-sim load: %s\n", t ? err : "no TERM0001");
-            goto out;
-        }
-        for (unsigned i = 0; i < L->n_conns; i++)
-            L->conns[i].t = t;
+        return 0;
     }
-    const char *perr = NULL;
-    if (!at_parse_hostport(addr, &L->ss, &L->sslen, &perr)) {
-        fprintf(stderr, "acquirer-sim load: bad address '%s': %s\n", addr, perr ? perr : "?");
-        exit_code = 1;
-        goto out;
+    if (sim_terms_builtin(&L->demo, err, sizeof err) != 0) {
+        fprintf(stderr, "acquirer-sim load: %s\n", err);
+        return -1;
     }
+    struct sim_term *t = sim_terms_find(&L->demo, "TERM0001");
+    double est = o->closed_k ? 50000.0 : (double)o->rate;
+    double n = est * (o->duration + o->warmup) * 1.2 + 1000;
+    if (!t || sim_term_reserve(t, o->state_dir, (uint32_t)(n > 999000 ? 999000 : n), err,
+                               sizeof err) != 0) {
+        fprintf(stderr, "acquirer-sim load: %s\n", t ? err : "no TERM0001");
+        return -1;
+    }
+    for (unsigned i = 0; i < L->n_conns; i++)
+        L->conns[i].t = t;
+    return 0;
+}
+
+/* The event loop, the sending core with its request slots, and the two timers (the 1 ms tick
+ * that sends, the 1 s progress line). 0 or -1. */
+static int setup_loop(struct load_run *L)
+{
     L->base = event_base_new();
-    if (!L->base || sim_engine_new(L->base, o->slots, &L->e) != 0) {
+    if (!L->base || sim_engine_new(L->base, L->o.slots, &L->e) != 0) {
         fprintf(stderr, "acquirer-sim load: event loop setup failed\n");
-        goto out;
+        return -1;
     }
     L->tick = event_new(L->base, -1, EV_PERSIST, on_tick, L);
     L->second = event_new(L->base, -1, EV_PERSIST, on_second, L);
     struct timeval tv_tick = { 0, TICK_US }, tv_sec = { 1, 0 };
     if (!L->tick || !L->second || event_add(L->tick, &tv_tick) != 0 ||
         event_add(L->second, &tv_sec) != 0)
-        goto out;
-    if (o->record && record_open(L, o->record) != 0)
-        goto out;
+        return -1;
+    return 0;
+}
+
+/* Starts every connection; the run begins when all have come up or failed (on_tick). */
+static int open_connections(struct load_run *L)
+{
     for (unsigned i = 0; i < L->n_conns; i++) {
         L->conns[i].c = sim_conn_open(L->e, (struct sockaddr *)&L->ss, L->sslen, L->conns[i].t,
                                       on_conn, &L->conns[i]);
         if (!L->conns[i].c) {
             fprintf(stderr, "acquirer-sim load: cannot open connection %u\n", i + 1);
-            goto out;
+            return -1;
         }
     }
     L->connect_deadline = at_mono_ns() + CONNECT_WAIT_NS;
+    return 0;
+}
 
+/* What the report says of the run as asked. */
+static void result_begin(struct load_run *L)
+{
+    const struct load_opts *o = &L->o;
     struct load_result *r = &L->r;
     r->closed = o->closed_k > 0;
-    r->closed_k = o->closed_k;
+    r->closed_k = (unsigned)o->closed_k;
     r->requested = o->closed_k ? 0 : o->rate;
-    r->connections = o->connections;
+    r->connections = (unsigned)o->connections;
     r->duration_s = o->duration;
     r->warmup_s = o->warmup;
     at_hist_reset(&r->total);
     at_hist_reset(&L->sec);
     for (int k = 0; k < LOAD_K_max; k++)
         at_hist_reset(&r->kind[k]);
+}
 
-    event_base_dispatch(L->base);
-    if (!L->started) {
-        exit_code = 2;
-        goto out;
+/* Everything a run needs before its loop starts: nothing is allocated per message after this.
+ * Returns 0, or the exit status: 1 for an address that does not parse, 2 for any other
+ * failure (said on stderr). */
+static int run_setup(struct load_run *L)
+{
+    const char *perr = NULL;
+    raise_nofile((unsigned)L->o.connections);
+    if (alloc_run(L) != 0)
+        return 2;
+    L->rev_interval_ns = L->o.rev_interval_ms * 1000000ull;
+    if (setup_terminals(L) != 0)
+        return 2;
+    if (!at_parse_hostport(L->o.host, &L->ss, &L->sslen, &perr)) {
+        fprintf(stderr, "acquirer-sim load: bad address '%s': %s\n", L->o.host, perr ? perr : "?");
+        return 1;
     }
-    wind_down(L);
-    bool record_lost = record_close(L) != 0;
-    if (record_lost)
-        fprintf(stderr, "acquirer-sim load: writing the record %s failed: lines are missing\n",
-                o->record);
+    if (setup_loop(L) != 0 || (L->o.record[0] && record_open(L, L->o.record) != 0) ||
+        open_connections(L) != 0)
+        return 2;
+    result_begin(L);
+    return 0;
+}
+
+/* The figures only known at the end (the window as run, whether the rate was kept). */
+static void result_end(struct load_run *L)
+{
+    struct load_result *r = &L->r;
     r->elapsed_s = (double)(L->t_stop - L->t_measure) / 1e9;
     r->unmatched = sim_engine_unmatched(L->e);
     if (!r->closed) {
@@ -1477,34 +1306,80 @@ int load_main(int argc, char **argv)
         r->rate_kept = true;
         r->scheduled = r->sent;
     }
-    load_report_text(stdout, r);
-    if (L->first_error[0])
-        printf("first error: %s\n", L->first_error);
-    if (o->report) {
-        FILE *f = fopen(o->report, "w");
-        if (!f || load_report_json(f, r) != 0 || fclose(f) != 0) {
-            fprintf(stderr, "acquirer-sim load: cannot write %s: %s\n", o->report, strerror(errno));
-            exit_code = 2;
-            goto out;
-        }
-    }
+}
+
+/* The exit status of a run whose report was written (the FAIL line says why; docs/BENCHMARKS.md
+ * has the list): 2 when record lines were lost, 5 when reversals were abandoned, 3 above the
+ * error threshold, 4 for a rate not kept under --strict-rate, else 0. */
+static int run_verdict(const struct load_run *L, bool record_lost)
+{
+    const struct load_result *r = &L->r;
     double er = load_error_rate(r);
-    if (record_lost) {
-        exit_code = 2;
-    } else if (r->reversals_abandoned) {
+    if (record_lost)
+        return 2;
+    if (r->reversals_abandoned) {
         printf("FAIL: %llu reversals were still unanswered at the reversal deadline\n",
                (unsigned long long)r->reversals_abandoned);
-        exit_code = 5;
-    } else if (r->sent == 0 || er > o->max_error_rate) {
-        printf("FAIL: error rate %.4f%% above the threshold %.4f%%\n", 100.0 * er,
-               100.0 * o->max_error_rate);
-        exit_code = 3;
-    } else if (!r->closed && !r->rate_kept && o->strict_rate) {
-        exit_code = 4;
-    } else {
-        exit_code = 0;
+        return 5;
     }
-out:
+    if (r->sent == 0 || er > L->o.max_error_rate) {
+        printf("FAIL: error rate %.4f%% above the threshold %.4f%%\n", 100.0 * er,
+               100.0 * L->o.max_error_rate);
+        return 3;
+    }
+    if (!r->closed && !r->rate_kept && L->o.strict_rate)
+        return 4;
+    return 0;
+}
+
+/* Runs the loop to the end of the run, then closes it down (what is still owed is abandoned
+ * and recorded), writes the reports and returns the exit status. */
+static int run_and_report(struct load_run *L)
+{
+    event_base_dispatch(L->base);
+    if (!L->started)
+        return 2;
+    wind_down(L);
+    bool record_lost = record_close(L) != 0;
+    if (record_lost)
+        fprintf(stderr, "acquirer-sim load: writing the record %s failed: lines are missing\n",
+                L->o.record);
+    result_end(L);
+    load_report_text(stdout, &L->r);
+    if (L->first_error[0])
+        printf("first error: %s\n", L->first_error);
+    if (L->o.report[0]) {
+        FILE *f = fopen(L->o.report, "w");
+        if (!f || load_report_json(f, &L->r) != 0 || fclose(f) != 0) {
+            fprintf(stderr, "acquirer-sim load: cannot write %s: %s\n", L->o.report,
+                    strerror(errno));
+            return 2;
+        }
+    }
+    return run_verdict(L, record_lost);
+}
+
+int load_main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct load_run *L = calloc(1, sizeof *L);
+    if (!L)
+        return 2;
+    char err[300];
+    int rc = load_opts_parse(argc, argv, &L->o, err, sizeof err);
+    if (rc != 0) {
+        free(L);
+        if (rc > 0) {
+            load_usage(stdout);
+            return 0;
+        }
+        fprintf(stderr, "acquirer-sim load: %s\n", err);
+        return 1;
+    }
+    L->rng = L->o.seed;
+    int exit_code = run_setup(L);
+    if (exit_code == 0)
+        exit_code = run_and_report(L);
     run_free(L);
     free(L);
     return exit_code;
@@ -1531,21 +1406,14 @@ static int key_row(struct hsm *h, enum hsm_keytype kt, const uint8_t clear[16], 
 int load_seed_main(int argc, char **argv)
 {
     uint64_t n = 0, first = 1;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--terminals") == 0 && i + 1 < argc) {
-            if (parse_u64(argv[++i], 1, 999999, &n) != 0)
-                n = 0;
-        } else if (strcmp(argv[i], "--first") == 0 && i + 1 < argc) {
-            if (parse_u64(argv[++i], 1, 999999, &first) != 0)
-                first = 0;
-        } else {
-            fprintf(stderr, "usage: acquirer-sim load-seed --terminals C [--first I]\n");
-            return 1;
-        }
+    char err[300];
+    int prc = load_seed_opts_parse(argc, argv, &n, &first, err, sizeof err);
+    if (prc > 0) {
+        load_usage(stdout);
+        return 0;
     }
-    if (n == 0 || first == 0 || first + n - 1 > 999999) {
-        fprintf(stderr, "acquirer-sim load-seed: --terminals 1..999999 (first + C - 1 <= "
-                        "999999) is needed\n");
+    if (prc < 0) {
+        fprintf(stderr, "acquirer-sim load-seed: %s\n", err);
         return 1;
     }
     struct hsm *h = NULL;
