@@ -113,7 +113,7 @@ int at_conf_load(const char *path, at_conf_cb cb, void *ctx, char *err, size_t e
     return rc;
 }
 
-static const struct at_setting *find(const struct at_setting *table, size_t n, const char *key)
+const struct at_setting *at_settings_find(const struct at_setting *table, size_t n, const char *key)
 {
     for (size_t i = 0; i < n; i++)
         if (strcmp(table[i].name, key) == 0)
@@ -121,35 +121,109 @@ static const struct at_setting *find(const struct at_setting *table, size_t n, c
     return NULL;
 }
 
-static int store(const struct at_setting *s, void *base, const char *value, char *err,
+static uint64_t u64_max(const struct at_setting *s)
+{
+    return s->max ? s->max : UINT64_MAX;
+}
+
+const char *at_setting_describe(const struct at_setting *s, char *out, size_t cap)
+{
+    unsigned min = AT_SET_MINLEN_OF(s->flags);
+    bool nonzero = s->flags & AT_SET_NONZERO;
+    switch (s->type) {
+    case AT_SET_STR: {
+        size_t most = s->size ? s->size - 1 : 0;
+        const char *unit = (s->flags & AT_SET_DIGITS) ? "digits" : "characters";
+        if (min >= most)
+            snprintf(out, cap, "%zu %s", most, unit);
+        else if (min)
+            snprintf(out, cap, "%u to %zu %s", min, most, unit);
+        else
+            snprintf(out, cap, "at most %zu %s", most, unit);
+        break;
+    }
+    case AT_SET_U64:
+        snprintf(out, cap, "an integer in %d..%llu", nonzero ? 1 : 0,
+                 (unsigned long long)u64_max(s));
+        break;
+    case AT_SET_BOOL:
+        snprintf(out, cap, "yes/no/true/false/on/off/1/0");
+        break;
+    case AT_SET_DOUBLE:
+        if (nonzero)
+            snprintf(out, cap, s->max ? "a number above 0, up to %llu" : "a number above 0",
+                     (unsigned long long)s->max);
+        else
+            snprintf(out, cap, s->max ? "a number in 0..%llu" : "a number from 0",
+                     (unsigned long long)s->max);
+        break;
+    default:
+        snprintf(out, cap, "?");
+    }
+    return out;
+}
+
+/* "'name' must be <what the row accepts>". */
+static int refuse(const struct at_setting *s, char *err, size_t errcap)
+{
+    char what[96];
+    snprintf(err, errcap, "'%s' must be %s", s->name, at_setting_describe(s, what, sizeof what));
+    return -1;
+}
+
+static bool all_digits(const char *v)
+{
+    for (; *v; v++)
+        if (*v < '0' || *v > '9')
+            return false;
+    return true;
+}
+
+/* Parses value into row s's field of base; given = false for the row's default, which the
+ * minimum flags do not bind (AT_SET_NONZERO, AT_SET_MINLEN: a default below them means "not
+ * given"). The field is written only when the value is good. */
+static int store(const struct at_setting *s, void *base, const char *value, bool given, char *err,
                  size_t errcap)
 {
     char *field = (char *)base + s->offset;
+    if (!value && s->type != AT_SET_BOOL) {
+        snprintf(err, errcap, "'%s' needs a value", s->name);
+        return -1;
+    }
     switch (s->type) {
-    case AT_SET_STR:
-        if (strlen(value) >= s->size) {
+    case AT_SET_STR: {
+        size_t len = strlen(value);
+        if (len >= s->size) {
             snprintf(err, errcap, "value of '%s' longer than %zu characters", s->name, s->size - 1);
             return -1;
         }
-        strcpy(field, value);
+        if (given && (len < AT_SET_MINLEN_OF(s->flags) ||
+                      ((s->flags & AT_SET_DIGITS) && !all_digits(value))))
+            return refuse(s, err, errcap);
+        memcpy(field, value, len + 1);
         return 0;
+    }
     case AT_SET_U64: {
         uint64_t v;
-        if (!at_parse_u64(value, s->max ? s->max : UINT64_MAX, &v)) {
-            snprintf(err, errcap, "'%s' must be an integer in 0..%llu", s->name,
-                     (unsigned long long)(s->max ? s->max : UINT64_MAX));
-            return -1;
-        }
+        if (!at_parse_u64(value, u64_max(s), &v) ||
+            (given && (s->flags & AT_SET_NONZERO) && v == 0))
+            return refuse(s, err, errcap);
         memcpy(field, &v, sizeof v);
         return 0;
     }
     case AT_SET_BOOL: {
-        bool b;
-        if (!at_parse_bool(value, &b)) {
-            snprintf(err, errcap, "'%s' must be yes/no/true/false/on/off/1/0", s->name);
-            return -1;
-        }
+        bool b = true;
+        if (value && !at_parse_bool(value, &b))
+            return refuse(s, err, errcap);
         memcpy(field, &b, sizeof b);
+        return 0;
+    }
+    case AT_SET_DOUBLE: {
+        double v;
+        if (!at_parse_double(value, &v) || (s->max && v > (double)s->max) ||
+            (given && (s->flags & AT_SET_NONZERO) && v == 0))
+            return refuse(s, err, errcap);
+        memcpy(field, &v, sizeof v);
         return 0;
     }
     }
@@ -157,11 +231,17 @@ static int store(const struct at_setting *s, void *base, const char *value, char
     return -1;
 }
 
+int at_setting_store(const struct at_setting *s, void *base, const char *value, char *err,
+                     size_t errcap)
+{
+    return store(s, base, value, true, err, errcap);
+}
+
 int at_settings_defaults(const struct at_setting *table, size_t n, void *base, char *err,
                          size_t errcap)
 {
     for (size_t i = 0; i < n; i++)
-        if (store(&table[i], base, table[i].default_value, err, errcap) != 0)
+        if (store(&table[i], base, table[i].default_value, false, err, errcap) != 0)
             return -1;
     return 0;
 }
@@ -169,29 +249,102 @@ int at_settings_defaults(const struct at_setting *table, size_t n, void *base, c
 int at_settings_set(const struct at_setting *table, size_t n, void *base, const char *key,
                     const char *value, char *err, size_t errcap)
 {
-    const struct at_setting *s = find(table, n, key);
+    const struct at_setting *s = at_settings_find(table, n, key);
     if (!s) {
         snprintf(err, errcap, "unknown key '%s'", key);
         return -1;
     }
-    return store(s, base, value, err, errcap);
+    return store(s, base, value, true, err, errcap);
 }
+
+static const char *const type_names[] = { "string", "integer", "bool", "decimal" };
 
 void at_settings_print_help(const struct at_setting *table, size_t n, const char *section,
                             void *file)
 {
     FILE *f = file;
-    static const char *const types[] = { "string", "integer", "bool" };
     if (section && *section)
         fprintf(f, "[%s]\n", section);
     for (size_t i = 0; i < n; i++) {
         const struct at_setting *s = &table[i];
         char max[32] = "";
-        if (s->type == AT_SET_U64 && s->max)
+        if ((s->type == AT_SET_U64 || s->type == AT_SET_DOUBLE) && s->max)
             snprintf(max, sizeof max, ", max %llu", (unsigned long long)s->max);
-        fprintf(f, "  %-22s %-8s default %s%s%s%s\n      %s\n", s->name, types[s->type],
+        fprintf(f, "  %-22s %-8s default %s%s%s%s\n      %s\n", s->name, type_names[s->type],
                 (s->flags & AT_SET_SENSITIVE) ? "(hidden)" : s->default_value, max,
                 (s->flags & AT_SET_RELOADABLE) ? ", reloadable" : "",
                 (s->flags & AT_SET_SENSITIVE) ? ", sensitive" : "", s->help);
+    }
+}
+
+/* ------------------------------------------------------------------ command lines */
+
+int at_settings_arg(const struct at_setting *table, size_t n, int argc, char *const argv[], int *i,
+                    const struct at_setting **row, const char **value, char *err, size_t errcap)
+{
+    const struct at_setting *s = at_settings_find(table, n, argv[*i] + 2);
+    if (!s)
+        return 0;
+    if (s->type == AT_SET_BOOL) {
+        *value = NULL;
+    } else if (*i + 1 >= argc) {
+        snprintf(err, errcap, "--%s needs a value", s->name);
+        return -1;
+    } else {
+        *value = argv[++*i];
+    }
+    *row = s;
+    return 1;
+}
+
+/* Whether a row's default stands for "not given" (below its minimum, or a secret). */
+static bool default_hidden(const struct at_setting *s)
+{
+    const char *d = s->default_value;
+    if (s->flags & AT_SET_SENSITIVE)
+        return true;
+    if (s->type == AT_SET_STR)
+        return d[0] == '\0';
+    if (s->type == AT_SET_BOOL)
+        return true; /* a flag is off unless given */
+    return (s->flags & AT_SET_NONZERO) && strspn(d, "0.") == strlen(d);
+}
+
+/* Prints text indented by indent, its lines broken at spaces before width columns. */
+static void print_wrapped(FILE *f, const char *text, int indent, int width)
+{
+    const char *p = text;
+    while (*p) {
+        size_t room = (size_t)(width - indent), n = strlen(p);
+        if (n > room) {
+            n = room;
+            while (n > 0 && p[n] != ' ')
+                n--;
+            if (n == 0) /* one word longer than the line: as it is */
+                n = strcspn(p, " ");
+        }
+        fprintf(f, "%*s%.*s\n", indent, "", (int)n, p);
+        p += n;
+        while (*p == ' ')
+            p++;
+    }
+}
+
+void at_settings_print_options(const struct at_setting *table, size_t n, void *file)
+{
+    FILE *f = file;
+    static const char *const placeholders[] = { " TEXT", " N", "", " X" };
+    for (size_t i = 0; i < n; i++) {
+        const struct at_setting *s = &table[i];
+        char left[64], what[96];
+        snprintf(left, sizeof left, "--%s%s", s->name, placeholders[s->type]);
+        if (s->type == AT_SET_BOOL)
+            snprintf(what, sizeof what, "a flag");
+        else
+            at_setting_describe(s, what, sizeof what);
+        bool show = !default_hidden(s);
+        fprintf(f, "  %-28s %s%s%s\n", left, what, show ? "; default " : "",
+                show ? s->default_value : "");
+        print_wrapped(f, s->help, 6, 100);
     }
 }

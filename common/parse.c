@@ -2,7 +2,10 @@
 #include "parse.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -26,6 +29,46 @@ bool at_parse_u64n(const char *s, size_t len, uint64_t max, uint64_t *out)
 bool at_parse_u64(const char *s, uint64_t max, uint64_t *out)
 {
     return at_parse_u64n(s, strlen(s), max, out);
+}
+
+static size_t digit_run(const char *s)
+{
+    size_t n = 0;
+    while (s[n] >= '0' && s[n] <= '9')
+        n++;
+    return n;
+}
+
+/* The grammar is checked here, not left to strtod, which also takes leading spaces, signs,
+ * hexadecimal and "inf"/"nan". */
+bool at_parse_double(const char *s, double *out)
+{
+    size_t i = digit_run(s), mantissa = i;
+    if (s[i] == '.') {
+        size_t f = digit_run(s + i + 1);
+        mantissa += f;
+        i += 1 + f;
+    }
+    if (mantissa == 0)
+        return false;
+    if (s[i] == 'e' || s[i] == 'E') {
+        i++;
+        if (s[i] == '+' || s[i] == '-')
+            i++;
+        size_t e = digit_run(s + i);
+        if (e == 0)
+            return false;
+        i += e;
+    }
+    if (s[i] != '\0')
+        return false;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno == ERANGE || *end != '\0' || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
 }
 
 bool at_parse_bool(const char *s, bool *out)

@@ -17,6 +17,11 @@ __attribute__((warn_unused_result)) bool at_parse_u64n(const char *s, size_t len
 /* Same for a NUL-terminated string. */
 __attribute__((warn_unused_result)) bool at_parse_u64(const char *s, uint64_t max, uint64_t *out);
 
+/* A decimal number, finite and not negative: digits with an optional fraction and exponent
+ * ("10", "0.5", ".5", "1e3", "2.5E-1"). Empty input, signs, spaces, hexadecimal, "inf", "nan",
+ * trailing garbage and values out of double's range are refused (false, *out untouched). */
+__attribute__((warn_unused_result)) bool at_parse_double(const char *s, double *out);
+
 /* "yes/no/true/false/on/off/1/0" → bool. */
 __attribute__((warn_unused_result)) bool at_parse_bool(const char *s, bool *out);
 

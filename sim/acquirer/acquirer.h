@@ -21,6 +21,10 @@
 /* Largest request or response message (without framing) the simulator handles. */
 #define SIM_MSG_MAX 2048
 
+/* Where terminals' STAN/KSN state files are: $SIM_STATE_DIR_ENV when set, else this. */
+#define SIM_STATE_DIR_DEFAULT "var/acquirer-sim"
+#define SIM_STATE_DIR_ENV     "ATLAS_ACQ_STATE_DIR"
+
 /* Acquirer id used in DE 90 of reversals (DEMO.md: 100001). */
 #define SIM_ACQUIRER_ID "100001"
 

@@ -30,36 +30,11 @@
 #define CONN_OUT_LIMIT   (256u * 1024u)
 #define APPROVED_RING    65536u
 #define CONNECT_WAIT_NS  (15ull * 1000000000ull)
-#define DEFAULT_TIMEOUT  5000u
-#define DEFAULT_STATEDIR "var/acquirer-sim"
 #define RECONNECT_MIN_MS 100u
 #define RECONNECT_MAX_MS 2000u
-#define DEFAULT_REV_DEAD 120.0
 #define REV_CHUNK        4096u
 #define RECORD_BUF       (1u << 20)
 #define LOSSES_PRINTED   10u
-
-struct load_opts {
-    uint64_t rate;
-    double duration, warmup;
-    unsigned connections, closed_k;
-    struct load_mix mix;
-    const char *report;
-    uint64_t cards, card_first;
-    double max_error_rate;
-    char host[64];
-    bool load_terms, quiet, strict_rate;
-    unsigned term_first;
-    unsigned timeout_ms;
-    uint64_t amount_max;
-    uint64_t seed;
-    size_t slots;
-    char state_dir[256];
-    unsigned rev_interval_ms; /* a reversal try's wait for its 0410 (0 = timeout_ms) */
-    double rev_deadline;      /* seconds after the last arrival before owed reversals are
-                                 abandoned */
-    const char *record;       /* --record FILE */
-};
 
 struct load_run;
 struct lrev;
@@ -495,6 +470,29 @@ static void rev_try_done(struct load_run *L, const struct lreq *q, const struct 
 
 static int send_one(struct load_run *L, int conn_hint, uint64_t t0_ns, bool measured);
 
+/* A per-message context from the free list (the caller saw it is not empty), and back. */
+static struct lreq *req_take(struct load_run *L)
+{
+    struct lreq *q = L->free_reqs;
+    L->free_reqs = q->next;
+    return q;
+}
+
+static void req_put(struct load_run *L, struct lreq *q)
+{
+    q->next = L->free_reqs;
+    L->free_reqs = q;
+}
+
+/* The kinds whose approvals a load-mix reversal may reverse (approved 0200 purchases and
+ * cash-outs: ORIG_MTI). */
+static bool kind_reversal_original(unsigned kind)
+{
+    return kind == LOAD_K_PURCHASE || kind == LOAD_K_PURCHASE_NOPIN || kind == LOAD_K_CASH;
+}
+
+/* Remembers approved request q as an original for a later load-mix reversal (the ring keeps
+ * the newest APPROVED_RING). */
 static void ring_push(struct load_run *L, const struct lreq *q)
 {
     size_t i = (L->ring_head + L->ring_count) % APPROVED_RING;
@@ -513,6 +511,27 @@ static void ring_push(struct load_run *L, const struct lreq *q)
     L->ring_count++;
 }
 
+/* Takes the newest original whose connection is still usable off the ring into *out; newer
+ * ones whose connection is not are dropped on the way. false when none is left. */
+static bool ring_take_usable(struct load_run *L, struct approved *out)
+{
+    while (L->ring_count) {
+        size_t i = (L->ring_head + L->ring_count - 1) % APPROVED_RING;
+        L->ring_count--;
+        if (conn_usable(&L->conns[L->ring[i].conn])) {
+            *out = L->ring[i];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Puts back the original ring_take_usable just took (its slot is untouched). */
+static void ring_untake(struct load_run *L)
+{
+    L->ring_count++;
+}
+
 /* Sends on lc until it holds K requests again (closed loop). */
 static void closed_refill(struct load_run *L, struct lconn *lc)
 {
@@ -523,48 +542,34 @@ static void closed_refill(struct load_run *L, struct lconn *lc)
             break;
 }
 
-static void on_done(void *arg, struct sim_req *sr, const struct sim_outcome *o)
+/* Counts how request q of the mix ended (o) in the progress line and, when q is in the
+ * measurement window, in the report; acceptable: answered with a MAC the harness trusts.
+ * After the stop, requests still in flight are failed by the harness itself: not counted as
+ * the server's errors (the record and the reversals still see them). */
+static void count_outcome(struct load_run *L, const struct lreq *q, const struct sim_outcome *o,
+                          bool acceptable)
 {
-    (void)sr;
-    struct lreq *q = arg;
-    struct load_run *L = q->run;
     struct load_result *r = &L->r;
-    if (o->status == SIM_ANSWERED)
-        L->conns[q->conn].backoff_ms = RECONNECT_MIN_MS; /* this connection works */
-    if (q->rev) {
-        rev_try_done(L, q, o);
-        q->rev = NULL;
-        q->next = L->free_reqs;
-        L->free_reqs = q;
-        return;
-    }
-    bool answered = o->status == SIM_ANSWERED;
-    bool mac_ok = answered && sim_mac_acceptable(&o->resp);
-    /* After the stop, requests still in flight are failed by the harness itself: not
-     * counted as the server's errors (the record and the reversals still see them). */
     bool count = !L->finished;
-    if (answered && mac_ok) {
+    if (acceptable) {
         r->all_answered++;
         L->sec_answered++;
         at_hist_record(&L->sec, o->latency_ns);
         bool ok = strcmp(o->resp.rc, "00") == 0;
         if (ok)
             r->all_approved++;
-        if (ok && (q->kind == LOAD_K_PURCHASE || q->kind == LOAD_K_PURCHASE_NOPIN ||
-                   q->kind == LOAD_K_CASH))
-            ring_push(L, q);
-        if (q->measured) {
-            r->answered++;
-            at_hist_record(&r->total, o->latency_ns);
-            at_hist_record(&r->kind[q->kind], o->latency_ns);
-            const char *rc = o->resp.rc;
-            if (rc[0] >= '0' && rc[0] <= '9' && rc[1] >= '0' && rc[1] <= '9' && !rc[2])
-                r->rc[(rc[0] - '0') * 10 + (rc[1] - '0')]++;
-            else
-                r->rc_other++;
-            if (!ok)
-                r->unexpected++;
-        }
+        if (!q->measured)
+            return;
+        r->answered++;
+        at_hist_record(&r->total, o->latency_ns);
+        at_hist_record(&r->kind[q->kind], o->latency_ns);
+        const char *rc = o->resp.rc;
+        if (rc[0] >= '0' && rc[0] <= '9' && rc[1] >= '0' && rc[1] <= '9' && !rc[2])
+            r->rc[(rc[0] - '0') * 10 + (rc[1] - '0')]++;
+        else
+            r->rc_other++;
+        if (!ok)
+            r->unexpected++;
     } else if (count && o->status == SIM_E_TIMEOUT) {
         L->sec_timeouts++;
         if (q->measured)
@@ -573,21 +578,51 @@ static void on_done(void *arg, struct sim_req *sr, const struct sim_outcome *o)
         L->sec_errors++;
         if (q->measured)
             r->errors++;
-        note_error(L, answered ? "response MAC wrong or missing" : o->reason ? o->reason : "?");
+        note_error(L, o->status == SIM_ANSWERED ? "response MAC wrong or missing"
+                      : o->reason               ? o->reason
+                                                : "?");
     }
-    /* Like a terminal: an unanswered money-moving request is reversed, an unanswered
-     * reversal (or one the switch could not take now: 91/96) repeated; only then is its line
-     * of the record written. */
+}
+
+/* What becomes of request q of the mix once it ended: like a terminal, the harness reverses an
+ * unanswered money-moving request and repeats an unanswered load-mix reversal (or one the
+ * switch could not take now: 91/96); only when that is over is its line of the record
+ * written. */
+static void settle_request(struct load_run *L, const struct lreq *q, const struct sim_outcome *o,
+                           bool acceptable)
+{
     bool not_now = q->kind == LOAD_K_REVERSAL && reversal_try_result(o) == LOAD_TRY_NOT_NOW;
-    if (answered && mac_ok && !not_now)
+    if (acceptable && !not_now)
         record_request(L, q, &o->resp);
     else if (kind_reversible(q->kind) || q->kind == LOAD_K_REVERSAL)
         rev_open(L, q, not_now ? LOAD_TRY_NOT_NOW : try_result(o));
     else
         record_request(L, q, NULL);
+}
+
+/* The engine's verdict on one message: a reversal try, or a request of the mix (counted,
+ * remembered as an original when it is one, settled; in closed loop its connection gets the
+ * next request at once). */
+static void on_done(void *arg, struct sim_req *sr, const struct sim_outcome *o)
+{
+    (void)sr;
+    struct lreq *q = arg;
+    struct load_run *L = q->run;
+    if (o->status == SIM_ANSWERED)
+        L->conns[q->conn].backoff_ms = RECONNECT_MIN_MS; /* this connection works */
+    if (q->rev) {
+        rev_try_done(L, q, o);
+        q->rev = NULL;
+        req_put(L, q);
+        return;
+    }
+    bool acceptable = o->status == SIM_ANSWERED && sim_mac_acceptable(&o->resp);
+    count_outcome(L, q, o, acceptable);
+    if (acceptable && strcmp(o->resp.rc, "00") == 0 && kind_reversal_original(q->kind))
+        ring_push(L, q);
+    settle_request(L, q, o, acceptable);
     uint32_t conn = q->conn;
-    q->next = L->free_reqs;
-    L->free_reqs = q;
+    req_put(L, q);
     if (L->o.closed_k && L->started && !L->stopping && !L->finished &&
         conn_usable(&L->conns[conn])) {
         uint64_t now = at_mono_ns();
@@ -608,145 +643,100 @@ static int pick_conn(struct load_run *L)
     return -1;
 }
 
-/* Builds and sends one request of a kind drawn from the mix, on conn_hint (closed loop)
- * or a round-robin connection. t0_ns is its arrival time (0 = now). */
-static int send_one(struct load_run *L, int conn_hint, uint64_t t0_ns, bool measured)
+/* The kind of the next arrival, drawn from the mix. A load-mix reversal takes its original off
+ * the ring (into *orig); with none left it goes out as a purchase, counted as a fallback. */
+static enum load_kind draw_kind(struct load_run *L, bool measured, struct approved *orig)
 {
-    uint8_t *buf;
-    size_t cap;
-    if (!L->free_reqs)
-        return SEND_NO_SLOT;
-    if (L->n_up == 0)
-        return SEND_NO_CONN; /* (and the approved originals stay for when one is back) */
-    struct sim_req *sr = sim_req_get(L->e, &buf, &cap);
-    if (!sr)
-        return SEND_NO_SLOT;
     enum load_kind kind = load_mix_pick(&L->o.mix, rnd(L));
-    struct approved orig;
-    memset(&orig, 0, sizeof orig);
-    bool has_orig = false;
-    int ci = conn_hint;
-    if (kind == LOAD_K_REVERSAL) {
-        /* The most recent approved original whose connection is still usable. */
-        while (L->ring_count) {
-            size_t i = (L->ring_head + L->ring_count - 1) % APPROVED_RING;
-            L->ring_count--;
-            struct lconn *lc = &L->conns[L->ring[i].conn];
-            if (conn_usable(lc)) {
-                orig = L->ring[i];
-                has_orig = true;
-                break;
-            }
-        }
-        if (!has_orig) {
-            kind = LOAD_K_PURCHASE;
-            if (measured)
-                L->r.reversal_fallback++;
-        } else {
-            ci = (int)orig.conn; /* a reversal goes with its original's terminal */
-        }
-    }
-    if (ci < 0)
-        ci = pick_conn(L);
-    if (ci < 0 || !conn_usable(&L->conns[ci])) {
-        if (has_orig) { /* keep it for a later reversal */
-            L->ring_count++;
-        }
-        sim_req_put(L->e, sr);
-        return SEND_NO_CONN;
-    }
-    struct lconn *lc = &L->conns[ci];
-    struct lreq *q = L->free_reqs;
-    L->free_reqs = q->next;
+    if (kind != LOAD_K_REVERSAL || ring_take_usable(L, orig))
+        return kind;
+    if (measured)
+        L->r.reversal_fallback++;
+    return LOAD_K_PURCHASE;
+}
 
-    struct sim_txn x;
-    memset(&x, 0, sizeof x);
-    struct load_card card;
-    uint32_t ci_card;
-    if (has_orig) {
-        ci_card = orig.card;
-    } else {
-        uint64_t span = L->o.cards - L->o.card_first + 1;
-        ci_card = (uint32_t)(L->o.card_first + rnd(L) % span);
-    }
-    if (load_card_of(ci_card, &card) != 0) {
-        q->next = L->free_reqs;
-        L->free_reqs = q;
-        sim_req_put(L->e, sr);
-        return SEND_FAILED;
-    }
-    memcpy(x.pan, card.pan, sizeof card.pan);
-    memcpy(x.currency, card.currency, 4);
-    memcpy(x.expiry, "2812", 5);
-    x.amount = 1 + rnd(L) % L->o.amount_max;
+/* DE 14, then DE 2 and DE 49 of wallet index's card into x, *c getting the card (whose PIN the
+ * caller wipes). 0, or -1 when the index has no card. */
+static int txn_card(uint32_t index, struct sim_txn *x, struct load_card *c)
+{
+    memcpy(x->expiry, "2812", 5);
+    if (load_card_of(index, c) != 0)
+        return -1;
+    memcpy(x->pan, c->pan, sizeof c->pan);
+    memcpy(x->currency, c->currency, 4);
+    return 0;
+}
+
+/* The transaction of an arrival of kind into x: the card (a reversal's original's, else drawn
+ * from --card-first..--cards), an amount drawn from 1..--amount-max, the PIN for the kinds that
+ * carry one (the caller wipes x->pin once built), for a load-mix reversal its original's amount,
+ * processing code and DE 90, and the clock its DE 7 is made from (kept: a repeat of the message
+ * needs the same). Returns the card's index, or 0 when it has no card. */
+static uint32_t arrival_txn(struct load_run *L, enum load_kind kind, const struct approved *orig,
+                            struct sim_txn *x)
+{
+    memset(x, 0, sizeof *x);
+    uint32_t card = kind == LOAD_K_REVERSAL
+                        ? orig->card
+                        : (uint32_t)(L->o.card_first + rnd(L) % (L->o.cards - L->o.card_first + 1));
+    struct load_card c;
+    if (txn_card(card, x, &c) != 0)
+        return 0;
+    x->amount = 1 + rnd(L) % L->o.amount_max;
     switch (kind) {
     case LOAD_K_PURCHASE:
-        x.type = SIM_T_PURCHASE;
-        memcpy(x.pin, card.pin, 5);
+        x->type = SIM_T_PURCHASE;
+        memcpy(x->pin, c.pin, 5);
         break;
     case LOAD_K_PURCHASE_NOPIN:
-        x.type = SIM_T_PURCHASE;
+        x->type = SIM_T_PURCHASE;
         break;
     case LOAD_K_CASH:
-        x.type = SIM_T_CASH;
-        memcpy(x.pin, card.pin, 5);
+        x->type = SIM_T_CASH;
+        memcpy(x->pin, c.pin, 5);
         break;
     case LOAD_K_BALANCE:
-        x.type = SIM_T_BALANCE;
-        memcpy(x.pin, card.pin, 5);
-        x.amount = 0;
+        x->type = SIM_T_BALANCE;
+        memcpy(x->pin, c.pin, 5);
+        x->amount = 0;
         break;
     case LOAD_K_REFUND:
-        x.type = SIM_T_REFUND;
+        x->type = SIM_T_REFUND;
         break;
     case LOAD_K_REVERSAL:
     default:
-        x.type = SIM_T_REVERSAL;
-        x.amount = orig.amount;
-        memcpy(x.proc, orig.proc, sizeof x.proc);
-        memcpy(x.orig_mti, ORIG_MTI, 5);
-        x.orig_stan = orig.stan;
-        memcpy(x.orig_time, orig.de7, sizeof x.orig_time);
+        x->type = SIM_T_REVERSAL;
+        x->amount = orig->amount;
+        memcpy(x->proc, orig->proc, sizeof x->proc);
+        memcpy(x->orig_mti, ORIG_MTI, 5);
+        x->orig_stan = orig->stan;
+        memcpy(x->orig_time, orig->de7, sizeof x->orig_time);
         break;
     }
-    x.now_us = at_wall_us(); /* kept: a repeat of this message needs the same DE 7 */
-    memset(card.pin, 0, sizeof card.pin);
-    struct sim_sent sent;
-    size_t len = 0;
-    char err[160];
-    int brc = sim_term_build_request(lc->t, &x, buf, cap, &len, &sent, err, sizeof err);
-    memset(x.pin, 0, sizeof x.pin);
-    if (brc != 0) {
-        note_error(L, err);
-        q->next = L->free_reqs;
-        L->free_reqs = q;
-        sim_req_put(L->e, sr);
-        if (measured)
-            L->r.errors++;
-        return SEND_FAILED;
-    }
-    q->conn = (uint32_t)ci;
-    q->card = ci_card;
-    q->kind = (uint8_t)kind;
-    q->measured = measured;
-    q->amount = x.amount;
-    q->stan = (uint32_t)strtoul(sent.stan, NULL, 10);
-    memcpy(q->de7, sent.de7, sizeof q->de7);
-    memcpy(q->proc, sent.proc, sizeof q->proc);
-    q->orig_stan = orig.stan;
-    memcpy(q->orig_de7, orig.de7, sizeof q->orig_de7);
-    q->now_us = x.now_us;
+    x->now_us = at_wall_us();
+    memset(c.pin, 0, sizeof c.pin);
+    return card;
+}
+
+/* What q must remember of the message it is about to send (x as built into sent): its
+ * identity, what a reversal of it repeats, and a load-mix reversal's original. */
+static void req_note_message(struct lreq *q, const struct sim_txn *x, const struct sim_sent *sent,
+                             const struct approved *orig)
+{
+    q->amount = x->amount;
+    q->stan = (uint32_t)strtoul(sent->stan, NULL, 10);
+    memcpy(q->de7, sent->de7, sizeof q->de7);
+    memcpy(q->proc, sent->proc, sizeof q->proc);
+    q->orig_stan = orig->stan;
+    memcpy(q->orig_de7, orig->de7, sizeof q->orig_de7);
+    q->now_us = x->now_us;
     q->sent_ns = at_mono_ns();
-    q->rev = NULL;
-    q->run = L;
-    if (sim_req_send(lc->c, sr, len, &sent, lc->t, L->o.timeout_ms, t0_ns, on_done, q) != 0) {
-        q->next = L->free_reqs;
-        L->free_reqs = q;
-        if (measured)
-            L->r.errors++;
-        note_error(L, "connection not usable");
-        return SEND_FAILED;
-    }
+}
+
+/* An arrival left: counted for the journal check and the record (whole run), the progress
+ * line, and in the window by kind. */
+static void count_arrival(struct load_run *L, enum load_kind kind, bool measured)
+{
     L->r.all_sent++;
     L->r.all_requests++;
     L->tot_sent_all++;
@@ -754,6 +744,74 @@ static int send_one(struct load_run *L, int conn_hint, uint64_t t0_ns, bool meas
         L->r.sent++;
         L->r.per_kind_sent[kind]++;
     }
+}
+
+/* Sends one arrival: its kind drawn from the mix, on conn_hint (closed loop), on its
+ * original's connection (a load-mix reversal), or on the next usable connection round-robin.
+ * t0_ns is its scheduled time (0 = now), where its latency counts from. SEND_NO_SLOT and
+ * SEND_NO_CONN leave nothing behind (the caller retries the arrival later); SEND_FAILED spent
+ * it. */
+static int send_one(struct load_run *L, int conn_hint, uint64_t t0_ns, bool measured)
+{
+    if (!L->free_reqs)
+        return SEND_NO_SLOT;
+    if (L->n_up == 0)
+        return SEND_NO_CONN; /* (and the approved originals stay for when one is back) */
+    uint8_t *buf;
+    size_t cap;
+    struct sim_req *sr = sim_req_get(L->e, &buf, &cap);
+    if (!sr)
+        return SEND_NO_SLOT;
+    struct approved orig;
+    memset(&orig, 0, sizeof orig);
+    enum load_kind kind = draw_kind(L, measured, &orig);
+    int ci = kind == LOAD_K_REVERSAL ? (int)orig.conn /* with its original's terminal */
+             : conn_hint >= 0        ? conn_hint
+                                     : pick_conn(L);
+    if (ci < 0 || !conn_usable(&L->conns[ci])) {
+        if (kind == LOAD_K_REVERSAL)
+            ring_untake(L); /* keep it for a later reversal */
+        sim_req_put(L->e, sr);
+        return SEND_NO_CONN;
+    }
+    struct lconn *lc = &L->conns[ci];
+
+    struct sim_txn x;
+    uint32_t card = arrival_txn(L, kind, &orig, &x);
+    if (!card) {
+        sim_req_put(L->e, sr);
+        return SEND_FAILED;
+    }
+    struct sim_sent sent;
+    size_t len = 0;
+    char err[160];
+    int brc = sim_term_build_request(lc->t, &x, buf, cap, &len, &sent, err, sizeof err);
+    memset(x.pin, 0, sizeof x.pin);
+    if (brc != 0) {
+        note_error(L, err);
+        sim_req_put(L->e, sr);
+        if (measured)
+            L->r.errors++;
+        return SEND_FAILED;
+    }
+
+    struct lreq *q = req_take(L);
+    q->run = L;
+    q->rev = NULL;
+    q->conn = (uint32_t)ci;
+    q->card = card;
+    q->kind = (uint8_t)kind;
+    q->measured = measured;
+    req_note_message(q, &x, &sent, &orig);
+    if (sim_req_send(lc->c, sr, len, &sent, lc->t, (unsigned)L->o.timeout_ms, t0_ns, on_done, q) !=
+        0) {
+        req_put(L, q);
+        if (measured)
+            L->r.errors++;
+        note_error(L, "connection not usable");
+        return SEND_FAILED;
+    }
+    count_arrival(L, kind, measured);
     return SEND_OK;
 }
 
@@ -774,14 +832,10 @@ static int rev_send(struct load_run *L, struct lconn *lc, struct lrev *v)
     struct sim_txn x;
     memset(&x, 0, sizeof x);
     struct load_card card;
-    if (load_card_of(v->card, &card) == 0) {
-        memcpy(x.pan, card.pan, sizeof card.pan);
-        memcpy(x.currency, card.currency, 4);
-        memset(card.pin, 0, sizeof card.pin);
-    }
+    if (txn_card(v->card, &x, &card) == 0)
+        memset(card.pin, 0, sizeof card.pin); /* a reversal carries no PIN */
     x.type = SIM_T_REVERSAL;
     memcpy(x.mti, load_rev_next_mti(&v->core), 5);
-    memcpy(x.expiry, "2812", 5);
     x.amount = v->amount;
     memcpy(x.proc, v->proc, sizeof x.proc);
     if (v->kind == LOAD_K_REVERSAL) {
@@ -807,8 +861,7 @@ static int rev_send(struct load_run *L, struct lconn *lc, struct lrev *v)
         rev_finish(L, v);
         return SEND_FAILED;
     }
-    struct lreq *q = L->free_reqs;
-    L->free_reqs = q->next;
+    struct lreq *q = req_take(L);
     memset(q, 0, sizeof *q);
     q->run = L;
     q->rev = v;
@@ -817,8 +870,7 @@ static int rev_send(struct load_run *L, struct lconn *lc, struct lrev *v)
     q->kind = v->kind;
     if (sim_req_send(lc->c, sr, len, &sent, lc->t, (unsigned)(L->rev_interval_ns / 1000000u), 0,
                      on_done, q) != 0) {
-        q->next = L->free_reqs;
-        L->free_reqs = q;
+        req_put(L, q);
         return SEND_NO_CONN;
     }
     if (!v->rev_stan) {
@@ -925,6 +977,95 @@ static void wind_down(struct load_run *L)
     }
 }
 
+/* Before the run: it begins once every connection came up or failed (or the connect wait is
+ * over), unless none came up. */
+static void tick_before_start(struct load_run *L, uint64_t now)
+{
+    if (L->n_settled < L->n_conns && now <= L->connect_deadline)
+        return;
+    if (L->n_up == 0) {
+        fprintf(stderr, "acquirer-sim load: no connection came up (%s)\n",
+                L->first_error[0] ? L->first_error : "timeout");
+        event_base_loopbreak(L->base);
+        return;
+    }
+    begin_run(L);
+}
+
+/* Open loop: sends the arrivals due by now, at most SEND_PER_TICK, each timed from its
+ * schedule. A measured send more than LOAD_LATE_NS after its time is late; late while no slot
+ * or connection was lacking (since the backlog last cleared), it is the harness's own delay. */
+static void send_due(struct load_run *L, uint64_t now)
+{
+    uint64_t due = load_sched_due(L->t0, now, L->o.rate);
+    if (due > L->k_total)
+        due = L->k_total;
+    unsigned n = 0;
+    bool blocked = false;
+    while (L->next_k < due && n < SEND_PER_TICK) {
+        uint64_t at = load_sched_time(L->t0, L->next_k, L->o.rate);
+        int rc = send_one(L, -1, at, L->next_k >= L->k_warm);
+        if (rc == SEND_NO_SLOT || rc == SEND_NO_CONN) {
+            blocked = true;
+            L->blocked_recently = true;
+            break;
+        }
+        uint64_t lag = at_mono_ns() - at;
+        if (L->next_k >= L->k_warm && rc == SEND_OK) {
+            if (lag > L->r.send_lag_max_ns)
+                L->r.send_lag_max_ns = lag;
+            if (lag > LOAD_LATE_NS) {
+                L->r.late_sends++;
+                if (!L->blocked_recently)
+                    L->r.late_sends_gen++;
+            }
+        }
+        L->next_k++;
+        n++;
+    }
+    if (!blocked && L->next_k >= due)
+        L->blocked_recently = false;
+}
+
+/* Whether the arrivals are over. Open loop: every one was sent, or the backlog outlived the
+ * window by the timeout (the measured ones never sent count as unsent). Closed loop: the
+ * window ended. The window as reported ends at t_end either way. */
+static void check_stop(struct load_run *L, uint64_t now)
+{
+    if (L->o.closed_k) {
+        if (now >= L->t_end) {
+            L->stopping = true;
+            L->t_stop = L->t_end;
+        }
+        return;
+    }
+    if (L->next_k < L->k_total && now <= L->t_end + L->o.timeout_ms * 1000000ull)
+        return;
+    L->stopping = true;
+    L->t_stop = L->t_end;
+    L->r.scheduled = L->k_total - L->k_warm;
+    uint64_t sent_measured = L->next_k > L->k_warm ? L->next_k - L->k_warm : 0;
+    L->r.unsent = L->r.scheduled - sent_measured;
+}
+
+/* After the stop: requests sent up to it get their full timeout (then count as timeouts: the
+ * journal check needs every request either answered or timed out); reversals owed then get
+ * until the reversal deadline, counted from the last arrival. The run finishes when nothing is
+ * in flight or owed, or when those times are over. */
+static void check_drained(struct load_run *L, uint64_t now)
+{
+    if (!L->drain_end) {
+        L->drain_end =
+            (now > L->t_stop ? now : L->t_stop) + L->o.timeout_ms * 1000000ull + 1000000000ull;
+        L->rev_deadline_at = now + (uint64_t)(L->o.rev_deadline * 1e9);
+    }
+    bool idle = sim_engine_inflight(L->e) == 0 && L->revs_open == 0;
+    if (idle || (now > L->drain_end && (L->revs_open == 0 || now > L->rev_deadline_at)))
+        finish(L);
+}
+
+/* Every millisecond: the start, owed reversals first, then the arrivals due, the stop and the
+ * drain. */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -932,15 +1073,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct load_run *L = arg;
     uint64_t now = at_mono_ns();
     if (!L->started) {
-        if (L->n_settled >= L->n_conns || now > L->connect_deadline) {
-            if (L->n_up == 0) {
-                fprintf(stderr, "acquirer-sim load: no connection came up (%s)\n",
-                        L->first_error[0] ? L->first_error : "timeout");
-                event_base_loopbreak(L->base);
-                return;
-            }
-            begin_run(L);
-        }
+        tick_before_start(L, now);
         return;
     }
     if (!L->ru_taken && now >= L->t_measure) {
@@ -950,63 +1083,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (L->ready)
         flush_reversals(L, now);
     if (!L->stopping) {
-        if (!L->o.closed_k) {
-            uint64_t due = load_sched_due(L->t0, now, L->o.rate);
-            if (due > L->k_total)
-                due = L->k_total;
-            unsigned n = 0;
-            bool blocked = false;
-            while (L->next_k < due && n < SEND_PER_TICK) {
-                uint64_t at = load_sched_time(L->t0, L->next_k, L->o.rate);
-                int rc = send_one(L, -1, at, L->next_k >= L->k_warm);
-                if (rc == SEND_NO_SLOT || rc == SEND_NO_CONN) {
-                    blocked = true;
-                    L->blocked_recently = true;
-                    break;
-                }
-                uint64_t lag = at_mono_ns() - at;
-                if (L->next_k >= L->k_warm && rc == SEND_OK) {
-                    if (lag > L->r.send_lag_max_ns)
-                        L->r.send_lag_max_ns = lag;
-                    if (lag > LOAD_LATE_NS) {
-                        L->r.late_sends++;
-                        if (!L->blocked_recently)
-                            L->r.late_sends_gen++;
-                    }
-                }
-                L->next_k++;
-                n++;
-            }
-            if (!blocked && L->next_k >= due)
-                L->blocked_recently = false;
-            /* Every arrival sent, or the backlog outlived the window by the timeout. */
-            if (L->next_k >= L->k_total ||
-                now > L->t_end + (uint64_t)L->o.timeout_ms * 1000000ull) {
-                L->stopping = true;
-                L->t_stop = now < L->t_end ? L->t_end : now;
-                L->r.scheduled = L->k_total - L->k_warm;
-                uint64_t sent_measured = L->next_k > L->k_warm ? L->next_k - L->k_warm : 0;
-                L->r.unsent = L->r.scheduled - sent_measured;
-                L->t_stop = L->t_end;
-            }
-        } else if (now >= L->t_end) {
-            L->stopping = true;
-            L->t_stop = L->t_end;
-        }
+        if (!L->o.closed_k)
+            send_due(L, now);
+        check_stop(L, now);
     }
-    if (L->stopping) {
-        /* Requests sent up to the stop get their full timeout (then count as timeouts): the
-         * journal check needs every request either answered or timed out. Reversals owed
-         * then get until the reversal deadline (counted from this last arrival). */
-        if (!L->drain_end) {
-            L->drain_end = (now > L->t_stop ? now : L->t_stop) +
-                           (uint64_t)L->o.timeout_ms * 1000000ull + 1000000000ull;
-            L->rev_deadline_at = now + (uint64_t)(L->o.rev_deadline * 1e9);
-        }
-        bool idle = sim_engine_inflight(L->e) == 0 && L->revs_open == 0;
-        if (idle || (now > L->drain_end && (L->revs_open == 0 || now > L->rev_deadline_at)))
-            finish(L);
-    }
+    if (L->stopping)
+        check_drained(L, now);
 }
 
 static void on_second(evutil_socket_t fd, short what, void *arg)
@@ -1110,177 +1192,6 @@ static void on_conn(void *arg, struct sim_conn *c, bool up, const char *reason)
         schedule_reconnect(L, lc);
 }
 
-/* ------------------------------------------------------------------ options */
-
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    uint64_t v;
-    if (!at_parse_u64(s, hi, &v) || v < lo)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static void load_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: acquirer-sim load [--rate N] [--duration S] [--connections C] [--closed K]\n"
-            "         [--mix SPEC] [--warmup S] [--report FILE.json] [--cards N] [--card-first I]\n"
-            "         [--max-error-rate X] [--host ADDR:PORT] [--load-terminals]\n"
-            "         [--terminal-first I] [--timeout-ms MS] [--amount-max MINOR] [--seed N]\n"
-            "         [--slots N] [--state-dir DIR] [--quiet] [--strict-rate]\n"
-            "         [--record FILE] [--reversal-interval-ms MS] [--reversal-deadline SEC]\n"
-            "       acquirer-sim load-seed --terminals C [--first I]   (SQL on stdout)\n"
-            "defaults: --rate 100 --duration 10 --connections 4 --warmup 1 --cards 1000\n"
-            "          --card-first 9 --max-error-rate 0 --timeout-ms 5000 --amount-max 50\n"
-            "          --reversal-interval-ms (the --timeout-ms) --reversal-deadline 120\n"
-            "          --mix %s\n"
-            "Without --load-terminals every connection is the demo terminal TERM0001.\n"
-            "Connections that end are opened again; unanswered purchases, cash-outs and refunds\n"
-            "are reversed (0400, then 0401 until an 0410); --record writes one line per request.\n",
-            LOAD_MIX_DEFAULT);
-}
-
-static int parse_opts(int argc, char **argv, struct load_opts *o)
-{
-    char err[200];
-    memset(o, 0, sizeof *o);
-    o->rate = 100;
-    o->duration = 10;
-    o->warmup = 1;
-    o->connections = 4;
-    o->cards = 1000;
-    o->card_first = 9;
-    o->timeout_ms = DEFAULT_TIMEOUT;
-    o->amount_max = 50;
-    o->seed = 0x9E3779B97F4A7C15ull;
-    o->term_first = 1;
-    o->rev_deadline = DEFAULT_REV_DEAD;
-    const char *env_dir = getenv("ATLAS_ACQ_STATE_DIR");
-    snprintf(o->state_dir, sizeof o->state_dir, "%s",
-             env_dir && env_dir[0] ? env_dir : DEFAULT_STATEDIR);
-    if (load_mix_parse(LOAD_MIX_DEFAULT, &o->mix, err, sizeof err) != 0)
-        return -1;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            load_usage(stdout);
-            exit(0);
-        }
-        if (strcmp(a, "--load-terminals") == 0) {
-            o->load_terms = true;
-            continue;
-        }
-        if (strcmp(a, "--quiet") == 0) {
-            o->quiet = true;
-            continue;
-        }
-        if (strcmp(a, "--strict-rate") == 0) {
-            o->strict_rate = true;
-            continue;
-        }
-        if (strncmp(a, "--", 2) != 0 || i + 1 >= argc) {
-            fprintf(stderr, "acquirer-sim load: unexpected argument '%s' (try --help)\n", a);
-            return -1;
-        }
-        const char *k = a + 2, *v = argv[++i];
-        uint64_t u = 0;
-        int bad = 0;
-        if (strcmp(k, "rate") == 0)
-            bad = parse_u64(v, 1, 10000000, &o->rate);
-        else if (strcmp(k, "duration") == 0)
-            bad = parse_double(v, 0.001, 86400, &o->duration);
-        else if (strcmp(k, "warmup") == 0)
-            bad = parse_double(v, 0, 3600, &o->warmup);
-        else if (strcmp(k, "connections") == 0) {
-            bad = parse_u64(v, 1, 200000, &u);
-            o->connections = (unsigned)u;
-        } else if (strcmp(k, "closed") == 0) {
-            bad = parse_u64(v, 1, 100000, &u);
-            o->closed_k = (unsigned)u;
-        } else if (strcmp(k, "mix") == 0) {
-            if (load_mix_parse(v, &o->mix, err, sizeof err) != 0) {
-                fprintf(stderr, "acquirer-sim load: --mix: %s\n", err);
-                return -1;
-            }
-        } else if (strcmp(k, "report") == 0)
-            o->report = v;
-        else if (strcmp(k, "cards") == 0)
-            bad = parse_u64(v, 1, 999999999, &o->cards);
-        else if (strcmp(k, "card-first") == 0)
-            bad = parse_u64(v, 1, 999999999, &o->card_first);
-        else if (strcmp(k, "max-error-rate") == 0)
-            bad = parse_double(v, 0, 1, &o->max_error_rate);
-        else if (strcmp(k, "host") == 0) {
-            if (strlen(v) >= sizeof o->host)
-                bad = -1;
-            else
-                snprintf(o->host, sizeof o->host, "%s", v);
-        } else if (strcmp(k, "terminal-first") == 0) {
-            bad = parse_u64(v, 1, 999999, &u);
-            o->term_first = (unsigned)u;
-        } else if (strcmp(k, "timeout-ms") == 0) {
-            bad = parse_u64(v, 1, 600000, &u);
-            o->timeout_ms = (unsigned)u;
-        } else if (strcmp(k, "amount-max") == 0)
-            bad = parse_u64(v, 1, 999999999999ull, &o->amount_max);
-        else if (strcmp(k, "seed") == 0)
-            bad = parse_u64(v, 1, UINT64_MAX, &o->seed);
-        else if (strcmp(k, "slots") == 0) {
-            bad = parse_u64(v, 1, 1000000, &u);
-            o->slots = (size_t)u;
-        } else if (strcmp(k, "record") == 0) {
-            o->record = v;
-            bad = v[0] ? 0 : -1;
-        } else if (strcmp(k, "reversal-interval-ms") == 0) {
-            bad = parse_u64(v, 1, 600000, &u);
-            o->rev_interval_ms = (unsigned)u;
-        } else if (strcmp(k, "reversal-deadline") == 0) {
-            bad = parse_double(v, 0, 86400, &o->rev_deadline);
-        } else if (strcmp(k, "state-dir") == 0) {
-            if (strlen(v) >= sizeof o->state_dir)
-                bad = -1;
-            else
-                snprintf(o->state_dir, sizeof o->state_dir, "%s", v);
-        } else {
-            fprintf(stderr, "acquirer-sim load: unknown option --%s (try --help)\n", k);
-            return -1;
-        }
-        if (bad) {
-            fprintf(stderr, "acquirer-sim load: bad value for --%s\n", k);
-            return -1;
-        }
-    }
-    if (o->card_first > o->cards) {
-        fprintf(stderr, "acquirer-sim load: --card-first %llu is above --cards %llu\n",
-                (unsigned long long)o->card_first, (unsigned long long)o->cards);
-        return -1;
-    }
-    if (o->load_terms && (uint64_t)o->term_first + o->connections - 1 > 999999) {
-        fprintf(stderr, "acquirer-sim load: load terminal indices above 999999\n");
-        return -1;
-    }
-    if (!o->rev_interval_ms)
-        o->rev_interval_ms = o->timeout_ms;
-    if (!o->slots) {
-        /* Enough for 250 ms of arrivals (or K per connection), at least 256. */
-        uint64_t s = o->closed_k ? (uint64_t)o->closed_k * o->connections : o->rate / 4;
-        o->slots = (size_t)(s < 256 ? 256 : s > 262144 ? 262144 : s);
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------ main */
 
 static void raise_nofile(unsigned need)
@@ -1356,119 +1267,142 @@ static void run_free(struct load_run *L)
     free(L->rec_buf);
 }
 
-int load_main(int argc, char **argv)
+/* The memory of the whole run, allocated before it starts: the connection slots, the
+ * per-message contexts (on their free list) and the approved-originals ring. 0 or -1. */
+static int alloc_run(struct load_run *L)
 {
-    signal(SIGPIPE, SIG_IGN);
-    struct load_run *L = calloc(1, sizeof *L);
-    if (!L)
-        return 2;
-    int exit_code = 2;
-    char err[256];
-    if (parse_opts(argc, argv, &L->o) != 0) {
-        free(L);
-        return 1;
-    }
-    struct load_opts *o = &L->o;
-    L->rng = o->seed;
-    L->n_conns = o->connections;
-    raise_nofile(o->connections);
+    L->n_conns = (unsigned)L->o.connections;
     L->conns = calloc(L->n_conns, sizeof *L->conns);
-    L->reqs = calloc(o->slots, sizeof *L->reqs);
+    L->reqs = calloc(L->o.slots, sizeof *L->reqs);
     L->ring = calloc(APPROVED_RING, sizeof *L->ring);
     if (!L->conns || !L->reqs || !L->ring)
-        goto out;
-    for (size_t i = 0; i < o->slots; i++) {
-        L->reqs[i].next = L->free_reqs;
-        L->free_reqs = &L->reqs[i];
-    }
-    L->rev_interval_ns = (uint64_t)o->rev_interval_ms * 1000000ull;
+        return -1;
+    for (size_t i = 0; i < L->o.slots; i++)
+        req_put(L, &L->reqs[i]);
     for (unsigned i = 0; i < L->n_conns; i++) {
         L->conns[i].run = L;
         L->conns[i].idx = i;
         L->conns[i].backoff_ms = RECONNECT_MIN_MS;
     }
-    const char *addr = o->host[0] ? o->host : "127.0.0.1:8583";
+    return 0;
+}
+
+/* The terminal of every connection slot: load terminal --terminal-first + i, or all the demo
+ * terminal TERM0001, whose STANs come from its state file, reserved for the whole run. 0 or
+ * -1 (said on stderr). */
+static int setup_terminals(struct load_run *L)
+{
+    const struct load_opts *o = &L->o;
+    char err[256];
     if (o->load_terms) {
         L->lterms = calloc(L->n_conns, sizeof *L->lterms);
         if (!L->lterms)
-            goto out;
+            return -1;
         for (unsigned i = 0; i < L->n_conns; i++) {
-            L->lterms[i] = load_term_new(o->term_first + i, addr, 1);
+            unsigned index = (unsigned)o->term_first + i;
+            L->lterms[i] = load_term_new(index, o->host, 1);
             if (!L->lterms[i]) {
-                fprintf(stderr, "acquirer-sim load: cannot set up load terminal %u\n",
-                        o->term_first + i);
-                goto out;
+                fprintf(stderr, "acquirer-sim load: cannot set up load terminal %u\n", index);
+                return -1;
             }
             L->conns[i].t = L->lterms[i];
         }
-    } else {
-        if (sim_terms_builtin(&L->demo, err, sizeof err) != 0) {
-            fprintf(stderr, "acquirer-sim load: %s\n", err);
-            goto out;
-        }
-        struct sim_term *t = sim_terms_find(&L->demo, "TERM0001");
-        /* STANs of the shared demo terminal come from its state file, reserved for the run. */
-        double est = o->closed_k ? 50000.0 : (double)o->rate;
-        double n = est * (o->duration + o->warmup) * 1.2 + 1000;
-        if (!t || sim_term_reserve(t, o->state_dir, (uint32_t)(n > 999000 ? 999000 : n), err,
-                                   sizeof err) != 0) {
-            fprintf(stderr, "acquirer-sim load: %s\n", t ? err : "no TERM0001");
-            goto out;
-        }
-        for (unsigned i = 0; i < L->n_conns; i++)
-            L->conns[i].t = t;
+        return 0;
     }
-    const char *perr = NULL;
-    if (!at_parse_hostport(addr, &L->ss, &L->sslen, &perr)) {
-        fprintf(stderr, "acquirer-sim load: bad address '%s': %s\n", addr, perr ? perr : "?");
-        exit_code = 1;
-        goto out;
+    if (sim_terms_builtin(&L->demo, err, sizeof err) != 0) {
+        fprintf(stderr, "acquirer-sim load: %s\n", err);
+        return -1;
     }
+    struct sim_term *t = sim_terms_find(&L->demo, "TERM0001");
+    double est = o->closed_k ? 50000.0 : (double)o->rate;
+    double n = est * (o->duration + o->warmup) * 1.2 + 1000;
+    if (!t || sim_term_reserve(t, o->state_dir, (uint32_t)(n > 999000 ? 999000 : n), err,
+                               sizeof err) != 0) {
+        fprintf(stderr, "acquirer-sim load: %s\n", t ? err : "no TERM0001");
+        return -1;
+    }
+    for (unsigned i = 0; i < L->n_conns; i++)
+        L->conns[i].t = t;
+    return 0;
+}
+
+/* The event loop, the sending core with its request slots, and the two timers (the 1 ms tick
+ * that sends, the 1 s progress line). 0 or -1. */
+static int setup_loop(struct load_run *L)
+{
     L->base = event_base_new();
-    if (!L->base || sim_engine_new(L->base, o->slots, &L->e) != 0) {
+    if (!L->base || sim_engine_new(L->base, L->o.slots, &L->e) != 0) {
         fprintf(stderr, "acquirer-sim load: event loop setup failed\n");
-        goto out;
+        return -1;
     }
     L->tick = event_new(L->base, -1, EV_PERSIST, on_tick, L);
     L->second = event_new(L->base, -1, EV_PERSIST, on_second, L);
     struct timeval tv_tick = { 0, TICK_US }, tv_sec = { 1, 0 };
     if (!L->tick || !L->second || event_add(L->tick, &tv_tick) != 0 ||
         event_add(L->second, &tv_sec) != 0)
-        goto out;
-    if (o->record && record_open(L, o->record) != 0)
-        goto out;
+        return -1;
+    return 0;
+}
+
+/* Starts every connection; the run begins when all have come up or failed (on_tick). */
+static int open_connections(struct load_run *L)
+{
     for (unsigned i = 0; i < L->n_conns; i++) {
         L->conns[i].c = sim_conn_open(L->e, (struct sockaddr *)&L->ss, L->sslen, L->conns[i].t,
                                       on_conn, &L->conns[i]);
         if (!L->conns[i].c) {
             fprintf(stderr, "acquirer-sim load: cannot open connection %u\n", i + 1);
-            goto out;
+            return -1;
         }
     }
     L->connect_deadline = at_mono_ns() + CONNECT_WAIT_NS;
+    return 0;
+}
 
+/* What the report says of the run as asked. */
+static void result_begin(struct load_run *L)
+{
+    const struct load_opts *o = &L->o;
     struct load_result *r = &L->r;
     r->closed = o->closed_k > 0;
-    r->closed_k = o->closed_k;
+    r->closed_k = (unsigned)o->closed_k;
     r->requested = o->closed_k ? 0 : o->rate;
-    r->connections = o->connections;
+    r->connections = (unsigned)o->connections;
     r->duration_s = o->duration;
     r->warmup_s = o->warmup;
     at_hist_reset(&r->total);
     at_hist_reset(&L->sec);
     for (int k = 0; k < LOAD_K_max; k++)
         at_hist_reset(&r->kind[k]);
+}
 
-    event_base_dispatch(L->base);
-    if (!L->started) {
-        exit_code = 2;
-        goto out;
+/* Everything a run needs before its loop starts: nothing is allocated per message after this.
+ * Returns 0, or the exit status: 1 for an address that does not parse, 2 for any other
+ * failure (said on stderr). */
+static int run_setup(struct load_run *L)
+{
+    const char *perr = NULL;
+    raise_nofile((unsigned)L->o.connections);
+    if (alloc_run(L) != 0)
+        return 2;
+    L->rev_interval_ns = L->o.rev_interval_ms * 1000000ull;
+    if (setup_terminals(L) != 0)
+        return 2;
+    if (!at_parse_hostport(L->o.host, &L->ss, &L->sslen, &perr)) {
+        fprintf(stderr, "acquirer-sim load: bad address '%s': %s\n", L->o.host, perr ? perr : "?");
+        return 1;
     }
-    wind_down(L);
-    bool record_lost = record_close(L) != 0;
-    if (record_lost)
-        fprintf(stderr, "acquirer-sim load: writing the record %s failed: lines are missing\n",
-                o->record);
+    if (setup_loop(L) != 0 || (L->o.record[0] && record_open(L, L->o.record) != 0) ||
+        open_connections(L) != 0)
+        return 2;
+    result_begin(L);
+    return 0;
+}
+
+/* The figures only known at the end (the window as run, whether the rate was kept). */
+static void result_end(struct load_run *L)
+{
+    struct load_result *r = &L->r;
     r->elapsed_s = (double)(L->t_stop - L->t_measure) / 1e9;
     r->unmatched = sim_engine_unmatched(L->e);
     if (!r->closed) {
@@ -1477,34 +1411,80 @@ int load_main(int argc, char **argv)
         r->rate_kept = true;
         r->scheduled = r->sent;
     }
-    load_report_text(stdout, r);
-    if (L->first_error[0])
-        printf("first error: %s\n", L->first_error);
-    if (o->report) {
-        FILE *f = fopen(o->report, "w");
-        if (!f || load_report_json(f, r) != 0 || fclose(f) != 0) {
-            fprintf(stderr, "acquirer-sim load: cannot write %s: %s\n", o->report, strerror(errno));
-            exit_code = 2;
-            goto out;
-        }
-    }
+}
+
+/* The exit status of a run whose report was written (the FAIL line says why; docs/BENCHMARKS.md
+ * has the list): 2 when record lines were lost, 5 when reversals were abandoned, 3 above the
+ * error threshold, 4 for a rate not kept under --strict-rate, else 0. */
+static int run_verdict(const struct load_run *L, bool record_lost)
+{
+    const struct load_result *r = &L->r;
     double er = load_error_rate(r);
-    if (record_lost) {
-        exit_code = 2;
-    } else if (r->reversals_abandoned) {
+    if (record_lost)
+        return 2;
+    if (r->reversals_abandoned) {
         printf("FAIL: %llu reversals were still unanswered at the reversal deadline\n",
                (unsigned long long)r->reversals_abandoned);
-        exit_code = 5;
-    } else if (r->sent == 0 || er > o->max_error_rate) {
-        printf("FAIL: error rate %.4f%% above the threshold %.4f%%\n", 100.0 * er,
-               100.0 * o->max_error_rate);
-        exit_code = 3;
-    } else if (!r->closed && !r->rate_kept && o->strict_rate) {
-        exit_code = 4;
-    } else {
-        exit_code = 0;
+        return 5;
     }
-out:
+    if (r->sent == 0 || er > L->o.max_error_rate) {
+        printf("FAIL: error rate %.4f%% above the threshold %.4f%%\n", 100.0 * er,
+               100.0 * L->o.max_error_rate);
+        return 3;
+    }
+    if (!r->closed && !r->rate_kept && L->o.strict_rate)
+        return 4;
+    return 0;
+}
+
+/* Runs the loop to the end of the run, then closes it down (what is still owed is abandoned
+ * and recorded), writes the reports and returns the exit status. */
+static int run_and_report(struct load_run *L)
+{
+    event_base_dispatch(L->base);
+    if (!L->started)
+        return 2;
+    wind_down(L);
+    bool record_lost = record_close(L) != 0;
+    if (record_lost)
+        fprintf(stderr, "acquirer-sim load: writing the record %s failed: lines are missing\n",
+                L->o.record);
+    result_end(L);
+    load_report_text(stdout, &L->r);
+    if (L->first_error[0])
+        printf("first error: %s\n", L->first_error);
+    if (L->o.report[0]) {
+        FILE *f = fopen(L->o.report, "w");
+        if (!f || load_report_json(f, &L->r) != 0 || fclose(f) != 0) {
+            fprintf(stderr, "acquirer-sim load: cannot write %s: %s\n", L->o.report,
+                    strerror(errno));
+            return 2;
+        }
+    }
+    return run_verdict(L, record_lost);
+}
+
+int load_main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct load_run *L = calloc(1, sizeof *L);
+    if (!L)
+        return 2;
+    char err[300];
+    int rc = load_opts_parse(argc, argv, &L->o, err, sizeof err);
+    if (rc != 0) {
+        free(L);
+        if (rc > 0) {
+            load_usage(stdout);
+            return 0;
+        }
+        fprintf(stderr, "acquirer-sim load: %s\n", err);
+        return 1;
+    }
+    L->rng = L->o.seed;
+    int exit_code = run_setup(L);
+    if (exit_code == 0)
+        exit_code = run_and_report(L);
     run_free(L);
     free(L);
     return exit_code;
@@ -1531,21 +1511,14 @@ static int key_row(struct hsm *h, enum hsm_keytype kt, const uint8_t clear[16], 
 int load_seed_main(int argc, char **argv)
 {
     uint64_t n = 0, first = 1;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--terminals") == 0 && i + 1 < argc) {
-            if (parse_u64(argv[++i], 1, 999999, &n) != 0)
-                n = 0;
-        } else if (strcmp(argv[i], "--first") == 0 && i + 1 < argc) {
-            if (parse_u64(argv[++i], 1, 999999, &first) != 0)
-                first = 0;
-        } else {
-            fprintf(stderr, "usage: acquirer-sim load-seed --terminals C [--first I]\n");
-            return 1;
-        }
+    char err[300];
+    int prc = load_seed_opts_parse(argc, argv, &n, &first, err, sizeof err);
+    if (prc > 0) {
+        load_usage(stdout);
+        return 0;
     }
-    if (n == 0 || first == 0 || first + n - 1 > 999999) {
-        fprintf(stderr, "acquirer-sim load-seed: --terminals 1..999999 (first + C - 1 <= "
-                        "999999) is needed\n");
+    if (prc < 0) {
+        fprintf(stderr, "acquirer-sim load-seed: %s\n", err);
         return 1;
     }
     struct hsm *h = NULL;

@@ -237,6 +237,51 @@ SIM_MUST_CHECK int load_report_json(FILE *f, const struct load_result *r);
 /* Writes the human report to f. */
 void load_report_text(FILE *f, const struct load_result *r);
 
+/* ------------------------------------------------------------------ options */
+
+#define LOAD_PATH_MAX 4096
+
+/* The options of `acquirer-sim load`, each a row of load_opts.c's settings table (name, type,
+ * default, range, help: `acquirer-sim load --help` prints them). */
+struct load_opts {
+    uint64_t rate;
+    double duration, warmup;
+    uint64_t connections;
+    uint64_t closed_k; /* 0: open loop */
+    char mix_spec[256];
+    struct load_mix mix;        /* mix_spec, parsed */
+    char report[LOAD_PATH_MAX]; /* "" = none */
+    uint64_t cards, card_first;
+    double max_error_rate;
+    char host[64];
+    bool load_terms;
+    uint64_t term_first;
+    uint64_t timeout_ms;
+    uint64_t amount_max;
+    uint64_t seed;
+    uint64_t slots;
+    char state_dir[256];
+    bool quiet, strict_rate;
+    char record[LOAD_PATH_MAX]; /* --record FILE, "" = none */
+    uint64_t rev_interval_ms;   /* a reversal try's wait for its 0410 */
+    double rev_deadline; /* seconds after the last arrival before owed reversals are abandoned */
+};
+
+/* Reads `acquirer-sim load`'s options (argv[2..]) into o: the table's defaults
+ * ($ATLAS_ACQ_STATE_DIR for --state-dir), then each option; unknown options, missing values and
+ * values out of their row's range are errors. Then the mix is parsed, rules between options
+ * checked, and the defaults that depend on others filled (--reversal-interval-ms, --slots). Returns
+ * 0; 1 when -h or --help was asked (nothing else read after it); -1 with a sentence in err. */
+SIM_MUST_CHECK int load_opts_parse(int argc, char **argv, struct load_opts *o, char *err,
+                                   size_t errcap);
+
+/* Reads `acquirer-sim load-seed`'s options (--terminals C, --first I). Same returns. */
+SIM_MUST_CHECK int load_seed_opts_parse(int argc, char **argv, uint64_t *terminals, uint64_t *first,
+                                        char *err, size_t errcap);
+
+/* The usage text of load and load-seed, their options from the tables. */
+void load_usage(FILE *f);
+
 /* The `load` and `load-seed` commands (argv[1] is the command). Exit status. */
 int load_main(int argc, char **argv);
 int load_seed_main(int argc, char **argv);

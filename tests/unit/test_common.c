@@ -217,6 +217,189 @@ static void test_conf(void **state)
     unlink(path);
 }
 
+/* switchd's --help-config is made by at_settings_print_help: its text stays what it was. */
+static void test_settings_help_unchanged(void **state)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    at_settings_print_help(demo_table, 3, "listener NAME", f);
+    fclose(f);
+    assert_string_equal(text,
+                        "[listener NAME]\n"
+                        "  address                string   default 127.0.0.1:1\n      listen\n"
+                        "  max_conns              integer  default 10, max 1000\n      cap\n"
+                        "  verbose                bool     default no\n      chatty\n");
+    free(text);
+}
+
+static void test_parse_double(void **state)
+{
+    double v = 7;
+    assert_true(at_parse_double("10", &v));
+    assert_true(v == 10.0);
+    assert_true(at_parse_double("0.5", &v));
+    assert_true(v == 0.5);
+    assert_true(at_parse_double(".25", &v));
+    assert_true(v == 0.25);
+    assert_true(at_parse_double("3.", &v));
+    assert_true(v == 3.0);
+    assert_true(at_parse_double("1e3", &v));
+    assert_true(v == 1000.0);
+    assert_true(at_parse_double("2.5E-1", &v));
+    assert_true(v == 0.25);
+    assert_true(at_parse_double("0", &v));
+    assert_true(v == 0.0);
+    v = 7;
+    static const char *const bad[] = { "",   " 5",   "5 ",  "+5",  "-1",    "1e",  "1e+",   ".",
+                                       "e3", "0x10", "inf", "nan", "1.2.3", "1,5", "1e999", "12x" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (at_parse_double(bad[i], &v)) {
+            fprintf(stderr, "'%s' was accepted\n", bad[i]);
+            fail();
+        }
+    }
+    assert_true(v == 7.0); /* untouched on failure */
+}
+
+/* A command-line table: the shape of acquirer-sim's options. */
+struct cli_conf {
+    uint64_t rate, closed;
+    double duration, warmup;
+    char pan[20];
+    char term[9];
+    char host[16];
+    bool quiet;
+};
+
+#define CO(f) offsetof(struct cli_conf, f), sizeof(((struct cli_conf *)0)->f)
+static const struct at_setting cli_table[] = {
+    { "rate", AT_SET_U64, CO(rate), "100", 1000, AT_SET_NONZERO, "arrivals per second" },
+    { "closed", AT_SET_U64, CO(closed), "0", 100, AT_SET_NONZERO, "K in flight (default: open)" },
+    { "duration", AT_SET_DOUBLE, CO(duration), "10", 86400, AT_SET_NONZERO, "seconds" },
+    { "warmup", AT_SET_DOUBLE, CO(warmup), "1", 3600, 0, "seconds before" },
+    { "pan", AT_SET_STR, CO(pan), "", 0, AT_SET_MINLEN(12) | AT_SET_DIGITS, "card" },
+    { "terminal", AT_SET_STR, CO(term), "", 0, AT_SET_MINLEN(8), "DE 41" },
+    { "host", AT_SET_STR, CO(host), "127.0.0.1:1", 0, 0, "where" },
+    { "quiet", AT_SET_BOOL, CO(quiet), "no", 0, 0, "no progress" },
+};
+#undef CO
+#define CLI_N (sizeof cli_table / sizeof cli_table[0])
+
+static void expect_refused(struct cli_conf *c, const char *key, const char *value, const char *why)
+{
+    char err[200] = "";
+    struct cli_conf before = *c;
+    assert_int_equal(at_settings_set(cli_table, CLI_N, c, key, value, err, sizeof err), -1);
+    if (!strstr(err, why)) {
+        fprintf(stderr, "%s=%s: '%s' lacks '%s'\n", key, value ? value : "(bare)", err, why);
+        fail();
+    }
+    assert_memory_equal(c, &before, sizeof before); /* a refused value stores nothing */
+}
+
+static void test_settings_value_rules(void **state)
+{
+    char err[200];
+    struct cli_conf c;
+    memset(&c, 0x5A, sizeof c);
+    /* Defaults below a minimum mean "not given": they load. */
+    assert_int_equal(at_settings_defaults(cli_table, CLI_N, &c, err, sizeof err), 0);
+    assert_int_equal(c.rate, 100);
+    assert_int_equal(c.closed, 0);
+    assert_true(c.duration == 10.0 && c.warmup == 1.0);
+    assert_string_equal(c.pan, "");
+    assert_false(c.quiet);
+
+    /* Given values are held to them. */
+    expect_refused(&c, "rate", "0", "'rate' must be an integer in 1..1000");
+    expect_refused(&c, "rate", "1001", "'rate' must be an integer in 1..1000");
+    expect_refused(&c, "closed", "0", "'closed' must be an integer in 1..100");
+    expect_refused(&c, "duration", "0", "'duration' must be a number above 0, up to 86400");
+    expect_refused(&c, "duration", "86400.5", "above 0, up to 86400");
+    expect_refused(&c, "duration", " 5", "'duration' must be");
+    expect_refused(&c, "warmup", "-1", "'warmup' must be a number in 0..3600");
+    expect_refused(&c, "pan", "48900100000000x", "'pan' must be 12 to 19 digits");
+    expect_refused(&c, "pan", "48900100000", "'pan' must be 12 to 19 digits");
+    expect_refused(&c, "pan", "48900100000000000000", "value of 'pan' longer than 19 characters");
+    expect_refused(&c, "terminal", "TERM001", "'terminal' must be 8 characters");
+    expect_refused(&c, "quiet", "maybe", "'quiet' must be yes/no/true/false/on/off/1/0");
+    expect_refused(&c, "rate", NULL, "'rate' needs a value");
+    expect_refused(&c, "colour", "red", "unknown key 'colour'");
+
+    assert_int_equal(at_settings_set(cli_table, CLI_N, &c, "rate", "1000", err, sizeof err), 0);
+    assert_int_equal(c.rate, 1000);
+    assert_int_equal(at_settings_set(cli_table, CLI_N, &c, "warmup", "0", err, sizeof err), 0);
+    assert_true(c.warmup == 0.0);
+    assert_int_equal(at_settings_set(cli_table, CLI_N, &c, "duration", "0.001", err, sizeof err),
+                     0);
+    assert_true(c.duration == 0.001);
+    assert_int_equal(
+        at_settings_set(cli_table, CLI_N, &c, "pan", "489001000000001", err, sizeof err), 0);
+    assert_string_equal(c.pan, "489001000000001");
+    assert_int_equal(at_settings_set(cli_table, CLI_N, &c, "quiet", NULL, err, sizeof err), 0);
+    assert_true(c.quiet); /* a bare bool is a flag */
+    assert_int_equal(at_settings_set(cli_table, CLI_N, &c, "quiet", "off", err, sizeof err), 0);
+    assert_false(c.quiet);
+
+    char what[96];
+    assert_string_equal(at_setting_describe(&cli_table[4], what, sizeof what), "12 to 19 digits");
+    assert_string_equal(at_setting_describe(&cli_table[5], what, sizeof what), "8 characters");
+    assert_string_equal(at_setting_describe(&cli_table[6], what, sizeof what),
+                        "at most 15 characters");
+    assert_string_equal(at_setting_describe(&cli_table[3], what, sizeof what),
+                        "a number in 0..3600");
+    /* The old rows describe themselves as their error messages always said. */
+    assert_string_equal(at_setting_describe(&demo_table[1], what, sizeof what),
+                        "an integer in 0..1000");
+}
+
+static void test_settings_command_line(void **state)
+{
+    char *argv[] = { "prog", "--rate", "200", "--quiet", "--colour", "--closed", NULL };
+    int argc = 6, i = 1;
+    const struct at_setting *row = NULL;
+    const char *value = "x";
+    char err[200] = "";
+    assert_int_equal(
+        at_settings_arg(cli_table, CLI_N, argc, argv, &i, &row, &value, err, sizeof err), 1);
+    assert_string_equal(row->name, "rate");
+    assert_string_equal(value, "200");
+    assert_int_equal(i, 2); /* at the value: the caller's loop steps past it */
+    i = 3;
+    assert_int_equal(
+        at_settings_arg(cli_table, CLI_N, argc, argv, &i, &row, &value, err, sizeof err), 1);
+    assert_string_equal(row->name, "quiet");
+    assert_null(value); /* a flag takes no value */
+    assert_int_equal(i, 3);
+    i = 4;
+    assert_int_equal(
+        at_settings_arg(cli_table, CLI_N, argc, argv, &i, &row, &value, err, sizeof err), 0);
+    assert_int_equal(i, 4);
+    i = 5;
+    assert_int_equal(
+        at_settings_arg(cli_table, CLI_N, argc, argv, &i, &row, &value, err, sizeof err), -1);
+    assert_string_equal(err, "--closed needs a value");
+
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    at_settings_print_options(cli_table, CLI_N, f);
+    fclose(f);
+    assert_non_null(strstr(text,
+                           "  --rate N                     an integer in 1..1000; default 100\n"
+                           "      arrivals per second\n"));
+    /* A default that means "not given" is not shown; the help says what happens. */
+    assert_non_null(strstr(text, "  --closed N                   an integer in 1..100\n"));
+    assert_non_null(strstr(text, "  --duration X                 a number above 0, up to 86400; "
+                                 "default 10\n"));
+    assert_non_null(strstr(text, "  --pan TEXT                   12 to 19 digits\n"));
+    assert_non_null(strstr(text, "  --host TEXT                  at most 15 characters; default "
+                                 "127.0.0.1:1\n"));
+    assert_non_null(strstr(text, "  --quiet                      a flag\n      no progress\n"));
+    free(text);
+}
+
 static void test_hist_exact_small_values(void **state)
 {
     static struct at_hist h;
@@ -391,6 +574,10 @@ int main(void)
         cmocka_unit_test(test_log_truncates_whole_fields),
         cmocka_unit_test(test_log_buffered_reopen_loses_nothing),
         cmocka_unit_test(test_conf),
+        cmocka_unit_test(test_settings_help_unchanged),
+        cmocka_unit_test(test_parse_double),
+        cmocka_unit_test(test_settings_value_rules),
+        cmocka_unit_test(test_settings_command_line),
         cmocka_unit_test(test_hist_exact_small_values),
         cmocka_unit_test(test_hist_relative_error_below_one_percent),
         cmocka_unit_test(test_hist_merge_and_quantiles),

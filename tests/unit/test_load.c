@@ -2,8 +2,9 @@
  * histogram's error bound, the open-loop schedule arithmetic, the mix parser and
  * picker, the JSON report (parsed back with jansson), load terminal ids and keys, the
  * card population against issuer-sim's own seed function, the reversal state machine
- * (0400, then 0401 repeats, and when each is due) and the record file's line format. No
- * network, no timing. */
+ * (0400, then 0401 repeats, and when each is due), the record file's line format and the
+ * options (defaults, ranges, unknown options, the rules between them). No network, no
+ * timing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -637,6 +638,147 @@ static void test_record_format(void **state)
     assert_string_equal(m, "**********");
 }
 
+/* ------------------------------------------------------------------ options */
+
+/* Parses "load" + args (NULL-terminated); returns load_opts_parse's result. */
+static int parse_load(struct load_opts *o, char *err, size_t errcap, ...)
+{
+    char *argv[40] = { "acquirer-sim", "load" };
+    int argc = 2;
+    va_list ap;
+    va_start(ap, errcap);
+    for (char *a; (a = va_arg(ap, char *)) != NULL && argc < 39;)
+        argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    err[0] = '\0';
+    return load_opts_parse(argc, argv, o, err, errcap);
+}
+
+static void expect_load_error(const char *want, ...)
+{
+    /* The arguments (up to 4) before a NULL. */
+    char *args[5] = { NULL };
+    va_list ap;
+    va_start(ap, want);
+    for (int i = 0; i < 4; i++)
+        if ((args[i] = va_arg(ap, char *)) == NULL)
+            break;
+    va_end(ap);
+    struct load_opts o;
+    char err[300];
+    assert_int_equal(parse_load(&o, err, sizeof err, args[0], args[1], args[2], args[3], NULL), -1);
+    if (!strstr(err, want)) {
+        fprintf(stderr, "'%s' lacks '%s'\n", err, want);
+        fail();
+    }
+}
+
+static void test_options(void **state)
+{
+    (void)state;
+    struct load_opts o;
+    char err[300];
+    unsetenv("ATLAS_ACQ_STATE_DIR");
+    /* The defaults docs/BENCHMARKS.md lists. */
+    assert_int_equal(parse_load(&o, err, sizeof err, NULL), 0);
+    assert_int_equal(o.rate, 100);
+    assert_true(o.duration == 10.0 && o.warmup == 1.0);
+    assert_int_equal(o.connections, 4);
+    assert_int_equal(o.closed_k, 0); /* open loop */
+    assert_int_equal(o.mix.total, 100);
+    assert_int_equal(o.mix.weight[LOAD_K_PURCHASE], 50);
+    assert_string_equal(o.report, "");
+    assert_int_equal(o.cards, 1000);
+    assert_int_equal(o.card_first, 9);
+    assert_true(o.max_error_rate == 0.0);
+    assert_string_equal(o.host, "127.0.0.1:8583");
+    assert_false(o.load_terms || o.quiet || o.strict_rate);
+    assert_int_equal(o.term_first, 1);
+    assert_int_equal(o.timeout_ms, 5000);
+    assert_int_equal(o.amount_max, 50);
+    assert_true(o.seed == 0x9E3779B97F4A7C15ull);
+    assert_string_equal(o.state_dir, "var/acquirer-sim");
+    assert_string_equal(o.record, "");
+    assert_int_equal(o.rev_interval_ms, 5000); /* the --timeout-ms */
+    assert_true(o.rev_deadline == 120.0);
+    assert_int_equal(o.slots, 256); /* a quarter second of 100/s, at least 256 */
+
+    setenv("ATLAS_ACQ_STATE_DIR", "/tmp/acq-state", 1);
+    assert_int_equal(parse_load(&o, err, sizeof err, "--rate", "4000", "--closed", "8",
+                                "--connections", "100", "--quiet", "--load-terminals", "--duration",
+                                "0.5", "--warmup", "0", "--timeout-ms", "900", "--mix", "refund=1",
+                                "--record", "r.txt", NULL),
+                     0);
+    unsetenv("ATLAS_ACQ_STATE_DIR");
+    assert_string_equal(o.state_dir, "/tmp/acq-state");
+    assert_int_equal(o.rate, 4000);
+    assert_int_equal(o.closed_k, 8);
+    assert_true(o.quiet && o.load_terms && !o.strict_rate);
+    assert_true(o.duration == 0.5 && o.warmup == 0.0);
+    assert_int_equal(o.rev_interval_ms, 900);
+    assert_int_equal(o.mix.total, 1);
+    assert_string_equal(o.record, "r.txt");
+    assert_int_equal(o.slots, 800); /* K per connection */
+    assert_int_equal(parse_load(&o, err, sizeof err, "--rate", "10000000", NULL), 0);
+    assert_int_equal(o.slots, 262144);
+    assert_int_equal(
+        parse_load(&o, err, sizeof err, "--slots", "7", "--reversal-interval-ms", "3", NULL), 0);
+    assert_int_equal(o.slots, 7);
+    assert_int_equal(o.rev_interval_ms, 3);
+
+    assert_int_equal(parse_load(&o, err, sizeof err, "--rate", "5", "--help", "--bogus", NULL), 1);
+
+    /* Ranges come from the table; an explicit 0 where 0 stands for "not given" is refused. */
+    expect_load_error("bad value for --rate: expected an integer in 1..10000000", "--rate", "0",
+                      NULL);
+    expect_load_error("--rate: expected", "--rate", "10000001", NULL);
+    expect_load_error("--duration: expected a number above 0, up to 86400", "--duration", "0",
+                      NULL);
+    expect_load_error("--warmup: expected a number in 0..3600", "--warmup", "3601", NULL);
+    expect_load_error("--closed: expected an integer in 1..100000", "--closed", "0", NULL);
+    expect_load_error("--slots: expected", "--slots", "0", NULL);
+    expect_load_error("--reversal-interval-ms: expected", "--reversal-interval-ms", "0", NULL);
+    expect_load_error("--max-error-rate: expected a number in 0..1", "--max-error-rate", "1.5",
+                      NULL);
+    expect_load_error("--record: expected 1 to", "--record", "", NULL);
+    expect_load_error("--seed: expected", "--seed", "0", NULL);
+    expect_load_error("unknown option --bogus (try --help)", "--bogus", "1", NULL);
+    expect_load_error("unexpected argument 'yes'", "--quiet", "yes", NULL);
+    expect_load_error("--rate needs a value", "--rate", NULL);
+    /* What the rows cannot say. */
+    expect_load_error("--mix: unknown kind 'bogus'", "--mix", "bogus=1", NULL);
+    expect_load_error("--card-first 1001 is above --cards 1000", "--card-first", "1001", NULL);
+    expect_load_error("load terminal indices above 999999", "--load-terminals", "--terminal-first",
+                      "999999", NULL);
+
+    /* load-seed */
+    char *seed_ok[] = { "acquirer-sim", "load-seed", "--terminals", "10", "--first", "5", NULL };
+    uint64_t n = 0, first = 0;
+    assert_int_equal(load_seed_opts_parse(6, seed_ok, &n, &first, err, sizeof err), 0);
+    assert_int_equal(n, 10);
+    assert_int_equal(first, 5);
+    char *seed_none[] = { "acquirer-sim", "load-seed", NULL };
+    assert_int_equal(load_seed_opts_parse(2, seed_none, &n, &first, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--terminals 1..999999"));
+    char *seed_far[] = {
+        "acquirer-sim", "load-seed", "--terminals", "5", "--first", "999999", NULL
+    };
+    assert_int_equal(load_seed_opts_parse(6, seed_far, &n, &first, err, sizeof err), -1);
+
+    /* The usage text is the table. */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    load_usage(f);
+    fclose(f);
+    assert_non_null(strstr(text, "--rate N"));
+    assert_non_null(strstr(text, "default 100\n"));
+    assert_non_null(strstr(text, "--reversal-deadline X"));
+    assert_non_null(strstr(text, "--terminals N"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -645,7 +787,7 @@ int main(void)
         cmocka_unit_test(test_mix_pick),      cmocka_unit_test(test_report_json),
         cmocka_unit_test(test_term_ids_keys), cmocka_unit_test(test_cards_match_issuer_seed),
         cmocka_unit_test(test_rev_machine),   cmocka_unit_test(test_rev_transitions),
-        cmocka_unit_test(test_record_format),
+        cmocka_unit_test(test_record_format), cmocka_unit_test(test_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
