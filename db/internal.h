@@ -99,6 +99,20 @@ int db_array_num(struct db_array *a, int64_t v);     /* NULL when v < 0 */
 int db_array_close(struct db_array *a);
 void db_array_free(struct db_array *a);
 
+/* ---- reading results (result.c) ------------------------------------------------------- */
+
+/* Text column into out ("" for NULL); false when it does not fit. */
+bool db_col_text(const PGresult *r, int row, int col, char *out, size_t cap);
+/* Signed integer column; false when NULL or not an integer. */
+bool db_col_i64(const PGresult *r, int row, int col, int64_t *out);
+bool db_col_int(const PGresult *r, int row, int col, int *out);
+/* Non-negative integer column up to max; -1 when NULL or not such an integer. */
+int64_t db_col_num(const PGresult *r, int row, int col, uint64_t max);
+/* Boolean column: true only for 't'. */
+bool db_col_bool(const PGresult *r, int row, int col);
+/* bytea column ("\x…") into out; its length, or -1 when NULL, malformed or larger than cap. */
+int db_col_bytea(const PGresult *r, int row, int col, uint8_t *out, size_t cap);
+
 /* ---- spool ------------------------------------------------------------------------------ */
 
 #define SPOOL_MAGIC      "ATLSPL1\n"

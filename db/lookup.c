@@ -3,9 +3,6 @@
  * what a stopped instance left in switch.inflight. Typed results; the SQL lives here. */
 #include "internal.h"
 
-#include "fmt.h"
-#include "hex.h"
-#include "parse.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +12,7 @@
 #define ORIGINAL_SELECT                                                                            \
     "SELECT a.mti, a.issuer_id, a.issuer_stan, a.issuer_transmission_time, a.rrn,"                 \
     " a.processing_code, a.amount_minor, a.currency, a.auth_code, a.response_code,"                \
-    " encode(a.pan_hmac, 'hex'), EXISTS (SELECT 1 FROM switch.reversal_queue r"                    \
+    " a.pan_hmac, EXISTS (SELECT 1 FROM switch.reversal_queue r"                    \
     " WHERE r.request_date = $5::date AND r.acquirer_id = $1 AND r.terminal_id = $2"               \
     " AND r.stan = $3 AND r.transmission_time = $4"                                                \
     " AND r.mti_class = a.mti_class COLLATE \"default\")"                                          \
@@ -28,17 +25,6 @@ struct orig_job {
     struct db_request_id id;
 };
 
-static void col(char *dst, size_t cap, const PGresult *r, int c)
-{
-    at_strlcpy(dst, PQgetisnull(r, 0, c) ? "" : PQgetvalue(r, 0, c), cap);
-}
-
-static int64_t num(const PGresult *r, int c, uint64_t max)
-{
-    uint64_t v;
-    return !PQgetisnull(r, 0, c) && at_parse_u64(PQgetvalue(r, 0, c), max, &v) ? (int64_t)v : -1;
-}
-
 static void on_original(void *arg, const struct db_reply *reply)
 {
     struct orig_job *job = arg;
@@ -50,19 +36,18 @@ static void on_original(void *arg, const struct db_reply *reply)
         if (found) {
             memset(&o, 0, sizeof o);
             o.id = job->id;
-            col(o.id.mti, sizeof o.id.mti, r, 0);
-            col(o.issuer_id, sizeof o.issuer_id, r, 1);
-            col(o.issuer_stan, sizeof o.issuer_stan, r, 2);
-            col(o.issuer_transmission_time, sizeof o.issuer_transmission_time, r, 3);
-            col(o.rrn, sizeof o.rrn, r, 4);
-            col(o.processing_code, sizeof o.processing_code, r, 5);
-            o.amount_minor = num(r, 6, INT64_MAX);
-            o.currency = (int32_t)num(r, 7, 999);
-            col(o.auth_code, sizeof o.auth_code, r, 8);
-            col(o.response_code, sizeof o.response_code, r, 9);
-            const char *hmac = PQgetvalue(r, 0, 10);
-            o.has_pan_hmac = strlen(hmac) == 64 && at_hex_decode(hmac, 64, o.pan_hmac, 32) == 32;
-            o.reversed = strcmp(PQgetvalue(r, 0, 11), "t") == 0;
+            db_col_text(r, 0, 0, o.id.mti, sizeof o.id.mti);
+            db_col_text(r, 0, 1, o.issuer_id, sizeof o.issuer_id);
+            db_col_text(r, 0, 2, o.issuer_stan, sizeof o.issuer_stan);
+            db_col_text(r, 0, 3, o.issuer_transmission_time, sizeof o.issuer_transmission_time);
+            db_col_text(r, 0, 4, o.rrn, sizeof o.rrn);
+            db_col_text(r, 0, 5, o.processing_code, sizeof o.processing_code);
+            o.amount_minor = db_col_num(r, 0, 6, INT64_MAX);
+            o.currency = (int32_t)db_col_num(r, 0, 7, 999);
+            db_col_text(r, 0, 8, o.auth_code, sizeof o.auth_code);
+            db_col_text(r, 0, 9, o.response_code, sizeof o.response_code);
+            o.has_pan_hmac = db_col_bytea(r, 0, 10, o.pan_hmac, sizeof o.pan_hmac) == 32;
+            o.reversed = db_col_bool(r, 0, 11);
         }
         if (reply->n == 2)
             in_flight = strcmp(PQgetvalue(reply->res[1], 0, 0), "0") != 0;
@@ -115,8 +100,8 @@ static void on_recovered(void *arg, const struct db_reply *reply)
     if (err->code == 0 && (reply->n != 1 || PQntuples(reply->res[0]) != 1))
         err = &bad;
     if (err->code == 0) {
-        reversed = num(reply->res[0], 0, INT64_MAX);
-        settled = num(reply->res[0], 1, INT64_MAX);
+        reversed = db_col_num(reply->res[0], 0, 0, INT64_MAX);
+        settled = db_col_num(reply->res[0], 0, 1, INT64_MAX);
     }
     job->cb(job->arg, err, reversed, settled);
     free(job);

@@ -3,7 +3,6 @@
  * the LMK. One job of three SELECTs, turned into typed rows for the caller. */
 #include "internal.h"
 
-#include "fmt.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,16 +12,6 @@ struct ref_job {
     void *arg;
 };
 
-static void col(char *dst, size_t cap, const PGresult *r, int row, int c)
-{
-    at_strlcpy(dst, PQgetisnull(r, row, c) ? "" : PQgetvalue(r, row, c), cap);
-}
-
-static bool yes(const PGresult *r, int row, int c)
-{
-    return strcmp(PQgetvalue(r, row, c), "t") == 0;
-}
-
 static void on_ref(void *arg, const struct db_reply *reply)
 {
     struct ref_job *job = arg;
@@ -30,7 +19,10 @@ static void on_ref(void *arg, const struct db_reply *reply)
     struct db_ref_issuer *iss = NULL;
     struct db_ref_route *routes = NULL;
     struct db_ref_terminal *terms = NULL;
-    struct db_error oom = { .code = DB_E_SYS, .message = "out of memory" };
+    static const struct db_error oom = { .code = DB_E_SYS, .message = "out of memory" };
+    static const struct db_error too_long = { .code = DB_E_SQL,
+                                              .message = "a reference data value is too long" };
+    bool fits = true;
     const struct db_error *err = reply->err;
     if (err->code == 0 && reply->n == 3) {
         const PGresult *ri = reply->res[0], *rr = reply->res[1], *rt = reply->res[2];
@@ -42,26 +34,28 @@ static void on_ref(void *arg, const struct db_reply *reply)
             err = &oom;
         } else {
             for (int i = 0; i < ni; i++) {
-                col(iss[i].issuer_id, sizeof iss[i].issuer_id, ri, i, 0);
-                col(iss[i].link, sizeof iss[i].link, ri, i, 1);
-                col(iss[i].zpk, sizeof iss[i].zpk, ri, i, 2);
-                col(iss[i].zak, sizeof iss[i].zak, ri, i, 3);
-                iss[i].enabled = yes(ri, i, 4);
+                fits &= db_col_text(ri, i, 0, iss[i].issuer_id, sizeof iss[i].issuer_id);
+                fits &= db_col_text(ri, i, 1, iss[i].link, sizeof iss[i].link);
+                fits &= db_col_text(ri, i, 2, iss[i].zpk, sizeof iss[i].zpk);
+                fits &= db_col_text(ri, i, 3, iss[i].zak, sizeof iss[i].zak);
+                iss[i].enabled = db_col_bool(ri, i, 4);
             }
             for (int i = 0; i < nr; i++) {
-                col(routes[i].prefix, sizeof routes[i].prefix, rr, i, 0);
-                col(routes[i].issuer_id, sizeof routes[i].issuer_id, rr, i, 1);
+                fits &= db_col_text(rr, i, 0, routes[i].prefix, sizeof routes[i].prefix);
+                fits &= db_col_text(rr, i, 1, routes[i].issuer_id, sizeof routes[i].issuer_id);
             }
             for (int i = 0; i < nt; i++) {
-                col(terms[i].acquirer_id, sizeof terms[i].acquirer_id, rt, i, 0);
-                col(terms[i].terminal_id, sizeof terms[i].terminal_id, rt, i, 1);
-                col(terms[i].key_scheme, sizeof terms[i].key_scheme, rt, i, 2);
-                col(terms[i].tpk, sizeof terms[i].tpk, rt, i, 3);
-                col(terms[i].tak, sizeof terms[i].tak, rt, i, 4);
-                col(terms[i].bdk, sizeof terms[i].bdk, rt, i, 5);
-                terms[i].enabled = yes(rt, i, 6);
+                fits &= db_col_text(rt, i, 0, terms[i].acquirer_id, sizeof terms[i].acquirer_id);
+                fits &= db_col_text(rt, i, 1, terms[i].terminal_id, sizeof terms[i].terminal_id);
+                fits &= db_col_text(rt, i, 2, terms[i].key_scheme, sizeof terms[i].key_scheme);
+                fits &= db_col_text(rt, i, 3, terms[i].tpk, sizeof terms[i].tpk);
+                fits &= db_col_text(rt, i, 4, terms[i].tak, sizeof terms[i].tak);
+                fits &= db_col_text(rt, i, 5, terms[i].bdk, sizeof terms[i].bdk);
+                terms[i].enabled = db_col_bool(rt, i, 6);
             }
             ref = (struct db_refdata){ iss, (size_t)ni, routes, (size_t)nr, terms, (size_t)nt };
+            if (!fits)
+                err = &too_long;
         }
     }
     job->cb(job->arg, err, err->code == 0 ? &ref : NULL);

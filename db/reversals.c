@@ -4,9 +4,6 @@
  * rows by their identity. */
 #include "internal.h"
 
-#include "fmt.h"
-#include "hex.h"
-#include "parse.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,17 +12,6 @@ struct pending_job {
     db_reversals_cb cb;
     void *arg;
 };
-
-static void col(char *dst, size_t cap, const PGresult *r, int row, int c)
-{
-    at_strlcpy(dst, PQgetisnull(r, row, c) ? "" : PQgetvalue(r, row, c), cap);
-}
-
-static int64_t num(const PGresult *r, int row, int c, uint64_t max)
-{
-    uint64_t v;
-    return at_parse_u64(PQgetvalue(r, row, c), max, &v) ? (int64_t)v : -1;
-}
 
 static void on_pending(void *arg, const struct db_reply *reply)
 {
@@ -42,29 +28,25 @@ static void on_pending(void *arg, const struct db_reply *reply)
             err = &oom;
         for (int i = 0; rows && i < nr; i++) {
             struct db_reversal *v = &rows[n];
-            v->reversal_id = num(r, i, 0, INT64_MAX);
-            col(v->id.request_date, sizeof v->id.request_date, r, i, 1);
-            col(v->id.acquirer_id, sizeof v->id.acquirer_id, r, i, 2);
-            col(v->id.terminal_id, sizeof v->id.terminal_id, r, i, 3);
-            col(v->id.stan, sizeof v->id.stan, r, i, 4);
-            col(v->id.transmission_time, sizeof v->id.transmission_time, r, i, 5);
-            col(v->id.mti, sizeof v->id.mti, r, i, 6);
-            col(v->issuer_id, sizeof v->issuer_id, r, i, 7);
-            col(v->issuer_stan, sizeof v->issuer_stan, r, i, 8);
-            col(v->issuer_transmission_time, sizeof v->issuer_transmission_time, r, i, 9);
-            col(v->rrn, sizeof v->rrn, r, i, 10);
-            col(v->processing_code, sizeof v->processing_code, r, i, 11);
-            v->amount_minor = num(r, i, 12, INT64_MAX);
-            v->currency = (int32_t)num(r, i, 13, 999);
-            col(v->auth_code, sizeof v->auth_code, r, i, 14);
-            const char *hex = PQgetvalue(r, i, 15); /* "\x…" */
-            size_t hl = strlen(hex);
-            int sn = hl > 2 && hl - 2 <= 2 * DB_PAN_SEALED_MAX
-                         ? at_hex_decode(hex + 2, hl - 2, v->pan_sealed, DB_PAN_SEALED_MAX)
-                         : -1;
+            v->reversal_id = db_col_num(r, i, 0, INT64_MAX);
+            db_col_text(r, i, 1, v->id.request_date, sizeof v->id.request_date);
+            db_col_text(r, i, 2, v->id.acquirer_id, sizeof v->id.acquirer_id);
+            db_col_text(r, i, 3, v->id.terminal_id, sizeof v->id.terminal_id);
+            db_col_text(r, i, 4, v->id.stan, sizeof v->id.stan);
+            db_col_text(r, i, 5, v->id.transmission_time, sizeof v->id.transmission_time);
+            db_col_text(r, i, 6, v->id.mti, sizeof v->id.mti);
+            db_col_text(r, i, 7, v->issuer_id, sizeof v->issuer_id);
+            db_col_text(r, i, 8, v->issuer_stan, sizeof v->issuer_stan);
+            db_col_text(r, i, 9, v->issuer_transmission_time, sizeof v->issuer_transmission_time);
+            db_col_text(r, i, 10, v->rrn, sizeof v->rrn);
+            db_col_text(r, i, 11, v->processing_code, sizeof v->processing_code);
+            v->amount_minor = db_col_num(r, i, 12, INT64_MAX);
+            v->currency = (int32_t)db_col_num(r, i, 13, 999);
+            db_col_text(r, i, 14, v->auth_code, sizeof v->auth_code);
+            int sn = db_col_bytea(r, i, 15, v->pan_sealed, sizeof v->pan_sealed);
             v->pan_sealed_len = sn > 0 ? (uint8_t)sn : 0;
-            col(v->reason, sizeof v->reason, r, i, 16);
-            v->attempts = (unsigned)num(r, i, 17, 1000000);
+            db_col_text(r, i, 16, v->reason, sizeof v->reason);
+            v->attempts = (unsigned)db_col_num(r, i, 17, 1000000);
             n++;
         }
     }

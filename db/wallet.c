@@ -11,7 +11,6 @@
 
 #include "fmt.h"
 #include "hex.h"
-#include "parse.h"
 
 /* The request's recorded answer (if any) and the card's wallet (if any), in one row. */
 static const char *const SQL_LOAD =
@@ -176,35 +175,6 @@ static void call_put(struct wcall *call)
 
 /* ---------------------------------------------------------------- reading rows */
 
-/* Integer column; false when NULL or not an integer. */
-static bool col_i64(const PGresult *r, int row, int col, int64_t *out)
-{
-    if (PQgetisnull(r, row, col))
-        return false;
-    const char *v = PQgetvalue(r, row, col);
-    bool neg = v[0] == '-';
-    uint64_t u;
-    if (!at_parse_u64(v + neg, INT64_MAX, &u))
-        return false;
-    *out = neg ? -(int64_t)u : (int64_t)u;
-    return true;
-}
-
-static bool col_int(const PGresult *r, int row, int col, int *out)
-{
-    int64_t v;
-    if (!col_i64(r, row, col, &v) || v < INT32_MIN || v > INT32_MAX)
-        return false;
-    *out = (int)v;
-    return true;
-}
-
-/* Text column into out ("" for NULL); false when it does not fit. */
-static bool col_text(const PGresult *r, int row, int col, char *out, size_t cap)
-{
-    return at_strlcpy(out, PQgetvalue(r, row, col), cap) < cap;
-}
-
 static bool parse_status(const char *v, enum db_wallet_status *out)
 {
     if (strcmp(v, "active") == 0)
@@ -233,33 +203,33 @@ static bool parse_pin_method(const char *v, enum db_wallet_pin_method *out)
  * promises, or NULL. */
 static const char *read_wallet(const PGresult *r, struct db_wallet_row *w)
 {
-    if (!col_i64(r, 0, L_WALLET_ID, &w->wallet_id))
+    if (!db_col_i64(r, 0, L_WALLET_ID, &w->wallet_id))
         return "wallet_id";
-    if (!col_text(r, 0, L_XMIN, w->row_version, sizeof w->row_version))
+    if (!db_col_text(r, 0, L_XMIN, w->row_version, sizeof w->row_version))
         return "xmin";
-    if (!col_text(r, 0, L_EXPIRY, w->expiry, sizeof w->expiry))
+    if (!db_col_text(r, 0, L_EXPIRY, w->expiry, sizeof w->expiry))
         return "expiry";
-    if (!col_int(r, 0, L_CURRENCY, &w->currency))
+    if (!db_col_int(r, 0, L_CURRENCY, &w->currency))
         return "currency";
-    if (!col_i64(r, 0, L_BALANCE, &w->balance_minor) || !col_i64(r, 0, L_HELD, &w->held_minor))
+    if (!db_col_i64(r, 0, L_BALANCE, &w->balance_minor) || !db_col_i64(r, 0, L_HELD, &w->held_minor))
         return "balance";
     if (!parse_status(PQgetvalue(r, 0, L_STATUS), &w->status))
         return "status";
     if (!parse_pin_method(PQgetvalue(r, 0, L_PIN_METHOD), &w->pin_method) ||
-        !col_int(r, 0, L_PVKI, &w->pvki) || !col_text(r, 0, L_PVV, w->pvv, sizeof w->pvv) ||
-        !col_text(r, 0, L_PIN_OFFSET, w->pin_offset, sizeof w->pin_offset))
+        !db_col_int(r, 0, L_PVKI, &w->pvki) || !db_col_text(r, 0, L_PVV, w->pvv, sizeof w->pvv) ||
+        !db_col_text(r, 0, L_PIN_OFFSET, w->pin_offset, sizeof w->pin_offset))
         return "pin data";
-    if (!col_int(r, 0, L_PIN_TRIES, &w->pin_tries) ||
-        !col_int(r, 0, L_PIN_TRY_LIMIT, &w->pin_try_limit))
+    if (!db_col_int(r, 0, L_PIN_TRIES, &w->pin_tries) ||
+        !db_col_int(r, 0, L_PIN_TRY_LIMIT, &w->pin_try_limit))
         return "pin tries";
-    if (!col_i64(r, 0, L_DAILY_LIMIT, &w->daily_limit_minor) ||
-        !col_i64(r, 0, L_DAILY_CASH_LIMIT, &w->daily_cash_limit_minor) ||
-        !col_i64(r, 0, L_DAILY_COUNT_LIMIT, &w->daily_count_limit))
+    if (!db_col_i64(r, 0, L_DAILY_LIMIT, &w->daily_limit_minor) ||
+        !db_col_i64(r, 0, L_DAILY_CASH_LIMIT, &w->daily_cash_limit_minor) ||
+        !db_col_i64(r, 0, L_DAILY_COUNT_LIMIT, &w->daily_count_limit))
         return "daily limits";
-    if (!col_text(r, 0, L_USAGE_DATE, w->usage_date, sizeof w->usage_date) ||
-        !col_i64(r, 0, L_USAGE, &w->usage_minor) ||
-        !col_i64(r, 0, L_USAGE_CASH, &w->usage_cash_minor) ||
-        !col_i64(r, 0, L_USAGE_COUNT, &w->usage_count))
+    if (!db_col_text(r, 0, L_USAGE_DATE, w->usage_date, sizeof w->usage_date) ||
+        !db_col_i64(r, 0, L_USAGE, &w->usage_minor) ||
+        !db_col_i64(r, 0, L_USAGE_CASH, &w->usage_cash_minor) ||
+        !db_col_i64(r, 0, L_USAGE_COUNT, &w->usage_count))
         return "usage";
     return NULL;
 }
@@ -269,9 +239,9 @@ static const char *read_wallet(const PGresult *r, struct db_wallet_row *w)
 static bool read_answer(const PGresult *r, int col, struct db_wallet_answer *a)
 {
     a->has_balances =
-        col_i64(r, 0, col + 2, &a->balance_minor) && col_i64(r, 0, col + 3, &a->available_minor);
-    return col_text(r, 0, col, a->rc, sizeof a->rc) &&
-           col_text(r, 0, col + 1, a->auth_code, sizeof a->auth_code);
+        db_col_i64(r, 0, col + 2, &a->balance_minor) && db_col_i64(r, 0, col + 3, &a->available_minor);
+    return db_col_text(r, 0, col, a->rc, sizeof a->rc) &&
+           db_col_text(r, 0, col + 1, a->auth_code, sizeof a->auth_code);
 }
 
 /* ---------------------------------------------------------------- load */
@@ -501,7 +471,7 @@ static void on_expire(void *arg, const struct db_reply *rep)
     }
     const PGresult *r = rep->n == 1 ? rep->res[0] : NULL;
     int64_t n = 0;
-    if (!r || PQntuples(r) != 1 || !col_i64(r, 0, 0, &n)) {
+    if (!r || PQntuples(r) != 1 || !db_col_i64(r, 0, 0, &n)) {
         struct db_error err;
         wallet_error(&err, DB_E_INVALID, "hold expiry: no count");
         cb(uarg, &err, 0);
