@@ -3,7 +3,6 @@
  * what a stopped instance left in switch.inflight. Typed results; the SQL lives here. */
 #include "internal.h"
 
-
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +11,7 @@
 #define ORIGINAL_SELECT                                                                            \
     "SELECT a.mti, a.issuer_id, a.issuer_stan, a.issuer_transmission_time, a.rrn,"                 \
     " a.processing_code, a.amount_minor, a.currency, a.auth_code, a.response_code,"                \
-    " a.pan_hmac, EXISTS (SELECT 1 FROM switch.reversal_queue r"                    \
+    " a.pan_hmac, EXISTS (SELECT 1 FROM switch.reversal_queue r"                                   \
     " WHERE r.request_date = $5::date AND r.acquirer_id = $1 AND r.terminal_id = $2"               \
     " AND r.stan = $3 AND r.transmission_time = $4"                                                \
     " AND r.mti_class = a.mti_class COLLATE \"default\")"                                          \

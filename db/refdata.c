@@ -3,7 +3,6 @@
  * the LMK. One job of three SELECTs, turned into typed rows for the caller. */
 #include "internal.h"
 
-
 #include <stdlib.h>
 #include <string.h>
 

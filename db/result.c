@@ -38,9 +38,8 @@ bool db_col_int(const PGresult *r, int row, int col, int *out)
 int64_t db_col_num(const PGresult *r, int row, int col, uint64_t max)
 {
     uint64_t v;
-    return !PQgetisnull(r, row, col) && at_parse_u64(PQgetvalue(r, row, col), max, &v)
-               ? (int64_t)v
-               : -1;
+    return !PQgetisnull(r, row, col) && at_parse_u64(PQgetvalue(r, row, col), max, &v) ? (int64_t)v
+                                                                                       : -1;
 }
 
 bool db_col_bool(const PGresult *r, int row, int col)

@@ -4,7 +4,6 @@
  * rows by their identity. */
 #include "internal.h"
 
-
 #include <stdlib.h>
 #include <string.h>
 

@@ -211,7 +211,8 @@ static const char *read_wallet(const PGresult *r, struct db_wallet_row *w)
         return "expiry";
     if (!db_col_int(r, 0, L_CURRENCY, &w->currency))
         return "currency";
-    if (!db_col_i64(r, 0, L_BALANCE, &w->balance_minor) || !db_col_i64(r, 0, L_HELD, &w->held_minor))
+    if (!db_col_i64(r, 0, L_BALANCE, &w->balance_minor) ||
+        !db_col_i64(r, 0, L_HELD, &w->held_minor))
         return "balance";
     if (!parse_status(PQgetvalue(r, 0, L_STATUS), &w->status))
         return "status";
@@ -238,8 +239,8 @@ static const char *read_wallet(const PGresult *r, struct db_wallet_row *w)
  * leave has_balances false. */
 static bool read_answer(const PGresult *r, int col, struct db_wallet_answer *a)
 {
-    a->has_balances =
-        db_col_i64(r, 0, col + 2, &a->balance_minor) && db_col_i64(r, 0, col + 3, &a->available_minor);
+    a->has_balances = db_col_i64(r, 0, col + 2, &a->balance_minor) &&
+                      db_col_i64(r, 0, col + 3, &a->available_minor);
     return db_col_text(r, 0, col, a->rc, sizeof a->rc) &&
            db_col_text(r, 0, col + 1, a->auth_code, sizeof a->auth_code);
 }
