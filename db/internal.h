@@ -148,4 +148,55 @@ __attribute__((warn_unused_result)) int spool_reader_open(struct spool_reader *r
 enum spool_read_status spool_reader_next(struct spool_reader *r, struct db_auth_record *rec);
 void spool_reader_close(struct spool_reader *r);
 
+/* The live spool's writer. Records appended on the loop thread are written and fdatasync'd in
+ * groups by an I/O thread; each group's tags are then reported to on_synced, err 0 when durable
+ * (else an errno: nothing of the group may be taken as durable). */
+struct spool_writer_opts {
+    struct event_base *base;
+    const char *path;     /* the live file */
+    uint32_t sync_us;     /* a first record waits this long for company */
+    unsigned max_records; /* bound on the records appended and not yet reported */
+    void (*on_synced)(void *arg, const uint32_t *tags, unsigned n, int err);
+    void *arg;
+};
+struct spool_writer;
+/* Opens (creating, with its magic, synced) the live file and starts the I/O thread. 0,
+ * DB_E_SPOOL (the file cannot be written: nothing may be promised) or DB_E_SYS. */
+__attribute__((warn_unused_result)) int spool_writer_open(const struct spool_writer_opts *o,
+                                                          struct spool_writer **out);
+/* Appends rec to the next group; now: sync without waiting sync_us (draining). -1 when out of
+ * memory (the record is not taken). */
+__attribute__((warn_unused_result)) int spool_writer_append(struct spool_writer *w,
+                                                            const struct db_auth_record *rec,
+                                                            uint32_t tag, bool now);
+/* Starts a sync of what was appended, unless one is running. */
+void spool_writer_kick(struct spool_writer *w);
+/* Records appended or being synced. */
+bool spool_writer_busy(const struct spool_writer *w);
+/* The live file holds synced records (from this process or an earlier one). */
+bool spool_writer_has_data(const struct spool_writer *w);
+/* Renames the live file to `to` for replay, between two groups; the next group starts a fresh
+ * file. 0, 1 when there is nothing to hand over or a group is being written, -1 on failure. */
+int spool_writer_handover(struct spool_writer *w, const char *to);
+/* Stops the thread and syncs what is left on the calling thread (reported as usual). */
+void spool_writer_close(struct spool_writer *w);
+
+/* The replay file, read in chunks; records PostgreSQL refuses go to rejected_path. */
+struct spool_replay {
+    const char *path, *rejected_path; /* the owner's strings */
+    struct spool_reader rd;
+    bool eof;
+    bool corrupt;   /* a bad frame: the file is kept, not removed */
+    uint64_t total; /* records replayed from this file (the owner counts) */
+};
+/* 0 reading, 1 no file, -1 unreadable (corrupt is set: finish keeps it). */
+int spool_replay_open(struct spool_replay *r);
+/* Reads up to cap records; fewer (0) at the end of the file. */
+unsigned spool_replay_fill(struct spool_replay *r, struct db_auth_record *recs, unsigned cap);
+/* Closes and removes the file, or keeps it as <path>.corrupt.<time>. */
+void spool_replay_finish(struct spool_replay *r);
+/* Appends refused records to rejected_path (fsync'd); false when that fails (the whole replay
+ * file is then kept). */
+bool spool_replay_reject(struct spool_replay *r, const struct db_auth_record *recs, unsigned n);
+
 #endif

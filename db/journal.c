@@ -10,21 +10,15 @@
 
 #include <errno.h>
 #include <event2/event.h>
-#include <fcntl.h>
-#include <libgen.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "clock.h"
 #include "hex.h"
 #include "log.h"
 
-#define SPOOL_BUF0   (64 * 1024) /* initial spool buffer; grows with the records waiting */
-#define REPLAY_CHUNK 1000        /* records per replay batch (at least batch_max) */
+#define REPLAY_CHUNK 1000 /* records per replay batch (at least batch_max) */
 
 static const char *const outcome_names[DB_OUTCOME_max] = {
     "approved", "declined", "rejected", "timeout", "unavailable", "error",
@@ -211,13 +205,10 @@ struct db_journal {
     unsigned nfree;
     uint32_t *wait; /* ring of slot indices waiting for a batch */
     unsigned wait_head, wait_n;
-    uint32_t *spq; /* slots appended to the spool, awaiting the group fsync */
-    unsigned spq_n;
     struct jcb *cbq; /* callbacks being delivered (a stack: deliveries may nest) */
     unsigned cbq_n, cbq_cap;
 
     struct event *flush_timer;
-    struct event *sync_timer;
     struct event *drain_timer;
     bool down; /* no connection up and one has failed: spool */
     bool pressured;
@@ -225,40 +216,15 @@ struct db_journal {
     void (*drain_done)(void *);
     void *drain_arg;
 
-    int spool_fd;
-    off_t spool_trunc_to; /* >= 0: a failed write left a fragment; cut back to this size first */
-    bool spool_has_data;  /* the live spool holds records */
-    bool replay_file;     /* <spool>.replay exists (left by a crash, or being replayed) */
-    bool spool_new;       /* the live spool was just created: the sync writes its magic first */
-    /* Spool I/O. The loop appends frames to `fill` (slots in spq); a sync hands them over as
-     * `sbuf` (slots in syq) to the worker thread, which writes and fdatasyncs them and then
-     * pokes the loop through a pipe. One sync at a time; records arriving meanwhile form the
-     * next group. The worker touches only spool_fd, spool_trunc_to, sbuf, sbuf_n, spool_new and
-     * the w_ fields,
-     * and only between a handover and its notification. */
-    uint8_t *fill, *sbuf;
-    size_t fill_n, fill_cap, sbuf_n, sbuf_cap;
-    uint32_t *syq;
-    unsigned syq_n;
-    bool syncing;
-    pthread_t worker;
-    bool worker_started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool w_job, w_stop, w_done; /* guarded by mu */
-    int w_errno;
-    int notify[2];
-    struct event *notify_ev;
+    struct spool_writer *spool; /* tags are slot indices */
+    bool replay_file;           /* <spool>.replay exists (left by a crash, or being replayed) */
 
-    /* replay of <spool>.replay */
-    struct spool_reader rd;
+    /* replay of <spool>.replay, one chunk of replay_recs in flight at a time */
+    struct spool_replay rp;
     bool replaying;
-    bool replay_eof;
-    bool replay_corrupt;
     bool replay_inflight;
     struct db_auth_record *replay_recs;
     unsigned replay_n, replay_cap;
-    uint64_t replay_total;
 
     /* db_journal_when_replayed */
     void (*replayed_cb)(void *arg);
@@ -608,271 +574,25 @@ static void group_results(struct db_journal *j, struct jgroup *gr, const PGresul
 
 /* ---- the spool ----------------------------------------------------------------------------- */
 
-static int fsync_dir_of(const char *path)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    int fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd == -1)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
-/* Opens (creating) the live spool. A new file needs its magic and a directory fsync: done here
- * at once when sync_now (start-up, before the loop runs), else by the next sync on the worker. */
-static int spool_open_live(struct db_journal *j, bool sync_now)
-{
-    if (j->spool_fd != -1)
-        return 0;
-    j->spool_fd = open(j->spool_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (j->spool_fd == -1)
-        return -1;
-    struct stat sb;
-    if (fstat(j->spool_fd, &sb) == -1)
-        return -1;
-    j->spool_new = sb.st_size == 0;
-    if (j->spool_new && sync_now) {
-        if (write(j->spool_fd, SPOOL_MAGIC, SPOOL_MAGIC_LEN) != SPOOL_MAGIC_LEN)
-            return -1;
-        if (fdatasync(j->spool_fd) == -1 || fsync_dir_of(j->spool_path) == -1)
-            return -1;
-        j->spool_new = false;
-    }
-    return 0;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    size_t off = 0;
-    while (off < n) {
-        ssize_t w = write(fd, p + off, n - off);
-        if (w == -1) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        off += (size_t)w;
-    }
-    return 0;
-}
-
-/* Writes sbuf (after the magic, for a new file) and fdatasyncs; 0 or an errno. A write cut short
- * (ENOSPC, EIO, EFBIG) must not leave a fragment in front of the next group: the reader stops at
- * the first bad frame, so every record fsync'd after it would never be replayed. The file is cut
- * back to its size before this group; while that fails, nothing more is written. */
-static int spool_write_sync(struct db_journal *j)
-{
-    if (j->spool_trunc_to >= 0) {
-        if (ftruncate(j->spool_fd, j->spool_trunc_to) == -1 || fdatasync(j->spool_fd) == -1)
-            return errno ? errno : EIO;
-        j->spool_trunc_to = -1;
-    }
-    off_t before = lseek(j->spool_fd, 0, SEEK_END);
-    if (before == -1)
-        return errno ? errno : EIO;
-    int err = 0;
-    if (j->spool_new && write_all(j->spool_fd, (const uint8_t *)SPOOL_MAGIC, SPOOL_MAGIC_LEN) != 0)
-        err = errno ? errno : EIO;
-    if (!err && (write_all(j->spool_fd, j->sbuf, j->sbuf_n) != 0 || fdatasync(j->spool_fd) == -1))
-        err = errno ? errno : EIO;
-    if (!err && j->spool_new && fsync_dir_of(j->spool_path) == -1)
-        err = errno ? errno : EIO;
-    if (err) {
-        if (ftruncate(j->spool_fd, before) == -1 || fdatasync(j->spool_fd) == -1)
-            j->spool_trunc_to = before;
-        return err;
-    }
-    j->spool_new = false;
-    return 0;
-}
-
-static void *spool_worker(void *arg)
+/* A group of spooled records was fsync'd (err 0) or could not be: acknowledge or fail them. */
+static void on_spool_synced(void *arg, const uint32_t *slots, unsigned n, int err)
 {
     struct db_journal *j = arg;
-    pthread_mutex_lock(&j->mu);
-    for (;;) {
-        while (!j->w_job && !j->w_stop)
-            pthread_cond_wait(&j->cv, &j->mu);
-        if (!j->w_job)
-            break;
-        pthread_mutex_unlock(&j->mu);
-        int err = spool_write_sync(j);
-        pthread_mutex_lock(&j->mu);
-        j->w_job = false;
-        j->w_done = true;
-        j->w_errno = err;
-        pthread_mutex_unlock(&j->mu);
-        char one = 1;
-        ssize_t w;
-        do
-            w = write(j->notify[1], &one, 1);
-        while (w == -1 && errno == EINTR);
-        pthread_mutex_lock(&j->mu);
-    }
-    pthread_mutex_unlock(&j->mu);
-    return NULL;
-}
-
-/* Starts a sync of what was appended, if none is running. If the spool cannot even be opened the
- * records fail at once (DB_E_SPOOL): the caller must not answer as if they were durable. */
-static void spool_kick(struct db_journal *j)
-{
-    if (j->syncing || j->spq_n == 0)
-        return;
-    if (spool_open_live(j, false) != 0) {
-        at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("path", j->spool_path),
-               AT_STR("error", strerror(errno)), AT_UINT("records", j->spq_n));
-        unsigned n = j->spq_n;
-        j->spq_n = 0;
-        j->fill_n = 0;
+    if (err)
         j->st.failed += n;
-        j_complete(j, j->spq, n, DB_E_SPOOL);
-        return;
-    }
-    uint8_t *b = j->sbuf;
-    size_t cap = j->sbuf_cap;
-    j->sbuf = j->fill;
-    j->sbuf_cap = j->fill_cap;
-    j->sbuf_n = j->fill_n;
-    j->fill = b;
-    j->fill_cap = cap;
-    j->fill_n = 0;
-    uint32_t *q = j->syq;
-    j->syq = j->spq;
-    j->syq_n = j->spq_n;
-    j->spq = q;
-    j->spq_n = 0;
-    j->syncing = true;
-    pthread_mutex_lock(&j->mu);
-    j->w_job = true;
-    pthread_cond_signal(&j->cv);
-    pthread_mutex_unlock(&j->mu);
-}
-
-/* The worker finished a sync: acknowledge its records (DB_SPOOLED) or fail them (DB_E_SPOOL),
- * then start the next group at once if records arrived meanwhile. */
-static void spool_sync_done(struct db_journal *j)
-{
-    pthread_mutex_lock(&j->mu);
-    bool done = j->w_done;
-    int err = j->w_errno;
-    j->w_done = false;
-    pthread_mutex_unlock(&j->mu);
-    if (!done)
-        return;
-    j->syncing = false;
-    int status = DB_SPOOLED;
-    if (err) {
-        at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("path", j->spool_path),
-               AT_STR("error", strerror(err)), AT_UINT("records", j->syq_n));
-        status = DB_E_SPOOL;
-        /* What reached the file may still be replayed (harmless); the callers were told that it
-         * is not durable. */
-    } else {
-        j->spool_has_data = true;
-    }
-    unsigned n = j->syq_n;
-    j->syq_n = 0;
-    if (status == DB_SPOOLED)
-        j->st.spooled += n;
     else
-        j->st.failed += n;
-    j_complete(j, j->syq, n, status);
+        j->st.spooled += n;
+    j_complete(j, slots, n, err ? DB_E_SPOOL : DB_SPOOLED);
     j_maybe_replay(j); /* between two groups: the moment the live file can be handed over */
-    spool_kick(j);
     j_check_drained(j);
 }
 
-static void on_notify(evutil_socket_t fd, short what, void *arg)
+/* The record of a slot goes to the spool; its callback waits for the group's fdatasync. */
+static void j_spool(struct db_journal *j, uint32_t slot)
 {
-    char buf[64];
-    while (read(fd, buf, sizeof buf) > 0)
-        ;
-    spool_sync_done(arg);
-}
-
-static void on_sync_timer(evutil_socket_t fd, short what, void *arg)
-{
-    spool_kick(arg);
-}
-
-/* Stops the worker (after its current sync) and syncs what is left on the calling thread. For
- * db_journal_free only: blocking is acceptable when the writer goes away. */
-static void spool_flush_final(struct db_journal *j)
-{
-    if (j->worker_started) {
-        pthread_mutex_lock(&j->mu);
-        j->w_stop = true;
-        pthread_cond_signal(&j->cv);
-        pthread_mutex_unlock(&j->mu);
-        pthread_join(j->worker, NULL);
-        j->worker_started = false;
-        spool_sync_done(j);
-    }
-    if (j->spq_n == 0)
-        return;
-    int status = DB_SPOOLED;
-    if (spool_open_live(j, false) != 0) {
-        status = DB_E_SPOOL;
-    } else {
-        uint8_t *b = j->sbuf;
-        size_t cap = j->sbuf_cap;
-        j->sbuf = j->fill;
-        j->sbuf_cap = j->fill_cap;
-        j->sbuf_n = j->fill_n;
-        j->fill = b;
-        j->fill_cap = cap;
-        j->fill_n = 0;
-        int err = spool_write_sync(j);
-        if (err) {
-            errno = err;
-            status = DB_E_SPOOL;
-        } else {
-            j->spool_has_data = true;
-        }
-    }
-    if (status != DB_SPOOLED)
-        at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("path", j->spool_path),
-               AT_STR("error", strerror(errno)), AT_UINT("records", j->spq_n));
-    unsigned n = j->spq_n;
-    j->spq_n = 0;
-    if (status == DB_SPOOLED)
-        j->st.spooled += n;
-    else
-        j->st.failed += n;
-    j_complete(j, j->spq, n, status);
-}
-
-/* Appends a slot's record to the fill buffer (growing it: it holds at most queue_max records);
- * its callback waits for the group's fdatasync. */
-static void spool_append(struct db_journal *j, uint32_t slot)
-{
-    if (j->fill_n + SPOOL_FRAME_HDR + SPOOL_MAX_RECORD > j->fill_cap) {
-        size_t cap = j->fill_cap * 2;
-        uint8_t *p = realloc(j->fill, cap);
-        if (!p) {
-            at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("error", "out of memory"));
-            j->st.failed++;
-            j_complete(j, &slot, 1, DB_E_SPOOL);
-            return;
-        }
-        j->fill = p;
-        j->fill_cap = cap;
-    }
-    j->fill_n += spool_frame(&j->slots[slot].rec, j->fill + j->fill_n, j->fill_cap - j->fill_n);
-    j->spq[j->spq_n++] = slot;
-    if (j->closing)
-        return; /* spool_flush_final syncs */
-    if (j->draining) {
-        spool_kick(j);
-        return;
-    }
-    if (!j->syncing && !evtimer_pending(j->sync_timer, NULL)) {
-        struct timeval tv = { .tv_sec = j->o.spool_sync_us / 1000000,
-                              .tv_usec = j->o.spool_sync_us % 1000000 };
-        evtimer_add(j->sync_timer, &tv);
+    if (spool_writer_append(j->spool, &j->slots[slot].rec, slot, j->draining) != 0) {
+        j->st.failed++;
+        j_complete(j, &slot, 1, DB_E_SPOOL);
     }
 }
 
@@ -1041,7 +761,7 @@ static void batch_done(struct dbc_job *job)
         at_log(AT_LOG_WARN, "journal_batch_to_spool", AT_UINT("records", n),
                AT_STR("sqlstate", e->sqlstate), AT_STR("error", e->message));
         for (unsigned i = 0; i < n; i++)
-            spool_append(j, b->idx[i]);
+            j_spool(j, b->idx[i]);
     } else if (e->action == DB_ACTION_RETRY) {
         for (unsigned i = n; i-- > 0;) {
             j->slots[b->idx[i]].retries++;
@@ -1123,7 +843,8 @@ static void arm_flush_timer(struct db_journal *j)
  * (records spooled meanwhile form the next file) and live batches resume when nothing is left. */
 static bool j_backlog(const struct db_journal *j)
 {
-    return j->replaying || j->replay_file || j->spool_has_data || j->spq_n > 0 || j->syncing;
+    return j->replaying || j->replay_file || spool_writer_has_data(j->spool) ||
+           spool_writer_busy(j->spool);
 }
 
 static void j_dispatch(struct db_journal *j, bool force)
@@ -1132,7 +853,7 @@ static void j_dispatch(struct db_journal *j, bool force)
         if (j->wait_n == 0)
             return;
         while (j->wait_n > 0)
-            spool_append(j, wait_pop(j));
+            j_spool(j, wait_pop(j));
         return;
     }
     while (j->wait_n > 0) {
@@ -1236,96 +957,44 @@ void db_journal_when_replayed(struct db_journal *j, void (*done)(void *arg), voi
 
 static void replay_finish(struct db_journal *j)
 {
-    spool_reader_close(&j->rd);
-    if (j->replay_corrupt) {
-        char dst[4200];
-        snprintf(dst, sizeof dst, "%s.corrupt.%lld", j->replay_path, (long long)time(NULL));
-        if (rename(j->replay_path, dst) == -1)
-            at_log(AT_LOG_ERROR, "journal_spool_rename_failed", AT_STR("path", j->replay_path));
-        at_log(AT_LOG_ERROR, "journal_spool_corrupt", AT_STR("kept_as", dst),
-               AT_UINT("replayed", j->replay_total));
-    } else if (unlink(j->replay_path) == -1 && errno != ENOENT) {
-        at_log(AT_LOG_ERROR, "journal_spool_unlink_failed", AT_STR("path", j->replay_path),
-               AT_STR("error", strerror(errno)));
-    } else {
-        at_log(AT_LOG_INFO, "journal_spool_replayed", AT_UINT("records", j->replay_total));
-    }
+    spool_replay_finish(&j->rp);
     j->replaying = false;
     j->replay_file = false;
-    j->replay_total = 0;
     j_check_replayed(j);
 }
 
-/* Reads the next records of the replay file into replay_recs. */
-static void replay_fill(struct db_journal *j)
-{
-    j->replay_n = 0;
-    while (!j->replay_eof && j->replay_n < j->replay_cap) {
-        enum spool_read_status s = spool_reader_next(&j->rd, &j->replay_recs[j->replay_n]);
-        if (s == SPOOL_READ_OK) {
-            j->replay_n++;
-            continue;
-        }
-        if (s == SPOOL_READ_TORN)
-            at_log(AT_LOG_WARN, "journal_spool_torn_tail", AT_STR("path", j->replay_path),
-                   AT_UINT("offset", j->rd.offset));
-        if (s == SPOOL_READ_CORRUPT) {
-            at_log(AT_LOG_ERROR, "journal_spool_bad_frame", AT_STR("path", j->replay_path),
-                   AT_UINT("offset", j->rd.offset));
-            j->replay_corrupt = true;
-        }
-        j->replay_eof = true;
-    }
-}
-
-/* Starts or continues replaying: the live spool is first renamed to <spool>.replay (new outage
- * records then go to a fresh live spool), then read in chunks of REPLAY_CHUNK records, one chunk in
- * flight at a time, so the file's order is kept. The file is removed once its last chunk committed.
- */
+/* Starts or continues replaying: the live spool is first handed over as <spool>.replay (new
+ * outage records then go to a fresh live spool), then read in chunks of REPLAY_CHUNK records, one
+ * chunk in flight at a time, so the file's order is kept. The file is removed once its last chunk
+ * committed. */
 static void j_maybe_replay(struct db_journal *j)
 {
     if (j->down || j->closing || j->replay_inflight)
         return;
     if (!j->replaying) {
-        struct stat sb;
-        if (stat(j->replay_path, &sb) == -1) {
-            /* Records appended but not yet handed to the worker go to the next live file;
-             * a group being written must finish in this one first. */
-            if (!j->spool_has_data || j->syncing) {
+        if (!j->replay_file) {
+            int rc = spool_writer_handover(j->spool, j->replay_path);
+            if (rc > 0)
                 j_check_replayed(j);
+            if (rc != 0)
                 return;
-            }
-            if (j->spool_fd != -1) {
-                close(j->spool_fd);
-                j->spool_fd = -1;
-            }
-            j->spool_trunc_to = -1; /* a fragment at the very end is a torn tail: ignored */
-            if (rename(j->spool_path, j->replay_path) == -1 || fsync_dir_of(j->spool_path) == -1) {
-                at_log(AT_LOG_ERROR, "journal_spool_rename_failed", AT_STR("path", j->spool_path),
-                       AT_STR("error", strerror(errno)));
-                return;
-            }
-            j->spool_has_data = false;
             j->replay_file = true;
         }
-        int rc = spool_reader_open(&j->rd, j->replay_path);
-        if (rc != 0) {
-            if (rc < 0) {
-                at_log(AT_LOG_ERROR, "journal_spool_unreadable", AT_STR("path", j->replay_path));
-                j->replay_corrupt = true;
-                j->replaying = true;
-                replay_finish(j);
-            }
+        int rc = spool_replay_open(&j->rp);
+        if (rc > 0) {
+            j->replay_file = false;
+            j_check_replayed(j);
             return;
         }
         j->replaying = true;
-        j->replay_eof = false;
-        j->replay_corrupt = false;
         j->replay_n = 0;
-        at_log(AT_LOG_INFO, "journal_spool_replay_start", AT_STR("path", j->replay_path));
+        if (rc < 0) {
+            replay_finish(j);
+            return;
+        }
     }
     if (j->replay_n == 0) {
-        replay_fill(j);
+        j->replay_n = spool_replay_fill(&j->rp, j->replay_recs, j->replay_cap);
         if (j->replay_n == 0) {
             replay_finish(j);
             j_maybe_replay(j); /* the live spool may have filled meanwhile */
@@ -1357,32 +1026,15 @@ static void replay_batch_done(struct db_journal *j, struct jbatch *b)
     b->n = 0;
     if (e->code == 0) {
         j->st.replayed += j->replay_n;
-        j->replay_total += j->replay_n;
+        j->rp.total += j->replay_n;
         j->replay_n = 0;
     } else if (e->code == DB_E_SQL && e->action == DB_ACTION_FAIL) {
         /* Records that were acknowledged but that the database refuses: never dropped silently,
          * they are kept in <spool>.rejected for an operator. */
-        int fd = open(j->rejected_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        uint8_t frame[SPOOL_FRAME_HDR + SPOOL_MAX_RECORD];
-        bool ok = fd != -1;
-        struct stat sb;
-        if (ok && fstat(fd, &sb) == 0 && sb.st_size == 0)
-            ok = write(fd, SPOOL_MAGIC, SPOOL_MAGIC_LEN) == SPOOL_MAGIC_LEN;
-        for (unsigned i = 0; ok && i < j->replay_n; i++) {
-            size_t n = spool_frame(&j->replay_recs[i], frame, sizeof frame);
-            ok = write(fd, frame, n) == (ssize_t)n;
-        }
-        if (ok)
-            ok = fdatasync(fd) == 0;
-        if (fd != -1)
-            close(fd);
+        bool kept = spool_replay_reject(&j->rp, j->replay_recs, j->replay_n);
         at_log(AT_LOG_ERROR, "journal_spool_records_refused", AT_UINT("records", j->replay_n),
                AT_STR("sqlstate", e->sqlstate), AT_STR("error", e->message),
-               AT_STR("kept_in", j->rejected_path), AT_BOOL("kept", ok));
-        if (!ok) {
-            j->replay_corrupt = true; /* keep the whole file instead */
-            j->replay_eof = true;
-        }
+               AT_STR("kept_in", j->rejected_path), AT_BOOL("kept", kept));
         j->replay_n = 0;
     }
     /* Connection errors: keep replay_recs and send them again when a connection is up. */
@@ -1412,6 +1064,99 @@ static char *str_concat(const char *a, const char *b)
     return p;
 }
 
+/* Fills in the defaults and bounds of the writer's options. */
+static void j_defaults(struct db_journal_opts *o)
+{
+    if (!o->connections)
+        o->connections = 4;
+    if (!o->batch_max)
+        o->batch_max = 256;
+    if (o->batch_max > 2000)
+        o->batch_max = 2000;
+    if (!o->batch_delay_us)
+        o->batch_delay_us = 1000;
+    if (!o->queue_max)
+        o->queue_max = 65536;
+    if (o->queue_max < o->batch_max)
+        o->queue_max = o->batch_max;
+    if (!o->queue_low || o->queue_low >= o->queue_max)
+        o->queue_low = o->queue_max / 2;
+    if (!o->spool_sync_us)
+        o->spool_sync_us = 2000;
+    if (!o->batch_timeout_ms)
+        o->batch_timeout_ms = 5000;
+}
+
+/* The writer's own copies of its strings, its slots and queues, its timers. 0 or -1. */
+static int j_alloc(struct db_journal *j, const struct db_journal_opts *opts)
+{
+    j->conninfo = strdup(opts->conninfo ? opts->conninfo : "");
+    j->owner = strdup(opts->owner ? opts->owner : "");
+    j->spool_path = strdup(opts->spool_path);
+    j->replay_path = str_concat(opts->spool_path, ".replay");
+    j->rejected_path = str_concat(opts->spool_path, ".rejected");
+    j->o.conninfo = j->conninfo;
+    j->o.owner = j->owner;
+    j->o.spool_path = j->spool_path;
+    j->rp.path = j->replay_path;
+    j->rp.rejected_path = j->rejected_path;
+    j->slots = calloc(j->o.queue_max, sizeof *j->slots);
+    j->free_idx = calloc(j->o.queue_max, sizeof *j->free_idx);
+    j->wait = calloc(j->o.queue_max, sizeof *j->wait);
+    j->cbq_cap = 2 * j->o.queue_max;
+    j->cbq = calloc(j->cbq_cap, sizeof *j->cbq);
+    j->replay_cap = j->o.batch_max > REPLAY_CHUNK ? j->o.batch_max : REPLAY_CHUNK;
+    j->replay_recs = calloc(j->replay_cap, sizeof *j->replay_recs);
+    j->conns = calloc(j->nconn, sizeof *j->conns);
+    j->flush_timer = evtimer_new(j->base, on_flush_timer, j);
+    j->drain_timer = evtimer_new(j->base, on_drain_timer, j);
+    j->replayed_ev = event_new(j->base, -1, 0, on_replayed, j);
+    if (!j->conninfo || !j->owner || !j->spool_path || !j->replay_path || !j->rejected_path ||
+        !j->slots || !j->free_idx || !j->wait || !j->cbq || !j->replay_recs || !j->conns ||
+        !j->flush_timer || !j->drain_timer || !j->replayed_ev)
+        return -1;
+    for (unsigned i = 0; i < j->o.queue_max; i++)
+        j->free_idx[i] = j->o.queue_max - 1 - i;
+    j->nfree = j->o.queue_max;
+    return 0;
+}
+
+/* Connection i with its batch: the engine's callbacks and the batch's preallocated arrays (a
+ * replay chunk per statement, batch_max slots). 0 or -1; the caller frees on failure. */
+static int jconn_init(struct db_journal *j, unsigned i)
+{
+    struct jconn *jc = &j->conns[i];
+    if (dbc_init(&jc->dbc, j->base, j->conninfo, i) != 0)
+        return -1;
+    jc->j = j;
+    jc->dbc.owner = jc;
+    jc->dbc.on_state = j_on_state;
+    jc->dbc.app_name = "atlas-journal";
+    jc->dbc.preps = journal_preps;
+    jc->dbc.npreps = sizeof journal_preps / sizeof journal_preps[0];
+    if (j->o.reconnect_min_ms)
+        jc->dbc.backoff_min_ms = j->o.reconnect_min_ms;
+    if (j->o.reconnect_max_ms)
+        jc->dbc.backoff_max_ms = j->o.reconnect_max_ms;
+    struct jbatch *b = &jc->batch;
+    b->jc = jc;
+    b->job.nstmt = 1;
+    b->job.res = b->res;
+    b->job.send = batch_send;
+    b->job.done = batch_done;
+    bool ok = true;
+    for (int g = 0; g < G_max; g++) {
+        b->g[g].rec = calloc(j->replay_cap, sizeof *b->g[g].rec);
+        b->g[g].status = calloc(j->replay_cap, sizeof *b->g[g].status);
+        ok = ok && b->g[g].rec && b->g[g].status;
+    }
+    b->idx = calloc(j->o.batch_max, sizeof *b->idx);
+    b->done_slot = calloc(j->o.batch_max, sizeof *b->done_slot);
+    b->done_status = calloc(j->o.batch_max, sizeof *b->done_status);
+    jc->timeout = evtimer_new(j->base, on_batch_timeout, jc);
+    return ok && b->idx && b->done_slot && b->done_status && jc->timeout ? 0 : -1;
+}
+
 int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
                    struct db_journal **out)
 {
@@ -1422,131 +1167,37 @@ int db_journal_new(struct event_base *base, const struct db_journal_opts *opts,
         return DB_E_SYS;
     j->base = base;
     j->o = *opts;
-    j->spool_fd = -1;
-    j->spool_trunc_to = -1;
-    if (!j->o.connections)
-        j->o.connections = 4;
-    if (!j->o.batch_max)
-        j->o.batch_max = 256;
-    if (j->o.batch_max > 2000)
-        j->o.batch_max = 2000;
-    if (!j->o.batch_delay_us)
-        j->o.batch_delay_us = 1000;
-    if (!j->o.queue_max)
-        j->o.queue_max = 65536;
-    if (j->o.queue_max < j->o.batch_max)
-        j->o.queue_max = j->o.batch_max;
-    if (!j->o.queue_low || j->o.queue_low >= j->o.queue_max)
-        j->o.queue_low = j->o.queue_max / 2;
-    if (!j->o.spool_sync_us)
-        j->o.spool_sync_us = 2000;
-    if (!j->o.batch_timeout_ms)
-        j->o.batch_timeout_ms = 5000;
+    j_defaults(&j->o);
     j->nconn = j->o.connections;
-    j->conninfo = strdup(opts->conninfo ? opts->conninfo : "");
-    j->owner = strdup(opts->owner ? opts->owner : "");
-    j->spool_path = strdup(opts->spool_path);
-    j->replay_path = str_concat(opts->spool_path, ".replay");
-    j->rejected_path = str_concat(opts->spool_path, ".rejected");
-    j->slots = calloc(j->o.queue_max, sizeof *j->slots);
-    j->free_idx = calloc(j->o.queue_max, sizeof *j->free_idx);
-    j->wait = calloc(j->o.queue_max, sizeof *j->wait);
-    j->spq = calloc(j->o.queue_max, sizeof *j->spq);
-    j->cbq_cap = 2 * j->o.queue_max;
-    j->cbq = calloc(j->cbq_cap, sizeof *j->cbq);
-    j->syq = calloc(j->o.queue_max, sizeof *j->syq);
-    j->fill_cap = j->sbuf_cap = SPOOL_BUF0;
-    j->fill = malloc(j->fill_cap);
-    j->sbuf = malloc(j->sbuf_cap);
-    j->notify[0] = j->notify[1] = -1;
-    j->replay_cap = j->o.batch_max > REPLAY_CHUNK ? j->o.batch_max : REPLAY_CHUNK;
-    j->replay_recs = calloc(j->replay_cap, sizeof *j->replay_recs);
-    j->conns = calloc(j->nconn, sizeof *j->conns);
-    j->flush_timer = evtimer_new(base, on_flush_timer, j);
-    j->sync_timer = evtimer_new(base, on_sync_timer, j);
-    j->drain_timer = evtimer_new(base, on_drain_timer, j);
-    j->replayed_ev = event_new(base, -1, 0, on_replayed, j);
-    j->o.conninfo = j->conninfo;
-    j->o.owner = j->owner;
-    j->o.spool_path = j->spool_path;
-    if (!j->conninfo || !j->owner || !j->spool_path || !j->replay_path || !j->rejected_path ||
-        !j->slots || !j->free_idx || !j->wait || !j->spq || !j->cbq || !j->syq || !j->fill ||
-        !j->sbuf || !j->replay_recs || !j->conns || !j->flush_timer || !j->sync_timer ||
-        !j->drain_timer || !j->replayed_ev) {
-        j->nconn = 0;
+    if (j_alloc(j, opts) != 0) {
+        j->nconn = 0; /* no connection initialised */
         db_journal_free(j);
         return DB_E_SYS;
     }
-    for (unsigned i = 0; i < j->o.queue_max; i++)
-        j->free_idx[i] = j->o.queue_max - 1 - i;
-    j->nfree = j->o.queue_max;
-    bool alloc_failed = false;
     for (unsigned i = 0; i < j->nconn; i++) {
-        struct jconn *jc = &j->conns[i];
-        if (dbc_init(&jc->dbc, base, j->conninfo, i) != 0) {
-            j->nconn = i;
-            db_journal_free(j);
-            return DB_E_SYS;
-        }
-        jc->j = j;
-        jc->dbc.owner = jc;
-        jc->dbc.on_state = j_on_state;
-        jc->dbc.app_name = "atlas-journal";
-        jc->dbc.preps = journal_preps;
-        jc->dbc.npreps = sizeof journal_preps / sizeof journal_preps[0];
-        if (j->o.reconnect_min_ms)
-            jc->dbc.backoff_min_ms = j->o.reconnect_min_ms;
-        if (j->o.reconnect_max_ms)
-            jc->dbc.backoff_max_ms = j->o.reconnect_max_ms;
-        jc->batch.jc = jc;
-        jc->batch.job.nstmt = 1;
-        jc->batch.job.res = jc->batch.res;
-        for (int g = 0; g < G_max && !alloc_failed; g++) {
-            jc->batch.g[g].rec = calloc(j->replay_cap, sizeof *jc->batch.g[g].rec);
-            jc->batch.g[g].status = calloc(j->replay_cap, sizeof *jc->batch.g[g].status);
-            alloc_failed = !jc->batch.g[g].rec || !jc->batch.g[g].status;
-        }
-        jc->batch.done_slot = calloc(j->o.batch_max, sizeof *jc->batch.done_slot);
-        jc->batch.done_status = calloc(j->o.batch_max, sizeof *jc->batch.done_status);
-        jc->batch.job.send = batch_send;
-        jc->batch.job.done = batch_done;
-        jc->batch.idx = calloc(j->o.batch_max, sizeof *jc->batch.idx);
-        jc->timeout = evtimer_new(base, on_batch_timeout, jc);
-        if (!jc->batch.idx || !jc->timeout || alloc_failed || !jc->batch.done_slot ||
-            !jc->batch.done_status) {
+        if (jconn_init(j, i) != 0) {
             j->nconn = i + 1;
             db_journal_free(j);
             return DB_E_SYS;
         }
     }
-    /* A spool left by an earlier process is replayed once the database answers. */
+    /* A spool left by an earlier process is replayed once the database answers; the spool must
+     * be writable before anything is promised. */
+    const struct spool_writer_opts so = { .base = base,
+                                          .path = j->spool_path,
+                                          .sync_us = j->o.spool_sync_us,
+                                          .max_records = j->o.queue_max,
+                                          .on_synced = on_spool_synced,
+                                          .arg = j };
+    int rc = spool_writer_open(&so, &j->spool);
+    if (rc != 0) {
+        db_journal_free(j);
+        return rc;
+    }
     struct stat sb;
-    if (stat(j->spool_path, &sb) == 0 && sb.st_size > SPOOL_MAGIC_LEN)
-        j->spool_has_data = true;
-    else if (stat(j->spool_path, &sb) == -1 && errno != ENOENT) {
-        j->nconn = 0;
-        db_journal_free(j);
-        return DB_E_SPOOL;
-    }
     j->replay_file = stat(j->replay_path, &sb) == 0;
-    if (j->spool_has_data || j->replay_file)
+    if (spool_writer_has_data(j->spool) || j->replay_file)
         at_log(AT_LOG_INFO, "journal_spool_found", AT_STR("path", j->spool_path));
-    /* The spool must be writable before we promise anything. */
-    if (spool_open_live(j, true) != 0) {
-        at_log(AT_LOG_ERROR, "journal_spool_failed", AT_STR("path", j->spool_path),
-               AT_STR("error", strerror(errno)));
-        db_journal_free(j);
-        return DB_E_SPOOL;
-    }
-    if (pipe2(j->notify, O_NONBLOCK | O_CLOEXEC) == -1 ||
-        !(j->notify_ev = event_new(base, j->notify[0], EV_READ | EV_PERSIST, on_notify, j)) ||
-        event_add(j->notify_ev, NULL) != 0 || pthread_mutex_init(&j->mu, NULL) != 0 ||
-        pthread_cond_init(&j->cv, NULL) != 0 ||
-        pthread_create(&j->worker, NULL, spool_worker, j) != 0) {
-        db_journal_free(j);
-        return DB_E_SYS;
-    }
-    j->worker_started = true;
     for (unsigned i = 0; i < j->nconn; i++)
         dbc_start(&j->conns[i].dbc);
     *out = j;
@@ -1599,7 +1250,8 @@ void db_journal_get_stats(const struct db_journal *j, struct db_journal_stats *s
             st->connected++;
     st->db_up = !j->down && st->connected > 0;
     struct stat sb;
-    st->spool_pending = j->spool_has_data || j->replaying || stat(j->replay_path, &sb) == 0;
+    st->spool_pending =
+        spool_writer_has_data(j->spool) || j->replaying || stat(j->replay_path, &sb) == 0;
 }
 
 void db_journal_drain(struct db_journal *j, void (*done)(void *arg), void *arg)
@@ -1608,7 +1260,7 @@ void db_journal_drain(struct db_journal *j, void (*done)(void *arg), void *arg)
     j->drain_done = done;
     j->drain_arg = arg;
     j_dispatch(j, true);
-    spool_kick(j);
+    spool_writer_kick(j->spool);
     j_check_drained(j);
 }
 
@@ -1624,10 +1276,10 @@ void db_journal_free(struct db_journal *j)
     j->down = true;
     if (j->wait)
         j_dispatch(j, true);
-    if (j->spq)
-        spool_flush_final(j);
+    spool_writer_close(j->spool); /* syncs what is left; its callbacks still run */
+    j->spool = NULL;
     if (j->replaying)
-        spool_reader_close(&j->rd);
+        spool_reader_close(&j->rp.rd);
     for (unsigned i = 0; i < j->nconn; i++) {
         struct jbatch *b = &j->conns[i].batch;
         for (int g = 0; g < G_max; g++) {
@@ -1642,36 +1294,17 @@ void db_journal_free(struct db_journal *j)
         if (j->conns[i].timeout)
             event_free(j->conns[i].timeout);
     }
-    if (j->spool_fd != -1)
-        close(j->spool_fd);
-    /* An empty live spool (magic only) is removed so that a clean stop leaves nothing behind. */
-    struct stat sb;
-    if (j->spool_path && !j->spool_has_data && stat(j->spool_path, &sb) == 0 &&
-        sb.st_size <= SPOOL_MAGIC_LEN)
-        unlink(j->spool_path);
     if (j->flush_timer)
         event_free(j->flush_timer);
-    if (j->sync_timer)
-        event_free(j->sync_timer);
     if (j->drain_timer)
         event_free(j->drain_timer);
     if (j->replayed_ev)
         event_free(j->replayed_ev);
-    if (j->notify_ev)
-        event_free(j->notify_ev);
-    if (j->notify[0] != -1) {
-        close(j->notify[0]);
-        close(j->notify[1]);
-    }
     free(j->conns);
     free(j->slots);
     free(j->free_idx);
     free(j->wait);
-    free(j->spq);
     free(j->cbq);
-    free(j->syq);
-    free(j->fill);
-    free(j->sbuf);
     free(j->replay_recs);
     free(j->conninfo);
     free(j->owner);

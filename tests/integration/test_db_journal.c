@@ -1163,6 +1163,53 @@ static void test_spool_write_cut_short(void **state)
     unlink(spool);
 }
 
+static bool never(void *arg)
+{
+    return false;
+}
+
+/* The writer stops while a spool group's sync has finished but its notice is not yet read and a
+ * new record waits behind it: the stop must report the first group and still write and
+ * acknowledge the second (it was once left unwritten, its callback never called). */
+static void test_free_spools_what_waits_behind_a_sync(void **state)
+{
+    const char *spool = spool_path("behind");
+    struct event_base *base = new_base();
+    struct db_journal *j = NULL;
+    struct db_journal_opts o = { .conninfo = "host=/nonexistent-atlas port=1 dbname=x",
+                                 .spool_path = spool,
+                                 .spool_sync_us = 1 };
+    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    (void)dbt_run_until(base, never, NULL, 300); /* the connections fail: the writer is down */
+    struct tally t = { .expected = 2, .in_order = true };
+    struct tcb cbs[2] = { { .t = &t, .seq = 0 }, { .t = &t, .seq = 1 } };
+    struct db_auth_record rec;
+    dbt_record(&rec, 40, 0);
+    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[0]), 0);
+    usleep(50000); /* past the sync delay, even on libevent's coarse clock */
+    event_base_loop(base, EVLOOP_NONBLOCK); /* the sync timer hands the group to the worker */
+    usleep(300000);                         /* which syncs it; the loop does not hear of it */
+    struct stat sb;
+    assert_int_equal(stat(spool, &sb), 0);
+    assert_true(sb.st_size > SPOOL_MAGIC_LEN); /* the first group is in the file */
+    dbt_record(&rec, 40, 1);
+    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[1]), 0);
+    assert_int_equal(t.calls, 0);
+    db_journal_free(j);
+    assert_int_equal(t.calls, 2);
+    assert_int_equal(t.spooled, 2);
+    assert_true(t.in_order);
+    struct spool_reader rd;
+    assert_int_equal(spool_reader_open(&rd, spool), 0);
+    unsigned n = 0;
+    while (spool_reader_next(&rd, &rec) == SPOOL_READ_OK)
+        n++;
+    spool_reader_close(&rd);
+    assert_int_equal(n, 2);
+    unlink(spool);
+    event_base_free(base);
+}
+
 int main(void)
 {
     if (!getenv("PGHOST") && !getenv("PGDATABASE")) {
@@ -1179,6 +1226,7 @@ int main(void)
         cmocka_unit_test(test_terminate_backend_mid_batch),
         cmocka_unit_test(test_crash_then_replay),
         cmocka_unit_test(test_spool_write_cut_short),
+        cmocka_unit_test(test_free_spools_what_waits_behind_a_sync),
         cmocka_unit_test(test_replay_keeps_the_order_of_durability),
         cmocka_unit_test(test_hung_server_batch_timeout),
         cmocka_unit_test(test_server_restart_under_load),
