@@ -5,10 +5,74 @@
 
 #include "db.h"
 
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <sys/queue.h>
 
 struct event;
+
+/* ---- the generic client's statements (client.c) -------------------------------------------
+ * The typed APIs of db.h and wallet.h are built on these; tests use them to set up and inspect.
+ */
+
+/* Registers a prepared statement, (re)prepared on every connection when it connects, before any
+ * work. name and sql are copied. Call before the loop runs. 0 or DB_E_INVALID/DB_E_SYS. */
+__attribute__((warn_unused_result)) int db_client_prepare(struct db_client *c, const char *name,
+                                                          const char *sql);
+
+/* One statement of a job: either sql (sent with PQsendQueryParams, unnamed) or the name of a
+ * statement registered with db_client_prepare. Parameters are text; a NULL value is SQL NULL. */
+struct db_stmt {
+    const char *sql;
+    const char *prepared;
+    int nparams;
+    const char *const *values;
+};
+
+/* What a job's callback receives. res[i] is the result of statement i (PGRES_TUPLES_OK or
+ * PGRES_COMMAND_OK), or NULL for a statement that failed or was skipped after an earlier error.
+ * The results are freed when the callback returns. err->code is 0 on success. */
+struct db_reply {
+    const struct db_error *err;
+    unsigned n;
+    PGresult *const *res;
+};
+typedef void (*db_reply_cb)(void *arg, const struct db_reply *reply);
+
+/* Queues n statements (1..32) as one job: they are sent pipelined, followed by one Sync, so they
+ * run as ONE transaction — the implicit transaction of the pipeline segment: all committed or
+ * none (an error rolls back everything before it and skips everything after it). cb fires once,
+ * after the Sync's answer, i.e. after the commit. The statements and parameter values are copied
+ * (one allocation per job). A job that fails with DB_ACTION_RETRY is run again (up to 3 times);
+ * a job whose connection breaks before it was sent waits for the next connection; one whose
+ * connection breaks after it was sent fails with DB_E_CONN (its outcome is unknown: make such
+ * work idempotent); while no connection can be established, jobs fail at once with DB_E_CONN
+ * rather than wait. Do not put BEGIN/COMMIT in the statements. cb runs on the loop; it may call
+ * db_exec again. Returns 0, DB_E_INVALID, DB_E_FULL (too many queued) or DB_E_SYS; cb is not
+ * called then. */
+__attribute__((warn_unused_result)) int db_exec(struct db_client *c, const struct db_stmt *stmts,
+                                                unsigned n, db_reply_cb cb, void *arg);
+
+/* db_exec of one statement given as sql. */
+__attribute__((warn_unused_result)) int db_query(struct db_client *c, const char *sql, int nparams,
+                                                 const char *const *values, db_reply_cb cb,
+                                                 void *arg);
+
+/* ---- blocking schema work (migrate.c), for atlas-db, daemon start-up and tests ---------- */
+
+/* Verifies that the database has schema version >= required (schema_migrations). Returns 0, or
+ * DB_E_SCHEMA with the versions in err (also when schema_migrations does not exist), DB_E_CONN. */
+__attribute__((warn_unused_result)) int db_schema_check(PGconn *conn, int required,
+                                                        struct db_error *err);
+
+/* Applies the numbered migrations NNNN_name.sql of dir that are not yet recorded, in order, each
+ * in its own transaction, under a session advisory lock (concurrent runs wait, then do
+ * nothing). Writes one line per applied file to log (may be NULL). *applied receives how many
+ * were applied (may be NULL). Returns 0, DB_E_INVALID (bad dir or file name, checksum of an
+ * applied file changed), DB_E_SQL or DB_E_CONN with err filled. */
+__attribute__((warn_unused_result)) int db_migrate(PGconn *conn, const char *dir, int *applied,
+                                                   void (*log)(const char *line),
+                                                   struct db_error *err);
 
 /* ---- connection engine ---------------------------------------------------------------- */
 

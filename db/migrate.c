@@ -60,19 +60,38 @@ static int run(PGconn *conn, const char *sql, struct db_error *err, const char *
     return rc;
 }
 
-int db_schema_check_at(const char *conninfo, int required, struct db_error *err)
+/* A blocking connection for the *_at functions; NULL with err filled. */
+static PGconn *connect_at(const char *conninfo, struct db_error *err)
 {
     PGconn *c = PQconnectdb(conninfo ? conninfo : "");
-    if (PQstatus(c) != CONNECTION_OK) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "cannot connect to PostgreSQL: %s", PQerrorMessage(c));
-        msg[strcspn(msg, "\n")] = '\0';
-        if (err)
-            dbc_set_error(err, DB_E_CONN, NULL, msg);
-        PQfinish(c);
+    if (PQstatus(c) == CONNECTION_OK)
+        return c;
+    char msg[300];
+    snprintf(msg, sizeof msg, "cannot connect to PostgreSQL: %s", PQerrorMessage(c));
+    msg[strcspn(msg, "\n")] = '\0';
+    if (err)
+        dbc_set_error(err, DB_E_CONN, NULL, msg);
+    PQfinish(c);
+    return NULL;
+}
+
+int db_schema_check_at(const char *conninfo, int required, struct db_error *err)
+{
+    PGconn *c = connect_at(conninfo, err);
+    if (!c)
         return DB_E_CONN;
-    }
     int rc = db_schema_check(c, required, err);
+    PQfinish(c);
+    return rc;
+}
+
+int db_migrate_at(const char *conninfo, const char *dir, int *applied,
+                  void (*log)(const char *line), struct db_error *err)
+{
+    PGconn *c = connect_at(conninfo, err);
+    if (!c)
+        return DB_E_CONN;
+    int rc = db_migrate(c, dir, applied, log, err);
     PQfinish(c);
     return rc;
 }

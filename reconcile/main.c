@@ -48,16 +48,15 @@ static void usage(FILE *f)
 
 static PGconn *connect_db(const char *what, const char *conninfo, int schema)
 {
+    struct db_error err;
+    memset(&err, 0, sizeof err);
+    if (db_schema_check_at(conninfo, schema, &err) != 0) {
+        fprintf(stderr, "atlas-reconcile: %s database: %s\n", what, err.message);
+        return NULL;
+    }
     PGconn *c = PQconnectdb(conninfo ? conninfo : "");
     if (PQstatus(c) != CONNECTION_OK) {
         fprintf(stderr, "atlas-reconcile: %s database: %s", what, PQerrorMessage(c));
-        PQfinish(c);
-        return NULL;
-    }
-    struct db_error err;
-    memset(&err, 0, sizeof err);
-    if (db_schema_check(c, schema, &err) != 0) {
-        fprintf(stderr, "atlas-reconcile: %s database: %s\n", what, err.message);
         PQfinish(c);
         return NULL;
     }

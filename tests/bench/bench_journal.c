@@ -173,15 +173,13 @@ int main(int argc, char **argv)
     if (at_log_open("-", "bench-journal") != 0)
         return 1;
     at_log_set_level(AT_LOG_WARN);
-    PGconn *pc = PQconnectdb(conninfo);
     struct db_error err = { 0 };
     const char *dir =
         getenv("ATLAS_MIGRATIONS") ? getenv("ATLAS_MIGRATIONS") : ATLAS_SOURCE_DIR "/db/migrations";
-    if (PQstatus(pc) != CONNECTION_OK || db_migrate(pc, dir, NULL, NULL, &err) != 0) {
-        fprintf(stderr, "bench-journal: database: %s%s\n", PQerrorMessage(pc), err.message);
+    if (db_migrate_at(conninfo, dir, NULL, NULL, &err) != 0) {
+        fprintf(stderr, "bench-journal: database: %s\n", err.message);
         return 1;
     }
-    PQfinish(pc);
 
     B.run = (unsigned)(at_wall_us() / 1000000 % 100000000);
     B.lat_us = calloc(B.rows, sizeof *B.lat_us);

@@ -60,16 +60,10 @@ const char *dbt_create(const char *tag)
     if (!ok)
         return NULL;
     snprintf(conninfo, sizeof conninfo, "dbname=%s", name);
-    PGconn *c = dbt_connect(conninfo);
-    if (!c)
-        return NULL;
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/db/migrations", dbt_src());
     struct db_error err = { 0 };
-    int applied = 0;
-    int rc = db_migrate(c, dir, &applied, NULL, &err);
-    PQfinish(c);
-    if (rc != 0) {
+    if (db_migrate_at(conninfo, dir, NULL, NULL, &err) != 0) {
         fprintf(stderr, "dbt: migrate: %s\n", err.message);
         return NULL;
     }

@@ -5,6 +5,7 @@
 #define ATLAS_DB_TESTLIB_H
 
 #include <event2/event.h>
+#include <libpq-fe.h>
 #include <stdbool.h>
 
 #include "db.h"

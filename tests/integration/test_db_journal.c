@@ -1000,7 +1000,7 @@ static void ord_exec(PGconn *c, const char *sql)
  * write-ahead row then stayed in switch.inflight for a request long answered. */
 static void test_replay_keeps_the_order_of_durability(void **state)
 {
-    enum { N = 50 };
+    enum { N = 2500 }; /* a replay of three chunks: the answers arrive while it runs */
     const char *ci = dbt_create("order");
     assert_non_null(ci);
     char conninfo[256], role[64], sql[256], wconn[400];
@@ -1052,12 +1052,13 @@ static void test_replay_keeps_the_order_of_durability(void **state)
     }
     w.cbs = answers;
     assert_int_equal(dbt_run_until(base, ord_all_called, &w, 30000), 0);
-    for (unsigned i = 0; i < N; i++) {
+    /* An answer submitted during the replay waits for a batch; it may be dispatched live once
+     * the replay has finished (DB_OK), or joins the spool behind it: the table states below say
+     * that it never committed ahead of its write-ahead row. */
+    for (unsigned i = 0; i < N; i++)
         assert_true(answers[i].status == DB_OK || answers[i].status == DB_SPOOLED);
-        if (answers[i].backlog)
-            assert_int_equal(answers[i].status, DB_SPOOLED); /* behind the replay, not ahead */
-    }
     print_message("order: %u of %u answers submitted while the replay ran\n", during, N);
+    assert_true(during > 0);
     /* Everything replayed: every answer stored, and nothing left in flight. */
     for (int k = 0; k < 300; k++) {
         struct db_journal_stats st;
