@@ -2,7 +2,7 @@
  * struct iso_dialect — there is no per-dialect code path. Every length prefix goes through
  * read_prefix() (and its digit helpers), every value through check_chars(); unpack never reads
  * past the end of the frame whatever the prefixes claim. */
-#include "internal.h"
+#include "iso_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* Human-readable and JSON renderings of a message for logs and tools. Masked by default, driven
  * by each field spec's mask (PAN first 6 + last 4, track remainders and secrets replaced, DE 55
  * shown tag by tag with cryptograms and card data hidden). Writes into a caller buffer only. */
-#include "internal.h"
+#include "iso_internal.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* Terminal profiles: the built-in demo terminals, the terminal file loader, the clear
  * lab keys (held in libhsm key objects, wiped on free) and the STAN / DUKPT counters,
  * reserved in blocks from a locked state file so that no value is ever used twice. */
-#include "internal.h"
+#include "acquirer_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

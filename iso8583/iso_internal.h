@@ -1,7 +1,7 @@
 /* Private helpers shared by the iso8583 library's source files: character-class and
  * EBCDIC tables, the error filler. Not installed, not included outside iso8583/. */
-#ifndef ATLAS_ISO8583_INTERNAL_H
-#define ATLAS_ISO8583_INTERNAL_H
+#ifndef ATLAS_ISO8583_ISO_INTERNAL_H
+#define ATLAS_ISO8583_ISO_INTERNAL_H
 
 #include "iso8583.h"
 
