@@ -21,7 +21,7 @@
 /* Largest request or response message (without framing) the simulator handles. */
 #define SIM_MSG_MAX 2048
 
-/* Acquirer id used in DE 90 of reversals (DEMO.md: 100001). */
+/* Acquirer id used in DE 90 of reversals (README, "The demo world": 100001). */
 #define SIM_ACQUIRER_ID "100001"
 
 /* ---------------------------------------------------------------- currencies and amounts */
@@ -73,7 +73,7 @@ const char *sim_type_proc(enum sim_type t);
 /* Whether a PIN is entered by default for the type (debits yes, credits no). */
 bool sim_type_wants_pin(enum sim_type t);
 
-/* The demo cards of DEMO.md (PAN, PIN, expiry, currency), for option defaults. */
+/* The demo cards of the README's demo world (PAN, PIN, expiry, currency), for option defaults. */
 struct sim_demo_card {
     const char *pan, *pin, *expiry, *currency;
 };
@@ -121,8 +121,8 @@ struct sim_terms {
     size_t n;
 };
 
-/* Fills set with the four demo terminals of DEMO.md (TERM0001..TERM0004). Returns 0 or
- * -1 (allocation / key setup failure, in err). Free with sim_terms_free. */
+/* Fills set with the four demo terminals of the README's demo world (TERM0001..TERM0004). Returns 0
+ * or -1 (allocation / key setup failure, in err). Free with sim_terms_free. */
 SIM_MUST_CHECK int sim_terms_builtin(struct sim_terms *set, char *err, size_t errcap);
 
 /* Loads terminal profiles from the file at path (format: docs/acquirer-sim.md,

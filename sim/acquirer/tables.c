@@ -1,6 +1,6 @@
 /* Reference tables of the acquirer simulator: currencies with their minor units,
  * response-code meanings, transaction types (MTI, processing code, PIN default) and
- * the demo cards of DEMO.md; plus amount parsing and formatting in minor units
+ * the demo cards of the README's demo world; plus amount parsing and formatting in minor units
  * (never floating point). */
 #include "acquirer.h"
 

@@ -218,7 +218,7 @@ static int set_put(struct sim_terms *set, struct sim_term *t, char *err, size_t 
 
 /* ------------------------------------------------------------------ built-in demo terminals */
 
-/* DEMO.md lab keys: clear, for labs and tests only. */
+/* The lab keys of the README's demo world: clear, for labs and tests only. */
 static const char *const builtin[][2 * 9 + 1] = {
     { "TERM0001", "key_scheme", "tpk", "tpk", "0E0E0E0E0E0E0E0E1F1F1F1F1F1F1F1F", "tak",
       "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C", NULL },
