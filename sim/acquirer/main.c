@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "acquirer.h"
+#include "json.h"
 #include "load.h"
 #include "log.h"
 #include "parse.h"
@@ -72,16 +73,8 @@ static void txn_done(struct cli *c, const struct sim_outcome *o, const char *err
 
 static void json_str(FILE *f, const char *k, const char *v, bool comma)
 {
-    fprintf(f, "%s\"%s\":\"", comma ? "," : "", k);
-    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20 || *p >= 0x7F)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
+    fprintf(f, "%s\"%s\":", comma ? "," : "", k);
+    at_json_fput(f, v);
 }
 
 static void dump_msg(struct cli *c, const char *title, const uint8_t *msg, size_t len)
