@@ -103,12 +103,12 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_out
     bool echo = x->type == SIM_T_ECHO;
     if (!echo)
         at_mask_pan(x->pan, strlen(x->pan), pan);
-    const struct sim_currency *ccy = sim_currency_find(x->currency[0] ? x->currency : "504");
+    const struct at_currency *ccy = at_currency_find(x->currency[0] ? x->currency : "504");
     if (!echo && x->type != SIM_T_BALANCE)
         sim_amount_format(x->amount, ccy, amount, sizeof amount);
     const struct sim_resp *r = o && o->status == SIM_ANSWERED ? &o->resp : NULL;
     if (r && r->has_balance) {
-        const struct sim_currency *bc = sim_currency_find(r->balance_ccy);
+        const struct at_currency *bc = at_currency_find(r->balance_ccy);
         char tmp[40];
         sim_amount_format((uint64_t)(r->balance < 0 ? -r->balance : r->balance), bc, tmp,
                           sizeof tmp);

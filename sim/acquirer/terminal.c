@@ -152,7 +152,7 @@ static int term_set(struct sim_term *t, const char *key, const char *value, char
         }
         snprintf(t->merchant, sizeof t->merchant, "%-15s", value);
     } else if (strcmp(key, "currency") == 0) {
-        const struct sim_currency *c = sim_currency_find(value);
+        const struct at_currency *c = at_currency_find(value);
         if (!c) {
             snprintf(err, errcap, "currency: unknown code");
             return -1;

@@ -1,4 +1,4 @@
-/* Unit tests of common/: strict parsers, hex, JSON strings, PAN masking, JSON log
+/* Unit tests of common/: strict parsers, hex, JSON strings, currencies, PAN masking, JSON log
  * lines, config tokenizing and the settings table, the printf-free writers (against snprintf) and
  * the calendar arithmetic (against gmtime_r and timegm). */
 #include <setjmp.h>
@@ -16,6 +16,7 @@
 
 #include "clock.h"
 #include "conf.h"
+#include "currency.h"
 #include "fmt.h"
 #include "hist.h"
 #include "siphash.h"
@@ -114,6 +115,26 @@ static void test_json_quote(void **state)
     snprintf(both, sizeof both, "%s null", want);
     assert_string_equal(buf, both);
     free(buf);
+}
+
+/* One currency table for the console and the acquirer: alphabetic (any case) or numeric code. */
+static void test_currency(void **state)
+{
+    const struct at_currency *mad = at_currency_find("504"), *xof = at_currency_find("xof"),
+                             *tnd = at_currency_find("TND"), *gnf = at_currency_find("324");
+    assert_non_null(mad);
+    assert_string_equal(mad->alpha, "MAD");
+    assert_int_equal(mad->exponent, 2);
+    assert_non_null(xof);
+    assert_string_equal(xof->numeric, "952");
+    assert_int_equal(xof->exponent, 0);
+    assert_non_null(tnd);
+    assert_int_equal(tnd->exponent, 3);
+    assert_non_null(gnf);
+    assert_int_equal(gnf->exponent, 0);
+    assert_null(at_currency_find("999"));
+    assert_null(at_currency_find("ZZZ"));
+    assert_null(at_currency_find(""));
 }
 
 static void test_mask_pan(void **state)
@@ -420,6 +441,7 @@ int main(void)
         cmocka_unit_test(test_parse_hostport),
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_json_quote),
+        cmocka_unit_test(test_currency),
         cmocka_unit_test(test_mask_pan),
         cmocka_unit_test(test_log_json_line),
         cmocka_unit_test(test_log_truncates_whole_fields),
