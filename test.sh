@@ -4,9 +4,13 @@
 #   2. checks formatting (clang-format),
 #   3. normal build + ctest (unit and integration, against a throwaway
 #      PostgreSQL cluster that this script starts),
-#   4. AddressSanitizer + UndefinedBehaviorSanitizer build + ctest, the chaos
+#   4. a Release build (build only: every build type must compile, and -O3 sees
+#      warnings -O2 does not),
+#   5. AddressSanitizer + UndefinedBehaviorSanitizer build + ctest, the chaos
 #      suite's short mode included (tests/chaos, docs/RELIABILITY.md),
-#   5. a short libFuzzer run of every fuzz target (clang).
+#   6. a short libFuzzer run of every fuzz target (clang).
+# Every build here treats warnings as errors (ATLAS_WERROR=ON); a user's own
+# build does not, so that a newer compiler's new warning cannot break it.
 # Idempotent; fine as root. Environment knobs:
 #   ATLAS_QUICK=1          only step 3 (for a fast local loop)
 #   ATLAS_FUZZ_SECONDS=N   seconds per fuzz target (default 15)
@@ -50,15 +54,20 @@ build_and_test() { # dir, ctest selection ("" = every test), then extra cmake ar
 
 # The chaos suite (tests/chaos, ~1.5 min) runs once, in the sanitizer build, where a memory
 # error under faults is caught too; the quick loop skips it.
-build_and_test build "-LE chaos" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+build_and_test build "-LE chaos" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATLAS_WERROR=ON
 [ "${ATLAS_QUICK:-0}" = 1 ] && exit 0
+
+step "build build-release (Release, no tests)"
+cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DATLAS_WERROR=ON >/dev/null
+cmake --build build-release -j "$JOBS"
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-build_and_test build-asan "" -DCMAKE_BUILD_TYPE=Debug -DATLAS_SANITIZE=ON
+build_and_test build-asan "" -DCMAKE_BUILD_TYPE=Debug -DATLAS_SANITIZE=ON -DATLAS_WERROR=ON
 
 step "fuzz (${FUZZ_SECONDS}s per target)"
-CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATLAS_FUZZ=ON >/dev/null
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATLAS_FUZZ=ON -DATLAS_WERROR=ON \
+  >/dev/null
 cmake --build build-fuzz -j "$JOBS"
 shopt -s nullglob
 fuzzers=(build-fuzz/bin/fuzz_*)

@@ -1,7 +1,7 @@
 /* bench-null-issuer: an issuer host for benchmarks that approves every request at once,
  * without PIN check or database, so that the end-to-end benchmark can measure the switch
  * (switchd + hsm-sim + the journal) apart from the wallet issuer. It speaks the issuer link
- * of DEMO.md (ascii87, 2-byte length framing): 0800 -> 0810 DE 39 00 (no MAC, as network
+ * of docs/issuer-sim.md (ascii87, 2-byte length framing): 0800 -> 0810 DE 39 00 (no MAC, as network
  * messages), 0100/0200/0420/0421 -> MTI + 10 echoing DE 2, 3, 4, 7, 11, 32, 37, 41, 49, 90 with
  * DE 39 00, DE 38, DE 54 for balance inquiries, MACed with the lab ZAK. NOT an issuer: a
  * load sink. Usage: bench-null-issuer --listen 127.0.0.1:PORT */

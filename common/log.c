@@ -3,6 +3,7 @@
  * or appended to a buffer that the daemon flushes once per loop turn. */
 #include "log.h"
 #include "clock.h"
+#include "json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -143,23 +144,16 @@ static void put(struct line *l, const char *s, size_t n)
     l->len += n;
 }
 
+/* A JSON string (json.h's escaping), all or nothing like put(). */
 static void put_escaped(struct line *l, const char *s, size_t n)
 {
-    static const char hexd[] = "0123456789abcdef";
-    put(l, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            char esc[2] = { '\\', (char)c };
-            put(l, esc, 2);
-        } else if (c < 0x20 || c >= 0x7f) {
-            char esc[6] = { '\\', 'u', '0', '0', hexd[c >> 4], hexd[c & 15] };
-            put(l, esc, 6);
-        } else {
-            put(l, (const char *)&c, 1);
-        }
-    }
-    put(l, "\"", 1);
+    if (l->truncated)
+        return;
+    size_t room = l->cap - l->len, k = at_json_quote(l->p + l->len, room, s, n);
+    if (k > room)
+        l->truncated = true;
+    else
+        l->len += k;
 }
 
 void at_log_kv(enum at_log_level level, const char *event, const struct at_kv *kv, size_t n)

@@ -109,7 +109,7 @@ const char *con_rc_text(const char *rc);
 /* Transaction type from the processing code's first two digits ("?" if
  * unknown, "-" if empty). */
 const char *con_proc_type(const char *proc);
-/* Alphabetic code and minor-unit exponent of an ISO 4217 numeric currency.
+/* Alphabetic code and minor-unit exponent of an ISO 4217 numeric currency (common/currency.h).
  * Unknown currencies: the numeric code itself and 2 decimals. */
 const char *con_currency_alpha(const char *numeric, int *exponent);
 /* "1234.50 MAD" from a minor-units digit string and a numeric currency.

@@ -1,7 +1,8 @@
-/* Display side of the console: response-code, processing-code and currency
- * tables, amount/latency formatting, filters and the one-line rendering of
+/* Display side of the console: response-code and processing-code tables, the
+ * currencies of common/currency.h, amount/latency formatting, filters and the one-line rendering of
  * each event. Pure functions over a parsed con_event. */
 #include "con.h"
+#include "currency.h"
 #include "iso8583.h"
 
 #include <stdio.h>
@@ -33,21 +34,9 @@ const char *con_proc_type(const char *proc)
 
 const char *con_currency_alpha(const char *numeric, int *exponent)
 {
-    static const struct {
-        const char *num, *alpha;
-        int exp;
-    } t[] = {
-        { "504", "MAD", 2 }, { "929", "MRU", 2 }, { "952", "XOF", 0 }, { "950", "XAF", 0 },
-        { "978", "EUR", 2 }, { "840", "USD", 2 }, { "566", "NGN", 2 }, { "324", "GNF", 0 },
-    };
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-        if (strcmp(numeric, t[i].num) == 0) {
-            *exponent = t[i].exp;
-            return t[i].alpha;
-        }
-    }
-    *exponent = 2;
-    return numeric;
+    const struct at_currency *c = at_currency_find(numeric);
+    *exponent = c ? c->exponent : 2;
+    return c ? c->alpha : numeric;
 }
 
 char *con_format_amount(const char *amount, const char *currency, char *out, size_t cap)

@@ -2,7 +2,7 @@
  * struct iso_dialect — there is no per-dialect code path. Every length prefix goes through
  * read_prefix() (and its digit helpers), every value through check_chars(); unpack never reads
  * past the end of the frame whatever the prefixes claim. */
-#include "internal.h"
+#include "iso_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -510,6 +510,12 @@ static size_t hex_decode_fast(const uint8_t *in, size_t n, uint8_t *out)
 }
 #endif
 
+void iso_hex_encode(const uint8_t *in, size_t n, uint8_t *out)
+{
+    for (size_t i = hex_encode_fast(in, n, out); i < n; i++)
+        memcpy(out + 2 * i, iso_hexpair[in[i]], 2);
+}
+
 /* ---- unpack ------------------------------------------------------------------------------- */
 
 static int read_bitmap(const struct iso_dialect *d, const uint8_t *frame, size_t len, size_t *pos,
@@ -763,8 +769,7 @@ static int pack_field(const struct iso_field_spec *s, int f, const struct iso_vi
     const uint8_t *p = v->ptr;
     switch (s->data_enc) {
     case ISO_ENC_HEX:
-        for (size_t i = hex_encode_fast(p, flen, o); i < flen; i++)
-            memcpy(o + 2 * i, iso_hexpair[p[i]], 2);
+        iso_hex_encode(p, flen, o);
         break;
     case ISO_ENC_EBCDIC:
         for (size_t i = 0; i < flen; i++)

@@ -1,7 +1,7 @@
 /* Human-readable and JSON renderings of a message for logs and tools. Masked by default, driven
  * by each field spec's mask (PAN first 6 + last 4, track remainders and secrets replaced, DE 55
  * shown tag by tag with cryptograms and card data hidden). Writes into a caller buffer only. */
-#include "internal.h"
+#include "iso_internal.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -60,10 +60,13 @@ static void put_text_byte(struct wb *w, uint8_t c, int json)
 
 static void put_hex(struct wb *w, const uint8_t *p, size_t n)
 {
-    static const char hexdig[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < n; i++) {
-        putch(w, hexdig[p[i] >> 4]);
-        putch(w, hexdig[p[i] & 0xF]);
+    uint8_t hex[64];
+    while (n > 0) {
+        size_t k = n < sizeof hex / 2 ? n : sizeof hex / 2;
+        iso_hex_encode(p, k, hex);
+        put(w, (const char *)hex, 2 * k);
+        p += k;
+        n -= k;
     }
 }
 
@@ -147,19 +150,13 @@ static void put_tlv_value(struct wb *w, const struct iso_tlv *t, int masked)
         put_repeat(w, '*', 2 * t->len);
         return;
     }
-    /* Initialized only for GCC -O3 (Release), which cannot see that no more
-     * than the n bytes written below are read. */
-    uint8_t hex[512] = { 0 };
-    size_t n = 0;
-    static const char hexdig[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < t->len && n + 2 <= sizeof(hex); i++) {
-        hex[n++] = (uint8_t)hexdig[t->value[i] >> 4];
-        hex[n++] = (uint8_t)hexdig[t->value[i] & 0xF];
-    }
-    if (n < 2 * t->len) { /* longer than any real PAN or track: hide it all */
-        put_repeat(w, '*', 2 * t->len);
+    uint8_t hex[512];
+    size_t n = 2 * t->len;
+    if (n > sizeof hex) { /* longer than any real PAN or track: hide it all */
+        put_repeat(w, '*', n);
         return;
     }
+    iso_hex_encode(t->value, t->len, hex);
     if (tm == TM_PAN)
         put_masked_pan(w, hex, n, 0);
     else
@@ -213,11 +210,7 @@ static void put_value(struct wb *w, const struct iso_field_spec *s, const struct
             puts_(w, "[masked]");
             return;
         }
-        static const char hexdig[] = "0123456789ABCDEF";
-        for (size_t i = 0; i < n; i++) {
-            hex[2 * i] = (uint8_t)hexdig[p[i] >> 4];
-            hex[2 * i + 1] = (uint8_t)hexdig[p[i] & 0xF];
-        }
+        iso_hex_encode(p, n, hex);
         p = hex;
         n *= 2;
     }

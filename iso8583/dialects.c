@@ -1,7 +1,7 @@
 /* The built-in dialects: ISO 8583:1987 field definitions (as jPOS's ISO87APackager and
  * ISO87BPackager define them, with DE 35 as z, DE 54 as an and DE 55 as b LLL 255) combined
  * with each dialect's encodings. Pure data, expanded at compile time. */
-#include "internal.h"
+#include "iso_internal.h"
 
 #include <string.h>
 

@@ -1,7 +1,7 @@
 /* Stream framing: decides from the header alone how long the next frame is, so a reader can
  * refuse an oversized frame before buffering it, and never copies (offsets into the caller's
  * buffer). Also writes headers for outgoing messages. */
-#include "internal.h"
+#include "iso_internal.h"
 
 #include <string.h>
 

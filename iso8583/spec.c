@@ -1,7 +1,7 @@
 /* Loader for user-written dialect spec files (format in docs/iso8583.md): a line-oriented
  * text that starts from a built-in or from nothing, sets the dialect's encodings and defines
  * fields. The result is validated as a whole so the codec can trust every table it is given. */
-#include "internal.h"
+#include "iso_internal.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* Constant lookup tables of the iso8583 library: character classes per field type and the
  * EBCDIC (cp037) translation of the printable ASCII range. Read-only, shared by all threads. */
-#include "internal.h"
+#include "iso_internal.h"
 
 /* clang-format off */
 const uint8_t iso_cls[256] = {

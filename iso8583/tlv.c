@@ -1,7 +1,7 @@
 /* BER-TLV as EMV uses it in DE 55: a flat, order-preserving parser that yields views into the
  * input, and a builder that reproduces parsed input byte for byte (tag bytes and the received
  * length form, even a non-minimal long form, are kept). No allocation. */
-#include "internal.h"
+#include "iso_internal.h"
 
 #include <string.h>
 

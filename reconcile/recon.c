@@ -1,6 +1,6 @@
 /* The rules of atlas-reconcile (recon.h): which issuer key each switch-side request is known
- * under, what the issuer must have booked for it, and the totals. The checks and the invariant
- * of DESIGN.md §11 each one proves are in docs/reconcile.md. */
+ * under, what the issuer must have booked for it, and the totals. The checks and the part of
+ * the money invariant (docs/ARCHITECTURE.md) each one proves are in docs/reconcile.md. */
 #include "recon.h"
 
 #include "db.h"

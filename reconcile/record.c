@@ -134,8 +134,8 @@ static int take_de7(struct cur *c, const char *key, bool dash_ok, char *dst, cha
 
 static int take_yesno(struct cur *c, const char *key, bool *out, char *err, size_t errcap)
 {
-    const char *v;
-    size_t n;
+    const char *v = NULL; /* gcc 12 -O3 cannot see that take() sets both when it returns 0 */
+    size_t n = 0;
     if (take(c, key, &v, &n, err, errcap) != 0)
         return -1;
     if (n == 3 && memcmp(v, "yes", 3) == 0)

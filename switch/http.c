@@ -4,6 +4,7 @@
 
 #include "db.h"
 #include "hsmclient.h"
+#include "json.h"
 #include "log.h"
 #include "parse.h"
 #include "saf.h"
@@ -102,9 +103,13 @@ static void on_health(struct evhttp_request *req, void *arg)
     evbuffer_add_printf(b, "{\"status\":\"%s\",\"ready\":%s,\"draining\":%s,\"links\":{",
                         ok ? "ok" : "unavailable", srv->ready ? "true" : "false",
                         srv->draining ? "true" : "false");
-    for (size_t i = 0; i < srv->n_links; i++)
-        evbuffer_add_printf(b, "%s\"%s\":\"%s\"", i ? "," : "", srv->links[i].conf->name,
+    for (size_t i = 0; i < srv->n_links; i++) {
+        const char *name = srv->links[i].conf->name;
+        char quoted[2 + 6 * SW_NAME_LEN];
+        size_t n = at_json_quote(quoted, sizeof quoted, name, strnlen(name, SW_NAME_LEN));
+        evbuffer_add_printf(b, "%s%.*s:\"%s\"", i ? "," : "", (int)n, quoted,
                             sw_link_state_name(srv->links[i].state));
+    }
     evbuffer_add_printf(b, "}}\n");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
     evhttp_send_reply(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", b);

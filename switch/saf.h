@@ -1,8 +1,10 @@
 /* Store-and-forward reversals towards issuers (switch.reversal_queue): a
  * reversal is first made durable — its REVERSAL record goes through the
  * journal writer, so it is committed, or fsync'd to the spool while
- * PostgreSQL is away — then sent as 0420 and repeated as 0421 until the
- * issuer answers 0430. Survives restarts: pending rows are loaded at start.
+ * PostgreSQL is away — then sent as 0420 and repeated as 0421 until an 0430
+ * whose MAC verifies settles it: 00 acknowledges it, 91/96 (or no code) mean
+ * "repeat later", any other code parks it as failed for an operator.
+ * Survives restarts: pending rows are loaded at start.
  * Each reversal's lifecycle is an enum with an allowed-transitions table
  * (saf.c); row changes after the insert are batched. */
 #ifndef ATLAS_SW_SAF_H

@@ -1,4 +1,4 @@
-/* The authorization flow of DESIGN.md §5, one state machine per request:
+/* The authorization flow (docs/ARCHITECTURE.md, "switch/"), one state machine per request:
  *
  *   frame → unpack → validate → terminal lookup → MAC verify (HSM) → duplicate
  *   check (memory) → route → PIN translate (HSM) → MAC for the issuer (HSM) →
@@ -818,7 +818,14 @@ static void on_issuer_mac(void *arg, int status, const char *resp, size_t len)
 
 static void gen_rrn(struct sw_txn *t)
 {
-    /* Julian-ish: DE 7 day/hour + the issuer STAN: unique per link per day. */
+    /* DE 37 for a request that came without one: DDhh of the terminal's DE 7, the issuer STAN
+     * mod 97 (derived from the STAN: it adds no uniqueness) and the issuer STAN. Not unique
+     * per link per day: two RRNs of one link differ only while their issuer STANs or their
+     * DE 7 hours do, and a link's STAN counter wraps after 999,999 messages (echoes and
+     * sign-ons take STANs too) and starts at a clock-derived point after a restart; two links
+     * or two switchd instances can hand out the same STAN in the same hour. Nothing keys on
+     * it: a request's identity is (acquirer, DE 41, DE 11, DE 7); the RRN is for operators'
+     * look-ups (an index, not a unique one) and the issuer's records. */
     snprintf(t->rrn, sizeof t->rrn, "%.4s%02u%06u", t->de7 + 2, (unsigned)(t->issuer_stan % 97),
              t->issuer_stan);
 }

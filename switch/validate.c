@@ -1,5 +1,5 @@
-/* The acceptance rules of the acquirer interface (README "Acquirer interface"
- * states the same table for terminal writers; keep both in step). */
+/* The acceptance rules of the acquirer interface (docs/acquirer-interface.md states
+ * the same table for terminal writers; keep both in step). */
 #include "validate.h"
 
 #include "clock.h"

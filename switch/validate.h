@@ -1,5 +1,5 @@
 /* Request validation: which requests the switch accepts, and the mandatory
- * fields of each (DESIGN.md §5). Pure: looks only at the unpacked message.
+ * fields of each (docs/acquirer-interface.md). Pure: looks only at the unpacked message.
  * The answer is a response code to send (or "00" to go on) and a reason that
  * names the field, never its value. */
 #ifndef ATLAS_SW_VALIDATE_H

@@ -1,6 +1,7 @@
 /* isodump: decode ISO 8583 messages to JSON (masked unless --unmasked) and encode JSON back to
  * wire bytes, in any built-in or spec-file dialect, with optional stream framing. A test and
- * operator tool built on libatlas_iso8583; JSON input is parsed with libjansson. */
+ * operator tool built on libatlas_iso8583; JSON input is parsed with libjansson. Unlike the
+ * library, the tool links common/ (its hex). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "hex.h"
 #include "iso8583.h"
 
 #define MAX_INPUT  (16u * 1024 * 1024)
@@ -90,42 +92,28 @@ static unsigned char *read_all(size_t *len)
     return buf;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Hex text (whitespace ignored) → bytes in place. Returns the byte count or -1. */
 static long hex_to_bytes(unsigned char *s, size_t n)
 {
     size_t o = 0;
-    int hi = -1;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')
-            continue;
-        int v = hexval(s[i]);
-        if (v < 0)
-            return -1;
-        if (hi < 0) {
-            hi = v;
-        } else {
-            s[o++] = (unsigned char)(hi << 4 | v);
-            hi = -1;
-        }
-    }
-    return hi < 0 ? (long)o : -1;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+            s[o++] = s[i];
+    /* at_hex_decode checks every character before it writes, and writes byte i from
+     * characters 2i and 2i+1: decoding in place is safe. */
+    return at_hex_decode((const char *)s, o, s, o / 2);
 }
 
 static void print_hex(FILE *fp, const uint8_t *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        fprintf(fp, "%02X", p[i]);
+    char hex[2 * 256 + 1];
+    while (n > 0) {
+        size_t k = n < 256 ? n : 256;
+        at_hex_encode(p, k, hex);
+        fputs(hex, fp);
+        p += k;
+        n -= k;
+    }
 }
 
 static int decode_one(const struct opts *o, const uint8_t *msg, size_t len, const uint8_t *tpdu,
@@ -267,13 +255,8 @@ static int json_to_msg(const struct opts *o, json_t *obj, size_t index, struct i
     json_t *t = json_object_get(obj, "tpdu");
     if (t) {
         const char *s = json_string_value(t);
-        int ok = s && strlen(s) == 2 * ISO_TPDU_LEN;
-        for (size_t i = 0; ok && i < ISO_TPDU_LEN; i++) {
-            int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-            ok = hi >= 0 && lo >= 0;
-            tpdu[i] = (uint8_t)(hi << 4 | lo);
-        }
-        if (!ok) {
+        if (!s || strlen(s) != 2 * ISO_TPDU_LEN ||
+            at_hex_decode(s, 2 * ISO_TPDU_LEN, tpdu, ISO_TPDU_LEN) != ISO_TPDU_LEN) {
             fprintf(stderr, "isodump: object %zu: \"tpdu\" must be 10 hex characters\n", index);
             return 2;
         }
@@ -311,13 +294,9 @@ static int json_to_msg(const struct opts *o, json_t *obj, size_t index, struct i
                 fprintf(stderr, "isodump: object %zu: message too large\n", index);
                 return 2;
             }
-            for (size_t i = 0; i < n / 2; i++) {
-                int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-                if (hi < 0 || lo < 0) {
-                    fprintf(stderr, "isodump: object %zu: field %ld: not hex\n", index, f);
-                    return 2;
-                }
-                dst[i] = (uint8_t)(hi << 4 | lo);
+            if (at_hex_decode(s, n, dst, n / 2) < 0) {
+                fprintf(stderr, "isodump: object %zu: field %ld: not hex\n", index, f);
+                return 2;
             }
             m->arena_used += n / 2;
             rc = iso_set(m, (int)f, dst, n / 2);

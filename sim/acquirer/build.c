@@ -3,7 +3,7 @@
  * under the PIN variant, DUKPT-AES ISO 4 under the usage-1000 key), and the MAC over
  * the exact packed bytes from the MTI to the MAC field's data. Clear PINs and keys
  * only ever sit in stack buffers that are wiped before returning. */
-#include "internal.h"
+#include "acquirer_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

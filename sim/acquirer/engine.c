@@ -4,7 +4,7 @@
  * monotonic clock. Every slot, its buffer and its timer are allocated when the engine
  * is created; sending, matching and completing allocate nothing. `send`, `run` and the
  * load harness all drive it. */
-#include "internal.h"
+#include "acquirer_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

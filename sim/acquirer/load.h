@@ -68,7 +68,7 @@ void load_term_free(struct sim_term *t);
 /* The card of wallet index (1-based) as issuer-sim's deterministic seed creates it
  * (docs/issuer-sim.md; sim_seed_spec): PAN = BIN (489001..489004 by (index-1) % 4) +
  * index in 9 digits + Luhn digit; PIN = (index * 7919 + 1234) % 10000 in 4 digits for
- * index > 8 (the 8 demo cards have DEMO.md's); currency 504/952/950/929 by BIN; expiry
+ * index > 8 (the 8 demo cards have the README's); currency 504/952/950/929 by BIN; expiry
  * 2812. The harness uses indices 9.. (active, no daily limit). 0 or -1 (index 0). */
 struct load_card {
     char pan[17];

@@ -13,6 +13,7 @@
 
 #include "fmt.h"
 #include "hex.h"
+#include "json.h"
 
 static const char *const kind_names[LOAD_K_max] = {
     "purchase", "purchase-nopin", "cash", "balance", "refund", "reversal",
@@ -444,26 +445,6 @@ static void json_hist(FILE *f, const struct at_hist *h)
             ms(at_hist_quantile(h, 0.999)), ms(h->count ? h->max : 0));
 }
 
-/* A JSON string (or null): '"' and '\\' escaped, control bytes as \\u00XX. */
-static void json_string(FILE *f, const char *s)
-{
-    if (!s) {
-        fputs("null", f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 int load_report_json(FILE *f, const struct load_result *r)
 {
     fprintf(f, "{\"mode\":\"%s\",\"requested_tps\":%llu,\"achieved_tps\":%.1f,",
@@ -522,7 +503,7 @@ int load_report_json(FILE *f, const struct load_result *r)
             (unsigned long long)r->reconnects, (unsigned long long)r->reversals,
             (unsigned long long)r->reversals_sent, (unsigned long long)r->reversal_tries,
             (unsigned long long)r->reversals_answered, (unsigned long long)r->reversals_abandoned);
-    json_string(f, r->record_file);
+    at_json_fput(f, r->record_file);
     fprintf(f, ",\"record_lines\":%llu}\n", (unsigned long long)r->record_lines);
     return ferror(f) ? -1 : 0;
 }

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "acquirer.h"
+#include "json.h"
 #include "load.h"
 #include "log.h"
 #include "parse.h"
@@ -72,16 +73,8 @@ static void txn_done(struct cli *c, const struct sim_outcome *o, const char *err
 
 static void json_str(FILE *f, const char *k, const char *v, bool comma)
 {
-    fprintf(f, "%s\"%s\":\"", comma ? "," : "", k);
-    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20 || *p >= 0x7F)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
+    fprintf(f, "%s\"%s\":", comma ? "," : "", k);
+    at_json_fput(f, v);
 }
 
 static void dump_msg(struct cli *c, const char *title, const uint8_t *msg, size_t len)
@@ -110,12 +103,12 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_out
     bool echo = x->type == SIM_T_ECHO;
     if (!echo)
         at_mask_pan(x->pan, strlen(x->pan), pan);
-    const struct sim_currency *ccy = sim_currency_find(x->currency[0] ? x->currency : "504");
+    const struct at_currency *ccy = at_currency_find(x->currency[0] ? x->currency : "504");
     if (!echo && x->type != SIM_T_BALANCE)
         sim_amount_format(x->amount, ccy, amount, sizeof amount);
     const struct sim_resp *r = o && o->status == SIM_ANSWERED ? &o->resp : NULL;
     if (r && r->has_balance) {
-        const struct sim_currency *bc = sim_currency_find(r->balance_ccy);
+        const struct at_currency *bc = at_currency_find(r->balance_ccy);
         char tmp[40];
         sim_amount_format((uint64_t)(r->balance < 0 ? -r->balance : r->balance), bc, tmp,
                           sizeof tmp);

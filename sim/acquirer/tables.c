@@ -1,30 +1,16 @@
-/* Reference tables of the acquirer simulator: currencies with their minor units,
- * response-code meanings, transaction types (MTI, processing code, PIN default) and
- * the demo cards of DEMO.md; plus amount parsing and formatting in minor units
- * (never floating point). */
+/* Reference tables of the acquirer simulator: response-code meanings, transaction types (MTI,
+ * processing code, PIN default) and the demo cards of the README's demo world; plus amount
+ * parsing and formatting in minor units (never floating point) for common/currency.h's
+ * currencies. */
 #include "acquirer.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
-
-static const struct sim_currency currencies[] = {
-    { "MAD", "504", 2 }, { "XOF", "952", 0 }, { "XAF", "950", 0 }, { "MRU", "929", 2 },
-    { "EUR", "978", 2 }, { "USD", "840", 2 }, { "GBP", "826", 2 }, { "TND", "788", 3 },
-};
-
-const struct sim_currency *sim_currency_find(const char *code)
-{
-    for (size_t i = 0; i < sizeof currencies / sizeof currencies[0]; i++)
-        if (strcasecmp(code, currencies[i].alpha) == 0 || strcmp(code, currencies[i].numeric) == 0)
-            return &currencies[i];
-    return NULL;
-}
 
 /* Minor units never exceed DE 4's 12 digits. */
 #define AMOUNT_MAX 999999999999ull
 
-int sim_amount_parse(const char *text, const struct sim_currency *c, uint64_t *minor, char *err,
+int sim_amount_parse(const char *text, const struct at_currency *c, uint64_t *minor, char *err,
                      size_t errcap)
 {
     uint64_t v = 0;
@@ -74,7 +60,7 @@ int sim_amount_parse(const char *text, const struct sim_currency *c, uint64_t *m
     return 0;
 }
 
-char *sim_amount_format(uint64_t minor, const struct sim_currency *c, char *out, size_t cap)
+char *sim_amount_format(uint64_t minor, const struct at_currency *c, char *out, size_t cap)
 {
     if (!c) {
         snprintf(out, cap, "%llu (minor units)", (unsigned long long)minor);

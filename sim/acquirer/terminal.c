@@ -1,7 +1,7 @@
 /* Terminal profiles: the built-in demo terminals, the terminal file loader, the clear
  * lab keys (held in libhsm key objects, wiped on free) and the STAN / DUKPT counters,
  * reserved in blocks from a locked state file so that no value is ever used twice. */
-#include "internal.h"
+#include "acquirer_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -152,7 +152,7 @@ static int term_set(struct sim_term *t, const char *key, const char *value, char
         }
         snprintf(t->merchant, sizeof t->merchant, "%-15s", value);
     } else if (strcmp(key, "currency") == 0) {
-        const struct sim_currency *c = sim_currency_find(value);
+        const struct at_currency *c = at_currency_find(value);
         if (!c) {
             snprintf(err, errcap, "currency: unknown code");
             return -1;
@@ -218,7 +218,7 @@ static int set_put(struct sim_terms *set, struct sim_term *t, char *err, size_t 
 
 /* ------------------------------------------------------------------ built-in demo terminals */
 
-/* DEMO.md lab keys: clear, for labs and tests only. */
+/* The lab keys of the README's demo world: clear, for labs and tests only. */
 static const char *const builtin[][2 * 9 + 1] = {
     { "TERM0001", "key_scheme", "tpk", "tpk", "0E0E0E0E0E0E0E0E1F1F1F1F1F1F1F1F", "tak",
       "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C", NULL },

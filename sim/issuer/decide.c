@@ -238,7 +238,7 @@ int sim_seed_spec(uint64_t index, struct sim_seed_spec *out)
 {
     static const char *const bins[4] = { "489001", "489002", "489003", "489004" };
     static const int ccys[4] = { 504, 952, 950, 929 };
-    /* DEMO.md's demo cards: BIN slot, PIN, expiry, status, balance, daily limit */
+    /* The README's demo cards: BIN slot, PIN, expiry, status, balance, daily limit */
     static const struct {
         int bin;
         const char *pin, *expiry, *status;

@@ -90,10 +90,10 @@ sim_request_key(const char *acq, size_t acq_len, const char *tid, size_t tid_len
                 size_t stan_len, const char *de7, size_t de7_len, char *out, size_t cap);
 
 /* The deterministic demo wallet number index (1-based) of `issuer-sim seed`: wallets 1..8 are the
- * demo cards of DEMO.md; the others take BINs 489001..489004 in turn, account number = index (9
- * digits), a Luhn check digit, PIN = (index * 7919 + 1234) mod 10000 on 4 digits, expiry 2812,
- * active, no limits, PIN method IBM 3624 offset for BIN 489002 and Visa PVV (PVKI 1) otherwise,
- * balance 100000 + (index mod 50) * 1000 minor units. */
+ * demo cards of the README's demo world; the others take BINs 489001..489004 in turn, account
+ * number = index (9 digits), a Luhn check digit, PIN = (index * 7919 + 1234) mod 10000 on 4 digits,
+ * expiry 2812, active, no limits, PIN method IBM 3624 offset for BIN 489002 and Visa PVV (PVKI 1)
+ * otherwise, balance 100000 + (index mod 50) * 1000 minor units. */
 struct sim_seed_spec {
     char pan[20];
     char pin[5];

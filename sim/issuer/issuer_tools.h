@@ -6,13 +6,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* DEMO.md's WALLET1 lab keys encrypted under the Thales test LMK (scheme U), as
- * `issuer-sim keys` prints them; the daemon never holds them in clear. */
+/* The WALLET1 lab keys of the README's demo world, encrypted under the Thales test LMK (scheme U),
+ * as `issuer-sim keys` prints them; the daemon never holds them in clear. */
 #define SIM_LAB_ZPK_LMK "U9D961F6AF1D24B38AB37B320022FF57D" /* KCV 77800C */
 #define SIM_LAB_ZAK_LMK "U828E5DD415D1228FCC2D07D9D794942F" /* KCV 30825B */
 #define SIM_LAB_PVK_LMK "U1750CDFB0757D3B3994430636DBB281B" /* KCV 08D7B4 */
 
-/* IBM 3624 decimalization table (DEMO.md). */
+/* IBM 3624 decimalization table (docs/issuer-sim.md, "Decisions"). */
 #define SIM_IBM_DECTAB "0123456789012345"
 
 /* Lab default of ATLAS_PAN_HMAC_KEY (bytes 00..1F), the value run.sh exports for switchd too. */

@@ -1,4 +1,4 @@
-/* issuer-sim's acceptance rules for requests and reversals (DEMO.md, "The issuer link"): the
+/* issuer-sim's acceptance rules for requests and reversals (docs/issuer-sim.md, "The link"): the
  * mandatory fields and their shapes (→ 30), the request key and the reversed original's, and
  * the decision's view of the request with the checks it alone can answer (→ 12, 13). */
 #include "issuer_int.h"

@@ -262,7 +262,7 @@ void stack_card_txn(struct sim_txn *x, enum sim_type type, const char *pan, uint
     const struct sim_demo_card *c = sim_demo_card_find(pan);
     stack_txn(x, type, pan, c ? c->pin : "1234", amount);
     if (c) {
-        const struct sim_currency *cur = sim_currency_find(c->currency);
+        const struct at_currency *cur = at_currency_find(c->currency);
         snprintf(x->expiry, sizeof x->expiry, "%s", c->expiry);
         snprintf(x->currency, sizeof x->currency, "%s", cur ? cur->numeric : c->currency);
     }

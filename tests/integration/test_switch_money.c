@@ -1,4 +1,4 @@
-/* The money invariants of DESIGN.md §11 across restarts, crashes and a
+/* The money invariants (docs/ARCHITECTURE.md) across restarts, crashes and a
  * database that goes away: a request identity never moves money twice, an
  * approval the terminal got always has its journal row, and what the issuer
  * may have applied without the terminal getting an approval is reversed.

@@ -460,8 +460,8 @@ static void test_response_check(void **state)
 
 static void test_amounts(void **state)
 {
-    const struct sim_currency *mad = sim_currency_find("MAD"), *xof = sim_currency_find("952"),
-                              *xaf = sim_currency_find("xaf"), *mru = sim_currency_find("929");
+    const struct at_currency *mad = at_currency_find("MAD"), *xof = at_currency_find("952"),
+                             *xaf = at_currency_find("xaf"), *mru = at_currency_find("929");
     assert_non_null(mad);
     assert_non_null(xof);
     assert_non_null(xaf);
@@ -472,8 +472,8 @@ static void test_amounts(void **state)
     assert_int_equal(mru->exponent, 2);
     assert_string_equal(xaf->numeric, "950");
     assert_string_equal(mru->alpha, "MRU");
-    assert_null(sim_currency_find("ZZZ"));
-    assert_null(sim_currency_find("999"));
+    assert_null(at_currency_find("ZZZ"));
+    assert_null(at_currency_find("999"));
 
     uint64_t v = 0;
     char err[120];

@@ -1,6 +1,6 @@
-/* Unit tests of common/: strict parsers, hex, PAN masking, JSON log lines,
- * config tokenizing and the settings table, the printf-free writers (against
- * snprintf) and the calendar arithmetic (against gmtime_r and timegm). */
+/* Unit tests of common/: strict parsers, hex, JSON strings, currencies, PAN masking, JSON log
+ * lines, config tokenizing and the settings table, the printf-free writers (against snprintf) and
+ * the calendar arithmetic (against gmtime_r and timegm). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,10 +16,12 @@
 
 #include "clock.h"
 #include "conf.h"
+#include "currency.h"
 #include "fmt.h"
 #include "hist.h"
 #include "siphash.h"
 #include "hex.h"
+#include "json.h"
 #include "log.h"
 #include "parse.h"
 
@@ -81,6 +83,58 @@ static void test_hex(void **state)
     assert_int_equal(at_hex_decode("0G", 2, buf, sizeof buf), -1);
     assert_int_equal(at_hex_decode("012", 3, buf, sizeof buf), -1);
     assert_int_equal(at_hex_decode("0011223344", 10, buf, sizeof buf), -1);
+}
+
+/* The one JSON escaper: quotes included, '"' and '\' backslashed, control bytes and bytes from
+ * 0x7F as \u00XX; a short buffer holds whole pieces of the beginning and the full length is
+ * returned; the stdio form writes the same and NULL as null. */
+static void test_json_quote(void **state)
+{
+    char out[64];
+    const char in[] = "a\"b\\c\n\x01\x7f\xff~";
+    const char want[] = "\"a\\\"b\\\\c\\u000a\\u0001\\u007f\\u00ff~\"";
+    size_t n = at_json_quote(out, sizeof out, in, sizeof in - 1);
+    assert_int_equal(n, sizeof want - 1);
+    assert_memory_equal(out, want, n);
+    assert_int_equal(at_json_quote(out, sizeof out, "", 0), 2);
+    assert_memory_equal(out, "\"\"", 2);
+
+    memset(out, '#', sizeof out);
+    assert_int_equal(at_json_quote(out, 4, "ab\n", 3), 10); /* "ab\u000a" */
+    assert_memory_equal(out, "\"ab#", 4); /* the escape did not fit whole: not begun */
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    at_json_fput(f, in);
+    fputc(' ', f);
+    at_json_fput(f, NULL);
+    fclose(f);
+    char both[128];
+    snprintf(both, sizeof both, "%s null", want);
+    assert_string_equal(buf, both);
+    free(buf);
+}
+
+/* One currency table for the console and the acquirer: alphabetic (any case) or numeric code. */
+static void test_currency(void **state)
+{
+    const struct at_currency *mad = at_currency_find("504"), *xof = at_currency_find("xof"),
+                             *tnd = at_currency_find("TND"), *gnf = at_currency_find("324");
+    assert_non_null(mad);
+    assert_string_equal(mad->alpha, "MAD");
+    assert_int_equal(mad->exponent, 2);
+    assert_non_null(xof);
+    assert_string_equal(xof->numeric, "952");
+    assert_int_equal(xof->exponent, 0);
+    assert_non_null(tnd);
+    assert_int_equal(tnd->exponent, 3);
+    assert_non_null(gnf);
+    assert_int_equal(gnf->exponent, 0);
+    assert_null(at_currency_find("999"));
+    assert_null(at_currency_find("ZZZ"));
+    assert_null(at_currency_find(""));
 }
 
 static void test_mask_pan(void **state)
@@ -569,6 +623,8 @@ int main(void)
         cmocka_unit_test(test_parse_bool),
         cmocka_unit_test(test_parse_hostport),
         cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_json_quote),
+        cmocka_unit_test(test_currency),
         cmocka_unit_test(test_mask_pan),
         cmocka_unit_test(test_log_json_line),
         cmocka_unit_test(test_log_truncates_whole_fields),

@@ -302,7 +302,7 @@ static void test_request_key(void **st)
 static void test_luhn_and_seed(void **st)
 {
     (void)st;
-    /* DEMO.md's demo cards, in order */
+    /* the README's demo cards, in order */
     static const char *const pans[8] = { "4890010000000012", "4890020000000029", "4890030000000036",
                                          "4890040000000043", "4890010000000053", "4890010000000061",
                                          "4890010000000079", "4890010000000087" };

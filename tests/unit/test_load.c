@@ -394,7 +394,7 @@ static void test_cards_match_issuer_seed(void **state)
     assert_int_equal(load_card_of(0, &c), -1);
     assert_int_equal(load_card_of(1000000000, &c), -1);
     assert_int_equal(load_card_of(1, &c), 0);
-    assert_string_equal(c.pan, "4890010000000012"); /* DEMO.md's first card */
+    assert_string_equal(c.pan, "4890010000000012"); /* the README's first demo card */
 }
 
 /* ------------------------------------------------------------------ reversals */

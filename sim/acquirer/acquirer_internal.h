@@ -1,6 +1,6 @@
 /* Private helpers shared by the files of libatlas_acquirer (not part of its face). */
-#ifndef ATLAS_SIM_ACQ_INTERNAL_H
-#define ATLAS_SIM_ACQ_INTERNAL_H
+#ifndef ATLAS_SIM_ACQUIRER_INTERNAL_H
+#define ATLAS_SIM_ACQUIRER_INTERNAL_H
 
 #include "acquirer.h"
 

@@ -1,7 +1,7 @@
 /* Private helpers shared by the iso8583 library's source files: character-class and
  * EBCDIC tables, the error filler. Not installed, not included outside iso8583/. */
-#ifndef ATLAS_ISO8583_INTERNAL_H
-#define ATLAS_ISO8583_INTERNAL_H
+#ifndef ATLAS_ISO8583_ISO_INTERNAL_H
+#define ATLAS_ISO8583_ISO_INTERNAL_H
 
 #include "iso8583.h"
 
@@ -21,6 +21,12 @@ extern const uint8_t iso_e2a[256];
 /* Byte → "HH" (upper case) and hex character → nibble (0xFF if not hex). */
 extern const char iso_hexpair[256][2];
 extern const uint8_t iso_nibble[256];
+
+/* The library's one hex encoder (codec.c: 16 bytes per step where SSE2 exists, for ascii87's
+ * b fields): writes 2*n upper-case hex characters, no NUL. Everything above the library uses
+ * common/hex.h's at_hex_encode instead; iso8583 depends on nothing of ours, so it keeps this
+ * one, which is also its hot path. */
+void iso_hex_encode(const uint8_t *in, size_t n, uint8_t *out);
 
 /* Fills err (if non-NULL) and returns code. The reason must never contain a field value. */
 int iso_fail(struct iso_err *err, int code, int field, size_t offset, const char *fmt, ...)
