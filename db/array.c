@@ -1,7 +1,7 @@
 /* The one PostgreSQL array-literal builder of libatlas_db: every multi-row statement
  * (the journal writer's INSERTs, the reversal queue's UPDATE) sends one text array per column,
  * turned back into rows by unnest(). Elements are double-quoted with " and \ escaped, or NULL. */
-#include "internal.h"
+#include "db_internal.h"
 
 #include "fmt.h"
 

@@ -1,7 +1,7 @@
 /* The generic asynchronous client: a pool of pipelined connections for reference-data loads and
  * the issuer's wallet transactions. Each db_exec() is one job = one transaction (statements up to
  * a Sync), dispatched to the least busy ready connection, retried on transient SQLSTATEs. */
-#include "internal.h"
+#include "db_internal.h"
 
 #include <event2/event.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * non-blocking connect (PQconnectStart/PQconnectPoll), pipeline mode, prepared statements,
  * two job queues (to send, sent awaiting results), reconnect with backoff — and the one table
  * that maps SQLSTATEs to actions. Used by the generic client and the journal writer. */
-#include "internal.h"
+#include "db_internal.h"
 
 #include <event2/event.h>
 #include <stdlib.h>

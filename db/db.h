@@ -360,7 +360,7 @@ __attribute__((warn_unused_result)) int db_reversals_update(struct db_client *c,
 __attribute__((warn_unused_result)) int db_schema_check_at(const char *conninfo, int required,
                                                            struct db_error *err);
 
-/* db_migrate (internal.h: numbered migrations of dir not yet applied, in order, each in its own
+/* db_migrate (db_internal.h: numbered migrations of dir not yet applied, in order, each in its own
  * transaction, under an advisory lock) on a connection of its own to conninfo. 0, DB_E_INVALID,
  * DB_E_SQL or DB_E_CONN with err filled. */
 __attribute__((warn_unused_result)) int db_migrate_at(const char *conninfo, const char *dir,

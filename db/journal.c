@@ -4,7 +4,7 @@
  * multi-row statement per kind (several connections in flight), acknowledged only after the
  * commit. While PostgreSQL is unreachable the records go to an fsync'd spool instead, replayed in
  * order when it returns; every statement is idempotent under replay (unique keys). */
-#include "internal.h"
+#include "db_internal.h"
 
 #include "fmt.h"
 

@@ -1,7 +1,7 @@
 /* switchd's reads of what it journaled: the original of a repeat or of a reversal (its journal
  * row, whether a reversal of it is queued, whether it is still in flight), and the recovery of
  * what a stopped instance left in switch.inflight. Typed results; the SQL lives here. */
-#include "internal.h"
+#include "db_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

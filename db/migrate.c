@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "db_internal.h"
 
 #define MIGRATE_LOCK_KEY "4707928435" /* pg_advisory_lock key: arbitrary, fixed for Atlas */
 #define MAX_MIGRATIONS   1000

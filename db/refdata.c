@@ -1,7 +1,7 @@
 /* switchd's reference data read from schema switch: issuers with their keys, enabled BIN
  * routes, terminals (and their acquirer's switch) with their keys — keys only as stored, under
  * the LMK. One job of three SELECTs, turned into typed rows for the caller. */
-#include "internal.h"
+#include "db_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

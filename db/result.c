@@ -1,6 +1,6 @@
 /* Reading PGresult columns into typed values, for every typed API of libatlas_db (reference
  * data, originals, the reversal queue, the wallet). Results arrive in text format. */
-#include "internal.h"
+#include "db_internal.h"
 
 #include "fmt.h"
 #include "hex.h"

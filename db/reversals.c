@@ -2,7 +2,7 @@
  * REVERSAL records): the pending rows loaded at start, and the batched changes of rows —
  * attempt counts, acknowledgements, failures — written by one UPDATE … FROM unnest(…) naming
  * rows by their identity. */
-#include "internal.h"
+#include "db_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

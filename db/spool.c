@@ -9,7 +9,7 @@
  * <path>.replay between two sync groups (new records then start a fresh live file) and reads it
  * in chunks. Records PostgreSQL refuses on replay are kept in <path>.rejected; a corrupt replay
  * file is kept as <path>.replay.corrupt.<time>. */
-#include "internal.h"
+#include "db_internal.h"
 
 #include <errno.h>
 #include <event2/event.h>

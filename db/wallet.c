@@ -2,7 +2,7 @@
  * wallet.sim_apply / sim_reverse calls committed as one transaction, the hold expiry sweep and
  * the start-up schema check. Runs on the generic client (client.c); rows are read here and
  * handed over as the typed structs of wallet.h. */
-#include "internal.h"
+#include "db_internal.h"
 #include "wallet.h"
 
 #include <libpq-fe.h>

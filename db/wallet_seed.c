@@ -2,7 +2,7 @@
  * wallets streamed with COPY into a temporary table, then one INSERT ... SELECT per batch —
  * wallets and opening entries together in bulk mode (triggers off, as a superuser), or through
  * the 0002 triggers otherwise. */
-#include "internal.h"
+#include "db_internal.h"
 #include "wallet.h"
 
 #include <libpq-fe.h>

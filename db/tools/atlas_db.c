@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h" /* the blocking schema work, libpq */
+#include "db_internal.h" /* the blocking schema work, libpq */
 #include "parse.h"
 
 #ifndef ATLAS_SOURCE_DIR

@@ -20,7 +20,7 @@
 #include <sys/resource.h>
 
 #include "db_testlib.h"
-#include "internal.h" /* the spool reader, to inspect a spool file */
+#include "db_internal.h" /* the spool reader, to inspect a spool file */
 #include "testsupport.h"
 
 /* ---- shared state for callbacks -------------------------------------------------------- */

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "db_internal.h"
 
 static void sample(struct db_auth_record *r, unsigned i)
 {
