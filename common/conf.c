@@ -150,12 +150,12 @@ const char *at_setting_describe(const struct at_setting *s, char *out, size_t ca
         snprintf(out, cap, "yes/no/true/false/on/off/1/0");
         break;
     case AT_SET_DOUBLE:
-        if (nonzero)
-            snprintf(out, cap, s->max ? "a number above 0, up to %llu" : "a number above 0",
-                     (unsigned long long)s->max);
+        if (!s->max)
+            snprintf(out, cap, "%s", nonzero ? "a number above 0" : "a number from 0");
+        else if (nonzero)
+            snprintf(out, cap, "a number above 0, up to %llu", (unsigned long long)s->max);
         else
-            snprintf(out, cap, s->max ? "a number in 0..%llu" : "a number from 0",
-                     (unsigned long long)s->max);
+            snprintf(out, cap, "a number in 0..%llu", (unsigned long long)s->max);
         break;
     default:
         snprintf(out, cap, "?");

@@ -1,6 +1,6 @@
 /* Transaction options (the flags of `acquirer-sim send` and the key=value words of a
- * scenario line share one parser), their resolution against a terminal into a
- * sim_txn, and the scenario-file parser with line-numbered errors. */
+ * scenario line are the rows of one settings table), their resolution against a terminal
+ * into a sim_txn, and the scenario-file parser with line-numbered errors. */
 #include "acquirer.h"
 
 #include <stdio.h>
@@ -11,8 +11,9 @@
 #include "parse.h"
 
 /* The options of one transaction, one row each: the field, what its value must look like
- * (length and digits, or range) and its help. Defaults are "not given" ("" or 0): what is used
- * then depends on the terminal and the card, and is sim_opts_resolve's (the help says it). */
+ * (length and digits, or range) and its help. No row has a default: "" and 0 are "not given",
+ * and what is used then depends on the terminal and the card: sim_opts_resolve decides (the
+ * help says what). */
 #define O(f) offsetof(struct sim_opts, f), sizeof(((struct sim_opts *)0)->f)
 static const struct at_setting txn_table[] = {
     { "type", AT_SET_STR, O(type_name), NULL, 0, AT_SET_MINLEN(1),
