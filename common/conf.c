@@ -150,12 +150,12 @@ const char *at_setting_describe(const struct at_setting *s, char *out, size_t ca
         snprintf(out, cap, "yes/no/true/false/on/off/1/0");
         break;
     case AT_SET_DOUBLE:
-        if (nonzero)
-            snprintf(out, cap, s->max ? "a number above 0, up to %llu" : "a number above 0",
-                     (unsigned long long)s->max);
+        if (!s->max)
+            snprintf(out, cap, "%s", nonzero ? "a number above 0" : "a number from 0");
+        else if (nonzero)
+            snprintf(out, cap, "a number above 0, up to %llu", (unsigned long long)s->max);
         else
-            snprintf(out, cap, s->max ? "a number in 0..%llu" : "a number from 0",
-                     (unsigned long long)s->max);
+            snprintf(out, cap, "a number in 0..%llu", (unsigned long long)s->max);
         break;
     default:
         snprintf(out, cap, "?");
@@ -179,10 +179,8 @@ static bool all_digits(const char *v)
     return true;
 }
 
-/* Parses value into row s's field of base; given = false for the row's default, which the
- * minimum flags do not bind (AT_SET_NONZERO, AT_SET_MINLEN: a default below them means "not
- * given"). The field is written only when the value is good. */
-static int store(const struct at_setting *s, void *base, const char *value, bool given, char *err,
+/* Parses value into row s's field of base, written only when the value is good. */
+static int store(const struct at_setting *s, void *base, const char *value, char *err,
                  size_t errcap)
 {
     char *field = (char *)base + s->offset;
@@ -197,16 +195,14 @@ static int store(const struct at_setting *s, void *base, const char *value, bool
             snprintf(err, errcap, "value of '%s' longer than %zu characters", s->name, s->size - 1);
             return -1;
         }
-        if (given && (len < AT_SET_MINLEN_OF(s->flags) ||
-                      ((s->flags & AT_SET_DIGITS) && !all_digits(value))))
+        if (len < AT_SET_MINLEN_OF(s->flags) || ((s->flags & AT_SET_DIGITS) && !all_digits(value)))
             return refuse(s, err, errcap);
         memcpy(field, value, len + 1);
         return 0;
     }
     case AT_SET_U64: {
         uint64_t v;
-        if (!at_parse_u64(value, u64_max(s), &v) ||
-            (given && (s->flags & AT_SET_NONZERO) && v == 0))
+        if (!at_parse_u64(value, u64_max(s), &v) || ((s->flags & AT_SET_NONZERO) && v == 0))
             return refuse(s, err, errcap);
         memcpy(field, &v, sizeof v);
         return 0;
@@ -221,7 +217,7 @@ static int store(const struct at_setting *s, void *base, const char *value, bool
     case AT_SET_DOUBLE: {
         double v;
         if (!at_parse_double(value, &v) || (s->max && v > (double)s->max) ||
-            (given && (s->flags & AT_SET_NONZERO) && v == 0))
+            ((s->flags & AT_SET_NONZERO) && v == 0))
             return refuse(s, err, errcap);
         memcpy(field, &v, sizeof v);
         return 0;
@@ -234,14 +230,15 @@ static int store(const struct at_setting *s, void *base, const char *value, bool
 int at_setting_store(const struct at_setting *s, void *base, const char *value, char *err,
                      size_t errcap)
 {
-    return store(s, base, value, true, err, errcap);
+    return store(s, base, value, err, errcap);
 }
 
 int at_settings_defaults(const struct at_setting *table, size_t n, void *base, char *err,
                          size_t errcap)
 {
     for (size_t i = 0; i < n; i++)
-        if (store(&table[i], base, table[i].default_value, false, err, errcap) != 0)
+        if (table[i].default_value &&
+            store(&table[i], base, table[i].default_value, err, errcap) != 0)
             return -1;
     return 0;
 }
@@ -254,7 +251,7 @@ int at_settings_set(const struct at_setting *table, size_t n, void *base, const 
         snprintf(err, errcap, "unknown key '%s'", key);
         return -1;
     }
-    return store(s, base, value, true, err, errcap);
+    return store(s, base, value, err, errcap);
 }
 
 static const char *const type_names[] = { "string", "integer", "bool", "decimal" };
@@ -271,8 +268,10 @@ void at_settings_print_help(const struct at_setting *table, size_t n, const char
         if ((s->type == AT_SET_U64 || s->type == AT_SET_DOUBLE) && s->max)
             snprintf(max, sizeof max, ", max %llu", (unsigned long long)s->max);
         fprintf(f, "  %-22s %-8s default %s%s%s%s\n      %s\n", s->name, type_names[s->type],
-                (s->flags & AT_SET_SENSITIVE) ? "(hidden)" : s->default_value, max,
-                (s->flags & AT_SET_RELOADABLE) ? ", reloadable" : "",
+                (s->flags & AT_SET_SENSITIVE) ? "(hidden)"
+                : s->default_value            ? s->default_value
+                                              : "(none)",
+                max, (s->flags & AT_SET_RELOADABLE) ? ", reloadable" : "",
                 (s->flags & AT_SET_SENSITIVE) ? ", sensitive" : "", s->help);
     }
 }
@@ -297,17 +296,10 @@ int at_settings_arg(const struct at_setting *table, size_t n, int argc, char *co
     return 1;
 }
 
-/* Whether a row's default stands for "not given" (below its minimum, or a secret). */
-static bool default_hidden(const struct at_setting *s)
+/* Whether to print a row's default: not a secret, and not a flag's (off unless given). */
+static bool default_shown(const struct at_setting *s)
 {
-    const char *d = s->default_value;
-    if (s->flags & AT_SET_SENSITIVE)
-        return true;
-    if (s->type == AT_SET_STR)
-        return d[0] == '\0';
-    if (s->type == AT_SET_BOOL)
-        return true; /* a flag is off unless given */
-    return (s->flags & AT_SET_NONZERO) && strspn(d, "0.") == strlen(d);
+    return s->default_value && !(s->flags & AT_SET_SENSITIVE) && s->type != AT_SET_BOOL;
 }
 
 /* Prints text indented by indent, its lines broken at spaces before width columns. */
@@ -330,19 +322,22 @@ static void print_wrapped(FILE *f, const char *text, int indent, int width)
     }
 }
 
-void at_settings_print_options(const struct at_setting *table, size_t n, void *file)
+void at_settings_print_options(const struct at_setting *table, size_t n, const char *prefix,
+                               void *file)
 {
     FILE *f = file;
-    static const char *const placeholders[] = { " TEXT", " N", "", " X" };
+    static const char *const placeholders[] = { "TEXT", "N", "", "X" };
+    const char *sep = prefix[0] ? " " : "=";
     for (size_t i = 0; i < n; i++) {
         const struct at_setting *s = &table[i];
         char left[64], what[96];
-        snprintf(left, sizeof left, "--%s%s", s->name, placeholders[s->type]);
+        snprintf(left, sizeof left, "%s%s%s%s", prefix, s->name, s->type == AT_SET_BOOL ? "" : sep,
+                 placeholders[s->type]);
         if (s->type == AT_SET_BOOL)
             snprintf(what, sizeof what, "a flag");
         else
             at_setting_describe(s, what, sizeof what);
-        bool show = !default_hidden(s);
+        bool show = default_shown(s);
         fprintf(f, "  %-28s %s%s%s\n", left, what, show ? "; default " : "",
                 show ? s->default_value : "");
         print_wrapped(f, s->help, 6, 100);

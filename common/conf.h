@@ -34,10 +34,9 @@ enum at_setting_type {
 
 #define AT_SET_RELOADABLE 0x1 /* takes effect on SIGHUP without restart */
 #define AT_SET_SENSITIVE  0x2 /* value never printed (passwords, conninfo) */
-/* The rest describe what a value must look like, for command-line options and key=value words
- * as much as for config keys. They hold for values that are given, not for the row's default:
- * a default of 0 or "" below them means "not given" (the program then decides, and the row's
- * help says how). */
+/* What a value must look like beyond its type (for command-line options and key=value words as
+ * much as for config keys). Defaults are held to them too: a row whose zero means "not given"
+ * has no default (NULL). */
 #define AT_SET_NONZERO 0x4 /* AT_SET_U64 from 1, AT_SET_DOUBLE above 0 */
 #define AT_SET_DIGITS  0x8 /* AT_SET_STR: decimal digits only */
 /* AT_SET_STR: at least n characters (1..255; size - 1 is the most). */
@@ -51,14 +50,16 @@ struct at_setting {
     enum at_setting_type type;
     size_t offset; /* offsetof(struct your_conf, field) */
     size_t size;   /* AT_SET_STR: sizeof the char array */
+    /* NULL: no default, the field keeps what it holds (zero, "": "not given", and the program
+     * decides: the help says how) */
     const char *default_value;
     uint64_t max; /* AT_SET_U64 and AT_SET_DOUBLE only */
     unsigned flags;
     const char *help;
 };
 
-/* Writes every default of the table into base. Returns 0 or -1 (a default
- * that does not parse: a programming error, reported in err). */
+/* Writes every default of the table into base (rows without one are left alone). Returns 0 or
+ * -1 (a default that does not parse: a programming error, reported in err). */
 int at_settings_defaults(const struct at_setting *table, size_t n, void *base, char *err,
                          size_t errcap);
 
@@ -100,8 +101,10 @@ __attribute__((warn_unused_result)) int
 at_settings_arg(const struct at_setting *table, size_t n, int argc, char *const argv[], int *i,
                 const struct at_setting **row, const char **value, char *err, size_t errcap);
 
-/* Prints the table as command-line options: "--name VALUE", what it accepts and its default
- * (none shown when the default means "not given"), then the help. */
-void at_settings_print_options(const struct at_setting *table, size_t n, void *file /* FILE * */);
+/* Prints the table as options: what each accepts and its default, then its help. prefix "--": as
+ * command-line options ("--name VALUE",
+ * "--flag"); prefix "": as key=value words ("name=VALUE", "flag"). */
+void at_settings_print_options(const struct at_setting *table, size_t n, const char *prefix,
+                               void *file /* FILE * */);
 
 #endif

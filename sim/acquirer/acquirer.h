@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "currency.h"
@@ -31,10 +32,7 @@
 
 /* ---------------------------------------------------------------- currencies and amounts */
 
-/* Currencies are common/currency.h's table (at_currency_find). These two names are what
- * opts.c still calls them; new code uses the at_ names. */
-#define sim_currency      at_currency
-#define sim_currency_find at_currency_find
+/* Currencies are common/currency.h's table (at_currency_find). */
 
 /* Parses a major-unit amount ("12.50", "1000", "0.5") for currency c into minor units.
  * More decimals than the currency has, signs, empty input, garbage or a value above
@@ -257,35 +255,38 @@ bool sim_mac_acceptable(const struct sim_resp *r);
 /* ---------------------------------------------------------------- options and scenarios */
 
 /* Options of one transaction as typed (CLI flags or scenario key=value), before they
- * are resolved against a terminal. */
+ * are resolved against a terminal. Each option is a row of opts.c's settings table (its text
+ * field, length and digits, or its number and range); "" and 0 mean "not given". */
 struct sim_opts {
+    char type_name[16]; /* as typed; type and has_type are what it names */
     bool has_type;
     enum sim_type type;
     char terminal[9];
     char pan[20];
     char pin[13];
     bool no_pin, bad_mac, has_pin;
-    char amount[24]; /* major units, as typed */
+    char amount[21]; /* major units, as typed */
     bool has_amount_minor;
     uint64_t amount_minor;
-    char cashback[24];
+    char cashback[21];
     char currency[4]; /* code as typed (alpha or numeric) */
     char expiry[5];
-    uint32_t stan;
+    uint64_t stan;
     char rrn[13];
-    char to_pan[29];
+    char to_pan[20];
     char entry_mode[4];
     char mti[5];
     char proc[7];
     char orig_mti[5];
-    uint32_t orig_stan;
+    uint64_t orig_stan;
     char orig_time[11];
     char host[64];
-    unsigned timeout_ms;
+    uint64_t timeout_ms;
     /* scenario-only */
     char id[32];       /* this line's name, for original= */
     char original[32]; /* the earlier line a reversal reverses */
     char expect[3];    /* expected DE 39 */
+    char mac[4];       /* "ok" or "any", as typed; mac_any is what it says */
     bool mac_any;      /* do not require a valid response MAC */
 };
 
@@ -294,6 +295,16 @@ struct sim_opts {
  * Returns 0 or -1 with a sentence naming the key in err. */
 SIM_MUST_CHECK int sim_opts_set(struct sim_opts *o, const char *key, const char *value,
                                 bool scenario, char *err, size_t errcap);
+
+/* Reads the option at argv[*i] (it starts with "--"; a flag takes no value) into o, like
+ * sim_opts_set without the scenario-only keys. Returns 1 with *i at the last argument read; 0
+ * when it is not a transaction option (nothing read); -1 with a sentence in err. */
+SIM_MUST_CHECK int sim_opts_arg(struct sim_opts *o, int argc, char **argv, int *i, char *err,
+                                size_t errcap);
+
+/* Prints the transaction options (with dashes, as `send` takes them) and then the keys only
+ * scenario lines have, from the table. */
+void sim_opts_usage(FILE *f);
 
 /* Resolves o against the terminal set into x and *term: terminal (o->terminal or
  * TERM0001), demo-card defaults (PIN, expiry, currency of a known demo PAN), amount in

@@ -18,7 +18,7 @@ static const struct at_setting load_table[] = {
       "seconds measured, after the warm-up" },
     { "connections", AT_SET_U64, O(connections), "4", 200000, AT_SET_NONZERO,
       "connections to the switch, each one terminal" },
-    { "closed", AT_SET_U64, O(closed_k), "0", 100000, AT_SET_NONZERO,
+    { "closed", AT_SET_U64, O(closed_k), NULL, 100000, AT_SET_NONZERO,
       "closed loop: this many requests in flight on each connection, each answer sending the "
       "next (default: open loop at --rate)" },
     { "mix", AT_SET_STR, O(mix_spec), LOAD_MIX_DEFAULT, 0, 0,
@@ -26,7 +26,7 @@ static const struct at_setting load_table[] = {
       "refund, reversal" },
     { "warmup", AT_SET_DOUBLE, O(warmup), "1", 3600, 0,
       "seconds of load before the measurement starts" },
-    { "report", AT_SET_STR, O(report), "", 0, AT_SET_MINLEN(1),
+    { "report", AT_SET_STR, O(report), NULL, 0, AT_SET_MINLEN(1),
       "write the JSON report to this file" },
     { "cards", AT_SET_U64, O(cards), "1000", 999999999, AT_SET_NONZERO,
       "the last wallet index used (issuer-sim's deterministic seed)" },
@@ -47,7 +47,7 @@ static const struct at_setting load_table[] = {
       "amounts are drawn from 1..this, in minor units" },
     { "seed", AT_SET_U64, O(seed), "11400714819323198485", 0, AT_SET_NONZERO,
       "the seed of the draws (kinds, cards, amounts)" },
-    { "slots", AT_SET_U64, O(slots), "0", 1000000, AT_SET_NONZERO,
+    { "slots", AT_SET_U64, O(slots), NULL, 1000000, AT_SET_NONZERO,
       "request slots, the most in flight (default: a quarter second of arrivals, or K per "
       "connection; 256..262144)" },
     { "state-dir", AT_SET_STR, O(state_dir), SIM_STATE_DIR_DEFAULT, 0, 0,
@@ -55,9 +55,9 @@ static const struct at_setting load_table[] = {
     { "quiet", AT_SET_BOOL, O(quiet), "no", 0, 0, "no progress line on stderr" },
     { "strict-rate", AT_SET_BOOL, O(strict_rate), "no", 0, 0,
       "exit 4 when the rate asked was not kept" },
-    { "record", AT_SET_STR, O(record), "", 0, AT_SET_MINLEN(1),
+    { "record", AT_SET_STR, O(record), NULL, 0, AT_SET_MINLEN(1),
       "write one line per request to this file (the record file, docs/acquirer-sim.md)" },
-    { "reversal-interval-ms", AT_SET_U64, O(rev_interval_ms), "0", 600000, AT_SET_NONZERO,
+    { "reversal-interval-ms", AT_SET_U64, O(rev_interval_ms), NULL, 600000, AT_SET_NONZERO,
       "how long a reversal try waits for its 0410, and the least time between two tries "
       "(default: the --timeout-ms)" },
     { "reversal-deadline", AT_SET_DOUBLE, O(rev_deadline), "120", 86400, 0,
@@ -72,7 +72,7 @@ struct seed_opts {
 
 #define O(f) offsetof(struct seed_opts, f), sizeof(((struct seed_opts *)0)->f)
 static const struct at_setting seed_table[] = {
-    { "terminals", AT_SET_U64, O(terminals), "0", 999999, AT_SET_NONZERO,
+    { "terminals", AT_SET_U64, O(terminals), NULL, 999999, AT_SET_NONZERO,
       "how many load terminals (needed)" },
     { "first", AT_SET_U64, O(first), "1", 999999, AT_SET_NONZERO,
       "the index of the first (first + C - 1 <= 999999)" },
@@ -86,13 +86,13 @@ void load_usage(FILE *f)
     fprintf(f, "usage: acquirer-sim load [options]\n"
                "       acquirer-sim load-seed --terminals C [--first I]   (SQL on stdout)\n"
                "load options:\n");
-    at_settings_print_options(load_table, N(load_table), f);
+    at_settings_print_options(load_table, N(load_table), "--", f);
     fprintf(f,
             "Connections that end are opened again; unanswered purchases, cash-outs and refunds\n"
             "are reversed (0400, then 0401 until an 0410); --record writes one line per "
             "request.\n"
             "load-seed options:\n");
-    at_settings_print_options(seed_table, N(seed_table), f);
+    at_settings_print_options(seed_table, N(seed_table), "--", f);
 }
 
 /* Reads argv[2..] (argv[1] is the command) as options of table into base, which holds the
@@ -179,6 +179,7 @@ int load_seed_opts_parse(int argc, char **argv, uint64_t *terminals, uint64_t *f
                          size_t errcap)
 {
     struct seed_opts o;
+    memset(&o, 0, sizeof o);
     if (at_settings_defaults(seed_table, N(seed_table), &o, err, errcap) != 0)
         return -1;
     int rc = parse_args(seed_table, N(seed_table), &o, argc, argv, err, errcap);

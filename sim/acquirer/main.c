@@ -11,12 +11,12 @@
 #include <event2/event.h>
 
 #include "acquirer.h"
+#include "conf.h"
 #include "json.h"
 #include "load.h"
 #include "log.h"
 #include "parse.h"
 
-#define DEFAULT_STATE_DIR  "var/acquirer-sim"
 #define DEFAULT_TIMEOUT_MS 10000u
 #define MAX_CONNS          16
 
@@ -40,14 +40,21 @@ struct line_res {
     char term[9];
 };
 
+/* The options that are not a transaction's: one row each of global_table. */
+struct global_opts {
+    char terminals[4096]; /* "" = the built-in terminals only */
+    char state_dir[256];
+    bool json, dump;
+};
+
 struct cli {
     struct event_base *base;
     struct sim_engine *e;
     struct sim_terms terms;
     struct conn_ent conns[MAX_CONNS];
-    char state_dir[256];
+    struct global_opts g;
     const char *host; /* --host override */
-    bool json, dump, is_run;
+    bool is_run;
     /* the transaction in progress */
     struct sim_term *t;
     struct sim_txn x;
@@ -116,7 +123,7 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_out
     }
     double ms = o ? (double)o->latency_ns / 1e6 : 0;
     const char *mti = c->sent.mti[0] ? c->sent.mti : sim_type_mti(x->type);
-    if (c->json) {
+    if (c->g.json) {
         printf("{");
         if (c->is_run) {
             json_str(stdout, "result", strncmp(prefix, "PASS", 4) == 0 ? "PASS" : "FAIL", false);
@@ -272,7 +279,7 @@ static void on_conn_timeout(evutil_socket_t fd, short what, void *arg)
 static void on_done(void *arg, struct sim_req *r, const struct sim_outcome *o)
 {
     struct cli *c = arg;
-    if (c->dump && o->status == SIM_ANSWERED)
+    if (c->g.dump && o->status == SIM_ANSWERED)
         dump_msg(c, "response", o->raw, o->raw_len);
     txn_done(c, o, NULL);
 }
@@ -296,7 +303,7 @@ static void fire(struct cli *c)
     }
     memcpy(c->req_copy, buf, len);
     c->req_len = len;
-    if (c->dump)
+    if (c->g.dump)
         dump_msg(c, "request", buf, len);
     if (sim_req_send(c->ce->c, r, len, &c->sent, c->t, c->timeout_ms, 0, on_done, c) != 0)
         txn_done(c, NULL, "connection not usable");
@@ -413,10 +420,10 @@ static void next_line(struct cli *c)
             run_done(c, NULL, err);
             return;
         }
-        start(c, o.host, o.timeout_ms);
+        start(c, o.host, (unsigned)o.timeout_ms);
         return;
     }
-    if (c->json)
+    if (c->g.json)
         printf("{\"passed\":%u,\"failed\":%u,\"unmatched_responses\":%llu}\n", c->passed, c->failed,
                (unsigned long long)sim_engine_unmatched(c->e));
     else if (sim_engine_unmatched(c->e))
@@ -439,27 +446,83 @@ static void txn_done(struct cli *c, const struct sim_outcome *o, const char *err
 
 /* ------------------------------------------------------------------ command line */
 
+#define O(f) offsetof(struct global_opts, f), sizeof(((struct global_opts *)0)->f)
+static const struct at_setting global_table[] = {
+    { "terminals", AT_SET_STR, O(terminals), NULL, 0, AT_SET_MINLEN(1),
+      "extra terminal profiles ([terminal ID] sections, docs/acquirer-sim.md)" },
+    { "state-dir", AT_SET_STR, O(state_dir), SIM_STATE_DIR_DEFAULT, 0, 0,
+      "the terminals' STAN/KSN state files (default $" SIM_STATE_DIR_ENV " when set)" },
+    { "json", AT_SET_BOOL, O(json), "no", 0, 0, "one JSON object per result" },
+    { "dump", AT_SET_BOOL, O(dump), "no", 0, 0, "print the masked request and response" },
+};
+#undef O
+#define N(t) (sizeof(t) / sizeof((t)[0]))
+
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: acquirer-sim [global options] send --type TYPE [options]\n"
-            "       acquirer-sim [global options] run FILE.scn\n"
-            "global options:\n"
-            "  --terminals FILE   extra terminal profiles ([terminal ID] sections)\n"
-            "  --state-dir DIR    STAN/KSN state files (default " DEFAULT_STATE_DIR ")\n"
-            "  --host ADDR:PORT   send to this address instead of the terminal's\n"
-            "  --json             one JSON object per result\n"
-            "  --dump             print the masked request and response\n"
-            "send options (scenario keys are the same without the dashes):\n"
-            "  --type purchase|cash|cashback|refund|balance|aft|oct|transfer|auth|reversal|echo\n"
-            "  --terminal ID (TERM0001)  --pan P  --pin 1234 | --no-pin  --expiry YYMM\n"
-            "  --amount 12.50 | --amount-minor 1250  --currency 504|MAD  --cashback 5.00\n"
-            "  --stan N  --rrn R  --to-pan P  --entry-mode NNN  --mti NNNN  --proc NNNNNN\n"
-            "  --original-mti NNNN --original-stan N --original-time MMDDhhmmss (DE 90)\n"
-            "  --bad-mac  --timeout-ms N (10000)\n"
-            "exit status of send: 0 answered (any DE 39), 1 usage, 2 transport error/timeout/\n"
-            "bad framing, 3 response MAC wrong or missing. run: 0 all passed, 1 a line failed,\n"
-            "2 unusable scenario file or transport setup.\n");
+    fprintf(f, "usage: acquirer-sim [global options] send [options]\n"
+               "       acquirer-sim [global options] run FILE.scn\n"
+               "       acquirer-sim load [options]   (acquirer-sim load --help)\n"
+               "global options:\n");
+    at_settings_print_options(global_table, N(global_table), "--", f);
+    fprintf(f, "send options (scenario lines: the same as key=value words, flags bare or "
+               "flag=yes|no):\n");
+    sim_opts_usage(f);
+    fprintf(f, "exit status of send: 0 answered (any DE 39), 1 usage, 2 transport error/timeout/\n"
+               "bad framing, 3 response MAC wrong or missing. run: 0 all passed, 1 a line failed,\n"
+               "2 unusable scenario file or transport setup.\n");
+}
+
+/* Reads the command line into c->g (global options), *opts (the transaction options of send;
+ * --host for run too), *cmd and, for run, *scn_path; options and words in any order. Returns
+ * 0; 1 when --help was asked; -1 after saying what is wrong on stderr. */
+static int parse_command_line(int argc, char **argv, struct cli *c, struct sim_opts *opts,
+                              const char **cmd, const char **scn_path)
+{
+    char err[512], what[96];
+    if (at_settings_defaults(global_table, N(global_table), &c->g, err, sizeof err) != 0)
+        return -1;
+    const char *env_dir = getenv(SIM_STATE_DIR_ENV);
+    if (env_dir && env_dir[0] &&
+        at_settings_set(global_table, N(global_table), &c->g, "state-dir", env_dir, err,
+                        sizeof err) != 0) {
+        fprintf(stderr, "acquirer-sim: $%s: %s\n", SIM_STATE_DIR_ENV, err);
+        return -1;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+            return 1;
+        if (strncmp(a, "--", 2) != 0) {
+            if (!*cmd) {
+                *cmd = a;
+            } else if (strcmp(*cmd, "run") == 0 && !*scn_path) {
+                *scn_path = a;
+            } else {
+                fprintf(stderr, "acquirer-sim: unexpected argument '%s'\n", a);
+                return -1;
+            }
+            continue;
+        }
+        const struct at_setting *row;
+        const char *value;
+        int found = at_settings_arg(global_table, N(global_table), argc, argv, &i, &row, &value,
+                                    err, sizeof err);
+        if (found > 0 && at_setting_store(row, &c->g, value, err, sizeof err) != 0) {
+            snprintf(err, sizeof err, "%s: expected %s", row->name,
+                     at_setting_describe(row, what, sizeof what));
+            found = -1;
+        }
+        if (found == 0)
+            found = sim_opts_arg(opts, argc, argv, &i, err, sizeof err);
+        if (found == 0)
+            snprintf(err, sizeof err, "unknown option '%.40s'", a + 2);
+        if (found <= 0) {
+            fprintf(stderr, "acquirer-sim: %s\n", err);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static int read_file(const char *path, char **out, size_t *len)
@@ -523,56 +586,14 @@ int main(int argc, char **argv)
     struct sim_opts opts;
     memset(&opts, 0, sizeof opts);
     char err[512];
-    const char *terminals_file = NULL, *cmd = NULL, *scn_path = NULL;
-    const char *env_dir = getenv("ATLAS_ACQ_STATE_DIR");
-    snprintf(c.state_dir, sizeof c.state_dir, "%s",
-             env_dir && env_dir[0] ? env_dir : DEFAULT_STATE_DIR);
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            return 0;
-        }
-        if (strncmp(a, "--", 2) != 0) {
-            if (!cmd) {
-                cmd = a;
-            } else if (strcmp(cmd, "run") == 0 && !scn_path) {
-                scn_path = a;
-            } else {
-                fprintf(stderr, "acquirer-sim: unexpected argument '%s'\n", a);
-                return EXIT_USAGE;
-            }
-            continue;
-        }
-        const char *key = a + 2;
-        bool flag = strcmp(key, "json") == 0 || strcmp(key, "dump") == 0 ||
-                    strcmp(key, "no-pin") == 0 || strcmp(key, "bad-mac") == 0;
-        if (flag) {
-            if (strcmp(key, "json") == 0)
-                c.json = true;
-            else if (strcmp(key, "dump") == 0)
-                c.dump = true;
-            else if (sim_opts_set(&opts, key, NULL, false, err, sizeof err) != 0)
-                goto bad_opt;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "acquirer-sim: --%s needs a value\n", key);
-            return EXIT_USAGE;
-        }
-        const char *val = argv[++i];
-        if (strcmp(key, "terminals") == 0)
-            terminals_file = val;
-        else if (strcmp(key, "state-dir") == 0)
-            snprintf(c.state_dir, sizeof c.state_dir, "%s", val);
-        else if (sim_opts_set(&opts, key, val, false, err, sizeof err) != 0)
-            goto bad_opt;
-        continue;
-    bad_opt:
-        fprintf(stderr, "acquirer-sim: %s\n", err);
-        return EXIT_USAGE;
+    const char *cmd = NULL, *scn_path = NULL;
+    int arc = parse_command_line(argc, argv, &c, &opts, &cmd, &scn_path);
+    if (arc > 0) {
+        usage(stdout);
+        return 0;
     }
+    if (arc < 0)
+        return EXIT_USAGE;
     if (!cmd || (strcmp(cmd, "send") != 0 && strcmp(cmd, "run") != 0)) {
         usage(stderr);
         return EXIT_USAGE;
@@ -586,7 +607,7 @@ int main(int argc, char **argv)
         c.host = opts.host;
 
     if (sim_terms_builtin(&c.terms, err, sizeof err) != 0 ||
-        (terminals_file && sim_terms_load(&c.terms, terminals_file, err, sizeof err) != 0)) {
+        (c.g.terminals[0] && sim_terms_load(&c.terms, c.g.terminals, err, sizeof err) != 0)) {
         fprintf(stderr, "acquirer-sim: %s\n", err);
         sim_terms_free(&c.terms);
         return c.is_run ? 2 : EXIT_USAGE;
@@ -642,7 +663,7 @@ int main(int argc, char **argv)
             n = scn_count_for(&c.scn, t->id);
         else if (strcmp(t->id, opts.terminal[0] ? opts.terminal : "TERM0001") == 0)
             n = 1;
-        if (n && sim_term_reserve(t, c.state_dir, n, err, sizeof err) != 0) {
+        if (n && sim_term_reserve(t, c.g.state_dir, n, err, sizeof err) != 0) {
             fprintf(stderr, "acquirer-sim: %s\n", err);
             rc = c.is_run ? 2 : EXIT_USAGE;
             goto out;
@@ -665,7 +686,7 @@ int main(int argc, char **argv)
             rc = EXIT_USAGE;
             goto out;
         }
-        start(&c, opts.host, opts.timeout_ms);
+        start(&c, opts.host, (unsigned)opts.timeout_ms);
     }
     event_base_dispatch(c.base);
     rc = c.exit_code;

@@ -1,181 +1,189 @@
 /* Transaction options (the flags of `acquirer-sim send` and the key=value words of a
- * scenario line share one parser), their resolution against a terminal into a
- * sim_txn, and the scenario-file parser with line-numbered errors. */
+ * scenario line are the rows of one settings table), their resolution against a terminal
+ * into a sim_txn, and the scenario-file parser with line-numbered errors. */
 #include "acquirer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf.h"
 #include "parse.h"
 
-static bool digits(const char *s, size_t min, size_t max)
-{
-    size_t n = strlen(s);
-    if (n < min || n > max)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-    return true;
-}
+/* The options of one transaction, one row each: the field, what its value must look like
+ * (length and digits, or range) and its help. No row has a default: "" and 0 are "not given",
+ * and what is used then depends on the terminal and the card: sim_opts_resolve decides (the
+ * help says what). */
+#define O(f) offsetof(struct sim_opts, f), sizeof(((struct sim_opts *)0)->f)
+static const struct at_setting txn_table[] = {
+    { "type", AT_SET_STR, O(type_name), NULL, 0, AT_SET_MINLEN(1),
+      "purchase, cash, cashback, refund, balance, aft, oct, transfer, auth, reversal or echo "
+      "(default purchase)" },
+    { "terminal", AT_SET_STR, O(terminal), NULL, 0, AT_SET_MINLEN(8),
+      "the terminal, DE 41 (default TERM0001)" },
+    { "pan", AT_SET_STR, O(pan), NULL, 0, AT_SET_MINLEN(12) | AT_SET_DIGITS,
+      "the card, DE 2 (default 4890010000000012, the MAD demo card)" },
+    { "pin", AT_SET_STR, O(pin), NULL, 0, AT_SET_MINLEN(4) | AT_SET_DIGITS,
+      "the PIN (default: a demo card's, for the types that debit)" },
+    { "no-pin", AT_SET_BOOL, O(no_pin), "no", 0, 0, "send no PIN block" },
+    { "expiry", AT_SET_STR, O(expiry), NULL, 0, AT_SET_MINLEN(4) | AT_SET_DIGITS,
+      "YYMM, DE 14 (default: a demo card's)" },
+    { "amount", AT_SET_STR, O(amount), NULL, 0, AT_SET_MINLEN(1),
+      "the amount in major units (12.50), no more decimals than the currency has" },
+    { "amount-minor", AT_SET_U64, O(amount_minor), NULL, 999999999999ull, 0,
+      "the amount in minor units, as is (instead of --amount)" },
+    { "currency", AT_SET_STR, O(currency), NULL, 0, AT_SET_MINLEN(3),
+      "ISO 4217, alphabetic or numeric: MAD/504, XOF/952, XAF/950, MRU/929 ... (default: a "
+      "demo card's, else the terminal's)" },
+    { "cashback", AT_SET_STR, O(cashback), NULL, 0, AT_SET_MINLEN(1),
+      "the cash-back part in major units (DE 54)" },
+    { "stan", AT_SET_U64, O(stan), NULL, 999999, AT_SET_NONZERO,
+      "DE 11 (default: the terminal's next, from its state file)" },
+    { "rrn", AT_SET_STR, O(rrn), NULL, 0, AT_SET_MINLEN(12),
+      "DE 37 (default: from the date and the STAN)" },
+    { "to-pan", AT_SET_STR, O(to_pan), NULL, 0, AT_SET_MINLEN(12) | AT_SET_DIGITS,
+      "a transfer's recipient, DE 103" },
+    { "entry-mode", AT_SET_STR, O(entry_mode), NULL, 0, AT_SET_MINLEN(3) | AT_SET_DIGITS,
+      "DE 22 (default 011 with a PIN, 012 without)" },
+    { "mti", AT_SET_STR, O(mti), NULL, 0, AT_SET_MINLEN(4) | AT_SET_DIGITS,
+      "the MTI (default: the type's)" },
+    { "proc", AT_SET_STR, O(proc), NULL, 0, AT_SET_MINLEN(6) | AT_SET_DIGITS,
+      "the processing code, DE 3 (default: the type's)" },
+    { "original-mti", AT_SET_STR, O(orig_mti), NULL, 0, AT_SET_MINLEN(4) | AT_SET_DIGITS,
+      "a reversal's DE 90: the original's MTI (default 0200)" },
+    { "original-stan", AT_SET_U64, O(orig_stan), NULL, 999999, 0,
+      "a reversal's DE 90: the original's STAN (with --original-time)" },
+    { "original-time", AT_SET_STR, O(orig_time), NULL, 0, AT_SET_MINLEN(10) | AT_SET_DIGITS,
+      "a reversal's DE 90: the original's DE 7, MMDDhhmmss" },
+    { "bad-mac", AT_SET_BOOL, O(bad_mac), "no", 0, 0,
+      "spoil the request MAC (the switch must answer 63)" },
+    { "host", AT_SET_STR, O(host), NULL, 0, AT_SET_MINLEN(3),
+      "send to this ADDR:PORT instead of the terminal's address (on the command line: for every "
+      "transaction)" },
+    { "timeout-ms", AT_SET_U64, O(timeout_ms), NULL, 600000, AT_SET_NONZERO,
+      "how long to wait for the connection and for the answer (default 10000)" },
+};
 
-static int copy(char *dst, size_t cap, const char *key, const char *v, size_t min, size_t max,
-                bool numeric, char *err, size_t errcap)
-{
-    size_t n = strlen(v);
-    if (n < min || n > max || n >= cap || (numeric && !digits(v, min, max))) {
-        if (min == max)
-            snprintf(err, errcap, "%s: expected %zu %s", key, min,
-                     numeric ? "digits" : "characters");
-        else
-            snprintf(err, errcap, "%s: expected %zu to %zu %s", key, min, max,
-                     numeric ? "digits" : "characters");
-        return -1;
-    }
-    memcpy(dst, v, n + 1);
-    return 0;
-}
+/* The keys only scenario lines have. */
+static const struct at_setting scn_table[] = {
+    { "id", AT_SET_STR, O(id), NULL, 0, AT_SET_MINLEN(1), "this line's name, for original=" },
+    { "original", AT_SET_STR, O(original), NULL, 0, AT_SET_MINLEN(1),
+      "a reversal of the line with this id: its DE 90, and the defaults of terminal, PAN, "
+      "amount, currency and processing code" },
+    { "expect", AT_SET_STR, O(expect), NULL, 0, AT_SET_MINLEN(2),
+      "the DE 39 the line must get (needed)" },
+    { "mac", AT_SET_STR, O(mac), NULL, 0, AT_SET_MINLEN(2),
+      "ok (default): the response MAC must verify; any: it need not" },
+};
+#undef O
 
-static int num(const char *key, const char *v, uint64_t max, uint64_t *out, char *err,
-               size_t errcap)
-{
-    if (!at_parse_u64(v, max, out)) {
-        snprintf(err, errcap, "%s: expected a number up to %llu", key, (unsigned long long)max);
-        return -1;
-    }
-    return 0;
-}
+#define N(t) (sizeof(t) / sizeof((t)[0]))
 
-int sim_opts_set(struct sim_opts *o, const char *key, const char *value, bool scenario, char *err,
-                 size_t errcap)
+/* The options whose value is a name to look up or an address: checked as typed, before the
+ * row stores it (so that the sentence says what is wrong, whatever its length). Keyed by the
+ * field the row fills. */
+static int opt_check(const struct at_setting *row, const char *value, char *err, size_t errcap)
 {
-    uint64_t v;
-    /* Flags take no value (a scenario may still say flag=yes). */
-    static const char *const flags[] = { "no-pin", "bad-mac" };
-    for (size_t i = 0; i < 2; i++)
-        if (strcmp(key, flags[i]) == 0) {
-            bool b = true;
-            if (value && !at_parse_bool(value, &b)) {
-                snprintf(err, errcap, "%s: expected yes or no", key);
-                return -1;
-            }
-            if (i == 0)
-                o->no_pin = b;
-            else
-                o->bad_mac = b;
-            return 0;
-        }
-    if (!value) {
-        snprintf(err, errcap, "%s: needs a value", key);
-        return -1;
-    }
-    if (strcmp(key, "type") == 0) {
-        if (sim_type_parse(value, &o->type) != 0) {
+    enum sim_type type;
+    const char *why = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    switch (row->offset) {
+    case offsetof(struct sim_opts, type_name):
+        if (sim_type_parse(value, &type) != 0) {
             snprintf(err, errcap,
                      "type: unknown (purchase, cash, cashback, refund, balance, aft, oct, "
                      "transfer, auth, reversal, echo)");
             return -1;
         }
-        o->has_type = true;
         return 0;
-    }
-    if (strcmp(key, "terminal") == 0)
-        return copy(o->terminal, sizeof o->terminal, key, value, 8, 8, false, err, errcap);
-    if (strcmp(key, "pan") == 0)
-        return copy(o->pan, sizeof o->pan, key, value, 12, 19, true, err, errcap);
-    if (strcmp(key, "pin") == 0) {
-        o->has_pin = true;
-        return copy(o->pin, sizeof o->pin, key, value, 4, 12, true, err, errcap);
-    }
-    if (strcmp(key, "amount") == 0) {
-        o->has_amount_minor = false;
-        return copy(o->amount, sizeof o->amount, key, value, 1, 20, false, err, errcap);
-    }
-    if (strcmp(key, "amount-minor") == 0) {
-        if (num(key, value, 999999999999ull, &v, err, errcap) != 0)
-            return -1;
-        o->amount_minor = v;
-        o->has_amount_minor = true;
-        o->amount[0] = '\0';
-        return 0;
-    }
-    if (strcmp(key, "cashback") == 0)
-        return copy(o->cashback, sizeof o->cashback, key, value, 1, 20, false, err, errcap);
-    if (strcmp(key, "currency") == 0) {
-        if (!sim_currency_find(value)) {
+    case offsetof(struct sim_opts, currency):
+        if (!at_currency_find(value)) {
             snprintf(err, errcap,
                      "currency: unknown code (MAD/504, XOF/952, XAF/950, MRU/929, ...)");
             return -1;
         }
-        return copy(o->currency, sizeof o->currency, key, value, 3, 3, false, err, errcap);
-    }
-    if (strcmp(key, "expiry") == 0)
-        return copy(o->expiry, sizeof o->expiry, key, value, 4, 4, true, err, errcap);
-    if (strcmp(key, "stan") == 0) {
-        if (num(key, value, 999999, &v, err, errcap) != 0 || v == 0) {
-            snprintf(err, errcap, "stan: expected 1..999999");
-            return -1;
-        }
-        o->stan = (uint32_t)v;
         return 0;
-    }
-    if (strcmp(key, "rrn") == 0)
-        return copy(o->rrn, sizeof o->rrn, key, value, 12, 12, false, err, errcap);
-    if (strcmp(key, "to-pan") == 0)
-        return copy(o->to_pan, sizeof o->to_pan, key, value, 12, 19, true, err, errcap);
-    if (strcmp(key, "entry-mode") == 0)
-        return copy(o->entry_mode, sizeof o->entry_mode, key, value, 3, 3, true, err, errcap);
-    if (strcmp(key, "mti") == 0)
-        return copy(o->mti, sizeof o->mti, key, value, 4, 4, true, err, errcap);
-    if (strcmp(key, "proc") == 0)
-        return copy(o->proc, sizeof o->proc, key, value, 6, 6, true, err, errcap);
-    if (strcmp(key, "original-mti") == 0)
-        return copy(o->orig_mti, sizeof o->orig_mti, key, value, 4, 4, true, err, errcap);
-    if (strcmp(key, "original-stan") == 0) {
-        if (num(key, value, 999999, &v, err, errcap) != 0)
-            return -1;
-        o->orig_stan = (uint32_t)v;
-        return 0;
-    }
-    if (strcmp(key, "original-time") == 0)
-        return copy(o->orig_time, sizeof o->orig_time, key, value, 10, 10, true, err, errcap);
-    if (strcmp(key, "host") == 0) {
-        struct sockaddr_storage ss;
-        socklen_t sl;
-        const char *why = NULL;
+    case offsetof(struct sim_opts, host):
         if (!at_parse_hostport(value, &ss, &sl, &why)) {
             snprintf(err, errcap, "host: %s", why ? why : "expected HOST:PORT");
             return -1;
         }
-        return copy(o->host, sizeof o->host, key, value, 3, 63, false, err, errcap);
-    }
-    if (strcmp(key, "timeout-ms") == 0) {
-        if (num(key, value, 600000, &v, err, errcap) != 0 || v == 0) {
-            snprintf(err, errcap, "timeout-ms: expected 1..600000");
+        return 0;
+    case offsetof(struct sim_opts, mac):
+        if (strcmp(value, "any") != 0 && strcmp(value, "ok") != 0) {
+            snprintf(err, errcap, "mac: expected ok or any");
             return -1;
         }
-        o->timeout_ms = (unsigned)v;
         return 0;
     }
-    if (scenario) {
-        if (strcmp(key, "id") == 0)
-            return copy(o->id, sizeof o->id, key, value, 1, 31, false, err, errcap);
-        if (strcmp(key, "original") == 0)
-            return copy(o->original, sizeof o->original, key, value, 1, 31, false, err, errcap);
-        if (strcmp(key, "expect") == 0)
-            return copy(o->expect, sizeof o->expect, key, value, 2, 2, false, err, errcap);
-        if (strcmp(key, "mac") == 0) {
-            if (strcmp(value, "any") != 0 && strcmp(value, "ok") != 0) {
-                snprintf(err, errcap, "mac: expected ok or any");
-                return -1;
-            }
-            o->mac_any = strcmp(value, "any") == 0;
-            return 0;
-        }
+    return 0;
+}
+
+/* What a stored option means for the fields derived from it, and the option it undoes (the
+ * last of amount and amount-minor counts). */
+static void opt_effects(struct sim_opts *o, const struct at_setting *row)
+{
+    switch (row->offset) {
+    case offsetof(struct sim_opts, type_name):
+        o->has_type = sim_type_parse(o->type_name, &o->type) == 0; /* checked: true */
+        break;
+    case offsetof(struct sim_opts, mac):
+        o->mac_any = strcmp(o->mac, "any") == 0;
+        break;
+    case offsetof(struct sim_opts, pin):
+        o->has_pin = true;
+        break;
+    case offsetof(struct sim_opts, amount):
+        o->has_amount_minor = false;
+        break;
+    case offsetof(struct sim_opts, amount_minor):
+        o->has_amount_minor = true;
+        o->amount[0] = '\0';
+        break;
     }
-    snprintf(err, errcap, "unknown option '%.40s'", key);
-    return -1;
+}
+
+int sim_opts_set(struct sim_opts *o, const char *key, const char *value, bool scenario, char *err,
+                 size_t errcap)
+{
+    const struct at_setting *row = at_settings_find(txn_table, N(txn_table), key);
+    if (!row && scenario)
+        row = at_settings_find(scn_table, N(scn_table), key);
+    if (!row) {
+        snprintf(err, errcap, "unknown option '%.40s'", key);
+        return -1;
+    }
+    if (!value && row->type != AT_SET_BOOL) {
+        snprintf(err, errcap, "%s: needs a value", key);
+        return -1;
+    }
+    if (value && opt_check(row, value, err, errcap) != 0)
+        return -1;
+    char why[160], what[96];
+    if (at_setting_store(row, o, value, why, sizeof why) != 0) {
+        snprintf(err, errcap, "%s: expected %s", key, at_setting_describe(row, what, sizeof what));
+        return -1;
+    }
+    opt_effects(o, row);
+    return 0;
+}
+
+int sim_opts_arg(struct sim_opts *o, int argc, char **argv, int *i, char *err, size_t errcap)
+{
+    const struct at_setting *row;
+    const char *value;
+    int found = at_settings_arg(txn_table, N(txn_table), argc, argv, i, &row, &value, err, errcap);
+    if (found <= 0)
+        return found;
+    return sim_opts_set(o, row->name, value, false, err, errcap) == 0 ? 1 : -1;
+}
+
+void sim_opts_usage(FILE *f)
+{
+    at_settings_print_options(txn_table, N(txn_table), "--", f);
+    fprintf(f, "scenario lines only:\n");
+    at_settings_print_options(scn_table, N(scn_table), "", f);
 }
 
 int sim_opts_resolve(const struct sim_opts *o, const struct sim_terms *set, struct sim_txn *x,
@@ -193,13 +201,13 @@ int sim_opts_resolve(const struct sim_opts *o, const struct sim_terms *set, stru
     snprintf(x->pan, sizeof x->pan, "%s", o->pan[0] ? o->pan : "4890010000000012");
     const struct sim_demo_card *card = sim_demo_card_find(x->pan);
 
-    const struct sim_currency *c = NULL;
+    const struct at_currency *c = NULL;
     if (o->currency[0])
-        c = sim_currency_find(o->currency);
+        c = at_currency_find(o->currency);
     else if (card)
-        c = sim_currency_find(card->currency);
+        c = at_currency_find(card->currency);
     else
-        c = sim_currency_find(t->currency);
+        c = at_currency_find(t->currency);
     if (!c) {
         snprintf(err, errcap, "currency: unknown code");
         return -1;

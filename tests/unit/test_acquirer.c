@@ -564,6 +564,91 @@ static void test_opts_resolve(void **state)
     assert_non_null(strstr(err, "colour"));
 }
 
+/* The options are rows of a table: what each accepts, in the sentences `send` and scenario
+ * files print; the last of amount and amount-minor counts; flags bare or yes/no; the command
+ * line reads the same rows. */
+static void test_opts_table(void **state)
+{
+    struct sim_opts o;
+    char err[200];
+    memset(&o, 0, sizeof o);
+    static const struct {
+        const char *key, *value, *why;
+    } bad[] = {
+        { "pan", "12ab", "pan: expected 12 to 19 digits" },
+        { "pan", "48900100000", "pan: expected 12 to 19 digits" },
+        { "pin", "12", "pin: expected 4 to 12 digits" },
+        { "expiry", "281", "expiry: expected 4 digits" },
+        { "terminal", "TERM01", "terminal: expected 8 characters" },
+        { "rrn", "123", "rrn: expected 12 characters" },
+        { "amount", "123456789012345678901", "amount: expected 1 to 20 characters" },
+        { "stan", "0", "stan: expected an integer in 1..999999" },
+        { "timeout-ms", "600001", "timeout-ms: expected an integer in 1..600000" },
+        { "amount-minor", "12x", "amount-minor: expected an integer in 0..999999999999" },
+        { "type", "steal", "type: unknown (purchase," },
+        { "currency", "ZZZ", "currency: unknown code" },
+        { "host", "nohost", "host: expected HOST:PORT" },
+        { "no-pin", "maybe", "no-pin: expected yes/no" },
+        { "mti", NULL, "mti: needs a value" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        assert_int_equal(sim_opts_set(&o, bad[i].key, bad[i].value, false, err, sizeof err), -1);
+        if (!strstr(err, bad[i].why)) {
+            fprintf(stderr, "%s=%s: '%s' lacks '%s'\n", bad[i].key, bad[i].value, err, bad[i].why);
+            fail();
+        }
+    }
+    assert_int_equal(sim_opts_set(&o, "mac", "maybe", true, err, sizeof err), -1);
+    assert_string_equal(err, "mac: expected ok or any");
+    assert_int_equal(sim_opts_set(&o, "mac", "any", false, err, sizeof err),
+                     -1); /* scenario only */
+    assert_int_equal(sim_opts_set(&o, "mac", "any", true, err, sizeof err), 0);
+    assert_true(o.mac_any);
+
+    assert_int_equal(sim_opts_set(&o, "amount-minor", "1250", false, err, sizeof err), 0);
+    assert_true(o.has_amount_minor);
+    assert_int_equal(sim_opts_set(&o, "amount", "3.00", false, err, sizeof err), 0);
+    assert_false(o.has_amount_minor);
+    assert_string_equal(o.amount, "3.00");
+    assert_int_equal(sim_opts_set(&o, "amount-minor", "7", false, err, sizeof err), 0);
+    assert_true(o.has_amount_minor);
+    assert_string_equal(o.amount, "");
+    assert_int_equal(sim_opts_set(&o, "bad-mac", "yes", true, err, sizeof err), 0);
+    assert_true(o.bad_mac);
+    assert_int_equal(sim_opts_set(&o, "bad-mac", "no", true, err, sizeof err), 0);
+    assert_false(o.bad_mac);
+    assert_int_equal(sim_opts_set(&o, "type", "balance", false, err, sizeof err), 0);
+    assert_true(o.has_type);
+    assert_int_equal(o.type, SIM_T_BALANCE);
+
+    char *argv[] = { "acquirer-sim", "--no-pin", "--stan", "42", "--json", "--pin", NULL };
+    int i = 1;
+    memset(&o, 0, sizeof o);
+    assert_int_equal(sim_opts_arg(&o, 6, argv, &i, err, sizeof err), 1);
+    assert_true(o.no_pin);
+    assert_int_equal(i, 1); /* a flag takes no value */
+    i = 2;
+    assert_int_equal(sim_opts_arg(&o, 6, argv, &i, err, sizeof err), 1);
+    assert_int_equal(o.stan, 42);
+    assert_int_equal(i, 3);
+    i = 4;
+    assert_int_equal(sim_opts_arg(&o, 6, argv, &i, err, sizeof err), 0); /* not ours */
+    i = 5;
+    assert_int_equal(sim_opts_arg(&o, 6, argv, &i, err, sizeof err), -1);
+    assert_string_equal(err, "--pin needs a value");
+
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    sim_opts_usage(f);
+    fclose(f);
+    assert_non_null(strstr(text, "  --pan TEXT                   12 to 19 digits\n"));
+    assert_non_null(strstr(text, "  --bad-mac                    a flag\n"));
+    assert_non_null(strstr(text, "  expect=TEXT                  2 characters\n"));
+    free(text);
+}
+
 static void test_scenario_good(void **state)
 {
     static const char text[] = "# demo\n"
@@ -809,9 +894,10 @@ int main(void)
         cmocka_unit_test(test_dukpt_tdes_vector), cmocka_unit_test(test_dukpt_aes_vector),
         cmocka_unit_test(test_bcd87_tpdu),        cmocka_unit_test(test_reversal_and_echo),
         cmocka_unit_test(test_response_check),    cmocka_unit_test(test_amounts),
-        cmocka_unit_test(test_opts_resolve),      cmocka_unit_test(test_scenario_good),
-        cmocka_unit_test(test_scenario_errors),   cmocka_unit_test(test_state_file),
-        cmocka_unit_test(test_terminal_file),     cmocka_unit_test(test_demo_scenario),
+        cmocka_unit_test(test_opts_resolve),      cmocka_unit_test(test_opts_table),
+        cmocka_unit_test(test_scenario_good),     cmocka_unit_test(test_scenario_errors),
+        cmocka_unit_test(test_state_file),        cmocka_unit_test(test_terminal_file),
+        cmocka_unit_test(test_demo_scenario),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -329,11 +329,11 @@ struct cli_conf {
 #define CO(f) offsetof(struct cli_conf, f), sizeof(((struct cli_conf *)0)->f)
 static const struct at_setting cli_table[] = {
     { "rate", AT_SET_U64, CO(rate), "100", 1000, AT_SET_NONZERO, "arrivals per second" },
-    { "closed", AT_SET_U64, CO(closed), "0", 100, AT_SET_NONZERO, "K in flight (default: open)" },
+    { "closed", AT_SET_U64, CO(closed), NULL, 100, AT_SET_NONZERO, "K in flight (default: open)" },
     { "duration", AT_SET_DOUBLE, CO(duration), "10", 86400, AT_SET_NONZERO, "seconds" },
     { "warmup", AT_SET_DOUBLE, CO(warmup), "1", 3600, 0, "seconds before" },
-    { "pan", AT_SET_STR, CO(pan), "", 0, AT_SET_MINLEN(12) | AT_SET_DIGITS, "card" },
-    { "terminal", AT_SET_STR, CO(term), "", 0, AT_SET_MINLEN(8), "DE 41" },
+    { "pan", AT_SET_STR, CO(pan), NULL, 0, AT_SET_MINLEN(12) | AT_SET_DIGITS, "card" },
+    { "terminal", AT_SET_STR, CO(term), NULL, 0, AT_SET_MINLEN(8), "DE 41" },
     { "host", AT_SET_STR, CO(host), "127.0.0.1:1", 0, 0, "where" },
     { "quiet", AT_SET_BOOL, CO(quiet), "no", 0, 0, "no progress" },
 };
@@ -356,11 +356,11 @@ static void test_settings_value_rules(void **state)
 {
     char err[200];
     struct cli_conf c;
-    memset(&c, 0x5A, sizeof c);
-    /* Defaults below a minimum mean "not given": they load. */
+    memset(&c, 0, sizeof c);
+    c.closed = 77;
     assert_int_equal(at_settings_defaults(cli_table, CLI_N, &c, err, sizeof err), 0);
     assert_int_equal(c.rate, 100);
-    assert_int_equal(c.closed, 0);
+    assert_int_equal(c.closed, 77); /* no default: the field keeps what it holds */
     assert_true(c.duration == 10.0 && c.warmup == 1.0);
     assert_string_equal(c.pan, "");
     assert_false(c.quiet);
@@ -438,7 +438,7 @@ static void test_settings_command_line(void **state)
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    at_settings_print_options(cli_table, CLI_N, f);
+    at_settings_print_options(cli_table, CLI_N, "--", f);
     fclose(f);
     assert_non_null(strstr(text,
                            "  --rate N                     an integer in 1..1000; default 100\n"
@@ -451,6 +451,16 @@ static void test_settings_command_line(void **state)
     assert_non_null(strstr(text, "  --host TEXT                  at most 15 characters; default "
                                  "127.0.0.1:1\n"));
     assert_non_null(strstr(text, "  --quiet                      a flag\n      no progress\n"));
+    free(text);
+    /* The same rows as key=value words. */
+    text = NULL;
+    f = open_memstream(&text, &len);
+    at_settings_print_options(cli_table, 2, "", f);
+    fclose(f);
+    assert_string_equal(text, "  rate=N                       an integer in 1..1000; default 100\n"
+                              "      arrivals per second\n"
+                              "  closed=N                     an integer in 1..100\n"
+                              "      K in flight (default: open)\n");
     free(text);
 }
 
