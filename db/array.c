@@ -1,5 +1,5 @@
-/* The one PostgreSQL array-literal builder of libatlas_db: every multi-row statement
- * (the journal writer's INSERTs, the reversal queue's UPDATE) sends one text array per column,
+/* The one PostgreSQL array-literal builder: every multi-row statement (the journal writer's
+ * INSERTs, the reversal queue's UPDATE, atlas-reconcile's lookups) sends one text array per column,
  * turned back into rows by unnest(). Elements are double-quoted with " and \ escaped, or NULL. */
 #include "db_internal.h"
 
@@ -16,8 +16,10 @@ static int reserve(struct db_array *a, size_t more)
     while (cap < a->n + more + 1)
         cap *= 2;
     char *p = realloc(a->p, cap);
-    if (!p)
+    if (!p) {
+        a->failed = true;
         return -1;
+    }
     a->p = p;
     a->cap = cap;
     return 0;
@@ -25,6 +27,8 @@ static int reserve(struct db_array *a, size_t more)
 
 int db_array_reset(struct db_array *a)
 {
+    a->failed = false;
+    a->n = 0;
     if (reserve(a, 1) != 0)
         return -1;
     a->p[0] = '{';
@@ -35,6 +39,8 @@ int db_array_reset(struct db_array *a)
 
 int db_array_elem(struct db_array *a, const char *s, bool null)
 {
+    if (a->failed || (a->n == 0 && db_array_reset(a) != 0))
+        return -1;
     size_t len = null ? 4 : strlen(s);
     if (reserve(a, 2 * len + 4) != 0)
         return -1;
@@ -70,7 +76,7 @@ int db_array_num(struct db_array *a, int64_t v)
 
 int db_array_close(struct db_array *a)
 {
-    if (reserve(a, 1) != 0)
+    if (a->failed || (a->n == 0 && db_array_reset(a) != 0) || reserve(a, 1) != 0)
         return -1;
     a->p[a->n++] = '}';
     a->p[a->n] = '\0';

@@ -368,6 +368,25 @@ __attribute__((warn_unused_result)) int db_migrate_at(const char *conninfo, cons
                                                       struct db_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Array literals                                                                             */
+
+/* A PostgreSQL array literal ('{"a","b",NULL}') built element by element, one per column of a
+ * multi-row statement (INSERT/UPDATE … FROM unnest(…), or = ANY($1)). Its buffer is kept across
+ * uses; after db_array_close, a->p is the parameter. Functions return 0, or -1 when out of
+ * memory; a failure sticks until the next reset, so a caller may check db_array_close alone. */
+struct db_array {
+    char *p;
+    size_t n, cap;
+    bool failed;
+};
+int db_array_reset(struct db_array *a);
+int db_array_elem(struct db_array *a, const char *s, bool null);
+int db_array_opt(struct db_array *a, const char *s); /* NULL when s is "" */
+int db_array_num(struct db_array *a, int64_t v);     /* NULL when v < 0 */
+int db_array_close(struct db_array *a);
+void db_array_free(struct db_array *a);
+
+/* ------------------------------------------------------------------------------------------ */
 /* PAN helpers (OpenSSL)                                                                      */
 
 /* out = HMAC-SHA256(key, PAN digits). key_len >= 16 (the key comes from config or environment

@@ -147,22 +147,6 @@ void dbc_abort(struct dbc *c, const char *why);
 void dbc_take_unsent(struct dbc *c, struct dbc_jobq *q);
 void dbc_set_error(struct db_error *err, int code, const char *sqlstate, const char *msg);
 
-/* ---- array literals -------------------------------------------------------------------- */
-
-/* A PostgreSQL array literal ('{"a","b",NULL}') built element by element, one per column of a
- * multi-row statement (INSERT/UPDATE … FROM unnest(…)). Its buffer is kept across uses; after
- * db_array_close, a->p is the parameter. Functions return 0, or -1 when out of memory. */
-struct db_array {
-    char *p;
-    size_t n, cap;
-};
-int db_array_reset(struct db_array *a);
-int db_array_elem(struct db_array *a, const char *s, bool null);
-int db_array_opt(struct db_array *a, const char *s); /* NULL when s is "" */
-int db_array_num(struct db_array *a, int64_t v);     /* NULL when v < 0 */
-int db_array_close(struct db_array *a);
-void db_array_free(struct db_array *a);
-
 /* ---- reading results (result.c) ------------------------------------------------------- */
 
 /* Text column into out ("" for NULL); false when it does not fit. */

@@ -2,6 +2,8 @@
  * array parameters (text, each element quoted), so each kind of lookup is one statement. */
 #include "fetch.h"
 
+#include "db.h"
+
 #include "issuer.h"
 
 #include <stdarg.h>
@@ -21,64 +23,15 @@ static int fail(char *err, size_t errcap, const char *fmt, ...)
     return -1;
 }
 
-/* A growing string: an array literal under construction. */
-struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
+/* Arrays of text for "= ANY($n)": db.h's builder; a failure sticks, so only the text is checked. */
+static void arr_add(struct db_array *a, const char *v)
 {
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *g = realloc(b->p, cap);
-        if (!g) {
-            b->oom = true;
-            return;
-        }
-        b->p = g;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
+    (void)db_array_elem(a, v, false);
 }
 
-/* An array of text: '{' + "elem","elem" + '}', with '"' and '\' escaped in each element. */
-struct arr {
-    struct sbuf b;
-    size_t count;
-};
-
-static void arr_add(struct arr *a, const char *v)
+static const char *arr_text(struct db_array *a)
 {
-    sb_add(&a->b, a->count ? ",\"" : "{\"", 2);
-    for (const char *p = v; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            sb_add(&a->b, "\\", 1);
-        sb_add(&a->b, p, 1);
-    }
-    sb_add(&a->b, "\"", 1);
-    a->count++;
-}
-
-static const char *arr_text(struct arr *a)
-{
-    if (a->count == 0)
-        sb_add(&a->b, "{", 1);
-    sb_add(&a->b, "}", 1);
-    return a->b.oom ? NULL : a->b.p;
-}
-
-static void arr_free(struct arr *a)
-{
-    free(a->b.p);
-    memset(a, 0, sizeof *a);
+    return db_array_close(a) == 0 ? a->p : NULL;
 }
 
 /* Runs a statement expecting rows; NULL with err filled on failure. */
@@ -291,7 +244,7 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
 }
 
 struct idents {
-    struct arr dates, idents;
+    struct db_array dates, idents;
 };
 
 static void ident_cb(void *arg, const char *date, const char *acq, const char *tid,
@@ -333,8 +286,8 @@ int rc_fetch_switch_idents(PGconn *sw, const struct rc_window *w, struct rc_ctx 
             }
         }
     }
-    arr_free(&x.dates);
-    arr_free(&x.idents);
+    db_array_free(&x.dates);
+    db_array_free(&x.idents);
     return rc == 0 && c->oom ? fail(err, errcap, "out of memory") : rc;
 }
 
@@ -420,12 +373,12 @@ static int add_issuer_rows(struct rc_ctx *c, const PGresult *r, bool by_key)
 int rc_fetch_issuer(PGconn *iss, const struct rc_window *w, struct rc_ctx *c, char *err,
                     size_t errcap)
 {
-    struct arr keys;
+    struct db_array keys;
     memset(&keys, 0, sizeof keys);
     rc_wanted_keys(c, key_cb, &keys);
     const char *kt = arr_text(&keys);
     if (!kt || c->oom) {
-        arr_free(&keys);
+        db_array_free(&keys);
         return fail(err, errcap, "out of memory");
     }
     const char *v1[] = { w->lo, w->hi, kt };
@@ -437,7 +390,7 @@ int rc_fetch_issuer(PGconn *iss, const struct rc_window *w, struct rc_ctx *c, ch
                      " UNION ALL " ISS_LEDGER "l.request_key = ANY($3::text[])"
                      " UNION ALL " ISS_HOLDS "WHERE h.request_key = ANY($3::text[])";
     PGresult *r = query(iss, "issuer rows by request key", by_key, 3, v1, err, errcap);
-    arr_free(&keys);
+    db_array_free(&keys);
     if (!r)
         return -1;
     int rc = add_issuer_rows(c, r, true);
@@ -460,7 +413,7 @@ int rc_fetch_issuer(PGconn *iss, const struct rc_window *w, struct rc_ctx *c, ch
 }
 
 struct named {
-    struct arr tid, stan, de7;
+    struct db_array tid, stan, de7;
 };
 
 static void named_cb(void *arg, const char *key)
@@ -488,7 +441,7 @@ int rc_fetch_named(PGconn *sw, struct rc_ctx *c, char *err, size_t errcap)
     memset(&x, 0, sizeof x);
     size_t n = rc_attribute(c, named_cb, &x);
     int rc = 0;
-    if (n > 0 && x.tid.count > 0) {
+    if (n > 0 && x.tid.n > 1) { /* an element past the opening brace */
         const char *v[] = { arr_text(&x.tid), arr_text(&x.stan), arr_text(&x.de7) };
         /* Every row, whenever: no index on the issuer-side identity, so this reads the tables;
          * it only runs when the issuer has requests the window's switch rows do not name. */
@@ -528,9 +481,9 @@ int rc_fetch_named(PGconn *sw, struct rc_ctx *c, char *err, size_t errcap)
             }
         }
     }
-    arr_free(&x.tid);
-    arr_free(&x.stan);
-    arr_free(&x.de7);
+    db_array_free(&x.tid);
+    db_array_free(&x.stan);
+    db_array_free(&x.de7);
     return rc;
 }
 
@@ -541,7 +494,7 @@ static void hmac_cb(void *arg, const char *hmac)
 
 int rc_fetch_wallets(PGconn *iss, struct rc_ctx *c, char *err, size_t errcap)
 {
-    struct arr ids, hmacs;
+    struct db_array ids, hmacs;
     memset(&ids, 0, sizeof ids);
     memset(&hmacs, 0, sizeof hmacs);
     for (size_t i = 0; i < c->niss; i++) {
@@ -589,7 +542,7 @@ int rc_fetch_wallets(PGconn *iss, struct rc_ctx *c, char *err, size_t errcap)
             PQclear(r);
         }
     }
-    arr_free(&ids);
-    arr_free(&hmacs);
+    db_array_free(&ids);
+    db_array_free(&hmacs);
     return rc;
 }
