@@ -1,4 +1,4 @@
-/* Command builders of the hsm-sim client: format the payShield commands the
+/* Command builders of the HSM client: format the payShield commands the
  * switch and the issuer simulator send, field by field, refusing any field of
  * the wrong shape so that a caller's bug shows up here and not as a "15" from
  * the HSM. */
