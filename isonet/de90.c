@@ -65,6 +65,28 @@ void isonet_de90_set_acquirer(struct isonet_de90 *o, const char *id)
         memcpy(o->acquirer + 11 - n, id, n);
 }
 
+/* Copies s into dst[cap]; a longer s (or none) leaves dst empty, which does not pack. */
+static void part(char *dst, size_t cap, const char *s)
+{
+    size_t n = s ? strnlen(s, cap) : cap;
+    if (n >= cap)
+        n = 0;
+    if (n)
+        memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
+void isonet_de90_make(struct isonet_de90 *o, const char *mti, const char *stan, const char *de7,
+                      const char *acquirer_id)
+{
+    part(o->mti, sizeof o->mti, mti);
+    part(o->stan, sizeof o->stan, stan);
+    part(o->de7, sizeof o->de7, de7);
+    isonet_de90_set_acquirer(o, acquirer_id);
+    memset(o->forwarder, '0', 11);
+    o->forwarder[11] = '\0';
+}
+
 int isonet_de90_get(const struct iso_msg *m, struct isonet_de90 *o)
 {
     size_t n = 0;

@@ -92,6 +92,12 @@ ISONET_MUST_CHECK int isonet_de90_parse(const uint8_t *p, size_t len, struct iso
  * filled on the left; any other id (empty, too long, not digits) gives 11 zeros. */
 void isonet_de90_set_acquirer(struct isonet_de90 *o, const char *id);
 
+/* Fills o with what Atlas sends: the original's MTI, STAN and DE 7 (copied; isonet_de90_pack
+ * refuses parts that are not digits of their length), the acquiring institution as
+ * isonet_de90_set_acquirer() fills it, and 11 zeros as the forwarding institution. */
+void isonet_de90_make(struct isonet_de90 *o, const char *mti, const char *stan, const char *de7,
+                      const char *acquirer_id);
+
 /* DE 90 of m: 1 with *o filled, 0 when m has no DE 90, -1 when it has a malformed one. */
 ISONET_MUST_CHECK int isonet_de90_get(const struct iso_msg *m, struct isonet_de90 *o);
 

@@ -253,6 +253,16 @@ static void test_de90_round_trip(void **state)
     assert_string_equal(back.stan, "000123");
     assert_string_equal(back.de7, "1126150000");
     assert_string_equal(back.acquirer, "00000100001");
+    /* What the switch and the acquirer simulator send. */
+    struct isonet_de90 made;
+    isonet_de90_make(&made, "0200", "000123", "1126150000", "100001");
+    assert_memory_equal(&made, &o, sizeof o);
+    isonet_de90_make(&made, "0200", "123", "1126150000", "100001"); /* a STAN of 3 digits */
+    assert_int_equal(isonet_de90_pack(&made, v), -1);
+    isonet_de90_make(&made, "0200", "0001234", "1126150000", "100001"); /* not cut to 6 */
+    assert_int_equal(isonet_de90_pack(&made, v), -1);
+    isonet_de90_make(&made, NULL, "000123", "1126150000", "100001");
+    assert_int_equal(isonet_de90_pack(&made, v), -1);
 
     /* Through a message, packed and unpacked in two dialects. */
     static const char *const names[] = { "ascii87", "bcd87" };
