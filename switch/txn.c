@@ -956,26 +956,42 @@ void sw_txn_issuer_answer(struct sw_txn *t, const struct iso_msg *m, const uint8
 
 /* ---------------------------------------------------------------- request */
 
+/* The PIN translation command of a terminal's key scheme (CA, G0, X0). */
+static const char *pin_command(enum sw_key_scheme scheme)
+{
+    switch (scheme) {
+    case SW_TERM_DUKPT_TDES:
+        return "G0";
+    case SW_TERM_DUKPT_AES:
+        return "X0";
+    default:
+        return "CA";
+    }
+}
+
 static void on_pin(void *arg, int status, const char *resp, size_t len)
 {
     struct sw_txn *t = arg;
+    const char *cmd = pin_command(t->terminal.scheme);
+    char block[17], fmt[3];
     t->lat_pin_ns = at_mono_ns() - t->t_hsm_ns;
-    /* CB/G1/X1 00 ‖ PIN length 2N ‖ PIN block 16H ‖ format 2N */
-    if (status != HSM_CLIENT_OK || len < 4) {
+    if (status != HSM_CLIENT_OK) {
         reject(t, "96", SW_OUT_ERROR, "HSM unavailable for PIN translation", 52);
         return;
     }
-    if (memcmp(resp + 2, "00", 2) != 0) {
+    int e = hsm_client_resp_error(cmd, resp, len);
+    if (e != 0) {
         /* 20 (PIN block invalid) or 24 (PIN length): the terminal's PIN block
          * is wrong, which the cardholder sees as a wrong PIN. Key errors are
-         * ours: 96. */
-        bool pin_bad = memcmp(resp + 2, "20", 2) == 0 || memcmp(resp + 2, "24", 2) == 0;
-        at_log(AT_LOG_WARN, "pin_translate_failed", AT_STRN("hsm_error", resp + 2, 2));
+         * ours: 96, like an answer that is not CB/G1/X1 at all (-1). */
+        bool pin_bad = e == 20 || e == 24;
+        at_log(AT_LOG_WARN, "pin_translate_failed", AT_INT("hsm_error", e));
         reject(t, pin_bad ? "55" : "96", pin_bad ? SW_OUT_REJECTED : SW_OUT_ERROR,
                "PIN translation refused", 52);
         return;
     }
-    if (len < 4 + 2 + 16 || at_hex_decode(resp + 6, 16, t->pin_block, 8) != 8) {
+    if (hsm_client_parse_pin(cmd, resp, len, block, fmt) < 0 ||
+        at_hex_decode(block, 16, t->pin_block, 8) != 8) {
         reject(t, "96", SW_OUT_ERROR, "HSM returned a malformed PIN block", 52);
         return;
     }
@@ -1244,19 +1260,26 @@ static void after_mac(struct sw_txn *t)
     to_issuer(t);
 }
 
+/* M9: 00 the terminal's MAC verifies; 01 it does not (63); any other code is
+ * the HSM's or the keys' trouble (96), like an answer that is not an M9. */
 static void on_req_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct sw_txn *t = arg;
+    int mf = t->mac_at.field;
     t->lat_mac_ns = at_mono_ns() - t->t_hsm_ns;
-    if (status != HSM_CLIENT_OK || len < 4) {
-        reject(t, "96", SW_OUT_ERROR, "HSM unavailable for MAC verification", t->mac_at.field);
+    if (status != HSM_CLIENT_OK) {
+        reject(t, "96", SW_OUT_ERROR, "HSM unavailable for MAC verification", mf);
         return;
     }
-    if (memcmp(resp + 2, "00", 2) != 0) {
+    int e = hsm_client_resp_error("M8", resp, len);
+    if (e < 0) {
+        reject(t, "96", SW_OUT_ERROR, "HSM answer to the MAC verification malformed", mf);
+        return;
+    }
+    if (e != 0) {
         t->srv->metrics.protocol_errors_total++;
-        reject(t, memcmp(resp + 2, "01", 2) == 0 ? "63" : "96",
-               memcmp(resp + 2, "01", 2) == 0 ? SW_OUT_REJECTED : SW_OUT_ERROR,
-               "MAC verification failed", t->mac_at.field);
+        reject(t, e == 1 ? "63" : "96", e == 1 ? SW_OUT_REJECTED : SW_OUT_ERROR,
+               "MAC verification failed", mf);
         return;
     }
     after_mac(t);
