@@ -528,40 +528,67 @@ static void item_id(const struct saf_item *it, struct db_request_id *id)
     memcpy(id->mti, it->mti, sizeof id->mti);
 }
 
-/* Writes the rows of the items on the write list, up to WRITE_BATCH, with
- * one UPDATE (one transaction): db_reversals_update. */
-static void flush_writes(evutil_socket_t fd, short what, void *arg)
+/* Whether no UPDATE may start now: one is in flight, nothing waits, the
+ * switch is stopping or has no database — or the journal's spool holds
+ * records not yet replayed (a row named may be among them): then the list
+ * is tried again shortly. */
+static bool writes_held(struct sw_saf *q)
 {
-    struct sw_saf *q = arg;
     struct sw_server *srv = q->srv;
-    static const enum db_reversal_state ends[] = { DB_REVERSAL_PENDING, DB_REVERSAL_ACKED,
-                                                   DB_REVERSAL_FAILED };
-
     if (q->writing || !q->write_head || srv->stopping || !srv->db)
-        return;
+        return true;
     if (srv->journal && db_journal_replay_pending(srv->journal)) {
         arm_writes(q, 200);
-        return;
+        return true;
     }
+    return false;
+}
+
+/* The change its row is to take: its attempts and end state as they are
+ * now, the row named by the request identity. */
+static void fill_change(const struct saf_item *it, struct db_reversal_change *c)
+{
+    static const enum db_reversal_state ends[] = { DB_REVERSAL_PENDING, DB_REVERSAL_ACKED,
+                                                   DB_REVERSAL_FAILED };
+    item_id(it, &c->id);
+    c->attempts = it->attempts;
+    c->state = ends[it->end];
+    memcpy(c->response_code, it->answer_rc, sizeof c->response_code);
+}
+
+/* Takes up to WRITE_BATCH items off the write list into a new batch, each
+ * marked as being written. NULL when out of memory (the list is left as it
+ * was). */
+static struct write_batch *take_batch(struct sw_saf *q)
+{
     struct write_batch *b = calloc(1, sizeof *b);
-    if (!b) {
-        arm_writes(q, 100);
-        return;
-    }
+    if (!b)
+        return NULL;
     b->q = q;
     while (b->n < WRITE_BATCH && q->write_head) {
         struct saf_item *it = pop_write(q);
-        struct db_reversal_change *c = &b->ch[b->n];
-        item_id(it, &c->id);
-        c->attempts = it->attempts;
-        c->state = ends[it->end];
-        memcpy(c->response_code, it->answer_rc, sizeof c->response_code);
+        fill_change(it, &b->ch[b->n]);
         it->writing = true;
         b->settles[b->n] = it->end != SAF_END_NONE;
         b->items[b->n++] = it;
     }
+    return b;
+}
+
+/* Writes the rows of the items on the write list, up to WRITE_BATCH, with
+ * one UPDATE (one transaction): db_reversals_update. on_written follows. */
+static void flush_writes(evutil_socket_t fd, short what, void *arg)
+{
+    struct sw_saf *q = arg;
+    if (writes_held(q))
+        return;
+    struct write_batch *b = take_batch(q);
+    if (!b) {
+        arm_writes(q, 100);
+        return;
+    }
     q->writing = b;
-    int rc = db_reversals_update(srv->db, b->ch, b->n, on_written, b);
+    int rc = db_reversals_update(q->srv->db, b->ch, b->n, on_written, b);
     if (rc != 0) {
         const struct db_error failed = { .code = rc, .message = "database queue full" };
         on_written(b, &failed); /* from the loop: nothing to unwind */
