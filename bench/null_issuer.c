@@ -1,10 +1,11 @@
 /* bench-null-issuer: an issuer host for benchmarks that approves every request at once,
  * without PIN check or database, so that the end-to-end benchmark can measure the switch
  * (switchd + hsm-sim + the journal) apart from the wallet issuer. It speaks the issuer link
- * of docs/issuer-sim.md (ascii87, 2-byte length framing): 0800 -> 0810 DE 39 00 (no MAC, as network
- * messages), 0100/0200/0420/0421 -> MTI + 10 echoing DE 2, 3, 4, 7, 11, 32, 37, 41, 49, 90 with
- * DE 39 00, DE 38, DE 54 for balance inquiries, MACed with the lab ZAK. NOT an issuer: a
- * load sink. Usage: bench-null-issuer --listen 127.0.0.1:PORT */
+ * of docs/issuer-sim.md (ascii87, 2-byte length framing): 0800 -> 0810 DE 39 00 (no MAC, as
+ * network messages), 0100/0200/0420/0421 -> the response MTI (0421 -> 0430) echoing DE 2, 3, 4,
+ * 7, 11, 32, 37, 41, 49, 90 with DE 39 00, DE 38, DE 54 for balance inquiries, MACed with the lab
+ * ZAK (isonet: the same MAC field and response MTI rules as the switch). NOT an issuer: a load
+ * sink. Usage: bench-null-issuer --listen 127.0.0.1:PORT */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,9 +18,9 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 
-#include "hex.h"
 #include "hsm.h"
 #include "iso8583.h"
+#include "isonet.h"
 #include "parse.h"
 
 #define MAX_CONNS 64
@@ -50,9 +51,7 @@ static int answer(struct nconn *c, const struct iso_msg *req)
     struct iso_err e;
     iso_msg_init(&r, arena, sizeof arena);
     char mti[5];
-    memcpy(mti, req->mti, 4);
-    mti[4] = '\0';
-    mti[2] = (char)(mti[2] + 1);
+    isonet_response_mti(req->mti, mti);
     bool netmgmt = mti[1] == '8';
     if (iso_set_mti(&r, mti) != 0)
         return -1;
@@ -78,36 +77,29 @@ static int answer(struct nconn *c, const struct iso_msg *req)
                 return -1;
         }
     }
-    int macf = 0;
-    if (!netmgmt) {
-        bool secondary = false;
-        for (int f = iso_next(&r, 64); f; f = iso_next(&r, f))
-            secondary = true;
-        macf = secondary ? 128 : 64;
-        static const uint8_t zero_mac[8];
-        if (iso_set(&r, macf, zero_mac, 8) != 0) /* binary field: 16 hex characters in ascii87 */
-            return -1;
-    }
     if (c->out_len + 2 + RESP_MAX > BUF_CAP)
         return -1;
     uint8_t *msg = c->out + c->out_len + 2;
-    size_t len = 0;
-    int prc = iso_pack(dia, &r, msg, BUF_CAP - c->out_len - 2, &len, &e);
+    size_t len = 0, cap = BUF_CAP - c->out_len - 2;
+    struct isonet_mac at;
+    /* Network messages go without a MAC, as everywhere on the issuer link. */
+    int prc = netmgmt ? iso_pack(dia, &r, msg, cap, &len, &e)
+                      : isonet_pack_mac(dia, &r, msg, cap, &len, &at, &e);
     if (prc != 0) {
         fprintf(stderr, "bench-null-issuer: pack %s: %s (field %d)\n", mti, iso_strerror(prc),
                 e.field);
         return -1;
     }
-    if (macf) {
+    if (!netmgmt) {
         uint8_t mac[16];
         size_t ml = 0;
-        if (hsm_mac_generate(zak, HSM_MAC_ISO9797_3, HSM_PAD_1, msg, len - 16, mac, &ml) != 0 ||
-            ml != 8)
+        if (hsm_mac_generate(zak, HSM_MAC_ISO9797_3, HSM_PAD_1, msg, at.off, mac, &ml) != 0 ||
+            ml != ISONET_MAC_LEN)
             return -1;
-        at_hex_encode(mac, 8, (char *)msg + len - 16);
+        isonet_mac_patch(msg, &at, mac);
     }
-    c->out[c->out_len] = (uint8_t)(len >> 8);
-    c->out[c->out_len + 1] = (uint8_t)len;
+    if (iso_frame_header(ISO_FRAME_2B, 0, len, NULL, c->out + c->out_len, 2, &e) != 0)
+        return -1;
     c->out_len += 2 + len;
     answered++;
     return 0;
@@ -118,18 +110,20 @@ static int serve(struct nconn *c)
 {
     static uint8_t arena[ISO_ARENA_FOR(8192)];
     size_t off = 0;
-    while (c->in_len - off >= 2) {
-        size_t n = ((size_t)c->in[off] << 8) | c->in[off + 1];
-        if (n == 0 || n > 8192)
+    for (;;) {
+        struct iso_frame fr;
+        struct iso_err e;
+        int rc = iso_frame_parse(ISO_FRAME_2B, 8192, c->in + off, c->in_len - off, &fr, &e);
+        if (rc < 0)
             return -1;
-        if (c->in_len - off < 2 + n)
+        if (rc == ISO_FRAME_NEED_MORE)
             break;
         struct iso_msg m;
-        struct iso_err e;
         iso_msg_init(&m, arena, sizeof arena);
-        if (iso_unpack(dia, c->in + off + 2, n, &m, &e) != 0 || answer(c, &m) != 0)
+        if (iso_unpack(dia, c->in + off + fr.msg_off, fr.msg_len, &m, &e) != 0 ||
+            answer(c, &m) != 0)
             fprintf(stderr, "bench-null-issuer: skipped a frame\n");
-        off += 2 + n;
+        off += fr.consume;
     }
     memmove(c->in, c->in + off, c->in_len - off);
     c->in_len -= off;

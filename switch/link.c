@@ -88,12 +88,8 @@ uint32_t sw_link_stan(struct sw_link *l)
 
 static int send_msg(struct sw_link *l, const uint8_t *msg, size_t len)
 {
-    uint8_t hdr[ISO_FRAME_MAX_HEADER];
     static const uint8_t tpdu[ISO_TPDU_LEN] = { 0x60, 0, 0, 0, 0 };
-    struct iso_err e;
-    if (!l->stream ||
-        iso_frame_header(l->framing, l->conf->max_frame, len, tpdu, hdr, sizeof hdr, &e) != 0 ||
-        at_stream_write(l->stream, hdr, iso_frame_header_len(l->framing), msg, len) != 0)
+    if (isonet_send(l->stream, &l->wire, tpdu, msg, len) != 0)
         return -1;
     l->last_traffic_ms = sw_now_ms();
     return 0;
@@ -167,10 +163,12 @@ static void handle_netmgmt_request(struct sw_link *l, const struct iso_msg *m)
     uint8_t arena[64], out[256];
     size_t len;
     struct iso_err e;
+    char mti[5];
     iso_msg_init(&r, arena, sizeof arena);
     iso_msg_copy(&r, m);
-    r.mti[2] = '1';
-    if (iso_set(&r, 39, "00", 2) == 0 && iso_pack(l->dialect, &r, out, sizeof out, &len, &e) == 0)
+    isonet_response_mti(m->mti, mti);
+    if (iso_set_mti(&r, mti) == 0 && iso_set(&r, 39, "00", 2) == 0 &&
+        iso_pack(l->dialect, &r, out, sizeof out, &len, &e) == 0)
         (void)send_msg(l, out, len);
 }
 
@@ -251,7 +249,7 @@ static void on_connect(void *arg, struct at_stream *s)
 
 static void link_connect(struct sw_link *l)
 {
-    struct at_stream_ops ops = { .frame = sw_frame_fn,
+    struct at_stream_ops ops = { .frame = isonet_frame_fn,
                                  .frame_arg = &l->wire,
                                  .on_frame = on_frame,
                                  .on_connect = on_connect,

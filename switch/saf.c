@@ -21,7 +21,6 @@
 #include "clock.h"
 #include "db.h"
 #include "fmt.h"
-#include "hex.h"
 #include "hsmclient.h"
 #include "log.h"
 #include "parse.h"
@@ -98,8 +97,8 @@ struct saf_item {
     struct sw_link *cur_link;
     char answer_rc[3]; /* DE 39 of the 0430 (being checked, then recorded) */
     uint8_t packed[512];
-    size_t packed_len, mac_off;
-    bool mac_hex;
+    size_t packed_len;
+    struct isonet_mac mac_at; /* where the MAC goes in packed (with a ZAK) */
     /* row updates */
     struct saf_item *write_next;
     bool write_queued; /* on the write list */
@@ -529,40 +528,67 @@ static void item_id(const struct saf_item *it, struct db_request_id *id)
     memcpy(id->mti, it->mti, sizeof id->mti);
 }
 
-/* Writes the rows of the items on the write list, up to WRITE_BATCH, with
- * one UPDATE (one transaction): db_reversals_update. */
-static void flush_writes(evutil_socket_t fd, short what, void *arg)
+/* Whether no UPDATE may start now: one is in flight, nothing waits, the
+ * switch is stopping or has no database — or the journal's spool holds
+ * records not yet replayed (a row named may be among them): then the list
+ * is tried again shortly. */
+static bool writes_held(struct sw_saf *q)
 {
-    struct sw_saf *q = arg;
     struct sw_server *srv = q->srv;
-    static const enum db_reversal_state ends[] = { DB_REVERSAL_PENDING, DB_REVERSAL_ACKED,
-                                                   DB_REVERSAL_FAILED };
-
     if (q->writing || !q->write_head || srv->stopping || !srv->db)
-        return;
+        return true;
     if (srv->journal && db_journal_replay_pending(srv->journal)) {
         arm_writes(q, 200);
-        return;
+        return true;
     }
+    return false;
+}
+
+/* The change its row is to take: its attempts and end state as they are
+ * now, the row named by the request identity. */
+static void fill_change(const struct saf_item *it, struct db_reversal_change *c)
+{
+    static const enum db_reversal_state ends[] = { DB_REVERSAL_PENDING, DB_REVERSAL_ACKED,
+                                                   DB_REVERSAL_FAILED };
+    item_id(it, &c->id);
+    c->attempts = it->attempts;
+    c->state = ends[it->end];
+    memcpy(c->response_code, it->answer_rc, sizeof c->response_code);
+}
+
+/* Takes up to WRITE_BATCH items off the write list into a new batch, each
+ * marked as being written. NULL when out of memory (the list is left as it
+ * was). */
+static struct write_batch *take_batch(struct sw_saf *q)
+{
     struct write_batch *b = calloc(1, sizeof *b);
-    if (!b) {
-        arm_writes(q, 100);
-        return;
-    }
+    if (!b)
+        return NULL;
     b->q = q;
     while (b->n < WRITE_BATCH && q->write_head) {
         struct saf_item *it = pop_write(q);
-        struct db_reversal_change *c = &b->ch[b->n];
-        item_id(it, &c->id);
-        c->attempts = it->attempts;
-        c->state = ends[it->end];
-        memcpy(c->response_code, it->answer_rc, sizeof c->response_code);
+        fill_change(it, &b->ch[b->n]);
         it->writing = true;
         b->settles[b->n] = it->end != SAF_END_NONE;
         b->items[b->n++] = it;
     }
+    return b;
+}
+
+/* Writes the rows of the items on the write list, up to WRITE_BATCH, with
+ * one UPDATE (one transaction): db_reversals_update. on_written follows. */
+static void flush_writes(evutil_socket_t fd, short what, void *arg)
+{
+    struct sw_saf *q = arg;
+    if (writes_held(q))
+        return;
+    struct write_batch *b = take_batch(q);
+    if (!b) {
+        arm_writes(q, 100);
+        return;
+    }
     q->writing = b;
-    int rc = db_reversals_update(srv->db, b->ch, b->n, on_written, b);
+    int rc = db_reversals_update(q->srv->db, b->ch, b->n, on_written, b);
     if (rc != 0) {
         const struct db_error failed = { .code = rc, .message = "database queue full" };
         on_written(b, &failed); /* from the loop: nothing to unwind */
@@ -619,18 +645,12 @@ static void on_saf_mac(void *arg, int status, const char *resp, size_t len)
         free_item(it);
         return;
     }
-    char mac[17];
-    if (status != HSM_CLIENT_OK || hsm_client_resp_error("M6", resp, len) != 0 ||
-        hsm_client_parse_mac(resp, len, mac) != 16) {
+    uint8_t mac[ISONET_MAC_LEN];
+    if (status != HSM_CLIENT_OK || hsm_client_parse_mac8(resp, len, mac) != 0) {
         retry_later(it);
         return;
     }
-    if (it->mac_hex)
-        memcpy(it->packed + it->mac_off, mac, 16);
-    else if (at_hex_decode(mac, 16, it->packed + it->mac_off, 8) != 8) {
-        retry_later(it);
-        return;
-    }
+    isonet_mac_patch(it->packed, &it->mac_at, mac);
     if (sw_link_send_saf(it->cur_link, it, it->cur_stan, it->packed, it->packed_len) != 0) {
         retry_later(it);
         return;
@@ -638,15 +658,17 @@ static void on_saf_mac(void *arg, int status, const char *resp, size_t len)
     after_send(it);
 }
 
+/* Builds the item's 0420 (0421 once it was sent) for link l into it->packed, with a MAC
+ * placeholder when the issuer has a ZAK. DE 90 names the original as the issuer saw it: its MTI,
+ * the issuer-side STAN and DE 7, the acquirer. Returns 1 (to be MACed), 0 (no ZAK) or -1. */
 static int build_reversal(struct sw_server *srv, struct saf_item *it, struct sw_link *l)
 {
     struct iso_msg m;
     uint8_t arena[256];
-    char de7[11], de11[7], amount[13], cur[4], de90[43];
+    char de7[11], de11[7], amount[13], cur[4];
     struct iso_err e;
-    static const uint8_t zero_mac[8];
+    struct isonet_de90 orig;
     const char *zak = zak_of(srv, it->issuer_id);
-    uint64_t acq = 0;
 
     it->cur_stan = sw_link_stan(l);
     sw_de7_now(de7);
@@ -656,15 +678,7 @@ static int build_reversal(struct sw_server *srv, struct saf_item *it, struct sw_
     amount[12] = '\0';
     at_put_digits(cur, 3, (uint64_t)it->currency);
     cur[3] = '\0';
-    /* DE 90: original MTI, the issuer-side STAN and DE 7, the acquirer (DE 32) and 11 zeros. */
-    if (!at_parse_u64(it->acquirer, 99999999999ull, &acq))
-        acq = 0; /* an acquirer id that is not a number: DE 90 carries zeros */
-    memcpy(de90, it->mti, 4);
-    memcpy(de90 + 4, it->issuer_stan, 6);
-    memcpy(de90 + 10, it->issuer_de7, 10);
-    at_put_digits(de90 + 20, 11, acq);
-    memset(de90 + 31, '0', 11);
-    de90[42] = '\0';
+    isonet_de90_make(&orig, it->mti, it->issuer_stan, it->issuer_de7, it->acquirer);
     iso_msg_init(&m, arena, sizeof arena);
     if (iso_set_mti(&m, it->attempts > 0 ? "0421" : "0420") != 0 ||
         iso_set(&m, 2, it->pan, strlen(it->pan)) != 0 || iso_set(&m, 3, it->proc, 6) != 0 ||
@@ -673,16 +687,16 @@ static int build_reversal(struct sw_server *srv, struct saf_item *it, struct sw_
         (it->rrn[0] && iso_set(&m, 37, it->rrn, strlen(it->rrn)) != 0) ||
         (it->auth_code[0] && iso_set(&m, 38, it->auth_code, strlen(it->auth_code)) != 0) ||
         iso_set(&m, 41, it->terminal, 8) != 0 || iso_set(&m, 49, cur, 3) != 0 ||
-        iso_set(&m, 90, de90, 42) != 0 || (zak[0] && iso_set(&m, 128, zero_mac, 8) != 0))
+        isonet_de90_set(&m, &orig) != 0)
         return -1;
-    if (iso_pack(l->dialect, &m, it->packed, sizeof it->packed, &it->packed_len, &e) != 0) {
+    int rc = zak[0] ? isonet_pack_mac(l->dialect, &m, it->packed, sizeof it->packed,
+                                      &it->packed_len, &it->mac_at, &e)
+                    : iso_pack(l->dialect, &m, it->packed, sizeof it->packed, &it->packed_len, &e);
+    if (rc != 0) {
         at_log(AT_LOG_ERROR, "reversal_pack_failed", AT_INT("field", e.field),
                AT_STR("reason", e.reason));
         return -1;
     }
-    const struct iso_field_spec *fs = &l->dialect->field[128];
-    it->mac_hex = fs->data_enc == ISO_ENC_HEX;
-    it->mac_off = it->packed_len - (it->mac_hex ? 16u : 8u);
     return zak[0] ? 1 : 0;
 }
 
@@ -715,8 +729,8 @@ static void send_item(struct sw_server *srv, struct saf_item *it, struct sw_link
             after_send(it);
         return;
     }
-    int n = sw_hsm_mac_cmd(cmd, sizeof cmd, false, "008", zak_of(srv, it->issuer_id), it->packed,
-                           it->mac_off, NULL);
+    int n = hsm_client_build_mac(cmd, sizeof cmd, "008", zak_of(srv, it->issuer_id), it->packed,
+                                 it->mac_at.off, NULL);
     if (n > 0 && hsm_client_submit(srv->hsm, cmd, (size_t)n, on_saf_mac, it) == 0)
         saf_set_state(it, SAF_MACING);
 }
@@ -821,13 +835,10 @@ void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m, 
     }
     /* The issuer MACs its 0430 like every answer: check it over the bytes
      * received before believing it. */
-    int mf = iso_has(m, 128) ? 128 : 64;
-    size_t n;
-    const uint8_t *mac = iso_get(m, mf, &n);
-    size_t wire = it->cur_link && it->cur_link->dialect->field[mf].data_enc == ISO_ENC_HEX ? 16 : 8;
+    struct isonet_mac at;
     int len = -1;
-    if (mac && n == 8 && iso_next(m, mf) == 0 && raw_len > wire)
-        len = sw_hsm_mac_cmd(cmd, sizeof cmd, true, "008", zak, raw, raw_len - wire, mac);
+    if (it->cur_link && isonet_mac_locate(it->cur_link->dialect, m, raw_len, &at) == 0)
+        len = hsm_client_build_mac(cmd, sizeof cmd, "008", zak, raw, at.off, at.value);
     if (len < 0 || hsm_client_submit(srv->hsm, cmd, (size_t)len, on_answer_mac, it) != 0) {
         at_log(AT_LOG_ERROR, "reversal_answer_mac_invalid", AT_INT("reversal_id", it->reversal_id),
                AT_STR("issuer", it->issuer_id),

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "db.h"
 #include "iso8583.h"
+#include "isonet.h"
 #include "metrics.h"
 #include "recent.h"
 #include "router.h"
@@ -66,18 +67,6 @@ void sw_ref_free(struct sw_refdata *ref);
 /* Starts an asynchronous load; on success the new data replaces srv->ref. */
 int sw_ref_reload(struct sw_server *srv);
 
-/* ---- framing ---- */
-
-/* How a link cuts its byte stream into ISO 8583 frames. */
-struct sw_framing {
-    enum iso_frame_kind kind;
-    size_t max; /* largest message */
-};
-
-/* at_stream framing function for every ISO link; frame_arg is a struct sw_framing. */
-int sw_frame_fn(void *arg, const uint8_t *buf, size_t avail, struct at_frame *fr, char *why,
-                size_t whycap);
-
 /* ---- terminal sessions ---- */
 
 enum sw_term_state {
@@ -121,7 +110,7 @@ struct sw_listener {
     const struct sw_listener_conf *conf;
     const struct iso_dialect *dialect;
     enum iso_frame_kind framing;
-    struct sw_framing wire;
+    struct isonet_framing wire; /* frame_arg of every session's stream (isonet_frame_fn) */
     struct evconnlistener *evl;
     uint64_t connections;
     struct sw_server *srv;
@@ -176,7 +165,7 @@ struct sw_link {
     const struct sw_issuer_conf *conf;
     const struct iso_dialect *dialect;
     enum iso_frame_kind framing;
-    struct sw_framing wire;
+    struct isonet_framing wire;
     struct sockaddr_storage addr;
     socklen_t addrlen;
     enum sw_link_state state;
@@ -278,8 +267,7 @@ struct sw_txn {
     bool journal_done;          /* its journal record was submitted (once) */
     bool in_finish;             /* inside finish()'s own call: answer from the loop */
     bool mac_retried;           /* the response MAC was asked for a second time */
-    bool mac_hex;               /* MAC field is hex text in this dialect */
-    size_t mac_off;             /* where the MAC goes in packed */
+    struct isonet_mac mac_at;   /* where the MAC goes in packed */
     struct sw_txn *parked_next; /* SW_TXN_PARKED: srv->parked */
     char rc[3];
     char auth_code[7];
@@ -322,11 +310,6 @@ void sw_txn_reversal_stored(struct sw_txn *t, bool durable);
  * key) for the rows that must rebuild a reversal. 0 or -1. */
 int sw_pan_protect(struct sw_server *srv, const char *pan, size_t len, uint8_t hmac[32],
                    uint8_t sealed[DB_PAN_SEALED_MAX], uint8_t *sealed_len);
-/* payShield M6 (generate) / M8 (verify, mac = 8 bytes) of data with a TAK
- * ("003") or ZAK ("008"): binary input, 16H MAC, ISO 9797-1 alg 3, pad 1.
- * Returns the command length or -1. */
-int sw_hsm_mac_cmd(char *buf, size_t cap, bool verify, const char *key_type, const char *key,
-                   const uint8_t *data, size_t len, const uint8_t mac[8]);
 /* Sends the packed issuer request and arms the timeout. */
 void sw_txn_forward(struct sw_txn *txn);
 /* The link went down with the txn still pending. */

@@ -26,29 +26,6 @@
 #define ACCEPT_BACKOFF_MIN_MS 100
 #define ACCEPT_BACKOFF_MAX_MS 1000
 
-/* The at_stream framing function of every ISO 8583 link of the switch
- * (terminal sessions and issuer links): frame_arg is a struct sw_framing. */
-int sw_frame_fn(void *arg, const uint8_t *buf, size_t avail, struct at_frame *fr, char *why,
-                size_t whycap)
-{
-    const struct sw_framing *f = arg;
-    struct iso_frame got;
-    struct iso_err e;
-    int r = iso_frame_parse(f->kind, f->max, buf, avail, &got, &e);
-    if (r < 0) {
-        snprintf(why, whycap, "%s", e.reason);
-        return -1;
-    }
-    if (r == ISO_FRAME_NEED_MORE) {
-        fr->need = got.need;
-        return 0;
-    }
-    fr->msg_off = got.msg_off;
-    fr->msg_len = got.msg_len;
-    fr->consume = got.consume;
-    return 1;
-}
-
 void sw_term_release(struct sw_term *t)
 {
     if (--t->refs > 0)
@@ -152,14 +129,7 @@ void sw_term_txn_begin(struct sw_term *t)
 
 int sw_term_send(struct sw_term *t, const uint8_t *tpdu, const uint8_t *msg, size_t len)
 {
-    uint8_t hdr[ISO_FRAME_MAX_HEADER];
-    struct iso_err e;
-    if (t->state != SW_TERM_OPEN)
-        return -1;
-    if (iso_frame_header(t->lst->framing, t->lst->conf->max_frame, len, tpdu, hdr, sizeof hdr,
-                         &e) != 0)
-        return -1;
-    if (at_stream_write(t->stream, hdr, iso_frame_header_len(t->lst->framing), msg, len) != 0)
+    if (t->state != SW_TERM_OPEN || isonet_send(t->stream, &t->lst->wire, tpdu, msg, len) != 0)
         return -1;
     t->srv->metrics.frames_out_total++;
     return 0;
@@ -329,7 +299,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
     struct sw_listener *l = arg;
     struct sw_server *srv = l->srv;
     const struct sw_listener_conf *c = l->conf;
-    static const struct at_stream_ops ops = { .frame = sw_frame_fn,
+    static const struct at_stream_ops ops = { .frame = isonet_frame_fn,
                                               .on_frame = on_frame,
                                               .on_close = on_close };
 

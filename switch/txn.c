@@ -108,34 +108,6 @@ static int64_t field_amount(const struct iso_msg *m, int f, int64_t max)
     return buf[0] && at_parse_u64(buf, (uint64_t)max, &v) ? (int64_t)v : -1;
 }
 
-/* Bytes the MAC field occupies on the wire in dialect d. */
-static size_t mac_wire_len(const struct iso_dialect *d, int field)
-{
-    const struct iso_field_spec *fs = &d->field[field];
-    return fs->data_enc == ISO_ENC_HEX ? 2u * fs->max_len : fs->max_len;
-}
-
-/* The MAC field of an outgoing message: DE 128 when a secondary field is
- * present, else DE 64. */
-static int mac_field_of(const struct iso_msg *m)
-{
-    int f = 0;
-    while ((f = iso_next(m, f)) != 0)
-        if (f > 64 && f != 128)
-            return 128;
-    return 64;
-}
-
-int sw_hsm_mac_cmd(char *buf, size_t cap, bool verify, const char *key_type, const char *key,
-                   const uint8_t *data, size_t len, const uint8_t mac[8])
-{
-    char hex[17];
-    if (!verify)
-        return hsm_client_build_m6(buf, cap, key_type, key, data, len);
-    at_hex_encode(mac, 8, hex);
-    return hsm_client_build_m8(buf, cap, key_type, key, data, len, hex);
-}
-
 int sw_pan_protect(struct sw_server *srv, const char *pan, size_t len, uint8_t hmac[32],
                    uint8_t sealed[DB_PAN_SEALED_MAX], uint8_t *sealed_len)
 {
@@ -265,7 +237,7 @@ static void deliver(struct sw_txn *t)
     if (t->lat_journal_ns)
         at_hist_record(&srv->metrics.hop[SW_HOP_JOURNAL], t->lat_journal_ns);
     char rmti[5];
-    sw_response_mti(t->req.mti, rmti);
+    isonet_response_mti(t->req.mti, rmti);
     sw_metrics_count_txn(&srv->metrics, rmti, t->rc);
     struct sw_recent_txn *r =
         t->has_recent ? sw_recent_find(srv->recent, &t->recent_id, sw_now_ms()) : NULL;
@@ -476,19 +448,13 @@ static void mac_failed(struct sw_txn *t, const char *why)
 static void on_resp_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct sw_txn *t = arg;
-    char mac[17];
+    uint8_t mac[ISONET_MAC_LEN];
     t->pending_mac = false;
-    if (status != HSM_CLIENT_OK || hsm_client_resp_error("M6", resp, len) != 0 ||
-        hsm_client_parse_mac(resp, len, mac) != 16) {
+    if (status != HSM_CLIENT_OK || hsm_client_parse_mac8(resp, len, mac) != 0) {
         mac_failed(t, status != HSM_CLIENT_OK ? "HSM unavailable" : "HSM refused or malformed");
         return;
     }
-    if (t->mac_hex)
-        memcpy(t->packed + t->mac_off, mac, 16);
-    else if (at_hex_decode(mac, 16, t->packed + t->mac_off, 8) != 8) {
-        mac_failed(t, "HSM returned a malformed MAC");
-        return;
-    }
+    isonet_mac_patch(t->packed, &t->mac_at, mac);
     answer_built(t);
 }
 
@@ -502,10 +468,9 @@ static int build_response(struct sw_txn *t)
     struct iso_msg *o = &t->out;
     struct iso_err e;
     char mti[5];
-    static const uint8_t zero_mac[8];
 
     iso_msg_init(o, t->out_arena, sizeof t->out_arena);
-    sw_response_mti(t->req.mti, mti);
+    isonet_response_mti(t->req.mti, mti);
     if (iso_set_mti(o, mti) != 0)
         return -1;
     for (size_t i = 0; i < sizeof echo / sizeof echo[0]; i++) {
@@ -522,22 +487,15 @@ static int build_response(struct sw_txn *t)
         return -1;
     if (t->balance_len && iso_set(o, 54, t->balance, t->balance_len) != 0)
         return -1;
-    int mf = 0;
-    if (t->terminal.tak[0]) {
-        mf = mac_field_of(o);
-        if (iso_set(o, mf, zero_mac, 8) != 0)
-            return -1;
-    }
-    if (iso_pack(d, o, t->packed, sizeof t->packed, &t->resp_len, &e) != 0) {
+    bool mac = t->terminal.tak[0] != '\0';
+    int rc = mac ? isonet_pack_mac(d, o, t->packed, sizeof t->packed, &t->resp_len, &t->mac_at, &e)
+                 : iso_pack(d, o, t->packed, sizeof t->packed, &t->resp_len, &e);
+    if (rc != 0) {
         at_log(AT_LOG_ERROR, "response_pack_failed", AT_INT("field", e.field),
                AT_STR("reason", e.reason));
         return -1;
     }
-    if (mf) {
-        t->mac_hex = d->field[mf].data_enc == ISO_ENC_HEX;
-        t->mac_off = t->resp_len - mac_wire_len(d, mf);
-    }
-    return mf;
+    return mac ? t->mac_at.field : 0;
 }
 
 /* Builds the response from the txn's current answer and asks the HSM for its
@@ -552,8 +510,8 @@ static void request_mac(struct sw_txn *t)
         answer_built(t);
         return;
     }
-    int n =
-        sw_hsm_mac_cmd(cmd, sizeof cmd, false, "003", t->terminal.tak, t->packed, t->mac_off, NULL);
+    int n = hsm_client_build_mac(cmd, sizeof cmd, "003", t->terminal.tak, t->packed, t->mac_at.off,
+                                 NULL);
     if (n > 0 && hsm_client_submit(t->srv->hsm, cmd, (size_t)n, on_resp_mac, t) == 0) {
         t->pending_mac = true;
         return;
@@ -801,18 +759,12 @@ static void write_ahead(struct sw_txn *t)
 static void on_issuer_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct sw_txn *t = arg;
-    char mac[17];
-    if (status != HSM_CLIENT_OK || hsm_client_resp_error("M6", resp, len) != 0 ||
-        hsm_client_parse_mac(resp, len, mac) != 16) {
+    uint8_t mac[ISONET_MAC_LEN];
+    if (status != HSM_CLIENT_OK || hsm_client_parse_mac8(resp, len, mac) != 0) {
         reject(t, "96", SW_OUT_ERROR, "HSM could not MAC the issuer request", 0);
         return;
     }
-    if (t->mac_hex)
-        memcpy(t->packed + t->mac_off, mac, 16);
-    else if (at_hex_decode(mac, 16, t->packed + t->mac_off, 8) != 8) {
-        reject(t, "96", SW_OUT_ERROR, "HSM returned a malformed MAC", 0);
-        return;
-    }
+    isonet_mac_patch(t->packed, &t->mac_at, mac);
     write_ahead(t);
 }
 
@@ -838,7 +790,6 @@ static int build_issuer_request(struct sw_txn *t)
     const struct iso_dialect *d = t->link->dialect;
     struct iso_err e;
     char de11[7];
-    static const uint8_t zero_mac[8];
 
     iso_msg_init(o, t->out_arena, sizeof t->out_arena);
     iso_msg_copy(o, &t->req);
@@ -854,22 +805,16 @@ static int build_issuer_request(struct sw_txn *t)
         return -1;
     if (t->has_pin_block && iso_set(o, 52, t->pin_block, 8) != 0)
         return -1;
-    int mf = 0;
-    if (t->issuer.zak[0]) {
-        mf = mac_field_of(o);
-        if (iso_set(o, mf, zero_mac, 8) != 0)
-            return -1;
-    }
-    if (iso_pack(d, o, t->packed, sizeof t->packed, &t->packed_len, &e) != 0) {
+    bool mac = t->issuer.zak[0] != '\0';
+    int rc =
+        mac ? isonet_pack_mac(d, o, t->packed, sizeof t->packed, &t->packed_len, &t->mac_at, &e)
+            : iso_pack(d, o, t->packed, sizeof t->packed, &t->packed_len, &e);
+    if (rc != 0) {
         at_log(AT_LOG_ERROR, "issuer_pack_failed", AT_INT("field", e.field),
                AT_STR("reason", e.reason));
         return -1;
     }
-    if (mf) {
-        t->mac_hex = d->field[mf].data_enc == ISO_ENC_HEX;
-        t->mac_off = t->packed_len - mac_wire_len(d, mf);
-    }
-    return mf;
+    return mac ? t->mac_at.field : 0;
 }
 
 static void to_issuer(struct sw_txn *t)
@@ -891,7 +836,7 @@ static void to_issuer(struct sw_txn *t)
         return;
     }
     int n =
-        sw_hsm_mac_cmd(cmd, sizeof cmd, false, "008", t->issuer.zak, t->packed, t->mac_off, NULL);
+        hsm_client_build_mac(cmd, sizeof cmd, "008", t->issuer.zak, t->packed, t->mac_at.off, NULL);
     if (n < 0 || hsm_client_submit(srv->hsm, cmd, (size_t)n, on_issuer_mac, t) != 0)
         reject(t, "96", SW_OUT_ERROR, "HSM queue full", 0);
 }
@@ -939,28 +884,35 @@ static void apply_issuer_answer(struct sw_txn *t)
     finish(t);
 }
 
-static void on_issuer_resp_mac(void *arg, int status, const char *resp, size_t len)
+/* The issuer's answer is not authentic: its MAC does not verify (hsm_error, the HSM's code), or
+ * could not be checked (-1, why). An answer we cannot authenticate may hide an approval: reverse
+ * it. */
+static void issuer_answer_unauthentic(struct sw_txn *t, int hsm_error, const char *why)
 {
-    struct sw_txn *t = arg;
-    t->lat_mac_ns += at_mono_ns() - t->t_hsm_ns;
-    if (status == HSM_CLIENT_OK && hsm_client_resp_error("M8", resp, len) == 0) {
-        apply_issuer_answer(t);
-        return;
-    }
-    at_log(
-        AT_LOG_ERROR, "issuer_mac_invalid", AT_STR("issuer", t->issuer.id),
-        AT_UINT("issuer_stan", t->issuer_stan),
-        AT_INT("hsm_error", status == HSM_CLIENT_OK ? hsm_client_resp_error("M8", resp, len) : -1));
-    /* An answer we cannot authenticate may hide an approval: reverse it. */
+    at_log(AT_LOG_ERROR, "issuer_mac_invalid", AT_STR("issuer", t->issuer.id),
+           AT_UINT("issuer_stan", t->issuer_stan), AT_INT("hsm_error", hsm_error),
+           AT_STR("reason", why));
     sw_saf_reverse_txn(t, "error", true);
     decline_96(t);
     finish(t);
 }
 
+static void on_issuer_resp_mac(void *arg, int status, const char *resp, size_t len)
+{
+    struct sw_txn *t = arg;
+    t->lat_mac_ns += at_mono_ns() - t->t_hsm_ns;
+    int e = status == HSM_CLIENT_OK ? hsm_client_resp_error("M8", resp, len) : -1;
+    if (e == 0) {
+        apply_issuer_answer(t);
+        return;
+    }
+    issuer_answer_unauthentic(t, e, status == HSM_CLIENT_OK ? "MAC refused" : "HSM unavailable");
+}
+
 bool sw_txn_answer_class_ok(const struct sw_txn *t, const char mti[4])
 {
     char want[5];
-    sw_response_mti(t->req.mti, want);
+    isonet_response_mti(t->req.mti, want);
     return memcmp(mti, want, 3) == 0;
 }
 
@@ -975,7 +927,7 @@ void sw_txn_issuer_answer(struct sw_txn *t, const struct iso_msg *m, const uint8
     t->waiting_link = false;
     t->lat_issuer_ns = at_mono_ns() - t->t_phase_ns;
     char want[5];
-    sw_response_mti(t->req.mti, want);
+    isonet_response_mti(t->req.mti, want);
     if (memcmp(m->mti, want, 3) != 0) {
         at_log(AT_LOG_ERROR, "issuer_wrong_mti", AT_STR("issuer", t->issuer.id),
                AT_UINT("issuer_stan", t->issuer_stan));
@@ -998,41 +950,55 @@ void sw_txn_issuer_answer(struct sw_txn *t, const struct iso_msg *m, const uint8
     }
     /* Verify the issuer's MAC over the answer as received: repack is not
      * byte-identical in general, so MAC the original bytes. */
-    int mf = iso_has(m, 128) ? 128 : 64;
-    const uint8_t *mac = iso_get(m, mf, &n);
-    if (!mac || n != 8 || !raw || raw_len < mac_wire_len(t->link->dialect, mf)) {
-        on_issuer_resp_mac(t, HSM_CLIENT_OK, "M901", 4);
+    struct isonet_mac at;
+    if (!raw || isonet_mac_locate(t->link->dialect, m, raw_len, &at) != 0) {
+        issuer_answer_unauthentic(t, -1, "no MAC as the last field");
         return;
     }
-    int len = sw_hsm_mac_cmd(cmd, sizeof cmd, true, "008", t->issuer.zak, raw,
-                             raw_len - mac_wire_len(t->link->dialect, mf), mac);
+    int len = hsm_client_build_mac(cmd, sizeof cmd, "008", t->issuer.zak, raw, at.off, at.value);
     t->t_hsm_ns = at_mono_ns();
     if (len < 0 || hsm_client_submit(t->srv->hsm, cmd, (size_t)len, on_issuer_resp_mac, t) != 0)
-        on_issuer_resp_mac(t, HSM_CLIENT_EFULL, "", 0);
+        issuer_answer_unauthentic(t, -1, "HSM queue full");
 }
 
 /* ---------------------------------------------------------------- request */
 
+/* The PIN translation command of a terminal's key scheme (CA, G0, X0). */
+static const char *pin_command(enum sw_key_scheme scheme)
+{
+    switch (scheme) {
+    case SW_TERM_DUKPT_TDES:
+        return "G0";
+    case SW_TERM_DUKPT_AES:
+        return "X0";
+    default:
+        return "CA";
+    }
+}
+
 static void on_pin(void *arg, int status, const char *resp, size_t len)
 {
     struct sw_txn *t = arg;
+    const char *cmd = pin_command(t->terminal.scheme);
+    char block[17], fmt[3];
     t->lat_pin_ns = at_mono_ns() - t->t_hsm_ns;
-    /* CB/G1/X1 00 ‖ PIN length 2N ‖ PIN block 16H ‖ format 2N */
-    if (status != HSM_CLIENT_OK || len < 4) {
+    if (status != HSM_CLIENT_OK) {
         reject(t, "96", SW_OUT_ERROR, "HSM unavailable for PIN translation", 52);
         return;
     }
-    if (memcmp(resp + 2, "00", 2) != 0) {
+    int e = hsm_client_resp_error(cmd, resp, len);
+    if (e != 0) {
         /* 20 (PIN block invalid) or 24 (PIN length): the terminal's PIN block
          * is wrong, which the cardholder sees as a wrong PIN. Key errors are
-         * ours: 96. */
-        bool pin_bad = memcmp(resp + 2, "20", 2) == 0 || memcmp(resp + 2, "24", 2) == 0;
-        at_log(AT_LOG_WARN, "pin_translate_failed", AT_STRN("hsm_error", resp + 2, 2));
+         * ours: 96, like an answer that is not CB/G1/X1 at all (-1). */
+        bool pin_bad = e == 20 || e == 24;
+        at_log(AT_LOG_WARN, "pin_translate_failed", AT_INT("hsm_error", e));
         reject(t, pin_bad ? "55" : "96", pin_bad ? SW_OUT_REJECTED : SW_OUT_ERROR,
                "PIN translation refused", 52);
         return;
     }
-    if (len < 4 + 2 + 16 || at_hex_decode(resp + 6, 16, t->pin_block, 8) != 8) {
+    if (hsm_client_parse_pin(cmd, resp, len, block, fmt) < 0 ||
+        at_hex_decode(block, 16, t->pin_block, 8) != 8) {
         reject(t, "96", SW_OUT_ERROR, "HSM returned a malformed PIN block", 52);
         return;
     }
@@ -1207,14 +1173,14 @@ static void park(struct sw_txn *t, const struct sw_req_id *orig)
  * DE 11/41/7) in memory, else in the journal; then reverse_known(). */
 static void handle_reversal(struct sw_txn *t)
 {
-    char ostan[7] = "", ode7[11] = "", de90[43] = "";
+    char ostan[7] = "", ode7[11] = "";
     struct sw_req_id id;
     struct sw_recent_txn *orig = NULL;
+    struct isonet_de90 de90;
 
-    field_str(&t->req, 90, de90, sizeof de90);
-    if (strlen(de90) == 42) {
-        memcpy(ostan, de90 + 4, 6);
-        memcpy(ode7, de90 + 10, 10);
+    if (isonet_de90_get(&t->req, &de90) > 0) { /* validated: a malformed one was refused */
+        memcpy(ostan, de90.stan, 7);
+        memcpy(ode7, de90.de7, 11);
     } else {
         field_str(&t->req, 11, ostan, sizeof ostan);
         memcpy(ode7, t->de7, 11);
@@ -1301,19 +1267,26 @@ static void after_mac(struct sw_txn *t)
     to_issuer(t);
 }
 
+/* M9: 00 the terminal's MAC verifies; 01 it does not (63); any other code is
+ * the HSM's or the keys' trouble (96), like an answer that is not an M9. */
 static void on_req_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct sw_txn *t = arg;
+    int mf = t->mac_at.field;
     t->lat_mac_ns = at_mono_ns() - t->t_hsm_ns;
-    if (status != HSM_CLIENT_OK || len < 4) {
-        reject(t, "96", SW_OUT_ERROR, "HSM unavailable for MAC verification", 64);
+    if (status != HSM_CLIENT_OK) {
+        reject(t, "96", SW_OUT_ERROR, "HSM unavailable for MAC verification", mf);
         return;
     }
-    if (memcmp(resp + 2, "00", 2) != 0) {
+    int e = hsm_client_resp_error("M8", resp, len);
+    if (e < 0) {
+        reject(t, "96", SW_OUT_ERROR, "HSM answer to the MAC verification malformed", mf);
+        return;
+    }
+    if (e != 0) {
         t->srv->metrics.protocol_errors_total++;
-        reject(t, memcmp(resp + 2, "01", 2) == 0 ? "63" : "96",
-               memcmp(resp + 2, "01", 2) == 0 ? SW_OUT_REJECTED : SW_OUT_ERROR,
-               "MAC verification failed", iso_has(&t->req, 128) ? 128 : 64);
+        reject(t, e == 1 ? "63" : "96", e == 1 ? SW_OUT_REJECTED : SW_OUT_ERROR,
+               "MAC verification failed", mf);
         return;
     }
     after_mac(t);
@@ -1323,17 +1296,15 @@ static void verify_mac(struct sw_txn *t)
 {
     char cmd[SW_TXN_FRAME + 128];
     const struct iso_dialect *d = t->term->lst->dialect;
-    int mf = iso_has(&t->req, 128) ? 128 : 64;
-    size_t n, wire = mac_wire_len(d, mf);
-    const uint8_t *mac = iso_get(&t->req, mf, &n);
 
     sw_txn_set_state(t, SW_TXN_MAC_VERIFY);
-    if (!mac || n != 8 || iso_next(&t->req, mf) != 0 || t->frame_len < wire) {
-        reject(t, "30", SW_OUT_REJECTED, "MAC must be the last field", mf);
+    if (isonet_mac_locate(d, &t->req, t->frame_len, &t->mac_at) != 0) {
+        reject(t, "30", SW_OUT_REJECTED, "MAC must be the last field",
+               t->mac_at.field ? t->mac_at.field : 64);
         return;
     }
-    int len = sw_hsm_mac_cmd(cmd, sizeof cmd, true, "003", t->terminal.tak, t->frame,
-                             t->frame_len - wire, mac);
+    int len = hsm_client_build_mac(cmd, sizeof cmd, "003", t->terminal.tak, t->frame, t->mac_at.off,
+                                   t->mac_at.value);
     t->t_hsm_ns = at_mono_ns();
     if (len < 0 || hsm_client_submit(t->srv->hsm, cmd, (size_t)len, on_req_mac, t) != 0)
         reject(t, "96", SW_OUT_ERROR, "HSM queue full", 0);

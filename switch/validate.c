@@ -3,6 +3,7 @@
 #include "validate.h"
 
 #include "clock.h"
+#include "isonet.h"
 
 #include <string.h>
 
@@ -21,15 +22,6 @@ bool sw_luhn_ok(const uint8_t *d, size_t len)
         sum += v;
     }
     return len > 0 && sum % 10 == 0;
-}
-
-void sw_response_mti(const char req[4], char out[5])
-{
-    memcpy(out, req, 4);
-    out[4] = '\0';
-    /* xx00/xx01 → xx10, xx20/xx21 → xx30: the function digit +1, repeats fold. */
-    out[2] = (char)(out[2] + 1);
-    out[3] = '0';
 }
 
 static int fail(struct sw_validation *v, const char *rc, int field, const char *reason)
@@ -226,15 +218,13 @@ int sw_validate(const struct iso_msg *m, struct sw_validation *v)
     v->has_pin = iso_has(m, 52) || iso_has(m, 110); /* DE 110: AES PIN block */
     if (v->kind == SW_KIND_REVERSAL && v->has_pin)
         return fail(v, "30", 52, "a reversal carries no PIN");
-    /* DE 90 of a reversal: original MTI 4, STAN 6, DE 7 10, acquirer 11, forwarding 11. */
-    p = iso_get(m, 90, &len);
-    if (v->kind == SW_KIND_REVERSAL && p) {
-        for (size_t i = 0; i < len; i++)
-            if (p[i] < '0' || p[i] > '9')
-                return fail(v, "30", 90, "original data elements (DE 90) are not 42 digits");
-        if (len != 42 || !sw_de7_valid(p + 10, 10))
-            return fail(v, "30", 90,
-                        "original data elements (DE 90) are not 42 digits with a valid DE 7");
-    }
+    /* DE 90 of a reversal names its original, whose DE 7 is a real date like any DE 7. */
+    struct isonet_de90 orig;
+    int de90 = v->kind == SW_KIND_REVERSAL ? isonet_de90_get(m, &orig) : 0;
+    if (de90 < 0)
+        return fail(v, "30", 90, "original data elements (DE 90) are not 42 digits");
+    if (de90 > 0 && !sw_de7_valid((const uint8_t *)orig.de7, 10))
+        return fail(v, "30", 90,
+                    "original data elements (DE 90) are not 42 digits with a valid DE 7");
     return 0;
 }

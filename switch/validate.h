@@ -60,7 +60,4 @@ bool sw_de7_wall_ms(const uint8_t *p, size_t len, uint64_t now_ms, uint64_t *out
 /* Luhn check over len digits. */
 bool sw_luhn_ok(const uint8_t *digits, size_t len);
 
-/* The response MTI of a request MTI (0200 → 0210, 0421 → 0430). */
-void sw_response_mti(const char req[4], char out[5]);
-
 #endif

@@ -6,7 +6,6 @@
 #include "acquirer_internal.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -15,6 +14,7 @@
 #include "clock.h"
 #include "hex.h"
 #include "hsm.h"
+#include "isonet.h"
 
 #define ARENA_BYTES 1536
 
@@ -59,20 +59,6 @@ int sim_term_mac(struct sim_term *t, const uint8_t *data, size_t len, uint8_t ma
         n < 8)
         return -1;
     memcpy(mac, full, 8);
-    return 0;
-}
-
-/* Bytes the 8-byte MAC field occupies on the wire in dialect d (16 hex characters or 8
- * raw bytes), or 0 when the dialect encodes it some other way. */
-static size_t mac_wire_len(const struct iso_dialect *d, int field)
-{
-    const struct iso_field_spec *f = &d->field[field];
-    if (f->type != ISO_T_B || f->len_kind != ISO_LEN_FIXED || f->max_len != 8)
-        return 0;
-    if (f->data_enc == ISO_ENC_HEX)
-        return 16;
-    if (f->data_enc == ISO_ENC_BINARY)
-        return 8;
     return 0;
 }
 
@@ -259,50 +245,45 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
             }
         }
         if (reversal && x->orig_stan) {
-            char acq[12];
-            snprintf(acq, sizeof acq, "%011llu",
-                     (unsigned long long)strtoull(t->acquirer_id, NULL, 10));
+            struct isonet_de90 orig;
+            char ostan[7];
             if (!all_digits(x->orig_time, 10, 10) || x->orig_stan > 999999) {
                 fail(err, errcap, "reversal: original time must be MMDDhhmmss, STAN <= 999999");
                 goto out;
             }
-            snprintf(buf, sizeof buf, "%s%06u%s%s00000000000",
-                     x->orig_mti[0] ? x->orig_mti : "0200", x->orig_stan, x->orig_time, acq);
-            SETS(90, buf);
+            snprintf(ostan, sizeof ostan, "%06u", x->orig_stan);
+            isonet_de90_make(&orig, x->orig_mti[0] ? x->orig_mti : "0200", ostan, x->orig_time,
+                             t->acquirer_id);
+            if (isonet_de90_set(&m, &orig) != 0) {
+                fail(err, errcap, "reversal: original MTI must be 4 digits (DE 90)");
+                goto out;
+            }
         }
         if (x->to_pan[0])
             SETS(103, x->to_pan);
     }
 
     /* The MAC: always the last field; DE 128 once a secondary bitmap is needed. */
-    int mf = iso_next(&m, 64) != 0 ? 128 : 64;
-    size_t wire = mac_wire_len(t->dialect, mf);
-    if (wire == 0) {
+    struct isonet_mac at;
+    size_t n = 0;
+    int prc = isonet_pack_mac(t->dialect, &m, out, cap, &n, &at, &ie);
+    if (prc == ISO_E_SPEC) {
         fail(err, errcap, "dialect has no 8-byte binary MAC field");
         goto out;
     }
-    static const uint8_t zero8[8];
-    SET(mf, zero8, 8);
-    s.mac_128 = mf == 128;
-    size_t n = 0;
-    if (iso_pack(t->dialect, &m, out, cap, &n, &ie) != 0) {
+    if (prc != 0) {
         snprintf(err, errcap, "pack: %s", ie.reason);
         goto out;
     }
-    uint8_t mac[8];
-    if (n < wire || sim_term_mac(t, out, n - wire, mac) != 0) {
+    s.mac_128 = at.field == 128;
+    uint8_t mac[ISONET_MAC_LEN];
+    if (sim_term_mac(t, out, at.off, mac) != 0) {
         fail(err, errcap, "MAC computation failed");
         goto out;
     }
     if (x->bad_mac)
         mac[7] ^= 0x01;
-    if (wire == 16) {
-        char hex[17];
-        at_hex_encode(mac, 8, hex);
-        memcpy(out + n - 16, hex, 16);
-    } else {
-        memcpy(out + n - 8, mac, 8);
-    }
+    isonet_mac_patch(out, &at, mac);
     *outlen = n;
     if (sent)
         *sent = s;
@@ -414,15 +395,14 @@ void sim_resp_fill(struct sim_term *t, const uint8_t *msg, size_t len, const str
     copy_field(m, 41, r->tid, sizeof r->tid);
     parse_balance(m, r);
 
-    int mf = iso_has(m, 128) ? 128 : iso_has(m, 64) ? 64 : 0;
-    if (mf == 0) {
+    if (!iso_has(m, 64) && !iso_has(m, 128)) {
         r->mac = SIM_MAC_ABSENT;
         return;
     }
-    size_t wire = mac_wire_len(t->dialect, mf), maclen = 0;
-    const uint8_t *mac = iso_get(m, mf, &maclen);
+    /* A MAC anywhere but where the rule puts it is a bad one. */
+    struct isonet_mac at;
     r->mac = SIM_MAC_BAD;
-    if (wire && maclen == 8 && iso_next(m, mf) == 0 && len >= wire &&
-        hsm_mac_verify(t->tak, HSM_MAC_ISO9797_3, HSM_PAD_1, msg, len - wire, mac, 8) == HSM_OK)
+    if (isonet_mac_locate(t->dialect, m, len, &at) == 0 &&
+        hsm_mac_verify(t->tak, HSM_MAC_ISO9797_3, HSM_PAD_1, msg, at.off, at.value, 8) == HSM_OK)
         r->mac = SIM_MAC_OK;
 }

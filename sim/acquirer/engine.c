@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "clock.h"
+#include "isonet.h"
 #include "stream.h"
 
 struct sim_req {
@@ -36,9 +37,9 @@ struct sim_conn {
     struct sim_engine *e;
     struct at_stream *s; /* NULL once the stream delivered on_close */
     const struct iso_dialect *d;
-    enum iso_frame_kind kind;
+    struct isonet_framing wire; /* the terminal's framing; refused counts bad headers */
     uint8_t tpdu[ISO_TPDU_LEN];
-    bool up, closed, proto_err, orphan;
+    bool up, closed, proto_err, orphan; /* proto_err: an undecodable response */
     char reason[96];
     sim_conn_fn cb;
     void *arg;
@@ -204,28 +205,6 @@ static struct sim_req *lookup(struct sim_engine *e, struct sim_conn *c, const ui
 
 /* ------------------------------------------------------------------ connections */
 
-static int frame_fn(void *arg, const uint8_t *buf, size_t avail, struct at_frame *fr, char *why,
-                    size_t whycap)
-{
-    struct sim_conn *c = arg;
-    struct iso_frame f;
-    struct iso_err ie;
-    int rc = iso_frame_parse(c->kind, SIM_MSG_MAX + ISO_TPDU_LEN, buf, avail, &f, &ie);
-    if (rc < 0) {
-        c->proto_err = true;
-        snprintf(why, whycap, "bad framing: %s", ie.reason);
-        return -1;
-    }
-    if (rc == ISO_FRAME_NEED_MORE) {
-        fr->need = f.need;
-        return 0;
-    }
-    fr->msg_off = f.msg_off;
-    fr->msg_len = f.msg_len;
-    fr->consume = f.consume;
-    return 1;
-}
-
 static void on_frame(void *arg, struct at_stream *s, const uint8_t *frame, size_t frame_len,
                      const uint8_t *msg, size_t msg_len)
 {
@@ -282,8 +261,8 @@ static void conn_unlink(struct sim_conn *c)
 static void fail_pending(struct sim_conn *c)
 {
     while (c->pending) {
-        struct sim_outcome o = { .status = c->proto_err ? SIM_E_PROTO : SIM_E_CONN,
-                                 .reason = c->reason };
+        bool proto = c->proto_err || c->wire.refused > 0;
+        struct sim_outcome o = { .status = proto ? SIM_E_PROTO : SIM_E_CONN, .reason = c->reason };
         finish(c->pending, &o);
     }
 }
@@ -313,15 +292,17 @@ struct sim_conn *sim_conn_open(struct sim_engine *e, const struct sockaddr *addr
         return NULL;
     c->e = e;
     c->d = t->dialect;
-    c->kind = t->framing;
+    c->wire.kind = t->framing;
+    c->wire.max = SIM_MSG_MAX + ISO_TPDU_LEN;
     memcpy(c->tpdu, t->tpdu, ISO_TPDU_LEN);
     c->cb = cb;
     c->arg = arg;
-    static const struct at_stream_ops ops = {
-        .frame = frame_fn, .on_frame = on_frame, .on_connect = on_connect, .on_close = on_close
-    };
+    static const struct at_stream_ops ops = { .frame = isonet_frame_fn,
+                                              .on_frame = on_frame,
+                                              .on_connect = on_connect,
+                                              .on_close = on_close };
     struct at_stream_ops o = ops;
-    o.frame_arg = c;
+    o.frame_arg = &c->wire;
     struct at_stream_limits lim = { .max_frame = SIM_MSG_MAX + ISO_FRAME_MAX_HEADER };
     c->next = e->conns;
     if (e->conns)
@@ -419,11 +400,8 @@ int sim_req_send(struct sim_conn *c, struct sim_req *r, size_t len, const struct
                  void *arg)
 {
     struct sim_engine *e = c->e;
-    uint8_t hdr[ISO_FRAME_MAX_HEADER];
-    struct iso_err ie;
     if (!sim_conn_up(c) || !c->s || len == 0 || len > sizeof r->buf ||
-        iso_frame_header(c->kind, 0, len, c->tpdu, hdr, sizeof hdr, &ie) != 0 ||
-        at_stream_write(c->s, hdr, iso_frame_header_len(c->kind), r->buf, len) != 0) {
+        isonet_send(c->s, &c->wire, c->tpdu, r->buf, len) != 0) {
         recycle(r);
         return -1;
     }

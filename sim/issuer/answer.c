@@ -10,24 +10,16 @@
 /* Fields a response echoes from its request. */
 static const int echo[] = { 2, 3, 4, 7, 11, 32, 37, 41, 49, 70, 90 };
 
-static void set_resp_mti(char out[5], const char *mti)
-{
-    memcpy(out, mti, 4);
-    out[2] = (char)(mti[2] + 1);
-    out[3] = '0';
-    out[4] = '\0';
-}
-
-/* Builds and packs the response into t->resp, with a zeroed MAC field when mac is set (its
- * number in *mac_field). Returns 0, or -1 after logging why (the request is not answered). */
-static int build_response(struct txn *t, bool mac, int *mac_field)
+/* Builds and packs the response into t->resp, with its MAC field reserved when mac is set
+ * (where it sits in t->resp_mac). Returns 0, or -1 after logging why (the request is not
+ * answered). */
+static int build_response(struct txn *t, bool mac)
 {
     struct iso_msg m;
     struct iso_err ie = { 0 };
     char mti[5];
-    static const uint8_t zero_mac[8];
     iso_msg_init(&m, NULL, 0);
-    set_resp_mti(mti, t->mti);
+    isonet_response_mti(t->mti, mti);
     int rc = iso_set_mti(&m, mti);
     for (size_t i = 0; rc == 0 && i < sizeof echo / sizeof echo[0]; i++) {
         size_t n;
@@ -41,11 +33,10 @@ static int build_response(struct txn *t, bool mac, int *mac_field)
         rc = iso_set(&m, 38, t->auth, 6);
     if (rc == 0 && t->de54[0])
         rc = iso_set(&m, 54, t->de54, 40);
-    *mac_field = iso_has(&m, 90) || iso_has(&m, 70) ? 128 : 64;
-    if (rc == 0 && mac)
-        rc = iso_set(&m, *mac_field, zero_mac, 8);
     if (rc == 0)
-        rc = iso_pack(t->iss->dialect, &m, t->resp, sizeof t->resp, &t->resp_len, &ie);
+        rc = mac ? isonet_pack_mac(t->iss->dialect, &m, t->resp, sizeof t->resp, &t->resp_len,
+                                   &t->resp_mac, &ie)
+                 : iso_pack(t->iss->dialect, &m, t->resp, sizeof t->resp, &t->resp_len, &ie);
     if (rc != 0) {
         at_log(AT_LOG_ERROR, "pack_failed", AT_STR("mti", mti), AT_INT("field", ie.field),
                AT_STR("reason", ie.reason));
@@ -61,8 +52,7 @@ void txn_respond(struct txn *t, bool mac)
         txn_finish(t);
         return;
     }
-    int mac_field;
-    if (build_response(t, mac, &mac_field) != 0) {
+    if (build_response(t, mac) != 0) {
         strcpy(t->outcome, "pack_failed");
         txn_finish(t);
         return;
@@ -71,8 +61,6 @@ void txn_respond(struct txn *t, bool mac)
         txn_send(t);
         return;
     }
-    t->resp_mac_len = mac_wire_len(t->iss->dialect, mac_field);
-    t->resp_mac_off = t->resp_len - t->resp_mac_len;
     hsmcmd_mac_response(t);
 }
 

@@ -16,22 +16,6 @@
 
 static char hsm_cmd[HSM_CMD_CAP]; /* one command at a time: hsm_client_submit copies it */
 
-/* "MAC these bytes" (M6) / "verify this MAC" (M8) with the ZAK: the full 8-byte
- * X9.19 MAC of the link contract (hsm_client_build_m6/m8). mac_hex is NULL for M6.
- * Returns the command length or -1. */
-static int mac_command(char *buf, size_t cap, const char *zak, const uint8_t *data, size_t len,
-                       const char *mac_hex)
-{
-    if (mac_hex)
-        return hsm_client_build_m8(buf, cap, "008", zak, data, len, mac_hex);
-    return hsm_client_build_m6(buf, cap, "008", zak, data, len);
-}
-
-size_t mac_wire_len(const struct iso_dialect *d, int field)
-{
-    return d->field[field].data_enc == ISO_ENC_HEX ? 16 : 8;
-}
-
 /* ---------------------------------------------------------------- request MAC */
 
 static void on_req_mac(void *arg, int status, const char *resp, size_t len)
@@ -54,14 +38,11 @@ static void on_req_mac(void *arg, int status, const char *resp, size_t len)
     txn_mac_verified(t);
 }
 
-void hsmcmd_verify_request_mac(struct txn *t, int mf)
+void hsmcmd_verify_request_mac(struct txn *t, const struct isonet_mac *at)
 {
     struct iss *s = t->iss;
-    size_t ml = mac_wire_len(s->dialect, mf), n;
-    const uint8_t *macv = iso_get(&t->req, mf, &n);
-    char machex[17];
-    at_hex_encode(macv, 8, machex);
-    int cn = mac_command(hsm_cmd, sizeof hsm_cmd, s->zak, t->msg, t->len - ml, machex);
+    int cn =
+        hsm_client_build_mac(hsm_cmd, sizeof hsm_cmd, "008", s->zak, t->msg, at->off, at->value);
     txn_set_state(t, TXN_MAC);
     if (cn < 0 || hsm_client_submit(s->hsm, hsm_cmd, (size_t)cn, on_req_mac, t) != 0)
         txn_fail(t, "96", "hsm_full");
@@ -143,9 +124,8 @@ void hsmcmd_verify_pin(struct txn *t)
 static void on_resp_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct txn *t = arg;
-    char mac[17];
-    if (status != HSM_CLIENT_OK || hsm_client_resp_error("M6", resp, len) != 0 ||
-        hsm_client_parse_mac(resp, len, mac) != 16) {
+    uint8_t mac[ISONET_MAC_LEN];
+    if (status != HSM_CLIENT_OK || hsm_client_parse_mac8(resp, len, mac) != 0) {
         at_log(AT_LOG_ERROR, "resp_mac_failed", AT_INT("status", status),
                AT_INT("hsm_error",
                       status == HSM_CLIENT_OK ? hsm_client_resp_error("M6", resp, len) : -1));
@@ -153,20 +133,15 @@ static void on_resp_mac(void *arg, int status, const char *resp, size_t len)
         txn_finish(t); /* no answer without a MAC: the switch times out and reverses */
         return;
     }
-    if (t->resp_mac_len == 16) {
-        memcpy(t->resp + t->resp_mac_off, mac, 16);
-    } else if (at_hex_decode(mac, 16, t->resp + t->resp_mac_off, 8) != 8) {
-        strcpy(t->outcome, "no_mac");
-        txn_finish(t);
-        return;
-    }
+    isonet_mac_patch(t->resp, &t->resp_mac, mac);
     txn_send(t);
 }
 
 void hsmcmd_mac_response(struct txn *t)
 {
     struct iss *s = t->iss;
-    int n = mac_command(hsm_cmd, sizeof hsm_cmd, s->zak, t->resp, t->resp_mac_off, NULL);
+    int n = hsm_client_build_mac(hsm_cmd, sizeof hsm_cmd, "008", s->zak, t->resp, t->resp_mac.off,
+                                 NULL);
     txn_set_state(t, TXN_RESP_MAC);
     if (n < 0 || hsm_client_submit(s->hsm, hsm_cmd, (size_t)n, on_resp_mac, t) != 0) {
         strcpy(t->outcome, "hsm_full");

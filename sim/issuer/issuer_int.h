@@ -9,6 +9,7 @@
 #include "issuer.h"
 
 #include "iso8583.h"
+#include "isonet.h"
 #include "wallet.h"
 
 #include <event2/util.h>
@@ -80,7 +81,8 @@ struct txn {
     bool has_bal;
     int64_t bal, avail;
     uint8_t resp[MAX_MSG + 64];
-    size_t resp_len, resp_mac_off, resp_mac_len;
+    size_t resp_len;
+    struct isonet_mac resp_mac; /* where the response's MAC goes in resp */
 };
 
 /* The daemon. */
@@ -88,7 +90,7 @@ struct iss {
     struct event_base *base;
     struct evconnlistener *lst;
     const struct iso_dialect *dialect;
-    enum iso_frame_kind framing;
+    struct isonet_framing wire; /* every link's framing (2b or 4a, at most MAX_MSG) */
     struct hsm_client *hsm;
     struct db_wallet *db;
     const char *zpk, *zak, *pvk;
@@ -161,13 +163,12 @@ const char *txn_validate(struct txn *t);
 
 /* ---- hsmcmd.c: the hsm-sim commands of a request (MAC with the ZAK, PIN with ZPK + PVK) */
 
-/* Wire size of the MAC field (DE 64/128) in the dialect: 16 hex characters or 8 raw bytes. */
-size_t mac_wire_len(const struct iso_dialect *d, int field);
-/* M8 on the request (its MAC in field mf); → txn_mac_verified, or an answer 63 / 96. */
-void hsmcmd_verify_request_mac(struct txn *t, int mf);
+/* M8 on the request, whose MAC is at (isonet_mac_locate); → txn_mac_verified, or an answer
+ * 63 / 96. */
+void hsmcmd_verify_request_mac(struct txn *t, const struct isonet_mac *at);
 /* EC (PVV) or EA (IBM 3624) on DE 52; → txn_decide with t->r.pin set, or 30 / 96. */
 void hsmcmd_verify_pin(struct txn *t);
-/* M6 over the packed response (t->resp up to resp_mac_off); the MAC goes in place and the
+/* M6 over the packed response (t->resp up to t->resp_mac.off); the MAC goes in place and the
  * response is sent, or the request ends unanswered. */
 void hsmcmd_mac_response(struct txn *t);
 

@@ -64,13 +64,7 @@ void link_unref(struct conn *c)
 
 int link_write(struct conn *c, const uint8_t *msg, size_t len)
 {
-    uint8_t hdr[ISO_FRAME_MAX_HEADER];
-    struct iso_err ie;
-    enum iso_frame_kind fk = c->iss->framing;
-    if (!c->s || iso_frame_header(fk, 0, len, NULL, hdr, sizeof hdr, &ie) != 0 ||
-        at_stream_write(c->s, hdr, iso_frame_header_len(fk), msg, len) != 0)
-        return -1;
-    return 0;
+    return isonet_send(c->s, &c->iss->wire, NULL, msg, len);
 }
 
 /* ---------------------------------------------------------------- network management */
@@ -155,27 +149,6 @@ static void on_close(void *arg, struct at_stream *st, const char *reason)
     link_unref(c);
 }
 
-static int frame_cb(void *arg, const uint8_t *buf, size_t avail, struct at_frame *fr, char *why,
-                    size_t whycap)
-{
-    struct iss *s = arg;
-    struct iso_frame f;
-    struct iso_err ie;
-    int rc = iso_frame_parse(s->framing, MAX_MSG, buf, avail, &f, &ie);
-    if (rc < 0) {
-        snprintf(why, whycap, "framing: %s", ie.reason);
-        return -1;
-    }
-    if (rc == ISO_FRAME_NEED_MORE) {
-        fr->need = f.need;
-        return 0;
-    }
-    fr->msg_off = f.msg_off;
-    fr->msg_len = f.msg_len;
-    fr->consume = f.consume;
-    return 1;
-}
-
 /* ---------------------------------------------------------------- the listener */
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -187,8 +160,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)salen;
     static const struct at_stream_limits lim = { .max_frame = MAX_MSG + ISO_FRAME_MAX_HEADER };
     static struct at_stream_ops ops = { .on_frame = on_frame, .on_close = on_close };
-    ops.frame = frame_cb;
-    ops.frame_arg = s;
+    ops.frame = isonet_frame_fn;
+    ops.frame_arg = &s->wire;
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct conn *c = calloc(1, sizeof *c);

@@ -211,8 +211,9 @@ static int configure_link(struct iss *s, const struct opts *o, struct sockaddr_s
         return 2;
     }
     /* TPDU framing belongs to POS terminals, not to host-to-host links. */
-    if (iso_frame_kind_parse(o->framing, &s->framing) != 0 ||
-        (s->framing != ISO_FRAME_2B && s->framing != ISO_FRAME_4A)) {
+    s->wire.max = MAX_MSG;
+    if (iso_frame_kind_parse(o->framing, &s->wire.kind) != 0 ||
+        (s->wire.kind != ISO_FRAME_2B && s->wire.kind != ISO_FRAME_4A)) {
         fprintf(stderr, "issuer-sim: framing '%s' not supported (2b, 4a)\n", o->framing);
         return 2;
     }

@@ -131,8 +131,8 @@ void txn_begin(struct txn *t)
     bool known = t->is_reversal || !strcmp(t->mti, "0100") || !strcmp(t->mti, "0200") ||
                  !strcmp(t->mti, "0101") || !strcmp(t->mti, "0201");
     /* The MAC is the last field: DE 128 with a secondary bitmap, else DE 64. */
-    int mf = iso_has(&t->req, 128) ? 128 : 64;
-    if (!iso_has(&t->req, mf) || iso_next(&t->req, mf) != 0) {
+    struct isonet_mac at;
+    if (isonet_mac_locate(t->iss->dialect, &t->req, t->len, &at) != 0) {
         (void)field_str(&t->req, 3, 6, 6, t->pcode);
         txn_fail(t, "30", "no_mac");
         return;
@@ -141,7 +141,7 @@ void txn_begin(struct txn *t)
         txn_fail(t, "12", "unsupported_mti");
         return;
     }
-    hsmcmd_verify_request_mac(t, mf);
+    hsmcmd_verify_request_mac(t, &at);
 }
 
 void txn_mac_verified(struct txn *t)

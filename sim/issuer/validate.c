@@ -68,16 +68,14 @@ static bool parse_pan(struct txn *t)
  * without DE 90 the reversal's own key. */
 static bool original_key(struct txn *t, const char *tid)
 {
-    char de90[43];
-    if (!iso_has(&t->req, 90)) {
+    struct isonet_de90 o;
+    int got = isonet_de90_get(&t->req, &o);
+    if (got == 0) {
         memcpy(t->orig_key, t->key, sizeof t->orig_key);
         return true;
     }
-    if (!field_str(&t->req, 90, 42, 42, de90) || !all_digits(de90))
-        return false;
-    /* original MTI 4 | STAN 6 | DE 7 10 | acquirer 11 | 11 zeros */
-    return sim_request_key(de90 + 20, 11, tid, 8, de90 + 4, 6, de90 + 10, 10, t->orig_key,
-                           sizeof t->orig_key) == 0;
+    return got > 0 && sim_request_key(o.acquirer, 11, tid, 8, o.stan, 6, o.de7, 10, t->orig_key,
+                                      sizeof t->orig_key) == 0;
 }
 
 /* The decision's view of the request (t->r). */

@@ -165,6 +165,13 @@ static int recv_resp(int fd, struct resp *out)
         const uint8_t *mac = iso_get(&m, mf, &ml);
         if (!mac || ml != 8 || iso_next(&m, mf) != 0)
             return -1;
+        /* Pinned: DE 128 exactly when a field of 65..127 is present, else DE 64 and no
+         * secondary bitmap at all (bit 1 of the first hex character after the MTI). */
+        bool secondary = false;
+        for (int f = 65; f < 128; f++)
+            secondary = secondary || iso_has(&m, f);
+        if (mf != (secondary ? 128 : 64) || (buf[4] >= '8') != secondary)
+            return -1;
         if (hsm_mac_verify(F.zak, HSM_MAC_ISO9797_3, HSM_PAD_1, buf, (size_t)n - 16, mac, 8) != 0)
             return -1;
     }

@@ -1,5 +1,6 @@
-/* Unit tests of the hsm-sim client's command builders: exact bytes for the
- * published CA/DC/M6 layouts, and refusal of fields with the wrong shape. */
+/* Unit tests of the HSM client's command builders and answer parsers: exact bytes for the
+ * published CA/DC/M6 layouts, refusal of fields with the wrong shape, and the answers switchd
+ * and issuer-sim read (CB, G1, X1, M7, M9). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -102,6 +103,23 @@ static void test_mac_and_ibm(void **state)
     assert_int_equal(hsm_client_build_m6(buf, sizeof buf, "001",
                                          "U19D25F349FD03CC3556BB05F65283CA1", data, sizeof data),
                      -1);
+    /* The daemons' form: the MAC they hold as 8 bytes; M6 without one, M8 with it in hex. */
+    char buf2[256];
+    static const uint8_t raw[8] = { 0x5F, 0x14, 0x48, 0xEE, 0xA8, 0xAD, 0x90, 0xA7 };
+    n = hsm_client_build_mac(buf2, sizeof buf2, "008", "U19D25F349FD03CC3556BB05F65283CA1", data,
+                             sizeof data, raw);
+    assert_int_equal(n, hsm_client_build_m8(buf, sizeof buf, "008",
+                                            "U19D25F349FD03CC3556BB05F65283CA1", data, sizeof data,
+                                            "5F1448EEA8AD90A7"));
+    assert_memory_equal(buf2, buf, (size_t)n);
+    n = hsm_client_build_mac(buf2, sizeof buf2, "003", "U19D25F349FD03CC3556BB05F65283CA1", data,
+                             sizeof data, NULL);
+    assert_int_equal(n, (int)strlen(want));
+    assert_memory_equal(buf2, want, strlen(want));
+    assert_int_equal(hsm_client_build_mac(buf2, sizeof buf2, "009",
+                                          "U19D25F349FD03CC3556BB05F65283CA1", data, sizeof data,
+                                          raw),
+                     -1);
     n = hsm_client_build_ibm_verify(buf, sizeof buf, true, "BAB32D775A38E4AB", "0123456789ABCDEF",
                                     "DC80B186C30902B0", "01", 4, "550000025321", "0123456789012345",
                                     "55000002N321", "7710");
@@ -137,6 +155,40 @@ static void test_answer_parsers(void **state)
                                           15, mac),
                      -1);
     assert_int_equal(hsm_client_parse_mac("M715", 4, mac), -1);
+
+    /* The full MAC as bytes: 16H only. */
+    uint8_t m8[8];
+    static const uint8_t want8[8] = { 0x5F, 0x14, 0x48, 0xEE, 0xA8, 0xAD, 0x90, 0xA7 };
+    const char *m7 = "M7000016"
+                     "5F1448EEA8AD90A7";
+    assert_int_equal(hsm_client_parse_mac8(m7, strlen(m7), m8), 0);
+    assert_memory_equal(m8, want8, 8);
+    assert_int_equal(hsm_client_parse_mac8("M7000008"
+                                           "5F1448EE",
+                                           16, m8),
+                     -1);
+    assert_int_equal(hsm_client_parse_mac8("M7000016"
+                                           "5F1448EEA8AD90AZ",
+                                           24, m8),
+                     -1);
+    assert_int_equal(hsm_client_parse_mac8("M710", 4, m8), -1);
+    assert_int_equal(hsm_client_parse_mac8("M9000016"
+                                           "5F1448EEA8AD90A7",
+                                           24, m8),
+                     -1);
+
+    /* The answers switchd reads: M9 (MAC verified or not), G1 and X1 (DUKPT PIN translations). */
+    assert_int_equal(hsm_client_resp_error("M8", "M900", 4), 0);
+    assert_int_equal(hsm_client_resp_error("M8", "M901", 4), 1);
+    assert_int_equal(hsm_client_resp_error("M8", "M701", 4), -1);
+    const char *g1 = "G10004F7808F2CBEC6316801";
+    assert_int_equal(hsm_client_parse_pin("G0", g1, strlen(g1), blk, fmt), 4);
+    assert_string_equal(blk, "F7808F2CBEC63168");
+    assert_int_equal(hsm_client_resp_error("G0", "G120", 4), 20);
+    const char *x1 = "X10006F7808F2CBEC6316801";
+    assert_int_equal(hsm_client_parse_pin("X0", x1, strlen(x1), blk, fmt), 6);
+    assert_int_equal(hsm_client_parse_pin("X0", cb, strlen(cb), blk, fmt), -1); /* a CB */
+    assert_int_equal(hsm_client_parse_pin("CA", "CB0004F7808F2CBEC631680", 23, blk, fmt), -1);
 }
 
 int main(void)

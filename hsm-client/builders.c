@@ -1,8 +1,10 @@
-/* Command builders of the hsm-sim client: format the payShield commands the
+/* Command builders of the HSM client: format the payShield commands the
  * switch and the issuer simulator send, field by field, refusing any field of
  * the wrong shape so that a caller's bug shows up here and not as a "15" from
  * the HSM. */
 #include "hsmclient.h"
+
+#include "hex.h"
 
 #include <string.h>
 
@@ -242,6 +244,16 @@ int hsm_client_build_m8(char *buf, size_t cap, const char *key_type, const char 
     return done(&b);
 }
 
+int hsm_client_build_mac(char *buf, size_t cap, const char *key_type, const char *k,
+                         const uint8_t *data, size_t len, const uint8_t *verify)
+{
+    char hex[17];
+    if (!verify)
+        return hsm_client_build_m6(buf, cap, key_type, k, data, len);
+    at_hex_encode(verify, 8, hex);
+    return hsm_client_build_m8(buf, cap, key_type, k, data, len, hex);
+}
+
 int hsm_client_resp_error(const char *cmd, const char *resp, size_t len)
 {
     if (!cmd || !resp || len < 4 || strlen(cmd) != 2)
@@ -278,4 +290,12 @@ int hsm_client_parse_mac(const char *resp, size_t len, char mac[17])
     memcpy(mac, resp + 8, n);
     mac[n] = '\0';
     return (int)n;
+}
+
+int hsm_client_parse_mac8(const char *resp, size_t len, uint8_t mac[8])
+{
+    char hex[17];
+    if (hsm_client_parse_mac(resp, len, hex) != 16 || at_hex_decode(hex, 16, mac, 8) != 8)
+        return -1;
+    return 0;
 }

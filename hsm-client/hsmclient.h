@@ -148,6 +148,12 @@ HSM_CLIENT_MUST_USE int hsm_client_build_m6(char *buf, size_t cap, const char *k
 HSM_CLIENT_MUST_USE int hsm_client_build_m8(char *buf, size_t cap, const char *key_type,
                                             const char *key, const uint8_t *data, size_t len,
                                             const char *mac);
+/* The MAC command of a message's MAC as the daemons hold it (8 raw bytes): M6 generating the
+ * MAC of data when verify is NULL, else M8 verifying that the 8 bytes at verify are the MAC of
+ * data. Same layout and key types as hsm_client_build_m6/m8. */
+HSM_CLIENT_MUST_USE int hsm_client_build_mac(char *buf, size_t cap, const char *key_type,
+                                             const char *key, const uint8_t *data, size_t len,
+                                             const uint8_t *verify);
 
 /* ---- Answer parsers (resp/len as passed to the callback) ---- */
 
@@ -165,5 +171,9 @@ HSM_CLIENT_MUST_USE int hsm_client_parse_pin(const char *cmd, const char *resp, 
 /* For a successful M7 answer: copies the MAC (8 or 16 hex + NUL). Returns its
  * length in characters or -1. */
 HSM_CLIENT_MUST_USE int hsm_client_parse_mac(const char *resp, size_t len, char mac[17]);
+
+/* For a successful M7 answer carrying the full 16H MAC (what hsm_client_build_m6 asks for): its
+ * 8 bytes into mac. 0, or -1 for an error code, another answer, an 8H MAC or a malformed one. */
+HSM_CLIENT_MUST_USE int hsm_client_parse_mac8(const char *resp, size_t len, uint8_t mac[8]);
 
 #endif

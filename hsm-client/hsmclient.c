@@ -1,4 +1,4 @@
-/* Async hsm-sim client: a pool of bufferevent connections, each with a ring
+/* Async HSM client (hsm-sim or a payShield): a pool of bufferevent connections, each with a ring
  * of in-flight slots indexed by the 4-hex tag carried in the message header.
  * Requests live in a fixed pool (no malloc per request unless a command is
  * longer than the inline buffer); sends happen in a deferred "pump" event so
