@@ -16,7 +16,6 @@
 #error "libhsm needs OpenSSL's deprecated DES_* functions"
 #endif
 
-#define HSM_LMK_PAIRS   20
 #define HSM_KEYTEXT_MAX 49 /* scheme letter + 48 hex */
 
 /* A clear key and its key schedules. Lives either in an hsm's cache (owner set)

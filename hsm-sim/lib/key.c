@@ -618,7 +618,7 @@ int hsm_kcv_clear(const uint8_t *key, size_t len, bool aes, uint8_t kcv[8])
 /* ---------------------------------------------------------------- variant LMK */
 
 /* payShield Thales test LMK set (payshield.md section 11). */
-static const char *const test_lmk[HSM_LMK_PAIRS] = {
+const char *const hsm_test_lmk[HSM_LMK_PAIRS] = {
     "01010101010101017902CD1FD36EF8BA", "20202020202020203131313131313131",
     "40404040404040405151515151515151", "61616161616161617070707070707070",
     "80808080808080809191919191919191", "A1A1A1A1A1A1A1A1B0B0B0B0B0B0B0B0",
@@ -738,7 +738,7 @@ int hsm_new(struct hsm **out, size_t cache_entries)
         return HSM_ERR_INTERNAL;
     }
     for (size_t i = 0; i < HSM_LMK_PAIRS; i++) {
-        if (hex_decode(test_lmk[i], 32, h->lmk[i]) != 0) {
+        if (hex_decode(hsm_test_lmk[i], 32, h->lmk[i]) != 0) {
             hsm_free(h);
             return HSM_ERR_INTERNAL;
         }
