@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "hsm.h"
+#include "vectors.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -76,6 +77,14 @@ static const char *kcv_hex(struct hsm_key *k, size_t n)
     uint8_t kcv[8];
     hsm_key_kcv(k, kcv);
     return hx(kcv, n);
+}
+
+/* The rows of a vector file (vectors.h), at most cap of ncols fields. */
+static size_t read_rows(const char *path, struct tv_row *rows, size_t cap, int ncols)
+{
+    long n = tv_read(path, rows, cap, ncols);
+    assert_true(n >= 0);
+    return (size_t)n;
 }
 
 static int setup(void **state)
@@ -326,19 +335,16 @@ static void test_iso4(void **state)
 static void test_ibm3624(void **state)
 {
     struct hsm_key *pvk = ck(HSM_KT_PVK, "0123456789ABCDEFFEDCBA9876543210");
-    static const char *const rows[][3] = {
-        { "0000", "1122334455667788", "4524" }, { "1111", "1122334455667788", "5635" },
-        { "6586", "1122334455667788", "0000" }, { "7697", "1122334455667788", "1111" },
-        { "7710", "1122334455667788", "1234" }, { "0000", "11223344556677FF", "5518" },
-        { "0000", "1223344556677811", "3675" }, { "0000", "2233445566778811", "5550" },
-    };
+    static struct tv_row rows[16]; /* offset, validation data, PIN */
+    size_t n = read_rows(HSM_VECTORS_DIR "/ibm3624.txt", rows, 16, 3);
+    assert_int_equal(n, 8);
     char out[13];
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        assert_int_equal(
-            hsm_ibm_pin_from_offset(pvk, rows[i][0], "1234567890123456", rows[i][1], out), 0);
-        assert_string_equal(out, rows[i][2]);
-        assert_int_equal(hsm_ibm_offset(pvk, rows[i][2], "1234567890123456", rows[i][1], out), 0);
-        assert_string_equal(out, rows[i][0]);
+    for (size_t i = 0; i < n; i++) {
+        const char(*v)[TV_FIELD_MAX] = rows[i].f;
+        assert_int_equal(hsm_ibm_pin_from_offset(pvk, v[0], "1234567890123456", v[1], out), 0);
+        assert_string_equal(out, v[2]);
+        assert_int_equal(hsm_ibm_offset(pvk, v[2], "1234567890123456", v[1], out), 0);
+        assert_string_equal(out, v[0]);
     }
     assert_int_equal(
         hsm_ibm_pin_from_offset(pvk, "0000", "0123456789012345", "1122334455667788", out), 0);
@@ -355,7 +361,6 @@ static void test_ibm3624(void **state)
     /* verification through an encrypted PIN block (DA / EA) */
     struct hsm_key *tpk = ck(HSM_KT_TPK, "0B681FC20E62C734");
     uint8_t blk[16];
-    size_t n;
     assert_int_equal(hsm_pin_encrypt(tpk, HSM_PINFMT_ISO0, "1234", "4012345678909", blk, &n), 0);
     assert_int_equal(hsm_pin_verify_ibm(tpk, HSM_PINFMT_ISO0, blk, n, "4012345678909", pvk, 4,
                                         "1234567890123456", "1122334455667788", "7710FFFFFFFF"),
@@ -392,22 +397,17 @@ static void test_ibm3624(void **state)
 static void test_pvv(void **state)
 {
     struct hsm_key *pvk = ck(HSM_KT_PVK, "0123456789ABCDEFFEDCBA9876543210");
-    static const struct {
-        int pvki;
-        const char *pin, *pan, *pvv;
-    } rows[] = {
-        { 1, "4524", "1122334455667788", "8523" }, { 2, "1912", "1122334455667788", "3244" },
-        { 1, "0570", "1122334455667718", "3144" }, { 1, "8299", "1122334455667708", "4422" },
-        { 3, "4524", "1122334455667788", "4021" },
-    };
+    static struct tv_row rows[16]; /* PVKI, PIN, PAN, PVV */
+    size_t n = read_rows(HSM_VECTORS_DIR "/pvv.txt", rows, 16, 4);
+    assert_int_equal(n, 5);
     char pvv[5];
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        assert_int_equal(hsm_pvv_generate(pvk, rows[i].pan, rows[i].pvki, rows[i].pin, pvv), 0);
-        assert_string_equal(pvv, rows[i].pvv);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(hsm_pvv_generate(pvk, rows[i].f[2], atoi(rows[i].f[0]), rows[i].f[1], pvv),
+                         0);
+        assert_string_equal(pvv, rows[i].f[3]);
     }
     struct hsm_key *zpk = ck(HSM_KT_ZPK, "0123456789ABCDEFFEDCBA9876543210");
     uint8_t blk[16];
-    size_t n;
     assert_int_equal(hsm_pin_encrypt(zpk, HSM_PINFMT_ISO0, "4524", "1122334455667788", blk, &n), 0);
     assert_int_equal(
         hsm_pin_verify_pvv(zpk, HSM_PINFMT_ISO0, blk, n, "1122334455667788", pvk, 1, "8523"), 0);
@@ -427,26 +427,20 @@ static void test_pvv(void **state)
 
 static void test_cvv(void **state)
 {
-    static const struct {
-        const char *cvk, *pan, *exp, *svc, *cvv;
-    } rows[] = {
-        { "0123456789ABCDEFFEDCBA9876543210", "4123456789012345", "8701", "101", "561" },
-        { "0123456789ABCDEFFEDCBA9876543210", "4999988887777", "9105", "111", "649" },
-        { "0123456789ABCDEFFEDCBA9876543210", "1234567890123456", "9912", "220", "170" },
-        { "99999999999999998888888888888888", "2222222222222222", "3333", "111", "361" },
-        { "0123456789ABCDEFFEDCBA9876543210", "4123456789012345", "8701", "000", "636" },
-        { "0123456789ABCDEFFEDCBA9876543210", "4123456789012345", "8701", "999", "651" },
-    };
+    static struct tv_row rows[16]; /* CVK, PAN, expiry, service code, CVV */
+    size_t n = read_rows(HSM_VECTORS_DIR "/cvv.txt", rows, 16, 5);
+    assert_int_equal(n, 6);
     char cvv[4];
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        struct hsm_key *k = ck(HSM_KT_CVK, rows[i].cvk);
-        assert_int_equal(hsm_cvv_generate(k, rows[i].pan, rows[i].exp, rows[i].svc, cvv), 0);
-        assert_string_equal(cvv, rows[i].cvv);
-        assert_int_equal(hsm_cvv_verify(k, rows[i].pan, rows[i].exp, rows[i].svc, rows[i].cvv), 0);
-        char wrong[4];
-        strcpy(wrong, rows[i].cvv);
+    for (size_t i = 0; i < n; i++) {
+        struct hsm_key *k = ck(HSM_KT_CVK, rows[i].f[0]);
+        assert_int_equal(hsm_cvv_generate(k, rows[i].f[1], rows[i].f[2], rows[i].f[3], cvv), 0);
+        assert_string_equal(cvv, rows[i].f[4]);
+        assert_int_equal(hsm_cvv_verify(k, rows[i].f[1], rows[i].f[2], rows[i].f[3], rows[i].f[4]),
+                         0);
+        char wrong[TV_FIELD_MAX];
+        memcpy(wrong, rows[i].f[4], sizeof wrong);
         wrong[2] = wrong[2] == '9' ? '0' : (char)(wrong[2] + 1);
-        assert_int_equal(hsm_cvv_verify(k, rows[i].pan, rows[i].exp, rows[i].svc, wrong),
+        assert_int_equal(hsm_cvv_verify(k, rows[i].f[1], rows[i].f[2], rows[i].f[3], wrong),
                          HSM_ERR_VERIFY);
         hsm_key_release(k);
     }
@@ -462,29 +456,6 @@ static void test_cvv(void **state)
 
 /* ---------------------------------------------------------------- 6. TDES DUKPT */
 
-struct row {
-    char f[3][70];
-};
-
-/* Reads the whitespace-separated rows of a vector file (comments '#'). */
-static size_t read_rows(const char *path, struct row *rows, size_t cap, int ncols)
-{
-    FILE *fp = fopen(path, "r");
-    assert_non_null(fp);
-    char line[512];
-    size_t n = 0;
-    while (fgets(line, sizeof line, fp)) {
-        if (line[0] == '#' || line[0] == '\n')
-            continue;
-        assert_true(n < cap);
-        int got = sscanf(line, "%69s %69s %69s", rows[n].f[0], rows[n].f[1], rows[n].f[2]);
-        assert_int_equal(got, ncols);
-        n++;
-    }
-    fclose(fp);
-    return n;
-}
-
 static void test_dukpt_tdes(void **state)
 {
     uint8_t bdk[16], ksn[10], key[16], ipek[16], v[16];
@@ -495,7 +466,7 @@ static void test_dukpt_tdes(void **state)
 
     struct hsm_key *bdkk = ck(HSM_KT_BDK, "0123456789ABCDEFFEDCBA9876543210");
     struct hsm_key *zpk = ck(HSM_KT_ZPK, "1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C");
-    struct row rows[64];
+    static struct tv_row rows[64];
     size_t n = read_rows(HSM_VECTORS_DIR "/dukpt_tdes.txt", rows, 64, 3);
     assert_int_equal(n, 34);
     for (size_t i = 0; i < n; i++) {
@@ -589,7 +560,7 @@ static void test_dukpt_tdes_data(void **state)
 {
     uint8_t bdk[16], ksn[10], key[16], v[16];
     unhex("0123456789ABCDEFFEDCBA9876543210", bdk);
-    struct row rows[64];
+    static struct tv_row rows[64];
     size_t n = read_rows(HSM_VECTORS_DIR "/dukpt_tdes_data.txt", rows, 64, 2);
     assert_int_equal(n, 21);
     for (size_t i = 0; i < n; i++) {
@@ -617,7 +588,7 @@ static void test_dukpt_aes(void **state)
     assert_int_equal(hsm_dukpt_aes_initial_key_clear(bdk, ikid, key), 0);
     assert_string_equal(hx(key, 16), "1273671EA26AC29AFA4D1084127652A1");
 
-    struct row rows[64];
+    static struct tv_row rows[64];
     size_t n = read_rows(HSM_VECTORS_DIR "/dukpt_aes128.txt", rows, 64, 2);
     assert_int_equal(n, 16);
     for (size_t i = 0; i < n; i++) {
@@ -626,27 +597,23 @@ static void test_dukpt_aes(void **state)
         assert_string_equal(hx(key, 16), rows[i].f[1]);
     }
 
-    static const char *const wrows[][6] = {
-        { "123456789012345600000001", "4F21B565BAD9835E112B6465635EAE44",
-          "AF8CB133A78F8DC2D1359F18527593FB", "A2DC23DE6FDE0824A2BC321E08E4B8B7",
-          "A35C412EFD41FDB98B69797C02DCD08F", "A912150391AB65A67E52883D81CE2D15" },
-        { "123456789012345600000002", "2F34D68DE10F68D38091A73B9E7C437C",
-          "D30BDC73EC9714B000BEC66BDB7B6D09", "484C3B06E8562704528CD5B46FB12FB6",
-          "D639514AA33AC43AD9229E433D6D4E5B", "52A00503BD34BA1383F6A7EE9FE2547F" },
-    };
+    /* KSN, transaction key, PIN, MAC and data keys, PIN block */
+    n = read_rows(HSM_VECTORS_DIR "/dukpt_aes128_keys.txt", rows, 64, 6);
+    assert_int_equal(n, 2);
     struct hsm_key *bdkk = ck(HSM_KT_BDK_AES, "FEDCBA9876543210F1F1F1F1F1F1F1F1");
     struct hsm_key *zpk = ck(HSM_KT_ZPK, "0123456789ABCDEFFEDCBA9876543210");
-    for (size_t i = 0; i < 2; i++) {
-        unhex(wrows[i][0], ksn);
+    for (size_t i = 0; i < n; i++) {
+        const char(*w)[TV_FIELD_MAX] = rows[i].f;
+        unhex(w[0], ksn);
         assert_int_equal(hsm_dukpt_aes_txn_key_clear(bdk, ksn, key), 0);
-        assert_string_equal(hx(key, 16), wrows[i][1]);
+        assert_string_equal(hx(key, 16), w[1]);
         assert_int_equal(hsm_dukpt_aes_working_key_clear(key, ksn, HSM_AESDUKPT_PIN, wk), 0);
-        assert_string_equal(hx(wk, 16), wrows[i][2]);
+        assert_string_equal(hx(wk, 16), w[2]);
         struct hsm_key *pk = cka(HSM_KT_TPK, hx(wk, 16));
         assert_int_equal(hsm_dukpt_aes_working_key_clear(key, ksn, HSM_AESDUKPT_MAC_GEN, wk), 0);
-        assert_string_equal(hx(wk, 16), wrows[i][3]);
+        assert_string_equal(hx(wk, 16), w[3]);
         assert_int_equal(hsm_dukpt_aes_working_key_clear(key, ksn, HSM_AESDUKPT_DATA_ENC, wk), 0);
-        assert_string_equal(hx(wk, 16), wrows[i][4]);
+        assert_string_equal(hx(wk, 16), w[4]);
 
         uint8_t fill[8], enc[16], out[16];
         size_t len;
@@ -655,7 +622,7 @@ static void test_dukpt_aes(void **state)
         assert_int_equal(
             hsm_pin_encrypt_fill(pk, HSM_PINFMT_ISO4, "1234", "4111111111111111", fill, enc, &len),
             0);
-        assert_string_equal(hx(enc, len), wrows[i][5]);
+        assert_string_equal(hx(enc, len), w[5]);
         hsm_key_release(pk);
         /* host side: AES BDK + KSN -> TDES ZPK, ISO 4 -> ISO 0 */
         assert_int_equal(hsm_dukpt_pin_translate(bdkk, ksn, 12, HSM_PINFMT_ISO4, enc, 16, zpk,
@@ -1126,24 +1093,19 @@ static void test_tr31(void **state)
                                                sizeof key, &n),
                          HSM_ERR_VERIFY);
     }
-    /* the whole known-value table */
-    FILE *f = fopen(HSM_VECTORS_DIR "/tr31.txt", "r");
-    assert_non_null(f);
-    char line[512], kbpkhex[80], keyhex[80], kb[300];
-    int rows_read = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (line[0] == '#' || sscanf(line, "%79s %79s %299s", kbpkhex, keyhex, kb) != 3)
-            continue;
+    /* the whole known-value table: KBPK, key, key block */
+    static struct tv_row table[32];
+    size_t rows_read = read_rows(HSM_VECTORS_DIR "/tr31.txt", table, 32, 3);
+    for (size_t i = 0; i < rows_read; i++) {
+        const char *kb = table[i].f[2];
         uint8_t kbpk[32], key[32];
-        size_t kl = unhex(kbpkhex, kbpk), n = 0;
+        size_t kl = unhex(table[i].f[0], kbpk), n = 0;
         char hdr[17];
         int rc = hsm_tr31_unwrap_clear(kbpk, kl, kb, strlen(kb), hdr, key, sizeof key, &n);
         if (rc != 0)
             fail_msg("%.16s: %d", kb, rc);
-        assert_string_equal(hx(key, n), keyhex);
-        rows_read++;
+        assert_string_equal(hx(key, n), table[i].f[1]);
     }
-    fclose(f);
     assert_int_equal(rows_read, 19);
 
     /* psec test_kb_unwrap_exceptions (KBPK "E" * 16) */
