@@ -43,24 +43,29 @@ static const char *hx(const uint8_t *in, size_t n)
     return buf;
 }
 
-/* A key of type t from clear hex; released by the caller. */
-static struct hsm_key *ck(enum hsm_keytype t, const char *hex)
+/* A key of type t made by from_clear (hsm_key_from_clear or _aes) from clear hex; released by
+ * the caller. */
+static struct hsm_key *clear_key(int (*from_clear)(enum hsm_keytype, const uint8_t *, size_t,
+                                                   struct hsm_key **),
+                                 enum hsm_keytype t, const char *hex)
 {
     uint8_t k[32];
     size_t n = unhex(hex, k);
     struct hsm_key *key = NULL;
-    assert_int_equal(hsm_key_from_clear(t, k, n, &key), HSM_OK);
+    assert_int_equal(from_clear(t, k, n, &key), HSM_OK);
     return key;
+}
+
+/* A (DES) key of type t from clear hex. */
+static struct hsm_key *ck(enum hsm_keytype t, const char *hex)
+{
+    return clear_key(hsm_key_from_clear, t, hex);
 }
 
 /* An AES key of type t from clear hex. */
 static struct hsm_key *cka(enum hsm_keytype t, const char *hex)
 {
-    uint8_t k[32];
-    size_t n = unhex(hex, k);
-    struct hsm_key *key = NULL;
-    assert_int_equal(hsm_key_from_clear_aes(t, k, n, &key), HSM_OK);
-    return key;
+    return clear_key(hsm_key_from_clear_aes, t, hex);
 }
 
 /* A key of type t loaded from its LMK form; released by the caller. */
@@ -169,66 +174,52 @@ static void test_pinblock_decode(void **state)
 {
     uint8_t b[16];
     char pin[13];
-    unhex("041261AAAAEDCBA9", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO0, b, 8, "5555555551234567", pin), 0);
-    assert_string_equal(pin, "1234");
-    unhex("341261AAAAEDCBA9", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO3, b, 8, "5555555551234567", pin), 0);
-    assert_string_equal(pin, "1234");
-    unhex("3C1261032D8226A9", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO3, b, 8, "5555555551234567", pin), 0);
-    assert_string_equal(pin, "123456789012");
-    unhex("1512345EDCBA9876", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO1, b, 8, NULL, pin), 0);
-    assert_string_equal(pin, "12345");
-    unhex("141234FFFFFFFFFF", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO1, b, 8, NULL, pin), 0);
-    assert_string_equal(pin, "1234");
-    unhex("1C123456789012FF", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO1, b, 8, NULL, pin), 0);
-    assert_string_equal(pin, "123456789012");
-    unhex("441234AAAAAAAAAA146C6601F4A8035C", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO4, b, 16, NULL, pin), 0);
-    assert_string_equal(pin, "1234");
-    unhex("1234FFFFFFFFFFFF", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_IBM3624, b, 8, NULL, pin), 0);
-    assert_string_equal(pin, "1234");
-
-    /* negative cases (psec test_decode_pinblock_iso_0/3/4_exception) */
-    unhex("241261AAAAEDCBA9", b); /* control field 2 */
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO0, b, 8, "5555555551234567", pin),
-                     HSM_ERR_PIN_BLOCK);
-    unhex("0F1261AAAAEDCBA9", b); /* length 15 */
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO0, b, 8, "5555555551234567", pin),
-                     HSM_ERR_PIN_LENGTH);
-    unhex("021261AAAAEDCBA9", b); /* length 2 */
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO0, b, 8, "5555555551234567", pin),
-                     HSM_ERR_PIN_LENGTH);
-    unhex("041261AAAAEDCBAA", b); /* filler */
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO0, b, 8, "5555555551234567", pin),
-                     HSM_ERR_PIN_BLOCK);
-    unhex("051261AAAAEDCBA9", b); /* PIN 1234F */
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO0, b, 8, "5555555551234567", pin),
-                     HSM_ERR_PIN_BLOCK);
-    unhex("341261AAAAEDCBA2", b); /* ISO 3 filler has a digit */
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO3, b, 8, "5555555551234567", pin),
-                     HSM_ERR_PIN_BLOCK);
-    unhex("541234AAAAAAAAAA548ED7FD65495950", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO4, b, 16, NULL, pin), HSM_ERR_PIN_BLOCK);
-    unhex("43123AAAAAAAAAAA548ED7FD65495950", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO4, b, 16, NULL, pin), HSM_ERR_PIN_LENGTH);
-    unhex("441234ABCDEFABCD548ED7FD65495950", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO4, b, 16, NULL, pin), HSM_ERR_PIN_BLOCK);
-    unhex("4412D4AAAAAAAAAA548ED7FD65495950", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO4, b, 16, NULL, pin), HSM_ERR_PIN_BLOCK);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO4, b, 8, NULL, pin), HSM_ERR_DATA_LENGTH);
-    unhex("041261AAAAEDCBA9", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO0, b, 8, "55555555512345A7", pin),
-                     HSM_ERR_ACCOUNT);
-    unhex("123FFFFFFFFFFFFF", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_IBM3624, b, 8, NULL, pin), HSM_ERR_PIN_LENGTH);
-    unhex("1234FFFFFFFFFF1F", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_IBM3624, b, 8, NULL, pin), HSM_ERR_PIN_BLOCK);
+    /* the good blocks, then the negative cases (psec test_decode_pinblock_iso_0/3/4_exception) */
+    static const struct {
+        int fmt;
+        const char *block, *pan;
+        int rc;
+        const char *pin; /* what decodes, when rc is 0 */
+        size_t len;      /* the length given (0: the block's) */
+    } rows[] = {
+        { HSM_PINFMT_ISO0, "041261AAAAEDCBA9", "5555555551234567", 0, "1234", 0 },
+        { HSM_PINFMT_ISO3, "341261AAAAEDCBA9", "5555555551234567", 0, "1234", 0 },
+        { HSM_PINFMT_ISO3, "3C1261032D8226A9", "5555555551234567", 0, "123456789012", 0 },
+        { HSM_PINFMT_ISO1, "1512345EDCBA9876", NULL, 0, "12345", 0 },
+        { HSM_PINFMT_ISO1, "141234FFFFFFFFFF", NULL, 0, "1234", 0 },
+        { HSM_PINFMT_ISO1, "1C123456789012FF", NULL, 0, "123456789012", 0 },
+        { HSM_PINFMT_ISO4, "441234AAAAAAAAAA146C6601F4A8035C", NULL, 0, "1234", 0 },
+        { HSM_PINFMT_IBM3624, "1234FFFFFFFFFFFF", NULL, 0, "1234", 0 },
+        /* control field 2 */
+        { HSM_PINFMT_ISO0, "241261AAAAEDCBA9", "5555555551234567", HSM_ERR_PIN_BLOCK, NULL, 0 },
+        /* length 15 */
+        { HSM_PINFMT_ISO0, "0F1261AAAAEDCBA9", "5555555551234567", HSM_ERR_PIN_LENGTH, NULL, 0 },
+        /* length 2 */
+        { HSM_PINFMT_ISO0, "021261AAAAEDCBA9", "5555555551234567", HSM_ERR_PIN_LENGTH, NULL, 0 },
+        /* filler */
+        { HSM_PINFMT_ISO0, "041261AAAAEDCBAA", "5555555551234567", HSM_ERR_PIN_BLOCK, NULL, 0 },
+        /* PIN 1234F */
+        { HSM_PINFMT_ISO0, "051261AAAAEDCBA9", "5555555551234567", HSM_ERR_PIN_BLOCK, NULL, 0 },
+        /* ISO 3 filler has a digit */
+        { HSM_PINFMT_ISO3, "341261AAAAEDCBA2", "5555555551234567", HSM_ERR_PIN_BLOCK, NULL, 0 },
+        { HSM_PINFMT_ISO4, "541234AAAAAAAAAA548ED7FD65495950", NULL, HSM_ERR_PIN_BLOCK, NULL, 0 },
+        { HSM_PINFMT_ISO4, "43123AAAAAAAAAAA548ED7FD65495950", NULL, HSM_ERR_PIN_LENGTH, NULL, 0 },
+        { HSM_PINFMT_ISO4, "441234ABCDEFABCD548ED7FD65495950", NULL, HSM_ERR_PIN_BLOCK, NULL, 0 },
+        { HSM_PINFMT_ISO4, "4412D4AAAAAAAAAA548ED7FD65495950", NULL, HSM_ERR_PIN_BLOCK, NULL, 0 },
+        { HSM_PINFMT_ISO4, "4412D4AAAAAAAAAA548ED7FD65495950", NULL, HSM_ERR_DATA_LENGTH, NULL, 8 },
+        { HSM_PINFMT_ISO0, "041261AAAAEDCBA9", "55555555512345A7", HSM_ERR_ACCOUNT, NULL, 0 },
+        { HSM_PINFMT_IBM3624, "123FFFFFFFFFFFFF", NULL, HSM_ERR_PIN_LENGTH, NULL, 0 },
+        { HSM_PINFMT_IBM3624, "1234FFFFFFFFFF1F", NULL, HSM_ERR_PIN_BLOCK, NULL, 0 },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        size_t n = unhex(rows[i].block, b);
+        int rc =
+            hsm_pinblock_decode(rows[i].fmt, b, rows[i].len ? rows[i].len : n, rows[i].pan, pin);
+        if (rc != rows[i].rc)
+            fail_msg("%s: %d, wanted %d", rows[i].block, rc, rows[i].rc);
+        if (rows[i].pin)
+            assert_string_equal(pin, rows[i].pin);
+    }
 
     /* bad PIN lengths and digits on encode */
     size_t n;
