@@ -83,17 +83,23 @@ int hsm_hexval(char c)
     return -1;
 }
 
-static int hex_decode(const char *s, size_t n, uint8_t *out)
+int hsm_hex_decode(const char *s, size_t n, uint8_t *out)
 {
     if (n % 2)
-        return -1;
+        return HSM_ERR_INPUT;
     for (size_t i = 0; i < n / 2; i++) {
         int hi = hsm_hexval(s[2 * i]), lo = hsm_hexval(s[2 * i + 1]);
         if (hi < 0 || lo < 0)
-            return -1;
+            return HSM_ERR_INPUT;
         out[i] = (uint8_t)(hi << 4 | lo);
     }
-    return 0;
+    return HSM_OK;
+}
+
+size_t hsm_pan_len(const char *pan, size_t min)
+{
+    size_t n = pan ? strnlen(pan, 20) : 0;
+    return n >= min && n <= 19 && hsm_is_digits(pan, n) ? n : 0;
 }
 
 static void hex_encode(const uint8_t *in, size_t n, char *out)
@@ -259,7 +265,7 @@ static int keytext_parse(const char *s, size_t len, char *scheme, uint8_t *bytes
     }
     if (hexlen != 2 * scheme_keylen(sc))
         return HSM_ERR_INPUT;
-    if (hex_decode(hex, hexlen, bytes) != 0)
+    if (hsm_hex_decode(hex, hexlen, bytes) != HSM_OK)
         return HSM_ERR_INPUT;
     *scheme = sc;
     *n = hexlen / 2;
@@ -738,7 +744,7 @@ int hsm_new(struct hsm **out, size_t cache_entries)
         return HSM_ERR_INTERNAL;
     }
     for (size_t i = 0; i < HSM_LMK_PAIRS; i++) {
-        if (hex_decode(hsm_test_lmk[i], 32, h->lmk[i]) != 0) {
+        if (hsm_hex_decode(hsm_test_lmk[i], 32, h->lmk[i]) != HSM_OK) {
             hsm_free(h);
             return HSM_ERR_INTERNAL;
         }
@@ -948,7 +954,7 @@ int hsm_lmk_load(struct hsm *h, const char *path, char *err, size_t errlen)
             break;
         }
         unsigned idx = a / 2;
-        if (strlen(hex) != 32 || hex_decode(hex, 32, lmk[idx]) != 0) {
+        if (strlen(hex) != 32 || hsm_hex_decode(hex, 32, lmk[idx]) != HSM_OK) {
             if (err)
                 snprintf(err, errlen, "%s:%d: LMK pair %02u-%02u is not 32 hex characters", path,
                          lineno, a, b);
