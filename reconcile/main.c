@@ -1,7 +1,8 @@
-/* atlas-reconcile: the proof that no money was lost or moved twice (docs/reconcile.md; the invariant: docs/ARCHITECTURE.md).
- * For a time window it compares the switch's journal, reversal queue and in-flight table with
- * the wallet issuer's requests, ledger and holds — and, with --record, with what the load
- * harness's terminals saw — and prints per-currency totals and every mismatch.
+/* atlas-reconcile: the proof that no money was lost or moved twice (docs/reconcile.md; the
+ * invariant: docs/ARCHITECTURE.md). For a time window it compares the switch's journal, reversal
+ * queue and in-flight table with the wallet issuer's requests, ledger and holds — and, with
+ * --record, with what the load harness's terminals saw — and prints per-currency totals and every
+ * mismatch.
  *
  * Why a folder of its own (reconcile/), like console/: it reads two parties' schemas (`switch`
  * and `wallet`, possibly in two databases) and belongs to neither daemon. It links libatlas_db

@@ -466,9 +466,10 @@ static void test_rules(void **state)
      * the approval the issuer does not have has no wallet of its own (a line by masked PAN). */
     assert_int_equal(c.nccy, 1);
     assert_int_equal(c.ccy[0].currency, 504);
-    assert_int_equal(c.ccy[0].sw, -7500);
-    assert_int_equal(c.ccy[0].pending, -2500);
-    assert_int_equal(c.ccy[0].iss - c.ccy[0].sw - c.ccy[0].pending, -300);
+    assert_int_equal(c.ccy[0].m.sw, -7500);
+    assert_int_equal(c.ccy[0].m.pending, -2500);
+    assert_int_equal(c.ccy[0].m.iss - c.ccy[0].m.sw - c.ccy[0].m.pending, -300);
+    assert_int_equal(rc_money_difference(&c.ccy[0].m), -300);
     assert_int_equal(count(&c, RC_CHK_TOTALS, "currency total"), 1);
     assert_int_equal(count(&c, RC_CHK_TOTALS, "wallet: issuer -10300, switch -5000, pending -2500"),
                      1);
