@@ -7,6 +7,7 @@
 #include "issuer.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,25 @@ static PGresult *query(PGconn *conn, const char *what, const char *sql, int n,
     fail(err, errcap, "%s: %s", what, msg ? msg : PQerrorMessage(conn));
     PQclear(r);
     return NULL;
+}
+
+/* Runs sql with n values and hands its rows to each (which returns 0, or -1 when it ran out of
+ * memory). A NULL among the values is an array that ran out of memory already. 0, or -1 with
+ * err filled ("what: ..."). */
+static int query_rows(PGconn *conn, const char *what, const char *sql, int n,
+                      const char *const *values,
+                      int (*each)(struct rc_ctx *c, const PGresult *r, void *arg), struct rc_ctx *c,
+                      void *arg, char *err, size_t errcap)
+{
+    for (int i = 0; i < n; i++)
+        if (!values[i])
+            return fail(err, errcap, "%s: out of memory", what);
+    PGresult *r = query(conn, what, sql, n, values, err, errcap);
+    if (!r)
+        return -1;
+    int rc = each(c, r, arg);
+    PQclear(r);
+    return rc == 0 ? 0 : fail(err, errcap, "%s: out of memory", what);
 }
 
 static void col(char *dst, size_t cap, const PGresult *r, int row, int c)
@@ -147,39 +167,87 @@ int rc_fetch_window(PGconn *sw, const char *from, const char *to, unsigned slack
     " AND r.transmission_time COLLATE \"C\" = a.transmission_time"                                 \
     " AND r.mti_class COLLATE \"C\" = a.mti_class"
 
-static int add_rows(struct rc_ctx *c, const PGresult *r, enum rc_src src)
+/* How each column of SW_COLS, in order, fills struct rc_sw: text into its char array, or a number
+ * (-1 when NULL; 0 for the time), a bool, or the reversal state. */
+enum col_kind { COL_TEXT, COL_I64, COL_INT, COL_U64, COL_BOOL, COL_REV };
+static const struct {
+    enum col_kind kind;
+    size_t off, size;
+} sw_cols[] = {
+#define TEXT(f)                                                                                    \
+    {                                                                                              \
+        COL_TEXT, offsetof(struct rc_sw, f), sizeof(((struct rc_sw *)0)->f)                        \
+    }
+#define OTHER(k, f)                                                                                \
+    {                                                                                              \
+        k, offsetof(struct rc_sw, f), 0                                                            \
+    }
+    TEXT(request_date),
+    TEXT(acquirer),
+    TEXT(terminal),
+    TEXT(stan),
+    TEXT(de7),
+    TEXT(mti),
+    TEXT(cls),
+    TEXT(issuer_id),
+    TEXT(issuer_stan),
+    TEXT(issuer_de7),
+    TEXT(proc),
+    OTHER(COL_I64, amount),
+    OTHER(COL_INT, currency),
+    TEXT(rc),
+    TEXT(auth),
+    TEXT(pan_masked),
+    TEXT(pan_hmac),
+    TEXT(outcome),
+    TEXT(orig_stan),
+    TEXT(orig_de7),
+    OTHER(COL_U64, created_us),
+    OTHER(COL_BOOL, in_window),
+    OTHER(COL_REV, rev),
+    TEXT(rev_reason),
+    TEXT(rev_rc),
+#undef TEXT
+#undef OTHER
+};
+
+/* Row i of r (in the shape of SW_COLS) into s. */
+static void sw_row(struct rc_sw *s, const PGresult *r, int i)
+{
+    for (int c = 0; c < (int)(sizeof sw_cols / sizeof sw_cols[0]); c++) {
+        char *f = (char *)s + sw_cols[c].off, state[16];
+        switch (sw_cols[c].kind) {
+        case COL_TEXT:
+            col(f, sw_cols[c].size, r, i, c);
+            break;
+        case COL_I64:
+            *(int64_t *)(void *)f = num(r, i, c, -1);
+            break;
+        case COL_INT:
+            *(int *)(void *)f = (int)num(r, i, c, -1);
+            break;
+        case COL_U64:
+            *(uint64_t *)(void *)f = (uint64_t)num(r, i, c, 0);
+            break;
+        case COL_BOOL:
+            *(bool *)(void *)f = yes(r, i, c);
+            break;
+        case COL_REV:
+            col(state, sizeof state, r, i, c);
+            *(enum rc_rev *)(void *)f = rev_of(state);
+            break;
+        }
+    }
+}
+
+/* The rows of r (in the shape of SW_COLS) as switch items from src (an enum rc_src *). */
+static int add_rows(struct rc_ctx *c, const PGresult *r, void *src)
 {
     for (int i = 0; i < PQntuples(r); i++) {
         struct rc_sw s;
-        char state[16];
         memset(&s, 0, sizeof s);
-        s.src = src;
-        col(s.request_date, sizeof s.request_date, r, i, 0);
-        col(s.acquirer, sizeof s.acquirer, r, i, 1);
-        col(s.terminal, sizeof s.terminal, r, i, 2);
-        col(s.stan, sizeof s.stan, r, i, 3);
-        col(s.de7, sizeof s.de7, r, i, 4);
-        col(s.mti, sizeof s.mti, r, i, 5);
-        col(s.cls, sizeof s.cls, r, i, 6);
-        col(s.issuer_id, sizeof s.issuer_id, r, i, 7);
-        col(s.issuer_stan, sizeof s.issuer_stan, r, i, 8);
-        col(s.issuer_de7, sizeof s.issuer_de7, r, i, 9);
-        col(s.proc, sizeof s.proc, r, i, 10);
-        s.amount = num(r, i, 11, -1);
-        s.currency = (int)num(r, i, 12, -1);
-        col(s.rc, sizeof s.rc, r, i, 13);
-        col(s.auth, sizeof s.auth, r, i, 14);
-        col(s.pan_masked, sizeof s.pan_masked, r, i, 15);
-        col(s.pan_hmac, sizeof s.pan_hmac, r, i, 16);
-        col(s.outcome, sizeof s.outcome, r, i, 17);
-        col(s.orig_stan, sizeof s.orig_stan, r, i, 18);
-        col(s.orig_de7, sizeof s.orig_de7, r, i, 19);
-        s.created_us = (uint64_t)num(r, i, 20, 0);
-        s.in_window = yes(r, i, 21);
-        col(state, sizeof state, r, i, 22);
-        s.rev = rev_of(state);
-        col(s.rev_reason, sizeof s.rev_reason, r, i, 23);
-        col(s.rev_rc, sizeof s.rev_rc, r, i, 24);
+        sw_row(&s, r, i);
+        s.src = *(const enum rc_src *)src;
         if (rc_add_sw(c, &s) < 0)
             return -1;
     }
@@ -232,13 +300,10 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
         { "in-flight rows", inflight, 2, RC_SRC_INFLIGHT },
     };
     for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
-        PGresult *r = query(sw, q[i].what, q[i].sql, q[i].nparams, v, err, errcap);
-        if (!r)
+        enum rc_src src = q[i].src;
+        if (query_rows(sw, q[i].what, q[i].sql, q[i].nparams, v, add_rows, c, &src, err, errcap) !=
+            0)
             return -1;
-        int rc = add_rows(c, r, q[i].src);
-        PQclear(r);
-        if (rc != 0)
-            return fail(err, errcap, "%s: out of memory", q[i].what);
     }
     return 0;
 }
@@ -273,18 +338,8 @@ int rc_fetch_switch_idents(PGconn *sw, const struct rc_window *w, struct rc_ctx 
             " AND (a.request_date::text || '|' || a.acquirer_id || '|' || a.terminal_id || '|'"
             " || a.stan || '|' || a.transmission_time || '|' || a.mti_class) COLLATE \"C\""
             " = ANY($4::text[])";
-        if (!v[2] || !v[3]) {
-            rc = fail(err, errcap, "out of memory");
-        } else {
-            PGresult *r = query(sw, "journal rows by identity", sql, 4, v, err, errcap);
-            if (!r) {
-                rc = -1;
-            } else {
-                if (add_rows(c, r, RC_SRC_JOURNAL) != 0)
-                    rc = fail(err, errcap, "out of memory");
-                PQclear(r);
-            }
-        }
+        enum rc_src src = RC_SRC_JOURNAL;
+        rc = query_rows(sw, "journal rows by identity", sql, 4, v, add_rows, c, &src, err, errcap);
     }
     db_array_free(&x.dates);
     db_array_free(&x.idents);
@@ -319,8 +374,10 @@ static void key_cb(void *arg, const char *key)
     " h.created_at >= $1::timestamptz AND h.created_at < $2::timestamptz"                          \
     " FROM wallet.holds h "
 
-static int add_issuer_rows(struct rc_ctx *c, const PGresult *r, bool by_key)
+/* The rows of r (in the shape above) into the issuer keys; by_key (a bool *): read whole by key. */
+static int add_issuer_rows(struct rc_ctx *c, const PGresult *r, void *by_key_arg)
 {
+    bool by_key = *(const bool *)by_key_arg;
     for (int i = 0; i < PQntuples(r); i++) {
         const char *src = PQgetvalue(r, i, 0), *key = PQgetvalue(r, i, 1);
         bool rev = strncmp(key, "rev:", 4) == 0;
@@ -377,7 +434,7 @@ int rc_fetch_issuer(PGconn *iss, const struct rc_window *w, struct rc_ctx *c, ch
     memset(&keys, 0, sizeof keys);
     rc_wanted_keys(c, key_cb, &keys);
     const char *kt = arr_text(&keys);
-    if (!kt || c->oom) {
+    if (c->oom) {
         db_array_free(&keys);
         return fail(err, errcap, "out of memory");
     }
@@ -389,14 +446,12 @@ int rc_fetch_issuer(PGconn *iss, const struct rc_window *w, struct rc_ctx *c, ch
         ISS_REQUESTS "WHERE q.request_key = ANY($3::text[])"
                      " UNION ALL " ISS_LEDGER "l.request_key = ANY($3::text[])"
                      " UNION ALL " ISS_HOLDS "WHERE h.request_key = ANY($3::text[])";
-    PGresult *r = query(iss, "issuer rows by request key", by_key, 3, v1, err, errcap);
+    bool whole = true;
+    int rc = query_rows(iss, "issuer rows by request key", by_key, 3, v1, add_issuer_rows, c,
+                        &whole, err, errcap);
     db_array_free(&keys);
-    if (!r)
-        return -1;
-    int rc = add_issuer_rows(c, r, true);
-    PQclear(r);
     if (rc != 0)
-        return fail(err, errcap, "out of memory");
+        return -1;
     static const char in_window[] = ISS_REQUESTS
         "WHERE q.created_at >= $1::timestamptz AND q.created_at < $2::timestamptz"
         " UNION ALL " ISS_LEDGER
@@ -404,12 +459,9 @@ int rc_fetch_issuer(PGconn *iss, const struct rc_window *w, struct rc_ctx *c, ch
         " UNION ALL " ISS_HOLDS "WHERE h.created_at >= $1::timestamptz AND h.created_at < "
         "$2::timestamptz";
     const char *v2[] = { w->lo, w->hi };
-    r = query(iss, "issuer rows in the window", in_window, 2, v2, err, errcap);
-    if (!r)
-        return -1;
-    rc = add_issuer_rows(c, r, false);
-    PQclear(r);
-    return rc == 0 ? 0 : fail(err, errcap, "out of memory");
+    whole = false;
+    return query_rows(iss, "issuer rows in the window", in_window, 2, v2, add_issuer_rows, c,
+                      &whole, err, errcap);
 }
 
 struct named {
@@ -433,6 +485,22 @@ static void named_cb(void *arg, const char *key)
     arr_add(&x->tid, tid);
     arr_add(&x->stan, stan);
     arr_add(&x->de7, de7);
+}
+
+/* The rows of r (acquirer, terminal, issuer STAN and DE 7) name the issuer keys they make. */
+static int mark_named(struct rc_ctx *c, const PGresult *r, void *arg)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        char acq[12], tid[9], stan[7], de7[11], key[48];
+        col(acq, sizeof acq, r, i, 0);
+        col(tid, sizeof tid, r, i, 1);
+        col(stan, sizeof stan, r, i, 2);
+        col(de7, sizeof de7, r, i, 3);
+        if (sim_request_key(acq, strlen(acq), tid, strlen(tid), stan, strlen(stan), de7,
+                            strlen(de7), key, sizeof key) == 0)
+            rc_mark_named(c, key);
+    }
+    return 0;
 }
 
 int rc_fetch_named(PGconn *sw, struct rc_ctx *c, char *err, size_t errcap)
@@ -460,31 +528,31 @@ int rc_fetch_named(PGconn *sw, struct rc_ctx *c, char *err, size_t errcap)
             " FROM switch.inflight f WHERE f.terminal_id = ANY($1::text[])"
             " AND f.issuer_stan = ANY($2::bpchar[]) AND f.issuer_transmission_time = "
             "ANY($3::bpchar[])";
-        if (!v[0] || !v[1] || !v[2]) {
-            rc = fail(err, errcap, "out of memory");
-        } else {
-            PGresult *r = query(sw, "switch rows naming issuer keys", sql, 3, v, err, errcap);
-            if (!r) {
-                rc = -1;
-            } else {
-                for (int i = 0; i < PQntuples(r); i++) {
-                    char acq[12], tid[9], stan[7], de7[11], key[48];
-                    col(acq, sizeof acq, r, i, 0);
-                    col(tid, sizeof tid, r, i, 1);
-                    col(stan, sizeof stan, r, i, 2);
-                    col(de7, sizeof de7, r, i, 3);
-                    if (sim_request_key(acq, strlen(acq), tid, strlen(tid), stan, strlen(stan), de7,
-                                        strlen(de7), key, sizeof key) == 0)
-                        rc_mark_named(c, key);
-                }
-                PQclear(r);
-            }
-        }
+        rc = query_rows(sw, "switch rows naming issuer keys", sql, 3, v, mark_named, c, NULL, err,
+                        errcap);
     }
     db_array_free(&x.tid);
     db_array_free(&x.stan);
     db_array_free(&x.de7);
     return rc;
+}
+
+/* The rows of r (wallet, currency, PAN masked and keyed, balance, ledger sum, held, active holds)
+ * into the wallets. */
+static int add_wallets(struct rc_ctx *c, const PGresult *r, void *arg)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct rc_wallet *w = rc_wallet_get(c, num(r, i, 0, 0));
+        if (!w)
+            return -1;
+        w->currency = (int)num(r, i, 1, -1);
+        col(w->pan_masked, sizeof w->pan_masked, r, i, 2);
+        col(w->pan_hmac, sizeof w->pan_hmac, r, i, 3);
+        w->balance = num(r, i, 4, 0);
+        w->ledger_sum = num(r, i, 5, 0);
+        w->broken = w->balance != w->ledger_sum || num(r, i, 6, 0) != num(r, i, 7, 0);
+    }
+    return 0;
 }
 
 static void hmac_cb(void *arg, const char *hmac)
@@ -519,29 +587,10 @@ int rc_fetch_wallets(PGconn *iss, struct rc_ctx *c, char *err, size_t errcap)
         " WHERE x.wallet_id = w.wallet_id AND x.status = 'active') h ON true"
         " WHERE w.wallet_id = ANY($1::bigint[])"
         " OR w.pan_hmac = ANY(ARRAY(SELECT decode(x, 'hex') FROM unnest($2::text[]) x))";
-    if (!v[0] || !v[1] || c->oom) {
+    if (c->oom)
         rc = fail(err, errcap, "out of memory");
-    } else {
-        PGresult *r = query(iss, "wallets", sql, 2, v, err, errcap);
-        if (!r) {
-            rc = -1;
-        } else {
-            for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
-                struct rc_wallet *w = rc_wallet_get(c, num(r, i, 0, 0));
-                if (!w) {
-                    rc = fail(err, errcap, "out of memory");
-                    break;
-                }
-                w->currency = (int)num(r, i, 1, -1);
-                col(w->pan_masked, sizeof w->pan_masked, r, i, 2);
-                col(w->pan_hmac, sizeof w->pan_hmac, r, i, 3);
-                w->balance = num(r, i, 4, 0);
-                w->ledger_sum = num(r, i, 5, 0);
-                w->broken = w->balance != w->ledger_sum || num(r, i, 6, 0) != num(r, i, 7, 0);
-            }
-            PQclear(r);
-        }
-    }
+    else
+        rc = query_rows(iss, "wallets", sql, 2, v, add_wallets, c, NULL, err, errcap);
     db_array_free(&ids);
     db_array_free(&hmacs);
     return rc;

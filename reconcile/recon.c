@@ -480,22 +480,23 @@ static int iss_currency(const struct rc_ctx *c, const struct rc_iss *i, int fall
     return i->hold_currency >= 0 ? i->hold_currency : fallback;
 }
 
-static struct rc_ccy *ccy_of(struct rc_ctx *c, int currency)
+/* The money of the currency total (made on first use). */
+static struct rc_money *ccy_of(struct rc_ctx *c, int currency)
 {
     for (size_t i = 0; i < c->nccy; i++)
         if (c->ccy[i].currency == currency)
-            return &c->ccy[i];
+            return &c->ccy[i].m;
     struct rc_ccy *g = realloc(c->ccy, (c->nccy + 1) * sizeof *g);
     if (!g) {
         c->oom = true;
-        static struct rc_ccy scratch;
+        static struct rc_money scratch;
         return &scratch;
     }
     c->ccy = g;
     struct rc_ccy *n = &c->ccy[c->nccy++];
     memset(n, 0, sizeof *n);
     n->currency = currency;
-    return n;
+    return &n->m;
 }
 
 /* The per-wallet line of a switch item without a wallet the issuer names: one per masked PAN
@@ -519,10 +520,11 @@ static long unknown_wallet(struct rc_ctx *c, const char *pan, int currency)
     return (long)c->nwallets++;
 }
 
-/* Per-wallet totals, indexed like c->wallets (grown on demand: unknown_wallet adds wallets). */
-static struct rc_wallet_total *wt_of(struct rc_ctx *c, long w)
+/* The money of a wallet's total; the totals are indexed like c->wallets (grown on demand:
+ * unknown_wallet adds wallets). */
+static struct rc_money *wt_of(struct rc_ctx *c, long w)
 {
-    static struct rc_wallet_total scratch;
+    static struct rc_money scratch;
     if (w < 0)
         return &scratch;
     if ((size_t)w >= c->nwt) {
@@ -538,7 +540,7 @@ static struct rc_wallet_total *wt_of(struct rc_ctx *c, long w)
         c->wt = g;
         c->nwt = n;
     }
-    return &c->wt[w];
+    return &c->wt[w].m;
 }
 
 /* Check 1 for one in-window request the issuer may have seen (a journal row that reached it,
@@ -605,7 +607,7 @@ static void add_totals(struct rc_ctx *c, long k, int64_t stands, int64_t pending
 {
     const struct rc_sw *s = &c->sw[k];
     int ccy = s->currency;
-    struct rc_ccy *t = ccy_of(c, ccy);
+    struct rc_money *t = ccy_of(c, ccy);
     long w = s->wallet;
     if (w < 0 && (stands != 0 || pending != 0))
         w = unknown_wallet(c, s->pan_masked, ccy);
@@ -614,7 +616,7 @@ static void add_totals(struct rc_ctx *c, long k, int64_t stands, int64_t pending
     if (s->iss >= 0 && c->iss[s->iss].sw == k) {
         const struct rc_iss *i = &c->iss[s->iss];
         int64_t net = rc_iss_net(i);
-        struct rc_ccy *ti = ccy_of(c, iss_currency(c, i, ccy));
+        struct rc_money *ti = ccy_of(c, iss_currency(c, i, ccy));
         ti->iss += net;
         ti->pending += pending;
         wt_of(c, w)->iss += net;
@@ -772,7 +774,7 @@ static void run_issuer_keys(struct rc_ctx *c)
         m->wallet_id = e->wallet_id;
         if (e->wallet >= 0)
             snprintf(m->pan, sizeof m->pan, "%s", c->wallets[e->wallet].pan_masked);
-        struct rc_ccy *t = ccy_of(c, ccy);
+        struct rc_money *t = ccy_of(c, ccy);
         t->iss += net;
         wt_of(c, e->wallet)->iss += net;
     }
@@ -937,12 +939,12 @@ static void run_record(struct rc_ctx *c)
             }
         }
         /* The terminals' view against the issuer, for the same requests. */
-        struct rc_ccy *t = ccy_of(c, ccy);
+        struct rc_money *t = ccy_of(c, ccy);
         t->in_record = true;
         t->term += held;
         long w = s ? s->wallet : -1;
         if (s && s->iss >= 0 && c->iss[s->iss].sw == it) {
-            struct rc_ccy *ti = ccy_of(c, iss_currency(c, &c->iss[s->iss], ccy));
+            struct rc_money *ti = ccy_of(c, iss_currency(c, &c->iss[s->iss], ccy));
             ti->in_record = true;
             ti->term_iss += net;
             wt_of(c, w)->term_iss += net;
@@ -961,27 +963,27 @@ static void run_totals(struct rc_ctx *c)
 {
     struct rc_mismatch *m;
     for (size_t i = 0; i < c->nccy; i++) {
-        const struct rc_ccy *t = &c->ccy[i];
+        const struct rc_money *t = &c->ccy[i].m;
         c->st.checked[RC_CHK_TOTALS]++;
-        if (t->iss - t->sw - t->pending != 0) {
+        if (rc_money_difference(t) != 0) {
             m = mm_new(c, RC_CHK_TOTALS,
                        "currency total: issuer %lld, switch %lld, pending %lld: difference %lld",
                        (long long)t->iss, (long long)t->sw, (long long)t->pending,
-                       (long long)(t->iss - t->sw - t->pending));
-            m->currency = t->currency;
+                       (long long)rc_money_difference(t));
+            m->currency = c->ccy[i].currency;
         }
-        if (t->in_record && t->term != t->term_iss) {
+        if (rc_money_record_differs(t)) {
             m = mm_new(c, RC_CHK_RECORD,
                        "currency total: terminals hold %lld, issuer %lld for the same requests",
                        (long long)t->term, (long long)t->term_iss);
-            m->currency = t->currency;
+            m->currency = c->ccy[i].currency;
         }
     }
     for (size_t i = 0; i < c->nwt; i++) {
-        const struct rc_wallet_total *t = &c->wt[i];
-        const struct rc_wallet *w = &c->wallets[t->wallet];
-        bool diff = t->iss - t->sw - t->pending != 0;
-        bool rdiff = t->in_record && t->term != t->term_iss;
+        const struct rc_money *t = &c->wt[i].m;
+        const struct rc_wallet *w = &c->wallets[c->wt[i].wallet];
+        bool diff = rc_money_difference(t) != 0;
+        bool rdiff = rc_money_record_differs(t);
         if (!diff && !rdiff)
             continue;
         m = mm_new(c, diff ? RC_CHK_TOTALS : RC_CHK_RECORD,

@@ -111,21 +111,36 @@ struct rc_mismatch {
     unsigned record_line; /* 0 none */
 };
 
-/* Per currency: what the switch says stands, what the issuer booked, what pending reversals and
- * in-flight requests leave open, and the difference issuer - switch - pending (0 when all is
- * well). With a record: the terminals' view and the issuer for the same requests. */
-struct rc_ccy {
-    int currency;
+/* The money of one total (a currency, a wallet): what the switch says stands, what the issuer
+ * booked, what pending reversals and in-flight requests leave open, and the difference
+ * issuer - switch - pending (0 when all is well). With a record: the terminals' view and the
+ * issuer for the same requests. */
+struct rc_money {
     int64_t sw, iss, pending;
     bool in_record;
     int64_t term, term_iss;
 };
 
+/* issuer - switch - pending. */
+static inline int64_t rc_money_difference(const struct rc_money *m)
+{
+    return m->iss - m->sw - m->pending;
+}
+
+/* Whether the terminals' view (a record) differs from the issuer's for the same requests. */
+static inline bool rc_money_record_differs(const struct rc_money *m)
+{
+    return m->in_record && m->term != m->term_iss;
+}
+
+struct rc_ccy {
+    int currency;
+    struct rc_money m;
+};
+
 struct rc_wallet_total {
     size_t wallet; /* index into ctx->wallets */
-    int64_t sw, iss, pending;
-    bool in_record;
-    int64_t term, term_iss;
+    struct rc_money m;
 };
 
 /* Counts for the report: what each check looked at and what it found. */

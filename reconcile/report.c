@@ -10,6 +10,18 @@ static const char *dash(const char *s)
     return s && *s ? s : "-";
 }
 
+/* The money columns of a total's line, the first width wide, to the end of the line: switch
+ * net, issuer net, pending, difference, and with a record the terminals and the issuer for
+ * the same requests. */
+static void money_columns(FILE *out, int width, bool record, const struct rc_money *m)
+{
+    fprintf(out, " %*lld %12lld %12lld %12lld", width, (long long)m->sw, (long long)m->iss,
+            (long long)m->pending, (long long)rc_money_difference(m));
+    if (record && m->in_record)
+        fprintf(out, " %12lld %12lld", (long long)m->term, (long long)m->term_iss);
+    fputc('\n', out);
+}
+
 static void detail(char *buf, size_t cap, const struct rc_ctx *c, enum rc_check k)
 {
     const struct rc_stats *s = &c->st;
@@ -132,11 +144,8 @@ void rc_report_text(FILE *out, const struct rc_ctx *c, const struct rc_report_in
             snprintf(code, sizeof code, "-");
         else
             snprintf(code, sizeof code, "%03d %s/%d", t->currency, a, mu);
-        fprintf(out, "  %-9s %13lld %12lld %12lld %12lld", code, (long long)t->sw,
-                (long long)t->iss, (long long)t->pending, (long long)(t->iss - t->sw - t->pending));
-        if (c->record && t->in_record)
-            fprintf(out, " %12lld %12lld", (long long)t->term, (long long)t->term_iss);
-        fputc('\n', out);
+        fprintf(out, "  %-9s", code);
+        money_columns(out, 13, c->record, &t->m);
     }
     if (c->nccy == 0)
         fprintf(out, "  (nothing in the window)\n");
@@ -144,7 +153,7 @@ void rc_report_text(FILE *out, const struct rc_ctx *c, const struct rc_report_in
     size_t nw = 0;
     for (size_t i = 0; i < c->nwt; i++) {
         const struct rc_wallet_total *t = &c->wt[i];
-        if (t->iss - t->sw - t->pending == 0 && !(t->in_record && t->term != t->term_iss))
+        if (rc_money_difference(&t->m) == 0 && !rc_money_record_differs(&t->m))
             continue;
         if (nw++ == 0) {
             fprintf(out, "\nwallets with a difference\n");
@@ -160,12 +169,9 @@ void rc_report_text(FILE *out, const struct rc_ctx *c, const struct rc_report_in
             snprintf(id, sizeof id, "%lld", wl->id);
         else
             snprintf(id, sizeof id, "?");
-        fprintf(out, "  %-9s %-20s %03d %12lld %12lld %12lld %12lld", id, dash(wl->pan_masked),
-                wl->currency < 0 ? 0 : wl->currency, (long long)t->sw, (long long)t->iss,
-                (long long)t->pending, (long long)(t->iss - t->sw - t->pending));
-        if (c->record && t->in_record)
-            fprintf(out, " %12lld %12lld", (long long)t->term, (long long)t->term_iss);
-        fputc('\n', out);
+        fprintf(out, "  %-9s %-20s %03d", id, dash(wl->pan_masked),
+                wl->currency < 0 ? 0 : wl->currency);
+        money_columns(out, 12, c->record, &t->m);
     }
     if (nw == 0)
         fprintf(out, "\nwallets with a difference: none\n");
@@ -191,6 +197,29 @@ static int set(json_t *o, const char *k, json_t *v)
 static json_t *str_or_null(const char *s)
 {
     return s && *s ? json_string(s) : json_null();
+}
+
+/* A new object appended to the array arr (*rc gets -1 when appending fails); NULL when it
+ * could not be made, a null standing in its place. */
+static json_t *new_element(json_t *arr, int *rc)
+{
+    json_t *x = json_object();
+    *rc |= json_array_append_new(arr, x ? x : json_null());
+    return x;
+}
+
+/* The money of a total as the fields of x. 0 or -1. */
+static int set_money(json_t *x, const struct rc_money *m)
+{
+    int rc = set(x, "switch_net", json_integer(m->sw));
+    rc |= set(x, "issuer_net", json_integer(m->iss));
+    rc |= set(x, "pending", json_integer(m->pending));
+    rc |= set(x, "difference", json_integer(rc_money_difference(m)));
+    if (m->in_record) {
+        rc |= set(x, "terminals", json_integer(m->term));
+        rc |= set(x, "issuer_for_record", json_integer(m->term_iss));
+    }
+    return rc;
 }
 
 int rc_report_json(FILE *out, const struct rc_ctx *c, const struct rc_report_info *info)
@@ -232,8 +261,7 @@ int rc_report_json(FILE *out, const struct rc_ctx *c, const struct rc_report_inf
         rc |= set(o, "record", json_null());
     }
     for (int k = 0; k < RC_CHK_max; k++) {
-        json_t *x = json_object();
-        rc |= json_array_append_new(checks, x ? x : json_null());
+        json_t *x = new_element(checks, &rc);
         if (!x)
             continue;
         rc |= set(x, "check", json_integer(k + 1));
@@ -275,8 +303,7 @@ int rc_report_json(FILE *out, const struct rc_ctx *c, const struct rc_report_inf
     rc |= set(o, "stats", stats);
     for (size_t i = 0; i < c->nccy; i++) {
         const struct rc_ccy *t = &c->ccy[i];
-        json_t *x = json_object();
-        rc |= json_array_append_new(ccys, x ? x : json_null());
+        json_t *x = new_element(ccys, &rc);
         if (!x)
             continue;
         int mu;
@@ -284,42 +311,26 @@ int rc_report_json(FILE *out, const struct rc_ctx *c, const struct rc_report_inf
         rc |= set(x, "currency", json_integer(t->currency));
         rc |= set(x, "code", json_string(a));
         rc |= set(x, "minor_units", mu >= 0 ? json_integer(mu) : json_null());
-        rc |= set(x, "switch_net", json_integer(t->sw));
-        rc |= set(x, "issuer_net", json_integer(t->iss));
-        rc |= set(x, "pending", json_integer(t->pending));
-        rc |= set(x, "difference", json_integer(t->iss - t->sw - t->pending));
-        if (t->in_record) {
-            rc |= set(x, "terminals", json_integer(t->term));
-            rc |= set(x, "issuer_for_record", json_integer(t->term_iss));
-        }
+        rc |= set_money(x, &t->m);
     }
     rc |= set(o, "currencies", ccys);
     for (size_t i = 0; i < c->nwt; i++) {
         const struct rc_wallet_total *t = &c->wt[i];
-        if (t->iss - t->sw - t->pending == 0 && !(t->in_record && t->term != t->term_iss))
+        if (rc_money_difference(&t->m) == 0 && !rc_money_record_differs(&t->m))
             continue;
         const struct rc_wallet *wl = &c->wallets[t->wallet];
-        json_t *x = json_object();
-        rc |= json_array_append_new(wallets, x ? x : json_null());
+        json_t *x = new_element(wallets, &rc);
         if (!x)
             continue;
         rc |= set(x, "wallet_id", wl->id > 0 ? json_integer(wl->id) : json_null());
         rc |= set(x, "pan", str_or_null(wl->pan_masked));
         rc |= set(x, "currency", json_integer(wl->currency));
-        rc |= set(x, "switch_net", json_integer(t->sw));
-        rc |= set(x, "issuer_net", json_integer(t->iss));
-        rc |= set(x, "pending", json_integer(t->pending));
-        rc |= set(x, "difference", json_integer(t->iss - t->sw - t->pending));
-        if (t->in_record) {
-            rc |= set(x, "terminals", json_integer(t->term));
-            rc |= set(x, "issuer_for_record", json_integer(t->term_iss));
-        }
+        rc |= set_money(x, &t->m);
     }
     rc |= set(o, "wallets_with_difference", wallets);
     for (size_t i = 0; i < c->nmm; i++) {
         const struct rc_mismatch *m = &c->mm[i];
-        json_t *x = json_object();
-        rc |= json_array_append_new(mms, x ? x : json_null());
+        json_t *x = new_element(mms, &rc);
         if (!x)
             continue;
         rc |= set(x, "check", json_string(rc_check_name(m->check)));

@@ -128,26 +128,17 @@ static int tdes_variant(EVP_CIPHER_CTX **ctxp, const uint8_t txn[16], enum hsm_d
 
 int hsm_dukpt_ipek_clear(const uint8_t bdk[16], const uint8_t ksn[10], uint8_t ipek[16])
 {
-    EVP_CIPHER_CTX *ctx = NULL;
-    int rc = tdes_ipek(&ctx, bdk, ksn, ipek);
-    EVP_CIPHER_CTX_free(ctx);
-    return rc;
+    return tdes_ipek(NULL, bdk, ksn, ipek); /* a temporary context: lab use */
 }
 
 int hsm_dukpt_txn_key_clear(const uint8_t bdk[16], const uint8_t ksn[10], uint8_t key[16])
 {
-    EVP_CIPHER_CTX *ctx = NULL;
-    int rc = tdes_txn(&ctx, bdk, ksn, key);
-    EVP_CIPHER_CTX_free(ctx);
-    return rc;
+    return tdes_txn(NULL, bdk, ksn, key); /* a temporary context: lab use */
 }
 
 int hsm_dukpt_variant_clear(const uint8_t txn_key[16], enum hsm_dukpt_usage u, uint8_t out[16])
 {
-    EVP_CIPHER_CTX *ctx = NULL;
-    int rc = tdes_variant(&ctx, txn_key, u, out);
-    EVP_CIPHER_CTX_free(ctx);
-    return rc;
+    return tdes_variant(NULL, txn_key, u, out); /* a temporary context: lab use */
 }
 
 /* ---------------------------------------------------------------- AES */
@@ -224,27 +215,18 @@ static int aes_working(EVP_CIPHER_CTX **ctxp, const uint8_t txn[16], const uint8
 
 int hsm_dukpt_aes_initial_key_clear(const uint8_t bdk[16], const uint8_t ikid[8], uint8_t key[16])
 {
-    EVP_CIPHER_CTX *ctx = NULL;
-    int rc = aes_initial(&ctx, bdk, ikid, key);
-    EVP_CIPHER_CTX_free(ctx);
-    return rc;
+    return aes_initial(NULL, bdk, ikid, key); /* a temporary context: lab use */
 }
 
 int hsm_dukpt_aes_txn_key_clear(const uint8_t bdk[16], const uint8_t ksn[12], uint8_t key[16])
 {
-    EVP_CIPHER_CTX *ctx = NULL;
-    int rc = aes_txn(&ctx, bdk, ksn, key);
-    EVP_CIPHER_CTX_free(ctx);
-    return rc;
+    return aes_txn(NULL, bdk, ksn, key); /* a temporary context: lab use */
 }
 
 int hsm_dukpt_aes_working_key_clear(const uint8_t txn_key[16], const uint8_t ksn[12],
                                     enum hsm_dukpt_aes_usage u, uint8_t key[16])
 {
-    EVP_CIPHER_CTX *ctx = NULL;
-    int rc = aes_working(&ctx, txn_key, ksn, u, key);
-    EVP_CIPHER_CTX_free(ctx);
-    return rc;
+    return aes_working(NULL, txn_key, ksn, u, key); /* a temporary context: lab use */
 }
 
 /* ---------------------------------------------------------------- with a BDK object */

@@ -11,10 +11,8 @@
 /* Y = right-most 16 digits of PAN || PSN (zero-filled on the left), as 8 bytes. */
 static int icc_y(const char *pan, const char *psn, uint8_t y[8])
 {
-    if (!pan)
-        return HSM_ERR_ACCOUNT;
-    size_t n = strnlen(pan, 20);
-    if (n < 1 || n > 19 || !hsm_is_digits(pan, n))
+    size_t n = hsm_pan_len(pan, 1);
+    if (!n)
         return HSM_ERR_ACCOUNT;
     if (!psn || !*psn)
         psn = "00";
@@ -24,11 +22,9 @@ static int icc_y(const char *pan, const char *psn, uint8_t y[8])
     memset(d, '0', 16);
     memcpy(d + 16, pan, n);
     memcpy(d + 16 + n, psn, 2);
-    const char *r = d + 16 + n + 2 - 16;
-    for (int i = 0; i < 8; i++)
-        y[i] = (uint8_t)((r[2 * i] - '0') << 4 | (r[2 * i + 1] - '0'));
+    int rc = hsm_hex_decode(d + 16 + n + 2 - 16, 16, y);
     OPENSSL_cleanse(d, sizeof d);
-    return HSM_OK;
+    return rc;
 }
 
 /* MK = TDES(IMK, Y) || TDES(IMK, Y xor FF..FF), odd parity. */
@@ -64,18 +60,12 @@ static int session_key(EVP_CIPHER_CTX **ctxp, const uint8_t mk[16], const uint8_
 
 int hsm_emv_icc_mk_clear(const uint8_t imk[16], const char *pan, const char *psn, uint8_t mk[16])
 {
-    EVP_CIPHER_CTX *ctx = NULL;
-    int rc = icc_mk(&ctx, imk, pan, psn, mk);
-    EVP_CIPHER_CTX_free(ctx);
-    return rc;
+    return icc_mk(NULL, imk, pan, psn, mk); /* a temporary context: lab use */
 }
 
 int hsm_emv_session_key_clear(const uint8_t mk[16], const uint8_t r[8], uint8_t sk[16])
 {
-    EVP_CIPHER_CTX *ctx = NULL;
-    int rc = session_key(&ctx, mk, r, sk);
-    EVP_CIPHER_CTX_free(ctx);
-    return rc;
+    return session_key(NULL, mk, r, sk); /* a temporary context: lab use */
 }
 
 /* The AC key (ICC MK or session key) for these inputs, keyed into imk->derived. */

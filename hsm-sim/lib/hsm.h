@@ -119,6 +119,13 @@ HSM_MUST_CHECK int hsm_keytext_len(const char *s, size_t avail, size_t *len);
 /* LMK set + key cache. Opaque. */
 struct hsm;
 
+/* The number of LMK pairs (00-01 ... 38-39). */
+#define HSM_LMK_PAIRS 20
+
+/* The Thales test LMK set (payshield.md §11) every hsm starts with: pair i ("2i-2i+1") as 32
+ * hex characters, for tests and lab tools that write an LMK file (hsm_lmk_load's format). */
+extern const char *const hsm_test_lmk[HSM_LMK_PAIRS];
+
 /* Creates an HSM holding the Thales test LMK set (payshield.md §11) and a key cache
  * of cache_entries slots (raised to 8 if smaller; 0 means 1024; at most 2^20). *out
  * is owned by the caller (hsm_free). Returns 0, HSM_ERR_INPUT, HSM_ERR_CRYPTO (the

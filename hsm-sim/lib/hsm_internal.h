@@ -16,7 +16,6 @@
 #error "libhsm needs OpenSSL's deprecated DES_* functions"
 #endif
 
-#define HSM_LMK_PAIRS   20
 #define HSM_KEYTEXT_MAX 49 /* scheme letter + 48 hex */
 
 /* A clear key and its key schedules. Lives either in an hsm's cache (owner set)
@@ -142,5 +141,11 @@ HSM_MUST_CHECK int hsm_pan_account12(const char *pan, char out[13]);
 
 bool hsm_is_digits(const char *s, size_t n);
 int hsm_hexval(char c);
+/* Decodes n hex characters (n even; either case) into n / 2 bytes: HSM_OK, or HSM_ERR_INPUT
+ * for an odd n or a character that is not hex. A string of decimal digits decodes as the
+ * packed BCD of those digits, which is how PAN and PIN digits become cipher input. */
+HSM_MUST_CHECK int hsm_hex_decode(const char *s, size_t n, uint8_t *out);
+/* The length of pan when it is min..19 decimal digits, else 0. */
+size_t hsm_pan_len(const char *pan, size_t min);
 
 #endif

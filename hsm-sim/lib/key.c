@@ -83,17 +83,23 @@ int hsm_hexval(char c)
     return -1;
 }
 
-static int hex_decode(const char *s, size_t n, uint8_t *out)
+int hsm_hex_decode(const char *s, size_t n, uint8_t *out)
 {
     if (n % 2)
-        return -1;
+        return HSM_ERR_INPUT;
     for (size_t i = 0; i < n / 2; i++) {
         int hi = hsm_hexval(s[2 * i]), lo = hsm_hexval(s[2 * i + 1]);
         if (hi < 0 || lo < 0)
-            return -1;
+            return HSM_ERR_INPUT;
         out[i] = (uint8_t)(hi << 4 | lo);
     }
-    return 0;
+    return HSM_OK;
+}
+
+size_t hsm_pan_len(const char *pan, size_t min)
+{
+    size_t n = pan ? strnlen(pan, 20) : 0;
+    return n >= min && n <= 19 && hsm_is_digits(pan, n) ? n : 0;
 }
 
 static void hex_encode(const uint8_t *in, size_t n, char *out)
@@ -259,7 +265,7 @@ static int keytext_parse(const char *s, size_t len, char *scheme, uint8_t *bytes
     }
     if (hexlen != 2 * scheme_keylen(sc))
         return HSM_ERR_INPUT;
-    if (hex_decode(hex, hexlen, bytes) != 0)
+    if (hsm_hex_decode(hex, hexlen, bytes) != HSM_OK)
         return HSM_ERR_INPUT;
     *scheme = sc;
     *n = hexlen / 2;
@@ -583,6 +589,16 @@ static int scheme_allowed(const struct hsm_kt_info *info, char scheme)
     return info->aes_only ? HSM_ERR_KEY_INCOMPAT : HSM_OK;
 }
 
+/* Parses text (a key as written under the LMK or a ZMK) for a key of info's type: its scheme,
+ * its encrypted bytes and their count. HSM_OK, keytext_parse's errors, or HSM_ERR_KEY_INCOMPAT
+ * when the scheme does not fit the type. */
+static int keytext_for(const struct hsm_kt_info *info, const char *text, size_t len, char *scheme,
+                       uint8_t enc[24], size_t *n)
+{
+    int rc = keytext_parse(text, len, scheme, enc, n);
+    return rc == HSM_OK ? scheme_allowed(info, *scheme) : rc;
+}
+
 enum hsm_keytype hsm_key_type(const struct hsm_key *k)
 {
     return k->type;
@@ -618,7 +634,7 @@ int hsm_kcv_clear(const uint8_t *key, size_t len, bool aes, uint8_t kcv[8])
 /* ---------------------------------------------------------------- variant LMK */
 
 /* payShield Thales test LMK set (payshield.md section 11). */
-static const char *const test_lmk[HSM_LMK_PAIRS] = {
+const char *const hsm_test_lmk[HSM_LMK_PAIRS] = {
     "01010101010101017902CD1FD36EF8BA", "20202020202020203131313131313131",
     "40404040404040405151515151515151", "61616161616161617070707070707070",
     "80808080808080809191919191919191", "A1A1A1A1A1A1A1A1B0B0B0B0B0B0B0B0",
@@ -738,7 +754,7 @@ int hsm_new(struct hsm **out, size_t cache_entries)
         return HSM_ERR_INTERNAL;
     }
     for (size_t i = 0; i < HSM_LMK_PAIRS; i++) {
-        if (hex_decode(test_lmk[i], 32, h->lmk[i]) != 0) {
+        if (hsm_hex_decode(hsm_test_lmk[i], 32, h->lmk[i]) != HSM_OK) {
             hsm_free(h);
             return HSM_ERR_INTERNAL;
         }
@@ -861,10 +877,7 @@ int hsm_key_load(struct hsm *h, enum hsm_keytype type, const char *text, size_t 
     char scheme;
     uint8_t enc[24], clear[24];
     size_t n;
-    int rc = keytext_parse(text, len, &scheme, enc, &n);
-    if (rc != HSM_OK)
-        return rc;
-    rc = scheme_allowed(info, scheme);
+    int rc = keytext_for(info, text, len, &scheme, enc, &n);
     if (rc != HSM_OK)
         return rc;
     bool aes = scheme == 'A';
@@ -948,7 +961,7 @@ int hsm_lmk_load(struct hsm *h, const char *path, char *err, size_t errlen)
             break;
         }
         unsigned idx = a / 2;
-        if (strlen(hex) != 32 || hex_decode(hex, 32, lmk[idx]) != 0) {
+        if (strlen(hex) != 32 || hsm_hex_decode(hex, 32, lmk[idx]) != HSM_OK) {
             if (err)
                 snprintf(err, errlen, "%s:%d: LMK pair %02u-%02u is not 32 hex characters", path,
                          lineno, a, b);
@@ -1033,6 +1046,23 @@ int hsm_key_to_lmk(struct hsm *h, struct hsm_key *k, enum hsm_scheme scheme, cha
     return rc;
 }
 
+/* What hsm_key_generate and hsm_key_import answer for a new key of type whose clear value is
+ * clear (n bytes; the 24-byte buffer is cleansed here): the key under the LMK (scheme) in out
+ * and its check value in kcv. */
+static int new_key_answer(struct hsm *h, enum hsm_keytype type, bool aes, uint8_t clear[24],
+                          size_t n, enum hsm_scheme scheme, char *out, size_t cap, uint8_t kcv[8])
+{
+    struct hsm_key k = { 0 };
+    int rc = hsm_key_setup(&k, type, aes, clear, n);
+    OPENSSL_cleanse(clear, 24);
+    if (rc == HSM_OK)
+        rc = hsm_key_to_lmk(h, &k, scheme, out, cap);
+    if (rc == HSM_OK)
+        hsm_key_kcv(&k, kcv);
+    hsm_key_destroy(&k);
+    return rc;
+}
+
 int hsm_key_generate(struct hsm *h, enum hsm_keytype type, enum hsm_scheme scheme, char *out,
                      size_t cap, uint8_t kcv[8])
 {
@@ -1053,15 +1083,7 @@ int hsm_key_generate(struct hsm *h, enum hsm_keytype type, enum hsm_scheme schem
             hsm_parity_fix(clear, n);
         /* a multi-length DES key with equal halves is a single-length key */
     } while (!aes && n >= 16 && CRYPTO_memcmp(clear, clear + 8, 8) == 0);
-    struct hsm_key k = { 0 };
-    rc = hsm_key_setup(&k, type, aes, clear, n);
-    OPENSSL_cleanse(clear, sizeof clear);
-    if (rc == HSM_OK)
-        rc = hsm_key_to_lmk(h, &k, scheme, out, cap);
-    if (rc == HSM_OK)
-        hsm_key_kcv(&k, kcv);
-    hsm_key_destroy(&k);
-    return rc;
+    return new_key_answer(h, type, aes, clear, n, scheme, out, cap, kcv);
 }
 
 int hsm_key_export(struct hsm_key *zmk, struct hsm_key *k, enum hsm_scheme scheme, char *out,
@@ -1098,24 +1120,17 @@ int hsm_key_import(struct hsm *h, struct hsm_key *zmk, enum hsm_keytype type, co
     char scheme;
     uint8_t enc[24], clear[24];
     size_t n;
-    int rc = keytext_parse(text, len, &scheme, enc, &n);
-    if (rc != HSM_OK)
-        return rc;
-    if (scheme_allowed(info, scheme) != HSM_OK)
-        return HSM_ERR_KEY_SCHEME;
+    int rc = keytext_for(info, text, len, &scheme, enc, &n);
+    if (rc != HSM_OK) /* a scheme that does not fit is a scheme error here */
+        return rc == HSM_ERR_KEY_INCOMPAT ? HSM_ERR_KEY_SCHEME : rc;
     bool aes = scheme == 'A';
     rc = variant_crypt(&zmk->aux, zmk->clear, zmk->len, (uint8_t)(atalla_variant * 8), scheme,
                        false, enc, clear, n);
     if (rc == HSM_OK && !aes && !hsm_parity_check(clear, n))
         rc = HSM_ERR_DST_PARITY;
-    struct hsm_key k = { 0 };
-    if (rc == HSM_OK)
-        rc = hsm_key_setup(&k, type, aes, clear, n);
-    OPENSSL_cleanse(clear, sizeof clear);
-    if (rc == HSM_OK)
-        rc = hsm_key_to_lmk(h, &k, lmk_scheme, out, cap);
-    if (rc == HSM_OK)
-        hsm_key_kcv(&k, kcv);
-    hsm_key_destroy(&k);
-    return rc;
+    if (rc != HSM_OK) {
+        OPENSSL_cleanse(clear, sizeof clear);
+        return rc;
+    }
+    return new_key_answer(h, type, aes, clear, n, lmk_scheme, out, cap, kcv);
 }

@@ -66,10 +66,8 @@ size_t hsm_pinfmt_block_len(enum hsm_pinfmt f)
 
 int hsm_pan_account12(const char *pan, char out[13])
 {
-    if (!pan)
-        return HSM_ERR_ACCOUNT;
-    size_t n = strnlen(pan, 20);
-    if (n < 2 || n > 19 || !hsm_is_digits(pan, n))
+    size_t n = hsm_pan_len(pan, 2);
+    if (!n)
         return HSM_ERR_ACCOUNT;
     if (n == 12) {
         memcpy(out, pan, 12);
@@ -92,17 +90,13 @@ static int pan_field8(const char *pan, uint8_t out[8])
     if (rc != HSM_OK)
         return rc;
     out[0] = out[1] = 0;
-    for (int i = 0; i < 6; i++)
-        out[2 + i] = (uint8_t)((acct[2 * i] - '0') << 4 | (acct[2 * i + 1] - '0'));
-    return HSM_OK;
+    return hsm_hex_decode(acct, 12, out + 2);
 }
 
 int hsm_iso4_pan_field(const char *pan, uint8_t out[16])
 {
-    if (!pan)
-        return HSM_ERR_ACCOUNT;
-    size_t n = strnlen(pan, 20);
-    if (n < 1 || n > 19 || !hsm_is_digits(pan, n))
+    size_t n = hsm_pan_len(pan, 1);
+    if (!n)
         return HSM_ERR_ACCOUNT;
     uint8_t nib[32] = { 0 };
     size_t lead = n < 12 ? 12 - n : 0; /* PANs shorter than 12 are zero-filled left */
@@ -285,6 +279,23 @@ static int key_fits_format(const struct hsm_key *key, enum hsm_pinfmt f)
     return HSM_OK;
 }
 
+/* The ISO 4 block cipher over the PAN field of pan: C = E(E(P) xor A) when encrypt, else
+ * P = D(D(C) xor A). 16 bytes from in to out. */
+static int iso4_crypt(struct hsm_key *key, bool encrypt, const char *pan, const uint8_t in[16],
+                      uint8_t out[16])
+{
+    uint8_t panf[16], tmp[16];
+    int rc = hsm_iso4_pan_field(pan, panf);
+    if (rc == HSM_OK)
+        rc = hsm_key_ecb(key, encrypt, in, tmp, 16);
+    for (int i = 0; i < 16; i++)
+        tmp[i] ^= panf[i];
+    if (rc == HSM_OK)
+        rc = hsm_key_ecb(key, encrypt, tmp, out, 16);
+    OPENSSL_cleanse(tmp, sizeof tmp);
+    return rc;
+}
+
 /* Encrypts with the given fill (NULL: random fill from RAND_bytes). */
 static int encrypt_fill(struct hsm_key *key, enum hsm_pinfmt f, const char *pin, const char *pan,
                         const uint8_t *fill, uint8_t out[16], size_t *outlen)
@@ -292,24 +303,14 @@ static int encrypt_fill(struct hsm_key *key, enum hsm_pinfmt f, const char *pin,
     int rc = key_fits_format(key, f);
     if (rc != HSM_OK)
         return rc;
-    uint8_t clear[16], panf[16], tmp[16];
+    uint8_t clear[16];
     size_t n;
     rc = fill ? hsm_pinblock_encode_fill(f, pin, pan, fill, clear, &n)
               : hsm_pinblock_encode(f, pin, pan, clear, &n);
-    if (rc == HSM_OK && f == HSM_PINFMT_ISO4) {
-        /* C = E(E(PIN field) xor PAN field) */
-        rc = hsm_iso4_pan_field(pan, panf);
-        if (rc == HSM_OK)
-            rc = hsm_key_ecb(key, true, clear, tmp, 16);
-        for (int i = 0; i < 16; i++)
-            tmp[i] ^= panf[i];
-        if (rc == HSM_OK)
-            rc = hsm_key_ecb(key, true, tmp, out, 16);
-    } else if (rc == HSM_OK) {
-        rc = hsm_key_ecb(key, true, clear, out, 8);
-    }
+    if (rc == HSM_OK)
+        rc = f == HSM_PINFMT_ISO4 ? iso4_crypt(key, true, pan, clear, out)
+                                  : hsm_key_ecb(key, true, clear, out, 8);
     OPENSSL_cleanse(clear, sizeof clear);
-    OPENSSL_cleanse(tmp, sizeof tmp);
     if (rc == HSM_OK)
         *outlen = n;
     return rc;
@@ -329,22 +330,12 @@ int hsm_pin_decrypt_any(struct hsm_key *key, enum hsm_pinfmt f, const uint8_t *b
         return rc;
     if (len != hsm_pinfmt_block_len(f))
         return HSM_ERR_DATA_LENGTH;
-    uint8_t clear[16], panf[16], tmp[16];
-    if (f == HSM_PINFMT_ISO4) {
-        rc = hsm_iso4_pan_field(pan, panf);
-        if (rc == HSM_OK)
-            rc = hsm_key_ecb(key, false, blk, tmp, 16);
-        for (int i = 0; i < 16; i++)
-            tmp[i] ^= panf[i];
-        if (rc == HSM_OK)
-            rc = hsm_key_ecb(key, false, tmp, clear, 16);
-    } else {
-        rc = hsm_key_ecb(key, false, blk, clear, 8);
-    }
+    uint8_t clear[16];
+    rc = f == HSM_PINFMT_ISO4 ? iso4_crypt(key, false, pan, blk, clear)
+                              : hsm_key_ecb(key, false, blk, clear, 8);
     if (rc == HSM_OK)
         rc = hsm_pinblock_decode(f, clear, len, pan, pin);
     OPENSSL_cleanse(clear, sizeof clear);
-    OPENSSL_cleanse(tmp, sizeof tmp);
     return rc;
 }
 
@@ -440,12 +431,8 @@ static int ibm_natural(struct hsm_key *pvk, const char dectab[16], const char vd
     if (rc != HSM_OK)
         return rc;
     uint8_t in[8], out[8];
-    for (int i = 0; i < 8; i++) {
-        int hi = hsm_hexval(vdata[2 * i]), lo = hsm_hexval(vdata[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return HSM_ERR_INPUT;
-        in[i] = (uint8_t)(hi << 4 | lo);
-    }
+    if (hsm_hex_decode(vdata, 16, in) != HSM_OK)
+        return HSM_ERR_INPUT;
     rc = hsm_key_ecb(pvk, true, in, out, 8);
     for (int i = 0; rc == HSM_OK && i < 8; i++) {
         nat[2 * i] = (uint8_t)(dectab[out[i] >> 4] - '0');
@@ -455,40 +442,37 @@ static int ibm_natural(struct hsm_key *pvk, const char dectab[16], const char vd
     return rc;
 }
 
-int hsm_ibm_offset(struct hsm_key *pvk, const char *pin, const char dectab[16],
-                   const char vdata[16], char offset[13])
+/* IBM 3624 digit by digit against the natural PIN: out = digits - natural (an offset from a
+ * PIN) when subtract, else digits + natural (a PIN from an offset), each mod 10. digits has
+ * the PIN's length and digits either way. */
+static int ibm_apply(struct hsm_key *pvk, const char *digits, const char dectab[16],
+                     const char vdata[16], bool subtract, char out[13])
 {
     size_t n;
-    int rc = check_pin(pin, &n);
+    int rc = check_pin(digits, &n);
     if (rc != HSM_OK)
         return rc;
     uint8_t nat[16];
     rc = ibm_natural(pvk, dectab, vdata, nat);
     if (rc == HSM_OK) {
         for (size_t i = 0; i < n; i++)
-            offset[i] = (char)('0' + (pin[i] - '0' + 10 - nat[i]) % 10);
-        offset[n] = '\0';
+            out[i] = (char)('0' + (digits[i] - '0' + (subtract ? 10 - nat[i] : nat[i])) % 10);
+        out[n] = '\0';
     }
     OPENSSL_cleanse(nat, sizeof nat);
     return rc;
 }
 
+int hsm_ibm_offset(struct hsm_key *pvk, const char *pin, const char dectab[16],
+                   const char vdata[16], char offset[13])
+{
+    return ibm_apply(pvk, pin, dectab, vdata, true, offset);
+}
+
 int hsm_ibm_pin_from_offset(struct hsm_key *pvk, const char *offset, const char dectab[16],
                             const char vdata[16], char pin[13])
 {
-    size_t n;
-    int rc = check_pin(offset, &n); /* an offset has the PIN's length and digits */
-    if (rc != HSM_OK)
-        return rc;
-    uint8_t nat[16];
-    rc = ibm_natural(pvk, dectab, vdata, nat);
-    if (rc == HSM_OK) {
-        for (size_t i = 0; i < n; i++)
-            pin[i] = (char)('0' + (nat[i] + offset[i] - '0') % 10);
-        pin[n] = '\0';
-    }
-    OPENSSL_cleanse(nat, sizeof nat);
-    return rc;
+    return ibm_apply(pvk, offset, dectab, vdata, false, pin);
 }
 
 int hsm_ibm_vdata(const char *vdata12, const char *acct12, char out[17])
@@ -590,9 +574,9 @@ int hsm_pvv_generate(struct hsm_key *pvk, const char *pan, int pvki, const char 
     tsp[11] = (char)('0' + pvki);
     memcpy(tsp + 12, pin, 4);
     uint8_t in[8], out[8];
-    for (int i = 0; i < 8; i++)
-        in[i] = (uint8_t)((tsp[2 * i] - '0') << 4 | (tsp[2 * i + 1] - '0'));
-    rc = hsm_key_ecb(pvk, true, in, out, 8);
+    rc = hsm_hex_decode(tsp, 16, in);
+    if (rc == HSM_OK)
+        rc = hsm_key_ecb(pvk, true, in, out, 8);
     if (rc == HSM_OK)
         visa_decimalise(out, 4, pvv);
     OPENSSL_cleanse(tsp, sizeof tsp);
@@ -630,8 +614,8 @@ int hsm_cvv_generate(struct hsm_key *cvk, const char *pan, const char exp[4], co
         return HSM_ERR_KEY_LENGTH;
     if (!pan || !exp || !svc)
         return HSM_ERR_INPUT;
-    size_t n = strnlen(pan, 20);
-    if (n < 1 || n > 19 || !hsm_is_digits(pan, n))
+    size_t n = hsm_pan_len(pan, 1);
+    if (!n)
         return HSM_ERR_ACCOUNT;
     if (!hsm_is_digits(exp, 4) || !hsm_is_digits(svc, 3))
         return HSM_ERR_INPUT;
@@ -642,10 +626,10 @@ int hsm_cvv_generate(struct hsm_key *cvk, const char *pan, const char exp[4], co
     memcpy(digits + n + 4, svc, 3);
     uint8_t block[16], mac[16];
     size_t maclen;
-    for (int i = 0; i < 16; i++)
-        block[i] = (uint8_t)((digits[2 * i] - '0') << 4 | (digits[2 * i + 1] - '0'));
+    int rc = hsm_hex_decode(digits, 32, block);
     /* DES(A, B1) xor B2, then TDES(A||B) = ISO 9797-1 alg 3 over B1||B2, no padding */
-    int rc = hsm_mac_compute(cvk, HSM_MAC_ISO9797_3, HSM_PAD_1, block, 16, mac, &maclen);
+    if (rc == HSM_OK)
+        rc = hsm_mac_compute(cvk, HSM_MAC_ISO9797_3, HSM_PAD_1, block, 16, mac, &maclen);
     if (rc == HSM_OK)
         visa_decimalise(mac, 3, cvv);
     OPENSSL_cleanse(digits, sizeof digits);

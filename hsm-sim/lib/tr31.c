@@ -9,17 +9,6 @@
 
 #define TR31_MAX_KEYDATA 64 /* 2-byte length + up to 32 key bytes + padding */
 
-static int hexbytes(const char *s, size_t n, uint8_t *out)
-{
-    for (size_t i = 0; i < n / 2; i++) {
-        int hi = hsm_hexval(s[2 * i]), lo = hsm_hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return HSM_ERR_INPUT;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return n % 2 ? HSM_ERR_INPUT : HSM_OK;
-}
-
 static int hexval2(const char *s)
 {
     int hi = hsm_hexval(s[0]), lo = hsm_hexval(s[1]);
@@ -161,8 +150,8 @@ int hsm_tr31_unwrap_clear(const uint8_t *kbpk, size_t kbpk_len, const char *bloc
 
     uint8_t enc[TR31_MAX_KEYDATA], clear[TR31_MAX_KEYDATA], mac[16], want[16];
     uint8_t kbek[32], kbak[32];
-    if (hexbytes(block + hlen, 2 * enclen, enc) != HSM_OK ||
-        hexbytes(block + hlen + 2 * enclen, 2 * maclen, mac) != HSM_OK)
+    if (hsm_hex_decode(block + hlen, 2 * enclen, enc) != HSM_OK ||
+        hsm_hex_decode(block + hlen + 2 * enclen, 2 * maclen, mac) != HSM_OK)
         return HSM_ERR_INPUT;
 
     /* MAC input: ASCII header, then (A/C) the ciphertext or (B/D) the clear key data */

@@ -37,6 +37,7 @@
 #include <libpq-fe.h>
 
 #include "db_testlib.h"
+#include "log.h" /* at_mask_pan */
 #include "sw_stack.h"
 #include "testsupport.h"
 
@@ -50,8 +51,7 @@ struct chaos {
     unsigned rounds;     /* long mode */
     const char *only;    /* --scenario NAME */
     char dir[256];
-    char pgenv[1400]; /* "ATLAS_PGDATA='…' ATLAS_PGPORT=…" for db/pg.sh */
-    char pgsh[1100];
+    struct dbt_cluster pg; /* the suite's own */
     unsigned ran, failed;
     /* figures of the whole run */
     unsigned long long requests, answered, reversals, faults;
@@ -95,83 +95,7 @@ static void until(double t0, double at)
         usleep((useconds_t)(left * 1e6));
 }
 
-/* ---------------------------------------------------------------- the private cluster */
-
-static int pg(const char *verb)
-{
-    char cmd[3000];
-    snprintf(cmd, sizeof cmd, "%s '%s' %s >/dev/null", C.pgenv, C.pgsh, verb);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-/* Starts the suite's own cluster and points the PG* environment at it (the stack, its
- * daemons and atlas-reconcile inherit it). */
-static int pg_setup(void)
-{
-    char cmd[3000], line[1200];
-    uint16_t port = ts_free_port();
-    snprintf(C.pgsh, sizeof C.pgsh, "%s/db/pg.sh", dbt_src());
-    snprintf(C.pgenv, sizeof C.pgenv, "ATLAS_PGDATA='%s/pg' ATLAS_PGPORT=%u", C.dir, port);
-    if (pg("start") != 0)
-        return -1;
-    snprintf(cmd, sizeof cmd, "%s '%s' env", C.pgenv, C.pgsh);
-    FILE *f = popen(cmd, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f)) { /* export NAME='value' */
-        char *eq = strchr(line, '='), *name = line + 7;
-        if (strncmp(line, "export ", 7) != 0 || !eq)
-            continue;
-        *eq = '\0';
-        char *v = eq + 1;
-        v[strcspn(v, "\n")] = '\0';
-        if (*v == '\'') {
-            v++;
-            v[strcspn(v, "'")] = '\0';
-        }
-        setenv(name, v, 1);
-    }
-    return pclose(f) == 0 ? 0 : -1;
-}
-
 /* ---------------------------------------------------------------- the stack */
-
-static long long scalar(struct stack *s, const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    return stack_scalar(s, sql);
-}
-
-/* Registers `acquirer-sim load-seed`'s terminals and has switchd load them. */
-static int seed_load_terminals(struct stack *s)
-{
-    char path[400];
-    snprintf(path, sizeof path, "%s/load-seed.sql", s->dir);
-    const char *args[] = { "load-seed", "--terminals", "4", NULL };
-    pid_t p = ts_spawn("acquirer-sim", args, path);
-    int st;
-    if (p <= 0 || waitpid(p, &st, 0) != p || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        return -1;
-    static char sql[1 << 16];
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(sql, 1, sizeof sql - 1, f);
-    fclose(f);
-    sql[n] = '\0';
-    PGconn *c = dbt_connect(s->conninfo);
-    PGresult *r = c ? PQexec(c, sql) : NULL;
-    int rc = r && PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
-    PQclear(r);
-    PQfinish(c);
-    if (rc != 0 || kill(s->sw, SIGHUP) != 0)
-        return -1;
-    return stack_log_has(s->switch_log, "\"terminals\":8", 10000) ? 0 : -1;
-}
 
 static char flood_conf[512];
 static uint16_t flood_port;
@@ -186,118 +110,63 @@ static int stack_up(struct stack *s)
     struct stack_opts o = {
         .issuer = true, .issuer_timeout_ms = 1500, .wallets = LOAD_CARDS, .extra_conf = flood_conf
     };
-    if (stack_start(s, &o) != 0 || seed_load_terminals(s) != 0)
+    if (stack_start(s, &o) != 0 || stack_seed_load_terminals(s, 4) != 0)
         return -1;
     return 0;
-}
-
-static bool alive(pid_t p)
-{
-    return p > 0 && kill(p, 0) == 0 && waitpid(p, NULL, WNOHANG) == 0;
 }
 
 /* ---------------------------------------------------------------- load and reconciliation */
 
 struct load {
-    pid_t pid;
-    char record[400], report[400], out[400];
+    struct stack_load run;
     double t0;
 };
 
+/* Harness timeout above the issuer timeout (1.5 s): a healthy switch always answers before the
+ * terminal gives up; during faults the terminal reverses. */
 static int load_start(struct stack *s, struct load *l, const char *tag, unsigned rate,
                       unsigned secs)
 {
-    char host[32], r[16], d[16], state[400];
-    snprintf(host, sizeof host, "127.0.0.1:%u", s->acq_port);
-    snprintf(r, sizeof r, "%u", rate);
-    snprintf(d, sizeof d, "%u", secs);
-    snprintf(l->record, sizeof l->record, "%s/%s.record", s->dir, tag);
-    snprintf(l->report, sizeof l->report, "%s/%s.json", s->dir, tag);
-    snprintf(l->out, sizeof l->out, "%s/%s.out", s->dir, tag);
-    snprintf(state, sizeof state, "%s/acq-%s", s->dir, tag);
-    /* Harness timeout above the issuer timeout (1.5 s): a healthy switch always answers
-     * before the terminal gives up; during faults the terminal reverses. */
-    const char *args[] = { "load",
-                           "--host",
-                           host,
-                           "--rate",
-                           r,
-                           "--duration",
-                           d,
-                           "--warmup",
-                           "0",
-                           "--connections",
-                           "4",
-                           "--load-terminals",
-                           "--cards",
-                           "200",
-                           "--report",
-                           l->report,
-                           "--record",
-                           l->record,
-                           "--state-dir",
-                           state,
-                           "--timeout-ms",
-                           "2500",
-                           "--reversal-deadline",
-                           "90",
-                           "--max-error-rate",
-                           "1",
-                           "--quiet",
-                           NULL };
+    char state[64];
+    snprintf(state, sizeof state, "acq-%s", tag);
+    const struct stack_load_opts o = { .tag = tag,
+                                       .rate = rate,
+                                       .seconds = secs,
+                                       .warmup = "0",
+                                       .connections = 4,
+                                       .load_terminals = true,
+                                       .record = true,
+                                       .timeout_ms = 2500,
+                                       .reversal_deadline_s = 90,
+                                       .any_error_rate = true,
+                                       .state = state };
     l->t0 = now_s();
-    l->pid = ts_spawn("acquirer-sim", args, l->out);
-    return l->pid > 0 ? 0 : -1;
+    return stack_load_start(s, &o, &l->run);
 }
 
 /* Waits for the harness (its duration, then every reversal it owes). 0 when it exited 0. */
 static int load_wait(struct load *l, unsigned secs)
 {
-    double deadline = l->t0 + secs + 150;
-    int st;
-    while (now_s() < deadline) {
-        pid_t r = waitpid(l->pid, &st, WNOHANG);
-        if (r == l->pid) {
-            int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-            if (code != 0)
-                say("acquirer-sim load exited %d (see %s)", code, l->out);
-            FILE *f = fopen(l->report, "r");
-            if (f) { /* a few figures for the summary; the report is JSON */
-                char buf[8192];
-                size_t n = fread(buf, 1, sizeof buf - 1, f);
-                fclose(f);
-                buf[n] = '\0';
-                const char *p;
-                if ((p = strstr(buf, "\"all_requests\":")))
-                    C.requests += strtoull(p + 15, NULL, 10);
-                if ((p = strstr(buf, "\"all_answered\":")))
-                    C.answered += strtoull(p + 15, NULL, 10);
-                if ((p = strstr(buf, "\"reversals\":")))
-                    C.reversals += strtoull(p + 12, NULL, 10);
-            }
-            return code == 0 ? 0 : -1;
-        }
-        usleep(100000);
+    int left_ms = (int)((l->t0 + secs + 150 - now_s()) * 1000);
+    int code = stack_load_wait(&l->run, left_ms > 0 ? left_ms : 0);
+    char *report = ts_read_file(l->run.report, 0, NULL);
+    if (code != -1 && report) { /* a few figures for the summary; the report is JSON */
+        const char *p;
+        if ((p = strstr(report, "\"all_requests\":")))
+            C.requests += strtoull(p + 15, NULL, 10);
+        if ((p = strstr(report, "\"all_answered\":")))
+            C.answered += strtoull(p + 15, NULL, 10);
+        if ((p = strstr(report, "\"reversals\":")))
+            C.reversals += strtoull(p + 12, NULL, 10);
     }
-    say("acquirer-sim load did not finish in time (see %s)", l->out);
-    kill(l->pid, SIGKILL);
-    waitpid(l->pid, &st, 0);
-    return -1;
+    free(report);
+    return code == 0 ? 0 : -1;
 }
 
 /* Every process up, and nothing left to settle: no reversal pending, nothing in flight. */
 static int settle(struct stack *s)
 {
-    for (int i = 0; i < 900; i++) {
-        if (scalar(s, "SELECT count(*) FROM switch.reversal_queue WHERE state = 'pending'") == 0 &&
-            scalar(s, "SELECT count(*) FROM switch.inflight") == 0)
-            return 0;
-        usleep(100000);
-    }
-    say("not settled after 90 s: %lld reversals pending, %lld requests in flight",
-        scalar(s, "SELECT count(*) FROM switch.reversal_queue WHERE state = 'pending'"),
-        scalar(s, "SELECT count(*) FROM switch.inflight"));
-    return -1;
+    return stack_settle(s, 90000);
 }
 
 /* atlas-reconcile over what this stack did, with the terminals' record. */
@@ -305,21 +174,11 @@ static int reconcile(struct stack *s, const char *tag, const char *record)
 {
     char out[400];
     snprintf(out, sizeof out, "%s/%s.reconcile", s->dir, tag);
-    const char *args[] = { "--switch-db",
-                           s->conninfo,
-                           "--issuer-db",
-                           s->conninfo,
-                           "--from",
-                           "2000-01-01T00:00:00Z",
-                           record ? "--record" : NULL,
-                           record,
-                           NULL };
-    pid_t p = ts_spawn("atlas-reconcile", args, out);
-    int st;
-    if (p <= 0 || waitpid(p, &st, 0) != p)
-        return -1;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        say("atlas-reconcile found mismatches (exit %d):", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    const char *extra[] = { "--from", "2000-01-01T00:00:00Z", record ? "--record" : NULL, record,
+                            NULL };
+    int code = stack_reconcile(s, out, extra);
+    if (code != 0) {
+        say("atlas-reconcile found mismatches (exit %d):", code);
         char cmd[600];
         snprintf(cmd, sizeof cmd, "head -80 '%s' >&2", out);
         if (system(cmd) != 0)
@@ -334,19 +193,16 @@ static int reconcile(struct stack *s, const char *tag, const char *record)
 static int switch_kill_restart(struct stack *s)
 {
     C.faults++;
-    if (ts_stop(s->sw, SIGKILL, 5000) == -1)
-        return -1;
-    usleep(300000);
-    return stack_start_switch(s);
+    return stack_restart_switch(s, SIGKILL) == -1 ? -1 : 0;
 }
 
 static int pg_stop_start(double pause_s)
 {
     C.faults++;
-    if (pg("stop") != 0)
+    if (dbt_cluster_ctl(&C.pg, "stop") != 0)
         return -1;
     usleep((useconds_t)(pause_s * 1e6));
-    return pg("start");
+    return dbt_cluster_ctl(&C.pg, "start");
 }
 
 /* The issuer stalls, switchd loses its database, and switchd is told to stop while
@@ -430,11 +286,11 @@ static int loaded_scenario(struct stack *s, const char *tag, faults_fn faults)
         say("%s: injecting the fault failed", tag);
     if (load_wait(&l, C.duration_s) != 0)
         rc = -1;
-    if (!alive(s->sw) && stack_start_switch(s) != 0)
+    if (!ts_alive(s->sw) && stack_start_switch(s) != 0)
         rc = -1;
     if (settle(s) != 0)
         rc = -1;
-    if (reconcile(s, tag, l.record) != 0)
+    if (reconcile(s, tag, l.run.record) != 0)
         rc = -1;
     return rc;
 }
@@ -453,6 +309,7 @@ static int scenario_repeats(struct stack *s)
     struct sim_resp r[N], again;
     struct sim_sent sent[N];
     char record[400];
+    const char *rc_got;
     int rc = 0;
     snprintf(record, sizeof record, "%s/repeats.record", s->dir);
     FILE *f = fopen(record, "w");
@@ -461,10 +318,9 @@ static int scenario_repeats(struct stack *s)
     fprintf(f, "# atlas-load-record 1\n");
     for (int i = 0; i < N; i++) {
         stack_card_txn(&x[i], SIM_T_PURCHASE, pans[i], 100 + (uint64_t)i);
-        x[i].now_us = (uint64_t)time(NULL) * 1000000u;
-        if (stack_send(s, stack_term(s, "TERM0001"), &x[i], &r[i], &sent[i]) != 0 ||
-            strcmp(r[i].rc, "00") != 0) {
-            say("repeats: purchase %d not approved (%s)", i, r[i].rc);
+        stack_fix_time(&x[i]);
+        if (strcmp(rc_got = stack_rc(s, "TERM0001", &x[i], &r[i], &sent[i]), "00") != 0) {
+            say("repeats: purchase %d not approved (%s)", i, rc_got);
             rc = -1;
         }
         x[i].stan = (uint32_t)atoi(sent[i].stan);
@@ -476,31 +332,22 @@ static int scenario_repeats(struct stack *s)
         return -1;
     for (int i = 0; i < N; i++) {
         struct sim_txn rep = x[i];
-        snprintf(rep.mti, sizeof rep.mti, "0201");
-        for (int k = 0; k < 60; k++) { /* 91 until the issuer link is back */
-            if (stack_send(s, stack_term(s, "TERM0001"), &rep, &again, NULL) != 0)
-                return -1;
-            if (strcmp(again.rc, "91") != 0)
-                break;
-            usleep(100000);
-        }
-        if (strcmp(again.rc, "00") != 0 || strcmp(again.auth, r[i].auth) != 0) {
-            say("repeats: 0201 of %d answered %s/%s, original %s/%s", i, again.rc, again.auth,
+        stack_repeat_of(&rep, "0201", &sent[i]);
+        /* 91 until the issuer link is back */
+        rc_got = stack_rc_linked(s, "TERM0001", &rep, &again, 6000);
+        if (strcmp(rc_got, "00") != 0 || strcmp(again.auth, r[i].auth) != 0) {
+            say("repeats: 0201 of %d answered %s/%s, original %s/%s", i, rc_got, again.auth,
                 r[i].rc, r[i].auth);
             rc = -1;
         }
-        if (stack_send(s, stack_term(s, "TERM0001"), &x[i], &again, NULL) != 0 ||
-            strcmp(again.rc, "94") != 0) {
-            say("repeats: resend of %d answered %s, not 94", i, again.rc);
+        if (strcmp(rc_got = stack_rc(s, "TERM0001", &x[i], &again, NULL), "94") != 0) {
+            say("repeats: resend of %d answered %s, not 94", i, rc_got);
             rc = -1;
         }
     }
     for (int i = 0; i < N; i++) {
         char masked[20];
-        size_t pl = strlen(pans[i]);
-        memcpy(masked, pans[i], 6);
-        memset(masked + 6, '*', pl - 10);
-        memcpy(masked + pl - 4, pans[i] + pl - 4, 5);
+        at_mask_pan(pans[i], strlen(pans[i]), masked);
         fprintf(f,
                 "req terminal=TERM0001 stan=%s de7=%s mti=0200 proc=%s amount=%u currency=%s"
                 " pan=%s answered=yes rc=00 auth=%s rev=no\n",
@@ -510,17 +357,16 @@ static int scenario_repeats(struct stack *s)
         struct sim_txn rev;
         struct sim_sent rsent;
         stack_reversal_of(&rev, pans[i], 100 + (uint64_t)i, &sent[i]);
-        rev.now_us = (uint64_t)time(NULL) * 1000000u; /* its repeats carry the same DE 7 */
+        stack_fix_time(&rev); /* its repeats carry the same DE 7 */
         const char *mtis[] = { "0420", "0421", "0401" };
         for (int k = 0; k < 3; k++) {
-            snprintf(rev.mti, sizeof rev.mti, "%s", mtis[k]);
-            if (stack_send(s, stack_term(s, "TERM0001"), &rev, &again, k == 0 ? &rsent : NULL) !=
-                    0 ||
-                strcmp(again.rc, "00") != 0) {
-                say("repeats: %s of %d answered %s", mtis[k], i, again.rc);
+            if (k > 0)
+                stack_repeat_of(&rev, mtis[k], &rsent); /* and the same DE 11 */
+            if (strcmp(rc_got = stack_rc(s, "TERM0001", &rev, &again, k == 0 ? &rsent : NULL),
+                       "00") != 0) {
+                say("repeats: %s of %d answered %s", mtis[k], i, rc_got);
                 rc = -1;
             }
-            rev.stan = (uint32_t)atoi(rsent.stan); /* and the same DE 11 */
         }
         fprintf(f,
                 "req terminal=TERM0001 stan=%s de7=%s mti=0401 proc=%s amount=%u currency=%s"
@@ -600,7 +446,7 @@ static int scenario_flood(struct stack *s)
         rc = -1;
     for (int i = 0; i < n; i++)
         close(fds[i]);
-    if (rc == 0 && (settle(s) != 0 || reconcile(s, "flood", l.record) != 0))
+    if (rc == 0 && (settle(s) != 0 || reconcile(s, "flood", l.run.record) != 0))
         rc = -1;
     return rc;
 }
@@ -662,9 +508,9 @@ static int long_round(struct stack *s, unsigned round)
     }
     if (load_wait(&l, C.duration_s) != 0)
         rc = -1;
-    if (!alive(s->sw) && stack_start_switch(s) != 0)
+    if (!ts_alive(s->sw) && stack_start_switch(s) != 0)
         rc = -1;
-    if (settle(s) != 0 || reconcile(s, tag, l.record) != 0)
+    if (settle(s) != 0 || reconcile(s, tag, l.run.record) != 0)
         rc = -1;
     return rc;
 }
@@ -751,7 +597,7 @@ int main(int argc, char **argv)
     if (!dir)
         return 1;
     snprintf(C.dir, sizeof C.dir, "%s", dir);
-    if (pg_setup() != 0) {
+    if (dbt_cluster_start(&C.pg, C.dir, true) != 0) {
         say("cannot start the suite's PostgreSQL cluster");
         return 1;
     }
@@ -791,7 +637,7 @@ int main(int argc, char **argv)
                 C.failed++;
         }
     }
-    pg("stop");
+    dbt_cluster_ctl(&C.pg, "stop");
     if (C.long_mode)
         say("faults: %llu switchd kill -9, %llu switchd SIGTERM, %llu PostgreSQL stop/start, "
             "%llu outage + SIGTERM, %llu issuer-sim kill -9, %llu hsm-sim kill -9",

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "testsupport.h"
 
 const char *dbt_src(void)
 {
@@ -37,6 +38,17 @@ long long dbt_scalar(PGconn *c, const char *sql)
         fprintf(stderr, "dbt: %s: %s", sql, PQerrorMessage(c));
     PQclear(r);
     return v;
+}
+
+int dbt_exec(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : -1;
+    if (rc != 0)
+        fprintf(stderr, "dbt: %.200s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    return rc;
 }
 
 const char *dbt_create(const char *tag)
@@ -141,4 +153,45 @@ void dbt_record(struct db_auth_record *rec, unsigned run, unsigned i)
     rec->created_us = now;
     rec->lat_total_us = 1500;
     rec->lat_issuer_us = 900;
+}
+
+int dbt_cluster_ctl(const struct dbt_cluster *c, const char *verb)
+{
+    char cmd[3000];
+    snprintf(cmd, sizeof cmd, "%s '%s' %s >/dev/null", c->env, c->pgsh, verb);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int dbt_cluster_start(struct dbt_cluster *c, const char *dir, bool export_env)
+{
+    char cmd[3000], line[1200];
+    memset(c, 0, sizeof *c);
+    c->port = ts_free_port();
+    snprintf(c->pgsh, sizeof c->pgsh, "%s/db/pg.sh", dbt_src());
+    snprintf(c->env, sizeof c->env, "ATLAS_PGDATA='%s/pg' ATLAS_PGPORT=%u", dir, c->port);
+    if (dbt_cluster_ctl(c, "start") != 0)
+        return -1;
+    /* Where the cluster really lives, from pg.sh's own words: export NAME='value'. */
+    snprintf(cmd, sizeof cmd, "%s '%s' env", c->env, c->pgsh);
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f)) {
+        char *eq = strchr(line, '='), *name = line + 7;
+        if (strncmp(line, "export ", 7) != 0 || !eq)
+            continue;
+        *eq = '\0';
+        char *v = eq + 1;
+        v[strcspn(v, "\n")] = '\0';
+        if (*v == '\'') {
+            v++;
+            v[strcspn(v, "'")] = '\0';
+        }
+        if (strcmp(name, "PGHOST") == 0)
+            snprintf(c->host, sizeof c->host, "%s", v);
+        if (export_env)
+            setenv(name, v, 1);
+    }
+    snprintf(c->conninfo, sizeof c->conninfo, "host=%s port=%u dbname=atlas", c->host, c->port);
+    return pclose(f) == 0 && c->host[0] ? 0 : -1;
 }

@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "db.h"
 
@@ -19,11 +20,28 @@ void dbt_drop(const char *conninfo);
 PGconn *dbt_connect(const char *conninfo);
 /* SELECT that returns one integer (e.g. count(*)). -1 on error. */
 long long dbt_scalar(PGconn *c, const char *sql);
+/* Runs sql (one or more statements, the last of which may return rows). 0, or -1 with the
+ * error printed. */
+int dbt_exec(PGconn *c, const char *sql);
 /* Runs base until *flag becomes true or timeout_ms passes. Returns 0 or -1 on timeout. */
 int dbt_run_until(struct event_base *base, bool (*cond)(void *), void *arg, int timeout_ms);
 /* Fills rec with a valid record numbered i (unique identity per (run, i)). */
 void dbt_record(struct db_auth_record *rec, unsigned run, unsigned i);
 /* Path of the source tree (ATLAS_SRC or "."). */
 const char *dbt_src(void);
+
+/* A PostgreSQL cluster of a test's own (db/pg.sh), for tests that stop and start the server. */
+struct dbt_cluster {
+    char env[1400];     /* ATLAS_PGDATA='...' ATLAS_PGPORT=... for db/pg.sh */
+    char pgsh[1100];    /* db/pg.sh */
+    char host[700];     /* its socket directory (pg.sh may put the cluster under /tmp) */
+    char conninfo[900]; /* its database */
+    uint16_t port;
+};
+/* Starts a cluster in dir/pg on a free port. With export_env, the PG* environment names it
+ * afterwards (the programs the test starts inherit it). 0 or -1. */
+int dbt_cluster_start(struct dbt_cluster *c, const char *dir, bool export_env);
+/* db/pg.sh verb ("start", "stop") on the cluster. 0 or -1. */
+int dbt_cluster_ctl(const struct dbt_cluster *c, const char *verb);
 
 #endif

@@ -26,23 +26,6 @@ static uint16_t port_of(const char *address)
     return c ? (uint16_t)atoi(c + 1) : 0;
 }
 
-static int exec_file(PGconn *c, const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    static char sql[65536];
-    size_t n = fread(sql, 1, sizeof sql - 1, f);
-    fclose(f);
-    sql[n] = '\0';
-    PGresult *r = PQexec(c, sql);
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-    if (!ok)
-        fprintf(stderr, "stack: %s: %s", path, PQerrorMessage(c));
-    PQclear(r);
-    return ok ? 0 : -1;
-}
-
 /* The listeners say how many connections they take: switchd refuses to
  * start when RLIMIT_NOFILE cannot hold them all, and the default (20000 per
  * listener) is more than a test machine's hard limit may allow. */
@@ -92,6 +75,14 @@ int stack_start_switch(struct stack *s)
     }
     fprintf(stderr, "stack: switchd never logged ready (log %s)\n", s->switch_log);
     return -1;
+}
+
+int stack_restart_switch(struct stack *s, int sig)
+{
+    int st = ts_stop(s->sw, sig, 10000);
+    s->sw = 0;
+    usleep(300000);
+    return stack_start_switch(s) == 0 ? st : -1;
 }
 
 int stack_start_hsm(struct stack *s, const char *fail)
@@ -146,9 +137,6 @@ int stack_start(struct stack *s, const struct stack_opts *o)
     if (!ci)
         return -1;
     snprintf(s->conninfo, sizeof s->conninfo, "%s", ci);
-    PGconn *c = dbt_connect(s->conninfo);
-    snprintf(path, sizeof path, "%s/db/seed/demo_switch.sql", dbt_src());
-    int rc = c ? exec_file(c, path) : -1;
     /* switchd logs in as a role of its own, so that a test can cut switchd
      * off its database while issuer-sim and the test keep theirs. */
     snprintf(s->switch_role, sizeof s->switch_role, "atlas_sw_%d", (int)getpid());
@@ -157,15 +145,8 @@ int stack_start(struct stack *s, const struct stack_opts *o)
     char sql[256];
     snprintf(sql, sizeof sql, "DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN SUPERUSER",
              s->switch_role, s->switch_role);
-    if (rc == 0 && c) {
-        PGresult *r = PQexec(c, sql);
-        rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
-        if (rc != 0)
-            fprintf(stderr, "stack: %s", PQerrorMessage(c));
-        PQclear(r);
-    }
-    PQfinish(c);
-    if (rc != 0)
+    snprintf(path, sizeof path, "%s/db/seed/demo_switch.sql", dbt_src());
+    if (stack_exec_file(s, path) != 0 || stack_exec(s, sql) != 0)
         return -1;
 
     s->hsm_port = ts_free_port();
@@ -179,9 +160,7 @@ int stack_start(struct stack *s, const struct stack_opts *o)
         char n[16];
         snprintf(n, sizeof n, "%u", s->opts.wallets);
         const char *sargs[] = { "seed", "--wallets", n, "--db", s->conninfo, NULL };
-        pid_t p = ts_spawn("issuer-sim", sargs, s->issuer_log);
-        int st;
-        if (p <= 0 || waitpid(p, &st, 0) != p || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        if (ts_run("issuer-sim", sargs, s->issuer_log) != 0) {
             fprintf(stderr, "stack: issuer-sim seed failed (log %s)\n", s->issuer_log);
             return -1;
         }
@@ -229,6 +208,18 @@ int stack_stop(struct stack *s)
     return st;
 }
 
+int stack_setup(void **state, struct stack *s, const struct stack_opts *o)
+{
+    *state = s;
+    return stack_start(s, o);
+}
+
+int stack_teardown(void **state)
+{
+    int st = stack_stop(*state);
+    return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
 int stack_wait_journal_up(struct stack *s, int timeout_ms)
 {
     for (int waited = 0; waited <= timeout_ms; waited += 50) {
@@ -246,15 +237,7 @@ int stack_switch_db(struct stack *s, bool up)
              "ALTER ROLE %s %s; SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
              " WHERE usename = '%s' AND %s",
              s->switch_role, up ? "LOGIN" : "NOLOGIN", s->switch_role, up ? "false" : "true");
-    PGconn *c = dbt_connect(s->conninfo);
-    PGresult *r = c ? PQexec(c, sql) : NULL;
-    int rc = r && PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -1;
-    if (rc != 0)
-        fprintf(stderr, "stack: switch db %s: %s", up ? "up" : "down",
-                c ? PQerrorMessage(c) : "no connection\n");
-    PQclear(r);
-    PQfinish(c);
-    return rc;
+    return stack_exec(s, sql);
 }
 
 void stack_card_txn(struct sim_txn *x, enum sim_type type, const char *pan, uint64_t amount)
@@ -319,21 +302,63 @@ bool stack_log_has(const char *path, const char *needle, int timeout_ms)
     return false;
 }
 
+/* Writes msg with t's framing on fd. 0 or -1. */
+static int write_framed(int fd, struct sim_term *t, const uint8_t *msg, size_t len)
+{
+    uint8_t hdr[ISO_FRAME_MAX_HEADER];
+    int h = sim_frame_header(t, len, hdr);
+    return h >= 0 && ts_send_all(fd, hdr, (size_t)h) == 0 && ts_send_all(fd, msg, len) == 0 ? 0
+                                                                                            : -1;
+}
+
+/* Builds x as t sends it. 0, or -1 with the reason printed. */
+static int build(struct sim_term *t, const struct sim_txn *x, uint8_t *msg, size_t *len,
+                 struct sim_sent *sent)
+{
+    char err[256];
+    if (sim_term_build_request(t, x, msg, SIM_MSG_MAX, len, sent, err, sizeof err) == 0)
+        return 0;
+    fprintf(stderr, "stack: build: %s\n", err);
+    return -1;
+}
+
 int stack_send_nowait(struct stack *s, struct sim_term *t, const struct sim_txn *x,
                       struct sim_sent *sent)
 {
-    uint8_t msg[SIM_MSG_MAX], hdr[ISO_FRAME_MAX_HEADER];
+    uint8_t msg[SIM_MSG_MAX];
     size_t len;
-    char err[128];
-    if (sim_term_build_request(t, x, msg, sizeof msg, &len, sent, err, sizeof err) != 0)
+    if (build(t, x, msg, &len, sent) != 0)
         return -1;
-    int h = sim_frame_header(t, len, hdr);
-    int fd = h < 0 ? -1 : ts_connect(port_of(t->address), 5000);
-    if (fd >= 0 && (ts_send_all(fd, hdr, (size_t)h) != 0 || ts_send_all(fd, msg, len) != 0)) {
+    int fd = ts_connect(port_of(t->address), 5000);
+    if (fd >= 0 && write_framed(fd, t, msg, len) != 0) {
         close(fd);
         fd = -1;
     }
     return fd;
+}
+
+int stack_recv(int fd, struct sim_term *t, struct sim_resp *r)
+{
+    uint8_t buf[4096], arena[ISO_ARENA_FOR(4096)];
+    char err[256] = "";
+    ssize_t n = ts_recv_frame2(fd, buf, sizeof buf);
+    size_t off = t->framing == ISO_FRAME_TPDU ? ISO_TPDU_LEN : 0;
+    struct iso_msg m;
+    iso_msg_init(&m, arena, sizeof arena);
+    if (n > (ssize_t)off &&
+        sim_term_check_response(t, buf + off, (size_t)n - off, &m, r, err, sizeof err) == 0)
+        return 0;
+    fprintf(stderr, "stack: no valid answer (%zd bytes) %s\n", n, err);
+    return -1;
+}
+
+int stack_send_on(int fd, struct sim_term *t, const struct sim_txn *x, struct sim_resp *r)
+{
+    uint8_t msg[SIM_MSG_MAX];
+    size_t len;
+    if (build(t, x, msg, &len, NULL) != 0 || write_framed(fd, t, msg, len) != 0)
+        return -1;
+    return stack_recv(fd, t, r);
 }
 
 struct sim_term *stack_term(struct stack *s, const char *id)
@@ -355,24 +380,10 @@ void stack_txn(struct sim_txn *x, enum sim_type type, const char *pan, const cha
 int stack_send_raw(struct stack *s, struct sim_term *t, const uint8_t *msg, size_t len,
                    struct sim_resp *r)
 {
-    uint8_t hdr[ISO_FRAME_MAX_HEADER], buf[4096], arena[ISO_ARENA_FOR(4096)];
-    char err[256];
-    int h = sim_frame_header(t, len, hdr);
     int fd = ts_connect(port_of(t->address), 10000);
-    if (fd < 0 || h < 0)
+    if (fd < 0)
         return -1;
-    int rc = -1;
-    if (ts_send_all(fd, hdr, (size_t)h) == 0 && ts_send_all(fd, msg, len) == 0) {
-        ssize_t n = ts_recv_frame2(fd, buf, sizeof buf);
-        size_t off = t->framing == ISO_FRAME_TPDU ? ISO_TPDU_LEN : 0;
-        struct iso_msg m;
-        iso_msg_init(&m, arena, sizeof arena);
-        if (n > (ssize_t)off &&
-            sim_term_check_response(t, buf + off, (size_t)n - off, &m, r, err, sizeof err) == 0)
-            rc = 0;
-        else
-            fprintf(stderr, "stack: no valid answer (%zd bytes)\n", n);
-    }
+    int rc = write_framed(fd, t, msg, len) == 0 ? stack_recv(fd, t, r) : -1;
     close(fd);
     return rc;
 }
@@ -382,12 +393,53 @@ int stack_send(struct stack *s, struct sim_term *t, const struct sim_txn *x, str
 {
     uint8_t msg[SIM_MSG_MAX];
     size_t len;
-    char err[256];
-    if (sim_term_build_request(t, x, msg, sizeof msg, &len, sent, err, sizeof err) != 0) {
-        fprintf(stderr, "stack: build: %s\n", err);
+    if (build(t, x, msg, &len, sent) != 0)
         return -1;
-    }
     return stack_send_raw(s, t, msg, len, r);
+}
+
+const char *stack_rc(struct stack *s, const char *term, const struct sim_txn *x, struct sim_resp *r,
+                     struct sim_sent *sent)
+{
+    static struct sim_resp local;
+    if (!r)
+        r = &local;
+    struct sim_term *t = stack_term(s, term);
+    if (!t) {
+        fprintf(stderr, "stack: no terminal %s\n", term);
+        return "--";
+    }
+    return stack_send(s, t, x, r, sent) == 0 ? r->rc : "--";
+}
+
+const char *stack_rc_linked(struct stack *s, const char *term, const struct sim_txn *x,
+                            struct sim_resp *r, int timeout_ms)
+{
+    const char *rc = stack_rc(s, term, x, r, NULL);
+    for (int waited = 0; strcmp(rc, "91") == 0 && waited < timeout_ms; waited += 100) {
+        usleep(100000);
+        rc = stack_rc(s, term, x, r, NULL);
+    }
+    return rc;
+}
+
+const char *stack_purchase(struct stack *s, const char *term, const char *pan, uint64_t amount,
+                           struct sim_txn *x, struct sim_resp *r, struct sim_sent *sent)
+{
+    stack_card_txn(x, SIM_T_PURCHASE, pan, amount);
+    stack_fix_time(x);
+    return stack_rc(s, term, x, r, sent);
+}
+
+void stack_fix_time(struct sim_txn *x)
+{
+    x->now_us = (uint64_t)time(NULL) * 1000000u;
+}
+
+void stack_repeat_of(struct sim_txn *x, const char *mti, const struct sim_sent *sent)
+{
+    snprintf(x->mti, sizeof x->mti, "%s", mti);
+    x->stan = (uint32_t)atoi(sent->stan);
 }
 
 long long stack_scalar(struct stack *s, const char *sql)
@@ -408,22 +460,203 @@ int stack_wait_scalar(struct stack *s, const char *sql, long long want, int time
     return -1;
 }
 
-long long stack_metric(struct stack *s, const char *name)
+const char *stack_rows_sql(const char *table, const char *term, const struct sim_sent *sent,
+                           const char *where)
 {
-    static char body[65536];
-    char req[64], line[128];
-    int fd = ts_connect(s->metrics_port, 5000);
+    static char sql[600];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM %s WHERE terminal_id = '%s' AND stan = '%s'"
+             " AND transmission_time = '%s' AND (%s)",
+             table, term, sent->stan, sent->de7, where ? where : "true");
+    return sql;
+}
+
+int stack_exec(struct stack *s, const char *sql)
+{
+    PGconn *c = dbt_connect(s->conninfo);
+    int rc = c ? dbt_exec(c, sql) : -1;
+    PQfinish(c);
+    return rc;
+}
+
+int stack_exec_file(struct stack *s, const char *path)
+{
+    char *sql = ts_read_file(path, 0, NULL);
+    if (!sql) {
+        fprintf(stderr, "stack: cannot read %s\n", path);
+        return -1;
+    }
+    int rc = stack_exec(s, sql);
+    free(sql);
+    return rc;
+}
+
+int stack_settle(struct stack *s, int timeout_ms)
+{
+    static const char pending[] = "SELECT count(*) FROM switch.reversal_queue"
+                                  " WHERE state = 'pending'",
+                      inflight[] = "SELECT count(*) FROM switch.inflight";
+    for (int waited = 0; waited <= timeout_ms; waited += 100) {
+        if (stack_scalar(s, pending) == 0 && stack_scalar(s, inflight) == 0)
+            return 0;
+        usleep(100000);
+    }
+    fprintf(stderr,
+            "stack: not settled after %d ms: %lld reversals pending, %lld requests in"
+            " flight\n",
+            timeout_ms, stack_scalar(s, pending), stack_scalar(s, inflight));
+    return -1;
+}
+
+int stack_http_get(uint16_t port, const char *path, char *out, size_t cap)
+{
+    char req[128];
+    int fd = ts_connect(port, 5000);
     if (fd < 0)
         return -1;
-    int n = snprintf(req, sizeof req, "GET /metrics HTTP/1.0\r\n\r\n");
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\n\r\n", path);
     size_t got = 0;
     ssize_t r;
     if (ts_send_all(fd, req, (size_t)n) == 0)
-        while (got < sizeof body - 1 && (r = recv(fd, body + got, sizeof body - 1 - got, 0)) > 0)
+        while (got < cap - 1 && (r = recv(fd, out + got, cap - 1 - got, 0)) > 0)
             got += (size_t)r;
     close(fd);
-    body[got] = '\0';
+    out[got] = '\0';
+    return (int)got;
+}
+
+long long stack_metric(struct stack *s, const char *name)
+{
+    static char body[65536];
+    char line[128];
+    if (stack_http_get(s->metrics_port, "/metrics", body, sizeof body) < 0)
+        return -1;
     snprintf(line, sizeof line, "\n%s ", name);
     const char *p = strstr(body, line);
     return p ? atoll(p + strlen(line)) : -1;
+}
+
+struct stack_load_opts stack_load_under_faults(const char *tag)
+{
+    return (struct stack_load_opts){ .tag = tag,
+                                     .rate = 100,
+                                     .seconds = 6,
+                                     .connections = 4,
+                                     .record = true,
+                                     .timeout_ms = 1000,
+                                     .slots = 2048,
+                                     .reversal_deadline_s = 60,
+                                     .any_error_rate = true };
+}
+
+int stack_load_start(struct stack *s, const struct stack_load_opts *o, struct stack_load *l)
+{
+    char host[32], rate[16], seconds[16], conns[16], cards[16], state[400], timeout[16], slots[16],
+        deadline[16];
+    const char *args[40];
+    size_t n = 0;
+    snprintf(l->report, sizeof l->report, "%s/%s.json", s->dir, o->tag);
+    snprintf(l->out, sizeof l->out, "%s/%s.out", s->dir, o->tag);
+    snprintf(l->record, sizeof l->record, "%s/%s.record", s->dir, o->tag);
+    snprintf(state, sizeof state, "%s/%s", s->dir, o->state ? o->state : "acq-state");
+    snprintf(host, sizeof host, "127.0.0.1:%u", s->acq_port);
+    snprintf(rate, sizeof rate, "%u", o->rate);
+    snprintf(seconds, sizeof seconds, "%u", o->seconds);
+    snprintf(conns, sizeof conns, "%u", o->connections);
+    snprintf(cards, sizeof cards, "%u", s->opts.wallets);
+    args[n++] = "load";
+    args[n++] = "--host";
+    args[n++] = host;
+    args[n++] = "--rate";
+    args[n++] = rate;
+    args[n++] = "--duration";
+    args[n++] = seconds;
+    args[n++] = "--warmup";
+    args[n++] = o->warmup ? o->warmup : "0.5";
+    args[n++] = "--connections";
+    args[n++] = conns;
+    args[n++] = "--cards";
+    args[n++] = cards;
+    args[n++] = "--report";
+    args[n++] = l->report;
+    args[n++] = "--state-dir";
+    args[n++] = state;
+    if (o->load_terminals)
+        args[n++] = "--load-terminals";
+    if (o->record) {
+        args[n++] = "--record";
+        args[n++] = l->record;
+    }
+    if (o->timeout_ms) {
+        snprintf(timeout, sizeof timeout, "%u", o->timeout_ms);
+        args[n++] = "--timeout-ms";
+        args[n++] = timeout;
+    }
+    if (o->slots) {
+        snprintf(slots, sizeof slots, "%u", o->slots);
+        args[n++] = "--slots";
+        args[n++] = slots;
+    }
+    if (o->reversal_deadline_s) {
+        snprintf(deadline, sizeof deadline, "%u", o->reversal_deadline_s);
+        args[n++] = "--reversal-deadline";
+        args[n++] = deadline;
+    }
+    if (o->any_error_rate) {
+        args[n++] = "--max-error-rate";
+        args[n++] = "1";
+    }
+    if (!o->verbose)
+        args[n++] = "--quiet";
+    args[n] = NULL;
+    l->pid = ts_spawn("acquirer-sim", args, l->out);
+    return l->pid > 0 ? 0 : -1;
+}
+
+int stack_load_wait(struct stack_load *l, int timeout_ms)
+{
+    int st = ts_wait(l->pid, timeout_ms);
+    if (st == -1 && timeout_ms >= 0) {
+        fprintf(stderr, "stack: acquirer-sim load did not finish in time (see %s)\n", l->out);
+        ts_stop(l->pid, SIGKILL, 5000);
+        return -1;
+    }
+    int code = ts_exit_code(st);
+    if (code != 0)
+        fprintf(stderr, "stack: acquirer-sim load exited %d (see %s)\n", code, l->out);
+    return code;
+}
+
+int stack_load_run(struct stack *s, const struct stack_load_opts *o, struct stack_load *l)
+{
+    return stack_load_start(s, o, l) == 0 ? stack_load_wait(l, -1) : -1;
+}
+
+int stack_seed_load_terminals(struct stack *s, unsigned n)
+{
+    char path[400], count[16], loaded[32];
+    snprintf(path, sizeof path, "%s/load-seed.sql", s->dir);
+    snprintf(count, sizeof count, "%u", n);
+    snprintf(loaded, sizeof loaded, "\"terminals\":%u", 4 + n);
+    const char *args[] = { "load-seed", "--terminals", count, NULL };
+    unlink(path);
+    if (ts_run("acquirer-sim", args, path) != 0 || stack_exec_file(s, path) != 0 ||
+        kill(s->sw, SIGHUP) != 0)
+        return -1;
+    return stack_log_has(s->switch_log, loaded, 10000) ? 0 : -1;
+}
+
+int stack_reconcile(struct stack *s, const char *out, const char *const extra[])
+{
+    const char *args[32];
+    size_t n = 0;
+    args[n++] = "--switch-db";
+    args[n++] = s->conninfo;
+    args[n++] = "--issuer-db";
+    args[n++] = s->conninfo;
+    for (size_t i = 0; extra && extra[i] && n < 31; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    unlink(out);
+    return ts_run("atlas-reconcile", args, out);
 }

@@ -35,8 +35,18 @@ struct stack {
 int stack_start(struct stack *s, const struct stack_opts *o);
 /* Stops the processes (SIGTERM; returns switchd's wait status) and drops the database. */
 int stack_stop(struct stack *s);
+/* cmocka group fixtures for a test program whose tests share the stack s. The program's own
+ * group setup calls stack_setup with its options: it starts s and makes it the group's state;
+ * stack_teardown, its group teardown, stops it and fails the group (-1) unless switchd was
+ * still there at the end and stopped cleanly (its drain exits 0). */
+int stack_setup(void **state, struct stack *s, const struct stack_opts *o);
+int stack_teardown(void **state);
+
 /* (Re)starts switchd alone, e.g. after a crash test. */
 int stack_start_switch(struct stack *s);
+/* Ends switchd with sig (SIGKILL when it is still there 10 s later), then starts a new one:
+ * the wait status of the one that ended, or -1 when the new one did not come up. */
+int stack_restart_switch(struct stack *s, int sig);
 int stack_start_issuer(struct stack *s);
 /* (Re)starts hsm-sim on its port; fail, when not NULL, is its --fail fault. */
 int stack_start_hsm(struct stack *s, const char *fail);
@@ -58,6 +68,16 @@ void stack_txn(struct sim_txn *x, enum sim_type type, const char *pan, const cha
 
 /* SELECT returning one integer on the stack's database; -1 on error. */
 long long stack_scalar(struct stack *s, const char *sql);
+/* SQL counting the rows of table (switch.authorizations, switch.reversal_queue...) of the
+ * request terminal term sent as sent (its DE 11 and DE 7) that also match where (NULL: all),
+ * for stack_scalar and stack_wait_scalar. A static buffer, valid until the next call. */
+const char *stack_rows_sql(const char *table, const char *term, const struct sim_sent *sent,
+                           const char *where);
+/* Runs sql (one or more statements) on the stack's database. 0, or -1 with the error
+ * printed. */
+int stack_exec(struct stack *s, const char *sql);
+/* stack_exec of the contents of the file at path. */
+int stack_exec_file(struct stack *s, const char *path);
 /* Polls sql until it returns want (or timeout_ms passes). 0 when it did. */
 int stack_wait_scalar(struct stack *s, const char *sql, long long want, int timeout_ms);
 
@@ -80,6 +100,85 @@ bool stack_log_has(const char *path, const char *needle, int timeout_ms);
  * answer. Returns the socket (the caller closes it) or -1. */
 int stack_send_nowait(struct stack *s, struct sim_term *t, const struct sim_txn *x,
                       struct sim_sent *sent);
+/* Reads one answer of t on the connection fd and checks it (framing, MAC, fields) into r.
+ * 0, or -1 with the reason printed. */
+int stack_recv(int fd, struct sim_term *t, struct sim_resp *r);
+/* Sends x on the open connection fd of t and reads its answer: stack_send on a connection
+ * the caller holds. */
+int stack_send_on(int fd, struct sim_term *t, const struct sim_txn *x, struct sim_resp *r);
+
+/* stack_send on terminal term (by id): the answer's DE 39, or "--" when no valid answer
+ * came (the reason printed), so that a test can compare it with the code it wants. r and
+ * sent may be NULL; the string lives in r (or a static answer when r is NULL). */
+const char *stack_rc(struct stack *s, const char *term, const struct sim_txn *x, struct sim_resp *r,
+                     struct sim_sent *sent);
+/* stack_rc again every 100 ms while the answer is 91 (the issuer link is not up again yet,
+ * after a restart), for up to timeout_ms: the last answer's DE 39. */
+const char *stack_rc_linked(struct stack *s, const char *term, const struct sim_txn *x,
+                            struct sim_resp *r, int timeout_ms);
+/* A purchase of amount with pan's card (stack_card_txn) on term, its DE 7 fixed
+ * (stack_fix_time) so that it can be repeated: stack_rc's answer. The request in x, its answer
+ * in r, what was sent in sent (r and sent may be NULL). */
+const char *stack_purchase(struct stack *s, const char *term, const char *pan, uint64_t amount,
+                           struct sim_txn *x, struct sim_resp *r, struct sim_sent *sent);
+/* Gives x a fixed DE 7 (now), so that its repeats and resends carry the same. */
+void stack_fix_time(struct sim_txn *x);
+/* Makes x, which was sent as sent, its own repeat: MTI mti (0201, 0421...), the same
+ * DE 11 (and the same DE 7 when stack_fix_time fixed it). */
+void stack_repeat_of(struct sim_txn *x, const char *mti, const struct sim_sent *sent);
+
+/* Waits up to timeout_ms until the switch owes nothing: no reversal pending and nothing in
+ * flight. 0, or -1 with what is left printed. */
+int stack_settle(struct stack *s, int timeout_ms);
+
+/* GET path from 127.0.0.1:port over HTTP/1.0; the whole answer (status line, headers,
+ * body) into out, NUL-terminated. Its length, or -1 when nothing could be asked. */
+int stack_http_get(uint16_t port, const char *path, char *out, size_t cap);
+
+/* A run of `acquirer-sim load` against the stack's ascii87 listener, on as many cards as the
+ * stack seeded wallets. Its files are in the stack's directory, named for tag: tag.json (the
+ * report), tag.out (what it printed) and, with record, tag.record. */
+struct stack_load_opts {
+    const char *tag;
+    unsigned rate;      /* arrivals per second */
+    unsigned seconds;   /* --duration */
+    const char *warmup; /* seconds (NULL: 0.5) */
+    unsigned connections;
+    bool load_terminals; /* on the terminals stack_seed_load_terminals registered */
+    bool record;         /* --record tag.record */
+    unsigned timeout_ms, slots, reversal_deadline_s; /* 0: acquirer-sim's defaults */
+    bool any_error_rate; /* --max-error-rate 1: errors are the point of the run */
+    bool verbose;        /* without --quiet */
+    const char *state;   /* the terminals' state directory, in the stack's (NULL: acq-state) */
+};
+
+struct stack_load {
+    pid_t pid;
+    char report[400], out[400], record[400];
+};
+
+/* The options of a recorded run (tag names its files) of 6 s at 100/s on 4 connections that is
+ * to meet faults: requests time out after 1 s, reversals are owed for 60 s, and any error rate
+ * is accepted (errors are the point). */
+struct stack_load_opts stack_load_under_faults(const char *tag);
+
+/* Starts the run; l says where its files are. 0 or -1. */
+int stack_load_start(struct stack *s, const struct stack_load_opts *o, struct stack_load *l);
+/* Waits up to timeout_ms (-1: as long as it takes) for the run to end: its exit code,
+ * printed with the name of its output file when it is not 0; -1 when it had to be killed
+ * at the deadline. */
+int stack_load_wait(struct stack_load *l, int timeout_ms);
+/* stack_load_start, then stack_load_wait without a deadline. */
+int stack_load_run(struct stack *s, const struct stack_load_opts *o, struct stack_load *l);
+
+/* Registers n load terminals (`acquirer-sim load-seed`) and has switchd load them (SIGHUP):
+ * 0 once it serves them besides the 4 demo terminals, -1 otherwise. */
+int stack_seed_load_terminals(struct stack *s, unsigned n);
+
+/* Runs atlas-reconcile on the stack's database (both --switch-db and --issuer-db) with extra
+ * arguments (NULL-terminated; NULL for none), its output to out: its exit code, or -1 when it
+ * could not be started. */
+int stack_reconcile(struct stack *s, const char *out, const char *const extra[]);
 
 /* Cuts (up = false) or restores switchd's access to its database: its role
  * may no longer log in and its sessions are terminated, while issuer-sim and

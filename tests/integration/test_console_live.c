@@ -33,7 +33,7 @@ static int setup(void **state)
     }
     snprintf(sock, sizeof sock, "atlas-con-%d", (int)getpid());
     struct stack_opts o = { .issuer = true, .issuer_timeout_ms = 1500, .wallets = 16 };
-    if (stack_start(&S, &o) != 0)
+    if (stack_setup(state, &S, &o) != 0)
         return -1;
     snprintf(pane_file, sizeof pane_file, "%s/pane.txt", S.dir);
     return 0;
@@ -46,8 +46,7 @@ static int teardown(void **state)
     if (system(cmd) != 0) {
         /* already gone */
     }
-    stack_stop(&S);
-    return 0;
+    return stack_teardown(state);
 }
 
 /* The pane's text (wrapped lines joined, with its scrollback). Static buffer. */

@@ -23,6 +23,9 @@
 #include "db_internal.h" /* the spool reader, to inspect a spool file */
 #include "testsupport.h"
 
+/* A database no writer can reach: everything goes to the spool. */
+#define NO_DATABASE "host=/nonexistent-atlas port=1 dbname=x"
+
 /* ---- shared state for callbacks -------------------------------------------------------- */
 
 struct tally {
@@ -80,6 +83,134 @@ static char *spool_path(const char *tag)
     const char *dir = ts_tmpdir(tag);
     snprintf(path, sizeof path, "%s/journal.spool", dir ? dir : "/tmp");
     return path;
+}
+
+static struct event_base *new_base(void)
+{
+    struct event_base *b = event_base_new();
+    assert_non_null(b);
+    return b;
+}
+
+/* Runs the loop for ms. */
+static void run_for(struct event_base *base, int ms)
+{
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+}
+
+/* ---- one test's database and journal writer ------------------------------------------------ */
+
+/* What most tests need: a database of their own (migrated) with a side connection for checks,
+ * a loop, and a journal writer on them. */
+struct fx {
+    char conninfo[256];
+    PGconn *c;
+    struct event_base *base;
+    struct db_journal *j;
+};
+
+/* A fresh database named for tag, with setup (SQL; NULL for none) run on it; the side
+ * connection and the loop. */
+static void fx_open(struct fx *f, const char *tag, const char *setup)
+{
+    memset(f, 0, sizeof *f);
+    const char *ci = dbt_create(tag);
+    assert_non_null(ci);
+    snprintf(f->conninfo, sizeof f->conninfo, "%s", ci);
+    f->c = dbt_connect(f->conninfo);
+    assert_non_null(f->c);
+    if (setup)
+        assert_int_equal(dbt_exec(f->c, setup), 0);
+    f->base = new_base();
+}
+
+/* Starts the journal writer of f with o: on f's database unless o names one, with a spool of
+ * its own named for tag unless o names one. */
+static void fx_journal(struct fx *f, struct db_journal_opts *o, const char *tag)
+{
+    if (!o->conninfo)
+        o->conninfo = f->conninfo;
+    if (!o->spool_path)
+        o->spool_path = spool_path(tag);
+    assert_int_equal(db_journal_new(f->base, o, &f->j), 0);
+}
+
+/* Frees the writer and the loop, closes the side connection, drops the database. */
+static void fx_close(struct fx *f)
+{
+    if (f->j)
+        db_journal_free(f->j);
+    if (f->base)
+        event_base_free(f->base);
+    PQfinish(f->c);
+    if (f->conninfo[0])
+        dbt_drop(f->conninfo);
+}
+
+/* Submits records 0..n-1 of run to j in order, each with its callback (cbs has room for n)
+ * counting on t. 0, or what db_journal_submit said of the first one it refused. (No cmocka
+ * assertion here: forked writers call it too.) */
+static int submit_n(struct db_journal *j, struct tally *t, struct tcb *cbs, unsigned run,
+                    unsigned n)
+{
+    struct db_auth_record rec;
+    for (unsigned i = 0; i < n; i++) {
+        dbt_record(&rec, run, i);
+        cbs[i] = (struct tcb){ .t = t, .seq = i };
+        memcpy(cbs[i].stan, rec.stan, 7);
+        int rc = db_journal_submit(j, &rec, tally_cb, &cbs[i]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Every record of the spool file at path, in order, in a fresh array the caller frees; their
+ * count in *n. The file must end cleanly after them. */
+static struct db_auth_record *spooled(const char *path, unsigned *n)
+{
+    struct spool_reader rd;
+    unsigned cap = 64;
+    struct db_auth_record *recs = malloc(cap * sizeof *recs);
+    enum spool_read_status rs;
+    assert_non_null(recs);
+    assert_int_equal(spool_reader_open(&rd, path), 0);
+    *n = 0;
+    while ((rs = spool_reader_next(&rd, &recs[*n])) == SPOOL_READ_OK) {
+        if (++*n == cap) {
+            recs = realloc(recs, (cap *= 2) * sizeof *recs);
+            assert_non_null(recs);
+        }
+    }
+    spool_reader_close(&rd);
+    assert_int_equal(rs, SPOOL_READ_END);
+    return recs;
+}
+
+/* Runs child(fd, arg) in a forked process, which writes one line on fd and exits: that line
+ * into buf, and the child's wait status. */
+static int in_child(void (*child)(int fd, void *arg), void *arg, char *buf, size_t cap)
+{
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        child(pfd[1], arg);
+        _exit(0);
+    }
+    close(pfd[1]);
+    FILE *f = fdopen(pfd[0], "r");
+    assert_non_null(f);
+    buf[0] = '\0';
+    assert_non_null(fgets(buf, (int)cap, f));
+    fclose(f);
+    int st = ts_wait(pid, -1);
+    assert_int_not_equal(st, -1);
+    return st;
 }
 
 /* ---- migrations ------------------------------------------------------------------------- */
@@ -162,88 +293,61 @@ static void test_migrate_twice_and_check(void **state)
 
 /* ---- journal: batching, ordering, commit before callback ---------------------------------- */
 
-static struct event_base *new_base(void)
-{
-    struct event_base *b = event_base_new();
-    assert_non_null(b);
-    return b;
-}
-
 static void test_batching_order_commit(void **state)
 {
-    const char *ci = dbt_create("batch");
-    assert_non_null(ci);
-    char conninfo[256];
-    snprintf(conninfo, sizeof conninfo, "%s", ci);
-    struct event_base *base = new_base();
-    struct db_journal_opts o = { .conninfo = conninfo,
-                                 .spool_path = spool_path("batch"),
-                                 .connections = 1,
-                                 .batch_max = 50,
-                                 .batch_delay_us = 2000 };
-    struct db_journal *j = NULL;
-    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    struct fx f;
+    fx_open(&f, "batch", NULL);
+    struct db_journal_opts o = { .connections = 1, .batch_max = 50, .batch_delay_us = 2000 };
+    fx_journal(&f, &o, "batch");
 
     enum { N = 2000 };
     static struct tcb cbs[N];
-    struct tally t = { .expected = N, .in_order = true, .acq = "ACQ1" };
-    t.checker = dbt_connect(conninfo);
-    assert_non_null(t.checker);
-    struct db_auth_record rec;
-    for (unsigned i = 0; i < N; i++) {
-        dbt_record(&rec, 1, i);
-        cbs[i] = (struct tcb){ .t = &t, .seq = i };
-        memcpy(cbs[i].stan, rec.stan, 7);
-        assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[i]), 0);
-    }
+    struct tally t = { .expected = N, .in_order = true, .acq = "ACQ1", .checker = f.c };
+    assert_int_equal(submit_n(f.j, &t, cbs, 1, N), 0);
     /* Nothing is acknowledged before the loop has run (no commit yet). */
     assert_int_equal(t.calls, 0);
-    assert_int_equal(dbt_run_until(base, all_called, &t, 60000), 0);
+    assert_int_equal(dbt_run_until(f.base, all_called, &t, 60000), 0);
     assert_int_equal(t.ok, N);
     assert_int_equal(t.invisible, 0); /* every callback came after its row was visible */
     assert_int_equal(t.visible_checked, N);
     assert_true(t.in_order); /* one connection: batches commit in submission order */
     struct db_journal_stats st;
-    db_journal_get_stats(j, &st);
+    db_journal_get_stats(f.j, &st);
     assert_int_equal(st.committed, N);
     assert_true(st.batches >= N / 50 && st.batches < N); /* records really were batched */
     /* Rows were inserted in submission order: in this fresh partition, written by one
      * connection with no deletes, heap order (ctid) is insertion order. */
-    assert_int_equal(dbt_scalar(t.checker, "SELECT count(*) FROM (SELECT stan, lag(stan) OVER"
-                                           " (ORDER BY ctid) AS prev FROM"
-                                           " switch.authorizations) s WHERE prev > stan"),
+    assert_int_equal(dbt_scalar(f.c, "SELECT count(*) FROM (SELECT stan, lag(stan) OVER"
+                                     " (ORDER BY ctid) AS prev FROM"
+                                     " switch.authorizations) s WHERE prev > stan"),
                      0);
     /* Column values arrive intact. */
-    assert_int_equal(dbt_scalar(t.checker, "SELECT count(*) FROM switch.authorizations WHERE"
-                                           " stan = '000007' AND amount_minor = 1007 AND"
-                                           " currency = 504 AND pan_masked = '476173******0119'"
-                                           " AND outcome = 'approved' AND mti_class = '020'"
-                                           " AND octet_length(pan_hmac) = 32 AND rrn ="
-                                           " '000000000007' AND lat_issuer_us = 900"
-                                           " AND lat_pin_us IS NULL"),
+    assert_int_equal(dbt_scalar(f.c, "SELECT count(*) FROM switch.authorizations WHERE"
+                                     " stan = '000007' AND amount_minor = 1007 AND"
+                                     " currency = 504 AND pan_masked = '476173******0119'"
+                                     " AND outcome = 'approved' AND mti_class = '020'"
+                                     " AND octet_length(pan_hmac) = 32 AND rrn ="
+                                     " '000000000007' AND lat_issuer_us = 900"
+                                     " AND lat_pin_us IS NULL"),
                      1);
 
     /* A replayed record (same identity) is harmless: acknowledged, not duplicated; a repeat
      * MTI (0201) folds onto its original. A reversal (0420) with the same identity is a row of
      * its own. */
-    PGconn *checker = t.checker;
-    t = (struct tally){ .expected = 3, .in_order = true, .acq = "ACQ1", .checker = checker };
+    t = (struct tally){ .expected = 3, .in_order = true, .acq = "ACQ1", .checker = f.c };
+    struct db_auth_record rec;
     dbt_record(&rec, 1, 5);
     cbs[0] = (struct tcb){ .t = &t };
-    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[0]), 0);
+    assert_int_equal(db_journal_submit(f.j, &rec, tally_cb, &cbs[0]), 0);
     memcpy(rec.mti, "0201", 5);
-    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[0]), 0);
+    assert_int_equal(db_journal_submit(f.j, &rec, tally_cb, &cbs[0]), 0);
     memcpy(rec.mti, "0420", 5);
     memcpy(rec.original_stan, "000005", 7);
-    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[0]), 0);
-    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
+    assert_int_equal(db_journal_submit(f.j, &rec, tally_cb, &cbs[0]), 0);
+    assert_int_equal(dbt_run_until(f.base, all_called, &t, 30000), 0);
     assert_int_equal(t.ok, 3);
-    assert_int_equal(dbt_scalar(t.checker, "SELECT count(*) FROM switch.authorizations"), N + 1);
-
-    PQfinish(t.checker);
-    db_journal_free(j);
-    event_base_free(base);
-    dbt_drop(conninfo);
+    assert_int_equal(dbt_scalar(f.c, "SELECT count(*) FROM switch.authorizations"), N + 1);
+    fx_close(&f);
 }
 
 /* ---- validation, backpressure --------------------------------------------------------------- */
@@ -255,21 +359,16 @@ static void on_drain(void *arg)
 
 static void test_validation_and_backpressure(void **state)
 {
-    const char *ci = dbt_create("bp");
-    assert_non_null(ci);
-    char conninfo[256];
-    snprintf(conninfo, sizeof conninfo, "%s", ci);
-    struct event_base *base = new_base();
+    struct fx f;
+    fx_open(&f, "bp", NULL);
     unsigned drained = 0;
-    struct db_journal_opts o = { .conninfo = conninfo,
-                                 .spool_path = spool_path("bp"),
-                                 .batch_max = 16,
+    struct db_journal_opts o = { .batch_max = 16,
                                  .queue_max = 64,
                                  .queue_low = 8,
                                  .on_drain = on_drain,
                                  .drain_arg = &drained };
-    struct db_journal *j = NULL;
-    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    fx_journal(&f, &o, "bp");
+    struct db_journal *j = f.j;
     struct db_auth_record rec;
     struct db_error err;
     struct tally t = { .expected = 64, .in_order = true };
@@ -300,16 +399,14 @@ static void test_validation_and_backpressure(void **state)
     assert_true(db_journal_saturated(j));
     dbt_record(&rec, 2, 64);
     assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cb), DB_E_FULL);
-    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
+    assert_int_equal(dbt_run_until(f.base, all_called, &t, 30000), 0);
     assert_int_equal(t.ok, 64);
     assert_int_equal(drained, 1);
     assert_false(db_journal_saturated(j));
     assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cb), 0);
     t.expected++;
-    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
-    db_journal_free(j);
-    event_base_free(base);
-    dbt_drop(conninfo);
+    assert_int_equal(dbt_run_until(f.base, all_called, &t, 30000), 0);
+    fx_close(&f);
 }
 
 /* ---- a record the database refuses; drain ------------------------------------------------ */
@@ -321,62 +418,42 @@ static void drain_done(void *arg)
 
 static void test_refused_record_and_drain(void **state)
 {
-    const char *ci = dbt_create("refuse");
-    assert_non_null(ci);
-    char conninfo[256];
-    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    struct fx f;
     /* A trigger makes the database refuse one record that passes the writer's own checks. */
-    PGconn *c = dbt_connect(conninfo);
-    assert_non_null(c);
-    PGresult *r = PQexec(c, "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$"
-                            " BEGIN IF NEW.stan = '000013' THEN RAISE EXCEPTION 'refused'"
-                            " USING ERRCODE = '23514'; END IF; RETURN NEW; END $$;"
-                            " CREATE TRIGGER refuse BEFORE INSERT ON switch.authorizations"
-                            " FOR EACH ROW EXECUTE FUNCTION refuse()");
-    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-    PQclear(r);
-
-    struct event_base *base = new_base();
-    struct db_journal_opts o = { .conninfo = conninfo,
-                                 .spool_path = spool_path("refuse"),
-                                 .connections = 2,
+    fx_open(&f, "refuse",
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN IF NEW.stan = '000013' THEN RAISE EXCEPTION 'refused'"
+            " USING ERRCODE = '23514'; END IF; RETURN NEW; END $$;"
+            " CREATE TRIGGER refuse BEFORE INSERT ON switch.authorizations"
+            " FOR EACH ROW EXECUTE FUNCTION refuse()");
+    struct db_journal_opts o = { .connections = 2,
                                  .batch_max = 32,
                                  .batch_delay_us = 100000 /* long: drain must not wait for it */ };
-    struct db_journal *j = NULL;
-    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    fx_journal(&f, &o, "refuse");
     enum { N = 50 };
     static struct tcb cbs[N];
     struct tally t = { .expected = N, .in_order = true };
     struct db_auth_record rec;
-    for (unsigned i = 0; i < N; i++) {
-        dbt_record(&rec, 3, i);
-        cbs[i] = (struct tcb){ .t = &t, .seq = i };
-        assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[i]), 0);
-    }
+    assert_int_equal(submit_n(f.j, &t, cbs, 3, N), 0);
     /* Drain: everything queued is flushed (not waiting for batch_delay_us), then done fires;
      * afterwards submit is refused. */
     unsigned drained = 0;
-    db_journal_drain(j, drain_done, &drained);
+    db_journal_drain(f.j, drain_done, &drained);
     dbt_record(&rec, 3, 99);
-    assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[0]), DB_E_CLOSED);
-    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
+    assert_int_equal(db_journal_submit(f.j, &rec, tally_cb, &cbs[0]), DB_E_CLOSED);
+    assert_int_equal(dbt_run_until(f.base, all_called, &t, 30000), 0);
     assert_int_equal(t.ok, N - 1); /* the rest of the refused batch still committed */
     assert_int_equal(t.failed, 1); /* only the culprit failed */
     struct db_journal_stats st;
-    db_journal_get_stats(j, &st);
+    db_journal_get_stats(f.j, &st);
     assert_int_equal(st.failed, 1);
     assert_int_equal(st.queued, 0);
-    struct timeval tv = { 0, 50000 };
-    event_base_loopexit(base, &tv);
-    event_base_dispatch(base);
+    run_for(f.base, 50);
     assert_int_equal(drained, 1);
-    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.authorizations"), N - 1);
+    assert_int_equal(dbt_scalar(f.c, "SELECT count(*) FROM switch.authorizations"), N - 1);
     assert_int_equal(
-        dbt_scalar(c, "SELECT count(*) FROM switch.authorizations WHERE stan = '000013'"), 0);
-    db_journal_free(j);
-    event_base_free(base);
-    PQfinish(c);
-    dbt_drop(conninfo);
+        dbt_scalar(f.c, "SELECT count(*) FROM switch.authorizations WHERE stan = '000013'"), 0);
+    fx_close(&f);
 }
 
 /* ---- drain while the database is down; an unusable spool ---------------------------------- */
@@ -391,27 +468,20 @@ static void test_drain_while_down(void **state)
     struct db_journal_opts bad = { .spool_path = "/nonexistent-atlas-dir/j.spool" };
     assert_int_equal(db_journal_new(base, &bad, &j), DB_E_SPOOL);
 
-    struct db_journal_opts o = { .conninfo = "host=/nonexistent-atlas port=1 dbname=x",
+    struct db_journal_opts o = { .conninfo = NO_DATABASE,
                                  .spool_path = spool,
                                  .batch_delay_us = 500000 };
     assert_int_equal(db_journal_new(base, &o, &j), 0);
     enum { N = 300 };
     static struct tcb cbs[N];
     struct tally t = { .expected = N, .in_order = true };
-    struct db_auth_record rec;
-    for (unsigned i = 0; i < N; i++) {
-        dbt_record(&rec, 4, i);
-        cbs[i] = (struct tcb){ .t = &t, .seq = i };
-        assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[i]), 0);
-    }
+    assert_int_equal(submit_n(j, &t, cbs, 4, N), 0);
     unsigned drained = 0;
     db_journal_drain(j, drain_done, &drained);
     assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
     assert_int_equal(t.spooled, N);
     assert_int_equal(t.failed, 0);
-    struct timeval tv = { 0, 50000 };
-    event_base_loopexit(base, &tv);
-    event_base_dispatch(base);
+    run_for(base, 50);
     assert_int_equal(drained, 1);
     struct db_journal_stats st;
     db_journal_get_stats(j, &st);
@@ -421,17 +491,15 @@ static void test_drain_while_down(void **state)
     event_base_free(base);
 
     /* The spool holds every record, in submission order. */
-    struct spool_reader rd;
-    assert_int_equal(spool_reader_open(&rd, spool), 0);
-    unsigned n = 0;
-    while (spool_reader_next(&rd, &rec) == SPOOL_READ_OK) {
-        char want[7];
-        snprintf(want, sizeof want, "%06u", n);
-        assert_string_equal(rec.stan, want);
-        n++;
-    }
-    spool_reader_close(&rd);
+    unsigned n;
+    struct db_auth_record *recs = spooled(spool, &n);
     assert_int_equal(n, N);
+    for (unsigned i = 0; i < n; i++) {
+        char want[12];
+        snprintf(want, sizeof want, "%06u", i);
+        assert_string_equal(recs[i].stan, want);
+    }
+    free(recs);
     unlink(spool);
 }
 
@@ -462,6 +530,26 @@ static bool q_done(void *arg)
     return ((struct qres *)arg)->done;
 }
 
+/* Runs the n statements (one transaction) on c and waits for their answer. */
+static struct qres exec_wait(struct db_client *c, struct event_base *base,
+                             const struct db_stmt *stmts, unsigned n)
+{
+    struct qres q = { 0 };
+    assert_int_equal(db_exec(c, stmts, n, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    return q;
+}
+
+/* The same for one statement given as sql with nparams values. */
+static struct qres query_wait(struct db_client *c, struct event_base *base, const char *sql,
+                              int nparams, const char *const *values)
+{
+    struct qres q = { 0 };
+    assert_int_equal(db_query(c, sql, nparams, values, q_cb, &q), 0);
+    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    return q;
+}
+
 static void test_client_and_error_mapping(void **state)
 {
     /* The table: one place, exact codes before classes. */
@@ -475,12 +563,10 @@ static void test_client_and_error_mapping(void **state)
     assert_int_equal(db_action_for("42601"), DB_ACTION_FAIL);
     assert_int_equal(db_action_for("22P02"), DB_ACTION_FAIL);
 
-    const char *ci = dbt_create("cli");
-    assert_non_null(ci);
-    char conninfo[256];
-    snprintf(conninfo, sizeof conninfo, "%s", ci);
-    struct event_base *base = new_base();
-    struct db_client_opts o = { .conninfo = conninfo, .connections = 2 };
+    struct fx f;
+    fx_open(&f, "cli", NULL);
+    struct event_base *base = f.base;
+    struct db_client_opts o = { .conninfo = f.conninfo, .connections = 2 };
     struct db_client *c = NULL;
     assert_int_equal(db_client_new(base, &o, &c), 0);
     assert_int_equal(db_client_prepare(c, "wallet_balance",
@@ -489,7 +575,6 @@ static void test_client_and_error_mapping(void **state)
                      0);
 
     /* Set up one wallet with 1000 through the ledger. */
-    struct qres q = { 0 };
     const char *hmac = "abababababababababababababababababababababababababababababababab";
     const char *p1[] = { hmac };
     struct db_stmt setup[] = {
@@ -505,8 +590,7 @@ static void test_client_and_error_mapping(void **state)
           .values = p1 },
         { .prepared = "wallet_balance", .nparams = 1, .values = p1 },
     };
-    assert_int_equal(db_exec(c, setup, 3, q_cb, &q), 0);
-    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    struct qres q = exec_wait(c, base, setup, 3);
     assert_int_equal(q.err.code, 0);
     assert_int_equal(q.v[2], 1000);
 
@@ -524,17 +608,13 @@ static void test_client_and_error_mapping(void **state)
           .values = debit_sql },
         { .prepared = "wallet_balance", .nparams = 1, .values = p1 },
     };
-    q = (struct qres){ 0 };
-    assert_int_equal(db_exec(c, debit, 3, q_cb, &q), 0);
-    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    q = exec_wait(c, base, debit, 3);
     assert_int_equal(q.err.code, 0);
     assert_int_equal(q.v[2], 700);
 
     /* The same request again: the ledger's request_key refuses a second debit (23505, FAIL),
      * and the whole transaction is rolled back. */
-    q = (struct qres){ 0 };
-    assert_int_equal(db_exec(c, debit, 3, q_cb, &q), 0);
-    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    q = exec_wait(c, base, debit, 3);
     assert_int_equal(q.err.code, DB_E_SQL);
     assert_string_equal(q.err.sqlstate, "23505");
     assert_int_equal(q.err.action, DB_ACTION_FAIL);
@@ -542,9 +622,7 @@ static void test_client_and_error_mapping(void **state)
     /* An overdraft is refused by the wallet's CHECK (23514) and rolls everything back. */
     const char *big[] = { hmac, "-5000", "pur:2" };
     debit[1].values = big;
-    q = (struct qres){ 0 };
-    assert_int_equal(db_exec(c, debit, 3, q_cb, &q), 0);
-    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    q = exec_wait(c, base, debit, 3);
     assert_string_equal(q.err.sqlstate, "23514");
     assert_null(strstr(q.err.message, "476173")); /* no row data in the message */
 
@@ -557,15 +635,11 @@ static void test_client_and_error_mapping(void **state)
                                    " wallet.wallets WHERE pan_hmac = decode($1, 'hex')",
                             .nparams = 3,
                             .values = hold_p };
-    q = (struct qres){ 0 };
-    assert_int_equal(db_exec(c, &hold, 1, q_cb, &q), 0);
-    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    q = exec_wait(c, base, &hold, 1);
     assert_int_equal(q.err.code, 0);
     const char *d500[] = { hmac, "-500", "pur:3" };
     debit[1].values = d500;
-    q = (struct qres){ 0 };
-    assert_int_equal(db_exec(c, debit, 3, q_cb, &q), 0);
-    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    q = exec_wait(c, base, debit, 3);
     assert_string_equal(q.err.sqlstate, "23514");
     const char *rel_p[] = { "hold:1" };
     struct db_stmt release = { .sql = "UPDATE wallet.holds SET status = 'released',"
@@ -573,51 +647,34 @@ static void test_client_and_error_mapping(void **state)
                                .nparams = 1,
                                .values = rel_p };
     struct db_stmt release_then_debit[] = { release, debit[1], debit[2] };
-    q = (struct qres){ 0 };
-    assert_int_equal(db_exec(c, release_then_debit, 3, q_cb, &q), 0);
-    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    q = exec_wait(c, base, release_then_debit, 3);
     assert_int_equal(q.err.code, 0);
     assert_int_equal(q.v[2], 200);
 
     /* Syntax errors and bad input map to FAIL; the pool keeps working afterwards. */
-    q = (struct qres){ 0 };
-    assert_int_equal(db_query(c, "SELEC 1", 0, NULL, q_cb, &q), 0);
-    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    q = query_wait(c, base, "SELEC 1", 0, NULL);
     assert_string_equal(q.err.sqlstate, "42601");
-    q = (struct qres){ 0 };
     const char *bad[] = { "notanumber" };
-    assert_int_equal(db_query(c, "SELECT $1::int", 1, bad, q_cb, &q), 0);
-    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    q = query_wait(c, base, "SELECT $1::int", 1, bad);
     assert_string_equal(q.err.sqlstate, "22P02");
     assert_int_equal(q.err.action, DB_ACTION_FAIL);
 
     /* Balance unchanged by the failed attempts; ledger and balance agree. */
-    q = (struct qres){ 0 };
-    assert_int_equal(db_exec(c, &setup[2], 1, q_cb, &q), 0);
-    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    q = exec_wait(c, base, &setup[2], 1);
     assert_int_equal(q.v[0], 200);
-    q = (struct qres){ 0 };
-    assert_int_equal(
-        db_query(c, "SELECT count(*) FROM wallet.invariant_violations", 0, NULL, q_cb, &q), 0);
-    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    q = query_wait(c, base, "SELECT count(*) FROM wallet.invariant_violations", 0, NULL);
     assert_int_equal(q.v[0], 0);
 
     /* A statement killed by admin shutdown maps to a connection error; the client reconnects. */
-    q = (struct qres){ 0 };
-    assert_int_equal(
-        db_query(c, "SELECT pg_terminate_backend(pg_backend_pid())", 0, NULL, q_cb, &q), 0);
-    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    q = query_wait(c, base, "SELECT pg_terminate_backend(pg_backend_pid())", 0, NULL);
     assert_int_equal(q.err.code, DB_E_CONN);
     assert_int_equal(q.err.action, DB_ACTION_RECONNECT);
-    q = (struct qres){ 0 };
-    assert_int_equal(db_query(c, "SELECT 42", 0, NULL, q_cb, &q), 0);
-    assert_int_equal(dbt_run_until(base, q_done, &q, 30000), 0);
+    q = query_wait(c, base, "SELECT 42", 0, NULL);
     assert_int_equal(q.err.code, 0);
     assert_int_equal(q.v[0], 42);
 
     db_client_free(c);
-    event_base_free(base);
-    dbt_drop(conninfo);
+    fx_close(&f);
 }
 
 /* ---- load driver shared by the failure tests ------------------------------------------------ */
@@ -719,29 +776,26 @@ static pid_t spawn_shell(const char *script)
 
 static void test_terminate_backend_mid_batch(void **state)
 {
-    const char *ci = dbt_create("kill");
-    assert_non_null(ci);
-    char conninfo[256], jci[300];
-    snprintf(conninfo, sizeof conninfo, "%s", ci);
-    snprintf(jci, sizeof jci, "%s application_name=atlas_journal_kill", conninfo);
-    struct load l = { .base = new_base() };
+    struct fx f;
+    fx_open(&f, "kill", NULL);
+    char jci[300];
+    snprintf(jci, sizeof jci, "%s application_name=atlas_journal_kill", f.conninfo);
     struct db_journal_opts o = { .conninfo = jci,
-                                 .spool_path = spool_path("kill"),
                                  .connections = 3,
                                  .batch_max = 64,
                                  .reconnect_min_ms = 20,
                                  .reconnect_max_ms = 200 };
-    assert_int_equal(db_journal_new(l.base, &o, &l.j), 0);
+    fx_journal(&f, &o, "kill");
+    struct load l = { .base = f.base, .j = f.j };
     enum { N = 30000 };
     load_start(&l, N, 40, 7);
     /* Meanwhile: terminate the writer's backends several times. */
     char script[1200];
-    const char *psql_env = getenv("PGHOST") ? "" : "";
     snprintf(script, sizeof script,
-             "%sfor i in 1 2 3 4 5; do sleep 0.15; psql -X -q -d %s -c \"SELECT"
+             "for i in 1 2 3 4 5; do sleep 0.15; psql -X -q -d %s -c \"SELECT"
              " pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name ="
              " 'atlas_journal_kill'\" >/dev/null 2>&1; done",
-             psql_env, conninfo + 7);
+             f.conninfo + 7);
     l.helper = spawn_shell(script);
     assert_true(l.helper > 0);
     assert_int_equal(dbt_run_until(l.base, load_finished, &l, 120000), 0);
@@ -752,10 +806,10 @@ static void test_terminate_backend_mid_batch(void **state)
     print_message("kill: ok=%u spooled=%u replayed=%llu batches=%llu\n", l.t.ok, l.t.spooled,
                   (unsigned long long)st.replayed, (unsigned long long)st.batches);
     load_stop(&l);
-    db_journal_free(l.j);
-    event_base_free(l.base);
-    assert_exactly_once(conninfo, 7, N);
-    dbt_drop(conninfo);
+    db_journal_free(f.j);
+    f.j = NULL;
+    assert_exactly_once(f.conninfo, 7, N);
+    fx_close(&f);
 }
 
 /* ---- server stopped and restarted under load (private cluster) ----------------------------- */
@@ -764,24 +818,10 @@ static void test_server_restart_under_load(void **state)
 {
     const char *dir = ts_tmpdir("pgpriv");
     assert_non_null(dir);
-    char data[600], pgsh[1200], envs[1400], cmd[8192];
-    snprintf(data, sizeof data, "%s/pg", dir);
-    snprintf(pgsh, sizeof pgsh, "%s/db/pg.sh", dbt_src());
-    uint16_t port = ts_free_port();
-    snprintf(envs, sizeof envs, "ATLAS_PGDATA='%s' ATLAS_PGPORT=%u", data, port);
-    snprintf(cmd, sizeof cmd, "%s '%s' start >/dev/null", envs, pgsh);
-    assert_int_equal(system(cmd), 0);
-    /* Where the private cluster really lives (pg.sh may fall back to /tmp). */
-    char host[700] = "";
-    snprintf(cmd, sizeof cmd, "%s '%s' env | sed -n \"s/^export PGHOST='\\(.*\\)'$/\\1/p\"", envs,
-             pgsh);
-    FILE *f = popen(cmd, "r");
-    assert_non_null(f);
-    assert_non_null(fgets(host, sizeof host, f));
-    pclose(f);
-    host[strcspn(host, "\n")] = '\0';
-    char conninfo[900];
-    snprintf(conninfo, sizeof conninfo, "host=%s port=%u dbname=atlas", host, port);
+    char cmd[8192];
+    static struct dbt_cluster pg;
+    assert_int_equal(dbt_cluster_start(&pg, dir, false), 0);
+    const char *conninfo = pg.conninfo;
     PGconn *c = dbt_connect(conninfo);
     assert_non_null(c);
     char mdir[1024];
@@ -801,8 +841,8 @@ static void test_server_restart_under_load(void **state)
     enum { N = 40000 };
     load_start(&l, N, 30, 9);
     snprintf(cmd, sizeof cmd,
-             "sleep 0.3; %s '%s' stop >/dev/null; sleep 1; %s '%s' start >/dev/null", envs, pgsh,
-             envs, pgsh);
+             "sleep 0.3; %s '%s' stop >/dev/null; sleep 1; %s '%s' start >/dev/null", pg.env,
+             pg.pgsh, pg.env, pg.pgsh);
     l.helper = spawn_shell(cmd);
     assert_int_equal(dbt_run_until(l.base, load_finished, &l, 180000), 0);
     assert_true(WIFEXITED(l.helper_status) && WEXITSTATUS(l.helper_status) == 0);
@@ -818,9 +858,8 @@ static void test_server_restart_under_load(void **state)
     db_journal_free(l.j);
     event_base_free(l.base);
     assert_exactly_once(conninfo, 9, N);
-    snprintf(cmd, sizeof cmd, "%s '%s' stop >/dev/null", envs, pgsh);
-    assert_int_equal(system(cmd), 0);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", host, dir);
+    assert_int_equal(dbt_cluster_ctl(&pg, "stop"), 0);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", pg.host, dir);
     (void)system(cmd);
 }
 
@@ -828,127 +867,98 @@ static void test_server_restart_under_load(void **state)
 
 static void test_hung_server_batch_timeout(void **state)
 {
-    const char *ci = dbt_create("hang");
-    assert_non_null(ci);
-    char conninfo[256];
-    snprintf(conninfo, sizeof conninfo, "%s", ci);
-    PGconn *c = dbt_connect(conninfo);
-    assert_non_null(c);
+    struct fx f;
     /* While hang.on is true, every insert into the journal stalls for 2 s. */
-    PGresult *r = PQexec(c, "CREATE TABLE hang (on_ boolean); INSERT INTO hang VALUES (true);"
-                            " CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$"
-                            " BEGIN IF (SELECT on_ FROM hang) THEN PERFORM pg_sleep(2); END IF;"
-                            " RETURN NEW; END $$;"
-                            " CREATE TRIGGER stall BEFORE INSERT ON switch.authorizations"
-                            " FOR EACH STATEMENT EXECUTE FUNCTION stall()");
-    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-    PQclear(r);
-    struct event_base *base = new_base();
-    struct db_journal_opts o = { .conninfo = conninfo,
-                                 .spool_path = spool_path("hang"),
-                                 .connections = 1,
+    fx_open(&f, "hang",
+            "CREATE TABLE hang (on_ boolean); INSERT INTO hang VALUES (true);"
+            " CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN IF (SELECT on_ FROM hang) THEN PERFORM pg_sleep(2); END IF;"
+            " RETURN NEW; END $$;"
+            " CREATE TRIGGER stall BEFORE INSERT ON switch.authorizations"
+            " FOR EACH STATEMENT EXECUTE FUNCTION stall()");
+    struct db_journal_opts o = { .connections = 1,
                                  .batch_timeout_ms = 300,
                                  .reconnect_min_ms = 50 };
-    struct db_journal *j = NULL;
-    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    fx_journal(&f, &o, "hang");
     enum { N = 20 };
     static struct tcb cbs[N];
     struct tally t = { .expected = N, .in_order = true };
-    struct db_auth_record rec;
-    for (unsigned i = 0; i < N; i++) {
-        dbt_record(&rec, 5, i);
-        cbs[i] = (struct tcb){ .t = &t, .seq = i };
-        assert_int_equal(db_journal_submit(j, &rec, tally_cb, &cbs[i]), 0);
-    }
+    assert_int_equal(submit_n(f.j, &t, cbs, 5, N), 0);
     /* Acknowledged from the spool, without waiting for the stalled server. */
-    assert_int_equal(dbt_run_until(base, all_called, &t, 30000), 0);
+    assert_int_equal(dbt_run_until(f.base, all_called, &t, 30000), 0);
     assert_int_equal(t.spooled, N);
-    r = PQexec(c, "UPDATE hang SET on_ = false");
-    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-    PQclear(r);
-    struct load l = { .base = base, .j = j };
+    assert_int_equal(dbt_exec(f.c, "UPDATE hang SET on_ = false"), 0);
+    struct load l = { .base = f.base, .j = f.j };
     load_start(&l, 0, 0, 13);
-    assert_int_equal(dbt_run_until(base, load_finished, &l, 60000), 0);
+    assert_int_equal(dbt_run_until(f.base, load_finished, &l, 60000), 0);
     load_stop(&l);
-    db_journal_free(j);
-    event_base_free(base);
-    PQfinish(c);
-    assert_exactly_once(conninfo, 5, N);
-    dbt_drop(conninfo);
+    db_journal_free(f.j);
+    f.j = NULL;
+    assert_exactly_once(f.conninfo, 5, N);
+    fx_close(&f);
 }
 
 /* ---- a writer killed with a non-empty spool; the next one replays it ---------------------- */
 
+enum { CRASH_N = 5000 };
+
+/* The crashing writer (a child): the database is unreachable, so everything is spooled; once
+ * every record is acknowledged, it says how ("spooled failed") and dies without any cleanup. */
+static void crashing_writer(int fd, void *spool)
+{
+    struct load l = { .base = event_base_new() };
+    struct db_journal_opts o = { .conninfo = NO_DATABASE, .spool_path = spool };
+    if (db_journal_new(l.base, &o, &l.j) != 0)
+        _exit(3);
+    load_start(&l, CRASH_N, 100, 11);
+    struct timeval tv = { 0, 1000 };
+    while (l.t.calls < CRASH_N) {
+        event_base_loopexit(l.base, &tv);
+        event_base_dispatch(l.base);
+    }
+    char msg[64];
+    int n = snprintf(msg, sizeof msg, "%u %u\n", l.t.spooled, l.t.failed);
+    if (write(fd, msg, (size_t)n) != n)
+        _exit(4);
+    kill(getpid(), SIGKILL);
+    _exit(5);
+}
+
 static void test_crash_then_replay(void **state)
 {
-    const char *ci = dbt_create("crash");
-    assert_non_null(ci);
-    char conninfo[256];
-    snprintf(conninfo, sizeof conninfo, "%s", ci);
-    char *sp = spool_path("crash");
-    char spool[600];
-    snprintf(spool, sizeof spool, "%s", sp);
-    enum { N = 5000 };
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        /* The writer: the database is unreachable, so everything is spooled; once every record
-         * is acknowledged, it dies without any cleanup. */
-        close(pfd[0]);
-        struct load l = { .base = event_base_new() };
-        struct db_journal_opts o = { .conninfo = "host=/nonexistent-atlas port=1 dbname=x",
-                                     .spool_path = spool };
-        if (db_journal_new(l.base, &o, &l.j) != 0)
-            _exit(3);
-        load_start(&l, N, 100, 11);
-        struct timeval tv = { 0, 1000 };
-        while (l.t.calls < N) {
-            event_base_loopexit(l.base, &tv);
-            event_base_dispatch(l.base);
-        }
-        char msg[64];
-        int n = snprintf(msg, sizeof msg, "%u %u\n", l.t.spooled, l.t.failed);
-        if (write(pfd[1], msg, (size_t)n) != n)
-            _exit(4);
-        kill(getpid(), SIGKILL);
-        _exit(5);
-    }
-    close(pfd[1]);
-    char buf[64] = "";
-    FILE *f = fdopen(pfd[0], "r");
-    assert_non_null(fgets(buf, sizeof buf, f));
-    fclose(f);
+    enum { N = CRASH_N };
+    struct fx f;
+    fx_open(&f, "crash", NULL);
+    char spool[600], buf[64];
+    snprintf(spool, sizeof spool, "%s", spool_path("crash"));
+    int st = in_child(crashing_writer, spool, buf, sizeof buf);
     unsigned spooled = 0, failed = 9;
     assert_int_equal(sscanf(buf, "%u %u", &spooled, &failed), 2);
     assert_int_equal(spooled, N);
     assert_int_equal(failed, 0);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
     struct stat sb;
     assert_int_equal(stat(spool, &sb), 0);
     assert_true(sb.st_size > 8);
 
     /* The next writer, now with a reachable database, replays the spool and removes it. */
-    struct load l = { .base = new_base() };
-    struct db_journal_opts o = { .conninfo = conninfo, .spool_path = spool };
-    assert_int_equal(db_journal_new(l.base, &o, &l.j), 0);
+    struct db_journal_opts o = { .spool_path = spool };
+    fx_journal(&f, &o, "crash");
+    struct load l = { .base = f.base, .j = f.j };
     load_start(&l, 0, 0, 12);
     assert_int_equal(dbt_run_until(l.base, load_finished, &l, 60000), 0);
     struct db_journal_stats jst;
     db_journal_get_stats(l.j, &jst);
     assert_int_equal(jst.replayed, N);
     load_stop(&l);
-    db_journal_free(l.j);
-    event_base_free(l.base);
-    assert_exactly_once(conninfo, 11, N);
+    db_journal_free(f.j);
+    f.j = NULL;
+    assert_exactly_once(f.conninfo, 11, N);
     char rp[700];
     snprintf(rp, sizeof rp, "%s.replay", spool);
     assert_int_equal(stat(rp, &sb), -1);
     assert_int_equal(stat(spool, &sb), -1); /* a clean stop leaves no spool behind */
-    dbt_drop(conninfo);
+    fx_close(&f);
 }
 
 /* ---- records reach PostgreSQL in the order they became durable ---------------------------- */
@@ -1088,56 +1098,43 @@ static void test_replay_keeps_the_order_of_durability(void **state)
  * ENOSPC would) is reported not durable, and must leave nothing behind: the records spooled
  * after it are still read back. Once, the fragment stayed and hid every later record from
  * the replay (the reader stops at the first bad frame). */
+/* The writer of test_spool_write_cut_short (a child): three groups of 50 records, the second
+ * under a file size limit that cuts its write short; says how each was acknowledged. */
+static void cut_short_writer(int fd, void *spool)
+{
+    signal(SIGXFSZ, SIG_IGN);
+    struct event_base *base = event_base_new();
+    struct db_journal *j = NULL;
+    struct db_journal_opts o = { .conninfo = NO_DATABASE, .spool_path = spool };
+    if (db_journal_new(base, &o, &j) != 0)
+        _exit(3);
+    char msg[128];
+    int len = 0;
+    for (unsigned phase = 0; phase < 3; phase++) {
+        struct stat sb;
+        struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
+        if (phase == 1 && stat(spool, &sb) == 0)
+            rl.rlim_cur = (rlim_t)sb.st_size + 200; /* room for one record and a half */
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+            _exit(4);
+        static struct tcb cbs[50];
+        struct tally t = { .expected = 50 };
+        if (submit_n(j, &t, cbs, 30 + phase, 50) != 0)
+            _exit(5);
+        if (dbt_run_until(base, all_called, &t, 30000) != 0)
+            _exit(6);
+        len += snprintf(msg + len, sizeof msg - (size_t)len, "%u %u ", t.spooled, t.failed);
+    }
+    if (write(fd, msg, (size_t)len) != len)
+        _exit(7);
+    _exit(0);
+}
+
 static void test_spool_write_cut_short(void **state)
 {
-    char spool[600];
+    char spool[600], buf[128];
     snprintf(spool, sizeof spool, "%s", spool_path("cut"));
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(pfd[0]);
-        signal(SIGXFSZ, SIG_IGN);
-        struct event_base *base = event_base_new();
-        struct db_journal *j = NULL;
-        struct db_journal_opts o = { .conninfo = "host=/nonexistent-atlas port=1 dbname=x",
-                                     .spool_path = spool };
-        if (db_journal_new(base, &o, &j) != 0)
-            _exit(3);
-        char msg[128];
-        int len = 0;
-        for (unsigned phase = 0; phase < 3; phase++) {
-            struct stat sb;
-            struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
-            if (phase == 1 && stat(spool, &sb) == 0)
-                rl.rlim_cur = (rlim_t)sb.st_size + 200; /* room for one record and a half */
-            if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
-                _exit(4);
-            static struct tcb cbs[50];
-            struct tally t = { .expected = 50 };
-            struct db_auth_record rec;
-            for (unsigned i = 0; i < 50; i++) {
-                dbt_record(&rec, 30 + phase, i);
-                cbs[i] = (struct tcb){ .t = &t, .seq = i };
-                if (db_journal_submit(j, &rec, tally_cb, &cbs[i]) != 0)
-                    _exit(5);
-            }
-            if (dbt_run_until(base, all_called, &t, 30000) != 0)
-                _exit(6);
-            len += snprintf(msg + len, sizeof msg - (size_t)len, "%u %u ", t.spooled, t.failed);
-        }
-        if (write(pfd[1], msg, (size_t)len) != len)
-            _exit(7);
-        _exit(0);
-    }
-    close(pfd[1]);
-    char buf[128] = "";
-    FILE *f = fdopen(pfd[0], "r");
-    assert_non_null(fgets(buf, sizeof buf, f));
-    fclose(f);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
+    int st = in_child(cut_short_writer, spool, buf, sizeof buf);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     unsigned sp[3], fl[3];
     assert_int_equal(
@@ -1146,18 +1143,14 @@ static void test_spool_write_cut_short(void **state)
     assert_int_equal(fl[1], 50); /* the group cut short: not durable, and told so */
     assert_int_equal(sp[2], 50); /* after it */
     /* Every acknowledged record reads back; none of the group that failed. */
-    struct spool_reader rd;
-    struct db_auth_record rec;
-    unsigned per_run[3] = { 0, 0, 0 };
-    enum spool_read_status rs;
-    assert_int_equal(spool_reader_open(&rd, spool), 0);
-    while ((rs = spool_reader_next(&rd, &rec)) == SPOOL_READ_OK) {
-        unsigned run = (unsigned)atoi(rec.acquirer_id + 3);
+    unsigned per_run[3] = { 0, 0, 0 }, n;
+    struct db_auth_record *recs = spooled(spool, &n);
+    for (unsigned i = 0; i < n; i++) {
+        unsigned run = (unsigned)atoi(recs[i].acquirer_id + 3);
         assert_true(run >= 30 && run <= 32);
         per_run[run - 30]++;
     }
-    spool_reader_close(&rd);
-    assert_int_equal(rs, SPOOL_READ_END);
+    free(recs);
     assert_int_equal(per_run[0], 50);
     assert_int_equal(per_run[1], 0);
     assert_int_equal(per_run[2], 50);
@@ -1177,9 +1170,7 @@ static void test_free_spools_what_waits_behind_a_sync(void **state)
     const char *spool = spool_path("behind");
     struct event_base *base = new_base();
     struct db_journal *j = NULL;
-    struct db_journal_opts o = { .conninfo = "host=/nonexistent-atlas port=1 dbname=x",
-                                 .spool_path = spool,
-                                 .spool_sync_us = 1 };
+    struct db_journal_opts o = { .conninfo = NO_DATABASE, .spool_path = spool, .spool_sync_us = 1 };
     assert_int_equal(db_journal_new(base, &o, &j), 0);
     (void)dbt_run_until(base, never, NULL, 300); /* the connections fail: the writer is down */
     struct tally t = { .expected = 2, .in_order = true };
@@ -1200,12 +1191,8 @@ static void test_free_spools_what_waits_behind_a_sync(void **state)
     assert_int_equal(t.calls, 2);
     assert_int_equal(t.spooled, 2);
     assert_true(t.in_order);
-    struct spool_reader rd;
-    assert_int_equal(spool_reader_open(&rd, spool), 0);
-    unsigned n = 0;
-    while (spool_reader_next(&rd, &rec) == SPOOL_READ_OK)
-        n++;
-    spool_reader_close(&rd);
+    unsigned n;
+    free(spooled(spool, &n));
     assert_int_equal(n, 2);
     unlink(spool);
     event_base_free(base);

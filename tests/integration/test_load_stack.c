@@ -33,28 +33,8 @@ static struct stack S;
 
 static int setup(void **state)
 {
-    (void)state;
     struct stack_opts o = { .issuer = true, .issuer_timeout_ms = 3000, .wallets = 200 };
-    return stack_start(&S, &o);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    stack_stop(&S);
-    return 0;
-}
-
-/* Runs acquirer-sim with args (NULL-terminated), output to out; returns its exit status. */
-static int run_sim(const char *const args[], const char *out)
-{
-    pid_t p = ts_spawn("acquirer-sim", args, out);
-    assert_true(p > 0);
-    int st = 0;
-    /* The child ends on its own (its duration plus the drain); waitpid is the hang guard's
-     * business (ctest TIMEOUT). */
-    assert_int_equal(waitpid(p, &st, 0), p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return stack_setup(state, &S, &o);
 }
 
 static json_t *load_report(const char *path)
@@ -115,72 +95,31 @@ static void check_run(json_t *o, const char *term_like, long long rate, double s
 static void test_load_demo_terminal(void **state)
 {
     (void)state;
-    char host[32], report[320], out[320], state_dir[320];
-    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
-    snprintf(report, sizeof report, "%s/demo.json", S.dir);
-    snprintf(out, sizeof out, "%s/demo.out", S.dir);
-    snprintf(state_dir, sizeof state_dir, "%s/acq-state", S.dir);
-    const char *args[] = { "load",        "--host",  host,       "--rate",   "200",
-                           "--duration",  "3",       "--warmup", "0.5",      "--connections",
-                           "2",           "--cards", "200",      "--report", report,
-                           "--state-dir", state_dir, "--quiet",  NULL };
-    int st = run_sim(args, out);
-    if (st != 0)
-        fprintf(stderr, "acquirer-sim load exited %d; see %s\n", st, out);
-    assert_int_equal(st, 0);
-    json_t *o = load_report(report);
+    const struct stack_load_opts lo = {
+        .tag = "demo", .rate = 200, .seconds = 3, .connections = 2
+    };
+    struct stack_load l;
+    assert_int_equal(stack_load_run(&S, &lo, &l), 0);
+    json_t *o = load_report(l.report);
     check_run(o, "TERM0001", 200, 3);
     json_decref(o);
-    assert_int_equal(ts_file_contains(out, "throughput"), 1);
+    assert_int_equal(ts_file_contains(l.out, "throughput"), 1);
 }
 
 static void test_load_seeded_terminals(void **state)
 {
     (void)state;
-    char sqlf[320], out[320], host[32], report[320];
-    snprintf(sqlf, sizeof sqlf, "%s/load-seed.sql", S.dir);
-    const char *sargs[] = { "load-seed", "--terminals", "4", NULL };
-    assert_int_equal(run_sim(sargs, sqlf), 0);
-    FILE *f = fopen(sqlf, "r");
-    assert_non_null(f);
-    static char sql[1 << 16];
-    size_t n = fread(sql, 1, sizeof sql - 1, f);
-    fclose(f);
-    sql[n] = '\0';
-    PGconn *c = PQconnectdb(S.conninfo);
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        fprintf(stderr, "load-seed SQL: %s", PQerrorMessage(c));
-    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-    PQclear(r);
-    PQfinish(c);
+    /* switchd picks the new terminals up on SIGHUP (4 demo + 4 load terminals). */
+    assert_int_equal(stack_seed_load_terminals(&S, 4), 0);
     assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.terminals WHERE terminal_id "
                                       "LIKE 'LOAD%'"),
                      4);
-    /* switchd picks the new terminals up on SIGHUP (4 demo + 4 load terminals). */
-    assert_int_equal(kill(S.sw, SIGHUP), 0);
-    int loaded = 0;
-    for (int i = 0; i < 200 && !loaded; i++) {
-        loaded = ts_file_contains(S.switch_log, "\"terminals\":8");
-        if (!loaded)
-            usleep(50000);
-    }
-    assert_int_equal(loaded, 1);
-
-    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
-    snprintf(report, sizeof report, "%s/load.json", S.dir);
-    snprintf(out, sizeof out, "%s/load.out", S.dir);
-    const char *args[] = {
-        "load",    "--host",   host,       "--rate",        "200",     "--duration",
-        "2",       "--warmup", "0.5",      "--connections", "4",       "--load-terminals",
-        "--cards", "200",      "--report", report,          "--quiet", NULL
+    const struct stack_load_opts lo = {
+        .tag = "load", .rate = 200, .seconds = 2, .connections = 4, .load_terminals = true
     };
-    int st = run_sim(args, out);
-    if (st != 0)
-        fprintf(stderr, "acquirer-sim load exited %d; see %s\n", st, out);
-    assert_int_equal(st, 0);
-    json_t *o = load_report(report);
+    struct stack_load l;
+    assert_int_equal(stack_load_run(&S, &lo, &l), 0);
+    json_t *o = load_report(l.report);
     check_run(o, "LOAD%", 200, 2);
     assert_int_equal(jint(o, "connections_up"), 4);
     json_decref(o);
@@ -289,40 +228,21 @@ static int check_line(char *line, struct recline *out)
 static void test_load_survives_switch_kill(void **state)
 {
     (void)state;
-    char host[32], report[320], out[320], state_dir[320], record[320];
-    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
-    snprintf(report, sizeof report, "%s/kill.json", S.dir);
-    snprintf(out, sizeof out, "%s/kill.out", S.dir);
-    snprintf(state_dir, sizeof state_dir, "%s/acq-state", S.dir);
-    snprintf(record, sizeof record, "%s/kill.record", S.dir);
     /* Timeout 1 s: requests sent into the stalled switch time out, their 0400s too (0401
      * follows); the kill then ends every connection with tries in flight. Errors are the
      * point here, so any error rate is accepted; an abandoned reversal (exit 5) is not. */
-    const char *args[] = { "load", "--host",           host,      "--rate",
-                           "100",  "--duration",       "6",       "--warmup",
-                           "0.5",  "--connections",    "4",       "--cards",
-                           "200",  "--report",         report,    "--record",
-                           record, "--state-dir",      state_dir, "--timeout-ms",
-                           "1000", "--slots",          "2048",    "--reversal-deadline",
-                           "60",   "--max-error-rate", "1",       NULL };
-    pid_t p = ts_spawn("acquirer-sim", args, out);
-    assert_true(p > 0);
+    struct stack_load_opts lo = stack_load_under_faults("kill");
+    lo.verbose = true;
+    struct stack_load l;
+    assert_int_equal(stack_load_start(&S, &lo, &l), 0);
     usleep(2000000);
     assert_int_equal(kill(S.sw, SIGSTOP), 0); /* a stalled switch: requests time out */
     usleep(3000000);
-    assert_int_equal(kill(S.sw, SIGKILL), 0); /* then it dies: connections end */
-    int st = 0;
-    assert_int_equal(waitpid(S.sw, &st, 0), S.sw);
-    S.sw = 0;
-    usleep(300000);
-    assert_int_equal(stack_start_switch(&S), 0);
-    assert_int_equal(waitpid(p, &st, 0), p);
-    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    if (code != 0)
-        fprintf(stderr, "acquirer-sim load exited %d; see %s\n", code, out);
-    assert_int_equal(code, 0);
+    /* then it dies: connections end */
+    assert_int_not_equal(stack_restart_switch(&S, SIGKILL), -1);
+    assert_int_equal(stack_load_wait(&l, -1), 0);
 
-    json_t *o = load_report(report);
+    json_t *o = load_report(l.report);
     long long requests = jint(o, "all_requests"), lines = jint(o, "record_lines");
     assert_true(jint(o, "connection_losses") >= 1);
     assert_true(jint(o, "reconnects") >= 1); /* the harness came back to the new switchd */
@@ -331,12 +251,12 @@ static void test_load_survives_switch_kill(void **state)
     assert_int_equal(jint(o, "reversals_answered"), revs);
     assert_int_equal(jint(o, "reversals_abandoned"), 0);
     assert_true(jint(o, "reversal_tries") > jint(o, "reversals_sent")); /* 0401s went out */
-    assert_string_equal(json_string_value(json_object_get(o, "record_file")), record);
+    assert_string_equal(json_string_value(json_object_get(o, "record_file")), l.record);
     assert_int_equal(lines, requests);
     json_decref(o);
-    assert_int_equal(ts_file_contains(out, "reversals of unanswered requests"), 1);
+    assert_int_equal(ts_file_contains(l.out, "reversals of unanswered requests"), 1);
 
-    FILE *f = fopen(record, "r");
+    FILE *f = fopen(l.record, "r");
     assert_non_null(f);
     static char line[1024];
     assert_non_null(fgets(line, sizeof line, f));
@@ -382,5 +302,5 @@ int main(void)
         cmocka_unit_test(test_load_demo_terminal), cmocka_unit_test(test_load_seeded_terminals),
         cmocka_unit_test(test_load_survives_switch_kill), /* last: it restarts switchd */
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, stack_teardown);
 }

@@ -28,42 +28,29 @@ static struct stack S;
 
 static int setup(void **state)
 {
-    (void)state;
     struct stack_opts o = { .issuer = true, .issuer_timeout_ms = 1500, .wallets = 200 };
-    return stack_start(&S, &o);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    stack_stop(&S);
-    return 0;
+    return stack_setup(state, &S, &o);
 }
 
 /* ------------------------------------------------------------------ helpers */
 
-static void sql(const char *q)
+/* Runs the SQL that fmt and its arguments make on the stack's database. */
+static void sql(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sql(const char *fmt, ...)
 {
-    PGconn *c = PQconnectdb(S.conninfo);
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
-    PGresult *r = PQexec(c, q);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fprintf(stderr, "sql: %s\n%s", q, PQerrorMessage(c));
-    assert_true(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
-    PQclear(r);
-    PQfinish(c);
+    char q[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(q, sizeof q, fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof q);
+    assert_int_equal(stack_exec(&S, q), 0);
 }
 
 /* Waits until the switch owes nothing: no reversal pending, nothing in flight. */
 static void settle(void)
 {
-    assert_int_equal(stack_wait_scalar(&S,
-                                       "SELECT (SELECT count(*) FROM switch.reversal_queue"
-                                       " WHERE state = 'pending') + (SELECT count(*) FROM"
-                                       " switch.inflight)",
-                                       0, 20000),
-                     0);
+    assert_int_equal(stack_settle(&S, 20000), 0);
 }
 
 /* Runs atlas-reconcile on the stack's database with extra (NULL-terminated) and --json; returns
@@ -76,20 +63,11 @@ static int reconcile(json_t **out, const char *const extra[])
     snprintf(path, sizeof path, "%s/reconcile.%u.json", S.dir, seq++);
     const char *args[32];
     size_t n = 0;
-    args[n++] = "--switch-db";
-    args[n++] = S.conninfo;
-    args[n++] = "--issuer-db";
-    args[n++] = S.conninfo;
     args[n++] = "--json";
     for (size_t i = 0; extra && extra[i] && n < 31; i++)
         args[n++] = extra[i];
     args[n] = NULL;
-    unlink(path);
-    pid_t p = ts_spawn("atlas-reconcile", args, path);
-    assert_true(p > 0);
-    int st;
-    assert_int_equal(waitpid(p, &st, 0), p);
-    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    int code = stack_reconcile(&S, path, args);
     *out = NULL;
     if (code == 0 || code == 1) {
         json_error_t je;
@@ -135,6 +113,16 @@ static long long stat_of(json_t *o, const char *k)
     return (long long)json_integer_value(json_object_get(json_object_get(o, "stats"), k));
 }
 
+/* Prints the stats named in keys (NULL-terminated) after label, for whoever reads the run. */
+static void print_stats(const char *label, json_t *o, const char *const keys[])
+{
+    char line[512];
+    size_t n = (size_t)snprintf(line, sizeof line, "%s:", label);
+    for (size_t i = 0; keys[i] && n < sizeof line; i++)
+        n += (size_t)snprintf(line + n, sizeof line - n, " %s=%lld", keys[i], stat_of(o, keys[i]));
+    print_message("%s\n", line);
+}
+
 /* The one mismatch of check with problem want; its fields for further checks. */
 static json_t *the_mismatch(json_t *o, const char *check, const char *want)
 {
@@ -158,7 +146,42 @@ static const char *field(json_t *m, const char *k)
     return v ? v : "";
 }
 
-static void expect_clean(const char *const extra[])
+static long long field_int(json_t *m, const char *k)
+{
+    return (long long)json_integer_value(json_object_get(m, k));
+}
+
+/* After a break was made: atlas-reconcile with extra must exit 1 with a mismatch of check whose
+ * problem says want. *o is the report (the caller frees it); returns that mismatch. */
+static json_t *broken(json_t **o, const char *const extra[], const char *check, const char *want)
+{
+    assert_int_equal(reconcile(o, extra), 1);
+    return the_mismatch(*o, check, want);
+}
+
+/* The string fields of mismatch m are as kv says: key, value, ..., NULL. */
+static void expect_fields(json_t *m, const char *const kv[])
+{
+    for (size_t i = 0; kv[i]; i += 2)
+        assert_string_equal(field(m, kv[i]), kv[i + 1]);
+}
+
+/* Writes a load record (the harness's format) of the lines in body to <dir>/name; its path in
+ * path, and the extra arguments that name it in extra. */
+static void write_record(const char *name, const char *body, char path[400], const char *extra[3])
+{
+    char text[1100];
+    snprintf(path, 400, "%s/%s", S.dir, name);
+    snprintf(text, sizeof text, "# atlas-load-record 1\n%s", body);
+    assert_int_equal(ts_write_file(path, text), 0);
+    extra[0] = "--record";
+    extra[1] = path;
+    extra[2] = NULL;
+}
+
+/* atlas-reconcile with extra must find nothing (the mismatches printed when it does); its
+ * report. */
+static json_t *reconciled(const char *const extra[])
 {
     json_t *o;
     int code = reconcile(&o, extra);
@@ -166,19 +189,30 @@ static void expect_clean(const char *const extra[])
         dump(o);
     assert_int_equal(code, 0);
     assert_true(json_is_true(json_object_get(o, "reconciled")));
-    json_decref(o);
+    return o;
+}
+
+static void expect_clean(const char *const extra[])
+{
+    json_decref(reconciled(extra));
+}
+
+/* reconciled() with the record of the load run l; prints the stats named in keys
+ * (NULL-terminated) after label, for whoever reads the run. */
+static json_t *reconciled_with(const struct stack_load *l, const char *label,
+                               const char *const keys[])
+{
+    const char *extra[] = { "--record", l->record, NULL };
+    json_t *o = reconciled(extra);
+    print_stats(label, o, keys);
+    return o;
 }
 
 /* Sends x on term and asserts the answer's DE 39. */
 static void send_expect(const char *term, const struct sim_txn *x, const char *rc,
                         struct sim_resp *r, struct sim_sent *sent)
 {
-    struct sim_resp rr;
-    if (!r)
-        r = &rr;
-    assert_int_equal(stack_send(&S, stack_term(&S, term), x, r, sent), 0);
-    if (strcmp(r->rc, rc) != 0)
-        fail_msg("%s: rc %s, wanted %s", term, r->rc, rc);
+    assert_string_equal(stack_rc(&S, term, x, r, sent), rc);
 }
 
 /* An approved purchase on TERM0001 with the MAD card; its identity and auth code. */
@@ -199,12 +233,49 @@ static void now_de7(char de7[11], char date[11])
     strftime(date, 11, "%Y-%m-%d", &tm);
 }
 
-static void write_file(const char *path, const char *text)
+/* A recorded load of 6 s on 4 connections (tag names its files) with a fault made 2 s into it
+ * and undone hold_ms later: requests time out after 1 s, reversals are owed for 60 s, any error
+ * rate is accepted. Returns when the harness has exited 0. */
+static void load_under_fault(struct stack_load *l, const char *tag, void (*fault)(void),
+                             unsigned hold_ms, void (*undo)(void))
 {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fputs(text, f) >= 0, 1);
-    assert_int_equal(fclose(f), 0);
+    const struct stack_load_opts o = stack_load_under_faults(tag);
+    assert_int_equal(stack_load_start(&S, &o, l), 0);
+    usleep(2000000);
+    fault();
+    usleep(hold_ms * 1000);
+    undo();
+    assert_int_equal(stack_load_wait(l, -1), 0);
+}
+
+static void stall_switch(void)
+{
+    assert_int_equal(kill(S.sw, SIGSTOP), 0);
+}
+
+static void kill_and_restart_switch(void)
+{
+    assert_int_not_equal(stack_restart_switch(&S, SIGKILL), -1);
+}
+
+static void cut_switch_db(void)
+{
+    assert_int_equal(stack_switch_db(&S, false), 0);
+}
+
+static void restore_switch_db(void)
+{
+    assert_int_equal(stack_switch_db(&S, true), 0);
+}
+
+static void stall_issuer(void)
+{
+    assert_int_equal(kill(S.issuer, SIGSTOP), 0);
+}
+
+static void wake_issuer(void)
+{
+    assert_int_equal(kill(S.issuer, SIGCONT), 0);
 }
 
 /* ------------------------------------------------------------------ clean runs */
@@ -213,23 +284,27 @@ static void write_file(const char *path, const char *text)
 static void test_real_traffic_reconciles(void **state)
 {
     (void)state;
-    const char *mad = "4890010000000012", *xaf = "4890030000000036", *mru = "4890040000000043";
+    const char *mad = "4890010000000012";
+    static const struct {
+        const char *term, *pan;
+        enum sim_type type;
+        uint64_t amount;
+        const char *rc;
+    } sends[] = {
+        { "TERM0001", "4890010000000012", SIM_T_PURCHASE, 1250, "00" },
+        { "TERM0003", "4890040000000043", SIM_T_CASH, 5000, "00" },
+        { "TERM0001", "4890010000000012", SIM_T_REFUND, 300, "00" },
+        { "TERM0002", "4890020000000029", SIM_T_OCT, 700, "00" },
+        { "TERM0001", "4890010000000012", SIM_T_BALANCE, 0, "00" },
+        { "TERM0001", "4890010000000012", SIM_T_AUTH, 900, "00" },      /* a hold */
+        { "TERM0001", "4890030000000036", SIM_T_PURCHASE, 5000, "51" }, /* 1,000 XAF */
+    };
     struct sim_txn x, rev;
     struct sim_sent sent;
-    stack_card_txn(&x, SIM_T_PURCHASE, mad, 1250);
-    send_expect("TERM0001", &x, "00", NULL, NULL);
-    stack_card_txn(&x, SIM_T_CASH, mru, 5000);
-    send_expect("TERM0003", &x, "00", NULL, NULL);
-    stack_card_txn(&x, SIM_T_REFUND, mad, 300);
-    send_expect("TERM0001", &x, "00", NULL, NULL);
-    stack_card_txn(&x, SIM_T_OCT, "4890020000000029", 700);
-    send_expect("TERM0002", &x, "00", NULL, NULL);
-    stack_card_txn(&x, SIM_T_BALANCE, mad, 0);
-    send_expect("TERM0001", &x, "00", NULL, NULL);
-    stack_card_txn(&x, SIM_T_AUTH, mad, 900); /* a hold */
-    send_expect("TERM0001", &x, "00", NULL, NULL);
-    stack_card_txn(&x, SIM_T_PURCHASE, xaf, 5000); /* 1,000 XAF: 51 */
-    send_expect("TERM0001", &x, "51", NULL, NULL);
+    for (size_t i = 0; i < sizeof sends / sizeof sends[0]; i++) {
+        stack_card_txn(&x, sends[i].type, sends[i].pan, sends[i].amount);
+        send_expect(sends[i].term, &x, sends[i].rc, NULL, NULL);
+    }
     stack_card_txn(&x, SIM_T_PURCHASE, mad, 100);
     snprintf(x.pin, sizeof x.pin, "9999"); /* 55 */
     send_expect("TERM0001", &x, "55", NULL, NULL);
@@ -242,11 +317,7 @@ static void test_real_traffic_reconciles(void **state)
     send_expect("TERM0001", &rev, "00", NULL, NULL);
     settle();
 
-    json_t *o;
-    int code = reconcile(&o, NULL);
-    if (code != 0)
-        dump(o);
-    assert_int_equal(code, 0);
+    json_t *o = reconciled(NULL);
     assert_true(stat_of(o, "approvals") >= 7);
     assert_true(stat_of(o, "reached_issuer") >= 9);
     assert_true(stat_of(o, "terminal_reversals") >= 1);
@@ -258,7 +329,7 @@ static void test_real_traffic_reconciles(void **state)
     int seen = 0;
     json_array_foreach(json_object_get(o, "currencies"), i, c)
     {
-        assert_int_equal(json_integer_value(json_object_get(c, "difference")), 0);
+        assert_int_equal(field_int(c, "difference"), 0);
         seen++;
     }
     assert_true(seen >= 3);
@@ -270,44 +341,26 @@ static void test_real_traffic_reconciles(void **state)
 static void test_recorded_load_reconciles(void **state)
 {
     (void)state;
-    char host[32], report[320], out[320], state_dir[320], record[320];
-    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
-    snprintf(report, sizeof report, "%s/load.json", S.dir);
-    snprintf(out, sizeof out, "%s/load.out", S.dir);
-    snprintf(state_dir, sizeof state_dir, "%s/acq-state", S.dir);
-    snprintf(record, sizeof record, "%s/load.record", S.dir);
-    const char *args[] = { "load",    "--host",   host,   "--rate",        "100",  "--duration",
-                           "3",       "--warmup", "0.5",  "--connections", "2",    "--cards",
-                           "200",     "--report", report, "--record",      record, "--state-dir",
-                           state_dir, "--quiet",  NULL };
-    pid_t p = ts_spawn("acquirer-sim", args, out);
-    assert_true(p > 0);
-    int st;
-    assert_int_equal(waitpid(p, &st, 0), p);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        fprintf(stderr, "acquirer-sim load exited %d; see %s\n", WEXITSTATUS(st), out);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    const struct stack_load_opts lo = {
+        .tag = "load", .rate = 100, .seconds = 3, .connections = 2, .record = true
+    };
+    struct stack_load l;
+    assert_int_equal(stack_load_run(&S, &lo, &l), 0);
     settle();
 
-    json_t *r = json_load_file(report, 0, NULL);
+    json_t *r = json_load_file(l.report, 0, NULL);
     assert_non_null(r);
-    long long lines = (long long)json_integer_value(json_object_get(r, "record_lines"));
+    long long lines = field_int(r, "record_lines");
     json_decref(r);
     assert_true(lines >= 300);
 
-    json_t *o;
-    const char *extra[] = { "--record", record, NULL };
-    int code = reconcile(&o, extra);
-    if (code != 0)
-        dump(o);
-    assert_int_equal(code, 0);
+    json_t *o = reconciled_with(
+        &l, "record",
+        (const char *const[]){ "rec_lines", "rec_approved_held", "rec_approved_reversed",
+                               "rec_reversal_acked", "rec_declined", NULL });
     assert_int_equal(stat_of(o, "rec_lines"), lines);
     assert_true(stat_of(o, "rec_approved_held") > 0);
     assert_int_equal(stat_of(o, "rec_not_journaled"), 0);
-    print_message("record: %lld lines, %lld approvals held, %lld reversed by the terminals, "
-                  "%lld load-mix reversals acknowledged, %lld declined\n",
-                  lines, stat_of(o, "rec_approved_held"), stat_of(o, "rec_approved_reversed"),
-                  stat_of(o, "rec_reversal_acked"), stat_of(o, "rec_declined"));
     json_decref(o);
 }
 
@@ -317,47 +370,14 @@ static void test_recorded_load_reconciles(void **state)
 static void test_recorded_load_under_faults_reconciles(void **state)
 {
     (void)state;
-    char host[32], report[320], out[320], state_dir[320], record[320];
-    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
-    snprintf(report, sizeof report, "%s/chaos.json", S.dir);
-    snprintf(out, sizeof out, "%s/chaos.out", S.dir);
-    snprintf(state_dir, sizeof state_dir, "%s/acq-state", S.dir);
-    snprintf(record, sizeof record, "%s/chaos.record", S.dir);
-    const char *args[] = {
-        "load",    "--host",           host,   "--rate",        "100",  "--duration",
-        "6",       "--warmup",         "0.5",  "--connections", "4",    "--cards",
-        "200",     "--report",         report, "--record",      record, "--state-dir",
-        state_dir, "--timeout-ms",     "1000", "--slots",       "2048", "--reversal-deadline",
-        "60",      "--max-error-rate", "1",    "--quiet",       NULL
-    };
-    pid_t p = ts_spawn("acquirer-sim", args, out);
-    assert_true(p > 0);
-    usleep(2000000);
-    assert_int_equal(kill(S.sw, SIGSTOP), 0);
-    usleep(3000000);
-    assert_int_equal(kill(S.sw, SIGKILL), 0);
-    int st = 0;
-    assert_int_equal(waitpid(S.sw, &st, 0), S.sw);
-    S.sw = 0;
-    usleep(300000);
-    assert_int_equal(stack_start_switch(&S), 0);
-    assert_int_equal(waitpid(p, &st, 0), p);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        fprintf(stderr, "acquirer-sim load exited %d; see %s\n", WEXITSTATUS(st), out);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    struct stack_load l;
+    load_under_fault(&l, "chaos", stall_switch, 3000, kill_and_restart_switch);
     settle();
 
-    json_t *o;
-    const char *extra[] = { "--record", record, NULL };
-    int code = reconcile(&o, extra);
-    if (code != 0)
-        dump(o);
-    print_message("under faults: %lld lines, %lld approvals held, %lld unanswered and reversed, "
-                  "%lld lost, %lld reversals acked\n",
-                  stat_of(o, "rec_lines"), stat_of(o, "rec_approved_held"),
-                  stat_of(o, "rec_unanswered_reversed"), stat_of(o, "lost"),
-                  stat_of(o, "rev_acked"));
-    assert_int_equal(code, 0);
+    json_t *o = reconciled_with(&l, "under faults",
+                                (const char *const[]){ "rec_lines", "rec_approved_held",
+                                                       "rec_unanswered_reversed", "lost",
+                                                       "rev_acked", NULL });
     assert_true(stat_of(o, "rec_unanswered_reversed") >= 1);
     json_decref(o);
 }
@@ -370,31 +390,9 @@ static void test_recorded_load_under_faults_reconciles(void **state)
 static void test_recorded_load_database_outage_reconciles(void **state)
 {
     (void)state;
-    char host[32], report[320], out[320], state_dir[320], record[320];
-    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
-    snprintf(report, sizeof report, "%s/outage.json", S.dir);
-    snprintf(out, sizeof out, "%s/outage.out", S.dir);
-    snprintf(state_dir, sizeof state_dir, "%s/acq-state", S.dir);
-    snprintf(record, sizeof record, "%s/outage.record", S.dir);
-    const char *args[] = {
-        "load",    "--host",           host,   "--rate",        "100",  "--duration",
-        "6",       "--warmup",         "0.5",  "--connections", "4",    "--cards",
-        "200",     "--report",         report, "--record",      record, "--state-dir",
-        state_dir, "--timeout-ms",     "1000", "--slots",       "2048", "--reversal-deadline",
-        "60",      "--max-error-rate", "1",    "--quiet",       NULL
-    };
+    struct stack_load l;
     sleep(2);
-    pid_t p = ts_spawn("acquirer-sim", args, out);
-    assert_true(p > 0);
-    usleep(2000000);
-    assert_int_equal(stack_switch_db(&S, false), 0);
-    usleep(3000000);
-    assert_int_equal(stack_switch_db(&S, true), 0);
-    int st = 0;
-    assert_int_equal(waitpid(p, &st, 0), p);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        fprintf(stderr, "acquirer-sim load exited %d; see %s\n", WEXITSTATUS(st), out);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    load_under_fault(&l, "outage", cut_switch_db, 3000, restore_switch_db);
     assert_int_equal(stack_wait_journal_up(&S, 10000), 0);
     /* Not settle(): a leftover in-flight row is what the reconciliation is to report. */
     assert_int_equal(stack_wait_scalar(&S,
@@ -403,16 +401,10 @@ static void test_recorded_load_database_outage_reconciles(void **state)
                                        0, 20000),
                      0);
     sleep(2); /* the last answers' rows commit */
-    json_t *o;
-    const char *extra[] = { "--record", record, NULL };
-    int code = reconcile(&o, extra);
-    if (code != 0)
-        dump(o);
-    print_message("outage: %lld lines, %lld approvals held, %lld declined, %lld unanswered and "
-                  "reversed\n",
-                  stat_of(o, "rec_lines"), stat_of(o, "rec_approved_held"),
-                  stat_of(o, "rec_declined"), stat_of(o, "rec_unanswered_reversed"));
-    assert_int_equal(code, 0);
+    json_t *o =
+        reconciled_with(&l, "outage",
+                        (const char *const[]){ "rec_lines", "rec_approved_held", "rec_declined",
+                                               "rec_unanswered_reversed", NULL });
     json_decref(o);
 }
 
@@ -421,42 +413,13 @@ static void test_recorded_load_database_outage_reconciles(void **state)
 static void test_recorded_load_issuer_stall_reconciles(void **state)
 {
     (void)state;
-    char host[32], report[320], out[320], state_dir[320], record[320];
-    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
-    snprintf(report, sizeof report, "%s/stall.json", S.dir);
-    snprintf(out, sizeof out, "%s/stall.out", S.dir);
-    snprintf(state_dir, sizeof state_dir, "%s/acq-state", S.dir);
-    snprintf(record, sizeof record, "%s/stall.record", S.dir);
-    const char *args[] = {
-        "load",    "--host",           host,   "--rate",        "100",  "--duration",
-        "6",       "--warmup",         "0.5",  "--connections", "4",    "--cards",
-        "200",     "--report",         report, "--record",      record, "--state-dir",
-        state_dir, "--timeout-ms",     "1000", "--slots",       "2048", "--reversal-deadline",
-        "60",      "--max-error-rate", "1",    "--quiet",       NULL
-    };
-    pid_t p = ts_spawn("acquirer-sim", args, out);
-    assert_true(p > 0);
-    usleep(2000000);
-    assert_int_equal(kill(S.issuer, SIGSTOP), 0);
-    usleep(2500000);
-    assert_int_equal(kill(S.issuer, SIGCONT), 0);
-    int st = 0;
-    assert_int_equal(waitpid(p, &st, 0), p);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        fprintf(stderr, "acquirer-sim load exited %d; see %s\n", WEXITSTATUS(st), out);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    struct stack_load l;
+    load_under_fault(&l, "stall", stall_issuer, 2500, wake_issuer);
     settle();
-    json_t *o;
-    const char *extra[] = { "--record", record, NULL };
-    int code = reconcile(&o, extra);
-    if (code != 0)
-        dump(o);
-    print_message("issuer stall: %lld lines, %lld approvals held, %lld declined, %lld unanswered "
-                  "and reversed, %lld switch reversals acked\n",
-                  stat_of(o, "rec_lines"), stat_of(o, "rec_approved_held"),
-                  stat_of(o, "rec_declined"), stat_of(o, "rec_unanswered_reversed"),
-                  stat_of(o, "rev_acked"));
-    assert_int_equal(code, 0);
+    json_t *o =
+        reconciled_with(&l, "issuer stall",
+                        (const char *const[]){ "rec_lines", "rec_approved_held", "rec_declined",
+                                               "rec_unanswered_reversed", "rev_acked", NULL });
     json_decref(o);
 }
 
@@ -466,27 +429,22 @@ static void test_recorded_load_issuer_stall_reconciles(void **state)
 static void test_approval_the_issuer_does_not_have(void **state)
 {
     (void)state;
-    char de7[11], date[11], q[1024];
+    char de7[11], date[11];
     now_de7(de7, date);
-    snprintf(q, sizeof q,
-             "INSERT INTO switch.authorizations (request_date, acquirer_id, terminal_id, stan,"
-             " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time,"
-             " processing_code, amount_minor, currency, response_code, auth_code, pan_masked,"
-             " outcome, created_at) VALUES ('%s', '100001', 'TERM0002', '900001', '%s', '0200',"
-             " 'WALLET1', '900001', '%s', '000000', 4200, 504, '00', '424242',"
-             " '489001******0012', 'approved', now())",
-             date, de7, de7);
-    sql(q);
+    sql("INSERT INTO switch.authorizations (request_date, acquirer_id, terminal_id, stan,"
+        " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time,"
+        " processing_code, amount_minor, currency, response_code, auth_code, pan_masked,"
+        " outcome, created_at) VALUES ('%s', '100001', 'TERM0002', '900001', '%s', '0200',"
+        " 'WALLET1', '900001', '%s', '000000', 4200, 504, '00', '424242',"
+        " '489001******0012', 'approved', now())",
+        date, de7, de7);
     json_t *o;
-    assert_int_equal(reconcile(&o, NULL), 1);
-    json_t *m = the_mismatch(o, "journal-vs-issuer", "issuer does not have the approval's effect");
-    assert_string_equal(field(m, "terminal"), "TERM0002");
-    assert_string_equal(field(m, "stan"), "900001");
-    assert_string_equal(field(m, "issuer_stan"), "900001");
-    assert_string_equal(field(m, "pan"), "489001******0012");
-    assert_string_equal(field(m, "outcome"), "approved");
-    assert_int_equal(json_integer_value(json_object_get(m, "issuer_net")), 0);
-    assert_int_equal(json_integer_value(json_object_get(m, "expected")), -4200);
+    json_t *m = broken(&o, NULL, "journal-vs-issuer", "issuer does not have the approval's effect");
+    expect_fields(m, (const char *const[]){ "terminal", "TERM0002", "stan", "900001", "issuer_stan",
+                                            "900001", "pan", "489001******0012", "outcome",
+                                            "approved", NULL });
+    assert_int_equal(field_int(m, "issuer_net"), 0);
+    assert_int_equal(field_int(m, "expected"), -4200);
     assert_int_equal(mismatches(o, "journal-vs-issuer", NULL), 1);
     assert_true(mismatches(o, "totals", "currency total") == 1);
     json_decref(o);
@@ -500,35 +458,28 @@ static void test_reversed_debit_the_issuer_kept(void **state)
     (void)state;
     struct sim_sent sent;
     struct sim_resp r;
-    char q[1400];
     approved_purchase(777, &sent, &r);
-    snprintf(q, sizeof q,
-             "INSERT INTO switch.reversal_queue (request_date, acquirer_id, terminal_id, stan,"
-             " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time, rrn,"
-             " processing_code, amount_minor, currency, auth_code, pan_masked, pan_hmac,"
-             " pan_sealed, reason, state, attempts, acked_at)"
-             " SELECT request_date, acquirer_id, terminal_id, stan, transmission_time, mti,"
-             " issuer_id, issuer_stan, issuer_transmission_time, rrn, processing_code,"
-             " amount_minor, currency, auth_code, pan_masked, pan_hmac, '\\x00'::bytea, 'error',"
-             " 'acked', 1, now() FROM switch.authorizations WHERE terminal_id = 'TERM0001'"
-             " AND stan = '%s' AND transmission_time = '%s' AND mti_class = '020'",
-             sent.stan, sent.de7);
-    sql(q);
+    sql("INSERT INTO switch.reversal_queue (request_date, acquirer_id, terminal_id, stan,"
+        " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time, rrn,"
+        " processing_code, amount_minor, currency, auth_code, pan_masked, pan_hmac,"
+        " pan_sealed, reason, state, attempts, acked_at)"
+        " SELECT request_date, acquirer_id, terminal_id, stan, transmission_time, mti,"
+        " issuer_id, issuer_stan, issuer_transmission_time, rrn, processing_code,"
+        " amount_minor, currency, auth_code, pan_masked, pan_hmac, '\\x00'::bytea, 'error',"
+        " 'acked', 1, now() FROM switch.authorizations WHERE terminal_id = 'TERM0001'"
+        " AND stan = '%s' AND transmission_time = '%s' AND mti_class = '020'",
+        sent.stan, sent.de7);
     json_t *o;
-    assert_int_equal(reconcile(&o, NULL), 1);
-    json_t *m = the_mismatch(o, "journal-vs-issuer",
-                             "issuer still has the effect of an approval the switch reversed");
-    assert_string_equal(field(m, "stan"), sent.stan);
-    assert_string_equal(field(m, "de7"), sent.de7);
-    assert_string_equal(field(m, "reversal"), "acked");
-    assert_int_equal(json_integer_value(json_object_get(m, "issuer_net")), -777);
-    assert_int_equal(json_integer_value(json_object_get(m, "expected")), 0);
+    json_t *m = broken(&o, NULL, "journal-vs-issuer",
+                       "issuer still has the effect of an approval the switch reversed");
+    expect_fields(
+        m, (const char *const[]){ "stan", sent.stan, "de7", sent.de7, "reversal", "acked", NULL });
+    assert_int_equal(field_int(m, "issuer_net"), -777);
+    assert_int_equal(field_int(m, "expected"), 0);
     json_decref(o);
-    snprintf(q, sizeof q,
-             "DELETE FROM switch.reversal_queue WHERE terminal_id = 'TERM0001' AND stan = '%s'"
-             " AND transmission_time = '%s'",
-             sent.stan, sent.de7);
-    sql(q);
+    sql("DELETE FROM switch.reversal_queue WHERE terminal_id = 'TERM0001' AND stan = '%s'"
+        " AND transmission_time = '%s'",
+        sent.stan, sent.de7);
     expect_clean(NULL);
 }
 
@@ -536,32 +487,27 @@ static void test_reversed_debit_the_issuer_kept(void **state)
 static void test_issuer_debit_without_switch_record(void **state)
 {
     (void)state;
-    char de7[11], date[11], q[600];
+    char de7[11], date[11];
     now_de7(de7, date);
-    snprintf(q, sizeof q,
-             "INSERT INTO wallet.ledger (wallet_id, request_key, kind, amount_minor, mti,"
-             " processing_code) VALUES (9, '00000100001:TERM0002:990001:%s', 'purchase', -1500,"
-             " '0200', '000000')",
-             de7);
-    sql(q);
+    sql("INSERT INTO wallet.ledger (wallet_id, request_key, kind, amount_minor, mti,"
+        " processing_code) VALUES (9, '00000100001:TERM0002:990001:%s', 'purchase', -1500,"
+        " '0200', '000000')",
+        de7);
     json_t *o;
-    assert_int_equal(reconcile(&o, NULL), 1);
-    json_t *m = the_mismatch(o, "issuer-without-switch",
-                             "issuer applied a request the switch has no record of");
-    assert_string_equal(field(m, "terminal"), "TERM0002");
-    assert_string_equal(field(m, "issuer_stan"), "990001");
-    assert_string_equal(field(m, "pan"), "489001******0095"); /* wallet 9, masked */
-    assert_int_equal(json_integer_value(json_object_get(m, "issuer_net")), -1500);
-    assert_int_equal(json_integer_value(json_object_get(m, "wallet_id")), 9);
+    json_t *m = broken(&o, NULL, "issuer-without-switch",
+                       "issuer applied a request the switch has no record of");
+    expect_fields(m, (const char *const[]){ "terminal", "TERM0002", "issuer_stan", "990001", "pan",
+                                            "489001******0095", /* wallet 9, masked */
+                                            NULL });
+    assert_int_equal(field_int(m, "issuer_net"), -1500);
+    assert_int_equal(field_int(m, "wallet_id"), 9);
     assert_int_equal(mismatches(o, "issuer-without-switch", NULL), 1);
     json_decref(o);
     /* Given back (the ledger is append-only): it moved nothing in the end, which is no
      * mismatch. */
-    snprintf(q, sizeof q,
-             "INSERT INTO wallet.ledger (wallet_id, request_key, kind, amount_minor)"
-             " VALUES (9, 'rev:00000100001:TERM0002:990001:%s', 'reversal', 1500)",
-             de7);
-    sql(q);
+    sql("INSERT INTO wallet.ledger (wallet_id, request_key, kind, amount_minor)"
+        " VALUES (9, 'rev:00000100001:TERM0002:990001:%s', 'reversal', 1500)",
+        de7);
     expect_clean(NULL);
 }
 
@@ -599,9 +545,8 @@ static void test_pending_reversal(void **state)
     assert_int_equal(waited, 0);
     assert_int_equal(code, 1);
     json_t *m = the_mismatch(o, "journal-vs-issuer", "reversal not yet acknowledged");
-    assert_string_equal(field(m, "stan"), sent.stan);
-    assert_string_equal(field(m, "reversal"), "pending");
-    assert_string_equal(field(m, "outcome"), "timeout");
+    expect_fields(m, (const char *const[]){ "stan", sent.stan, "reversal", "pending", "outcome",
+                                            "timeout", NULL });
     json_decref(o);
     assert_int_equal(code_allowed, 0);
     /* The issuer wakes up, applies the debit, then its reversal: all square again. */
@@ -614,22 +559,18 @@ static void test_pending_reversal(void **state)
 static void test_leftover_inflight_row(void **state)
 {
     (void)state;
-    char de7[11], date[11], q[1200];
+    char de7[11], date[11];
     now_de7(de7, date);
-    snprintf(q, sizeof q,
-             "INSERT INTO switch.inflight (request_date, acquirer_id, terminal_id, stan,"
-             " transmission_time, mti_class, mti, owner, issuer_id, issuer_stan,"
-             " issuer_transmission_time, processing_code, amount_minor, currency, pan_masked,"
-             " pan_hmac, pan_sealed, created_at) VALUES ('%s', '100001', 'TERM0002', '980001',"
-             " '%s', '020', '0200', 'gone-instance', 'WALLET1', '980001', '%s', '000000', 100,"
-             " 504, '489001******0012', decode(repeat('00', 32), 'hex'), '\\x00'::bytea, now())",
-             date, de7, de7);
-    sql(q);
+    sql("INSERT INTO switch.inflight (request_date, acquirer_id, terminal_id, stan,"
+        " transmission_time, mti_class, mti, owner, issuer_id, issuer_stan,"
+        " issuer_transmission_time, processing_code, amount_minor, currency, pan_masked,"
+        " pan_hmac, pan_sealed, created_at) VALUES ('%s', '100001', 'TERM0002', '980001',"
+        " '%s', '020', '0200', 'gone-instance', 'WALLET1', '980001', '%s', '000000', 100,"
+        " 504, '489001******0012', decode(repeat('00', 32), 'hex'), '\\x00'::bytea, now())",
+        date, de7, de7);
     json_t *o;
-    assert_int_equal(reconcile(&o, NULL), 1);
-    json_t *m = the_mismatch(o, "inflight-left", "never settled");
-    assert_string_equal(field(m, "terminal"), "TERM0002");
-    assert_string_equal(field(m, "stan"), "980001");
+    json_t *m = broken(&o, NULL, "inflight-left", "never settled");
+    expect_fields(m, (const char *const[]){ "terminal", "TERM0002", "stan", "980001", NULL });
     assert_int_equal(mismatches(o, NULL, NULL), 1); /* the issuer has nothing: no money open */
     json_decref(o);
     sql("DELETE FROM switch.inflight WHERE owner = 'gone-instance'");
@@ -650,23 +591,20 @@ static void test_record_approval_the_issuer_reversed(void **state)
     stack_reversal_of(&rev, mad, 620, &undone);
     send_expect("TERM0001", &rev, "00", NULL, NULL);
     settle();
-    char text[1024], path[400];
-    snprintf(text, sizeof text,
-             "# atlas-load-record 1\n"
+    char body[1024], path[400];
+    const char *extra[3];
+    snprintf(body, sizeof body,
              "req terminal=TERM0001 stan=%s de7=%s mti=0200 proc=000000 amount=610 currency=504"
              " pan=489001******0012 answered=yes rc=00 auth=%s rev=no\n"
              "req terminal=TERM0001 stan=%s de7=%s mti=0200 proc=000000 amount=620 currency=504"
              " pan=489001******0012 answered=yes rc=00 auth=%s rev=no\n",
              kept.stan, kept.de7, rk.auth, undone.stan, undone.de7, ru.auth);
-    snprintf(path, sizeof path, "%s/reversed.record", S.dir);
-    write_file(path, text);
+    write_record("reversed.record", body, path, extra);
     json_t *o;
-    const char *extra[] = { "--record", path, NULL };
-    assert_int_equal(reconcile(&o, extra), 1);
     json_t *m =
-        the_mismatch(o, "record-vs-switch", "terminal holds an approval the issuer reversed");
+        broken(&o, extra, "record-vs-switch", "terminal holds an approval the issuer reversed");
     assert_string_equal(field(m, "stan"), undone.stan);
-    assert_int_equal(json_integer_value(json_object_get(m, "record_line")), 3);
+    assert_int_equal(field_int(m, "record_line"), 3);
     assert_int_equal(mismatches(o, "record-vs-switch", "terminal holds an approval"), 1);
     /* The switch and the issuer agree with each other: only the record disagrees. */
     assert_int_equal(mismatches(o, "journal-vs-issuer", NULL), 0);
@@ -679,10 +617,10 @@ static void test_record_approval_the_issuer_reversed(void **state)
 static void test_record_unanswered_without_answered_reversal(void **state)
 {
     (void)state;
-    char de7[11], date[11], text[1024], path[400];
+    char de7[11], date[11], body[1024], path[400];
+    const char *extra[3];
     now_de7(de7, date);
-    snprintf(text, sizeof text,
-             "# atlas-load-record 1\n"
+    snprintf(body, sizeof body,
              "req terminal=TERM0001 stan=970001 de7=%s mti=0200 proc=000000 amount=100"
              " currency=504 pan=489001******0012 answered=no rev=yes rev_stan=970002 rev_de7=%s"
              " rev_tries=5 rev_rc=none\n"
@@ -691,16 +629,13 @@ static void test_record_unanswered_without_answered_reversal(void **state)
              "req terminal=TERM0001 stan=970004 de7=%s mti=0100 proc=300000 amount=-"
              " currency=504 pan=489001******0012 answered=no rev=no\n",
              de7, de7, de7, de7);
-    snprintf(path, sizeof path, "%s/gave-up.record", S.dir);
-    write_file(path, text);
+    write_record("gave-up.record", body, path, extra);
     json_t *o;
-    const char *extra[] = { "--record", path, NULL };
-    assert_int_equal(reconcile(&o, extra), 1);
+    json_t *m = broken(&o, extra, "record-vs-switch", "terminal gave up on a reversal");
     assert_int_equal(mismatches(o, "record-vs-switch", "terminal gave up on a reversal"), 2);
     assert_int_equal(mismatches(o, NULL, NULL), 2); /* the balance inquiry needs none */
-    json_t *m = the_mismatch(o, "record-vs-switch", "terminal gave up on a reversal");
     assert_string_equal(field(m, "stan"), "970001");
-    assert_int_equal(json_integer_value(json_object_get(m, "record_line")), 2);
+    assert_int_equal(field_int(m, "record_line"), 2);
     assert_int_equal(stat_of(o, "rec_unanswered_gave_up"), 2);
     assert_int_equal(stat_of(o, "rec_unanswered_nothing"), 1);
     json_decref(o);
@@ -711,31 +646,22 @@ static void test_errors_exit_2(void **state)
 {
     (void)state;
     json_t *o;
-    char path[400];
+    char path[400], out[420];
     const char *bad_from[] = { "--from", "yesterday-ish", NULL };
     assert_int_equal(reconcile(&o, bad_from), 2);
     const char *reversed[] = { "--from", "2026-12-02", "--to", "2026-12-01", NULL };
     assert_int_equal(reconcile(&o, reversed), 2);
-    snprintf(path, sizeof path, "%s/bad.record", S.dir);
-    write_file(path, "# atlas-load-record 1\nreq terminal=TERM0001 stan=1\n");
-    const char *bad_record[] = { "--record", path, NULL };
+    const char *bad_record[3];
+    write_record("bad.record", "req terminal=TERM0001 stan=1\n", path, bad_record);
     assert_int_equal(reconcile(&o, bad_record), 2);
-    char out[420];
     snprintf(out, sizeof out, "%s/reconcile.%s", S.dir, "badrec.out");
     const char *args[] = { "--record", path, NULL };
-    pid_t p = ts_spawn("atlas-reconcile", args, out);
-    int st;
-    assert_int_equal(waitpid(p, &st, 0), p);
-    assert_int_equal(WEXITSTATUS(st), 2);
+    assert_int_equal(ts_run("atlas-reconcile", args, out), 2);
     assert_int_equal(ts_file_contains(out, "bad.record: line 2: stan: expected 6 digits"), 1);
     const char *nodb[] = { "--switch-db", "host=/nonexistent-socket-dir", NULL };
-    p = ts_spawn("atlas-reconcile", nodb, out);
-    assert_int_equal(waitpid(p, &st, 0), p);
-    assert_int_equal(WEXITSTATUS(st), 2);
+    assert_int_equal(ts_run("atlas-reconcile", nodb, out), 2);
     const char *unknown[] = { "--frobnicate", NULL };
-    p = ts_spawn("atlas-reconcile", unknown, out);
-    assert_int_equal(waitpid(p, &st, 0), p);
-    assert_int_equal(WEXITSTATUS(st), 2);
+    assert_int_equal(ts_run("atlas-reconcile", unknown, out), 2);
 }
 
 int main(void)
@@ -755,5 +681,5 @@ int main(void)
         cmocka_unit_test(test_record_unanswered_without_answered_reversal),
         cmocka_unit_test(test_errors_exit_2),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, stack_teardown);
 }

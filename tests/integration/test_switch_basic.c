@@ -26,14 +26,7 @@ static struct stack S;
 static int setup(void **state)
 {
     struct stack_opts o = { .issuer = false };
-    return stack_start(&S, &o);
-}
-
-static int teardown(void **state)
-{
-    int st = stack_stop(&S);
-    /* SIGTERM drains and exits 0. */
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+    return stack_setup(state, &S, &o);
 }
 
 /* The switch flushes its log every 50 ms: poll. */
@@ -255,5 +248,5 @@ int main(void)
         cmocka_unit_test(test_journal_masked_and_log_clean),
         cmocka_unit_test(test_metrics_and_health),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, stack_teardown);
 }

@@ -31,23 +31,29 @@ static struct stack S;
 static int setup(void **state)
 {
     struct stack_opts o = { .issuer = true, .issuer_timeout_ms = 1500, .wallets = 64 };
-    return stack_start(&S, &o);
+    return stack_setup(state, &S, &o);
 }
 
-static int teardown(void **state)
-{
-    stack_stop(&S);
-    return 0;
-}
-
-static const char *send_rc(const char *term, const struct sim_txn *x, struct sim_resp *r)
+/* Sends x on term: the answer's DE 39; the answer was authentic (a MAC that verifies) unless
+ * it is a network-management one. r and sent may be NULL. */
+static const char *send_rc(const char *term, const struct sim_txn *x, struct sim_resp *r,
+                           struct sim_sent *sent)
 {
     static struct sim_resp local;
     if (!r)
         r = &local;
-    assert_int_equal(stack_send(&S, stack_term(&S, term), x, r, NULL), 0);
+    const char *rc = stack_rc(&S, term, x, r, sent);
+    assert_string_not_equal(rc, "--");
     assert_int_equal(r->mac, r->mti[1] == '8' ? r->mac : SIM_MAC_OK);
-    return r->rc;
+    return rc;
+}
+
+/* A purchase of amount with pan's card on term, approved; what was sent in sent. */
+static void approved(const char *term, const char *pan, uint64_t amount, struct sim_txn *x,
+                     struct sim_resp *r, struct sim_sent *sent)
+{
+    assert_string_equal(stack_purchase(&S, term, pan, amount, x, r, sent), "00");
+    assert_int_equal(r->mac, SIM_MAC_OK);
 }
 
 static long long available_of(const char *pan)
@@ -65,7 +71,7 @@ static void test_approvals_on_every_terminal_kind(void **state)
         struct sim_txn x;
         struct sim_resp r;
         stack_card_txn(&x, SIM_T_PURCHASE, pan, 1000);
-        assert_string_equal(send_rc(terms[i], &x, &r), "00");
+        assert_string_equal(send_rc(terms[i], &x, &r, NULL), "00");
         assert_int_equal(strlen(r.auth), 6);
     }
     assert_int_equal(stack_balance(&S, pan), before - 4000);
@@ -84,15 +90,10 @@ static void test_answer_only_after_commit(void **state)
     struct sim_txn x;
     struct sim_resp r;
     struct sim_sent sent;
-    char sql[256];
-    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 111);
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
-    assert_string_equal(r.rc, "00");
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM switch.authorizations WHERE terminal_id = 'TERM0001'"
-             " AND stan = '%s' AND transmission_time = '%s' AND response_code = '00'",
-             sent.stan, sent.de7);
-    assert_int_equal(stack_scalar(&S, sql), 1);
+    approved("TERM0001", "4890010000000012", 111, &x, &r, &sent);
+    assert_int_equal(stack_scalar(&S, stack_rows_sql("switch.authorizations", "TERM0001", &sent,
+                                                     "response_code = '00'")),
+                     1);
 }
 
 static void test_each_decline_reason(void **state)
@@ -116,7 +117,7 @@ static void test_each_decline_reason(void **state)
         stack_card_txn(&x, SIM_T_PURCHASE, cases[i].pan, cases[i].amount);
         if (cases[i].pin)
             snprintf(x.pin, sizeof x.pin, "%s", cases[i].pin);
-        const char *rc = send_rc("TERM0001", &x, NULL);
+        const char *rc = send_rc("TERM0001", &x, NULL, NULL);
         if (strcmp(rc, cases[i].rc) != 0)
             fail_msg("%s: got %s, want %s", cases[i].pan, rc, cases[i].rc);
     }
@@ -128,11 +129,11 @@ static void test_three_wrong_pins_is_75(void **state)
     struct sim_txn x;
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 100);
     snprintf(x.pin, sizeof x.pin, "0000");
-    assert_string_equal(send_rc("TERM0001", &x, NULL), "55");
-    assert_string_equal(send_rc("TERM0001", &x, NULL), "55");
-    assert_string_equal(send_rc("TERM0001", &x, NULL), "75");
+    assert_string_equal(send_rc("TERM0001", &x, NULL, NULL), "55");
+    assert_string_equal(send_rc("TERM0001", &x, NULL, NULL), "55");
+    assert_string_equal(send_rc("TERM0001", &x, NULL, NULL), "75");
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 100); /* even the right PIN now */
-    assert_string_equal(send_rc("TERM0001", &x, NULL), "75");
+    assert_string_equal(send_rc("TERM0001", &x, NULL, NULL), "75");
 }
 
 static void test_balance_inquiry(void **state)
@@ -141,7 +142,7 @@ static void test_balance_inquiry(void **state)
     struct sim_txn x;
     struct sim_resp r;
     stack_card_txn(&x, SIM_T_BALANCE, pan, 0);
-    assert_string_equal(send_rc("TERM0002", &x, &r), "00");
+    assert_string_equal(send_rc("TERM0002", &x, &r, NULL), "00");
     assert_true(r.has_balance);
     assert_int_equal(r.balance, available_of(pan));
     assert_string_equal(r.balance_ccy, "952");
@@ -174,15 +175,10 @@ static void test_repeat_gets_the_same_answer(void **state)
     struct sim_resp r1, r2;
     struct sim_sent sent;
     long long before = stack_balance(&S, pan);
-    stack_card_txn(&x, SIM_T_PURCHASE, pan, 444);
-    x.now_us = (uint64_t)time(NULL) * 1000000u;
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r1, &sent), 0);
-    assert_string_equal(r1.rc, "00");
-    snprintf(x.mti, sizeof x.mti, "0201"); /* the terminal repeats it */
-    x.stan = (uint32_t)atoi(sent.stan);
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r2, NULL), 0);
+    approved("TERM0001", pan, 444, &x, &r1, &sent);
+    stack_repeat_of(&x, "0201", &sent); /* the terminal repeats it */
+    assert_string_equal(send_rc("TERM0001", &x, &r2, NULL), "00");
     assert_string_equal(r2.mti, "0210");
-    assert_string_equal(r2.rc, "00");
     assert_string_equal(r2.auth, r1.auth);
     assert_int_equal(stack_balance(&S, pan), before - 444);
 }
@@ -194,17 +190,15 @@ static void test_terminal_reversal_restores_balance(void **state)
     struct sim_resp r;
     struct sim_sent sent;
     long long before = stack_balance(&S, pan);
-    stack_card_txn(&x, SIM_T_PURCHASE, pan, 2500);
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
-    assert_string_equal(r.rc, "00");
+    approved("TERM0001", pan, 2500, &x, &r, &sent);
     assert_int_equal(stack_balance(&S, pan), before - 2500);
 
     stack_reversal_of(&rev, pan, 2500, &sent);
     /* A reversal for another amount (a partial one) is refused, not forwarded. */
     struct sim_txn partial = rev;
     partial.amount = 1000;
-    assert_string_equal(send_rc("TERM0001", &partial, &r), "12");
-    assert_string_equal(send_rc("TERM0001", &rev, &r), "00");
+    assert_string_equal(send_rc("TERM0001", &partial, &r, NULL), "12");
+    assert_string_equal(send_rc("TERM0001", &rev, &r, NULL), "00");
     assert_string_equal(r.mti, "0430");
     /* Store-and-forward delivers it to the issuer: the money comes back once. */
     assert_true(stack_wait_balance(&S, pan, before, 5000));
@@ -214,7 +208,7 @@ static void test_terminal_reversal_restores_balance(void **state)
                                        1, 5000),
                      0);
     /* The same reversal again changes nothing. */
-    assert_string_equal(send_rc("TERM0001", &rev, &r), "00");
+    assert_string_equal(send_rc("TERM0001", &rev, &r, NULL), "00");
     usleep(700000);
     assert_int_equal(stack_balance(&S, pan), before);
 }
@@ -229,15 +223,13 @@ static void test_reversal_by_own_stan_and_time(void **state)
     struct sim_sent sent;
     long long before = stack_balance(&S, pan);
     stack_card_txn(&x, SIM_T_CASH, pan, 1500);
-    x.now_us = (uint64_t)time(NULL) * 1000000u;
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0003"), &x, &r, &sent), 0);
-    assert_string_equal(r.rc, "00");
+    stack_fix_time(&x);
+    assert_string_equal(send_rc("TERM0003", &x, &r, &sent), "00");
     stack_card_txn(&rev, SIM_T_REVERSAL, pan, 1500);
-    snprintf(rev.mti, sizeof rev.mti, "0420");
-    rev.stan = (uint32_t)atoi(sent.stan);
+    stack_repeat_of(&rev, "0420", &sent);
     rev.now_us = x.now_us;
     rev.orig_stan = 0; /* no DE 90 */
-    assert_string_equal(send_rc("TERM0003", &rev, &r), "00");
+    assert_string_equal(send_rc("TERM0003", &rev, &r, NULL), "00");
     assert_true(stack_wait_balance(&S, pan, before, 5000));
 }
 
@@ -248,26 +240,22 @@ static void test_issuer_restart_link_comes_back(void **state)
     assert_int_equal(ts_stop(S.issuer, SIGTERM, 5000) >= 0, 1);
     S.issuer = 0;
     assert_true(stack_log_has(S.switch_log, "\"to\":\"down\"", 5000));
-    assert_string_equal(send_rc("TERM0001", &x, NULL), "91");
+    assert_string_equal(send_rc("TERM0001", &x, NULL, NULL), "91");
     assert_int_equal(stack_start_issuer(&S), 0);
     /* Reconnect with backoff, sign-on, then requests flow again. */
-    const char *rc = "";
-    for (int i = 0; i < 100 && strcmp(rc, "00") != 0; i++) {
-        usleep(100000);
-        rc = send_rc("TERM0001", &x, NULL);
-    }
-    assert_string_equal(rc, "00");
+    assert_string_equal(stack_rc_linked(&S, "TERM0001", &x, NULL, 10000), "00");
 }
 
 static void test_reload_without_dropping_connections(void **state)
 {
-    struct sim_term *t = stack_term(&S, "TERM0004");
     struct sim_txn x;
     stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 20);
-    assert_string_equal(send_rc("TERM0004", &x, NULL), "00");
+    assert_string_equal(send_rc("TERM0004", &x, NULL, NULL), "00");
     /* Disable the terminal in the database; SIGHUP reloads the reference data. */
-    stack_scalar(&S, "WITH u AS (UPDATE switch.terminals SET enabled = false"
-                     " WHERE terminal_id = 'TERM0004' RETURNING 1) SELECT count(*) FROM u");
+    assert_int_equal(
+        stack_exec(&S,
+                   "UPDATE switch.terminals SET enabled = false WHERE terminal_id = 'TERM0004'"),
+        0);
     int fd = ts_connect(S.acq_port, 5000); /* a session opened before the reload */
     assert_true(fd >= 0);
     kill(S.sw, SIGHUP);
@@ -275,33 +263,20 @@ static void test_reload_without_dropping_connections(void **state)
     const char *rc = "";
     for (int i = 0; i < 50 && strcmp(rc, "58") != 0; i++) {
         usleep(100000);
-        rc = send_rc("TERM0004", &x, NULL);
+        rc = send_rc("TERM0004", &x, NULL, NULL);
     }
     assert_string_equal(rc, "58");
     /* The older session is still open and served. */
     struct sim_txn echo;
     struct sim_resp r;
-    uint8_t msg[SIM_MSG_MAX], hdr[8], buf[1024], arena[ISO_ARENA_FOR(1024)];
-    size_t len;
-    char err[128];
-    struct sim_term *t1 = stack_term(&S, "TERM0001");
     stack_txn(&echo, SIM_T_ECHO, "", NULL, 0);
-    assert_int_equal(
-        sim_term_build_request(t1, &echo, msg, sizeof msg, &len, NULL, err, sizeof err), 0);
-    int h = sim_frame_header(t1, len, hdr);
-    assert_int_equal(ts_send_all(fd, hdr, (size_t)h), 0);
-    assert_int_equal(ts_send_all(fd, msg, len), 0);
-    ssize_t n = ts_recv_frame2(fd, buf, sizeof buf);
-    assert_true(n > 0);
-    struct iso_msg m;
-    iso_msg_init(&m, arena, sizeof arena);
-    assert_int_equal(sim_term_check_response(t1, buf, (size_t)n, &m, &r, err, sizeof err), 0);
+    assert_int_equal(stack_send_on(fd, stack_term(&S, "TERM0001"), &echo, &r), 0);
     assert_string_equal(r.rc, "00");
     close(fd);
-    stack_scalar(&S, "WITH u AS (UPDATE switch.terminals SET enabled = true"
-                     " WHERE terminal_id = 'TERM0004' RETURNING 1) SELECT count(*) FROM u");
+    assert_int_equal(
+        stack_exec(&S, "UPDATE switch.terminals SET enabled = true WHERE terminal_id = 'TERM0004'"),
+        0);
     kill(S.sw, SIGHUP);
-    (void)t;
 }
 
 static void test_issuer_silent_then_reversal_releases(void **state)
@@ -311,7 +286,7 @@ static void test_issuer_silent_then_reversal_releases(void **state)
     struct sim_txn x;
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 700);
     kill(S.issuer, SIGSTOP);
-    const char *rc = send_rc("TERM0002", &x, NULL);
+    const char *rc = send_rc("TERM0002", &x, NULL, NULL);
     kill(S.issuer, SIGCONT);
     assert_string_equal(rc, "91");
     /* The issuer wakes up, approves the original late (never forwarded) and
@@ -334,6 +309,27 @@ static int send_nowait(struct sim_term *t, const struct sim_txn *x, struct sim_s
     int fd = stack_send_nowait(&S, t, x, sent);
     assert_true(fd >= 0);
     return fd;
+}
+
+/* Stops the issuer (it stays stopped), and n purchases of 100 with pan's card on term time out:
+ * each is answered 91 on its own connection. */
+static void time_out(const char *term, const char *pan, int n)
+{
+    struct sim_term *t = stack_term(&S, term);
+    int fds[64];
+    assert_true(n <= 64);
+    kill(S.issuer, SIGSTOP);
+    for (int i = 0; i < n; i++) {
+        struct sim_txn x;
+        stack_card_txn(&x, SIM_T_PURCHASE, pan, 100);
+        fds[i] = send_nowait(t, &x, NULL);
+    }
+    for (int i = 0; i < n; i++) {
+        struct sim_resp r;
+        assert_int_equal(stack_recv(fds[i], t, &r), 0);
+        assert_string_equal(r.rc, "91");
+        close(fds[i]);
+    }
 }
 
 static void test_terminal_gone_before_approval_is_reversed(void **state)
@@ -364,7 +360,7 @@ static void test_reversal_while_original_in_flight(void **state)
     int fd = send_nowait(t, &x, &sent);
     usleep(200000);
     stack_reversal_of(&rev, pan, 1100, &sent);
-    const char *rc = send_rc("TERM0001", &rev, NULL);
+    const char *rc = send_rc("TERM0001", &rev, NULL, NULL);
     kill(S.issuer, SIGCONT);
     close(fd);
     assert_string_equal(rc, "00");
@@ -380,31 +376,12 @@ static void test_timeout_storm_reversals_batched(void **state)
      * batch, and every one of them reaches the issuer. */
     enum { N = 20 };
     const char *pan = "4890020000000029";
-    struct sim_term *t = stack_term(&S, "TERM0002");
-    int fds[N];
     char sql[256];
     const char *acked = "SELECT count(*) FROM switch.reversal_queue WHERE terminal_id = 'TERM0002'"
                         " AND reason = 'timeout' AND state = 'acked'";
     long long acked_before = stack_scalar(&S, acked);
     long long before = stack_balance(&S, pan);
-    kill(S.issuer, SIGSTOP);
-    for (int i = 0; i < N; i++) {
-        struct sim_txn x;
-        stack_card_txn(&x, SIM_T_PURCHASE, pan, 100);
-        fds[i] = send_nowait(t, &x, NULL);
-    }
-    for (int i = 0; i < N; i++) {
-        uint8_t buf[2048], arena[ISO_ARENA_FOR(2048)];
-        struct sim_resp r;
-        struct iso_msg m;
-        char err[128];
-        ssize_t n = ts_recv_frame2(fds[i], buf, sizeof buf);
-        assert_true(n > 0);
-        iso_msg_init(&m, arena, sizeof arena);
-        assert_int_equal(sim_term_check_response(t, buf, (size_t)n, &m, &r, err, sizeof err), 0);
-        assert_string_equal(r.rc, "91");
-        close(fds[i]);
-    }
+    time_out("TERM0002", pan, N);
     kill(S.issuer, SIGCONT);
     snprintf(sql, sizeof sql, "%s", acked);
     assert_int_equal(stack_wait_scalar(&S, sql, acked_before + N, 15000), 0);
@@ -427,17 +404,8 @@ static void test_timeout_storm_reversals_batched(void **state)
 /* Bytes of path from offset off (a fresh allocation, NUL-terminated). */
 static char *read_from(const char *path, long off)
 {
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long end = ftell(f);
-    assert_true(end >= off);
-    char *buf = malloc((size_t)(end - off) + 1);
+    char *buf = ts_read_file(path, off, NULL);
     assert_non_null(buf);
-    assert_int_equal(fseek(f, off, SEEK_SET), 0);
-    size_t n = fread(buf, 1, (size_t)(end - off), f);
-    fclose(f);
-    buf[n] = '\0';
     return buf;
 }
 
@@ -477,8 +445,6 @@ static void test_reversal_acks_durable_across_drain_and_restart(void **state)
      * next switchd sends none of them again. */
     enum { N = 12 };
     const char *pan = "4890020000000029";
-    struct sim_term *t = stack_term(&S, "TERM0002");
-    int fds[N];
     char sql[256];
     assert_int_equal(stack_wait_scalar(&S,
                                        "SELECT count(*) FROM switch.reversal_queue"
@@ -489,24 +455,7 @@ static void test_reversal_acks_durable_across_drain_and_restart(void **state)
                                        " FROM switch.reversal_queue");
     long long before = stack_balance(&S, pan);
     long off = file_size(S.switch_log);
-    kill(S.issuer, SIGSTOP);
-    for (int i = 0; i < N; i++) {
-        struct sim_txn x;
-        stack_card_txn(&x, SIM_T_PURCHASE, pan, 100);
-        fds[i] = send_nowait(t, &x, NULL);
-    }
-    for (int i = 0; i < N; i++) { /* each 91 leaves after its reversal's row committed */
-        uint8_t buf[2048], arena[ISO_ARENA_FOR(2048)];
-        struct sim_resp r;
-        struct iso_msg m;
-        char err[128];
-        ssize_t n = ts_recv_frame2(fds[i], buf, sizeof buf);
-        assert_true(n > 0);
-        iso_msg_init(&m, arena, sizeof arena);
-        assert_int_equal(sim_term_check_response(t, buf, (size_t)n, &m, &r, err, sizeof err), 0);
-        assert_string_equal(r.rc, "91");
-        close(fds[i]);
-    }
+    time_out("TERM0002", pan, N); /* each 91 leaves after its reversal's row committed */
     /* Hold the rows: every UPDATE of them blocks until this transaction ends. */
     PGconn *lock = dbt_connect(S.conninfo);
     assert_non_null(lock);
@@ -574,21 +523,12 @@ static void test_reversal_after_switch_restart_uses_journal(void **state)
     struct sim_resp r;
     struct sim_sent sent;
     long long before = stack_balance(&S, pan);
-    stack_card_txn(&x, SIM_T_PURCHASE, pan, 1300);
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
-    assert_string_equal(r.rc, "00");
+    approved("TERM0001", pan, 1300, &x, &r, &sent);
     /* A restart forgets every request: the journal still knows the original. */
-    int st = ts_stop(S.sw, SIGTERM, 10000);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    assert_int_equal(stack_start_switch(&S), 0);
+    assert_int_equal(stack_restart_switch(&S, SIGTERM), 0); /* a drain exits 0 */
     stack_reversal_of(&rev, pan, 1300, &sent);
-    const char *rc = "";
-    for (int i = 0; i < 50 && strcmp(rc, "00") != 0; i++) { /* until the issuer link is up */
-        rc = send_rc("TERM0001", &rev, &r);
-        if (strcmp(rc, "00") != 0)
-            usleep(100000);
-    }
-    assert_string_equal(rc, "00");
+    /* until the issuer link is up */
+    assert_string_equal(stack_rc_linked(&S, "TERM0001", &rev, &r, 5000), "00");
     assert_true(stack_wait_balance(&S, pan, before, 8000));
 }
 
@@ -655,5 +595,5 @@ int main(void)
         cmocka_unit_test(test_reload_without_dropping_connections),
         cmocka_unit_test(test_no_card_secrets_in_logs),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, stack_teardown);
 }

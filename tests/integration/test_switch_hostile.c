@@ -70,7 +70,7 @@ static int setup(void **state)
              "max_output_bytes = 67108864\nwrite_timeout_ms = 1000\n",
              p_idle, p_dribble, p_peraddr, p_capped, p_slow);
     struct stack_opts o = { .issuer = false, .extra_conf = extra_conf };
-    if (stack_start(&S, &o) != 0)
+    if (stack_setup(state, &S, &o) != 0)
         return -1;
     /* The echo every test sends: TERM0001's 0800/301, framed (2-byte length). */
     struct sim_term *t = stack_term(&S, "TERM0001");
@@ -87,12 +87,6 @@ static int setup(void **state)
     memcpy(echo_frame + h, msg, len);
     echo_len = (size_t)h + len;
     return 0;
-}
-
-static int teardown(void **state)
-{
-    int st = stack_stop(&S);
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
 /* The switch flushes its log every 50 ms: poll. */
@@ -527,5 +521,5 @@ int main(void)
         cmocka_unit_test(test_refuses_to_start_when_nofile_is_too_low),
         cmocka_unit_test(test_raises_the_soft_limit_and_starts),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, stack_teardown);
 }

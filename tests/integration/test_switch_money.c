@@ -26,99 +26,76 @@ static struct stack S;
 static int setup(void **state)
 {
     struct stack_opts o = { .issuer = true, .issuer_timeout_ms = 1500, .wallets = 64 };
-    return stack_start(&S, &o);
-}
-
-static int teardown(void **state)
-{
-    int st = stack_stop(&S);
-    /* switchd must still be alive at the end and stop cleanly. */
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+    return stack_setup(state, &S, &o);
 }
 
 /* Each test starts with a running switchd that reaches its database,
  * whatever the one before did. */
 static int alive(void **state)
 {
-    if (!(S.sw > 0 && kill(S.sw, 0) == 0 && waitpid(S.sw, NULL, WNOHANG) == 0) &&
-        stack_start_switch(&S) != 0)
+    if (!ts_alive(S.sw) && stack_start_switch(&S) != 0)
         return -1;
     return stack_switch_db(&S, true) == 0 ? stack_wait_journal_up(&S, 10000) : -1;
 }
 
 static void restart_switch(int sig)
 {
-    int st = ts_stop(S.sw, sig, 10000);
+    int st = stack_restart_switch(&S, sig);
+    assert_int_not_equal(st, -1);
     if (sig == SIGTERM)
         assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    assert_int_equal(stack_start_switch(&S), 0);
 }
 
-/* Sends x until the issuer link is up again after a restart (91 = not yet). */
-static void send_until_linked(const char *term, const struct sim_txn *x, struct sim_resp *r)
+/* Rows of the journal for the request sent as sent by term that match where. */
+static long long journal_count(const char *term, const struct sim_sent *sent, const char *where)
 {
-    for (int i = 0; i < 60; i++) {
-        assert_int_equal(stack_send(&S, stack_term(&S, term), x, r, NULL), 0);
-        if (strcmp(r->rc, "91") != 0)
-            return;
-        usleep(100000);
-    }
+    return stack_scalar(&S, stack_rows_sql("switch.authorizations", term, sent, where));
 }
 
-static long long journal_count(const char *term, const char *stan, const char *where)
+/* Rows of the reversal queue for the request sent as sent by TERM0001, in a while: 0 once
+ * want rows match where. */
+static int wait_reversals(const struct sim_sent *sent, const char *where, long long want)
 {
-    char sql[400];
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM switch.authorizations WHERE terminal_id = '%s' AND stan = '%s'"
-             " AND %s",
-             term, stan, where);
-    return stack_scalar(&S, sql);
+    return stack_wait_scalar(&S, stack_rows_sql("switch.reversal_queue", "TERM0001", sent, where),
+                             want, 10000);
+}
+
+/* A purchase of amount with pan's card approved on TERM0001 (its answer in r1, what was sent
+ * in sent), switchd ended with sig and restarted, then the same request sent again as mti: it
+ * is answered want (the answer in r2), and the wallet is debited once. */
+static void again_after_restart(const char *pan, uint64_t amount, int sig, const char *mti,
+                                const char *want, struct sim_resp *r1, struct sim_resp *r2,
+                                struct sim_sent *sent)
+{
+    struct sim_txn x;
+    long long before = stack_balance(&S, pan);
+    assert_string_equal(stack_purchase(&S, "TERM0001", pan, amount, &x, r1, sent), "00");
+    restart_switch(sig);
+    stack_repeat_of(&x, mti, sent);
+    assert_string_equal(stack_rc_linked(&S, "TERM0001", &x, r2, 6000), want);
+    usleep(300000);
+    assert_int_equal(stack_balance(&S, pan), before - (long long)amount);
 }
 
 /* An 0200 approved, switchd restarted, the same request repeated as 0201:
  * it gets the original answer (same DE 38) and the wallet is debited once. */
 static void test_repeat_after_restart_is_answered_from_the_journal(void **state)
 {
-    const char *pan = "4890010000000012";
-    struct sim_txn x;
     struct sim_resp r1, r2;
     struct sim_sent sent;
-    long long before = stack_balance(&S, pan);
-    stack_card_txn(&x, SIM_T_PURCHASE, pan, 321);
-    x.now_us = (uint64_t)time(NULL) * 1000000u;
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r1, &sent), 0);
-    assert_string_equal(r1.rc, "00");
-    restart_switch(SIGTERM);
-    snprintf(x.mti, sizeof x.mti, "0201");
-    x.stan = (uint32_t)atoi(sent.stan);
-    send_until_linked("TERM0001", &x, &r2);
+    again_after_restart("4890010000000012", 321, SIGTERM, "0201", "00", &r1, &r2, &sent);
     assert_string_equal(r2.mti, "0210");
-    assert_string_equal(r2.rc, "00");
     assert_string_equal(r2.auth, r1.auth);
-    usleep(300000);
-    assert_int_equal(stack_balance(&S, pan), before - 321);
-    assert_int_equal(journal_count("TERM0001", sent.stan, "response_code = '00'"), 1);
+    assert_int_equal(journal_count("TERM0001", &sent, "response_code = '00'"), 1);
 }
 
 /* The same 0200 sent again after a kill -9: a duplicate (94), never a second
  * debit. */
 static void test_resend_after_kill_is_a_duplicate(void **state)
 {
-    const char *pan = "4890020000000029";
-    struct sim_txn x;
     struct sim_resp r1, r2;
     struct sim_sent sent;
-    long long before = stack_balance(&S, pan);
-    stack_card_txn(&x, SIM_T_PURCHASE, pan, 1234);
-    x.now_us = (uint64_t)time(NULL) * 1000000u;
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r1, &sent), 0);
-    assert_string_equal(r1.rc, "00");
-    restart_switch(SIGKILL);
-    x.stan = (uint32_t)atoi(sent.stan);
-    send_until_linked("TERM0001", &x, &r2);
-    assert_string_equal(r2.rc, "94");
-    usleep(300000);
-    assert_int_equal(stack_balance(&S, pan), before - 1234);
+    again_after_restart("4890020000000029", 1234, SIGKILL, "0200", "94", &r1, &r2, &sent);
 }
 
 /* The issuer approves a request while switchd is being killed: nobody
@@ -143,8 +120,7 @@ static void test_killed_while_at_the_issuer_money_comes_back(void **state)
     assert_int_equal(stack_start_switch(&S), 0);
     assert_true(stack_wait_balance(&S, pan, before, 10000));
     stack_reversal_of(&rev, pan, 777, &sent);
-    send_until_linked("TERM0001", &rev, &r);
-    assert_string_equal(r.rc, "00");
+    assert_string_equal(stack_rc_linked(&S, "TERM0001", &rev, &r, 6000), "00");
     usleep(500000);
     assert_int_equal(stack_balance(&S, pan), before);
 }
@@ -211,9 +187,10 @@ static void test_refusal_does_not_leave_a_later_approval_unjournaled(void **stat
     assert_string_equal(r.rc, "00");
     char where[80];
     snprintf(where, sizeof where, "response_code = '00' AND auth_code = '%s'", r.auth);
-    for (int i = 0; i < 40 && journal_count("TERM0001", sent.stan, where) != 1; i++)
-        usleep(50000);
-    assert_int_equal(journal_count("TERM0001", sent.stan, where), 1);
+    assert_int_equal(
+        stack_wait_scalar(&S, stack_rows_sql("switch.authorizations", "TERM0001", &sent, where), 1,
+                          2000),
+        0);
 }
 
 /* An approval the terminal never received is reversed; its repeat (0201) must
@@ -226,7 +203,7 @@ static void test_repeat_of_a_reversed_approval_is_not_approved(void **state)
     struct sim_sent sent;
     long long before = stack_balance(&S, pan);
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 888);
-    x.now_us = (uint64_t)time(NULL) * 1000000u;
+    stack_fix_time(&x);
     kill(S.issuer, SIGSTOP);
     int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
     assert_true(fd >= 0);
@@ -234,10 +211,8 @@ static void test_repeat_of_a_reversed_approval_is_not_approved(void **state)
     close(fd); /* the terminal hangs up before the approval */
     kill(S.issuer, SIGCONT);
     assert_true(stack_wait_balance(&S, pan, before, 8000));
-    snprintf(x.mti, sizeof x.mti, "0201");
-    x.stan = (uint32_t)atoi(sent.stan);
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, NULL), 0);
-    assert_string_not_equal(r.rc, "00");
+    stack_repeat_of(&x, "0201", &sent);
+    assert_string_not_equal(stack_rc(&S, "TERM0001", &x, &r, NULL), "00");
     usleep(300000);
     assert_int_equal(stack_balance(&S, pan), before);
 }
@@ -268,7 +243,7 @@ static void test_approval_without_a_response_mac_is_withdrawn(void **state)
     ts_stop(S.hsm, SIGTERM, 5000);
     assert_int_equal(stack_start_hsm(&S, NULL), 0);
     assert_true(stack_wait_balance(&S, pan, before, 15000));
-    assert_int_equal(journal_count("TERM0002", sent.stan, "response_code = '96'"), 1);
+    assert_int_equal(journal_count("TERM0002", &sent, "response_code = '96'"), 1);
 }
 
 /* An issuer's 96 may hide a commit it could not confirm: the switch reverses
@@ -283,7 +258,7 @@ static void test_an_issuer_96_is_reversed(void **state)
     ts_stop(S.hsm, SIGTERM, 5000);
     assert_int_equal(stack_start_hsm(&S, "EC"), 0);
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 640);
-    x.now_us = (uint64_t)time(NULL) * 1000000u;
+    stack_fix_time(&x);
     for (int i = 0; i < 50; i++) {
         assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
         if (strcmp(r.rc, "91") != 0)
@@ -292,16 +267,9 @@ static void test_an_issuer_96_is_reversed(void **state)
         usleep(100000);
     }
     assert_string_equal(r.rc, "96");
-    char sql[300];
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM switch.reversal_queue WHERE terminal_id = 'TERM0001'"
-             " AND stan = '%s' AND reason = 'error' AND state = 'acked'",
-             sent.stan);
-    assert_int_equal(stack_wait_scalar(&S, sql, 1, 10000), 0);
-    snprintf(x.mti, sizeof x.mti, "0201");
-    x.stan = (uint32_t)atoi(sent.stan);
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, NULL), 0);
-    assert_string_equal(r.rc, "96");
+    assert_int_equal(wait_reversals(&sent, "reason = 'error' AND state = 'acked'", 1), 0);
+    stack_repeat_of(&x, "0201", &sent);
+    assert_string_equal(stack_rc(&S, "TERM0001", &x, &r, NULL), "96");
     ts_stop(S.hsm, SIGTERM, 5000);
     assert_int_equal(stack_start_hsm(&S, NULL), 0);
     assert_int_equal(stack_balance(&S, pan), before);
@@ -317,23 +285,15 @@ static void test_a_refused_reversal_is_failed_not_acknowledged(void **state)
     struct sim_resp r;
     struct sim_sent sent;
     stack_card_txn(&x, SIM_T_REFUND, pan, 100);
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
-    assert_string_equal(r.rc, "00");
+    assert_string_equal(stack_rc(&S, "TERM0001", &x, &r, &sent), "00");
     long long balance = stack_balance(&S, pan);
     struct sim_txn spend;
-    stack_card_txn(&spend, SIM_T_PURCHASE, pan, (uint64_t)(balance - 50));
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &spend, &r, NULL), 0);
-    assert_string_equal(r.rc, "00");
+    assert_string_equal(
+        stack_purchase(&S, "TERM0001", pan, (uint64_t)(balance - 50), &spend, &r, NULL), "00");
     stack_reversal_of(&rev, pan, 100, &sent);
     snprintf(rev.proc, sizeof rev.proc, "%s", sent.proc);
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &rev, &r, NULL), 0);
-    assert_string_equal(r.rc, "00"); /* queued durably */
-    char sql[300];
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM switch.reversal_queue WHERE terminal_id = 'TERM0001'"
-             " AND stan = '%s' AND state = 'failed' AND last_response_code = '51'",
-             sent.stan);
-    assert_int_equal(stack_wait_scalar(&S, sql, 1, 10000), 0);
+    assert_string_equal(stack_rc(&S, "TERM0001", &rev, &r, NULL), "00"); /* queued durably */
+    assert_int_equal(wait_reversals(&sent, "state = 'failed' AND last_response_code = '51'", 1), 0);
     assert_int_equal(stack_balance(&S, pan), 50);
 }
 
@@ -346,17 +306,13 @@ static void test_a_reversal_with_another_card_is_refused(void **state)
     struct sim_resp r;
     struct sim_sent sent;
     long long before = stack_balance(&S, pan);
-    stack_card_txn(&x, SIM_T_PURCHASE, pan, 2020);
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
-    assert_string_equal(r.rc, "00");
+    assert_string_equal(stack_purchase(&S, "TERM0001", pan, 2020, &x, &r, &sent), "00");
     stack_reversal_of(&rev, other, 2020, &sent);
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &rev, &r, NULL), 0);
-    assert_string_equal(r.rc, "12");
+    assert_string_equal(stack_rc(&S, "TERM0001", &rev, &r, NULL), "12");
     usleep(500000);
     assert_int_equal(stack_balance(&S, pan), before - 2020);
     stack_reversal_of(&rev, pan, 2020, &sent);
-    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &rev, &r, NULL), 0);
-    assert_string_equal(r.rc, "00");
+    assert_string_equal(stack_rc(&S, "TERM0001", &rev, &r, NULL), "00");
     assert_true(stack_wait_balance(&S, pan, before, 8000));
 }
 
@@ -432,5 +388,5 @@ int main(void)
         cmocka_unit_test_setup(test_pan_keys_leave_the_environment, alive),
         cmocka_unit_test_setup(test_sigterm_during_an_outage_keeps_the_reversals, alive),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, stack_teardown);
 }

@@ -82,25 +82,52 @@ static long now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-int ts_stop(pid_t pid, int sig, int timeout_ms)
+bool ts_alive(pid_t pid)
+{
+    return pid > 0 && kill(pid, 0) == 0 && waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+int ts_wait(pid_t pid, int timeout_ms)
 {
     int status;
     if (pid <= 0)
         return -1;
-    kill(pid, sig);
+    if (timeout_ms < 0)
+        return waitpid(pid, &status, 0) == pid ? status : -1;
     long deadline = now_ms() + timeout_ms;
-    while (now_ms() < deadline) {
+    for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid)
             return status;
-        if (r == -1)
+        if (r == -1 || now_ms() >= deadline)
             return -1;
         usleep(10000);
     }
-    kill(pid, SIGKILL);
-    if (waitpid(pid, &status, 0) == pid)
+}
+
+int ts_exit_code(int status)
+{
+    if (status == -1)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int ts_run(const char *program, const char *const args[], const char *out_path)
+{
+    pid_t pid = ts_spawn(program, args, out_path);
+    return pid > 0 ? ts_exit_code(ts_wait(pid, -1)) : -1;
+}
+
+int ts_stop(pid_t pid, int sig, int timeout_ms)
+{
+    if (pid <= 0)
+        return -1;
+    kill(pid, sig);
+    int status = ts_wait(pid, timeout_ms);
+    if (status != -1)
         return status;
-    return -1;
+    kill(pid, SIGKILL);
+    return ts_wait(pid, -1);
 }
 
 /* One bind to port 0; 0 on failure. */
@@ -223,18 +250,37 @@ ssize_t ts_recv_frame2(int fd, uint8_t *buf, size_t cap)
     return r < 0 ? -1 : (ssize_t)len;
 }
 
-int ts_file_contains(const char *path, const char *needle)
+char *ts_read_file(const char *path, long off, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return 0;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)size + 1);
-    size_t n = fread(buf, 1, (size_t)size, f);
+        return NULL;
+    char *buf = NULL;
+    long end = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (end >= off && fseek(f, off, SEEK_SET) == 0 && (buf = malloc((size_t)(end - off) + 1))) {
+        size_t n = fread(buf, 1, (size_t)(end - off), f);
+        buf[n] = '\0';
+        if (len)
+            *len = n;
+    }
     fclose(f);
-    int found = memmem(buf, n, needle, strlen(needle)) != NULL;
+    return buf;
+}
+
+int ts_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    int ok = fputs(text, f) >= 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+int ts_file_contains(const char *path, const char *needle)
+{
+    size_t n;
+    char *buf = ts_read_file(path, 0, &n);
+    int found = buf && memmem(buf, n, needle, strlen(needle)) != NULL;
     free(buf);
     return found;
 }

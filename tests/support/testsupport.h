@@ -4,6 +4,7 @@
 #ifndef ATLAS_TESTSUPPORT_H
 #define ATLAS_TESTSUPPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -23,6 +24,22 @@ pid_t ts_spawn_nofile(const char *program, const char *const args[], const char 
 /* Sends sig, waits up to timeout_ms, then SIGKILLs. Returns the exit status as
  * from waitpid (use WIFEXITED etc.), or -1. */
 int ts_stop(pid_t pid, int sig, int timeout_ms);
+
+/* Whether pid is a child of this process that is still running (not ended, not reaped). */
+bool ts_alive(pid_t pid);
+
+/* Waits up to timeout_ms (-1: as long as it takes) for pid to end. Its status as from
+ * waitpid, or -1 when it is still running at the deadline (it is left running) or
+ * waitpid failed. */
+int ts_wait(pid_t pid, int timeout_ms);
+
+/* One number for a waitpid status: the code of a normal exit, 128 + the signal that
+ * ended the process (as a shell says it), -1 for -1. */
+int ts_exit_code(int status);
+
+/* ts_spawn, then waits for the program to end: its exit code (ts_exit_code), or -1 when
+ * it could not be started. */
+int ts_run(const char *program, const char *const args[], const char *out_path);
 
 /* A TCP port on 127.0.0.1 that was free a moment ago, never one this process
  * was already given. */
@@ -47,6 +64,14 @@ ssize_t ts_recv_frame2(int fd, uint8_t *buf, size_t cap);
 
 /* Non-zero if the file at path contains needle (binary-safe substring). */
 int ts_file_contains(const char *path, const char *needle);
+
+/* The bytes of path from offset off to its end, NUL-terminated, in a fresh allocation the
+ * caller frees; their count in *len when len is not NULL. NULL when the file cannot be
+ * read or is shorter than off. */
+char *ts_read_file(const char *path, long off, size_t *len);
+
+/* Writes text to path (created or truncated). 0 or -1. */
+int ts_write_file(const char *path, const char *text);
 
 /* A fresh directory under $TMPDIR (or /tmp) for one test's files. */
 const char *ts_tmpdir(const char *tag);

@@ -43,7 +43,7 @@ static struct hsm_key *clear_key(enum hsm_keytype type, const char *hex)
 {
     uint8_t k[16];
     struct hsm_key *key = NULL;
-    assert_int_equal(at_hex_decode(hex, 32, k, sizeof k), 16);
+    assert_int_equal(at_hex_decode(hex, strlen(hex), k, sizeof k), 16);
     assert_int_equal(hsm_key_from_clear(type, k, 16, &key), HSM_OK);
     return key;
 }
@@ -109,79 +109,129 @@ static void unpack(const struct sim_term *t, const uint8_t *msg, size_t len, str
     assert_int_equal(iso_unpack(t->dialect, msg, len, m, &ie), 0);
 }
 
+/* A request as a terminal built it: its bytes, what it says was sent, and its fields. */
+struct built {
+    uint8_t msg[SIM_MSG_MAX];
+    size_t len;
+    struct sim_sent sent;
+    uint8_t arena[4096];
+    struct iso_msg m;
+};
+
+/* The built-in terminal id, its STAN and key counters set to stan and counter. */
+static struct sim_term *term_at(const char *id, uint32_t stan, uint32_t counter)
+{
+    struct sim_term *t = sim_terms_find(&terms, id);
+    assert_non_null(t);
+    sim_term_set_counters(t, stan, counter);
+    return t;
+}
+
+/* Builds x on t, which must succeed, and unpacks it into b. */
+static void build(struct sim_term *t, const struct sim_txn *x, struct built *b)
+{
+    char err[200];
+    assert_int_equal(
+        sim_term_build_request(t, x, b->msg, sizeof b->msg, &b->len, &b->sent, err, sizeof err), 0);
+    unpack(t, b->msg, b->len, &b->m, b->arena, sizeof b->arena);
+}
+
+/* Building x on t is refused with a reason that names want. */
+static void build_refused(struct sim_term *t, const struct sim_txn *x, const char *want)
+{
+    uint8_t msg[SIM_MSG_MAX];
+    size_t len;
+    char err[200] = "";
+    assert_int_equal(sim_term_build_request(t, x, msg, sizeof msg, &len, NULL, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, want));
+}
+
+/* The PIN block blk (ISO 0) of pan decrypts under the clear TPK tpk_hex to want. */
+static void tpk_pin_is(const char *tpk_hex, const uint8_t *blk, size_t bl, const char *pan,
+                       const char *want)
+{
+    struct hsm_key *tpk = clear_key(HSM_KT_TPK, tpk_hex);
+    char pin[13];
+    assert_int_equal(hsm_pin_decrypt(tpk, HSM_PINFMT_ISO0, blk, bl, pan, pin), HSM_OK);
+    assert_string_equal(pin, want);
+    hsm_key_release(tpk);
+}
+
+/* The DUKPT PIN block blk (format fmt) of pan, sent with the KSN ksn_hex, translates host-side
+ * (BDK + KSN, the switch's path) under bdk (which it releases) to a ZPK block that decrypts to
+ * want. */
+static void dukpt_pin_is(struct hsm_key *bdk, const char *ksn_hex, int fmt, const uint8_t *blk,
+                         size_t bl, const char *pan, const char *want)
+{
+    struct hsm_key *zpk = clear_key(HSM_KT_ZPK, "1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C");
+    uint8_t ksn[12], out[16];
+    size_t kl = strlen(ksn_hex) / 2, ol = 0;
+    int pl = 0;
+    assert_int_equal(at_hex_decode(ksn_hex, strlen(ksn_hex), ksn, sizeof ksn), kl);
+    assert_int_equal(hsm_dukpt_pin_translate(bdk, ksn, kl, fmt, blk, bl, zpk, HSM_PINFMT_ISO0, pan,
+                                             0, out, &ol, &pl),
+                     HSM_OK);
+    char pin[13];
+    assert_int_equal(hsm_pin_decrypt(zpk, HSM_PINFMT_ISO0, out, ol, pan, pin), HSM_OK);
+    assert_string_equal(pin, want);
+    hsm_key_release(zpk);
+    hsm_key_release(bdk);
+}
+
 static void test_tpk_purchase(void **state)
 {
-    struct sim_term *t = sim_terms_find(&terms, "TERM0001");
-    assert_non_null(t);
-    sim_term_set_counters(t, 1, 1);
+    struct sim_term *t = term_at("TERM0001", 1, 1);
     struct sim_txn x = purchase("4890010000000012", "1234", 1250);
-    uint8_t msg[SIM_MSG_MAX], arena[4096];
-    size_t len = 0;
-    struct sim_sent sent;
-    char err[200];
-    assert_int_equal(sim_term_build_request(t, &x, msg, sizeof msg, &len, &sent, err, sizeof err),
-                     0);
-    struct iso_msg m;
-    unpack(t, msg, len, &m, arena, sizeof arena);
-    assert_memory_equal(m.mti, "0200", 4);
-    field_eq(&m, 2, "4890010000000012");
-    field_eq(&m, 3, "000000");
-    field_eq(&m, 4, "000000001250");
-    field_eq(&m, 7, "1126150615");
-    field_eq(&m, 11, "000001");
-    field_eq(&m, 14, "2812");
-    field_eq(&m, 22, "011");
-    field_eq(&m, 37, "633015000001");
-    field_eq(&m, 41, "TERM0001");
-    field_eq(&m, 49, "504");
-    assert_false(iso_has(&m, 62));
-    assert_false(iso_has(&m, 128));
-    assert_string_equal(sent.stan, "000001");
-    assert_string_equal(sent.de7, "1126150615");
-    assert_string_equal(sent.mti, "0200");
-    assert_false(sent.mac_128);
+    struct built b;
+    build(t, &x, &b);
+    assert_memory_equal(b.m.mti, "0200", 4);
+    static const struct {
+        int f;
+        const char *v;
+    } fields[] = {
+        { 2, "4890010000000012" }, { 3, "000000" }, { 4, "000000001250" }, { 7, "1126150615" },
+        { 11, "000001" },          { 14, "2812" },  { 22, "011" },         { 37, "633015000001" },
+        { 41, "TERM0001" },        { 49, "504" },
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        field_eq(&b.m, fields[i].f, fields[i].v);
+    assert_false(iso_has(&b.m, 62));
+    assert_false(iso_has(&b.m, 128));
+    assert_string_equal(b.sent.stan, "000001");
+    assert_string_equal(b.sent.de7, "1126150615");
+    assert_string_equal(b.sent.mti, "0200");
+    assert_false(b.sent.mac_128);
 
     /* DE 64 is the last field and verifies over everything before its 16 hex chars. */
-    assert_int_equal(iso_next(&m, 64), 0);
-    mac_verifies(msg, len, 16, "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C");
+    assert_int_equal(iso_next(&b.m, 64), 0);
+    mac_verifies(b.msg, b.len, 16, "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C");
 
     /* The PIN block decrypts back to the PIN under the TPK. */
     size_t bl = 0;
-    const uint8_t *blk = iso_get(&m, 52, &bl);
+    const uint8_t *blk = iso_get(&b.m, 52, &bl);
     assert_int_equal(bl, 8);
-    struct hsm_key *tpk = clear_key(HSM_KT_TPK, "0E0E0E0E0E0E0E0E1F1F1F1F1F1F1F1F");
-    char pin[13];
-    assert_int_equal(hsm_pin_decrypt(tpk, HSM_PINFMT_ISO0, blk, 8, "4890010000000012", pin),
-                     HSM_OK);
-    assert_string_equal(pin, "1234");
-    hsm_key_release(tpk);
+    tpk_pin_is("0E0E0E0E0E0E0E0E1F1F1F1F1F1F1F1F", blk, bl, "4890010000000012", "1234");
 
     /* The next request takes the next STAN. */
-    assert_int_equal(sim_term_build_request(t, &x, msg, sizeof msg, &len, &sent, err, sizeof err),
-                     0);
-    assert_string_equal(sent.stan, "000002");
+    build(t, &x, &b);
+    assert_string_equal(b.sent.stan, "000002");
 }
 
 static void test_bad_mac_and_no_pin(void **state)
 {
-    struct sim_term *t = sim_terms_find(&terms, "TERM0001");
-    sim_term_set_counters(t, 7, 1);
+    struct sim_term *t = term_at("TERM0001", 7, 1);
     struct sim_txn x = purchase("4890010000000012", "", 500);
     x.bad_mac = true;
-    uint8_t msg[SIM_MSG_MAX], arena[4096];
-    size_t len = 0;
-    char err[200];
-    assert_int_equal(sim_term_build_request(t, &x, msg, sizeof msg, &len, NULL, err, sizeof err),
-                     0);
-    struct iso_msg m;
-    unpack(t, msg, len, &m, arena, sizeof arena);
-    assert_false(iso_has(&m, 52));
-    field_eq(&m, 22, "012");
+    struct built b;
+    build(t, &x, &b);
+    assert_false(iso_has(&b.m, 52));
+    field_eq(&b.m, 22, "012");
     /* The MAC must NOT verify. */
     struct hsm_key *tak = clear_key(HSM_KT_TAK, "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C");
     uint8_t mac[8];
-    assert_int_equal(at_hex_decode((const char *)msg + len - 16, 16, mac, sizeof mac), 8);
-    assert_int_equal(hsm_mac_verify(tak, HSM_MAC_ISO9797_3, HSM_PAD_1, msg, len - 16, mac, 8),
+    assert_int_equal(at_hex_decode((const char *)b.msg + b.len - 16, 16, mac, sizeof mac), 8);
+    assert_int_equal(hsm_mac_verify(tak, HSM_MAC_ISO9797_3, HSM_PAD_1, b.msg, b.len - 16, mac, 8),
                      HSM_ERR_VERIFY);
     hsm_key_release(tak);
 }
@@ -190,48 +240,26 @@ static void test_bad_mac_and_no_pin(void **state)
  * FFFF9876543210E00001, PIN 1234, PAN 4012345678909 -> 1B9C1845EB993A7A. */
 static void test_dukpt_tdes_vector(void **state)
 {
-    struct sim_term *t = sim_terms_find(&terms, "TERM0002");
-    assert_non_null(t);
-    sim_term_set_counters(t, 100, 1);
+    struct sim_term *t = term_at("TERM0002", 100, 1);
     struct sim_txn x = purchase("4012345678909", "1234", 1000);
     snprintf(x.currency, sizeof x.currency, "952");
-    uint8_t msg[SIM_MSG_MAX], arena[4096];
-    size_t len = 0;
-    struct sim_sent sent;
-    char err[200];
-    assert_int_equal(sim_term_build_request(t, &x, msg, sizeof msg, &len, &sent, err, sizeof err),
-                     0);
-    struct iso_msg m;
-    unpack(t, msg, len, &m, arena, sizeof arena);
-    field_hex_eq(&m, 52, "1B9C1845EB993A7A");
-    field_eq(&m, 62, "FFFF9876543210E00001");
-    assert_string_equal(sent.ksn, "FFFF9876543210E00001");
-    assert_true(iso_has(&m, 64));
-    mac_verifies(msg, len, 16, "5E5E5E5E5E5E5E5E6D6D6D6D6D6D6D6D");
+    struct built b;
+    build(t, &x, &b);
+    field_hex_eq(&b.m, 52, "1B9C1845EB993A7A");
+    field_eq(&b.m, 62, "FFFF9876543210E00001");
+    assert_string_equal(b.sent.ksn, "FFFF9876543210E00001");
+    assert_true(iso_has(&b.m, 64));
+    mac_verifies(b.msg, b.len, 16, "5E5E5E5E5E5E5E5E6D6D6D6D6D6D6D6D");
 
     /* The next transaction uses counter 2, and its block translates host-side (BDK +
      * KSN, the switch's path) to the PIN. */
     struct sim_txn y = purchase("4890020000000029", "4321", 1000);
-    assert_int_equal(sim_term_build_request(t, &y, msg, sizeof msg, &len, &sent, err, sizeof err),
-                     0);
-    unpack(t, msg, len, &m, arena, sizeof arena);
-    field_eq(&m, 62, "FFFF9876543210E00002");
-    struct hsm_key *bdk = clear_key(HSM_KT_BDK, "0123456789ABCDEFFEDCBA9876543210");
-    struct hsm_key *zpk = clear_key(HSM_KT_ZPK, "1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C");
-    uint8_t ksn[10], out[16];
-    size_t bl = 0, ol = 0;
-    int pl = 0;
-    assert_int_equal(at_hex_decode(sent.ksn, 20, ksn, sizeof ksn), 10);
-    const uint8_t *blk = iso_get(&m, 52, &bl);
-    assert_int_equal(hsm_dukpt_pin_translate(bdk, ksn, 10, HSM_PINFMT_ISO0, blk, bl, zpk,
-                                             HSM_PINFMT_ISO0, "4890020000000029", 0, out, &ol, &pl),
-                     HSM_OK);
-    char pin[13];
-    assert_int_equal(hsm_pin_decrypt(zpk, HSM_PINFMT_ISO0, out, ol, "4890020000000029", pin),
-                     HSM_OK);
-    assert_string_equal(pin, "4321");
-    hsm_key_release(bdk);
-    hsm_key_release(zpk);
+    build(t, &y, &b);
+    field_eq(&b.m, 62, "FFFF9876543210E00002");
+    size_t bl = 0;
+    const uint8_t *blk = iso_get(&b.m, 52, &bl);
+    dukpt_pin_is(clear_key(HSM_KT_BDK, "0123456789ABCDEFFEDCBA9876543210"), b.sent.ksn,
+                 HSM_PINFMT_ISO0, blk, bl, "4890020000000029", "4321");
 }
 
 /* ANSI X9.24-3:2017 supplement (AES-128 BDK FEDCBA9876543210F1F1F1F1F1F1F1F1, initial
@@ -239,93 +267,59 @@ static void test_dukpt_tdes_vector(void **state)
  * 2F69ADDE2E9E7ACE -> encrypted block A912150391AB65A67E52883D81CE2D15. */
 static void test_dukpt_aes_vector(void **state)
 {
-    struct sim_term *t = sim_terms_find(&terms, "TERM0003");
-    assert_non_null(t);
-    sim_term_set_counters(t, 1, 1);
+    struct sim_term *t = term_at("TERM0003", 1, 1);
     static const uint8_t fill[8] = { 0x2F, 0x69, 0xAD, 0xDE, 0x2E, 0x9E, 0x7A, 0xCE };
     struct sim_txn x = purchase("4111111111111111", "1234", 5000);
     x.iso4_fill = fill;
-    uint8_t msg[SIM_MSG_MAX], arena[4096];
-    size_t len = 0;
-    struct sim_sent sent;
-    char err[200];
-    assert_int_equal(sim_term_build_request(t, &x, msg, sizeof msg, &len, &sent, err, sizeof err),
-                     0);
-    struct iso_msg m;
-    unpack(t, msg, len, &m, arena, sizeof arena);
-    assert_false(iso_has(&m, 52));
-    field_eq(&m, 110, "A912150391AB65A67E52883D81CE2D15");
-    field_eq(&m, 62, "123456789012345600000001");
+    struct built b;
+    build(t, &x, &b);
+    assert_false(iso_has(&b.m, 52));
+    field_eq(&b.m, 110, "A912150391AB65A67E52883D81CE2D15");
+    field_eq(&b.m, 62, "123456789012345600000001");
     /* DE 110 needs the secondary bitmap: the MAC moves to DE 128, the last field. */
-    assert_false(iso_has(&m, 64));
-    assert_true(iso_has(&m, 128));
-    assert_true(sent.mac_128);
-    mac_verifies(msg, len, 16, "7A7A7A7A7A7A7A7A8F8F8F8F8F8F8F8F");
+    assert_false(iso_has(&b.m, 64));
+    assert_true(iso_has(&b.m, 128));
+    assert_true(b.sent.mac_128);
+    mac_verifies(b.msg, b.len, 16, "7A7A7A7A7A7A7A7A8F8F8F8F8F8F8F8F");
 
     /* A random-fill block for counter 2 translates host-side back to the PIN. */
     struct sim_txn y = purchase("4890040000000043", "2222", 5000);
-    assert_int_equal(sim_term_build_request(t, &y, msg, sizeof msg, &len, &sent, err, sizeof err),
-                     0);
-    unpack(t, msg, len, &m, arena, sizeof arena);
-    field_eq(&m, 62, "123456789012345600000002");
-    uint8_t bdkc[16], ksn[12], blk[16], out[16];
-    assert_int_equal(at_hex_decode("FEDCBA9876543210F1F1F1F1F1F1F1F1", 32, bdkc, 16), 16);
-    struct hsm_key *bdk = NULL;
-    assert_int_equal(hsm_key_from_clear(HSM_KT_BDK_AES, bdkc, 16, &bdk), HSM_OK);
-    struct hsm_key *zpk = clear_key(HSM_KT_ZPK, "1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C");
-    size_t n = 0, ol = 0;
-    int pl = 0;
-    const uint8_t *hex = iso_get(&m, 110, &n);
+    build(t, &y, &b);
+    field_eq(&b.m, 62, "123456789012345600000002");
+    uint8_t blk[16];
+    size_t n = 0;
+    const uint8_t *hex = iso_get(&b.m, 110, &n);
     assert_int_equal(n, 32);
     assert_int_equal(at_hex_decode((const char *)hex, 32, blk, sizeof blk), 16);
-    assert_int_equal(at_hex_decode(sent.ksn, 24, ksn, sizeof ksn), 12);
-    assert_int_equal(hsm_dukpt_pin_translate(bdk, ksn, 12, HSM_PINFMT_ISO4, blk, 16, zpk,
-                                             HSM_PINFMT_ISO0, "4890040000000043", 0, out, &ol, &pl),
-                     HSM_OK);
-    char pin[13];
-    assert_int_equal(hsm_pin_decrypt(zpk, HSM_PINFMT_ISO0, out, ol, "4890040000000043", pin),
-                     HSM_OK);
-    assert_string_equal(pin, "2222");
-    hsm_key_release(bdk);
-    hsm_key_release(zpk);
+    dukpt_pin_is(clear_key(HSM_KT_BDK_AES, "FEDCBA9876543210F1F1F1F1F1F1F1F1"), b.sent.ksn,
+                 HSM_PINFMT_ISO4, blk, 16, "4890040000000043", "2222");
 }
 
 static void test_bcd87_tpdu(void **state)
 {
-    struct sim_term *t = sim_terms_find(&terms, "TERM0004");
-    assert_non_null(t);
-    sim_term_set_counters(t, 42, 1);
+    struct sim_term *t = term_at("TERM0004", 42, 1);
     struct sim_txn x = purchase("4890010000000012", "1234", 2000);
-    uint8_t msg[SIM_MSG_MAX], arena[4096];
-    size_t len = 0;
-    char err[200];
-    assert_int_equal(sim_term_build_request(t, &x, msg, sizeof msg, &len, NULL, err, sizeof err),
-                     0);
+    struct built b;
+    build(t, &x, &b);
     /* BCD MTI 02 00, binary bitmap, MAC as 8 raw bytes at the end. */
-    assert_int_equal(msg[0], 0x02);
-    assert_int_equal(msg[1], 0x00);
-    struct iso_msg m;
-    unpack(t, msg, len, &m, arena, sizeof arena);
-    field_eq(&m, 11, "000042");
-    mac_verifies(msg, len, 8, "2C2C2C2C2C2C2C2C3B3B3B3B3B3B3B3B");
-    struct hsm_key *tpk = clear_key(HSM_KT_TPK, "0B0B0B0B0B0B0B0B1A1A1A1A1A1A1A1A");
+    assert_int_equal(b.msg[0], 0x02);
+    assert_int_equal(b.msg[1], 0x00);
+    field_eq(&b.m, 11, "000042");
+    mac_verifies(b.msg, b.len, 8, "2C2C2C2C2C2C2C2C3B3B3B3B3B3B3B3B");
     size_t bl = 0;
-    const uint8_t *blk = iso_get(&m, 52, &bl);
-    char pin[13];
-    assert_int_equal(hsm_pin_decrypt(tpk, HSM_PINFMT_ISO0, blk, bl, "4890010000000012", pin),
-                     HSM_OK);
-    assert_string_equal(pin, "1234");
-    hsm_key_release(tpk);
+    const uint8_t *blk = iso_get(&b.m, 52, &bl);
+    tpk_pin_is("0B0B0B0B0B0B0B0B1A1A1A1A1A1A1A1A", blk, bl, "4890010000000012", "1234");
     /* Frame header: 2-byte length of TPDU + message, then TPDU 6000010000. */
     uint8_t hdr[ISO_FRAME_MAX_HEADER];
-    assert_int_equal(sim_frame_header(t, len, hdr), 7);
-    assert_int_equal((hdr[0] << 8) | hdr[1], (int)len + 5);
+    assert_int_equal(sim_frame_header(t, b.len, hdr), 7);
+    assert_int_equal((hdr[0] << 8) | hdr[1], (int)b.len + 5);
     static const uint8_t tpdu[5] = { 0x60, 0x00, 0x01, 0x00, 0x00 };
     assert_memory_equal(hdr + 2, tpdu, 5);
 
     /* The whole frame in one call parses back with the TPDU framing. */
     uint8_t frame[SIM_MSG_MAX + 8];
     size_t flen = 0;
+    char err[200];
     assert_int_equal(sim_term_build_frame(t, &x, frame, sizeof frame, &flen, NULL, err, sizeof err),
                      0);
     struct iso_frame fr;
@@ -333,55 +327,42 @@ static void test_bcd87_tpdu(void **state)
     assert_int_equal(iso_frame_parse(ISO_FRAME_TPDU, 0, frame, flen, &fr, &ie), ISO_FRAME_READY);
     assert_int_equal(fr.consume, flen);
     assert_memory_equal(frame + fr.tpdu_off, tpdu, 5);
-    unpack(t, frame + fr.msg_off, fr.msg_len, &m, arena, sizeof arena);
-    field_eq(&m, 11, "000043");
+    unpack(t, frame + fr.msg_off, fr.msg_len, &b.m, b.arena, sizeof b.arena);
+    field_eq(&b.m, 11, "000043");
     mac_verifies(frame + fr.msg_off, fr.msg_len, 8, "2C2C2C2C2C2C2C2C3B3B3B3B3B3B3B3B");
 }
 
 static void test_reversal_and_echo(void **state)
 {
-    struct sim_term *t = sim_terms_find(&terms, "TERM0001");
-    sim_term_set_counters(t, 200, 1);
+    struct sim_term *t = term_at("TERM0001", 200, 1);
     struct sim_txn x = purchase("4890010000000012", "1234", 1250);
     x.type = SIM_T_REVERSAL;
     x.orig_stan = 123;
     snprintf(x.orig_time, sizeof x.orig_time, "1126150000");
-    uint8_t msg[SIM_MSG_MAX], arena[4096];
-    size_t len = 0;
-    struct sim_sent sent;
-    char err[200];
-    assert_int_equal(sim_term_build_request(t, &x, msg, sizeof msg, &len, &sent, err, sizeof err),
-                     0);
-    struct iso_msg m;
-    unpack(t, msg, len, &m, arena, sizeof arena);
-    assert_memory_equal(m.mti, "0400", 4);
-    field_eq(&m, 90,
+    struct built b;
+    build(t, &x, &b);
+    assert_memory_equal(b.m.mti, "0400", 4);
+    field_eq(&b.m, 90,
              "0200000123112615000000000100001"
              "00000000000");
-    assert_false(iso_has(&m, 52)); /* a reversal carries no PIN */
-    assert_true(iso_has(&m, 128));
-    mac_verifies(msg, len, 16, "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C");
+    assert_false(iso_has(&b.m, 52)); /* a reversal carries no PIN */
+    assert_true(iso_has(&b.m, 128));
+    mac_verifies(b.msg, b.len, 16, "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C");
 
     struct sim_txn e;
     memset(&e, 0, sizeof e);
     e.type = SIM_T_ECHO;
-    assert_int_equal(sim_term_build_request(t, &e, msg, sizeof msg, &len, &sent, err, sizeof err),
-                     0);
-    unpack(t, msg, len, &m, arena, sizeof arena);
-    assert_memory_equal(m.mti, "0800", 4);
-    field_eq(&m, 70, "301");
-    assert_false(iso_has(&m, 2));
-    mac_verifies(msg, len, 16, "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C");
+    build(t, &e, &b);
+    assert_memory_equal(b.m.mti, "0800", 4);
+    field_eq(&b.m, 70, "301");
+    assert_false(iso_has(&b.m, 2));
+    mac_verifies(b.msg, b.len, 16, "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C");
 
     /* Bad inputs are refused with a reason, not packed. */
-    struct sim_txn b = purchase("48900100", "1234", 1);
-    assert_int_equal(sim_term_build_request(t, &b, msg, sizeof msg, &len, NULL, err, sizeof err),
-                     -1);
-    assert_non_null(strstr(err, "PAN"));
-    b = purchase("4890010000000012", "12", 1);
-    assert_int_equal(sim_term_build_request(t, &b, msg, sizeof msg, &len, NULL, err, sizeof err),
-                     -1);
-    assert_non_null(strstr(err, "PIN"));
+    struct sim_txn bad = purchase("48900100", "1234", 1);
+    build_refused(t, &bad, "PAN");
+    bad = purchase("4890010000000012", "12", 1);
+    build_refused(t, &bad, "PIN");
 }
 
 /* Builds a response the way a switch would (libhsm MAC over the exact bytes). */
@@ -477,22 +458,24 @@ static void test_amounts(void **state)
 
     uint64_t v = 0;
     char err[120];
-    assert_int_equal(sim_amount_parse("12.50", mad, &v, err, sizeof err), 0);
-    assert_int_equal(v, 1250);
-    assert_int_equal(sim_amount_parse("12.5", mad, &v, err, sizeof err), 0);
-    assert_int_equal(v, 1250);
-    assert_int_equal(sim_amount_parse("12", mad, &v, err, sizeof err), 0);
-    assert_int_equal(v, 1200);
-    assert_int_equal(sim_amount_parse("0.01", mru, &v, err, sizeof err), 0);
-    assert_int_equal(v, 1);
-    assert_int_equal(sim_amount_parse("5000.00", mru, &v, err, sizeof err), 0);
-    assert_int_equal(v, 500000);
-    assert_int_equal(sim_amount_parse("1000", xof, &v, err, sizeof err), 0);
-    assert_int_equal(v, 1000);
-    assert_int_equal(sim_amount_parse("0", xaf, &v, err, sizeof err), 0);
-    assert_int_equal(v, 0);
-    assert_int_equal(sim_amount_parse("9999999999.99", mad, &v, err, sizeof err), 0);
-    assert_int_equal(v, 999999999999ull);
+    const struct {
+        const char *text;
+        const struct at_currency *cur;
+        uint64_t minor;
+    } good[] = {
+        { "12.50", mad, 1250 },
+        { "12.5", mad, 1250 },
+        { "12", mad, 1200 },
+        { "0.01", mru, 1 },
+        { "5000.00", mru, 500000 },
+        { "1000", xof, 1000 },
+        { "0", xaf, 0 },
+        { "9999999999.99", mad, 999999999999ull },
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        assert_int_equal(sim_amount_parse(good[i].text, good[i].cur, &v, err, sizeof err), 0);
+        assert_int_equal(v, good[i].minor);
+    }
 
     const char *bad_mad[] = { "12.505",
                               "",

@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "hsm.h"
+#include "vectors.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -42,24 +43,29 @@ static const char *hx(const uint8_t *in, size_t n)
     return buf;
 }
 
-/* A key of type t from clear hex; released by the caller. */
-static struct hsm_key *ck(enum hsm_keytype t, const char *hex)
+/* A key of type t made by from_clear (hsm_key_from_clear or _aes) from clear hex; released by
+ * the caller. */
+static struct hsm_key *clear_key(int (*from_clear)(enum hsm_keytype, const uint8_t *, size_t,
+                                                   struct hsm_key **),
+                                 enum hsm_keytype t, const char *hex)
 {
     uint8_t k[32];
     size_t n = unhex(hex, k);
     struct hsm_key *key = NULL;
-    assert_int_equal(hsm_key_from_clear(t, k, n, &key), HSM_OK);
+    assert_int_equal(from_clear(t, k, n, &key), HSM_OK);
     return key;
+}
+
+/* A (DES) key of type t from clear hex. */
+static struct hsm_key *ck(enum hsm_keytype t, const char *hex)
+{
+    return clear_key(hsm_key_from_clear, t, hex);
 }
 
 /* An AES key of type t from clear hex. */
 static struct hsm_key *cka(enum hsm_keytype t, const char *hex)
 {
-    uint8_t k[32];
-    size_t n = unhex(hex, k);
-    struct hsm_key *key = NULL;
-    assert_int_equal(hsm_key_from_clear_aes(t, k, n, &key), HSM_OK);
-    return key;
+    return clear_key(hsm_key_from_clear_aes, t, hex);
 }
 
 /* A key of type t loaded from its LMK form; released by the caller. */
@@ -76,6 +82,14 @@ static const char *kcv_hex(struct hsm_key *k, size_t n)
     uint8_t kcv[8];
     hsm_key_kcv(k, kcv);
     return hx(kcv, n);
+}
+
+/* The rows of a vector file (vectors.h), at most cap of ncols fields. */
+static size_t read_rows(const char *path, struct tv_row *rows, size_t cap, int ncols)
+{
+    long n = tv_read(path, rows, cap, ncols);
+    assert_true(n >= 0);
+    return (size_t)n;
 }
 
 static int setup(void **state)
@@ -160,66 +174,52 @@ static void test_pinblock_decode(void **state)
 {
     uint8_t b[16];
     char pin[13];
-    unhex("041261AAAAEDCBA9", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO0, b, 8, "5555555551234567", pin), 0);
-    assert_string_equal(pin, "1234");
-    unhex("341261AAAAEDCBA9", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO3, b, 8, "5555555551234567", pin), 0);
-    assert_string_equal(pin, "1234");
-    unhex("3C1261032D8226A9", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO3, b, 8, "5555555551234567", pin), 0);
-    assert_string_equal(pin, "123456789012");
-    unhex("1512345EDCBA9876", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO1, b, 8, NULL, pin), 0);
-    assert_string_equal(pin, "12345");
-    unhex("141234FFFFFFFFFF", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO1, b, 8, NULL, pin), 0);
-    assert_string_equal(pin, "1234");
-    unhex("1C123456789012FF", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO1, b, 8, NULL, pin), 0);
-    assert_string_equal(pin, "123456789012");
-    unhex("441234AAAAAAAAAA146C6601F4A8035C", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO4, b, 16, NULL, pin), 0);
-    assert_string_equal(pin, "1234");
-    unhex("1234FFFFFFFFFFFF", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_IBM3624, b, 8, NULL, pin), 0);
-    assert_string_equal(pin, "1234");
-
-    /* negative cases (psec test_decode_pinblock_iso_0/3/4_exception) */
-    unhex("241261AAAAEDCBA9", b); /* control field 2 */
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO0, b, 8, "5555555551234567", pin),
-                     HSM_ERR_PIN_BLOCK);
-    unhex("0F1261AAAAEDCBA9", b); /* length 15 */
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO0, b, 8, "5555555551234567", pin),
-                     HSM_ERR_PIN_LENGTH);
-    unhex("021261AAAAEDCBA9", b); /* length 2 */
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO0, b, 8, "5555555551234567", pin),
-                     HSM_ERR_PIN_LENGTH);
-    unhex("041261AAAAEDCBAA", b); /* filler */
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO0, b, 8, "5555555551234567", pin),
-                     HSM_ERR_PIN_BLOCK);
-    unhex("051261AAAAEDCBA9", b); /* PIN 1234F */
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO0, b, 8, "5555555551234567", pin),
-                     HSM_ERR_PIN_BLOCK);
-    unhex("341261AAAAEDCBA2", b); /* ISO 3 filler has a digit */
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO3, b, 8, "5555555551234567", pin),
-                     HSM_ERR_PIN_BLOCK);
-    unhex("541234AAAAAAAAAA548ED7FD65495950", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO4, b, 16, NULL, pin), HSM_ERR_PIN_BLOCK);
-    unhex("43123AAAAAAAAAAA548ED7FD65495950", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO4, b, 16, NULL, pin), HSM_ERR_PIN_LENGTH);
-    unhex("441234ABCDEFABCD548ED7FD65495950", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO4, b, 16, NULL, pin), HSM_ERR_PIN_BLOCK);
-    unhex("4412D4AAAAAAAAAA548ED7FD65495950", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO4, b, 16, NULL, pin), HSM_ERR_PIN_BLOCK);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO4, b, 8, NULL, pin), HSM_ERR_DATA_LENGTH);
-    unhex("041261AAAAEDCBA9", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_ISO0, b, 8, "55555555512345A7", pin),
-                     HSM_ERR_ACCOUNT);
-    unhex("123FFFFFFFFFFFFF", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_IBM3624, b, 8, NULL, pin), HSM_ERR_PIN_LENGTH);
-    unhex("1234FFFFFFFFFF1F", b);
-    assert_int_equal(hsm_pinblock_decode(HSM_PINFMT_IBM3624, b, 8, NULL, pin), HSM_ERR_PIN_BLOCK);
+    /* the good blocks, then the negative cases (psec test_decode_pinblock_iso_0/3/4_exception) */
+    static const struct {
+        int fmt;
+        const char *block, *pan;
+        int rc;
+        const char *pin; /* what decodes, when rc is 0 */
+        size_t len;      /* the length given (0: the block's) */
+    } rows[] = {
+        { HSM_PINFMT_ISO0, "041261AAAAEDCBA9", "5555555551234567", 0, "1234", 0 },
+        { HSM_PINFMT_ISO3, "341261AAAAEDCBA9", "5555555551234567", 0, "1234", 0 },
+        { HSM_PINFMT_ISO3, "3C1261032D8226A9", "5555555551234567", 0, "123456789012", 0 },
+        { HSM_PINFMT_ISO1, "1512345EDCBA9876", NULL, 0, "12345", 0 },
+        { HSM_PINFMT_ISO1, "141234FFFFFFFFFF", NULL, 0, "1234", 0 },
+        { HSM_PINFMT_ISO1, "1C123456789012FF", NULL, 0, "123456789012", 0 },
+        { HSM_PINFMT_ISO4, "441234AAAAAAAAAA146C6601F4A8035C", NULL, 0, "1234", 0 },
+        { HSM_PINFMT_IBM3624, "1234FFFFFFFFFFFF", NULL, 0, "1234", 0 },
+        /* control field 2 */
+        { HSM_PINFMT_ISO0, "241261AAAAEDCBA9", "5555555551234567", HSM_ERR_PIN_BLOCK, NULL, 0 },
+        /* length 15 */
+        { HSM_PINFMT_ISO0, "0F1261AAAAEDCBA9", "5555555551234567", HSM_ERR_PIN_LENGTH, NULL, 0 },
+        /* length 2 */
+        { HSM_PINFMT_ISO0, "021261AAAAEDCBA9", "5555555551234567", HSM_ERR_PIN_LENGTH, NULL, 0 },
+        /* filler */
+        { HSM_PINFMT_ISO0, "041261AAAAEDCBAA", "5555555551234567", HSM_ERR_PIN_BLOCK, NULL, 0 },
+        /* PIN 1234F */
+        { HSM_PINFMT_ISO0, "051261AAAAEDCBA9", "5555555551234567", HSM_ERR_PIN_BLOCK, NULL, 0 },
+        /* ISO 3 filler has a digit */
+        { HSM_PINFMT_ISO3, "341261AAAAEDCBA2", "5555555551234567", HSM_ERR_PIN_BLOCK, NULL, 0 },
+        { HSM_PINFMT_ISO4, "541234AAAAAAAAAA548ED7FD65495950", NULL, HSM_ERR_PIN_BLOCK, NULL, 0 },
+        { HSM_PINFMT_ISO4, "43123AAAAAAAAAAA548ED7FD65495950", NULL, HSM_ERR_PIN_LENGTH, NULL, 0 },
+        { HSM_PINFMT_ISO4, "441234ABCDEFABCD548ED7FD65495950", NULL, HSM_ERR_PIN_BLOCK, NULL, 0 },
+        { HSM_PINFMT_ISO4, "4412D4AAAAAAAAAA548ED7FD65495950", NULL, HSM_ERR_PIN_BLOCK, NULL, 0 },
+        { HSM_PINFMT_ISO4, "4412D4AAAAAAAAAA548ED7FD65495950", NULL, HSM_ERR_DATA_LENGTH, NULL, 8 },
+        { HSM_PINFMT_ISO0, "041261AAAAEDCBA9", "55555555512345A7", HSM_ERR_ACCOUNT, NULL, 0 },
+        { HSM_PINFMT_IBM3624, "123FFFFFFFFFFFFF", NULL, HSM_ERR_PIN_LENGTH, NULL, 0 },
+        { HSM_PINFMT_IBM3624, "1234FFFFFFFFFF1F", NULL, HSM_ERR_PIN_BLOCK, NULL, 0 },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        size_t n = unhex(rows[i].block, b);
+        int rc =
+            hsm_pinblock_decode(rows[i].fmt, b, rows[i].len ? rows[i].len : n, rows[i].pan, pin);
+        if (rc != rows[i].rc)
+            fail_msg("%s: %d, wanted %d", rows[i].block, rc, rows[i].rc);
+        if (rows[i].pin)
+            assert_string_equal(pin, rows[i].pin);
+    }
 
     /* bad PIN lengths and digits on encode */
     size_t n;
@@ -326,19 +326,16 @@ static void test_iso4(void **state)
 static void test_ibm3624(void **state)
 {
     struct hsm_key *pvk = ck(HSM_KT_PVK, "0123456789ABCDEFFEDCBA9876543210");
-    static const char *const rows[][3] = {
-        { "0000", "1122334455667788", "4524" }, { "1111", "1122334455667788", "5635" },
-        { "6586", "1122334455667788", "0000" }, { "7697", "1122334455667788", "1111" },
-        { "7710", "1122334455667788", "1234" }, { "0000", "11223344556677FF", "5518" },
-        { "0000", "1223344556677811", "3675" }, { "0000", "2233445566778811", "5550" },
-    };
+    static struct tv_row rows[16]; /* offset, validation data, PIN */
+    size_t n = read_rows(HSM_VECTORS_DIR "/ibm3624.txt", rows, 16, 3);
+    assert_int_equal(n, 8);
     char out[13];
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        assert_int_equal(
-            hsm_ibm_pin_from_offset(pvk, rows[i][0], "1234567890123456", rows[i][1], out), 0);
-        assert_string_equal(out, rows[i][2]);
-        assert_int_equal(hsm_ibm_offset(pvk, rows[i][2], "1234567890123456", rows[i][1], out), 0);
-        assert_string_equal(out, rows[i][0]);
+    for (size_t i = 0; i < n; i++) {
+        const char(*v)[TV_FIELD_MAX] = rows[i].f;
+        assert_int_equal(hsm_ibm_pin_from_offset(pvk, v[0], "1234567890123456", v[1], out), 0);
+        assert_string_equal(out, v[2]);
+        assert_int_equal(hsm_ibm_offset(pvk, v[2], "1234567890123456", v[1], out), 0);
+        assert_string_equal(out, v[0]);
     }
     assert_int_equal(
         hsm_ibm_pin_from_offset(pvk, "0000", "0123456789012345", "1122334455667788", out), 0);
@@ -355,7 +352,6 @@ static void test_ibm3624(void **state)
     /* verification through an encrypted PIN block (DA / EA) */
     struct hsm_key *tpk = ck(HSM_KT_TPK, "0B681FC20E62C734");
     uint8_t blk[16];
-    size_t n;
     assert_int_equal(hsm_pin_encrypt(tpk, HSM_PINFMT_ISO0, "1234", "4012345678909", blk, &n), 0);
     assert_int_equal(hsm_pin_verify_ibm(tpk, HSM_PINFMT_ISO0, blk, n, "4012345678909", pvk, 4,
                                         "1234567890123456", "1122334455667788", "7710FFFFFFFF"),
@@ -392,22 +388,17 @@ static void test_ibm3624(void **state)
 static void test_pvv(void **state)
 {
     struct hsm_key *pvk = ck(HSM_KT_PVK, "0123456789ABCDEFFEDCBA9876543210");
-    static const struct {
-        int pvki;
-        const char *pin, *pan, *pvv;
-    } rows[] = {
-        { 1, "4524", "1122334455667788", "8523" }, { 2, "1912", "1122334455667788", "3244" },
-        { 1, "0570", "1122334455667718", "3144" }, { 1, "8299", "1122334455667708", "4422" },
-        { 3, "4524", "1122334455667788", "4021" },
-    };
+    static struct tv_row rows[16]; /* PVKI, PIN, PAN, PVV */
+    size_t n = read_rows(HSM_VECTORS_DIR "/pvv.txt", rows, 16, 4);
+    assert_int_equal(n, 5);
     char pvv[5];
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        assert_int_equal(hsm_pvv_generate(pvk, rows[i].pan, rows[i].pvki, rows[i].pin, pvv), 0);
-        assert_string_equal(pvv, rows[i].pvv);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(hsm_pvv_generate(pvk, rows[i].f[2], atoi(rows[i].f[0]), rows[i].f[1], pvv),
+                         0);
+        assert_string_equal(pvv, rows[i].f[3]);
     }
     struct hsm_key *zpk = ck(HSM_KT_ZPK, "0123456789ABCDEFFEDCBA9876543210");
     uint8_t blk[16];
-    size_t n;
     assert_int_equal(hsm_pin_encrypt(zpk, HSM_PINFMT_ISO0, "4524", "1122334455667788", blk, &n), 0);
     assert_int_equal(
         hsm_pin_verify_pvv(zpk, HSM_PINFMT_ISO0, blk, n, "1122334455667788", pvk, 1, "8523"), 0);
@@ -427,26 +418,20 @@ static void test_pvv(void **state)
 
 static void test_cvv(void **state)
 {
-    static const struct {
-        const char *cvk, *pan, *exp, *svc, *cvv;
-    } rows[] = {
-        { "0123456789ABCDEFFEDCBA9876543210", "4123456789012345", "8701", "101", "561" },
-        { "0123456789ABCDEFFEDCBA9876543210", "4999988887777", "9105", "111", "649" },
-        { "0123456789ABCDEFFEDCBA9876543210", "1234567890123456", "9912", "220", "170" },
-        { "99999999999999998888888888888888", "2222222222222222", "3333", "111", "361" },
-        { "0123456789ABCDEFFEDCBA9876543210", "4123456789012345", "8701", "000", "636" },
-        { "0123456789ABCDEFFEDCBA9876543210", "4123456789012345", "8701", "999", "651" },
-    };
+    static struct tv_row rows[16]; /* CVK, PAN, expiry, service code, CVV */
+    size_t n = read_rows(HSM_VECTORS_DIR "/cvv.txt", rows, 16, 5);
+    assert_int_equal(n, 6);
     char cvv[4];
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        struct hsm_key *k = ck(HSM_KT_CVK, rows[i].cvk);
-        assert_int_equal(hsm_cvv_generate(k, rows[i].pan, rows[i].exp, rows[i].svc, cvv), 0);
-        assert_string_equal(cvv, rows[i].cvv);
-        assert_int_equal(hsm_cvv_verify(k, rows[i].pan, rows[i].exp, rows[i].svc, rows[i].cvv), 0);
-        char wrong[4];
-        strcpy(wrong, rows[i].cvv);
+    for (size_t i = 0; i < n; i++) {
+        struct hsm_key *k = ck(HSM_KT_CVK, rows[i].f[0]);
+        assert_int_equal(hsm_cvv_generate(k, rows[i].f[1], rows[i].f[2], rows[i].f[3], cvv), 0);
+        assert_string_equal(cvv, rows[i].f[4]);
+        assert_int_equal(hsm_cvv_verify(k, rows[i].f[1], rows[i].f[2], rows[i].f[3], rows[i].f[4]),
+                         0);
+        char wrong[TV_FIELD_MAX];
+        memcpy(wrong, rows[i].f[4], sizeof wrong);
         wrong[2] = wrong[2] == '9' ? '0' : (char)(wrong[2] + 1);
-        assert_int_equal(hsm_cvv_verify(k, rows[i].pan, rows[i].exp, rows[i].svc, wrong),
+        assert_int_equal(hsm_cvv_verify(k, rows[i].f[1], rows[i].f[2], rows[i].f[3], wrong),
                          HSM_ERR_VERIFY);
         hsm_key_release(k);
     }
@@ -462,29 +447,6 @@ static void test_cvv(void **state)
 
 /* ---------------------------------------------------------------- 6. TDES DUKPT */
 
-struct row {
-    char f[3][70];
-};
-
-/* Reads the whitespace-separated rows of a vector file (comments '#'). */
-static size_t read_rows(const char *path, struct row *rows, size_t cap, int ncols)
-{
-    FILE *fp = fopen(path, "r");
-    assert_non_null(fp);
-    char line[512];
-    size_t n = 0;
-    while (fgets(line, sizeof line, fp)) {
-        if (line[0] == '#' || line[0] == '\n')
-            continue;
-        assert_true(n < cap);
-        int got = sscanf(line, "%69s %69s %69s", rows[n].f[0], rows[n].f[1], rows[n].f[2]);
-        assert_int_equal(got, ncols);
-        n++;
-    }
-    fclose(fp);
-    return n;
-}
-
 static void test_dukpt_tdes(void **state)
 {
     uint8_t bdk[16], ksn[10], key[16], ipek[16], v[16];
@@ -495,7 +457,7 @@ static void test_dukpt_tdes(void **state)
 
     struct hsm_key *bdkk = ck(HSM_KT_BDK, "0123456789ABCDEFFEDCBA9876543210");
     struct hsm_key *zpk = ck(HSM_KT_ZPK, "1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C");
-    struct row rows[64];
+    static struct tv_row rows[64];
     size_t n = read_rows(HSM_VECTORS_DIR "/dukpt_tdes.txt", rows, 64, 3);
     assert_int_equal(n, 34);
     for (size_t i = 0; i < n; i++) {
@@ -589,7 +551,7 @@ static void test_dukpt_tdes_data(void **state)
 {
     uint8_t bdk[16], ksn[10], key[16], v[16];
     unhex("0123456789ABCDEFFEDCBA9876543210", bdk);
-    struct row rows[64];
+    static struct tv_row rows[64];
     size_t n = read_rows(HSM_VECTORS_DIR "/dukpt_tdes_data.txt", rows, 64, 2);
     assert_int_equal(n, 21);
     for (size_t i = 0; i < n; i++) {
@@ -617,7 +579,7 @@ static void test_dukpt_aes(void **state)
     assert_int_equal(hsm_dukpt_aes_initial_key_clear(bdk, ikid, key), 0);
     assert_string_equal(hx(key, 16), "1273671EA26AC29AFA4D1084127652A1");
 
-    struct row rows[64];
+    static struct tv_row rows[64];
     size_t n = read_rows(HSM_VECTORS_DIR "/dukpt_aes128.txt", rows, 64, 2);
     assert_int_equal(n, 16);
     for (size_t i = 0; i < n; i++) {
@@ -626,27 +588,23 @@ static void test_dukpt_aes(void **state)
         assert_string_equal(hx(key, 16), rows[i].f[1]);
     }
 
-    static const char *const wrows[][6] = {
-        { "123456789012345600000001", "4F21B565BAD9835E112B6465635EAE44",
-          "AF8CB133A78F8DC2D1359F18527593FB", "A2DC23DE6FDE0824A2BC321E08E4B8B7",
-          "A35C412EFD41FDB98B69797C02DCD08F", "A912150391AB65A67E52883D81CE2D15" },
-        { "123456789012345600000002", "2F34D68DE10F68D38091A73B9E7C437C",
-          "D30BDC73EC9714B000BEC66BDB7B6D09", "484C3B06E8562704528CD5B46FB12FB6",
-          "D639514AA33AC43AD9229E433D6D4E5B", "52A00503BD34BA1383F6A7EE9FE2547F" },
-    };
+    /* KSN, transaction key, PIN, MAC and data keys, PIN block */
+    n = read_rows(HSM_VECTORS_DIR "/dukpt_aes128_keys.txt", rows, 64, 6);
+    assert_int_equal(n, 2);
     struct hsm_key *bdkk = ck(HSM_KT_BDK_AES, "FEDCBA9876543210F1F1F1F1F1F1F1F1");
     struct hsm_key *zpk = ck(HSM_KT_ZPK, "0123456789ABCDEFFEDCBA9876543210");
-    for (size_t i = 0; i < 2; i++) {
-        unhex(wrows[i][0], ksn);
+    for (size_t i = 0; i < n; i++) {
+        const char(*w)[TV_FIELD_MAX] = rows[i].f;
+        unhex(w[0], ksn);
         assert_int_equal(hsm_dukpt_aes_txn_key_clear(bdk, ksn, key), 0);
-        assert_string_equal(hx(key, 16), wrows[i][1]);
+        assert_string_equal(hx(key, 16), w[1]);
         assert_int_equal(hsm_dukpt_aes_working_key_clear(key, ksn, HSM_AESDUKPT_PIN, wk), 0);
-        assert_string_equal(hx(wk, 16), wrows[i][2]);
+        assert_string_equal(hx(wk, 16), w[2]);
         struct hsm_key *pk = cka(HSM_KT_TPK, hx(wk, 16));
         assert_int_equal(hsm_dukpt_aes_working_key_clear(key, ksn, HSM_AESDUKPT_MAC_GEN, wk), 0);
-        assert_string_equal(hx(wk, 16), wrows[i][3]);
+        assert_string_equal(hx(wk, 16), w[3]);
         assert_int_equal(hsm_dukpt_aes_working_key_clear(key, ksn, HSM_AESDUKPT_DATA_ENC, wk), 0);
-        assert_string_equal(hx(wk, 16), wrows[i][4]);
+        assert_string_equal(hx(wk, 16), w[4]);
 
         uint8_t fill[8], enc[16], out[16];
         size_t len;
@@ -655,7 +613,7 @@ static void test_dukpt_aes(void **state)
         assert_int_equal(
             hsm_pin_encrypt_fill(pk, HSM_PINFMT_ISO4, "1234", "4111111111111111", fill, enc, &len),
             0);
-        assert_string_equal(hx(enc, len), wrows[i][5]);
+        assert_string_equal(hx(enc, len), w[5]);
         hsm_key_release(pk);
         /* host side: AES BDK + KSN -> TDES ZPK, ISO 4 -> ISO 0 */
         assert_int_equal(hsm_dukpt_pin_translate(bdkk, ksn, 12, HSM_PINFMT_ISO4, enc, 16, zpk,
@@ -1126,24 +1084,19 @@ static void test_tr31(void **state)
                                                sizeof key, &n),
                          HSM_ERR_VERIFY);
     }
-    /* the whole known-value table */
-    FILE *f = fopen(HSM_VECTORS_DIR "/tr31.txt", "r");
-    assert_non_null(f);
-    char line[512], kbpkhex[80], keyhex[80], kb[300];
-    int rows_read = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (line[0] == '#' || sscanf(line, "%79s %79s %299s", kbpkhex, keyhex, kb) != 3)
-            continue;
+    /* the whole known-value table: KBPK, key, key block */
+    static struct tv_row table[32];
+    size_t rows_read = read_rows(HSM_VECTORS_DIR "/tr31.txt", table, 32, 3);
+    for (size_t i = 0; i < rows_read; i++) {
+        const char *kb = table[i].f[2];
         uint8_t kbpk[32], key[32];
-        size_t kl = unhex(kbpkhex, kbpk), n = 0;
+        size_t kl = unhex(table[i].f[0], kbpk), n = 0;
         char hdr[17];
         int rc = hsm_tr31_unwrap_clear(kbpk, kl, kb, strlen(kb), hdr, key, sizeof key, &n);
         if (rc != 0)
             fail_msg("%.16s: %d", kb, rc);
-        assert_string_equal(hx(key, n), keyhex);
-        rows_read++;
+        assert_string_equal(hx(key, n), table[i].f[1]);
     }
-    fclose(f);
     assert_int_equal(rows_read, 19);
 
     /* psec test_kb_unwrap_exceptions (KBPK "E" * 16) */
@@ -1461,18 +1414,7 @@ static void test_cache(void **state)
  * refused with a message that names the line but no key material. */
 static void test_lmk_file(void **state)
 {
-    static const char *const pairs[20] = {
-        "01010101010101017902CD1FD36EF8BA", "20202020202020203131313131313131",
-        "40404040404040405151515151515151", "61616161616161617070707070707070",
-        "80808080808080809191919191919191", "A1A1A1A1A1A1A1A1B0B0B0B0B0B0B0B0",
-        "C1C1010101010101D0D0010101010101", "E0E0010101010101F1F1010101010101",
-        "1C587F1C13924FEF0101010101010101", "01010101010101010101010101010101",
-        "02020202020202020404040404040404", "07070707070707071010101010101010",
-        "13131313131313131515151515151515", "16161616161616161919191919191919",
-        "1A1A1A1A1A1A1A1A1C1C1C1C1C1C1C1C", "23232323232323232525252525252525",
-        "26262626262626262929292929292929", "2A2A2A2A2A2A2A2A2C2C2C2C2C2C2C2C",
-        "2F2F2F2F2F2F2F2F3131313131313131", "01010101010101010101010101010101",
-    };
+    const char *const *pairs = hsm_test_lmk;
     char path[] = "/tmp/atlas_lmk_XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);

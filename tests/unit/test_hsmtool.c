@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "vectors.h"
+
 #define MAXOUT 4096
 
 struct result {
@@ -113,6 +115,28 @@ static void kv_get(const char *out, const char *name, char *val, size_t cap)
 
 static const char *const PVK = "0123456789ABCDEFFEDCBA9876543210";
 
+/* The rows of a vector file (vectors.h), at most cap of ncols fields. */
+static size_t read_rows(const char *path, struct tv_row *rows, size_t cap, int ncols)
+{
+    long n = tv_read(path, rows, cap, ncols);
+    assert_true(n >= 0);
+    return (size_t)n;
+}
+
+/* The value of name= in the output of `hsmtool dukpt` with args (after "dukpt"). */
+static void dukpt_value(const char *const *args, const char *name, char *val, size_t cap)
+{
+    const char *argv[16] = { "dukpt" };
+    size_t n = 1;
+    while (*args && n < 15)
+        argv[n++] = *args++;
+    argv[n] = NULL;
+    struct result r;
+    run(&r, argv);
+    assert_int_equal(r.status, 0);
+    kv_get(r.out, name, val, cap);
+}
+
 /* ---------------------------------------------------------------- sections 1-5 */
 
 static void test_cli_kcv(void **state)
@@ -171,16 +195,13 @@ static void test_cli_pinblock(void **state)
 
 static void test_cli_ibm_pvv_cvv(void **state)
 {
-    static const char *const rows[][3] = {
-        { "0000", "1122334455667788", "4524" }, { "1111", "1122334455667788", "5635" },
-        { "6586", "1122334455667788", "0000" }, { "7697", "1122334455667788", "1111" },
-        { "7710", "1122334455667788", "1234" }, { "0000", "11223344556677FF", "5518" },
-        { "0000", "1223344556677811", "3675" }, { "0000", "2233445566778811", "5550" },
-    };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        assert_string_equal(LINE("ibm3624", "--pvk", PVK, "--vdata", rows[i][1], "--offset",
-                                 rows[i][0], "--dectab", "1234567890123456"),
-                            rows[i][2]);
+    static struct tv_row table[16];
+    size_t n = read_rows(HSM_VECTORS_DIR "/ibm3624.txt", table, 16, 3); /* offset, vdata, PIN */
+    assert_int_equal(n, 8);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(LINE("ibm3624", "--pvk", PVK, "--vdata", table[i].f[1], "--offset",
+                                 table[i].f[0], "--dectab", "1234567890123456"),
+                            table[i].f[2]);
     }
     EXPECT("7710", "ibm3624", "--pvk", PVK, "--vdata", "1122334455667788", "--pin", "1234",
            "--dectab", "1234567890123456");
@@ -188,29 +209,20 @@ static void test_cli_ibm_pvv_cvv(void **state)
     EXPECT("3EB3B72576BBBE83", "mac", "--alg", "1", "--key", PVK, "--data", "1122334455667788");
     EXPECT("3413", "ibm3624", "--pvk", PVK, "--vdata", "1122334455667788", "--offset", "0000");
 
-    static const char *const pvv[][4] = {
-        { "1", "4524", "1122334455667788", "8523" }, { "2", "1912", "1122334455667788", "3244" },
-        { "1", "0570", "1122334455667718", "3144" }, { "1", "8299", "1122334455667708", "4422" },
-        { "3", "4524", "1122334455667788", "4021" },
-    };
-    for (size_t i = 0; i < sizeof pvv / sizeof pvv[0]; i++) {
-        assert_string_equal(
-            LINE("pvv", "--pvk", PVK, "--pan", pvv[i][2], "--pvki", pvv[i][0], "--pin", pvv[i][1]),
-            pvv[i][3]);
+    n = read_rows(HSM_VECTORS_DIR "/pvv.txt", table, 16, 4); /* PVKI, PIN, PAN, PVV */
+    assert_int_equal(n, 5);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(LINE("pvv", "--pvk", PVK, "--pan", table[i].f[2], "--pvki",
+                                 table[i].f[0], "--pin", table[i].f[1]),
+                            table[i].f[3]);
     }
 
-    static const char *const cvv[][5] = {
-        { "0123456789ABCDEFFEDCBA9876543210", "4123456789012345", "8701", "101", "561" },
-        { "0123456789ABCDEFFEDCBA9876543210", "4999988887777", "9105", "111", "649" },
-        { "0123456789ABCDEFFEDCBA9876543210", "1234567890123456", "9912", "220", "170" },
-        { "99999999999999998888888888888888", "2222222222222222", "3333", "111", "361" },
-        { "0123456789ABCDEFFEDCBA9876543210", "4123456789012345", "8701", "000", "636" },
-        { "0123456789ABCDEFFEDCBA9876543210", "4123456789012345", "8701", "999", "651" },
-    };
-    for (size_t i = 0; i < sizeof cvv / sizeof cvv[0]; i++) {
-        assert_string_equal(LINE("cvv", "--cvk", cvv[i][0], "--pan", cvv[i][1], "--exp", cvv[i][2],
-                                 "--service", cvv[i][3]),
-                            cvv[i][4]);
+    n = read_rows(HSM_VECTORS_DIR "/cvv.txt", table, 16, 5); /* CVK, PAN, expiry, service, CVV */
+    assert_int_equal(n, 6);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(LINE("cvv", "--cvk", table[i].f[0], "--pan", table[i].f[1], "--exp",
+                                 table[i].f[2], "--service", table[i].f[3]),
+                            table[i].f[4]);
     }
 }
 
@@ -256,28 +268,20 @@ static void test_cli_dukpt_tdes(void **state)
         assert_string_equal(
             LINE("mac", "--alg", "tcmac", "--key", req, "--text", "4012345678909D987"), rows[i][6]);
     }
-    /* the whole A.4 table (initial and rollover sequences) */
-    FILE *f = fopen(HSM_VECTORS_DIR "/dukpt_tdes.txt", "r");
-    assert_non_null(f);
-    char line[256], ksn[32], txn[40], enc[24];
-    int n = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (line[0] == '#' || sscanf(line, "%31s %39s %23s", ksn, txn, enc) != 3)
-            continue;
-        struct result r;
-        run(&r, (const char *const[]){ "dukpt", "--bdk", "0123456789ABCDEFFEDCBA9876543210",
-                                       "--ksn", ksn, NULL });
-        assert_int_equal(r.status, 0);
+    /* the whole A.4 table (initial and rollover sequences): KSN, key, PIN block */
+    static struct tv_row table[64];
+    size_t n = read_rows(HSM_VECTORS_DIR "/dukpt_tdes.txt", table, 64, 3);
+    for (size_t i = 0; i < n; i++) {
+        const char *const args[] = { "--bdk", "0123456789ABCDEFFEDCBA9876543210", "--ksn",
+                                     table[i].f[0], NULL };
         char v[64], pin[64];
-        kv_get(r.out, "txn_key", v, sizeof v);
-        assert_string_equal(v, txn);
-        kv_get(r.out, "pin_key", pin, sizeof pin);
+        dukpt_value(args, "txn_key", v, sizeof v);
+        assert_string_equal(v, table[i].f[1]);
+        dukpt_value(args, "pin_key", pin, sizeof pin);
         assert_string_equal(LINE("pinblock", "encode", "--format", "0", "--pin", "1234", "--pan",
                                  "4012345678909", "--key", pin),
-                            enc);
-        n++;
+                            table[i].f[2]);
     }
-    fclose(f);
     assert_int_equal(n, 34);
     /* a KSN without the FFFF prefix is left-padded */
     struct result r;
@@ -289,52 +293,42 @@ static void test_cli_dukpt_tdes(void **state)
 
 static void test_cli_dukpt_aes(void **state)
 {
-    static const char *const rows[][7] = {
-        { "123456789012345600000001", "4F21B565BAD9835E112B6465635EAE44",
-          "AF8CB133A78F8DC2D1359F18527593FB", "A2DC23DE6FDE0824A2BC321E08E4B8B7",
-          "A35C412EFD41FDB98B69797C02DCD08F", "A912150391AB65A67E52883D81CE2D15" },
-        { "123456789012345600000002", "2F34D68DE10F68D38091A73B9E7C437C",
-          "D30BDC73EC9714B000BEC66BDB7B6D09", "484C3B06E8562704528CD5B46FB12FB6",
-          "D639514AA33AC43AD9229E433D6D4E5B", "52A00503BD34BA1383F6A7EE9FE2547F" },
-    };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    /* KSN, transaction key, PIN, MAC and data keys, PIN block */
+    static struct tv_row table[4];
+    size_t n = read_rows(HSM_VECTORS_DIR "/dukpt_aes128_keys.txt", table, 4, 6);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        const char(*rows_i)[TV_FIELD_MAX] = table[i].f;
         struct result r;
         run(&r,
             (const char *const[]){ "dukpt", "--aes", "--bdk", "FEDCBA9876543210F1F1F1F1F1F1F1F1",
-                                   "--ksn", rows[i][0], NULL });
+                                   "--ksn", rows_i[0], NULL });
         assert_int_equal(r.status, 0);
         char v[64], pin[64];
         kv_get(r.out, "initial_key", v, sizeof v);
         assert_string_equal(v, "1273671EA26AC29AFA4D1084127652A1");
         kv_get(r.out, "txn_key", v, sizeof v);
-        assert_string_equal(v, rows[i][1]);
+        assert_string_equal(v, rows_i[1]);
         kv_get(r.out, "pin_key", pin, sizeof pin);
-        assert_string_equal(pin, rows[i][2]);
+        assert_string_equal(pin, rows_i[2]);
         kv_get(r.out, "mac_key", v, sizeof v);
-        assert_string_equal(v, rows[i][3]);
+        assert_string_equal(v, rows_i[3]);
         kv_get(r.out, "data_key", v, sizeof v);
-        assert_string_equal(v, rows[i][4]);
+        assert_string_equal(v, rows_i[4]);
         assert_string_equal(LINE("pinblock", "encode", "--format", "4", "--pin", "1234", "--pan",
                                  "4111111111111111", "--fill", "2F69ADDE2E9E7ACE", "--key", pin),
-                            rows[i][5]);
+                            rows_i[5]);
     }
-    FILE *f = fopen(HSM_VECTORS_DIR "/dukpt_aes128.txt", "r");
-    assert_non_null(f);
-    char line[256], ksn[32], txn[40];
-    int n = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (line[0] == '#' || sscanf(line, "%31s %39s", ksn, txn) != 2)
-            continue;
-        struct result r;
-        run(&r, (const char *const[]){ "dukpt", "--aes", "--bdk",
-                                       "FEDCBA9876543210F1F1F1F1F1F1F1F1", "--ksn", ksn, NULL });
-        assert_int_equal(r.status, 0);
+    /* the whole table: KSN, key */
+    static struct tv_row keys[64];
+    n = read_rows(HSM_VECTORS_DIR "/dukpt_aes128.txt", keys, 64, 2);
+    for (size_t i = 0; i < n; i++) {
         char v[64];
-        kv_get(r.out, "txn_key", v, sizeof v);
-        assert_string_equal(v, txn);
-        n++;
+        dukpt_value((const char *const[]){ "--aes", "--bdk", "FEDCBA9876543210F1F1F1F1F1F1F1F1",
+                                           "--ksn", keys[i].f[0], NULL },
+                    "txn_key", v, sizeof v);
+        assert_string_equal(v, keys[i].f[1]);
     }
-    fclose(f);
     assert_int_equal(n, 16);
 }
 

@@ -22,6 +22,7 @@
 
 #include "hist.h"
 #include "load.h"
+#include "record_cases.h"
 
 /* issuer-sim's sim_seed_spec (test_load_issuer.c). */
 int tl_seed_card(uint64_t index, char pan[20], char pin[5], int *currency);
@@ -511,22 +512,6 @@ static void test_rev_transitions(void **state)
 
 /* ------------------------------------------------------------------ the record file */
 
-static struct load_record base_record(void)
-{
-    struct load_record r;
-    memset(&r, 0, sizeof r);
-    strcpy(r.terminal, "TERM0001");
-    strcpy(r.stan, "000123");
-    strcpy(r.de7, "1206011530");
-    strcpy(r.mti, "0200");
-    strcpy(r.proc, "000000");
-    r.has_amount = true;
-    r.amount = 2500;
-    strcpy(r.currency, "504");
-    strcpy(r.pan, "4890010000000012");
-    return r;
-}
-
 static void check_format(const struct load_record *r, const char *want)
 {
     char line[LOAD_RECORD_LINE_MAX];
@@ -539,63 +524,16 @@ static void test_record_format(void **state)
 {
     (void)state;
     assert_string_equal(LOAD_RECORD_HEADER, "# atlas-load-record 1\n");
-    /* Answered: rc and auth, no reversal. */
-    struct load_record r = base_record();
-    r.answered = true;
-    strcpy(r.rc, "00");
-    strcpy(r.auth, "123456");
-    check_format(&r, "req terminal=TERM0001 stan=000123 de7=1206011530 mti=0200 proc=000000 "
-                     "amount=2500 currency=504 pan=489001******0012 answered=yes rc=00 "
-                     "auth=123456 rev=no\n");
-    /* Answered without DE 38 (and a DE 39 that is not two alphanumerics). */
-    r.auth[0] = '\0';
-    strcpy(r.rc, "9 ");
-    check_format(&r, "req terminal=TERM0001 stan=000123 de7=1206011530 mti=0200 proc=000000 "
-                     "amount=2500 currency=504 pan=489001******0012 answered=yes rc=9? auth=- "
-                     "rev=no\n");
-    /* Unanswered, reversed, the reversal answered on its third try. */
-    r = base_record();
-    r.rev = true;
-    strcpy(r.rev_stan, "000125");
-    strcpy(r.rev_de7, "1206011545");
-    r.rev_tries = 3;
-    r.rev_answered = true;
-    strcpy(r.rev_rc, "00");
-    check_format(&r, "req terminal=TERM0001 stan=000123 de7=1206011530 mti=0200 proc=000000 "
-                     "amount=2500 currency=504 pan=489001******0012 answered=no rev=yes "
-                     "rev_stan=000125 rev_de7=1206011545 rev_tries=3 rev_rc=00\n");
-    /* Abandoned before its reversal ever left. */
-    r.rev_stan[0] = r.rev_de7[0] = '\0';
-    r.rev_tries = 0;
-    r.rev_answered = false;
-    r.rev_rc[0] = '\0';
-    check_format(&r, "req terminal=TERM0001 stan=000123 de7=1206011530 mti=0200 proc=000000 "
-                     "amount=2500 currency=504 pan=489001******0012 answered=no rev=yes "
-                     "rev_stan=- rev_de7=- rev_tries=0 rev_rc=none\n");
-    /* A load-mix reversal answered on a repeat; a balance inquiry without an answer (no DE 4);
-     * a 19-digit PAN. */
-    r = base_record();
-    strcpy(r.mti, "0401");
-    r.amount = 7;
-    r.has_orig = true;
-    strcpy(r.orig_mti, "0200");
-    strcpy(r.orig_stan, "000100");
-    strcpy(r.orig_de7, "1206011501");
-    r.answered = true;
-    strcpy(r.rc, "12");
-    check_format(&r, "req terminal=TERM0001 stan=000123 de7=1206011530 mti=0401 proc=000000 "
-                     "amount=7 currency=504 pan=489001******0012 orig_mti=0200 orig_stan=000100 "
-                     "orig_de7=1206011501 answered=yes rc=12 auth=- rev=no\n");
-    r = base_record();
-    strcpy(r.mti, "0100");
-    strcpy(r.proc, "300000");
-    r.has_amount = false;
-    strcpy(r.pan, "4890020000000000029");
-    check_format(&r, "req terminal=TERM0001 stan=000123 de7=1206011530 mti=0100 proc=300000 "
-                     "amount=- currency=504 pan=489002*********0029 answered=no rev=no\n");
+    /* Every outcome of a request (record_cases.h). */
+    struct load_record r;
+    for (size_t i = 0; i < sizeof record_cases / sizeof record_cases[0]; i++) {
+        r = record_base();
+        record_cases[i].make(&r);
+        check_format(&r, record_cases[i].line);
+    }
 
     /* A value with a space or '=' cannot break the line's key=value structure. */
-    r = base_record();
+    r = record_base();
     strcpy(r.terminal, "T M=0001");
     r.answered = true;
     strcpy(r.rc, "00");
@@ -606,7 +544,7 @@ static void test_record_format(void **state)
     assert_non_null(strstr(line, " auth=A?B?C? "));
 
     /* The longest line fits LOAD_RECORD_LINE_MAX; a buffer one byte short is refused. */
-    r = base_record();
+    r = record_base();
     r.amount = 999999999999ull;
     strcpy(r.pan, "4890010000000000012");
     strcpy(r.mti, "0401");
