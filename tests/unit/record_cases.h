@@ -97,35 +97,35 @@ static const struct record_case {
 } record_cases[] = {
     { record_answered,
       RECORD_HEAD "mti=0200 proc=000000 amount=2500 currency=504 pan=489001******0012 "
-                  "answered=yes rc=00 auth=123456 rev=no\n"
-                  ", false },
-      { record_answered_odd,
-        RECORD_HEAD "mti=0200 proc=000000 amount=2500 currency=504 pan=489001******0012 "
-                    "answered=yes rc=9? auth=- rev=no\n",
-        true },
-      { record_reversed,
-        RECORD_HEAD "mti=0200 proc=000000 amount=2500 currency=504 pan=489001******0012 "
-                    "answered=no rev=yes rev_stan=000125 rev_de7=1206011545 rev_tries=3 rev_rc=00\n"
-                    ", false },
-        { record_abandoned_unsent,
-          RECORD_HEAD "mti=0200 proc=000000 amount=2500 currency=504 pan=489001******0012 "
-                      "answered=no rev=yes rev_stan=- rev_de7=- rev_tries=0 rev_rc=none\n"
-                      ", false },
-          { record_abandoned_sent,
-            RECORD_HEAD "mti=0200 proc=000000 amount=2500 currency=504 pan=489001******0012 "
-                        "answered=no rev=yes rev_stan=000126 rev_de7=1206011546 rev_tries=41 "
-                        "rev_rc=none\n"
-                        ", false },
-            { record_mix_reversal, RECORD_HEAD
-              "mti=0401 proc=000000 amount=7 currency=504 pan=489001******0012 "
-              "orig_mti=0200 orig_stan=000100 orig_de7=1206011501 answered=yes rc=12 auth=- "
-              "rev=no\n"
-              ", false },
-              { record_balance,
-                RECORD_HEAD "mti=0100 proc=300000 amount=- currency=504 pan=489002*********0029 "
-                            "answered=no rev=no\n"
-                            ", false },
-              };
+                  "answered=yes rc=00 auth=123456 rev=no\n",
+      false },
+    { record_answered_odd,
+      RECORD_HEAD "mti=0200 proc=000000 amount=2500 currency=504 pan=489001******0012 "
+                  "answered=yes rc=9? auth=- rev=no\n",
+      true },
+    { record_reversed,
+      RECORD_HEAD "mti=0200 proc=000000 amount=2500 currency=504 pan=489001******0012 "
+                  "answered=no rev=yes rev_stan=000125 rev_de7=1206011545 rev_tries=3 rev_rc=00\n",
+      false },
+    { record_abandoned_unsent,
+      RECORD_HEAD "mti=0200 proc=000000 amount=2500 currency=504 pan=489001******0012 "
+                  "answered=no rev=yes rev_stan=- rev_de7=- rev_tries=0 rev_rc=none\n",
+      false },
+    { record_abandoned_sent,
+      RECORD_HEAD "mti=0200 proc=000000 amount=2500 currency=504 pan=489001******0012 "
+                  "answered=no rev=yes rev_stan=000126 rev_de7=1206011546 rev_tries=41 "
+                  "rev_rc=none\n",
+      false },
+    { record_mix_reversal,
+      RECORD_HEAD
+      "mti=0401 proc=000000 amount=7 currency=504 pan=489001******0012 "
+      "orig_mti=0200 orig_stan=000100 orig_de7=1206011501 answered=yes rc=12 auth=- rev=no\n",
+      false },
+    { record_balance,
+      RECORD_HEAD "mti=0100 proc=300000 amount=- currency=504 pan=489002*********0029 "
+                  "answered=no rev=no\n",
+      false },
+};
 
 #undef RECORD_HEAD
 
