@@ -76,8 +76,10 @@ static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_C
  * existing key (23505). A plain INSERT costs the server about half as much per row as ON
  * CONFLICT's speculative insertion (measured: 60 000 rows, 1.3 s against 2.4 s), and live records
  * almost never collide, so optimism pays. The upsert replaces only the row of a request the
- * switch refused itself (no issuer STAN: nothing moved) with a newer one, and returns the keys it
- * wrote: an ANSWER not returned met the row of a request that reached an issuer (DB_CONFLICT). */
+ * switch answered itself (no issuer STAN: nothing moved) with a newer one — but never an
+ * approval it gave (a terminal reversal acknowledged 00) with anything but an approval: the
+ * terminal holds it — and returns the keys it wrote: an ANSWER not returned met the row of a
+ * request that reached an issuer, or such an approval (DB_CONFLICT). */
 #define ANSWER_COLUMNS                                                                             \
     "INSERT INTO switch.authorizations (request_date, acquirer_id, terminal_id, stan,"             \
     " transmission_time, mti, rrn, issuer_id, issuer_stan, processing_code, amount_minor,"         \
@@ -97,12 +99,12 @@ static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_C
 #define ANSWER_SQL ANSWER_COLUMNS " FROM" ANSWER_UNNEST
 /* An upsert may not touch one row twice: of the records of one identity in a batch (a refusal
  * and the request that replaces it, replayed together), the one that reached an issuer wins,
- * else the newest. */
+ * else an approval, else the newest. */
 #define ANSWER_UPSERT_SQL                                                                          \
     ANSWER_COLUMNS                                                                                 \
     " FROM (SELECT DISTINCT ON (c1, c2, c3, c4, c5, substr(c6, 1, 3)) * FROM" ANSWER_UNNEST        \
     " ORDER BY c1, c2, c3, c4, c5, substr(c6, 1, 3),"                                              \
-    " c9 IS NOT NULL DESC, c20 DESC) AS d"                                                         \
+    " c9 IS NOT NULL DESC, c17 = 'approved' DESC, c20 DESC) AS d"                                  \
     " ON CONFLICT (request_date, acquirer_id, terminal_id, stan, transmission_time,"               \
     " mti_class) DO UPDATE SET mti = EXCLUDED.mti, rrn = EXCLUDED.rrn,"                            \
     " issuer_id = EXCLUDED.issuer_id, issuer_stan = EXCLUDED.issuer_stan,"                         \
@@ -117,6 +119,7 @@ static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_C
     " lat_pin_us = EXCLUDED.lat_pin_us, lat_issuer_us = EXCLUDED.lat_issuer_us,"                   \
     " issuer_transmission_time = EXCLUDED.issuer_transmission_time"                                \
     " WHERE switch.authorizations.issuer_stan IS NULL"                                             \
+    " AND (switch.authorizations.outcome <> 'approved' OR EXCLUDED.outcome = 'approved')"          \
     " AND switch.authorizations.created_at <= EXCLUDED.created_at" KEY_RETURNING                   \
     ", coalesce(issuer_stan, '')"
 

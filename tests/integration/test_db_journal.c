@@ -1198,6 +1198,108 @@ static void test_free_spools_what_waits_behind_a_sync(void **state)
     event_base_free(base);
 }
 
+/* ---- a refusal never replaces an answer ---------------------------------------------------- */
+
+/* Record i of run as the switch answers a terminal reversal itself (00, no issuer STAN: the
+ * issuer hears of it from the reversal queue), at created_us. */
+static void reversal_ack(struct db_auth_record *rec, unsigned run, unsigned i, uint64_t created_us)
+{
+    dbt_record(rec, run, i);
+    memcpy(rec->mti, "0400", 5);
+    rec->created_us = created_us;
+}
+
+/* The same identity's repeat (0401) refused 96 by the switch a second later. */
+static void repeat_refused(struct db_auth_record *rec, unsigned run, unsigned i,
+                           uint64_t created_us)
+{
+    reversal_ack(rec, run, i, created_us + 1000000);
+    memcpy(rec->mti, "0401", 5);
+    memcpy(rec->response_code, "96", 3);
+    rec->auth_code[0] = '\0';
+    rec->outcome = DB_OUTCOME_ERROR;
+}
+
+static long long row_rc(PGconn *c, unsigned run, unsigned i)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT response_code::int FROM switch.authorizations WHERE acquirer_id = 'ACQ%u'"
+             " AND stan = '%06u'",
+             run, i);
+    return dbt_scalar(c, sql);
+}
+
+static bool replayed_two(void *arg)
+{
+    struct db_journal_stats st;
+    db_journal_get_stats(arg, &st);
+    return st.replayed >= 2 && !st.spool_pending;
+}
+
+/* A row the switch answered itself without the issuer (no issuer STAN) may be replaced by a later
+ * request of its identity — a refusal by the request that then went through — but an answer that
+ * approved (a reversal acknowledged 00) must never give way to a later refusal: the terminal holds
+ * it. Once, a repeat 0401 refused 96 while the journal lookup was impossible was spooled and, on
+ * replay, replaced the 0400's 00; the journal then contradicted the terminal (chaos, long mode,
+ * seed 7). Both ways in: the spool replay (both records in one batch) and the live upsert. */
+static void test_a_refusal_never_replaces_an_answer(void **state)
+{
+    enum { RUN = 50 };
+    struct fx f;
+    fx_open(&f, "keep", NULL);
+    uint64_t now = at_wall_us();
+    struct db_auth_record rec;
+
+    /* Spooled in an outage, replayed together. */
+    const char *spool = spool_path("keep");
+    struct db_journal *down = NULL;
+    struct db_journal_opts od = { .conninfo = NO_DATABASE, .spool_path = spool };
+    assert_int_equal(db_journal_new(f.base, &od, &down), 0);
+    (void)dbt_run_until(f.base, never, NULL, 300); /* the connections fail: the writer is down */
+    struct tally t = { .expected = 2, .in_order = true };
+    struct tcb cbs[2] = { { .t = &t, .seq = 0 }, { .t = &t, .seq = 1 } };
+    reversal_ack(&rec, RUN, 0, now);
+    assert_int_equal(db_journal_submit(down, &rec, tally_cb, &cbs[0]), 0);
+    repeat_refused(&rec, RUN, 0, now);
+    assert_int_equal(db_journal_submit(down, &rec, tally_cb, &cbs[1]), 0);
+    assert_int_equal(dbt_run_until(f.base, all_called, &t, 10000), 0);
+    assert_int_equal(t.spooled, 2);
+    db_journal_free(down);
+    struct db_journal_opts o = { .spool_path = spool };
+    fx_journal(&f, &o, "keep");
+    assert_int_equal(dbt_run_until(f.base, replayed_two, f.j, 20000), 0);
+    assert_int_equal(row_rc(f.c, RUN, 0), 0);
+
+    /* Live: the answer commits, its repeat's refusal meets it and is not written. */
+    struct tally lt = { .expected = 1, .in_order = true };
+    struct tcb lcb = { .t = &lt };
+    reversal_ack(&rec, RUN, 1, now);
+    assert_int_equal(db_journal_submit(f.j, &rec, tally_cb, &lcb), 0);
+    assert_int_equal(dbt_run_until(f.base, all_called, &lt, 10000), 0);
+    assert_int_equal(lt.ok, 1);
+    lt = (struct tally){ .expected = 1, .in_order = true };
+    repeat_refused(&rec, RUN, 1, now);
+    assert_int_equal(db_journal_submit(f.j, &rec, tally_cb, &lcb), 0);
+    assert_int_equal(dbt_run_until(f.base, all_called, &lt, 10000), 0);
+    assert_int_equal(row_rc(f.c, RUN, 1), 0);
+
+    /* The other way round, a refusal is replaced by the answer that came after it. */
+    lt = (struct tally){ .expected = 1, .in_order = true };
+    repeat_refused(&rec, RUN, 2, now - 2000000);
+    assert_int_equal(db_journal_submit(f.j, &rec, tally_cb, &lcb), 0);
+    assert_int_equal(dbt_run_until(f.base, all_called, &lt, 10000), 0);
+    assert_int_equal(row_rc(f.c, RUN, 2), 96);
+    lt = (struct tally){ .expected = 1, .in_order = true };
+    reversal_ack(&rec, RUN, 2, now);
+    assert_int_equal(db_journal_submit(f.j, &rec, tally_cb, &lcb), 0);
+    assert_int_equal(dbt_run_until(f.base, all_called, &lt, 10000), 0);
+    assert_int_equal(lt.ok, 1);
+    assert_int_equal(row_rc(f.c, RUN, 2), 0);
+    fx_close(&f);
+    unlink(spool);
+}
+
 int main(void)
 {
     if (!getenv("PGHOST") && !getenv("PGDATABASE")) {
@@ -1216,6 +1318,7 @@ int main(void)
         cmocka_unit_test(test_spool_write_cut_short),
         cmocka_unit_test(test_free_spools_what_waits_behind_a_sync),
         cmocka_unit_test(test_replay_keeps_the_order_of_durability),
+        cmocka_unit_test(test_a_refusal_never_replaces_an_answer),
         cmocka_unit_test(test_hung_server_batch_timeout),
         cmocka_unit_test(test_server_restart_under_load),
     };
