@@ -5,6 +5,7 @@
  * latencies only: never a key, a PIN or a PIN block. */
 #include "proto.h"
 
+#include "cli.h"
 #include "clock.h"
 #include "log.h"
 #include "parse.h"
@@ -361,17 +362,12 @@ int main(int argc, char **argv)
             fail = optarg;
             break;
         case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return at_usage(usage, ch == 'h');
         }
     }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind != argc)
+        return at_usage(usage, false);
 
     struct sockaddr_storage ss;
     socklen_t sslen;
