@@ -58,12 +58,14 @@ static void die_usage(const char *msg)
     exit(1);
 }
 
+/* All of stdin in one buffer (the caller frees it), or NULL once the reason is said on
+ * stderr. Input above MAX_INPUT exits 1. */
 static unsigned char *read_all(size_t *len)
 {
     size_t cap = 65536, n = 0;
     unsigned char *buf = malloc(cap);
     if (!buf)
-        return NULL;
+        goto fail;
     for (;;) {
         if (n == cap) {
             if (cap >= MAX_INPUT) {
@@ -72,24 +74,24 @@ static unsigned char *read_all(size_t *len)
             }
             cap *= 2;
             unsigned char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                return NULL;
-            }
+            if (!nb)
+                goto fail;
             buf = nb;
         }
         size_t r = fread(buf + n, 1, cap - n, stdin);
         n += r;
         if (r == 0) {
-            if (ferror(stdin)) {
-                free(buf);
-                return NULL;
-            }
+            if (ferror(stdin))
+                goto fail;
             break;
         }
     }
     *len = n;
     return buf;
+fail:
+    fprintf(stderr, "isodump: cannot read stdin: %s\n", strerror(errno));
+    free(buf);
+    return NULL;
 }
 
 /* Hex text (whitespace ignored) → bytes in place. Returns the byte count or -1. */
@@ -151,10 +153,8 @@ static int do_decode(const struct opts *o)
 {
     size_t len;
     unsigned char *in = read_all(&len);
-    if (!in) {
-        fprintf(stderr, "isodump: cannot read stdin: %s\n", strerror(errno));
+    if (!in)
         return 1;
-    }
     uint8_t *arena = malloc(ARENA_SIZE);
     size_t outcap = ARENA_SIZE;
     char *out = malloc(outcap);
@@ -315,10 +315,8 @@ static int do_encode(const struct opts *o)
 {
     size_t len;
     unsigned char *in = read_all(&len);
-    if (!in) {
-        fprintf(stderr, "isodump: cannot read stdin: %s\n", strerror(errno));
+    if (!in)
         return 1;
-    }
     uint8_t *arena = malloc(ARENA_SIZE), *out = malloc(MAX_MSG + ISO_FRAME_MAX_HEADER);
     struct iso_msg *m = malloc(sizeof(*m));
     if (!arena || !out || !m) {
