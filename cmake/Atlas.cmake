@@ -1,9 +1,34 @@
 # Helpers shared by every module's CMakeLists.txt.
 
-# atlas_unit_test(NAME SOURCES src... LIBS lib...)
-# A cmocka test executable registered with ctest under the label "unit".
+# atlas_library(NAME SOURCES src... [LIBS lib...] [INCLUDE dir])
+# A module's static library. Its folder (or INCLUDE) is its public include directory, and what
+# it links it passes on (docs/ARCHITECTURE.md, "Build").
+function(atlas_library name)
+  cmake_parse_arguments(L "" "INCLUDE" "SOURCES;LIBS" ${ARGN})
+  if(NOT L_INCLUDE)
+    set(L_INCLUDE ${CMAKE_CURRENT_SOURCE_DIR})
+  endif()
+  add_library(${name} STATIC ${L_SOURCES})
+  target_include_directories(${name} PUBLIC ${L_INCLUDE})
+  target_link_libraries(${name} PUBLIC ${L_LIBS})
+endfunction()
+
+# atlas_program(NAME SOURCES src... LIBS lib...)
+# A program, built into build/bin.
+function(atlas_program name)
+  cmake_parse_arguments(P "" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${P_SOURCES})
+  target_link_libraries(${name} PRIVATE ${P_LIBS})
+endfunction()
+
+# atlas_unit_test(NAME [SOURCES src...] LIBS lib...)
+# A cmocka test executable registered with ctest under the label "unit"; its source is
+# tests/unit/NAME.c unless SOURCES says otherwise.
 function(atlas_unit_test name)
   cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
+  if(NOT T_SOURCES)
+    set(T_SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/${name}.c)
+  endif()
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} PkgConfig::CMOCKA)
   add_test(NAME ${name} COMMAND ${name}
@@ -11,13 +36,17 @@ function(atlas_unit_test name)
   set_tests_properties(${name} PROPERTIES LABELS unit TIMEOUT 120)
 endfunction()
 
-# atlas_integration_test(NAME SOURCES src... LIBS lib... [TIMEOUT s])
+# atlas_integration_test(NAME [SOURCES src...] LIBS lib... [TIMEOUT s])
 # Integration tests run real processes from build/bin and may need the
-# PostgreSQL cluster named by the PG* environment (./test.sh starts one).
+# PostgreSQL cluster named by the PG* environment (./test.sh starts one). The
+# source is tests/integration/NAME.c unless SOURCES says otherwise.
 function(atlas_integration_test name)
   cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS" ${ARGN})
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 300)
+  endif()
+  if(NOT T_SOURCES)
+    set(T_SOURCES ${CMAKE_SOURCE_DIR}/tests/integration/${name}.c)
   endif()
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} atlas_testsupport PkgConfig::CMOCKA)
@@ -26,6 +55,24 @@ function(atlas_integration_test name)
   set_tests_properties(${name} PROPERTIES LABELS integration
                        TIMEOUT ${T_TIMEOUT}
                        ENVIRONMENT "ATLAS_BIN=${CMAKE_BINARY_DIR}/bin;ATLAS_SRC=${CMAKE_SOURCE_DIR}")
+endfunction()
+
+# atlas_stack_test(NAME [LIBS lib...] [TIMEOUT s] [DEPENDS program...])
+# An integration test against the whole stack (tests/integration/sw_stack.c: PostgreSQL,
+# hsm-sim, issuer-sim, switchd, acquirer-sim): tests/integration/NAME.c with the stack
+# helpers, built after the programs it runs (those four and DEPENDS).
+function(atlas_stack_test name)
+  cmake_parse_arguments(T "" "TIMEOUT" "LIBS;DEPENDS" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  set(dir ${CMAKE_SOURCE_DIR}/tests/integration)
+  atlas_integration_test(${name}
+    SOURCES ${dir}/${name}.c ${dir}/sw_stack.c ${dir}/db_testlib.c
+    LIBS atlas_acquirer atlas_db PkgConfig::LIBPQ ${T_LIBS}
+    TIMEOUT ${T_TIMEOUT})
+  target_include_directories(${name} PRIVATE ${dir})
+  add_dependencies(${name} switchd hsm-sim acquirer-sim issuer-sim ${T_DEPENDS})
 endfunction()
 
 # atlas_fuzz_target(NAME SOURCES src... LIBS lib...)
