@@ -21,19 +21,27 @@ function(atlas_program name)
   target_link_libraries(${name} PRIVATE ${P_LIBS})
 endfunction()
 
-# atlas_unit_test(NAME [SOURCES src...] LIBS lib...)
-# A cmocka test executable registered with ctest under the label "unit"; its source is
-# tests/unit/NAME.c unless SOURCES says otherwise.
-function(atlas_unit_test name)
+# What every test shares: an executable linked with cmocka, run by ctest from the source tree
+# under LABEL (unit or integration) and a timeout; its source is tests/LABEL/NAME.c unless
+# SOURCES says otherwise.
+function(atlas_test_ name label timeout)
   cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
   if(NOT T_SOURCES)
-    set(T_SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/${name}.c)
+    set(T_SOURCES ${CMAKE_SOURCE_DIR}/tests/${label}/${name}.c)
   endif()
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} PkgConfig::CMOCKA)
   add_test(NAME ${name} COMMAND ${name}
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-  set_tests_properties(${name} PROPERTIES LABELS unit TIMEOUT 120)
+  set_tests_properties(${name} PROPERTIES LABELS ${label} TIMEOUT ${timeout})
+endfunction()
+
+# atlas_unit_test(NAME [SOURCES src...] LIBS lib...)
+# A cmocka test of a module's library, labelled "unit"; its source is tests/unit/NAME.c unless
+# SOURCES says otherwise.
+function(atlas_unit_test name)
+  cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
+  atlas_test_(${name} unit 120 SOURCES ${T_SOURCES} LIBS ${T_LIBS})
 endfunction()
 
 # atlas_integration_test(NAME [SOURCES src...] LIBS lib... [TIMEOUT s])
@@ -45,15 +53,9 @@ function(atlas_integration_test name)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 300)
   endif()
-  if(NOT T_SOURCES)
-    set(T_SOURCES ${CMAKE_SOURCE_DIR}/tests/integration/${name}.c)
-  endif()
-  add_executable(${name} ${T_SOURCES})
-  target_link_libraries(${name} PRIVATE ${T_LIBS} atlas_testsupport PkgConfig::CMOCKA)
-  add_test(NAME ${name} COMMAND ${name}
-           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-  set_tests_properties(${name} PROPERTIES LABELS integration
-                       TIMEOUT ${T_TIMEOUT}
+  atlas_test_(${name} integration ${T_TIMEOUT} SOURCES ${T_SOURCES}
+              LIBS ${T_LIBS} atlas_testsupport)
+  set_tests_properties(${name} PROPERTIES
                        ENVIRONMENT "ATLAS_BIN=${CMAKE_BINARY_DIR}/bin;ATLAS_SRC=${CMAKE_SOURCE_DIR}")
 endfunction()
 
