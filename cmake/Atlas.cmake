@@ -22,41 +22,43 @@ function(atlas_program name)
 endfunction()
 
 # What every test shares: an executable linked with cmocka, run by ctest from the source tree
-# under LABEL (unit or integration) and a timeout; its source is tests/LABEL/NAME.c unless
-# SOURCES says otherwise.
-function(atlas_test_ name label timeout)
-  cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
+# under LABEL (unit or integration) and a timeout (TIMEOUT, else default_timeout); its source is
+# tests/LABEL/NAME.c unless SOURCES says otherwise. Integration tests run real processes from
+# build/bin (tests/support) and may need the PostgreSQL cluster named by the PG* environment
+# (./test.sh starts one).
+function(atlas_test_ name label default_timeout)
+  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT ${default_timeout})
+  endif()
   if(NOT T_SOURCES)
     set(T_SOURCES ${CMAKE_SOURCE_DIR}/tests/${label}/${name}.c)
+  endif()
+  if(label STREQUAL integration)
+    list(APPEND T_LIBS atlas_testsupport)
   endif()
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} PkgConfig::CMOCKA)
   add_test(NAME ${name} COMMAND ${name}
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-  set_tests_properties(${name} PROPERTIES LABELS ${label} TIMEOUT ${timeout})
+  set_tests_properties(${name} PROPERTIES LABELS ${label} TIMEOUT ${T_TIMEOUT})
+  if(label STREQUAL integration)
+    set_tests_properties(${name} PROPERTIES
+                         ENVIRONMENT "ATLAS_BIN=${CMAKE_BINARY_DIR}/bin;ATLAS_SRC=${CMAKE_SOURCE_DIR}")
+  endif()
 endfunction()
 
 # atlas_unit_test(NAME [SOURCES src...] LIBS lib...)
-# A cmocka test of a module's library, labelled "unit"; its source is tests/unit/NAME.c unless
-# SOURCES says otherwise.
+# A cmocka test of a module's library (120 s at most).
 function(atlas_unit_test name)
-  cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
-  atlas_test_(${name} unit 120 SOURCES ${T_SOURCES} LIBS ${T_LIBS})
+  atlas_test_(${name} unit 120 ${ARGN})
 endfunction()
 
 # atlas_integration_test(NAME [SOURCES src...] LIBS lib... [TIMEOUT s])
-# Integration tests run real processes from build/bin and may need the
-# PostgreSQL cluster named by the PG* environment (./test.sh starts one). The
-# source is tests/integration/NAME.c unless SOURCES says otherwise.
+# A test of the real programs (300 s unless TIMEOUT), with tests/support and ATLAS_BIN and
+# ATLAS_SRC in its environment.
 function(atlas_integration_test name)
-  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS" ${ARGN})
-  if(NOT T_TIMEOUT)
-    set(T_TIMEOUT 300)
-  endif()
-  atlas_test_(${name} integration ${T_TIMEOUT} SOURCES ${T_SOURCES}
-              LIBS ${T_LIBS} atlas_testsupport)
-  set_tests_properties(${name} PROPERTIES
-                       ENVIRONMENT "ATLAS_BIN=${CMAKE_BINARY_DIR}/bin;ATLAS_SRC=${CMAKE_SOURCE_DIR}")
+  atlas_test_(${name} integration 300 ${ARGN})
 endfunction()
 
 # atlas_stack_test(NAME [LIBS lib...] [TIMEOUT s] [DEPENDS program...])
