@@ -149,21 +149,28 @@ static int decode_one(const struct opts *o, const uint8_t *msg, size_t len, cons
     return 0;
 }
 
+/* A message and its arena of ARENA_SIZE in one allocation (one free), or NULL. */
+static struct iso_msg *msg_new(void)
+{
+    struct iso_msg *m = malloc(sizeof *m + ARENA_SIZE);
+    if (m)
+        iso_msg_init(m, (uint8_t *)(m + 1), ARENA_SIZE);
+    return m;
+}
+
 static int do_decode(const struct opts *o)
 {
     size_t len;
     unsigned char *in = read_all(&len);
     if (!in)
         return 1;
-    uint8_t *arena = malloc(ARENA_SIZE);
     size_t outcap = ARENA_SIZE;
     char *out = malloc(outcap);
-    struct iso_msg *m = malloc(sizeof(*m));
-    if (!arena || !out || !m) {
+    struct iso_msg *m = msg_new();
+    if (!out || !m) {
         fprintf(stderr, "isodump: out of memory\n");
         return 1;
     }
-    iso_msg_init(m, arena, ARENA_SIZE);
     int rc = 0;
     size_t index = 0;
     if (o->frame == ISO_FRAME_NONE && o->hex) {
@@ -228,7 +235,6 @@ static int do_decode(const struct opts *o)
     }
 done:
     free(in);
-    free(arena);
     free(out);
     free(m);
     return rc;
@@ -317,13 +323,12 @@ static int do_encode(const struct opts *o)
     unsigned char *in = read_all(&len);
     if (!in)
         return 1;
-    uint8_t *arena = malloc(ARENA_SIZE), *out = malloc(MAX_MSG + ISO_FRAME_MAX_HEADER);
-    struct iso_msg *m = malloc(sizeof(*m));
-    if (!arena || !out || !m) {
+    uint8_t *out = malloc(MAX_MSG + ISO_FRAME_MAX_HEADER);
+    struct iso_msg *m = msg_new();
+    if (!out || !m) {
         fprintf(stderr, "isodump: out of memory\n");
         return 1;
     }
-    iso_msg_init(m, arena, ARENA_SIZE);
     int rc = 0;
     size_t pos = 0, index = 0;
     for (;;) {
@@ -375,7 +380,6 @@ static int do_encode(const struct opts *o)
         rc = 2;
     }
     free(in);
-    free(arena);
     free(out);
     free(m);
     return rc;
