@@ -1,31 +1,82 @@
 # Helpers shared by every module's CMakeLists.txt.
 
-# atlas_unit_test(NAME SOURCES src... LIBS lib...)
-# A cmocka test executable registered with ctest under the label "unit".
-function(atlas_unit_test name)
-  cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
+# atlas_library(NAME SOURCES src... [LIBS lib...] [INCLUDE dir])
+# A module's static library. Its folder (or INCLUDE) is its public include directory, and what
+# it links it passes on (docs/ARCHITECTURE.md, "Build").
+function(atlas_library name)
+  cmake_parse_arguments(L "" "INCLUDE" "SOURCES;LIBS" ${ARGN})
+  if(NOT L_INCLUDE)
+    set(L_INCLUDE ${CMAKE_CURRENT_SOURCE_DIR})
+  endif()
+  add_library(${name} STATIC ${L_SOURCES})
+  target_include_directories(${name} PUBLIC ${L_INCLUDE})
+  target_link_libraries(${name} PUBLIC ${L_LIBS})
+endfunction()
+
+# atlas_program(NAME SOURCES src... LIBS lib...)
+# A program, built into build/bin.
+function(atlas_program name)
+  cmake_parse_arguments(P "" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${P_SOURCES})
+  target_link_libraries(${name} PRIVATE ${P_LIBS})
+endfunction()
+
+# What every test shares: an executable linked with cmocka, run by ctest from the source tree
+# under LABEL (unit or integration) and a timeout (TIMEOUT, else default_timeout); its source is
+# tests/LABEL/NAME.c unless SOURCES says otherwise. Integration tests run real processes from
+# build/bin (tests/support) and may need the PostgreSQL cluster named by the PG* environment
+# (./test.sh starts one).
+function(atlas_test_ name label default_timeout)
+  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT ${default_timeout})
+  endif()
+  if(NOT T_SOURCES)
+    set(T_SOURCES ${CMAKE_SOURCE_DIR}/tests/${label}/${name}.c)
+  endif()
+  if(label STREQUAL integration)
+    list(APPEND T_LIBS atlas_testsupport)
+  endif()
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} PkgConfig::CMOCKA)
   add_test(NAME ${name} COMMAND ${name}
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-  set_tests_properties(${name} PROPERTIES LABELS unit TIMEOUT 120)
+  set_tests_properties(${name} PROPERTIES LABELS ${label} TIMEOUT ${T_TIMEOUT})
+  if(label STREQUAL integration)
+    set_tests_properties(${name} PROPERTIES
+                         ENVIRONMENT "ATLAS_BIN=${CMAKE_BINARY_DIR}/bin;ATLAS_SRC=${CMAKE_SOURCE_DIR}")
+  endif()
 endfunction()
 
-# atlas_integration_test(NAME SOURCES src... LIBS lib... [TIMEOUT s])
-# Integration tests run real processes from build/bin and may need the
-# PostgreSQL cluster named by the PG* environment (./test.sh starts one).
+# atlas_unit_test(NAME [SOURCES src...] LIBS lib...)
+# A cmocka test of a module's library (120 s at most).
+function(atlas_unit_test name)
+  atlas_test_(${name} unit 120 ${ARGN})
+endfunction()
+
+# atlas_integration_test(NAME [SOURCES src...] LIBS lib... [TIMEOUT s])
+# A test of the real programs (300 s unless TIMEOUT), with tests/support and ATLAS_BIN and
+# ATLAS_SRC in its environment.
 function(atlas_integration_test name)
-  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS" ${ARGN})
+  atlas_test_(${name} integration 300 ${ARGN})
+endfunction()
+
+# atlas_stack_test(NAME [LIBS lib...] [TIMEOUT s] [DEPENDS program...])
+# An integration test against the whole stack (tests/integration/sw_stack.c: PostgreSQL,
+# hsm-sim, issuer-sim, switchd, acquirer-sim): tests/integration/NAME.c with the stack
+# helpers, built after the programs it runs (those four and DEPENDS).
+function(atlas_stack_test name)
+  cmake_parse_arguments(T "" "TIMEOUT" "LIBS;DEPENDS" ${ARGN})
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 300)
   endif()
-  add_executable(${name} ${T_SOURCES})
-  target_link_libraries(${name} PRIVATE ${T_LIBS} atlas_testsupport PkgConfig::CMOCKA)
-  add_test(NAME ${name} COMMAND ${name}
-           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-  set_tests_properties(${name} PROPERTIES LABELS integration
-                       TIMEOUT ${T_TIMEOUT}
-                       ENVIRONMENT "ATLAS_BIN=${CMAKE_BINARY_DIR}/bin;ATLAS_SRC=${CMAKE_SOURCE_DIR}")
+  set(dir ${CMAKE_SOURCE_DIR}/tests/integration)
+  atlas_integration_test(${name}
+    SOURCES ${dir}/${name}.c ${dir}/sw_stack.c ${dir}/db_testlib.c
+    LIBS atlas_acquirer atlas_db PkgConfig::LIBPQ ${T_LIBS}
+    TIMEOUT ${T_TIMEOUT})
+  target_include_directories(${name} PRIVATE ${dir})
+  add_dependencies(${name} switchd hsm-sim acquirer-sim issuer-sim ${T_DEPENDS})
 endfunction()
 
 # atlas_fuzz_target(NAME SOURCES src... LIBS lib...)

@@ -43,6 +43,16 @@ void at_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d)
     *y = (int64_t)yoe + era * 400 + (*m <= 2);
 }
 
+void at_put_date(char out[11], int64_t y, unsigned m, unsigned d)
+{
+    at_put_digits(out, 4, (uint64_t)y);
+    out[4] = '-';
+    at_put_digits(out + 5, 2, m);
+    out[7] = '-';
+    at_put_digits(out + 8, 2, d);
+    out[10] = '\0';
+}
+
 int at_format_utc(uint64_t wall_us, char *out, unsigned cap)
 {
     uint64_t secs = wall_us / 1000000u;
@@ -53,11 +63,7 @@ int at_format_utc(uint64_t wall_us, char *out, unsigned cap)
     if (cap < 28 || y > 9999)
         return snprintf(out, cap, "%04lld-%02u-%02uT%02u:%02u:%02u.%06uZ", (long long)y, mo, d,
                         sod / 3600, sod / 60 % 60, sod % 60, us);
-    at_put_digits(out, 4, (uint64_t)y);
-    out[4] = '-';
-    at_put_digits(out + 5, 2, mo);
-    out[7] = '-';
-    at_put_digits(out + 8, 2, d);
+    at_put_date(out, y, mo, d);
     out[10] = 'T';
     at_put_digits(out + 11, 2, sod / 3600);
     out[13] = ':';

@@ -25,4 +25,7 @@ int at_format_utc(uint64_t wall_us, char *out, unsigned cap);
 int64_t at_days_from_civil(int64_t y, unsigned m, unsigned d);
 void at_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
 
+/* Writes a date as "YYYY-MM-DD" and a NUL (years 0..9999: "%04d-%02d-%02d" cut to 10 bytes). */
+void at_put_date(char out[11], int64_t y, unsigned m, unsigned d);
+
 #endif

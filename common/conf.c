@@ -171,14 +171,6 @@ static int refuse(const struct at_setting *s, char *err, size_t errcap)
     return -1;
 }
 
-static bool all_digits(const char *v)
-{
-    for (; *v; v++)
-        if (*v < '0' || *v > '9')
-            return false;
-    return true;
-}
-
 /* Parses value into row s's field of base, written only when the value is good. */
 static int store(const struct at_setting *s, void *base, const char *value, char *err,
                  size_t errcap)
@@ -195,7 +187,8 @@ static int store(const struct at_setting *s, void *base, const char *value, char
             snprintf(err, errcap, "value of '%s' longer than %zu characters", s->name, s->size - 1);
             return -1;
         }
-        if (len < AT_SET_MINLEN_OF(s->flags) || ((s->flags & AT_SET_DIGITS) && !all_digits(value)))
+        if (len < AT_SET_MINLEN_OF(s->flags) ||
+            ((s->flags & AT_SET_DIGITS) && !at_is_digits(value, 0, SIZE_MAX)))
             return refuse(s, err, errcap);
         memcpy(field, value, len + 1);
         return 0;

@@ -1,7 +1,7 @@
 /* Hex encoding and strict decoding. */
 #include "hex.h"
 
-static int nibble(char c)
+int at_hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -27,7 +27,7 @@ int at_is_hex(const char *s, size_t len)
     if (len == 0)
         return 0;
     for (size_t i = 0; i < len; i++)
-        if (nibble(s[i]) < 0)
+        if (at_hexval(s[i]) < 0)
             return 0;
     return 1;
 }
@@ -37,6 +37,6 @@ int at_hex_decode(const char *in, size_t len, uint8_t *out, size_t cap)
     if (len % 2 != 0 || len / 2 > cap || (len > 0 && !at_is_hex(in, len)))
         return -1;
     for (size_t i = 0; i < len / 2; i++)
-        out[i] = (uint8_t)(nibble(in[2 * i]) << 4 | nibble(in[2 * i + 1]));
+        out[i] = (uint8_t)(at_hexval(in[2 * i]) << 4 | at_hexval(in[2 * i + 1]));
     return (int)(len / 2);
 }

@@ -14,6 +14,9 @@ void at_hex_encode(const uint8_t *in, size_t n, char *out);
 __attribute__((warn_unused_result)) int at_hex_decode(const char *in, size_t len, uint8_t *out,
                                                       size_t cap);
 
+/* The value of one hex digit (either case), or -1. */
+int at_hexval(char c);
+
 /* True if the len characters of s are all hex digits (and len > 0). */
 int at_is_hex(const char *s, size_t len);
 

@@ -71,6 +71,17 @@ bool at_parse_double(const char *s, double *out)
     return true;
 }
 
+bool at_is_digits(const char *s, size_t min, size_t max)
+{
+    size_t n = strlen(s);
+    if (n < min || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
 bool at_parse_bool(const char *s, bool *out)
 {
     static const char *const yes[] = { "1", "yes", "true", "on" };

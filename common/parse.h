@@ -22,6 +22,9 @@ __attribute__((warn_unused_result)) bool at_parse_u64(const char *s, uint64_t ma
  * trailing garbage and values out of double's range are refused (false, *out untouched). */
 __attribute__((warn_unused_result)) bool at_parse_double(const char *s, double *out);
 
+/* True if s is min..max decimal digits and nothing else (an empty s only when min is 0). */
+__attribute__((warn_unused_result)) bool at_is_digits(const char *s, size_t min, size_t max);
+
 /* "yes/no/true/false/on/off/1/0" → bool. */
 __attribute__((warn_unused_result)) bool at_parse_bool(const char *s, bool *out);
 

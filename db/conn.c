@@ -193,6 +193,17 @@ struct dbc_prep_job {
     PGresult *res[64];
 };
 
+/* The connection is up and its statements prepared: it takes work from now on. */
+static void dbc_ready(struct dbc *c)
+{
+    c->state = DBC_READY;
+    c->backoff_ms = 0;
+    at_log(AT_LOG_INFO, "db_connected", AT_UINT("conn", c->id));
+    if (c->on_state)
+        c->on_state(c, true);
+    dbc_pump(c);
+}
+
 static void dbc_connected(struct dbc *c)
 {
     if (PQsetnonblocking(c->pg, 1) != 0 || PQenterPipelineMode(c->pg) != 1) {
@@ -205,12 +216,7 @@ static void dbc_connected(struct dbc *c)
         return;
     }
     if (c->npreps == 0) {
-        c->state = DBC_READY;
-        c->backoff_ms = 0;
-        at_log(AT_LOG_INFO, "db_connected", AT_UINT("conn", c->id));
-        if (c->on_state)
-            c->on_state(c, true);
-        dbc_pump(c);
+        dbc_ready(c);
         return;
     }
     struct dbc_prep_job *pj = calloc(1, sizeof *pj);
@@ -255,14 +261,8 @@ static void dbc_preps_done(struct dbc_job *job)
             dbc_broken(c, "prepare failed");
         return;
     }
-    if (c->state != DBC_PREPARING)
-        return;
-    c->state = DBC_READY;
-    c->backoff_ms = 0;
-    at_log(AT_LOG_INFO, "db_connected", AT_UINT("conn", c->id));
-    if (c->on_state)
-        c->on_state(c, true);
-    dbc_pump(c);
+    if (c->state == DBC_PREPARING)
+        dbc_ready(c);
 }
 
 static void dbc_connect_poll(struct dbc *c)

@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "hex.h"
 #include "log.h"
+#include "parse.h"
 
 #define REPLAY_CHUNK 1000 /* records per replay batch (at least batch_max) */
 
@@ -255,17 +256,6 @@ void db_auth_record_init(struct db_auth_record *rec)
     rec->lat_total_us = rec->lat_mac_us = rec->lat_pin_us = rec->lat_issuer_us = -1;
 }
 
-static bool all_digits(const char *s, size_t min, size_t max)
-{
-    size_t n = strlen(s);
-    if (n < min || n > max)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-    return true;
-}
-
 static bool printable(const char *s, size_t min, size_t max)
 {
     size_t n = strlen(s);
@@ -309,16 +299,16 @@ int db_auth_record_check(const struct db_auth_record *rec, struct db_error *err)
     CHECK(TERMINATED(request_date) && valid_date(rec->request_date), "request_date");
     CHECK(TERMINATED(acquirer_id) && printable(rec->acquirer_id, 1, 11), "acquirer_id");
     CHECK(TERMINATED(terminal_id) && printable(rec->terminal_id, 8, 8), "terminal_id");
-    CHECK(TERMINATED(stan) && all_digits(rec->stan, 6, 6), "stan");
-    CHECK(TERMINATED(transmission_time) && all_digits(rec->transmission_time, 10, 10),
+    CHECK(TERMINATED(stan) && at_is_digits(rec->stan, 6, 6), "stan");
+    CHECK(TERMINATED(transmission_time) && at_is_digits(rec->transmission_time, 10, 10),
           "transmission_time");
-    CHECK(TERMINATED(mti) && all_digits(rec->mti, 4, 4), "mti");
+    CHECK(TERMINATED(mti) && at_is_digits(rec->mti, 4, 4), "mti");
     CHECK(TERMINATED(rrn) && printable(rec->rrn, 0, 12), "rrn");
     CHECK(TERMINATED(issuer_id) && printable(rec->issuer_id, 0, 32), "issuer_id");
-    CHECK(TERMINATED(issuer_stan) && (!rec->issuer_stan[0] || all_digits(rec->issuer_stan, 6, 6)),
+    CHECK(TERMINATED(issuer_stan) && (!rec->issuer_stan[0] || at_is_digits(rec->issuer_stan, 6, 6)),
           "issuer_stan");
     CHECK(TERMINATED(processing_code) &&
-              (!rec->processing_code[0] || all_digits(rec->processing_code, 6, 6)),
+              (!rec->processing_code[0] || at_is_digits(rec->processing_code, 6, 6)),
           "processing_code");
     CHECK(rec->amount_minor >= -1, "amount_minor");
     CHECK(rec->currency >= -1 && rec->currency <= 999, "currency");
@@ -329,15 +319,15 @@ int db_auth_record_check(const struct db_auth_record *rec, struct db_error *err)
         CHECK((*p >= '0' && *p <= '9') || *p == '*', "pan_masked");
     CHECK((unsigned)rec->outcome < DB_OUTCOME_max, "outcome");
     CHECK(TERMINATED(original_stan) &&
-              (!rec->original_stan[0] || all_digits(rec->original_stan, 6, 6)),
+              (!rec->original_stan[0] || at_is_digits(rec->original_stan, 6, 6)),
           "original_stan");
     CHECK(TERMINATED(issuer_transmission_time) &&
               (!rec->issuer_transmission_time[0] ||
-               all_digits(rec->issuer_transmission_time, 10, 10)),
+               at_is_digits(rec->issuer_transmission_time, 10, 10)),
           "issuer_transmission_time");
     CHECK(TERMINATED(original_transmission_time) &&
               (!rec->original_transmission_time[0] ||
-               all_digits(rec->original_transmission_time, 10, 10)),
+               at_is_digits(rec->original_transmission_time, 10, 10)),
           "original_transmission_time");
     CHECK(rec->created_us > 0, "created_us");
     CHECK(rec->lat_total_us >= -1 && rec->lat_mac_us >= -1 && rec->lat_pin_us >= -1 &&

@@ -4,7 +4,6 @@
 #include "db.h"
 
 #include "clock.h"
-#include "fmt.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -146,17 +145,6 @@ int db_pan_open(const uint8_t key[32], const uint8_t *in, size_t in_len, char *p
     return rc;
 }
 
-/* "YYYY-MM-DD" (years 0..9999, as "%04d-%02d-%02d" cut to 10 bytes). */
-static void put_date(char out[11], int64_t y, unsigned m, unsigned d)
-{
-    at_put_digits(out, 4, (uint64_t)y);
-    out[4] = '-';
-    at_put_digits(out + 5, 2, m);
-    out[7] = '-';
-    at_put_digits(out + 8, 2, d);
-    out[10] = '\0';
-}
-
 static int days_in_month(int y, int m)
 {
     static const int d[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
@@ -192,9 +180,9 @@ void db_request_date(const char *de7, uint64_t now_us, char out[11])
             }
         }
         if (best >= 0) {
-            put_date(out, best_y, (unsigned)month, (unsigned)day);
+            at_put_date(out, best_y, (unsigned)month, (unsigned)day);
             return;
         }
     }
-    put_date(out, y, today_m, today_d);
+    at_put_date(out, y, today_m, today_d);
 }

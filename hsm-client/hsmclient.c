@@ -7,6 +7,7 @@
 #include "hsmclient.h"
 
 #include "clock.h"
+#include "hex.h"
 #include "log.h"
 #include "parse.h"
 #include "stream.h"
@@ -196,17 +197,6 @@ static void conn_down(struct conn *k, const char *reason)
     }
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
-}
-
 static void on_conn_read(struct bufferevent *bev, void *arg)
 {
     struct conn *k = arg;
@@ -230,7 +220,7 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
         const char *f = (const char *)evbuffer_pullup(in, (ev_ssize_t)(2 + len)) + 2;
         int tag = 0;
         for (unsigned i = hl - TAG_LEN; i < hl; i++) {
-            int v = hexval(f[i]);
+            int v = at_hexval(f[i]);
             if (v < 0) {
                 tag = -1;
                 break;

@@ -32,16 +32,4 @@ void iso_hex_encode(const uint8_t *in, size_t n, uint8_t *out);
 int iso_fail(struct iso_err *err, int code, int field, size_t offset, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
-/* Value of a hex digit, or -1. */
-static inline int iso_hexval(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 #endif

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "db.h"
 #include "fetch.h"
 #include "recon.h"
@@ -144,17 +145,13 @@ int main(int argc, char **argv)
             json = true;
             break;
         case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return at_usage(usage, o == 'h');
         }
     }
     if (optind != argc) {
         fprintf(stderr, "atlas-reconcile: unexpected argument '%s'\n", argv[optind]);
-        usage(stderr);
-        return 2;
+        return at_usage(usage, false);
     }
 
     char err[512];

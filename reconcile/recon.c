@@ -4,6 +4,7 @@
 #include "recon.h"
 
 #include "db.h"
+#include "grow.h"
 #include "issuer.h"
 #include "map.h"
 
@@ -131,15 +132,7 @@ void rc_ctx_free(struct rc_ctx *c)
 /* Grows *arr (of *cap elements of size sz) to hold one more. */
 static int grow(void **arr, size_t *cap, size_t n, size_t sz)
 {
-    if (n < *cap)
-        return 0;
-    size_t ncap = *cap ? *cap * 2 : 256;
-    void *g = realloc(*arr, ncap * sz);
-    if (!g)
-        return -1;
-    *arr = g;
-    *cap = ncap;
-    return 0;
+    return at_grow(arr, cap, n, sz, 256);
 }
 
 long rc_add_sw(struct rc_ctx *c, const struct rc_sw *s)

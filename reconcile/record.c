@@ -3,6 +3,8 @@
  * half understood; the first bad line stops the read with its number and the field at fault. */
 #include "record.h"
 
+#include "grow.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -321,15 +323,9 @@ int rec_parse_text(const char *text, size_t len, struct rec_file *out, char *err
         } else if (!nl) {
             out->torn_tail = true; /* the contract: a harness that died mid-line */
         } else {
-            if (out->n == cap) {
-                size_t ncap = cap ? cap * 2 : 1024;
-                struct rec_line *g = realloc(out->lines, ncap * sizeof *g);
-                if (!g) {
-                    snprintf(why, sizeof why, "out of memory");
-                    goto bad;
-                }
-                out->lines = g;
-                cap = ncap;
+            if (at_grow((void **)&out->lines, &cap, out->n, sizeof *out->lines, 1024) != 0) {
+                snprintf(why, sizeof why, "out of memory");
+                goto bad;
             }
             struct rec_line *l = &out->lines[out->n];
             l->lineno = lineno;

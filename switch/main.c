@@ -4,6 +4,7 @@
  * and backpressure. */
 #include "switchd.h"
 
+#include "cli.h"
 #include "db.h"
 #include "hex.h"
 #include "hsmclient.h"
@@ -433,11 +434,8 @@ int main(int argc, char **argv)
             printf("switchd %s\n", SWITCHD_VERSION);
             return 0;
         case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return at_usage(usage, c == 'h');
         }
     }
     if ((srv.conf_path && sw_config_load(srv.conf_path, &srv.conf, err, sizeof err) != 0) ||

@@ -2,6 +2,8 @@
  * is at most 11 array reads whatever the number of routes. */
 #include "router.h"
 
+#include "grow.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,14 +23,8 @@ struct sw_router {
 
 static int64_t new_node(struct sw_router *r)
 {
-    if (r->n_nodes == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 64;
-        struct node *nodes = realloc(r->nodes, cap * sizeof *nodes);
-        if (!nodes)
-            return -1;
-        r->nodes = nodes;
-        r->cap = cap;
-    }
+    if (at_grow((void **)&r->nodes, &r->cap, r->n_nodes, sizeof *r->nodes, 64) != 0)
+        return -1;
     memset(&r->nodes[r->n_nodes], 0, sizeof r->nodes[0]);
     r->nodes[r->n_nodes].issuer = NO_ISSUER;
     return (int64_t)r->n_nodes++;

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #define TICK_MS 250
 
@@ -68,7 +69,7 @@ static const unsigned allowed[SAF_state_max] = {
 enum saf_end { SAF_END_NONE, SAF_END_ACKED, SAF_END_FAILED };
 
 struct saf_item {
-    struct saf_item *next, *prev;
+    LIST_ENTRY(saf_item) link; /* sw_saf.items */
     struct sw_server *srv;
     enum saf_state state;
     enum saf_end end;
@@ -107,7 +108,7 @@ struct saf_item {
 
 struct sw_saf {
     struct sw_server *srv;
-    struct saf_item *items;
+    LIST_HEAD(, saf_item) items;
     uint64_t count;
     uint64_t settled;  /* items SETTLED (waiting for their UPDATE) */
     uint64_t unstored; /* items UNSTORED or STORING */
@@ -150,10 +151,7 @@ static void saf_set_state(struct saf_item *it, enum saf_state to)
 
 static void add_item(struct sw_saf *q, struct saf_item *it)
 {
-    it->next = q->items;
-    if (q->items)
-        q->items->prev = it;
-    q->items = it;
+    LIST_INSERT_HEAD(&q->items, it, link);
     q->count++;
     if (it->state == SAF_UNSTORED || it->state == SAF_STORING)
         q->unstored++;
@@ -169,12 +167,7 @@ static void free_item(struct saf_item *it)
  * outstanding, leaves the freeing to that callback. */
 static void remove_item(struct sw_saf *q, struct saf_item *it)
 {
-    if (it->prev)
-        it->prev->next = it->next;
-    else
-        q->items = it->next;
-    if (it->next)
-        it->next->prev = it->prev;
+    LIST_REMOVE(it, link);
     q->count--;
     if (it->state == SAF_UNSTORED || it->state == SAF_STORING)
         q->unstored--;
@@ -371,7 +364,8 @@ void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)
 {
     struct sw_server *srv = t->srv;
     /* A repeat of a terminal reversal still being stored waits for the same item. */
-    for (struct saf_item *x = srv->saf->items; x && !srv->stopping; x = x->next) {
+    for (struct saf_item *x = LIST_FIRST(&srv->saf->items); x && !srv->stopping;
+         x = LIST_NEXT(x, link)) {
         if (x->has_orig && !x->waiter && memcmp(&x->orig, &orig->id, sizeof x->orig) == 0 &&
             (x->state == SAF_UNSTORED || x->state == SAF_STORING)) {
             x->waiter = t;
@@ -743,8 +737,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct saf_item *next;
     if (q->load_retry_ms && now >= q->load_retry_ms)
         sw_saf_load(srv, q->load_done);
-    for (struct saf_item *it = q->items; it; it = next) {
-        next = it->next;
+    for (struct saf_item *it = LIST_FIRST(&q->items); it; it = next) {
+        next = LIST_NEXT(it, link);
         switch (it->state) {
         case SAF_UNSTORED:
             if (now >= it->next_store_ms)
@@ -897,7 +891,7 @@ static void on_loaded(void *arg, const struct db_error *err, const struct db_rev
             continue;
         }
         bool known = false;
-        for (struct saf_item *x = q->items; x && !known; x = x->next)
+        for (struct saf_item *x = LIST_FIRST(&q->items); x && !known; x = LIST_NEXT(x, link))
             known = same_identity(x, it);
         if (known) {
             free_item(it);
@@ -963,9 +957,9 @@ void sw_saf_free(struct sw_server *srv)
      * or by the terminal, which was not told 00. SIGTERM's drain waits for
      * all of them first. */
     srv->saf = NULL;
-    while (q->items) {
-        struct saf_item *it = q->items;
-        q->items = it->next;
+    while (!LIST_EMPTY(&q->items)) {
+        struct saf_item *it = LIST_FIRST(&q->items);
+        LIST_REMOVE(it, link);
         if (it->state == SAF_MACING || it->state == SAF_CHECKING)
             it->state = SAF_ORPHAN; /* freed by its HSM callback */
         else

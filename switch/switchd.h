@@ -8,6 +8,7 @@
 #include <event2/event_struct.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "addrcount.h"
 #include "config.h"
@@ -131,7 +132,7 @@ struct sw_term {
     bool global_paused;
     bool addr_counted; /* counted in lst->per_addr under addr */
     struct sw_peer_addr addr;
-    struct sw_term *prev, *next; /* srv->terms */
+    LIST_ENTRY(sw_term) link; /* srv->terms */
 };
 
 void sw_term_release(struct sw_term *t);
@@ -333,7 +334,7 @@ struct sw_server {
     size_t n_listeners;
     struct sw_link links[SW_MAX_ISSUERS];
     size_t n_links;
-    struct sw_term *terms;
+    LIST_HEAD(, sw_term) terms;
     uint64_t n_terms;
     struct sw_txn *txn_free;
     struct sw_txn *parked; /* reversals waiting for an original still in flight */

@@ -31,12 +31,7 @@ void sw_term_release(struct sw_term *t)
     if (--t->refs > 0)
         return;
     struct sw_server *srv = t->srv;
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        srv->terms = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
+    LIST_REMOVE(t, link);
     srv->n_terms--;
     free(t);
 }
@@ -351,10 +346,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
     t->addr_counted = counted;
     if (l->conf->idle_timeout_s)
         at_stream_set_idle_timeout(t->stream, (unsigned)l->conf->idle_timeout_s);
-    t->next = srv->terms;
-    if (srv->terms)
-        srv->terms->prev = t;
-    srv->terms = t;
+    LIST_INSERT_HEAD(&srv->terms, t, link);
     srv->n_terms++;
     l->connections++;
     srv->metrics.conns_accepted_total++;
@@ -368,7 +360,9 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 
 void sw_terms_set_paused(struct sw_server *srv, bool paused)
 {
-    for (struct sw_term *t = srv->terms; t; t = t->next) {
+    struct sw_term *t;
+    LIST_FOREACH(t, &srv->terms, link)
+    {
         if (t->state != SW_TERM_OPEN || t->global_paused == paused)
             continue;
         t->global_paused = paused;
@@ -442,6 +436,7 @@ void sw_listeners_stop(struct sw_server *srv)
 
 void sw_terms_close_all(struct sw_server *srv, const char *reason)
 {
-    for (struct sw_term *t = srv->terms; t; t = t->next)
-        sw_term_close(t, reason);
+    struct sw_term *t;
+    LIST_FOREACH(t, &srv->terms, link)
+    sw_term_close(t, reason);
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "db_internal.h" /* the blocking schema work, libpq */
+#include "cli.h"
 #include "parse.h"
 
 #ifndef ATLAS_SOURCE_DIR
@@ -178,23 +179,17 @@ int main(int argc, char **argv)
             }
             break;
         case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return at_usage(usage, c == 'h');
         }
     }
-    if (optind != argc - 1) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind != argc - 1)
+        return at_usage(usage, false);
     const char *cmd = argv[optind];
     if (strcmp(cmd, "migrate") && strcmp(cmd, "status") && strcmp(cmd, "check") &&
         strcmp(cmd, "partitions")) {
         fprintf(stderr, "atlas-db: unknown command '%s'\n", cmd);
-        usage(stderr);
-        return 2;
+        return at_usage(usage, false);
     }
     PGconn *conn = PQconnectdb(conninfo);
     if (PQstatus(conn) != CONNECTION_OK) {

@@ -5,6 +5,7 @@
  * latencies only: never a key, a PIN or a PIN block. */
 #include "proto.h"
 
+#include "cli.h"
 #include "clock.h"
 #include "log.h"
 #include "parse.h"
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #define OUT_HIGH_WATER (1u << 20) /* stop reading a client that does not read its answers */
@@ -38,7 +40,7 @@ struct server {
     uint8_t *in;  /* one request body (max_frame) */
     uint8_t *out; /* one framed response */
     size_t out_cap;
-    struct conn *conns; /* every open connection (for shutdown) */
+    LIST_HEAD(, conn) conns; /* every open connection (for shutdown) */
     unsigned n_conns;
     bool draining;
     uint64_t next_id;
@@ -55,7 +57,7 @@ struct server {
 struct conn {
     struct server *srv;
     struct bufferevent *bev;
-    struct conn *prev, *next;
+    LIST_ENTRY(conn) link; /* server.conns */
     uint64_t id;
     bool closing; /* no more reads; freed once the output is flushed */
 };
@@ -63,12 +65,7 @@ struct conn {
 static void conn_free(struct conn *c)
 {
     struct server *s = c->srv;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    LIST_REMOVE(c, link);
     s->n_conns--;
     bufferevent_free(c->bev);
     free(c);
@@ -221,10 +218,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->srv = s;
     c->bev = bev;
     c->id = ++s->next_id;
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
+    LIST_INSERT_HEAD(&s->conns, c, link);
     s->n_conns++;
     bufferevent_setcb(bev, on_read, on_write, on_event, c);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
@@ -253,8 +247,8 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
      * answered: flush what is queued, then leave (at most 2 s). */
     struct timeval grace = { 2, 0 };
     event_base_loopexit(s->base, &grace);
-    for (struct conn *c = s->conns, *next; c; c = next) {
-        next = c->next;
+    for (struct conn *c = LIST_FIRST(&s->conns), *next; c; c = next) {
+        next = LIST_NEXT(c, link);
         conn_close(c, "shutdown", AT_LOG_DEBUG, true);
     }
     if (s->n_conns == 0)
@@ -361,17 +355,12 @@ int main(int argc, char **argv)
             fail = optarg;
             break;
         case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return at_usage(usage, ch == 'h');
         }
     }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind != argc)
+        return at_usage(usage, false);
 
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -452,9 +441,9 @@ int main(int argc, char **argv)
 
     event_base_dispatch(s.base);
 
-    while (s.conns) {
+    while (!LIST_EMPTY(&s.conns)) {
         s.draining = false; /* no loopexit from conn_free any more */
-        conn_free(s.conns);
+        conn_free(LIST_FIRST(&s.conns));
     }
     at_log0(AT_LOG_INFO, "stopped");
     at_log_close();

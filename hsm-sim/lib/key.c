@@ -1053,7 +1053,8 @@ static int new_key_answer(struct hsm *h, enum hsm_keytype type, bool aes, uint8_
                           size_t n, enum hsm_scheme scheme, char *out, size_t cap, uint8_t kcv[8])
 {
     struct hsm_key k = { 0 };
-    int rc = hsm_key_setup(&k, type, aes, clear, n);
+    /* n is a scheme's length (at most 24); the bound is said for the compiler's bounds check */
+    int rc = n <= 24 ? hsm_key_setup(&k, type, aes, clear, n) : HSM_ERR_KEY_LENGTH;
     OPENSSL_cleanse(clear, 24);
     if (rc == HSM_OK)
         rc = hsm_key_to_lmk(h, &k, scheme, out, cap);

@@ -96,7 +96,7 @@ static int pan_field8(const char *pan, uint8_t out[8])
 int hsm_iso4_pan_field(const char *pan, uint8_t out[16])
 {
     size_t n = hsm_pan_len(pan, 1);
-    if (!n)
+    if (!n || n > 19) /* never above 19; said for the compiler's bounds check */
         return HSM_ERR_ACCOUNT;
     uint8_t nib[32] = { 0 };
     size_t lead = n < 12 ? 12 - n : 0; /* PANs shorter than 12 are zero-filled left */

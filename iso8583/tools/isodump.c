@@ -58,12 +58,14 @@ static void die_usage(const char *msg)
     exit(1);
 }
 
+/* All of stdin in one buffer (the caller frees it), or NULL once the reason is said on
+ * stderr. Input above MAX_INPUT exits 1. */
 static unsigned char *read_all(size_t *len)
 {
     size_t cap = 65536, n = 0;
     unsigned char *buf = malloc(cap);
     if (!buf)
-        return NULL;
+        goto fail;
     for (;;) {
         if (n == cap) {
             if (cap >= MAX_INPUT) {
@@ -72,24 +74,24 @@ static unsigned char *read_all(size_t *len)
             }
             cap *= 2;
             unsigned char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                return NULL;
-            }
+            if (!nb)
+                goto fail;
             buf = nb;
         }
         size_t r = fread(buf + n, 1, cap - n, stdin);
         n += r;
         if (r == 0) {
-            if (ferror(stdin)) {
-                free(buf);
-                return NULL;
-            }
+            if (ferror(stdin))
+                goto fail;
             break;
         }
     }
     *len = n;
     return buf;
+fail:
+    fprintf(stderr, "isodump: cannot read stdin: %s\n", strerror(errno));
+    free(buf);
+    return NULL;
 }
 
 /* Hex text (whitespace ignored) → bytes in place. Returns the byte count or -1. */
@@ -147,23 +149,28 @@ static int decode_one(const struct opts *o, const uint8_t *msg, size_t len, cons
     return 0;
 }
 
+/* A message and its arena of ARENA_SIZE in one allocation (one free), or NULL. */
+static struct iso_msg *msg_new(void)
+{
+    struct iso_msg *m = malloc(sizeof *m + ARENA_SIZE);
+    if (m)
+        iso_msg_init(m, (uint8_t *)(m + 1), ARENA_SIZE);
+    return m;
+}
+
 static int do_decode(const struct opts *o)
 {
     size_t len;
     unsigned char *in = read_all(&len);
-    if (!in) {
-        fprintf(stderr, "isodump: cannot read stdin: %s\n", strerror(errno));
+    if (!in)
         return 1;
-    }
-    uint8_t *arena = malloc(ARENA_SIZE);
     size_t outcap = ARENA_SIZE;
     char *out = malloc(outcap);
-    struct iso_msg *m = malloc(sizeof(*m));
-    if (!arena || !out || !m) {
+    struct iso_msg *m = msg_new();
+    if (!out || !m) {
         fprintf(stderr, "isodump: out of memory\n");
         return 1;
     }
-    iso_msg_init(m, arena, ARENA_SIZE);
     int rc = 0;
     size_t index = 0;
     if (o->frame == ISO_FRAME_NONE && o->hex) {
@@ -228,7 +235,6 @@ static int do_decode(const struct opts *o)
     }
 done:
     free(in);
-    free(arena);
     free(out);
     free(m);
     return rc;
@@ -315,17 +321,14 @@ static int do_encode(const struct opts *o)
 {
     size_t len;
     unsigned char *in = read_all(&len);
-    if (!in) {
-        fprintf(stderr, "isodump: cannot read stdin: %s\n", strerror(errno));
+    if (!in)
         return 1;
-    }
-    uint8_t *arena = malloc(ARENA_SIZE), *out = malloc(MAX_MSG + ISO_FRAME_MAX_HEADER);
-    struct iso_msg *m = malloc(sizeof(*m));
-    if (!arena || !out || !m) {
+    uint8_t *out = malloc(MAX_MSG + ISO_FRAME_MAX_HEADER);
+    struct iso_msg *m = msg_new();
+    if (!out || !m) {
         fprintf(stderr, "isodump: out of memory\n");
         return 1;
     }
-    iso_msg_init(m, arena, ARENA_SIZE);
     int rc = 0;
     size_t pos = 0, index = 0;
     for (;;) {
@@ -377,7 +380,6 @@ static int do_encode(const struct opts *o)
         rc = 2;
     }
     free(in);
-    free(arena);
     free(out);
     free(m);
     return rc;

@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "clock.h"
+#include "parse.h"
 #include "hex.h"
 #include "hsm.h"
 #include "isonet.h"
@@ -22,17 +23,6 @@ static int fail(char *err, size_t errcap, const char *what)
 {
     snprintf(err, errcap, "%s", what);
     return -1;
-}
-
-static bool all_digits(const char *s, size_t min, size_t max)
-{
-    size_t n = strlen(s);
-    if (n < min || n > max)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-    return true;
 }
 
 /* Two decimal digits of v (0..99). */
@@ -174,11 +164,11 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
         SETS(70, "301");
     } else {
         char buf[48];
-        if (!all_digits(x->pan, 12, 19)) {
+        if (!at_is_digits(x->pan, 12, 19)) {
             fail(err, errcap, "PAN must be 12..19 digits");
             goto out;
         }
-        if (!all_digits(proc, 6, 6)) {
+        if (!at_is_digits(proc, 6, 6)) {
             fail(err, errcap, "processing code must be 6 digits");
             goto out;
         }
@@ -199,7 +189,7 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
         snprintf(buf, sizeof buf, "%02d%02d", loc.tm_mon + 1, loc.tm_mday);
         SETS(13, buf);
         if (x->expiry[0]) {
-            if (!all_digits(x->expiry, 4, 4)) {
+            if (!at_is_digits(x->expiry, 4, 4)) {
                 fail(err, errcap, "expiry must be YYMM");
                 goto out;
             }
@@ -218,7 +208,7 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
         }
         SETS(42, t->merchant);
         const char *ccy = x->currency[0] ? x->currency : t->currency;
-        if (!all_digits(ccy, 3, 3)) {
+        if (!at_is_digits(ccy, 3, 3)) {
             fail(err, errcap, "currency must be a 3-digit ISO 4217 code");
             goto out;
         }
@@ -247,7 +237,7 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
         if (reversal && x->orig_stan) {
             struct isonet_de90 orig;
             char ostan[7];
-            if (!all_digits(x->orig_time, 10, 10) || x->orig_stan > 999999) {
+            if (!at_is_digits(x->orig_time, 10, 10) || x->orig_stan > 999999) {
                 fail(err, errcap, "reversal: original time must be MMDDhhmmss, STAN <= 999999");
                 goto out;
             }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "grow.h"
 #include "parse.h"
 
 /* The options of one transaction, one row each: the field, what its value must look like
@@ -273,14 +274,8 @@ void sim_scn_free(struct sim_scn *s)
 
 static int scn_push(struct sim_scn *s, const struct sim_scn_line *l)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 32;
-        struct sim_scn_line *p = realloc(s->lines, cap * sizeof *p);
-        if (!p)
-            return -1;
-        s->lines = p;
-        s->cap = cap;
-    }
+    if (at_grow((void **)&s->lines, &s->cap, s->n, sizeof *s->lines, 32) != 0)
+        return -1;
     s->lines[s->n++] = *l;
     return 0;
 }

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #define MAX_MSG       4096 /* largest ISO message accepted (its M8 command fits an HSM frame) */
@@ -41,10 +42,10 @@ struct iss;
 /* One link from the switch. Freed when its stream has closed and no request holds it. */
 struct conn {
     struct iss *iss;
-    struct at_stream *s; /* NULL once closed */
-    unsigned refs;       /* requests in flight + 1 while the stream lives */
-    bool global_paused;  /* paused by the global backpressure */
-    struct conn *prev, *next;
+    struct at_stream *s;   /* NULL once closed */
+    unsigned refs;         /* requests in flight + 1 while the stream lives */
+    bool global_paused;    /* paused by the global backpressure */
+    LIST_ENTRY(conn) link; /* iss.conns */
 };
 
 /* One request, from its frame to its answer: a slot of the pool allocated at start (no
@@ -95,7 +96,7 @@ struct iss {
     struct db_wallet *db;
     const char *zpk, *zak, *pvk;
     struct db_pan_hasher *hasher; /* HMAC of PANs, keyed once at start */
-    struct conn *conns;
+    LIST_HEAD(, conn) conns;
     struct txn *pool, *free_list;
     unsigned pool_size, inflight;
     bool paused, hsm_busy, stopping;

@@ -28,7 +28,9 @@ void link_backpressure_update(struct iss *s)
     s->paused = want;
     at_log(AT_LOG_INFO, want ? "backpressure_on" : "backpressure_off",
            AT_UINT("inflight", s->inflight), AT_BOOL("hsm_busy", s->hsm_busy));
-    for (struct conn *c = s->conns; c; c = c->next) {
+    struct conn *c;
+    LIST_FOREACH(c, &s->conns, link)
+    {
         if (!c->s || c->global_paused == want)
             continue;
         c->global_paused = want;
@@ -52,13 +54,7 @@ void link_unref(struct conn *c)
 {
     if (--c->refs > 0)
         return;
-    struct iss *s = c->iss;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    LIST_REMOVE(c, link);
     free(c);
 }
 
@@ -176,10 +172,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         free(c);
         return;
     }
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
+    LIST_INSERT_HEAD(&s->conns, c, link);
     if (s->paused) {
         c->global_paused = true;
         at_stream_pause(c->s);
@@ -204,14 +197,16 @@ void link_stop_accepting(struct iss *s)
 
 void link_pause_all(struct iss *s)
 {
-    for (struct conn *c = s->conns; c; c = c->next)
-        if (c->s)
-            at_stream_pause(c->s);
+    struct conn *c;
+    LIST_FOREACH(c, &s->conns, link)
+    if (c->s)
+        at_stream_pause(c->s);
 }
 
 void link_close_all(struct iss *s)
 {
-    for (struct conn *c = s->conns; c; c = c->next)
-        if (c->s)
-            at_stream_close(c->s, "shutdown", false);
+    struct conn *c;
+    LIST_FOREACH(c, &s->conns, link)
+    if (c->s)
+        at_stream_close(c->s, "shutdown", false);
 }

@@ -366,7 +366,7 @@ static void shut_down(struct iss *s)
     if (s->hsm)
         hsm_client_free(s->hsm);
     link_close_all(s);
-    for (int i = 0; s->base && s->conns && i < 100; i++)
+    for (int i = 0; s->base && !LIST_EMPTY(&s->conns) && i < 100; i++)
         event_base_loop(s->base, EVLOOP_NONBLOCK); /* the streams run their on_close */
     struct event *evs[] = {
         s->ev_term, s->ev_int, s->ev_hup, s->ev_drain, s->ev_expire, s->ev_apply

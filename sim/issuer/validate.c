@@ -20,16 +20,6 @@ bool field_str(const struct iso_msg *m, int f, size_t min, size_t max, char *out
     return true;
 }
 
-static bool all_digits(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (*s < '0' || *s > '9')
-            return false;
-    return true;
-}
-
 static void utc_today(char today[11], char yymm[5])
 {
     time_t now = time(NULL);
@@ -47,7 +37,7 @@ static bool parse_pan(struct txn *t)
     const struct iso_msg *m = &t->req;
     char tr2[38];
     if (field_str(m, 2, 12, 19, t->pan)) {
-        if (!all_digits(t->pan))
+        if (!at_is_digits(t->pan, 1, SIZE_MAX))
             return false;
     } else if (field_str(m, 35, 13, 37, tr2)) {
         size_t n = strcspn(tr2, "=D");
@@ -55,7 +45,7 @@ static bool parse_pan(struct txn *t)
             return false;
         memcpy(t->pan, tr2, n);
         t->pan[n] = '\0';
-        if (!all_digits(t->pan))
+        if (!at_is_digits(t->pan, 1, SIZE_MAX))
             return false;
     } else {
         return false;
@@ -96,7 +86,7 @@ const char *txn_validate(struct txn *t)
     const struct iso_msg *m = &t->req;
     char acq[12], tid[9], stan[7], de7[11], ccy[4], amt[13], exp[5] = "";
     uint64_t u;
-    if (!field_str(m, 3, 6, 6, t->pcode) || !all_digits(t->pcode) ||
+    if (!field_str(m, 3, 6, 6, t->pcode) || !at_is_digits(t->pcode, 1, SIZE_MAX) ||
         !field_str(m, 7, 10, 10, de7) || !field_str(m, 11, 6, 6, stan) ||
         !field_str(m, 32, 1, 11, acq) || !field_str(m, 41, 8, 8, tid) ||
         !field_str(m, 49, 3, 3, ccy) || !at_parse_u64(ccy, 999, &u))
@@ -113,7 +103,7 @@ const char *txn_validate(struct txn *t)
     } else if (!t->is_inquiry) {
         return "30";
     }
-    if (iso_has(m, 14) && (!field_str(m, 14, 4, 4, exp) || !all_digits(exp)))
+    if (iso_has(m, 14) && (!field_str(m, 14, 4, 4, exp) || !at_is_digits(exp, 1, SIZE_MAX)))
         return "30";
     if (sim_request_key(acq, strlen(acq), tid, 8, stan, 6, de7, 10, t->key, sizeof t->key) != 0)
         return "30";
