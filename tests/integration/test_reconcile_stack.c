@@ -26,10 +26,16 @@
 
 static struct stack S;
 
+/* The recorded loads run on load terminals (LOAD0001...) of their own: a terminal has one STAN
+ * counter, and TERM0001 is the tests' own (stack_rc) — sharing it, the load's first request once
+ * had the identity (terminal, STAN, DE 7) of a purchase sent the same second, was refused 94,
+ * and its record line was then matched with that purchase. */
 static int setup(void **state)
 {
     struct stack_opts o = { .issuer = true, .issuer_timeout_ms = 1500, .wallets = 200 };
-    return stack_setup(state, &S, &o);
+    if (stack_setup(state, &S, &o) != 0)
+        return -1;
+    return stack_seed_load_terminals(&S, 4);
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -239,7 +245,8 @@ static void now_de7(char de7[11], char date[11])
 static void load_under_fault(struct stack_load *l, const char *tag, void (*fault)(void),
                              unsigned hold_ms, void (*undo)(void))
 {
-    const struct stack_load_opts o = stack_load_under_faults(tag);
+    struct stack_load_opts o = stack_load_under_faults(tag);
+    o.load_terminals = true;
     assert_int_equal(stack_load_start(&S, &o, l), 0);
     usleep(2000000);
     fault();
@@ -341,9 +348,12 @@ static void test_real_traffic_reconciles(void **state)
 static void test_recorded_load_reconciles(void **state)
 {
     (void)state;
-    const struct stack_load_opts lo = {
-        .tag = "load", .rate = 100, .seconds = 3, .connections = 2, .record = true
-    };
+    const struct stack_load_opts lo = { .tag = "load",
+                                        .rate = 100,
+                                        .seconds = 3,
+                                        .connections = 2,
+                                        .record = true,
+                                        .load_terminals = true };
     struct stack_load l;
     assert_int_equal(stack_load_run(&S, &lo, &l), 0);
     settle();
