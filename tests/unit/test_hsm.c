@@ -15,31 +15,17 @@
 #include <openssl/evp.h>
 
 #include "hsm.h"
+#include "test_hex.h"
 #include "vectors.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-/* Decodes a hex literal (test data only; fails the test on bad hex). */
-static size_t unhex(const char *s, uint8_t *out)
-{
-    size_t n = strlen(s);
-    assert_true(n % 2 == 0);
-    for (size_t i = 0; i < n / 2; i++) {
-        unsigned v;
-        assert_int_equal(sscanf(s + 2 * i, "%2x", &v), 1);
-        out[i] = (uint8_t)v;
-    }
-    return n / 2;
-}
 
 /* Upper-case hex of n bytes into a static buffer (one at a time). */
 static const char *hx(const uint8_t *in, size_t n)
 {
     static char buf[2 * 64 + 1];
     assert_true(n <= 64);
-    for (size_t i = 0; i < n; i++)
-        sprintf(buf + 2 * i, "%02X", in[i]);
-    buf[2 * n] = '\0';
+    tohex(in, n, buf);
     return buf;
 }
 

@@ -14,6 +14,7 @@
 #include "hsm.h"
 #include "proto.h"
 #include "proto_int.h"
+#include "test_hex.h"
 
 /* TDES of 8 zero bytes under the Thales test LMK pair 00-01 (openssl). */
 #define TEST_LMK_KCV "7D22274C5745C5A1"
@@ -275,23 +276,13 @@ static void test_output_never_overflows(void **state)
 
 static struct hsm *g_h;
 
-static void hexdec(const char *hex, uint8_t *out)
-{
-    size_t n = strlen(hex) / 2;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        out[i] = (uint8_t)v;
-    }
-}
-
 /* The clear key (hex) of type written under the test LMK in scheme. */
 static const char *under_lmk(enum hsm_keytype t, const char *clear_hex, enum hsm_scheme scheme,
                              char out[64])
 {
     uint8_t clear[32];
     struct hsm_key *k;
-    hexdec(clear_hex, clear);
+    unhex(clear_hex, clear);
     assert_int_equal(hsm_key_from_clear(t, clear, strlen(clear_hex) / 2, &k), 0);
     assert_int_equal(hsm_key_to_lmk(g_h, k, scheme, out, 64), 0);
     hsm_key_release(k);
@@ -302,15 +293,9 @@ static struct hsm_key *clear_key(enum hsm_keytype t, const char *clear_hex)
 {
     uint8_t clear[32];
     struct hsm_key *k;
-    hexdec(clear_hex, clear);
+    unhex(clear_hex, clear);
     assert_int_equal(hsm_key_from_clear(t, clear, strlen(clear_hex) / 2, &k), 0);
     return k;
-}
-
-static void hexenc(const uint8_t *b, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02X", b[i]);
 }
 
 #define ZPK_CLEAR "1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C"
@@ -348,7 +333,7 @@ static void test_dukpt_commands(void **state)
     char blkhex[40];
     assert_int_equal(hsm_pin_encrypt(zk, HSM_PINFMT_ISO0, "1234", "4111111111111111", blk, &blen),
                      0);
-    hexenc(blk, blen, blkhex);
+    tohex(blk, blen, blkhex);
     hsm_key_release(zk);
     snprintf(
         req, sizeof req,
@@ -381,7 +366,7 @@ static void test_pin_verify_commands(void **state)
     struct hsm_key *zk = clear_key(HSM_KT_ZPK, ZPK_CLEAR);
     assert_int_equal(hsm_pin_encrypt(zk, HSM_PINFMT_ISO0, "4524", "233445566778", blk, &blen), 0);
     hsm_key_release(zk);
-    hexenc(blk, blen, blkhex);
+    tohex(blk, blen, blkhex);
     snprintf(req, sizeof req, "0000EC%s%s%s0123344556677818523", zpk, pvk, blkhex);
     assert_string_equal(runs(p, req), "0000ED00");
     snprintf(req, sizeof req, "0000EC%s%s%s0123344556677818524", zpk, pvk, blkhex);
@@ -391,7 +376,7 @@ static void test_pin_verify_commands(void **state)
     /* the same block under a TPK for DC */
     struct hsm_key *tk = clear_key(HSM_KT_TPK, "0B681FC20E62C7340B681FC20E62C734");
     assert_int_equal(hsm_pin_encrypt(tk, HSM_PINFMT_ISO0, "4524", "233445566778", blk, &blen), 0);
-    hexenc(blk, blen, blkhex);
+    tohex(blk, blen, blkhex);
     snprintf(req, sizeof req, "0000DC%s%s%s0123344556677818523", tpk, pvk, blkhex);
     assert_string_equal(runs(p, req), "0000DD00");
 
@@ -406,7 +391,7 @@ static void test_pin_verify_commands(void **state)
     memcpy(off12 + 4, "FFFFFFFF", 9);
     assert_int_equal(hsm_pin_encrypt(tk, HSM_PINFMT_ISO0, "1234", "550000025321", blk, &blen), 0);
     hsm_key_release(tk);
-    hexenc(blk, blen, blkhex);
+    tohex(blk, blen, blkhex);
     snprintf(req, sizeof req, "0000DA%s%s12%s0104550000025321012345678901234555000002N321%s", tpk,
              pvk, blkhex, off12);
     assert_string_equal(runs(p, req), "0000DB00");
@@ -463,7 +448,7 @@ static void test_cvv_mac_cc(void **state)
     char blkhex[40];
     assert_int_equal(hsm_pin_encrypt(zk, HSM_PINFMT_ISO0, "98765", "550000025321", blk, &blen), 0);
     hsm_key_release(zk);
-    hexenc(blk, blen, blkhex);
+    tohex(blk, blen, blkhex);
     snprintf(req, sizeof req, "0000CC%s%s12%s0103550000025321", zpk, zpk2, blkhex);
     const char *r = runs(p, req);
     assert_memory_equal(r, "0000CD0005", 10);

@@ -14,6 +14,7 @@
 
 #include "iso8583.h"
 #include "iso8583_golden.h"
+#include "test_hex.h"
 
 static char dir[256];
 static char bin[512];
@@ -72,12 +73,6 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-static void to_hex(const uint8_t *p, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02X", p[i]);
-}
-
 static void test_golden_round_trip(void **state)
 {
     static const char *frames[] = { "none", "2b", "4a", "tpdu" };
@@ -101,7 +96,7 @@ static void test_golden_round_trip(void **state)
             size_t hl = iso_frame_header_len(kind);
             assert_int_equal(iso_frame_header(kind, 0, (size_t)n, tpdu, framed, hl, NULL), 0);
             memcpy(framed + hl, wire, (size_t)n);
-            to_hex(framed, hl + (size_t)n, hex);
+            tohex(framed, hl + (size_t)n, hex);
             strcat(hex, "\n");
             write_file("in.hex", hex, strlen(hex));
             char args[800];

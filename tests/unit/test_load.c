@@ -23,6 +23,7 @@
 #include "hist.h"
 #include "load.h"
 #include "record_cases.h"
+#include "test_hex.h"
 
 /* issuer-sim's sim_seed_spec (test_load_issuer.c). */
 int tl_seed_card(uint64_t index, char pan[20], char pin[5], int *currency);
@@ -361,8 +362,7 @@ static void test_term_ids_keys(void **state)
     assert_true(len > 16);
     assert_int_equal(sim_term_mac(t, msg, len - 16, mac), 0);
     char hex[17];
-    for (int i = 0; i < 8; i++)
-        snprintf(hex + 2 * i, 3, "%02X", mac[i]);
+    tohex(mac, 8, hex);
     assert_memory_equal(hex, msg + len - 16, 16);
     load_term_free(t);
 }
