@@ -143,6 +143,24 @@ static int submit_echo(struct hsm_client *c, struct echo_req *r)
     return rc;
 }
 
+/* Echo requests (indices from idx up) sent one at a time, a pause between them, until one is
+ * answered and matched again or 20 s passed: whether one was. For a client whose server has
+ * come back. */
+static bool echo_served_again(struct fixture *f, struct hsm_client *c, int *done, int idx)
+{
+    uint64_t deadline = at_mono_ns() + 20000000000ull;
+    for (int i = idx; at_mono_ns() < deadline; i++) {
+        struct echo_req r = { .idx = i, .status = 99, .done = done };
+        int before = *done;
+        assert_int_equal(submit_echo(c, &r), 0);
+        run_until(f, done, before + 1, 5000);
+        if (r.matched)
+            return true;
+        sleep_loop(f, 100);
+    }
+    return false;
+}
+
 static void test_pool_pipelining(void **state)
 {
     struct fixture *f = *state;
@@ -362,18 +380,7 @@ static void test_timeout_when_stopped(void **state)
     }
     assert_true(timeouts >= 1);
     /* the server is back: new requests succeed (on a fresh or the old connection) */
-    uint64_t deadline = at_mono_ns() + 20000000000ull;
-    bool ok = false;
-    for (int i = 100; !ok && at_mono_ns() < deadline; i++) {
-        struct echo_req r = { .idx = i, .status = 99, .done = &done };
-        int before = done;
-        assert_int_equal(submit_echo(c, &r), 0);
-        run_until(f, &done, before + 1, 5000);
-        ok = r.matched;
-        if (!ok)
-            sleep_loop(f, 100);
-    }
-    assert_true(ok);
+    assert_true(echo_served_again(f, c, &done, 100));
     struct hsm_client_stats st;
     hsm_client_get_stats(c, &st);
     assert_true(st.timeouts >= 1);
@@ -403,18 +410,7 @@ static void test_reconnect_after_restart(void **state)
 
     f->pid = start_sim(f);
     assert_true(f->pid > 0);
-    bool ok = false;
-    uint64_t deadline = at_mono_ns() + 20000000000ull;
-    for (int i = 2; !ok && at_mono_ns() < deadline; i++) {
-        struct echo_req r2 = { .idx = i, .status = 99, .done = &done };
-        int before = done;
-        assert_int_equal(submit_echo(c, &r2), 0);
-        run_until(f, &done, before + 1, 5000);
-        ok = r2.matched;
-        if (!ok)
-            sleep_loop(f, 100);
-    }
-    assert_true(ok);
+    assert_true(echo_served_again(f, c, &done, 2));
     struct hsm_client_stats s;
     hsm_client_get_stats(c, &s);
     assert_true(s.reconnects >= 1);
