@@ -433,6 +433,25 @@ static void test_cvv(void **state)
 
 /* ---------------------------------------------------------------- 6. TDES DUKPT */
 
+/* The host side of DUKPT (CI / G0): the PIN block blk (format fmt, len bytes) under the key bdk
+ * derives for ksn, translated to ISO 0 under zpk with pan (max_pin_len as
+ * hsm_dukpt_pin_translate takes it), carries the PIN 1234; the translated block in out. */
+static void dukpt_translates_1234(struct hsm_key *bdk, const uint8_t *ksn, size_t ksnlen,
+                                  enum hsm_pinfmt fmt, const uint8_t *blk, size_t len,
+                                  struct hsm_key *zpk, const char *pan, int max_pin_len,
+                                  uint8_t out[16])
+{
+    size_t outlen;
+    int pin_len;
+    char pin[13];
+    assert_int_equal(hsm_dukpt_pin_translate(bdk, ksn, ksnlen, fmt, blk, len, zpk, HSM_PINFMT_ISO0,
+                                             pan, max_pin_len, out, &outlen, &pin_len),
+                     0);
+    assert_int_equal(pin_len, 4);
+    assert_int_equal(hsm_pin_decrypt(zpk, HSM_PINFMT_ISO0, out, outlen, pan, pin), 0);
+    assert_string_equal(pin, "1234");
+}
+
 static void test_dukpt_tdes(void **state)
 {
     uint8_t bdk[16], ksn[10], key[16], ipek[16], v[16];
@@ -460,16 +479,8 @@ static void test_dukpt_tdes(void **state)
         hsm_key_release(pk);
         /* host side: BDK + KSN -> ZPK (CI / G0) */
         uint8_t blk[8], out[16];
-        int pin_len;
         unhex(rows[i].f[2], blk);
-        assert_int_equal(hsm_dukpt_pin_translate(bdkk, ksn, 10, HSM_PINFMT_ISO0, blk, 8, zpk,
-                                                 HSM_PINFMT_ISO0, "401234567890", 12, out, &len,
-                                                 &pin_len),
-                         0);
-        assert_int_equal(pin_len, 4);
-        char pin[13];
-        assert_int_equal(hsm_pin_decrypt(zpk, HSM_PINFMT_ISO0, out, len, "401234567890", pin), 0);
-        assert_string_equal(pin, "1234");
+        dukpt_translates_1234(bdkk, ksn, 10, HSM_PINFMT_ISO0, blk, 8, zpk, "401234567890", 12, out);
         if (i == 0) /* payshield.md 11: CI ... -> 7D26134E85E7DADF */
             assert_string_equal(hx(out, 8), "7D26134E85E7DADF");
     }
@@ -602,14 +613,8 @@ static void test_dukpt_aes(void **state)
         assert_string_equal(hx(enc, len), w[5]);
         hsm_key_release(pk);
         /* host side: AES BDK + KSN -> TDES ZPK, ISO 4 -> ISO 0 */
-        assert_int_equal(hsm_dukpt_pin_translate(bdkk, ksn, 12, HSM_PINFMT_ISO4, enc, 16, zpk,
-                                                 HSM_PINFMT_ISO0, "4111111111111111", 0, out, &len,
-                                                 &pin_len),
-                         0);
-        char pin[13];
-        assert_int_equal(hsm_pin_decrypt(zpk, HSM_PINFMT_ISO0, out, len, "4111111111111111", pin),
-                         0);
-        assert_string_equal(pin, "1234");
+        dukpt_translates_1234(bdkk, ksn, 12, HSM_PINFMT_ISO4, enc, 16, zpk, "4111111111111111", 0,
+                              out);
         /* a DES-format source block cannot come from an AES DUKPT key */
         assert_int_equal(hsm_dukpt_pin_translate(bdkk, ksn, 12, HSM_PINFMT_ISO0, enc, 8, zpk,
                                                  HSM_PINFMT_ISO0, "4111111111111111", 0, out, &len,
