@@ -204,6 +204,30 @@ static void from_clear(struct bench *b, enum hsm_keytype t, const uint8_t *clear
         die("hsm_key_to_lmk", rc);
 }
 
+/* The PIN 1234 of card 4012345678909 as a block of format fmt under the key (type, LMK text). */
+static void pin_block(struct bench *b, enum hsm_keytype type, const char *key, enum hsm_pinfmt fmt,
+                      uint8_t out[16])
+{
+    struct hsm_key *k = load(b, type, key);
+    size_t n;
+    int rc = hsm_pin_encrypt(k, fmt, "1234", "4012345678909", out, &n);
+    hsm_key_release(k);
+    if (rc != 0)
+        die("hsm_pin_encrypt", rc);
+}
+
+/* The MAC of the message's first len bytes under the key (type, LMK text) into out. */
+static void mac_of(struct bench *b, enum hsm_keytype type, const char *key, enum hsm_macalg alg,
+                   size_t len, uint8_t out[16])
+{
+    struct hsm_key *k = load(b, type, key);
+    size_t n;
+    int rc = hsm_mac_generate(k, alg, HSM_PAD_1, b->msg, len, out, &n);
+    hsm_key_release(k);
+    if (rc != 0)
+        die("hsm_mac_generate", rc);
+}
+
 static void setup(struct bench *b)
 {
     int rc = hsm_new(&b->h, 1024);
@@ -223,29 +247,14 @@ static void setup(struct bench *b)
     gen(b, HSM_KT_MK_AC, HSM_SCHEME_U, b->imk);
     for (size_t i = 0; i < sizeof b->msg; i++)
         b->msg[i] = (uint8_t)(i * 31 + 7);
-    size_t n, ml;
-    struct hsm_key *k = load(b, HSM_KT_TPK, b->tpk);
-    if ((rc = hsm_pin_encrypt(k, HSM_PINFMT_ISO0, "1234", "4012345678909", b->pinblock, &n)))
-        die("hsm_pin_encrypt", rc);
-    hsm_key_release(k);
-    k = load(b, HSM_KT_ZPK, b->zpk_aes);
-    if ((rc = hsm_pin_encrypt(k, HSM_PINFMT_ISO4, "1234", "4012345678909", b->pinblock_iso4, &n)))
-        die("hsm_pin_encrypt", rc);
-    hsm_key_release(k);
-    k = load(b, HSM_KT_TAK, b->tak);
-    if ((rc =
-             hsm_mac_generate(k, HSM_MAC_ISO9797_3, HSM_PAD_1, b->msg, sizeof b->msg, b->mac, &ml)))
-        die("hsm_mac_generate", rc);
-    if ((rc = hsm_mac_generate(k, HSM_MAC_ISO9797_3, HSM_PAD_1, b->msg, 64, b->mac64, &ml)))
-        die("hsm_mac_generate", rc);
-    hsm_key_release(k);
-    k = load(b, HSM_KT_ZAK, b->zak_aes);
-    if ((rc =
-             hsm_mac_generate(k, HSM_MAC_AES_CMAC, HSM_PAD_1, b->msg, sizeof b->msg, b->cmac, &ml)))
-        die("hsm_mac_generate", rc);
-    hsm_key_release(k);
+    pin_block(b, HSM_KT_TPK, b->tpk, HSM_PINFMT_ISO0, b->pinblock);
+    pin_block(b, HSM_KT_ZPK, b->zpk_aes, HSM_PINFMT_ISO4, b->pinblock_iso4);
+    mac_of(b, HSM_KT_TAK, b->tak, HSM_MAC_ISO9797_3, sizeof b->msg, b->mac);
+    mac_of(b, HSM_KT_TAK, b->tak, HSM_MAC_ISO9797_3, 64, b->mac64);
+    mac_of(b, HSM_KT_ZAK, b->zak_aes, HSM_MAC_AES_CMAC, sizeof b->msg, b->cmac);
+    size_t n;
     static const uint8_t r[8] = { 0x00, 0x1C, 0, 0, 0, 0, 0, 0 };
-    k = load(b, HSM_KT_MK_AC, b->imk);
+    struct hsm_key *k = load(b, HSM_KT_MK_AC, b->imk);
     if ((rc = hsm_emv_arqc_generate(k, "4012345678909", "00", HSM_EMV_SKD_COMMON, r, b->msg, 29,
                                     b->arqc)))
         die("hsm_emv_arqc_generate", rc);
