@@ -289,21 +289,19 @@ static void test_settings_help_unchanged(void **state)
 
 static void test_parse_double(void **state)
 {
-    double v = 7;
-    assert_true(at_parse_double("10", &v));
-    assert_true(v == 10.0);
-    assert_true(at_parse_double("0.5", &v));
-    assert_true(v == 0.5);
-    assert_true(at_parse_double(".25", &v));
-    assert_true(v == 0.25);
-    assert_true(at_parse_double("3.", &v));
-    assert_true(v == 3.0);
-    assert_true(at_parse_double("1e3", &v));
-    assert_true(v == 1000.0);
-    assert_true(at_parse_double("2.5E-1", &v));
-    assert_true(v == 0.25);
-    assert_true(at_parse_double("0", &v));
-    assert_true(v == 0.0);
+    static const struct {
+        const char *text;
+        double value;
+    } good[] = { { "10", 10.0 },    { "0.5", 0.5 },     { ".25", 0.25 }, { "3.", 3.0 },
+                 { "1e3", 1000.0 }, { "2.5E-1", 0.25 }, { "0", 0.0 } };
+    double v;
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        v = 7;
+        if (!at_parse_double(good[i].text, &v) || v != good[i].value) {
+            fprintf(stderr, "'%s' read as %g\n", good[i].text, v);
+            fail();
+        }
+    }
     v = 7;
     static const char *const bad[] = { "",   " 5",   "5 ",  "+5",  "-1",    "1e",  "1e+",   ".",
                                        "e3", "0x10", "inf", "nan", "1.2.3", "1,5", "1e999", "12x" };
