@@ -485,40 +485,34 @@ static void test_dukpt_tdes(void **state)
             assert_string_equal(hx(out, 8), "7D26134E85E7DADF");
     }
 
-    /* crypto.md 6: PIN key column and MAC columns of rows 1-4 */
-    static const char *const mac[][5] = {
-        { "FFFF9876543210E00001", "042666B49184CF5C68DE9628D0397B36", "9CCC7817", "20364223",
-          "211003F1D5B79DD7" },
-        { "FFFF9876543210E00002", "C46551CEF9FD244FAA9AD834130D3B38", "F608A9BC", "D1FCA6BE",
-          "4BA08A38CEEAF378" },
-        { "FFFF9876543210E00003", "0DF3D9422ACA561A47676D07AD6BAD05", "20B59A4F", "BAD4CC9C",
-          "011D64E245203501" },
-        { "FFFF9876543210E00004", "279C0F6AEED0BE9A2B2C733E1383AE6E", "C7BFA6CC", "1EB08AEE",
-          "293A4DAE35BD9A5B" },
-    };
+    /* crypto.md 6, rows 1-4: KSN, PIN key, request MAC, response MAC, request CMAC */
+    static struct tv_row macs[8];
+    size_t nm = read_rows(HSM_VECTORS_DIR "/dukpt_tdes_mac.txt", macs, 8, 5);
+    assert_int_equal(nm, 4);
     const uint8_t *msg = (const uint8_t *)"4012345678909D987";
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < nm; i++) {
+        const char(*mac)[TV_FIELD_MAX] = macs[i].f;
         uint8_t m[16];
         size_t ml;
-        unhex(mac[i][0], ksn);
+        unhex(mac[0], ksn);
         assert_int_equal(hsm_dukpt_txn_key_clear(bdk, ksn, key), 0);
         assert_int_equal(hsm_dukpt_variant_clear(key, HSM_DUKPT_PIN, v), 0);
-        assert_string_equal(hx(v, 16), mac[i][1]);
+        assert_string_equal(hx(v, 16), mac[1]);
         assert_int_equal(hsm_dukpt_variant_clear(key, HSM_DUKPT_MAC_REQ, v), 0);
         struct hsm_key *mk = ck(HSM_KT_TAK, hx(v, 16));
         assert_int_equal(hsm_mac_generate(mk, HSM_MAC_ISO9797_3, HSM_PAD_1, msg, 17, m, &ml), 0);
-        assert_string_equal(hx(m, 4), mac[i][2]);
+        assert_string_equal(hx(m, 4), mac[2]);
         assert_int_equal(hsm_mac_generate(mk, HSM_MAC_TDES_CMAC, HSM_PAD_1, msg, 17, m, &ml), 0);
-        assert_string_equal(hx(m, ml), mac[i][4]);
+        assert_string_equal(hx(m, ml), mac[4]);
         hsm_key_release(mk);
-        unhex(mac[i][2], m);
+        unhex(mac[2], m);
         assert_int_equal(hsm_dukpt_mac_verify(bdkk, ksn, 10, msg, 17, m, 4), 0);
         m[3] ^= 1;
         assert_int_equal(hsm_dukpt_mac_verify(bdkk, ksn, 10, msg, 17, m, 4), HSM_ERR_VERIFY);
         assert_int_equal(hsm_dukpt_variant_clear(key, HSM_DUKPT_MAC_RESP, v), 0);
         mk = ck(HSM_KT_TAK, hx(v, 16));
         assert_int_equal(hsm_mac_generate(mk, HSM_MAC_ISO9797_3, HSM_PAD_1, msg, 17, m, &ml), 0);
-        assert_string_equal(hx(m, 4), mac[i][3]);
+        assert_string_equal(hx(m, 4), mac[3]);
         hsm_key_release(mk);
     }
     /* wrong key type / KSN length */
