@@ -94,6 +94,17 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Runs the loop until *done >= want or timeout_ms passes (a hang guard). */
+/* A client of cfg on the fixture's loop; the test fails with hsm_client_new's reason when
+ * there is none. */
+static struct hsm_client *new_client(struct fixture *f, const struct hsm_client_config *cfg)
+{
+    char err[256];
+    struct hsm_client *c = hsm_client_new(f->base, cfg, err, sizeof err);
+    if (!c)
+        fail_msg("hsm_client_new: %s", err);
+    return c;
+}
+
 static void run_until(struct fixture *f, const int *done, int want, int timeout_ms)
 {
     struct event *tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
@@ -164,14 +175,12 @@ static bool echo_served_again(struct fixture *f, struct hsm_client *c, int *done
 static void test_pool_pipelining(void **state)
 {
     struct fixture *f = *state;
-    char err[256];
     struct hsm_client_config cfg = { .address = f->addr,
                                      .connections = 3,
                                      .pipeline = 16,
                                      .queue_limit = 2048,
                                      .timeout_ms = 10000 };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     enum { N = 1500 };
     static struct echo_req reqs[N];
     int done = 0;
@@ -204,10 +213,8 @@ static void test_pool_pipelining(void **state)
 static void test_one_write_per_connection_and_turn(void **state)
 {
     struct fixture *f = *state;
-    char err[256];
     struct hsm_client_config cfg = { .address = f->addr, .connections = 2, .pipeline = 16 };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     struct hsm_client_stats st = { 0 };
     for (int i = 0; i < 200 && st.connected < 2; i++) {
         sleep_loop(f, 10);
@@ -266,10 +273,9 @@ static void on_ca(void *arg, int status, const char *resp, size_t len)
 static void test_ca_through_builder(void **state)
 {
     struct fixture *f = *state;
-    char err[256], cmd[256];
+    char cmd[256];
     struct hsm_client_config cfg = { .address = f->addr, .header_len = 4 };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     int n = hsm_client_build_ca(cmd, sizeof cmd, "0406FBB23A5214DF", "BAB32D775A38E4AB",
                                 "DC80B186C30902B0", "03", "03", "550000025321");
     assert_true(n > 0);
@@ -309,7 +315,6 @@ static void on_busy(void *arg, bool busy)
 static void test_backpressure(void **state)
 {
     struct fixture *f = *state;
-    char err[256];
     struct hsm_client_config cfg = { .address = f->addr,
                                      .connections = 1,
                                      .pipeline = 4,
@@ -317,8 +322,7 @@ static void test_backpressure(void **state)
                                      .high_watermark = 6,
                                      .low_watermark = 2,
                                      .busy_cb = on_busy };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     sleep_loop(f, 200); /* connected */
     static struct echo_req reqs[9];
     int done = 0;
@@ -350,14 +354,12 @@ static void test_backpressure(void **state)
 static void test_timeout_when_stopped(void **state)
 {
     struct fixture *f = *state;
-    char err[256];
     struct hsm_client_config cfg = { .address = f->addr,
                                      .connections = 2,
                                      .timeout_ms = 300,
                                      .reconnect_min_ms = 50,
                                      .reconnect_max_ms = 400 };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     sleep_loop(f, 200);
     assert_int_equal(kill(f->pid, SIGSTOP), 0);
     static struct echo_req reqs[10];
@@ -390,14 +392,12 @@ static void test_timeout_when_stopped(void **state)
 static void test_reconnect_after_restart(void **state)
 {
     struct fixture *f = *state;
-    char err[256];
     struct hsm_client_config cfg = { .address = f->addr,
                                      .connections = 2,
                                      .timeout_ms = 500,
                                      .reconnect_min_ms = 50,
                                      .reconnect_max_ms = 300 };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     sleep_loop(f, 200);
     int st = ts_stop(f->pid, SIGTERM, 10000);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -420,15 +420,13 @@ static void test_reconnect_after_restart(void **state)
 static void test_queued_until_server_starts(void **state)
 {
     struct fixture *f = *state;
-    char err[256];
     struct fixture late = *f;
     late.port = ts_free_port();
     snprintf(late.addr, sizeof late.addr, "127.0.0.1:%u", late.port);
     struct hsm_client_config cfg = {
         .address = late.addr, .timeout_ms = 15000, .reconnect_min_ms = 50, .reconnect_max_ms = 200
     };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     int done = 0;
     struct echo_req r = { .idx = 7, .status = 99, .done = &done };
     assert_int_equal(submit_echo(c, &r), 0);
@@ -447,8 +445,7 @@ static void test_free_with_pending(void **state)
     struct fixture *f = *state;
     char err[256];
     struct hsm_client_config cfg = { .address = f->addr };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     int done = 0;
     static struct echo_req reqs[5];
     for (int i = 0; i < 5; i++) {
@@ -471,7 +468,6 @@ static void test_header_len_8(void **state)
 {
     struct fixture *f = *state;
     struct fixture other = *f;
-    char err[256];
     other.port = ts_free_port();
     snprintf(other.addr, sizeof other.addr, "127.0.0.1:%u", other.port);
     const char *args[] = {
@@ -481,8 +477,7 @@ static void test_header_len_8(void **state)
     assert_true(pid > 0);
     assert_int_equal(ts_wait_port(other.port, 10000), 0);
     struct hsm_client_config cfg = { .address = other.addr, .header_len = 8, .pipeline = 8 };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     static struct echo_req reqs[40];
     int done = 0;
     for (int i = 0; i < 40; i++) {
@@ -548,7 +543,7 @@ out:
 static void test_out_of_order_answers(void **state)
 {
     struct fixture *f = *state;
-    char err[256], addr[32];
+    char addr[32];
     struct fake fk = { .lfd = socket(AF_INET, SOCK_STREAM, 0) };
     struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t sl = sizeof sin;
@@ -561,8 +556,7 @@ static void test_out_of_order_answers(void **state)
     assert_int_equal(pthread_create(&th, NULL, fake_hsm, &fk), 0);
 
     struct hsm_client_config cfg = { .address = addr, .connections = 1, .pipeline = 4 };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     static struct echo_req reqs[4];
     int done = 0;
     for (int i = 0; i < 4; i++) {
