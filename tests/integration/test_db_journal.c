@@ -1200,10 +1200,8 @@ static void test_free_spools_what_waits_behind_a_sync(void **state)
 
 int main(void)
 {
-    if (!getenv("PGHOST") && !getenv("PGDATABASE")) {
-        fprintf(stderr, "test_db_journal: no PG* environment; run `eval \"$(db/pg.sh env)\"`\n");
+    if (!dbt_env_names_cluster("test_db_journal"))
         return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_migrate_twice_and_check),
         cmocka_unit_test(test_batching_order_commit),

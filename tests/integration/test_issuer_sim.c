@@ -257,7 +257,7 @@ static struct req reversal_of(const struct req *r, char de90[43])
 static int setup(void **st)
 {
     (void)st;
-    if (!getenv("PGHOST") && !getenv("PGDATABASE")) {
+    if (!dbt_env_names_cluster("test_issuer_sim")) {
         F.skip = true;
         return 0;
     }
