@@ -16,6 +16,7 @@
 
 #include "hsm.h"
 #include "test_hex.h"
+#include "test_keys.h"
 #include "test_vectors.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -27,31 +28,6 @@ static const char *hx(const uint8_t *in, size_t n)
     assert_true(n <= 64);
     tohex(in, n, buf);
     return buf;
-}
-
-/* A key of type t made by from_clear (hsm_key_from_clear or _aes) from clear hex; released by
- * the caller. */
-static struct hsm_key *clear_key(int (*from_clear)(enum hsm_keytype, const uint8_t *, size_t,
-                                                   struct hsm_key **),
-                                 enum hsm_keytype t, const char *hex)
-{
-    uint8_t k[32];
-    size_t n = unhex(hex, k);
-    struct hsm_key *key = NULL;
-    assert_int_equal(from_clear(t, k, n, &key), HSM_OK);
-    return key;
-}
-
-/* A (DES) key of type t from clear hex. */
-static struct hsm_key *ck(enum hsm_keytype t, const char *hex)
-{
-    return clear_key(hsm_key_from_clear, t, hex);
-}
-
-/* An AES key of type t from clear hex. */
-static struct hsm_key *cka(enum hsm_keytype t, const char *hex)
-{
-    return clear_key(hsm_key_from_clear_aes, t, hex);
 }
 
 /* A key of type t loaded from its LMK form; released by the caller. */
