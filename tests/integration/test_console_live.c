@@ -82,19 +82,11 @@ static void last_line(const char *p, char *out, size_t cap)
     out[n] = '\0';
 }
 
-static int count(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    return n;
-}
-
 /* Polls the pane until needle appears `want` times (hang guard only). */
 static int wait_pane(const char *needle, int want)
 {
     for (int t = 0; t < 60000; t += 100) {
-        if (count(pane(), needle) >= want)
+        if (ts_count(pane(), needle) >= want)
             return 0;
         usleep(100000);
     }
@@ -193,7 +185,7 @@ static void test_console_under_tmux(void **state)
         char want[96];
         snprintf(want, sizeof want, "        1.%02d MAD %s", k,
                  k == 6 ? "55 incorrect PIN" : "00 approved");
-        assert_int_equal(count(p, want), 1);
+        assert_int_equal(ts_count(p, want), 1);
     }
     assert_null(strstr(p, "4890010000000012")); /* only masked PANs, as logged */
     assert_null(strstr(p, "MALFORMED"));
@@ -252,14 +244,14 @@ static void test_console_under_tmux(void **state)
     /* The console: each of them exactly once, TERM0001's lines untouched. */
     assert_int_equal(wait_pane(" 0200 purchase TERM0002 489002******0029 ", bg), 0);
     p = pane();
-    assert_int_equal(count(p, " 0200 purchase TERM0002 "), bg);
+    assert_int_equal(ts_count(p, " 0200 purchase TERM0002 "), bg);
     for (int k = 1; k <= bg; k++) {
         char want[64];
         snprintf(want, sizeof want, " %d XOF 00 approved", 1000 + k);
-        if (count(p, want) != 1)
-            fail_msg("txn %d of TERM0002 shown %d times", k, count(p, want));
+        if (ts_count(p, want) != 1)
+            fail_msg("txn %d of TERM0002 shown %d times", k, ts_count(p, want));
     }
-    assert_int_equal(count(p, " 0200 purchase TERM0001 "), sent);
+    assert_int_equal(ts_count(p, " 0200 purchase TERM0001 "), sent);
     assert_non_null(strstr(p, "was rotated: following the new file"));
     assert_null(strstr(p, "MALFORMED"));
     last_line(p, status, sizeof status);

@@ -415,20 +415,12 @@ static long file_size(const char *path)
     return stat(path, &st) == 0 ? (long)st.st_size : 0;
 }
 
-static int count_in(const char *text, const char *needle)
-{
-    int n = 0;
-    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    return n;
-}
-
 /* Waits until the switch log holds want occurrences of needle after off. */
 static bool log_count_from(long off, const char *needle, int want, int timeout_ms)
 {
     for (int t = 0; t <= timeout_ms; t += 50) {
         char *text = read_from(S.switch_log, off);
-        int n = count_in(text, needle);
+        int n = ts_count(text, needle);
         free(text);
         if (n >= want)
             return true;
@@ -511,7 +503,7 @@ static void test_reversal_acks_durable_across_drain_and_restart(void **state)
     assert_true(log_count_from(off, "\"event\":\"reversal_queue_loaded\",\"pending\":0", 1, 10000));
     usleep(1000000); /* several ticks and reversal_retry_ms */
     char *text = read_from(S.switch_log, off);
-    assert_int_equal(count_in(text, "\"event\":\"reversal_sent\""), 0);
+    assert_int_equal(ts_count(text, "\"event\":\"reversal_sent\""), 0);
     free(text);
     assert_true(stack_wait_balance(&S, pan, before, 8000));
 }

@@ -285,6 +285,14 @@ int ts_file_contains(const char *path, const char *needle)
     return found;
 }
 
+int ts_count(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
 const char *ts_tmpdir(const char *tag)
 {
     static char path[512];
