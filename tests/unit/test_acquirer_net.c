@@ -413,10 +413,7 @@ static void test_cli_transport_errors(void **state)
 
 static void write_file(const char *path, const char *text)
 {
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(text, fp);
-    fclose(fp);
+    assert_int_equal(ts_write_file(path, text), 0);
 }
 
 static void test_cli_run(void **state)
