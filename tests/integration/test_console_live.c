@@ -94,19 +94,6 @@ static int wait_pane(const char *needle, int want)
     return -1;
 }
 
-static int count_file(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    char line[16384];
-    int n = 0;
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
 /* One purchase with a demo card; amount in minor units is the txn's tag. */
 static int purchase(const char *term, const char *pan, const char *pin, const char *ccy,
                     uint64_t amount, char rc[3])
@@ -153,9 +140,9 @@ static void hup_switch(void)
 /* Waits until a file holds at least one line with needle (hang guard only). */
 static void wait_file(const char *path, const char *needle)
 {
-    for (int t = 0; t < 30000 && count_file(path, needle) == 0; t += 20)
+    for (int t = 0; t < 30000 && ts_file_lines_with(path, needle) == 0; t += 20)
         usleep(20000);
-    assert_true(count_file(path, needle) > 0);
+    assert_true(ts_file_lines_with(path, needle) > 0);
 }
 
 static void test_console_under_tmux(void **state)
@@ -235,11 +222,14 @@ static void test_console_under_tmux(void **state)
     /* switchd: every answered transaction is in exactly one of the files. */
     const char *needle = "\"terminal\":\"TERM0002\"";
     for (int t = 0;
-         t < 30000 && count_file(rotated, needle) + count_file(S.switch_log, needle) < bg; t += 50)
+         t < 30000 &&
+         ts_file_lines_with(rotated, needle) + ts_file_lines_with(S.switch_log, needle) < bg;
+         t += 50)
         usleep(50000);
-    assert_int_equal(count_file(rotated, needle) + count_file(S.switch_log, needle), bg);
-    assert_true(count_file(rotated, needle) >= at_mv + 5); /* written after the mv too */
-    assert_true(count_file(S.switch_log, needle) >= 5);
+    assert_int_equal(ts_file_lines_with(rotated, needle) + ts_file_lines_with(S.switch_log, needle),
+                     bg);
+    assert_true(ts_file_lines_with(rotated, needle) >= at_mv + 5); /* written after the mv too */
+    assert_true(ts_file_lines_with(S.switch_log, needle) >= 5);
 
     /* The console: each of them exactly once, TERM0001's lines untouched. */
     assert_int_equal(wait_pane(" 0200 purchase TERM0002 489002******0029 ", bg), 0);
@@ -265,7 +255,7 @@ static void test_sighup_loses_no_line(void **state)
 {
     const char *needle = "\"terminal\":\"TERM0002\"";
     char paths[4][400];
-    int before = count_file(S.switch_log, needle);
+    int before = ts_file_lines_with(S.switch_log, needle);
     atomic_store(&bg_sent, 0);
     atomic_store(&bg_failed, 0);
     atomic_store(&bg_stop, false);
@@ -289,14 +279,14 @@ static void test_sighup_loses_no_line(void **state)
     for (int t = 0; t < 30000; t += 50) {
         total = -before;
         for (int i = 0; i < 4; i++)
-            total += count_file(paths[i], needle);
+            total += ts_file_lines_with(paths[i], needle);
         if (total >= bg)
             break;
         usleep(50000);
     }
     assert_int_equal(total, bg);
     for (int i = 1; i < 4; i++) /* every file got lines of its own period */
-        assert_true(count_file(paths[i], needle) > 0);
+        assert_true(ts_file_lines_with(paths[i], needle) > 0);
 }
 
 /* The last line of a given tmux session's pane. */

@@ -100,22 +100,6 @@ static bool log_has_within(const char *needle, int ms)
     return false;
 }
 
-/* Lines of the switch log that contain needle. */
-static int log_count(const char *needle)
-{
-    FILE *f = fopen(S.switch_log, "r");
-    if (!f)
-        return -1;
-    char *line = NULL;
-    size_t cap = 0;
-    int count = 0;
-    while (getline(&line, &cap, f) != -1)
-        count += strstr(line, needle) != NULL;
-    free(line);
-    fclose(f);
-    return count;
-}
-
 static int conn(uint16_t port)
 {
     int fd = ts_connect(port, 5000);
@@ -426,7 +410,7 @@ static void test_emfile_pauses_accepting_without_spinning(void **state)
     usleep(2000000);
     long long used = cpu_ticks(S.sw) - cpu0;
     assert_true(used < hz / 2);
-    assert_int_equal(log_count("\"event\":\"accept_paused\""), 1);
+    assert_int_equal(ts_file_lines_with(S.switch_log, "\"event\":\"accept_paused\""), 1);
     /* Connections close: the waiting one is accepted and answered. */
     for (int i = 0; i < n_served; i++)
         close(served[i]);
@@ -436,7 +420,7 @@ static void test_emfile_pauses_accepting_without_spinning(void **state)
     assert_true(echo_ok(waiting));
     close(waiting);
     assert_int_equal(prlimit(S.sw, RLIMIT_NOFILE, &old, NULL), 0);
-    assert_int_equal(log_count("\"event\":\"accept_paused\""), 1);
+    assert_int_equal(ts_file_lines_with(S.switch_log, "\"event\":\"accept_paused\""), 1);
     assert_int_equal(stack_metric(&S, "atlas_accept_pauses_total"), 1);
     assert_true(stack_metric(&S, "atlas_accept_errors_total") >= 1);
     assert_int_equal(stack_metric(&S, "atlas_accept_paused{listener=\"acq\"}"), 0);

@@ -285,6 +285,21 @@ int ts_file_contains(const char *path, const char *needle)
     return found;
 }
 
+int ts_file_lines_with(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+    while (getline(&line, &cap, f) != -1)
+        n += strstr(line, needle) != NULL;
+    free(line);
+    fclose(f);
+    return n;
+}
+
 int ts_count(const char *text, const char *needle)
 {
     int n = 0;

@@ -65,6 +65,9 @@ ssize_t ts_recv_frame2(int fd, uint8_t *buf, size_t cap);
 /* Non-zero if the file at path contains needle (binary-safe substring). */
 int ts_file_contains(const char *path, const char *needle);
 
+/* How many lines of the file at path contain needle: 0 when there is no such file. */
+int ts_file_lines_with(const char *path, const char *needle);
+
 /* How many times needle (not empty) stands in text, without overlaps. */
 int ts_count(const char *text, const char *needle);
 
