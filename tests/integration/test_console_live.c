@@ -49,23 +49,24 @@ static int teardown(void **state)
     return stack_teardown(state);
 }
 
-/* The pane's text (wrapped lines joined, with its scrollback). Static buffer. */
+/* The text of the tmux pane target as `capture-pane -p` with flags writes it, "" when it cannot
+ * be captured; valid until the next call. */
+static const char *capture(const char *target, const char *flags)
+{
+    static char *text;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "tmux -L %s capture-pane -p %s -t %s > '%s' 2>/dev/null", sock, flags,
+             target, pane_file);
+    free(text);
+    text = system(cmd) == 0 ? ts_read_file(pane_file, 0, NULL) : NULL;
+    return text ? text : "";
+}
+
+/* The console's pane (wrapped lines joined, with its scrollback); valid until the next
+ * capture. */
 static const char *pane(void)
 {
-    static char buf[1 << 20];
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "tmux -L %s capture-pane -p -J -t con -S -5000 > '%s' 2>/dev/null",
-             sock, pane_file);
-    buf[0] = '\0';
-    if (system(cmd) != 0)
-        return buf;
-    FILE *f = fopen(pane_file, "r");
-    if (!f)
-        return buf;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
+    return capture("con", "-J -S -5000");
 }
 
 /* The last non-empty line of the pane: where the status line lives. */
@@ -292,19 +293,7 @@ static void test_sighup_loses_no_line(void **state)
 /* The last line of a given tmux session's pane. */
 static void status_of(const char *session, char *out, size_t cap)
 {
-    char cmd[600];
-    static char buf[1 << 16];
-    snprintf(cmd, sizeof cmd, "tmux -L %s capture-pane -p -t %s > '%s' 2>/dev/null", sock, session,
-             pane_file);
-    buf[0] = '\0';
-    if (system(cmd) == 0) {
-        FILE *f = fopen(pane_file, "r");
-        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-        if (f)
-            fclose(f);
-        buf[n] = '\0';
-    }
-    last_line(buf, out, cap);
+    last_line(capture(session, ""), out, cap);
 }
 
 /* Polls a session's status line until it holds want (hang guard only). */
