@@ -249,14 +249,14 @@ static void test_approval_without_a_response_mac_is_withdrawn(void **state)
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 4321);
     for (int i = 0; i < 50; i++) { /* until switchd's HSM pool is back */
         assert_int_equal(stack_send(&S, stack_term(&S, "TERM0002"), &x, &r, &sent), 0);
-        if (strcmp(r.rc, "96") != 0 || stack_log_has(S.switch_log, "approval_withdrawn", 0))
+        if (strcmp(r.rc, "96") != 0 || ts_wait_file_contains(S.switch_log, "approval_withdrawn", 0))
             break;
         x.stan = 0;
         usleep(100000);
     }
     assert_string_equal(r.rc, "96");
     assert_int_not_equal(r.mac, SIM_MAC_OK);
-    assert_true(stack_log_has(S.switch_log, "\"event\":\"approval_withdrawn\"", 2000));
+    assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"approval_withdrawn\"", 2000));
     restart_hsm(NULL);
     assert_true(stack_wait_balance(&S, pan, before, 15000));
     assert_int_equal(journal_count("TERM0002", &sent, "response_code = '96'"), 1);

@@ -217,7 +217,7 @@ static int setup(void **state)
     else
         rc = -1;
     free(w);
-    if (rc != 0 || !stack_log_has(S.switch_log, "signed on", 10000))
+    if (rc != 0 || !ts_wait_file_contains(S.switch_log, "signed on", 10000))
         return -1;
     return 0;
 }

@@ -285,6 +285,16 @@ int ts_file_contains(const char *path, const char *needle)
     return found;
 }
 
+bool ts_wait_file_contains(const char *path, const char *needle, int timeout_ms)
+{
+    for (int t = 0; t <= timeout_ms; t += 50) {
+        if (ts_file_contains(path, needle))
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
 int ts_file_lines_with(const char *path, const char *needle)
 {
     FILE *f = fopen(path, "r");

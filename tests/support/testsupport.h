@@ -65,6 +65,10 @@ ssize_t ts_recv_frame2(int fd, uint8_t *buf, size_t cap);
 /* Non-zero if the file at path contains needle (binary-safe substring). */
 int ts_file_contains(const char *path, const char *needle);
 
+/* Polls the file at path (every 50 ms, up to timeout_ms) until it contains needle: whether it
+ * did. For logs, which their daemons flush now and then. */
+bool ts_wait_file_contains(const char *path, const char *needle, int timeout_ms);
+
 /* How many lines of the file at path contain needle: 0 when there is no such file. */
 int ts_file_lines_with(const char *path, const char *needle);
 
