@@ -544,14 +544,10 @@ static void test_out_of_order_answers(void **state)
 {
     struct fixture *f = *state;
     char addr[32];
-    struct fake fk = { .lfd = socket(AF_INET, SOCK_STREAM, 0) };
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t sl = sizeof sin;
+    uint16_t port;
+    struct fake fk = { .lfd = ts_listen(0, 1, &port) };
     assert_true(fk.lfd >= 0);
-    assert_int_equal(bind(fk.lfd, (struct sockaddr *)&sin, sizeof sin), 0);
-    assert_int_equal(listen(fk.lfd, 1), 0);
-    assert_int_equal(getsockname(fk.lfd, (struct sockaddr *)&sin, &sl), 0);
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", ntohs(sin.sin_port));
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, fake_hsm, &fk), 0);
 

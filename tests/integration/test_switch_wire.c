@@ -46,20 +46,6 @@ struct wire {
     struct iso_msg m;
 };
 
-static int listen_on(uint16_t port)
-{
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 4) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static void set_timeout(int fd, int ms)
 {
     struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
@@ -201,7 +187,7 @@ static int setup(void **state)
         stack_start(&S, &o) != 0)
         return -1;
     /* switchd retries the link every 200 ms at most: it connects soon after we listen. */
-    listen_fd = listen_on(S.issuer_port);
+    listen_fd = ts_listen(S.issuer_port, 4, NULL);
     struct pollfd p = { .fd = listen_fd, .events = POLLIN };
     if (listen_fd < 0 || poll(&p, 1, 10000) != 1)
         return -1;

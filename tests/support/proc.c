@@ -167,6 +167,27 @@ uint16_t ts_free_port(void)
     return 0;
 }
 
+int ts_listen(uint16_t port, int backlog, uint16_t *bound)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET,
+                               .sin_port = htons(port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof sin;
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == -1 ||
+        bind(fd, (struct sockaddr *)&sin, sizeof sin) == -1 || listen(fd, backlog) == -1 ||
+        getsockname(fd, (struct sockaddr *)&sin, &len) == -1) {
+        close(fd);
+        return -1;
+    }
+    if (bound)
+        *bound = ntohs(sin.sin_port);
+    return fd;
+}
+
 int ts_connect(uint16_t port, int timeout_ms)
 {
     struct sockaddr_in sin = { .sin_family = AF_INET,

@@ -48,6 +48,10 @@ uint16_t ts_free_port(void);
 /* Waits until 127.0.0.1:port accepts a connection. 0, or -1 on timeout. */
 int ts_wait_port(uint16_t port, int timeout_ms);
 
+/* A listening socket (SO_REUSEADDR, backlog) on 127.0.0.1:port, or on a port the kernel picks
+ * when port is 0; the port it listens on in *bound when bound is not NULL. fd or -1. */
+int ts_listen(uint16_t port, int backlog, uint16_t *bound);
+
 /* Blocking connect to 127.0.0.1:port with SO_RCVTIMEO = timeout_ms. fd or -1. */
 int ts_connect(uint16_t port, int timeout_ms);
 

@@ -242,16 +242,8 @@ static void fake_start_pos(struct fake *f, enum fake_mode mode, bool pos)
     memset(f, 0, sizeof *f);
     f->mode = mode;
     f->pos = pos;
-    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    f->lfd = ts_listen(0, 16, &f->port);
     assert_true(f->lfd >= 0);
-    int one = 1;
-    setsockopt(f->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    assert_int_equal(bind(f->lfd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t al = sizeof a;
-    assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&a, &al), 0);
-    f->port = ntohs(a.sin_port);
-    assert_int_equal(listen(f->lfd, 16), 0);
     assert_int_equal(pthread_create(&f->th, NULL, fake_main, f), 0);
 }
 
