@@ -61,11 +61,10 @@ static void set(struct iso_msg *m, int f, const char *s)
         abort();
 }
 
-static void build_0200(struct iso_msg *m, const uint8_t *de55, size_t n55)
+/* The MTI and the fields the 0110 echoes from its 0200 (PAN to local date). */
+static void set_head(struct iso_msg *m, const char *mti)
 {
-    static const uint8_t pinblock[8] = { 0x12, 0x34, 0x56, 0x78, 0x9A, 0xBC, 0xDE, 0xF0 };
-    static const uint8_t mac[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
-    if (iso_set_mti(m, "0200") != 0)
+    if (iso_set_mti(m, mti) != 0)
         abort();
     set(m, 2, "4761739001010010");
     set(m, 3, "000000");
@@ -74,6 +73,13 @@ static void build_0200(struct iso_msg *m, const uint8_t *de55, size_t n55)
     set(m, 11, "000123");
     set(m, 12, "151230");
     set(m, 13, "1126");
+}
+
+static void build_0200(struct iso_msg *m, const uint8_t *de55, size_t n55)
+{
+    static const uint8_t pinblock[8] = { 0x12, 0x34, 0x56, 0x78, 0x9A, 0xBC, 0xDE, 0xF0 };
+    static const uint8_t mac[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+    set_head(m, "0200");
     set(m, 14, "2512");
     set(m, 18, "5411");
     set(m, 19, "404");
@@ -96,15 +102,7 @@ static void build_0200(struct iso_msg *m, const uint8_t *de55, size_t n55)
 static void build_0110(struct iso_msg *m)
 {
     static const uint8_t de55[] = { 0x91, 0x0A, 1, 2, 3, 4, 5, 6, 7, 8, 0x30, 0x30 };
-    if (iso_set_mti(m, "0110") != 0)
-        abort();
-    set(m, 2, "4761739001010010");
-    set(m, 3, "000000");
-    set(m, 4, "000000001000");
-    set(m, 7, "1126151230");
-    set(m, 11, "000123");
-    set(m, 12, "151230");
-    set(m, 13, "1126");
+    set_head(m, "0110");
     set(m, 37, "123456789012");
     set(m, 38, "A1B2C3");
     set(m, 39, "00");

@@ -59,59 +59,64 @@ static struct hsm_key *load(struct bench *b, enum hsm_keytype t, const char *tex
 
 /* ---------------------------------------------------------------- cases */
 
-/* CA: TPK -> ZPK, ISO 0 -> ISO 0, double-length keys. */
-static int op_pin_translate(struct bench *b)
+/* A PIN block of format src_fmt under the key (type, LMK text) translated to
+ * ISO 0 under the ZPK; both keys are loaded and released on every call. */
+static int pin_translate_to_zpk(struct bench *b, enum hsm_keytype type, const char *key,
+                                enum hsm_pinfmt src_fmt, const uint8_t *blk, size_t len,
+                                const char *pan)
 {
-    struct hsm_key *src = load(b, HSM_KT_TPK, b->tpk), *dst = load(b, HSM_KT_ZPK, b->zpk);
+    struct hsm_key *src = load(b, type, key), *dst = load(b, HSM_KT_ZPK, b->zpk);
     uint8_t out[16];
     size_t n;
-    int len;
-    int rc = hsm_pin_translate(src, HSM_PINFMT_ISO0, b->pinblock, 8, dst, HSM_PINFMT_ISO0,
-                               "401234567890", 12, out, &n, &len);
+    int pin_len;
+    int rc =
+        hsm_pin_translate(src, src_fmt, blk, len, dst, HSM_PINFMT_ISO0, pan, 12, out, &n, &pin_len);
     hsm_key_release(dst);
     hsm_key_release(src);
     return rc;
 }
 
+/* CA: TPK -> ZPK, ISO 0 -> ISO 0, double-length keys. */
+static int op_pin_translate(struct bench *b)
+{
+    return pin_translate_to_zpk(b, HSM_KT_TPK, b->tpk, HSM_PINFMT_ISO0, b->pinblock, 8,
+                                "401234567890");
+}
+
 /* CC with format change: AES ZPK (ISO 4) -> TDES ZPK (ISO 0). */
 static int op_pin_translate_iso4(struct bench *b)
 {
-    struct hsm_key *src = load(b, HSM_KT_ZPK, b->zpk_aes), *dst = load(b, HSM_KT_ZPK, b->zpk);
-    uint8_t out[16];
-    size_t n;
-    int len;
-    int rc = hsm_pin_translate(src, HSM_PINFMT_ISO4, b->pinblock_iso4, 16, dst, HSM_PINFMT_ISO0,
-                               "4012345678909", 12, out, &n, &len);
-    hsm_key_release(dst);
-    hsm_key_release(src);
+    return pin_translate_to_zpk(b, HSM_KT_ZPK, b->zpk_aes, HSM_PINFMT_ISO4, b->pinblock_iso4, 16,
+                                "4012345678909");
+}
+
+/* The first len bytes of the message's MAC under the key (type, LMK text)
+ * verified; the key is loaded and released on every call. */
+static int mac_verify(struct bench *b, enum hsm_keytype type, const char *key, enum hsm_macalg alg,
+                      size_t len, const uint8_t *mac, size_t maclen)
+{
+    struct hsm_key *k = load(b, type, key);
+    int rc = hsm_mac_verify(k, alg, HSM_PAD_1, b->msg, len, mac, maclen);
+    hsm_key_release(k);
     return rc;
 }
 
 /* M8: ANSI X9.19 (ISO 9797-1 alg 3, padding 1) over 300 bytes, 4-byte MAC. */
 static int op_mac_verify(struct bench *b)
 {
-    struct hsm_key *k = load(b, HSM_KT_TAK, b->tak);
-    int rc = hsm_mac_verify(k, HSM_MAC_ISO9797_3, HSM_PAD_1, b->msg, sizeof b->msg, b->mac, 4);
-    hsm_key_release(k);
-    return rc;
+    return mac_verify(b, HSM_KT_TAK, b->tak, HSM_MAC_ISO9797_3, sizeof b->msg, b->mac, 4);
 }
 
 /* The same over 64 bytes (a short ISO 8583 message). */
 static int op_mac_verify_64(struct bench *b)
 {
-    struct hsm_key *k = load(b, HSM_KT_TAK, b->tak);
-    int rc = hsm_mac_verify(k, HSM_MAC_ISO9797_3, HSM_PAD_1, b->msg, 64, b->mac64, 4);
-    hsm_key_release(k);
-    return rc;
+    return mac_verify(b, HSM_KT_TAK, b->tak, HSM_MAC_ISO9797_3, 64, b->mac64, 4);
 }
 
 /* AES-CMAC over 300 bytes, 8-byte MAC. */
 static int op_cmac_verify(struct bench *b)
 {
-    struct hsm_key *k = load(b, HSM_KT_ZAK, b->zak_aes);
-    int rc = hsm_mac_verify(k, HSM_MAC_AES_CMAC, HSM_PAD_1, b->msg, sizeof b->msg, b->cmac, 8);
-    hsm_key_release(k);
-    return rc;
+    return mac_verify(b, HSM_KT_ZAK, b->zak_aes, HSM_MAC_AES_CMAC, sizeof b->msg, b->cmac, 8);
 }
 
 /* DC: PIN under TPK verified against a Visa PVV. */
@@ -199,6 +204,30 @@ static void from_clear(struct bench *b, enum hsm_keytype t, const uint8_t *clear
         die("hsm_key_to_lmk", rc);
 }
 
+/* The PIN 1234 of card 4012345678909 as a block of format fmt under the key (type, LMK text). */
+static void pin_block(struct bench *b, enum hsm_keytype type, const char *key, enum hsm_pinfmt fmt,
+                      uint8_t out[16])
+{
+    struct hsm_key *k = load(b, type, key);
+    size_t n;
+    int rc = hsm_pin_encrypt(k, fmt, "1234", "4012345678909", out, &n);
+    hsm_key_release(k);
+    if (rc != 0)
+        die("hsm_pin_encrypt", rc);
+}
+
+/* The MAC of the message's first len bytes under the key (type, LMK text) into out. */
+static void mac_of(struct bench *b, enum hsm_keytype type, const char *key, enum hsm_macalg alg,
+                   size_t len, uint8_t out[16])
+{
+    struct hsm_key *k = load(b, type, key);
+    size_t n;
+    int rc = hsm_mac_generate(k, alg, HSM_PAD_1, b->msg, len, out, &n);
+    hsm_key_release(k);
+    if (rc != 0)
+        die("hsm_mac_generate", rc);
+}
+
 static void setup(struct bench *b)
 {
     int rc = hsm_new(&b->h, 1024);
@@ -218,29 +247,14 @@ static void setup(struct bench *b)
     gen(b, HSM_KT_MK_AC, HSM_SCHEME_U, b->imk);
     for (size_t i = 0; i < sizeof b->msg; i++)
         b->msg[i] = (uint8_t)(i * 31 + 7);
-    size_t n, ml;
-    struct hsm_key *k = load(b, HSM_KT_TPK, b->tpk);
-    if ((rc = hsm_pin_encrypt(k, HSM_PINFMT_ISO0, "1234", "4012345678909", b->pinblock, &n)))
-        die("hsm_pin_encrypt", rc);
-    hsm_key_release(k);
-    k = load(b, HSM_KT_ZPK, b->zpk_aes);
-    if ((rc = hsm_pin_encrypt(k, HSM_PINFMT_ISO4, "1234", "4012345678909", b->pinblock_iso4, &n)))
-        die("hsm_pin_encrypt", rc);
-    hsm_key_release(k);
-    k = load(b, HSM_KT_TAK, b->tak);
-    if ((rc =
-             hsm_mac_generate(k, HSM_MAC_ISO9797_3, HSM_PAD_1, b->msg, sizeof b->msg, b->mac, &ml)))
-        die("hsm_mac_generate", rc);
-    if ((rc = hsm_mac_generate(k, HSM_MAC_ISO9797_3, HSM_PAD_1, b->msg, 64, b->mac64, &ml)))
-        die("hsm_mac_generate", rc);
-    hsm_key_release(k);
-    k = load(b, HSM_KT_ZAK, b->zak_aes);
-    if ((rc =
-             hsm_mac_generate(k, HSM_MAC_AES_CMAC, HSM_PAD_1, b->msg, sizeof b->msg, b->cmac, &ml)))
-        die("hsm_mac_generate", rc);
-    hsm_key_release(k);
+    pin_block(b, HSM_KT_TPK, b->tpk, HSM_PINFMT_ISO0, b->pinblock);
+    pin_block(b, HSM_KT_ZPK, b->zpk_aes, HSM_PINFMT_ISO4, b->pinblock_iso4);
+    mac_of(b, HSM_KT_TAK, b->tak, HSM_MAC_ISO9797_3, sizeof b->msg, b->mac);
+    mac_of(b, HSM_KT_TAK, b->tak, HSM_MAC_ISO9797_3, 64, b->mac64);
+    mac_of(b, HSM_KT_ZAK, b->zak_aes, HSM_MAC_AES_CMAC, sizeof b->msg, b->cmac);
+    size_t n;
     static const uint8_t r[8] = { 0x00, 0x1C, 0, 0, 0, 0, 0, 0 };
-    k = load(b, HSM_KT_MK_AC, b->imk);
+    struct hsm_key *k = load(b, HSM_KT_MK_AC, b->imk);
     if ((rc = hsm_emv_arqc_generate(k, "4012345678909", "00", HSM_EMV_SKD_COMMON, r, b->msg, 29,
                                     b->arqc)))
         die("hsm_emv_arqc_generate", rc);

@@ -91,6 +91,15 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The 99th percentile of the n latencies in lat (sorted in place), 0 when there are none. */
+static uint32_t p99_of(uint32_t *lat, size_t n)
+{
+    if (n == 0)
+        return 0;
+    qsort(lat, n, sizeof *lat, cmp_u32);
+    return lat[(size_t)((double)(n - 1) * 0.99)];
+}
+
 static int run_case(const char *name, const char *addr, unsigned conns, unsigned depth,
                     double seconds, const char *cmd, const char *expect)
 {
@@ -126,11 +135,7 @@ static int run_case(const char *name, const char *addr, unsigned conns, unsigned
     }
     event_base_dispatch(b.base);
     double secs = (double)(b.end_ns - b.measure_ns) / 1e9;
-    uint32_t p99 = 0;
-    if (b.n_lat) {
-        qsort(b.lat, b.n_lat, sizeof *b.lat, cmp_u32);
-        p99 = b.lat[(size_t)((double)(b.n_lat - 1) * 0.99)];
-    }
+    uint32_t p99 = p99_of(b.lat, b.n_lat);
     printf("case=%s ops_per_s=%.0f p99_us=%u conns=%u depth=%u errors=%llu\n", name,
            (double)b.ops / secs, p99, conns, depth, (unsigned long long)b.errors);
     fflush(stdout);
@@ -170,11 +175,7 @@ static int run_inprocess(const char *name, double seconds, const char *cmd, cons
         now = t;
         ops++;
     }
-    uint32_t p99 = 0;
-    if (nlat) {
-        qsort(lat, nlat, sizeof *lat, cmp_u32);
-        p99 = lat[(size_t)((double)(nlat - 1) * 0.99)];
-    }
+    uint32_t p99 = p99_of(lat, nlat);
     printf("case=%s ops_per_s=%.0f p99_us=%u errors=%llu\n", name,
            (double)ops / ((double)(now - start) / 1e9), p99, (unsigned long long)errors);
     fflush(stdout);

@@ -16,6 +16,14 @@ const char *dbt_src(void)
     return s && *s ? s : ".";
 }
 
+bool dbt_env_names_cluster(const char *test)
+{
+    if (getenv("PGHOST") || getenv("PGDATABASE"))
+        return true;
+    fprintf(stderr, "%s: no PG* environment; run `eval \"$(db/pg.sh env)\"`\n", test);
+    return false;
+}
+
 PGconn *dbt_connect(const char *conninfo)
 {
     PGconn *c = PQconnectdb(conninfo ? conninfo : "");

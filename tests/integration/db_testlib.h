@@ -11,6 +11,9 @@
 
 #include "db.h"
 
+/* Whether the PG* environment names a cluster (PGHOST or PGDATABASE set); when it does not,
+ * says so on stderr for test and how to set it. */
+bool dbt_env_names_cluster(const char *test);
 /* Creates database atlas_t_<tag>_<pid> and migrates it. Returns its conninfo ("dbname=...")
  * in a static buffer (copy it), or NULL. */
 const char *dbt_create(const char *tag);

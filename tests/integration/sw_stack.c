@@ -292,16 +292,6 @@ bool stack_wait_balance(struct stack *s, const char *pan, long long want, int ti
     return false;
 }
 
-bool stack_log_has(const char *path, const char *needle, int timeout_ms)
-{
-    for (int t = 0; t <= timeout_ms; t += 50) {
-        if (ts_file_contains(path, needle))
-            return true;
-        usleep(50000);
-    }
-    return false;
-}
-
 /* Writes msg with t's framing on fd. 0 or -1. */
 static int write_framed(int fd, struct sim_term *t, const uint8_t *msg, size_t len)
 {
@@ -643,7 +633,7 @@ int stack_seed_load_terminals(struct stack *s, unsigned n)
     if (ts_run("acquirer-sim", args, path) != 0 || stack_exec_file(s, path) != 0 ||
         kill(s->sw, SIGHUP) != 0)
         return -1;
-    return stack_log_has(s->switch_log, loaded, 10000) ? 0 : -1;
+    return ts_wait_file_contains(s->switch_log, loaded, 10000) ? 0 : -1;
 }
 
 int stack_reconcile(struct stack *s, const char *out, const char *const extra[])

@@ -93,8 +93,6 @@ long long stack_wallet_scalar(struct stack *s, const char *pan, const char *expr
 long long stack_balance(struct stack *s, const char *pan);
 /* Polls the balance of pan until it is want. true when it was. */
 bool stack_wait_balance(struct stack *s, const char *pan, long long want, int timeout_ms);
-/* Polls the file at path until it contains needle. */
-bool stack_log_has(const char *path, const char *needle, int timeout_ms);
 
 /* Sends x on a fresh connection to t's listener without waiting for the
  * answer. Returns the socket (the caller closes it) or -1. */

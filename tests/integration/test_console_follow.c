@@ -63,24 +63,13 @@ static int open_log(void)
     return fd;
 }
 
-/* The whole output file (static buffer). */
+/* The whole output file ("" while there is none); valid until the next call. */
 static const char *output(void)
 {
-    static char buf[1 << 20];
-    FILE *f = fopen(outp, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
-static int count(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    return n;
+    static char *text;
+    free(text);
+    text = ts_read_file(outp, 0, NULL);
+    return text ? text : "";
 }
 
 /* Polls the output until needle shows up (hang guard only: 30 s). */
@@ -124,10 +113,10 @@ static void test_follow(void **state)
     }
     assert_int_equal(wait_out("TRM00005"), 0);
     const char *o = output();
-    assert_int_equal(count(o, "PRE0000"), 0);
+    assert_int_equal(ts_count(o, "PRE0000"), 0);
     /* The line being written when it started is shown once, whole. */
-    assert_int_equal(count(o, "half line"), 1);
-    assert_int_equal(count(o, "MALFORMED"), 0);
+    assert_int_equal(ts_count(o, "half line"), 1);
+    assert_int_equal(ts_count(o, "MALFORMED"), 0);
     assert_non_null(strstr(o, " 0200 purchase TRM00001 489001******0012"));
     assert_non_null(strstr(o, "12.50 MAD 00 approved"));
     assert_non_null(strstr(o, "TRM00003 489001******0012        12.50 MAD 51 insufficient funds"));
@@ -148,8 +137,8 @@ static void test_follow(void **state)
     write_txn("TRM00007", "00");
     assert_int_equal(wait_out("TRM00007"), 0);
     o = output();
-    assert_int_equal(count(o, "TRM00006"), 1);
-    assert_int_equal(count(o, "MALFORMED"), 3);
+    assert_int_equal(ts_count(o, "TRM00006"), 1);
+    assert_int_equal(ts_count(o, "MALFORMED"), 3);
     assert_non_null(strstr(o, "not valid JSON"));
     assert_non_null(strstr(o, "truncated line"));
     assert_non_null(strstr(o, "line too long"));
@@ -179,7 +168,7 @@ static void test_follow(void **state)
     for (int i = 8; i <= 11; i++) {
         char id[16];
         snprintf(id, sizeof id, "TRM%05d", i);
-        assert_int_equal(count(o, id), 1);
+        assert_int_equal(ts_count(o, id), 1);
     }
     assert_true(strstr(o, "TRM00008") < strstr(o, "TRM00009"));
     assert_true(strstr(o, "TRM00009") < strstr(o, "TRM00010"));
@@ -195,7 +184,7 @@ static void test_follow(void **state)
     write_txn("TRM00012", "00");
     assert_int_equal(wait_out("TRM00012"), 0);
     assert_non_null(strstr(output(), "was truncated"));
-    assert_int_equal(count(output(), "TRM00010"), 1); /* nothing re-read */
+    assert_int_equal(ts_count(output(), "TRM00010"), 1); /* nothing re-read */
 
     /* copytruncate again, the file refilled past the console's offset at
      * once (probably before its next poll): every line still shown once. */
@@ -212,10 +201,10 @@ static void test_follow(void **state)
     for (int i = 0; i < 40; i++) {
         char id[16];
         snprintf(id, sizeof id, "BLK%05d", i);
-        assert_int_equal(count(o, id), 1);
+        assert_int_equal(ts_count(o, id), 1);
     }
-    assert_int_equal(count(o, "MALFORMED"), 3);
-    assert_int_equal(count(o, "TRM00012"), 1);
+    assert_int_equal(ts_count(o, "MALFORMED"), 3);
+    assert_int_equal(ts_count(o, "TRM00012"), 1);
 
     /* Deleted, then created again later. */
     close(wfd);
@@ -231,7 +220,7 @@ static void test_follow(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
     close(wfd);
     wfd = -1;
-    assert_int_equal(count(output(), "TRM000"), 13);
+    assert_int_equal(ts_count(output(), "TRM000"), 13);
     assert_null(strstr(output(), "Sanitizer")); /* an ASan build reports here */
     assert_null(strstr(output(), "runtime error"));
 }
@@ -250,15 +239,12 @@ static void test_filters_and_summary(void **state)
     pid_t p = ts_spawn("atlas-console", a1, out2);
     int st = ts_stop(p, 0, 30000); /* signal 0: only waits for it to end */
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    FILE *f = fopen(out2, "r");
-    assert_non_null(f);
-    static char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    assert_int_equal(count(buf, " 0200 purchase "), 1);
+    char *buf = ts_read_file(out2, 0, NULL);
+    assert_non_null(buf);
+    assert_int_equal(ts_count(buf, " 0200 purchase "), 1);
     assert_non_null(strstr(buf, "TRM00003"));
-    assert_int_equal(count(buf, "MALFORMED"), 3); /* always shown, whatever the filters */
+    assert_int_equal(ts_count(buf, "MALFORMED"), 3); /* always shown, whatever the filters */
+    free(buf);
 
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "'%s' summary '%s' '%s.2' > '%s/summary.out'",

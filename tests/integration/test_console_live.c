@@ -49,23 +49,24 @@ static int teardown(void **state)
     return stack_teardown(state);
 }
 
-/* The pane's text (wrapped lines joined, with its scrollback). Static buffer. */
+/* The text of the tmux pane target as `capture-pane -p` with flags writes it, "" when it cannot
+ * be captured; valid until the next call. */
+static const char *capture(const char *target, const char *flags)
+{
+    static char *text;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "tmux -L %s capture-pane -p %s -t %s > '%s' 2>/dev/null", sock, flags,
+             target, pane_file);
+    free(text);
+    text = system(cmd) == 0 ? ts_read_file(pane_file, 0, NULL) : NULL;
+    return text ? text : "";
+}
+
+/* The console's pane (wrapped lines joined, with its scrollback); valid until the next
+ * capture. */
 static const char *pane(void)
 {
-    static char buf[1 << 20];
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "tmux -L %s capture-pane -p -J -t con -S -5000 > '%s' 2>/dev/null",
-             sock, pane_file);
-    buf[0] = '\0';
-    if (system(cmd) != 0)
-        return buf;
-    FILE *f = fopen(pane_file, "r");
-    if (!f)
-        return buf;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
+    return capture("con", "-J -S -5000");
 }
 
 /* The last non-empty line of the pane: where the status line lives. */
@@ -82,37 +83,16 @@ static void last_line(const char *p, char *out, size_t cap)
     out[n] = '\0';
 }
 
-static int count(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    return n;
-}
-
 /* Polls the pane until needle appears `want` times (hang guard only). */
 static int wait_pane(const char *needle, int want)
 {
     for (int t = 0; t < 60000; t += 100) {
-        if (count(pane(), needle) >= want)
+        if (ts_count(pane(), needle) >= want)
             return 0;
         usleep(100000);
     }
     fprintf(stderr, "pane never showed %d x \"%s\":\n%s\n", want, needle, pane());
     return -1;
-}
-
-static int count_file(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    char line[16384];
-    int n = 0;
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
 }
 
 /* One purchase with a demo card; amount in minor units is the txn's tag. */
@@ -161,9 +141,9 @@ static void hup_switch(void)
 /* Waits until a file holds at least one line with needle (hang guard only). */
 static void wait_file(const char *path, const char *needle)
 {
-    for (int t = 0; t < 30000 && count_file(path, needle) == 0; t += 20)
+    for (int t = 0; t < 30000 && ts_file_lines_with(path, needle) == 0; t += 20)
         usleep(20000);
-    assert_true(count_file(path, needle) > 0);
+    assert_true(ts_file_lines_with(path, needle) > 0);
 }
 
 static void test_console_under_tmux(void **state)
@@ -193,7 +173,7 @@ static void test_console_under_tmux(void **state)
         char want[96];
         snprintf(want, sizeof want, "        1.%02d MAD %s", k,
                  k == 6 ? "55 incorrect PIN" : "00 approved");
-        assert_int_equal(count(p, want), 1);
+        assert_int_equal(ts_count(p, want), 1);
     }
     assert_null(strstr(p, "4890010000000012")); /* only masked PANs, as logged */
     assert_null(strstr(p, "MALFORMED"));
@@ -243,23 +223,26 @@ static void test_console_under_tmux(void **state)
     /* switchd: every answered transaction is in exactly one of the files. */
     const char *needle = "\"terminal\":\"TERM0002\"";
     for (int t = 0;
-         t < 30000 && count_file(rotated, needle) + count_file(S.switch_log, needle) < bg; t += 50)
+         t < 30000 &&
+         ts_file_lines_with(rotated, needle) + ts_file_lines_with(S.switch_log, needle) < bg;
+         t += 50)
         usleep(50000);
-    assert_int_equal(count_file(rotated, needle) + count_file(S.switch_log, needle), bg);
-    assert_true(count_file(rotated, needle) >= at_mv + 5); /* written after the mv too */
-    assert_true(count_file(S.switch_log, needle) >= 5);
+    assert_int_equal(ts_file_lines_with(rotated, needle) + ts_file_lines_with(S.switch_log, needle),
+                     bg);
+    assert_true(ts_file_lines_with(rotated, needle) >= at_mv + 5); /* written after the mv too */
+    assert_true(ts_file_lines_with(S.switch_log, needle) >= 5);
 
     /* The console: each of them exactly once, TERM0001's lines untouched. */
     assert_int_equal(wait_pane(" 0200 purchase TERM0002 489002******0029 ", bg), 0);
     p = pane();
-    assert_int_equal(count(p, " 0200 purchase TERM0002 "), bg);
+    assert_int_equal(ts_count(p, " 0200 purchase TERM0002 "), bg);
     for (int k = 1; k <= bg; k++) {
         char want[64];
         snprintf(want, sizeof want, " %d XOF 00 approved", 1000 + k);
-        if (count(p, want) != 1)
-            fail_msg("txn %d of TERM0002 shown %d times", k, count(p, want));
+        if (ts_count(p, want) != 1)
+            fail_msg("txn %d of TERM0002 shown %d times", k, ts_count(p, want));
     }
-    assert_int_equal(count(p, " 0200 purchase TERM0001 "), sent);
+    assert_int_equal(ts_count(p, " 0200 purchase TERM0001 "), sent);
     assert_non_null(strstr(p, "was rotated: following the new file"));
     assert_null(strstr(p, "MALFORMED"));
     last_line(p, status, sizeof status);
@@ -273,7 +256,7 @@ static void test_sighup_loses_no_line(void **state)
 {
     const char *needle = "\"terminal\":\"TERM0002\"";
     char paths[4][400];
-    int before = count_file(S.switch_log, needle);
+    int before = ts_file_lines_with(S.switch_log, needle);
     atomic_store(&bg_sent, 0);
     atomic_store(&bg_failed, 0);
     atomic_store(&bg_stop, false);
@@ -297,32 +280,20 @@ static void test_sighup_loses_no_line(void **state)
     for (int t = 0; t < 30000; t += 50) {
         total = -before;
         for (int i = 0; i < 4; i++)
-            total += count_file(paths[i], needle);
+            total += ts_file_lines_with(paths[i], needle);
         if (total >= bg)
             break;
         usleep(50000);
     }
     assert_int_equal(total, bg);
     for (int i = 1; i < 4; i++) /* every file got lines of its own period */
-        assert_true(count_file(paths[i], needle) > 0);
+        assert_true(ts_file_lines_with(paths[i], needle) > 0);
 }
 
 /* The last line of a given tmux session's pane. */
 static void status_of(const char *session, char *out, size_t cap)
 {
-    char cmd[600];
-    static char buf[1 << 16];
-    snprintf(cmd, sizeof cmd, "tmux -L %s capture-pane -p -t %s > '%s' 2>/dev/null", sock, session,
-             pane_file);
-    buf[0] = '\0';
-    if (system(cmd) == 0) {
-        FILE *f = fopen(pane_file, "r");
-        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-        if (f)
-            fclose(f);
-        buf[n] = '\0';
-    }
-    last_line(buf, out, cap);
+    last_line(capture(session, ""), out, cap);
 }
 
 /* Polls a session's status line until it holds want (hang guard only). */

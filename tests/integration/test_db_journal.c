@@ -1302,10 +1302,8 @@ static void test_a_refusal_never_replaces_an_answer(void **state)
 
 int main(void)
 {
-    if (!getenv("PGHOST") && !getenv("PGDATABASE")) {
-        fprintf(stderr, "test_db_journal: no PG* environment; run `eval \"$(db/pg.sh env)\"`\n");
+    if (!dbt_env_names_cluster("test_db_journal"))
         return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_migrate_twice_and_check),
         cmocka_unit_test(test_batching_order_commit),

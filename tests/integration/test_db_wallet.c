@@ -399,10 +399,8 @@ static void test_schema_check_and_limits(void **state)
 
 int main(void)
 {
-    if (!getenv("PGHOST") && !getenv("PGDATABASE")) {
-        fprintf(stderr, "test_db_wallet: no PG* environment; run `eval \"$(db/pg.sh env)\"`\n");
+    if (!dbt_env_names_cluster("test_db_wallet"))
         return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_seed_and_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_in_callers_order, setup, teardown),

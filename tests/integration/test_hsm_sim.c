@@ -56,18 +56,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Waits (bounded, 10 s) until the file contains needle: the daemon flushes
- * its log every 100 ms, later on a loaded machine. */
-static int wait_file_contains(const char *path, const char *needle)
-{
-    for (int i = 0; i < 200; i++) {
-        if (ts_file_contains(path, needle))
-            return 1;
-        usleep(50000);
-    }
-    return 0;
-}
-
 static uint8_t *got_sink(void)
 {
     static uint8_t sink[64];
@@ -285,7 +273,7 @@ static void test_log_has_codes_not_secrets(void **state)
 {
     struct ctx *c = *state;
     /* the last event of the earlier tests; everything before it is flushed too */
-    assert_true(wait_file_contains(c->log, "frame over the maximum"));
+    assert_true(ts_wait_file_contains(c->log, "frame over the maximum", 10000));
     assert_true(ts_file_contains(c->log, "\"cmd\":\"CA\""));
     assert_true(ts_file_contains(c->log, "\"err\":\"23\""));
     assert_true(ts_file_contains(c->log, "latency_us"));
@@ -392,7 +380,7 @@ static void test_sighup_reopens_log(void **state)
     char got[128];
     assert_true(roundtrip(fd, "HUP1YQ", got, sizeof got) > 0); /* logged at info */
     close(fd);
-    assert_true(wait_file_contains(c->log, "\"cmd\":\"YQ\""));
+    assert_true(ts_wait_file_contains(c->log, "\"cmd\":\"YQ\"", 10000));
     assert_false(ts_file_contains(rotated, "\"cmd\":\"YQ\""));
 }
 

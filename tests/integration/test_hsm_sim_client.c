@@ -94,6 +94,17 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Runs the loop until *done >= want or timeout_ms passes (a hang guard). */
+/* A client of cfg on the fixture's loop; the test fails with hsm_client_new's reason when
+ * there is none. */
+static struct hsm_client *new_client(struct fixture *f, const struct hsm_client_config *cfg)
+{
+    char err[256];
+    struct hsm_client *c = hsm_client_new(f->base, cfg, err, sizeof err);
+    if (!c)
+        fail_msg("hsm_client_new: %s", err);
+    return c;
+}
+
 static void run_until(struct fixture *f, const int *done, int want, int timeout_ms)
 {
     struct event *tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
@@ -143,17 +154,33 @@ static int submit_echo(struct hsm_client *c, struct echo_req *r)
     return rc;
 }
 
+/* Echo requests (indices from idx up) sent one at a time, a pause between them, until one is
+ * answered and matched again or 20 s passed: whether one was. For a client whose server has
+ * come back. */
+static bool echo_served_again(struct fixture *f, struct hsm_client *c, int *done, int idx)
+{
+    uint64_t deadline = at_mono_ns() + 20000000000ull;
+    for (int i = idx; at_mono_ns() < deadline; i++) {
+        struct echo_req r = { .idx = i, .status = 99, .done = done };
+        int before = *done;
+        assert_int_equal(submit_echo(c, &r), 0);
+        run_until(f, done, before + 1, 5000);
+        if (r.matched)
+            return true;
+        sleep_loop(f, 100);
+    }
+    return false;
+}
+
 static void test_pool_pipelining(void **state)
 {
     struct fixture *f = *state;
-    char err[256];
     struct hsm_client_config cfg = { .address = f->addr,
                                      .connections = 3,
                                      .pipeline = 16,
                                      .queue_limit = 2048,
                                      .timeout_ms = 10000 };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     enum { N = 1500 };
     static struct echo_req reqs[N];
     int done = 0;
@@ -186,10 +213,8 @@ static void test_pool_pipelining(void **state)
 static void test_one_write_per_connection_and_turn(void **state)
 {
     struct fixture *f = *state;
-    char err[256];
     struct hsm_client_config cfg = { .address = f->addr, .connections = 2, .pipeline = 16 };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     struct hsm_client_stats st = { 0 };
     for (int i = 0; i < 200 && st.connected < 2; i++) {
         sleep_loop(f, 10);
@@ -248,10 +273,9 @@ static void on_ca(void *arg, int status, const char *resp, size_t len)
 static void test_ca_through_builder(void **state)
 {
     struct fixture *f = *state;
-    char err[256], cmd[256];
+    char cmd[256];
     struct hsm_client_config cfg = { .address = f->addr, .header_len = 4 };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     int n = hsm_client_build_ca(cmd, sizeof cmd, "0406FBB23A5214DF", "BAB32D775A38E4AB",
                                 "DC80B186C30902B0", "03", "03", "550000025321");
     assert_true(n > 0);
@@ -291,7 +315,6 @@ static void on_busy(void *arg, bool busy)
 static void test_backpressure(void **state)
 {
     struct fixture *f = *state;
-    char err[256];
     struct hsm_client_config cfg = { .address = f->addr,
                                      .connections = 1,
                                      .pipeline = 4,
@@ -299,8 +322,7 @@ static void test_backpressure(void **state)
                                      .high_watermark = 6,
                                      .low_watermark = 2,
                                      .busy_cb = on_busy };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     sleep_loop(f, 200); /* connected */
     static struct echo_req reqs[9];
     int done = 0;
@@ -332,14 +354,12 @@ static void test_backpressure(void **state)
 static void test_timeout_when_stopped(void **state)
 {
     struct fixture *f = *state;
-    char err[256];
     struct hsm_client_config cfg = { .address = f->addr,
                                      .connections = 2,
                                      .timeout_ms = 300,
                                      .reconnect_min_ms = 50,
                                      .reconnect_max_ms = 400 };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     sleep_loop(f, 200);
     assert_int_equal(kill(f->pid, SIGSTOP), 0);
     static struct echo_req reqs[10];
@@ -362,18 +382,7 @@ static void test_timeout_when_stopped(void **state)
     }
     assert_true(timeouts >= 1);
     /* the server is back: new requests succeed (on a fresh or the old connection) */
-    uint64_t deadline = at_mono_ns() + 20000000000ull;
-    bool ok = false;
-    for (int i = 100; !ok && at_mono_ns() < deadline; i++) {
-        struct echo_req r = { .idx = i, .status = 99, .done = &done };
-        int before = done;
-        assert_int_equal(submit_echo(c, &r), 0);
-        run_until(f, &done, before + 1, 5000);
-        ok = r.matched;
-        if (!ok)
-            sleep_loop(f, 100);
-    }
-    assert_true(ok);
+    assert_true(echo_served_again(f, c, &done, 100));
     struct hsm_client_stats st;
     hsm_client_get_stats(c, &st);
     assert_true(st.timeouts >= 1);
@@ -383,14 +392,12 @@ static void test_timeout_when_stopped(void **state)
 static void test_reconnect_after_restart(void **state)
 {
     struct fixture *f = *state;
-    char err[256];
     struct hsm_client_config cfg = { .address = f->addr,
                                      .connections = 2,
                                      .timeout_ms = 500,
                                      .reconnect_min_ms = 50,
                                      .reconnect_max_ms = 300 };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     sleep_loop(f, 200);
     int st = ts_stop(f->pid, SIGTERM, 10000);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -403,18 +410,7 @@ static void test_reconnect_after_restart(void **state)
 
     f->pid = start_sim(f);
     assert_true(f->pid > 0);
-    bool ok = false;
-    uint64_t deadline = at_mono_ns() + 20000000000ull;
-    for (int i = 2; !ok && at_mono_ns() < deadline; i++) {
-        struct echo_req r2 = { .idx = i, .status = 99, .done = &done };
-        int before = done;
-        assert_int_equal(submit_echo(c, &r2), 0);
-        run_until(f, &done, before + 1, 5000);
-        ok = r2.matched;
-        if (!ok)
-            sleep_loop(f, 100);
-    }
-    assert_true(ok);
+    assert_true(echo_served_again(f, c, &done, 2));
     struct hsm_client_stats s;
     hsm_client_get_stats(c, &s);
     assert_true(s.reconnects >= 1);
@@ -424,15 +420,13 @@ static void test_reconnect_after_restart(void **state)
 static void test_queued_until_server_starts(void **state)
 {
     struct fixture *f = *state;
-    char err[256];
     struct fixture late = *f;
     late.port = ts_free_port();
     snprintf(late.addr, sizeof late.addr, "127.0.0.1:%u", late.port);
     struct hsm_client_config cfg = {
         .address = late.addr, .timeout_ms = 15000, .reconnect_min_ms = 50, .reconnect_max_ms = 200
     };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     int done = 0;
     struct echo_req r = { .idx = 7, .status = 99, .done = &done };
     assert_int_equal(submit_echo(c, &r), 0);
@@ -451,8 +445,7 @@ static void test_free_with_pending(void **state)
     struct fixture *f = *state;
     char err[256];
     struct hsm_client_config cfg = { .address = f->addr };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     int done = 0;
     static struct echo_req reqs[5];
     for (int i = 0; i < 5; i++) {
@@ -475,7 +468,6 @@ static void test_header_len_8(void **state)
 {
     struct fixture *f = *state;
     struct fixture other = *f;
-    char err[256];
     other.port = ts_free_port();
     snprintf(other.addr, sizeof other.addr, "127.0.0.1:%u", other.port);
     const char *args[] = {
@@ -485,8 +477,7 @@ static void test_header_len_8(void **state)
     assert_true(pid > 0);
     assert_int_equal(ts_wait_port(other.port, 10000), 0);
     struct hsm_client_config cfg = { .address = other.addr, .header_len = 8, .pipeline = 8 };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     static struct echo_req reqs[40];
     int done = 0;
     for (int i = 0; i < 40; i++) {
@@ -552,21 +543,16 @@ out:
 static void test_out_of_order_answers(void **state)
 {
     struct fixture *f = *state;
-    char err[256], addr[32];
-    struct fake fk = { .lfd = socket(AF_INET, SOCK_STREAM, 0) };
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t sl = sizeof sin;
+    char addr[32];
+    uint16_t port;
+    struct fake fk = { .lfd = ts_listen(0, 1, &port) };
     assert_true(fk.lfd >= 0);
-    assert_int_equal(bind(fk.lfd, (struct sockaddr *)&sin, sizeof sin), 0);
-    assert_int_equal(listen(fk.lfd, 1), 0);
-    assert_int_equal(getsockname(fk.lfd, (struct sockaddr *)&sin, &sl), 0);
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", ntohs(sin.sin_port));
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, fake_hsm, &fk), 0);
 
     struct hsm_client_config cfg = { .address = addr, .connections = 1, .pipeline = 4 };
-    struct hsm_client *c = hsm_client_new(f->base, &cfg, err, sizeof err);
-    assert_non_null(c);
+    struct hsm_client *c = new_client(f, &cfg);
     static struct echo_req reqs[4];
     int done = 0;
     for (int i = 0; i < 4; i++) {

@@ -239,12 +239,25 @@ static void assert_invariants(void)
     assert_int_equal(q("SELECT count(*) FROM wallet.invariant_violations"), 0);
 }
 
+/* The switch's reversal (0420) of r, which was sent (its STAN set) with the default DE 7: the
+ * same processing code, card, amount and currency, and a DE 90 naming r, written into de90. */
+static struct req reversal_of(const struct req *r, char de90[43])
+{
+    snprintf(de90, 43, "%s%s1126153000%011d%011d", r->mti, r->stan, 100001, 0);
+    return (struct req){ .mti = "0420",
+                         .pcode = r->pcode,
+                         .pan = r->pan,
+                         .amount = r->amount,
+                         .ccy = r->ccy,
+                         .de90 = de90 };
+}
+
 /* ---------------------------------------------------------------- fixture */
 
 static int setup(void **st)
 {
     (void)st;
-    if (!getenv("PGHOST") && !getenv("PGDATABASE")) {
+    if (!dbt_env_names_cluster("test_issuer_sim")) {
         F.skip = true;
         return 0;
     }
@@ -401,13 +414,7 @@ static void test_auth_hold_and_reversal(void **st)
     assert_string_equal(s.de54, want);
     /* the switch's reversal, by DE 90 */
     char de90[43];
-    snprintf(de90, sizeof de90, "0100%s1126153000%011d%011d", r.stan, 100001, 0);
-    struct req v = { .mti = "0420",
-                     .pcode = "000000",
-                     .pan = pan_of(4),
-                     .amount = 10000,
-                     .ccy = "929",
-                     .de90 = de90 };
+    struct req v = reversal_of(&r, de90);
     xact(&v, &s);
     assert_string_equal(s.mti, "0430");
     assert_string_equal(s.rc, "00");
@@ -432,13 +439,7 @@ static void test_reversal_exactly_once(void **st)
     assert_string_equal(s.rc, "00");
     assert_int_equal(balance(11), b - 3000);
     char de90[43];
-    snprintf(de90, sizeof de90, "0200%s1126153000%011d%011d", r.stan, 100001, 0);
-    struct req v = { .mti = "0420",
-                     .pcode = "010000",
-                     .pan = pan_of(11),
-                     .amount = 3000,
-                     .ccy = "950",
-                     .de90 = de90 };
+    struct req v = reversal_of(&r, de90);
     xact(&v, &s);
     assert_string_equal(s.rc, "00");
     assert_int_equal(balance(11), b);
@@ -467,13 +468,7 @@ static void test_reversal_before_original(void **st)
     };
     next_stan(&r);
     char de90[43];
-    snprintf(de90, sizeof de90, "0200%s1126153000%011d%011d", r.stan, 100001, 0);
-    struct req v = { .mti = "0420",
-                     .pcode = "000000",
-                     .pan = pan_of(13),
-                     .amount = 1000,
-                     .ccy = "504",
-                     .de90 = de90 };
+    struct req v = reversal_of(&r, de90);
     struct resp s;
     xact(&v, &s);
     assert_string_equal(s.rc, "00"); /* acknowledged: nothing to reverse */
@@ -530,65 +525,65 @@ static void test_declines(void **st)
     (void)st;
     SKIP_IF_NO_DB();
     long long b1 = balance(1);
-    struct req r;
-    /* 14: a Luhn-valid PAN in the BIN that no wallet has */
-    r = (struct req){ .mti = "0200", .pcode = "000000", .pan = "4890019999999997", .amount = 100 };
-    expect_rc(&r, "14");
-    r = (struct req){
-        .mti = "0200", .pcode = "000000", .pan = pan_of(5), .pin = "1234", .amount = 100
+    const struct {
+        struct req r;
+        const char *rc;
+    } declines[] = {
+        /* a Luhn-valid PAN in the BIN that no wallet has */
+        { { .mti = "0200", .pcode = "000000", .pan = "4890019999999997", .amount = 100 }, "14" },
+        { { .mti = "0200", .pcode = "000000", .pan = pan_of(5), .pin = "1234", .amount = 100 },
+          "05" },
+        { { .mti = "0200", .pcode = "000000", .pan = pan_of(6), .pin = "1234", .amount = 100 },
+          "62" },
+        { { .mti = "0200", .pcode = "000000", .pan = pan_of(7), .pin = "1234", .amount = 100 },
+          "54" },
+        { { .mti = "0200", .pcode = "000000", .pan = pan_of(8), .pin = "1234", .amount = 6000 },
+          "61" },
+        { { .mti = "0200",
+            .pcode = "000000",
+            .pan = pan_of(3),
+            .pin = "1111",
+            .amount = 2000,
+            .ccy = "950" },
+          "51" },
+        { { .mti = "0200",
+            .pcode = "000000",
+            .pan = pan_of(1),
+            .pin = "1234",
+            .amount = 100,
+            .ccy = "952" },
+          "57" },
+        { { .mti = "0200", .pcode = "000000", .pan = pan_of(1), .amount = 0 }, "13" },
+        { { .mti = "0200", .pcode = "400000", .pan = pan_of(1), .amount = 100 }, "12" },
+        { { .mti = "0200", .pcode = "000000", .pan = pan_of(1), .amount = -1 },
+          "30" }, /* no DE 4 */
+        /* an IBM 3624 offset card */
+        { { .mti = "0200",
+            .pcode = "000000",
+            .pan = pan_of(2),
+            .pin = "4322",
+            .amount = 100,
+            .ccy = "952" },
+          "55" },
+        /* DE 14 does not match the card */
+        { { .mti = "0200",
+            .pcode = "000000",
+            .pan = pan_of(1),
+            .pin = "1234",
+            .amount = 100,
+            .expiry = "2712" },
+          "54" },
     };
-    expect_rc(&r, "05");
-    r = (struct req){
-        .mti = "0200", .pcode = "000000", .pan = pan_of(6), .pin = "1234", .amount = 100
-    };
-    expect_rc(&r, "62");
-    r = (struct req){
-        .mti = "0200", .pcode = "000000", .pan = pan_of(7), .pin = "1234", .amount = 100
-    };
-    expect_rc(&r, "54");
-    r = (struct req){
-        .mti = "0200", .pcode = "000000", .pan = pan_of(8), .pin = "1234", .amount = 6000
-    };
-    expect_rc(&r, "61");
-    r = (struct req){ .mti = "0200",
-                      .pcode = "000000",
-                      .pan = pan_of(3),
-                      .pin = "1111",
-                      .amount = 2000,
-                      .ccy = "950" };
-    expect_rc(&r, "51");
-    r = (struct req){ .mti = "0200",
-                      .pcode = "000000",
-                      .pan = pan_of(1),
-                      .pin = "1234",
-                      .amount = 100,
-                      .ccy = "952" };
-    expect_rc(&r, "57");
-    r = (struct req){ .mti = "0200", .pcode = "000000", .pan = pan_of(1), .amount = 0 };
-    expect_rc(&r, "13");
-    r = (struct req){ .mti = "0200", .pcode = "400000", .pan = pan_of(1), .amount = 100 };
-    expect_rc(&r, "12");
-    r = (struct req){ .mti = "0200", .pcode = "000000", .pan = pan_of(1), .amount = -1 };
-    expect_rc(&r, "30"); /* no DE 4 */
-    r = (struct req){ .mti = "0200",
-                      .pcode = "000000",
-                      .pan = pan_of(2),
-                      .pin = "4322",
-                      .amount = 100,
-                      .ccy = "952" };
-    expect_rc(&r, "55"); /* IBM 3624 offset card */
-    r = (struct req){ .mti = "0200",
-                      .pcode = "000000",
-                      .pan = pan_of(1),
-                      .pin = "1234",
-                      .amount = 100,
-                      .expiry = "2712" };
-    expect_rc(&r, "54"); /* DE 14 does not match the card */
+    for (size_t i = 0; i < sizeof declines / sizeof declines[0]; i++) {
+        struct req r = declines[i].r;
+        expect_rc(&r, declines[i].rc);
+    }
     /* 65: a daily count limit of 2 */
     assert_int_equal(
         q("WITH x AS (UPDATE wallet.wallets SET daily_count_limit = 2 WHERE wallet_id = 19 "
           "RETURNING 1) SELECT count(*) FROM x"),
         1);
+    struct req r;
     for (int i = 0; i < 2; i++) {
         r = (struct req){
             .mti = "0200", .pcode = "000000", .pan = pan_of(19), .amount = 10, .ccy = "950"
@@ -610,22 +605,17 @@ static void test_pin_tries(void **st)
     const char *right = pin_of(9);
     char wrong[16];
     snprintf(wrong, sizeof wrong, "%04d", (atoi(right) + 1) % 10000);
-    struct req r = {
-        .mti = "0200", .pcode = "010000", .pan = pan_of(9), .pin = wrong, .amount = 100
-    };
-    expect_rc(&r, "55");
-    r = (struct req){
-        .mti = "0200", .pcode = "010000", .pan = pan_of(9), .pin = wrong, .amount = 100
-    };
-    expect_rc(&r, "55");
-    r = (struct req){
-        .mti = "0200", .pcode = "010000", .pan = pan_of(9), .pin = wrong, .amount = 100
-    };
-    expect_rc(&r, "75");
-    r = (struct req){
-        .mti = "0200", .pcode = "010000", .pan = pan_of(9), .pin = right, .amount = 100
-    };
-    expect_rc(&r, "75"); /* stays PIN-blocked */
+    /* three wrong PINs block the card; it stays PIN-blocked for the right one */
+    const struct {
+        const char *pin, *rc;
+    } tries[] = { { wrong, "55" }, { wrong, "55" }, { wrong, "75" }, { right, "75" } };
+    struct req r;
+    for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+        r = (struct req){
+            .mti = "0200", .pcode = "010000", .pan = pan_of(9), .pin = tries[i].pin, .amount = 100
+        };
+        expect_rc(&r, tries[i].rc);
+    }
     assert_int_equal(q("SELECT pin_tries FROM wallet.wallets WHERE wallet_id = 9"), 3);
     /* a right PIN resets the counter */
     const char *right10 = pin_of(10);

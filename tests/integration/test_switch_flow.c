@@ -239,7 +239,7 @@ static void test_issuer_restart_link_comes_back(void **state)
     stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 50);
     assert_int_equal(ts_stop(S.issuer, SIGTERM, 5000) >= 0, 1);
     S.issuer = 0;
-    assert_true(stack_log_has(S.switch_log, "\"to\":\"down\"", 5000));
+    assert_true(ts_wait_file_contains(S.switch_log, "\"to\":\"down\"", 5000));
     assert_string_equal(send_rc("TERM0001", &x, NULL, NULL), "91");
     assert_int_equal(stack_start_issuer(&S), 0);
     /* Reconnect with backoff, sign-on, then requests flow again. */
@@ -259,7 +259,7 @@ static void test_reload_without_dropping_connections(void **state)
     int fd = ts_connect(S.acq_port, 5000); /* a session opened before the reload */
     assert_true(fd >= 0);
     kill(S.sw, SIGHUP);
-    assert_true(stack_log_has(S.switch_log, "\"event\":\"reload\"", 5000));
+    assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"reload\"", 5000));
     const char *rc = "";
     for (int i = 0; i < 50 && strcmp(rc, "58") != 0; i++) {
         usleep(100000);
@@ -291,7 +291,7 @@ static void test_issuer_silent_then_reversal_releases(void **state)
     assert_string_equal(rc, "91");
     /* The issuer wakes up, approves the original late (never forwarded) and
      * then gets the store-and-forward reversal: the balance is whole again. */
-    assert_true(stack_log_has(S.switch_log, "\"event\":\"late_response\"", 5000));
+    assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"late_response\"", 5000));
     assert_true(stack_wait_balance(&S, pan, before, 8000));
     assert_int_equal(stack_wait_scalar(&S,
                                        "SELECT count(*) FROM switch.reversal_queue"
@@ -344,7 +344,7 @@ static void test_terminal_gone_before_approval_is_reversed(void **state)
     close(fd);
     kill(S.issuer, SIGCONT);
     /* The issuer approves; the switch cannot deliver it and reverses it. */
-    assert_true(stack_log_has(S.switch_log, "\"event\":\"answer_undeliverable\"", 5000));
+    assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"answer_undeliverable\"", 5000));
     assert_true(stack_wait_balance(&S, pan, before, 8000));
 }
 
@@ -366,7 +366,7 @@ static void test_reversal_while_original_in_flight(void **state)
     assert_string_equal(rc, "00");
     /* The reversal waited for its original's outcome (a timeout here: the
      * issuer was stopped), and the wallet ends where it started. */
-    assert_true(stack_log_has(S.switch_log, "\"event\":\"reversal_parked\"", 5000));
+    assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"reversal_parked\"", 5000));
     assert_true(stack_wait_balance(&S, pan, before, 8000));
 }
 
@@ -415,20 +415,12 @@ static long file_size(const char *path)
     return stat(path, &st) == 0 ? (long)st.st_size : 0;
 }
 
-static int count_in(const char *text, const char *needle)
-{
-    int n = 0;
-    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    return n;
-}
-
 /* Waits until the switch log holds want occurrences of needle after off. */
 static bool log_count_from(long off, const char *needle, int want, int timeout_ms)
 {
     for (int t = 0; t <= timeout_ms; t += 50) {
         char *text = read_from(S.switch_log, off);
-        int n = count_in(text, needle);
+        int n = ts_count(text, needle);
         free(text);
         if (n >= want)
             return true;
@@ -511,7 +503,7 @@ static void test_reversal_acks_durable_across_drain_and_restart(void **state)
     assert_true(log_count_from(off, "\"event\":\"reversal_queue_loaded\",\"pending\":0", 1, 10000));
     usleep(1000000); /* several ticks and reversal_retry_ms */
     char *text = read_from(S.switch_log, off);
-    assert_int_equal(count_in(text, "\"event\":\"reversal_sent\""), 0);
+    assert_int_equal(ts_count(text, "\"event\":\"reversal_sent\""), 0);
     free(text);
     assert_true(stack_wait_balance(&S, pan, before, 8000));
 }

@@ -89,33 +89,6 @@ static int setup(void **state)
     return 0;
 }
 
-/* The switch flushes its log every 50 ms: poll. */
-static bool log_has_within(const char *needle, int ms)
-{
-    for (int waited = 0; waited <= ms; waited += 50) {
-        if (ts_file_contains(S.switch_log, needle))
-            return true;
-        usleep(50000);
-    }
-    return false;
-}
-
-/* Lines of the switch log that contain needle. */
-static int log_count(const char *needle)
-{
-    FILE *f = fopen(S.switch_log, "r");
-    if (!f)
-        return -1;
-    char *line = NULL;
-    size_t cap = 0;
-    int count = 0;
-    while (getline(&line, &cap, f) != -1)
-        count += strstr(line, needle) != NULL;
-    free(line);
-    fclose(f);
-    return count;
-}
-
 static int conn(uint16_t port)
 {
     int fd = ts_connect(port, 5000);
@@ -180,8 +153,8 @@ static void test_idle_session_closed_active_one_served(void **state)
     assert_true(echo_ok(active));
     close(idle);
     close(active);
-    assert_true(log_has_within("\"listener\":\"idle\"", 2000));
-    assert_true(log_has_within("\"reason\":\"idle timeout\"", 2000));
+    assert_true(ts_wait_file_contains(S.switch_log, "\"listener\":\"idle\"", 2000));
+    assert_true(ts_wait_file_contains(S.switch_log, "\"reason\":\"idle timeout\"", 2000));
     assert_true(stack_metric(&S, "atlas_connections_closed_total{reason=\"idle_timeout\"}") >= 1);
 }
 
@@ -243,7 +216,8 @@ static void test_dribbled_frame_closed_while_other_served(void **state)
     assert_true(echo_ok(other));
     close(d);
     close(other);
-    assert_true(log_has_within("\"reason\":\"frame not completed in time\"", 2000));
+    assert_true(
+        ts_wait_file_contains(S.switch_log, "\"reason\":\"frame not completed in time\"", 2000));
     assert_int_equal(stack_metric(&S, "atlas_connections_closed_total{reason=\"frame_timeout\"}"),
                      1);
 }
@@ -263,7 +237,8 @@ static void test_per_address_cap_refuses_the_next_and_serves_the_rest(void **sta
     for (int i = 0; i < 3; i++)
         assert_true(echo_ok(c[i]));
     assert_int_equal(stack_metric(&S, "atlas_connections_refused_per_address_total"), 1);
-    assert_true(log_has_within("\"reason\":\"max_connections_per_address reached\"", 2000));
+    assert_true(ts_wait_file_contains(S.switch_log,
+                                      "\"reason\":\"max_connections_per_address reached\"", 2000));
     /* One leaves: once the switch has seen it go, a new one is served. */
     close(c[0]);
     long long open = -1;
@@ -319,7 +294,7 @@ static void flood_until_closed(uint16_t port, const char *want_reason, size_t ma
         }
     }
     assert_true(echo_ok(other));
-    assert_true(log_has_within(want_reason, 10000));
+    assert_true(ts_wait_file_contains(S.switch_log, want_reason, 10000));
     assert_true(closed_by_switch(fd));
     assert_true(echo_ok(other));
     close(fd);
@@ -418,7 +393,7 @@ static void test_emfile_pauses_accepting_without_spinning(void **state)
         }
     }
     assert_true(waiting >= 0);
-    assert_true(log_has_within("\"reason\":\"Too many open files\"", 2000));
+    assert_true(ts_wait_file_contains(S.switch_log, "\"reason\":\"Too many open files\"", 2000));
     /* Two seconds with a connection waiting that cannot be accepted: a busy
      * loop would burn most of them. */
     long hz = sysconf(_SC_CLK_TCK);
@@ -426,17 +401,17 @@ static void test_emfile_pauses_accepting_without_spinning(void **state)
     usleep(2000000);
     long long used = cpu_ticks(S.sw) - cpu0;
     assert_true(used < hz / 2);
-    assert_int_equal(log_count("\"event\":\"accept_paused\""), 1);
+    assert_int_equal(ts_file_lines_with(S.switch_log, "\"event\":\"accept_paused\""), 1);
     /* Connections close: the waiting one is accepted and answered. */
     for (int i = 0; i < n_served; i++)
         close(served[i]);
     uint8_t buf[1024];
     assert_true(ts_recv_frame2(waiting, buf, sizeof buf) > 0);
-    assert_true(log_has_within("\"event\":\"accept_resumed\"", 5000));
+    assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"accept_resumed\"", 5000));
     assert_true(echo_ok(waiting));
     close(waiting);
     assert_int_equal(prlimit(S.sw, RLIMIT_NOFILE, &old, NULL), 0);
-    assert_int_equal(log_count("\"event\":\"accept_paused\""), 1);
+    assert_int_equal(ts_file_lines_with(S.switch_log, "\"event\":\"accept_paused\""), 1);
     assert_int_equal(stack_metric(&S, "atlas_accept_pauses_total"), 1);
     assert_true(stack_metric(&S, "atlas_accept_errors_total") >= 1);
     assert_int_equal(stack_metric(&S, "atlas_accept_paused{listener=\"acq\"}"), 0);
@@ -489,7 +464,7 @@ static void test_raises_the_soft_limit_and_starts(void **state)
     pid_t pid = ts_spawn_nofile("switchd", args, out, 64, 4096);
     assert_true(pid > 0);
     assert_int_equal(ts_wait_port(S.acq_port, 15000), 0);
-    assert_true(log_has_within("\"was\":64,\"hard\":4096", 5000));
+    assert_true(ts_wait_file_contains(S.switch_log, "\"was\":64,\"hard\":4096", 5000));
     snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
     FILE *f = fopen(path, "r");
     assert_non_null(f);

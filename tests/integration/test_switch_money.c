@@ -60,6 +60,33 @@ static int wait_reversals(const struct sim_sent *sent, const char *where, long l
                              want, 10000);
 }
 
+/* hsm-sim stopped and started again with fail as its --fail fault, or none when NULL. */
+static void restart_hsm(const char *fail)
+{
+    ts_stop(S.hsm, SIGTERM, 5000);
+    assert_int_equal(stack_start_hsm(&S, fail), 0);
+}
+
+/* Into an outage: past the duplicate table's horizon (its start + clock_skew_s), switchd's
+ * database goes away and the issuer stalls (SIGSTOP); n purchases of pan's card (amounts
+ * amount, amount + 1, ...) are sent from TERM0001 without waiting, what was sent in sent[i]
+ * and the open connections in fds[i]; then past the issuer timeout, their 91s and reversals
+ * are decided. The issuer is left stopped, the database away and the connections open. */
+static void send_into_an_outage(const char *pan, uint64_t amount, int n, struct sim_sent *sent,
+                                int *fds)
+{
+    sleep(2);
+    assert_int_equal(stack_switch_db(&S, false), 0);
+    kill(S.issuer, SIGSTOP);
+    for (int i = 0; i < n; i++) {
+        struct sim_txn x;
+        stack_card_txn(&x, SIM_T_PURCHASE, pan, amount + (uint64_t)i);
+        fds[i] = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent[i]);
+        assert_true(fds[i] >= 0);
+    }
+    sleep(3);
+}
+
 /* A purchase of amount with pan's card approved on TERM0001 (its answer in r1, what was sent
  * in sent), switchd ended with sig and restarted, then the same request sent again as mti: it
  * is answered want (the answer in r2), and the wallet is debited once. */
@@ -133,19 +160,10 @@ static void test_reversals_decided_while_the_database_is_away(void **state)
 {
     enum { N = 3 };
     const char *pan = "4890030000000036";
-    struct sim_txn x;
     struct sim_sent sent[N];
     int fds[N];
     long long before = stack_balance(&S, pan);
-    sleep(2); /* the duplicate table vouches for requests newer than its start + clock_skew_s */
-    assert_int_equal(stack_switch_db(&S, false), 0);
-    kill(S.issuer, SIGSTOP);
-    for (int i = 0; i < N; i++) {
-        stack_card_txn(&x, SIM_T_PURCHASE, pan, 10 + (uint64_t)i);
-        fds[i] = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent[i]);
-        assert_true(fds[i] >= 0);
-    }
-    sleep(3); /* past the issuer timeout: 91s and reversals, database away */
+    send_into_an_outage(pan, 10, N, sent, fds);
     kill(S.issuer, SIGCONT);
     for (int i = 0; i < N; i++)
         close(fds[i]);
@@ -227,21 +245,19 @@ static void test_approval_without_a_response_mac_is_withdrawn(void **state)
     struct sim_resp r;
     struct sim_sent sent;
     long long before = stack_balance(&S, pan);
-    ts_stop(S.hsm, SIGTERM, 5000);
-    assert_int_equal(stack_start_hsm(&S, "M600131003=00"), 0); /* M6 with a TAK */
+    restart_hsm("M600131003=00"); /* M6 with a TAK */
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 4321);
     for (int i = 0; i < 50; i++) { /* until switchd's HSM pool is back */
         assert_int_equal(stack_send(&S, stack_term(&S, "TERM0002"), &x, &r, &sent), 0);
-        if (strcmp(r.rc, "96") != 0 || stack_log_has(S.switch_log, "approval_withdrawn", 0))
+        if (strcmp(r.rc, "96") != 0 || ts_wait_file_contains(S.switch_log, "approval_withdrawn", 0))
             break;
         x.stan = 0;
         usleep(100000);
     }
     assert_string_equal(r.rc, "96");
     assert_int_not_equal(r.mac, SIM_MAC_OK);
-    assert_true(stack_log_has(S.switch_log, "\"event\":\"approval_withdrawn\"", 2000));
-    ts_stop(S.hsm, SIGTERM, 5000);
-    assert_int_equal(stack_start_hsm(&S, NULL), 0);
+    assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"approval_withdrawn\"", 2000));
+    restart_hsm(NULL);
     assert_true(stack_wait_balance(&S, pan, before, 15000));
     assert_int_equal(journal_count("TERM0002", &sent, "response_code = '96'"), 1);
 }
@@ -255,8 +271,7 @@ static void test_an_issuer_96_is_reversed(void **state)
     struct sim_resp r;
     struct sim_sent sent;
     long long before = stack_balance(&S, pan);
-    ts_stop(S.hsm, SIGTERM, 5000);
-    assert_int_equal(stack_start_hsm(&S, "EC"), 0);
+    restart_hsm("EC");
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 640);
     stack_fix_time(&x);
     for (int i = 0; i < 50; i++) {
@@ -270,8 +285,7 @@ static void test_an_issuer_96_is_reversed(void **state)
     assert_int_equal(wait_reversals(&sent, "reason = 'error' AND state = 'acked'", 1), 0);
     stack_repeat_of(&x, "0201", &sent);
     assert_string_equal(stack_rc(&S, "TERM0001", &x, &r, NULL), "96");
-    ts_stop(S.hsm, SIGTERM, 5000);
-    assert_int_equal(stack_start_hsm(&S, NULL), 0);
+    restart_hsm(NULL);
     assert_int_equal(stack_balance(&S, pan), before);
 }
 
@@ -343,19 +357,10 @@ static void test_sigterm_during_an_outage_keeps_the_reversals(void **state)
 {
     enum { N = 2 };
     const char *pan = "4890030000000036";
-    struct sim_txn x;
     struct sim_sent sent[N];
     int fds[N];
     long long before = stack_balance(&S, pan);
-    sleep(2); /* past the duplicate table's horizon + clock_skew_s */
-    assert_int_equal(stack_switch_db(&S, false), 0);
-    kill(S.issuer, SIGSTOP);
-    for (int i = 0; i < N; i++) {
-        stack_card_txn(&x, SIM_T_PURCHASE, pan, 20 + (uint64_t)i);
-        fds[i] = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent[i]);
-        assert_true(fds[i] >= 0);
-    }
-    sleep(3); /* timeouts: 91s and reversals, all in the spool */
+    send_into_an_outage(pan, 20, N, sent, fds); /* their reversals all in the spool */
     int st = ts_stop(S.sw, SIGTERM, 15000);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     for (int i = 0; i < N; i++)

@@ -46,20 +46,6 @@ struct wire {
     struct iso_msg m;
 };
 
-static int listen_on(uint16_t port)
-{
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 4) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static void set_timeout(int fd, int ms)
 {
     struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
@@ -168,6 +154,20 @@ static void issuer_answer(const struct wire *req, const char *mti, const char *r
     assert_int_equal(ts_send_all(issuer_fd, buf, len + 2), 0);
 }
 
+/* The issuer's answer to the network management request w (an 0800): the same fields as an
+ * 0810 with DE 39 00, sent on the issuer link. 0, or -1 when it could not be built or sent. */
+static int answer_0800(const struct wire *w)
+{
+    uint8_t arena[256], buf[512];
+    struct iso_msg r;
+    size_t len;
+    iso_msg_init(&r, arena, sizeof arena);
+    iso_msg_copy(&r, &w->m);
+    if (iso_set_mti(&r, "0810") != 0 || iso_set_str(&r, 39, "00") != 0)
+        return -1;
+    return send_msg(issuer_fd, &r, buf, sizeof buf, &len);
+}
+
 /* The next message switchd sends on the issuer link other than an echo (0800 301, answered). */
 static void issuer_read(struct wire *w)
 {
@@ -175,14 +175,7 @@ static void issuer_read(struct wire *w)
         assert_int_equal(read_msg(issuer_fd, w), 0);
         if (memcmp(w->m.mti, "0800", 4) != 0)
             return;
-        uint8_t arena[256], buf[512];
-        struct iso_msg r;
-        size_t len;
-        iso_msg_init(&r, arena, sizeof arena);
-        iso_msg_copy(&r, &w->m);
-        assert_int_equal(iso_set_mti(&r, "0810"), 0);
-        assert_int_equal(iso_set_str(&r, 39, "00"), 0);
-        assert_int_equal(send_msg(issuer_fd, &r, buf, sizeof buf, &len), 0);
+        assert_int_equal(answer_0800(w), 0);
     }
 }
 
@@ -194,7 +187,7 @@ static int setup(void **state)
         stack_start(&S, &o) != 0)
         return -1;
     /* switchd retries the link every 200 ms at most: it connects soon after we listen. */
-    listen_fd = listen_on(S.issuer_port);
+    listen_fd = ts_listen(S.issuer_port, 4, NULL);
     struct pollfd p = { .fd = listen_fd, .events = POLLIN };
     if (listen_fd < 0 || poll(&p, 1, 10000) != 1)
         return -1;
@@ -205,19 +198,12 @@ static int setup(void **state)
     struct wire *w = calloc(1, sizeof *w);
     int rc = w ? read_msg(issuer_fd, w) : -1;
     /* The sign-on: 0800 DE 70 001, answered 0810 00. */
-    if (rc == 0 && memcmp(w->m.mti, "0800", 4) == 0 && strcmp(field(w, 70), "001") == 0) {
-        uint8_t arena[256], buf[512];
-        struct iso_msg r;
-        size_t len;
-        iso_msg_init(&r, arena, sizeof arena);
-        iso_msg_copy(&r, &w->m);
-        rc = iso_set_mti(&r, "0810") | iso_set_str(&r, 39, "00") |
-             send_msg(issuer_fd, &r, buf, sizeof buf, &len);
-    } else {
+    if (rc == 0 && memcmp(w->m.mti, "0800", 4) == 0 && strcmp(field(w, 70), "001") == 0)
+        rc = answer_0800(w);
+    else
         rc = -1;
-    }
     free(w);
-    if (rc != 0 || !stack_log_has(S.switch_log, "signed on", 10000))
+    if (rc != 0 || !ts_wait_file_contains(S.switch_log, "signed on", 10000))
         return -1;
     return 0;
 }

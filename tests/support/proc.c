@@ -167,6 +167,27 @@ uint16_t ts_free_port(void)
     return 0;
 }
 
+int ts_listen(uint16_t port, int backlog, uint16_t *bound)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET,
+                               .sin_port = htons(port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof sin;
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == -1 ||
+        bind(fd, (struct sockaddr *)&sin, sizeof sin) == -1 || listen(fd, backlog) == -1 ||
+        getsockname(fd, (struct sockaddr *)&sin, &len) == -1) {
+        close(fd);
+        return -1;
+    }
+    if (bound)
+        *bound = ntohs(sin.sin_port);
+    return fd;
+}
+
 int ts_connect(uint16_t port, int timeout_ms)
 {
     struct sockaddr_in sin = { .sin_family = AF_INET,
@@ -283,6 +304,39 @@ int ts_file_contains(const char *path, const char *needle)
     int found = buf && memmem(buf, n, needle, strlen(needle)) != NULL;
     free(buf);
     return found;
+}
+
+bool ts_wait_file_contains(const char *path, const char *needle, int timeout_ms)
+{
+    for (int t = 0; t <= timeout_ms; t += 50) {
+        if (ts_file_contains(path, needle))
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+int ts_file_lines_with(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+    while (getline(&line, &cap, f) != -1)
+        n += strstr(line, needle) != NULL;
+    free(line);
+    fclose(f);
+    return n;
+}
+
+int ts_count(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
 }
 
 const char *ts_tmpdir(const char *tag)

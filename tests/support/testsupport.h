@@ -48,6 +48,10 @@ uint16_t ts_free_port(void);
 /* Waits until 127.0.0.1:port accepts a connection. 0, or -1 on timeout. */
 int ts_wait_port(uint16_t port, int timeout_ms);
 
+/* A listening socket (SO_REUSEADDR, backlog) on 127.0.0.1:port, or on a port the kernel picks
+ * when port is 0; the port it listens on in *bound when bound is not NULL. fd or -1. */
+int ts_listen(uint16_t port, int backlog, uint16_t *bound);
+
 /* Blocking connect to 127.0.0.1:port with SO_RCVTIMEO = timeout_ms. fd or -1. */
 int ts_connect(uint16_t port, int timeout_ms);
 
@@ -64,6 +68,16 @@ ssize_t ts_recv_frame2(int fd, uint8_t *buf, size_t cap);
 
 /* Non-zero if the file at path contains needle (binary-safe substring). */
 int ts_file_contains(const char *path, const char *needle);
+
+/* Polls the file at path (every 50 ms, up to timeout_ms) until it contains needle: whether it
+ * did. For logs, which their daemons flush now and then. */
+bool ts_wait_file_contains(const char *path, const char *needle, int timeout_ms);
+
+/* How many lines of the file at path contain needle: 0 when there is no such file. */
+int ts_file_lines_with(const char *path, const char *needle);
+
+/* How many times needle (not empty) stands in text, without overlaps. */
+int ts_count(const char *text, const char *needle);
 
 /* The bytes of path from offset off to its end, NUL-terminated, in a fresh allocation the
  * caller frees; their count in *len when len is not NULL. NULL when the file cannot be

@@ -242,16 +242,8 @@ static void fake_start_pos(struct fake *f, enum fake_mode mode, bool pos)
     memset(f, 0, sizeof *f);
     f->mode = mode;
     f->pos = pos;
-    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    f->lfd = ts_listen(0, 16, &f->port);
     assert_true(f->lfd >= 0);
-    int one = 1;
-    setsockopt(f->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    assert_int_equal(bind(f->lfd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t al = sizeof a;
-    assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&a, &al), 0);
-    f->port = ntohs(a.sin_port);
-    assert_int_equal(listen(f->lfd, 16), 0);
     assert_int_equal(pthread_create(&f->th, NULL, fake_main, f), 0);
 }
 
@@ -413,10 +405,7 @@ static void test_cli_transport_errors(void **state)
 
 static void write_file(const char *path, const char *text)
 {
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(text, fp);
-    fclose(fp);
+    assert_int_equal(ts_write_file(path, text), 0);
 }
 
 static void test_cli_run(void **state)
@@ -477,6 +466,48 @@ static void pipe_conn(void *arg, struct sim_conn *c, bool up, const char *reason
     event_base_loopbreak(p->base);
 }
 
+/* An engine of `slots` requests on its own loop with one connection, as TERM0001, to a fake
+ * switch in mode (its answers batched by `batch` when not 0), up (p->up) when engine_open
+ * returns; engine_close frees it all. */
+struct engine_fx {
+    struct fake f;
+    struct sim_terms terms;
+    struct sim_term *t;
+    struct event_base *base;
+    struct sim_engine *e;
+    struct sockaddr_in a; /* the fake's address */
+    struct sim_conn *c;
+};
+
+static void engine_open(struct engine_fx *x, enum fake_mode mode, int batch, size_t slots,
+                        struct pipe_ctx *p)
+{
+    char err[200];
+    fake_start(&x->f, mode);
+    x->f.batch = batch;
+    assert_int_equal(sim_terms_builtin(&x->terms, err, sizeof err), 0);
+    x->t = sim_terms_find(&x->terms, "TERM0001");
+    x->base = event_base_new();
+    x->e = NULL;
+    assert_int_equal(sim_engine_new(x->base, slots, &x->e), 0);
+    p->base = x->base;
+    x->a = (struct sockaddr_in){ .sin_family = AF_INET,
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                                 .sin_port = htons(x->f.port) };
+    x->c = sim_conn_open(x->e, (struct sockaddr *)&x->a, sizeof x->a, x->t, pipe_conn, p);
+    assert_non_null(x->c);
+    event_base_dispatch(x->base);
+    assert_true(p->up);
+}
+
+static void engine_close(struct engine_fx *x)
+{
+    sim_engine_free(x->e);
+    event_base_free(x->base);
+    sim_terms_free(&x->terms);
+    fake_stop(&x->f);
+}
+
 static struct pipe_ctx *g_pipe;
 
 static void pipe_done(void *arg, struct sim_req *r, const struct sim_outcome *o)
@@ -496,54 +527,38 @@ static void pipe_done(void *arg, struct sim_req *r, const struct sim_outcome *o)
 
 static void test_engine_pipelined_reverse_order(void **state)
 {
-    struct fake f;
-    fake_start(&f, F_REVERSE);
-    f.batch = 20;
-    struct sim_terms terms;
-    char err[200];
-    assert_int_equal(sim_terms_builtin(&terms, err, sizeof err), 0);
-    struct sim_term *t = sim_terms_find(&terms, "TERM0001");
-    struct event_base *base = event_base_new();
-    struct sim_engine *e = NULL;
-    assert_int_equal(sim_engine_new(base, 32, &e), 0);
-    struct pipe_ctx p = { .base = base };
+    struct engine_fx fx;
+    struct pipe_ctx p = { 0 };
+    engine_open(&fx, F_REVERSE, 20, 32, &p);
     g_pipe = &p;
-    struct sockaddr_in a = { .sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                             .sin_port = htons(f.port) };
-    struct sim_conn *c = sim_conn_open(e, (struct sockaddr *)&a, sizeof a, t, pipe_conn, &p);
-    assert_non_null(c);
-    event_base_dispatch(base);
-    assert_true(p.up);
+    char err[200];
     for (int i = 0; i < 20; i++) {
         uint8_t *buf;
         size_t cap, len;
-        struct sim_req *r = sim_req_get(e, &buf, &cap);
+        struct sim_req *r = sim_req_get(fx.e, &buf, &cap);
         assert_non_null(r);
-        struct sim_txn x;
-        memset(&x, 0, sizeof x);
-        x.type = SIM_T_PURCHASE;
-        snprintf(x.pan, sizeof x.pan, "4890010000000012");
-        x.amount = i % 2 ? 5100 : 100 + (uint64_t)i;
+        struct sim_txn txn;
+        memset(&txn, 0, sizeof txn);
+        txn.type = SIM_T_PURCHASE;
+        snprintf(txn.pan, sizeof txn.pan, "4890010000000012");
+        txn.amount = i % 2 ? 5100 : 100 + (uint64_t)i;
         struct sim_sent sent;
-        assert_int_equal(sim_term_build_request(t, &x, buf, cap, &len, &sent, err, sizeof err), 0);
+        assert_int_equal(sim_term_build_request(fx.t, &txn, buf, cap, &len, &sent, err, sizeof err),
+                         0);
         memcpy(p.stans[i], sent.stan, 7);
         assert_int_equal(
-            sim_req_send(c, r, len, &sent, t, 30000, 0, pipe_done, (void *)(intptr_t)i), 0);
+            sim_req_send(fx.c, r, len, &sent, fx.t, 30000, 0, pipe_done, (void *)(intptr_t)i), 0);
     }
-    assert_int_equal(sim_engine_inflight(e), 20);
-    assert_int_equal(sim_conn_inflight(c), 20);
-    event_base_dispatch(base);
-    assert_int_equal(sim_conn_inflight(c), 0);
+    assert_int_equal(sim_engine_inflight(fx.e), 20);
+    assert_int_equal(sim_conn_inflight(fx.c), 20);
+    event_base_dispatch(fx.base);
+    assert_int_equal(sim_conn_inflight(fx.c), 0);
     assert_int_equal(p.done, 20);
     assert_int_equal(p.answered, 20);
     assert_int_equal(p.ok_match, 20);
-    assert_int_equal(sim_engine_inflight(e), 0);
-    assert_int_equal(sim_engine_unmatched(e), 0);
-    sim_engine_free(e);
-    event_base_free(base);
-    sim_terms_free(&terms);
-    fake_stop(&f);
+    assert_int_equal(sim_engine_inflight(fx.e), 0);
+    assert_int_equal(sim_engine_unmatched(fx.e), 0);
+    engine_close(&fx);
 }
 
 static int timeout_status = 1;
@@ -556,22 +571,13 @@ static void timeout_done(void *arg, struct sim_req *r, const struct sim_outcome 
 
 static void test_engine_timeout_and_refused(void **state)
 {
-    struct fake f;
-    fake_start(&f, F_SILENT);
-    struct sim_terms terms;
+    struct engine_fx fx;
+    struct pipe_ctx p = { 0 };
+    engine_open(&fx, F_SILENT, 0, 4, &p);
+    struct sim_engine *e = fx.e;
+    struct sim_term *t = fx.t;
+    struct event_base *base = fx.base;
     char err[200];
-    assert_int_equal(sim_terms_builtin(&terms, err, sizeof err), 0);
-    struct sim_term *t = sim_terms_find(&terms, "TERM0001");
-    struct event_base *base = event_base_new();
-    struct sim_engine *e = NULL;
-    assert_int_equal(sim_engine_new(base, 4, &e), 0);
-    struct pipe_ctx p = { .base = base };
-    struct sockaddr_in a = { .sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                             .sin_port = htons(f.port) };
-    struct sim_conn *c = sim_conn_open(e, (struct sockaddr *)&a, sizeof a, t, pipe_conn, &p);
-    event_base_dispatch(base);
-    assert_true(p.up);
     uint8_t *buf;
     size_t cap, len;
     struct sim_req *r = sim_req_get(e, &buf, &cap);
@@ -580,7 +586,7 @@ static void test_engine_timeout_and_refused(void **state)
     x.type = SIM_T_ECHO;
     struct sim_sent sent;
     assert_int_equal(sim_term_build_request(t, &x, buf, cap, &len, &sent, err, sizeof err), 0);
-    assert_int_equal(sim_req_send(c, r, len, &sent, t, 200, 0, timeout_done, base), 0);
+    assert_int_equal(sim_req_send(fx.c, r, len, &sent, t, 200, 0, timeout_done, base), 0);
     event_base_dispatch(base);
     assert_int_equal(timeout_status, SIM_E_TIMEOUT);
     assert_int_equal(sim_engine_inflight(e), 0);
@@ -596,17 +602,18 @@ static void test_engine_timeout_and_refused(void **state)
     /* The switch closes the connection with a request in flight: SIM_E_CONN, not a hang. */
     r = sim_req_get(e, &buf, &cap);
     assert_int_equal(sim_term_build_request(t, &x, buf, cap, &len, &sent, err, sizeof err), 0);
-    assert_int_equal(sim_req_send(c, r, len, &sent, t, 30000, 0, timeout_done, base), 0);
-    f.stop = 1; /* the fake closes its side */
+    assert_int_equal(sim_req_send(fx.c, r, len, &sent, t, 30000, 0, timeout_done, base), 0);
+    fx.f.stop = 1; /* the fake closes its side */
     timeout_status = 1;
     while (timeout_status == 1)
         event_base_loop(base, EVLOOP_ONCE);
     assert_int_equal(timeout_status, SIM_E_CONN);
-    assert_true(sim_conn_closed(c));
+    assert_true(sim_conn_closed(fx.c));
     assert_int_equal(sim_engine_inflight(e), 0);
 
     /* A refused connection reports down. */
     struct pipe_ctx q = { .base = base };
+    struct sockaddr_in a = fx.a;
     a.sin_port = htons(ts_free_port());
     struct sim_conn *c2 = sim_conn_open(e, (struct sockaddr *)&a, sizeof a, t, pipe_conn, &q);
     assert_non_null(c2);
@@ -614,10 +621,7 @@ static void test_engine_timeout_and_refused(void **state)
     assert_true(q.down);
     assert_true(sim_conn_closed(c2));
     sim_conn_free(c2);
-    sim_engine_free(e);
-    event_base_free(base);
-    sim_terms_free(&terms);
-    fake_stop(&f);
+    engine_close(&fx);
 }
 
 static int setup(void **state)

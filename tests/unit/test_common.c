@@ -289,21 +289,19 @@ static void test_settings_help_unchanged(void **state)
 
 static void test_parse_double(void **state)
 {
-    double v = 7;
-    assert_true(at_parse_double("10", &v));
-    assert_true(v == 10.0);
-    assert_true(at_parse_double("0.5", &v));
-    assert_true(v == 0.5);
-    assert_true(at_parse_double(".25", &v));
-    assert_true(v == 0.25);
-    assert_true(at_parse_double("3.", &v));
-    assert_true(v == 3.0);
-    assert_true(at_parse_double("1e3", &v));
-    assert_true(v == 1000.0);
-    assert_true(at_parse_double("2.5E-1", &v));
-    assert_true(v == 0.25);
-    assert_true(at_parse_double("0", &v));
-    assert_true(v == 0.0);
+    static const struct {
+        const char *text;
+        double value;
+    } good[] = { { "10", 10.0 },    { "0.5", 0.5 },     { ".25", 0.25 }, { "3.", 3.0 },
+                 { "1e3", 1000.0 }, { "2.5E-1", 0.25 }, { "0", 0.0 } };
+    double v;
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        v = 7;
+        if (!at_parse_double(good[i].text, &v) || v != good[i].value) {
+            fprintf(stderr, "'%s' read as %g\n", good[i].text, v);
+            fail();
+        }
+    }
     v = 7;
     static const char *const bad[] = { "",   " 5",   "5 ",  "+5",  "-1",    "1e",  "1e+",   ".",
                                        "e3", "0x10", "inf", "nan", "1.2.3", "1,5", "1e999", "12x" };
@@ -366,20 +364,26 @@ static void test_settings_value_rules(void **state)
     assert_false(c.quiet);
 
     /* Given values are held to them. */
-    expect_refused(&c, "rate", "0", "'rate' must be an integer in 1..1000");
-    expect_refused(&c, "rate", "1001", "'rate' must be an integer in 1..1000");
-    expect_refused(&c, "closed", "0", "'closed' must be an integer in 1..100");
-    expect_refused(&c, "duration", "0", "'duration' must be a number above 0, up to 86400");
-    expect_refused(&c, "duration", "86400.5", "above 0, up to 86400");
-    expect_refused(&c, "duration", " 5", "'duration' must be");
-    expect_refused(&c, "warmup", "-1", "'warmup' must be a number in 0..3600");
-    expect_refused(&c, "pan", "48900100000000x", "'pan' must be 12 to 19 digits");
-    expect_refused(&c, "pan", "48900100000", "'pan' must be 12 to 19 digits");
-    expect_refused(&c, "pan", "48900100000000000000", "value of 'pan' longer than 19 characters");
-    expect_refused(&c, "terminal", "TERM001", "'terminal' must be 8 characters");
-    expect_refused(&c, "quiet", "maybe", "'quiet' must be yes/no/true/false/on/off/1/0");
-    expect_refused(&c, "rate", NULL, "'rate' needs a value");
-    expect_refused(&c, "colour", "red", "unknown key 'colour'");
+    static const struct {
+        const char *key, *value, *why;
+    } refused[] = {
+        { "rate", "0", "'rate' must be an integer in 1..1000" },
+        { "rate", "1001", "'rate' must be an integer in 1..1000" },
+        { "closed", "0", "'closed' must be an integer in 1..100" },
+        { "duration", "0", "'duration' must be a number above 0, up to 86400" },
+        { "duration", "86400.5", "above 0, up to 86400" },
+        { "duration", " 5", "'duration' must be" },
+        { "warmup", "-1", "'warmup' must be a number in 0..3600" },
+        { "pan", "48900100000000x", "'pan' must be 12 to 19 digits" },
+        { "pan", "48900100000", "'pan' must be 12 to 19 digits" },
+        { "pan", "48900100000000000000", "value of 'pan' longer than 19 characters" },
+        { "terminal", "TERM001", "'terminal' must be 8 characters" },
+        { "quiet", "maybe", "'quiet' must be yes/no/true/false/on/off/1/0" },
+        { "rate", NULL, "'rate' needs a value" },
+        { "colour", "red", "unknown key 'colour'" },
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        expect_refused(&c, refused[i].key, refused[i].value, refused[i].why);
 
     assert_int_equal(at_settings_set(cli_table, CLI_N, &c, "rate", "1000", err, sizeof err), 0);
     assert_int_equal(c.rate, 1000);

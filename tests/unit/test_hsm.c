@@ -15,57 +15,19 @@
 #include <openssl/evp.h>
 
 #include "hsm.h"
-#include "vectors.h"
+#include "test_hex.h"
+#include "test_keys.h"
+#include "test_vectors.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-/* Decodes a hex literal (test data only; fails the test on bad hex). */
-static size_t unhex(const char *s, uint8_t *out)
-{
-    size_t n = strlen(s);
-    assert_true(n % 2 == 0);
-    for (size_t i = 0; i < n / 2; i++) {
-        unsigned v;
-        assert_int_equal(sscanf(s + 2 * i, "%2x", &v), 1);
-        out[i] = (uint8_t)v;
-    }
-    return n / 2;
-}
 
 /* Upper-case hex of n bytes into a static buffer (one at a time). */
 static const char *hx(const uint8_t *in, size_t n)
 {
     static char buf[2 * 64 + 1];
     assert_true(n <= 64);
-    for (size_t i = 0; i < n; i++)
-        sprintf(buf + 2 * i, "%02X", in[i]);
-    buf[2 * n] = '\0';
+    tohex(in, n, buf);
     return buf;
-}
-
-/* A key of type t made by from_clear (hsm_key_from_clear or _aes) from clear hex; released by
- * the caller. */
-static struct hsm_key *clear_key(int (*from_clear)(enum hsm_keytype, const uint8_t *, size_t,
-                                                   struct hsm_key **),
-                                 enum hsm_keytype t, const char *hex)
-{
-    uint8_t k[32];
-    size_t n = unhex(hex, k);
-    struct hsm_key *key = NULL;
-    assert_int_equal(from_clear(t, k, n, &key), HSM_OK);
-    return key;
-}
-
-/* A (DES) key of type t from clear hex. */
-static struct hsm_key *ck(enum hsm_keytype t, const char *hex)
-{
-    return clear_key(hsm_key_from_clear, t, hex);
-}
-
-/* An AES key of type t from clear hex. */
-static struct hsm_key *cka(enum hsm_keytype t, const char *hex)
-{
-    return clear_key(hsm_key_from_clear_aes, t, hex);
 }
 
 /* A key of type t loaded from its LMK form; released by the caller. */
@@ -82,14 +44,6 @@ static const char *kcv_hex(struct hsm_key *k, size_t n)
     uint8_t kcv[8];
     hsm_key_kcv(k, kcv);
     return hx(kcv, n);
-}
-
-/* The rows of a vector file (vectors.h), at most cap of ncols fields. */
-static size_t read_rows(const char *path, struct tv_row *rows, size_t cap, int ncols)
-{
-    long n = tv_read(path, rows, cap, ncols);
-    assert_true(n >= 0);
-    return (size_t)n;
 }
 
 static int setup(void **state)
@@ -327,8 +281,7 @@ static void test_ibm3624(void **state)
 {
     struct hsm_key *pvk = ck(HSM_KT_PVK, "0123456789ABCDEFFEDCBA9876543210");
     static struct tv_row rows[16]; /* offset, validation data, PIN */
-    size_t n = read_rows(HSM_VECTORS_DIR "/ibm3624.txt", rows, 16, 3);
-    assert_int_equal(n, 8);
+    size_t n = read_rows(HSM_VECTORS_DIR "/ibm3624.txt", rows, 16, 3, 8);
     char out[13];
     for (size_t i = 0; i < n; i++) {
         const char(*v)[TV_FIELD_MAX] = rows[i].f;
@@ -389,8 +342,7 @@ static void test_pvv(void **state)
 {
     struct hsm_key *pvk = ck(HSM_KT_PVK, "0123456789ABCDEFFEDCBA9876543210");
     static struct tv_row rows[16]; /* PVKI, PIN, PAN, PVV */
-    size_t n = read_rows(HSM_VECTORS_DIR "/pvv.txt", rows, 16, 4);
-    assert_int_equal(n, 5);
+    size_t n = read_rows(HSM_VECTORS_DIR "/pvv.txt", rows, 16, 4, 5);
     char pvv[5];
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(hsm_pvv_generate(pvk, rows[i].f[2], atoi(rows[i].f[0]), rows[i].f[1], pvv),
@@ -419,8 +371,7 @@ static void test_pvv(void **state)
 static void test_cvv(void **state)
 {
     static struct tv_row rows[16]; /* CVK, PAN, expiry, service code, CVV */
-    size_t n = read_rows(HSM_VECTORS_DIR "/cvv.txt", rows, 16, 5);
-    assert_int_equal(n, 6);
+    size_t n = read_rows(HSM_VECTORS_DIR "/cvv.txt", rows, 16, 5, 6);
     char cvv[4];
     for (size_t i = 0; i < n; i++) {
         struct hsm_key *k = ck(HSM_KT_CVK, rows[i].f[0]);
@@ -447,6 +398,25 @@ static void test_cvv(void **state)
 
 /* ---------------------------------------------------------------- 6. TDES DUKPT */
 
+/* The host side of DUKPT (CI / G0): the PIN block blk (format fmt, len bytes) under the key bdk
+ * derives for ksn, translated to ISO 0 under zpk with pan (max_pin_len as
+ * hsm_dukpt_pin_translate takes it), carries the PIN 1234; the translated block in out. */
+static void dukpt_translates_1234(struct hsm_key *bdk, const uint8_t *ksn, size_t ksnlen,
+                                  enum hsm_pinfmt fmt, const uint8_t *blk, size_t len,
+                                  struct hsm_key *zpk, const char *pan, int max_pin_len,
+                                  uint8_t out[16])
+{
+    size_t outlen;
+    int pin_len;
+    char pin[13];
+    assert_int_equal(hsm_dukpt_pin_translate(bdk, ksn, ksnlen, fmt, blk, len, zpk, HSM_PINFMT_ISO0,
+                                             pan, max_pin_len, out, &outlen, &pin_len),
+                     0);
+    assert_int_equal(pin_len, 4);
+    assert_int_equal(hsm_pin_decrypt(zpk, HSM_PINFMT_ISO0, out, outlen, pan, pin), 0);
+    assert_string_equal(pin, "1234");
+}
+
 static void test_dukpt_tdes(void **state)
 {
     uint8_t bdk[16], ksn[10], key[16], ipek[16], v[16];
@@ -458,8 +428,7 @@ static void test_dukpt_tdes(void **state)
     struct hsm_key *bdkk = ck(HSM_KT_BDK, "0123456789ABCDEFFEDCBA9876543210");
     struct hsm_key *zpk = ck(HSM_KT_ZPK, "1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C");
     static struct tv_row rows[64];
-    size_t n = read_rows(HSM_VECTORS_DIR "/dukpt_tdes.txt", rows, 64, 3);
-    assert_int_equal(n, 34);
+    size_t n = read_rows(HSM_VECTORS_DIR "/dukpt_tdes.txt", rows, 64, 3, 34);
     for (size_t i = 0; i < n; i++) {
         unhex(rows[i].f[0], ksn);
         assert_int_equal(hsm_dukpt_txn_key_clear(bdk, ksn, key), 0);
@@ -474,54 +443,39 @@ static void test_dukpt_tdes(void **state)
         hsm_key_release(pk);
         /* host side: BDK + KSN -> ZPK (CI / G0) */
         uint8_t blk[8], out[16];
-        int pin_len;
         unhex(rows[i].f[2], blk);
-        assert_int_equal(hsm_dukpt_pin_translate(bdkk, ksn, 10, HSM_PINFMT_ISO0, blk, 8, zpk,
-                                                 HSM_PINFMT_ISO0, "401234567890", 12, out, &len,
-                                                 &pin_len),
-                         0);
-        assert_int_equal(pin_len, 4);
-        char pin[13];
-        assert_int_equal(hsm_pin_decrypt(zpk, HSM_PINFMT_ISO0, out, len, "401234567890", pin), 0);
-        assert_string_equal(pin, "1234");
+        dukpt_translates_1234(bdkk, ksn, 10, HSM_PINFMT_ISO0, blk, 8, zpk, "401234567890", 12, out);
         if (i == 0) /* payshield.md 11: CI ... -> 7D26134E85E7DADF */
             assert_string_equal(hx(out, 8), "7D26134E85E7DADF");
     }
 
-    /* crypto.md 6: PIN key column and MAC columns of rows 1-4 */
-    static const char *const mac[][5] = {
-        { "FFFF9876543210E00001", "042666B49184CF5C68DE9628D0397B36", "9CCC7817", "20364223",
-          "211003F1D5B79DD7" },
-        { "FFFF9876543210E00002", "C46551CEF9FD244FAA9AD834130D3B38", "F608A9BC", "D1FCA6BE",
-          "4BA08A38CEEAF378" },
-        { "FFFF9876543210E00003", "0DF3D9422ACA561A47676D07AD6BAD05", "20B59A4F", "BAD4CC9C",
-          "011D64E245203501" },
-        { "FFFF9876543210E00004", "279C0F6AEED0BE9A2B2C733E1383AE6E", "C7BFA6CC", "1EB08AEE",
-          "293A4DAE35BD9A5B" },
-    };
+    /* crypto.md 6, rows 1-4: KSN, PIN key, request MAC, response MAC, request CMAC */
+    static struct tv_row macs[8];
+    size_t nm = read_rows(HSM_VECTORS_DIR "/dukpt_tdes_mac.txt", macs, 8, 5, 4);
     const uint8_t *msg = (const uint8_t *)"4012345678909D987";
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < nm; i++) {
+        const char(*mac)[TV_FIELD_MAX] = macs[i].f;
         uint8_t m[16];
         size_t ml;
-        unhex(mac[i][0], ksn);
+        unhex(mac[0], ksn);
         assert_int_equal(hsm_dukpt_txn_key_clear(bdk, ksn, key), 0);
         assert_int_equal(hsm_dukpt_variant_clear(key, HSM_DUKPT_PIN, v), 0);
-        assert_string_equal(hx(v, 16), mac[i][1]);
+        assert_string_equal(hx(v, 16), mac[1]);
         assert_int_equal(hsm_dukpt_variant_clear(key, HSM_DUKPT_MAC_REQ, v), 0);
         struct hsm_key *mk = ck(HSM_KT_TAK, hx(v, 16));
         assert_int_equal(hsm_mac_generate(mk, HSM_MAC_ISO9797_3, HSM_PAD_1, msg, 17, m, &ml), 0);
-        assert_string_equal(hx(m, 4), mac[i][2]);
+        assert_string_equal(hx(m, 4), mac[2]);
         assert_int_equal(hsm_mac_generate(mk, HSM_MAC_TDES_CMAC, HSM_PAD_1, msg, 17, m, &ml), 0);
-        assert_string_equal(hx(m, ml), mac[i][4]);
+        assert_string_equal(hx(m, ml), mac[4]);
         hsm_key_release(mk);
-        unhex(mac[i][2], m);
+        unhex(mac[2], m);
         assert_int_equal(hsm_dukpt_mac_verify(bdkk, ksn, 10, msg, 17, m, 4), 0);
         m[3] ^= 1;
         assert_int_equal(hsm_dukpt_mac_verify(bdkk, ksn, 10, msg, 17, m, 4), HSM_ERR_VERIFY);
         assert_int_equal(hsm_dukpt_variant_clear(key, HSM_DUKPT_MAC_RESP, v), 0);
         mk = ck(HSM_KT_TAK, hx(v, 16));
         assert_int_equal(hsm_mac_generate(mk, HSM_MAC_ISO9797_3, HSM_PAD_1, msg, 17, m, &ml), 0);
-        assert_string_equal(hx(m, 4), mac[i][3]);
+        assert_string_equal(hx(m, 4), mac[3]);
         hsm_key_release(mk);
     }
     /* wrong key type / KSN length */
@@ -552,8 +506,7 @@ static void test_dukpt_tdes_data(void **state)
     uint8_t bdk[16], ksn[10], key[16], v[16];
     unhex("0123456789ABCDEFFEDCBA9876543210", bdk);
     static struct tv_row rows[64];
-    size_t n = read_rows(HSM_VECTORS_DIR "/dukpt_tdes_data.txt", rows, 64, 2);
-    assert_int_equal(n, 21);
+    size_t n = read_rows(HSM_VECTORS_DIR "/dukpt_tdes_data.txt", rows, 64, 2, 21);
     for (size_t i = 0; i < n; i++) {
         unhex(rows[i].f[0], ksn);
         assert_int_equal(hsm_dukpt_txn_key_clear(bdk, ksn, key), 0);
@@ -580,8 +533,7 @@ static void test_dukpt_aes(void **state)
     assert_string_equal(hx(key, 16), "1273671EA26AC29AFA4D1084127652A1");
 
     static struct tv_row rows[64];
-    size_t n = read_rows(HSM_VECTORS_DIR "/dukpt_aes128.txt", rows, 64, 2);
-    assert_int_equal(n, 16);
+    size_t n = read_rows(HSM_VECTORS_DIR "/dukpt_aes128.txt", rows, 64, 2, 16);
     for (size_t i = 0; i < n; i++) {
         unhex(rows[i].f[0], ksn);
         assert_int_equal(hsm_dukpt_aes_txn_key_clear(bdk, ksn, key), 0);
@@ -589,8 +541,7 @@ static void test_dukpt_aes(void **state)
     }
 
     /* KSN, transaction key, PIN, MAC and data keys, PIN block */
-    n = read_rows(HSM_VECTORS_DIR "/dukpt_aes128_keys.txt", rows, 64, 6);
-    assert_int_equal(n, 2);
+    n = read_rows(HSM_VECTORS_DIR "/dukpt_aes128_keys.txt", rows, 64, 6, 2);
     struct hsm_key *bdkk = ck(HSM_KT_BDK_AES, "FEDCBA9876543210F1F1F1F1F1F1F1F1");
     struct hsm_key *zpk = ck(HSM_KT_ZPK, "0123456789ABCDEFFEDCBA9876543210");
     for (size_t i = 0; i < n; i++) {
@@ -616,14 +567,8 @@ static void test_dukpt_aes(void **state)
         assert_string_equal(hx(enc, len), w[5]);
         hsm_key_release(pk);
         /* host side: AES BDK + KSN -> TDES ZPK, ISO 4 -> ISO 0 */
-        assert_int_equal(hsm_dukpt_pin_translate(bdkk, ksn, 12, HSM_PINFMT_ISO4, enc, 16, zpk,
-                                                 HSM_PINFMT_ISO0, "4111111111111111", 0, out, &len,
-                                                 &pin_len),
-                         0);
-        char pin[13];
-        assert_int_equal(hsm_pin_decrypt(zpk, HSM_PINFMT_ISO0, out, len, "4111111111111111", pin),
-                         0);
-        assert_string_equal(pin, "1234");
+        dukpt_translates_1234(bdkk, ksn, 12, HSM_PINFMT_ISO4, enc, 16, zpk, "4111111111111111", 0,
+                              out);
         /* a DES-format source block cannot come from an AES DUKPT key */
         assert_int_equal(hsm_dukpt_pin_translate(bdkk, ksn, 12, HSM_PINFMT_ISO0, enc, 8, zpk,
                                                  HSM_PINFMT_ISO0, "4111111111111111", 0, out, &len,
@@ -904,42 +849,35 @@ static void test_cmac(void **state)
     unhex("6BC1BEE22E409F96E93D7E117393172AAE2D8A571E03AC9C9EB76FAC45AF8E5130C81C46A35CE411E5FBC11"
           "91A0A52EFF69F2445DF4F9B17AD2B417BE66C3710",
           msg);
-    static const struct {
-        const char *key;
-        size_t len;
-        const char *mac;
-    } rows[] = {
-        { "2B7E151628AED2A6ABF7158809CF4F3C", 0, "BB1D6929E95937287FA37D129B756746" },
-        { "2B7E151628AED2A6ABF7158809CF4F3C", 16, "070A16B46B4D4144F79BDD9DD04A287C" },
-        { "2B7E151628AED2A6ABF7158809CF4F3C", 40, "DFA66747DE9AE63030CA32611497C827" },
-        { "2B7E151628AED2A6ABF7158809CF4F3C", 64, "51F0BEBF7E3B9D92FC49741779363CFE" },
-        { "603DEB1015CA71BE2B73AEF0857D77811F352C073B6108D72D9810A30914DFF4", 64,
-          "E1992190549F6ED5696A2C056C315410" },
-    };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        struct hsm_key *k = cka(HSM_KT_ZAK, rows[i].key);
-        for (int rep = 0; rep < 2; rep++) { /* the cached context is re-initialised */
-            assert_int_equal(
-                hsm_mac_generate(k, HSM_MAC_AES_CMAC, HSM_PAD_1, msg, rows[i].len, m, &ml), 0);
-            assert_int_equal(ml, 16);
-            assert_string_equal(hx(m, 16), rows[i].mac);
+    static struct tv_row rows[16];
+    size_t n = read_rows(HSM_VECTORS_DIR "/cmac.txt", rows, 16, 4, 7);
+    for (size_t i = 0; i < n; i++) {
+        const char(*w)[TV_FIELD_MAX] = rows[i].f;
+        size_t len = (size_t)atoi(w[2]);
+        if (strcmp(w[0], "tdes") == 0) {
+            struct hsm_key *k = ck(HSM_KT_TAK, w[1]);
+            assert_int_equal(hsm_mac_generate(k, HSM_MAC_TDES_CMAC, HSM_PAD_1, msg, len, m, &ml),
+                             0);
+            assert_int_equal(ml, 8);
+            assert_string_equal(hx(m, 8), w[3]);
+            hsm_key_release(k);
+            continue;
         }
-        assert_int_equal(hsm_mac_verify(k, HSM_MAC_AES_CMAC, HSM_PAD_1, msg, rows[i].len, m, 16),
-                         0);
+        struct hsm_key *k = cka(HSM_KT_ZAK, w[1]);
+        for (int rep = 0; rep < 2; rep++) { /* the cached context is re-initialised */
+            assert_int_equal(hsm_mac_generate(k, HSM_MAC_AES_CMAC, HSM_PAD_1, msg, len, m, &ml), 0);
+            assert_int_equal(ml, 16);
+            assert_string_equal(hx(m, 16), w[3]);
+        }
+        assert_int_equal(hsm_mac_verify(k, HSM_MAC_AES_CMAC, HSM_PAD_1, msg, len, m, 16), 0);
         m[15] ^= 1;
-        assert_int_equal(hsm_mac_verify(k, HSM_MAC_AES_CMAC, HSM_PAD_1, msg, rows[i].len, m, 16),
+        assert_int_equal(hsm_mac_verify(k, HSM_MAC_AES_CMAC, HSM_PAD_1, msg, len, m, 16),
                          HSM_ERR_VERIFY);
         assert_int_equal(hsm_mac_generate(k, HSM_MAC_TDES_CMAC, HSM_PAD_1, msg, 8, m, &ml),
                          HSM_ERR_KEY_INCOMPAT);
         hsm_key_release(k);
     }
-    struct hsm_key *k = ck(HSM_KT_TAK, "8AA83BF8CBDA10620BC1BF19FBB6CD58BC313D4A371CA8B5");
-    assert_int_equal(hsm_mac_generate(k, HSM_MAC_TDES_CMAC, HSM_PAD_1, msg, 0, m, &ml), 0);
-    assert_int_equal(ml, 8);
-    assert_string_equal(hx(m, 8), "B7A688E122FFAF95");
-    assert_int_equal(hsm_mac_generate(k, HSM_MAC_TDES_CMAC, HSM_PAD_1, msg, 32, m, &ml), 0);
-    assert_string_equal(hx(m, 8), "33E6B1092400EAE5");
-    hsm_key_release(k);
+    struct hsm_key *k;
     /* DES-only types refuse AES keys */
     uint8_t raw[16] = { 0 };
     assert_int_equal(hsm_key_from_clear_aes(HSM_KT_PVK, raw, 16, &k), HSM_ERR_KEY_TYPE);
@@ -1086,7 +1024,7 @@ static void test_tr31(void **state)
     }
     /* the whole known-value table: KBPK, key, key block */
     static struct tv_row table[32];
-    size_t rows_read = read_rows(HSM_VECTORS_DIR "/tr31.txt", table, 32, 3);
+    size_t rows_read = read_rows(HSM_VECTORS_DIR "/tr31.txt", table, 32, 3, 19);
     for (size_t i = 0; i < rows_read; i++) {
         const char *kb = table[i].f[2];
         uint8_t kbpk[32], key[32];

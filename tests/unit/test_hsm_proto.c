@@ -14,6 +14,8 @@
 #include "hsm.h"
 #include "proto.h"
 #include "proto_int.h"
+#include "test_hex.h"
+#include "test_keys.h"
 
 /* TDES of 8 zero bytes under the Thales test LMK pair 00-01 (openssl). */
 #define TEST_LMK_KCV "7D22274C5745C5A1"
@@ -275,42 +277,14 @@ static void test_output_never_overflows(void **state)
 
 static struct hsm *g_h;
 
-static void hexdec(const char *hex, uint8_t *out)
-{
-    size_t n = strlen(hex) / 2;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        out[i] = (uint8_t)v;
-    }
-}
-
 /* The clear key (hex) of type written under the test LMK in scheme. */
 static const char *under_lmk(enum hsm_keytype t, const char *clear_hex, enum hsm_scheme scheme,
                              char out[64])
 {
-    uint8_t clear[32];
-    struct hsm_key *k;
-    hexdec(clear_hex, clear);
-    assert_int_equal(hsm_key_from_clear(t, clear, strlen(clear_hex) / 2, &k), 0);
+    struct hsm_key *k = ck(t, clear_hex);
     assert_int_equal(hsm_key_to_lmk(g_h, k, scheme, out, 64), 0);
     hsm_key_release(k);
     return out;
-}
-
-static struct hsm_key *clear_key(enum hsm_keytype t, const char *clear_hex)
-{
-    uint8_t clear[32];
-    struct hsm_key *k;
-    hexdec(clear_hex, clear);
-    assert_int_equal(hsm_key_from_clear(t, clear, strlen(clear_hex) / 2, &k), 0);
-    return k;
-}
-
-static void hexenc(const uint8_t *b, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02X", b[i]);
 }
 
 #define ZPK_CLEAR "1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C1C"
@@ -342,13 +316,13 @@ static void test_dukpt_commands(void **state)
 
     /* X9.24-3 AES-128 supplement, counter 1: PIN 1234, PAN 4111111111111111 */
     under_lmk(HSM_KT_BDK_AES, "FEDCBA9876543210F1F1F1F1F1F1F1F1", HSM_SCHEME_A, abdk);
-    struct hsm_key *zk = clear_key(HSM_KT_ZPK, ZPK_CLEAR);
+    struct hsm_key *zk = ck(HSM_KT_ZPK, ZPK_CLEAR);
     uint8_t blk[16];
     size_t blen;
     char blkhex[40];
     assert_int_equal(hsm_pin_encrypt(zk, HSM_PINFMT_ISO0, "1234", "4111111111111111", blk, &blen),
                      0);
-    hexenc(blk, blen, blkhex);
+    tohex(blk, blen, blkhex);
     hsm_key_release(zk);
     snprintf(
         req, sizeof req,
@@ -378,10 +352,10 @@ static void test_pin_verify_commands(void **state)
     under_lmk(HSM_KT_TPK, "0B681FC20E62C7340B681FC20E62C734", HSM_SCHEME_X, tpk);
     under_lmk(HSM_KT_PVK, KEY_0123, HSM_SCHEME_U, pvk);
     /* Visa PVV vector: PAN 1122334455667788, PVKI 1, PIN 4524 → PVV 8523 */
-    struct hsm_key *zk = clear_key(HSM_KT_ZPK, ZPK_CLEAR);
+    struct hsm_key *zk = ck(HSM_KT_ZPK, ZPK_CLEAR);
     assert_int_equal(hsm_pin_encrypt(zk, HSM_PINFMT_ISO0, "4524", "233445566778", blk, &blen), 0);
     hsm_key_release(zk);
-    hexenc(blk, blen, blkhex);
+    tohex(blk, blen, blkhex);
     snprintf(req, sizeof req, "0000EC%s%s%s0123344556677818523", zpk, pvk, blkhex);
     assert_string_equal(runs(p, req), "0000ED00");
     snprintf(req, sizeof req, "0000EC%s%s%s0123344556677818524", zpk, pvk, blkhex);
@@ -389,14 +363,14 @@ static void test_pin_verify_commands(void **state)
     snprintf(req, sizeof req, "0000EC%s%s%s0123344556677828523", zpk, pvk, blkhex);
     assert_string_equal(runs(p, req), "0000ED01"); /* other PVKI */
     /* the same block under a TPK for DC */
-    struct hsm_key *tk = clear_key(HSM_KT_TPK, "0B681FC20E62C7340B681FC20E62C734");
+    struct hsm_key *tk = ck(HSM_KT_TPK, "0B681FC20E62C7340B681FC20E62C734");
     assert_int_equal(hsm_pin_encrypt(tk, HSM_PINFMT_ISO0, "4524", "233445566778", blk, &blen), 0);
-    hexenc(blk, blen, blkhex);
+    tohex(blk, blen, blkhex);
     snprintf(req, sizeof req, "0000DC%s%s%s0123344556677818523", tpk, pvk, blkhex);
     assert_string_equal(runs(p, req), "0000DD00");
 
     /* IBM 3624 offset: offset computed by libhsm for PIN 1234, verified by DA / EA */
-    struct hsm_key *pk = clear_key(HSM_KT_PVK, KEY_0123);
+    struct hsm_key *pk = ck(HSM_KT_PVK, KEY_0123);
     char vdata[17], offset[13], off12[13];
     assert_int_equal(hsm_ibm_vdata("55000002N321", "550000025321", vdata), 0);
     assert_int_equal(hsm_ibm_offset(pk, "1234", "0123456789012345", vdata, offset), 0);
@@ -406,7 +380,7 @@ static void test_pin_verify_commands(void **state)
     memcpy(off12 + 4, "FFFFFFFF", 9);
     assert_int_equal(hsm_pin_encrypt(tk, HSM_PINFMT_ISO0, "1234", "550000025321", blk, &blen), 0);
     hsm_key_release(tk);
-    hexenc(blk, blen, blkhex);
+    tohex(blk, blen, blkhex);
     snprintf(req, sizeof req, "0000DA%s%s12%s0104550000025321012345678901234555000002N321%s", tpk,
              pvk, blkhex, off12);
     assert_string_equal(runs(p, req), "0000DB00");
@@ -457,13 +431,13 @@ static void test_cvv_mac_cc(void **state)
     /* CC: ZPK → ZPK with a format change, checked by translating back */
     under_lmk(HSM_KT_ZPK, ZPK_CLEAR, HSM_SCHEME_U, zpk);
     under_lmk(HSM_KT_ZPK, "0B681FC20E62C7340B681FC20E62C734", HSM_SCHEME_U, zpk2);
-    struct hsm_key *zk = clear_key(HSM_KT_ZPK, ZPK_CLEAR);
+    struct hsm_key *zk = ck(HSM_KT_ZPK, ZPK_CLEAR);
     uint8_t blk[16];
     size_t blen;
     char blkhex[40];
     assert_int_equal(hsm_pin_encrypt(zk, HSM_PINFMT_ISO0, "98765", "550000025321", blk, &blen), 0);
     hsm_key_release(zk);
-    hexenc(blk, blen, blkhex);
+    tohex(blk, blen, blkhex);
     snprintf(req, sizeof req, "0000CC%s%s12%s0103550000025321", zpk, zpk2, blkhex);
     const char *r = runs(p, req);
     assert_memory_equal(r, "0000CD0005", 10);
@@ -492,7 +466,7 @@ static void test_kq(void **state)
     const uint8_t arc[2] = { '0', '0' };
     assert_int_equal(hsm_new(&g_h, 0), 0);
     under_lmk(HSM_KT_MK_AC, KEY_0123, HSM_SCHEME_U, imk);
-    struct hsm_key *k = clear_key(HSM_KT_MK_AC, KEY_0123);
+    struct hsm_key *k = ck(HSM_KT_MK_AC, KEY_0123);
     assert_int_equal(hsm_emv_arqc_generate(k, "12345678901234567", "00", HSM_EMV_SKD_COMMON, r,
                                            data, sizeof data, arqc),
                      0);
@@ -543,7 +517,7 @@ static void test_kq(void **state)
     /* scheme 1 (MasterCard SKD): R = ATC ‖ 00 00 ‖ UN */
     {
         uint8_t r1[8] = { 0x00, 0x1C, 0, 0, 0x11, 0x22, 0x33, 0x44 }, arqc1[8], arpc1[8];
-        struct hsm_key *k1 = clear_key(HSM_KT_MK_AC, KEY_0123);
+        struct hsm_key *k1 = ck(HSM_KT_MK_AC, KEY_0123);
         assert_int_equal(hsm_emv_arqc_generate(k1, "12345678901234567", "00", HSM_EMV_SKD_COMMON,
                                                r1, data, sizeof data, arqc1),
                          0);

@@ -12,6 +12,7 @@
 
 #include "iso8583.h"
 #include "iso8583_golden.h"
+#include "test_hex.h"
 
 static uint8_t arena[65536];
 static uint8_t arena2[65536];
@@ -24,17 +25,6 @@ static const struct iso_dialect *golden_dialect(const struct golden *g, struct i
     if (iso_dialect_parse(g->spec, strlen(g->spec), tmp, &err) != 0)
         fail_msg("spec of '%s': %s", g->name, err.reason);
     return tmp;
-}
-
-static size_t unhex(const char *h, uint8_t *out)
-{
-    size_t n = strlen(h) / 2;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        sscanf(h + 2 * i, "%2X", &v);
-        out[i] = (uint8_t)v;
-    }
-    return n;
 }
 
 /* Builds the golden's message in m (values copied into the arena). */

@@ -14,6 +14,7 @@
 
 #include "iso8583.h"
 #include "iso8583_golden.h"
+#include "test_hex.h"
 
 static char dir[256];
 static char bin[512];
@@ -72,12 +73,6 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-static void to_hex(const uint8_t *p, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02X", p[i]);
-}
-
 static void test_golden_round_trip(void **state)
 {
     static const char *frames[] = { "none", "2b", "4a", "tpdu" };
@@ -101,7 +96,7 @@ static void test_golden_round_trip(void **state)
             size_t hl = iso_frame_header_len(kind);
             assert_int_equal(iso_frame_header(kind, 0, (size_t)n, tpdu, framed, hl, NULL), 0);
             memcpy(framed + hl, wire, (size_t)n);
-            to_hex(framed, hl + (size_t)n, hex);
+            tohex(framed, hl + (size_t)n, hex);
             strcat(hex, "\n");
             write_file("in.hex", hex, strlen(hex));
             char args[800];
@@ -168,34 +163,33 @@ static void test_several_frames_and_masking(void **state)
     assert_null(strstr(out, "4761739001010010"));
 }
 
+/* What isodump refuses with exit 2, each with a part of the one line it says why (NULL: any). */
+static const struct {
+    const char *input, *args, *says;
+} malformed[] = {
+    { "30323030\n", "decode --dialect ascii87 --hex", "truncated" },
+    { "2001\n", "decode --dialect ascii87 --frame 2b --hex", "frame too long" },
+    { "0010 3032\n", "decode --dialect ascii87 --frame 2b --hex", NULL }, /* incomplete frame */
+    { "{\"mti\":\"0200\",\"fields\":{\"3\":\"12\"}}", "encode --dialect ascii87 --hex", "field 3" },
+    { "{\"mti\":", "encode --dialect ascii87 --hex", NULL }, /* not JSON */
+};
+
 static void test_malformed_exit_2(void **state)
 {
     static char err[4096];
-    /* truncated message */
-    write_file("bad.hex", "30323030\n", 9);
-    assert_int_equal(run("decode --dialect ascii87 --hex", "bad.hex", "out.json"), 2);
-    read_file("err.txt", err, sizeof(err));
-    assert_non_null(strstr(err, "truncated"));
-    assert_non_null(strchr(err, '\n'));
-    assert_null(strchr(strchr(err, '\n') + 1, '\n')); /* exactly one line */
-    /* frame longer than the maximum */
-    write_file("big.hex", "2001\n", 5);
-    assert_int_equal(run("decode --dialect ascii87 --frame 2b --hex", "big.hex", "out.json"), 2);
-    read_file("err.txt", err, sizeof(err));
-    assert_non_null(strstr(err, "frame too long"));
-    /* incomplete frame at the end */
-    write_file("short.hex", "0010 3032\n", 10);
-    assert_int_equal(run("decode --dialect ascii87 --frame 2b --hex", "short.hex", "out.json"), 2);
-    /* JSON problems */
-    write_file("bad.json", "{\"mti\":\"0200\",\"fields\":{\"3\":\"12\"}}", 34);
-    assert_int_equal(run("encode --dialect ascii87 --hex", "bad.json", "out.hex"), 2);
-    read_file("err.txt", err, sizeof(err));
-    assert_non_null(strstr(err, "field 3"));
-    write_file("bad2.json", "{\"mti\":", 7);
-    assert_int_equal(run("encode --dialect ascii87 --hex", "bad2.json", "out.hex"), 2);
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+        write_file("bad.in", malformed[i].input, strlen(malformed[i].input));
+        if (run(malformed[i].args, "bad.in", "out.txt") != 2)
+            fail_msg("%s of '%s': not exit 2", malformed[i].args, malformed[i].input);
+        read_file("err.txt", err, sizeof(err));
+        if (malformed[i].says && !strstr(err, malformed[i].says))
+            fail_msg("'%s' lacks '%s'", err, malformed[i].says);
+        assert_non_null(strchr(err, '\n'));
+        assert_null(strchr(strchr(err, '\n') + 1, '\n')); /* exactly one line */
+    }
     /* usage */
-    assert_int_equal(run("decode", "bad.json", "out.json"), 1);
-    assert_int_equal(run("--help", "bad.json", "out.txt"), 0);
+    assert_int_equal(run("decode", "bad.in", "out.json"), 1);
+    assert_int_equal(run("--help", "bad.in", "out.txt"), 0);
     read_file("out.txt", err, sizeof(err));
     assert_non_null(strstr(err, "isodump decode"));
     assert_non_null(strstr(err, "isodump encode"));

@@ -158,6 +158,20 @@ static uint64_t run_until_closed(struct event_base *base, struct rec *r, int lim
     return ms_now() - t0;
 }
 
+/* The stream closed once, for reason. */
+static void closed_once_for(const struct rec *r, const char *reason)
+{
+    assert_int_equal(r->closes, 1);
+    assert_string_equal(r->reason, reason);
+}
+
+/* The end of a pair: the peer's socket closed, the loop freed. */
+static void free_pair(struct event_base *base, int peer)
+{
+    close(peer);
+    event_base_free(base);
+}
+
 static void test_reassembly_and_batches(void **state)
 {
     struct event_base *base;
@@ -179,8 +193,7 @@ static void test_reassembly_and_batches(void **state)
     at_stream_close(r.s, "test done", false);
     pump(base, 3);
     assert_int_equal(r.closes, 1);
-    close(peer);
-    event_base_free(base);
+    free_pair(base, peer);
 }
 
 static void test_oversize_frame_closes(void **state)
@@ -191,12 +204,10 @@ static void test_oversize_frame_closes(void **state)
     setup_pair(&base, &peer, &r, 64);
     assert_int_equal(write(peer, "\x01\x00", 2), 2); /* announces 256 bytes */
     pump(base, 5);
-    assert_int_equal(r.closes, 1);
-    assert_string_equal(r.reason, "frame longer than the maximum");
+    closed_once_for(&r, "frame longer than the maximum");
     char c;
     assert_int_equal(read(peer, &c, 1), 0); /* our end was closed */
-    close(peer);
-    event_base_free(base);
+    free_pair(base, peer);
 }
 
 static void test_framing_error_reason(void **state)
@@ -207,10 +218,8 @@ static void test_framing_error_reason(void **state)
     setup_pair(&base, &peer, &r, 64);
     assert_int_equal(write(peer, "\x00\x00", 2), 2);
     pump(base, 5);
-    assert_int_equal(r.closes, 1);
-    assert_string_equal(r.reason, "zero-length frame");
-    close(peer);
-    event_base_free(base);
+    closed_once_for(&r, "zero-length frame");
+    free_pair(base, peer);
 }
 
 static void test_pause_resume(void **state)
@@ -237,8 +246,7 @@ static void test_pause_resume(void **state)
     assert_int_equal(r.n_frames, 2);
     at_stream_close(r.s, "done", false);
     pump(base, 2);
-    close(peer);
-    event_base_free(base);
+    free_pair(base, peer);
 }
 
 static void test_close_flushes_and_is_deferred(void **state)
@@ -271,8 +279,7 @@ static void test_close_flushes_and_is_deferred(void **state)
                         "abc\x00\x03"
                         "xyz",
                         10);
-    close(peer);
-    event_base_free(base);
+    free_pair(base, peer);
 }
 
 static void test_peer_close_reported(void **state)
@@ -283,8 +290,7 @@ static void test_peer_close_reported(void **state)
     setup_pair(&base, &peer, &r, 256);
     close(peer);
     pump(base, 5);
-    assert_int_equal(r.closes, 1);
-    assert_string_equal(r.reason, "peer closed");
+    closed_once_for(&r, "peer closed");
     event_base_free(base);
 }
 
@@ -320,8 +326,7 @@ static void test_peer_not_reading_pauses_reading(void **state)
     assert_int_equal(r.n_frames, 1);
     at_stream_close(r.s, "done", false);
     pump(base, 2);
-    close(peer);
-    event_base_free(base);
+    free_pair(base, peer);
 }
 
 /* Three requests read at once, three answers written from on_frame: they
@@ -367,8 +372,7 @@ static void test_answers_of_a_turn_leave_in_one_write(void **state)
     assert_int_equal(recv(peer, buf, sizeof buf, MSG_DONTWAIT), 6);
     at_stream_close(r.s, "done", false);
     pump(base, 2);
-    close(peer);
-    event_base_free(base);
+    free_pair(base, peer);
 }
 
 /* A write the kernel refuses (the peer no longer reads: EPIPE) ends the
@@ -383,10 +387,8 @@ static void test_write_error_closes(void **state)
     assert_int_equal(shutdown(peer, SHUT_RD), 0);
     assert_int_equal(at_stream_write(r.s, "\x00\x01", 2, "x", 1), 0);
     pump(base, 3);
-    assert_int_equal(r.closes, 1);
-    assert_string_equal(r.reason, "socket error: Broken pipe");
-    close(peer);
-    event_base_free(base);
+    closed_once_for(&r, "socket error: Broken pipe");
+    free_pair(base, peer);
 }
 
 /* A close with flush of more than the socket takes at once: EV_WRITE carries
@@ -412,13 +414,11 @@ static void test_close_flushes_a_large_output(void **state)
             got += (size_t)n;
         pump(base, 1);
     }
-    assert_int_equal(r.closes, 1);
-    assert_string_equal(r.reason, "bye");
+    closed_once_for(&r, "bye");
     for (ssize_t n; (n = recv(peer, buf, sizeof buf, MSG_DONTWAIT)) > 0;)
         got += (size_t)n;
     assert_int_equal(got, sizeof blob);
-    close(peer);
-    event_base_free(base);
+    free_pair(base, peer);
 }
 
 /* Frames written before the connect completes leave once it has. */
@@ -464,10 +464,8 @@ static void test_idle_timeout(void **state)
     setup_pair(&base, &peer, &r, 256);
     at_stream_set_idle_timeout(r.s, 1);
     event_base_dispatch(base); /* returns when the stream is gone */
-    assert_int_equal(r.closes, 1);
-    assert_string_equal(r.reason, "idle timeout");
-    close(peer);
-    event_base_free(base);
+    closed_once_for(&r, "idle timeout");
+    free_pair(base, peer);
 }
 
 /* The idle clock does not run while the owner is busy (answers owed), and
@@ -484,11 +482,9 @@ static void test_idle_not_while_busy(void **state)
     assert_int_equal(r.closes, 0);
     at_stream_set_busy(r.s, false);
     uint64_t took = run_until_closed(base, &r, 10000);
-    assert_int_equal(r.closes, 1);
-    assert_string_equal(r.reason, AT_STREAM_IDLE_TIMEOUT);
+    closed_once_for(&r, AT_STREAM_IDLE_TIMEOUT);
     assert_true(took >= 990);
-    close(peer);
-    event_base_free(base);
+    free_pair(base, peer);
 }
 
 /* Input keeps a stream from being idle. */
@@ -507,11 +503,9 @@ static void test_idle_reset_by_input(void **state)
     assert_int_equal(r.closes, 0);
     assert_int_equal(r.n_frames, 10);
     uint64_t took = run_until_closed(base, &r, 10000);
-    assert_int_equal(r.closes, 1);
-    assert_string_equal(r.reason, AT_STREAM_IDLE_TIMEOUT);
+    closed_once_for(&r, AT_STREAM_IDLE_TIMEOUT);
     assert_true(took >= 1900);
-    close(peer);
-    event_base_free(base);
+    free_pair(base, peer);
 }
 
 /* One byte of a frame every 60 ms with a 300 ms deadline: closed once the
@@ -532,14 +526,12 @@ static void test_frame_dribbled_past_deadline_closes(void **state)
         run_ms(base, 60);
     }
     run_until_closed(base, &r, 5000);
-    assert_int_equal(r.closes, 1);
-    assert_string_equal(r.reason, AT_STREAM_FRAME_TIMEOUT);
+    closed_once_for(&r, AT_STREAM_FRAME_TIMEOUT);
     assert_true(ms_now() - t0 >= 300);
     assert_int_equal(r.n_frames, 0);
     char c;
     assert_int_equal(read(peer, &c, 1), 0); /* our end was closed */
-    close(peer);
-    event_base_free(base);
+    free_pair(base, peer);
 }
 
 /* The deadline is per frame: frames each completed within it are served
@@ -577,8 +569,7 @@ static void test_frames_within_deadline_are_served(void **state)
     assert_int_equal(r.n_frames, 10);
     at_stream_close(r.s, "done", false);
     run_ms(base, 20);
-    close(peer);
-    event_base_free(base);
+    free_pair(base, peer);
 }
 
 /* While the owner has reading paused, an incomplete frame's clock stands
@@ -598,11 +589,9 @@ static void test_frame_clock_stops_while_paused(void **state)
     uint64_t t0 = ms_now();
     at_stream_resume(r.s);
     run_until_closed(base, &r, 5000);
-    assert_int_equal(r.closes, 1);
-    assert_string_equal(r.reason, AT_STREAM_FRAME_TIMEOUT);
+    closed_once_for(&r, AT_STREAM_FRAME_TIMEOUT);
     assert_true(ms_now() - t0 >= 990);
-    close(peer);
-    event_base_free(base);
+    free_pair(base, peer);
 }
 
 /* Output the peer does not read: closed write_timeout_ms after it began to
@@ -620,11 +609,9 @@ static void test_write_timeout_closes(void **state)
     run_ms(base, 50);
     assert_true(at_stream_output_len(r.s) > 0); /* the socket buffer is full */
     run_until_closed(base, &r, 5000);
-    assert_int_equal(r.closes, 1);
-    assert_string_equal(r.reason, AT_STREAM_WRITE_TIMEOUT);
+    closed_once_for(&r, AT_STREAM_WRITE_TIMEOUT);
     assert_true(ms_now() - t0 >= 300);
-    close(peer);
-    event_base_free(base);
+    free_pair(base, peer);
 }
 
 /* A peer that reads its output within the write timeout keeps its stream. */
@@ -652,8 +639,7 @@ static void test_write_timeout_spares_a_reading_peer(void **state)
     assert_int_equal(r.closes, 0);
     at_stream_close(r.s, "done", false);
     run_ms(base, 20);
-    close(peer);
-    event_base_free(base);
+    free_pair(base, peer);
 }
 
 /* Output beyond the cap that the kernel would not take closes the stream:
@@ -669,10 +655,8 @@ static void test_output_cap_closes(void **state)
     setup_lim(&base, &peer, &r, &lim);
     assert_int_equal(at_stream_write(r.s, NULL, 0, blob, sizeof blob), 0);
     run_ms(base, 50);
-    assert_int_equal(r.closes, 1);
-    assert_string_equal(r.reason, AT_STREAM_OUTPUT_CAP);
-    close(peer);
-    event_base_free(base);
+    closed_once_for(&r, AT_STREAM_OUTPUT_CAP);
+    free_pair(base, peer);
 
     lim.output_cap = sizeof blob;
     setup_lim(&base, &peer, &r, &lim);
@@ -683,10 +667,8 @@ static void test_output_cap_closes(void **state)
     assert_int_equal(r.closes, 0);
     assert_int_equal(at_stream_write(r.s, NULL, 0, blob, sizeof blob - waiting + 1), -1);
     run_ms(base, 50);
-    assert_int_equal(r.closes, 1);
-    assert_string_equal(r.reason, AT_STREAM_OUTPUT_CAP);
-    close(peer);
-    event_base_free(base);
+    closed_once_for(&r, AT_STREAM_OUTPUT_CAP);
+    free_pair(base, peer);
 }
 
 int main(void)
