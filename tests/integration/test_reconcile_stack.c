@@ -555,8 +555,11 @@ static void test_pending_reversal(void **state)
     assert_int_equal(waited, 0);
     assert_int_equal(code, 1);
     json_t *m = the_mismatch(o, "journal-vs-issuer", "reversal not yet acknowledged");
-    expect_fields(m, (const char *const[]){ "stan", sent.stan, "reversal", "pending", "outcome",
-                                            "timeout", NULL });
+    expect_fields(m, (const char *const[]){ "stan", sent.stan, "reversal", "pending", NULL });
+    /* Answered 91 at its timeout — or when the link's echo went unanswered first (the issuer is
+     * stopped), which drops the link: "unavailable". Either way reversed, and still pending. */
+    const char *outcome = field(m, "outcome");
+    assert_true(strcmp(outcome, "timeout") == 0 || strcmp(outcome, "unavailable") == 0);
     json_decref(o);
     assert_int_equal(code_allowed, 0);
     /* The issuer wakes up, applies the debit, then its reversal: all square again. */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -339,6 +340,34 @@ int ts_count(const char *text, const char *needle)
     return n;
 }
 
+/* The directories ts_tmpdir made in this process: removed when it exits 0 (every test passed),
+ * kept for a look when it fails or ATLAS_KEEP_TMP is set. Thousands were once left in /tmp. */
+static struct {
+    char paths[256][512];
+    unsigned n;
+    pid_t owner; /* a forked child that exits must not remove its parent's directories */
+} tmpdirs;
+
+static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    if (type == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
+    return 0; /* what cannot be removed stays; the rest still goes */
+}
+
+static void tmpdirs_remove(int status, void *arg)
+{
+    (void)arg;
+    if (status != 0 || getpid() != tmpdirs.owner || getenv("ATLAS_KEEP_TMP"))
+        return;
+    for (unsigned i = 0; i < tmpdirs.n; i++)
+        nftw(tmpdirs.paths[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 const char *ts_tmpdir(const char *tag)
 {
     static char path[512];
@@ -347,5 +376,11 @@ const char *ts_tmpdir(const char *tag)
     if (!mkdtemp(path))
         return NULL;
     chmod(path, 0755);
+    if (tmpdirs.n == 0 && tmpdirs.owner == 0) {
+        tmpdirs.owner = getpid();
+        on_exit(tmpdirs_remove, NULL);
+    }
+    if (getpid() == tmpdirs.owner && tmpdirs.n < sizeof tmpdirs.paths / sizeof tmpdirs.paths[0])
+        memcpy(tmpdirs.paths[tmpdirs.n++], path, sizeof path);
     return path;
 }

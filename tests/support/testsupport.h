@@ -87,7 +87,9 @@ char *ts_read_file(const char *path, long off, size_t *len);
 /* Writes text to path (created or truncated). 0 or -1. */
 int ts_write_file(const char *path, const char *text);
 
-/* A fresh directory under $TMPDIR (or /tmp) for one test's files. */
+/* A fresh directory under $TMPDIR (or /tmp) for one test's files (static buffer), removed with
+ * everything in it when the test program exits 0; kept when it fails, or with ATLAS_KEEP_TMP set.
+ */
 const char *ts_tmpdir(const char *tag);
 
 #endif
