@@ -28,9 +28,14 @@ static void on_http_accept_error(struct evconnlistener *evl, void *arg)
         sw_accept_failed(&http_srv->http_pause, EVUTIL_SOCKET_ERROR());
 }
 
+static void metric_header(struct evbuffer *b, const char *name, const char *help, const char *type)
+{
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
 static void gauge_header(struct evbuffer *b, const char *name, const char *help)
 {
-    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+    metric_header(b, name, help, "gauge");
 }
 
 static void on_metrics(struct evhttp_request *req, void *arg)
@@ -47,6 +52,14 @@ static void on_metrics(struct evhttp_request *req, void *arg)
         evbuffer_add_printf(b, "atlas_terminal_connections{listener=\"%s\"} %llu\n",
                             srv->listeners[i].conf->name,
                             (unsigned long long)srv->listeners[i].connections);
+    metric_header(b, "atlas_frames_refused_total",
+                  "Frame headers refused by a listener's framing (length out of bounds, bad TPDU);"
+                  " each closed its connection.",
+                  "counter");
+    for (size_t i = 0; i < srv->n_listeners; i++)
+        evbuffer_add_printf(b, "atlas_frames_refused_total{listener=\"%s\"} %llu\n",
+                            srv->listeners[i].conf->name,
+                            (unsigned long long)srv->listeners[i].wire.refused);
     gauge_header(b, "atlas_accept_paused",
                  "1 while a listener does not accept (accept() failed for want of descriptors).");
     for (size_t i = 0; i < srv->n_listeners; i++)

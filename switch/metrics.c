@@ -99,9 +99,9 @@ int sw_metrics_render(const struct sw_metrics *m, struct evbuffer *out)
                   m->frames_in_total);
     rc |= counter(out, "atlas_frames_sent_total", "Frames written to terminals.",
                   m->frames_out_total);
-    rc |=
-        counter(out, "atlas_protocol_errors_total",
-                "Frames or messages refused (bad framing, format, MAC).", m->protocol_errors_total);
+    rc |= counter(out, "atlas_protocol_errors_total",
+                  "Messages refused (format, MAC; bad frame headers: atlas_frames_refused_total).",
+                  m->protocol_errors_total);
     rc |= counter(out, "atlas_connections_accepted_total", "Terminal connections accepted.",
                   m->conns_accepted_total);
     rc |= counter(out, "atlas_connections_refused_total",

@@ -164,7 +164,9 @@ static void test_malformed_frame_closes_only_that_connection(void **state)
     assert_int_equal(sim_term_check_response(t, buf, (size_t)n, &m, &r, err, sizeof err), 0);
     assert_string_equal(r.rc, "00");
     close(good);
-    /* An oversized length prefix is refused before buffering. */
+    /* An oversized length prefix is refused before buffering, and counted. */
+    long long refused = stack_metric(&S, "atlas_frames_refused_total{listener=\"acq\"}");
+    assert_true(refused >= 0);
     int big = ts_connect(S.acq_port, 5000);
     static const uint8_t huge[] = { 0xFF, 0xFF, '0', '2' };
     assert_int_equal(ts_send_all(big, huge, sizeof huge), 0);
@@ -172,6 +174,7 @@ static void test_malformed_frame_closes_only_that_connection(void **state)
     close(big);
     assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"bad_message\"", 3000));
     assert_true(ts_wait_file_contains(S.switch_log, "frame of 65535 bytes above maximum", 3000));
+    assert_int_equal(stack_metric(&S, "atlas_frames_refused_total{listener=\"acq\"}"), refused + 1);
 }
 
 static void test_journal_masked_and_log_clean(void **state)
