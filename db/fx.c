@@ -10,26 +10,26 @@
 
 #define FX_SCHEMA_VERSION 7
 
-/* Times go in as seconds and come out as seconds: whole seconds both ways (the table's CHECK). */
-#define TS(p)    "to_timestamp(" p "::bigint)"
-#define EPOCH(c) "extract(epoch FROM " c ")::bigint"
-/* A time for an operator's message, in the same ISO 8601 form as the rate file. */
-#define ISO(c) "to_char(" c " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+/* Times go in as seconds and come out as seconds: whole seconds both ways (the table's CHECK).
+ * $3 and $4 are a row's valid_from and valid_to, $1 a read's time. */
+#define AT    "to_timestamp($1::bigint)"
+#define VFROM "to_timestamp($3::bigint)"
+#define VTO   "to_timestamp($4::bigint)"
+/* "to_char(col" ISO_UTC: a time for an operator's message, in the rate file's form. */
+#define ISO_UTC " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 #define FX_SELECT                                                                                  \
-    "SELECT from_currency, to_currency, rate::text, spread_pct::text, " EPOCH(                     \
-        "valid_from") ", " EPOCH("valid_to") ", floor(extract(epoch FROM loaded_at))::bigint, "    \
-                                             "source"                                              \
-                                             " FROM switch.fx_rates"
+    "SELECT from_currency, to_currency, rate::text, spread_pct::text,"                             \
+    " extract(epoch FROM valid_from)::bigint, extract(epoch FROM valid_to)::bigint,"               \
+    " floor(extract(epoch FROM loaded_at))::bigint, source FROM switch.fx_rates"
 #define FX_ORDER " ORDER BY from_currency, to_currency, valid_from"
 
 /* The statement of each scope ($1: the time; DB_FX_ALL has no parameter). */
 static const char *const scope_sql[] = {
     [DB_FX_ALL] = FX_SELECT FX_ORDER,
-    [DB_FX_IN_FORCE] =
-        FX_SELECT " WHERE valid_from <= " TS("$1") " AND (valid_to IS NULL OR"
-                                                   " valid_to > " TS("$1") ")" FX_ORDER,
-    [DB_FX_NOT_EXPIRED] = FX_SELECT " WHERE valid_to IS NULL OR valid_to > " TS("$1") FX_ORDER,
+    [DB_FX_IN_FORCE] = FX_SELECT " WHERE valid_from <= " AT
+                                 " AND (valid_to IS NULL OR valid_to > " AT ")" FX_ORDER,
+    [DB_FX_NOT_EXPIRED] = FX_SELECT " WHERE valid_to IS NULL OR valid_to > " AT FX_ORDER,
 };
 
 /* The rows of a FX_SELECT result into a fresh array (NULL when there are none). 0, or
@@ -140,25 +140,24 @@ enum { P_FROM, P_TO, P_VFROM, P_VTO, P_RATE, P_SPREAD, P_SOURCE, P_max };
 
 static const char SQL_SAME[] =
     "SELECT 1 FROM switch.fx_rates WHERE from_currency = $1 AND to_currency = $2"
-    " AND valid_from = " TS("$3") " AND valid_to IS NOT DISTINCT FROM " TS(
-        "$4") " AND rate = $5::numeric AND spread_pct = $6::numeric";
-/* The pair's open period that began before the new row, and whether the new row starts now or
- * later (now(): the transaction's start). */
-static const char SQL_OPEN[] = "SELECT " ISO("valid_from") ", " TS(
-    "$3") " >= now() FROM switch.fx_rates"
-          " WHERE from_currency = $1 AND to_currency = $2 AND valid_to IS NULL"
-          " AND valid_from < " TS("$3");
-static const char SQL_CLOSE[] = "UPDATE switch.fx_rates SET valid_to = " TS(
-    "$3") " WHERE from_currency = $1"
-          " AND to_currency = $2 AND valid_to IS NULL AND valid_from < " TS("$3");
-static const char SQL_CLASH[] = "SELECT " ISO("valid_from") ", coalesce(" ISO(
-    "valid_to") ", 'open') FROM switch.fx_rates"
-                " WHERE from_currency = $1 AND to_currency = $2"
-                " AND tstzrange(valid_from, valid_to) && tstzrange(" TS("$3") ", " TS(
-                    "$4") ") LIMIT 1";
+    " AND valid_from = " VFROM " AND valid_to IS NOT DISTINCT FROM " VTO
+    " AND rate = $5::numeric AND spread_pct = $6::numeric";
+/* The pair's open period that began before the new row, whether the new row starts now or
+ * later (now(): the transaction's start), and the new row's start for a message. */
+static const char SQL_OPEN[] =
+    "SELECT to_char(valid_from" ISO_UTC ", " VFROM " >= now(), to_char(" VFROM ISO_UTC
+    " FROM switch.fx_rates WHERE from_currency = $1 AND to_currency = $2"
+    " AND valid_to IS NULL AND valid_from < " VFROM;
+static const char SQL_CLOSE[] =
+    "UPDATE switch.fx_rates SET valid_to = " VFROM " WHERE from_currency = $1"
+    " AND to_currency = $2 AND valid_to IS NULL AND valid_from < " VFROM;
+static const char SQL_CLASH[] =
+    "SELECT to_char(valid_from" ISO_UTC ", coalesce(to_char(valid_to" ISO_UTC ", 'open')"
+    " FROM switch.fx_rates WHERE from_currency = $1 AND to_currency = $2"
+    " AND tstzrange(valid_from, valid_to) && tstzrange(" VFROM ", " VTO ") LIMIT 1";
 static const char SQL_INSERT[] =
     "INSERT INTO switch.fx_rates (from_currency, to_currency, valid_from, valid_to, rate,"
-    " spread_pct, source) VALUES ($1, $2, " TS("$3") ", " TS("$4") ", $5, $6, $7)";
+    " spread_pct, source) VALUES ($1, $2, " VFROM ", " VTO ", $5, $6, $7)";
 
 /* Runs one statement with the first n parameters of v. The result (tuples or command), or NULL
  * with err filled. */
@@ -204,14 +203,15 @@ static int write_row(PGconn *c, const struct db_fx_rate *x, const char *source,
     r = run_row(c, SQL_OPEN, P_VTO, v, err, &rc);
     if (r && PQntuples(r) > 0) {
         bool future = db_col_bool(r, 0, 1);
-        char since[32];
+        char since[32], end[32];
         db_col_text(r, 0, 0, since, sizeof since);
+        db_col_text(r, 0, 2, end, sizeof end);
         PQclear(r);
         if (!future)
             return refuse(err,
                           "the open rate in force since %s would end at %s, in the past: a rate"
                           " that was in force is never rewritten (start the new one later)",
-                          since, vf);
+                          since, end);
         if (!(r = run_row(c, SQL_CLOSE, P_VTO, v, err, &rc)))
             return rc;
         rep->closed++;
