@@ -447,12 +447,12 @@ static void test_table_constraints(void **state)
         char *close = strrchr(sql, ')');
         snprintf(close, sizeof sql - (size_t)(close - sql), ", 'sql')");
         PGresult *r = PQexec(f->check, sql);
-        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         /* Class 23: an integrity constraint refused it (not a typo in the statement). */
-        bool refused = state && strncmp(state, "23", 2) == 0;
+        bool refused = code && strncmp(code, "23", 2) == 0;
         PQclear(r);
         if (!refused)
-            fail_msg("not refused by a constraint (%s): %s", state ? state : "ok", bad[i]);
+            fail_msg("not refused by a constraint (%s): %s", code ? code : "ok", bad[i]);
     }
     assert_int_equal(count_rates(f), 1);
     /* The same pair in the other direction, and touching periods, are fine. */
