@@ -30,8 +30,8 @@ const char *fx_alpha(int numeric)
     return c ? c->alpha : "???";
 }
 
-/* n digits at s (all digits) into *v. */
-static bool two_or_four(const char *s, size_t n, unsigned *v)
+/* The n digits at s into *v; false unless all n are digits. */
+static bool digits_at(const char *s, size_t n, unsigned *v)
 {
     uint64_t u;
     if (!at_parse_u64n(s, n, 9999, &u))
@@ -44,11 +44,11 @@ int fx_time_parse(const char *s, int64_t *out, struct fx_error *err)
 {
     size_t n = strlen(s);
     unsigned y, mo, d, h = 0, mi = 0, sec = 0;
-    bool ok = (n == 10 || n == 20) && two_or_four(s, 4, &y) && s[4] == '-' &&
-              two_or_four(s + 5, 2, &mo) && s[7] == '-' && two_or_four(s + 8, 2, &d);
+    bool ok = (n == 10 || n == 20) && digits_at(s, 4, &y) && s[4] == '-' &&
+              digits_at(s + 5, 2, &mo) && s[7] == '-' && digits_at(s + 8, 2, &d);
     if (ok && n == 20)
-        ok = s[10] == 'T' && two_or_four(s + 11, 2, &h) && s[13] == ':' &&
-             two_or_four(s + 14, 2, &mi) && s[16] == ':' && two_or_four(s + 17, 2, &sec) &&
+        ok = s[10] == 'T' && digits_at(s + 11, 2, &h) && s[13] == ':' &&
+             digits_at(s + 14, 2, &mi) && s[16] == ':' && digits_at(s + 17, 2, &sec) &&
              s[19] == 'Z';
     /* A date is real when the calendar gives it back: this refuses 2026-02-30 without a table
      * of month lengths. */

@@ -12,9 +12,11 @@
 #include "cli.h"
 #include "db.h"
 #include "fx.h"
+#include "grow.h"
 
 #define LINE_MAX_BYTES 512
 #define MAX_RATES      10000 /* a rate file is a few dozen lines; this bounds a wrong file */
+#define FIRST_CAP      64
 
 static void usage(FILE *f)
 {
@@ -42,19 +44,22 @@ static void db_fail(const char *what, const struct db_error *err)
             err->sqlstate, err->sqlstate[0] ? ")" : "");
 }
 
-/* ---- load ------------------------------------------------------------------------------- */
+/* ---- the rate file ------------------------------------------------------------------------ */
 
 /* A rate file read into memory: each rate with the line it came from. */
+struct file_rate {
+    struct fx_rate r;
+    unsigned line;
+};
 struct rate_file {
-    struct fx_rate *rates;
-    unsigned *lines;
-    size_t n;
+    struct file_rate *v;
+    size_t n, cap;
 };
 
 static void rate_file_free(struct rate_file *f)
 {
-    free(f->rates);
-    free(f->lines);
+    free(f->v);
+    f->v = NULL;
 }
 
 static bool blank_or_comment(const char *s)
@@ -78,12 +83,11 @@ static int read_rate_file(const char *path, struct rate_file *out)
         fprintf(stderr, "atlas-fx: %s: %s\n", path, strerror(errno));
         return -1;
     }
-    struct rate_file f = { calloc(MAX_RATES, sizeof *f.rates), calloc(MAX_RATES, sizeof *f.lines),
-                           0 };
+    struct rate_file f = { 0 };
     char line[LINE_MAX_BYTES];
     unsigned no = 0, bad = 0;
-    bool header = false;
-    while (f.rates && f.lines && fgets(line, sizeof line, fp)) {
+    bool header = false, oom = false;
+    while (!oom && fgets(line, sizeof line, fp)) {
         no++;
         struct fx_error e = { 0 };
         if (!strchr(line, '\n') && !feof(fp)) {
@@ -106,14 +110,16 @@ static int read_rate_file(const char *path, struct rate_file *out)
             fprintf(stderr, "atlas-fx: %s:%u: more than %d rates\n", path, no, MAX_RATES);
             bad++;
             break;
-        } else if (fx_csv_line(line, &f.rates[f.n], &e) != FX_OK) {
+        } else if ((oom = at_grow((void **)&f.v, &f.cap, f.n, sizeof *f.v, FIRST_CAP) != 0)) {
+            break;
+        } else if (fx_csv_line(line, &f.v[f.n].r, &e) != FX_OK) {
             fprintf(stderr, "atlas-fx: %s:%u: %s\n", path, no, e.message);
             bad++;
         } else {
-            f.lines[f.n++] = no;
+            f.v[f.n++].line = no;
         }
     }
-    if (!f.rates || !f.lines) {
+    if (oom) {
         fprintf(stderr, "atlas-fx: out of memory\n");
         bad++;
     } else if (ferror(fp)) {
@@ -139,11 +145,11 @@ static int check_overlaps(const char *path, const struct rate_file *f)
     int rc = 0;
     for (size_t i = 0; i < f->n; i++)
         for (size_t j = i + 1; j < f->n; j++) {
-            const struct fx_rate *a = &f->rates[i], *b = &f->rates[j];
+            const struct fx_rate *a = &f->v[i].r, *b = &f->v[j].r;
             if (a->from == b->from && a->to == b->to && a->valid_from < b->valid_to &&
                 b->valid_from < a->valid_to) {
                 fprintf(stderr, "atlas-fx: %s:%u: %s->%s overlaps the period of line %u\n", path,
-                        f->lines[j], fx_alpha(a->from), fx_alpha(a->to), f->lines[i]);
+                        f->v[j].line, fx_alpha(a->from), fx_alpha(a->to), f->v[i].line);
                 rc = -1;
             }
         }
@@ -172,52 +178,7 @@ static bool from_row(const struct db_fx_rate *row, struct fx_rate *r, struct fx_
                         row->valid_to < 0 ? FX_OPEN : row->valid_to, r, err) == FX_OK;
 }
 
-static void print_rate(const struct fx_rate *r);
-static void print_table_head(void);
-
-static int cmd_load(const char *conninfo, const char *path)
-{
-    struct rate_file f;
-    if (read_rate_file(path, &f) != 0) {
-        fprintf(stderr, "atlas-fx: %s: nothing loaded\n", path);
-        return 1;
-    }
-    if (check_overlaps(path, &f) != 0) {
-        rate_file_free(&f);
-        fprintf(stderr, "atlas-fx: %s: nothing loaded\n", path);
-        return 1;
-    }
-    struct db_fx_rate *rows = calloc(f.n ? f.n : 1, sizeof *rows);
-    if (!rows) {
-        rate_file_free(&f);
-        fprintf(stderr, "atlas-fx: out of memory\n");
-        return 1;
-    }
-    for (size_t i = 0; i < f.n; i++)
-        to_row(&f.rates[i], &rows[i]);
-    struct db_fx_write_report rep;
-    struct db_error err = { 0 };
-    int rc = db_fx_rates_write(conninfo, rows, f.n, path, &rep, &err);
-    if (rc != 0) {
-        if (rep.failed < f.n)
-            fprintf(stderr, "atlas-fx: %s:%u: refused: %s\n", path, f.lines[rep.failed],
-                    err.message);
-        else
-            db_fail("load", &err);
-        fprintf(stderr, "atlas-fx: %s: nothing loaded\n", path);
-    } else {
-        printf("atlas-fx: loaded %s: %zu new, %zu unchanged, %zu open period(s) ended\n", path,
-               rep.inserted, rep.unchanged, rep.closed);
-        print_table_head();
-        for (size_t i = 0; i < f.n; i++)
-            print_rate(&f.rates[i]);
-    }
-    free(rows);
-    rate_file_free(&f);
-    return rc == 0 ? 0 : 1;
-}
-
-/* ---- show and convert ------------------------------------------------------------------- */
+/* ---- printing ----------------------------------------------------------------------------- */
 
 /* minor units as "1234.50 MAD". */
 static void format_amount(uint64_t minor, int ccy, char *out, size_t cap)
@@ -257,6 +218,50 @@ static void print_rate(const struct fx_rate *r)
         snprintf(b, sizeof b, "(out of range)");
     printf("%-9s %-12s %-7s %-10s %-9s %-21s %-21s %s = %s\n", pair, rate, spread, eff, de10, vf,
            vt, a, b);
+}
+
+/* ---- the commands ------------------------------------------------------------------------- */
+
+static int cmd_load(const char *conninfo, const char *path)
+{
+    struct rate_file f;
+    if (read_rate_file(path, &f) != 0) {
+        fprintf(stderr, "atlas-fx: %s: nothing loaded\n", path);
+        return 1;
+    }
+    if (check_overlaps(path, &f) != 0) {
+        rate_file_free(&f);
+        fprintf(stderr, "atlas-fx: %s: nothing loaded\n", path);
+        return 1;
+    }
+    struct db_fx_rate *rows = calloc(f.n ? f.n : 1, sizeof *rows);
+    if (!rows) {
+        rate_file_free(&f);
+        fprintf(stderr, "atlas-fx: out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < f.n; i++)
+        to_row(&f.v[i].r, &rows[i]);
+    struct db_fx_write_report rep;
+    struct db_error err = { 0 };
+    int rc = db_fx_rates_write(conninfo, rows, f.n, path, &rep, &err);
+    if (rc != 0) {
+        if (rep.failed < f.n)
+            fprintf(stderr, "atlas-fx: %s:%u: refused: %s\n", path, f.v[rep.failed].line,
+                    err.message);
+        else
+            db_fail("load", &err);
+        fprintf(stderr, "atlas-fx: %s: nothing loaded\n", path);
+    } else {
+        printf("atlas-fx: loaded %s: %zu new, %zu unchanged, %zu open period(s) ended\n", path,
+               rep.inserted, rep.unchanged, rep.closed);
+        print_table_head();
+        for (size_t i = 0; i < f.n; i++)
+            print_rate(&f.v[i].r);
+    }
+    free(rows);
+    rate_file_free(&f);
+    return rc == 0 ? 0 : 1;
 }
 
 /* Reads rates of a scope and builds the set. 0 or 1 (printed). */
