@@ -113,9 +113,7 @@ int fx_rate_make(const char *from, const char *to, const char *rate, const char 
         rc = currency(to, "to", &x.to, err);
     if (rc == FX_OK && x.from == x.to)
         return fx_fail(err, FX_E_INVALID, FX_WHY_NONE,
-                       "from and to are both %s: same currency "
-                       "needs no rate",
-                       fx_alpha(x.from));
+                       "from and to are both %s: one currency needs no rate", fx_alpha(x.from));
     if (rc == FX_OK)
         rc = in_field(err, fx_decimal_parse(rate, &x.rate, err), "rate");
     if (rc == FX_OK && x.rate.mantissa == 0)
