@@ -95,8 +95,8 @@ void fx_decimal_format(struct fx_decimal d, char *out, size_t cap)
 int fx_de10_make(struct fx_decimal rate, struct fx_decimal spread, struct fx_de10 *out,
                  struct fx_error *err)
 {
-    /* effective = m_r / 10^s_r × (10^(s_p+2) + m_p) / 10^(s_p+2) = N / D. With at most 18
-     * digits and 12 places each, N < 10^18 × 1.1 × 10^14 and D <= 10^26: both fit. */
+    /* effective = m_r / 10^s_r × (10^(s_p+2) + m_p) / 10^(s_p+2) = N / D. With at most 19
+     * digits and 12 places each, N < 10^19 × 1.1 × 10^14 and D <= 10^26: both fit. */
     if (rate.scale > FX_DECIMAL_SCALE || spread.scale > FX_DECIMAL_SCALE ||
         (u128)spread.mantissa > FX_SPREAD_MAX_PCT * pow10_128(spread.scale))
         return fx_fail(err, FX_E_RANGE, FX_WHY_NONE, "spread or scale out of range");

@@ -51,8 +51,10 @@ struct fx_decimal {
     unsigned scale;
 };
 
-#define FX_DECIMAL_DIGITS 18 /* significant digits a decimal may have (fits a uint64_t) */
-#define FX_DECIMAL_SCALE  12 /* digits after the point at most */
+#define FX_DECIMAL_DIGITS                                                                          \
+    19                      /* significant digits a decimal may have (fits a uint64_t), so that    \
+                               every rate switch.fx_rates accepts (< 10^7, 12 decimals) parses */
+#define FX_DECIMAL_SCALE 12 /* digits after the point at most */
 
 /* Parses digits with an optional fraction ("655.957", "1", "0.0916"); no sign, no exponent,
  * no spaces, nothing after. Trailing zeros of the fraction are kept in the scale (the value is

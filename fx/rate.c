@@ -69,9 +69,10 @@ void fx_time_format(int64_t t, char out[21])
         snprintf(out, 21, "open");
         return;
     }
-    int64_t y, secs = t % 86400;
+    /* Floor division: a time before the epoch (only a caller's, never parsed) still prints. */
+    int64_t y, days = t / 86400 - (t % 86400 < 0), secs = t - days * 86400;
     unsigned m, d;
-    at_civil_from_days(t / 86400, &y, &m, &d);
+    at_civil_from_days(days, &y, &m, &d);
     snprintf(out, 21, "%04u-%02u-%02uT%02u:%02u:%02uZ", (unsigned)(y % 10000), m, d,
              (unsigned)(secs / 3600), (unsigned)(secs / 60 % 60), (unsigned)(secs % 60));
 }

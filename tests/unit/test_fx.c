@@ -291,7 +291,8 @@ static void test_decimal_parse(void **state)
         { "1.50", 150, 2 },
         { "0", 0, 0 },
         { "007.5", 75, 1 },
-        { "999999999999999999", 999999999999999999ULL, 0 },
+        { "9999999999999999999", 9999999999999999999ULL, 0 },
+        { "9999999.999999999999", 9999999999999999999ULL, 12 },
         { "0.000000000001", 1, 12 },
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
@@ -320,7 +321,8 @@ static void test_decimal_parse(void **state)
         { "1.2.3", "not a decimal" },
         { "+1", "not a decimal" },
         { "0x10", "not a decimal" },
-        { "1234567890123456789", "significant digits" },
+        { "12345678901234567890", "significant digits" },
+        { "0.00001234567890123456789", "decimal places" },
         { "1.0000000000001", "decimal places" },
         { "0.0000000000001", "decimal places" },
     };
@@ -348,6 +350,8 @@ static void test_time_parse(void **state)
     assert_int_equal(t, 1796515200 + 10 * 3600 + 20 * 60 + 30);
     fx_time_format(t, back);
     assert_string_equal(back, "2026-12-06T10:20:30Z");
+    fx_time_format(-1, back);
+    assert_string_equal(back, "1969-12-31T23:59:59Z");
     fx_time_format(FX_OPEN, back);
     assert_string_equal(back, "open");
     assert_int_equal(fx_time_parse("2028-02-29", &t, NULL), FX_OK);
