@@ -130,11 +130,13 @@ static void test_load_show_convert(void **state)
     assert_non_null(strstr(out, "(0)"));
     free(out);
     /* 12.50 MAD: 1250 × 6062027 / 10^7 = 757.75 -> 758 XOF. */
-    assert_int_equal(fx_run(f, &out, ARGS("convert", "12.50", "MAD", "XOF")), 0);
+    assert_int_equal(fx_run(f, &out, ARGS("--at", "2026-06-01", "convert", "12.50", "MAD", "XOF")),
+                     0);
     assert_non_null(strstr(out, "12.50 MAD = 758 XOF"));
     assert_non_null(strstr(out, "DE 6 000000000758  DE 10 56062027  DE 51 952"));
     free(out);
-    assert_int_equal(fx_run(f, &out, ARGS("convert", "500", "952", "MRU")), 0);
+    assert_int_equal(fx_run(f, &out, ARGS("--at", "2026-06-01", "convert", "500", "952", "MRU")),
+                     0);
     assert_non_null(strstr(out, "500 XOF = 33.62 MRU")); /* 500 × 672373 / 10^5 = 3361.865 */
     free(out);
     /* Before the first period, and a pair with no rate: declines, never 1:1. */
