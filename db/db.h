@@ -402,7 +402,7 @@ struct db_fx_write_report {
 
 /* Writes n rates in ONE transaction — all of them or none — with source (the file name, for the
  * audit). Under a lock that makes concurrent writes wait for each other, each row is either
- * identical to a period already there (unchanged), or new; a new row ends the pair's open
+ * identical to a period already there (unchanged), or new; a new open row ends the pair's open
  * period at its valid_from when that period began earlier and valid_from is not in the past
  * (a rate that was in force is never rewritten); any other overlap with a period already there
  * is refused (the exclusion constraint is the last word). Rows within one call must not

@@ -200,7 +200,9 @@ static int write_row(PGconn *c, const struct db_fx_rate *x, const char *source,
         rep->unchanged += same;
         return rc;
     }
-    r = run_row(c, SQL_OPEN, P_VTO, v, err, &rc);
+    /* Only an open row replaces an open period: a closed one would leave the pair without a
+     * rate after it, which nobody asked for — it is an overlap like any other. */
+    r = x->valid_to < 0 ? run_row(c, SQL_OPEN, P_VTO, v, err, &rc) : NULL;
     if (r && PQntuples(r) > 0) {
         bool future = db_col_bool(r, 0, 1);
         char since[32], end[32];

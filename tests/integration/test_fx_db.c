@@ -262,6 +262,15 @@ static void test_reload_rules(void **state)
              " AND valid_to = '%s'",
              c);
     assert_int_equal(dbt_scalar(f->check, sql), 1);
+    /* A closed period inside the open one does not end it: an overlap, refused. */
+    char d1[21], d2[21];
+    snprintf(text, sizeof text,
+             "from,to,rate,spread_pct,valid_from,valid_to\nMAD,XOF,62,1.0,%s,%s\n", when(f, 30, d1),
+             when(f, 31, d2));
+    assert_int_equal(fx_run(f, &out, ARGS("load", rate_file(f, "d2.csv", text))), 1);
+    assert_non_null(strstr(out, "refused: overlaps the period from"));
+    free(out);
+    assert_int_equal(count_rates(f), 4);
     /* show at now+15 d: the first (60 × 1.01 = 60.6); at now+25 d: the second (61 × 1.01). */
     char at1[21], at2[21];
     assert_int_equal(fx_run(f, &out, ARGS("show", "--at", when(f, 15, at1))), 0);
