@@ -13,7 +13,7 @@ struct event_base;
 
 /* The schema version (highest migration number) this build of the library writes against.
  * Daemons pass it (or their own minimum) to db_schema_check_at(). */
-#define DB_SCHEMA_VERSION 6
+#define DB_SCHEMA_VERSION 7
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
@@ -351,6 +351,66 @@ typedef void (*db_done_cb)(void *arg, const struct db_error *err);
 __attribute__((warn_unused_result)) int db_reversals_update(struct db_client *c,
                                                             const struct db_reversal_change *ch,
                                                             size_t n, db_done_cb cb, void *arg);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Currency conversion rates (switch.fx_rates, migration 0007; docs/fx.md). The arithmetic is   */
+/* libatlas_fx's; here they are rows: exact decimals as text, times as seconds.                */
+
+/* One period of one ordered pair. */
+struct db_fx_rate {
+    int from_currency, to_currency; /* ISO 4217 numeric (DE 49 → DE 51) */
+    char rate[32];                  /* billing units per transaction unit, exact ("10.892345") */
+    char spread_pct[32];            /* percent ("1.0") */
+    int64_t valid_from;             /* seconds since the epoch (UTC), inclusive */
+    int64_t valid_to;               /* exclusive; -1 = open (until a later rate replaces it) */
+    int64_t loaded_at;              /* reads only: when it was loaded */
+    char source[128];               /* reads only: the file it came from */
+};
+
+/* Which rows a read returns, relative to a time `at`. */
+enum db_fx_scope {
+    DB_FX_ALL,         /* every period ever loaded (the history) */
+    DB_FX_IN_FORCE,    /* the periods in force at `at` (at most one per pair) */
+    DB_FX_NOT_EXPIRED, /* in force at `at` or later: what switchd keeps in memory, so that a
+                          period loaded ahead takes over at its valid_from without a reload */
+};
+
+/* Reads rates (blocking, one connection of its own), ordered by pair and valid_from, into a
+ * fresh array the caller frees (*rows may be NULL when *n is 0). 0, DB_E_CONN, DB_E_SCHEMA
+ * (older than 7), DB_E_SQL or DB_E_SYS with err filled. */
+__attribute__((warn_unused_result)) int db_fx_rates_read(const char *conninfo,
+                                                         enum db_fx_scope scope, int64_t at,
+                                                         struct db_fx_rate **rows, size_t *n,
+                                                         struct db_error *err);
+
+/* The same read as one job of the asynchronous client, for switchd at start and on SIGHUP:
+ * cb gets the rows (valid during the call) or an error. 0, or DB_E_FULL / DB_E_SYS (no
+ * callback then). */
+typedef void (*db_fx_rates_cb)(void *arg, const struct db_error *err, const struct db_fx_rate *rows,
+                               size_t n);
+__attribute__((warn_unused_result)) int db_fx_rates_load(struct db_client *c,
+                                                         enum db_fx_scope scope, int64_t at,
+                                                         db_fx_rates_cb cb, void *arg);
+
+/* What a write did, row by row. */
+struct db_fx_write_report {
+    size_t inserted;  /* new periods */
+    size_t unchanged; /* rows identical to a period already loaded (a file loaded twice) */
+    size_t closed;    /* open periods that a new row ended at its valid_from */
+    size_t failed;    /* on error: the index of the row refused, or SIZE_MAX (not a row's fault) */
+};
+
+/* Writes n rates in ONE transaction — all of them or none — with source (the file name, for the
+ * audit). Under a lock that makes concurrent writes wait for each other, each row is either
+ * identical to a period already there (unchanged), or new; a new open row ends the pair's open
+ * period at its valid_from when that period began earlier and valid_from is not in the past
+ * (a rate that was in force is never rewritten); any other overlap with a period already there
+ * is refused (the exclusion constraint is the last word). Rows within one call must not
+ * overlap each other (libatlas_fx checks a file first). 0, or DB_E_CONN, DB_E_SCHEMA, DB_E_SQL,
+ * DB_E_INVALID (a refused row: rep->failed says which, err why), DB_E_SYS. */
+__attribute__((warn_unused_result)) int
+db_fx_rates_write(const char *conninfo, const struct db_fx_rate *rows, size_t n, const char *source,
+                  struct db_fx_write_report *rep, struct db_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Schema and migrations (blocking: for tools and daemon start-up, before the loop runs)       */

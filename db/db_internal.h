@@ -74,6 +74,15 @@ __attribute__((warn_unused_result)) int db_migrate(PGconn *conn, const char *dir
                                                    void (*log)(const char *line),
                                                    struct db_error *err);
 
+/* The blocking helpers of migrate.c, for the other blocking work of db/ (fx.c): a connection
+ * to conninfo ("" or NULL = PG* environment), NULL with err filled; a statement without
+ * parameters, 0 or an error; err (may be NULL) from a failed result, or from the connection
+ * when res is NULL: DB_E_CONN when the connection broke or the server gave no SQLSTATE, else
+ * DB_E_SQL. */
+PGconn *db_connect_at(const char *conninfo, struct db_error *err);
+int db_run(PGconn *conn, const char *sql, struct db_error *err, const char *what);
+int db_pg_error(struct db_error *err, PGconn *conn, const PGresult *res, const char *what);
+
 /* ---- connection engine ---------------------------------------------------------------- */
 
 /* A job is a unit of work ending with one Sync: its statements are one transaction. The owner

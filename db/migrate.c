@@ -36,7 +36,7 @@ static void set_err(struct db_error *err, int code, const char *sqlstate, const 
         dbc_set_error(err, code, sqlstate, msg);
 }
 
-static int pg_err(struct db_error *err, PGconn *conn, PGresult *res, const char *what)
+int db_pg_error(struct db_error *err, PGconn *conn, const PGresult *res, const char *what)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
@@ -48,20 +48,18 @@ static int pg_err(struct db_error *err, PGconn *conn, PGresult *res, const char 
     return err ? err->code : code;
 }
 
-/* Runs sql with no parameters; 0 or an error (err filled). */
-static int run(PGconn *conn, const char *sql, struct db_error *err, const char *what)
+int db_run(PGconn *conn, const char *sql, struct db_error *err, const char *what)
 {
     PGresult *res = PQexec(conn, sql);
     ExecStatusType st = PQresultStatus(res);
     int rc = 0;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        rc = pg_err(err, conn, res, what);
+        rc = db_pg_error(err, conn, res, what);
     PQclear(res);
     return rc;
 }
 
-/* A blocking connection for the *_at functions; NULL with err filled. */
-static PGconn *connect_at(const char *conninfo, struct db_error *err)
+PGconn *db_connect_at(const char *conninfo, struct db_error *err)
 {
     PGconn *c = PQconnectdb(conninfo ? conninfo : "");
     if (PQstatus(c) == CONNECTION_OK)
@@ -77,7 +75,7 @@ static PGconn *connect_at(const char *conninfo, struct db_error *err)
 
 int db_schema_check_at(const char *conninfo, int required, struct db_error *err)
 {
-    PGconn *c = connect_at(conninfo, err);
+    PGconn *c = db_connect_at(conninfo, err);
     if (!c)
         return DB_E_CONN;
     int rc = db_schema_check(c, required, err);
@@ -88,7 +86,7 @@ int db_schema_check_at(const char *conninfo, int required, struct db_error *err)
 int db_migrate_at(const char *conninfo, const char *dir, int *applied,
                   void (*log)(const char *line), struct db_error *err)
 {
-    PGconn *c = connect_at(conninfo, err);
+    PGconn *c = db_connect_at(conninfo, err);
     if (!c)
         return DB_E_CONN;
     int rc = db_migrate(c, dir, applied, log, err);
@@ -106,7 +104,7 @@ int db_schema_check(PGconn *conn, int required, struct db_error *err)
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         bool missing = state && strcmp(state, "42P01") == 0;
-        int rc = missing ? DB_E_SCHEMA : pg_err(err, conn, res, "schema check");
+        int rc = missing ? DB_E_SCHEMA : db_pg_error(err, conn, res, "schema check");
         if (missing)
             set_err(err, DB_E_SCHEMA, state,
                     "no schema_migrations table: run `atlas-db migrate` first%s", NULL);
@@ -224,7 +222,7 @@ static int apply_one(PGconn *conn, const char *dir, const struct mfile *m, struc
                                  " WHERE version = $1",
                                  1, NULL, p1, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        int rc = pg_err(err, conn, res, "reading schema_migrations");
+        int rc = db_pg_error(err, conn, res, "reading schema_migrations");
         PQclear(res);
         free(sql);
         return rc;
@@ -242,9 +240,9 @@ static int apply_one(PGconn *conn, const char *dir, const struct mfile *m, struc
         return 0;
     }
     PQclear(res);
-    int rc = run(conn, "BEGIN", err, m->name);
+    int rc = db_run(conn, "BEGIN", err, m->name);
     if (rc == 0)
-        rc = run(conn, sql, err, m->name);
+        rc = db_run(conn, sql, err, m->name);
     free(sql);
     if (rc == 0) {
         const char *p3[] = { vbuf, m->name, sum };
@@ -253,11 +251,11 @@ static int apply_one(PGconn *conn, const char *dir, const struct mfile *m, struc
                            " VALUES ($1, $2, $3)",
                            3, NULL, p3, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
-            rc = pg_err(err, conn, res, m->name);
+            rc = db_pg_error(err, conn, res, m->name);
         PQclear(res);
     }
     if (rc == 0)
-        rc = run(conn, "COMMIT", err, m->name);
+        rc = db_run(conn, "COMMIT", err, m->name);
     if (rc != 0) {
         PQclear(PQexec(conn, "ROLLBACK"));
         return rc;
@@ -288,17 +286,17 @@ int db_migrate(PGconn *conn, const char *dir, int *applied, void (*log)(const ch
         free(files);
         return DB_E_INVALID;
     }
-    int rc = run(conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", err, "advisory lock");
+    int rc = db_run(conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", err, "advisory lock");
     if (rc != 0) {
         free(files);
         return rc;
     }
-    rc = run(conn,
-             "SET client_min_messages = warning;"
-             "CREATE TABLE IF NOT EXISTS public.schema_migrations ("
-             " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
-             " applied_at timestamptz NOT NULL DEFAULT now())",
-             err, "creating schema_migrations");
+    rc = db_run(conn,
+                "SET client_min_messages = warning;"
+                "CREATE TABLE IF NOT EXISTS public.schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())",
+                err, "creating schema_migrations");
     for (int i = 0; rc == 0 && i < n; i++) {
         int r = apply_one(conn, dir, &files[i], err);
         if (r < 0) {
