@@ -37,6 +37,8 @@ psql -q -v ON_ERROR_STOP=1 -f db/seed/demo_switch.sql
 # Fresh demo wallets every run, so the scripted expectations (balances, limits) hold.
 psql -q -v ON_ERROR_STOP=1 -c "TRUNCATE wallet.ledger, wallet.holds, wallet.requests, wallet.wallets RESTART IDENTITY CASCADE"
 build/bin/issuer-sim seed --wallets 1000
+# The demo conversion rates (docs/fx.md; loading the same file again changes nothing).
+build/bin/atlas-fx load fx/demo-rates.csv
 
 PIDS=()
 stop_all() {
