@@ -298,8 +298,11 @@ static void test_issuer_silent_then_reversal_releases(void **state)
                                        " WHERE reason = 'timeout' AND state = 'acked'",
                                        1, 8000),
                      0);
+    /* 'unavailable' when an unanswered link echo (the issuer is stopped) drops the link before
+     * the request's own timer fires: the same 91 and reversal. */
     assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.authorizations"
-                                      " WHERE outcome = 'timeout' AND response_code = '91'"),
+                                      " WHERE outcome IN ('timeout', 'unavailable')"
+                                      " AND response_code = '91'"),
                      1);
 }
 
