@@ -204,8 +204,8 @@ jnum() { # key file: first (top-level) numeric value of "key"
 }
 q() { psql -At -c "$1"; }
 
-printf '\n%-10s %8s %9s %8s %8s %8s %7s %6s %6s %6s %6s %6s %9s %s\n' "run" "asked/s" "achieved" \
-  "p50ms" "p99ms" "p999ms" "errors" "sw%" "hsm%" "iss%" "pg%" "load%" "rows" "journal check"
+printf '\n%-10s %8s %9s %8s %8s %8s %7s %6s %6s %6s %6s %6s %7s %9s %s\n' "run" "asked/s" "achieved" \
+  "p50ms" "p99ms" "p999ms" "errors" "sw%" "hsm%" "iss%" "pg%" "load%" "cpu_us" "rows" "journal check"
 TABLE=$DIR/table.txt
 : >"$TABLE"
 
@@ -266,10 +266,15 @@ run_load() {
   LAST_P99=$(jnum p99_ms "$rep") LAST_ERR=$errs LAST_KEPT=$(jnum rate_kept "$rep")
   local kept=""
   [ "$LAST_KEPT" = true ] || kept=" (harness could not keep the rate)"
-  printf '%-10s %8s %9.0f %8.2f %8.2f %8.2f %7s %6s %6s %6s %6s %6s %9s %s%s\n' "$name" "$rate" \
+  # CPU per answered request, every process of the run together (switchd, hsm-sim, the issuer,
+  # PostgreSQL, the harness), in microseconds.
+  local cpu_us
+  cpu_us=$(awk -v t=$((s1 - s0 + h1 - h0 + i1 - i0 + p1 - p0 + lt)) -v hz="$HZ" -v n="$allans" \
+    'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else printf "-" }')
+  printf '%-10s %8s %9.0f %8.2f %8.2f %8.2f %7s %6s %6s %6s %6s %6s %7s %9s %s%s\n' "$name" "$rate" \
     "$(jnum achieved_tps "$rep")" "$(jnum p50_ms "$rep")" "$LAST_P99" "$(jnum p999_ms "$rep")" \
     "$errs" "$(pct $((s1 - s0)))" "$(pct $((h1 - h0)))" "$(pct $((i1 - i0)))" "$(pct $((p1 - p0)))" \
-    "$(pct "$lt")" "$((rows1 - rows0))" "$check" "$kept" | tee -a "$TABLE"
+    "$(pct "$lt")" "$cpu_us" "$((rows1 - rows0))" "$check" "$kept" | tee -a "$TABLE"
   # Where the switch's time went (journal columns, microseconds): p50 / p99 per stage.
   q "SELECT format('           inside switchd (us, p50/p99): total %s/%s  mac %s/%s  pin %s/%s  issuer %s/%s',
        percentile_disc(0.5) WITHIN GROUP (ORDER BY lat_total_us), percentile_disc(0.99) WITHIN GROUP (ORDER BY lat_total_us),
