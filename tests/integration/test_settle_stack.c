@@ -86,6 +86,8 @@ static int run_settle(const char *date, const char *cutover, const char *csv,
 #define F_FEES           15
 #define F_NET            16
 #define F_PENDING        17
+#define F_FAILED         19
+#define F_FAILED_AMT     20
 #define N_FIELDS         21
 
 /* The numeric fields of the CSV line of (role, who, ccy) into f (text fields are 0); false when
@@ -313,6 +315,69 @@ static void test_totals_equal_journal(void **state)
     free(two);
 }
 
+/* The state of a reversal decides where its money goes. A terminal reversal acknowledged while
+ * the issuer is stopped is reversed money at once (the switch promised it; its queue row is still
+ * pending); a reversal the issuer refused (made `failed` by hand) leaves its approval in the net
+ * and shows in the failed columns. Measured as differences from a run before. */
+static void test_reversal_states(void **state)
+{
+    (void)state;
+    char csv[400];
+    snprintf(csv, sizeof csv, "%s/states.csv", S.dir);
+    int64_t before[N_FIELDS], mid[N_FIELDS], after[N_FIELDS];
+    assert_int_equal(run_settle(Date, Cut, csv, NULL), 0);
+    char *text = read_csv(csv);
+    assert_true(csv_row(text, "acquirer", "100001", "504", before));
+    free(text);
+
+    const char *pan = "4890010000000012";
+    struct sim_txn x, rev;
+    struct sim_sent sent;
+    stack_card_txn(&x, SIM_T_PURCHASE, pan, 555);
+    send_expect("TERM0001", &x, "00", &sent);
+    stack_reversal_of(&rev, pan, 555, &sent);
+    assert_int_equal(kill(S.issuer, SIGSTOP), 0);
+    struct sim_resp r;
+    const char *rc = stack_rc(&S, "TERM0001", &rev, &r, NULL);
+    long long pending = stack_scalar(
+        &S, stack_rows_sql("switch.reversal_queue", "TERM0001", &sent, "state = 'pending'"));
+    int code = run_settle(Date, Cut, csv, NULL);
+    kill(S.issuer, SIGCONT); /* before any assertion can leave it stopped */
+    assert_string_equal(rc, "00");
+    assert_int_equal(pending, 1);
+    assert_int_equal(code, 0);
+    text = read_csv(csv);
+    assert_true(csv_row(text, "acquirer", "100001", "504", mid));
+    free(text);
+    assert_int_equal(mid[F_DEBITS] - before[F_DEBITS], 1);
+    assert_int_equal(mid[F_REV_DEBITS] - before[F_REV_DEBITS], 1);
+    assert_int_equal(mid[F_REV_DEBIT_AMT] - before[F_REV_DEBIT_AMT], -555);
+    assert_int_equal(mid[F_NET], before[F_NET]);
+    assert_int_equal(mid[F_PENDING], 0); /* a terminal's reversal is never "pending" here */
+    assert_int_equal(stack_settle(&S, 20000), 0);
+
+    /* The same reversal refused by the issuer: the approval stands. */
+    const char *where = stack_rows_sql("switch.reversal_queue", "TERM0001", &sent, NULL);
+    const char *from = strstr(where, " FROM ");
+    assert_non_null(from);
+    char upd[1200];
+    snprintf(upd, sizeof upd, "UPDATE switch.reversal_queue SET state = 'failed' %s",
+             strstr(from, "WHERE"));
+    assert_int_equal(stack_exec(&S, upd), 0);
+    code = run_settle(Date, Cut, csv, NULL);
+    snprintf(upd, sizeof upd, "UPDATE switch.reversal_queue SET state = 'acked' %s",
+             strstr(from, "WHERE"));
+    assert_int_equal(stack_exec(&S, upd), 0);
+    assert_int_equal(code, 0);
+    text = read_csv(csv);
+    assert_true(csv_row(text, "acquirer", "100001", "504", after));
+    free(text);
+    assert_int_equal(after[F_REV_DEBITS], before[F_REV_DEBITS]);
+    assert_int_equal(after[F_NET] - before[F_NET], 555);
+    assert_int_equal(after[F_FAILED] - before[F_FAILED], 1);
+    assert_int_equal(after[F_FAILED_AMT] - before[F_FAILED_AMT], 555);
+}
+
 /* Two journal rows a microsecond apart around the cutover 22:00 of 2030-01-15: the first belongs
  * to that day, the second to the 16th. */
 static void test_cutover_boundary(void **state)
@@ -364,9 +429,8 @@ static void test_usage(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hand_made_nets),
-        cmocka_unit_test(test_totals_equal_journal),
-        cmocka_unit_test(test_cutover_boundary),
+        cmocka_unit_test(test_hand_made_nets),  cmocka_unit_test(test_totals_equal_journal),
+        cmocka_unit_test(test_reversal_states), cmocka_unit_test(test_cutover_boundary),
         cmocka_unit_test(test_usage),
     };
     return cmocka_run_group_tests(tests, setup, stack_teardown);
