@@ -91,16 +91,24 @@ static int reconcile(const struct st_day *day, const char *swdb, const char *iss
     return WIFEXITED(st) ? WEXITSTATUS(st) : 2;
 }
 
+/* The CSV into path through path.tmp and a rename, so that a back office never imports half a
+ * file (a run that fails leaves the previous file as it was). 0, or -1 with the reason printed. */
 static int write_csv(const char *path, const struct st_day *day, const struct st_total *t, size_t n)
 {
-    FILE *f = fopen(path, "w");
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        fprintf(stderr, "atlas-settle: %s: path too long\n", path);
+        return -1;
+    }
+    FILE *f = fopen(tmp, "w");
     if (!f) {
-        fprintf(stderr, "atlas-settle: %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "atlas-settle: %s: %s\n", tmp, strerror(errno));
         return -1;
     }
     int rc = st_write_csv(f, day, t, n);
-    if (fclose(f) != 0 || rc != 0) {
+    if (fclose(f) != 0 || rc != 0 || rename(tmp, path) != 0) {
         fprintf(stderr, "atlas-settle: %s: writing failed\n", path);
+        unlink(tmp);
         return -1;
     }
     return 0;

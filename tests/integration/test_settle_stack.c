@@ -378,6 +378,39 @@ static void test_reversal_states(void **state)
     assert_int_equal(after[F_FAILED_AMT] - before[F_FAILED_AMT], 555);
 }
 
+/* The reconciliation step: an approval in the journal that the issuer never booked is listed
+ * with its identifiers and makes the run exit 1, while the day's own nets still balance; once
+ * it is gone the day reconciles again. */
+static void test_reconciliation_lists_differences(void **state)
+{
+    (void)state;
+    static const char ins[] =
+        "INSERT INTO switch.authorizations (request_date, acquirer_id, terminal_id, stan,"
+        " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time,"
+        " processing_code, amount_minor, currency, response_code, auth_code, pan_masked,"
+        " outcome, created_at)"
+        " SELECT (now() AT TIME ZONE 'UTC')::date, '100001', 'TERM0002', '900001', d, '0200',"
+        " 'WALLET1', '900001', d, '000000', 4200, 504, '00', '424242', '489001******0012',"
+        " 'approved', now() FROM (SELECT to_char(now() AT TIME ZONE 'UTC', 'MMDDHH24MISS') d) x";
+    assert_int_equal(stack_exec(&S, ins), 0);
+    char csv[400];
+    snprintf(csv, sizeof csv, "%s/recon.csv", S.dir);
+    const char *const rec[] = { "--issuer-db", S.conninfo, NULL };
+    int code = run_settle(Date, Cut, csv, rec);
+    char *out = Last ? strdup(Last) : NULL;
+    assert_int_equal(stack_exec(&S, "DELETE FROM switch.authorizations"
+                                    " WHERE terminal_id = 'TERM0002' AND stan = '900001'"),
+                     0);
+    assert_int_equal(code, 1);
+    assert_non_null(out);
+    assert_non_null(strstr(out, "MISMATCH check=journal-vs-issuer"));
+    assert_non_null(strstr(out, "stan=900001"));
+    assert_non_null(strstr(out, "NOT RECONCILED"));
+    assert_null(strstr(out, "NOT BALANCED"));
+    free(out);
+    assert_int_equal(run_settle(Date, Cut, csv, rec), 0);
+}
+
 /* Two journal rows a microsecond apart around the cutover 22:00 of 2030-01-15: the first belongs
  * to that day, the second to the 16th. */
 static void test_cutover_boundary(void **state)
@@ -429,8 +462,11 @@ static void test_usage(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hand_made_nets),  cmocka_unit_test(test_totals_equal_journal),
-        cmocka_unit_test(test_reversal_states), cmocka_unit_test(test_cutover_boundary),
+        cmocka_unit_test(test_hand_made_nets),
+        cmocka_unit_test(test_totals_equal_journal),
+        cmocka_unit_test(test_reversal_states),
+        cmocka_unit_test(test_reconciliation_lists_differences),
+        cmocka_unit_test(test_cutover_boundary),
         cmocka_unit_test(test_usage),
     };
     return cmocka_run_group_tests(tests, setup, stack_teardown);
