@@ -413,6 +413,36 @@ db_fx_rates_write(const char *conninfo, const struct db_fx_rate *rows, size_t n,
                   struct db_fx_write_report *rep, struct db_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Settlement (atlas-settle, docs/settle.md): the journal and the reversal queue of one business */
+/* day, aggregated in PostgreSQL per acquirer, issuer and currency.                             */
+
+/* What one (acquirer, issuer, currency) did in a window [start, end) of receipt times. Amounts
+ * are minor units of `currency`, never negative. "Approved" rows are the approved 0200/0220
+ * requests received in the window, by processing code: debits (00, 01, 09, 10) and credits (20
+ * refund, 26 OCT); holds are the approved 0100s (a count: a hold is not settled money). A
+ * reversal is one per original approved 0200/0220 (its reversal_queue row), dated by the first
+ * terminal reversal (0400/0420 acknowledged) naming it or else by the queue row: "reversed" when
+ * the issuer acknowledged it or a terminal reversal was acknowledged, "pending" when neither,
+ * "failed" when the issuer refused it (the approval stands). */
+struct db_settle_pair {
+    char acquirer_id[12]; /* DE 32 */
+    char issuer_id[33];   /* "" when the journal has none (answered by the switch itself) */
+    int currency;         /* ISO 4217 numeric (DE 49) */
+    int64_t holds;
+    int64_t debits, debit_amount, credits, credit_amount;
+    int64_t rev_debits, rev_debit_amount, rev_credits, rev_credit_amount;
+    int64_t pending, pending_amount, failed, failed_amount;
+};
+
+/* Reads the pairs of [start_us, end_us) (µs since the epoch) in one statement on a connection
+ * of its own, ordered by acquirer, issuer and currency (byte order), into a fresh array the
+ * caller frees (*rows may be NULL when *n is 0). 0, DB_E_CONN, DB_E_SCHEMA (older than 6),
+ * DB_E_SQL or DB_E_SYS with err filled. */
+__attribute__((warn_unused_result)) int db_settle_read(const char *conninfo, int64_t start_us,
+                                                       int64_t end_us, struct db_settle_pair **rows,
+                                                       size_t *n, struct db_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Schema and migrations (blocking: for tools and daemon start-up, before the loop runs)       */
 
 /* db_schema_check on a connection of its own to conninfo ("" = PG* environment), closed after:
