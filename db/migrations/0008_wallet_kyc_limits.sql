@@ -59,9 +59,11 @@ ALTER TABLE wallet.wallets
 
 -- Applies a ledger row to its wallet, as in 0002, and refuses (check_violation, naming
 -- wallet_over_tier_cap) a positive entry that would take the balance above the wallet's tier cap:
--- an opening balance, a credit, a refund, an adjustment. A 'reversal' is exempt: a positive one
--- undoes a debit and returns the balance to where it was before that debit — a balance that was
--- allowed — and must never be refused. Debits are never refused by the cap either.
+-- an opening balance, a credit, a refund, an adjustment. Exempt is only the reversal of a debit
+-- entry (reverses_entry_id names it, amount its exact opposite): it gives back what that debit
+-- took and must never be refused, even when credits since then have filled the wallet to its
+-- cap. Debits are never refused by the cap either. The cap is looked up for positive entries
+-- only: the hot path's debits pay nothing for it.
 CREATE OR REPLACE FUNCTION wallet.ledger_apply() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -73,7 +75,10 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'wallet % does not exist', NEW.wallet_id USING ERRCODE = 'foreign_key_violation';
     END IF;
-    IF NEW.amount_minor > 0 AND NEW.kind <> 'reversal' THEN
+    IF NEW.amount_minor > 0 AND NOT (NEW.kind = 'reversal' AND EXISTS (
+            SELECT 1 FROM wallet.ledger l
+             WHERE l.entry_id = NEW.reverses_entry_id AND l.wallet_id = NEW.wallet_id
+               AND l.amount_minor = -NEW.amount_minor)) THEN
         SELECT t.max_balance_minor INTO v_cap
           FROM wallet.wallets w
           JOIN wallet.kyc_tiers t ON t.tier = w.kyc_tier AND t.currency = w.currency
@@ -87,6 +92,28 @@ BEGIN
     RETURN NEW;
 END
 $$;
+
+-- Moving a wallet to a tier (or currency) whose cap is below its balance is refused: lower the
+-- balance first. (Lowering a tier's cap in wallet.kyc_tiers is not refused: the wallets above
+-- the new cap can spend, and receive nothing, until they are under it.)
+CREATE FUNCTION wallet.wallets_tier_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_cap bigint;
+BEGIN
+    SELECT t.max_balance_minor INTO v_cap FROM wallet.kyc_tiers t
+     WHERE t.tier = NEW.kyc_tier AND t.currency = NEW.currency;
+    IF v_cap IS NOT NULL AND NEW.balance_minor > v_cap THEN
+        RAISE EXCEPTION 'wallet % holds % above the cap % of tier %', NEW.wallet_id,
+            NEW.balance_minor, v_cap, NEW.kyc_tier
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'wallet_over_tier_cap';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER wallets_tier_guard BEFORE UPDATE OF kyc_tier, currency ON wallet.wallets
+    FOR EACH ROW WHEN (NEW.kyc_tier <> OLD.kyc_tier OR NEW.currency <> OLD.currency)
+    EXECUTE FUNCTION wallet.wallets_tier_guard();
 
 -- wallet.sim_apply of 0005 with the monthly and credit counters: p_usage_date non-NULL sets
 -- every counter (the daily ones for p_usage_date, the monthly ones for p_usage_month).
