@@ -48,9 +48,11 @@ INSERT INTO wallet.kyc_tiers VALUES
 -- first day of a month) is the month of the monthly ones. The first request of a new day or
 -- month resets them in the same UPDATE that records it. The foreign key refuses a wallet whose
 -- tier is not defined for its currency (its checks run only when tier or currency change).
+-- A domain, not a table CHECK: checked only when the column is assigned (see 0005).
+CREATE DOMAIN wallet.month_start AS date CHECK (VALUE = date_trunc('month', VALUE)::date);
 ALTER TABLE wallet.wallets
     ADD COLUMN kyc_tier smallint NOT NULL DEFAULT 1,
-    ADD COLUMN usage_month date CHECK (usage_month = date_trunc('month', usage_month)::date),
+    ADD COLUMN usage_month wallet.month_start,
     ADD COLUMN month_debit_minor wallet.minor_nonneg NOT NULL DEFAULT 0,
     ADD COLUMN day_credit_minor wallet.minor_nonneg NOT NULL DEFAULT 0,
     ADD COLUMN month_credit_minor wallet.minor_nonneg NOT NULL DEFAULT 0,

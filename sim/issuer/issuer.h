@@ -1,7 +1,8 @@
 /* libatlas_issuer: the pure part of issuer-sim — the authorization decision over a wallet
  * snapshot, request keys, and the DE 54 additional-amounts format. No I/O, no globals; the
  * daemon (txn.c) feeds it what it read from PostgreSQL and the HSM, and applies the effects
- * it returns through db/wallet.h (wallet.sim_apply, db/migrations/0003_wallet_functions.sql). */
+ * it returns through db/wallet.h (wallet.sim_apply, latest version in
+ * db/migrations/0008_wallet_kyc_limits.sql). */
 #ifndef ATLAS_SIM_ISSUER_H
 #define ATLAS_SIM_ISSUER_H
 
