@@ -19,20 +19,25 @@ static const char *const SQL_LOAD =
     "coalesce(w.pin_offset, ''), w.pin_tries, w.pin_try_limit, "
     "coalesce(w.daily_limit_minor, -1), coalesce(w.daily_cash_limit_minor, -1), "
     "coalesce(w.daily_count_limit, -1), coalesce(to_char(w.usage_date, 'YYYY-MM-DD'), ''), "
-    "w.usage_minor, w.usage_cash_minor, w.usage_count, "
+    "w.usage_minor, w.usage_cash_minor, w.usage_count, w.day_credit_minor, "
+    "coalesce(to_char(w.usage_month, 'YYYY-MM-DD'), ''), w.month_debit_minor, "
+    "w.month_credit_minor, w.kyc_tier, coalesce(t.max_balance_minor, -1), "
+    "coalesce(t.debit_daily_limit_minor, -1), coalesce(t.debit_monthly_limit_minor, -1), "
+    "coalesce(t.credit_daily_limit_minor, -1), coalesce(t.credit_monthly_limit_minor, -1), "
     "q.response_code, q.auth_code, q.balance_minor, q.available_minor "
     "FROM (SELECT) one "
     "LEFT JOIN wallet.wallets w ON w.pan_hmac = $1::bytea "
+    "LEFT JOIN wallet.kyc_tiers t ON t.tier = w.kyc_tier AND t.currency = w.currency "
     "LEFT JOIN wallet.requests q ON q.request_key = $2";
 static const char *const SQL_APPLY =
     "SELECT * FROM wallet.sim_apply($1, $2::bigint, $3, $4, $5, $6::bigint, $7, $8, $9, "
     "$10::integer, $11::bigint, $12::bigint, $13, $14::date, $15::bigint, $16::bigint, "
-    "$17::integer)";
+    "$17::integer, $18::date, $19::bigint, $20::bigint, $21::bigint)";
 static const char *const SQL_REVERSE =
     "SELECT * FROM wallet.sim_reverse($1, $2, $3, $4::bigint, $5)";
 static const char *const SQL_EXPIRE = "SELECT wallet.sim_expire_holds()";
 
-#define APPLY_NPARAMS   17
+#define APPLY_NPARAMS   21
 #define REVERSE_NPARAMS 5
 
 /* The columns of SQL_LOAD, in order. */
@@ -57,6 +62,16 @@ enum {
     L_USAGE,
     L_USAGE_CASH,
     L_USAGE_COUNT,
+    L_DAY_CREDIT,
+    L_USAGE_MONTH,
+    L_MONTH_DEBIT,
+    L_MONTH_CREDIT,
+    L_KYC_TIER,
+    L_MAX_BALANCE,
+    L_DEBIT_DAILY,
+    L_DEBIT_MONTHLY,
+    L_CREDIT_DAILY,
+    L_CREDIT_MONTHLY,
     L_Q_RC,
     L_Q_AUTH,
     L_Q_BALANCE,
@@ -230,8 +245,19 @@ static const char *read_wallet(const PGresult *r, struct db_wallet_row *w)
     if (!db_col_text(r, 0, L_USAGE_DATE, w->usage_date, sizeof w->usage_date) ||
         !db_col_i64(r, 0, L_USAGE, &w->usage_minor) ||
         !db_col_i64(r, 0, L_USAGE_CASH, &w->usage_cash_minor) ||
-        !db_col_i64(r, 0, L_USAGE_COUNT, &w->usage_count))
+        !db_col_i64(r, 0, L_USAGE_COUNT, &w->usage_count) ||
+        !db_col_i64(r, 0, L_DAY_CREDIT, &w->day_credit_minor) ||
+        !db_col_text(r, 0, L_USAGE_MONTH, w->usage_month, sizeof w->usage_month) ||
+        !db_col_i64(r, 0, L_MONTH_DEBIT, &w->month_debit_minor) ||
+        !db_col_i64(r, 0, L_MONTH_CREDIT, &w->month_credit_minor))
         return "usage";
+    if (!db_col_int(r, 0, L_KYC_TIER, &w->kyc_tier) ||
+        !db_col_i64(r, 0, L_MAX_BALANCE, &w->max_balance_minor) ||
+        !db_col_i64(r, 0, L_DEBIT_DAILY, &w->debit_daily_limit_minor) ||
+        !db_col_i64(r, 0, L_DEBIT_MONTHLY, &w->debit_monthly_limit_minor) ||
+        !db_col_i64(r, 0, L_CREDIT_DAILY, &w->credit_daily_limit_minor) ||
+        !db_col_i64(r, 0, L_CREDIT_MONTHLY, &w->credit_monthly_limit_minor))
+        return "kyc tier";
     return NULL;
 }
 
@@ -328,7 +354,7 @@ static const char *opt(const char *s)
 
 /* The parameters of wallet.sim_apply for d; numbers are written into num. */
 static void decision_params(const struct db_wallet_decision *d, const char *v[APPLY_NPARAMS],
-                            char num[8][AT_I64_CHARS])
+                            char num[11][AT_I64_CHARS])
 {
     v[0] = d->request_key;
     v[1] = NULL;
@@ -365,11 +391,18 @@ static void decision_params(const struct db_wallet_decision *d, const char *v[AP
     v[15] = num[6];
     at_put_i64(num[7], d->usage_count);
     v[16] = num[7];
+    v[17] = d->usage_date ? d->usage_month : NULL;
+    at_put_i64(num[8], d->month_debit_minor);
+    v[18] = num[8];
+    at_put_i64(num[9], d->day_credit_minor);
+    v[19] = num[9];
+    at_put_i64(num[10], d->month_credit_minor);
+    v[20] = num[10];
 }
 
 /* The parameters of wallet.sim_reverse for r. */
 static void reversal_params(const struct db_wallet_reversal *r, const char *v[REVERSE_NPARAMS],
-                            char num[8][AT_I64_CHARS])
+                            char num[11][AT_I64_CHARS])
 {
     v[0] = r->original_key;
     v[1] = r->mti;
@@ -437,7 +470,7 @@ int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigne
     /* Parameters live here until db_exec has copied them. */
     struct db_stmt st[DB_WALLET_APPLY_MAX];
     const char *v[DB_WALLET_APPLY_MAX][APPLY_NPARAMS];
-    char num[DB_WALLET_APPLY_MAX][8][AT_I64_CHARS];
+    char num[DB_WALLET_APPLY_MAX][11][AT_I64_CHARS];
     for (unsigned i = 0; i < n; i++) {
         const struct db_wallet_op *op = &ops[call->order[i]];
         if (op->kind == DB_WALLET_OP_REVERSAL) {

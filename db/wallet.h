@@ -15,8 +15,8 @@
 struct event_base;
 
 /* The schema version the wallet statements need: wallet.sim_apply / sim_reverse of 0003 with
- * 0005's hot path and domains. */
-#define DB_WALLET_SCHEMA_VERSION 5
+ * 0005's hot path and domains, and 0008's KYC tiers and monthly and credit counters. */
+#define DB_WALLET_SCHEMA_VERSION 8
 
 /* Decisions and reversals applied by one transaction at most (one Sync per batch). */
 #define DB_WALLET_APPLY_MAX 32
@@ -44,8 +44,13 @@ struct db_wallet_row {
     char pin_offset[13]; /* "" when none */
     int pin_tries, pin_try_limit;
     int64_t daily_limit_minor, daily_cash_limit_minor, daily_count_limit; /* -1 = no limit */
-    char usage_date[11]; /* YYYY-MM-DD the usage counters belong to, "" = never used */
-    int64_t usage_minor, usage_cash_minor, usage_count;
+    char usage_date[11]; /* YYYY-MM-DD the daily counters belong to, "" = never used */
+    int64_t usage_minor, usage_cash_minor, usage_count, day_credit_minor;
+    char usage_month[11]; /* YYYY-MM-01 the monthly counters belong to, "" = never used */
+    int64_t month_debit_minor, month_credit_minor;
+    int kyc_tier; /* and its limits for the wallet's currency (wallet.kyc_tiers), -1 = none */
+    int64_t max_balance_minor, debit_daily_limit_minor, debit_monthly_limit_minor,
+        credit_daily_limit_minor, credit_monthly_limit_minor;
 };
 
 /* An answer recorded in wallet.requests (or the one an apply just recorded). */
@@ -124,8 +129,10 @@ struct db_wallet_decision {
     int64_t hold_minor;     /* > 0: place a hold of this amount */
     int64_t ledger_minor;   /* != 0: ledger movement (credit > 0, debit < 0) of kind */
     const char *kind;       /* ledger kind ("purchase", ...), optional */
-    const char *usage_date; /* YYYY-MM-DD: set the usage counters below; NULL = unchanged */
-    int64_t usage_minor, usage_cash_minor, usage_count;
+    const char *usage_date; /* YYYY-MM-DD: set every counter below; NULL = unchanged */
+    int64_t usage_minor, usage_cash_minor, usage_count, day_credit_minor;
+    const char *usage_month; /* YYYY-MM-01 of the monthly counters (with usage_date) */
+    int64_t month_debit_minor, month_credit_minor;
 };
 
 /* A reversal of the request original_key (wallet.sim_reverse), recorded under "rev:" + it. */
@@ -209,6 +216,7 @@ struct db_wallet_seed_row {
     char pvv[5];               /* PVV */
     char pin_offset[13];       /* IBM 3624 */
     int64_t daily_limit_minor; /* -1 = none */
+    int kyc_tier;              /* wallet.kyc_tiers tier for currency; 0 = the default (1) */
 };
 
 /* A blocking session that creates wallets in batches: COPY into a temporary table, then one

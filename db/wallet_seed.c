@@ -19,16 +19,18 @@
  * rows taking the new wallet ids from RETURNING (no join against the growing wallets table). */
 static const char *const SQL_WALLETS_FAST =
     "WITH ins AS (INSERT INTO wallet.wallets (pan_hmac, pan_masked, expiry, currency, "
-    "balance_minor, status, pin_method, pvki, pvv, pin_offset, daily_limit_minor) SELECT "
-    "pan_hmac, pan_masked, expiry, currency, balance, status, pin_method, pvki, pvv, pin_offset, "
-    "daily_limit FROM seed ON CONFLICT (pan_hmac) DO NOTHING RETURNING wallet_id, balance_minor) "
+    "balance_minor, status, pin_method, pvki, pvv, pin_offset, daily_limit_minor, kyc_tier) "
+    "SELECT pan_hmac, pan_masked, expiry, currency, balance, status, pin_method, pvki, pvv, "
+    "pin_offset, daily_limit, coalesce(kyc_tier, 1) FROM seed ON CONFLICT (pan_hmac) DO NOTHING "
+    "RETURNING wallet_id, balance_minor) "
     "INSERT INTO wallet.ledger (wallet_id, request_key, kind, amount_minor, balance_after_minor) "
     "SELECT wallet_id, 'opening:' || wallet_id, 'opening', balance_minor, balance_minor FROM ins "
     "WHERE balance_minor > 0";
 static const char *const SQL_WALLETS_SLOW =
     "INSERT INTO wallet.wallets (pan_hmac, pan_masked, expiry, currency, status, "
-    "pin_method, pvki, pvv, pin_offset, daily_limit_minor) SELECT pan_hmac, pan_masked, expiry, "
-    "currency, status, pin_method, pvki, pvv, pin_offset, daily_limit FROM seed "
+    "pin_method, pvki, pvv, pin_offset, daily_limit_minor, kyc_tier) SELECT pan_hmac, "
+    "pan_masked, expiry, currency, status, pin_method, pvki, pvv, pin_offset, daily_limit, "
+    "coalesce(kyc_tier, 1) FROM seed "
     "ON CONFLICT (pan_hmac) DO NOTHING";
 /* Trigger mode: opening balances, one 'opening' ledger row per new wallet; the ledger trigger
  * applies each row to its wallet (and overwrites balance_after_minor). */
@@ -40,7 +42,7 @@ static const char *const SQL_OPENING =
 static const char *const SQL_STAGING =
     "CREATE TEMP TABLE seed (pan_hmac bytea, pan_masked text, expiry text, currency "
     "smallint, balance bigint, status text, pin_method text, pvki smallint, pvv text, "
-    "pin_offset text, daily_limit bigint)";
+    "pin_offset text, daily_limit bigint, kyc_tier smallint)";
 
 struct db_wallet_seeder {
     PGconn *pc;
@@ -157,7 +159,7 @@ static bool copy_safe(const char *v, size_t cap)
 /* Writes row as one COPY text line (the staging table's columns) at the end of the buffer. */
 static int seed_line(struct db_wallet_seeder *s, const struct db_wallet_seed_row *w)
 {
-    char hx[65], pvki[12] = "\\N", limit[24] = "\\N";
+    char hx[65], pvki[12] = "\\N", limit[24] = "\\N", tier[12] = "\\N";
     const char *pvv = "\\N", *off = "\\N", *method = "ibm3624";
     static const char *const status[] = { "active", "blocked", "lost" };
     if ((unsigned)w->status > DB_WALLET_LOST || !copy_safe(w->pan_masked, sizeof w->pan_masked) ||
@@ -174,10 +176,12 @@ static int seed_line(struct db_wallet_seeder *s, const struct db_wallet_seed_row
     }
     if (w->daily_limit_minor >= 0)
         snprintf(limit, sizeof limit, "%lld", (long long)w->daily_limit_minor);
+    if (w->kyc_tier > 0)
+        snprintf(tier, sizeof tier, "%d", w->kyc_tier);
     int n = snprintf(s->buf + s->used, COPY_BUF - s->used,
-                     "\\\\x%s\t%s\t%s\t%d\t%lld\t%s\t%s\t%s\t%s\t%s\t%s\n", hx, w->pan_masked,
+                     "\\\\x%s\t%s\t%s\t%d\t%lld\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", hx, w->pan_masked,
                      w->expiry, w->currency, (long long)w->balance_minor, status[w->status], method,
-                     pvki, pvv, off, limit);
+                     pvki, pvv, off, limit, tier);
     if (n <= 0 || (size_t)n >= COPY_BUF - s->used)
         return -1;
     s->used += (size_t)n;

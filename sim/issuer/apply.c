@@ -194,6 +194,10 @@ static void decision_op(struct txn *t)
         .usage_minor = e->usage_minor,
         .usage_cash_minor = e->usage_cash_minor,
         .usage_count = e->usage_count,
+        .day_credit_minor = e->day_credit_minor,
+        .usage_month = e->usage_month,
+        .month_debit_minor = e->month_debit_minor,
+        .month_credit_minor = e->month_credit_minor,
     };
 }
 

@@ -56,13 +56,121 @@ static void set_rc(struct sim_effects *eff, const char *rc)
     memcpy(eff->rc, rc, 3);
 }
 
+/* The wallet's counters as they stand on the request's day and month: a counter that belongs
+ * to another period counts 0 (the first request of a new day or month resets it). */
+struct usage {
+    int64_t day, day_cash, day_count, day_credit, month_debit, month_credit;
+};
+
+static void current_usage(const struct sim_wallet *w, const struct sim_request *r, struct usage *u)
+{
+    bool today = strcmp(w->usage_date, r->today) == 0;
+    bool month = w->usage_month[0] != '\0' && strncmp(w->usage_month, r->today, 7) == 0;
+    u->day = today ? w->usage_minor : 0;
+    u->day_cash = today ? w->usage_cash_minor : 0;
+    u->day_count = today ? w->usage_count : 0;
+    u->day_credit = today ? w->day_credit_minor : 0;
+    u->month_debit = month ? w->month_debit_minor : 0;
+    u->month_credit = month ? w->month_credit_minor : 0;
+}
+
+/* A limit (-1 = none) that `would` passes declines with rc; the rule, its limit and the would-be
+ * amount go into eff for the issuer's log. Returns true when it declined. */
+static bool over_limit(struct sim_effects *eff, const char *rc, const char *rule, int64_t limit,
+                       int64_t would)
+{
+    if (limit < 0 || would <= limit)
+        return false;
+    set_rc(eff, rc);
+    eff->rule = rule;
+    eff->rule_limit = limit;
+    eff->rule_would = would;
+    return true;
+}
+
+/* An approval's counters: all of them, for the request's day and month (u already counts it). */
+static void record_usage(struct sim_effects *eff, const struct sim_request *r,
+                         const struct usage *u)
+{
+    eff->usage_set = true;
+    memcpy(eff->usage_date, r->today, sizeof eff->usage_date);
+    memcpy(eff->usage_month, r->today, 8); /* "YYYY-MM-" */
+    memcpy(eff->usage_month + 8, "01", 3);
+    eff->usage_minor = u->day;
+    eff->usage_cash_minor = u->day_cash;
+    eff->usage_count = u->day_count;
+    eff->day_credit_minor = u->day_credit;
+    eff->month_debit_minor = u->month_debit;
+    eff->month_credit_minor = u->month_credit;
+}
+
+/* A credit (20 refund, 26 OCT): 13 past 12 digits, then the tier's balance cap (57), then its
+ * daily and monthly credit amount limits (61). */
+static void decide_credit(const struct sim_wallet *w, const struct sim_request *r,
+                          struct sim_effects *eff)
+{
+    int64_t amt = r->amount_minor;
+    if (w->balance_minor > SIM_MAX_BALANCE - amt) {
+        set_rc(eff, "13");
+        return;
+    }
+    struct usage u;
+    current_usage(w, r, &u);
+    if (over_limit(eff, "57", "tier_max_balance", w->max_balance_minor, w->balance_minor + amt) ||
+        over_limit(eff, "61", "tier_credit_daily", w->credit_daily_limit_minor,
+                   u.day_credit + amt) ||
+        over_limit(eff, "61", "tier_credit_monthly", w->credit_monthly_limit_minor,
+                   u.month_credit + amt))
+        return;
+    u.day_credit += amt;
+    u.month_credit += amt;
+    record_usage(eff, r, &u);
+    eff->ledger_minor = amt;
+    eff->kind = ledger_kind(r->pcode);
+    set_rc(eff, "00");
+}
+
+/* A debit (00, 01, 09, 10; a hold for 0100): the wallet's daily count (65), its daily amount and
+ * daily cash amount (61), the tier's daily and monthly debit amounts (61), available funds (51). */
+static void decide_debit(const struct sim_wallet *w, const struct sim_request *r,
+                         struct sim_effects *eff)
+{
+    int64_t amt = r->amount_minor;
+    bool is_cash = r->pcode == 1;
+    struct usage u;
+    current_usage(w, r, &u);
+    if (over_limit(eff, "65", "wallet_daily_count", w->daily_count_limit, u.day_count + 1) ||
+        over_limit(eff, "61", "wallet_daily_amount", w->daily_limit_minor, u.day + amt) ||
+        (is_cash &&
+         over_limit(eff, "61", "wallet_daily_cash", w->daily_cash_limit_minor, u.day_cash + amt)) ||
+        over_limit(eff, "61", "tier_debit_daily", w->debit_daily_limit_minor, u.day + amt) ||
+        over_limit(eff, "61", "tier_debit_monthly", w->debit_monthly_limit_minor,
+                   u.month_debit + amt))
+        return;
+    if (w->balance_minor - w->held_minor < amt) {
+        set_rc(eff, "51");
+        return;
+    }
+    if (r->msg == SIM_MSG_AUTH) {
+        eff->hold_minor = amt;
+    } else {
+        eff->ledger_minor = -amt;
+        eff->kind = ledger_kind(r->pcode);
+    }
+    u.day += amt;
+    u.day_cash += is_cash ? amt : 0;
+    u.day_count++;
+    u.month_debit += amt;
+    record_usage(eff, r, &u);
+    set_rc(eff, "00");
+}
+
 /* Checks in this order (first failing one answers): request shape (12/13), card known (14),
  * status lost (62) / blocked (05), expiry for debits and inquiries (54: the wallet's card expired
  * before this month, or DE 14 differs from it), PIN when entered (75 when already at the try
  * limit, else verify: wrong → 55, or 75 on the try that reaches the limit; right → counter reset),
- * currency (57), then per kind: inquiry approved; credit refused if the balance would pass 12
- * digits (13); debit: daily count (65), daily amount and daily cash amount (61), available funds
- * (51). The PIN counter change is kept whatever the final code. */
+ * currency (57), then per kind: inquiry approved; credit: decide_credit; debit: decide_debit.
+ * The PIN counter change is kept whatever the final code. */
 int sim_decide(const struct sim_wallet *w, const struct sim_request *r, struct sim_effects *eff)
 {
     memset(eff, 0, sizeof *eff);
@@ -107,54 +215,14 @@ int sim_decide(const struct sim_wallet *w, const struct sim_request *r, struct s
         if (w->pin_tries != 0)
             eff->pin_tries = 0;
     }
-    if (r->currency != w->currency) {
+    if (r->currency != w->currency)
         set_rc(eff, "57");
-        return SIM_DECIDED;
-    }
-    if (inquiry) {
+    else if (inquiry)
         set_rc(eff, "00");
-        return SIM_DECIDED;
-    }
-    int64_t amt = r->amount_minor;
-    if (credit) {
-        if (w->balance_minor > SIM_MAX_BALANCE - amt) {
-            set_rc(eff, "13");
-            return SIM_DECIDED;
-        }
-        eff->ledger_minor = amt;
-        eff->kind = ledger_kind(r->pcode);
-        set_rc(eff, "00");
-        return SIM_DECIDED;
-    }
-    bool today = strcmp(w->usage_date, r->today) == 0;
-    int64_t used = today ? w->usage_minor : 0, cash = today ? w->usage_cash_minor : 0,
-            count = today ? w->usage_count : 0;
-    bool is_cash = r->pcode == 1;
-    if (w->daily_count_limit >= 0 && count + 1 > w->daily_count_limit) {
-        set_rc(eff, "65");
-        return SIM_DECIDED;
-    }
-    if ((w->daily_limit_minor >= 0 && used + amt > w->daily_limit_minor) ||
-        (is_cash && w->daily_cash_limit_minor >= 0 && cash + amt > w->daily_cash_limit_minor)) {
-        set_rc(eff, "61");
-        return SIM_DECIDED;
-    }
-    if (w->balance_minor - w->held_minor < amt) {
-        set_rc(eff, "51");
-        return SIM_DECIDED;
-    }
-    if (r->msg == SIM_MSG_AUTH) {
-        eff->hold_minor = amt;
-    } else {
-        eff->ledger_minor = -amt;
-        eff->kind = ledger_kind(r->pcode);
-    }
-    eff->usage_set = true;
-    memcpy(eff->usage_date, r->today, sizeof eff->usage_date);
-    eff->usage_minor = used + amt;
-    eff->usage_cash_minor = cash + (is_cash ? amt : 0);
-    eff->usage_count = count + 1;
-    set_rc(eff, "00");
+    else if (credit)
+        decide_credit(w, r, eff);
+    else
+        decide_debit(w, r, eff);
     return SIM_DECIDED;
 }
 
@@ -238,16 +306,22 @@ int sim_seed_spec(uint64_t index, struct sim_seed_spec *out)
 {
     static const char *const bins[4] = { "489001", "489002", "489003", "489004" };
     static const int ccys[4] = { 504, 952, 950, 929 };
-    /* The README's demo cards: BIN slot, PIN, expiry, status, balance, daily limit */
+    /* The README's demo cards: BIN slot, PIN, expiry, status, balance, daily limit, KYC tier
+     * (1 basic; the XOF card's 500,000 is above basic's cap, so it is 2, full). */
     static const struct {
         int bin;
         const char *pin, *expiry, *status;
         int64_t balance, limit;
+        int tier;
     } demo[8] = {
-        { 0, "1234", "2812", "active", 100000, -1 },  { 1, "4321", "2812", "active", 500000, -1 },
-        { 2, "1111", "2812", "active", 1000, -1 },    { 3, "2222", "2812", "active", 500000, -1 },
-        { 0, "1234", "2812", "blocked", 100000, -1 }, { 0, "1234", "2812", "lost", 100000, -1 },
-        { 0, "1234", "2001", "active", 100000, -1 },  { 0, "1234", "2812", "active", 100000, 5000 },
+        { 0, "1234", "2812", "active", 100000, -1, 1 },
+        { 1, "4321", "2812", "active", 500000, -1, 2 },
+        { 2, "1111", "2812", "active", 1000, -1, 1 },
+        { 3, "2222", "2812", "active", 500000, -1, 1 },
+        { 0, "1234", "2812", "blocked", 100000, -1, 1 },
+        { 0, "1234", "2812", "lost", 100000, -1, 1 },
+        { 0, "1234", "2001", "active", 100000, -1, 1 },
+        { 0, "1234", "2812", "active", 100000, 5000, 1 },
     };
     if (index < 1 || index > 999999999)
         return -1;
@@ -260,12 +334,14 @@ int sim_seed_spec(uint64_t index, struct sim_seed_spec *out)
         out->status = demo[index - 1].status;
         out->balance_minor = demo[index - 1].balance;
         out->daily_limit_minor = demo[index - 1].limit;
+        out->kyc_tier = demo[index - 1].tier;
     } else {
         snprintf(out->pin, sizeof out->pin, "%04u", (unsigned)((index * 7919 + 1234) % 10000));
         memcpy(out->expiry, "2812", 5);
         out->status = "active";
         out->balance_minor = 100000 + (int64_t)(index % 50) * 1000;
         out->daily_limit_minor = -1;
+        out->kyc_tier = 9;
     }
     out->currency = ccys[b];
     out->ibm = b == 1;

@@ -1,7 +1,8 @@
 /* libatlas_issuer: the pure part of issuer-sim — the authorization decision over a wallet
  * snapshot, request keys, and the DE 54 additional-amounts format. No I/O, no globals; the
  * daemon (txn.c) feeds it what it read from PostgreSQL and the HSM, and applies the effects
- * it returns through db/wallet.h (wallet.sim_apply, db/migrations/0003_wallet_functions.sql). */
+ * it returns through db/wallet.h (wallet.sim_apply, latest version in
+ * db/migrations/0008_wallet_kyc_limits.sql). */
 #ifndef ATLAS_SIM_ISSUER_H
 #define ATLAS_SIM_ISSUER_H
 
@@ -22,8 +23,14 @@ struct sim_wallet {
     enum sim_status status;
     int pin_tries, pin_try_limit;
     int64_t daily_limit_minor, daily_cash_limit_minor, daily_count_limit;
-    char usage_date[11]; /* YYYY-MM-DD the counters belong to, "" = never used */
-    int64_t usage_minor, usage_cash_minor, usage_count;
+    char usage_date[11]; /* YYYY-MM-DD the daily counters belong to, "" = never used */
+    int64_t usage_minor, usage_cash_minor, usage_count; /* the day's debits */
+    int64_t day_credit_minor;                           /* the day's credits */
+    char usage_month[11]; /* YYYY-MM-01 the monthly counters belong to, "" = never used */
+    int64_t month_debit_minor, month_credit_minor;
+    /* The KYC tier's limits for the wallet's currency (wallet.kyc_tiers; -1 = no limit). */
+    int64_t max_balance_minor, debit_daily_limit_minor, debit_monthly_limit_minor,
+        credit_daily_limit_minor, credit_monthly_limit_minor;
 };
 
 enum sim_msg { SIM_MSG_AUTH, SIM_MSG_FINANCIAL }; /* 0100 (hold) / 0200 (move money) */
@@ -50,9 +57,16 @@ struct sim_effects {
     int64_t hold_minor;   /* > 0: place a hold of this amount */
     int64_t ledger_minor; /* != 0: ledger movement (credit > 0, debit < 0) */
     const char *kind;     /* ledger kind ("purchase", ...) when ledger_minor != 0 */
-    bool usage_set;       /* write the usage counters below for usage_date */
+    bool usage_set;       /* write every usage counter below (day usage_date, month usage_month) */
     char usage_date[11];
-    int64_t usage_minor, usage_cash_minor, usage_count;
+    int64_t usage_minor, usage_cash_minor, usage_count, day_credit_minor;
+    char usage_month[11]; /* YYYY-MM-01 */
+    int64_t month_debit_minor, month_credit_minor;
+    /* A decline by a limit: the rule's name ("tier_max_balance", ...), the limit and the amount
+     * the request would have brought the counter (or balance) to — for the issuer's log. NULL
+     * rule for every other answer. */
+    const char *rule;
+    int64_t rule_limit, rule_would;
 };
 
 /* Return values of sim_decide. */
@@ -92,8 +106,9 @@ sim_request_key(const char *acq, size_t acq_len, const char *tid, size_t tid_len
 /* The deterministic demo wallet number index (1-based) of `issuer-sim seed`: wallets 1..8 are the
  * demo cards of the README's demo world; the others take BINs 489001..489004 in turn, account
  * number = index (9 digits), a Luhn check digit, PIN = (index * 7919 + 1234) mod 10000 on 4 digits,
- * expiry 2812, active, no limits, PIN method IBM 3624 offset for BIN 489002 and Visa PVV (PVKI 1)
- * otherwise, balance 100000 + (index mod 50) * 1000 minor units. */
+ * expiry 2812, active, no wallet limits, KYC tier 9 ("load": no tier limit bites), PIN method IBM
+ * 3624 offset for BIN 489002 and Visa PVV (PVKI 1) otherwise, balance 100000 + (index mod 50) *
+ * 1000 minor units. */
 struct sim_seed_spec {
     char pan[20];
     char pin[5];
@@ -103,6 +118,7 @@ struct sim_seed_spec {
     int64_t balance_minor;
     bool ibm;                  /* IBM 3624 offset, else Visa PVV */
     int64_t daily_limit_minor; /* -1 = none */
+    int kyc_tier;              /* wallet.kyc_tiers: 1 basic, 2 full, 9 load */
 };
 
 /* Fills out for wallet index (1..999999999). Returns 0 or -1 when index is out of range. */

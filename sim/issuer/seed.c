@@ -114,6 +114,7 @@ static int seed_row(uint64_t index, struct hsm_key *pvk, const uint8_t *hkey, si
                 : strcmp(sp.status, "blocked") == 0 ? DB_WALLET_BLOCKED
                                                     : DB_WALLET_ACTIVE;
     w->daily_limit_minor = sp.daily_limit_minor;
+    w->kyc_tier = sp.kyc_tier;
     rc = 0;
 out:
     memset(&sp, 0, sizeof sp); /* the clear PIN */

@@ -179,6 +179,15 @@ static void sim_wallet_from_row(struct sim_wallet *sw, const struct db_wallet_ro
     sw->usage_minor = w->usage_minor;
     sw->usage_cash_minor = w->usage_cash_minor;
     sw->usage_count = w->usage_count;
+    sw->day_credit_minor = w->day_credit_minor;
+    memcpy(sw->usage_month, w->usage_month, sizeof sw->usage_month);
+    sw->month_debit_minor = w->month_debit_minor;
+    sw->month_credit_minor = w->month_credit_minor;
+    sw->max_balance_minor = w->max_balance_minor;
+    sw->debit_daily_limit_minor = w->debit_daily_limit_minor;
+    sw->debit_monthly_limit_minor = w->debit_monthly_limit_minor;
+    sw->credit_daily_limit_minor = w->credit_daily_limit_minor;
+    sw->credit_monthly_limit_minor = w->credit_monthly_limit_minor;
 }
 
 /* The snapshot: the card's wallet, if any, and the request's recorded answer if it was
@@ -233,6 +242,19 @@ void txn_load(struct txn *t)
         txn_fail(t, "96", "db_full");
 }
 
+/* A decline by a limit names its rule, the limit and the amount the request would have brought
+ * the counter (or the balance, for tier_max_balance) to: the response code alone (61 is several
+ * rules) does not tell an operator which one. Logged when decided; a decision made again after a
+ * concurrent change logs again. */
+static void log_limit(const struct txn *t)
+{
+    at_log(AT_LOG_INFO, "issuer_limit_decline", AT_STR("rule", t->eff.rule),
+           AT_STR("rc", t->eff.rc), AT_STR("pcode", t->pcode), AT_STR("pan", t->pan_masked),
+           AT_INT("kyc_tier", t->wallet.kyc_tier), AT_INT("limit", t->eff.rule_limit),
+           AT_INT("would_be", t->eff.rule_would), AT_INT("amount", t->amount),
+           AT_INT("currency", t->currency));
+}
+
 void txn_decide(struct txn *t)
 {
     int d = sim_decide(t->have_wallet ? &t->w : NULL, &t->r, &t->eff);
@@ -240,5 +262,7 @@ void txn_decide(struct txn *t)
         hsmcmd_verify_pin(t);
         return;
     }
+    if (t->eff.rule)
+        log_limit(t);
     txn_apply(t);
 }

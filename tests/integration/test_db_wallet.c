@@ -206,6 +206,134 @@ static struct db_wallet_op debit(const char *key, const struct db_wallet_row *s,
     };
 }
 
+/* A credit (OCT) of amount on the snapshot s as an approval would record it. */
+static struct db_wallet_op credit(const char *key, const struct db_wallet_row *s, int64_t amount)
+{
+    struct db_wallet_op op = debit(key, s, amount);
+    op.u.decision.pcode = "260000";
+    op.u.decision.ledger_minor = amount;
+    op.u.decision.kind = "credit";
+    op.u.decision.usage_minor = 0;
+    op.u.decision.usage_count = 0;
+    op.u.decision.usage_month = "2026-12-01";
+    op.u.decision.day_credit_minor = amount;
+    op.u.decision.month_credit_minor = amount;
+    return op;
+}
+
+/* The tier's limits come with the snapshot; the counters are written and read back; the cap is
+ * enforced by PostgreSQL whatever the decision said (an over-cap credit through sim_apply, a
+ * direct ledger insert, a tier change), and never against the reversal of a debit. */
+static void test_kyc_tier_cap_in_sql(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(seed(f->conninfo, 1), 1);
+    struct db_wallet_row w = load(f, 1, "a").snap.wallet;
+    assert_int_equal(w.kyc_tier, 1); /* the default: basic */
+    assert_int_equal(w.max_balance_minor, 500000);
+    assert_int_equal(w.debit_daily_limit_minor, 200000);
+    assert_int_equal(w.debit_monthly_limit_minor, 1000000);
+    assert_int_equal(w.credit_daily_limit_minor, 500000);
+    assert_int_equal(w.credit_monthly_limit_minor, 2000000);
+    assert_string_equal(w.usage_month, "");
+    assert_int_equal(w.balance_minor, 1000);
+
+    /* A wrong decision: an approval one minor unit over the cap. PostgreSQL refuses it. */
+    struct db_wallet_op op = credit("c-over", &w, 499001);
+    struct applied a = apply(f, &op, 1);
+    assert_int_equal(a.err.code, DB_E_SQL);
+    assert_string_equal(a.err.sqlstate, "23514");
+    assert_non_null(strstr(a.err.message, "tier cap"));
+    assert_int_equal(dbt_scalar(f->check, "SELECT balance_minor FROM wallet.wallets"), 1000);
+    /* Exactly to the cap is fine, and the credit counters are recorded. */
+    op = credit("c-cap", &w, 499000);
+    a = apply(f, &op, 1);
+    assert_int_equal(a.err.code, 0);
+    assert_int_equal(a.out[0].answer.balance_minor, 500000);
+    w = load(f, 1, "b").snap.wallet;
+    assert_string_equal(w.usage_month, "2026-12-01");
+    assert_int_equal(w.day_credit_minor, 499000);
+    assert_int_equal(w.month_credit_minor, 499000);
+
+    /* A debit, a credit that fills the wallet again, then the debit's reversal: the balance
+     * passes the cap and the reversal is still applied; the month's debit is given back. */
+    struct db_wallet_op d = debit("d1", &w, 300);
+    d.u.decision.usage_month = "2026-12-01";
+    d.u.decision.month_debit_minor = 300;
+    d.u.decision.day_credit_minor = 499000;
+    d.u.decision.month_credit_minor = 499000;
+    a = apply(f, &d, 1);
+    assert_int_equal(a.out[0].verdict, DB_WALLET_APPLIED);
+    w = load(f, 1, "c").snap.wallet;
+    assert_int_equal(w.month_debit_minor, 300);
+    op = credit("c-fill", &w, 300);
+    op.u.decision.usage_minor = 300;
+    op.u.decision.usage_count = 1;
+    op.u.decision.month_debit_minor = 300;
+    op.u.decision.day_credit_minor = 499300;
+    op.u.decision.month_credit_minor = 499300;
+    a = apply(f, &op, 1);
+    assert_int_equal(a.out[0].answer.balance_minor, 500000);
+    /* The credit's row (created today by the test) and the debit's are of today's date only if
+     * the counters are; make them so, as issuer-sim would have at the time. */
+    assert_int_equal(dbt_exec(f->check, "UPDATE wallet.wallets SET usage_date = current_date, "
+                                        "usage_month = date_trunc('month', current_date)"),
+                     0);
+    struct db_wallet_op rev = { .kind = DB_WALLET_OP_REVERSAL,
+                                .u.reversal = { .original_key = "d1",
+                                                .mti = "0420",
+                                                .pcode = "000000",
+                                                .amount_minor = 300 } };
+    a = apply(f, &rev, 1);
+    assert_int_equal(a.err.code, 0);
+    assert_string_equal(a.out[0].answer.rc, "00");
+    assert_int_equal(a.out[0].answer.balance_minor, 500300);
+    w = load(f, 1, "d").snap.wallet;
+    assert_int_equal(w.month_debit_minor, 0);
+    assert_int_equal(w.usage_minor, 0);
+    assert_int_equal(w.usage_count, 0);
+    assert_int_equal(w.month_credit_minor, 499300); /* credits untouched by a debit's reversal */
+    /* The reversal of a credit gives its amount back to the credit counters. */
+    rev.u.reversal.original_key = "c-fill";
+    rev.u.reversal.pcode = "260000";
+    a = apply(f, &rev, 1);
+    assert_string_equal(a.out[0].answer.rc, "00");
+    assert_int_equal(a.out[0].answer.balance_minor, 500000);
+    w = load(f, 1, "e").snap.wallet;
+    assert_int_equal(w.day_credit_minor, 499000);
+    assert_int_equal(w.month_credit_minor, 499000);
+
+    /* Direct SQL: a positive entry that is not the reversal of a debit is capped, whatever its
+     * kind; a wallet cannot be moved to a tier whose cap is below its balance. */
+    assert_int_equal(dbt_exec(f->check, "INSERT INTO wallet.ledger (wallet_id, request_key, kind,"
+                                        " amount_minor) SELECT wallet_id, 'x1', 'adjustment', 1"
+                                        " FROM wallet.wallets"),
+                     -1);
+    assert_int_equal(dbt_exec(f->check, "INSERT INTO wallet.ledger (wallet_id, request_key, kind,"
+                                        " amount_minor) SELECT wallet_id, 'x2', 'reversal', 1"
+                                        " FROM wallet.wallets"),
+                     -1);
+    assert_int_equal(dbt_exec(f->check, "UPDATE wallet.wallets SET balance_minor = 900000"), -1);
+    assert_int_equal(dbt_exec(f->check, "INSERT INTO wallet.ledger (wallet_id, request_key, kind,"
+                                        " amount_minor) SELECT wallet_id, 'x3', 'adjustment', -1"
+                                        " FROM wallet.wallets"),
+                     0);
+    assert_int_equal(dbt_exec(f->check, "UPDATE wallet.wallets SET kyc_tier = 2"), 0);
+    assert_int_equal(dbt_exec(f->check, "INSERT INTO wallet.ledger (wallet_id, request_key, kind,"
+                                        " amount_minor) SELECT wallet_id, 'x4', 'credit', 1000"
+                                        " FROM wallet.wallets"),
+                     0);
+    assert_int_equal(dbt_exec(f->check, "UPDATE wallet.wallets SET kyc_tier = 1"), -1);
+    assert_int_equal(dbt_exec(f->check, "UPDATE wallet.wallets SET kyc_tier = 3"), -1); /* none */
+    assert_int_equal(dbt_scalar(f->check, "SELECT balance_minor FROM wallet.wallets"), 500999);
+    assert_int_equal(dbt_scalar(f->check, "SELECT count(*) FROM wallet.wallets w JOIN "
+                                          "wallet.kyc_tiers t ON t.tier = w.kyc_tier AND "
+                                          "t.currency = w.currency WHERE w.balance_minor > "
+                                          "t.max_balance_minor"),
+                     0);
+    assert_int_equal(dbt_scalar(f->check, "SELECT count(*) FROM wallet.invariant_violations"), 0);
+}
+
 /* ---- tests ------------------------------------------------------------------------------ */
 
 static void test_seed_and_snapshot(void **state)
@@ -407,6 +535,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused_batch_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_check_and_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kyc_tier_cap_in_sql, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -981,6 +981,44 @@ static void test_wallet_rules_enforced(void **st)
     assert_invariants();
 }
 
+/* The KYC tier's rules through issuer-sim: demo card 1 (MAD, tier 1 "basic": cap 5,000.00, debits
+ * 2,000.00 a day). The issue's OCT of 900,000.00 is declined 57 with no effect; a credit exactly
+ * to the cap is approved and one minor unit more is then declined; a debit above the tier's daily
+ * limit is declined 61. The log names each rule, with the masked PAN only. */
+static void test_kyc_tier_limits(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long b = balance(1);
+    struct req r = {
+        .mti = "0200", .pcode = "260000", .pan = pan_of(1), .amount = 90000000, .ccy = "504"
+    };
+    expect_rc(&r, "57");
+    assert_int_equal(balance(1), b);
+    assert_true(ts_file_contains(F.log_path, "\"tier_max_balance\""));
+    r.amount = 500000 - b;
+    r.stan[0] = '\0'; /* a new request, not a repeat */
+    expect_rc(&r, "00");
+    assert_int_equal(balance(1), 500000);
+    r = (struct req){
+        .mti = "0200", .pcode = "200000", .pan = pan_of(1), .amount = 1, .ccy = "504"
+    };
+    expect_rc(&r, "57");
+    assert_int_equal(balance(1), 500000);
+    assert_int_equal(q("SELECT day_credit_minor FROM wallet.wallets WHERE wallet_id = 1"),
+                     500000 - b);
+    r = (struct req){ .mti = "0200",
+                      .pcode = "000000",
+                      .pan = pan_of(1),
+                      .pin = "1234",
+                      .amount = 200001,
+                      .expiry = "2812" };
+    expect_rc(&r, "61");
+    assert_true(ts_file_contains(F.log_path, "\"tier_debit_daily\""));
+    assert_int_equal(balance(1), 500000);
+    assert_invariants();
+}
+
 static void test_log_masked(void **st)
 {
     (void)st;
@@ -1013,6 +1051,7 @@ int main(void)
         cmocka_unit_test(test_decisions_committed_in_batches),
         cmocka_unit_test(test_refused_decision_spares_its_batch),
         cmocka_unit_test(test_wallet_rules_enforced),
+        cmocka_unit_test(test_kyc_tier_limits),
         cmocka_unit_test(test_log_masked),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -24,6 +24,12 @@ static struct sim_wallet wallet(void)
         .daily_cash_limit_minor = -1,
         .daily_count_limit = -1,
         .usage_date = "",
+        .usage_month = "",
+        .max_balance_minor = -1,
+        .debit_daily_limit_minor = -1,
+        .debit_monthly_limit_minor = -1,
+        .credit_daily_limit_minor = -1,
+        .credit_monthly_limit_minor = -1,
     };
     return w;
 }
@@ -100,7 +106,10 @@ static void test_kinds(void **st)
     decide_rc(&w, &r, "00", &e);
     assert_string_equal(e.kind, "refund");
     assert_int_equal(e.ledger_minor, 300);
-    assert_false(e.usage_set);
+    assert_true(e.usage_set); /* credits count towards the tier's credit limits */
+    assert_int_equal(e.day_credit_minor, 300);
+    assert_int_equal(e.month_credit_minor, 300);
+    assert_int_equal(e.usage_minor, 0);
     r = request(SIM_MSG_FINANCIAL, 26, 300);
     decide_rc(&w, &r, "00", &e);
     assert_string_equal(e.kind, "credit");
@@ -264,6 +273,197 @@ static void test_limits_and_funds(void **st)
     decide_rc(&w, &r, "00", &e);
 }
 
+/* The tier's daily and monthly debit amount limits: at the limit approved, one minor unit over
+ * declined 61 naming the rule; yesterday's / last month's usage does not count. */
+static void test_tier_debit_limits(void **st)
+{
+    (void)st;
+    struct sim_wallet w = wallet();
+    w.debit_daily_limit_minor = 5000;
+    w.debit_monthly_limit_minor = 20000;
+    memcpy(w.usage_date, "2026-11-26", 11);
+    w.usage_minor = 3000;
+    memcpy(w.usage_month, "2026-11-01", 11);
+    w.month_debit_minor = 10000;
+    struct sim_request r = request(SIM_MSG_FINANCIAL, 0, 2000);
+    struct sim_effects e;
+    decide_rc(&w, &r, "00", &e);
+    assert_null(e.rule);
+    assert_int_equal(e.usage_minor, 5000);
+    assert_int_equal(e.month_debit_minor, 12000);
+    assert_string_equal(e.usage_month, "2026-11-01");
+    r.amount_minor = 2001;
+    decide_rc(&w, &r, "61", &e);
+    assert_string_equal(e.rule, "tier_debit_daily");
+    assert_int_equal(e.rule_limit, 5000);
+    assert_int_equal(e.rule_would, 5001);
+    assert_false(e.usage_set);
+    assert_int_equal(e.ledger_minor, 0);
+    /* a hold counts like a debit */
+    r = request(SIM_MSG_AUTH, 0, 2001);
+    decide_rc(&w, &r, "61", &e);
+    /* the month: 10000 used, 20000 allowed */
+    w.usage_minor = 0;
+    w.debit_daily_limit_minor = -1;
+    r = request(SIM_MSG_FINANCIAL, 0, 10000);
+    decide_rc(&w, &r, "00", &e);
+    assert_int_equal(e.month_debit_minor, 20000);
+    r.amount_minor = 10001;
+    decide_rc(&w, &r, "61", &e);
+    assert_string_equal(e.rule, "tier_debit_monthly");
+    assert_int_equal(e.rule_would, 20001);
+    /* a new month resets the monthly counter (and the day's) */
+    memcpy(r.today, "2026-12-01", 11);
+    memcpy(r.now_yymm, "2612", 5);
+    decide_rc(&w, &r, "00", &e);
+    assert_int_equal(e.month_debit_minor, 10001);
+    assert_int_equal(e.usage_minor, 10001);
+    assert_string_equal(e.usage_month, "2026-12-01");
+    assert_string_equal(e.usage_date, "2026-12-01");
+    /* the same month of another year is another month */
+    memcpy(w.usage_month, "2025-12-01", 11);
+    r.amount_minor = 20000;
+    decide_rc(&w, &r, "00", &e);
+    assert_int_equal(e.month_debit_minor, 20000);
+    /* a new day resets the daily counter, not the monthly one */
+    memcpy(w.usage_month, "2026-11-01", 11);
+    w.debit_daily_limit_minor = 5000;
+    w.usage_minor = 5000;
+    r = request(SIM_MSG_FINANCIAL, 0, 5000);
+    memcpy(r.today, "2026-11-27", 11);
+    decide_rc(&w, &r, "00", &e);
+    assert_int_equal(e.usage_minor, 5000);
+    assert_int_equal(e.month_debit_minor, 15000);
+    /* the debit limits say nothing of credits */
+    w.month_debit_minor = 20000;
+    r = request(SIM_MSG_FINANCIAL, 20, 9000);
+    decide_rc(&w, &r, "00", &e);
+    assert_int_equal(e.month_debit_minor, 20000); /* carried as it stands */
+    assert_int_equal(e.usage_minor, 5000);
+}
+
+/* The order of the debit checks: count (65), the wallet's own daily amount (61), the tier's daily
+ * and monthly (61), then funds (51). */
+static void test_debit_check_order(void **st)
+{
+    (void)st;
+    struct sim_wallet w = wallet();
+    w.balance_minor = 100;
+    w.daily_count_limit = 1;
+    w.daily_limit_minor = 100;
+    w.debit_daily_limit_minor = 100;
+    w.debit_monthly_limit_minor = 100;
+    memcpy(w.usage_date, "2026-11-26", 11);
+    w.usage_count = 1;
+    struct sim_request r = request(SIM_MSG_FINANCIAL, 0, 1000);
+    struct sim_effects e;
+    decide_rc(&w, &r, "65", &e);
+    assert_string_equal(e.rule, "wallet_daily_count");
+    w.daily_count_limit = -1;
+    decide_rc(&w, &r, "61", &e);
+    assert_string_equal(e.rule, "wallet_daily_amount");
+    w.daily_limit_minor = -1;
+    decide_rc(&w, &r, "61", &e);
+    assert_string_equal(e.rule, "tier_debit_daily");
+    w.debit_daily_limit_minor = -1;
+    decide_rc(&w, &r, "61", &e);
+    assert_string_equal(e.rule, "tier_debit_monthly");
+    w.debit_monthly_limit_minor = -1;
+    decide_rc(&w, &r, "51", &e);
+    assert_null(e.rule);
+}
+
+/* The balance cap: a credit that takes the balance exactly to the cap is approved, one minor unit
+ * more is declined 57; debits are never refused by it, even on a wallet above it. */
+static void test_tier_balance_cap(void **st)
+{
+    (void)st;
+    struct sim_wallet w = wallet();
+    w.max_balance_minor = 500000;
+    w.balance_minor = 100000;
+    w.held_minor = 50000; /* holds do not change the ledger balance the cap is about */
+    struct sim_request r = request(SIM_MSG_FINANCIAL, 26, 400000);
+    struct sim_effects e;
+    decide_rc(&w, &r, "00", &e);
+    assert_int_equal(e.ledger_minor, 400000);
+    r.amount_minor = 400001;
+    decide_rc(&w, &r, "57", &e);
+    assert_string_equal(e.rule, "tier_max_balance");
+    assert_int_equal(e.rule_limit, 500000);
+    assert_int_equal(e.rule_would, 500001);
+    assert_int_equal(e.ledger_minor, 0);
+    assert_false(e.usage_set);
+    r = request(SIM_MSG_FINANCIAL, 20, 400001); /* a refund too */
+    decide_rc(&w, &r, "57", &e);
+    /* the example: 900,000.00 MAD */
+    r = request(SIM_MSG_FINANCIAL, 26, 90000000);
+    decide_rc(&w, &r, "57", &e);
+    /* 12 digits is still 13, before the cap */
+    r.amount_minor = SIM_MAX_BALANCE;
+    decide_rc(&w, &r, "13", &e);
+    /* a wallet above its cap (the operator lowered it) can still spend */
+    w.balance_minor = 600000;
+    w.held_minor = 0;
+    r = request(SIM_MSG_FINANCIAL, 0, 1000);
+    decide_rc(&w, &r, "00", &e);
+    r = request(SIM_MSG_FINANCIAL, 20, 1);
+    decide_rc(&w, &r, "57", &e);
+}
+
+/* The tier's daily and monthly credit limits (61, named), after the cap, with their resets. */
+static void test_tier_credit_limits(void **st)
+{
+    (void)st;
+    struct sim_wallet w = wallet();
+    w.max_balance_minor = 1000000;
+    w.credit_daily_limit_minor = 5000;
+    w.credit_monthly_limit_minor = 8000;
+    memcpy(w.usage_date, "2026-11-26", 11);
+    w.day_credit_minor = 4000;
+    memcpy(w.usage_month, "2026-11-01", 11);
+    w.month_credit_minor = 6000;
+    w.usage_minor = 700; /* today's debits are carried unchanged */
+    w.month_debit_minor = 900;
+    struct sim_request r = request(SIM_MSG_FINANCIAL, 20, 1000);
+    struct sim_effects e;
+    decide_rc(&w, &r, "00", &e);
+    assert_int_equal(e.day_credit_minor, 5000);
+    assert_int_equal(e.month_credit_minor, 7000);
+    assert_int_equal(e.usage_minor, 700);
+    assert_int_equal(e.month_debit_minor, 900);
+    r.amount_minor = 1001;
+    decide_rc(&w, &r, "61", &e);
+    assert_string_equal(e.rule, "tier_credit_daily");
+    assert_int_equal(e.rule_would, 5001);
+    /* a new day: the daily credit counter restarts, the month's does not */
+    memcpy(r.today, "2026-11-27", 11);
+    r.amount_minor = 2000;
+    decide_rc(&w, &r, "00", &e);
+    assert_int_equal(e.day_credit_minor, 2000);
+    assert_int_equal(e.month_credit_minor, 8000);
+    assert_int_equal(e.usage_minor, 0); /* yesterday's debits no longer count */
+    r.amount_minor = 2001;
+    decide_rc(&w, &r, "61", &e);
+    assert_string_equal(e.rule, "tier_credit_monthly");
+    assert_int_equal(e.rule_limit, 8000);
+    /* a new month */
+    memcpy(r.today, "2026-12-01", 11);
+    memcpy(r.now_yymm, "2612", 5);
+    decide_rc(&w, &r, "00", &e);
+    assert_int_equal(e.month_credit_minor, 2001);
+    /* the cap answers before the credit limits */
+    w.balance_minor = 1000000;
+    r.amount_minor = 1;
+    memcpy(r.today, "2026-11-26", 11);
+    w.day_credit_minor = 5000;
+    decide_rc(&w, &r, "57", &e);
+    assert_string_equal(e.rule, "tier_max_balance");
+    /* credit limits do not apply to debits */
+    r = request(SIM_MSG_FINANCIAL, 0, 100);
+    decide_rc(&w, &r, "00", &e);
+    assert_int_equal(e.day_credit_minor, 5000);
+}
+
 static void test_de54(void **st)
 {
     (void)st;
@@ -327,6 +527,11 @@ static void test_luhn_and_seed(void **st)
     assert_string_equal(sp.expiry, "2001");
     assert_int_equal(sim_seed_spec(8, &sp), 0);
     assert_int_equal(sp.daily_limit_minor, 5000);
+    assert_int_equal(sp.kyc_tier, 1);
+    assert_int_equal(sim_seed_spec(2, &sp), 0);
+    assert_int_equal(sp.kyc_tier, 2); /* 500,000 XOF is above basic's cap */
+    assert_int_equal(sim_seed_spec(9, &sp), 0);
+    assert_int_equal(sp.kyc_tier, 9); /* load wallets: no tier limit bites */
     assert_int_equal(sim_seed_spec(10, &sp), 0);
     assert_string_equal(sp.pan, "4890020000000102");
     assert_true(sp.ibm);
@@ -348,6 +553,10 @@ int main(void)
         cmocka_unit_test(test_pin_flow),
         cmocka_unit_test(test_currency),
         cmocka_unit_test(test_limits_and_funds),
+        cmocka_unit_test(test_tier_debit_limits),
+        cmocka_unit_test(test_debit_check_order),
+        cmocka_unit_test(test_tier_balance_cap),
+        cmocka_unit_test(test_tier_credit_limits),
         cmocka_unit_test(test_de54),
         cmocka_unit_test(test_request_key),
         cmocka_unit_test(test_luhn_and_seed),
