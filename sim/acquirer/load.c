@@ -1287,9 +1287,20 @@ static int alloc_run(struct load_run *L)
     return 0;
 }
 
+/* How many STANs each of `terminals` terminals reserves up front for this run (more are
+ * reserved in blocks if it runs out). */
+static uint32_t stans_per_terminal(const struct load_opts *o, unsigned terminals)
+{
+    double est = o->closed_k ? 50000.0 : (double)o->rate;
+    double n = est * (o->duration + o->warmup) * 1.2 / (terminals ? terminals : 1) + 64;
+    return (uint32_t)(n > 999000 ? 999000 : n);
+}
+
 /* The terminal of every connection slot: load terminal --terminal-first + i, or all the demo
- * terminal TERM0001, whose STANs come from its state file, reserved for the whole run. 0 or
- * -1 (said on stderr). */
+ * terminal TERM0001. Either way the STANs come from the terminal's state file, reserved for the
+ * run: a terminal has one STAN counter across runs, as a real one does — load terminals once
+ * started at 1 every run, and a run begun in the second the previous one ended reused
+ * identities (terminal, STAN, DE 7) and was answered 94. 0 or -1 (said on stderr). */
 static int setup_terminals(struct load_run *L)
 {
     const struct load_opts *o = &L->o;
@@ -1298,11 +1309,16 @@ static int setup_terminals(struct load_run *L)
         L->lterms = calloc(L->n_conns, sizeof *L->lterms);
         if (!L->lterms)
             return -1;
+        uint32_t n = stans_per_terminal(o, L->n_conns);
         for (unsigned i = 0; i < L->n_conns; i++) {
             unsigned index = (unsigned)o->term_first + i;
             L->lterms[i] = load_term_new(index, o->host, 1);
             if (!L->lterms[i]) {
                 fprintf(stderr, "acquirer-sim load: cannot set up load terminal %u\n", index);
+                return -1;
+            }
+            if (sim_term_reserve(L->lterms[i], o->state_dir, n, err, sizeof err) != 0) {
+                fprintf(stderr, "acquirer-sim load: %s\n", err);
                 return -1;
             }
             L->conns[i].t = L->lterms[i];
@@ -1314,10 +1330,7 @@ static int setup_terminals(struct load_run *L)
         return -1;
     }
     struct sim_term *t = sim_terms_find(&L->demo, "TERM0001");
-    double est = o->closed_k ? 50000.0 : (double)o->rate;
-    double n = est * (o->duration + o->warmup) * 1.2 + 1000;
-    if (!t || sim_term_reserve(t, o->state_dir, (uint32_t)(n > 999000 ? 999000 : n), err,
-                               sizeof err) != 0) {
+    if (!t || sim_term_reserve(t, o->state_dir, stans_per_terminal(o, 1), err, sizeof err) != 0) {
         fprintf(stderr, "acquirer-sim load: %s\n", t ? err : "no TERM0001");
         return -1;
     }
