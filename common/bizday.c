@@ -54,7 +54,7 @@ bool at_date_parse(const char *s, int64_t *day)
         !two_digits(s + 2, &y2) || !two_digits(s + 5, &m) || !two_digits(s + 8, &d))
         return false;
     int64_t y = (int64_t)(c * 100 + y2);
-    if (y < 2000 || m < 1 || m > 12 || d < 1 || d > 31)
+    if (y < 1970 || m < 1 || m > 12 || d < 1 || d > 31)
         return false;
     /* A real date: the day count must give the same date back (refuses 02-30, 04-31...). */
     int64_t n = at_days_from_civil(y, m, d), yy;

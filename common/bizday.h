@@ -23,8 +23,8 @@ void at_business_window(int64_t day, unsigned cutover_min, int64_t *start_us, in
 /* Parses a cutover "HH:MM" (00:00..23:59, two digits each) into minutes. false on anything else. */
 __attribute__((warn_unused_result)) bool at_cutover_parse(const char *s, unsigned *minutes);
 
-/* Parses a date "YYYY-MM-DD" (a real calendar date, years 2000..9999: a business day's window
- * then never starts before the epoch) into days since the epoch. false on anything else. */
+/* Parses a date "YYYY-MM-DD" (a real calendar date, years 1970..9999) into days since the
+ * epoch. false on anything else. */
 __attribute__((warn_unused_result)) bool at_date_parse(const char *s, int64_t *day);
 
 #endif

@@ -4,6 +4,8 @@
  * string for display. */
 #include "con.h"
 
+#include "clock.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,18 +26,6 @@ static void copy_clean(char *dst, size_t cap, const char *src, size_t n)
         dst[k++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
     }
     dst[k] = '\0';
-}
-
-static int days_from_civil(int y, unsigned m, unsigned d, int64_t *out)
-{
-    /* Howard Hinnant's days_from_civil: proleptic Gregorian, no timegm(). */
-    y -= m <= 2;
-    const int era = (y >= 0 ? y : y - 399) / 400;
-    const unsigned yoe = (unsigned)(y - era * 400);
-    const unsigned doy = (153 * (m + (m > 2 ? (unsigned)-3 : 9)) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    *out = (int64_t)era * 146097 + (int64_t)doe - 719468;
-    return 0;
 }
 
 static int digits(const char *s, int n, int *out)
@@ -83,7 +73,7 @@ int con_parse_time(const char *s, int64_t *us)
     }
     if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
         return -1;
-    days_from_civil(y, (unsigned)mo, (unsigned)d, &days);
+    days = at_days_from_civil(y, (unsigned)mo, (unsigned)d);
     *us = ((days * 86400 + h * 3600 + mi * 60 + sec) * 1000000) + frac;
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bizday.h"
 #include "clock.h"
 #include "currency.h"
 #include "fmt.h"
@@ -43,20 +44,16 @@ static bool digits_at(const char *s, size_t n, unsigned *v)
 int fx_time_parse(const char *s, int64_t *out, struct fx_error *err)
 {
     size_t n = strlen(s);
-    unsigned y, mo, d, h = 0, mi = 0, sec = 0;
-    bool ok = (n == 10 || n == 20) && digits_at(s, 4, &y) && s[4] == '-' &&
-              digits_at(s + 5, 2, &mo) && s[7] == '-' && digits_at(s + 8, 2, &d);
+    unsigned h = 0, mi = 0, sec = 0;
+    char date[11];
+    int64_t days = 0;
+    snprintf(date, sizeof date, "%s", s);
+    bool ok = (n == 10 || n == 20) && at_date_parse(date, &days); /* the one date parser */
     if (ok && n == 20)
         ok = s[10] == 'T' && digits_at(s + 11, 2, &h) && s[13] == ':' &&
              digits_at(s + 14, 2, &mi) && s[16] == ':' && digits_at(s + 17, 2, &sec) &&
              s[19] == 'Z';
-    /* A date is real when the calendar gives it back: this refuses 2026-02-30 without a table
-     * of month lengths. */
-    int64_t days = ok && mo >= 1 && mo <= 12 && d >= 1 ? at_days_from_civil(y, mo, d) : 0;
-    int64_t cy;
-    unsigned cm, cd;
-    at_civil_from_days(days, &cy, &cm, &cd);
-    if (!ok || y < 1970 || cy != y || cm != mo || cd != d || h > 23 || mi > 59 || sec > 59)
+    if (!ok || h > 23 || mi > 59 || sec > 59)
         return fx_fail(err, FX_E_INVALID, FX_WHY_NONE,
                        "'%.40s' is not a UTC time (YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DD)", s);
     *out = days * 86400 + h * 3600 + mi * 60 + sec;

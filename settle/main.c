@@ -189,8 +189,9 @@ int main(int argc, char **argv)
     struct st_day day;
     int64_t d;
     unsigned cut;
-    if (!date || !at_date_parse(date, &d)) {
-        fprintf(stderr, "atlas-settle: --date: a date YYYY-MM-DD is required\n");
+    /* From 2000 on: a business day's window then never starts before the epoch. */
+    if (!date || !at_date_parse(date, &d) || d < at_days_from_civil(2000, 1, 1)) {
+        fprintf(stderr, "atlas-settle: --date: a date YYYY-MM-DD (2000 or later) is required\n");
         return at_usage(usage, false);
     }
     if (!at_cutover_parse(cutover, &cut)) {
