@@ -2,6 +2,7 @@
  * the simulator and the console have been asked to show. */
 #include "currency.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -17,4 +18,15 @@ const struct at_currency *at_currency_find(const char *code)
         if (strcasecmp(code, currencies[i].alpha) == 0 || strcmp(code, currencies[i].numeric) == 0)
             return &currencies[i];
     return NULL;
+}
+
+void at_format_minor(uint64_t minor, unsigned exponent, char *out, size_t cap)
+{
+    char digits[40];
+    int n = snprintf(digits, sizeof digits, "%0*llu", (int)exponent + 1, (unsigned long long)minor);
+    int whole = n - (int)exponent;
+    if (exponent == 0)
+        snprintf(out, cap, "%s", digits);
+    else
+        snprintf(out, cap, "%.*s.%s", whole, digits, digits + whole);
 }

@@ -52,13 +52,9 @@ char *con_format_amount(const char *amount, const char *currency, char *out, siz
         snprintf(out, cap, "?%s %s", amount, alpha); /* shown as logged, flagged */
         return out;
     }
-    unsigned long long v = strtoull(amount, NULL, 10), div = 1;
-    for (int i = 0; i < exp; i++)
-        div *= 10;
-    if (exp == 0)
-        snprintf(out, cap, "%llu %s", v, alpha);
-    else
-        snprintf(out, cap, "%llu.%0*llu %s", v / div, exp, v % div, alpha);
+    char num[32];
+    at_format_minor(strtoull(amount, NULL, 10), (unsigned)exp, num, sizeof num);
+    snprintf(out, cap, "%s %s", num, alpha);
     return out;
 }
 

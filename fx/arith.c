@@ -5,6 +5,8 @@
  * wrapped. */
 #include "fx_internal.h"
 
+#include "currency.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,21 +77,9 @@ int fx_decimal_parse(const char *s, struct fx_decimal *out, struct fx_error *err
     return FX_OK;
 }
 
-/* Writes v / 10^scale in plain decimal. */
-static void put_scaled(uint64_t v, unsigned scale, char *out, size_t cap)
-{
-    char digits[24];
-    int n = snprintf(digits, sizeof digits, "%0*llu", (int)scale + 1, (unsigned long long)v);
-    int whole = n - (int)scale;
-    if (scale == 0)
-        snprintf(out, cap, "%s", digits);
-    else
-        snprintf(out, cap, "%.*s.%s", whole, digits, digits + whole);
-}
-
 void fx_decimal_format(struct fx_decimal d, char *out, size_t cap)
 {
-    put_scaled(d.mantissa, d.scale, out, cap);
+    at_format_minor(d.mantissa, d.scale, out, cap);
 }
 
 int fx_de10_make(struct fx_decimal rate, struct fx_decimal spread, struct fx_de10 *out,
@@ -134,7 +124,7 @@ void fx_de10_encode(struct fx_de10 r, char out[9])
 
 void fx_de10_format(struct fx_de10 r, char *out, size_t cap)
 {
-    put_scaled(r.digits, r.point, out, cap);
+    at_format_minor(r.digits, r.point, out, cap);
 }
 
 int fx_convert_minor(uint64_t txn_minor, int txn_exp, struct fx_de10 rate, int billing_exp,

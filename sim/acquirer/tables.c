@@ -66,14 +66,9 @@ char *sim_amount_format(uint64_t minor, const struct at_currency *c, char *out, 
         snprintf(out, cap, "%llu (minor units)", (unsigned long long)minor);
         return out;
     }
-    uint64_t div = 1;
-    for (int i = 0; i < c->exponent; i++)
-        div *= 10;
-    if (c->exponent == 0)
-        snprintf(out, cap, "%llu %s", (unsigned long long)minor, c->alpha);
-    else
-        snprintf(out, cap, "%llu.%0*llu %s", (unsigned long long)(minor / div), c->exponent,
-                 (unsigned long long)(minor % div), c->alpha);
+    char num[32];
+    at_format_minor(minor, (unsigned)c->exponent, num, sizeof num);
+    snprintf(out, cap, "%s %s", num, c->alpha);
     return out;
 }
 

@@ -135,6 +135,26 @@ static void test_currency(void **state)
     assert_null(at_currency_find("999"));
     assert_null(at_currency_find("ZZZ"));
     assert_null(at_currency_find(""));
+    /* The decimal point by exponent: whole part, leading zeros kept after the point. */
+    static const struct {
+        uint64_t minor;
+        unsigned exp;
+        const char *want;
+    } amounts[] = {
+        { 1250, 2, "12.50" },
+        { 5, 2, "0.05" },
+        { 0, 2, "0.00" },
+        { 500, 0, "500" },
+        { 5, 3, "0.005" },
+        { 1000, 3, "1.000" },
+        { UINT64_MAX, 0, "18446744073709551615" },
+        { 999999999999ull, 2, "9999999999.99" },
+    };
+    char out[40];
+    for (size_t i = 0; i < sizeof amounts / sizeof amounts[0]; i++) {
+        at_format_minor(amounts[i].minor, amounts[i].exp, out, sizeof out);
+        assert_string_equal(out, amounts[i].want);
+    }
 }
 
 static void test_mask_pan(void **state)
