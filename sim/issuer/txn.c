@@ -74,6 +74,7 @@ struct txn *txn_get(struct iss *s, struct conn *c)
     t->rc[0] = t->auth[0] = t->de54[0] = '\0';
     strcpy(t->outcome, "new");
     memset(&t->r, 0, sizeof t->r);
+    memset(&t->eff, 0, sizeof t->eff); /* no decision yet (txn_finish reads its rule) */
     link_backpressure_update(s);
     return t;
 }
@@ -105,8 +106,23 @@ static void log_txn(struct txn *t)
            AT_UINT("latency_us", us));
 }
 
+/* A decline by a limit names its rule, the limit and the amount the request would have brought
+ * the counter (or the balance, for tier_max_balance) to: the response code alone (61 is several
+ * rules) does not tell an operator which one. Logged once, when the decline was applied: a
+ * decision made again on a fresh snapshot, or a repeat answered from the record, logs nothing. */
+static void log_limit(const struct txn *t)
+{
+    at_log(AT_LOG_INFO, "issuer_limit_decline", AT_STR("rule", t->eff.rule),
+           AT_STR("rc", t->eff.rc), AT_STR("pcode", t->pcode), AT_STR("pan", t->pan_masked),
+           AT_INT("kyc_tier", t->wallet.kyc_tier), AT_INT("limit", t->eff.rule_limit),
+           AT_INT("would_be", t->eff.rule_would), AT_INT("amount", t->amount),
+           AT_INT("currency", t->currency));
+}
+
 void txn_finish(struct txn *t)
 {
+    if (t->eff.rule && strcmp(t->outcome, "applied") == 0 && strcmp(t->rc, t->eff.rc) == 0)
+        log_limit(t);
     log_txn(t);
     t->iss->n_req++;
     if (strcmp(t->rc, "00") == 0)
@@ -242,19 +258,6 @@ void txn_load(struct txn *t)
         txn_fail(t, "96", "db_full");
 }
 
-/* A decline by a limit names its rule, the limit and the amount the request would have brought
- * the counter (or the balance, for tier_max_balance) to: the response code alone (61 is several
- * rules) does not tell an operator which one. Logged when decided; a decision made again after a
- * concurrent change logs again. */
-static void log_limit(const struct txn *t)
-{
-    at_log(AT_LOG_INFO, "issuer_limit_decline", AT_STR("rule", t->eff.rule),
-           AT_STR("rc", t->eff.rc), AT_STR("pcode", t->pcode), AT_STR("pan", t->pan_masked),
-           AT_INT("kyc_tier", t->wallet.kyc_tier), AT_INT("limit", t->eff.rule_limit),
-           AT_INT("would_be", t->eff.rule_would), AT_INT("amount", t->amount),
-           AT_INT("currency", t->currency));
-}
-
 void txn_decide(struct txn *t)
 {
     int d = sim_decide(t->have_wallet ? &t->w : NULL, &t->r, &t->eff);
@@ -262,7 +265,5 @@ void txn_decide(struct txn *t)
         hsmcmd_verify_pin(t);
         return;
     }
-    if (t->eff.rule)
-        log_limit(t);
     txn_apply(t);
 }
