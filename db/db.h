@@ -13,7 +13,7 @@ struct event_base;
 
 /* The schema version (highest migration number) this build of the library writes against.
  * Daemons pass it (or their own minimum) to db_schema_check_at(). */
-#define DB_SCHEMA_VERSION 8
+#define DB_SCHEMA_VERSION 11
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
@@ -315,6 +315,11 @@ typedef void (*db_recover_cb)(void *arg, const struct db_error *err, int64_t rev
                               int64_t settled);
 __attribute__((warn_unused_result)) int db_recover_inflight(struct db_client *c, const char *owner,
                                                             db_recover_cb cb, void *arg);
+/* switch.recover_transfers(owner), run after db_recover_inflight: the callback's reversed is the
+ * number of transfers completed (their sender was journaled an approval), settled the number
+ * failed (every leg that was approved queued for reversal). docs/transfers.md. */
+__attribute__((warn_unused_result)) int db_recover_transfers(struct db_client *c, const char *owner,
+                                                             db_recover_cb cb, void *arg);
 
 /* The reversal queue: its pending rows (at start), and batched row changes. */
 struct db_reversal {
@@ -351,6 +356,97 @@ typedef void (*db_done_cb)(void *arg, const struct db_error *err);
 __attribute__((warn_unused_result)) int db_reversals_update(struct db_client *c,
                                                             const struct db_reversal_change *ch,
                                                             size_t n, db_done_cb cb, void *arg);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Wallet-to-wallet transfers (switch.transfers, migration 0011; docs/transfers.md).            */
+
+/* What switch.transfer_begin needs: the sender's request, both wallets (PANs only hashed,
+ * masked and sealed), the amount and both currencies, and the legs' request date and DE 7. */
+struct db_transfer_begin {
+    struct db_request_id id; /* the sender's request (id.mti unused) */
+    const char *owner;       /* the switchd instance */
+    char sender_issuer[33], recipient_issuer[33];
+    char sender_masked[20], recipient_masked[20];
+    uint8_t sender_hmac[32], recipient_hmac[32];
+    uint8_t sender_sealed[DB_PAN_SEALED_MAX], recipient_sealed[DB_PAN_SEALED_MAX];
+    uint8_t sender_sealed_len, recipient_sealed_len;
+    char msisdn[17]; /* "" when DE 103 named a PAN */
+    int64_t amount_minor;
+    int currency, recipient_currency;
+    char leg_request_date[11], leg_transmission_time[11];
+};
+/* Its answer: response_code "00" with a new transfer_id and its fee; "57", "61" or "12" with no
+ * row (reason says why); "94" when the sender's identity has a row already (transfer_id, state
+ * and, once known, the answer it gave: answer_code, auth_code, recipient amount, DE 10). */
+struct db_transfer_begun {
+    int64_t transfer_id; /* -1 = none */
+    char response_code[3];
+    int64_t fee_minor;
+    char state[12];
+    char answer_code[3];
+    char auth_code[7];
+    int64_t recipient_amount_minor; /* -1 = not known */
+    char conversion_rate[9];
+    char reason[48];
+};
+typedef void (*db_transfer_begin_cb)(void *arg, const struct db_error *err,
+                                     const struct db_transfer_begun *b);
+__attribute__((warn_unused_result)) int db_transfer_begin(struct db_client *c,
+                                                          const struct db_transfer_begin *in,
+                                                          db_transfer_begin_cb cb, void *arg);
+
+/* A change of a transfer's row: state and what became known ("" / -1 / NULL = unchanged). A
+ * row in a final state (completed, failed, reversed) does not change, except completed ->
+ * reversed. */
+struct db_transfer_change {
+    int64_t transfer_id;
+    const char *state; /* "aft", "completed", "failed", "reversed" */
+    char aft_rc[3], oct_rc[3], auth_code[7], response_code[3];
+    const char *failed_leg; /* NULL, "aft", "oct" or "xfr" */
+    int64_t recipient_amount_minor;
+    char conversion_rate[9];
+};
+__attribute__((warn_unused_result)) int db_transfer_update(struct db_client *c,
+                                                           const struct db_transfer_change *ch,
+                                                           db_done_cb cb, void *arg);
+
+/* A transfer's row, as a reversal or a repeat of the sender's request needs it. */
+struct db_transfer_row {
+    int64_t transfer_id;
+    char state[12];
+    uint8_t recipient_sealed[DB_PAN_SEALED_MAX];
+    uint8_t recipient_sealed_len;
+    char leg_request_date[11], leg_transmission_time[11];
+    int64_t fee_minor;
+    int64_t recipient_amount_minor; /* -1 = not known */
+    int recipient_currency;
+    char conversion_rate[9], response_code[3], auth_code[7], failed_leg[4];
+};
+/* t is NULL when the sender's identity has no transfer. */
+typedef void (*db_transfer_find_cb)(void *arg, const struct db_error *err,
+                                    const struct db_transfer_row *t);
+__attribute__((warn_unused_result)) int db_transfer_find(struct db_client *c,
+                                                         const struct db_request_id *sender,
+                                                         db_transfer_find_cb cb, void *arg);
+
+/* The identity of a transfer's leg (the AFT, or with oct the OCT): the sender's acquirer,
+ * DE 41 'XA'/'XO' + six digits of transfer_id / 10^6, STAN transfer_id mod 10^6, and the legs'
+ * request date and DE 7 (as switch.transfer_leg_terminal/_stan compute them). */
+void db_transfer_leg_id(int64_t transfer_id, bool oct, const char *acquirer,
+                        const char *leg_request_date, const char *leg_transmission_time,
+                        struct db_request_id *id);
+
+/* The sealed PAN a mobile number stands for (NULL when the directory has none). */
+typedef void (*db_alias_cb)(void *arg, const struct db_error *err, const uint8_t *sealed,
+                            size_t sealed_len);
+__attribute__((warn_unused_result)) int db_alias_lookup(struct db_client *c, const char *msisdn,
+                                                        db_alias_cb cb, void *arg);
+/* Registers (or replaces) a mobile number's wallet card, blocking (atlas-db alias). */
+__attribute__((warn_unused_result)) int db_alias_put(const char *conninfo, const char *msisdn,
+                                                     const char *pan_masked,
+                                                     const uint8_t pan_hmac[32],
+                                                     const uint8_t *sealed, size_t sealed_len,
+                                                     struct db_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Currency conversion rates (switch.fx_rates, migration 0007; docs/fx.md). The arithmetic is   */
