@@ -110,6 +110,21 @@ enum db_rec_kind {
 
 #define DB_PAN_SEALED_MAX 48 /* db_pan_seal of a PAN of up to 20 digits */
 
+/* A currency conversion as the issuer saw it (docs/fx.md): DE 6, DE 10, DE 51, kept with the
+ * request in switch.inflight, switch.authorizations and switch.reversal_queue (migration 0009)
+ * so that a reversal repeats it instead of converting again. All three are set, or none
+ * (amount_minor -1: DE 49 was the card's billing currency, nothing converted). */
+struct db_billing {
+    int64_t amount_minor; /* DE 6, minor units of currency; -1 = no conversion */
+    char rate[9];         /* DE 10, 8 digits; "" = none */
+    int32_t currency;     /* DE 51, ISO 4217 numeric; -1 = none */
+};
+
+/* Sets b to "no conversion". */
+void db_billing_none(struct db_billing *b);
+/* True when b carries a conversion. */
+bool db_billing_converted(const struct db_billing *b);
+
 /* One record. Fixed-size, copied on submit: the caller may reuse it at once. Strings are
  * NUL-terminated; an empty optional string is stored as NULL. Numbers that are -1 are stored as
  * NULL. No PIN block, track data, CVV, key or clear PAN ever goes here (the PAN is masked,
@@ -129,6 +144,7 @@ struct db_auth_record {
     char processing_code[7];           /* DE 3 */
     int64_t amount_minor;              /* DE 4 in minor units, -1 = none */
     int32_t currency;                  /* ISO 4217 numeric (DE 49), -1 = none */
+    struct db_billing billing;         /* DE 6/10/51 sent to the issuer (none: not converted) */
     char response_code[3];             /* ANSWER: DE 39 sent to the terminal */
     char auth_code[7];                 /* DE 38 */
     char pan_masked[20];               /* first 6, '*', last 4 (at_mask_pan) */
@@ -252,6 +268,7 @@ struct db_ref_issuer {
 struct db_ref_route {
     char prefix[12];
     char issuer_id[33];
+    int billing_currency; /* ISO 4217 numeric the route's cards are billed in; 0 = DE 49's */
 };
 struct db_ref_terminal {
     char acquirer_id[12];
@@ -292,6 +309,7 @@ struct db_original {
     char processing_code[7];
     int64_t amount_minor;
     int32_t currency;
+    struct db_billing billing; /* the conversion it was forwarded with */
     char response_code[3];
     char auth_code[7];
     uint8_t pan_hmac[32];
@@ -334,6 +352,7 @@ struct db_reversal {
     char reason[16];
     int64_t amount_minor;
     int32_t currency;
+    struct db_billing billing; /* the original's conversion: the reversal repeats it */
     unsigned attempts;
     uint8_t pan_sealed[DB_PAN_SEALED_MAX]; /* db_pan_open() it */
     uint8_t pan_sealed_len;

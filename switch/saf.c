@@ -89,6 +89,7 @@ struct saf_item {
     uint8_t pan_sealed_len;
     int64_t amount;
     int currency;
+    struct db_billing billing; /* the original's DE 6/10/51: repeated, never converted again */
     char reason[16];
     uint64_t created_us;
     /* sending */
@@ -247,6 +248,7 @@ static void fill_reversal_record(const struct saf_item *it, struct db_auth_recor
     memcpy(r->processing_code, it->proc, sizeof r->processing_code);
     r->amount_minor = it->amount;
     r->currency = it->currency;
+    r->billing = it->billing;
     at_strlcpy(r->auth_code, it->auth_code, sizeof r->auth_code);
     at_mask_pan(it->pan, strlen(it->pan), r->pan_masked);
     memcpy(r->pan_hmac, it->pan_hmac, 32);
@@ -353,6 +355,7 @@ void sw_saf_reverse_txn(struct sw_txn *t, const char *reason, bool wait)
     it->amount = buf[0] && at_parse_u64(buf, INT64_MAX, &v) ? (int64_t)v : 0;
     field_copy(&t->req, 49, buf, sizeof buf);
     it->currency = buf[0] && at_parse_u64(buf, 999, &v) ? (int)v : 0;
+    it->billing = t->billing;
     memcpy(it->auth_code, t->auth_code, sizeof it->auth_code);
     at_strlcpy(it->reason, reason, sizeof it->reason);
     it->settles_inflight = t->intent_sent;
@@ -393,6 +396,7 @@ void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)
     memcpy(it->proc, orig->proc_code, 6);
     it->amount = orig->amount_minor;
     it->currency = orig->currency;
+    sw_fx_from_recent(orig, &it->billing);
     memcpy(it->auth_code, orig->auth_code, 6);
     at_strlcpy(it->reason, "terminal", sizeof it->reason);
     it->orig = orig->id;
@@ -681,7 +685,7 @@ static int build_reversal(struct sw_server *srv, struct saf_item *it, struct sw_
         (it->rrn[0] && iso_set(&m, 37, it->rrn, strlen(it->rrn)) != 0) ||
         (it->auth_code[0] && iso_set(&m, 38, it->auth_code, strlen(it->auth_code)) != 0) ||
         iso_set(&m, 41, it->terminal, 8) != 0 || iso_set(&m, 49, cur, 3) != 0 ||
-        isonet_de90_set(&m, &orig) != 0)
+        sw_fx_set_fields(&m, &it->billing) != 0 || isonet_de90_set(&m, &orig) != 0)
         return -1;
     int rc = zak[0] ? isonet_pack_mac(l->dialect, &m, it->packed, sizeof it->packed,
                                       &it->packed_len, &it->mac_at, &e)
@@ -882,6 +886,7 @@ static void on_loaded(void *arg, const struct db_error *err, const struct db_rev
         it->reversal_id = r->reversal_id;
         it->amount = r->amount_minor;
         it->currency = r->currency;
+        it->billing = r->billing;
         it->attempts = r->attempts;
         if (db_pan_open(srv->pan_seal_key, r->pan_sealed, r->pan_sealed_len, it->pan,
                         sizeof it->pan) < 0) {

@@ -144,6 +144,7 @@ static struct sw_txn *txn_alloc(struct sw_server *srv)
     t->srv = srv;
     t->issuer.link = -1;
     t->outcome = SW_OUT_ERROR;
+    db_billing_none(&t->billing);
     set_rc(t, "96");
     return t;
 }
@@ -253,6 +254,7 @@ static void deliver(struct sw_txn *t)
         memcpy(r->rrn, rrn[0] ? rrn : t->rrn, 12);
         at_put_digits(r->issuer_stan, 6, t->issuer_stan);
         memcpy(r->issuer_tx_time, t->issuer_de7, 10);
+        sw_fx_to_recent(r, &t->billing);
     }
     log_txn(t, total);
     if (t->has_recent && srv->parked)
@@ -351,6 +353,7 @@ static void fill_identity(struct sw_txn *t, struct db_auth_record *r)
     field_str(&t->req, 3, r->processing_code, sizeof r->processing_code);
     r->amount_minor = field_amount(&t->req, 4, INT64_MAX);
     r->currency = (int32_t)field_amount(&t->req, 49, 999);
+    r->billing = t->billing;
     if (t->v.pan) {
         at_mask_pan((const char *)t->v.pan, t->v.pan_len, r->pan_masked);
         if (pan_hmac(t)) {
@@ -487,6 +490,10 @@ static int build_response(struct sw_txn *t)
         return -1;
     if (t->balance_len && iso_set(o, 54, t->balance, t->balance_len) != 0)
         return -1;
+    /* The conversion the issuer was asked for goes back to the terminal: what the cardholder
+     * is billed, at which rate (docs/acquirer-interface.md). */
+    if (sw_fx_set_fields(o, &t->billing) != 0)
+        return -1;
     bool mac = t->terminal.tak[0] != '\0';
     int rc = mac ? isonet_pack_mac(d, o, t->packed, sizeof t->packed, &t->resp_len, &t->mac_at, &e)
                  : iso_pack(d, o, t->packed, sizeof t->packed, &t->resp_len, &e);
@@ -573,6 +580,7 @@ static void answer_known(struct sw_txn *t, const struct sw_recent_txn *orig)
         memcpy(t->auth_code, orig->auth_code, 6);
         t->auth_code[6] = '\0';
         t->outcome = orig->approved ? SW_OUT_APPROVED : SW_OUT_DECLINED;
+        sw_fx_from_recent(orig, &t->billing); /* the same DE 6/10/51 as the first answer */
     }
     at_log(AT_LOG_INFO, "repeat_answered", AT_STR("rc", t->rc),
            AT_BOOL("original_reversed", orig->state == SW_RECENT_REVERSED));
@@ -614,6 +622,7 @@ static void orig_from_db(const struct db_original *d, struct sw_recent_txn *o)
     o->currency = d->currency > 0 ? (uint16_t)d->currency : 0;
     if (d->has_pan_hmac)
         memcpy(o->pan_tag, d->pan_hmac, sizeof o->pan_tag);
+    sw_fx_to_recent(o, &d->billing);
     o->approved = strcmp(d->response_code, "00") == 0;
     o->forwarded = d->issuer_stan[0] != '\0';
     o->state = d->reversed ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
@@ -785,7 +794,7 @@ static void gen_rrn(struct sw_txn *t)
 /* Builds the request for the issuer in t->out / t->packed. */
 static int build_issuer_request(struct sw_txn *t)
 {
-    static const int drop[] = { 52, 53, 62, 64, 110, 128 };
+    static const int drop[] = { 6, 10, 51, 52, 53, 62, 64, 110, 128 };
     struct iso_msg *o = &t->out;
     const struct iso_dialect *d = t->link->dialect;
     struct iso_err e;
@@ -804,6 +813,8 @@ static int build_issuer_request(struct sw_txn *t)
     if (!iso_has(o, 37) && iso_set(o, 37, t->rrn, 12) != 0)
         return -1;
     if (t->has_pin_block && iso_set(o, 52, t->pin_block, 8) != 0)
+        return -1;
+    if (sw_fx_set_fields(o, &t->billing) != 0)
         return -1;
     bool mac = t->issuer.zak[0] != '\0';
     int rc =
@@ -1235,6 +1246,7 @@ static void after_mac(struct sw_txn *t)
         rec.amount_minor = 0;
     int64_t cur = field_amount(&t->req, 49, 999);
     rec.currency = cur > 0 ? (uint16_t)cur : 0;
+    rec.billing_minor = -1; /* known once routed and converted (deliver) */
     if (pan_hmac(t))
         memcpy(rec.pan_tag, t->pan_hmac, sizeof rec.pan_tag);
     if (!sw_recent_insert(srv->recent, &rec, sw_now_ms(), &dup)) {
@@ -1244,17 +1256,27 @@ static void after_mac(struct sw_txn *t)
     t->recent_id = id;
     t->has_recent = true;
 
-    int64_t is = sw_router_lookup(srv->ref->router, (const char *)t->v.pan, t->v.pan_len);
-    if (is < 0) {
+    struct sw_route_match route;
+    if (!sw_router_match(srv->ref->router, (const char *)t->v.pan, t->v.pan_len, &route)) {
         reject(t, "15", SW_OUT_REJECTED, "no BIN route", 2);
         return;
     }
-    t->issuer = srv->ref->issuers[is];
-    t->issuer_idx = is;
+    t->issuer = srv->ref->issuers[route.issuer];
+    t->issuer_idx = route.issuer;
+    t->billing_ccy = route.billing_currency;
     if (!t->issuer.enabled) {
         reject(t, "15", SW_OUT_REJECTED, "issuer disabled", 2);
         return;
     }
+    /* Converted now, once: the write-ahead row, the journal, the answer and any reversal keep
+     * this DE 6/10/51. */
+    struct sw_conversion conv;
+    if (sw_fx_convert(srv, t->billing_ccy, field_amount(&t->req, 4, INT64_MAX),
+                      (int)field_amount(&t->req, 49, 999), &conv) != 0) {
+        reject(t, conv.rc, SW_OUT_REJECTED, conv.reason, conv.rc[0] == '9' ? 51 : 4);
+        return;
+    }
+    t->billing = conv.billing;
     if (t->issuer.link < 0 || srv->links[t->issuer.link].state != SW_LINK_UP) {
         reject(t, "91", SW_OUT_UNAVAILABLE, "issuer link down", 0);
         return;

@@ -26,6 +26,12 @@ ON CONFLICT (issuer_id) DO UPDATE
 INSERT INTO switch.bin_routes (prefix, issuer_id) VALUES
     ('489001', 'WALLET1'), ('489002', 'WALLET1'), ('489003', 'WALLET1'), ('489004', 'WALLET1')
 ON CONFLICT (prefix) DO UPDATE SET issuer_id = EXCLUDED.issuer_id, enabled = true;
+-- The currency each route's cards are billed in (the wallets' currency): a request in another
+-- DE 49 is converted at switch.fx_rates (docs/fx.md). NULL would mean "billed in DE 49".
+UPDATE switch.bin_routes r SET billing_currency = v.currency
+  FROM (VALUES ('489001', 504), ('489002', 952), ('489003', 950), ('489004', 929))
+       AS v(prefix, currency)
+ WHERE r.prefix = v.prefix;
 
 INSERT INTO switch.acquirers (acquirer_id, name) VALUES ('100001', 'Demo acquirer')
 ON CONFLICT (acquirer_id) DO UPDATE SET name = EXCLUDED.name, enabled = true;
