@@ -160,3 +160,20 @@ bool at_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *ss
     *err = "host is not a numeric IPv4/IPv6 address";
     return false;
 }
+
+bool at_luhn_ok(const char *d, size_t len)
+{
+    unsigned sum = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned v = (unsigned)(d[len - 1 - i] - '0');
+        if (v > 9)
+            return false;
+        if (i % 2 == 1) {
+            v *= 2;
+            if (v > 9)
+                v -= 9;
+        }
+        sum += v;
+    }
+    return len > 0 && sum % 10 == 0;
+}

@@ -406,6 +406,7 @@ struct db_transfer_begun {
     char auth_code[7];
     int64_t recipient_amount_minor; /* -1 = not known */
     char conversion_rate[9];
+    int recipient_currency; /* -1 = not known */
     char reason[48];
 };
 typedef void (*db_transfer_begin_cb)(void *arg, const struct db_error *err,

@@ -43,7 +43,8 @@ static void on_begun(void *arg, const struct db_reply *reply)
         db_col_text(r, 0, 5, b.auth_code, sizeof b.auth_code);
         b.recipient_amount_minor = PQgetisnull(r, 0, 6) ? -1 : db_col_num(r, 0, 6, INT64_MAX);
         db_col_text(r, 0, 7, b.conversion_rate, sizeof b.conversion_rate);
-        db_col_text(r, 0, 8, b.reason, sizeof b.reason);
+        b.recipient_currency = PQgetisnull(r, 0, 8) ? -1 : (int)db_col_num(r, 0, 8, 999);
+        db_col_text(r, 0, 9, b.reason, sizeof b.reason);
     }
     job->cb(job->arg, err, err->code == 0 ? &b : NULL);
     free(job);

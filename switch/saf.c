@@ -365,9 +365,14 @@ void sw_saf_reverse_txn(struct sw_txn *t, const char *reason, bool wait)
 
 void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)
 {
-    struct sw_server *srv = t->srv;
+    sw_saf_reverse_leg(t->srv, t, orig, (const char *)t->v.pan, t->v.pan_len, "terminal");
+}
+
+void sw_saf_reverse_leg(struct sw_server *srv, struct sw_txn *t, const struct sw_recent_txn *orig,
+                        const char *pan, size_t pan_len, const char *reason)
+{
     /* A repeat of a terminal reversal still being stored waits for the same item. */
-    for (struct saf_item *x = LIST_FIRST(&srv->saf->items); x && !srv->stopping;
+    for (struct saf_item *x = LIST_FIRST(&srv->saf->items); x && t && !srv->stopping;
          x = LIST_NEXT(x, link)) {
         if (x->has_orig && !x->waiter && memcmp(&x->orig, &orig->id, sizeof x->orig) == 0 &&
             (x->state == SAF_UNSTORED || x->state == SAF_STORING)) {
@@ -377,13 +382,17 @@ void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)
         }
     }
     struct saf_item *it = srv->stopping ? NULL : calloc(1, sizeof *it);
-    if (!it || !set_pan(srv, it, t->v.pan, t->v.pan_len)) {
+    if (!it || !set_pan(srv, it, (const uint8_t *)pan, pan_len)) {
         free(it);
-        memcpy(t->rc, "96", 3);
-        t->outcome = SW_OUT_ERROR;
+        at_log(AT_LOG_ERROR, "reversal_not_queued",
+               AT_STR("reason", it ? "PAN cannot be sealed" : "out of memory"));
+        if (t) {
+            memcpy(t->rc, "96", 3);
+            t->outcome = SW_OUT_ERROR;
+        }
         return;
     }
-    db_request_date(orig->id.tx_time, t->t_wall_us, it->request_date);
+    db_request_date(orig->id.tx_time, at_wall_us(), it->request_date);
     at_strlcpy(it->acquirer, orig->id.acquirer, sizeof it->acquirer);
     memcpy(it->terminal, orig->id.terminal, 8);
     memcpy(it->stan, orig->id.stan, 6);
@@ -398,7 +407,7 @@ void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)
     it->currency = orig->currency;
     sw_fx_from_recent(orig, &it->billing);
     memcpy(it->auth_code, orig->auth_code, 6);
-    at_strlcpy(it->reason, "terminal", sizeof it->reason);
+    at_strlcpy(it->reason, reason, sizeof it->reason);
     it->orig = orig->id;
     it->has_orig = true;
     it->created_us = at_wall_us();

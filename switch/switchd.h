@@ -258,6 +258,7 @@ enum sw_txn_state {
     SW_TXN_RESP_CHECK,    /* HSM verifying the issuer response's MAC (M8) */
     SW_TXN_ORIG_LOOKUP,   /* reversal: looking its original up in the journal */
     SW_TXN_PARKED,        /* reversal: waiting for its original (in flight) to be answered */
+    SW_TXN_TRANSFER,      /* a transfer (or a terminal's reversal of one) waiting for its saga */
     SW_TXN_FINISH,        /* response MAC (M6), then the journal commit */
     SW_TXN_state_max
 };
@@ -322,6 +323,15 @@ struct sw_txn {
     uint8_t pin_block[8];
     bool has_pin_block;
     struct event timer;
+    /* Transfers (xfer.c): the saga a sender's request (or a reversal of one) runs, or the
+     * saga this txn is a leg of; what the sender's answer adds (DE 28, DE 44). */
+    struct sw_xfer *xfer;
+    struct sw_xfer *leg_of;
+    bool leg_oct;
+    bool has_xfer_fee;
+    int64_t xfer_fee;
+    char resp44[8];
+    struct sw_req_id xfer_orig; /* a reversal: the transfer's identity */
     /* Everything above is reset per request; the buffers below are not. */
     uint8_t frame_inline[SW_TXN_FRAME];
     uint8_t *frame; /* frame_inline (requests are at most SW_TXN_FRAME bytes) */

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "parse.h"
 #include "saf.h"
+#include "xfer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,7 @@
 
 static const char *const state_names[SW_TXN_state_max] = {
     "free",        "mac_verify", "pin_translate", "issuer_mac", "intent", "dup_lookup",
-    "issuer_wait", "resp_check", "orig_lookup",   "parked",     "finish",
+    "issuer_wait", "resp_check", "orig_lookup",   "parked",     "transfer", "finish",
 };
 
 const char *sw_txn_state_name(enum sw_txn_state s)
@@ -43,18 +44,21 @@ const char *sw_txn_state_name(enum sw_txn_state s)
 static const unsigned allowed[SW_TXN_state_max] = {
     [SW_TXN_FREE] = B(SW_TXN_FINISH),
     [SW_TXN_MAC_VERIFY] = B(SW_TXN_FREE),
-    [SW_TXN_PIN_TRANSLATE] = B(SW_TXN_MAC_VERIFY),
-    [SW_TXN_ISSUER_MAC] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE),
+    [SW_TXN_PIN_TRANSLATE] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_TRANSFER),
+    /* A transfer's leg (sw_txn_start_leg) starts here, from FREE. */
+    [SW_TXN_ISSUER_MAC] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE),
     [SW_TXN_INTENT] = B(SW_TXN_ISSUER_MAC),
     [SW_TXN_DUP_LOOKUP] = B(SW_TXN_INTENT),
     [SW_TXN_ISSUER_WAIT] = B(SW_TXN_INTENT),
     [SW_TXN_RESP_CHECK] = B(SW_TXN_ISSUER_WAIT),
     [SW_TXN_ORIG_LOOKUP] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PARKED),
     [SW_TXN_PARKED] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PARKED),
+    [SW_TXN_TRANSFER] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) | B(SW_TXN_ORIG_LOOKUP) |
+                        B(SW_TXN_PARKED),
     [SW_TXN_FINISH] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) |
                       B(SW_TXN_ISSUER_MAC) | B(SW_TXN_INTENT) | B(SW_TXN_DUP_LOOKUP) |
                       B(SW_TXN_ISSUER_WAIT) | B(SW_TXN_RESP_CHECK) | B(SW_TXN_ORIG_LOOKUP) |
-                      B(SW_TXN_PARKED),
+                      B(SW_TXN_PARKED) | B(SW_TXN_TRANSFER),
 };
 #undef B
 
@@ -182,7 +186,7 @@ static void log_txn(struct sw_txn *t, uint64_t total_ns)
     field_str(&t->req, 41, tid, sizeof tid);
     if (t->v.pan)
         at_mask_pan((const char *)t->v.pan, t->v.pan_len, masked);
-    at_log(AT_LOG_INFO, "txn", AT_STR("listener", t->term->lst->conf->name),
+    at_log(AT_LOG_INFO, "txn", AT_STR("listener", t->term ? t->term->lst->conf->name : "transfer"),
            AT_STR("acquirer", t->acquirer), AT_STR("terminal", tid), AT_STR("mti", mti),
            AT_STR("proc", proc), AT_STR("amount", amount), AT_STR("currency", cur),
            AT_STR("pan", masked), AT_STR("stan", stan), AT_STR("rrn", rrn),
@@ -223,7 +227,8 @@ static void deliver(struct sw_txn *t)
 
     if (t->resp_len > 0)
         sent = sw_term_send(t->term, t->has_tpdu ? t->tpdu : NULL, t->packed, t->resp_len) == 0;
-    if (!sent && t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL && t->forwarded) {
+    if (!sent && t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL && t->forwarded &&
+        !t->leg_of) {
         /* An approval the terminal will never see: take the money back. The
          * reversal is independent of this txn, which is released below. */
         at_log(AT_LOG_WARN, "answer_undeliverable", AT_STR("rc", t->rc),
@@ -257,6 +262,10 @@ static void deliver(struct sw_txn *t)
         sw_fx_to_recent(r, &t->billing);
     }
     log_txn(t, total);
+    if (t->leg_of)
+        sw_xfer_leg_finished(t);
+    if (t->xfer)
+        sw_xfer_delivered(t, sent);
     if (t->has_recent && srv->parked)
         unpark(srv, &t->recent_id);
     txn_release(t);
@@ -283,6 +292,8 @@ static void maybe_deliver(struct sw_txn *t)
 
 void sw_txn_reversal_stored(struct sw_txn *t, bool durable)
 {
+    if (sw_xfer_reversal_stored(t, durable))
+        return;
     t->pending_saf = false;
     if (t->v.kind == SW_KIND_REVERSAL && t->state != SW_TXN_FINISH) {
         /* A terminal reversal is acknowledged once it cannot be lost; 96
@@ -489,6 +500,15 @@ static int build_response(struct sw_txn *t)
     if (t->auth_code[0] && iso_set(o, 38, t->auth_code, strlen(t->auth_code)) != 0)
         return -1;
     if (t->balance_len && iso_set(o, 54, t->balance, t->balance_len) != 0)
+        return -1;
+    /* A transfer's fee (DE 28, the sender's currency) and the leg that failed (DE 44). */
+    if (t->has_xfer_fee) {
+        char fee[10] = "D";
+        at_put_digits(fee + 1, 8, (uint64_t)t->xfer_fee);
+        if (iso_set_copy(o, 28, fee, 9) != 0)
+            return -1;
+    }
+    if (t->resp44[0] && iso_set(o, 44, t->resp44, strlen(t->resp44)) != 0)
         return -1;
     /* The conversion the issuer was asked for goes back to the terminal: what the cardholder
      * is billed, at which rate (docs/acquirer-interface.md). */
@@ -1014,6 +1034,10 @@ static void on_pin(void *arg, int status, const char *resp, size_t len)
         return;
     }
     t->has_pin_block = true;
+    if (t->xfer) {
+        sw_xfer_pin_ready(t);
+        return;
+    }
     to_issuer(t);
 }
 
@@ -1115,6 +1139,10 @@ static void reverse_known(struct sw_txn *t, struct sw_recent_txn *orig)
                iso_has(&t->req, 95) ? 95 : 4);
         return;
     }
+    if (memcmp(orig->proc_code, "40", 2) == 0) {
+        sw_xfer_reverse(t, orig); /* its legs are reversed */
+        return;
+    }
     for (size_t i = 0; i < t->srv->ref->n_issuers; i++)
         if (strcmp(t->srv->ref->issuers[i].id, orig->issuer_id) == 0)
             t->issuer = t->srv->ref->issuers[i];
@@ -1146,7 +1174,8 @@ static void on_orig_lookup(void *arg, const struct db_error *err, const struct d
         return;
     }
     orig_from_db(d, &orig);
-    if (orig.approved && (orig.issuer_stan[0] == 0 || orig.issuer_tx_time[0] == 0)) {
+    if (orig.approved && memcmp(orig.proc_code, "40", 2) != 0 &&
+        (orig.issuer_stan[0] == 0 || orig.issuer_tx_time[0] == 0)) {
         reject(t, "12", SW_OUT_REJECTED, "original has no issuer-side identity", 90);
         return;
     }
@@ -1271,17 +1300,25 @@ static void after_mac(struct sw_txn *t)
     /* Converted now, once: the write-ahead row, the journal, the answer and any reversal keep
      * this DE 6/10/51. */
     struct sw_conversion conv;
-    if (sw_fx_convert(srv, t->billing_ccy, field_amount(&t->req, 4, INT64_MAX),
-                      (int)field_amount(&t->req, 49, 999), &conv) != 0) {
+    bool transfer = t->v.proc == SW_PROC_TRANSFER; /* its legs convert, each for its card */
+    if (!transfer && sw_fx_convert(srv, t->billing_ccy, field_amount(&t->req, 4, INT64_MAX),
+                                   (int)field_amount(&t->req, 49, 999), &conv) != 0) {
         reject(t, conv.rc, SW_OUT_REJECTED, conv.reason, conv.rc[0] == '9' ? 51 : 4);
         return;
     }
-    t->billing = conv.billing;
+    if (!transfer)
+        t->billing = conv.billing;
     if (t->issuer.link < 0 || srv->links[t->issuer.link].state != SW_LINK_UP) {
+        if (transfer)
+            memcpy(t->resp44, "AFT91", 6);
         reject(t, "91", SW_OUT_UNAVAILABLE, "issuer link down", 0);
         return;
     }
     t->link = &srv->links[t->issuer.link];
+    if (transfer) {
+        sw_xfer_start(t);
+        return;
+    }
     if (t->v.has_pin) {
         translate_pin(t);
         return;
@@ -1439,4 +1476,78 @@ void sw_txn_start(struct sw_term *term, const uint8_t *frame, size_t frame_len, 
     }
     t->terminal = *row;
     verify_mac(t);
+}
+
+/* ---------------------------------------------------------------- what the saga borrows */
+
+void sw_txn_finish(struct sw_txn *t)
+{
+    finish(t);
+}
+
+void sw_txn_reject(struct sw_txn *t, const char *rc, int outcome, const char *reason, int field)
+{
+    reject(t, rc, (enum sw_txn_outcome)outcome, reason, field);
+}
+
+void sw_txn_translate_pin(struct sw_txn *t)
+{
+    translate_pin(t);
+}
+
+void sw_txn_to_transfer(struct sw_txn *t)
+{
+    sw_txn_set_state(t, SW_TXN_TRANSFER);
+}
+
+const char *sw_txn_start_leg(struct sw_server *srv, const struct sw_leg *leg)
+{
+    const struct sw_issuer *is = leg->issuer;
+    if (srv->stopping)
+        return "switchd is stopping";
+    if (is->link < 0 || srv->links[is->link].state != SW_LINK_UP)
+        return "issuer link down";
+    struct sw_conversion conv;
+    if (sw_fx_convert(srv, leg->billing_currency, leg->amount, leg->currency, &conv) != 0)
+        return conv.reason;
+    struct sw_txn *t = txn_alloc(srv);
+    if (!t)
+        return "out of memory";
+    t->t_recv_ns = at_mono_ns();
+    t->t_wall_us = leg->wall_us;
+    srv->inflight++;
+    sw_backpressure_update(srv);
+    t->journal = true;
+    t->no_answer = true;
+    t->leg_of = leg->xfer;
+    t->leg_oct = leg->oct;
+    t->billing = conv.billing;
+    t->frame = t->frame_inline;
+    iso_msg_init(&t->req, t->req_arena, sizeof t->req_arena);
+    char amount[13], cur[4];
+    at_put_digits(amount, 12, (uint64_t)leg->amount);
+    at_put_digits(cur, 3, (uint64_t)leg->currency);
+    if (iso_set_mti(&t->req, "0200") != 0 || iso_set_copy(&t->req, 2, leg->pan, leg->pan_len) ||
+        iso_set_copy(&t->req, 3, leg->proc, 6) || iso_set_copy(&t->req, 4, amount, 12) ||
+        iso_set_copy(&t->req, 7, leg->de7, 10) || iso_set_copy(&t->req, 11, leg->stan, 6) ||
+        iso_set_copy(&t->req, 41, leg->terminal, 8) || iso_set_copy(&t->req, 49, cur, 3)) {
+        t->journal = false;
+        reject(t, "96", SW_OUT_ERROR, "cannot build a transfer leg", 0);
+        return NULL; /* the leg reports its 96 through sw_xfer_leg_finished */
+    }
+    size_t n;
+    t->v.kind = SW_KIND_FINANCIAL;
+    t->v.proc = (leg->proc[0] - '0') * 10 + (leg->proc[1] - '0');
+    t->v.pan = iso_get(&t->req, 2, &n);
+    t->v.pan_len = n;
+    memcpy(t->de7, leg->de7, 11);
+    at_strlcpy(t->acquirer, leg->acquirer, sizeof t->acquirer);
+    t->issuer = *is;
+    t->link = &srv->links[is->link];
+    if (leg->pin_block) {
+        memcpy(t->pin_block, leg->pin_block, 8);
+        t->has_pin_block = true;
+    }
+    to_issuer(t);
+    return NULL;
 }

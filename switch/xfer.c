@@ -45,7 +45,8 @@ struct sw_xfer {
     char msisdn[17];
     struct sw_issuer rissuer;
     char leg_date[11], leg_de7[11];
-    struct sw_recent_txn aft; /* the AFT leg as its reversal needs it */
+    struct sw_recent_txn aft, oct; /* the legs as their reversals need them */
+    bool repeat;                   /* the answer of an earlier copy, given again */
     char aft_rc[3], oct_rc[3];
     struct db_transfer_row row; /* XFER_REVERSE: the transfer being reversed */
     bool oct_step;              /* XFER_REVERSE: the OCT's reversal is done, the AFT's next */
@@ -66,8 +67,12 @@ static void end(struct sw_xfer *x, const char *rc, enum sw_txn_outcome outcome, 
     struct sw_txn *t = x->t;
     if (leg)
         snprintf(t->resp44, sizeof t->resp44, "%s%.2s", leg, rc);
-    t->xfer = NULL;
-    xfer_free(x);
+    /* A completed transfer's saga stays with the sender's txn until its answer is out
+     * (sw_xfer_delivered): an approval that cannot be delivered is unwound. */
+    if (x->mode != XFER_RUN || outcome != SW_OUT_APPROVED || x->repeat) {
+        t->xfer = NULL;
+        xfer_free(x);
+    }
     if (outcome == SW_OUT_APPROVED || outcome == SW_OUT_DECLINED) {
         memcpy(t->rc, rc, 2);
         t->rc[2] = '\0';
@@ -129,14 +134,27 @@ static void start_leg(struct sw_xfer *x, bool oct)
         /* Nothing of this leg left the switch. */
         at_log(AT_LOG_WARN, "transfer_leg_not_sent", AT_INT("transfer_id", x->id),
                AT_STR("leg", oct ? "oct" : "aft"), AT_STR("reason", why));
-        sw_xfer_leg_done(x, oct, oct ? "91" : "91", NULL);
+        sw_xfer_leg_done(x, oct, "91", NULL);
     }
 }
 
-/* The AFT leg as sw_saf_reverse_leg needs it. */
-static void remember_aft(struct sw_xfer *x, const struct sw_txn *leg)
+/* A numeric field of m (DE 4, DE 49), 0 when absent or not a number. */
+static int64_t field_num(const struct iso_msg *m, int f)
 {
-    struct sw_recent_txn *o = &x->aft;
+    size_t n;
+    const uint8_t *p = iso_get(m, f, &n);
+    char buf[20];
+    uint64_t v;
+    if (!p || n == 0 || n >= sizeof buf)
+        return 0;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return at_parse_u64(buf, INT64_MAX, &v) ? (int64_t)v : 0;
+}
+
+/* A leg as sw_saf_reverse_leg needs it. */
+static void remember_leg(struct sw_recent_txn *o, const struct sw_txn *leg)
+{
     memset(o, 0, sizeof *o);
     at_strlcpy(o->id.acquirer, leg->acquirer, sizeof o->id.acquirer);
     memcpy(o->id.terminal, iso_get(&leg->req, 41, &(size_t){ 0 }), 8);
@@ -148,9 +166,10 @@ static void remember_aft(struct sw_xfer *x, const struct sw_txn *leg)
     at_put_digits(o->issuer_stan, 6, leg->issuer_stan);
     memcpy(o->issuer_tx_time, leg->issuer_de7, 10);
     memcpy(o->rrn, leg->rrn, 12);
-    memcpy(o->proc_code, "100000", 6);
-    o->amount_minor = x->amount + x->fee;
-    o->currency = (uint16_t)x->currency;
+    memcpy(o->proc_code, iso_get(&leg->req, 3, &(size_t){ 0 }), 6);
+    o->amount_minor = field_num(&leg->req, 4);
+    o->currency = (uint16_t)field_num(&leg->req, 49);
+    sw_fx_to_recent(o, &leg->billing);
     memcpy(o->auth_code, leg->auth_code, 6);
     o->approved = true;
     o->forwarded = true;
@@ -162,8 +181,8 @@ void sw_xfer_leg_finished(struct sw_txn *leg)
     struct sw_xfer *x = leg->leg_of;
     if (!x)
         return;
-    if (!leg->leg_oct && leg->outcome == SW_OUT_APPROVED && !leg->reversing)
-        remember_aft(x, leg);
+    if (leg->outcome == SW_OUT_APPROVED && !leg->reversing)
+        remember_leg(leg->leg_oct ? &x->oct : &x->aft, leg);
     /* An approval whose journal row or MAC failed was withdrawn (96) and is
      * being reversed by the leg itself: it counts as a failure. */
     sw_xfer_leg_done(x, leg->leg_oct,
@@ -206,10 +225,10 @@ void sw_xfer_leg_done(struct sw_xfer *x, bool oct, const char *rc, const struct 
         change_init(&ch, x->id, "completed");
         memcpy(ch.oct_rc, rc, 3);
         memcpy(ch.response_code, "00", 3);
-        if (leg && leg->fx.converted) {
-            t->fx = leg->fx;
-            ch.recipient_amount_minor = (int64_t)leg->fx.billing_minor;
-            at_strlcpy(ch.conversion_rate, leg->fx.de10, sizeof ch.conversion_rate);
+        if (leg && db_billing_converted(&leg->billing)) {
+            t->billing = leg->billing; /* DE 6/10/51: what the recipient got */
+            ch.recipient_amount_minor = leg->billing.amount_minor;
+            at_strlcpy(ch.conversion_rate, leg->billing.rate, sizeof ch.conversion_rate);
         } else {
             ch.recipient_amount_minor = x->amount;
         }
@@ -231,7 +250,7 @@ void sw_xfer_leg_done(struct sw_xfer *x, bool oct, const char *rc, const struct 
     at_log(AT_LOG_INFO, "transfer_failed", AT_INT("transfer_id", x->id), AT_STR("leg", "oct"),
            AT_STR("rc", rc), AT_STR("action", "AFT reversed"));
     t->auth_code[0] = '\0';
-    sw_saf_reverse_leg(t, &x->aft, (const char *)t->v.pan, t->v.pan_len, "error");
+    sw_saf_reverse_leg(t->srv, t, &x->aft, (const char *)t->v.pan, t->v.pan_len, "error");
     end(x, rc, SW_OUT_DECLINED, "OCT", "the OCT leg was not approved");
 }
 
@@ -252,6 +271,14 @@ static void on_begun(void *arg, const struct db_error *err, const struct db_tran
         if (t->req.mti[3] == '1' && final && b->answer_code[0]) {
             at_strlcpy(t->auth_code, b->auth_code, sizeof t->auth_code);
             t->journal = false;
+            x->repeat = true;
+            if (b->conversion_rate[0] && b->recipient_amount_minor >= 0) {
+                t->billing.amount_minor = b->recipient_amount_minor;
+                at_strlcpy(t->billing.rate, b->conversion_rate, sizeof t->billing.rate);
+                t->billing.currency = b->recipient_currency;
+            }
+            t->xfer_fee = b->fee_minor;
+            t->has_xfer_fee = true;
             at_log(AT_LOG_INFO, "repeat_answered", AT_STR("rc", b->answer_code),
                    AT_INT("transfer_id", b->transfer_id));
             end(x, b->answer_code,
@@ -328,17 +355,18 @@ static void recipient_known(struct sw_xfer *x)
 {
     struct sw_txn *t = x->t;
     struct sw_server *srv = t->srv;
-    int64_t is = sw_router_lookup(srv->ref->router, x->rpan, x->rpan_len);
-    if (is < 0 || !srv->ref->issuers[is].enabled) {
+    struct sw_route_match route;
+    if (!sw_router_match(srv->ref->router, x->rpan, x->rpan_len, &route) ||
+        !srv->ref->issuers[route.issuer].enabled) {
         end(x, "15", SW_OUT_DECLINED, "OCT", "the recipient's card has no route");
         return;
     }
-    x->rissuer = srv->ref->issuers[is];
+    x->rissuer = srv->ref->issuers[route.issuer];
     if (x->rissuer.link < 0 || srv->links[x->rissuer.link].state != SW_LINK_UP) {
         end(x, "91", SW_OUT_DECLINED, "OCT", "the recipient's issuer is unreachable");
         return;
     }
-    x->rcur = sw_billing_currency(srv, x->rpan, x->rpan_len, x->currency);
+    x->rcur = route.billing_currency > 0 ? route.billing_currency : x->currency;
     if (t->v.has_pin) {
         sw_txn_translate_pin(t);
         return;
@@ -376,8 +404,8 @@ void sw_xfer_start(struct sw_txn *t)
     x->t = t;
     t->xfer = x;
     sw_txn_to_transfer(t);
-    x->amount = t->v.amount;
-    x->currency = t->v.currency;
+    x->amount = field_num(&t->req, 4);
+    x->currency = (int)field_num(&t->req, 49);
     if (t->v.recipient_msisdn) {
         memcpy(x->msisdn, t->v.recipient, t->v.recipient_len);
         x->msisdn[t->v.recipient_len] = '\0';
@@ -426,10 +454,11 @@ static void on_leg_original(void *arg, const struct db_error *err, const struct 
     o.amount_minor = d->amount_minor;
     o.currency = (uint16_t)(d->currency > 0 ? d->currency : 0);
     memcpy(o.auth_code, d->auth_code, strnlen(d->auth_code, 6));
+    sw_fx_to_recent(&o, &d->billing);
     if (oct)
-        sw_saf_reverse_leg(t, &o, x->rpan, x->rpan_len, "terminal");
+        sw_saf_reverse_leg(t->srv, t, &o, x->rpan, x->rpan_len, "terminal");
     else
-        sw_saf_reverse_leg(t, &o, (const char *)t->v.pan, t->v.pan_len, "terminal");
+        sw_saf_reverse_leg(t->srv, t, &o, (const char *)t->v.pan, t->v.pan_len, "terminal");
     if (!t->pending_saf)
         end(x, "96", SW_OUT_ERROR, NULL, "the leg's reversal could not be queued");
     /* else sw_xfer_reversal_stored continues */
@@ -521,13 +550,22 @@ void sw_xfer_reverse(struct sw_txn *t, const struct sw_recent_txn *orig)
         end(x, "96", SW_OUT_ERROR, NULL, "database queue full");
 }
 
-/* ---------------------------------------------------------------- an approval not delivered */
+/* ---------------------------------------------------------------- the sender's answer is out */
 
-void sw_xfer_undeliverable(struct sw_txn *t)
+void sw_xfer_delivered(struct sw_txn *t, bool sent)
 {
-    /* The sender will never see its approval: both legs go back, independently of t (freed
-     * next). Their identities come from the journal, as for a terminal's reversal; until that
-     * runs, recovery at the next start would do the same (the sender's row is not approved). */
-    at_log(AT_LOG_WARN, "transfer_answer_undeliverable", AT_STR("action", "legs reversed"));
-    sw_xfer_unwind_later(t->srv, &t->recent_id);
+    struct sw_xfer *x = t->xfer;
+    t->xfer = NULL;
+    if (x && !sent && x->mode == XFER_RUN && !x->repeat && t->outcome == SW_OUT_APPROVED) {
+        /* The sender will never see its approval: both legs go back. Their journal rows are
+         * approvals and the sender's row too, so recovery would not do it: it is done now. */
+        at_log(AT_LOG_WARN, "answer_undeliverable", AT_STR("rc", t->rc),
+               AT_INT("transfer_id", x->id), AT_STR("action", "both legs reversed"));
+        sw_saf_reverse_leg(t->srv, NULL, &x->oct, x->rpan, x->rpan_len, "error");
+        sw_saf_reverse_leg(t->srv, NULL, &x->aft, (const char *)t->v.pan, t->v.pan_len, "error");
+        struct db_transfer_change ch;
+        change_init(&ch, x->id, "reversed");
+        update_row(t->srv, &ch);
+    }
+    xfer_free(x);
 }

@@ -104,7 +104,7 @@ CREATE FUNCTION switch.transfer_begin(
     p_recipient_currency smallint, p_leg_date date, p_leg_tt text)
 RETURNS TABLE (transfer_id bigint, response_code text, fee_minor bigint, state text,
                answer_code text, auth_code text, recipient_amount_minor bigint,
-               conversion_rate text, reason text)
+               conversion_rate text, recipient_currency smallint, reason text)
 LANGUAGE plpgsql AS $$
 DECLARE
     c switch.transfer_corridors%ROWTYPE;
@@ -118,24 +118,26 @@ BEGIN
     IF FOUND THEN
         RETURN QUERY SELECT t.transfer_id, '94'::text, t.fee_minor, t.state, t.response_code::text,
                             t.auth_code, t.recipient_amount_minor, t.conversion_rate::text,
-                            'duplicate'::text;
+                            t.recipient_currency, 'duplicate'::text;
         RETURN;
     END IF;
     IF p_sender_hmac = p_recipient_hmac THEN
         RETURN QUERY SELECT NULL::bigint, '12'::text, NULL::bigint, NULL::text, NULL::text,
-                            NULL::text, NULL::bigint, NULL::text, 'recipient is the sender'::text;
+                            NULL::text, NULL::bigint, NULL::text, NULL::smallint,
+                            'recipient is the sender'::text;
         RETURN;
     END IF;
     SELECT * INTO c FROM switch.transfer_corridors k
      WHERE k.from_currency = p_currency AND k.to_currency = p_recipient_currency AND k.enabled;
     IF NOT FOUND THEN
         RETURN QUERY SELECT NULL::bigint, '57'::text, NULL::bigint, NULL::text, NULL::text,
-                            NULL::text, NULL::bigint, NULL::text, 'corridor not served'::text;
+                            NULL::text, NULL::bigint, NULL::text, NULL::smallint,
+                            'corridor not served'::text;
         RETURN;
     END IF;
     IF p_amount > c.max_amount_minor THEN
         RETURN QUERY SELECT NULL::bigint, '61'::text, NULL::bigint, NULL::text, NULL::text,
-                            NULL::text, NULL::bigint, NULL::text,
+                            NULL::text, NULL::bigint, NULL::text, NULL::smallint,
                             'over the corridor''s maximum'::text;
         RETURN;
     END IF;
@@ -153,11 +155,12 @@ BEGIN
     RETURNING switch.transfers.transfer_id INTO v_id;
     IF v_id IS NULL THEN -- a concurrent insert of the same identity won
         RETURN QUERY SELECT NULL::bigint, '94'::text, NULL::bigint, 'started'::text, NULL::text,
-                            NULL::text, NULL::bigint, NULL::text, 'duplicate'::text;
+                            NULL::text, NULL::bigint, NULL::text, NULL::smallint,
+                            'duplicate'::text;
         RETURN;
     END IF;
     RETURN QUERY SELECT v_id, '00'::text, v_fee, 'started'::text, NULL::text, NULL::text,
-                        NULL::bigint, NULL::text, NULL::text;
+                        NULL::bigint, NULL::text, NULL::smallint, NULL::text;
 END
 $$;
 
