@@ -79,7 +79,7 @@ int sw_fx_convert(const struct sw_server *srv, int billing_ccy, int64_t amount, 
         }
         return 0;
     }
-    char pair[8], at[21];
+    char pair[16], at[21];
     snprintf(pair, sizeof pair, "%s->%s", fx_alpha(txn_ccy), fx_alpha(billing_ccy));
     fx_time_format(now_s, at);
     if (rc == FX_NO_RATE) {

@@ -167,6 +167,16 @@ int stack_start(struct stack *s, const struct stack_opts *o)
         if (stack_start_issuer(s) != 0)
             return -1;
     }
+    if (s->opts.fx_rates) {
+        snprintf(path, sizeof path, "%s/%s", dbt_src(), s->opts.fx_rates);
+        char log[300];
+        snprintf(log, sizeof log, "%s/atlas-fx.log", s->dir);
+        const char *fargs[] = { "--db", s->conninfo, "load", path, NULL };
+        if (ts_run("atlas-fx", fargs, log) != 0) {
+            fprintf(stderr, "stack: atlas-fx load %s failed (log %s)\n", path, log);
+            return -1;
+        }
+    }
     if (write_conf(s) != 0 || stack_start_switch(s) != 0)
         return -1;
     if (sim_terms_builtin(&s->terms, err, sizeof err) != 0) {
@@ -327,7 +337,18 @@ int stack_send_nowait(struct stack *s, struct sim_term *t, const struct sim_txn 
     return fd;
 }
 
-int stack_recv(int fd, struct sim_term *t, struct sim_resp *r)
+static void fx_field(const struct iso_msg *m, int f, char *out, size_t cap)
+{
+    size_t n = 0;
+    const uint8_t *p = iso_get(m, f, &n);
+    if (!p || n >= cap)
+        n = 0;
+    memcpy(out, p ? (const char *)p : "", n);
+    out[n] = '\0';
+}
+
+/* Reads one answer into r (and its DE 6/10/51 into fx, when not NULL). */
+static int recv_answer(int fd, struct sim_term *t, struct sim_resp *r, struct stack_fx_fields *fx)
 {
     uint8_t buf[4096], arena[ISO_ARENA_FOR(4096)];
     char err[256] = "";
@@ -336,10 +357,32 @@ int stack_recv(int fd, struct sim_term *t, struct sim_resp *r)
     struct iso_msg m;
     iso_msg_init(&m, arena, sizeof arena);
     if (n > (ssize_t)off &&
-        sim_term_check_response(t, buf + off, (size_t)n - off, &m, r, err, sizeof err) == 0)
+        sim_term_check_response(t, buf + off, (size_t)n - off, &m, r, err, sizeof err) == 0) {
+        if (fx) {
+            fx_field(&m, 6, fx->de6, sizeof fx->de6);
+            fx_field(&m, 10, fx->de10, sizeof fx->de10);
+            fx_field(&m, 51, fx->de51, sizeof fx->de51);
+        }
         return 0;
+    }
     fprintf(stderr, "stack: no valid answer (%zd bytes) %s\n", n, err);
     return -1;
+}
+
+int stack_recv(int fd, struct sim_term *t, struct sim_resp *r)
+{
+    return recv_answer(fd, t, r, NULL);
+}
+
+int stack_send_fx(struct stack *s, struct sim_term *t, const struct sim_txn *x, struct sim_resp *r,
+                  struct sim_sent *sent, struct stack_fx_fields *fx)
+{
+    int fd = stack_send_nowait(s, t, x, sent);
+    if (fd < 0)
+        return -1;
+    int rc = recv_answer(fd, t, r, fx);
+    close(fd);
+    return rc;
 }
 
 int stack_send_on(int fd, struct sim_term *t, const struct sim_txn *x, struct sim_resp *r)

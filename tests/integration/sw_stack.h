@@ -17,6 +17,8 @@ struct stack_opts {
     unsigned issuer_timeout_ms; /* switch → issuer timeout (default 1500) */
     unsigned wallets;           /* wallets seeded (default 16) */
     const char *extra_conf;     /* appended to switchd.conf (more [listener] sections...) */
+    const char *fx_rates;       /* a rate file (relative to the source tree) atlas-fx loads
+                                   before switchd starts; NULL = no conversion rates */
 };
 
 struct stack {
@@ -58,6 +60,13 @@ struct sim_term *stack_term(struct stack *s, const char *id);
  * Returns 0 with r filled, -1 on transport error/timeout (reason printed). */
 int stack_send(struct stack *s, struct sim_term *t, const struct sim_txn *x, struct sim_resp *r,
                struct sim_sent *sent);
+/* The conversion an answer carried back: DE 6, DE 10, DE 51 ("" when absent). */
+struct stack_fx_fields {
+    char de6[13], de10[9], de51[4];
+};
+/* stack_send that also reads the answer's DE 6/10/51 into fx. */
+int stack_send_fx(struct stack *s, struct sim_term *t, const struct sim_txn *x, struct sim_resp *r,
+                  struct sim_sent *sent, struct stack_fx_fields *fx);
 /* Same with the exact message bytes (e.g. to send one twice). */
 int stack_send_raw(struct stack *s, struct sim_term *t, const uint8_t *msg, size_t len,
                    struct sim_resp *r);
