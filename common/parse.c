@@ -82,6 +82,29 @@ bool at_is_digits(const char *s, size_t min, size_t max)
     return true;
 }
 
+char at_luhn_digit(const char *s, size_t n)
+{
+    unsigned sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = (unsigned)(s[n - 1 - i] - '0');
+        if (i % 2 == 0) { /* the digit left of the check digit is doubled */
+            v *= 2;
+            if (v > 9)
+                v -= 9;
+        }
+        sum += v;
+    }
+    return (char)('0' + (10 - sum % 10) % 10);
+}
+
+bool at_luhn_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return n >= 2 && at_luhn_digit(s, n - 1) == s[n - 1];
+}
+
 bool at_parse_bool(const char *s, bool *out)
 {
     static const char *const yes[] = { "1", "yes", "true", "on" };
@@ -159,21 +182,4 @@ bool at_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *ss
     }
     *err = "host is not a numeric IPv4/IPv6 address";
     return false;
-}
-
-bool at_luhn_ok(const char *d, size_t len)
-{
-    unsigned sum = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned v = (unsigned)(d[len - 1 - i] - '0');
-        if (v > 9)
-            return false;
-        if (i % 2 == 1) {
-            v *= 2;
-            if (v > 9)
-                v -= 9;
-        }
-        sum += v;
-    }
-    return len > 0 && sum % 10 == 0;
 }

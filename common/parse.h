@@ -25,8 +25,11 @@ __attribute__((warn_unused_result)) bool at_parse_double(const char *s, double *
 /* True if s is min..max decimal digits and nothing else (an empty s only when min is 0). */
 __attribute__((warn_unused_result)) bool at_is_digits(const char *s, size_t min, size_t max);
 
-/* The Luhn check over len digits (false for an empty or non-digit input). */
-bool at_luhn_ok(const char *digits, size_t len);
+/* The Luhn (ISO/IEC 7812-1) check digit of the n decimal digits at s, as a character; and
+ * whether the n characters at s are digits whose last one is the Luhn check digit of the rest
+ * (false for n < 2 or any non-digit). */
+char at_luhn_digit(const char *s, size_t n);
+__attribute__((warn_unused_result)) bool at_luhn_ok(const char *s, size_t n);
 
 /* "yes/no/true/false/on/off/1/0" → bool. */
 __attribute__((warn_unused_result)) bool at_parse_bool(const char *s, bool *out);

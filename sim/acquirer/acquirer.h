@@ -72,6 +72,12 @@ const char *sim_type_proc(enum sim_type t);
 /* Whether a PIN is entered by default for the type (debits yes, credits no). */
 bool sim_type_wants_pin(enum sim_type t);
 
+/* A transfer's recipient as DE 103 carries it (docs/acquirer-interface.md, "Wallet-to-wallet
+ * transfer"): a PAN of 12..19 digits passing the Luhn check, or a mobile number in E.164 as
+ * typed, '+' and 8..15 digits. */
+bool sim_recipient_pan_ok(const char *s);
+bool sim_recipient_msisdn_ok(const char *s);
+
 /* The demo cards of the README's demo world (PAN, PIN, expiry, currency), for option defaults. */
 struct sim_demo_card {
     const char *pan, *pin, *expiry, *currency;
@@ -171,7 +177,7 @@ struct sim_txn {
     char expiry[5];           /* DE 14 YYMM, "" = absent */
     uint32_t stan;            /* DE 11; 0 = the terminal's next */
     char rrn[13];             /* DE 37; "" = generated from the date and the STAN */
-    char to_pan[29];          /* DE 103 for transfers */
+    char recipient[29];       /* DE 103 for transfers: a PAN, or '+' and a mobile number */
     char entry_mode[4];       /* DE 22; "" = 011 with PIN, 012 without */
     char orig_mti[5];         /* reversal DE 90: original MTI ("" = 0200) */
     uint32_t orig_stan;       /* reversal: original DE 11 (0 = no DE 90) */
@@ -237,6 +243,14 @@ struct sim_resp {
     bool has_balance; /* DE 54 carried an available (02) or ledger (01) amount */
     int64_t balance;  /* minor units, negative for a debit balance */
     char balance_ccy[4];
+    bool has_billing;    /* DE 6: what the card was billed, or a transfer's recipient got */
+    uint64_t billing;    /* DE 6, minor units of billing_ccy */
+    char billing_ccy[4]; /* DE 51, "" if absent */
+    char rate[9];        /* DE 10 as received (8 digits), "" if absent or malformed */
+    bool has_fee;        /* DE 28: x+n 8, 'D' (charged) or 'C' then 8 digits */
+    int64_t fee;         /* minor units of the request's currency, negative for a 'C' fee */
+    char info[26];       /* DE 44 (a transfer's failed leg: "AFT51", "OCT57"), "" if absent */
+    char settle_date[5]; /* DE 15, MMDD, "" if absent */
     enum sim_mac_status mac;
 };
 
@@ -273,7 +287,8 @@ struct sim_opts {
     char expiry[5];
     uint64_t stan;
     char rrn[13];
-    char to_pan[20];
+    char to[20];        /* a transfer's recipient PAN (DE 103) */
+    char to_msisdn[17]; /* or its mobile number, '+' and 8..15 digits (DE 103) */
     char entry_mode[4];
     char mti[5];
     char proc[7];

@@ -249,8 +249,15 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
                 goto out;
             }
         }
-        if (x->to_pan[0])
-            SETS(103, x->to_pan);
+        if (x->recipient[0]) {
+            if (!sim_recipient_pan_ok(x->recipient) && !sim_recipient_msisdn_ok(x->recipient)) {
+                fail(err, errcap,
+                     "DE 103: the recipient must be a PAN (12..19 digits passing the Luhn check) "
+                     "or a mobile number ('+' and 8..15 digits)");
+                goto out;
+            }
+            SETS(103, x->recipient);
+        }
     }
 
     /* The MAC: always the last field; DE 128 once a secondary bitmap is needed. */
@@ -359,6 +366,33 @@ static void parse_balance(const struct iso_msg *m, struct sim_resp *r)
     }
 }
 
+/* DE 6/51 (billed, or a transfer's recipient got), DE 10, DE 28 (fee), DE 44, DE 15 when present
+ * and well formed; a malformed value is left out rather than shown wrong. */
+static void parse_amounts(const struct iso_msg *m, struct sim_resp *r)
+{
+    char v[26];
+    uint64_t n;
+    copy_field(m, 6, v, sizeof v);
+    if (at_is_digits(v, 12, 12) && at_parse_u64(v, 999999999999ull, &n)) {
+        r->has_billing = true;
+        r->billing = n;
+    }
+    copy_field(m, 51, r->billing_ccy, sizeof r->billing_ccy);
+    copy_field(m, 10, v, sizeof v);
+    if (at_is_digits(v, 8, 8) && v[0] <= '7')
+        memcpy(r->rate, v, 9);
+    copy_field(m, 28, v, sizeof v);
+    if ((v[0] == 'D' || v[0] == 'C') && at_is_digits(v + 1, 8, 8) &&
+        at_parse_u64(v + 1, 99999999, &n)) {
+        r->has_fee = true;
+        r->fee = v[0] == 'C' ? -(int64_t)n : (int64_t)n;
+    }
+    copy_field(m, 44, r->info, sizeof r->info);
+    copy_field(m, 15, v, sizeof v);
+    if (at_is_digits(v, 4, 4))
+        memcpy(r->settle_date, v, 5);
+}
+
 int sim_term_check_response(struct sim_term *t, const uint8_t *msg, size_t len, struct iso_msg *m,
                             struct sim_resp *r, char *err, size_t errcap)
 {
@@ -384,6 +418,7 @@ void sim_resp_fill(struct sim_term *t, const uint8_t *msg, size_t len, const str
     copy_field(m, 11, r->stan, sizeof r->stan);
     copy_field(m, 41, r->tid, sizeof r->tid);
     parse_balance(m, r);
+    parse_amounts(m, r);
 
     if (!iso_has(m, 64) && !iso_has(m, 128)) {
         r->mac = SIM_MAC_ABSENT;

@@ -63,6 +63,7 @@ struct lreq {
     struct lrev *rev; /* a reversal try: the reversal it belongs to */
     uint32_t conn;
     uint32_t card;
+    uint32_t to_card; /* a transfer's recipient wallet (0: none) */
     uint8_t kind;
     bool measured;
     uint64_t amount;
@@ -79,7 +80,7 @@ struct lreq {
 struct lrev {
     struct lrev *prev, *next; /* its connection's waiting list, or the free list (next) */
     struct load_rev_core core;
-    uint32_t conn, card;
+    uint32_t conn, card, to_card;
     uint8_t kind;
     uint64_t amount;
     char proc[7];
@@ -174,7 +175,7 @@ static bool conn_usable(const struct lconn *lc)
 static bool kind_reversible(unsigned kind)
 {
     return kind == LOAD_K_PURCHASE || kind == LOAD_K_PURCHASE_NOPIN || kind == LOAD_K_CASH ||
-           kind == LOAD_K_REFUND;
+           kind == LOAD_K_REFUND || kind == LOAD_K_TRANSFER;
 }
 
 /* The MTI a request of the mix goes out with (load-mix reversals: their first try). */
@@ -192,10 +193,11 @@ static void put_stan(char out[7], uint32_t stan)
     out[6] = '\0';
 }
 
-/* The fields every line has, for a request of kind on connection conn. */
+/* The fields every line has, for a request of kind on connection conn (a transfer's: its
+ * recipient wallet to_card too). */
 static void record_base(struct load_run *L, struct load_record *rec, uint32_t conn, unsigned kind,
-                        uint32_t card, uint32_t stan, const char de7[11], const char proc[7],
-                        uint64_t amount)
+                        uint32_t card, uint32_t to_card, uint32_t stan, const char de7[11],
+                        const char proc[7], uint64_t amount)
 {
     memset(rec, 0, sizeof *rec);
     at_strlcpy(rec->terminal, L->conns[conn].t->id, sizeof rec->terminal);
@@ -209,6 +211,12 @@ static void record_base(struct load_run *L, struct load_record *rec, uint32_t co
     if (load_card_of(card, &c) == 0) {
         memcpy(rec->pan, c.pan, sizeof c.pan);
         memcpy(rec->currency, c.currency, sizeof c.currency);
+        memset(c.pin, 0, sizeof c.pin);
+    }
+    if (kind == LOAD_K_TRANSFER && load_card_of(to_card, &c) == 0) {
+        rec->transfer = true;
+        memcpy(rec->to_pan, c.pan, sizeof c.pan);
+        memcpy(rec->to_currency, c.currency, sizeof c.currency);
         memset(c.pin, 0, sizeof c.pin);
     }
 }
@@ -235,7 +243,8 @@ static void record_request(struct load_run *L, const struct lreq *q, const struc
     if (!L->rec)
         return;
     struct load_record rec;
-    record_base(L, &rec, q->conn, q->kind, q->card, q->stan, q->de7, q->proc, q->amount);
+    record_base(L, &rec, q->conn, q->kind, q->card, q->to_card, q->stan, q->de7, q->proc,
+                q->amount);
     if (q->kind == LOAD_K_REVERSAL) {
         rec.has_orig = true;
         at_strlcpy(rec.orig_mti, ORIG_MTI, sizeof rec.orig_mti);
@@ -246,6 +255,15 @@ static void record_request(struct load_run *L, const struct lreq *q, const struc
         rec.answered = true;
         at_strlcpy(rec.rc, resp->rc, sizeof rec.rc);
         at_strlcpy(rec.auth, resp->auth, sizeof rec.auth);
+        if (rec.transfer && resp->has_billing)
+            snprintf(rec.de6, sizeof rec.de6, "%llu", (unsigned long long)resp->billing);
+        if (rec.transfer)
+            at_strlcpy(rec.de51, resp->billing_ccy, sizeof rec.de51);
+        if (rec.transfer && resp->has_fee) { /* as received: 'D' or 'C', 8 digits */
+            rec.de28[0] = resp->fee < 0 ? 'C' : 'D';
+            at_put_digits(rec.de28 + 1, 8, (uint64_t)(resp->fee < 0 ? -resp->fee : resp->fee));
+            rec.de28[9] = '\0';
+        }
     }
     record_write(L, &rec);
 }
@@ -257,7 +275,8 @@ static void record_reversal(struct load_run *L, const struct lrev *v)
         return;
     struct load_record rec;
     bool answered = v->core.state == LOAD_REV_ANSWERED;
-    record_base(L, &rec, v->conn, v->kind, v->card, v->req_stan, v->req_de7, v->proc, v->amount);
+    record_base(L, &rec, v->conn, v->kind, v->card, v->to_card, v->req_stan, v->req_de7, v->proc,
+                v->amount);
     if (v->kind == LOAD_K_REVERSAL) {
         /* The request is the reversal: its line names the MTI of its last try. */
         at_strlcpy(rec.mti, v->core.tries > 1 ? "0401" : "0400", sizeof rec.mti);
@@ -394,6 +413,7 @@ static void rev_open(struct load_run *L, const struct lreq *q, enum load_try_res
     L->revs_open++;
     v->conn = q->conn;
     v->card = q->card;
+    v->to_card = q->to_card;
     v->kind = q->kind;
     v->amount = q->amount;
     memcpy(v->proc, q->proc, sizeof v->proc);
@@ -667,18 +687,24 @@ static int txn_card(uint32_t index, struct sim_txn *x, struct load_card *c)
     return 0;
 }
 
+/* A wallet index drawn from --card-first..--cards. */
+static uint32_t draw_card(struct load_run *L)
+{
+    return (uint32_t)(L->o.card_first + rnd(L) % (L->o.cards - L->o.card_first + 1));
+}
+
 /* The transaction of an arrival of kind into x: the card (a reversal's original's, else drawn
  * from --card-first..--cards), an amount drawn from 1..--amount-max, the PIN for the kinds that
  * carry one (the caller wipes x->pin once built), for a load-mix reversal its original's amount,
- * processing code and DE 90, and the clock its DE 7 is made from (kept: a repeat of the message
+ * processing code and DE 90, for a transfer its recipient (another wallet of the range, any BIN:
+ * into *to_card and DE 103), and the clock its DE 7 is made from (kept: a repeat of the message
  * needs the same). Returns the card's index, or 0 when it has no card. */
 static uint32_t arrival_txn(struct load_run *L, enum load_kind kind, const struct approved *orig,
-                            struct sim_txn *x)
+                            struct sim_txn *x, uint32_t *to_card)
 {
     memset(x, 0, sizeof *x);
-    uint32_t card = kind == LOAD_K_REVERSAL
-                        ? orig->card
-                        : (uint32_t)(L->o.card_first + rnd(L) % (L->o.cards - L->o.card_first + 1));
+    *to_card = 0;
+    uint32_t card = kind == LOAD_K_REVERSAL ? orig->card : draw_card(L);
     struct load_card c;
     if (txn_card(card, x, &c) != 0)
         return 0;
@@ -703,6 +729,18 @@ static uint32_t arrival_txn(struct load_run *L, enum load_kind kind, const struc
     case LOAD_K_REFUND:
         x->type = SIM_T_REFUND;
         break;
+    case LOAD_K_TRANSFER: {
+        x->type = SIM_T_TRANSFER;
+        memcpy(x->pin, c.pin, 5);
+        *to_card = draw_card(L);
+        if (*to_card == card) /* never to itself (the options ensure two wallets) */
+            *to_card = card == L->o.cards ? (uint32_t)L->o.card_first : card + 1;
+        struct load_card to;
+        if (load_card_of(*to_card, &to) == 0)
+            memcpy(x->recipient, to.pan, sizeof to.pan);
+        memset(to.pin, 0, sizeof to.pin);
+        break;
+    }
     case LOAD_K_REVERSAL:
     default:
         x->type = SIM_T_REVERSAL;
@@ -777,7 +815,8 @@ static int send_one(struct load_run *L, int conn_hint, uint64_t t0_ns, bool meas
     struct lconn *lc = &L->conns[ci];
 
     struct sim_txn x;
-    uint32_t card = arrival_txn(L, kind, &orig, &x);
+    uint32_t to_card;
+    uint32_t card = arrival_txn(L, kind, &orig, &x, &to_card);
     if (!card) {
         sim_req_put(L->e, sr);
         return SEND_FAILED;
@@ -800,6 +839,7 @@ static int send_one(struct load_run *L, int conn_hint, uint64_t t0_ns, bool meas
     q->rev = NULL;
     q->conn = (uint32_t)ci;
     q->card = card;
+    q->to_card = to_card;
     q->kind = (uint8_t)kind;
     q->measured = measured;
     req_note_message(q, &x, &sent, &orig);
@@ -1214,7 +1254,8 @@ static int record_open(struct load_run *L, const char *path)
     L->rec = fopen(path, "w");
     L->rec_buf = malloc(RECORD_BUF);
     if (!L->rec || !L->rec_buf || setvbuf(L->rec, L->rec_buf, _IOFBF, RECORD_BUF) != 0 ||
-        fputs(LOAD_RECORD_HEADER, L->rec) == EOF) {
+        fputs(L->o.mix.weight[LOAD_K_TRANSFER] ? LOAD_RECORD_HEADER_V2 : LOAD_RECORD_HEADER,
+              L->rec) == EOF) {
         fprintf(stderr, "acquirer-sim load: cannot write %s: %s\n", path, strerror(errno));
         return -1;
     }

@@ -21,6 +21,7 @@ enum load_kind {
     LOAD_K_BALANCE,        /* 0100 proc 30 with PIN */
     LOAD_K_REFUND,         /* 0200 proc 20, no PIN */
     LOAD_K_REVERSAL,       /* 0400 of an earlier approved 0200 of the same run */
+    LOAD_K_TRANSFER,       /* 0200 proc 40 with PIN: wallet to wallet, recipient in DE 103 */
     LOAD_K_max
 };
 
@@ -32,7 +33,8 @@ struct load_mix {
     unsigned total;
 };
 
-/* The default mix: purchase 50, purchase-nopin 15, cash 10, balance 10, refund 5, reversal 10. */
+/* The default mix: purchase 50, purchase-nopin 15, cash 10, balance 10, refund 5, reversal 10
+ * (no transfers: `transfer=W` adds them). */
 #define LOAD_MIX_DEFAULT "purchase=50,purchase-nopin=15,cash=10,balance=10,refund=5,reversal=10"
 
 /* Parses "name=weight,name=weight,..." (kinds not named get 0; weights 0..1000000; a
@@ -147,8 +149,11 @@ void load_rev_abandon(struct load_rev_core *c);
 
 /* ------------------------------------------------------------------ the record file */
 
-/* The first line of a record file. */
-#define LOAD_RECORD_HEADER "# atlas-load-record 1\n"
+/* The first line of a record file: version 1, or version 2 when the run's mix has transfers
+ * (their lines carry fields version 1 does not have; a file without them is version 1 exactly,
+ * so that readers of version 1 keep reading runs of the default mix). */
+#define LOAD_RECORD_HEADER    "# atlas-load-record 1\n"
+#define LOAD_RECORD_HEADER_V2 "# atlas-load-record 2\n"
 /* Longest record line (newline included). */
 #define LOAD_RECORD_LINE_MAX 400
 
@@ -166,14 +171,18 @@ struct load_record {
     char pan[20];     /* the full PAN: the line carries it masked (first 6, last 4) */
     bool has_orig;    /* a load-mix reversal: DE 90's original */
     char orig_mti[5], orig_stan[7], orig_de7[11];
-    bool answered;                 /* a response with an acceptable MAC */
-    char rc[3];                    /* DE 39 of that response */
-    char auth[7];                  /* DE 38, "" = absent */
-    bool rev;                      /* unanswered and reversed by the harness */
-    char rev_stan[7], rev_de7[11]; /* the reversal's DE 11 / DE 7, "" if it never left */
-    unsigned rev_tries;            /* 0400 + 0401s sent */
-    bool rev_answered;             /* its 0410 arrived (else it was abandoned) */
-    char rev_rc[3];                /* DE 39 of that 0410 */
+    bool transfer;       /* a transfer (version 2): to, to_currency and, answered, de6/51/28 */
+    char to_pan[20];     /* the recipient's full PAN: the line carries it masked */
+    char to_currency[4]; /* the recipient wallet's currency */
+    bool answered;       /* a response with an acceptable MAC */
+    char rc[3];          /* DE 39 of that response */
+    char auth[7];        /* DE 38, "" = absent */
+    char de6[13], de51[4], de28[10]; /* a transfer's answer: DE 6, 51, 28; "" = absent */
+    bool rev;                        /* unanswered and reversed by the harness */
+    char rev_stan[7], rev_de7[11];   /* the reversal's DE 11 / DE 7, "" if it never left */
+    unsigned rev_tries;              /* 0400 + 0401s sent */
+    bool rev_answered;               /* its 0410 arrived (else it was abandoned) */
+    char rev_rc[3];                  /* DE 39 of that 0410 */
 };
 
 /* Writes r as one line ("req terminal=... rev=...\n") into out[0..cap). Values that could

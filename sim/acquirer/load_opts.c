@@ -23,7 +23,7 @@ static const struct at_setting load_table[] = {
       "next (default: open loop at --rate)" },
     { "mix", AT_SET_STR, O(mix_spec), LOAD_MIX_DEFAULT, 0, 0,
       "the transaction mix: name=weight,... over purchase, purchase-nopin, cash, balance, "
-      "refund, reversal" },
+      "refund, reversal, transfer (to another load wallet, any BIN)" },
     { "warmup", AT_SET_DOUBLE, O(warmup), "1", 3600, 0,
       "seconds of load before the measurement starts" },
     { "report", AT_SET_STR, O(report), NULL, 0, AT_SET_MINLEN(1),
@@ -141,6 +141,10 @@ static int finish_opts(struct load_opts *o, char *err, size_t errcap)
     if (o->card_first > o->cards) {
         snprintf(err, errcap, "--card-first %llu is above --cards %llu",
                  (unsigned long long)o->card_first, (unsigned long long)o->cards);
+        return -1;
+    }
+    if (o->mix.weight[LOAD_K_TRANSFER] && o->card_first == o->cards) {
+        snprintf(err, errcap, "a transfer needs two wallets: --cards above --card-first");
         return -1;
     }
     if (o->load_terms && o->term_first + o->connections - 1 > 999999) {

@@ -14,9 +14,10 @@
 #include "fmt.h"
 #include "hex.h"
 #include "json.h"
+#include "parse.h"
 
 static const char *const kind_names[LOAD_K_max] = {
-    "purchase", "purchase-nopin", "cash", "balance", "refund", "reversal",
+    "purchase", "purchase-nopin", "cash", "balance", "refund", "reversal", "transfer",
 };
 
 const char *load_kind_name(enum load_kind k)
@@ -50,7 +51,7 @@ int load_mix_parse(const char *spec, struct load_mix *m, char *err, size_t errca
         if (k < 0) {
             snprintf(err, errcap,
                      "unknown kind '%.*s' in mix (purchase, purchase-nopin, cash, balance, "
-                     "refund, reversal)",
+                     "refund, reversal, transfer)",
                      (int)(nl > 40 ? 40 : nl), p);
             return -1;
         }
@@ -185,21 +186,6 @@ void load_term_free(struct sim_term *t)
     sim_term_free(t);
 }
 
-static char luhn_digit(const char *d, size_t n)
-{
-    unsigned sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v = (unsigned)(d[n - 1 - i] - '0');
-        if (i % 2 == 0) {
-            v *= 2;
-            if (v > 9)
-                v -= 9;
-        }
-        sum += v;
-    }
-    return (char)('0' + (10 - sum % 10) % 10);
-}
-
 int load_card_of(uint64_t index, struct load_card *c)
 {
     static const char *const bins[4] = { "489001", "489002", "489003", "489004" };
@@ -217,7 +203,7 @@ int load_card_of(uint64_t index, struct load_card *c)
         snprintf(c->pin, sizeof c->pin, "%04u", (unsigned)((index * 7919 + 1234) % 10000));
     }
     snprintf(c->pan, sizeof c->pan, "%s%09u", bins[b], (unsigned)index);
-    c->pan[15] = luhn_digit(c->pan, 15);
+    c->pan[15] = at_luhn_digit(c->pan, 15);
     c->pan[16] = '\0';
     memcpy(c->currency, ccys[b], 4);
     return 0;
@@ -387,6 +373,12 @@ int load_record_format(const struct load_record *r, char *out, size_t cap)
     /* The masked PAN's '*' are the one non-alphanumeric value the format allows. */
     put_raw(&l, " pan=", 5);
     put_raw(&l, pan[0] ? pan : "-", pan[0] ? strlen(pan) : 1);
+    if (r->transfer) {
+        load_pan_mask(r->to_pan, pan);
+        put_raw(&l, " to=", 4);
+        put_raw(&l, pan[0] ? pan : "-", pan[0] ? strlen(pan) : 1);
+        put_kv(&l, "to_currency", r->to_currency);
+    }
     if (r->has_orig) {
         put_kv(&l, "orig_mti", r->orig_mti);
         put_kv(&l, "orig_stan", r->orig_stan);
@@ -396,6 +388,11 @@ int load_record_format(const struct load_record *r, char *out, size_t cap)
     if (r->answered) {
         put_kv(&l, "rc", r->rc);
         put_kv(&l, "auth", r->auth);
+        if (r->transfer) {
+            put_kv(&l, "de6", r->de6);
+            put_kv(&l, "de51", r->de51);
+            put_kv(&l, "de28", r->de28);
+        }
     }
     if (!r->rev) {
         put_raw(&l, " rev=no", 7);

@@ -101,15 +101,46 @@ static void dump_msg(struct cli *c, const char *title, const uint8_t *msg, size_
         printf("\n");
 }
 
+/* The answer's conversion and transfer fields for the readable line, each only when present:
+ * " recipient gets 758 XOF" (a transfer) or " billed 12.34 EUR" (DE 6 in DE 51's currency),
+ * " rate 655.957" (DE 10), " fee 1.00 MAD" (DE 28, in the request's currency), " info OCT57"
+ * (DE 44) and " settlement 1206" (DE 15, MMDD). out gets "" when there is none. */
+static void answer_extras(const struct sim_txn *x, const struct at_currency *ccy,
+                          const struct sim_resp *r, char *out, size_t cap)
+{
+    char a[48];
+    size_t n = 0;
+    out[0] = '\0';
+    if (r->has_billing) {
+        sim_amount_format(r->billing, at_currency_find(r->billing_ccy), a, sizeof a);
+        n += (size_t)snprintf(out + n, cap - n, " %s %s",
+                              x->type == SIM_T_TRANSFER ? "recipient gets" : "billed", a);
+    }
+    if (r->rate[0] && n < cap) {
+        at_format_minor(strtoull(r->rate + 1, NULL, 10), (unsigned)(r->rate[0] - '0'), a, sizeof a);
+        n += (size_t)snprintf(out + n, cap - n, " rate %s", a);
+    }
+    if (r->has_fee && n < cap) {
+        sim_amount_format((uint64_t)(r->fee < 0 ? -r->fee : r->fee), ccy, a, sizeof a);
+        n += (size_t)snprintf(out + n, cap - n, " fee %s%s", r->fee < 0 ? "-" : "", a);
+    }
+    if (r->info[0] && n < cap)
+        n += (size_t)snprintf(out + n, cap - n, " info %s", r->info);
+    if (r->settle_date[0] && n < cap)
+        snprintf(out + n, cap - n, " settlement %s", r->settle_date);
+}
+
 /* One result: a readable line (or a JSON object). prefix is "PASS line 3" etc. */
 static void print_result(struct cli *c, const char *prefix, const struct sim_outcome *o,
                          const char *err, const char *fail_why)
 {
-    char pan[24] = "", amount[48] = "-", bal[48] = "";
+    char pan[24] = "", to[24] = "", amount[48] = "-", bal[48] = "", extras[200] = "";
     const struct sim_txn *x = &c->x;
     bool echo = x->type == SIM_T_ECHO;
     if (!echo)
         at_mask_pan(x->pan, strlen(x->pan), pan);
+    if (x->recipient[0])
+        at_mask_pan(x->recipient, strlen(x->recipient), to);
     const struct at_currency *ccy = at_currency_find(x->currency[0] ? x->currency : "504");
     if (!echo && x->type != SIM_T_BALANCE)
         sim_amount_format(x->amount, ccy, amount, sizeof amount);
@@ -121,6 +152,8 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_out
                           sizeof tmp);
         snprintf(bal, sizeof bal, "%s%s", r->balance < 0 ? "-" : "", tmp);
     }
+    if (r)
+        answer_extras(x, ccy, r, extras, sizeof extras);
     double ms = o ? (double)o->latency_ns / 1e6 : 0;
     const char *mti = c->sent.mti[0] ? c->sent.mti : sim_type_mti(x->type);
     if (c->g.json) {
@@ -142,6 +175,8 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_out
             printf(",\"amount_minor\":%llu", (unsigned long long)x->amount);
             json_str(stdout, "currency", ccy ? ccy->alpha : x->currency, true);
         }
+        if (to[0])
+            json_str(stdout, "to", to, true);
         if (r) {
             json_str(stdout, "response_mti", r->mti, true);
             json_str(stdout, "rc", r->rc, true);
@@ -152,6 +187,18 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_out
                 printf(",\"balance_minor\":%lld", (long long)r->balance);
                 json_str(stdout, "balance_currency", r->balance_ccy, true);
             }
+            if (r->has_billing) {
+                printf(",\"billing_minor\":%llu", (unsigned long long)r->billing);
+                json_str(stdout, "billing_currency", r->billing_ccy, true);
+            }
+            if (r->rate[0])
+                json_str(stdout, "rate", r->rate, true);
+            if (r->has_fee)
+                printf(",\"fee_minor\":%lld", (long long)r->fee);
+            if (r->info[0])
+                json_str(stdout, "info", r->info, true);
+            if (r->settle_date[0])
+                json_str(stdout, "settlement_date", r->settle_date, true);
             json_str(stdout, "mac", sim_mac_status_name(r->mac), true);
             printf(",\"latency_ms\":%.3f", ms);
         } else {
@@ -167,6 +214,8 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_out
             printf(" %s", pan);
         if (!echo && x->type != SIM_T_BALANCE)
             printf(" %s", amount);
+        if (to[0])
+            printf(" to %s", to);
         if (c->sent.stan[0])
             printf(" stan %s", c->sent.stan);
         if (r) {
@@ -176,6 +225,7 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_out
                 printf(" auth %s", r->auth);
             if (bal[0])
                 printf(" balance %s", bal);
+            printf("%s", extras);
             printf(" MAC %s %.2f ms", sim_mac_status_name(r->mac), ms);
             if (r->mac == SIM_MAC_BAD)
                 printf(" [RESPONSE MAC FAILED VERIFICATION]");

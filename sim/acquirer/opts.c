@@ -42,8 +42,10 @@ static const struct at_setting txn_table[] = {
       "DE 11 (default: the terminal's next, from its state file)" },
     { "rrn", AT_SET_STR, O(rrn), NULL, 0, AT_SET_MINLEN(12),
       "DE 37 (default: from the date and the STAN)" },
-    { "to-pan", AT_SET_STR, O(to_pan), NULL, 0, AT_SET_MINLEN(12) | AT_SET_DIGITS,
-      "a transfer's recipient, DE 103" },
+    { "to", AT_SET_STR, O(to), NULL, 0, AT_SET_MINLEN(12) | AT_SET_DIGITS,
+      "a transfer's recipient: its PAN (DE 103)" },
+    { "to-msisdn", AT_SET_STR, O(to_msisdn), NULL, 0, AT_SET_MINLEN(9),
+      "a transfer's recipient: its mobile number, E.164 as typed (+22236123456; DE 103)" },
     { "entry-mode", AT_SET_STR, O(entry_mode), NULL, 0, AT_SET_MINLEN(3) | AT_SET_DIGITS,
       "DE 22 (default 011 with a PIN, 012 without)" },
     { "mti", AT_SET_STR, O(mti), NULL, 0, AT_SET_MINLEN(4) | AT_SET_DIGITS,
@@ -108,6 +110,21 @@ static int opt_check(const struct at_setting *row, const char *value, char *err,
     case offsetof(struct sim_opts, host):
         if (!at_parse_hostport(value, &ss, &sl, &why)) {
             snprintf(err, errcap, "host: %s", why ? why : "expected HOST:PORT");
+            return -1;
+        }
+        return 0;
+    case offsetof(struct sim_opts, to):
+        if (!sim_recipient_pan_ok(value)) {
+            snprintf(err, errcap,
+                     "to: expected the recipient's PAN, 12..19 digits passing the "
+                     "Luhn check");
+            return -1;
+        }
+        return 0;
+    case offsetof(struct sim_opts, to_msisdn):
+        if (!sim_recipient_msisdn_ok(value)) {
+            snprintf(err, errcap,
+                     "to-msisdn: expected '+' and 8..15 digits (E.164, e.g. +22236123456)");
             return -1;
         }
         return 0;
@@ -245,7 +262,7 @@ int sim_opts_resolve(const struct sim_opts *o, const struct sim_terms *set, stru
     snprintf(x->proc, sizeof x->proc, "%s", o->proc);
     x->stan = o->stan;
     snprintf(x->rrn, sizeof x->rrn, "%s", o->rrn);
-    snprintf(x->to_pan, sizeof x->to_pan, "%s", o->to_pan);
+    snprintf(x->recipient, sizeof x->recipient, "%s", o->to[0] ? o->to : o->to_msisdn);
     snprintf(x->entry_mode, sizeof x->entry_mode, "%s", o->entry_mode);
     snprintf(x->orig_mti, sizeof x->orig_mti, "%s", o->orig_mti);
     x->orig_stan = o->orig_stan;
@@ -255,8 +272,16 @@ int sim_opts_resolve(const struct sim_opts *o, const struct sim_terms *set, stru
         snprintf(err, errcap, "reversal: original-stan and original-time go together (DE 90)");
         return -1;
     }
-    if (x->type == SIM_T_TRANSFER && !x->to_pan[0]) {
-        snprintf(err, errcap, "transfer: to-pan (DE 103) missing");
+    if (o->to[0] && o->to_msisdn[0]) {
+        snprintf(err, errcap, "transfer: to and to-msisdn exclude each other (one recipient)");
+        return -1;
+    }
+    if (x->type == SIM_T_TRANSFER && !x->recipient[0]) {
+        snprintf(err, errcap, "transfer: the recipient is missing (to or to-msisdn, DE 103)");
+        return -1;
+    }
+    if (x->type != SIM_T_TRANSFER && x->recipient[0]) {
+        snprintf(err, errcap, "to and to-msisdn are for type transfer only");
         return -1;
     }
     *term = t;

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "parse.h"
+
 /* Minor units never exceed DE 4's 12 digits. */
 #define AMOUNT_MAX 999999999999ull
 
@@ -123,6 +125,16 @@ const char *sim_type_proc(enum sim_type t)
 bool sim_type_wants_pin(enum sim_type t)
 {
     return (unsigned)t < SIM_T_max && types[t].pin;
+}
+
+bool sim_recipient_pan_ok(const char *s)
+{
+    return at_is_digits(s, 12, 19) && at_luhn_ok(s, strlen(s));
+}
+
+bool sim_recipient_msisdn_ok(const char *s)
+{
+    return s[0] == '+' && at_is_digits(s + 1, 8, 15);
 }
 
 static const struct sim_demo_card demo_cards[] = {

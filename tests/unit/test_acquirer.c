@@ -365,9 +365,17 @@ static void test_reversal_and_echo(void **state)
     build_refused(t, &bad, "PIN");
 }
 
-/* Builds a response the way a switch would (libhsm MAC over the exact bytes). */
-static size_t make_response(const char *mti, const char *rc, const char *de54, bool mac,
-                            bool tamper, uint8_t *out, size_t cap)
+/* A field of a response: number and value. */
+struct fv {
+    int f;
+    const char *v;
+};
+
+/* Builds a response the way a switch would (libhsm MAC over the exact bytes), with the extra
+ * fields extra[0..n_extra). */
+static size_t make_response_with(const char *mti, const char *rc, const char *de54,
+                                 const struct fv *extra, size_t n_extra, bool mac, bool tamper,
+                                 uint8_t *out, size_t cap)
 {
     uint8_t arena[2048];
     struct iso_msg m;
@@ -380,6 +388,8 @@ static size_t make_response(const char *mti, const char *rc, const char *de54, b
     assert_int_equal(iso_set_str(&m, 41, "TERM0001"), 0);
     if (de54)
         assert_int_equal(iso_set_str(&m, 54, de54), 0);
+    for (size_t i = 0; i < n_extra; i++)
+        assert_int_equal(iso_set_str(&m, extra[i].f, extra[i].v), 0);
     static const uint8_t zero[8];
     if (mac)
         assert_int_equal(iso_set(&m, 64, zero, 8), 0);
@@ -397,6 +407,63 @@ static size_t make_response(const char *mti, const char *rc, const char *de54, b
             out[n - 17] ^= 1; /* a byte inside DE 54 / DE 41 */
     }
     return n;
+}
+
+static size_t make_response(const char *mti, const char *rc, const char *de54, bool mac,
+                            bool tamper, uint8_t *out, size_t cap)
+{
+    return make_response_with(mti, rc, de54, NULL, 0, mac, tamper, out, cap);
+}
+
+/* A wallet-to-wallet transfer (docs/acquirer-interface.md): 0200, processing code 40, the
+ * sender's PAN, PIN and currency, the recipient in DE 103 (a PAN, or '+' and a mobile number),
+ * which needs the secondary bitmap: the MAC goes in DE 128 (test_iso8583 checks that every
+ * dialect defines DE 103). */
+static void test_transfer_build(void **state)
+{
+    struct sim_term *t = term_at("TERM0001", 300, 1);
+    struct sim_txn x = purchase("4890010000000012", "1234", 1000);
+    x.type = SIM_T_TRANSFER;
+    snprintf(x.recipient, sizeof x.recipient, "4890020000000029");
+    struct built b;
+    build(t, &x, &b);
+    assert_memory_equal(b.m.mti, "0200", 4);
+    field_eq(&b.m, 2, "4890010000000012");
+    field_eq(&b.m, 3, "400000");
+    field_eq(&b.m, 4, "000000001000");
+    field_eq(&b.m, 49, "504");
+    field_eq(&b.m, 103, "4890020000000029");
+    size_t bl = 0;
+    const uint8_t *blk = iso_get(&b.m, 52, &bl);
+    assert_int_equal(bl, 8);
+    tpk_pin_is("0E0E0E0E0E0E0E0E1F1F1F1F1F1F1F1F", blk, bl, "4890010000000012", "1234");
+    assert_true(b.sent.mac_128);
+    assert_int_equal(iso_next(&b.m, 103), 128);
+    mac_verifies(b.msg, b.len, 16, "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C");
+
+    /* A mobile number, as typed, on the bcd87 POS terminal (binary MAC in DE 128). */
+    t = term_at("TERM0004", 300, 1);
+    snprintf(x.recipient, sizeof x.recipient, "+22236123456");
+    build(t, &x, &b);
+    field_eq(&b.m, 103, "+22236123456");
+    assert_true(b.sent.mac_128);
+    mac_verifies(b.msg, b.len, 8, "2C2C2C2C2C2C2C2C3B3B3B3B3B3B3B3B");
+
+    /* A recipient that is neither is refused, not sent. */
+    static const char *const bad[] = {
+        "4890020000000028",     /* Luhn fails */
+        "48900200029",          /* 11 digits */
+        "48900200000000000299", /* 20 digits */
+        "22236123456",          /* no '+' and not a valid PAN */
+        "+2223612",             /* 7 digits */
+        "+2223612345678901",    /* 16 digits */
+        "+222 36123456",        /* a space */
+    };
+    t = term_at("TERM0001", 310, 1);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(x.recipient, sizeof x.recipient, "%s", bad[i]);
+        build_refused(t, &x, "DE 103");
+    }
 }
 
 static void test_response_check(void **state)
@@ -433,6 +500,39 @@ static void test_response_check(void **state)
     n = make_response("0810", "00", NULL, false, false, msg, sizeof msg);
     assert_int_equal(sim_term_check_response(t, msg, n, &m, &r, err, sizeof err), 0);
     assert_true(sim_mac_acceptable(&r)); /* network management may come unMACed */
+
+    /* A transfer's answer: what the recipient got (DE 6/51), the rate, the fee, DE 15; a
+     * decline names its failed leg in DE 44. */
+    static const struct fv xfer[] = { { 6, "000000000656" },
+                                      { 10, "40655957" },
+                                      { 15, "1206" },
+                                      { 28, "D00000100" },
+                                      { 51, "952" } };
+    n = make_response_with("0210", "00", NULL, xfer, 5, true, false, msg, sizeof msg);
+    assert_int_equal(sim_term_check_response(t, msg, n, &m, &r, err, sizeof err), 0);
+    assert_int_equal(r.mac, SIM_MAC_OK);
+    assert_true(r.has_billing);
+    assert_int_equal(r.billing, 656);
+    assert_string_equal(r.billing_ccy, "952");
+    assert_string_equal(r.rate, "40655957");
+    assert_true(r.has_fee);
+    assert_int_equal(r.fee, 100);
+    assert_string_equal(r.settle_date, "1206");
+    assert_string_equal(r.info, "");
+    static const struct fv declined[] = { { 44, "OCT57" }, { 28, "C00000005" } };
+    n = make_response_with("0210", "57", NULL, declined, 2, true, false, msg, sizeof msg);
+    assert_int_equal(sim_term_check_response(t, msg, n, &m, &r, err, sizeof err), 0);
+    assert_string_equal(r.info, "OCT57");
+    assert_false(r.has_billing);
+    assert_int_equal(r.fee, -5);
+    assert_string_equal(r.rate, "");
+    assert_string_equal(r.settle_date, "");
+    /* A rate with more than 7 decimals is left out, not shown wrong (the codec itself refuses
+     * a DE 28 that is not 'C'/'D' and digits). */
+    static const struct fv odd[] = { { 10, "90000001" } };
+    n = make_response_with("0210", "00", NULL, odd, 1, true, false, msg, sizeof msg);
+    assert_int_equal(sim_term_check_response(t, msg, n, &m, &r, err, sizeof err), 0);
+    assert_string_equal(r.rate, "");
 
     /* Garbage does not decode. */
     assert_int_equal(
@@ -547,6 +647,61 @@ static void test_opts_resolve(void **state)
     assert_non_null(strstr(err, "colour"));
 }
 
+/* --type transfer: the recipient is --to (a PAN passing Luhn) or --to-msisdn ('+' and 8..15
+ * digits), exactly one of them and only on a transfer; the sender's PIN and currency as for a
+ * purchase. */
+static void test_opts_transfer(void **state)
+{
+    struct sim_opts o;
+    struct sim_txn x;
+    struct sim_term *t = NULL;
+    char err[200];
+    static const struct {
+        const char *key, *value, *why;
+    } bad[] = {
+        { "to", "4890020000000028",
+          "to: expected the recipient's PAN, 12..19 digits passing the Luhn check" },
+        { "to", "48900200029", "to: expected the recipient's PAN" },
+        { "to", "+4890020000000029", "to: expected the recipient's PAN" },
+        { "to-msisdn", "22236123456", "to-msisdn: expected '+' and 8..15 digits" },
+        { "to-msisdn", "+2223612", "to-msisdn: expected '+' and 8..15 digits" },
+        { "to-msisdn", "+2223612345678901", "to-msisdn: expected" },
+        { "to-msisdn", "+2223612345a", "to-msisdn: expected" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&o, 0, sizeof o);
+        err[0] = '\0';
+        assert_int_equal(sim_opts_set(&o, bad[i].key, bad[i].value, false, err, sizeof err), -1);
+        if (!strstr(err, bad[i].why)) {
+            fprintf(stderr, "%s=%s: '%s' lacks '%s'\n", bad[i].key, bad[i].value, err, bad[i].why);
+            fail();
+        }
+    }
+
+    memset(&o, 0, sizeof o);
+    assert_int_equal(sim_opts_set(&o, "type", "transfer", false, err, sizeof err), 0);
+    assert_int_equal(sim_opts_set(&o, "amount", "10.00", false, err, sizeof err), 0);
+    assert_int_equal(sim_opts_resolve(&o, &terms, &x, &t, err, sizeof err), -1);
+    assert_non_null(strstr(err, "transfer: the recipient is missing (to or to-msisdn, DE 103)"));
+    assert_int_equal(sim_opts_set(&o, "to", "4890020000000029", false, err, sizeof err), 0);
+    assert_int_equal(sim_opts_resolve(&o, &terms, &x, &t, err, sizeof err), 0);
+    assert_int_equal(x.type, SIM_T_TRANSFER);
+    assert_string_equal(x.recipient, "4890020000000029");
+    assert_string_equal(x.pan, "4890010000000012"); /* the sender: the MAD demo card */
+    assert_string_equal(x.pin, "1234");
+    assert_string_equal(x.currency, "504");
+    assert_int_equal(x.amount, 1000);
+    assert_int_equal(sim_opts_set(&o, "to-msisdn", "+22236123456", false, err, sizeof err), 0);
+    assert_int_equal(sim_opts_resolve(&o, &terms, &x, &t, err, sizeof err), -1);
+    assert_non_null(strstr(err, "to and to-msisdn exclude each other"));
+    o.to[0] = '\0';
+    assert_int_equal(sim_opts_resolve(&o, &terms, &x, &t, err, sizeof err), 0);
+    assert_string_equal(x.recipient, "+22236123456");
+    assert_int_equal(sim_opts_set(&o, "type", "purchase", false, err, sizeof err), 0);
+    assert_int_equal(sim_opts_resolve(&o, &terms, &x, &t, err, sizeof err), -1);
+    assert_non_null(strstr(err, "to and to-msisdn are for type transfer only"));
+}
+
 /* The options are rows of a table: what each accepts, in the sentences `send` and scenario
  * files print; the last of amount and amount-minor counts; flags bare or yes/no; the command
  * line reads the same rows. */
@@ -657,6 +812,35 @@ static void test_scenario_good(void **state)
     assert_true(s.lines[3].o.mac_any);
     assert_string_equal(s.lines[3].o.terminal, "TERM0002");
     sim_scn_free(&s);
+}
+
+/* Scenario lines take the recipient as to= or to-msisdn=; a bad one names its line. */
+static void test_scenario_transfer(void **state)
+{
+    static const char text[] = "type=transfer pan=4890010000000012 to=4890020000000029 "
+                               "amount=10.00 expect=00\n"
+                               "type=transfer pan=4890020000000029 to-msisdn=+22236123456 "
+                               "amount=2500 expect=00\n";
+    struct sim_scn s;
+    struct sim_txn x;
+    struct sim_term *t;
+    char err[200];
+    assert_int_equal(sim_scn_parse(text, sizeof text - 1, "t.scn", &s, err, sizeof err), 0);
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.lines[0].o.to, "4890020000000029");
+    assert_string_equal(s.lines[1].o.to_msisdn, "+22236123456");
+    assert_int_equal(sim_opts_resolve(&s.lines[0].o, &terms, &x, &t, err, sizeof err), 0);
+    assert_string_equal(x.recipient, "4890020000000029");
+    assert_int_equal(sim_opts_resolve(&s.lines[1].o, &terms, &x, &t, err, sizeof err), 0);
+    assert_string_equal(x.recipient, "+22236123456");
+    assert_string_equal(x.currency, "952"); /* the sender's: the XOF demo card */
+    assert_int_equal(x.amount, 2500);
+    sim_scn_free(&s);
+
+    static const char bad[] = "type=transfer to=4890020000000029 amount=1 expect=00\n"
+                              "type=transfer to-msisdn=0022236123456 amount=1 expect=00\n";
+    assert_int_equal(sim_scn_parse(bad, sizeof bad - 1, "x.scn", &s, err, sizeof err), -1);
+    assert_non_null(strstr(err, "x.scn:2: to-msisdn: expected '+' and 8..15 digits"));
 }
 
 static void expect_scn_error(const char *text, const char *want)
@@ -880,7 +1064,8 @@ int main(void)
         cmocka_unit_test(test_opts_resolve),      cmocka_unit_test(test_opts_table),
         cmocka_unit_test(test_scenario_good),     cmocka_unit_test(test_scenario_errors),
         cmocka_unit_test(test_state_file),        cmocka_unit_test(test_terminal_file),
-        cmocka_unit_test(test_demo_scenario),
+        cmocka_unit_test(test_demo_scenario),     cmocka_unit_test(test_transfer_build),
+        cmocka_unit_test(test_opts_transfer),     cmocka_unit_test(test_scenario_transfer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -42,6 +42,7 @@ struct fake {
     volatile int stop;
     pthread_t th;
     volatile int requests, reversals_with_de90, bad_request_macs;
+    char de103[29]; /* DE 103 of the last transfer */
 };
 
 static const char *tak_of(const uint8_t *tid, size_t n)
@@ -136,6 +137,24 @@ static size_t answer(struct fake *f, const uint8_t *req, size_t len, uint8_t *ou
     const uint8_t *proc = iso_get(&m, 3, &n);
     if (proc && proc[0] == '3' && iso_set_str(&r, 54, "0002504C000000098750") != 0)
         return 0;
+    /* A transfer answered as docs/acquirer-interface.md says the switch will: 00 with what the
+     * recipient got, the rate, the fee and DE 15; a declined leg in DE 44 (amount 57.00). */
+    const uint8_t *to = iso_get(&m, 103, &n);
+    if (proc && proc[0] == '4' && proc[1] == '0' && to && n < sizeof f->de103) {
+        memcpy(f->de103, to, n);
+        f->de103[n] = '\0';
+        const uint8_t *amt = iso_get(&m, 4, &n);
+        bool leg_declined = amt && n == 12 && memcmp(amt, "000000005700", 12) == 0;
+        if (leg_declined
+                ? iso_set_str(&r, 39, "57") != 0 || iso_set_str(&r, 44, "OCT57") != 0
+                : iso_set_str(&r, 6, "000000000656") != 0 || iso_set_str(&r, 10, "40655957") != 0 ||
+                      iso_set_str(&r, 28, "D00000100") != 0 || iso_set_str(&r, 51, "952") != 0)
+            return 0;
+        if (iso_set_str(&r, 15, "1206") != 0)
+            return 0;
+        if (leg_declined)
+            iso_unset(&r, 38);
+    }
     static const uint8_t zero[8];
     int rmf = iso_next(&r, 64) ? 128 : 64;
     if (iso_set(&r, rmf, zero, 8) != 0 || iso_pack(d, &r, out, cap, &n, &ie) != 0)
@@ -341,6 +360,49 @@ static void test_cli_send_approve_and_decline(void **state)
     assert_non_null(strstr(out, "rc 00"));
     assert_non_null(strstr(out, "balance 987.50 MAD"));
     assert_int_equal(f.bad_request_macs, 1);
+    fake_stop(&f);
+}
+
+/* --type transfer: the recipient reaches the switch in DE 103 (a PAN or a mobile number as
+ * typed), the answer's DE 6/51, 10, 28, 15 and DE 44 are on the readable line and in --json; a
+ * recipient acquirer-sim cannot send is refused before anything leaves (exit 1). */
+static void test_cli_transfer(void **state)
+{
+    struct fake f;
+    fake_start(&f, F_ANSWER);
+    char host[32], out[8192];
+    hostarg(host, sizeof host, f.port);
+    const char *a1[] = { "--state-dir", state_dir, "--host",
+                         host,          "send",    "--type",
+                         "transfer",    "--to",    "4890020000000029",
+                         "--amount",    "10.00",   NULL };
+    assert_int_equal(run_cli(a1, out, sizeof out), 0);
+    assert_string_equal(f.de103, "4890020000000029");
+    assert_non_null(strstr(out, "0200 transfer 489001******0012 10.00 MAD to 489002******0029 "));
+    assert_non_null(strstr(out, "rc 00 (approved) auth AB12CD recipient gets 656 XOF rate "
+                                "65.5957 fee 1.00 MAD settlement 1206 MAC ok"));
+    assert_null(strstr(out, "4890020000000029"));
+
+    const char *a2[] = { "--state-dir", state_dir,  "--host",      host,           "send",
+                         "--type",      "transfer", "--to-msisdn", "+22236123456", "--amount",
+                         "57.00",       "--json",   NULL };
+    assert_int_equal(run_cli(a2, out, sizeof out), 0);
+    assert_string_equal(f.de103, "+22236123456");
+    assert_non_null(strstr(out, "\"rc\":\"57\""));
+    assert_non_null(strstr(out, "\"info\":\"OCT57\""));
+    assert_non_null(strstr(out, "\"settlement_date\":\"1206\""));
+    assert_null(strstr(out, "billing_minor"));
+
+    int before = f.requests;
+    const char *a3[] = { "--state-dir", state_dir, "--host",           host,       "send", "--type",
+                         "transfer",    "--to",    "4890020000000028", "--amount", "1",    NULL };
+    assert_int_equal(run_cli(a3, out, sizeof out), 1);
+    assert_non_null(strstr(out, "to: expected the recipient's PAN"));
+    const char *a4[] = { "--state-dir", state_dir,  "--host",   host, "send",
+                         "--type",      "transfer", "--amount", "1",  NULL };
+    assert_int_equal(run_cli(a4, out, sizeof out), 1);
+    assert_non_null(strstr(out, "recipient is missing"));
+    assert_int_equal(f.requests, before);
     fake_stop(&f);
 }
 
@@ -642,6 +704,7 @@ int main(void)
         cmocka_unit_test(test_engine_timeout_and_refused),
         cmocka_unit_test(test_cli_send_approve_and_decline),
         cmocka_unit_test(test_cli_pos_terminal),
+        cmocka_unit_test(test_cli_transfer),
         cmocka_unit_test(test_cli_transport_errors),
         cmocka_unit_test(test_cli_run),
     };

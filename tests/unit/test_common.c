@@ -54,6 +54,18 @@ static void test_parse_bool(void **state)
     assert_false(at_parse_bool("maybe", &b));
 }
 
+static void test_luhn(void **state)
+{
+    (void)state;
+    assert_int_equal(at_luhn_digit("489001000000001", 15), '2');
+    assert_int_equal(at_luhn_digit("401234567890", 12), '9');
+    assert_true(at_luhn_ok("4890010000000012", 16));
+    assert_true(at_luhn_ok("4012345678909", 13));
+    assert_false(at_luhn_ok("4890010000000013", 16));
+    assert_false(at_luhn_ok("48900100000000x2", 16));
+    assert_false(at_luhn_ok("0", 1)); /* a check digit alone is no number */
+}
+
 static void test_parse_hostport(void **state)
 {
     struct sockaddr_storage ss;
@@ -655,6 +667,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_u64),
         cmocka_unit_test(test_parse_bool),
+        cmocka_unit_test(test_luhn),
         cmocka_unit_test(test_parse_hostport),
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_json_quote),

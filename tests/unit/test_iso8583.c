@@ -805,6 +805,21 @@ static void test_builtins(void **state)
         assert_int_equal(d->field[52].max_len, 8);
         assert_int_equal(d->field[128].type, ISO_T_B);
         assert_int_equal(d->field[129].type, ISO_T_NONE);
+        /* what transfers and conversions answer with (docs/acquirer-interface.md) */
+        assert_int_equal(d->field[6].type, ISO_T_N); /* amount, cardholder billing */
+        assert_int_equal(d->field[6].max_len, 12);
+        assert_int_equal(d->field[10].max_len, 8);    /* conversion rate */
+        assert_int_equal(d->field[15].type, ISO_T_N); /* settlement date MMDD */
+        assert_int_equal(d->field[15].len_kind, ISO_LEN_FIXED);
+        assert_int_equal(d->field[15].max_len, 4);
+        assert_int_equal(d->field[28].type, ISO_T_XN); /* fee: 'C'/'D' + 8 digits */
+        assert_int_equal(d->field[28].max_len, 9);
+        assert_int_equal(d->field[44].len_kind, ISO_LEN_LL); /* a transfer's failed leg */
+        assert_int_equal(d->field[44].max_len, 25);
+        assert_int_equal(d->field[51].max_len, 3);
+        assert_int_equal(d->field[103].type, ISO_T_ANS); /* a transfer's recipient */
+        assert_int_equal(d->field[103].len_kind, ISO_LEN_LL);
+        assert_int_equal(d->field[103].max_len, 28);
     }
     assert_null(iso_dialect_find("nosuch"));
     /* hand-built tables are checked before use */

@@ -132,6 +132,10 @@ static void test_mix_parse(void **state)
     assert_int_equal(m.total, 100);
     assert_int_equal(m.weight[LOAD_K_PURCHASE], 50);
     assert_int_equal(m.weight[LOAD_K_REVERSAL], 10);
+    assert_int_equal(m.weight[LOAD_K_TRANSFER], 0); /* no transfers unless asked */
+    assert_int_equal(load_mix_parse("purchase=9,transfer=1", &m, err, sizeof err), 0);
+    assert_int_equal(m.weight[LOAD_K_TRANSFER], 1);
+    assert_string_equal(load_kind_name(LOAD_K_TRANSFER), "transfer");
     assert_int_equal(load_mix_parse("refund=3", &m, err, sizeof err), 0);
     assert_int_equal(m.total, 3);
     assert_int_equal(m.weight[LOAD_K_PURCHASE], 0);
@@ -520,6 +524,17 @@ static void check_format(const struct load_record *r, const char *want)
     assert_string_equal(line, want);
 }
 
+/* record_base() made a transfer to to_pan, a wallet in to_currency. */
+static struct load_record transfer_base(const char *to_pan, const char *to_currency)
+{
+    struct load_record r = record_base();
+    strcpy(r.proc, "400000");
+    r.transfer = true;
+    strcpy(r.to_pan, to_pan);
+    strcpy(r.to_currency, to_currency);
+    return r;
+}
+
 static void test_record_format(void **state)
 {
     (void)state;
@@ -552,9 +567,15 @@ static void test_record_format(void **state)
     strcpy(r.orig_mti, "0200");
     strcpy(r.orig_stan, "999999");
     strcpy(r.orig_de7, "1231235959");
+    r.transfer = true;
+    strcpy(r.to_pan, "4890020000000000029");
+    strcpy(r.to_currency, "952");
     r.answered = true;
     strcpy(r.rc, "00");
     strcpy(r.auth, "ABCDEF");
+    strcpy(r.de6, "999999999999");
+    strcpy(r.de51, "952");
+    strcpy(r.de28, "D99999999");
     r.rev = true; /* not a combination the harness writes, but the widest */
     strcpy(r.rev_stan, "999999");
     strcpy(r.rev_de7, "1231235959");
@@ -566,6 +587,29 @@ static void test_record_format(void **state)
     assert_int_equal(load_record_format(&r, line, (size_t)n), -1);
     assert_int_equal(load_record_format(&r, line, (size_t)n + 1), n);
 
+    /* A transfer (record version 2): its recipient's masked PAN and currency after the sender's
+     * PAN; answered, the answer's DE 6, 51 and 28 after auth ('-' when absent). */
+    assert_string_equal(LOAD_RECORD_HEADER_V2, "# atlas-load-record 2\n");
+    r = transfer_base("4890020000000029", "952");
+    record_answered(&r);
+    strcpy(r.de6, "656");
+    strcpy(r.de51, "952");
+    strcpy(r.de28, "D00000100");
+    check_format(&r, "req terminal=TERM0001 stan=000123 de7=1206011530 mti=0200 proc=400000 "
+                     "amount=2500 currency=504 pan=489001******0012 to=489002******0029 "
+                     "to_currency=952 answered=yes rc=00 auth=123456 de6=656 de51=952 "
+                     "de28=D00000100 rev=no\n");
+    r = transfer_base("4890030000000036", "950");
+    record_answered_odd(&r); /* a decline without DE 6/51/28 */
+    check_format(&r, "req terminal=TERM0001 stan=000123 de7=1206011530 mti=0200 proc=400000 "
+                     "amount=2500 currency=504 pan=489001******0012 to=489003******0036 "
+                     "to_currency=950 answered=yes rc=9? auth=- de6=- de51=- de28=- rev=no\n");
+    r = transfer_base("4890030000000036", "950");
+    record_reversed(&r);
+    check_format(&r, "req terminal=TERM0001 stan=000123 de7=1206011530 mti=0200 proc=400000 "
+                     "amount=2500 currency=504 pan=489001******0012 to=489003******0036 "
+                     "to_currency=950 answered=no rev=yes rev_stan=000125 rev_de7=1206011545 "
+                     "rev_tries=3 rev_rc=00\n");
     /* Masking. */
     char m[20];
     load_pan_mask("4890010000000012", m);
@@ -616,6 +660,8 @@ static const struct {
     { "--mix: unknown kind 'bogus'", { "--mix", "bogus=1" } },
     { "--card-first 1001 is above --cards 1000", { "--card-first", "1001" } },
     { "load terminal indices above 999999", { "--load-terminals", "--terminal-first", "999999" } },
+    { "a transfer needs two wallets: --cards above --card-first",
+      { "--mix", "transfer=1", "--card-first", "1000" } },
 };
 
 static void test_options_refused(void **state)
