@@ -91,7 +91,7 @@ struct opts {
 static void usage(FILE *f)
 {
     fprintf(f, "usage: issuer-sim [options]              run the issuer host\n"
-               "       issuer-sim seed --wallets N [--db CONNINFO]\n"
+               "       issuer-sim seed --wallets N [--bin BIN] [--db CONNINFO]\n"
                "       issuer-sim keys                   print the lab keys under the LMK\n"
                "options:\n"
                "  --listen HOST:PORT     switch links (default 127.0.0.1:9100)\n"
