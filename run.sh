@@ -2,8 +2,9 @@
 # ./run.sh [--for SECONDS] — brings up the whole Atlas stack on loopback and runs its main job:
 #   a throwaway PostgreSQL cluster (db/pg.sh), migrations, the demo reference data and wallets,
 #   hsm-sim, four issuer-sims (WALLET1..4, each with its own database) and switchd; then the
-#   scripted demo transactions (acquirer-sim run sim/scenarios/demo.scn), one readable line each. It keeps serving until Ctrl-C (or for
-#   SECONDS with --for), then stops everything cleanly. Idempotent; fine as root.
+#   scripted demo transactions (acquirer-sim run sim/scenarios/demo.scn), one readable line each.
+#   It keeps serving until Ctrl-C (or for SECONDS with --for), then stops everything cleanly.
+#   Idempotent; fine as root.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -13,7 +14,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --for) FOR=${2:?--for needs a number of seconds}; shift 2 ;;
     --for=*) FOR=${1#--for=}; shift ;;
-    -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
 done
