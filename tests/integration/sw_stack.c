@@ -146,6 +146,12 @@ const char *stack_issuer_db(struct stack *s, const char *id)
     return issuer_ref(s, id, &r) ? r.conninfo : NULL;
 }
 
+const char *stack_issuer_log(struct stack *s, const char *id)
+{
+    struct issuer_ref r;
+    return issuer_ref(s, id, &r) ? r.log : NULL;
+}
+
 /* The key key_id of switch.keys (under the LMK) into out. 0, or -1 with the reason printed. */
 static int lmk_key(struct stack *s, const char *key_id, char *out, size_t cap)
 {

@@ -77,6 +77,7 @@ int stack_start_issuer(struct stack *s);
 int stack_start_issuer_id(struct stack *s, const char *id);
 pid_t *stack_issuer_pid(struct stack *s, const char *id);
 const char *stack_issuer_db(struct stack *s, const char *id);
+const char *stack_issuer_log(struct stack *s, const char *id);
 /* (Re)starts hsm-sim on its port; fail, when not NULL, is its --fail fault. */
 int stack_start_hsm(struct stack *s, const char *fail);
 
