@@ -5,7 +5,7 @@
  * still approve, and after it is back the switch's reversals reach it; then atlas-reconcile
  * --issuer reconciles each issuer's journal rows with its own ledger (and the whole journal
  * against one issuer's ledger does not: the filter is what makes it hold), and atlas-settle
- * reconciles the day per issuer. */
+ * reconciles the day per issuer (--issuer ID --issuer-db CONNINFO, once per issuer). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bizday.h"
+#include "clock.h"
 #include "db_testlib.h"
 #include "sw_stack.h"
 #include "testsupport.h"
@@ -184,6 +186,58 @@ static void test_reconcile_per_issuer(void **state)
     assert_true(ts_file_contains(out, "--issuer and --record do not go together"));
 }
 
+/* atlas-settle of today's business day (under a cutover twelve hours away from now, so that
+ * every request of the test is in it whatever the time of the run) with extra arguments; its
+ * exit code, its output in out. */
+static int settle(const char *out, const char *const extra[])
+{
+    int64_t now = (int64_t)at_wall_us();
+    unsigned cut = (unsigned)(((now / 3600000000) + 12) % 24) * 60;
+    int64_t day = at_business_day(now, cut), y;
+    unsigned m, d;
+    char date[11], cutover[16];
+    at_civil_from_days(day, &y, &m, &d);
+    at_put_date(date, y, m, d);
+    snprintf(cutover, sizeof cutover, "%02u:00", cut / 60);
+    const char *args[32] = { "--date", date, "--cutover", cutover, "--switch-db", S.conninfo };
+    size_t n = 6;
+    for (size_t i = 0; extra[i] && n < 31; i++)
+        args[n++] = extra[i];
+    unlink(out);
+    return ts_run("atlas-settle", args, out);
+}
+
+static void test_settle_reconciles_per_issuer(void **state)
+{
+    char out[400];
+    snprintf(out, sizeof out, "%s/settle.out", S.dir);
+    const char *extra[2 * 2 * STACK_ISSUERS_MAX + 1];
+    size_t n = 0;
+    for (unsigned i = 0; i < STACK_ISSUERS_MAX; i++) {
+        extra[n++] = "--issuer";
+        extra[n++] = Cards[i].issuer;
+        extra[n++] = "--issuer-db";
+        extra[n++] = stack_issuer_db(&S, Cards[i].issuer);
+    }
+    extra[n] = NULL;
+    int code = settle(out, extra);
+    if (code != 0)
+        fprintf(stderr, "atlas-settle exited %d (see %s)\n", code, out);
+    assert_int_equal(code, 0);
+    char *text = ts_read_file(out, 0, NULL);
+    assert_non_null(text);
+    assert_int_equal(ts_count(text, "RECONCILED: no mismatch"), STACK_ISSUERS_MAX);
+    free(text);
+    assert_true(ts_file_contains(out, "with issuer WALLET3's ledger"));
+    /* One issuer's ledger against every issuer's rows does not reconcile: exit 1. */
+    const char *all[] = { "--issuer-db", stack_issuer_db(&S, "WALLET4"), NULL };
+    assert_int_equal(settle(out, all), 1);
+    /* An --issuer without its database is a usage error. */
+    const char *lone[] = { "--issuer", "WALLET1", NULL };
+    assert_int_equal(settle(out, lone), 2);
+    assert_true(ts_file_contains(out, "--issuer WALLET1 has no --issuer-db"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +245,7 @@ int main(void)
         cmocka_unit_test(test_card_not_in_its_issuers_ledger_is_14),
         cmocka_unit_test(test_issuer_down_declines_only_its_own_cards),
         cmocka_unit_test(test_reconcile_per_issuer),
+        cmocka_unit_test(test_settle_reconciles_per_issuer),
     };
     return cmocka_run_group_tests(tests, setup, stack_teardown);
 }
