@@ -1,5 +1,6 @@
 /* The demo world's four wallet issuers (sw_stack with .issuers = 4): WALLET1..4, each a real
- * issuer-sim with its own port, keys, BIN and database, routed by BIN by a real switchd. Each
+ * issuer-sim with its own port, keys, BIN and database (only that BIN's wallets, as its
+ * start-up line says), routed by BIN by a real switchd. Each
  * demo card is approved by its own issuer, whose database alone moves; a card its issuer does
  * not hold is 14 from that issuer; an issuer killed declines its own cards 91 while the others
  * still approve, and after it is back the switch's reversals reach it; then atlas-reconcile
@@ -72,6 +73,21 @@ static long long journaled(const char *term, const struct sim_sent *sent, const 
     char where[128];
     snprintf(where, sizeof where, "issuer_id = '%s' AND response_code = '%s'", id, rc);
     return stack_scalar(&S, stack_rows_sql("switch.authorizations", term, sent, where));
+}
+
+static void test_each_issuer_holds_its_own_bin(void **state)
+{
+    /* Of wallets 1..16: 489001 has the demo cards 1, 5-8 and 9, 13; each other BIN its demo
+     * card and two load wallets (index -> BIN as issuer-sim seed has it). issuer-sim says so at
+     * start. */
+    static const char *const ledger[STACK_ISSUERS_MAX] = {
+        "\"wallets\":7,\"bin_currency_wallets\":\"489001/504:7\"",
+        "\"wallets\":3,\"bin_currency_wallets\":\"489002/952:3\"",
+        "\"wallets\":3,\"bin_currency_wallets\":\"489003/950:3\"",
+        "\"wallets\":3,\"bin_currency_wallets\":\"489004/929:3\"",
+    };
+    for (unsigned i = 0; i < STACK_ISSUERS_MAX; i++)
+        assert_true(ts_file_contains(stack_issuer_log(&S, Cards[i].issuer), ledger[i]));
 }
 
 static void test_each_card_at_its_own_issuer(void **state)
@@ -241,6 +257,7 @@ static void test_settle_reconciles_per_issuer(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_each_issuer_holds_its_own_bin),
         cmocka_unit_test(test_each_card_at_its_own_issuer),
         cmocka_unit_test(test_card_not_in_its_issuers_ledger_is_14),
         cmocka_unit_test(test_issuer_down_declines_only_its_own_cards),
