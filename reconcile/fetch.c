@@ -112,7 +112,7 @@ int rc_fetch_begin(PGconn *conn, char *err, size_t errcap)
 }
 
 int rc_fetch_window(PGconn *sw, const char *from, const char *to, unsigned slack_s,
-                    struct rc_window *w, char *err, size_t errcap)
+                    const char *issuer, struct rc_window *w, char *err, size_t errcap)
 {
     char slack[16];
     snprintf(slack, sizeof slack, "%u", slack_s);
@@ -141,6 +141,7 @@ int rc_fetch_window(PGconn *sw, const char *from, const char *to, unsigned slack
     col(w->hi, sizeof w->hi, r, 0, 3);
     w->to_us = (uint64_t)num(r, 0, 4, 0);
     w->slack_s = slack_s;
+    snprintf(w->issuer, sizeof w->issuer, "%s", issuer ? issuer : "");
     PQclear(r);
     return 0;
 }
@@ -257,7 +258,7 @@ static int add_rows(struct rc_ctx *c, const PGresult *r, void *src)
 int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, char *err,
                     size_t errcap)
 {
-    const char *v[] = { w->from, w->to, w->lo, w->hi };
+    const char *v[] = { w->from, w->to, w->lo, w->hi, w->issuer };
     /* The journal is partitioned by request_date (the date of DE 7), not by created_at: the
      * date bound lets PostgreSQL skip the partitions of other days, with two days of margin
      * for terminals whose clocks are off. */
@@ -265,7 +266,8 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
         "SELECT" SW_COLS " FROM switch.authorizations a" REV_JOIN
         " WHERE a.created_at >= $3::timestamptz AND a.created_at < $4::timestamptz"
         " AND a.request_date >= ($3::timestamptz AT TIME ZONE 'UTC')::date - 2"
-        " AND a.request_date <= ($4::timestamptz AT TIME ZONE 'UTC')::date + 2";
+        " AND a.request_date <= ($4::timestamptz AT TIME ZONE 'UTC')::date + 2"
+        " AND ($5 = '' OR coalesce(a.issuer_id, r.issuer_id) = $5)";
     /* Reversal rows without their journal row, and in-flight rows, in the shape of SW_COLS. */
     static const char orphans[] =
         "SELECT r.request_date::text, r.acquirer_id, r.terminal_id, r.stan, r.transmission_time,"
@@ -277,7 +279,7 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
         " r.state, r.reason, r.last_response_code"
         " FROM switch.reversal_queue r"
         " WHERE r.created_at >= $3::timestamptz AND r.created_at < $4::timestamptz"
-        " AND NOT EXISTS (SELECT 1 FROM switch.authorizations a"
+        " AND ($5 = '' OR r.issuer_id = $5) AND NOT EXISTS (SELECT 1 FROM switch.authorizations a"
         " WHERE a.request_date = r.request_date AND a.acquirer_id = r.acquirer_id COLLATE \"C\""
         " AND a.terminal_id = r.terminal_id COLLATE \"C\" AND a.stan = r.stan COLLATE \"C\""
         " AND a.transmission_time = r.transmission_time COLLATE \"C\""
@@ -289,20 +291,21 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
         " encode(f.pan_hmac, 'hex'), NULL, NULL, NULL,"
         " (extract(epoch FROM f.created_at) * 1000000)::bigint,"
         " f.created_at >= $1::timestamptz AND f.created_at < $2::timestamptz,"
-        " NULL, NULL, NULL FROM switch.inflight f";
+        " NULL, NULL, NULL FROM switch.inflight f WHERE $3 = '' OR f.issuer_id = $3";
+    const char *vf[] = { w->from, w->to, w->issuer };
     static const struct {
         const char *what, *sql;
-        int nparams;
         enum rc_src src;
     } q[] = {
-        { "journal", journal, 4, RC_SRC_JOURNAL },
-        { "reversal queue", orphans, 4, RC_SRC_REVERSAL },
-        { "in-flight rows", inflight, 2, RC_SRC_INFLIGHT },
+        { "journal", journal, RC_SRC_JOURNAL },
+        { "reversal queue", orphans, RC_SRC_REVERSAL },
+        { "in-flight rows", inflight, RC_SRC_INFLIGHT },
     };
     for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
         enum rc_src src = q[i].src;
-        if (query_rows(sw, q[i].what, q[i].sql, q[i].nparams, v, add_rows, c, &src, err, errcap) !=
-            0)
+        bool f = src == RC_SRC_INFLIGHT;
+        if (query_rows(sw, q[i].what, q[i].sql, f ? 3 : 5, f ? vf : v, add_rows, c, &src, err,
+                       errcap) != 0)
             return -1;
     }
     return 0;
@@ -329,7 +332,7 @@ int rc_fetch_switch_idents(PGconn *sw, const struct rc_window *w, struct rc_ctx 
     memset(&x, 0, sizeof x);
     int rc = 0;
     if (rc_wanted_idents(c, ident_cb, &x) > 0) {
-        const char *v[] = { w->from, w->to, arr_text(&x.dates), arr_text(&x.idents) };
+        const char *v[] = { w->from, w->to, arr_text(&x.dates), arr_text(&x.idents), w->issuer };
         /* The identity as rc_ident writes it, matched with "= ANY": a hashed filter over the
          * days named (partition pruning, primary key), whatever the statistics say. */
         static const char sql[] =
@@ -337,9 +340,9 @@ int rc_fetch_switch_idents(PGconn *sw, const struct rc_window *w, struct rc_ctx 
             " WHERE a.request_date = ANY($3::date[])"
             " AND (a.request_date::text || '|' || a.acquirer_id || '|' || a.terminal_id || '|'"
             " || a.stan || '|' || a.transmission_time || '|' || a.mti_class) COLLATE \"C\""
-            " = ANY($4::text[])";
+            " = ANY($4::text[]) AND ($5 = '' OR coalesce(a.issuer_id, r.issuer_id) = $5)";
         enum rc_src src = RC_SRC_JOURNAL;
-        rc = query_rows(sw, "journal rows by identity", sql, 4, v, add_rows, c, &src, err, errcap);
+        rc = query_rows(sw, "journal rows by identity", sql, 5, v, add_rows, c, &src, err, errcap);
     }
     db_array_free(&x.dates);
     db_array_free(&x.idents);
@@ -503,14 +506,15 @@ static int mark_named(struct rc_ctx *c, const PGresult *r, void *arg)
     return 0;
 }
 
-int rc_fetch_named(PGconn *sw, struct rc_ctx *c, char *err, size_t errcap)
+int rc_fetch_named(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, char *err,
+                   size_t errcap)
 {
     struct named x;
     memset(&x, 0, sizeof x);
     size_t n = rc_attribute(c, named_cb, &x);
     int rc = 0;
     if (n > 0 && x.tid.n > 1) { /* an element past the opening brace */
-        const char *v[] = { arr_text(&x.tid), arr_text(&x.stan), arr_text(&x.de7) };
+        const char *v[] = { arr_text(&x.tid), arr_text(&x.stan), arr_text(&x.de7), w->issuer };
         /* Every row, whenever: no index on the issuer-side identity, so this reads the tables;
          * it only runs when the issuer has requests the window's switch rows do not name. */
         /* Each part matched with "= ANY" (hashed filters, no join order to get wrong): a
@@ -519,16 +523,16 @@ int rc_fetch_named(PGconn *sw, struct rc_ctx *c, char *err, size_t errcap)
             "SELECT a.acquirer_id, a.terminal_id, a.issuer_stan, a.issuer_transmission_time"
             " FROM switch.authorizations a WHERE a.terminal_id = ANY($1::text[])"
             " AND a.issuer_stan = ANY($2::bpchar[]) AND a.issuer_transmission_time = "
-            "ANY($3::bpchar[])"
+            "ANY($3::bpchar[]) AND ($4 = '' OR a.issuer_id = $4)"
             " UNION SELECT r.acquirer_id, r.terminal_id, r.issuer_stan, r.issuer_transmission_time"
             " FROM switch.reversal_queue r WHERE r.terminal_id = ANY($1::text[])"
             " AND r.issuer_stan = ANY($2::bpchar[]) AND r.issuer_transmission_time = "
-            "ANY($3::bpchar[])"
+            "ANY($3::bpchar[]) AND ($4 = '' OR r.issuer_id = $4)"
             " UNION SELECT f.acquirer_id, f.terminal_id, f.issuer_stan, f.issuer_transmission_time"
             " FROM switch.inflight f WHERE f.terminal_id = ANY($1::text[])"
             " AND f.issuer_stan = ANY($2::bpchar[]) AND f.issuer_transmission_time = "
-            "ANY($3::bpchar[])";
-        rc = query_rows(sw, "switch rows naming issuer keys", sql, 3, v, mark_named, c, NULL, err,
+            "ANY($3::bpchar[]) AND ($4 = '' OR f.issuer_id = $4)";
+        rc = query_rows(sw, "switch rows naming issuer keys", sql, 4, v, mark_named, c, NULL, err,
                         errcap);
     }
     db_array_free(&x.tid);

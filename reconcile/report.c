@@ -115,6 +115,9 @@ void rc_report_text(FILE *out, const struct rc_ctx *c, const struct rc_report_in
             "  issuer     bookings in [%s, %s) (slack %u s), and every booking under a key "
             "the window's requests name\n",
             w->lo, w->hi, w->slack_s);
+    if (w->issuer[0])
+        fprintf(out, "  --issuer   %s: only the switch's rows of that issuer, against its ledger\n",
+                w->issuer);
     if (info->record_path)
         fprintf(out, "  record     %s: %zu lines%s, terminals journaled under acquirer %s\n",
                 info->record_path, c->record ? c->record->n : 0,
@@ -246,6 +249,7 @@ int rc_report_json(FILE *out, const struct rc_ctx *c, const struct rc_report_inf
     rc |= set(win, "issuer_from", json_string(w->lo));
     rc |= set(win, "issuer_to", json_string(w->hi));
     rc |= set(win, "slack_s", json_integer(w->slack_s));
+    rc |= set(win, "issuer", w->issuer[0] ? json_string(w->issuer) : json_null());
     rc |= set(o, "window", win);
     rc |= set(o, "allow_pending", json_boolean(info->allow_pending));
     if (info->record_path) {
