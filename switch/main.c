@@ -150,8 +150,6 @@ static void on_recovered(void *arg, const struct db_error *err, int64_t reversed
     recover_transfers(srv);
 }
 
-static void recover_transfers(struct sw_server *srv);
-
 static void on_transfers_retry(evutil_socket_t fd, short what, void *arg)
 {
     recover_transfers(arg);

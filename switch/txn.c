@@ -30,7 +30,7 @@
 #define PARK_MAX_MS 30000 /* a reversal waits this long at most for its original's answer */
 
 static const char *const state_names[SW_TXN_state_max] = {
-    "free",        "mac_verify", "pin_translate", "issuer_mac", "intent", "dup_lookup",
+    "free",        "mac_verify", "pin_translate", "issuer_mac", "intent",   "dup_lookup",
     "issuer_wait", "resp_check", "orig_lookup",   "parked",     "transfer", "finish",
 };
 
@@ -53,8 +53,8 @@ static const unsigned allowed[SW_TXN_state_max] = {
     [SW_TXN_RESP_CHECK] = B(SW_TXN_ISSUER_WAIT),
     [SW_TXN_ORIG_LOOKUP] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PARKED),
     [SW_TXN_PARKED] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PARKED),
-    [SW_TXN_TRANSFER] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) | B(SW_TXN_ORIG_LOOKUP) |
-                        B(SW_TXN_PARKED),
+    [SW_TXN_TRANSFER] =
+        B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) | B(SW_TXN_ORIG_LOOKUP) | B(SW_TXN_PARKED),
     [SW_TXN_FINISH] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) |
                       B(SW_TXN_ISSUER_MAC) | B(SW_TXN_INTENT) | B(SW_TXN_DUP_LOOKUP) |
                       B(SW_TXN_ISSUER_WAIT) | B(SW_TXN_RESP_CHECK) | B(SW_TXN_ORIG_LOOKUP) |

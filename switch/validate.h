@@ -62,5 +62,4 @@ bool sw_de7_valid(const uint8_t *p, size_t len);
  * that puts it nearest to now_ms. false when DE 7 is not valid. */
 bool sw_de7_wall_ms(const uint8_t *p, size_t len, uint64_t now_ms, uint64_t *out);
 
-
 #endif

@@ -282,8 +282,7 @@ static void on_begun(void *arg, const struct db_error *err, const struct db_tran
             at_log(AT_LOG_INFO, "repeat_answered", AT_STR("rc", b->answer_code),
                    AT_INT("transfer_id", b->transfer_id));
             end(x, b->answer_code,
-                strcmp(b->answer_code, "00") == 0 ? SW_OUT_APPROVED : SW_OUT_DECLINED, NULL,
-                NULL);
+                strcmp(b->answer_code, "00") == 0 ? SW_OUT_APPROVED : SW_OUT_DECLINED, NULL, NULL);
             return;
         }
         t->journal = false;
@@ -329,8 +328,8 @@ void sw_xfer_pin_ready(struct sw_txn *t)
     at_strlcpy(in.recipient_issuer, x->rissuer.id, sizeof in.recipient_issuer);
     at_mask_pan((const char *)t->v.pan, t->v.pan_len, in.sender_masked);
     at_mask_pan(x->rpan, x->rpan_len, in.recipient_masked);
-    if (sw_pan_protect(srv, (const char *)t->v.pan, t->v.pan_len, in.sender_hmac,
-                       in.sender_sealed, &in.sender_sealed_len) != 0 ||
+    if (sw_pan_protect(srv, (const char *)t->v.pan, t->v.pan_len, in.sender_hmac, in.sender_sealed,
+                       &in.sender_sealed_len) != 0 ||
         sw_pan_protect(srv, x->rpan, x->rpan_len, in.recipient_hmac, in.recipient_sealed,
                        &in.recipient_sealed_len) != 0) {
         end(x, "96", SW_OUT_ERROR, "XFR", "a PAN cannot be sealed");
@@ -381,11 +380,11 @@ static void on_alias(void *arg, const struct db_error *err, const uint8_t *seale
         end(x, "96", SW_OUT_ERROR, "XFR", "alias directory lookup failed");
         return;
     }
-    int n = sealed ? db_pan_open(x->t->srv->pan_seal_key, sealed, len, x->rpan, sizeof x->rpan)
-                   : -1;
+    int n =
+        sealed ? db_pan_open(x->t->srv->pan_seal_key, sealed, len, x->rpan, sizeof x->rpan) : -1;
     if (n < 12) {
-        at_log(AT_LOG_INFO, "transfer_alias_unknown", AT_STR("reason", sealed ? "unreadable"
-                                                                              : "not registered"));
+        at_log(AT_LOG_INFO, "transfer_alias_unknown",
+               AT_STR("reason", sealed ? "unreadable" : "not registered"));
         end(x, "14", SW_OUT_DECLINED, "OCT", "the mobile number has no wallet");
         return;
     }

@@ -458,8 +458,14 @@ long long stack_balance(struct stack *s, const char *pan)
 
 bool stack_wait_balance(struct stack *s, const char *pan, long long want, int timeout_ms)
 {
+    return stack_wait_balance_at(s, NULL, pan, want, timeout_ms);
+}
+
+bool stack_wait_balance_at(struct stack *s, const char *issuer, const char *pan, long long want,
+                           int timeout_ms)
+{
     for (int t = 0; t <= timeout_ms; t += 50) {
-        if (stack_balance(s, pan) == want)
+        if ((issuer ? stack_issuer_balance(s, issuer, pan) : stack_balance(s, pan)) == want)
             return true;
         usleep(50000);
     }

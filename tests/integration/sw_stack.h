@@ -135,6 +135,9 @@ long long stack_balance(struct stack *s, const char *pan);
 long long stack_issuer_balance(struct stack *s, const char *id, const char *pan);
 /* Polls the balance of pan until it is want. true when it was. */
 bool stack_wait_balance(struct stack *s, const char *pan, long long want, int timeout_ms);
+/* The same in the database of issuer (WALLET1…; NULL: the stack's issuer_conninfo). */
+bool stack_wait_balance_at(struct stack *s, const char *issuer, const char *pan, long long want,
+                           int timeout_ms);
 
 /* Sends x on a fresh connection to t's listener without waiting for the
  * answer. Returns the socket (the caller closes it) or -1. */

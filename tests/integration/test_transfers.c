@@ -1,0 +1,280 @@
+/* Wallet-to-wallet transfers through the whole four-issuer world (docs/transfers.md): a
+ * domestic transfer, a MAD -> XOF one (converted at the demo rates), one to a mobile number, an
+ * OCT declined (the AFT visibly reversed), the corridor's maximum, an unknown mobile number, a
+ * repeat answered from the saga, a terminal's reversal of a completed transfer, and switchd
+ * killed (-9) while the AFT and while the OCT was at its issuer: every wallet ends where the
+ * answer the sender got says it must. Real processes: switchd, hsm-sim, four issuer-sims,
+ * atlas-fx, atlas-db, PostgreSQL. Amounts are worked by hand from db/seed/demo_switch.sql's
+ * corridors and fx/demo-rates.csv. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sw_stack.h"
+#include "testsupport.h"
+
+static struct stack S;
+
+#define MAD_CARD       "4890010000000012" /* WALLET1, 1,000.00 MAD */
+#define MAD_LIMITED    "4890010000000087" /* WALLET1, MAD, daily limit 50.00 */
+#define MAD_BLOCKED    "4890010000000053" /* WALLET1, blocked */
+#define XOF_CARD       "4890020000000029" /* WALLET2, 500,000 XOF */
+#define XAF_CARD       "4890030000000036" /* WALLET3, 1,000 XAF */
+#define XAF_MSISDN     "+237690000036"
+#define UNKNOWN_MSISDN "+237690009999"
+
+static int setup(void **state)
+{
+    struct stack_opts o = { .issuer = true,
+                            .issuer_timeout_ms = 3000,
+                            .wallets = 16,
+                            .issuers = STACK_ISSUERS_MAX,
+                            .fx_rates = "fx/demo-rates.csv" };
+    int rc = stack_setup(state, &S, &o);
+    if (rc != 0)
+        return rc;
+    char log[320];
+    snprintf(log, sizeof log, "%s/atlas-db-alias.log", S.dir);
+    const char *args[] = { "--db", S.conninfo, "alias", XAF_MSISDN, XAF_CARD, NULL };
+    return ts_run("atlas-db", args, log) == 0 ? 0 : -1;
+}
+
+static long long bal(const char *issuer, const char *pan)
+{
+    return stack_issuer_balance(&S, issuer, pan);
+}
+
+/* A transfer of amount (minor units of the sender's card currency) from pan to `to` (a PAN,
+ * or a mobile number starting with '+'), on TERM0001: its answer in r. */
+static const char *transfer(const char *pan, const char *to, uint64_t amount, struct sim_resp *r,
+                            struct sim_sent *sent, struct sim_txn *x)
+{
+    struct sim_txn local;
+    if (!x)
+        x = &local;
+    stack_card_txn(x, SIM_T_TRANSFER, pan, amount);
+    stack_fix_time(x);
+    snprintf(x->recipient, sizeof x->recipient, "%s", to);
+    struct sim_term *t = stack_term(&S, "TERM0001");
+    if (stack_send(&S, t, x, r, sent) != 0)
+        return "--";
+    assert_true(sim_mac_acceptable(r));
+    return r->rc;
+}
+
+static long long transfer_scalar(const struct sim_sent *sent, const char *expr)
+{
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce((%s)::bigint, -1) FROM switch.transfers WHERE terminal_id ="
+             " 'TERM0001' AND stan = '%s' AND transmission_time = '%s'",
+             expr, sent->stan, sent->de7);
+    return stack_scalar(&S, sql);
+}
+
+static void domestic(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    struct sim_sent sent;
+    long long a0 = bal("WALLET1", MAD_CARD), b0 = bal("WALLET1", MAD_LIMITED);
+    assert_string_equal(transfer(MAD_CARD, MAD_LIMITED, 4000, &r, &sent, NULL), "00");
+    assert_true(r.has_fee);
+    assert_int_equal(r.fee, 200); /* MAD -> MAD: 2.00 */
+    assert_false(r.has_billing);  /* same currency: nothing converted */
+    assert_int_equal(bal("WALLET1", MAD_CARD), a0 - 4200);
+    assert_int_equal(bal("WALLET1", MAD_LIMITED), b0 + 4000);
+    assert_int_equal(transfer_scalar(&sent, "(state = 'completed')::int"), 1);
+    /* Each leg is a journal row of its own, with its own identity. */
+    assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.authorizations a JOIN"
+                                      " switch.transfers t ON a.terminal_id IN ("
+                                      " switch.transfer_leg_terminal(t.transfer_id, 'aft'),"
+                                      " switch.transfer_leg_terminal(t.transfer_id, 'oct'))"
+                                      " AND a.stan = switch.transfer_leg_stan(t.transfer_id)"
+                                      " WHERE t.state = 'completed' AND a.outcome = 'approved'"
+                                      " AND t.fee_minor = 200"),
+                     2);
+}
+
+static void cross_border_mad_xof(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    struct sim_sent sent;
+    long long a0 = bal("WALLET1", MAD_CARD), b0 = bal("WALLET2", XOF_CARD);
+    /* 10.00 MAD: fee 5.00 + 1 % = 5.10 MAD; the recipient gets 10.00 MAD at DE 10 56062027
+     * (60.62027 XOF per MAD, the 1.0 % spread included): 606.2027 -> 606 XOF. */
+    assert_string_equal(transfer(MAD_CARD, XOF_CARD, 1000, &r, &sent, NULL), "00");
+    assert_int_equal(r.fee, 510);
+    assert_true(r.has_billing);
+    assert_int_equal(r.billing, 606);
+    assert_string_equal(r.billing_ccy, "952");
+    assert_string_equal(r.rate, "56062027");
+    assert_int_equal(bal("WALLET1", MAD_CARD), a0 - 1510);
+    assert_int_equal(bal("WALLET2", XOF_CARD), b0 + 606);
+    assert_int_equal(transfer_scalar(&sent, "recipient_amount_minor"), 606);
+}
+
+static void to_a_mobile_number(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    long long a0 = bal("WALLET2", XOF_CARD), b0 = bal("WALLET3", XAF_CARD);
+    /* 1,000 XOF to +237...: fee 200 + 0.5 % = 205 XOF; XOF -> XAF 1 at 1.0 % spread: 1,010. */
+    assert_string_equal(transfer(XOF_CARD, XAF_MSISDN, 1000, &r, NULL, NULL), "00");
+    assert_int_equal(r.fee, 205);
+    assert_int_equal(r.billing, 1010);
+    assert_string_equal(r.billing_ccy, "950");
+    assert_int_equal(bal("WALLET2", XOF_CARD), a0 - 1205);
+    assert_int_equal(bal("WALLET3", XAF_CARD), b0 + 1010);
+    /* A number nobody registered: nothing moves. */
+    assert_string_equal(transfer(XOF_CARD, UNKNOWN_MSISDN, 1000, &r, NULL, NULL), "14");
+    assert_string_equal(r.info, "OCT14");
+    assert_int_equal(bal("WALLET2", XOF_CARD), a0 - 1205);
+}
+
+static void oct_declined_aft_reversed(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    struct sim_sent sent;
+    long long a0 = bal("WALLET1", MAD_CARD), b0 = bal("WALLET1", MAD_BLOCKED);
+    assert_string_equal(transfer(MAD_CARD, MAD_BLOCKED, 500, &r, &sent, NULL), "05");
+    assert_string_equal(r.info, "OCT05");
+    assert_false(r.has_fee && r.auth[0]);
+    /* The AFT was debited, then reversed before the answer was given (durably queued), and
+     * the reversal reaches the issuer within moments. */
+    assert_true(stack_wait_balance_at(&S, "WALLET1", MAD_CARD, a0, 5000));
+    assert_int_equal(bal("WALLET1", MAD_BLOCKED), b0);
+    assert_int_equal(transfer_scalar(&sent, "(state = 'failed' AND failed_leg = 'oct')::int"), 1);
+}
+
+static void corridor_rules(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    long long a0 = bal("WALLET1", MAD_CARD);
+    /* MAD -> XOF moves at most 2,000.00 MAD. */
+    assert_string_equal(transfer(MAD_CARD, XOF_CARD, 200001, &r, NULL, NULL), "61");
+    assert_string_equal(r.info, "XFR61");
+    /* To oneself. */
+    assert_string_equal(transfer(MAD_CARD, MAD_CARD, 100, &r, NULL, NULL), "12");
+    assert_int_equal(bal("WALLET1", MAD_CARD), a0);
+}
+
+static void repeat_and_reversal(void **state)
+{
+    (void)state;
+    struct sim_resp r, r2, rr;
+    struct sim_sent sent;
+    struct sim_txn x;
+    long long a0 = bal("WALLET1", MAD_CARD), b0 = bal("WALLET2", XOF_CARD);
+    assert_string_equal(transfer(MAD_CARD, XOF_CARD, 2000, &r, &sent, &x), "00");
+    /* 20.00 MAD: fee 5.20; 2000 x 6062027 / 10^7 = 1212.4054 -> 1,212 XOF. */
+    assert_int_equal(r.billing, 1212);
+    assert_int_equal(bal("WALLET1", MAD_CARD), a0 - 2520);
+    /* Its repeat gets the same answer and moves nothing again. */
+    stack_repeat_of(&x, "0201", &sent);
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r2, NULL), 0);
+    assert_string_equal(r2.rc, "00");
+    assert_string_equal(r2.auth, r.auth);
+    assert_int_equal(bal("WALLET1", MAD_CARD), a0 - 2520);
+    assert_int_equal(bal("WALLET2", XOF_CARD), b0 + 1212);
+    /* The terminal reverses it: both legs go back, the fee with it. */
+    struct sim_txn rev;
+    stack_reversal_of(&rev, MAD_CARD, 2000, &sent);
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &rev, &rr, NULL), 0);
+    assert_string_equal(rr.rc, "00");
+    assert_true(stack_wait_balance_at(&S, "WALLET1", MAD_CARD, a0, 5000));
+    assert_true(stack_wait_balance_at(&S, "WALLET2", XOF_CARD, b0, 5000));
+    assert_int_equal(transfer_scalar(&sent, "(state = 'reversed')::int"), 1);
+}
+
+/* switchd is killed (-9) while the leg at `stopped` (an issuer-sim held with SIGSTOP) is in
+ * flight; a new switchd settles the transfer from its row: every wallet is back where it was. */
+static void killed_during(const char *stopped, const char *leg_prefix)
+{
+    struct sim_txn x;
+    struct sim_sent sent;
+    long long a0 = bal("WALLET1", MAD_CARD), b0 = bal("WALLET2", XOF_CARD);
+    pid_t *ip = stack_issuer_pid(&S, stopped);
+    assert_non_null(ip);
+    assert_int_equal(kill(*ip, SIGSTOP), 0);
+    stack_card_txn(&x, SIM_T_TRANSFER, MAD_CARD, 1000);
+    snprintf(x.recipient, sizeof x.recipient, "%s", XOF_CARD);
+    int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
+    assert_true(fd >= 0);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM switch.inflight WHERE terminal_id LIKE '%s%%'",
+             leg_prefix);
+    assert_int_equal(stack_wait_scalar(&S, sql, 1, 5000), 0);
+    int st;
+    assert_int_equal(kill(S.sw, SIGKILL), 0);
+    assert_int_equal(waitpid(S.sw, &st, 0), S.sw);
+    close(fd);
+    assert_int_equal(kill(*ip, SIGCONT), 0);
+    assert_int_equal(stack_start_switch(&S), 0);
+    assert_int_equal(stack_settle(&S, 20000), 0);
+    assert_true(stack_wait_balance_at(&S, "WALLET1", MAD_CARD, a0, 10000));
+    assert_true(stack_wait_balance_at(&S, "WALLET2", XOF_CARD, b0, 10000));
+    assert_int_equal(transfer_scalar(&sent, "(state = 'failed')::int"), 1);
+    /* The sender's request is journaled, never as an approval. */
+    assert_int_equal(stack_scalar(&S, stack_rows_sql("switch.authorizations", "TERM0001", &sent,
+                                                     "outcome <> 'approved'")),
+                     1);
+}
+
+/* The recipient's issuer does not answer the OCT in time: the sender gets 91 naming the OCT,
+ * the OCT is reversed at its issuer (it may have applied it) and the AFT at the sender's. */
+static void oct_timeout(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    long long a0 = bal("WALLET1", MAD_CARD), b0 = bal("WALLET2", XOF_CARD);
+    pid_t *ip = stack_issuer_pid(&S, "WALLET2");
+    assert_non_null(ip);
+    assert_int_equal(kill(*ip, SIGSTOP), 0);
+    const char *rc = transfer(MAD_CARD, XOF_CARD, 1000, &r, NULL, NULL);
+    assert_int_equal(kill(*ip, SIGCONT), 0);
+    assert_string_equal(rc, "91");
+    assert_string_equal(r.info, "OCT91");
+    assert_int_equal(stack_settle(&S, 20000), 0);
+    assert_true(stack_wait_balance_at(&S, "WALLET1", MAD_CARD, a0, 10000));
+    assert_true(stack_wait_balance_at(&S, "WALLET2", XOF_CARD, b0, 10000));
+}
+
+static void killed_during_aft(void **state)
+{
+    (void)state;
+    killed_during("WALLET1", "XA");
+}
+
+static void killed_during_oct(void **state)
+{
+    (void)state;
+    killed_during("WALLET2", "XO");
+}
+
+static int teardown(void **state)
+{
+    return stack_teardown(state);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(domestic),           cmocka_unit_test(cross_border_mad_xof),
+        cmocka_unit_test(to_a_mobile_number), cmocka_unit_test(oct_declined_aft_reversed),
+        cmocka_unit_test(corridor_rules),     cmocka_unit_test(repeat_and_reversal),
+        cmocka_unit_test(oct_timeout),        cmocka_unit_test(killed_during_aft),
+        cmocka_unit_test(killed_during_oct),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
