@@ -117,7 +117,7 @@ static void start_leg(struct sw_xfer *x, bool oct)
     leg.proc = oct ? "260000" : "100000";
     leg.amount = oct ? x->amount : x->amount + x->fee;
     leg.currency = x->currency;
-    leg.billing_currency = oct ? x->rcur : x->currency;
+    leg.billing_currency = oct ? x->rcur : t->billing_ccy;
     if (oct) {
         leg.pan = x->rpan;
         leg.pan_len = x->rpan_len;
@@ -366,6 +366,12 @@ static void recipient_known(struct sw_xfer *x)
         return;
     }
     x->rcur = route.billing_currency > 0 ? route.billing_currency : x->currency;
+    /* A conversion the OCT could not make is refused now, before the sender is debited. */
+    struct sw_conversion conv;
+    if (sw_fx_convert(srv, x->rcur, x->amount, x->currency, &conv) != 0) {
+        end(x, conv.rc, SW_OUT_DECLINED, "XFR", conv.reason);
+        return;
+    }
     if (t->v.has_pin) {
         sw_txn_translate_pin(t);
         return;
@@ -555,9 +561,10 @@ void sw_xfer_delivered(struct sw_txn *t, bool sent)
 {
     struct sw_xfer *x = t->xfer;
     t->xfer = NULL;
-    if (x && !sent && x->mode == XFER_RUN && !x->repeat && t->outcome == SW_OUT_APPROVED) {
-        /* The sender will never see its approval: both legs go back. Their journal rows are
-         * approvals and the sender's row too, so recovery would not do it: it is done now. */
+    if (x && x->mode == XFER_RUN && !x->repeat && (!sent || t->outcome != SW_OUT_APPROVED)) {
+        /* The sender will never see its approval — not delivered, or withdrawn (its journal
+         * row or its MAC failed: it got 96): both legs go back. Their journal rows are
+         * approvals, so recovery would not do it: it is done now. */
         at_log(AT_LOG_WARN, "answer_undeliverable", AT_STR("rc", t->rc),
                AT_INT("transfer_id", x->id), AT_STR("action", "both legs reversed"));
         sw_saf_reverse_leg(t->srv, NULL, &x->oct, x->rpan, x->rpan_len, "error");

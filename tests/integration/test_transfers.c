@@ -262,6 +262,23 @@ static void killed_during_oct(void **state)
     killed_during("WALLET2", "XO");
 }
 
+/* After all of the above, each issuer's ledger reconciles with the switch's rows of it: every
+ * leg that moved money is journaled, every one undone is reversed. */
+static void reconciles_per_issuer(void **state)
+{
+    (void)state;
+    static const char *const ids[] = { "WALLET1", "WALLET2", "WALLET3", "WALLET4" };
+    char out[400];
+    assert_int_equal(stack_settle(&S, 15000), 0);
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(out, sizeof out, "%s/reconcile-%s.out", S.dir, ids[i]);
+        int code = stack_reconcile_issuer(&S, ids[i], out, NULL);
+        if (code != 0)
+            fprintf(stderr, "atlas-reconcile --issuer %s exited %d (see %s)\n", ids[i], code, out);
+        assert_int_equal(code, 0);
+    }
+}
+
 static int teardown(void **state)
 {
     return stack_teardown(state);
@@ -274,7 +291,7 @@ int main(void)
         cmocka_unit_test(to_a_mobile_number), cmocka_unit_test(oct_declined_aft_reversed),
         cmocka_unit_test(corridor_rules),     cmocka_unit_test(repeat_and_reversal),
         cmocka_unit_test(oct_timeout),        cmocka_unit_test(killed_during_aft),
-        cmocka_unit_test(killed_during_oct),
+        cmocka_unit_test(killed_during_oct),  cmocka_unit_test(reconciles_per_issuer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
