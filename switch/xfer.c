@@ -69,6 +69,10 @@ static void end(struct sw_xfer *x, const char *rc, enum sw_txn_outcome outcome, 
         snprintf(t->resp44, sizeof t->resp44, "%s%.2s", leg, rc);
     /* A completed transfer's saga stays with the sender's txn until its answer is out
      * (sw_xfer_delivered): an approval that cannot be delivered is unwound. */
+    if (outcome == SW_OUT_APPROVED && x->mode == XFER_RUN && !x->repeat) {
+        t->xfer_fee = x->fee; /* DE 28: charged only when the transfer went through */
+        t->has_xfer_fee = true;
+    }
     if (x->mode != XFER_RUN || outcome != SW_OUT_APPROVED || x->repeat) {
         t->xfer = NULL;
         xfer_free(x);
@@ -213,6 +217,12 @@ void sw_xfer_leg_done(struct sw_xfer *x, bool oct, const char *rc, const struct 
         }
         memcpy(t->auth_code, x->aft.auth_code, 6);
         t->auth_code[6] = '\0';
+        /* DE 54: the sender's balance after the debit, as its issuer told (never the
+         * recipient's: the OCT's DE 54 stays with the switch). */
+        if (leg && leg->balance_len) {
+            memcpy(t->balance, leg->balance, leg->balance_len);
+            t->balance_len = leg->balance_len;
+        }
         change_init(&ch, x->id, "aft");
         memcpy(ch.aft_rc, rc, 3);
         at_strlcpy(ch.auth_code, t->auth_code, sizeof ch.auth_code);
@@ -278,7 +288,7 @@ static void on_begun(void *arg, const struct db_error *err, const struct db_tran
                 t->billing.currency = b->recipient_currency;
             }
             t->xfer_fee = b->fee_minor;
-            t->has_xfer_fee = true;
+            t->has_xfer_fee = strcmp(b->answer_code, "00") == 0;
             at_log(AT_LOG_INFO, "repeat_answered", AT_STR("rc", b->answer_code),
                    AT_INT("transfer_id", b->transfer_id));
             end(x, b->answer_code,
@@ -297,8 +307,6 @@ static void on_begun(void *arg, const struct db_error *err, const struct db_tran
     }
     x->id = b->transfer_id;
     x->fee = b->fee_minor;
-    t->xfer_fee = b->fee_minor;
-    t->has_xfer_fee = true;
     at_log(AT_LOG_INFO, "transfer_started", AT_INT("transfer_id", x->id),
            AT_STR("sender_issuer", t->issuer.id), AT_STR("recipient_issuer", x->rissuer.id),
            AT_INT("amount", x->amount), AT_INT("currency", x->currency), AT_INT("fee", x->fee),
