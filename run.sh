@@ -58,6 +58,12 @@ for row in "${ISSUERS[@]}"; do
 done
 # The demo conversion rates (docs/fx.md; loading the same file again changes nothing).
 build/bin/atlas-fx load fx/demo-rates.csv
+# The demo mobile numbers of the alias directory (transfers to a number: docs/transfers.md),
+# one per demo card of each country; registering one again replaces it.
+for alias in "+212600000012 4890010000000012" "+221770000029 4890020000000029" \
+  "+237690000036 4890030000000036" "+22220000043 4890040000000043"; do
+  build/bin/atlas-db alias $alias >/dev/null
+done
 
 PIDS=()
 stop_all() {
@@ -133,6 +139,7 @@ Watch the switch live (another terminal): build/bin/atlas-console var/log/switch
   tail -F var/log/switchd.log
 Send a transaction by hand (another terminal):
   build/bin/acquirer-sim send --type purchase --pan 4890010000000012 --pin 1234 --amount 25.00
+  build/bin/acquirer-sim send --type transfer --pan 4890010000000012 --pin 1234 --amount 20.00 --to-msisdn +221770000029
 TXT
 if [ -n "$FOR" ]; then
   echo "(stopping in $FOR s)"

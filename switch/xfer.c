@@ -260,6 +260,7 @@ void sw_xfer_leg_done(struct sw_xfer *x, bool oct, const char *rc, const struct 
     at_log(AT_LOG_INFO, "transfer_failed", AT_INT("transfer_id", x->id), AT_STR("leg", "oct"),
            AT_STR("rc", rc), AT_STR("action", "AFT reversed"));
     t->auth_code[0] = '\0';
+    t->balance_len = 0; /* the AFT's balance is no more: it is being given back */
     sw_saf_reverse_leg(t->srv, t, &x->aft, (const char *)t->v.pan, t->v.pan_len, "error");
     end(x, rc, SW_OUT_DECLINED, "OCT", "the OCT leg was not approved");
 }
