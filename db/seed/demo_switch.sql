@@ -46,7 +46,7 @@ UPDATE switch.bin_routes r SET billing_currency = v.currency
 
 -- Transfer corridors (docs/transfers.md): sender's currency -> recipient's, the fee in the
 -- sender's currency (fixed minor units + basis points of the amount) and the most one transfer
--- may move. Illustrative tariffs. Every domestic corridor and the cross-border ones of the demo.
+-- may move. Illustrative tariffs; every ordered pair of the four currencies is served.
 INSERT INTO switch.transfer_corridors (from_currency, to_currency, fee_fixed_minor, fee_bp,
                                        max_amount_minor) VALUES
     (504, 504,  200,   0,   500000),  -- MAD -> MAD: 2.00 MAD, at most 5,000.00
@@ -58,7 +58,13 @@ INSERT INTO switch.transfer_corridors (from_currency, to_currency, fee_fixed_min
     (952, 950,  200,  50,   500000),  -- XOF -> XAF: 200 XOF + 0.5 %, at most 500,000
     (950, 952,  200,  50,   500000),  -- XAF -> XOF: 200 XAF + 0.5 %, at most 500,000
     (504, 929,  500, 100,   200000),  -- MAD -> MRU: 5.00 MAD + 1 %, at most 2,000.00
-    (929, 504, 2000, 100,  2000000)   -- MRU -> MAD: 20.00 MRU + 1 %, at most 20,000.00
+    (929, 504, 2000, 100,  2000000),  -- MRU -> MAD: 20.00 MRU + 1 %, at most 20,000.00
+    (504, 950,  500, 100,   200000),  -- MAD -> XAF: 5.00 MAD + 1 %, at most 2,000.00
+    (950, 504,  300, 100,   300000),  -- XAF -> MAD: 300 XAF + 1 %, at most 300,000
+    (952, 929,  300, 100,   300000),  -- XOF -> MRU: 300 XOF + 1 %, at most 300,000
+    (950, 929,  300, 100,   300000),  -- XAF -> MRU: 300 XAF + 1 %, at most 300,000
+    (929, 952, 2000, 100,  2000000),  -- MRU -> XOF: 20.00 MRU + 1 %, at most 20,000.00
+    (929, 950, 2000, 100,  2000000)   -- MRU -> XAF: 20.00 MRU + 1 %, at most 20,000.00
 ON CONFLICT (from_currency, to_currency) DO UPDATE
     SET fee_fixed_minor = EXCLUDED.fee_fixed_minor, fee_bp = EXCLUDED.fee_bp,
         max_amount_minor = EXCLUDED.max_amount_minor, enabled = true;
