@@ -200,6 +200,35 @@ static void repeat_and_reversal(void **state)
     assert_int_equal(transfer_scalar(&sent, "(state = 'reversed')::int"), 1);
 }
 
+/* A completed transfer whose approval the sender cannot be given — its response MAC cannot be
+ * computed (hsm-sim refuses MACs with a TAK): the sender gets 96 and both legs are reversed. */
+static void approval_withdrawn_unwinds_both_legs(void **state)
+{
+    (void)state;
+    struct sim_txn x;
+    struct sim_resp r;
+    struct sim_sent sent;
+    long long a0 = bal("WALLET1", MAD_CARD), b0 = bal("WALLET2", XOF_CARD);
+    ts_stop(S.hsm, SIGTERM, 5000);
+    assert_int_equal(stack_start_hsm(&S, "M600131003=00"), 0); /* M6 with a TAK */
+    for (int i = 0; i < 50; i++) { /* until switchd's HSM pool is back */
+        stack_card_txn(&x, SIM_T_TRANSFER, MAD_CARD, 1000);
+        snprintf(x.recipient, sizeof x.recipient, "%s", XOF_CARD);
+        assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
+        if (strcmp(r.rc, "96") != 0 || ts_wait_file_contains(S.switch_log, "approval_withdrawn", 0))
+            break;
+        usleep(100000);
+    }
+    assert_string_equal(r.rc, "96");
+    assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"approval_withdrawn\"", 2000));
+    ts_stop(S.hsm, SIGTERM, 5000);
+    assert_int_equal(stack_start_hsm(&S, NULL), 0);
+    assert_int_equal(stack_settle(&S, 20000), 0);
+    assert_true(stack_wait_balance_at(&S, "WALLET1", MAD_CARD, a0, 15000));
+    assert_true(stack_wait_balance_at(&S, "WALLET2", XOF_CARD, b0, 15000));
+    assert_int_equal(transfer_scalar(&sent, "(state = 'reversed')::int"), 1);
+}
+
 /* switchd is killed (-9) while the leg at `stopped` (an issuer-sim held with SIGSTOP) is in
  * flight; a new switchd settles the transfer from its row: every wallet is back where it was. */
 static void killed_during(const char *stopped, const char *leg_prefix)
@@ -293,7 +322,8 @@ int main(void)
         cmocka_unit_test(domestic),           cmocka_unit_test(cross_border_mad_xof),
         cmocka_unit_test(to_a_mobile_number), cmocka_unit_test(oct_declined_aft_reversed),
         cmocka_unit_test(corridor_rules),     cmocka_unit_test(repeat_and_reversal),
-        cmocka_unit_test(oct_timeout),        cmocka_unit_test(killed_during_aft),
+        cmocka_unit_test(oct_timeout),
+        cmocka_unit_test(approval_withdrawn_unwinds_both_legs),        cmocka_unit_test(killed_during_aft),
         cmocka_unit_test(killed_during_oct),  cmocka_unit_test(reconciles_per_issuer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
