@@ -13,7 +13,7 @@ struct event_base;
 
 /* The schema version (highest migration number) this build of the library writes against.
  * Daemons pass it (or their own minimum) to db_schema_check_at(). */
-#define DB_SCHEMA_VERSION 11
+#define DB_SCHEMA_VERSION 10
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
@@ -377,7 +377,7 @@ __attribute__((warn_unused_result)) int db_reversals_update(struct db_client *c,
                                                             size_t n, db_done_cb cb, void *arg);
 
 /* ------------------------------------------------------------------------------------------ */
-/* Wallet-to-wallet transfers (switch.transfers, migration 0011; docs/transfers.md).            */
+/* Wallet-to-wallet transfers (switch.transfers, migration 0010; docs/transfers.md).            */
 
 /* What switch.transfer_begin needs: the sender's request, both wallets (PANs only hashed,
  * masked and sealed), the amount and both currencies, and the legs' request date and DE 7. */

@@ -1,4 +1,4 @@
-/* Wallet-to-wallet transfers (migration 0011, docs/transfers.md): the saga row's begin, changes
+/* Wallet-to-wallet transfers (migration 0010, docs/transfers.md): the saga row's begin, changes
  * and recovery, and the alias directory (mobile number -> sealed PAN). The rules live in SQL
  * (switch.transfer_begin, switch.recover_transfers); this file turns typed structs into their
  * parameters and their rows back into structs. */
@@ -318,7 +318,7 @@ int db_alias_put(const char *conninfo, const char *msisdn, const char *pan_maske
     PGconn *pg = db_connect_at(conninfo, err);
     if (!pg)
         return err->code;
-    int rc = db_schema_check(pg, 11, err);
+    int rc = db_schema_check(pg, 10, err);
     if (rc == 0) {
         const char *values[] = { msisdn, pan_masked, hmac, seal };
         PGresult *res = PQexecParams(

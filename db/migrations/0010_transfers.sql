@@ -1,4 +1,4 @@
--- 0011: wallet-to-wallet transfers as a durable saga (issue 13; docs/transfers.md).
+-- 0010: wallet-to-wallet transfers as a durable saga (issue 13; docs/transfers.md).
 --
 -- A terminal's 0200 with processing code 40 names a sender (DE 2) and a recipient (DE 103: a PAN,
 -- or a mobile number registered in switch.aliases). switchd runs it as two legs, each a request
