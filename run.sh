@@ -56,6 +56,8 @@ for row in "${ISSUERS[@]}"; do
   psql -q -d "$db" -v ON_ERROR_STOP=1 -c "TRUNCATE wallet.ledger, wallet.holds, wallet.requests, wallet.wallets RESTART IDENTITY CASCADE"
   build/bin/issuer-sim seed --wallets 1000 --bin "$bin" --db "dbname=$db"
 done
+# Traffic from here on is this run's (the wallets are fresh, the journal keeps earlier runs).
+RUN_FROM=$(date -u +%Y-%m-%dT%H:%M:%S)
 # The demo conversion rates (docs/fx.md; loading the same file again changes nothing).
 build/bin/atlas-fx load fx/demo-rates.csv
 
@@ -127,8 +129,8 @@ Atlas is serving on loopback:
   wallet issuers (issuer-sim; log var/log/issuer-ID.log, wallets in their own database):
 $(for row in "${ISSUERS[@]}"; do read -r id bin port ccy country <<<"$row"
   printf '    %-8s %-23s %s  BIN %s  127.0.0.1:%s  dbname=%s\n' "$id" "$country" "$ccy" "$bin" "$port" "$(issuer_db "$id")"; done)
-Reconcile one issuer with the journal (after traffic):
-  build/bin/atlas-reconcile --issuer WALLET2 --issuer-db dbname=atlas_wallet2
+Reconcile this run's traffic with one issuer's ledger (another terminal, or after the run):
+  build/bin/atlas-reconcile --from $RUN_FROM --issuer WALLET2 --issuer-db dbname=atlas_wallet2
 Watch the switch live (another terminal): build/bin/atlas-console var/log/switchd.log; raw JSON lines of $ROOT/var/log/switchd.log with
   tail -F var/log/switchd.log
 Send a transaction by hand (another terminal):
