@@ -87,13 +87,24 @@ for f in var/run/*.pid; do
 done
 sleep 0.3
 
-wait_port() { # port name
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# A port another stack holds (another checkout's ./run.sh) would answer for our daemon, which
+# cannot bind it, and the demo would go to that stack: refuse instead.
+for port in 1500 9100 9101 9102 9103 8583 8584 9583; do
+  if port_open "$port"; then
+    echo "run.sh: 127.0.0.1:$port is in use by another process (another ./run.sh?); stop it first" >&2
+    exit 1
+  fi
+done
+
+wait_port() { # port name pid
   local i
   for i in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || break
+    port_open "$1" && return 0
     sleep 0.1
   done
-  echo "run.sh: $2 did not start; see var/log/$2.log" >&2
+  echo "run.sh: $2 did not start; see var/log/$2.log and var/log/$2.out" >&2
   exit 1
 }
 start() { # name port command...
@@ -101,7 +112,7 @@ start() { # name port command...
   "$@" >>"var/log/$name.out" 2>&1 &
   PIDS+=($!)
   echo $! > "var/run/$name.pid"
-  wait_port "$port" "$name"
+  wait_port "$port" "$name" $!
 }
 start hsm-sim 1500 build/bin/hsm-sim --listen 127.0.0.1:1500 --log var/log/hsm-sim.log
 # Each issuer-sim holds its issuer's ZPK and ZAK (under the LMK) as switchd has them in switch.keys.
