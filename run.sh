@@ -56,6 +56,8 @@ for row in "${ISSUERS[@]}"; do
   psql -q -d "$db" -v ON_ERROR_STOP=1 -c "TRUNCATE wallet.ledger, wallet.holds, wallet.requests, wallet.wallets RESTART IDENTITY CASCADE"
   build/bin/issuer-sim seed --wallets 1000 --bin "$bin" --db "dbname=$db"
 done
+# Traffic from here on is this run's (the wallets are fresh, the journal keeps earlier runs).
+RUN_FROM=$(date -u +%Y-%m-%dT%H:%M:%S)
 # The demo conversion rates (docs/fx.md; loading the same file again changes nothing).
 build/bin/atlas-fx load fx/demo-rates.csv
 # The demo mobile numbers of the alias directory (transfers to a number: docs/transfers.md),
@@ -91,13 +93,24 @@ for f in var/run/*.pid; do
 done
 sleep 0.3
 
-wait_port() { # port name
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# A port another stack holds (another checkout's ./run.sh) would answer for our daemon, which
+# cannot bind it, and the demo would go to that stack: refuse instead.
+for port in 1500 9100 9101 9102 9103 8583 8584 9583; do
+  if port_open "$port"; then
+    echo "run.sh: 127.0.0.1:$port is in use by another process (another ./run.sh?); stop it first" >&2
+    exit 1
+  fi
+done
+
+wait_port() { # port name pid
   local i
   for i in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || break
+    port_open "$1" && return 0
     sleep 0.1
   done
-  echo "run.sh: $2 did not start; see var/log/$2.log" >&2
+  echo "run.sh: $2 did not start; see var/log/$2.log and var/log/$2.out" >&2
   exit 1
 }
 start() { # name port command...
@@ -105,7 +118,7 @@ start() { # name port command...
   "$@" >>"var/log/$name.out" 2>&1 &
   PIDS+=($!)
   echo $! > "var/run/$name.pid"
-  wait_port "$port" "$name"
+  wait_port "$port" "$name" $!
 }
 start hsm-sim 1500 build/bin/hsm-sim --listen 127.0.0.1:1500 --log var/log/hsm-sim.log
 # Each issuer-sim holds its issuer's ZPK and ZAK (under the LMK) as switchd has them in switch.keys.
@@ -133,8 +146,8 @@ Atlas is serving on loopback:
   wallet issuers (issuer-sim; log var/log/issuer-ID.log, wallets in their own database):
 $(for row in "${ISSUERS[@]}"; do read -r id bin port ccy country <<<"$row"
   printf '    %-8s %-23s %s  BIN %s  127.0.0.1:%s  dbname=%s\n' "$id" "$country" "$ccy" "$bin" "$port" "$(issuer_db "$id")"; done)
-Reconcile one issuer with the journal (after traffic):
-  build/bin/atlas-reconcile --issuer WALLET2 --issuer-db dbname=atlas_wallet2
+Reconcile this run's traffic with one issuer's ledger (another terminal, or after the run):
+  build/bin/atlas-reconcile --from $RUN_FROM --issuer WALLET2 --issuer-db dbname=atlas_wallet2
 Watch the switch live (another terminal): build/bin/atlas-console var/log/switchd.log; raw JSON lines of $ROOT/var/log/switchd.log with
   tail -F var/log/switchd.log
 Send a transaction by hand (another terminal):

@@ -128,6 +128,20 @@ out:
     return rc;
 }
 
+/* Whether any of wallets 1..n has BIN bin. Wallets 1..8 hold the four BINs and 9..12 take them
+ * in turn, so looking at the first 12 answers for any n. */
+static bool bin_seeded(const char *bin, uint64_t n)
+{
+    for (uint64_t i = 1; i <= n && i <= 12; i++) {
+        struct sim_seed_spec sp;
+        bool same = sim_seed_spec(i, &sp) == 0 && memcmp(sp.pan, bin, 6) == 0;
+        memset(&sp, 0, sizeof sp); /* the clear PIN */
+        if (same)
+            return true;
+    }
+    return false;
+}
+
 int sim_seed_main(int argc, char **argv)
 {
     static const struct option lo[] = {
@@ -150,9 +164,11 @@ int sim_seed_main(int argc, char **argv)
             conninfo = optarg;
             continue;
         }
-        if (ch == 'B' && at_is_digits(optarg, 6, 6)) {
+        if (ch == 'B') {
             bin = optarg;
-            continue;
+            if (at_is_digits(bin, 6, 6))
+                continue;
+            fprintf(stderr, "issuer-sim seed: --bin wants a BIN of six digits\n");
         }
         n = 0;
         break;
@@ -160,6 +176,11 @@ int sim_seed_main(int argc, char **argv)
     if (n == 0 || optind != argc) {
         fprintf(stderr, "usage: issuer-sim seed --wallets N (1..999999999) [--bin BIN] "
                         "[--db CONNINFO] [--batch ROWS]\n");
+        return 2;
+    }
+    if (bin && !bin_seeded(bin, n)) {
+        fprintf(stderr, "issuer-sim seed: none of wallets 1..%llu has BIN %s\n",
+                (unsigned long long)n, bin);
         return 2;
     }
     uint8_t hkey[64];
@@ -200,12 +221,6 @@ int sim_seed_main(int argc, char **argv)
             goto failed;
         inserted += added;
         done = end;
-    }
-    if (kept == 0) {
-        fprintf(stderr, "issuer-sim seed: none of wallets 1..%llu has BIN %s\n",
-                (unsigned long long)n, bin);
-        ret = 2;
-        goto out;
     }
     double secs = (double)(at_mono_ns() - t0) / 1e9;
     printf("issuer-sim seed: %llu wallets", (unsigned long long)kept);

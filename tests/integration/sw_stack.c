@@ -203,9 +203,9 @@ int stack_start_issuer(struct stack *s)
     return stack_start_issuer_id(s, "WALLET1");
 }
 
-/* Creates (with .issuers) the databases of the four issuers and seeds each issuer's wallets
- * (only its BIN's with several issuers; every BIN's in the stack's database otherwise), then
- * starts the issuer-sims. 0 or -1. */
+/* Seeds each issuer's wallets into its database (plan_issuers chose them): only its BIN's with
+ * several issuers, every BIN's in the stack's database otherwise; then starts its issuer-sim.
+ * 0 or -1. */
 static int start_issuers(struct stack *s)
 {
     char n[16];
