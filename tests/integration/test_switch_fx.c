@@ -58,6 +58,22 @@ static long long journal(const struct sim_sent *sent, const char *expr)
     return stack_scalar(&S, sql);
 }
 
+/* The amount the issuer recorded for the reversal of the request sent (its 'rev:' request key:
+ * sim_request_key of the issuer-side identity), -1 when it has none. */
+static long long issuer_reversal_amount(const struct sim_sent *sent)
+{
+    char sql[600];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce((SELECT q.amount_minor FROM wallet.requests q"
+             " JOIN switch.authorizations a ON q.request_key = 'rev:' || lpad(a.acquirer_id, 11,"
+             " '0') || ':' || a.terminal_id || ':' || a.issuer_stan || ':' ||"
+             " a.issuer_transmission_time"
+             " WHERE a.terminal_id = 'TERM0001' AND a.stan = '%s'"
+             " AND a.transmission_time = '%s'), -1)",
+             sent->stan, sent->de7);
+    return stack_scalar(&S, sql);
+}
+
 /* 1,000 XOF on a MAD card. XOF->MAD 0.016661095 × 1.01 = 0.01682770595, which DE 10 carries
  * as 0.0168277 ("70168277"); DE 6 = 1000 × 0.0168277 × 10^(2-0) = 1682.77 -> 1683: 16.83 MAD. */
 static void test_foreign_purchase_converted_and_reversed(void **state)
@@ -92,6 +108,8 @@ static void test_foreign_purchase_converted_and_reversed(void **state)
              " AND billing_currency = 504",
              sent.stan);
     assert_int_equal(stack_wait_scalar(&S, sql, 1, 5000), 0);
+    /* The 0420 carried DE 6 in DE 51: the issuer's reversal is of 1683 (MAD), not 1000. */
+    assert_int_equal(issuer_reversal_amount(&sent), 1683);
 }
 
 /* After a restart the switch knows the original from the journal only: the reversal still
@@ -134,6 +152,7 @@ static void test_switch_reversal_after_timeout_repeats_the_conversion(void **sta
              sent.stan);
     assert_int_equal(stack_wait_scalar(&S, sql, 1, 8000), 0);
     assert_true(stack_wait_balance(&S, XOF_CARD, before, 8000));
+    assert_int_equal(issuer_reversal_amount(&sent), 758);
 }
 
 /* EUR has no rate into MAD: 91, an fx_no_rate line naming the pair and why, the journal row
