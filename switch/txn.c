@@ -1263,7 +1263,6 @@ static void after_mac(struct sw_txn *t)
     }
     t->issuer = srv->ref->issuers[route.issuer];
     t->issuer_idx = route.issuer;
-    t->billing_ccy = route.billing_currency;
     if (!t->issuer.enabled) {
         reject(t, "15", SW_OUT_REJECTED, "issuer disabled", 2);
         return;
@@ -1271,9 +1270,9 @@ static void after_mac(struct sw_txn *t)
     /* Converted now, once: the write-ahead row, the journal, the answer and any reversal keep
      * this DE 6/10/51. */
     struct sw_conversion conv;
-    if (sw_fx_convert(srv, t->billing_ccy, field_amount(&t->req, 4, INT64_MAX),
+    if (sw_fx_convert(srv, route.billing_currency, field_amount(&t->req, 4, INT64_MAX),
                       (int)field_amount(&t->req, 49, 999), &conv) != 0) {
-        reject(t, conv.rc, SW_OUT_REJECTED, conv.reason, conv.rc[0] == '9' ? 51 : 4);
+        reject(t, conv.rc, SW_OUT_REJECTED, conv.reason, conv.field);
         return;
     }
     t->billing = conv.billing;

@@ -178,13 +178,17 @@ static void test_pair_without_rate_is_91(void **state)
     assert_int_equal(stack_balance(&S, MAD_CARD), before);
 }
 
-/* 0.01 MRU is 0.0025 MAD: it bills nothing, 13 (and fx_refused), never a zero DE 6. */
+/* 0.01 MRU is 0.0025 MAD: it bills nothing, 13 (and fx_refused), never a zero DE 6; a currency
+ * without a known exponent is 13 too. */
 static void test_amount_converting_to_zero_is_13(void **state)
 {
     struct sim_resp r;
     struct stack_fx_fields fx;
     assert_string_equal(purchase(MAD_CARD, 1, "929", &r, NULL, &fx), "13");
     assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"fx_refused\"", 3000));
+    /* A DE 49 common/currency.c does not know (999) has no exponent: 13 as well. */
+    assert_string_equal(purchase(MAD_CARD, 100, "999", &r, NULL, &fx), "13");
+    assert_true(ts_wait_file_contains(S.switch_log, "\"pair\":\"?\?\?->MAD\"", 3000));
 }
 
 /* The card's own currency: no DE 6/10/51 anywhere. */
