@@ -155,6 +155,43 @@ static void test_switch_reversal_after_timeout_repeats_the_conversion(void **sta
     assert_int_equal(issuer_reversal_amount(&sent), 758);
 }
 
+/* switchd killed while a converted request waits at the issuer: the write-ahead row kept DE 6,
+ * so the recovery at the next start journals it 'lost' and reverses it with the original's
+ * conversion — the wallet gets back exactly the 16.83 MAD the late approval took. */
+static void test_recovery_repeats_the_conversion(void **state)
+{
+    struct sim_txn x;
+    struct sim_sent sent;
+    char sql[400];
+    long long before = stack_balance(&S, MAD_CARD);
+    stack_card_txn(&x, SIM_T_PURCHASE, MAD_CARD, 1000);
+    snprintf(x.currency, sizeof x.currency, "952");
+    kill(S.issuer, SIGSTOP); /* the request waits at the issuer */
+    int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
+    assert_true(fd >= 0);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.inflight WHERE stan = '%s' AND transmission_time = '%s'"
+             " AND billing_amount_minor = 1683 AND conversion_rate = '70168277'"
+             " AND billing_currency = 504",
+             sent.stan, sent.de7);
+    assert_int_equal(stack_wait_scalar(&S, sql, 1, 3000), 0);
+    assert_int_equal(ts_stop(S.sw, SIGKILL, 5000) != -1, 1);
+    kill(S.issuer, SIGCONT); /* it applies the debit and answers nobody */
+    close(fd);
+    assert_true(stack_wait_balance(&S, MAD_CARD, before - 1683, 5000));
+    assert_int_equal(stack_start_switch(&S), 0);
+    assert_true(stack_wait_balance(&S, MAD_CARD, before, 10000));
+    assert_int_equal(journal(&sent, "(outcome = 'lost')::int"), 1);
+    assert_int_equal(journal(&sent, "billing_amount_minor"), 1683);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.reversal_queue WHERE stan = '%s' AND reason = 'recovery'"
+             " AND billing_amount_minor = 1683 AND conversion_rate = '70168277'"
+             " AND billing_currency = 504",
+             sent.stan);
+    assert_int_equal(stack_scalar(&S, sql), 1);
+    assert_int_equal(issuer_reversal_amount(&sent), 1683);
+}
+
 /* EUR has no rate into MAD: 91, an fx_no_rate line naming the pair and why, the journal row
  * 'rejected', nothing forwarded, nothing debited. */
 static void test_pair_without_rate_is_91(void **state)
@@ -251,6 +288,7 @@ int main(void)
         cmocka_unit_test(test_foreign_purchase_converted_and_reversed),
         cmocka_unit_test(test_reversal_after_restart_repeats_the_conversion),
         cmocka_unit_test(test_switch_reversal_after_timeout_repeats_the_conversion),
+        cmocka_unit_test(test_recovery_repeats_the_conversion),
         cmocka_unit_test(test_pair_without_rate_is_91),
         cmocka_unit_test(test_amount_converting_to_zero_is_13),
         cmocka_unit_test(test_same_currency_is_not_converted),
