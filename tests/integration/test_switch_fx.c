@@ -93,6 +93,10 @@ static void test_foreign_purchase_converted_and_reversed(void **state)
     assert_int_equal(journal(&sent, "billing_amount_minor"), 1683);
     assert_int_equal(journal(&sent, "conversion_rate"), 70168277);
     assert_int_equal(journal(&sent, "billing_currency"), 504);
+    assert_true(ts_wait_file_contains(S.switch_log,
+                                      "\"billing_amount\":1683,\"conversion_rate\":\"70168277\","
+                                      "\"billing_currency\":504}",
+                                      3000));
 
     /* The terminal's reversal (the original still in the switch's memory) repeats the
      * conversion: the wallet gets back exactly DE 6. */
