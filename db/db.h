@@ -540,10 +540,20 @@ db_fx_rates_write(const char *conninfo, const struct db_fx_rate *rows, size_t n,
  * terminal reversal (0400/0420 acknowledged) naming it or else by the queue row: "reversed" when
  * the issuer acknowledged it or a terminal reversal was acknowledged, "pending" when neither,
  * "failed" when the issuer refused it (the approval stands). */
+/* Which side of its requests a pair's figures are. A request the switch converted (DE 6/10/51,
+ * docs/fx.md) settles in two currencies: the acquirer is owed DE 4 in DE 49, the issuer pays
+ * DE 6 in DE 51; its figures come as two pairs, one per side. */
+enum db_settle_side {
+    DB_SETTLE_BOTH,     /* not converted: the same amount and currency for both */
+    DB_SETTLE_ACQUIRER, /* converted, the acquirer's side: DE 4 in DE 49 */
+    DB_SETTLE_ISSUER,   /* converted, the issuer's side: DE 6 in DE 51 */
+};
+
 struct db_settle_pair {
     char acquirer_id[12]; /* DE 32 */
     char issuer_id[33];   /* "" when the journal has none (answered by the switch itself) */
-    int currency;         /* ISO 4217 numeric (DE 49) */
+    int currency;         /* ISO 4217 numeric: DE 49, or DE 51 on the issuer's side */
+    enum db_settle_side side;
     int64_t holds;
     int64_t debits, debit_amount, credits, credit_amount;
     int64_t rev_debits, rev_debit_amount, rev_credits, rev_credit_amount;
@@ -551,8 +561,8 @@ struct db_settle_pair {
 };
 
 /* Reads the pairs of [start_us, end_us) (µs since the epoch) in one statement on a connection
- * of its own, ordered by acquirer, issuer and currency (byte order), into a fresh array the
- * caller frees (*rows may be NULL when *n is 0). 0, DB_E_CONN, DB_E_SCHEMA (older than 6),
+ * of its own, ordered by acquirer, issuer, currency (byte order) and side, into a fresh array the
+ * caller frees (*rows may be NULL when *n is 0). 0, DB_E_CONN, DB_E_SCHEMA (older than 9),
  * DB_E_SQL or DB_E_SYS with err filled. */
 __attribute__((warn_unused_result)) int db_settle_read(const char *conninfo, int64_t start_us,
                                                        int64_t end_us, struct db_settle_pair **rows,

@@ -146,19 +146,24 @@ int rc_fetch_window(PGconn *sw, const char *from, const char *to, unsigned slack
     return 0;
 }
 
-/* The columns every switch item query returns, in this order (see add_rows). */
+/* The columns every switch item query returns, in this order (see add_rows). The amount and
+ * currency are what the issuer moved: DE 6 in DE 51 for a converted request (migration 0009),
+ * else DE 4 in DE 49. */
 #define SW_COLS                                                                                    \
     " a.request_date::text, a.acquirer_id, a.terminal_id, a.stan, a.transmission_time, a.mti,"     \
     " a.mti_class, coalesce(a.issuer_id, r.issuer_id),"                                            \
     " coalesce(a.issuer_stan, r.issuer_stan),"                                                     \
     " coalesce(a.issuer_transmission_time, r.issuer_transmission_time),"                           \
-    " coalesce(a.processing_code, r.processing_code), coalesce(a.amount_minor, r.amount_minor),"   \
-    " coalesce(a.currency, r.currency), a.response_code, a.auth_code,"                             \
+    " coalesce(a.processing_code, r.processing_code),"                                             \
+    " coalesce(a.billing_amount_minor, r.billing_amount_minor, a.amount_minor, r.amount_minor),"   \
+    " coalesce(a.billing_currency, r.billing_currency, a.currency, r.currency),"                   \
+    " a.response_code, a.auth_code,"                                                               \
     " coalesce(a.pan_masked, r.pan_masked), encode(coalesce(a.pan_hmac, r.pan_hmac), 'hex'),"      \
     " a.outcome, a.original_stan, a.original_transmission_time,"                                   \
     " (extract(epoch FROM a.created_at) * 1000000)::bigint,"                                       \
     " a.created_at >= $1::timestamptz AND a.created_at < $2::timestamptz,"                         \
-    " r.state, r.reason, r.last_response_code"
+    " r.state, r.reason, r.last_response_code,"                                                    \
+    " coalesce(a.billing_currency, r.billing_currency) IS NOT NULL"
 
 /* A reversal row joined to the journal row a of the same identity. */
 #define REV_JOIN                                                                                   \
@@ -208,6 +213,7 @@ static const struct {
     OTHER(COL_REV, rev),
     TEXT(rev_reason),
     TEXT(rev_rc),
+    OTHER(COL_BOOL, converted),
 #undef TEXT
 #undef OTHER
 };
@@ -272,11 +278,12 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
     static const char orphans[] =
         "SELECT r.request_date::text, r.acquirer_id, r.terminal_id, r.stan, r.transmission_time,"
         " r.mti, r.mti_class, r.issuer_id, r.issuer_stan, r.issuer_transmission_time,"
-        " r.processing_code, r.amount_minor, r.currency, NULL, NULL, r.pan_masked,"
+        " r.processing_code, coalesce(r.billing_amount_minor, r.amount_minor),"
+        " coalesce(r.billing_currency, r.currency), NULL, NULL, r.pan_masked,"
         " encode(r.pan_hmac, 'hex'), NULL, NULL, NULL,"
         " (extract(epoch FROM r.created_at) * 1000000)::bigint,"
         " r.created_at >= $1::timestamptz AND r.created_at < $2::timestamptz,"
-        " r.state, r.reason, r.last_response_code"
+        " r.state, r.reason, r.last_response_code, r.billing_currency IS NOT NULL"
         " FROM switch.reversal_queue r"
         " WHERE r.created_at >= $3::timestamptz AND r.created_at < $4::timestamptz"
         " AND ($5 = '' OR r.issuer_id = $5) AND NOT EXISTS (SELECT 1 FROM switch.authorizations a"
@@ -287,11 +294,13 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
     static const char inflight[] =
         "SELECT f.request_date::text, f.acquirer_id, f.terminal_id, f.stan, f.transmission_time,"
         " f.mti, f.mti_class, f.issuer_id, f.issuer_stan, f.issuer_transmission_time,"
-        " f.processing_code, f.amount_minor, f.currency, NULL, NULL, f.pan_masked,"
+        " f.processing_code, coalesce(f.billing_amount_minor, f.amount_minor),"
+        " coalesce(f.billing_currency, f.currency), NULL, NULL, f.pan_masked,"
         " encode(f.pan_hmac, 'hex'), NULL, NULL, NULL,"
         " (extract(epoch FROM f.created_at) * 1000000)::bigint,"
         " f.created_at >= $1::timestamptz AND f.created_at < $2::timestamptz,"
-        " NULL, NULL, NULL FROM switch.inflight f WHERE $3 = '' OR f.issuer_id = $3";
+        " NULL, NULL, NULL, f.billing_currency IS NOT NULL FROM switch.inflight f"
+        " WHERE $3 = '' OR f.issuer_id = $3";
     const char *vf[] = { w->from, w->to, w->issuer };
     static const struct {
         const char *what, *sql;

@@ -23,7 +23,7 @@
 #include "record.h"
 #include "report.h"
 
-#define SWITCH_SCHEMA 6 /* switch.inflight and outcome 'lost' (0006) */
+#define SWITCH_SCHEMA 9 /* the conversion columns DE 6/10/51 (0009) */
 #define ISSUER_SCHEMA 3 /* wallet.* and the functions that fill them (0002, 0003) */
 
 static void usage(FILE *f)

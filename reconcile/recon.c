@@ -833,7 +833,14 @@ static void run_record(struct rc_ctx *c)
             continue;
         }
         const char *cls = rec_mti_class(l);
-        int64_t full = rc_full_effect(cls, l->proc, l->has_amount ? (int64_t)l->amount : 0);
+        /* The terminal saw DE 4 in DE 49; a converted request moved DE 6 in DE 51 at the
+         * issuer, which the journal keeps: that is what the issuer's books are held to. */
+        int64_t amount = l->has_amount ? (int64_t)l->amount : 0;
+        if (journaled && s->converted) {
+            amount = s->amount;
+            ccy = s->currency;
+        }
+        int64_t full = rc_full_effect(cls, l->proc, amount);
         int64_t held = 0;
         if (!journaled)
             c->st.rec_not_journaled++;

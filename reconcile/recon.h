@@ -32,8 +32,10 @@ struct rc_sw {
     bool in_window; /* created_at in [from, to): checked. Else context: it only names issuer keys */
     char request_date[11], acquirer[12], terminal[9], stan[7], de7[11], mti[5], cls[4];
     char issuer_id[33], issuer_stan[7], issuer_de7[11], proc[7];
-    int64_t amount;                    /* DE 4, -1 = none */
-    int currency;                      /* DE 49, -1 = none */
+    int64_t amount;                    /* what the issuer moves: DE 6 when converted, else DE 4;
+                                          -1 = none */
+    int currency;                      /* its currency: DE 51 when converted, else DE 49 */
+    bool converted;                    /* the request carried DE 6/10/51 (migration 0009) */
     char rc[3], auth[7], outcome[12];  /* journal rows */
     char pan_masked[20], pan_hmac[65]; /* hmac as hex, "" = none */
     char orig_stan[7], orig_de7[11];   /* terminal reversals (mti_class 040) */

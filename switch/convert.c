@@ -54,17 +54,10 @@ int sw_fx_convert(const struct sw_server *srv, int billing_ccy, int64_t amount, 
     /* No billing currency on the route, or no amount (a balance inquiry): nothing to convert. */
     if (billing_ccy <= 0 || amount < 0)
         return 0;
+    /* srv->ref always has its rate set: a snapshot is swapped in only with one (refdata.c). A
+     * DE 49 that is not digits (-1) has no exponent: FX_E_CURRENCY. */
     int64_t now_s = (int64_t)(at_wall_us() / 1000000u);
-    const struct fx_set *set = srv->ref ? srv->ref->fx : NULL;
-    int rc = txn_ccy <= 0 ? FX_E_CURRENCY
-             : !set       ? FX_NO_RATE
-                          : fx_apply(set, (uint64_t)amount, txn_ccy, billing_ccy, now_s, &res, &fe);
-    if (rc == FX_E_CURRENCY && txn_ccy <= 0)
-        snprintf(fe.message, sizeof fe.message, "DE 49 is not a numeric currency");
-    if (rc == FX_NO_RATE && !set) {
-        fe.why = FX_WHY_NO_PAIR;
-        snprintf(fe.message, sizeof fe.message, "no rate set loaded");
-    }
+    int rc = fx_apply(srv->ref->fx, (uint64_t)amount, txn_ccy, billing_ccy, now_s, &res, &fe);
     if (rc == FX_OK && res.converted && res.billing_minor == 0 && amount > 0) {
         /* 0.01 MRU is 0.0025 MAD: an amount that bills nothing is not one an issuer can be
          * asked to approve (docs/fx.md). */
@@ -87,6 +80,7 @@ int sw_fx_convert(const struct sw_server *srv, int billing_ccy, int64_t amount, 
          * later", never a silent 1:1. */
         out->rc = "91";
         out->reason = "no conversion rate in force";
+        out->field = 49;
         at_log(AT_LOG_WARN, "fx_no_rate", AT_STR("pair", pair), AT_STR("why", fx_why_name(fe.why)),
                AT_STR("at", at), AT_STR("message", fe.message));
         return -1;
@@ -96,6 +90,7 @@ int sw_fx_convert(const struct sw_server *srv, int billing_ccy, int64_t amount, 
     out->rc = "13";
     out->reason =
         rc == FX_E_CURRENCY ? "currency unknown to the conversion" : "amount cannot be converted";
+    out->field = rc == FX_E_CURRENCY ? 49 : 4;
     at_log(AT_LOG_WARN, "fx_refused", AT_STR("pair", pair), AT_STR("at", at),
            AT_STR("reason", fe.message));
     return -1;

@@ -80,6 +80,7 @@ struct sw_conversion {
     struct db_billing billing; /* DE 6/10/51; none when nothing is converted */
     const char *rc;            /* on refusal: "91" no rate in force, "13" amount or currency */
     const char *reason;        /* on refusal: for the txn_refused line */
+    int field;                 /* on refusal: the field at fault (49 the currency, 4 the amount) */
 };
 
 /* Builds the in-memory rate set from the rows of switch.fx_rates, each checked by
@@ -283,7 +284,6 @@ struct sw_txn {
     struct sw_validation v;
     struct sw_terminal terminal; /* copies: a reload may free the snapshot */
     struct sw_issuer issuer;
-    int billing_ccy;           /* the route's billing currency (0 = DE 49's) */
     struct db_billing billing; /* the conversion forwarded (DE 6/10/51), or none */
     struct sw_link *link;
     int64_t issuer_idx;

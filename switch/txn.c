@@ -174,6 +174,8 @@ static void handle_reversal(struct sw_txn *t);
 
 static void log_txn(struct sw_txn *t, uint64_t total_ns)
 {
+    if (!at_log_enabled(AT_LOG_INFO))
+        return;
     char mti[5], proc[7] = "", amount[13] = "", cur[4] = "", stan[7] = "", rrn[13] = "",
                  tid[9] = "", masked[20] = "";
     memcpy(mti, t->req.mti, 4);
@@ -186,17 +188,36 @@ static void log_txn(struct sw_txn *t, uint64_t total_ns)
     field_str(&t->req, 41, tid, sizeof tid);
     if (t->v.pan)
         at_mask_pan((const char *)t->v.pan, t->v.pan_len, masked);
-    at_log(AT_LOG_INFO, "txn", AT_STR("listener", t->term ? t->term->lst->conf->name : "transfer"),
-           AT_STR("acquirer", t->acquirer), AT_STR("terminal", tid), AT_STR("mti", mti),
-           AT_STR("proc", proc), AT_STR("amount", amount), AT_STR("currency", cur),
-           AT_STR("pan", masked), AT_STR("stan", stan), AT_STR("rrn", rrn),
-           AT_STR("issuer", t->issuer.id),
-           AT_UINT("issuer_stan", t->forwarded ? t->issuer_stan : 0), AT_STR("rc", t->rc),
-           AT_STR("auth_code", t->auth_code), AT_STR("outcome", outcome_names[t->outcome]),
-           AT_BOOL("reversed", t->reversing), AT_UINT("lat_us", total_ns / 1000),
-           AT_UINT("lat_mac_us", t->lat_mac_ns / 1000), AT_UINT("lat_pin_us", t->lat_pin_ns / 1000),
-           AT_UINT("lat_issuer_us", t->lat_issuer_ns / 1000),
-           AT_UINT("lat_journal_us", t->lat_journal_ns / 1000));
+    /* A converted request's line ends with what the cardholder is billed (DE 6/10/51); the
+     * others leave those three fields out. */
+    bool converted = db_billing_converted(&t->billing);
+    const struct at_kv kv[] = {
+        AT_STR("listener", t->term ? t->term->lst->conf->name : "transfer"),
+        AT_STR("acquirer", t->acquirer),
+        AT_STR("terminal", tid),
+        AT_STR("mti", mti),
+        AT_STR("proc", proc),
+        AT_STR("amount", amount),
+        AT_STR("currency", cur),
+        AT_STR("pan", masked),
+        AT_STR("stan", stan),
+        AT_STR("rrn", rrn),
+        AT_STR("issuer", t->issuer.id),
+        AT_UINT("issuer_stan", t->forwarded ? t->issuer_stan : 0),
+        AT_STR("rc", t->rc),
+        AT_STR("auth_code", t->auth_code),
+        AT_STR("outcome", outcome_names[t->outcome]),
+        AT_BOOL("reversed", t->reversing),
+        AT_UINT("lat_us", total_ns / 1000),
+        AT_UINT("lat_mac_us", t->lat_mac_ns / 1000),
+        AT_UINT("lat_pin_us", t->lat_pin_ns / 1000),
+        AT_UINT("lat_issuer_us", t->lat_issuer_ns / 1000),
+        AT_UINT("lat_journal_us", t->lat_journal_ns / 1000),
+        AT_INT("billing_amount", t->billing.amount_minor),
+        AT_STR("conversion_rate", t->billing.rate),
+        AT_INT("billing_currency", t->billing.currency),
+    };
+    at_log_kv(AT_LOG_INFO, "txn", kv, sizeof kv / sizeof kv[0] - (converted ? 0 : 3));
 }
 
 /* Reversals parked on the request whose identity is id: its answer is known
@@ -1292,7 +1313,6 @@ static void after_mac(struct sw_txn *t)
     }
     t->issuer = srv->ref->issuers[route.issuer];
     t->issuer_idx = route.issuer;
-    t->billing_ccy = route.billing_currency;
     if (!t->issuer.enabled) {
         reject(t, "15", SW_OUT_REJECTED, "issuer disabled", 2);
         return;
@@ -1301,9 +1321,9 @@ static void after_mac(struct sw_txn *t)
      * this DE 6/10/51. */
     struct sw_conversion conv;
     bool transfer = t->v.proc == SW_PROC_TRANSFER; /* its legs convert, each for its card */
-    if (!transfer && sw_fx_convert(srv, t->billing_ccy, field_amount(&t->req, 4, INT64_MAX),
+    if (!transfer && sw_fx_convert(srv, route.billing_currency, field_amount(&t->req, 4, INT64_MAX),
                                    (int)field_amount(&t->req, 49, 999), &conv) != 0) {
-        reject(t, conv.rc, SW_OUT_REJECTED, conv.reason, conv.rc[0] == '9' ? 51 : 4);
+        reject(t, conv.rc, SW_OUT_REJECTED, conv.reason, conv.field);
         return;
     }
     if (!transfer)
@@ -1316,7 +1336,7 @@ static void after_mac(struct sw_txn *t)
     }
     t->link = &srv->links[t->issuer.link];
     if (transfer) {
-        sw_xfer_start(t);
+        sw_xfer_start(t, route.billing_currency);
         return;
     }
     if (t->v.has_pin) {

@@ -40,6 +40,7 @@ struct sw_xfer {
     int64_t id;
     int64_t amount, fee;
     int currency, rcur;
+    int sender_billing; /* the sender's card's billing currency (0: DE 49's) */
     char rpan[20]; /* the recipient's PAN, in memory only (wiped when freed) */
     size_t rpan_len;
     char msisdn[17];
@@ -121,7 +122,7 @@ static void start_leg(struct sw_xfer *x, bool oct)
     leg.proc = oct ? "260000" : "100000";
     leg.amount = oct ? x->amount : x->amount + x->fee;
     leg.currency = x->currency;
-    leg.billing_currency = oct ? x->rcur : t->billing_ccy;
+    leg.billing_currency = oct ? x->rcur : x->sender_billing;
     if (oct) {
         leg.pan = x->rpan;
         leg.pan_len = x->rpan_len;
@@ -407,7 +408,7 @@ static void on_alias(void *arg, const struct db_error *err, const uint8_t *seale
     recipient_known(x);
 }
 
-void sw_xfer_start(struct sw_txn *t)
+void sw_xfer_start(struct sw_txn *t, int sender_billing)
 {
     struct sw_xfer *x = calloc(1, sizeof *x);
     if (!x) {
@@ -415,6 +416,7 @@ void sw_xfer_start(struct sw_txn *t)
         return;
     }
     x->mode = XFER_RUN;
+    x->sender_billing = sender_billing;
     x->t = t;
     t->xfer = x;
     sw_txn_to_transfer(t);

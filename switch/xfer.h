@@ -12,9 +12,9 @@ struct sw_txn;
 struct sw_xfer;
 struct sw_recent_txn;
 
-/* The sender's request t is routed (t->issuer, t->link up) and in the duplicate table: runs
- * its transfer; t is finished by the saga. */
-void sw_xfer_start(struct sw_txn *t);
+/* The sender's request t is routed (t->issuer, t->link up; its card billed in sender_billing,
+ * 0 = DE 49's) and in the duplicate table: runs its transfer; t is finished by the saga. */
+void sw_xfer_start(struct sw_txn *t, int sender_billing);
 /* t's PIN block is translated to the sender's issuer's ZPK (t->pin_block). */
 void sw_xfer_pin_ready(struct sw_txn *t);
 /* A leg (a txn with leg_of set) is answered and journaled, just before it is freed. */

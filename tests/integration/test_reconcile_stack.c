@@ -32,7 +32,9 @@ static struct stack S;
  * and its record line was then matched with that purchase. */
 static int setup(void **state)
 {
-    struct stack_opts o = { .issuer = true, .issuer_timeout_ms = 1500, .wallets = 200 };
+    struct stack_opts o = {
+        .issuer = true, .issuer_timeout_ms = 1500, .wallets = 200, .fx_rates = "fx/demo-rates.csv"
+    };
     if (stack_setup(state, &S, &o) != 0)
         return -1;
     return stack_seed_load_terminals(&S, 4);
@@ -462,6 +464,41 @@ static void test_approval_the_issuer_does_not_have(void **state)
     expect_clean(NULL);
 }
 
+/* A converted approval (1,000 XOF on the MAD card: DE 6 = 16.83 MAD, docs/fx.md) is held to DE 6
+ * in DE 51, what the issuer moved, not to DE 4: the day reconciles, and its reversal by the
+ * terminal too; a journal row whose DE 6 says a cent more is a mismatch naming that amount. */
+static void test_converted_approval_held_to_de6(void **state)
+{
+    (void)state;
+    const char *mad = "4890010000000012";
+    struct sim_txn x, rev;
+    struct sim_sent sent, kept;
+    stack_card_txn(&x, SIM_T_PURCHASE, mad, 1000);
+    snprintf(x.currency, sizeof x.currency, "952");
+    send_expect("TERM0001", &x, "00", NULL, &kept);
+    stack_card_txn(&x, SIM_T_PURCHASE, mad, 500);
+    snprintf(x.currency, sizeof x.currency, "952");
+    send_expect("TERM0001", &x, "00", NULL, &sent);
+    stack_reversal_of(&rev, mad, 500, &sent);
+    snprintf(rev.currency, sizeof rev.currency, "952");
+    send_expect("TERM0001", &rev, "00", NULL, NULL);
+    settle();
+    expect_clean(NULL);
+
+    sql("UPDATE switch.authorizations SET billing_amount_minor = 1684"
+        " WHERE terminal_id = 'TERM0001' AND stan = '%s' AND transmission_time = '%s'",
+        kept.stan, kept.de7);
+    json_t *o;
+    json_t *m = broken(&o, NULL, "journal-vs-issuer", "issuer's effect differs from the approval");
+    assert_int_equal(field_int(m, "issuer_net"), -1683);
+    assert_int_equal(field_int(m, "expected"), -1684);
+    json_decref(o);
+    sql("UPDATE switch.authorizations SET billing_amount_minor = 1683"
+        " WHERE terminal_id = 'TERM0001' AND stan = '%s' AND transmission_time = '%s'",
+        kept.stan, kept.de7);
+    expect_clean(NULL);
+}
+
 /* The switch says it reversed a debit (an acknowledged reversal row) the issuer still has. */
 static void test_reversed_debit_the_issuer_kept(void **state)
 {
@@ -681,6 +718,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_real_traffic_reconciles),
+        cmocka_unit_test(test_converted_approval_held_to_de6),
         cmocka_unit_test(test_recorded_load_reconciles),
         cmocka_unit_test(test_recorded_load_under_faults_reconciles),
         cmocka_unit_test(test_recorded_load_database_outage_reconciles),

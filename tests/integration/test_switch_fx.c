@@ -58,6 +58,22 @@ static long long journal(const struct sim_sent *sent, const char *expr)
     return stack_scalar(&S, sql);
 }
 
+/* The amount the issuer recorded for the reversal of the request sent (its 'rev:' request key:
+ * sim_request_key of the issuer-side identity), -1 when it has none. */
+static long long issuer_reversal_amount(const struct sim_sent *sent)
+{
+    char sql[600];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce((SELECT q.amount_minor FROM wallet.requests q"
+             " JOIN switch.authorizations a ON q.request_key = 'rev:' || lpad(a.acquirer_id, 11,"
+             " '0') || ':' || a.terminal_id || ':' || a.issuer_stan || ':' ||"
+             " a.issuer_transmission_time"
+             " WHERE a.terminal_id = 'TERM0001' AND a.stan = '%s'"
+             " AND a.transmission_time = '%s'), -1)",
+             sent->stan, sent->de7);
+    return stack_scalar(&S, sql);
+}
+
 /* 1,000 XOF on a MAD card. XOF->MAD 0.016661095 × 1.01 = 0.01682770595, which DE 10 carries
  * as 0.0168277 ("70168277"); DE 6 = 1000 × 0.0168277 × 10^(2-0) = 1682.77 -> 1683: 16.83 MAD. */
 static void test_foreign_purchase_converted_and_reversed(void **state)
@@ -77,6 +93,10 @@ static void test_foreign_purchase_converted_and_reversed(void **state)
     assert_int_equal(journal(&sent, "billing_amount_minor"), 1683);
     assert_int_equal(journal(&sent, "conversion_rate"), 70168277);
     assert_int_equal(journal(&sent, "billing_currency"), 504);
+    assert_true(ts_wait_file_contains(S.switch_log,
+                                      "\"billing_amount\":1683,\"conversion_rate\":\"70168277\","
+                                      "\"billing_currency\":504}",
+                                      3000));
 
     /* The terminal's reversal (the original still in the switch's memory) repeats the
      * conversion: the wallet gets back exactly DE 6. */
@@ -92,6 +112,8 @@ static void test_foreign_purchase_converted_and_reversed(void **state)
              " AND billing_currency = 504",
              sent.stan);
     assert_int_equal(stack_wait_scalar(&S, sql, 1, 5000), 0);
+    /* The 0420 carried DE 6 in DE 51: the issuer's reversal is of 1683 (MAD), not 1000. */
+    assert_int_equal(issuer_reversal_amount(&sent), 1683);
 }
 
 /* After a restart the switch knows the original from the journal only: the reversal still
@@ -134,6 +156,44 @@ static void test_switch_reversal_after_timeout_repeats_the_conversion(void **sta
              sent.stan);
     assert_int_equal(stack_wait_scalar(&S, sql, 1, 8000), 0);
     assert_true(stack_wait_balance(&S, XOF_CARD, before, 8000));
+    assert_int_equal(issuer_reversal_amount(&sent), 758);
+}
+
+/* switchd killed while a converted request waits at the issuer: the write-ahead row kept DE 6,
+ * so the recovery at the next start journals it 'lost' and reverses it with the original's
+ * conversion — the wallet gets back exactly the 16.83 MAD the late approval took. */
+static void test_recovery_repeats_the_conversion(void **state)
+{
+    struct sim_txn x;
+    struct sim_sent sent;
+    char sql[400];
+    long long before = stack_balance(&S, MAD_CARD);
+    stack_card_txn(&x, SIM_T_PURCHASE, MAD_CARD, 1000);
+    snprintf(x.currency, sizeof x.currency, "952");
+    kill(S.issuer, SIGSTOP); /* the request waits at the issuer */
+    int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
+    assert_true(fd >= 0);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.inflight WHERE stan = '%s' AND transmission_time = '%s'"
+             " AND billing_amount_minor = 1683 AND conversion_rate = '70168277'"
+             " AND billing_currency = 504",
+             sent.stan, sent.de7);
+    assert_int_equal(stack_wait_scalar(&S, sql, 1, 3000), 0);
+    assert_int_equal(ts_stop(S.sw, SIGKILL, 5000) != -1, 1);
+    kill(S.issuer, SIGCONT); /* it applies the debit and answers nobody */
+    close(fd);
+    assert_true(stack_wait_balance(&S, MAD_CARD, before - 1683, 5000));
+    assert_int_equal(stack_start_switch(&S), 0);
+    assert_true(stack_wait_balance(&S, MAD_CARD, before, 10000));
+    assert_int_equal(journal(&sent, "(outcome = 'lost')::int"), 1);
+    assert_int_equal(journal(&sent, "billing_amount_minor"), 1683);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.reversal_queue WHERE stan = '%s' AND reason = 'recovery'"
+             " AND billing_amount_minor = 1683 AND conversion_rate = '70168277'"
+             " AND billing_currency = 504",
+             sent.stan);
+    assert_int_equal(stack_scalar(&S, sql), 1);
+    assert_int_equal(issuer_reversal_amount(&sent), 1683);
 }
 
 /* EUR has no rate into MAD: 91, an fx_no_rate line naming the pair and why, the journal row
@@ -159,13 +219,17 @@ static void test_pair_without_rate_is_91(void **state)
     assert_int_equal(stack_balance(&S, MAD_CARD), before);
 }
 
-/* 0.01 MRU is 0.0025 MAD: it bills nothing, 13 (and fx_refused), never a zero DE 6. */
+/* 0.01 MRU is 0.0025 MAD: it bills nothing, 13 (and fx_refused), never a zero DE 6; a currency
+ * without a known exponent is 13 too. */
 static void test_amount_converting_to_zero_is_13(void **state)
 {
     struct sim_resp r;
     struct stack_fx_fields fx;
     assert_string_equal(purchase(MAD_CARD, 1, "929", &r, NULL, &fx), "13");
     assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"fx_refused\"", 3000));
+    /* A DE 49 common/currency.c does not know (999) has no exponent: 13 as well. */
+    assert_string_equal(purchase(MAD_CARD, 100, "999", &r, NULL, &fx), "13");
+    assert_true(ts_wait_file_contains(S.switch_log, "\"pair\":\"?\?\?->MAD\"", 3000));
 }
 
 /* The card's own currency: no DE 6/10/51 anywhere. */
@@ -228,6 +292,7 @@ int main(void)
         cmocka_unit_test(test_foreign_purchase_converted_and_reversed),
         cmocka_unit_test(test_reversal_after_restart_repeats_the_conversion),
         cmocka_unit_test(test_switch_reversal_after_timeout_repeats_the_conversion),
+        cmocka_unit_test(test_recovery_repeats_the_conversion),
         cmocka_unit_test(test_pair_without_rate_is_91),
         cmocka_unit_test(test_amount_converting_to_zero_is_13),
         cmocka_unit_test(test_same_currency_is_not_converted),
