@@ -358,6 +358,131 @@ int rc_fetch_switch_idents(PGconn *sw, const struct rc_window *w, struct rc_ctx 
     return rc == 0 && c->oom ? fail(err, errcap, "out of memory") : rc;
 }
 
+/* A leg's journal row and its reversal row, joined to transfer t (as alias j, reversal q):
+ * "aft" or "oct". */
+#define LEG_JOIN(j, q, leg)                                                                        \
+    " LEFT JOIN switch.authorizations " j " ON " j ".request_date = t.leg_request_date"            \
+    " AND " j ".acquirer_id = t.acquirer_id"                                                       \
+    " AND " j ".terminal_id = switch.transfer_leg_terminal(t.transfer_id, '" leg "')"              \
+    " AND " j ".stan = switch.transfer_leg_stan(t.transfer_id)"                                    \
+    " AND " j ".transmission_time = t.leg_transmission_time AND " j ".mti_class = '020'"           \
+    " LEFT JOIN switch.reversal_queue " q " ON " q ".request_date = t.leg_request_date"            \
+    " AND " q ".acquirer_id COLLATE \"C\" = t.acquirer_id"                                         \
+    " AND " q ".terminal_id COLLATE \"C\" = switch.transfer_leg_terminal(t.transfer_id, '" leg     \
+    "')"                                                                                           \
+    " AND " q ".stan COLLATE \"C\" = switch.transfer_leg_stan(t.transfer_id)"                      \
+    " AND " q ".transmission_time COLLATE \"C\" = t.leg_transmission_time"                         \
+    " AND " q ".mti_class COLLATE \"C\" = '020'"
+
+/* A leg's columns (see leg_row): its terminal id, journaled?, outcome, rc, issuer STAN and DE 7,
+ * amount, reversal state and last rc. */
+#define LEG_COLS(j, q, leg)                                                                        \
+    " switch.transfer_leg_terminal(t.transfer_id, '" leg "'), " j ".stan IS NOT NULL, " j          \
+    ".outcome, " j ".response_code, " j ".issuer_stan, " j ".issuer_transmission_time, " j         \
+    ".amount_minor, " q ".state, " q ".last_response_code"
+
+/* The transfers query's columns (see add_transfers), tables and condition: in the window (of
+ * the issuer, $3) or one of the identities $4 (rc_ident's form, class 020). */
+#define XFER_COLS                                                                                  \
+    " t.transfer_id,"                                                                              \
+    " t.created_at >= $1::timestamptz AND t.created_at < $2::timestamptz"                          \
+    " AND ($3 = '' OR t.sender_issuer = $3 OR t.recipient_issuer = $3),"                           \
+    " t.state, t.request_date::text, t.acquirer_id, t.terminal_id, t.stan,"                        \
+    " t.transmission_time, t.sender_issuer, t.recipient_issuer, t.sender_pan_masked,"              \
+    " t.recipient_pan_masked, t.amount_minor, t.fee_minor, t.currency,"                            \
+    " t.recipient_amount_minor, s.stan IS NOT NULL, s.outcome, s.response_code,"                   \
+    " EXISTS (SELECT 1 FROM switch.authorizations v"                                               \
+    " WHERE v.request_date BETWEEN t.request_date - 1 AND t.request_date + 7"                      \
+    " AND v.acquirer_id = t.acquirer_id AND v.terminal_id = t.terminal_id"                         \
+    " AND v.mti_class IN ('040', '042') AND v.original_stan = t.stan"                              \
+    " AND v.original_transmission_time = t.transmission_time AND v.outcome = 'approved'),"         \
+    " switch.transfer_leg_stan(t.transfer_id)," LEG_COLS("a", "ra", "aft") "," LEG_COLS("o", "ro", \
+                                                                                        "oct")
+#define XFER_FROM                                                                                  \
+    " FROM switch.transfers t"                                                                     \
+    " LEFT JOIN switch.authorizations s ON s.request_date = t.request_date"                        \
+    " AND s.acquirer_id = t.acquirer_id AND s.terminal_id = t.terminal_id"                         \
+    " AND s.stan = t.stan AND s.transmission_time = t.transmission_time"                           \
+    " AND s.mti_class = '020'" LEG_JOIN("a", "ra", "aft") LEG_JOIN("o", "ro", "oct")
+#define XFER_WHERE                                                                                 \
+    " (t.created_at >= $1::timestamptz AND t.created_at < $2::timestamptz"                         \
+    " AND ($3 = '' OR t.sender_issuer = $3 OR t.recipient_issuer = $3))"                           \
+    " OR (t.request_date::text || '|' || t.acquirer_id || '|' || t.terminal_id || '|' || t.stan"   \
+    " || '|' || t.transmission_time || '|020') COLLATE \"C\" = ANY($4::text[])"
+
+/* The leg whose LEG_COLS start at column k of row i. */
+static void leg_row(struct rc_leg *g, const PGresult *r, int i, int k, const char *stan)
+{
+    char state[16];
+    col(g->terminal, sizeof g->terminal, r, i, k);
+    snprintf(g->stan, sizeof g->stan, "%s", stan);
+    g->row = yes(r, i, k + 1);
+    col(g->outcome, sizeof g->outcome, r, i, k + 2);
+    col(g->rc, sizeof g->rc, r, i, k + 3);
+    col(g->issuer_stan, sizeof g->issuer_stan, r, i, k + 4);
+    col(g->issuer_de7, sizeof g->issuer_de7, r, i, k + 5);
+    g->amount = num(r, i, k + 6, -1);
+    col(state, sizeof state, r, i, k + 7);
+    g->rev = rev_of(state);
+    col(g->rev_rc, sizeof g->rev_rc, r, i, k + 8);
+}
+
+/* The rows of the transfers query into c's transfers. */
+static int add_transfers(struct rc_ctx *c, const PGresult *r, void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct rc_xfer x;
+        char stan[7];
+        memset(&x, 0, sizeof x);
+        x.id = num(r, i, 0, -1);
+        x.in_window = yes(r, i, 1);
+        col(x.state, sizeof x.state, r, i, 2);
+        col(x.request_date, sizeof x.request_date, r, i, 3);
+        col(x.acquirer, sizeof x.acquirer, r, i, 4);
+        col(x.terminal, sizeof x.terminal, r, i, 5);
+        col(x.stan, sizeof x.stan, r, i, 6);
+        col(x.de7, sizeof x.de7, r, i, 7);
+        col(x.sender_issuer, sizeof x.sender_issuer, r, i, 8);
+        col(x.recipient_issuer, sizeof x.recipient_issuer, r, i, 9);
+        col(x.pan_masked, sizeof x.pan_masked, r, i, 10);
+        col(x.to_masked, sizeof x.to_masked, r, i, 11);
+        x.amount = num(r, i, 12, 0);
+        x.fee = num(r, i, 13, 0);
+        x.currency = (int)num(r, i, 14, -1);
+        x.recipient_amount = num(r, i, 15, -1);
+        x.sender_row = yes(r, i, 16);
+        col(x.sender_outcome, sizeof x.sender_outcome, r, i, 17);
+        col(x.sender_rc, sizeof x.sender_rc, r, i, 18);
+        x.term_rev_acked = yes(r, i, 19);
+        col(stan, sizeof stan, r, i, 20);
+        leg_row(&x.aft, r, i, 21, stan);
+        leg_row(&x.oct, r, i, 30, stan);
+        if (rc_add_xfer(c, &x) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int rc_fetch_transfers(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, char *err,
+                       size_t errcap)
+{
+    struct idents x;
+    memset(&x, 0, sizeof x);
+    rc_wanted_xfer_idents(c, ident_cb, &x);
+    const char *v[] = { w->from, w->to, w->issuer, arr_text(&x.idents) };
+    /* One row per transfer with everything its rules need, read in this snapshot: the
+     * sender's journal row, each leg's journal and reversal rows (primary-key lookups), and
+     * whether the sender's terminal had a reversal of it acknowledged (0400/0420 journaled
+     * approved, by DE 90; its DE 7 is at most days after the original's). switch.transfers has
+     * no index on created_at: it is read whole, one row per transfer ever made. */
+    static const char sql[] = "SELECT" XFER_COLS XFER_FROM " WHERE" XFER_WHERE;
+    int rc = query_rows(sw, "transfers", sql, 4, v, add_transfers, c, NULL, err, errcap);
+    db_array_free(&x.dates);
+    db_array_free(&x.idents);
+    return rc == 0 && c->oom ? fail(err, errcap, "out of memory") : rc;
+}
+
 /* A key and its reversal's key. */
 static void key_cb(void *arg, const char *key)
 {

@@ -46,6 +46,15 @@ __attribute__((warn_unused_result)) int rc_fetch_switch_idents(PGconn *sw,
                                                                struct rc_ctx *c, char *err,
                                                                size_t errcap);
 
+/* Every transfer (switch.transfers) created in [from, to) — of w->issuer, as sender's or
+ * recipient's issuer, when it is set — checked, and those rc_wanted_xfer_idents names (the
+ * senders of loaded journal rows, the record's transfer lines) for lookups; each with its
+ * sender's journal row, its legs' journal and reversal rows and whether a terminal reversal of
+ * it was acknowledged, in one statement of the snapshot. */
+__attribute__((warn_unused_result)) int rc_fetch_transfers(PGconn *sw, const struct rc_window *w,
+                                                           struct rc_ctx *c, char *err,
+                                                           size_t errcap);
+
 /* The issuer's rows under every key of rc_wanted_keys (and 'rev:' of each), whenever booked,
  * then every other request, ledger entry and hold booked in [lo, hi). */
 __attribute__((warn_unused_result)) int rc_fetch_issuer(PGconn *iss, const struct rc_window *w,

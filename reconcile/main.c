@@ -23,8 +23,8 @@
 #include "record.h"
 #include "report.h"
 
-#define SWITCH_SCHEMA 9 /* the conversion columns DE 6/10/51 (0009) */
-#define ISSUER_SCHEMA 3 /* wallet.* and the functions that fill them (0002, 0003) */
+#define SWITCH_SCHEMA 10 /* the conversion columns (0009), switch.transfers (0010) */
+#define ISSUER_SCHEMA 3  /* wallet.* and the functions that fill them (0002, 0003) */
 
 static void usage(FILE *f)
 {
@@ -229,6 +229,7 @@ int main(int argc, char **argv)
     c.record = record ? &rf : NULL;
     if (rc_fetch_switch(sw, &w, &c, err, sizeof err) != 0 ||
         rc_fetch_switch_idents(sw, &w, &c, err, sizeof err) != 0 ||
+        rc_fetch_transfers(sw, &w, &c, err, sizeof err) != 0 ||
         rc_fetch_issuer(iss, &w, &c, err, sizeof err) != 0 ||
         rc_fetch_named(sw, &w, &c, err, sizeof err) != 0 ||
         rc_fetch_wallets(iss, &c, err, sizeof err) != 0)

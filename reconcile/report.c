@@ -51,6 +51,13 @@ static void detail(char *buf, size_t cap, const struct rc_ctx *c, enum rc_check 
                  s->approvals, s->lost, s->terminal_reversals, s->refused_by_switch,
                  s->orphan_reversals);
         break;
+    case RC_CHK_TRANSFERS:
+        snprintf(buf, cap,
+                 "%lu transfers: %lu completed, %lu failed, %lu reversed, %lu unfinished; %lu leg "
+                 "reversals pending; %lu senders' journal rows",
+                 s->xfers, s->xfer_completed, s->xfer_failed, s->xfer_reversed, s->xfer_unfinished,
+                 s->xfer_leg_rev_pending, s->transfer_senders);
+        break;
     case RC_CHK_RECORD:
         if (c->record)
             snprintf(buf, cap,
@@ -102,6 +109,8 @@ static void mismatch_line(FILE *out, const struct rc_mismatch *m)
         fprintf(out, " wallet=%lld", m->wallet_id);
     if (m->record_line)
         fprintf(out, " record_line=%u", m->record_line);
+    if (m->transfer_id >= 0)
+        fprintf(out, " transfer=%lld leg=%s", m->transfer_id, dash(m->leg));
     fputc('\n', out);
 }
 
@@ -288,6 +297,13 @@ int rc_report_json(FILE *out, const struct rc_ctx *c, const struct rc_report_inf
     STAT(terminal_reversals);
     STAT(orphan_reversals);
     STAT(inflight);
+    STAT(transfer_senders);
+    STAT(xfers);
+    STAT(xfer_completed);
+    STAT(xfer_failed);
+    STAT(xfer_reversed);
+    STAT(xfer_unfinished);
+    STAT(xfer_leg_rev_pending);
     STAT(issuer_keys);
     STAT(issuer_unknown_money);
     STAT(issuer_unknown_nomoney);
@@ -356,6 +372,9 @@ int rc_report_json(FILE *out, const struct rc_ctx *c, const struct rc_report_inf
         rc |= set(x, "expected", m->has_expected ? json_integer(m->expected) : json_null());
         rc |= set(x, "wallet_id", m->wallet_id >= 0 ? json_integer(m->wallet_id) : json_null());
         rc |= set(x, "record_line", m->record_line ? json_integer(m->record_line) : json_null());
+        rc |=
+            set(x, "transfer_id", m->transfer_id >= 0 ? json_integer(m->transfer_id) : json_null());
+        rc |= set(x, "leg", str_or_null(m->leg));
     }
     rc |= set(o, "mismatches", mms);
     if (rc == 0) {

@@ -809,6 +809,10 @@ int stack_load_start(struct stack *s, const struct stack_load_opts *o, struct st
         args[n++] = "--max-error-rate";
         args[n++] = "1";
     }
+    if (o->mix) {
+        args[n++] = "--mix";
+        args[n++] = o->mix;
+    }
     if (!o->verbose)
         args[n++] = "--quiet";
     args[n] = NULL;

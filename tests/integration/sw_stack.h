@@ -193,6 +193,7 @@ struct stack_load_opts {
     bool any_error_rate; /* --max-error-rate 1: errors are the point of the run */
     bool verbose;        /* without --quiet */
     const char *state;   /* the terminals' state directory, in the stack's (NULL: acq-state) */
+    const char *mix;     /* --mix (NULL: acquirer-sim's default) */
 };
 
 struct stack_load {

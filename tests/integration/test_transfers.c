@@ -311,6 +311,56 @@ static void reconciles_per_issuer(void **state)
     }
 }
 
+/* atlas-reconcile --issuer WALLET1 into S.dir/name; its exit status. */
+static int reconcile_wallet1(const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%s", S.dir, name);
+    return stack_reconcile_issuer(&S, "WALLET1", out, NULL);
+}
+
+/* Each break of a transfer's story, made by hand in the switch's tables and undone, is named by
+ * the transfers check with the transfer and its leg: the AFT of the transfer whose OCT was
+ * declined (its reversal acknowledged) parked 'failed' instead, then that transfer marked
+ * completed though its sender was declined. */
+static void reconcile_names_a_broken_transfer(void **state)
+{
+    (void)state;
+    char out[400], want[160], sql[700];
+    long long id = stack_scalar(&S, "SELECT min(transfer_id) FROM switch.transfers"
+                                    " WHERE state = 'failed' AND failed_leg = 'oct'");
+    assert_true(id > 0);
+    static const char leg_rev[] =
+        "UPDATE switch.reversal_queue q SET state = '%s' FROM switch.transfers t"
+        " WHERE t.transfer_id = %lld AND q.request_date = t.leg_request_date"
+        " AND q.acquirer_id = t.acquirer_id"
+        " AND q.terminal_id = switch.transfer_leg_terminal(t.transfer_id, 'aft')"
+        " AND q.stan = switch.transfer_leg_stan(t.transfer_id)"
+        " AND q.transmission_time = t.leg_transmission_time AND q.state = '%s'";
+    snprintf(sql, sizeof sql, leg_rev, "failed", id, "acked");
+    assert_int_equal(stack_exec(&S, sql), 0);
+    assert_int_equal(reconcile_wallet1("reconcile-break-leg.out", out, sizeof out), 1);
+    assert_true(ts_file_contains(out, "check=transfers problem=\"AFT leg reversal failed: money "
+                                      "still moved"));
+    snprintf(want, sizeof want, "reversal=failed issuer_net=- transfer=%lld leg=aft", id);
+    assert_true(ts_file_contains(out, want));
+    assert_true(ts_file_contains(out, "pan=489001******0012"));
+    snprintf(sql, sizeof sql, leg_rev, "acked", id, "failed");
+    assert_int_equal(stack_exec(&S, sql), 0);
+    assert_int_equal(reconcile_wallet1("reconcile-undone-leg.out", out, sizeof out), 0);
+
+    snprintf(sql, sizeof sql,
+             "UPDATE switch.transfers SET state = 'completed' WHERE transfer_id = %lld", id);
+    assert_int_equal(stack_exec(&S, sql), 0);
+    assert_int_equal(reconcile_wallet1("reconcile-break-state.out", out, sizeof out), 1);
+    assert_true(ts_file_contains(out, "problem=\"transfer completed but the sender's request is "
+                                      "not journaled an approval\""));
+    assert_int_equal(ts_file_lines_with(out, "MISMATCH "), 1);
+    snprintf(sql, sizeof sql,
+             "UPDATE switch.transfers SET state = 'failed' WHERE transfer_id = %lld", id);
+    assert_int_equal(stack_exec(&S, sql), 0);
+    assert_int_equal(reconcile_wallet1("reconcile-undone-state.out", out, sizeof out), 0);
+}
+
 static int teardown(void **state)
 {
     return stack_teardown(state);
@@ -319,12 +369,18 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(domestic),           cmocka_unit_test(cross_border_mad_xof),
-        cmocka_unit_test(to_a_mobile_number), cmocka_unit_test(oct_declined_aft_reversed),
-        cmocka_unit_test(corridor_rules),     cmocka_unit_test(repeat_and_reversal),
+        cmocka_unit_test(domestic),
+        cmocka_unit_test(cross_border_mad_xof),
+        cmocka_unit_test(to_a_mobile_number),
+        cmocka_unit_test(oct_declined_aft_reversed),
+        cmocka_unit_test(corridor_rules),
+        cmocka_unit_test(repeat_and_reversal),
         cmocka_unit_test(oct_timeout),
-        cmocka_unit_test(approval_withdrawn_unwinds_both_legs),        cmocka_unit_test(killed_during_aft),
-        cmocka_unit_test(killed_during_oct),  cmocka_unit_test(reconciles_per_issuer),
+        cmocka_unit_test(approval_withdrawn_unwinds_both_legs),
+        cmocka_unit_test(killed_during_aft),
+        cmocka_unit_test(killed_during_oct),
+        cmocka_unit_test(reconciles_per_issuer),
+        cmocka_unit_test(reconcile_names_a_broken_transfer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
