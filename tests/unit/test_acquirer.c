@@ -1072,6 +1072,7 @@ static void test_demo_scenario(void **state)
     bool seen_rc[sizeof rcs / sizeof rcs[0]] = { false };
     bool seen_term[4] = { false }, reversal = false, balance = false, aft = false, oct = false,
          echo = false;
+    unsigned transfers = 0, foreign = 0;
     for (size_t i = 0; i < s.n; i++) {
         struct sim_opts o = s.lines[i].o;
         if (s.lines[i].original_index >= 0) {
@@ -1091,6 +1092,20 @@ static void test_demo_scenario(void **state)
                 seen_rc[k] = true;
         if (strcmp(o.expect, "00") == 0 && t->id[7] >= '1' && t->id[7] <= '4')
             seen_term[t->id[7] - '1'] = true;
+        /* Each transfer shows its sender's and its recipient's balances (the mobile number's
+         * card: the XAF one), a purchase in another currency its card's. */
+        if (x.type == SIM_T_TRANSFER) {
+            transfers++;
+            assert_int_equal(o.n_balances, 2);
+            assert_string_equal(o.balance_pan[0], x.pan);
+            assert_string_equal(o.balance_pan[1], o.to[0] ? o.to : "4890030000000036");
+        }
+        const struct sim_demo_card *card = sim_demo_card_find(x.pan);
+        if (x.type == SIM_T_PURCHASE && card && strcmp(x.currency, card->currency) != 0) {
+            foreign++;
+            assert_int_equal(o.n_balances, 1);
+            assert_string_equal(o.balance_pan[0], x.pan);
+        }
         balance |= x.type == SIM_T_BALANCE;
         aft |= x.type == SIM_T_AFT;
         oct |= x.type == SIM_T_OCT;
@@ -1101,6 +1116,8 @@ static void test_demo_scenario(void **state)
     for (int k = 0; k < 4; k++)
         assert_true(seen_term[k]);
     assert_true(reversal && balance && aft && oct && echo);
+    assert_int_equal(transfers, 4);
+    assert_int_equal(foreign, 1);
     sim_scn_free(&s);
 }
 
