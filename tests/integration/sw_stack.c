@@ -445,10 +445,16 @@ long long stack_wallet_scalar(struct stack *s, const char *pan, const char *expr
     return wallet_scalar(s->issuer_conninfo, pan, expr);
 }
 
-long long stack_issuer_balance(struct stack *s, const char *id, const char *pan)
+long long stack_issuer_wallet_scalar(struct stack *s, const char *id, const char *pan,
+                                     const char *expr)
 {
     const char *db = stack_issuer_db(s, id);
-    return db ? wallet_scalar(db, pan, "balance_minor") : -1;
+    return db ? wallet_scalar(db, pan, expr) : -1;
+}
+
+long long stack_issuer_balance(struct stack *s, const char *id, const char *pan)
+{
+    return stack_issuer_wallet_scalar(s, id, pan, "balance_minor");
 }
 
 long long stack_balance(struct stack *s, const char *pan)

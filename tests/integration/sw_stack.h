@@ -130,8 +130,10 @@ void stack_reversal_of(struct sim_txn *rev, const char *pan, uint64_t amount,
  * the keyed hash of the PAN as issuer-sim finds it; -1 on error. */
 long long stack_wallet_scalar(struct stack *s, const char *pan, const char *expr);
 long long stack_balance(struct stack *s, const char *pan);
-/* stack_wallet_scalar's balance_minor in the database of issuer id (-1 also when that
- * database has no wallet for pan). */
+/* stack_wallet_scalar in the database of issuer id (WALLET1…); its balance_minor (-1 also
+ * when that database has no wallet for pan). */
+long long stack_issuer_wallet_scalar(struct stack *s, const char *id, const char *pan,
+                                     const char *expr);
 long long stack_issuer_balance(struct stack *s, const char *id, const char *pan);
 /* Polls the balance of pan until it is want. true when it was. */
 bool stack_wait_balance(struct stack *s, const char *pan, long long want, int timeout_ms);
