@@ -41,13 +41,18 @@ struct sw_xfer {
     int64_t amount, fee;
     int currency, rcur;
     int sender_billing; /* the sender's card's billing currency (0: DE 49's) */
-    char rpan[20]; /* the recipient's PAN, in memory only (wiped when freed) */
+    char rpan[20];      /* the recipient's PAN, in memory only (wiped when freed) */
     size_t rpan_len;
     char msisdn[17];
     struct sw_issuer rissuer;
     char leg_date[11], leg_de7[11];
     struct sw_recent_txn aft, oct; /* the legs as their reversals need them */
     bool repeat;                   /* the answer of an earlier copy, given again */
+    /* The row's final state waits for what it stands for to be durable: `completed` for the
+     * sender's journaled approval (sw_xfer_delivered), `failed` after an OCT that did not
+     * approve for the AFT's reversal (sw_xfer_reversal_stored). */
+    bool completed, failing;
+    struct db_transfer_change final;
     char aft_rc[3], oct_rc[3];
     struct db_transfer_row row; /* XFER_REVERSE: the transfer being reversed */
     bool oct_step;              /* XFER_REVERSE: the OCT's reversal is done, the AFT's next */
@@ -68,13 +73,14 @@ static void end(struct sw_xfer *x, const char *rc, enum sw_txn_outcome outcome, 
     struct sw_txn *t = x->t;
     if (leg)
         snprintf(t->resp44, sizeof t->resp44, "%s%.2s", leg, rc);
-    /* A completed transfer's saga stays with the sender's txn until its answer is out
-     * (sw_xfer_delivered): an approval that cannot be delivered is unwound. */
     if (outcome == SW_OUT_APPROVED && x->mode == XFER_RUN && !x->repeat) {
         t->xfer_fee = x->fee; /* DE 28: charged only when the transfer went through */
         t->has_xfer_fee = true;
     }
-    if (x->mode != XFER_RUN || outcome != SW_OUT_APPROVED || x->repeat) {
+    /* A transfer's saga stays with the sender's txn until its answer is out
+     * (sw_xfer_delivered): its row's final state is written then, and an approval that cannot
+     * be delivered is unwound. */
+    if (x->mode != XFER_RUN) {
         t->xfer = NULL;
         xfer_free(x);
     }
@@ -233,36 +239,39 @@ void sw_xfer_leg_done(struct sw_xfer *x, bool oct, const char *rc, const struct 
     }
     memcpy(x->oct_rc, rc, 3);
     if (ok) {
-        change_init(&ch, x->id, "completed");
-        memcpy(ch.oct_rc, rc, 3);
-        memcpy(ch.response_code, "00", 3);
+        change_init(&x->final, x->id, "completed");
+        memcpy(x->final.oct_rc, rc, 3);
+        memcpy(x->final.response_code, "00", 3);
         if (leg && db_billing_converted(&leg->billing)) {
             t->billing = leg->billing; /* DE 6/10/51: what the recipient got */
-            ch.recipient_amount_minor = leg->billing.amount_minor;
-            at_strlcpy(ch.conversion_rate, leg->billing.rate, sizeof ch.conversion_rate);
+            x->final.recipient_amount_minor = leg->billing.amount_minor;
+            at_strlcpy(x->final.conversion_rate, leg->billing.rate,
+                       sizeof x->final.conversion_rate);
         } else {
-            ch.recipient_amount_minor = x->amount;
+            x->final.recipient_amount_minor = x->amount;
         }
-        update_row(t->srv, &ch);
         at_log(AT_LOG_INFO, "transfer_completed", AT_INT("transfer_id", x->id),
                AT_INT("amount", x->amount), AT_INT("fee", x->fee),
-               AT_INT("recipient_amount", ch.recipient_amount_minor),
+               AT_INT("recipient_amount", x->final.recipient_amount_minor),
                AT_INT("recipient_currency", x->rcur));
+        x->completed = true;
         end(x, "00", SW_OUT_APPROVED, NULL, NULL);
         return;
     }
     /* The OCT did not approve (declined, timed out — its own txn reverses it —
      * or never left): the AFT is given back, durably, before the sender hears. */
-    change_init(&ch, x->id, "failed");
-    memcpy(ch.oct_rc, rc, 3);
-    memcpy(ch.response_code, rc, 3);
-    ch.failed_leg = "oct";
-    update_row(t->srv, &ch);
+    change_init(&x->final, x->id, "failed");
+    memcpy(x->final.oct_rc, rc, 3);
+    memcpy(x->final.response_code, rc, 3);
+    x->final.failed_leg = "oct";
     at_log(AT_LOG_INFO, "transfer_failed", AT_INT("transfer_id", x->id), AT_STR("leg", "oct"),
            AT_STR("rc", rc), AT_STR("action", "AFT reversed"));
     t->auth_code[0] = '\0';
     t->balance_len = 0; /* the AFT's balance is no more: it is being given back */
+    x->failing = true;
     sw_saf_reverse_leg(t->srv, t, &x->aft, (const char *)t->v.pan, t->v.pan_len, "error");
+    if (!t->pending_saf)
+        x->failing = false; /* not even queued: the row stays `aft`, recovery reverses it */
     end(x, rc, SW_OUT_DECLINED, "OCT", "the OCT leg was not approved");
 }
 
@@ -508,6 +517,14 @@ static void reverse_next(struct sw_xfer *x)
 bool sw_xfer_reversal_stored(struct sw_txn *t, bool durable)
 {
     struct sw_xfer *x = t->xfer;
+    if (x && x->mode == XFER_RUN && x->failing) {
+        /* The AFT's reversal is durable: the transfer may be called failed now. Not durable
+         * (it is retried), the row stays `aft` and recovery would queue the reversal. */
+        x->failing = false;
+        if (durable)
+            update_row(t->srv, &x->final);
+        return false; /* the sender's answer goes on as usual */
+    }
     if (!x || x->mode != XFER_REVERSE)
         return false;
     t->pending_saf = false;
@@ -526,12 +543,12 @@ static void on_row(void *arg, const struct db_error *err, const struct db_transf
         end(x, "96", SW_OUT_ERROR, NULL, "transfer lookup failed");
         return;
     }
-    if (!row || strcmp(row->state, "completed") != 0) {
-        /* Never completed: whatever a leg did is unwound by the saga or its recovery. A
-         * reversed one is acknowledged again. */
-        end(x, "00", SW_OUT_APPROVED, NULL, NULL);
+    if (!row) {
+        end(x, "00", SW_OUT_APPROVED, NULL, NULL); /* no transfer: nothing moved */
         return;
     }
+    /* Whatever its row's state says (it is written after the fact), each leg the journal has
+     * as an approval not yet reversed is reversed: the sender's approval stands journaled. */
     x->row = *row;
     int n = db_pan_open(x->t->srv->pan_seal_key, row->recipient_sealed, row->recipient_sealed_len,
                         x->rpan, sizeof x->rpan);
@@ -572,7 +589,10 @@ void sw_xfer_delivered(struct sw_txn *t, bool sent)
 {
     struct sw_xfer *x = t->xfer;
     t->xfer = NULL;
-    if (x && x->mode == XFER_RUN && !x->repeat && (!sent || t->outcome != SW_OUT_APPROVED)) {
+    if (x && x->completed && !x->repeat && sent && t->outcome == SW_OUT_APPROVED) {
+        /* The sender's approval is journaled and sent: the transfer is completed. */
+        update_row(t->srv, &x->final);
+    } else if (x && x->completed && !x->repeat) {
         /* The sender will never see its approval — not delivered, or withdrawn (its journal
          * row or its MAC failed: it got 96): both legs go back. Their journal rows are
          * approvals, so recovery would not do it: it is done now. */

@@ -69,14 +69,21 @@ static const char *transfer(const char *pan, const char *to, uint64_t amount, st
     return r->rc;
 }
 
-static long long transfer_scalar(const struct sim_sent *sent, const char *expr)
+/* expr over the transfer row of the request sent, once it is want (its final state is written
+ * just after the sender's answer: polled for up to 5 s); the last value read. */
+static long long transfer_scalar(const struct sim_sent *sent, const char *expr, long long want)
 {
     char sql[400];
     snprintf(sql, sizeof sql,
              "SELECT coalesce((%s)::bigint, -1) FROM switch.transfers WHERE terminal_id ="
              " 'TERM0001' AND stan = '%s' AND transmission_time = '%s'",
              expr, sent->stan, sent->de7);
-    return stack_scalar(&S, sql);
+    long long v = stack_scalar(&S, sql);
+    for (int i = 0; i < 100 && v != want; i++) {
+        usleep(50000);
+        v = stack_scalar(&S, sql);
+    }
+    return v;
 }
 
 static void domestic(void **state)
@@ -93,7 +100,7 @@ static void domestic(void **state)
     assert_int_equal(r.balance, a0 - 4200);
     assert_int_equal(bal("WALLET1", MAD_CARD), a0 - 4200);
     assert_int_equal(bal("WALLET1", MAD_LIMITED), b0 + 4000);
-    assert_int_equal(transfer_scalar(&sent, "(state = 'completed')::int"), 1);
+    assert_int_equal(transfer_scalar(&sent, "(state = 'completed')::int", 1), 1);
     /* Each leg is a journal row of its own, with its own identity. */
     assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.authorizations a JOIN"
                                       " switch.transfers t ON a.terminal_id IN ("
@@ -121,7 +128,7 @@ static void cross_border_mad_xof(void **state)
     assert_string_equal(r.rate, "56062027");
     assert_int_equal(bal("WALLET1", MAD_CARD), a0 - 1510);
     assert_int_equal(bal("WALLET2", XOF_CARD), b0 + 606);
-    assert_int_equal(transfer_scalar(&sent, "recipient_amount_minor"), 606);
+    assert_int_equal(transfer_scalar(&sent, "recipient_amount_minor", 606), 606);
 }
 
 static void to_a_mobile_number(void **state)
@@ -156,7 +163,8 @@ static void oct_declined_aft_reversed(void **state)
      * the reversal reaches the issuer within moments. */
     assert_true(stack_wait_balance_at(&S, "WALLET1", MAD_CARD, a0, 5000));
     assert_int_equal(bal("WALLET1", MAD_BLOCKED), b0);
-    assert_int_equal(transfer_scalar(&sent, "(state = 'failed' AND failed_leg = 'oct')::int"), 1);
+    assert_int_equal(transfer_scalar(&sent, "(state = 'failed' AND failed_leg = 'oct')::int", 1),
+                     1);
 }
 
 static void corridor_rules(void **state)
@@ -197,7 +205,7 @@ static void repeat_and_reversal(void **state)
     assert_string_equal(rr.rc, "00");
     assert_true(stack_wait_balance_at(&S, "WALLET1", MAD_CARD, a0, 5000));
     assert_true(stack_wait_balance_at(&S, "WALLET2", XOF_CARD, b0, 5000));
-    assert_int_equal(transfer_scalar(&sent, "(state = 'reversed')::int"), 1);
+    assert_int_equal(transfer_scalar(&sent, "(state = 'reversed')::int", 1), 1);
 }
 
 /* A completed transfer whose approval the sender cannot be given — its response MAC cannot be
@@ -226,7 +234,7 @@ static void approval_withdrawn_unwinds_both_legs(void **state)
     assert_int_equal(stack_settle(&S, 20000), 0);
     assert_true(stack_wait_balance_at(&S, "WALLET1", MAD_CARD, a0, 15000));
     assert_true(stack_wait_balance_at(&S, "WALLET2", XOF_CARD, b0, 15000));
-    assert_int_equal(transfer_scalar(&sent, "(state = 'reversed')::int"), 1);
+    assert_int_equal(transfer_scalar(&sent, "(state = 'reversed')::int", 1), 1);
 }
 
 /* switchd is killed (-9) while the leg at `stopped` (an issuer-sim held with SIGSTOP) is in
@@ -256,7 +264,7 @@ static void killed_during(const char *stopped, const char *leg_prefix)
     assert_int_equal(stack_settle(&S, 20000), 0);
     assert_true(stack_wait_balance_at(&S, "WALLET1", MAD_CARD, a0, 10000));
     assert_true(stack_wait_balance_at(&S, "WALLET2", XOF_CARD, b0, 10000));
-    assert_int_equal(transfer_scalar(&sent, "(state = 'failed')::int"), 1);
+    assert_int_equal(transfer_scalar(&sent, "(state = 'failed')::int", 1), 1);
     /* The sender's request is journaled, never as an approval. */
     assert_int_equal(stack_scalar(&S, stack_rows_sql("switch.authorizations", "TERM0001", &sent,
                                                      "outcome <> 'approved'")),
