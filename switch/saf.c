@@ -189,6 +189,8 @@ uint64_t sw_saf_pending(const struct sw_server *srv)
 /* ---------------------------------------------------------------- durable first */
 
 static void store(struct saf_item *it);
+static struct sw_link *link_of(struct sw_server *srv, const char *issuer_id);
+static void send_item(struct sw_server *srv, struct saf_item *it, struct sw_link *l);
 
 /* Tells the txn waiting for this item whether it is durable. Runs from a
  * journal callback or the loop, never inside txn code. */
@@ -217,6 +219,11 @@ static void on_stored(void *arg, int status)
         at_log(AT_LOG_INFO, "reversal_queued", AT_STR("issuer", it->issuer_id),
                AT_STR("issuer_stan", it->issuer_stan), AT_STR("reason", it->reason),
                AT_STR("where", status == DB_OK ? "database" : "spool"));
+        /* Durable: it goes out now rather than at the next tick (up to TICK_MS later), so that
+         * the issuer hears of it as soon as the terminal does. */
+        struct sw_link *l = srv->draining ? NULL : link_of(srv, it->issuer_id);
+        if (l && l->state == SW_LINK_UP && it->next_attempt_ms <= sw_now_ms())
+            send_item(srv, it, l);
         notify_waiter(it, true);
         return;
     }
