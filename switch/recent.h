@@ -34,6 +34,7 @@ struct sw_recent_txn {
     char issuer_stan[6];     /* STAN the switch used towards the issuer */
     char issuer_tx_time[10]; /* DE 7 the switch sent to the issuer */
     int64_t amount_minor;    /* DE 4 */
+    int64_t received_us;     /* its receipt time, the journal's created_at (a repeat's DE 15) */
     uint16_t currency;       /* DE 49 numeric */
     uint8_t pan_tag[8];      /* first bytes of the PAN's keyed hash: a reversal names this card */
     uint8_t state;           /* enum sw_recent_state */

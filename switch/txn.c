@@ -13,6 +13,7 @@
  * this keeps is argued in docs/ARCHITECTURE.md. */
 #include "switchd.h"
 
+#include "bizday.h"
 #include "clock.h"
 #include "db.h"
 #include "fmt.h"
@@ -487,6 +488,15 @@ static int build_response(struct sw_txn *t)
         return -1;
     if (t->balance_len && iso_set(o, 54, t->balance, t->balance_len) != 0)
         return -1;
+    if (mti[1] != '8') {
+        /* DE 15: the business day of the request's receipt — the journal row's created_at, which
+         * atlas-settle closes days by — or, for a repeat answered again, of its original's. */
+        char de15[5];
+        at_settlement_date((int64_t)(t->t_settle_us ? t->t_settle_us : t->t_wall_us),
+                           t->srv->conf.cutover_min, de15);
+        if (iso_set(o, 15, de15, 4) != 0)
+            return -1;
+    }
     bool mac = t->terminal.tak[0] != '\0';
     int rc = mac ? isonet_pack_mac(d, o, t->packed, sizeof t->packed, &t->resp_len, &t->mac_at, &e)
                  : iso_pack(d, o, t->packed, sizeof t->packed, &t->resp_len, &e);
@@ -573,6 +583,7 @@ static void answer_known(struct sw_txn *t, const struct sw_recent_txn *orig)
         memcpy(t->auth_code, orig->auth_code, 6);
         t->auth_code[6] = '\0';
         t->outcome = orig->approved ? SW_OUT_APPROVED : SW_OUT_DECLINED;
+        t->t_settle_us = orig->received_us > 0 ? (uint64_t)orig->received_us : 0;
     }
     at_log(AT_LOG_INFO, "repeat_answered", AT_STR("rc", t->rc),
            AT_BOOL("original_reversed", orig->state == SW_RECENT_REVERSED));
@@ -614,6 +625,7 @@ static void orig_from_db(const struct db_original *d, struct sw_recent_txn *o)
     o->currency = d->currency > 0 ? (uint16_t)d->currency : 0;
     if (d->has_pan_hmac)
         memcpy(o->pan_tag, d->pan_hmac, sizeof o->pan_tag);
+    o->received_us = d->created_us;
     o->approved = strcmp(d->response_code, "00") == 0;
     o->forwarded = d->issuer_stan[0] != '\0';
     o->state = d->reversed ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
@@ -1237,6 +1249,7 @@ static void after_mac(struct sw_txn *t)
     rec.currency = cur > 0 ? (uint16_t)cur : 0;
     if (pan_hmac(t))
         memcpy(rec.pan_tag, t->pan_hmac, sizeof rec.pan_tag);
+    rec.received_us = (int64_t)t->t_wall_us;
     if (!sw_recent_insert(srv->recent, &rec, sw_now_ms(), &dup)) {
         answer_known(t, dup);
         return;
