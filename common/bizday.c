@@ -21,6 +21,18 @@ int64_t at_business_day(int64_t t_us, unsigned cutover_min)
     return floor_div(t_us - c_us, AT_DAY_US) + (cutover_min > 0 ? 1 : 0);
 }
 
+void at_settlement_date(int64_t t_us, unsigned cutover_min, char out[5])
+{
+    int64_t y;
+    unsigned m, d;
+    at_civil_from_days(at_business_day(t_us, cutover_min), &y, &m, &d);
+    out[0] = (char)('0' + m / 10);
+    out[1] = (char)('0' + m % 10);
+    out[2] = (char)('0' + d / 10);
+    out[3] = (char)('0' + d % 10);
+    out[4] = '\0';
+}
+
 void at_business_window(int64_t day, unsigned cutover_min, int64_t *start_us, int64_t *end_us)
 {
     int64_t c_us = (int64_t)cutover_min * 60 * 1000000;

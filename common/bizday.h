@@ -1,6 +1,6 @@
 /* The business day: the one rule that says to which settlement day a request belongs, shared by
- * atlas-settle (which closes a day) and, later, switchd (which is to send the same date in DE 15
- * of its answers) — so that the two can never disagree. docs/settle.md describes it. */
+ * atlas-settle (which closes a day) and switchd (which sends the same date in DE 15 of its
+ * answers) — so that the two can never disagree. docs/settle.md describes it. */
 #ifndef ATLAS_BIZDAY_H
 #define ATLAS_BIZDAY_H
 
@@ -15,6 +15,10 @@
  * one received before C to day X; with C = 0 the business day is the calendar day. Returns the
  * day as days since 1970-01-01 (at_civil_from_days gives its date). Pure. */
 int64_t at_business_day(int64_t t_us, unsigned cutover_min);
+
+/* DE 15 (settlement date) of a request received at t_us under cutover_min: the month and day
+ * of its business day, "MMDD" and a NUL. */
+void at_settlement_date(int64_t t_us, unsigned cutover_min, char out[5]);
 
 /* The receipt times [*start_us, *end_us) of business day `day` (days since the epoch) under
  * cutover_min: the inverse of at_business_day, 24 hours long. */

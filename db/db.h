@@ -314,7 +314,8 @@ struct db_original {
     char auth_code[7];
     uint8_t pan_hmac[32];
     bool has_pan_hmac;
-    bool reversed; /* switch.reversal_queue holds a reversal of it */
+    bool reversed;      /* switch.reversal_queue holds a reversal of it */
+    int64_t created_us; /* the row's created_at: when the switch received the request */
 };
 /* o is NULL when the journal has no row; in_flight says whether switch.inflight holds the
  * identity (a request forwarded and not answered yet, here or elsewhere). */

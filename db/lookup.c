@@ -15,7 +15,8 @@
     " EXISTS (SELECT 1 FROM switch.reversal_queue r"                                               \
     " WHERE r.request_date = $5::date AND r.acquirer_id = $1 AND r.terminal_id = $2"               \
     " AND r.stan = $3 AND r.transmission_time = $4"                                                \
-    " AND r.mti_class = a.mti_class COLLATE \"default\")"                                          \
+    " AND r.mti_class = a.mti_class COLLATE \"default\"),"                                         \
+    " (extract(epoch FROM a.created_at) * 1000000)::int8"                                          \
     " FROM switch.authorizations a WHERE a.acquirer_id = $1 AND a.terminal_id = $2"                \
     " AND a.stan = $3 AND a.transmission_time = $4 AND a.request_date = $5::date"
 
@@ -49,6 +50,7 @@ static void on_original(void *arg, const struct db_reply *reply)
             o.has_pan_hmac = db_col_bytea(r, 0, 10, o.pan_hmac, sizeof o.pan_hmac) == 32;
             db_col_billing(r, 0, 11, &o.billing);
             o.reversed = db_col_bool(r, 0, 14);
+            o.created_us = db_col_num(r, 0, 15, INT64_MAX);
         }
         if (reply->n == 2)
             in_flight = strcmp(PQgetvalue(reply->res[1], 0, 0), "0") != 0;

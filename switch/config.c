@@ -1,6 +1,7 @@
 /* switchd settings tables and loading. */
 #include "config.h"
 
+#include "bizday.h"
 #include "conf.h"
 #include "log.h"
 #include "parse.h"
@@ -55,6 +56,9 @@ static const struct at_setting switch_table[] = {
       "how far a terminal's clock (DE 7) may be from ours; while the database is unreachable a"
       " request is forwarded only if its DE 7 is this much after what the duplicate table"
       " remembers from" },
+    { "cutover", AT_SET_STR, S(cutover), "00:00", 0, AT_SET_MINLEN(5),
+      "HH:MM (UTC) at which a business day ends: every answer carries in DE 15 the business day"
+      " of its request's receipt (docs/settle.md); atlas-settle --cutover must be the same" },
 };
 
 static const struct at_setting hsm_table[] = {
@@ -165,8 +169,15 @@ static int on_entry(void *arg, const char *section, const char *name, const char
     struct sw_config *c = x->conf;
     bool new_section = strcmp(section, x->cur_section) != 0 || strcmp(name, x->cur_name) != 0;
 
-    if (*section == '\0' || strcmp(section, "switch") == 0)
-        return at_settings_set(switch_table, N(switch_table), c, key, value, err, errcap);
+    if (*section == '\0' || strcmp(section, "switch") == 0) {
+        if (at_settings_set(switch_table, N(switch_table), c, key, value, err, errcap) != 0)
+            return -1;
+        if (strcmp(key, "cutover") == 0 && !at_cutover_parse(c->cutover, &c->cutover_min)) {
+            snprintf(err, errcap, "cutover '%s': expected HH:MM, 00:00..23:59 (UTC)", c->cutover);
+            return -1;
+        }
+        return 0;
+    }
     if (strcmp(section, "hsm") == 0)
         return at_settings_set(hsm_table, N(hsm_table), c, key, value, err, errcap);
 

@@ -66,6 +66,8 @@ struct sw_config {
     uint64_t reversal_retry_ms;
     char instance_id[64];  /* owner of this switchd's switch.inflight rows */
     uint64_t clock_skew_s; /* tolerated DE 7 error (duplicate checks during outages) */
+    char cutover[8];       /* HH:MM UTC: when a business day ends (DE 15; atlas-settle --cutover) */
+    unsigned cutover_min;  /* the same in minutes after 00:00 UTC, set by sw_config_load */
     /* [hsm] */
     char hsm_address[64];
     uint64_t hsm_connections;

@@ -34,6 +34,7 @@ struct sw_recent_txn {
     char issuer_stan[6];     /* STAN the switch used towards the issuer */
     char issuer_tx_time[10]; /* DE 7 the switch sent to the issuer */
     int64_t amount_minor;    /* DE 4 */
+    int64_t received_us;     /* its receipt time, the journal's created_at (a repeat's DE 15) */
     uint16_t currency;       /* DE 49 numeric */
     int64_t billing_minor;   /* DE 6 forwarded; -1 = not converted */
     char billing_rate[8];    /* DE 10 */

@@ -13,6 +13,7 @@
  * this keeps is argued in docs/ARCHITECTURE.md. */
 #include "switchd.h"
 
+#include "bizday.h"
 #include "clock.h"
 #include "db.h"
 #include "fmt.h"
@@ -535,6 +536,15 @@ static int build_response(struct sw_txn *t)
      * is billed, at which rate (docs/acquirer-interface.md). */
     if (sw_fx_set_fields(o, &t->billing) != 0)
         return -1;
+    if (mti[1] != '8') {
+        /* DE 15: the business day of the request's receipt — the journal row's created_at, which
+         * atlas-settle closes days by — or, for a repeat answered again, of its original's. */
+        char de15[5];
+        at_settlement_date((int64_t)(t->t_settle_us ? t->t_settle_us : t->t_wall_us),
+                           t->srv->conf.cutover_min, de15);
+        if (iso_set(o, 15, de15, 4) != 0)
+            return -1;
+    }
     bool mac = t->terminal.tak[0] != '\0';
     int rc = mac ? isonet_pack_mac(d, o, t->packed, sizeof t->packed, &t->resp_len, &t->mac_at, &e)
                  : iso_pack(d, o, t->packed, sizeof t->packed, &t->resp_len, &e);
@@ -622,6 +632,7 @@ static void answer_known(struct sw_txn *t, const struct sw_recent_txn *orig)
         t->auth_code[6] = '\0';
         t->outcome = orig->approved ? SW_OUT_APPROVED : SW_OUT_DECLINED;
         sw_fx_from_recent(orig, &t->billing); /* the same DE 6/10/51 as the first answer */
+        t->t_settle_us = orig->received_us > 0 ? (uint64_t)orig->received_us : 0;
     }
     at_log(AT_LOG_INFO, "repeat_answered", AT_STR("rc", t->rc),
            AT_BOOL("original_reversed", orig->state == SW_RECENT_REVERSED));
@@ -664,6 +675,7 @@ static void orig_from_db(const struct db_original *d, struct sw_recent_txn *o)
     if (d->has_pan_hmac)
         memcpy(o->pan_tag, d->pan_hmac, sizeof o->pan_tag);
     sw_fx_to_recent(o, &d->billing);
+    o->received_us = d->created_us;
     o->approved = strcmp(d->response_code, "00") == 0;
     o->forwarded = d->issuer_stan[0] != '\0';
     o->state = d->reversed ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
@@ -1299,6 +1311,7 @@ static void after_mac(struct sw_txn *t)
     rec.billing_minor = -1; /* known once routed and converted (deliver) */
     if (pan_hmac(t))
         memcpy(rec.pan_tag, t->pan_hmac, sizeof rec.pan_tag);
+    rec.received_us = (int64_t)t->t_wall_us;
     if (!sw_recent_insert(srv->recent, &rec, sw_now_ms(), &dup)) {
         answer_known(t, dup);
         return;

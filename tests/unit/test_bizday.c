@@ -51,6 +51,22 @@ static void test_cutover_midnight(void **state)
     assert_true(at_business_day(x + US(23, 59), 23 * 60 + 59) == day_of(2026, 12, 7));
 }
 
+/* DE 15: the business day's MMDD, across a year end and on a leap day. */
+static void test_settlement_date(void **state)
+{
+    (void)state;
+    char d[5];
+    unsigned c = 22 * 60;
+    at_settlement_date(midnight(2026, 12, 31) + US(21, 59), c, d);
+    assert_string_equal(d, "1231");
+    at_settlement_date(midnight(2026, 12, 31) + US(22, 0), c, d);
+    assert_string_equal(d, "0101");
+    at_settlement_date(midnight(2028, 2, 28) + US(23, 0), c, d);
+    assert_string_equal(d, "0229");
+    at_settlement_date(midnight(2026, 12, 6) + US(23, 59), 0, d);
+    assert_string_equal(d, "1206");
+}
+
 static void test_month_year_leap_ends(void **state)
 {
     (void)state;
@@ -119,11 +135,9 @@ static void test_parsers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cutover_boundaries),
-        cmocka_unit_test(test_cutover_midnight),
-        cmocka_unit_test(test_month_year_leap_ends),
-        cmocka_unit_test(test_window_is_inverse),
-        cmocka_unit_test(test_parsers),
+        cmocka_unit_test(test_cutover_boundaries), cmocka_unit_test(test_cutover_midnight),
+        cmocka_unit_test(test_settlement_date),    cmocka_unit_test(test_month_year_leap_ends),
+        cmocka_unit_test(test_window_is_inverse),  cmocka_unit_test(test_parsers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

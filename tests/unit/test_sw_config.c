@@ -56,6 +56,8 @@ static void test_defaults_are_valid_loopback(void **state)
     assert_string_equal(c.metrics_address, "127.0.0.1:9583");
     assert_string_equal(c.hsm_address, "127.0.0.1:1500");
     assert_int_equal(c.n_issuers, 0);
+    assert_string_equal(c.cutover, "00:00"); /* the business day is the UTC calendar day */
+    assert_int_equal(c.cutover_min, 0);
 }
 
 static void test_sections(void **state)
@@ -70,6 +72,7 @@ static void test_sections(void **state)
                                &c, err, sizeof err),
                      0);
     assert_string_equal(c.log_level, "debug");
+    assert_int_equal(c.cutover_min, 0);
     assert_int_equal(c.hsm_connections, 8);
     assert_int_equal(c.n_listeners, 1); /* a declared listener replaces the defaults */
     assert_string_equal(c.listeners[0].name, "host");
@@ -97,6 +100,10 @@ static void test_errors_name_the_culprit(void **state)
         { "[frobnicator]\nx = 1\n", "unknown section [frobnicator]" },
         { "[issuer]\nx = 1\n", "needs a name" },
         { "log_level = loud\n", "log_level 'loud'" },
+        { "cutover = 24:00\n", ":1: cutover '24:00': expected HH:MM, 00:00..23:59 (UTC)" },
+        { "cutover = 22:60\n", "cutover '22:60'" },
+        { "cutover = 9:30\n", "cutover" },
+        { "cutover = 22:00:00\n", "cutover" },
     };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         assert_int_equal(load_text(refused[i].text, &c, err, sizeof err), -1);
@@ -105,6 +112,14 @@ static void test_errors_name_the_culprit(void **state)
             fail();
         }
     }
+    /* The cutover in minutes after 00:00 UTC; [switch] may come after other sections. */
+    assert_int_equal(load_text("cutover = 22:00\n", &c, err, sizeof err), 0);
+    assert_string_equal(c.cutover, "22:00");
+    assert_int_equal(c.cutover_min, 22 * 60);
+    assert_int_equal(
+        load_text("[hsm]\nconnections = 2\n[switch]\ncutover = 23:59\n", &c, err, sizeof err), 0);
+    assert_int_equal(c.cutover_min, 23 * 60 + 59);
+
     /* An empty repeated header is the same section. */
     assert_int_equal(
         load_text("[listener a]\n[listener a]\naddress=127.0.0.1:1\n", &c, err, sizeof err), 0);
