@@ -110,18 +110,28 @@ static void on_recovered(void *arg, const struct db_reply *reply)
     free(job);
 }
 
-int db_recover_inflight(struct db_client *c, const char *owner, db_recover_cb cb, void *arg)
+/* One recovery function of the switch schema (sql names it, $1 the owner) answering two counts. */
+static int recover_call(struct db_client *c, const char *sql, const char *owner, db_recover_cb cb,
+                        void *arg)
 {
     struct recover_job *job = malloc(sizeof *job);
     if (!job)
         return DB_E_SYS;
     *job = (struct recover_job){ cb, arg };
     const char *values[] = { owner };
-    const struct db_stmt st = { .sql = "SELECT * FROM switch.recover_inflight($1)",
-                                .nparams = 1,
-                                .values = values };
+    const struct db_stmt st = { .sql = sql, .nparams = 1, .values = values };
     int rc = db_exec(c, &st, 1, on_recovered, job);
     if (rc != 0)
         free(job);
     return rc;
+}
+
+int db_recover_inflight(struct db_client *c, const char *owner, db_recover_cb cb, void *arg)
+{
+    return recover_call(c, "SELECT * FROM switch.recover_inflight($1)", owner, cb, arg);
+}
+
+int db_recover_transfers(struct db_client *c, const char *owner, db_recover_cb cb, void *arg)
+{
+    return recover_call(c, "SELECT * FROM switch.recover_transfers($1)", owner, cb, arg);
 }

@@ -1,5 +1,5 @@
-/* Wallet-to-wallet transfers (migration 0010, docs/transfers.md): the saga row's begin, changes
- * and recovery, and the alias directory (mobile number -> sealed PAN). The rules live in SQL
+/* Wallet-to-wallet transfers (migration 0010, docs/transfers.md): the saga row's begin
+ * and changes, and the alias directory (mobile number -> sealed PAN). The rules live in SQL
  * (switch.transfer_begin, switch.recover_transfers); this file turns typed structs into their
  * parameters and their rows back into structs. */
 #include "db_internal.h"
@@ -228,45 +228,6 @@ void db_transfer_leg_id(int64_t transfer_id, bool oct, const char *acquirer,
     at_put_digits(id->stan, 6, (uint64_t)(transfer_id % 1000000));
     at_strlcpy(id->transmission_time, leg_transmission_time, sizeof id->transmission_time);
     memcpy(id->mti, "0200", 5);
-}
-
-/* ---------------------------------------------------------------- recovery */
-
-struct recover_job {
-    db_recover_cb cb;
-    void *arg;
-};
-
-static void on_recovered(void *arg, const struct db_reply *reply)
-{
-    struct recover_job *job = arg;
-    int64_t completed = -1, failed = -1;
-    static const struct db_error bad = { .code = DB_E_SQL, .message = "no result row" };
-    const struct db_error *err = reply->err;
-    if (err->code == 0 && (reply->n != 1 || PQntuples(reply->res[0]) != 1))
-        err = &bad;
-    if (err->code == 0) {
-        completed = db_col_num(reply->res[0], 0, 0, INT64_MAX);
-        failed = db_col_num(reply->res[0], 0, 1, INT64_MAX);
-    }
-    job->cb(job->arg, err, completed, failed);
-    free(job);
-}
-
-int db_recover_transfers(struct db_client *c, const char *owner, db_recover_cb cb, void *arg)
-{
-    struct recover_job *job = malloc(sizeof *job);
-    if (!job)
-        return DB_E_SYS;
-    *job = (struct recover_job){ cb, arg };
-    const char *values[] = { owner };
-    const struct db_stmt st = { .sql = "SELECT * FROM switch.recover_transfers($1)",
-                                .nparams = 1,
-                                .values = values };
-    int rc = db_exec(c, &st, 1, on_recovered, job);
-    if (rc != 0)
-        free(job);
-    return rc;
 }
 
 /* ---------------------------------------------------------------- aliases */

@@ -373,6 +373,22 @@ int stack_setup(void **state, struct stack *s, const struct stack_opts *o)
     return stack_start(s, o);
 }
 
+int stack_setup_demo_world(void **state, struct stack *s)
+{
+    struct stack_opts o = { .issuer = true,
+                            .issuer_timeout_ms = 3000,
+                            .wallets = 16,
+                            .issuers = STACK_ISSUERS_MAX,
+                            .fx_rates = "fx/demo-rates.csv" };
+    int rc = stack_setup(state, s, &o);
+    if (rc != 0)
+        return rc;
+    char log[320];
+    snprintf(log, sizeof log, "%s/atlas-db-alias.log", s->dir);
+    const char *args[] = { "--db", s->conninfo, "alias", "+237690000036", "4890030000000036", NULL };
+    return ts_run("atlas-db", args, log) == 0 ? 0 : -1;
+}
+
 int stack_teardown(void **state)
 {
     int st = stack_stop(*state);

@@ -83,6 +83,11 @@ const char *stack_issuer_log(struct stack *s, const char *id);
 /* (Re)starts hsm-sim on its port; fail, when not NULL, is its --fail fault. */
 int stack_start_hsm(struct stack *s, const char *fail);
 
+/* The demo world as ./run.sh has it, for a test program's group setup: the four issuers, the
+ * demo conversion rates and the mobile number +237690000036 registered for the XAF demo card
+ * 4890030000000036 (atlas-db alias). stack_setup's return. */
+int stack_setup_demo_world(void **state, struct stack *s);
+
 /* Terminal by id (TERM0001…), counters from stan_base (unique per test). */
 struct sim_term *stack_term(struct stack *s, const char *id);
 

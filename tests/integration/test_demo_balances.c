@@ -27,18 +27,7 @@ static struct stack S;
 
 static int setup(void **state)
 {
-    struct stack_opts o = { .issuer = true,
-                            .issuer_timeout_ms = 3000,
-                            .wallets = 16,
-                            .issuers = STACK_ISSUERS_MAX,
-                            .fx_rates = "fx/demo-rates.csv" };
-    int rc = stack_setup(state, &S, &o);
-    if (rc != 0)
-        return rc;
-    char log[320];
-    snprintf(log, sizeof log, "%s/atlas-db-alias.log", S.dir);
-    const char *args[] = { "--db", S.conninfo, "alias", XAF_MSISDN, XAF_CARD, NULL };
-    return ts_run("atlas-db", args, log) == 0 ? 0 : -1;
+    return stack_setup_demo_world(state, &S);
 }
 
 static int teardown(void **state)

@@ -13,6 +13,7 @@
 
 #include "load.h"
 #include "record_cases.h"
+#include "fmt.h"
 #include "recon.h"
 #include "record.h"
 
@@ -654,11 +655,11 @@ static struct rc_xfer xfer(long long id, const char *stan, const char *state,
     for (int i = 0; i < 2; i++) {
         struct rc_leg *g = legs[i];
         snprintf(g->terminal, sizeof g->terminal, "%s", i == 0 ? "XA000000" : "XO000000");
-        snprintf(g->stan, sizeof g->stan, "%06lld", id % 1000000);
+        at_put_digits(g->stan, 6, (uint64_t)id);
         g->row = true;
         strcpy(g->outcome, "approved");
         strcpy(g->rc, "00");
-        snprintf(g->issuer_stan, sizeof g->issuer_stan, "%06lld", 500 + id * 2 + i);
+        at_put_digits(g->issuer_stan, 6, (uint64_t)(500 + id * 2 + i));
         strcpy(g->issuer_de7, "1206011531");
         g->amount = i == 0 ? 1100 : 1000;
         g->rev = RC_REV_NONE;
