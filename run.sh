@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # ./run.sh [--for SECONDS] — brings up the whole Atlas stack on loopback and runs its main job:
 #   a throwaway PostgreSQL cluster (db/pg.sh), migrations, the demo reference data and wallets,
-#   hsm-sim, issuer-sim and switchd; then the scripted demo transactions (acquirer-sim run
-#   sim/scenarios/demo.scn), one readable line each. It keeps serving until Ctrl-C (or for
-#   SECONDS with --for), then stops everything cleanly. Idempotent; fine as root.
+#   hsm-sim, four issuer-sims (WALLET1..4, each with its own database) and switchd; then the
+#   scripted demo transactions (acquirer-sim run sim/scenarios/demo.scn), one readable line each.
+#   It keeps serving until Ctrl-C (or for SECONDS with --for), then stops everything cleanly.
+#   Idempotent; fine as root.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -13,7 +14,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --for) FOR=${2:?--for needs a number of seconds}; shift 2 ;;
     --for=*) FOR=${1#--for=}; shift ;;
-    -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -30,15 +31,41 @@ mkdir -p var/log var/run var/spool
 export ATLAS_PAN_HMAC_KEY=${ATLAS_PAN_HMAC_KEY:-000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F}
 export ATLAS_PAN_SEAL_KEY=${ATLAS_PAN_SEAL_KEY:-A0A1A2A3A4A5A6A7A8A9AAABACADAEAFB0B1B2B3B4B5B6B7B8B9BABBBCBDBEBF}
 
+# The four wallet issuers of the demo world (README "The demo world"; db/seed/demo_switch.sql routes
+# each BIN to its issuer, switch/demo.conf has their links): id, BIN, port, currency, country. Each
+# is an issuer-sim with its own database atlas_walletN in the same cluster.
+ISSUERS=("WALLET1 489001 9100 MAD Morocco" "WALLET2 489002 9101 XOF West Africa (UEMOA)"
+  "WALLET3 489003 9102 XAF Central Africa (CEMAC)" "WALLET4 489004 9103 MRU Mauritania")
+issuer_db() { echo "atlas_$(echo "$1" | tr '[:upper:]' '[:lower:]')"; } # WALLET1 -> atlas_wallet1
+
 db/pg.sh start
 eval "$(db/pg.sh env)"
 build/bin/atlas-db migrate
 psql -q -v ON_ERROR_STOP=1 -f db/seed/demo_switch.sql
-# Fresh demo wallets every run, so the scripted expectations (balances, limits) hold.
-psql -q -v ON_ERROR_STOP=1 -c "TRUNCATE wallet.ledger, wallet.holds, wallet.requests, wallet.wallets RESTART IDENTITY CASCADE"
-build/bin/issuer-sim seed --wallets 1000
+for row in "${ISSUERS[@]}"; do
+  read -r id bin port _ <<<"$row"
+  db=$(issuer_db "$id")
+  if [ -z "$(psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
+    psql -q -d postgres -v ON_ERROR_STOP=1 -c "CREATE DATABASE $db"
+  fi
+  # The migrations are one numbered set: an issuer's database gets all of them (its switch schema
+  # stays empty and unused; docs/issuer-sim.md, "Several issuers").
+  build/bin/atlas-db --db "dbname=$db" migrate >/dev/null
+  # Fresh demo wallets every run, so the scripted expectations (balances, limits) hold: the
+  # wallets of the issuer's BIN among the same 1,000 (index -> BIN as issuer-sim seed has it).
+  psql -q -d "$db" -v ON_ERROR_STOP=1 -c "TRUNCATE wallet.ledger, wallet.holds, wallet.requests, wallet.wallets RESTART IDENTITY CASCADE"
+  build/bin/issuer-sim seed --wallets 1000 --bin "$bin" --db "dbname=$db"
+done
+# Traffic from here on is this run's (the wallets are fresh, the journal keeps earlier runs).
+RUN_FROM=$(date -u +%Y-%m-%dT%H:%M:%S)
 # The demo conversion rates (docs/fx.md; loading the same file again changes nothing).
 build/bin/atlas-fx load fx/demo-rates.csv
+# The demo mobile numbers of the alias directory (transfers to a number: docs/transfers.md),
+# one per demo card of each country; registering one again replaces it.
+for alias in "+212600000012 4890010000000012" "+221770000029 4890020000000029" \
+  "+237690000036 4890030000000036" "+22220000043 4890040000000043"; do
+  build/bin/atlas-db alias $alias >/dev/null
+done
 
 PIDS=()
 stop_all() {
@@ -46,7 +73,7 @@ stop_all() {
   echo
   echo "stopping..."
   local i
-  # switchd first (it drains through the issuer and the HSM), then issuer-sim, then hsm-sim.
+  # switchd first (it drains through the issuers and the HSM), then the issuer-sims, then hsm-sim.
   for ((i=${#PIDS[@]}-1; i>=0; i--)); do
     kill -TERM "${PIDS[$i]}" 2>/dev/null || true
     wait "${PIDS[$i]}" 2>/dev/null || true
@@ -66,13 +93,24 @@ for f in var/run/*.pid; do
 done
 sleep 0.3
 
-wait_port() { # port name
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# A port another stack holds (another checkout's ./run.sh) would answer for our daemon, which
+# cannot bind it, and the demo would go to that stack: refuse instead.
+for port in 1500 9100 9101 9102 9103 8583 8584 9583; do
+  if port_open "$port"; then
+    echo "run.sh: 127.0.0.1:$port is in use by another process (another ./run.sh?); stop it first" >&2
+    exit 1
+  fi
+done
+
+wait_port() { # port name pid
   local i
   for i in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || break
+    port_open "$1" && return 0
     sleep 0.1
   done
-  echo "run.sh: $2 did not start; see var/log/$2.log" >&2
+  echo "run.sh: $2 did not start; see var/log/$2.log and var/log/$2.out" >&2
   exit 1
 }
 start() { # name port command...
@@ -80,10 +118,17 @@ start() { # name port command...
   "$@" >>"var/log/$name.out" 2>&1 &
   PIDS+=($!)
   echo $! > "var/run/$name.pid"
-  wait_port "$port" "$name"
+  wait_port "$port" "$name" $!
 }
 start hsm-sim 1500 build/bin/hsm-sim --listen 127.0.0.1:1500 --log var/log/hsm-sim.log
-start issuer-sim 9100 build/bin/issuer-sim --listen 127.0.0.1:9100 --hsm 127.0.0.1:1500 --log var/log/issuer-sim.log
+# Each issuer-sim holds its issuer's ZPK and ZAK (under the LMK) as switchd has them in switch.keys.
+lmk_key() { psql -tA -v ON_ERROR_STOP=1 -c "SELECT key_under_lmk FROM switch.keys WHERE key_id = '$1'"; }
+for row in "${ISSUERS[@]}"; do
+  read -r id bin port _ <<<"$row"
+  start "issuer-$id" "$port" build/bin/issuer-sim --listen "127.0.0.1:$port" --hsm 127.0.0.1:1500 \
+    --db "dbname=$(issuer_db "$id")" --zpk "$(lmk_key "$id.ZPK")" --zak "$(lmk_key "$id.ZAK")" \
+    --log "var/log/issuer-$id.log"
+done
 start switchd 8583 build/bin/switchd --config switch/demo.conf
 sleep 0.5 # issuer link sign-on
 
@@ -97,11 +142,17 @@ Atlas is serving on loopback:
   terminals / acquirer hosts  127.0.0.1:8583  (ascii87, 2-byte length)
   POS terminals               127.0.0.1:8584  (bcd87, 2-byte length + TPDU)
   metrics and health          http://127.0.0.1:9583/metrics   http://127.0.0.1:9583/health
-  hsm-sim 127.0.0.1:1500, issuer-sim 127.0.0.1:9100, PostgreSQL: $(db/pg.sh env | tr '\n' ' ' | sed "s/export //g")
+  hsm-sim 127.0.0.1:1500, PostgreSQL: $(db/pg.sh env | tr '\n' ' ' | sed "s/export //g")
+  wallet issuers (issuer-sim; log var/log/issuer-ID.log, wallets in their own database):
+$(for row in "${ISSUERS[@]}"; do read -r id bin port ccy country <<<"$row"
+  printf '    %-8s %-23s %s  BIN %s  127.0.0.1:%s  dbname=%s\n' "$id" "$country" "$ccy" "$bin" "$port" "$(issuer_db "$id")"; done)
+Reconcile this run's traffic with one issuer's ledger (another terminal, or after the run):
+  build/bin/atlas-reconcile --from $RUN_FROM --issuer WALLET2 --issuer-db dbname=atlas_wallet2
 Watch the switch live (another terminal): build/bin/atlas-console var/log/switchd.log; raw JSON lines of $ROOT/var/log/switchd.log with
   tail -F var/log/switchd.log
 Send a transaction by hand (another terminal):
   build/bin/acquirer-sim send --type purchase --pan 4890010000000012 --pin 1234 --amount 25.00
+  build/bin/acquirer-sim send --type transfer --pan 4890010000000012 --pin 1234 --amount 20.00 --to-msisdn +221770000029
 TXT
 if [ -n "$FOR" ]; then
   echo "(stopping in $FOR s)"

@@ -13,7 +13,7 @@ struct event_base;
 
 /* The schema version (highest migration number) this build of the library writes against.
  * Daemons pass it (or their own minimum) to db_schema_check_at(). */
-#define DB_SCHEMA_VERSION 8
+#define DB_SCHEMA_VERSION 10
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
@@ -110,6 +110,21 @@ enum db_rec_kind {
 
 #define DB_PAN_SEALED_MAX 48 /* db_pan_seal of a PAN of up to 20 digits */
 
+/* A currency conversion as the issuer saw it (docs/fx.md): DE 6, DE 10, DE 51, kept with the
+ * request in switch.inflight, switch.authorizations and switch.reversal_queue (migration 0009)
+ * so that a reversal repeats it instead of converting again. All three are set, or none
+ * (amount_minor -1: DE 49 was the card's billing currency, nothing converted). */
+struct db_billing {
+    int64_t amount_minor; /* DE 6, minor units of currency; -1 = no conversion */
+    char rate[9];         /* DE 10, 8 digits; "" = none */
+    int32_t currency;     /* DE 51, ISO 4217 numeric; -1 = none */
+};
+
+/* Sets b to "no conversion". */
+void db_billing_none(struct db_billing *b);
+/* True when b carries a conversion. */
+bool db_billing_converted(const struct db_billing *b);
+
 /* One record. Fixed-size, copied on submit: the caller may reuse it at once. Strings are
  * NUL-terminated; an empty optional string is stored as NULL. Numbers that are -1 are stored as
  * NULL. No PIN block, track data, CVV, key or clear PAN ever goes here (the PAN is masked,
@@ -129,6 +144,7 @@ struct db_auth_record {
     char processing_code[7];           /* DE 3 */
     int64_t amount_minor;              /* DE 4 in minor units, -1 = none */
     int32_t currency;                  /* ISO 4217 numeric (DE 49), -1 = none */
+    struct db_billing billing;         /* DE 6/10/51 sent to the issuer (none: not converted) */
     char response_code[3];             /* ANSWER: DE 39 sent to the terminal */
     char auth_code[7];                 /* DE 38 */
     char pan_masked[20];               /* first 6, '*', last 4 (at_mask_pan) */
@@ -252,6 +268,7 @@ struct db_ref_issuer {
 struct db_ref_route {
     char prefix[12];
     char issuer_id[33];
+    int billing_currency; /* ISO 4217 numeric the route's cards are billed in; 0 = DE 49's */
 };
 struct db_ref_terminal {
     char acquirer_id[12];
@@ -292,6 +309,7 @@ struct db_original {
     char processing_code[7];
     int64_t amount_minor;
     int32_t currency;
+    struct db_billing billing; /* the conversion it was forwarded with */
     char response_code[3];
     char auth_code[7];
     uint8_t pan_hmac[32];
@@ -316,6 +334,11 @@ typedef void (*db_recover_cb)(void *arg, const struct db_error *err, int64_t rev
                               int64_t settled);
 __attribute__((warn_unused_result)) int db_recover_inflight(struct db_client *c, const char *owner,
                                                             db_recover_cb cb, void *arg);
+/* switch.recover_transfers(owner), run after db_recover_inflight: the callback's reversed is the
+ * number of transfers completed (their sender was journaled an approval), settled the number
+ * failed (every leg that was approved queued for reversal). docs/transfers.md. */
+__attribute__((warn_unused_result)) int db_recover_transfers(struct db_client *c, const char *owner,
+                                                             db_recover_cb cb, void *arg);
 
 /* The reversal queue: its pending rows (at start), and batched row changes. */
 struct db_reversal {
@@ -330,6 +353,7 @@ struct db_reversal {
     char reason[16];
     int64_t amount_minor;
     int32_t currency;
+    struct db_billing billing; /* the original's conversion: the reversal repeats it */
     unsigned attempts;
     uint8_t pan_sealed[DB_PAN_SEALED_MAX]; /* db_pan_open() it */
     uint8_t pan_sealed_len;
@@ -352,6 +376,98 @@ typedef void (*db_done_cb)(void *arg, const struct db_error *err);
 __attribute__((warn_unused_result)) int db_reversals_update(struct db_client *c,
                                                             const struct db_reversal_change *ch,
                                                             size_t n, db_done_cb cb, void *arg);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Wallet-to-wallet transfers (switch.transfers, migration 0010; docs/transfers.md).            */
+
+/* What switch.transfer_begin needs: the sender's request, both wallets (PANs only hashed,
+ * masked and sealed), the amount and both currencies, and the legs' request date and DE 7. */
+struct db_transfer_begin {
+    struct db_request_id id; /* the sender's request (id.mti unused) */
+    const char *owner;       /* the switchd instance */
+    char sender_issuer[33], recipient_issuer[33];
+    char sender_masked[20], recipient_masked[20];
+    uint8_t sender_hmac[32], recipient_hmac[32];
+    uint8_t sender_sealed[DB_PAN_SEALED_MAX], recipient_sealed[DB_PAN_SEALED_MAX];
+    uint8_t sender_sealed_len, recipient_sealed_len;
+    char msisdn[17]; /* "" when DE 103 named a PAN */
+    int64_t amount_minor;
+    int currency, recipient_currency;
+    char leg_request_date[11], leg_transmission_time[11];
+};
+/* Its answer: response_code "00" with a new transfer_id and its fee; "57", "61" or "12" with no
+ * row (reason says why); "94" when the sender's identity has a row already (transfer_id, state
+ * and, once known, the answer it gave: answer_code, auth_code, recipient amount, DE 10). */
+struct db_transfer_begun {
+    int64_t transfer_id; /* -1 = none */
+    char response_code[3];
+    int64_t fee_minor;
+    char state[12];
+    char answer_code[3];
+    char auth_code[7];
+    int64_t recipient_amount_minor; /* -1 = not known */
+    char conversion_rate[9];
+    int recipient_currency; /* -1 = not known */
+    char reason[48];
+};
+typedef void (*db_transfer_begin_cb)(void *arg, const struct db_error *err,
+                                     const struct db_transfer_begun *b);
+__attribute__((warn_unused_result)) int db_transfer_begin(struct db_client *c,
+                                                          const struct db_transfer_begin *in,
+                                                          db_transfer_begin_cb cb, void *arg);
+
+/* A change of a transfer's row: state and what became known ("" / -1 / NULL = unchanged). A
+ * row in a final state (completed, failed, reversed) does not change, except completed ->
+ * reversed. */
+struct db_transfer_change {
+    int64_t transfer_id;
+    const char *state; /* "aft", "completed", "failed", "reversed" */
+    char aft_rc[3], oct_rc[3], auth_code[7], response_code[3];
+    const char *failed_leg; /* NULL, "aft", "oct" or "xfr" */
+    int64_t recipient_amount_minor;
+    char conversion_rate[9];
+};
+__attribute__((warn_unused_result)) int db_transfer_update(struct db_client *c,
+                                                           const struct db_transfer_change *ch,
+                                                           db_done_cb cb, void *arg);
+
+/* A transfer's row, as a reversal or a repeat of the sender's request needs it. */
+struct db_transfer_row {
+    int64_t transfer_id;
+    char state[12];
+    uint8_t recipient_sealed[DB_PAN_SEALED_MAX];
+    uint8_t recipient_sealed_len;
+    char leg_request_date[11], leg_transmission_time[11];
+    int64_t fee_minor;
+    int64_t recipient_amount_minor; /* -1 = not known */
+    int recipient_currency;
+    char conversion_rate[9], response_code[3], auth_code[7], failed_leg[4];
+};
+/* t is NULL when the sender's identity has no transfer. */
+typedef void (*db_transfer_find_cb)(void *arg, const struct db_error *err,
+                                    const struct db_transfer_row *t);
+__attribute__((warn_unused_result)) int db_transfer_find(struct db_client *c,
+                                                         const struct db_request_id *sender,
+                                                         db_transfer_find_cb cb, void *arg);
+
+/* The identity of a transfer's leg (the AFT, or with oct the OCT): the sender's acquirer,
+ * DE 41 'XA'/'XO' + six digits of transfer_id / 10^6, STAN transfer_id mod 10^6, and the legs'
+ * request date and DE 7 (as switch.transfer_leg_terminal/_stan compute them). */
+void db_transfer_leg_id(int64_t transfer_id, bool oct, const char *acquirer,
+                        const char *leg_request_date, const char *leg_transmission_time,
+                        struct db_request_id *id);
+
+/* The sealed PAN a mobile number stands for (NULL when the directory has none). */
+typedef void (*db_alias_cb)(void *arg, const struct db_error *err, const uint8_t *sealed,
+                            size_t sealed_len);
+__attribute__((warn_unused_result)) int db_alias_lookup(struct db_client *c, const char *msisdn,
+                                                        db_alias_cb cb, void *arg);
+/* Registers (or replaces) a mobile number's wallet card, blocking (atlas-db alias). */
+__attribute__((warn_unused_result)) int db_alias_put(const char *conninfo, const char *msisdn,
+                                                     const char *pan_masked,
+                                                     const uint8_t pan_hmac[32],
+                                                     const uint8_t *sealed, size_t sealed_len,
+                                                     struct db_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Currency conversion rates (switch.fx_rates, migration 0007; docs/fx.md). The arithmetic is   */
@@ -425,10 +541,20 @@ db_fx_rates_write(const char *conninfo, const struct db_fx_rate *rows, size_t n,
  * terminal reversal (0400/0420 acknowledged) naming it or else by the queue row: "reversed" when
  * the issuer acknowledged it or a terminal reversal was acknowledged, "pending" when neither,
  * "failed" when the issuer refused it (the approval stands). */
+/* Which side of its requests a pair's figures are. A request the switch converted (DE 6/10/51,
+ * docs/fx.md) settles in two currencies: the acquirer is owed DE 4 in DE 49, the issuer pays
+ * DE 6 in DE 51; its figures come as two pairs, one per side. */
+enum db_settle_side {
+    DB_SETTLE_BOTH,     /* not converted: the same amount and currency for both */
+    DB_SETTLE_ACQUIRER, /* converted, the acquirer's side: DE 4 in DE 49 */
+    DB_SETTLE_ISSUER,   /* converted, the issuer's side: DE 6 in DE 51 */
+};
+
 struct db_settle_pair {
     char acquirer_id[12]; /* DE 32 */
     char issuer_id[33];   /* "" when the journal has none (answered by the switch itself) */
-    int currency;         /* ISO 4217 numeric (DE 49) */
+    int currency;         /* ISO 4217 numeric: DE 49, or DE 51 on the issuer's side */
+    enum db_settle_side side;
     int64_t holds;
     int64_t debits, debit_amount, credits, credit_amount;
     int64_t rev_debits, rev_debit_amount, rev_credits, rev_credit_amount;
@@ -436,8 +562,8 @@ struct db_settle_pair {
 };
 
 /* Reads the pairs of [start_us, end_us) (µs since the epoch) in one statement on a connection
- * of its own, ordered by acquirer, issuer and currency (byte order), into a fresh array the
- * caller frees (*rows may be NULL when *n is 0). 0, DB_E_CONN, DB_E_SCHEMA (older than 6),
+ * of its own, ordered by acquirer, issuer, currency (byte order) and side, into a fresh array the
+ * caller frees (*rows may be NULL when *n is 0). 0, DB_E_CONN, DB_E_SCHEMA (older than 9),
  * DB_E_SQL or DB_E_SYS with err filled. */
 __attribute__((warn_unused_result)) int db_settle_read(const char *conninfo, int64_t start_us,
                                                        int64_t end_us, struct db_settle_pair **rows,

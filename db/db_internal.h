@@ -167,6 +167,9 @@ bool db_col_int(const PGresult *r, int row, int col, int *out);
 int64_t db_col_num(const PGresult *r, int row, int col, uint64_t max);
 /* Boolean column: true only for 't'. */
 bool db_col_bool(const PGresult *r, int row, int col);
+/* A conversion in three columns from col (billing_amount_minor, conversion_rate,
+ * billing_currency): "none" when the amount is NULL or any of the three is malformed. */
+void db_col_billing(const PGresult *r, int row, int col, struct db_billing *b);
 /* bytea column ("\x…") into out; its length, or -1 when NULL, malformed or larger than cap. */
 int db_col_bytea(const PGresult *r, int row, int col, uint8_t *out, size_t cap);
 

@@ -11,7 +11,8 @@
 #define ORIGINAL_SELECT                                                                            \
     "SELECT a.mti, a.issuer_id, a.issuer_stan, a.issuer_transmission_time, a.rrn,"                 \
     " a.processing_code, a.amount_minor, a.currency, a.auth_code, a.response_code,"                \
-    " a.pan_hmac, EXISTS (SELECT 1 FROM switch.reversal_queue r"                                   \
+    " a.pan_hmac, a.billing_amount_minor, a.conversion_rate, a.billing_currency,"                  \
+    " EXISTS (SELECT 1 FROM switch.reversal_queue r"                                               \
     " WHERE r.request_date = $5::date AND r.acquirer_id = $1 AND r.terminal_id = $2"               \
     " AND r.stan = $3 AND r.transmission_time = $4"                                                \
     " AND r.mti_class = a.mti_class COLLATE \"default\"),"                                         \
@@ -47,8 +48,9 @@ static void on_original(void *arg, const struct db_reply *reply)
             db_col_text(r, 0, 8, o.auth_code, sizeof o.auth_code);
             db_col_text(r, 0, 9, o.response_code, sizeof o.response_code);
             o.has_pan_hmac = db_col_bytea(r, 0, 10, o.pan_hmac, sizeof o.pan_hmac) == 32;
-            o.reversed = db_col_bool(r, 0, 11);
-            o.created_us = db_col_num(r, 0, 12, INT64_MAX);
+            db_col_billing(r, 0, 11, &o.billing);
+            o.reversed = db_col_bool(r, 0, 14);
+            o.created_us = db_col_num(r, 0, 15, INT64_MAX);
         }
         if (reply->n == 2)
             in_flight = strcmp(PQgetvalue(reply->res[1], 0, 0), "0") != 0;

@@ -42,6 +42,8 @@ static void on_ref(void *arg, const struct db_reply *reply)
             for (int i = 0; i < nr; i++) {
                 fits &= db_col_text(rr, i, 0, routes[i].prefix, sizeof routes[i].prefix);
                 fits &= db_col_text(rr, i, 1, routes[i].issuer_id, sizeof routes[i].issuer_id);
+                int64_t ccy = db_col_num(rr, i, 2, 999);
+                routes[i].billing_currency = ccy > 0 ? (int)ccy : 0;
             }
             for (int i = 0; i < nt; i++) {
                 fits &= db_col_text(rt, i, 0, terms[i].acquirer_id, sizeof terms[i].acquirer_id);
@@ -73,7 +75,8 @@ int db_refdata_load(struct db_client *c, db_refdata_cb cb, void *arg)
                  " LEFT JOIN switch.keys kz ON kz.key_id = i.zpk_key_id AND kz.status = 'active'"
                  " LEFT JOIN switch.keys ka ON ka.key_id = i.zak_key_id AND ka.status = 'active'"
                  " ORDER BY i.issuer_id" },
-        { .sql = "SELECT r.prefix, r.issuer_id FROM switch.bin_routes r WHERE r.enabled" },
+        { .sql = "SELECT r.prefix, r.issuer_id, r.billing_currency FROM switch.bin_routes r"
+                 " WHERE r.enabled" },
         { .sql = "SELECT t.acquirer_id, t.terminal_id, t.key_scheme,"
                  " coalesce(kt.key_under_lmk, ''), coalesce(ka.key_under_lmk, ''),"
                  " coalesce(kb.key_under_lmk, ''), t.enabled AND a.enabled"

@@ -55,3 +55,17 @@ int db_col_bytea(const PGresult *r, int row, int col, uint8_t *out, size_t cap)
         return -1;
     return at_hex_decode(v + 2, n - 2, out, cap);
 }
+
+void db_col_billing(const PGresult *r, int row, int col, struct db_billing *b)
+{
+    db_billing_none(b);
+    int64_t amount = db_col_num(r, row, col, INT64_MAX);
+    int64_t ccy = db_col_num(r, row, col + 2, 999);
+    if (amount < 0 || ccy < 1 || !db_col_text(r, row, col + 1, b->rate, sizeof b->rate) ||
+        strlen(b->rate) != 8) {
+        b->rate[0] = '\0';
+        return;
+    }
+    b->amount_minor = amount;
+    b->currency = (int32_t)ccy;
+}

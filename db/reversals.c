@@ -46,6 +46,7 @@ static void on_pending(void *arg, const struct db_reply *reply)
             v->pan_sealed_len = sn > 0 ? (uint8_t)sn : 0;
             db_col_text(r, i, 16, v->reason, sizeof v->reason);
             v->attempts = (unsigned)db_col_num(r, i, 17, 1000000);
+            db_col_billing(r, i, 18, &v->billing);
             n++;
         }
     }
@@ -60,7 +61,8 @@ int db_reversals_pending(struct db_client *c, db_reversals_cb cb, void *arg)
         .sql = "SELECT reversal_id, request_date, acquirer_id, terminal_id, stan,"
                " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time,"
                " coalesce(rrn, ''), processing_code, amount_minor, currency,"
-               " coalesce(auth_code, ''), pan_sealed, reason, attempts"
+               " coalesce(auth_code, ''), pan_sealed, reason, attempts, billing_amount_minor,"
+               " conversion_rate, billing_currency"
                " FROM switch.reversal_queue WHERE state = 'pending' ORDER BY reversal_id",
     };
     struct pending_job *job = malloc(sizeof *job);

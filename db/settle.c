@@ -13,7 +13,7 @@
 #include "clock.h"
 #include "fmt.h"
 
-#define SETTLE_SCHEMA_VERSION 6 /* reversal_queue.mti_class (0006) */
+#define SETTLE_SCHEMA_VERSION 9 /* the conversion columns (0009) */
 
 /* Parameters: $1, $2 the window in µs since the epoch; $3, $4 the journal partitions to read
  * (request_date is the DE 7 date, at most two days off the receipt time, as atlas-reconcile
@@ -31,6 +31,16 @@
     " WHEN left(" a ".processing_code, 2) IN ('00', '01', '09', '10') THEN 'D'"                    \
     " WHEN left(" a ".processing_code, 2) IN ('20', '26') THEN 'C' ELSE 'O' END"
 
+/* The sides a journal row `a` settles on (enum db_settle_side): one row 'B' (DE 4 in DE 49)
+ * when it was not converted; two when it was, 'A' (DE 4 in DE 49) and 'I' (DE 6 in DE 51). */
+#define SIDES(a)                                                                                   \
+    " JOIN LATERAL (VALUES"                                                                        \
+    " ('B', coalesce(" a ".currency, 0), coalesce(" a ".amount_minor, 0)),"                        \
+    " ('A', coalesce(" a ".currency, 0), coalesce(" a ".amount_minor, 0)),"                        \
+    " ('I', coalesce(" a ".billing_currency, 0), coalesce(" a ".billing_amount_minor, 0)))"        \
+    " AS sd(side, currency, amount)"                                                               \
+    " ON (sd.side = 'B') = (" a ".billing_currency IS NULL)"
+
 /* A count and a sum over the rows of state `w` whose kind is in the SQL list k. */
 #define CNT(w, k) " count(*) FILTER (WHERE what = '" w "' AND k IN " k "),"
 #define SUM(w, k) " coalesce(sum(amount) FILTER (WHERE what = '" w "' AND k IN " k "), 0)::bigint"
@@ -44,9 +54,8 @@ static const char settle_sql[] =
     "  'epoch'::timestamptz + $2::bigint * interval '1 microsecond' AS e),"
     " approved AS ("
     "  SELECT a.acquirer_id, coalesce(a.issuer_id, '') AS issuer_id,"
-    "  coalesce(a.currency, 0) AS currency," KIND("a") " AS k,"
-    "  coalesce(a.amount_minor, 0) AS amount, 'approved' AS what"
-    "  FROM switch.authorizations a, w"
+    "  sd.currency, sd.side," KIND("a") " AS k, sd.amount, 'approved' AS what"
+    "  FROM switch.authorizations a CROSS JOIN w" SIDES("a")
     "  WHERE a.request_date BETWEEN $3::date AND $4::date"
     "  AND a.created_at >= w.s AND a.created_at < w.e"
     "  AND a.outcome = 'approved' AND a.mti_class IN ('010', '020', '022')),"
@@ -60,8 +69,7 @@ static const char settle_sql[] =
     "  GROUP BY 1, 2, 3, 4),"
     " rev AS ("
     "  SELECT o.acquirer_id, coalesce(o.issuer_id, q.issuer_id) AS issuer_id,"
-    "  coalesce(o.currency, 0) AS currency," KIND("o") " AS k,"
-    "  coalesce(o.amount_minor, 0) AS amount,"
+    "  sd.currency, sd.side," KIND("o") " AS k, sd.amount,"
     "  CASE WHEN q.state = 'failed' THEN 'failed'"
     "  WHEN q.state = 'acked' OR tr.at IS NOT NULL THEN 'reversed' ELSE 'pending' END AS what"
     "  FROM switch.reversal_queue q CROSS JOIN w"
@@ -70,12 +78,13 @@ static const char settle_sql[] =
     "  AND o.terminal_id = q.terminal_id COLLATE \"C\" AND o.stan = q.stan COLLATE \"C\""
     "  AND o.transmission_time = q.transmission_time COLLATE \"C\""
     "  AND o.mti_class = q.mti_class COLLATE \"C\""
+    SIDES("o")
     "  LEFT JOIN trev tr ON tr.acquirer_id = q.acquirer_id COLLATE \"C\""
     "  AND tr.terminal_id = q.terminal_id COLLATE \"C\" AND tr.original_stan = q.stan"
     "  AND tr.original_transmission_time = q.transmission_time"
     "  WHERE q.created_at >= w.s AND q.mti_class IN ('020', '022') AND o.outcome = 'approved'"
     "  AND least(q.created_at, tr.at) >= w.s AND least(q.created_at, tr.at) < w.e)"
-    " SELECT acquirer_id, issuer_id, currency,"
+    " SELECT acquirer_id, issuer_id, currency, side,"
     CNT("approved", "('H')")
     CNT("approved", "('D')") SUM("approved", "('D')") ","
     CNT("approved", "('C')") SUM("approved", "('C')") ","
@@ -84,9 +93,9 @@ static const char settle_sql[] =
     CNT("pending", MONEY) SUM("pending", MONEY) ","
     CNT("failed", MONEY) SUM("failed", MONEY)
     " FROM (SELECT * FROM approved UNION ALL SELECT * FROM rev) x"
-    " GROUP BY 1, 2, 3"
+    " GROUP BY 1, 2, 3, 4"
     " HAVING count(*) FILTER (WHERE k <> 'O') > 0"
-    " ORDER BY acquirer_id COLLATE \"C\", issuer_id COLLATE \"C\", currency";
+    " ORDER BY acquirer_id COLLATE \"C\", issuer_id COLLATE \"C\", currency, side";
 /* clang-format on */
 
 /* One result row into p; false when a value does not fit. */
@@ -105,12 +114,16 @@ static bool read_pair(const PGresult *r, int i, struct db_settle_pair *p)
                         &p->pending_amount,
                         &p->failed,
                         &p->failed_amount };
+    char side[2];
     if (!db_col_text(r, i, 0, p->acquirer_id, sizeof p->acquirer_id) ||
         !db_col_text(r, i, 1, p->issuer_id, sizeof p->issuer_id) ||
-        !db_col_int(r, i, 2, &p->currency))
+        !db_col_int(r, i, 2, &p->currency) || !db_col_text(r, i, 3, side, sizeof side))
         return false;
+    p->side = side[0] == 'A'   ? DB_SETTLE_ACQUIRER
+              : side[0] == 'I' ? DB_SETTLE_ISSUER
+                               : DB_SETTLE_BOTH;
     for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++)
-        if (!db_col_i64(r, i, 3 + (int)k, nums[k]))
+        if (!db_col_i64(r, i, 4 + (int)k, nums[k]))
             return false;
     return true;
 }

@@ -25,8 +25,9 @@
 #include "log.h"
 
 /* 2 appended issuer_transmission_time; 3 the record kind, settle_inflight, the sealed PAN and the
- * reversal reason (records of versions 1 and 2 decode as ANSWERs). */
-#define SPOOL_VERSION 3
+ * reversal reason (records of versions 1 and 2 decode as ANSWERs); 4 the conversion (DE 6, 10,
+ * 51; older records decode as not converted). */
+#define SPOOL_VERSION 4
 
 /* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven. */
 uint32_t spool_crc32c(const void *data, size_t n)
@@ -179,6 +180,9 @@ size_t spool_encode(const struct db_auth_record *rec, uint8_t *buf, size_t cap)
     w_bytes(&w, b, 3);
     w_bytes(&w, rec->pan_sealed, b[2]);
     w_str(&w, rec->reason, sizeof rec->reason);
+    w_u64(&w, (uint64_t)rec->billing.amount_minor);
+    w_str(&w, rec->billing.rate, sizeof rec->billing.rate);
+    w_u64(&w, (uint64_t)(int64_t)rec->billing.currency);
     return w.overflow ? 0 : w.n;
 }
 
@@ -223,6 +227,11 @@ int spool_decode(const uint8_t *buf, size_t n, struct db_auth_record *rec)
         rec->pan_sealed_len = b[2];
         r_bytes(&r, rec->pan_sealed, b[2]);
         r_str(&r, rec->reason, sizeof rec->reason);
+    }
+    if (v >= 4) {
+        rec->billing.amount_minor = (int64_t)r_u64(&r);
+        r_str(&r, rec->billing.rate, sizeof rec->billing.rate);
+        rec->billing.currency = (int32_t)(int64_t)r_u64(&r);
     }
     if (r.bad || r.off != n)
         return -1;

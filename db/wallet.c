@@ -6,6 +6,7 @@
 #include "wallet.h"
 
 #include <libpq-fe.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -540,6 +541,40 @@ int db_wallet_schema_check(const char *conninfo, struct db_error *err)
     } else {
         rc = db_schema_check(pc, DB_WALLET_SCHEMA_VERSION, err);
     }
+    PQfinish(pc);
+    return rc;
+}
+
+int db_wallet_census(const char *conninfo, struct db_wallet_census *out, struct db_error *err)
+{
+    static const char sql[] = "SELECT left(pan_masked, 6), currency, count(*) FROM wallet.wallets"
+                              " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2";
+    memset(out, 0, sizeof *out);
+    PGconn *pc = PQconnectdb(conninfo ? conninfo : "");
+    if (PQstatus(pc) != CONNECTION_OK) {
+        dbc_set_error(err, DB_E_CONN, NULL, PQerrorMessage(pc));
+        PQfinish(pc);
+        return DB_E_CONN;
+    }
+    PGresult *r = PQexec(pc, sql);
+    int rc = 0;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        dbc_set_error(err, DB_E_SQL, PQresultErrorField(r, PG_DIAG_SQLSTATE),
+                      PQresultErrorMessage(r));
+        rc = DB_E_SQL;
+    }
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        int64_t count = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+        out->wallets += count;
+        if (out->n == DB_WALLET_CENSUS_MAX) {
+            out->more = true;
+            continue;
+        }
+        snprintf(out->group[out->n].bin, sizeof out->group[out->n].bin, "%s", PQgetvalue(r, i, 0));
+        out->group[out->n].currency = atoi(PQgetvalue(r, i, 1));
+        out->group[out->n++].wallets = count;
+    }
+    PQclear(r);
     PQfinish(pc);
     return rc;
 }

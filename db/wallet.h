@@ -203,6 +203,25 @@ __attribute__((warn_unused_result)) int db_wallet_expire_holds(struct db_wallet 
 __attribute__((warn_unused_result)) int db_wallet_schema_check(const char *conninfo,
                                                                struct db_error *err);
 
+/* What a wallet database holds, for issuer-sim's start-up line: its wallets counted per BIN
+ * (the first six digits of the masked PAN) and currency, the largest groups first. */
+#define DB_WALLET_CENSUS_MAX 8
+struct db_wallet_census {
+    int64_t wallets; /* all of them */
+    size_t n;        /* groups in group[] */
+    bool more;       /* there are groups beyond DB_WALLET_CENSUS_MAX */
+    struct {
+        char bin[7];
+        int currency;
+        int64_t wallets;
+    } group[DB_WALLET_CENSUS_MAX];
+};
+
+/* Connects to conninfo (NULL or "" = PG* environment) and counts its wallets into out. One
+ * scan of wallet.wallets: for start-up, before the loop. 0, DB_E_CONN or DB_E_SQL (err). */
+__attribute__((warn_unused_result)) int
+db_wallet_census(const char *conninfo, struct db_wallet_census *out, struct db_error *err);
+
 /* One wallet to create with its opening balance. The PAN itself never comes here. */
 struct db_wallet_seed_row {
     uint8_t pan_hmac[32]; /* db_pan_hmac of the PAN: the lookup key */

@@ -112,7 +112,7 @@ int rc_fetch_begin(PGconn *conn, char *err, size_t errcap)
 }
 
 int rc_fetch_window(PGconn *sw, const char *from, const char *to, unsigned slack_s,
-                    struct rc_window *w, char *err, size_t errcap)
+                    const char *issuer, struct rc_window *w, char *err, size_t errcap)
 {
     char slack[16];
     snprintf(slack, sizeof slack, "%u", slack_s);
@@ -141,23 +141,29 @@ int rc_fetch_window(PGconn *sw, const char *from, const char *to, unsigned slack
     col(w->hi, sizeof w->hi, r, 0, 3);
     w->to_us = (uint64_t)num(r, 0, 4, 0);
     w->slack_s = slack_s;
+    snprintf(w->issuer, sizeof w->issuer, "%s", issuer ? issuer : "");
     PQclear(r);
     return 0;
 }
 
-/* The columns every switch item query returns, in this order (see add_rows). */
+/* The columns every switch item query returns, in this order (see add_rows). The amount and
+ * currency are what the issuer moved: DE 6 in DE 51 for a converted request (migration 0009),
+ * else DE 4 in DE 49. */
 #define SW_COLS                                                                                    \
     " a.request_date::text, a.acquirer_id, a.terminal_id, a.stan, a.transmission_time, a.mti,"     \
     " a.mti_class, coalesce(a.issuer_id, r.issuer_id),"                                            \
     " coalesce(a.issuer_stan, r.issuer_stan),"                                                     \
     " coalesce(a.issuer_transmission_time, r.issuer_transmission_time),"                           \
-    " coalesce(a.processing_code, r.processing_code), coalesce(a.amount_minor, r.amount_minor),"   \
-    " coalesce(a.currency, r.currency), a.response_code, a.auth_code,"                             \
+    " coalesce(a.processing_code, r.processing_code),"                                             \
+    " coalesce(a.billing_amount_minor, r.billing_amount_minor, a.amount_minor, r.amount_minor),"   \
+    " coalesce(a.billing_currency, r.billing_currency, a.currency, r.currency),"                   \
+    " a.response_code, a.auth_code,"                                                               \
     " coalesce(a.pan_masked, r.pan_masked), encode(coalesce(a.pan_hmac, r.pan_hmac), 'hex'),"      \
     " a.outcome, a.original_stan, a.original_transmission_time,"                                   \
     " (extract(epoch FROM a.created_at) * 1000000)::bigint,"                                       \
     " a.created_at >= $1::timestamptz AND a.created_at < $2::timestamptz,"                         \
-    " r.state, r.reason, r.last_response_code"
+    " r.state, r.reason, r.last_response_code,"                                                    \
+    " coalesce(a.billing_currency, r.billing_currency) IS NOT NULL"
 
 /* A reversal row joined to the journal row a of the same identity. */
 #define REV_JOIN                                                                                   \
@@ -207,6 +213,7 @@ static const struct {
     OTHER(COL_REV, rev),
     TEXT(rev_reason),
     TEXT(rev_rc),
+    OTHER(COL_BOOL, converted),
 #undef TEXT
 #undef OTHER
 };
@@ -257,7 +264,7 @@ static int add_rows(struct rc_ctx *c, const PGresult *r, void *src)
 int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, char *err,
                     size_t errcap)
 {
-    const char *v[] = { w->from, w->to, w->lo, w->hi };
+    const char *v[] = { w->from, w->to, w->lo, w->hi, w->issuer };
     /* The journal is partitioned by request_date (the date of DE 7), not by created_at: the
      * date bound lets PostgreSQL skip the partitions of other days, with two days of margin
      * for terminals whose clocks are off. */
@@ -265,19 +272,21 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
         "SELECT" SW_COLS " FROM switch.authorizations a" REV_JOIN
         " WHERE a.created_at >= $3::timestamptz AND a.created_at < $4::timestamptz"
         " AND a.request_date >= ($3::timestamptz AT TIME ZONE 'UTC')::date - 2"
-        " AND a.request_date <= ($4::timestamptz AT TIME ZONE 'UTC')::date + 2";
+        " AND a.request_date <= ($4::timestamptz AT TIME ZONE 'UTC')::date + 2"
+        " AND ($5 = '' OR coalesce(a.issuer_id, r.issuer_id) = $5)";
     /* Reversal rows without their journal row, and in-flight rows, in the shape of SW_COLS. */
     static const char orphans[] =
         "SELECT r.request_date::text, r.acquirer_id, r.terminal_id, r.stan, r.transmission_time,"
         " r.mti, r.mti_class, r.issuer_id, r.issuer_stan, r.issuer_transmission_time,"
-        " r.processing_code, r.amount_minor, r.currency, NULL, NULL, r.pan_masked,"
+        " r.processing_code, coalesce(r.billing_amount_minor, r.amount_minor),"
+        " coalesce(r.billing_currency, r.currency), NULL, NULL, r.pan_masked,"
         " encode(r.pan_hmac, 'hex'), NULL, NULL, NULL,"
         " (extract(epoch FROM r.created_at) * 1000000)::bigint,"
         " r.created_at >= $1::timestamptz AND r.created_at < $2::timestamptz,"
-        " r.state, r.reason, r.last_response_code"
+        " r.state, r.reason, r.last_response_code, r.billing_currency IS NOT NULL"
         " FROM switch.reversal_queue r"
         " WHERE r.created_at >= $3::timestamptz AND r.created_at < $4::timestamptz"
-        " AND NOT EXISTS (SELECT 1 FROM switch.authorizations a"
+        " AND ($5 = '' OR r.issuer_id = $5) AND NOT EXISTS (SELECT 1 FROM switch.authorizations a"
         " WHERE a.request_date = r.request_date AND a.acquirer_id = r.acquirer_id COLLATE \"C\""
         " AND a.terminal_id = r.terminal_id COLLATE \"C\" AND a.stan = r.stan COLLATE \"C\""
         " AND a.transmission_time = r.transmission_time COLLATE \"C\""
@@ -285,24 +294,27 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
     static const char inflight[] =
         "SELECT f.request_date::text, f.acquirer_id, f.terminal_id, f.stan, f.transmission_time,"
         " f.mti, f.mti_class, f.issuer_id, f.issuer_stan, f.issuer_transmission_time,"
-        " f.processing_code, f.amount_minor, f.currency, NULL, NULL, f.pan_masked,"
+        " f.processing_code, coalesce(f.billing_amount_minor, f.amount_minor),"
+        " coalesce(f.billing_currency, f.currency), NULL, NULL, f.pan_masked,"
         " encode(f.pan_hmac, 'hex'), NULL, NULL, NULL,"
         " (extract(epoch FROM f.created_at) * 1000000)::bigint,"
         " f.created_at >= $1::timestamptz AND f.created_at < $2::timestamptz,"
-        " NULL, NULL, NULL FROM switch.inflight f";
+        " NULL, NULL, NULL, f.billing_currency IS NOT NULL FROM switch.inflight f"
+        " WHERE $3 = '' OR f.issuer_id = $3";
+    const char *vf[] = { w->from, w->to, w->issuer };
     static const struct {
         const char *what, *sql;
-        int nparams;
         enum rc_src src;
     } q[] = {
-        { "journal", journal, 4, RC_SRC_JOURNAL },
-        { "reversal queue", orphans, 4, RC_SRC_REVERSAL },
-        { "in-flight rows", inflight, 2, RC_SRC_INFLIGHT },
+        { "journal", journal, RC_SRC_JOURNAL },
+        { "reversal queue", orphans, RC_SRC_REVERSAL },
+        { "in-flight rows", inflight, RC_SRC_INFLIGHT },
     };
     for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
         enum rc_src src = q[i].src;
-        if (query_rows(sw, q[i].what, q[i].sql, q[i].nparams, v, add_rows, c, &src, err, errcap) !=
-            0)
+        bool f = src == RC_SRC_INFLIGHT;
+        if (query_rows(sw, q[i].what, q[i].sql, f ? 3 : 5, f ? vf : v, add_rows, c, &src, err,
+                       errcap) != 0)
             return -1;
     }
     return 0;
@@ -329,7 +341,7 @@ int rc_fetch_switch_idents(PGconn *sw, const struct rc_window *w, struct rc_ctx 
     memset(&x, 0, sizeof x);
     int rc = 0;
     if (rc_wanted_idents(c, ident_cb, &x) > 0) {
-        const char *v[] = { w->from, w->to, arr_text(&x.dates), arr_text(&x.idents) };
+        const char *v[] = { w->from, w->to, arr_text(&x.dates), arr_text(&x.idents), w->issuer };
         /* The identity as rc_ident writes it, matched with "= ANY": a hashed filter over the
          * days named (partition pruning, primary key), whatever the statistics say. */
         static const char sql[] =
@@ -337,10 +349,135 @@ int rc_fetch_switch_idents(PGconn *sw, const struct rc_window *w, struct rc_ctx 
             " WHERE a.request_date = ANY($3::date[])"
             " AND (a.request_date::text || '|' || a.acquirer_id || '|' || a.terminal_id || '|'"
             " || a.stan || '|' || a.transmission_time || '|' || a.mti_class) COLLATE \"C\""
-            " = ANY($4::text[])";
+            " = ANY($4::text[]) AND ($5 = '' OR coalesce(a.issuer_id, r.issuer_id) = $5)";
         enum rc_src src = RC_SRC_JOURNAL;
-        rc = query_rows(sw, "journal rows by identity", sql, 4, v, add_rows, c, &src, err, errcap);
+        rc = query_rows(sw, "journal rows by identity", sql, 5, v, add_rows, c, &src, err, errcap);
     }
+    db_array_free(&x.dates);
+    db_array_free(&x.idents);
+    return rc == 0 && c->oom ? fail(err, errcap, "out of memory") : rc;
+}
+
+/* A leg's journal row and its reversal row, joined to transfer t (as alias j, reversal q):
+ * "aft" or "oct". */
+#define LEG_JOIN(j, q, leg)                                                                        \
+    " LEFT JOIN switch.authorizations " j " ON " j ".request_date = t.leg_request_date"            \
+    " AND " j ".acquirer_id = t.acquirer_id"                                                       \
+    " AND " j ".terminal_id = switch.transfer_leg_terminal(t.transfer_id, '" leg "')"              \
+    " AND " j ".stan = switch.transfer_leg_stan(t.transfer_id)"                                    \
+    " AND " j ".transmission_time = t.leg_transmission_time AND " j ".mti_class = '020'"           \
+    " LEFT JOIN switch.reversal_queue " q " ON " q ".request_date = t.leg_request_date"            \
+    " AND " q ".acquirer_id COLLATE \"C\" = t.acquirer_id"                                         \
+    " AND " q ".terminal_id COLLATE \"C\" = switch.transfer_leg_terminal(t.transfer_id, '" leg     \
+    "')"                                                                                           \
+    " AND " q ".stan COLLATE \"C\" = switch.transfer_leg_stan(t.transfer_id)"                      \
+    " AND " q ".transmission_time COLLATE \"C\" = t.leg_transmission_time"                         \
+    " AND " q ".mti_class COLLATE \"C\" = '020'"
+
+/* A leg's columns (see leg_row): its terminal id, journaled?, outcome, rc, issuer STAN and DE 7,
+ * amount, reversal state and last rc. */
+#define LEG_COLS(j, q, leg)                                                                        \
+    " switch.transfer_leg_terminal(t.transfer_id, '" leg "'), " j ".stan IS NOT NULL, " j          \
+    ".outcome, " j ".response_code, " j ".issuer_stan, " j ".issuer_transmission_time, " j         \
+    ".amount_minor, " q ".state, " q ".last_response_code"
+
+/* The transfers query's columns (see add_transfers), tables and condition: in the window (of
+ * the issuer, $3) or one of the identities $4 (rc_ident's form, class 020). */
+#define XFER_COLS                                                                                  \
+    " t.transfer_id,"                                                                              \
+    " t.created_at >= $1::timestamptz AND t.created_at < $2::timestamptz"                          \
+    " AND ($3 = '' OR t.sender_issuer = $3 OR t.recipient_issuer = $3),"                           \
+    " t.state, t.request_date::text, t.acquirer_id, t.terminal_id, t.stan,"                        \
+    " t.transmission_time, t.sender_issuer, t.recipient_issuer, t.sender_pan_masked,"              \
+    " t.recipient_pan_masked, t.amount_minor, t.fee_minor, t.currency,"                            \
+    " t.recipient_amount_minor, s.stan IS NOT NULL, s.outcome, s.response_code,"                   \
+    " EXISTS (SELECT 1 FROM switch.authorizations v"                                               \
+    " WHERE v.request_date BETWEEN t.request_date - 1 AND t.request_date + 7"                      \
+    " AND v.acquirer_id = t.acquirer_id AND v.terminal_id = t.terminal_id"                         \
+    " AND v.mti_class IN ('040', '042') AND v.original_stan = t.stan"                              \
+    " AND v.original_transmission_time = t.transmission_time AND v.outcome = 'approved'),"         \
+    " switch.transfer_leg_stan(t.transfer_id)," LEG_COLS("a", "ra", "aft") "," LEG_COLS("o", "ro", \
+                                                                                        "oct")
+#define XFER_FROM                                                                                  \
+    " FROM switch.transfers t"                                                                     \
+    " LEFT JOIN switch.authorizations s ON s.request_date = t.request_date"                        \
+    " AND s.acquirer_id = t.acquirer_id AND s.terminal_id = t.terminal_id"                         \
+    " AND s.stan = t.stan AND s.transmission_time = t.transmission_time"                           \
+    " AND s.mti_class = '020'" LEG_JOIN("a", "ra", "aft") LEG_JOIN("o", "ro", "oct")
+#define XFER_WHERE                                                                                 \
+    " (t.created_at >= $1::timestamptz AND t.created_at < $2::timestamptz"                         \
+    " AND ($3 = '' OR t.sender_issuer = $3 OR t.recipient_issuer = $3))"                           \
+    " OR (t.request_date::text || '|' || t.acquirer_id || '|' || t.terminal_id || '|' || t.stan"   \
+    " || '|' || t.transmission_time || '|020') COLLATE \"C\" = ANY($4::text[])"
+
+/* The leg whose LEG_COLS start at column k of row i. */
+static void leg_row(struct rc_leg *g, const PGresult *r, int i, int k, const char *stan)
+{
+    char state[16];
+    col(g->terminal, sizeof g->terminal, r, i, k);
+    snprintf(g->stan, sizeof g->stan, "%s", stan);
+    g->row = yes(r, i, k + 1);
+    col(g->outcome, sizeof g->outcome, r, i, k + 2);
+    col(g->rc, sizeof g->rc, r, i, k + 3);
+    col(g->issuer_stan, sizeof g->issuer_stan, r, i, k + 4);
+    col(g->issuer_de7, sizeof g->issuer_de7, r, i, k + 5);
+    g->amount = num(r, i, k + 6, -1);
+    col(state, sizeof state, r, i, k + 7);
+    g->rev = rev_of(state);
+    col(g->rev_rc, sizeof g->rev_rc, r, i, k + 8);
+}
+
+/* The rows of the transfers query into c's transfers. */
+static int add_transfers(struct rc_ctx *c, const PGresult *r, void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct rc_xfer x;
+        char stan[7];
+        memset(&x, 0, sizeof x);
+        x.id = num(r, i, 0, -1);
+        x.in_window = yes(r, i, 1);
+        col(x.state, sizeof x.state, r, i, 2);
+        col(x.request_date, sizeof x.request_date, r, i, 3);
+        col(x.acquirer, sizeof x.acquirer, r, i, 4);
+        col(x.terminal, sizeof x.terminal, r, i, 5);
+        col(x.stan, sizeof x.stan, r, i, 6);
+        col(x.de7, sizeof x.de7, r, i, 7);
+        col(x.sender_issuer, sizeof x.sender_issuer, r, i, 8);
+        col(x.recipient_issuer, sizeof x.recipient_issuer, r, i, 9);
+        col(x.pan_masked, sizeof x.pan_masked, r, i, 10);
+        col(x.to_masked, sizeof x.to_masked, r, i, 11);
+        x.amount = num(r, i, 12, 0);
+        x.fee = num(r, i, 13, 0);
+        x.currency = (int)num(r, i, 14, -1);
+        x.recipient_amount = num(r, i, 15, -1);
+        x.sender_row = yes(r, i, 16);
+        col(x.sender_outcome, sizeof x.sender_outcome, r, i, 17);
+        col(x.sender_rc, sizeof x.sender_rc, r, i, 18);
+        x.term_rev_acked = yes(r, i, 19);
+        col(stan, sizeof stan, r, i, 20);
+        leg_row(&x.aft, r, i, 21, stan);
+        leg_row(&x.oct, r, i, 30, stan);
+        if (rc_add_xfer(c, &x) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int rc_fetch_transfers(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, char *err,
+                       size_t errcap)
+{
+    struct idents x;
+    memset(&x, 0, sizeof x);
+    rc_wanted_xfer_idents(c, ident_cb, &x);
+    const char *v[] = { w->from, w->to, w->issuer, arr_text(&x.idents) };
+    /* One row per transfer with everything its rules need, read in this snapshot: the
+     * sender's journal row, each leg's journal and reversal rows (primary-key lookups), and
+     * whether the sender's terminal had a reversal of it acknowledged (0400/0420 journaled
+     * approved, by DE 90; its DE 7 is at most days after the original's). switch.transfers has
+     * no index on created_at: it is read whole, one row per transfer ever made. */
+    static const char sql[] = "SELECT" XFER_COLS XFER_FROM " WHERE" XFER_WHERE;
+    int rc = query_rows(sw, "transfers", sql, 4, v, add_transfers, c, NULL, err, errcap);
     db_array_free(&x.dates);
     db_array_free(&x.idents);
     return rc == 0 && c->oom ? fail(err, errcap, "out of memory") : rc;
@@ -503,14 +640,15 @@ static int mark_named(struct rc_ctx *c, const PGresult *r, void *arg)
     return 0;
 }
 
-int rc_fetch_named(PGconn *sw, struct rc_ctx *c, char *err, size_t errcap)
+int rc_fetch_named(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, char *err,
+                   size_t errcap)
 {
     struct named x;
     memset(&x, 0, sizeof x);
     size_t n = rc_attribute(c, named_cb, &x);
     int rc = 0;
     if (n > 0 && x.tid.n > 1) { /* an element past the opening brace */
-        const char *v[] = { arr_text(&x.tid), arr_text(&x.stan), arr_text(&x.de7) };
+        const char *v[] = { arr_text(&x.tid), arr_text(&x.stan), arr_text(&x.de7), w->issuer };
         /* Every row, whenever: no index on the issuer-side identity, so this reads the tables;
          * it only runs when the issuer has requests the window's switch rows do not name. */
         /* Each part matched with "= ANY" (hashed filters, no join order to get wrong): a
@@ -519,16 +657,16 @@ int rc_fetch_named(PGconn *sw, struct rc_ctx *c, char *err, size_t errcap)
             "SELECT a.acquirer_id, a.terminal_id, a.issuer_stan, a.issuer_transmission_time"
             " FROM switch.authorizations a WHERE a.terminal_id = ANY($1::text[])"
             " AND a.issuer_stan = ANY($2::bpchar[]) AND a.issuer_transmission_time = "
-            "ANY($3::bpchar[])"
+            "ANY($3::bpchar[]) AND ($4 = '' OR a.issuer_id = $4)"
             " UNION SELECT r.acquirer_id, r.terminal_id, r.issuer_stan, r.issuer_transmission_time"
             " FROM switch.reversal_queue r WHERE r.terminal_id = ANY($1::text[])"
             " AND r.issuer_stan = ANY($2::bpchar[]) AND r.issuer_transmission_time = "
-            "ANY($3::bpchar[])"
+            "ANY($3::bpchar[]) AND ($4 = '' OR r.issuer_id = $4)"
             " UNION SELECT f.acquirer_id, f.terminal_id, f.issuer_stan, f.issuer_transmission_time"
             " FROM switch.inflight f WHERE f.terminal_id = ANY($1::text[])"
             " AND f.issuer_stan = ANY($2::bpchar[]) AND f.issuer_transmission_time = "
-            "ANY($3::bpchar[])";
-        rc = query_rows(sw, "switch rows naming issuer keys", sql, 3, v, mark_named, c, NULL, err,
+            "ANY($3::bpchar[]) AND ($4 = '' OR f.issuer_id = $4)";
+        rc = query_rows(sw, "switch rows naming issuer keys", sql, 4, v, mark_named, c, NULL, err,
                         errcap);
     }
     db_array_free(&x.tid);

@@ -23,15 +23,16 @@
 #include "record.h"
 #include "report.h"
 
-#define SWITCH_SCHEMA 6 /* switch.inflight and outcome 'lost' (0006) */
-#define ISSUER_SCHEMA 3 /* wallet.* and the functions that fill them (0002, 0003) */
+#define SWITCH_SCHEMA 10 /* the conversion columns (0009), switch.transfers (0010) */
+#define ISSUER_SCHEMA 3  /* wallet.* and the functions that fill them (0002, 0003) */
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: atlas-reconcile [--from TS] [--to TS] [--slack SECONDS]\n"
             "                       [--switch-db CONNINFO] [--issuer-db CONNINFO]\n"
-            "                       [--record FILE [--acquirer ID]] [--allow-pending] [--json]\n"
+            "                       [--issuer ID | --record FILE [--acquirer ID]]\n"
+            "                       [--allow-pending] [--json]\n"
             "\n"
             "  --from, --to       the window, ISO timestamps (UTC unless they carry an offset);\n"
             "                     default: the 24 hours before now. The switch's rows are those\n"
@@ -39,6 +40,8 @@ static void usage(FILE *f)
             "                     [from - slack, to + slack) and under every key the window names\n"
             "  --slack SECONDS    issuer-side slack (default 600)\n"
             "  --switch-db, --issuer-db  libpq conninfo (default: the PG* environment)\n"
+            "  --issuer ID        only the switch's rows of issuer ID (switch.issuers), against\n"
+            "                     that issuer's ledger (--issuer-db): one run per issuer\n"
             "  --record FILE      acquirer-sim load's --record file: check what the terminals saw\n"
             "  --acquirer ID      the acquirer the record's terminals are journaled under\n"
             "                     (default 100001)\n"
@@ -71,6 +74,19 @@ static PGconn *connect_db(const char *what, const char *conninfo, int schema)
     return c;
 }
 
+/* As switch.issuers' CHECK has it. */
+static bool issuer_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 32)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= 'a' && s[i] <= 'z') || s[i] == '_' || s[i] == '-'))
+            return false;
+    return true;
+}
+
 static bool acquirer_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -85,13 +101,25 @@ static bool acquirer_ok(const char *s)
 
 int main(int argc, char **argv)
 {
-    enum { O_FROM = 1, O_TO, O_SLACK, O_SWDB, O_ISSDB, O_RECORD, O_ACQ, O_PENDING, O_JSON };
+    enum {
+        O_FROM = 1,
+        O_TO,
+        O_SLACK,
+        O_SWDB,
+        O_ISSDB,
+        O_ISSUER,
+        O_RECORD,
+        O_ACQ,
+        O_PENDING,
+        O_JSON
+    };
     static const struct option opts[] = {
         { "from", required_argument, NULL, O_FROM },
         { "to", required_argument, NULL, O_TO },
         { "slack", required_argument, NULL, O_SLACK },
         { "switch-db", required_argument, NULL, O_SWDB },
         { "issuer-db", required_argument, NULL, O_ISSDB },
+        { "issuer", required_argument, NULL, O_ISSUER },
         { "record", required_argument, NULL, O_RECORD },
         { "acquirer", required_argument, NULL, O_ACQ },
         { "allow-pending", no_argument, NULL, O_PENDING },
@@ -100,6 +128,7 @@ int main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const char *from = NULL, *to = NULL, *swdb = NULL, *issdb = NULL, *record = NULL;
+    const char *issuer = NULL;
     const char *acquirer = "100001";
     unsigned slack = 600;
     bool pending = false, json = false;
@@ -128,6 +157,14 @@ int main(int argc, char **argv)
         case O_ISSDB:
             issdb = optarg;
             break;
+        case O_ISSUER:
+            issuer = optarg;
+            if (!issuer_ok(issuer)) {
+                fprintf(stderr, "atlas-reconcile: --issuer: 1 to 32 letters, digits, '_' or '-'"
+                                " (switch.issuers)\n");
+                return 2;
+            }
+            break;
         case O_RECORD:
             record = optarg;
             break;
@@ -151,6 +188,13 @@ int main(int argc, char **argv)
     }
     if (optind != argc) {
         fprintf(stderr, "atlas-reconcile: unexpected argument '%s'\n", argv[optind]);
+        return at_usage(usage, false);
+    }
+    /* The record's lines name terminals, not issuers: the switch rows they need are every
+     * issuer's, and a line of another issuer's card would be reported as not journaled. */
+    if (issuer && record) {
+        fprintf(stderr, "atlas-reconcile: --issuer and --record do not go together (a record"
+                        " holds every issuer's requests)\n");
         return at_usage(usage, false);
     }
 
@@ -177,7 +221,7 @@ int main(int argc, char **argv)
     iss = connect_db("issuer", issdb, ISSUER_SCHEMA);
     if (!iss)
         goto out;
-    if (rc_fetch_window(sw, from, to, slack, &w, err, sizeof err) != 0)
+    if (rc_fetch_window(sw, from, to, slack, issuer, &w, err, sizeof err) != 0)
         goto fail;
     c.allow_pending = pending;
     snprintf(c.acquirer, sizeof c.acquirer, "%s", acquirer);
@@ -185,8 +229,9 @@ int main(int argc, char **argv)
     c.record = record ? &rf : NULL;
     if (rc_fetch_switch(sw, &w, &c, err, sizeof err) != 0 ||
         rc_fetch_switch_idents(sw, &w, &c, err, sizeof err) != 0 ||
+        rc_fetch_transfers(sw, &w, &c, err, sizeof err) != 0 ||
         rc_fetch_issuer(iss, &w, &c, err, sizeof err) != 0 ||
-        rc_fetch_named(sw, &c, err, sizeof err) != 0 ||
+        rc_fetch_named(sw, &w, &c, err, sizeof err) != 0 ||
         rc_fetch_wallets(iss, &c, err, sizeof err) != 0)
         goto fail;
     if (rc_run(&c) != 0) {

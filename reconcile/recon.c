@@ -14,9 +14,8 @@
 #include <string.h>
 
 static const char *const check_names[RC_CHK_max] = {
-    "journal-vs-issuer", "issuer-without-switch", "inflight-left",
-    "journal-integrity", "record-vs-switch",      "totals",
-    "wallet-ledger",
+    "journal-vs-issuer", "issuer-without-switch", "inflight-left", "journal-integrity",
+    "transfers",         "record-vs-switch",      "totals",        "wallet-ledger",
 };
 
 const char *rc_check_name(enum rc_check c)
@@ -107,7 +106,9 @@ int rc_ctx_init(struct rc_ctx *c)
     c->sw_by_ident = rc_map_new();
     c->iss_by_key = rc_map_new();
     c->wallet_by_id = rc_map_new();
-    if (!c->sw_by_key || !c->sw_by_ident || !c->iss_by_key || !c->wallet_by_id) {
+    c->xfer_by_ident = rc_map_new();
+    if (!c->sw_by_key || !c->sw_by_ident || !c->iss_by_key || !c->wallet_by_id ||
+        !c->xfer_by_ident) {
         rc_ctx_free(c);
         return -1;
     }
@@ -120,7 +121,9 @@ void rc_ctx_free(struct rc_ctx *c)
     rc_map_free(c->sw_by_ident);
     rc_map_free(c->iss_by_key);
     rc_map_free(c->wallet_by_id);
+    rc_map_free(c->xfer_by_ident);
     free(c->sw);
+    free(c->xfers);
     free(c->iss);
     free(c->wallets);
     free(c->mm);
@@ -163,6 +166,39 @@ long rc_add_sw(struct rc_ctx *c, const struct rc_sw *s)
         return -1;
     }
     return (long)k;
+}
+
+bool rc_is_transfer_sender(const struct rc_sw *s)
+{
+    return strcmp(s->cls, "020") == 0 && pcode(s->proc) == 40;
+}
+
+long rc_add_xfer(struct rc_ctx *c, const struct rc_xfer *x)
+{
+    char id[64];
+    size_t v;
+    rc_ident(id, x->request_date, x->acquirer, x->terminal, x->stan, x->de7, "020");
+    if (rc_map_get(c->xfer_by_ident, id, &v)) {
+        c->xfers[v].in_window |= x->in_window;
+        return (long)v;
+    }
+    if (grow((void **)&c->xfers, &c->capxfers, c->nxfers, sizeof *c->xfers) != 0 ||
+        rc_map_put(c->xfer_by_ident, id, c->nxfers, NULL) < 0) {
+        c->oom = true;
+        return -1;
+    }
+    c->xfers[c->nxfers] = *x;
+    return (long)c->nxfers++;
+}
+
+/* The transfer whose sender's request has this identity, or NULL. */
+static const struct rc_xfer *find_xfer(const struct rc_ctx *c, const char *date, const char *acq,
+                                       const char *tid, const char *stan, const char *de7)
+{
+    char id[64];
+    size_t v;
+    rc_ident(id, date, acq, tid, stan, de7, "020");
+    return rc_map_get(c->xfer_by_ident, id, &v) ? &c->xfers[v] : NULL;
 }
 
 struct rc_iss *rc_iss_get(struct rc_ctx *c, const char *k)
@@ -296,6 +332,48 @@ size_t rc_wanted_idents(struct rc_ctx *c,
     return w.n;
 }
 
+size_t rc_wanted_xfer_idents(struct rc_ctx *c,
+                             void (*cb)(void *arg, const char *date, const char *acq,
+                                        const char *tid, const char *stan, const char *de7,
+                                        const char *cls),
+                             void *arg)
+{
+    struct wanted w = { rc_map_new(), 0, false };
+    char date[11], id[64];
+    if (!w.seen) {
+        c->oom = true;
+        return 0;
+    }
+    for (size_t k = 0; k < c->nsw; k++) {
+        const struct rc_sw *s = &c->sw[k];
+        if (!s->in_window || s->src != RC_SRC_JOURNAL || !rc_is_transfer_sender(s) ||
+            find_xfer(c, s->request_date, s->acquirer, s->terminal, s->stan, s->de7))
+            continue;
+        rc_ident(id, s->request_date, s->acquirer, s->terminal, s->stan, s->de7, "020");
+        if (wanted_new(&w, id)) {
+            cb(arg, s->request_date, s->acquirer, s->terminal, s->stan, s->de7, "020");
+            w.n++;
+        }
+    }
+    for (size_t i = 0; c->record && i < c->record->n; i++) {
+        const struct rec_line *l = &c->record->lines[i];
+        if (!l->transfer)
+            continue;
+        rec_date(c, l->de7, date);
+        if (find_xfer(c, date, c->acquirer, l->terminal, l->stan, l->de7))
+            continue;
+        rc_ident(id, date, c->acquirer, l->terminal, l->stan, l->de7, "020");
+        if (wanted_new(&w, id)) {
+            cb(arg, date, c->acquirer, l->terminal, l->stan, l->de7, "020");
+            w.n++;
+        }
+    }
+    if (w.oom)
+        c->oom = true;
+    rc_map_free(w.seen);
+    return w.n;
+}
+
 /* The switch item a record line names (its own request, journal first), or -1. */
 static long rec_item(const struct rc_ctx *c, const struct rec_line *l)
 {
@@ -417,6 +495,7 @@ static struct rc_mismatch *mm_new(struct rc_ctx *c, enum rc_check k, const char 
     m->amount = -1;
     m->currency = -1;
     m->wallet_id = -1;
+    m->transfer_id = -1;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(m->problem, sizeof m->problem, fmt, ap);
@@ -664,12 +743,14 @@ static void run_switch_items(struct rc_ctx *c)
         bool approved = is_approved(s);
         if (reversal_cls(s->cls)) {
             /* A terminal's reversal: the money is its original's. Acknowledged (00) means the
-             * original is reversed, or was never approved. */
+             * original is reversed, or was never approved. A transfer's reversal is its legs'
+             * (the transfers check: the sender's row itself never has one). */
             c->st.terminal_reversals++;
             if (approved && s->orig_stan[0]) {
                 long o = orig_of_reversal(c, s, date);
                 c->st.checked[RC_CHK_JOURNAL]++;
-                if (o >= 0 && is_approved(&c->sw[o]) && c->sw[o].rev == RC_REV_NONE) {
+                if (o >= 0 && is_approved(&c->sw[o]) && c->sw[o].rev == RC_REV_NONE &&
+                    !rc_is_transfer_sender(&c->sw[o])) {
                     m = mm_new(c, RC_CHK_JOURNAL,
                                "terminal reversal acknowledged but its approved original has no "
                                "reversal");
@@ -685,6 +766,22 @@ static void run_switch_items(struct rc_ctx *c)
                 m = mm_new(c, RC_CHK_JOURNAL, "approval without an auth code");
                 mm_sw(m, c, s);
             }
+        }
+        if (rc_is_transfer_sender(s) && !s->has_key) {
+            /* A transfer's sender never reaches an issuer and is never reversed itself: its
+             * legs do both. Whether an approval or a 'lost' row is backed by them is the
+             * transfers check's; here only that a transfer row exists for it. */
+            c->st.transfer_senders++;
+            c->st.lost += strcmp(s->outcome, "lost") == 0;
+            if ((approved || strcmp(s->outcome, "lost") == 0) &&
+                !find_xfer(c, s->request_date, s->acquirer, s->terminal, s->stan, s->de7)) {
+                c->st.checked[RC_CHK_TRANSFERS]++;
+                m = mm_new(c, RC_CHK_TRANSFERS,
+                           "transfer's sender journaled %s but the switch has no transfer row",
+                           s->outcome);
+                mm_sw(m, c, s);
+            }
+            continue;
         }
         if (strcmp(s->outcome, "lost") == 0) {
             c->st.lost++;
@@ -707,6 +804,158 @@ static void run_switch_items(struct rc_ctx *c)
         c->st.reached_issuer++;
         stands = check_issuer_effect(c, s, approved, &pending);
         add_totals(c, (long)k, stands, pending);
+    }
+}
+
+/* A transfer's mismatch: the sender's identity, masked PAN, amount and journal outcome, the
+ * transfer id and (leg != NULL) the leg with its issuer-side identity and reversal. */
+static void mm_xfer(struct rc_mismatch *m, const struct rc_xfer *x, const struct rc_leg *leg)
+{
+    snprintf(m->acquirer, sizeof m->acquirer, "%s", x->acquirer);
+    snprintf(m->terminal, sizeof m->terminal, "%s", x->terminal);
+    snprintf(m->stan, sizeof m->stan, "%s", x->stan);
+    snprintf(m->de7, sizeof m->de7, "%s", x->de7);
+    snprintf(m->mti, sizeof m->mti, "0200");
+    snprintf(m->pan, sizeof m->pan, "%s", x->pan_masked);
+    m->amount = x->amount;
+    m->currency = x->currency;
+    snprintf(m->outcome, sizeof m->outcome, "%s",
+             x->sender_row ? x->sender_outcome : "no-journal-row");
+    snprintf(m->rc, sizeof m->rc, "%s", x->sender_rc);
+    m->transfer_id = x->id;
+    if (leg) {
+        snprintf(m->leg, sizeof m->leg, "%s", leg == &x->aft ? "aft" : "oct");
+        snprintf(m->issuer_stan, sizeof m->issuer_stan, "%s", leg->issuer_stan);
+        snprintf(m->issuer_de7, sizeof m->issuer_de7, "%s", leg->issuer_de7);
+        m->rev = leg->rev;
+    }
+}
+
+static bool unfinished_state(const char *state)
+{
+    return strcmp(state, "started") == 0 || strcmp(state, "aft") == 0;
+}
+
+/* Check 5 for one transfer that stood (its sender journaled an approval, not reversed): both
+ * legs are journaled approvals that no reversal undoes, and the saga says completed. */
+static void xfer_stood(struct rc_ctx *c, const struct rc_xfer *x)
+{
+    struct rc_mismatch *m;
+    if (strcmp(x->state, "completed") != 0) {
+        m = mm_new(c, RC_CHK_TRANSFERS, "sender approved but the transfer is %s", x->state);
+        mm_xfer(m, x, NULL);
+    }
+    if (x->term_rev_acked) {
+        m = mm_new(c, RC_CHK_TRANSFERS,
+                   "terminal reversal acknowledged but the transfer was not reversed");
+        mm_xfer(m, x, NULL);
+    }
+    const struct rc_leg *legs[] = { &x->aft, &x->oct };
+    for (size_t i = 0; i < 2; i++) {
+        const struct rc_leg *g = legs[i];
+        const char *name = i == 0 ? "AFT" : "OCT";
+        if (!g->row) {
+            m = mm_new(c, RC_CHK_TRANSFERS, "sender approved but the %s leg is not journaled",
+                       name);
+            mm_xfer(m, x, g);
+        } else if (strcmp(g->outcome, "approved") != 0) {
+            m = mm_new(c, RC_CHK_TRANSFERS,
+                       "sender approved but the %s leg was journaled %s (rc %s)", name, g->outcome,
+                       g->rc[0] ? g->rc : "-");
+            mm_xfer(m, x, g);
+        }
+        if (g->rev == RC_REV_PENDING || g->rev == RC_REV_ACKED) {
+            m = mm_new(c, RC_CHK_TRANSFERS, "sender approved but the %s leg %s", name,
+                       g->rev == RC_REV_ACKED ? "was reversed" : "is being reversed");
+            mm_xfer(m, x, g);
+        }
+    }
+}
+
+/* Check 5 for one transfer that did not stand (its sender not approved, lost or not journaled,
+ * or the transfer reversed): every leg journaled approved (or lost) is reversed. */
+static void xfer_undone(struct rc_ctx *c, const struct rc_xfer *x)
+{
+    struct rc_mismatch *m;
+    if (strcmp(x->state, "completed") == 0) {
+        m = mm_new(c, RC_CHK_TRANSFERS,
+                   "transfer completed but the sender's request is not journaled an approval");
+        mm_xfer(m, x, NULL);
+    }
+    const struct rc_leg *legs[] = { &x->aft, &x->oct };
+    for (size_t i = 0; i < 2; i++) {
+        const struct rc_leg *g = legs[i];
+        const char *name = i == 0 ? "AFT" : "OCT";
+        if (!g->row || (strcmp(g->outcome, "approved") != 0 && strcmp(g->outcome, "lost") != 0))
+            continue;
+        switch (g->rev) {
+        case RC_REV_NONE:
+            m = mm_new(c, RC_CHK_TRANSFERS,
+                       "%s leg %s but never reversed: money moved for a transfer that did not "
+                       "stand",
+                       name, g->outcome);
+            mm_xfer(m, x, g);
+            break;
+        case RC_REV_FAILED:
+            m = mm_new(c, RC_CHK_TRANSFERS,
+                       "%s leg reversal failed: money still moved (last rc %s)", name,
+                       g->rev_rc[0] ? g->rev_rc : "-");
+            mm_xfer(m, x, g);
+            break;
+        case RC_REV_PENDING:
+            c->st.xfer_leg_rev_pending++;
+            if (!c->allow_pending) {
+                m = mm_new(c, RC_CHK_TRANSFERS, "%s leg reversal not yet acknowledged", name);
+                mm_xfer(m, x, g);
+            }
+            break;
+        case RC_REV_ACKED:
+            break;
+        }
+    }
+}
+
+/* Check 5: every transfer of the window against its sender's journal row, its legs' rows and
+ * their reversals (docs/reconcile.md, "transfers"). The legs' money against the issuers is
+ * check 1's, like any request's. */
+static void run_transfers(struct rc_ctx *c)
+{
+    struct rc_mismatch *m;
+    for (size_t i = 0; i < c->nxfers; i++) {
+        const struct rc_xfer *x = &c->xfers[i];
+        if (!x->in_window)
+            continue;
+        c->st.xfers++;
+        c->st.checked[RC_CHK_TRANSFERS]++;
+        c->st.xfer_completed += strcmp(x->state, "completed") == 0;
+        c->st.xfer_failed += strcmp(x->state, "failed") == 0;
+        c->st.xfer_reversed += strcmp(x->state, "reversed") == 0;
+        if (x->aft.row && x->aft.amount != x->amount + x->fee) {
+            m = mm_new(c, RC_CHK_TRANSFERS,
+                       "AFT amount %lld is not the transfer's amount + fee (%lld + %lld)",
+                       (long long)x->aft.amount, (long long)x->amount, (long long)x->fee);
+            mm_xfer(m, x, &x->aft);
+        }
+        if (x->oct.row && x->oct.amount != x->amount) {
+            m = mm_new(c, RC_CHK_TRANSFERS, "OCT amount %lld is not the transfer's amount %lld",
+                       (long long)x->oct.amount, (long long)x->amount);
+            mm_xfer(m, x, &x->oct);
+        }
+        if (unfinished_state(x->state)) {
+            /* Still running (a live switch), or left by a switchd that has not restarted:
+             * what its legs did is decided when it ends. */
+            c->st.xfer_unfinished++;
+            if (!c->allow_pending) {
+                m = mm_new(c, RC_CHK_TRANSFERS, "transfer unfinished (state %s)", x->state);
+                mm_xfer(m, x, NULL);
+            }
+            continue;
+        }
+        bool approved = x->sender_row && strcmp(x->sender_outcome, "approved") == 0;
+        if (approved && strcmp(x->state, "reversed") != 0)
+            xfer_stood(c, x);
+        else
+            xfer_undone(c, x);
     }
 }
 
@@ -773,7 +1022,63 @@ static void run_issuer_keys(struct rc_ctx *c)
     }
 }
 
-/* The record's terminals against the journal and the issuer (check 5). */
+/* A record's transfer line against the switch's transfer row (found by the sender's
+ * identity): the terminal's answer and the saga's end must agree. The money is the legs',
+ * which check 1 and the transfers check prove; here only the terminal's view of the sender's
+ * request. */
+static void record_transfer(struct rc_ctx *c, const struct rec_line *l, bool held)
+{
+    char date[11];
+    struct rc_mismatch *m;
+    rec_date(c, l->de7, date);
+    const struct rc_xfer *x = find_xfer(c, date, c->acquirer, l->terminal, l->stan, l->de7);
+    bool approved = l->answered && strcmp(l->rc, "00") == 0;
+    if (!x) {
+        if (approved) {
+            m = mm_new(c, RC_CHK_RECORD, "terminal holds a transfer the switch has no row of");
+            mm_rec(m, c, l);
+        }
+        return;
+    }
+    if (approved && held) {
+        const char *why = NULL;
+        if (strcmp(x->state, "reversed") == 0)
+            why = "terminal holds a transfer the switch reversed";
+        else if (strcmp(x->state, "failed") == 0)
+            why = "terminal holds a transfer that failed";
+        if (why) {
+            m = mm_new(c, RC_CHK_RECORD, "%s", why);
+            mm_xfer(m, x, NULL);
+            m->record_line = l->lineno;
+        }
+        if (l->has_fee && l->fee != x->fee) {
+            m = mm_new(c, RC_CHK_RECORD, "fee differs: terminal %lld, transfer %lld",
+                       (long long)l->fee, (long long)x->fee);
+            mm_xfer(m, x, NULL);
+            m->record_line = l->lineno;
+        }
+        if (l->has_de6 && x->recipient_amount >= 0 &&
+            (int64_t)l->de6_amount != x->recipient_amount) {
+            m = mm_new(c, RC_CHK_RECORD, "recipient amount differs: terminal %llu, transfer %lld",
+                       (unsigned long long)l->de6_amount, (long long)x->recipient_amount);
+            mm_xfer(m, x, NULL);
+            m->record_line = l->lineno;
+        }
+    } else if (l->answered && !approved && strcmp(x->state, "completed") == 0) {
+        m = mm_new(c, RC_CHK_RECORD, "a transfer the terminal saw declined (rc %s) completed",
+                   l->rc[0] ? l->rc : "-");
+        mm_xfer(m, x, NULL);
+        m->record_line = l->lineno;
+    }
+    if (l->to[0] && x->to_masked[0] && strcmp(l->to, x->to_masked) != 0) {
+        m = mm_new(c, RC_CHK_RECORD, "recipient differs: terminal %s, transfer %s", l->to,
+                   x->to_masked);
+        mm_xfer(m, x, NULL);
+        m->record_line = l->lineno;
+    }
+}
+
+/* The record's terminals against the journal and the issuer (check 6). */
 static void run_record(struct rc_ctx *c)
 {
     const struct rec_file *r = c->record;
@@ -833,7 +1138,14 @@ static void run_record(struct rc_ctx *c)
             continue;
         }
         const char *cls = rec_mti_class(l);
-        int64_t full = rc_full_effect(cls, l->proc, l->has_amount ? (int64_t)l->amount : 0);
+        /* The terminal saw DE 4 in DE 49; a converted request moved DE 6 in DE 51 at the
+         * issuer, which the journal keeps: that is what the issuer's books are held to. */
+        int64_t amount = l->has_amount ? (int64_t)l->amount : 0;
+        if (journaled && s->converted) {
+            amount = s->amount;
+            ccy = s->currency;
+        }
+        int64_t full = rc_full_effect(cls, l->proc, amount);
         int64_t held = 0;
         if (!journaled)
             c->st.rec_not_journaled++;
@@ -865,6 +1177,8 @@ static void run_record(struct rc_ctx *c)
                     m->record_line = l->lineno;
                 }
             }
+            if (l->transfer)
+                record_transfer(c, l, !reversed);
             if (reversed) {
                 c->st.rec_approved_reversed++; /* its reversal line checks the issuer */
             } else {
@@ -896,6 +1210,8 @@ static void run_record(struct rc_ctx *c)
             }
         } else if (l->answered) {
             c->st.rec_declined++;
+            if (l->transfer)
+                record_transfer(c, l, false);
             if (net != 0) {
                 m = mm_new(c, RC_CHK_RECORD, "a request the terminal saw declined moved money");
                 mm_sw(m, c, s);
@@ -1041,6 +1357,7 @@ int rc_run(struct rc_ctx *c)
     rc_map_free(by_hmac);
     run_switch_items(c);
     run_issuer_keys(c);
+    run_transfers(c);
     if (c->record)
         run_record(c);
     for (size_t i = 0; i < c->nwallets; i++) {

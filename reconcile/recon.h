@@ -32,8 +32,10 @@ struct rc_sw {
     bool in_window; /* created_at in [from, to): checked. Else context: it only names issuer keys */
     char request_date[11], acquirer[12], terminal[9], stan[7], de7[11], mti[5], cls[4];
     char issuer_id[33], issuer_stan[7], issuer_de7[11], proc[7];
-    int64_t amount;                    /* DE 4, -1 = none */
-    int currency;                      /* DE 49, -1 = none */
+    int64_t amount;                    /* what the issuer moves: DE 6 when converted, else DE 4;
+                                          -1 = none */
+    int currency;                      /* its currency: DE 51 when converted, else DE 49 */
+    bool converted;                    /* the request carried DE 6/10/51 (migration 0009) */
     char rc[3], auth[7], outcome[12];  /* journal rows */
     char pan_masked[20], pan_hmac[65]; /* hmac as hex, "" = none */
     char orig_stan[7], orig_de7[11];   /* terminal reversals (mti_class 040) */
@@ -82,6 +84,38 @@ struct rc_wallet {
     int64_t balance, ledger_sum;
 };
 
+/* One leg of a transfer (switch.transfers): its journal row (identity: DE 41
+ * switch.transfer_leg_terminal, STAN switch.transfer_leg_stan, the transfer's leg date and DE 7,
+ * the sender's acquirer, class 020) and that row's reversal_queue row. */
+struct rc_leg {
+    char terminal[9], stan[7]; /* the leg's identity (always set) */
+    bool row;                  /* journaled */
+    char outcome[12], rc[3];   /* its journal row */
+    char issuer_stan[7], issuer_de7[11];
+    int64_t amount; /* DE 4 journaled, -1 = none */
+    enum rc_rev rev;
+    char rev_rc[3];
+};
+
+/* One wallet-to-wallet transfer (switch.transfers, migration 0011) with, read in the same
+ * snapshot, the sender's journal row (class 020), both legs and whether the sender's terminal
+ * had a reversal of it acknowledged (an 0400/0420 journaled approved). */
+struct rc_xfer {
+    long long id;   /* transfer_id */
+    bool in_window; /* created_at in [from, to) (and of --issuer): checked. Else a lookup only */
+    char state[12]; /* started, aft, completed, failed, reversed */
+    char request_date[11], acquirer[12], terminal[9], stan[7], de7[11]; /* the sender's */
+    char sender_issuer[33], recipient_issuer[33];
+    char pan_masked[20], to_masked[20]; /* the sender's and the recipient's, masked */
+    int64_t amount, fee;                /* amount_minor, fee_minor: the sender's currency */
+    int currency;
+    int64_t recipient_amount; /* -1 = none yet */
+    bool sender_row;          /* the sender's request is journaled */
+    char sender_outcome[12], sender_rc[3];
+    bool term_rev_acked; /* a terminal reversal of the sender's request answered 00 */
+    struct rc_leg aft, oct;
+};
+
 /* The checks, in report order (docs/reconcile.md names and explains each). */
 enum rc_check {
     RC_CHK_JOURNAL_ISSUER, /* 1: journal + reversal queue vs the issuer's net per request */
@@ -89,8 +123,9 @@ enum rc_check {
     RC_CHK_INFLIGHT,       /* 3: switch.inflight rows left */
     RC_CHK_JOURNAL,        /* 4: approvals with auth codes, lost rows and acked terminal
                               reversals with their reversals */
-    RC_CHK_RECORD,         /* 5: the load harness's record vs the journal and the issuer */
-    RC_CHK_TOTALS,         /* 6: per currency and per wallet */
+    RC_CHK_TRANSFERS,      /* 5: each transfer's sender, legs, reversals and state agree */
+    RC_CHK_RECORD,         /* 6: the load harness's record vs the journal and the issuer */
+    RC_CHK_TOTALS,         /* 7: per currency and per wallet */
     RC_CHK_WALLET_LEDGER,  /* the issuer's own invariant: balance = sum(ledger), held = holds */
     RC_CHK_max
 };
@@ -107,8 +142,10 @@ struct rc_mismatch {
     enum rc_rev rev;
     bool has_net, has_expected;
     int64_t issuer_net, expected;
-    long long wallet_id;  /* -1 none */
-    unsigned record_line; /* 0 none */
+    long long wallet_id;   /* -1 none */
+    unsigned record_line;  /* 0 none */
+    long long transfer_id; /* -1 none */
+    char leg[4];           /* "aft", "oct", "" */
 };
 
 /* The money of one total (a currency, a wallet): what the switch says stands, what the issuer
@@ -149,6 +186,9 @@ struct rc_stats {
     unsigned long journal_rows, journal_context, reached_issuer, approvals, reversal_rows,
         rev_pending, rev_acked, rev_failed, lost, refused_by_switch, terminal_reversals,
         orphan_reversals, inflight;
+    unsigned long transfer_senders; /* journal rows of transfers' senders (check 5's, not 4's) */
+    unsigned long xfers, xfer_completed, xfer_failed, xfer_reversed, xfer_unfinished,
+        xfer_leg_rev_pending;
     unsigned long issuer_keys, issuer_unknown_money, issuer_unknown_nomoney, issuer_named_elsewhere;
     /* record */
     unsigned long rec_lines, rec_approved_held, rec_approved_reversed, rec_declined,
@@ -169,7 +209,9 @@ struct rc_ctx {
     size_t niss, capiss;
     struct rc_wallet *wallets;
     size_t nwallets, capwallets;
-    struct rc_map *sw_by_key, *sw_by_ident, *iss_by_key, *wallet_by_id;
+    struct rc_xfer *xfers;
+    size_t nxfers, capxfers;
+    struct rc_map *sw_by_key, *sw_by_ident, *iss_by_key, *wallet_by_id, *xfer_by_ident;
     /* results (rc_run) */
     struct rc_mismatch *mm;
     size_t nmm, capmm;
@@ -193,6 +235,23 @@ void rc_ident(char out[64], const char *date, const char *acq, const char *tid, 
  * merged: a journal row wins over the reversal/in-flight rows of the same identity, which only
  * add their reversal state. Returns its index, or -1 when out of memory. */
 long rc_add_sw(struct rc_ctx *c, const struct rc_sw *s);
+
+/* Adds a copy of *x, indexed by its sender's identity (class 020). A transfer already added
+ * (same id) is not added again; it becomes checked if this copy is. Returns its index, or -1
+ * when out of memory. */
+long rc_add_xfer(struct rc_ctx *c, const struct rc_xfer *x);
+
+/* Whether a journal row is a transfer's sender's request: class 020, processing code 40. */
+bool rc_is_transfer_sender(const struct rc_sw *s);
+
+/* The identities of transfers the checks will want that are not loaded: the senders of the
+ * in-window journal rows of transfers, and the record's transfer lines. cb once per identity
+ * (of the sender's request, class "020"). Returns how many. */
+size_t rc_wanted_xfer_idents(struct rc_ctx *c,
+                             void (*cb)(void *arg, const char *date, const char *acq,
+                                        const char *tid, const char *stan, const char *de7,
+                                        const char *cls),
+                             void *arg);
 
 /* The issuer entry of base key k ('rev:' stripped by the caller), created empty if new.
  * NULL when out of memory. */

@@ -166,20 +166,56 @@ static bool masked_pan_ok(const char *v, size_t n)
     return true;
 }
 
-int rec_check_header(const char *line, size_t len, char *err, size_t errcap)
+int rec_check_header(const char *line, size_t len, unsigned *version, char *err, size_t errcap)
 {
     static const char prefix[] = "# atlas-load-record ";
     size_t pl = sizeof prefix - 1;
-    if (len == strlen(REC_HEADER) && memcmp(line, REC_HEADER, len) == 0)
+    if (len == strlen(REC_HEADER) && memcmp(line, REC_HEADER, len) == 0) {
+        *version = 1;
         return 0;
+    }
+    if (len == strlen(REC_HEADER_V2) && memcmp(line, REC_HEADER_V2, len) == 0) {
+        *version = 2;
+        return 0;
+    }
     if (len > pl && memcmp(line, prefix, pl) == 0 && all_digits(line + pl, len - pl))
         return fail(err, errcap,
-                    "record format version %.*s is not supported (this reader knows 1)",
+                    "record format version %.*s is not supported (this reader knows 1 and 2)",
                     (int)(len - pl > 9 ? 9 : len - pl), line + pl);
     return fail(err, errcap, "not a record file: the first line must be '%s'", REC_HEADER);
 }
 
-int rec_parse_line(const char *line, size_t len, struct rec_line *out, char *err, size_t errcap)
+/* A value from the switch (de6, de51, de28): as the writer leaves it, or '-'. */
+static int take_switch_value(struct cur *c, const char *key, size_t maxlen, char *dst, size_t cap,
+                             char *err, size_t errcap)
+{
+    const char *v;
+    size_t n;
+    if (take(c, key, &v, &n, err, errcap) != 0)
+        return -1;
+    if (!is_dash(v, n) && (n > maxlen || !sanitized(v, n)))
+        return fail(err, errcap, "%s: expected up to %zu characters or '-'", key, maxlen);
+    put(dst, cap, v, n);
+    return 0;
+}
+
+/* An answered transfer's DE 6 and DE 28 as numbers, when they are well formed. */
+static void transfer_numbers(struct rec_line *l)
+{
+    size_t n = strlen(l->de6);
+    if (n > 0 && all_digits(l->de6, n)) {
+        l->has_de6 = true;
+        l->de6_amount = strtoull(l->de6, NULL, 10);
+    }
+    if (strlen(l->de28) == 9 && (l->de28[0] == 'D' || l->de28[0] == 'C') &&
+        all_digits(l->de28 + 1, 8)) {
+        l->has_fee = true;
+        l->fee = strtoll(l->de28 + 1, NULL, 10) * (l->de28[0] == 'D' ? 1 : -1);
+    }
+}
+
+int rec_parse_line(const char *line, size_t len, unsigned version, struct rec_line *out, char *err,
+                   size_t errcap)
 {
     struct cur c = { line, line + len };
     const char *v;
@@ -229,6 +265,19 @@ int rec_parse_line(const char *line, size_t len, struct rec_line *out, char *err
         return fail(err, errcap, "pan: not a masked PAN (6 digits, '*'s, 4 digits)");
     put(out->pan, sizeof out->pan, v, n);
 
+    /* Version 2: a transfer's recipient, right after the sender's PAN. */
+    out->transfer = version >= 2 && !reversal && out->proc[0] == '4' && out->proc[1] == '0';
+    if (out->transfer) {
+        if (take(&c, "to", &v, &n, err, errcap) != 0)
+            return -1;
+        if (!is_dash(v, n) && !masked_pan_ok(v, n))
+            return fail(err, errcap, "to: not a masked PAN (6 digits, '*'s, 4 digits)");
+        put(out->to, sizeof out->to, v, n);
+        if (take_digits(&c, "to_currency", 3, out->to_currency, sizeof out->to_currency, err,
+                        errcap) != 0)
+            return -1;
+    }
+
     if (reversal) {
         out->has_orig = true;
         if (take_digits(&c, "orig_mti", 4, out->orig_mti, sizeof out->orig_mti, err, errcap) != 0)
@@ -254,6 +303,13 @@ int rec_parse_line(const char *line, size_t len, struct rec_line *out, char *err
         if (!is_dash(v, n) && (n > 6 || !sanitized(v, n)))
             return fail(err, errcap, "auth: expected up to 6 characters or '-'");
         put(out->auth, sizeof out->auth, v, n);
+        if (out->transfer) {
+            if (take_switch_value(&c, "de6", 12, out->de6, sizeof out->de6, err, errcap) != 0 ||
+                take_switch_value(&c, "de51", 3, out->de51, sizeof out->de51, err, errcap) != 0 ||
+                take_switch_value(&c, "de28", 9, out->de28, sizeof out->de28, err, errcap) != 0)
+                return -1;
+            transfer_numbers(out);
+        }
     }
 
     if (take_yesno(&c, "rev", &out->rev, err, errcap) != 0)
@@ -318,7 +374,7 @@ int rec_parse_text(const char *text, size_t len, struct rec_file *out, char *err
         size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
         lineno++;
         if (lineno == 1) {
-            if (rec_check_header(p, n, why, sizeof why) != 0)
+            if (rec_check_header(p, n, &out->version, why, sizeof why) != 0)
                 goto bad;
         } else if (!nl) {
             out->torn_tail = true; /* the contract: a harness that died mid-line */
@@ -329,7 +385,7 @@ int rec_parse_text(const char *text, size_t len, struct rec_file *out, char *err
             }
             struct rec_line *l = &out->lines[out->n];
             l->lineno = lineno;
-            if (rec_parse_line(p, n, l, why, sizeof why) != 0)
+            if (rec_parse_line(p, n, out->version, l, why, sizeof why) != 0)
                 goto bad;
             out->n++;
         }

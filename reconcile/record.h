@@ -10,8 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The only version this reader knows (the file's first line). */
-#define REC_HEADER "# atlas-load-record 1"
+/* The versions this reader knows (the file's first line): 1, and 2, which adds the transfer
+ * lines' fields. */
+#define REC_HEADER      "# atlas-load-record 1"
+#define REC_HEADER_V2   "# atlas-load-record 2"
+#define REC_VERSION_MAX 2
 /* Longest line accepted, newline excluded (the writer's LOAD_RECORD_LINE_MAX is 400 with it). */
 #define REC_LINE_MAX 400
 
@@ -29,9 +32,18 @@ struct rec_line {
     char pan[20];     /* masked (never a full PAN: the parser refuses one), "" if '-' */
     bool has_orig;    /* a load-mix reversal (mti 04xx): DE 90's original */
     char orig_mti[5], orig_stan[7], orig_de7[11];
-    bool answered;                 /* a response with a valid MAC arrived */
-    char rc[3];                    /* with answered: DE 39 ("" if '-') */
-    char auth[7];                  /* with answered: DE 38 ("" if '-') */
+    bool transfer;       /* version 2, proc 40xxxx: a wallet-to-wallet transfer */
+    char to[20];         /* transfer: the recipient's masked PAN ("" if '-') */
+    char to_currency[4]; /* transfer: the recipient wallet's currency */
+    bool answered;       /* a response with a valid MAC arrived */
+    char rc[3];          /* with answered: DE 39 ("" if '-') */
+    char auth[7];        /* with answered: DE 38 ("" if '-') */
+    /* An answered transfer's DE 6, DE 51 and DE 28 as written ("" if '-'); has_de6/has_fee
+     * when they read as numbers (DE 28: 'D' is a fee the sender pays, 'C' one it gets). */
+    char de6[13], de51[4], de28[10];
+    bool has_de6, has_fee;
+    uint64_t de6_amount;
+    int64_t fee;
     bool rev;                      /* reversed by the harness */
     char rev_stan[7], rev_de7[11]; /* "" when the reversal never left */
     unsigned rev_tries;
@@ -39,21 +51,24 @@ struct rec_line {
     char rev_rc[3];
 };
 
-/* Parses one line (without its newline; len bytes, no NUL needed) into *out (lineno is left
- * alone). Returns 0, or -1 with a sentence naming the culprit field in err — the sentence never
- * quotes the PAN field. */
-__attribute__((warn_unused_result)) int
-rec_parse_line(const char *line, size_t len, struct rec_line *out, char *err, size_t errcap);
+/* Parses one line of a file of version `version` (without its newline; len bytes, no NUL
+ * needed) into *out (lineno is left alone). Returns 0, or -1 with a sentence naming the culprit
+ * field in err — the sentence never quotes a PAN field. */
+__attribute__((warn_unused_result)) int rec_parse_line(const char *line, size_t len,
+                                                       unsigned version, struct rec_line *out,
+                                                       char *err, size_t errcap);
 
-/* Checks the first line (without its newline). 0, or -1 with the reason in err. */
-__attribute__((warn_unused_result)) int rec_check_header(const char *line, size_t len, char *err,
-                                                         size_t errcap);
+/* Checks the first line (without its newline) and gives its version. 0, or -1 with the reason
+ * in err. */
+__attribute__((warn_unused_result)) int
+rec_check_header(const char *line, size_t len, unsigned *version, char *err, size_t errcap);
 
 /* A whole file in memory. */
 struct rec_file {
     struct rec_line *lines;
     size_t n;
-    bool torn_tail; /* the last line had no newline (a harness that died) and was ignored */
+    unsigned version; /* of the header */
+    bool torn_tail;   /* the last line had no newline (a harness that died) and was ignored */
 };
 
 /* Parses text[0..len) as a record file. On success fills *out (free with rec_file_free) and

@@ -51,6 +51,13 @@ static void detail(char *buf, size_t cap, const struct rc_ctx *c, enum rc_check 
                  s->approvals, s->lost, s->terminal_reversals, s->refused_by_switch,
                  s->orphan_reversals);
         break;
+    case RC_CHK_TRANSFERS:
+        snprintf(buf, cap,
+                 "%lu transfers: %lu completed, %lu failed, %lu reversed, %lu unfinished; %lu leg "
+                 "reversals pending; %lu senders' journal rows",
+                 s->xfers, s->xfer_completed, s->xfer_failed, s->xfer_reversed, s->xfer_unfinished,
+                 s->xfer_leg_rev_pending, s->transfer_senders);
+        break;
     case RC_CHK_RECORD:
         if (c->record)
             snprintf(buf, cap,
@@ -102,6 +109,8 @@ static void mismatch_line(FILE *out, const struct rc_mismatch *m)
         fprintf(out, " wallet=%lld", m->wallet_id);
     if (m->record_line)
         fprintf(out, " record_line=%u", m->record_line);
+    if (m->transfer_id >= 0)
+        fprintf(out, " transfer=%lld leg=%s", m->transfer_id, dash(m->leg));
     fputc('\n', out);
 }
 
@@ -115,6 +124,9 @@ void rc_report_text(FILE *out, const struct rc_ctx *c, const struct rc_report_in
             "  issuer     bookings in [%s, %s) (slack %u s), and every booking under a key "
             "the window's requests name\n",
             w->lo, w->hi, w->slack_s);
+    if (w->issuer[0])
+        fprintf(out, "  --issuer   %s: only the switch's rows of that issuer, against its ledger\n",
+                w->issuer);
     if (info->record_path)
         fprintf(out, "  record     %s: %zu lines%s, terminals journaled under acquirer %s\n",
                 info->record_path, c->record ? c->record->n : 0,
@@ -246,6 +258,7 @@ int rc_report_json(FILE *out, const struct rc_ctx *c, const struct rc_report_inf
     rc |= set(win, "issuer_from", json_string(w->lo));
     rc |= set(win, "issuer_to", json_string(w->hi));
     rc |= set(win, "slack_s", json_integer(w->slack_s));
+    rc |= set(win, "issuer", w->issuer[0] ? json_string(w->issuer) : json_null());
     rc |= set(o, "window", win);
     rc |= set(o, "allow_pending", json_boolean(info->allow_pending));
     if (info->record_path) {
@@ -284,6 +297,13 @@ int rc_report_json(FILE *out, const struct rc_ctx *c, const struct rc_report_inf
     STAT(terminal_reversals);
     STAT(orphan_reversals);
     STAT(inflight);
+    STAT(transfer_senders);
+    STAT(xfers);
+    STAT(xfer_completed);
+    STAT(xfer_failed);
+    STAT(xfer_reversed);
+    STAT(xfer_unfinished);
+    STAT(xfer_leg_rev_pending);
     STAT(issuer_keys);
     STAT(issuer_unknown_money);
     STAT(issuer_unknown_nomoney);
@@ -352,6 +372,9 @@ int rc_report_json(FILE *out, const struct rc_ctx *c, const struct rc_report_inf
         rc |= set(x, "expected", m->has_expected ? json_integer(m->expected) : json_null());
         rc |= set(x, "wallet_id", m->wallet_id >= 0 ? json_integer(m->wallet_id) : json_null());
         rc |= set(x, "record_line", m->record_line ? json_integer(m->record_line) : json_null());
+        rc |=
+            set(x, "transfer_id", m->transfer_id >= 0 ? json_integer(m->transfer_id) : json_null());
+        rc |= set(x, "leg", str_or_null(m->leg));
     }
     rc |= set(o, "mismatches", mms);
     if (rc == 0) {

@@ -4,9 +4,10 @@
  * the fees (none yet) and the net position, checks that the nets of each currency sum to zero,
  * and with --csv writes the same as the CSV a back office imports. With --issuer-db it then runs
  * the reconciliation of the same window (atlas-reconcile, installed beside this program) against
- * the issuer's ledger. Read-only: nothing is written to any database, and switchd is untouched.
- * Exit: 0 balanced (and reconciled), 1 a currency that does not balance or a reconciliation
- * mismatch, 2 usage, connection, schema or query errors. */
+ * the issuer's ledger — or, with --issuer ID before each --issuer-db, against each issuer's own
+ * ledger, only that issuer's journal rows. Read-only: nothing is written to any database, and
+ * switchd is untouched. Exit: 0 balanced (and reconciled), 1 a currency that does not balance or a
+ * reconciliation mismatch, 2 usage, connection, schema or query errors. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -26,7 +27,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: atlas-settle --date YYYY-MM-DD [--cutover HH:MM] [--csv FILE]\n"
-            "                    [--switch-db CONNINFO] [--issuer-db CONNINFO]\n"
+            "                    [--switch-db CONNINFO] [[--issuer ID] --issuer-db CONNINFO]...\n"
             "\n"
             "  --date         the business day to settle\n"
             "  --cutover      the time of day (UTC) a business day ends; default 00:00. With\n"
@@ -36,6 +37,8 @@ static void usage(FILE *f)
             "                 currency; the same bytes on every run over the same journal)\n"
             "  --switch-db    libpq conninfo of the switch's database (default: PG* environment)\n"
             "  --issuer-db    reconcile the day against the issuer's ledger too (atlas-reconcile)\n"
+            "  --issuer ID    the issuer whose ledger the next --issuer-db is: only its journal\n"
+            "                 rows are reconciled with it. Repeat the pair once per issuer\n"
             "\n"
             "exit status: 0 balanced (and reconciled), 1 unbalanced or mismatches, 2 errors\n");
 }
@@ -55,9 +58,16 @@ static int sibling(const char *name, char *out, size_t cap)
     return snprintf(out, cap, "%s/%s", exe, name) < (int)cap ? 0 : -1;
 }
 
+/* An issuer ledger to reconcile the day with: its database, and the issuer whose journal rows
+ * are compared with it (NULL: every row, the one-issuer form). */
+struct ledger {
+    const char *issuer, *db;
+};
+#define MAX_LEDGERS 16
+
 /* atlas-reconcile --from START --to END on the day's window, its report on our stdout: its exit
  * status (0 reconciled, 1 mismatches), or 2 when it could not run. */
-static int reconcile(const struct st_day *day, const char *swdb, const char *issdb)
+static int reconcile(const struct st_day *day, const char *swdb, const struct ledger *l)
 {
     char path[PATH_MAX + 32], from[32], to[32];
     if (sibling("atlas-reconcile", path, sizeof path) != 0) {
@@ -66,12 +76,15 @@ static int reconcile(const struct st_day *day, const char *swdb, const char *iss
     }
     at_format_utc((uint64_t)day->start_us, from, sizeof from);
     at_format_utc((uint64_t)day->end_us, to, sizeof to);
-    const char *argv[] = {
-        path, "--from", from, "--to", to, "--issuer-db", issdb, NULL, NULL, NULL
-    };
+    const char *argv[12] = { path, "--from", from, "--to", to, "--issuer-db", l->db };
+    size_t n = 7;
     if (swdb) {
-        argv[7] = "--switch-db";
-        argv[8] = swdb;
+        argv[n++] = "--switch-db";
+        argv[n++] = swdb;
+    }
+    if (l->issuer) {
+        argv[n++] = "--issuer";
+        argv[n++] = l->issuer;
     }
     fflush(stdout);
     pid_t pid = fork();
@@ -148,17 +161,20 @@ static int settle(const struct st_day *day, const char *swdb, const char *csv)
 
 int main(int argc, char **argv)
 {
-    enum { O_DATE = 1, O_CUTOVER, O_CSV, O_SWDB, O_ISSDB };
+    enum { O_DATE = 1, O_CUTOVER, O_CSV, O_SWDB, O_ISSDB, O_ISSUER };
     static const struct option opts[] = {
         { "date", required_argument, NULL, O_DATE },
         { "cutover", required_argument, NULL, O_CUTOVER },
         { "csv", required_argument, NULL, O_CSV },
         { "switch-db", required_argument, NULL, O_SWDB },
         { "issuer-db", required_argument, NULL, O_ISSDB },
+        { "issuer", required_argument, NULL, O_ISSUER },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *date = NULL, *cutover = "00:00", *csv = NULL, *swdb = NULL, *issdb = NULL;
+    const char *date = NULL, *cutover = "00:00", *csv = NULL, *swdb = NULL, *issuer = NULL;
+    struct ledger ledgers[MAX_LEDGERS];
+    size_t nl = 0;
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
@@ -174,8 +190,20 @@ int main(int argc, char **argv)
         case O_SWDB:
             swdb = optarg;
             break;
-        case O_ISSDB:
-            issdb = optarg;
+        case O_ISSUER:
+            if (issuer) {
+                fprintf(stderr, "atlas-settle: --issuer %s has no --issuer-db\n", issuer);
+                return at_usage(usage, false);
+            }
+            issuer = optarg;
+            break;
+        case O_ISSDB: /* the ledger of the --issuer before it, if any */
+            if (nl == MAX_LEDGERS) {
+                fprintf(stderr, "atlas-settle: at most %d --issuer-db\n", MAX_LEDGERS);
+                return at_usage(usage, false);
+            }
+            ledgers[nl++] = (struct ledger){ issuer, optarg };
+            issuer = NULL;
             break;
         case 'h':
         default:
@@ -184,6 +212,10 @@ int main(int argc, char **argv)
     }
     if (optind != argc) {
         fprintf(stderr, "atlas-settle: unexpected argument '%s'\n", argv[optind]);
+        return at_usage(usage, false);
+    }
+    if (issuer) {
+        fprintf(stderr, "atlas-settle: --issuer %s has no --issuer-db\n", issuer);
         return at_usage(usage, false);
     }
     struct st_day day;
@@ -202,9 +234,16 @@ int main(int argc, char **argv)
     snprintf(day.cutover, sizeof day.cutover, "%s", cutover);
     at_business_window(d, cut, &day.start_us, &day.end_us);
     int rc = settle(&day, swdb, csv);
-    if (rc == 2 || !issdb)
-        return rc;
-    printf("\nReconciliation of the same window with the issuer's ledger (atlas-reconcile):\n");
-    int rrc = reconcile(&day, swdb, issdb);
-    return rrc == 2 ? 2 : (rc || rrc) ? 1 : 0;
+    for (size_t i = 0; i < nl && rc != 2; i++) {
+        if (ledgers[i].issuer)
+            printf("\nReconciliation of the same window with issuer %s's ledger"
+                   " (atlas-reconcile --issuer %s):\n",
+                   ledgers[i].issuer, ledgers[i].issuer);
+        else
+            printf("\nReconciliation of the same window with the issuer's ledger"
+                   " (atlas-reconcile):\n");
+        int rrc = reconcile(&day, swdb, &ledgers[i]);
+        rc = rrc == 2 ? 2 : (rc || rrc) ? 1 : 0;
+    }
+    return rc;
 }

@@ -71,8 +71,14 @@ int st_rollup(const struct db_settle_pair *pairs, size_t n, struct st_total **ou
         return -1;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        add_pair(row_of(t, &k, ST_ACQUIRER, pairs[i].acquirer_id, pairs[i].currency), &pairs[i]);
-        add_pair(row_of(t, &k, ST_ISSUER, pairs[i].issuer_id, pairs[i].currency), &pairs[i]);
+        const struct db_settle_pair *p = &pairs[i];
+        /* A converted request's sides meet the conversion instead of each other: the switch
+         * paid the acquirer in DE 49 as its issuer, and is paid by the issuer in DE 51 as
+         * its acquirer (docs/settle.md). */
+        const char *acq = p->side == DB_SETTLE_ISSUER ? ST_CONVERSION : p->acquirer_id;
+        const char *iss = p->side == DB_SETTLE_ACQUIRER ? ST_CONVERSION : p->issuer_id;
+        add_pair(row_of(t, &k, ST_ACQUIRER, acq, p->currency), p);
+        add_pair(row_of(t, &k, ST_ISSUER, iss, p->currency), p);
     }
     for (size_t i = 0; i < k; i++)
         t[i].net = st_net(&t[i]);

@@ -37,9 +37,16 @@ struct st_total {
  * and will be each participant's own). */
 int64_t st_net(const struct st_total *t);
 
+/* The participant that holds the switch's conversion position (docs/settle.md): no acquirer or
+ * issuer id can be spelt with parentheses. */
+#define ST_CONVERSION "(conversion)"
+
 /* The participants' totals of n pairs: each pair adds to its acquirer's and to its issuer's row
- * of its currency. The result is sorted — acquirers first, then issuers, each by participant
- * (byte order) and currency — into a fresh array the caller frees. 0, or -1 out of memory. */
+ * of its currency; the acquirer's side of a converted request (DB_SETTLE_ACQUIRER) to its
+ * acquirer and, as their issuer, ST_CONVERSION; its issuer's side (DB_SETTLE_ISSUER) to
+ * ST_CONVERSION as their acquirer and to its issuer. The result is sorted — acquirers first, then
+ * issuers, each by participant (byte order) and currency — into a fresh array the caller frees. 0,
+ * or -1 out of memory. */
 int st_rollup(const struct db_settle_pair *pairs, size_t n, struct st_total **out, size_t *nout);
 
 /* The sum of the nets of every participant in currency ccy: 0 when the day balances. */

@@ -126,6 +126,7 @@ static void on_saf_loaded(struct sw_server *srv)
 }
 
 static void recover(struct sw_server *srv);
+static void recover_transfers(struct sw_server *srv);
 
 static void on_recover_retry(evutil_socket_t fd, short what, void *arg)
 {
@@ -146,7 +147,41 @@ static void on_recovered(void *arg, const struct db_error *err, int64_t reversed
     }
     at_log(AT_LOG_INFO, "recovered", AT_STR("instance", srv->conf.instance_id),
            AT_INT("reversals_queued", reversed), AT_INT("settled", settled));
+    recover_transfers(srv);
+}
+
+static void on_transfers_retry(evutil_socket_t fd, short what, void *arg)
+{
+    recover_transfers(arg);
+}
+
+/* The transfers the previous run left unfinished are settled (after the in-flight rows: their
+ * legs in flight are journaled and queued for reversal by then), before the reversal queue is
+ * loaded (the reversals this queues are in it). */
+static void on_transfers_recovered(void *arg, const struct db_error *err, int64_t completed,
+                                   int64_t failed)
+{
+    struct sw_server *srv = arg;
+    if (err->code != 0) {
+        at_log(AT_LOG_ERROR, "transfer_recovery_failed", AT_STR("error", err->message),
+               AT_STR("action", "retrying in 1 s"));
+        struct timeval tv = { 1, 0 };
+        event_base_once(srv->base, -1, EV_TIMEOUT, on_transfers_retry, srv, &tv);
+        return;
+    }
+    if (completed > 0 || failed > 0)
+        at_log(AT_LOG_INFO, "transfers_recovered", AT_INT("completed", completed),
+               AT_INT("failed", failed));
     sw_saf_load(srv, on_saf_loaded);
+}
+
+static void recover_transfers(struct sw_server *srv)
+{
+    int rc = db_recover_transfers(srv->db, srv->conf.instance_id, on_transfers_recovered, srv);
+    if (rc != 0) {
+        const struct db_error failed = { .code = rc, .message = "database queue full" };
+        on_transfers_recovered(srv, &failed, -1, -1);
+    }
 }
 
 static void recover(struct sw_server *srv)

@@ -36,6 +36,9 @@ struct sw_recent_txn {
     int64_t amount_minor;    /* DE 4 */
     int64_t received_us;     /* its receipt time, the journal's created_at (a repeat's DE 15) */
     uint16_t currency;       /* DE 49 numeric */
+    int64_t billing_minor;   /* DE 6 forwarded; -1 = not converted */
+    char billing_rate[8];    /* DE 10 */
+    uint16_t billing_ccy;    /* DE 51 numeric */
     uint8_t pan_tag[8];      /* first bytes of the PAN's keyed hash: a reversal names this card */
     uint8_t state;           /* enum sw_recent_state */
     bool approved;           /* answered 00 */

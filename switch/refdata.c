@@ -1,11 +1,14 @@
 /* Reference data: issuers, BIN routes and terminals with their keys (under
- * the LMK) loaded from schema switch by one asynchronous job, built into a
- * fresh snapshot and swapped in whole. Transactions copy the few rows they
- * use, so the old snapshot can be freed at once. */
+ * the LMK) loaded from schema switch by one asynchronous job, then the
+ * conversion rates (switch.fx_rates) by a second one, built into a fresh
+ * snapshot and swapped in whole. Transactions copy the few rows they use, so
+ * the old snapshot can be freed at once. */
 #include "switchd.h"
 
+#include "clock.h"
 #include "db.h"
 #include "fmt.h"
+#include "fx.h"
 #include "log.h"
 
 #include <stdio.h>
@@ -36,6 +39,7 @@ void sw_ref_free(struct sw_refdata *ref)
     free(ref->issuers);
     free(ref->terminals);
     sw_router_free(ref->router);
+    fx_set_free(ref->fx);
     free(ref);
 }
 
@@ -81,6 +85,7 @@ static int build(struct sw_server *srv, const struct db_refdata *d, struct sw_re
             goto fail;
         }
         rt[i].issuer = (uint32_t)idx;
+        rt[i].billing_currency = d->routes[i].billing_currency;
     }
     if (sw_router_build(rt, d->n_routes, &ref->router, err, errcap) != 0)
         goto fail;
@@ -114,34 +119,74 @@ fail:
     return -1;
 }
 
-static void on_loaded(void *arg, const struct db_error *e, const struct db_refdata *d)
+static void load_failed(struct sw_server *srv, const struct db_error *e)
+{
+    srv->ref_loading = false;
+    at_log(AT_LOG_ERROR, "refdata_load_failed", AT_STR("error", e->message),
+           AT_STR("sqlstate", e->sqlstate));
+    if (!srv->ref && !srv->stopping) /* nothing to serve with: retry until the database answers */
+        (void)sw_ref_reload(srv);
+}
+
+/* The rates arrived for the snapshot srv->ref_pending: both are good, or the reload is
+ * refused whole (the old snapshot, rates included, stays). */
+static void on_rates(void *arg, const struct db_error *e, const struct db_fx_rate *rows, size_t n)
 {
     struct sw_server *srv = arg;
+    struct sw_refdata *ref = srv->ref_pending;
     char err[256];
-    struct sw_refdata *ref;
 
-    srv->ref_loading = false;
+    srv->ref_pending = NULL;
     if (e->code != 0) {
-        at_log(AT_LOG_ERROR, "refdata_load_failed", AT_STR("error", e->message),
-               AT_STR("sqlstate", e->sqlstate));
-        if (!srv->ref) /* nothing to serve with: retry until the database answers */
-            (void)sw_ref_reload(srv);
+        sw_ref_free(ref);
+        load_failed(srv, e);
         return;
     }
-    if (build(srv, d, &ref, err, sizeof err) != 0) {
-        at_log(AT_LOG_ERROR, "refdata_invalid", AT_STR("error", err));
+    srv->ref_loading = false;
+    if (sw_fx_build(rows, n, &ref->fx, err, sizeof err) != 0) {
+        at_log(AT_LOG_ERROR, "refdata_invalid", AT_STR("error", err),
+               AT_STR("action", srv->ref ? "kept the previous reference data and rates"
+                                         : "not serving until a reload succeeds"));
+        sw_ref_free(ref);
         return;
     }
     sw_ref_free(srv->ref);
     srv->ref = ref;
     at_log(AT_LOG_INFO, "refdata_loaded", AT_UINT("issuers", ref->n_issuers),
            AT_UINT("bin_routes", sw_router_count(ref->router)),
-           AT_UINT("terminals", ref->n_terminals));
+           AT_UINT("terminals", ref->n_terminals), AT_UINT("fx_rates", n));
     for (size_t i = 0; i < ref->n_issuers; i++)
         if (ref->issuers[i].link < 0)
             at_log(AT_LOG_WARN, "issuer_without_link", AT_STR("issuer", ref->issuers[i].id));
     if (!srv->ready)
         sw_server_ready(srv);
+}
+
+static void on_loaded(void *arg, const struct db_error *e, const struct db_refdata *d)
+{
+    struct sw_server *srv = arg;
+    char err[256];
+    struct sw_refdata *ref;
+
+    if (e->code != 0) {
+        load_failed(srv, e);
+        return;
+    }
+    if (build(srv, d, &ref, err, sizeof err) != 0) {
+        srv->ref_loading = false;
+        at_log(AT_LOG_ERROR, "refdata_invalid", AT_STR("error", err));
+        return;
+    }
+    /* The rates not expired now: a period loaded ahead takes over at its valid_from without
+     * another reload (docs/fx.md). */
+    srv->ref_pending = ref;
+    int64_t now_s = (int64_t)(at_wall_us() / 1000000u);
+    if (db_fx_rates_load(srv->db, DB_FX_NOT_EXPIRED, now_s, on_rates, srv) != 0) {
+        static const struct db_error full = { .code = DB_E_FULL, .message = "database queue full" };
+        srv->ref_pending = NULL;
+        sw_ref_free(ref);
+        load_failed(srv, &full);
+    }
 }
 
 int sw_ref_reload(struct sw_server *srv)

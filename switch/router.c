@@ -14,6 +14,7 @@
 struct node {
     uint32_t child[10];
     int64_t issuer;
+    int billing_currency;
 };
 
 struct sw_router {
@@ -60,6 +61,7 @@ static int insert(struct sw_router *r, const struct sw_route *route, char *err, 
         return -1;
     }
     r->nodes[at].issuer = route->issuer;
+    r->nodes[at].billing_currency = route->billing_currency;
     r->n_routes++;
     return 0;
 }
@@ -85,7 +87,14 @@ int sw_router_build(const struct sw_route *routes, size_t n, struct sw_router **
 
 int64_t sw_router_lookup(const struct sw_router *r, const char *pan, size_t len)
 {
-    int64_t best = NO_ISSUER;
+    struct sw_route_match m;
+    return sw_router_match(r, pan, len, &m) ? (int64_t)m.issuer : NO_ISSUER;
+}
+
+bool sw_router_match(const struct sw_router *r, const char *pan, size_t len,
+                     struct sw_route_match *out)
+{
+    const struct node *best = NULL;
     uint32_t at = 0;
     for (size_t i = 0; i < len && i < SW_BIN_MAX; i++) {
         char c = pan[i];
@@ -95,9 +104,13 @@ int64_t sw_router_lookup(const struct sw_router *r, const char *pan, size_t len)
         if (at == NO_NODE)
             break;
         if (r->nodes[at].issuer != NO_ISSUER)
-            best = r->nodes[at].issuer;
+            best = &r->nodes[at];
     }
-    return best;
+    if (!best)
+        return false;
+    out->issuer = (uint32_t)best->issuer;
+    out->billing_currency = best->billing_currency;
+    return true;
 }
 
 size_t sw_router_count(const struct sw_router *r)

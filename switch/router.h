@@ -1,9 +1,10 @@
 /* BIN routing: the longest prefix (6 to 11 digits) of a PAN that matches a
- * configured route names the issuer. Built once from reference data and
- * swapped whole on reload, so lookups never see a half-built table. */
+ * configured route names the issuer and the currency its cards are billed in. Built once from
+ * reference data and swapped whole on reload, so lookups never see a half-built table. */
 #ifndef ATLAS_SW_ROUTER_H
 #define ATLAS_SW_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,6 +14,13 @@
 struct sw_route {
     char prefix[SW_BIN_MAX + 1]; /* digits, NUL-terminated */
     uint32_t issuer;             /* caller's issuer index */
+    int billing_currency;        /* ISO 4217 numeric the cards are billed in; 0 = DE 49's */
+};
+
+/* What a lookup answers: the card's issuer and billing currency. */
+struct sw_route_match {
+    uint32_t issuer;
+    int billing_currency; /* 0: billed in the request's DE 49, nothing to convert */
 };
 
 struct sw_router;
@@ -27,6 +35,11 @@ __attribute__((warn_unused_result)) int sw_router_build(const struct sw_route *r
 /* Issuer of the longest matching prefix of the len digits at pan, or -1 when
  * no route matches. Never reads past pan[len-1]. */
 int64_t sw_router_lookup(const struct sw_router *r, const char *pan, size_t len);
+
+/* The same lookup with the route's billing currency: true and *out, or false when no route
+ * matches. */
+bool sw_router_match(const struct sw_router *r, const char *pan, size_t len,
+                     struct sw_route_match *out);
 
 size_t sw_router_count(const struct sw_router *r);
 

@@ -89,6 +89,7 @@ struct saf_item {
     uint8_t pan_sealed_len;
     int64_t amount;
     int currency;
+    struct db_billing billing; /* the original's DE 6/10/51: repeated, never converted again */
     char reason[16];
     uint64_t created_us;
     /* sending */
@@ -188,6 +189,8 @@ uint64_t sw_saf_pending(const struct sw_server *srv)
 /* ---------------------------------------------------------------- durable first */
 
 static void store(struct saf_item *it);
+static struct sw_link *link_of(struct sw_server *srv, const char *issuer_id);
+static void send_item(struct sw_server *srv, struct saf_item *it, struct sw_link *l);
 
 /* Tells the txn waiting for this item whether it is durable. Runs from a
  * journal callback or the loop, never inside txn code. */
@@ -216,6 +219,11 @@ static void on_stored(void *arg, int status)
         at_log(AT_LOG_INFO, "reversal_queued", AT_STR("issuer", it->issuer_id),
                AT_STR("issuer_stan", it->issuer_stan), AT_STR("reason", it->reason),
                AT_STR("where", status == DB_OK ? "database" : "spool"));
+        /* Durable: it goes out now rather than at the next tick (up to TICK_MS later), so that
+         * the issuer hears of it as soon as the terminal does. */
+        struct sw_link *l = srv->draining ? NULL : link_of(srv, it->issuer_id);
+        if (l && l->state == SW_LINK_UP && it->next_attempt_ms <= sw_now_ms())
+            send_item(srv, it, l);
         notify_waiter(it, true);
         return;
     }
@@ -247,6 +255,7 @@ static void fill_reversal_record(const struct saf_item *it, struct db_auth_recor
     memcpy(r->processing_code, it->proc, sizeof r->processing_code);
     r->amount_minor = it->amount;
     r->currency = it->currency;
+    r->billing = it->billing;
     at_strlcpy(r->auth_code, it->auth_code, sizeof r->auth_code);
     at_mask_pan(it->pan, strlen(it->pan), r->pan_masked);
     memcpy(r->pan_hmac, it->pan_hmac, 32);
@@ -353,6 +362,7 @@ void sw_saf_reverse_txn(struct sw_txn *t, const char *reason, bool wait)
     it->amount = buf[0] && at_parse_u64(buf, INT64_MAX, &v) ? (int64_t)v : 0;
     field_copy(&t->req, 49, buf, sizeof buf);
     it->currency = buf[0] && at_parse_u64(buf, 999, &v) ? (int)v : 0;
+    it->billing = t->billing;
     memcpy(it->auth_code, t->auth_code, sizeof it->auth_code);
     at_strlcpy(it->reason, reason, sizeof it->reason);
     it->settles_inflight = t->intent_sent;
@@ -362,9 +372,14 @@ void sw_saf_reverse_txn(struct sw_txn *t, const char *reason, bool wait)
 
 void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)
 {
-    struct sw_server *srv = t->srv;
+    sw_saf_reverse_leg(t->srv, t, orig, (const char *)t->v.pan, t->v.pan_len, "terminal");
+}
+
+void sw_saf_reverse_leg(struct sw_server *srv, struct sw_txn *t, const struct sw_recent_txn *orig,
+                        const char *pan, size_t pan_len, const char *reason)
+{
     /* A repeat of a terminal reversal still being stored waits for the same item. */
-    for (struct saf_item *x = LIST_FIRST(&srv->saf->items); x && !srv->stopping;
+    for (struct saf_item *x = LIST_FIRST(&srv->saf->items); x && t && !srv->stopping;
          x = LIST_NEXT(x, link)) {
         if (x->has_orig && !x->waiter && memcmp(&x->orig, &orig->id, sizeof x->orig) == 0 &&
             (x->state == SAF_UNSTORED || x->state == SAF_STORING)) {
@@ -374,13 +389,17 @@ void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)
         }
     }
     struct saf_item *it = srv->stopping ? NULL : calloc(1, sizeof *it);
-    if (!it || !set_pan(srv, it, t->v.pan, t->v.pan_len)) {
+    if (!it || !set_pan(srv, it, (const uint8_t *)pan, pan_len)) {
         free(it);
-        memcpy(t->rc, "96", 3);
-        t->outcome = SW_OUT_ERROR;
+        at_log(AT_LOG_ERROR, "reversal_not_queued",
+               AT_STR("reason", it ? "PAN cannot be sealed" : "out of memory"));
+        if (t) {
+            memcpy(t->rc, "96", 3);
+            t->outcome = SW_OUT_ERROR;
+        }
         return;
     }
-    db_request_date(orig->id.tx_time, t->t_wall_us, it->request_date);
+    db_request_date(orig->id.tx_time, at_wall_us(), it->request_date);
     at_strlcpy(it->acquirer, orig->id.acquirer, sizeof it->acquirer);
     memcpy(it->terminal, orig->id.terminal, 8);
     memcpy(it->stan, orig->id.stan, 6);
@@ -393,8 +412,9 @@ void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)
     memcpy(it->proc, orig->proc_code, 6);
     it->amount = orig->amount_minor;
     it->currency = orig->currency;
+    sw_fx_from_recent(orig, &it->billing);
     memcpy(it->auth_code, orig->auth_code, 6);
-    at_strlcpy(it->reason, "terminal", sizeof it->reason);
+    at_strlcpy(it->reason, reason, sizeof it->reason);
     it->orig = orig->id;
     it->has_orig = true;
     it->created_us = at_wall_us();
@@ -681,7 +701,7 @@ static int build_reversal(struct sw_server *srv, struct saf_item *it, struct sw_
         (it->rrn[0] && iso_set(&m, 37, it->rrn, strlen(it->rrn)) != 0) ||
         (it->auth_code[0] && iso_set(&m, 38, it->auth_code, strlen(it->auth_code)) != 0) ||
         iso_set(&m, 41, it->terminal, 8) != 0 || iso_set(&m, 49, cur, 3) != 0 ||
-        isonet_de90_set(&m, &orig) != 0)
+        sw_fx_set_fields(&m, &it->billing) != 0 || isonet_de90_set(&m, &orig) != 0)
         return -1;
     int rc = zak[0] ? isonet_pack_mac(l->dialect, &m, it->packed, sizeof it->packed,
                                       &it->packed_len, &it->mac_at, &e)
@@ -882,6 +902,7 @@ static void on_loaded(void *arg, const struct db_error *err, const struct db_rev
         it->reversal_id = r->reversal_id;
         it->amount = r->amount_minor;
         it->currency = r->currency;
+        it->billing = r->billing;
         it->attempts = r->attempts;
         if (db_pan_open(srv->pan_seal_key, r->pan_sealed, r->pan_sealed_len, it->pan,
                         sizeof it->pan) < 0) {

@@ -39,6 +39,12 @@ void sw_saf_reverse_txn(struct sw_txn *t, const char *reason, bool wait);
  * nothing can be started, t->rc is set to 96 and the caller finishes t. */
 void sw_saf_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig);
 
+/* The reversal of orig, a request whose PAN is pan (a transfer's leg: xfer.c), with reason (a
+ * reversal_queue reason). With a waiter t it is as sw_saf_reverse_original; with t NULL it is
+ * independent of any txn (logged when it cannot even be started). */
+void sw_saf_reverse_leg(struct sw_server *srv, struct sw_txn *t, const struct sw_recent_txn *orig,
+                        const char *pan, size_t pan_len, const char *reason);
+
 /* The issuer answered a reversal the link had registered for entry: m is
  * unpacked from raw[0..raw_len) (both valid during the call). The answer's
  * MAC is verified with the issuer's ZAK before it counts. */

@@ -53,20 +53,61 @@ struct sw_terminal {
     bool enabled;
 };
 
+struct fx_set;
+
 struct sw_refdata {
     struct sw_issuer *issuers;
     size_t n_issuers;
     struct sw_terminal *terminals; /* sorted by (acquirer, tid) */
     size_t n_terminals;
     struct sw_router *router;
+    struct fx_set *fx; /* switch.fx_rates not expired at the load (DB_FX_NOT_EXPIRED) */
     uint64_t loaded_wall_us;
 };
 
 const struct sw_terminal *sw_ref_terminal(const struct sw_refdata *ref, const char *acquirer,
                                           const uint8_t tid[8]);
 void sw_ref_free(struct sw_refdata *ref);
-/* Starts an asynchronous load; on success the new data replaces srv->ref. */
+/* Starts an asynchronous load of the reference data and then of the conversion rates; when
+ * both are good the new snapshot replaces srv->ref whole (a bad row of either keeps the old
+ * one, logged as refdata_invalid). */
 int sw_ref_reload(struct sw_server *srv);
+
+/* ---- currency conversion (convert.c; docs/fx.md, "Wiring") ---- */
+
+/* The conversion of one request, or why it is refused. */
+struct sw_conversion {
+    struct db_billing billing; /* DE 6/10/51; none when nothing is converted */
+    const char *rc;            /* on refusal: "91" no rate in force, "13" amount or currency */
+    const char *reason;        /* on refusal: for the txn_refused line */
+    int field;                 /* on refusal: the field at fault (49 the currency, 4 the amount) */
+};
+
+/* Builds the in-memory rate set from the rows of switch.fx_rates, each checked by
+ * fx_rate_make. 0 and *out (the caller frees it with fx_set_free), or -1 with err naming the
+ * row or the overlap. */
+__attribute__((warn_unused_result)) int sw_fx_build(const struct db_fx_rate *rows, size_t n,
+                                                    struct fx_set **out, char *err, size_t errcap);
+
+/* THE conversion call (docs/fx.md): amount (DE 4, minor units; -1 = none) in txn_ccy (DE 49
+ * numeric; -1 = unreadable) for a card its route bills in billing_ccy (sw_route_match's; 0 =
+ * billed in DE 49), at the rates of srv->ref in force now. 0 with out->billing filled when
+ * converted, or "none" (no billing currency, the same currency, no amount); -1 when the
+ * request must be refused, with out->rc and out->reason, after logging fx_no_rate (pair, why,
+ * at) or fx_refused. Never a silent 1:1. */
+__attribute__((warn_unused_result)) int sw_fx_convert(const struct sw_server *srv, int billing_ccy,
+                                                      int64_t amount, int txn_ccy,
+                                                      struct sw_conversion *out);
+
+/* Sets DE 6, DE 10 and DE 51 of m from b, or removes them when b is "none" (a terminal's own
+ * DE 6/10/51 never reach an issuer). Call before packing: the MAC then covers them. 0 or -1. */
+__attribute__((warn_unused_result)) int sw_fx_set_fields(struct iso_msg *m,
+                                                         const struct db_billing *b);
+
+/* A conversion into / out of the duplicate table's entry (what a repeat's answer and a
+ * terminal reversal repeat). */
+void sw_fx_to_recent(struct sw_recent_txn *r, const struct db_billing *b);
+void sw_fx_from_recent(const struct sw_recent_txn *r, struct db_billing *b);
 
 /* ---- terminal sessions ---- */
 
@@ -218,6 +259,7 @@ enum sw_txn_state {
     SW_TXN_RESP_CHECK,    /* HSM verifying the issuer response's MAC (M8) */
     SW_TXN_ORIG_LOOKUP,   /* reversal: looking its original up in the journal */
     SW_TXN_PARKED,        /* reversal: waiting for its original (in flight) to be answered */
+    SW_TXN_TRANSFER,      /* a transfer (or a terminal's reversal of one) waiting for its saga */
     SW_TXN_FINISH,        /* response MAC (M6), then the journal commit */
     SW_TXN_state_max
 };
@@ -243,6 +285,7 @@ struct sw_txn {
     struct sw_validation v;
     struct sw_terminal terminal; /* copies: a reload may free the snapshot */
     struct sw_issuer issuer;
+    struct db_billing billing; /* the conversion forwarded (DE 6/10/51), or none */
     struct sw_link *link;
     int64_t issuer_idx;
     uint32_t issuer_stan;
@@ -281,6 +324,15 @@ struct sw_txn {
     uint8_t pin_block[8];
     bool has_pin_block;
     struct event timer;
+    /* Transfers (xfer.c): the saga a sender's request (or a reversal of one) runs, or the
+     * saga this txn is a leg of; what the sender's answer adds (DE 28, DE 44). */
+    struct sw_xfer *xfer;
+    struct sw_xfer *leg_of;
+    bool leg_oct;
+    bool has_xfer_fee;
+    int64_t xfer_fee;
+    char resp44[8];
+    struct sw_req_id xfer_orig; /* a reversal: the transfer's identity */
     /* Everything above is reset per request; the buffers below are not. */
     uint8_t frame_inline[SW_TXN_FRAME];
     uint8_t *frame; /* frame_inline (requests are at most SW_TXN_FRAME bytes) */
@@ -325,6 +377,7 @@ struct sw_server {
     const char *conf_path;
     struct sw_metrics metrics;
     struct sw_refdata *ref;
+    struct sw_refdata *ref_pending; /* built, waiting for its conversion rates */
     bool ref_loading;
     struct sw_saf *saf;
     struct hsm_client *hsm;

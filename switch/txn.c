@@ -22,6 +22,7 @@
 #include "log.h"
 #include "parse.h"
 #include "saf.h"
+#include "xfer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +31,8 @@
 #define PARK_MAX_MS 30000 /* a reversal waits this long at most for its original's answer */
 
 static const char *const state_names[SW_TXN_state_max] = {
-    "free",        "mac_verify", "pin_translate", "issuer_mac", "intent", "dup_lookup",
-    "issuer_wait", "resp_check", "orig_lookup",   "parked",     "finish",
+    "free",        "mac_verify", "pin_translate", "issuer_mac", "intent",   "dup_lookup",
+    "issuer_wait", "resp_check", "orig_lookup",   "parked",     "transfer", "finish",
 };
 
 const char *sw_txn_state_name(enum sw_txn_state s)
@@ -44,18 +45,21 @@ const char *sw_txn_state_name(enum sw_txn_state s)
 static const unsigned allowed[SW_TXN_state_max] = {
     [SW_TXN_FREE] = B(SW_TXN_FINISH),
     [SW_TXN_MAC_VERIFY] = B(SW_TXN_FREE),
-    [SW_TXN_PIN_TRANSLATE] = B(SW_TXN_MAC_VERIFY),
-    [SW_TXN_ISSUER_MAC] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE),
+    [SW_TXN_PIN_TRANSLATE] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_TRANSFER),
+    /* A transfer's leg (sw_txn_start_leg) starts here, from FREE. */
+    [SW_TXN_ISSUER_MAC] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE),
     [SW_TXN_INTENT] = B(SW_TXN_ISSUER_MAC),
     [SW_TXN_DUP_LOOKUP] = B(SW_TXN_INTENT),
     [SW_TXN_ISSUER_WAIT] = B(SW_TXN_INTENT),
     [SW_TXN_RESP_CHECK] = B(SW_TXN_ISSUER_WAIT),
     [SW_TXN_ORIG_LOOKUP] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PARKED),
     [SW_TXN_PARKED] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PARKED),
+    [SW_TXN_TRANSFER] =
+        B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) | B(SW_TXN_ORIG_LOOKUP) | B(SW_TXN_PARKED),
     [SW_TXN_FINISH] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) |
                       B(SW_TXN_ISSUER_MAC) | B(SW_TXN_INTENT) | B(SW_TXN_DUP_LOOKUP) |
                       B(SW_TXN_ISSUER_WAIT) | B(SW_TXN_RESP_CHECK) | B(SW_TXN_ORIG_LOOKUP) |
-                      B(SW_TXN_PARKED),
+                      B(SW_TXN_PARKED) | B(SW_TXN_TRANSFER),
 };
 #undef B
 
@@ -145,6 +149,7 @@ static struct sw_txn *txn_alloc(struct sw_server *srv)
     t->srv = srv;
     t->issuer.link = -1;
     t->outcome = SW_OUT_ERROR;
+    db_billing_none(&t->billing);
     set_rc(t, "96");
     return t;
 }
@@ -170,6 +175,8 @@ static void handle_reversal(struct sw_txn *t);
 
 static void log_txn(struct sw_txn *t, uint64_t total_ns)
 {
+    if (!at_log_enabled(AT_LOG_INFO))
+        return;
     char mti[5], proc[7] = "", amount[13] = "", cur[4] = "", stan[7] = "", rrn[13] = "",
                  tid[9] = "", masked[20] = "";
     memcpy(mti, t->req.mti, 4);
@@ -182,17 +189,36 @@ static void log_txn(struct sw_txn *t, uint64_t total_ns)
     field_str(&t->req, 41, tid, sizeof tid);
     if (t->v.pan)
         at_mask_pan((const char *)t->v.pan, t->v.pan_len, masked);
-    at_log(AT_LOG_INFO, "txn", AT_STR("listener", t->term->lst->conf->name),
-           AT_STR("acquirer", t->acquirer), AT_STR("terminal", tid), AT_STR("mti", mti),
-           AT_STR("proc", proc), AT_STR("amount", amount), AT_STR("currency", cur),
-           AT_STR("pan", masked), AT_STR("stan", stan), AT_STR("rrn", rrn),
-           AT_STR("issuer", t->issuer.id),
-           AT_UINT("issuer_stan", t->forwarded ? t->issuer_stan : 0), AT_STR("rc", t->rc),
-           AT_STR("auth_code", t->auth_code), AT_STR("outcome", outcome_names[t->outcome]),
-           AT_BOOL("reversed", t->reversing), AT_UINT("lat_us", total_ns / 1000),
-           AT_UINT("lat_mac_us", t->lat_mac_ns / 1000), AT_UINT("lat_pin_us", t->lat_pin_ns / 1000),
-           AT_UINT("lat_issuer_us", t->lat_issuer_ns / 1000),
-           AT_UINT("lat_journal_us", t->lat_journal_ns / 1000));
+    /* A converted request's line ends with what the cardholder is billed (DE 6/10/51); the
+     * others leave those three fields out. */
+    bool converted = db_billing_converted(&t->billing);
+    const struct at_kv kv[] = {
+        AT_STR("listener", t->term ? t->term->lst->conf->name : "transfer"),
+        AT_STR("acquirer", t->acquirer),
+        AT_STR("terminal", tid),
+        AT_STR("mti", mti),
+        AT_STR("proc", proc),
+        AT_STR("amount", amount),
+        AT_STR("currency", cur),
+        AT_STR("pan", masked),
+        AT_STR("stan", stan),
+        AT_STR("rrn", rrn),
+        AT_STR("issuer", t->issuer.id),
+        AT_UINT("issuer_stan", t->forwarded ? t->issuer_stan : 0),
+        AT_STR("rc", t->rc),
+        AT_STR("auth_code", t->auth_code),
+        AT_STR("outcome", outcome_names[t->outcome]),
+        AT_BOOL("reversed", t->reversing),
+        AT_UINT("lat_us", total_ns / 1000),
+        AT_UINT("lat_mac_us", t->lat_mac_ns / 1000),
+        AT_UINT("lat_pin_us", t->lat_pin_ns / 1000),
+        AT_UINT("lat_issuer_us", t->lat_issuer_ns / 1000),
+        AT_UINT("lat_journal_us", t->lat_journal_ns / 1000),
+        AT_INT("billing_amount", t->billing.amount_minor),
+        AT_STR("conversion_rate", t->billing.rate),
+        AT_INT("billing_currency", t->billing.currency),
+    };
+    at_log_kv(AT_LOG_INFO, "txn", kv, sizeof kv / sizeof kv[0] - (converted ? 0 : 3));
 }
 
 /* Reversals parked on the request whose identity is id: its answer is known
@@ -223,7 +249,8 @@ static void deliver(struct sw_txn *t)
 
     if (t->resp_len > 0)
         sent = sw_term_send(t->term, t->has_tpdu ? t->tpdu : NULL, t->packed, t->resp_len) == 0;
-    if (!sent && t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL && t->forwarded) {
+    if (!sent && t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL && t->forwarded &&
+        !t->leg_of) {
         /* An approval the terminal will never see: take the money back. The
          * reversal is independent of this txn, which is released below. */
         at_log(AT_LOG_WARN, "answer_undeliverable", AT_STR("rc", t->rc),
@@ -254,8 +281,13 @@ static void deliver(struct sw_txn *t)
         memcpy(r->rrn, rrn[0] ? rrn : t->rrn, 12);
         at_put_digits(r->issuer_stan, 6, t->issuer_stan);
         memcpy(r->issuer_tx_time, t->issuer_de7, 10);
+        sw_fx_to_recent(r, &t->billing);
     }
     log_txn(t, total);
+    if (t->leg_of)
+        sw_xfer_leg_finished(t);
+    if (t->xfer)
+        sw_xfer_delivered(t, sent);
     if (t->has_recent && srv->parked)
         unpark(srv, &t->recent_id);
     txn_release(t);
@@ -282,6 +314,8 @@ static void maybe_deliver(struct sw_txn *t)
 
 void sw_txn_reversal_stored(struct sw_txn *t, bool durable)
 {
+    if (sw_xfer_reversal_stored(t, durable))
+        return;
     t->pending_saf = false;
     if (t->v.kind == SW_KIND_REVERSAL && t->state != SW_TXN_FINISH) {
         /* A terminal reversal is acknowledged once it cannot be lost; 96
@@ -352,6 +386,7 @@ static void fill_identity(struct sw_txn *t, struct db_auth_record *r)
     field_str(&t->req, 3, r->processing_code, sizeof r->processing_code);
     r->amount_minor = field_amount(&t->req, 4, INT64_MAX);
     r->currency = (int32_t)field_amount(&t->req, 49, 999);
+    r->billing = t->billing;
     if (t->v.pan) {
         at_mask_pan((const char *)t->v.pan, t->v.pan_len, r->pan_masked);
         if (pan_hmac(t)) {
@@ -488,6 +523,19 @@ static int build_response(struct sw_txn *t)
         return -1;
     if (t->balance_len && iso_set(o, 54, t->balance, t->balance_len) != 0)
         return -1;
+    /* A transfer's fee (DE 28, the sender's currency) and the leg that failed (DE 44). */
+    if (t->has_xfer_fee) {
+        char fee[10] = "D";
+        at_put_digits(fee + 1, 8, (uint64_t)t->xfer_fee);
+        if (iso_set_copy(o, 28, fee, 9) != 0)
+            return -1;
+    }
+    if (t->resp44[0] && iso_set(o, 44, t->resp44, strlen(t->resp44)) != 0)
+        return -1;
+    /* The conversion the issuer was asked for goes back to the terminal: what the cardholder
+     * is billed, at which rate (docs/acquirer-interface.md). */
+    if (sw_fx_set_fields(o, &t->billing) != 0)
+        return -1;
     if (mti[1] != '8') {
         /* DE 15: the business day of the request's receipt — the journal row's created_at, which
          * atlas-settle closes days by — or, for a repeat answered again, of its original's. */
@@ -583,6 +631,7 @@ static void answer_known(struct sw_txn *t, const struct sw_recent_txn *orig)
         memcpy(t->auth_code, orig->auth_code, 6);
         t->auth_code[6] = '\0';
         t->outcome = orig->approved ? SW_OUT_APPROVED : SW_OUT_DECLINED;
+        sw_fx_from_recent(orig, &t->billing); /* the same DE 6/10/51 as the first answer */
         t->t_settle_us = orig->received_us > 0 ? (uint64_t)orig->received_us : 0;
     }
     at_log(AT_LOG_INFO, "repeat_answered", AT_STR("rc", t->rc),
@@ -625,6 +674,7 @@ static void orig_from_db(const struct db_original *d, struct sw_recent_txn *o)
     o->currency = d->currency > 0 ? (uint16_t)d->currency : 0;
     if (d->has_pan_hmac)
         memcpy(o->pan_tag, d->pan_hmac, sizeof o->pan_tag);
+    sw_fx_to_recent(o, &d->billing);
     o->received_us = d->created_us;
     o->approved = strcmp(d->response_code, "00") == 0;
     o->forwarded = d->issuer_stan[0] != '\0';
@@ -797,7 +847,7 @@ static void gen_rrn(struct sw_txn *t)
 /* Builds the request for the issuer in t->out / t->packed. */
 static int build_issuer_request(struct sw_txn *t)
 {
-    static const int drop[] = { 52, 53, 62, 64, 110, 128 };
+    static const int drop[] = { 6, 10, 51, 52, 53, 62, 64, 110, 128 };
     struct iso_msg *o = &t->out;
     const struct iso_dialect *d = t->link->dialect;
     struct iso_err e;
@@ -816,6 +866,8 @@ static int build_issuer_request(struct sw_txn *t)
     if (!iso_has(o, 37) && iso_set(o, 37, t->rrn, 12) != 0)
         return -1;
     if (t->has_pin_block && iso_set(o, 52, t->pin_block, 8) != 0)
+        return -1;
+    if (sw_fx_set_fields(o, &t->billing) != 0)
         return -1;
     bool mac = t->issuer.zak[0] != '\0';
     int rc =
@@ -1015,6 +1067,10 @@ static void on_pin(void *arg, int status, const char *resp, size_t len)
         return;
     }
     t->has_pin_block = true;
+    if (t->xfer) {
+        sw_xfer_pin_ready(t);
+        return;
+    }
     to_issuer(t);
 }
 
@@ -1116,6 +1172,10 @@ static void reverse_known(struct sw_txn *t, struct sw_recent_txn *orig)
                iso_has(&t->req, 95) ? 95 : 4);
         return;
     }
+    if (memcmp(orig->proc_code, "40", 2) == 0) {
+        sw_xfer_reverse(t, orig); /* its legs are reversed */
+        return;
+    }
     for (size_t i = 0; i < t->srv->ref->n_issuers; i++)
         if (strcmp(t->srv->ref->issuers[i].id, orig->issuer_id) == 0)
             t->issuer = t->srv->ref->issuers[i];
@@ -1147,7 +1207,8 @@ static void on_orig_lookup(void *arg, const struct db_error *err, const struct d
         return;
     }
     orig_from_db(d, &orig);
-    if (orig.approved && (orig.issuer_stan[0] == 0 || orig.issuer_tx_time[0] == 0)) {
+    if (orig.approved && memcmp(orig.proc_code, "40", 2) != 0 &&
+        (orig.issuer_stan[0] == 0 || orig.issuer_tx_time[0] == 0)) {
         reject(t, "12", SW_OUT_REJECTED, "original has no issuer-side identity", 90);
         return;
     }
@@ -1247,6 +1308,7 @@ static void after_mac(struct sw_txn *t)
         rec.amount_minor = 0;
     int64_t cur = field_amount(&t->req, 49, 999);
     rec.currency = cur > 0 ? (uint16_t)cur : 0;
+    rec.billing_minor = -1; /* known once routed and converted (deliver) */
     if (pan_hmac(t))
         memcpy(rec.pan_tag, t->pan_hmac, sizeof rec.pan_tag);
     rec.received_us = (int64_t)t->t_wall_us;
@@ -1257,22 +1319,39 @@ static void after_mac(struct sw_txn *t)
     t->recent_id = id;
     t->has_recent = true;
 
-    int64_t is = sw_router_lookup(srv->ref->router, (const char *)t->v.pan, t->v.pan_len);
-    if (is < 0) {
+    struct sw_route_match route;
+    if (!sw_router_match(srv->ref->router, (const char *)t->v.pan, t->v.pan_len, &route)) {
         reject(t, "15", SW_OUT_REJECTED, "no BIN route", 2);
         return;
     }
-    t->issuer = srv->ref->issuers[is];
-    t->issuer_idx = is;
+    t->issuer = srv->ref->issuers[route.issuer];
+    t->issuer_idx = route.issuer;
     if (!t->issuer.enabled) {
         reject(t, "15", SW_OUT_REJECTED, "issuer disabled", 2);
         return;
     }
+    /* Converted now, once: the write-ahead row, the journal, the answer and any reversal keep
+     * this DE 6/10/51. */
+    struct sw_conversion conv;
+    bool transfer = t->v.proc == SW_PROC_TRANSFER; /* its legs convert, each for its card */
+    if (!transfer && sw_fx_convert(srv, route.billing_currency, field_amount(&t->req, 4, INT64_MAX),
+                                   (int)field_amount(&t->req, 49, 999), &conv) != 0) {
+        reject(t, conv.rc, SW_OUT_REJECTED, conv.reason, conv.field);
+        return;
+    }
+    if (!transfer)
+        t->billing = conv.billing;
     if (t->issuer.link < 0 || srv->links[t->issuer.link].state != SW_LINK_UP) {
+        if (transfer)
+            memcpy(t->resp44, "AFT91", 6);
         reject(t, "91", SW_OUT_UNAVAILABLE, "issuer link down", 0);
         return;
     }
     t->link = &srv->links[t->issuer.link];
+    if (transfer) {
+        sw_xfer_start(t, route.billing_currency);
+        return;
+    }
     if (t->v.has_pin) {
         translate_pin(t);
         return;
@@ -1430,4 +1509,78 @@ void sw_txn_start(struct sw_term *term, const uint8_t *frame, size_t frame_len, 
     }
     t->terminal = *row;
     verify_mac(t);
+}
+
+/* ---------------------------------------------------------------- what the saga borrows */
+
+void sw_txn_finish(struct sw_txn *t)
+{
+    finish(t);
+}
+
+void sw_txn_reject(struct sw_txn *t, const char *rc, int outcome, const char *reason, int field)
+{
+    reject(t, rc, (enum sw_txn_outcome)outcome, reason, field);
+}
+
+void sw_txn_translate_pin(struct sw_txn *t)
+{
+    translate_pin(t);
+}
+
+void sw_txn_to_transfer(struct sw_txn *t)
+{
+    sw_txn_set_state(t, SW_TXN_TRANSFER);
+}
+
+const char *sw_txn_start_leg(struct sw_server *srv, const struct sw_leg *leg)
+{
+    const struct sw_issuer *is = leg->issuer;
+    if (srv->stopping)
+        return "switchd is stopping";
+    if (is->link < 0 || srv->links[is->link].state != SW_LINK_UP)
+        return "issuer link down";
+    struct sw_conversion conv;
+    if (sw_fx_convert(srv, leg->billing_currency, leg->amount, leg->currency, &conv) != 0)
+        return conv.reason;
+    struct sw_txn *t = txn_alloc(srv);
+    if (!t)
+        return "out of memory";
+    t->t_recv_ns = at_mono_ns();
+    t->t_wall_us = leg->wall_us;
+    srv->inflight++;
+    sw_backpressure_update(srv);
+    t->journal = true;
+    t->no_answer = true;
+    t->leg_of = leg->xfer;
+    t->leg_oct = leg->oct;
+    t->billing = conv.billing;
+    t->frame = t->frame_inline;
+    iso_msg_init(&t->req, t->req_arena, sizeof t->req_arena);
+    char amount[13], cur[4];
+    at_put_digits(amount, 12, (uint64_t)leg->amount);
+    at_put_digits(cur, 3, (uint64_t)leg->currency);
+    if (iso_set_mti(&t->req, "0200") != 0 || iso_set_copy(&t->req, 2, leg->pan, leg->pan_len) ||
+        iso_set_copy(&t->req, 3, leg->proc, 6) || iso_set_copy(&t->req, 4, amount, 12) ||
+        iso_set_copy(&t->req, 7, leg->de7, 10) || iso_set_copy(&t->req, 11, leg->stan, 6) ||
+        iso_set_copy(&t->req, 41, leg->terminal, 8) || iso_set_copy(&t->req, 49, cur, 3)) {
+        t->journal = false;
+        reject(t, "96", SW_OUT_ERROR, "cannot build a transfer leg", 0);
+        return NULL; /* the leg reports its 96 through sw_xfer_leg_finished */
+    }
+    size_t n;
+    t->v.kind = SW_KIND_FINANCIAL;
+    t->v.proc = (leg->proc[0] - '0') * 10 + (leg->proc[1] - '0');
+    t->v.pan = iso_get(&t->req, 2, &n);
+    t->v.pan_len = n;
+    memcpy(t->de7, leg->de7, 11);
+    at_strlcpy(t->acquirer, leg->acquirer, sizeof t->acquirer);
+    t->issuer = *is;
+    t->link = &srv->links[is->link];
+    if (leg->pin_block) {
+        memcpy(t->pin_block, leg->pin_block, 8);
+        t->has_pin_block = true;
+    }
+    to_issuer(t);
+    return NULL;
 }

@@ -4,25 +4,9 @@
 
 #include "clock.h"
 #include "isonet.h"
+#include "parse.h"
 
 #include <string.h>
-
-bool sw_luhn_ok(const uint8_t *d, size_t len)
-{
-    unsigned sum = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned v = (unsigned)(d[len - 1 - i] - '0');
-        if (v > 9)
-            return false;
-        if (i % 2 == 1) {
-            v *= 2;
-            if (v > 9)
-                v -= 9;
-        }
-        sum += v;
-    }
-    return len > 0 && sum % 10 == 0;
-}
 
 static int fail(struct sw_validation *v, const char *rc, int field, const char *reason)
 {
@@ -88,6 +72,14 @@ static bool all_zero(const uint8_t *p, size_t n)
     return true;
 }
 
+static bool digits_only(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+    return n > 0;
+}
+
 static enum sw_msg_kind classify(const char mti[4])
 {
     if (mti[0] != '0')
@@ -133,7 +125,7 @@ static int find_pan(const struct iso_msg *m, struct sw_validation *v)
     }
     if (len < 12 || len > 19)
         return fail(v, "14", field, "PAN length outside 12..19");
-    if (!sw_luhn_ok(p, len))
+    if (!at_luhn_ok((const char *)p, len))
         return fail(v, "14", field, "PAN fails the Luhn check");
     v->pan = p;
     v->pan_len = len;
@@ -156,6 +148,32 @@ static bool proc_known(int proc)
     default:
         return false;
     }
+}
+
+/* A transfer is a financial request with its sender's PIN and its recipient in DE 103. */
+static int check_transfer(const struct iso_msg *m, struct sw_validation *v)
+{
+    size_t len;
+    const uint8_t *p = iso_get(m, 103, &len);
+    if (v->kind != SW_KIND_FINANCIAL)
+        return fail(v, "12", 3, "a transfer is a financial request (0200)");
+    if (!p)
+        return fail(v, "30", 103, "the recipient (DE 103) is missing");
+    if (!v->has_pin)
+        return fail(v, "30", 52, "a transfer carries the sender's PIN");
+    if (p[0] == '+') {
+        if (len < 9 || len > 16 || p[1] == '0' || !digits_only(p + 1, len - 1))
+            return fail(v, "30", 103, "the recipient's mobile number is not + and 8..15 digits");
+        v->recipient_msisdn = true;
+    } else {
+        if (len < 12 || len > 19 || !digits_only(p, len))
+            return fail(v, "14", 103, "the recipient's PAN is not 12..19 digits");
+        if (!at_luhn_ok((const char *)p, len))
+            return fail(v, "14", 103, "the recipient's PAN fails the Luhn check");
+    }
+    v->recipient = p;
+    v->recipient_len = len;
+    return 0;
 }
 
 int sw_validate(const struct iso_msg *m, struct sw_validation *v)
@@ -216,6 +234,8 @@ int sw_validate(const struct iso_msg *m, struct sw_validation *v)
     if (iso_has(m, 64) && iso_has(m, 128))
         return fail(v, "30", 128, "both DE 64 and DE 128 carry a MAC");
     v->has_pin = iso_has(m, 52) || iso_has(m, 110); /* DE 110: AES PIN block */
+    if (v->proc == SW_PROC_TRANSFER && v->kind != SW_KIND_REVERSAL && check_transfer(m, v) != 0)
+        return -1;
     if (v->kind == SW_KIND_REVERSAL && v->has_pin)
         return fail(v, "30", 52, "a reversal carries no PIN");
     /* DE 90 of a reversal names its original, whose DE 7 is a real date like any DE 7. */

@@ -43,6 +43,11 @@ struct sw_validation {
     const uint8_t *pan; /* PAN digits (from DE 2, or DE 35 before the separator) */
     size_t pan_len;
     bool has_pin; /* DE 52 present */
+    /* A transfer (0200, processing code 40): its recipient from DE 103, a PAN (digits, Luhn)
+     * or a mobile number ('+' and 8..15 digits, recipient_msisdn). */
+    const uint8_t *recipient;
+    size_t recipient_len;
+    bool recipient_msisdn;
 };
 
 /* Classifies m and checks its mandatory fields and values. Returns 0 when
@@ -56,8 +61,5 @@ bool sw_de7_valid(const uint8_t *p, size_t len);
 /* DE 7 as wall-clock milliseconds, the year being the one (last, this or next)
  * that puts it nearest to now_ms. false when DE 7 is not valid. */
 bool sw_de7_wall_ms(const uint8_t *p, size_t len, uint64_t now_ms, uint64_t *out);
-
-/* Luhn check over len digits. */
-bool sw_luhn_ok(const uint8_t *digits, size_t len);
 
 #endif

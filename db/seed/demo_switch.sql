@@ -1,10 +1,18 @@
--- Demo reference data for switchd (README "The demo world"): one wallet issuer, its BIN routes,
--- one acquirer and four terminals. Keys are the documented LAB keys, written here only encrypted
--- under the Thales test LMK (hsmtool key --type T --clear K) with their KCVs. Idempotent.
+-- Demo reference data for switchd (README "The demo world"): four wallet issuers, one per
+-- country group, each routed its own BIN; one acquirer and four terminals. Keys are the documented
+-- LAB keys, written here only encrypted under the Thales test LMK (hsmtool key --type T --clear K)
+-- with their KCVs; run.sh and the tests start each issuer-sim with its issuer's ZPK and ZAK read
+-- from these rows (a zone key is shared by both ends of the link). Idempotent.
 
 INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv) VALUES
     ('WALLET1.ZPK',   'ZPK', 'TDES-2KEY', 'U9D961F6AF1D24B38AB37B320022FF57D', '77800C'),
     ('WALLET1.ZAK',   'ZAK', 'TDES-2KEY', 'U828E5DD415D1228FCC2D07D9D794942F', '30825B'),
+    ('WALLET2.ZPK',   'ZPK', 'TDES-2KEY', 'U3840C48244C93E87683428C6561E153D', '40826A'),
+    ('WALLET2.ZAK',   'ZAK', 'TDES-2KEY', 'UABB3C520661176F218910934DB64224B', 'CDACE9'),
+    ('WALLET3.ZPK',   'ZPK', 'TDES-2KEY', 'UBEFF7C265CD0A5A0B29838A15FA60160', 'ADC67D'),
+    ('WALLET3.ZAK',   'ZAK', 'TDES-2KEY', 'U9A9AA827A8C1D94BADD649BDA6061AAC', 'E878DD'),
+    ('WALLET4.ZPK',   'ZPK', 'TDES-2KEY', 'UD46D514CB29E20648EECE42B11702289', 'D2DB51'),
+    ('WALLET4.ZAK',   'ZAK', 'TDES-2KEY', 'UA6092B7AC1A0F08B9631A260F0FD005A', '070EDB'),
     ('TERM0001.TPK',  'TPK', 'TDES-2KEY', 'U610850E0A6E572AEB21830C67D9FCAF9', '45303C'),
     ('TERM0001.TAK',  'TAK', 'TDES-2KEY', 'U069486B014C17A557263DD5DB7F8A418', 'F5DDDA'),
     ('TERM0002.BDK',  'BDK', 'TDES-2KEY', 'U8E3D3E2FD5919657F05A1AA90D32A014', '08D7B4'),
@@ -18,14 +26,48 @@ ON CONFLICT (key_id) DO UPDATE
         key_under_lmk = EXCLUDED.key_under_lmk, kcv = EXCLUDED.kcv, status = 'active';
 
 INSERT INTO switch.issuers (issuer_id, name, link, zpk_key_id, zak_key_id) VALUES
-    ('WALLET1', 'Demo wallet issuer (issuer-sim)', 'WALLET1', 'WALLET1.ZPK', 'WALLET1.ZAK')
+    ('WALLET1', 'Morocco wallets, MAD (issuer-sim)',                 'WALLET1', 'WALLET1.ZPK', 'WALLET1.ZAK'),
+    ('WALLET2', 'West Africa (UEMOA) wallets, XOF (issuer-sim)',     'WALLET2', 'WALLET2.ZPK', 'WALLET2.ZAK'),
+    ('WALLET3', 'Central Africa (CEMAC) wallets, XAF (issuer-sim)',  'WALLET3', 'WALLET3.ZPK', 'WALLET3.ZAK'),
+    ('WALLET4', 'Mauritania wallets, MRU (issuer-sim)',              'WALLET4', 'WALLET4.ZPK', 'WALLET4.ZAK')
 ON CONFLICT (issuer_id) DO UPDATE
     SET name = EXCLUDED.name, link = EXCLUDED.link, zpk_key_id = EXCLUDED.zpk_key_id,
         zak_key_id = EXCLUDED.zak_key_id, enabled = true;
 
 INSERT INTO switch.bin_routes (prefix, issuer_id) VALUES
-    ('489001', 'WALLET1'), ('489002', 'WALLET1'), ('489003', 'WALLET1'), ('489004', 'WALLET1')
+    ('489001', 'WALLET1'), ('489002', 'WALLET2'), ('489003', 'WALLET3'), ('489004', 'WALLET4')
 ON CONFLICT (prefix) DO UPDATE SET issuer_id = EXCLUDED.issuer_id, enabled = true;
+-- The currency each route's cards are billed in (the wallets' currency): a request in another
+-- DE 49 is converted at switch.fx_rates (docs/fx.md). NULL would mean "billed in DE 49".
+UPDATE switch.bin_routes r SET billing_currency = v.currency
+  FROM (VALUES ('489001', 504), ('489002', 952), ('489003', 950), ('489004', 929))
+       AS v(prefix, currency)
+ WHERE r.prefix = v.prefix;
+
+-- Transfer corridors (docs/transfers.md): sender's currency -> recipient's, the fee in the
+-- sender's currency (fixed minor units + basis points of the amount) and the most one transfer
+-- may move. Illustrative tariffs; every ordered pair of the four currencies is served.
+INSERT INTO switch.transfer_corridors (from_currency, to_currency, fee_fixed_minor, fee_bp,
+                                       max_amount_minor) VALUES
+    (504, 504,  200,   0,   500000),  -- MAD -> MAD: 2.00 MAD, at most 5,000.00
+    (952, 952,  100,   0,   500000),  -- XOF -> XOF: 100 XOF, at most 500,000
+    (950, 950,  100,   0,   500000),  -- XAF -> XAF: 100 XAF, at most 500,000
+    (929, 929, 1000,   0,  5000000),  -- MRU -> MRU: 10.00 MRU, at most 50,000.00
+    (504, 952,  500, 100,   200000),  -- MAD -> XOF: 5.00 MAD + 1 %, at most 2,000.00
+    (952, 504,  300, 100,   300000),  -- XOF -> MAD: 300 XOF + 1 %, at most 300,000
+    (952, 950,  200,  50,   500000),  -- XOF -> XAF: 200 XOF + 0.5 %, at most 500,000
+    (950, 952,  200,  50,   500000),  -- XAF -> XOF: 200 XAF + 0.5 %, at most 500,000
+    (504, 929,  500, 100,   200000),  -- MAD -> MRU: 5.00 MAD + 1 %, at most 2,000.00
+    (929, 504, 2000, 100,  2000000),  -- MRU -> MAD: 20.00 MRU + 1 %, at most 20,000.00
+    (504, 950,  500, 100,   200000),  -- MAD -> XAF: 5.00 MAD + 1 %, at most 2,000.00
+    (950, 504,  300, 100,   300000),  -- XAF -> MAD: 300 XAF + 1 %, at most 300,000
+    (952, 929,  300, 100,   300000),  -- XOF -> MRU: 300 XOF + 1 %, at most 300,000
+    (950, 929,  300, 100,   300000),  -- XAF -> MRU: 300 XAF + 1 %, at most 300,000
+    (929, 952, 2000, 100,  2000000),  -- MRU -> XOF: 20.00 MRU + 1 %, at most 20,000.00
+    (929, 950, 2000, 100,  2000000)   -- MRU -> XAF: 20.00 MRU + 1 %, at most 20,000.00
+ON CONFLICT (from_currency, to_currency) DO UPDATE
+    SET fee_fixed_minor = EXCLUDED.fee_fixed_minor, fee_bp = EXCLUDED.fee_bp,
+        max_amount_minor = EXCLUDED.max_amount_minor, enabled = true;
 
 INSERT INTO switch.acquirers (acquirer_id, name) VALUES ('100001', 'Demo acquirer')
 ON CONFLICT (acquirer_id) DO UPDATE SET name = EXCLUDED.name, enabled = true;

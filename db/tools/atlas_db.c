@@ -12,6 +12,10 @@
 #include "db_internal.h" /* the blocking schema work, libpq */
 #include "cli.h"
 #include "parse.h"
+#include "hex.h"
+#include "log.h"
+
+#include <openssl/crypto.h>
 
 #ifndef ATLAS_SOURCE_DIR
 #define ATLAS_SOURCE_DIR "."
@@ -29,6 +33,10 @@ static void usage(FILE *f)
             "  partitions [--ahead N] [--detach-before YYYY-MM-DD]\n"
             "                              create daily journal partitions for today + N days\n"
             "                              (default 7); detach those of days before a date\n"
+            "  alias MSISDN PAN            register a mobile number (+ and 8..15 digits) as the\n"
+            "                              alias of a wallet card for transfers (DE 103); the\n"
+            "                              PAN is stored sealed and hashed under the switch's\n"
+            "                              keys ATLAS_PAN_SEAL_KEY and ATLAS_PAN_HMAC_KEY\n"
             "The migrations directory is --dir, else $ATLAS_MIGRATIONS, else db/migrations of\n"
             "the source tree this program was built from (%s/db/migrations).\n",
             DB_SCHEMA_VERSION, ATLAS_SOURCE_DIR);
@@ -66,6 +74,51 @@ static PGresult *query(PGconn *conn, const char *sql, int n, const char *const *
         return NULL;
     }
     return res;
+}
+
+/* A key from the environment (hex), at least min bytes. */
+static int env_key(const char *name, size_t min, uint8_t *out, size_t cap, size_t *len)
+{
+    const char *hex = getenv(name);
+    int n = hex ? at_hex_decode(hex, strlen(hex), out, cap) : -1;
+    if (n < (int)min) {
+        fprintf(stderr, "atlas-db: %s must hold at least %zu bytes of hex\n", name, min);
+        return -1;
+    }
+    *len = (size_t)n;
+    return 0;
+}
+
+static int cmd_alias(const char *conninfo, const char *msisdn, const char *pan)
+{
+    uint8_t hkey[64], skey[32], hmac[32], sealed[DB_PAN_SEALED_MAX];
+    size_t hlen, slen, n = strlen(pan);
+    char masked[20];
+    struct db_error err = { 0 };
+    int rc = 1;
+    if (!at_is_digits(pan, 12, 19) || !at_luhn_ok(pan, n)) {
+        fprintf(stderr, "atlas-db: alias: the PAN must be 12..19 digits passing the Luhn check\n");
+        return 2;
+    }
+    if (env_key("ATLAS_PAN_HMAC_KEY", 16, hkey, sizeof hkey, &hlen) != 0 ||
+        env_key("ATLAS_PAN_SEAL_KEY", 32, skey, sizeof skey, &slen) != 0)
+        goto out;
+    int sl = db_pan_seal(skey, pan, n, sealed, sizeof sealed);
+    if (sl <= 0 || db_pan_hmac(hkey, hlen, pan, n, hmac) != 0) {
+        fprintf(stderr, "atlas-db: alias: the PAN cannot be sealed\n");
+        goto out;
+    }
+    at_mask_pan(pan, n, masked);
+    if (db_alias_put(conninfo, msisdn, masked, hmac, sealed, (size_t)sl, &err) != 0) {
+        rc = fail("alias", &err);
+        goto out;
+    }
+    printf("atlas-db: %s -> %s\n", msisdn, masked);
+    rc = 0;
+out:
+    OPENSSL_cleanse(hkey, sizeof hkey);
+    OPENSSL_cleanse(skey, sizeof skey);
+    return rc;
 }
 
 static int cmd_status(PGconn *conn, const char *dir)
@@ -182,6 +235,11 @@ int main(int argc, char **argv)
         default:
             return at_usage(usage, c == 'h');
         }
+    }
+    if (optind < argc && strcmp(argv[optind], "alias") == 0) {
+        if (optind + 3 != argc)
+            return at_usage(usage, false);
+        return cmd_alias(conninfo, argv[optind + 1], argv[optind + 2]);
     }
     if (optind != argc - 1)
         return at_usage(usage, false);

@@ -268,6 +268,9 @@ bool sim_mac_acceptable(const struct sim_resp *r);
 
 /* ---------------------------------------------------------------- options and scenarios */
 
+/* How many cards a scenario line's balances= may name (a transfer's two sides). */
+#define SIM_BALANCES_MAX 2
+
 /* Options of one transaction as typed (CLI flags or scenario key=value), before they
  * are resolved against a terminal. Each option is a row of opts.c's settings table (its text
  * field, length and digits, or its number and range); "" and 0 mean "not given". */
@@ -303,6 +306,9 @@ struct sim_opts {
     char expect[3];    /* expected DE 39 */
     char mac[4];       /* "ok" or "any", as typed; mac_any is what it says */
     bool mac_any;      /* do not require a valid response MAC */
+    char balances[40]; /* PAN[,PAN] as typed: demo cards whose balances the line shows */
+    char balance_pan[SIM_BALANCES_MAX][20]; /* what it names, n_balances of them */
+    unsigned n_balances;
 };
 
 /* Sets one option: key is the long option name without dashes ("amount-minor"), value

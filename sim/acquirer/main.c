@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "acquirer.h"
+#include "clock.h"
 #include "conf.h"
 #include "json.h"
 #include "load.h"
@@ -19,6 +20,12 @@
 
 #define DEFAULT_TIMEOUT_MS 10000u
 #define MAX_CONNS          16
+/* After a line whose answer is not 00, its cards' balances are asked again every
+ * BALANCE_POLL_MS until each is back where it was before the line (a reversal the switch
+ * queued, e.g. a transfer's AFT after its OCT was declined, has then reached the issuer) or
+ * BALANCE_POLL_FOR_MS have passed since the answer. */
+#define BALANCE_POLL_MS     100u
+#define BALANCE_POLL_FOR_MS 2000u
 
 /* Exit codes of `send`. */
 enum {
@@ -38,6 +45,25 @@ struct line_res {
     struct sim_sent sent_info;
     struct sim_txn x;
     char term[9];
+};
+
+/* One card of a line's balances=: what its balance inquiries said (each is "?" when the inquiry
+ * got no approval with a balance). */
+struct bal_card {
+    char pan[20];
+    char ccy[4]; /* DE 54's currency, numeric; the demo card's until an inquiry answers */
+    bool has_before, has_first, has_after;
+    int64_t before; /* asked before the line was sent */
+    int64_t first;  /* the first answer after the line's */
+    int64_t after;  /* the last answer after the line's (polling: the one that ended it) */
+};
+
+/* Where a scenario line is: the request on the wire is a balance inquiry of its cards before
+ * the line, the line itself, or an inquiry after its answer. */
+enum run_phase {
+    RP_BEFORE, /* asking c->bal[c->bal_k] before the line is sent */
+    RP_LINE,   /* the line's own request */
+    RP_AFTER,  /* asking c->bal[c->bal_k] after the line's answer (a round: every card) */
 };
 
 /* The options that are not a transaction's: one row each of global_table. */
@@ -71,10 +97,29 @@ struct cli {
     size_t idx;
     unsigned passed, failed;
     int exit_code;
+    /* run: the line in progress, kept while its balance inquiries use t, x and sent */
+    enum run_phase phase;
+    struct sim_term *line_t;
+    struct sim_txn line_x;
+    struct sim_sent line_sent;
+    char line_host[64];
+    unsigned line_timeout_ms;
+    bool line_has_out;           /* line_out holds the line's outcome */
+    struct sim_outcome line_out; /* its msg and raw are NULL: only resp and latency are kept */
+    char line_reason[128];       /* line_out.reason's text */
+    char line_err[256];          /* the line's error, "" if none */
+    struct bal_card bal[SIM_BALANCES_MAX];
+    size_t nbal, bal_k;     /* the line's cards; the one being asked */
+    bool bal_poll;          /* the answer was not 00: poll until the balances are back */
+    bool bal_back;          /* the last round found every balance known before back */
+    uint64_t bal_answer_ns; /* when the line's answer came (monotonic) */
+    unsigned bal_waited_ms; /* how long after it the last round ended */
+    struct event *poll_timer;
 };
 
 static void next_line(struct cli *c);
 static void txn_done(struct cli *c, const struct sim_outcome *o, const char *err);
+static void bal_ask(struct cli *c);
 
 /* ------------------------------------------------------------------ output */
 
@@ -130,12 +175,87 @@ static void answer_extras(const struct sim_txn *x, const struct at_currency *ccy
         snprintf(out + n, cap - n, " settlement %s", r->settle_date);
 }
 
-/* One result: a readable line (or a JSON object). prefix is "PASS line 3" etc. */
-static void print_result(struct cli *c, const char *prefix, const struct sim_outcome *o,
-                         const char *err, const char *fail_why)
+/* A balance in minor units of the numeric currency ccy, "-" first when negative; "?" when
+ * unknown. */
+static const char *bal_amount(bool known, int64_t v, const char *ccy, char *out, size_t cap)
+{
+    const struct at_currency *cur = at_currency_find(ccy);
+    char num[32];
+    if (!known)
+        return "?";
+    at_format_minor(v < 0 ? (uint64_t)(-(v + 1)) + 1 : (uint64_t)v,
+                    cur ? (unsigned)cur->exponent : 0, num, sizeof num);
+    snprintf(out, cap, "%s%s", v < 0 ? "-" : "", num);
+    return out;
+}
+
+/* The line's balances for the readable line: " | 489001******0012 1000.00 -> 984.90 MAD" per
+ * card (masked PAN, before -> after, "?" for an inquiry that failed; before -> first -> after
+ * when polling saw a value in between), then, when the answer was not 00, how long it took for
+ * the balances to be back (" | back after 120 ms", or " | not back after 2000 ms"). */
+static void balances_text(const struct cli *c, char *out, size_t cap)
+{
+    size_t n = 0;
+    bool known = false;
+    out[0] = '\0';
+    for (size_t i = 0; i < c->nbal && n < cap; i++) {
+        const struct bal_card *b = &c->bal[i];
+        const struct at_currency *cur = at_currency_find(b->ccy);
+        char pan[24], a[40], f[40], z[40], mid[48] = "";
+        at_mask_pan(b->pan, strlen(b->pan), pan);
+        if (b->has_first && b->has_after && b->first != b->after)
+            snprintf(mid, sizeof mid, "%s -> ", bal_amount(true, b->first, b->ccy, f, sizeof f));
+        n += (size_t)snprintf(out + n, cap - n, " | %s %s -> %s%s %s", pan,
+                              bal_amount(b->has_before, b->before, b->ccy, a, sizeof a), mid,
+                              bal_amount(b->has_after, b->after, b->ccy, z, sizeof z),
+                              cur ? cur->alpha : b->ccy);
+        known |= b->has_before;
+    }
+    if (c->bal_poll && known && n < cap)
+        snprintf(out + n, cap - n, " | %s after %u ms", c->bal_back ? "back" : "not back",
+                 c->bal_waited_ms);
+}
+
+/* The line's balances as JSON fields: "balances":[{"pan","currency","before_minor",
+ * "after_minor"(, "first_after_minor")}] (null for an inquiry that failed), and when the answer
+ * was not 00 "balances_polled_ms" and "balances_back". */
+static void balances_json(const struct cli *c, FILE *f)
+{
+    fprintf(f, ",\"balances\":[");
+    for (size_t i = 0; i < c->nbal; i++) {
+        const struct bal_card *b = &c->bal[i];
+        const struct at_currency *cur = at_currency_find(b->ccy);
+        char pan[24];
+        at_mask_pan(b->pan, strlen(b->pan), pan);
+        fprintf(f, "%s{", i ? "," : "");
+        json_str(f, "pan", pan, false);
+        json_str(f, "currency", cur ? cur->alpha : b->ccy, true);
+        if (b->has_before)
+            fprintf(f, ",\"before_minor\":%lld", (long long)b->before);
+        else
+            fprintf(f, ",\"before_minor\":null");
+        if (b->has_after)
+            fprintf(f, ",\"after_minor\":%lld", (long long)b->after);
+        else
+            fprintf(f, ",\"after_minor\":null");
+        if (b->has_first && b->has_after && b->first != b->after)
+            fprintf(f, ",\"first_after_minor\":%lld", (long long)b->first);
+        fprintf(f, "}");
+    }
+    fprintf(f, "]");
+    if (c->bal_poll)
+        fprintf(f, ",\"balances_polled_ms\":%u,\"balances_back\":%s", c->bal_waited_ms,
+                c->bal_back ? "true" : "false");
+}
+
+/* One result: a readable line (or a JSON object) for the request x that terminal t sent as
+ * sent (t NULL and sent empty when it never left). prefix is "PASS line 3" etc. A scenario
+ * line with balances= gets them at the end (c->bal). */
+static void print_result(struct cli *c, const char *prefix, const struct sim_term *t,
+                         const struct sim_txn *x, const struct sim_sent *sent,
+                         const struct sim_outcome *o, const char *err, const char *fail_why)
 {
     char pan[24] = "", to[24] = "", amount[48] = "-", bal[48] = "", extras[200] = "";
-    const struct sim_txn *x = &c->x;
     bool echo = x->type == SIM_T_ECHO;
     if (!echo)
         at_mask_pan(x->pan, strlen(x->pan), pan);
@@ -155,7 +275,7 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_out
     if (r)
         answer_extras(x, ccy, r, extras, sizeof extras);
     double ms = o ? (double)o->latency_ns / 1e6 : 0;
-    const char *mti = c->sent.mti[0] ? c->sent.mti : sim_type_mti(x->type);
+    const char *mti = sent->mti[0] ? sent->mti : sim_type_mti(x->type);
     if (c->g.json) {
         printf("{");
         if (c->is_run) {
@@ -164,11 +284,11 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_out
         } else {
             json_str(stdout, "result", r ? "answered" : "error", false);
         }
-        json_str(stdout, "terminal", c->t ? c->t->id : "", true);
+        json_str(stdout, "terminal", t ? t->id : "", true);
         json_str(stdout, "type", sim_type_name(x->type), true);
         json_str(stdout, "mti", mti, true);
-        json_str(stdout, "stan", c->sent.stan, true);
-        json_str(stdout, "de7", c->sent.de7, true);
+        json_str(stdout, "stan", sent->stan, true);
+        json_str(stdout, "de7", sent->de7, true);
         if (!echo)
             json_str(stdout, "pan", pan, true);
         if (!echo && x->type != SIM_T_BALANCE) {
@@ -206,9 +326,11 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_out
         }
         if (fail_why)
             json_str(stdout, "why", fail_why, true);
+        if (c->is_run && c->nbal)
+            balances_json(c, stdout);
         printf("}\n");
     } else {
-        printf("%s%s%s %s %s", prefix, prefix[0] ? " " : "", c->t ? c->t->id : "-", mti,
+        printf("%s%s%s %s %s", prefix, prefix[0] ? " " : "", t ? t->id : "-", mti,
                sim_type_name(x->type));
         if (!echo)
             printf(" %s", pan);
@@ -216,8 +338,8 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_out
             printf(" %s", amount);
         if (to[0])
             printf(" to %s", to);
-        if (c->sent.stan[0])
-            printf(" stan %s", c->sent.stan);
+        if (sent->stan[0])
+            printf(" stan %s", sent->stan);
         if (r) {
             printf(" -> %s rc %s (%s)", r->mti, r->rc[0] ? r->rc : "--",
                    r->rc[0] ? sim_rc_text(r->rc) : "no DE 39");
@@ -234,6 +356,11 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_out
         }
         if (fail_why)
             printf(" [%s]", fail_why);
+        if (c->is_run && c->nbal) {
+            char text[400];
+            balances_text(c, text, sizeof text);
+            printf("%s", text);
+        }
         printf("\n");
     }
     fflush(stdout);
@@ -330,7 +457,8 @@ static void on_done(void *arg, struct sim_req *r, const struct sim_outcome *o)
 {
     struct cli *c = arg;
     if (c->g.dump && o->status == SIM_ANSWERED)
-        dump_msg(c, "response", o->raw, o->raw_len);
+        dump_msg(c, c->is_run && c->phase != RP_LINE ? "balance inquiry response" : "response",
+                 o->raw, o->raw_len);
     txn_done(c, o, NULL);
 }
 
@@ -354,7 +482,8 @@ static void fire(struct cli *c)
     memcpy(c->req_copy, buf, len);
     c->req_len = len;
     if (c->g.dump)
-        dump_msg(c, "request", buf, len);
+        dump_msg(c, c->is_run && c->phase != RP_LINE ? "balance inquiry request" : "request", buf,
+                 len);
     if (sim_req_send(c->ce->c, r, len, &c->sent, c->t, c->timeout_ms, 0, on_done, c) != 0)
         txn_done(c, NULL, "connection not usable");
 }
@@ -388,24 +517,34 @@ static void send_done(struct cli *c, const struct sim_outcome *o, const char *er
     if (!o || o->status != SIM_ANSWERED) {
         if (c->exit_code != EXIT_USAGE)
             c->exit_code = EXIT_TRANSPORT;
-        print_result(c, "", o, err, NULL);
+        print_result(c, "", c->t, &c->x, &c->sent, o, err, NULL);
     } else {
         c->exit_code = sim_mac_acceptable(&o->resp) ? EXIT_ANSWERED : EXIT_BAD_MAC;
-        print_result(c, "", o, NULL, NULL);
+        print_result(c, "", c->t, &c->x, &c->sent, o, NULL, NULL);
     }
     event_base_loopexit(c->base, NULL);
 }
 
 /* ------------------------------------------------------------------ run */
 
-static void run_done(struct cli *c, const struct sim_outcome *o, const char *err)
+/* A line is run in up to three steps (c->phase): with balances= its cards' balances are asked
+ * first (RP_BEFORE, one inquiry after the other), then the line is sent (RP_LINE), then, once it
+ * is answered, its cards are asked again (RP_AFTER) — once, or, when the answer was not 00, in
+ * rounds every BALANCE_POLL_MS until each balance is back where it was (or BALANCE_POLL_FOR_MS
+ * have passed). Only then is the line printed, balances included, and counted. The inquiries
+ * are not scenario lines: they are never counted, and one that fails shows "?". */
+
+/* Prints the line (c->line_*, its balances) and counts it, then runs the next. */
+static void line_finish(struct cli *c)
 {
     struct sim_scn_line *l = &c->scn.lines[c->idx];
     struct line_res *lr = &c->res[c->idx];
-    lr->sent = c->sent.stan[0] != '\0';
-    lr->sent_info = c->sent;
-    lr->x = c->x;
-    snprintf(lr->term, sizeof lr->term, "%s", c->t ? c->t->id : "");
+    const struct sim_outcome *o = c->line_has_out ? &c->line_out : NULL;
+    const char *err = c->line_err[0] ? c->line_err : NULL;
+    lr->sent = c->line_sent.stan[0] != '\0';
+    lr->sent_info = c->line_sent;
+    lr->x = c->line_x;
+    snprintf(lr->term, sizeof lr->term, "%s", c->line_t ? c->line_t->id : "");
     char prefix[48], why[96] = "";
     bool pass = false;
     if (o && o->status == SIM_ANSWERED) {
@@ -420,7 +559,7 @@ static void run_done(struct cli *c, const struct sim_outcome *o, const char *err
         snprintf(why, sizeof why, "expected %s", l->o.expect);
     }
     snprintf(prefix, sizeof prefix, "%s line %u", pass ? "PASS" : "FAIL", l->lineno);
-    print_result(c, prefix, o, err, pass ? NULL : why);
+    print_result(c, prefix, c->line_t, &c->line_x, &c->line_sent, o, err, pass ? NULL : why);
     if (pass)
         c->passed++;
     else
@@ -429,18 +568,139 @@ static void run_done(struct cli *c, const struct sim_outcome *o, const char *err
     next_line(c);
 }
 
+/* Sends the line itself (after its balances before, if any). */
+static void line_send(struct cli *c)
+{
+    c->phase = RP_LINE;
+    c->t = c->line_t;
+    c->x = c->line_x;
+    start(c, c->line_host, c->line_timeout_ms);
+}
+
+/* The end of a round of inquiries after the line's answer: another round in BALANCE_POLL_MS
+ * when polling and a balance known before is not back yet, else the line is done. */
+static void bal_round_done(struct cli *c)
+{
+    bool known = false, back = true;
+    for (size_t i = 0; i < c->nbal; i++) {
+        const struct bal_card *b = &c->bal[i];
+        if (!b->has_before)
+            continue; /* nothing to be back to */
+        known = true;
+        if (!b->has_after || b->after != b->before)
+            back = false;
+    }
+    uint64_t waited_ms = (at_mono_ns() - c->bal_answer_ns) / 1000000u;
+    c->bal_waited_ms = waited_ms > 999999u ? 999999u : (unsigned)waited_ms;
+    c->bal_back = known && back;
+    if (c->bal_poll && known && !back && waited_ms + BALANCE_POLL_MS <= BALANCE_POLL_FOR_MS) {
+        struct timeval tv = { .tv_sec = 0, .tv_usec = BALANCE_POLL_MS * 1000 };
+        evtimer_add(c->poll_timer, &tv);
+        return;
+    }
+    line_finish(c);
+}
+
+static void on_poll_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct cli *c = arg;
+    c->bal_k = 0;
+    bal_ask(c);
+}
+
+/* The answer (or failure: o NULL or not answered) of the inquiry of c->bal[c->bal_k]: kept when
+ * it is an approval with a balance whose response MAC verifies; anything else is "?" for that
+ * card. Then the next card, or the next step. */
+static void bal_done(struct cli *c, const struct sim_outcome *o)
+{
+    struct bal_card *b = &c->bal[c->bal_k];
+    bool ok = o && o->status == SIM_ANSWERED && sim_mac_acceptable(&o->resp) &&
+              strcmp(o->resp.rc, "00") == 0 && o->resp.has_balance;
+    if (ok)
+        memcpy(b->ccy, o->resp.balance_ccy, sizeof b->ccy);
+    if (c->phase == RP_BEFORE) {
+        b->has_before = ok;
+        b->before = ok ? o->resp.balance : 0;
+    } else {
+        b->has_after = ok;
+        b->after = ok ? o->resp.balance : 0;
+        if (ok && !b->has_first) {
+            b->has_first = true;
+            b->first = b->after;
+        }
+    }
+    if (++c->bal_k < c->nbal) {
+        bal_ask(c);
+        return;
+    }
+    if (c->phase == RP_BEFORE)
+        line_send(c);
+    else
+        bal_round_done(c);
+}
+
+/* Sends the balance inquiry (0100, processing code 30) of c->bal[c->bal_k] from the line's
+ * terminal, with the card's demo PIN, expiry and currency (sim_opts_resolve's defaults for a
+ * demo card), to the line's address, with the line's timeout. */
+static void bal_ask(struct cli *c)
+{
+    struct sim_opts o;
+    char err[200];
+    memset(&o, 0, sizeof o);
+    o.has_type = true;
+    o.type = SIM_T_BALANCE;
+    snprintf(o.pan, sizeof o.pan, "%s", c->bal[c->bal_k].pan);
+    snprintf(o.terminal, sizeof o.terminal, "%s", c->line_t->id);
+    memset(&c->sent, 0, sizeof c->sent);
+    if (sim_opts_resolve(&o, &c->terms, &c->x, &c->t, err, sizeof err) != 0) {
+        bal_done(c, NULL); /* not reachable: a demo card on a known terminal */
+        return;
+    }
+    start(c, c->line_host, c->line_timeout_ms);
+}
+
+/* The line's answer (o), or why it has none (err; o NULL or not answered): kept, then its
+ * balances are asked after it, or it is printed at once when it has none. */
+static void run_done(struct cli *c, const struct sim_outcome *o, const char *err)
+{
+    c->line_sent = c->sent;
+    c->line_has_out = o != NULL;
+    if (o) {
+        c->line_out = *o;
+        c->line_out.msg = NULL;
+        c->line_out.raw = NULL;
+        c->line_out.raw_len = 0;
+        if (o->reason) {
+            snprintf(c->line_reason, sizeof c->line_reason, "%s", o->reason);
+            c->line_out.reason = c->line_reason;
+        }
+    }
+    snprintf(c->line_err, sizeof c->line_err, "%s", err ? err : "");
+    if (!c->nbal) {
+        line_finish(c);
+        return;
+    }
+    c->phase = RP_AFTER;
+    c->bal_poll = !(o && o->status == SIM_ANSWERED && strcmp(o->resp.rc, "00") == 0);
+    c->bal_answer_ns = at_mono_ns();
+    c->bal_k = 0;
+    bal_ask(c);
+}
+
 static void next_line(struct cli *c)
 {
     char err[256];
     while (c->idx < c->scn.n) {
         struct sim_scn_line *l = &c->scn.lines[c->idx];
         struct sim_opts o = l->o;
+        c->phase = RP_LINE;
+        c->nbal = 0; /* a line that cannot be sent asks no balances */
         if (l->original_index >= 0) {
             const struct line_res *orig = &c->res[l->original_index];
             if (!orig->sent) {
-                memset(&c->x, 0, sizeof c->x);
-                c->x.type = o.type;
-                c->t = NULL;
+                memset(&c->line_x, 0, sizeof c->line_x);
+                c->line_x.type = o.type;
+                c->line_t = NULL;
                 memset(&c->sent, 0, sizeof c->sent);
                 run_done(c, NULL, "the original line was never sent");
                 return;
@@ -463,14 +723,29 @@ static void next_line(struct cli *c)
             o.orig_stan = (uint32_t)strtoul(orig->sent_info.stan, NULL, 10);
             snprintf(o.orig_time, sizeof o.orig_time, "%s", orig->sent_info.de7);
         }
-        if (sim_opts_resolve(&o, &c->terms, &c->x, &c->t, err, sizeof err) != 0) {
+        if (sim_opts_resolve(&o, &c->terms, &c->line_x, &c->line_t, err, sizeof err) != 0) {
             /* checked before the run started; only reachable through original= data */
-            c->t = NULL;
+            c->line_t = NULL;
             memset(&c->sent, 0, sizeof c->sent);
             run_done(c, NULL, err);
             return;
         }
-        start(c, o.host, (unsigned)o.timeout_ms);
+        snprintf(c->line_host, sizeof c->line_host, "%s", o.host);
+        c->line_timeout_ms = (unsigned)o.timeout_ms;
+        memset(c->bal, 0, sizeof c->bal);
+        for (size_t i = 0; i < o.n_balances; i++) {
+            const struct sim_demo_card *card = sim_demo_card_find(o.balance_pan[i]);
+            snprintf(c->bal[i].pan, sizeof c->bal[i].pan, "%s", o.balance_pan[i]);
+            snprintf(c->bal[i].ccy, sizeof c->bal[i].ccy, "%s", card ? card->currency : "");
+        }
+        c->nbal = o.n_balances;
+        if (c->nbal) {
+            c->phase = RP_BEFORE;
+            c->bal_k = 0;
+            bal_ask(c);
+        } else {
+            line_send(c);
+        }
         return;
     }
     if (c->g.json)
@@ -488,10 +763,12 @@ static void next_line(struct cli *c)
 
 static void txn_done(struct cli *c, const struct sim_outcome *o, const char *err)
 {
-    if (c->is_run)
+    if (!c->is_run)
+        send_done(c, o, err);
+    else if (c->phase == RP_LINE)
         run_done(c, o, err);
     else
-        send_done(c, o, err);
+        bal_done(c, o);
 }
 
 /* ------------------------------------------------------------------ command line */
@@ -610,14 +887,16 @@ static int read_file(const char *path, char **out, size_t *len)
     return 0;
 }
 
-/* Counts, per terminal, how many transactions the scenario sends, for the reservation. */
+/* Counts, per terminal, how many transactions the scenario sends, for the reservation: each
+ * line, and the balance inquiries before and after it (polling may take more: the terminal
+ * then reserves another block). */
 static uint32_t scn_count_for(const struct sim_scn *s, const char *tid)
 {
     uint32_t n = 0;
     for (size_t i = 0; i < s->n; i++) {
         const char *t = s->lines[i].o.terminal[0] ? s->lines[i].o.terminal : "TERM0001";
         if (strcmp(t, tid) == 0 || s->lines[i].original_index >= 0)
-            n++;
+            n += 1 + 2 * s->lines[i].o.n_balances;
     }
     return n;
 }
@@ -722,7 +1001,8 @@ int main(int argc, char **argv)
 
     c.base = event_base_new();
     if (!c.base || sim_engine_new(c.base, 16, &c.e) != 0 ||
-        !(c.conn_timer = evtimer_new(c.base, on_conn_timeout, &c))) {
+        !(c.conn_timer = evtimer_new(c.base, on_conn_timeout, &c)) ||
+        !(c.poll_timer = evtimer_new(c.base, on_poll_timer, &c))) {
         fprintf(stderr, "acquirer-sim: event loop setup failed\n");
         rc = 2;
         goto out;
@@ -743,6 +1023,8 @@ int main(int argc, char **argv)
 out:
     if (c.conn_timer)
         event_free(c.conn_timer);
+    if (c.poll_timer)
+        event_free(c.poll_timer);
     sim_engine_free(c.e);
     if (c.base)
         event_base_free(c.base);

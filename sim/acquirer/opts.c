@@ -77,10 +77,55 @@ static const struct at_setting scn_table[] = {
       "the DE 39 the line must get (needed)" },
     { "mac", AT_SET_STR, O(mac), NULL, 0, AT_SET_MINLEN(2),
       "ok (default): the response MAC must verify; any: it need not" },
+    { "balances", AT_SET_STR, O(balances), NULL, 0, AT_SET_MINLEN(12),
+      "PAN[,PAN]: one or two demo cards whose balances (inquiries with their own PIN, on the "
+      "line's terminal) are shown before -> after the line" },
 };
 #undef O
 
 #define N(t) (sizeof(t) / sizeof((t)[0]))
+
+/* Splits balances=PAN[,PAN] into pans (may be NULL: only checking) and *n (may be NULL): one or
+ * two PANs of the demo cards (acquirer-sim knows their PINs, which a balance inquiry needs), not
+ * the same one twice. Returns 0, or -1 with a sentence in err that never repeats a PAN. */
+static int balances_split(const char *value, char pans[SIM_BALANCES_MAX][20], unsigned *n,
+                          char *err, size_t errcap)
+{
+    char got[SIM_BALANCES_MAX][20];
+    unsigned k = 0;
+    for (const char *p = value;; p++) {
+        size_t len = strcspn(p, ",");
+        if (k == SIM_BALANCES_MAX) {
+            snprintf(err, errcap, "balances: at most %d cards", SIM_BALANCES_MAX);
+            return -1;
+        }
+        bool fits = len < sizeof got[k];
+        if (fits) {
+            memcpy(got[k], p, len);
+            got[k][len] = '\0';
+        }
+        if (!fits || !sim_demo_card_find(got[k])) {
+            snprintf(err, errcap,
+                     "balances: card %u is not a demo card (PAN[,PAN] of the demo cards, whose "
+                     "PINs acquirer-sim knows)",
+                     k + 1);
+            return -1;
+        }
+        if (k > 0 && strcmp(got[0], got[k]) == 0) {
+            snprintf(err, errcap, "balances: the same card twice");
+            return -1;
+        }
+        k++;
+        p += len;
+        if (*p == '\0')
+            break;
+    }
+    if (pans)
+        memcpy(pans, got, k * sizeof got[0]);
+    if (n)
+        *n = k;
+    return 0;
+}
 
 /* The options whose value is a name to look up or an address: checked as typed, before the
  * row stores it (so that the sentence says what is wrong, whatever its length). Keyed by the
@@ -134,6 +179,8 @@ static int opt_check(const struct at_setting *row, const char *value, char *err,
             return -1;
         }
         return 0;
+    case offsetof(struct sim_opts, balances):
+        return balances_split(value, NULL, NULL, err, errcap);
     }
     return 0;
 }
@@ -148,6 +195,9 @@ static void opt_effects(struct sim_opts *o, const struct at_setting *row)
         break;
     case offsetof(struct sim_opts, mac):
         o->mac_any = strcmp(o->mac, "any") == 0;
+        break;
+    case offsetof(struct sim_opts, balances): /* checked: cannot fail */
+        (void)balances_split(o->balances, o->balance_pan, &o->n_balances, NULL, 0);
         break;
     case offsetof(struct sim_opts, pin):
         o->has_pin = true;

@@ -8,7 +8,7 @@
 #include <string.h>
 
 /* Fields a response echoes from its request. */
-static const int echo[] = { 2, 3, 4, 7, 11, 32, 37, 41, 49, 70, 90 };
+static const int echo[] = { 2, 3, 4, 6, 7, 10, 11, 32, 37, 41, 49, 51, 70, 90 };
 
 /* Builds and packs the response into t->resp, with its MAC field reserved when mac is set
  * (where it sits in t->resp_mac). Returns 0, or -1 after logging why (the request is not

@@ -91,7 +91,7 @@ struct opts {
 static void usage(FILE *f)
 {
     fprintf(f, "usage: issuer-sim [options]              run the issuer host\n"
-               "       issuer-sim seed --wallets N [--db CONNINFO]\n"
+               "       issuer-sim seed --wallets N [--bin BIN] [--db CONNINFO]\n"
                "       issuer-sim keys                   print the lab keys under the LMK\n"
                "options:\n"
                "  --listen HOST:PORT     switch links (default 127.0.0.1:9100)\n"
@@ -263,6 +263,36 @@ static int check_schema(const char *conninfo)
     return rc == 0 ? 0 : -1;
 }
 
+/* What the ledger holds, said once at start ("event":"ledger": wallets per BIN and currency), so
+ * that an issuer-sim pointed at another issuer's database, or at one never seeded, shows at once
+ * rather than as a run of 14s. An empty ledger is a warning, not a refusal: an issuer with no
+ * cards answers every card 14, which is right. 0, or -1 when the database cannot say. */
+static int log_ledger(const char *conninfo)
+{
+    struct db_wallet_census c;
+    struct db_error err = { 0 };
+    if (db_wallet_census(conninfo, &c, &err) != 0) {
+        fprintf(stderr, "issuer-sim: database: %s\n", err.message);
+        return -1;
+    }
+    char groups[DB_WALLET_CENSUS_MAX * 40 + 8];
+    size_t n = 0;
+    groups[0] = '\0';
+    for (size_t i = 0; i < c.n && n < sizeof groups; i++)
+        n += (size_t)snprintf(groups + n, sizeof groups - n, "%s%s/%03d:%lld", i ? " " : "",
+                              c.group[i].bin, c.group[i].currency, (long long)c.group[i].wallets);
+    if (c.more && n < sizeof groups)
+        snprintf(groups + n, sizeof groups - n, " ...");
+    at_log(AT_LOG_INFO, "ledger", AT_INT("wallets", c.wallets),
+           AT_STR("bin_currency_wallets", groups));
+    if (c.wallets == 0) {
+        at_log0(AT_LOG_WARN, "ledger_empty");
+        fprintf(stderr, "issuer-sim: warning: the wallet database holds no wallet: every card"
+                        " will be answered 14 (issuer-sim seed)\n");
+    }
+    return 0;
+}
+
 /* The issuer keys must be keys under the LMK (the daemon never holds a clear key). 0 or -1. */
 static int take_keys(struct iss *s, const struct opts *o)
 {
@@ -420,7 +450,7 @@ static int run(const struct opts *o)
         return ret;
     if (make_hasher(&s) != 0)
         ret = 2;
-    else if (check_schema(o->db) != 0 || take_keys(&s, o) != 0)
+    else if (check_schema(o->db) != 0 || log_ledger(o->db) != 0 || take_keys(&s, o) != 0)
         ret = 1;
     else
         ret = serve(&s, o, &ss, sl);

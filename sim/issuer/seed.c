@@ -79,15 +79,22 @@ int sim_keys_main(int argc, char **argv)
 /* ---------------------------------------------------------------- seed */
 
 /* The wallet row of wallet index: its PAN's HMAC and mask, and its PVV or IBM offset computed
- * from the clear PIN. Returns 0 or -1. */
-static int seed_row(uint64_t index, struct hsm_key *pvk, const uint8_t *hkey, size_t hkey_len,
-                    struct db_wallet_seed_row *w)
+ * from the clear PIN. bin (NULL: every BIN) keeps only the wallets of one issuer: 1 when the
+ * wallet's PAN is of another BIN (w is not filled). Returns 0, 1 or -1. */
+static int seed_row(uint64_t index, const char *bin, struct hsm_key *pvk, const uint8_t *hkey,
+                    size_t hkey_len, struct db_wallet_seed_row *w)
 {
     struct sim_seed_spec sp;
     char acct[13], vdata[17];
     int rc = -1;
     memset(w, 0, sizeof *w);
-    if (sim_seed_spec(index, &sp) != 0 || db_pan_hmac(hkey, hkey_len, sp.pan, 16, w->pan_hmac) != 0)
+    if (sim_seed_spec(index, &sp) != 0)
+        goto out;
+    if (bin && memcmp(sp.pan, bin, 6) != 0) {
+        rc = 1;
+        goto out;
+    }
+    if (db_pan_hmac(hkey, hkey_len, sp.pan, 16, w->pan_hmac) != 0)
         goto out;
     at_mask_pan(sp.pan, 16, w->pan_masked);
     memcpy(acct, sp.pan + 16 - 13, 12);
@@ -121,16 +128,31 @@ out:
     return rc;
 }
 
+/* Whether any of wallets 1..n has BIN bin. Wallets 1..8 hold the four BINs and 9..12 take them
+ * in turn, so looking at the first 12 answers for any n. */
+static bool bin_seeded(const char *bin, uint64_t n)
+{
+    for (uint64_t i = 1; i <= n && i <= 12; i++) {
+        struct sim_seed_spec sp;
+        bool same = sim_seed_spec(i, &sp) == 0 && memcmp(sp.pan, bin, 6) == 0;
+        memset(&sp, 0, sizeof sp); /* the clear PIN */
+        if (same)
+            return true;
+    }
+    return false;
+}
+
 int sim_seed_main(int argc, char **argv)
 {
     static const struct option lo[] = {
         { "wallets", required_argument, NULL, 'n' },
         { "db", required_argument, NULL, 'd' },
         { "batch", required_argument, NULL, 'b' },
+        { "bin", required_argument, NULL, 'B' },
         { NULL, 0, NULL, 0 },
     };
     uint64_t n = 0, batch = 50000;
-    const char *conninfo = "";
+    const char *conninfo = "", *bin = NULL;
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -142,12 +164,23 @@ int sim_seed_main(int argc, char **argv)
             conninfo = optarg;
             continue;
         }
+        if (ch == 'B') {
+            bin = optarg;
+            if (at_is_digits(bin, 6, 6))
+                continue;
+            fprintf(stderr, "issuer-sim seed: --bin wants a BIN of six digits\n");
+        }
         n = 0;
         break;
     }
     if (n == 0 || optind != argc) {
-        fprintf(stderr, "usage: issuer-sim seed --wallets N (1..999999999) [--db CONNINFO] "
-                        "[--batch ROWS]\n");
+        fprintf(stderr, "usage: issuer-sim seed --wallets N (1..999999999) [--bin BIN] "
+                        "[--db CONNINFO] [--batch ROWS]\n");
+        return 2;
+    }
+    if (bin && !bin_seeded(bin, n)) {
+        fprintf(stderr, "issuer-sim seed: none of wallets 1..%llu has BIN %s\n",
+                (unsigned long long)n, bin);
         return 2;
     }
     uint8_t hkey[64];
@@ -167,20 +200,22 @@ int sim_seed_main(int argc, char **argv)
     }
     if (hsm_key_from_clear(HSM_KT_PVK, LAB_PVK, sizeof LAB_PVK, &pvk) != 0)
         goto out;
-    uint64_t done = 0, inserted = 0;
+    uint64_t done = 0, inserted = 0, kept = 0;
     while (done < n) {
         uint64_t end = done + batch < n ? done + batch : n, added = 0;
         if (db_wallet_seed_begin(sd, &err) != 0)
             goto failed;
         for (uint64_t i = done + 1; i <= end; i++) {
             struct db_wallet_seed_row w;
-            if (seed_row(i, pvk, hkey, hkey_len, &w) != 0) {
+            int r = seed_row(i, bin, pvk, hkey, hkey_len, &w);
+            if (r < 0) {
                 fprintf(stderr, "issuer-sim seed: cannot build wallet %llu\n",
                         (unsigned long long)i);
                 goto out;
             }
-            if (db_wallet_seed_add(sd, &w, &err) != 0)
+            if (r == 0 && db_wallet_seed_add(sd, &w, &err) != 0)
                 goto failed;
+            kept += r == 0;
         }
         if (db_wallet_seed_commit(sd, &added, &err) != 0)
             goto failed;
@@ -188,8 +223,11 @@ int sim_seed_main(int argc, char **argv)
         done = end;
     }
     double secs = (double)(at_mono_ns() - t0) / 1e9;
-    printf("issuer-sim seed: %llu wallets (%llu new) in %.1f s (%s mode)\n", (unsigned long long)n,
-           (unsigned long long)inserted, secs, db_wallet_seeder_bulk(sd) ? "bulk" : "trigger");
+    printf("issuer-sim seed: %llu wallets", (unsigned long long)kept);
+    if (bin)
+        printf(" of BIN %s (among wallets 1..%llu)", bin, (unsigned long long)n);
+    printf(" (%llu new) in %.1f s (%s mode)\n", (unsigned long long)inserted, secs,
+           db_wallet_seeder_bulk(sd) ? "bulk" : "trigger");
     ret = 0;
     goto out;
 failed:

@@ -103,6 +103,19 @@ const char *txn_validate(struct txn *t)
     } else if (!t->is_inquiry) {
         return "30";
     }
+    /* A converted request (docs/fx.md): the wallet moves DE 6 in DE 51, the card's billing
+     * currency; DE 4 and DE 49 are the acquirer's. Both or neither; DE 51 must then be the
+     * wallet's currency, as DE 49 must be without them (57 otherwise, sim_decide). */
+    if (iso_has(m, 6) != iso_has(m, 51) || (iso_has(m, 6) && !iso_has(m, 4)))
+        return "30";
+    if (iso_has(m, 6)) {
+        if (!field_str(m, 51, 3, 3, ccy) || !at_parse_u64(ccy, 999, &u) || u == 0)
+            return "30";
+        t->currency = (int)u;
+        if (!field_str(m, 6, 12, 12, amt) || !at_parse_u64(amt, INT64_MAX, &u))
+            return "30";
+        t->amount = (int64_t)u;
+    }
     if (iso_has(m, 14) && (!field_str(m, 14, 4, 4, exp) || !at_is_digits(exp, 1, SIZE_MAX)))
         return "30";
     if (sim_request_key(acq, strlen(acq), tid, 8, stan, 6, de7, 10, t->key, sizeof t->key) != 0)

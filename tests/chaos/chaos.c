@@ -107,9 +107,11 @@ static int stack_up(struct stack *s)
              "[listener flood]\naddress = 127.0.0.1:%u\nmax_connections = 4000\n"
              "max_connections_per_address = 0\nframe_timeout_ms = 60000\n",
              flood_port);
-    struct stack_opts o = {
-        .issuer = true, .issuer_timeout_ms = 1500, .wallets = LOAD_CARDS, .extra_conf = flood_conf
-    };
+    struct stack_opts o = { .issuer = true,
+                            .issuer_timeout_ms = 1500,
+                            .wallets = LOAD_CARDS,
+                            .extra_conf = flood_conf,
+                            .fx_rates = "fx/demo-rates.csv" };
     if (stack_start(s, &o) != 0 || stack_seed_load_terminals(s, 4) != 0)
         return -1;
     return 0;
@@ -121,6 +123,10 @@ struct load {
     struct stack_load run;
     double t0;
 };
+
+/* The harness's default mix with a share of wallet-to-wallet transfers (any BIN to any BIN, so
+ * converted ones too): each is a saga of two legs that every fault below may cut. */
+#define CHAOS_MIX "purchase=45,purchase-nopin=15,cash=10,balance=10,refund=5,reversal=10,transfer=5"
 
 /* Harness timeout above the issuer timeout (1.5 s): a healthy switch always answers before the
  * terminal gives up; during faults the terminal reverses. */
@@ -139,7 +145,8 @@ static int load_start(struct stack *s, struct load *l, const char *tag, unsigned
                                        .timeout_ms = 2500,
                                        .reversal_deadline_s = 90,
                                        .any_error_rate = true,
-                                       .state = state };
+                                       .state = state,
+                                       .mix = CHAOS_MIX };
     l->t0 = now_s();
     return stack_load_start(s, &o, &l->run);
 }

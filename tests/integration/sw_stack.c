@@ -20,6 +20,14 @@
 #define HMAC_KEY "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F"
 #define SEAL_KEY "A0A1A2A3A4A5A6A7A8A9AAABACADAEAFB0B1B2B3B4B5B6B7B8B9BABBBCBDBEBF"
 
+/* The issuers of the demo world (db/seed/demo_switch.sql) and the BIN each is routed. */
+static const char *const demo_issuers[STACK_ISSUERS_MAX][2] = {
+    { "WALLET1", "489001" },
+    { "WALLET2", "489002" },
+    { "WALLET3", "489003" },
+    { "WALLET4", "489004" },
+};
+
 static uint16_t port_of(const char *address)
 {
     const char *c = strrchr(address, ':');
@@ -45,10 +53,16 @@ static int write_conf(struct stack *s)
             "max_connections = 1000\n"
             "[issuer WALLET1]\naddress = 127.0.0.1:%u\ndialect = ascii87\nframing = 2b\n"
             "timeout_ms = %u\nreconnect_min_ms = 50\nreconnect_max_ms = 200\n"
-            "echo_interval_ms = 2000\n%s",
+            "echo_interval_ms = 2000\n",
             s->switch_log, s->metrics_port, s->dir, s->switch_conninfo, s->hsm_port, s->acq_port,
-            s->pos_port, s->issuer_port, s->opts.issuer_timeout_ms,
-            s->opts.extra_conf ? s->opts.extra_conf : "");
+            s->pos_port, s->issuer_port, s->opts.issuer_timeout_ms);
+    for (unsigned i = 0; i < s->n_more; i++)
+        fprintf(f,
+                "[issuer %s]\naddress = 127.0.0.1:%u\ndialect = ascii87\nframing = 2b\n"
+                "timeout_ms = %u\nreconnect_min_ms = 50\nreconnect_max_ms = 200\n"
+                "echo_interval_ms = 2000\n",
+                s->more[i].id, s->more[i].port, s->opts.issuer_timeout_ms);
+    fputs(s->opts.extra_conf ? s->opts.extra_conf : "", f);
     return fclose(f);
 }
 
@@ -98,17 +112,155 @@ int stack_start_hsm(struct stack *s, const char *fail)
     return 0;
 }
 
+/* What the stack holds of issuer id, WALLET1's fields or one of more[]. false when it has none. */
+struct issuer_ref {
+    pid_t *pid;
+    uint16_t port;
+    const char *conninfo, *log;
+};
+
+static bool issuer_ref(struct stack *s, const char *id, struct issuer_ref *r)
+{
+    if (strcmp(id, "WALLET1") == 0) {
+        *r = (struct issuer_ref){ &s->issuer, s->issuer_port, s->issuer_conninfo, s->issuer_log };
+        return true;
+    }
+    for (unsigned i = 0; i < s->n_more; i++)
+        if (strcmp(id, s->more[i].id) == 0) {
+            struct stack_issuer *m = &s->more[i];
+            *r = (struct issuer_ref){ &m->pid, m->port, m->conninfo, m->log };
+            return true;
+        }
+    return false;
+}
+
+pid_t *stack_issuer_pid(struct stack *s, const char *id)
+{
+    struct issuer_ref r;
+    return issuer_ref(s, id, &r) ? r.pid : NULL;
+}
+
+const char *stack_issuer_db(struct stack *s, const char *id)
+{
+    struct issuer_ref r;
+    return issuer_ref(s, id, &r) ? r.conninfo : NULL;
+}
+
+const char *stack_issuer_log(struct stack *s, const char *id)
+{
+    struct issuer_ref r;
+    return issuer_ref(s, id, &r) ? r.log : NULL;
+}
+
+/* The key key_id of switch.keys (under the LMK) into out. 0, or -1 with the reason printed. */
+static int lmk_key(struct stack *s, const char *key_id, char *out, size_t cap)
+{
+    PGconn *c = dbt_connect(s->conninfo);
+    const char *v[] = { key_id };
+    PGresult *r = c ? PQexecParams(c, "SELECT key_under_lmk FROM switch.keys WHERE key_id = $1", 1,
+                                   NULL, v, NULL, NULL, 0)
+                    : NULL;
+    int rc = -1;
+    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+        snprintf(out, cap, "%s", PQgetvalue(r, 0, 0)) < (int)cap)
+        rc = 0;
+    else
+        fprintf(stderr, "stack: no key %s in switch.keys\n", key_id);
+    PQclear(r);
+    PQfinish(c);
+    return rc;
+}
+
+/* With several issuers each issuer-sim gets its issuer's ZPK and ZAK as switchd has them; the
+ * one issuer of the default stack keeps issuer-sim's defaults (WALLET1's lab keys). */
+int stack_start_issuer_id(struct stack *s, const char *id)
+{
+    char listen[32], hsm[32], zpk_id[32], zak_id[32], zpk[80], zak[80];
+    struct issuer_ref r;
+    if (!issuer_ref(s, id, &r))
+        return -1;
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", r.port);
+    snprintf(hsm, sizeof hsm, "127.0.0.1:%u", s->hsm_port);
+    const char *args[16] = { "--listen", listen, "--hsm", hsm, "--db", r.conninfo, "--log", r.log };
+    if (s->n_more > 0) {
+        snprintf(zpk_id, sizeof zpk_id, "%s.ZPK", id);
+        snprintf(zak_id, sizeof zak_id, "%s.ZAK", id);
+        if (lmk_key(s, zpk_id, zpk, sizeof zpk) != 0 || lmk_key(s, zak_id, zak, sizeof zak) != 0)
+            return -1;
+        const char *keys[] = { "--zpk", zpk, "--zak", zak, NULL };
+        memcpy(args + 8, keys, sizeof keys);
+    }
+    *r.pid = ts_spawn("issuer-sim", args, r.log);
+    if (*r.pid <= 0 || ts_wait_port(r.port, 15000) != 0) {
+        fprintf(stderr, "stack: issuer-sim %s did not come up (log %s)\n", id, r.log);
+        return -1;
+    }
+    return 0;
+}
+
 int stack_start_issuer(struct stack *s)
 {
-    char listen[32], hsm[32];
-    snprintf(listen, sizeof listen, "127.0.0.1:%u", s->issuer_port);
-    snprintf(hsm, sizeof hsm, "127.0.0.1:%u", s->hsm_port);
-    const char *args[] = { "--listen",  listen,  "--hsm",       hsm, "--db",
-                           s->conninfo, "--log", s->issuer_log, NULL };
-    s->issuer = ts_spawn("issuer-sim", args, s->issuer_log);
-    if (s->issuer <= 0 || ts_wait_port(s->issuer_port, 15000) != 0) {
-        fprintf(stderr, "stack: issuer-sim did not come up (log %s)\n", s->issuer_log);
+    return stack_start_issuer_id(s, "WALLET1");
+}
+
+/* Seeds each issuer's wallets into its database (plan_issuers chose them): only its BIN's with
+ * several issuers, every BIN's in the stack's database otherwise; then starts its issuer-sim.
+ * 0 or -1. */
+static int start_issuers(struct stack *s)
+{
+    char n[16];
+    snprintf(n, sizeof n, "%u", s->opts.wallets);
+    for (unsigned i = 0; i <= s->n_more; i++) {
+        const char *id = demo_issuers[i][0];
+        struct issuer_ref r;
+        if (!issuer_ref(s, id, &r))
+            return -1;
+        const char *args[] = { "seed",  "--wallets",        n,   "--db", r.conninfo,
+                               "--bin", demo_issuers[i][1], NULL };
+        if (s->n_more == 0)
+            args[5] = NULL; /* every BIN */
+        if (ts_run("issuer-sim", args, r.log) != 0) {
+            fprintf(stderr, "stack: issuer-sim seed failed (log %s)\n", r.log);
+            return -1;
+        }
+        if (stack_start_issuer_id(s, id) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The stack's issuers: .issuers = 1 (the default) routes every BIN of demo_switch.sql to
+ * WALLET1 and forgets the others, as the one-issuer world had it; with four, each of WALLET2..4
+ * gets a port, a log and a database of its own, and so does WALLET1. 0 or -1. */
+static int plan_issuers(struct stack *s)
+{
+    s->issuer_port = ts_free_port();
+    if (s->opts.issuers <= 1) {
+        snprintf(s->issuer_conninfo, sizeof s->issuer_conninfo, "%s", s->conninfo);
+        return stack_exec(s, "UPDATE switch.bin_routes SET issuer_id = 'WALLET1';"
+                             " DELETE FROM switch.issuers WHERE issuer_id <> 'WALLET1'");
+    }
+    if (s->opts.issuers != STACK_ISSUERS_MAX) {
+        fprintf(stderr, "stack: .issuers is 1 or %d\n", STACK_ISSUERS_MAX);
         return -1;
+    }
+    const char *ci = dbt_create("wallet1");
+    if (!ci)
+        return -1;
+    snprintf(s->issuer_conninfo, sizeof s->issuer_conninfo, "%s", ci);
+    for (unsigned i = 1; i < STACK_ISSUERS_MAX; i++) {
+        char tag[16], log[320];
+        snprintf(tag, sizeof tag, "wallet%u", i + 1);
+        snprintf(log, sizeof log, "%s/issuer-sim-%s.log", s->dir, demo_issuers[i][0]);
+        if (!(ci = dbt_create(tag)))
+            return -1;
+        struct stack_issuer *m = &s->more[s->n_more];
+        snprintf(m->id, sizeof m->id, "%s", demo_issuers[i][0]);
+        snprintf(m->bin, sizeof m->bin, "%s", demo_issuers[i][1]);
+        snprintf(m->log, sizeof m->log, "%s", log);
+        snprintf(m->conninfo, sizeof m->conninfo, "%s", ci);
+        m->port = ts_free_port();
+        s->n_more++; /* from here on stack_stop drops its database */
     }
     return 0;
 }
@@ -153,19 +305,19 @@ int stack_start(struct stack *s, const struct stack_opts *o)
     s->acq_port = ts_free_port();
     s->pos_port = ts_free_port();
     s->metrics_port = ts_free_port();
-    s->issuer_port = ts_free_port();
-    if (stack_start_hsm(s, NULL) != 0)
+    if (plan_issuers(s) != 0 || stack_start_hsm(s, NULL) != 0)
         return -1;
-    if (s->opts.issuer) {
-        char n[16];
-        snprintf(n, sizeof n, "%u", s->opts.wallets);
-        const char *sargs[] = { "seed", "--wallets", n, "--db", s->conninfo, NULL };
-        if (ts_run("issuer-sim", sargs, s->issuer_log) != 0) {
-            fprintf(stderr, "stack: issuer-sim seed failed (log %s)\n", s->issuer_log);
+    if (s->opts.issuer && start_issuers(s) != 0)
+        return -1;
+    if (s->opts.fx_rates) {
+        snprintf(path, sizeof path, "%s/%s", dbt_src(), s->opts.fx_rates);
+        char log[300];
+        snprintf(log, sizeof log, "%s/atlas-fx.log", s->dir);
+        const char *fargs[] = { "--db", s->conninfo, "load", path, NULL };
+        if (ts_run("atlas-fx", fargs, log) != 0) {
+            fprintf(stderr, "stack: atlas-fx load %s failed (log %s)\n", path, log);
             return -1;
         }
-        if (stack_start_issuer(s) != 0)
-            return -1;
     }
     if (write_conf(s) != 0 || stack_start_switch(s) != 0)
         return -1;
@@ -192,6 +344,13 @@ int stack_stop(struct stack *s)
         st = ts_stop(s->sw, SIGTERM, 10000);
     if (s->issuer > 0)
         ts_stop(s->issuer, SIGTERM, 5000);
+    for (unsigned i = 0; i < s->n_more; i++) {
+        if (s->more[i].pid > 0)
+            ts_stop(s->more[i].pid, SIGTERM, 5000);
+        dbt_drop(s->more[i].conninfo);
+    }
+    if (s->issuer_conninfo[0] && strcmp(s->issuer_conninfo, s->conninfo) != 0)
+        dbt_drop(s->issuer_conninfo);
     if (s->hsm > 0)
         ts_stop(s->hsm, SIGTERM, 5000);
     sim_terms_free(&s->terms);
@@ -263,7 +422,8 @@ void stack_reversal_of(struct sim_txn *rev, const char *pan, uint64_t amount,
     snprintf(rev->orig_time, sizeof rev->orig_time, "%s", sent->de7);
 }
 
-long long stack_wallet_scalar(struct stack *s, const char *pan, const char *expr)
+/* SELECT expr FROM wallet.wallets for pan's wallet, on the database conninfo. */
+static long long wallet_scalar(const char *conninfo, const char *pan, const char *expr)
 {
     char sql[300], hex[65];
     uint8_t h[32], key[32];
@@ -274,7 +434,27 @@ long long stack_wallet_scalar(struct stack *s, const char *pan, const char *expr
     at_hex_encode(h, 32, hex);
     snprintf(sql, sizeof sql, "SELECT %s FROM wallet.wallets WHERE pan_hmac = '\\x%s'::bytea", expr,
              hex);
-    return stack_scalar(s, sql);
+    PGconn *c = dbt_connect(conninfo);
+    long long v = c ? dbt_scalar(c, sql) : -1;
+    PQfinish(c);
+    return v;
+}
+
+long long stack_wallet_scalar(struct stack *s, const char *pan, const char *expr)
+{
+    return wallet_scalar(s->issuer_conninfo, pan, expr);
+}
+
+long long stack_issuer_wallet_scalar(struct stack *s, const char *id, const char *pan,
+                                     const char *expr)
+{
+    const char *db = stack_issuer_db(s, id);
+    return db ? wallet_scalar(db, pan, expr) : -1;
+}
+
+long long stack_issuer_balance(struct stack *s, const char *id, const char *pan)
+{
+    return stack_issuer_wallet_scalar(s, id, pan, "balance_minor");
 }
 
 long long stack_balance(struct stack *s, const char *pan)
@@ -284,8 +464,14 @@ long long stack_balance(struct stack *s, const char *pan)
 
 bool stack_wait_balance(struct stack *s, const char *pan, long long want, int timeout_ms)
 {
+    return stack_wait_balance_at(s, NULL, pan, want, timeout_ms);
+}
+
+bool stack_wait_balance_at(struct stack *s, const char *issuer, const char *pan, long long want,
+                           int timeout_ms)
+{
     for (int t = 0; t <= timeout_ms; t += 50) {
-        if (stack_balance(s, pan) == want)
+        if ((issuer ? stack_issuer_balance(s, issuer, pan) : stack_balance(s, pan)) == want)
             return true;
         usleep(50000);
     }
@@ -327,7 +513,18 @@ int stack_send_nowait(struct stack *s, struct sim_term *t, const struct sim_txn 
     return fd;
 }
 
-int stack_recv(int fd, struct sim_term *t, struct sim_resp *r)
+static void fx_field(const struct iso_msg *m, int f, char *out, size_t cap)
+{
+    size_t n = 0;
+    const uint8_t *p = iso_get(m, f, &n);
+    if (!p || n >= cap)
+        n = 0;
+    memcpy(out, p ? (const char *)p : "", n);
+    out[n] = '\0';
+}
+
+/* Reads one answer into r (and its DE 6/10/51 into fx, when not NULL). */
+static int recv_answer(int fd, struct sim_term *t, struct sim_resp *r, struct stack_fx_fields *fx)
 {
     uint8_t buf[4096], arena[ISO_ARENA_FOR(4096)];
     char err[256] = "";
@@ -336,10 +533,32 @@ int stack_recv(int fd, struct sim_term *t, struct sim_resp *r)
     struct iso_msg m;
     iso_msg_init(&m, arena, sizeof arena);
     if (n > (ssize_t)off &&
-        sim_term_check_response(t, buf + off, (size_t)n - off, &m, r, err, sizeof err) == 0)
+        sim_term_check_response(t, buf + off, (size_t)n - off, &m, r, err, sizeof err) == 0) {
+        if (fx) {
+            fx_field(&m, 6, fx->de6, sizeof fx->de6);
+            fx_field(&m, 10, fx->de10, sizeof fx->de10);
+            fx_field(&m, 51, fx->de51, sizeof fx->de51);
+        }
         return 0;
+    }
     fprintf(stderr, "stack: no valid answer (%zd bytes) %s\n", n, err);
     return -1;
+}
+
+int stack_recv(int fd, struct sim_term *t, struct sim_resp *r)
+{
+    return recv_answer(fd, t, r, NULL);
+}
+
+int stack_send_fx(struct stack *s, struct sim_term *t, const struct sim_txn *x, struct sim_resp *r,
+                  struct sim_sent *sent, struct stack_fx_fields *fx)
+{
+    int fd = stack_send_nowait(s, t, x, sent);
+    if (fd < 0)
+        return -1;
+    int rc = recv_answer(fd, t, r, fx);
+    close(fd);
+    return rc;
 }
 
 int stack_send_on(int fd, struct sim_term *t, const struct sim_txn *x, struct sim_resp *r)
@@ -596,6 +815,10 @@ int stack_load_start(struct stack *s, const struct stack_load_opts *o, struct st
         args[n++] = "--max-error-rate";
         args[n++] = "1";
     }
+    if (o->mix) {
+        args[n++] = "--mix";
+        args[n++] = o->mix;
+    }
     if (!o->verbose)
         args[n++] = "--quiet";
     args[n] = NULL;
@@ -636,17 +859,38 @@ int stack_seed_load_terminals(struct stack *s, unsigned n)
     return ts_wait_file_contains(s->switch_log, loaded, 10000) ? 0 : -1;
 }
 
-int stack_reconcile(struct stack *s, const char *out, const char *const extra[])
+/* atlas-reconcile on the stack's journal and the database of issuer id, only its rows with
+ * only_it (--issuer id). */
+static int reconcile(struct stack *s, const char *id, bool only_it, const char *out,
+                     const char *const extra[])
 {
     const char *args[32];
     size_t n = 0;
+    const char *db = stack_issuer_db(s, id);
+    if (!db)
+        return -1;
     args[n++] = "--switch-db";
     args[n++] = s->conninfo;
     args[n++] = "--issuer-db";
-    args[n++] = s->conninfo;
+    args[n++] = db;
+    if (only_it) {
+        args[n++] = "--issuer";
+        args[n++] = id;
+    }
     for (size_t i = 0; extra && extra[i] && n < 31; i++)
         args[n++] = extra[i];
     args[n] = NULL;
     unlink(out);
     return ts_run("atlas-reconcile", args, out);
+}
+
+int stack_reconcile(struct stack *s, const char *out, const char *const extra[])
+{
+    return reconcile(s, "WALLET1", false, out, extra);
+}
+
+int stack_reconcile_issuer(struct stack *s, const char *id, const char *out,
+                           const char *const extra[])
+{
+    return reconcile(s, id, true, out, extra);
 }

@@ -2,7 +2,9 @@
  * by PG* (migrated, demo reference data and wallets seeded), real hsm-sim,
  * issuer-sim and switchd processes on free loopback ports, and demo terminals
  * (libatlas_acquirer) aimed at the switch. Everything is torn down by
- * stack_stop(). */
+ * stack_stop(). By default one issuer-sim, WALLET1, holds the wallets of every
+ * BIN in the stack's database; .issuers = 4 starts the demo world's four
+ * issuers instead, each with its own port, BIN and database. */
 #ifndef ATLAS_SW_STACK_H
 #define ATLAS_SW_STACK_H
 
@@ -17,6 +19,27 @@ struct stack_opts {
     unsigned issuer_timeout_ms; /* switch → issuer timeout (default 1500) */
     unsigned wallets;           /* wallets seeded (default 16) */
     const char *extra_conf;     /* appended to switchd.conf (more [listener] sections...) */
+    const char *fx_rates;       /* a rate file (relative to the source tree) atlas-fx loads
+                                   before switchd starts; NULL = no conversion rates */
+    /* 0 or 1: issuer-sim WALLET1 holds the wallets of the four BINs in the stack's database
+     * and every BIN route names it. STACK_ISSUERS_MAX: the demo world of db/seed/demo_switch.sql
+     * — WALLET1..4, each routed its own BIN, an issuer-sim of its own with its issuer's keys
+     * and its own database holding that BIN's wallets (the same index space: issuer-sim seed
+     * --bin). */
+    unsigned issuers;
+};
+
+#define STACK_ISSUERS_MAX 4
+
+/* An issuer-sim of the four-issuer world besides WALLET1 (whose are struct stack's issuer,
+ * issuer_port, issuer_log and issuer_conninfo, as in the one-issuer stack). */
+struct stack_issuer {
+    char id[16];        /* WALLET2…: its switch.issuers row and its [issuer] link */
+    char bin[8];        /* the BIN routed to it, whose wallets it holds */
+    char conninfo[256]; /* its own database */
+    char log[320];
+    uint16_t port;
+    pid_t pid;
 };
 
 struct stack {
@@ -27,6 +50,9 @@ struct stack {
     char switch_log[320], issuer_log[320], hsm_log[320], switch_conf[320];
     uint16_t hsm_port, acq_port, pos_port, metrics_port, issuer_port;
     pid_t hsm, issuer, sw;
+    char issuer_conninfo[256]; /* WALLET1's wallets: conninfo, or its own database (.issuers) */
+    struct stack_issuer more[STACK_ISSUERS_MAX - 1]; /* WALLET2.. with .issuers > 1 */
+    unsigned n_more;
     struct sim_terms terms;
     struct stack_opts opts;
 };
@@ -48,6 +74,12 @@ int stack_start_switch(struct stack *s);
  * the wait status of the one that ended, or -1 when the new one did not come up. */
 int stack_restart_switch(struct stack *s, int sig);
 int stack_start_issuer(struct stack *s);
+/* The issuer-sim of issuer id (WALLET1…): (re)starts it; its pid, 0 when it is not running (the
+ * caller may stop it and set it to 0); its database. -1 / NULL for an issuer the stack has not. */
+int stack_start_issuer_id(struct stack *s, const char *id);
+pid_t *stack_issuer_pid(struct stack *s, const char *id);
+const char *stack_issuer_db(struct stack *s, const char *id);
+const char *stack_issuer_log(struct stack *s, const char *id);
 /* (Re)starts hsm-sim on its port; fail, when not NULL, is its --fail fault. */
 int stack_start_hsm(struct stack *s, const char *fail);
 
@@ -58,6 +90,13 @@ struct sim_term *stack_term(struct stack *s, const char *id);
  * Returns 0 with r filled, -1 on transport error/timeout (reason printed). */
 int stack_send(struct stack *s, struct sim_term *t, const struct sim_txn *x, struct sim_resp *r,
                struct sim_sent *sent);
+/* The conversion an answer carried back: DE 6, DE 10, DE 51 ("" when absent). */
+struct stack_fx_fields {
+    char de6[13], de10[9], de51[4];
+};
+/* stack_send that also reads the answer's DE 6/10/51 into fx. */
+int stack_send_fx(struct stack *s, struct sim_term *t, const struct sim_txn *x, struct sim_resp *r,
+                  struct sim_sent *sent, struct stack_fx_fields *fx);
 /* Same with the exact message bytes (e.g. to send one twice). */
 int stack_send_raw(struct stack *s, struct sim_term *t, const uint8_t *msg, size_t len,
                    struct sim_resp *r);
@@ -91,8 +130,16 @@ void stack_reversal_of(struct sim_txn *rev, const char *pan, uint64_t amount,
  * the keyed hash of the PAN as issuer-sim finds it; -1 on error. */
 long long stack_wallet_scalar(struct stack *s, const char *pan, const char *expr);
 long long stack_balance(struct stack *s, const char *pan);
+/* stack_wallet_scalar in the database of issuer id (WALLET1…); its balance_minor (-1 also
+ * when that database has no wallet for pan). */
+long long stack_issuer_wallet_scalar(struct stack *s, const char *id, const char *pan,
+                                     const char *expr);
+long long stack_issuer_balance(struct stack *s, const char *id, const char *pan);
 /* Polls the balance of pan until it is want. true when it was. */
 bool stack_wait_balance(struct stack *s, const char *pan, long long want, int timeout_ms);
+/* The same in the database of issuer (WALLET1…; NULL: the stack's issuer_conninfo). */
+bool stack_wait_balance_at(struct stack *s, const char *issuer, const char *pan, long long want,
+                           int timeout_ms);
 
 /* Sends x on a fresh connection to t's listener without waiting for the
  * answer. Returns the socket (the caller closes it) or -1. */
@@ -148,6 +195,7 @@ struct stack_load_opts {
     bool any_error_rate; /* --max-error-rate 1: errors are the point of the run */
     bool verbose;        /* without --quiet */
     const char *state;   /* the terminals' state directory, in the stack's (NULL: acq-state) */
+    const char *mix;     /* --mix (NULL: acquirer-sim's default) */
 };
 
 struct stack_load {
@@ -173,10 +221,13 @@ int stack_load_run(struct stack *s, const struct stack_load_opts *o, struct stac
  * 0 once it serves them besides the 4 demo terminals, -1 otherwise. */
 int stack_seed_load_terminals(struct stack *s, unsigned n);
 
-/* Runs atlas-reconcile on the stack's database (both --switch-db and --issuer-db) with extra
- * arguments (NULL-terminated; NULL for none), its output to out: its exit code, or -1 when it
- * could not be started. */
+/* Runs atlas-reconcile on the stack's database (--switch-db) and WALLET1's (--issuer-db: the
+ * same database in the one-issuer stack) with extra arguments (NULL-terminated; NULL for none), its
+ * output to out: its exit code, or -1 when it could not be started. */
 int stack_reconcile(struct stack *s, const char *out, const char *const extra[]);
+/* The same for one issuer: atlas-reconcile --issuer id with that issuer's database. */
+int stack_reconcile_issuer(struct stack *s, const char *id, const char *out,
+                           const char *const extra[]);
 
 /* Cuts (up = false) or restores switchd's access to its database: its role
  * may no longer log in and its sessions are terminated, while issuer-sim and

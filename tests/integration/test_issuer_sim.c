@@ -47,19 +47,21 @@ struct req {
     const char *mti;   /* "0200" */
     const char *pcode; /* "000000" */
     const char *pan;
-    const char *pin;    /* NULL: no DE 52 */
-    long long amount;   /* < 0: no DE 4 */
-    const char *ccy;    /* "504" */
-    const char *expiry; /* DE 14 or NULL */
-    const char *tid;    /* NULL: TERM0001 */
-    const char *de90;   /* reversals */
-    char stan[7];       /* "" = next STAN */
-    const char *de7;    /* NULL: 1126153000 */
+    const char *pin;               /* NULL: no DE 52 */
+    long long amount;              /* < 0: no DE 4 */
+    const char *ccy;               /* "504" */
+    const char *expiry;            /* DE 14 or NULL */
+    const char *tid;               /* NULL: TERM0001 */
+    const char *de90;              /* reversals */
+    char stan[7];                  /* "" = next STAN */
+    const char *de7;               /* NULL: 1126153000 */
+    const char *de6, *de10, *de51; /* a converted request (docs/fx.md); NULL: absent */
     bool bad_mac;
 };
 
 struct resp {
     char mti[5], rc[3], auth[7], de54[41], stan[7];
+    char de6[13], de10[9], de51[4];
 };
 
 static void next_stan(struct req *r)
@@ -87,7 +89,11 @@ static int build(struct req *r, uint8_t *out, size_t cap)
         snprintf(amt, sizeof amt, "%012lld", r->amount);
         rc |= iso_set_str(&m, 4, amt);
     }
+    if (r->de6)
+        rc |= iso_set_str(&m, 6, r->de6);
     rc |= iso_set_str(&m, 7, r->de7 ? r->de7 : "1126153000");
+    if (r->de10)
+        rc |= iso_set_str(&m, 10, r->de10);
     rc |= iso_set_str(&m, 11, r->stan);
     if (r->expiry)
         rc |= iso_set_str(&m, 14, r->expiry);
@@ -95,6 +101,8 @@ static int build(struct req *r, uint8_t *out, size_t cap)
     rc |= iso_set_str(&m, 37, "633012345678");
     rc |= iso_set_str(&m, 41, r->tid ? r->tid : "TERM0001");
     rc |= iso_set_str(&m, 49, r->ccy ? r->ccy : "504");
+    if (r->de51)
+        rc |= iso_set_str(&m, 51, r->de51);
     if (r->pin) {
         if (hsm_pin_encrypt(F.zpk, HSM_PINFMT_ISO0, r->pin, r->pan, blk, &bl) != 0)
             return -1;
@@ -159,6 +167,9 @@ static int recv_resp(int fd, struct resp *out)
     copy_field(&m, 38, out->auth, sizeof out->auth);
     copy_field(&m, 54, out->de54, sizeof out->de54);
     copy_field(&m, 11, out->stan, sizeof out->stan);
+    copy_field(&m, 6, out->de6, sizeof out->de6);
+    copy_field(&m, 10, out->de10, sizeof out->de10);
+    copy_field(&m, 51, out->de51, sizeof out->de51);
     if (strcmp(out->mti, "0810") != 0) {
         int mf = iso_has(&m, 128) ? 128 : 64;
         size_t ml;
@@ -249,6 +260,9 @@ static struct req reversal_of(const struct req *r, char de90[43])
                          .pan = r->pan,
                          .amount = r->amount,
                          .ccy = r->ccy,
+                         .de6 = r->de6,
+                         .de10 = r->de10,
+                         .de51 = r->de51,
                          .de90 = de90 };
 }
 
@@ -518,6 +532,57 @@ static void expect_rc(struct req *r, const char *rc)
     xact(r, &s);
     if (strcmp(s.rc, rc) != 0)
         fail_msg("%s %s: expected rc %s, got %s", r->mti, r->pcode, rc, s.rc);
+}
+
+/* A request the switch converted (1,000 XOF on the MAD wallet 1, billed DE 6 = 16.83 MAD in
+ * DE 51): the wallet moves DE 6, the answer echoes DE 6/10/51, and the reversal (with the
+ * original's DE 6) gives back exactly that. DE 51 not the wallet's currency → 57; DE 6 without
+ * DE 51 → 30. */
+static void test_converted_request(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long b = balance(1);
+    struct resp s;
+    struct req bad = { .mti = "0200",
+                       .pcode = "000000",
+                       .pan = pan_of(1),
+                       .amount = 1000,
+                       .ccy = "952",
+                       .de6 = "000000001683",
+                       .de10 = "70168277",
+                       .de51 = "952" };
+    expect_rc(&bad, "57");
+    bad = (struct req){
+        .mti = "0200", .pcode = "000000", .pan = pan_of(1), .amount = 1000, .de6 = "000000001683"
+    };
+    expect_rc(&bad, "30");
+    assert_int_equal(balance(1), b);
+
+    struct req r = { .mti = "0200",
+                     .pcode = "000000",
+                     .pan = pan_of(1),
+                     .pin = "1234",
+                     .amount = 1000,
+                     .ccy = "952",
+                     .de6 = "000000001683",
+                     .de10 = "70168277",
+                     .de51 = "504" };
+    xact(&r, &s);
+    assert_string_equal(s.rc, "00");
+    assert_string_equal(s.de6, "000000001683");
+    assert_string_equal(s.de10, "70168277");
+    assert_string_equal(s.de51, "504");
+    assert_int_equal(balance(1), b - 1683);
+    char de90[43];
+    struct req v = reversal_of(&r, de90);
+    xact(&v, &s);
+    assert_string_equal(s.rc, "00");
+    assert_int_equal(balance(1), b);
+    assert_int_equal(q("SELECT count(*) FROM wallet.requests WHERE request_key LIKE 'rev:%%'"
+                       " AND amount_minor = 1683"),
+                     1);
+    assert_invariants();
 }
 
 static void test_declines(void **st)
@@ -1038,6 +1103,7 @@ int main(void)
         cmocka_unit_test(test_purchase_approved),
         cmocka_unit_test(test_auth_hold_and_reversal),
         cmocka_unit_test(test_reversal_exactly_once),
+        cmocka_unit_test(test_converted_request),
         cmocka_unit_test(test_reversal_before_original),
         cmocka_unit_test(test_duplicate_same_answer),
         cmocka_unit_test(test_declines),

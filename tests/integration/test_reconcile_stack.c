@@ -32,7 +32,9 @@ static struct stack S;
  * and its record line was then matched with that purchase. */
 static int setup(void **state)
 {
-    struct stack_opts o = { .issuer = true, .issuer_timeout_ms = 1500, .wallets = 200 };
+    struct stack_opts o = {
+        .issuer = true, .issuer_timeout_ms = 1500, .wallets = 200, .fx_rates = "fx/demo-rates.csv"
+    };
     if (stack_setup(state, &S, &o) != 0)
         return -1;
     return stack_seed_load_terminals(&S, 4);
@@ -374,6 +376,53 @@ static void test_recorded_load_reconciles(void **state)
     json_decref(o);
 }
 
+/* A recorded load with transfers among its wallets (record version 2): the transfer lines
+ * reconcile with their sender's journal rows and their transfer rows, and every transfer's legs
+ * with the issuer (the one issuer-sim holds every BIN, so --record and the legs' money meet in
+ * one ledger). */
+static void test_recorded_load_with_transfers_reconciles(void **state)
+{
+    (void)state;
+    const struct stack_load_opts lo = { .tag = "load-xfer",
+                                        .rate = 60,
+                                        .seconds = 3,
+                                        .connections = 2,
+                                        .record = true,
+                                        .load_terminals = true,
+                                        .mix = "purchase=4,cash=1,refund=1,transfer=4",
+                                        /* this stack has no conversion rates: a transfer
+                                         * between currencies is declined 91 before its
+                                         * row (fx_no_rate), one within a currency runs */
+                                        .any_error_rate = true };
+    struct stack_load l;
+    assert_int_equal(stack_load_run(&S, &lo, &l), 0);
+    settle();
+    assert_true(ts_file_contains(l.record, "# atlas-load-record 2\n"));
+    int xfer_lines = ts_file_lines_with(l.record, " proc=400000 ");
+    assert_true(xfer_lines >= 30);
+    /* Some ran: approved, with their fee. */
+    int xfer_approved = 0;
+    size_t len;
+    char *text = ts_read_file(l.record, 0, &len);
+    assert_non_null(text);
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        xfer_approved +=
+            strstr(line, " proc=400000 ") && strstr(line, " rc=00 ") && strstr(line, " de28=D");
+    free(text);
+    assert_true(xfer_approved > 0);
+
+    json_t *o = reconciled_with(&l, "record-xfer",
+                                (const char *const[]){ "rec_lines", "rec_approved_held",
+                                                       "rec_declined", "xfers", "xfer_completed",
+                                                       "xfer_failed", "transfer_senders", NULL });
+    assert_int_equal(stat_of(o, "rec_not_journaled"), 0);
+    /* Every transfer line's sender is journaled (the switch made a row of each it began). */
+    assert_true(stat_of(o, "transfer_senders") >= xfer_lines);
+    assert_true(stat_of(o, "xfers") > 0);
+    assert_true(stat_of(o, "xfer_completed") >= xfer_approved);
+    json_decref(o);
+}
+
 /* The same under faults: switchd stalled (SIGSTOP: requests and their 0400s time out), then
  * killed (-9) and restarted in the middle of the run. Whatever the terminals, the journal, the
  * recovery and the reversal queue did, once the switch has settled everything reconciles. */
@@ -459,6 +508,41 @@ static void test_approval_the_issuer_does_not_have(void **state)
     assert_true(mismatches(o, "totals", "currency total") == 1);
     json_decref(o);
     sql("DELETE FROM switch.authorizations WHERE terminal_id = 'TERM0002' AND stan = '900001'");
+    expect_clean(NULL);
+}
+
+/* A converted approval (1,000 XOF on the MAD card: DE 6 = 16.83 MAD, docs/fx.md) is held to DE 6
+ * in DE 51, what the issuer moved, not to DE 4: the day reconciles, and its reversal by the
+ * terminal too; a journal row whose DE 6 says a cent more is a mismatch naming that amount. */
+static void test_converted_approval_held_to_de6(void **state)
+{
+    (void)state;
+    const char *mad = "4890010000000012";
+    struct sim_txn x, rev;
+    struct sim_sent sent, kept;
+    stack_card_txn(&x, SIM_T_PURCHASE, mad, 1000);
+    snprintf(x.currency, sizeof x.currency, "952");
+    send_expect("TERM0001", &x, "00", NULL, &kept);
+    stack_card_txn(&x, SIM_T_PURCHASE, mad, 500);
+    snprintf(x.currency, sizeof x.currency, "952");
+    send_expect("TERM0001", &x, "00", NULL, &sent);
+    stack_reversal_of(&rev, mad, 500, &sent);
+    snprintf(rev.currency, sizeof rev.currency, "952");
+    send_expect("TERM0001", &rev, "00", NULL, NULL);
+    settle();
+    expect_clean(NULL);
+
+    sql("UPDATE switch.authorizations SET billing_amount_minor = 1684"
+        " WHERE terminal_id = 'TERM0001' AND stan = '%s' AND transmission_time = '%s'",
+        kept.stan, kept.de7);
+    json_t *o;
+    json_t *m = broken(&o, NULL, "journal-vs-issuer", "issuer's effect differs from the approval");
+    assert_int_equal(field_int(m, "issuer_net"), -1683);
+    assert_int_equal(field_int(m, "expected"), -1684);
+    json_decref(o);
+    sql("UPDATE switch.authorizations SET billing_amount_minor = 1683"
+        " WHERE terminal_id = 'TERM0001' AND stan = '%s' AND transmission_time = '%s'",
+        kept.stan, kept.de7);
     expect_clean(NULL);
 }
 
@@ -681,7 +765,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_real_traffic_reconciles),
+        cmocka_unit_test(test_converted_approval_held_to_de6),
         cmocka_unit_test(test_recorded_load_reconciles),
+        cmocka_unit_test(test_recorded_load_with_transfers_reconciles),
         cmocka_unit_test(test_recorded_load_under_faults_reconciles),
         cmocka_unit_test(test_recorded_load_database_outage_reconciles),
         cmocka_unit_test(test_recorded_load_issuer_stall_reconciles),

@@ -33,7 +33,9 @@ static char *Last;            /* what the last run printed */
 
 static int setup(void **state)
 {
-    struct stack_opts o = { .issuer = true, .issuer_timeout_ms = 1500, .wallets = 64 };
+    struct stack_opts o = {
+        .issuer = true, .issuer_timeout_ms = 1500, .wallets = 64, .fx_rates = "fx/demo-rates.csv"
+    };
     if (stack_setup(state, &S, &o) != 0)
         return -1;
     int64_t now = (int64_t)at_wall_us();
@@ -315,6 +317,57 @@ static void test_totals_equal_journal(void **state)
     free(two);
 }
 
+/* csv_row, with zeros when the CSV has no such line (yet). */
+static void row_or_zero(const char *csv, const char *role, const char *who, const char *ccy,
+                        int64_t f[N_FIELDS])
+{
+    if (!csv_row(csv, role, who, ccy, f))
+        memset(f, 0, N_FIELDS * sizeof f[0]);
+}
+
+/* A converted purchase — 1,000 XOF on the MAD card, billed 16.83 MAD (DE 6; docs/fx.md) —
+ * settles on two sides: the acquirer is owed 1,000 XOF, the issuer owes 16.83 MAD, and the
+ * switch's conversion position "(conversion)" stands between them (the acquirer's issuer in XOF,
+ * the issuer's acquirer in MAD), so that each currency still nets to zero; the day reconciles
+ * with the issuer's ledger, which moved 16.83 MAD. */
+static void test_converted_purchase_settles_on_two_sides(void **state)
+{
+    (void)state;
+    char csv[400];
+    snprintf(csv, sizeof csv, "%s/fx.csv", S.dir);
+    int64_t acq0[N_FIELDS], conv_iss0[N_FIELDS], conv_acq0[N_FIELDS], iss0[N_FIELDS];
+    int64_t acq1[N_FIELDS], conv_iss1[N_FIELDS], conv_acq1[N_FIELDS], iss1[N_FIELDS];
+    assert_int_equal(run_settle(Date, Cut, csv, NULL), 0);
+    char *text = read_csv(csv);
+    row_or_zero(text, "acquirer", "100001", "952", acq0);
+    row_or_zero(text, "issuer", "(conversion)", "952", conv_iss0);
+    row_or_zero(text, "acquirer", "(conversion)", "504", conv_acq0);
+    row_or_zero(text, "issuer", "WALLET1", "504", iss0);
+    free(text);
+
+    struct sim_txn x;
+    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 1000);
+    snprintf(x.currency, sizeof x.currency, "952");
+    send_expect("TERM0001", &x, "00", NULL);
+
+    const char *const rec[] = { "--issuer-db", S.conninfo, NULL };
+    assert_int_equal(run_settle(Date, Cut, csv, rec), 0);
+    assert_non_null(strstr(Last, "RECONCILED: no mismatch"));
+    assert_null(strstr(Last, "NOT BALANCED"));
+    text = read_csv(csv);
+    row_or_zero(text, "acquirer", "100001", "952", acq1);
+    assert_true(csv_row(text, "issuer", "(conversion)", "952", conv_iss1));
+    assert_true(csv_row(text, "acquirer", "(conversion)", "504", conv_acq1));
+    row_or_zero(text, "issuer", "WALLET1", "504", iss1);
+    free(text);
+    assert_int_equal(acq1[F_DEBIT_AMT] - acq0[F_DEBIT_AMT], 1000);
+    assert_int_equal(acq1[F_NET] - acq0[F_NET], 1000);
+    assert_int_equal(conv_iss1[F_NET] - conv_iss0[F_NET], -1000);
+    assert_int_equal(conv_acq1[F_NET] - conv_acq0[F_NET], 1683);
+    assert_int_equal(iss1[F_DEBIT_AMT] - iss0[F_DEBIT_AMT], 1683);
+    assert_int_equal(iss1[F_NET] - iss0[F_NET], -1683);
+}
+
 /* The state of a reversal decides where its money goes. A terminal reversal acknowledged while
  * the issuer is stopped is reversed money at once (the switch promised it; its queue row is still
  * pending); a reversal the issuer refused (made `failed` by hand) leaves its approval in the net
@@ -464,6 +517,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hand_made_nets),
         cmocka_unit_test(test_totals_equal_journal),
+        cmocka_unit_test(test_converted_purchase_settles_on_two_sides),
         cmocka_unit_test(test_reversal_states),
         cmocka_unit_test(test_reconciliation_lists_differences),
         cmocka_unit_test(test_cutover_boundary),

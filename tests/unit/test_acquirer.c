@@ -879,6 +879,56 @@ static void test_scenario_errors(void **state)
     expect_scn_error(big, "bad.scn:1: line longer");
 }
 
+/* balances=PAN[,PAN]: one or two demo cards, kept in order (sender first); a default like any
+ * key, which a line may replace; never a `send` option. */
+static void test_scenario_balances(void **state)
+{
+    static const char text[] = "defaults balances=4890020000000029\n"
+                               "type=transfer pan=4890010000000012 to=4890010000000087 "
+                               "amount=10.00 balances=4890010000000012,4890010000000087 "
+                               "expect=00\n"
+                               "type=balance pan=4890020000000029 expect=00\n"
+                               "type=purchase amount=1 balances=4890010000000012 expect=00\n";
+    struct sim_scn s;
+    char err[200];
+    assert_int_equal(sim_scn_parse(text, sizeof text - 1, "t.scn", &s, err, sizeof err), 0);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.lines[0].o.n_balances, 2);
+    assert_string_equal(s.lines[0].o.balance_pan[0], "4890010000000012");
+    assert_string_equal(s.lines[0].o.balance_pan[1], "4890010000000087");
+    assert_int_equal(s.lines[1].o.n_balances, 1); /* the default */
+    assert_string_equal(s.lines[1].o.balance_pan[0], "4890020000000029");
+    assert_int_equal(s.lines[2].o.n_balances, 1);
+    assert_string_equal(s.lines[2].o.balance_pan[0], "4890010000000012");
+    sim_scn_free(&s);
+
+    struct sim_opts o;
+    memset(&o, 0, sizeof o);
+    assert_int_equal(sim_opts_set(&o, "balances", "4890010000000012", false, err, sizeof err), -1);
+    assert_non_null(strstr(err, "unknown option 'balances'"));
+    assert_int_equal(o.n_balances, 0);
+
+    static const struct {
+        const char *value, *why;
+    } bad[] = {
+        { "4890010000000013", "bad.scn:1: balances: card 1 is not a demo card" }, /* Luhn */
+        { "4890010000000012,4999990000000098", "bad.scn:1: balances: card 2 is not a demo card" },
+        { "4890010000000012,", "bad.scn:1: balances: card 2 is not a demo card" },
+        { ",4890010000000012", "bad.scn:1: balances: card 1 is not a demo card" },
+        { "48900100000000120000", "bad.scn:1: balances: card 1 is not a demo card" },
+        { "4890010000000012,4890010000000012", "bad.scn:1: balances: the same card twice" },
+        { "4890010000000012,4890020000000029,4890030000000036", "bad.scn:1: balances: at most 2" },
+        { "", "bad.scn:1: balances: card 1 is not a demo card" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char line[200];
+        snprintf(line, sizeof line, "type=purchase amount=1 balances=%s expect=00\n", bad[i].value);
+        expect_scn_error(line, bad[i].why);
+        assert_int_equal(sim_scn_parse(line, strlen(line), "bad.scn", &s, err, sizeof err), -1);
+        assert_null(strstr(err, "489")); /* a sentence that never repeats a PAN */
+    }
+}
+
 static void test_state_file(void **state)
 {
     char dir[] = "/tmp/atlas-acq-state-XXXXXX";
@@ -1022,6 +1072,7 @@ static void test_demo_scenario(void **state)
     bool seen_rc[sizeof rcs / sizeof rcs[0]] = { false };
     bool seen_term[4] = { false }, reversal = false, balance = false, aft = false, oct = false,
          echo = false;
+    unsigned transfers = 0, foreign = 0;
     for (size_t i = 0; i < s.n; i++) {
         struct sim_opts o = s.lines[i].o;
         if (s.lines[i].original_index >= 0) {
@@ -1041,6 +1092,20 @@ static void test_demo_scenario(void **state)
                 seen_rc[k] = true;
         if (strcmp(o.expect, "00") == 0 && t->id[7] >= '1' && t->id[7] <= '4')
             seen_term[t->id[7] - '1'] = true;
+        /* Each transfer shows its sender's and its recipient's balances (the mobile number's
+         * card: the XAF one), a purchase in another currency its card's. */
+        if (x.type == SIM_T_TRANSFER) {
+            transfers++;
+            assert_int_equal(o.n_balances, 2);
+            assert_string_equal(o.balance_pan[0], x.pan);
+            assert_string_equal(o.balance_pan[1], o.to[0] ? o.to : "4890030000000036");
+        }
+        const struct sim_demo_card *card = sim_demo_card_find(x.pan);
+        if (x.type == SIM_T_PURCHASE && card && strcmp(x.currency, card->currency) != 0) {
+            foreign++;
+            assert_int_equal(o.n_balances, 1);
+            assert_string_equal(o.balance_pan[0], x.pan);
+        }
         balance |= x.type == SIM_T_BALANCE;
         aft |= x.type == SIM_T_AFT;
         oct |= x.type == SIM_T_OCT;
@@ -1051,6 +1116,8 @@ static void test_demo_scenario(void **state)
     for (int k = 0; k < 4; k++)
         assert_true(seen_term[k]);
     assert_true(reversal && balance && aft && oct && echo);
+    assert_int_equal(transfers, 4);
+    assert_int_equal(foreign, 2); /* XOF approved and converted, EUR declined for want of a rate */
     sim_scn_free(&s);
 }
 
@@ -1066,6 +1133,7 @@ int main(void)
         cmocka_unit_test(test_state_file),        cmocka_unit_test(test_terminal_file),
         cmocka_unit_test(test_demo_scenario),     cmocka_unit_test(test_transfer_build),
         cmocka_unit_test(test_opts_transfer),     cmocka_unit_test(test_scenario_transfer),
+        cmocka_unit_test(test_scenario_balances),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -33,6 +33,14 @@
 
 enum fake_mode { F_ANSWER, F_SILENT, F_BAD_FRAME, F_BAD_MAC, F_REVERSE };
 
+/* A wallet of the fake's ledger, for tests that follow balances (ledger()). */
+struct fake_wallet {
+    char pan[20];
+    char ccy[4]; /* numeric */
+    long long bal;
+    const char *inquiry_rc; /* NULL: inquiries approved with the balance; else this code */
+};
+
 struct fake {
     int lfd;
     uint16_t port;
@@ -43,6 +51,13 @@ struct fake {
     pthread_t th;
     volatile int requests, reversals_with_de90, bad_request_macs;
     char de103[29]; /* DE 103 of the last transfer */
+    /* The ledger (empty unless a test fills it before sending) and the reversal it owes: the
+     * declined transfer's debit, given back just before the sender's reverse_after-th balance
+     * inquiry after it (never when reverse_after is 0). */
+    struct fake_wallet w[4];
+    int nw, reverse_after, owed_left, owed_w;
+    long long owed;
+    volatile int inquiries; /* balance inquiries (processing code 30) answered */
 };
 
 static const char *tak_of(const uint8_t *tid, size_t n)
@@ -85,6 +100,59 @@ static int read_n(struct fake *f, int fd, uint8_t *buf, size_t n)
     return 0;
 }
 
+static struct fake_wallet *wallet_of(struct fake *f, const uint8_t *pan, size_t n)
+{
+    for (int i = 0; pan && i < f->nw; i++)
+        if (strlen(f->w[i].pan) == n && memcmp(f->w[i].pan, pan, n) == 0)
+            return &f->w[i];
+    return NULL;
+}
+
+/* What request m (answered rc so far) does to the ledger, as an issuer behind a switch would:
+ * a balance inquiry answers the wallet's balance (into de54: 20 characters) or its
+ * inquiry_rc; an approved purchase debits the amount; a transfer debits the amount and the fee
+ * (1.00) and credits 656 to a recipient in the ledger — except the declined one (57.00), whose
+ * debit (the AFT) is given back later (the switch's reversal). Returns the answer's code;
+ * de54 is "" when the answer carries the fake's fixed balance or none. */
+static const char *ledger(struct fake *f, const struct iso_msg *m, const char *rc, char de54[48])
+{
+    size_t n = 0, pl = 0, al = 0, tl = 0;
+    const uint8_t *proc = iso_get(m, 3, &n), *pan = iso_get(m, 2, &pl), *amt = iso_get(m, 4, &al);
+    struct fake_wallet *w = wallet_of(f, pan, pl);
+    de54[0] = '\0';
+    if (proc && proc[0] == '3')
+        f->inquiries++;
+    if (!w || !proc || strcmp(rc, "00") != 0)
+        return rc;
+    char digits[13] = "0";
+    if (amt && al == 12)
+        memcpy(digits, amt, 12);
+    long long a = strtoll(digits, NULL, 10);
+    if (proc[0] == '3') {
+        if (f->owed_w == (int)(w - f->w) && f->owed_left > 0 && --f->owed_left == 0) {
+            w->bal += f->owed;
+            f->owed = 0;
+        }
+        if (w->inquiry_rc)
+            return w->inquiry_rc;
+        snprintf(de54, 48, "0002%.3s%c%012lld", w->ccy, w->bal < 0 ? 'D' : 'C', llabs(w->bal));
+    } else if (proc[0] == '0' && proc[1] == '0') {
+        w->bal -= a;
+    } else if (proc[0] == '4' && proc[1] == '0' && a == 5700) {
+        w->bal -= a;
+        f->owed = a;
+        f->owed_w = (int)(w - f->w);
+        f->owed_left = f->reverse_after;
+    } else if (proc[0] == '4' && proc[1] == '0') {
+        w->bal -= a + 100;
+        const uint8_t *to = iso_get(m, 103, &tl);
+        struct fake_wallet *r = wallet_of(f, to, tl);
+        if (r)
+            r->bal += 656;
+    }
+    return rc;
+}
+
 /* Builds the answer to req (ascii87) into out; returns its length (0 = none). */
 static size_t answer(struct fake *f, const uint8_t *req, size_t len, uint8_t *out, size_t cap)
 {
@@ -116,6 +184,8 @@ static size_t answer(struct fake *f, const uint8_t *req, size_t len, uint8_t *ou
     }
     if (m.mti[1] == '4' && iso_has(&m, 90))
         f->reversals_with_de90++;
+    char de54[48];
+    rc = ledger(f, &m, rc, de54);
 
     iso_msg_init(&r, arena2, sizeof arena2);
     char mti[5];
@@ -135,7 +205,8 @@ static size_t answer(struct fake *f, const uint8_t *req, size_t len, uint8_t *ou
     if (strcmp(rc, "00") == 0 && iso_set_str(&r, 38, "AB12CD") != 0)
         return 0;
     const uint8_t *proc = iso_get(&m, 3, &n);
-    if (proc && proc[0] == '3' && iso_set_str(&r, 54, "0002504C000000098750") != 0)
+    if (proc && proc[0] == '3' && strcmp(rc, "00") == 0 &&
+        iso_set_str(&r, 54, de54[0] ? de54 : "0002504C000000098750") != 0)
         return 0;
     /* A transfer answered as docs/acquirer-interface.md says the switch will: 00 with what the
      * recipient got, the rate, the fee and DE 15; a declined leg in DE 44 (amount 57.00). */
@@ -509,6 +580,81 @@ static void test_cli_run(void **state)
     assert_non_null(strstr(out, "bad.scn:2:"));
 }
 
+/* The fake's ledger of demo cards: the MAD card (1,000.00), the XOF card (500,000) and the
+ * blocked MAD card (its inquiries declined 05). */
+static void fake_ledger(struct fake *f, int reverse_after)
+{
+    static const struct fake_wallet w[] = {
+        { "4890010000000012", "504", 100000, NULL },
+        { "4890020000000029", "952", 500000, NULL },
+        { "4890010000000053", "504", 100000, "05" },
+    };
+    memcpy(f->w, w, sizeof w);
+    f->nw = 3;
+    f->reverse_after = reverse_after;
+}
+
+/* balances=: each card's balance is asked (0100 processing code 30, on the line's terminal)
+ * before the line and after its answer, and shown before -> after on the line; after an answer
+ * that is not 00 they are asked again until they are back (the value polling saw in between
+ * shown too), or 2 s have passed. The inquiries are not lines: not counted, and one that is
+ * declined shows "?" without failing its line. */
+static void test_cli_run_balances(void **state)
+{
+    struct fake f;
+    fake_start(&f, F_ANSWER);
+    fake_ledger(&f, 2); /* the reversal lands before the sender's second inquiry after it */
+    char host[32], out[16384], scn[600];
+    hostarg(host, sizeof host, f.port);
+    snprintf(scn, sizeof scn, "%s/balances.scn", tmpdir);
+    write_file(scn, "type=transfer pan=4890010000000012 to=4890020000000029 amount=10.00 "
+                    "balances=4890010000000012,4890020000000029 expect=00\n"
+                    "type=transfer pan=4890010000000012 to=4890010000000053 amount=57.00 "
+                    "balances=4890010000000012,4890010000000053 expect=57\n"
+                    "type=purchase amount=1.00 balances=4890010000000012 expect=00\n"
+                    "type=purchase amount=1.00 expect=00\n");
+    const char *a1[] = { "--state-dir", state_dir, "--host", host, "run", scn, NULL };
+    assert_int_equal(run_cli(a1, out, sizeof out), 0);
+    assert_non_null(strstr(out, "4 passed, 0 failed"));
+    /* 10.00 MAD + the fake's fee 1.00 out, 656 XOF in. */
+    assert_non_null(strstr(out, "MAC ok"));
+    assert_non_null(strstr(out, " | 489001******0012 1000.00 -> 989.00 MAD"
+                                " | 489002******0029 500000 -> 500656 XOF\n"));
+    /* The declined transfer: the sender's debit seen, then given back; the blocked card "?". */
+    assert_non_null(strstr(out, "info OCT57"));
+    assert_non_null(strstr(out, " | 489001******0012 989.00 -> 932.00 -> 989.00 MAD"
+                                " | 489001******0053 ? -> ? MAD | back after "));
+    assert_non_null(strstr(out, " | 489001******0012 989.00 -> 988.00 MAD\n"));
+    /* Two cards around line 1 (4), around line 2 before (2) and in two rounds after (4), one
+     * card around line 3 (2), none for line 4. */
+    assert_int_equal(f.inquiries, 12);
+    assert_int_equal(f.requests, 16);
+    assert_null(strstr(out, "4890010000000012"));
+    assert_null(strstr(out, "4890020000000029"));
+    assert_null(strstr(out, "4890010000000053"));
+
+    /* --json: the balances as fields; a reversal that never comes ends the polling after 2 s. */
+    fake_ledger(&f, 0);
+    snprintf(scn, sizeof scn, "%s/balances2.scn", tmpdir);
+    write_file(scn, "type=transfer pan=4890010000000012 to=4890020000000029 amount=57.00 "
+                    "balances=4890010000000012,4890010000000053 expect=57\n");
+    const char *a2[] = { "--state-dir", state_dir, "--host", host, "--json", "run", scn, NULL };
+    int before = f.inquiries;
+    assert_int_equal(run_cli(a2, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"balances\":[{\"pan\":\"489001******0012\",\"currency\":"
+                                "\"MAD\",\"before_minor\":100000,\"after_minor\":94300},"
+                                "{\"pan\":\"489001******0053\",\"currency\":\"MAD\","
+                                "\"before_minor\":null,\"after_minor\":null}]"));
+    assert_non_null(strstr(out, "\"balances_back\":false"));
+    const char *polled = strstr(out, "\"balances_polled_ms\":");
+    assert_non_null(polled);
+    long ms = strtol(polled + strlen("\"balances_polled_ms\":"), NULL, 10);
+    assert_true(ms >= 1800 && ms < 2500);
+    assert_true(f.inquiries - before >= 2 * 10); /* rounds every 100 ms, two cards each */
+    assert_non_null(strstr(out, "{\"passed\":1,\"failed\":0"));
+    fake_stop(&f);
+}
+
 /* ------------------------------------------------------------------ the engine in-process */
 
 struct pipe_ctx {
@@ -707,6 +853,7 @@ int main(void)
         cmocka_unit_test(test_cli_transfer),
         cmocka_unit_test(test_cli_transport_errors),
         cmocka_unit_test(test_cli_run),
+        cmocka_unit_test(test_cli_run_balances),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -63,6 +63,14 @@ static void test_roundtrip(void **state)
     assert_int_equal(b.lat_pin_us, 77);
     assert_int_equal(b.lat_mac_us, -1);
     assert_string_equal(b.rrn, "");
+    assert_false(db_billing_converted(&b.billing));
+    /* Version 4 keeps a conversion (DE 6/10/51). */
+    a.billing = (struct db_billing){ 1683, "70168277", 504 };
+    n = spool_encode(&a, buf, sizeof buf);
+    assert_int_equal(spool_decode(buf, n, &b), 0);
+    assert_int_equal(b.billing.amount_minor, 1683);
+    assert_string_equal(b.billing.rate, "70168277");
+    assert_int_equal(b.billing.currency, 504);
     /* Truncated or padded payloads are refused. */
     assert_int_equal(spool_decode(buf, n - 1, &b), -1);
     buf[n] = 0;
@@ -185,6 +193,17 @@ static void test_record_check(void **state)
     assert_int_equal(db_auth_record_check(&r, &err), 0);
     sample(&r, 1);
     memset(r.acquirer_id, 'A', sizeof r.acquirer_id); /* not terminated */
+    assert_int_equal(db_auth_record_check(&r, &err), DB_E_INVALID);
+    /* DE 6/10/51: all three or none, DE 10 eight digits with at most 7 decimals. */
+    sample(&r, 1);
+    r.billing = (struct db_billing){ 1683, "70168277", 504 };
+    assert_int_equal(db_auth_record_check(&r, &err), 0);
+    r.billing.currency = -1;
+    assert_int_equal(db_auth_record_check(&r, &err), DB_E_INVALID);
+    assert_non_null(strstr(err.message, "billing"));
+    r.billing = (struct db_billing){ 1683, "90168277", 504 };
+    assert_int_equal(db_auth_record_check(&r, &err), DB_E_INVALID);
+    r.billing = (struct db_billing){ -1, "70168277", -1 };
     assert_int_equal(db_auth_record_check(&r, &err), DB_E_INVALID);
 }
 

@@ -95,7 +95,7 @@ static void roundtrip(const struct load_record *r)
     assert_true(n > 1 && line[n - 1] == '\n');
     struct rec_line l;
     memset(&l, 0, sizeof l);
-    if (rec_parse_line(line, (size_t)n - 1, &l, err, sizeof err) != 0)
+    if (rec_parse_line(line, (size_t)n - 1, 2, &l, err, sizeof err) != 0)
         fail_msg("%s: %s", line, err);
     assert_string_equal(l.terminal, r->terminal);
     assert_string_equal(l.stan, r->stan);
@@ -151,7 +151,7 @@ static void test_writer_roundtrip(void **state)
     struct rec_line l;
     int n = load_record_format(&r, line, sizeof line);
     assert_true(n > 0);
-    assert_int_equal(rec_parse_line(line, (size_t)n - 1, &l, err, sizeof err), 0);
+    assert_int_equal(rec_parse_line(line, (size_t)n - 1, 2, &l, err, sizeof err), 0);
     assert_string_equal(l.rc, "9?");
     assert_string_equal(l.auth, "");
 }
@@ -249,9 +249,13 @@ static void test_headers_and_torn_tail(void **state)
     (void)state;
     char err[256];
     struct rec_file f;
+    static const char v3[] = "# atlas-load-record 3\n";
+    assert_int_equal(rec_parse_text(v3, strlen(v3), &f, err, sizeof err), -1);
+    assert_non_null(strstr(err, "line 1: record format version 3 is not supported"));
     static const char v2[] = "# atlas-load-record 2\n";
-    assert_int_equal(rec_parse_text(v2, strlen(v2), &f, err, sizeof err), -1);
-    assert_non_null(strstr(err, "line 1: record format version 2 is not supported"));
+    assert_int_equal(rec_parse_text(v2, strlen(v2), &f, err, sizeof err), 0);
+    assert_int_equal(f.version, 2);
+    rec_file_free(&f);
     static const char other[] = "terminal,stan\n";
     assert_int_equal(rec_parse_text(other, strlen(other), &f, err, sizeof err), -1);
     assert_non_null(strstr(err, "line 1: not a record file"));
@@ -273,6 +277,115 @@ static void test_headers_and_torn_tail(void **state)
     /* A file that does not exist. */
     assert_int_equal(rec_read_file("/nonexistent/record", &f, err, sizeof err), -1);
     assert_non_null(strstr(err, "/nonexistent/record: "));
+}
+
+/* The version 2 example of docs/acquirer-sim.md: an approved MAD -> XOF transfer with its fee,
+ * and one declined at its OCT leg. */
+static const char golden_v2[] =
+    "# atlas-load-record 2\n"
+    "req terminal=LOAD0003 stan=000201 de7=1206011540 mti=0200 proc=400000 amount=1000 "
+    "currency=504 pan=489001******0017 to=489002******0144 to_currency=952 answered=yes rc=00 "
+    "auth=654321 de6=656 de51=952 de28=D00000100 rev=no\n"
+    "req terminal=LOAD0003 stan=000202 de7=1206011541 mti=0200 proc=400000 amount=40 "
+    "currency=950 pan=489003******0027 to=489001******0013 to_currency=504 answered=yes rc=57 "
+    "auth=- de6=- de51=- de28=- rev=no\n"
+    /* a purchase in a version 2 file has no transfer fields */
+    "req terminal=LOAD0001 stan=000123 de7=1206011530 mti=0200 proc=000000 amount=2500 "
+    "currency=504 pan=489001******0012 answered=yes rc=00 auth=123456 rev=no\n";
+
+static void test_transfer_lines(void **state)
+{
+    (void)state;
+    struct rec_file f;
+    char err[256] = "";
+    assert_int_equal(rec_parse_text(golden_v2, strlen(golden_v2), &f, err, sizeof err), 0);
+    assert_int_equal(f.version, 2);
+    assert_int_equal(f.n, 3);
+    const struct rec_line *l = &f.lines[0];
+    assert_true(l->transfer);
+    assert_string_equal(l->to, "489002******0144");
+    assert_string_equal(l->to_currency, "952");
+    assert_string_equal(l->rc, "00");
+    assert_string_equal(l->auth, "654321");
+    assert_true(l->has_de6);
+    assert_int_equal(l->de6_amount, 656);
+    assert_string_equal(l->de51, "952");
+    assert_true(l->has_fee);
+    assert_int_equal(l->fee, 100);
+    l = &f.lines[1];
+    assert_true(l->transfer);
+    assert_string_equal(l->rc, "57");
+    assert_false(l->has_de6);
+    assert_false(l->has_fee);
+    assert_string_equal(l->de28, "");
+    assert_false(f.lines[2].transfer);
+    rec_file_free(&f);
+
+    /* What the writer makes of a transfer reads back: answered (a 'C' fee too), declined,
+     * reversed. */
+    struct load_record r = record_base();
+    strcpy(r.proc, "400000");
+    r.transfer = true;
+    strcpy(r.to_pan, "4890020000000029");
+    strcpy(r.to_currency, "952");
+    record_answered(&r);
+    strcpy(r.de6, "606");
+    strcpy(r.de51, "952");
+    strcpy(r.de28, "C00000007");
+    char line[LOAD_RECORD_LINE_MAX];
+    struct rec_line rl;
+    int n = load_record_format(&r, line, sizeof line);
+    assert_true(n > 0);
+    assert_int_equal(rec_parse_line(line, (size_t)n - 1, 2, &rl, err, sizeof err), 0);
+    assert_true(rl.transfer);
+    assert_string_equal(rl.to, "489002******0029");
+    assert_int_equal(rl.fee, -7);
+    assert_int_equal(rl.de6_amount, 606);
+    roundtrip(&r);
+    r.answered = false;
+    record_reversed(&r);
+    n = load_record_format(&r, line, sizeof line);
+    assert_int_equal(rec_parse_line(line, (size_t)n - 1, 2, &rl, err, sizeof err), 0);
+    assert_true(rl.transfer && rl.rev && rl.rev_answered);
+    /* The same line is not version 1: its fields are unknown there. */
+    assert_int_equal(rec_parse_line(line, (size_t)n - 1, 1, &rl, err, sizeof err), -1);
+    assert_non_null(strstr(err, "expected field answered="));
+}
+
+/* A version 2 file whose line `bad` is broken. */
+static void expect_bad_v2(const char *bad, const char *want)
+{
+    char text[2048], err[256] = "";
+    struct rec_file f;
+    snprintf(text, sizeof text, "# atlas-load-record 2\n%s\n", bad);
+    if (rec_parse_text(text, strlen(text), &f, err, sizeof err) == 0)
+        fail_msg("accepted: %s", bad);
+    if (strncmp(err, "line 2: ", 8) != 0 || !strstr(err, want))
+        fail_msg("line '%s': got '%s', want '%s'", bad, err, want);
+    assert_null(strstr(err, "4890020000000029"));
+}
+
+#define XFER_HEAD                                                                                  \
+    "req terminal=TERM0001 stan=000002 de7=1206011530 mti=0200 proc=400000 amount=1000 "           \
+    "currency=504 pan=489001******0012 "
+
+static void test_transfer_lines_malformed(void **state)
+{
+    (void)state;
+    expect_bad_v2(XFER_HEAD "answered=yes rc=00 auth=123456 rev=no", "expected field to=");
+    expect_bad_v2(XFER_HEAD "to=4890020000000029 to_currency=952 answered=no rev=no",
+                  "to: not a masked PAN");
+    expect_bad_v2(XFER_HEAD "to=489002******0029 to_currency=XOF answered=no rev=no",
+                  "to_currency: expected 3 digits");
+    expect_bad_v2(XFER_HEAD "to=489002******0029 to_currency=952 answered=yes rc=00 auth=1 "
+                            "rev=no",
+                  "expected field de6=");
+    expect_bad_v2(XFER_HEAD "to=489002******0029 to_currency=952 answered=yes rc=00 auth=1 "
+                            "de6=1 de51=9520 de28=- rev=no",
+                  "de51: expected up to 3");
+    expect_bad_v2(XFER_HEAD "to=489002******0029 to_currency=952 answered=yes rc=00 auth=1 "
+                            "de6=1 de51=952 de28=D000000001 rev=no",
+                  "de28: expected up to 9");
 }
 
 /* ------------------------------------------------------------------ the rules */
@@ -508,13 +621,414 @@ static void test_record_rules(void **state)
     rec_file_free(&f);
 }
 
+/* A transfer of 10.00 MAD (fee 1.00) from TERM0001's sender (stan) to a XOF wallet, in state,
+ * its sender journaled sender_outcome (NULL: no row), both legs journaled approvals with no
+ * reversal. */
+static struct rc_xfer xfer(long long id, const char *stan, const char *state,
+                           const char *sender_outcome)
+{
+    struct rc_xfer x;
+    memset(&x, 0, sizeof x);
+    x.id = id;
+    x.in_window = true;
+    strcpy(x.state, state);
+    strcpy(x.request_date, "2026-12-06");
+    strcpy(x.acquirer, "100001");
+    strcpy(x.terminal, "TERM0001");
+    strcpy(x.stan, stan);
+    strcpy(x.de7, "1206011530");
+    strcpy(x.sender_issuer, "WALLET1");
+    strcpy(x.recipient_issuer, "WALLET2");
+    strcpy(x.pan_masked, "489001******0012");
+    strcpy(x.to_masked, "489002******0029");
+    x.amount = 1000;
+    x.fee = 100;
+    x.currency = 504;
+    x.recipient_amount = 606;
+    if (sender_outcome) {
+        x.sender_row = true;
+        strcpy(x.sender_outcome, sender_outcome);
+        strcpy(x.sender_rc, strcmp(sender_outcome, "approved") == 0 ? "00" : "96");
+    }
+    struct rc_leg *legs[] = { &x.aft, &x.oct };
+    for (int i = 0; i < 2; i++) {
+        struct rc_leg *g = legs[i];
+        snprintf(g->terminal, sizeof g->terminal, "%s", i == 0 ? "XA000000" : "XO000000");
+        snprintf(g->stan, sizeof g->stan, "%06lld", id % 1000000);
+        g->row = true;
+        strcpy(g->outcome, "approved");
+        strcpy(g->rc, "00");
+        snprintf(g->issuer_stan, sizeof g->issuer_stan, "%06lld", 500 + id * 2 + i);
+        strcpy(g->issuer_de7, "1206011531");
+        g->amount = i == 0 ? 1100 : 1000;
+        g->rev = RC_REV_NONE;
+    }
+    return x;
+}
+
+/* The sender's journal row of a transfer: processing code 40, never at an issuer. */
+static struct rc_sw sender_row(const char *stan, const char *outcome)
+{
+    struct rc_sw s = journal_row(stan, "", outcome, RC_REV_NONE);
+    strcpy(s.proc, "400000");
+    s.issuer_stan[0] = s.issuer_de7[0] = '\0';
+    s.amount = 1000;
+    if (strcmp(outcome, "lost") == 0)
+        strcpy(s.rc, "96");
+    return s;
+}
+
+/* The mismatch of check k whose problem contains want, or NULL. */
+static const struct rc_mismatch *find_mm(const struct rc_ctx *c, enum rc_check k, const char *want)
+{
+    for (size_t i = 0; i < c->nmm; i++)
+        if (c->mm[i].check == k && strstr(c->mm[i].problem, want))
+            return &c->mm[i];
+    return NULL;
+}
+
+/* Check 5 on hand-made transfers, and check 4 leaving their senders' rows to it. */
+static void test_transfer_rules(void **state)
+{
+    (void)state;
+    struct rc_ctx c;
+    assert_int_equal(rc_ctx_init(&c), 0);
+    struct rc_xfer x;
+    struct rc_sw s;
+    /* 1: completed, its sender approved, both legs stand: fine. */
+    x = xfer(1, "000001", "completed", "approved");
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    s = sender_row("000001", "approved");
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    /* 2: completed, but its OCT leg was reversed behind the sender's back. */
+    x = xfer(2, "000002", "completed", "approved");
+    x.oct.rev = RC_REV_ACKED;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    /* 3: the sender approved, the AFT leg not journaled. */
+    x = xfer(3, "000003", "completed", "approved");
+    x.aft.row = false;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    /* 4: failed (its sender declined), the AFT approved and never reversed. */
+    x = xfer(4, "000004", "failed", "declined");
+    x.oct.row = false;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    /* 5: failed after a restart (sender 'lost'), the AFT's reversal parked failed; the OCT's
+     * acknowledged. */
+    x = xfer(5, "000005", "failed", "lost");
+    x.aft.rev = RC_REV_FAILED;
+    strcpy(x.aft.rev_rc, "05");
+    x.oct.rev = RC_REV_ACKED;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    s = sender_row("000005", "lost");
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    /* 6: no sender row, the AFT journaled lost, its reversal pending; the OCT never left. */
+    x = xfer(6, "000006", "failed", NULL);
+    strcpy(x.aft.outcome, "lost");
+    x.aft.rev = RC_REV_PENDING;
+    x.oct.row = false;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    /* 7: still at its AFT. */
+    x = xfer(7, "000007", "aft", NULL);
+    x.oct.row = false;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    /* 8: an AFT that did not take the fee. */
+    x = xfer(8, "000008", "completed", "approved");
+    x.aft.amount = 1000;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    /* 9: reversed by its terminal (approved sender, a 0400 acknowledged): both legs back. */
+    x = xfer(9, "000009", "reversed", "approved");
+    x.term_rev_acked = true;
+    x.aft.rev = x.oct.rev = RC_REV_ACKED;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    /* 10: the terminal's reversal acknowledged, the transfer still completed. */
+    x = xfer(10, "000010", "completed", "approved");
+    x.term_rev_acked = true;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    /* 11: completed while its sender was answered 96. */
+    x = xfer(11, "000011", "completed", "error");
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    /* 12: outside the window, broken: only a lookup, not checked. */
+    x = xfer(12, "000012", "failed", "declined");
+    x.in_window = false;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    /* 13: failed at the OCT: the AFT reversed, the OCT declined. Fine. */
+    x = xfer(13, "000013", "failed", "declined");
+    x.aft.rev = RC_REV_ACKED;
+    strcpy(x.oct.outcome, "declined");
+    strcpy(x.oct.rc, "05");
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    /* Senders' rows without a transfer row, and a plain approval no issuer saw. */
+    s = sender_row("000020", "approved");
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    s = sender_row("000021", "lost");
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    s = journal_row("000022", "", "approved", RC_REV_NONE);
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    rc_attribute(&c, NULL, NULL);
+    assert_int_equal(rc_run(&c), 0);
+
+    assert_int_equal(c.st.xfers, 12);
+    assert_int_equal(c.st.checked[RC_CHK_TRANSFERS], 14);
+    assert_int_equal(c.st.transfer_senders, 4);
+    const struct rc_mismatch *m =
+        find_mm(&c, RC_CHK_TRANSFERS, "sender approved but the OCT leg was reversed");
+    assert_non_null(m);
+    assert_int_equal(m->transfer_id, 2);
+    assert_string_equal(m->leg, "oct");
+    assert_string_equal(m->terminal, "TERM0001");
+    assert_string_equal(m->stan, "000002");
+    assert_string_equal(m->de7, "1206011530");
+    assert_string_equal(m->pan, "489001******0012");
+    assert_string_equal(m->issuer_stan, "000505");
+    assert_int_equal(m->rev, RC_REV_ACKED);
+    m = find_mm(&c, RC_CHK_TRANSFERS, "sender approved but the AFT leg is not journaled");
+    assert_true(m && m->transfer_id == 3 && strcmp(m->leg, "aft") == 0);
+    m = find_mm(&c, RC_CHK_TRANSFERS, "AFT leg approved but never reversed");
+    assert_true(m && m->transfer_id == 4 && strcmp(m->outcome, "declined") == 0);
+    m = find_mm(&c, RC_CHK_TRANSFERS, "AFT leg reversal failed: money still moved (last rc 05)");
+    assert_true(m && m->transfer_id == 5 && strcmp(m->outcome, "lost") == 0);
+    m = find_mm(&c, RC_CHK_TRANSFERS, "AFT leg reversal not yet acknowledged");
+    assert_true(m && m->transfer_id == 6 && strcmp(m->outcome, "no-journal-row") == 0);
+    m = find_mm(&c, RC_CHK_TRANSFERS, "transfer unfinished (state aft)");
+    assert_true(m && m->transfer_id == 7 && m->leg[0] == '\0');
+    m = find_mm(&c, RC_CHK_TRANSFERS,
+                "AFT amount 1000 is not the transfer's amount + fee (1000 + 100)");
+    assert_true(m && m->transfer_id == 8);
+    m = find_mm(&c, RC_CHK_TRANSFERS,
+                "terminal reversal acknowledged but the transfer was not reversed");
+    assert_true(m && m->transfer_id == 10);
+    m = find_mm(&c, RC_CHK_TRANSFERS,
+                "transfer completed but the sender's request is not journaled an approval");
+    assert_true(m && m->transfer_id == 11);
+    assert_int_equal(
+        count(&c, RC_CHK_TRANSFERS, "sender journaled approved but the switch has no transfer"), 1);
+    assert_int_equal(
+        count(&c, RC_CHK_TRANSFERS, "sender journaled lost but the switch has no transfer row"), 1);
+    /* 11's legs stand for a sender who does not hold the transfer. */
+    assert_int_equal(count(&c, RC_CHK_TRANSFERS, "leg approved but never reversed"), 3);
+    /* Exactly those: 1, 9, 12 and 13 are fine. */
+    assert_int_equal(count(&c, RC_CHK_TRANSFERS, NULL), 13);
+    for (size_t i = 0; i < c.nmm; i++)
+        assert_true(c.mm[i].transfer_id < 0 ||
+                    (c.mm[i].transfer_id != 1 && c.mm[i].transfer_id != 9 &&
+                     c.mm[i].transfer_id != 12 && c.mm[i].transfer_id != 13));
+    /* Check 4 leaves the senders to check 5, and keeps its rule for any other request. */
+    assert_int_equal(count(&c, RC_CHK_JOURNAL, NULL), 1);
+    m = find_mm(&c, RC_CHK_JOURNAL, "approval that never reached an issuer");
+    assert_true(m && strcmp(m->stan, "000022") == 0);
+    rc_ctx_free(&c);
+
+    /* --allow-pending: a leg's pending reversal and an unfinished transfer are not mismatches;
+     * a failed leg reversal still is. */
+    assert_int_equal(rc_ctx_init(&c), 0);
+    c.allow_pending = true;
+    x = xfer(6, "000006", "failed", NULL);
+    strcpy(x.aft.outcome, "lost");
+    x.aft.rev = RC_REV_PENDING;
+    x.oct.row = false;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    x = xfer(7, "000007", "started", NULL);
+    x.aft.row = x.oct.row = false;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    x = xfer(5, "000005", "failed", "lost");
+    x.aft.rev = RC_REV_FAILED;
+    x.oct.rev = RC_REV_ACKED;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    assert_int_equal(rc_run(&c), 0);
+    assert_int_equal(c.st.xfer_unfinished, 1);
+    assert_int_equal(c.st.xfer_leg_rev_pending, 1);
+    assert_int_equal(count(&c, RC_CHK_TRANSFERS, NULL), 1);
+    assert_int_equal(count(&c, RC_CHK_TRANSFERS, "AFT leg reversal failed"), 1);
+    rc_ctx_free(&c);
+
+    /* A terminal's reversal of a transfer, acknowledged: its original (the sender's row) has no
+     * reversal of its own, its legs do — not check 4's "no reversal". */
+    assert_int_equal(rc_ctx_init(&c), 0);
+    s = sender_row("000009", "approved");
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    s = journal_row("000030", "", "approved", RC_REV_NONE);
+    strcpy(s.mti, "0400");
+    strcpy(s.cls, "040");
+    strcpy(s.proc, "400000");
+    s.issuer_stan[0] = s.issuer_de7[0] = '\0';
+    strcpy(s.orig_stan, "000009");
+    strcpy(s.orig_de7, "1206011530");
+    s.created_us = 1796558400ull * 1000000ull;
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    x = xfer(9, "000009", "reversed", "approved");
+    x.term_rev_acked = true;
+    x.aft.rev = x.oct.rev = RC_REV_ACKED;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    assert_int_equal(rc_run(&c), 0);
+    assert_int_equal(c.st.terminal_reversals, 1);
+    assert_int_equal(c.nmm, 0);
+    /* The same with a purchase as the original: check 4 reports it. */
+    c.sw[0].proc[0] = '0';
+    c.sw[0].proc[1] = '0';
+    c.nmm = 0;
+    memset(&c.st, 0, sizeof c.st);
+    assert_int_equal(rc_run(&c), 0);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL, "its approved original has no reversal"), 1);
+    rc_ctx_free(&c);
+}
+
+/* A converted request (DE 6 in DE 51, migration 0009; fetch.c reads it so): the issuer moves
+ * DE 6, not DE 4, and the totals are in DE 51. */
+static void test_converted_request(void **state)
+{
+    (void)state;
+    struct rc_ctx c;
+    assert_int_equal(rc_ctx_init(&c), 0);
+    struct rc_wallet *w = rc_wallet_get(&c, 1);
+    w->currency = 952;
+    struct rc_sw s = journal_row("000001", "000101", "approved", RC_REV_NONE);
+    strcpy(s.proc, "260000"); /* an OCT of 10.00 MAD credited as 606 XOF: the loader gives */
+    s.amount = 606;           /* what the issuer moves, DE 6 in DE 51 */
+    s.currency = 952;
+    s.converted = true;
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000101", 606, 0);
+    rc_attribute(&c, NULL, NULL);
+    assert_int_equal(rc_run(&c), 0);
+    assert_int_equal(c.nmm, 0);
+    assert_int_equal(c.nccy, 1);
+    assert_int_equal(c.ccy[0].currency, 952);
+    assert_int_equal(c.ccy[0].m.sw, 606);
+    rc_ctx_free(&c);
+    /* The issuer credited DE 4's figure instead: reported. */
+    assert_int_equal(rc_ctx_init(&c), 0);
+    w = rc_wallet_get(&c, 1);
+    w->currency = 952;
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000101", 1000, 0);
+    rc_attribute(&c, NULL, NULL);
+    assert_int_equal(rc_run(&c), 0);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, "issuer's effect differs"), 1);
+    rc_ctx_free(&c);
+}
+
+/* A version 2 record's transfer lines against the journal and the transfers. */
+static void test_record_transfer_rules(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "# atlas-load-record 2\n"
+        /* approved, as the switch has it: fine */
+        "req terminal=TERM0001 stan=000001 de7=1206011530 mti=0200 proc=400000 amount=1000 "
+        "currency=504 pan=489001******0012 to=489002******0029 to_currency=952 answered=yes "
+        "rc=00 auth=123456 de6=606 de51=952 de28=D00000100 rev=no\n"
+        /* approved, but the journal says declined */
+        "req terminal=TERM0001 stan=000002 de7=1206011530 mti=0200 proc=400000 amount=1000 "
+        "currency=504 pan=489001******0012 to=489002******0029 to_currency=952 answered=yes "
+        "rc=00 auth=123456 de6=606 de51=952 de28=D00000100 rev=no\n"
+        /* approved, the transfer reversed by the switch, and another fee */
+        "req terminal=TERM0001 stan=000003 de7=1206011530 mti=0200 proc=400000 amount=1000 "
+        "currency=504 pan=489001******0012 to=489002******0029 to_currency=952 answered=yes "
+        "rc=00 auth=123456 de6=606 de51=952 de28=D00000200 rev=no\n"
+        /* declined 05 at the OCT: fine */
+        "req terminal=TERM0001 stan=000004 de7=1206011530 mti=0200 proc=400000 amount=1000 "
+        "currency=504 pan=489001******0012 to=489002******0029 to_currency=952 answered=yes "
+        "rc=05 auth=- de6=- de51=- de28=- rev=no\n"
+        /* unanswered, reversed as a whole (0400 journaled): fine */
+        "req terminal=TERM0001 stan=000005 de7=1206011530 mti=0200 proc=400000 amount=1000 "
+        "currency=504 pan=489001******0012 to=489002******0029 to_currency=952 answered=no "
+        "rev=yes rev_stan=000006 rev_de7=1206011540 rev_tries=1 rev_rc=00\n"
+        /* declined, yet the transfer completed */
+        "req terminal=TERM0001 stan=000007 de7=1206011530 mti=0200 proc=400000 amount=1000 "
+        "currency=504 pan=489001******0012 to=489002******0029 to_currency=952 answered=yes "
+        "rc=91 auth=- de6=- de51=- de28=- rev=no\n";
+    struct rec_file f;
+    char err[256];
+    assert_int_equal(rec_parse_text(text, strlen(text), &f, err, sizeof err), 0);
+    struct rc_ctx c;
+    assert_int_equal(rc_ctx_init(&c), 0);
+    c.record = &f;
+    c.record_now_us = 1796558400ull * 1000000ull; /* 2026-12-06T12:00:00Z */
+    struct rc_sw s = sender_row("000001", "approved");
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    s = sender_row("000002", "declined");
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    s = sender_row("000003", "approved");
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    s = sender_row("000004", "declined");
+    strcpy(s.rc, "05");
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    s = sender_row("000005", "approved");
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    s = journal_row("000006", "", "approved", RC_REV_NONE);
+    strcpy(s.mti, "0400");
+    strcpy(s.cls, "040");
+    s.de7[0] = '\0';
+    strcpy(s.de7, "1206011540");
+    s.issuer_stan[0] = s.issuer_de7[0] = '\0';
+    strcpy(s.orig_stan, "000005");
+    strcpy(s.orig_de7, "1206011530");
+    s.created_us = c.record_now_us;
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    s = sender_row("000007", "declined");
+    strcpy(s.rc, "91");
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    struct rc_xfer x = xfer(1, "000001", "completed", "approved");
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    x = xfer(2, "000002", "failed", "declined");
+    x.aft.rev = RC_REV_ACKED;
+    x.oct.row = false;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    x = xfer(3, "000003", "reversed", "approved");
+    x.aft.rev = x.oct.rev = RC_REV_ACKED;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    x = xfer(4, "000004", "failed", "declined");
+    x.aft.rev = RC_REV_ACKED;
+    strcpy(x.oct.outcome, "declined");
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    x = xfer(5, "000005", "reversed", "approved");
+    x.term_rev_acked = true;
+    x.aft.rev = x.oct.rev = RC_REV_ACKED;
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    x = xfer(7, "000007", "completed", "declined");
+    assert_true(rc_add_xfer(&c, &x) >= 0);
+    rc_attribute(&c, NULL, NULL);
+    assert_int_equal(rc_run(&c), 0);
+    assert_int_equal(c.st.rec_lines, 6);
+    assert_int_equal(c.st.rec_not_journaled, 0);
+    assert_int_equal(count(&c, RC_CHK_RECORD,
+                           "terminal holds an approval the journal records as "
+                           "declined"),
+                     1);
+    const struct rc_mismatch *m =
+        find_mm(&c, RC_CHK_RECORD, "terminal holds a transfer the switch reversed");
+    assert_true(m && m->transfer_id == 3 && m->record_line == 4);
+    m = find_mm(&c, RC_CHK_RECORD, "fee differs: terminal 200, transfer 100");
+    assert_true(m && m->transfer_id == 3);
+    m = find_mm(&c, RC_CHK_RECORD, "a transfer the terminal saw declined (rc 91) completed");
+    assert_true(m && m->transfer_id == 7 && m->record_line == 7);
+    m = find_mm(&c, RC_CHK_RECORD, "terminal holds a transfer that failed");
+    assert_true(m && m->transfer_id == 2);
+    assert_int_equal(count(&c, RC_CHK_RECORD, NULL), 5);
+    /* Transfer 7 is also the transfers check's: completed, its sender not approved, its two
+     * legs standing. */
+    assert_int_equal(count(&c, RC_CHK_TRANSFERS, NULL), 3);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL, NULL), 0);
+    assert_int_equal(count(&c, RC_CHK_TOTALS, NULL), 0);
+    rc_ctx_free(&c);
+    rec_file_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_golden_lines),    cmocka_unit_test(test_writer_roundtrip),
-        cmocka_unit_test(test_malformed_lines), cmocka_unit_test(test_headers_and_torn_tail),
-        cmocka_unit_test(test_full_effect),     cmocka_unit_test(test_rules),
+        cmocka_unit_test(test_golden_lines),
+        cmocka_unit_test(test_writer_roundtrip),
+        cmocka_unit_test(test_malformed_lines),
+        cmocka_unit_test(test_headers_and_torn_tail),
+        cmocka_unit_test(test_full_effect),
+        cmocka_unit_test(test_rules),
         cmocka_unit_test(test_record_rules),
+        cmocka_unit_test(test_transfer_lines),
+        cmocka_unit_test(test_transfer_lines_malformed),
+        cmocka_unit_test(test_transfer_rules),
+        cmocka_unit_test(test_converted_request),
+        cmocka_unit_test(test_record_transfer_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -78,6 +78,33 @@ static void test_nets_by_hand(void **state)
 }
 
 /* The check must be able to fail: a total whose net was tampered with does not balance. */
+/* 1,000 XOF paid with a MAD card, billed 16.83 MAD (DE 6), then 500 XOF more, reversed (8.41
+ * MAD): the acquirer is owed 1,000 XOF, the issuer owes 16.83 MAD, and the conversion position
+ * between them owes the acquirer the XOF and is owed the MAD — every currency still nets to 0. */
+static void test_converted_sides_meet_the_conversion(void **state)
+{
+    (void)state;
+    struct db_settle_pair p[] = {
+        pair("100001", "WALLET1", 952, 1500, 0, 500, 0),
+        pair("100001", "WALLET1", 504, 2524, 0, 841, 0),
+        pair("100001", "WALLET1", 504, 1000, 0, 0, 0), /* a MAD purchase, not converted */
+    };
+    p[0].side = DB_SETTLE_ACQUIRER;
+    p[1].side = DB_SETTLE_ISSUER;
+    struct st_total *t;
+    size_t n;
+    assert_int_equal(st_rollup(p, 3, &t, &n), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(find(t, n, ST_ACQUIRER, "100001", 952)->net, 1000);
+    assert_int_equal(find(t, n, ST_ISSUER, ST_CONVERSION, 952)->net, -1000);
+    assert_int_equal(find(t, n, ST_ACQUIRER, ST_CONVERSION, 504)->net, 1683);
+    assert_int_equal(find(t, n, ST_ISSUER, "WALLET1", 504)->net, -1683 - 1000);
+    assert_int_equal(find(t, n, ST_ACQUIRER, "100001", 504)->net, 1000);
+    assert_int_equal(st_currency_balance(t, n, 952), 0);
+    assert_int_equal(st_currency_balance(t, n, 504), 0);
+    free(t);
+}
+
 static void test_balance_detects_difference(void **state)
 {
     (void)state;
@@ -166,8 +193,11 @@ static void test_csv_bytes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_nets_by_hand),   cmocka_unit_test(test_balance_detects_difference),
-        cmocka_unit_test(test_fees_and_empty), cmocka_unit_test(test_amount_format),
+        cmocka_unit_test(test_nets_by_hand),
+        cmocka_unit_test(test_converted_sides_meet_the_conversion),
+        cmocka_unit_test(test_balance_detects_difference),
+        cmocka_unit_test(test_fees_and_empty),
+        cmocka_unit_test(test_amount_format),
         cmocka_unit_test(test_csv_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

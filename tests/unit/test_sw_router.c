@@ -11,10 +11,10 @@
 static void test_longest_prefix_wins(void **state)
 {
     const struct sw_route routes[] = {
-        { "476173", 1 },
-        { "47617390", 2 },
-        { "47617390011", 3 },
-        { "522222", 4 },
+        { "476173", 1, 0 },
+        { "47617390", 2, 0 },
+        { "47617390011", 3, 0 },
+        { "522222", 4, 0 },
     };
     struct sw_router *r;
     char err[128];
@@ -32,17 +32,41 @@ static void test_longest_prefix_wins(void **state)
     sw_router_free(r);
 }
 
+/* The route that wins also names the billing currency of its cards (0: none). */
+static void test_match_answers_billing_currency(void **state)
+{
+    const struct sw_route routes[] = {
+        { "489001", 0, 504 },
+        { "48900199", 1, 952 },
+        { "489002", 2, 0 },
+    };
+    struct sw_router *r;
+    struct sw_route_match m;
+    char err[128];
+    assert_int_equal(sw_router_build(routes, 3, &r, err, sizeof err), 0);
+    assert_true(sw_router_match(r, "4890010000000012", 16, &m));
+    assert_int_equal(m.issuer, 0);
+    assert_int_equal(m.billing_currency, 504);
+    assert_true(sw_router_match(r, "4890019900000012", 16, &m));
+    assert_int_equal(m.issuer, 1);
+    assert_int_equal(m.billing_currency, 952);
+    assert_true(sw_router_match(r, "4890020000000029", 16, &m));
+    assert_int_equal(m.billing_currency, 0);
+    assert_false(sw_router_match(r, "4999990000000098", 16, &m));
+    sw_router_free(r);
+}
+
 static void test_bad_tables_refused(void **state)
 {
     struct sw_router *r = NULL;
     char err[128];
-    const struct sw_route short_prefix[] = { { "47617", 1 } };
+    const struct sw_route short_prefix[] = { { "47617", 1, 0 } };
     assert_int_equal(sw_router_build(short_prefix, 1, &r, err, sizeof err), -1);
     assert_non_null(strstr(err, "6 to 11 digits"));
-    const struct sw_route letters[] = { { "4761A3", 1 } };
+    const struct sw_route letters[] = { { "4761A3", 1, 0 } };
     assert_int_equal(sw_router_build(letters, 1, &r, err, sizeof err), -1);
     assert_non_null(strstr(err, "non-digit"));
-    const struct sw_route twice[] = { { "476173", 1 }, { "476173", 2 } };
+    const struct sw_route twice[] = { { "476173", 1, 0 }, { "476173", 2, 0 } };
     assert_int_equal(sw_router_build(twice, 2, &r, err, sizeof err), -1);
     assert_non_null(strstr(err, "twice"));
     assert_null(r);
@@ -61,6 +85,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_longest_prefix_wins),
+        cmocka_unit_test(test_match_answers_billing_currency),
         cmocka_unit_test(test_bad_tables_refused),
         cmocka_unit_test(test_empty_router_matches_nothing),
     };

@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "parse.h"
 #include "validate.h"
 
 static const uint8_t mac[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
@@ -127,8 +128,8 @@ static void test_netmgmt_and_reversal(void **state)
 /* (The response MTI rule moved to isonet: tests/unit/test_isonet.c.) */
 static void test_luhn(void **state)
 {
-    assert_true(sw_luhn_ok((const uint8_t *)"79927398713", 11));
-    assert_false(sw_luhn_ok((const uint8_t *)"79927398710", 11));
+    assert_true(at_luhn_ok("79927398713", 11));
+    assert_false(at_luhn_ok("79927398710", 11));
 }
 
 /* DE 7 is a real MMDDhhmmss: month 13 or February 30 would journal the
