@@ -542,7 +542,7 @@ static int build_response(struct sw_txn *t)
         char de15[5];
         at_settlement_date((int64_t)(t->t_settle_us ? t->t_settle_us : t->t_wall_us),
                            t->srv->conf.cutover_min, de15);
-        if (iso_set(o, 15, de15, 4) != 0)
+        if (iso_set_copy(o, 15, de15, 4) != 0)
             return -1;
     }
     bool mac = t->terminal.tak[0] != '\0';
