@@ -4,6 +4,8 @@
  * wallet changed in between. */
 #include "issuer.h"
 
+#include "parse.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -285,23 +287,6 @@ int sim_request_key(const char *acq, size_t acq_len, const char *tid, size_t tid
     return 0;
 }
 
-char sim_luhn_digit(const char *s, size_t n)
-{
-    int sum = 0;
-    bool dbl = true; /* the digit left of the check digit is doubled */
-    for (size_t i = n; i-- > 0;) {
-        int d = s[i] - '0';
-        if (dbl) {
-            d *= 2;
-            if (d > 9)
-                d -= 9;
-        }
-        sum += d;
-        dbl = !dbl;
-    }
-    return (char)('0' + (10 - sum % 10) % 10);
-}
-
 int sim_seed_spec(uint64_t index, struct sim_seed_spec *out)
 {
     static const char *const bins[4] = { "489001", "489002", "489003", "489004" };
@@ -346,7 +331,7 @@ int sim_seed_spec(uint64_t index, struct sim_seed_spec *out)
     out->currency = ccys[b];
     out->ibm = b == 1;
     snprintf(out->pan, sizeof out->pan, "%s%09u", bins[b], (unsigned)index);
-    out->pan[15] = sim_luhn_digit(out->pan, 15);
+    out->pan[15] = at_luhn_digit(out->pan, 15);
     out->pan[16] = '\0';
     return 0;
 }

@@ -124,7 +124,4 @@ struct sim_seed_spec {
 /* Fills out for wallet index (1..999999999). Returns 0 or -1 when index is out of range. */
 __attribute__((warn_unused_result)) int sim_seed_spec(uint64_t index, struct sim_seed_spec *out);
 
-/* Luhn check digit for the digits s[0..n). */
-char sim_luhn_digit(const char *s, size_t n);
-
 #endif

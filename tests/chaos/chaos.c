@@ -217,11 +217,11 @@ static int pg_stop_start(double pause_s)
 static int outage_sigterm(struct stack *s)
 {
     C.faults++;
-    if (stack_switch_db(s, false) != 0 || kill(s->issuer, SIGSTOP) != 0)
+    if (stack_switch_db(s, false) != 0 || stack_kill(s->issuer, SIGSTOP) != 0)
         return -1;
     sleep(3); /* requests time out: 91s and reversals, database away */
     int st = ts_stop(s->sw, SIGTERM, 20000);
-    kill(s->issuer, SIGCONT);
+    stack_kill(s->issuer, SIGCONT);
     if (stack_switch_db(s, true) != 0)
         return -1;
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <libpq-fe.h>
 #include <sys/socket.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -373,6 +374,15 @@ int stack_setup(void **state, struct stack *s, const struct stack_opts *o)
     return stack_start(s, o);
 }
 
+int stack_kill(pid_t pid, int sig)
+{
+    if (pid <= 0) {
+        errno = ESRCH;
+        return -1;
+    }
+    return kill(pid, sig);
+}
+
 int stack_setup_demo_world(void **state, struct stack *s)
 {
     struct stack_opts o = { .issuer = true,
@@ -385,7 +395,9 @@ int stack_setup_demo_world(void **state, struct stack *s)
         return rc;
     char log[320];
     snprintf(log, sizeof log, "%s/atlas-db-alias.log", s->dir);
-    const char *args[] = { "--db", s->conninfo, "alias", "+237690000036", "4890030000000036", NULL };
+    const char *args[] = {
+        "--db", s->conninfo, "alias", "+237690000036", "4890030000000036", NULL
+    };
     return ts_run("atlas-db", args, log) == 0 ? 0 : -1;
 }
 
@@ -870,7 +882,7 @@ int stack_seed_load_terminals(struct stack *s, unsigned n)
     const char *args[] = { "load-seed", "--terminals", count, NULL };
     unlink(path);
     if (ts_run("acquirer-sim", args, path) != 0 || stack_exec_file(s, path) != 0 ||
-        kill(s->sw, SIGHUP) != 0)
+        stack_kill(s->sw, SIGHUP) != 0)
         return -1;
     return ts_wait_file_contains(s->switch_log, loaded, 10000) ? 0 : -1;
 }

@@ -88,6 +88,10 @@ int stack_start_hsm(struct stack *s, const char *fail);
  * 4890030000000036 (atlas-db alias). stack_setup's return. */
 int stack_setup_demo_world(void **state, struct stack *s);
 
+/* kill(pid, sig) for a process of the stack, refused (-1, ESRCH) when pid is not one (0 or
+ * less): kill(0, SIGSTOP) would stop the test's whole process group, ctest included. */
+int stack_kill(pid_t pid, int sig);
+
 /* Terminal by id (TERM0001…), counters from stan_base (unique per test). */
 struct sim_term *stack_term(struct stack *s, const char *id);
 

@@ -135,7 +135,7 @@ static void wait_bg(int n)
 
 static void hup_switch(void)
 {
-    assert_int_equal(kill(S.sw, SIGHUP), 0);
+    assert_int_equal(stack_kill(S.sw, SIGHUP), 0);
 }
 
 /* Waits until a file holds at least one line with needle (hang guard only). */

@@ -236,7 +236,7 @@ static void test_load_survives_switch_kill(void **state)
     struct stack_load l;
     assert_int_equal(stack_load_start(&S, &lo, &l), 0);
     usleep(2000000);
-    assert_int_equal(kill(S.sw, SIGSTOP), 0); /* a stalled switch: requests time out */
+    assert_int_equal(stack_kill(S.sw, SIGSTOP), 0); /* a stalled switch: requests time out */
     usleep(3000000);
     /* then it dies: connections end */
     assert_int_not_equal(stack_restart_switch(&S, SIGKILL), -1);

@@ -259,7 +259,7 @@ static void load_under_fault(struct stack_load *l, const char *tag, void (*fault
 
 static void stall_switch(void)
 {
-    assert_int_equal(kill(S.sw, SIGSTOP), 0);
+    assert_int_equal(stack_kill(S.sw, SIGSTOP), 0);
 }
 
 static void kill_and_restart_switch(void)
@@ -279,12 +279,12 @@ static void restore_switch_db(void)
 
 static void stall_issuer(void)
 {
-    assert_int_equal(kill(S.issuer, SIGSTOP), 0);
+    assert_int_equal(stack_kill(S.issuer, SIGSTOP), 0);
 }
 
 static void wake_issuer(void)
 {
-    assert_int_equal(kill(S.issuer, SIGCONT), 0);
+    assert_int_equal(stack_kill(S.issuer, SIGCONT), 0);
 }
 
 /* ------------------------------------------------------------------ clean runs */
@@ -614,7 +614,7 @@ static void test_pending_reversal(void **state)
     struct sim_sent sent;
     long long before = stack_balance(&S, pan);
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 321);
-    assert_int_equal(kill(S.issuer, SIGSTOP), 0);
+    assert_int_equal(stack_kill(S.issuer, SIGSTOP), 0);
     int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
     assert_true(fd >= 0);
     char q[400];
@@ -634,7 +634,7 @@ static void test_pending_reversal(void **state)
             dump(o2);
         json_decref(o2);
     }
-    kill(S.issuer, SIGCONT); /* before any assertion can leave it stopped */
+    stack_kill(S.issuer, SIGCONT); /* before any assertion can leave it stopped */
     close(fd);
     assert_int_equal(waited, 0);
     assert_int_equal(code, 1);

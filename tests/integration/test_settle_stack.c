@@ -214,11 +214,11 @@ static void test_hand_made_nets(void **state)
     send_expect("TERM0001", &rev, "00", NULL);
 
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 321);
-    assert_int_equal(kill(S.issuer, SIGSTOP), 0);
+    assert_int_equal(stack_kill(S.issuer, SIGSTOP), 0);
     int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
     int queued = stack_wait_scalar(
         &S, stack_rows_sql("switch.reversal_queue", "TERM0001", &sent, NULL), 1, 20000);
-    kill(S.issuer, SIGCONT); /* before any assertion can leave it stopped */
+    stack_kill(S.issuer, SIGCONT); /* before any assertion can leave it stopped */
     if (fd >= 0)
         close(fd);
     assert_true(fd >= 0);
@@ -389,13 +389,13 @@ static void test_reversal_states(void **state)
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 555);
     send_expect("TERM0001", &x, "00", &sent);
     stack_reversal_of(&rev, pan, 555, &sent);
-    assert_int_equal(kill(S.issuer, SIGSTOP), 0);
+    assert_int_equal(stack_kill(S.issuer, SIGSTOP), 0);
     struct sim_resp r;
     const char *rc = stack_rc(&S, "TERM0001", &rev, &r, NULL);
     long long pending = stack_scalar(
         &S, stack_rows_sql("switch.reversal_queue", "TERM0001", &sent, "state = 'pending'"));
     int code = run_settle(Date, Cut, csv, NULL);
-    kill(S.issuer, SIGCONT); /* before any assertion can leave it stopped */
+    stack_kill(S.issuer, SIGCONT); /* before any assertion can leave it stopped */
     assert_string_equal(rc, "00");
     assert_int_equal(pending, 1);
     assert_int_equal(code, 0);

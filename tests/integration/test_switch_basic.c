@@ -190,7 +190,7 @@ static void test_journal_masked_and_log_clean(void **state)
                                       " WHERE pan_masked !~ '^[0-9]{6}[*]+[0-9]{4}$'"),
                      0);
     /* No full PAN anywhere in the log; the masked form is there. */
-    kill(S.sw, SIGHUP); /* flushes and reopens the log */
+    stack_kill(S.sw, SIGHUP); /* flushes and reopens the log */
     usleep(200000);
     assert_false(ts_file_contains(S.switch_log, "4890010000000012"));
     assert_false(ts_file_contains(S.switch_log, "4999990000000098"));

@@ -258,7 +258,7 @@ static void test_reload_without_dropping_connections(void **state)
         0);
     int fd = ts_connect(S.acq_port, 5000); /* a session opened before the reload */
     assert_true(fd >= 0);
-    kill(S.sw, SIGHUP);
+    stack_kill(S.sw, SIGHUP);
     assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"reload\"", 5000));
     const char *rc = "";
     for (int i = 0; i < 50 && strcmp(rc, "58") != 0; i++) {
@@ -276,7 +276,7 @@ static void test_reload_without_dropping_connections(void **state)
     assert_int_equal(
         stack_exec(&S, "UPDATE switch.terminals SET enabled = true WHERE terminal_id = 'TERM0004'"),
         0);
-    kill(S.sw, SIGHUP);
+    stack_kill(S.sw, SIGHUP);
 }
 
 static void test_issuer_silent_then_reversal_releases(void **state)
@@ -285,9 +285,9 @@ static void test_issuer_silent_then_reversal_releases(void **state)
     long long before = stack_balance(&S, pan);
     struct sim_txn x;
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 700);
-    kill(S.issuer, SIGSTOP);
+    stack_kill(S.issuer, SIGSTOP);
     const char *rc = send_rc("TERM0002", &x, NULL, NULL);
-    kill(S.issuer, SIGCONT);
+    stack_kill(S.issuer, SIGCONT);
     assert_string_equal(rc, "91");
     /* The issuer wakes up, approves the original late (never forwarded) and
      * then gets the store-and-forward reversal: the balance is whole again. */
@@ -321,7 +321,7 @@ static void time_out(const char *term, const char *pan, int n)
     struct sim_term *t = stack_term(&S, term);
     int fds[64];
     assert_true(n <= 64);
-    kill(S.issuer, SIGSTOP);
+    stack_kill(S.issuer, SIGSTOP);
     for (int i = 0; i < n; i++) {
         struct sim_txn x;
         stack_card_txn(&x, SIM_T_PURCHASE, pan, 100);
@@ -341,11 +341,11 @@ static void test_terminal_gone_before_approval_is_reversed(void **state)
     struct sim_txn x;
     long long before = stack_balance(&S, pan);
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 900);
-    kill(S.issuer, SIGSTOP); /* hold the answer back long enough to hang up */
+    stack_kill(S.issuer, SIGSTOP); /* hold the answer back long enough to hang up */
     int fd = send_nowait(stack_term(&S, "TERM0001"), &x, NULL);
     usleep(300000);
     close(fd);
-    kill(S.issuer, SIGCONT);
+    stack_kill(S.issuer, SIGCONT);
     /* The issuer approves; the switch cannot deliver it and reverses it. */
     assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"answer_undeliverable\"", 5000));
     assert_true(stack_wait_balance(&S, pan, before, 8000));
@@ -359,12 +359,12 @@ static void test_reversal_while_original_in_flight(void **state)
     struct sim_sent sent;
     long long before = stack_balance(&S, pan);
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 1100);
-    kill(S.issuer, SIGSTOP);
+    stack_kill(S.issuer, SIGSTOP);
     int fd = send_nowait(t, &x, &sent);
     usleep(200000);
     stack_reversal_of(&rev, pan, 1100, &sent);
     const char *rc = send_rc("TERM0001", &rev, NULL, NULL);
-    kill(S.issuer, SIGCONT);
+    stack_kill(S.issuer, SIGCONT);
     close(fd);
     assert_string_equal(rc, "00");
     /* The reversal waited for its original's outcome (a timeout here: the
@@ -385,7 +385,7 @@ static void test_timeout_storm_reversals_batched(void **state)
     long long acked_before = stack_scalar(&S, acked);
     long long before = stack_balance(&S, pan);
     time_out("TERM0002", pan, N);
-    kill(S.issuer, SIGCONT);
+    stack_kill(S.issuer, SIGCONT);
     snprintf(sql, sizeof sql, "%s", acked);
     assert_int_equal(stack_wait_scalar(&S, sql, acked_before + N, 15000), 0);
     assert_true(stack_wait_balance(&S, pan, before, 8000));
@@ -462,7 +462,7 @@ static void test_reversal_acks_durable_across_drain_and_restart(void **state)
              " WHERE reversal_id > %lld FOR UPDATE) s",
              first);
     assert_int_equal(dbt_scalar(lock, sql), N);
-    kill(S.issuer, SIGCONT);
+    stack_kill(S.issuer, SIGCONT);
     /* The acks of these very reversals (an earlier test's late ones must not count). */
     snprintf(sql, sizeof sql,
              "SELECT issuer_stan FROM switch.reversal_queue WHERE reversal_id > %lld", first);
@@ -480,7 +480,7 @@ static void test_reversal_acks_durable_across_drain_and_restart(void **state)
              first);
     assert_int_equal(stack_scalar(&S, sql), 0); /* decided, not yet durable */
 
-    kill(S.sw, SIGTERM);
+    stack_kill(S.sw, SIGTERM);
     usleep(500000);
     int st;
     assert_int_equal(waitpid(S.sw, &st, WNOHANG), 0); /* still waiting for the acks */
@@ -549,7 +549,7 @@ static void test_no_card_secrets_in_logs(void **state)
     assert_non_null(pb);
     at_hex_encode(pb, 8, pb_hex);
     assert_int_equal(stack_send_raw(&S, t, msg, len, &r), 0);
-    kill(S.sw, SIGHUP);
+    stack_kill(S.sw, SIGHUP);
     usleep(300000);
     for (size_t i = 0; i < 3; i++) {
         for (size_t j = 0; j < 3; j++)

@@ -144,9 +144,9 @@ static void test_switch_reversal_after_timeout_repeats_the_conversion(void **sta
     struct sim_sent sent;
     struct stack_fx_fields fx;
     long long before = stack_balance(&S, XOF_CARD);
-    kill(S.issuer, SIGSTOP);
+    stack_kill(S.issuer, SIGSTOP);
     const char *rc = purchase(XOF_CARD, 1250, "504", &r, &sent, &fx);
-    kill(S.issuer, SIGCONT);
+    stack_kill(S.issuer, SIGCONT);
     assert_string_equal(rc, "91");
     char sql[300];
     snprintf(sql, sizeof sql,
@@ -170,7 +170,7 @@ static void test_recovery_repeats_the_conversion(void **state)
     long long before = stack_balance(&S, MAD_CARD);
     stack_card_txn(&x, SIM_T_PURCHASE, MAD_CARD, 1000);
     snprintf(x.currency, sizeof x.currency, "952");
-    kill(S.issuer, SIGSTOP); /* the request waits at the issuer */
+    stack_kill(S.issuer, SIGSTOP); /* the request waits at the issuer */
     int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
     assert_true(fd >= 0);
     snprintf(sql, sizeof sql,
@@ -180,7 +180,7 @@ static void test_recovery_repeats_the_conversion(void **state)
              sent.stan, sent.de7);
     assert_int_equal(stack_wait_scalar(&S, sql, 1, 3000), 0);
     assert_int_equal(ts_stop(S.sw, SIGKILL, 5000) != -1, 1);
-    kill(S.issuer, SIGCONT); /* it applies the debit and answers nobody */
+    stack_kill(S.issuer, SIGCONT); /* it applies the debit and answers nobody */
     close(fd);
     assert_true(stack_wait_balance(&S, MAD_CARD, before - 1683, 5000));
     assert_int_equal(stack_start_switch(&S), 0);
@@ -262,7 +262,7 @@ static void test_rates_reload_on_sighup(void **state)
                                     " (978, 504, 10.9, 0, '2026-01-01Z',"
                                     " date_trunc('second', now()) + interval '3 seconds', 'test')"),
                      0);
-    kill(S.sw, SIGHUP);
+    stack_kill(S.sw, SIGHUP);
     for (int i = 0;
          i < 50 && ts_file_lines_with(S.switch_log, "\"event\":\"refdata_loaded\"") == loads; i++)
         usleep(100000);
@@ -279,7 +279,7 @@ static void test_rates_reload_on_sighup(void **state)
                                     " rate, spread_pct, valid_from, source) VALUES"
                                     " (929, 978, 0.00000001, 0, '2026-01-01Z', 'test')"),
                      0);
-    kill(S.sw, SIGHUP);
+    stack_kill(S.sw, SIGHUP);
     assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"refdata_invalid\"", 5000));
     assert_string_equal(purchase(MAD_CARD, 1000, "952", &r, NULL, &fx), "00");
     assert_string_equal(fx.de6, "000000001683");

@@ -173,12 +173,12 @@ static void test_request_in_flight_is_not_idle(void **state)
                      0);
     int h = sim_frame_header(t, len, hdr);
     int fd = conn(p_idle);
-    assert_int_equal(kill(S.hsm, SIGSTOP), 0);
+    assert_int_equal(stack_kill(S.hsm, SIGSTOP), 0);
     assert_int_equal(ts_send_all(fd, hdr, (size_t)h), 0);
     assert_int_equal(ts_send_all(fd, msg, len), 0);
     usleep(3500000); /* 1.75 idle timeouts with the request in flight */
     bool quiet = open_and_quiet(fd);
-    assert_int_equal(kill(S.hsm, SIGCONT), 0);
+    assert_int_equal(stack_kill(S.hsm, SIGCONT), 0);
     assert_true(quiet);
     ssize_t n = ts_recv_frame2(fd, buf, sizeof buf); /* its answer, whatever it says */
     assert_true(n > 0);

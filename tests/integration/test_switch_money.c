@@ -77,7 +77,7 @@ static void send_into_an_outage(const char *pan, uint64_t amount, int n, struct 
 {
     sleep(2);
     assert_int_equal(stack_switch_db(&S, false), 0);
-    kill(S.issuer, SIGSTOP);
+    stack_kill(S.issuer, SIGSTOP);
     for (int i = 0; i < n; i++) {
         struct sim_txn x;
         stack_card_txn(&x, SIM_T_PURCHASE, pan, amount + (uint64_t)i);
@@ -136,12 +136,12 @@ static void test_killed_while_at_the_issuer_money_comes_back(void **state)
     struct sim_sent sent;
     long long before = stack_balance(&S, pan);
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 777);
-    kill(S.issuer, SIGSTOP); /* the request waits at the issuer */
+    stack_kill(S.issuer, SIGSTOP); /* the request waits at the issuer */
     int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
     assert_true(fd >= 0);
     usleep(500000);
     assert_int_equal(ts_stop(S.sw, SIGKILL, 5000) != -1, 1);
-    kill(S.issuer, SIGCONT); /* it applies the debit and answers nobody */
+    stack_kill(S.issuer, SIGCONT); /* it applies the debit and answers nobody */
     close(fd);
     assert_true(stack_wait_balance(&S, pan, before - 777, 5000));
     assert_int_equal(stack_start_switch(&S), 0);
@@ -164,10 +164,10 @@ static void test_reversals_decided_while_the_database_is_away(void **state)
     int fds[N];
     long long before = stack_balance(&S, pan);
     send_into_an_outage(pan, 10, N, sent, fds);
-    kill(S.issuer, SIGCONT);
+    stack_kill(S.issuer, SIGCONT);
     for (int i = 0; i < N; i++)
         close(fds[i]);
-    assert_int_equal(kill(S.sw, 0), 0); /* still alive */
+    assert_int_equal(stack_kill(S.sw, 0), 0); /* still alive */
     assert_int_equal(stack_switch_db(&S, true), 0);
     assert_int_equal(stack_wait_journal_up(&S, 10000), 0);
     assert_true(stack_wait_balance(&S, pan, before, 15000));
@@ -222,12 +222,12 @@ static void test_repeat_of_a_reversed_approval_is_not_approved(void **state)
     long long before = stack_balance(&S, pan);
     stack_card_txn(&x, SIM_T_PURCHASE, pan, 888);
     stack_fix_time(&x);
-    kill(S.issuer, SIGSTOP);
+    stack_kill(S.issuer, SIGSTOP);
     int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
     assert_true(fd >= 0);
     usleep(300000);
     close(fd); /* the terminal hangs up before the approval */
-    kill(S.issuer, SIGCONT);
+    stack_kill(S.issuer, SIGCONT);
     assert_true(stack_wait_balance(&S, pan, before, 8000));
     stack_repeat_of(&x, "0201", &sent);
     assert_string_not_equal(stack_rc(&S, "TERM0001", &x, &r, NULL), "00");
@@ -365,7 +365,7 @@ static void test_sigterm_during_an_outage_keeps_the_reversals(void **state)
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     for (int i = 0; i < N; i++)
         close(fds[i]);
-    kill(S.issuer, SIGCONT); /* it applies the debits now, answering nobody */
+    stack_kill(S.issuer, SIGCONT); /* it applies the debits now, answering nobody */
     assert_int_equal(stack_switch_db(&S, true), 0);
     assert_int_equal(stack_start_switch(&S), 0);
     assert_true(stack_wait_balance(&S, pan, before, 15000));

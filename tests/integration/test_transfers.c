@@ -235,7 +235,7 @@ static void killed_during(const char *stopped, const char *leg_prefix)
     long long a0 = bal("WALLET1", MAD_CARD), b0 = bal("WALLET2", XOF_CARD);
     pid_t *ip = stack_issuer_pid(&S, stopped);
     assert_non_null(ip);
-    assert_int_equal(kill(*ip, SIGSTOP), 0);
+    assert_int_equal(stack_kill(*ip, SIGSTOP), 0);
     stack_card_txn(&x, SIM_T_TRANSFER, MAD_CARD, 1000);
     snprintf(x.recipient, sizeof x.recipient, "%s", XOF_CARD);
     int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
@@ -245,10 +245,10 @@ static void killed_during(const char *stopped, const char *leg_prefix)
              leg_prefix);
     assert_int_equal(stack_wait_scalar(&S, sql, 1, 5000), 0);
     int st;
-    assert_int_equal(kill(S.sw, SIGKILL), 0);
+    assert_int_equal(stack_kill(S.sw, SIGKILL), 0);
     assert_int_equal(waitpid(S.sw, &st, 0), S.sw);
     close(fd);
-    assert_int_equal(kill(*ip, SIGCONT), 0);
+    assert_int_equal(stack_kill(*ip, SIGCONT), 0);
     assert_int_equal(stack_start_switch(&S), 0);
     assert_int_equal(stack_settle(&S, 20000), 0);
     assert_true(stack_wait_balance_at(&S, "WALLET1", MAD_CARD, a0, 10000));
@@ -269,9 +269,9 @@ static void oct_timeout(void **state)
     long long a0 = bal("WALLET1", MAD_CARD), b0 = bal("WALLET2", XOF_CARD);
     pid_t *ip = stack_issuer_pid(&S, "WALLET2");
     assert_non_null(ip);
-    assert_int_equal(kill(*ip, SIGSTOP), 0);
+    assert_int_equal(stack_kill(*ip, SIGSTOP), 0);
     const char *rc = transfer(MAD_CARD, XOF_CARD, 1000, &r, NULL, NULL);
-    assert_int_equal(kill(*ip, SIGCONT), 0);
+    assert_int_equal(stack_kill(*ip, SIGCONT), 0);
     assert_string_equal(rc, "91");
     assert_string_equal(r.info, "OCT91");
     assert_int_equal(stack_settle(&S, 20000), 0);

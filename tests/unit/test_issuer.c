@@ -1,6 +1,7 @@
 /* Unit tests of libatlas_issuer: the authorization decision over a wallet snapshot (every
  * response code and its effects), DE 54 formatting, request keys, Luhn and the seed specs. */
 #include "issuer.h"
+#include "parse.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -511,8 +512,8 @@ static void test_luhn_and_seed(void **st)
         assert_int_equal(sim_seed_spec((uint64_t)i + 1, &sp), 0);
         assert_string_equal(sp.pan, pans[i]);
     }
-    assert_int_equal(sim_luhn_digit("499999000000009", 15), '8'); /* the unknown-BIN card */
-    assert_int_equal(sim_luhn_digit("7992739871", 10), '3');      /* the textbook example */
+    assert_int_equal(at_luhn_digit("499999000000009", 15), '8'); /* the unknown-BIN card */
+    assert_int_equal(at_luhn_digit("7992739871", 10), '3');      /* the textbook example */
     assert_int_equal(sim_seed_spec(2, &sp), 0);
     assert_string_equal(sp.pin, "4321");
     assert_true(sp.ibm);
