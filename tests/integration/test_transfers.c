@@ -17,6 +17,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bizday.h"
+#include "clock.h"
+#include "fmt.h"
 #include "sw_stack.h"
 #include "testsupport.h"
 
@@ -358,6 +361,27 @@ static void reconcile_names_a_broken_transfer(void **state)
     assert_int_equal(reconcile_wallet1("reconcile-undone-state.out", out, sizeof out), 0);
 }
 
+/* The day's settlement balances in every currency with the transfers in it: each leg is a
+ * journal row of its own (the AFT a debit, the OCT a credit, a converted one through
+ * `(conversion)`), the sender's own row moves nothing; atlas-settle exits 0 only when every
+ * currency's nets sum to zero. The day is the stack's business day of now (cutover 00:00). */
+static void settles(void **state)
+{
+    (void)state;
+    char date[11], out[400];
+    int64_t y;
+    unsigned m, d;
+    at_civil_from_days(at_business_day((int64_t)at_wall_us(), 0), &y, &m, &d);
+    at_put_date(date, y, m, d);
+    snprintf(out, sizeof out, "%s/settle.out", S.dir);
+    const char *args[] = { "--date", date, "--switch-db", S.conninfo, NULL };
+    int code = ts_run("atlas-settle", args, out);
+    if (code != 0)
+        fprintf(stderr, "atlas-settle exited %d (see %s)\n", code, out);
+    assert_int_equal(code, 0);
+    assert_true(ts_file_contains(out, "(conversion)")); /* the MAD -> XOF transfers' OCTs */
+}
+
 static int teardown(void **state)
 {
     return stack_teardown(state);
@@ -378,6 +402,7 @@ int main(void)
         cmocka_unit_test(killed_during_oct),
         cmocka_unit_test(reconciles_per_issuer),
         cmocka_unit_test(reconcile_names_a_broken_transfer),
+        cmocka_unit_test(settles),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
