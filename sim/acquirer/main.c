@@ -150,6 +150,19 @@ static void dump_msg(struct cli *c, const char *title, const uint8_t *msg, size_
  * " recipient gets 758 XOF" (a transfer) or " billed 12.34 EUR" (DE 6 in DE 51's currency),
  * " rate 655.957" (DE 10), " fee 1.00 MAD" (DE 28, in the request's currency), " info OCT57"
  * (DE 44) and " settlement 1206" (DE 15, MMDD). out gets "" when there is none. */
+/* What a transfer's DE 44 says, in words (docs/acquirer-interface.md): the step that failed and
+ * what became of the sender's debit. "" for any other DE 44. */
+static const char *transfer_leg_text(const char *info)
+{
+    if (strncmp(info, "OCT", 3) == 0)
+        return " (the recipient's side failed: the sender's debit was reversed)";
+    if (strncmp(info, "AFT", 3) == 0)
+        return " (the sender's issuer declined: nothing moved)";
+    if (strncmp(info, "XFR", 3) == 0)
+        return " (refused by the switch: nothing moved)";
+    return "";
+}
+
 static void answer_extras(const struct sim_txn *x, const struct at_currency *ccy,
                           const struct sim_resp *r, char *out, size_t cap)
 {
@@ -170,7 +183,7 @@ static void answer_extras(const struct sim_txn *x, const struct at_currency *ccy
         n += (size_t)snprintf(out + n, cap - n, " fee %s%s", r->fee < 0 ? "-" : "", a);
     }
     if (r->info[0] && n < cap)
-        n += (size_t)snprintf(out + n, cap - n, " info %s", r->info);
+        n += (size_t)snprintf(out + n, cap - n, " info %s%s", r->info, transfer_leg_text(r->info));
     if (r->settle_date[0] && n < cap)
         snprintf(out + n, cap - n, " settlement %s", r->settle_date);
 }
@@ -255,7 +268,7 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_ter
                          const struct sim_txn *x, const struct sim_sent *sent,
                          const struct sim_outcome *o, const char *err, const char *fail_why)
 {
-    char pan[24] = "", to[24] = "", amount[48] = "-", bal[48] = "", extras[200] = "";
+    char pan[24] = "", to[24] = "", amount[48] = "-", bal[48] = "", extras[320] = "";
     bool echo = x->type == SIM_T_ECHO;
     if (!echo)
         at_mask_pan(x->pan, strlen(x->pan), pan);

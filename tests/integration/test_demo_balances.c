@@ -115,7 +115,7 @@ static void transfers_show_both_balances(void **state)
      * first inquiry after the answer came before the reversal, the AFT's debit of 5.00 + the
      * 2.00 fee shows in between), the blocked wallet cannot be asked. */
     assert_true(output_line(text, "PASS line 4 ", line, sizeof line));
-    expect_in(line, "info OCT05");
+    expect_in(line, "info OCT05 (the recipient's side failed: the sender's debit was reversed)");
     char w2[256];
     snprintf(w, sizeof w,
              " | 489001******0012 %s -> %s MAD | 489001******0053 ? -> ? MAD | back after ",
