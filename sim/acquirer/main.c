@@ -146,10 +146,20 @@ static void dump_msg(struct cli *c, const char *title, const uint8_t *msg, size_
         printf("\n");
 }
 
-/* The answer's conversion and transfer fields for the readable line, each only when present:
- * " recipient gets 758 XOF" (a transfer) or " billed 12.34 EUR" (DE 6 in DE 51's currency),
- * " rate 655.957" (DE 10), " fee 1.00 MAD" (DE 28, in the request's currency), " info OCT57"
- * (DE 44) and " settlement 1206" (DE 15, MMDD). out gets "" when there is none. */
+/* A transfer's recipient as printed: a PAN masked (first 6, last 4), a mobile number with its
+ * first three digits and its last three, the rest as stars. out holds 24 bytes. */
+static void mask_recipient(const char *r, char out[24])
+{
+    size_t n = strlen(r);
+    if (r[0] != '+' || n < 9 || n > 16) {
+        at_mask_pan(r, n, out);
+        return;
+    }
+    memcpy(out, r, 4);
+    memset(out + 4, '*', n - 7);
+    memcpy(out + n - 3, r + n - 3, 4); /* the NUL too */
+}
+
 /* What a transfer's DE 44 says, in words (docs/acquirer-interface.md): the step that failed and
  * what became of the sender's debit. "" for any other DE 44. */
 static const char *transfer_leg_text(const char *info)
@@ -163,6 +173,10 @@ static const char *transfer_leg_text(const char *info)
     return "";
 }
 
+/* The answer's conversion and transfer fields for the readable line, each only when present:
+ * " recipient gets 758 XOF" (a transfer) or " billed 12.34 EUR" (DE 6 in DE 51's currency),
+ * " rate 655.957" (DE 10), " fee 1.00 MAD" (DE 28, in the request's currency), " info OCT57"
+ * (DE 44) and " settlement 1206" (DE 15, MMDD). out gets "" when there is none. */
 static void answer_extras(const struct sim_txn *x, const struct at_currency *ccy,
                           const struct sim_resp *r, char *out, size_t cap)
 {
@@ -273,7 +287,7 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_ter
     if (!echo)
         at_mask_pan(x->pan, strlen(x->pan), pan);
     if (x->recipient[0])
-        at_mask_pan(x->recipient, strlen(x->recipient), to);
+        mask_recipient(x->recipient, to);
     const struct at_currency *ccy = at_currency_find(x->currency[0] ? x->currency : "504");
     if (!echo && x->type != SIM_T_BALANCE)
         sim_amount_format(x->amount, ccy, amount, sizeof amount);
