@@ -409,6 +409,7 @@ struct db_transfer_begun {
     char conversion_rate[9];
     int recipient_currency; /* -1 = not known */
     char reason[48];
+    int64_t received_us; /* "94": when the switch received the sender's request (0 = not known) */
 };
 typedef void (*db_transfer_begin_cb)(void *arg, const struct db_error *err,
                                      const struct db_transfer_begun *b);

@@ -45,6 +45,7 @@ static void on_begun(void *arg, const struct db_reply *reply)
         db_col_text(r, 0, 7, b.conversion_rate, sizeof b.conversion_rate);
         b.recipient_currency = PQgetisnull(r, 0, 8) ? -1 : (int)db_col_num(r, 0, 8, 999);
         db_col_text(r, 0, 9, b.reason, sizeof b.reason);
+        b.received_us = PQgetisnull(r, 0, 10) ? 0 : db_col_num(r, 0, 10, INT64_MAX);
     }
     job->cb(job->arg, err, err->code == 0 ? &b : NULL);
     free(job);

@@ -300,6 +300,7 @@ static void on_begun(void *arg, const struct db_error *err, const struct db_tran
             }
             t->xfer_fee = b->fee_minor;
             t->has_xfer_fee = strcmp(b->answer_code, "00") == 0;
+            t->t_settle_us = b->received_us > 0 ? (uint64_t)b->received_us : 0; /* its DE 15 */
             at_log(AT_LOG_INFO, "repeat_answered", AT_STR("rc", b->answer_code),
                    AT_INT("transfer_id", b->transfer_id));
             end(x, b->answer_code,

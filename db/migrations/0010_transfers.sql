@@ -95,7 +95,8 @@ $$;
 -- statement's transaction. Returns the new row's id and fee with response code '00'; or, with
 -- no row inserted: '57' (corridor not served), '61' (over the corridor's maximum), '12' (the
 -- recipient is the sender); or, when the sender's identity already has a row, '94' with that
--- row's id, state and answer (a repeat is answered from it).
+-- row's id, state and answer (a repeat is answered from it, with the receipt time of the
+-- sender's journal row for its DE 15).
 CREATE FUNCTION switch.transfer_begin(
     p_request_date date, p_acquirer text, p_terminal text, p_stan text, p_tt text, p_owner text,
     p_sender_issuer text, p_sender_masked text, p_sender_hmac bytea, p_sender_sealed bytea,
@@ -104,7 +105,8 @@ CREATE FUNCTION switch.transfer_begin(
     p_recipient_currency smallint, p_leg_date date, p_leg_tt text)
 RETURNS TABLE (transfer_id bigint, response_code text, fee_minor bigint, state text,
                answer_code text, auth_code text, recipient_amount_minor bigint,
-               conversion_rate text, recipient_currency smallint, reason text)
+               conversion_rate text, recipient_currency smallint, reason text,
+               received_us bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     c switch.transfer_corridors%ROWTYPE;
@@ -118,13 +120,20 @@ BEGIN
     IF FOUND THEN
         RETURN QUERY SELECT t.transfer_id, '94'::text, t.fee_minor, t.state, t.response_code::text,
                             t.auth_code, t.recipient_amount_minor, t.conversion_rate::text,
-                            t.recipient_currency, 'duplicate'::text;
+                            t.recipient_currency, 'duplicate'::text,
+                            (SELECT (extract(epoch FROM a.created_at) * 1000000)::bigint
+                               FROM switch.authorizations a
+                              WHERE a.request_date = t.request_date
+                                AND a.acquirer_id = t.acquirer_id
+                                AND a.terminal_id = t.terminal_id AND a.stan = t.stan
+                                AND a.transmission_time = t.transmission_time
+                                AND a.mti_class = '020');
         RETURN;
     END IF;
     IF p_sender_hmac = p_recipient_hmac THEN
         RETURN QUERY SELECT NULL::bigint, '12'::text, NULL::bigint, NULL::text, NULL::text,
                             NULL::text, NULL::bigint, NULL::text, NULL::smallint,
-                            'recipient is the sender'::text;
+                            'recipient is the sender'::text, NULL::bigint;
         RETURN;
     END IF;
     SELECT * INTO c FROM switch.transfer_corridors k
@@ -132,13 +141,13 @@ BEGIN
     IF NOT FOUND THEN
         RETURN QUERY SELECT NULL::bigint, '57'::text, NULL::bigint, NULL::text, NULL::text,
                             NULL::text, NULL::bigint, NULL::text, NULL::smallint,
-                            'corridor not served'::text;
+                            'corridor not served'::text, NULL::bigint;
         RETURN;
     END IF;
     IF p_amount > c.max_amount_minor THEN
         RETURN QUERY SELECT NULL::bigint, '61'::text, NULL::bigint, NULL::text, NULL::text,
                             NULL::text, NULL::bigint, NULL::text, NULL::smallint,
-                            'over the corridor''s maximum'::text;
+                            'over the corridor''s maximum'::text, NULL::bigint;
         RETURN;
     END IF;
     v_fee := c.fee_fixed_minor + (p_amount * c.fee_bp + 5000) / 10000;
@@ -156,11 +165,11 @@ BEGIN
     IF v_id IS NULL THEN -- a concurrent insert of the same identity won
         RETURN QUERY SELECT NULL::bigint, '94'::text, NULL::bigint, 'started'::text, NULL::text,
                             NULL::text, NULL::bigint, NULL::text, NULL::smallint,
-                            'duplicate'::text;
+                            'duplicate'::text, NULL::bigint;
         RETURN;
     END IF;
     RETURN QUERY SELECT v_id, '00'::text, v_fee, 'started'::text, NULL::text, NULL::text,
-                        NULL::bigint, NULL::text, NULL::smallint, NULL::text;
+                        NULL::bigint, NULL::text, NULL::smallint, NULL::text, NULL::bigint;
 END
 $$;
 

@@ -263,6 +263,45 @@ static void killed_during(const char *stopped, const char *leg_prefix)
                      1);
 }
 
+/* After a restart (nothing in memory), a repeat of a completed transfer is answered from its
+ * saga row: the same DE 39, DE 38, fee and DE 6/10/51, no money moved again, and DE 15 of the
+ * original's receipt — shown by moving the sender's journal row back a day first. */
+static void repeat_after_restart_from_the_saga_row(void **state)
+{
+    (void)state;
+    struct sim_resp r, r2;
+    struct sim_sent sent;
+    struct sim_txn x;
+    assert_string_equal(transfer(MAD_CARD, XOF_CARD, 3000, &r, &sent, &x), "00");
+    long long a1 = bal("WALLET1", MAD_CARD), b1 = bal("WALLET2", XOF_CARD);
+    assert_int_equal(transfer_scalar(&sent, "(state = 'completed')::int", 1), 1);
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "UPDATE switch.authorizations SET created_at = created_at - interval '1 day'"
+             " WHERE terminal_id = 'TERM0001' AND stan = '%s' AND transmission_time = '%s'"
+             " AND mti_class = '020'",
+             sent.stan, sent.de7);
+    assert_int_equal(stack_exec(&S, sql), 0);
+    assert_int_equal(stack_restart_switch(&S, SIGTERM), 0);
+    stack_repeat_of(&x, "0201", &sent);
+    for (int i = 0; i < 50; i++) { /* until the links are up again */
+        assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r2, NULL), 0);
+        if (strcmp(r2.rc, "91") != 0)
+            break;
+        usleep(100000);
+    }
+    assert_string_equal(r2.rc, "00");
+    assert_string_equal(r2.auth, r.auth);
+    assert_int_equal(r2.fee, r.fee);
+    assert_int_equal(r2.billing, r.billing);
+    assert_string_equal(r2.rate, r.rate);
+    char yesterday[5];
+    at_settlement_date((int64_t)at_wall_us() - 86400LL * 1000000, 0, yesterday);
+    assert_string_equal(r2.settle_date, yesterday);
+    assert_int_equal(bal("WALLET1", MAD_CARD), a1);
+    assert_int_equal(bal("WALLET2", XOF_CARD), b1);
+}
+
 /* The recipient's issuer does not answer the OCT in time: the sender gets 91 naming the OCT,
  * the OCT is reversed at its issuer (it may have applied it) and the AFT at the sender's. */
 static void oct_timeout(void **state)
@@ -396,6 +435,7 @@ int main(void)
         cmocka_unit_test(oct_declined_aft_reversed),
         cmocka_unit_test(corridor_rules),
         cmocka_unit_test(repeat_and_reversal),
+        cmocka_unit_test(repeat_after_restart_from_the_saga_row),
         cmocka_unit_test(oct_timeout),
         cmocka_unit_test(approval_withdrawn_unwinds_both_legs),
         cmocka_unit_test(killed_during_aft),
