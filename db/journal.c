@@ -56,8 +56,9 @@ static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_C
 #define KEY_RETURNING                                                                              \
     " RETURNING request_date::text, acquirer_id, terminal_id, stan, transmission_time, mti_class"
 
-/* Write-ahead: refused (nothing returned for it) when the identity is in flight already or the
- * journal holds a request of this identity that reached an issuer. */
+/* Write-ahead: refused (nothing returned for it) when the identity is in flight already, the
+ * journal holds a request of this identity that reached an issuer, or a transfer holds it (a
+ * transfer's own request never reaches an issuer: its legs do, under identities of their own). */
 #define INTENT_SQL                                                                                 \
     "INSERT INTO switch.inflight (request_date, acquirer_id, terminal_id, stan, "                  \
     "transmission_time,"                                                                           \
@@ -74,7 +75,12 @@ static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_C
     " AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19,"  \
     " c20)"                                                                                        \
     " WHERE NOT EXISTS (SELECT 1 FROM switch.authorizations a WHERE " KEY_MATCH(                   \
-        "a") " AND a.issuer_stan IS NOT NULL) ON CONFLICT DO NOTHING" KEY_RETURNING
+        "a") " AND a.issuer_stan IS NOT NULL)"                                                     \
+    " AND NOT EXISTS (SELECT 1 FROM switch.transfers x WHERE x.request_date = u.c1"                \
+    " AND x.acquirer_id = u.c2 COLLATE \"C\" AND x.terminal_id = u.c3 COLLATE \"C\""               \
+    " AND x.stan = u.c4 COLLATE \"C\" AND x.transmission_time = u.c5 COLLATE \"C\""                \
+    " AND substr(u.c6, 1, 3) = '020')"                                                             \
+    " ON CONFLICT DO NOTHING" KEY_RETURNING
 
 /* The 28 columns in parameter order; unnest() turns the arrays back into rows. Two forms: the
  * plain INSERT for live batches, and an upsert for replays and for a live batch that hit an

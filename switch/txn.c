@@ -335,6 +335,10 @@ static void decline_96(struct sw_txn *t)
     set_rc(t, "96");
     t->auth_code[0] = '\0';
     t->balance_len = 0;
+    if (t->xfer) { /* a transfer's: no fee charged, and the recipient's DE 6/10/51 are moot */
+        t->has_xfer_fee = false;
+        db_billing_none(&t->billing);
+    }
 }
 
 /* An approval the terminal must not get (its MAC or its journal row failed):
@@ -1201,6 +1205,14 @@ static void on_orig_lookup(void *arg, const struct db_error *err, const struct d
         if (in_flight || db_journal_replay_pending(t->srv->journal)) {
             reject(t, "96", SW_OUT_ERROR,
                    in_flight ? "original still in flight" : "journal spool not replayed yet", 90);
+            return;
+        }
+        char proc[7];
+        field_str(&t->req, 3, proc, sizeof proc);
+        if (memcmp(proc, "40", 2) == 0) {
+            struct db_request_id oid; /* a transfer that may still be running */
+            db_id_of(t, t->orig_stan, t->orig_de7, &oid);
+            sw_xfer_orig_unknown(t, &oid);
             return;
         }
         reject(t, "12", SW_OUT_REJECTED, "original of the reversal not found", 90);

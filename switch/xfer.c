@@ -277,6 +277,8 @@ void sw_xfer_leg_done(struct sw_xfer *x, bool oct, const char *rc, const struct 
 
 /* ---------------------------------------------------------------- begin */
 
+static void learn_original(struct sw_txn *t, const struct db_transfer_begun *b);
+
 static void on_begun(void *arg, const struct db_error *err, const struct db_transfer_begun *b)
 {
     struct sw_xfer *x = arg;
@@ -287,8 +289,21 @@ static void on_begun(void *arg, const struct db_error *err, const struct db_tran
         return;
     }
     if (strcmp(b->response_code, "94") == 0) {
-        /* The sender's identity has a transfer already: a repeat gets its answer. */
-        bool final = strcmp(b->state, "started") != 0 && strcmp(b->state, "aft") != 0;
+        /* The sender's identity is taken — by a transfer (then a repeat gets its answer) or by
+         * another request. This copy is not the original: the duplicate table's entry is made
+         * to describe the original (its row), never this copy's answer. */
+        bool final =
+            b->state[0] && strcmp(b->state, "started") != 0 && strcmp(b->state, "aft") != 0;
+        bool reversed = strcmp(b->state, "reversed") == 0;
+        learn_original(t, b);
+        if (t->req.mti[3] == '1' && reversed) {
+            t->journal = false;
+            x->repeat = true;
+            at_log(AT_LOG_INFO, "repeat_answered", AT_STR("rc", "96"),
+                   AT_INT("transfer_id", b->transfer_id), AT_BOOL("original_reversed", true));
+            end(x, "96", SW_OUT_DECLINED, NULL, NULL); /* its money went back */
+            return;
+        }
         if (t->req.mti[3] == '1' && final && b->answer_code[0]) {
             at_strlcpy(t->auth_code, b->auth_code, sizeof t->auth_code);
             t->journal = false;
@@ -324,6 +339,26 @@ static void on_begun(void *arg, const struct db_error *err, const struct db_tran
            AT_INT("amount", x->amount), AT_INT("currency", x->currency), AT_INT("fee", x->fee),
            AT_INT("recipient_currency", x->rcur));
     start_leg(x, false);
+}
+
+/* The duplicate table learns the original transfer behind a copy answered from its row (the
+ * entry this copy made would otherwise say "answered, not approved" once this copy's 94 is out,
+ * and a reversal found in memory would then be acknowledged on nothing). A row still running
+ * stays in flight (a reversal waits); a finished one is answered, or reversed. */
+static void learn_original(struct sw_txn *t, const struct db_transfer_begun *b)
+{
+    struct sw_recent_txn *e =
+        t->has_recent ? sw_recent_find(t->srv->recent, &t->recent_id, sw_now_ms()) : NULL;
+    t->has_recent = false; /* deliver() must not write this copy's answer into it */
+    if (!e || !b->state[0] || strcmp(b->state, "started") == 0 || strcmp(b->state, "aft") == 0)
+        return;
+    bool approved = strcmp(b->answer_code, "00") == 0 || strcmp(b->state, "reversed") == 0;
+    memcpy(e->rc, approved ? "00" : (b->answer_code[0] ? b->answer_code : "96"), 2);
+    memcpy(e->auth_code, b->auth_code, strnlen(b->auth_code, 6));
+    e->approved = approved;
+    e->forwarded = false;
+    e->received_us = b->received_us;
+    e->state = strcmp(b->state, "reversed") == 0 ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
 }
 
 /* The PIN is under the sender's issuer's ZPK: the row goes first. */
@@ -453,9 +488,13 @@ static void on_leg_original(void *arg, const struct db_error *err, const struct 
 {
     struct sw_xfer *x = arg;
     struct sw_txn *t = x->t;
-    if (err->code != 0 || in_flight) {
+    if (err->code != 0 || (!d && (in_flight || db_journal_replay_pending(t->srv->journal)))) {
+        /* No row is not "nothing stands" while the leg is in flight or its row may be in the
+         * spool: the terminal repeats its reversal later. */
         end(x, "96", SW_OUT_ERROR, NULL,
-            err->code ? "journal lookup of a transfer leg failed" : "a transfer leg in flight");
+            err->code   ? "journal lookup of a transfer leg failed"
+            : in_flight ? "a transfer leg in flight"
+                        : "journal spool not replayed yet");
         return;
     }
     bool oct = !x->oct_step;
@@ -511,7 +550,8 @@ static void reverse_next(struct sw_xfer *x)
     struct db_request_id id;
     db_transfer_leg_id(x->row.transfer_id, oct, t->xfer_orig.acquirer, x->row.leg_request_date,
                        x->row.leg_transmission_time, &id);
-    if (db_original_lookup(t->srv->db, &id, "020", on_leg_original, x) != 0)
+    /* No class: the lookup also says whether the leg is in flight (switch.inflight). */
+    if (db_original_lookup(t->srv->db, &id, NULL, on_leg_original, x) != 0)
         end(x, "96", SW_OUT_ERROR, NULL, "database queue full");
 }
 
@@ -601,9 +641,41 @@ void sw_xfer_delivered(struct sw_txn *t, bool sent)
                AT_INT("transfer_id", x->id), AT_STR("action", "both legs reversed"));
         sw_saf_reverse_leg(t->srv, NULL, &x->oct, x->rpan, x->rpan_len, "error");
         sw_saf_reverse_leg(t->srv, NULL, &x->aft, (const char *)t->v.pan, t->v.pan_len, "error");
+        /* A repeat of it is told 96, as for any approval the switch reversed. */
+        struct sw_recent_txn *r =
+            t->has_recent ? sw_recent_find(t->srv->recent, &t->recent_id, sw_now_ms()) : NULL;
+        if (r)
+            r->state = SW_RECENT_REVERSED;
         struct db_transfer_change ch;
         change_init(&ch, x->id, "reversed");
         update_row(t->srv, &ch);
     }
     xfer_free(x);
+}
+
+/* ---------------------------------------------------------------- a reversal of an unknown
+ * original */
+
+static void on_unknown_row(void *arg, const struct db_error *err, const struct db_transfer_row *row)
+{
+    struct sw_txn *t = arg;
+    if (err->code != 0) {
+        sw_txn_reject(t, "96", SW_OUT_ERROR, "transfer lookup failed", 90);
+        return;
+    }
+    if (row && (strcmp(row->state, "started") == 0 || strcmp(row->state, "aft") == 0)) {
+        /* Its sender's request has no journal row until it is answered, and none in
+         * switch.inflight (its legs have theirs): the transfer still runs, here or on another
+         * instance. The terminal tries again. */
+        sw_txn_reject(t, "96", SW_OUT_ERROR, "original transfer still running", 90);
+        return;
+    }
+    sw_txn_reject(t, "12", SW_OUT_REJECTED, "original of the reversal not found", 90);
+}
+
+void sw_xfer_orig_unknown(struct sw_txn *t, const struct db_request_id *orig)
+{
+    sw_txn_to_transfer(t);
+    if (db_transfer_find(t->srv->db, orig, on_unknown_row, t) != 0)
+        sw_txn_reject(t, "96", SW_OUT_ERROR, "database queue full", 90);
 }

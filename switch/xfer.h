@@ -23,6 +23,10 @@ void sw_xfer_leg_finished(struct sw_txn *leg);
 void sw_xfer_leg_done(struct sw_xfer *x, bool oct, const char *rc, const struct sw_txn *leg);
 /* A terminal's reversal t of a transfer (orig, an approved 0200 with processing code 40). */
 void sw_xfer_reverse(struct sw_txn *t, const struct sw_recent_txn *orig);
+/* A terminal's reversal t (DE 3 40…) whose original the journal does not have: 96 while the
+ * transfer orig names is still running, else 12. */
+struct db_request_id;
+void sw_xfer_orig_unknown(struct sw_txn *t, const struct db_request_id *orig);
 /* A reversal t waited for is durable (or not): true when the saga took it. */
 bool sw_xfer_reversal_stored(struct sw_txn *t, bool durable);
 /* The sender's answer is out (sent true) or could not be sent: a completed transfer whose

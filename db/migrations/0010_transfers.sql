@@ -130,6 +130,22 @@ BEGIN
                                 AND a.mti_class = '020');
         RETURN;
     END IF;
+    -- The identity taken by a request that is not a transfer (in flight, or answered after it
+    -- reached an issuer): a duplicate, and nothing to answer it from here.
+    IF EXISTS (SELECT 1 FROM switch.inflight f
+                WHERE f.request_date = p_request_date AND f.acquirer_id = p_acquirer
+                  AND f.terminal_id = p_terminal AND f.stan = p_stan
+                  AND f.transmission_time = p_tt AND f.mti_class = '020')
+       OR EXISTS (SELECT 1 FROM switch.authorizations a
+                   WHERE a.request_date = p_request_date AND a.acquirer_id = p_acquirer
+                     AND a.terminal_id = p_terminal AND a.stan = p_stan
+                     AND a.transmission_time = p_tt AND a.mti_class = '020'
+                     AND a.issuer_stan IS NOT NULL) THEN
+        RETURN QUERY SELECT NULL::bigint, '94'::text, NULL::bigint, NULL::text, NULL::text,
+                            NULL::text, NULL::bigint, NULL::text, NULL::smallint,
+                            'identity taken by another request'::text, NULL::bigint;
+        RETURN;
+    END IF;
     IF p_sender_hmac = p_recipient_hmac THEN
         RETURN QUERY SELECT NULL::bigint, '12'::text, NULL::bigint, NULL::text, NULL::text,
                             NULL::text, NULL::bigint, NULL::text, NULL::smallint,
@@ -207,13 +223,14 @@ BEGIN
             INSERT INTO switch.reversal_queue (request_date, acquirer_id, terminal_id, stan,
                         transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time,
                         rrn, processing_code, amount_minor, currency, auth_code, pan_masked,
-                        pan_hmac, pan_sealed, reason)
+                        pan_hmac, pan_sealed, reason, billing_amount_minor, conversion_rate,
+                        billing_currency)
             SELECT j.request_date, j.acquirer_id, j.terminal_id, j.stan, j.transmission_time,
                    j.mti, j.issuer_id, j.issuer_stan, j.issuer_transmission_time, j.rrn,
                    j.processing_code, j.amount_minor, j.currency, j.auth_code, j.pan_masked,
                    j.pan_hmac,
                    CASE v_leg WHEN 'aft' THEN t.sender_pan_sealed ELSE t.recipient_pan_sealed END,
-                   'recovery'
+                   'recovery', j.billing_amount_minor, j.conversion_rate, j.billing_currency
               FROM switch.authorizations j
              WHERE j.request_date = t.leg_request_date AND j.acquirer_id = t.acquirer_id
                AND j.terminal_id = switch.transfer_leg_terminal(t.transfer_id, v_leg)

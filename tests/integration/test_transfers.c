@@ -13,6 +13,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -302,6 +303,68 @@ static void repeat_after_restart_from_the_saga_row(void **state)
     assert_int_equal(bal("WALLET2", XOF_CARD), b1);
 }
 
+/* The sender's terminal hangs up before its approval: both legs are reversed, and the
+ * terminal's repeat is told 96 — not the approval it never got (found in review: the duplicate
+ * table kept "approved" for it). */
+static void approval_undeliverable_then_repeat(void **state)
+{
+    (void)state;
+    struct sim_txn x;
+    struct sim_sent sent;
+    struct sim_resp r;
+    long long a0 = bal("WALLET1", MAD_CARD), b0 = bal("WALLET2", XOF_CARD);
+    stack_card_txn(&x, SIM_T_TRANSFER, MAD_CARD, 1000);
+    stack_fix_time(&x);
+    snprintf(x.recipient, sizeof x.recipient, "%s", XOF_CARD);
+    int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
+    assert_true(fd >= 0);
+    close(fd); /* gone before the saga's two legs are done */
+    assert_true(ts_wait_file_contains(S.switch_log, "\"action\":\"both legs reversed\"", 5000));
+    assert_true(stack_wait_balance_at(&S, "WALLET1", MAD_CARD, a0, 10000));
+    assert_true(stack_wait_balance_at(&S, "WALLET2", XOF_CARD, b0, 10000));
+    stack_repeat_of(&x, "0201", &sent);
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, NULL), 0);
+    assert_string_equal(r.rc, "96");
+    assert_false(r.has_fee);
+    assert_int_equal(bal("WALLET1", MAD_CARD), a0);
+}
+
+/* One identity moves money once: a purchase sent with the identity of a completed transfer
+ * (acquirer, DE 41, DE 11, DE 7) after a restart — nothing in memory — is a duplicate (94), and
+ * so is a transfer with the identity of a purchase (found in review: the transfer's own request
+ * never reaches an issuer, so the write-ahead check did not see it). */
+static void one_identity_one_movement(void **state)
+{
+    (void)state;
+    struct sim_txn x, p;
+    struct sim_sent sent, psent;
+    struct sim_resp r;
+    assert_string_equal(transfer(MAD_CARD, XOF_CARD, 1000, &r, &sent, &x), "00");
+    assert_int_equal(stack_restart_switch(&S, SIGTERM), 0);
+    long long a1 = bal("WALLET1", MAD_CARD);
+    stack_card_txn(&p, SIM_T_PURCHASE, MAD_CARD, 700);
+    p.now_us = x.now_us;
+    p.stan = (uint32_t)atoi(sent.stan);
+    const char *rc = stack_rc_linked(&S, "TERM0001", &p, &r, 5000);
+    assert_string_equal(rc, "94");
+    assert_int_equal(bal("WALLET1", MAD_CARD), a1);
+    /* The other way round: a purchase first, then a transfer with its identity. */
+    stack_card_txn(&p, SIM_T_PURCHASE, MAD_CARD, 700);
+    stack_fix_time(&p);
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &p, &r, &psent), 0);
+    assert_string_equal(r.rc, "00");
+    assert_int_equal(stack_restart_switch(&S, SIGTERM), 0);
+    long long a2 = bal("WALLET1", MAD_CARD), b2 = bal("WALLET2", XOF_CARD);
+    stack_card_txn(&x, SIM_T_TRANSFER, MAD_CARD, 1000);
+    x.now_us = p.now_us;
+    x.stan = (uint32_t)atoi(psent.stan);
+    snprintf(x.recipient, sizeof x.recipient, "%s", XOF_CARD);
+    rc = stack_rc_linked(&S, "TERM0001", &x, &r, 5000);
+    assert_string_equal(rc, "94");
+    assert_int_equal(bal("WALLET1", MAD_CARD), a2);
+    assert_int_equal(bal("WALLET2", XOF_CARD), b2);
+}
+
 /* The recipient's issuer does not answer the OCT in time: the sender gets 91 naming the OCT,
  * the OCT is reversed at its issuer (it may have applied it) and the AFT at the sender's. */
 static void oct_timeout(void **state)
@@ -436,6 +499,8 @@ int main(void)
         cmocka_unit_test(corridor_rules),
         cmocka_unit_test(repeat_and_reversal),
         cmocka_unit_test(repeat_after_restart_from_the_saga_row),
+        cmocka_unit_test(approval_undeliverable_then_repeat),
+        cmocka_unit_test(one_identity_one_movement),
         cmocka_unit_test(oct_timeout),
         cmocka_unit_test(approval_withdrawn_unwinds_both_legs),
         cmocka_unit_test(killed_during_aft),
