@@ -76,11 +76,11 @@ static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_C
     " c20)"                                                                                        \
     " WHERE NOT EXISTS (SELECT 1 FROM switch.authorizations a WHERE " KEY_MATCH(                   \
         "a") " AND a.issuer_stan IS NOT NULL)"                                                     \
-    " AND NOT EXISTS (SELECT 1 FROM switch.transfers x WHERE x.request_date = u.c1"                \
-    " AND x.acquirer_id = u.c2 COLLATE \"C\" AND x.terminal_id = u.c3 COLLATE \"C\""               \
-    " AND x.stan = u.c4 COLLATE \"C\" AND x.transmission_time = u.c5 COLLATE \"C\""                \
-    " AND substr(u.c6, 1, 3) = '020')"                                                             \
-    " ON CONFLICT DO NOTHING" KEY_RETURNING
+             " AND NOT EXISTS (SELECT 1 FROM switch.transfers x WHERE x.request_date = u.c1"       \
+             " AND x.acquirer_id = u.c2 COLLATE \"C\" AND x.terminal_id = u.c3 COLLATE \"C\""      \
+             " AND x.stan = u.c4 COLLATE \"C\" AND x.transmission_time = u.c5 COLLATE \"C\""       \
+             " AND substr(u.c6, 1, 3) = '020')"                                                    \
+             " ON CONFLICT DO NOTHING" KEY_RETURNING
 
 /* The 28 columns in parameter order; unnest() turns the arrays back into rows. Two forms: the
  * plain INSERT for live batches, and an upsert for replays and for a live batch that hit an
