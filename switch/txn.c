@@ -24,6 +24,7 @@
 #include "saf.h"
 #include "xfer.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,11 +155,25 @@ static struct sw_txn *txn_alloc(struct sw_server *srv)
     return t;
 }
 
+/* The first used bytes of a buffer of cap bytes, never more than cap. */
+static void wipe(uint8_t *p, size_t used, size_t cap)
+{
+    OPENSSL_cleanse(p, used < cap ? used : cap);
+}
+
 static void txn_release(struct sw_txn *t)
 {
     struct sw_server *srv = t->srv;
     if (t->term)
         sw_term_txn_done(t->term);
+    /* The request, its unpacked fields and what was packed from them hold the clear PAN (and
+     * the PIN block, DE 103, DE 35...): wiped before the slot waits on the free list, not left
+     * until the next request overwrites part of it (PCI DSS 3: no card data kept past use). */
+    wipe(t->frame_inline, t->frame_len, sizeof t->frame_inline);
+    wipe(t->req_arena, t->req.arena_used, sizeof t->req_arena);
+    wipe(t->out_arena, t->out.arena_used, sizeof t->out_arena);
+    wipe(t->packed, t->packed_len > t->resp_len ? t->packed_len : t->resp_len, sizeof t->packed);
+    OPENSSL_cleanse(t->pin_block, sizeof t->pin_block);
     sw_txn_set_state(t, SW_TXN_FREE);
     t->next_free = srv->txn_free;
     srv->txn_free = t;
