@@ -17,16 +17,35 @@ static void hex_of(const uint8_t *p, size_t n, char *out)
     at_hex_encode(p, n, out);
 }
 
-/* ---------------------------------------------------------------- begin */
-
-struct begin_job {
-    db_transfer_begin_cb cb;
+/* The caller's callback (of one of the four kinds below) and its argument, for the reply. */
+struct job {
+    union {
+        db_transfer_begin_cb begin;
+        db_done_cb done;
+        db_transfer_find_cb find;
+        db_alias_cb alias;
+    } cb;
     void *arg;
 };
 
+/* One statement as one job; on_reply gets the job and frees it. 0 or a DB_E_* (then no call). */
+static int submit(struct db_client *c, const struct db_stmt *st, db_reply_cb on_reply, struct job j)
+{
+    struct job *job = malloc(sizeof *job);
+    if (!job)
+        return DB_E_SYS;
+    *job = j;
+    int rc = db_exec(c, st, 1, on_reply, job);
+    if (rc != 0)
+        free(job);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- begin */
+
 static void on_begun(void *arg, const struct db_reply *reply)
 {
-    struct begin_job *job = arg;
+    struct job *job = arg;
     static const struct db_error bad = { .code = DB_E_SQL, .message = "no result row" };
     const struct db_error *err = reply->err;
     struct db_transfer_begun b;
@@ -47,7 +66,7 @@ static void on_begun(void *arg, const struct db_reply *reply)
         db_col_text(r, 0, 9, b.reason, sizeof b.reason);
         b.received_us = PQgetisnull(r, 0, 10) ? 0 : db_col_num(r, 0, 10, INT64_MAX);
     }
-    job->cb(job->arg, err, err->code == 0 ? &b : NULL);
+    job->cb.begin(job->arg, err, err->code == 0 ? &b : NULL);
     free(job);
 }
 
@@ -91,28 +110,16 @@ int db_transfer_begin(struct db_client *c, const struct db_transfer_begin *in,
         .nparams = 20,
         .values = values,
     };
-    struct begin_job *job = malloc(sizeof *job);
-    if (!job)
-        return DB_E_SYS;
-    *job = (struct begin_job){ cb, arg };
-    int rc = db_exec(c, &st, 1, on_begun, job);
-    if (rc != 0)
-        free(job);
-    return rc;
+    return submit(c, &st, on_begun, (struct job){ .cb.begin = cb, .arg = arg });
 }
 
 /* ---------------------------------------------------------------- changes */
 
-struct done_job {
-    db_done_cb cb;
-    void *arg;
-};
-
 static void on_done(void *arg, const struct db_reply *reply)
 {
-    struct done_job *job = arg;
-    if (job->cb)
-        job->cb(job->arg, reply->err);
+    struct job *job = arg;
+    if (job->cb.done)
+        job->cb.done(job->arg, reply->err);
     free(job);
 }
 
@@ -145,26 +152,14 @@ int db_transfer_update(struct db_client *c, const struct db_transfer_change *ch,
         .nparams = 9,
         .values = values,
     };
-    struct done_job *job = malloc(sizeof *job);
-    if (!job)
-        return DB_E_SYS;
-    *job = (struct done_job){ cb, arg };
-    int rc = db_exec(c, &st, 1, on_done, job);
-    if (rc != 0)
-        free(job);
-    return rc;
+    return submit(c, &st, on_done, (struct job){ .cb.done = cb, .arg = arg });
 }
 
 /* ---------------------------------------------------------------- a transfer by its sender */
 
-struct find_job {
-    db_transfer_find_cb cb;
-    void *arg;
-};
-
 static void on_found(void *arg, const struct db_reply *reply)
 {
-    struct find_job *job = arg;
+    struct job *job = arg;
     struct db_transfer_row t;
     bool found = false;
     bool fits = true;
@@ -188,7 +183,7 @@ static void on_found(void *arg, const struct db_reply *reply)
         if (!fits || n <= 0)
             found = false;
     }
-    job->cb(job->arg, reply->err, found ? &t : NULL);
+    job->cb.find(job->arg, reply->err, found ? &t : NULL);
     free(job);
 }
 
@@ -207,14 +202,7 @@ int db_transfer_find(struct db_client *c, const struct db_request_id *sender,
         .nparams = 5,
         .values = values,
     };
-    struct find_job *job = malloc(sizeof *job);
-    if (!job)
-        return DB_E_SYS;
-    *job = (struct find_job){ cb, arg };
-    int rc = db_exec(c, &st, 1, on_found, job);
-    if (rc != 0)
-        free(job);
-    return rc;
+    return submit(c, &st, on_found, (struct job){ .cb.find = cb, .arg = arg });
 }
 
 void db_transfer_leg_id(int64_t transfer_id, bool oct, const char *acquirer,
@@ -233,19 +221,14 @@ void db_transfer_leg_id(int64_t transfer_id, bool oct, const char *acquirer,
 
 /* ---------------------------------------------------------------- aliases */
 
-struct alias_job {
-    db_alias_cb cb;
-    void *arg;
-};
-
 static void on_alias(void *arg, const struct db_reply *reply)
 {
-    struct alias_job *job = arg;
+    struct job *job = arg;
     uint8_t sealed[DB_PAN_SEALED_MAX];
     int n = -1;
     if (reply->err->code == 0 && reply->n == 1 && PQntuples(reply->res[0]) == 1)
         n = db_col_bytea(reply->res[0], 0, 0, sealed, sizeof sealed);
-    job->cb(job->arg, reply->err, n > 0 ? sealed : NULL, n > 0 ? (size_t)n : 0);
+    job->cb.alias(job->arg, reply->err, n > 0 ? sealed : NULL, n > 0 ? (size_t)n : 0);
     free(job);
 }
 
@@ -255,14 +238,7 @@ int db_alias_lookup(struct db_client *c, const char *msisdn, db_alias_cb cb, voi
     const struct db_stmt st = { .sql = "SELECT pan_sealed FROM switch.aliases WHERE msisdn = $1",
                                 .nparams = 1,
                                 .values = values };
-    struct alias_job *job = malloc(sizeof *job);
-    if (!job)
-        return DB_E_SYS;
-    *job = (struct alias_job){ cb, arg };
-    int rc = db_exec(c, &st, 1, on_alias, job);
-    if (rc != 0)
-        free(job);
-    return rc;
+    return submit(c, &st, on_alias, (struct job){ .cb.alias = cb, .arg = arg });
 }
 
 int db_alias_put(const char *conninfo, const char *msisdn, const char *pan_masked,
