@@ -299,3 +299,61 @@ int hsm_client_parse_mac8(const char *resp, size_t len, uint8_t mac[8])
         return -1;
     return 0;
 }
+
+int hsm_client_build_cy(char *buf, size_t cap, const char *cvk, const char *cvv, const char *pan,
+                        const char *expiry, const char *svc)
+{
+    struct buf b = { buf, 0, cap, false };
+    size_t n = pan ? strlen(pan) : 0;
+    put(&b, "CY", 2);
+    key(&b, cvk);
+    fixed(&b, cvv, 3, false);
+    if (n < 12 || n > 19 || !all(pan, n, false))
+        b.bad = true;
+    put(&b, pan, n);
+    put(&b, ";", 1);
+    fixed(&b, expiry, 4, false);
+    fixed(&b, svc, 3, false);
+    return done(&b);
+}
+
+int hsm_client_build_kq(char *buf, size_t cap, char mode, char scheme, char pad, const char *imk,
+                        const char *pan, const char *psn, const uint8_t atc[2], const uint8_t un[4],
+                        const uint8_t *data, size_t len, const uint8_t arqc[8], const char *arc)
+{
+    struct buf b = { buf, 0, cap, false };
+    size_t n = pan ? strlen(pan) : 0;
+    char digits[16];
+    uint8_t panpsn[8];
+    char ll[3];
+    if (mode < '0' || mode > '2' || scheme < '0' || scheme > '2' || (pad != '1' && pad != '2') ||
+        n < 12 || n > 19 || !all(pan, n, false) || !psn || strlen(psn) != 2 ||
+        !all(psn, 2, false) || len > 255 || (mode != '0' && (!arc || strlen(arc) != 2)))
+        return -1;
+    /* right-most 16 digits of PAN ‖ PSN, packed BCD (8 bytes) */
+    memset(digits, '0', sizeof digits);
+    size_t take = n < 14 ? n : 14;
+    memcpy(digits + 14 - take, pan + n - take, take);
+    memcpy(digits + 14, psn, 2);
+    for (int i = 0; i < 8; i++)
+        panpsn[i] = (uint8_t)(((digits[2 * i] - '0') << 4) | (digits[2 * i + 1] - '0'));
+    char head[2] = { mode, scheme };
+    put(&b, "KQ", 2);
+    put(&b, head, 2);
+    key(&b, imk);
+    put(&b, (const char *)panpsn, 8);
+    put(&b, (const char *)atc, 2);
+    put(&b, (const char *)un, 4);
+    at_hex_encode((const uint8_t[]){ (uint8_t)len }, 1, ll);
+    put(&b, ll, 2);
+    put(&b, (const char *)data, len);
+    put(&b, ";", 1);
+    put(&b, (const char *)arqc, 8);
+    if (mode != '0')
+        put(&b, arc, 2);
+    if (pad != '2') {
+        char opt[2] = { '#', pad };
+        put(&b, opt, 2);
+    }
+    return done(&b);
+}

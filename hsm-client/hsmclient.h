@@ -154,6 +154,20 @@ HSM_CLIENT_MUST_USE int hsm_client_build_m8(char *buf, size_t cap, const char *k
 HSM_CLIENT_MUST_USE int hsm_client_build_mac(char *buf, size_t cap, const char *key_type,
                                              const char *key, const uint8_t *data, size_t len,
                                              const uint8_t *verify);
+/* CY: verify a Visa CVV / CVV2 (service code "000" for CVV2) with a CVK pair; cvv 3 digits, pan
+ * 12-19 digits, expiry YYMM. */
+HSM_CLIENT_MUST_USE int hsm_client_build_cy(char *buf, size_t cap, const char *cvk, const char *cvv,
+                                            const char *pan, const char *expiry, const char *svc);
+/* KQ: mode '0' verify the ARQC, '1' verify and generate the ARPC (method 1), '2' ARPC only;
+ * scheme '0' AC key = ICC MK (Visa CVN 10), '2' EMV common session key from the ATC (CVN 18);
+ * pad '2' EMV 80 00.. padding, '1' zeros (sent as hsm-sim's '#' option field); imk the MK-AC
+ * under the LMK; pan 12-19 digits and psn 2 digits (option A's PAN ‖ PSN); atc, un, data (at
+ * most 255 bytes) and arqc raw bytes; arc the 2 characters of the response code (modes 1-2). */
+HSM_CLIENT_MUST_USE int hsm_client_build_kq(char *buf, size_t cap, char mode, char scheme, char pad,
+                                            const char *imk, const char *pan, const char *psn,
+                                            const uint8_t atc[2], const uint8_t un[4],
+                                            const uint8_t *data, size_t len, const uint8_t arqc[8],
+                                            const char *arc);
 
 /* ---- Answer parsers (resp/len as passed to the callback) ---- */
 

@@ -732,14 +732,16 @@ static int cmd_m8(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
  * (32H or 1A+32H) ‖ PAN/PSN
  * 8B (right-most 16 digits of PAN ‖ PSN, packed BCD) ‖ ATC 2B ‖ UN 4B ‖
  * transaction data length 2H (bytes) ‖ transaction data ‖ ';' ‖ ARQC 8B ‖
- * ARC 2B (required in modes 1-2, optional and ignored in mode 0) → [ARPC 8B,
- * modes 1-2]. */
+ * ARC 2B (required in modes 1-2, optional and ignored in mode 0) [‖ '#' ‖
+ * padding flag 1N: 2 (default) EMV 80 00.. padding, 1 zeros — Visa CVN 10; an
+ * hsm-sim option field, the payShield way of adding one: a delimiter and a flag]
+ * → [ARPC 8B, modes 1-2]. */
 static int cmd_kq(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 {
     struct keys ks = { .n = 0 };
     struct hsm_keyf kf;
     struct hsm_key *imk;
-    char mode, scheme;
+    char mode, scheme, padf = '2';
     const char *panpsn, *atc, *un, *data, *arqc, *arc = NULL;
     unsigned dlen;
     char digits[17], pan[15], psn[3];
@@ -757,9 +759,13 @@ static int cmd_kq(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
         (mode != '0' && (e = hsm_cur_take(in, 2, &arc))))
         return e;
     /* mode 0 does not use an ARC, but ThalesCore's layout always carries one */
-    if (mode == '0' && hsm_cur_left(in) >= 2 && !hsm_cur_peek(in, '%') &&
+    if (mode == '0' && hsm_cur_left(in) >= 2 && !hsm_cur_peek(in, '%') && !hsm_cur_peek(in, '#') &&
         (e = hsm_cur_take(in, 2, &arc)))
         return e;
+    if (hsm_cur_peek(in, '#') && ((e = hsm_cur_delim(in, '#')) || (e = hsm_cur_char(in, &padf))))
+        return e;
+    if (padf != '1' && padf != '2')
+        return HSM_E_INPUT;
     if ((e = hsm_cur_end(in)))
         return e;
     for (int i = 0; i < 8; i++) {
@@ -780,8 +786,10 @@ static int cmd_kq(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     enum hsm_emv_skd skd = scheme == '0' ? HSM_EMV_SKD_NONE : HSM_EMV_SKD_COMMON;
     if ((e = key_get(p, &ks, HSM_KT_MK_AC, &kf, false, &imk)))
         goto out;
-    if (mode != '2' && (e = err_of(hsm_emv_arqc_verify(imk, pan, psn, skd, r, (const uint8_t *)data,
-                                                       dlen, (const uint8_t *)arqc))))
+    enum hsm_macpad pad = padf == '1' ? HSM_PAD_1 : HSM_PAD_2;
+    if (mode != '2' &&
+        (e = err_of(hsm_emv_arqc_verify_pad(imk, pan, psn, skd, r, pad, (const uint8_t *)data, dlen,
+                                            (const uint8_t *)arqc))))
         goto out;
     if (mode != '0') {
         e = err_of(hsm_emv_arpc1(imk, pan, psn, skd, r, (const uint8_t *)arqc, (const uint8_t *)arc,

@@ -1,5 +1,6 @@
 /* libhsm EMV: ICC master key derivation (option A), the EMV 4.x common session
- * key, ARQC generation/verification (ISO 9797-1 alg 3, EMV padding) and ARPC
+ * key, ARQC generation/verification (ISO 9797-1 alg 3; EMV 80 00.. padding, or zeros
+ * for Visa CVN 10) and ARPC
  * method 1. The derived keys live in the issuer master key's scratch key object
  * and are wiped after each call. */
 #include <string.h>
@@ -93,16 +94,21 @@ static int ac_key(struct hsm_key *imk, const char *pan, const char *psn, enum hs
     return rc;
 }
 
-int hsm_emv_arqc_generate(struct hsm_key *imk, const char *pan, const char *psn,
-                          enum hsm_emv_skd skd, const uint8_t r[8], const uint8_t *data, size_t len,
-                          uint8_t arqc[8])
+int hsm_emv_arqc_generate_pad(struct hsm_key *imk, const char *pan, const char *psn,
+                              enum hsm_emv_skd skd, const uint8_t r[8], enum hsm_macpad pad,
+                              const uint8_t *data, size_t len, uint8_t arqc[8])
 {
     struct hsm_key *k = NULL;
     uint8_t mac[16];
     size_t maclen;
+    /* Visa CVN 10 pads with zeros (ISO 9797-1 method 1), EMV 4.x / CVN 18 with 80 00.. */
+    if (pad != HSM_PAD_1 && pad != HSM_PAD_2)
+        return HSM_ERR_INPUT;
+    if (pad == HSM_PAD_1 && len == 0)
+        return HSM_ERR_INPUT;
     int rc = ac_key(imk, pan, psn, skd, r, &k);
     if (rc == HSM_OK)
-        rc = hsm_mac_compute(k, HSM_MAC_ISO9797_3, HSM_PAD_2, data, len, mac, &maclen);
+        rc = hsm_mac_compute(k, HSM_MAC_ISO9797_3, pad, data, len, mac, &maclen);
     if (rc == HSM_OK)
         memcpy(arqc, mac, 8);
     if (k)
@@ -110,15 +116,29 @@ int hsm_emv_arqc_generate(struct hsm_key *imk, const char *pan, const char *psn,
     return rc;
 }
 
-int hsm_emv_arqc_verify(struct hsm_key *imk, const char *pan, const char *psn, enum hsm_emv_skd skd,
-                        const uint8_t r[8], const uint8_t *data, size_t len, const uint8_t arqc[8])
+int hsm_emv_arqc_generate(struct hsm_key *imk, const char *pan, const char *psn,
+                          enum hsm_emv_skd skd, const uint8_t r[8], const uint8_t *data, size_t len,
+                          uint8_t arqc[8])
+{
+    return hsm_emv_arqc_generate_pad(imk, pan, psn, skd, r, HSM_PAD_2, data, len, arqc);
+}
+
+int hsm_emv_arqc_verify_pad(struct hsm_key *imk, const char *pan, const char *psn,
+                            enum hsm_emv_skd skd, const uint8_t r[8], enum hsm_macpad pad,
+                            const uint8_t *data, size_t len, const uint8_t arqc[8])
 {
     uint8_t want[8];
-    int rc = hsm_emv_arqc_generate(imk, pan, psn, skd, r, data, len, want);
+    int rc = hsm_emv_arqc_generate_pad(imk, pan, psn, skd, r, pad, data, len, want);
     if (rc == HSM_OK && CRYPTO_memcmp(want, arqc, 8) != 0)
         rc = HSM_ERR_VERIFY;
     OPENSSL_cleanse(want, sizeof want);
     return rc;
+}
+
+int hsm_emv_arqc_verify(struct hsm_key *imk, const char *pan, const char *psn, enum hsm_emv_skd skd,
+                        const uint8_t r[8], const uint8_t *data, size_t len, const uint8_t arqc[8])
+{
+    return hsm_emv_arqc_verify_pad(imk, pan, psn, skd, r, HSM_PAD_2, data, len, arqc);
 }
 
 int hsm_emv_arpc1(struct hsm_key *imk, const char *pan, const char *psn, enum hsm_emv_skd skd,

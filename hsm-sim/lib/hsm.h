@@ -471,6 +471,18 @@ HSM_MUST_CHECK int hsm_emv_arqc_generate(struct hsm_key *imk, const char *pan, c
                                          enum hsm_emv_skd skd, const uint8_t r[8],
                                          const uint8_t *data, size_t len, uint8_t arqc[8]);
 
+/* The same with the padding chosen: HSM_PAD_2 (80 00.., EMV 4.x, Visa CVN 18 — what the
+ * two functions above use) or HSM_PAD_1 (zeros to a multiple of 8, nothing when aligned:
+ * Visa CVN 10). Any other pad, or PAD_1 over no data: HSM_ERR_INPUT. */
+HSM_MUST_CHECK int hsm_emv_arqc_verify_pad(struct hsm_key *imk, const char *pan, const char *psn,
+                                           enum hsm_emv_skd skd, const uint8_t r[8],
+                                           enum hsm_macpad pad, const uint8_t *data, size_t len,
+                                           const uint8_t arqc[8]);
+HSM_MUST_CHECK int hsm_emv_arqc_generate_pad(struct hsm_key *imk, const char *pan, const char *psn,
+                                             enum hsm_emv_skd skd, const uint8_t r[8],
+                                             enum hsm_macpad pad, const uint8_t *data, size_t len,
+                                             uint8_t arqc[8]);
+
 /* ARPC method 1 = TDES(key, ARQC xor (ARC || 00*6)) with the same key the ARQC used
  * (the ICC MK or the session key, per skd). */
 HSM_MUST_CHECK int hsm_emv_arpc1(struct hsm_key *imk, const char *pan, const char *psn,

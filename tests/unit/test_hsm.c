@@ -961,6 +961,49 @@ static void test_emv(void **state)
     hsm_key_release(k);
 }
 
+/* Visa CVN 10 (ICC MK, zero padding) and CVN 18 (common session key from the ATC, 80 padding):
+ * tests/vectors/emv_cvn.txt, pyemv's published test_visa_cvn10 / test_visa_cvn18. */
+static void test_emv_cvn_vectors(void **state)
+{
+    (void)state;
+    struct tv_row rows[4];
+    size_t n = read_rows(HSM_VECTORS_DIR "/emv_cvn.txt", rows, 4, 6, 2);
+    struct hsm_key *k = ck(HSM_KT_MK_AC, "0123456789ABCDEFFEDCBA9876543210");
+    for (size_t i = 0; i < n; i++) {
+        uint8_t data[64], arqc[8], want[8], r[8] = { 0 }, arc[2], arpc[8];
+        size_t len = unhex(rows[i].f[2], data);
+        bool cvn10 = strcmp(rows[i].f[0], "10") == 0;
+        enum hsm_emv_skd skd = cvn10 ? HSM_EMV_SKD_NONE : HSM_EMV_SKD_COMMON;
+        enum hsm_macpad pad = cvn10 ? HSM_PAD_1 : HSM_PAD_2;
+        unhex(rows[i].f[1], r); /* R = ATC ‖ 00×6 */
+        unhex(rows[i].f[3], want);
+        assert_int_equal(
+            hsm_emv_arqc_generate_pad(k, "1234567890123456", "00", skd, r, pad, data, len, arqc),
+            0);
+        assert_string_equal(hx(arqc, 8), rows[i].f[3]);
+        assert_int_equal(
+            hsm_emv_arqc_verify_pad(k, "1234567890123456", "00", skd, r, pad, data, len, want), 0);
+        /* the other padding does not verify: the flag matters */
+        assert_int_equal(hsm_emv_arqc_verify_pad(k, "1234567890123456", "00", skd, r,
+                                                 cvn10 ? HSM_PAD_2 : HSM_PAD_1, data, len, want),
+                         HSM_ERR_VERIFY);
+        if (strcmp(rows[i].f[5], "-") != 0) {
+            unhex(rows[i].f[4], arc);
+            assert_int_equal(hsm_emv_arpc1(k, "1234567890123456", "00", skd, r, arqc, arc, arpc),
+                             0);
+            assert_string_equal(hx(arpc, 8), rows[i].f[5]);
+        }
+    }
+    uint8_t d[8] = { 0 }, out[8];
+    assert_int_equal(hsm_emv_arqc_generate_pad(k, "1234567890123456", "00", HSM_EMV_SKD_NONE, d,
+                                               HSM_PAD_3, d, 8, out),
+                     HSM_ERR_INPUT);
+    assert_int_equal(hsm_emv_arqc_generate_pad(k, "1234567890123456", "00", HSM_EMV_SKD_NONE, d,
+                                               HSM_PAD_1, d, 0, out),
+                     HSM_ERR_INPUT);
+    hsm_key_release(k);
+}
+
 /* ---------------------------------------------------------------- 10. TR-31 */
 
 static void test_tr31(void **state)
@@ -1421,6 +1464,7 @@ int main(void)
         cmocka_unit_test(test_mac_alg3_cache_reuse),
         cmocka_unit_test(test_cmac),
         cmocka_unit_test(test_emv),
+        cmocka_unit_test(test_emv_cvn_vectors),
         cmocka_unit_test(test_tr31),
         cmocka_unit_test(test_lmk_bu),
         cmocka_unit_test(test_lmk_a6),

@@ -455,6 +455,64 @@ static void test_cvv_mac_cc(void **state)
     hsm_proto_free(p);
 }
 
+/* KQ's padding flag ('#' 1N, hsm-sim option): pyemv's published Visa CVN 10 ARQC (zero padding,
+ * the ICC MK itself; tests/vectors/emv_cvn.txt) verifies with '#1' and not without, and its ARPC
+ * (ARC "00") is the published one. */
+static void test_kq_padding_flag(void **state)
+{
+    (void)state;
+    struct hsm_proto *p = mk(4);
+    char imk[64];
+    uint8_t data[64];
+    assert_int_equal(hsm_new(&g_h, 0), 0);
+    under_lmk(HSM_KT_MK_AC, KEY_0123, HSM_SCHEME_U, imk);
+    size_t dlen =
+        unhex("0000000040000000000000000124800004800001241911050152BF45851800001C03A06010", data);
+    uint8_t req[256], arqc[8], arpc[8];
+    size_t n = 0;
+    unhex("29CCA15AE665FA2E", arqc);
+    unhex("28993816AFAE4AEB", arpc);
+    memcpy(req, "0000KQ10", 8);
+    n = 8;
+    memcpy(req + n, imk, 33);
+    n += 33;
+    const uint8_t panpsn[8] = { 0x34, 0x56, 0x78, 0x90, 0x12, 0x34, 0x56, 0x00 };
+    memcpy(req + n, panpsn, 8);
+    n += 8;
+    req[n++] = 0x00;
+    req[n++] = 0x1C;
+    memcpy(req + n, "\x52\xBF\x45\x85", 4);
+    n += 4;
+    char ll[3];
+    snprintf(ll, sizeof ll, "%02zX", dlen);
+    memcpy(req + n, ll, 2);
+    n += 2;
+    memcpy(req + n, data, dlen);
+    n += dlen;
+    req[n++] = ';';
+    memcpy(req + n, arqc, 8);
+    n += 8;
+    memcpy(req + n, "00", 2);
+    n += 2;
+    /* default padding (80 00..): the CVN 10 ARQC does not verify */
+    assert_string_equal(run(p, (const char *)req, n, NULL), "0000KR01");
+    memcpy(req + n, "#1", 2);
+    const char *out = run(p, (const char *)req, n + 2, NULL);
+    assert_memory_equal(out, "0000KR00", 8);
+    assert_memory_equal(out + 8, arpc, 8);
+    /* '#2' is the default, any other flag 15 */
+    memcpy(req + n, "#2", 2);
+    assert_string_equal(run(p, (const char *)req, n + 2, NULL), "0000KR01");
+    memcpy(req + n, "#3", 2);
+    assert_string_equal(run(p, (const char *)req, n + 2, NULL), "0000KR15");
+    /* mode 0 with the flag and no ARC */
+    req[6] = '0';
+    memcpy(req + n - 2, "#1", 2);
+    assert_string_equal(run(p, (const char *)req, n, NULL), "0000KR00");
+    hsm_free(g_h);
+    hsm_proto_free(p);
+}
+
 static void test_kq(void **state)
 {
     (void)state;
@@ -563,6 +621,7 @@ int main(void)
         cmocka_unit_test(test_pin_verify_commands),
         cmocka_unit_test(test_cvv_mac_cc),
         cmocka_unit_test(test_kq),
+        cmocka_unit_test(test_kq_padding_flag),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -191,12 +191,62 @@ static void test_answer_parsers(void **state)
     assert_int_equal(hsm_client_parse_pin("CA", "CB0004F7808F2CBEC631680", 23, blk, fmt), -1);
 }
 
+/* CY (CVV2: service code 000) and KQ (the layout hsm-sim's test_kq_padding_flag sends, with the
+ * '#' padding flag only when it is not the default). */
+static void test_cy_and_kq(void **state)
+{
+    (void)state;
+    char buf[512];
+    int n = hsm_client_build_cy(buf, sizeof buf, "U0123456789ABCDEF0123456789ABCDEF", "636",
+                                "4123456789012345", "8701", "000");
+    assert_int_equal(n, 2 + 33 + 3 + 16 + 1 + 4 + 3);
+    assert_memory_equal(buf, "CYU0123456789ABCDEF0123456789ABCDEF6364123456789012345;8701000",
+                        (size_t)n);
+    assert_int_equal(hsm_client_build_cy(buf, sizeof buf, "U0123456789ABCDEF0123456789ABCDEF", "63",
+                                         "4123456789012345", "8701", "000"),
+                     -1);
+    assert_int_equal(hsm_client_build_cy(buf, sizeof buf, "U0123456789ABCDEF0123456789ABCDEF",
+                                         "636", "41234567890X2345", "8701", "000"),
+                     -1);
+    const uint8_t atc[2] = { 0x00, 0x1C }, un[4] = { 0x52, 0xBF, 0x45, 0x85 },
+                  data[3] = { 1, 2, 3 },
+                  arqc[8] = { 0x29, 0xCC, 0xA1, 0x5A, 0xE6, 0x65, 0xFA, 0x2E };
+    const char *imk = "U0123456789ABCDEF0123456789ABCDEF";
+    n = hsm_client_build_kq(buf, sizeof buf, '0', '0', '1', imk, "1234567890123456", "00", atc, un,
+                            data, 3, arqc, NULL);
+    assert_int_equal(n, 4 + 33 + 8 + 2 + 4 + 2 + 3 + 1 + 8 + 2);
+    assert_memory_equal(buf, "KQ00", 4);
+    assert_memory_equal(buf + 37, "\x34\x56\x78\x90\x12\x34\x56\x00", 8);
+    assert_memory_equal(buf + 45,
+                        "\x00\x1C\x52\xBF\x45\x85"
+                        "03\x01\x02\x03;",
+                        12);
+    assert_memory_equal(buf + 57, arqc, 8);
+    assert_memory_equal(buf + 65, "#1", 2);
+    /* mode 2 with the ARC, default padding: no flag; a 13-digit PAN is zero-filled on the left */
+    n = hsm_client_build_kq(buf, sizeof buf, '2', '2', '2', imk, "4012345678909", "01", atc, un,
+                            data, 3, arqc, "05");
+    assert_int_equal(n, 4 + 33 + 8 + 2 + 4 + 2 + 3 + 1 + 8 + 2);
+    assert_memory_equal(buf + 37, "\x04\x01\x23\x45\x67\x89\x09\x01", 8);
+    assert_memory_equal(buf + 65, "05", 2);
+    /* refusals: a mode 1 without ARC, a bad PSN, an unknown padding */
+    assert_int_equal(hsm_client_build_kq(buf, sizeof buf, '1', '2', '2', imk, "4012345678909", "01",
+                                         atc, un, data, 3, arqc, NULL),
+                     -1);
+    assert_int_equal(hsm_client_build_kq(buf, sizeof buf, '0', '2', '2', imk, "4012345678909", "1",
+                                         atc, un, data, 3, arqc, NULL),
+                     -1);
+    assert_int_equal(hsm_client_build_kq(buf, sizeof buf, '0', '2', '3', imk, "4012345678909", "01",
+                                         atc, un, data, 3, arqc, NULL),
+                     -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_account12),      cmocka_unit_test(test_ca_matches_published_layout),
         cmocka_unit_test(test_dc_and_dukpt),   cmocka_unit_test(test_mac_and_ibm),
-        cmocka_unit_test(test_answer_parsers),
+        cmocka_unit_test(test_answer_parsers), cmocka_unit_test(test_cy_and_kq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
