@@ -13,7 +13,7 @@ struct event_base;
 
 /* The schema version (highest migration number) this build of the library writes against.
  * Daemons pass it (or their own minimum) to db_schema_check_at(). */
-#define DB_SCHEMA_VERSION 10
+#define DB_SCHEMA_VERSION 11
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
@@ -268,7 +268,8 @@ struct db_ref_issuer {
 struct db_ref_route {
     char prefix[12];
     char issuer_id[33];
-    int billing_currency; /* ISO 4217 numeric the route's cards are billed in; 0 = DE 49's */
+    int billing_currency;     /* ISO 4217 numeric the route's cards are billed in; 0 = DE 49's */
+    char imk_ac[50], cvk[50]; /* card authentication keys under the LMK (0011); "" = none */
 };
 struct db_ref_terminal {
     char acquirer_id[12];

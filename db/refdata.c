@@ -44,6 +44,8 @@ static void on_ref(void *arg, const struct db_reply *reply)
                 fits &= db_col_text(rr, i, 1, routes[i].issuer_id, sizeof routes[i].issuer_id);
                 int64_t ccy = db_col_num(rr, i, 2, 999);
                 routes[i].billing_currency = ccy > 0 ? (int)ccy : 0;
+                fits &= db_col_text(rr, i, 3, routes[i].imk_ac, sizeof routes[i].imk_ac);
+                fits &= db_col_text(rr, i, 4, routes[i].cvk, sizeof routes[i].cvk);
             }
             for (int i = 0; i < nt; i++) {
                 fits &= db_col_text(rt, i, 0, terms[i].acquirer_id, sizeof terms[i].acquirer_id);
@@ -75,7 +77,13 @@ int db_refdata_load(struct db_client *c, db_refdata_cb cb, void *arg)
                  " LEFT JOIN switch.keys kz ON kz.key_id = i.zpk_key_id AND kz.status = 'active'"
                  " LEFT JOIN switch.keys ka ON ka.key_id = i.zak_key_id AND ka.status = 'active'"
                  " ORDER BY i.issuer_id" },
-        { .sql = "SELECT r.prefix, r.issuer_id, r.billing_currency FROM switch.bin_routes r"
+        { .sql = "SELECT r.prefix, r.issuer_id, r.billing_currency,"
+                 " coalesce(km.key_under_lmk, ''), coalesce(kc.key_under_lmk, '')"
+                 " FROM switch.bin_routes r"
+                 " LEFT JOIN switch.keys km ON km.key_id = r.imk_ac_key AND km.status = 'active'"
+                 " AND km.key_type = 'MK-AC'"
+                 " LEFT JOIN switch.keys kc ON kc.key_id = r.cvk_key AND kc.status = 'active'"
+                 " AND kc.key_type = 'CVK'"
                  " WHERE r.enabled" },
         { .sql = "SELECT t.acquirer_id, t.terminal_id, t.key_scheme,"
                  " coalesce(kt.key_under_lmk, ''), coalesce(ka.key_under_lmk, ''),"

@@ -16,6 +16,8 @@ struct buf {
 
 static void put(struct buf *b, const char *s, size_t n)
 {
+    if (!n)
+        return;
     if (b->bad || b->len + n > b->cap) {
         b->bad = true;
         return;

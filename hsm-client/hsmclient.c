@@ -107,9 +107,15 @@ static struct req *req_get(struct hsm_client *c)
     return r;
 }
 
+/* Commands may hold card secrets in clear (a CVV2 in CY): the client's own copies of a command
+ * are wiped when done with, through a volatile pointer the compiler cannot drop as a dead store. */
+static void *(*const volatile wipe_memset)(void *, int, size_t) = memset;
+
 static void req_put(struct hsm_client *c, struct req *r)
 {
     event_del(&r->timer);
+    wipe_memset(r->data, 0, r->len);
+    r->len = 0;
     if (r->data != r->inline_buf)
         free(r->data);
     r->data = r->inline_buf;
@@ -335,6 +341,7 @@ static void conn_send(struct conn *k, struct req *r)
         f[2 + hl - 1 - i] = (uint8_t)digits[(tag >> (4 * i)) & 15];
     memcpy(f + 2 + hl, r->data, r->len);
     bufferevent_write(k->bev, f, 2 + body); /* written by on_pump, after the batch */
+    wipe_memset(f + 2 + hl, 0, r->len);
     k->unsent = true;
 
     k->seq++;

@@ -38,6 +38,7 @@ void sw_ref_free(struct sw_refdata *ref)
         return;
     free(ref->issuers);
     free(ref->terminals);
+    free(ref->card_keys);
     sw_router_free(ref->router);
     fx_set_free(ref->fx);
     free(ref);
@@ -62,7 +63,8 @@ static int build(struct sw_server *srv, const struct db_refdata *d, struct sw_re
     ref->issuers = calloc(d->n_issuers + 1, sizeof *ref->issuers);
     ref->terminals = calloc(d->n_terminals + 1, sizeof *ref->terminals);
     rt = calloc(d->n_routes + 1, sizeof *rt);
-    if (!ref->issuers || !ref->terminals || !rt)
+    ref->card_keys = calloc(d->n_routes + 1, sizeof *ref->card_keys);
+    if (!ref->issuers || !ref->terminals || !rt || !ref->card_keys)
         goto oom;
 
     for (size_t i = 0; i < d->n_issuers; i++) {
@@ -86,6 +88,13 @@ static int build(struct sw_server *srv, const struct db_refdata *d, struct sw_re
         }
         rt[i].issuer = (uint32_t)idx;
         rt[i].billing_currency = d->routes[i].billing_currency;
+        /* card authentication keys (docs/emv.md): the route's, when it names any */
+        if (d->routes[i].imk_ac[0] || d->routes[i].cvk[0]) {
+            struct sw_card_keys *ck = &ref->card_keys[ref->n_card_keys++];
+            at_strlcpy(ck->imk_ac, d->routes[i].imk_ac, sizeof ck->imk_ac);
+            at_strlcpy(ck->cvk, d->routes[i].cvk, sizeof ck->cvk);
+            rt[i].card_keys = (uint32_t)ref->n_card_keys;
+        }
     }
     if (sw_router_build(rt, d->n_routes, &ref->router, err, errcap) != 0)
         goto fail;
@@ -154,7 +163,8 @@ static void on_rates(void *arg, const struct db_error *e, const struct db_fx_rat
     srv->ref = ref;
     at_log(AT_LOG_INFO, "refdata_loaded", AT_UINT("issuers", ref->n_issuers),
            AT_UINT("bin_routes", sw_router_count(ref->router)),
-           AT_UINT("terminals", ref->n_terminals), AT_UINT("fx_rates", n));
+           AT_UINT("terminals", ref->n_terminals), AT_UINT("fx_rates", n),
+           AT_UINT("routes_with_card_keys", ref->n_card_keys));
     for (size_t i = 0; i < ref->n_issuers; i++)
         if (ref->issuers[i].link < 0)
             at_log(AT_LOG_WARN, "issuer_without_link", AT_STR("issuer", ref->issuers[i].id));

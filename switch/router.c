@@ -15,6 +15,7 @@ struct node {
     uint32_t child[10];
     int64_t issuer;
     int billing_currency;
+    uint32_t card_keys;
 };
 
 struct sw_router {
@@ -62,6 +63,7 @@ static int insert(struct sw_router *r, const struct sw_route *route, char *err, 
     }
     r->nodes[at].issuer = route->issuer;
     r->nodes[at].billing_currency = route->billing_currency;
+    r->nodes[at].card_keys = route->card_keys;
     r->n_routes++;
     return 0;
 }
@@ -110,6 +112,7 @@ bool sw_router_match(const struct sw_router *r, const char *pan, size_t len,
         return false;
     out->issuer = (uint32_t)best->issuer;
     out->billing_currency = best->billing_currency;
+    out->card_keys = best->card_keys;
     return true;
 }
 

@@ -15,12 +15,14 @@ struct sw_route {
     char prefix[SW_BIN_MAX + 1]; /* digits, NUL-terminated */
     uint32_t issuer;             /* caller's issuer index */
     int billing_currency;        /* ISO 4217 numeric the cards are billed in; 0 = DE 49's */
+    uint32_t card_keys;          /* caller's index + 1 of the route's card keys; 0 = none */
 };
 
 /* What a lookup answers: the card's issuer and billing currency. */
 struct sw_route_match {
     uint32_t issuer;
     int billing_currency; /* 0: billed in the request's DE 49, nothing to convert */
+    uint32_t card_keys;   /* the route's card_keys (0 = none) */
 };
 
 struct sw_router;

@@ -13,6 +13,7 @@
 #include "addrcount.h"
 #include "config.h"
 #include "db.h"
+#include "emv.h"
 #include "iso8583.h"
 #include "isonet.h"
 #include "metrics.h"
@@ -55,7 +56,15 @@ struct sw_terminal {
 
 struct fx_set;
 
+/* A BIN route's card authentication keys, under the LMK (docs/emv.md); "" = none. */
+struct sw_card_keys {
+    char imk_ac[SW_KEY_TEXT]; /* EMV IMK-AC (MK-AC): ARQC verification, ARPC */
+    char cvk[SW_KEY_TEXT];    /* CVK pair: CVV2 */
+};
+
 struct sw_refdata {
+    struct sw_card_keys *card_keys; /* a route's sw_route_match.card_keys - 1 */
+    size_t n_card_keys;
     struct sw_issuer *issuers;
     size_t n_issuers;
     struct sw_terminal *terminals; /* sorted by (acquirer, tid) */
@@ -260,6 +269,7 @@ enum sw_txn_state {
     SW_TXN_ORIG_LOOKUP,   /* reversal: looking its original up in the journal */
     SW_TXN_PARKED,        /* reversal: waiting for its original (in flight) to be answered */
     SW_TXN_TRANSFER,      /* a transfer (or a terminal's reversal of one) waiting for its saga */
+    SW_TXN_CARD_AUTH,     /* HSM verifying the card: ARQC (KQ) and/or CVV2 (CY) — emv.c */
     SW_TXN_FINISH,        /* response MAC (M6), then the journal commit */
     SW_TXN_state_max
 };
@@ -333,6 +343,7 @@ struct sw_txn {
     int64_t xfer_fee;
     char resp44[8];
     struct sw_req_id xfer_orig; /* a reversal: the transfer's identity */
+    struct sw_card_auth card;   /* chip ARQC/ARPC and CVV2 (emv.c, docs/emv.md) */
     /* Everything above is reset per request; the buffers below are not. */
     uint8_t frame_inline[SW_TXN_FRAME];
     uint8_t *frame; /* frame_inline (requests are at most SW_TXN_FRAME bytes) */

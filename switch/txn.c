@@ -32,8 +32,9 @@
 #define PARK_MAX_MS 30000 /* a reversal waits this long at most for its original's answer */
 
 static const char *const state_names[SW_TXN_state_max] = {
-    "free",        "mac_verify", "pin_translate", "issuer_mac", "intent",   "dup_lookup",
-    "issuer_wait", "resp_check", "orig_lookup",   "parked",     "transfer", "finish",
+    "free",       "mac_verify",  "pin_translate", "issuer_mac",  "intent",
+    "dup_lookup", "issuer_wait", "resp_check",    "orig_lookup", "parked",
+    "transfer",   "card_auth",   "finish",
 };
 
 const char *sw_txn_state_name(enum sw_txn_state s)
@@ -46,9 +47,10 @@ const char *sw_txn_state_name(enum sw_txn_state s)
 static const unsigned allowed[SW_TXN_state_max] = {
     [SW_TXN_FREE] = B(SW_TXN_FINISH),
     [SW_TXN_MAC_VERIFY] = B(SW_TXN_FREE),
-    [SW_TXN_PIN_TRANSLATE] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_TRANSFER),
+    [SW_TXN_PIN_TRANSLATE] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_TRANSFER) | B(SW_TXN_CARD_AUTH),
     /* A transfer's leg (sw_txn_start_leg) starts here, from FREE. */
-    [SW_TXN_ISSUER_MAC] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE),
+    [SW_TXN_ISSUER_MAC] =
+        B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) | B(SW_TXN_CARD_AUTH),
     [SW_TXN_INTENT] = B(SW_TXN_ISSUER_MAC),
     [SW_TXN_DUP_LOOKUP] = B(SW_TXN_INTENT),
     [SW_TXN_ISSUER_WAIT] = B(SW_TXN_INTENT),
@@ -60,7 +62,8 @@ static const unsigned allowed[SW_TXN_state_max] = {
     [SW_TXN_FINISH] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) |
                       B(SW_TXN_ISSUER_MAC) | B(SW_TXN_INTENT) | B(SW_TXN_DUP_LOOKUP) |
                       B(SW_TXN_ISSUER_WAIT) | B(SW_TXN_RESP_CHECK) | B(SW_TXN_ORIG_LOOKUP) |
-                      B(SW_TXN_PARKED) | B(SW_TXN_TRANSFER),
+                      B(SW_TXN_PARKED) | B(SW_TXN_TRANSFER) | B(SW_TXN_CARD_AUTH),
+    [SW_TXN_CARD_AUTH] = B(SW_TXN_MAC_VERIFY),
 };
 #undef B
 
@@ -551,6 +554,8 @@ static int build_response(struct sw_txn *t)
     }
     if (t->resp44[0] && iso_set(o, 44, t->resp44, strlen(t->resp44)) != 0)
         return -1;
+    if (sw_card_answer_fields(t, o) != 0) /* DE 55 tag 91, the ARPC (emv.c) */
+        return -1;
     /* The conversion the issuer was asked for goes back to the terminal: what the cardholder
      * is billed, at which rate (docs/acquirer-interface.md). */
     if (sw_fx_set_fields(o, &t->billing) != 0)
@@ -606,7 +611,12 @@ static void finish(struct sw_txn *t)
         sw_link_forget(t->link, t->issuer_stan);
         t->waiting_link = false;
     }
-    request_mac(t);
+    /* A verified ARQC gets its ARPC, made with the answer's code, first (emv.c): the response
+     * is built when it is in (sw_txn_card_arpc_done). */
+    if (sw_card_arpc_start(t))
+        t->pending_mac = true;
+    else
+        request_mac(t);
     t->in_finish = false;
 }
 
@@ -887,6 +897,8 @@ static int build_issuer_request(struct sw_txn *t)
     if (t->has_pin_block && iso_set(o, 52, t->pin_block, 8) != 0)
         return -1;
     if (sw_fx_set_fields(o, &t->billing) != 0)
+        return -1;
+    if (sw_card_issuer_fields(t, o) != 0) /* the CVV2 replaced by its result (emv.c) */
         return -1;
     bool mac = t->issuer.zak[0] != '\0';
     int rc =
@@ -1307,6 +1319,8 @@ static void handle_reversal(struct sw_txn *t)
         reject(t, "96", SW_OUT_ERROR, "database queue full", 90);
 }
 
+static void forward_checked(struct sw_txn *t, bool transfer, int billing_currency);
+
 static void after_mac(struct sw_txn *t)
 {
     struct sw_server *srv = t->srv;
@@ -1368,6 +1382,21 @@ static void after_mac(struct sw_txn *t)
     }
     if (!transfer)
         t->billing = conv.billing;
+    /* Card authentication (chip ARQC, CVV2) on the issuer's behalf, before anything is
+     * forwarded (emv.c, docs/emv.md): it goes on in sw_txn_card_checked, or declines. */
+    if (!transfer && sw_card_auth_wanted(t)) {
+        sw_txn_set_state(t, SW_TXN_CARD_AUTH);
+        sw_card_auth_start(t, srv->ref, route.card_keys);
+        return;
+    }
+    forward_checked(t, transfer, route.billing_currency);
+}
+
+/* A request whose card is authenticated (or needs none) goes to its issuer: over its link when
+ * it is up, as a transfer's saga, after its PIN translation. */
+static void forward_checked(struct sw_txn *t, bool transfer, int billing_currency)
+{
+    struct sw_server *srv = t->srv;
     if (t->issuer.link < 0 || srv->links[t->issuer.link].state != SW_LINK_UP) {
         if (transfer)
             memcpy(t->resp44, "AFT91", 6);
@@ -1376,7 +1405,7 @@ static void after_mac(struct sw_txn *t)
     }
     t->link = &srv->links[t->issuer.link];
     if (transfer) {
-        sw_xfer_start(t, route.billing_currency);
+        sw_xfer_start(t, billing_currency);
         return;
     }
     if (t->v.has_pin) {
@@ -1384,6 +1413,17 @@ static void after_mac(struct sw_txn *t)
         return;
     }
     to_issuer(t);
+}
+
+void sw_txn_card_checked(struct sw_txn *t)
+{
+    forward_checked(t, false, 0);
+}
+
+void sw_txn_card_arpc_done(struct sw_txn *t)
+{
+    t->pending_mac = false;
+    request_mac(t);
 }
 
 /* M9: 00 the terminal's MAC verifies; 01 it does not (63); any other code is

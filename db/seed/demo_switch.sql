@@ -20,7 +20,16 @@ INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv) VALUES
     ('TERM0003.BDK',  'BDK', 'AES-128',   'A659483D9621F3C58E85B059547BE1E3A', 'ED6429'),
     ('TERM0003.TAK',  'TAK', 'TDES-2KEY', 'U1AB0EA0E98462BE88285552D50B335DD', '69B752'),
     ('TERM0004.TPK',  'TPK', 'TDES-2KEY', 'U62F4DA09BF791097D5AD85E4EB54BAC5', 'F8E1CF'),
-    ('TERM0004.TAK',  'TAK', 'TDES-2KEY', 'U41B7B36A7E391345990DFDB00A88CA69', '54E04A')
+    ('TERM0004.TAK',  'TAK', 'TDES-2KEY', 'U41B7B36A7E391345990DFDB00A88CA69', '54E04A'),
+    -- card authentication on the issuers' behalf (docs/emv.md): IMK-AC and CVK per issuer
+    ('WALLET1.IMKAC','MK-AC', 'TDES-2KEY', 'UCECC0F253370EFF585EC44A12579F460', '11843A'),
+    ('WALLET1.CVK',  'CVK',   'TDES-2KEY', 'U2767A76D80DE24E6D3A44C5E02FBCD2B', 'EE597E'),
+    ('WALLET2.IMKAC','MK-AC', 'TDES-2KEY', 'U736F66270874ADFB18582419D5D466AB', '2FF38A'),
+    ('WALLET2.CVK',  'CVK',   'TDES-2KEY', 'UAC74E7F3B6A9C9AEF329D225E87E8C0D', '189A0A'),
+    ('WALLET3.IMKAC','MK-AC', 'TDES-2KEY', 'UC8B193C5B253AF7255F4EF66CEFC8FC0', '8D397D'),
+    ('WALLET3.CVK',  'CVK',   'TDES-2KEY', 'U91958BC7E54081E761AEBB2E26D786F4', 'A0D632'),
+    ('WALLET4.IMKAC','MK-AC', 'TDES-2KEY', 'U0CAE65724EF4438F2E81F60DFF685CED', 'B1D113'),
+    ('WALLET4.CVK',  'CVK',   'TDES-2KEY', 'UA93009BF3531AD544736AA2A5D11C75B', '676113')
 ON CONFLICT (key_id) DO UPDATE
     SET key_type = EXCLUDED.key_type, scheme = EXCLUDED.scheme,
         key_under_lmk = EXCLUDED.key_under_lmk, kcv = EXCLUDED.kcv, status = 'active';
@@ -43,6 +52,9 @@ UPDATE switch.bin_routes r SET billing_currency = v.currency
   FROM (VALUES ('489001', 504), ('489002', 952), ('489003', 950), ('489004', 929))
        AS v(prefix, currency)
  WHERE r.prefix = v.prefix;
+-- The keys switchd authenticates each route's cards with: chip ARQC/ARPC (IMK-AC) and CVV2 (CVK).
+UPDATE switch.bin_routes r SET imk_ac_key = r.issuer_id || '.IMKAC', cvk_key = r.issuer_id || '.CVK'
+ WHERE r.prefix IN ('489001', '489002', '489003', '489004');
 
 -- Transfer corridors (docs/transfers.md): sender's currency -> recipient's, the fee in the
 -- sender's currency (fixed minor units + basis points of the amount) and the most one transfer

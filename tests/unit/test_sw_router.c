@@ -11,10 +11,10 @@
 static void test_longest_prefix_wins(void **state)
 {
     const struct sw_route routes[] = {
-        { "476173", 1, 0 },
-        { "47617390", 2, 0 },
-        { "47617390011", 3, 0 },
-        { "522222", 4, 0 },
+        { "476173", 1, 0, 0 },
+        { "47617390", 2, 0, 0 },
+        { "47617390011", 3, 0, 0 },
+        { "522222", 4, 0, 0 },
     };
     struct sw_router *r;
     char err[128];
@@ -32,13 +32,14 @@ static void test_longest_prefix_wins(void **state)
     sw_router_free(r);
 }
 
-/* The route that wins also names the billing currency of its cards (0: none). */
+/* The route that wins also names the billing currency of its cards (0: none) and its card
+ * authentication keys. */
 static void test_match_answers_billing_currency(void **state)
 {
     const struct sw_route routes[] = {
-        { "489001", 0, 504 },
-        { "48900199", 1, 952 },
-        { "489002", 2, 0 },
+        { "489001", 0, 504, 0 },
+        { "48900199", 1, 952, 7 },
+        { "489002", 2, 0, 0 },
     };
     struct sw_router *r;
     struct sw_route_match m;
@@ -50,6 +51,7 @@ static void test_match_answers_billing_currency(void **state)
     assert_true(sw_router_match(r, "4890019900000012", 16, &m));
     assert_int_equal(m.issuer, 1);
     assert_int_equal(m.billing_currency, 952);
+    assert_int_equal(m.card_keys, 7); /* the route's card authentication keys (emv) */
     assert_true(sw_router_match(r, "4890020000000029", 16, &m));
     assert_int_equal(m.billing_currency, 0);
     assert_false(sw_router_match(r, "4999990000000098", 16, &m));
@@ -60,13 +62,13 @@ static void test_bad_tables_refused(void **state)
 {
     struct sw_router *r = NULL;
     char err[128];
-    const struct sw_route short_prefix[] = { { "47617", 1, 0 } };
+    const struct sw_route short_prefix[] = { { "47617", 1, 0, 0 } };
     assert_int_equal(sw_router_build(short_prefix, 1, &r, err, sizeof err), -1);
     assert_non_null(strstr(err, "6 to 11 digits"));
-    const struct sw_route letters[] = { { "4761A3", 1, 0 } };
+    const struct sw_route letters[] = { { "4761A3", 1, 0, 0 } };
     assert_int_equal(sw_router_build(letters, 1, &r, err, sizeof err), -1);
     assert_non_null(strstr(err, "non-digit"));
-    const struct sw_route twice[] = { { "476173", 1, 0 }, { "476173", 2, 0 } };
+    const struct sw_route twice[] = { { "476173", 1, 0, 0 }, { "476173", 2, 0, 0 } };
     assert_int_equal(sw_router_build(twice, 2, &r, err, sizeof err), -1);
     assert_non_null(strstr(err, "twice"));
     assert_null(r);
