@@ -167,24 +167,29 @@ void sim_term_set_counters(struct sim_term *t, uint32_t stan_next, uint32_t ksn_
  * resolved (terminal chosen, amount in minor units, currency numeric). */
 struct sim_txn {
     enum sim_type type;
-    char mti[5];              /* "" = the type's default */
-    char proc[7];             /* "" = the type's default processing code */
-    char pan[20];             /* DE 2 */
-    char pin[13];             /* "" = no PIN */
-    uint64_t amount;          /* minor units (DE 4); ignored for balance and echo */
-    uint64_t cashback;        /* cash-back part (DE 54 amount type 40), 0 = none */
-    char currency[4];         /* numeric DE 49; "" = the terminal's */
-    char expiry[5];           /* DE 14 YYMM, "" = absent */
-    uint32_t stan;            /* DE 11; 0 = the terminal's next */
-    char rrn[13];             /* DE 37; "" = generated from the date and the STAN */
-    char recipient[29];       /* DE 103 for transfers: a PAN, or '+' and a mobile number */
-    char entry_mode[4];       /* DE 22; "" = 011 with PIN, 012 without */
-    char orig_mti[5];         /* reversal DE 90: original MTI ("" = 0200) */
-    uint32_t orig_stan;       /* reversal: original DE 11 (0 = no DE 90) */
-    char orig_time[11];       /* reversal: original DE 7 */
-    bool bad_mac;             /* send a wrong MAC (tests the switch's 63) */
-    uint64_t now_us;          /* wall clock for DE 7/12/13/37 (0 = now) */
+    char mti[5];        /* "" = the type's default */
+    char proc[7];       /* "" = the type's default processing code */
+    char pan[20];       /* DE 2 */
+    char pin[13];       /* "" = no PIN */
+    uint64_t amount;    /* minor units (DE 4); ignored for balance and echo */
+    uint64_t cashback;  /* cash-back part (DE 54 amount type 40), 0 = none */
+    char currency[4];   /* numeric DE 49; "" = the terminal's */
+    char expiry[5];     /* DE 14 YYMM, "" = absent */
+    uint32_t stan;      /* DE 11; 0 = the terminal's next */
+    char rrn[13];       /* DE 37; "" = generated from the date and the STAN */
+    char recipient[29]; /* DE 103 for transfers: a PAN, or '+' and a mobile number */
+    char entry_mode[4]; /* DE 22; "" = 011 with PIN, 012 without */
+    char orig_mti[5];   /* reversal DE 90: original MTI ("" = 0200) */
+    uint32_t orig_stan; /* reversal: original DE 11 (0 = no DE 90) */
+    char orig_time[11]; /* reversal: original DE 7 */
+    bool bad_mac;       /* send a wrong MAC (tests the switch's 63) */
+    unsigned chip_cvn;  /* a chip read (DE 22 051, DE 55 with an ARQC): CVN 10 or 18; 0 = no */
+    bool bad_arqc;      /* spoil the ARQC (tests the switch's 82) */
+    char cvv2[4];       /* card not present: the CVV2 in DE 126 (tag C2), DE 22 812; "" = none */
+    uint64_t now_us;    /* wall clock for DE 7/12/13/37 (0 = now) */
     const uint8_t *iso4_fill; /* tests only: fixed 8-byte ISO 4 fill (NULL = random) */
+    const uint8_t *de55_raw;  /* tests only: DE 55 sent as is (NULL = none, or chip_cvn's) */
+    size_t de55_raw_len;
 };
 
 /* What was sent: the values needed to match the response and to reverse later. */
@@ -197,6 +202,10 @@ struct sim_sent {
     char ksn[25]; /* hex, "" when no DUKPT PIN block */
     bool pin;
     bool mac_128; /* MAC in DE 128 (secondary bitmap) rather than DE 64 */
+    /* a chip request: what checking the answer's ARPC needs */
+    unsigned chip_cvn; /* 0 = not a chip request */
+    uint8_t arqc[8], atc[2];
+    char pan[20];
 };
 
 /* Builds the complete request for x on terminal t into out[0..cap) (the message, no
@@ -251,8 +260,15 @@ struct sim_resp {
     int64_t fee;         /* minor units of the request's currency, negative for a 'C' fee */
     char info[26];       /* DE 44 (a transfer's failed leg: "AFT51", "OCT57"), "" if absent */
     char settle_date[5]; /* DE 15, MMDD, "" if absent */
+    bool has_arpc;       /* DE 55 tag 91 */
+    uint8_t arpc[10];    /* ARPC ‖ ARC */
     enum sim_mac_status mac;
 };
+
+/* A chip request's ARPC check (docs/emv.md): "ok" (tag 91 verifies with the card's key and its
+ * ARC is the answer's DE 39), "bad", "absent" (no tag 91); NULL when sent was not a chip
+ * request. */
+const char *sim_chip_arpc_status(const struct sim_sent *sent, const struct sim_resp *r);
 
 /* Unpacks msg[0..len) (a response in t's dialect) into m (caller's message with an arena
  * of ISO_ARENA_FOR(len)), verifies its MAC with t's TAK over the exact bytes, and fills
@@ -282,6 +298,9 @@ struct sim_opts {
     char pan[20];
     char pin[13];
     bool no_pin, bad_mac, has_pin;
+    bool chip, bad_arqc; /* a chip card (--chip, --cvn, --bad-arqc) */
+    uint64_t cvn;
+    char cvv2[4];    /* card not present (--cvv2) */
     char amount[21]; /* major units, as typed */
     bool has_amount_minor;
     uint64_t amount_minor;

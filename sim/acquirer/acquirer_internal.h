@@ -14,4 +14,13 @@ SIM_MUST_CHECK int sim_term_next_ksn(struct sim_term *t, uint32_t *ctr, char *er
 void sim_resp_fill(struct sim_term *t, const uint8_t *msg, size_t len, const struct iso_msg *m,
                    struct sim_resp *r);
 
+/* Chip card emulation (chip.c, docs/emv.md): the DE 55 of x's ARQC (Visa CVN 10 or 18, from
+ * the demo issuer's lab IMK-AC of the card's BIN) into out[0..cap), the ATC from stan, the
+ * unpredictable number random; what the ARPC check needs goes into s. 0 or -1 with err. */
+SIM_MUST_CHECK int sim_chip_de55(const struct sim_txn *x, uint32_t stan, const char *ccy,
+                                 uint64_t now_us, uint8_t *out, size_t cap, size_t *len,
+                                 struct sim_sent *s, char *err, size_t errcap);
+/* The answer's DE 55 tag 91 (ARPC ‖ ARC) into r. */
+void sim_chip_parse_answer(const struct iso_msg *m, struct sim_resp *r);
+
 #endif

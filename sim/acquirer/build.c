@@ -123,8 +123,9 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
     struct iso_msg m;
     struct iso_err ie;
     struct sim_sent s;
-    uint8_t blk[16] = { 0 }, ksn[12];
-    size_t blen = 0, ksnlen = 0;
+    uint8_t blk[16] = { 0 }, ksn[12], de55[160];
+    size_t blen = 0, ksnlen = 0, de55len = 0;
+    char de126[8] = "";
     int rc = -1;
 
     memset(&s, 0, sizeof s);
@@ -196,7 +197,12 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
             SETS(14, x->expiry);
         }
         bool with_pin = x->pin[0] && !reversal;
-        const char *entry = x->entry_mode[0] ? x->entry_mode : with_pin ? "011" : "012";
+        /* chip read 051 (with a PIN) / 052; card not present (e-commerce) 812 */
+        const char *entry = x->entry_mode[0]           ? x->entry_mode
+                            : x->chip_cvn && !reversal ? (with_pin ? "051" : "052")
+                            : x->cvv2[0] && !reversal  ? "812"
+                            : with_pin                 ? "011"
+                                                       : "012";
         SETS(22, entry);
         if (x->rrn[0]) {
             SETS(37, x->rrn);
@@ -213,6 +219,21 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
             goto out;
         }
         SETS(49, ccy);
+        if (x->chip_cvn && !reversal) {
+            if (sim_chip_de55(x, stan, ccy, now, de55, sizeof de55, &de55len, &s, err, errcap) != 0)
+                goto out;
+            SET(55, de55, de55len);
+        } else if (x->de55_raw) {
+            SET(55, x->de55_raw, x->de55_raw_len);
+        }
+        if (x->cvv2[0] && !reversal) {
+            if (!at_is_digits(x->cvv2, 3, 3)) {
+                fail(err, errcap, "CVV2 must be 3 digits");
+                goto out;
+            }
+            snprintf(de126, sizeof de126, "C203%s", x->cvv2);
+            SETS(126, de126);
+        }
         if (x->cashback) {
             /* ISO additional amounts: account 00, type 40 (cash back), currency, D, 12 digits. */
             snprintf(buf, sizeof buf, "0040%sD%012llu", ccy, (unsigned long long)x->cashback);
@@ -287,6 +308,7 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
     rc = 0;
 out:
     OPENSSL_cleanse(blk, sizeof blk);
+    OPENSSL_cleanse(de126, sizeof de126);
     OPENSSL_cleanse(arena, sizeof arena);
     return rc;
 }
@@ -419,6 +441,7 @@ void sim_resp_fill(struct sim_term *t, const uint8_t *msg, size_t len, const str
     copy_field(m, 41, r->tid, sizeof r->tid);
     parse_balance(m, r);
     parse_amounts(m, r);
+    sim_chip_parse_answer(m, r);
 
     if (!iso_has(m, 64) && !iso_has(m, 128)) {
         r->mac = SIM_MAC_ABSENT;

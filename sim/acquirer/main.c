@@ -347,6 +347,9 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_ter
             if (r->settle_date[0])
                 json_str(stdout, "settlement_date", r->settle_date, true);
             json_str(stdout, "mac", sim_mac_status_name(r->mac), true);
+            const char *arpc = sim_chip_arpc_status(sent, r);
+            if (arpc)
+                json_str(stdout, "arpc", arpc, true);
             printf(",\"latency_ms\":%.3f", ms);
         } else {
             json_str(stdout, "error", err ? err : o && o->reason ? o->reason : "failed", true);
@@ -375,6 +378,9 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_ter
             if (bal[0])
                 printf(" balance %s", bal);
             printf("%s", extras);
+            const char *arpc = sim_chip_arpc_status(sent, r);
+            if (arpc)
+                printf(" arpc=%s", arpc);
             printf(" MAC %s %.2f ms", sim_mac_status_name(r->mac), ms);
             if (r->mac == SIM_MAC_BAD)
                 printf(" [RESPONSE MAC FAILED VERIFICATION]");
@@ -577,11 +583,16 @@ static void line_finish(struct cli *c)
     if (o && o->status == SIM_ANSWERED) {
         bool rc_ok = strcmp(o->resp.rc, l->o.expect) == 0;
         bool mac_ok = l->o.mac_any || sim_mac_acceptable(&o->resp);
-        pass = rc_ok && mac_ok;
+        /* a chip line's ARPC, when the answer carries one, must verify */
+        const char *arpc = sim_chip_arpc_status(&c->line_sent, &o->resp);
+        bool arpc_ok = !arpc || strcmp(arpc, "bad") != 0;
+        pass = rc_ok && mac_ok && arpc_ok;
         if (!rc_ok)
             snprintf(why, sizeof why, "expected %s", l->o.expect);
         else if (!mac_ok)
             snprintf(why, sizeof why, "response MAC %s", sim_mac_status_name(o->resp.mac));
+        else if (!arpc_ok)
+            snprintf(why, sizeof why, "ARPC (DE 55 tag 91) does not verify");
     } else {
         snprintf(why, sizeof why, "expected %s", l->o.expect);
     }

@@ -60,6 +60,15 @@ static const struct at_setting txn_table[] = {
       "a reversal's DE 90: the original's DE 7, MMDDhhmmss" },
     { "bad-mac", AT_SET_BOOL, O(bad_mac), "no", 0, 0,
       "spoil the request MAC (the switch must answer 63)" },
+    { "chip", AT_SET_BOOL, O(chip), "no", 0, 0,
+      "a chip read: DE 22 051 and DE 55 with an ARQC from the card's key (demo IMK-AC of its BIN); "
+      "the answer's ARPC is checked (arpc=ok|bad|absent)" },
+    { "cvn", AT_SET_U64, O(cvn), NULL, 18, 0,
+      "the chip's cryptogram version: 10 or 18 (default 18; implies --chip)" },
+    { "bad-arqc", AT_SET_BOOL, O(bad_arqc), "no", 0, 0,
+      "spoil the ARQC (the switch must answer 82; implies --chip)" },
+    { "cvv2", AT_SET_STR, O(cvv2), NULL, 0, AT_SET_MINLEN(3) | AT_SET_DIGITS,
+      "card not present (e-commerce): the CVV2, 3 digits, in DE 126 tag C2; DE 22 812" },
     { "host", AT_SET_STR, O(host), NULL, 0, AT_SET_MINLEN(3),
       "send to this ADDR:PORT instead of the terminal's address (on the command line: for every "
       "transaction)" },
@@ -318,6 +327,15 @@ int sim_opts_resolve(const struct sim_opts *o, const struct sim_terms *set, stru
     x->orig_stan = o->orig_stan;
     snprintf(x->orig_time, sizeof x->orig_time, "%s", o->orig_time);
     x->bad_mac = o->bad_mac;
+    if (o->chip || o->cvn || o->bad_arqc) {
+        if (o->cvn && o->cvn != 10 && o->cvn != 18) {
+            snprintf(err, errcap, "cvn: 10 or 18");
+            return -1;
+        }
+        x->chip_cvn = o->cvn ? (unsigned)o->cvn : 18;
+        x->bad_arqc = o->bad_arqc;
+    }
+    snprintf(x->cvv2, sizeof x->cvv2, "%s", o->cvv2);
     if (x->type == SIM_T_REVERSAL && (x->orig_stan != 0) != (x->orig_time[0] != '\0')) {
         snprintf(err, errcap, "reversal: original-stan and original-time go together (DE 90)");
         return -1;
