@@ -24,9 +24,11 @@ static const struct {
     { "65", "exceeds count limit" },
     { "68", "response too late" },
     { "75", "PIN tries exceeded" },
+    { "82", "card cryptogram bad" }, /* Visa: negative CAM, dCVV, iCVV or CVV result (ARQC) */
     { "91", "issuer unavailable" },
     { "94", "duplicate request" },
     { "96", "system malfunction" },
+    { "N7", "CVV2 mismatch" }, /* Visa: decline for CVV2 failure */
 };
 
 const char *iso_rc_text(const char *rc)

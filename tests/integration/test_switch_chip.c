@@ -271,6 +271,39 @@ static void cvv2_never_kept(void **state)
                      0);
 }
 
+/* acquirer-sim as the chip card and the e-commerce terminal (docs/acquirer-sim.md): a scenario
+ * of chip lines (CVN 18 and 10: arpc=ok, a line fails when the ARPC does not verify), a wrong
+ * ARQC (82, arpc=absent) and CVV2 lines (00, N7), as demo.scn has them. */
+static void acquirer_sim_chip_and_ecom_lines(void **state)
+{
+    (void)state;
+    char scn[400], out[400], host[32], state_dir[400];
+    snprintf(scn, sizeof scn, "%s/chip.scn", S.dir);
+    snprintf(out, sizeof out, "%s/chip.out", S.dir);
+    snprintf(state_dir, sizeof state_dir, "%s/acq-chip", S.dir);
+    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
+    assert_int_equal(ts_write_file(scn,
+                                   "defaults terminal=TERM0001 timeout-ms=10000\n"
+                                   "type=purchase pan=" MAD_CARD " amount=3.00 chip expect=00\n"
+                                   "type=purchase pan=" MAD_CARD " amount=3.00 cvn=10 expect=00\n"
+                                   "type=purchase pan=" MAD_CARD " amount=3.00 bad-arqc expect=82\n"
+                                   "type=purchase pan=" MAD_CARD
+                                   " amount=3.00 no-pin cvv2=" MAD_CVV2 " expect=00\n"
+                                   "type=purchase pan=" MAD_CARD
+                                   " amount=3.00 no-pin cvv2=" WRONG_CVV " expect=N7\n"),
+                     0);
+    const char *args[] = { "--state-dir", state_dir, "--host", host, "run", scn, NULL };
+    int code = ts_run("acquirer-sim", args, out);
+    char *text = ts_read_file(out, 0, NULL);
+    assert_non_null(text);
+    printf("%s", text);
+    assert_int_equal(code, 0);
+    assert_non_null(strstr(text, "5 passed, 0 failed\n"));
+    assert_int_equal(ts_count(text, "arpc=ok"), 2);
+    assert_int_equal(ts_count(text, "arpc=absent"), 1);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +314,7 @@ int main(void)
         cmocka_unit_test(malformed_chip_data_refused),
         cmocka_unit_test(route_without_keys_declines_57),
         cmocka_unit_test(cvv2_right_approved_wrong_n7),
+        cmocka_unit_test(acquirer_sim_chip_and_ecom_lines),
         cmocka_unit_test(cvv2_never_kept),
     };
     return cmocka_run_group_tests(tests, setup, stack_teardown);
