@@ -260,6 +260,9 @@ static void cvv2_never_kept(void **state)
      * but the issuer's (the issuer never gets it either: the test checks its log too) */
     assert_false(tree_contains(S.dir, "C203" MAD_CVV2));
     assert_false(tree_contains(S.dir, "C203" WRONG_CVV));
+    /* nor as the CY command carries it (CVV2 ‖ PAN), e.g. in hsm-sim's log */
+    assert_false(tree_contains(S.dir, MAD_CVV2 MAD_CARD));
+    assert_false(tree_contains(S.dir, WRONG_CVV MAD_CARD));
     assert_false(ts_wait_file_contains(S.switch_log, "\"cvv2\":\"", 10));
     /* the journal and the write-ahead rows: no column holds it */
     assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.authorizations a"
