@@ -265,6 +265,10 @@ struct sim_resp {
     enum sim_mac_status mac;
 };
 
+/* The CVV2 of a card of the demo BINs (489001..489004) from its issuer's lab CVK (the README's
+ * demo world), expiry YYMM, service code 000, into cvv2[4]. 0, or -1 for another BIN. */
+SIM_MUST_CHECK int sim_demo_cvv2(const char *pan, const char *expiry, char cvv2[4]);
+
 /* A chip request's ARPC check (docs/emv.md): "ok" (tag 91 verifies with the card's key and its
  * ARC is the answer's DE 39), "bad", "absent" (no tag 91); NULL when sent was not a chip
  * request. */

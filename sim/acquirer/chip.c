@@ -24,6 +24,14 @@ static const struct {
     { "489004", "94DA4F7F98BCE57F16295419E5259BFE" },
 };
 
+/* ... and their lab CVK pairs (CVV2). */
+static const char *const demo_cvk[] = {
+    "C43E5101A76D76BFA1EA3EFB3194EC2C",
+    "3734BF19261F45F82CF752F780264A32",
+    "4ADAFE79F104C880C42020ABE692A862",
+    "76108F0D0DA1C4376791316E8532F179",
+};
+
 /* Every demo card's PAN sequence number (5F34). */
 #define DEMO_PSN "01"
 
@@ -188,4 +196,23 @@ void sim_chip_parse_answer(const struct iso_msg *m, struct sim_resp *r)
         memcpy(r->arpc, t->value, 10);
         r->has_arpc = true;
     }
+}
+
+int sim_demo_cvv2(const char *pan, const char *expiry, char cvv2[4])
+{
+    for (size_t i = 0; i < sizeof demo_imk / sizeof demo_imk[0]; i++) {
+        if (strncmp(pan, demo_imk[i].bin, 6) != 0)
+            continue;
+        uint8_t clear[16];
+        struct hsm_key *k = NULL;
+        int rc = -1;
+        if (at_hex_decode(demo_cvk[i], 32, clear, sizeof clear) == 16 &&
+            hsm_key_from_clear(HSM_KT_CVK, clear, 16, &k) == HSM_OK) {
+            rc = hsm_cvv_generate(k, pan, expiry, "000", cvv2) == HSM_OK ? 0 : -1;
+            hsm_key_release(k);
+        }
+        OPENSSL_cleanse(clear, sizeof clear);
+        return rc;
+    }
+    return -1;
 }

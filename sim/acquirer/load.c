@@ -175,7 +175,8 @@ static bool conn_usable(const struct lconn *lc)
 static bool kind_reversible(unsigned kind)
 {
     return kind == LOAD_K_PURCHASE || kind == LOAD_K_PURCHASE_NOPIN || kind == LOAD_K_CASH ||
-           kind == LOAD_K_REFUND || kind == LOAD_K_TRANSFER;
+           kind == LOAD_K_REFUND || kind == LOAD_K_TRANSFER || kind == LOAD_K_CHIP ||
+           kind == LOAD_K_ECOM;
 }
 
 /* The MTI a request of the mix goes out with (load-mix reversals: their first try). */
@@ -508,7 +509,8 @@ static void req_put(struct load_run *L, struct lreq *q)
  * cash-outs: ORIG_MTI). */
 static bool kind_reversal_original(unsigned kind)
 {
-    return kind == LOAD_K_PURCHASE || kind == LOAD_K_PURCHASE_NOPIN || kind == LOAD_K_CASH;
+    return kind == LOAD_K_PURCHASE || kind == LOAD_K_PURCHASE_NOPIN || kind == LOAD_K_CASH ||
+           kind == LOAD_K_CHIP || kind == LOAD_K_ECOM;
 }
 
 /* Remembers approved request q as an original for a later load-mix reversal (the ring keeps
@@ -716,6 +718,16 @@ static uint32_t arrival_txn(struct load_run *L, enum load_kind kind, const struc
         break;
     case LOAD_K_PURCHASE_NOPIN:
         x->type = SIM_T_PURCHASE;
+        break;
+    case LOAD_K_CHIP: /* docs/emv.md: half CVN 18, half CVN 10 */
+        x->type = SIM_T_PURCHASE;
+        memcpy(x->pin, c.pin, 5);
+        x->chip_cvn = rnd(L) % 2 ? 18 : 10;
+        break;
+    case LOAD_K_ECOM:
+        x->type = SIM_T_PURCHASE;
+        if (sim_demo_cvv2(x->pan, x->expiry, x->cvv2) != 0)
+            x->cvv2[0] = '\0'; /* a card without a demo CVK: sent without, as a plain purchase */
         break;
     case LOAD_K_CASH:
         x->type = SIM_T_CASH;

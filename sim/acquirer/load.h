@@ -22,6 +22,8 @@ enum load_kind {
     LOAD_K_REFUND,         /* 0200 proc 20, no PIN */
     LOAD_K_REVERSAL,       /* 0400 of an earlier approved 0200 of the same run */
     LOAD_K_TRANSFER,       /* 0200 proc 40 with PIN: wallet to wallet, recipient in DE 103 */
+    LOAD_K_CHIP,           /* 0200 proc 00 with PIN, chip read: DE 55 with an ARQC (CVN 18 or 10) */
+    LOAD_K_ECOM,           /* 0200 proc 00, card not present: the card's CVV2 in DE 126 */
     LOAD_K_max
 };
 

@@ -23,7 +23,8 @@ static const struct at_setting load_table[] = {
       "next (default: open loop at --rate)" },
     { "mix", AT_SET_STR, O(mix_spec), LOAD_MIX_DEFAULT, 0, 0,
       "the transaction mix: name=weight,... over purchase, purchase-nopin, cash, balance, "
-      "refund, reversal, transfer (to another load wallet, any BIN)" },
+      "refund, reversal, transfer (to another load wallet, any BIN), chip (purchase with a chip "
+      "ARQC, CVN 18 or 10), ecom (purchase with the card's CVV2)" },
     { "warmup", AT_SET_DOUBLE, O(warmup), "1", 3600, 0,
       "seconds of load before the measurement starts" },
     { "report", AT_SET_STR, O(report), NULL, 0, AT_SET_MINLEN(1),

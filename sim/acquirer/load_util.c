@@ -17,7 +17,8 @@
 #include "parse.h"
 
 static const char *const kind_names[LOAD_K_max] = {
-    "purchase", "purchase-nopin", "cash", "balance", "refund", "reversal", "transfer",
+    "purchase", "purchase-nopin", "cash", "balance", "refund",
+    "reversal", "transfer",       "chip", "ecom",
 };
 
 const char *load_kind_name(enum load_kind k)
@@ -51,7 +52,7 @@ int load_mix_parse(const char *spec, struct load_mix *m, char *err, size_t errca
         if (k < 0) {
             snprintf(err, errcap,
                      "unknown kind '%.*s' in mix (purchase, purchase-nopin, cash, balance, "
-                     "refund, reversal, transfer)",
+                     "refund, reversal, transfer, chip, ecom)",
                      (int)(nl > 40 ? 40 : nl), p);
             return -1;
         }

@@ -307,6 +307,30 @@ static void acquirer_sim_chip_and_ecom_lines(void **state)
     free(text);
 }
 
+/* `acquirer-sim load --mix chip=1,ecom=1`: chip purchases (CVN 18 and 10) and e-commerce ones
+ * with each card's CVV2, on a load terminal of their own: the switch authenticates every card
+ * (nothing declined 82, N7, 30, 12 or 57) and approves. */
+static void load_mix_chip_and_ecom(void **state)
+{
+    (void)state;
+    assert_int_equal(stack_seed_load_terminals(&S, 1), 0);
+    const struct stack_load_opts lo = { .tag = "chip",
+                                        .rate = 40,
+                                        .seconds = 2,
+                                        .connections = 1,
+                                        .load_terminals = true,
+                                        .mix = "chip=1,ecom=1" };
+    struct stack_load l;
+    assert_int_equal(stack_load_run(&S, &lo, &l), 0);
+    assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.authorizations WHERE"
+                                      " terminal_id LIKE 'LOAD%' AND response_code IN"
+                                      " ('82', 'N7', '30', '12', '57')"),
+                     0);
+    assert_true(stack_scalar(&S, "SELECT count(*) FROM switch.authorizations WHERE"
+                                 " terminal_id LIKE 'LOAD%' AND response_code = '00'") >= 40);
+    assert_true(ts_file_lines_with(S.switch_log, "\"method\":\"cvv2\",\"result\":\"ok\"") >= 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +342,7 @@ int main(void)
         cmocka_unit_test(route_without_keys_declines_57),
         cmocka_unit_test(cvv2_right_approved_wrong_n7),
         cmocka_unit_test(acquirer_sim_chip_and_ecom_lines),
+        cmocka_unit_test(load_mix_chip_and_ecom),
         cmocka_unit_test(cvv2_never_kept),
     };
     return cmocka_run_group_tests(tests, setup, stack_teardown);
