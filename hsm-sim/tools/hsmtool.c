@@ -480,12 +480,14 @@ static const char help_emv[] =
     "usage: hsmtool emv mk --imk KEYHEX --pan PAN [--psn NN]\n"
     "       hsmtool emv sk --mk KEYHEX --r HEX16\n"
     "       hsmtool emv arqc --imk KEYHEX --pan PAN [--psn NN] [--r HEX16] --data HEX\n"
+    "                        [--pad 1|2]\n"
     "       hsmtool emv arpc --imk KEYHEX --pan PAN [--psn NN] [--r HEX16] --arqc HEX16\n"
     "                        [--arc HEX4]\n"
     "mk: ICC master key, option A (right-most 16 digits of PAN || PSN). sk: EMV common\n"
     "session key from R (e.g. ATC || 000000000000). arqc: ISO 9797-1 alg 3 with EMV\n"
     "padding over the data, under the session key when --r is given, else under the\n"
-    "ICC master key. arpc: method 1, TDES(key, ARQC xor ARC||00..) with the same key\n"
+    "ICC master key; --pad 1 pads with zeros instead (Visa CVN 10). arpc: method 1, TDES(key, ARQC "
+    "xor ARC||00..) with the same key\n"
     "choice (ARC default 0000). PSN default 00.\n" LAB_WARNING;
 
 static int cmd_emv(struct opts *o)
@@ -531,10 +533,13 @@ static int cmd_emv(struct opts *o)
     struct hsm_key *imk = key_arg("imk", imkhex, HSM_KT_MK_AC, false);
     if (strcmp(sub, "arqc") == 0) {
         static uint8_t data[4096];
-        const char *datahex = need(o, "data");
+        const char *datahex = need(o, "data"), *pad = opt(o, "pad");
+        if (pad && strcmp(pad, "1") != 0 && strcmp(pad, "2") != 0)
+            die("--pad must be 1 (zeros) or 2 (80 00..)");
         check_all_used(o);
         size_t n = hex_arg("data", datahex, data, sizeof data);
-        rc = hsm_emv_arqc_generate(imk, pan, psn, skd, rhex ? r : NULL, data, n, out);
+        rc = hsm_emv_arqc_generate_pad(imk, pan, psn, skd, rhex ? r : NULL,
+                                       pad && pad[0] == '1' ? HSM_PAD_1 : HSM_PAD_2, data, n, out);
     } else if (strcmp(sub, "arpc") == 0) {
         uint8_t arqc[8], arc[2] = { 0, 0 };
         if (hex_arg("arqc", need(o, "arqc"), arqc, sizeof arqc) != 8)

@@ -381,6 +381,15 @@ static void test_cli_emv(void **state)
     EXPECT("BEA11C8F4A47EF6F", "emv", "arpc", "--imk", imk, "--pan", pan, "--psn", "00", "--arqc",
            "8698A7319324FD93");
     EXPECT("E9FB384AF807B940FEDCEA613461B0C4", "emv", "sk", "--mk", imk, "--r", "001C000000000000");
+    /* pyemv's Visa CVN 10 (zero padding) and CVN 18 (R = ATC 001C ‖ 0..) vectors, emv_cvn.txt */
+    EXPECT("29CCA15AE665FA2E", "emv", "arqc", "--imk", imk, "--pan", "1234567890123456", "--pad",
+           "1", "--data",
+           "0000000040000000000000000124800004800001241911050152BF45851800001C03A06010");
+    EXPECT("7A788EA6B8A3E733", "emv", "arqc", "--imk", imk, "--pan", "1234567890123456", "--r",
+           "001C000000000000", "--data",
+           "0000000040000000000000000124800004800001241911050152BF45851800001C06011203A0B800");
+    EXPECT("28993816AFAE4AEB", "emv", "arpc", "--imk", imk, "--pan", "1234567890123456", "--arqc",
+           "29CCA15AE665FA2E", "--arc", "3030");
 }
 
 /* ---------------------------------------------------------------- section 10 */
