@@ -81,6 +81,13 @@ bool sw_card_auth_wanted(const struct sw_txn *t)
 
 static void refuse(struct sw_txn *t, const char *rc, int outcome, const char *reason, int field)
 {
+    if (t->card.repeat) {
+        /* a repeat keeps its original's answer: only the ARPC is lost */
+        at_log(AT_LOG_INFO, "card_auth_repeat", AT_STR("result", "no_arpc"),
+               AT_STR("reason", reason));
+        sw_txn_finish(t);
+        return;
+    }
     sw_txn_reject(t, rc, outcome, reason, field);
 }
 
@@ -154,6 +161,10 @@ static void verify_cvv2(struct sw_txn *t)
 
 static void after_arqc(struct sw_txn *t)
 {
+    if (t->card.repeat) {
+        sw_txn_finish(t); /* the stored answer, with the ARPC made for its code */
+        return;
+    }
     if (t->card.cvv2)
         verify_cvv2(t);
     else
@@ -306,6 +317,26 @@ void sw_card_auth_start(struct sw_txn *t, const struct sw_refdata *ref, uint32_t
     }
     /* DE 55 in a request that is not a chip read is forwarded as received, unverified. */
     after_arqc(t);
+}
+
+bool sw_card_repeat_wanted(const struct sw_txn *t)
+{
+    return !t->card.arqc_ok && !t->no_answer && chip_entry(&t->req) && iso_has(&t->req, 55) &&
+           (t->v.kind == SW_KIND_AUTH || t->v.kind == SW_KIND_FINANCIAL);
+}
+
+void sw_card_repeat_start(struct sw_txn *t, const struct sw_refdata *ref)
+{
+    struct sw_route_match route;
+    t->card.repeat = true;
+    if (!sw_router_match(ref->router, (const char *)t->v.pan, t->v.pan_len, &route)) {
+        refuse(t, "15", SW_OUT_REJECTED, "no BIN route", 2);
+        return;
+    }
+    if (route.card_keys && route.card_keys <= ref->n_card_keys)
+        memcpy(t->card.imk_ac, ref->card_keys[route.card_keys - 1].imk_ac, sizeof t->card.imk_ac);
+    t->card.chip = true;
+    verify_arqc(t);
 }
 
 /* ---------------------------------------------------------------- ARPC (KQ mode 2) */

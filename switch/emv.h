@@ -22,6 +22,7 @@ struct sw_card_auth {
     bool arqc_ok;     /* the ARQC verified: the answer gets an ARPC */
     bool arpc_done;   /* the ARPC was asked for (once) */
     bool cvv2_ok;     /* the CVV2 verified: DE 126 to the issuer says so (CR M) */
+    bool repeat;      /* a repeat answered from its original: a failure only drops the ARPC */
     char scheme, pad; /* KQ's scheme ('0' CVN 10, '2' CVN 18) and padding flag */
     uint8_t cvn;
     char psn[3];
@@ -37,6 +38,12 @@ bool sw_card_auth_wanted(const struct sw_txn *t);
 /* Starts it with the keys of the card's route (card_keys as sw_route_match gives it; 0 = none,
  * ref the snapshot it indexes). Ends in sw_txn_card_checked(t) or sw_txn_reject(t, ...). */
 void sw_card_auth_start(struct sw_txn *t, const struct sw_refdata *ref, uint32_t card_keys);
+/* A repeat (xx01) answered from its original's stored answer (t->rc set): whether its own chip
+ * data should be verified, so that the answer carries an ARPC made with the stored code. */
+bool sw_card_repeat_wanted(const struct sw_txn *t);
+/* Verifies it (KQ) with the keys of the card's route; whatever comes of it, ends in
+ * sw_txn_finish(t) with t's stored answer — an ARPC when the ARQC verified, none otherwise. */
+void sw_card_repeat_start(struct sw_txn *t, const struct sw_refdata *ref);
 /* At finish: true when an ARPC is being generated for t's answer code (the caller waits for
  * sw_txn_card_arpc_done); false when none is due. */
 bool sw_card_arpc_start(struct sw_txn *t);

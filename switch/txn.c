@@ -63,7 +63,7 @@ static const unsigned allowed[SW_TXN_state_max] = {
                       B(SW_TXN_ISSUER_MAC) | B(SW_TXN_INTENT) | B(SW_TXN_DUP_LOOKUP) |
                       B(SW_TXN_ISSUER_WAIT) | B(SW_TXN_RESP_CHECK) | B(SW_TXN_ORIG_LOOKUP) |
                       B(SW_TXN_PARKED) | B(SW_TXN_TRANSFER) | B(SW_TXN_CARD_AUTH),
-    [SW_TXN_CARD_AUTH] = B(SW_TXN_MAC_VERIFY),
+    [SW_TXN_CARD_AUTH] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_DUP_LOOKUP),
 };
 #undef B
 
@@ -665,6 +665,12 @@ static void answer_known(struct sw_txn *t, const struct sw_recent_txn *orig)
     }
     at_log(AT_LOG_INFO, "repeat_answered", AT_STR("rc", t->rc),
            AT_BOOL("original_reversed", orig->state == SW_RECENT_REVERSED));
+    /* A chip repeat's own ARQC verified gives its answer an ARPC for the stored code (emv.c). */
+    if (sw_card_repeat_wanted(t)) {
+        sw_txn_set_state(t, SW_TXN_CARD_AUTH);
+        sw_card_repeat_start(t, t->srv->ref);
+        return;
+    }
     finish(t);
 }
 

@@ -102,6 +102,36 @@ static void reload(int routes)
     assert_true(ts_file_lines_with(S.switch_log, want) > 0);
 }
 
+/* A repeat (0201) of an answered chip purchase gets the stored answer again (same DE 38, no
+ * second debit), with an ARPC made for that code from its own ARQC; a repeat whose ARQC fails
+ * still gets the stored answer, without an ARPC. */
+static void chip_repeat_gets_stored_answer_and_arpc(void **state)
+{
+    (void)state;
+    struct sim_txn x;
+    struct sim_resp r, r2;
+    struct sim_sent sent, sent2;
+    stack_card_txn(&x, SIM_T_PURCHASE, MAD_CARD, 400);
+    x.chip_cvn = 18;
+    stack_fix_time(&x);
+    long long before = stack_balance(&S, MAD_CARD);
+    assert_string_equal(stack_rc(&S, "TERM0001", &x, &r, &sent), "00");
+    assert_string_equal(sim_chip_arpc_status(&sent, &r), "ok");
+    assert_true(stack_wait_balance(&S, MAD_CARD, before - 400, 5000));
+    stack_repeat_of(&x, "0201", &sent);
+    assert_string_equal(stack_rc(&S, "TERM0001", &x, &r2, &sent2), "00");
+    assert_string_equal(r2.auth, r.auth);
+    assert_string_equal(sim_chip_arpc_status(&sent2, &r2), "ok");
+    assert_true(ts_wait_file_contains(S.switch_log, "\"repeat_answered\"", 5000));
+    /* the same repeat with a spoiled ARQC: the stored answer, no ARPC */
+    x.bad_arqc = true;
+    assert_string_equal(stack_rc(&S, "TERM0001", &x, &r2, &sent2), "00");
+    assert_string_equal(r2.auth, r.auth);
+    assert_string_equal(sim_chip_arpc_status(&sent2, &r2), "absent");
+    usleep(300 * 1000);
+    assert_int_equal(stack_balance(&S, MAD_CARD), before - 400);
+}
+
 static void wrong_arqc_declined_82(void **state)
 {
     (void)state;
@@ -337,6 +367,7 @@ int main(void)
         cmocka_unit_test(chip_cvn18_approved_with_arpc),
         cmocka_unit_test(chip_cvn10_approved_with_arpc),
         cmocka_unit_test(chip_issuer_decline_gets_arpc),
+        cmocka_unit_test(chip_repeat_gets_stored_answer_and_arpc),
         cmocka_unit_test(wrong_arqc_declined_82),
         cmocka_unit_test(malformed_chip_data_refused),
         cmocka_unit_test(route_without_keys_declines_57),
