@@ -286,6 +286,45 @@ static void test_completions_the_switch_refuses(void **state)
     assert_wallet(pan, b - 100, 0);
 }
 
+/* The demo's fuel pump through `acquirer-sim run` (sim/scenarios/demo.scn's two lines): the
+ * completion names its pre-auth with original=, and each line shows the MAD demo card's
+ * available balance before -> after: 100.00 held, then 73.50 captured and 26.50 back. */
+static void test_acquirer_sim_runs_the_fuel_pump(void **state)
+{
+    const char *pan = "4890010000000012";
+    long long b = stack_balance(&S, pan), held = stack_wallet_scalar(&S, pan, "held_minor");
+    long long avail = b - held;
+    char scn[400], out[400], host[32], state_dir[400], want[160];
+    snprintf(scn, sizeof scn, "%s/fuel.scn", S.dir);
+    snprintf(out, sizeof out, "%s/fuel.out", S.dir);
+    snprintf(state_dir, sizeof state_dir, "%s/acq-fuel", S.dir);
+    snprintf(host, sizeof host, "127.0.0.1:%u", S.acq_port);
+    assert_int_equal(ts_write_file(scn, "defaults timeout-ms=10000\n"
+                                        "type=preauth terminal=TERM0001 pan=4890010000000012 "
+                                        "amount=100.00 id=fuel balances=4890010000000012 "
+                                        "expect=00\n"
+                                        "type=completion original=fuel amount=73.50 "
+                                        "balances=4890010000000012 expect=00\n"),
+                     0);
+    const char *args[] = { "--state-dir", state_dir, "--host", host, "run", scn, NULL };
+    int code = ts_run("acquirer-sim", args, out);
+    size_t len = 0;
+    char *text = ts_read_file(out, 0, &len);
+    assert_non_null(text);
+    printf("%s", text);
+    assert_int_equal(code, 0);
+    assert_non_null(strstr(text, "2 passed, 0 failed\n"));
+    snprintf(want, sizeof want, "489001******0012 %lld.%02lld -> %lld.%02lld MAD", avail / 100,
+             avail % 100, (avail - 10000) / 100, (avail - 10000) % 100);
+    assert_non_null(strstr(text, want));
+    snprintf(want, sizeof want, "489001******0012 %lld.%02lld -> %lld.%02lld MAD",
+             (avail - 10000) / 100, (avail - 10000) % 100, (avail - 7350) / 100,
+             (avail - 7350) % 100);
+    assert_non_null(strstr(text, want));
+    free(text);
+    assert_wallet(pan, b - 7350, held);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_expired_hold_is_released_and_its_completion_declined),
         cmocka_unit_test(test_repeat_0221_is_answered_like_the_original),
         cmocka_unit_test(test_completions_the_switch_refuses),
+        cmocka_unit_test(test_acquirer_sim_runs_the_fuel_pump),
     };
     return cmocka_run_group_tests(tests, setup, stack_teardown);
 }
