@@ -325,6 +325,24 @@ static void test_acquirer_sim_runs_the_fuel_pump(void **state)
     assert_wallet(pan, b - 7350, held);
 }
 
+/* After all of the above — completions lower and higher than their holds, increments, a
+ * completion reversed and captured again, an expired hold, declines — the switch's journal and
+ * the issuer's ledger reconcile (atlas-reconcile: docs/reconcile.md, "Pre-authorization"). */
+static void test_everything_reconciles(void **state)
+{
+    char out[400];
+    assert_int_equal(stack_settle(&S, 10000), 0);
+    snprintf(out, sizeof out, "%s/reconcile.out", S.dir);
+    int code = stack_reconcile(&S, out, NULL);
+    if (code != 0) {
+        size_t len = 0;
+        char *text = ts_read_file(out, 0, &len);
+        printf("%s", text ? text : "(no output)\n");
+        free(text);
+    }
+    assert_int_equal(code, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_repeat_0221_is_answered_like_the_original),
         cmocka_unit_test(test_completions_the_switch_refuses),
         cmocka_unit_test(test_acquirer_sim_runs_the_fuel_pump),
+        cmocka_unit_test(test_everything_reconciles),
     };
     return cmocka_run_group_tests(tests, setup, stack_teardown);
 }
