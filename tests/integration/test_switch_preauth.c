@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,6 +287,54 @@ static void test_completions_the_switch_refuses(void **state)
     assert_wallet(pan, b - 100, 0);
 }
 
+/* A completion the issuer does not answer in time: 91 to the terminal and a reversal to the
+ * issuer (write-ahead, store-and-forward), which gives the capture back and restores the hold,
+ * whichever of the two the issuer sees first; a completion sent again then captures it. */
+static void test_completion_timed_out_is_reversed_and_the_hold_restored(void **state)
+{
+    long long b;
+    const char *pan = card(49, &b);
+    struct sim_resp r;
+    struct sim_sent pa;
+    assert_string_equal(preauth(pan, 10000, &r, &pa), "00");
+    stack_kill(S.issuer, SIGSTOP);
+    assert_string_equal(complete(pan, 7350, &pa, &r, NULL), "91");
+    stack_kill(S.issuer, SIGCONT);
+    assert_int_equal(stack_settle(&S, 10000), 0);
+    assert_wallet(pan, b, 10000);
+    assert_string_equal(complete(pan, 7350, &pa, &r, NULL), "00");
+    assert_wallet(pan, b - 7350, 0);
+}
+
+/* switchd killed (-9) while a completion is at the issuer, which captures it and answers
+ * nobody: the next switchd finds it in switch.inflight and reverses it (recover_inflight) —
+ * the capture comes back and the hold with it. */
+static void test_completion_lost_in_a_crash_is_reversed_at_restart(void **state)
+{
+    long long b;
+    const char *pan = card(53, &b);
+    struct sim_resp r;
+    struct sim_sent pa, cs;
+    struct sim_txn x;
+    assert_string_equal(preauth(pan, 10000, &r, &pa), "00");
+    txn_of(&x, SIM_T_COMPLETION, pan, 7350, &pa);
+    stack_kill(S.issuer, SIGSTOP);
+    int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &cs);
+    assert_true(fd >= 0);
+    usleep(500000);
+    assert_int_equal(ts_stop(S.sw, SIGKILL, 5000) != -1, 1);
+    stack_kill(S.issuer, SIGCONT);
+    close(fd);
+    assert_true(stack_wait_balance(&S, pan, b - 7350, 5000)); /* captured, nobody told */
+    assert_int_equal(stack_start_switch(&S), 0);
+    assert_true(stack_wait_balance(&S, pan, b, 10000));
+    assert_int_equal(stack_settle(&S, 10000), 0);
+    assert_wallet(pan, b, 10000);
+    txn_of(&x, SIM_T_COMPLETION, pan, 7000, &pa);
+    assert_string_equal(stack_rc_linked(&S, "TERM0001", &x, &r, 6000), "00");
+    assert_wallet(pan, b - 7000, 0);
+}
+
 /* The demo's fuel pump through `acquirer-sim run` (sim/scenarios/demo.scn's two lines): the
  * completion names its pre-auth with original=, and each line shows the MAD demo card's
  * available balance before -> after: 100.00 held, then 73.50 captured and 26.50 back. */
@@ -355,6 +404,8 @@ int main(void)
         cmocka_unit_test(test_expired_hold_is_released_and_its_completion_declined),
         cmocka_unit_test(test_repeat_0221_is_answered_like_the_original),
         cmocka_unit_test(test_completions_the_switch_refuses),
+        cmocka_unit_test(test_completion_timed_out_is_reversed_and_the_hold_restored),
+        cmocka_unit_test(test_completion_lost_in_a_crash_is_reversed_at_restart),
         cmocka_unit_test(test_acquirer_sim_runs_the_fuel_pump),
         cmocka_unit_test(test_everything_reconciles),
     };
