@@ -22,11 +22,18 @@
  * request goes on; else t is answered here. */
 static void use_original(struct sw_txn *t, bool approved, bool forwarded, bool reversed,
                          const char *issuer_id, const char *issuer_stan, const char *issuer_de7,
-                         const uint8_t *pan_tag, size_t tag_len)
+                         const char *proc, const uint8_t *pan_tag, size_t tag_len)
 {
+    size_t n;
+    const uint8_t *p3 = iso_get(&t->req, 3, &n);
     if (tag_len > 0 && (!sw_txn_pan_hmac(t) || CRYPTO_memcmp(pan_tag, t->pan_hmac, tag_len) != 0)) {
         sw_txn_reject(t, "12", SW_OUT_REJECTED, "DE 90 names a pre-authorization of another card",
                       2);
+        return;
+    }
+    if (approved && (!p3 || n < 2 || memcmp(p3, proc, 2) != 0)) {
+        sw_txn_reject(t, "12", SW_OUT_REJECTED,
+                      "processing code differs from the pre-authorization's", 3);
         return;
     }
     if (!approved || !forwarded || strlen(issuer_stan) != 6 || strlen(issuer_de7) != 10) {
@@ -61,8 +68,8 @@ static void on_lookup(void *arg, const struct db_error *err, const struct db_ori
         return;
     }
     use_original(t, strcmp(d->response_code, "00") == 0, d->issuer_stan[0] != '\0', d->reversed,
-                 d->issuer_id, d->issuer_stan, d->issuer_transmission_time, d->pan_hmac,
-                 d->has_pan_hmac ? 8 : 0);
+                 d->issuer_id, d->issuer_stan, d->issuer_transmission_time, d->processing_code,
+                 d->pan_hmac, d->has_pan_hmac ? 8 : 0);
 }
 
 void sw_preauth_resolve(struct sw_txn *t)
@@ -96,8 +103,11 @@ void sw_preauth_resolve(struct sw_txn *t)
         stan[6] = '\0';
         memcpy(de7, o->issuer_tx_time, 10);
         de7[10] = '\0';
+        char proc[7];
+        memcpy(proc, o->proc_code, 6);
+        proc[6] = '\0';
         use_original(t, o->approved, o->forwarded, o->state == SW_RECENT_REVERSED, o->issuer_id,
-                     stan, de7, o->pan_tag, memcmp(o->pan_tag, no_tag, 8) != 0 ? 8 : 0);
+                     stan, de7, proc, o->pan_tag, memcmp(o->pan_tag, no_tag, 8) != 0 ? 8 : 0);
         return;
     }
     /* Not in memory (a restart, or older than the window): the journal has every answer. */

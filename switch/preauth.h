@@ -9,8 +9,8 @@ struct sw_txn;
  * link up and its identity in the duplicate table: finds the pre-auth its DE 90 names (memory,
  * else the journal) and goes on to the issuer with DE 90 rewritten to the issuer's view of it
  * (sw_txn_after_original), or answers t itself: 25 no approved pre-auth of that identity, 12
- * another card or issuer, a pre-auth already reversed, 96 while it is still in flight or the
- * journal cannot be read. */
+ * another card or issuer, another processing code, a pre-auth already reversed, 96 while it is
+ * still in flight or the journal cannot be read. */
 void sw_preauth_resolve(struct sw_txn *t);
 
 #endif

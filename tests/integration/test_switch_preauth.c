@@ -262,7 +262,8 @@ static void test_repeat_0221_is_answered_like_the_original(void **state)
 }
 
 /* What the switch answers itself: a completion of a pre-auth it never saw (25), of another
- * card's (12), an 0220 without DE 90 (12), and a completion with a PIN (30). None moves money. */
+ * card's (12), an 0220 without DE 90 (12), another processing code than the pre-auth's (12),
+ * and a completion with a PIN (30). None moves money. */
 static void test_completions_the_switch_refuses(void **state)
 {
     long long b, b2;
@@ -277,6 +278,9 @@ static void test_completions_the_switch_refuses(void **state)
     assert_string_equal(preauth(pan, 10000, &r, &pa), "00");
     assert_string_equal(complete(other, 100, &pa, &r, NULL), "12");
     txn_of(&x, SIM_T_COMPLETION, pan, 100, NULL);
+    assert_string_equal(stack_rc(&S, "TERM0001", &x, &r, NULL), "12");
+    txn_of(&x, SIM_T_COMPLETION, pan, 100, &pa); /* a cash-out completing a purchase */
+    snprintf(x.proc, sizeof x.proc, "010000");
     assert_string_equal(stack_rc(&S, "TERM0001", &x, &r, NULL), "12");
     txn_of(&x, SIM_T_COMPLETION, pan, 100, &pa);
     pin_of(41, x.pin);
