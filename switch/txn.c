@@ -21,6 +21,7 @@
 #include "hsmclient.h"
 #include "log.h"
 #include "parse.h"
+#include "preauth.h"
 #include "saf.h"
 #include "xfer.h"
 
@@ -46,9 +47,11 @@ const char *sw_txn_state_name(enum sw_txn_state s)
 static const unsigned allowed[SW_TXN_state_max] = {
     [SW_TXN_FREE] = B(SW_TXN_FINISH),
     [SW_TXN_MAC_VERIFY] = B(SW_TXN_FREE),
-    [SW_TXN_PIN_TRANSLATE] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_TRANSFER),
+    /* From ORIG_LOOKUP: a pre-auth's completion or increment whose pre-auth the journal had. */
+    [SW_TXN_PIN_TRANSLATE] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_TRANSFER) | B(SW_TXN_ORIG_LOOKUP),
     /* A transfer's leg (sw_txn_start_leg) starts here, from FREE. */
-    [SW_TXN_ISSUER_MAC] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE),
+    [SW_TXN_ISSUER_MAC] =
+        B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) | B(SW_TXN_ORIG_LOOKUP),
     [SW_TXN_INTENT] = B(SW_TXN_ISSUER_MAC),
     [SW_TXN_DUP_LOOKUP] = B(SW_TXN_INTENT),
     [SW_TXN_ISSUER_WAIT] = B(SW_TXN_INTENT),
@@ -888,6 +891,9 @@ static int build_issuer_request(struct sw_txn *t)
         return -1;
     if (sw_fx_set_fields(o, &t->billing) != 0)
         return -1;
+    /* A completion or an increment names the pre-auth as the issuer saw it (preauth.c). */
+    if (t->has_issuer_de90 && isonet_de90_set(o, &t->issuer_de90) != 0)
+        return -1;
     bool mac = t->issuer.zak[0] != '\0';
     int rc =
         mac ? isonet_pack_mac(d, o, t->packed, sizeof t->packed, &t->packed_len, &t->mac_at, &e)
@@ -1379,6 +1385,15 @@ static void after_mac(struct sw_txn *t)
         sw_xfer_start(t, route.billing_currency);
         return;
     }
+    if (t->v.names_original) { /* a completion or an increment: find its pre-auth first */
+        sw_preauth_resolve(t);
+        return;
+    }
+    sw_txn_after_original(t);
+}
+
+void sw_txn_after_original(struct sw_txn *t)
+{
     if (t->v.has_pin) {
         translate_pin(t);
         return;
@@ -1548,6 +1563,16 @@ void sw_txn_finish(struct sw_txn *t)
 void sw_txn_reject(struct sw_txn *t, const char *rc, int outcome, const char *reason, int field)
 {
     reject(t, rc, (enum sw_txn_outcome)outcome, reason, field);
+}
+
+bool sw_txn_pan_hmac(struct sw_txn *t)
+{
+    return pan_hmac(t);
+}
+
+void sw_txn_to_orig_lookup(struct sw_txn *t)
+{
+    sw_txn_set_state(t, SW_TXN_ORIG_LOOKUP);
 }
 
 void sw_txn_translate_pin(struct sw_txn *t)
