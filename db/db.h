@@ -322,8 +322,9 @@ struct db_original {
  * identity (a request forwarded and not answered yet, here or elsewhere). */
 typedef void (*db_original_cb)(void *arg, const struct db_error *err, const struct db_original *o,
                                bool in_flight);
-/* Looks id up: with mti_class ("020"…) that class exactly (a duplicate's original); with NULL
- * the newest of classes 010 and 020 (a reversal's original; id->mti is ignored). */
+/* Looks id up: with mti_class ("020"…) that class exactly (a duplicate's original, a
+ * completion's pre-auth); with NULL the newest of classes 010, 020 and 022 (a reversal's
+ * original, a pre-auth completion included; id->mti is ignored). */
 __attribute__((warn_unused_result)) int db_original_lookup(struct db_client *c,
                                                            const struct db_request_id *id,
                                                            const char *mti_class, db_original_cb cb,

@@ -72,7 +72,7 @@ int db_original_lookup(struct db_client *c, const struct db_request_id *id, cons
                                    .nparams = 6,
                                    .values = values };
     const struct db_stmt reversal[2] = {
-        { .sql = ORIGINAL_SELECT " AND a.mti_class IN ('010', '020')"
+        { .sql = ORIGINAL_SELECT " AND a.mti_class IN ('010', '020', '022')"
                                  " ORDER BY a.created_at DESC LIMIT 1",
           .nparams = 5,
           .values = values },

@@ -36,10 +36,22 @@ static const char *const SQL_APPLY =
     "$17::integer, $18::date, $19::bigint, $20::bigint, $21::bigint)";
 static const char *const SQL_REVERSE =
     "SELECT * FROM wallet.sim_reverse($1, $2, $3, $4::bigint, $5)";
+/* 0012: an incremental authorization ($1 the pre-auth's key, then sim_apply's parameters) and a
+ * pre-authorization completion. */
+static const char *const SQL_APPLY_INCR =
+    "SELECT * FROM wallet.sim_apply_increment($1, $2, $3::bigint, $4, $5, $6, $7::bigint, $8, "
+    "$9, $10, $11::integer, $12::bigint, $13::bigint, $14, $15::date, $16::bigint, $17::bigint, "
+    "$18::integer, $19::date, $20::bigint, $21::bigint, $22::bigint)";
+static const char *const SQL_COMPLETE =
+    "SELECT * FROM wallet.sim_complete($1, $2, $3::bigint, $4, $5, $6::bigint, $7::integer, $8, "
+    "$9)";
 static const char *const SQL_EXPIRE = "SELECT wallet.sim_expire_holds()";
 
-#define APPLY_NPARAMS   21
-#define REVERSE_NPARAMS 5
+#define APPLY_NPARAMS      21
+#define APPLY_INCR_NPARAMS 22
+#define REVERSE_NPARAMS    5
+#define COMPLETE_NPARAMS   9
+#define OP_MAX_NPARAMS     APPLY_INCR_NPARAMS
 
 /* The columns of SQL_LOAD, in order. */
 enum {
@@ -146,6 +158,10 @@ int db_wallet_new(struct event_base *base, const struct db_wallet_opts *opts,
         rc = db_client_prepare(w->c, "wallet_apply", SQL_APPLY);
     if (rc == 0)
         rc = db_client_prepare(w->c, "wallet_reverse", SQL_REVERSE);
+    if (rc == 0)
+        rc = db_client_prepare(w->c, "wallet_apply_incr", SQL_APPLY_INCR);
+    if (rc == 0)
+        rc = db_client_prepare(w->c, "wallet_complete", SQL_COMPLETE);
     if (rc != 0) {
         db_wallet_free(w);
         return rc;
@@ -333,6 +349,8 @@ int db_wallet_load(struct db_wallet *w, const uint8_t pan_hmac[32], const char *
  * most 32, an insertion sort). */
 static int64_t lock_order(const struct db_wallet_op *op)
 {
+    if (op->kind == DB_WALLET_OP_COMPLETION)
+        return op->u.completion.has_wallet ? op->u.completion.wallet_id : INT64_MAX;
     const struct db_wallet_decision *d = &op->u.decision;
     return op->kind == DB_WALLET_OP_REVERSAL || !d->has_wallet ? INT64_MAX : d->wallet_id;
 }
@@ -399,6 +417,27 @@ static void decision_params(const struct db_wallet_decision *d, const char *v[AP
     v[19] = num[9];
     at_put_i64(num[10], d->month_credit_minor);
     v[20] = num[10];
+}
+
+/* The parameters of wallet.sim_complete for c. */
+static void completion_params(const struct db_wallet_completion *c, const char *v[COMPLETE_NPARAMS],
+                              char num[11][AT_I64_CHARS])
+{
+    v[0] = c->request_key;
+    v[1] = c->original_key;
+    v[2] = NULL;
+    if (c->has_wallet) {
+        at_put_i64(num[0], c->wallet_id);
+        v[2] = num[0];
+    }
+    v[3] = c->mti;
+    v[4] = c->pcode;
+    at_put_i64(num[1], c->amount_minor);
+    v[5] = num[1];
+    at_put_i64(num[2], c->currency);
+    v[6] = num[2];
+    v[7] = opt(c->rrn);
+    v[8] = opt(c->auth_code);
 }
 
 /* The parameters of wallet.sim_reverse for r. */
@@ -470,7 +509,7 @@ int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigne
     sort_ops(ops, n, call->order);
     /* Parameters live here until db_exec has copied them. */
     struct db_stmt st[DB_WALLET_APPLY_MAX];
-    const char *v[DB_WALLET_APPLY_MAX][APPLY_NPARAMS];
+    const char *v[DB_WALLET_APPLY_MAX][OP_MAX_NPARAMS];
     char num[DB_WALLET_APPLY_MAX][11][AT_I64_CHARS];
     for (unsigned i = 0; i < n; i++) {
         const struct db_wallet_op *op = &ops[call->order[i]];
@@ -478,6 +517,17 @@ int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigne
             reversal_params(&op->u.reversal, v[i], num[i]);
             st[i] = (struct db_stmt){ .prepared = "wallet_reverse",
                                       .nparams = REVERSE_NPARAMS,
+                                      .values = v[i] };
+        } else if (op->kind == DB_WALLET_OP_COMPLETION) {
+            completion_params(&op->u.completion, v[i], num[i]);
+            st[i] = (struct db_stmt){ .prepared = "wallet_complete",
+                                      .nparams = COMPLETE_NPARAMS,
+                                      .values = v[i] };
+        } else if (op->u.decision.parent_key) { /* an incremental authorization */
+            v[i][0] = op->u.decision.parent_key;
+            decision_params(&op->u.decision, v[i] + 1, num[i]);
+            st[i] = (struct db_stmt){ .prepared = "wallet_apply_incr",
+                                      .nparams = APPLY_INCR_NPARAMS,
                                       .values = v[i] };
         } else {
             decision_params(&op->u.decision, v[i], num[i]);

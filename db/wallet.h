@@ -15,8 +15,9 @@
 struct event_base;
 
 /* The schema version the wallet statements need: wallet.sim_apply / sim_reverse of 0003 with
- * 0005's hot path and domains, and 0008's KYC tiers and monthly and credit counters. */
-#define DB_WALLET_SCHEMA_VERSION 8
+ * 0005's hot path and domains, 0008's KYC tiers and monthly and credit counters, and 0012's
+ * pre-authorization completion and incremental authorization. */
+#define DB_WALLET_SCHEMA_VERSION 12
 
 /* Decisions and reversals applied by one transaction at most (one Sync per batch). */
 #define DB_WALLET_APPLY_MAX 32
@@ -133,6 +134,26 @@ struct db_wallet_decision {
     int64_t usage_minor, usage_cash_minor, usage_count, day_credit_minor;
     const char *usage_month; /* YYYY-MM-01 of the monthly counters (with usage_date) */
     int64_t month_debit_minor, month_credit_minor;
+    /* An incremental authorization (an 0100 whose DE 90 names a pre-auth): the pre-auth's
+     * request key; its hold joins the pre-auth's (wallet.sim_apply_increment), or the approval
+     * becomes 25/12 when that hold is not active. NULL for every other decision. */
+    const char *parent_key;
+};
+
+/* A pre-authorization completion (an 0220 whose DE 90 names the pre-auth, wallet.sim_complete):
+ * captures the pre-auth's holds for amount_minor, up to the issuer's tolerance above them. The
+ * decision is the function's (docs/issuer-sim.md, "Pre-authorization"); auth_code is the
+ * approval code to record if it approves. */
+struct db_wallet_completion {
+    const char *request_key;
+    const char *original_key; /* the pre-auth's request key */
+    bool has_wallet;          /* false: no wallet has the card (answered 14) */
+    int64_t wallet_id;
+    const char *mti, *pcode;
+    int64_t amount_minor; /* the final amount (DE 4, or DE 6 when converted) */
+    int currency;         /* its currency (DE 49, or DE 51) */
+    const char *rrn;      /* optional */
+    const char *auth_code;
 };
 
 /* A reversal of the request original_key (wallet.sim_reverse), recorded under "rev:" + it. */
@@ -143,13 +164,14 @@ struct db_wallet_reversal {
     const char *rrn;         /* optional */
 };
 
-enum db_wallet_op_kind { DB_WALLET_OP_DECISION, DB_WALLET_OP_REVERSAL };
+enum db_wallet_op_kind { DB_WALLET_OP_DECISION, DB_WALLET_OP_REVERSAL, DB_WALLET_OP_COMPLETION };
 
 struct db_wallet_op {
     enum db_wallet_op_kind kind;
     union {
         struct db_wallet_decision decision;
         struct db_wallet_reversal reversal;
+        struct db_wallet_completion completion;
     } u;
 };
 

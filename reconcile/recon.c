@@ -73,7 +73,8 @@ int64_t rc_full_effect(const char *cls, const char *proc, int64_t amount)
     if (amount <= 0 || pc < 0)
         return 0;
     /* The issuer's own classification (sim/issuer/decide.c), so that the two cannot drift. */
-    if (strcmp(cls, "020") == 0) {
+    /* 022: a pre-auth completion (an acquirer's 0220 with DE 90) debits what it captures. */
+    if (strcmp(cls, "020") == 0 || strcmp(cls, "022") == 0) {
         if (sim_pcode_is_debit(pc))
             return -amount;
         if (sim_pcode_is_credit(pc))
@@ -256,13 +257,27 @@ static void rec_date(const struct rc_ctx *c, const char *de7, char out[11])
     db_request_date(de7, c->record_now_us, out);
 }
 
-/* The original of a journaled terminal reversal: the switch looks for an 0200, then an 0100. */
+/* The original of a journaled terminal reversal: the switch looks for an 0200 (or an 0220
+ * completion), then an 0100. */
 static long orig_of_reversal(const struct rc_ctx *c, const struct rc_sw *s, char date[11])
 {
     db_request_date(s->orig_de7, s->created_us, date);
     long o = find_ident(c, date, s->acquirer, s->terminal, s->orig_stan, s->orig_de7, "020");
+    if (o < 0)
+        o = find_ident(c, date, s->acquirer, s->terminal, s->orig_stan, s->orig_de7, "022");
     return o >= 0 ? o
                   : find_ident(c, date, s->acquirer, s->terminal, s->orig_stan, s->orig_de7, "010");
+}
+
+/* The pre-auth (an 0100) a completion or an increment names in DE 90 (journaled as its
+ * original_stan / original_transmission_time), -1 when not loaded. */
+static long preauth_of(const struct rc_ctx *c, const struct rc_sw *s)
+{
+    char date[11];
+    if (!s->orig_stan[0] || !s->orig_de7[0])
+        return -1;
+    db_request_date(s->orig_de7, s->created_us, date);
+    return find_ident(c, date, s->acquirer, s->terminal, s->orig_stan, s->orig_de7, "010");
 }
 
 struct wanted {
@@ -623,7 +638,7 @@ static int64_t check_issuer_effect(struct rc_ctx *c, const struct rc_sw *s, bool
                                    int64_t *pending)
 {
     int64_t net = s->iss >= 0 ? rc_iss_net(&c->iss[s->iss]) : 0;
-    int64_t full = rc_full_effect(s->cls, s->proc, s->amount);
+    int64_t full = s->hold_ended ? 0 : rc_full_effect(s->cls, s->proc, s->amount);
     int64_t stands = 0;
     struct rc_mismatch *m;
     c->st.checked[RC_CHK_JOURNAL_ISSUER]++;
@@ -699,6 +714,33 @@ static void add_totals(struct rc_ctx *c, long k, int64_t stands, int64_t pending
 static bool is_approved(const struct rc_sw *s)
 {
     return s->src == RC_SRC_JOURNAL && strcmp(s->outcome, "approved") == 0;
+}
+
+/* Pre-authorization: the holds that ended without a reversal of their own (rc_sw.hold_ended).
+ * A completion standing (approved; its reversal none or failed) captured its pre-auth and the
+ * pre-auth's increments; a pre-auth reversed released its increments with it; a hold the issuer
+ * expired (wallet.sim_expire_holds) ended by the issuer's rule. */
+static void mark_holds_ended(struct rc_ctx *c)
+{
+    for (size_t k = 0; k < c->nsw; k++) {
+        struct rc_sw *s = &c->sw[k];
+        if (strcmp(s->cls, "022") != 0 || !is_approved(s) ||
+            (s->rev != RC_REV_NONE && s->rev != RC_REV_FAILED))
+            continue;
+        long o = preauth_of(c, s);
+        if (o >= 0)
+            c->sw[o].hold_ended = true;
+    }
+    for (size_t k = 0; k < c->nsw; k++) {
+        struct rc_sw *s = &c->sw[k];
+        if (strcmp(s->cls, "010") != 0)
+            continue;
+        long o = preauth_of(c, s);
+        if (o >= 0 && (c->sw[o].hold_ended || c->sw[o].rev == RC_REV_ACKED))
+            s->hold_ended = true;
+        if (s->iss >= 0 && strcmp(c->iss[s->iss].hold_status, "expired") == 0)
+            s->hold_ended = true;
+    }
 }
 
 static void run_switch_items(struct rc_ctx *c)
@@ -1355,6 +1397,7 @@ int rc_run(struct rc_ctx *c)
             s->wallet = (long)v;
     }
     rc_map_free(by_hmac);
+    mark_holds_ended(c);
     run_switch_items(c);
     run_issuer_keys(c);
     run_transfers(c);

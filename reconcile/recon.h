@@ -48,6 +48,11 @@ struct rc_sw {
     /* Set by the engine. */
     long iss;    /* index of its issuer key, -1 */
     long wallet; /* index of its wallet, -1 */
+    /* Pre-authorization (docs/reconcile.md): an 0100 whose hold ended without it being
+     * reversed — captured by a standing completion (an approved 0220 naming it in DE 90, not
+     * reversed), or an increment of a pre-auth captured or reversed, or a hold the issuer
+     * expired — stands for nothing itself. */
+    bool hold_ended;
 };
 
 /* Everything the issuer booked under one request key K: K itself and its reversal 'rev:' || K.

@@ -74,7 +74,9 @@ bool sw_card_auth_wanted(const struct sw_txn *t)
 {
     if (t->v.kind != SW_KIND_AUTH && t->v.kind != SW_KIND_FINANCIAL)
         return false;
-    if (t->v.proc == SW_PROC_TRANSFER)
+    /* a transfer's legs, a pre-auth's completion or increment (DE 90: the card was
+     * authenticated with the pre-auth) are not authenticated again */
+    if (t->v.proc == SW_PROC_TRANSFER || t->v.names_original)
         return false;
     return chip_entry(&t->req) || iso_has(&t->req, 55) || iso_has(&t->req, 126);
 }
@@ -321,8 +323,8 @@ void sw_card_auth_start(struct sw_txn *t, const struct sw_refdata *ref, uint32_t
 
 bool sw_card_repeat_wanted(const struct sw_txn *t)
 {
-    return !t->card.arqc_ok && !t->no_answer && chip_entry(&t->req) && iso_has(&t->req, 55) &&
-           (t->v.kind == SW_KIND_AUTH || t->v.kind == SW_KIND_FINANCIAL);
+    return !t->card.arqc_ok && !t->no_answer && !t->v.names_original && chip_entry(&t->req) &&
+           iso_has(&t->req, 55) && (t->v.kind == SW_KIND_AUTH || t->v.kind == SW_KIND_FINANCIAL);
 }
 
 void sw_card_repeat_start(struct sw_txn *t, const struct sw_refdata *ref)

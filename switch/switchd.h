@@ -343,7 +343,11 @@ struct sw_txn {
     int64_t xfer_fee;
     char resp44[8];
     struct sw_req_id xfer_orig; /* a reversal: the transfer's identity */
-    struct sw_card_auth card;   /* chip ARQC/ARPC and CVV2 (emv.c, docs/emv.md) */
+    /* Pre-authorization (preauth.c): a completion's or an increment's DE 90 as its issuer knows
+     * the pre-auth (issuer STAN and DE 7), put in the request it is forwarded. */
+    struct isonet_de90 issuer_de90;
+    bool has_issuer_de90;
+    struct sw_card_auth card; /* chip ARQC/ARPC and CVV2 (emv.c, docs/emv.md) */
     /* Everything above is reset per request; the buffers below are not. */
     uint8_t frame_inline[SW_TXN_FRAME];
     uint8_t *frame; /* frame_inline (requests are at most SW_TXN_FRAME bytes) */
@@ -379,6 +383,11 @@ int sw_pan_protect(struct sw_server *srv, const char *pan, size_t len, uint8_t h
 void sw_txn_forward(struct sw_txn *txn);
 /* The link went down with the txn still pending. */
 void sw_txn_issuer_lost(struct sw_txn *txn);
+/* What preauth.c borrows: the PAN's keyed hash (t->pan_hmac; false when it cannot be made), the
+ * wait for a journal lookup, and the way on once the pre-auth is known (PIN, then issuer). */
+bool sw_txn_pan_hmac(struct sw_txn *t);
+void sw_txn_to_orig_lookup(struct sw_txn *t);
+void sw_txn_after_original(struct sw_txn *t);
 
 /* ---- the server ---- */
 

@@ -21,6 +21,7 @@
 #include "hsmclient.h"
 #include "log.h"
 #include "parse.h"
+#include "preauth.h"
 #include "saf.h"
 #include "xfer.h"
 
@@ -47,10 +48,12 @@ const char *sw_txn_state_name(enum sw_txn_state s)
 static const unsigned allowed[SW_TXN_state_max] = {
     [SW_TXN_FREE] = B(SW_TXN_FINISH),
     [SW_TXN_MAC_VERIFY] = B(SW_TXN_FREE),
-    [SW_TXN_PIN_TRANSLATE] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_TRANSFER) | B(SW_TXN_CARD_AUTH),
+    /* From ORIG_LOOKUP: a pre-auth's completion or increment whose pre-auth the journal had. */
+    [SW_TXN_PIN_TRANSLATE] =
+        B(SW_TXN_MAC_VERIFY) | B(SW_TXN_TRANSFER) | B(SW_TXN_ORIG_LOOKUP) | B(SW_TXN_CARD_AUTH),
     /* A transfer's leg (sw_txn_start_leg) starts here, from FREE. */
-    [SW_TXN_ISSUER_MAC] =
-        B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) | B(SW_TXN_CARD_AUTH),
+    [SW_TXN_ISSUER_MAC] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) |
+                          B(SW_TXN_ORIG_LOOKUP) | B(SW_TXN_CARD_AUTH),
     [SW_TXN_INTENT] = B(SW_TXN_ISSUER_MAC),
     [SW_TXN_DUP_LOOKUP] = B(SW_TXN_INTENT),
     [SW_TXN_ISSUER_WAIT] = B(SW_TXN_INTENT),
@@ -904,6 +907,9 @@ static int build_issuer_request(struct sw_txn *t)
         return -1;
     if (sw_fx_set_fields(o, &t->billing) != 0)
         return -1;
+    /* A completion or an increment names the pre-auth as the issuer saw it (preauth.c). */
+    if (t->has_issuer_de90 && isonet_de90_set(o, &t->issuer_de90) != 0)
+        return -1;
     if (sw_card_issuer_fields(t, o) != 0) /* the CVV2 replaced by its result (emv.c) */
         return -1;
     bool mac = t->issuer.zak[0] != '\0';
@@ -1414,6 +1420,15 @@ static void forward_checked(struct sw_txn *t, bool transfer, int billing_currenc
         sw_xfer_start(t, billing_currency);
         return;
     }
+    if (t->v.names_original) { /* a completion or an increment: find its pre-auth first */
+        sw_preauth_resolve(t);
+        return;
+    }
+    sw_txn_after_original(t);
+}
+
+void sw_txn_after_original(struct sw_txn *t)
+{
     if (t->v.has_pin) {
         translate_pin(t);
         return;
@@ -1594,6 +1609,16 @@ void sw_txn_finish(struct sw_txn *t)
 void sw_txn_reject(struct sw_txn *t, const char *rc, int outcome, const char *reason, int field)
 {
     reject(t, rc, (enum sw_txn_outcome)outcome, reason, field);
+}
+
+bool sw_txn_pan_hmac(struct sw_txn *t)
+{
+    return pan_hmac(t);
+}
+
+void sw_txn_to_orig_lookup(struct sw_txn *t)
+{
+    sw_txn_set_state(t, SW_TXN_ORIG_LOOKUP);
 }
 
 void sw_txn_translate_pin(struct sw_txn *t)

@@ -94,8 +94,8 @@ static enum sw_msg_kind classify(const char mti[4])
     switch (mti[1]) {
     case '1':
         return mti[2] == '0' ? SW_KIND_AUTH : SW_KIND_UNSUPPORTED;
-    case '2':
-        return mti[2] == '0' ? SW_KIND_FINANCIAL : SW_KIND_UNSUPPORTED;
+    case '2': /* 0220: a pre-auth completion (DE 90 checked by sw_validate) */
+        return SW_KIND_FINANCIAL;
     case '4':
         return SW_KIND_REVERSAL;
     case '8':
@@ -234,17 +234,34 @@ int sw_validate(const struct iso_msg *m, struct sw_validation *v)
     if (iso_has(m, 64) && iso_has(m, 128))
         return fail(v, "30", 128, "both DE 64 and DE 128 carry a MAC");
     v->has_pin = iso_has(m, 52) || iso_has(m, 110); /* DE 110: AES PIN block */
+    if (v->proc == SW_PROC_TRANSFER && m->mti[2] == '2' && v->kind == SW_KIND_FINANCIAL)
+        return fail(v, "12", 3, "a transfer is a financial request (0200)");
     if (v->proc == SW_PROC_TRANSFER && v->kind != SW_KIND_REVERSAL && check_transfer(m, v) != 0)
         return -1;
     if (v->kind == SW_KIND_REVERSAL && v->has_pin)
         return fail(v, "30", 52, "a reversal carries no PIN");
-    /* DE 90 of a reversal names its original, whose DE 7 is a real date like any DE 7. */
+    /* DE 90 of a reversal names its original, whose DE 7 is a real date like any DE 7; so does
+     * that of a completion (0220, where it is mandatory) or an incremental 0100: the pre-auth. */
     struct isonet_de90 orig;
-    int de90 = v->kind == SW_KIND_REVERSAL ? isonet_de90_get(m, &orig) : 0;
+    v->completion = v->kind == SW_KIND_FINANCIAL && m->mti[2] == '2';
+    int de90 = v->kind == SW_KIND_REVERSAL || v->kind == SW_KIND_AUTH || v->completion
+                   ? isonet_de90_get(m, &orig)
+                   : 0;
     if (de90 < 0)
         return fail(v, "30", 90, "original data elements (DE 90) are not 42 digits");
     if (de90 > 0 && !sw_de7_valid((const uint8_t *)orig.de7, 10))
         return fail(v, "30", 90,
                     "original data elements (DE 90) are not 42 digits with a valid DE 7");
+    if (v->completion && de90 == 0)
+        return fail(v, "12", 90, "an 0220 from a terminal is a completion: DE 90 names its 0100");
+    if (de90 > 0 && v->kind != SW_KIND_REVERSAL) {
+        v->names_original = true;
+        if (memcmp(orig.mti, "010", 3) != 0)
+            return fail(v, "12", 90, "DE 90 of a completion or an increment names an 0100");
+        if (v->proc != SW_PROC_PURCHASE && v->proc != SW_PROC_CASH && v->proc != SW_PROC_CASHBACK)
+            return fail(v, "12", 3, "a pre-authorization is a purchase (00, 01 or 09)");
+        if (v->completion && v->has_pin)
+            return fail(v, "30", 52, "a completion carries no PIN");
+    }
     return 0;
 }

@@ -14,7 +14,7 @@
 enum sw_msg_kind {
     SW_KIND_UNSUPPORTED, /* answered 12 (or dropped when it is a response) */
     SW_KIND_AUTH,        /* 0100 authorization: places a hold */
-    SW_KIND_FINANCIAL,   /* 0200 financial: moves money */
+    SW_KIND_FINANCIAL,   /* 0200 financial: moves money; 0220 a pre-auth completion */
     SW_KIND_REVERSAL,    /* 0400/0401/0420/0421 */
     SW_KIND_NETMGMT,     /* 0800: answered by the switch itself */
     SW_KIND_RESPONSE,    /* an xx10/xx30 from a terminal: protocol error */
@@ -43,6 +43,10 @@ struct sw_validation {
     const uint8_t *pan; /* PAN digits (from DE 2, or DE 35 before the separator) */
     size_t pan_len;
     bool has_pin; /* DE 52 present */
+    /* Pre-authorization (docs/acquirer-interface.md): an 0220/0221 completion (kind FINANCIAL)
+     * or an incremental 0100/0101 (kind AUTH); both name the pre-auth (an 0100) in DE 90. */
+    bool completion;
+    bool names_original;
     /* A transfer (0200, processing code 40): its recipient from DE 103, a PAN (digits, Luhn)
      * or a mobile number ('+' and 8..15 digits, recipient_msisdn). */
     const uint8_t *recipient;

@@ -60,6 +60,11 @@ enum sim_type {
     SIM_T_AUTH,     /* 0100 proc 00: authorization (hold) */
     SIM_T_REVERSAL, /* 0400 (or --mti 0420/0401/0421) with DE 90 */
     SIM_T_ECHO,     /* 0800 DE 70 = 301 */
+    /* Pre-authorization (docs/acquirer-interface.md): a hold, its completion and an increment,
+     * the last two naming the pre-auth in DE 90 (original-stan/original-time, or original=). */
+    SIM_T_PREAUTH,     /* 0100 proc 00: a pre-authorization (a hold) */
+    SIM_T_COMPLETION,  /* 0220 proc 00 with DE 90: captures the pre-auth for DE 4 */
+    SIM_T_INCREMENTAL, /* 0100 proc 00 with DE 90: adds DE 4 to the pre-auth's hold */
     SIM_T_max
 };
 
@@ -179,9 +184,9 @@ struct sim_txn {
     char rrn[13];       /* DE 37; "" = generated from the date and the STAN */
     char recipient[29]; /* DE 103 for transfers: a PAN, or '+' and a mobile number */
     char entry_mode[4]; /* DE 22; "" = 011 with PIN, 012 without */
-    char orig_mti[5];   /* reversal DE 90: original MTI ("" = 0200) */
-    uint32_t orig_stan; /* reversal: original DE 11 (0 = no DE 90) */
-    char orig_time[11]; /* reversal: original DE 7 */
+    char orig_mti[5];   /* DE 90: original MTI ("" = 0200 for a reversal, else 0100) */
+    uint32_t orig_stan; /* reversal, completion, increment: original DE 11 (0 = no DE 90) */
+    char orig_time[11]; /* reversal, completion, increment: original DE 7 */
     bool bad_mac;       /* send a wrong MAC (tests the switch's 63) */
     unsigned chip_cvn;  /* a chip read (DE 22 051, DE 55 with an ARQC): CVN 10 or 18; 0 = no */
     bool bad_arqc;      /* spoil the ARQC (tests the switch's 82) */

@@ -255,16 +255,22 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
                 SET(52, blk, 8);
             }
         }
-        if (reversal && x->orig_stan) {
+        /* DE 90 names the original: a reversal's, or the pre-auth of a completion or an
+         * increment (an 0100 by default). */
+        bool names_preauth = x->type == SIM_T_COMPLETION || x->type == SIM_T_INCREMENTAL;
+        if ((reversal || names_preauth) && x->orig_stan) {
             struct isonet_de90 orig;
             char ostan[7];
             if (!at_is_digits(x->orig_time, 10, 10) || x->orig_stan > 999999) {
-                fail(err, errcap, "reversal: original time must be MMDDhhmmss, STAN <= 999999");
+                fail(err, errcap, "DE 90: original time must be MMDDhhmmss, STAN <= 999999");
                 goto out;
             }
             snprintf(ostan, sizeof ostan, "%06u", x->orig_stan);
-            isonet_de90_make(&orig, x->orig_mti[0] ? x->orig_mti : "0200", ostan, x->orig_time,
-                             t->acquirer_id);
+            isonet_de90_make(&orig,
+                             x->orig_mti[0] ? x->orig_mti
+                             : reversal     ? "0200"
+                                            : "0100",
+                             ostan, x->orig_time, t->acquirer_id);
             if (isonet_de90_set(&m, &orig) != 0) {
                 fail(err, errcap, "reversal: original MTI must be 4 digits (DE 90)");
                 goto out;

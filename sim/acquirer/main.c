@@ -1001,6 +1001,10 @@ int main(int argc, char **argv)
             struct sim_opts o = c.scn.lines[i].o;
             struct sim_txn x;
             struct sim_term *t;
+            if (c.scn.lines[i].original_index >= 0 && !o.orig_stan) {
+                o.orig_stan = 1; /* DE 90 comes from the original at run time */
+                snprintf(o.orig_time, sizeof o.orig_time, "0101000000");
+            }
             if (c.scn.lines[i].original_index >= 0 && !o.amount[0] && !o.has_amount_minor) {
                 o.has_amount_minor = true; /* inherited from the original at run time */
                 if (!o.terminal[0])

@@ -18,8 +18,8 @@
 #define O(f) offsetof(struct sim_opts, f), sizeof(((struct sim_opts *)0)->f)
 static const struct at_setting txn_table[] = {
     { "type", AT_SET_STR, O(type_name), NULL, 0, AT_SET_MINLEN(1),
-      "purchase, cash, cashback, refund, balance, aft, oct, transfer, auth, reversal or echo "
-      "(default purchase)" },
+      "purchase, cash, cashback, refund, balance, aft, oct, transfer, auth, reversal, echo, "
+      "preauth, completion or incremental (default purchase)" },
     { "terminal", AT_SET_STR, O(terminal), NULL, 0, AT_SET_MINLEN(8),
       "the terminal, DE 41 (default TERM0001)" },
     { "pan", AT_SET_STR, O(pan), NULL, 0, AT_SET_MINLEN(12) | AT_SET_DIGITS,
@@ -53,11 +53,12 @@ static const struct at_setting txn_table[] = {
     { "proc", AT_SET_STR, O(proc), NULL, 0, AT_SET_MINLEN(6) | AT_SET_DIGITS,
       "the processing code, DE 3 (default: the type's)" },
     { "original-mti", AT_SET_STR, O(orig_mti), NULL, 0, AT_SET_MINLEN(4) | AT_SET_DIGITS,
-      "a reversal's DE 90: the original's MTI (default 0200)" },
+      "DE 90: the original's MTI (default 0200 for a reversal, 0100 for a completion or an "
+      "increment)" },
     { "original-stan", AT_SET_U64, O(orig_stan), NULL, 999999, 0,
-      "a reversal's DE 90: the original's STAN (with --original-time)" },
+      "DE 90 of a reversal, completion or increment: the original's STAN (with --original-time)" },
     { "original-time", AT_SET_STR, O(orig_time), NULL, 0, AT_SET_MINLEN(10) | AT_SET_DIGITS,
-      "a reversal's DE 90: the original's DE 7, MMDDhhmmss" },
+      "DE 90 of a reversal, completion or increment: the original's DE 7, MMDDhhmmss" },
     { "bad-mac", AT_SET_BOOL, O(bad_mac), "no", 0, 0,
       "spoil the request MAC (the switch must answer 63)" },
     { "chip", AT_SET_BOOL, O(chip), "no", 0, 0,
@@ -150,7 +151,7 @@ static int opt_check(const struct at_setting *row, const char *value, char *err,
         if (sim_type_parse(value, &type) != 0) {
             snprintf(err, errcap,
                      "type: unknown (purchase, cash, cashback, refund, balance, aft, oct, "
-                     "transfer, auth, reversal, echo)");
+                     "transfer, auth, reversal, echo, preauth, completion, incremental)");
             return -1;
         }
         return 0;
@@ -340,6 +341,13 @@ int sim_opts_resolve(const struct sim_opts *o, const struct sim_terms *set, stru
         snprintf(err, errcap, "reversal: original-stan and original-time go together (DE 90)");
         return -1;
     }
+    if ((x->type == SIM_T_COMPLETION || x->type == SIM_T_INCREMENTAL) &&
+        (x->orig_stan == 0 || x->orig_time[0] == '\0')) {
+        snprintf(err, errcap,
+                 "%s: name the pre-auth (DE 90): original-stan and original-time, or original=",
+                 sim_type_name(x->type));
+        return -1;
+    }
     if (o->to[0] && o->to_msisdn[0]) {
         snprintf(err, errcap, "transfer: to and to-msisdn exclude each other (one recipient)");
         return -1;
@@ -480,8 +488,11 @@ int sim_scn_parse(const char *text, size_t len, const char *name, struct sim_scn
                     goto fail;
                 }
         if (l.o.original[0]) {
-            if (l.o.type != SIM_T_REVERSAL) {
-                snprintf(err, errcap, "%s:%u: original= is only for type=reversal", name, lineno);
+            if (l.o.type != SIM_T_REVERSAL && l.o.type != SIM_T_COMPLETION &&
+                l.o.type != SIM_T_INCREMENTAL) {
+                snprintf(err, errcap,
+                         "%s:%u: original= is only for type=reversal, completion or incremental",
+                         name, lineno);
                 goto fail;
             }
             for (size_t j = 0; j < out->n; j++)

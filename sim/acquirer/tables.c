@@ -95,6 +95,9 @@ static const struct {
     [SIM_T_AUTH] = { "auth", "0100", "000000", true },
     [SIM_T_REVERSAL] = { "reversal", "0400", "000000", false },
     [SIM_T_ECHO] = { "echo", "0800", "", false },
+    [SIM_T_PREAUTH] = { "preauth", "0100", "000000", true },
+    [SIM_T_COMPLETION] = { "completion", "0220", "000000", false },
+    [SIM_T_INCREMENTAL] = { "incremental", "0100", "000000", false },
 };
 
 const char *sim_type_name(enum sim_type t)

@@ -164,6 +164,27 @@ static void reversal_op(struct txn *t)
     };
 }
 
+/* A pre-auth completion: wallet.sim_complete decides; the approval code drawn here is recorded
+ * only if it approves. */
+static void completion_op(struct txn *t)
+{
+    at_put_digits(t->auth, 6, ++t->iss->auth_seq);
+    t->auth[6] = '\0';
+    t->op.kind = DB_WALLET_OP_COMPLETION;
+    t->op.u.completion = (struct db_wallet_completion){
+        .request_key = t->key,
+        .original_key = t->orig_key,
+        .has_wallet = t->have_wallet,
+        .wallet_id = t->wallet.wallet_id,
+        .mti = t->mti,
+        .pcode = t->pcode,
+        .amount_minor = t->amount,
+        .currency = t->currency,
+        .rrn = t->rrnz,
+        .auth_code = t->auth,
+    };
+}
+
 /* The decision in t->eff, with its approval code drawn when it approves. */
 static void decision_op(struct txn *t)
 {
@@ -198,6 +219,7 @@ static void decision_op(struct txn *t)
         .usage_month = e->usage_month,
         .month_debit_minor = e->month_debit_minor,
         .month_credit_minor = e->month_credit_minor,
+        .parent_key = t->is_increment ? t->orig_key : NULL,
     };
 }
 
@@ -211,6 +233,8 @@ void txn_apply(struct txn *t)
     t->apply_alone = false;
     if (t->is_reversal)
         reversal_op(t);
+    else if (t->is_completion)
+        completion_op(t);
     else
         decision_op(t);
     apply_queue(t);

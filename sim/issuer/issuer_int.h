@@ -65,6 +65,9 @@ struct txn {
     int64_t amount;
     int currency;
     bool is_reversal, is_inquiry;
+    /* Pre-authorization (validate.c, docs/issuer-sim.md): an 0220/0221 completion or an
+     * incremental 0100/0101, each naming the pre-auth in DE 90 (its request key in orig_key). */
+    bool is_completion, is_increment;
     int retries;
     /* the decision or reversal to apply (its strings point into this txn) and its batch */
     struct db_wallet_op op;

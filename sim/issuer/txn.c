@@ -70,6 +70,7 @@ struct txn *txn_get(struct iss *s, struct conn *c)
     t->amount = -1;
     t->currency = -1;
     t->is_reversal = t->is_inquiry = t->have_wallet = t->has_bal = false;
+    t->is_completion = t->is_increment = false;
     t->retries = 0;
     t->rc[0] = t->auth[0] = t->de54[0] = '\0';
     strcpy(t->outcome, "new");
@@ -146,6 +147,9 @@ void txn_begin(struct txn *t)
     /* 0101 / 0201 repeats are the same request again: the request key makes them harmless. */
     bool known = t->is_reversal || !strcmp(t->mti, "0100") || !strcmp(t->mti, "0200") ||
                  !strcmp(t->mti, "0101") || !strcmp(t->mti, "0201");
+    /* 0220/0221: a pre-auth completion (DE 90 names the pre-auth; validate.c checks it). */
+    t->is_completion = !strcmp(t->mti, "0220") || !strcmp(t->mti, "0221");
+    known = known || t->is_completion;
     /* The MAC is the last field: DE 128 with a secondary bitmap, else DE 64. */
     struct isonet_mac at;
     if (isonet_mac_locate(t->iss->dialect, &t->req, t->len, &at) != 0) {
@@ -260,6 +264,10 @@ void txn_load(struct txn *t)
 
 void txn_decide(struct txn *t)
 {
+    if (t->is_completion) { /* wallet.sim_complete decides: the money was reserved already */
+        txn_apply(t);
+        return;
+    }
     int d = sim_decide(t->have_wallet ? &t->w : NULL, &t->r, &t->eff);
     if (d == SIM_NEED_PIN) {
         hsmcmd_verify_pin(t);

@@ -122,6 +122,23 @@ const char *txn_validate(struct txn *t)
         return "30";
     if (t->is_reversal)
         return original_key(t, tid) ? NULL : "30";
+    /* Pre-authorization: DE 90 names the pre-auth (its acquirer, STAN and DE 7 as the issuer
+     * saw them, with this request's DE 41). An 0220 without DE 90 is not a completion (a
+     * stand-in advice carries none: not this issuer's yet) → 12; an 0100 with one is an
+     * incremental authorization; a completion captures a debit. */
+    struct isonet_de90 o;
+    int de90 = isonet_de90_get(m, &o);
+    if (de90 < 0)
+        return "30";
+    if (t->is_completion && de90 == 0)
+        return "12";
+    if (de90 > 0 && (t->is_completion || t->mti[1] == '1')) {
+        if (!original_key(t, tid))
+            return "30";
+        t->is_increment = !t->is_completion;
+    }
     fill_decision_request(t, pc, exp);
+    if (t->is_completion && (!sim_pcode_is_debit(pc) || t->amount <= 0))
+        return sim_pcode_is_debit(pc) ? "13" : "12";
     return sim_check_request(&t->r);
 }

@@ -525,6 +525,273 @@ static void test_schema_check_and_limits(void **state)
         assert_true(l[i].done);
 }
 
+/* ---- pre-authorization (0012): completion, incremental authorization, their reversals ---- */
+
+/* Today (UTC) as PostgreSQL sees it, YYYY-MM-DD, and its month's first day. */
+static void today_of(PGconn *c, char day[11], char month[11])
+{
+    PGresult *r = PQexec(c, "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD')");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    snprintf(day, 11, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    snprintf(month, 11, "%.8s01", day);
+}
+
+/* An approved hold of amount on the snapshot s, its counters as sim_decide counts them. */
+static struct db_wallet_op hold_op(const char *key, const struct db_wallet_row *s, int64_t amount,
+                                   const char *day, const char *month)
+{
+    struct db_wallet_op op = debit(key, s, amount);
+    bool today = strcmp(s->usage_date, day) == 0, this_month = strcmp(s->usage_month, month) == 0;
+    op.u.decision.mti = "0100";
+    op.u.decision.ledger_minor = 0;
+    op.u.decision.kind = NULL;
+    op.u.decision.hold_minor = amount;
+    op.u.decision.usage_date = day;
+    op.u.decision.usage_month = month;
+    op.u.decision.usage_minor = (today ? s->usage_minor : 0) + amount;
+    op.u.decision.usage_count = (today ? s->usage_count : 0) + 1;
+    op.u.decision.month_debit_minor = (this_month ? s->month_debit_minor : 0) + amount;
+    return op;
+}
+
+static struct db_wallet_op completion_op(const char *key, const char *orig,
+                                         const struct db_wallet_row *s, int64_t amount)
+{
+    return (struct db_wallet_op){
+        .kind = DB_WALLET_OP_COMPLETION,
+        .u.completion = { .request_key = key,
+                          .original_key = orig,
+                          .has_wallet = true,
+                          .wallet_id = s->wallet_id,
+                          .mti = "0220",
+                          .pcode = "000000",
+                          .amount_minor = amount,
+                          .currency = 504,
+                          .rrn = "123456789012",
+                          .auth_code = "777777" },
+    };
+}
+
+static struct db_wallet_op reversal_op(const char *orig, int64_t amount)
+{
+    return (struct db_wallet_op){ .kind = DB_WALLET_OP_REVERSAL,
+                                  .u.reversal = { .original_key = orig,
+                                                  .mti = "0420",
+                                                  .pcode = "000000",
+                                                  .amount_minor = amount } };
+}
+
+/* One op applied alone: its outcome (the batch must commit). */
+static struct db_wallet_outcome apply1(struct fixture *f, struct db_wallet_op op)
+{
+    struct applied a = apply(f, &op, 1);
+    assert_int_equal(a.err.code, 0);
+    assert_int_equal(a.n, 1);
+    assert_int_equal(a.out[0].status, 0);
+    return a.out[0];
+}
+
+/* Wallet card's balance, held amount and today's debit counter, as "balance/held/usage/count". */
+static void assert_wallet(struct fixture *f, unsigned card, const char *want)
+{
+    char sql[256], got[96];
+    snprintf(sql, sizeof sql,
+             "SELECT balance_minor || '/' || held_minor || '/' || usage_minor || '/' || "
+             "usage_count FROM wallet.wallets WHERE pan_masked = '489001******%04u'",
+             card);
+    PGresult *r = PQexec(f->check, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    snprintf(got, sizeof got, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    assert_string_equal(got, want);
+    assert_int_equal(dbt_scalar(f->check, "SELECT count(*) FROM wallet.invariant_violations"), 0);
+}
+
+static const char *hold_status(struct fixture *f, const char *key)
+{
+    static char st[16];
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT status FROM wallet.holds WHERE request_key = '%s'", key);
+    PGresult *r = PQexec(f->check, sql);
+    snprintf(st, sizeof st, "%s", PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "none");
+    PQclear(r);
+    return st;
+}
+
+/* A completion captures its pre-auth for less (the rest is available again), once; a repeat gets
+ * the same answer; a second completion, one of an unknown pre-auth, another currency or above
+ * the tolerance is declined and changes nothing; the pre-auth's own reversal after its capture
+ * moves nothing; the completion's reversal credits it back and restores the hold (and the
+ * counters), after which a completion within the 20 % tolerance above the hold captures it. */
+static void test_preauth_completion_sql(void **state)
+{
+    struct fixture *f = *state;
+    char day[11], month[11];
+    assert_int_equal(seed(f->conninfo, 1), 1);
+    today_of(f->check, day, month);
+    assert_int_equal(dbt_scalar(f->check, "SELECT completion_tolerance_bp FROM "
+                                          "wallet.issuer_config"),
+                     2000);
+    struct db_wallet_row w = load(f, 1, "x").snap.wallet;
+    struct db_wallet_outcome o = apply1(f, hold_op("h1", &w, 300, day, month));
+    assert_string_equal(o.answer.rc, "00");
+    assert_int_equal(o.answer.available_minor, 700);
+    assert_wallet(f, 1, "1000/300/300/1");
+
+    o = apply1(f, completion_op("c1", "h1", &w, 250));
+    assert_int_equal(o.verdict, DB_WALLET_APPLIED);
+    assert_string_equal(o.answer.rc, "00");
+    assert_string_equal(o.answer.auth_code, "777777");
+    assert_int_equal(o.answer.balance_minor, 750);
+    assert_int_equal(o.answer.available_minor, 750);
+    assert_wallet(f, 1, "750/0/250/1"); /* the limits count the capture, not the hold */
+    assert_string_equal(hold_status(f, "h1"), "captured");
+    assert_int_equal(dbt_scalar(f->check, "SELECT amount_minor FROM wallet.ledger WHERE "
+                                          "kind = 'capture' AND request_key = 'c1'"),
+                     -250);
+
+    o = apply1(f, completion_op("c1", "h1", &w, 250)); /* a repeat (0221) */
+    assert_int_equal(o.verdict, DB_WALLET_DUPLICATE);
+    assert_string_equal(o.answer.rc, "00");
+    assert_int_equal(o.answer.balance_minor, 750);
+    o = apply1(f, completion_op("c2", "h1", &w, 100)); /* one completion per hold */
+    assert_string_equal(o.answer.rc, "12");
+    assert_string_equal(o.answer.auth_code, "");
+    o = apply1(f, completion_op("c3", "nope", &w, 100));
+    assert_string_equal(o.answer.rc, "25");
+    o = apply1(f, reversal_op("h1", 300)); /* the pre-auth's reversal: the completion stands */
+    assert_string_equal(o.answer.rc, "00");
+    assert_wallet(f, 1, "750/0/250/1");
+
+    o = apply1(f, reversal_op("c1", 250));
+    assert_int_equal(o.verdict, DB_WALLET_APPLIED);
+    assert_int_equal(o.answer.balance_minor, 1000);
+    assert_int_equal(o.answer.available_minor, 700);
+    assert_wallet(f, 1, "1000/300/300/1"); /* the hold as it was, counted as it was */
+    assert_string_equal(hold_status(f, "h1"), "active");
+    assert_int_equal(apply1(f, reversal_op("c1", 250)).verdict, DB_WALLET_DUPLICATE);
+    assert_wallet(f, 1, "1000/300/300/1");
+
+    o = apply1(f, completion_op("c4", "h1", &w, 361)); /* 300 + 20 % = 360 */
+    assert_string_equal(o.answer.rc, "13");
+    assert_wallet(f, 1, "1000/300/300/1");
+    struct db_wallet_op other = completion_op("c5", "h1", &w, 100);
+    other.u.completion.currency = 952;
+    assert_string_equal(apply1(f, other).answer.rc, "57");
+    o = apply1(f, completion_op("c6", "h1", &w, 360));
+    assert_string_equal(o.answer.rc, "00");
+    assert_wallet(f, 1, "640/0/360/1");
+    assert_int_equal(dbt_scalar(f->check, "SELECT count(*) FROM wallet.requests "
+                                          "WHERE response_code <> '00' AND auth_code IS NOT NULL"),
+                     0);
+}
+
+/* Incremental authorizations add to the pre-auth's hold (its own approval, counted), a reversal
+ * takes one increment back, the completion captures the total (tolerance on the total), and an
+ * increment of a captured or unknown pre-auth is declined; the pre-auth's reversal releases its
+ * increments too. */
+static void test_preauth_increment_sql(void **state)
+{
+    struct fixture *f = *state;
+    char day[11], month[11];
+    assert_int_equal(seed(f->conninfo, 2), 2);
+    today_of(f->check, day, month);
+    struct db_wallet_row w = load(f, 2, "x").snap.wallet; /* 2000 */
+    assert_string_equal(apply1(f, hold_op("p1", &w, 200, day, month)).answer.rc, "00");
+    w = load(f, 2, "x").snap.wallet;
+    struct db_wallet_op inc = hold_op("i1", &w, 100, day, month);
+    inc.u.decision.parent_key = "p1";
+    struct db_wallet_outcome o = apply1(f, inc);
+    assert_string_equal(o.answer.rc, "00");
+    assert_string_equal(o.answer.auth_code, "654321");
+    assert_int_equal(o.answer.available_minor, 1700);
+    assert_wallet(f, 2, "2000/300/300/2");
+    assert_int_equal(dbt_scalar(f->check, "SELECT count(*) FROM wallet.holds c JOIN wallet.holds "
+                                          "p ON p.hold_id = c.parent_hold_id WHERE c.request_key "
+                                          "= 'i1' AND p.request_key = 'p1' AND c.expires_at = "
+                                          "p.expires_at"),
+                     1);
+    assert_string_equal(apply1(f, reversal_op("i1", 100)).answer.rc, "00");
+    assert_wallet(f, 2, "2000/200/200/1");
+    assert_string_equal(hold_status(f, "p1"), "active");
+    w = load(f, 2, "x").snap.wallet;
+    inc = hold_op("i2", &w, 50, day, month);
+    inc.u.decision.parent_key = "p1";
+    assert_string_equal(apply1(f, inc).answer.rc, "00");
+    assert_wallet(f, 2, "2000/250/250/2");
+
+    assert_string_equal(apply1(f, completion_op("c1", "i2", &w, 10)).answer.rc, "12");
+    assert_string_equal(apply1(f, completion_op("c2", "p1", &w, 301)).answer.rc, "13");
+    o = apply1(f, completion_op("c3", "p1", &w, 300)); /* 250 + 20 % */
+    assert_string_equal(o.answer.rc, "00");
+    assert_wallet(f, 2, "1700/0/300/1");
+    assert_string_equal(hold_status(f, "i2"), "captured");
+
+    w = load(f, 2, "x").snap.wallet;
+    inc = hold_op("i3", &w, 40, day, month);
+    inc.u.decision.parent_key = "p1";
+    o = apply1(f, inc);
+    assert_string_equal(o.answer.rc, "12");
+    assert_string_equal(o.answer.auth_code, "");
+    w = load(f, 2, "x").snap.wallet;
+    inc = hold_op("i4", &w, 40, day, month);
+    inc.u.decision.parent_key = "nope";
+    assert_string_equal(apply1(f, inc).answer.rc, "25");
+    assert_wallet(f, 2, "1700/0/300/1");
+
+    /* The completion's reversal restores the pre-auth and its increment. */
+    assert_string_equal(apply1(f, reversal_op("c3", 300)).answer.rc, "00");
+    assert_wallet(f, 2, "2000/250/250/2");
+    /* The pre-auth's reversal releases it with its increment. */
+    assert_string_equal(apply1(f, reversal_op("p1", 200)).answer.rc, "00");
+    assert_wallet(f, 2, "2000/0/0/0");
+    assert_string_equal(hold_status(f, "i2"), "released");
+}
+
+/* An expired hold cannot be captured; a completion reversed after its hold's expiry leaves the
+ * hold expired (released); restoring a hold the wallet can no longer cover releases it. */
+static void test_preauth_expiry_sql(void **state)
+{
+    struct fixture *f = *state;
+    char day[11], month[11];
+    assert_int_equal(seed(f->conninfo, 1), 1);
+    today_of(f->check, day, month);
+    struct db_wallet_row w = load(f, 1, "x").snap.wallet; /* 1000 */
+    assert_string_equal(apply1(f, hold_op("h1", &w, 100, day, month)).answer.rc, "00");
+    assert_int_equal(dbt_exec(f->check, "UPDATE wallet.holds SET expires_at = now() - "
+                                        "interval '1 s' WHERE request_key = 'h1'"),
+                     0);
+    assert_string_equal(apply1(f, completion_op("c1", "h1", &w, 50)).answer.rc, "12");
+    assert_int_equal(dbt_scalar(f->check, "SELECT wallet.sim_expire_holds()"), 1);
+    assert_string_equal(apply1(f, completion_op("c2", "h1", &w, 50)).answer.rc, "12");
+    assert_wallet(f, 1, "1000/0/100/1");
+
+    w = load(f, 1, "x").snap.wallet;
+    assert_string_equal(apply1(f, hold_op("h2", &w, 100, day, month)).answer.rc, "00");
+    assert_string_equal(apply1(f, completion_op("c3", "h2", &w, 80)).answer.rc, "00");
+    assert_wallet(f, 1, "920/0/180/2");
+    assert_int_equal(dbt_exec(f->check, "UPDATE wallet.holds SET expires_at = now() - "
+                                        "interval '1 s' WHERE request_key = 'h2'"),
+                     0);
+    assert_string_equal(apply1(f, reversal_op("c3", 80)).answer.rc, "00");
+    assert_wallet(f, 1, "1000/0/100/1");
+    assert_string_equal(hold_status(f, "h2"), "expired");
+
+    /* Spent since the completion: the hold cannot come back, the credit still does. */
+    w = load(f, 1, "x").snap.wallet;
+    assert_string_equal(apply1(f, hold_op("h3", &w, 600, day, month)).answer.rc, "00");
+    assert_string_equal(apply1(f, completion_op("c4", "h3", &w, 500)).answer.rc, "00");
+    w = load(f, 1, "x").snap.wallet;
+    assert_string_equal(apply1(f, debit("d1", &w, 450)).answer.rc, "00"); /* 500 -> 50 */
+    assert_string_equal(apply1(f, reversal_op("c4", 500)).answer.rc, "00");
+    assert_string_equal(hold_status(f, "h3"), "released");
+    assert_int_equal(dbt_scalar(f->check, "SELECT balance_minor - held_minor FROM "
+                                          "wallet.wallets"),
+                     550);
+    assert_int_equal(dbt_scalar(f->check, "SELECT count(*) FROM wallet.invariant_violations"), 0);
+}
+
 int main(void)
 {
     if (!dbt_env_names_cluster("test_db_wallet"))
@@ -536,6 +803,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hold_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_check_and_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kyc_tier_cap_in_sql, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_preauth_completion_sql, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_preauth_increment_sql, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_preauth_expiry_sql, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

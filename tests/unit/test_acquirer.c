@@ -1078,6 +1078,8 @@ static void test_demo_scenario(void **state)
         if (s.lines[i].original_index >= 0) {
             reversal = true;
             o.has_amount_minor = true;
+            o.orig_stan = 1; /* DE 90 comes from the original at run time */
+            snprintf(o.orig_time, sizeof o.orig_time, "0101000000");
             snprintf(o.terminal, sizeof o.terminal, "%s",
                      s.lines[s.lines[i].original_index].o.terminal);
         }

@@ -404,7 +404,8 @@ static void test_full_effect(void **state)
     assert_int_equal(rc_full_effect("020", "400000", 10), 0);       /* transfer: declined 12 */
     assert_int_equal(rc_full_effect("010", "000000", 900), -900);   /* a hold */
     assert_int_equal(rc_full_effect("010", "300000", -1), 0);
-    assert_int_equal(rc_full_effect("010", "200000", 5), 0); /* a credit as 0100: declined */
+    assert_int_equal(rc_full_effect("010", "200000", 5), 0);        /* a credit as 0100: declined */
+    assert_int_equal(rc_full_effect("022", "000000", 7350), -7350); /* a completion */
     assert_int_equal(rc_full_effect("040", "000000", 5), 0);
     assert_int_equal(rc_full_effect("020", "x0", 5), 0);
 }
@@ -559,6 +560,80 @@ static void test_rules(void **state)
     assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, NULL), 1);
     assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, "neither the request's nor zero"), 1);
     assert_int_equal(count(&c, RC_CHK_TOTALS, NULL), 0);
+    rc_ctx_free(&c);
+}
+
+/* A pre-auth's row (class 010) or a completion's (022) naming the pre-auth of STAN orig. */
+static struct rc_sw preauth_row(const char *stan, const char *istan, const char *cls,
+                                const char *orig, int64_t amount, enum rc_rev rev)
+{
+    struct rc_sw s = journal_row(stan, istan, "approved", rev);
+    strcpy(s.cls, cls);
+    strcpy(s.mti, strcmp(cls, "022") == 0 ? "0220" : "0100");
+    s.amount = amount;
+    s.created_us = 1796519731ull * 1000000ull; /* 2026-12-06 01:15:31 UTC: DE 7's date */
+    if (orig) {
+        strcpy(s.orig_stan, orig);
+        strcpy(s.orig_de7, s.de7);
+    }
+    return s;
+}
+
+static void hold(struct rc_ctx *c, const char *istan, int64_t amount, const char *status)
+{
+    char key[64];
+    book(c, istan, 0, 0);
+    snprintf(key, sizeof key, "00000100001:TERM0001:%s:1206011531", istan);
+    struct rc_iss *i = rc_iss_get(c, key);
+    i->hold_amount = amount;
+    strcpy(i->hold_status, status);
+    i->hold_currency = 504;
+}
+
+/* Pre-authorization: a pre-auth and its increment captured by a standing completion stand for
+ * nothing (their holds are 'captured' at the issuer), the completion for its capture; a
+ * pre-auth whose completion was reversed stands as a hold again; an expired hold stands for
+ * nothing; a captured hold whose completion the switch does not have is a mismatch. */
+static void test_preauth_rules(void **state)
+{
+    (void)state;
+    struct rc_ctx c;
+    assert_int_equal(rc_ctx_init(&c), 0);
+    struct rc_wallet *w = rc_wallet_get(&c, 1);
+    w->currency = 504;
+    strcpy(w->pan_masked, "489001******0012");
+    struct rc_sw s = preauth_row("000011", "000111", "010", NULL, 10000, RC_REV_NONE);
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    hold(&c, "000111", 10000, "captured");
+    s = preauth_row("000012", "000112", "022", "000011", 7350, RC_REV_NONE);
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000112", -7350, 0);
+    s = preauth_row("000013", "000113", "010", "000011", 5000, RC_REV_NONE); /* an increment */
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    hold(&c, "000113", 5000, "captured");
+    s = preauth_row("000021", "000121", "010", NULL, 10000, RC_REV_NONE);
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    hold(&c, "000121", 10000, "active"); /* restored */
+    s = preauth_row("000022", "000122", "022", "000021", 5000, RC_REV_ACKED);
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000122", -5000, 5000);
+    s = preauth_row("000031", "000131", "010", NULL, 10000, RC_REV_NONE);
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    hold(&c, "000131", 10000, "expired");
+    rc_attribute(&c, NULL, NULL);
+    assert_int_equal(rc_run(&c), 0);
+    assert_int_equal(c.nmm, 0);
+    assert_int_equal(c.ccy[0].m.sw, -7350 - 10000);
+    assert_int_equal(rc_money_difference(&c.ccy[0].m), 0);
+    rc_ctx_free(&c);
+
+    assert_int_equal(rc_ctx_init(&c), 0);
+    s = preauth_row("000041", "000141", "010", NULL, 10000, RC_REV_NONE);
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    hold(&c, "000141", 10000, "captured");
+    rc_attribute(&c, NULL, NULL);
+    assert_int_equal(rc_run(&c), 0);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, "issuer does not have the approval's"), 1);
     rc_ctx_free(&c);
 }
 
@@ -1024,6 +1099,7 @@ int main(void)
         cmocka_unit_test(test_headers_and_torn_tail),
         cmocka_unit_test(test_full_effect),
         cmocka_unit_test(test_rules),
+        cmocka_unit_test(test_preauth_rules),
         cmocka_unit_test(test_record_rules),
         cmocka_unit_test(test_transfer_lines),
         cmocka_unit_test(test_transfer_lines_malformed),

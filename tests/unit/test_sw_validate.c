@@ -125,6 +125,52 @@ static void test_netmgmt_and_reversal(void **state)
     expect(&m, "30", 52);
 }
 
+/* Pre-authorization: an 0220 is a completion only with DE 90, which names an 0100; an 0100
+ * with DE 90 is an increment; both are purchases (00, 01, 09); a completion carries no PIN. */
+static void test_completion_and_increment(void **state)
+{
+    struct iso_msg m;
+    uint8_t arena[512];
+    struct sw_validation v;
+    const char *preauth = "010000012311261506150000010000100000000000";
+    base_0200(&m, arena, sizeof arena);
+    assert_int_equal(iso_set_mti(&m, "0220"), 0);
+    expect(&m, "12", 90);
+    assert_int_equal(iso_set_str(&m, 90, preauth), 0);
+    assert_int_equal(sw_validate(&m, &v), 0);
+    assert_int_equal(v.kind, SW_KIND_FINANCIAL);
+    assert_true(v.completion && v.names_original);
+    assert_int_equal(iso_set_mti(&m, "0221"), 0);
+    assert_int_equal(sw_validate(&m, &v), 0);
+    assert_true(v.completion);
+    assert_int_equal(iso_set(&m, 52, mac, 8), 0);
+    expect(&m, "30", 52);
+    iso_unset(&m, 52);
+    assert_int_equal(iso_set_str(&m, 3, "200000"), 0);
+    expect(&m, "12", 3);
+    assert_int_equal(iso_set_str(&m, 3, "000000"), 0);
+    assert_int_equal(iso_set_str(&m, 90, "020000012311261506150000010000100000000000"), 0);
+    expect(&m, "12", 90); /* names an 0200 */
+    assert_int_equal(iso_set_str(&m, 90, "010000012311321506150000010000100000000000"), 0);
+    expect(&m, "30", 90); /* 32 November */
+
+    base_0200(&m, arena, sizeof arena);
+    assert_int_equal(iso_set_mti(&m, "0100"), 0);
+    assert_int_equal(sw_validate(&m, &v), 0);
+    assert_false(v.names_original || v.completion);
+    assert_int_equal(iso_set_str(&m, 90, preauth), 0);
+    assert_int_equal(iso_set(&m, 52, mac, 8), 0); /* an increment may carry a PIN */
+    assert_int_equal(sw_validate(&m, &v), 0);
+    assert_int_equal(v.kind, SW_KIND_AUTH);
+    assert_true(v.names_original);
+    assert_false(v.completion);
+
+    base_0200(&m, arena, sizeof arena); /* an 0200 with DE 90 is not one of them */
+    assert_int_equal(iso_set_str(&m, 90, preauth), 0);
+    assert_int_equal(sw_validate(&m, &v), 0);
+    assert_false(v.names_original);
+}
+
 /* (The response MTI rule moved to isonet: tests/unit/test_isonet.c.) */
 static void test_luhn(void **state)
 {
@@ -188,6 +234,7 @@ int main(void)
         cmocka_unit_test(test_failures_and_codes),
         cmocka_unit_test(test_track2_pan_and_balance),
         cmocka_unit_test(test_netmgmt_and_reversal),
+        cmocka_unit_test(test_completion_and_increment),
         cmocka_unit_test(test_luhn),
         cmocka_unit_test(test_transmission_time_is_a_real_date),
         cmocka_unit_test(test_de7_to_wall_clock),
