@@ -472,7 +472,7 @@ static void test_installed_switch_runs(void **state)
     const char *needed = strstr(text, "\"needed\":");
     assert_non_null(needed);
     unsigned long n = strtoul(needed + 9, NULL, 10);
-    printf("switchd needs %lu descriptors, the unit allows %lu\n", n, nofile);
+    printf("switchd needs %lu descriptors, it runs with %lu\n", n, nofile);
     assert_true(n <= nofile);
     if (full)
         assert_true(n > 12000); /* the sample's own listeners */
