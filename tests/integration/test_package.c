@@ -267,40 +267,76 @@ static unsigned long unit_number(const char *unit, const char *key)
     return v;
 }
 
-/* The installed sample configuration with the keys named in set (section, key, value triples,
- * NULL-terminated; section "" = before any section) replaced: written to path. */
-static void adapt_config(const char *src, const char *path, const char *const *set)
+/* A key of switchd's configuration to replace: in section ("" = before any section). */
+struct conf_set {
+    const char *section, *key, *value;
+};
+
+/* The installed sample configuration with the keys of set (n of them) replaced: written to path.
+ * Each must be there. */
+static void adapt_config(const char *src, const char *path, const struct conf_set *set, size_t n)
 {
     char *text = ts_read_file(src, 0, NULL);
     assert_non_null(text);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     char section[128] = "";
-    unsigned replaced = 0, wanted = 0;
-    for (const char *const *s = set; *s; s += 3)
-        wanted++;
+    size_t replaced = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        if (line[0] == '[') {
+        if (line[0] == '[')
             snprintf(section, sizeof section, "%s", line);
-            fprintf(f, "%s\n", line);
-            continue;
+        const struct conf_set *hit = NULL;
+        for (size_t i = 0; i < n && !hit; i++) {
+            size_t kl = strlen(set[i].key);
+            if (strcmp(section, set[i].section) == 0 && strncmp(line, set[i].key, kl) == 0 &&
+                strncmp(line + kl, " = ", 3) == 0)
+                hit = &set[i];
         }
-        bool done = false;
-        for (const char *const *s = set; *s && !done; s += 3) {
-            size_t kl = strlen(s[1]);
-            if (strcmp(section, s[0]) == 0 && strncmp(line, s[1], kl) == 0 &&
-                strncmp(line + kl, " = ", 3) == 0) {
-                fprintf(f, "%s = %s\n", s[1], s[2]);
-                done = true;
-                replaced++;
-            }
-        }
-        if (!done)
+        if (hit) {
+            fprintf(f, "%s = %s\n", hit->key, hit->value);
+            replaced++;
+        } else {
             fprintf(f, "%s\n", line);
+        }
     }
     fclose(f);
     free(text);
-    assert_int_equal(replaced, wanted);
+    assert_int_equal(replaced, n);
+}
+
+/* The options a unit gives its daemon: var="..." of the installed environment file, split at
+ * spaces as systemd splits $VAR, into argv (NULL-terminated, pointing into buf), with the value
+ * after each option of subst (option, value pairs, NULL-terminated) replaced. Each option of
+ * subst must be there. */
+static void unit_options(const char *env_file, const char *var, const char *const *subst, char *buf,
+                         size_t cap, const char **argv, size_t max)
+{
+    char *text = ts_read_file(env_file, 0, NULL);
+    assert_non_null(text);
+    char pat[64];
+    snprintf(pat, sizeof pat, "\n%s=\"", var);
+    const char *p = strstr(text, pat);
+    assert_non_null(p);
+    p += strlen(pat);
+    size_t len = strcspn(p, "\"");
+    assert_true(len < cap);
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+    free(text);
+    size_t n = 0;
+    for (char *tok = strtok(buf, " "); tok && n + 1 < max; tok = strtok(NULL, " "))
+        argv[n++] = tok;
+    argv[n] = NULL;
+    for (const char *const *s = subst; *s; s += 2) {
+        bool found = false;
+        for (size_t i = 0; i + 1 < n; i++)
+            if (strcmp(argv[i], s[0]) == 0) {
+                argv[i + 1] = s[1];
+                found = true;
+            }
+        if (!found)
+            fail_msg("%s of %s has no %s", var, env_file, s[0]);
+    }
 }
 
 /* Renames log to log.1 (what logrotate does), sends sig to pid and waits for the daemon to write
@@ -368,7 +404,8 @@ static void test_installed_switch_runs(void **state)
     assert_int_equal(dbt_exec(c, seed), 0);
     free(seed);
 
-    /* hsm-sim and issuer-sim as their units start them (HSM_SIM_OPTS, ISSUER_SIM_OPTS). */
+    /* hsm-sim and issuer-sim with the options their units give them (HSM_SIM_OPTS and
+     * ISSUER_SIM_OPTS of the installed environment files), addresses and logs moved here. */
     uint16_t hsm_port = ts_free_port(), iss_port = ts_free_port(), acq_port = ts_free_port(),
              pos_port = ts_free_port(), metrics_port = ts_free_port();
     char hsm_addr[32], iss_addr[32], acq_addr[32], pos_addr[32], metrics_addr[32];
@@ -394,70 +431,54 @@ static void test_installed_switch_runs(void **state)
         0);
 
     setenv("ATLAS_BIN", sbin, 1);
-    const char *hsm_args[] = { "--listen", hsm_addr, "--log", hsm_log, NULL };
+    char hsm_buf[512], iss_buf[512];
+    const char *hsm_args[16], *iss_args[16];
+    const char *hsm_subst[] = { "--listen", hsm_addr, "--log", hsm_log, NULL };
+    unit_options(in_root("etc/atlas/hsm-sim.env"), "HSM_SIM_OPTS", hsm_subst, hsm_buf,
+                 sizeof hsm_buf, hsm_args, 16);
     pid_t hsm = P.hsm = ts_spawn("hsm-sim", hsm_args, out);
     assert_true(hsm > 0);
     assert_int_equal(ts_wait_port(hsm_port, 5000), 0);
-    const char *iss_args[] = { "--listen", iss_addr, "--hsm", hsm_addr, "--db",
-                               conninfo,   "--log",  iss_log, NULL };
+    const char *iss_subst[] = { "--listen", iss_addr, "--hsm", hsm_addr, "--db",
+                                conninfo,   "--log",  iss_log, NULL };
+    unit_options(in_root("etc/atlas/issuer-sim-WALLET1.env"), "ISSUER_SIM_OPTS", iss_subst, iss_buf,
+                 sizeof iss_buf, iss_args, 16);
     pid_t iss = P.iss = ts_spawn("issuer-sim", iss_args, out);
     assert_true(iss > 0);
     assert_int_equal(ts_wait_port(iss_port, 10000), 0);
 
     /* switchd from the installed sample configuration, its addresses and paths moved here, under
-     * the descriptor limit of its unit. */
-    /* A user whose hard limit is below the unit's cannot raise it (systemd, as root, can):
-     * then the listeners take fewer connections, so that switchd fits the limit there is. */
+     * the descriptor limit of its unit. A user whose hard limit is below the unit's cannot raise it
+     * (systemd, as root, can): then the listeners take fewer connections, so that switchd fits the
+     * limit there is. */
     unsigned long nofile =
         unit_number(in_root("usr/lib/systemd/system/atlas-switchd.service"), "LimitNOFILE");
     assert_true(nofile >= 1024);
     struct rlimit rl;
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
     bool full = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= nofile;
-    const char *set[64] = {
-        "",
-        "log_file",
-        sw_log,
-        "",
-        "spool_dir",
-        spool,
-        "",
-        "metrics_address",
-        metrics_addr,
-        "",
-        "db",
-        conninfo,
-        "",
-        "pan_hmac_key_file",
-        hkey,
-        "",
-        "pan_seal_key_file",
-        skey,
-        "[hsm]",
-        "address",
-        hsm_addr,
-        "[listener acq]",
-        "address",
-        acq_addr,
-        "[listener pos]",
-        "address",
-        pos_addr,
-        "[issuer WALLET1]",
-        "address",
-        iss_addr,
+    struct conf_set set[] = {
+        { "", "log_file", sw_log },
+        { "", "spool_dir", spool },
+        { "", "metrics_address", metrics_addr },
+        { "", "db", conninfo },
+        { "", "pan_hmac_key_file", hkey },
+        { "", "pan_seal_key_file", skey },
+        { "[hsm]", "address", hsm_addr },
+        { "[listener acq]", "address", acq_addr },
+        { "[listener pos]", "address", pos_addr },
+        { "[issuer WALLET1]", "address", iss_addr },
+        { "[listener acq]", "max_connections", "100" },
+        { "[listener pos]", "max_connections", "100" },
     };
+    size_t n_set = sizeof set / sizeof set[0] - 2; /* the listeners' own max_connections */
     if (!full) {
         printf("hard RLIMIT_NOFILE %lu is below the unit's %lu: listeners of 100 connections\n",
                (unsigned long)rl.rlim_max, nofile);
         nofile = (unsigned long)rl.rlim_max;
-        const char *more[] = { "[listener acq]", "max_connections", "100",
-                               "[listener pos]", "max_connections", "100" };
-        size_t n = 0;
-        while (set[n])
-            n++;
-        memcpy(set + n, more, sizeof more);
+        n_set += 2;
     }
-    adapt_config(in_root("etc/atlas/switchd.conf"), conf, set);
+    adapt_config(in_root("etc/atlas/switchd.conf"), conf, set, n_set);
 
     const char *sw_args[] = { "--config", conf, NULL };
     pid_t sw = P.sw = ts_spawn_nofile("switchd", sw_args, out, nofile, nofile);
