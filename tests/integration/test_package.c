@@ -196,9 +196,9 @@ static void test_contents(void **state)
         "usr/share/doc/atlas/deploy.md",
         "usr/share/doc/atlas/switchd.md",
         "usr/share/doc/atlas/examples/demo.conf",
-        "usr/lib/systemd/system/atlas-switchd.service",
-        "usr/lib/systemd/system/atlas-hsm-sim.service",
-        "usr/lib/systemd/system/atlas-issuer-sim@.service",
+        "lib/systemd/system/atlas-switchd.service",
+        "lib/systemd/system/atlas-hsm-sim.service",
+        "lib/systemd/system/atlas-issuer-sim@.service",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!exists(in_root(want[i])))
@@ -211,12 +211,12 @@ static void test_contents(void **state)
             fail_msg("the package holds /%s", not [i]);
 
     /* The units run the installed programs with the installed configuration. */
-    const char *unit = in_root("usr/lib/systemd/system/atlas-switchd.service");
+    const char *unit = in_root("lib/systemd/system/atlas-switchd.service");
     assert_true(
         ts_file_contains(unit, "ExecStart=/usr/sbin/switchd --config /etc/atlas/switchd.conf\n"));
     assert_true(ts_file_contains(unit, "ExecReload=/bin/kill -HUP $MAINPID\n"));
     assert_true(ts_file_contains(unit, "User=atlas\n"));
-    assert_true(ts_file_contains(in_root("usr/lib/systemd/system/atlas-issuer-sim@.service"),
+    assert_true(ts_file_contains(in_root("lib/systemd/system/atlas-issuer-sim@.service"),
                                  "EnvironmentFile=/etc/atlas/issuer-sim-%i.env\n"));
     assert_true(ts_file_contains(in_root("etc/atlas/switchd.conf"),
                                  "pan_hmac_key_file = /etc/atlas/pan_hmac.key\n"));
@@ -236,7 +236,7 @@ static void test_contents(void **state)
                              "atlas-issuer-sim@WALLET1.service" };
         for (size_t i = 0; i < 3; i++) {
             char rel[128], dst[900];
-            snprintf(rel, sizeof rel, "usr/lib/systemd/system/%s", from[i]);
+            snprintf(rel, sizeof rel, "lib/systemd/system/%s", from[i]);
             snprintf(dst, sizeof dst, "%s/%s", units, to[i]);
             assert_int_equal(sh(out,
                                 "sed -e 's#/usr/sbin/#%s/usr/sbin/#g' -e "
@@ -452,7 +452,7 @@ static void test_installed_switch_runs(void **state)
      * (systemd, as root, can): then the listeners take fewer connections, so that switchd fits the
      * limit there is. */
     unsigned long nofile =
-        unit_number(in_root("usr/lib/systemd/system/atlas-switchd.service"), "LimitNOFILE");
+        unit_number(in_root("lib/systemd/system/atlas-switchd.service"), "LimitNOFILE");
     assert_true(nofile >= 1024);
     struct rlimit rl;
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
