@@ -13,12 +13,20 @@ function(atlas_library name)
   target_link_libraries(${name} PUBLIC ${L_LIBS})
 endfunction()
 
-# atlas_program(NAME SOURCES src... LIBS lib...)
-# A program, built into build/bin.
+# atlas_program(NAME [DAEMON] SOURCES src... LIBS lib...)
+# A program operators run, built into build/bin and installed (cmake --install, the .deb):
+# a DAEMON, run by systemd as user atlas rather than by hand, to sbin as Debian puts its daemons
+# (/usr/sbin/sshd), every other program to bin (docs/deploy.md). Tests, fuzzers and benchmarks
+# are not atlas_programs and are not installed.
 function(atlas_program name)
-  cmake_parse_arguments(P "" "" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(P "DAEMON" "" "SOURCES;LIBS" ${ARGN})
   add_executable(${name} ${P_SOURCES})
   target_link_libraries(${name} PRIVATE ${P_LIBS})
+  if(P_DAEMON)
+    install(TARGETS ${name} RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
+  else()
+    install(TARGETS ${name} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  endif()
 endfunction()
 
 # What every test shares: an executable linked with cmocka, run by ctest from the source tree

@@ -2,6 +2,7 @@
  * manages the journal's daily partitions. Blocking libpq (a CLI, not a daemon). Connects with
  * --db CONNINFO or libpq's PG* environment. */
 #include <dirent.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,6 +21,11 @@
 #ifndef ATLAS_SOURCE_DIR
 #define ATLAS_SOURCE_DIR "."
 #endif
+/* Where the package puts the migrations, relative to the directory of atlas-db (the install
+ * rules set it: ../share/atlas/migrations from bin). */
+#ifndef ATLAS_INSTALLED_MIGRATIONS
+#define ATLAS_INSTALLED_MIGRATIONS "../share/atlas/migrations"
+#endif
 
 static void usage(FILE *f)
 {
@@ -37,18 +43,49 @@ static void usage(FILE *f)
             "                              alias of a wallet card for transfers (DE 103); the\n"
             "                              PAN is stored sealed and hashed under the switch's\n"
             "                              keys ATLAS_PAN_SEAL_KEY and ATLAS_PAN_HMAC_KEY\n"
-            "The migrations directory is --dir, else $ATLAS_MIGRATIONS, else db/migrations of\n"
-            "the source tree this program was built from (%s/db/migrations).\n",
-            DB_SCHEMA_VERSION, ATLAS_SOURCE_DIR);
+            "The migrations directory is --dir, else $ATLAS_MIGRATIONS, else the installed\n"
+            "one next to this program (%s from its directory, e.g.\n"
+            "/usr/share/atlas/migrations), else db/migrations of the source tree this program\n"
+            "was built from (%s/db/migrations).\n",
+            DB_SCHEMA_VERSION, ATLAS_INSTALLED_MIGRATIONS, ATLAS_SOURCE_DIR);
+}
+
+/* The migrations of an installed atlas-db: ATLAS_INSTALLED_MIGRATIONS from the directory of
+ * the running program (/proc/self/exe), so a package unpacked anywhere (dpkg -x, another
+ * --prefix) finds its own. Whether that directory exists; its path in buf. */
+static bool installed_migrations(char *buf, size_t cap)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return false;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return false;
+    *slash = '\0';
+    char path[4200], real[PATH_MAX];
+    int len = snprintf(path, sizeof path, "%s/%s", exe, ATLAS_INSTALLED_MIGRATIONS);
+    if (len < 0 || (size_t)len >= sizeof path || !realpath(path, real))
+        return false;
+    DIR *d = opendir(real);
+    if (!d)
+        return false;
+    closedir(d);
+    snprintf(buf, cap, "%s", real);
+    return true;
 }
 
 static const char *migrations_dir(const char *opt)
 {
+    static char installed[PATH_MAX];
     if (opt)
         return opt;
     const char *env = getenv("ATLAS_MIGRATIONS");
     if (env && *env)
         return env;
+    if (installed_migrations(installed, sizeof installed))
+        return installed;
     return ATLAS_SOURCE_DIR "/db/migrations";
 }
 

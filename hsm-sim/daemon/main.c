@@ -293,7 +293,7 @@ static void usage(FILE *f)
         "  --listen ADDR:PORT   address to listen on (default 127.0.0.1:1500)\n"
         "  --header-len N       message header length echoed in answers (default 4, 0..%d)\n"
         "  --lmk FILE           LMK file (default: the Thales test LMK set)\n"
-        "  --log FILE           JSON-lines log file (default stderr; reopened on SIGHUP)\n"
+        "  --log FILE           JSON-lines log file (default stderr; reopened on SIGHUP/USR1)\n"
         "  --log-level LEVEL    debug|info|warn|error (default info; debug logs every command)\n"
         "  --max-frame N        largest request body in bytes (default %d, max %d);\n"
         "                       a longer frame closes that connection\n"
@@ -301,7 +301,8 @@ static void usage(FILE *f)
         "                       (e.g. M600131003: MACs with a TAK) get error EC (default\n"
         "                       15), unexecuted; EC 00 answers success with undecodable fields\n"
         "  --help               this text\n"
-        "SIGTERM/SIGINT: stop accepting, flush answers, exit 0. SIGHUP: reopen the log.\n",
+        "SIGTERM/SIGINT: stop accepting, flush answers, exit 0. SIGHUP, SIGUSR1: reopen the\n"
+        "log.\n",
         HSM_PROTO_MAX_HEADER, HSM_PROTO_MAX_FRAME, HSM_PROTO_FRAME_LIMIT);
 }
 
@@ -424,11 +425,14 @@ int main(int argc, char **argv)
     struct event *ev_term = evsignal_new(s.base, SIGTERM, on_stop_signal, &s);
     struct event *ev_int = evsignal_new(s.base, SIGINT, on_stop_signal, &s);
     struct event *ev_hup = evsignal_new(s.base, SIGHUP, on_hup, &s);
+    /* SIGUSR1 reopens the log too: logrotate's postrotate signal for every Atlas daemon. */
+    struct event *ev_usr1 = evsignal_new(s.base, SIGUSR1, on_hup, &s);
     struct event *ev_stats = event_new(s.base, -1, EV_PERSIST, on_stats, &s);
     struct event *ev_flush = event_new(s.base, -1, EV_PERSIST, on_flush, NULL);
     struct timeval stats_tv = { STATS_PERIOD_S, 0 }, flush_tv = { 0, 100000 };
-    if (!ev_term || !ev_int || !ev_hup || !ev_stats || !ev_flush || event_add(ev_term, NULL) ||
-        event_add(ev_int, NULL) || event_add(ev_hup, NULL) || event_add(ev_stats, &stats_tv) ||
+    if (!ev_term || !ev_int || !ev_hup || !ev_usr1 || !ev_stats || !ev_flush ||
+        event_add(ev_term, NULL) || event_add(ev_int, NULL) || event_add(ev_hup, NULL) ||
+        event_add(ev_usr1, NULL) || event_add(ev_stats, &stats_tv) ||
         event_add(ev_flush, &flush_tv)) {
         fprintf(stderr, "hsm-sim: cannot set up events\n");
         return 1;
@@ -450,6 +454,7 @@ int main(int argc, char **argv)
     event_free(ev_term);
     event_free(ev_int);
     event_free(ev_hup);
+    event_free(ev_usr1);
     event_free(ev_stats);
     event_free(ev_flush);
     evconnlistener_free(s.listener);

@@ -110,6 +110,7 @@ struct iss {
     struct event *ev_apply; /* sends the queued decisions, once per loop turn */
     uint64_t n_apply_jobs;  /* transactions that applied decisions (a batch each) */
     struct event *ev_term, *ev_int, *ev_hup, *ev_expire, *ev_drain;
+    struct event *ev_usr1; /* SIGUSR1 reopens the log, as SIGHUP does (logrotate) */
     uint64_t n_req, n_approved;
 };
 

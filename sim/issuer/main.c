@@ -101,7 +101,7 @@ static void usage(FILE *f)
                "  --hsm-connections N    default 2\n"
                "  --db CONNINFO          libpq conninfo (default: PG* environment)\n"
                "  --db-connections N     default 4\n"
-               "  --log FILE             JSON-lines log (default stderr)\n"
+               "  --log FILE             JSON-lines log (default stderr; reopened on SIGHUP/USR1)\n"
                "  --log-level LEVEL      debug, info (default), warn, error\n"
                "  --zpk/--zak/--pvk KEY  issuer keys under the LMK (default: the lab keys)\n"
                "  --max-inflight N       requests in progress before reading stops (default 512)\n"
@@ -369,13 +369,15 @@ static int add_events(struct iss *s)
     s->ev_term = evsignal_new(s->base, SIGTERM, on_stop, s);
     s->ev_int = evsignal_new(s->base, SIGINT, on_stop, s);
     s->ev_hup = evsignal_new(s->base, SIGHUP, on_hup, s);
+    s->ev_usr1 = evsignal_new(s->base, SIGUSR1, on_hup, s); /* logrotate: reopen the log */
     s->ev_drain = evtimer_new(s->base, on_drain_timeout, s);
     s->ev_expire = event_new(s->base, -1, EV_PERSIST, on_expire_timer, s);
     s->ev_apply = event_new(s->base, -1, 0, apply_flush, s);
     struct timeval ep = { EXPIRE_PERIOD, 0 };
-    if (!s->ev_term || !s->ev_int || !s->ev_hup || !s->ev_drain || !s->ev_expire || !s->ev_apply ||
-        event_add(s->ev_term, NULL) != 0 || event_add(s->ev_int, NULL) != 0 ||
-        event_add(s->ev_hup, NULL) != 0 || event_add(s->ev_expire, &ep) != 0) {
+    if (!s->ev_term || !s->ev_int || !s->ev_hup || !s->ev_usr1 || !s->ev_drain || !s->ev_expire ||
+        !s->ev_apply || event_add(s->ev_term, NULL) != 0 || event_add(s->ev_int, NULL) != 0 ||
+        event_add(s->ev_hup, NULL) != 0 || event_add(s->ev_usr1, NULL) != 0 ||
+        event_add(s->ev_expire, &ep) != 0) {
         fprintf(stderr, "issuer-sim: cannot set up signals\n");
         return -1;
     }
@@ -398,9 +400,8 @@ static void shut_down(struct iss *s)
     link_close_all(s);
     for (int i = 0; s->base && !LIST_EMPTY(&s->conns) && i < 100; i++)
         event_base_loop(s->base, EVLOOP_NONBLOCK); /* the streams run their on_close */
-    struct event *evs[] = {
-        s->ev_term, s->ev_int, s->ev_hup, s->ev_drain, s->ev_expire, s->ev_apply
-    };
+    struct event *evs[] = { s->ev_term,  s->ev_int,    s->ev_hup,  s->ev_usr1,
+                            s->ev_drain, s->ev_expire, s->ev_apply };
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);
