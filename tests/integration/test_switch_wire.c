@@ -7,7 +7,8 @@
  * and on the store-and-forward reversal; the reversal's DE 90 layout (original
  * MTI, the issuer-side STAN and DE 7, the acquirer zero-filled to 11 digits,
  * 11 zeros); the response MTIs; the 0420 then 0421; and the 0810 switchd
- * answers to an issuer's 0800 (every field echoed, DE 39 00, no MAC).
+ * answers to an issuer's 0800 (every field echoed, DE 39 00, no MAC); a chip purchase with a
+ * CVV2: DE 55 to the issuer as sent, DE 126 CR01M instead of the CVV2, the answer's tag 91.
  * Real processes: switchd, hsm-sim, PostgreSQL; no issuer-sim. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -342,12 +343,73 @@ static void test_issuer_echo_answered(void **state)
     assert_int_equal(iso_next(&w.m, 70), 0);
 }
 
+/* Card authentication on the wire (docs/emv.md): a chip purchase that also carries a CVV2 reaches
+ * the issuer with DE 55 as the terminal sent it (its ARQC, its ATC) and DE 126 = CR01M — the CVV2
+ * gone, its result in its place — and the terminal's answer carries DE 55 = tag 91, the ARPC
+ * followed by the ARC "00", which verifies with the card's key. */
+static void test_chip_and_cvv2_on_the_wire(void **state)
+{
+    (void)state;
+    struct sim_term *t = stack_term(&S, "TERM0001");
+    struct sim_txn x;
+    struct sim_sent sent;
+    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 2500);
+    x.chip_cvn = 18;
+    snprintf(x.cvv2, sizeof x.cvv2, "660"); /* the demo card's (README) */
+    int fd = stack_send_nowait(&S, t, &x, &sent);
+    assert_true(fd >= 0);
+    set_timeout(fd, 10000);
+    struct wire *req = calloc(1, sizeof *req), *ans = calloc(1, sizeof *ans);
+    assert_non_null(req);
+    assert_non_null(ans);
+    issuer_read(req);
+    assert_memory_equal(req->m.mti, "0200", 4);
+    assert_string_equal(field(req, 22), "051");
+    assert_string_equal(field(req, 126), "CR01M");
+    size_t n = 0, count = 0;
+    const uint8_t *de55 = iso_get(&req->m, 55, &n);
+    assert_non_null(de55);
+    struct iso_tlv items[32];
+    struct iso_err e;
+    assert_int_equal(iso_tlv_parse(de55, n, items, 32, &count, &e), 0);
+    const struct iso_tlv *ac = iso_tlv_find(items, count, 0x9F26),
+                         *atc = iso_tlv_find(items, count, 0x9F36);
+    assert_non_null(ac);
+    assert_non_null(atc);
+    assert_memory_equal(ac->value, sent.arqc, 8);
+    assert_memory_equal(atc->value, sent.atc, 2);
+    /* nowhere on the issuer's wire: the CVV2 as the terminal sent it */
+    for (size_t i = 0; i + 7 <= req->len; i++)
+        assert_memory_not_equal(req->raw + i, "C203660", 7);
+    issuer_answer(req, "0210", "00", "CHIP01", 64);
+
+    assert_int_equal(read_msg(fd, ans), 0);
+    close(fd);
+    assert_string_equal(field(ans, 39), "00");
+    assert_false(iso_has(&ans->m, 126));
+    de55 = iso_get(&ans->m, 55, &n);
+    assert_non_null(de55);
+    assert_int_equal(n, 12);
+    assert_int_equal(de55[0], 0x91);
+    assert_int_equal(de55[1], 10);
+    assert_memory_equal(de55 + 10, "00", 2);
+    struct sim_resp r;
+    memset(&r, 0, sizeof r);
+    memcpy(r.rc, "00", 3);
+    r.has_arpc = true;
+    memcpy(r.arpc, de55 + 2, 10);
+    assert_string_equal(sim_chip_arpc_status(&sent, &r), "ok");
+    free(req);
+    free(ans);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_purchase_request_and_answer),
         cmocka_unit_test(test_reversal_0410_then_0420_0421),
         cmocka_unit_test(test_issuer_echo_answered),
+        cmocka_unit_test(test_chip_and_cvv2_on_the_wire),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
