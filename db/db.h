@@ -13,7 +13,7 @@ struct event_base;
 
 /* The schema version (highest migration number) this build of the library writes against.
  * Daemons pass it (or their own minimum) to db_schema_check_at(). */
-#define DB_SCHEMA_VERSION 10
+#define DB_SCHEMA_VERSION 13
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
@@ -157,7 +157,8 @@ struct db_auth_record {
      * needs no reversal, or the REVERSAL of that request. Leave it clear on an ANSWER whose
      * request is being reversed: if the REVERSAL is lost, recovery still finds the row. */
     bool settle_inflight;
-    char reason[16]; /* REVERSAL: why (switch.reversal_queue.reason) */
+    char reason[16]; /* REVERSAL: why (switch.reversal_queue.reason); ANSWER: "stand_in" when
+                      * switchd decided in the issuer's place (column stand_in), else "" */
     enum db_outcome outcome;
     char original_stan[7]; /* reversals: from DE 90 */
     char original_transmission_time[11];
@@ -314,8 +315,10 @@ struct db_original {
     char auth_code[7];
     uint8_t pan_hmac[32];
     bool has_pan_hmac;
-    bool reversed;      /* switch.reversal_queue holds a reversal of it */
+    bool reversed;      /* switch.reversal_queue holds a reversal of it (of its advice, for a
+                         * stand-in approval) */
     int64_t created_us; /* the row's created_at: when the switch received the request */
+    bool stand_in;      /* decided in stand-in: issuer_stan and DE 7 name its advice */
 };
 /* o is NULL when the journal has no row; in_flight says whether switch.inflight holds the
  * identity (a request forwarded and not answered yet, here or elsewhere). */

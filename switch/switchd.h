@@ -260,6 +260,7 @@ enum sw_txn_state {
     SW_TXN_ORIG_LOOKUP,   /* reversal: looking its original up in the journal */
     SW_TXN_PARKED,        /* reversal: waiting for its original (in flight) to be answered */
     SW_TXN_TRANSFER,      /* a transfer (or a terminal's reversal of one) waiting for its saga */
+    SW_TXN_STAND_IN,      /* decided in the issuer's place: rules, PIN, reservation, advice */
     SW_TXN_FINISH,        /* response MAC (M6), then the journal commit */
     SW_TXN_state_max
 };
@@ -333,6 +334,11 @@ struct sw_txn {
     int64_t xfer_fee;
     char resp44[8];
     struct sw_req_id xfer_orig; /* a reversal: the transfer's identity */
+    /* Stand-in (stip.c): decided in the issuer's place (the journal row says so); its
+     * write-ahead row (class 012/022) was submitted; issuer_stan/issuer_de7 then name the
+     * advice. */
+    bool stand_in;
+    bool stip_intent;
     /* Everything above is reset per request; the buffers below are not. */
     uint8_t frame_inline[SW_TXN_FRAME];
     uint8_t *frame; /* frame_inline (requests are at most SW_TXN_FRAME bytes) */
@@ -366,6 +372,12 @@ int sw_pan_protect(struct sw_server *srv, const char *pan, size_t len, uint8_t h
                    uint8_t sealed[DB_PAN_SEALED_MAX], uint8_t *sealed_len);
 /* Sends the packed issuer request and arms the timeout. */
 void sw_txn_forward(struct sw_txn *txn);
+/* Stand-in's doors into the flow (stip.c): the state move, the write-ahead row of a stand-in
+ * approval (the request's identity under the advice's MTI, issuer STAN and DE 7 as set in t;
+ * 0, or -1 when it cannot be submitted: cb is not called); sw_txn_finish and sw_txn_reject
+ * (xfer.h) end its paths. */
+void sw_txn_to_stand_in(struct sw_txn *t);
+int sw_txn_write_ahead_as(struct sw_txn *t, const char mti[4], void (*cb)(void *arg, int status));
 /* The link went down with the txn still pending. */
 void sw_txn_issuer_lost(struct sw_txn *txn);
 

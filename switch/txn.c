@@ -22,6 +22,7 @@
 #include "log.h"
 #include "parse.h"
 #include "saf.h"
+#include "stip.h"
 #include "xfer.h"
 
 #include <openssl/crypto.h>
@@ -32,8 +33,9 @@
 #define PARK_MAX_MS 30000 /* a reversal waits this long at most for its original's answer */
 
 static const char *const state_names[SW_TXN_state_max] = {
-    "free",        "mac_verify", "pin_translate", "issuer_mac", "intent",   "dup_lookup",
-    "issuer_wait", "resp_check", "orig_lookup",   "parked",     "transfer", "finish",
+    "free",       "mac_verify",  "pin_translate", "issuer_mac",  "intent",
+    "dup_lookup", "issuer_wait", "resp_check",    "orig_lookup", "parked",
+    "transfer",   "stand_in",    "finish",
 };
 
 const char *sw_txn_state_name(enum sw_txn_state s)
@@ -57,10 +59,12 @@ static const unsigned allowed[SW_TXN_state_max] = {
     [SW_TXN_PARKED] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PARKED),
     [SW_TXN_TRANSFER] =
         B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) | B(SW_TXN_ORIG_LOOKUP) | B(SW_TXN_PARKED),
+    /* Stand-in (stip.c): the link was down (after the MAC), or the issuer did not answer. */
+    [SW_TXN_STAND_IN] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_ISSUER_WAIT),
     [SW_TXN_FINISH] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) |
                       B(SW_TXN_ISSUER_MAC) | B(SW_TXN_INTENT) | B(SW_TXN_DUP_LOOKUP) |
                       B(SW_TXN_ISSUER_WAIT) | B(SW_TXN_RESP_CHECK) | B(SW_TXN_ORIG_LOOKUP) |
-                      B(SW_TXN_PARKED) | B(SW_TXN_TRANSFER),
+                      B(SW_TXN_PARKED) | B(SW_TXN_TRANSFER) | B(SW_TXN_STAND_IN),
 };
 #undef B
 
@@ -232,8 +236,16 @@ static void log_txn(struct sw_txn *t, uint64_t total_ns)
         AT_INT("billing_amount", t->billing.amount_minor),
         AT_STR("conversion_rate", t->billing.rate),
         AT_INT("billing_currency", t->billing.currency),
+        AT_BOOL("stand_in", true), /* only on the lines of stand-in decisions */
     };
-    at_log_kv(AT_LOG_INFO, "txn", kv, sizeof kv / sizeof kv[0] - (converted ? 0 : 3));
+    struct at_kv line[sizeof kv / sizeof kv[0]];
+    size_t n = sizeof kv / sizeof kv[0] - 4; /* the common fields */
+    memcpy(line, kv, sizeof kv);
+    if (converted)
+        n += 3;
+    if (t->stand_in)
+        line[n++] = kv[sizeof kv / sizeof kv[0] - 1];
+    at_log_kv(AT_LOG_INFO, "txn", line, n);
 }
 
 /* Reversals parked on the request whose identity is id: its answer is known
@@ -264,13 +276,16 @@ static void deliver(struct sw_txn *t)
 
     if (t->resp_len > 0)
         sent = sw_term_send(t->term, t->has_tpdu ? t->tpdu : NULL, t->packed, t->resp_len) == 0;
-    if (!sent && t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL && t->forwarded &&
-        !t->leg_of) {
+    if (!sent && t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL &&
+        (t->forwarded || t->stand_in) && !t->leg_of) {
         /* An approval the terminal will never see: take the money back. The
          * reversal is independent of this txn, which is released below. */
         at_log(AT_LOG_WARN, "answer_undeliverable", AT_STR("rc", t->rc),
                AT_STR("action", "reversal queued"));
-        sw_saf_reverse_txn(t, "error", false);
+        if (t->stand_in)
+            sw_stip_withdraw(t, false); /* its advice, not what was forwarded before */
+        else
+            sw_saf_reverse_txn(t, "error", false);
     }
     at_hist_record(&srv->metrics.hop[SW_HOP_TOTAL], total);
     if (t->lat_mac_ns + t->lat_pin_ns)
@@ -297,6 +312,13 @@ static void deliver(struct sw_txn *t)
         at_put_digits(r->issuer_stan, 6, t->issuer_stan);
         memcpy(r->issuer_tx_time, t->issuer_de7, 10);
         sw_fx_to_recent(r, &t->billing);
+        if (t->stand_in && r->approved) {
+            /* STIP hook: what a terminal reversal of it must reverse is the advice (its own
+             * class, issuer STAN and DE 7), whatever was reversed of a forward before. */
+            sw_stip_advice_mti(t->req.mti, r->mti);
+            r->forwarded = true;
+            r->state = SW_RECENT_ANSWERED;
+        }
     }
     log_txn(t, total);
     if (t->leg_of)
@@ -363,7 +385,10 @@ static void withdraw_approval(struct sw_txn *t, const char *why)
     at_log(AT_LOG_ERROR, "approval_withdrawn", AT_STR("reason", why),
            AT_STR("action", "96 to the terminal, reversal to the issuer"));
     decline_96(t);
-    sw_saf_reverse_txn(t, "error", true);
+    if (t->stand_in)
+        sw_stip_withdraw(t, true); /* STIP hook: the advice is what moves money */
+    else
+        sw_saf_reverse_txn(t, "error", true);
 }
 
 static void request_mac(struct sw_txn *t);
@@ -435,12 +460,15 @@ static void fill_record(struct sw_txn *t, struct db_auth_record *r)
     fill_identity(t, r);
     r->kind = DB_REC_ANSWER;
     at_strlcpy(r->issuer_id, t->issuer.id, sizeof r->issuer_id);
-    if (t->forwarded)
+    if (t->forwarded || t->stip_intent) /* a stand-in approval: its advice's STAN and DE 7 */
         issuer_side(t, r);
     memcpy(r->response_code, t->rc, 3);
     at_strlcpy(r->auth_code, t->auth_code, sizeof r->auth_code);
     r->outcome = (enum db_outcome)t->outcome;
-    r->settle_inflight = t->intent_sent && !t->reversing;
+    /* A stand-in approval's answer also settles its write-ahead row (class 012/022). */
+    r->settle_inflight = (t->intent_sent && !t->reversing) || t->stip_intent;
+    if (t->stand_in)
+        at_strlcpy(r->reason, "stand_in", sizeof r->reason);
     if (t->orig_stan[0]) {
         memcpy(r->original_stan, t->orig_stan, 7);
         memcpy(r->original_transmission_time, t->orig_de7, 11);
@@ -698,6 +726,8 @@ static void orig_from_db(const struct db_original *d, struct sw_recent_txn *o)
     o->approved = strcmp(d->response_code, "00") == 0;
     o->forwarded = d->issuer_stan[0] != '\0';
     o->state = d->reversed ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
+    if (d->stand_in && o->approved)
+        sw_stip_advice_mti(d->id.mti, o->mti); /* STIP: its reversal reverses the advice */
 }
 
 /* The journal says what holds the identity the write-ahead found taken. */
@@ -775,7 +805,8 @@ void sw_txn_forward(struct sw_txn *t)
     t->waiting_link = true;
     t->t_phase_ns = at_mono_ns();
     evtimer_assign(&t->timer, t->srv->base, on_timeout, t);
-    evtimer_add(&t->timer, l->common_timeout);
+    struct timeval tmo;
+    evtimer_add(&t->timer, sw_stip_timeout(t, &tmo)); /* per MTI / processing code */
 }
 
 /* The write-ahead record's fate decides whether the request may go. */
@@ -807,27 +838,45 @@ static void on_intent(void *arg, int status)
 
 /* Write-ahead: what the issuer will see and what its reversal needs goes to
  * switch.inflight, durably, before the request leaves. */
+/* The INTENT record of t as it stands (issuer side included). 0, or -1 when the PAN cannot be
+ * sealed. */
+static int intent_record(struct sw_txn *t, struct db_auth_record *rec)
+{
+    db_auth_record_init(rec);
+    fill_identity(t, rec);
+    rec->kind = DB_REC_INTENT;
+    issuer_side(t, rec);
+    if (rec->amount_minor < 0) /* a balance inquiry moves nothing */
+        rec->amount_minor = 0;
+    if (rec->currency < 0)
+        rec->currency = 0;
+    int sealed = rec->has_pan_hmac ? db_pan_seal(t->srv->pan_seal_key, (const char *)t->v.pan,
+                                                 t->v.pan_len, rec->pan_sealed, DB_PAN_SEALED_MAX)
+                                   : -1;
+    if (sealed <= 0)
+        return -1;
+    rec->pan_sealed_len = (uint8_t)sealed;
+    return 0;
+}
+
+int sw_txn_write_ahead_as(struct sw_txn *t, const char mti[4], void (*cb)(void *arg, int status))
+{
+    struct db_auth_record rec;
+    if (intent_record(t, &rec) != 0)
+        return -1;
+    memcpy(rec.mti, mti, 4);
+    return db_journal_submit(t->srv->journal, &rec, cb, t) == 0 ? 0 : -1;
+}
+
 static void write_ahead(struct sw_txn *t)
 {
     struct sw_server *srv = t->srv;
     struct db_auth_record rec;
-    db_auth_record_init(&rec);
-    fill_identity(t, &rec);
-    rec.kind = DB_REC_INTENT;
-    issuer_side(t, &rec);
-    if (rec.amount_minor < 0) /* a balance inquiry moves nothing */
-        rec.amount_minor = 0;
-    if (rec.currency < 0)
-        rec.currency = 0;
     sw_txn_set_state(t, SW_TXN_INTENT);
-    int sealed = rec.has_pan_hmac ? db_pan_seal(srv->pan_seal_key, (const char *)t->v.pan,
-                                                t->v.pan_len, rec.pan_sealed, DB_PAN_SEALED_MAX)
-                                  : -1;
-    if (sealed <= 0) {
+    if (intent_record(t, &rec) != 0) {
         reject(t, "96", SW_OUT_ERROR, "the PAN cannot be sealed for the write-ahead record", 2);
         return;
     }
-    rec.pan_sealed_len = (uint8_t)sealed;
     int rc = db_journal_submit(srv->journal, &rec, on_intent, t);
     if (rc != 0) {
         reject(t, "96", SW_OUT_ERROR,
@@ -931,11 +980,17 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     t->lat_issuer_ns = at_mono_ns() - t->t_phase_ns;
     sw_link_forget(t->link, t->issuer_stan);
     t->waiting_link = false;
+    bool stip = sw_stip_eligible(t);
     at_log(AT_LOG_WARN, "issuer_timeout", AT_STR("issuer", t->issuer.id),
-           AT_UINT("issuer_stan", t->issuer_stan), AT_STR("action", "91 + reversal"));
+           AT_UINT("issuer_stan", t->issuer_stan),
+           AT_STR("action", stip ? "stand-in + reversal" : "91 + reversal"));
     sw_saf_reverse_txn(t, "timeout", true);
     set_rc(t, "91");
     t->outcome = SW_OUT_TIMEOUT;
+    if (stip) { /* STIP hook: the forwarded request keeps its reversal; stand-in decides */
+        sw_stip_decide(t, SW_STIP_TIMEOUT);
+        return;
+    }
     finish(t);
 }
 
@@ -944,11 +999,17 @@ void sw_txn_issuer_lost(struct sw_txn *t)
     evtimer_del(&t->timer);
     t->waiting_link = false; /* the link already dropped its table */
     t->lat_issuer_ns = at_mono_ns() - t->t_phase_ns;
+    bool stip = sw_stip_eligible(t);
     at_log(AT_LOG_WARN, "issuer_link_lost", AT_STR("issuer", t->issuer.id),
-           AT_UINT("issuer_stan", t->issuer_stan), AT_STR("action", "91 + reversal"));
+           AT_UINT("issuer_stan", t->issuer_stan),
+           AT_STR("action", stip ? "stand-in + reversal" : "91 + reversal"));
     sw_saf_reverse_txn(t, "timeout", true);
     set_rc(t, "91");
     t->outcome = SW_OUT_UNAVAILABLE;
+    if (stip) { /* STIP hook, as on_timeout */
+        sw_stip_decide(t, SW_STIP_LINK_LOST);
+        return;
+    }
     finish(t);
 }
 
@@ -1371,6 +1432,10 @@ static void after_mac(struct sw_txn *t)
     if (t->issuer.link < 0 || srv->links[t->issuer.link].state != SW_LINK_UP) {
         if (transfer)
             memcpy(t->resp44, "AFT91", 6);
+        if (sw_stip_eligible(t)) { /* STIP hook: decide in the issuer's place */
+            sw_stip_decide(t, SW_STIP_LINK_DOWN);
+            return;
+        }
         reject(t, "91", SW_OUT_UNAVAILABLE, "issuer link down", 0);
         return;
     }
@@ -1558,6 +1623,11 @@ void sw_txn_translate_pin(struct sw_txn *t)
 void sw_txn_to_transfer(struct sw_txn *t)
 {
     sw_txn_set_state(t, SW_TXN_TRANSFER);
+}
+
+void sw_txn_to_stand_in(struct sw_txn *t)
+{
+    sw_txn_set_state(t, SW_TXN_STAND_IN);
 }
 
 const char *sw_txn_start_leg(struct sw_server *srv, const struct sw_leg *leg)
