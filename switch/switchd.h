@@ -239,6 +239,9 @@ uint32_t sw_link_stan(struct sw_link *l);
 void sw_link_forget(struct sw_link *l, uint32_t stan);
 /* Sends a store-and-forward message (a reversal) registered under stan. */
 int sw_link_send_saf(struct sw_link *l, void *entry, uint32_t stan, const uint8_t *msg, size_t len);
+/* Sends a stand-in advice (or its reversal) registered under stan (advice.c). */
+int sw_link_send_advice(struct sw_link *l, void *entry, uint32_t stan, const uint8_t *msg,
+                        size_t len);
 void sw_links_free(struct sw_server *srv);
 /* DE 7 of now (UTC MMDDhhmmss) into out[11]. Loop thread only (it keeps
  * the string of the current second). */
@@ -310,6 +313,8 @@ struct sw_txn {
     bool pending_journal;       /* its journal row is being made durable */
     bool pending_saf;           /* a reversal being made durable */
     bool journal_done;          /* its journal record was submitted (once) */
+    bool advice_stored;         /* advice.c: its stand-in advice is durable */
+    bool advice_withdrawn;      /* advice.c: the reversal of that advice is queued */
     bool in_finish;             /* inside finish()'s own call: answer from the loop */
     bool mac_retried;           /* the response MAC was asked for a second time */
     struct isonet_mac mac_at;   /* where the MAC goes in packed */
@@ -380,6 +385,7 @@ struct sw_server {
     struct sw_refdata *ref_pending; /* built, waiting for its conversion rates */
     bool ref_loading;
     struct sw_saf *saf;
+    struct sw_advq *advice; /* stand-in advices (advice.c) */
     struct hsm_client *hsm;
     struct db_client *db;
     struct db_journal *journal;

@@ -21,6 +21,7 @@
 #include "hsmclient.h"
 #include "log.h"
 #include "parse.h"
+#include "advice.h"
 #include "saf.h"
 #include "xfer.h"
 
@@ -272,6 +273,9 @@ static void deliver(struct sw_txn *t)
                AT_STR("action", "reversal queued"));
         sw_saf_reverse_txn(t, "error", false);
     }
+    /* advice.c: a stand-in approval the terminal will never see: its advice is reversed. */
+    if (!sent && t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL && t->advice_stored)
+        sw_advice_withdraw(t, false);
     at_hist_record(&srv->metrics.hop[SW_HOP_TOTAL], total);
     if (t->lat_mac_ns + t->lat_pin_ns)
         at_hist_record(&srv->metrics.hop[SW_HOP_HSM], t->lat_mac_ns + t->lat_pin_ns);
@@ -364,6 +368,7 @@ static void withdraw_approval(struct sw_txn *t, const char *why)
            AT_STR("action", "96 to the terminal, reversal to the issuer"));
     decline_96(t);
     sw_saf_reverse_txn(t, "error", true);
+    sw_advice_withdraw(t, true); /* advice.c: a stand-in approval's advice is reversed */
 }
 
 static void request_mac(struct sw_txn *t);
@@ -1171,7 +1176,10 @@ static void reverse_known(struct sw_txn *t, struct sw_recent_txn *orig)
         reject(t, "12", SW_OUT_REJECTED, "the reversal names another card than its original", 2);
         return;
     }
-    if (orig->state == SW_RECENT_REVERSED) {
+    /* A stand-in approval (advice.c) is reversed through its advice, even when a reversal of
+     * the forwarded request it replaced (a timeout) marked it reversed. */
+    bool stand_in = orig->approved && sw_advice_is_stand_in(orig->auth_code);
+    if (orig->state == SW_RECENT_REVERSED && !stand_in) {
         set_rc(t, "00"); /* already reversed: acknowledge again, change nothing */
         t->outcome = SW_OUT_APPROVED;
         finish(t);
@@ -1193,6 +1201,12 @@ static void reverse_known(struct sw_txn *t, struct sw_recent_txn *orig)
     }
     if (memcmp(orig->proc_code, "40", 2) == 0) {
         sw_xfer_reverse(t, orig); /* its legs are reversed */
+        return;
+    }
+    if (stand_in) {
+        sw_advice_reverse_original(t, orig);
+        if (!t->pending_saf)
+            finish(t); /* already reversed (00), or could not even start (96) */
         return;
     }
     for (size_t i = 0; i < t->srv->ref->n_issuers; i++)
