@@ -15,9 +15,8 @@
     " EXISTS (SELECT 1 FROM switch.reversal_queue r"                                               \
     " WHERE r.request_date = $5::date AND r.acquirer_id = $1 AND r.terminal_id = $2"               \
     " AND r.stan = $3 AND r.transmission_time = $4"                                                \
-    " AND r.mti_class = (CASE WHEN a.stand_in AND a.outcome = 'approved'"                          \
-    " THEN substr(a.mti_class, 1, 2) || '2' ELSE a.mti_class END) COLLATE \"default\"),"           \
-    " (extract(epoch FROM a.created_at) * 1000000)::int8, a.stand_in"                              \
+    " AND r.mti_class = a.mti_class COLLATE \"default\"),"                                         \
+    " (extract(epoch FROM a.created_at) * 1000000)::int8"                                          \
     " FROM switch.authorizations a WHERE a.acquirer_id = $1 AND a.terminal_id = $2"                \
     " AND a.stan = $3 AND a.transmission_time = $4 AND a.request_date = $5::date"
 
@@ -52,7 +51,6 @@ static void on_original(void *arg, const struct db_reply *reply)
             db_col_billing(r, 0, 11, &o.billing);
             o.reversed = db_col_bool(r, 0, 14);
             o.created_us = db_col_num(r, 0, 15, INT64_MAX);
-            o.stand_in = db_col_bool(r, 0, 16);
         }
         if (reply->n == 2)
             in_flight = strcmp(PQgetvalue(reply->res[1], 0, 0), "0") != 0;
@@ -136,4 +134,9 @@ int db_recover_inflight(struct db_client *c, const char *owner, db_recover_cb cb
 int db_recover_transfers(struct db_client *c, const char *owner, db_recover_cb cb, void *arg)
 {
     return recover_call(c, "SELECT * FROM switch.recover_transfers($1)", owner, cb, arg);
+}
+
+int db_recover_advices(struct db_client *c, const char *owner, db_recover_cb cb, void *arg)
+{
+    return recover_call(c, "SELECT switch.recover_advices($1), 0::bigint", owner, cb, arg);
 }

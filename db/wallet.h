@@ -16,7 +16,7 @@ struct event_base;
 
 /* The schema version the wallet statements need: wallet.sim_apply / sim_reverse of 0003 with
  * 0005's hot path and domains, and 0008's KYC tiers and monthly and credit counters. */
-#define DB_WALLET_SCHEMA_VERSION 8
+#define DB_WALLET_SCHEMA_VERSION 14
 
 /* Decisions and reversals applied by one transaction at most (one Sync per batch). */
 #define DB_WALLET_APPLY_MAX 32
@@ -133,6 +133,11 @@ struct db_wallet_decision {
     int64_t usage_minor, usage_cash_minor, usage_count, day_credit_minor;
     const char *usage_month; /* YYYY-MM-01 of the monthly counters (with usage_date) */
     int64_t month_debit_minor, month_credit_minor;
+    /* A stand-in advice from the switch (0120/0220 without DE 90): applied by wallet.sim_advice
+     * as a forced post (migration 0014, docs/issuer-sim.md "Advices") — rc "00" applies it
+     * whatever the funds, another rc records it refused; a reversal that came first makes it
+     * acknowledged ("00") and not applied. */
+    bool advice;
 };
 
 /* A reversal of the request original_key (wallet.sim_reverse), recorded under "rev:" + it. */

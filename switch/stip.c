@@ -3,15 +3,14 @@
  *   rules + negative file + PVV (one SELECT) → processing code allowed? → negative file →
  *   per-transaction maximum → PIN (EC under the ZPK, or DC under the TPK, when the rules say so
  *   and the switch holds the issuer's PVK) → day total reserved (switch.stand_in_reserve, under a
- *   per-card lock) → write-ahead row of the approval (switch.inflight, class 012/022, the
- *   advice's issuer STAN and DE 7) → advice stored (sw_advice_store) → approved, DE 38 "S" + 5
- *   digits.
+ *   per-card lock) → advice stored (sw_advice_store) → approved, DE 38 "S" + 5 digits.
  *
  * Any step that cannot be done (PostgreSQL down, HSM down, the advice not durable) answers 91,
  * as switchd did before stand-in. A decline is journaled (marked stand_in) and sends nothing to
- * the issuer. The order makes the approval durable before the terminal hears it: a crash before
- * the journal row leaves the write-ahead row, and recovery (switch.recover_inflight) reverses
- * the advice — an 0420 naming its STAN and DE 7. */
+ * the issuer. The advice is durable before the terminal hears the approval, and the approval's
+ * journal row is committed before it too (finish()); a crash between the two leaves an advice
+ * whose approval the journal does not hold, which recovery reverses (switch.recover_advices,
+ * advice.c) — the write-ahead for stand-in is the advice row itself. */
 #include "stip.h"
 
 #include "advice.h"
@@ -63,11 +62,6 @@ static int64_t field_num(const struct iso_msg *m, int f, uint64_t max)
     uint64_t v;
     field_str(m, f, buf, sizeof buf);
     return buf[0] && at_parse_u64(buf, max, &v) ? (int64_t)v : -1;
-}
-
-void sw_stip_advice_mti(const char req_mti[4], char out[4])
-{
-    memcpy(out, req_mti[1] == '1' ? "0120" : "0220", 4);
 }
 
 bool sw_stip_eligible(const struct sw_txn *t)
@@ -194,77 +188,41 @@ static void fill_id(const struct sw_txn *t, struct db_request_id *id)
     memcpy(id->mti, t->req.mti, 4);
 }
 
-static void on_advice(struct sw_txn *t, bool durable);
-
-static void on_stip_intent(void *arg, int status)
-{
-    struct sw_txn *t = arg;
-    if (status == DB_OK || status == DB_SPOOLED) {
-        sw_advice_store(t, on_advice);
-        return;
-    }
-    struct db_request_id id;
-    fill_id(t, &id);
-    db_stip_void(t->srv->db, &id);
-    struct stip_ctx *x = calloc(1, sizeof *x);
-    if (!x) { /* cannot even say why: still a 91 */
-        t->stand_in = false;
-        sw_txn_reject(t, "91", SW_OUT_UNAVAILABLE, "stand-in write-ahead failed", 0);
-        return;
-    }
-    x->t = t;
-    x->why = t->outcome == SW_OUT_TIMEOUT ? SW_STIP_TIMEOUT : SW_STIP_LINK_DOWN;
-    unavailable(x, status == DB_CONFLICT ? "a stand-in of this request is in flight already"
-                                         : "the stand-in write-ahead row is not durable");
-}
-
 /* sw_advice_store's answer: only a durable advice makes an approval. */
 static void on_advice(struct sw_txn *t, bool durable)
 {
-    enum sw_stip_why why = t->outcome == SW_OUT_TIMEOUT ? SW_STIP_TIMEOUT : SW_STIP_LINK_DOWN;
+    struct stip_ctx *x = t->stip;
+    t->stip = NULL;
     if (!durable) {
         struct db_request_id id;
         fill_id(t, &id);
         db_stip_void(t->srv->db, &id);
-        struct stip_ctx *x = calloc(1, sizeof *x);
-        if (x) {
-            x->t = t;
-            x->why = why;
-            unavailable(x, "the advice could not be stored");
-            return;
-        }
-        t->stand_in = false;
-        t->auth_code[0] = '\0';
-        sw_txn_reject(t, "91", SW_OUT_UNAVAILABLE, "the advice could not be stored", 0);
+        unavailable(x, "the advice could not be stored");
         return;
     }
-    memcpy(t->rc, "00", 3);
+    enum sw_stip_why why = x->why;
+    free(x);
     t->outcome = SW_OUT_APPROVED;
     count(t->srv, t->issuer.id, SW_STIP_APPROVED);
     log_decision(t, why, "approved");
     sw_txn_finish(t);
 }
 
-/* The day total is reserved: the approval's identity at the issuer is the advice's, chosen now
- * (a fresh issuer STAN and DE 7); its write-ahead row goes first, then the advice. */
+/* The day total is reserved: the approval is stored as an advice (advice.c chooses its issuer
+ * STAN and DE 7, and sets them in t), and answered once that is durable. */
 static void approve(struct stip_ctx *x)
 {
     struct sw_txn *t = x->t;
-    char amti[4];
-    t->issuer_stan = sw_link_stan(t->link);
-    sw_de7_now(t->issuer_de7);
-    /* "S" + 5 digits: the advice's STAN (mod 100000), so operators can find one from the other. */
-    snprintf(t->auth_code, sizeof t->auth_code, "S%05u", (unsigned)(t->issuer_stan % 100000));
-    sw_stip_advice_mti(t->req.mti, amti);
-    if (sw_txn_write_ahead_as(t, amti, on_stip_intent) != 0) {
-        struct db_request_id id;
-        fill_id(t, &id);
-        db_stip_void(t->srv->db, &id);
-        unavailable(x, "the stand-in write-ahead row cannot be submitted");
-        return;
-    }
-    t->stip_intent = true;
-    free(x);
+    static unsigned seq;
+    if (!seq)
+        seq = (unsigned)(at_wall_us() / 1000 % 100000);
+    seq = seq % 99999 + 1;
+    /* "S" + 5 digits: a per-process sequence; nothing keys on it (the advice is found by its
+     * issuer STAN and DE 7, the journal row by the request's identity). */
+    snprintf(t->auth_code, sizeof t->auth_code, "S%05u", seq);
+    memcpy(t->rc, "00", 3); /* advice.c sends DE 38 and DE 39 as set here */
+    t->stip = x;
+    sw_advice_store(t, on_advice);
 }
 
 static void on_reserve(void *arg, const struct db_error *err, bool ok, int64_t day_total)
@@ -436,31 +394,4 @@ void sw_stip_decide(struct sw_txn *t, enum sw_stip_why why)
     }
     if (db_stip_rules(srv->db, t->issuer.id, t->pan_hmac, on_rules, x) != 0)
         unavailable(x, "database queue full");
-}
-
-void sw_stip_withdraw(struct sw_txn *t, bool wait)
-{
-    struct sw_recent_txn o;
-    char buf[16];
-    memset(&o, 0, sizeof o);
-    o.id = t->recent_id;
-    sw_stip_advice_mti(t->req.mti, o.mti);
-    at_strlcpy(o.issuer_id, t->issuer.id, sizeof o.issuer_id);
-    at_put_digits(o.issuer_stan, 6, t->issuer_stan);
-    memcpy(o.issuer_tx_time, t->issuer_de7, 10);
-    field_str(&t->req, 37, buf, sizeof buf);
-    memcpy(o.rrn, buf[0] ? buf : t->rrn, strnlen(buf[0] ? buf : t->rrn, 12));
-    field_str(&t->req, 3, buf, sizeof buf);
-    memcpy(o.proc_code, buf, strnlen(buf, 6));
-    int64_t amount = field_num(&t->req, 4, INT64_MAX);
-    o.amount_minor = amount > 0 ? amount : 0;
-    int64_t ccy = field_num(&t->req, 49, 999);
-    o.currency = ccy > 0 ? (uint16_t)ccy : 0;
-    sw_fx_to_recent(&o, &t->billing);
-    o.approved = true;
-    o.forwarded = true;
-    o.state = SW_RECENT_ANSWERED;
-    at_log(AT_LOG_WARN, "stand_in_withdrawn", AT_STR("issuer", t->issuer.id),
-           AT_UINT("issuer_stan", t->issuer_stan), AT_STR("action", "reversal of the advice"));
-    sw_saf_reverse_leg(t->srv, wait ? t : NULL, &o, (const char *)t->v.pan, t->v.pan_len, "error");
 }

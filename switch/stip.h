@@ -2,11 +2,11 @@
  * issuer does not answer within the request's timeout, and the issuer's [issuer] section says
  * stand_in = on, switchd decides in the issuer's place by its rules in PostgreSQL
  * (switch.stand_in_rules, the negative file, the published PVVs; db/db_stip.h). An approval
- * (DE 38 "S" + 5 digits) is answered only after its write-ahead row (switch.inflight, keyed by
- * the advice's class 012/022) and its advice (switch/advice.h) are durable. Declines are
- * journaled (marked stand_in) and need no advice: nothing moved. The per-MTI issuer timeouts
- * live here too. txn.c calls in at three places (link down, timeout, link lost) and for
- * withdrawals. */
+ * (DE 38 "S" + 5 digits) is answered only after its advice (switch/advice.h) is durable (and
+ * its journal row committed, as every answer). Declines are journaled (marked stand_in) and need
+ * no advice: nothing moved. Withdrawals and terminal reversals of stand-in approvals are
+ * advice.c's (the reversal of the advice). The per-MTI issuer timeouts live here too. txn.c
+ * calls in at three places: link down, timeout, link lost. */
 #ifndef ATLAS_SW_STIP_H
 #define ATLAS_SW_STIP_H
 
@@ -33,16 +33,6 @@ void sw_stip_decide(struct sw_txn *t, enum sw_stip_why why);
 /* The issuer deadline of t on its link: timeout_ms.cash for processing code 01, else
  * timeout_ms.0100 / timeout_ms.0200 by MTI class, else timeout_ms. buf receives it. */
 const struct timeval *sw_stip_timeout(const struct sw_txn *t, struct timeval *buf);
-
-/* A stand-in approval the terminal must not keep (undeliverable, or withdrawn because its
- * journal row or response MAC failed): its advice is reversed — an 0420 naming the advice's
- * issuer STAN and DE 7, keyed by the advice's class so that it never collides with a reversal of
- * what was forwarded. With wait, t's answer waits until the reversal is durable. */
-void sw_stip_withdraw(struct sw_txn *t, bool wait);
-
-/* The MTI of an advice of a request of MTI req_mti: "0120" for an 0100 (or 0101), "0220" for an
- * 0200 (or 0201); 4 characters, no NUL. */
-void sw_stip_advice_mti(const char req_mti[4], char out[4]);
 
 /* atlas_stand_in_total{issuer,result} in Prometheus text. */
 void sw_stip_metrics_render(const struct sw_server *srv, struct evbuffer *out);

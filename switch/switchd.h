@@ -27,6 +27,7 @@ struct db_journal;
 struct db_pan_hasher;
 struct sw_server;
 struct sw_txn;
+struct stip_ctx;
 
 #define SW_KEY_TEXT  50   /* key under LMK: scheme letter + up to 48 hex + NUL */
 #define SW_TXN_FRAME 2048 /* request frames up to this size live inside the txn */
@@ -239,6 +240,9 @@ uint32_t sw_link_stan(struct sw_link *l);
 void sw_link_forget(struct sw_link *l, uint32_t stan);
 /* Sends a store-and-forward message (a reversal) registered under stan. */
 int sw_link_send_saf(struct sw_link *l, void *entry, uint32_t stan, const uint8_t *msg, size_t len);
+/* Sends a stand-in advice (or its reversal) registered under stan (advice.c). */
+int sw_link_send_advice(struct sw_link *l, void *entry, uint32_t stan, const uint8_t *msg,
+                        size_t len);
 void sw_links_free(struct sw_server *srv);
 /* DE 7 of now (UTC MMDDhhmmss) into out[11]. Loop thread only (it keeps
  * the string of the current second). */
@@ -311,6 +315,8 @@ struct sw_txn {
     bool pending_journal;       /* its journal row is being made durable */
     bool pending_saf;           /* a reversal being made durable */
     bool journal_done;          /* its journal record was submitted (once) */
+    bool advice_stored;         /* advice.c: its stand-in advice is durable */
+    bool advice_withdrawn;      /* advice.c: the reversal of that advice is queued */
     bool in_finish;             /* inside finish()'s own call: answer from the loop */
     bool mac_retried;           /* the response MAC was asked for a second time */
     struct isonet_mac mac_at;   /* where the MAC goes in packed */
@@ -334,11 +340,10 @@ struct sw_txn {
     int64_t xfer_fee;
     char resp44[8];
     struct sw_req_id xfer_orig; /* a reversal: the transfer's identity */
-    /* Stand-in (stip.c): decided in the issuer's place (the journal row says so); its
-     * write-ahead row (class 012/022) was submitted; issuer_stan/issuer_de7 then name the
-     * advice. */
+    /* Stand-in (stip.c): decided in the issuer's place (the journal row says so); the
+     * decision's state while its advice is stored. */
     bool stand_in;
-    bool stip_intent;
+    struct stip_ctx *stip;
     /* Everything above is reset per request; the buffers below are not. */
     uint8_t frame_inline[SW_TXN_FRAME];
     uint8_t *frame; /* frame_inline (requests are at most SW_TXN_FRAME bytes) */
@@ -372,12 +377,9 @@ int sw_pan_protect(struct sw_server *srv, const char *pan, size_t len, uint8_t h
                    uint8_t sealed[DB_PAN_SEALED_MAX], uint8_t *sealed_len);
 /* Sends the packed issuer request and arms the timeout. */
 void sw_txn_forward(struct sw_txn *txn);
-/* Stand-in's doors into the flow (stip.c): the state move, the write-ahead row of a stand-in
- * approval (the request's identity under the advice's MTI, issuer STAN and DE 7 as set in t;
- * 0, or -1 when it cannot be submitted: cb is not called); sw_txn_finish and sw_txn_reject
+/* Stand-in's door into the flow (stip.c): the state move; sw_txn_finish and sw_txn_reject
  * (xfer.h) end its paths. */
 void sw_txn_to_stand_in(struct sw_txn *t);
-int sw_txn_write_ahead_as(struct sw_txn *t, const char mti[4], void (*cb)(void *arg, int status));
 /* The link went down with the txn still pending. */
 void sw_txn_issuer_lost(struct sw_txn *txn);
 
@@ -392,6 +394,7 @@ struct sw_server {
     struct sw_refdata *ref_pending; /* built, waiting for its conversion rates */
     bool ref_loading;
     struct sw_saf *saf;
+    struct sw_advq *advice; /* stand-in advices (advice.c) */
     struct hsm_client *hsm;
     struct db_client *db;
     struct db_journal *journal;

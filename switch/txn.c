@@ -21,6 +21,7 @@
 #include "hsmclient.h"
 #include "log.h"
 #include "parse.h"
+#include "advice.h"
 #include "saf.h"
 #include "stip.h"
 #include "xfer.h"
@@ -276,17 +277,17 @@ static void deliver(struct sw_txn *t)
 
     if (t->resp_len > 0)
         sent = sw_term_send(t->term, t->has_tpdu ? t->tpdu : NULL, t->packed, t->resp_len) == 0;
-    if (!sent && t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL &&
-        (t->forwarded || t->stand_in) && !t->leg_of) {
+    if (!sent && t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL && t->forwarded &&
+        !t->leg_of) {
         /* An approval the terminal will never see: take the money back. The
          * reversal is independent of this txn, which is released below. */
         at_log(AT_LOG_WARN, "answer_undeliverable", AT_STR("rc", t->rc),
                AT_STR("action", "reversal queued"));
-        if (t->stand_in)
-            sw_stip_withdraw(t, false); /* its advice, not what was forwarded before */
-        else
-            sw_saf_reverse_txn(t, "error", false);
+        sw_saf_reverse_txn(t, "error", false);
     }
+    /* advice.c: a stand-in approval the terminal will never see: its advice is reversed. */
+    if (!sent && t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL && t->advice_stored)
+        sw_advice_withdraw(t, false);
     at_hist_record(&srv->metrics.hop[SW_HOP_TOTAL], total);
     if (t->lat_mac_ns + t->lat_pin_ns)
         at_hist_record(&srv->metrics.hop[SW_HOP_HSM], t->lat_mac_ns + t->lat_pin_ns);
@@ -312,13 +313,6 @@ static void deliver(struct sw_txn *t)
         at_put_digits(r->issuer_stan, 6, t->issuer_stan);
         memcpy(r->issuer_tx_time, t->issuer_de7, 10);
         sw_fx_to_recent(r, &t->billing);
-        if (t->stand_in && r->approved) {
-            /* STIP hook: what a terminal reversal of it must reverse is the advice (its own
-             * class, issuer STAN and DE 7), whatever was reversed of a forward before. */
-            sw_stip_advice_mti(t->req.mti, r->mti);
-            r->forwarded = true;
-            r->state = SW_RECENT_ANSWERED;
-        }
     }
     log_txn(t, total);
     if (t->leg_of)
@@ -385,10 +379,8 @@ static void withdraw_approval(struct sw_txn *t, const char *why)
     at_log(AT_LOG_ERROR, "approval_withdrawn", AT_STR("reason", why),
            AT_STR("action", "96 to the terminal, reversal to the issuer"));
     decline_96(t);
-    if (t->stand_in)
-        sw_stip_withdraw(t, true); /* STIP hook: the advice is what moves money */
-    else
-        sw_saf_reverse_txn(t, "error", true);
+    sw_saf_reverse_txn(t, "error", true);
+    sw_advice_withdraw(t, true); /* advice.c: a stand-in approval's advice is reversed */
 }
 
 static void request_mac(struct sw_txn *t);
@@ -460,14 +452,13 @@ static void fill_record(struct sw_txn *t, struct db_auth_record *r)
     fill_identity(t, r);
     r->kind = DB_REC_ANSWER;
     at_strlcpy(r->issuer_id, t->issuer.id, sizeof r->issuer_id);
-    if (t->forwarded || t->stip_intent) /* a stand-in approval: its advice's STAN and DE 7 */
+    if (t->forwarded || t->advice_stored) /* a stand-in approval: its advice's STAN and DE 7 */
         issuer_side(t, r);
     memcpy(r->response_code, t->rc, 3);
     at_strlcpy(r->auth_code, t->auth_code, sizeof r->auth_code);
     r->outcome = (enum db_outcome)t->outcome;
-    /* A stand-in approval's answer also settles its write-ahead row (class 012/022). */
-    r->settle_inflight = (t->intent_sent && !t->reversing) || t->stip_intent;
-    if (t->stand_in)
+    r->settle_inflight = t->intent_sent && !t->reversing;
+    if (t->stand_in) /* STIP: the row says stand-in decided (column stand_in) */
         at_strlcpy(r->reason, "stand_in", sizeof r->reason);
     if (t->orig_stan[0]) {
         memcpy(r->original_stan, t->orig_stan, 7);
@@ -726,8 +717,6 @@ static void orig_from_db(const struct db_original *d, struct sw_recent_txn *o)
     o->approved = strcmp(d->response_code, "00") == 0;
     o->forwarded = d->issuer_stan[0] != '\0';
     o->state = d->reversed ? SW_RECENT_REVERSED : SW_RECENT_ANSWERED;
-    if (d->stand_in && o->approved)
-        sw_stip_advice_mti(d->id.mti, o->mti); /* STIP: its reversal reverses the advice */
 }
 
 /* The journal says what holds the identity the write-ahead found taken. */
@@ -838,45 +827,27 @@ static void on_intent(void *arg, int status)
 
 /* Write-ahead: what the issuer will see and what its reversal needs goes to
  * switch.inflight, durably, before the request leaves. */
-/* The INTENT record of t as it stands (issuer side included). 0, or -1 when the PAN cannot be
- * sealed. */
-static int intent_record(struct sw_txn *t, struct db_auth_record *rec)
-{
-    db_auth_record_init(rec);
-    fill_identity(t, rec);
-    rec->kind = DB_REC_INTENT;
-    issuer_side(t, rec);
-    if (rec->amount_minor < 0) /* a balance inquiry moves nothing */
-        rec->amount_minor = 0;
-    if (rec->currency < 0)
-        rec->currency = 0;
-    int sealed = rec->has_pan_hmac ? db_pan_seal(t->srv->pan_seal_key, (const char *)t->v.pan,
-                                                 t->v.pan_len, rec->pan_sealed, DB_PAN_SEALED_MAX)
-                                   : -1;
-    if (sealed <= 0)
-        return -1;
-    rec->pan_sealed_len = (uint8_t)sealed;
-    return 0;
-}
-
-int sw_txn_write_ahead_as(struct sw_txn *t, const char mti[4], void (*cb)(void *arg, int status))
-{
-    struct db_auth_record rec;
-    if (intent_record(t, &rec) != 0)
-        return -1;
-    memcpy(rec.mti, mti, 4);
-    return db_journal_submit(t->srv->journal, &rec, cb, t) == 0 ? 0 : -1;
-}
-
 static void write_ahead(struct sw_txn *t)
 {
     struct sw_server *srv = t->srv;
     struct db_auth_record rec;
+    db_auth_record_init(&rec);
+    fill_identity(t, &rec);
+    rec.kind = DB_REC_INTENT;
+    issuer_side(t, &rec);
+    if (rec.amount_minor < 0) /* a balance inquiry moves nothing */
+        rec.amount_minor = 0;
+    if (rec.currency < 0)
+        rec.currency = 0;
     sw_txn_set_state(t, SW_TXN_INTENT);
-    if (intent_record(t, &rec) != 0) {
+    int sealed = rec.has_pan_hmac ? db_pan_seal(srv->pan_seal_key, (const char *)t->v.pan,
+                                                t->v.pan_len, rec.pan_sealed, DB_PAN_SEALED_MAX)
+                                  : -1;
+    if (sealed <= 0) {
         reject(t, "96", SW_OUT_ERROR, "the PAN cannot be sealed for the write-ahead record", 2);
         return;
     }
+    rec.pan_sealed_len = (uint8_t)sealed;
     int rc = db_journal_submit(srv->journal, &rec, on_intent, t);
     if (rc != 0) {
         reject(t, "96", SW_OUT_ERROR,
@@ -1232,7 +1203,10 @@ static void reverse_known(struct sw_txn *t, struct sw_recent_txn *orig)
         reject(t, "12", SW_OUT_REJECTED, "the reversal names another card than its original", 2);
         return;
     }
-    if (orig->state == SW_RECENT_REVERSED) {
+    /* A stand-in approval (advice.c) is reversed through its advice, even when a reversal of
+     * the forwarded request it replaced (a timeout) marked it reversed. */
+    bool stand_in = orig->approved && sw_advice_is_stand_in(orig->auth_code);
+    if (orig->state == SW_RECENT_REVERSED && !stand_in) {
         set_rc(t, "00"); /* already reversed: acknowledge again, change nothing */
         t->outcome = SW_OUT_APPROVED;
         finish(t);
@@ -1254,6 +1228,12 @@ static void reverse_known(struct sw_txn *t, struct sw_recent_txn *orig)
     }
     if (memcmp(orig->proc_code, "40", 2) == 0) {
         sw_xfer_reverse(t, orig); /* its legs are reversed */
+        return;
+    }
+    if (stand_in) {
+        sw_advice_reverse_original(t, orig);
+        if (!t->pending_saf)
+            finish(t); /* already reversed (00), or could not even start (96) */
         return;
     }
     for (size_t i = 0; i < t->srv->ref->n_issuers; i++)

@@ -112,9 +112,3 @@ BEGIN
     RETURN QUERY SELECT true, v_total;
 END
 $$;
-
--- The write-ahead row of a stand-in approval is keyed by the advice's message class (012 for an
--- 0100's 0120, 022 for an 0200's 0220) under the request's identity, so that it and its
--- reversal never collide with the request's own row (or with the reversal of what was forwarded
--- before a timeout). An answer that settles a request settles that row too: the SETTLE statement
--- of the journal writer (db/journal.c) deletes both classes.

@@ -65,6 +65,10 @@ struct txn {
     int64_t amount;
     int currency;
     bool is_reversal, is_inquiry;
+    /* A stand-in advice (0120/0121/0220/0221 without DE 90): the switch's approval code (DE 38)
+     * and its decision's DE 39. */
+    bool is_advice;
+    char advice_auth[7], advice_rc[3];
     int retries;
     /* the decision or reversal to apply (its strings point into this txn) and its batch */
     struct db_wallet_op op;

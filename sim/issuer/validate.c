@@ -122,6 +122,11 @@ const char *txn_validate(struct txn *t)
         return "30";
     if (t->is_reversal)
         return original_key(t, tid) ? NULL : "30";
+    /* An advice names the switch's stand-in approval (DE 38) and decision (DE 39). */
+    if (t->is_advice &&
+        (!field_str(m, 38, 1, 6, t->advice_auth) || !field_str(m, 39, 2, 2, t->advice_rc) ||
+         !at_is_digits(t->advice_rc, 1, SIZE_MAX)))
+        return "30";
     fill_decision_request(t, pc, exp);
     return sim_check_request(&t->r);
 }
