@@ -28,6 +28,7 @@ static struct stack S;
 #define CARD5 "4890010000000053" /* blocked at the issuer */
 #define CARD6 "4890010000000061" /* lost */
 #define CARD8 "4890010000000087" /* active */
+#define CARD4 "4890040000000043" /* active, PIN 2222, PVV */
 
 /* Rules of WALLET1: purchases and cash (00, 01), at most 500.00 a transaction and 800.00 a
  * card a day, PIN verified with the lab PVK (as issuer-sim holds it, under the LMK); the
@@ -219,6 +220,119 @@ static void test_per_mti_timeouts_then_stand_in(void **state)
     assert_int_equal(stack_settle(&S, 20000), 0);
 }
 
+/* The issuer stalls past the 0200's timeout: stand-in approves (PIN verified with the translated
+ * block under the ZPK: EC), the request already sent keeps its reversal; once the issuer runs
+ * again it applies the request, its reversal and the advice — the wallet ends exactly one
+ * purchase lower. */
+static void test_slow_issuer_stand_in_approval_nets_once(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    struct sim_sent sent;
+    issuer_up();
+    struct sim_txn x;
+    stack_card_txn(&x, SIM_T_PURCHASE, CARD8, 1);
+    assert_string_equal(stack_rc_linked(&S, "TERM0001", &x, &r, 10000), "00");
+    assert_int_equal(stack_settle(&S, 10000), 0);
+    long long before = stack_balance(&S, CARD8);
+    assert_int_equal(stack_kill(S.issuer, SIGSTOP), 0);
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD8, 300, NULL, &r, &sent), "00");
+    assert_int_equal(r.auth[0], 'S');
+    stack_kill(S.issuer, SIGCONT);
+    assert_int_equal(journal("TERM0001", &sent, "stand_in AND outcome = 'approved'"), 1);
+    assert_int_equal(stack_wait_scalar(&S,
+                                       stack_rows_sql("switch.reversal_queue", "TERM0001", &sent,
+                                                      "reason = 'timeout'"),
+                                       1, 10000),
+                     0);
+    assert_int_equal(stack_settle(&S, 20000), 0);
+    assert_true(stack_wait_balance(&S, CARD8, before - 300, 20000));
+    sleep(1);
+    assert_int_equal(stack_balance(&S, CARD8), before - 300);
+}
+
+/* Two stand-in purchases of one card at once whose sum passes the day's maximum (800.00): the
+ * per-card lock lets exactly one through. */
+static void test_concurrent_requests_of_one_card_share_the_day_maximum(void **state)
+{
+    (void)state;
+    struct sim_txn x[2];
+    struct sim_sent sent[2];
+    struct sim_resp r[2];
+    int fd[2];
+    issuer_down();
+    for (int i = 0; i < 2; i++) {
+        stack_card_txn(&x[i], SIM_T_PURCHASE, CARD4, 45000);
+        fd[i] = stack_send_nowait(&S, stack_term(&S, i ? "TERM0004" : "TERM0001"), &x[i], &sent[i]);
+        assert_true(fd[i] >= 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(stack_recv(fd[i], stack_term(&S, i ? "TERM0004" : "TERM0001"), &r[i]), 0);
+        close(fd[i]);
+    }
+    int approved = !strcmp(r[0].rc, "00") + !strcmp(r[1].rc, "00");
+    int over = !strcmp(r[0].rc, "61") + !strcmp(r[1].rc, "61");
+    printf("# answers %s and %s\n", r[0].rc, r[1].rc);
+    assert_int_equal(approved, 1);
+    assert_int_equal(over, 1);
+    assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.stand_in_decisions d JOIN"
+                                      " wallet.wallets w USING (pan_hmac)"
+                                      " WHERE w.pan_masked = '489004******0043'"
+                                      " AND d.state = 'reserved'"),
+                     1);
+}
+
+/* A terminal reverses (0400) a stand-in approval: the advice and its reversal reach the
+ * issuer, and the wallet is where it was. An 0100 in stand-in becomes a hold (0120). */
+static void test_reversed_stand_in_approval_nets_to_zero_and_auth_holds(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    struct sim_sent sent, auth;
+    issuer_up();
+    assert_int_equal(stack_settle(&S, 20000), 0);
+    long long before = stack_balance(&S, CARD1);
+    long long held = stack_wallet_scalar(&S, CARD1, "held_minor");
+    issuer_down();
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD1, 700, NULL, &r, &sent), "00");
+    struct sim_txn rev;
+    stack_reversal_of(&rev, CARD1, 700, &sent);
+    assert_string_equal(stack_rc(&S, "TERM0001", &rev, &r, NULL), "00");
+    assert_string_equal(send_card("TERM0001", SIM_T_AUTH, CARD1, 500, NULL, &r, &auth), "00");
+    assert_int_equal(r.auth[0], 'S');
+    assert_int_equal(journal("TERM0001", &auth, "stand_in AND mti = '0100'"), 1);
+    issuer_up();
+    assert_int_equal(stack_settle(&S, 20000), 0);
+    assert_int_equal(stack_wait_scalar(&S,
+                                       "SELECT count(*) FROM switch.advice_queue"
+                                       " WHERE state = 'pending'",
+                                       0, 20000),
+                     0);
+    sleep(1);
+    assert_int_equal(stack_balance(&S, CARD1), before);
+    assert_int_equal(stack_wallet_scalar(&S, CARD1, "held_minor"), held + 500);
+}
+
+/* PostgreSQL is away: stand-in cannot read its rules, so no stand-in — 91, as before. */
+static void test_database_down_no_stand_in(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    struct sim_sent sent;
+    issuer_down();
+    assert_int_equal(stack_switch_db(&S, false), 0);
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD1, 100, NULL, &r, &sent), "91");
+    assert_string_equal(r.auth, "");
+    assert_int_equal(stack_switch_db(&S, true), 0);
+    assert_int_equal(stack_wait_journal_up(&S, 20000), 0);
+    /* The 91 was spooled and replayed: not marked (stand-in decided nothing). */
+    assert_int_equal(stack_wait_scalar(&S,
+                                       stack_rows_sql("switch.authorizations", "TERM0001", &sent,
+                                                      "NOT stand_in AND response_code = '91'"),
+                                       1, 20000),
+                     0);
+}
+
 /* stand_in = off: 91 at once with the issuer down, as before stand-in; the row is not marked. */
 static void test_stand_in_off_answers_91(void **state)
 {
@@ -241,6 +355,10 @@ int main(void)
         cmocka_unit_test(test_rules_with_the_issuer_down),
         cmocka_unit_test(test_approval_reaches_the_wallet_through_its_advice),
         cmocka_unit_test(test_per_mti_timeouts_then_stand_in),
+        cmocka_unit_test(test_slow_issuer_stand_in_approval_nets_once),
+        cmocka_unit_test(test_concurrent_requests_of_one_card_share_the_day_maximum),
+        cmocka_unit_test(test_reversed_stand_in_approval_nets_to_zero_and_auth_holds),
+        cmocka_unit_test(test_database_down_no_stand_in),
         cmocka_unit_test(test_stand_in_off_answers_91),
     };
     return cmocka_run_group_tests(tests, setup, stack_teardown);
