@@ -568,7 +568,12 @@ void sw_advice_withdraw(struct sw_txn *t, bool wait)
 
 bool sw_advice_is_stand_in(const char auth_code[6])
 {
-    return auth_code[0] == 'S' && at_is_digits(auth_code + 1, 5, 5);
+    if (auth_code[0] != 'S')
+        return false;
+    for (int i = 1; i < 6; i++)
+        if (auth_code[i] < '0' || auth_code[i] > '9')
+            return false;
+    return true;
 }
 
 void sw_advice_reverse_original(struct sw_txn *t, const struct sw_recent_txn *orig)

@@ -1,0 +1,322 @@
+/* Stand-in advices (switch/advice.c, docs/switchd.md "Advices") with real processes: switchd,
+ * hsm-sim, issuer-sim, PostgreSQL. Until the stand-in decision itself (stip) is merged, the
+ * advices are put in switch.advice_queue as switchd's journal writer would have left them (rows
+ * with the card sealed and hashed under the stack's keys) and switchd is restarted to take them
+ * over, as it does after a crash; the terminal's reversal of a stand-in approval goes through
+ * switchd's own path (a journal row of the stand-in approval stands for the decision). Each test
+ * checks the issuer's wallet to the minor unit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "currency.h"
+#include "db.h"
+#include "hex.h"
+#include "sw_stack.h"
+#include "testsupport.h"
+
+static struct stack S;
+
+static const char *const PAN = "4890010000000012";
+
+static int setup(void **state)
+{
+    struct stack_opts o = { .issuer = true, .issuer_timeout_ms = 1500, .wallets = 16 };
+    return stack_setup(state, &S, &o);
+}
+
+/* Each test starts with switchd and issuer-sim running, switchd reaching its database. */
+static int alive(void **state)
+{
+    (void)state;
+    if (stack_switch_db(&S, true) != 0)
+        return -1;
+    if (!ts_alive(S.sw) && stack_start_switch(&S) != 0)
+        return -1;
+    if (S.issuer <= 0 && stack_start_issuer(&S) != 0)
+        return -1;
+    return stack_wait_journal_up(&S, 10000);
+}
+
+static void stop_issuer(void)
+{
+    ts_stop(S.issuer, SIGKILL, 5000);
+    S.issuer = 0;
+}
+
+static void restart_switch(int sig)
+{
+    assert_int_not_equal(stack_restart_switch(&S, sig), -1);
+}
+
+/* The ISO 4217 numeric currency of PAN's demo card. */
+static int card_currency(void)
+{
+    const struct sim_demo_card *c = sim_demo_card_find(PAN);
+    assert_non_null(c);
+    const struct at_currency *cur = at_currency_find(c->currency);
+    assert_non_null(cur);
+    return atoi(cur->numeric);
+}
+
+/* key (64 hex characters in the environment variable var, as the stack exports it) into out. */
+static void env_key(const char *var, uint8_t out[32])
+{
+    const char *hex = getenv(var);
+    assert_non_null(hex);
+    assert_int_equal(at_hex_decode(hex, 64, out, 32), 32);
+}
+
+/* The DE 7 of now (UTC MMDDhhmmss). */
+static void de7_now(char out[11])
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(out, 11, "%m%d%H%M%S", &tm);
+}
+
+struct advice_row {
+    const char *kind;   /* "advice" or "reversal" */
+    const char *reason; /* stand_in, withdrawn, terminal, recovery */
+    const char *stan;   /* the stand-in request's DE 11 (TERM0001's) */
+    const char *issuer_stan;
+    long long amount;
+    const char *auth;  /* S + 5 digits */
+    int order;         /* queued_at = now + order ms */
+    const char *owner; /* "test": not this switchd's, so its recovery leaves it alone */
+    const char *de7;   /* the stand-in request's DE 7 (and the advice's) */
+};
+
+/* Puts r in switch.advice_queue as switchd's journal writer would (a 0200's advice, PAN sealed
+ * and hashed under the stack's keys). */
+static void insert_advice(const struct advice_row *r)
+{
+    uint8_t seal_key[32], hmac_key[32], hmac[32], sealed[DB_PAN_SEALED_MAX];
+    char hmac_hex[65], sealed_hex[2 * DB_PAN_SEALED_MAX + 1], sql[2400], masked[20];
+    env_key("ATLAS_PAN_SEAL_KEY", seal_key);
+    env_key("ATLAS_PAN_HMAC_KEY", hmac_key);
+    assert_int_equal(db_pan_hmac(hmac_key, 32, PAN, strlen(PAN), hmac), 0);
+    int n = db_pan_seal(seal_key, PAN, strlen(PAN), sealed, sizeof sealed);
+    assert_true(n > 0);
+    at_hex_encode(hmac, 32, hmac_hex);
+    at_hex_encode(sealed, (size_t)n, sealed_hex);
+    snprintf(masked, sizeof masked, "489001******0012");
+    snprintf(sql, sizeof sql,
+             "INSERT INTO switch.advice_queue (kind, request_date, acquirer_id, terminal_id, stan,"
+             " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time, rrn,"
+             " processing_code, amount_minor, currency, auth_code, stand_in_rc, pan_masked,"
+             " pan_hmac, pan_sealed, reason, owner, queued_at) VALUES ('%s',"
+             " (now() AT TIME ZONE 'UTC')::date, '100001', 'TERM0001', '%s', '%s', '0200',"
+             " 'WALLET1', '%s', '%s', '000000%s', '000000', %lld, %d, '%s', %s, '%s',"
+             " decode('%s', 'hex'), decode('%s', 'hex'), '%s', '%s',"
+             " now() + %d * interval '1 millisecond')",
+             r->kind, r->stan, r->de7, r->issuer_stan, r->de7, r->stan, r->amount, card_currency(),
+             r->auth, strcmp(r->kind, "advice") == 0 ? "'00'" : "NULL", masked, hmac_hex,
+             sealed_hex, r->reason, r->owner, r->order);
+    assert_int_equal(stack_exec(&S, sql), 0);
+}
+
+static long long q(const char *fmt, ...)
+{
+    char sql[800];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    return stack_scalar(&S, sql);
+}
+
+static int wait_q(long long want, int timeout_ms, const char *sql)
+{
+    return stack_wait_scalar(&S, sql, want, timeout_ms);
+}
+
+/* Advices stored while the issuer is down are held (nothing applied), taken over by a switchd
+ * killed with -9, delivered when the issuer returns — in queue order, not insertion order — each
+ * applied once: the wallet moves by exactly their sum. */
+static void test_delivered_in_order_when_the_issuer_returns(void **state)
+{
+    (void)state;
+    char de7[11];
+    de7_now(de7);
+    long long b = stack_balance(&S, PAN);
+    assert_true(b > 1000);
+    stop_issuer();
+    /* inserted 3rd, 1st, 2nd in queue order */
+    insert_advice(&(struct advice_row){ "advice", "stand_in", "700003", "900003", 300, "S10003", 30,
+                                        "test", de7 });
+    insert_advice(&(struct advice_row){ "advice", "stand_in", "700001", "900001", 100, "S10001", 10,
+                                        "test", de7 });
+    insert_advice(&(struct advice_row){ "advice", "stand_in", "700002", "900002", 200, "S10002", 20,
+                                        "test", de7 });
+    restart_switch(SIGKILL);
+    sleep(1);
+    assert_int_equal(q("SELECT count(*) FROM switch.advice_queue WHERE auth_code LIKE 'S1000_'"
+                       " AND state = 'pending'"),
+                     3);
+    assert_int_equal(stack_balance(&S, PAN), b);
+    assert_int_equal(stack_start_issuer(&S), 0);
+    assert_int_equal(wait_q(3, 15000,
+                            "SELECT count(*) FROM switch.advice_queue WHERE auth_code LIKE"
+                            " 'S1000_' AND state = 'acked' AND last_response_code = '00'"),
+                     0);
+    assert_int_equal(stack_balance(&S, PAN), b - 600);
+    /* one ledger entry each, in queue order */
+    assert_int_equal(q("SELECT count(*) FROM wallet.ledger WHERE auth_code LIKE 'S1000_'"), 3);
+    assert_int_equal(q("SELECT count(*) FROM (SELECT amount_minor, lag(amount_minor) OVER"
+                       " (ORDER BY entry_id) AS prev FROM wallet.ledger WHERE auth_code LIKE"
+                       " 'S1000_') x WHERE prev IS NOT NULL AND amount_minor < prev"),
+                     2); /* -100, -200, -300: each entry below the one before */
+    assert_int_equal(q("SELECT count(*) FROM wallet.invariant_violations"), 0);
+    assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"advice_acknowledged\"", 5000));
+}
+
+/* The issuer applied an advice but its acknowledgement never made it into the queue (switchd
+ * lost its database, then was killed -9): the next switchd sends it again, the issuer answers
+ * the repeat from its record, and the wallet is debited once. */
+static void test_resent_after_a_lost_ack_is_applied_once(void **state)
+{
+    (void)state;
+    char de7[11];
+    de7_now(de7);
+    long long b = stack_balance(&S, PAN);
+    stop_issuer();
+    insert_advice(&(struct advice_row){ "advice", "stand_in", "700020", "900020", 250, "S10020", 0,
+                                        "test", de7 });
+    restart_switch(SIGKILL); /* takes it over */
+    assert_int_equal(stack_switch_db(&S, false), 0);
+    assert_int_equal(stack_start_issuer(&S), 0);
+    /* applied at the issuer; switchd got the 0230 but cannot record it */
+    assert_int_equal(
+        wait_q(1, 15000, "SELECT count(*) FROM wallet.ledger WHERE auth_code = 'S10020'"), 0);
+    assert_true(
+        ts_wait_file_contains(S.switch_log, "\"issuer_stan\":\"900020\",\"attempts\"", 5000));
+    /* killed before it could record the acknowledgement; the next one reaches its database */
+    ts_stop(S.sw, SIGKILL, 5000);
+    assert_int_equal(stack_switch_db(&S, true), 0);
+    assert_int_equal(stack_start_switch(&S), 0);
+    assert_int_equal(wait_q(1, 15000,
+                            "SELECT count(*) FROM switch.advice_queue WHERE auth_code = 'S10020'"
+                            " AND state = 'acked'"),
+                     0);
+    assert_int_equal(stack_balance(&S, PAN), b - 250);
+    assert_int_equal(q("SELECT count(*) FROM wallet.ledger WHERE auth_code = 'S10020'"), 1);
+    assert_true(ts_file_lines_with(S.switch_log, "\"issuer_stan\":\"900020\",\"attempt\"") >= 2);
+}
+
+/* A withdrawn stand-in approval: its advice and the advice's reversal behind it both reach the
+ * issuer, which applies the one and takes it back — the wallet nets to zero. */
+static void test_withdrawn_advice_nets_to_zero(void **state)
+{
+    (void)state;
+    char de7[11];
+    de7_now(de7);
+    long long b = stack_balance(&S, PAN);
+    stop_issuer();
+    insert_advice(&(struct advice_row){ "advice", "stand_in", "700030", "900030", 400, "S10030", 0,
+                                        "test", de7 });
+    insert_advice(&(struct advice_row){ "reversal", "withdrawn", "700030", "900030", 400, "S10030",
+                                        1, "test", de7 });
+    restart_switch(SIGKILL);
+    assert_int_equal(stack_start_issuer(&S), 0);
+    assert_int_equal(wait_q(2, 15000,
+                            "SELECT count(*) FROM switch.advice_queue WHERE auth_code = 'S10030'"
+                            " AND state = 'acked'"),
+                     0);
+    assert_int_equal(stack_balance(&S, PAN), b);
+    assert_int_equal(q("SELECT count(*) FROM wallet.ledger WHERE auth_code = 'S10030'"), 1);
+    assert_int_equal(q("SELECT count(*) FROM wallet.ledger l JOIN wallet.ledger o"
+                       " ON l.reverses_entry_id = o.entry_id WHERE o.auth_code = 'S10030'"),
+                     1);
+}
+
+/* An advice of this switchd whose stand-in approval the journal does not hold (it stopped
+ * between the two commits: the terminal was never approved) is reversed at the next start. */
+static void test_unjournaled_advice_is_reversed_at_start(void **state)
+{
+    (void)state;
+    char de7[11];
+    de7_now(de7);
+    long long b = stack_balance(&S, PAN);
+    insert_advice(&(struct advice_row){ "advice", "stand_in", "700040", "900040", 450, "S10040", 0,
+                                        "switchd", de7 });
+    restart_switch(SIGKILL);
+    assert_int_equal(wait_q(2, 15000,
+                            "SELECT count(*) FROM switch.advice_queue WHERE auth_code = 'S10040'"
+                            " AND state = 'acked'"),
+                     0);
+    assert_int_equal(q("SELECT count(*) FROM switch.advice_queue WHERE auth_code = 'S10040'"
+                       " AND kind = 'reversal' AND reason = 'recovery'"),
+                     1);
+    assert_int_equal(stack_balance(&S, PAN), b);
+}
+
+/* The terminal reverses a stand-in approval (its journal row names the advice): switchd
+ * acknowledges the 0420 once the advice's reversal is durable and sends it behind the advice;
+ * the wallet nets to zero. A repeat of the reversal changes nothing. */
+static void test_terminal_reversal_of_a_stand_in(void **state)
+{
+    (void)state;
+    char de7[11], sql[1200];
+    de7_now(de7);
+    long long b = stack_balance(&S, PAN);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO switch.authorizations (request_date, acquirer_id, terminal_id, stan,"
+             " transmission_time, mti, rrn, issuer_id, issuer_stan, issuer_transmission_time,"
+             " processing_code, amount_minor, currency, response_code, auth_code, outcome,"
+             " created_at) VALUES ((now() AT TIME ZONE 'UTC')::date, '100001', 'TERM0001',"
+             " '700050', '%s', '0200', '000000700050', 'WALLET1', '900050', '%s', '000000', 500,"
+             " %d, '00', 'S10050', 'approved', now())",
+             de7, de7, card_currency());
+    assert_int_equal(stack_exec(&S, sql), 0);
+    insert_advice(&(struct advice_row){ "advice", "stand_in", "700050", "900050", 500, "S10050", 0,
+                                        "test", de7 });
+    restart_switch(SIGKILL);
+    assert_int_equal(wait_q(1, 15000,
+                            "SELECT count(*) FROM switch.advice_queue WHERE auth_code = 'S10050'"
+                            " AND state = 'acked'"),
+                     0);
+    assert_int_equal(stack_balance(&S, PAN), b - 500);
+    struct sim_sent orig = { 0 };
+    snprintf(orig.stan, sizeof orig.stan, "700050");
+    snprintf(orig.de7, sizeof orig.de7, "%s", de7);
+    struct sim_txn rev;
+    stack_reversal_of(&rev, PAN, 500, &orig);
+    for (int k = 0; k < 2; k++)
+        assert_string_equal(stack_rc(&S, "TERM0001", &rev, NULL, NULL), "00");
+    assert_int_equal(wait_q(2, 15000,
+                            "SELECT count(*) FROM switch.advice_queue WHERE auth_code = 'S10050'"
+                            " AND state = 'acked'"),
+                     0);
+    assert_int_equal(q("SELECT count(*) FROM switch.advice_queue WHERE auth_code = 'S10050'"
+                       " AND kind = 'reversal' AND reason = 'terminal'"),
+                     1);
+    /* not through the reversal queue, which could send it before the advice */
+    assert_int_equal(q("SELECT count(*) FROM switch.reversal_queue WHERE issuer_stan = '900050'"),
+                     0);
+    assert_int_equal(stack_balance(&S, PAN), b);
+    assert_int_equal(q("SELECT count(*) FROM wallet.invariant_violations"), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_delivered_in_order_when_the_issuer_returns, alive),
+        cmocka_unit_test_setup(test_resent_after_a_lost_ack_is_applied_once, alive),
+        cmocka_unit_test_setup(test_withdrawn_advice_nets_to_zero, alive),
+        cmocka_unit_test_setup(test_unjournaled_advice_is_reversed_at_start, alive),
+        cmocka_unit_test_setup(test_terminal_reversal_of_a_stand_in, alive),
+    };
+    return cmocka_run_group_tests(tests, setup, stack_teardown);
+}
