@@ -22,7 +22,9 @@ struct db_stip_rules {
     bool verify_pin;          /* verify the PIN (requires pvk) */
     char pvk[50];             /* the issuer's PVK under the LMK ("" = not held) */
     char negative[12];        /* the card's negative-file status, "" = none */
-    bool has_pvv;             /* the card's PVV is published */
+    bool taken;   /* the identity reached an issuer already (a journal row with an issuer STAN, or
+                   * in flight): a repeat or a duplicate, never decided again */
+    bool has_pvv; /* the card's PVV is published */
     unsigned pvki;
     char pvv[5];
 };
@@ -31,10 +33,11 @@ struct db_stip_rules {
 typedef void (*db_stip_rules_cb)(void *arg, const struct db_error *err,
                                  const struct db_stip_rules *r);
 
-/* Reads issuer's rules and the card (pan_hmac, 32 bytes) in one query. 0 or DB_E_*; cb is not
- * called on an error return. */
+/* Reads issuer's rules, the card (pan_hmac, 32 bytes) and whether the request id is taken, in
+ * one query. 0 or DB_E_*; cb is not called on an error return. */
 __attribute__((warn_unused_result)) int db_stip_rules(struct db_client *c, const char *issuer,
                                                       const uint8_t pan_hmac[32],
+                                                      const struct db_request_id *id,
                                                       db_stip_rules_cb cb, void *arg);
 
 /* What a reservation is for. */
@@ -48,9 +51,9 @@ struct db_stip_reservation {
     int64_t max_daily_minor;
 };
 
-/* ok: reserved (committed); else the day total before it (day_total) plus amount would pass the
- * maximum. */
-typedef void (*db_stip_reserve_cb)(void *arg, const struct db_error *err, bool ok,
+/* ok: reserved (committed); duplicate: the identity holds a reservation already; else the day
+ * total before it (day_total) plus amount would pass the maximum. */
+typedef void (*db_stip_reserve_cb)(void *arg, const struct db_error *err, bool ok, bool duplicate,
                                    int64_t day_total);
 
 /* switch.stand_in_reserve(): one transaction, under a per-card lock. 0 or DB_E_*. */

@@ -14,6 +14,12 @@ struct stip_job {
     void *arg;
 };
 
+static void mti_class(const char *mti, char out[4])
+{
+    memcpy(out, mti, 3);
+    out[3] = '\0';
+}
+
 static void on_rules(void *arg, const struct db_reply *reply)
 {
     struct stip_job *job = arg;
@@ -33,6 +39,7 @@ static void on_rules(void *arg, const struct db_reply *reply)
         r.verify_pin = db_col_bool(res, 0, 3);
         fits &= db_col_text(res, 0, 4, r.pvk, sizeof r.pvk);
         fits &= db_col_text(res, 0, 5, r.negative, sizeof r.negative);
+        r.taken = db_col_bool(res, 0, 8);
         r.has_pvv = !PQgetisnull(res, 0, 6);
         if (r.has_pvv) {
             r.pvki = (unsigned)db_col_num(res, 0, 6, 9);
@@ -57,11 +64,13 @@ static void on_rules(void *arg, const struct db_reply *reply)
 }
 
 int db_stip_rules(struct db_client *c, const char *issuer, const uint8_t pan_hmac[32],
-                  db_stip_rules_cb cb, void *arg)
+                  const struct db_request_id *id, db_stip_rules_cb cb, void *arg)
 {
-    char hmac[65];
+    char hmac[65], cls[4];
     at_hex_encode(pan_hmac, 32, hmac);
-    const char *values[] = { issuer, hmac };
+    mti_class(id->mti, cls);
+    const char *values[] = { issuer,          hmac,     id->request_date,      id->acquirer_id,
+                             id->terminal_id, id->stan, id->transmission_time, cls };
     struct stip_job *job = malloc(sizeof *job);
     if (!job)
         return DB_E_SYS;
@@ -69,7 +78,14 @@ int db_stip_rules(struct db_client *c, const char *issuer, const uint8_t pan_hma
     int rc = db_query(c,
                       "SELECT array_to_string(r.processing_codes, ','), r.max_amount_minor,"
                       " r.max_daily_minor, r.verify_pin, coalesce(k.key_under_lmk, ''),"
-                      " coalesce(n.status, ''), p.pvki, p.pvv"
+                      " coalesce(n.status, ''), p.pvki, p.pvv,"
+                      " EXISTS (SELECT 1 FROM switch.authorizations a"
+                      "  WHERE a.request_date = $3::date AND a.acquirer_id = $4"
+                      "  AND a.terminal_id = $5 AND a.stan = $6 AND a.transmission_time = $7"
+                      "  AND a.mti_class = $8 AND a.issuer_stan IS NOT NULL)"
+                      " OR EXISTS (SELECT 1 FROM switch.inflight f WHERE f.request_date = $3::date"
+                      "  AND f.acquirer_id = $4 AND f.terminal_id = $5 AND f.stan = $6"
+                      "  AND f.transmission_time = $7 AND f.mti_class = $8)"
                       " FROM switch.stand_in_rules r"
                       " LEFT JOIN switch.keys k ON k.key_id = r.pvk_key_id AND k.status = 'active'"
                       "  AND k.key_type = 'PVK'"
@@ -78,7 +94,7 @@ int db_stip_rules(struct db_client *c, const char *issuer, const uint8_t pan_hma
                       " LEFT JOIN switch.stand_in_pvv p ON p.issuer_id = r.issuer_id"
                       "  AND p.pan_hmac = decode($2, 'hex')"
                       " WHERE r.issuer_id = $1",
-                      2, values, on_rules, job);
+                      8, values, on_rules, job);
     if (rc != 0)
         free(job);
     return rc;
@@ -90,24 +106,19 @@ static void on_reserve(void *arg, const struct db_reply *reply)
     db_stip_reserve_cb cb = (db_stip_reserve_cb)job->cb;
     static const struct db_error bad = { .code = DB_E_SQL, .message = "no result row" };
     const struct db_error *err = reply->err;
-    bool ok = false;
+    bool ok = false, dup = false;
     int64_t total = 0;
     if (err->code == 0) {
         if (reply->n == 1 && PQntuples(reply->res[0]) == 1) {
             ok = db_col_bool(reply->res[0], 0, 0);
             total = db_col_num(reply->res[0], 0, 1, INT64_MAX);
+            dup = db_col_bool(reply->res[0], 0, 2);
         } else {
             err = &bad;
         }
     }
-    cb(job->arg, err, ok, total);
+    cb(job->arg, err, ok, dup, total);
     free(job);
-}
-
-static void mti_class(const char *mti, char out[4])
-{
-    memcpy(out, mti, 3);
-    out[3] = '\0';
 }
 
 int db_stip_reserve(struct db_client *c, const struct db_stip_reservation *r, db_stip_reserve_cb cb,
@@ -135,11 +146,12 @@ int db_stip_reserve(struct db_client *c, const struct db_stip_reservation *r, db
     if (!job)
         return DB_E_SYS;
     *job = (struct stip_job){ (void *)cb, arg };
-    int rc = db_query(c,
-                      "SELECT ok, day_total FROM switch.stand_in_reserve($1::date, $2, $3, $4, $5,"
-                      " $6, $7, decode($8, 'hex'), $9::date, $10::bigint, $11::smallint,"
-                      " $12::bigint)",
-                      12, values, on_reserve, job);
+    int rc = db_query(
+        c,
+        "SELECT ok, day_total, duplicate FROM switch.stand_in_reserve($1::date, $2, $3, $4, $5,"
+        " $6, $7, decode($8, 'hex'), $9::date, $10::bigint, $11::smallint,"
+        " $12::bigint)",
+        12, values, on_reserve, job);
     if (rc != 0)
         free(job);
     return rc;

@@ -225,12 +225,29 @@ static void approve(struct stip_ctx *x)
     sw_advice_store(t, on_advice);
 }
 
-static void on_reserve(void *arg, const struct db_error *err, bool ok, int64_t day_total)
+/* The identity is taken: not a decision but a repeat (or a copy), answered as switchd answers
+ * them — from the journal (the original's code and DE 38), or 94 while the original is in
+ * flight. Never a second approval. */
+static void repeat_of_taken(struct stip_ctx *x)
+{
+    struct sw_txn *t = x->t;
+    free(x);
+    t->stand_in = false;
+    t->auth_code[0] = '\0';
+    sw_txn_dup_lookup(t);
+}
+
+static void on_reserve(void *arg, const struct db_error *err, bool ok, bool duplicate,
+                       int64_t day_total)
 {
     struct stip_ctx *x = arg;
     (void)day_total;
     if (err->code != 0) {
         unavailable(x, "the card's day total could not be reserved");
+        return;
+    }
+    if (duplicate) {
+        repeat_of_taken(x);
         return;
     }
     if (!ok) {
@@ -330,6 +347,13 @@ static void on_rules(void *arg, const struct db_error *err, const struct db_stip
         unavailable(x, "no stand-in rules for the issuer");
         return;
     }
+    /* With the link down nothing was written ahead: the journal and switch.inflight are the
+     * durable duplicate check (after a restart the duplicate table is empty). After a timeout
+     * the write-ahead row made it, and the row found would be this request's own. */
+    if (x->why == SW_STIP_LINK_DOWN && r->taken) {
+        repeat_of_taken(x);
+        return;
+    }
     char pcode[3];
     at_put_digits(pcode, 2, (uint64_t)t->v.proc); /* eligible: 0..99 */
     bool allowed = false;
@@ -392,6 +416,8 @@ void sw_stip_decide(struct sw_txn *t, enum sw_stip_why why)
         unavailable(x, "the PAN cannot be hashed");
         return;
     }
-    if (db_stip_rules(srv->db, t->issuer.id, t->pan_hmac, on_rules, x) != 0)
+    struct db_request_id id;
+    fill_id(t, &id);
+    if (db_stip_rules(srv->db, t->issuer.id, t->pan_hmac, &id, on_rules, x) != 0)
         unavailable(x, "database queue full");
 }

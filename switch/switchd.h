@@ -377,9 +377,12 @@ int sw_pan_protect(struct sw_server *srv, const char *pan, size_t len, uint8_t h
                    uint8_t sealed[DB_PAN_SEALED_MAX], uint8_t *sealed_len);
 /* Sends the packed issuer request and arms the timeout. */
 void sw_txn_forward(struct sw_txn *txn);
-/* Stand-in's door into the flow (stip.c): the state move; sw_txn_finish and sw_txn_reject
- * (xfer.h) end its paths. */
+/* Stand-in's doors into the flow (stip.c): the state move, and the answer of a request whose
+ * identity is taken (the journal's answer to a repeat, or 94) — the duplicate check the
+ * write-ahead row makes for a forwarded request; sw_txn_finish and sw_txn_reject (xfer.h) end
+ * its other paths. */
 void sw_txn_to_stand_in(struct sw_txn *t);
+void sw_txn_dup_lookup(struct sw_txn *t);
 /* The link went down with the txn still pending. */
 void sw_txn_issuer_lost(struct sw_txn *txn);
 

@@ -53,7 +53,7 @@ static const unsigned allowed[SW_TXN_state_max] = {
     /* A transfer's leg (sw_txn_start_leg) starts here, from FREE. */
     [SW_TXN_ISSUER_MAC] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE),
     [SW_TXN_INTENT] = B(SW_TXN_ISSUER_MAC),
-    [SW_TXN_DUP_LOOKUP] = B(SW_TXN_INTENT),
+    [SW_TXN_DUP_LOOKUP] = B(SW_TXN_INTENT) | B(SW_TXN_STAND_IN), /* stand-in: a repeat */
     [SW_TXN_ISSUER_WAIT] = B(SW_TXN_INTENT),
     [SW_TXN_RESP_CHECK] = B(SW_TXN_ISSUER_WAIT),
     [SW_TXN_ORIG_LOOKUP] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PARKED),
@@ -1608,6 +1608,11 @@ void sw_txn_to_transfer(struct sw_txn *t)
 void sw_txn_to_stand_in(struct sw_txn *t)
 {
     sw_txn_set_state(t, SW_TXN_STAND_IN);
+}
+
+void sw_txn_dup_lookup(struct sw_txn *t)
+{
+    dup_lookup(t);
 }
 
 const char *sw_txn_start_leg(struct sw_server *srv, const struct sw_leg *leg)

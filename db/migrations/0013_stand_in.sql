@@ -72,13 +72,14 @@ ALTER TABLE switch.authorizations ADD COLUMN stand_in boolean NOT NULL DEFAULT f
 
 -- Reserves amount for the card's business day when the day's total stays within p_max: takes a
 -- per-card lock for the transaction, counts the card's reserved decisions of the day, and
--- inserts this one. Returns (ok, the day's total before this one). Idempotent per identity: a
--- second call for a reserved identity answers ok without counting it twice.
+-- inserts this one. Returns (ok, the day's total before this one, duplicate). An identity that
+-- holds a reservation already is a duplicate (a repeat, or a copy decided by another instance):
+-- not ok, nothing counted — the caller answers it from the journal, never approves it twice.
 CREATE FUNCTION switch.stand_in_reserve(p_date date, p_acquirer text, p_terminal text,
                                         p_stan text, p_de7 text, p_mti_class text,
                                         p_issuer text, p_pan_hmac bytea, p_day date,
                                         p_amount bigint, p_currency smallint, p_max bigint)
-RETURNS TABLE (ok boolean, day_total bigint)
+RETURNS TABLE (ok boolean, day_total bigint, duplicate boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_total bigint;
@@ -90,7 +91,7 @@ BEGIN
                   AND d.terminal_id = p_terminal AND d.stan = p_stan
                   AND d.transmission_time = p_de7 AND d.mti_class = p_mti_class
                   AND d.state = 'reserved') THEN
-        RETURN QUERY SELECT true, NULL::bigint;
+        RETURN QUERY SELECT false, NULL::bigint, true;
         RETURN;
     END IF;
     SELECT coalesce(sum(d.amount_minor), 0) INTO v_total
@@ -98,7 +99,7 @@ BEGIN
      WHERE d.issuer_id = p_issuer AND d.pan_hmac = p_pan_hmac AND d.business_day = p_day
        AND d.state = 'reserved';
     IF v_total + p_amount > p_max THEN
-        RETURN QUERY SELECT false, v_total;
+        RETURN QUERY SELECT false, v_total, false;
         RETURN;
     END IF;
     INSERT INTO switch.stand_in_decisions (request_date, acquirer_id, terminal_id, stan,
@@ -109,6 +110,6 @@ BEGIN
     ON CONFLICT (request_date, acquirer_id, terminal_id, stan, transmission_time, mti_class)
     DO UPDATE SET state = 'reserved', amount_minor = EXCLUDED.amount_minor,
                   business_day = EXCLUDED.business_day, created_at = now();
-    RETURN QUERY SELECT true, v_total;
+    RETURN QUERY SELECT true, v_total, false;
 END
 $$;

@@ -313,6 +313,47 @@ static void test_reversed_stand_in_approval_nets_to_zero_and_auth_holds(void **s
     assert_int_equal(stack_wallet_scalar(&S, CARD1, "held_minor"), held + 500);
 }
 
+/* switchd killed (kill -9) right after a stand-in approval, the issuer still away: after the
+ * restart the duplicate table is empty, yet the repeat (0201) is answered from the journal with
+ * the same "S" code and no second decision — and so is the repeat of what the issuer approved
+ * itself before it went away; the wallet is debited once when the issuer returns. */
+static void test_kill9_after_stand_in_approval_then_repeat(void **state)
+{
+    (void)state;
+    struct sim_txn x, y;
+    struct sim_resp r, r2, ry;
+    struct sim_sent sent, sent_y;
+    issuer_up();
+    /* One the issuer approved itself, before it went away. */
+    stack_card_txn(&y, SIM_T_PURCHASE, CARD8, 1);
+    assert_string_equal(stack_rc_linked(&S, "TERM0001", &y, &ry, 10000), "00");
+    assert_string_equal(stack_purchase(&S, "TERM0001", CARD8, 100, &y, &ry, &sent_y), "00");
+    assert_int_not_equal(ry.auth[0], 'S');
+    assert_int_equal(stack_settle(&S, 20000), 0);
+    long long before = stack_balance(&S, CARD8);
+    issuer_down();
+    assert_string_equal(stack_purchase(&S, "TERM0001", CARD8, 200, &x, &r, &sent), "00");
+    assert_int_equal(r.auth[0], 'S');
+    assert_int_not_equal(stack_restart_switch(&S, SIGKILL), -1);
+    stack_repeat_of(&x, "0201", &sent);
+    assert_string_equal(stack_rc(&S, "TERM0001", &x, &r2, NULL), "00");
+    assert_string_equal(r2.auth, r.auth);
+    /* The issuer's own approval, repeated now: its answer from the journal, not a stand-in. */
+    stack_repeat_of(&y, "0201", &sent_y);
+    assert_string_equal(stack_rc(&S, "TERM0001", &y, &r2, NULL), "00");
+    assert_string_equal(r2.auth, ry.auth);
+    /* And a copy of the 0200 itself: 94, not a second stand-in approval. */
+    memcpy(x.mti, "0200", 5);
+    assert_string_equal(stack_rc(&S, "TERM0001", &x, &r2, NULL), "94");
+    assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.advice_queue"
+                                      " WHERE kind = 'advice' AND amount_minor = 200"),
+                     1);
+    issuer_up();
+    assert_true(stack_wait_balance(&S, CARD8, before - 200, 20000));
+    sleep(1);
+    assert_int_equal(stack_balance(&S, CARD8), before - 200);
+}
+
 /* PostgreSQL is away: stand-in cannot read its rules, so no stand-in — 91, as before. */
 static void test_database_down_no_stand_in(void **state)
 {
@@ -358,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_slow_issuer_stand_in_approval_nets_once),
         cmocka_unit_test(test_concurrent_requests_of_one_card_share_the_day_maximum),
         cmocka_unit_test(test_reversed_stand_in_approval_nets_to_zero_and_auth_holds),
+        cmocka_unit_test(test_kill9_after_stand_in_approval_then_repeat),
         cmocka_unit_test(test_database_down_no_stand_in),
         cmocka_unit_test(test_stand_in_off_answers_91),
     };
