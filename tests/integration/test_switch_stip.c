@@ -52,6 +52,7 @@ static int setup(void **state)
     struct stack_opts o = { .issuer = true,
                             .issuer_timeout_ms = 1500,
                             .wallets = 16,
+                            .fx_rates = "fx/demo-rates.csv",
                             .extra_conf = "stand_in = on\ntimeout_ms.0200 = 800\n"
                                           "timeout_ms.cash = 2500\n" };
     if (stack_setup(state, &S, &o) != 0)
@@ -182,6 +183,37 @@ static void test_approval_reaches_the_wallet_through_its_advice(void **state)
     assert_true(stack_wait_balance(&S, CARD1, before - 1234, 20000));
     sleep(1);
     assert_int_equal(stack_balance(&S, CARD1), before - 1234); /* once */
+}
+
+/* The maxima are in the card's billing currency: 40,000 XOF on a MAD card bills 673.11 MAD
+ * (DE 6), over the 500.00 per transaction although DE 4 is below 50,000 (61); 20,000 XOF bills
+ * 336.55 MAD, approved, and its reservation counts 33,655 MAD minor units. */
+static void test_maxima_in_the_billing_currency(void **state)
+{
+    (void)state;
+    struct sim_txn x;
+    struct sim_resp r;
+    struct sim_sent sent;
+    struct stack_fx_fields fx;
+    issuer_down();
+    stack_card_txn(&x, SIM_T_PURCHASE, CARD1, 40000);
+    snprintf(x.currency, sizeof x.currency, "952");
+    assert_int_equal(stack_send_fx(&S, stack_term(&S, "TERM0001"), &x, &r, &sent, &fx), 0);
+    assert_string_equal(r.rc, "61");
+    assert_string_equal(fx.de51, "504");
+    assert_true(atol(fx.de6) > 50000);
+    assert_int_equal(journal("TERM0001", &sent, "stand_in AND billing_amount_minor > 50000"), 1);
+    stack_card_txn(&x, SIM_T_PURCHASE, CARD1, 20000);
+    snprintf(x.currency, sizeof x.currency, "952");
+    assert_int_equal(stack_send_fx(&S, stack_term(&S, "TERM0001"), &x, &r, &sent, &fx), 0);
+    assert_string_equal(r.rc, "00");
+    assert_int_equal(r.auth[0], 'S');
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT (amount_minor = %ld AND currency = 504)::int FROM switch.stand_in_decisions"
+             " WHERE terminal_id = 'TERM0001' AND stan = '%s' AND transmission_time = '%s'",
+             atol(fx.de6), sent.stan, sent.de7);
+    assert_int_equal(stack_scalar(&S, sql), 1);
 }
 
 /* The issuer stalls (SIGSTOP): a POS 0200 waits timeout_ms.0200 (0.8 s), a cash withdrawal
@@ -395,6 +427,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rules_with_the_issuer_down),
         cmocka_unit_test(test_approval_reaches_the_wallet_through_its_advice),
+        cmocka_unit_test(test_maxima_in_the_billing_currency),
         cmocka_unit_test(test_per_mti_timeouts_then_stand_in),
         cmocka_unit_test(test_slow_issuer_stand_in_approval_nets_once),
         cmocka_unit_test(test_concurrent_requests_of_one_card_share_the_day_maximum),
