@@ -163,7 +163,8 @@ struct db_auth_record {
      * needs no reversal, or the REVERSAL of that request. Leave it clear on an ANSWER whose
      * request is being reversed: if the REVERSAL is lost, recovery still finds the row. */
     bool settle_inflight;
-    char reason[16]; /* REVERSAL: why (switch.reversal_queue.reason) */
+    char reason[16]; /* REVERSAL: why (switch.reversal_queue.reason); ANSWER: "stand_in" when
+                      * switchd decided in the issuer's place (column stand_in), else "" */
     enum db_outcome outcome;
     char original_stan[7]; /* reversals: from DE 90 */
     char original_transmission_time[11];

@@ -32,7 +32,7 @@ static const char *const outcome_names[DB_OUTCOME_max] = {
 enum jgroup_id { G_INTENT, G_ANSWER, G_REVERSAL, G_ADVICE, G_SETTLE, G_max };
 
 #define INTENT_COLS   20
-#define ANSWER_COLS   28
+#define ANSWER_COLS   29
 #define REVERSAL_COLS 21
 #define ADVICE_COLS   23
 #define SETTLE_COLS   6
@@ -100,17 +100,18 @@ static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_C
     " currency, response_code, auth_code, pan_masked, pan_hmac, outcome, original_stan,"           \
     " original_transmission_time, created_at, lat_total_us, lat_mac_us, lat_pin_us,"               \
     " lat_issuer_us, issuer_transmission_time, billing_amount_minor, conversion_rate,"             \
-    " billing_currency)"                                                                           \
+    " billing_currency, stand_in)"                                                                 \
     " SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15,"                    \
-    " decode(c16, 'hex'), c17, c18, c19, c20, c21, c22, c23, c24, c25, c26, c27, c28"
+    " decode(c16, 'hex'), c17, c18, c19, c20, c21, c22, c23, c24, c25, c26, c27, c28,"             \
+    " coalesce(c29 = 'stand_in', false)"
 #define ANSWER_UNNEST                                                                              \
     " unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"              \
     " $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::smallint[],"            \
     " $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],"               \
     " $19::text[], $20::timestamptz[], $21::integer[], $22::integer[], $23::integer[],"            \
-    " $24::integer[], $25::text[], $26::bigint[], $27::text[], $28::smallint[])"                   \
+    " $24::integer[], $25::text[], $26::bigint[], $27::text[], $28::smallint[], $29::text[])"      \
     " AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18,"       \
-    " c19, c20, c21, c22, c23, c24, c25, c26, c27, c28)"
+    " c19, c20, c21, c22, c23, c24, c25, c26, c27, c28, c29)"
 #define ANSWER_SQL ANSWER_COLUMNS " FROM" ANSWER_UNNEST
 /* An upsert may not touch one row twice: of the records of one identity in a batch (a refusal
  * and the request that replaces it, replayed together), the one that reached an issuer wins,
@@ -134,7 +135,8 @@ static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_C
     " lat_pin_us = EXCLUDED.lat_pin_us, lat_issuer_us = EXCLUDED.lat_issuer_us,"                   \
     " issuer_transmission_time = EXCLUDED.issuer_transmission_time,"                               \
     " billing_amount_minor = EXCLUDED.billing_amount_minor,"                                       \
-    " conversion_rate = EXCLUDED.conversion_rate, billing_currency = EXCLUDED.billing_currency"    \
+    " conversion_rate = EXCLUDED.conversion_rate, billing_currency = EXCLUDED.billing_currency,"   \
+    " stand_in = EXCLUDED.stand_in"                                                                \
     " WHERE switch.authorizations.issuer_stan IS NULL"                                             \
     " AND (switch.authorizations.outcome <> 'approved' OR EXCLUDED.outcome = 'approved')"          \
     " AND switch.authorizations.created_at <= EXCLUDED.created_at" KEY_RETURNING                   \
@@ -393,8 +395,11 @@ int db_auth_record_check(const struct db_auth_record *rec, struct db_error *err)
               rec->lat_issuer_us >= -1,
           "latency");
     CHECK((unsigned)rec->kind < DB_REC_max, "kind");
-    if (rec->kind == DB_REC_ANSWER)
+    if (rec->kind == DB_REC_ANSWER) {
+        CHECK(TERMINATED(reason) && (!rec->reason[0] || strcmp(rec->reason, "stand_in") == 0),
+              "reason");
         return 0;
+    }
     /* What a reversal towards the issuer is rebuilt from. */
     CHECK(rec->issuer_id[0], "issuer_id");
     CHECK(rec->issuer_stan[0], "issuer_stan");
@@ -473,6 +478,7 @@ static int add_answer(struct db_array *c, const struct db_auth_record *r)
     rc |= db_array_num(&c[23], r->lat_issuer_us);
     rc |= db_array_opt(&c[24], r->issuer_transmission_time);
     rc |= add_billing(c, 25, &r->billing);
+    rc |= db_array_opt(&c[28], r->reason); /* "stand_in": decided in the issuer's place */
     return rc;
 }
 

@@ -27,6 +27,7 @@ struct db_journal;
 struct db_pan_hasher;
 struct sw_server;
 struct sw_txn;
+struct stip_ctx;
 
 #define SW_KEY_TEXT  50   /* key under LMK: scheme letter + up to 48 hex + NUL */
 #define SW_TXN_FRAME 2048 /* request frames up to this size live inside the txn */
@@ -263,6 +264,7 @@ enum sw_txn_state {
     SW_TXN_ORIG_LOOKUP,   /* reversal: looking its original up in the journal */
     SW_TXN_PARKED,        /* reversal: waiting for its original (in flight) to be answered */
     SW_TXN_TRANSFER,      /* a transfer (or a terminal's reversal of one) waiting for its saga */
+    SW_TXN_STAND_IN,      /* decided in the issuer's place: rules, PIN, reservation, advice */
     SW_TXN_FINISH,        /* response MAC (M6), then the journal commit */
     SW_TXN_state_max
 };
@@ -338,6 +340,10 @@ struct sw_txn {
     int64_t xfer_fee;
     char resp44[8];
     struct sw_req_id xfer_orig; /* a reversal: the transfer's identity */
+    /* Stand-in (stip.c): decided in the issuer's place (the journal row says so); the
+     * decision's state while its advice is stored. */
+    bool stand_in;
+    struct stip_ctx *stip;
     /* Everything above is reset per request; the buffers below are not. */
     uint8_t frame_inline[SW_TXN_FRAME];
     uint8_t *frame; /* frame_inline (requests are at most SW_TXN_FRAME bytes) */
@@ -371,6 +377,9 @@ int sw_pan_protect(struct sw_server *srv, const char *pan, size_t len, uint8_t h
                    uint8_t sealed[DB_PAN_SEALED_MAX], uint8_t *sealed_len);
 /* Sends the packed issuer request and arms the timeout. */
 void sw_txn_forward(struct sw_txn *txn);
+/* Stand-in's door into the flow (stip.c): the state move; sw_txn_finish and sw_txn_reject
+ * (xfer.h) end its paths. */
+void sw_txn_to_stand_in(struct sw_txn *t);
 /* The link went down with the txn still pending. */
 void sw_txn_issuer_lost(struct sw_txn *txn);
 

@@ -23,6 +23,7 @@
 #include "parse.h"
 #include "advice.h"
 #include "saf.h"
+#include "stip.h"
 #include "xfer.h"
 
 #include <openssl/crypto.h>
@@ -33,8 +34,9 @@
 #define PARK_MAX_MS 30000 /* a reversal waits this long at most for its original's answer */
 
 static const char *const state_names[SW_TXN_state_max] = {
-    "free",        "mac_verify", "pin_translate", "issuer_mac", "intent",   "dup_lookup",
-    "issuer_wait", "resp_check", "orig_lookup",   "parked",     "transfer", "finish",
+    "free",       "mac_verify",  "pin_translate", "issuer_mac",  "intent",
+    "dup_lookup", "issuer_wait", "resp_check",    "orig_lookup", "parked",
+    "transfer",   "stand_in",    "finish",
 };
 
 const char *sw_txn_state_name(enum sw_txn_state s)
@@ -58,10 +60,12 @@ static const unsigned allowed[SW_TXN_state_max] = {
     [SW_TXN_PARKED] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PARKED),
     [SW_TXN_TRANSFER] =
         B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) | B(SW_TXN_ORIG_LOOKUP) | B(SW_TXN_PARKED),
+    /* Stand-in (stip.c): the link was down (after the MAC), or the issuer did not answer. */
+    [SW_TXN_STAND_IN] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_ISSUER_WAIT),
     [SW_TXN_FINISH] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) |
                       B(SW_TXN_ISSUER_MAC) | B(SW_TXN_INTENT) | B(SW_TXN_DUP_LOOKUP) |
                       B(SW_TXN_ISSUER_WAIT) | B(SW_TXN_RESP_CHECK) | B(SW_TXN_ORIG_LOOKUP) |
-                      B(SW_TXN_PARKED) | B(SW_TXN_TRANSFER),
+                      B(SW_TXN_PARKED) | B(SW_TXN_TRANSFER) | B(SW_TXN_STAND_IN),
 };
 #undef B
 
@@ -233,8 +237,16 @@ static void log_txn(struct sw_txn *t, uint64_t total_ns)
         AT_INT("billing_amount", t->billing.amount_minor),
         AT_STR("conversion_rate", t->billing.rate),
         AT_INT("billing_currency", t->billing.currency),
+        AT_BOOL("stand_in", true), /* only on the lines of stand-in decisions */
     };
-    at_log_kv(AT_LOG_INFO, "txn", kv, sizeof kv / sizeof kv[0] - (converted ? 0 : 3));
+    struct at_kv line[sizeof kv / sizeof kv[0]];
+    size_t n = sizeof kv / sizeof kv[0] - 4; /* the common fields */
+    memcpy(line, kv, sizeof kv);
+    if (converted)
+        n += 3;
+    if (t->stand_in)
+        line[n++] = kv[sizeof kv / sizeof kv[0] - 1];
+    at_log_kv(AT_LOG_INFO, "txn", line, n);
 }
 
 /* Reversals parked on the request whose identity is id: its answer is known
@@ -440,12 +452,14 @@ static void fill_record(struct sw_txn *t, struct db_auth_record *r)
     fill_identity(t, r);
     r->kind = DB_REC_ANSWER;
     at_strlcpy(r->issuer_id, t->issuer.id, sizeof r->issuer_id);
-    if (t->forwarded)
+    if (t->forwarded || t->advice_stored) /* a stand-in approval: its advice's STAN and DE 7 */
         issuer_side(t, r);
     memcpy(r->response_code, t->rc, 3);
     at_strlcpy(r->auth_code, t->auth_code, sizeof r->auth_code);
     r->outcome = (enum db_outcome)t->outcome;
     r->settle_inflight = t->intent_sent && !t->reversing;
+    if (t->stand_in) /* STIP: the row says stand-in decided (column stand_in) */
+        at_strlcpy(r->reason, "stand_in", sizeof r->reason);
     if (t->orig_stan[0]) {
         memcpy(r->original_stan, t->orig_stan, 7);
         memcpy(r->original_transmission_time, t->orig_de7, 11);
@@ -780,7 +794,8 @@ void sw_txn_forward(struct sw_txn *t)
     t->waiting_link = true;
     t->t_phase_ns = at_mono_ns();
     evtimer_assign(&t->timer, t->srv->base, on_timeout, t);
-    evtimer_add(&t->timer, l->common_timeout);
+    struct timeval tmo;
+    evtimer_add(&t->timer, sw_stip_timeout(t, &tmo)); /* per MTI / processing code */
 }
 
 /* The write-ahead record's fate decides whether the request may go. */
@@ -936,11 +951,17 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     t->lat_issuer_ns = at_mono_ns() - t->t_phase_ns;
     sw_link_forget(t->link, t->issuer_stan);
     t->waiting_link = false;
+    bool stip = sw_stip_eligible(t);
     at_log(AT_LOG_WARN, "issuer_timeout", AT_STR("issuer", t->issuer.id),
-           AT_UINT("issuer_stan", t->issuer_stan), AT_STR("action", "91 + reversal"));
+           AT_UINT("issuer_stan", t->issuer_stan),
+           AT_STR("action", stip ? "stand-in + reversal" : "91 + reversal"));
     sw_saf_reverse_txn(t, "timeout", true);
     set_rc(t, "91");
     t->outcome = SW_OUT_TIMEOUT;
+    if (stip) { /* STIP hook: the forwarded request keeps its reversal; stand-in decides */
+        sw_stip_decide(t, SW_STIP_TIMEOUT);
+        return;
+    }
     finish(t);
 }
 
@@ -949,11 +970,17 @@ void sw_txn_issuer_lost(struct sw_txn *t)
     evtimer_del(&t->timer);
     t->waiting_link = false; /* the link already dropped its table */
     t->lat_issuer_ns = at_mono_ns() - t->t_phase_ns;
+    bool stip = sw_stip_eligible(t);
     at_log(AT_LOG_WARN, "issuer_link_lost", AT_STR("issuer", t->issuer.id),
-           AT_UINT("issuer_stan", t->issuer_stan), AT_STR("action", "91 + reversal"));
+           AT_UINT("issuer_stan", t->issuer_stan),
+           AT_STR("action", stip ? "stand-in + reversal" : "91 + reversal"));
     sw_saf_reverse_txn(t, "timeout", true);
     set_rc(t, "91");
     t->outcome = SW_OUT_UNAVAILABLE;
+    if (stip) { /* STIP hook, as on_timeout */
+        sw_stip_decide(t, SW_STIP_LINK_LOST);
+        return;
+    }
     finish(t);
 }
 
@@ -1385,6 +1412,10 @@ static void after_mac(struct sw_txn *t)
     if (t->issuer.link < 0 || srv->links[t->issuer.link].state != SW_LINK_UP) {
         if (transfer)
             memcpy(t->resp44, "AFT91", 6);
+        if (sw_stip_eligible(t)) { /* STIP hook: decide in the issuer's place */
+            sw_stip_decide(t, SW_STIP_LINK_DOWN);
+            return;
+        }
         reject(t, "91", SW_OUT_UNAVAILABLE, "issuer link down", 0);
         return;
     }
@@ -1572,6 +1603,11 @@ void sw_txn_translate_pin(struct sw_txn *t)
 void sw_txn_to_transfer(struct sw_txn *t)
 {
     sw_txn_set_state(t, SW_TXN_TRANSFER);
+}
+
+void sw_txn_to_stand_in(struct sw_txn *t)
+{
+    sw_txn_set_state(t, SW_TXN_STAND_IN);
 }
 
 const char *sw_txn_start_leg(struct sw_server *srv, const struct sw_leg *leg)

@@ -37,6 +37,15 @@ static void usage(FILE *f)
             "                              alias of a wallet card for transfers (DE 103); the\n"
             "                              PAN is stored sealed and hashed under the switch's\n"
             "                              keys ATLAS_PAN_SEAL_KEY and ATLAS_PAN_HMAC_KEY\n"
+            "  negative add ISSUER PAN STATUS\n"
+            "                              put a card on ISSUER's negative file for stand-in\n"
+            "                              (blocked|lost|stolen|expired|closed|fraud; replaces\n"
+            "                              its status); the PAN is kept only as its keyed hash\n"
+            "                              (ATLAS_PAN_HMAC_KEY)\n"
+            "  negative remove ISSUER PAN  take a card off the negative file\n"
+            "  negative pvv ISSUER PAN PVKI PVV\n"
+            "                              publish a card's Visa PVV so stand-in can verify its\n"
+            "                              PIN (with the issuer's PVK held in switch.keys)\n"
             "The migrations directory is --dir, else $ATLAS_MIGRATIONS, else db/migrations of\n"
             "the source tree this program was built from (%s/db/migrations).\n",
             DB_SCHEMA_VERSION, ATLAS_SOURCE_DIR);
@@ -118,6 +127,73 @@ static int cmd_alias(const char *conninfo, const char *msisdn, const char *pan)
 out:
     OPENSSL_cleanse(hkey, sizeof hkey);
     OPENSSL_cleanse(skey, sizeof skey);
+    return rc;
+}
+
+/* The issuer's negative file and published PVVs (db/migrations/0013_stand_in.sql): what an
+ * issuer maintains for the switch's stand-in. argv: add ISSUER PAN STATUS | remove ISSUER PAN |
+ * pvv ISSUER PAN PVKI PVV. */
+static int cmd_negative(const char *conninfo, int argc, char **argv)
+{
+    uint8_t hkey[64], hmac[32];
+    size_t hlen;
+    char hex[65], masked[20];
+    int rc = 1;
+    bool add = argc == 4 && strcmp(argv[0], "add") == 0;
+    bool del = argc == 3 && strcmp(argv[0], "remove") == 0;
+    bool pvv = argc == 5 && strcmp(argv[0], "pvv") == 0;
+    if (!add && !del && !pvv)
+        return at_usage(usage, false);
+    const char *pan = argv[2];
+    size_t n = strlen(pan);
+    if (!at_is_digits(pan, 12, 19) || !at_luhn_ok(pan, n)) {
+        fprintf(stderr,
+                "atlas-db: negative: the PAN must be 12..19 digits passing the Luhn check\n");
+        return 2;
+    }
+    if (pvv && (!at_is_digits(argv[3], 1, 1) || !at_is_digits(argv[4], 4, 4))) {
+        fprintf(stderr, "atlas-db: negative pvv: PVKI is one digit, PVV four\n");
+        return 2;
+    }
+    if (env_key("ATLAS_PAN_HMAC_KEY", 16, hkey, sizeof hkey, &hlen) != 0)
+        return 1;
+    if (db_pan_hmac(hkey, hlen, pan, n, hmac) != 0) {
+        fprintf(stderr, "atlas-db: negative: the PAN cannot be hashed\n");
+        goto out;
+    }
+    at_hex_encode(hmac, 32, hex);
+    at_mask_pan(pan, n, masked);
+    PGconn *conn = PQconnectdb(conninfo);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "atlas-db: cannot connect: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        goto out;
+    }
+    const char *vals[] = { argv[1], hex,
+                           add   ? argv[3]
+                           : pvv ? argv[3]
+                                 : NULL,
+                           pvv ? argv[4] : NULL };
+    const char *sql =
+        add ? "INSERT INTO switch.negative_file (issuer_id, pan_hmac, status)"
+              " VALUES ($1, decode($2, 'hex'), $3) ON CONFLICT (issuer_id, pan_hmac)"
+              " DO UPDATE SET status = EXCLUDED.status, updated_at = now()"
+        : del
+            ? "DELETE FROM switch.negative_file WHERE issuer_id = $1 AND pan_hmac = decode($2, "
+              "'hex')"
+            : "INSERT INTO switch.stand_in_pvv (issuer_id, pan_hmac, pvki, pvv)"
+              " VALUES ($1, decode($2, 'hex'), $3::smallint, $4) ON CONFLICT (issuer_id, pan_hmac)"
+              " DO UPDATE SET pvki = EXCLUDED.pvki, pvv = EXCLUDED.pvv, updated_at = now()";
+    PGresult *res = query(conn, sql, add ? 3 : del ? 2 : 4, vals);
+    if (res) {
+        printf("atlas-db: %s %s %s%s%s\n", argv[0], argv[1], masked, add ? " " : "",
+               add ? argv[3] : "");
+        PQclear(res);
+        rc = 0;
+    }
+    PQfinish(conn);
+out:
+    OPENSSL_cleanse(hkey, sizeof hkey);
     return rc;
 }
 
@@ -241,6 +317,8 @@ int main(int argc, char **argv)
             return at_usage(usage, false);
         return cmd_alias(conninfo, argv[optind + 1], argv[optind + 2]);
     }
+    if (optind < argc && strcmp(argv[optind], "negative") == 0)
+        return cmd_negative(conninfo, argc - optind - 1, argv + optind + 1);
     if (optind != argc - 1)
         return at_usage(usage, false);
     const char *cmd = argv[optind];

@@ -1,0 +1,365 @@
+/* Stand-in processing (docs/switchd.md "Stand-in") with real processes: switchd decides in the
+ * issuer's place when its link is down or the issuer does not answer within the request's
+ * timeout — by WALLET1's rules in PostgreSQL (processing codes, per-transaction and per-card-day
+ * maximum, negative file, PIN verified through hsm-sim with the PVK the switch holds); the
+ * journal marks those rows; per-MTI timeouts; stand_in = off answers 91 as before; an approval
+ * ("S" + 5 digits) reaches the wallet through its advice when the issuer is back. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <ctype.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "sw_stack.h"
+#include "testsupport.h"
+
+static struct stack S;
+
+#define CARD1 "4890010000000012" /* active, PIN 1234, PVV */
+#define CARD5 "4890010000000053" /* blocked at the issuer */
+#define CARD6 "4890010000000061" /* lost */
+#define CARD8 "4890010000000087" /* active */
+#define CARD4 "4890040000000043" /* active, PIN 2222, PVV */
+
+/* Rules of WALLET1: purchases and cash (00, 01), at most 500.00 a transaction and 800.00 a
+ * card a day, PIN verified with the lab PVK (as issuer-sim holds it, under the LMK); the
+ * issuer's non-active cards and PVVs published into the switch's tables (the one-issuer stack
+ * shares a database, and both sides hash PANs with the same key). */
+static const char RULES[] =
+    "INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv) VALUES"
+    " ('WALLET1.PVK', 'PVK', 'TDES-2KEY', 'U1750CDFB0757D3B3994430636DBB281B', '08D7B4')"
+    " ON CONFLICT DO NOTHING;"
+    "INSERT INTO switch.stand_in_rules (issuer_id, processing_codes, max_amount_minor,"
+    " max_daily_minor, verify_pin, pvk_key_id) VALUES ('WALLET1', '{00,01}', 50000, 80000, true,"
+    " 'WALLET1.PVK');"
+    "INSERT INTO switch.negative_file (issuer_id, pan_hmac, status)"
+    " SELECT 'WALLET1', pan_hmac, status FROM wallet.wallets WHERE status <> 'active';"
+    "INSERT INTO switch.stand_in_pvv (issuer_id, pan_hmac, pvki, pvv)"
+    " SELECT 'WALLET1', pan_hmac, pvki, pvv FROM wallet.wallets WHERE pin_method = 'pvv';";
+
+static int setup(void **state)
+{
+    /* 0100s wait 1.5 s (timeout_ms), 0200s 0.8 s, cash (processing code 01) 2.5 s. */
+    struct stack_opts o = { .issuer = true,
+                            .issuer_timeout_ms = 1500,
+                            .wallets = 16,
+                            .extra_conf = "stand_in = on\ntimeout_ms.0200 = 800\n"
+                                          "timeout_ms.cash = 2500\n" };
+    if (stack_setup(state, &S, &o) != 0)
+        return -1;
+    return stack_exec(&S, RULES);
+}
+
+static void issuer_down(void)
+{
+    if (S.issuer > 0) {
+        ts_stop(S.issuer, SIGTERM, 5000);
+        S.issuer = 0;
+    }
+    usleep(300 * 1000); /* switchd sees the link drop */
+}
+
+static void issuer_up(void)
+{
+    if (S.issuer <= 0)
+        assert_int_equal(stack_start_issuer(&S), 0);
+}
+
+/* The journal row of the request sent as sent by term: count of rows matching where. */
+static long long journal(const char *term, const struct sim_sent *sent, const char *where)
+{
+    return stack_scalar(&S, stack_rows_sql("switch.authorizations", term, sent, where));
+}
+
+static const char *send_card(const char *term, enum sim_type type, const char *pan, uint64_t amount,
+                             const char *pin, struct sim_resp *r, struct sim_sent *sent)
+{
+    struct sim_txn x;
+    stack_card_txn(&x, type, pan, amount);
+    if (pin)
+        snprintf(x.pin, sizeof x.pin, "%s", pin);
+    return stack_rc(&S, term, &x, r, sent);
+}
+
+/* The issuer is gone: each rule answers with its code, and the row says stand-in decided. */
+static void test_rules_with_the_issuer_down(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    struct sim_sent sent;
+    issuer_down();
+
+    /* A refund (20) is not among the processing codes allowed: 91, decided in stand-in. */
+    assert_string_equal(send_card("TERM0001", SIM_T_REFUND, CARD1, 1000, NULL, &r, &sent), "91");
+    assert_int_equal(journal("TERM0001", &sent, "stand_in AND response_code = '91'"), 1);
+
+    /* Over the per-transaction maximum: 61. */
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD1, 50001, NULL, &r, &sent), "61");
+    assert_int_equal(journal("TERM0001", &sent,
+                             "stand_in AND response_code = '61' AND outcome = 'declined'"
+                             " AND auth_code IS NULL"),
+                     1);
+    assert_string_equal(r.auth, "");
+
+    /* The negative file, published from the issuer's cards: blocked 62, lost 41. */
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD5, 100, NULL, &r, &sent), "62");
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD6, 100, NULL, &r, &sent), "41");
+
+    /* ... and as the issuer maintains it: atlas-db negative add / remove. */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s/atlas-db --db '%s' negative add WALLET1 %s stolen >/dev/null",
+             getenv("ATLAS_BIN"), S.conninfo, CARD8);
+    assert_int_equal(system(cmd), 0);
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD8, 100, NULL, &r, &sent), "43");
+    snprintf(cmd, sizeof cmd, "%s/atlas-db --db '%s' negative remove WALLET1 %s >/dev/null",
+             getenv("ATLAS_BIN"), S.conninfo, CARD8);
+    assert_int_equal(system(cmd), 0);
+    assert_string_not_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD8, 50001, NULL, &r, &sent),
+                            "43");
+
+    /* A wrong PIN, verified with the PVK the switch holds (DC under the terminal's TPK): 55. */
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD1, 100, "9999", &r, &sent), "55");
+    assert_int_equal(journal("TERM0001", &sent, "stand_in AND response_code = '55'"), 1);
+
+    /* The card's business day already holds 799.50 of stand-in approvals: 1.00 more is over
+     * the 800.00 a day (61), 0.50 is not (it reaches the advice). */
+    assert_int_equal(
+        stack_exec(&S, "INSERT INTO switch.stand_in_decisions (request_date, acquirer_id,"
+                       " terminal_id, stan, transmission_time, mti_class, issuer_id, pan_hmac,"
+                       " business_day, amount_minor, currency)"
+                       " SELECT current_date, '100001', 'TESTTERM', '000001', '0101000000', '020',"
+                       " 'WALLET1', pan_hmac, (now() AT TIME ZONE 'UTC')::date, 79950, 504"
+                       " FROM wallet.wallets WHERE pan_masked = '489001******0012'"),
+        0);
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD1, 100, NULL, &r, &sent), "61");
+    assert_int_equal(stack_exec(&S, "DELETE FROM switch.stand_in_decisions"
+                                    " WHERE terminal_id = 'TESTTERM'"),
+                     0);
+
+    /* Counted on /metrics. */
+    char page[65536];
+    assert_true(stack_http_get(S.metrics_port, "/metrics", page, sizeof page) > 0);
+    assert_non_null(strstr(page, "atlas_stand_in_total{issuer=\"WALLET1\",result=\"declined\"}"));
+    assert_null(strstr(page, "atlas_stand_in_total{issuer=\"WALLET1\",result=\"declined\"} 0\n"));
+}
+
+/* An approval in stand-in: "S" + 5 digits, answered once its advice is durable; the wallet
+ * is debited when the issuer comes back and the advice reaches it — exactly once. */
+static void test_approval_reaches_the_wallet_through_its_advice(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    struct sim_sent sent;
+    issuer_up();
+    long long before = stack_balance(&S, CARD1);
+    assert_true(before > 0);
+    issuer_down();
+
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD1, 1234, NULL, &r, &sent), "00");
+    assert_int_equal((int)strlen(r.auth), 6);
+    assert_int_equal(r.auth[0], 'S');
+    for (int i = 1; i < 6; i++)
+        assert_true(isdigit((unsigned char)r.auth[i]));
+    char where[128];
+    snprintf(where, sizeof where,
+             "stand_in AND outcome = 'approved' AND auth_code = '%s' AND issuer_stan IS NOT NULL",
+             r.auth);
+    assert_int_equal(journal("TERM0001", &sent, where), 1);
+    /* Its write-ahead row was settled with the answer. */
+    assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.inflight"), 0);
+    assert_int_equal(stack_balance(&S, CARD1), before); /* the issuer is down: not yet */
+
+    issuer_up();
+    assert_true(stack_wait_balance(&S, CARD1, before - 1234, 20000));
+    sleep(1);
+    assert_int_equal(stack_balance(&S, CARD1), before - 1234); /* once */
+}
+
+/* The issuer stalls (SIGSTOP): a POS 0200 waits timeout_ms.0200 (0.8 s), a cash withdrawal
+ * timeout_ms.cash (2.5 s); then stand-in decides, and the request sent to the issuer keeps its
+ * reversal. */
+static void test_per_mti_timeouts_then_stand_in(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    struct sim_sent pos, cash;
+    issuer_up();
+    struct sim_txn x;
+    stack_card_txn(&x, SIM_T_PURCHASE, CARD1, 1);
+    assert_string_equal(stack_rc_linked(&S, "TERM0001", &x, &r, 10000), "00");
+    assert_int_equal(stack_kill(S.issuer, SIGSTOP), 0);
+
+    uint64_t t0 = (at_mono_ns() / 1000000);
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD1, 60000, NULL, &r, &pos), "61");
+    uint64_t pos_ms = (at_mono_ns() / 1000000) - t0;
+    t0 = (at_mono_ns() / 1000000);
+    assert_string_equal(send_card("TERM0001", SIM_T_CASH, CARD1, 60000, NULL, &r, &cash), "61");
+    uint64_t cash_ms = (at_mono_ns() / 1000000) - t0;
+    stack_kill(S.issuer, SIGCONT);
+    printf("# POS answered after %llu ms, cash after %llu ms\n", (unsigned long long)pos_ms,
+           (unsigned long long)cash_ms);
+    assert_true(pos_ms >= 750 && pos_ms < 2000);
+    assert_true(cash_ms >= 2450 && cash_ms < 4500);
+    assert_int_equal(journal("TERM0001", &pos, "stand_in AND response_code = '61'"), 1);
+    assert_int_equal(journal("TERM0001", &cash, "stand_in AND response_code = '61'"), 1);
+    /* What was forwarded before the timeout is reversed, as without stand-in. */
+    assert_int_equal(stack_wait_scalar(&S,
+                                       stack_rows_sql("switch.reversal_queue", "TERM0001", &pos,
+                                                      "reason = 'timeout'"),
+                                       1, 10000),
+                     0);
+    assert_int_equal(stack_settle(&S, 20000), 0);
+}
+
+/* The issuer stalls past the 0200's timeout: stand-in approves (PIN verified with the translated
+ * block under the ZPK: EC), the request already sent keeps its reversal; once the issuer runs
+ * again it applies the request, its reversal and the advice — the wallet ends exactly one
+ * purchase lower. */
+static void test_slow_issuer_stand_in_approval_nets_once(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    struct sim_sent sent;
+    issuer_up();
+    struct sim_txn x;
+    stack_card_txn(&x, SIM_T_PURCHASE, CARD8, 1);
+    assert_string_equal(stack_rc_linked(&S, "TERM0001", &x, &r, 10000), "00");
+    assert_int_equal(stack_settle(&S, 10000), 0);
+    long long before = stack_balance(&S, CARD8);
+    assert_int_equal(stack_kill(S.issuer, SIGSTOP), 0);
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD8, 300, NULL, &r, &sent), "00");
+    assert_int_equal(r.auth[0], 'S');
+    stack_kill(S.issuer, SIGCONT);
+    assert_int_equal(journal("TERM0001", &sent, "stand_in AND outcome = 'approved'"), 1);
+    assert_int_equal(stack_wait_scalar(&S,
+                                       stack_rows_sql("switch.reversal_queue", "TERM0001", &sent,
+                                                      "reason = 'timeout'"),
+                                       1, 10000),
+                     0);
+    assert_int_equal(stack_settle(&S, 20000), 0);
+    assert_true(stack_wait_balance(&S, CARD8, before - 300, 20000));
+    sleep(1);
+    assert_int_equal(stack_balance(&S, CARD8), before - 300);
+}
+
+/* Two stand-in purchases of one card at once whose sum passes the day's maximum (800.00): the
+ * per-card lock lets exactly one through. */
+static void test_concurrent_requests_of_one_card_share_the_day_maximum(void **state)
+{
+    (void)state;
+    struct sim_txn x[2];
+    struct sim_sent sent[2];
+    struct sim_resp r[2];
+    int fd[2];
+    issuer_down();
+    for (int i = 0; i < 2; i++) {
+        stack_card_txn(&x[i], SIM_T_PURCHASE, CARD4, 45000);
+        fd[i] = stack_send_nowait(&S, stack_term(&S, i ? "TERM0004" : "TERM0001"), &x[i], &sent[i]);
+        assert_true(fd[i] >= 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(stack_recv(fd[i], stack_term(&S, i ? "TERM0004" : "TERM0001"), &r[i]), 0);
+        close(fd[i]);
+    }
+    int approved = !strcmp(r[0].rc, "00") + !strcmp(r[1].rc, "00");
+    int over = !strcmp(r[0].rc, "61") + !strcmp(r[1].rc, "61");
+    printf("# answers %s and %s\n", r[0].rc, r[1].rc);
+    assert_int_equal(approved, 1);
+    assert_int_equal(over, 1);
+    assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.stand_in_decisions d JOIN"
+                                      " wallet.wallets w USING (pan_hmac)"
+                                      " WHERE w.pan_masked = '489004******0043'"
+                                      " AND d.state = 'reserved'"),
+                     1);
+}
+
+/* A terminal reverses (0400) a stand-in approval: the advice and its reversal reach the
+ * issuer, and the wallet is where it was. An 0100 in stand-in becomes a hold (0120). */
+static void test_reversed_stand_in_approval_nets_to_zero_and_auth_holds(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    struct sim_sent sent, auth;
+    issuer_up();
+    assert_int_equal(stack_settle(&S, 20000), 0);
+    long long before = stack_balance(&S, CARD1);
+    long long held = stack_wallet_scalar(&S, CARD1, "held_minor");
+    issuer_down();
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD1, 700, NULL, &r, &sent), "00");
+    struct sim_txn rev;
+    stack_reversal_of(&rev, CARD1, 700, &sent);
+    assert_string_equal(stack_rc(&S, "TERM0001", &rev, &r, NULL), "00");
+    assert_string_equal(send_card("TERM0001", SIM_T_AUTH, CARD1, 500, NULL, &r, &auth), "00");
+    assert_int_equal(r.auth[0], 'S');
+    assert_int_equal(journal("TERM0001", &auth, "stand_in AND mti = '0100'"), 1);
+    issuer_up();
+    assert_int_equal(stack_settle(&S, 20000), 0);
+    assert_int_equal(stack_wait_scalar(&S,
+                                       "SELECT count(*) FROM switch.advice_queue"
+                                       " WHERE state = 'pending'",
+                                       0, 20000),
+                     0);
+    sleep(1);
+    assert_int_equal(stack_balance(&S, CARD1), before);
+    assert_int_equal(stack_wallet_scalar(&S, CARD1, "held_minor"), held + 500);
+}
+
+/* PostgreSQL is away: stand-in cannot read its rules, so no stand-in — 91, as before. */
+static void test_database_down_no_stand_in(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    struct sim_sent sent;
+    issuer_down();
+    assert_int_equal(stack_switch_db(&S, false), 0);
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD1, 100, NULL, &r, &sent), "91");
+    assert_string_equal(r.auth, "");
+    assert_int_equal(stack_switch_db(&S, true), 0);
+    assert_int_equal(stack_wait_journal_up(&S, 20000), 0);
+    /* The 91 was spooled and replayed: not marked (stand-in decided nothing). */
+    assert_int_equal(stack_wait_scalar(&S,
+                                       stack_rows_sql("switch.authorizations", "TERM0001", &sent,
+                                                      "NOT stand_in AND response_code = '91'"),
+                                       1, 20000),
+                     0);
+}
+
+/* stand_in = off: 91 at once with the issuer down, as before stand-in; the row is not marked. */
+static void test_stand_in_off_answers_91(void **state)
+{
+    (void)state;
+    struct sim_resp r;
+    struct sim_sent sent;
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "sed -i 's/^stand_in = on$/stand_in = off/' '%s'", S.switch_conf);
+    assert_int_equal(system(cmd), 0);
+    assert_int_not_equal(stack_restart_switch(&S, SIGTERM), -1);
+    issuer_down();
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD1, 100, NULL, &r, &sent), "91");
+    assert_int_equal(journal("TERM0001", &sent, "NOT stand_in AND response_code = '91'"), 1);
+    issuer_up();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rules_with_the_issuer_down),
+        cmocka_unit_test(test_approval_reaches_the_wallet_through_its_advice),
+        cmocka_unit_test(test_per_mti_timeouts_then_stand_in),
+        cmocka_unit_test(test_slow_issuer_stand_in_approval_nets_once),
+        cmocka_unit_test(test_concurrent_requests_of_one_card_share_the_day_maximum),
+        cmocka_unit_test(test_reversed_stand_in_approval_nets_to_zero_and_auth_holds),
+        cmocka_unit_test(test_database_down_no_stand_in),
+        cmocka_unit_test(test_stand_in_off_answers_91),
+    };
+    return cmocka_run_group_tests(tests, setup, stack_teardown);
+}
