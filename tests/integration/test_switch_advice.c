@@ -31,10 +31,26 @@ static long long Base_us;
 
 static const char *const PAN = "4890010000000012";
 
+/* WALLET1 decides its outages in stand-in (docs/switchd.md "Stand-in"): purchases up to 500.00,
+ * 800.00 a card a day, the PIN verified with the lab PVK (as test_switch_stip sets it up). */
+static const char RULES[] =
+    "INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv) VALUES"
+    " ('WALLET1.PVK', 'PVK', 'TDES-2KEY', 'U1750CDFB0757D3B3994430636DBB281B', '08D7B4')"
+    " ON CONFLICT DO NOTHING;"
+    "INSERT INTO switch.stand_in_rules (issuer_id, processing_codes, max_amount_minor,"
+    " max_daily_minor, verify_pin, pvk_key_id) VALUES ('WALLET1', '{00,01}', 50000, 80000, true,"
+    " 'WALLET1.PVK');"
+    "INSERT INTO switch.stand_in_pvv (issuer_id, pan_hmac, pvki, pvv)"
+    " SELECT 'WALLET1', pan_hmac, pvki, pvv FROM wallet.wallets WHERE pin_method = 'pvv';";
+
 static int setup(void **state)
 {
-    struct stack_opts o = { .issuer = true, .issuer_timeout_ms = 1500, .wallets = 16 };
-    return stack_setup(state, &S, &o);
+    struct stack_opts o = {
+        .issuer = true, .issuer_timeout_ms = 1500, .wallets = 16, .extra_conf = "stand_in = on\n"
+    };
+    if (stack_setup(state, &S, &o) != 0)
+        return -1;
+    return stack_exec(&S, RULES);
 }
 
 /* Each test starts with switchd and issuer-sim running, switchd reaching its database. */
@@ -324,6 +340,48 @@ static void test_terminal_reversal_of_a_stand_in(void **state)
     assert_int_equal(q("SELECT count(*) FROM wallet.invariant_violations"), 0);
 }
 
+/* End to end with the stand-in decision (stip): the issuer is down, switchd approves three
+ * purchases in its place (S codes) and the terminal reverses the second; when the issuer returns
+ * it receives the three advices in the order they were decided and the reversal of the second
+ * behind it; the wallet moves by exactly the two that stand. */
+static void test_stand_in_outage_end_to_end(void **state)
+{
+    (void)state;
+    long long b = stack_balance(&S, PAN);
+    stop_issuer();
+    usleep(300 * 1000); /* switchd sees the link drop */
+    static const uint64_t amounts[3] = { 1100, 2200, 3300 };
+    struct sim_sent sent[3];
+    struct sim_resp r[3];
+    for (int i = 0; i < 3; i++) {
+        struct sim_txn x;
+        stack_card_txn(&x, SIM_T_PURCHASE, PAN, amounts[i]);
+        assert_string_equal(stack_rc(&S, "TERM0001", &x, &r[i], &sent[i]), "00");
+        assert_int_equal(r[i].auth[0], 'S');
+    }
+    struct sim_txn rev;
+    stack_reversal_of(&rev, PAN, amounts[1], &sent[1]);
+    assert_string_equal(stack_rc(&S, "TERM0001", &rev, NULL, NULL), "00");
+    assert_int_equal(q("SELECT count(*) FROM switch.advice_queue WHERE state = 'pending'"
+                       " AND owner = 'switchd' AND amount_minor IN (1100, 2200, 3300)"),
+                     4);
+    assert_int_equal(stack_balance(&S, PAN), b);
+    assert_int_equal(stack_start_issuer(&S), 0);
+    assert_int_equal(
+        wait_q(0, 20000, "SELECT count(*) FROM switch.advice_queue WHERE state <> 'acked'"), 0);
+    assert_int_equal(stack_balance(&S, PAN), b - 1100 - 3300);
+    /* at the issuer: 1100, 2200, 3300 applied in that order, then 2200 given back */
+    char sql[600];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM (SELECT string_agg(amount_minor::text, ',' ORDER BY entry_id)"
+             " AS s FROM wallet.ledger WHERE auth_code IN ('%s', '%s', '%s') OR"
+             " reverses_entry_id IN (SELECT entry_id FROM wallet.ledger WHERE auth_code = '%s'))"
+             " x WHERE s = '-1100,-2200,-3300,2200'",
+             r[0].auth, r[1].auth, r[2].auth, r[1].auth);
+    assert_int_equal(q("%s", sql), 1);
+    assert_int_equal(q("SELECT count(*) FROM wallet.invariant_violations"), 0);
+}
+
 /* atlas-reconcile over everything above: each stand-in approval's advice is acknowledged and
  * applied once, or reversed and netted to zero. Then an advice the issuer refused (parked
  * 'failed' by hand) and one still pending behind a stopped issuer are each named. */
@@ -337,7 +395,7 @@ static void test_reconciles(void **state)
     assert_true(ts_file_contains(out, "RECONCILED: no mismatch"));
     /* (the advice of S10040, which the journal never had, is acknowledged and reversed) */
     assert_true(
-        ts_file_contains(out, "6 stand-in approvals, advices 7 acked, 0 pending, 0 failed"));
+        ts_file_contains(out, "9 stand-in approvals, advices 10 acked, 0 pending, 0 failed"));
 
     assert_int_equal(stack_exec(&S, "UPDATE switch.advice_queue SET state = 'failed',"
                                     " last_response_code = '14' WHERE auth_code = 'S10001'"
@@ -376,6 +434,7 @@ int main(void)
         cmocka_unit_test_setup(test_withdrawn_advice_nets_to_zero, alive),
         cmocka_unit_test_setup(test_unjournaled_advice_is_reversed_at_start, alive),
         cmocka_unit_test_setup(test_terminal_reversal_of_a_stand_in, alive),
+        cmocka_unit_test_setup(test_stand_in_outage_end_to_end, alive),
         cmocka_unit_test_setup(test_reconciles, alive),
     };
     return cmocka_run_group_tests(tests, setup, stack_teardown);
