@@ -730,8 +730,10 @@ int stack_exec_file(struct stack *s, const char *path)
 
 int stack_settle(struct stack *s, int timeout_ms)
 {
-    static const char pending[] = "SELECT count(*) FROM switch.reversal_queue"
-                                  " WHERE state = 'pending'",
+    /* Reversals, and stand-in advices and their reversals (docs/switchd.md "Advices"). */
+    static const char pending[] = "SELECT (SELECT count(*) FROM switch.reversal_queue"
+                                  " WHERE state = 'pending') + (SELECT count(*) FROM"
+                                  " switch.advice_queue WHERE state = 'pending')",
                       inflight[] = "SELECT count(*) FROM switch.inflight";
     for (int waited = 0; waited <= timeout_ms; waited += 100) {
         if (stack_scalar(s, pending) == 0 && stack_scalar(s, inflight) == 0)
@@ -739,7 +741,7 @@ int stack_settle(struct stack *s, int timeout_ms)
         usleep(100000);
     }
     fprintf(stderr,
-            "stack: not settled after %d ms: %lld reversals pending, %lld requests in"
+            "stack: not settled after %d ms: %lld reversals and advices pending, %lld requests in"
             " flight\n",
             timeout_ms, stack_scalar(s, pending), stack_scalar(s, inflight));
     return -1;

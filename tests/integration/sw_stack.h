@@ -181,8 +181,8 @@ void stack_fix_time(struct sim_txn *x);
  * DE 11 (and the same DE 7 when stack_fix_time fixed it). */
 void stack_repeat_of(struct sim_txn *x, const char *mti, const struct sim_sent *sent);
 
-/* Waits up to timeout_ms until the switch owes nothing: no reversal pending and nothing in
- * flight. 0, or -1 with what is left printed. */
+/* Waits up to timeout_ms until the switch owes nothing: no reversal, advice or advice reversal
+ * pending and nothing in flight. 0, or -1 with what is left printed. */
 int stack_settle(struct stack *s, int timeout_ms);
 
 /* GET path from 127.0.0.1:port over HTTP/1.0; the whole answer (status line, headers,
