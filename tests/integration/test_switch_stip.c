@@ -422,6 +422,23 @@ static void test_stand_in_off_answers_91(void **state)
     issuer_up();
 }
 
+/* Everything this program did — stand-in approvals with their advices, reversed ones, holds,
+ * timeouts with their reversals, declines, repeats across a kill -9 — reconciles with the
+ * wallets (atlas-reconcile reads the advices). */
+static void test_everything_reconciles(void **state)
+{
+    (void)state;
+    issuer_up();
+    assert_int_equal(stack_settle(&S, 30000), 0);
+    char out[400];
+    snprintf(out, sizeof out, "%s/reconcile.out", S.dir);
+    const char *extra[] = { "--from", "2000-01-01T00:00:00Z", NULL };
+    int code = stack_reconcile(&S, out, extra);
+    if (code != 0)
+        printf("# atlas-reconcile exit %d, see %s\n", code, out);
+    assert_int_equal(code, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -435,6 +452,7 @@ int main(void)
         cmocka_unit_test(test_kill9_after_stand_in_approval_then_repeat),
         cmocka_unit_test(test_database_down_no_stand_in),
         cmocka_unit_test(test_stand_in_off_answers_91),
+        cmocka_unit_test(test_everything_reconciles),
     };
     return cmocka_run_group_tests(tests, setup, stack_teardown);
 }
