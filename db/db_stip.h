@@ -27,6 +27,9 @@ struct db_stip_rules {
     bool has_pvv; /* the card's PVV is published */
     unsigned pvki;
     char pvv[5];
+    bool has_offset;     /* or its IBM 3624 offset (with the rules' decimalization table) */
+    char pin_offset[13]; /* 4..12 digits: its length is the PIN check length */
+    char dectab[17];     /* the issuer's decimalization table, "" = none */
 };
 
 /* err->code 0 and r (valid during the call), or an error and r NULL. */

@@ -40,6 +40,11 @@ static void on_rules(void *arg, const struct db_reply *reply)
         fits &= db_col_text(res, 0, 4, r.pvk, sizeof r.pvk);
         fits &= db_col_text(res, 0, 5, r.negative, sizeof r.negative);
         r.taken = db_col_bool(res, 0, 8);
+        r.has_offset = !PQgetisnull(res, 0, 9);
+        if (r.has_offset) {
+            fits &= db_col_text(res, 0, 9, r.pin_offset, sizeof r.pin_offset);
+        }
+        fits &= db_col_text(res, 0, 10, r.dectab, sizeof r.dectab);
         r.has_pvv = !PQgetisnull(res, 0, 6);
         if (r.has_pvv) {
             r.pvki = (unsigned)db_col_num(res, 0, 6, 9);
@@ -86,11 +91,14 @@ int db_stip_rules(struct db_client *c, const char *issuer, const uint8_t pan_hma
                       " OR EXISTS (SELECT 1 FROM switch.inflight f WHERE f.request_date = $3::date"
                       "  AND f.acquirer_id = $4 AND f.terminal_id = $5 AND f.stan = $6"
                       "  AND f.transmission_time = $7 AND f.mti_class = $8)"
+                      ", o.pin_offset, coalesce(r.decimalization_table, '')"
                       " FROM switch.stand_in_rules r"
                       " LEFT JOIN switch.keys k ON k.key_id = r.pvk_key_id AND k.status = 'active'"
                       "  AND k.key_type = 'PVK'"
                       " LEFT JOIN switch.negative_file n ON n.issuer_id = r.issuer_id"
                       "  AND n.pan_hmac = decode($2, 'hex')"
+                      " LEFT JOIN switch.stand_in_pin_offset o ON o.issuer_id = r.issuer_id"
+                      "  AND o.pan_hmac = decode($2, 'hex')"
                       " LEFT JOIN switch.stand_in_pvv p ON p.issuer_id = r.issuer_id"
                       "  AND p.pan_hmac = decode($2, 'hex')"
                       " WHERE r.issuer_id = $1",

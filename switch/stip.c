@@ -42,7 +42,8 @@ struct stip_ctx {
     int64_t amount;   /* billing currency: DE 6 when converted, else DE 4 */
     int32_t currency; /* DE 51 when converted, else DE 49 */
     int64_t max_daily;
-    bool pin_zone; /* EC (PIN block under the ZPK) or DC (under the TPK) */
+    bool pin_zone;       /* PIN block under the issuer's ZPK (EC/EA), else the TPK (DC/DA) */
+    const char *pin_cmd; /* the verification command sent: EC, DC (PVV), EA, DA (IBM 3624) */
 };
 
 static void field_str(const struct iso_msg *m, int f, char *out, size_t cap)
@@ -284,7 +285,7 @@ static void on_pin_verify(void *arg, int status, const char *resp, size_t len)
         unavailable(x, "HSM unavailable for the stand-in PIN verification");
         return;
     }
-    int e = hsm_client_resp_error(x->pin_zone ? "EC" : "DC", resp, len);
+    int e = hsm_client_resp_error(x->pin_cmd, resp, len);
     if (e == 1) {
         decline(x, "55", "PIN wrong", 52);
         return;
@@ -298,7 +299,8 @@ static void on_pin_verify(void *arg, int status, const char *resp, size_t len)
 
 /* The PIN block as the switch holds it: translated under the issuer's ZPK (the request had gone
  * to the issuer), or as the terminal sent it under its TPK. DUKPT terminals' blocks are only
- * verifiable once translated. */
+ * verifiable once translated. Verified against the card's published PVV (EC/DC), or its IBM 3624
+ * offset and validation data with the issuer's decimalization table (EA/DA). */
 static void verify_pin(struct stip_ctx *x, const struct db_stip_rules *r)
 {
     struct sw_txn *t = x->t;
@@ -326,9 +328,26 @@ static void verify_pin(struct stip_ctx *x, const struct db_stip_rules *r)
         unavailable(x, "the PIN cannot be verified in stand-in (DUKPT terminal, not translated)");
         return;
     }
-    int len = hsm_client_build_pvv_verify(cmd, sizeof cmd, x->pin_zone, key, r->pvk, blk, "01",
+    int len;
+    if (r->has_pvv) {
+        x->pin_cmd = x->pin_zone ? "EC" : "DC";
+        len = hsm_client_build_pvv_verify(cmd, sizeof cmd, x->pin_zone, key, r->pvk, blk, "01",
                                           acct, r->pvki, r->pvv);
+    } else {
+        /* Validation data: the account number's first 11 digits and N (the PAN insertion
+         * point), the convention of issuer-sim's seeding (docs/switchd.md, "Stand-in"). */
+        char vdata[13];
+        memcpy(vdata, acct, 11);
+        vdata[11] = 'N';
+        vdata[12] = '\0';
+        x->pin_cmd = x->pin_zone ? "EA" : "DA";
+        len = hsm_client_build_ibm_verify(cmd, sizeof cmd, x->pin_zone, key, r->pvk, blk, "01",
+                                          (unsigned)strlen(r->pin_offset), acct, r->dectab, vdata,
+                                          r->pin_offset);
+        OPENSSL_cleanse(vdata, sizeof vdata);
+    }
     OPENSSL_cleanse(blk, sizeof blk);
+    OPENSSL_cleanse(acct, sizeof acct);
     int rc = len > 0 ? hsm_client_submit(t->srv->hsm, cmd, (size_t)len, on_pin_verify, x) : -1;
     OPENSSL_cleanse(cmd, sizeof cmd);
     if (rc != 0)
@@ -373,10 +392,10 @@ static void on_rules(void *arg, const struct db_error *err, const struct db_stip
     }
     x->max_daily = r->max_daily_minor;
     if (r->verify_pin && t->v.has_pin) {
-        if (!r->pvk[0] || !r->has_pvv) {
+        if (!r->pvk[0] || !(r->has_pvv || (r->has_offset && r->dectab[0]))) {
             decline(x, "91",
                     !r->pvk[0] ? "the switch holds no PVK of the issuer"
-                               : "no PVV published for the card",
+                               : "no PIN verification data published for the card",
                     52);
             return;
         }

@@ -9,7 +9,11 @@
 --   negative_file       the issuer's cards that must not be approved: PAN keyed hash -> status.
 --                       Maintained by the issuer (atlas-db negative add|remove).
 --   stand_in_pvv        the PVV (and PVKI) of cards whose PIN the switch may verify in stand-in,
---                       published by the issuer (atlas-db negative pvv).
+--                       published by the issuer (atlas-db negative pvv);
+--   stand_in_pin_offset the same for IBM 3624 cards: the PIN offset (atlas-db negative ibm), with
+--                       the issuer's decimalization table in its rules. The validation data is
+--                       derived from the PAN at decision time (never stored: it holds PAN
+--                       digits): the account number's first 11 digits and N.
 --   stand_in_decisions  every approval reserved in stand-in (the per-card day totals are counted
 --                       from it, under a per-card lock: two concurrent stand-in requests of one
 --                       card cannot both pass the day's maximum).
@@ -22,6 +26,7 @@ CREATE TABLE switch.stand_in_rules (
     max_daily_minor   bigint NOT NULL CHECK (max_daily_minor >= 0),
     verify_pin        boolean NOT NULL DEFAULT false,
     pvk_key_id        text REFERENCES switch.keys,
+    decimalization_table text CHECK (decimalization_table ~ '^[0-9]{16}$'), -- IBM 3624 cards
     updated_at        timestamptz NOT NULL DEFAULT now(),
     CHECK (NOT verify_pin OR pvk_key_id IS NOT NULL)
 );
@@ -41,6 +46,14 @@ CREATE TABLE switch.stand_in_pvv (
     pvki        smallint NOT NULL CHECK (pvki BETWEEN 0 AND 9),
     pvv         char(4) NOT NULL CHECK (pvv ~ '^[0-9]{4}$'),
     updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (issuer_id, pan_hmac)
+);
+
+CREATE TABLE switch.stand_in_pin_offset (
+    issuer_id        text NOT NULL REFERENCES switch.issuers,
+    pan_hmac         bytea NOT NULL CHECK (length(pan_hmac) = 32),
+    pin_offset       text NOT NULL CHECK (pin_offset ~ '^[0-9]{4,12}$'),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (issuer_id, pan_hmac)
 );
 

@@ -46,6 +46,10 @@ static void usage(FILE *f)
             "  negative pvv ISSUER PAN PVKI PVV\n"
             "                              publish a card's Visa PVV so stand-in can verify its\n"
             "                              PIN (with the issuer's PVK held in switch.keys)\n"
+            "  negative ibm ISSUER PAN OFFSET\n"
+            "                              the same for an IBM 3624 card: its PIN offset (the\n"
+            "                              decimalization table is the issuer's, in\n"
+            "                              switch.stand_in_rules)\n"
             "The migrations directory is --dir, else $ATLAS_MIGRATIONS, else db/migrations of\n"
             "the source tree this program was built from (%s/db/migrations).\n",
             DB_SCHEMA_VERSION, ATLAS_SOURCE_DIR);
@@ -142,7 +146,8 @@ static int cmd_negative(const char *conninfo, int argc, char **argv)
     bool add = argc == 4 && strcmp(argv[0], "add") == 0;
     bool del = argc == 3 && strcmp(argv[0], "remove") == 0;
     bool pvv = argc == 5 && strcmp(argv[0], "pvv") == 0;
-    if (!add && !del && !pvv)
+    bool ibm = argc == 4 && strcmp(argv[0], "ibm") == 0;
+    if (!add && !del && !pvv && !ibm)
         return at_usage(usage, false);
     const char *pan = argv[2];
     size_t n = strlen(pan);
@@ -153,6 +158,10 @@ static int cmd_negative(const char *conninfo, int argc, char **argv)
     }
     if (pvv && (!at_is_digits(argv[3], 1, 1) || !at_is_digits(argv[4], 4, 4))) {
         fprintf(stderr, "atlas-db: negative pvv: PVKI is one digit, PVV four\n");
+        return 2;
+    }
+    if (ibm && !at_is_digits(argv[3], 4, 12)) {
+        fprintf(stderr, "atlas-db: negative ibm: the offset is 4..12 digits\n");
         return 2;
     }
     if (env_key("ATLAS_PAN_HMAC_KEY", 16, hkey, sizeof hkey, &hlen) != 0)
@@ -169,22 +178,24 @@ static int cmd_negative(const char *conninfo, int argc, char **argv)
         PQfinish(conn);
         goto out;
     }
-    const char *vals[] = { argv[1], hex,
-                           add   ? argv[3]
-                           : pvv ? argv[3]
-                                 : NULL,
-                           pvv ? argv[4] : NULL };
-    const char *sql =
-        add ? "INSERT INTO switch.negative_file (issuer_id, pan_hmac, status)"
+    const char *vals[] = { argv[1], hex, argc > 3 ? argv[3] : NULL, argc > 4 ? argv[4] : NULL };
+    const char *sql;
+    if (add)
+        sql = "INSERT INTO switch.negative_file (issuer_id, pan_hmac, status)"
               " VALUES ($1, decode($2, 'hex'), $3) ON CONFLICT (issuer_id, pan_hmac)"
-              " DO UPDATE SET status = EXCLUDED.status, updated_at = now()"
-        : del
-            ? "DELETE FROM switch.negative_file WHERE issuer_id = $1 AND pan_hmac = decode($2, "
-              "'hex')"
-            : "INSERT INTO switch.stand_in_pvv (issuer_id, pan_hmac, pvki, pvv)"
+              " DO UPDATE SET status = EXCLUDED.status, updated_at = now()";
+    else if (del)
+        sql = "DELETE FROM switch.negative_file WHERE issuer_id = $1"
+              " AND pan_hmac = decode($2, 'hex')";
+    else if (pvv)
+        sql = "INSERT INTO switch.stand_in_pvv (issuer_id, pan_hmac, pvki, pvv)"
               " VALUES ($1, decode($2, 'hex'), $3::smallint, $4) ON CONFLICT (issuer_id, pan_hmac)"
               " DO UPDATE SET pvki = EXCLUDED.pvki, pvv = EXCLUDED.pvv, updated_at = now()";
-    PGresult *res = query(conn, sql, add ? 3 : del ? 2 : 4, vals);
+    else
+        sql = "INSERT INTO switch.stand_in_pin_offset (issuer_id, pan_hmac, pin_offset)"
+              " VALUES ($1, decode($2, 'hex'), $3) ON CONFLICT (issuer_id, pan_hmac)"
+              " DO UPDATE SET pin_offset = EXCLUDED.pin_offset, updated_at = now()";
+    PGresult *res = query(conn, sql, argc - 1, vals);
     if (res) {
         printf("atlas-db: %s %s %s%s%s\n", argv[0], argv[1], masked, add ? " " : "",
                add ? argv[3] : "");

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -29,11 +30,12 @@ static struct stack S;
 #define CARD6 "4890010000000061" /* lost */
 #define CARD8 "4890010000000087" /* active */
 #define CARD4 "4890040000000043" /* active, PIN 2222, PVV */
+#define CARD2 "4890020000000029" /* active, PIN 4321, IBM 3624 offset, XOF */
 
 /* Rules of WALLET1: purchases and cash (00, 01), at most 500.00 a transaction and 800.00 a
  * card a day, PIN verified with the lab PVK (as issuer-sim holds it, under the LMK); the
- * issuer's non-active cards and PVVs published into the switch's tables (the one-issuer stack
- * shares a database, and both sides hash PANs with the same key). */
+ * issuer's non-active cards, PVVs and IBM 3624 offsets published into the switch's tables (the
+ * one-issuer stack shares a database, and both sides hash PANs with the same key). */
 static const char RULES[] =
     "INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv) VALUES"
     " ('WALLET1.PVK', 'PVK', 'TDES-2KEY', 'U1750CDFB0757D3B3994430636DBB281B', '08D7B4')"
@@ -44,7 +46,10 @@ static const char RULES[] =
     "INSERT INTO switch.negative_file (issuer_id, pan_hmac, status)"
     " SELECT 'WALLET1', pan_hmac, status FROM wallet.wallets WHERE status <> 'active';"
     "INSERT INTO switch.stand_in_pvv (issuer_id, pan_hmac, pvki, pvv)"
-    " SELECT 'WALLET1', pan_hmac, pvki, pvv FROM wallet.wallets WHERE pin_method = 'pvv';";
+    " SELECT 'WALLET1', pan_hmac, pvki, pvv FROM wallet.wallets WHERE pin_method = 'pvv';"
+    "UPDATE switch.stand_in_rules SET decimalization_table = '0123456789012345';"
+    "INSERT INTO switch.stand_in_pin_offset (issuer_id, pan_hmac, pin_offset)"
+    " SELECT 'WALLET1', pan_hmac, pin_offset FROM wallet.wallets WHERE pin_method = 'ibm3624';";
 
 static int setup(void **state)
 {
@@ -130,6 +135,15 @@ static void test_rules_with_the_issuer_down(void **state)
     /* A wrong PIN, verified with the PVK the switch holds (DC under the terminal's TPK): 55. */
     assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD1, 100, "9999", &r, &sent), "55");
     assert_int_equal(journal("TERM0001", &sent, "stand_in AND response_code = '55'"), 1);
+    /* An IBM 3624 card (DA with its published offset and the issuer's decimalization table). */
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD2, 100, "1111", &r, &sent), "55");
+    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD2, 100, NULL, &r, &sent), "00");
+    assert_int_equal(r.auth[0], 'S');
+    /* atlas-db refuses what is not an offset. */
+    snprintf(cmd, sizeof cmd, "%s/atlas-db --db '%s' negative ibm WALLET1 %s 12x4 2>/dev/null",
+             getenv("ATLAS_BIN"), S.conninfo, CARD2);
+    int st = system(cmd);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
 
     /* The card's business day already holds 799.50 of stand-in approvals: 1.00 more is over
      * the 800.00 a day (61), 0.50 is not (it reaches the advice). */
