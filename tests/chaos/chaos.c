@@ -101,7 +101,8 @@ static void until(double t0, double at)
 static char flood_conf[640];
 
 /* --stand-in: WALLET1's rules, generous enough that stand-in approves what the issuer would
- * (purchases and cash, PIN verified with the lab PVK; its non-active cards and PVVs published). */
+ * (purchases and cash, PIN verified with the lab PVK; its non-active cards, PVVs and IBM 3624
+ * offsets published). */
 static const char STAND_IN_RULES[] =
     "INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv) VALUES"
     " ('WALLET1.PVK', 'PVK', 'TDES-2KEY', 'U1750CDFB0757D3B3994430636DBB281B', '08D7B4')"
@@ -112,7 +113,10 @@ static const char STAND_IN_RULES[] =
     "INSERT INTO switch.negative_file (issuer_id, pan_hmac, status)"
     " SELECT 'WALLET1', pan_hmac, status FROM wallet.wallets WHERE status <> 'active';"
     "INSERT INTO switch.stand_in_pvv (issuer_id, pan_hmac, pvki, pvv)"
-    " SELECT 'WALLET1', pan_hmac, pvki, pvv FROM wallet.wallets WHERE pin_method = 'pvv';";
+    " SELECT 'WALLET1', pan_hmac, pvki, pvv FROM wallet.wallets WHERE pin_method = 'pvv';"
+    "UPDATE switch.stand_in_rules SET decimalization_table = '0123456789012345';"
+    "INSERT INTO switch.stand_in_pin_offset (issuer_id, pan_hmac, pin_offset)"
+    " SELECT 'WALLET1', pan_hmac, pin_offset FROM wallet.wallets WHERE pin_method = 'ibm3624';";
 static uint16_t flood_port;
 
 static int stack_up(struct stack *s)
