@@ -1,9 +1,11 @@
 /* Stand-in processing (stip.h; docs/switchd.md "Stand-in"). One decision, in order:
  *
- *   rules + negative file + PVV (one SELECT) → processing code allowed? → negative file →
- *   per-transaction maximum → PIN (EC under the ZPK, or DC under the TPK, when the rules say so
- *   and the switch holds the issuer's PVK) → day total reserved (switch.stand_in_reserve, under a
- *   per-card lock) → advice stored (sw_advice_store) → approved, DE 38 "S" + 5 digits.
+ *   rules + negative file + PIN data + is the identity taken (one SELECT) → processing code
+ *   allowed? → negative file → per-transaction maximum → PIN (EC/EA under the ZPK, or DC/DA
+ *   under the TPK, when the rules say so and the switch holds the issuer's PVK) → day total
+ *   reserved (switch.stand_in_reserve, under a per-card lock) → advice stored
+ *   (sw_advice_store) → approved, DE 38 "S" + 5 digits. A taken identity (a repeat, a copy)
+ *   goes down txn.c's duplicate path instead: never two decisions for one request.
  *
  * Any step that cannot be done (PostgreSQL down, HSM down, the advice not durable) answers 91,
  * as switchd did before stand-in. A decline is journaled (marked stand_in) and sends nothing to
@@ -22,7 +24,6 @@
 #include "hsmclient.h"
 #include "log.h"
 #include "parse.h"
-#include "saf.h"
 #include "switchd.h"
 #include "xfer.h"
 
@@ -44,6 +45,8 @@ struct stip_ctx {
     int64_t max_daily;
     bool pin_zone;       /* PIN block under the issuer's ZPK (EC/EA), else the TPK (DC/DA) */
     const char *pin_cmd; /* the verification command sent: EC, DC (PVV), EA, DA (IBM 3624) */
+    uint32_t fwd_stan;   /* what was forwarded before a timeout (0: nothing), restored when no */
+    char fwd_de7[11];    /* advice is stored: the journal row then names the forwarded request */
 };
 
 static void field_str(const struct iso_msg *m, int f, char *out, size_t cap)
@@ -198,6 +201,8 @@ static void on_advice(struct sw_txn *t, bool durable)
         struct db_request_id id;
         fill_id(t, &id);
         db_stip_void(t->srv->db, &id);
+        t->issuer_stan = x->fwd_stan;
+        memcpy(t->issuer_de7, x->fwd_de7, sizeof t->issuer_de7);
         unavailable(x, "the advice could not be stored");
         return;
     }
@@ -222,6 +227,8 @@ static void approve(struct stip_ctx *x)
      * issuer STAN and DE 7, the journal row by the request's identity). */
     snprintf(t->auth_code, sizeof t->auth_code, "S%05u", seq);
     memcpy(t->rc, "00", 3); /* advice.c sends DE 38 and DE 39 as set here */
+    x->fwd_stan = t->forwarded ? t->issuer_stan : 0;
+    memcpy(x->fwd_de7, t->issuer_de7, sizeof x->fwd_de7);
     t->stip = x;
     sw_advice_store(t, on_advice);
 }
