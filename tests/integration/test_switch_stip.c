@@ -53,31 +53,51 @@ static const char RULES[] =
 
 static int setup(void **state)
 {
-    /* 0100s wait 1.5 s (timeout_ms), 0200s 0.8 s, cash (processing code 01) 2.5 s. */
+    /* 0100s wait 2 s (timeout_ms), 0200s 0.6 s, cash (processing code 01) 3.5 s: far enough
+     * apart that an answer's time tells which one applied. */
     struct stack_opts o = { .issuer = true,
-                            .issuer_timeout_ms = 1500,
+                            .issuer_timeout_ms = 2000,
                             .wallets = 16,
                             .fx_rates = "fx/demo-rates.csv",
-                            .extra_conf = "stand_in = on\ntimeout_ms.0200 = 800\n"
-                                          "timeout_ms.cash = 2500\n" };
+                            .extra_conf = "stand_in = on\ntimeout_ms.0200 = 600\n"
+                                          "timeout_ms.cash = 3500\n" };
     if (stack_setup(state, &S, &o) != 0)
         return -1;
     return stack_exec(&S, RULES);
 }
 
+/* Whether switchd's /metrics says the WALLET1 link is up. */
+static bool link_up(void)
+{
+    static char page[65536];
+    return stack_http_get(S.metrics_port, "/metrics", page, sizeof page) > 0 &&
+           strstr(page, "atlas_issuer_link_up{issuer=\"WALLET1\",state=\"up\"} 1");
+}
+
+/* The issuer gone and switchd's link to it down. */
 static void issuer_down(void)
 {
     if (S.issuer > 0) {
         ts_stop(S.issuer, SIGTERM, 5000);
         S.issuer = 0;
     }
-    usleep(300 * 1000); /* switchd sees the link drop */
+    for (int i = 0; i < 200 && link_up(); i++)
+        usleep(50 * 1000);
+    assert_false(link_up());
 }
 
+/* The issuer running and switchd's link to it up (signed on): until then a request would be
+ * decided in stand-in, not forwarded. */
 static void issuer_up(void)
 {
     if (S.issuer <= 0)
         assert_int_equal(stack_start_issuer(&S), 0);
+    for (int i = 0; i < 200; i++) {
+        if (link_up())
+            return;
+        usleep(50 * 1000);
+    }
+    fail_msg("the issuer link did not come up");
 }
 
 /* The journal row of the request sent as sent by term: count of rows matching where. */
@@ -230,33 +250,42 @@ static void test_maxima_in_the_billing_currency(void **state)
     assert_int_equal(stack_scalar(&S, sql), 1);
 }
 
-/* The issuer stalls (SIGSTOP): a POS 0200 waits timeout_ms.0200 (0.8 s), a cash withdrawal
- * timeout_ms.cash (2.5 s); then stand-in decides, and the request sent to the issuer keeps its
- * reversal. */
+/* The issuer stalls (SIGSTOP): a POS 0200 waits timeout_ms.0200 (0.6 s), a cash withdrawal
+ * timeout_ms.cash (3.5 s), an 0100 timeout_ms (2 s); then stand-in decides, and the request sent
+ * to the issuer keeps its reversal. The lower bounds are the timers'; the upper ones only tell
+ * the three apart (a loaded machine may add a little). */
 static void test_per_mti_timeouts_then_stand_in(void **state)
 {
     (void)state;
     struct sim_resp r;
-    struct sim_sent pos, cash;
+    struct sim_sent pos, cash, auth;
     issuer_up();
     struct sim_txn x;
     stack_card_txn(&x, SIM_T_PURCHASE, CARD1, 1);
     assert_string_equal(stack_rc_linked(&S, "TERM0001", &x, &r, 10000), "00");
     assert_int_equal(stack_kill(S.issuer, SIGSTOP), 0);
 
-    uint64_t t0 = (at_mono_ns() / 1000000);
-    assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD1, 60000, NULL, &r, &pos), "61");
-    uint64_t pos_ms = (at_mono_ns() / 1000000) - t0;
-    t0 = (at_mono_ns() / 1000000);
-    assert_string_equal(send_card("TERM0001", SIM_T_CASH, CARD1, 60000, NULL, &r, &cash), "61");
-    uint64_t cash_ms = (at_mono_ns() / 1000000) - t0;
+    uint64_t t0 = at_mono_ns() / 1000000;
+    const char *pos_rc = send_card("TERM0001", SIM_T_PURCHASE, CARD1, 60000, NULL, &r, &pos);
+    uint64_t pos_ms = at_mono_ns() / 1000000 - t0;
+    assert_string_equal(pos_rc, "61");
+    t0 = at_mono_ns() / 1000000;
+    const char *cash_rc = send_card("TERM0001", SIM_T_CASH, CARD1, 60000, NULL, &r, &cash);
+    uint64_t cash_ms = at_mono_ns() / 1000000 - t0;
+    assert_string_equal(cash_rc, "61");
+    t0 = at_mono_ns() / 1000000;
+    const char *auth_rc = send_card("TERM0001", SIM_T_AUTH, CARD1, 60000, NULL, &r, &auth);
+    uint64_t auth_ms = at_mono_ns() / 1000000 - t0;
+    assert_string_equal(auth_rc, "61");
     stack_kill(S.issuer, SIGCONT);
-    printf("# POS answered after %llu ms, cash after %llu ms\n", (unsigned long long)pos_ms,
-           (unsigned long long)cash_ms);
-    assert_true(pos_ms >= 750 && pos_ms < 2000);
-    assert_true(cash_ms >= 2450 && cash_ms < 4500);
+    printf("# POS answered after %llu ms, cash after %llu ms, 0100 after %llu ms\n",
+           (unsigned long long)pos_ms, (unsigned long long)cash_ms, (unsigned long long)auth_ms);
+    assert_true(pos_ms >= 550 && pos_ms < 1900);
+    assert_true(cash_ms >= 3450 && cash_ms < 4900);
+    assert_true(auth_ms >= 1950 && auth_ms < 3400);
     assert_int_equal(journal("TERM0001", &pos, "stand_in AND response_code = '61'"), 1);
     assert_int_equal(journal("TERM0001", &cash, "stand_in AND response_code = '61'"), 1);
+    assert_int_equal(journal("TERM0001", &auth, "stand_in AND response_code = '61'"), 1);
     /* What was forwarded before the timeout is reversed, as without stand-in. */
     assert_int_equal(stack_wait_scalar(&S,
                                        stack_rows_sql("switch.reversal_queue", "TERM0001", &pos,
