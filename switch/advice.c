@@ -304,6 +304,7 @@ static void on_stored(void *arg, int status)
     if (status == DB_OK || status == DB_SPOOLED) {
         adv_set_state(it, ADV_IDLE);
         it->store_failures = 0;
+        srv->metrics.advices_queued_total++;
         if (it->has_orig) {
             struct sw_recent_txn *o = sw_recent_find(srv->recent, &it->orig, sw_now_ms());
             if (o)
@@ -621,6 +622,10 @@ static void retry_later(struct adv_item *it)
 static void settle(struct sw_server *srv, struct adv_item *it, enum adv_end end)
 {
     it->end = end;
+    if (end == ADV_END_ACKED)
+        srv->metrics.advices_acked_total++;
+    else
+        srv->metrics.advices_failed_total++;
     adv_set_state(it, ADV_SETTLED);
     write_row(it);
     kick_issuer(srv, it->issuer_id); /* the issuer's next item goes now */

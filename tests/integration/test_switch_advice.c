@@ -441,6 +441,9 @@ static void test_stand_in_outage_end_to_end(void **state)
              r[0].auth, r[1].auth, r[2].auth, r[1].auth);
     assert_int_equal(q("%s", sql), 1);
     assert_int_equal(q("SELECT count(*) FROM wallet.invariant_violations"), 0);
+    /* /metrics: the three advices and the reversal, nothing left */
+    assert_true(stack_metric(&S, "atlas_advices_acknowledged_total") >= 4);
+    assert_int_equal(stack_metric(&S, "atlas_advice_queue_pending"), 0);
 }
 
 /* atlas-reconcile over everything above: each stand-in approval's advice is acknowledged and
