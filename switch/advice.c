@@ -806,10 +806,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         bool seen = false;
         for (size_t i = 0; i < n_heads && !seen; i++)
             seen = strcmp(heads[i], it->issuer_id) == 0;
-        if (seen)
-            continue;
-        if (n_heads < SW_MAX_ISSUERS)
-            heads[n_heads++] = it->issuer_id;
+        if (seen || n_heads == SW_MAX_ISSUERS)
+            continue; /* not its issuer's first; (or more issuers than links: next tick) */
+        heads[n_heads++] = it->issuer_id;
         drive_head(srv, it, now);
     }
 }
