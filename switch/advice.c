@@ -806,8 +806,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         bool seen = false;
         for (size_t i = 0; i < n_heads && !seen; i++)
             seen = strcmp(heads[i], it->issuer_id) == 0;
-        if (seen || n_heads == SW_MAX_ISSUERS)
-            continue; /* not its issuer's first; (or more issuers than links: next tick) */
+        /* Not its issuer's first; or an issuer without a link (none of its items can go): only
+         * issuers with a link take a place, and there are at most SW_MAX_ISSUERS of them. */
+        if (seen || !link_of(srv, it->issuer_id) || n_heads == SW_MAX_ISSUERS)
+            continue;
         heads[n_heads++] = it->issuer_id;
         drive_head(srv, it, now);
     }
