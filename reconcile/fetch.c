@@ -163,7 +163,9 @@ int rc_fetch_window(PGconn *sw, const char *from, const char *to, unsigned slack
     " (extract(epoch FROM a.created_at) * 1000000)::bigint,"                                       \
     " a.created_at >= $1::timestamptz AND a.created_at < $2::timestamptz,"                         \
     " r.state, r.reason, r.last_response_code,"                                                    \
-    " coalesce(a.billing_currency, r.billing_currency) IS NOT NULL, v.state, v.last_response_code"
+    " coalesce(a.billing_currency, r.billing_currency) IS NOT NULL, v.state, "                     \
+    "v.last_response_code,"                                                                        \
+    " false"
 
 /* A stand-in approval (DE 38 "S" + 5 digits, migration 0014): its reversal is the advice
  * queue's, not the reversal queue's. */
@@ -238,6 +240,7 @@ static const struct {
     OTHER(COL_BOOL, converted),
     OTHER(COL_REV, advice),
     TEXT(advice_rc),
+    OTHER(COL_BOOL, replaced),
 #undef TEXT
 #undef OTHER
 };
@@ -298,7 +301,10 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
         " AND a.request_date >= ($3::timestamptz AT TIME ZONE 'UTC')::date - 2"
         " AND a.request_date <= ($4::timestamptz AT TIME ZONE 'UTC')::date + 2"
         " AND ($5 = '' OR coalesce(a.issuer_id, r.issuer_id) = $5)";
-    /* Reversal rows without their journal row, and in-flight rows, in the shape of SW_COLS. */
+    /* Reversal rows without their journal row — or whose journal row is a stand-in approval
+     * that replaced the request they reverse (after a timeout: the reversal is of the forwarded
+     * request, another issuer identity than the advice's) — and in-flight rows, in the shape of
+     * SW_COLS. */
     static const char orphans[] =
         "SELECT r.request_date::text, r.acquirer_id, r.terminal_id, r.stan, r.transmission_time,"
         " r.mti, r.mti_class, r.issuer_id, r.issuer_stan, r.issuer_transmission_time,"
@@ -307,14 +313,15 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
         " encode(r.pan_hmac, 'hex'), NULL, NULL, NULL,"
         " (extract(epoch FROM r.created_at) * 1000000)::bigint,"
         " r.created_at >= $1::timestamptz AND r.created_at < $2::timestamptz,"
-        " r.state, r.reason, r.last_response_code, r.billing_currency IS NOT NULL, NULL, NULL"
-        " FROM switch.reversal_queue r"
-        " WHERE r.created_at >= $3::timestamptz AND r.created_at < $4::timestamptz"
-        " AND ($5 = '' OR r.issuer_id = $5) AND NOT EXISTS (SELECT 1 FROM switch.authorizations a"
-        " WHERE a.request_date = r.request_date AND a.acquirer_id = r.acquirer_id COLLATE \"C\""
+        " r.state, r.reason, r.last_response_code, r.billing_currency IS NOT NULL, NULL, NULL,"
+        " a.outcome IS NOT NULL"
+        " FROM switch.reversal_queue r LEFT JOIN switch.authorizations a"
+        " ON a.request_date = r.request_date AND a.acquirer_id = r.acquirer_id COLLATE \"C\""
         " AND a.terminal_id = r.terminal_id COLLATE \"C\" AND a.stan = r.stan COLLATE \"C\""
         " AND a.transmission_time = r.transmission_time COLLATE \"C\""
-        " AND a.mti_class = r.mti_class COLLATE \"C\")";
+        " AND a.mti_class = r.mti_class COLLATE \"C\""
+        " WHERE r.created_at >= $3::timestamptz AND r.created_at < $4::timestamptz"
+        " AND ($5 = '' OR r.issuer_id = $5) AND (a.outcome IS NULL OR " STAND_IN("a") ")";
     static const char inflight[] =
         "SELECT f.request_date::text, f.acquirer_id, f.terminal_id, f.stan, f.transmission_time,"
         " f.mti, f.mti_class, f.issuer_id, f.issuer_stan, f.issuer_transmission_time,"
@@ -323,7 +330,8 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
         " encode(f.pan_hmac, 'hex'), NULL, NULL, NULL,"
         " (extract(epoch FROM f.created_at) * 1000000)::bigint,"
         " f.created_at >= $1::timestamptz AND f.created_at < $2::timestamptz,"
-        " NULL, NULL, NULL, f.billing_currency IS NOT NULL, NULL, NULL FROM switch.inflight f"
+        " NULL, NULL, NULL, f.billing_currency IS NOT NULL, NULL, NULL, false"
+        " FROM switch.inflight f"
         " WHERE $3 = '' OR f.issuer_id = $3";
     /* Advices whose stand-in request has no journal row, with their reversal (if any), in the
      * shape of SW_COLS. */
@@ -336,7 +344,7 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
         " (extract(epoch FROM v.created_at) * 1000000)::bigint,"
         " v.created_at >= $1::timestamptz AND v.created_at < $2::timestamptz,"
         " x.state, x.reason, x.last_response_code, v.billing_currency IS NOT NULL, v.state,"
-        " v.last_response_code FROM switch.advice_queue v"
+        " v.last_response_code, false FROM switch.advice_queue v"
         " LEFT JOIN switch.advice_queue x ON x.kind = 'reversal'"
         " AND x.request_date = v.request_date AND x.acquirer_id = v.acquirer_id"
         " AND x.terminal_id = v.terminal_id AND x.stan = v.stan"

@@ -799,6 +799,13 @@ static void run_switch_items(struct rc_ctx *c)
             add_totals(c, (long)k, stands, pending);
             continue;
         }
+        if (s->src == RC_SRC_REVERSAL && s->replaced) {
+            /* The forwarded request a stand-in approval replaced: nothing of it may stand. */
+            c->st.replaced_reversals++;
+            stands = check_issuer_effect(c, s, false, &pending);
+            add_totals(c, (long)k, stands, pending);
+            continue;
+        }
         if (s->src == RC_SRC_REVERSAL) {
             c->st.orphan_reversals++;
             c->st.checked[RC_CHK_JOURNAL]++;

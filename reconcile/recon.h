@@ -49,6 +49,10 @@ struct rc_sw {
      * reversal, when there is one, is the advice queue's reversal row (rev above). */
     enum rc_rev advice;
     char advice_rc[3];
+    /* RC_SRC_REVERSAL: its request's journal row is a stand-in approval that replaced the
+     * request this reverses (stand-in after a timeout): checked as a reversal of a request that
+     * was not approved, not as one the journal does not have. */
+    bool replaced;
     /* Derived by rc_add_sw: the issuer's request key (sim_request_key) of what the issuer saw. */
     char key[48];
     bool has_key;
@@ -197,7 +201,8 @@ struct rc_stats {
     unsigned long journal_rows, journal_context, reached_issuer, approvals, reversal_rows,
         rev_pending, rev_acked, rev_failed, lost, refused_by_switch, terminal_reversals,
         orphan_reversals, inflight;
-    unsigned long stand_ins, advice_pending, advice_acked, advice_failed, orphan_advices;
+    unsigned long stand_ins, advice_pending, advice_acked, advice_failed, orphan_advices,
+        replaced_reversals; /* reversals of forwarded requests a stand-in approval replaced */
     unsigned long transfer_senders; /* journal rows of transfers' senders (check 5's, not 4's) */
     unsigned long xfers, xfer_completed, xfer_failed, xfer_reversed, xfer_unfinished,
         xfer_leg_rev_pending;

@@ -31,10 +31,10 @@ static void detail(char *buf, size_t cap, const struct rc_ctx *c, enum rc_check 
         snprintf(buf, cap,
                  "%lu journal rows, %lu reached an issuer, %lu approvals; reversals %lu acked, "
                  "%lu pending, %lu failed; %lu lost; %lu stand-in approvals, advices %lu acked, "
-                 "%lu pending, %lu failed",
+                 "%lu pending, %lu failed; %lu forwarded requests they replaced",
                  s->journal_rows, s->reached_issuer, s->approvals, s->rev_acked, s->rev_pending,
                  s->rev_failed, s->lost, s->stand_ins, s->advice_acked, s->advice_pending,
-                 s->advice_failed);
+                 s->advice_failed, s->replaced_reversals);
         break;
     case RC_CHK_ISSUER_UNKNOWN:
         snprintf(buf, cap,
@@ -303,6 +303,7 @@ int rc_report_json(FILE *out, const struct rc_ctx *c, const struct rc_report_inf
     STAT(advice_acked);
     STAT(advice_failed);
     STAT(orphan_advices);
+    STAT(replaced_reversals);
     STAT(inflight);
     STAT(transfer_senders);
     STAT(xfers);

@@ -304,6 +304,7 @@ static void on_stored(void *arg, int status)
     if (status == DB_OK || status == DB_SPOOLED) {
         adv_set_state(it, ADV_IDLE);
         it->store_failures = 0;
+        srv->metrics.advices_queued_total++;
         if (it->has_orig) {
             struct sw_recent_txn *o = sw_recent_find(srv->recent, &it->orig, sw_now_ms());
             if (o)
@@ -621,6 +622,10 @@ static void retry_later(struct adv_item *it)
 static void settle(struct sw_server *srv, struct adv_item *it, enum adv_end end)
 {
     it->end = end;
+    if (end == ADV_END_ACKED)
+        srv->metrics.advices_acked_total++;
+    else
+        srv->metrics.advices_failed_total++;
     adv_set_state(it, ADV_SETTLED);
     write_row(it);
     kick_issuer(srv, it->issuer_id); /* the issuer's next item goes now */
@@ -801,10 +806,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         bool seen = false;
         for (size_t i = 0; i < n_heads && !seen; i++)
             seen = strcmp(heads[i], it->issuer_id) == 0;
-        if (seen)
+        /* Not its issuer's first; or an issuer without a link (none of its items can go): only
+         * issuers with a link take a place, and there are at most SW_MAX_ISSUERS of them. */
+        if (seen || !link_of(srv, it->issuer_id) || n_heads == SW_MAX_ISSUERS)
             continue;
-        if (n_heads < SW_MAX_ISSUERS)
-            heads[n_heads++] = it->issuer_id;
+        heads[n_heads++] = it->issuer_id;
         drive_head(srv, it, now);
     }
 }

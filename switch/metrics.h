@@ -61,6 +61,8 @@ struct sw_metrics {
     uint64_t accept_pauses_total; /* listeners paused after accept() failed (logged once) */
     uint64_t accept_errors_total; /* accept() failures that paused a listener, retries included */
     uint64_t reversals_queued_total, reversals_acked_total;
+    /* advice.c: advices and advice reversals made durable, acknowledged, refused for good */
+    uint64_t advices_queued_total, advices_acked_total, advices_failed_total;
     uint64_t reversal_updates_total, reversal_updated_rows_total; /* committed, batched */
     uint64_t late_responses_total, issuer_timeouts_total;
     uint64_t journal_spooled_total;

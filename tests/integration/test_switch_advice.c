@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "currency.h"
 #include "db.h"
 #include "hex.h"
@@ -252,7 +254,66 @@ static void test_resent_after_a_lost_ack_is_applied_once(void **state)
                      0);
     assert_int_equal(stack_balance(&S, PAN), b - 250);
     assert_int_equal(q("SELECT count(*) FROM wallet.ledger WHERE auth_code = 'S10020'"), 1);
-    assert_true(ts_file_lines_with(S.switch_log, "\"issuer_stan\":\"900020\",\"attempt\"") >= 2);
+    /* sent twice (the killed switchd's log may have lost its line), applied once: the issuer
+     * answered the second from its record */
+    assert_true(ts_wait_file_contains(
+        S.issuer_log, "\"stan\":\"900020\",\"rc\":\"00\",\"outcome\":\"duplicate\"", 5000));
+}
+
+/* The issuer is killed (-9) after it applied an advice and before its 0230 left: the test holds
+ * the wallet's row lock so that the advice waits inside the issuer's transaction, stops hsm-sim,
+ * lets the advice commit — the issuer then waits for hsm-sim to MAC its answer — and kills the
+ * issuer. The restarted issuer gets the 0221 repeat (same STAN and DE 7), answers it from its
+ * record, and the wallet is debited once. */
+static void test_issuer_killed_after_applying(void **state)
+{
+    (void)state;
+    char de7[11];
+    de7_now(de7);
+    long long b = stack_balance(&S, PAN);
+    long long wallet = stack_wallet_scalar(&S, PAN, "wallet_id");
+    assert_true(wallet > 0);
+    PGconn *lock = PQconnectdb(S.conninfo);
+    assert_int_equal(PQstatus(lock), CONNECTION_OK);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "BEGIN; SELECT 1 FROM wallet.wallets WHERE wallet_id = %lld FOR UPDATE", wallet);
+    PGresult *r = PQexec(lock, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    stop_issuer();
+    insert_advice(&(struct advice_row){ "advice", "stand_in", "700070", "900070", 330, "S10070", 0,
+                                        "test", de7 });
+    restart_switch(SIGKILL);
+    assert_int_equal(stack_start_issuer(&S), 0);
+    /* the advice is inside wallet.sim_advice, waiting for the row */
+    assert_int_equal(wait_q(1, 15000,
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                            " AND query LIKE '%sim_advice%'"),
+                     0);
+    assert_int_equal(stack_kill(S.hsm, SIGSTOP), 0);
+    r = PQexec(lock, "COMMIT");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(lock);
+    assert_int_equal(
+        wait_q(1, 15000, "SELECT count(*) FROM wallet.ledger WHERE auth_code = 'S10070'"), 0);
+    usleep(200 * 1000); /* its answer waits for the M6 hsm-sim will never give it */
+    stop_issuer();
+    assert_int_equal(stack_kill(S.hsm, SIGCONT), 0);
+    assert_int_equal(q("SELECT count(*) FROM switch.advice_queue WHERE auth_code = 'S10070'"
+                       " AND state = 'pending'"),
+                     1);
+    assert_int_equal(stack_start_issuer(&S), 0);
+    assert_int_equal(wait_q(1, 20000,
+                            "SELECT count(*) FROM switch.advice_queue WHERE auth_code = 'S10070'"
+                            " AND state = 'acked'"),
+                     0);
+    assert_int_equal(stack_balance(&S, PAN), b - 330);
+    assert_int_equal(q("SELECT count(*) FROM wallet.ledger WHERE auth_code = 'S10070'"), 1);
+    assert_true(ts_wait_file_contains(
+        S.switch_log, "\"issuer_stan\":\"900070\",\"attempt\":2,\"mti\":\"0221\"", 5000));
+    assert_true(ts_file_contains(S.issuer_log, "\"mti\":\"0221\""));
 }
 
 /* A withdrawn stand-in approval: its advice and the advice's reversal behind it both reach the
@@ -380,6 +441,9 @@ static void test_stand_in_outage_end_to_end(void **state)
              r[0].auth, r[1].auth, r[2].auth, r[1].auth);
     assert_int_equal(q("%s", sql), 1);
     assert_int_equal(q("SELECT count(*) FROM wallet.invariant_violations"), 0);
+    /* /metrics: the three advices and the reversal, nothing left */
+    assert_true(stack_metric(&S, "atlas_advices_acknowledged_total") >= 4);
+    assert_int_equal(stack_metric(&S, "atlas_advice_queue_pending"), 0);
 }
 
 /* atlas-reconcile over everything above: each stand-in approval's advice is acknowledged and
@@ -395,7 +459,7 @@ static void test_reconciles(void **state)
     assert_true(ts_file_contains(out, "RECONCILED: no mismatch"));
     /* (the advice of S10040, which the journal never had, is acknowledged and reversed) */
     assert_true(
-        ts_file_contains(out, "9 stand-in approvals, advices 10 acked, 0 pending, 0 failed"));
+        ts_file_contains(out, "10 stand-in approvals, advices 11 acked, 0 pending, 0 failed"));
 
     assert_int_equal(stack_exec(&S, "UPDATE switch.advice_queue SET state = 'failed',"
                                     " last_response_code = '14' WHERE auth_code = 'S10001'"
@@ -431,6 +495,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_delivered_in_order_when_the_issuer_returns, alive),
         cmocka_unit_test_setup(test_resent_after_a_lost_ack_is_applied_once, alive),
+        cmocka_unit_test_setup(test_issuer_killed_after_applying, alive),
         cmocka_unit_test_setup(test_withdrawn_advice_nets_to_zero, alive),
         cmocka_unit_test_setup(test_unjournaled_advice_is_reversed_at_start, alive),
         cmocka_unit_test_setup(test_terminal_reversal_of_a_stand_in, alive),

@@ -610,6 +610,13 @@ static void test_stand_in_rules(void **state)
     s.advice = RC_REV_ACKED;
     assert_true(rc_add_sw(&c, &s) >= 0);
     book(&c, "000117", -2500, 0);
+    /* a stand-in after a timeout: the forwarded request (another issuer STAN) was applied and
+     * reversed — nothing stands of it, and the journal row it shares is the stand-in's */
+    s = journal_row("000011", "000118", "approved", RC_REV_ACKED);
+    s.src = RC_SRC_REVERSAL;
+    s.replaced = true;
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000118", -2500, 2500);
     assert_int_equal(rc_attribute(&c, NULL, NULL), 0);
     assert_int_equal(rc_run(&c), 0);
     assert_int_equal(c.st.stand_ins, 5);
@@ -628,6 +635,9 @@ static void test_stand_in_rules(void **state)
     /* 000012 (no advice) is also "issuer does not have the approval's effect" */
     assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, "issuer does not have"), 1);
     assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, NULL), 5);
+    assert_int_equal(c.st.replaced_reversals, 1);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL, "reversal queued for a request the journal"), 0);
+    assert_int_equal(count(&c, RC_CHK_ISSUER_UNKNOWN, NULL), 0);
     /* The pending advice leaves its whole effect open (the issuer has yet to move -2500:
      * issuer - switch = +2500 pending), not as a difference. */
     assert_int_equal(c.ccy[0].m.pending, 2500);
