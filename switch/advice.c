@@ -450,37 +450,48 @@ static void fill_from_txn(struct adv_item *it, struct sw_txn *t)
 struct deferred {
     struct sw_txn *t;
     void (*done)(struct sw_txn *t, bool durable);
+    bool durable;
 };
 
 static void on_deferred(evutil_socket_t fd, short what, void *arg)
 {
     struct deferred d = *(struct deferred *)arg;
     free(arg);
-    d.done(d.t, false);
+    d.done(d.t, d.durable);
 }
 
-/* Tells done "not durable" from the loop (never inside the caller's call). */
-static void fail_later(struct sw_txn *t, void (*done)(struct sw_txn *t, bool durable),
-                       const char *why)
+/* Tells done from the loop (never inside the caller's call). */
+static void tell_later(struct sw_txn *t, void (*done)(struct sw_txn *t, bool durable), bool durable)
 {
-    at_log(AT_LOG_ERROR, "advice_not_queued", AT_STR("reason", why),
-           AT_STR("action", "stand-in approval not given"));
     struct deferred *d = malloc(sizeof *d);
     struct timeval tv = { 0, 0 };
     if (d) {
-        *d = (struct deferred){ t, done };
+        *d = (struct deferred){ t, done, durable };
         if (event_base_once(t->srv->base, -1, EV_TIMEOUT, on_deferred, d, &tv) == 0)
             return;
         free(d);
     }
     /* Nothing can be scheduled: the process is out of memory. Telling the caller now is the
      * lesser evil than never telling it. */
-    done(t, false);
+    done(t, durable);
+}
+
+/* Tells done "not durable" from the loop, after logging why. */
+static void fail_later(struct sw_txn *t, void (*done)(struct sw_txn *t, bool durable),
+                       const char *why)
+{
+    at_log(AT_LOG_ERROR, "advice_not_queued", AT_STR("reason", why),
+           AT_STR("action", "stand-in approval not given"));
+    tell_later(t, done, false);
 }
 
 void sw_advice_store(struct sw_txn *t, void (*done)(struct sw_txn *t, bool durable))
 {
     struct sw_server *srv = t->srv;
+    if (t->advice_stored) { /* asked again: one advice per stand-in approval, already durable */
+        tell_later(t, done, true);
+        return;
+    }
     if (!srv->advice || srv->stopping) {
         fail_later(t, done, "switch stopping");
         return;

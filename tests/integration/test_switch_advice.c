@@ -24,6 +24,7 @@
 #include "currency.h"
 #include "db.h"
 #include "hex.h"
+#include "log.h"
 #include "sw_stack.h"
 #include "testsupport.h"
 
@@ -117,6 +118,7 @@ struct advice_row {
     int order;         /* queued_at = Base_us + order ms */
     const char *owner; /* "test": not this switchd's, so its recovery leaves it alone */
     const char *de7;   /* the stand-in request's DE 7 (and the advice's) */
+    const char *pan;   /* NULL: PAN */
 };
 
 /* The journal row of the stand-in approval of TERM0001's request stan (DE 7 de7): approved with
@@ -144,12 +146,13 @@ static void insert_advice(const struct advice_row *r)
     char hmac_hex[65], sealed_hex[2 * DB_PAN_SEALED_MAX + 1], sql[2400], masked[20];
     env_key("ATLAS_PAN_SEAL_KEY", seal_key);
     env_key("ATLAS_PAN_HMAC_KEY", hmac_key);
-    assert_int_equal(db_pan_hmac(hmac_key, 32, PAN, strlen(PAN), hmac), 0);
-    int n = db_pan_seal(seal_key, PAN, strlen(PAN), sealed, sizeof sealed);
+    const char *pan = r->pan ? r->pan : PAN;
+    assert_int_equal(db_pan_hmac(hmac_key, 32, pan, strlen(pan), hmac), 0);
+    int n = db_pan_seal(seal_key, pan, strlen(pan), sealed, sizeof sealed);
     assert_true(n > 0);
     at_hex_encode(hmac, 32, hmac_hex);
     at_hex_encode(sealed, (size_t)n, sealed_hex);
-    snprintf(masked, sizeof masked, "489001******0012");
+    at_mask_pan(pan, strlen(pan), masked);
     snprintf(sql, sizeof sql,
              "INSERT INTO switch.advice_queue (kind, request_date, acquirer_id, terminal_id, stan,"
              " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time, rrn,"
@@ -197,11 +200,11 @@ static void test_delivered_in_order_when_the_issuer_returns(void **state)
     stop_issuer();
     /* inserted 3rd, 1st, 2nd in queue order */
     insert_advice(&(struct advice_row){ "advice", "stand_in", "700003", "900003", 300, "S10003", 30,
-                                        "test", de7 });
+                                        "test", de7, NULL });
     insert_advice(&(struct advice_row){ "advice", "stand_in", "700001", "900001", 100, "S10001", 10,
-                                        "test", de7 });
+                                        "test", de7, NULL });
     insert_advice(&(struct advice_row){ "advice", "stand_in", "700002", "900002", 200, "S10002", 20,
-                                        "test", de7 });
+                                        "test", de7, NULL });
     restart_switch(SIGKILL);
     sleep(1);
     assert_int_equal(q("SELECT count(*) FROM switch.advice_queue WHERE auth_code LIKE 'S1000_'"
@@ -235,7 +238,7 @@ static void test_resent_after_a_lost_ack_is_applied_once(void **state)
     long long b = stack_balance(&S, PAN);
     stop_issuer();
     insert_advice(&(struct advice_row){ "advice", "stand_in", "700020", "900020", 250, "S10020", 0,
-                                        "test", de7 });
+                                        "test", de7, NULL });
     restart_switch(SIGKILL); /* takes it over */
     assert_int_equal(stack_switch_db(&S, false), 0);
     assert_int_equal(stack_start_issuer(&S), 0);
@@ -283,7 +286,7 @@ static void test_issuer_killed_after_applying(void **state)
     PQclear(r);
     stop_issuer();
     insert_advice(&(struct advice_row){ "advice", "stand_in", "700070", "900070", 330, "S10070", 0,
-                                        "test", de7 });
+                                        "test", de7, NULL });
     restart_switch(SIGKILL);
     assert_int_equal(stack_start_issuer(&S), 0);
     /* the advice is inside wallet.sim_advice, waiting for the row */
@@ -326,9 +329,9 @@ static void test_withdrawn_advice_nets_to_zero(void **state)
     long long b = stack_balance(&S, PAN);
     stop_issuer();
     insert_advice(&(struct advice_row){ "advice", "stand_in", "700030", "900030", 400, "S10030", 0,
-                                        "test", de7 });
+                                        "test", de7, NULL });
     insert_advice(&(struct advice_row){ "reversal", "withdrawn", "700030", "900030", 400, "S10030",
-                                        1, "test", de7 });
+                                        1, "test", de7, NULL });
     restart_switch(SIGKILL);
     assert_int_equal(stack_start_issuer(&S), 0);
     assert_int_equal(wait_q(2, 15000,
@@ -351,7 +354,7 @@ static void test_unjournaled_advice_is_reversed_at_start(void **state)
     de7_now(de7);
     long long b = stack_balance(&S, PAN);
     insert_advice(&(struct advice_row){ "advice", "stand_in", "700040", "900040", 450, "S10040", 0,
-                                        "switchd", de7 });
+                                        "switchd", de7, NULL });
     restart_switch(SIGKILL);
     assert_int_equal(wait_q(2, 15000,
                             "SELECT count(*) FROM switch.advice_queue WHERE auth_code = 'S10040'"
@@ -373,7 +376,7 @@ static void test_terminal_reversal_of_a_stand_in(void **state)
     de7_now(de7);
     long long b = stack_balance(&S, PAN);
     insert_advice(&(struct advice_row){ "advice", "stand_in", "700050", "900050", 500, "S10050", 0,
-                                        "test", de7 });
+                                        "test", de7, NULL });
     restart_switch(SIGKILL);
     assert_int_equal(wait_q(1, 15000,
                             "SELECT count(*) FROM switch.advice_queue WHERE auth_code = 'S10050'"
@@ -476,7 +479,7 @@ static void test_reconciles(void **state)
     de7_now(de7);
     stop_issuer();
     insert_advice(&(struct advice_row){ "advice", "stand_in", "700060", "900060", 120, "S10060", 0,
-                                        "test", de7 });
+                                        "test", de7, NULL });
     restart_switch(SIGKILL);
     assert_int_equal(stack_reconcile(&S, out, NULL), 1);
     assert_true(ts_file_contains(out, "advice not yet acknowledged"));
@@ -490,6 +493,39 @@ static void test_reconciles(void **state)
     assert_int_equal(stack_reconcile(&S, out, NULL), 0);
 }
 
+/* An advice the issuer refuses for good (14: it has no wallet for the card) is parked 'failed'
+ * with that code and does not hold up the issuer's next advice; atlas-reconcile names it. */
+static void test_refused_advice_does_not_block_the_next(void **state)
+{
+    (void)state;
+    char de7[11];
+    de7_now(de7);
+    long long b = stack_balance(&S, PAN);
+    stop_issuer();
+    insert_advice(&(struct advice_row){ "advice", "stand_in", "700080", "900080", 10, "S10080", 0,
+                                        "test", de7, "4000009999999999" });
+    insert_advice(&(struct advice_row){ "advice", "stand_in", "700081", "900081", 20, "S10081", 1,
+                                        "test", de7, NULL });
+    restart_switch(SIGKILL);
+    assert_int_equal(stack_start_issuer(&S), 0);
+    assert_int_equal(wait_q(1, 15000,
+                            "SELECT count(*) FROM switch.advice_queue WHERE auth_code = 'S10081'"
+                            " AND state = 'acked'"),
+                     0);
+    assert_int_equal(wait_q(1, 5000,
+                            "SELECT count(*) FROM switch.advice_queue WHERE auth_code = 'S10080'"
+                            " AND state = 'failed' AND last_response_code = '14'"),
+                     0);
+    assert_int_equal(stack_balance(&S, PAN), b - 20);
+    assert_true(ts_wait_file_contains(S.switch_log, "\"event\":\"advice_refused\"", 5000));
+    char out[400];
+    snprintf(out, sizeof out, "%s/reconcile-refused.out", S.dir);
+    assert_int_equal(stack_reconcile(&S, out, NULL), 1);
+    assert_true(ts_file_contains(out, "advice of a stand-in approval refused by the issuer (last "
+                                      "rc 14)"));
+    assert_true(stack_metric(&S, "atlas_advices_failed_total") >= 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -501,6 +537,7 @@ int main(void)
         cmocka_unit_test_setup(test_terminal_reversal_of_a_stand_in, alive),
         cmocka_unit_test_setup(test_stand_in_outage_end_to_end, alive),
         cmocka_unit_test_setup(test_reconciles, alive),
+        cmocka_unit_test_setup(test_refused_advice_does_not_block_the_next, alive),
     };
     return cmocka_run_group_tests(tests, setup, stack_teardown);
 }
