@@ -100,23 +100,6 @@ static void until(double t0, double at)
 
 static char flood_conf[640];
 
-/* --stand-in: WALLET1's rules, generous enough that stand-in approves what the issuer would
- * (purchases and cash, PIN verified with the lab PVK; its non-active cards, PVVs and IBM 3624
- * offsets published). */
-static const char STAND_IN_RULES[] =
-    "INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv) VALUES"
-    " ('WALLET1.PVK', 'PVK', 'TDES-2KEY', 'U1750CDFB0757D3B3994430636DBB281B', '08D7B4')"
-    " ON CONFLICT DO NOTHING;"
-    "INSERT INTO switch.stand_in_rules (issuer_id, processing_codes, max_amount_minor,"
-    " max_daily_minor, verify_pin, pvk_key_id) VALUES ('WALLET1', '{00,01,09}', 1000000,"
-    " 100000000, true, 'WALLET1.PVK');"
-    "INSERT INTO switch.negative_file (issuer_id, pan_hmac, status)"
-    " SELECT 'WALLET1', pan_hmac, status FROM wallet.wallets WHERE status <> 'active';"
-    "INSERT INTO switch.stand_in_pvv (issuer_id, pan_hmac, pvki, pvv)"
-    " SELECT 'WALLET1', pan_hmac, pvki, pvv FROM wallet.wallets WHERE pin_method = 'pvv';"
-    "UPDATE switch.stand_in_rules SET decimalization_table = '0123456789012345';"
-    "INSERT INTO switch.stand_in_pin_offset (issuer_id, pan_hmac, pin_offset)"
-    " SELECT 'WALLET1', pan_hmac, pin_offset FROM wallet.wallets WHERE pin_method = 'ibm3624';";
 static uint16_t flood_port;
 
 static int stack_up(struct stack *s)
@@ -133,7 +116,8 @@ static int stack_up(struct stack *s)
                             .fx_rates = "fx/demo-rates.csv" };
     if (stack_start(s, &o) != 0 || stack_seed_load_terminals(s, 4) != 0)
         return -1;
-    if (C.stand_in && stack_exec(s, STAND_IN_RULES) != 0)
+    /* --stand-in: rules generous enough that stand-in approves what the issuer would. */
+    if (C.stand_in && stack_stand_in_rules(s, "{00,01,09}", 1000000, 100000000) != 0)
         return -1;
     return 0;
 }

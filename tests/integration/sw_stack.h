@@ -126,6 +126,13 @@ const char *stack_rows_sql(const char *table, const char *term, const struct sim
 int stack_exec(struct stack *s, const char *sql);
 /* stack_exec of the contents of the file at path. */
 int stack_exec_file(struct stack *s, const char *path);
+/* WALLET1's stand-in rules (docs/switchd.md "Stand-in"; its [issuer] section also needs
+ * stand_in = on, e.g. in .extra_conf): processing codes pcodes (e.g. "{00,01}"), at most max_txn
+ * a transaction and max_day a card a business day (billing currency), the PIN verified with the
+ * lab PVK issuer-sim holds (under the LMK); the issuer's non-active cards (negative file), PVVs
+ * and IBM 3624 offsets published from the stack's wallets (the one-issuer stack: one database,
+ * one PAN key). 0, or -1 with the error printed. */
+int stack_stand_in_rules(struct stack *s, const char *pcodes, long long max_txn, long long max_day);
 /* Polls sql until it returns want (or timeout_ms passes). 0 when it did. */
 int stack_wait_scalar(struct stack *s, const char *sql, long long want, int timeout_ms);
 

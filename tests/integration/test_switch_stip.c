@@ -32,25 +32,6 @@ static struct stack S;
 #define CARD4 "4890040000000043" /* active, PIN 2222, PVV */
 #define CARD2 "4890020000000029" /* active, PIN 4321, IBM 3624 offset, XOF */
 
-/* Rules of WALLET1: purchases and cash (00, 01), at most 500.00 a transaction and 800.00 a
- * card a day, PIN verified with the lab PVK (as issuer-sim holds it, under the LMK); the
- * issuer's non-active cards, PVVs and IBM 3624 offsets published into the switch's tables (the
- * one-issuer stack shares a database, and both sides hash PANs with the same key). */
-static const char RULES[] =
-    "INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv) VALUES"
-    " ('WALLET1.PVK', 'PVK', 'TDES-2KEY', 'U1750CDFB0757D3B3994430636DBB281B', '08D7B4')"
-    " ON CONFLICT DO NOTHING;"
-    "INSERT INTO switch.stand_in_rules (issuer_id, processing_codes, max_amount_minor,"
-    " max_daily_minor, verify_pin, pvk_key_id) VALUES ('WALLET1', '{00,01}', 50000, 80000, true,"
-    " 'WALLET1.PVK');"
-    "INSERT INTO switch.negative_file (issuer_id, pan_hmac, status)"
-    " SELECT 'WALLET1', pan_hmac, status FROM wallet.wallets WHERE status <> 'active';"
-    "INSERT INTO switch.stand_in_pvv (issuer_id, pan_hmac, pvki, pvv)"
-    " SELECT 'WALLET1', pan_hmac, pvki, pvv FROM wallet.wallets WHERE pin_method = 'pvv';"
-    "UPDATE switch.stand_in_rules SET decimalization_table = '0123456789012345';"
-    "INSERT INTO switch.stand_in_pin_offset (issuer_id, pan_hmac, pin_offset)"
-    " SELECT 'WALLET1', pan_hmac, pin_offset FROM wallet.wallets WHERE pin_method = 'ibm3624';";
-
 static int setup(void **state)
 {
     /* 0100s wait 2 s (timeout_ms), 0200s 0.6 s, cash (processing code 01) 3.5 s: far enough
@@ -63,7 +44,9 @@ static int setup(void **state)
                                           "timeout_ms.cash = 3500\n" };
     if (stack_setup(state, &S, &o) != 0)
         return -1;
-    return stack_exec(&S, RULES);
+    /* Purchases and cash (00, 01), at most 500.00 a transaction and 800.00 a card a day, the
+     * PIN verified; the issuer's non-active cards, PVVs and IBM 3624 offsets published. */
+    return stack_stand_in_rules(&S, "{00,01}", 50000, 80000);
 }
 
 /* Whether switchd's /metrics says the WALLET1 link is up. */
