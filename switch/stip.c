@@ -49,25 +49,6 @@ struct stip_ctx {
     char fwd_de7[11];    /* advice is stored: the journal row then names the forwarded request */
 };
 
-static void field_str(const struct iso_msg *m, int f, char *out, size_t cap)
-{
-    size_t n = 0;
-    const uint8_t *p = iso_get(m, f, &n);
-    if (!p || n >= cap)
-        n = 0;
-    if (n)
-        memcpy(out, p, n);
-    out[n] = '\0';
-}
-
-static int64_t field_num(const struct iso_msg *m, int f, uint64_t max)
-{
-    char buf[16];
-    uint64_t v;
-    field_str(m, f, buf, sizeof buf);
-    return buf[0] && at_parse_u64(buf, max, &v) ? (int64_t)v : -1;
-}
-
 bool sw_stip_eligible(const struct sw_txn *t)
 {
     const struct sw_server *srv = t->srv;
@@ -132,8 +113,8 @@ void sw_stip_metrics_render(const struct sw_server *srv, struct evbuffer *out)
 static void log_decision(struct sw_txn *t, enum sw_stip_why why, const char *reason)
 {
     char stan[7], tid[9];
-    field_str(&t->req, 11, stan, sizeof stan);
-    field_str(&t->req, 41, tid, sizeof tid);
+    sw_txn_field(t, 11, stan, sizeof stan);
+    sw_txn_field(t, 41, tid, sizeof tid);
     at_log(AT_LOG_INFO, "stand_in", AT_STR("issuer", t->issuer.id), AT_STR("why", why_names[why]),
            AT_STRN("mti", t->req.mti, 4), AT_STR("terminal", tid), AT_STR("stan", stan),
            AT_STR("rc", t->rc), AT_STR("auth_code", t->auth_code), AT_STR("reason", reason));
@@ -181,17 +162,6 @@ static const char *negative_rc(const char *status)
     return "62";
 }
 
-static void fill_id(const struct sw_txn *t, struct db_request_id *id)
-{
-    memset(id, 0, sizeof *id);
-    db_request_date(t->de7, t->t_wall_us, id->request_date);
-    at_strlcpy(id->acquirer_id, t->acquirer, sizeof id->acquirer_id);
-    field_str(&t->req, 41, id->terminal_id, sizeof id->terminal_id);
-    field_str(&t->req, 11, id->stan, sizeof id->stan);
-    at_strlcpy(id->transmission_time, t->de7, sizeof id->transmission_time);
-    memcpy(id->mti, t->req.mti, 4);
-}
-
 /* sw_advice_store's answer: only a durable advice makes an approval. */
 static void on_advice(struct sw_txn *t, bool durable)
 {
@@ -199,7 +169,7 @@ static void on_advice(struct sw_txn *t, bool durable)
     t->stip = NULL;
     if (!durable) {
         struct db_request_id id;
-        fill_id(t, &id);
+        sw_txn_request_id(t, &id);
         db_stip_void(t->srv->db, &id);
         t->issuer_stan = x->fwd_stan;
         memcpy(t->issuer_de7, x->fwd_de7, sizeof t->issuer_de7);
@@ -270,7 +240,7 @@ static void reserve(struct stip_ctx *x)
     struct sw_txn *t = x->t;
     struct db_stip_reservation r;
     memset(&r, 0, sizeof r);
-    fill_id(t, &r.id);
+    sw_txn_request_id(t, &r.id);
     at_strlcpy(r.issuer_id, t->issuer.id, sizeof r.issuer_id);
     memcpy(r.pan_hmac, t->pan_hmac, 32);
     int64_t y;
@@ -432,8 +402,8 @@ void sw_stip_decide(struct sw_txn *t, enum sw_stip_why why)
         x->amount = t->billing.amount_minor;
         x->currency = t->billing.currency;
     } else {
-        x->amount = field_num(&t->req, 4, INT64_MAX);
-        x->currency = (int32_t)field_num(&t->req, 49, 999);
+        x->amount = sw_txn_amount(t, 4, INT64_MAX);
+        x->currency = (int32_t)sw_txn_amount(t, 49, 999);
     }
     if (!t->has_pan_hmac)
         t->has_pan_hmac = db_pan_hasher_mac(srv->pan_hasher, (const char *)t->v.pan, t->v.pan_len,
@@ -443,7 +413,7 @@ void sw_stip_decide(struct sw_txn *t, enum sw_stip_why why)
         return;
     }
     struct db_request_id id;
-    fill_id(t, &id);
+    sw_txn_request_id(t, &id);
     if (db_stip_rules(srv->db, t->issuer.id, t->pan_hmac, &id, on_rules, x) != 0)
         unavailable(x, "database queue full");
 }

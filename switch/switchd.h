@@ -383,6 +383,11 @@ void sw_txn_forward(struct sw_txn *txn);
  * its other paths. */
 void sw_txn_to_stand_in(struct sw_txn *t);
 void sw_txn_dup_lookup(struct sw_txn *t);
+/* A field of t's request as a string ("" when absent or longer than cap - 1), as a number (-1
+ * when absent or above max), and the request's identity as db/ keys it. */
+void sw_txn_field(const struct sw_txn *t, int f, char *out, size_t cap);
+int64_t sw_txn_amount(const struct sw_txn *t, int f, int64_t max);
+void sw_txn_request_id(struct sw_txn *t, struct db_request_id *id);
 /* The link went down with the txn still pending. */
 void sw_txn_issuer_lost(struct sw_txn *txn);
 

@@ -1615,6 +1615,23 @@ void sw_txn_dup_lookup(struct sw_txn *t)
     dup_lookup(t);
 }
 
+void sw_txn_field(const struct sw_txn *t, int f, char *out, size_t cap)
+{
+    field_str(&t->req, f, out, cap);
+}
+
+int64_t sw_txn_amount(const struct sw_txn *t, int f, int64_t max)
+{
+    return field_amount(&t->req, f, max);
+}
+
+void sw_txn_request_id(struct sw_txn *t, struct db_request_id *id)
+{
+    char stan[7];
+    field_str(&t->req, 11, stan, sizeof stan);
+    db_id_of(t, stan, t->de7, id);
+}
+
 const char *sw_txn_start_leg(struct sw_server *srv, const struct sw_leg *leg)
 {
     const struct sw_issuer *is = leg->issuer;
