@@ -14,6 +14,21 @@ struct stip_job {
     void *arg;
 };
 
+/* Runs sql with its values as one job whose reply goes to on with a stip_job carrying the
+ * caller's cb and arg (freed by on). 0 or DB_E_*; nothing is called on an error return. */
+static int submit(struct db_client *c, const char *sql, int n, const char *const *values,
+                  db_reply_cb on, void *cb, void *arg)
+{
+    struct stip_job *job = malloc(sizeof *job);
+    if (!job)
+        return DB_E_SYS;
+    *job = (struct stip_job){ cb, arg };
+    int rc = db_query(c, sql, n, values, on, job);
+    if (rc != 0)
+        free(job);
+    return rc;
+}
+
 static void mti_class(const char *mti, char out[4])
 {
     memcpy(out, mti, 3);
@@ -76,36 +91,29 @@ int db_stip_rules(struct db_client *c, const char *issuer, const uint8_t pan_hma
     mti_class(id->mti, cls);
     const char *values[] = { issuer,          hmac,     id->request_date,      id->acquirer_id,
                              id->terminal_id, id->stan, id->transmission_time, cls };
-    struct stip_job *job = malloc(sizeof *job);
-    if (!job)
-        return DB_E_SYS;
-    *job = (struct stip_job){ (void *)cb, arg };
-    int rc = db_query(c,
-                      "SELECT array_to_string(r.processing_codes, ','), r.max_amount_minor,"
-                      " r.max_daily_minor, r.verify_pin, coalesce(k.key_under_lmk, ''),"
-                      " coalesce(n.status, ''), p.pvki, p.pvv,"
-                      " EXISTS (SELECT 1 FROM switch.authorizations a"
-                      "  WHERE a.request_date = $3::date AND a.acquirer_id = $4"
-                      "  AND a.terminal_id = $5 AND a.stan = $6 AND a.transmission_time = $7"
-                      "  AND a.mti_class = $8 AND a.issuer_stan IS NOT NULL)"
-                      " OR EXISTS (SELECT 1 FROM switch.inflight f WHERE f.request_date = $3::date"
-                      "  AND f.acquirer_id = $4 AND f.terminal_id = $5 AND f.stan = $6"
-                      "  AND f.transmission_time = $7 AND f.mti_class = $8)"
-                      ", o.pin_offset, coalesce(r.decimalization_table, '')"
-                      " FROM switch.stand_in_rules r"
-                      " LEFT JOIN switch.keys k ON k.key_id = r.pvk_key_id AND k.status = 'active'"
-                      "  AND k.key_type = 'PVK'"
-                      " LEFT JOIN switch.negative_file n ON n.issuer_id = r.issuer_id"
-                      "  AND n.pan_hmac = decode($2, 'hex')"
-                      " LEFT JOIN switch.stand_in_pin_offset o ON o.issuer_id = r.issuer_id"
-                      "  AND o.pan_hmac = decode($2, 'hex')"
-                      " LEFT JOIN switch.stand_in_pvv p ON p.issuer_id = r.issuer_id"
-                      "  AND p.pan_hmac = decode($2, 'hex')"
-                      " WHERE r.issuer_id = $1",
-                      8, values, on_rules, job);
-    if (rc != 0)
-        free(job);
-    return rc;
+    return submit(c,
+                  "SELECT array_to_string(r.processing_codes, ','), r.max_amount_minor,"
+                  " r.max_daily_minor, r.verify_pin, coalesce(k.key_under_lmk, ''),"
+                  " coalesce(n.status, ''), p.pvki, p.pvv,"
+                  " EXISTS (SELECT 1 FROM switch.authorizations a"
+                  "  WHERE a.request_date = $3::date AND a.acquirer_id = $4"
+                  "  AND a.terminal_id = $5 AND a.stan = $6 AND a.transmission_time = $7"
+                  "  AND a.mti_class = $8 AND a.issuer_stan IS NOT NULL)"
+                  " OR EXISTS (SELECT 1 FROM switch.inflight f WHERE f.request_date = $3::date"
+                  "  AND f.acquirer_id = $4 AND f.terminal_id = $5 AND f.stan = $6"
+                  "  AND f.transmission_time = $7 AND f.mti_class = $8)"
+                  ", o.pin_offset, coalesce(r.decimalization_table, '')"
+                  " FROM switch.stand_in_rules r"
+                  " LEFT JOIN switch.keys k ON k.key_id = r.pvk_key_id AND k.status = 'active'"
+                  "  AND k.key_type = 'PVK'"
+                  " LEFT JOIN switch.negative_file n ON n.issuer_id = r.issuer_id"
+                  "  AND n.pan_hmac = decode($2, 'hex')"
+                  " LEFT JOIN switch.stand_in_pin_offset o ON o.issuer_id = r.issuer_id"
+                  "  AND o.pan_hmac = decode($2, 'hex')"
+                  " LEFT JOIN switch.stand_in_pvv p ON p.issuer_id = r.issuer_id"
+                  "  AND p.pan_hmac = decode($2, 'hex')"
+                  " WHERE r.issuer_id = $1",
+                  8, values, on_rules, (void *)cb, arg);
 }
 
 static void on_reserve(void *arg, const struct db_reply *reply)
@@ -150,19 +158,12 @@ int db_stip_reserve(struct db_client *c, const struct db_stip_reservation *r, db
                              amount,
                              ccy,
                              max };
-    struct stip_job *job = malloc(sizeof *job);
-    if (!job)
-        return DB_E_SYS;
-    *job = (struct stip_job){ (void *)cb, arg };
-    int rc = db_query(
+    return submit(
         c,
         "SELECT ok, day_total, duplicate FROM switch.stand_in_reserve($1::date, $2, $3, $4, $5,"
         " $6, $7, decode($8, 'hex'), $9::date, $10::bigint, $11::smallint,"
         " $12::bigint)",
-        12, values, on_reserve, job);
-    if (rc != 0)
-        free(job);
-    return rc;
+        12, values, on_reserve, (void *)cb, arg);
 }
 
 static void on_void(void *arg, const struct db_reply *reply)
