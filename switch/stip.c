@@ -61,6 +61,8 @@ bool sw_stip_eligible(const struct sw_txn *t)
     if (t->v.proc == SW_PROC_TRANSFER || t->v.proc == SW_PROC_BALANCE ||
         t->v.proc == SW_PROC_BALANCE2 || t->v.proc < 0)
         return false;
+    /* MERGE with preauth: a request naming a pre-authorization (t->v.names_original: an
+     * increment, a completion) is not eligible either — only its issuer can settle the hold. */
     if (t->issuer.link < 0 || (size_t)t->issuer.link >= srv->n_links || !t->v.pan)
         return false;
     return srv->links[t->issuer.link].conf->stand_in;

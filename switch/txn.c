@@ -60,7 +60,9 @@ static const unsigned allowed[SW_TXN_state_max] = {
     [SW_TXN_PARKED] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PARKED),
     [SW_TXN_TRANSFER] =
         B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) | B(SW_TXN_ORIG_LOOKUP) | B(SW_TXN_PARKED),
-    /* Stand-in (stip.c): the link was down (after the MAC), or the issuer did not answer. */
+    /* Stand-in (stip.c): the link was down (after the MAC), or the issuer did not answer. MERGE
+     * with emv: the link-down check runs after card authentication there (forward_checked), so
+     * B(SW_TXN_CARD_AUTH) belongs here too, or a stand-in after a chip/CVV2 check aborts. */
     [SW_TXN_STAND_IN] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_ISSUER_WAIT),
     [SW_TXN_FINISH] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) |
                       B(SW_TXN_ISSUER_MAC) | B(SW_TXN_INTENT) | B(SW_TXN_DUP_LOOKUP) |
