@@ -154,6 +154,10 @@ static void test_rules_with_the_issuer_down(void **state)
     /* A wrong PIN, verified with the PVK the switch holds (DC under the terminal's TPK): 55. */
     assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD1, 100, "9999", &r, &sent), "55");
     assert_int_equal(journal("TERM0001", &sent, "stand_in AND response_code = '55'"), 1);
+    /* A DUKPT terminal's PIN block was never translated with the link down: stand-in cannot
+     * verify it, 91 (not a decision). */
+    assert_string_equal(send_card("TERM0002", SIM_T_PURCHASE, CARD1, 100, NULL, &r, &sent), "91");
+    assert_int_equal(journal("TERM0002", &sent, "NOT stand_in AND response_code = '91'"), 1);
     /* An IBM 3624 card (DA with its published offset and the issuer's decimalization table). */
     assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD2, 100, "1111", &r, &sent), "55");
     assert_string_equal(send_card("TERM0001", SIM_T_PURCHASE, CARD2, 100, NULL, &r, &sent), "00");
