@@ -19,6 +19,9 @@ struct hsm_proto;
 struct hsm_proto_config {
     unsigned header_len;  /* 0..HSM_PROTO_MAX_HEADER */
     const char *lmk_path; /* NULL: the Thales test LMK set */
+    /* AES key-block LMK file (libhsm hsm_lmk_keyblock_load): keys under the LMK may then also
+     * be 'S' + TR-31 version D blocks; NULL: none (scheme S answers 26) */
+    const char *lmk_keyblock_path;
 };
 
 /* Outcome of one command, for logs and metrics: codes only, never data. */
