@@ -404,7 +404,7 @@ static int cmd_bu(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     }
     if ((e = hsm_cur_end(in)))
         return e;
-    if (kf.hexlen != (lenflag + 1) * 16)
+    if (kf.scheme != 'S' && kf.hexlen != (lenflag + 1) * 16) /* a key block has its own length */
         return HSM_E_KEY_LEN_FLAG;
     if ((e = key_get(p, &ks, t, &kf, false, USE_ANY, &k))) {
         keys_release(&ks);
