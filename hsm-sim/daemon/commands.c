@@ -285,7 +285,16 @@ static int cmd_a6(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     uint8_t kcv[8];
     int e;
 
-    if ((e = keytype3(in, &t)) || (e = hsm_cur_key(in, HSM_KEY_ANY, &zf)))
+    if ((e = keytype3(in, &t)))
+        return e;
+    /* An AES ZMK under the variant LMK ('A' + 32H) as KBPK of an R block: told from a 16H key
+     * starting with 'A' by the 'R' after it (in the 16H reading the 17th character would be
+     * the 'R', which is not hex, so the two readings cannot both hold). */
+    const char *z = in->p + in->off;
+    bool aes_zmk = hsm_cur_left(in) > 34 && z[0] == 'A' && z[33] == 'R';
+    for (int i = 1; aes_zmk && i <= 32; i++)
+        aes_zmk = (z[i] >= '0' && z[i] <= '9') || (z[i] >= 'A' && z[i] <= 'F');
+    if ((e = hsm_cur_key(in, aes_zmk ? HSM_KEY_AES : HSM_KEY_ANY, &zf)))
         return e;
     bool tr31 = hsm_cur_peek(in, 'R');
     if ((e = tr31 ? hsm_cur_keyblock(in, 'R', &kf)
