@@ -1,7 +1,8 @@
 /* libhsm: payment cryptography for hsm-sim, hsmtool and the tests. Keys under a
  * payShield-style variant LMK, PIN blocks, PIN verification (IBM 3624, Visa PVV),
- * CVV, MACs, DUKPT (TDES and AES), EMV ARQC/ARPC and TR-31 key block unwrapping.
- * Pure: no sockets, no logging.
+ * CVV, MACs, DUKPT (TDES and AES), EMV ARQC/ARPC, TR-31 key blocks (wrap, unwrap,
+ * import/export under a ZMK) and an optional AES key-block LMK whose keys carry their
+ * usage, mode of use and exportability. Pure: no sockets, no logging.
  *
  * Conventions of this header
  * - Every fallible function returns 0 (HSM_OK) or a negative enum hsm_err whose
