@@ -563,16 +563,37 @@ static int cmd_emv(struct opts *o)
 
 static const char help_tr31[] =
     "usage: hsmtool tr31 --kbpk KEYHEX --block KEYBLOCK\n"
+    "       hsmtool tr31 --kbpk KEYHEX --header HEADER --key KEYHEX [--pad HEX]\n"
     "Unwraps a TR-31 / ANSI X9.143 key block (versions A, C: TDES variant binding; B: TDES\n"
     "derivation binding; D: AES derivation binding) under the clear key block protection\n"
-    "key, verifies its MAC and prints the clear key in hex.\n" LAB_WARNING;
+    "key, verifies its MAC and prints the clear key in hex. With --header, wraps the clear\n"
+    "key instead and prints the block: HEADER is the header with its optional blocks (its\n"
+    "version letter chooses the binding, its length field is filled in); --pad gives the\n"
+    "padding after the key (default: random, masking the key length).\n" LAB_WARNING;
 
 static int cmd_tr31(struct opts *o)
 {
-    const char *kbpkhex = need(o, "kbpk"), *block = need(o, "block");
-    check_all_used(o);
+    const char *kbpkhex = need(o, "kbpk"), *header = opt(o, "header");
     uint8_t kbpk[32], key[32];
     size_t kl = hex_arg("kbpk", kbpkhex, kbpk, sizeof kbpk), n = 0;
+    if (header) {
+        const char *keyhex = need(o, "key"), *padhex = opt(o, "pad");
+        check_all_used(o);
+        uint8_t pad[64];
+        size_t padlen = padhex ? hex_arg("pad", padhex, pad, sizeof pad) : 0;
+        n = hex_arg("key", keyhex, key, sizeof key);
+        char out[10000];
+        int rc = hsm_tr31_wrap_clear(kbpk, kl, header, strlen(header), key, n, padhex ? pad : NULL,
+                                     padlen, out, sizeof out);
+        OPENSSL_cleanse(kbpk, sizeof kbpk);
+        OPENSSL_cleanse(key, sizeof key);
+        if (rc != 0)
+            fail("tr31", rc);
+        printf("%s\n", out);
+        return 0;
+    }
+    const char *block = need(o, "block");
+    check_all_used(o);
     char hdr[17];
     int rc = hsm_tr31_unwrap_clear(kbpk, kl, block, strlen(block), hdr, key, sizeof key, &n);
     OPENSSL_cleanse(kbpk, sizeof kbpk);

@@ -415,6 +415,15 @@ static void test_cli_tr31(void **state)
            "88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6", "--block",
            "D0112P0AE00E0000B82679114F470F540165EDFBF7E250FCEA43F810D215F8D207E2E417C07156A27E8"
            "E31DA05F7425509593D03A457DC34");
+    /* wrapping with the published pad re-makes the published blocks (B and D) */
+    EXPECT("B0080P0TE00E000094B420079CC80BA3461F86FE26EFC4A3B8E4FA4C5F5341176EED7B727B8A248E",
+           "tr31", "--kbpk", "DD7515F2BFC17F85CE48F3CA25CB21F6", "--header", "B0000P0TE00E0000",
+           "--key", "3F419E1CB7079442AA37474C2EFBF8B8", "--pad", "1C2965473CE2");
+    EXPECT("D0112P0AE00E0000B82679114F470F540165EDFBF7E250FCEA43F810D215F8D207E2E417C07156A27E8"
+           "E31DA05F7425509593D03A457DC34",
+           "tr31", "--kbpk", "88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6",
+           "--header", "D0000P0AE00E0000", "--key", "3F419E1CB7079442AA37474C2EFBF8B8", "--pad",
+           "1C2965473CE206BB855B01533782");
 }
 
 /* ---------------------------------------------------------------- key, help, errors */
@@ -450,6 +459,9 @@ static void test_cli_errors(void **state)
     BAD("kcv", "0123456789ABCDEG");
     BAD("kcv", "0123456789ABCDE");
     BAD("kcv");
+    BAD("tr31", "--kbpk", "DD7515F2BFC17F85CE48F3CA25CB21F6", "--header", "B0000Z9TE00E0000",
+        "--key", "3F419E1CB7079442AA37474C2EFBF8B8");
+    BAD("tr31", "--kbpk", "DD7515F2BFC17F85CE48F3CA25CB21F6", "--header", "B0000P0TE00E0000");
     BAD("pinblock", "encode", "--format", "2", "--pin", "1234", "--pan", "4111111111111111");
     BAD("pinblock", "encode", "--format", "0", "--pin", "123", "--pan", "4111111111111111");
     BAD("pinblock", "encode", "--format", "0", "--pin", "1234567890123", "--pan",
