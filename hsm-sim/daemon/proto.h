@@ -12,7 +12,9 @@
 #define HSM_PROTO_DEFAULT_HDR 4    /* payShield's usual header length */
 #define HSM_PROTO_MAX_FRAME   8192 /* default largest frame body (--max-frame) */
 #define HSM_PROTO_FRAME_LIMIT 65535
-#define HSM_PROTO_RESP_SLACK  256 /* response = at most request size + this */
+#define HSM_PROTO_RESP_SLACK                                                                       \
+    512 /* response = at most request size + this (A0 mode 1 answering an S key and an R block:    \
+           ~300 more than its ~40-byte request) */
 
 struct hsm_proto;
 

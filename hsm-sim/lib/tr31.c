@@ -306,6 +306,8 @@ int hsm_tr31_wrap_clear(const uint8_t *kbpk, size_t kbpk_len, const char *header
         return rc;
     if (ph.hlen != hlen)
         return HSM_ERR_INPUT; /* optional blocks do not end where the header does */
+    if (hlen % (aes ? 16 : 8))
+        return HSM_ERR_INPUT; /* the header fills whole cipher blocks (a PB block pads it) */
 
     uint8_t clear[TR31_MAX_KEYDATA], enc[TR31_MAX_KEYDATA], mac[16], kbek[32], kbak[32];
     clear[0] = (uint8_t)((keylen * 8) >> 8);
@@ -359,7 +361,8 @@ int hsm_tr31_unwrap_clear_pad(const uint8_t *kbpk, size_t kbpk_len, const char *
     size_t hlen = h.hlen;
     size_t bs = aes ? 16 : 8;
     size_t maclen = mac_len_of(v);
-    if (hlen % 8 || len < hlen + 2 * maclen || (len - hlen - 2 * maclen) % (2 * bs))
+    /* the header fills whole cipher blocks: 8 bytes for A-C, 16 for D (a PB block pads it) */
+    if (hlen % bs || len < hlen + 2 * maclen || (len - hlen - 2 * maclen) % (2 * bs))
         return HSM_ERR_DATA_LENGTH;
     size_t enclen = (len - hlen - 2 * maclen) / 2;
     if (enclen == 0 || enclen > TR31_MAX_KEYDATA)

@@ -76,6 +76,7 @@ static void test_roundtrip(void **state)
         { 'D', 24, 16, "D0000M6AG99E0000" },
         /* an optional block (KS, 16 characters with its id and length) and a PB to pad */
         { 'B', 16, 16, "B0000B0TX00E0200KS1000604B120F92PB080000" },
+        { 'D', 16, 16, "D0000B0AX00E0200KS1000604B120F92PB10000000000000" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t kbpk[32], key[32], back[32];
@@ -121,6 +122,10 @@ static void test_roundtrip(void **state)
                      HSM_ERR_DATA_LENGTH);
     assert_int_equal(hsm_tr31_wrap_clear(k, 16, "B0000P0TE00E0000", 16, k, 16, NULL, 0, out, 20),
                      HSM_ERR_DATA_LENGTH);
+    /* version D: the header must fill 16-byte blocks (24 characters do not) */
+    assert_int_equal(
+        hsm_tr31_wrap_clear(k, 16, "D0000P0AE00E0100KS0800PB", 24, k, 16, NULL, 0, out, 400),
+        HSM_ERR_INPUT);
     /* a header whose optional blocks do not fill it */
     assert_int_equal(
         hsm_tr31_wrap_clear(k, 16, "B0000P0TE00E0100KS0600PB", 24, k, 16, NULL, 0, out, 400),
