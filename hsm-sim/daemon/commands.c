@@ -213,6 +213,7 @@ static int keytype3(struct hsm_cur *in, enum hsm_keytype *t)
 
 /* A0: generate a key. Mode 1N (0: under LMK, 1: also under a ZMK) ‖ key type
  * 3H ‖ key scheme (LMK) 1A [‖ ';' ZMK/TMK flag 1N] [‖ ZMK ‖ key scheme (ZMK)]
+ * [‖ '#' ‖ mode of use 1A ‖ key version 2A ‖ exportability 1A: LMK scheme S only]
  * → key under LMK ‖ [key under ZMK] ‖ KCV 6H. */
 static int cmd_a0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 {
@@ -222,8 +223,8 @@ static int cmd_a0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     enum hsm_scheme s_lmk, s_zmk = HSM_SCHEME_Z;
     struct hsm_keyf zf;
     struct hsm_key *zmk = NULL, *key = NULL;
-    char mode, sch, lmk_text[256], zmk_text[256];
-    bool tr31 = false;
+    char mode, sch, lmk_text[256], zmk_text[256], kb_mode = 0, kb_exp = 0, kvn[3] = "";
+    bool tr31 = false, kb_opts = false;
     uint8_t kcv[8];
     int e;
 
@@ -244,11 +245,23 @@ static int cmd_a0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
             (e = zmk_scheme_of(sch, &s_zmk, &tr31)))
             return e;
     }
+    if (s_lmk == HSM_SCHEME_S && hsm_cur_peek(in, '#')) { /* the key block header's attributes */
+        const char *v;
+        in->off++;
+        if ((e = hsm_cur_char(in, &kb_mode)) || (e = hsm_cur_take(in, 2, &v)) ||
+            (e = hsm_cur_char(in, &kb_exp)))
+            return e;
+        memcpy(kvn, v, 2);
+        kb_opts = true;
+    }
     if ((e = hsm_cur_end(in)))
         return e;
     if (mode == '1' && (e = key_get(p, &ks, HSM_KT_ZMK, &zf, false, HSM_USE_ENCRYPT, &zmk)))
         goto out;
-    if ((e = err_of(hsm_key_generate(cr->h, t, s_lmk, lmk_text, sizeof lmk_text, kcv))))
+    e = err_of(kb_opts ? hsm_key_generate_kb(cr->h, t, kb_mode, kvn, kb_exp, lmk_text,
+                                             sizeof lmk_text, kcv)
+                       : hsm_key_generate(cr->h, t, s_lmk, lmk_text, sizeof lmk_text, kcv));
+    if (e)
         goto out;
     hsm_out_cstr(out, lmk_text);
     if (mode == '1') {

@@ -217,6 +217,15 @@ HSM_MUST_CHECK int hsm_kcv_clear(const uint8_t *key, size_t len, bool aes, uint8
 HSM_MUST_CHECK int hsm_key_generate(struct hsm *h, enum hsm_keytype type, enum hsm_scheme scheme,
                                     char *out, size_t cap, uint8_t kcv[8]);
 
+/* hsm_key_generate in scheme S (a double-length DES key, AES-128 for BDK-AES, under the
+ * key-block LMK) with its header's mode of use, key version number and exportability chosen:
+ * mode 0, kvn NULL, exportability 0 keep the type's defaults (docs/hsm.md); mode may only
+ * narrow the default (C -> G or V, B -> E or D), exportability E, S or N. Returns 0,
+ * HSM_ERR_KEY_SCHEME (no key-block LMK), HSM_ERR_NOT_PERMITTED (a widening), HSM_ERR_INPUT. */
+HSM_MUST_CHECK int hsm_key_generate_kb(struct hsm *h, enum hsm_keytype type, char mode,
+                                       const char *kvn, char exportability, char *out, size_t cap,
+                                       uint8_t kcv[8]);
+
 /* Writes k under the LMK (as hsm_key_generate does) in scheme, e.g. to store a key
  * typed in clear by hsmtool. Same errors. */
 HSM_MUST_CHECK int hsm_key_to_lmk(struct hsm *h, struct hsm_key *k, enum hsm_scheme scheme,

@@ -149,6 +149,11 @@ HSM_MUST_CHECK int hsm_kb_lmk_unwrap(struct hsm *h, enum hsm_keytype type, const
                                      size_t len, uint8_t clear[32], size_t *n, bool *aes,
                                      struct hsm_kb_attrs *a);
 HSM_MUST_CHECK int hsm_kb_lmk_wrap(struct hsm *h, const struct hsm_key *k, char *out, size_t cap);
+/* Narrows a: mode (0 = keep) only to mode_within (C -> G/V, B -> E/D, N -> any), kvn (NULL =
+ * keep; 2 characters), exportability (0 = keep) only E -> S -> N. HSM_ERR_NOT_PERMITTED for a
+ * widening, HSM_ERR_INPUT for a value that is not one. */
+HSM_MUST_CHECK int hsm_kb_narrow(struct hsm_kb_attrs *a, char mode, const char *kvn,
+                                 char exportability);
 /* The default attributes of a key of type (aes: an AES key). */
 void hsm_kb_defaults(enum hsm_keytype type, bool aes, size_t len, struct hsm_kb_attrs *a);
 

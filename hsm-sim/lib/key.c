@@ -1127,18 +1127,57 @@ int hsm_key_to_lmk(struct hsm *h, struct hsm_key *k, enum hsm_scheme scheme, cha
  * clear (n bytes; the 24-byte buffer is cleansed here): the key under the LMK (scheme) in out
  * and its check value in kcv. */
 static int new_key_answer(struct hsm *h, enum hsm_keytype type, bool aes, uint8_t clear[24],
-                          size_t n, enum hsm_scheme scheme, char *out, size_t cap, uint8_t kcv[8])
+                          size_t n, enum hsm_scheme scheme, const struct hsm_kb_attrs *kb,
+                          char *out, size_t cap, uint8_t kcv[8])
 {
     struct hsm_key k = { 0 };
     /* n is a scheme's length (at most 24); the bound is said for the compiler's bounds check */
     int rc = n <= 24 ? hsm_key_setup(&k, type, aes, clear, n) : HSM_ERR_KEY_LENGTH;
     OPENSSL_cleanse(clear, 24);
+    if (kb)
+        k.kb = *kb;
     if (rc == HSM_OK)
         rc = hsm_key_to_lmk(h, &k, scheme, out, cap);
     if (rc == HSM_OK)
         hsm_key_kcv(&k, kcv);
     hsm_key_destroy(&k);
     return rc;
+}
+
+/* n random key bytes into clear: odd parity and halves that differ for DES. */
+static int random_key(bool aes, size_t n, uint8_t clear[24])
+{
+    int rc;
+    do {
+        rc = hsm_random(clear, n);
+        if (rc != HSM_OK)
+            return rc;
+        if (!aes)
+            hsm_parity_fix(clear, n);
+        /* a multi-length DES key with equal halves is a single-length key */
+    } while (!aes && n >= 16 && CRYPTO_memcmp(clear, clear + 8, 8) == 0);
+    return HSM_OK;
+}
+
+int hsm_key_generate_kb(struct hsm *h, enum hsm_keytype type, char mode, const char *kvn,
+                        char exportability, char *out, size_t cap, uint8_t kcv[8])
+{
+    const struct hsm_kt_info *info = hsm_kt(type);
+    if (!info)
+        return HSM_ERR_KEY_TYPE_CODE;
+    if (h->kb_lmk_len == 0)
+        return HSM_ERR_KEY_SCHEME;
+    bool aes = info->aes_only;
+    struct hsm_kb_attrs a;
+    hsm_kb_defaults(type, aes, 16, &a);
+    a.set = true;
+    int rc = hsm_kb_narrow(&a, mode, kvn, exportability);
+    if (rc != HSM_OK)
+        return rc;
+    uint8_t clear[24];
+    if ((rc = random_key(aes, 16, clear)) != HSM_OK)
+        return rc;
+    return new_key_answer(h, type, aes, clear, 16, HSM_SCHEME_S, &a, out, cap, kcv);
 }
 
 int hsm_key_generate(struct hsm *h, enum hsm_keytype type, enum hsm_scheme scheme, char *out,
@@ -1158,16 +1197,10 @@ int hsm_key_generate(struct hsm *h, enum hsm_keytype type, enum hsm_scheme schem
         return HSM_ERR_KEY_SCHEME;
     }
     uint8_t clear[24];
-    int rc;
-    do {
-        rc = hsm_random(clear, n);
-        if (rc != HSM_OK)
-            return rc;
-        if (!aes)
-            hsm_parity_fix(clear, n);
-        /* a multi-length DES key with equal halves is a single-length key */
-    } while (!aes && n >= 16 && CRYPTO_memcmp(clear, clear + 8, 8) == 0);
-    return new_key_answer(h, type, aes, clear, n, scheme, out, cap, kcv);
+    int rc = random_key(aes, n, clear);
+    if (rc != HSM_OK)
+        return rc;
+    return new_key_answer(h, type, aes, clear, n, scheme, NULL, out, cap, kcv);
 }
 
 int hsm_key_export(struct hsm_key *zmk, struct hsm_key *k, enum hsm_scheme scheme, char *out,
@@ -1221,5 +1254,5 @@ int hsm_key_import(struct hsm *h, struct hsm_key *zmk, enum hsm_keytype type, co
         OPENSSL_cleanse(clear, sizeof clear);
         return rc;
     }
-    return new_key_answer(h, type, aes, clear, n, lmk_scheme, out, cap, kcv);
+    return new_key_answer(h, type, aes, clear, n, lmk_scheme, NULL, out, cap, kcv);
 }

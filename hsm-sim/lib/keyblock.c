@@ -219,12 +219,51 @@ int hsm_tr31_import(struct hsm *h, struct hsm_key *kbpk, enum hsm_keytype type, 
     return rc;
 }
 
+static bool is_alnum2(const char *s)
+{
+    for (int i = 0; i < 2; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= 'a' && s[i] <= 'z')))
+            return false;
+    return true;
+}
+
 /* Whether mode `to` is mode `from` or a narrowing of it. */
 static bool mode_within(char from, char to)
 {
     if (from == to || from == 'N')
         return true;
     return (from == 'C' && (to == 'G' || to == 'V')) || (from == 'B' && (to == 'E' || to == 'D'));
+}
+
+int hsm_kb_narrow(struct hsm_kb_attrs *a, char mode, const char *kvn, char exportability)
+{
+    if (mode) {
+        if (!strchr("BCDEGNSTVXY", mode))
+            return HSM_ERR_INPUT;
+        if (!mode_within(a->mode, mode))
+            return HSM_ERR_NOT_PERMITTED;
+        a->mode = mode;
+    }
+    if (kvn) {
+        if (strlen(kvn) != 2 || !is_alnum2(kvn))
+            return HSM_ERR_INPUT;
+        memcpy(a->kvn, kvn, 3);
+    }
+    if (exportability) {
+        /* N is narrower than S, which is narrower than E */
+        int want = exportability == 'E'   ? 2
+                   : exportability == 'S' ? 1
+                   : exportability == 'N' ? 0
+                                          : -1;
+        int have = a->exp == 'E' ? 2 : a->exp == 'S' ? 1 : 0;
+        if (want < 0)
+            return HSM_ERR_INPUT;
+        if (want > have)
+            return HSM_ERR_NOT_PERMITTED;
+        a->exp = exportability;
+    }
+    return HSM_OK;
 }
 
 int hsm_tr31_export(struct hsm_key *kbpk, struct hsm_key *k, char mode, const char *kvn,
@@ -240,29 +279,8 @@ int hsm_tr31_export(struct hsm_key *kbpk, struct hsm_key *k, char mode, const ch
     struct hsm_kb_attrs a = k->kb;
     if (!a.set)
         hsm_kb_defaults(k->type, k->aes, k->len, &a);
-    if (mode) {
-        if (!mode_within(a.mode, mode))
-            return HSM_ERR_NOT_PERMITTED;
-        a.mode = mode;
-    }
-    if (kvn) {
-        if (strlen(kvn) != 2)
-            return HSM_ERR_INPUT;
-        memcpy(a.kvn, kvn, 3);
-    }
-    if (exportability) {
-        /* N is narrower than S, which is narrower than E */
-        int want = exportability == 'E'   ? 2
-                   : exportability == 'S' ? 1
-                   : exportability == 'N' ? 0
-                                          : -1;
-        int have = a.exp == 'E' ? 2 : a.exp == 'S' ? 1 : 0;
-        if (want < 0)
-            return HSM_ERR_INPUT;
-        if (want > have)
-            return HSM_ERR_NOT_PERMITTED;
-        a.exp = exportability;
-    }
+    if ((rc = hsm_kb_narrow(&a, mode, kvn, exportability)) != HSM_OK)
+        return rc;
     char hdr[17];
     make_header(v, &a, hdr);
     return hsm_tr31_wrap_clear(kbpk->clear, kbpk->len, hdr, 16, k->clear, k->len, NULL, 0, out,

@@ -166,6 +166,20 @@ static void test_generate_under_keyblock_lmk(void **state)
     expect_err(a, "00");
     /* a key block is still refused as a key of another type */
     expect_err(cmd("BU031%s", zpk), "04");
+    /* A0 with the header's attributes: a verify-only TAK, version 07, not exportable */
+    char takv[300];
+    a = cmd("A00003S#V07N");
+    expect_err(a, "00");
+    assert_memory_equal(a + 2 + 6, "M3TV07N0000", 11);
+    size_t n = strlen(a + 2);
+    memcpy(takv, a + 2, n - 6);
+    takv[n - 6] = '\0';
+    expect_err(cmd("M600131003%s0008ABCDEFGH", takv), "29");
+    expect_err(cmd("A8003%s%sR", g_zmk, takv), "29");
+    /* widening the type's default (C) to B, an unknown mode, attributes without scheme S */
+    expect_err(cmd("A00003S#B00E"), "29");
+    expect_err(cmd("A00003S#Q00E"), "15");
+    assert_true(strncmp(cmd("A00003U#V00E"), "00", 2) != 0);
 }
 
 /* Rule: a PIN key cannot be used to MAC (M6 / M8 with a P0 key as TAK or ZAK → 04). */

@@ -308,6 +308,22 @@ static void test_lmk_keys(void **state)
     assert_int_equal(hsm_key_load(g_h, HSM_KT_CVK, blk, strlen(blk), &k), HSM_ERR_KEY_INCOMPAT);
     lmk_block("D0000C0TC00E0000", "00112233445566778899AABBCCDDEEFF", blk, sizeof blk);
     assert_int_equal(hsm_key_load(g_h, HSM_KT_CVK, blk, strlen(blk), &k), HSM_ERR_SRC_PARITY);
+    /* generated with chosen attributes: a verify-only CVK, version 12, sensitive */
+    char cvk[300];
+    assert_int_equal(hsm_key_generate_kb(g_h, HSM_KT_CVK, 'V', "12", 'S', cvk, sizeof cvk, kcv),
+                     HSM_OK);
+    assert_memory_equal(cvk + 6, "C0TV12S", 7);
+    k = load(HSM_KT_CVK, cvk);
+    assert_int_equal(hsm_key_permits(k, HSM_USE_GENERATE), HSM_ERR_NOT_PERMITTED);
+    assert_int_equal(hsm_key_permits(k, HSM_USE_VERIFY), HSM_OK);
+    assert_int_equal(hsm_key_permits(k, HSM_USE_EXPORT), HSM_OK);
+    hsm_key_release(k);
+    assert_int_equal(hsm_key_generate_kb(g_h, HSM_KT_ZPK, 'C', NULL, 0, cvk, sizeof cvk, kcv),
+                     HSM_ERR_NOT_PERMITTED); /* B cannot become C */
+    assert_int_equal(hsm_key_generate_kb(g_h, HSM_KT_ZPK, 0, "1", 0, cvk, sizeof cvk, kcv),
+                     HSM_ERR_INPUT);
+    assert_int_equal(hsm_key_generate_kb(g_h, HSM_KT_ZPK, 0, NULL, 'X', cvk, sizeof cvk, kcv),
+                     HSM_ERR_INPUT);
     /* variant-LMK keys still load next to key blocks */
     char u[60];
     assert_int_equal(hsm_key_generate(g_h, HSM_KT_ZPK, HSM_SCHEME_U, u, sizeof u, kcv), HSM_OK);
