@@ -35,20 +35,24 @@ static int header_len(const char *b, size_t len, size_t *out)
         size_t blen;
         if (l < 0)
             return HSM_ERR_INPUT;
-        if (l == 0) { /* extended length: length of length, then the length */
+        if (l == 0) {
+            /* extended length: "00", the length of the length in bytes (2H), then the length
+             * in that many bytes (2 hex characters each), e.g. KS 00 02 010A: 266 characters
+             * with the id and the length fields */
             if (pos + 6 > len)
                 return HSM_ERR_DATA_LENGTH;
             int ll = hexval2(b + pos + 4);
-            if (ll <= 0 || ll > 4 || pos + 6 + (size_t)ll > len)
+            size_t nd = 2 * (size_t)(ll > 0 ? ll : 0);
+            if (ll <= 0 || ll > 2 || pos + 6 + nd > len)
                 return HSM_ERR_INPUT;
             blen = 0;
-            for (int j = 0; j < ll; j++) {
-                int v = hsm_hexval(b[pos + 6 + (size_t)j]);
+            for (size_t j = 0; j < nd; j++) {
+                int v = hsm_hexval(b[pos + 6 + j]);
                 if (v < 0)
                     return HSM_ERR_INPUT;
                 blen = blen * 16 + (size_t)v;
             }
-            if (blen < 6 + (size_t)ll)
+            if (blen < 6 + nd)
                 return HSM_ERR_INPUT;
         } else {
             blen = (size_t)l;

@@ -173,6 +173,77 @@ static void test_header(void **state)
         if (hsm_tr31_header_parse(b, 16, &h) == HSM_OK)
             fail_msg("bad header %zu (%s) accepted", i, b);
     }
+    /* optional blocks as psec's tests/test_tr31.py loads them (header lengths 48, 288, 56):
+     * the extended length form (length of the length in bytes), a 256-character block, an
+     * empty one; each wrapped and unwrapped */
+    static char big[400];
+    snprintf(big, sizeof big, "B0000P0TE00N0200KS0002010A%0256dPB0600", 0);
+    const char *const good[] = { "B0000P0TE00N0200KS00011600604B120F9292PB0A000000", big,
+                                 "B0000P0TE00N0400KS1800604B120F9292800000T104T20600PB0600",
+                                 "B0000P0TE00N0200KS1200604B120F9292PB0600" };
+    const size_t good_hlen[] = { 48, 288, 56, 40 };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        uint8_t kbpk[16] = { 1, 2, 3 }, key[16] = { 4, 5, 6 }, back[32];
+        char out[800], h16[17];
+        size_t n = 0;
+        int rc = hsm_tr31_wrap_clear(kbpk, 16, good[i], strlen(good[i]), key, 16, NULL, 0, out,
+                                     sizeof out);
+        if (rc != HSM_OK)
+            fail_msg("good header %zu: wrap %d", i, rc);
+        assert_int_equal(hsm_tr31_header_parse(out, strlen(out), &h), HSM_OK);
+        assert_int_equal(h.hlen, good_hlen[i]);
+        assert_int_equal(
+            hsm_tr31_unwrap_clear(kbpk, 16, out, strlen(out), h16, back, sizeof back, &n), HSM_OK);
+        assert_memory_equal(back, key, 16);
+    }
+    /* malformed optional blocks (psec's test_header_block_load_exceptions), the block's length
+     * field set to the string's own length so that only the optional block is at fault */
+    const char *const badopt[] = {
+        "B0000P0TE00N0100",
+        "B0000P0TE00N0100K",
+        "B0000P0TE00N0100KS",
+        "B0000P0TE00N0100KS1",
+        "B0000P0TE00N0100KS1Y",
+        "B0000P0TE00N0100KS02",
+        "B0000P0TE00N0100KS071",
+        "B0000P0TE00N0100KS00",
+        "B0000P0TE00N0100KS001",
+        "B0000P0TE00N0100KS001S",
+        "B0000P0TE00N0100KS0000",
+        "B0000P0TE00N0100KS0001",
+        "B0000P0TE00N0100KS00010",
+        "B0000P0TE00N0100KS00010H",
+        "B0000P0TE00N0100KS000101",
+        "B0000P0TE00N0100KS0001FF",
+        "B0000P0TE00N0200KS07000T",
+        "B0000P0TE00N0200KS0600TT",
+        "B0000P0TE00N0200KS050TT1",
+        "B0000P0TE00N0200KS04TT1X",
+        "B0000P0TE00N0200KS04TT03",
+        "B0000P0TE00N0200KS04TT05",
+        "B0000P0TE00N0200KS04TT00",
+        "B0000P0TE00N0200KS04TT001",
+        "B0000P0TE00N0200KS04TT0000",
+        "B0000P0TE00N0200KS04TT000101",
+        "B0000P0TE00N0200KS04TT00011F",
+        "B0000P0TE00N0100KS05\x03",
+        "B0000P0TE00N0000_",
+    };
+    for (size_t i = 0; i < sizeof badopt / sizeof badopt[0]; i++) {
+        char b[64];
+        size_t l = strlen(badopt[i]);
+        memcpy(b, badopt[i], l + 1);
+        b[1] = (char)('0' + l / 1000);
+        b[2] = (char)('0' + l / 100 % 10);
+        b[3] = (char)('0' + l / 10 % 10);
+        b[4] = (char)('0' + l % 10);
+        int rc = hsm_tr31_header_parse(b, l, &h);
+        /* the last one is a valid header followed by data: only that one parses */
+        if (i + 1 == sizeof badopt / sizeof badopt[0])
+            assert_int_equal(rc, HSM_OK);
+        else if (rc == HSM_OK)
+            fail_msg("malformed optional block %zu (%s) accepted", i, badopt[i]);
+    }
     /* proprietary numeric usage and mode are accepted */
     assert_int_equal(hsm_tr31_header_parse("B001645T500E0000", 16, &h), HSM_OK);
     /* an optional block longer than the block */
