@@ -257,7 +257,17 @@ static void test_export(void **state)
     /* widening the mode on export: 29 */
     expect_err(cmd("A8001%s%sR#G00E", g_zmk, zpk_e), "29");
     /* the variant export of the exportable key works (A8 with scheme U) */
-    expect_err(cmd("A8001%s%sU", g_zmk, zpk_e), "00");
+    a = cmd("A8001%s%sU", g_zmk, zpk_e);
+    expect_err(a, "00");
+    /* ... which A6 (variant form) imports back with the same KCV */
+    char under_zmk[64];
+    assert_int_equal(strlen(a), 2 + 33 + 6);
+    memcpy(under_zmk, a + 2, 33);
+    under_zmk[33] = '\0';
+    assert_string_equal(a + 2 + 33, kcv);
+    a = cmd("A6001%s%sU", g_zmk, under_zmk);
+    expect_err(a, "00");
+    assert_string_equal(a + 2 + 33, kcv);
     /* A0 mode 1 with ZMK scheme R: a new key under the LMK and as a TR-31 block */
     a = cmd("A01001S%sR", g_zmk);
     expect_err(a, "00");
