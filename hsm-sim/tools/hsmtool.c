@@ -609,13 +609,17 @@ static int cmd_tr31(struct opts *o)
 /* ---------------------------------------------------------------- key */
 
 static const char help_key[] =
-    "usage: hsmtool key --type TYPE [--clear KEYHEX] [--scheme Z|U|T|X|Y|A] [--lmk FILE]\n"
+    "usage: hsmtool key --type TYPE [--clear KEYHEX] [--scheme Z|U|T|X|Y|A|S] [--lmk FILE]\n"
+    "                   [--lmk-keyblock FILE] [--aes]\n"
     "Prints the key encrypted under the LMK (payShield variant LMK; default the Thales\n"
     "test LMK, or the LMK file of --lmk) and its 6-hex KCV, separated by a space.\n"
     "TYPE: ZMK ZPK TMK TPK PVK CVK TAK ZAK BDK MK-AC ZEK BDK-AES. Without --clear a\n"
     "random key is generated (default scheme U; A for BDK-AES). With --clear the key\n"
     "must have odd parity (DES) and the scheme defaults to its length (Z, U, T). Scheme A\n"
-    "(AES-128) is an Atlas extension for BDK-AES and AES ZPK/TPK/TAK/ZAK/ZEK.\n" LAB_WARNING;
+    "(AES-128) is an Atlas extension for BDK-AES and AES ZPK/TPK/TAK/ZAK/ZEK. Scheme S\n"
+    "writes the key as 'S' + a TR-31 version D block under the AES key-block LMK of\n"
+    "--lmk-keyblock (hsm-sim's option of that name), with its type's default usage and\n"
+    "mode; --aes says a --clear key for scheme S is an AES key.\n" LAB_WARNING;
 
 static int cmd_key(struct opts *o)
 {
@@ -624,16 +628,22 @@ static int cmd_key(struct opts *o)
     if (hsm_keytype_from_name(type, &t) != 0)
         die("--type must be one of ZMK ZPK TMK TPK PVK CVK TAK ZAK BDK MK-AC ZEK BDK-AES");
     const char *clearhex = opt(o, "clear"), *scheme = opt(o, "scheme"), *lmk = opt(o, "lmk");
+    const char *kblmk = opt(o, "lmk-keyblock");
+    bool aes_flag = opt(o, "aes") != NULL;
     check_all_used(o);
-    if (scheme && (strlen(scheme) != 1 || !strchr("ZUTXYA", scheme[0])))
-        die("--scheme must be Z, U, T, X, Y or A");
+    if (scheme && (strlen(scheme) != 1 || !strchr("ZUTXYAS", scheme[0])))
+        die("--scheme must be Z, U, T, X, Y, A or S");
+    if (scheme && scheme[0] == 'S' && !kblmk)
+        die("--scheme S needs --lmk-keyblock FILE");
     struct hsm *h = NULL;
     if (hsm_new(&h, 8) != 0)
         die("cannot initialise the HSM library");
     char err[256] = "";
     if (lmk && hsm_lmk_load(h, lmk, err, sizeof err) != 0)
         die("%s", err);
-    char text[64];
+    if (kblmk && hsm_lmk_keyblock_load(h, kblmk, err, sizeof err) != 0)
+        die("%s", err);
+    char text[256];
     uint8_t kcv[8];
     int rc;
     if (!clearhex) {
@@ -644,7 +654,7 @@ static int cmd_key(struct opts *o)
     } else {
         uint8_t k[32];
         size_t n = hex_arg("clear", clearhex, k, sizeof k);
-        bool aes = (scheme && scheme[0] == 'A') || t == HSM_KT_BDK_AES;
+        bool aes = (scheme && scheme[0] == 'A') || t == HSM_KT_BDK_AES || aes_flag;
         if (!aes && !hsm_parity_check(k, n))
             die("--clear: the key does not have odd parity");
         enum hsm_scheme s = scheme    ? (enum hsm_scheme)scheme[0]
@@ -682,7 +692,7 @@ static const struct {
     { "pvv", " ", help_pvv, cmd_pvv },          { "ibm3624", " ", help_ibm, cmd_ibm },
     { "cvv", " ", help_cvv, cmd_cvv },          { "dukpt", " aes ", help_dukpt, cmd_dukpt },
     { "mac", " ", help_mac, cmd_mac },          { "emv", " ", help_emv, cmd_emv },
-    { "key", " ", help_key, cmd_key },          { "tr31", " ", help_tr31, cmd_tr31 },
+    { "key", " aes ", help_key, cmd_key },      { "tr31", " ", help_tr31, cmd_tr31 },
 };
 
 static void usage(FILE *f)
