@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
-# ./run.sh [--for SECONDS] — brings up the whole Atlas stack on loopback and runs its main job:
-#   a throwaway PostgreSQL cluster (db/pg.sh), migrations, the demo reference data and wallets,
-#   hsm-sim, four issuer-sims (WALLET1..4, each with its own database) and switchd; then the
-#   scripted demo transactions (acquirer-sim run sim/scenarios/demo.scn), one readable line each.
+# ./run.sh [--for SECONDS] [--instances N] — brings up the whole Atlas stack on loopback and runs
+#   its main job: a throwaway PostgreSQL cluster (db/pg.sh), migrations, the demo reference data
+#   and wallets, hsm-sim, four issuer-sims (WALLET1..4, each with its own database) and switchd;
+#   then the scripted demo transactions (acquirer-sim run sim/scenarios/demo.scn), one line each.
 #   It keeps serving until Ctrl-C (or for SECONDS with --for), then stops everything cleanly.
-#   Idempotent; fine as root.
+#   --instances N (N > 1): N switchd behind HAProxy on the same ports (docs/switchd.md
+#   "Instances"). Idempotent; fine as root.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 
 FOR=""
+INSTANCES=1
 while [ $# -gt 0 ]; do
   case "$1" in
+    --instances) INSTANCES=${2:?--instances needs a number}; shift 2 ;;
+    --instances=*) INSTANCES=${1#--instances=}; shift ;;
     --for) FOR=${2:?--for needs a number of seconds}; shift 2 ;;
     --for=*) FOR=${1#--for=}; shift ;;
-    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
 done
 case "$FOR" in ''|*[!0-9]*) [ -z "$FOR" ] || { echo "run.sh: --for needs seconds" >&2; exit 2; } ;; esac
+case "$INSTANCES" in ''|*[!0-9]*|0) echo "run.sh: --instances needs a number from 1 to 32" >&2; exit 2 ;; esac
+[ "$INSTANCES" -le 32 ] || { echo "run.sh: --instances needs a number from 1 to 32" >&2; exit 2; }
 
 source scripts/ensure-deps.sh
 atlas_ensure_deps
@@ -129,7 +135,18 @@ for row in "${ISSUERS[@]}"; do
     --db "dbname=$(issuer_db "$id")" --zpk "$(lmk_key "$id.ZPK")" --zak "$(lmk_key "$id.ZAK")" \
     --log "var/log/issuer-$id.log"
 done
-start switchd 8583 build/bin/switchd --config switch/demo.conf
+if [ "$INSTANCES" -eq 1 ]; then
+  start switchd 8583 build/bin/switchd --config switch/demo.conf
+else
+  # N instances on private ports (the usual port + 10000 + 100*k: acq 18583, 18683, ..., metrics
+  # 19583, 19683, ...), each with its own
+  # instance_id, STAN slot, spool and log; HAProxy (TCP mode, /health checks) on the usual ports.
+  scripts/instances.sh conf switch/demo.conf "$INSTANCES" var
+  for ((k=0; k<INSTANCES; k++)); do
+    start "switchd-$k" $((18583 + 100 * k)) build/bin/switchd --config "var/run/switchd-$k.conf"
+  done
+  start haproxy 8583 haproxy -db -f var/run/haproxy.cfg
+fi
 sleep 0.5 # issuer link sign-on
 
 echo
@@ -141,7 +158,8 @@ cat <<TXT
 Atlas is serving on loopback:
   terminals / acquirer hosts  127.0.0.1:8583  (ascii87, 2-byte length)
   POS terminals               127.0.0.1:8584  (bcd87, 2-byte length + TPDU)
-  metrics and health          http://127.0.0.1:9583/metrics   http://127.0.0.1:9583/health
+  metrics and health          http://127.0.0.1:9583/metrics   http://127.0.0.1:9583/health$(
+  [ "$INSTANCES" -eq 1 ] || printf '\n  %s switchd behind HAProxy   instance k = 0..%s: metrics http://127.0.0.1:(19583 + 100k)/metrics, log var/log/switchd-k.log' "$INSTANCES" $((INSTANCES - 1)))
   hsm-sim 127.0.0.1:1500, PostgreSQL: $(db/pg.sh env | tr '\n' ' ' | sed "s/export //g")
   wallet issuers (issuer-sim; log var/log/issuer-ID.log, wallets in their own database):
 $(for row in "${ISSUERS[@]}"; do read -r id bin port ccy country <<<"$row"

@@ -139,3 +139,56 @@ int db_advices_update(struct db_client *c, const struct db_request_id *id, bool 
         free(job);
     return rc;
 }
+
+/* Advice leases (migration 0016, docs/switchd.md "Instances"): switch.claim_advice_issuers
+ * renews owner's lease and names the issuers whose advices it sends — one live instance per
+ * issuer, so one issuer's advices leave in one order. */
+struct issuers_job {
+    db_issuers_cb cb;
+    void *arg;
+};
+
+static void on_issuers(void *arg, const struct db_reply *reply)
+{
+    struct issuers_job *job = arg;
+    char ids[DB_MAX_ISSUER_IDS][33];
+    size_t n = 0;
+    if (reply->err->code == 0 && reply->n == 1) {
+        const PGresult *r = reply->res[0];
+        for (int i = 0; i < PQntuples(r) && n < DB_MAX_ISSUER_IDS; i++)
+            if (db_col_text(r, i, 0, ids[n], sizeof ids[n]))
+                n++;
+    }
+    job->cb(job->arg, reply->err, (const char(*)[33])ids, n);
+    free(job);
+}
+
+int db_advice_issuers_claim(struct db_client *c, const char *owner, uint64_t lease_ms,
+                            const char *const *issuers, size_t n_issuers, db_issuers_cb cb,
+                            void *arg)
+{
+    struct db_array a;
+    char lease[AT_I64_CHARS];
+    at_put_i64(lease, (int64_t)lease_ms);
+    memset(&a, 0, sizeof a);
+    int bad = db_array_reset(&a);
+    for (size_t i = 0; i < n_issuers && !bad; i++)
+        bad |= db_array_elem(&a, issuers[i], false);
+    bad |= db_array_close(&a);
+    struct issuers_job *job = bad ? NULL : malloc(sizeof *job);
+    int rc = DB_E_SYS;
+    if (job) {
+        *job = (struct issuers_job){ cb, arg };
+        const char *values[3] = { owner, lease, a.p };
+        const struct db_stmt st = {
+            .sql = "SELECT * FROM switch.claim_advice_issuers($1, $2::bigint, $3::text[])",
+            .nparams = 3,
+            .values = values,
+        };
+        rc = db_exec(c, &st, 1, on_issuers, job);
+        if (rc != 0)
+            free(job);
+    }
+    db_array_free(&a);
+    return rc;
+}

@@ -13,7 +13,7 @@ struct event_base;
 
 /* The schema version (highest migration number) this build of the library writes against.
  * Daemons pass it (or their own minimum) to db_schema_check_at(). */
-#define DB_SCHEMA_VERSION 14
+#define DB_SCHEMA_VERSION 16
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
@@ -372,6 +372,13 @@ typedef void (*db_reversals_cb)(void *arg, const struct db_error *err,
 __attribute__((warn_unused_result)) int db_reversals_pending(struct db_client *c,
                                                              db_reversals_cb cb, void *arg);
 
+/* Several instances (migration 0016): renews owner's lease (lease_ms) and returns the pending
+ * reversals it takes over — unclaimed, or claimed by an instance whose lease expired — and with
+ * all (its first claim after a start) also those it holds already. */
+__attribute__((warn_unused_result)) int db_reversals_claim(struct db_client *c, const char *owner,
+                                                           uint64_t lease_ms, bool all,
+                                                           db_reversals_cb cb, void *arg);
+
 enum db_reversal_state { DB_REVERSAL_PENDING, DB_REVERSAL_ACKED, DB_REVERSAL_FAILED };
 struct db_reversal_change {
     struct db_request_id id;
@@ -416,6 +423,16 @@ struct db_advice {
 };
 typedef void (*db_advices_cb)(void *arg, const struct db_error *err, const struct db_advice *rows,
                               size_t n);
+/* Several instances (migration 0016): renews owner's lease and gives cb the issuers whose
+ * advices this instance sends (it held them, or took them: one of its issuers, or one with
+ * pending advices, that no live instance held). */
+#define DB_MAX_ISSUER_IDS 64
+typedef void (*db_issuers_cb)(void *arg, const struct db_error *err, const char (*ids)[33],
+                              size_t n);
+__attribute__((warn_unused_result)) int
+db_advice_issuers_claim(struct db_client *c, const char *owner, uint64_t lease_ms,
+                        const char *const *issuers, size_t n_issuers, db_issuers_cb cb, void *arg);
+
 /* The pending rows, oldest first (queued_at, an advice before its reversal, advice_id). */
 __attribute__((warn_unused_result)) int db_advices_pending(struct db_client *c, db_advices_cb cb,
                                                            void *arg);

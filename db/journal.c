@@ -146,9 +146,9 @@ static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_C
     "INSERT INTO switch.reversal_queue (request_date, acquirer_id, terminal_id, stan,"             \
     " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time, rrn,"              \
     " processing_code, amount_minor, currency, auth_code, pan_masked, pan_hmac, pan_sealed,"       \
-    " reason, billing_amount_minor, conversion_rate, billing_currency)"                            \
+    " reason, billing_amount_minor, conversion_rate, billing_currency, claimed_by)"                \
     " SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15,"                    \
-    " decode(c16, 'hex'), decode(c17, 'hex'), c18, c19, c20, c21"                                  \
+    " decode(c16, 'hex'), decode(c17, 'hex'), c18, c19, c20, c21, nullif($22, '')"                 \
     " FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"         \
     " $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[],"                \
     " $13::smallint[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],"           \
@@ -602,6 +602,8 @@ static int batch_close(struct jbatch *b, const char *owner)
     }
     b->g[G_INTENT].values[INTENT_COLS] = owner ? owner : "";
     b->g[G_ADVICE].values[ADVICE_COLS] = owner ? owner : "";
+    /* 0016: a reversal is claimed by the instance that decided it (docs/switchd.md "Instances") */
+    b->g[G_REVERSAL].values[REVERSAL_COLS] = owner ? owner : "";
     b->job.nstmt = nstmt;
     return 0;
 }
@@ -616,7 +618,7 @@ static int batch_send(struct dbc_job *job, PGconn *pg)
         if (!gr->n)
             continue;
         const char *name = g == G_ANSWER && b->upsert ? JSTMT_UPSERT : names[g];
-        int np = (int)group_cols[g] + (g == G_INTENT || g == G_ADVICE ? 1 : 0);
+        int np = (int)group_cols[g] + (g == G_INTENT || g == G_ADVICE || g == G_REVERSAL ? 1 : 0);
         if (PQsendQueryPrepared(pg, name, np, gr->values, NULL, NULL, 0) != 1)
             return -1;
     }

@@ -7,6 +7,7 @@ ATLAS_PACKAGES=(
   build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
   libevent-dev libssl-dev libpq-dev libcmocka-dev libjansson-dev
   postgresql postgresql-contrib tmux procps psmisc
+  haproxy # ./run.sh --instances N and tests/ha (docs/switchd.md "Instances")
   systemd # systemd-analyze: test_package verifies the units of the .deb (docs/deploy.md)
 )
 

@@ -123,7 +123,22 @@ struct sw_advq {
     struct event *tick;
     uint64_t load_retry_ms;
     void (*load_done)(struct sw_server *srv);
+    /* Several instances (docs/switchd.md "Instances"): only the issuers this instance holds
+     * the advice lease of (switch.advice_leases) are sent; claimed again every lease_ms / 3,
+     * and their pending rows loaded again then (rows other instances stored for them). */
+    bool loaded, claiming, claimed_once;
+    uint64_t next_claim_ms;
+    char held[DB_MAX_ISSUER_IDS][33];
+    size_t n_held;
 };
+
+static bool is_held(const struct sw_advq *q, const char *issuer_id)
+{
+    for (size_t i = 0; i < q->n_held; i++)
+        if (strcmp(q->held[i], issuer_id) == 0)
+            return true;
+    return false;
+}
 
 static void adv_set_state(struct adv_item *it, enum adv_state to)
 {
@@ -786,6 +801,8 @@ static void drive_head(struct sw_server *srv, struct adv_item *it, uint64_t now)
 static void kick_issuer(struct sw_server *srv, const char *issuer_id)
 {
     struct adv_item *it;
+    if (!is_held(srv->advice, issuer_id))
+        return; /* another instance sends this issuer's advices */
     TAILQ_FOREACH(it, &srv->advice->items, link)
     {
         if (it->state == ADV_SETTLED || it->state == ADV_ORPHAN ||
@@ -795,6 +812,8 @@ static void kick_issuer(struct sw_server *srv, const char *issuer_id)
         return;
     }
 }
+
+static void claim_issuers(struct sw_server *srv);
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -806,6 +825,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct adv_item *it, *next;
     if (q->load_retry_ms && now >= q->load_retry_ms)
         sw_advice_load(srv, q->load_done);
+    else if (q->loaded && !q->claiming && now >= q->next_claim_ms)
+        claim_issuers(srv);
     for (it = TAILQ_FIRST(&q->items); it; it = next) {
         next = TAILQ_NEXT(it, link);
         if (it->row_dirty && !it->row_writing)
@@ -814,6 +835,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             continue; /* an advice that could not be stored: gone */
         if (it->state == ADV_SETTLED || it->state == ADV_ORPHAN)
             continue;
+        if (!is_held(q, it->issuer_id)) {
+            /* Another instance sends this issuer's advices: this durable copy is a row that
+             * instance loads (and this one again if it takes the issuer over). */
+            if (q->claimed_once && it->state == ADV_IDLE && !it->row_dirty && !it->row_writing)
+                remove_item(q, it);
+            continue;
+        }
         bool seen = false;
         for (size_t i = 0; i < n_heads && !seen; i++)
             seen = strcmp(heads[i], it->issuer_id) == 0;
@@ -907,10 +935,49 @@ void sw_advice_answer(struct sw_server *srv, void *entry, const struct iso_msg *
 
 /* ---------------------------------------------------------------- start */
 
+/* A row this instance has in memory already (the same identity and kind). */
+static bool known_row(const struct sw_advq *q, const struct db_advice *r)
+{
+    const struct adv_item *x;
+    TAILQ_FOREACH(x, &q->items, link)
+    {
+        if (x->is_reversal == r->is_reversal && strcmp(x->request_date, r->id.request_date) == 0 &&
+            strcmp(x->acquirer, r->id.acquirer_id) == 0 &&
+            strcmp(x->terminal, r->id.terminal_id) == 0 && strcmp(x->stan, r->id.stan) == 0 &&
+            strcmp(x->de7, r->id.transmission_time) == 0 && memcmp(x->mti, r->id.mti, 3) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Queue order is queued_at (created_us): a row another instance stored goes before the first
+ * later item not yet sent, never before one already on the wire. */
+static void insert_ordered(struct sw_advq *q, struct adv_item *it)
+{
+    struct adv_item *x;
+    TAILQ_FOREACH(x, &q->items, link)
+    {
+        if (x->created_us > it->created_us &&
+            (x->state == ADV_IDLE || x->state == ADV_UNSTORED || x->state == ADV_STORING) &&
+            x->attempts == 0) {
+            TAILQ_INSERT_BEFORE(x, it, link);
+            return;
+        }
+    }
+    TAILQ_INSERT_TAIL(&q->items, it, link);
+}
+
 static void on_loaded(void *arg, const struct db_error *err, const struct db_advice *rows, size_t n)
 {
     struct sw_server *srv = arg;
     struct sw_advq *q = srv->advice;
+    bool reload = q->loaded;
+    size_t added = 0;
+    if (err->code != 0 && reload) {
+        at_log(AT_LOG_WARN, "advice_queue_load_failed", AT_STR("error", err->message),
+               AT_STR("action", "retrying at the next claim"));
+        return;
+    }
     if (err->code != 0) {
         at_log(AT_LOG_ERROR, "advice_queue_load_failed", AT_STR("error", err->message),
                AT_STR("action", "retrying"));
@@ -919,6 +986,8 @@ static void on_loaded(void *arg, const struct db_error *err, const struct db_adv
     }
     for (size_t i = 0; i < n; i++) {
         const struct db_advice *r = &rows[i];
+        if (reload && (!is_held(q, r->issuer_id) || known_row(q, r)))
+            continue;
         struct adv_item *it = calloc(1, sizeof *it);
         if (!it)
             break;
@@ -953,9 +1022,18 @@ static void on_loaded(void *arg, const struct db_error *err, const struct db_adv
         }
         it->srv = srv;
         it->state = ADV_IDLE;
-        TAILQ_INSERT_TAIL(&q->items, it, link);
+        insert_ordered(q, it);
         q->count++;
+        added++;
     }
+    if (reload) {
+        if (added)
+            at_log(AT_LOG_INFO, "advices_taken_over", AT_UINT("rows", added),
+                   AT_STR("instance", srv->conf.instance_id));
+        return;
+    }
+    q->loaded = true;
+    q->next_claim_ms = 0; /* claim at the next tick: nothing is sent before */
     at_log(AT_LOG_INFO, "advice_queue_loaded", AT_UINT("pending", n));
     if (q->load_done) {
         void (*done)(struct sw_server *) = q->load_done;
@@ -970,6 +1048,47 @@ static void load_pending(struct sw_server *srv)
         at_log(AT_LOG_ERROR, "advice_queue_load_failed", AT_STR("error", "database queue full"),
                AT_STR("action", "retrying"));
         srv->advice->load_retry_ms = sw_now_ms() + 1000;
+    }
+}
+
+static void on_claimed(void *arg, const struct db_error *err, const char (*ids)[33], size_t n)
+{
+    struct sw_server *srv = arg;
+    struct sw_advq *q = srv->advice;
+    if (!q)
+        return;
+    q->claiming = false;
+    q->next_claim_ms = sw_now_ms() + srv->conf.lease_ms / 3;
+    if (err->code != 0) {
+        /* The issuers held stay held: if the lease runs out meanwhile, another instance may send
+         * the same advice too — the issuer's request key applies it once. */
+        at_log(AT_LOG_WARN, "advice_claim_failed", AT_STR("error", err->message),
+               AT_STR("action", "retrying at the next claim"));
+        return;
+    }
+    q->n_held = n;
+    for (size_t i = 0; i < n; i++)
+        memcpy(q->held[i], ids[i], sizeof q->held[i]);
+    bool first = !q->claimed_once;
+    q->claimed_once = true;
+    /* Rows other instances stored for the issuers held (the first load read them all). */
+    if (n && !first && db_advices_pending(srv->db, on_loaded, srv) != 0)
+        at_log(AT_LOG_WARN, "advice_queue_load_failed", AT_STR("error", "database queue full"),
+               AT_STR("action", "retrying at the next claim"));
+}
+
+static void claim_issuers(struct sw_server *srv)
+{
+    struct sw_advq *q = srv->advice;
+    const char *ids[SW_MAX_ISSUERS];
+    size_t n = 0;
+    for (size_t i = 0; i < srv->n_links && n < SW_MAX_ISSUERS; i++)
+        ids[n++] = srv->links[i].conf->name;
+    q->claiming = true;
+    if (db_advice_issuers_claim(srv->db, srv->conf.instance_id, srv->conf.lease_ms, ids, n,
+                                on_claimed, srv) != 0) {
+        q->claiming = false;
+        q->next_claim_ms = sw_now_ms() + srv->conf.lease_ms / 3;
     }
 }
 

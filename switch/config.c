@@ -52,6 +52,14 @@ static const struct at_setting switch_table[] = {
     { "instance_id", AT_SET_STR, S(instance_id), "switchd", 0, 0,
       "this switchd's name in switch.inflight: at start it settles the rows its previous run left"
       " (one name per instance sharing a database)" },
+    { "stan_slot", AT_SET_U64, U(stan_slot), "0", 998, 0,
+      "this instance's number among stan_slots instances: its issuer STANs are those with"
+      " (STAN - 1) mod stan_slots = stan_slot, so no two instances send one issuer the same STAN" },
+    { "stan_slots", AT_SET_U64, U(stan_slots), "1", 999, 0,
+      "how many instances share the issuer STAN space (the same value on every instance)" },
+    { "lease_ms", AT_SET_U64, U(lease_ms), "30000", 3600000, 0,
+      "how long this instance's claim on reversal and advice queue rows lasts without renewal"
+      " (renewed every lease_ms / 3); a dead instance's rows are taken over after it" },
     { "clock_skew_s", AT_SET_U64, U(clock_skew_s), "120", 86400, 0,
       "how far a terminal's clock (DE 7) may be from ours; while the database is unreachable a"
       " request is forwarded only if its DE 7 is this much after what the duplicate table"
@@ -104,6 +112,9 @@ static const struct at_setting listener_table[] = {
     { "write_timeout_ms", AT_SET_U64, LU(write_timeout_ms), "30000", 3600000, 0,
       "close a connection whose answers, once they wait for the socket, are not all read "
       "within this (0 = never)" },
+    { "reuseport", AT_SET_BOOL, LU(reuseport), "off", 0, 0,
+      "SO_REUSEPORT: several switchd on one host listen on this port, the kernel spreads"
+      " connections among them" },
 };
 #undef L
 #undef LU
@@ -311,6 +322,15 @@ int sw_config_validate(const struct sw_config *c, char *err, size_t errcap)
                      l->name, (unsigned long long)l->max_output_bytes);
             return -1;
         }
+    }
+    if (c->stan_slots == 0 || c->stan_slot >= c->stan_slots) {
+        snprintf(err, errcap, "stan_slot %llu must be below stan_slots %llu",
+                 (unsigned long long)c->stan_slot, (unsigned long long)c->stan_slots);
+        return -1;
+    }
+    if (c->lease_ms < 300) {
+        snprintf(err, errcap, "lease_ms must be at least 300");
+        return -1;
     }
     for (size_t i = 0; i < c->n_issuers; i++) {
         const struct sw_issuer_conf *is = &c->issuers[i];

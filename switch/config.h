@@ -30,6 +30,7 @@ struct sw_listener_conf {
     uint64_t max_connections_per_address; /* by peer IP, on this listener; 0 = no cap */
     uint64_t max_output_bytes; /* unread answers beyond the kernel's; 0 = no cap (pause) */
     uint64_t write_timeout_ms; /* waiting answers must all be read within it; 0 = none */
+    bool reuseport; /* SO_REUSEPORT: several switchd share the port (docs/switchd.md "Instances") */
 };
 
 struct sw_issuer_conf {
@@ -68,7 +69,13 @@ struct sw_config {
     uint64_t dup_window_s;
     uint64_t dup_capacity;
     uint64_t reversal_retry_ms;
-    char instance_id[64];  /* owner of this switchd's switch.inflight rows */
+    char instance_id[64]; /* owner of this switchd's switch.inflight rows */
+    /* Several instances on one database (docs/switchd.md "Instances"): this one's issuer STANs
+     * are those with (STAN - 1) % stan_slots == stan_slot; queue rows it claims are leased to it
+     * for lease_ms and renewed every lease_ms / 3. */
+    uint64_t stan_slot;
+    uint64_t stan_slots;
+    uint64_t lease_ms;
     uint64_t clock_skew_s; /* tolerated DE 7 error (duplicate checks during outages) */
     char cutover[8];       /* HH:MM UTC: when a business day ends (DE 15; atlas-settle --cutover) */
     unsigned cutover_min;  /* the same in minutes after 00:00 UTC, set by sw_config_load */

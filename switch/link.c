@@ -78,12 +78,27 @@ static void set_state(struct sw_link *l, enum sw_link_state to, const char *why)
     l->state = to;
 }
 
+/* The next free STAN of the link, within this instance's slot: with stan_slots instances on one
+ * database, instance stan_slot hands out only STANs with (STAN - 1) % stan_slots == stan_slot,
+ * so two instances never send one issuer the same DE 11 (with DE 7, the issuer's request key)
+ * however their counters and clocks move. A static partition rather than a PostgreSQL sequence:
+ * no round trip per request, and it keeps working while PostgreSQL is unreachable (spool). */
 uint32_t sw_link_stan(struct sw_link *l)
 {
+    const uint32_t slots = (uint32_t)l->srv->conf.stan_slots,
+                   slot = (uint32_t)l->srv->conf.stan_slot;
+    const uint32_t top = 999999 - (999999 - 1 - slot) % slots; /* the largest STAN of the slot */
     for (;;) {
-        l->next_stan = l->next_stan % 999999 + 1;
-        if (!sw_pending_get(l->pending, l->next_stan, NULL))
-            return l->next_stan;
+        uint32_t s = l->next_stan;
+        if (s < slot + 1 || s >= top || (s - 1) % slots != slot)
+            s = s < slot + 1 || s >= top ? slot + 1 : s - (s - 1) % slots + slot + slots;
+        else
+            s += slots;
+        if (s > top)
+            s = slot + 1;
+        l->next_stan = s;
+        if (!sw_pending_get(l->pending, s, NULL))
+            return s;
     }
 }
 

@@ -112,6 +112,9 @@ void sw_server_ready(struct sw_server *srv)
         return;
     }
     srv->ready = true;
+    if (!srv->notify && sw_notify_start(srv) != 0) /* instances: NOTIFY atlas_refdata */
+        at_log(AT_LOG_ERROR, "refdata_listen_down", AT_STR("reason", "out of memory"),
+               AT_STR("action", "SIGHUP still reloads"));
     at_log(AT_LOG_INFO, "ready", AT_STR("version", SWITCHD_VERSION),
            AT_UINT("listeners", srv->n_listeners), AT_UINT("issuer_links", srv->n_links));
 }
@@ -257,7 +260,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     at_log(AT_LOG_INFO, "draining", AT_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
            AT_UINT("in_flight", srv->inflight));
     sw_listeners_stop(srv);
-    sw_http_stop(srv);
+    /* /health stays up and answers 503 "draining" until the process exits, so that HAProxy's
+     * check takes this instance out of rotation while in-flight requests finish (docs/switchd.md
+     * "Instances"); teardown() stops it. */
     sw_terms_set_paused(srv, true);
     srv->drain_deadline_ms = sw_now_ms() + srv->conf.drain_timeout_ms;
     struct timeval tv = { 0, 50000 };
@@ -428,6 +433,7 @@ static void teardown(struct sw_server *srv)
     }
     /* Deliver what those callbacks finished, and let closing streams go. */
     event_base_loop(srv->base, EVLOOP_NONBLOCK);
+    sw_notify_free(srv);
     sw_saf_free(srv);
     sw_advice_free(srv);
     sw_links_free(srv);

@@ -117,6 +117,10 @@ struct sw_saf {
     bool loaded;
     uint64_t load_retry_ms; /* non-zero: load again at this time */
     void (*load_done)(struct sw_server *srv);
+    /* Several instances (docs/switchd.md "Instances"): the queue is claimed again every
+     * lease_ms / 3 — this instance's lease renewed, rows no live instance holds taken over. */
+    uint64_t next_claim_ms;
+    bool claiming;
     /* Row updates: items in the order their rows changed, at most one UPDATE
      * in flight (the others gather behind it: group commit). */
     struct saf_item *write_head, *write_tail;
@@ -749,6 +753,8 @@ static void send_item(struct sw_server *srv, struct saf_item *it, struct sw_link
         saf_set_state(it, SAF_MACING);
 }
 
+static void claim(struct sw_server *srv);
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct sw_saf *q = arg;
@@ -757,6 +763,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct saf_item *next;
     if (q->load_retry_ms && now >= q->load_retry_ms)
         sw_saf_load(srv, q->load_done);
+    else if (q->loaded && !q->claiming && now >= q->next_claim_ms)
+        claim(srv);
     for (struct saf_item *it = LIST_FIRST(&q->items); it; it = next) {
         next = LIST_NEXT(it, link);
         switch (it->state) {
@@ -875,12 +883,23 @@ static void on_loaded(void *arg, const struct db_error *err, const struct db_rev
 {
     struct sw_server *srv = arg;
     struct sw_saf *q = srv->saf;
+    bool periodic = q->claiming;
+    q->claiming = false;
+    q->next_claim_ms = sw_now_ms() + srv->conf.lease_ms / 3;
+    if (err->code != 0 && periodic) {
+        /* The items held stay held: a lease not renewed in time lets another instance send
+         * them too — harmless at the issuer (the same reversal twice), see "Instances". */
+        at_log(AT_LOG_WARN, "reversal_claim_failed", AT_STR("error", err->message),
+               AT_STR("action", "retrying at the next claim"));
+        return;
+    }
     if (err->code != 0) {
         at_log(AT_LOG_ERROR, "reversal_queue_load_failed", AT_STR("error", err->message),
                AT_STR("action", "retrying"));
         q->load_retry_ms = sw_now_ms() + 1000; /* the tick loads again */
         return;
     }
+    size_t added = 0;
     for (size_t i = 0; i < n; i++) {
         const struct db_reversal *r = &rows[i];
         struct saf_item *it = calloc(1, sizeof *it);
@@ -921,6 +940,13 @@ static void on_loaded(void *arg, const struct db_error *err, const struct db_rev
         it->srv = srv;
         it->state = SAF_IDLE; /* durable: it is a row */
         add_item(q, it);
+        added++;
+    }
+    if (periodic) {
+        if (added)
+            at_log(AT_LOG_INFO, "reversals_taken_over", AT_UINT("rows", added),
+                   AT_STR("instance", srv->conf.instance_id));
+        return;
     }
     q->loaded = true;
     at_log(AT_LOG_INFO, "reversal_queue_loaded", AT_UINT("pending", n));
@@ -931,11 +957,26 @@ static void on_loaded(void *arg, const struct db_error *err, const struct db_rev
     }
 }
 
+/* A periodic claim (the tick): rows taken over join the queue like loaded ones. */
+static void claim(struct sw_server *srv)
+{
+    struct sw_saf *q = srv->saf;
+    q->claiming = true;
+    if (db_reversals_claim(srv->db, srv->conf.instance_id, srv->conf.lease_ms, false, on_loaded,
+                           srv) != 0) {
+        q->claiming = false;
+        q->next_claim_ms = sw_now_ms() + srv->conf.lease_ms / 3;
+    }
+}
+
+/* The first load is a claim too (migration 0016): this instance's own pending rows (a previous
+ * run of the same instance_id claimed them) and every row no live instance holds. */
 void sw_saf_load(struct sw_server *srv, void (*done)(struct sw_server *srv))
 {
     srv->saf->load_retry_ms = 0;
     srv->saf->load_done = done;
-    if (db_reversals_pending(srv->db, on_loaded, srv) != 0) {
+    if (db_reversals_claim(srv->db, srv->conf.instance_id, srv->conf.lease_ms, true, on_loaded,
+                           srv) != 0) {
         at_log(AT_LOG_ERROR, "reversal_queue_load_failed", AT_STR("error", "database queue full"),
                AT_STR("action", "retrying"));
         srv->saf->load_retry_ms = sw_now_ms() + 1000;

@@ -82,6 +82,10 @@ void sw_ref_free(struct sw_refdata *ref);
  * both are good the new snapshot replaces srv->ref whole (a bad row of either keeps the old
  * one, logged as refdata_invalid). */
 int sw_ref_reload(struct sw_server *srv);
+/* notify.c: LISTEN atlas_refdata on a connection of its own; each NOTIFY reloads the reference
+ * data (docs/switchd.md "Instances"). Started once ready; freed at teardown. */
+int sw_notify_start(struct sw_server *srv);
+void sw_notify_free(struct sw_server *srv);
 
 /* ---- currency conversion (convert.c; docs/fx.md, "Wiring") ---- */
 
@@ -422,7 +426,8 @@ struct sw_server {
     struct sw_refdata *ref_pending; /* built, waiting for its conversion rates */
     bool ref_loading;
     struct sw_saf *saf;
-    struct sw_advq *advice; /* stand-in advices (advice.c) */
+    struct sw_advq *advice;   /* stand-in advices (advice.c) */
+    struct sw_notify *notify; /* LISTEN atlas_refdata (notify.c) */
     struct hsm_client *hsm;
     struct db_client *db;
     struct db_journal *journal;

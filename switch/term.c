@@ -390,10 +390,13 @@ int sw_listeners_start(struct sw_server *srv)
                    AT_STR("reason", "unknown dialect, framing or address"));
             return -1;
         }
-        l->evl = evconnlistener_new_bind(srv->base, on_accept, l,
-                                         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-                                             LEV_OPT_CLOSE_ON_EXEC,
-                                         1024, (struct sockaddr *)&ss, (int)len);
+        /* reuseport: several switchd instances on one host share the port (docs/switchd.md
+         * "Instances"); a draining instance closes its socket and the kernel stops giving it
+         * connections. */
+        unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
+                         (c->reuseport ? LEV_OPT_REUSEABLE_PORT : 0);
+        l->evl = evconnlistener_new_bind(srv->base, on_accept, l, flags, 1024,
+                                         (struct sockaddr *)&ss, (int)len);
         if (!l->evl) {
             at_log(AT_LOG_ERROR, "listen_failed", AT_STR("listener", c->name),
                    AT_STR("address", c->address),
