@@ -47,11 +47,27 @@ CREATE FUNCTION switch.claim_reversals(p_owner text, p_lease_ms bigint, p_all bo
                                        p_limit integer)
 RETURNS SETOF switch.reversal_queue
 LANGUAGE plpgsql AS $$
+DECLARE
+    dead text;
 BEGIN
     INSERT INTO switch.instances (instance_id, lease_until)
     VALUES (p_owner, now() + p_lease_ms * interval '1 millisecond')
     ON CONFLICT (instance_id) DO UPDATE
         SET lease_until = EXCLUDED.lease_until, renewed_at = now();
+    -- A dead instance's requests in flight (its switch.inflight rows) are settled here as it
+    -- would settle them at its own restart (recover_inflight: a reversal queued for each one not
+    -- journaled as approved, claimed just below), once its lease has been expired for one more
+    -- lease: a terminal that reconnected to another instance gets its reversal of the lost
+    -- request answered without waiting for the dead one to come back. The extra lease is the
+    -- margin for an instance that is alive but cut from PostgreSQL (docs/switchd.md
+    -- "Instances": keep lease_ms above the longest outage an instance should ride out alone).
+    FOR dead IN SELECT i.instance_id FROM switch.instances i
+                 WHERE i.instance_id <> p_owner
+                   AND i.lease_until < now() - p_lease_ms * interval '1 millisecond'
+                   AND EXISTS (SELECT 1 FROM switch.inflight f WHERE f.owner = i.instance_id)
+    LOOP
+        PERFORM * FROM switch.recover_inflight(dead);
+    END LOOP;
     IF p_all THEN
         RETURN QUERY SELECT q.* FROM switch.reversal_queue q
                       WHERE q.state = 'pending' AND q.claimed_by = p_owner

@@ -24,7 +24,10 @@ const char *ts_bin(const char *program)
 {
     static char path[1024];
     const char *dir = getenv("ATLAS_BIN");
-    snprintf(path, sizeof path, "%s/%s", dir ? dir : "build/bin", program);
+    if (program[0] == '/') /* a system program (tests/ha: /usr/sbin/haproxy) */
+        snprintf(path, sizeof path, "%s", program);
+    else
+        snprintf(path, sizeof path, "%s/%s", dir ? dir : "build/bin", program);
     return path;
 }
 
