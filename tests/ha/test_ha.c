@@ -132,9 +132,10 @@ static int setup(void **state)
     struct stack_opts o = { .issuer = true,
                             .issuer_timeout_ms = 1000,
                             .wallets = 64,
-                            .extra_conf = "[switch]\ninstance_id = ha-a\nstan_slot = 0\n"
-                                          "stan_slots = 2\n" LEASE };
-    if (stack_setup(state, &S, &o) != 0)
+                            .extra_conf = "stand_in = on\n[switch]\ninstance_id = ha-a\n"
+                                          "stan_slot = 0\nstan_slots = 2\n" LEASE };
+    /* (stand_in = on lands in [issuer WALLET1], the section extra_conf follows) */
+    if (stack_setup(state, &S, &o) != 0 || stack_stand_in_rules(&S, "{00,01}", 50000, 80000) != 0)
         return -1;
     B = S;
     snprintf(B.switch_conf, sizeof B.switch_conf, "%s/switchd-b.conf", S.dir);
@@ -275,6 +276,57 @@ static void test_reversal_taken_over(void **state)
     assert_int_equal(stack_start_switch(&S), 0);
 }
 
+/* Stand-in advices stored by the instance holding WALLET1's advice lease while the issuer is
+ * down, that instance killed -9: the other takes the issuer over once the lease expired and
+ * delivers them when the issuer returns, in queue order, each applied once. */
+static void test_advices_taken_over_in_order(void **state)
+{
+    (void)state;
+    const char *pan = "4890010000000012";
+    struct stack *h = stack_scalar(&S, "SELECT count(*) FROM switch.advice_leases"
+                                       " WHERE issuer_id = 'WALLET1' AND claimed_by = 'ha-a'") == 1
+                          ? &S
+                          : &B;
+    struct stack *o = h == &S ? &B : &S;
+    long long before = stack_balance(&S, pan);
+    ts_stop(S.issuer, SIGKILL, 5000);
+    S.issuer = 0;
+    B.issuer = 0;
+    struct sim_txn x;
+    struct sim_resp r;
+    struct sim_sent s1, s2;
+    assert_string_equal(stack_purchase(h, "TERM0001", pan, 111, &x, &r, &s1), "00");
+    assert_int_equal(r.auth[0], 'S'); /* a stand-in approval */
+    assert_string_equal(stack_purchase(h, "TERM0001", pan, 222, &x, &r, &s2), "00");
+    const char *pending = "SELECT count(*) FROM switch.advice_queue WHERE kind = 'advice'"
+                          " AND state = 'pending' AND amount_minor IN (111, 222)";
+    assert_int_equal(stack_wait_scalar(&S, pending, 2, 5000), 0);
+    ts_stop(h->sw, SIGKILL, 5000);
+    h->sw = 0;
+    assert_int_equal(stack_start_issuer(&S), 0);
+    B.issuer = S.issuer;
+    const char *acked = "SELECT count(*) FROM switch.advice_queue WHERE kind = 'advice'"
+                        " AND state = 'acked' AND amount_minor IN (111, 222)";
+    assert_int_equal(stack_wait_scalar(&S, acked, 2, 20000), 0);
+    /* in queue order: no pair acknowledged the other way round */
+    assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.advice_queue x"
+                                      " JOIN switch.advice_queue y ON x.queued_at < y.queued_at"
+                                      " AND x.acked_at > y.acked_at WHERE x.amount_minor IN"
+                                      " (111, 222) AND y.amount_minor IN (111, 222)"),
+                     0);
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.advice_leases WHERE issuer_id = 'WALLET1'"
+             " AND claimed_by = '%s'",
+             o == &S ? "ha-a" : "ha-b");
+    assert_int_equal(stack_scalar(&S, sql), 1);
+    assert_true(stack_wait_balance(&S, pan, before - 333, 5000));
+    if (h == &S)
+        assert_int_equal(stack_start_switch(&S), 0);
+    else
+        assert_int_equal(start_b(), 0);
+}
+
 /* A recorded load through HAProxy, B killed -9 two seconds in: the harness reconnects through
  * HAProxy to A, reverses what went unanswered; B restarted settles what it left in flight, and
  * atlas-reconcile finds no mismatch. */
@@ -312,6 +364,7 @@ int main(void)
         cmocka_unit_test_setup(test_stan_slots, alive),
         cmocka_unit_test_setup(test_refdata_notify, alive),
         cmocka_unit_test_setup(test_reversal_taken_over, alive),
+        cmocka_unit_test_setup(test_advices_taken_over_in_order, alive),
         cmocka_unit_test_setup(test_kill_one_under_load, alive),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
