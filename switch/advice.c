@@ -1033,13 +1033,10 @@ static void on_loaded(void *arg, const struct db_error *err, const struct db_adv
         return;
     }
     q->loaded = true;
-    q->next_claim_ms = 0; /* claim at the next tick: nothing is sent before */
     at_log(AT_LOG_INFO, "advice_queue_loaded", AT_UINT("pending", n));
-    if (q->load_done) {
-        void (*done)(struct sw_server *) = q->load_done;
-        q->load_done = NULL;
-        done(srv);
-    }
+    /* Start goes on (load_done) once the first claim says which issuers this instance sends:
+     * nothing is sent before, and a database lost right after the start keeps them. */
+    claim_issuers(srv);
 }
 
 static void load_pending(struct sw_server *srv)
@@ -1059,6 +1056,12 @@ static void on_claimed(void *arg, const struct db_error *err, const char (*ids)[
         return;
     q->claiming = false;
     q->next_claim_ms = sw_now_ms() + srv->conf.lease_ms / 3;
+    if (err->code != 0 && !q->claimed_once) {
+        at_log(AT_LOG_ERROR, "advice_claim_failed", AT_STR("error", err->message),
+               AT_STR("action", "retrying"));
+        q->next_claim_ms = sw_now_ms() + 1000;
+        return;
+    }
     if (err->code != 0) {
         /* The issuers held stay held: if the lease runs out meanwhile, another instance may send
          * the same advice too — the issuer's request key applies it once. */
@@ -1071,8 +1074,14 @@ static void on_claimed(void *arg, const struct db_error *err, const char (*ids)[
         memcpy(q->held[i], ids[i], sizeof q->held[i]);
     bool first = !q->claimed_once;
     q->claimed_once = true;
+    if (first && q->load_done) {
+        void (*done)(struct sw_server *) = q->load_done;
+        q->load_done = NULL;
+        done(srv);
+        return;
+    }
     /* Rows other instances stored for the issuers held (the first load read them all). */
-    if (n && !first && db_advices_pending(srv->db, on_loaded, srv) != 0)
+    if (n && db_advices_pending(srv->db, on_loaded, srv) != 0)
         at_log(AT_LOG_WARN, "advice_queue_load_failed", AT_STR("error", "database queue full"),
                AT_STR("action", "retrying at the next claim"));
 }
