@@ -61,7 +61,9 @@ CONF
 jnum() { grep -o "\"$1\":[^,}]*" "$2" | head -1 | cut -d: -f2 | tr -d '" '; }
 ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 HZ=$(getconf CLK_TCK)
-printf '%-10s %10s %8s %8s %8s  %s\n' instances answered/s p50_ms p99_ms errors "CPU % of a core: switchd each | haproxy | hsm-sim | issuer"
+# The whole machine's busy and total jiffies (every core; other users of the machine included).
+machine() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
+printf '%-10s %10s %8s %8s %8s %6s  %s\n' instances answered/s p50_ms p99_ms errors busy% "CPU % of a core: switchd each | haproxy | hsm-sim | issuer"
 for n in $COUNTS; do
   start "$HSM_PORT" hsm-sim "$BIN/hsm-sim" --listen "127.0.0.1:$HSM_PORT" --log "$DIR/log/hsm-sim.log"
   start "$ISS_PORT" null-issuer "$BIN/bench-null-issuer" --listen "127.0.0.1:$ISS_PORT"
@@ -78,17 +80,20 @@ for n in $COUNTS; do
   declare -A t0=()
   for p in "${sws[@]}" "$hap" "$hsm" "$iss"; do t0[$p]=$(ticks "$p"); done
   s=$(date +%s%N)
+  read -r mb0 mt0 < <(machine)
   "$BIN/acquirer-sim" load --host "127.0.0.1:$ACQ_PORT" --load-terminals --connections "$CONNS" \
     --rate 1 --closed "$K" --duration "$SECONDS_RUN" --warmup 2 --report "$DIR/report-$n.json" \
     --quiet >"$DIR/load-$n.txt" 2>&1 || true
   el=$(( ($(date +%s%N) - s) / 1000000 ))
+  read -r mb1 mt1 < <(machine)
+  busy=$(awk -v b=$((mb1 - mb0)) -v t=$((mt1 - mt0)) 'BEGIN { printf "%.0f", 100 * b / t }')
   cpu=""
   for p in "${sws[@]}" "$hap" "$hsm" "$iss"; do
     cpu+=$(awk -v d=$(( $(ticks "$p") - ${t0[$p]} )) -v hz="$HZ" -v ms="$el" 'BEGIN { printf "%.0f ", 100 * d / hz / (ms / 1000) }')
   done
-  printf '%-10s %10.0f %8.2f %8.2f %8s  %s\n' "$n" "$(jnum achieved_tps "$DIR/report-$n.json")" \
+  printf '%-10s %10.0f %8.2f %8.2f %8s %6s  %s\n' "$n" "$(jnum achieved_tps "$DIR/report-$n.json")" \
     "$(jnum p50_ms "$DIR/report-$n.json")" "$(jnum p99_ms "$DIR/report-$n.json")" \
-    "$(( $(jnum errors "$DIR/report-$n.json") + $(jnum timeouts "$DIR/report-$n.json") ))" "$cpu"
+    "$(( $(jnum errors "$DIR/report-$n.json") + $(jnum timeouts "$DIR/report-$n.json") ))" "$busy" "$cpu"
   stop_all
   unset t0
   sleep 1
