@@ -148,6 +148,8 @@ else
   start haproxy 8583 haproxy -db -f var/run/haproxy.cfg
 fi
 sleep 0.5 # issuer link sign-on
+SWLOG=var/log/switchd.log
+[ "$INSTANCES" -eq 1 ] || SWLOG=var/log/switchd-0.log # one log per instance: switchd-K.log
 
 echo
 echo "== demo transactions (sim/scenarios/demo.scn) =="
@@ -166,8 +168,8 @@ $(for row in "${ISSUERS[@]}"; do read -r id bin port ccy country <<<"$row"
   printf '    %-8s %-23s %s  BIN %s  127.0.0.1:%s  dbname=%s\n' "$id" "$country" "$ccy" "$bin" "$port" "$(issuer_db "$id")"; done)
 Reconcile this run's traffic with one issuer's ledger (another terminal, or after the run):
   build/bin/atlas-reconcile --from $RUN_FROM --issuer WALLET2 --issuer-db dbname=atlas_wallet2
-Watch the switch live (another terminal): build/bin/atlas-console var/log/switchd.log; raw JSON lines of $ROOT/var/log/switchd.log with
-  tail -F var/log/switchd.log
+Watch the switch live (another terminal): build/bin/atlas-console $SWLOG; raw JSON lines of $ROOT/$SWLOG with
+  tail -F $SWLOG
 Send a transaction by hand (another terminal):
   build/bin/acquirer-sim send --type purchase --pan 4890010000000012 --pin 1234 --amount 25.00
   build/bin/acquirer-sim send --type transfer --pan 4890010000000012 --pin 1234 --amount 20.00 --to-msisdn +221770000029
