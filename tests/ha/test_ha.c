@@ -28,6 +28,8 @@ static struct stack S; /* instance A: the stack's own switchd */
 static struct stack B; /* instance B: the same stack, its own switchd, ports, log and spool */
 static uint16_t Ha_port, Ha_pos_port;
 static pid_t Ha_pid;
+static uint16_t Shared_port; /* [listener shared]: both instances on it with reuseport = on */
+static char Extra[600];
 static char Ha_log[400];
 
 /* B's configuration: A's, with B's log, metrics address, spool, listener ports and instance. */
@@ -129,12 +131,17 @@ static int setup(void **state)
                 HAPROXY);
         return -1;
     }
-    struct stack_opts o = { .issuer = true,
-                            .issuer_timeout_ms = 1000,
-                            .wallets = 64,
-                            .extra_conf = "stand_in = on\n[switch]\ninstance_id = ha-a\n"
-                                          "stan_slot = 0\nstan_slots = 2\n" LEASE };
-    /* (stand_in = on lands in [issuer WALLET1], the section extra_conf follows) */
+    Shared_port = ts_free_port();
+    /* stand_in = on lands in [issuer WALLET1], the section extra_conf follows; B's
+     * configuration copies [listener shared] as it is: the same port */
+    snprintf(Extra, sizeof Extra,
+             "stand_in = on\n[listener shared]\naddress = 127.0.0.1:%u\ndialect = ascii87\n"
+             "framing = 2b\nmax_connections = 100\nreuseport = on\n"
+             "[switch]\ninstance_id = ha-a\nstan_slot = 0\nstan_slots = 2\n" LEASE,
+             Shared_port);
+    struct stack_opts o = {
+        .issuer = true, .issuer_timeout_ms = 1000, .wallets = 64, .extra_conf = Extra
+    };
     if (stack_setup(state, &S, &o) != 0 || stack_stand_in_rules(&S, "{00,01}", 50000, 80000) != 0)
         return -1;
     B = S;
@@ -165,6 +172,8 @@ static int teardown(void **state)
 static int alive(void **state)
 {
     (void)state;
+    if (S.issuer > 0)
+        stack_kill(S.issuer, SIGCONT); /* a test that failed while it was stopped */
     if (!ts_alive(S.sw) && stack_start_switch(&S) != 0)
         return -1;
     if (!ts_alive(B.sw) && start_b() != 0)
@@ -327,6 +336,55 @@ static void test_advices_taken_over_in_order(void **state)
         assert_int_equal(start_b(), 0);
 }
 
+/* reuseport = on: both instances listen on one port and the kernel spreads the connections. */
+static void test_reuseport_shares_a_port(void **state)
+{
+    (void)state;
+    struct sim_term *t = stack_term(&B, "TERM0001"); /* an ascii87 terminal, as the listener */
+    char saved[sizeof t->address];
+    memcpy(saved, t->address, sizeof saved);
+    snprintf(t->address, sizeof t->address, "127.0.0.1:%u", Shared_port);
+    int approved = 0;
+    for (int i = 0; i < 16; i++) {
+        struct sim_txn x;
+        stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 100);
+        approved += strcmp(stack_rc(&B, "TERM0001", &x, NULL, NULL), "00") == 0;
+    }
+    memcpy(t->address, saved, sizeof saved);
+    assert_int_equal(approved, 16);
+    assert_true(ts_wait_file_contains(S.switch_log, "\"listener\":\"shared\"", 3000));
+    assert_true(ts_wait_file_contains(B.switch_log, "\"listener\":\"shared\"", 3000));
+}
+
+/* Draining for maintenance: SIGTERM with a request in flight (the issuer stalled); /health
+ * answers 503 "draining" while it finishes — what takes the instance out of HAProxy's rotation —
+ * then the request is answered on its connection and the instance exits 0. */
+static void test_health_503_while_draining(void **state)
+{
+    (void)state;
+    struct sim_txn x;
+    struct sim_sent sent;
+    struct sim_resp r;
+    char buf[2048];
+    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 150);
+    assert_int_equal(stack_kill(S.issuer, SIGSTOP), 0);
+    struct sim_term *t = stack_term(&B, "TERM0004");
+    int fd = stack_send_nowait(&B, t, &x, &sent);
+    assert_true(fd >= 0);
+    usleep(300000);
+    assert_int_equal(kill(B.sw, SIGTERM), 0);
+    usleep(300000);
+    assert_true(stack_http_get(B.metrics_port, "/health", buf, sizeof buf) > 0);
+    assert_non_null(strstr(buf, " 503 "));
+    assert_non_null(strstr(buf, "\"draining\":true"));
+    assert_int_equal(stack_kill(S.issuer, SIGCONT), 0);
+    assert_int_equal(stack_recv(fd, t, &r), 0); /* answered before it exits (00, or 91 on time) */
+    close(fd);
+    int st = ts_wait(B.sw, 15000);
+    B.sw = 0;
+    assert_true(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* A recorded load through HAProxy, B killed -9 two seconds in: the harness reconnects through
  * HAProxy to A, reverses what went unanswered; B restarted settles what it left in flight, and
  * atlas-reconcile finds no mismatch. */
@@ -365,6 +423,8 @@ int main(void)
         cmocka_unit_test_setup(test_refdata_notify, alive),
         cmocka_unit_test_setup(test_reversal_taken_over, alive),
         cmocka_unit_test_setup(test_advices_taken_over_in_order, alive),
+        cmocka_unit_test_setup(test_reuseport_shares_a_port, alive),
+        cmocka_unit_test_setup(test_health_503_while_draining, alive),
         cmocka_unit_test_setup(test_kill_one_under_load, alive),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
