@@ -825,8 +825,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct adv_item *it, *next;
     if (q->load_retry_ms && now >= q->load_retry_ms)
         sw_advice_load(srv, q->load_done);
-    else if (q->loaded && !q->claiming && now >= q->next_claim_ms)
-        claim_issuers(srv);
+    else if (q->loaded && !q->claiming && !srv->draining && now >= q->next_claim_ms)
+        claim_issuers(srv); /* (a draining instance takes nothing over) */
     for (it = TAILQ_FIRST(&q->items); it; it = next) {
         next = TAILQ_NEXT(it, link);
         if (it->row_dirty && !it->row_writing)

@@ -105,8 +105,12 @@ static void poll_connect(struct sw_notify *n)
         return;
     }
     n->state = NOTIFY_LISTENING;
-    while (PQflush(n->pg) == 1) /* a 21-byte query: the socket takes it */
-        ;
+    /* A 21-byte query on a fresh connection: the socket's buffer takes it whole (PQflush 0);
+     * anything else is a connection not worth keeping. */
+    if (PQflush(n->pg) != 0) {
+        drop(n, "LISTEN not sent");
+        return;
+    }
     if (n->logged_down)
         at_log(AT_LOG_INFO, "refdata_listen_up", AT_STR("channel", "atlas_refdata"));
     n->logged_down = false;

@@ -763,8 +763,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct saf_item *next;
     if (q->load_retry_ms && now >= q->load_retry_ms)
         sw_saf_load(srv, q->load_done);
-    else if (q->loaded && !q->claiming && now >= q->next_claim_ms)
-        claim(srv);
+    else if (q->loaded && !q->claiming && !srv->draining && now >= q->next_claim_ms)
+        claim(srv); /* (a draining instance takes nothing over: it would leave it claimed) */
     for (struct saf_item *it = LIST_FIRST(&q->items); it; it = next) {
         next = LIST_NEXT(it, link);
         switch (it->state) {
