@@ -143,5 +143,11 @@ int sw_metrics_render(const struct sw_metrics *m, struct evbuffer *out)
     rc |= counter(out, "atlas_journal_spooled_total",
                   "Journal records written to the local spool during a database outage.",
                   m->journal_spooled_total);
+    rc |= counter(out, "atlas_key_changes_total",
+                  "Issuer ZPK/ZAK changes confirmed and committed (docs/keys.md).",
+                  m->key_changes_total);
+    rc |= counter(out, "atlas_key_changes_failed_total",
+                  "Issuer key changes abandoned, the previous keys kept (docs/keys.md).",
+                  m->key_changes_failed_total);
     return rc ? -1 : 0;
 }

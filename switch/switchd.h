@@ -242,6 +242,10 @@ void sw_links_stop(struct sw_server *srv);
  * stan. Returns 0, or -1 when the link is not up or full. */
 int sw_link_forward(struct sw_link *l, struct sw_txn *txn, uint32_t stan, const uint8_t *msg,
                     size_t len);
+/* Sends an 0800 with DE 70 = code and, when de48 is not NULL, DE 48 (n48 bytes) on a connected
+ * link; its STAN into *stan_out. 0, or -1 (link not connected, message too long). */
+int sw_link_send_0800(struct sw_link *l, const char *code, const char *de48, size_t n48,
+                      uint32_t *stan_out);
 /* A fresh STAN for the link (6 digits, never 000000, skipping in-flight ones). */
 uint32_t sw_link_stan(struct sw_link *l);
 /* Forgets a pending txn (timeout or teardown). */

@@ -29,7 +29,13 @@ INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv) VALUES
     ('WALLET3.IMKAC','MK-AC', 'TDES-2KEY', 'UC8B193C5B253AF7255F4EF66CEFC8FC0', '8D397D'),
     ('WALLET3.CVK',  'CVK',   'TDES-2KEY', 'U91958BC7E54081E761AEBB2E26D786F4', 'A0D632'),
     ('WALLET4.IMKAC','MK-AC', 'TDES-2KEY', 'U0CAE65724EF4438F2E81F60DFF685CED', 'B1D113'),
-    ('WALLET4.CVK',  'CVK',   'TDES-2KEY', 'UA93009BF3531AD544736AA2A5D11C75B', '676113')
+    ('WALLET4.CVK',  'CVK',   'TDES-2KEY', 'UA93009BF3531AD544736AA2A5D11C75B', '676113'),
+    -- zone master keys: wrap the new ZPK/ZAK of a key change (docs/keys.md); random lab keys,
+    -- shared with each issuer-sim (--zmk) through the same lab LMK
+    ('WALLET1.ZMK',   'ZMK', 'TDES-2KEY', 'UCE385FA1F081065353418ED6B4BFB4AD', 'D0DBCF'),
+    ('WALLET2.ZMK',   'ZMK', 'TDES-2KEY', 'U9B06406022878FD5F89EAA9E05905919', '2A6AF9'),
+    ('WALLET3.ZMK',   'ZMK', 'TDES-2KEY', 'U3FDD986FE24A9520EDF8D9803BE7D45C', '436BA5'),
+    ('WALLET4.ZMK',   'ZMK', 'TDES-2KEY', 'U03D836D28D9BFDE931ADEDD918A19C94', 'F17BA0')
 ON CONFLICT (key_id) DO UPDATE
     SET key_type = EXCLUDED.key_type, scheme = EXCLUDED.scheme,
         key_under_lmk = EXCLUDED.key_under_lmk, kcv = EXCLUDED.kcv, status = 'active';
@@ -42,6 +48,8 @@ INSERT INTO switch.issuers (issuer_id, name, link, zpk_key_id, zak_key_id) VALUE
 ON CONFLICT (issuer_id) DO UPDATE
     SET name = EXCLUDED.name, link = EXCLUDED.link, zpk_key_id = EXCLUDED.zpk_key_id,
         zak_key_id = EXCLUDED.zak_key_id, enabled = true;
+UPDATE switch.issuers SET zmk_key_id = issuer_id || '.ZMK'
+ WHERE issuer_id IN ('WALLET1', 'WALLET2', 'WALLET3', 'WALLET4');
 
 INSERT INTO switch.bin_routes (prefix, issuer_id) VALUES
     ('489001', 'WALLET1'), ('489002', 'WALLET2'), ('489003', 'WALLET3'), ('489004', 'WALLET4')
