@@ -121,12 +121,17 @@ start() { # name port command...
   wait_port "$port" "$name" $!
 }
 start hsm-sim 1500 build/bin/hsm-sim --listen 127.0.0.1:1500 --log var/log/hsm-sim.log
-# Each issuer-sim holds its issuer's ZPK and ZAK (under the LMK) as switchd has them in switch.keys.
-lmk_key() { psql -tA -v ON_ERROR_STOP=1 -c "SELECT key_under_lmk FROM switch.keys WHERE key_id = '$1'"; }
+# Each issuer-sim holds its issuer's ZPK and ZAK (under the LMK) as switchd has them in switch.keys:
+# the generation the issuer row names (the latest key change, docs/keys.md), and its ZMK.
+lmk_key() { # issuer column
+  psql -tA -v ON_ERROR_STOP=1 -c "SELECT k.key_under_lmk FROM switch.issuers i
+    JOIN switch.keys k ON k.key_id = i.$2 WHERE i.issuer_id = '$1'"
+}
 for row in "${ISSUERS[@]}"; do
   read -r id bin port _ <<<"$row"
   start "issuer-$id" "$port" build/bin/issuer-sim --listen "127.0.0.1:$port" --hsm 127.0.0.1:1500 \
-    --db "dbname=$(issuer_db "$id")" --zpk "$(lmk_key "$id.ZPK")" --zak "$(lmk_key "$id.ZAK")" \
+    --db "dbname=$(issuer_db "$id")" --zpk "$(lmk_key "$id" zpk_key_id)" \
+    --zak "$(lmk_key "$id" zak_key_id)" --zmk "$(lmk_key "$id" zmk_key_id)" \
     --log "var/log/issuer-$id.log"
 done
 start switchd 8583 build/bin/switchd --config switch/demo.conf
