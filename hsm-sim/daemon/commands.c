@@ -184,7 +184,7 @@ static int keytype3(struct hsm_cur *in, enum hsm_keytype *t)
 }
 
 /* A0: generate a key. Mode 1N (0: under LMK, 1: also under a ZMK) ‖ key type
- * 3H ‖ key scheme (LMK) 1A [‖ ';' ZMK/TMK flag 1N] [‖ ZMK ‖ key scheme (ZMK)]
+ * 3H ‖ key scheme (LMK) 1A [‖ ';' ZMK/TMK flag 1N: 0 ZMK, 1 TMK] [‖ ZMK/TMK ‖ key scheme]
  * → key under LMK ‖ [key under ZMK] ‖ KCV 6H. */
 static int cmd_a0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 {
@@ -195,6 +195,7 @@ static int cmd_a0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     struct hsm_keyf zf;
     struct hsm_key *zmk = NULL, *key = NULL;
     char mode, sch, lmk_text[64], zmk_text[64];
+    bool tmk = false; /* ';1': the key goes out under a TMK (terminal key download) */
     uint8_t kcv[8];
     int e;
 
@@ -208,8 +209,9 @@ static int cmd_a0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
             in->off++;
             if ((e = hsm_cur_char(in, &flag)))
                 return e;
-            if (flag != '0')
-                return HSM_E_NOT_PERMITTED; /* TMK-encrypted export is not simulated */
+            if (flag != '0' && flag != '1')
+                return HSM_E_INPUT;
+            tmk = flag == '1';
         }
         if ((e = hsm_cur_key(in, HSM_KEY_ANY, &zf)) || (e = hsm_cur_char(in, &sch)) ||
             (e = scheme_of(sch, &s_zmk)))
@@ -217,7 +219,7 @@ static int cmd_a0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     }
     if ((e = hsm_cur_end(in)))
         return e;
-    if (mode == '1' && (e = key_get(p, &ks, HSM_KT_ZMK, &zf, false, &zmk)))
+    if (mode == '1' && (e = key_get(p, &ks, tmk ? HSM_KT_TMK : HSM_KT_ZMK, &zf, false, &zmk)))
         goto out;
     if ((e = err_of(hsm_key_generate(cr->h, t, s_lmk, lmk_text, sizeof lmk_text, kcv))))
         goto out;
