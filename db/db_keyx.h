@@ -54,4 +54,26 @@ __attribute__((warn_unused_result)) int db_keyx_fail(struct db_client *c, int64_
                                                      const char *reason, db_keyx_done_cb cb,
                                                      void *arg);
 
+/* ---- terminal key download (0800, DE 70 = 162) ---- */
+
+/* The terminal's TMK under the LMK ("" when it has none) into cb. */
+typedef void (*db_keyx_tmk_cb)(void *arg, const struct db_error *err, const char *tmk);
+__attribute__((warn_unused_result)) int db_keyx_terminal_tmk(struct db_client *c,
+                                                             const char *acquirer,
+                                                             const char *terminal,
+                                                             db_keyx_tmk_cb cb, void *arg);
+
+/* The keys a terminal downloaded, in one transaction: new rows TERMINAL.TPK.dSUFFIX and
+ * TERMINAL.TAK.dSUFFIX (no TPK row when tpk is NULL: a DUKPT terminal), the previous ones retired
+ * with valid_to = now + grace_s, the terminal row naming the new ones. */
+struct db_keyx_term_new {
+    const char *acquirer, *terminal, *suffix;
+    const char *tpk, *tpk_kcv; /* NULL for a DUKPT terminal */
+    const char *tak, *tak_kcv;
+    unsigned grace_s;
+};
+__attribute__((warn_unused_result)) int db_keyx_terminal_commit(struct db_client *c,
+                                                                const struct db_keyx_term_new *k,
+                                                                db_keyx_done_cb cb, void *arg);
+
 #endif

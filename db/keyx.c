@@ -165,3 +165,79 @@ int db_keyx_fail(struct db_client *c, int64_t request_id, const char *reason, db
                                 .values = values };
     return run(c, &st, 1, cb, arg);
 }
+
+/* ---------------------------------------------------------------- terminal key download */
+
+struct tmk_job {
+    db_keyx_tmk_cb cb;
+    void *arg;
+};
+
+static void on_tmk(void *arg, const struct db_reply *reply)
+{
+    struct tmk_job *job = arg;
+    char tmk[DB_KEYX_KEY_TEXT] = "";
+    const struct db_error *err = reply->err;
+    if (err->code == 0 && reply->n == 1 && reply->res[0] && PQntuples(reply->res[0]) == 1 &&
+        !db_col_text(reply->res[0], 0, 0, tmk, sizeof tmk))
+        tmk[0] = '\0';
+    job->cb(job->arg, err, tmk);
+    free(job);
+}
+
+int db_keyx_terminal_tmk(struct db_client *c, const char *acquirer, const char *terminal,
+                         db_keyx_tmk_cb cb, void *arg)
+{
+    const char *values[] = { acquirer, terminal };
+    struct tmk_job *job = malloc(sizeof *job);
+    if (!job)
+        return DB_E_SYS;
+    *job = (struct tmk_job){ cb, arg };
+    int rc = db_query(c,
+                      "SELECT coalesce(k.key_under_lmk, '') FROM switch.terminals t"
+                      " LEFT JOIN switch.keys k ON k.key_id = t.tmk_key_id AND k.key_type = 'TMK'"
+                      " AND k.status = 'active'"
+                      " WHERE t.acquirer_id = $1 AND t.terminal_id = $2",
+                      2, values, on_tmk, job);
+    if (rc != 0)
+        free(job);
+    return rc;
+}
+
+int db_keyx_terminal_commit(struct db_client *c, const struct db_keyx_term_new *k,
+                            db_keyx_done_cb cb, void *arg)
+{
+    char grace[16];
+    snprintf(grace, sizeof grace, "%u", k->grace_s);
+    const bool tpk = k->tpk != NULL;
+    const char *retire_v[] = { k->acquirer, k->terminal, grace, tpk ? "t" : "f" };
+    const char *tak_v[] = { k->terminal, k->suffix, k->tak, k->tak_kcv, k->acquirer };
+    const char *tpk_v[] = { k->terminal, k->suffix, tpk ? k->tpk : "", tpk ? k->tpk_kcv : "",
+                            k->acquirer };
+    const char *row_v[] = { k->acquirer, k->terminal, k->suffix, tpk ? "t" : "f" };
+    /* One transaction: the terminal row, its old keys' validity and the new rows together. */
+    const struct db_stmt stmts[] = {
+        { .sql = "UPDATE switch.keys k SET status = 'retired',"
+                 " valid_to = now() + make_interval(secs => $3::int)"
+                 " FROM switch.terminals t WHERE t.acquirer_id = $1 AND t.terminal_id = $2"
+                 " AND (k.key_id = t.tak_key_id OR ($4::boolean AND k.key_id = t.tpk_key_id))",
+          .nparams = 4,
+          .values = retire_v },
+        { .sql = "INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv, owner)"
+                 " VALUES ($1 || '.TAK.d' || $2, 'TAK', 'TDES-2KEY', $3, $4, $5 || '/' || $1)",
+          .nparams = 5,
+          .values = tak_v },
+        { .sql = tpk ? "INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv,"
+                       " owner) VALUES ($1 || '.TPK.d' || $2, 'TPK', 'TDES-2KEY', $3, $4,"
+                       " $5 || '/' || $1)"
+                     : "SELECT $1::text, $2::text, $3::text, $4::text, $5::text",
+          .nparams = 5,
+          .values = tpk_v },
+        { .sql = "UPDATE switch.terminals SET tak_key_id = $2 || '.TAK.d' || $3,"
+                 " tpk_key_id = CASE WHEN $4::boolean THEN $2 || '.TPK.d' || $3"
+                 " ELSE tpk_key_id END WHERE acquirer_id = $1 AND terminal_id = $2",
+          .nparams = 4,
+          .values = row_v },
+    };
+    return run(c, stmts, 4, cb, arg);
+}

@@ -16,6 +16,8 @@
 
 #include "db_keyx.h"
 #include "hsmclient.h"
+#include "clock.h"
+#include "fmt.h"
 #include "log.h"
 #include "switchd.h"
 
@@ -349,4 +351,213 @@ void sw_keyx_stop(struct sw_server *srv)
         memset(&kxs[i].zpk, 0, sizeof kxs[i].zpk);
         memset(&kxs[i].zak, 0, sizeof kxs[i].zak);
     }
+}
+
+/* ---------------------------------------------------------------- terminal key download */
+
+/* A terminal asks for new working keys (docs/keys.md, "Terminal key download"): an 0800 with
+ * DE 70 = 162 and a MAC under its current TAK. In order: the terminal's TMK (database), the
+ * 0800's MAC (M8), a new TPK (TPK terminals) and TAK under the LMK and the TMK (A0 mode 1,
+ * ';1'), the commit (the terminal row and switch.keys), the switch-over in memory, the 0810 with
+ * the keys under the TMK and their KCVs in DE 48. Requests the terminal sent before its 0800
+ * were started with the old keys (each txn holds its copy) and finish with them. One download per
+ * terminal at a time: a second is answered 94 while the first runs. */
+
+#define DL_MAX                   16
+#define SW_KEYX_TERMINAL_GRACE_S 60 /* the old keys' valid_to in switch.keys */
+
+struct dl {
+    struct sw_txn *t; /* NULL: the slot is free */
+    char acquirer[12], tid[9];
+    char tmk[DB_KEYX_KEY_TEXT];
+    bool tpk_wanted;
+    struct kx_key tpk, tak;
+};
+
+static struct dl dls[DL_MAX];
+
+bool sw_keyx_is_download(const struct iso_msg *m)
+{
+    size_t n;
+    const uint8_t *p = iso_get(m, 70, &n);
+    return p && n == 3 && memcmp(p, SW_KEYX_DOWNLOAD_CODE, 3) == 0;
+}
+
+/* Ends the download with rc (the reason logged when it is not 00) and frees its slot. */
+static void dl_end(struct dl *d, const char *rc, const char *reason)
+{
+    struct sw_txn *t = d->t;
+    if (reason)
+        at_log(AT_LOG_WARN, "key_download_refused", AT_STR("acquirer", d->acquirer),
+               AT_STR("terminal", d->tid), AT_STR("rc", rc), AT_STR("reason", reason),
+               AT_STR("action", "the terminal keeps its keys"));
+    memset(d, 0, sizeof *d);
+    sw_txn_key_download_done(t, rc);
+}
+
+static void dl_generate_next(struct dl *d);
+
+static void on_dl_generated(void *arg, int status, const char *resp, size_t len)
+{
+    struct dl *d = arg;
+    if (d->t->srv->stopping) {
+        dl_end(d, "96", "switch stopping");
+        return;
+    }
+    struct kx_key *dst = d->tpk_wanted && !d->tpk.lmk[0] ? &d->tpk : &d->tak;
+    if (status != HSM_CLIENT_OK || parse_a1(resp, len, dst) != 0) {
+        at_log(AT_LOG_ERROR, "key_download_hsm_error", AT_INT("status", status),
+               AT_INT("hsm_error",
+                      status == HSM_CLIENT_OK ? hsm_client_resp_error("A0", resp, len) : -1));
+        dl_end(d, "96", "the HSM could not generate the keys");
+        return;
+    }
+    dl_generate_next(d);
+}
+
+static void on_dl_committed(void *arg, const struct db_error *e)
+{
+    struct dl *d = arg;
+    struct sw_server *srv = d->t->srv;
+    if (e->code != 0) {
+        at_log(AT_LOG_ERROR, "key_download_commit_failed", AT_STR("terminal", d->tid),
+               AT_STR("error", e->message));
+        dl_end(d, "96", "the new keys could not be stored");
+        return;
+    }
+    /* The new keys in force for the terminal's next requests (the snapshot is switchd's own:
+     * a reload would read the same rows). */
+    struct sw_terminal *row =
+        srv->ref
+            ? (struct sw_terminal *)sw_ref_terminal(srv->ref, d->acquirer, (const uint8_t *)d->tid)
+            : NULL;
+    if (row) {
+        if (d->tpk_wanted)
+            memcpy(row->tpk, d->tpk.lmk, strlen(d->tpk.lmk) + 1);
+        memcpy(row->tak, d->tak.lmk, strlen(d->tak.lmk) + 1);
+    }
+    struct sw_txn *t = d->t;
+    if (d->tpk_wanted)
+        snprintf(t->resp48, sizeof t->resp48, "%s%02zu%s%s06%s%s%02zu%s%s06%s", SW_KEYX_TAG_PIN_KEY,
+                 strlen(d->tpk.zmk), d->tpk.zmk, SW_KEYX_TAG_PIN_KCV, d->tpk.kcv,
+                 SW_KEYX_TAG_MAC_KEY, strlen(d->tak.zmk), d->tak.zmk, SW_KEYX_TAG_MAC_KCV,
+                 d->tak.kcv);
+    else
+        snprintf(t->resp48, sizeof t->resp48, "%s%02zu%s%s06%s", SW_KEYX_TAG_MAC_KEY,
+                 strlen(d->tak.zmk), d->tak.zmk, SW_KEYX_TAG_MAC_KCV, d->tak.kcv);
+    srv->metrics.key_downloads_total++;
+    at_log(AT_LOG_INFO, "key_download_done", AT_STR("acquirer", d->acquirer),
+           AT_STR("terminal", d->tid), AT_STR("tpk_kcv", d->tpk_wanted ? d->tpk.kcv : "-"),
+           AT_STR("tak_kcv", d->tak.kcv));
+    dl_end(d, "00", NULL);
+}
+
+/* The next key to generate, or the commit once both are there. */
+static void dl_generate_next(struct dl *d)
+{
+    struct sw_server *srv = d->t->srv;
+    const char *type = d->tpk_wanted && !d->tpk.lmk[0] ? "002" : !d->tak.lmk[0] ? "003" : NULL;
+    if (type) {
+        char cmd[96];
+        int n = snprintf(cmd, sizeof cmd, "A01%sU;1%sU", type, d->tmk);
+        if (n < 0 || (size_t)n >= sizeof cmd ||
+            hsm_client_submit(srv->hsm, cmd, (size_t)n, on_dl_generated, d) != 0)
+            dl_end(d, "96", "HSM queue full");
+        return;
+    }
+    char suffix[24];
+    snprintf(suffix, sizeof suffix, "%llu", (unsigned long long)(at_wall_us() / 1000u));
+    struct db_keyx_term_new k = { .acquirer = d->acquirer,
+                                  .terminal = d->tid,
+                                  .suffix = suffix,
+                                  .tpk = d->tpk_wanted ? d->tpk.lmk : NULL,
+                                  .tpk_kcv = d->tpk.kcv,
+                                  .tak = d->tak.lmk,
+                                  .tak_kcv = d->tak.kcv,
+                                  .grace_s = SW_KEYX_TERMINAL_GRACE_S };
+    if (db_keyx_terminal_commit(srv->db, &k, on_dl_committed, d) != 0)
+        dl_end(d, "96", "database queue full");
+}
+
+static void on_dl_mac(void *arg, int status, const char *resp, size_t len)
+{
+    struct dl *d = arg;
+    int e = status == HSM_CLIENT_OK ? hsm_client_resp_error("M8", resp, len) : -1;
+    if (e == 1) {
+        dl_end(d, "63", "the 0800's MAC does not verify under the terminal's TAK");
+        return;
+    }
+    if (e != 0) {
+        dl_end(d, "96", "HSM unavailable");
+        return;
+    }
+    dl_generate_next(d);
+}
+
+static void on_dl_tmk(void *arg, const struct db_error *e, const char *tmk)
+{
+    struct dl *d = arg;
+    struct sw_txn *t = d->t;
+    if (e->code != 0) {
+        dl_end(d, "96", "database unavailable");
+        return;
+    }
+    if (!tmk[0] || strlen(tmk) >= sizeof d->tmk) {
+        dl_end(d, "12", "the terminal has no TMK (switch.terminals.tmk_key_id)");
+        return;
+    }
+    memcpy(d->tmk, tmk, strlen(tmk) + 1);
+    /* The 0800 must be MACed under the terminal's current TAK: anyone else asking for its keys
+     * would otherwise change them under it. */
+    struct isonet_mac at;
+    char cmd[SW_TXN_FRAME + 128];
+    if (isonet_mac_locate(t->term->lst->dialect, &t->req, t->frame_len, &at) != 0) {
+        dl_end(d, "30", "the 0800 carries no MAC (DE 64/128, the last field)");
+        return;
+    }
+    int n =
+        hsm_client_build_mac(cmd, sizeof cmd, "003", t->terminal.tak, t->frame, at.off, at.value);
+    if (n < 0 || hsm_client_submit(t->srv->hsm, cmd, (size_t)n, on_dl_mac, d) != 0)
+        dl_end(d, "96", "HSM queue full");
+}
+
+void sw_keyx_download(struct sw_txn *t)
+{
+    struct sw_server *srv = t->srv;
+    size_t n;
+    const uint8_t *tid = iso_get(&t->req, 41, &n);
+    const struct sw_terminal *row =
+        srv->ref && tid && n == 8 ? sw_ref_terminal(srv->ref, t->acquirer, tid) : NULL;
+    struct dl *d = NULL;
+    for (size_t i = 0; i < DL_MAX; i++) {
+        if (dls[i].t && row && strcmp(dls[i].acquirer, t->acquirer) == 0 &&
+            memcmp(dls[i].tid, tid, 8) == 0) {
+            d = NULL; /* this terminal already has one running */
+            break;
+        }
+        if (!dls[i].t && !d)
+            d = &dls[i];
+    }
+    if (!row || !row->enabled || !row->tak[0]) {
+        memset(t->terminal.tak, 0, sizeof t->terminal.tak);
+        at_log(AT_LOG_WARN, "key_download_refused", AT_STR("acquirer", t->acquirer),
+               AT_STR("rc", "58"), AT_STR("reason", "unknown or disabled terminal"));
+        sw_txn_key_download_done(t, "58");
+        return;
+    }
+    if (!d) {
+        at_log(AT_LOG_WARN, "key_download_refused", AT_STR("acquirer", t->acquirer),
+               AT_STR("terminal", row->tid), AT_STR("rc", "94"),
+               AT_STR("reason", "a download of this terminal (or too many) in progress"));
+        sw_txn_key_download_done(t, "94");
+        return;
+    }
+    t->terminal = *row;
+    *d = (struct dl){ .t = t, .tpk_wanted = row->scheme == SW_TERM_TPK };
+    at_strlcpy(d->acquirer, t->acquirer, sizeof d->acquirer);
+    memcpy(d->tid, row->tid, 9);
+    at_log(AT_LOG_INFO, "key_download_started", AT_STR("acquirer", d->acquirer),
+           AT_STR("terminal", d->tid), AT_STR("keys", d->tpk_wanted ? "TPK+TAK" : "TAK"));
+    if (db_keyx_terminal_tmk(srv->db, d->acquirer, d->tid, on_dl_tmk, d) != 0)
+        dl_end(d, "96", "database queue full");
 }

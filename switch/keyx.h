@@ -29,4 +29,16 @@ void sw_keyx_stop(struct sw_server *srv);
 /* An 0810 arrived on l with DE 11 = stan: true when it answers this link's key change. */
 bool sw_keyx_answer(struct sw_link *l, uint32_t stan, const struct iso_msg *m);
 
+/* ---- terminal key download (0800 from a terminal, DE 70 = 162) ---- */
+
+#define SW_KEYX_DOWNLOAD_CODE "162"
+
+struct sw_txn;
+/* Whether the terminal's 0800 m asks for new working keys. */
+bool sw_keyx_is_download(const struct iso_msg *m);
+/* Serves it (t in SW_TXN_KEY_DOWNLOAD): the 0800's MAC under the terminal's TAK, new keys from
+ * the HSM under its TMK, committed to switch.keys, switched over; then
+ * sw_txn_key_download_done(t, rc) with t->resp48 the keys under the TMK and their KCVs. */
+void sw_keyx_download(struct sw_txn *t);
+
 #endif

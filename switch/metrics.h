@@ -57,6 +57,7 @@ struct sw_metrics {
     uint64_t late_responses_total, issuer_timeouts_total;
     uint64_t journal_spooled_total;
     uint64_t key_changes_total, key_changes_failed_total; /* issuer key changes (keyx.c) */
+    uint64_t key_downloads_total;                         /* terminal key downloads (keyx.c) */
 };
 
 void sw_metrics_init(struct sw_metrics *m);

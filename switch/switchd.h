@@ -274,6 +274,7 @@ enum sw_txn_state {
     SW_TXN_PARKED,        /* reversal: waiting for its original (in flight) to be answered */
     SW_TXN_TRANSFER,      /* a transfer (or a terminal's reversal of one) waiting for its saga */
     SW_TXN_CARD_AUTH,     /* HSM verifying the card: ARQC (KQ) and/or CVV2 (CY) — emv.c */
+    SW_TXN_KEY_DOWNLOAD,  /* a terminal's 0800 key download: MAC, new keys, commit — keyx.c */
     SW_TXN_FINISH,        /* response MAC (M6), then the journal commit */
     SW_TXN_state_max
 };
@@ -346,6 +347,7 @@ struct sw_txn {
     bool has_xfer_fee;
     int64_t xfer_fee;
     char resp44[8];
+    char resp48[160]; /* a key download's answer: the new keys under the TMK and KCVs (keyx.c) */
     struct sw_req_id xfer_orig; /* a reversal: the transfer's identity */
     /* Pre-authorization (preauth.c): a completion's or an increment's DE 90 as its issuer knows
      * the pre-auth (issuer STAN and DE 7), put in the request it is forwarded. */
@@ -387,6 +389,8 @@ int sw_pan_protect(struct sw_server *srv, const char *pan, size_t len, uint8_t h
 void sw_txn_forward(struct sw_txn *txn);
 /* The link went down with the txn still pending. */
 void sw_txn_issuer_lost(struct sw_txn *txn);
+/* A terminal key download (keyx.c) is over: answered rc (0810, no MAC), with t->resp48. */
+void sw_txn_key_download_done(struct sw_txn *t, const char *rc);
 /* What preauth.c borrows: the PAN's keyed hash (t->pan_hmac; false when it cannot be made), the
  * wait for a journal lookup, and the way on once the pre-auth is known (PIN, then issuer). */
 bool sw_txn_pan_hmac(struct sw_txn *t);

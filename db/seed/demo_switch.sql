@@ -35,7 +35,13 @@ INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv) VALUES
     ('WALLET1.ZMK',   'ZMK', 'TDES-2KEY', 'UCE385FA1F081065353418ED6B4BFB4AD', 'D0DBCF'),
     ('WALLET2.ZMK',   'ZMK', 'TDES-2KEY', 'U9B06406022878FD5F89EAA9E05905919', '2A6AF9'),
     ('WALLET3.ZMK',   'ZMK', 'TDES-2KEY', 'U3FDD986FE24A9520EDF8D9803BE7D45C', '436BA5'),
-    ('WALLET4.ZMK',   'ZMK', 'TDES-2KEY', 'U03D836D28D9BFDE931ADEDD918A19C94', 'F17BA0')
+    ('WALLET4.ZMK',   'ZMK', 'TDES-2KEY', 'U03D836D28D9BFDE931ADEDD918A19C94', 'F17BA0'),
+    -- terminal master keys: wrap a terminal's new TPK/TAK of a key download (docs/keys.md); the
+    -- documented lab values acquirer-sim holds in clear (sim/acquirer/terminal.c)
+    ('TERM0001.TMK',  'TMK', 'TDES-2KEY', 'U665CDCEACB144A55D6196D51C02ED4C3', '500E8E'),
+    ('TERM0002.TMK',  'TMK', 'TDES-2KEY', 'U61A5253DC371F0EE5E845051F1B4C200', 'D59D65'),
+    ('TERM0003.TMK',  'TMK', 'TDES-2KEY', 'UE86E931DEE4AF0D5577CC33D3F2DE274', 'CF82A4'),
+    ('TERM0004.TMK',  'TMK', 'TDES-2KEY', 'U90739926C862B27B998243D26AB335DF', '3D74CD')
 ON CONFLICT (key_id) DO UPDATE
     SET key_type = EXCLUDED.key_type, scheme = EXCLUDED.scheme,
         key_under_lmk = EXCLUDED.key_under_lmk, kcv = EXCLUDED.kcv, status = 'active';
@@ -102,3 +108,5 @@ ON CONFLICT (acquirer_id, terminal_id) DO UPDATE
     SET merchant_id = EXCLUDED.merchant_id, key_scheme = EXCLUDED.key_scheme,
         tpk_key_id = EXCLUDED.tpk_key_id, tak_key_id = EXCLUDED.tak_key_id,
         bdk_key_id = EXCLUDED.bdk_key_id, enabled = true;
+UPDATE switch.terminals SET tmk_key_id = terminal_id || '.TMK'
+ WHERE acquirer_id = '100001' AND terminal_id IN ('TERM0001', 'TERM0002', 'TERM0003', 'TERM0004');

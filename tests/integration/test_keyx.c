@@ -443,6 +443,112 @@ static void test_unanswered_change_keeps_shared_pair(void **state)
     assert_string_equal(buy(), "00");
 }
 
+/* ---------------------------------------------------------------- terminal key download */
+
+/* A terminal's key download through the library (in process): 0810 00 with the keys under its
+ * TMK; taken (KCVs checked); the switch and the terminal then purchase with them. */
+static void download(const char *term, bool tpk)
+{
+    struct sim_term *t = stack_term(&S, term);
+    assert_non_null(t);
+    struct sim_txn x;
+    struct sim_resp r;
+    struct sim_sent sent;
+    char err[160], sql[256];
+    stack_txn(&x, SIM_T_KEYS, "", NULL, 0);
+    assert_int_equal(stack_send(&S, t, &x, &r, &sent), 0);
+    assert_string_equal(r.mti, "0810");
+    assert_string_equal(r.rc, "00");
+    assert_non_null(strstr(r.keys, "0333U")); /* the TAK under the TMK */
+    assert_true(tpk == (strstr(r.keys, "0133U") == r.keys));
+    assert_int_equal(sim_term_apply_keys(t, r.keys, err, sizeof err), 0);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.terminals t JOIN switch.keys k ON k.key_id ="
+             " t.tak_key_id WHERE t.terminal_id = '%s' AND k.key_id LIKE '%s.TAK.d%%'"
+             " AND k.status = 'active' AND k.valid_to IS NULL",
+             term, term);
+    assert_int_equal(n_rows(sql), 1);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.keys WHERE key_id = '%s.TAK' AND status = 'retired'"
+             " AND valid_to IS NOT NULL",
+             term);
+    assert_int_equal(n_rows(sql), 1);
+}
+
+static void test_terminal_key_download(void **state)
+{
+    (void)state;
+    struct sim_txn x;
+    struct sim_resp r;
+    download("TERM0001", true);       /* TPK terminal: a TPK and a TAK */
+    assert_string_equal(buy(), "00"); /* PIN under the new TPK, MAC under the new TAK */
+    assert_true(ts_wait_file_contains(S.switch_log, "key_download_done", 5000));
+    download("TERM0002", false); /* DUKPT terminal: a TAK (its PIN keys come from its BDK) */
+    stack_card_txn(&x, SIM_T_PURCHASE, CARD, 100);
+    assert_string_equal(stack_rc(&S, "TERM0002", &x, &r, NULL), "00");
+    assert_int_equal(r.mac, SIM_MAC_OK);
+    /* a second download: keys change again, purchases go on */
+    download("TERM0001", true);
+    assert_string_equal(buy(), "00");
+}
+
+/* The terminal's old TAK after a download: its 0800 asking again is refused 63 (the MAC does
+ * not verify), and so is a purchase; the terminal's keys stay the switch's. */
+static void test_download_needs_current_tak(void **state)
+{
+    (void)state;
+    char err[160];
+    static const char *const kv[] = { "key_scheme", "tpk",
+                                      "tpk",        "0E0E0E0E0E0E0E0E1F1F1F1F1F1F1F1F",
+                                      "tak",        "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C",
+                                      "tmk",        "1A1A1A1A1A1A1A1A2C2C2C2C2C2C2C2C",
+                                      NULL };
+    struct sim_term *old = sim_term_create("TERM0001", kv, err, sizeof err);
+    assert_non_null(old);
+    snprintf(old->address, sizeof old->address, "127.0.0.1:%u", S.acq_port);
+    sim_term_set_counters(old, 900000, 1);
+    struct sim_txn x;
+    struct sim_resp r;
+    stack_txn(&x, SIM_T_KEYS, "", NULL, 0);
+    assert_int_equal(stack_send(&S, old, &x, &r, NULL), 0);
+    assert_string_equal(r.rc, "63");
+    assert_string_equal(r.keys, "");
+    sim_term_free(old);
+    assert_string_equal(buy(), "00"); /* the terminal with its downloaded keys */
+}
+
+/* The terminal side as a program: `acquirer-sim send --type keychange` keeps the new keys in
+ * its state directory (under the TMK), and the next process purchases with them. */
+static void test_acquirer_sim_keychange(void **state)
+{
+    (void)state;
+    char host[32], dir[300], out[400];
+    snprintf(host, sizeof host, "127.0.0.1:%u", S.pos_port);
+    snprintf(dir, sizeof dir, "%s/acq-keys", S.dir);
+    snprintf(out, sizeof out, "%s/acq-keys.out", S.dir);
+    const char *dl[] = { "--state-dir", dir,         "send",   "--terminal", "TERM0004",
+                         "--type",      "keychange", "--host", host,         NULL };
+    assert_int_equal(ts_run("acquirer-sim", dl, out), 0);
+    char path[400];
+    snprintf(path, sizeof path, "%s/TERM0004.keys", dir);
+    char *keys = ts_read_file(path, 0, NULL);
+    assert_non_null(keys);
+    assert_true(strncmp(keys, "0133U", 5) == 0);
+    free(keys);
+    const char *buy4[] = { "--state-dir", dir,      "send",  "--terminal", "TERM0004",
+                           "--host",      host,     "--pan", CARD,         "--amount",
+                           "1.00",        "--json", NULL };
+    assert_int_equal(ts_run("acquirer-sim", buy4, out), 0);
+    char *text = ts_read_file(out, 0, NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\"rc\":\"00\""));
+    free(text);
+    assert_int_equal(n_rows("SELECT count(*) FROM switch.terminals WHERE terminal_id = 'TERM0004'"
+                            " AND tpk_key_id LIKE 'TERM0004.TPK.d%' AND tak_key_id LIKE"
+                            " 'TERM0004.TAK.d%'"),
+                     1);
+}
+
 /* ---------------------------------------------------------------- no key in clear */
 
 /* No key appears in any log: neither a lab key in clear nor any key as switch.keys holds it
@@ -502,6 +608,9 @@ int main(void)
         cmocka_unit_test(test_refused_keys_unchanged),
         cmocka_unit_test(test_kcv_mismatch_refused),
         cmocka_unit_test(test_unanswered_change_keeps_shared_pair),
+        cmocka_unit_test(test_terminal_key_download),
+        cmocka_unit_test(test_download_needs_current_tak),
+        cmocka_unit_test(test_acquirer_sim_keychange),
         cmocka_unit_test(test_no_key_in_logs_or_db),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
