@@ -357,6 +357,53 @@ static int hsm_cmd(const char *cmd, char *out, size_t cap)
     return (int)got - 4;
 }
 
+/* Sends an 0800 key change with de48 straight to issuer-sim: its 0810's DE 39 into rc and DE 44
+ * into why; whether DE 48 came back. */
+static bool direct_change(const char *de48, char rc[3], char why[26])
+{
+    uint8_t arena[1024], buf[1024], in[1024], arena2[ISO_ARENA_FOR(1024)];
+    struct iso_msg m, a;
+    struct iso_err e;
+    size_t len = 0, n39 = 0, n44 = 0;
+    iso_msg_init(&m, arena, sizeof arena);
+    assert_int_equal(iso_set_mti(&m, "0800"), 0);
+    assert_int_equal(iso_set_str(&m, 7, "1206120000"), 0);
+    assert_int_equal(iso_set_str(&m, 11, "777778"), 0);
+    assert_int_equal(iso_set_str(&m, 48, de48), 0);
+    assert_int_equal(iso_set_str(&m, 70, "161"), 0);
+    assert_int_equal(iso_pack(ascii87, &m, buf + 2, sizeof buf - 2, &len, &e), 0);
+    buf[0] = (uint8_t)(len >> 8);
+    buf[1] = (uint8_t)len;
+    int fd = ts_connect(S.issuer_port, 5000);
+    assert_true(fd >= 0);
+    assert_int_equal(ts_send_all(fd, buf, len + 2), 0);
+    ssize_t got = ts_recv_frame2(fd, in, sizeof in);
+    close(fd);
+    assert_true(got > 0);
+    iso_msg_init(&a, arena2, sizeof arena2);
+    assert_int_equal(iso_unpack(ascii87, in, (size_t)got, &a, &e), 0);
+    assert_memory_equal(a.mti, "0810", 4);
+    const uint8_t *p39 = iso_get(&a, 39, &n39), *p44 = iso_get(&a, 44, &n44);
+    assert_true(p39 && n39 == 2);
+    memcpy(rc, p39, 2);
+    rc[2] = '\0';
+    snprintf(why, 26, "%.*s", p44 ? (int)n44 : 0, p44 ? (const char *)p44 : "");
+    return iso_has(&a, 48);
+}
+
+/* DE 48 that is not the four elements: 30, keys unchanged. */
+static void test_malformed_change_refused(void **state)
+{
+    (void)state;
+    char rc[3], why[26];
+    assert_false(direct_change("0133XYZ", rc, why));
+    assert_string_equal(rc, "30");
+    assert_string_equal(why, "DE 48 malformed");
+    assert_false(direct_change("0206ABCDEF0406ABCDEF", rc, why)); /* KCVs without keys */
+    assert_string_equal(rc, "30");
+    assert_string_equal(buy(), "00");
+}
+
 /* An 0800 key change straight to issuer-sim whose ZAK KCV does not match the key: 0810 63 with
  * the reason in DE 44, and the issuer's keys unchanged (the switch's purchases go on). */
 static void test_kcv_mismatch_refused(void **state)
@@ -383,37 +430,10 @@ static void test_kcv_mismatch_refused(void **state)
     bad_kcv[0] = bad_kcv[0] == '0' ? '1' : '0';
     snprintf(de48, sizeof de48, "0133%.33s0206%.6s0333%.33s0406%s", a1 + 37, a1 + 70, a2 + 37,
              bad_kcv);
-    uint8_t arena[1024], buf[1024], in[1024], arena2[ISO_ARENA_FOR(1024)];
-    struct iso_msg m, a;
-    struct iso_err e;
-    size_t len = 0;
-    iso_msg_init(&m, arena, sizeof arena);
-    assert_int_equal(iso_set_mti(&m, "0800"), 0);
-    assert_int_equal(iso_set_str(&m, 7, "1206120000"), 0);
-    assert_int_equal(iso_set_str(&m, 11, "777777"), 0);
-    assert_int_equal(iso_set_str(&m, 48, de48), 0);
-    assert_int_equal(iso_set_str(&m, 70, "161"), 0);
-    assert_int_equal(iso_pack(ascii87, &m, buf + 2, sizeof buf - 2, &len, &e), 0);
-    buf[0] = (uint8_t)(len >> 8);
-    buf[1] = (uint8_t)len;
-    int fd = ts_connect(S.issuer_port, 5000);
-    assert_true(fd >= 0);
-    assert_int_equal(ts_send_all(fd, buf, len + 2), 0);
-    ssize_t n = ts_recv_frame2(fd, in, sizeof in);
-    close(fd);
-    assert_true(n > 0);
-    iso_msg_init(&a, arena2, sizeof arena2);
-    assert_int_equal(iso_unpack(ascii87, in, (size_t)n, &a, &e), 0);
-    assert_memory_equal(a.mti, "0810", 4);
-    size_t rl = 0;
-    const uint8_t *p = iso_get(&a, 39, &rl);
-    assert_non_null(p);
-    assert_memory_equal(p, "63", 2);
-    p = iso_get(&a, 44, &rl);
-    assert_non_null(p);
-    assert_int_equal(rl, strlen("ZAK KCV mismatch"));
-    assert_memory_equal(p, "ZAK KCV mismatch", rl);
-    assert_false(iso_has(&a, 48));
+    char rc[3], why[26];
+    assert_false(direct_change(de48, rc, why)); /* no KCVs back: nothing was installed */
+    assert_string_equal(rc, "63");
+    assert_string_equal(why, "ZAK KCV mismatch");
     assert_string_equal(buy(), "00");
     usleep(GRACE * 1000 * 1000 + 500 * 1000);
     assert_string_equal(buy(), "00");
@@ -607,6 +627,7 @@ int main(void)
         cmocka_unit_test(test_restart_uses_new_keys),
         cmocka_unit_test(test_refused_keys_unchanged),
         cmocka_unit_test(test_kcv_mismatch_refused),
+        cmocka_unit_test(test_malformed_change_refused),
         cmocka_unit_test(test_unanswered_change_keeps_shared_pair),
         cmocka_unit_test(test_terminal_key_download),
         cmocka_unit_test(test_download_needs_current_tak),
