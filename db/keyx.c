@@ -21,8 +21,8 @@ static void on_claim(void *arg, const struct db_reply *reply)
     size_t n = 0;
     const struct db_error *err = reply->err;
     static const struct db_error oom = { .code = DB_E_SYS, .message = "out of memory" };
-    if (err->code == 0 && reply->n == 1 && reply->res[0]) {
-        const PGresult *r = reply->res[0];
+    if (err->code == 0 && reply->n == 2 && reply->res[1]) {
+        const PGresult *r = reply->res[1];
         int nt = PQntuples(r);
         rows = calloc((size_t)nt + 1, sizeof *rows);
         if (!rows) {
@@ -59,6 +59,12 @@ int db_keyx_claim(struct db_client *c, const char *const *ids, size_t n, db_keyx
     list[off++] = '}';
     list[off] = '\0';
     const char *values[] = { list };
+    /* A claim older than any answer can take (a link's timeout is at most 600 s) belongs to a
+     * switchd that stopped mid-way: the change never happened on its side (docs/keys.md). */
+    static const char stale[] =
+        "UPDATE switch.key_change_requests SET status = 'failed', finished_at = now(),"
+        " result = 'abandoned: the switchd that claimed it stopped before the end'"
+        " WHERE status = 'claimed' AND claimed_at < now() - interval '15 minutes'";
     static const char sql[] =
         "WITH c AS (UPDATE switch.key_change_requests r SET status = 'claimed', claimed_at = now()"
         " WHERE r.request_id IN (SELECT request_id FROM switch.key_change_requests"
@@ -73,7 +79,9 @@ int db_keyx_claim(struct db_client *c, const char *const *ids, size_t n, db_keyx
     if (!job)
         return DB_E_SYS;
     *job = (struct claim_job){ cb, arg };
-    int rc = db_query(c, sql, 1, values, on_claim, job);
+    const struct db_stmt stmts[] = { { .sql = stale },
+                                     { .sql = sql, .nparams = 1, .values = values } };
+    int rc = db_exec(c, stmts, 2, on_claim, job);
     if (rc != 0)
         free(job);
     return rc;

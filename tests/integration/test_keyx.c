@@ -463,6 +463,51 @@ static void test_unanswered_change_keeps_shared_pair(void **state)
     assert_string_equal(buy(), "00");
 }
 
+/* switchd killed (SIGKILL) after its 0800/161 went out, before the 0810 (issuer-sim stopped
+ * meanwhile): the new switchd serves with the keys of the database — the old ones — and
+ * issuer-sim, which imported the new keys once resumed but never saw them used, accepts them,
+ * also after its grace window. The next change succeeds. */
+static void test_switchd_killed_mid_change(void **state)
+{
+    (void)state;
+    char out[400], sql[200], zak_before[64];
+    PGconn *c = PQconnectdb(S.conninfo);
+    PGresult *r = PQexec(c, "SELECT zak_key_id FROM switch.issuers WHERE issuer_id = 'WALLET1'");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    snprintf(zak_before, sizeof zak_before, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+    int sent_before = ts_file_lines_with(S.switch_log, "key_change_sent");
+    int applied_before = ts_file_lines_with(S.issuer_log, "key_change_applied");
+    assert_int_equal(stack_kill(S.issuer, SIGSTOP), 0);
+    const char *args[] = { "rotate", "--issuer", "WALLET1", "--wait", "0", NULL };
+    assert_int_equal(atlas_keys("killed", args, out, sizeof out), 0);
+    for (int i = 0; i < 50 && ts_file_lines_with(S.switch_log, "key_change_sent") == sent_before;
+         i++)
+        usleep(100 * 1000);
+    assert_int_equal(ts_file_lines_with(S.switch_log, "key_change_sent"), sent_before + 1);
+    int st = stack_restart_switch(&S, SIGKILL);
+    assert_int_equal(ts_exit_code(st), 128 + SIGKILL);
+    assert_int_equal(stack_kill(S.issuer, SIGCONT), 0);
+    /* issuer-sim imports the keys of the 0800 it had not read yet */
+    for (int i = 0;
+         i < 50 && ts_file_lines_with(S.issuer_log, "key_change_applied") == applied_before; i++)
+        usleep(100 * 1000);
+    assert_int_equal(ts_file_lines_with(S.issuer_log, "key_change_applied"), applied_before + 1);
+    snprintf(
+        sql, sizeof sql,
+        "SELECT count(*) FROM switch.issuers WHERE issuer_id = 'WALLET1' AND zak_key_id = '%s'",
+        zak_before);
+    assert_int_equal(n_rows(sql), 1);
+    assert_string_equal(purchase(), "00");
+    usleep(GRACE * 1000 * 1000 + 500 * 1000);
+    assert_string_equal(buy(), "00");
+    assert_int_equal(rotate("after_killed"), 0);
+    assert_string_equal(buy(), "00");
+    usleep(GRACE * 1000 * 1000 + 500 * 1000);
+    assert_string_equal(buy(), "00");
+}
+
 /* ---------------------------------------------------------------- terminal key download */
 
 /* A terminal's key download through the library (in process): 0810 00 with the keys under its
@@ -629,6 +674,7 @@ int main(void)
         cmocka_unit_test(test_kcv_mismatch_refused),
         cmocka_unit_test(test_malformed_change_refused),
         cmocka_unit_test(test_unanswered_change_keeps_shared_pair),
+        cmocka_unit_test(test_switchd_killed_mid_change),
         cmocka_unit_test(test_terminal_key_download),
         cmocka_unit_test(test_download_needs_current_tak),
         cmocka_unit_test(test_acquirer_sim_keychange),
