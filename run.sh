@@ -42,6 +42,9 @@ db/pg.sh start
 eval "$(db/pg.sh env)"
 build/bin/atlas-db migrate
 psql -q -v ON_ERROR_STOP=1 -f db/seed/demo_switch.sql
+# The seed puts the demo keys back in force: keys a demo terminal downloaded in an earlier run
+# (acquirer-sim send --type keychange, docs/keys.md) are no longer the switch's.
+rm -f "${ATLAS_ACQ_STATE_DIR:-var/acquirer-sim}"/TERM000[1-4].keys
 for row in "${ISSUERS[@]}"; do
   read -r id bin port _ <<<"$row"
   db=$(issuer_db "$id")
@@ -158,6 +161,9 @@ Watch the switch live (another terminal): build/bin/atlas-console var/log/switch
 Send a transaction by hand (another terminal):
   build/bin/acquirer-sim send --type purchase --pan 4890010000000012 --pin 1234 --amount 25.00
   build/bin/acquirer-sim send --type transfer --pan 4890010000000012 --pin 1234 --amount 20.00 --to-msisdn +221770000029
+Change keys without stopping anything (docs/keys.md): an issuer's ZPK/ZAK, a terminal's TPK/TAK:
+  build/bin/atlas-keys rotate --issuer WALLET1 && build/bin/atlas-keys list
+  build/bin/acquirer-sim send --type keychange --terminal TERM0001
 TXT
 if [ -n "$FOR" ]; then
   echo "(stopping in $FOR s)"
