@@ -44,7 +44,8 @@ INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv) VALUES
     ('TERM0004.TMK',  'TMK', 'TDES-2KEY', 'U90739926C862B27B998243D26AB335DF', '3D74CD')
 ON CONFLICT (key_id) DO UPDATE
     SET key_type = EXCLUDED.key_type, scheme = EXCLUDED.scheme,
-        key_under_lmk = EXCLUDED.key_under_lmk, kcv = EXCLUDED.kcv, status = 'active';
+        key_under_lmk = EXCLUDED.key_under_lmk, kcv = EXCLUDED.kcv, status = 'active',
+        valid_to = NULL;  -- in force again after key changes (docs/keys.md)
 
 INSERT INTO switch.issuers (issuer_id, name, link, zpk_key_id, zak_key_id) VALUES
     ('WALLET1', 'Morocco wallets, MAD (issuer-sim)',                 'WALLET1', 'WALLET1.ZPK', 'WALLET1.ZAK'),
