@@ -614,6 +614,31 @@ static void test_acquirer_sim_keychange(void **state)
                      1);
 }
 
+/* ---------------------------------------------------------------- atlas-keys */
+
+/* atlas-keys' exits: an unknown issuer (1); an issuer no running switchd has a link to (WALLET2:
+ * this stack's switchd links WALLET1 only) withdrawn after --wait (3), its row failed; usage (2).
+ */
+static void test_atlas_keys_exits(void **state)
+{
+    (void)state;
+    char out[400];
+    const char *unknown[] = { "rotate", "--issuer", "NOPE", NULL };
+    assert_int_equal(atlas_keys("unknown", unknown, out, sizeof out), 1);
+    assert_int_equal(stack_exec(&S, "INSERT INTO switch.issuers (issuer_id, name, link)"
+                                    " VALUES ('NOLINK', 'no link here', 'NOLINK')"),
+                     0);
+    const char *nolink[] = { "rotate", "--issuer", "NOLINK", "--wait", "2", NULL };
+    assert_int_equal(atlas_keys("nolink", nolink, out, sizeof out), 3);
+    assert_int_equal(n_rows("SELECT count(*) FROM switch.key_change_requests WHERE issuer_id ="
+                            " 'NOLINK' AND status = 'failed' AND result LIKE 'withdrawn%'"),
+                     1);
+    const char *usage[] = { "rotate", NULL };
+    assert_int_equal(atlas_keys("usage", usage, out, sizeof out), 2);
+    const char *bad[] = { "frobnicate", NULL };
+    assert_int_equal(atlas_keys("bad", bad, out, sizeof out), 2);
+}
+
 /* ---------------------------------------------------------------- no key in clear */
 
 /* No key appears in any log: neither a lab key in clear nor any key as switch.keys holds it
@@ -678,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_terminal_key_download),
         cmocka_unit_test(test_download_needs_current_tak),
         cmocka_unit_test(test_acquirer_sim_keychange),
+        cmocka_unit_test(test_atlas_keys_exits),
         cmocka_unit_test(test_no_key_in_logs_or_db),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
