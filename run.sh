@@ -42,6 +42,9 @@ db/pg.sh start
 eval "$(db/pg.sh env)"
 build/bin/atlas-db migrate
 psql -q -v ON_ERROR_STOP=1 -f db/seed/demo_switch.sql
+# The seed puts the demo keys back in force: keys a demo terminal downloaded in an earlier run
+# (acquirer-sim send --type keychange, docs/keys.md) are no longer the switch's.
+rm -f "${ATLAS_ACQ_STATE_DIR:-var/acquirer-sim}"/TERM000[1-4].keys
 for row in "${ISSUERS[@]}"; do
   read -r id bin port _ <<<"$row"
   db=$(issuer_db "$id")
@@ -121,12 +124,17 @@ start() { # name port command...
   wait_port "$port" "$name" $!
 }
 start hsm-sim 1500 build/bin/hsm-sim --listen 127.0.0.1:1500 --log var/log/hsm-sim.log
-# Each issuer-sim holds its issuer's ZPK and ZAK (under the LMK) as switchd has them in switch.keys.
-lmk_key() { psql -tA -v ON_ERROR_STOP=1 -c "SELECT key_under_lmk FROM switch.keys WHERE key_id = '$1'"; }
+# Each issuer-sim holds its issuer's ZPK and ZAK (under the LMK) as switchd has them in switch.keys:
+# the generation the issuer row names (the latest key change, docs/keys.md), and its ZMK.
+lmk_key() { # issuer column
+  psql -tA -v ON_ERROR_STOP=1 -c "SELECT k.key_under_lmk FROM switch.issuers i
+    JOIN switch.keys k ON k.key_id = i.$2 WHERE i.issuer_id = '$1'"
+}
 for row in "${ISSUERS[@]}"; do
   read -r id bin port _ <<<"$row"
   start "issuer-$id" "$port" build/bin/issuer-sim --listen "127.0.0.1:$port" --hsm 127.0.0.1:1500 \
-    --db "dbname=$(issuer_db "$id")" --zpk "$(lmk_key "$id.ZPK")" --zak "$(lmk_key "$id.ZAK")" \
+    --db "dbname=$(issuer_db "$id")" --zpk "$(lmk_key "$id" zpk_key_id)" \
+    --zak "$(lmk_key "$id" zak_key_id)" --zmk "$(lmk_key "$id" zmk_key_id)" \
     --log "var/log/issuer-$id.log"
 done
 start switchd 8583 build/bin/switchd --config switch/demo.conf
@@ -153,6 +161,9 @@ Watch the switch live (another terminal): build/bin/atlas-console var/log/switch
 Send a transaction by hand (another terminal):
   build/bin/acquirer-sim send --type purchase --pan 4890010000000012 --pin 1234 --amount 25.00
   build/bin/acquirer-sim send --type transfer --pan 4890010000000012 --pin 1234 --amount 20.00 --to-msisdn +221770000029
+Change keys without stopping anything (docs/keys.md): an issuer's ZPK/ZAK, a terminal's TPK/TAK:
+  build/bin/atlas-keys rotate --issuer WALLET1 && build/bin/atlas-keys list
+  build/bin/acquirer-sim send --type keychange --terminal TERM0001
 TXT
 if [ -n "$FOR" ]; then
   echo "(stopping in $FOR s)"

@@ -136,6 +136,11 @@ static const struct at_setting issuer_table[] = {
     { "max_inflight", AT_SET_U64, IU(max_inflight), "20000", 1000000, 0,
       "requests outstanding on the link" },
     { "max_frame", AT_SET_U64, IU(max_frame), "8192", 65535, 0, "largest accepted frame, bytes" },
+    /* key change (docs/keys.md) */
+    { "key_change_interval_s", AT_SET_U64, IU(key_change_interval_s), "0", 31622400, 0,
+      "change the link's ZPK and ZAK this often (0 = only on demand: atlas-keys rotate)" },
+    { "key_grace_s", AT_SET_U64, IU(key_grace_s), "60", 86400, 0,
+      "how long the previous ZPK/ZAK stay valid after a change (switch.keys valid_to)" },
 };
 #undef I
 #undef IU

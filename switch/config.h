@@ -47,6 +47,8 @@ struct sw_issuer_conf {
     uint64_t reconnect_max_ms;
     uint64_t max_inflight;
     uint64_t max_frame;
+    uint64_t key_change_interval_s; /* scheduled ZPK/ZAK change (docs/keys.md); 0 = none */
+    uint64_t key_grace_s;           /* the old keys' validity after a change (switch.keys) */
 };
 
 struct sw_config {

@@ -7,6 +7,7 @@
 #include "switchd.h"
 
 #include "clock.h"
+#include "keyx.h"
 #include "fmt.h"
 #include "log.h"
 #include "parse.h"
@@ -96,24 +97,34 @@ static int send_msg(struct sw_link *l, const uint8_t *msg, size_t len)
     return 0;
 }
 
-/* 0800 with DE 7, DE 11 and DE 70 (001 sign-on, 301 echo). */
-static int send_netmgmt(struct sw_link *l, const char *code, uint32_t *stan_out)
+/* 0800 with DE 7, DE 11 and DE 70 (001 sign-on, 301 echo, 161 key change with its keys in
+ * DE 48: keyx.c), DE 48 only when de48 is not NULL. */
+int sw_link_send_0800(struct sw_link *l, const char *code, const char *de48, size_t n48,
+                      uint32_t *stan_out)
 {
     struct iso_msg m;
-    uint8_t arena[64], out[256];
+    uint8_t arena[512], out[512];
     char de7[11], de11[7];
     size_t len;
     struct iso_err e;
+    if (l->state < SW_LINK_SIGNON || !l->stream)
+        return -1;
     uint32_t stan = sw_link_stan(l);
     sw_de7_now(de7);
     snprintf(de11, sizeof de11, "%06u", stan);
     iso_msg_init(&m, arena, sizeof arena);
     if (iso_set_mti(&m, "0800") != 0 || iso_set(&m, 7, de7, 10) != 0 ||
         iso_set(&m, 11, de11, 6) != 0 || iso_set(&m, 70, code, 3) != 0 ||
+        (de48 && iso_set(&m, 48, de48, n48) != 0) ||
         iso_pack(l->dialect, &m, out, sizeof out, &len, &e) != 0)
         return -1;
     *stan_out = stan;
     return send_msg(l, out, len);
+}
+
+static int send_netmgmt(struct sw_link *l, const char *code, uint32_t *stan_out)
+{
+    return sw_link_send_0800(l, code, NULL, 0, stan_out);
 }
 
 static void link_connect(struct sw_link *l);
@@ -213,6 +224,8 @@ static void on_frame(void *arg, struct at_stream *s, const uint8_t *frame, size_
             }
         } else if (stan == l->echo_stan) {
             l->echo_outstanding = false;
+        } else {
+            (void)sw_keyx_answer(l, (uint32_t)stan, &m); /* a key change's answer (keyx.c) */
         }
         return;
     }

@@ -8,6 +8,7 @@
 #include "db.h"
 #include "hex.h"
 #include "hsmclient.h"
+#include "keyx.h"
 #include "log.h"
 #include "advice.h"
 #include "saf.h"
@@ -396,6 +397,10 @@ static int start(struct sw_server *srv, char *err, size_t errcap)
         snprintf(err, errcap, "cannot start store-and-forward");
         return -1;
     }
+    if (sw_keyx_start(srv) != 0) { /* issuer key changes (keyx.c, docs/keys.md) */
+        snprintf(err, errcap, "cannot start the key change timer");
+        return -1;
+    }
     /* Recovery before service: the spool of the previous run is replayed,
      * then its in-flight rows settled, then the reversal queue loaded, and
      * only then do the listeners open (sw_server_ready, after the reference
@@ -412,6 +417,7 @@ static int start(struct sw_server *srv, char *err, size_t errcap)
 static void teardown(struct sw_server *srv)
 {
     srv->stopping = true;
+    sw_keyx_stop(srv);
     sw_listeners_stop(srv);
     sw_http_stop(srv);
     if (srv->hsm) {

@@ -283,7 +283,7 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_ter
                          const struct sim_outcome *o, const char *err, const char *fail_why)
 {
     char pan[24] = "", to[24] = "", amount[48] = "-", bal[48] = "", extras[320] = "";
-    bool echo = x->type == SIM_T_ECHO;
+    bool echo = x->type == SIM_T_ECHO || x->type == SIM_T_KEYS;
     if (!echo)
         at_mask_pan(x->pan, strlen(x->pan), pan);
     if (x->recipient[0])
@@ -553,7 +553,15 @@ static void send_done(struct cli *c, const struct sim_outcome *o, const char *er
         print_result(c, "", c->t, &c->x, &c->sent, o, err, NULL);
     } else {
         c->exit_code = sim_mac_acceptable(&o->resp) ? EXIT_ANSWERED : EXIT_BAD_MAC;
-        print_result(c, "", c->t, &c->x, &c->sent, o, NULL, NULL);
+        char kerr[160];
+        /* a key download answered 00: the terminal's new keys, for its next requests */
+        if (c->x.type == SIM_T_KEYS && strcmp(o->resp.rc, "00") == 0 &&
+            sim_term_apply_keys(c->t, o->resp.keys, kerr, sizeof kerr) != 0) {
+            print_result(c, "", c->t, &c->x, &c->sent, o, kerr, NULL);
+            c->exit_code = EXIT_BAD_MAC;
+        } else {
+            print_result(c, "", c->t, &c->x, &c->sent, o, NULL, NULL);
+        }
     }
     event_base_loopexit(c->base, NULL);
 }

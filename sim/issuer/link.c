@@ -72,6 +72,11 @@ static void netmgmt(struct txn *t)
     char code[4] = "";
     if (!field_str(&t->req, 70, 3, 3, code)) {
         memcpy(t->rc, "30", 3);
+    } else if (!strcmp(code, "161")) { /* key change: answered once its keys are imported */
+        snprintf(t->outcome, sizeof t->outcome, "key_change");
+        snprintf(t->pcode, sizeof t->pcode, "%s", code);
+        keyx_change(t);
+        return;
     } else if (!strcmp(code, "001") || !strcmp(code, "002") || !strcmp(code, "301")) {
         memcpy(t->rc, "00", 3);
     } else {

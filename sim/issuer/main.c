@@ -84,8 +84,8 @@ static void on_expire_timer(evutil_socket_t fd, short what, void *arg)
 
 struct opts {
     const char *listen, *dialect, *framing, *hsm, *db, *log, *log_level;
-    const char *zpk, *zak, *pvk;
-    unsigned max_inflight, hsm_conns, db_conns;
+    const char *zpk, *zak, *pvk, *zmk;
+    unsigned max_inflight, hsm_conns, db_conns, key_grace_s;
 };
 
 static void usage(FILE *f)
@@ -104,6 +104,10 @@ static void usage(FILE *f)
                "  --log FILE             JSON-lines log (default stderr; reopened on SIGHUP/USR1)\n"
                "  --log-level LEVEL      debug, info (default), warn, error\n"
                "  --zpk/--zak/--pvk KEY  issuer keys under the LMK (default: the lab keys)\n"
+               "  --zmk KEY              zone master key under the LMK: wraps the keys of an 0800\n"
+               "                         key change (default: WALLET1's lab ZMK; docs/keys.md)\n"
+               "  --key-grace SECONDS    previous ZPK/ZAK accepted this long after the new ones\n"
+               "                         are first used (default 60)\n"
                "  --max-inflight N       requests in progress before reading stops (default 512)\n"
                "environment: ATLAS_PAN_HMAC_KEY (hex, >= 32 characters; lab default otherwise)\n");
 }
@@ -134,6 +138,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         { "zpk", required_argument, NULL, 'z' },
         { "zak", required_argument, NULL, 'a' },
         { "pvk", required_argument, NULL, 'p' },
+        { "zmk", required_argument, NULL, 'k' },
+        { "key-grace", required_argument, NULL, 'g' },
         { "max-inflight", required_argument, NULL, 'm' },
         { "help", no_argument, NULL, 'x' },
         { NULL, 0, NULL, 0 },
@@ -178,6 +184,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             break;
         case 'p':
             o->pvk = optarg;
+            break;
+        case 'k':
+            o->zmk = optarg;
+            break;
+        case 'g':
+            if (parse_uint("key-grace", optarg, 86400, &o->key_grace_s) != 0)
+                return -1;
             break;
         case 'm':
             if (parse_uint("max-inflight", optarg, 65536, &o->max_inflight) != 0)
@@ -296,17 +309,21 @@ static int log_ledger(const char *conninfo)
 /* The issuer keys must be keys under the LMK (the daemon never holds a clear key). 0 or -1. */
 static int take_keys(struct iss *s, const struct opts *o)
 {
-    const char *names[3] = { "zpk", "zak", "pvk" }, *keys[3] = { o->zpk, o->zak, o->pvk };
-    for (int i = 0; i < 3; i++) {
+    const char *names[4] = { "zpk", "zak", "pvk", "zmk" },
+               *keys[4] = { o->zpk, o->zak, o->pvk, o->zmk };
+    for (int i = 0; i < 4; i++) {
         size_t kl = 0;
-        if (hsm_keytext_len(keys[i], strlen(keys[i]), &kl) != 0 || kl != strlen(keys[i])) {
+        if (hsm_keytext_len(keys[i], strlen(keys[i]), &kl) != 0 || kl != strlen(keys[i]) ||
+            kl >= KEY_TEXT) {
             fprintf(stderr, "issuer-sim: --%s is not a key under the LMK (16H, or U/T + hex)\n",
                     names[i]);
             return -1;
         }
     }
-    s->zpk = o->zpk;
-    s->zak = o->zak;
+    memcpy(s->keys.zpk, o->zpk, strlen(o->zpk) + 1);
+    memcpy(s->keys.zak, o->zak, strlen(o->zak) + 1);
+    memcpy(s->keys.zmk, o->zmk, strlen(o->zmk) + 1);
+    s->keys.grace_ms = (uint64_t)o->key_grace_s * 1000;
     s->pvk = o->pvk;
     return 0;
 }
@@ -478,6 +495,8 @@ int main(int argc, char **argv)
         .zpk = SIM_LAB_ZPK_LMK,
         .zak = SIM_LAB_ZAK_LMK,
         .pvk = SIM_LAB_PVK_LMK,
+        .zmk = SIM_LAB_ZMK_LMK,
+        .key_grace_s = 60,
         .max_inflight = 512,
         .hsm_conns = 2,
         .db_conns = 4,

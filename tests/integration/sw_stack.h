@@ -27,6 +27,9 @@ struct stack_opts {
      * and its own database holding that BIN's wallets (the same index space: issuer-sim seed
      * --bin). */
     unsigned issuers;
+    /* issuer-sim --key-grace: how long the previous ZPK/ZAK stay accepted after a key change's
+     * keys are first used (docs/keys.md); 0 = issuer-sim's default (60 s). */
+    unsigned issuer_key_grace_s;
 };
 
 #define STACK_ISSUERS_MAX 4

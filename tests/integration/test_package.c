@@ -185,6 +185,7 @@ static void test_contents(void **state)
         "usr/bin/atlas-fx",
         "usr/bin/atlas-settle",
         "usr/bin/atlas-reconcile",
+        "usr/bin/atlas-keys",
         "usr/bin/atlas-console",
         "usr/bin/acquirer-sim",
         "usr/bin/isodump",
