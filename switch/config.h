@@ -30,6 +30,10 @@ struct sw_listener_conf {
     uint64_t max_connections_per_address; /* by peer IP, on this listener; 0 = no cap */
     uint64_t max_output_bytes; /* unread answers beyond the kernel's; 0 = no cap (pause) */
     uint64_t write_timeout_ms; /* waiting answers must all be read within it; 0 = none */
+    /* TLS (switch/swtls.c): on when tls_cert is set; tls_ca = mutual authentication. */
+    char tls_cert[256], tls_key[256], tls_ca[256];
+    char tls_acquirer_from[8]; /* "" | cn | ou | o: the subject attribute that must name
+                                  the listener's acquirer id */
 };
 
 struct sw_issuer_conf {
@@ -43,6 +47,8 @@ struct sw_issuer_conf {
     uint64_t reconnect_max_ms;
     uint64_t max_inflight;
     uint64_t max_frame;
+    /* TLS to the issuer (switch/swtls.c): on when tls_ca is set. */
+    char tls_ca[256], tls_cert[256], tls_key[256], tls_server_name[128];
 };
 
 struct sw_config {
@@ -74,6 +80,7 @@ struct sw_config {
     uint64_t hsm_header_len;
     uint64_t hsm_timeout_ms;
     uint64_t hsm_queue_max;
+    char hsm_tls_ca[256], hsm_tls_cert[256], hsm_tls_key[256], hsm_tls_server_name[128];
 
     struct sw_listener_conf listeners[SW_MAX_LISTENERS];
     size_t n_listeners;

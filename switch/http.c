@@ -2,6 +2,8 @@
  * are read from the live objects at request time. */
 #include "switchd.h"
 
+#include "swtls.h"
+
 #include "db.h"
 #include "hsmclient.h"
 #include "json.h"
@@ -60,6 +62,7 @@ static void on_metrics(struct evhttp_request *req, void *arg)
         evbuffer_add_printf(b, "atlas_frames_refused_total{listener=\"%s\"} %llu\n",
                             srv->listeners[i].conf->name,
                             (unsigned long long)srv->listeners[i].wire.refused);
+    sw_tls_metrics(srv, b);
     gauge_header(b, "atlas_accept_paused",
                  "1 while a listener does not accept (accept() failed for want of descriptors).");
     for (size_t i = 0; i < srv->n_listeners; i++)
