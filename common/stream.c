@@ -115,7 +115,7 @@ static struct at_stream *stream_alloc(struct event_base *base, int fd,
     if (s->lim.tls) {
         s->tls = s->handshaking = true;
         s->hs_since_ms = now_ms();
-        s->bev = at_tls_bev_new(s->lim.tls, base, fd); /* closes fd when it fails */
+        s->bev = at_tls_bev_new(s->lim.tls, base, fd, s->lim.tls_server_name); /* closes fd on failure */
         fd = -1;
     } else {
         s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);

@@ -88,6 +88,8 @@ struct at_stream_limits {
      * handshake first (no frame before it), then calls on_connect; an
      * outbound one calls on_connect once connected and handshaken. */
     struct at_tls *tls;
+    const char *tls_server_name;   /* outbound TLS: the name or IP address the server's
+                                      certificate must carry (NULL = the context's) */
     unsigned handshake_timeout_ms; /* accepted TLS: the handshake must end within it, or
                                       the stream is closed (AT_STREAM_TLS_TIMEOUT); default
                                       10000 */

@@ -165,10 +165,12 @@ static int set_peer_name(SSL *ssl, const char *name)
     return 0;
 }
 
-struct bufferevent *at_tls_bev_new(struct at_tls *t, struct event_base *base, int fd)
+struct bufferevent *at_tls_bev_new(struct at_tls *t, struct event_base *base, int fd,
+                                   const char *server_name)
 {
     SSL *ssl = SSL_new(t->ctx);
-    if (!ssl || (!t->server && set_peer_name(ssl, t->server_name) != 0)) {
+    if (!ssl ||
+        (!t->server && set_peer_name(ssl, server_name ? server_name : t->server_name) != 0)) {
         SSL_free(ssl);
         if (fd >= 0)
             close(fd);

@@ -44,11 +44,14 @@ void at_tls_free(struct at_tls *t);
 __attribute__((warn_unused_result)) int at_tls_reload(struct at_tls *t, char *err, size_t errcap);
 
 /* A bufferevent for one connection under t: fd is an accepted socket (server)
- * or -1 for a client that then calls bufferevent_socket_connect(). The
+ * or -1 for a client that then calls bufferevent_socket_connect(); a client
+ * checks the server's certificate against server_name, or the context's when
+ * it is NULL. The
  * bufferevent owns the socket and the SSL (BEV_OPT_CLOSE_ON_FREE). A peer
  * closing without close_notify reads as an ordinary end of stream. NULL on
  * allocation failure (fd is then closed). */
-struct bufferevent *at_tls_bev_new(struct at_tls *t, struct event_base *base, int fd);
+struct bufferevent *at_tls_bev_new(struct at_tls *t, struct event_base *base, int fd,
+                                   const char *server_name);
 
 /* Whether bev is a TLS bufferevent (made by at_tls_bev_new). */
 bool at_tls_bev_is_tls(struct bufferevent *bev);

@@ -322,7 +322,7 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 static void conn_connect(struct conn *k)
 {
     struct hsm_client *c = k->c;
-    k->bev = c->cfg.tls ? at_tls_bev_new(c->cfg.tls, c->base, -1)
+    k->bev = c->cfg.tls ? at_tls_bev_new(c->cfg.tls, c->base, -1, NULL)
                         : bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (!k->bev) {
         struct timeval tv = { 1, 0 };

@@ -218,7 +218,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     struct conn *c = calloc(1, sizeof *c);
     struct bufferevent *bev = NULL;
     if (c && s->tls)
-        bev = at_tls_bev_new(s->tls, s->base, fd); /* closes fd when it fails */
+        bev = at_tls_bev_new(s->tls, s->base, fd, NULL); /* closes fd when it fails */
     else if (c)
         bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
