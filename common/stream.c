@@ -21,9 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FLUSH_TIMEOUT_S        5
-#define HANDSHAKE_TIMEOUT_MS   10000
-#define AT_TLS_LABEL_LEN       48
+#define FLUSH_TIMEOUT_S      5
+#define HANDSHAKE_TIMEOUT_MS 10000
+#define AT_TLS_LABEL_LEN     48
 
 struct at_stream {
     struct bufferevent *bev;
@@ -38,19 +38,19 @@ struct at_stream {
     bool closing, close_delivered, flushing, connecting;
     bool out_paused; /* reading stopped because the peer does not read its answers */
     /* Deadlines, on the monotonic clock in milliseconds. */
-    uint64_t deadline_at_ms; /* when the deadline timer fires; 0 = not armed */
-    uint64_t idle_ms;        /* 0 = no idle timeout */
-    uint64_t last_in_ms;     /* last input, or when a pause or being busy ended */
-    uint64_t frame_since_ms; /* the incomplete frame at the head of the input began */
-    uint64_t out_since_ms;   /* the output began waiting for the socket */
-    bool frame_open;         /* an incomplete frame is at the head of the input */
-    bool out_waiting;        /* output the kernel did not take waits for EV_WRITE */
-    bool busy;               /* the owner owes the peer answers: not idle */
-    bool tls;                /* the bufferevent is an OpenSSL one (tls.h) */
-    bool handshaking;        /* TLS: the handshake has not ended yet */
-    uint64_t hs_since_ms;    /* TLS: when the handshake began */
+    uint64_t deadline_at_ms;          /* when the deadline timer fires; 0 = not armed */
+    uint64_t idle_ms;                 /* 0 = no idle timeout */
+    uint64_t last_in_ms;              /* last input, or when a pause or being busy ended */
+    uint64_t frame_since_ms;          /* the incomplete frame at the head of the input began */
+    uint64_t out_since_ms;            /* the output began waiting for the socket */
+    bool frame_open;                  /* an incomplete frame is at the head of the input */
+    bool out_waiting;                 /* output the kernel did not take waits for EV_WRITE */
+    bool busy;                        /* the owner owes the peer answers: not idle */
+    bool tls;                         /* the bufferevent is an OpenSSL one (tls.h) */
+    bool handshaking;                 /* TLS: the handshake has not ended yet */
+    uint64_t hs_since_ms;             /* TLS: when the handshake began */
     char tls_label[AT_TLS_LABEL_LEN]; /* why the handshake failed, for metrics */
-    unsigned depth;          /* > 0 while inside an owner callback */
+    unsigned depth;                   /* > 0 while inside an owner callback */
     char reason[224];
     char peer[64];
     uint64_t id;
@@ -115,7 +115,8 @@ static struct at_stream *stream_alloc(struct event_base *base, int fd,
     if (s->lim.tls) {
         s->tls = s->handshaking = true;
         s->hs_since_ms = now_ms();
-        s->bev = at_tls_bev_new(s->lim.tls, base, fd, s->lim.tls_server_name); /* closes fd on failure */
+        s->bev =
+            at_tls_bev_new(s->lim.tls, base, fd, s->lim.tls_server_name); /* closes fd on failure */
         fd = -1;
     } else {
         s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);

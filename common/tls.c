@@ -235,7 +235,9 @@ bool at_tls_failure(struct bufferevent *bev, int sock_err, char *why, size_t why
         }
     SSL *ssl = bufferevent_openssl_get_ssl(bev);
     long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-    if (vr != X509_V_OK && ssl && SSL_get0_peer_certificate(ssl)) {
+    /* A refused certificate: the verification result says why (the peer's
+     * certificate itself is not kept when it did not verify). */
+    if (vr != X509_V_OK) {
         const char *vs = X509_verify_cert_error_string(vr);
         snprintf(why, whycap, "%s: %s", first[0] ? first : "certificate verify failed", vs);
         make_label(vs, label, labelcap);

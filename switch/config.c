@@ -75,8 +75,7 @@ static const struct at_setting hsm_table[] = {
       "again on SIGHUP for new connections)" },
     { "tls_cert", AT_SET_STR, S(hsm_tls_cert), "", 0, 0,
       "client certificate presented to hsm-sim (optional)" },
-    { "tls_key", AT_SET_STR, S(hsm_tls_key), "", 0, 0,
-      "key of tls_cert" },
+    { "tls_key", AT_SET_STR, S(hsm_tls_key), "", 0, 0, "key of tls_cert" },
     { "tls_server_name", AT_SET_STR, S(hsm_tls_server_name), "", 0, 0,
       "name or IP address hsm-sim's certificate must carry (empty = the host of address)" },
 };
@@ -328,8 +327,8 @@ int sw_config_validate(const struct sw_config *c, char *err, size_t errcap)
             return -1;
         }
         if ((l->tls_key[0] || l->tls_ca[0] || l->tls_acquirer_from[0]) && !l->tls_cert[0]) {
-            snprintf(err, errcap, "listener %s: tls_key, tls_ca and tls_acquirer_from need tls_cert",
-                     l->name);
+            snprintf(err, errcap,
+                     "listener %s: tls_key, tls_ca and tls_acquirer_from need tls_cert", l->name);
             return -1;
         }
         if (l->tls_acquirer_from[0] &&

@@ -114,8 +114,8 @@ int sw_tls_start(struct sw_server *srv, char *err, size_t errcap)
             return -1;
         }
         endpoint(lc->name);
-        at_log(AT_LOG_INFO, "tls_config", AT_STR("endpoint", "listener"),
-               AT_STR("name", lc->name), AT_STR("cert", lc->tls_cert),
+        at_log(AT_LOG_INFO, "tls_config", AT_STR("endpoint", "listener"), AT_STR("name", lc->name),
+               AT_STR("cert", lc->tls_cert),
                AT_STR("ca", lc->tls_ca[0] ? lc->tls_ca : "(no client certificate asked)"),
                AT_STR("acquirer_from", lc->tls_acquirer_from));
     }
@@ -123,9 +123,9 @@ int sw_tls_start(struct sw_server *srv, char *err, size_t errcap)
         const struct sw_issuer_conf *ic = &c->issuers[i];
         if (!ic->tls_ca[0])
             continue;
-        if (!(srv->links[i].tls = client_ctx("issuer", ic->name, ic->address, ic->tls_ca,
-                                             ic->tls_cert, ic->tls_key, ic->tls_server_name, err,
-                                             errcap)))
+        if (!(srv->links[i].tls =
+                  client_ctx("issuer", ic->name, ic->address, ic->tls_ca, ic->tls_cert, ic->tls_key,
+                             ic->tls_server_name, err, errcap)))
             return -1;
     }
     if (c->hsm_tls_ca[0] &&
@@ -144,8 +144,9 @@ static void reload_one(struct at_tls *t, const char *what, const char *name)
         at_log(AT_LOG_INFO, "tls_reloaded", AT_STR("endpoint", what), AT_STR("name", name));
     else
         at_log(AT_LOG_ERROR, "tls_reload_failed", AT_STR("endpoint", what), AT_STR("name", name),
-               AT_STR("reason", why), AT_STR("action", "new connections keep the previous "
-                                                       "certificate"));
+               AT_STR("reason", why),
+               AT_STR("action", "new connections keep the previous "
+                                "certificate"));
 }
 
 void sw_tls_reload(struct sw_server *srv)

@@ -64,7 +64,7 @@ struct sim_engine {
     size_t nconns;
     struct iso_msg resp;
     uint8_t arena[ISO_ARENA_FOR(SIM_MSG_MAX)];
-    struct at_tls *tls;   /* --tls: every connection (NULL = plain TCP) */
+    struct at_tls *tls;    /* --tls: every connection (NULL = plain TCP) */
     char server_name[128]; /* "" = the IP address connected to */
 };
 

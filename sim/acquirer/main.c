@@ -1061,8 +1061,8 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    if (c.g.tls && sim_engine_tls(c.e, c.g.ca, c.g.cert, c.g.key, c.g.server_name, err,
-                                  sizeof err) != 0) {
+    if (c.g.tls &&
+        sim_engine_tls(c.e, c.g.ca, c.g.cert, c.g.key, c.g.server_name, err, sizeof err) != 0) {
         fprintf(stderr, "acquirer-sim: %s\n", err);
         rc = c.is_run ? 2 : EXIT_USAGE;
         goto out;

@@ -77,7 +77,6 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     }
 }
 
-
 static void on_expired(void *arg, const struct db_error *err, int64_t expired)
 {
     char count[AT_I64_CHARS];
@@ -115,8 +114,9 @@ static int make_tls(struct iss *s, const struct opts *o)
         return -1;
     }
     if (o->tls_cert) {
-        struct at_tls_conf tc = { .cert = o->tls_cert, .key = o->tls_key, .ca = o->tls_ca,
-                                  .server = true };
+        struct at_tls_conf tc = {
+            .cert = o->tls_cert, .key = o->tls_key, .ca = o->tls_ca, .server = true
+        };
         if (!(s->tls = at_tls_new(&tc, why, sizeof why))) {
             fprintf(stderr, "issuer-sim: TLS: %s\n", why);
             return -1;
@@ -131,8 +131,9 @@ static int make_tls(struct iss *s, const struct opts *o)
         char *c = strrchr(host, ':');
         if (c)
             *c = '\0';
-        struct at_tls_conf tc = { .cert = o->hsm_cert, .key = o->hsm_key, .ca = o->hsm_ca,
-                                  .server_name = host };
+        struct at_tls_conf tc = {
+            .cert = o->hsm_cert, .key = o->hsm_key, .ca = o->hsm_ca, .server_name = host
+        };
         if (!(s->hsm_tls = at_tls_new(&tc, why, sizeof why))) {
             fprintf(stderr, "issuer-sim: TLS to the HSM: %s\n", why);
             return -1;
