@@ -21,6 +21,13 @@ static const struct at_setting switch_table[] = {
       "debug | info | warn | error" },
     { "metrics_address", AT_SET_STR, S(metrics_address), "127.0.0.1:9583", 0, 0,
       "HTTP address of /metrics and /health" },
+    { "metrics_tls_cert", AT_SET_STR, S(metrics_tls_cert), "", 0, 0,
+      "PEM certificate: /metrics and /health are served over HTTPS (TLS 1.2/1.3; the files are "
+      "read again on SIGHUP); empty = plain HTTP" },
+    { "metrics_tls_key", AT_SET_STR, S(metrics_tls_key), "", 0, 0, "key of metrics_tls_cert" },
+    { "metrics_tls_ca", AT_SET_STR, S(metrics_tls_ca), "", 0, 0,
+      "CA file: a scraper must present a client certificate it verifies (needs "
+      "metrics_tls_cert)" },
     { "db", AT_SET_STR, S(db), "", 0, AT_SET_SENSITIVE,
       "libpq conninfo of the switch database; empty = PG* environment" },
     { "pan_hmac_key_file", AT_SET_STR, S(pan_hmac_key_file), "", 0, 0,
@@ -294,6 +301,10 @@ int sw_config_validate(const struct sw_config *c, char *err, size_t errcap)
     if (check_addr("metrics", "", c->metrics_address, err, errcap) != 0 ||
         check_addr("hsm", "", c->hsm_address, err, errcap) != 0)
         return -1;
+    if ((c->metrics_tls_key[0] || c->metrics_tls_ca[0]) && !c->metrics_tls_cert[0]) {
+        snprintf(err, errcap, "metrics_tls_key and metrics_tls_ca need metrics_tls_cert");
+        return -1;
+    }
     if ((c->hsm_tls_cert[0] || c->hsm_tls_key[0] || c->hsm_tls_server_name[0]) &&
         !c->hsm_tls_ca[0]) {
         snprintf(err, errcap, "[hsm] tls_cert, tls_key and tls_server_name need tls_ca");

@@ -57,6 +57,7 @@ struct sw_config {
     char log_file[256];
     char log_level[16];
     char metrics_address[64];
+    char metrics_tls_cert[256], metrics_tls_key[256], metrics_tls_ca[256]; /* "" = plain HTTP */
     char db[512]; /* libpq conninfo; empty = PG* environment */
     char pan_hmac_key_file[256];
     char pan_seal_key_file[256];

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "parse.h"
 #include "saf.h"
+#include "tls.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -132,6 +133,14 @@ static void on_health(struct evhttp_request *req, void *arg)
     evbuffer_free(b);
 }
 
+/* metrics_tls_cert: every scrape connection is an OpenSSL bufferevent (evhttp
+ * gives it the accepted socket afterwards). */
+static struct bufferevent *https_bev(struct event_base *base, void *arg)
+{
+    struct sw_server *srv = arg;
+    return at_tls_bev_new(srv->metrics_tls, base, -1, NULL);
+}
+
 int sw_http_start(struct sw_server *srv)
 {
     char host[64];
@@ -151,6 +160,8 @@ int sw_http_start(struct sw_server *srv)
     evhttp_set_timeout(srv->http, 10);
     evhttp_set_cb(srv->http, "/metrics", on_metrics, srv);
     evhttp_set_cb(srv->http, "/health", on_health, srv);
+    if (srv->metrics_tls)
+        evhttp_set_bevcb(srv->http, https_bev, srv);
     struct evhttp_bound_socket *bound =
         evhttp_bind_socket_with_handle(srv->http, host, (uint16_t)port);
     if (!bound) {

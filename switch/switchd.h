@@ -403,7 +403,8 @@ struct sw_server {
     bool ref_loading;
     struct sw_saf *saf;
     struct hsm_client *hsm;
-    struct at_tls *hsm_tls; /* TLS to the HSM (switch/swtls.c); NULL = plain TCP */
+    struct at_tls *hsm_tls;     /* TLS to the HSM (switch/swtls.c); NULL = plain TCP */
+    struct at_tls *metrics_tls; /* HTTPS for /metrics (switch/swtls.c); NULL = plain HTTP */
     struct db_client *db;
     struct db_journal *journal;
     struct sw_recent *recent;

@@ -128,6 +128,18 @@ int sw_tls_start(struct sw_server *srv, char *err, size_t errcap)
                              ic->tls_server_name, err, errcap)))
             return -1;
     }
+    if (c->metrics_tls_cert[0]) {
+        struct at_tls_conf tc = { .cert = c->metrics_tls_cert,
+                                  .key = c->metrics_tls_key,
+                                  .ca = c->metrics_tls_ca,
+                                  .server = true };
+        if (!(srv->metrics_tls = at_tls_new(&tc, why, sizeof why))) {
+            snprintf(err, errcap, "metrics TLS: %s", why);
+            return -1;
+        }
+        at_log(AT_LOG_INFO, "tls_config", AT_STR("endpoint", "metrics"),
+               AT_STR("cert", c->metrics_tls_cert));
+    }
     if (c->hsm_tls_ca[0] &&
         !(srv->hsm_tls = client_ctx("hsm", "", c->hsm_address, c->hsm_tls_ca, c->hsm_tls_cert,
                                     c->hsm_tls_key, c->hsm_tls_server_name, err, errcap)))
@@ -156,6 +168,7 @@ void sw_tls_reload(struct sw_server *srv)
     for (size_t i = 0; i < srv->conf.n_issuers; i++)
         reload_one(srv->links[i].tls, "issuer", srv->conf.issuers[i].name);
     reload_one(srv->hsm_tls, "hsm", "");
+    reload_one(srv->metrics_tls, "metrics", "");
 }
 
 void sw_tls_free(struct sw_server *srv)
@@ -170,6 +183,8 @@ void sw_tls_free(struct sw_server *srv)
     }
     at_tls_free(srv->hsm_tls);
     srv->hsm_tls = NULL;
+    at_tls_free(srv->metrics_tls);
+    srv->metrics_tls = NULL;
 }
 
 bool sw_tls_session_ok(struct sw_term *t, struct at_stream *s)

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "db_testlib.h"
@@ -428,6 +429,48 @@ static void test_load_over_tls(void **state)
     assert_int_equal(stack_settle(&S, 10000), 0);
 }
 
+/* metrics_tls_cert: a second switchd on the same database (its own instance id, no issuer)
+ * serves /health over HTTPS only. */
+static void test_metrics_over_https(void **state)
+{
+    char cf[160], lg[160], sp[160], text[2048];
+    uint16_t mport = ts_free_port(), aport = ts_free_port();
+    snprintf(cf, sizeof cf, "%s/https.conf", D);
+    snprintf(lg, sizeof lg, "%s/https.log", D);
+    snprintf(sp, sizeof sp, "%s/https-spool", D);
+    FILE *f = fopen(cf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "log_file = %s\nmetrics_address = 127.0.0.1:%u\nmetrics_tls_cert = %s\n"
+            "metrics_tls_key = %s\nspool_dir = %s\ndb = \"%s\"\ninstance_id = switchd-https\n"
+            "[hsm]\naddress = 127.0.0.1:%u\ntls_ca = %s\n"
+            "[listener acq]\naddress = 127.0.0.1:%u\nmax_connections = 100\n",
+            lg, mport, f_sw_crt, f_sw_key, sp, S.switch_conninfo, S.hsm_port, f_ca, aport);
+    fclose(f);
+    const char *args[] = { "--config", cf, NULL };
+    pid_t pid = ts_spawn("switchd", args, lg);
+    assert_true(pid > 0);
+    assert_true(ts_wait_file_contains(lg, "\"event\":\"ready\"", 15000));
+    struct tcli c;
+    assert_int_equal(tcli_open(&c, mport, NULL, 0), 0);
+    static const char get[] = "GET /health HTTP/1.0\r\n\r\n";
+    assert_int_equal(SSL_write(c.ssl, get, (int)sizeof get - 1), (int)sizeof get - 1);
+    int n = 0, r;
+    while (n < (int)sizeof text - 1 &&
+           (r = SSL_read(c.ssl, text + n, (int)sizeof text - 1 - n)) > 0)
+        n += r;
+    text[n] = '\0';
+    tcli_close(&c);
+    assert_non_null(strstr(text, "HTTP/1.0 200") ? strstr(text, "HTTP/1.0 200")
+                                                 : strstr(text, "HTTP/1.1 200"));
+    /* Plain HTTP on the same port gets no answer. */
+    char plain[512];
+    int got = stack_http_get(mport, "/health", plain, sizeof plain);
+    assert_true(got <= 0 || !strstr(plain, " 200 "));
+    int st = ts_stop(pid, SIGTERM, 10000);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* Every refusal above is counted by its reason. */
 static void test_failures_in_metrics(void **state)
 {
@@ -467,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_sighup_reload),
         cmocka_unit_test(test_acquirer_sim_send_over_tls),
         cmocka_unit_test(test_load_over_tls),
+        cmocka_unit_test(test_metrics_over_https),
         cmocka_unit_test(test_failures_in_metrics),
     };
     return cmocka_run_group_tests_name("switch_tls", tests, setup, teardown);
