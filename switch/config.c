@@ -131,6 +131,9 @@ static const struct at_setting listener_table[] = {
     { "tls_acquirer_from", AT_SET_STR, L(tls_acquirer_from), "", 0, 0,
       "cn | ou | o: the client certificate's subject attribute that must equal this listener's "
       "acquirer id, else the session is refused (empty = no binding; needs tls_ca)" },
+    { "tls_handshake_timeout_ms", AT_SET_U64, LU(tls_handshake_timeout_ms), "10000", 600000,
+      AT_SET_NONZERO,
+      "close a TLS connection whose handshake has not ended this long after it was accepted" },
 };
 #undef L
 #undef LU

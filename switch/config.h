@@ -32,8 +32,9 @@ struct sw_listener_conf {
     uint64_t write_timeout_ms; /* waiting answers must all be read within it; 0 = none */
     /* TLS (switch/swtls.c): on when tls_cert is set; tls_ca = mutual authentication. */
     char tls_cert[256], tls_key[256], tls_ca[256];
-    char tls_acquirer_from[8]; /* "" | cn | ou | o: the subject attribute that must name
-                                  the listener's acquirer id */
+    char tls_acquirer_from[8];         /* "" | cn | ou | o: the subject attribute that must name
+                                          the listener's acquirer id */
+    uint64_t tls_handshake_timeout_ms; /* an accepted TLS handshake must end within it */
 };
 
 struct sw_issuer_conf {

@@ -346,6 +346,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
         .write_timeout_ms = (unsigned)c->write_timeout_ms,
         .frame_timeout_ms = (unsigned)c->frame_timeout_ms,
         .tls = l->tls, /* NULL: plain TCP */
+        .handshake_timeout_ms = (unsigned)c->tls_handshake_timeout_ms,
     };
     t->srv = srv;
     t->lst = l;

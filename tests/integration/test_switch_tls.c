@@ -78,7 +78,8 @@ static int setup(void **state)
              "[hsm]\ntls_ca = %s\n"
              "[listener tls]\naddress = 127.0.0.1:%u\ndialect = ascii87\nframing = 2b\n"
              "max_connections = 100\nmax_inflight = 16\n"
-             "tls_cert = %s\ntls_key = %s\ntls_ca = %s\ntls_acquirer_from = ou\n",
+             "tls_cert = %s\ntls_key = %s\ntls_ca = %s\ntls_acquirer_from = ou\n"
+             "tls_handshake_timeout_ms = 1500\n",
              f_ca, f_sw_crt, f_sw_key, f_ca, tls_port, f_live_crt, f_live_key, f_ca);
     static const char *hsm_args[5], *iss_args[9];
     const char *h[] = { "--tls-cert", f_hsm_crt, "--tls-key", f_hsm_key, NULL };
@@ -348,6 +349,22 @@ static void test_garbage_on_tls_port(void **state)
     tcli_close(&ok);
 }
 
+/* A connection that never begins its handshake holds no slot: closed after
+ * tls_handshake_timeout_ms (1.5 s here), logged and counted; the loop served others meanwhile. */
+static void test_handshake_timeout(void **state)
+{
+    int fd = ts_connect(tls_port, 5000);
+    assert_true(fd >= 0);
+    struct tcli ok;
+    assert_int_equal(tcli_open(&ok, tls_port, "terminal", 0), 0); /* not blocked by the first */
+    purchase(&ok, 9, "00");
+    tcli_close(&ok);
+    uint8_t b[8];
+    assert_int_equal(recv(fd, b, sizeof b, 0), 0); /* closed by switchd (SO_RCVTIMEO 5 s) */
+    close(fd);
+    assert_true(log_has("\"reason\":\"tls handshake timeout\""));
+}
+
 /* SIGHUP: new sessions get the renewed certificate, the established one keeps working; a bad
  * file afterwards keeps the renewed one (tls_reload_failed). */
 static void test_sighup_reload(void **state)
@@ -483,6 +500,7 @@ static void test_failures_in_metrics(void **state)
         "unsupported_protocol",
         "acquirer_mismatch",
         "wrong_version_number",
+        "timeout",
     };
     for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
         char want[160];
@@ -507,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_tls11_refused),
         cmocka_unit_test(test_subject_binding),
         cmocka_unit_test(test_garbage_on_tls_port),
+        cmocka_unit_test(test_handshake_timeout),
         cmocka_unit_test(test_sighup_reload),
         cmocka_unit_test(test_acquirer_sim_send_over_tls),
         cmocka_unit_test(test_load_over_tls),
