@@ -15,6 +15,8 @@
 #   expired.crt/.key           a terminal certificate of the lab CA that expired in 2020
 #   acq2.crt/.key              a terminal of another acquirer (OU=200002)
 #   switchd2.crt/.key          a second switchd certificate (CN=switchd-renewed), for reloads
+#   wrongname.crt/.key         a server certificate of the lab CA for another host (SAN
+#                              DNS:elsewhere.example only): a client dialling 127.0.0.1 refuses it
 # Keys are 0600. No key ever leaves DIR; nothing here is a production certificate.
 set -euo pipefail
 
@@ -60,7 +62,7 @@ client_ext='basicConstraints=CA:false
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth'
 
-make_ca ca "/O=Atlas lab/CN=Atlas lab CA" switchd terminal issuer hsm acq2 switchd2 expired
+make_ca ca "/O=Atlas lab/CN=Atlas lab CA" switchd terminal issuer hsm acq2 switchd2 expired wrongname
 sign switchd "/O=Atlas lab/CN=switchd" "$server_ext"
 sign terminal "/O=Atlas lab/OU=100001/CN=TERMHOST1" "$client_ext"
 sign issuer "/O=Atlas lab/CN=issuer-sim" "$server_ext"
@@ -71,6 +73,10 @@ if [ "$test_set" = "--test" ]; then
   sign other-terminal "/O=Elsewhere/OU=100001/CN=TERMHOST9" "$client_ext" other-ca
   sign acq2 "/O=Atlas lab/OU=200002/CN=TERMHOST2" "$client_ext"
   sign switchd2 "/O=Atlas lab/CN=switchd-renewed" "$server_ext"
+  sign wrongname "/O=Atlas lab/CN=elsewhere.example" "basicConstraints=CA:false
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=DNS:elsewhere.example"
   if [ ! -s expired.crt ]; then
     # openssl x509 cannot back-date: openssl ca can (-startdate/-enddate).
     rm -rf expired.db && mkdir expired.db && : >expired.db/index.txt && echo 01 >expired.db/serial

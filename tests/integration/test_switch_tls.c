@@ -34,6 +34,7 @@ static struct stack S;
 static char D[256];       /* the certificates (scripts/lab-certs.sh DIR --test) */
 static uint16_t tls_port; /* switchd's [listener tls] */
 static char conf[4096];
+static const char *iss_args[9]; /* issuer-sim's TLS arguments (test_issuer_name_checked) */
 static char f_ca[320], f_hsm_crt[320], f_hsm_key[320], f_iss_crt[320], f_iss_key[320];
 static char f_sw_crt[320], f_sw_key[320], f_live_crt[320], f_live_key[320];
 
@@ -82,7 +83,7 @@ static int setup(void **state)
              "tls_cert = %s\ntls_key = %s\ntls_ca = %s\ntls_acquirer_from = ou\n"
              "tls_handshake_timeout_ms = 1500\n",
              f_ca, f_sw_crt, f_sw_key, f_ca, tls_port, f_live_crt, f_live_key, f_ca);
-    static const char *hsm_args[5], *iss_args[9];
+    static const char *hsm_args[5];
     const char *h[] = { "--tls-cert", f_hsm_crt, "--tls-key", f_hsm_key, NULL };
     const char *i[] = { "--tls-cert", f_iss_crt,  "--tls-key", f_iss_key, "--tls-ca",
                         f_ca,         "--hsm-ca", f_ca,        NULL };
@@ -482,6 +483,42 @@ static void test_metrics_over_https(void **state)
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* switchd checks the issuer's certificate against the address it dials: an issuer-sim whose
+ * certificate (of the right CA) names another host is refused, logged and counted, and the link
+ * stays down (91) until the right certificate is back. */
+static void test_issuer_name_checked(void **state)
+{
+    char crt[320], key[320];
+    pid_t *pid = stack_issuer_pid(&S, "WALLET1");
+    assert_non_null(pid);
+    assert_true(WIFEXITED(ts_stop(*pid, SIGTERM, 10000)));
+    *pid = 0;
+    path(crt, "wrongname.crt");
+    path(key, "wrongname.key");
+    iss_args[1] = crt;
+    iss_args[3] = key;
+    assert_int_equal(stack_start_issuer_id(&S, "WALLET1"), 0);
+    assert_true(
+        log_has("\"event\":\"issuer_tls_failed\",\"issuer\":\"WALLET1\",\"reason\":"
+                "\"tls handshake failed: certificate verify failed: IP address mismatch\""));
+    struct sim_txn x;
+    struct sim_resp r;
+    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 16);
+    assert_string_equal(stack_rc(&S, "TERM0001", &x, &r, NULL), "91");
+    char m[65536];
+    assert_true(stack_http_get(S.metrics_port, "/metrics", m, sizeof m) > 0);
+    assert_non_null(strstr(m, "atlas_tls_handshake_failures_total{listener=\"issuer:WALLET1\","
+                              "reason=\"ip_address_mismatch\"} "));
+    /* The right certificate again: the link comes back by itself. */
+    assert_true(WIFEXITED(ts_stop(*pid, SIGTERM, 10000)));
+    *pid = 0;
+    iss_args[1] = f_iss_crt;
+    iss_args[3] = f_iss_key;
+    assert_int_equal(stack_start_issuer_id(&S, "WALLET1"), 0);
+    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 17);
+    assert_string_equal(stack_rc_linked(&S, "TERM0001", &x, &r, 10000), "00");
+}
+
 /* Every refusal above is counted by its reason. */
 static void test_failures_in_metrics(void **state)
 {
@@ -524,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_acquirer_sim_send_over_tls),
         cmocka_unit_test(test_load_over_tls),
         cmocka_unit_test(test_metrics_over_https),
+        cmocka_unit_test(test_issuer_name_checked),
         cmocka_unit_test(test_failures_in_metrics),
     };
     return cmocka_run_group_tests_name("switch_tls", tests, setup, stack_teardown);
