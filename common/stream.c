@@ -200,8 +200,9 @@ static uint64_t next_deadline(const struct at_stream *s)
     uint64_t at = UINT64_MAX;
     if (s->closing)
         return at;
-    if (s->handshaking) /* nothing else runs before the handshake has ended */
-        return s->hs_since_ms + s->lim.handshake_timeout_ms;
+    if (s->handshaking) /* nothing else runs before the handshake has ended; its clock
+                           stops while the owner has reading paused (backpressure) */
+        return s->pauses ? at : s->hs_since_ms + s->lim.handshake_timeout_ms;
     if (s->connecting)
         return at;
     if (s->out_waiting && s->lim.write_timeout_ms)
@@ -238,7 +239,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *ctx)
     if (s->closing)
         return;
     uint64_t now = now_ms();
-    if (s->handshaking && now >= s->hs_since_ms + s->lim.handshake_timeout_ms) {
+    if (s->handshaking && s->pauses == 0 && now >= s->hs_since_ms + s->lim.handshake_timeout_ms) {
         snprintf(s->tls_label, sizeof s->tls_label, "timeout");
         at_stream_close(s, AT_STREAM_TLS_TIMEOUT, false);
         return;
@@ -573,6 +574,10 @@ void at_stream_resume(struct at_stream *s)
         return;
     if (--s->pauses == 0 && !s->closing) {
         bufferevent_enable(s->bev, EV_READ);
+        if (s->handshaking) { /* its clock stood still too (libevent's handshake reads) */
+            s->hs_since_ms = now_ms();
+            arm_deadline(s, s->hs_since_ms);
+        }
         if (s->idle_ms || s->frame_open) {
             /* The idle and frame clocks stood still during the pause. */
             uint64_t now = now_ms();

@@ -91,8 +91,8 @@ struct at_stream_limits {
     const char *tls_server_name;   /* outbound TLS: the name or IP address the server's
                                       certificate must carry (NULL = the context's) */
     unsigned handshake_timeout_ms; /* accepted TLS: the handshake must end within it, or
-                                      the stream is closed (AT_STREAM_TLS_TIMEOUT); default
-                                      10000 */
+                                      the stream is closed (AT_STREAM_TLS_TIMEOUT); its clock
+                                      stops while reading is paused; default 10000 */
 };
 
 /* Wraps an accepted, connected socket (the stream takes ownership of fd).
