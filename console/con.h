@@ -53,6 +53,7 @@ struct con_event {
     char amount[16], currency[8], pan[24], stan[8], rrn[16];
     char issuer[24], rc[4], auth_code[8];
     enum con_outcome outcome;
+    bool stand_in; /* "stand_in": true — switchd decided in the issuer's place (STIP) */
     bool has_lat;
     uint64_t lat_us, lat_mac_us, lat_pin_us, lat_issuer_us, lat_journal_us;
     /* link_state / txn_refused */

@@ -143,8 +143,9 @@ char *con_format_event(const struct con_event *ev, char *out, size_t cap)
         else
             snprintf(lat, sizeof lat, "-");
         snprintf(meaning, sizeof meaning, "%s", ev->rc[0] ? con_rc_text(ev->rc) : "no rc");
-        snprintf(out, cap, "%-12s %-4s %-8s %-8s %-16s %16s %-2s %-20s %7s%s%s", t,
-                 ev->mti[0] ? ev->mti : "-",
+        /* A stand-in decision (STIP) is marked before its MTI (and coloured apart). */
+        snprintf(out, cap, "%-12s %s%-4s %-8s %-8s %-16s %16s %-2s %-20s %7s%s%s", t,
+                 ev->stand_in ? "STIP " : "", ev->mti[0] ? ev->mti : "-",
                  strncmp(ev->mti, "08", 2) == 0 ? "network" : con_proc_type(ev->proc),
                  ev->terminal[0] ? ev->terminal : "-", ev->pan[0] ? ev->pan : "-", amt,
                  ev->rc[0] ? ev->rc : "--", meaning, lat, ev->extra[0] ? "  " : "", ev->extra);

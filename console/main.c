@@ -156,6 +156,8 @@ static void notice(struct app *a, const char *fmt, const char *arg)
 static const char *color_of(const struct con_event *ev)
 {
     if (ev->kind == CON_EV_TXN) {
+        if (ev->stand_in) /* decided in the issuer's place: its own colour */
+            return ev->outcome == CON_OUT_APPROVED ? C_CYAN : C_YELLOW;
         switch (ev->outcome) {
         case CON_OUT_APPROVED:
             return C_GREEN;

@@ -92,7 +92,7 @@ static enum con_outcome outcome_of(const char *s)
 /* Where each known field lands. One table, in the order switchd writes a
  * txn line: the lookup starts after the previous match, so a line in that
  * order costs one comparison per key. */
-enum field_kind { F_STR, F_U64, F_OUTCOME, F_QUIET };
+enum field_kind { F_STR, F_U64, F_OUTCOME, F_QUIET, F_STAND_IN };
 struct field {
     const char *key;
     enum field_kind kind;
@@ -128,6 +128,7 @@ static const struct field fields[] = {
     FU("lat_pin_us", lat_pin_us),
     FU("lat_issuer_us", lat_issuer_us),
     FU("lat_journal_us", lat_journal_us),
+    { "stand_in", F_STAND_IN, 0, 0 },
     FS("from", from),
     FS("to", to),
     FS("reason", reason),
@@ -173,6 +174,11 @@ static bool store_field(struct con_event *ev, const struct field *f, json_t *v)
         return true;
     case F_QUIET:
         return ev->kind == CON_EV_TXN;
+    case F_STAND_IN:
+        if (ev->kind != CON_EV_TXN || !(json_is_true(v) || json_is_false(v)))
+            return false;
+        ev->stand_in = json_is_true(v);
+        return true;
     }
     return false;
 }

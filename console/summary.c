@@ -49,6 +49,7 @@ struct con_summary {
     uint64_t by_type[N_TYPES];
     uint64_t by_rc[101]; /* "00".."99"; [100] = missing or not two digits */
     uint64_t by_outcome[CON_OUT_outcome_max];
+    uint64_t stand_in, stand_in_approved; /* txn lines with "stand_in": true */
     struct at_hist hop[HOP_max];
     struct term_stat term[MAX_TERMINALS];
     size_t n_terms;
@@ -129,6 +130,10 @@ static void add_txn(struct con_summary *s, const struct con_event *ev)
     else
         s->by_rc[100]++;
     s->by_outcome[ev->outcome]++;
+    if (ev->stand_in) {
+        s->stand_in++;
+        s->stand_in_approved += ev->outcome == CON_OUT_APPROVED;
+    }
     if (con_mti_is_request(ev->mti)) {
         s->requests++;
         if (ev->outcome == CON_OUT_APPROVED)
@@ -288,6 +293,9 @@ void con_summary_print(const struct con_summary *s, FILE *out)
                 (unsigned long long)s->requests);
     else
         fprintf(out, "  approval rate - (no 0100/0200 request)\n");
+    if (s->stand_in)
+        fprintf(out, "  stand-in (STIP) decisions %llu, %llu approved\n",
+                (unsigned long long)s->stand_in, (unsigned long long)s->stand_in_approved);
     fprintf(out, "\nBy type\n");
     for (size_t i = 0; i < N_TYPES; i++)
         if (s->by_type[i])

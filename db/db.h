@@ -13,7 +13,7 @@ struct event_base;
 
 /* The schema version (highest migration number) this build of the library writes against.
  * Daemons pass it (or their own minimum) to db_schema_check_at(). */
-#define DB_SCHEMA_VERSION 12
+#define DB_SCHEMA_VERSION 14
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
@@ -105,6 +105,12 @@ enum db_rec_kind {
     /* A reversal the switch owes an issuer (switch.reversal_queue, state pending). A reversal of
      * the same identity already queued counts as written (DB_OK). */
     DB_REC_REVERSAL,
+    /* A stand-in advice the switch owes an issuer, or the reversal of one (switch.advice_queue,
+     * migration 0014; switch/advice.c): reason "stand_in" is the advice itself (response_code
+     * is the stand-in decision's DE 39), "terminal" / "withdrawn" / "recovery" its reversal.
+     * auth_code (DE 38) is required. One of the same identity and kind already queued counts as
+     * written (DB_OK). */
+    DB_REC_ADVICE,
     DB_REC_max
 };
 
@@ -157,7 +163,8 @@ struct db_auth_record {
      * needs no reversal, or the REVERSAL of that request. Leave it clear on an ANSWER whose
      * request is being reversed: if the REVERSAL is lost, recovery still finds the row. */
     bool settle_inflight;
-    char reason[16]; /* REVERSAL: why (switch.reversal_queue.reason) */
+    char reason[16]; /* REVERSAL: why (switch.reversal_queue.reason); ANSWER: "stand_in" when
+                      * switchd decided in the issuer's place (column stand_in), else "" */
     enum db_outcome outcome;
     char original_stan[7]; /* reversals: from DE 90 */
     char original_transmission_time[11];
@@ -378,6 +385,46 @@ typedef void (*db_done_cb)(void *arg, const struct db_error *err);
 __attribute__((warn_unused_result)) int db_reversals_update(struct db_client *c,
                                                             const struct db_reversal_change *ch,
                                                             size_t n, db_done_cb cb, void *arg);
+
+/* switch.recover_advices(owner) (migration 0014), run after the journal spool is replayed and
+ * before db_advices_pending: every stand-in advice of this instance whose approval the journal
+ * does not hold gets its reversal queued. The callback's reversed is how many; settled is 0. */
+__attribute__((warn_unused_result)) int db_recover_advices(struct db_client *c, const char *owner,
+                                                           db_recover_cb cb, void *arg);
+
+/* The advice queue (switch.advice_queue, switch/advice.c): stand-in advices and the reversals of
+ * advices, pending rows loaded at start in queue order (queued_at), and row changes. */
+struct db_advice {
+    int64_t advice_id;
+    bool is_reversal;        /* kind 'reversal': the reversal of the advice of this identity */
+    struct db_request_id id; /* the stand-in request's */
+    char issuer_id[33];
+    char issuer_stan[7];               /* the advice's DE 11 (a reversal's DE 90) */
+    char issuer_transmission_time[11]; /* the advice's DE 7 (a reversal's DE 90) */
+    char rrn[13];
+    char processing_code[7];
+    char auth_code[7];   /* DE 38: the stand-in approval code */
+    char stand_in_rc[3]; /* DE 39 of the stand-in decision (advices) */
+    char reason[16];
+    int64_t amount_minor;
+    int32_t currency;
+    struct db_billing billing;
+    unsigned attempts;
+    uint64_t queued_us; /* switchd's wall clock when it was decided: the queue's order */
+    uint8_t pan_sealed[DB_PAN_SEALED_MAX];
+    uint8_t pan_sealed_len;
+};
+typedef void (*db_advices_cb)(void *arg, const struct db_error *err, const struct db_advice *rows,
+                              size_t n);
+/* The pending rows, oldest first (queued_at, an advice before its reversal, advice_id). */
+__attribute__((warn_unused_result)) int db_advices_pending(struct db_client *c, db_advices_cb cb,
+                                                           void *arg);
+/* One row change: the row of (id, kind) still pending takes attempts and state (with the
+ * answer's response code); a row already settled stays as it is. */
+__attribute__((warn_unused_result)) int
+db_advices_update(struct db_client *c, const struct db_request_id *id, bool is_reversal,
+                  unsigned attempts, enum db_reversal_state state, const char *response_code,
+                  db_done_cb cb, void *arg);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Wallet-to-wallet transfers (switch.transfers, migration 0010; docs/transfers.md).            */

@@ -29,21 +29,24 @@ static const char *const outcome_names[DB_OUTCOME_max] = {
  * an INTENT is in switch.inflight before an ANSWER or REVERSAL of the same batch settles it. The
  * SETTLE group holds no records of its own: it deletes the inflight rows of the ANSWER and
  * REVERSAL records that settle one. */
-enum jgroup_id { G_INTENT, G_ANSWER, G_REVERSAL, G_SETTLE, G_max };
+enum jgroup_id { G_INTENT, G_ANSWER, G_REVERSAL, G_ADVICE, G_SETTLE, G_max };
 
 #define INTENT_COLS   20
-#define ANSWER_COLS   28
+#define ANSWER_COLS   29
 #define REVERSAL_COLS 21
+#define ADVICE_COLS   23
 #define SETTLE_COLS   6
 #define MAX_COLS      ANSWER_COLS
 
-static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_COLS, SETTLE_COLS };
+static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_COLS, ADVICE_COLS,
+                                            SETTLE_COLS };
 
 #define JSTMT_INTENT   "atlas_inflight_insert"
 #define JSTMT_ANSWER   "atlas_journal_insert"
 #define JSTMT_UPSERT   "atlas_journal_upsert"
 #define JSTMT_REVERSAL "atlas_reversal_insert"
 #define JSTMT_SETTLE   "atlas_inflight_settle"
+#define JSTMT_ADVICE   "atlas_advice_insert"
 
 /* A request's identity (the first six unnest() columns: date, acquirer, terminal, STAN, DE 7,
  * MTI) against a table's key, compared in the C collation and as bpchar where the key is
@@ -97,17 +100,18 @@ static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_C
     " currency, response_code, auth_code, pan_masked, pan_hmac, outcome, original_stan,"           \
     " original_transmission_time, created_at, lat_total_us, lat_mac_us, lat_pin_us,"               \
     " lat_issuer_us, issuer_transmission_time, billing_amount_minor, conversion_rate,"             \
-    " billing_currency)"                                                                           \
+    " billing_currency, stand_in)"                                                                 \
     " SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15,"                    \
-    " decode(c16, 'hex'), c17, c18, c19, c20, c21, c22, c23, c24, c25, c26, c27, c28"
+    " decode(c16, 'hex'), c17, c18, c19, c20, c21, c22, c23, c24, c25, c26, c27, c28,"             \
+    " coalesce(c29 = 'stand_in', false)"
 #define ANSWER_UNNEST                                                                              \
     " unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"              \
     " $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::smallint[],"            \
     " $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],"               \
     " $19::text[], $20::timestamptz[], $21::integer[], $22::integer[], $23::integer[],"            \
-    " $24::integer[], $25::text[], $26::bigint[], $27::text[], $28::smallint[])"                   \
+    " $24::integer[], $25::text[], $26::bigint[], $27::text[], $28::smallint[], $29::text[])"      \
     " AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18,"       \
-    " c19, c20, c21, c22, c23, c24, c25, c26, c27, c28)"
+    " c19, c20, c21, c22, c23, c24, c25, c26, c27, c28, c29)"
 #define ANSWER_SQL ANSWER_COLUMNS " FROM" ANSWER_UNNEST
 /* An upsert may not touch one row twice: of the records of one identity in a batch (a refusal
  * and the request that replaces it, replayed together), the one that reached an issuer wins,
@@ -131,7 +135,8 @@ static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_C
     " lat_pin_us = EXCLUDED.lat_pin_us, lat_issuer_us = EXCLUDED.lat_issuer_us,"                   \
     " issuer_transmission_time = EXCLUDED.issuer_transmission_time,"                               \
     " billing_amount_minor = EXCLUDED.billing_amount_minor,"                                       \
-    " conversion_rate = EXCLUDED.conversion_rate, billing_currency = EXCLUDED.billing_currency"    \
+    " conversion_rate = EXCLUDED.conversion_rate, billing_currency = EXCLUDED.billing_currency,"   \
+    " stand_in = EXCLUDED.stand_in"                                                                \
     " WHERE switch.authorizations.issuer_stan IS NULL"                                             \
     " AND (switch.authorizations.outcome <> 'approved' OR EXCLUDED.outcome = 'approved')"          \
     " AND switch.authorizations.created_at <= EXCLUDED.created_at" KEY_RETURNING                   \
@@ -152,6 +157,26 @@ static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_C
     " c20, c21)"                                                                                   \
     " ON CONFLICT DO NOTHING"
 
+/* Stand-in advices and their reversals (switch/advice.c): the reversal columns, then the stand-in
+ * DE 39 and switchd's time of the decision (the queue's order); the owner is the last parameter,
+ * as for INTENT. */
+#define ADVICE_SQL                                                                                 \
+    "INSERT INTO switch.advice_queue (kind, request_date, acquirer_id, terminal_id, stan,"         \
+    " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time, rrn,"              \
+    " processing_code, amount_minor, currency, auth_code, pan_masked, pan_hmac, pan_sealed,"       \
+    " reason, billing_amount_minor, conversion_rate, billing_currency, stand_in_rc, queued_at,"    \
+    " owner)"                                                                                      \
+    " SELECT CASE WHEN c18 = 'stand_in' THEN 'advice' ELSE 'reversal' END, c1, c2, c3, c4, c5,"    \
+    " c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, decode(c16, 'hex'), decode(c17, 'hex'), c18,"  \
+    " c19, c20, c21, c22, c23, $24"                                                                \
+    " FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"         \
+    " $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[],"                \
+    " $13::smallint[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],"           \
+    " $19::bigint[], $20::text[], $21::smallint[], $22::text[], $23::timestamptz[])"               \
+    " AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19,"  \
+    " c20, c21, c22, c23)"                                                                         \
+    " ON CONFLICT DO NOTHING"
+
 #define SETTLE_SQL                                                                                 \
     "DELETE FROM switch.inflight f USING unnest($1::date[], $2::text[], $3::text[],"               \
     " $4::bpchar[], $5::bpchar[], $6::text[]) AS u(c1, c2, c3, c4, c5, c6) WHERE " KEY_MATCH("f")
@@ -159,7 +184,7 @@ static const unsigned group_cols[G_max] = { INTENT_COLS, ANSWER_COLS, REVERSAL_C
 static const struct dbc_prep journal_preps[] = {
     { JSTMT_INTENT, INTENT_SQL },        { JSTMT_ANSWER, ANSWER_SQL },
     { JSTMT_UPSERT, ANSWER_UPSERT_SQL }, { JSTMT_REVERSAL, REVERSAL_SQL },
-    { JSTMT_SETTLE, SETTLE_SQL },
+    { JSTMT_SETTLE, SETTLE_SQL },        { JSTMT_ADVICE, ADVICE_SQL },
 };
 
 struct jslot {
@@ -370,8 +395,11 @@ int db_auth_record_check(const struct db_auth_record *rec, struct db_error *err)
               rec->lat_issuer_us >= -1,
           "latency");
     CHECK((unsigned)rec->kind < DB_REC_max, "kind");
-    if (rec->kind == DB_REC_ANSWER)
+    if (rec->kind == DB_REC_ANSWER) {
+        CHECK(TERMINATED(reason) && (!rec->reason[0] || strcmp(rec->reason, "stand_in") == 0),
+              "reason");
         return 0;
+    }
     /* What a reversal towards the issuer is rebuilt from. */
     CHECK(rec->issuer_id[0], "issuer_id");
     CHECK(rec->issuer_stan[0], "issuer_stan");
@@ -382,6 +410,13 @@ int db_auth_record_check(const struct db_auth_record *rec, struct db_error *err)
     CHECK(rec->pan_sealed_len > 0 && rec->pan_sealed_len <= DB_PAN_SEALED_MAX, "pan_sealed");
     CHECK(rec->kind == DB_REC_INTENT || (TERMINATED(reason) && printable(rec->reason, 1, 15)),
           "reason");
+    /* An advice is rebuilt with its stand-in approval code, and the advice itself with the
+     * decision's DE 39. */
+    CHECK(rec->kind != DB_REC_ADVICE || (TERMINATED(auth_code) && printable(rec->auth_code, 1, 6)),
+          "auth_code");
+    CHECK(rec->kind != DB_REC_ADVICE || strcmp(rec->reason, "stand_in") != 0 ||
+              at_is_digits(rec->response_code, 2, 2),
+          "response_code");
     return 0;
 }
 
@@ -443,6 +478,7 @@ static int add_answer(struct db_array *c, const struct db_auth_record *r)
     rc |= db_array_num(&c[23], r->lat_issuer_us);
     rc |= db_array_opt(&c[24], r->issuer_transmission_time);
     rc |= add_billing(c, 25, &r->billing);
+    rc |= db_array_opt(&c[28], r->reason); /* "stand_in": decided in the issuer's place */
     return rc;
 }
 
@@ -490,6 +526,16 @@ static int add_reversal(struct db_array *c, const struct db_auth_record *r)
     return rc;
 }
 
+static int add_advice(struct db_array *c, const struct db_auth_record *r)
+{
+    char ts[40];
+    at_format_utc(r->created_us, ts, sizeof ts);
+    int rc = add_reversal(c, r);
+    rc |= db_array_opt(&c[21], r->response_code);
+    rc |= db_array_elem(&c[22], ts, false);
+    return rc;
+}
+
 static void group_push(struct jgroup *g, uint32_t rec)
 {
     g->rec[g->n++] = rec;
@@ -502,8 +548,12 @@ static int batch_add(struct jbatch *b, uint32_t i, const struct db_auth_record *
     int rc;
     enum jgroup_id g = r->kind == DB_REC_INTENT     ? G_INTENT
                        : r->kind == DB_REC_REVERSAL ? G_REVERSAL
+                       : r->kind == DB_REC_ADVICE   ? G_ADVICE
                                                     : G_ANSWER;
     switch (g) {
+    case G_ADVICE:
+        rc = add_advice(b->g[g].cols, r);
+        break;
     case G_INTENT:
         rc = add_intent(b->g[g].cols, r);
         break;
@@ -515,7 +565,7 @@ static int batch_add(struct jbatch *b, uint32_t i, const struct db_auth_record *
         break;
     }
     group_push(&b->g[g], i);
-    if (r->kind != DB_REC_INTENT && r->settle_inflight) {
+    if ((r->kind == DB_REC_ANSWER || r->kind == DB_REC_REVERSAL) && r->settle_inflight) {
         rc |= add_identity(b->g[G_SETTLE].cols, r);
         group_push(&b->g[G_SETTLE], i);
     }
@@ -551,6 +601,7 @@ static int batch_close(struct jbatch *b, const char *owner)
         }
     }
     b->g[G_INTENT].values[INTENT_COLS] = owner ? owner : "";
+    b->g[G_ADVICE].values[ADVICE_COLS] = owner ? owner : "";
     b->job.nstmt = nstmt;
     return 0;
 }
@@ -558,14 +609,14 @@ static int batch_close(struct jbatch *b, const char *owner)
 static int batch_send(struct dbc_job *job, PGconn *pg)
 {
     static const char *const names[G_max] = { JSTMT_INTENT, JSTMT_ANSWER, JSTMT_REVERSAL,
-                                              JSTMT_SETTLE };
+                                              JSTMT_ADVICE, JSTMT_SETTLE };
     struct jbatch *b = (struct jbatch *)job;
     for (int g = 0; g < G_max; g++) {
         const struct jgroup *gr = &b->g[g];
         if (!gr->n)
             continue;
         const char *name = g == G_ANSWER && b->upsert ? JSTMT_UPSERT : names[g];
-        int np = (int)group_cols[g] + (g == G_INTENT ? 1 : 0);
+        int np = (int)group_cols[g] + (g == G_INTENT || g == G_ADVICE ? 1 : 0);
         if (PQsendQueryPrepared(pg, name, np, gr->values, NULL, NULL, 0) != 1)
             return -1;
     }
@@ -735,7 +786,7 @@ static int rebuild_batch(struct db_journal *j, struct jbatch *b, bool upsert)
 static unsigned batch_statuses(struct db_journal *j, struct jbatch *b)
 {
     unsigned k = 0;
-    for (int g = G_INTENT; g <= G_REVERSAL; g++) {
+    for (int g = G_INTENT; g < G_SETTLE; g++) {
         struct jgroup *gr = &b->g[g];
         if (!gr->n)
             continue;

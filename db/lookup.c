@@ -135,3 +135,8 @@ int db_recover_transfers(struct db_client *c, const char *owner, db_recover_cb c
 {
     return recover_call(c, "SELECT * FROM switch.recover_transfers($1)", owner, cb, arg);
 }
+
+int db_recover_advices(struct db_client *c, const char *owner, db_recover_cb cb, void *arg)
+{
+    return recover_call(c, "SELECT switch.recover_advices($1), 0::bigint", owner, cb, arg);
+}

@@ -13,7 +13,7 @@
 #include "clock.h"
 #include "fmt.h"
 
-#define SETTLE_SCHEMA_VERSION 9 /* the conversion columns (0009) */
+#define SETTLE_SCHEMA_VERSION 14 /* the conversion columns (0009), switch.advice_queue (0014) */
 
 /* Parameters: $1, $2 the window in µs since the epoch; $3, $4 the journal partitions to read
  * (request_date is the DE 7 date, at most two days off the receipt time, as atlas-reconcile
@@ -25,7 +25,9 @@
  * acknowledged one). Its time is at most the queue row's, so only queue rows created since the
  * window's start are candidates (the queue has no index on created_at: it is read in full from
  * there, and it holds reversals only). The identity join uses the journal's primary key ("C"
- * collation, like the journal's columns). */
+ * collation, like the journal's columns). A stand-in approval (DE 38 "S" + 5 digits, migration
+ * 0014) is reversed by the advice queue's reversal of its advice, not by the reversal queue (whose
+ * row of the same identity, after a timeout, reversed the forwarded request: another movement). */
 #define KIND(a)                                                                                    \
     " CASE WHEN " a ".mti_class = '010' THEN 'H'"                                                  \
     " WHEN left(" a ".processing_code, 2) IN ('00', '01', '09', '10') THEN 'D'"                    \
@@ -72,12 +74,17 @@ static const char settle_sql[] =
     "  sd.currency, sd.side," KIND("o") " AS k, sd.amount,"
     "  CASE WHEN q.state = 'failed' THEN 'failed'"
     "  WHEN q.state = 'acked' OR tr.at IS NOT NULL THEN 'reversed' ELSE 'pending' END AS what"
-    "  FROM switch.reversal_queue q CROSS JOIN w"
+    "  FROM (SELECT request_date, acquirer_id, terminal_id, stan, transmission_time, mti_class,"
+    "  issuer_id, state, created_at, false AS advice FROM switch.reversal_queue"
+    "  UNION ALL SELECT request_date, acquirer_id, terminal_id, stan, transmission_time,"
+    "  mti_class, issuer_id, state, created_at, true FROM switch.advice_queue"
+    "  WHERE kind = 'reversal') q CROSS JOIN w"
     "  JOIN switch.authorizations o ON o.request_date = q.request_date"
     "  AND o.acquirer_id = q.acquirer_id COLLATE \"C\""
     "  AND o.terminal_id = q.terminal_id COLLATE \"C\" AND o.stan = q.stan COLLATE \"C\""
     "  AND o.transmission_time = q.transmission_time COLLATE \"C\""
     "  AND o.mti_class = q.mti_class COLLATE \"C\""
+    "  AND q.advice = (o.auth_code ~ '^S[0-9]{5}$')"
     SIDES("o")
     "  LEFT JOIN trev tr ON tr.acquirer_id = q.acquirer_id COLLATE \"C\""
     "  AND tr.terminal_id = q.terminal_id COLLATE \"C\" AND tr.original_stan = q.stan"

@@ -34,6 +34,11 @@ static const char *const SQL_APPLY =
     "SELECT * FROM wallet.sim_apply($1, $2::bigint, $3, $4, $5, $6::bigint, $7, $8, $9, "
     "$10::integer, $11::bigint, $12::bigint, $13, $14::date, $15::bigint, $16::bigint, "
     "$17::integer, $18::date, $19::bigint, $20::bigint, $21::bigint)";
+/* An advice (a forced post, migration 0014): sim_apply's parameters. */
+static const char *const SQL_ADVICE =
+    "SELECT * FROM wallet.sim_advice($1, $2::bigint, $3, $4, $5, $6::bigint, $7, $8, $9, "
+    "$10::integer, $11::bigint, $12::bigint, $13, $14::date, $15::bigint, $16::bigint, "
+    "$17::integer, $18::date, $19::bigint, $20::bigint, $21::bigint)";
 static const char *const SQL_REVERSE =
     "SELECT * FROM wallet.sim_reverse($1, $2, $3, $4::bigint, $5)";
 /* 0012: an incremental authorization ($1 the pre-auth's key, then sim_apply's parameters) and a
@@ -162,6 +167,8 @@ int db_wallet_new(struct event_base *base, const struct db_wallet_opts *opts,
         rc = db_client_prepare(w->c, "wallet_apply_incr", SQL_APPLY_INCR);
     if (rc == 0)
         rc = db_client_prepare(w->c, "wallet_complete", SQL_COMPLETE);
+    if (rc == 0)
+        rc = db_client_prepare(w->c, "wallet_advice", SQL_ADVICE);
     if (rc != 0) {
         db_wallet_free(w);
         return rc;
@@ -531,7 +538,8 @@ int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigne
                                       .values = v[i] };
         } else {
             decision_params(&op->u.decision, v[i], num[i]);
-            st[i] = (struct db_stmt){ .prepared = "wallet_apply",
+            st[i] = (struct db_stmt){ .prepared =
+                                          op->u.decision.advice ? "wallet_advice" : "wallet_apply",
                                       .nparams = APPLY_NPARAMS,
                                       .values = v[i] };
         }

@@ -15,9 +15,9 @@
 struct event_base;
 
 /* The schema version the wallet statements need: wallet.sim_apply / sim_reverse of 0003 with
- * 0005's hot path and domains, 0008's KYC tiers and monthly and credit counters, and 0012's
- * pre-authorization completion and incremental authorization. */
-#define DB_WALLET_SCHEMA_VERSION 12
+ * 0005's hot path and domains, 0008's KYC tiers and monthly and credit counters, 0012's
+ * pre-authorization completion and incremental authorization, and 0014's stand-in advices. */
+#define DB_WALLET_SCHEMA_VERSION 14
 
 /* Decisions and reversals applied by one transaction at most (one Sync per batch). */
 #define DB_WALLET_APPLY_MAX 32
@@ -138,6 +138,11 @@ struct db_wallet_decision {
      * request key; its hold joins the pre-auth's (wallet.sim_apply_increment), or the approval
      * becomes 25/12 when that hold is not active. NULL for every other decision. */
     const char *parent_key;
+    /* A stand-in advice from the switch (0120/0220 without DE 90): applied by wallet.sim_advice
+     * as a forced post (migration 0014, docs/issuer-sim.md "Advices") — rc "00" applies it
+     * whatever the funds, another rc records it refused; a reversal that came first makes it
+     * acknowledged ("00") and not applied. */
+    bool advice;
 };
 
 /* A pre-authorization completion (an 0220 whose DE 90 names the pre-auth, wallet.sim_complete):

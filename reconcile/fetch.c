@@ -163,15 +163,39 @@ int rc_fetch_window(PGconn *sw, const char *from, const char *to, unsigned slack
     " (extract(epoch FROM a.created_at) * 1000000)::bigint,"                                       \
     " a.created_at >= $1::timestamptz AND a.created_at < $2::timestamptz,"                         \
     " r.state, r.reason, r.last_response_code,"                                                    \
-    " coalesce(a.billing_currency, r.billing_currency) IS NOT NULL"
+    " coalesce(a.billing_currency, r.billing_currency) IS NOT NULL, v.state, "                     \
+    "v.last_response_code,"                                                                        \
+    " false"
 
-/* A reversal row joined to the journal row a of the same identity. */
+/* A stand-in approval (DE 38 "S" + 5 digits, migration 0014): its reversal is the advice
+ * queue's, not the reversal queue's. */
+#define STAND_IN(a) "(" a ".outcome = 'approved' AND " a ".auth_code ~ '^S[0-9]{5}$')"
+
+/* The columns of a reversal as SW_COLS reads them, from the reversal queue and from the advice
+ * queue's reversals of stand-in advices (advice true). */
+#define REV_SOURCE                                                                                 \
+    "(SELECT request_date, acquirer_id, terminal_id, stan, transmission_time, mti_class,"          \
+    " issuer_id, issuer_stan, issuer_transmission_time, processing_code, amount_minor, currency,"  \
+    " billing_amount_minor, billing_currency, pan_masked, pan_hmac, state, reason,"                \
+    " last_response_code, false AS advice FROM switch.reversal_queue UNION ALL"                    \
+    " SELECT request_date, acquirer_id, terminal_id, stan, transmission_time, mti_class,"          \
+    " issuer_id, issuer_stan, issuer_transmission_time, processing_code, amount_minor, currency,"  \
+    " billing_amount_minor, billing_currency, pan_masked, pan_hmac, state, reason,"                \
+    " last_response_code, true FROM switch.advice_queue WHERE kind = 'reversal')"
+
+/* A reversal row joined to the journal row a of the same identity (the advice queue's for a
+ * stand-in approval), and a stand-in approval's advice (v). */
 #define REV_JOIN                                                                                   \
-    " LEFT JOIN switch.reversal_queue r ON r.request_date = a.request_date"                        \
+    " LEFT JOIN " REV_SOURCE " r ON r.request_date = a.request_date"                               \
     " AND r.acquirer_id COLLATE \"C\" = a.acquirer_id"                                             \
     " AND r.terminal_id COLLATE \"C\" = a.terminal_id AND r.stan COLLATE \"C\" = a.stan"           \
     " AND r.transmission_time COLLATE \"C\" = a.transmission_time"                                 \
-    " AND r.mti_class COLLATE \"C\" = a.mti_class"
+    " AND r.mti_class COLLATE \"C\" = a.mti_class AND r.advice = " STAND_IN(                       \
+        "a") " LEFT JOIN switch.advice_queue v ON v.kind = 'advice' AND v.request_date = "         \
+             "a.request_date"                                                                      \
+             " AND v.acquirer_id = a.acquirer_id AND v.terminal_id = a.terminal_id AND v.stan = "  \
+             "a.stan"                                                                              \
+             " AND v.transmission_time = a.transmission_time AND v.mti_class = a.mti_class"
 
 /* How each column of SW_COLS, in order, fills struct rc_sw: text into its char array, or a number
  * (-1 when NULL; 0 for the time), a bool, or the reversal state. */
@@ -214,6 +238,9 @@ static const struct {
     TEXT(rev_reason),
     TEXT(rev_rc),
     OTHER(COL_BOOL, converted),
+    OTHER(COL_REV, advice),
+    TEXT(advice_rc),
+    OTHER(COL_BOOL, replaced),
 #undef TEXT
 #undef OTHER
 };
@@ -274,7 +301,10 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
         " AND a.request_date >= ($3::timestamptz AT TIME ZONE 'UTC')::date - 2"
         " AND a.request_date <= ($4::timestamptz AT TIME ZONE 'UTC')::date + 2"
         " AND ($5 = '' OR coalesce(a.issuer_id, r.issuer_id) = $5)";
-    /* Reversal rows without their journal row, and in-flight rows, in the shape of SW_COLS. */
+    /* Reversal rows without their journal row — or whose journal row is a stand-in approval
+     * that replaced the request they reverse (after a timeout: the reversal is of the forwarded
+     * request, another issuer identity than the advice's) — and in-flight rows, in the shape of
+     * SW_COLS. */
     static const char orphans[] =
         "SELECT r.request_date::text, r.acquirer_id, r.terminal_id, r.stan, r.transmission_time,"
         " r.mti, r.mti_class, r.issuer_id, r.issuer_stan, r.issuer_transmission_time,"
@@ -283,14 +313,15 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
         " encode(r.pan_hmac, 'hex'), NULL, NULL, NULL,"
         " (extract(epoch FROM r.created_at) * 1000000)::bigint,"
         " r.created_at >= $1::timestamptz AND r.created_at < $2::timestamptz,"
-        " r.state, r.reason, r.last_response_code, r.billing_currency IS NOT NULL"
-        " FROM switch.reversal_queue r"
-        " WHERE r.created_at >= $3::timestamptz AND r.created_at < $4::timestamptz"
-        " AND ($5 = '' OR r.issuer_id = $5) AND NOT EXISTS (SELECT 1 FROM switch.authorizations a"
-        " WHERE a.request_date = r.request_date AND a.acquirer_id = r.acquirer_id COLLATE \"C\""
+        " r.state, r.reason, r.last_response_code, r.billing_currency IS NOT NULL, NULL, NULL,"
+        " a.outcome IS NOT NULL"
+        " FROM switch.reversal_queue r LEFT JOIN switch.authorizations a"
+        " ON a.request_date = r.request_date AND a.acquirer_id = r.acquirer_id COLLATE \"C\""
         " AND a.terminal_id = r.terminal_id COLLATE \"C\" AND a.stan = r.stan COLLATE \"C\""
         " AND a.transmission_time = r.transmission_time COLLATE \"C\""
-        " AND a.mti_class = r.mti_class COLLATE \"C\")";
+        " AND a.mti_class = r.mti_class COLLATE \"C\""
+        " WHERE r.created_at >= $3::timestamptz AND r.created_at < $4::timestamptz"
+        " AND ($5 = '' OR r.issuer_id = $5) AND (a.outcome IS NULL OR " STAND_IN("a") ")";
     static const char inflight[] =
         "SELECT f.request_date::text, f.acquirer_id, f.terminal_id, f.stan, f.transmission_time,"
         " f.mti, f.mti_class, f.issuer_id, f.issuer_stan, f.issuer_transmission_time,"
@@ -299,8 +330,31 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
         " encode(f.pan_hmac, 'hex'), NULL, NULL, NULL,"
         " (extract(epoch FROM f.created_at) * 1000000)::bigint,"
         " f.created_at >= $1::timestamptz AND f.created_at < $2::timestamptz,"
-        " NULL, NULL, NULL, f.billing_currency IS NOT NULL FROM switch.inflight f"
+        " NULL, NULL, NULL, f.billing_currency IS NOT NULL, NULL, NULL, false"
+        " FROM switch.inflight f"
         " WHERE $3 = '' OR f.issuer_id = $3";
+    /* Advices whose stand-in request has no journal row, with their reversal (if any), in the
+     * shape of SW_COLS. */
+    static const char advices[] =
+        "SELECT v.request_date::text, v.acquirer_id, v.terminal_id, v.stan, v.transmission_time,"
+        " v.mti, v.mti_class, v.issuer_id, v.issuer_stan, v.issuer_transmission_time,"
+        " v.processing_code, coalesce(v.billing_amount_minor, v.amount_minor),"
+        " coalesce(v.billing_currency, v.currency), NULL, v.auth_code, v.pan_masked,"
+        " encode(v.pan_hmac, 'hex'), NULL, NULL, NULL,"
+        " (extract(epoch FROM v.created_at) * 1000000)::bigint,"
+        " v.created_at >= $1::timestamptz AND v.created_at < $2::timestamptz,"
+        " x.state, x.reason, x.last_response_code, v.billing_currency IS NOT NULL, v.state,"
+        " v.last_response_code, false FROM switch.advice_queue v"
+        " LEFT JOIN switch.advice_queue x ON x.kind = 'reversal'"
+        " AND x.request_date = v.request_date AND x.acquirer_id = v.acquirer_id"
+        " AND x.terminal_id = v.terminal_id AND x.stan = v.stan"
+        " AND x.transmission_time = v.transmission_time AND x.mti_class = v.mti_class"
+        " WHERE v.kind = 'advice' AND v.created_at >= $3::timestamptz"
+        " AND v.created_at < $4::timestamptz AND ($5 = '' OR v.issuer_id = $5)"
+        " AND NOT EXISTS (SELECT 1 FROM switch.authorizations a"
+        " WHERE a.request_date = v.request_date AND a.acquirer_id = v.acquirer_id"
+        " AND a.terminal_id = v.terminal_id AND a.stan = v.stan"
+        " AND a.transmission_time = v.transmission_time AND a.mti_class = v.mti_class)";
     const char *vf[] = { w->from, w->to, w->issuer };
     static const struct {
         const char *what, *sql;
@@ -309,6 +363,7 @@ int rc_fetch_switch(PGconn *sw, const struct rc_window *w, struct rc_ctx *c, cha
         { "journal", journal, RC_SRC_JOURNAL },
         { "reversal queue", orphans, RC_SRC_REVERSAL },
         { "in-flight rows", inflight, RC_SRC_INFLIGHT },
+        { "advice queue", advices, RC_SRC_ADVICE },
     };
     for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
         enum rc_src src = q[i].src;

@@ -23,7 +23,7 @@
 #include "record.h"
 #include "report.h"
 
-#define SWITCH_SCHEMA 10 /* the conversion columns (0009), switch.transfers (0010) */
+#define SWITCH_SCHEMA 14 /* conversion columns (0009), transfers (0010), advice_queue (0014) */
 #define ISSUER_SCHEMA 3  /* wallet.* and the functions that fill them (0002, 0003) */
 
 static void usage(FILE *f)

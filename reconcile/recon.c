@@ -643,6 +643,40 @@ static int64_t check_issuer_effect(struct rc_ctx *c, const struct rc_sw *s, bool
     struct rc_mismatch *m;
     c->st.checked[RC_CHK_JOURNAL_ISSUER]++;
     *pending = 0;
+    if (approved && rc_is_stand_in(s) && s->rev == RC_REV_NONE) {
+        /* A stand-in approval stands at the issuer through its advice (docs/switchd.md
+         * "Advices"): none queued, refused for good, or not delivered yet. */
+        if (s->advice == RC_REV_NONE) {
+            m = mm_new(c, RC_CHK_JOURNAL_ISSUER, "stand-in approval without an advice");
+            mm_sw(m, c, s);
+        } else if (s->advice == RC_REV_FAILED) {
+            m = mm_new(c, RC_CHK_JOURNAL_ISSUER,
+                       "advice of a stand-in approval refused by the issuer (last rc %s)",
+                       s->advice_rc[0] ? s->advice_rc : "-");
+            mm_sw(m, c, s);
+            m->has_net = true;
+            m->issuer_net = net;
+            m->has_expected = true;
+            m->expected = full;
+            return full;
+        } else if (s->advice == RC_REV_PENDING) {
+            /* Either nothing or the stand-in's effect is booked: what is missing is open. */
+            *pending = net - full;
+            if (!c->allow_pending) {
+                m = mm_new(c, RC_CHK_JOURNAL_ISSUER, "advice not yet acknowledged");
+                mm_sw(m, c, s);
+                m->has_expected = true;
+                m->expected = full;
+            } else if (net != 0 && net != full) {
+                m = mm_new(c, RC_CHK_JOURNAL_ISSUER,
+                           "issuer's effect is neither the stand-in's nor zero (advice pending)");
+                mm_sw(m, c, s);
+                m->has_expected = true;
+                m->expected = full;
+            }
+            return full;
+        }
+    }
     if (s->rev == RC_REV_PENDING) {
         /* The reversal may or may not have reached the issuer yet: either the request's effect
          * or nothing is booked there, and the switch says nothing will stand. */
@@ -700,6 +734,11 @@ static void add_totals(struct rc_ctx *c, long k, int64_t stands, int64_t pending
         w = unknown_wallet(c, s->pan_masked, ccy);
     t->sw += stands;
     wt_of(c, w)->sw += stands;
+    if (s->iss < 0) {
+        /* Nothing booked under its key: only a pending advice leaves something open then. */
+        t->pending += pending;
+        wt_of(c, w)->pending += pending;
+    }
     if (s->iss >= 0 && c->iss[s->iss].sw == k) {
         const struct rc_iss *i = &c->iss[s->iss];
         int64_t net = rc_iss_net(i);
@@ -709,6 +748,16 @@ static void add_totals(struct rc_ctx *c, long k, int64_t stands, int64_t pending
         wt_of(c, w)->iss += net;
         wt_of(c, w)->pending += pending;
     }
+}
+
+bool rc_is_stand_in(const struct rc_sw *s)
+{
+    if (s->auth[0] != 'S' || strlen(s->auth) != 6)
+        return false;
+    for (int i = 1; i < 6; i++)
+        if (s->auth[i] < '0' || s->auth[i] > '9')
+            return false;
+    return true;
 }
 
 static bool is_approved(const struct rc_sw *s)
@@ -771,6 +820,34 @@ static void run_switch_items(struct rc_ctx *c)
             add_totals(c, (long)k, 0, pending);
             continue;
         }
+        if (s->advice != RC_REV_NONE) {
+            c->st.advice_pending += s->advice == RC_REV_PENDING;
+            c->st.advice_acked += s->advice == RC_REV_ACKED;
+            c->st.advice_failed += s->advice == RC_REV_FAILED;
+        }
+        if (s->src == RC_SRC_ADVICE) {
+            /* An advice whose stand-in approval the journal does not hold: the terminal was
+             * never approved, so nothing may stand at the issuer. switchd reverses it at its
+             * next start (reason 'recovery'); until then it is the journal's problem. */
+            c->st.orphan_advices++;
+            c->st.checked[RC_CHK_JOURNAL]++;
+            if (s->rev == RC_REV_NONE) {
+                m = mm_new(c, RC_CHK_JOURNAL,
+                           "advice of a stand-in approval the journal does not have, not "
+                           "reversed");
+                mm_sw(m, c, s);
+            }
+            stands = check_issuer_effect(c, s, false, &pending);
+            add_totals(c, (long)k, stands, pending);
+            continue;
+        }
+        if (s->src == RC_SRC_REVERSAL && s->replaced) {
+            /* The forwarded request a stand-in approval replaced: nothing of it may stand. */
+            c->st.replaced_reversals++;
+            stands = check_issuer_effect(c, s, false, &pending);
+            add_totals(c, (long)k, stands, pending);
+            continue;
+        }
         if (s->src == RC_SRC_REVERSAL) {
             c->st.orphan_reversals++;
             c->st.checked[RC_CHK_JOURNAL]++;
@@ -801,6 +878,8 @@ static void run_switch_items(struct rc_ctx *c)
             }
             continue;
         }
+        if (approved && rc_is_stand_in(s))
+            c->st.stand_ins++;
         if (approved) {
             c->st.approvals++;
             c->st.checked[RC_CHK_JOURNAL]++;

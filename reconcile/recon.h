@@ -20,6 +20,8 @@ enum rc_src {
     RC_SRC_JOURNAL,  /* switch.authorizations (with its reversal_queue row joined, if any) */
     RC_SRC_REVERSAL, /* a switch.reversal_queue row whose request has no journal row */
     RC_SRC_INFLIGHT, /* a switch.inflight row: forwarded, never settled */
+    RC_SRC_ADVICE,   /* a switch.advice_queue advice (with its reversal row joined, if any)
+                        whose stand-in request has no journal row (migration 0014) */
 };
 
 /* The state of a request's reversal (switch.reversal_queue.state), RC_REV_NONE without one. */
@@ -42,6 +44,15 @@ struct rc_sw {
     uint64_t created_us;
     enum rc_rev rev;
     char rev_reason[16], rev_rc[3];
+    /* A stand-in approval's advice (switch.advice_queue kind 'advice', same state names as a
+     * reversal's; RC_REV_NONE without one) and the issuer's last answer to it. A stand-in's
+     * reversal, when there is one, is the advice queue's reversal row (rev above). */
+    enum rc_rev advice;
+    char advice_rc[3];
+    /* RC_SRC_REVERSAL: its request's journal row is a stand-in approval that replaced the
+     * request this reverses (stand-in after a timeout): checked as a reversal of a request that
+     * was not approved, not as one the journal does not have. */
+    bool replaced;
     /* Derived by rc_add_sw: the issuer's request key (sim_request_key) of what the issuer saw. */
     char key[48];
     bool has_key;
@@ -75,6 +86,10 @@ struct rc_iss {
     bool named;  /* named by a switch row outside what was fetched (rc_mark_named) */
     long wallet; /* index of its wallet, -1 */
 };
+
+/* Whether s carries a stand-in approval code (DE 38 "S" + 5 digits: switchd approved it in its
+ * issuer's place and owes the issuer an advice). */
+bool rc_is_stand_in(const struct rc_sw *s);
 
 /* Its net effect on the wallet's available balance: ledger under K and rev:K, minus the amount
  * of a hold under K while the hold is active. */
@@ -191,6 +206,8 @@ struct rc_stats {
     unsigned long journal_rows, journal_context, reached_issuer, approvals, reversal_rows,
         rev_pending, rev_acked, rev_failed, lost, refused_by_switch, terminal_reversals,
         orphan_reversals, inflight;
+    unsigned long stand_ins, advice_pending, advice_acked, advice_failed, orphan_advices,
+        replaced_reversals; /* reversals of forwarded requests a stand-in approval replaced */
     unsigned long transfer_senders; /* journal rows of transfers' senders (check 5's, not 4's) */
     unsigned long xfers, xfer_completed, xfer_failed, xfer_reversed, xfer_unfinished,
         xfer_leg_rev_pending;

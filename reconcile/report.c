@@ -30,9 +30,11 @@ static void detail(char *buf, size_t cap, const struct rc_ctx *c, enum rc_check 
     case RC_CHK_JOURNAL_ISSUER:
         snprintf(buf, cap,
                  "%lu journal rows, %lu reached an issuer, %lu approvals; reversals %lu acked, "
-                 "%lu pending, %lu failed; %lu lost",
+                 "%lu pending, %lu failed; %lu lost; %lu stand-in approvals, advices %lu acked, "
+                 "%lu pending, %lu failed; %lu forwarded requests they replaced",
                  s->journal_rows, s->reached_issuer, s->approvals, s->rev_acked, s->rev_pending,
-                 s->rev_failed, s->lost);
+                 s->rev_failed, s->lost, s->stand_ins, s->advice_acked, s->advice_pending,
+                 s->advice_failed, s->replaced_reversals);
         break;
     case RC_CHK_ISSUER_UNKNOWN:
         snprintf(buf, cap,
@@ -47,9 +49,9 @@ static void detail(char *buf, size_t cap, const struct rc_ctx *c, enum rc_check 
     case RC_CHK_JOURNAL:
         snprintf(buf, cap,
                  "%lu approvals, %lu lost, %lu terminal reversals, %lu answered by the switch "
-                 "itself, %lu reversals without a journal row",
+                 "itself, %lu reversals and %lu advices without a journal row",
                  s->approvals, s->lost, s->terminal_reversals, s->refused_by_switch,
-                 s->orphan_reversals);
+                 s->orphan_reversals, s->orphan_advices);
         break;
     case RC_CHK_TRANSFERS:
         snprintf(buf, cap,
@@ -296,6 +298,12 @@ int rc_report_json(FILE *out, const struct rc_ctx *c, const struct rc_report_inf
     STAT(refused_by_switch);
     STAT(terminal_reversals);
     STAT(orphan_reversals);
+    STAT(stand_ins);
+    STAT(advice_pending);
+    STAT(advice_acked);
+    STAT(advice_failed);
+    STAT(orphan_advices);
+    STAT(replaced_reversals);
     STAT(inflight);
     STAT(transfer_senders);
     STAT(xfers);

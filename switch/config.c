@@ -145,7 +145,18 @@ static const struct at_setting issuer_table[] = {
     { "dialect", AT_SET_STR, I(dialect), "ascii87", 0, 0, "ISO 8583 dialect of the link" },
     { "framing", AT_SET_STR, I(framing), "2b", 0, 0, "2b | 4a | tpdu" },
     { "timeout_ms", AT_SET_U64, IU(timeout_ms), "5000", 600000, 0,
-      "issuer answer deadline; then 91 to the terminal and a reversal to the issuer" },
+      "issuer answer deadline; then 91 to the terminal (or stand-in) and a reversal to the "
+      "issuer" },
+    { "timeout_ms.0100", AT_SET_U64, IU(timeout_ms_0100), "0", 600000, 0,
+      "deadline of 0100 authorizations (0 = timeout_ms)" },
+    { "timeout_ms.0200", AT_SET_U64, IU(timeout_ms_0200), "0", 600000, 0,
+      "deadline of 0200 financial requests (0 = timeout_ms)" },
+    { "timeout_ms.cash", AT_SET_U64, IU(timeout_ms_cash), "0", 600000, 0,
+      "deadline of cash withdrawals / cash-outs (processing code 01, ATM and agents) whatever"
+      " the MTI; wins over timeout_ms.0100/0200 (0 = by MTI)" },
+    { "stand_in", AT_SET_BOOL, IU(stand_in), "off", 0, 0,
+      "on: when this issuer's link is down or it does not answer in time, switchd decides 0100/"
+      "0200 requests by its stand-in rules (docs/switchd.md, \"Stand-in\"); off: 91" },
     { "echo_interval_ms", AT_SET_U64, IU(echo_interval_ms), "30000", 3600000, 0,
       "send an 0800 echo after this much idle time" },
     { "reconnect_min_ms", AT_SET_U64, IU(reconnect_min_ms), "100", 600000, 0,

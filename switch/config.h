@@ -42,7 +42,11 @@ struct sw_issuer_conf {
     char address[64];
     char dialect[32];
     char framing[16];
-    uint64_t timeout_ms;       /* per request, then 91 + reversal */
+    uint64_t timeout_ms;       /* per request, then 91 (or stand-in) + reversal */
+    uint64_t timeout_ms_0100;  /* 0100s; 0 = timeout_ms */
+    uint64_t timeout_ms_0200;  /* 0200s; 0 = timeout_ms */
+    uint64_t timeout_ms_cash;  /* processing code 01 (ATM, cash-out), any MTI; 0 = by MTI */
+    bool stand_in;             /* decide in the issuer's place when it cannot (stip.c) */
     uint64_t echo_interval_ms; /* 0800/301 after this much idle */
     uint64_t reconnect_min_ms;
     uint64_t reconnect_max_ms;

@@ -9,7 +9,9 @@
 #include "json.h"
 #include "log.h"
 #include "parse.h"
+#include "advice.h"
 #include "saf.h"
+#include "stip.h"
 #include "tls.h"
 
 #include <event2/buffer.h>
@@ -102,6 +104,11 @@ static void on_metrics(struct evhttp_request *req, void *arg)
     gauge_header(b, "atlas_reversal_queue_pending", "Reversals not yet acknowledged by issuers.");
     evbuffer_add_printf(b, "atlas_reversal_queue_pending %llu\n",
                         (unsigned long long)sw_saf_pending(srv));
+    gauge_header(b, "atlas_advice_queue_pending",
+                 "Stand-in advices and advice reversals not yet acknowledged by issuers.");
+    evbuffer_add_printf(b, "atlas_advice_queue_pending %llu\n",
+                        (unsigned long long)sw_advice_pending(srv));
+    sw_stip_metrics_render(srv, b); /* atlas_stand_in_total{issuer,result} */
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "parse.h"
 #include "pending.h"
+#include "advice.h"
 #include "saf.h"
 
 #include <stdio.h>
@@ -231,6 +232,8 @@ static void on_frame(void *arg, struct at_stream *s, const uint8_t *frame, size_
         ptr = NULL; /* same STAN, another message class: not its answer */
     if (ptr && kind == SW_PENDING_SAF && memcmp(m.mti, "043", 3) != 0)
         ptr = NULL;
+    if (ptr && kind == SW_PENDING_ADVICE && !sw_advice_answer_class_ok(ptr, m.mti))
+        ptr = NULL;
     if (!ptr) {
         l->srv->metrics.late_responses_total++;
         p = iso_get(&m, 39, &n);
@@ -243,6 +246,11 @@ static void on_frame(void *arg, struct at_stream *s, const uint8_t *frame, size_
     if (kind == SW_PENDING_SAF) {
         sw_pending_del(l->pending, (uint32_t)stan);
         sw_saf_answer(l->srv, ptr, &m, msg, msg_len);
+        return;
+    }
+    if (kind == SW_PENDING_ADVICE) {
+        sw_pending_del(l->pending, (uint32_t)stan);
+        sw_advice_answer(l->srv, ptr, &m, msg, msg_len);
         return;
     }
     sw_pending_del(l->pending, (uint32_t)stan);
@@ -301,12 +309,14 @@ static void on_echo(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-int sw_link_forward(struct sw_link *l, struct sw_txn *txn, uint32_t stan, const uint8_t *msg,
-                    size_t len)
+/* Sends msg on l registered under stan as (kind, entry) in its pending table. 0, or -1 when the
+ * link is not up, the STAN is taken or the link refuses the bytes. */
+static int send_registered(struct sw_link *l, enum sw_pending_kind kind, void *entry, uint32_t stan,
+                           const uint8_t *msg, size_t len)
 {
     if (l->state != SW_LINK_UP)
         return -1;
-    if (sw_pending_put(l->pending, stan, SW_PENDING_TXN, txn) != 0)
+    if (sw_pending_put(l->pending, stan, kind, entry) != 0)
         return -1;
     if (send_msg(l, msg, len) != 0) {
         sw_pending_del(l->pending, stan);
@@ -315,17 +325,21 @@ int sw_link_forward(struct sw_link *l, struct sw_txn *txn, uint32_t stan, const 
     return 0;
 }
 
+int sw_link_forward(struct sw_link *l, struct sw_txn *txn, uint32_t stan, const uint8_t *msg,
+                    size_t len)
+{
+    return send_registered(l, SW_PENDING_TXN, txn, stan, msg, len);
+}
+
+int sw_link_send_advice(struct sw_link *l, void *entry, uint32_t stan, const uint8_t *msg,
+                        size_t len)
+{
+    return send_registered(l, SW_PENDING_ADVICE, entry, stan, msg, len);
+}
+
 int sw_link_send_saf(struct sw_link *l, void *entry, uint32_t stan, const uint8_t *msg, size_t len)
 {
-    if (l->state != SW_LINK_UP)
-        return -1;
-    if (sw_pending_put(l->pending, stan, SW_PENDING_SAF, entry) != 0)
-        return -1;
-    if (send_msg(l, msg, len) != 0) {
-        sw_pending_del(l->pending, stan);
-        return -1;
-    }
-    return 0;
+    return send_registered(l, SW_PENDING_SAF, entry, stan, msg, len);
 }
 
 void sw_link_forget(struct sw_link *l, uint32_t stan)

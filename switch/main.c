@@ -9,6 +9,7 @@
 #include "hex.h"
 #include "hsmclient.h"
 #include "log.h"
+#include "advice.h"
 #include "saf.h"
 #include "swtls.h"
 
@@ -116,7 +117,7 @@ void sw_server_ready(struct sw_server *srv)
            AT_UINT("listeners", srv->n_listeners), AT_UINT("issuer_links", srv->n_links));
 }
 
-static void on_saf_loaded(struct sw_server *srv)
+static void on_advices_loaded(struct sw_server *srv)
 {
     if (sw_ref_reload(srv) != 0) {
         at_log(AT_LOG_ERROR, "start_failed",
@@ -124,6 +125,13 @@ static void on_saf_loaded(struct sw_server *srv)
         srv->exit_code = 1;
         event_base_loopbreak(srv->base);
     }
+}
+
+/* The reversal queue is loaded: then the advice queue (advice.c), whose recovery reads the
+ * journal as the replay and the in-flight recovery left it. */
+static void on_saf_loaded(struct sw_server *srv)
+{
+    sw_advice_load(srv, on_advices_loaded);
 }
 
 static void recover(struct sw_server *srv);
@@ -213,7 +221,7 @@ static void finish_exit(void *arg)
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct sw_server *srv = arg;
-    uint64_t unwritten = sw_saf_unwritten(srv);
+    uint64_t unwritten = sw_saf_unwritten(srv) + sw_advice_unwritten(srv);
     if ((srv->inflight > 0 || unwritten > 0) && sw_now_ms() < srv->drain_deadline_ms)
         return;
     event_del(srv->drain_timer);
@@ -390,7 +398,7 @@ static int start(struct sw_server *srv, char *err, size_t errcap)
         snprintf(err, errcap, "cannot start the issuer links");
         return -1;
     }
-    if (sw_saf_init(srv) != 0) {
+    if (sw_saf_init(srv) != 0 || sw_advice_init(srv) != 0) {
         snprintf(err, errcap, "cannot start store-and-forward");
         return -1;
     }
@@ -427,6 +435,7 @@ static void teardown(struct sw_server *srv)
     /* Deliver what those callbacks finished, and let closing streams go. */
     event_base_loop(srv->base, EVLOOP_NONBLOCK);
     sw_saf_free(srv);
+    sw_advice_free(srv);
     sw_links_free(srv);
     sw_tls_free(srv);
     while (srv->txn_free) {

@@ -129,6 +129,16 @@ int sw_metrics_render(const struct sw_metrics *m, struct evbuffer *out)
                   m->reversals_queued_total);
     rc |= counter(out, "atlas_reversals_acknowledged_total", "Reversals the issuer acknowledged.",
                   m->reversals_acked_total);
+    rc |= counter(out, "atlas_advices_queued_total",
+                  "Stand-in advices and advice reversals made durable (switch.advice_queue).",
+                  m->advices_queued_total);
+    rc |= counter(out, "atlas_advices_acknowledged_total",
+                  "Stand-in advices and advice reversals the issuer acknowledged.",
+                  m->advices_acked_total);
+    rc |= counter(out, "atlas_advices_failed_total",
+                  "Stand-in advices and advice reversals the issuer refused for good (parked "
+                  "'failed' for an operator).",
+                  m->advices_failed_total);
     rc |= counter(out, "atlas_reversal_queue_updates_total",
                   "UPDATE statements (each one transaction) committed on switch.reversal_queue.",
                   m->reversal_updates_total);

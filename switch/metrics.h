@@ -39,6 +39,14 @@ struct sw_rc_count {
     uint64_t n;
 };
 
+/* Stand-in decisions of one issuer (atlas_stand_in_total{issuer,result}; switch/stip.c). */
+enum sw_stand_in_result { SW_STIP_APPROVED, SW_STIP_DECLINED, SW_STIP_UNAVAILABLE, SW_STIP_max };
+struct sw_stand_in_count {
+    char issuer[33];
+    uint64_t n[SW_STIP_max];
+};
+#define SW_METRICS_MAX_STAND_IN 32
+
 struct sw_metrics {
     struct sw_rc_count txn[SW_METRICS_MAX_RC]; /* by (response MTI, rc) */
     size_t n_txn;
@@ -53,9 +61,13 @@ struct sw_metrics {
     uint64_t accept_pauses_total; /* listeners paused after accept() failed (logged once) */
     uint64_t accept_errors_total; /* accept() failures that paused a listener, retries included */
     uint64_t reversals_queued_total, reversals_acked_total;
+    /* advice.c: advices and advice reversals made durable, acknowledged, refused for good */
+    uint64_t advices_queued_total, advices_acked_total, advices_failed_total;
     uint64_t reversal_updates_total, reversal_updated_rows_total; /* committed, batched */
     uint64_t late_responses_total, issuer_timeouts_total;
     uint64_t journal_spooled_total;
+    struct sw_stand_in_count stand_in[SW_METRICS_MAX_STAND_IN];
+    size_t n_stand_in;
 };
 
 void sw_metrics_init(struct sw_metrics *m);

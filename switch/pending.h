@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum sw_pending_kind { SW_PENDING_TXN, SW_PENDING_SAF };
+enum sw_pending_kind { SW_PENDING_TXN, SW_PENDING_SAF, SW_PENDING_ADVICE /* advice.c */ };
 
 struct sw_pending;
 

@@ -28,6 +28,7 @@ struct db_journal;
 struct db_pan_hasher;
 struct sw_server;
 struct sw_txn;
+struct stip_ctx;
 
 #define SW_KEY_TEXT  50   /* key under LMK: scheme letter + up to 48 hex + NUL */
 #define SW_TXN_FRAME 2048 /* request frames up to this size live inside the txn */
@@ -250,6 +251,9 @@ uint32_t sw_link_stan(struct sw_link *l);
 void sw_link_forget(struct sw_link *l, uint32_t stan);
 /* Sends a store-and-forward message (a reversal) registered under stan. */
 int sw_link_send_saf(struct sw_link *l, void *entry, uint32_t stan, const uint8_t *msg, size_t len);
+/* Sends a stand-in advice (or its reversal) registered under stan (advice.c). */
+int sw_link_send_advice(struct sw_link *l, void *entry, uint32_t stan, const uint8_t *msg,
+                        size_t len);
 void sw_links_free(struct sw_server *srv);
 /* DE 7 of now (UTC MMDDhhmmss) into out[11]. Loop thread only (it keeps
  * the string of the current second). */
@@ -272,6 +276,7 @@ enum sw_txn_state {
     SW_TXN_PARKED,        /* reversal: waiting for its original (in flight) to be answered */
     SW_TXN_TRANSFER,      /* a transfer (or a terminal's reversal of one) waiting for its saga */
     SW_TXN_CARD_AUTH,     /* HSM verifying the card: ARQC (KQ) and/or CVV2 (CY) — emv.c */
+    SW_TXN_STAND_IN,      /* decided in the issuer's place: rules, PIN, reservation, advice */
     SW_TXN_FINISH,        /* response MAC (M6), then the journal commit */
     SW_TXN_state_max
 };
@@ -322,6 +327,8 @@ struct sw_txn {
     bool pending_journal;       /* its journal row is being made durable */
     bool pending_saf;           /* a reversal being made durable */
     bool journal_done;          /* its journal record was submitted (once) */
+    bool advice_stored;         /* advice.c: its stand-in advice is durable */
+    bool advice_withdrawn;      /* advice.c: the reversal of that advice is queued */
     bool in_finish;             /* inside finish()'s own call: answer from the loop */
     bool mac_retried;           /* the response MAC was asked for a second time */
     struct isonet_mac mac_at;   /* where the MAC goes in packed */
@@ -350,6 +357,10 @@ struct sw_txn {
     struct isonet_de90 issuer_de90;
     bool has_issuer_de90;
     struct sw_card_auth card; /* chip ARQC/ARPC and CVV2 (emv.c, docs/emv.md) */
+    /* Stand-in (stip.c): decided in the issuer's place (the journal row says so); the
+     * decision's state while its advice is stored. */
+    bool stand_in;
+    struct stip_ctx *stip;
     /* Everything above is reset per request; the buffers below are not. */
     uint8_t frame_inline[SW_TXN_FRAME];
     uint8_t *frame; /* frame_inline (requests are at most SW_TXN_FRAME bytes) */
@@ -383,6 +394,17 @@ int sw_pan_protect(struct sw_server *srv, const char *pan, size_t len, uint8_t h
                    uint8_t sealed[DB_PAN_SEALED_MAX], uint8_t *sealed_len);
 /* Sends the packed issuer request and arms the timeout. */
 void sw_txn_forward(struct sw_txn *txn);
+/* Stand-in's doors into the flow (stip.c): the state move, and the answer of a request whose
+ * identity is taken (the journal's answer to a repeat, or 94) — the duplicate check the
+ * write-ahead row makes for a forwarded request; sw_txn_finish and sw_txn_reject (xfer.h) end
+ * its other paths. */
+void sw_txn_to_stand_in(struct sw_txn *t);
+void sw_txn_dup_lookup(struct sw_txn *t);
+/* A field of t's request as a string ("" when absent or longer than cap - 1), as a number (-1
+ * when absent or above max), and the request's identity as db/ keys it. */
+void sw_txn_field(const struct sw_txn *t, int f, char *out, size_t cap);
+int64_t sw_txn_amount(const struct sw_txn *t, int f, int64_t max);
+void sw_txn_request_id(struct sw_txn *t, struct db_request_id *id);
 /* The link went down with the txn still pending. */
 void sw_txn_issuer_lost(struct sw_txn *txn);
 /* What preauth.c borrows: the PAN's keyed hash (t->pan_hmac; false when it cannot be made), the
@@ -402,6 +424,7 @@ struct sw_server {
     struct sw_refdata *ref_pending; /* built, waiting for its conversion rates */
     bool ref_loading;
     struct sw_saf *saf;
+    struct sw_advq *advice; /* stand-in advices (advice.c) */
     struct hsm_client *hsm;
     struct at_tls *hsm_tls;     /* TLS to the HSM (switch/swtls.c); NULL = plain TCP */
     struct at_tls *metrics_tls; /* HTTPS for /metrics (switch/swtls.c); NULL = plain HTTP */

@@ -21,8 +21,10 @@
 #include "hsmclient.h"
 #include "log.h"
 #include "parse.h"
+#include "advice.h"
 #include "preauth.h"
 #include "saf.h"
+#include "stip.h"
 #include "xfer.h"
 
 #include <openssl/crypto.h>
@@ -35,7 +37,7 @@
 static const char *const state_names[SW_TXN_state_max] = {
     "free",       "mac_verify",  "pin_translate", "issuer_mac",  "intent",
     "dup_lookup", "issuer_wait", "resp_check",    "orig_lookup", "parked",
-    "transfer",   "card_auth",   "finish",
+    "transfer",   "card_auth",   "stand_in",      "finish",
 };
 
 const char *sw_txn_state_name(enum sw_txn_state s)
@@ -55,17 +57,21 @@ static const unsigned allowed[SW_TXN_state_max] = {
     [SW_TXN_ISSUER_MAC] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) |
                           B(SW_TXN_ORIG_LOOKUP) | B(SW_TXN_CARD_AUTH),
     [SW_TXN_INTENT] = B(SW_TXN_ISSUER_MAC),
-    [SW_TXN_DUP_LOOKUP] = B(SW_TXN_INTENT),
+    [SW_TXN_DUP_LOOKUP] = B(SW_TXN_INTENT) | B(SW_TXN_STAND_IN), /* stand-in: a repeat */
     [SW_TXN_ISSUER_WAIT] = B(SW_TXN_INTENT),
     [SW_TXN_RESP_CHECK] = B(SW_TXN_ISSUER_WAIT),
     [SW_TXN_ORIG_LOOKUP] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PARKED),
     [SW_TXN_PARKED] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PARKED),
     [SW_TXN_TRANSFER] =
         B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) | B(SW_TXN_ORIG_LOOKUP) | B(SW_TXN_PARKED),
+    /* Stand-in (stip.c): the link was down (forward_checked: after the MAC, and after card
+     * authentication for a chip or CVV2 request), or the issuer did not answer. */
+    [SW_TXN_STAND_IN] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_CARD_AUTH) | B(SW_TXN_ISSUER_WAIT),
     [SW_TXN_FINISH] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) |
                       B(SW_TXN_ISSUER_MAC) | B(SW_TXN_INTENT) | B(SW_TXN_DUP_LOOKUP) |
                       B(SW_TXN_ISSUER_WAIT) | B(SW_TXN_RESP_CHECK) | B(SW_TXN_ORIG_LOOKUP) |
-                      B(SW_TXN_PARKED) | B(SW_TXN_TRANSFER) | B(SW_TXN_CARD_AUTH),
+                      B(SW_TXN_PARKED) | B(SW_TXN_TRANSFER) | B(SW_TXN_CARD_AUTH) |
+                      B(SW_TXN_STAND_IN),
     [SW_TXN_CARD_AUTH] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_DUP_LOOKUP),
 };
 #undef B
@@ -238,8 +244,16 @@ static void log_txn(struct sw_txn *t, uint64_t total_ns)
         AT_INT("billing_amount", t->billing.amount_minor),
         AT_STR("conversion_rate", t->billing.rate),
         AT_INT("billing_currency", t->billing.currency),
+        AT_BOOL("stand_in", true), /* only on the lines of stand-in decisions */
     };
-    at_log_kv(AT_LOG_INFO, "txn", kv, sizeof kv / sizeof kv[0] - (converted ? 0 : 3));
+    struct at_kv line[sizeof kv / sizeof kv[0]];
+    size_t n = sizeof kv / sizeof kv[0] - 4; /* the common fields */
+    memcpy(line, kv, sizeof kv);
+    if (converted)
+        n += 3;
+    if (t->stand_in)
+        line[n++] = kv[sizeof kv / sizeof kv[0] - 1];
+    at_log_kv(AT_LOG_INFO, "txn", line, n);
 }
 
 /* Reversals parked on the request whose identity is id: its answer is known
@@ -278,6 +292,9 @@ static void deliver(struct sw_txn *t)
                AT_STR("action", "reversal queued"));
         sw_saf_reverse_txn(t, "error", false);
     }
+    /* advice.c: a stand-in approval the terminal will never see: its advice is reversed. */
+    if (!sent && t->outcome == SW_OUT_APPROVED && t->v.kind != SW_KIND_REVERSAL && t->advice_stored)
+        sw_advice_withdraw(t, false);
     at_hist_record(&srv->metrics.hop[SW_HOP_TOTAL], total);
     if (t->lat_mac_ns + t->lat_pin_ns)
         at_hist_record(&srv->metrics.hop[SW_HOP_HSM], t->lat_mac_ns + t->lat_pin_ns);
@@ -370,6 +387,7 @@ static void withdraw_approval(struct sw_txn *t, const char *why)
            AT_STR("action", "96 to the terminal, reversal to the issuer"));
     decline_96(t);
     sw_saf_reverse_txn(t, "error", true);
+    sw_advice_withdraw(t, true); /* advice.c: a stand-in approval's advice is reversed */
 }
 
 static void request_mac(struct sw_txn *t);
@@ -441,12 +459,14 @@ static void fill_record(struct sw_txn *t, struct db_auth_record *r)
     fill_identity(t, r);
     r->kind = DB_REC_ANSWER;
     at_strlcpy(r->issuer_id, t->issuer.id, sizeof r->issuer_id);
-    if (t->forwarded)
+    if (t->forwarded || t->advice_stored) /* a stand-in approval: its advice's STAN and DE 7 */
         issuer_side(t, r);
     memcpy(r->response_code, t->rc, 3);
     at_strlcpy(r->auth_code, t->auth_code, sizeof r->auth_code);
     r->outcome = (enum db_outcome)t->outcome;
     r->settle_inflight = t->intent_sent && !t->reversing;
+    if (t->stand_in) /* STIP: the row says stand-in decided (column stand_in) */
+        at_strlcpy(r->reason, "stand_in", sizeof r->reason);
     if (t->orig_stan[0]) {
         memcpy(r->original_stan, t->orig_stan, 7);
         memcpy(r->original_transmission_time, t->orig_de7, 11);
@@ -794,7 +814,8 @@ void sw_txn_forward(struct sw_txn *t)
     t->waiting_link = true;
     t->t_phase_ns = at_mono_ns();
     evtimer_assign(&t->timer, t->srv->base, on_timeout, t);
-    evtimer_add(&t->timer, l->common_timeout);
+    struct timeval tmo;
+    evtimer_add(&t->timer, sw_stip_timeout(t, &tmo)); /* per MTI / processing code */
 }
 
 /* The write-ahead record's fate decides whether the request may go. */
@@ -955,11 +976,17 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     t->lat_issuer_ns = at_mono_ns() - t->t_phase_ns;
     sw_link_forget(t->link, t->issuer_stan);
     t->waiting_link = false;
+    bool stip = sw_stip_eligible(t);
     at_log(AT_LOG_WARN, "issuer_timeout", AT_STR("issuer", t->issuer.id),
-           AT_UINT("issuer_stan", t->issuer_stan), AT_STR("action", "91 + reversal"));
+           AT_UINT("issuer_stan", t->issuer_stan),
+           AT_STR("action", stip ? "stand-in + reversal" : "91 + reversal"));
     sw_saf_reverse_txn(t, "timeout", true);
     set_rc(t, "91");
     t->outcome = SW_OUT_TIMEOUT;
+    if (stip) { /* STIP hook: the forwarded request keeps its reversal; stand-in decides */
+        sw_stip_decide(t, SW_STIP_TIMEOUT);
+        return;
+    }
     finish(t);
 }
 
@@ -968,11 +995,17 @@ void sw_txn_issuer_lost(struct sw_txn *t)
     evtimer_del(&t->timer);
     t->waiting_link = false; /* the link already dropped its table */
     t->lat_issuer_ns = at_mono_ns() - t->t_phase_ns;
+    bool stip = sw_stip_eligible(t);
     at_log(AT_LOG_WARN, "issuer_link_lost", AT_STR("issuer", t->issuer.id),
-           AT_UINT("issuer_stan", t->issuer_stan), AT_STR("action", "91 + reversal"));
+           AT_UINT("issuer_stan", t->issuer_stan),
+           AT_STR("action", stip ? "stand-in + reversal" : "91 + reversal"));
     sw_saf_reverse_txn(t, "timeout", true);
     set_rc(t, "91");
     t->outcome = SW_OUT_UNAVAILABLE;
+    if (stip) { /* STIP hook, as on_timeout */
+        sw_stip_decide(t, SW_STIP_LINK_LOST);
+        return;
+    }
     finish(t);
 }
 
@@ -1195,7 +1228,10 @@ static void reverse_known(struct sw_txn *t, struct sw_recent_txn *orig)
         reject(t, "12", SW_OUT_REJECTED, "the reversal names another card than its original", 2);
         return;
     }
-    if (orig->state == SW_RECENT_REVERSED) {
+    /* A stand-in approval (advice.c) is reversed through its advice, even when a reversal of
+     * the forwarded request it replaced (a timeout) marked it reversed. */
+    bool stand_in = orig->approved && sw_advice_is_stand_in(orig->auth_code);
+    if (orig->state == SW_RECENT_REVERSED && !stand_in) {
         set_rc(t, "00"); /* already reversed: acknowledge again, change nothing */
         t->outcome = SW_OUT_APPROVED;
         finish(t);
@@ -1217,6 +1253,12 @@ static void reverse_known(struct sw_txn *t, struct sw_recent_txn *orig)
     }
     if (memcmp(orig->proc_code, "40", 2) == 0) {
         sw_xfer_reverse(t, orig); /* its legs are reversed */
+        return;
+    }
+    if (stand_in) {
+        sw_advice_reverse_original(t, orig);
+        if (!t->pending_saf)
+            finish(t); /* already reversed (00), or could not even start (96) */
         return;
     }
     for (size_t i = 0; i < t->srv->ref->n_issuers; i++)
@@ -1412,6 +1454,10 @@ static void forward_checked(struct sw_txn *t, bool transfer, int billing_currenc
     if (t->issuer.link < 0 || srv->links[t->issuer.link].state != SW_LINK_UP) {
         if (transfer)
             memcpy(t->resp44, "AFT91", 6);
+        if (sw_stip_eligible(t)) { /* STIP hook: decide in the issuer's place */
+            sw_stip_decide(t, SW_STIP_LINK_DOWN);
+            return;
+        }
         reject(t, "91", SW_OUT_UNAVAILABLE, "issuer link down", 0);
         return;
     }
@@ -1629,6 +1675,33 @@ void sw_txn_translate_pin(struct sw_txn *t)
 void sw_txn_to_transfer(struct sw_txn *t)
 {
     sw_txn_set_state(t, SW_TXN_TRANSFER);
+}
+
+void sw_txn_to_stand_in(struct sw_txn *t)
+{
+    sw_txn_set_state(t, SW_TXN_STAND_IN);
+}
+
+void sw_txn_dup_lookup(struct sw_txn *t)
+{
+    dup_lookup(t);
+}
+
+void sw_txn_field(const struct sw_txn *t, int f, char *out, size_t cap)
+{
+    field_str(&t->req, f, out, cap);
+}
+
+int64_t sw_txn_amount(const struct sw_txn *t, int f, int64_t max)
+{
+    return field_amount(&t->req, f, max);
+}
+
+void sw_txn_request_id(struct sw_txn *t, struct db_request_id *id)
+{
+    char stan[7];
+    field_str(&t->req, 11, stan, sizeof stan);
+    db_id_of(t, stan, t->de7, id);
 }
 
 const char *sw_txn_start_leg(struct sw_server *srv, const struct sw_leg *leg)

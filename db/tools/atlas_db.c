@@ -43,6 +43,19 @@ static void usage(FILE *f)
             "                              alias of a wallet card for transfers (DE 103); the\n"
             "                              PAN is stored sealed and hashed under the switch's\n"
             "                              keys ATLAS_PAN_SEAL_KEY and ATLAS_PAN_HMAC_KEY\n"
+            "  negative add ISSUER PAN STATUS\n"
+            "                              put a card on ISSUER's negative file for stand-in\n"
+            "                              (blocked|lost|stolen|expired|closed|fraud; replaces\n"
+            "                              its status); the PAN is kept only as its keyed hash\n"
+            "                              (ATLAS_PAN_HMAC_KEY)\n"
+            "  negative remove ISSUER PAN  take a card off the negative file\n"
+            "  negative pvv ISSUER PAN PVKI PVV\n"
+            "                              publish a card's Visa PVV so stand-in can verify its\n"
+            "                              PIN (with the issuer's PVK held in switch.keys)\n"
+            "  negative ibm ISSUER PAN OFFSET\n"
+            "                              the same for an IBM 3624 card: its PIN offset (the\n"
+            "                              decimalization table is the issuer's, in\n"
+            "                              switch.stand_in_rules)\n"
             "The migrations directory is --dir, else $ATLAS_MIGRATIONS, else the installed\n"
             "one next to this program (%s from its directory, e.g.\n"
             "/usr/share/atlas/migrations), else db/migrations of the source tree this program\n"
@@ -155,6 +168,80 @@ static int cmd_alias(const char *conninfo, const char *msisdn, const char *pan)
 out:
     OPENSSL_cleanse(hkey, sizeof hkey);
     OPENSSL_cleanse(skey, sizeof skey);
+    return rc;
+}
+
+/* The issuer's negative file and published PVVs (db/migrations/0013_stand_in.sql): what an
+ * issuer maintains for the switch's stand-in. argv: add ISSUER PAN STATUS | remove ISSUER PAN |
+ * pvv ISSUER PAN PVKI PVV. */
+static int cmd_negative(const char *conninfo, int argc, char **argv)
+{
+    uint8_t hkey[64], hmac[32];
+    size_t hlen;
+    char hex[65], masked[20];
+    int rc = 1;
+    bool add = argc == 4 && strcmp(argv[0], "add") == 0;
+    bool del = argc == 3 && strcmp(argv[0], "remove") == 0;
+    bool pvv = argc == 5 && strcmp(argv[0], "pvv") == 0;
+    bool ibm = argc == 4 && strcmp(argv[0], "ibm") == 0;
+    if (!add && !del && !pvv && !ibm)
+        return at_usage(usage, false);
+    const char *pan = argv[2];
+    size_t n = strlen(pan);
+    if (!at_is_digits(pan, 12, 19) || !at_luhn_ok(pan, n)) {
+        fprintf(stderr,
+                "atlas-db: negative: the PAN must be 12..19 digits passing the Luhn check\n");
+        return 2;
+    }
+    if (pvv && (!at_is_digits(argv[3], 1, 1) || !at_is_digits(argv[4], 4, 4))) {
+        fprintf(stderr, "atlas-db: negative pvv: PVKI is one digit, PVV four\n");
+        return 2;
+    }
+    if (ibm && !at_is_digits(argv[3], 4, 12)) {
+        fprintf(stderr, "atlas-db: negative ibm: the offset is 4..12 digits\n");
+        return 2;
+    }
+    if (env_key("ATLAS_PAN_HMAC_KEY", 16, hkey, sizeof hkey, &hlen) != 0)
+        return 1;
+    if (db_pan_hmac(hkey, hlen, pan, n, hmac) != 0) {
+        fprintf(stderr, "atlas-db: negative: the PAN cannot be hashed\n");
+        goto out;
+    }
+    at_hex_encode(hmac, 32, hex);
+    at_mask_pan(pan, n, masked);
+    PGconn *conn = PQconnectdb(conninfo);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "atlas-db: cannot connect: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        goto out;
+    }
+    const char *vals[] = { argv[1], hex, argc > 3 ? argv[3] : NULL, argc > 4 ? argv[4] : NULL };
+    const char *sql;
+    if (add)
+        sql = "INSERT INTO switch.negative_file (issuer_id, pan_hmac, status)"
+              " VALUES ($1, decode($2, 'hex'), $3) ON CONFLICT (issuer_id, pan_hmac)"
+              " DO UPDATE SET status = EXCLUDED.status, updated_at = now()";
+    else if (del)
+        sql = "DELETE FROM switch.negative_file WHERE issuer_id = $1"
+              " AND pan_hmac = decode($2, 'hex')";
+    else if (pvv)
+        sql = "INSERT INTO switch.stand_in_pvv (issuer_id, pan_hmac, pvki, pvv)"
+              " VALUES ($1, decode($2, 'hex'), $3::smallint, $4) ON CONFLICT (issuer_id, pan_hmac)"
+              " DO UPDATE SET pvki = EXCLUDED.pvki, pvv = EXCLUDED.pvv, updated_at = now()";
+    else
+        sql = "INSERT INTO switch.stand_in_pin_offset (issuer_id, pan_hmac, pin_offset)"
+              " VALUES ($1, decode($2, 'hex'), $3) ON CONFLICT (issuer_id, pan_hmac)"
+              " DO UPDATE SET pin_offset = EXCLUDED.pin_offset, updated_at = now()";
+    PGresult *res = query(conn, sql, argc - 1, vals);
+    if (res) {
+        printf("atlas-db: %s %s %s%s%s\n", argv[0], argv[1], masked, add ? " " : "",
+               add ? argv[3] : "");
+        PQclear(res);
+        rc = 0;
+    }
+    PQfinish(conn);
+out:
+    OPENSSL_cleanse(hkey, sizeof hkey);
     return rc;
 }
 
@@ -278,6 +365,8 @@ int main(int argc, char **argv)
             return at_usage(usage, false);
         return cmd_alias(conninfo, argv[optind + 1], argv[optind + 2]);
     }
+    if (optind < argc && strcmp(argv[optind], "negative") == 0)
+        return cmd_negative(conninfo, argc - optind - 1, argv + optind + 1);
     if (optind != argc - 1)
         return at_usage(usage, false);
     const char *cmd = argv[optind];

@@ -18,7 +18,8 @@ struct hsm_crypto {
     uint8_t msg[MAX_MSG]; /* decoded M6/M8 message (hex input) */
 };
 
-int hsm_crypto_new(const char *lmk_path, struct hsm_crypto **out, char *err, size_t errcap)
+int hsm_crypto_new(const char *lmk_path, const char *lmk_keyblock_path, struct hsm_crypto **out,
+                   char *err, size_t errcap)
 {
     struct hsm_crypto *c = calloc(1, sizeof *c);
     if (!c || hsm_new(&c->h, 4096) != 0) {
@@ -30,6 +31,15 @@ int hsm_crypto_new(const char *lmk_path, struct hsm_crypto **out, char *err, siz
         char why[200] = "";
         if (hsm_lmk_load(c->h, lmk_path, why, sizeof why) != 0) {
             snprintf(err, errcap, "%s", why[0] ? why : "cannot load the LMK file");
+            hsm_free(c->h);
+            free(c);
+            return -1;
+        }
+    }
+    if (lmk_keyblock_path) {
+        char why[200] = "";
+        if (hsm_lmk_keyblock_load(c->h, lmk_keyblock_path, why, sizeof why) != 0) {
+            snprintf(err, errcap, "%s", why[0] ? why : "cannot load the key-block LMK file");
             hsm_free(c->h);
             free(c);
             return -1;
@@ -72,10 +82,15 @@ static int err_of(int rc)
     return rc < 0 ? -rc : rc;
 }
 
-/* Loads a key field as type t. A destination key with bad parity is
- * reported as 11, a source key as 10. */
+/* What a command does with a key it loads (key_get): checked against the mode of use of a key
+ * that came from a TR-31 block (libhsm hsm_key_permits); USE_ANY for BU (a check value). */
+#define USE_ANY ((enum hsm_key_use) - 1)
+
+/* Loads a key field as type t for use. A destination key with bad parity is
+ * reported as 11, a source key as 10. A key block ('S') whose usage does not fit t is 04
+ * (a PIN key cannot MAC), one whose mode of use does not allow use is 29. */
 static int key_get(struct hsm_proto *p, struct keys *ks, enum hsm_keytype t,
-                   const struct hsm_keyf *f, bool dst, struct hsm_key **out)
+                   const struct hsm_keyf *f, bool dst, enum hsm_key_use use, struct hsm_key **out)
 {
     const char *text = f->scheme ? f->hex - 1 : f->hex;
     size_t len = f->hexlen + (f->scheme ? 1 : 0);
@@ -85,6 +100,8 @@ static int key_get(struct hsm_proto *p, struct keys *ks, enum hsm_keytype t,
     if (rc != 0)
         return err_of(rc);
     ks->k[ks->n++] = *out;
+    if (use != USE_ANY && (rc = hsm_key_permits(*out, use)) != 0)
+        return err_of(rc);
     return 0;
 }
 
@@ -102,11 +119,22 @@ static int scheme_of(char ch, enum hsm_scheme *s)
     case 'X':
     case 'Y':
     case 'A':
+    case 'S': /* key block under the key-block LMK (26 from libhsm when none is loaded) */
         *s = (enum hsm_scheme)ch;
         return 0;
     default:
         return HSM_E_SCHEME;
     }
+}
+
+/* A key scheme for a key under a ZMK: those of scheme_of except S, or R (a TR-31 block:
+ * *tr31 set). */
+static int zmk_scheme_of(char ch, enum hsm_scheme *s, bool *tr31)
+{
+    *tr31 = ch == 'R';
+    if (*tr31)
+        return 0;
+    return ch == 'S' ? HSM_E_SCHEME : scheme_of(ch, s);
 }
 
 /* n hex characters (already checked by the cursor) → n/2 bytes. */
@@ -185,6 +213,7 @@ static int keytype3(struct hsm_cur *in, enum hsm_keytype *t)
 
 /* A0: generate a key. Mode 1N (0: under LMK, 1: also under a ZMK) ‖ key type
  * 3H ‖ key scheme (LMK) 1A [‖ ';' ZMK/TMK flag 1N] [‖ ZMK ‖ key scheme (ZMK)]
+ * [‖ '#' ‖ mode of use 1A ‖ key version 2A ‖ exportability 1A: LMK scheme S only]
  * → key under LMK ‖ [key under ZMK] ‖ KCV 6H. */
 static int cmd_a0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 {
@@ -194,7 +223,8 @@ static int cmd_a0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     enum hsm_scheme s_lmk, s_zmk = HSM_SCHEME_Z;
     struct hsm_keyf zf;
     struct hsm_key *zmk = NULL, *key = NULL;
-    char mode, sch, lmk_text[64], zmk_text[64];
+    char mode, sch, lmk_text[256], zmk_text[256], kb_mode = 0, kb_exp = 0, kvn[3] = "";
+    bool tr31 = false, kb_opts = false;
     uint8_t kcv[8];
     int e;
 
@@ -212,14 +242,26 @@ static int cmd_a0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
                 return HSM_E_NOT_PERMITTED; /* TMK-encrypted export is not simulated */
         }
         if ((e = hsm_cur_key(in, HSM_KEY_ANY, &zf)) || (e = hsm_cur_char(in, &sch)) ||
-            (e = scheme_of(sch, &s_zmk)))
+            (e = zmk_scheme_of(sch, &s_zmk, &tr31)))
             return e;
+    }
+    if (s_lmk == HSM_SCHEME_S && hsm_cur_peek(in, '#')) { /* the key block header's attributes */
+        const char *v;
+        in->off++;
+        if ((e = hsm_cur_char(in, &kb_mode)) || (e = hsm_cur_take(in, 2, &v)) ||
+            (e = hsm_cur_char(in, &kb_exp)))
+            return e;
+        memcpy(kvn, v, 2);
+        kb_opts = true;
     }
     if ((e = hsm_cur_end(in)))
         return e;
-    if (mode == '1' && (e = key_get(p, &ks, HSM_KT_ZMK, &zf, false, &zmk)))
+    if (mode == '1' && (e = key_get(p, &ks, HSM_KT_ZMK, &zf, false, HSM_USE_ENCRYPT, &zmk)))
         goto out;
-    if ((e = err_of(hsm_key_generate(cr->h, t, s_lmk, lmk_text, sizeof lmk_text, kcv))))
+    e = err_of(kb_opts ? hsm_key_generate_kb(cr->h, t, kb_mode, kvn, kb_exp, lmk_text,
+                                             sizeof lmk_text, kcv)
+                       : hsm_key_generate(cr->h, t, s_lmk, lmk_text, sizeof lmk_text, kcv));
+    if (e)
         goto out;
     hsm_out_cstr(out, lmk_text);
     if (mode == '1') {
@@ -227,7 +269,9 @@ static int cmd_a0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
         if (e)
             goto out;
         ks.k[ks.n++] = key;
-        if ((e = err_of(hsm_key_export(zmk, key, s_zmk, zmk_text, sizeof zmk_text))))
+        e = err_of(tr31 ? hsm_tr31_export(zmk, key, 0, NULL, 0, zmk_text, sizeof zmk_text)
+                        : hsm_key_export(zmk, key, s_zmk, zmk_text, sizeof zmk_text));
+        if (e)
             goto out;
         hsm_out_cstr(out, zmk_text);
     }
@@ -238,7 +282,9 @@ out:
 }
 
 /* A6: import a key. Key type 3H ‖ ZMK ‖ key (under ZMK) ‖ key scheme (LMK) 1A
- * [‖ Atalla variant 1-2N] → key under LMK ‖ KCV 6H. */
+ * [‖ Atalla variant 1-2N] → key under LMK ‖ KCV 6H. The key under the ZMK may be 'R' + a
+ * TR-31 block (the ZMK is then its KBPK; no Atalla variant): its header must fit the key
+ * type (04 otherwise) and, with LMK scheme S, its attributes are kept under the LMK. */
 static int cmd_a6(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 {
     struct hsm_crypto *cr = hsm_proto_crypto(p);
@@ -247,18 +293,29 @@ static int cmd_a6(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     enum hsm_scheme s_lmk;
     struct hsm_keyf zf, kf;
     struct hsm_key *zmk;
-    char sch, text[64];
+    char sch, text[256];
     unsigned atalla = 0;
     uint8_t kcv[8];
     int e;
 
-    if ((e = keytype3(in, &t)) || (e = hsm_cur_key(in, HSM_KEY_ANY, &zf)))
+    if ((e = keytype3(in, &t)))
         return e;
-    if ((e = hsm_cur_key(in, t == HSM_KT_BDK_AES ? HSM_KEY_AES : HSM_KEY_ANY, &kf)) ||
+    /* An AES ZMK under the variant LMK ('A' + 32H) as KBPK of an R block: told from a 16H key
+     * starting with 'A' by the 'R' after it (in the 16H reading the 17th character would be
+     * the 'R', which is not hex, so the two readings cannot both hold). */
+    const char *z = in->p + in->off;
+    bool aes_zmk = hsm_cur_left(in) > 34 && z[0] == 'A' && z[33] == 'R';
+    for (int i = 1; aes_zmk && i <= 32; i++)
+        aes_zmk = (z[i] >= '0' && z[i] <= '9') || (z[i] >= 'A' && z[i] <= 'F');
+    if ((e = hsm_cur_key(in, aes_zmk ? HSM_KEY_AES : HSM_KEY_ANY, &zf)))
+        return e;
+    bool tr31 = hsm_cur_peek(in, 'R');
+    if ((e = tr31 ? hsm_cur_keyblock(in, 'R', &kf)
+                  : hsm_cur_key(in, t == HSM_KT_BDK_AES ? HSM_KEY_AES : HSM_KEY_ANY, &kf)) ||
         (e = hsm_cur_char(in, &sch)) || (e = scheme_of(sch, &s_lmk)))
         return e;
     size_t left = hsm_cur_left(in);
-    if (left > 0 && in->p[in->off] != '%') {
+    if (!tr31 && left > 0 && in->p[in->off] != '%') {
         size_t nd = left >= 2 && in->p[in->off + 1] >= '0' && in->p[in->off + 1] <= '9' ? 2 : 1;
         if ((e = hsm_cur_num(in, nd, &atalla)))
             return e;
@@ -267,14 +324,65 @@ static int cmd_a6(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     }
     if ((e = hsm_cur_end(in)))
         return e;
-    if ((e = key_get(p, &ks, HSM_KT_ZMK, &zf, false, &zmk)))
+    if ((e = key_get(p, &ks, HSM_KT_ZMK, &zf, false, HSM_USE_DECRYPT, &zmk)))
         goto out;
     const char *ktext = kf.scheme ? kf.hex - 1 : kf.hex;
-    e = err_of(hsm_key_import(cr->h, zmk, t, ktext, kf.hexlen + (kf.scheme ? 1 : 0), s_lmk,
+    e = err_of(
+        tr31 ? hsm_tr31_import(cr->h, zmk, t, kf.hex, kf.hexlen, s_lmk, text, sizeof text, kcv)
+             : hsm_key_import(cr->h, zmk, t, ktext, kf.hexlen + (kf.scheme ? 1 : 0), s_lmk,
                               (int)atalla, text, sizeof text, kcv));
     if (e)
         goto out;
     hsm_out_cstr(out, text);
+    hsm_out_hex(out, kcv, 3);
+out:
+    keys_release(&ks);
+    return e;
+}
+
+/* A8: export a key. Key type 3H ‖ ZMK (or TMK) ‖ key (under LMK) ‖ key scheme (ZMK) 1A
+ * [‖ '#' ‖ mode of use 1A ‖ key version number 2A ‖ exportability 1A, with scheme R only]
+ * → key under ZMK ‖ KCV 6H. Scheme R answers a TR-31 block (version B under a TDES ZMK, D
+ * under an AES one) whose usage and mode come from the key (its key block header, or its
+ * type); the optional fields may only narrow them. A key whose exportability is N: 29. */
+static int cmd_a8(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
+{
+    struct keys ks = { .n = 0 };
+    enum hsm_keytype t;
+    enum hsm_scheme s_zmk = HSM_SCHEME_Z;
+    struct hsm_keyf zf, kf;
+    struct hsm_key *zmk, *key;
+    char sch, mode = 0, expo = 0, kvn[3] = "", text[256];
+    bool tr31;
+    uint8_t kcv[8];
+    int e;
+
+    if ((e = keytype3(in, &t)) || (e = hsm_cur_key(in, HSM_KEY_ANY, &zf)) ||
+        (e = hsm_cur_key(in, t == HSM_KT_BDK_AES ? HSM_KEY_AES : HSM_KEY_ANY, &kf)) ||
+        (e = hsm_cur_char(in, &sch)) || (e = zmk_scheme_of(sch, &s_zmk, &tr31)))
+        return e;
+    if (tr31 && hsm_cur_peek(in, '#')) {
+        const char *v;
+        in->off++;
+        if ((e = hsm_cur_char(in, &mode)) || (e = hsm_cur_take(in, 2, &v)) ||
+            (e = hsm_cur_char(in, &expo)))
+            return e;
+        memcpy(kvn, v, 2);
+        kvn[2] = '\0';
+        if (!strchr("BCDEGNSTVXY", mode) || !strchr("ENS", expo) || mode == '\0' || expo == '\0')
+            return HSM_E_INPUT;
+    }
+    if ((e = hsm_cur_end(in)))
+        return e;
+    if ((e = key_get(p, &ks, HSM_KT_ZMK, &zf, false, HSM_USE_ENCRYPT, &zmk)) ||
+        (e = key_get(p, &ks, t, &kf, false, HSM_USE_EXPORT, &key)))
+        goto out;
+    e = err_of(tr31 ? hsm_tr31_export(zmk, key, mode, kvn[0] ? kvn : NULL, expo, text, sizeof text)
+                    : hsm_key_export(zmk, key, s_zmk, text, sizeof text));
+    if (e)
+        goto out;
+    hsm_out_cstr(out, text);
+    hsm_key_kcv(key, kcv);
     hsm_out_hex(out, kcv, 3);
 out:
     keys_release(&ks);
@@ -318,10 +426,12 @@ static int cmd_bu(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     }
     if ((e = hsm_cur_end(in)))
         return e;
-    if (kf.hexlen != (lenflag + 1) * 16)
+    if (kf.scheme != 'S' && kf.hexlen != (lenflag + 1) * 16) /* a key block has its own length */
         return HSM_E_KEY_LEN_FLAG;
-    if ((e = key_get(p, &ks, t, &kf, false, &k)))
+    if ((e = key_get(p, &ks, t, &kf, false, USE_ANY, &k))) {
+        keys_release(&ks);
         return e;
+    }
     hsm_key_kcv(k, kcv);
     hsm_out_hex(out, kcv, 8);
     keys_release(&ks);
@@ -367,8 +477,8 @@ static int pin_translate(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out
     if (sfmt == HSM_PINFMT_ISO4 || dfmt == HSM_PINFMT_ISO4)
         return HSM_E_PIN_FMT; /* a 16H field cannot carry an AES PIN block */
     hexbytes(blkhex, 16, blk);
-    if ((e = key_get(p, &ks, src_type, &sf, false, &src)) ||
-        (e = key_get(p, &ks, HSM_KT_ZPK, &df, true, &dst)))
+    if ((e = key_get(p, &ks, src_type, &sf, false, HSM_USE_DECRYPT, &src)) ||
+        (e = key_get(p, &ks, HSM_KT_ZPK, &df, true, HSM_USE_ENCRYPT, &dst)))
         goto out;
     e = err_of(
         hsm_pin_translate(src, sfmt, blk, 8, dst, dfmt, acct, (int)maxlen, res, &reslen, &pin_len));
@@ -417,8 +527,8 @@ static int dukpt_translate(struct hsm_proto *p, struct hsm_cur *in, struct hsm_o
         return HSM_E_PIN_FMT;
     hexbytes(ksnhex, 20, ksn);
     hexbytes(blkhex, 16, blk);
-    if ((e = key_get(p, &ks, HSM_KT_BDK, &bf, false, &bdk)) ||
-        (e = key_get(p, &ks, HSM_KT_ZPK, &zf, true, &zpk)))
+    if ((e = key_get(p, &ks, HSM_KT_BDK, &bf, false, HSM_USE_DERIVE, &bdk)) ||
+        (e = key_get(p, &ks, HSM_KT_ZPK, &zf, true, HSM_USE_ENCRYPT, &zpk)))
         goto out;
     e = err_of(hsm_dukpt_pin_translate(bdk, ksn, sizeof ksn, sfmt, blk, 8, zpk, dfmt, acct, 12, res,
                                        &reslen, &pin_len));
@@ -473,8 +583,8 @@ static int cmd_x0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     panz[panlen] = '\0';
     hexbytes(ksnhex, 24, ksn);
     hexbytes(blkhex, 32, blk);
-    if ((e = key_get(p, &ks, HSM_KT_BDK_AES, &bf, false, &bdk)) ||
-        (e = key_get(p, &ks, HSM_KT_ZPK, &zf, true, &zpk)))
+    if ((e = key_get(p, &ks, HSM_KT_BDK_AES, &bf, false, HSM_USE_DERIVE, &bdk)) ||
+        (e = key_get(p, &ks, HSM_KT_ZPK, &zf, true, HSM_USE_ENCRYPT, &zpk)))
         goto out;
     e = err_of(hsm_dukpt_pin_translate(bdk, ksn, sizeof ksn, HSM_PINFMT_ISO4, blk, 16, zpk, dfmt,
                                        panz, 12, res, &reslen, &pin_len));
@@ -523,8 +633,8 @@ static int ibm_verify(struct hsm_proto *p, struct hsm_cur *in, enum hsm_keytype 
     memcpy(offset, offhex, 12);
     offset[12] = '\0';
     hexbytes(blkhex, 16, blk);
-    if ((e = key_get(p, &ks, pin_type, &kf, false, &pk)) ||
-        (e = key_get(p, &ks, HSM_KT_PVK, &vf, false, &pvk)))
+    if ((e = key_get(p, &ks, pin_type, &kf, false, HSM_USE_DECRYPT, &pk)) ||
+        (e = key_get(p, &ks, HSM_KT_PVK, &vf, false, HSM_USE_VERIFY, &pvk)))
         goto out;
     e = err_of(
         hsm_pin_verify_ibm(pk, fmt, blk, 8, acct, pvk, (int)checklen, dectab, vdata, offset));
@@ -569,8 +679,8 @@ static int pvv_verify(struct hsm_proto *p, struct hsm_cur *in, enum hsm_keytype 
     if (fmt == HSM_PINFMT_ISO4)
         return HSM_E_PIN_FMT;
     hexbytes(blkhex, 16, blk);
-    if ((e = key_get(p, &ks, pin_type, &kf, false, &pk)) ||
-        (e = key_get(p, &ks, HSM_KT_PVK, &vf, false, &pvk)))
+    if ((e = key_get(p, &ks, pin_type, &kf, false, HSM_USE_DECRYPT, &pk)) ||
+        (e = key_get(p, &ks, HSM_KT_PVK, &vf, false, HSM_USE_VERIFY, &pvk)))
         goto out;
     e = err_of(hsm_pin_verify_pvv(pk, fmt, blk, 8, acct, pvk, (int)pvki, pvv));
 out:
@@ -612,7 +722,8 @@ static int cvv_cmd(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out,
         return e;
     memcpy(panz, pan, panlen);
     panz[panlen] = '\0';
-    if ((e = key_get(p, &ks, HSM_KT_CVK, &kf, false, &cvk)))
+    if ((e = key_get(p, &ks, HSM_KT_CVK, &kf, false, verify ? HSM_USE_VERIFY : HSM_USE_GENERATE,
+                     &cvk)))
         goto out;
     if (verify) {
         e = err_of(hsm_cvv_verify(cvk, panz, exp, svc, cvv_in));
@@ -696,7 +807,7 @@ static int mac_cmd(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out,
         return HSM_E_DATA_LEN;
     enum hsm_macpad mp = pad == '0' ? HSM_PAD_1 : (enum hsm_macpad)(pad - '0');
     enum hsm_macalg ma = alg == '1' ? HSM_MAC_ISO9797_1 : HSM_MAC_ISO9797_3;
-    if ((e = key_get(p, &ks, t, &kf, false, &key)))
+    if ((e = key_get(p, &ks, t, &kf, false, verify ? HSM_USE_VERIFY : HSM_USE_GENERATE, &key)))
         goto out;
     if (verify) {
         hexbytes(machex, mac_chars, want);
@@ -784,7 +895,7 @@ static int cmd_kq(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     if (scheme == '1')
         memcpy(r + 4, un, 4);
     enum hsm_emv_skd skd = scheme == '0' ? HSM_EMV_SKD_NONE : HSM_EMV_SKD_COMMON;
-    if ((e = key_get(p, &ks, HSM_KT_MK_AC, &kf, false, &imk)))
+    if ((e = key_get(p, &ks, HSM_KT_MK_AC, &kf, false, HSM_USE_DERIVE, &imk)))
         goto out;
     enum hsm_macpad pad = padf == '1' ? HSM_PAD_1 : HSM_PAD_2;
     if (mode != '2' &&
@@ -802,26 +913,28 @@ out:
     return e;
 }
 
-/* One row per command: code, response code, handler, min/max field bytes. */
+/* One row per command: code, response code, handler, min/max field bytes (the maxima leave
+ * room for keys written as 'S' + key block, up to ~200 characters each). */
 const struct hsm_cmd_def hsm_commands[] = {
-    { "A0", "A1", cmd_a0, 5, 120, "generate a key" },
-    { "A6", "A7", cmd_a6, 36, 120, "import a key from ZMK" },
+    { "A0", "A1", cmd_a0, 5, 600, "generate a key" },
+    { "A6", "A7", cmd_a6, 36, 600, "import a key from ZMK (or a TR-31 block)" },
+    { "A8", "A9", cmd_a8, 21, 600, "export a key under ZMK (or as a TR-31 block)" },
     { "B2", "B3", cmd_b2, 4, HSM_PROTO_FRAME_LIMIT, "echo" },
-    { "BU", "BV", cmd_bu, 19, 80, "key check value" },
-    { "CA", "CB", cmd_ca, 64, 160, "translate PIN TPK to ZPK" },
-    { "CC", "CD", cmd_cc, 64, 160, "translate PIN ZPK to ZPK" },
-    { "CI", "CJ", cmd_ci, 85, 160, "translate PIN DUKPT to ZPK" },
-    { "CW", "CX", cmd_cw, 41, 120, "generate CVV" },
-    { "CY", "CZ", cmd_cy, 44, 120, "verify CVV" },
-    { "DA", "DB", cmd_da, 102, 200, "verify PIN IBM offset (TPK)" },
-    { "DC", "DD", cmd_dc, 67, 160, "verify PIN Visa PVV (TPK)" },
-    { "EA", "EB", cmd_ea, 102, 200, "verify PIN IBM offset (ZPK)" },
-    { "EC", "ED", cmd_ec, 67, 160, "verify PIN Visa PVV (ZPK)" },
-    { "G0", "G1", cmd_g0, 87, 160, "translate PIN TDES DUKPT to ZPK" },
-    { "KQ", "KR", cmd_kq, 59, 600, "verify ARQC / generate ARPC" },
+    { "BU", "BV", cmd_bu, 19, 300, "key check value" },
+    { "CA", "CB", cmd_ca, 64, 600, "translate PIN TPK to ZPK" },
+    { "CC", "CD", cmd_cc, 64, 600, "translate PIN ZPK to ZPK" },
+    { "CI", "CJ", cmd_ci, 85, 600, "translate PIN DUKPT to ZPK" },
+    { "CW", "CX", cmd_cw, 41, 400, "generate CVV" },
+    { "CY", "CZ", cmd_cy, 44, 400, "verify CVV" },
+    { "DA", "DB", cmd_da, 102, 600, "verify PIN IBM offset (TPK)" },
+    { "DC", "DD", cmd_dc, 67, 600, "verify PIN Visa PVV (TPK)" },
+    { "EA", "EB", cmd_ea, 102, 600, "verify PIN IBM offset (ZPK)" },
+    { "EC", "ED", cmd_ec, 67, 600, "verify PIN Visa PVV (ZPK)" },
+    { "G0", "G1", cmd_g0, 87, 600, "translate PIN TDES DUKPT to ZPK" },
+    { "KQ", "KR", cmd_kq, 59, 800, "verify ARQC / generate ARPC" },
     { "M6", "M7", cmd_m6, 28, HSM_PROTO_FRAME_LIMIT, "generate MAC" },
     { "M8", "M9", cmd_m8, 36, HSM_PROTO_FRAME_LIMIT, "verify MAC" },
     { "NC", "ND", cmd_nc, 0, 3, "diagnostics" },
-    { "X0", "X1", cmd_x0, 110, 200, "translate PIN AES DUKPT to ZPK (extension)" },
+    { "X0", "X1", cmd_x0, 110, 600, "translate PIN AES DUKPT to ZPK (extension)" },
 };
 const size_t hsm_n_commands = sizeof hsm_commands / sizeof hsm_commands[0];

@@ -314,6 +314,8 @@ static void usage(FILE *f)
         "  --listen ADDR:PORT   address to listen on (default 127.0.0.1:1500)\n"
         "  --header-len N       message header length echoed in answers (default 4, 0..%d)\n"
         "  --lmk FILE           LMK file (default: the Thales test LMK set)\n"
+        "  --lmk-keyblock FILE  AES key-block LMK (one line of 32/48/64 hex): keys under the\n"
+        "                       LMK may also be 'S' + TR-31 version D blocks (default: none)\n"
         "  --log FILE           JSON-lines log file (default stderr; reopened on SIGHUP/USR1)\n"
         "  --log-level LEVEL    debug|info|warn|error (default info; debug logs every command)\n"
         "  --max-frame N        largest request body in bytes (default %d, max %d);\n"
@@ -332,7 +334,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    const char *listen_addr = "127.0.0.1:1500", *lmk = NULL, *log_path = NULL;
+    const char *listen_addr = "127.0.0.1:1500", *lmk = NULL, *log_path = NULL, *lmk_kb = NULL;
     uint64_t header_len = HSM_PROTO_DEFAULT_HDR, max_frame = HSM_PROTO_MAX_FRAME;
     int log_level = AT_LOG_INFO;
     const char *fail = NULL;
@@ -340,13 +342,14 @@ int main(int argc, char **argv)
     static const struct option opts[] = { { "listen", required_argument, NULL, 'l' },
                                           { "header-len", required_argument, NULL, 'H' },
                                           { "lmk", required_argument, NULL, 'k' },
+                                          { "lmk-keyblock", required_argument, NULL, 'K' },
                                           { "log", required_argument, NULL, 'o' },
                                           { "log-level", required_argument, NULL, 'v' },
                                           { "max-frame", required_argument, NULL, 'm' },
                                           { "fail", required_argument, NULL, 'f' },
-                                          { "tls-cert", required_argument, NULL, 'C' },
-                                          { "tls-key", required_argument, NULL, 'K' },
-                                          { "tls-ca", required_argument, NULL, 'A' },
+                                          { "tls-cert", required_argument, NULL, 1001 },
+                                          { "tls-key", required_argument, NULL, 1002 },
+                                          { "tls-ca", required_argument, NULL, 1003 },
                                           { "help", no_argument, NULL, 'h' },
                                           { NULL, 0, NULL, 0 } };
     int ch;
@@ -363,6 +366,9 @@ int main(int argc, char **argv)
             break;
         case 'k':
             lmk = optarg;
+            break;
+        case 'K':
+            lmk_kb = optarg;
             break;
         case 'o':
             log_path = optarg;
@@ -383,13 +389,13 @@ int main(int argc, char **argv)
         case 'f':
             fail = optarg;
             break;
-        case 'C':
+        case 1001:
             tls_conf.cert = optarg;
             break;
-        case 'K':
+        case 1002:
             tls_conf.key = optarg;
             break;
-        case 'A':
+        case 1003:
             tls_conf.ca = optarg;
             break;
         case 'h':
@@ -432,7 +438,9 @@ int main(int argc, char **argv)
                AT_STR("error", s.fail_ec));
     }
     char err[256];
-    struct hsm_proto_config pc = { .header_len = (unsigned)header_len, .lmk_path = lmk };
+    struct hsm_proto_config pc = { .header_len = (unsigned)header_len,
+                                   .lmk_path = lmk,
+                                   .lmk_keyblock_path = lmk_kb };
     if (hsm_proto_new(&pc, &s.proto, err, sizeof err) != 0) {
         fprintf(stderr, "hsm-sim: %s\n", err);
         at_log(AT_LOG_ERROR, "start_failed", AT_STR("reason", err));
@@ -487,7 +495,8 @@ int main(int argc, char **argv)
 
     at_log(AT_LOG_INFO, "listening", AT_STR("address", listen_addr),
            AT_UINT("header_len", header_len), AT_UINT("max_frame", max_frame),
-           AT_STR("lmk", lmk ? lmk : "thales-test"), AT_STR("lmk_kcv", hsm_proto_lmk_kcv(s.proto)));
+           AT_STR("lmk", lmk ? lmk : "thales-test"), AT_STR("lmk_kcv", hsm_proto_lmk_kcv(s.proto)),
+           AT_STR("lmk_keyblock", lmk_kb ? lmk_kb : "none"));
     at_log_flush();
 
     event_base_dispatch(s.base);

@@ -46,7 +46,7 @@ int hsm_proto_new(const struct hsm_proto_config *cfg, struct hsm_proto **out, ch
         return -1;
     }
     p->header_len = cfg->header_len;
-    if (hsm_crypto_new(cfg->lmk_path, &p->crypto, err, errcap) != 0) {
+    if (hsm_crypto_new(cfg->lmk_path, cfg->lmk_keyblock_path, &p->crypto, err, errcap) != 0) {
         free(p);
         return -1;
     }
@@ -261,12 +261,39 @@ int hsm_cur_delim(struct hsm_cur *c, char d)
     return 0;
 }
 
+int hsm_cur_keyblock(struct hsm_cur *c, char prefix, struct hsm_keyf *k)
+{
+    size_t left = hsm_cur_left(c);
+    const char *s = c->p + c->off;
+    if (left < 1 || s[0] != prefix)
+        return HSM_E_SCHEME;
+    if (left < 6)
+        return HSM_E_INPUT;
+    for (int i = 2; i < 6; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return HSM_E_INPUT;
+    size_t len =
+        (size_t)((s[2] - '0') * 1000 + (s[3] - '0') * 100 + (s[4] - '0') * 10 + (s[5] - '0'));
+    if (len < 16 || len + 1 > left)
+        return HSM_E_INPUT;
+    for (size_t i = 1; i <= len; i++)
+        if (s[i] < 0x20 || s[i] > 0x7E)
+            return HSM_E_INPUT;
+    k->scheme = prefix;
+    k->hex = s + 1;
+    k->hexlen = len;
+    c->off += 1 + len;
+    return 0;
+}
+
 int hsm_cur_key(struct hsm_cur *c, enum hsm_keyshape shape, struct hsm_keyf *k)
 {
     if (hsm_cur_left(c) < 1)
         return HSM_E_INPUT;
     char s = c->p[c->off];
     size_t n;
+    if (s == 'S') /* a key block under the key-block LMK: any shape */
+        return hsm_cur_keyblock(c, 'S', k);
     if (shape == HSM_KEY_AES) {
         if (s != 'A')
             return HSM_E_SCHEME;

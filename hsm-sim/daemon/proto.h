@@ -12,13 +12,18 @@
 #define HSM_PROTO_DEFAULT_HDR 4    /* payShield's usual header length */
 #define HSM_PROTO_MAX_FRAME   8192 /* default largest frame body (--max-frame) */
 #define HSM_PROTO_FRAME_LIMIT 65535
-#define HSM_PROTO_RESP_SLACK  256 /* response = at most request size + this */
+#define HSM_PROTO_RESP_SLACK                                                                       \
+    512 /* response = at most request size + this (A0 mode 1 answering an S key and an R block:    \
+           ~300 more than its ~40-byte request) */
 
 struct hsm_proto;
 
 struct hsm_proto_config {
     unsigned header_len;  /* 0..HSM_PROTO_MAX_HEADER */
     const char *lmk_path; /* NULL: the Thales test LMK set */
+    /* AES key-block LMK file (libhsm hsm_lmk_keyblock_load): keys under the LMK may then also
+     * be 'S' + TR-31 version D blocks; NULL: none (scheme S answers 26) */
+    const char *lmk_keyblock_path;
 };
 
 /* Outcome of one command, for logs and metrics: codes only, never data. */

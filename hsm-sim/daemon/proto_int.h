@@ -53,7 +53,7 @@ struct hsm_out {
 
 /* A key field as it appears on the wire: optional scheme letter + hex. */
 struct hsm_keyf {
-    char scheme;     /* 0 (none), 'Z', 'U', 'T', 'X', 'Y', 'A' */
+    char scheme;     /* 0 (none), 'Z', 'U', 'T', 'X', 'Y', 'A', 'S' / 'R' (key block) */
     const char *hex; /* points into the request */
     size_t hexlen;   /* 16, 32 or 48 */
 };
@@ -80,6 +80,11 @@ HSM_MUST_USE int hsm_cur_delim(struct hsm_cur *c, char d);
 bool hsm_cur_peek(const struct hsm_cur *c, char ch);
 size_t hsm_cur_left(const struct hsm_cur *c);
 HSM_MUST_USE int hsm_cur_key(struct hsm_cur *c, enum hsm_keyshape shape, struct hsm_keyf *k);
+/* A key block field: prefix ('S' under the key-block LMK, 'R' a TR-31 block under a ZMK) then
+ * the block, whose length is its own characters 2-5 (k->hex = the block, k->hexlen = its
+ * length, k->scheme = prefix). 26 when the field does not start with prefix, 15 when the
+ * length is not 4 digits, the block is not printable or runs past the fields. */
+HSM_MUST_USE int hsm_cur_keyblock(struct hsm_cur *c, char prefix, struct hsm_keyf *k);
 /* Digits up to (not including) the delimiter d (which is consumed), between
  * min and max of them. */
 HSM_MUST_USE int hsm_cur_digits_until(struct hsm_cur *c, char d, size_t min, size_t max,
@@ -112,8 +117,8 @@ extern const size_t hsm_n_commands;
 
 /* Crypto context kept by struct hsm_proto (commands.c). */
 struct hsm_crypto;
-HSM_MUST_USE int hsm_crypto_new(const char *lmk_path, struct hsm_crypto **out, char *err,
-                                size_t errcap);
+HSM_MUST_USE int hsm_crypto_new(const char *lmk_path, const char *lmk_keyblock_path,
+                                struct hsm_crypto **out, char *err, size_t errcap);
 void hsm_crypto_free(struct hsm_crypto *c);
 struct hsm_crypto *hsm_proto_crypto(struct hsm_proto *p);
 /* 16-hex LMK check value into out[17]. */

@@ -1,7 +1,8 @@
 /* libhsm: payment cryptography for hsm-sim, hsmtool and the tests. Keys under a
  * payShield-style variant LMK, PIN blocks, PIN verification (IBM 3624, Visa PVV),
- * CVV, MACs, DUKPT (TDES and AES), EMV ARQC/ARPC and TR-31 key block unwrapping.
- * Pure: no sockets, no logging.
+ * CVV, MACs, DUKPT (TDES and AES), EMV ARQC/ARPC, TR-31 key blocks (wrap, unwrap,
+ * import/export under a ZMK) and an optional AES key-block LMK whose keys carry their
+ * usage, mode of use and exportability. Pure: no sockets, no logging.
  *
  * Conventions of this header
  * - Every fallible function returns 0 (HSM_OK) or a negative enum hsm_err whose
@@ -102,6 +103,8 @@ enum hsm_scheme {
     HSM_SCHEME_X = 'X',
     HSM_SCHEME_Y = 'Y',
     HSM_SCHEME_A = 'A',
+    HSM_SCHEME_S = 'S', /* 'S' + a TR-31 version D key block under the key-block LMK
+                           (hsm_lmk_keyblock_load); see "TR-31 key blocks" below */
 };
 
 /* Characters occupied by the key field at s (at most avail characters), for
@@ -143,6 +146,17 @@ void hsm_free(struct hsm *h);
  * data. Returns 0, HSM_ERR_INPUT, HSM_ERR_LMK_PARITY, or HSM_ERR_NOT_PERMITTED
  * while keys loaded from h are still pinned. */
 HSM_MUST_CHECK int hsm_lmk_load(struct hsm *h, const char *path, char *err, size_t errlen);
+
+/* Loads an AES key-block LMK from the file at path ("# comment" lines and one line of 32, 48
+ * or 64 hex characters: AES-128/192/256). With it, keys may also be written under the LMK as
+ * scheme 'S' ('S' + a TR-31 version D block whose header carries the key's usage, mode of use
+ * and exportability, enforced on every use); the variant LMK stays loaded and keeps serving
+ * the other schemes. Flushes the key cache. err as hsm_lmk_load. Returns 0, HSM_ERR_INPUT, or
+ * HSM_ERR_NOT_PERMITTED while keys are pinned. */
+HSM_MUST_CHECK int hsm_lmk_keyblock_load(struct hsm *h, const char *path, char *err, size_t errlen);
+
+/* Whether h has a key-block LMK. */
+bool hsm_has_keyblock_lmk(const struct hsm *h);
 
 /* The LMK check value answered by NC: TDES encryption of 8 zero bytes under LMK
  * pair 00-01, as 16 upper-case hex characters + NUL. */
@@ -202,6 +216,15 @@ HSM_MUST_CHECK int hsm_kcv_clear(const uint8_t *key, size_t len, bool aes, uint8
  * HSM_ERR_INPUT (cap) or HSM_ERR_CRYPTO. */
 HSM_MUST_CHECK int hsm_key_generate(struct hsm *h, enum hsm_keytype type, enum hsm_scheme scheme,
                                     char *out, size_t cap, uint8_t kcv[8]);
+
+/* hsm_key_generate in scheme S (a double-length DES key, AES-128 for BDK-AES, under the
+ * key-block LMK) with its header's mode of use, key version number and exportability chosen:
+ * mode 0, kvn NULL, exportability 0 keep the type's defaults (docs/hsm.md); mode may only
+ * narrow the default (C -> G or V, B -> E or D), exportability E, S or N. Returns 0,
+ * HSM_ERR_KEY_SCHEME (no key-block LMK), HSM_ERR_NOT_PERMITTED (a widening), HSM_ERR_INPUT. */
+HSM_MUST_CHECK int hsm_key_generate_kb(struct hsm *h, enum hsm_keytype type, char mode,
+                                       const char *kvn, char exportability, char *out, size_t cap,
+                                       uint8_t kcv[8]);
 
 /* Writes k under the LMK (as hsm_key_generate does) in scheme, e.g. to store a key
  * typed in clear by hsmtool. Same errors. */
@@ -502,5 +525,83 @@ HSM_MUST_CHECK int hsm_emv_arpc1(struct hsm_key *imk, const char *pan, const cha
 HSM_MUST_CHECK int hsm_tr31_unwrap_clear(const uint8_t *kbpk, size_t kbpk_len, const char *block,
                                          size_t len, char header[17], uint8_t *key, size_t cap,
                                          size_t *keylen);
+
+/* The fixed header of a key block, parsed and validated: version A-D, length equal to the
+ * block's, key usage (X9.143 table or two digits), algorithm (A D E H R S T or a digit), mode
+ * of use (B C D E G N S T V X Y or a digit), key version number (2 alphanumerics, "00" =
+ * none), exportability (E N S), number of optional blocks (2N; each one's length checked, the
+ * extended-length form included), reserved "00". hlen is the header length with the optional
+ * blocks. Returns 0, HSM_ERR_INPUT or HSM_ERR_DATA_LENGTH. */
+struct hsm_tr31_header {
+    char version;
+    size_t length;
+    char usage[3];
+    char algorithm;
+    char mode;
+    char kvn[3];
+    char exportability;
+    int nopt;
+    size_t hlen;
+};
+HSM_MUST_CHECK int hsm_tr31_header_parse(const char *block, size_t len,
+                                         struct hsm_tr31_header *hdr);
+
+/* As hsm_tr31_unwrap_clear, giving the parsed header and the random pad that followed the
+ * key (padcap bytes at most; pad may be NULL). Lab use (tests re-wrap published blocks). */
+HSM_MUST_CHECK int hsm_tr31_unwrap_clear_pad(const uint8_t *kbpk, size_t kbpk_len,
+                                             const char *block, size_t len,
+                                             struct hsm_tr31_header *hdr, uint8_t *key, size_t cap,
+                                             size_t *keylen, uint8_t *pad, size_t padcap,
+                                             size_t *padlen);
+
+/* Wraps the clear key (8..32 bytes, a multiple of 8) under kbpk in the version of header[0]
+ * (A, B, C or D; KBPK lengths as for unwrapping). header is the header with its optional
+ * blocks (hlen characters, a multiple of 8; its length field is overwritten, the rest is
+ * validated as hsm_tr31_header_parse does). pad: the padding after the key (padlen bytes,
+ * 2 + keylen + padlen a multiple of the block size) or NULL for random padding that masks the
+ * key length (as long as a triple-length DES key, or an AES-256 key for version D). Writes
+ * the block + NUL into out. Returns 0, HSM_ERR_INPUT, HSM_ERR_KEY_LENGTH, HSM_ERR_DATA_LENGTH
+ * or HSM_ERR_CRYPTO. Lab use. */
+HSM_MUST_CHECK int hsm_tr31_wrap_clear(const uint8_t *kbpk, size_t kbpk_len, const char *header,
+                                       size_t hlen, const uint8_t *key, size_t keylen,
+                                       const uint8_t *pad, size_t padlen, char *out, size_t cap);
+
+/* What a command wants to do with a key; hsm_key_permits checks it against the mode of use
+ * and exportability of a key that came from a key block (keys under the variant LMK have no
+ * such attributes and are permitted everything their type allows). */
+enum hsm_key_use {
+    HSM_USE_GENERATE, /* MAC / CVV generation: mode C, G or N */
+    HSM_USE_VERIFY,   /* MAC / CVV / PIN (PVK) verification: C, V or N */
+    HSM_USE_ENCRYPT,  /* encrypt or wrap (destination PIN key, KBPK on export): B, E or N */
+    HSM_USE_DECRYPT,  /* decrypt or unwrap (source PIN key, KBPK on import): B, D or N */
+    HSM_USE_DERIVE,   /* derive keys (BDK, IMK): X or N */
+    HSM_USE_EXPORT,   /* leave the HSM under a KEK: exportability E or S */
+};
+/* 0 or HSM_ERR_NOT_PERMITTED (29). */
+HSM_MUST_CHECK int hsm_key_permits(const struct hsm_key *k, enum hsm_key_use use);
+
+/* Key usage and mode of use of k as a key block header would carry them (its own if it came
+ * from one, else the defaults of its type), e.g. "P0" and 'B'. */
+void hsm_key_usage(const struct hsm_key *k, char usage[3], char *mode, char *exportability);
+
+/* payShield-style import of a TR-31 block (A6 with key scheme 'R'): unwraps block under kbpk
+ * (a ZMK or TMK whose mode of use permits unwrapping; version B or A/C under a TDES KBPK, D
+ * under an AES one), checks the header's usage and algorithm against type
+ * (HSM_ERR_KEY_TYPE_CODE, 04, when they do not fit: a P0 block cannot become a TAK) and
+ * writes the key under the LMK in lmk_scheme (Z/U/T/X/Y/A: variant LMK, the header's
+ * attributes are dropped; S: key-block LMK, they are kept) + NUL into out, and its KCV.
+ * HSM_ERR_VERIFY (01) when the block does not authenticate under kbpk. */
+HSM_MUST_CHECK int hsm_tr31_import(struct hsm *h, struct hsm_key *kbpk, enum hsm_keytype type,
+                                   const char *block, size_t len, enum hsm_scheme lmk_scheme,
+                                   char *out, size_t cap, uint8_t kcv[8]);
+
+/* payShield-style export as a TR-31 block (A8 with key scheme 'R'): k under kbpk (ZMK/TMK,
+ * mode permitting wrapping; version B for a TDES KBPK, D for an AES one). Usage and mode come
+ * from k (hsm_key_usage); mode (0 = keep) may only narrow it (C -> G or V, B -> E or D,
+ * else HSM_ERR_NOT_PERMITTED); kvn 2 characters (NULL = "00"); exportability 0 = keep ('E'
+ * for a variant-LMK key), or 'N' / 'E' / 'S' no wider than k's. A key whose exportability is
+ * N is refused (HSM_ERR_NOT_PERMITTED). Block + NUL into out. */
+HSM_MUST_CHECK int hsm_tr31_export(struct hsm_key *kbpk, struct hsm_key *k, char mode,
+                                   const char *kvn, char exportability, char *out, size_t cap);
 
 #endif

@@ -16,7 +16,22 @@
 #error "libhsm needs OpenSSL's deprecated DES_* functions"
 #endif
 
-#define HSM_KEYTEXT_MAX 49 /* scheme letter + 48 hex */
+/* scheme letter + 48 hex, or 'S' + a version D key block under the key-block LMK (header 16,
+ * 2 length bytes + key masked to 32 + pad = 48 bytes = 96H, MAC 32H: 145) with room for small
+ * optional blocks. textlen is a uint8_t. */
+#define HSM_KEYTEXT_MAX 200
+
+/* TR-31 attributes of a key that came from a key block (under the key-block LMK or imported
+ * with its header); set false for keys under the variant LMK, which have no attributes but
+ * their type. */
+struct hsm_kb_attrs {
+    bool set;
+    char usage[3]; /* "P0" */
+    char alg;      /* 'T', 'D', 'A' */
+    char mode;     /* 'B', 'C', 'G', 'V', ... */
+    char kvn[3];   /* "00" */
+    char exp;      /* 'E', 'N', 'S' */
+};
 
 /* A clear key and its key schedules. Lives either in an hsm's cache (owner set)
  * or alone (owner NULL, from hsm_key_from_clear). The contexts are allocated the
@@ -36,6 +51,7 @@ struct hsm_key {
     EVP_MAC_CTX *cmac;
     struct hsm_key *derived; /* re-keyed per use for keys derived from this one */
     bool enc_ready, dec_ready, cbc_ready, k1_ready, cmac_ready; /* schedule made */
+    struct hsm_kb_attrs kb; /* key-block attributes (kb.set false: none) */
 
     /* cache bookkeeping (owner != NULL) */
     struct hsm *owner;
@@ -53,6 +69,8 @@ struct hsm_key {
 
 struct hsm {
     uint8_t lmk[HSM_LMK_PAIRS][16];
+    uint8_t kb_lmk[32]; /* the AES key-block LMK (hsm_lmk_keyblock_load), kb_lmk_len 0: none */
+    size_t kb_lmk_len;
     EVP_CIPHER_CTX *lmk_ctx; /* scratch: re-keyed with the variant LMK per use */
     struct hsm_key *slots;
     size_t nslots;
@@ -120,6 +138,24 @@ void hsm_des1_cbc_encrypt(DES_key_schedule *ks, const uint8_t *in, uint8_t *out,
                           uint8_t iv[8]);
 /* ECB over n bytes (a multiple of 8); in and out may be the same buffer. */
 void hsm_des1_ecb(DES_key_schedule *ks, bool encrypt, const uint8_t *in, uint8_t *out, size_t n);
+
+/* Key-block LMK (keyblock.c). hsm_kb_lmk_unwrap: the key written as 'S' + a version D block
+ * (text, len) under the key-block LMK, as a key of type: its clear value (*n bytes, *aes), and
+ * its attributes; HSM_ERR_KEY_SCHEME without a key-block LMK, HSM_ERR_SRC_PARITY when the block
+ * does not authenticate (a corrupt key under the LMK, as a parity error is under the variant
+ * LMK), HSM_ERR_KEY_TYPE_CODE when its usage does not fit type. hsm_kb_lmk_wrap: k as 'S' +
+ * version D block under the key-block LMK with k's attributes (the type's defaults if none). */
+HSM_MUST_CHECK int hsm_kb_lmk_unwrap(struct hsm *h, enum hsm_keytype type, const char *text,
+                                     size_t len, uint8_t clear[32], size_t *n, bool *aes,
+                                     struct hsm_kb_attrs *a);
+HSM_MUST_CHECK int hsm_kb_lmk_wrap(struct hsm *h, const struct hsm_key *k, char *out, size_t cap);
+/* Narrows a: mode (0 = keep) only to mode_within (C -> G/V, B -> E/D, N -> any), kvn (NULL =
+ * keep; 2 characters), exportability (0 = keep) only E -> S -> N. HSM_ERR_NOT_PERMITTED for a
+ * widening, HSM_ERR_INPUT for a value that is not one. */
+HSM_MUST_CHECK int hsm_kb_narrow(struct hsm_kb_attrs *a, char mode, const char *kvn,
+                                 char exportability);
+/* The default attributes of a key of type (aes: an AES key). */
+void hsm_kb_defaults(enum hsm_keytype type, bool aes, size_t len, struct hsm_kb_attrs *a);
 
 /* MAC internals usable with a derived key (no type check). */
 HSM_MUST_CHECK int hsm_mac_compute(struct hsm_key *key, enum hsm_macalg alg, enum hsm_macpad pad,

@@ -140,9 +140,10 @@ int hsm_random(uint8_t *buf, size_t n)
 
 /* LMK pair indexes: 00-01 -> 0, 02-03 -> 1, ... 38-39 -> 19. */
 static const struct hsm_kt_info kt_table[HSM_KT_max] = {
-    [HSM_KT_ZMK] = { "ZMK", "000", 2, 0, false, false },
+    /* ZMK and TMK may be AES to serve as TR-31 version D key block protection keys (Atlas) */
+    [HSM_KT_ZMK] = { "ZMK", "000", 2, 0, false, true },
     [HSM_KT_ZPK] = { "ZPK", "001", 3, 0, false, true },
-    [HSM_KT_TMK] = { "TMK", "002", 7, 0, false, false },
+    [HSM_KT_TMK] = { "TMK", "002", 7, 0, false, true },
     [HSM_KT_TPK] = { "TPK", "002", 7, 0, false, true },
     [HSM_KT_PVK] = { "PVK", "002", 7, 0, false, false },
     [HSM_KT_CVK] = { "CVK", "402", 7, 4, false, false },
@@ -501,6 +502,7 @@ void hsm_key_wipe(struct hsm_key *k)
     scrub_ctx(k->aux);
     OPENSSL_cleanse(k->clear, sizeof k->clear);
     OPENSSL_cleanse(k->ede, sizeof k->ede);
+    memset(&k->kb, 0, sizeof k->kb);
 }
 
 void hsm_key_destroy(struct hsm_key *k)
@@ -773,6 +775,7 @@ void hsm_free(struct hsm *h)
             hsm_key_destroy(&h->slots[i]);
     }
     OPENSSL_cleanse(h->lmk, sizeof h->lmk);
+    OPENSSL_cleanse(h->kb_lmk, sizeof h->kb_lmk);
     EVP_CIPHER_CTX_free(h->lmk_ctx);
     free(h->slots);
     free(h->buckets);
@@ -875,15 +878,22 @@ int hsm_key_load(struct hsm *h, enum hsm_keytype type, const char *text, size_t 
     }
 
     char scheme;
-    uint8_t enc[24], clear[24];
+    uint8_t enc[24], clear[32];
     size_t n;
-    int rc = keytext_for(info, text, len, &scheme, enc, &n);
-    if (rc != HSM_OK)
-        return rc;
-    bool aes = scheme == 'A';
-    rc = lmk_crypt(h, info, scheme, false, enc, clear, n);
-    if (rc == HSM_OK && !aes && !hsm_parity_check(clear, n))
-        rc = HSM_ERR_SRC_PARITY;
+    bool aes;
+    struct hsm_kb_attrs kb = { .set = false };
+    int rc;
+    if (text[0] == 'S') { /* a key block under the key-block LMK (keyblock.c) */
+        rc = hsm_kb_lmk_unwrap(h, type, text, len, clear, &n, &aes, &kb);
+    } else {
+        rc = len <= 49 ? keytext_for(info, text, len, &scheme, enc, &n) : HSM_ERR_INPUT;
+        if (rc != HSM_OK)
+            return rc;
+        aes = scheme == 'A';
+        rc = lmk_crypt(h, info, scheme, false, enc, clear, n);
+        if (rc == HSM_OK && !aes && !hsm_parity_check(clear, n))
+            rc = HSM_ERR_SRC_PARITY;
+    }
     if (rc != HSM_OK) {
         OPENSSL_cleanse(clear, sizeof clear);
         return rc;
@@ -900,6 +910,7 @@ int hsm_key_load(struct hsm *h, enum hsm_keytype type, const char *text, size_t 
         slot_free(h, i);
         return rc;
     }
+    k->kb = kb;
     k->owner = h;
     k->in_use = true;
     k->refs = 1;
@@ -1006,6 +1017,70 @@ int hsm_lmk_load(struct hsm *h, const char *path, char *err, size_t errlen)
     return rc;
 }
 
+bool hsm_has_keyblock_lmk(const struct hsm *h)
+{
+    return h && h->kb_lmk_len > 0;
+}
+
+int hsm_lmk_keyblock_load(struct hsm *h, const char *path, char *err, size_t errlen)
+{
+    char line[256];
+    uint8_t key[32];
+    size_t klen = 0;
+    int lineno = 0, rc = HSM_OK;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (err)
+            snprintf(err, errlen, "cannot open key-block LMK file %s", path);
+        return HSM_ERR_INPUT;
+    }
+    while (rc == HSM_OK && fgets(line, sizeof line, f)) {
+        lineno++;
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t n = strcspn(p, " \t\r\n");
+        if (*p == '#' || n == 0) {
+            OPENSSL_cleanse(line, sizeof line);
+            continue;
+        }
+        if (klen || (n != 32 && n != 48 && n != 64) || p[n + strspn(p + n, " \t\r\n")] != '\0' ||
+            hsm_hex_decode(p, n, key) != HSM_OK) {
+            if (err)
+                snprintf(err, errlen,
+                         "%s:%d: expected one line of 32, 48 or 64 hex characters "
+                         "(an AES-128/192/256 key-block LMK)",
+                         path, lineno);
+            rc = HSM_ERR_INPUT;
+        } else {
+            klen = n / 2;
+        }
+        OPENSSL_cleanse(line, sizeof line);
+    }
+    fclose(f);
+    if (rc == HSM_OK && klen == 0) {
+        if (err)
+            snprintf(err, errlen, "%s: no key in the key-block LMK file", path);
+        rc = HSM_ERR_INPUT;
+    }
+    if (rc == HSM_OK) {
+        bool pinned = false;
+        for (size_t i = 0; i < h->nslots; i++)
+            pinned |= h->slots[i].in_use && h->slots[i].refs > 0;
+        if (pinned) {
+            if (err)
+                snprintf(err, errlen, "keys are still in use; key-block LMK not replaced");
+            rc = HSM_ERR_NOT_PERMITTED;
+        } else {
+            memcpy(h->kb_lmk, key, klen);
+            h->kb_lmk_len = klen;
+            cache_flush(h);
+        }
+    }
+    OPENSSL_cleanse(key, sizeof key);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- generate, export, import */
 
 /* Writes scheme prefix (none for Z) + hex of n encrypted bytes. */
@@ -1036,6 +1111,8 @@ static int check_scheme_for(bool aes, size_t keylen, enum hsm_scheme scheme)
 int hsm_key_to_lmk(struct hsm *h, struct hsm_key *k, enum hsm_scheme scheme, char *out, size_t cap)
 {
     const struct hsm_kt_info *info = hsm_kt(k->type);
+    if (scheme == HSM_SCHEME_S)
+        return hsm_kb_lmk_wrap(h, k, out, cap);
     int rc = check_scheme_for(k->aes, k->len, scheme);
     if (rc != HSM_OK)
         return rc;
@@ -1050,12 +1127,15 @@ int hsm_key_to_lmk(struct hsm *h, struct hsm_key *k, enum hsm_scheme scheme, cha
  * clear (n bytes; the 24-byte buffer is cleansed here): the key under the LMK (scheme) in out
  * and its check value in kcv. */
 static int new_key_answer(struct hsm *h, enum hsm_keytype type, bool aes, uint8_t clear[24],
-                          size_t n, enum hsm_scheme scheme, char *out, size_t cap, uint8_t kcv[8])
+                          size_t n, enum hsm_scheme scheme, const struct hsm_kb_attrs *kb,
+                          char *out, size_t cap, uint8_t kcv[8])
 {
     struct hsm_key k = { 0 };
     /* n is a scheme's length (at most 24); the bound is said for the compiler's bounds check */
     int rc = n <= 24 ? hsm_key_setup(&k, type, aes, clear, n) : HSM_ERR_KEY_LENGTH;
     OPENSSL_cleanse(clear, 24);
+    if (kb)
+        k.kb = *kb;
     if (rc == HSM_OK)
         rc = hsm_key_to_lmk(h, &k, scheme, out, cap);
     if (rc == HSM_OK)
@@ -1064,17 +1144,9 @@ static int new_key_answer(struct hsm *h, enum hsm_keytype type, bool aes, uint8_
     return rc;
 }
 
-int hsm_key_generate(struct hsm *h, enum hsm_keytype type, enum hsm_scheme scheme, char *out,
-                     size_t cap, uint8_t kcv[8])
+/* n random key bytes into clear: odd parity and halves that differ for DES. */
+static int random_key(bool aes, size_t n, uint8_t clear[24])
 {
-    const struct hsm_kt_info *info = hsm_kt(type);
-    if (!info)
-        return HSM_ERR_KEY_TYPE_CODE;
-    size_t n = scheme_keylen((char)scheme);
-    if (n == 0 || scheme_allowed(info, (char)scheme) != HSM_OK)
-        return HSM_ERR_KEY_SCHEME;
-    bool aes = scheme == HSM_SCHEME_A;
-    uint8_t clear[24];
     int rc;
     do {
         rc = hsm_random(clear, n);
@@ -1084,7 +1156,51 @@ int hsm_key_generate(struct hsm *h, enum hsm_keytype type, enum hsm_scheme schem
             hsm_parity_fix(clear, n);
         /* a multi-length DES key with equal halves is a single-length key */
     } while (!aes && n >= 16 && CRYPTO_memcmp(clear, clear + 8, 8) == 0);
-    return new_key_answer(h, type, aes, clear, n, scheme, out, cap, kcv);
+    return HSM_OK;
+}
+
+int hsm_key_generate_kb(struct hsm *h, enum hsm_keytype type, char mode, const char *kvn,
+                        char exportability, char *out, size_t cap, uint8_t kcv[8])
+{
+    const struct hsm_kt_info *info = hsm_kt(type);
+    if (!info)
+        return HSM_ERR_KEY_TYPE_CODE;
+    if (h->kb_lmk_len == 0)
+        return HSM_ERR_KEY_SCHEME;
+    bool aes = info->aes_only;
+    struct hsm_kb_attrs a;
+    hsm_kb_defaults(type, aes, 16, &a);
+    a.set = true;
+    int rc = hsm_kb_narrow(&a, mode, kvn, exportability);
+    if (rc != HSM_OK)
+        return rc;
+    uint8_t clear[24];
+    if ((rc = random_key(aes, 16, clear)) != HSM_OK)
+        return rc;
+    return new_key_answer(h, type, aes, clear, 16, HSM_SCHEME_S, &a, out, cap, kcv);
+}
+
+int hsm_key_generate(struct hsm *h, enum hsm_keytype type, enum hsm_scheme scheme, char *out,
+                     size_t cap, uint8_t kcv[8])
+{
+    const struct hsm_kt_info *info = hsm_kt(type);
+    if (!info)
+        return HSM_ERR_KEY_TYPE_CODE;
+    size_t n = scheme_keylen((char)scheme);
+    bool aes = scheme == HSM_SCHEME_A;
+    if (scheme == HSM_SCHEME_S) { /* key block: a double-length DES key, AES-128 if AES only */
+        if (h->kb_lmk_len == 0)
+            return HSM_ERR_KEY_SCHEME;
+        n = 16;
+        aes = info->aes_only;
+    } else if (n == 0 || scheme_allowed(info, (char)scheme) != HSM_OK) {
+        return HSM_ERR_KEY_SCHEME;
+    }
+    uint8_t clear[24];
+    int rc = random_key(aes, n, clear);
+    if (rc != HSM_OK)
+        return rc;
+    return new_key_answer(h, type, aes, clear, n, scheme, NULL, out, cap, kcv);
 }
 
 int hsm_key_export(struct hsm_key *zmk, struct hsm_key *k, enum hsm_scheme scheme, char *out,
@@ -1094,7 +1210,12 @@ int hsm_key_export(struct hsm_key *zmk, struct hsm_key *k, enum hsm_scheme schem
         return HSM_ERR_KEY_TYPE;
     if (zmk->aes)
         return HSM_ERR_KEY_INCOMPAT;
-    int rc = check_scheme_for(k->aes, k->len, scheme);
+    int rc = hsm_key_permits(k, HSM_USE_EXPORT); /* key-block exportability N */
+    if (rc == HSM_OK)
+        rc = hsm_key_permits(zmk, HSM_USE_ENCRYPT);
+    if (rc != HSM_OK)
+        return rc;
+    rc = check_scheme_for(k->aes, k->len, scheme);
     if (rc != HSM_OK)
         return rc;
     uint8_t enc[32];
@@ -1133,5 +1254,5 @@ int hsm_key_import(struct hsm *h, struct hsm_key *zmk, enum hsm_keytype type, co
         OPENSSL_cleanse(clear, sizeof clear);
         return rc;
     }
-    return new_key_answer(h, type, aes, clear, n, lmk_scheme, out, cap, kcv);
+    return new_key_answer(h, type, aes, clear, n, lmk_scheme, NULL, out, cap, kcv);
 }

@@ -563,16 +563,37 @@ static int cmd_emv(struct opts *o)
 
 static const char help_tr31[] =
     "usage: hsmtool tr31 --kbpk KEYHEX --block KEYBLOCK\n"
+    "       hsmtool tr31 --kbpk KEYHEX --header HEADER --key KEYHEX [--pad HEX]\n"
     "Unwraps a TR-31 / ANSI X9.143 key block (versions A, C: TDES variant binding; B: TDES\n"
     "derivation binding; D: AES derivation binding) under the clear key block protection\n"
-    "key, verifies its MAC and prints the clear key in hex.\n" LAB_WARNING;
+    "key, verifies its MAC and prints the clear key in hex. With --header, wraps the clear\n"
+    "key instead and prints the block: HEADER is the header with its optional blocks (its\n"
+    "version letter chooses the binding, its length field is filled in); --pad gives the\n"
+    "padding after the key (default: random, masking the key length).\n" LAB_WARNING;
 
 static int cmd_tr31(struct opts *o)
 {
-    const char *kbpkhex = need(o, "kbpk"), *block = need(o, "block");
-    check_all_used(o);
+    const char *kbpkhex = need(o, "kbpk"), *header = opt(o, "header");
     uint8_t kbpk[32], key[32];
     size_t kl = hex_arg("kbpk", kbpkhex, kbpk, sizeof kbpk), n = 0;
+    if (header) {
+        const char *keyhex = need(o, "key"), *padhex = opt(o, "pad");
+        check_all_used(o);
+        uint8_t pad[64];
+        size_t padlen = padhex ? hex_arg("pad", padhex, pad, sizeof pad) : 0;
+        n = hex_arg("key", keyhex, key, sizeof key);
+        char out[10000];
+        int rc = hsm_tr31_wrap_clear(kbpk, kl, header, strlen(header), key, n, padhex ? pad : NULL,
+                                     padlen, out, sizeof out);
+        OPENSSL_cleanse(kbpk, sizeof kbpk);
+        OPENSSL_cleanse(key, sizeof key);
+        if (rc != 0)
+            fail("tr31", rc);
+        printf("%s\n", out);
+        return 0;
+    }
+    const char *block = need(o, "block");
+    check_all_used(o);
     char hdr[17];
     int rc = hsm_tr31_unwrap_clear(kbpk, kl, block, strlen(block), hdr, key, sizeof key, &n);
     OPENSSL_cleanse(kbpk, sizeof kbpk);
@@ -588,13 +609,17 @@ static int cmd_tr31(struct opts *o)
 /* ---------------------------------------------------------------- key */
 
 static const char help_key[] =
-    "usage: hsmtool key --type TYPE [--clear KEYHEX] [--scheme Z|U|T|X|Y|A] [--lmk FILE]\n"
+    "usage: hsmtool key --type TYPE [--clear KEYHEX] [--scheme Z|U|T|X|Y|A|S] [--lmk FILE]\n"
+    "                   [--lmk-keyblock FILE] [--aes]\n"
     "Prints the key encrypted under the LMK (payShield variant LMK; default the Thales\n"
     "test LMK, or the LMK file of --lmk) and its 6-hex KCV, separated by a space.\n"
     "TYPE: ZMK ZPK TMK TPK PVK CVK TAK ZAK BDK MK-AC ZEK BDK-AES. Without --clear a\n"
     "random key is generated (default scheme U; A for BDK-AES). With --clear the key\n"
     "must have odd parity (DES) and the scheme defaults to its length (Z, U, T). Scheme A\n"
-    "(AES-128) is an Atlas extension for BDK-AES and AES ZPK/TPK/TAK/ZAK/ZEK.\n" LAB_WARNING;
+    "(AES-128) is an Atlas extension for BDK-AES and AES ZPK/TPK/TAK/ZAK/ZEK. Scheme S\n"
+    "writes the key as 'S' + a TR-31 version D block under the AES key-block LMK of\n"
+    "--lmk-keyblock (hsm-sim's option of that name), with its type's default usage and\n"
+    "mode; --aes says a --clear key for scheme S is an AES key.\n" LAB_WARNING;
 
 static int cmd_key(struct opts *o)
 {
@@ -603,16 +628,22 @@ static int cmd_key(struct opts *o)
     if (hsm_keytype_from_name(type, &t) != 0)
         die("--type must be one of ZMK ZPK TMK TPK PVK CVK TAK ZAK BDK MK-AC ZEK BDK-AES");
     const char *clearhex = opt(o, "clear"), *scheme = opt(o, "scheme"), *lmk = opt(o, "lmk");
+    const char *kblmk = opt(o, "lmk-keyblock");
+    bool aes_flag = opt(o, "aes") != NULL;
     check_all_used(o);
-    if (scheme && (strlen(scheme) != 1 || !strchr("ZUTXYA", scheme[0])))
-        die("--scheme must be Z, U, T, X, Y or A");
+    if (scheme && (strlen(scheme) != 1 || !strchr("ZUTXYAS", scheme[0])))
+        die("--scheme must be Z, U, T, X, Y, A or S");
+    if (scheme && scheme[0] == 'S' && !kblmk)
+        die("--scheme S needs --lmk-keyblock FILE");
     struct hsm *h = NULL;
     if (hsm_new(&h, 8) != 0)
         die("cannot initialise the HSM library");
     char err[256] = "";
     if (lmk && hsm_lmk_load(h, lmk, err, sizeof err) != 0)
         die("%s", err);
-    char text[64];
+    if (kblmk && hsm_lmk_keyblock_load(h, kblmk, err, sizeof err) != 0)
+        die("%s", err);
+    char text[256];
     uint8_t kcv[8];
     int rc;
     if (!clearhex) {
@@ -623,7 +654,7 @@ static int cmd_key(struct opts *o)
     } else {
         uint8_t k[32];
         size_t n = hex_arg("clear", clearhex, k, sizeof k);
-        bool aes = (scheme && scheme[0] == 'A') || t == HSM_KT_BDK_AES;
+        bool aes = (scheme && scheme[0] == 'A') || t == HSM_KT_BDK_AES || aes_flag;
         if (!aes && !hsm_parity_check(k, n))
             die("--clear: the key does not have odd parity");
         enum hsm_scheme s = scheme    ? (enum hsm_scheme)scheme[0]
@@ -661,7 +692,7 @@ static const struct {
     { "pvv", " ", help_pvv, cmd_pvv },          { "ibm3624", " ", help_ibm, cmd_ibm },
     { "cvv", " ", help_cvv, cmd_cvv },          { "dukpt", " aes ", help_dukpt, cmd_dukpt },
     { "mac", " ", help_mac, cmd_mac },          { "emv", " ", help_emv, cmd_emv },
-    { "key", " ", help_key, cmd_key },          { "tr31", " ", help_tr31, cmd_tr31 },
+    { "key", " aes ", help_key, cmd_key },      { "tr31", " ", help_tr31, cmd_tr31 },
 };
 
 static void usage(FILE *f)

@@ -30,7 +30,7 @@ static int build_response(struct txn *t, bool mac)
     if (rc == 0)
         rc = iso_set(&m, 39, t->rc, 2);
     if (rc == 0 && strcmp(t->rc, "00") == 0 && t->auth[0])
-        rc = iso_set(&m, 38, t->auth, 6);
+        rc = iso_set(&m, 38, t->auth, strlen(t->auth));
     if (rc == 0 && t->de54[0])
         rc = iso_set(&m, 54, t->de54, 40);
     if (rc == 0)

@@ -191,7 +191,11 @@ static void decision_op(struct txn *t)
     const struct sim_effects *e = &t->eff;
     memcpy(t->rc, e->rc, 3);
     t->auth[0] = '\0';
-    if (strcmp(e->rc, "00") == 0) {
+    if (t->is_advice) {
+        /* The approval is the switch's: its code is recorded (and echoed), none is drawn. */
+        if (strcmp(e->rc, "00") == 0)
+            memcpy(t->auth, t->advice_auth, sizeof t->auth);
+    } else if (strcmp(e->rc, "00") == 0) {
         at_put_digits(t->auth, 6, ++t->iss->auth_seq);
         t->auth[6] = '\0';
     }
@@ -220,6 +224,7 @@ static void decision_op(struct txn *t)
         .month_debit_minor = e->month_debit_minor,
         .month_credit_minor = e->month_credit_minor,
         .parent_key = t->is_increment ? t->orig_key : NULL,
+        .advice = t->is_advice,
     };
 }
 

@@ -228,6 +228,52 @@ int sim_decide(const struct sim_wallet *w, const struct sim_request *r, struct s
     return SIM_DECIDED;
 }
 
+int sim_decide_advice(const struct sim_wallet *w, const struct sim_request *r,
+                      struct sim_effects *eff)
+{
+    memset(eff, 0, sizeof *eff);
+    eff->pin_tries = -1;
+    const char *bad = sim_check_request(r);
+    if (bad) {
+        set_rc(eff, bad);
+        return SIM_DECIDED;
+    }
+    if (!w) {
+        set_rc(eff, "14");
+        return SIM_DECIDED;
+    }
+    if (r->currency != w->currency) {
+        set_rc(eff, "57");
+        return SIM_DECIDED;
+    }
+    /* The switch approved it: no status, expiry, limit or funds check; the counters still count
+     * it, so that the day's ordinary requests see what the stand-in spent. */
+    int64_t amt = r->amount_minor;
+    struct usage u;
+    current_usage(w, r, &u);
+    set_rc(eff, "00");
+    if (sim_pcode_is_inquiry(r->pcode))
+        return SIM_DECIDED;
+    if (sim_pcode_is_credit(r->pcode)) {
+        u.day_credit += amt;
+        u.month_credit += amt;
+        eff->ledger_minor = amt;
+    } else {
+        u.day += amt;
+        u.day_cash += r->pcode == 1 ? amt : 0;
+        u.day_count++;
+        u.month_debit += amt;
+        if (r->msg == SIM_MSG_AUTH)
+            eff->hold_minor = amt;
+        else
+            eff->ledger_minor = -amt;
+    }
+    if (eff->ledger_minor != 0)
+        eff->kind = ledger_kind(r->pcode);
+    record_usage(eff, r, &u);
+    return SIM_DECIDED;
+}
+
 static int put_amount(char *out, const char *type, int currency, int64_t v)
 {
     char sign = v < 0 ? 'D' : 'C';

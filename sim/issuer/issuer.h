@@ -82,6 +82,14 @@ const char *sim_check_request(const struct sim_request *r);
  * and the code below; every path sets eff->rc. */
 int sim_decide(const struct sim_wallet *w, const struct sim_request *r, struct sim_effects *eff);
 
+/* The effects of a stand-in advice from the switch (an 0120/0220 without DE 90: the switch
+ * approved it in the issuer's place). A forced post: the request's shape (12, 13), the card known
+ * (14) and the wallet's currency (57) are checked — those refuse it for good — and nothing else:
+ * no status, expiry, PIN, limit or funds check. 0120 (0100's advice): a hold; 0220: the ledger
+ * movement; the usage counters count it. Always SIM_DECIDED. docs/issuer-sim.md "Advices". */
+int sim_decide_advice(const struct sim_wallet *w, const struct sim_request *r,
+                      struct sim_effects *eff);
+
 /* True for processing codes that move money out of the wallet (00, 01, 09, 10). */
 bool sim_pcode_is_debit(int pcode);
 /* True for 20 (refund) and 26 (OCT). */

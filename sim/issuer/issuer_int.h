@@ -68,6 +68,10 @@ struct txn {
     /* Pre-authorization (validate.c, docs/issuer-sim.md): an 0220/0221 completion or an
      * incremental 0100/0101, each naming the pre-auth in DE 90 (its request key in orig_key). */
     bool is_completion, is_increment;
+    /* A stand-in advice (0120/0121/0220/0221 without DE 90): the switch's approval code (DE 38)
+     * and its decision's DE 39. */
+    bool is_advice;
+    char advice_auth[7], advice_rc[3];
     int retries;
     /* the decision or reversal to apply (its strings point into this txn) and its batch */
     struct db_wallet_op op;

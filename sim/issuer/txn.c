@@ -69,8 +69,9 @@ struct txn *txn_get(struct iss *s, struct conn *c)
     strcpy(t->pan_masked, "-");
     t->amount = -1;
     t->currency = -1;
-    t->is_reversal = t->is_inquiry = t->have_wallet = t->has_bal = false;
+    t->is_reversal = t->is_inquiry = t->have_wallet = t->has_bal = t->is_advice = false;
     t->is_completion = t->is_increment = false;
+    t->advice_auth[0] = t->advice_rc[0] = '\0';
     t->retries = 0;
     t->rc[0] = t->auth[0] = t->de54[0] = '\0';
     strcpy(t->outcome, "new");
@@ -145,11 +146,15 @@ void txn_begin(struct txn *t)
 {
     t->is_reversal = !strcmp(t->mti, "0420") || !strcmp(t->mti, "0421");
     /* 0101 / 0201 repeats are the same request again: the request key makes them harmless. */
-    bool known = t->is_reversal || !strcmp(t->mti, "0100") || !strcmp(t->mti, "0200") ||
-                 !strcmp(t->mti, "0101") || !strcmp(t->mti, "0201");
-    /* 0220/0221: a pre-auth completion (DE 90 names the pre-auth; validate.c checks it). */
-    t->is_completion = !strcmp(t->mti, "0220") || !strcmp(t->mti, "0221");
-    known = known || t->is_completion;
+    /* An 0120/0220 the switch generated for a stand-in decision carries no DE 90; an acquirer's
+     * 0220 completion names its pre-authorization there (docs/issuer-sim.md "Advices" and
+     * "Pre-authorization"; validate.c checks DE 90). */
+    t->is_advice = (!strcmp(t->mti, "0120") || !strcmp(t->mti, "0121") || !strcmp(t->mti, "0220") ||
+                    !strcmp(t->mti, "0221")) &&
+                   !iso_has(&t->req, 90);
+    t->is_completion = (!strcmp(t->mti, "0220") || !strcmp(t->mti, "0221")) && !t->is_advice;
+    bool known = t->is_reversal || t->is_advice || t->is_completion || !strcmp(t->mti, "0100") ||
+                 !strcmp(t->mti, "0200") || !strcmp(t->mti, "0101") || !strcmp(t->mti, "0201");
     /* The MAC is the last field: DE 128 with a secondary bitmap, else DE 64. */
     struct isonet_mac at;
     if (isonet_mac_locate(t->iss->dialect, &t->req, t->len, &at) != 0) {
@@ -264,6 +269,11 @@ void txn_load(struct txn *t)
 
 void txn_decide(struct txn *t)
 {
+    if (t->is_advice) {
+        (void)sim_decide_advice(t->have_wallet ? &t->w : NULL, &t->r, &t->eff);
+        txn_apply(t);
+        return;
+    }
     if (t->is_completion) { /* wallet.sim_complete decides: the money was reserved already */
         txn_apply(t);
         return;

@@ -122,10 +122,15 @@ const char *txn_validate(struct txn *t)
         return "30";
     if (t->is_reversal)
         return original_key(t, tid) ? NULL : "30";
+    /* An advice names the switch's stand-in approval (DE 38) and decision (DE 39). */
+    if (t->is_advice &&
+        (!field_str(m, 38, 1, 6, t->advice_auth) || !field_str(m, 39, 2, 2, t->advice_rc) ||
+         !at_is_digits(t->advice_rc, 1, SIZE_MAX)))
+        return "30";
     /* Pre-authorization: DE 90 names the pre-auth (its acquirer, STAN and DE 7 as the issuer
-     * saw them, with this request's DE 41). An 0220 without DE 90 is not a completion (a
-     * stand-in advice carries none: not this issuer's yet) → 12; an 0100 with one is an
-     * incremental authorization; a completion captures a debit. */
+     * saw them, with this request's DE 41). An 0220 without DE 90 is a stand-in advice (txn.c),
+     * never a completion; an 0100 with one is an incremental authorization; a completion
+     * captures a debit. */
     struct isonet_de90 o;
     int de90 = isonet_de90_get(m, &o);
     if (de90 < 0)

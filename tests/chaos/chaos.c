@@ -50,6 +50,7 @@ struct chaos {
     unsigned duration_s; /* load per scenario (short) or per round (long) */
     unsigned rounds;     /* long mode */
     const char *only;    /* --scenario NAME */
+    bool stand_in;       /* --stand-in: WALLET1 decides in stand-in (docs/switchd.md) */
     char dir[256];
     struct dbt_cluster pg; /* the suite's own */
     unsigned ran, failed;
@@ -97,22 +98,26 @@ static void until(double t0, double at)
 
 /* ---------------------------------------------------------------- the stack */
 
-static char flood_conf[512];
+static char flood_conf[640];
+
 static uint16_t flood_port;
 
 static int stack_up(struct stack *s)
 {
     flood_port = ts_free_port();
     snprintf(flood_conf, sizeof flood_conf,
-             "[listener flood]\naddress = 127.0.0.1:%u\nmax_connections = 4000\n"
+             "%s[listener flood]\naddress = 127.0.0.1:%u\nmax_connections = 4000\n"
              "max_connections_per_address = 0\nframe_timeout_ms = 60000\n",
-             flood_port);
+             C.stand_in ? "stand_in = on\n" : "", flood_port); /* into [issuer WALLET1] */
     struct stack_opts o = { .issuer = true,
                             .issuer_timeout_ms = 1500,
                             .wallets = LOAD_CARDS,
                             .extra_conf = flood_conf,
                             .fx_rates = "fx/demo-rates.csv" };
     if (stack_start(s, &o) != 0 || stack_seed_load_terminals(s, 4) != 0)
+        return -1;
+    /* --stand-in: rules generous enough that stand-in approves what the issuer would. */
+    if (C.stand_in && stack_stand_in_rules(s, "{00,01,09}", 1000000, 100000000) != 0)
         return -1;
     return 0;
 }
@@ -541,20 +546,27 @@ static const struct scenario scenarios[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: chaos [--long] [--seed N] [--rounds N] [--duration S] [--rate R]\n"
-               "             [--scenario NAME]\n"
-               "Short mode: every scenario once (switch_kill, pg_restart, outage_sigterm,\n"
-               "issuer_hsm_kill, repeats, flood), each reconciled. Long mode: --rounds rounds of\n"
-               "--duration seconds of load with faults at random times drawn from --seed.\n");
+    fprintf(f,
+            "usage: chaos [--long] [--seed N] [--rounds N] [--duration S] [--rate R]\n"
+            "             [--scenario NAME] [--stand-in]\n"
+            "Short mode: every scenario once (switch_kill, pg_restart, outage_sigterm,\n"
+            "issuer_hsm_kill, repeats, flood), each reconciled. Long mode: --rounds rounds of\n"
+            "--duration seconds of load with faults at random times drawn from --seed.\n"
+            "--stand-in: the issuer's outages are decided in stand-in (WALLET1 stand_in = on).\n");
 }
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "long", no_argument, NULL, 'l' },         { "seed", required_argument, NULL, 's' },
-        { "rounds", required_argument, NULL, 'r' }, { "duration", required_argument, NULL, 'd' },
-        { "rate", required_argument, NULL, 'R' },   { "scenario", required_argument, NULL, 'S' },
-        { "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
+        { "long", no_argument, NULL, 'l' },
+        { "seed", required_argument, NULL, 's' },
+        { "rounds", required_argument, NULL, 'r' },
+        { "duration", required_argument, NULL, 'd' },
+        { "rate", required_argument, NULL, 'R' },
+        { "scenario", required_argument, NULL, 'S' },
+        { "stand-in", no_argument, NULL, 'I' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
     };
     C.seed = (uint64_t)time(NULL);
     C.rate = 80;
@@ -582,6 +594,9 @@ int main(int argc, char **argv)
             break;
         case 'S':
             C.only = optarg;
+            break;
+        case 'I':
+            C.stand_in = true;
             break;
         case 'h':
             usage(stdout);

@@ -727,6 +727,27 @@ int stack_exec(struct stack *s, const char *sql)
     return rc;
 }
 
+int stack_stand_in_rules(struct stack *s, const char *pcodes, long long max_txn, long long max_day)
+{
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv) VALUES"
+             " ('WALLET1.PVK', 'PVK', 'TDES-2KEY', '%s', '08D7B4') ON CONFLICT DO NOTHING;"
+             "INSERT INTO switch.stand_in_rules (issuer_id, processing_codes, max_amount_minor,"
+             " max_daily_minor, verify_pin, pvk_key_id, decimalization_table) VALUES ('WALLET1',"
+             " '%s', %lld, %lld, true, 'WALLET1.PVK', '0123456789012345');"
+             "INSERT INTO switch.negative_file (issuer_id, pan_hmac, status)"
+             " SELECT 'WALLET1', pan_hmac, status FROM wallet.wallets WHERE status <> 'active';"
+             "INSERT INTO switch.stand_in_pvv (issuer_id, pan_hmac, pvki, pvv)"
+             " SELECT 'WALLET1', pan_hmac, pvki, pvv FROM wallet.wallets WHERE pin_method = 'pvv';"
+             "INSERT INTO switch.stand_in_pin_offset (issuer_id, pan_hmac, pin_offset)"
+             " SELECT 'WALLET1', pan_hmac, pin_offset FROM wallet.wallets"
+             " WHERE pin_method = 'ibm3624';",
+             "U1750CDFB0757D3B3994430636DBB281B" /* issuer-sim's SIM_LAB_PVK_LMK */, pcodes,
+             max_txn, max_day);
+    return stack_exec(s, sql);
+}
+
 int stack_exec_file(struct stack *s, const char *path)
 {
     char *sql = ts_read_file(path, 0, NULL);
@@ -741,8 +762,10 @@ int stack_exec_file(struct stack *s, const char *path)
 
 int stack_settle(struct stack *s, int timeout_ms)
 {
-    static const char pending[] = "SELECT count(*) FROM switch.reversal_queue"
-                                  " WHERE state = 'pending'",
+    /* Reversals, and stand-in advices and their reversals (docs/switchd.md "Advices"). */
+    static const char pending[] = "SELECT (SELECT count(*) FROM switch.reversal_queue"
+                                  " WHERE state = 'pending') + (SELECT count(*) FROM"
+                                  " switch.advice_queue WHERE state = 'pending')",
                       inflight[] = "SELECT count(*) FROM switch.inflight";
     for (int waited = 0; waited <= timeout_ms; waited += 100) {
         if (stack_scalar(s, pending) == 0 && stack_scalar(s, inflight) == 0)
@@ -750,7 +773,7 @@ int stack_settle(struct stack *s, int timeout_ms)
         usleep(100000);
     }
     fprintf(stderr,
-            "stack: not settled after %d ms: %lld reversals pending, %lld requests in"
+            "stack: not settled after %d ms: %lld reversals and advices pending, %lld requests in"
             " flight\n",
             timeout_ms, stack_scalar(s, pending), stack_scalar(s, inflight));
     return -1;

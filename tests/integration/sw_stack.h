@@ -130,6 +130,13 @@ const char *stack_rows_sql(const char *table, const char *term, const struct sim
 int stack_exec(struct stack *s, const char *sql);
 /* stack_exec of the contents of the file at path. */
 int stack_exec_file(struct stack *s, const char *path);
+/* WALLET1's stand-in rules (docs/switchd.md "Stand-in"; its [issuer] section also needs
+ * stand_in = on, e.g. in .extra_conf): processing codes pcodes (e.g. "{00,01}"), at most max_txn
+ * a transaction and max_day a card a business day (billing currency), the PIN verified with the
+ * lab PVK issuer-sim holds (under the LMK); the issuer's non-active cards (negative file), PVVs
+ * and IBM 3624 offsets published from the stack's wallets (the one-issuer stack: one database,
+ * one PAN key). 0, or -1 with the error printed. */
+int stack_stand_in_rules(struct stack *s, const char *pcodes, long long max_txn, long long max_day);
 /* Polls sql until it returns want (or timeout_ms passes). 0 when it did. */
 int stack_wait_scalar(struct stack *s, const char *sql, long long want, int timeout_ms);
 
@@ -185,8 +192,8 @@ void stack_fix_time(struct sim_txn *x);
  * DE 11 (and the same DE 7 when stack_fix_time fixed it). */
 void stack_repeat_of(struct sim_txn *x, const char *mti, const struct sim_sent *sent);
 
-/* Waits up to timeout_ms until the switch owes nothing: no reversal pending and nothing in
- * flight. 0, or -1 with what is left printed. */
+/* Waits up to timeout_ms until the switch owes nothing: no reversal, advice or advice reversal
+ * pending and nothing in flight. 0, or -1 with what is left printed. */
 int stack_settle(struct stack *s, int timeout_ms);
 
 /* GET path from 127.0.0.1:port over HTTP/1.0; the whole answer (status line, headers,

@@ -27,7 +27,7 @@ static const uint8_t ZPK[16] = { 0x1C, 0x1C, 0x1C, 0x1C, 0x1C, 0x1C, 0x1C, 0x1C,
 static const uint8_t ZAK[16] = { 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A,
                                  0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A };
 
-#define N_WALLETS 40
+#define N_WALLETS 46 /* 23..40: the batch test; 41..46: the advice tests */
 
 static struct {
     bool skip;
@@ -56,6 +56,7 @@ struct req {
     char stan[7];                  /* "" = next STAN */
     const char *de7;               /* NULL: 1126153000 */
     const char *de6, *de10, *de51; /* a converted request (docs/fx.md); NULL: absent */
+    const char *de38, *de39;       /* a stand-in advice's approval code and decision */
     bool bad_mac;
 };
 
@@ -99,6 +100,10 @@ static int build(struct req *r, uint8_t *out, size_t cap)
         rc |= iso_set_str(&m, 14, r->expiry);
     rc |= iso_set_str(&m, 32, "100001");
     rc |= iso_set_str(&m, 37, "633012345678");
+    if (r->de38)
+        rc |= iso_set_str(&m, 38, r->de38);
+    if (r->de39)
+        rc |= iso_set_str(&m, 39, r->de39);
     rc |= iso_set_str(&m, 41, r->tid ? r->tid : "TERM0001");
     rc |= iso_set_str(&m, 49, r->ccy ? r->ccy : "504");
     if (r->de51)
@@ -289,7 +294,7 @@ static int setup(void **st)
     const char *dir = ts_tmpdir("issuer");
     char seed_out[300];
     snprintf(seed_out, sizeof seed_out, "%s/seed.out", dir);
-    const char *sargs[] = { "seed", "--wallets", "40", "--db", F.conninfo, NULL };
+    const char *sargs[] = { "seed", "--wallets", "46", "--db", F.conninfo, NULL };
     pid_t sp = ts_spawn("issuer-sim", sargs, seed_out);
     int status;
     if (sp < 0 || waitpid(sp, &status, 0) != sp || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
@@ -918,7 +923,7 @@ static void expect_sqlstate(const char *sql, const char *state)
     PQclear(r);
 }
 
-enum { BATCH_FIRST = 23, BATCH_N = N_WALLETS - BATCH_FIRST + 1 }; /* wallets no other test uses */
+enum { BATCH_FIRST = 23, BATCH_N = 18 }; /* wallets 23..40: no other test uses them */
 
 /* Sends one 0200 per wallet BATCH_FIRST.., all at once on links of their own, and reads every
  * answer into rcs. The request for wallet fail_index (0: none) carries STAN 777777. */
@@ -964,9 +969,10 @@ static void test_decisions_committed_in_batches(void **st)
         assert_int_equal(balance(BATCH_FIRST + i), b[i] - 100);
     }
     long long txns = q("SELECT count(DISTINCT xmin::text) FROM wallet.requests "
-                       "WHERE wallet_id >= %d",
-                       BATCH_FIRST);
-    assert_int_equal(q("SELECT count(*) FROM wallet.requests WHERE wallet_id >= %d", BATCH_FIRST),
+                       "WHERE wallet_id BETWEEN %d AND %d",
+                       BATCH_FIRST, BATCH_FIRST + BATCH_N - 1);
+    assert_int_equal(q("SELECT count(*) FROM wallet.requests WHERE wallet_id BETWEEN %d AND %d",
+                       BATCH_FIRST, BATCH_FIRST + BATCH_N - 1),
                      BATCH_N);
     print_message("%d requests applied by %lld transactions\n", BATCH_N, txns);
     assert_true(txns >= 1 && txns < BATCH_N);
@@ -1096,6 +1102,137 @@ static void test_log_masked(void **st)
     assert_false(ts_file_contains(F.log_path, "4890019999999997"));
 }
 
+/* ---------------------------------------------------------------- stand-in advices */
+
+/* The switch's advice of a stand-in approval of wallet w: an 0120 (auth) or 0220, DE 38 its
+ * approval code, DE 39 00, no DE 90. */
+static struct req advice_of(unsigned w, const char *mti, long long amount, const char *code)
+{
+    return (struct req){ .mti = mti,
+                         .pcode = "000000",
+                         .pan = pan_of(w),
+                         .amount = amount,
+                         .ccy = ccy_of(w),
+                         .de38 = code,
+                         .de39 = "00" };
+}
+
+/* A forced post: applied whatever the funds (the wallet goes below zero only this way, and it is
+ * recorded), exactly once (the 0221 repeat is acknowledged again, nothing applied again), and
+ * the wallet then refuses ordinary debits until it is covered; the advice's reversal restores it
+ * all. */
+static void test_advice_forced_post_exactly_once(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long b = balance(41);
+    struct req a = advice_of(41, "0220", b + 500, "S00041");
+    struct resp s;
+    xact(&a, &s);
+    assert_string_equal(s.mti, "0230");
+    assert_string_equal(s.rc, "00");
+    assert_string_equal(s.auth, "S00041");
+    assert_int_equal(balance(41), -500);
+    assert_int_equal(q("SELECT forced_minor FROM wallet.wallets WHERE wallet_id = 41"), 500);
+    assert_int_equal(q("SELECT shortfall_minor FROM wallet.advices WHERE wallet_id = 41"
+                       " AND kind = 'debit' AND auth_code = 'S00041'"),
+                     500);
+    assert_invariants();
+    /* the repeat: same STAN and DE 7, MTI 0221 */
+    struct req rep = a;
+    rep.mti = "0221";
+    xact(&rep, &s);
+    assert_string_equal(s.mti, "0230");
+    assert_string_equal(s.rc, "00");
+    assert_int_equal(balance(41), -500);
+    assert_int_equal(q("SELECT count(*) FROM wallet.ledger WHERE wallet_id = 41 AND"
+                       " kind <> 'opening'"),
+                     1);
+    /* an ordinary debit cannot take it lower */
+    struct req p = {
+        .mti = "0200", .pcode = "000000", .pan = pan_of(41), .amount = 1, .ccy = ccy_of(41)
+    };
+    xact(&p, &s);
+    assert_string_equal(s.rc, "51");
+    assert_int_equal(balance(41), -500);
+    /* the advice's reversal (a withdrawn stand-in approval) nets it to zero */
+    char de90[43];
+    struct req v = reversal_of(&a, de90);
+    xact(&v, &s);
+    assert_string_equal(s.rc, "00");
+    assert_int_equal(balance(41), b);
+    assert_int_equal(q("SELECT forced_minor FROM wallet.wallets WHERE wallet_id = 41"), 0);
+    assert_invariants();
+}
+
+/* An 0120 (the advice of an 0100) places a hold, even beyond the available funds; its reversal
+ * releases it. */
+static void test_advice_hold(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long b = balance(42);
+    struct req a = advice_of(42, "0120", b + 100, "S00042");
+    struct resp s;
+    xact(&a, &s);
+    assert_string_equal(s.mti, "0130");
+    assert_string_equal(s.rc, "00");
+    assert_int_equal(balance(42), b);
+    assert_int_equal(held(42), b + 100);
+    assert_invariants();
+    char de90[43];
+    struct req v = reversal_of(&a, de90);
+    xact(&v, &s);
+    assert_string_equal(s.rc, "00");
+    assert_int_equal(held(42), 0);
+    assert_int_equal(q("SELECT forced_minor FROM wallet.wallets WHERE wallet_id = 42"), 0);
+    assert_invariants();
+}
+
+/* The reversal of an advice that reached the issuer first: the advice is acknowledged (00) and
+ * not applied, also when repeated. Whatever the order, a withdrawn stand-in nets to zero. */
+static void test_advice_after_its_reversal(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long b = balance(43);
+    struct req a = advice_of(43, "0220", 700, "S00043");
+    next_stan(&a);
+    char de90[43];
+    struct req v = reversal_of(&a, de90);
+    struct resp s;
+    xact(&v, &s);
+    assert_string_equal(s.rc, "00");
+    xact(&a, &s);
+    assert_string_equal(s.mti, "0230");
+    assert_string_equal(s.rc, "00");
+    a.mti = "0221";
+    xact(&a, &s);
+    assert_string_equal(s.rc, "00");
+    assert_int_equal(balance(43), b);
+    assert_int_equal(q("SELECT count(*) FROM wallet.advices WHERE wallet_id = 43"), 0);
+    assert_invariants();
+}
+
+/* An advice must name its stand-in approval (DE 38) and decision (DE 39): 30 without; one for a
+ * card the issuer does not know is refused for good (14). */
+static void test_advice_refusals(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    long long b = balance(44);
+    struct req a = advice_of(44, "0220", 100, NULL);
+    struct resp s;
+    xact(&a, &s);
+    assert_string_equal(s.mti, "0230");
+    assert_string_equal(s.rc, "30");
+    struct req u = advice_of(44, "0220", 100, "S00044");
+    u.pan = "4000009999999999";
+    xact(&u, &s);
+    assert_string_equal(s.rc, "14");
+    assert_int_equal(balance(44), b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1119,6 +1256,10 @@ int main(void)
         cmocka_unit_test(test_wallet_rules_enforced),
         cmocka_unit_test(test_kyc_tier_limits),
         cmocka_unit_test(test_log_masked),
+        cmocka_unit_test(test_advice_forced_post_exactly_once),
+        cmocka_unit_test(test_advice_hold),
+        cmocka_unit_test(test_advice_after_its_reversal),
+        cmocka_unit_test(test_advice_refusals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -181,6 +181,7 @@ static void test_contents(void **state)
         "usr/sbin/hsm-sim",
         "usr/sbin/issuer-sim",
         "usr/bin/atlas-db",
+        "usr/bin/atlas-keys",
         "usr/bin/atlas-fx",
         "usr/bin/atlas-settle",
         "usr/bin/atlas-reconcile",

@@ -64,6 +64,28 @@ static void test_parse_txn(void **state)
     assert_non_null(strstr(line, "4.1ms"));
 }
 
+/* A stand-in decision (switchd's "stand_in": true) is marked STIP before its MTI; other lines
+ * are not. */
+static void test_stand_in_marked(void **state)
+{
+    (void)state;
+    struct con_event ev =
+        parse_ok("{\"ts\":\"2026-11-26T15:44:41.956772Z\",\"level\":\"info\",\"prog\":\"switchd\","
+                 "\"event\":\"txn\",\"terminal\":\"TERM0001\",\"mti\":\"0200\",\"proc\":\"000000\","
+                 "\"amount\":\"000000002500\",\"currency\":\"504\",\"pan\":\"489001******0012\","
+                 "\"rc\":\"00\",\"auth_code\":\"S00042\",\"outcome\":\"approved\",\"lat_us\":4123,"
+                 "\"stand_in\":true}");
+    assert_true(ev.stand_in);
+    assert_string_equal(ev.extra, "");
+    char line[1024];
+    con_format_event(&ev, line, sizeof line);
+    assert_non_null(strstr(line, "15:44:41.956 STIP 0200 purchase TERM0001"));
+    ev = parse_ok(TXN_LINE);
+    assert_false(ev.stand_in);
+    con_format_event(&ev, line, sizeof line);
+    assert_null(strstr(line, "STIP"));
+}
+
 static void test_parse_other_events(void **state)
 {
     struct con_event ev =
@@ -569,12 +591,19 @@ static void test_line_splitter(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_txn),       cmocka_unit_test(test_parse_other_events),
-        cmocka_unit_test(test_parse_malformed), cmocka_unit_test(test_parse_hostile_strings),
-        cmocka_unit_test(test_parse_time),      cmocka_unit_test(test_tables_and_formats),
-        cmocka_unit_test(test_filters),         cmocka_unit_test(test_rolling_window),
-        cmocka_unit_test(test_status_line),     cmocka_unit_test(test_summary),
-        cmocka_unit_test(test_line_splitter),   cmocka_unit_test(test_metrics_parse),
+        cmocka_unit_test(test_parse_txn),
+        cmocka_unit_test(test_stand_in_marked),
+        cmocka_unit_test(test_parse_other_events),
+        cmocka_unit_test(test_parse_malformed),
+        cmocka_unit_test(test_parse_hostile_strings),
+        cmocka_unit_test(test_parse_time),
+        cmocka_unit_test(test_tables_and_formats),
+        cmocka_unit_test(test_filters),
+        cmocka_unit_test(test_rolling_window),
+        cmocka_unit_test(test_status_line),
+        cmocka_unit_test(test_summary),
+        cmocka_unit_test(test_line_splitter),
+        cmocka_unit_test(test_metrics_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -415,6 +415,15 @@ static void test_cli_tr31(void **state)
            "88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6", "--block",
            "D0112P0AE00E0000B82679114F470F540165EDFBF7E250FCEA43F810D215F8D207E2E417C07156A27E8"
            "E31DA05F7425509593D03A457DC34");
+    /* wrapping with the published pad re-makes the published blocks (B and D) */
+    EXPECT("B0080P0TE00E000094B420079CC80BA3461F86FE26EFC4A3B8E4FA4C5F5341176EED7B727B8A248E",
+           "tr31", "--kbpk", "DD7515F2BFC17F85CE48F3CA25CB21F6", "--header", "B0000P0TE00E0000",
+           "--key", "3F419E1CB7079442AA37474C2EFBF8B8", "--pad", "1C2965473CE2");
+    EXPECT("D0112P0AE00E0000B82679114F470F540165EDFBF7E250FCEA43F810D215F8D207E2E417C07156A27E8"
+           "E31DA05F7425509593D03A457DC34",
+           "tr31", "--kbpk", "88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6",
+           "--header", "D0000P0AE00E0000", "--key", "3F419E1CB7079442AA37474C2EFBF8B8", "--pad",
+           "1C2965473CE206BB855B01533782");
 }
 
 /* ---------------------------------------------------------------- key, help, errors */
@@ -430,6 +439,23 @@ static void test_cli_key(void **state)
     l = LINE("key", "--type", "ZMK", "--scheme", "T");
     assert_int_equal(l[0], 'T');
     assert_int_equal(strlen(l), 49 + 1 + 6);
+    /* scheme S: a TR-31 version D block under a key-block LMK; the TPK of payShield's BU pair
+     * keeps its KCV (0035BB); an AES TAK gets usage M6 */
+    char lmk[] = "/tmp/test_hsmtool_kblmk.XXXXXX";
+    int fd = mkstemp(lmk);
+    assert_true(fd >= 0);
+    const char *line = "000102030405060708090A0B0C0D0E0F\n";
+    assert_true(write(fd, line, strlen(line)) == (ssize_t)strlen(line));
+    close(fd);
+    l = LINE("key", "--type", "TPK", "--clear", "0B681FC20E62C7340B681FC20E62C734", "--scheme", "S",
+             "--lmk-keyblock", lmk);
+    assert_memory_equal(l, "SD", 2);
+    assert_memory_equal(l + 6, "P0TB00E0000", 11);
+    assert_string_equal(l + strlen(l) - 6, "0035BB");
+    l = LINE("key", "--type", "TAK", "--clear", "000102030405060708090A0B0C0D0E0F", "--aes",
+             "--scheme", "S", "--lmk-keyblock", lmk);
+    assert_memory_equal(l + 6, "M6AC00E0000", 11);
+    unlink(lmk);
 }
 
 static void expect_bad(const char *const *args)
@@ -450,6 +476,10 @@ static void test_cli_errors(void **state)
     BAD("kcv", "0123456789ABCDEG");
     BAD("kcv", "0123456789ABCDE");
     BAD("kcv");
+    BAD("key", "--type", "ZPK", "--scheme", "S"); /* S needs --lmk-keyblock */
+    BAD("tr31", "--kbpk", "DD7515F2BFC17F85CE48F3CA25CB21F6", "--header", "B0000Z9TE00E0000",
+        "--key", "3F419E1CB7079442AA37474C2EFBF8B8");
+    BAD("tr31", "--kbpk", "DD7515F2BFC17F85CE48F3CA25CB21F6", "--header", "B0000P0TE00E0000");
     BAD("pinblock", "encode", "--format", "2", "--pin", "1234", "--pan", "4111111111111111");
     BAD("pinblock", "encode", "--format", "0", "--pin", "123", "--pan", "4111111111111111");
     BAD("pinblock", "encode", "--format", "0", "--pin", "1234567890123", "--pan",

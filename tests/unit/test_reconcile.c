@@ -563,6 +563,105 @@ static void test_rules(void **state)
     rc_ctx_free(&c);
 }
 
+/* Stand-in approvals (auth code S + 5 digits) stand at the issuer through their advices: an
+ * acknowledged advice is checked like any approval, a missing, refused or pending one is named;
+ * a stand-in reversed through the advice queue nets to zero; an advice with no journal row must
+ * be reversed. */
+static void test_stand_in_rules(void **state)
+{
+    (void)state;
+    struct rc_ctx c;
+    assert_int_equal(rc_ctx_init(&c), 0);
+    struct rc_wallet *w = rc_wallet_get(&c, 1);
+    assert_non_null(w);
+    w->currency = 504;
+    struct rc_sw s = journal_row("000011", "000111", "approved", RC_REV_NONE); /* advice acked */
+    strcpy(s.auth, "S00011");
+    s.advice = RC_REV_ACKED;
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000111", -2500, 0);
+    s = journal_row("000012", "000112", "approved", RC_REV_NONE); /* no advice at all */
+    strcpy(s.auth, "S00012");
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    s = journal_row("000013", "000113", "approved", RC_REV_NONE); /* refused: 14 */
+    strcpy(s.auth, "S00013");
+    s.advice = RC_REV_FAILED;
+    strcpy(s.advice_rc, "14");
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    s = journal_row("000014", "000114", "approved", RC_REV_NONE); /* pending, not applied yet */
+    strcpy(s.auth, "S00014");
+    s.advice = RC_REV_PENDING;
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    s = journal_row("000015", "000115", "approved", RC_REV_ACKED); /* withdrawn: nets to zero */
+    strcpy(s.auth, "S00015");
+    s.advice = RC_REV_ACKED;
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000115", -2500, 2500);
+    s = journal_row("000016", "000116", "approved", RC_REV_NONE); /* no journal row, reversed */
+    s.src = RC_SRC_ADVICE;
+    strcpy(s.auth, "S00016");
+    s.advice = RC_REV_ACKED;
+    s.rev = RC_REV_ACKED;
+    strcpy(s.rev_reason, "recovery");
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000116", -2500, 2500);
+    s = journal_row("000017", "000117", "approved", RC_REV_NONE); /* no journal row, applied */
+    s.src = RC_SRC_ADVICE;
+    strcpy(s.auth, "S00017");
+    s.advice = RC_REV_ACKED;
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000117", -2500, 0);
+    /* a stand-in after a timeout: the forwarded request (another issuer STAN) was applied and
+     * reversed — nothing stands of it, and the journal row it shares is the stand-in's */
+    s = journal_row("000011", "000118", "approved", RC_REV_ACKED);
+    s.src = RC_SRC_REVERSAL;
+    s.replaced = true;
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000118", -2500, 2500);
+    assert_int_equal(rc_attribute(&c, NULL, NULL), 0);
+    assert_int_equal(rc_run(&c), 0);
+    assert_int_equal(c.st.stand_ins, 5);
+    assert_int_equal(c.st.orphan_advices, 2);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, "stand-in approval without an advice"), 1);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER,
+                           "advice of a stand-in approval refused by the issuer "
+                           "(last rc 14)"),
+                     1);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, "advice not yet acknowledged"), 1);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL,
+                           "advice of a stand-in approval the journal does "
+                           "not have, not reversed"),
+                     1);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, "did not approve"), 1); /* 000017 */
+    /* 000012 (no advice) is also "issuer does not have the approval's effect" */
+    assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, "issuer does not have"), 1);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL_ISSUER, NULL), 5);
+    assert_int_equal(c.st.replaced_reversals, 1);
+    assert_int_equal(count(&c, RC_CHK_JOURNAL, "reversal queued for a request the journal"), 0);
+    assert_int_equal(count(&c, RC_CHK_ISSUER_UNKNOWN, NULL), 0);
+    /* The pending advice leaves its whole effect open (the issuer has yet to move -2500:
+     * issuer - switch = +2500 pending), not as a difference. */
+    assert_int_equal(c.ccy[0].m.pending, 2500);
+    rc_ctx_free(&c);
+
+    /* --allow-pending: a pending advice, applied or not yet, is no mismatch. */
+    assert_int_equal(rc_ctx_init(&c), 0);
+    c.allow_pending = true;
+    s = journal_row("000021", "000121", "approved", RC_REV_NONE);
+    strcpy(s.auth, "S00021");
+    s.advice = RC_REV_PENDING;
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    book(&c, "000121", -2500, 0);
+    s = journal_row("000022", "000122", "approved", RC_REV_NONE);
+    strcpy(s.auth, "S00022");
+    s.advice = RC_REV_PENDING;
+    assert_true(rc_add_sw(&c, &s) >= 0);
+    rc_attribute(&c, NULL, NULL);
+    assert_int_equal(rc_run(&c), 0);
+    assert_int_equal(c.nmm, 0);
+    rc_ctx_free(&c);
+}
+
 /* A pre-auth's row (class 010) or a completion's (022) naming the pre-auth of STAN orig. */
 static struct rc_sw preauth_row(const char *stan, const char *istan, const char *cls,
                                 const char *orig, int64_t amount, enum rc_rev rev)
@@ -1100,6 +1199,7 @@ int main(void)
         cmocka_unit_test(test_full_effect),
         cmocka_unit_test(test_rules),
         cmocka_unit_test(test_preauth_rules),
+        cmocka_unit_test(test_stand_in_rules),
         cmocka_unit_test(test_record_rules),
         cmocka_unit_test(test_transfer_lines),
         cmocka_unit_test(test_transfer_lines_malformed),

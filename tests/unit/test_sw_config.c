@@ -82,6 +82,20 @@ static void test_sections(void **state)
     assert_string_equal(c.issuers[0].name, "WALLET1");
     assert_int_equal(c.issuers[0].timeout_ms, 1500);
     assert_int_equal(c.issuers[1].timeout_ms, 5000);
+    /* Stand-in and the per-MTI timeouts: off and 0 (= timeout_ms) unless set. */
+    assert_false(c.issuers[0].stand_in);
+    assert_int_equal(c.issuers[0].timeout_ms_0100, 0);
+    assert_int_equal(c.issuers[0].timeout_ms_cash, 0);
+    assert_int_equal(load_text("[issuer WALLET1]\ntimeout_ms = 10000\ntimeout_ms.0100 = 8000\n"
+                               "timeout_ms.0200 = 10000\ntimeout_ms.cash = 25000\nstand_in = on\n",
+                               &c, err, sizeof err),
+                     0);
+    assert_true(c.issuers[0].stand_in);
+    assert_int_equal(c.issuers[0].timeout_ms_0100, 8000);
+    assert_int_equal(c.issuers[0].timeout_ms_0200, 10000);
+    assert_int_equal(c.issuers[0].timeout_ms_cash, 25000);
+    assert_int_not_equal(load_text("[issuer W]\ntimeout_ms.0300 = 1\n", &c, err, sizeof err), 0);
+    assert_non_null(strstr(err, "timeout_ms.0300"));
 }
 
 static void test_errors_name_the_culprit(void **state)
