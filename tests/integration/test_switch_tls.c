@@ -394,6 +394,22 @@ static void test_sighup_reload(void **state)
     tcli_close(&c);
 }
 
+/* hsm-sim and issuer-sim read their TLS files again on SIGHUP, keeping their connections:
+ * switchd's HSM pool and issuer link carry the next purchase without reconnecting. */
+static void test_simulators_reload(void **state)
+{
+    assert_int_equal(kill(S.hsm, SIGHUP), 0);
+    assert_int_equal(kill(S.issuer, SIGHUP), 0);
+    assert_true(ts_wait_file_contains(S.hsm_log, "\"event\":\"tls_reloaded\"", 5000));
+    assert_true(ts_wait_file_contains(S.issuer_log,
+                                      "\"event\":\"tls_reloaded\",\"endpoint\":\"links\"", 5000));
+    int ups = ts_file_lines_with(S.switch_log, "\"event\":\"hsm_conn_up\"");
+    struct sim_txn x;
+    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 18);
+    assert_string_equal(stack_rc(&S, "TERM0001", &x, NULL, NULL), "00");
+    assert_int_equal(ts_file_lines_with(S.switch_log, "\"event\":\"hsm_conn_up\""), ups);
+}
+
 /* acquirer-sim send over TLS (DUKPT terminal TERM0002 on the same listener). */
 static void test_acquirer_sim_send_over_tls(void **state)
 {
@@ -558,6 +574,7 @@ int main(void)
         cmocka_unit_test(test_garbage_on_tls_port),
         cmocka_unit_test(test_handshake_timeout),
         cmocka_unit_test(test_sighup_reload),
+        cmocka_unit_test(test_simulators_reload),
         cmocka_unit_test(test_acquirer_sim_send_over_tls),
         cmocka_unit_test(test_load_over_tls),
         cmocka_unit_test(test_metrics_over_https),
