@@ -24,6 +24,7 @@
 #define FLUSH_TIMEOUT_S      5
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define AT_TLS_LABEL_LEN     48
+#define TLS_COALESCE_MAX     16384 /* one TLS record */
 
 struct at_stream {
     struct bufferevent *bev;
@@ -446,7 +447,15 @@ static void run_send(evutil_socket_t fd, short what, void *ctx)
     struct at_stream *s = ctx;
     if (s->connecting || (s->closing && !s->flushing))
         return; /* sent once connected (on_event); a close without flush drops it */
-    if (!s->tls && at_bev_write_now(s->bev) == -1) {
+    if (s->tls) {
+        /* OpenSSL's bufferevent makes one TLS record, and one write(), per chunk of its
+         * output: make what this turn queued one chunk (up to a record) so that it leaves
+         * in one record and one syscall, as a plain stream's writev does. */
+        struct evbuffer *out = bufferevent_get_output(s->bev);
+        size_t n = evbuffer_get_length(out);
+        if (n > 0 && n <= TLS_COALESCE_MAX)
+            evbuffer_pullup(out, -1);
+    } else if (at_bev_write_now(s->bev) == -1) {
         char reason[96];
         snprintf(reason, sizeof reason, "socket error: %s", evutil_socket_error_to_string(errno));
         end_now(s, reason);
