@@ -665,8 +665,11 @@ int at_bev_write_now(struct bufferevent *bev)
     struct evbuffer *out = bufferevent_get_output(bev);
     if (evbuffer_get_length(out) == 0)
         return 0;
-    if (at_tls_bev_is_tls(bev))
+    if (at_tls_bev_is_tls(bev)) {
+        if (evbuffer_get_length(out) <= TLS_COALESCE_MAX)
+            evbuffer_pullup(out, -1); /* one TLS record and one write() for the batch */
         return bufferevent_enable(bev, EV_WRITE) == 0 ? 0 : (errno = ENOMEM, -1);
+    }
     int n;
     /* A socket bufferevent keeps the front of its output frozen so that only
      * its own write callback drains it; do here what that callback does. */

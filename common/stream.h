@@ -160,7 +160,8 @@ void at_stream_tls_session(const struct at_stream *s, char *out, size_t cap);
  * then ends the connection. Call it from the loop, not inside a callback
  * that may still add to the same output, or the writes are not coalesced.
  * A TLS bufferevent (tls.h) encrypts and writes by itself: for one, this
- * only makes sure EV_WRITE is enabled. */
+ * makes the output one chunk (up to a TLS record: one record, one write)
+ * and makes sure EV_WRITE is enabled. */
 __attribute__((warn_unused_result)) int at_bev_write_now(struct bufferevent *bev);
 
 #endif
