@@ -27,6 +27,8 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$(nproc)" >/dev/null
 
 mkdir -p var/log var/run var/spool
+# The lab CA and the certificates of the TLS terminal port 8585 (kept while they are valid).
+scripts/lab-certs.sh var/tls
 # Lab keys of the demo (README "The demo world"). Set your own in the environment for anything real.
 export ATLAS_PAN_HMAC_KEY=${ATLAS_PAN_HMAC_KEY:-000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F}
 export ATLAS_PAN_SEAL_KEY=${ATLAS_PAN_SEAL_KEY:-A0A1A2A3A4A5A6A7A8A9AAABACADAEAFB0B1B2B3B4B5B6B7B8B9BABBBCBDBEBF}
@@ -99,7 +101,7 @@ sleep 0.3
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # A port another stack holds (another checkout's ./run.sh) would answer for our daemon, which
 # cannot bind it, and the demo would go to that stack: refuse instead.
-for port in 1500 9100 9101 9102 9103 8583 8584 9583; do
+for port in 1500 9100 9101 9102 9103 8583 8584 8585 9583; do
   if port_open "$port"; then
     echo "run.sh: 127.0.0.1:$port is in use by another process (another ./run.sh?); stop it first" >&2
     exit 1
@@ -149,6 +151,8 @@ cat <<TXT
 Atlas is serving on loopback:
   terminals / acquirer hosts  127.0.0.1:8583  (ascii87, 2-byte length)
   POS terminals               127.0.0.1:8584  (bcd87, 2-byte length + TPDU)
+  terminals over TLS          127.0.0.1:8585  (as 8583 inside TLS 1.2/1.3, client certificate
+                              var/tls/terminal.crt of the lab CA var/tls/ca.crt: README)
   metrics and health          http://127.0.0.1:9583/metrics   http://127.0.0.1:9583/health
   hsm-sim 127.0.0.1:1500, PostgreSQL: $(db/pg.sh env | tr '\n' ' ' | sed "s/export //g")
   wallet issuers (issuer-sim; log var/log/issuer-ID.log, wallets in their own database):
@@ -161,6 +165,8 @@ Watch the switch live (another terminal): build/bin/atlas-console var/log/switch
 Send a transaction by hand (another terminal):
   build/bin/acquirer-sim send --type purchase --pan 4890010000000012 --pin 1234 --amount 25.00
   build/bin/acquirer-sim send --type transfer --pan 4890010000000012 --pin 1234 --amount 20.00 --to-msisdn +221770000029
+  build/bin/acquirer-sim --tls --ca var/tls/ca.crt --cert var/tls/terminal.crt --key var/tls/terminal.key \
+    --host 127.0.0.1:8585 send --type purchase --pan 4890010000000012 --pin 1234 --amount 5.00
 Change keys without stopping anything (docs/keys.md): an issuer's ZPK/ZAK, a terminal's TPK/TAK:
   build/bin/atlas-keys rotate --issuer WALLET1 && build/bin/atlas-keys list
   build/bin/acquirer-sim send --type keychange --terminal TERM0001

@@ -6,6 +6,8 @@
  * counted, never forwarded (its reversal was queued at the timeout). */
 #include "switchd.h"
 
+#include "swtls.h"
+
 #include "clock.h"
 #include "keyx.h"
 #include "fmt.h"
@@ -152,6 +154,14 @@ static void on_close(void *arg, struct at_stream *s, const char *reason)
     struct sw_link *l = arg;
     l->stream = NULL;
     l->echo_outstanding = false;
+    if (at_stream_tls_failure(s)) {
+        /* Every failed handshake (a link retries): the certificate is wrong. */
+        char ep[SW_NAME_LEN + 8];
+        snprintf(ep, sizeof ep, "issuer:%s", l->conf->name);
+        sw_tls_count_close(l->srv, ep, s);
+        at_log(AT_LOG_WARN, "issuer_tls_failed", AT_STR("issuer", l->conf->name),
+               AT_STR("reason", reason));
+    }
     set_state(l, SW_LINK_DOWN, reason);
     /* Requests already sent have an unknown outcome: answer them 91 now and
      * let store-and-forward reverse them. The txns remove themselves. */
@@ -277,7 +287,8 @@ static void link_connect(struct sw_link *l)
                                  .on_close = on_close };
     struct at_stream_limits lim = { .max_frame = l->conf->max_frame + ISO_FRAME_MAX_HEADER,
                                     .frames_per_wakeup = 256,
-                                    .max_output = 16u << 20 };
+                                    .max_output = 16u << 20,
+                                    .tls = l->tls /* NULL: plain TCP */ };
     set_state(l, SW_LINK_CONNECTING, "connecting");
     l->stream =
         at_stream_connect(l->srv->base, (struct sockaddr *)&l->addr, l->addrlen, &ops, l, &lim);
@@ -355,7 +366,9 @@ int sw_links_start(struct sw_server *srv)
         struct sw_link *l = &srv->links[i];
         const struct sw_issuer_conf *c = &srv->conf.issuers[i];
         const char *why;
+        struct at_tls *tls = l->tls; /* made by sw_tls_start, before the links */
         memset(l, 0, sizeof *l);
+        l->tls = tls;
         l->srv = srv;
         l->conf = c;
         l->dialect = iso_dialect_find(c->dialect);

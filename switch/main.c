@@ -12,6 +12,7 @@
 #include "log.h"
 #include "advice.h"
 #include "saf.h"
+#include "swtls.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -247,7 +248,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
             at_log(AT_LOG_INFO, "log_reopened");
             return;
         }
-        at_log(AT_LOG_INFO, "reload", AT_STR("what", "log reopened, reference data reloading"));
+        at_log(AT_LOG_INFO, "reload",
+               AT_STR("what", "log reopened, reference data reloading, TLS files read again"));
+        sw_tls_reload(srv); /* new connections only: established sessions keep theirs */
         if (sw_ref_reload(srv) != 0)
             at_log(AT_LOG_ERROR, "reload_failed", AT_STR("reason", "database queue full"));
         return;
@@ -386,6 +389,9 @@ static int start(struct sw_server *srv, char *err, size_t errcap)
         .busy_cb = on_hsm_busy,
         .busy_arg = srv,
     };
+    if (sw_tls_start(srv, err, errcap) != 0) /* listeners, issuer links, HSM (swtls.c) */
+        return -1;
+    hc.tls = srv->hsm_tls;
     srv->hsm = hsm_client_new(srv->base, &hc, err, errcap);
     if (!srv->hsm)
         return -1;
@@ -437,6 +443,7 @@ static void teardown(struct sw_server *srv)
     sw_saf_free(srv);
     sw_advice_free(srv);
     sw_links_free(srv);
+    sw_tls_free(srv);
     while (srv->txn_free) {
         struct sw_txn *t = srv->txn_free;
         srv->txn_free = t->next_free;

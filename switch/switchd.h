@@ -170,6 +170,7 @@ struct sw_listener {
     struct sw_accept_pause pause;
     uint64_t refused_log_ms;   /* last terminal_refused line */
     uint64_t refused_unlogged; /* refusals since it */
+    struct at_tls *tls;        /* TLS listener (switch/swtls.c); NULL = plain TCP */
 };
 
 struct sw_term {
@@ -234,6 +235,7 @@ struct sw_link {
     const struct timeval *common_timeout; /* libevent common timeout of timeout_ms */
     uint8_t *arena; /* unpacking the issuer's messages (ISO_ARENA_FOR(max_frame)) */
     size_t arena_cap;
+    struct at_tls *tls; /* TLS to the issuer (switch/swtls.c); NULL = plain TCP */
 };
 
 const char *sw_link_state_name(enum sw_link_state s);
@@ -432,6 +434,8 @@ struct sw_server {
     struct sw_saf *saf;
     struct sw_advq *advice; /* stand-in advices (advice.c) */
     struct hsm_client *hsm;
+    struct at_tls *hsm_tls;     /* TLS to the HSM (switch/swtls.c); NULL = plain TCP */
+    struct at_tls *metrics_tls; /* HTTPS for /metrics (switch/swtls.c); NULL = plain HTTP */
     struct db_client *db;
     struct db_journal *journal;
     struct sw_recent *recent;

@@ -438,6 +438,13 @@ SIM_MUST_CHECK int sim_engine_new(struct event_base *base, size_t slots, struct 
 /* Closes every connection (their pending requests fail with SIM_E_CONN) and frees. */
 void sim_engine_free(struct sim_engine *e);
 size_t sim_engine_inflight(const struct sim_engine *e);
+/* TLS 1.2/1.3 on every connection the engine opens from now on (--tls): the switch's
+ * certificate is verified with ca and must carry server_name, or (NULL or "") the IP address
+ * connected to; cert and key (both or neither) are the terminal's client certificate. 0, or -1
+ * with a sentence naming the file in err. */
+SIM_MUST_CHECK int sim_engine_tls(struct sim_engine *e, const char *ca, const char *cert,
+                                  const char *key, const char *server_name, char *err,
+                                  size_t errcap);
 /* Responses that matched nothing (late after a timeout, or unknown). */
 uint64_t sim_engine_unmatched(const struct sim_engine *e);
 

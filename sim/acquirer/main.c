@@ -71,6 +71,8 @@ struct global_opts {
     char terminals[4096]; /* "" = the built-in terminals only */
     char state_dir[256];
     bool json, dump;
+    bool tls; /* --tls --ca F [--cert F --key F] [--server-name N] */
+    char ca[256], cert[256], key[256], server_name[128];
 };
 
 struct cli {
@@ -827,6 +829,16 @@ static const struct at_setting global_table[] = {
       "the terminals' STAN/KSN state files (default $" SIM_STATE_DIR_ENV " when set)" },
     { "json", AT_SET_BOOL, O(json), "no", 0, 0, "one JSON object per result" },
     { "dump", AT_SET_BOOL, O(dump), "no", 0, 0, "print the masked request and response" },
+    { "tls", AT_SET_BOOL, O(tls), "no", 0, 0,
+      "connect over TLS 1.2/1.3 (switchd's TLS listener, e.g. 8585 in the demo)" },
+    { "ca", AT_SET_STR, O(ca), NULL, 0, AT_SET_MINLEN(1),
+      "with --tls: CA file verifying the switch's certificate" },
+    { "cert", AT_SET_STR, O(cert), NULL, 0, AT_SET_MINLEN(1),
+      "with --tls: the terminal's client certificate (mutual authentication)" },
+    { "key", AT_SET_STR, O(key), NULL, 0, AT_SET_MINLEN(1), "with --tls: the key of --cert" },
+    { "server-name", AT_SET_STR, O(server_name), NULL, 0, AT_SET_MINLEN(1),
+      "with --tls: the name the switch's certificate must carry (default: the IP address "
+      "connected to)" },
 };
 #undef O
 #define N(t) (sizeof(t) / sizeof((t)[0]))
@@ -1055,6 +1067,12 @@ int main(int argc, char **argv)
         !(c.poll_timer = evtimer_new(c.base, on_poll_timer, &c))) {
         fprintf(stderr, "acquirer-sim: event loop setup failed\n");
         rc = 2;
+        goto out;
+    }
+    if (c.g.tls &&
+        sim_engine_tls(c.e, c.g.ca, c.g.cert, c.g.key, c.g.server_name, err, sizeof err) != 0) {
+        fprintf(stderr, "acquirer-sim: %s\n", err);
+        rc = c.is_run ? 2 : EXIT_USAGE;
         goto out;
     }
     c.exit_code = EXIT_TRANSPORT;

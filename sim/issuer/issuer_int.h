@@ -139,6 +139,8 @@ struct iss {
     struct event *ev_term, *ev_int, *ev_hup, *ev_expire, *ev_drain;
     struct event *ev_usr1; /* SIGUSR1 reopens the log, as SIGHUP does (logrotate) */
     uint64_t n_req, n_approved;
+    struct at_tls *tls;     /* --tls-cert: the links are served over TLS (NULL = plain) */
+    struct at_tls *hsm_tls; /* --hsm-ca: TLS to hsm-sim (NULL = plain) */
 };
 
 /* ---- main.c: start-up and shut-down */

@@ -159,7 +159,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)l;
     (void)sa;
     (void)salen;
-    static const struct at_stream_limits lim = { .max_frame = MAX_MSG + ISO_FRAME_MAX_HEADER };
+    const struct at_stream_limits lim = { .max_frame = MAX_MSG + ISO_FRAME_MAX_HEADER,
+                                          .tls = s->tls /* NULL: plain TCP */ };
     static struct at_stream_ops ops = { .on_frame = on_frame, .on_close = on_close };
     ops.frame = isonet_frame_fn;
     ops.frame_arg = &s->wire;

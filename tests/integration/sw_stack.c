@@ -104,7 +104,14 @@ int stack_start_hsm(struct stack *s, const char *fail)
 {
     char listen[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", s->hsm_port);
-    const char *args[] = { "--listen", listen, fail ? "--fail" : NULL, fail, NULL };
+    const char *args[16] = { "--listen", listen };
+    size_t n = 2;
+    if (fail) {
+        args[n++] = "--fail";
+        args[n++] = fail;
+    }
+    for (size_t i = 0; s->opts.hsm_args && s->opts.hsm_args[i] && n < 15; i++)
+        args[n++] = s->opts.hsm_args[i]; /* test_switch_tls: --tls-cert... */
     s->hsm = ts_spawn("hsm-sim", args, s->hsm_log);
     if (s->hsm <= 0 || ts_wait_port(s->hsm_port, 10000) != 0) {
         fprintf(stderr, "stack: hsm-sim did not come up (log %s)\n", s->hsm_log);
@@ -189,7 +196,7 @@ int stack_start_issuer_id(struct stack *s, const char *id)
         return -1;
     snprintf(listen, sizeof listen, "127.0.0.1:%u", r.port);
     snprintf(hsm, sizeof hsm, "127.0.0.1:%u", s->hsm_port);
-    const char *args[20] = { "--listen", listen, "--hsm", hsm, "--db", r.conninfo, "--log", r.log };
+    const char *args[28] = { "--listen", listen, "--hsm", hsm, "--db", r.conninfo, "--log", r.log };
     size_t n = 8;
     if (issuer_key(s, id, "zpk_key_id", zpk, sizeof zpk) != 0 ||
         issuer_key(s, id, "zak_key_id", zak, sizeof zak) != 0 ||
@@ -203,6 +210,8 @@ int stack_start_issuer_id(struct stack *s, const char *id)
         args[n++] = "--key-grace";
         args[n++] = grace;
     }
+    for (size_t i = 0; s->opts.issuer_args && s->opts.issuer_args[i] && n < 27; i++)
+        args[n++] = s->opts.issuer_args[i]; /* test_switch_tls: --tls-cert... */
     args[n] = NULL;
     *r.pid = ts_spawn("issuer-sim", args, r.log);
     if (*r.pid <= 0 || ts_wait_port(r.port, 15000) != 0) {
@@ -826,13 +835,13 @@ int stack_load_start(struct stack *s, const struct stack_load_opts *o, struct st
 {
     char host[32], rate[16], seconds[16], conns[16], cards[16], state[400], timeout[16], slots[16],
         deadline[16];
-    const char *args[40];
+    const char *args[56];
     size_t n = 0;
     snprintf(l->report, sizeof l->report, "%s/%s.json", s->dir, o->tag);
     snprintf(l->out, sizeof l->out, "%s/%s.out", s->dir, o->tag);
     snprintf(l->record, sizeof l->record, "%s/%s.record", s->dir, o->tag);
     snprintf(state, sizeof state, "%s/%s", s->dir, o->state ? o->state : "acq-state");
-    snprintf(host, sizeof host, "127.0.0.1:%u", s->acq_port);
+    snprintf(host, sizeof host, "127.0.0.1:%u", o->port ? o->port : s->acq_port);
     snprintf(rate, sizeof rate, "%u", o->rate);
     snprintf(seconds, sizeof seconds, "%u", o->seconds);
     snprintf(conns, sizeof conns, "%u", o->connections);
@@ -885,6 +894,8 @@ int stack_load_start(struct stack *s, const struct stack_load_opts *o, struct st
     }
     if (!o->verbose)
         args[n++] = "--quiet";
+    for (size_t i = 0; o->extra_args && o->extra_args[i] && i < 12; i++)
+        args[n++] = o->extra_args[i];
     args[n] = NULL;
     l->pid = ts_spawn("acquirer-sim", args, l->out);
     return l->pid > 0 ? 0 : -1;
