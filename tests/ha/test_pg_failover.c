@@ -261,8 +261,12 @@ static void primary_lost_under_load_replica_promoted(void **state)
 
     assert_int_equal(stack_load_wait(&l, 90000), 0);
     assert_int_equal(stack_settle(&S, 40000), 0);
-    /* switchd saw its connections go and came back on the new primary. */
+    /* switchd saw its connections go, answered from its spool in the gap (records acknowledged
+     * DB_SPOOLED) and came back on the new primary. */
     assert_true(ts_wait_file_contains(S.switch_log, "db_connection_lost", 1000));
+    long long spooled = stack_metric(&S, "atlas_journal_spooled_total");
+    fprintf(stderr, "pgfo: %lld journal records answered from the spool during the gap\n", spooled);
+    assert_true(spooled > 0);
     PGconn *c = dbt_connect(S.conninfo);
     assert_non_null(c);
     assert_int_equal(dbt_scalar(c, "SELECT pg_is_in_recovery()::int"), 0);
