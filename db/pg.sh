@@ -196,9 +196,9 @@ EOF
     sql_on p "ALTER SYSTEM SET synchronous_standby_names = '$REPLICA_NAME'" >/dev/null
     sql_on p "SELECT pg_reload_conf()" >/dev/null
   fi
-  local i state="" want=sync
+  local state="" want=sync
   [ "${ATLAS_PGSYNC:-on}" != off ] || want=async
-  for i in $(seq 1 300); do
+  for _ in $(seq 1 300); do
     state=$(sql_on p "SELECT sync_state FROM pg_stat_replication WHERE application_name = '$REPLICA_NAME' AND state = 'streaming'" || true)
     [ "$state" = "$want" ] && break
     sleep 0.1
