@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # db/pg.sh — a throwaway PostgreSQL 15 cluster for tests, benchmarks and the demo.
 #   db/pg.sh start|stop [--immediate]|status|psql [args]|env [--ha]|conninfo [--ha]
-#   db/pg.sh replica [start|stop|status]|promote
+#   db/pg.sh replica [start|stop|status|drop]|promote
 # The cluster lives in var/pg of the checkout (or $ATLAS_PGDATA), listens only on a Unix socket in
 # that directory (port $ATLAS_PGPORT, default 5433, names the socket file) and trusts local users.
 # `replica` adds a streaming replica of it (pg_basebackup -R) in var/pg-replica
@@ -169,8 +169,15 @@ cmd_replica() {
     mkdir -p "$RDATA"
     [ "$(id -u)" -eq 0 ] && chown "$RUNAS": "$RDATA"
     chmod 700 "$RDATA"
+    # A physical replication slot keeps the WAL the replica has not received (a replica stopped
+    # for a while catches up when started again), up to max_slot_wal_keep_size: beyond that the
+    # slot is given up and the replica must be made again (remove its directory).
+    sql_on p "SELECT pg_drop_replication_slot('$REPLICA_NAME') FROM pg_replication_slots
+      WHERE slot_name = '$REPLICA_NAME' AND NOT active" >/dev/null
+    sql_on p "ALTER SYSTEM SET max_slot_wal_keep_size = '2GB'" >/dev/null
+    sql_on p "SELECT pg_reload_conf()" >/dev/null
     as_owner "$PGBIN/pg_basebackup" -d "host=$DATA port=$PORT user=$RUNAS" -D "$RDATA" -R \
-      -X stream -c fast >"$RDATA.basebackup.log" 2>&1 ||
+      -C -S "$REPLICA_NAME" -X stream -c fast >"$RDATA.basebackup.log" 2>&1 ||
       { cat "$RDATA.basebackup.log" >&2; die "pg_basebackup failed"; }
     rm -f "$RDATA.basebackup.log"
     # Later lines win: its own socket directory, its name for synchronous replication, and no
@@ -203,8 +210,13 @@ EOF
     [ "$state" = "$want" ] && break
     sleep 0.1
   done
-  [ "$state" = "$want" ] ||
-    die "the replica does not stream from the primary ($want) (log: $RDATA/server.log)"
+  if [ "$state" != "$want" ]; then
+    # Never leave the primary waiting for a standby that does not stream: every commit would hang.
+    sql_on p "ALTER SYSTEM RESET synchronous_standby_names" >/dev/null
+    sql_on p "SELECT pg_reload_conf()" >/dev/null
+    die "the replica does not stream from the primary ($want); the primary no longer waits for it" \
+      "(log: $RDATA/server.log; a replica too far behind: db/pg.sh replica stop, remove $RDATA, again)"
+  fi
   echo "pg.sh: replica streaming ($state)"
 }
 
@@ -219,6 +231,19 @@ replica_stop() {
     echo "pg.sh: replica stopped ($RDATA)"
   elif [ "${1:-}" != quiet ]; then
     echo "pg.sh: replica not running ($RDATA)"
+  fi
+}
+
+# Stops the replica, removes its directory and the primary's slot for it (the WAL it kept).
+replica_drop() {
+  replica_stop quiet
+  if running; then
+    sql_on p "SELECT pg_drop_replication_slot('$REPLICA_NAME') FROM pg_replication_slots
+      WHERE slot_name = '$REPLICA_NAME' AND NOT active" >/dev/null
+  fi
+  if [ -f "$RDATA/PG_VERSION" ]; then
+    rm -rf "$RDATA"
+    echo "pg.sh: replica removed ($RDATA)"
   fi
 }
 
@@ -257,6 +282,7 @@ case "${1:-}" in
     case "${2:-start}" in
       start) cmd_replica ;;
       stop) replica_stop ;;
+      drop) replica_drop ;;
       status)
         if replica_running; then
           echo "pg.sh: replica running ($RDATA, port $REPLICA_PORT, in recovery: $(sql_on r 'SELECT pg_is_in_recovery()'))"
@@ -265,7 +291,7 @@ case "${1:-}" in
           exit 3
         fi
         ;;
-      *) die "usage: db/pg.sh replica [start|stop|status]" ;;
+      *) die "usage: db/pg.sh replica [start|stop|status|drop]" ;;
     esac
     ;;
   promote) cmd_promote ;;
@@ -285,7 +311,7 @@ case "${1:-}" in
   env) cmd_env "${2:-}" ;;
   *)
     echo "usage: db/pg.sh start|stop [--immediate]|status|psql [psql args]|env [--ha]|conninfo [--ha]" >&2
-    echo "       db/pg.sh replica [start|stop|status]|promote" >&2
+    echo "       db/pg.sh replica [start|stop|status|drop]|promote" >&2
     echo "  env: ATLAS_PGDATA (default var/pg), ATLAS_PGPORT (default 5433)," >&2
     echo "       ATLAS_PGDATABASE (default atlas), ATLAS_PGBIN (default $PGBIN)," >&2
     echo "       ATLAS_PGREPLICA_DATA (default var/pg-replica), ATLAS_PGREPLICA_PORT (default port+1)," >&2
