@@ -282,6 +282,12 @@ static void primary_lost_under_load_replica_promoted(void **state)
     /* Every approval the terminals got, every reversal owed: on the new primary, reached
      * through the multi-host string (atlas-reconcile's exit 0 = no mismatch). */
     assert_int_equal(reconcile("failover", S.conninfo, S.issuer_conninfo, from, l.record), 0);
+    /* The operators' tool through the same string: atlas-db status (schema current, nothing in
+     * the DEFAULT partition) on the new primary. */
+    char out[400];
+    snprintf(out, sizeof out, "%s/atlas-db-status.out", S.dir);
+    const char *args[] = { "--db", S.conninfo, "status", NULL };
+    assert_int_equal(ts_run("atlas-db", args, out), 0);
     double took = now_s() - crash;
     fprintf(stderr, "pgfo: crash to reconciled in %.1f s\n", took);
     assert_true(took < 60.0);
