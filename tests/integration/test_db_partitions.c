@@ -19,12 +19,20 @@
 #include "db_testlib.h"
 #include "testsupport.h"
 
+/* The test's scratch directory (one for the whole program). */
+static const char *scratch(void)
+{
+    static const char *dir;
+    if (!dir)
+        dir = ts_tmpdir("dbpart");
+    return dir ? dir : "/tmp";
+}
+
 /* atlas-db --db conninfo args…: its exit status, its output in out (the caller frees). */
 static int atlas_db(const char *conninfo, const char *args, char **out)
 {
     char cmd[2000], path[400];
-    const char *dir = ts_tmpdir("dbpart");
-    snprintf(path, sizeof path, "%s/atlas-db.out", dir ? dir : "/tmp");
+    snprintf(path, sizeof path, "%s/atlas-db.out", scratch());
     snprintf(cmd, sizeof cmd, "%s --db '%s' %s >'%s' 2>&1", ts_bin("atlas-db"), conninfo, args,
              path);
     int st = system(cmd);
@@ -51,7 +59,7 @@ static void write_records(const char *conninfo, const struct db_auth_record *rec
     struct event_base *base = event_base_new();
     assert_non_null(base);
     char spool[400];
-    snprintf(spool, sizeof spool, "%s/journal.spool", ts_tmpdir("dbpart"));
+    snprintf(spool, sizeof spool, "%s/journal.spool", scratch());
     struct db_journal_opts o = {
         .conninfo = conninfo, .spool_path = spool, .connections = 1, .batch_delay_us = 50000
     };
