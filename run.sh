@@ -33,6 +33,8 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$(nproc)" >/dev/null
 
 mkdir -p var/log var/run var/spool
+# The lab CA and the certificates of the TLS terminal port 8585 (kept while they are valid).
+scripts/lab-certs.sh var/tls
 # Lab keys of the demo (README "The demo world"). Set your own in the environment for anything real.
 export ATLAS_PAN_HMAC_KEY=${ATLAS_PAN_HMAC_KEY:-000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F}
 export ATLAS_PAN_SEAL_KEY=${ATLAS_PAN_SEAL_KEY:-A0A1A2A3A4A5A6A7A8A9AAABACADAEAFB0B1B2B3B4B5B6B7B8B9BABBBCBDBEBF}
@@ -47,7 +49,15 @@ issuer_db() { echo "atlas_$(echo "$1" | tr '[:upper:]' '[:lower:]')"; } # WALLET
 db/pg.sh start
 eval "$(db/pg.sh env)"
 build/bin/atlas-db migrate
+# The journal's upkeep, as the atlas-partitions unit does it daily and before switchd starts
+# (docs/db.md "Journal upkeep"): partitions a week ahead, the DEFAULT partition refusing rows. A
+# row already in DEFAULT (an older demo run) is reported, not fatal, for the demo.
+upkeep=$(build/bin/atlas-db partitions --ahead 7 2>&1) ||
+  printf '%s\nrun.sh: atlas-db partitions reported a problem (above); the demo goes on\n' "$upkeep"
 psql -q -v ON_ERROR_STOP=1 -f db/seed/demo_switch.sql
+# The seed puts the demo keys back in force: keys a demo terminal downloaded in an earlier run
+# (acquirer-sim send --type keychange, docs/keys.md) are no longer the switch's.
+rm -f "${ATLAS_ACQ_STATE_DIR:-var/acquirer-sim}"/TERM000[1-4].keys
 for row in "${ISSUERS[@]}"; do
   read -r id bin port _ <<<"$row"
   db=$(issuer_db "$id")
@@ -102,7 +112,7 @@ sleep 0.3
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # A port another stack holds (another checkout's ./run.sh) would answer for our daemon, which
 # cannot bind it, and the demo would go to that stack: refuse instead.
-for port in 1500 9100 9101 9102 9103 8583 8584 9583; do
+for port in 1500 9100 9101 9102 9103 8583 8584 8585 9583; do
   if port_open "$port"; then
     echo "run.sh: 127.0.0.1:$port is in use by another process (another ./run.sh?); stop it first" >&2
     exit 1
@@ -127,12 +137,17 @@ start() { # name port command...
   wait_port "$port" "$name" $!
 }
 start hsm-sim 1500 build/bin/hsm-sim --listen 127.0.0.1:1500 --log var/log/hsm-sim.log
-# Each issuer-sim holds its issuer's ZPK and ZAK (under the LMK) as switchd has them in switch.keys.
-lmk_key() { psql -tA -v ON_ERROR_STOP=1 -c "SELECT key_under_lmk FROM switch.keys WHERE key_id = '$1'"; }
+# Each issuer-sim holds its issuer's ZPK and ZAK (under the LMK) as switchd has them in switch.keys:
+# the generation the issuer row names (the latest key change, docs/keys.md), and its ZMK.
+lmk_key() { # issuer column
+  psql -tA -v ON_ERROR_STOP=1 -c "SELECT k.key_under_lmk FROM switch.issuers i
+    JOIN switch.keys k ON k.key_id = i.$2 WHERE i.issuer_id = '$1'"
+}
 for row in "${ISSUERS[@]}"; do
   read -r id bin port _ <<<"$row"
   start "issuer-$id" "$port" build/bin/issuer-sim --listen "127.0.0.1:$port" --hsm 127.0.0.1:1500 \
-    --db "dbname=$(issuer_db "$id")" --zpk "$(lmk_key "$id.ZPK")" --zak "$(lmk_key "$id.ZAK")" \
+    --db "dbname=$(issuer_db "$id")" --zpk "$(lmk_key "$id" zpk_key_id)" \
+    --zak "$(lmk_key "$id" zak_key_id)" --zmk "$(lmk_key "$id" zmk_key_id)" \
     --log "var/log/issuer-$id.log"
 done
 if [ "$INSTANCES" -eq 1 ]; then
@@ -160,6 +175,8 @@ cat <<TXT
 Atlas is serving on loopback:
   terminals / acquirer hosts  127.0.0.1:8583  (ascii87, 2-byte length)
   POS terminals               127.0.0.1:8584  (bcd87, 2-byte length + TPDU)
+  terminals over TLS          127.0.0.1:8585  (as 8583 inside TLS 1.2/1.3, client certificate
+                              var/tls/terminal.crt of the lab CA var/tls/ca.crt: README)
   metrics and health          http://127.0.0.1:9583/metrics   http://127.0.0.1:9583/health$(
   [ "$INSTANCES" -eq 1 ] || printf '\n  %s switchd behind HAProxy   instance k = 0..%s: metrics http://127.0.0.1:(19583 + 100k)/metrics, log var/log/switchd-k.log' "$INSTANCES" $((INSTANCES - 1)))
   hsm-sim 127.0.0.1:1500, PostgreSQL: $(db/pg.sh env | tr '\n' ' ' | sed "s/export //g")
@@ -173,6 +190,11 @@ Watch the switch live (another terminal): build/bin/atlas-console $SWLOG; raw JS
 Send a transaction by hand (another terminal):
   build/bin/acquirer-sim send --type purchase --pan 4890010000000012 --pin 1234 --amount 25.00
   build/bin/acquirer-sim send --type transfer --pan 4890010000000012 --pin 1234 --amount 20.00 --to-msisdn +221770000029
+  build/bin/acquirer-sim --tls --ca var/tls/ca.crt --cert var/tls/terminal.crt --key var/tls/terminal.key \
+    --host 127.0.0.1:8585 send --type purchase --pan 4890010000000012 --pin 1234 --amount 5.00
+Change keys without stopping anything (docs/keys.md): an issuer's ZPK/ZAK, a terminal's TPK/TAK:
+  build/bin/atlas-keys rotate --issuer WALLET1 && build/bin/atlas-keys list
+  build/bin/acquirer-sim send --type keychange --terminal TERM0001
 TXT
 if [ -n "$FOR" ]; then
   echo "(stopping in $FOR s)"

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -50,7 +51,13 @@ static void on_done(void *arg, int status)
 static void make_record(struct db_auth_record *r, uint64_t i, uint64_t now_us)
 {
     db_auth_record_init(r);
-    snprintf(r->transmission_time, sizeof r->transmission_time, "1126%06u", B.run % 1000000);
+    /* Today's month and day (UTC): the rows land in today's partition, as a switch's do (a fixed
+     * day would land in the DEFAULT partition, which `atlas-db partitions` makes refuse rows). */
+    time_t t = (time_t)(now_us / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(r->transmission_time, sizeof r->transmission_time, "%02u%02u%06u",
+             (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u, B.run % 1000000);
     db_request_date(r->transmission_time, now_us, r->request_date);
     snprintf(r->acquirer_id, sizeof r->acquirer_id, "B%u", B.run);
     snprintf(r->terminal_id, sizeof r->terminal_id, "T%07llu",

@@ -26,6 +26,10 @@
 #   E2E_ISSUER_DB_CONNS    issuer-sim --db-connections [4]
 #   E2E_HOLD=1             set up the stack, print its pids and ports, and keep it up until
 #                          killed (for profiling by hand); no runs
+#   E2E_TLS=1              every connection over TLS 1.3 (docs/switchd.md "TLS"): the load
+#                          terminals with client certificates (mutual), switchd → issuer-sim
+#                          (mutual), switchd and issuer-sim → hsm-sim; certificates by
+#                          scripts/lab-certs.sh in $E2E_DIR/tls (not with E2E_ISSUER=null's link)
 # Exit status: 0 all checks passed (targets are reported, not enforced), 1 a check failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -125,6 +129,23 @@ echo "wallets: $WALLETS seeded in $(echo "$(date +%s.%N) - $t" | bc) s"
 "$BIN/atlas-fx" load fx/demo-rates.csv >/dev/null
 CONNINFO="host=$PGHOST port=$PGPORT dbname=$PGDATABASE"
 
+# E2E_TLS=1: the certificates, and the TLS keys of each section (empty without).
+TLS=${E2E_TLS:-0} T=$DIR/tls
+TLS_LISTENER="" TLS_ISSUER="" TLS_HSM="" HSM_TLS_ARGS=() ISS_TLS_ARGS=() LOAD_TLS_ARGS=()
+if [ "$TLS" = 1 ]; then
+  scripts/lab-certs.sh "$T"
+  TLS_LISTENER="tls_cert = $T/switchd.crt
+tls_key = $T/switchd.key
+tls_ca = $T/ca.crt"
+  TLS_HSM="tls_ca = $T/ca.crt"
+  [ "${E2E_ISSUER:-wallet}" = null ] || TLS_ISSUER="tls_ca = $T/ca.crt
+tls_cert = $T/switchd.crt
+tls_key = $T/switchd.key"
+  HSM_TLS_ARGS=(--tls-cert "$T/hsm.crt" --tls-key "$T/hsm.key")
+  ISS_TLS_ARGS=(--tls-cert "$T/issuer.crt" --tls-key "$T/issuer.key" --tls-ca "$T/ca.crt" --hsm-ca "$T/ca.crt")
+  LOAD_TLS_ARGS=(--tls --ca "$T/ca.crt" --cert "$T/terminal.crt" --key "$T/terminal.key")
+fi
+
 cat >"$DIR/switchd.conf" <<CONF
 log_file = $DIR/log/switchd.log
 log_level = ${E2E_SWITCH_LOG_LEVEL:-warn}
@@ -134,6 +155,7 @@ db = "$CONNINFO"
 [hsm]
 address = 127.0.0.1:$HSM_PORT
 connections = ${E2E_HSM_CONNS:-4}
+$TLS_HSM
 [listener acq]
 address = 127.0.0.1:$ACQ_PORT
 dialect = ascii87
@@ -141,6 +163,7 @@ framing = 2b
 max_connections = $((IDLE_CONNS + 1000))
 # every load connection comes from 127.0.0.1
 max_connections_per_address = 0
+$TLS_LISTENER
 [listener pos]
 address = 127.0.0.1:$POS_PORT
 dialect = bcd87
@@ -151,6 +174,7 @@ address = 127.0.0.1:$ISS_PORT
 dialect = ascii87
 framing = 2b
 timeout_ms = 5000
+$TLS_ISSUER
 CONF
 
 start() { # var name port command...
@@ -161,11 +185,11 @@ start() { # var name port command...
   printf -v "$var" '%s' $!
   wait_port "$port" "$name"
 }
-start HSM_PID hsm-sim "$HSM_PORT" "$BIN/hsm-sim" --listen "127.0.0.1:$HSM_PORT" --log "$DIR/log/hsm-sim.log"
+start HSM_PID hsm-sim "$HSM_PORT" "$BIN/hsm-sim" --listen "127.0.0.1:$HSM_PORT" --log "$DIR/log/hsm-sim.log" "${HSM_TLS_ARGS[@]}"
 if [ "${E2E_ISSUER:-wallet}" = null ]; then
   start ISS_PID issuer-sim "$ISS_PORT" "$BIN/bench-null-issuer" --listen "127.0.0.1:$ISS_PORT"
 else
-  start ISS_PID issuer-sim "$ISS_PORT" "$BIN/issuer-sim" --listen "127.0.0.1:$ISS_PORT" --hsm "127.0.0.1:$HSM_PORT" --db "$CONNINFO" --log "$DIR/log/issuer-sim.log" --db-connections "${E2E_ISSUER_DB_CONNS:-4}"
+  start ISS_PID issuer-sim "$ISS_PORT" "$BIN/issuer-sim" --listen "127.0.0.1:$ISS_PORT" --hsm "127.0.0.1:$HSM_PORT" --db "$CONNINFO" --log "$DIR/log/issuer-sim.log" --db-connections "${E2E_ISSUER_DB_CONNS:-4}" "${ISS_TLS_ARGS[@]}"
 fi
 start_switch() {
   start SW_PID switchd "$ACQ_PORT" "$BIN/switchd" --config "$DIR/switchd.conf"
@@ -237,7 +261,7 @@ run_load() {
   /usr/bin/time -f "%U %S" -o "$DIR/reports/$name.time" \
     "$BIN/acquirer-sim" load --host "127.0.0.1:$ACQ_PORT" --load-terminals --connections "$CONNS" \
     --rate "$((rate > 0 ? rate : 1))" --duration "$dur" --warmup "$WARMUP" --cards "$WALLETS" --report "$rep" \
-    --quiet "${mixarg[@]}" "$@" >"$DIR/reports/$name.txt" 2>&1 || lrc=$?
+    --quiet "${mixarg[@]}" "${LOAD_TLS_ARGS[@]}" "$@" >"$DIR/reports/$name.txt" 2>&1 || lrc=$?
   t1=$(date +%s%N)
   local s1 h1 i1 p1 rows1 appr1 el
   s1=$(ticks "$SW_PID") h1=$(ticks "$HSM_PID") i1=$(ticks "$ISS_PID") p1=$(pg_ticks)

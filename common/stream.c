@@ -6,6 +6,7 @@
 #include "stream.h"
 
 #include "clock.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,7 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FLUSH_TIMEOUT_S 5
+#define FLUSH_TIMEOUT_S      5
+#define HANDSHAKE_TIMEOUT_MS 10000
+#define AT_TLS_LABEL_LEN     48
+#define TLS_COALESCE_MAX     16384 /* one TLS record */
 
 struct at_stream {
     struct bufferevent *bev;
@@ -35,16 +39,20 @@ struct at_stream {
     bool closing, close_delivered, flushing, connecting;
     bool out_paused; /* reading stopped because the peer does not read its answers */
     /* Deadlines, on the monotonic clock in milliseconds. */
-    uint64_t deadline_at_ms; /* when the deadline timer fires; 0 = not armed */
-    uint64_t idle_ms;        /* 0 = no idle timeout */
-    uint64_t last_in_ms;     /* last input, or when a pause or being busy ended */
-    uint64_t frame_since_ms; /* the incomplete frame at the head of the input began */
-    uint64_t out_since_ms;   /* the output began waiting for the socket */
-    bool frame_open;         /* an incomplete frame is at the head of the input */
-    bool out_waiting;        /* output the kernel did not take waits for EV_WRITE */
-    bool busy;               /* the owner owes the peer answers: not idle */
-    unsigned depth;          /* > 0 while inside an owner callback */
-    char reason[96];
+    uint64_t deadline_at_ms;          /* when the deadline timer fires; 0 = not armed */
+    uint64_t idle_ms;                 /* 0 = no idle timeout */
+    uint64_t last_in_ms;              /* last input, or when a pause or being busy ended */
+    uint64_t frame_since_ms;          /* the incomplete frame at the head of the input began */
+    uint64_t out_since_ms;            /* the output began waiting for the socket */
+    bool frame_open;                  /* an incomplete frame is at the head of the input */
+    bool out_waiting;                 /* output the kernel did not take waits for EV_WRITE */
+    bool busy;                        /* the owner owes the peer answers: not idle */
+    bool tls;                         /* the bufferevent is an OpenSSL one (tls.h) */
+    bool handshaking;                 /* TLS: the handshake has not ended yet */
+    uint64_t hs_since_ms;             /* TLS: when the handshake began */
+    char tls_label[AT_TLS_LABEL_LEN]; /* why the handshake failed, for metrics */
+    unsigned depth;                   /* > 0 while inside an owner callback */
+    char reason[224];
     char peer[64];
     uint64_t id;
 };
@@ -58,6 +66,7 @@ static void on_read(struct bufferevent *bev, void *ctx);
 static void on_write(struct bufferevent *bev, void *ctx);
 static void on_event(struct bufferevent *bev, short what, void *ctx);
 static void on_deadline(evutil_socket_t fd, short what, void *ctx);
+static void arm_deadline(struct at_stream *s, uint64_t now);
 
 static uint64_t now_ms(void)
 {
@@ -101,8 +110,18 @@ static struct at_stream *stream_alloc(struct event_base *base, int fd,
         s->lim.frames_per_wakeup = 64;
     if (!s->lim.max_output)
         s->lim.max_output = 1 << 20;
+    if (!s->lim.handshake_timeout_ms)
+        s->lim.handshake_timeout_ms = HANDSHAKE_TIMEOUT_MS;
     s->id = next_id++;
-    s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (s->lim.tls) {
+        s->tls = s->handshaking = true;
+        s->hs_since_ms = now_ms();
+        s->bev =
+            at_tls_bev_new(s->lim.tls, base, fd, s->lim.tls_server_name); /* closes fd on failure */
+        fd = -1;
+    } else {
+        s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     s->work = event_new(base, -1, 0, run_work, s);
     s->send = event_new(base, -1, 0, run_send, s);
     s->flush = evtimer_new(base, flush_timeout, s);
@@ -125,8 +144,10 @@ static struct at_stream *stream_alloc(struct event_base *base, int fd,
     }
     bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
     /* A new bufferevent has EV_WRITE enabled; here it is enabled only while
-     * output waits for the socket (run_send). */
-    bufferevent_disable(s->bev, EV_WRITE);
+     * output waits for the socket (run_send). An OpenSSL bufferevent keeps it:
+     * it encrypts and writes its output itself, and only while it is enabled. */
+    if (!s->tls)
+        bufferevent_disable(s->bev, EV_WRITE);
     /* Never buffer more than one maximal frame beyond what is being handled:
      * the bufferevent stops reading at the high watermark. */
     bufferevent_setwatermark(s->bev, EV_READ, 0, s->lim.max_frame * 2);
@@ -144,6 +165,8 @@ struct at_stream *at_stream_new(struct event_base *base, int fd, const struct at
         return NULL;
     peer_name(s, fd);
     bufferevent_enable(s->bev, EV_READ);
+    if (s->tls)
+        arm_deadline(s, s->hs_since_ms); /* the handshake must end in time */
     return s;
 }
 
@@ -176,7 +199,12 @@ static void schedule(struct at_stream *s)
 static uint64_t next_deadline(const struct at_stream *s)
 {
     uint64_t at = UINT64_MAX;
-    if (s->closing || s->connecting)
+    if (s->closing)
+        return at;
+    if (s->handshaking) /* nothing else runs before the handshake has ended; its clock
+                           stops while the owner has reading paused (backpressure) */
+        return s->pauses ? at : s->hs_since_ms + s->lim.handshake_timeout_ms;
+    if (s->connecting)
         return at;
     if (s->out_waiting && s->lim.write_timeout_ms)
         at = s->out_since_ms + s->lim.write_timeout_ms;
@@ -209,9 +237,18 @@ static void on_deadline(evutil_socket_t fd, short what, void *ctx)
 {
     struct at_stream *s = ctx;
     s->deadline_at_ms = 0;
-    if (s->closing || s->connecting)
+    if (s->closing)
         return;
     uint64_t now = now_ms();
+    if (s->handshaking && s->pauses == 0 && now >= s->hs_since_ms + s->lim.handshake_timeout_ms) {
+        snprintf(s->tls_label, sizeof s->tls_label, "timeout");
+        at_stream_close(s, AT_STREAM_TLS_TIMEOUT, false);
+        return;
+    }
+    if (s->connecting || s->handshaking) {
+        arm_deadline(s, now);
+        return;
+    }
     if (s->out_waiting && s->lim.write_timeout_ms &&
         now >= s->out_since_ms + s->lim.write_timeout_ms) {
         at_stream_close(s, AT_STREAM_WRITE_TIMEOUT, false); /* the peer does not read */
@@ -410,7 +447,15 @@ static void run_send(evutil_socket_t fd, short what, void *ctx)
     struct at_stream *s = ctx;
     if (s->connecting || (s->closing && !s->flushing))
         return; /* sent once connected (on_event); a close without flush drops it */
-    if (at_bev_write_now(s->bev) == -1) {
+    if (s->tls) {
+        /* OpenSSL's bufferevent makes one TLS record, and one write(), per chunk of its
+         * output: make what this turn queued one chunk (up to a record) so that it leaves
+         * in one record and one syscall, as a plain stream's writev does. */
+        struct evbuffer *out = bufferevent_get_output(s->bev);
+        size_t n = evbuffer_get_length(out);
+        if (n > 0 && n <= TLS_COALESCE_MAX)
+            evbuffer_pullup(out, -1);
+    } else if (at_bev_write_now(s->bev) == -1) {
         char reason[96];
         snprintf(reason, sizeof reason, "socket error: %s", evutil_socket_error_to_string(errno));
         end_now(s, reason);
@@ -442,7 +487,8 @@ static void on_write(struct bufferevent *bev, void *ctx)
     struct at_stream *s = ctx;
     if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
         return;
-    bufferevent_disable(bev, EV_WRITE); /* already removed from epoll: no syscall */
+    if (!s->tls)
+        bufferevent_disable(bev, EV_WRITE); /* already removed from epoll: no syscall */
     output_drained(s);
 }
 
@@ -450,10 +496,14 @@ static void on_event(struct bufferevent *bev, short what, void *ctx)
 {
     struct at_stream *s = ctx;
     if (what & BEV_EVENT_CONNECTED) {
+        bool accepted_tls = s->tls && !s->connecting;
         s->connecting = false;
+        s->handshaking = false;
         int fd = (int)bufferevent_getfd(bev), one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        peer_name(s, fd);
+        if (!accepted_tls)
+            peer_name(s, fd);
+        arm_deadline(s, now_ms()); /* the idle clock, now that frames may come */
         if (s->ops.on_connect) {
             s->depth++;
             s->ops.on_connect(s->arg, s);
@@ -466,7 +516,24 @@ static void on_event(struct bufferevent *bev, short what, void *ctx)
         return;
     }
     int err = EVUTIL_SOCKET_ERROR();
-    char reason[96];
+    char reason[224];
+    if (s->tls && (what & BEV_EVENT_ERROR || s->handshaking)) {
+        char why[160];
+        bool tls_cause = at_tls_failure(bev, (what & BEV_EVENT_ERROR) ? err : 0, why, sizeof why,
+                                        s->tls_label, sizeof s->tls_label);
+        /* A client whose TCP connect failed has not begun a handshake. */
+        if (s->handshaking && (tls_cause || !s->connecting)) {
+            snprintf(reason, sizeof reason, "%s: %s", AT_STREAM_TLS_FAILED, why);
+            end_now(s, reason);
+            return;
+        }
+        s->tls_label[0] = '\0';
+        if (tls_cause) {
+            snprintf(reason, sizeof reason, "tls error: %s", why);
+            end_now(s, reason);
+            return;
+        }
+    }
     if (what & BEV_EVENT_ERROR)
         snprintf(reason, sizeof reason, "%s: %s", s->connecting ? "connect failed" : "socket error",
                  evutil_socket_error_to_string(err));
@@ -493,7 +560,7 @@ int at_stream_write(struct at_stream *s, const void *hdr, size_t hdr_len, const 
         return -1;
     /* Sent at the end of this loop turn with whatever else is queued by then;
      * while EV_WRITE is armed, libevent sends it when the socket is writable. */
-    if (!(bufferevent_get_enabled(s->bev) & EV_WRITE))
+    if (s->tls || !(bufferevent_get_enabled(s->bev) & EV_WRITE))
         event_active(s->send, 0, 0); /* no-op when already active */
     if (!s->out_paused && evbuffer_get_length(out) > s->lim.max_output) {
         /* The peer is not reading: stop reading its requests until it has
@@ -516,6 +583,10 @@ void at_stream_resume(struct at_stream *s)
         return;
     if (--s->pauses == 0 && !s->closing) {
         bufferevent_enable(s->bev, EV_READ);
+        if (s->handshaking) { /* its clock stood still too (libevent's handshake reads) */
+            s->hs_since_ms = now_ms();
+            arm_deadline(s, s->hs_since_ms);
+        }
         if (s->idle_ms || s->frame_open) {
             /* The idle and frame clocks stood still during the pause. */
             uint64_t now = now_ms();
@@ -569,11 +640,36 @@ uint64_t at_stream_id(const struct at_stream *s)
     return s->id;
 }
 
+bool at_stream_is_tls(const struct at_stream *s)
+{
+    return s->tls;
+}
+
+const char *at_stream_tls_failure(const struct at_stream *s)
+{
+    return s->tls_label[0] ? s->tls_label : NULL;
+}
+
+int at_stream_tls_subject(const struct at_stream *s, int nid, char *out, size_t cap)
+{
+    return s->tls ? at_tls_peer_subject(s->bev, nid, out, cap) : -1;
+}
+
+void at_stream_tls_session(const struct at_stream *s, char *out, size_t cap)
+{
+    at_tls_session_text(s->bev, out, cap);
+}
+
 int at_bev_write_now(struct bufferevent *bev)
 {
     struct evbuffer *out = bufferevent_get_output(bev);
     if (evbuffer_get_length(out) == 0)
         return 0;
+    if (at_tls_bev_is_tls(bev)) {
+        if (evbuffer_get_length(out) <= TLS_COALESCE_MAX)
+            evbuffer_pullup(out, -1); /* one TLS record and one write() for the batch */
+        return bufferevent_enable(bev, EV_WRITE) == 0 ? 0 : (errno = ENOMEM, -1);
+    }
     int n;
     /* A socket bufferevent keeps the front of its output frozen so that only
      * its own write callback drains it; do here what that callback does. */

@@ -61,6 +61,12 @@ struct at_stream_ops {
 #define AT_STREAM_FRAME_TIMEOUT "frame not completed in time"
 #define AT_STREAM_WRITE_TIMEOUT "write timeout: output not drained in time"
 #define AT_STREAM_OUTPUT_CAP    "output above the cap: peer not reading"
+/* A TLS stream's handshake failed ("tls handshake failed: <OpenSSL's reason>";
+ * at_stream_tls_failure() gives a metric label) or did not end in time. */
+#define AT_STREAM_TLS_FAILED  "tls handshake failed"
+#define AT_STREAM_TLS_TIMEOUT "tls handshake timeout"
+
+struct at_tls;
 
 struct at_stream_limits {
     size_t max_frame;           /* largest frame accepted (header included); default 8192 */
@@ -78,6 +84,15 @@ struct at_stream_limits {
                                    this, or the stream is closed (AT_STREAM_FRAME_TIMEOUT;
                                    what is queued for the peer is still flushed); the clock
                                    stops while the owner has reading paused; 0 = none */
+    /* TLS (common/tls.h): NULL = plain TCP. An accepted stream does its
+     * handshake first (no frame before it), then calls on_connect; an
+     * outbound one calls on_connect once connected and handshaken. */
+    struct at_tls *tls;
+    const char *tls_server_name;   /* outbound TLS: the name or IP address the server's
+                                      certificate must carry (NULL = the context's) */
+    unsigned handshake_timeout_ms; /* accepted TLS: the handshake must end within it, or
+                                      the stream is closed (AT_STREAM_TLS_TIMEOUT); its clock
+                                      stops while reading is paused; default 10000 */
 };
 
 /* Wraps an accepted, connected socket (the stream takes ownership of fd).
@@ -85,7 +100,8 @@ struct at_stream_limits {
 struct at_stream *at_stream_new(struct event_base *base, int fd, const struct at_stream_ops *ops,
                                 void *arg, const struct at_stream_limits *lim);
 
-/* Starts a non-blocking connect to addr. on_connect or on_close follows. */
+/* Starts a non-blocking connect to addr (under lim->tls when set: then the
+ * handshake too). on_connect or on_close follows. */
 struct at_stream *at_stream_connect(struct event_base *base, const struct sockaddr *addr,
                                     socklen_t addrlen, const struct at_stream_ops *ops, void *arg,
                                     const struct at_stream_limits *lim);
@@ -124,6 +140,15 @@ size_t at_stream_output_len(const struct at_stream *s);
 const char *at_stream_peer(const struct at_stream *s);
 uint64_t at_stream_id(const struct at_stream *s);
 
+/* TLS streams. Whether s is one; the metric label of why its handshake
+ * failed (valid in on_close; NULL when it did not fail that way); the peer
+ * certificate's subject attribute nid (NID_commonName...) into out (0, or -1
+ * without one); "TLSv1.3 TLS_AES_256_GCM_SHA384" of the session. */
+bool at_stream_is_tls(const struct at_stream *s);
+const char *at_stream_tls_failure(const struct at_stream *s);
+int at_stream_tls_subject(const struct at_stream *s, int nid, char *out, size_t cap);
+void at_stream_tls_session(const struct at_stream *s, char *out, size_t cap);
+
 /* Writes what a socket bufferevent holds in its output to its socket now, in
  * one writev, rather than when the loop reports the socket writable (which
  * costs an epoll_ctl to arm EV_WRITE, one more epoll_wait, and an epoll_ctl
@@ -133,7 +158,10 @@ uint64_t at_stream_id(const struct at_stream *s);
  * EV_WRITE again once the output is empty. Returns 0 (also when the kernel
  * took nothing: EAGAIN), or -1 with errno set on a socket error — the owner
  * then ends the connection. Call it from the loop, not inside a callback
- * that may still add to the same output, or the writes are not coalesced. */
+ * that may still add to the same output, or the writes are not coalesced.
+ * A TLS bufferevent (tls.h) encrypts and writes by itself: for one, this
+ * makes the output one chunk (up to a TLS record: one record, one write)
+ * and makes sure EV_WRITE is enabled. */
 __attribute__((warn_unused_result)) int at_bev_write_now(struct bufferevent *bev);
 
 #endif

@@ -173,6 +173,13 @@ int db_settle_read(const char *conninfo, int64_t start_us, int64_t end_us,
     if (!c)
         return DB_E_CONN;
     int rc = db_schema_check(c, SETTLE_SCHEMA_VERSION, err);
+    /* A report: read-only, so that it runs on a hot standby too (docs/SCALING.md). */
+    if (rc == 0) {
+        PGresult *ro = PQexec(c, "SET default_transaction_read_only = on");
+        if (PQresultStatus(ro) != PGRES_COMMAND_OK)
+            rc = db_pg_error(err, c, ro, "read-only session");
+        PQclear(ro);
+    }
     if (rc == 0) {
         char s[AT_I64_CHARS], e[AT_I64_CHARS], lo[11], hi[11], rlo[11];
         at_put_i64(s, start_us);

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "parse.h"
 #include "stream.h"
+#include "tls.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -269,7 +270,8 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
  * again until a pump leaves output the kernel does not take. */
 static void on_conn_write(struct bufferevent *bev, void *arg)
 {
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    /* A TLS bufferevent writes only while EV_WRITE is enabled: it stays on. */
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !at_tls_bev_is_tls(bev))
         bufferevent_disable(bev, EV_WRITE);
 }
 
@@ -292,6 +294,18 @@ static void on_conn_event(struct bufferevent *bev, short what, void *arg)
         schedule_pump(c);
         return;
     }
+    if (c->cfg.tls && (what & BEV_EVENT_ERROR || !k->up)) {
+        char why[160], label[48], reason[192];
+        int err = (what & BEV_EVENT_ERROR) ? EVUTIL_SOCKET_ERROR() : 0;
+        if (at_tls_failure(bev, err, why, sizeof why, label, sizeof label)) {
+            /* Refused certificates are worth a line even while the link is down. */
+            at_log(AT_LOG_WARN, "hsm_tls_failed", AT_UINT("conn", (unsigned)(k - c->conns)),
+                   AT_STR("reason", why), AT_STR("label", label));
+            snprintf(reason, sizeof reason, "tls: %s", why);
+            conn_down(k, reason);
+            return;
+        }
+    }
     if (what & BEV_EVENT_ERROR)
         conn_down(k, k->up ? "socket error" : "connect failed");
     else if (what & BEV_EVENT_EOF)
@@ -308,7 +322,8 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 static void conn_connect(struct conn *k)
 {
     struct hsm_client *c = k->c;
-    k->bev = bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    k->bev = c->cfg.tls ? at_tls_bev_new(c->cfg.tls, c->base, -1, NULL)
+                        : bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (!k->bev) {
         struct timeval tv = { 1, 0 };
         event_add(k->retry, &tv);
@@ -316,8 +331,10 @@ static void conn_connect(struct conn *k)
     }
     bufferevent_setcb(k->bev, on_conn_read, on_conn_write, on_conn_event, k);
     /* EV_WRITE only while output waits for the socket (on_pump); the
-     * bufferevent watches the connect by itself. */
-    bufferevent_disable(k->bev, EV_WRITE);
+     * bufferevent watches the connect by itself. A TLS one keeps it enabled:
+     * it handshakes, encrypts and writes by itself. */
+    if (!c->cfg.tls)
+        bufferevent_disable(k->bev, EV_WRITE);
     bufferevent_enable(k->bev, EV_READ);
     if (bufferevent_socket_connect(k->bev, (struct sockaddr *)&c->addr, (int)c->addrlen) != 0)
         conn_down(k, "connect failed"); /* immediate failure: retry later */

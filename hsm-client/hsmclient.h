@@ -19,6 +19,7 @@
 
 struct event_base;
 struct hsm_client;
+struct at_tls;
 
 /* Status passed to a request's callback, and errors of hsm_client_submit(). */
 enum hsm_client_status {
@@ -52,6 +53,9 @@ struct hsm_client_config {
     unsigned reconnect_min_ms;  /* first retry delay; default 100 */
     unsigned reconnect_max_ms;  /* backoff cap; default 5000 */
     unsigned max_frame;         /* largest frame body; default 8192 */
+    struct at_tls *tls;         /* TLS to the HSM (common/tls.h, a client context); NULL =
+                                   plain TCP. Read at each (re)connect: at_tls_reload()
+                                   applies to the connections made after it */
     hsm_client_busy_cb busy_cb; /* optional */
     void *busy_arg;
 };

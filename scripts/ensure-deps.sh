@@ -6,6 +6,7 @@ set -euo pipefail
 ATLAS_PACKAGES=(
   build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
   libevent-dev libssl-dev libpq-dev libcmocka-dev libjansson-dev
+  openssl # the command: scripts/lab-certs.sh makes the lab TLS certificates (run.sh, test_switch_tls)
   postgresql postgresql-contrib tmux procps psmisc
   haproxy # ./run.sh --instances N and tests/ha (docs/switchd.md "Instances")
   systemd # systemd-analyze: test_package verifies the units of the .deb (docs/deploy.md)

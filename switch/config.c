@@ -21,6 +21,13 @@ static const struct at_setting switch_table[] = {
       "debug | info | warn | error" },
     { "metrics_address", AT_SET_STR, S(metrics_address), "127.0.0.1:9583", 0, 0,
       "HTTP address of /metrics and /health" },
+    { "metrics_tls_cert", AT_SET_STR, S(metrics_tls_cert), "", 0, 0,
+      "PEM certificate: /metrics and /health are served over HTTPS (TLS 1.2/1.3; the files are "
+      "read again on SIGHUP); empty = plain HTTP" },
+    { "metrics_tls_key", AT_SET_STR, S(metrics_tls_key), "", 0, 0, "key of metrics_tls_cert" },
+    { "metrics_tls_ca", AT_SET_STR, S(metrics_tls_ca), "", 0, 0,
+      "CA file: a scraper must present a client certificate it verifies (needs "
+      "metrics_tls_cert)" },
     { "db", AT_SET_STR, S(db), "", 0, AT_SET_SENSITIVE,
       "libpq conninfo of the switch database; empty = PG* environment" },
     { "pan_hmac_key_file", AT_SET_STR, S(pan_hmac_key_file), "", 0, 0,
@@ -77,6 +84,15 @@ static const struct at_setting hsm_table[] = {
       "per-command timeout (the request gets 96)" },
     { "queue_max", AT_SET_U64, U(hsm_queue_max), "20000", 10000000, 0,
       "HSM commands queued or in flight; full = stop reading terminals" },
+    /* TLS to hsm-sim (switch/swtls.c, docs/switchd.md "TLS"). */
+    { "tls_ca", AT_SET_STR, S(hsm_tls_ca), "", 0, 0,
+      "CA file verifying hsm-sim's certificate: set = the HSM link uses TLS (the files are read "
+      "again on SIGHUP for new connections)" },
+    { "tls_cert", AT_SET_STR, S(hsm_tls_cert), "", 0, 0,
+      "client certificate presented to hsm-sim (optional)" },
+    { "tls_key", AT_SET_STR, S(hsm_tls_key), "", 0, 0, "key of tls_cert" },
+    { "tls_server_name", AT_SET_STR, S(hsm_tls_server_name), "", 0, 0,
+      "name or IP address hsm-sim's certificate must carry (empty = the host of address)" },
 };
 #undef S
 #undef U
@@ -112,6 +128,20 @@ static const struct at_setting listener_table[] = {
     { "write_timeout_ms", AT_SET_U64, LU(write_timeout_ms), "30000", 3600000, 0,
       "close a connection whose answers, once they wait for the socket, are not all read "
       "within this (0 = never)" },
+    /* TLS (switch/swtls.c, docs/switchd.md "TLS"). */
+    { "tls_cert", AT_SET_STR, L(tls_cert), "", 0, 0,
+      "PEM certificate (chain): set = this listener speaks TLS 1.2/1.3 only (empty = plain "
+      "TCP); the files are read again on SIGHUP for new connections" },
+    { "tls_key", AT_SET_STR, L(tls_key), "", 0, 0, "PEM private key of tls_cert" },
+    { "tls_ca", AT_SET_STR, L(tls_ca), "", 0, 0,
+      "CA file: set = mutual authentication, a terminal without a client certificate this CA "
+      "verifies is refused" },
+    { "tls_acquirer_from", AT_SET_STR, L(tls_acquirer_from), "", 0, 0,
+      "cn | ou | o: the client certificate's subject attribute that must equal this listener's "
+      "acquirer id, else the session is refused (empty = no binding; needs tls_ca)" },
+    { "tls_handshake_timeout_ms", AT_SET_U64, LU(tls_handshake_timeout_ms), "10000", 600000,
+      AT_SET_NONZERO,
+      "close a TLS connection whose handshake has not ended this long after it was accepted" },
     { "reuseport", AT_SET_BOOL, LU(reuseport), "off", 0, 0,
       "SO_REUSEPORT: several switchd on one host listen on this port, the kernel spreads"
       " connections among them" },
@@ -147,6 +177,19 @@ static const struct at_setting issuer_table[] = {
     { "max_inflight", AT_SET_U64, IU(max_inflight), "20000", 1000000, 0,
       "requests outstanding on the link" },
     { "max_frame", AT_SET_U64, IU(max_frame), "8192", 65535, 0, "largest accepted frame, bytes" },
+    /* key change (docs/keys.md) */
+    { "key_change_interval_s", AT_SET_U64, IU(key_change_interval_s), "0", 31622400, 0,
+      "change the link's ZPK and ZAK this often (0 = only on demand: atlas-keys rotate)" },
+    { "key_grace_s", AT_SET_U64, IU(key_grace_s), "60", 86400, 0,
+      "how long the previous ZPK/ZAK stay valid after a change (switch.keys valid_to)" },
+    /* TLS (switch/swtls.c, docs/switchd.md "TLS"). */
+    { "tls_ca", AT_SET_STR, I(tls_ca), "", 0, 0,
+      "CA file verifying the issuer's certificate: set = the link uses TLS 1.2/1.3" },
+    { "tls_cert", AT_SET_STR, I(tls_cert), "", 0, 0,
+      "client certificate presented to the issuer (optional)" },
+    { "tls_key", AT_SET_STR, I(tls_key), "", 0, 0, "key of tls_cert" },
+    { "tls_server_name", AT_SET_STR, I(tls_server_name), "", 0, 0,
+      "name or IP address the issuer's certificate must carry (empty = the host of address)" },
 };
 #undef I
 #undef IU
@@ -288,6 +331,15 @@ int sw_config_validate(const struct sw_config *c, char *err, size_t errcap)
     if (check_addr("metrics", "", c->metrics_address, err, errcap) != 0 ||
         check_addr("hsm", "", c->hsm_address, err, errcap) != 0)
         return -1;
+    if ((c->metrics_tls_key[0] || c->metrics_tls_ca[0]) && !c->metrics_tls_cert[0]) {
+        snprintf(err, errcap, "metrics_tls_key and metrics_tls_ca need metrics_tls_cert");
+        return -1;
+    }
+    if ((c->hsm_tls_cert[0] || c->hsm_tls_key[0] || c->hsm_tls_server_name[0]) &&
+        !c->hsm_tls_ca[0]) {
+        snprintf(err, errcap, "[hsm] tls_cert, tls_key and tls_server_name need tls_ca");
+        return -1;
+    }
     if (at_log_level_parse(c->log_level) < 0) {
         snprintf(err, errcap, "log_level '%s' is not debug|info|warn|error", c->log_level);
         return -1;
@@ -315,6 +367,19 @@ int sw_config_validate(const struct sw_config *c, char *err, size_t errcap)
                      l->name);
             return -1;
         }
+        if ((l->tls_key[0] || l->tls_ca[0] || l->tls_acquirer_from[0]) && !l->tls_cert[0]) {
+            snprintf(err, errcap,
+                     "listener %s: tls_key, tls_ca and tls_acquirer_from need tls_cert", l->name);
+            return -1;
+        }
+        if (l->tls_acquirer_from[0] &&
+            (!known(l->tls_acquirer_from, (const char *const[]){ "cn", "ou", "o", NULL }) ||
+             !l->tls_ca[0])) {
+            snprintf(err, errcap,
+                     "listener %s: tls_acquirer_from '%s' is not cn|ou|o, or tls_ca is not set",
+                     l->name, l->tls_acquirer_from);
+            return -1;
+        }
         if (l->max_output_bytes != 0 && l->max_output_bytes < 4096) {
             snprintf(err, errcap,
                      "listener %s: max_output_bytes %llu is below 4096 (0 = no cap): a few "
@@ -339,6 +404,11 @@ int sw_config_validate(const struct sw_config *c, char *err, size_t errcap)
         if (!known(is->framing, framings)) {
             snprintf(err, errcap, "issuer %s: framing '%s' is not 2b|4a|tpdu", is->name,
                      is->framing);
+            return -1;
+        }
+        if ((is->tls_cert[0] || is->tls_key[0] || is->tls_server_name[0]) && !is->tls_ca[0]) {
+            snprintf(err, errcap, "issuer %s: tls_cert, tls_key and tls_server_name need tls_ca",
+                     is->name);
             return -1;
         }
         if (is->timeout_ms == 0 || is->max_inflight == 0 || is->max_frame < 64 ||

@@ -30,6 +30,11 @@ struct sw_listener_conf {
     uint64_t max_connections_per_address; /* by peer IP, on this listener; 0 = no cap */
     uint64_t max_output_bytes; /* unread answers beyond the kernel's; 0 = no cap (pause) */
     uint64_t write_timeout_ms; /* waiting answers must all be read within it; 0 = none */
+    /* TLS (switch/swtls.c): on when tls_cert is set; tls_ca = mutual authentication. */
+    char tls_cert[256], tls_key[256], tls_ca[256];
+    char tls_acquirer_from[8];         /* "" | cn | ou | o: the subject attribute that must name
+                                          the listener's acquirer id */
+    uint64_t tls_handshake_timeout_ms; /* an accepted TLS handshake must end within it */
     bool reuseport; /* SO_REUSEPORT: several switchd share the port (docs/switchd.md "Instances") */
 };
 
@@ -48,6 +53,10 @@ struct sw_issuer_conf {
     uint64_t reconnect_max_ms;
     uint64_t max_inflight;
     uint64_t max_frame;
+    uint64_t key_change_interval_s; /* scheduled ZPK/ZAK change (docs/keys.md); 0 = none */
+    uint64_t key_grace_s;           /* the old keys' validity after a change (switch.keys) */
+    /* TLS to the issuer (switch/swtls.c): on when tls_ca is set. */
+    char tls_ca[256], tls_cert[256], tls_key[256], tls_server_name[128];
 };
 
 struct sw_config {
@@ -56,6 +65,7 @@ struct sw_config {
     char log_file[256];
     char log_level[16];
     char metrics_address[64];
+    char metrics_tls_cert[256], metrics_tls_key[256], metrics_tls_ca[256]; /* "" = plain HTTP */
     char db[512]; /* libpq conninfo; empty = PG* environment */
     char pan_hmac_key_file[256];
     char pan_seal_key_file[256];
@@ -85,6 +95,7 @@ struct sw_config {
     uint64_t hsm_header_len;
     uint64_t hsm_timeout_ms;
     uint64_t hsm_queue_max;
+    char hsm_tls_ca[256], hsm_tls_cert[256], hsm_tls_key[256], hsm_tls_server_name[128];
 
     struct sw_listener_conf listeners[SW_MAX_LISTENERS];
     size_t n_listeners;

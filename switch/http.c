@@ -2,6 +2,8 @@
  * are read from the live objects at request time. */
 #include "switchd.h"
 
+#include "swtls.h"
+
 #include "db.h"
 #include "hsmclient.h"
 #include "json.h"
@@ -10,6 +12,7 @@
 #include "advice.h"
 #include "saf.h"
 #include "stip.h"
+#include "tls.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -62,6 +65,7 @@ static void on_metrics(struct evhttp_request *req, void *arg)
         evbuffer_add_printf(b, "atlas_frames_refused_total{listener=\"%s\"} %llu\n",
                             srv->listeners[i].conf->name,
                             (unsigned long long)srv->listeners[i].wire.refused);
+    sw_tls_metrics(srv, b);
     gauge_header(b, "atlas_accept_paused",
                  "1 while a listener does not accept (accept() failed for want of descriptors).");
     for (size_t i = 0; i < srv->n_listeners; i++)
@@ -136,6 +140,14 @@ static void on_health(struct evhttp_request *req, void *arg)
     evbuffer_free(b);
 }
 
+/* metrics_tls_cert: every scrape connection is an OpenSSL bufferevent (evhttp
+ * gives it the accepted socket afterwards). */
+static struct bufferevent *https_bev(struct event_base *base, void *arg)
+{
+    struct sw_server *srv = arg;
+    return at_tls_bev_new(srv->metrics_tls, base, -1, NULL);
+}
+
 int sw_http_start(struct sw_server *srv)
 {
     char host[64];
@@ -155,6 +167,8 @@ int sw_http_start(struct sw_server *srv)
     evhttp_set_timeout(srv->http, 10);
     evhttp_set_cb(srv->http, "/metrics", on_metrics, srv);
     evhttp_set_cb(srv->http, "/health", on_health, srv);
+    if (srv->metrics_tls)
+        evhttp_set_bevcb(srv->http, https_bev, srv);
     struct evhttp_bound_socket *bound =
         evhttp_bind_socket_with_handle(srv->http, host, (uint16_t)port);
     if (!bound) {

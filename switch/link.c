@@ -6,7 +6,10 @@
  * counted, never forwarded (its reversal was queued at the timeout). */
 #include "switchd.h"
 
+#include "swtls.h"
+
 #include "clock.h"
+#include "keyx.h"
 #include "fmt.h"
 #include "log.h"
 #include "parse.h"
@@ -111,24 +114,34 @@ static int send_msg(struct sw_link *l, const uint8_t *msg, size_t len)
     return 0;
 }
 
-/* 0800 with DE 7, DE 11 and DE 70 (001 sign-on, 301 echo). */
-static int send_netmgmt(struct sw_link *l, const char *code, uint32_t *stan_out)
+/* 0800 with DE 7, DE 11 and DE 70 (001 sign-on, 301 echo, 161 key change with its keys in
+ * DE 48: keyx.c), DE 48 only when de48 is not NULL. */
+int sw_link_send_0800(struct sw_link *l, const char *code, const char *de48, size_t n48,
+                      uint32_t *stan_out)
 {
     struct iso_msg m;
-    uint8_t arena[64], out[256];
+    uint8_t arena[512], out[512];
     char de7[11], de11[7];
     size_t len;
     struct iso_err e;
+    if (l->state < SW_LINK_SIGNON || !l->stream)
+        return -1;
     uint32_t stan = sw_link_stan(l);
     sw_de7_now(de7);
     snprintf(de11, sizeof de11, "%06u", stan);
     iso_msg_init(&m, arena, sizeof arena);
     if (iso_set_mti(&m, "0800") != 0 || iso_set(&m, 7, de7, 10) != 0 ||
         iso_set(&m, 11, de11, 6) != 0 || iso_set(&m, 70, code, 3) != 0 ||
+        (de48 && iso_set(&m, 48, de48, n48) != 0) ||
         iso_pack(l->dialect, &m, out, sizeof out, &len, &e) != 0)
         return -1;
     *stan_out = stan;
     return send_msg(l, out, len);
+}
+
+static int send_netmgmt(struct sw_link *l, const char *code, uint32_t *stan_out)
+{
+    return sw_link_send_0800(l, code, NULL, 0, stan_out);
 }
 
 static void link_connect(struct sw_link *l);
@@ -156,6 +169,14 @@ static void on_close(void *arg, struct at_stream *s, const char *reason)
     struct sw_link *l = arg;
     l->stream = NULL;
     l->echo_outstanding = false;
+    if (at_stream_tls_failure(s)) {
+        /* Every failed handshake (a link retries): the certificate is wrong. */
+        char ep[SW_NAME_LEN + 8];
+        snprintf(ep, sizeof ep, "issuer:%s", l->conf->name);
+        sw_tls_count_close(l->srv, ep, s);
+        at_log(AT_LOG_WARN, "issuer_tls_failed", AT_STR("issuer", l->conf->name),
+               AT_STR("reason", reason));
+    }
     set_state(l, SW_LINK_DOWN, reason);
     /* Requests already sent have an unknown outcome: answer them 91 now and
      * let store-and-forward reverse them. The txns remove themselves. */
@@ -228,6 +249,8 @@ static void on_frame(void *arg, struct at_stream *s, const uint8_t *frame, size_
             }
         } else if (stan == l->echo_stan) {
             l->echo_outstanding = false;
+        } else {
+            (void)sw_keyx_answer(l, (uint32_t)stan, &m); /* a key change's answer (keyx.c) */
         }
         return;
     }
@@ -279,7 +302,8 @@ static void link_connect(struct sw_link *l)
                                  .on_close = on_close };
     struct at_stream_limits lim = { .max_frame = l->conf->max_frame + ISO_FRAME_MAX_HEADER,
                                     .frames_per_wakeup = 256,
-                                    .max_output = 16u << 20 };
+                                    .max_output = 16u << 20,
+                                    .tls = l->tls /* NULL: plain TCP */ };
     set_state(l, SW_LINK_CONNECTING, "connecting");
     l->stream =
         at_stream_connect(l->srv->base, (struct sockaddr *)&l->addr, l->addrlen, &ops, l, &lim);
@@ -357,7 +381,9 @@ int sw_links_start(struct sw_server *srv)
         struct sw_link *l = &srv->links[i];
         const struct sw_issuer_conf *c = &srv->conf.issuers[i];
         const char *why;
+        struct at_tls *tls = l->tls; /* made by sw_tls_start, before the links */
         memset(l, 0, sizeof *l);
+        l->tls = tls;
         l->srv = srv;
         l->conf = c;
         l->dialect = iso_dialect_find(c->dialect);

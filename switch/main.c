@@ -8,9 +8,11 @@
 #include "db.h"
 #include "hex.h"
 #include "hsmclient.h"
+#include "keyx.h"
 #include "log.h"
 #include "advice.h"
 #include "saf.h"
+#include "swtls.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -249,7 +251,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
             at_log(AT_LOG_INFO, "log_reopened");
             return;
         }
-        at_log(AT_LOG_INFO, "reload", AT_STR("what", "log reopened, reference data reloading"));
+        at_log(AT_LOG_INFO, "reload",
+               AT_STR("what", "log reopened, reference data reloading, TLS files read again"));
+        sw_tls_reload(srv); /* new connections only: established sessions keep theirs */
         if (sw_ref_reload(srv) != 0)
             at_log(AT_LOG_ERROR, "reload_failed", AT_STR("reason", "database queue full"));
         return;
@@ -390,6 +394,9 @@ static int start(struct sw_server *srv, char *err, size_t errcap)
         .busy_cb = on_hsm_busy,
         .busy_arg = srv,
     };
+    if (sw_tls_start(srv, err, errcap) != 0) /* listeners, issuer links, HSM (swtls.c) */
+        return -1;
+    hc.tls = srv->hsm_tls;
     srv->hsm = hsm_client_new(srv->base, &hc, err, errcap);
     if (!srv->hsm)
         return -1;
@@ -399,6 +406,10 @@ static int start(struct sw_server *srv, char *err, size_t errcap)
     }
     if (sw_saf_init(srv) != 0 || sw_advice_init(srv) != 0) {
         snprintf(err, errcap, "cannot start store-and-forward");
+        return -1;
+    }
+    if (sw_keyx_start(srv) != 0) { /* issuer key changes (keyx.c, docs/keys.md) */
+        snprintf(err, errcap, "cannot start the key change timer");
         return -1;
     }
     /* Recovery before service: the spool of the previous run is replayed,
@@ -417,6 +428,7 @@ static int start(struct sw_server *srv, char *err, size_t errcap)
 static void teardown(struct sw_server *srv)
 {
     srv->stopping = true;
+    sw_keyx_stop(srv);
     sw_listeners_stop(srv);
     sw_http_stop(srv);
     if (srv->hsm) {
@@ -437,6 +449,7 @@ static void teardown(struct sw_server *srv)
     sw_saf_free(srv);
     sw_advice_free(srv);
     sw_links_free(srv);
+    sw_tls_free(srv);
     while (srv->txn_free) {
         struct sw_txn *t = srv->txn_free;
         srv->txn_free = t->next_free;

@@ -153,5 +153,14 @@ int sw_metrics_render(const struct sw_metrics *m, struct evbuffer *out)
     rc |= counter(out, "atlas_journal_spooled_total",
                   "Journal records written to the local spool during a database outage.",
                   m->journal_spooled_total);
+    rc |= counter(out, "atlas_key_changes_total",
+                  "Issuer ZPK/ZAK changes confirmed and committed (docs/keys.md).",
+                  m->key_changes_total);
+    rc |= counter(out, "atlas_key_changes_failed_total",
+                  "Issuer key changes abandoned, the previous keys kept (docs/keys.md).",
+                  m->key_changes_failed_total);
+    rc |= counter(out, "atlas_key_downloads_total",
+                  "Terminal key downloads served (new TPK/TAK under the TMK, docs/keys.md).",
+                  m->key_downloads_total);
     return rc ? -1 : 0;
 }

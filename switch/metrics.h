@@ -68,6 +68,8 @@ struct sw_metrics {
     uint64_t journal_spooled_total;
     struct sw_stand_in_count stand_in[SW_METRICS_MAX_STAND_IN];
     size_t n_stand_in;
+    uint64_t key_changes_total, key_changes_failed_total; /* issuer key changes (keyx.c) */
+    uint64_t key_downloads_total;                         /* terminal key downloads (keyx.c) */
 };
 
 void sw_metrics_init(struct sw_metrics *m);

@@ -97,7 +97,9 @@ struct saf_item {
     uint64_t next_attempt_ms;
     uint32_t cur_stan;
     struct sw_link *cur_link;
-    char answer_rc[3]; /* DE 39 of the 0430 (being checked, then recorded) */
+    char zak[SW_KEY_TEXT]; /* the ZAK it went under: its 0430 is checked under the same (a key
+                              change in between, docs/keys.md) */
+    char answer_rc[3];     /* DE 39 of the 0430 (being checked, then recorded) */
     uint8_t packed[512];
     size_t packed_len;
     struct isonet_mac mac_at; /* where the MAC goes in packed (with a ZAK) */
@@ -688,6 +690,7 @@ static int build_reversal(struct sw_server *srv, struct saf_item *it, struct sw_
     struct isonet_de90 orig;
     const char *zak = zak_of(srv, it->issuer_id);
 
+    at_strlcpy(it->zak, zak, sizeof it->zak);
     it->cur_stan = sw_link_stan(l);
     sw_de7_now(de7);
     at_put_digits(de11, 6, it->cur_stan % 1000000u);
@@ -747,8 +750,7 @@ static void send_item(struct sw_server *srv, struct saf_item *it, struct sw_link
             after_send(it);
         return;
     }
-    int n = hsm_client_build_mac(cmd, sizeof cmd, "008", zak_of(srv, it->issuer_id), it->packed,
-                                 it->mac_at.off, NULL);
+    int n = hsm_client_build_mac(cmd, sizeof cmd, "008", it->zak, it->packed, it->mac_at.off, NULL);
     if (n > 0 && hsm_client_submit(srv->hsm, cmd, (size_t)n, on_saf_mac, it) == 0)
         saf_set_state(it, SAF_MACING);
 }
@@ -845,7 +847,7 @@ void sw_saf_answer(struct sw_server *srv, void *entry, const struct iso_msg *m, 
 {
     struct saf_item *it = entry;
     char rc[3] = "", cmd[2200];
-    const char *zak = zak_of(srv, it->issuer_id);
+    const char *zak = it->zak; /* the one it was sent under */
     if (it->state != SAF_SENT)
         return; /* matched a STAN already given up on */
     field_copy(m, 39, rc, sizeof rc);

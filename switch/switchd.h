@@ -174,6 +174,7 @@ struct sw_listener {
     struct sw_accept_pause pause;
     uint64_t refused_log_ms;   /* last terminal_refused line */
     uint64_t refused_unlogged; /* refusals since it */
+    struct at_tls *tls;        /* TLS listener (switch/swtls.c); NULL = plain TCP */
 };
 
 struct sw_term {
@@ -238,6 +239,7 @@ struct sw_link {
     const struct timeval *common_timeout; /* libevent common timeout of timeout_ms */
     uint8_t *arena; /* unpacking the issuer's messages (ISO_ARENA_FOR(max_frame)) */
     size_t arena_cap;
+    struct at_tls *tls; /* TLS to the issuer (switch/swtls.c); NULL = plain TCP */
 };
 
 const char *sw_link_state_name(enum sw_link_state s);
@@ -247,6 +249,10 @@ void sw_links_stop(struct sw_server *srv);
  * stan. Returns 0, or -1 when the link is not up or full. */
 int sw_link_forward(struct sw_link *l, struct sw_txn *txn, uint32_t stan, const uint8_t *msg,
                     size_t len);
+/* Sends an 0800 with DE 70 = code and, when de48 is not NULL, DE 48 (n48 bytes) on a connected
+ * link; its STAN into *stan_out. 0, or -1 (link not connected, message too long). */
+int sw_link_send_0800(struct sw_link *l, const char *code, const char *de48, size_t n48,
+                      uint32_t *stan_out);
 /* A fresh STAN for the link (6 digits, never 000000, skipping in-flight ones). */
 uint32_t sw_link_stan(struct sw_link *l);
 /* Forgets a pending txn (timeout or teardown). */
@@ -279,6 +285,7 @@ enum sw_txn_state {
     SW_TXN_TRANSFER,      /* a transfer (or a terminal's reversal of one) waiting for its saga */
     SW_TXN_CARD_AUTH,     /* HSM verifying the card: ARQC (KQ) and/or CVV2 (CY) — emv.c */
     SW_TXN_STAND_IN,      /* decided in the issuer's place: rules, PIN, reservation, advice */
+    SW_TXN_KEY_DOWNLOAD,  /* a terminal's 0800 key download: MAC, new keys, commit — keyx.c */
     SW_TXN_FINISH,        /* response MAC (M6), then the journal commit */
     SW_TXN_state_max
 };
@@ -353,6 +360,7 @@ struct sw_txn {
     bool has_xfer_fee;
     int64_t xfer_fee;
     char resp44[8];
+    char resp48[160]; /* a key download's answer: the new keys under the TMK and KCVs (keyx.c) */
     struct sw_req_id xfer_orig; /* a reversal: the transfer's identity */
     /* Pre-authorization (preauth.c): a completion's or an increment's DE 90 as its issuer knows
      * the pre-auth (issuer STAN and DE 7), put in the request it is forwarded. */
@@ -409,6 +417,8 @@ int64_t sw_txn_amount(const struct sw_txn *t, int f, int64_t max);
 void sw_txn_request_id(struct sw_txn *t, struct db_request_id *id);
 /* The link went down with the txn still pending. */
 void sw_txn_issuer_lost(struct sw_txn *txn);
+/* A terminal key download (keyx.c) is over: answered rc (0810, no MAC), with t->resp48. */
+void sw_txn_key_download_done(struct sw_txn *t, const char *rc);
 /* What preauth.c borrows: the PAN's keyed hash (t->pan_hmac; false when it cannot be made), the
  * wait for a journal lookup, and the way on once the pre-auth is known (PIN, then issuer). */
 bool sw_txn_pan_hmac(struct sw_txn *t);
@@ -429,6 +439,8 @@ struct sw_server {
     struct sw_advq *advice;   /* stand-in advices (advice.c) */
     struct sw_notify *notify; /* LISTEN atlas_refdata (notify.c) */
     struct hsm_client *hsm;
+    struct at_tls *hsm_tls;     /* TLS to the HSM (switch/swtls.c); NULL = plain TCP */
+    struct at_tls *metrics_tls; /* HTTPS for /metrics (switch/swtls.c); NULL = plain HTTP */
     struct db_client *db;
     struct db_journal *journal;
     struct sw_recent *recent;

@@ -12,6 +12,8 @@
  * spinning (sw_accept_pause). */
 #include "switchd.h"
 
+#include "swtls.h"
+
 #include "log.h"
 #include "parse.h"
 
@@ -80,6 +82,7 @@ static void on_close(void *arg, struct at_stream *s, const char *reason)
            AT_UINT("conn", at_stream_id(s)), AT_STR("reason", reason),
            AT_UINT("in_flight", t->inflight));
     count_close(&t->srv->metrics, reason);
+    sw_tls_count_close(t->srv, l->conf->name, s); /* a TLS handshake that failed */
     if (t->addr_counted) {
         sw_addrcount_drop(l->per_addr, &t->addr);
         t->addr_counted = false;
@@ -134,6 +137,15 @@ void sw_term_close(struct sw_term *t, const char *reason)
 {
     if (t->state == SW_TERM_OPEN && t->stream)
         at_stream_close(t->stream, reason, true);
+}
+
+/* A TLS terminal's handshake ended (at_stream calls on_connect for it): the
+ * subject binding, when the listener has one (swtls.c). */
+static void on_tls_ready(void *arg, struct at_stream *s)
+{
+    struct sw_term *t = arg;
+    if (!sw_tls_session_ok(t, s))
+        at_stream_close(s, "tls: certificate names another acquirer", false);
 }
 
 /* ---- pausing a listener whose accept() fails (see switchd.h) ---- */
@@ -321,6 +333,8 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
     }
     struct at_stream_ops o = ops;
     o.frame_arg = &l->wire;
+    if (l->tls)
+        o.on_connect = on_tls_ready;
     /* With an output cap, a terminal that does not read is closed at the
      * cap rather than paused (it would hold its buffers for ever); without
      * one it is paused at at_stream's default 1 MiB. */
@@ -331,6 +345,8 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
         .output_cap = (size_t)c->max_output_bytes,
         .write_timeout_ms = (unsigned)c->write_timeout_ms,
         .frame_timeout_ms = (unsigned)c->frame_timeout_ms,
+        .tls = l->tls, /* NULL: plain TCP */
+        .handshake_timeout_ms = (unsigned)c->tls_handshake_timeout_ms,
     };
     t->srv = srv;
     t->lst = l;

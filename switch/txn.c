@@ -19,6 +19,7 @@
 #include "fmt.h"
 #include "hex.h"
 #include "hsmclient.h"
+#include "keyx.h"
 #include "log.h"
 #include "parse.h"
 #include "advice.h"
@@ -35,9 +36,9 @@
 #define PARK_MAX_MS 30000 /* a reversal waits this long at most for its original's answer */
 
 static const char *const state_names[SW_TXN_state_max] = {
-    "free",       "mac_verify",  "pin_translate", "issuer_mac",  "intent",
-    "dup_lookup", "issuer_wait", "resp_check",    "orig_lookup", "parked",
-    "transfer",   "card_auth",   "stand_in",      "finish",
+    "free",       "mac_verify",  "pin_translate", "issuer_mac",   "intent",
+    "dup_lookup", "issuer_wait", "resp_check",    "orig_lookup",  "parked",
+    "transfer",   "card_auth",   "stand_in",      "key_download", "finish",
 };
 
 const char *sw_txn_state_name(enum sw_txn_state s)
@@ -71,8 +72,9 @@ static const unsigned allowed[SW_TXN_state_max] = {
                       B(SW_TXN_ISSUER_MAC) | B(SW_TXN_INTENT) | B(SW_TXN_DUP_LOOKUP) |
                       B(SW_TXN_ISSUER_WAIT) | B(SW_TXN_RESP_CHECK) | B(SW_TXN_ORIG_LOOKUP) |
                       B(SW_TXN_PARKED) | B(SW_TXN_TRANSFER) | B(SW_TXN_CARD_AUTH) |
-                      B(SW_TXN_STAND_IN),
+                      B(SW_TXN_STAND_IN) | B(SW_TXN_KEY_DOWNLOAD),
     [SW_TXN_CARD_AUTH] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_DUP_LOOKUP),
+    [SW_TXN_KEY_DOWNLOAD] = B(SW_TXN_FREE), /* an 0800 key download (keyx.c) */
 };
 #undef B
 
@@ -576,6 +578,8 @@ static int build_response(struct sw_txn *t)
             return -1;
     }
     if (t->resp44[0] && iso_set(o, 44, t->resp44, strlen(t->resp44)) != 0)
+        return -1;
+    if (t->resp48[0] && iso_set(o, 48, t->resp48, strlen(t->resp48)) != 0) /* keyx.c */
         return -1;
     if (sw_card_answer_fields(t, o) != 0) /* DE 55 tag 91, the ARPC (emv.c) */
         return -1;
@@ -1536,13 +1540,27 @@ static void verify_mac(struct sw_txn *t)
         reject(t, "96", SW_OUT_ERROR, "HSM queue full", 0);
 }
 
-/* Answers an 0800 from a terminal (echo, sign-on): 0810 DE 39 00, no MAC. */
+/* Answers an 0800 from a terminal (echo, sign-on): 0810 DE 39 00, no MAC. A key download
+ * (DE 70 = 162) goes to keyx.c first, which answers through sw_txn_key_download_done. */
 static void answer_netmgmt(struct sw_txn *t)
 {
     t->journal = false;
+    if (sw_keyx_is_download(&t->req)) {
+        sw_txn_set_state(t, SW_TXN_KEY_DOWNLOAD);
+        sw_keyx_download(t);
+        return;
+    }
     memset(t->terminal.tak, 0, sizeof t->terminal.tak);
     set_rc(t, "00");
     t->outcome = SW_OUT_APPROVED;
+    finish(t);
+}
+
+void sw_txn_key_download_done(struct sw_txn *t, const char *rc)
+{
+    memset(t->terminal.tak, 0, sizeof t->terminal.tak); /* network management: no MAC */
+    set_rc(t, rc);
+    t->outcome = strcmp(rc, "00") == 0 ? SW_OUT_APPROVED : SW_OUT_REJECTED;
     finish(t);
 }
 

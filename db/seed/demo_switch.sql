@@ -29,10 +29,23 @@ INSERT INTO switch.keys (key_id, key_type, scheme, key_under_lmk, kcv) VALUES
     ('WALLET3.IMKAC','MK-AC', 'TDES-2KEY', 'UC8B193C5B253AF7255F4EF66CEFC8FC0', '8D397D'),
     ('WALLET3.CVK',  'CVK',   'TDES-2KEY', 'U91958BC7E54081E761AEBB2E26D786F4', 'A0D632'),
     ('WALLET4.IMKAC','MK-AC', 'TDES-2KEY', 'U0CAE65724EF4438F2E81F60DFF685CED', 'B1D113'),
-    ('WALLET4.CVK',  'CVK',   'TDES-2KEY', 'UA93009BF3531AD544736AA2A5D11C75B', '676113')
+    ('WALLET4.CVK',  'CVK',   'TDES-2KEY', 'UA93009BF3531AD544736AA2A5D11C75B', '676113'),
+    -- zone master keys: wrap the new ZPK/ZAK of a key change (docs/keys.md); random lab keys,
+    -- shared with each issuer-sim (--zmk) through the same lab LMK
+    ('WALLET1.ZMK',   'ZMK', 'TDES-2KEY', 'UCE385FA1F081065353418ED6B4BFB4AD', 'D0DBCF'),
+    ('WALLET2.ZMK',   'ZMK', 'TDES-2KEY', 'U9B06406022878FD5F89EAA9E05905919', '2A6AF9'),
+    ('WALLET3.ZMK',   'ZMK', 'TDES-2KEY', 'U3FDD986FE24A9520EDF8D9803BE7D45C', '436BA5'),
+    ('WALLET4.ZMK',   'ZMK', 'TDES-2KEY', 'U03D836D28D9BFDE931ADEDD918A19C94', 'F17BA0'),
+    -- terminal master keys: wrap a terminal's new TPK/TAK of a key download (docs/keys.md); the
+    -- documented lab values acquirer-sim holds in clear (sim/acquirer/terminal.c)
+    ('TERM0001.TMK',  'TMK', 'TDES-2KEY', 'U665CDCEACB144A55D6196D51C02ED4C3', '500E8E'),
+    ('TERM0002.TMK',  'TMK', 'TDES-2KEY', 'U61A5253DC371F0EE5E845051F1B4C200', 'D59D65'),
+    ('TERM0003.TMK',  'TMK', 'TDES-2KEY', 'UE86E931DEE4AF0D5577CC33D3F2DE274', 'CF82A4'),
+    ('TERM0004.TMK',  'TMK', 'TDES-2KEY', 'U90739926C862B27B998243D26AB335DF', '3D74CD')
 ON CONFLICT (key_id) DO UPDATE
     SET key_type = EXCLUDED.key_type, scheme = EXCLUDED.scheme,
-        key_under_lmk = EXCLUDED.key_under_lmk, kcv = EXCLUDED.kcv, status = 'active';
+        key_under_lmk = EXCLUDED.key_under_lmk, kcv = EXCLUDED.kcv, status = 'active',
+        valid_to = NULL;  -- in force again after key changes (docs/keys.md)
 
 INSERT INTO switch.issuers (issuer_id, name, link, zpk_key_id, zak_key_id) VALUES
     ('WALLET1', 'Morocco wallets, MAD (issuer-sim)',                 'WALLET1', 'WALLET1.ZPK', 'WALLET1.ZAK'),
@@ -42,6 +55,8 @@ INSERT INTO switch.issuers (issuer_id, name, link, zpk_key_id, zak_key_id) VALUE
 ON CONFLICT (issuer_id) DO UPDATE
     SET name = EXCLUDED.name, link = EXCLUDED.link, zpk_key_id = EXCLUDED.zpk_key_id,
         zak_key_id = EXCLUDED.zak_key_id, enabled = true;
+UPDATE switch.issuers SET zmk_key_id = issuer_id || '.ZMK'
+ WHERE issuer_id IN ('WALLET1', 'WALLET2', 'WALLET3', 'WALLET4');
 
 INSERT INTO switch.bin_routes (prefix, issuer_id) VALUES
     ('489001', 'WALLET1'), ('489002', 'WALLET2'), ('489003', 'WALLET3'), ('489004', 'WALLET4')
@@ -94,3 +109,5 @@ ON CONFLICT (acquirer_id, terminal_id) DO UPDATE
     SET merchant_id = EXCLUDED.merchant_id, key_scheme = EXCLUDED.key_scheme,
         tpk_key_id = EXCLUDED.tpk_key_id, tak_key_id = EXCLUDED.tak_key_id,
         bdk_key_id = EXCLUDED.bdk_key_id, enabled = true;
+UPDATE switch.terminals SET tmk_key_id = terminal_id || '.TMK'
+ WHERE acquirer_id = '100001' AND terminal_id IN ('TERM0001', 'TERM0002', 'TERM0003', 'TERM0004');

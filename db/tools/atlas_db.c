@@ -34,11 +34,16 @@ static void usage(FILE *f)
             "commands:\n"
             "  migrate                     apply pending migrations (safe to run twice)\n"
             "  status                      schema version, applied and pending migrations,\n"
-            "                              journal partitions\n"
+            "                              journal partitions; exit 1 if the schema is older\n"
+            "                              than this build's or the DEFAULT partition has rows\n"
             "  check [--version N]         exit 0 if the schema is at least N (default: %d)\n"
-            "  partitions [--ahead N] [--detach-before YYYY-MM-DD]\n"
-            "                              create daily journal partitions for today + N days\n"
-            "                              (default 7); detach those of days before a date\n"
+            "  partitions [--ahead N] [--detach-before YYYY-MM-DD | --retain-days N]\n"
+            "                              the journal's upkeep (daily, and at switchd start):\n"
+            "                              create daily partitions from yesterday to today + N\n"
+            "                              days (UTC, default 7), make the DEFAULT partition\n"
+            "                              refuse rows, detach the partitions of days before a\n"
+            "                              date (or older than N days); exit 1 if the DEFAULT\n"
+            "                              partition holds rows\n"
             "  alias MSISDN PAN            register a mobile number (+ and 8..15 digits) as the\n"
             "                              alias of a wallet card for transfers (DE 103); the\n"
             "                              PAN is stored sealed and hashed under the switch's\n"
@@ -245,6 +250,35 @@ out:
     return rc;
 }
 
+/* The journal's DEFAULT partition must stay empty (docs/db.md "Journal upkeep"): a row there is
+ * a day with no partition, and it blocks creating that day's partition later. Says whether it
+ * refuses rows (the guard that `partitions` adds) and how many it holds: 0 when empty, 1 when it
+ * holds rows (a warning printed), -1 when it cannot be read. */
+static int default_partition(PGconn *conn)
+{
+    PGresult *res = query(conn,
+                          "SELECT (SELECT count(*) FROM switch.authorizations_default),"
+                          " EXISTS (SELECT 1 FROM pg_constraint WHERE conname ="
+                          " 'authorizations_default_refuses' AND conrelid ="
+                          " 'switch.authorizations_default'::regclass)",
+                          0, NULL);
+    if (!res || PQntuples(res) != 1) {
+        PQclear(res);
+        return -1;
+    }
+    bool rows = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+    printf("default partition: %s row(s), %s\n", PQgetvalue(res, 0, 0),
+           strcmp(PQgetvalue(res, 0, 1), "t") == 0
+               ? "refuses rows"
+               : "accepts rows (run `atlas-db partitions` to make it refuse them)");
+    if (rows)
+        printf("WARNING: %s journal rows in the default partition: days without a partition;"
+               " move them into their day's partition (docs/db.md \"Journal upkeep\")\n",
+               PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return rows ? 1 : 0;
+}
+
 static int cmd_status(PGconn *conn, const char *dir)
 {
     PGresult *res = query(conn,
@@ -287,27 +321,54 @@ static int cmd_status(PGconn *conn, const char *dir)
         printf("journal partitions: %s (%s .. %s)\n", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
                PQgetvalue(res, 0, 2));
     PQclear(res);
-    res = query(conn, "SELECT count(*) FROM switch.authorizations_default", 0, NULL);
-    if (res && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "0") != 0)
-        printf("WARNING: %s journal rows in the default partition: create partitions ahead\n",
-               PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return version >= DB_SCHEMA_VERSION ? 0 : 1;
+    int dflt = default_partition(conn);
+    return version >= DB_SCHEMA_VERSION && dflt == 0 ? 0 : 1;
 }
 
-static int cmd_partitions(PGconn *conn, uint64_t ahead, const char *detach_before)
+/* The journal's upkeep, idempotent (docs/db.md "Journal upkeep"): the day partitions from
+ * yesterday (UTC: request_date is the UTC date of DE 7) to today + ahead; the DEFAULT partition
+ * made to refuse rows (a CHECK (false) constraint, NOT VALID so that adding it never scans:
+ * a row of a day without a partition then fails loudly — 23514 naming the constraint — instead
+ * of landing there); the partitions of days before detach_before, or older than retain days
+ * (-1: none), detached (not dropped: archive them, docs/db.md). */
+static int cmd_partitions(PGconn *conn, uint64_t ahead, const char *detach_before, int64_t retain)
 {
     char n[24];
-    snprintf(n, sizeof n, "%llu", (unsigned long long)ahead + 1);
+    snprintf(n, sizeof n, "%llu", (unsigned long long)ahead + 2);
     const char *v[] = { n };
-    PGresult *res =
-        query(conn, "SELECT switch.create_authorization_partitions(current_date, $1::int)", 1, v);
+    PGresult *res = query(conn,
+                          "SELECT switch.create_authorization_partitions("
+                          "(now() AT TIME ZONE 'UTC')::date - 1, $1::int)",
+                          1, v);
     if (!res)
         return 1;
     printf("atlas-db: created %s partition(s)\n", PQgetvalue(res, 0, 0));
     PQclear(res);
+    res = query(conn,
+                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname ="
+                " 'authorizations_default_refuses' AND conrelid ="
+                " 'switch.authorizations_default'::regclass) THEN"
+                " ALTER TABLE switch.authorizations_default ADD CONSTRAINT"
+                " authorizations_default_refuses CHECK (false) NOT VALID; END IF; END $$",
+                0, NULL);
+    if (!res)
+        return 1;
+    PQclear(res);
+    char before[24] = "";
     if (detach_before) {
-        const char *d[] = { detach_before };
+        snprintf(before, sizeof before, "%s", detach_before);
+    } else if (retain >= 0) {
+        char r[24];
+        snprintf(r, sizeof r, "%lld", (long long)retain);
+        const char *rv[] = { r };
+        res = query(conn, "SELECT ((now() AT TIME ZONE 'UTC')::date - $1::int)::text", 1, rv);
+        if (!res)
+            return 1;
+        snprintf(before, sizeof before, "%s", PQgetvalue(res, 0, 0));
+        PQclear(res);
+    }
+    if (before[0]) {
+        const char *d[] = { before };
         res = query(conn, "SELECT switch.detach_authorization_partitions($1::date)", 1, d);
         if (!res)
             return 1;
@@ -315,18 +376,20 @@ static int cmd_partitions(PGconn *conn, uint64_t ahead, const char *detach_befor
             printf("atlas-db: detached switch.%s\n", PQgetvalue(res, i, 0));
         PQclear(res);
     }
-    return 0;
+    return default_partition(conn) == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
 {
     const char *conninfo = "", *dir = NULL, *detach = NULL;
-    uint64_t ahead = 7, version = DB_SCHEMA_VERSION;
+    uint64_t ahead = 7, version = DB_SCHEMA_VERSION, retain_days = 0;
+    bool retain = false;
     static const struct option opts[] = {
         { "db", required_argument, NULL, 'd' },
         { "dir", required_argument, NULL, 'm' },
         { "ahead", required_argument, NULL, 'a' },
         { "detach-before", required_argument, NULL, 'b' },
+        { "retain-days", required_argument, NULL, 'r' },
         { "version", required_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -348,6 +411,13 @@ int main(int argc, char **argv)
             break;
         case 'b':
             detach = optarg;
+            break;
+        case 'r':
+            if (!at_parse_u64(optarg, 36600, &retain_days)) {
+                fprintf(stderr, "atlas-db: --retain-days wants a number of days (0..36600)\n");
+                return 2;
+            }
+            retain = true;
             break;
         case 'v':
             if (!at_parse_u64(optarg, 9999, &version)) {
@@ -399,7 +469,7 @@ int main(int argc, char **argv)
         else
             printf("atlas-db: schema ok (>= %llu)\n", (unsigned long long)version);
     } else {
-        rc = cmd_partitions(conn, ahead, detach);
+        rc = cmd_partitions(conn, ahead, detach, retain ? (int64_t)retain_days : -1);
     }
     PQfinish(conn);
     return rc;

@@ -1,7 +1,10 @@
-/* atlas-keys: key management of the switch's keys (switch.keys). A subcommand table; this
- * branch brings `import` (a TR-31 key block from a file, through the HSM, into switch.keys
- * under the LMK). Blocking libpq and one blocking TCP connection to the HSM (a CLI, not a
- * daemon). Never prints or logs key material: KCVs only. */
+/* atlas-keys: the operator's tool for the switch's keys (switch.keys, docs/keys.md). `list`
+ * shows every key by name with its KCV and validity (never a key, not even under the LMK);
+ * `rotate --issuer NAME` asks the running switchd for an issuer ZPK/ZAK change through a
+ * switch.key_change_requests row and waits for its outcome; `import` loads a TR-31 key block
+ * from a file through the HSM into switch.keys under the LMK. Blocking libpq and one blocking
+ * TCP connection to the HSM (a CLI, not a daemon). Never prints or logs key material: KCVs
+ * only. Commands are rows of one table: add one there. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
@@ -10,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -33,6 +37,11 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: atlas-keys [--db CONNINFO] [--hsm ADDR:PORT] [--header-len N] COMMAND ...\n"
             "commands:\n"
+            "  list\n"
+            "      every key: name, type, scheme, KCV, status, validity and who uses it\n"
+            "  rotate --issuer NAME [--wait S]\n"
+            "      change the issuer's ZPK/ZAK now (the switchd holding its link does it; waits\n"
+            "      up to S seconds, default 30, 0 = do not wait)\n"
             "  import FILE --id KEY_ID --type TYPE (--kbpk KEY_ID | --kbpk-lmk KEY) [--replace]\n"
             "      load the TR-31 key block in FILE (wrapped under a ZMK acting as key block\n"
             "      protection key: the ZMK KEY_ID of switch.keys, or a ZMK under the LMK given\n"
@@ -41,7 +50,8 @@ static void usage(FILE *f)
             "      block's key usage must fit it (the HSM answers 04 otherwise). --replace\n"
             "      overwrites an existing KEY_ID. Prints the key id, type and KCV.\n"
             "--hsm defaults to 127.0.0.1:1500, --header-len to 4; the database is --db or\n"
-            "libpq's PG* environment.\n");
+            "libpq's PG* environment.\n"
+            "Exit: 0 done, 1 failed, 2 usage, 3 not finished in time (rotate).\n");
 }
 
 /* ---------------------------------------------------------------- the HSM, blocking */
@@ -336,13 +346,180 @@ out:
     return rc;
 }
 
+/* ---------------------------------------------------------------- list */
+
+static int cmd_list_on(PGconn *conn)
+{
+    /* Who uses each key: the issuer or terminal row naming it (a retired generation has none). */
+    PGresult *r = PQexec(
+        conn,
+        "SELECT k.key_id, k.key_type, k.scheme, k.kcv, k.status,"
+        " to_char(k.valid_from AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+        " coalesce(to_char(k.valid_to AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '-'),"
+        " coalesce((SELECT string_agg(u, ',') FROM ("
+        "   SELECT i.issuer_id AS u FROM switch.issuers i"
+        "    WHERE k.key_id IN (i.zpk_key_id, i.zak_key_id, i.zmk_key_id)"
+        "   UNION SELECT t.acquirer_id || '/' || t.terminal_id FROM switch.terminals t"
+        "    WHERE k.key_id IN (t.tpk_key_id, t.tak_key_id, t.bdk_key_id, t.tmk_key_id)"
+        "   UNION SELECT 'route ' || b.prefix FROM switch.bin_routes b"
+        "    WHERE k.key_id IN (b.imk_ac_key, b.cvk_key)) x), k.owner, '-')"
+        " FROM switch.keys k ORDER BY k.key_id");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "atlas-keys list: %s", PQerrorMessage(conn));
+        PQclear(r);
+        return 1;
+    }
+    printf("%-28s %-5s %-9s %-6s %-7s %-20s %-20s %s\n", "KEY", "TYPE", "SCHEME", "KCV", "STATUS",
+           "VALID_FROM", "VALID_TO", "USED_BY");
+    for (int i = 0; i < PQntuples(r); i++)
+        printf("%-28s %-5s %-9s %-6s %-7s %-20s %-20s %s\n", PQgetvalue(r, i, 0),
+               PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
+               PQgetvalue(r, i, 5), PQgetvalue(r, i, 6), PQgetvalue(r, i, 7));
+    PQclear(r);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- rotate */
+
+static int cmd_rotate_on(PGconn *conn, const char *issuer, uint64_t wait_s)
+{
+    const char *v[] = { issuer };
+    PGresult *r = PQexecParams(conn,
+                               "INSERT INTO switch.key_change_requests (issuer_id, requested_by)"
+                               " SELECT issuer_id, current_user || ' (atlas-keys)'"
+                               " FROM switch.issuers WHERE issuer_id = $1 RETURNING request_id",
+                               1, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "atlas-keys rotate: %s", PQerrorMessage(conn));
+        PQclear(r);
+        return 1;
+    }
+    if (PQntuples(r) != 1) {
+        fprintf(stderr, "atlas-keys rotate: no issuer %s in switch.issuers\n", issuer);
+        PQclear(r);
+        return 1;
+    }
+    char id[24];
+    snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    printf("request %s: key change of %s asked for\n", id, issuer);
+    fflush(stdout);
+    if (wait_s == 0)
+        return 0;
+    const char *idv[] = { id };
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        r = PQexecParams(conn,
+                         "SELECT status, coalesce(result, '') FROM switch.key_change_requests"
+                         " WHERE request_id = $1::bigint",
+                         1, NULL, idv, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+            fprintf(stderr, "atlas-keys rotate: %s", PQerrorMessage(conn));
+            PQclear(r);
+            return 1;
+        }
+        const char *st = PQgetvalue(r, 0, 0);
+        if (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0) {
+            bool ok = st[0] == 'd';
+            printf("request %s: %s: %s\n", id, st, PQgetvalue(r, 0, 1));
+            PQclear(r);
+            return ok ? 0 : 1;
+        }
+        PQclear(r);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((uint64_t)(now.tv_sec - t0.tv_sec) >= wait_s)
+            break;
+        usleep(200 * 1000);
+    }
+    /* Not claimed in time: withdrawn, so that no switchd changes the keys later by surprise. A
+     * claimed one is left to the switchd that has it (it ends done or failed on its own). */
+    r = PQexecParams(conn,
+                     "UPDATE switch.key_change_requests SET status = 'failed', finished_at = now(),"
+                     " result = 'withdrawn: no switchd took it in time'"
+                     " WHERE request_id = $1::bigint AND status = 'requested'",
+                     1, NULL, idv, NULL, NULL, 0);
+    bool withdrawn = PQresultStatus(r) == PGRES_COMMAND_OK && atoi(PQcmdTuples(r)) == 1;
+    PQclear(r);
+    fprintf(stderr,
+            withdrawn ? "atlas-keys rotate: request %s withdrawn: no switchd with a link to %s"
+                        " took it within %llu s\n"
+                      : "atlas-keys rotate: request %s of %s still in progress after %llu s"
+                        " (see switch.key_change_requests)\n",
+            id, issuer, (unsigned long long)wait_s);
+    return 3;
+}
+
+/* Runs fn on a blocking connection to the database. */
+static int with_db(const struct globals *g, int (*fn)(PGconn *, const char *, uint64_t),
+                   const char *issuer, uint64_t wait_s)
+{
+    struct db_error err = { 0 };
+    PGconn *conn = db_connect_at(g->conninfo, &err);
+    if (!conn) {
+        fprintf(stderr, "atlas-keys: cannot connect to the database: %s\n", err.message);
+        return 1;
+    }
+    int rc = fn(conn, issuer, wait_s);
+    PQfinish(conn);
+    return rc;
+}
+
+static int list_fn(PGconn *conn, const char *issuer, uint64_t wait_s)
+{
+    (void)issuer;
+    (void)wait_s;
+    return cmd_list_on(conn);
+}
+
+static int cmd_list(int argc, char **argv, const struct globals *g)
+{
+    (void)argv;
+    if (argc != 1) {
+        fprintf(stderr, "atlas-keys list: no argument expected\n");
+        return 2;
+    }
+    return with_db(g, list_fn, NULL, 0);
+}
+
+static int cmd_rotate(int argc, char **argv, const struct globals *g)
+{
+    static const struct option lo[] = {
+        { "issuer", required_argument, NULL, 'i' },
+        { "wait", required_argument, NULL, 'w' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *issuer = NULL;
+    uint64_t wait_s = 30;
+    int ch;
+    optind = 0; /* glibc: 0 re-initializes getopt (the "+" of the first scan included) */
+    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (ch == 'i')
+            issuer = optarg;
+        else if (ch == 'w' && at_parse_u64(optarg, 3600, &wait_s))
+            continue;
+        else {
+            fprintf(stderr, "usage: atlas-keys rotate --issuer NAME [--wait S]\n");
+            return 2;
+        }
+    }
+    if (!issuer || optind != argc) {
+        fprintf(stderr, "usage: atlas-keys rotate --issuer NAME [--wait S]\n");
+        return 2;
+    }
+    return with_db(g, cmd_rotate_on, issuer, wait_s);
+}
+
 /* ---------------------------------------------------------------- dispatch */
 
-/* One row per subcommand (the keyx branch adds its own: rotate, ...). */
+/* One row per subcommand. */
 static const struct {
     const char *name;
     int (*run)(int argc, char **argv, const struct globals *g);
 } commands[] = {
+    { "list", cmd_list },
+    { "rotate", cmd_rotate },
     { "import", cmd_import },
 };
 

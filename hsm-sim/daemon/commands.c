@@ -212,8 +212,9 @@ static int keytype3(struct hsm_cur *in, enum hsm_keytype *t)
 }
 
 /* A0: generate a key. Mode 1N (0: under LMK, 1: also under a ZMK) ‖ key type
- * 3H ‖ key scheme (LMK) 1A [‖ ';' ZMK/TMK flag 1N] [‖ ZMK ‖ key scheme (ZMK)]
- * [‖ '#' ‖ mode of use 1A ‖ key version 2A ‖ exportability 1A: LMK scheme S only]
+ * 3H ‖ key scheme (LMK) 1A [‖ ';' ZMK/TMK flag 1N: 0 ZMK, 1 TMK] [‖ ZMK/TMK ‖ key scheme
+ * (ZMK/TMK; 'R': a TR-31 block)] [‖ '#' ‖ mode of use 1A ‖ key version 2A ‖ exportability 1A:
+ * LMK scheme S only]
  * → key under LMK ‖ [key under ZMK] ‖ KCV 6H. */
 static int cmd_a0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
 {
@@ -225,6 +226,7 @@ static int cmd_a0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     struct hsm_key *zmk = NULL, *key = NULL;
     char mode, sch, lmk_text[256], zmk_text[256], kb_mode = 0, kb_exp = 0, kvn[3] = "";
     bool tr31 = false, kb_opts = false;
+    bool tmk = false; /* ';1': the key goes out under a TMK (terminal key download) */
     uint8_t kcv[8];
     int e;
 
@@ -238,8 +240,9 @@ static int cmd_a0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
             in->off++;
             if ((e = hsm_cur_char(in, &flag)))
                 return e;
-            if (flag != '0')
-                return HSM_E_NOT_PERMITTED; /* TMK-encrypted export is not simulated */
+            if (flag != '0' && flag != '1')
+                return HSM_E_INPUT;
+            tmk = flag == '1';
         }
         if ((e = hsm_cur_key(in, HSM_KEY_ANY, &zf)) || (e = hsm_cur_char(in, &sch)) ||
             (e = zmk_scheme_of(sch, &s_zmk, &tr31)))
@@ -256,7 +259,8 @@ static int cmd_a0(struct hsm_proto *p, struct hsm_cur *in, struct hsm_out *out)
     }
     if ((e = hsm_cur_end(in)))
         return e;
-    if (mode == '1' && (e = key_get(p, &ks, HSM_KT_ZMK, &zf, false, HSM_USE_ENCRYPT, &zmk)))
+    if (mode == '1' &&
+        (e = key_get(p, &ks, tmk ? HSM_KT_TMK : HSM_KT_ZMK, &zf, false, HSM_USE_ENCRYPT, &zmk)))
         goto out;
     e = err_of(kb_opts ? hsm_key_generate_kb(cr->h, t, kb_mode, kvn, kb_exp, lmk_text,
                                              sizeof lmk_text, kcv)

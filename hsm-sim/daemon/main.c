@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "log.h"
 #include "parse.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -50,6 +51,7 @@ struct server {
     size_t fail_len;
     char fail_ec[3];
     unsigned header_len;
+    struct at_tls *tls; /* --tls-cert: clients are served over TLS (common/tls.h) */
     /* counters since the last stats line */
     uint64_t n_cmds, n_errors, max_ns, sum_ns;
 };
@@ -190,8 +192,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     struct conn *c = arg;
     (void)bev;
     /* A peer that half-closed still gets the answers already computed. */
+    char why[160], label[48];
+    if (what & BEV_EVENT_CONNECTED)
+        return; /* a TLS handshake ended */
     if (c->closing && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)))
         conn_free(c); /* already logged; the flush cannot finish */
+    else if (c->srv->tls && (what & BEV_EVENT_ERROR) &&
+             at_tls_failure(bev, EVUTIL_SOCKET_ERROR(), why, sizeof why, label, sizeof label))
+        conn_close(c, why, AT_LOG_WARN, false); /* a refused certificate, a bad handshake */
     else if (what & BEV_EVENT_ERROR)
         conn_close(c, strerror(EVUTIL_SOCKET_ERROR()), AT_LOG_INFO, false);
     else if (what & BEV_EVENT_EOF)
@@ -208,11 +216,16 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct conn *c = calloc(1, sizeof *c);
-    struct bufferevent *bev = c ? bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    struct bufferevent *bev = NULL;
+    if (c && s->tls)
+        bev = at_tls_bev_new(s->tls, s->base, fd, NULL); /* closes fd when it fails */
+    else if (c)
+        bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         at_log(AT_LOG_ERROR, "accept_failed", AT_STR("reason", "out of memory"));
         free(c);
-        evutil_closesocket(fd);
+        if (!s->tls)
+            evutil_closesocket(fd);
         return;
     }
     c->srv = s;
@@ -257,11 +270,19 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
-    (void)sig;
+    struct server *s = arg;
+    char why[384];
     (void)what;
-    (void)arg;
     if (at_log_reopen() != 0)
         fprintf(stderr, "hsm-sim: cannot reopen log: %s\n", strerror(errno));
+    if (sig != SIGHUP || !s->tls)
+        return;
+    /* New connections get the files as they are now; open ones keep theirs. */
+    if (at_tls_reload(s->tls, why, sizeof why) == 0)
+        at_log(AT_LOG_INFO, "tls_reloaded");
+    else
+        at_log(AT_LOG_ERROR, "tls_reload_failed", AT_STR("reason", why),
+               AT_STR("action", "new connections keep the previous certificate"));
 }
 
 static void on_stats(evutil_socket_t fd, short what, void *arg)
@@ -302,6 +323,9 @@ static void usage(FILE *f)
         "  --fail PREFIX[=EC]   test aid: commands whose code and fields start with PREFIX\n"
         "                       (e.g. M600131003: MACs with a TAK) get error EC (default\n"
         "                       15), unexecuted; EC 00 answers success with undecodable fields\n"
+        "  --tls-cert F --tls-key F  serve TLS 1.2/1.3 only (files re-read on SIGHUP for\n"
+        "                       new connections)\n"
+        "  --tls-ca F           with --tls-cert: require a client certificate F verifies\n"
         "  --help               this text\n"
         "SIGTERM/SIGINT: stop accepting, flush answers, exit 0. SIGHUP, SIGUSR1: reopen the\n"
         "log.\n",
@@ -314,6 +338,7 @@ int main(int argc, char **argv)
     uint64_t header_len = HSM_PROTO_DEFAULT_HDR, max_frame = HSM_PROTO_MAX_FRAME;
     int log_level = AT_LOG_INFO;
     const char *fail = NULL;
+    struct at_tls_conf tls_conf = { .server = true };
     static const struct option opts[] = { { "listen", required_argument, NULL, 'l' },
                                           { "header-len", required_argument, NULL, 'H' },
                                           { "lmk", required_argument, NULL, 'k' },
@@ -322,6 +347,9 @@ int main(int argc, char **argv)
                                           { "log-level", required_argument, NULL, 'v' },
                                           { "max-frame", required_argument, NULL, 'm' },
                                           { "fail", required_argument, NULL, 'f' },
+                                          { "tls-cert", required_argument, NULL, 1001 },
+                                          { "tls-key", required_argument, NULL, 1002 },
+                                          { "tls-ca", required_argument, NULL, 1003 },
                                           { "help", no_argument, NULL, 'h' },
                                           { NULL, 0, NULL, 0 } };
     int ch;
@@ -360,6 +388,15 @@ int main(int argc, char **argv)
             break;
         case 'f':
             fail = optarg;
+            break;
+        case 1001:
+            tls_conf.cert = optarg;
+            break;
+        case 1002:
+            tls_conf.key = optarg;
+            break;
+        case 1003:
+            tls_conf.ca = optarg;
             break;
         case 'h':
         default:
@@ -406,6 +443,16 @@ int main(int argc, char **argv)
                                    .lmk_keyblock_path = lmk_kb };
     if (hsm_proto_new(&pc, &s.proto, err, sizeof err) != 0) {
         fprintf(stderr, "hsm-sim: %s\n", err);
+        at_log(AT_LOG_ERROR, "start_failed", AT_STR("reason", err));
+        at_log_close();
+        return 1;
+    }
+    if ((tls_conf.key || tls_conf.ca) && !tls_conf.cert) {
+        fprintf(stderr, "hsm-sim: --tls-key and --tls-ca need --tls-cert\n");
+        return 2;
+    }
+    if (tls_conf.cert && !(s.tls = at_tls_new(&tls_conf, err, sizeof err))) {
+        fprintf(stderr, "hsm-sim: TLS: %s\n", err);
         at_log(AT_LOG_ERROR, "start_failed", AT_STR("reason", err));
         at_log_close();
         return 1;
@@ -469,6 +516,7 @@ int main(int argc, char **argv)
     evconnlistener_free(s.listener);
     event_base_free(s.base);
     hsm_proto_free(s.proto);
+    at_tls_free(s.tls);
     free(s.in);
     free(s.out);
     return 0;

@@ -231,8 +231,8 @@ HSM_MUST_CHECK int hsm_key_generate_kb(struct hsm *h, enum hsm_keytype type, cha
 HSM_MUST_CHECK int hsm_key_to_lmk(struct hsm *h, struct hsm_key *k, enum hsm_scheme scheme,
                                   char *out, size_t cap);
 
-/* Exports k under zmk (type ZMK) in scheme (Z/U/T/X/Y, length must match k):
- * payShield A0 mode 1 / A8. Text + NUL into out (cap >= 50). Returns 0,
+/* Exports k under zmk (type ZMK, or TMK for a terminal key download) in scheme (Z/U/T/X/Y, length
+ * must match k): payShield A0 mode 1 / A8. Text + NUL into out (cap >= 50). Returns 0,
  * HSM_ERR_KEY_TYPE (zmk not a ZMK), HSM_ERR_KEY_SCHEME, HSM_ERR_KEY_INCOMPAT. */
 HSM_MUST_CHECK int hsm_key_export(struct hsm_key *zmk, struct hsm_key *k, enum hsm_scheme scheme,
                                   char *out, size_t cap);
@@ -245,6 +245,13 @@ HSM_MUST_CHECK int hsm_key_export(struct hsm_key *zmk, struct hsm_key *k, enum h
 HSM_MUST_CHECK int hsm_key_import(struct hsm *h, struct hsm_key *zmk, enum hsm_keytype type,
                                   const char *text, size_t len, enum hsm_scheme lmk_scheme,
                                   int atalla_variant, char *out, size_t cap, uint8_t kcv[8]);
+
+/* The device side of a key download: the key written as text (scheme prefix + hex) under kek (a
+ * TMK or ZMK, as hsm_key_export wrote it) into a clear key object of type in *out (the caller
+ * releases it). Returns 0, HSM_ERR_KEY_TYPE (kek), HSM_ERR_KEY_SCHEME, HSM_ERR_DST_PARITY (not a
+ * key under this kek). */
+HSM_MUST_CHECK int hsm_key_unwrap(struct hsm_key *kek, enum hsm_keytype type, const char *text,
+                                  size_t len, struct hsm_key **out);
 
 /* Odd-parity helpers for DES keys. check: true if every byte has odd parity. */
 bool hsm_parity_check(const uint8_t *key, size_t len);

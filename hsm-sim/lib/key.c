@@ -1206,7 +1206,7 @@ int hsm_key_generate(struct hsm *h, enum hsm_keytype type, enum hsm_scheme schem
 int hsm_key_export(struct hsm_key *zmk, struct hsm_key *k, enum hsm_scheme scheme, char *out,
                    size_t cap)
 {
-    if (zmk->type != HSM_KT_ZMK)
+    if (zmk->type != HSM_KT_ZMK && zmk->type != HSM_KT_TMK) /* a TMK wraps like a ZMK */
         return HSM_ERR_KEY_TYPE;
     if (zmk->aes)
         return HSM_ERR_KEY_INCOMPAT;
@@ -1233,7 +1233,7 @@ int hsm_key_import(struct hsm *h, struct hsm_key *zmk, enum hsm_keytype type, co
     const struct hsm_kt_info *info = hsm_kt(type);
     if (!info)
         return HSM_ERR_KEY_TYPE_CODE;
-    if (zmk->type != HSM_KT_ZMK)
+    if (zmk->type != HSM_KT_ZMK && zmk->type != HSM_KT_TMK)
         return HSM_ERR_KEY_TYPE;
     if (zmk->aes)
         return HSM_ERR_KEY_INCOMPAT;
@@ -1255,4 +1255,32 @@ int hsm_key_import(struct hsm *h, struct hsm_key *zmk, enum hsm_keytype type, co
         return rc;
     }
     return new_key_answer(h, type, aes, clear, n, lmk_scheme, NULL, out, cap, kcv);
+}
+
+/* The device side of a key download (docs/keys.md): a terminal holds its keys in clear. */
+int hsm_key_unwrap(struct hsm_key *kek, enum hsm_keytype type, const char *text, size_t len,
+                   struct hsm_key **out)
+{
+    const struct hsm_kt_info *info = hsm_kt(type);
+    if (!info)
+        return HSM_ERR_KEY_TYPE_CODE;
+    if (kek->type != HSM_KT_ZMK && kek->type != HSM_KT_TMK)
+        return HSM_ERR_KEY_TYPE;
+    if (kek->aes)
+        return HSM_ERR_KEY_INCOMPAT;
+    char scheme;
+    uint8_t enc[24], clear[24];
+    size_t n;
+    int rc = keytext_for(info, text, len, &scheme, enc, &n);
+    if (rc != HSM_OK)
+        return rc == HSM_ERR_KEY_INCOMPAT ? HSM_ERR_KEY_SCHEME : rc;
+    if (scheme == 'A')
+        return HSM_ERR_KEY_SCHEME;
+    rc = variant_crypt(&kek->aux, kek->clear, kek->len, 0, scheme, false, enc, clear, n);
+    if (rc == HSM_OK && !hsm_parity_check(clear, n))
+        rc = HSM_ERR_DST_PARITY;
+    if (rc == HSM_OK)
+        rc = hsm_key_from_clear(type, clear, n, out);
+    OPENSSL_cleanse(clear, sizeof clear);
+    return rc;
 }

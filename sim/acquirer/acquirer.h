@@ -65,6 +65,7 @@ enum sim_type {
     SIM_T_PREAUTH,     /* 0100 proc 00: a pre-authorization (a hold) */
     SIM_T_COMPLETION,  /* 0220 proc 00 with DE 90: captures the pre-auth for DE 4 */
     SIM_T_INCREMENTAL, /* 0100 proc 00 with DE 90: adds DE 4 to the pre-auth's hold */
+    SIM_T_KEYS,        /* 0800 DE 70 = 162: terminal key download (docs/keys.md) */
     SIM_T_max
 };
 
@@ -114,6 +115,7 @@ struct sim_term {
     enum sim_key_scheme scheme;
     struct hsm_key *tak; /* MAC key (all schemes) */
     struct hsm_key *tpk; /* SIM_KS_TPK */
+    struct hsm_key *tmk; /* terminal master key: unwraps downloaded keys (NULL: none) */
     uint8_t bdk[16];     /* DUKPT */
     uint8_t ksn0[12];    /* initial KSN (counter bits zero): 10 bytes TDES, 12 AES */
     /* Counters: next value to use and how many are left in the block reserved in the
@@ -162,6 +164,20 @@ void sim_terms_free(struct sim_terms *set);
  * counters start at 1 and live in memory only (tests). Returns 0 or -1 with err. */
 SIM_MUST_CHECK int sim_term_reserve(struct sim_term *t, const char *dir, uint32_t n, char *err,
                                     size_t errcap);
+
+/* A key download's answer (docs/keys.md): de48 is the 0810's DE 48 (tag 2N ‖ length 2N ‖ value:
+ * 01 TPK under the TMK, 02 its KCV, 03 TAK, 04 its KCV; a DUKPT terminal gets 03/04 only). The
+ * keys are unwrapped with t's TMK and their KCVs checked before anything changes; then they are
+ * t's keys for its next requests, and, when t has a state directory, written to <dir>/<ID>.keys
+ * (as received: under the TMK) so that the next process takes them (sim_term_reserve). 0, or -1
+ * with err (never key material) and t unchanged. */
+SIM_MUST_CHECK int sim_term_apply_keys(struct sim_term *t, const char *de48, char *err,
+                                       size_t errcap);
+
+/* The keys a previous process downloaded for t (<dir>/<ID>.keys, sim_term_apply_keys), if any,
+ * into t; sim_term_reserve calls it. 0 (none, or taken), or -1 with err. */
+SIM_MUST_CHECK int sim_term_load_keys(struct sim_term *t, const char *dir, char *err,
+                                      size_t errcap);
 
 /* Sets the in-memory counters (tests, load harness with its own bookkeeping). */
 void sim_term_set_counters(struct sim_term *t, uint32_t stan_next, uint32_t ksn_next);
@@ -264,6 +280,7 @@ struct sim_resp {
     bool has_fee;        /* DE 28: x+n 8, 'D' (charged) or 'C' then 8 digits */
     int64_t fee;         /* minor units of the request's currency, negative for a 'C' fee */
     char info[26];       /* DE 44 (a transfer's failed leg: "AFT51", "OCT57"), "" if absent */
+    char keys[161];      /* DE 48 of a key download's 0810: new keys under the TMK, KCVs */
     char settle_date[5]; /* DE 15, MMDD, "" if absent */
     bool has_arpc;       /* DE 55 tag 91 */
     uint8_t arpc[10];    /* ARPC ‖ ARC */
@@ -421,6 +438,13 @@ SIM_MUST_CHECK int sim_engine_new(struct event_base *base, size_t slots, struct 
 /* Closes every connection (their pending requests fail with SIM_E_CONN) and frees. */
 void sim_engine_free(struct sim_engine *e);
 size_t sim_engine_inflight(const struct sim_engine *e);
+/* TLS 1.2/1.3 on every connection the engine opens from now on (--tls): the switch's
+ * certificate is verified with ca and must carry server_name, or (NULL or "") the IP address
+ * connected to; cert and key (both or neither) are the terminal's client certificate. 0, or -1
+ * with a sentence naming the file in err. */
+SIM_MUST_CHECK int sim_engine_tls(struct sim_engine *e, const char *ca, const char *cert,
+                                  const char *key, const char *server_name, char *err,
+                                  size_t errcap);
 /* Responses that matched nothing (late after a timeout, or unknown). */
 uint64_t sim_engine_unmatched(const struct sim_engine *e);
 

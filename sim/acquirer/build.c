@@ -162,7 +162,7 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
     SETS(11, s.stan);
     SETS(41, t->id);
     if (echo) {
-        SETS(70, "301");
+        SETS(70, x->type == SIM_T_KEYS ? "162" : "301"); /* 162: key download (docs/keys.md) */
     } else {
         char buf[48];
         if (!at_is_digits(x->pan, 12, 19)) {
@@ -416,6 +416,8 @@ static void parse_amounts(const struct iso_msg *m, struct sim_resp *r)
         r->fee = v[0] == 'C' ? -(int64_t)n : (int64_t)n;
     }
     copy_field(m, 44, r->info, sizeof r->info);
+    if (r->mti[1] == '8')
+        copy_field(m, 48, r->keys, sizeof r->keys);
     copy_field(m, 15, v, sizeof v);
     if (at_is_digits(v, 4, 4))
         memcpy(r->settle_date, v, 5);

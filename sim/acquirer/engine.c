@@ -15,6 +15,9 @@
 #include "clock.h"
 #include "isonet.h"
 #include "stream.h"
+#include "tls.h"
+
+#include <arpa/inet.h>
 
 struct sim_req {
     uint8_t buf[SIM_MSG_MAX];
@@ -61,6 +64,8 @@ struct sim_engine {
     size_t nconns;
     struct iso_msg resp;
     uint8_t arena[ISO_ARENA_FOR(SIM_MSG_MAX)];
+    struct at_tls *tls;    /* --tls: every connection (NULL = plain TCP) */
+    char server_name[128]; /* "" = the IP address connected to */
 };
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg);
@@ -303,7 +308,16 @@ struct sim_conn *sim_conn_open(struct sim_engine *e, const struct sockaddr *addr
                                               .on_close = on_close };
     struct at_stream_ops o = ops;
     o.frame_arg = &c->wire;
-    struct at_stream_limits lim = { .max_frame = SIM_MSG_MAX + ISO_FRAME_MAX_HEADER };
+    struct at_stream_limits lim = { .max_frame = SIM_MSG_MAX + ISO_FRAME_MAX_HEADER,
+                                    .tls = e->tls };
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (e->tls && !e->server_name[0]) { /* the certificate must name the address dialled */
+        if (addr->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)addr)->sin_addr, ip, sizeof ip);
+        else if (addr->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)addr)->sin6_addr, ip, sizeof ip);
+    }
+    lim.tls_server_name = e->server_name[0] ? e->server_name : ip;
     c->next = e->conns;
     if (e->conns)
         e->conns->prev = c;
@@ -371,7 +385,32 @@ void sim_engine_free(struct sim_engine *e)
         event_free(e->slots[i].timer);
     free(e->slots);
     free(e->buckets);
+    at_tls_free(e->tls);
     free(e);
+}
+
+int sim_engine_tls(struct sim_engine *e, const char *ca, const char *cert, const char *key,
+                   const char *server_name, char *err, size_t errcap)
+{
+    char why[384];
+    if (!ca || !ca[0]) {
+        snprintf(err, errcap, "--tls needs --ca (the CA that signed the switch's certificate)");
+        return -1;
+    }
+    if ((cert && cert[0]) != (key && key[0])) {
+        snprintf(err, errcap, "--cert and --key go together");
+        return -1;
+    }
+    struct at_tls_conf tc = { .ca = ca, .cert = cert, .key = key };
+    struct at_tls *t = at_tls_new(&tc, why, sizeof why);
+    if (!t) {
+        snprintf(err, errcap, "TLS: %s", why);
+        return -1;
+    }
+    at_tls_free(e->tls);
+    e->tls = t;
+    snprintf(e->server_name, sizeof e->server_name, "%s", server_name ? server_name : "");
+    return 0;
 }
 
 /* ------------------------------------------------------------------ requests */

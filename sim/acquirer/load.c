@@ -1401,6 +1401,12 @@ static int setup_loop(struct load_run *L)
         fprintf(stderr, "acquirer-sim load: event loop setup failed\n");
         return -1;
     }
+    char err[512];
+    if (L->o.tls && sim_engine_tls(L->e, L->o.ca, L->o.cert, L->o.key, L->o.server_name, err,
+                                   sizeof err) != 0) {
+        fprintf(stderr, "acquirer-sim load: %s\n", err);
+        return -1;
+    }
     L->tick = event_new(L->base, -1, EV_PERSIST, on_tick, L);
     L->second = event_new(L->base, -1, EV_PERSIST, on_second, L);
     struct timeval tv_tick = { 0, TICK_US }, tv_sec = { 1, 0 };

@@ -265,6 +265,8 @@ struct load_opts {
     uint64_t cards, card_first;
     double max_error_rate;
     char host[64];
+    bool tls; /* --tls --ca F [--cert F --key F] [--server-name N] */
+    char ca[256], cert[256], key[256], server_name[128];
     bool load_terms;
     uint64_t term_first;
     uint64_t timeout_ms;

@@ -37,6 +37,16 @@ static const struct at_setting load_table[] = {
       "exit 3 when (errors + timeouts + unsent + DE 39 other than 00) / sent is above this" },
     { "host", AT_SET_STR, O(host), "127.0.0.1:8583", 0, AT_SET_MINLEN(1),
       "switchd's terminal listener, ADDR:PORT" },
+    { "tls", AT_SET_BOOL, O(tls), "no", 0, 0,
+      "connect over TLS 1.2/1.3 (switchd's TLS listener, e.g. 8585 in the demo)" },
+    { "ca", AT_SET_STR, O(ca), NULL, 0, AT_SET_MINLEN(1),
+      "with --tls: CA file verifying the switch's certificate" },
+    { "cert", AT_SET_STR, O(cert), NULL, 0, AT_SET_MINLEN(1),
+      "with --tls: the terminals' client certificate (mutual authentication)" },
+    { "key", AT_SET_STR, O(key), NULL, 0, AT_SET_MINLEN(1), "with --tls: the key of --cert" },
+    { "server-name", AT_SET_STR, O(server_name), NULL, 0, AT_SET_MINLEN(1),
+      "with --tls: the name the switch's certificate must carry (default: the IP address "
+      "connected to)" },
     { "load-terminals", AT_SET_BOOL, O(load_terms), "no", 0, 0,
       "connection i is load terminal --terminal-first + i (LOAD0001...: acquirer-sim load-seed "
       "registers them) instead of the demo terminal TERM0001" },

@@ -71,6 +71,8 @@ struct global_opts {
     char terminals[4096]; /* "" = the built-in terminals only */
     char state_dir[256];
     bool json, dump;
+    bool tls; /* --tls --ca F [--cert F --key F] [--server-name N] */
+    char ca[256], cert[256], key[256], server_name[128];
 };
 
 struct cli {
@@ -283,7 +285,7 @@ static void print_result(struct cli *c, const char *prefix, const struct sim_ter
                          const struct sim_outcome *o, const char *err, const char *fail_why)
 {
     char pan[24] = "", to[24] = "", amount[48] = "-", bal[48] = "", extras[320] = "";
-    bool echo = x->type == SIM_T_ECHO;
+    bool echo = x->type == SIM_T_ECHO || x->type == SIM_T_KEYS;
     if (!echo)
         at_mask_pan(x->pan, strlen(x->pan), pan);
     if (x->recipient[0])
@@ -553,7 +555,15 @@ static void send_done(struct cli *c, const struct sim_outcome *o, const char *er
         print_result(c, "", c->t, &c->x, &c->sent, o, err, NULL);
     } else {
         c->exit_code = sim_mac_acceptable(&o->resp) ? EXIT_ANSWERED : EXIT_BAD_MAC;
-        print_result(c, "", c->t, &c->x, &c->sent, o, NULL, NULL);
+        char kerr[160];
+        /* a key download answered 00: the terminal's new keys, for its next requests */
+        if (c->x.type == SIM_T_KEYS && strcmp(o->resp.rc, "00") == 0 &&
+            sim_term_apply_keys(c->t, o->resp.keys, kerr, sizeof kerr) != 0) {
+            print_result(c, "", c->t, &c->x, &c->sent, o, kerr, NULL);
+            c->exit_code = EXIT_BAD_MAC;
+        } else {
+            print_result(c, "", c->t, &c->x, &c->sent, o, NULL, NULL);
+        }
     }
     event_base_loopexit(c->base, NULL);
 }
@@ -819,6 +829,16 @@ static const struct at_setting global_table[] = {
       "the terminals' STAN/KSN state files (default $" SIM_STATE_DIR_ENV " when set)" },
     { "json", AT_SET_BOOL, O(json), "no", 0, 0, "one JSON object per result" },
     { "dump", AT_SET_BOOL, O(dump), "no", 0, 0, "print the masked request and response" },
+    { "tls", AT_SET_BOOL, O(tls), "no", 0, 0,
+      "connect over TLS 1.2/1.3 (switchd's TLS listener, e.g. 8585 in the demo)" },
+    { "ca", AT_SET_STR, O(ca), NULL, 0, AT_SET_MINLEN(1),
+      "with --tls: CA file verifying the switch's certificate" },
+    { "cert", AT_SET_STR, O(cert), NULL, 0, AT_SET_MINLEN(1),
+      "with --tls: the terminal's client certificate (mutual authentication)" },
+    { "key", AT_SET_STR, O(key), NULL, 0, AT_SET_MINLEN(1), "with --tls: the key of --cert" },
+    { "server-name", AT_SET_STR, O(server_name), NULL, 0, AT_SET_MINLEN(1),
+      "with --tls: the name the switch's certificate must carry (default: the IP address "
+      "connected to)" },
 };
 #undef O
 #define N(t) (sizeof(t) / sizeof((t)[0]))
@@ -1047,6 +1067,12 @@ int main(int argc, char **argv)
         !(c.poll_timer = evtimer_new(c.base, on_poll_timer, &c))) {
         fprintf(stderr, "acquirer-sim: event loop setup failed\n");
         rc = 2;
+        goto out;
+    }
+    if (c.g.tls &&
+        sim_engine_tls(c.e, c.g.ca, c.g.cert, c.g.key, c.g.server_name, err, sizeof err) != 0) {
+        fprintf(stderr, "acquirer-sim: %s\n", err);
+        rc = c.is_run ? 2 : EXIT_USAGE;
         goto out;
     }
     c.exit_code = EXIT_TRANSPORT;

@@ -19,7 +19,8 @@
 static const struct at_setting txn_table[] = {
     { "type", AT_SET_STR, O(type_name), NULL, 0, AT_SET_MINLEN(1),
       "purchase, cash, cashback, refund, balance, aft, oct, transfer, auth, reversal, echo, "
-      "preauth, completion or incremental (default purchase)" },
+      "preauth, completion, incremental or keychange (0800 key download, docs/keys.md; default "
+      "purchase)" },
     { "terminal", AT_SET_STR, O(terminal), NULL, 0, AT_SET_MINLEN(8),
       "the terminal, DE 41 (default TERM0001)" },
     { "pan", AT_SET_STR, O(pan), NULL, 0, AT_SET_MINLEN(12) | AT_SET_DIGITS,
@@ -292,7 +293,7 @@ int sim_opts_resolve(const struct sim_opts *o, const struct sim_terms *set, stru
     }
     memcpy(x->currency, c->numeric, 4);
 
-    bool needs_amount = x->type != SIM_T_BALANCE && x->type != SIM_T_ECHO;
+    bool needs_amount = x->type != SIM_T_BALANCE && x->type != SIM_T_ECHO && x->type != SIM_T_KEYS;
     if (o->has_amount_minor) {
         x->amount = o->amount_minor;
     } else if (o->amount[0]) {
@@ -307,7 +308,7 @@ int sim_opts_resolve(const struct sim_opts *o, const struct sim_terms *set, stru
             return -1;
     }
 
-    if (o->no_pin || x->type == SIM_T_REVERSAL || x->type == SIM_T_ECHO)
+    if (o->no_pin || x->type == SIM_T_REVERSAL || x->type == SIM_T_ECHO || x->type == SIM_T_KEYS)
         x->pin[0] = '\0';
     else if (o->has_pin)
         snprintf(x->pin, sizeof x->pin, "%s", o->pin);

@@ -98,6 +98,7 @@ static const struct {
     [SIM_T_PREAUTH] = { "preauth", "0100", "000000", true },
     [SIM_T_COMPLETION] = { "completion", "0220", "000000", false },
     [SIM_T_INCREMENTAL] = { "incremental", "0100", "000000", false },
+    [SIM_T_KEYS] = { "keychange", "0800", "", false },
 };
 
 const char *sim_type_name(enum sim_type t)

@@ -48,6 +48,7 @@ static void term_free(struct sim_term *t)
         return;
     hsm_key_release(t->tak);
     hsm_key_release(t->tpk);
+    hsm_key_release(t->tmk);
     OPENSSL_cleanse(t->bdk, sizeof t->bdk);
     free(t);
 }
@@ -127,6 +128,8 @@ static int term_set(struct sim_term *t, const char *key, const char *value, char
         return set_key(value, HSM_KT_TPK, &t->tpk, NULL, 0, key, err, errcap);
     } else if (strcmp(key, "tak") == 0) {
         return set_key(value, HSM_KT_TAK, &t->tak, NULL, 0, key, err, errcap);
+    } else if (strcmp(key, "tmk") == 0) {
+        return set_key(value, HSM_KT_TMK, &t->tmk, NULL, 0, key, err, errcap);
     } else if (strcmp(key, "bdk") == 0) {
         return set_key(value, HSM_KT_BDK, NULL, t->bdk, 16, key, err, errcap);
     } else if (strcmp(key, "ksn") == 0) {
@@ -219,16 +222,20 @@ static int set_put(struct sim_terms *set, struct sim_term *t, char *err, size_t 
 /* ------------------------------------------------------------------ built-in demo terminals */
 
 /* The lab keys of the README's demo world: clear, for labs and tests only. */
-static const char *const builtin[][2 * 9 + 1] = {
+/* tmk: the terminal master key a key download's keys come wrapped under (docs/keys.md;
+ * db/seed/demo_switch.sql holds the same under the LMK). */
+static const char *const builtin[][2 * 10 + 1] = {
     { "TERM0001", "key_scheme", "tpk", "tpk", "0E0E0E0E0E0E0E0E1F1F1F1F1F1F1F1F", "tak",
-      "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C", NULL },
+      "3D3D3D3D3D3D3D3D4C4C4C4C4C4C4C4C", "tmk", "1A1A1A1A1A1A1A1A2C2C2C2C2C2C2C2C", NULL },
     { "TERM0002", "key_scheme", "dukpt-tdes", "bdk", "0123456789ABCDEFFEDCBA9876543210", "ksn",
-      "FFFF9876543210E00000", "tak", "5E5E5E5E5E5E5E5E6D6D6D6D6D6D6D6D", NULL },
+      "FFFF9876543210E00000", "tak", "5E5E5E5E5E5E5E5E6D6D6D6D6D6D6D6D", "tmk",
+      "4A4A4A4A4A4A4A4A5B5B5B5B5B5B5B5B", NULL },
     { "TERM0003", "key_scheme", "dukpt-aes", "bdk", "FEDCBA9876543210F1F1F1F1F1F1F1F1", "ksn",
-      "1234567890123456", "tak", "7A7A7A7A7A7A7A7A8F8F8F8F8F8F8F8F", NULL },
+      "1234567890123456", "tak", "7A7A7A7A7A7A7A7A8F8F8F8F8F8F8F8F", "tmk",
+      "6B6B6B6B6B6B6B6B7C7C7C7C7C7C7C7C", NULL },
     { "TERM0004", "key_scheme", "tpk", "tpk", "0B0B0B0B0B0B0B0B1A1A1A1A1A1A1A1A", "tak",
-      "2C2C2C2C2C2C2C2C3B3B3B3B3B3B3B3B", "address", "127.0.0.1:8584", "dialect", "bcd87",
-      "framing", "tpdu", "tpdu", "6000010000", NULL },
+      "2C2C2C2C2C2C2C2C3B3B3B3B3B3B3B3B", "tmk", "8C8C8C8C8C8C8C8C9D9D9D9D9D9D9D9D", "address",
+      "127.0.0.1:8584", "dialect", "bcd87", "framing", "tpdu", "tpdu", "6000010000", NULL },
 };
 
 struct sim_term *sim_term_create(const char *id, const char *const kv[], char *err, size_t errcap)
@@ -428,6 +435,8 @@ int sim_term_reserve(struct sim_term *t, const char *dir, uint32_t n, char *err,
         snprintf(err, errcap, "state directory %s: %s", dir, strerror(errno));
         return -1;
     }
+    if (sim_term_load_keys(t, dir, err, errcap) != 0) /* keys downloaded earlier (keyx.c) */
+        return -1;
     snprintf(path, sizeof path, "%s/%s.state", dir, t->id);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd == -1) {

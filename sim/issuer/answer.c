@@ -33,6 +33,10 @@ static int build_response(struct txn *t, bool mac)
         rc = iso_set(&m, 38, t->auth, strlen(t->auth));
     if (rc == 0 && t->de54[0])
         rc = iso_set(&m, 54, t->de54, 40);
+    if (rc == 0 && t->resp44[0]) /* a key change refused: why (keyx.c) */
+        rc = iso_set(&m, 44, t->resp44, strlen(t->resp44));
+    if (rc == 0 && t->resp48[0]) /* a key change applied: the KCVs (keyx.c) */
+        rc = iso_set(&m, 48, t->resp48, strlen(t->resp48));
     if (rc == 0)
         rc = mac ? isonet_pack_mac(t->iss->dialect, &m, t->resp, sizeof t->resp, &t->resp_len,
                                    &t->resp_mac, &ie)

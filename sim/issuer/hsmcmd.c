@@ -22,6 +22,11 @@ static void on_req_mac(void *arg, int status, const char *resp, size_t len)
 {
     struct txn *t = arg;
     int e = status == HSM_CLIENT_OK ? hsm_client_resp_error("M8", resp, len) : -1;
+    if (e == 1 && keyx_try_previous(t)) {
+        /* sent under the previous ZAK while it is still accepted (a key change, docs/keys.md) */
+        hsmcmd_verify_request_mac(t, &t->req_mac);
+        return;
+    }
     if (e == 1) {
         /* The MAC does not verify. Answered 63 (with our own MAC) so the switch learns it at
          * once; nothing else of the request is looked at or recorded. */
@@ -35,15 +40,19 @@ static void on_req_mac(void *arg, int status, const char *resp, size_t len)
         txn_fail(t, "96", "hsm_error");
         return;
     }
+    keyx_mac_ok(t);
     txn_mac_verified(t);
 }
 
 void hsmcmd_verify_request_mac(struct txn *t, const struct isonet_mac *at)
 {
     struct iss *s = t->iss;
+    if (at != &t->req_mac)
+        t->req_mac = *at;
     int cn =
-        hsm_client_build_mac(hsm_cmd, sizeof hsm_cmd, "008", s->zak, t->msg, at->off, at->value);
-    txn_set_state(t, TXN_MAC);
+        hsm_client_build_mac(hsm_cmd, sizeof hsm_cmd, "008", t->zak, t->msg, at->off, at->value);
+    if (t->st != TXN_MAC)
+        txn_set_state(t, TXN_MAC);
     if (cn < 0 || hsm_client_submit(s->hsm, hsm_cmd, (size_t)cn, on_req_mac, t) != 0)
         txn_fail(t, "96", "hsm_full");
 }
@@ -75,17 +84,17 @@ static void on_pin(void *arg, int status, const char *resp, size_t len)
 
 /* The verification command for PIN block blkhex (16 hex) of account acct (12 digits) against
  * the wallet's PVV or IBM offset, into hsm_cmd. Returns its length or -1. */
-static int pin_command(const struct iss *s, const struct db_wallet_row *w, const char *blkhex,
-                       const char acct[13])
+static int pin_command(const struct iss *s, const struct txn *t, const struct db_wallet_row *w,
+                       const char *blkhex, const char acct[13])
 {
     if (w->pin_method == DB_WALLET_PIN_PVV)
-        return hsm_client_build_pvv_verify(hsm_cmd, sizeof hsm_cmd, true, s->zpk, s->pvk, blkhex,
+        return hsm_client_build_pvv_verify(hsm_cmd, sizeof hsm_cmd, true, t->zpk, s->pvk, blkhex,
                                            "01", acct, (unsigned)w->pvki, w->pvv);
     char vdata[13];
     memcpy(vdata, acct, 11);
     vdata[11] = 'N';
     vdata[12] = '\0';
-    return hsm_client_build_ibm_verify(hsm_cmd, sizeof hsm_cmd, true, s->zpk, s->pvk, blkhex, "01",
+    return hsm_client_build_ibm_verify(hsm_cmd, sizeof hsm_cmd, true, t->zpk, s->pvk, blkhex, "01",
                                        (unsigned)strlen(w->pin_offset), acct, SIM_IBM_DECTAB, vdata,
                                        w->pin_offset);
 }
@@ -105,7 +114,7 @@ void hsmcmd_verify_pin(struct txn *t)
         return;
     }
     at_hex_encode(blk, 8, blkhex);
-    int n = pin_command(s, &t->wallet, blkhex, acct);
+    int n = pin_command(s, t, &t->wallet, blkhex, acct);
     memset(blkhex, 0, sizeof blkhex);
     if (n < 0) {
         at_log(AT_LOG_ERROR, "pin_command_failed", AT_STR("pan", t->pan_masked));
@@ -140,7 +149,7 @@ static void on_resp_mac(void *arg, int status, const char *resp, size_t len)
 void hsmcmd_mac_response(struct txn *t)
 {
     struct iss *s = t->iss;
-    int n = hsm_client_build_mac(hsm_cmd, sizeof hsm_cmd, "008", s->zak, t->resp, t->resp_mac.off,
+    int n = hsm_client_build_mac(hsm_cmd, sizeof hsm_cmd, "008", t->zak, t->resp, t->resp_mac.off,
                                  NULL);
     txn_set_state(t, TXN_RESP_MAC);
     if (n < 0 || hsm_client_submit(s->hsm, hsm_cmd, (size_t)n, on_resp_mac, t) != 0) {

@@ -34,10 +34,26 @@ enum txn_state {
     TXN_PIN,      /* waiting for hsm-sim's EB/ED (PIN verification) */
     TXN_APPLY,    /* waiting for wallet.sim_apply / sim_reverse (PostgreSQL) */
     TXN_RESP_MAC, /* waiting for hsm-sim's M7 (response MAC) */
+    TXN_KEYX,     /* an 0800 key change: waiting for hsm-sim's A7 (key import, keyx.c) */
     TXN_state_max
 };
 
 struct iss;
+
+#define KEY_TEXT 50 /* a key under the LMK: scheme letter + up to 48 hex + NUL */
+
+/* The issuer's working keys (keyx.c, docs/keys.md): the current generation, and the previous one
+ * while the switch may still use it — kept until the current one has been seen in use, then for
+ * grace_ms more. Only under the LMK. */
+struct iss_keys {
+    char zpk[KEY_TEXT], zak[KEY_TEXT];           /* current */
+    char prev_zpk[KEY_TEXT], prev_zak[KEY_TEXT]; /* previous, when has_prev */
+    char zmk[KEY_TEXT];                          /* wraps the keys a key change brings */
+    bool has_prev;
+    bool cur_seen;          /* a request has verified under the current ZAK */
+    uint64_t prev_until_ms; /* the previous generation's end; 0 = not started (cur not seen) */
+    uint64_t grace_ms;
+};
 
 /* One link from the switch. Freed when its stream has closed and no request holds it. */
 struct conn {
@@ -91,6 +107,12 @@ struct txn {
     uint8_t resp[MAX_MSG + 64];
     size_t resp_len;
     struct isonet_mac resp_mac; /* where the response's MAC goes in resp */
+    /* The key generation the request came under (keyx.c): its MAC verified with zak, its PIN
+     * with zpk, its answer MACed with zak. The current one until the MAC says otherwise. */
+    char zpk[KEY_TEXT], zak[KEY_TEXT];
+    bool mac_prev;               /* the request MAC is being tried with the previous ZAK */
+    struct isonet_mac req_mac;   /* where the request's MAC is (a second M8) */
+    char resp48[64], resp44[26]; /* a key change's answer: the KCVs, or why it was refused */
 };
 
 /* The daemon. */
@@ -101,7 +123,8 @@ struct iss {
     struct isonet_framing wire; /* every link's framing (2b or 4a, at most MAX_MSG) */
     struct hsm_client *hsm;
     struct db_wallet *db;
-    const char *zpk, *zak, *pvk;
+    const char *pvk;
+    struct iss_keys keys;         /* ZPK/ZAK generations and the ZMK (keyx.c) */
     struct db_pan_hasher *hasher; /* HMAC of PANs, keyed once at start */
     LIST_HEAD(, conn) conns;
     struct txn *pool, *free_list;
@@ -116,6 +139,8 @@ struct iss {
     struct event *ev_term, *ev_int, *ev_hup, *ev_expire, *ev_drain;
     struct event *ev_usr1; /* SIGUSR1 reopens the log, as SIGHUP does (logrotate) */
     uint64_t n_req, n_approved;
+    struct at_tls *tls;     /* --tls-cert: the links are served over TLS (NULL = plain) */
+    struct at_tls *hsm_tls; /* --hsm-ca: TLS to hsm-sim (NULL = plain) */
 };
 
 /* ---- main.c: start-up and shut-down */
@@ -180,6 +205,20 @@ void hsmcmd_verify_pin(struct txn *t);
 /* M6 over the packed response (t->resp up to t->resp_mac.off); the MAC goes in place and the
  * response is sent, or the request ends unanswered. */
 void hsmcmd_mac_response(struct txn *t);
+
+/* ---- keyx.c: key changes (0800, DE 70 = 161) and the two key generations */
+
+/* The current keys into t (a request just taken from the pool). */
+void keyx_take_current(struct txn *t);
+/* The request's MAC verified under t's keys (mac_prev: the previous generation): the current
+ * one is now known in use, which starts the previous one's grace window. */
+void keyx_mac_ok(struct txn *t);
+/* The request's MAC did not verify under the current ZAK: true (and t's keys switched to the
+ * previous generation) when that one is still accepted, to be tried. */
+bool keyx_try_previous(struct txn *t);
+/* An 0800 key change in t->req: imports the keys (A6) under the ZMK, checks their KCVs and
+ * answers 0810 (00, or 30 / 63 / 96 with DE 44 the reason; keys unchanged). */
+void keyx_change(struct txn *t);
 
 /* ---- apply.c: the group-committed apply of decisions and reversals */
 

@@ -72,6 +72,11 @@ static void netmgmt(struct txn *t)
     char code[4] = "";
     if (!field_str(&t->req, 70, 3, 3, code)) {
         memcpy(t->rc, "30", 3);
+    } else if (!strcmp(code, "161")) { /* key change: answered once its keys are imported */
+        snprintf(t->outcome, sizeof t->outcome, "key_change");
+        snprintf(t->pcode, sizeof t->pcode, "%s", code);
+        keyx_change(t);
+        return;
     } else if (!strcmp(code, "001") || !strcmp(code, "002") || !strcmp(code, "301")) {
         memcpy(t->rc, "00", 3);
     } else {
@@ -154,7 +159,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)l;
     (void)sa;
     (void)salen;
-    static const struct at_stream_limits lim = { .max_frame = MAX_MSG + ISO_FRAME_MAX_HEADER };
+    const struct at_stream_limits lim = { .max_frame = MAX_MSG + ISO_FRAME_MAX_HEADER,
+                                          .tls = s->tls /* NULL: plain TCP */ };
     static struct at_stream_ops ops = { .on_frame = on_frame, .on_close = on_close };
     ops.frame = isonet_frame_fn;
     ops.frame_arg = &s->wire;

@@ -11,6 +11,7 @@
 #include "hsmclient.h"
 #include "log.h"
 #include "parse.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -53,12 +54,27 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(s->base, NULL);
 }
 
+static void reload_tls(struct at_tls *t, const char *what)
+{
+    char why[384];
+    if (!t)
+        return;
+    if (at_tls_reload(t, why, sizeof why) == 0)
+        at_log(AT_LOG_INFO, "tls_reloaded", AT_STR("endpoint", what));
+    else
+        at_log(AT_LOG_ERROR, "tls_reload_failed", AT_STR("endpoint", what), AT_STR("reason", why),
+               AT_STR("action", "new connections keep the previous certificate"));
+}
+
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
-    (void)sig;
+    struct iss *s = arg;
     (void)what;
-    (void)arg;
     (void)at_log_reopen();
+    if (sig == SIGHUP) { /* SIGUSR1 only reopens the log */
+        reload_tls(s->tls, "links");
+        reload_tls(s->hsm_tls, "hsm");
+    }
 }
 
 static void on_expired(void *arg, const struct db_error *err, int64_t expired)
@@ -84,9 +100,47 @@ static void on_expire_timer(evutil_socket_t fd, short what, void *arg)
 
 struct opts {
     const char *listen, *dialect, *framing, *hsm, *db, *log, *log_level;
-    const char *zpk, *zak, *pvk;
-    unsigned max_inflight, hsm_conns, db_conns;
+    const char *zpk, *zak, *pvk, *zmk;
+    const char *tls_cert, *tls_key, *tls_ca, *hsm_ca, *hsm_cert, *hsm_key;
+    unsigned max_inflight, hsm_conns, db_conns, key_grace_s;
 };
+
+/* The TLS contexts --tls-cert and --hsm-ca ask for. 0, or -1 after saying why. */
+static int make_tls(struct iss *s, const struct opts *o)
+{
+    char why[384], host[128];
+    if ((o->tls_key || o->tls_ca) && !o->tls_cert) {
+        fprintf(stderr, "issuer-sim: --tls-key and --tls-ca need --tls-cert\n");
+        return -1;
+    }
+    if (o->tls_cert) {
+        struct at_tls_conf tc = {
+            .cert = o->tls_cert, .key = o->tls_key, .ca = o->tls_ca, .server = true
+        };
+        if (!(s->tls = at_tls_new(&tc, why, sizeof why))) {
+            fprintf(stderr, "issuer-sim: TLS: %s\n", why);
+            return -1;
+        }
+    }
+    if ((o->hsm_cert || o->hsm_key) && !o->hsm_ca) {
+        fprintf(stderr, "issuer-sim: --hsm-cert and --hsm-key need --hsm-ca\n");
+        return -1;
+    }
+    if (o->hsm_ca) {
+        snprintf(host, sizeof host, "%s", o->hsm);
+        char *c = strrchr(host, ':');
+        if (c)
+            *c = '\0';
+        struct at_tls_conf tc = {
+            .cert = o->hsm_cert, .key = o->hsm_key, .ca = o->hsm_ca, .server_name = host
+        };
+        if (!(s->hsm_tls = at_tls_new(&tc, why, sizeof why))) {
+            fprintf(stderr, "issuer-sim: TLS to the HSM: %s\n", why);
+            return -1;
+        }
+    }
+    return 0;
+}
 
 static void usage(FILE *f)
 {
@@ -104,7 +158,16 @@ static void usage(FILE *f)
                "  --log FILE             JSON-lines log (default stderr; reopened on SIGHUP/USR1)\n"
                "  --log-level LEVEL      debug, info (default), warn, error\n"
                "  --zpk/--zak/--pvk KEY  issuer keys under the LMK (default: the lab keys)\n"
+               "  --zmk KEY              zone master key under the LMK: wraps the keys of an 0800\n"
+               "                         key change (default: WALLET1's lab ZMK; docs/keys.md)\n"
+               "  --key-grace SECONDS    previous ZPK/ZAK accepted this long after the new ones\n"
+               "                         are first used (default 60)\n"
                "  --max-inflight N       requests in progress before reading stops (default 512)\n"
+               "  --tls-cert F --tls-key F  serve the links over TLS 1.2/1.3 (files re-read on\n"
+               "                         SIGHUP for new links)\n"
+               "  --tls-ca F             with --tls-cert: require a client certificate this CA\n"
+               "                         verifies (mutual authentication)\n"
+               "  --hsm-ca F [--hsm-cert F --hsm-key F]  TLS to hsm-sim, verifying it with F\n"
                "environment: ATLAS_PAN_HMAC_KEY (hex, >= 32 characters; lab default otherwise)\n");
 }
 
@@ -134,7 +197,15 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         { "zpk", required_argument, NULL, 'z' },
         { "zak", required_argument, NULL, 'a' },
         { "pvk", required_argument, NULL, 'p' },
+        { "zmk", required_argument, NULL, 'k' },
+        { "key-grace", required_argument, NULL, 'g' },
         { "max-inflight", required_argument, NULL, 'm' },
+        { "tls-cert", required_argument, NULL, 1 },
+        { "tls-key", required_argument, NULL, 2 },
+        { "tls-ca", required_argument, NULL, 3 },
+        { "hsm-ca", required_argument, NULL, 4 },
+        { "hsm-cert", required_argument, NULL, 5 },
+        { "hsm-key", required_argument, NULL, 6 },
         { "help", no_argument, NULL, 'x' },
         { NULL, 0, NULL, 0 },
     };
@@ -179,9 +250,34 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 'p':
             o->pvk = optarg;
             break;
+        case 'k':
+            o->zmk = optarg;
+            break;
+        case 'g':
+            if (parse_uint("key-grace", optarg, 86400, &o->key_grace_s) != 0)
+                return -1;
+            break;
         case 'm':
             if (parse_uint("max-inflight", optarg, 65536, &o->max_inflight) != 0)
                 return -1;
+            break;
+        case 1:
+            o->tls_cert = optarg;
+            break;
+        case 2:
+            o->tls_key = optarg;
+            break;
+        case 3:
+            o->tls_ca = optarg;
+            break;
+        case 4:
+            o->hsm_ca = optarg;
+            break;
+        case 5:
+            o->hsm_cert = optarg;
+            break;
+        case 6:
+            o->hsm_key = optarg;
             break;
         case 'x':
             usage(stdout);
@@ -296,17 +392,21 @@ static int log_ledger(const char *conninfo)
 /* The issuer keys must be keys under the LMK (the daemon never holds a clear key). 0 or -1. */
 static int take_keys(struct iss *s, const struct opts *o)
 {
-    const char *names[3] = { "zpk", "zak", "pvk" }, *keys[3] = { o->zpk, o->zak, o->pvk };
-    for (int i = 0; i < 3; i++) {
+    const char *names[4] = { "zpk", "zak", "pvk", "zmk" },
+               *keys[4] = { o->zpk, o->zak, o->pvk, o->zmk };
+    for (int i = 0; i < 4; i++) {
         size_t kl = 0;
-        if (hsm_keytext_len(keys[i], strlen(keys[i]), &kl) != 0 || kl != strlen(keys[i])) {
+        if (hsm_keytext_len(keys[i], strlen(keys[i]), &kl) != 0 || kl != strlen(keys[i]) ||
+            kl >= KEY_TEXT) {
             fprintf(stderr, "issuer-sim: --%s is not a key under the LMK (16H, or U/T + hex)\n",
                     names[i]);
             return -1;
         }
     }
-    s->zpk = o->zpk;
-    s->zak = o->zak;
+    memcpy(s->keys.zpk, o->zpk, strlen(o->zpk) + 1);
+    memcpy(s->keys.zak, o->zak, strlen(o->zak) + 1);
+    memcpy(s->keys.zmk, o->zmk, strlen(o->zmk) + 1);
+    s->keys.grace_ms = (uint64_t)o->key_grace_s * 1000;
     s->pvk = o->pvk;
     return 0;
 }
@@ -345,6 +445,7 @@ static int start_clients(struct iss *s, const struct opts *o)
         .low_watermark = s->pool_size / 2,
         .busy_cb = link_on_hsm_busy,
         .busy_arg = s,
+        .tls = s->hsm_tls,
     };
     s->hsm = hsm_client_new(s->base, &hc, err, sizeof err);
     if (!s->hsm) {
@@ -408,6 +509,8 @@ static void shut_down(struct iss *s)
     if (s->base)
         event_base_free(s->base);
     free(s->pool);
+    at_tls_free(s->tls);
+    at_tls_free(s->hsm_tls);
 }
 
 /* Sets up the loop and runs it until a signal ends it, then shuts down. Returns 0, or 1 when
@@ -419,7 +522,7 @@ static int serve(struct iss *s, const struct opts *o, const struct sockaddr_stor
     s->base = event_base_new();
     if (!s->base || make_pool(s, o->max_inflight) != 0)
         fprintf(stderr, "issuer-sim: out of memory\n");
-    else if (start_clients(s, o) != 0)
+    else if (make_tls(s, o) != 0 || start_clients(s, o) != 0)
         ; /* said */
     else if (link_listen(s, (const struct sockaddr *)ss, sl) != 0)
         fprintf(stderr, "issuer-sim: cannot listen on %s: %s\n", o->listen, strerror(errno));
@@ -428,6 +531,7 @@ static int serve(struct iss *s, const struct opts *o, const struct sockaddr_stor
     if (ret == 0) {
         at_log(AT_LOG_INFO, "start", AT_STR("listen", o->listen), AT_STR("dialect", o->dialect),
                AT_STR("framing", o->framing), AT_STR("hsm", o->hsm),
+               AT_STR("tls", s->tls ? (o->tls_ca ? "mutual" : "on") : "off"),
                AT_UINT("max_inflight", s->pool_size));
         event_base_dispatch(s->base);
         at_log(AT_LOG_INFO, "stop", AT_UINT("requests", s->n_req),
@@ -478,6 +582,8 @@ int main(int argc, char **argv)
         .zpk = SIM_LAB_ZPK_LMK,
         .zak = SIM_LAB_ZAK_LMK,
         .pvk = SIM_LAB_PVK_LMK,
+        .zmk = SIM_LAB_ZMK_LMK,
+        .key_grace_s = 60,
         .max_inflight = 512,
         .hsm_conns = 2,
         .db_conns = 4,

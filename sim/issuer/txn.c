@@ -15,7 +15,7 @@
 /* ---------------------------------------------------------------- the one door */
 
 static const char *const txn_state_name[TXN_state_max] = {
-    "free", "mac", "load", "pin", "apply", "resp_mac",
+    "free", "mac", "load", "pin", "apply", "resp_mac", "keyx",
 };
 
 #define S(x) (1u << (x))
@@ -25,7 +25,7 @@ static const char *const txn_state_name[TXN_state_max] = {
 static const unsigned txn_next[TXN_state_max] = {
     /* just taken from the pool: its request MAC is checked, or it is answered at once (no MAC
      * field, unknown MTI: RESP_MAC), or it ends unanswered or with a 0810 (FREE) */
-    [TXN_FREE] = S(TXN_FREE) | S(TXN_MAC) | S(TXN_RESP_MAC),
+    [TXN_FREE] = S(TXN_FREE) | S(TXN_MAC) | S(TXN_RESP_MAC) | S(TXN_KEYX),
     /* the MAC verified: load the wallet, or apply a reversal; else answered */
     [TXN_MAC] = S(TXN_FREE) | S(TXN_LOAD) | S(TXN_APPLY) | S(TXN_RESP_MAC),
     /* a PIN to verify, or decided; a repeat is answered */
@@ -34,6 +34,8 @@ static const unsigned txn_next[TXN_state_max] = {
     /* applied: answered; the wallet changed: loaded again; its batch refused: applied alone */
     [TXN_APPLY] = S(TXN_FREE) | S(TXN_LOAD) | S(TXN_APPLY) | S(TXN_RESP_MAC),
     [TXN_RESP_MAC] = S(TXN_FREE),
+    /* a key change: its keys imported (or refused), answered without a MAC */
+    [TXN_KEYX] = S(TXN_FREE) | S(TXN_KEYX),
 };
 
 void txn_set_state(struct txn *t, enum txn_state st)
@@ -77,6 +79,8 @@ struct txn *txn_get(struct iss *s, struct conn *c)
     strcpy(t->outcome, "new");
     memset(&t->r, 0, sizeof t->r);
     memset(&t->eff, 0, sizeof t->eff); /* no decision yet (txn_finish reads its rule) */
+    t->resp48[0] = t->resp44[0] = '\0';
+    keyx_take_current(t);
     link_backpressure_update(s);
     return t;
 }

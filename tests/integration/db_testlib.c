@@ -170,17 +170,13 @@ int dbt_cluster_ctl(const struct dbt_cluster *c, const char *verb)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-int dbt_cluster_start(struct dbt_cluster *c, const char *dir, bool export_env)
+/* Runs pg.sh verb (an `env` verb) on the cluster and reads its lines `export NAME='value'`:
+ * each exported when export_env, PGHOST's value into host (when not NULL). 0 or -1. */
+static int cluster_env(const struct dbt_cluster *c, const char *verb, bool export_env, char *host,
+                       size_t hostcap)
 {
     char cmd[3000], line[1200];
-    memset(c, 0, sizeof *c);
-    c->port = ts_free_port();
-    snprintf(c->pgsh, sizeof c->pgsh, "%s/db/pg.sh", dbt_src());
-    snprintf(c->env, sizeof c->env, "ATLAS_PGDATA='%s/pg' ATLAS_PGPORT=%u", dir, c->port);
-    if (dbt_cluster_ctl(c, "start") != 0)
-        return -1;
-    /* Where the cluster really lives, from pg.sh's own words: export NAME='value'. */
-    snprintf(cmd, sizeof cmd, "%s '%s' env", c->env, c->pgsh);
+    snprintf(cmd, sizeof cmd, "%s '%s' %s", c->env, c->pgsh, verb);
     FILE *f = popen(cmd, "r");
     if (!f)
         return -1;
@@ -195,11 +191,34 @@ int dbt_cluster_start(struct dbt_cluster *c, const char *dir, bool export_env)
             v++;
             v[strcspn(v, "'")] = '\0';
         }
-        if (strcmp(name, "PGHOST") == 0)
-            snprintf(c->host, sizeof c->host, "%s", v);
+        if (host && strcmp(name, "PGHOST") == 0)
+            snprintf(host, hostcap, "%s", v);
         if (export_env)
             setenv(name, v, 1);
     }
+    return pclose(f) == 0 ? 0 : -1;
+}
+
+int dbt_cluster_start(struct dbt_cluster *c, const char *dir, bool export_env)
+{
+    memset(c, 0, sizeof *c);
+    c->port = ts_free_port();
+    snprintf(c->pgsh, sizeof c->pgsh, "%s/db/pg.sh", dbt_src());
+    snprintf(c->env, sizeof c->env, "ATLAS_PGDATA='%s/pg' ATLAS_PGPORT=%u", dir, c->port);
+    if (dbt_cluster_ctl(c, "start") != 0)
+        return -1;
+    /* Where the cluster really lives, from pg.sh's own words. */
+    if (cluster_env(c, "env", export_env, c->host, sizeof c->host) != 0 || !c->host[0])
+        return -1;
     snprintf(c->conninfo, sizeof c->conninfo, "host=%s port=%u dbname=atlas", c->host, c->port);
-    return pclose(f) == 0 && c->host[0] ? 0 : -1;
+    return 0;
+}
+
+int dbt_cluster_replica(struct dbt_cluster *c, bool export_env)
+{
+    size_t n = strlen(c->env);
+    snprintf(c->env + n, sizeof c->env - n, " ATLAS_PGREPLICA_PORT=%u", ts_free_port());
+    if (dbt_cluster_ctl(c, "replica") != 0)
+        return -1;
+    return cluster_env(c, "env --ha", export_env, c->ha_hosts, sizeof c->ha_hosts);
 }

@@ -40,10 +40,15 @@ struct dbt_cluster {
     char host[700];     /* its socket directory (pg.sh may put the cluster under /tmp) */
     char conninfo[900]; /* its database */
     uint16_t port;
+    char ha_hosts[1400]; /* after dbt_cluster_replica: "primary,replica" socket directories */
 };
 /* Starts a cluster in dir/pg on a free port. With export_env, the PG* environment names it
  * afterwards (the programs the test starts inherit it). 0 or -1. */
 int dbt_cluster_start(struct dbt_cluster *c, const char *dir, bool export_env);
+/* Adds a streaming replica (db/pg.sh replica: synchronous, a port of its own) to the cluster.
+ * With export_env, the PG* environment names both servers afterwards (PGHOST and PGPORT lists,
+ * PGTARGETSESSIONATTRS=read-write: libpq connects to whichever accepts writes). 0 or -1. */
+int dbt_cluster_replica(struct dbt_cluster *c, bool export_env);
 /* db/pg.sh verb ("start", "stop") on the cluster. 0 or -1. */
 int dbt_cluster_ctl(const struct dbt_cluster *c, const char *verb);
 

@@ -104,7 +104,14 @@ int stack_start_hsm(struct stack *s, const char *fail)
 {
     char listen[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", s->hsm_port);
-    const char *args[] = { "--listen", listen, fail ? "--fail" : NULL, fail, NULL };
+    const char *args[16] = { "--listen", listen };
+    size_t n = 2;
+    if (fail) {
+        args[n++] = "--fail";
+        args[n++] = fail;
+    }
+    for (size_t i = 0; s->opts.hsm_args && s->opts.hsm_args[i] && n < 15; i++)
+        args[n++] = s->opts.hsm_args[i]; /* test_switch_tls: --tls-cert... */
     s->hsm = ts_spawn("hsm-sim", args, s->hsm_log);
     if (s->hsm <= 0 || ts_wait_port(s->hsm_port, 10000) != 0) {
         fprintf(stderr, "stack: hsm-sim did not come up (log %s)\n", s->hsm_log);
@@ -153,44 +160,59 @@ const char *stack_issuer_log(struct stack *s, const char *id)
     return issuer_ref(s, id, &r) ? r.log : NULL;
 }
 
-/* The key key_id of switch.keys (under the LMK) into out. 0, or -1 with the reason printed. */
-static int lmk_key(struct stack *s, const char *key_id, char *out, size_t cap)
+/* The key the issuer's row names in column (zpk_key_id, zak_key_id, zmk_key_id), under the LMK,
+ * into out: the current generation after a key change (docs/keys.md). 0, or -1 with the reason
+ * printed. */
+static int issuer_key(struct stack *s, const char *issuer, const char *column, char *out,
+                      size_t cap)
 {
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT k.key_under_lmk FROM switch.issuers i JOIN switch.keys k"
+             " ON k.key_id = i.%s WHERE i.issuer_id = $1",
+             column);
     PGconn *c = dbt_connect(s->conninfo);
-    const char *v[] = { key_id };
-    PGresult *r = c ? PQexecParams(c, "SELECT key_under_lmk FROM switch.keys WHERE key_id = $1", 1,
-                                   NULL, v, NULL, NULL, 0)
-                    : NULL;
+    const char *v[] = { issuer };
+    PGresult *r = c ? PQexecParams(c, sql, 1, NULL, v, NULL, NULL, 0) : NULL;
     int rc = -1;
     if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
         snprintf(out, cap, "%s", PQgetvalue(r, 0, 0)) < (int)cap)
         rc = 0;
     else
-        fprintf(stderr, "stack: no key %s in switch.keys\n", key_id);
+        fprintf(stderr, "stack: no %s key of %s in switch.keys\n", column, issuer);
     PQclear(r);
     PQfinish(c);
     return rc;
 }
 
-/* With several issuers each issuer-sim gets its issuer's ZPK and ZAK as switchd has them; the
- * one issuer of the default stack keeps issuer-sim's defaults (WALLET1's lab keys). */
+/* With several issuers each issuer-sim gets its issuer's ZPK, ZAK and ZMK as switchd has them;
+ * the one issuer of the default stack keeps issuer-sim's defaults (WALLET1's lab keys) until a
+ * key change has replaced them (the issuer row names another generation). */
 int stack_start_issuer_id(struct stack *s, const char *id)
 {
-    char listen[32], hsm[32], zpk_id[32], zak_id[32], zpk[80], zak[80];
+    char listen[32], hsm[32], zpk[80], zak[80], zmk[80], grace[16];
     struct issuer_ref r;
     if (!issuer_ref(s, id, &r))
         return -1;
     snprintf(listen, sizeof listen, "127.0.0.1:%u", r.port);
     snprintf(hsm, sizeof hsm, "127.0.0.1:%u", s->hsm_port);
-    const char *args[16] = { "--listen", listen, "--hsm", hsm, "--db", r.conninfo, "--log", r.log };
-    if (s->n_more > 0) {
-        snprintf(zpk_id, sizeof zpk_id, "%s.ZPK", id);
-        snprintf(zak_id, sizeof zak_id, "%s.ZAK", id);
-        if (lmk_key(s, zpk_id, zpk, sizeof zpk) != 0 || lmk_key(s, zak_id, zak, sizeof zak) != 0)
-            return -1;
-        const char *keys[] = { "--zpk", zpk, "--zak", zak, NULL };
-        memcpy(args + 8, keys, sizeof keys);
+    const char *args[28] = { "--listen", listen, "--hsm", hsm, "--db", r.conninfo, "--log", r.log };
+    size_t n = 8;
+    if (issuer_key(s, id, "zpk_key_id", zpk, sizeof zpk) != 0 ||
+        issuer_key(s, id, "zak_key_id", zak, sizeof zak) != 0 ||
+        issuer_key(s, id, "zmk_key_id", zmk, sizeof zmk) != 0)
+        return -1;
+    const char *keys[] = { "--zpk", zpk, "--zak", zak, "--zmk", zmk };
+    memcpy(args + n, keys, sizeof keys);
+    n += 6;
+    if (s->opts.issuer_key_grace_s) {
+        snprintf(grace, sizeof grace, "%u", s->opts.issuer_key_grace_s);
+        args[n++] = "--key-grace";
+        args[n++] = grace;
     }
+    for (size_t i = 0; s->opts.issuer_args && s->opts.issuer_args[i] && n < 27; i++)
+        args[n++] = s->opts.issuer_args[i]; /* test_switch_tls: --tls-cert... */
+    args[n] = NULL;
     *r.pid = ts_spawn("issuer-sim", args, r.log);
     if (*r.pid <= 0 || ts_wait_port(r.port, 15000) != 0) {
         fprintf(stderr, "stack: issuer-sim %s did not come up (log %s)\n", id, r.log);
@@ -813,13 +835,13 @@ int stack_load_start(struct stack *s, const struct stack_load_opts *o, struct st
 {
     char host[32], rate[16], seconds[16], conns[16], cards[16], state[400], timeout[16], slots[16],
         deadline[16];
-    const char *args[40];
+    const char *args[56];
     size_t n = 0;
     snprintf(l->report, sizeof l->report, "%s/%s.json", s->dir, o->tag);
     snprintf(l->out, sizeof l->out, "%s/%s.out", s->dir, o->tag);
     snprintf(l->record, sizeof l->record, "%s/%s.record", s->dir, o->tag);
     snprintf(state, sizeof state, "%s/%s", s->dir, o->state ? o->state : "acq-state");
-    snprintf(host, sizeof host, "127.0.0.1:%u", s->acq_port);
+    snprintf(host, sizeof host, "127.0.0.1:%u", o->port ? o->port : s->acq_port);
     snprintf(rate, sizeof rate, "%u", o->rate);
     snprintf(seconds, sizeof seconds, "%u", o->seconds);
     snprintf(conns, sizeof conns, "%u", o->connections);
@@ -872,6 +894,8 @@ int stack_load_start(struct stack *s, const struct stack_load_opts *o, struct st
     }
     if (!o->verbose)
         args[n++] = "--quiet";
+    for (size_t i = 0; o->extra_args && o->extra_args[i] && i < 12; i++)
+        args[n++] = o->extra_args[i];
     args[n] = NULL;
     l->pid = ts_spawn("acquirer-sim", args, l->out);
     return l->pid > 0 ? 0 : -1;

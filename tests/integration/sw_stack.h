@@ -27,6 +27,13 @@ struct stack_opts {
      * and its own database holding that BIN's wallets (the same index space: issuer-sim seed
      * --bin). */
     unsigned issuers;
+    /* issuer-sim --key-grace: how long the previous ZPK/ZAK stay accepted after a key change's
+     * keys are first used (docs/keys.md); 0 = issuer-sim's default (60 s). */
+    unsigned issuer_key_grace_s;
+    /* More arguments (NULL-terminated, at most 8) for hsm-sim and for every issuer-sim, e.g.
+     * their TLS files (test_switch_tls); NULL = none. */
+    const char *const *hsm_args;
+    const char *const *issuer_args;
 };
 
 #define STACK_ISSUERS_MAX 4
@@ -212,6 +219,8 @@ struct stack_load_opts {
     bool verbose;        /* without --quiet */
     const char *state;   /* the terminals' state directory, in the stack's (NULL: acq-state) */
     const char *mix;     /* --mix (NULL: acquirer-sim's default) */
+    uint16_t port;       /* another listener (0: the ascii87 one) */
+    const char *const *extra_args; /* more arguments, NULL-terminated, at most 12 (--tls...) */
 };
 
 struct stack_load {

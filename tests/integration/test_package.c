@@ -185,6 +185,7 @@ static void test_contents(void **state)
         "usr/bin/atlas-fx",
         "usr/bin/atlas-settle",
         "usr/bin/atlas-reconcile",
+        "usr/bin/atlas-keys",
         "usr/bin/atlas-console",
         "usr/bin/acquirer-sim",
         "usr/bin/isodump",
@@ -200,6 +201,8 @@ static void test_contents(void **state)
         "lib/systemd/system/atlas-switchd.service",
         "lib/systemd/system/atlas-hsm-sim.service",
         "lib/systemd/system/atlas-issuer-sim@.service",
+        "lib/systemd/system/atlas-partitions.service",
+        "lib/systemd/system/atlas-partitions.timer",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!exists(in_root(want[i])))
@@ -232,20 +235,24 @@ static void test_contents(void **state)
     if (sh(out, "command -v systemd-analyze") == 0) {
         assert_int_equal(mkdir(units, 0755), 0);
         const char *from[] = { "atlas-switchd.service", "atlas-hsm-sim.service",
-                               "atlas-issuer-sim@.service" };
+                               "atlas-issuer-sim@.service", "atlas-partitions.service",
+                               "atlas-partitions.timer" };
         const char *to[] = { "atlas-switchd.service", "atlas-hsm-sim.service",
-                             "atlas-issuer-sim@WALLET1.service" };
-        for (size_t i = 0; i < 3; i++) {
+                             "atlas-issuer-sim@WALLET1.service", "atlas-partitions.service",
+                             "atlas-partitions.timer" };
+        for (size_t i = 0; i < 5; i++) {
             char rel[128], dst[900];
             snprintf(rel, sizeof rel, "lib/systemd/system/%s", from[i]);
             snprintf(dst, sizeof dst, "%s/%s", units, to[i]);
             assert_int_equal(sh(out,
                                 "sed -e 's#/usr/sbin/#%s/usr/sbin/#g' -e "
+                                "'s#/usr/bin/#%s/usr/bin/#g' -e "
                                 "'s#/etc/atlas/#%s/etc/atlas/#g' '%s' >'%s'",
-                                P.root, P.root, in_root(rel), dst),
+                                P.root, P.root, P.root, in_root(rel), dst),
                              0);
         }
-        int rc = sh(out, "cd '%s' && systemd-analyze verify %s %s %s", units, to[0], to[1], to[2]);
+        int rc = sh(out, "cd '%s' && systemd-analyze verify %s %s %s %s %s", units, to[0], to[1],
+                    to[2], to[3], to[4]);
         char *text = ts_read_file(out, 0, NULL);
         printf("systemd-analyze verify: %s", text ? text : "");
         free(text);

@@ -1145,8 +1145,17 @@ static void test_lmk_a6(void **state)
     struct hsm_key *tpk = lk(HSM_KT_TPK, out);
     assert_int_equal(hsm_key_export(zmk, tpk, HSM_SCHEME_Z, out, sizeof out), 0);
     assert_string_equal(out, "35ED0C0EA7F7D0FA");
-    /* only a ZMK can wrap */
+    /* only a ZMK (or a TMK) can wrap */
     assert_int_equal(hsm_key_export(tpk, zmk, HSM_SCHEME_Z, out, sizeof out), HSM_ERR_KEY_TYPE);
+    /* the device side of a key download: the same key unwrapped in clear (its KCV is the one the
+     * import computed), and nothing a TPK wrapped */
+    struct hsm_key *clr = NULL;
+    assert_int_equal(hsm_key_unwrap(zmk, HSM_KT_TPK, "35ED0C0EA7F7D0FA", 16, &clr), 0);
+    hsm_key_kcv(clr, kcv);
+    assert_string_equal(hx(kcv, 3), "0035BB");
+    hsm_key_release(clr);
+    assert_int_equal(hsm_key_unwrap(tpk, HSM_KT_TPK, "35ED0C0EA7F7D0FA", 16, &clr),
+                     HSM_ERR_KEY_TYPE);
     hsm_key_release(tpk);
     hsm_key_release(zmk);
 }

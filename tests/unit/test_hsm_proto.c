@@ -213,8 +213,19 @@ static void test_a0_generates_usable_keys(void **state)
     assert_int_equal(r[8 + 33], 'X');
     /* a double-length key cannot travel as a single-length (Z) one: 27 */
     assert_string_equal(runs(p, "0000A01001U4ED06495741C280CZ"), "0000A127");
-    /* a TMK-encrypted export is not simulated */
-    assert_string_equal(runs(p, "0000A01001U;14ED06495741C280CX"), "0000A129");
+    /* ';1': under a TMK (terminal key download, docs/keys.md); a ZMK is not one (its text does
+     * not decrypt to a key of odd parity under the TMK's LMK pair): 10 */
+    assert_string_equal(runs(p, "0000A01001U;14ED06495741C280CX"), "0000A110");
+    r = runs(p, "0000A00002U"); /* a TMK */
+    assert_memory_equal(r, "0000A100U", 9);
+    char tmk[34];
+    memcpy(tmk, r + 8, 33);
+    tmk[33] = '\0';
+    snprintf(req, sizeof req, "0000A01003U;1%sU", tmk); /* a TAK under it */
+    r = runs(p, req);
+    assert_memory_equal(r, "0000A100U", 9);
+    assert_int_equal(strlen(r), 8 + 33 + 33 + 6);
+    assert_int_equal(r[8 + 33], 'U');
     hsm_proto_free(p);
 }
 

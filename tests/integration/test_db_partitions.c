@@ -1,0 +1,164 @@
+/* The journal's upkeep (`atlas-db partitions`, docs/db.md "Journal upkeep"): day partitions
+ * created ahead, the DEFAULT partition made to refuse rows — a journal record of a day with no
+ * partition is refused loudly (23514 naming the guard) and alone, never stored there —,
+ * `atlas-db status` / `partitions` failing when the DEFAULT partition holds rows, old days
+ * detached by age. Each test in a database of its own, the tool run as a program. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "db_testlib.h"
+#include "testsupport.h"
+
+/* The test's scratch directory (one for the whole program). */
+static const char *scratch(void)
+{
+    static const char *dir;
+    if (!dir)
+        dir = ts_tmpdir("dbpart");
+    return dir ? dir : "/tmp";
+}
+
+/* atlas-db --db conninfo args…: its exit status, its output in out (the caller frees). */
+static int atlas_db(const char *conninfo, const char *args, char **out)
+{
+    char cmd[2000], path[400];
+    snprintf(path, sizeof path, "%s/atlas-db.out", scratch());
+    snprintf(cmd, sizeof cmd, "%s --db '%s' %s >'%s' 2>&1", ts_bin("atlas-db"), conninfo, args,
+             path);
+    int st = system(cmd);
+    *out = ts_read_file(path, 0, NULL);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void on_record(void *arg, int status)
+{
+    *(int *)arg = status;
+}
+
+static bool all_called(void *arg)
+{
+    const int *st = arg;
+    return st[0] != 99 && st[1] != 99;
+}
+
+/* Writes recs (n of 1 or 2) through a journal writer of its own on conninfo: their callbacks'
+ * statuses into status. */
+static void write_records(const char *conninfo, const struct db_auth_record *recs, int n,
+                          int status[2])
+{
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    char spool[400];
+    snprintf(spool, sizeof spool, "%s/journal.spool", scratch());
+    struct db_journal_opts o = {
+        .conninfo = conninfo, .spool_path = spool, .connections = 1, .batch_delay_us = 50000
+    };
+    struct db_journal *j = NULL;
+    assert_int_equal(db_journal_new(base, &o, &j), 0);
+    status[0] = status[1] = 99;
+    if (n < 2)
+        status[1] = DB_OK;
+    for (int i = 0; i < n; i++)
+        assert_int_equal(db_journal_submit(j, &recs[i], on_record, &status[i]), 0);
+    assert_int_equal(dbt_run_until(base, all_called, status, 30000), 0);
+    db_journal_free(j);
+    event_base_free(base);
+}
+
+static void upkeep_and_a_day_without_partition(void **state)
+{
+    (void)state;
+    const char *ci = dbt_create("part");
+    assert_non_null(ci);
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    PGconn *c = dbt_connect(conninfo);
+    assert_non_null(c);
+    char *out = NULL;
+
+    /* Upkeep: yesterday .. today + 3 (UTC) exist, the guard is in place, status is clean. */
+    assert_int_equal(atlas_db(conninfo, "partitions --ahead 3", &out), 0);
+    assert_non_null(strstr(out, "0 row(s), refuses rows"));
+    free(out);
+    assert_int_equal(
+        dbt_scalar(c, "SELECT count(*) FROM generate_series(-1, 3) d WHERE to_regclass("
+                      "'switch.authorizations_' || to_char((now() AT TIME ZONE 'UTC')::date + d,"
+                      " 'YYYYMMDD')) IS NOT NULL"),
+        5);
+    assert_int_equal(atlas_db(conninfo, "partitions --ahead 3", &out), 0); /* idempotent */
+    assert_non_null(strstr(out, "created 0 partition(s)"));
+    free(out);
+
+    /* Through the journal writer: a record dated 2099-01-01 (no partition) is refused alone,
+     * with the guard's SQLSTATE (logged, naming the constraint); the one dated today is
+     * committed. */
+    struct db_auth_record rec[2];
+    int st[2];
+    dbt_record(&rec[0], 7, 1);
+    memcpy(rec[0].request_date, "2099-01-01", 11);
+    dbt_record(&rec[1], 7, 2); /* its DE 7 is a fixed day: today's instead */
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(rec[1].transmission_time, sizeof rec[1].transmission_time, "%m%d%H%M%S", &tm);
+    strftime(rec[1].request_date, sizeof rec[1].request_date, "%Y-%m-%d", &tm);
+    write_records(conninfo, rec, 2, st);
+    assert_int_equal(st[0], DB_E_SQL);
+    assert_int_equal(st[1], DB_OK);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.authorizations_default"), 0);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.authorizations"), 1);
+
+    /* A row that got into DEFAULT anyway (guard dropped by hand): status and partitions say so
+     * and exit 1. */
+    assert_int_equal(dbt_exec(c, "ALTER TABLE switch.authorizations_default DROP CONSTRAINT"
+                                 " authorizations_default_refuses"),
+                     0);
+    write_records(conninfo, rec, 1, st);
+    assert_int_equal(st[0], DB_OK);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.authorizations_default"), 1);
+    assert_int_equal(atlas_db(conninfo, "status", &out), 1);
+    assert_non_null(strstr(out, "WARNING: 1 journal rows in the default partition"));
+    free(out);
+    assert_int_equal(atlas_db(conninfo, "partitions", &out), 1);
+    assert_non_null(strstr(out, "1 row(s), refuses rows")); /* guard back, row still reported */
+    free(out);
+    assert_int_equal(dbt_exec(c, "DELETE FROM switch.authorizations_default"), 0);
+    assert_int_equal(atlas_db(conninfo, "status", &out), 0);
+    free(out);
+
+    /* Old days detached by age (not dropped: they stay as tables for the archive). */
+    assert_int_equal(
+        dbt_scalar(c, "SELECT switch.create_authorization_partitions('2020-01-01', 2)"), 2);
+    assert_int_equal(atlas_db(conninfo, "partitions --retain-days 30", &out), 0);
+    assert_non_null(strstr(out, "detached switch.authorizations_20200101"));
+    assert_non_null(strstr(out, "detached switch.authorizations_20200102"));
+    free(out);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM pg_inherits WHERE inhrelid ="
+                                   " 'switch.authorizations_20200101'::regclass"),
+                     0);
+    assert_int_equal(dbt_scalar(c, "SELECT (to_regclass('switch.authorizations_20200101')"
+                                   " IS NOT NULL)::int"),
+                     1);
+    PQfinish(c);
+    dbt_drop(conninfo);
+}
+
+int main(void)
+{
+    if (!dbt_env_names_cluster("test_db_partitions"))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(upkeep_and_a_day_without_partition),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
