@@ -31,8 +31,12 @@ for ((k = 0; k < n; k++)); do
       else if (key == "metrics_address") print "metrics_address = " moved(val)
       else if (key == "spool_dir") print "spool_dir = " var "/spool/switchd-" k
       next }
+    section ~ /^\[listener / && /^[ \t]*max_connections_per_address[ \t]*=/ { next }
     section ~ /^\[listener / && /^[ \t]*address[ \t]*=/ {
-      split($0, kv, "="); val = kv[2]; gsub(/[ \t]/, "", val); print "address = " moved(val); next }
+      split($0, kv, "="); val = kv[2]; gsub(/[ \t]/, "", val); print "address = " moved(val)
+      # behind HAProxy every connection comes from its address: a per-address cap would cap
+      # all terminals together (switchd does not read the PROXY protocol)
+      print "max_connections_per_address = 0"; next }
     { print }
   ' "$base" > "$var/run/switchd-$k.conf"
 done
