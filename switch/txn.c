@@ -58,7 +58,8 @@ static const unsigned allowed[SW_TXN_state_max] = {
     [SW_TXN_ISSUER_MAC] = B(SW_TXN_FREE) | B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PIN_TRANSLATE) |
                           B(SW_TXN_ORIG_LOOKUP) | B(SW_TXN_CARD_AUTH),
     [SW_TXN_INTENT] = B(SW_TXN_ISSUER_MAC),
-    [SW_TXN_DUP_LOOKUP] = B(SW_TXN_INTENT) | B(SW_TXN_STAND_IN), /* stand-in: a repeat */
+    [SW_TXN_DUP_LOOKUP] = B(SW_TXN_INTENT) | B(SW_TXN_STAND_IN) /* stand-in: a repeat */
+                          | B(SW_TXN_MAC_VERIFY), /* instances: a repeat asks the journal */
     [SW_TXN_ISSUER_WAIT] = B(SW_TXN_INTENT),
     [SW_TXN_RESP_CHECK] = B(SW_TXN_ISSUER_WAIT),
     [SW_TXN_ORIG_LOOKUP] = B(SW_TXN_MAC_VERIFY) | B(SW_TXN_PARKED),
@@ -1412,6 +1413,15 @@ static void after_mac(struct sw_txn *t)
         memcpy(rec.pan_tag, t->pan_hmac, sizeof rec.pan_tag);
     rec.received_us = (int64_t)t->t_wall_us;
     if (!sw_recent_insert(srv->recent, &rec, sw_now_ms(), &dup)) {
+        /* Several instances (stan_slots > 1, docs/switchd.md "Instances"): another one may have
+         * reversed the original since this one remembered it (a terminal's reversal that went
+         * there), so a repeat of a settled original asks the journal, which refreshes the
+         * entry; copies (94) and originals still in flight here are answered from memory. */
+        if (srv->conf.stan_slots > 1 && t->req.mti[3] == '1' && dup->state != SW_RECENT_IN_FLIGHT) {
+            t->recent_id = id;
+            dup_lookup(t);
+            return;
+        }
         answer_known(t, dup);
         return;
     }

@@ -210,6 +210,22 @@ static void test_duplicate_across_instances(void **state)
                      1);
 }
 
+/* An approval through A, reversed by its terminal through B: a repeat (0201) at A — which
+ * remembers the approval — is not approved again: A asks the journal, which knows the reversal. */
+static void test_repeat_after_a_reversal_elsewhere(void **state)
+{
+    (void)state;
+    const char *pan = "4890010000000012";
+    struct sim_txn x, rev;
+    struct sim_resp r;
+    struct sim_sent sent;
+    assert_string_equal(stack_purchase(&S, "TERM0002", pan, 321, &x, &r, &sent), "00");
+    stack_reversal_of(&rev, pan, 321, &sent);
+    assert_string_equal(stack_rc(&B, "TERM0002", &rev, &r, NULL), "00");
+    stack_repeat_of(&x, "0201", &sent);
+    assert_string_not_equal(stack_rc(&S, "TERM0002", &x, &r, NULL), "00");
+}
+
 /* A's issuer STANs are odd (slot 0 of 2), B's even (slot 1). */
 static void test_stan_slots(void **state)
 {
@@ -419,6 +435,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_duplicate_across_instances, alive),
+        cmocka_unit_test_setup(test_repeat_after_a_reversal_elsewhere, alive),
         cmocka_unit_test_setup(test_stan_slots, alive),
         cmocka_unit_test_setup(test_refdata_notify, alive),
         cmocka_unit_test_setup(test_reversal_taken_over, alive),
