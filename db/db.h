@@ -424,8 +424,8 @@ struct db_advice {
 typedef void (*db_advices_cb)(void *arg, const struct db_error *err, const struct db_advice *rows,
                               size_t n);
 /* Several instances (migration 0016): renews owner's lease and gives cb the issuers whose
- * advices this instance sends (it held them, or took them: one of its issuers, or one with
- * pending advices, that no live instance held). */
+ * advices this instance sends (among its own issuer links, issuers: those it held, and those
+ * no live instance held, taken now). */
 #define DB_MAX_ISSUER_IDS 64
 typedef void (*db_issuers_cb)(void *arg, const struct db_error *err, const char (*ids)[33],
                               size_t n);

@@ -91,7 +91,8 @@ $$;
 
 -- Renews p_owner's lease and returns the issuers whose advices it may send: those it held, and
 -- those that no live instance holds (taken now, SKIP LOCKED) among its own issuer links
--- (p_issuers) and the issuers with pending advices.
+-- (p_issuers; an instance without a link to an issuer never takes its advices, it could not send
+-- them).
 CREATE FUNCTION switch.claim_advice_issuers(p_owner text, p_lease_ms bigint, p_issuers text[])
 RETURNS SETOF text
 LANGUAGE plpgsql AS $$
@@ -101,16 +102,14 @@ BEGIN
     ON CONFLICT (instance_id) DO UPDATE
         SET lease_until = EXCLUDED.lease_until, renewed_at = now();
     INSERT INTO switch.advice_leases (issuer_id, claimed_by)
-    SELECT i, p_owner FROM unnest(p_issuers) AS u(i)
-    UNION
-    SELECT DISTINCT q.issuer_id, p_owner FROM switch.advice_queue q
-     WHERE q.state = 'pending'
+    SELECT DISTINCT i, p_owner FROM unnest(p_issuers) AS u(i)
     ON CONFLICT (issuer_id) DO NOTHING;
     RETURN QUERY
     WITH free AS (
         SELECT l.issuer_id FROM switch.advice_leases l
           LEFT JOIN switch.instances i ON i.instance_id = l.claimed_by
          WHERE l.claimed_by <> p_owner AND (i.lease_until IS NULL OR i.lease_until < now())
+           AND l.issuer_id = ANY (p_issuers)
            FOR UPDATE OF l SKIP LOCKED
     ), taken AS (
         UPDATE switch.advice_leases l SET claimed_by = p_owner, claimed_at = now()
@@ -119,7 +118,8 @@ BEGIN
     )
     SELECT issuer_id FROM taken
     UNION
-    SELECT issuer_id FROM switch.advice_leases WHERE claimed_by = p_owner;
+    SELECT issuer_id FROM switch.advice_leases
+     WHERE claimed_by = p_owner AND issuer_id = ANY (p_issuers);
 END
 $$;
 
