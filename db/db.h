@@ -393,6 +393,11 @@ __attribute__((warn_unused_result)) int db_reversals_update(struct db_client *c,
                                                             const struct db_reversal_change *ch,
                                                             size_t n, db_done_cb cb, void *arg);
 
+/* switch.release_instance(owner) (migration 0016): the lease of an instance that stopped cleanly
+ * ends now, so that the others take its queue rows at their next claim. */
+__attribute__((warn_unused_result)) int db_release_instance(struct db_client *c, const char *owner,
+                                                            db_done_cb cb, void *arg);
+
 /* switch.recover_advices(owner) (migration 0014), run after the journal spool is replayed and
  * before db_advices_pending: every stand-in advice of this instance whose approval the journal
  * does not hold gets its reversal queued. The callback's reversed is how many; settled is 0. */

@@ -174,3 +174,22 @@ int db_reversals_update(struct db_client *c, const struct db_reversal_change *ch
         db_array_free(&cols[k]);
     return rc;
 }
+
+/* switch.release_instance (migration 0016): a drained instance gives its claims up at once. */
+int db_release_instance(struct db_client *c, const char *owner, db_done_cb cb, void *arg)
+{
+    const char *values[1] = { owner };
+    const struct db_stmt st = {
+        .sql = "SELECT switch.release_instance($1)",
+        .nparams = 1,
+        .values = values,
+    };
+    struct update_job *job = malloc(sizeof *job);
+    if (!job)
+        return DB_E_SYS;
+    *job = (struct update_job){ cb, arg };
+    int rc = db_exec(c, &st, 1, on_updated, job);
+    if (rc != 0)
+        free(job);
+    return rc;
+}

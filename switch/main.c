@@ -214,9 +214,38 @@ static void on_replayed(void *arg)
 
 static void finish_exit(void *arg)
 {
+    static bool done; /* once: the release's answer and its deadline may both come */
     struct sw_server *srv = arg;
+    if (done)
+        return;
+    done = true;
     at_log(AT_LOG_INFO, "stopped", AT_UINT("in_flight", srv->inflight));
     event_base_loopexit(srv->base, NULL);
+}
+
+static void on_released(void *arg, const struct db_error *err)
+{
+    if (err->code != 0)
+        at_log(AT_LOG_WARN, "claims_release_failed", AT_STR("error", err->message),
+               AT_STR("action", "the others take them over after the lease"));
+    finish_exit(arg);
+}
+
+static void on_release_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    finish_exit(arg);
+}
+
+/* Instances (docs/switchd.md "Instances"): once drained, this instance gives its lease up
+ * (switch.release_instance) so that the others take its queue rows at their next claim rather
+ * than after lease_ms; one second at most is waited for it. */
+static void release_then_exit(void *arg)
+{
+    struct sw_server *srv = arg;
+    struct timeval tv = { 1, 0 };
+    if (!srv->db || db_release_instance(srv->db, srv->conf.instance_id, on_released, srv) != 0 ||
+        event_base_once(srv->base, -1, EV_TIMEOUT, on_release_deadline, srv, &tv) != 0)
+        finish_exit(srv);
 }
 
 /* Drain: runs every 50 ms after SIGTERM until nothing is in flight and the
@@ -235,9 +264,9 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     sw_terms_close_all(srv, "switch stopping");
     sw_links_stop(srv);
     if (srv->journal)
-        db_journal_drain(srv->journal, finish_exit, srv);
+        db_journal_drain(srv->journal, release_then_exit, srv);
     else
-        finish_exit(srv);
+        release_then_exit(srv);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

@@ -399,6 +399,10 @@ static void test_health_503_while_draining(void **state)
     int st = ts_wait(B.sw, 15000);
     B.sw = 0;
     assert_true(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* drained: its claims given up at once (the others take its rows at their next claim) */
+    assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.instances WHERE instance_id"
+                                      " = 'ha-b' AND lease_until = '-infinity'"),
+                     1);
 }
 
 /* A recorded load through HAProxy, B killed -9 two seconds in: the harness reconnects through
