@@ -1574,6 +1574,22 @@ void sw_txn_key_download_done(struct sw_txn *t, const char *rc)
     finish(t);
 }
 
+/* The journal is partitioned by the day of DE 7 (db_request_date) and keeps partitions from
+ * yesterday on (atlas-db partitions; its DEFAULT partition refuses rows). A new request whose
+ * DE 7 is more than a day from the switch's clock would have no partition to land in: its
+ * approval could not be journaled and would be withdrawn after the issuer moved money. It is
+ * refused before anything moves. Repeats and reversals keep their original's DE 7 (or name it in
+ * DE 90), whose day the journal has, so they are not checked. */
+static bool de7_out_of_window(const struct sw_txn *t)
+{
+    if ((t->v.kind != SW_KIND_AUTH && t->v.kind != SW_KIND_FINANCIAL) || t->req.mti[3] != '0')
+        return false;
+    uint64_t now_ms = t->t_wall_us / 1000, de7_ms;
+    if (!sw_de7_wall_ms((const uint8_t *)t->de7, strlen(t->de7), now_ms, &de7_ms))
+        return false; /* sw_validate refused an invalid DE 7 already */
+    return (de7_ms > now_ms ? de7_ms - now_ms : now_ms - de7_ms) > 24ull * 3600 * 1000;
+}
+
 void sw_txn_start(struct sw_term *term, const uint8_t *frame, size_t frame_len, const uint8_t *msg,
                   size_t msg_len, const uint8_t *tpdu)
 {
@@ -1670,6 +1686,12 @@ void sw_txn_start(struct sw_term *term, const uint8_t *frame, size_t frame_len, 
         return;
     }
     t->terminal = *row;
+    if (de7_out_of_window(t)) {
+        t->journal = false; /* no partition of the journal holds its day */
+        reject(t, "30", SW_OUT_REJECTED,
+               "transmission date and time (DE 7) more than 24 h from the switch's clock", 7);
+        return;
+    }
     verify_mac(t);
 }
 

@@ -1,6 +1,7 @@
 /* switchd without an issuer behind it: everything the switch decides on its
  * own — echo, MAC failure (63), unknown BIN (15), unknown terminal (58),
- * issuer down (91), duplicates (94), format errors (30), a malformed frame
+ * issuer down (91), duplicates (94), format errors (30), a DE 7 more than a day off (30),
+ * a malformed frame
  * closing only its connection, masked journal rows, no card data in the log,
  * /metrics, and a clean drain on SIGTERM. Real processes, real PostgreSQL. */
 #include <setjmp.h>
@@ -18,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "sw_stack.h"
 #include "testsupport.h"
 
@@ -132,6 +134,32 @@ static void test_missing_field_is_30(void **state)
     assert_string_equal(r.rc, "13");
 }
 
+/* A new request whose DE 7 is more than a day from the switch's clock is refused (30) before it
+ * goes anywhere, and not journaled (no partition holds its day); 23 hours off is still served
+ * (here 91: no issuer). */
+static void test_stale_transmission_time_is_30(void **state)
+{
+    struct sim_txn x;
+    struct sim_resp r;
+    char sql[256];
+    uint64_t now = at_wall_us();
+    stack_txn(&x, SIM_T_PURCHASE, "4890010000000087", "1234", 1250);
+    x.now_us = now - 2ull * 86400 * 1000000;
+    struct sim_sent sent;
+    assert_int_equal(stack_send(&S, stack_term(&S, "TERM0001"), &x, &r, &sent), 0);
+    assert_string_equal(r.rc, "30");
+    assert_int_equal(r.mac, SIM_MAC_OK);
+    stack_txn(&x, SIM_T_PURCHASE, "4890010000000087", "1234", 1250);
+    x.now_us = now - 23ull * 3600 * 1000000;
+    send_ok(stack_term(&S, "TERM0001"), &x, &r);
+    assert_string_equal(r.rc, "91");
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM switch.authorizations WHERE terminal_id = 'TERM0001'"
+             " AND stan = '%s' AND transmission_time = '%s'",
+             sent.stan, sent.de7);
+    assert_int_equal(stack_wait_scalar(&S, sql, 0, 1000), 0);
+}
+
 static void test_malformed_frame_closes_only_that_connection(void **state)
 {
     struct sim_term *t = stack_term(&S, "TERM0001");
@@ -236,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_unknown_terminal_is_58),
         cmocka_unit_test(test_duplicate_is_94_and_journaled_once),
         cmocka_unit_test(test_missing_field_is_30),
+        cmocka_unit_test(test_stale_transmission_time_is_30),
         cmocka_unit_test(test_malformed_frame_closes_only_that_connection),
         cmocka_unit_test(test_journal_masked_and_log_clean),
         cmocka_unit_test(test_metrics_and_health),
