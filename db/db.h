@@ -376,8 +376,8 @@ __attribute__((warn_unused_result)) int db_reversals_pending(struct db_client *c
  * reversals it takes over — unclaimed, or claimed by an instance whose lease expired — and with
  * all (its first claim after a start) also those it holds already. */
 __attribute__((warn_unused_result)) int db_reversals_claim(struct db_client *c, const char *owner,
-                                                           uint64_t lease_ms, bool all,
-                                                           db_reversals_cb cb, void *arg);
+                                                           uint64_t lease_ms, uint64_t takeover_ms,
+                                                           bool all, db_reversals_cb cb, void *arg);
 
 enum db_reversal_state { DB_REVERSAL_PENDING, DB_REVERSAL_ACKED, DB_REVERSAL_FAILED };
 struct db_reversal_change {

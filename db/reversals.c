@@ -80,20 +80,21 @@ int db_reversals_pending(struct db_client *c, db_reversals_cb cb, void *arg)
 /* Claims (migration 0016, docs/switchd.md "Instances"): the same columns as the pending load,
  * from switch.claim_reversals: this instance's lease renewed, the rows no live instance holds
  * taken (FOR UPDATE SKIP LOCKED), and with all also the rows it claimed before. */
-int db_reversals_claim(struct db_client *c, const char *owner, uint64_t lease_ms, bool all,
-                       db_reversals_cb cb, void *arg)
+int db_reversals_claim(struct db_client *c, const char *owner, uint64_t lease_ms,
+                       uint64_t takeover_ms, bool all, db_reversals_cb cb, void *arg)
 {
-    char lease[AT_I64_CHARS];
+    char lease[AT_I64_CHARS], takeover[AT_I64_CHARS];
     at_put_i64(lease, (int64_t)lease_ms);
-    const char *values[4] = { owner, lease, all ? "t" : "f", "1000" };
+    at_put_i64(takeover, (int64_t)takeover_ms);
+    const char *values[5] = { owner, lease, takeover, all ? "t" : "f", "1000" };
     const struct db_stmt st = {
         .sql = "SELECT reversal_id, request_date, acquirer_id, terminal_id, stan,"
                " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time,"
                " coalesce(rrn, ''), processing_code, amount_minor, currency,"
                " coalesce(auth_code, ''), pan_sealed, reason, attempts, billing_amount_minor,"
                " conversion_rate, billing_currency"
-               " FROM switch.claim_reversals($1, $2::bigint, $3::boolean, $4::int)",
-        .nparams = 4,
+               " FROM switch.claim_reversals($1, $2::bigint, $3::bigint, $4::boolean, $5::int)",
+        .nparams = 5,
         .values = values,
     };
     struct pending_job *job = malloc(sizeof *job);

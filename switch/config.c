@@ -67,6 +67,10 @@ static const struct at_setting switch_table[] = {
     { "lease_ms", AT_SET_U64, U(lease_ms), "30000", 3600000, 0,
       "how long this instance's claim on reversal and advice queue rows lasts without renewal"
       " (renewed every lease_ms / 3); a dead instance's rows are taken over after it" },
+    { "takeover_inflight_ms", AT_SET_U64, U(takeover_inflight_ms), "300000", 86400000, 0,
+      "how long after a dead instance's lease expired a live one settles its requests in flight"
+      " (recover_inflight on its behalf); at least lease_ms. Its spool may hold answers it"
+      " delivered, so keep this above the time it takes to restart it (docs/switchd.md)" },
     { "clock_skew_s", AT_SET_U64, U(clock_skew_s), "120", 86400, 0,
       "how far a terminal's clock (DE 7) may be from ours; while the database is unreachable a"
       " request is forwarded only if its DE 7 is this much after what the duplicate table"
@@ -395,6 +399,10 @@ int sw_config_validate(const struct sw_config *c, char *err, size_t errcap)
     }
     if (c->lease_ms < 300) {
         snprintf(err, errcap, "lease_ms must be at least 300");
+        return -1;
+    }
+    if (c->takeover_inflight_ms < c->lease_ms) {
+        snprintf(err, errcap, "takeover_inflight_ms must be at least lease_ms");
         return -1;
     }
     for (size_t i = 0; i < c->n_issuers; i++) {

@@ -86,6 +86,9 @@ struct sw_config {
     uint64_t stan_slot;
     uint64_t stan_slots;
     uint64_t lease_ms;
+    /* A dead instance's requests in flight are settled by a live one only after its lease has
+     * been expired this long (switch.claim_reversals): its spool may hold answers. */
+    uint64_t takeover_inflight_ms;
     uint64_t clock_skew_s; /* tolerated DE 7 error (duplicate checks during outages) */
     char cutover[8];       /* HH:MM UTC: when a business day ends (DE 15; atlas-settle --cutover) */
     unsigned cutover_min;  /* the same in minutes after 00:00 UTC, set by sw_config_load */

@@ -964,8 +964,8 @@ static void claim(struct sw_server *srv)
 {
     struct sw_saf *q = srv->saf;
     q->claiming = true;
-    if (db_reversals_claim(srv->db, srv->conf.instance_id, srv->conf.lease_ms, false, on_loaded,
-                           srv) != 0) {
+    if (db_reversals_claim(srv->db, srv->conf.instance_id, srv->conf.lease_ms,
+                           srv->conf.takeover_inflight_ms, false, on_loaded, srv) != 0) {
         q->claiming = false;
         q->next_claim_ms = sw_now_ms() + srv->conf.lease_ms / 3;
     }
@@ -977,8 +977,8 @@ void sw_saf_load(struct sw_server *srv, void (*done)(struct sw_server *srv))
 {
     srv->saf->load_retry_ms = 0;
     srv->saf->load_done = done;
-    if (db_reversals_claim(srv->db, srv->conf.instance_id, srv->conf.lease_ms, true, on_loaded,
-                           srv) != 0) {
+    if (db_reversals_claim(srv->db, srv->conf.instance_id, srv->conf.lease_ms,
+                           srv->conf.takeover_inflight_ms, true, on_loaded, srv) != 0) {
         at_log(AT_LOG_ERROR, "reversal_queue_load_failed", AT_STR("error", "database queue full"),
                AT_STR("action", "retrying"));
         srv->saf->load_retry_ms = sw_now_ms() + 1000;

@@ -43,8 +43,8 @@ CREATE TABLE switch.advice_leases (
 -- live instance holds (unclaimed, or their claimant's lease expired), at most p_limit, oldest
 -- first; with p_all also the pending rows already claimed by p_owner (its first claim after a
 -- start: a previous run of the same instance_id claimed them).
-CREATE FUNCTION switch.claim_reversals(p_owner text, p_lease_ms bigint, p_all boolean,
-                                       p_limit integer)
+CREATE FUNCTION switch.claim_reversals(p_owner text, p_lease_ms bigint, p_takeover_ms bigint,
+                                       p_all boolean, p_limit integer)
 RETURNS SETOF switch.reversal_queue
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -56,14 +56,18 @@ BEGIN
         SET lease_until = EXCLUDED.lease_until, renewed_at = now();
     -- A dead instance's requests in flight (its switch.inflight rows) are settled here as it
     -- would settle them at its own restart (recover_inflight: a reversal queued for each one not
-    -- journaled as approved, claimed just below), once its lease has been expired for one more
-    -- lease: a terminal that reconnected to another instance gets its reversal of the lost
-    -- request answered without waiting for the dead one to come back. The extra lease is the
-    -- margin for an instance that is alive but cut from PostgreSQL (docs/switchd.md
-    -- "Instances": keep lease_ms above the longest outage an instance should ride out alone).
+    -- journaled as approved, claimed just below), once its lease has been expired for
+    -- p_takeover_ms (takeover_inflight_ms, 5 minutes by default): a terminal that reconnected to
+    -- another instance gets its reversal of the lost request answered without waiting for the
+    -- dead one to come back. Not sooner, because the one thing a live instance cannot see is the
+    -- other's spool: an instance cut from PostgreSQL (or killed during an outage and not yet
+    -- restarted) may hold, spooled only, the journal row of an approval it delivered for a
+    -- request whose write-ahead row is here — settling that row would reverse an approval the
+    -- terminal holds. An instance restarted by systemd replays its spool and settles its own rows
+    -- first, long before this fires (docs/switchd.md "Instances", docs/RELIABILITY.md).
     FOR dead IN SELECT i.instance_id FROM switch.instances i
                  WHERE i.instance_id <> p_owner
-                   AND i.lease_until < now() - p_lease_ms * interval '1 millisecond'
+                   AND i.lease_until < now() - p_takeover_ms * interval '1 millisecond'
                    AND EXISTS (SELECT 1 FROM switch.inflight f WHERE f.owner = i.instance_id)
     LOOP
         PERFORM * FROM switch.recover_inflight(dead);

@@ -22,7 +22,7 @@
 #include "testsupport.h"
 
 #define HAPROXY "/usr/sbin/haproxy"
-#define LEASE   "lease_ms = 1500\n"
+#define LEASE   "lease_ms = 1500\ntakeover_inflight_ms = 3000\n"
 
 static struct stack S; /* instance A: the stack's own switchd */
 static struct stack B; /* instance B: the same stack, its own switchd, ports, log and spool */
