@@ -1371,6 +1371,48 @@ static bool flag_done(void *arg)
  * written once), with the instance as owner; the pending rows load in queue order (the advice
  * before its reversal); a row change settles a row once; recover_advices reverses the advices of
  * its instance that the journal does not hold as approved, once. */
+/* Instances (0016): a dead instance's requests in flight are settled by another one only once
+ * its lease has been expired for takeover_inflight_ms (its spool may hold answers it delivered),
+ * not as soon as its queue rows move (one lease). */
+static void test_inflight_takeover_waits(void **state)
+{
+    struct fx f;
+    fx_open(&f, "takeover", NULL);
+    static const char *const ghost =
+        "INSERT INTO switch.instances (instance_id, lease_until)"
+        " VALUES ('ghost', now() - interval '2 s');"
+        "INSERT INTO switch.inflight (request_date, acquirer_id, terminal_id, stan,"
+        " transmission_time, mti_class, mti, owner, issuer_id, issuer_stan,"
+        " issuer_transmission_time, processing_code, amount_minor, currency, pan_masked,"
+        " pan_hmac, pan_sealed, created_at)"
+        " VALUES (current_date, '100001', 'GHOST001', '000001',"
+        " to_char(now() AT TIME ZONE 'UTC', 'MMDDHH24MISS'), '020', '0200', 'ghost', 'WALLET1',"
+        " '000001', to_char(now() AT TIME ZONE 'UTC', 'MMDDHH24MISS'), '000000', 100, 504,"
+        " '489001******0012', decode(repeat('00', 32), 'hex'), '\\x01', now())";
+    assert_int_equal(dbt_exec(f.c, ghost), 0);
+    /* lease 1.5 s, takeover 3 s: expired 2 s ago — its queue rows would move, not this */
+    static const char *const claim =
+        "SELECT count(*) FROM switch.claim_reversals('probe', 1500, 3000, false, 0)";
+    assert_int_equal(dbt_scalar(f.c, claim), 0);
+    assert_int_equal(dbt_scalar(f.c, "SELECT count(*) FROM switch.inflight WHERE owner = 'ghost'"),
+                     1);
+    assert_int_equal(
+        dbt_scalar(f.c,
+                   "SELECT count(*) FROM switch.reversal_queue WHERE terminal_id = 'GHOST001'"),
+        0);
+    assert_int_equal(dbt_exec(f.c, "UPDATE switch.instances SET lease_until = now() -"
+                                   " interval '4 s' WHERE instance_id = 'ghost'"),
+                     0);
+    assert_int_equal(dbt_scalar(f.c, claim), 0);
+    assert_int_equal(dbt_scalar(f.c, "SELECT count(*) FROM switch.inflight WHERE owner = 'ghost'"),
+                     0);
+    assert_int_equal(
+        dbt_scalar(f.c,
+                   "SELECT count(*) FROM switch.reversal_queue WHERE terminal_id = 'GHOST001'"),
+        1);
+    fx_close(&f);
+}
+
 static void test_advice_records(void **state)
 {
     enum { RUN = 60 };
@@ -1486,6 +1528,7 @@ int main(void)
         cmocka_unit_test(test_replay_keeps_the_order_of_durability),
         cmocka_unit_test(test_a_refusal_never_replaces_an_answer),
         cmocka_unit_test(test_advice_records),
+        cmocka_unit_test(test_inflight_takeover_waits),
         cmocka_unit_test(test_hung_server_batch_timeout),
         cmocka_unit_test(test_server_restart_under_load),
     };
