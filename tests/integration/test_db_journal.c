@@ -1371,16 +1371,18 @@ static bool flag_done(void *arg)
  * written once), with the instance as owner; the pending rows load in queue order (the advice
  * before its reversal); a row change settles a row once; recover_advices reverses the advices of
  * its instance that the journal does not hold as approved, once. */
-/* Instances (0016): a dead instance's requests in flight are settled by another one only once
- * its lease has been expired for takeover_inflight_ms (its spool may hold answers it delivered),
- * not as soon as its queue rows move (one lease). */
+/* Instances (0016): a dead instance's requests in flight and its stand-in advices without a
+ * journaled approval are settled by another one only once its lease has been *seen* expired for
+ * takeover_inflight_ms (its spool may hold answers it delivered; after an outage of PostgreSQL
+ * every lease looks expired), not as soon as its queue rows move (one lease); a drained
+ * instance's likewise. Review findings 1–3. */
 static void test_inflight_takeover_waits(void **state)
 {
     struct fx f;
     fx_open(&f, "takeover", NULL);
     static const char *const ghost =
         "INSERT INTO switch.instances (instance_id, lease_until)"
-        " VALUES ('ghost', now() - interval '2 s');"
+        " VALUES ('ghost', now() - interval '1 hour');"
         "INSERT INTO switch.inflight (request_date, acquirer_id, terminal_id, stan,"
         " transmission_time, mti_class, mti, owner, issuer_id, issuer_stan,"
         " issuer_transmission_time, processing_code, amount_minor, currency, pan_masked,"
@@ -1388,28 +1390,100 @@ static void test_inflight_takeover_waits(void **state)
         " VALUES (current_date, '100001', 'GHOST001', '000001',"
         " to_char(now() AT TIME ZONE 'UTC', 'MMDDHH24MISS'), '020', '0200', 'ghost', 'WALLET1',"
         " '000001', to_char(now() AT TIME ZONE 'UTC', 'MMDDHH24MISS'), '000000', 100, 504,"
-        " '489001******0012', decode(repeat('00', 32), 'hex'), '\\x01', now())";
+        " '489001******0012', decode(repeat('00', 32), 'hex'), '\\x01', now());"
+        "INSERT INTO switch.advice_queue (kind, request_date, acquirer_id, terminal_id, stan,"
+        " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time,"
+        " processing_code, amount_minor, currency, auth_code, stand_in_rc, pan_masked, pan_hmac,"
+        " pan_sealed, reason, owner, queued_at)"
+        " VALUES ('advice', current_date, '100001', 'GHOST001', '000002',"
+        " to_char(now() AT TIME ZONE 'UTC', 'MMDDHH24MISS'), '0200', 'WALLET1', '000003',"
+        " to_char(now() AT TIME ZONE 'UTC', 'MMDDHH24MISS'), '000000', 100, 504, 'S00002', '00',"
+        " '489001******0012', decode(repeat('00', 32), 'hex'), '\\x01', 'stand_in', 'ghost',"
+        " now())";
     assert_int_equal(dbt_exec(f.c, ghost), 0);
-    /* lease 1.5 s, takeover 3 s: expired 2 s ago — its queue rows would move, not this */
     static const char *const claim =
         "SELECT count(*) FROM switch.claim_reversals('probe', 1500, 3000, false, 0)";
+    static const char *const inflight =
+        "SELECT count(*) FROM switch.inflight WHERE owner = 'ghost'";
+    static const char *const reversals =
+        "SELECT count(*) FROM switch.reversal_queue WHERE terminal_id = 'GHOST001'";
+    static const char *const advice_reversals =
+        "SELECT count(*) FROM switch.advice_queue WHERE terminal_id = 'GHOST001'"
+        " AND kind = 'reversal'";
+    /* Expired an hour ago by lease_until (as after a long outage of PostgreSQL), but no live
+     * instance had seen it: the first claim only notes it. */
     assert_int_equal(dbt_scalar(f.c, claim), 0);
-    assert_int_equal(dbt_scalar(f.c, "SELECT count(*) FROM switch.inflight WHERE owner = 'ghost'"),
+    assert_int_equal(dbt_scalar(f.c, inflight), 1);
+    assert_int_equal(dbt_scalar(f.c, reversals), 0);
+    assert_int_equal(dbt_scalar(f.c, advice_reversals), 0);
+    assert_int_equal(dbt_scalar(f.c, "SELECT count(*) FROM switch.instances WHERE instance_id"
+                                     " = 'ghost' AND expired_seen_at IS NOT NULL"),
                      1);
-    assert_int_equal(
-        dbt_scalar(f.c,
-                   "SELECT count(*) FROM switch.reversal_queue WHERE terminal_id = 'GHOST001'"),
-        0);
+    /* It renews meanwhile (it was alive, replaying its spool): nothing is taken. */
     assert_int_equal(dbt_exec(f.c, "UPDATE switch.instances SET lease_until = now() -"
+                                   " interval '2 s', expired_seen_at = now() - interval '2 s'"
+                                   " WHERE instance_id = 'ghost'"),
+                     0);
+    assert_int_equal(dbt_scalar(f.c, claim), 0);
+    assert_int_equal(dbt_scalar(f.c, inflight), 1);
+    /* Seen expired for longer than the takeover: settled once, on its behalf. */
+    assert_int_equal(dbt_exec(f.c, "UPDATE switch.instances SET expired_seen_at = now() -"
                                    " interval '4 s' WHERE instance_id = 'ghost'"),
                      0);
     assert_int_equal(dbt_scalar(f.c, claim), 0);
-    assert_int_equal(dbt_scalar(f.c, "SELECT count(*) FROM switch.inflight WHERE owner = 'ghost'"),
+    assert_int_equal(dbt_scalar(f.c, inflight), 0);
+    assert_int_equal(dbt_scalar(f.c, reversals), 1);
+    assert_int_equal(dbt_scalar(f.c, advice_reversals), 1);
+    assert_int_equal(dbt_scalar(f.c, claim), 0);
+    assert_int_equal(dbt_scalar(f.c, advice_reversals), 1);
+    /* A drained instance: its queue rows free at once, its requests in flight only later. */
+    assert_int_equal(dbt_exec(f.c, "SELECT switch.claim_reversals('drained', 1500, 3000, false,"
+                                   " 0); SELECT switch.release_instance('drained')"),
                      0);
-    assert_int_equal(
-        dbt_scalar(f.c,
-                   "SELECT count(*) FROM switch.reversal_queue WHERE terminal_id = 'GHOST001'"),
-        1);
+    assert_int_equal(dbt_scalar(f.c, "SELECT count(*) FROM switch.instances WHERE instance_id"
+                                     " = 'drained' AND lease_until <= now()"
+                                     " AND expired_seen_at > now() - interval '1 minute'"),
+                     1);
+    fx_close(&f);
+}
+
+/* recover_inflight: a stand-in approval journaled under the request's identity (after its
+ * forwarded copy timed out) does not settle the forwarded copy: it is reversed (review finding
+ * 4: a kill -9 between the stand-in's answer and the timeout reversal's commit). */
+static void test_recover_inflight_reverses_a_stand_in_forwarded_copy(void **state)
+{
+    struct fx f;
+    fx_open(&f, "standin", NULL);
+    static const char *const rows =
+        "INSERT INTO switch.inflight (request_date, acquirer_id, terminal_id, stan,"
+        " transmission_time, mti_class, mti, owner, issuer_id, issuer_stan,"
+        " issuer_transmission_time, processing_code, amount_minor, currency, pan_masked,"
+        " pan_hmac, pan_sealed, created_at)"
+        " VALUES (current_date, '100001', 'TERM0001', '000001', '1206000000', '020', '0200',"
+        " 'sw1', 'WALLET1', '000011', '1206000000', '000000', 100, 504, '489001******0012',"
+        " decode(repeat('00', 32), 'hex'), '\\x01', now()),"
+        " (current_date, '100001', 'TERM0001', '000002', '1206000000', '020', '0200',"
+        " 'sw1', 'WALLET1', '000012', '1206000000', '000000', 100, 504, '489001******0012',"
+        " decode(repeat('00', 32), 'hex'), '\\x01', now());"
+        "INSERT INTO switch.authorizations (request_date, acquirer_id, terminal_id, stan,"
+        " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time,"
+        " processing_code, amount_minor, currency, response_code, auth_code, pan_masked,"
+        " pan_hmac, outcome, created_at, stand_in)"
+        " VALUES (current_date, '100001', 'TERM0001', '000001', '1206000000', '0200', 'WALLET1',"
+        " '000021', '1206000000', '000000', 100, 504, '00', 'S00001', '489001******0012',"
+        " decode(repeat('00', 32), 'hex'), 'approved', now(), true),"
+        " (current_date, '100001', 'TERM0001', '000002', '1206000000', '0200', 'WALLET1',"
+        " '000012', '1206000000', '000000', 100, 504, '00', '123456', '489001******0012',"
+        " decode(repeat('00', 32), 'hex'), 'approved', now(), false)";
+    assert_int_equal(dbt_exec(f.c, rows), 0);
+    assert_int_equal(dbt_scalar(f.c, "SELECT reversed FROM switch.recover_inflight('sw1')"), 1);
+    /* the stand-in's forwarded copy, under the STAN it was forwarded with; the issuer's own
+     * approval stands */
+    assert_int_equal(dbt_scalar(f.c, "SELECT count(*) FROM switch.reversal_queue WHERE"
+                                     " stan = '000001' AND issuer_stan = '000011'"
+                                     " AND auth_code IS NULL AND reason = 'recovery'"),
+                     1);
+    assert_int_equal(dbt_scalar(f.c, "SELECT count(*) FROM switch.reversal_queue"), 1);
     fx_close(&f);
 }
 
@@ -1529,6 +1603,7 @@ int main(void)
         cmocka_unit_test(test_a_refusal_never_replaces_an_answer),
         cmocka_unit_test(test_advice_records),
         cmocka_unit_test(test_inflight_takeover_waits),
+        cmocka_unit_test(test_recover_inflight_reverses_a_stand_in_forwarded_copy),
         cmocka_unit_test(test_hung_server_batch_timeout),
         cmocka_unit_test(test_server_restart_under_load),
     };
