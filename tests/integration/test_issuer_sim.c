@@ -954,27 +954,39 @@ static void purchase_burst(long long amount, unsigned fail_index, char rcs[][3])
 
 /* Decisions that reach the database in the same loop turn are committed by one transaction (one
  * WAL flush for all): requests sent at once on separate wallets are all applied, and some of
- * them share a transaction — the same xmin on their wallet.requests rows. */
+ * them share a transaction — the same xmin on their wallet.requests rows. Whether two decisions
+ * meet in one loop turn depends on how the burst is scheduled (an idle database commits a lone
+ * decision at once, which is right), so a burst whose every decision happened to come alone is
+ * sent again, up to five times: batching must show in one of them. */
 static void test_decisions_committed_in_batches(void **st)
 {
     (void)st;
     SKIP_IF_NO_DB();
-    long long b[BATCH_N];
-    char rcs[BATCH_N][3];
-    for (unsigned i = 0; i < BATCH_N; i++)
-        b[i] = balance(BATCH_FIRST + i);
-    purchase_burst(100, 0, rcs);
-    for (unsigned i = 0; i < BATCH_N; i++) {
-        assert_string_equal(rcs[i], "00");
-        assert_int_equal(balance(BATCH_FIRST + i), b[i] - 100);
+    long long txns = BATCH_N;
+    for (int attempt = 0; attempt < 5 && txns >= BATCH_N; attempt++) {
+        long long b[BATCH_N];
+        char rcs[BATCH_N][3];
+        for (unsigned i = 0; i < BATCH_N; i++)
+            b[i] = balance(BATCH_FIRST + i);
+        long long before = q("SELECT count(*) FROM wallet.requests WHERE wallet_id BETWEEN %d"
+                             " AND %d",
+                             BATCH_FIRST, BATCH_FIRST + BATCH_N - 1);
+        purchase_burst(100, 0, rcs);
+        for (unsigned i = 0; i < BATCH_N; i++) {
+            assert_string_equal(rcs[i], "00");
+            assert_int_equal(balance(BATCH_FIRST + i), b[i] - 100);
+        }
+        assert_int_equal(q("SELECT count(*) FROM wallet.requests WHERE wallet_id BETWEEN %d"
+                           " AND %d",
+                           BATCH_FIRST, BATCH_FIRST + BATCH_N - 1),
+                         before + BATCH_N);
+        /* this burst's rows: the newest BATCH_N of these wallets */
+        txns = q("SELECT count(DISTINCT x) FROM (SELECT xmin::text AS x FROM wallet.requests"
+                 " WHERE wallet_id BETWEEN %d AND %d ORDER BY created_at DESC, request_key DESC"
+                 " LIMIT %d) r",
+                 BATCH_FIRST, BATCH_FIRST + BATCH_N - 1, BATCH_N);
+        print_message("%d requests applied by %lld transactions\n", BATCH_N, txns);
     }
-    long long txns = q("SELECT count(DISTINCT xmin::text) FROM wallet.requests "
-                       "WHERE wallet_id BETWEEN %d AND %d",
-                       BATCH_FIRST, BATCH_FIRST + BATCH_N - 1);
-    assert_int_equal(q("SELECT count(*) FROM wallet.requests WHERE wallet_id BETWEEN %d AND %d",
-                       BATCH_FIRST, BATCH_FIRST + BATCH_N - 1),
-                     BATCH_N);
-    print_message("%d requests applied by %lld transactions\n", BATCH_N, txns);
     assert_true(txns >= 1 && txns < BATCH_N);
     assert_invariants();
 }
