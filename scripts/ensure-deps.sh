@@ -12,9 +12,19 @@ ATLAS_PACKAGES=(
   systemd # systemd-analyze: test_package verifies the units of the .deb (docs/deploy.md)
 )
 
+# Only for the benchmarks that draw plots (bench/curves.sh: atlas_ensure_deps bench), never
+# installed by ./run.sh or ./test.sh.
+ATLAS_BENCH_PACKAGES=(
+  gnuplot-nox # bench/curves.sh draws docs/bench/*.png (docs/BENCHMARKS.md "Curves")
+)
+
+# atlas_ensure_deps [bench]: the packages of ATLAS_PACKAGES, or with `bench` those of
+# ATLAS_BENCH_PACKAGES.
 atlas_ensure_deps() {
   local missing=() p
-  for p in "${ATLAS_PACKAGES[@]}"; do
+  local -a want=("${ATLAS_PACKAGES[@]}")
+  [ "${1:-}" = bench ] && want=("${ATLAS_BENCH_PACKAGES[@]}")
+  for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -26,5 +36,5 @@ atlas_ensure_deps() {
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
-  atlas_ensure_deps
+  atlas_ensure_deps "$@"
 fi
