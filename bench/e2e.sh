@@ -12,13 +12,18 @@
 #   E2E_QUICK=1            short everything (steps 3 s, fixed run 5 s at E2E_FIXED_RATE, 500 idle
 #                          connections, 2,000 wallets): a smoke test, not figures
 #   E2E_RATES              rates of the search ["250 500 1000 2000 4000 8000 10000 15000 20000"]
+#                          (set and empty: no steps, the closed-loop run only)
+#   E2E_SEARCH_P99_MS      a step whose p99 is above this fails [10]
 #   E2E_STEP               seconds per search step [10]     E2E_WARMUP  warm-up seconds [2]
 #   E2E_SEARCH_ALL=1       run every step of E2E_RATES even after one failed
+#   E2E_SEARCH_PAST=N      run N more steps after the first that failed [0] (bench/curves.sh:
+#                          a point or two past the knee)
 #   E2E_CLOSED_K           in flight per connection of the closed-loop ceiling run after the
 #                          search [8]
 #   E2E_FIXED_RATE [10000] E2E_FIXED_DURATION [60]          E2E_CONNS   load connections [100]
 #   E2E_IDLE_CONNS [10000] E2E_WALLETS [100000]             E2E_MIX     acquirer-sim --mix
-#   E2E_SKIP="search fixed rss"  parts to skip              E2E_PROFILE=1  perf record switchd
+#   E2E_SKIP="search closed fixed rss"  parts to skip       E2E_PROFILE=1  perf record switchd
+#                          ("search" skips the closed-loop run too, as it always did)
 #                                                           (and the others) during the fixed run
 #   ATLAS_PGPORT [5499]    E2E_DIR [var/e2e]                E2E_PORT_BASE [18500]
 #   E2E_ISSUER=null        bench-null-issuer (approves everything, no PIN check, no database)
@@ -30,6 +35,15 @@
 #                          terminals with client certificates (mutual), switchd → issuer-sim
 #                          (mutual), switchd and issuer-sim → hsm-sim; certificates by
 #                          scripts/lab-certs.sh in $E2E_DIR/tls (not with E2E_ISSUER=null's link)
+#   E2E_TIMEOUT_MS         acquirer-sim load --timeout-ms of every run [the harness's 5000]
+#   E2E_RESULTS=FILE       append one tab-separated line per run to FILE (the fields of
+#                          RESULT_FIELDS below; bench/curves.sh reads them)
+#   E2E_LABEL              the first field of those lines [e2e]
+#   E2E_KEEP_WALLETS=1     keep the wallet tables of the cluster's last run (the journal is
+#                          emptied all the same) and seed only when it has fewer than
+#                          E2E_WALLETS wallets: growing sizes without seeding from zero
+#   E2E_JOURNAL_PREFILL=N  fill today's journal partition with N rows before the runs
+#                          (bench/journal_prefill.sql: rows that reconcile to zero)
 # Exit status: 0 all checks passed (targets are reported, not enforced), 1 a check failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +51,7 @@ ROOT=$(pwd)
 
 QUICK=${E2E_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-  RATES=${E2E_RATES:-"500 1000"}
+  RATES=${E2E_RATES-"500 1000"}
   STEP=${E2E_STEP:-3}
   WARMUP=${E2E_WARMUP:-1}
   FIXED_RATE=${E2E_FIXED_RATE:-1000}
@@ -46,7 +60,7 @@ if [ "$QUICK" = 1 ]; then
   IDLE_CONNS=${E2E_IDLE_CONNS:-500}
   WALLETS=${E2E_WALLETS:-2000}
 else
-  RATES=${E2E_RATES:-"250 500 1000 2000 4000 8000 10000 15000 20000"}
+  RATES=${E2E_RATES-"250 500 1000 2000 4000 8000 10000 15000 20000"}
   STEP=${E2E_STEP:-10}
   WARMUP=${E2E_WARMUP:-2}
   FIXED_RATE=${E2E_FIXED_RATE:-10000}
@@ -60,6 +74,7 @@ SKIP=${E2E_SKIP:-}
 PROFILE=${E2E_PROFILE:-0}
 export ATLAS_PGPORT=${ATLAS_PGPORT:-5499}
 DIR=${E2E_DIR:-$ROOT/var/e2e}
+case "$DIR" in /*) ;; *) DIR=$ROOT/$DIR ;; esac # the cluster's socket directory must be absolute
 export ATLAS_PGDATA=$DIR/pg
 BASE=${E2E_PORT_BASE:-18500}
 HSM_PORT=$BASE ISS_PORT=$((BASE + 1)) ACQ_PORT=$((BASE + 2)) POS_PORT=$((BASE + 3))
@@ -84,8 +99,8 @@ rm -f "$DIR"/log/* "$DIR"/reports/*
 # 10,000 terminal connections need 10,000+ descriptors in switchd and in the harness; switchd
 # refuses to start below what its listeners' max_connections add up to (+ about 80).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 1200)) ]; then
-  echo "e2e: ulimit -n is $(ulimit -n), below $((IDLE_CONNS + 1200)): switchd will not start" >&2
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((TERMS + 1200)) ]; then
+  echo "e2e: ulimit -n is $(ulimit -n), below $((TERMS + 1200)): switchd will not start" >&2
 fi
 
 PIDS=()
@@ -118,13 +133,27 @@ psql -q -v ON_ERROR_STOP=1 -f db/seed/demo_switch.sql
 # One issuer-sim holds every BIN's wallets here, as before the demo world had four issuers: the
 # figures (CPU per process, the wallet SQL's share) stay comparable with docs/BENCHMARKS.md's.
 psql -q -v ON_ERROR_STOP=1 -c "UPDATE switch.bin_routes SET issuer_id = 'WALLET1'; DELETE FROM switch.issuers WHERE issuer_id <> 'WALLET1'"
-psql -q -v ON_ERROR_STOP=1 -c "TRUNCATE switch.authorizations, switch.transfers, wallet.ledger, wallet.holds, wallet.requests, wallet.wallets RESTART IDENTITY CASCADE"
+WALLET_TABLES="wallet.ledger, wallet.holds, wallet.requests, wallet.wallets"
+[ "${E2E_KEEP_WALLETS:-0}" = 1 ] && WALLET_TABLES="" # (CASCADE empties none of them)
+psql -q -v ON_ERROR_STOP=1 -c "TRUNCATE switch.authorizations, switch.transfers${WALLET_TABLES:+, $WALLET_TABLES} RESTART IDENTITY CASCADE"
 t=$(date +%s.%N)
 "$BIN/acquirer-sim" load-seed --terminals "$TERMS" | psql -q -v ON_ERROR_STOP=1 >/dev/null
 echo "load terminals: $TERMS seeded in $(echo "$(date +%s.%N) - $t" | bc) s"
-t=$(date +%s.%N)
-"$BIN/issuer-sim" seed --wallets "$WALLETS" >/dev/null
-echo "wallets: $WALLETS seeded in $(echo "$(date +%s.%N) - $t" | bc) s"
+have=0
+[ "${E2E_KEEP_WALLETS:-0}" = 1 ] && have=$(psql -At -c "SELECT count(*) FROM wallet.wallets")
+if [ "$have" -ge "$WALLETS" ]; then
+  echo "wallets: $have kept (E2E_KEEP_WALLETS=1)"
+else
+  t=$(date +%s.%N)
+  "$BIN/issuer-sim" seed --wallets "$WALLETS" >/dev/null
+  echo "wallets: $WALLETS seeded in $(echo "$(date +%s.%N) - $t" | bc) s ($have there before)"
+fi
+if [ "${E2E_JOURNAL_PREFILL:-0}" -gt 0 ]; then
+  t=$(date +%s.%N)
+  psql -X -q -At -v rows="$E2E_JOURNAL_PREFILL" -f bench/journal_prefill.sql | grep '^journal:' || true
+  echo "journal prefill: $E2E_JOURNAL_PREFILL rows in $(echo "$(date +%s.%N) - $t" | bc) s (insert, vacuum, checkpoint)"
+fi
+JOURNAL_BEFORE=$(psql -At -c "SELECT count(*) FROM switch.authorizations")
 # The demo rates: a mix with transfers crosses currencies (E2E_MIX=...,transfer:N).
 "$BIN/atlas-fx" load fx/demo-rates.csv >/dev/null
 CONNINFO="host=$PGHOST port=$PGPORT dbname=$PGDATABASE"
@@ -160,7 +189,7 @@ $TLS_HSM
 address = 127.0.0.1:$ACQ_PORT
 dialect = ascii87
 framing = 2b
-max_connections = $((IDLE_CONNS + 1000))
+max_connections = $((TERMS + 1000))
 # every load connection comes from 127.0.0.1
 max_connections_per_address = 0
 $TLS_LISTENER
@@ -237,6 +266,11 @@ printf '\n%-10s %8s %9s %8s %8s %8s %7s %6s %6s %6s %6s %6s %7s %9s %s\n' "run" 
   "p50ms" "p99ms" "p999ms" "errors" "sw%" "hsm%" "iss%" "pg%" "load%" "cpu_us" "rows" "journal check"
 TABLE=$DIR/table.txt
 : >"$TABLE"
+# The fields of E2E_RESULTS's lines (tab-separated; % = of one core over the harness's run).
+RESULT_FIELDS="label run issuer conns wallets journal_rows asked achieved p50_ms p90_ms p99_ms p999_ms max_ms errors rate_kept sw_pct hsm_pct iss_pct pg_pct load_pct cpu_us rows check duration_s"
+if [ -n "${E2E_RESULTS:-}" ] && [ ! -s "$E2E_RESULTS" ]; then
+  echo "#$RESULT_FIELDS" | tr ' ' '\t' >"$E2E_RESULTS"
+fi
 
 # The journal rows of the terminals' own requests: a transfer's legs are requests of the switch
 # (DE 41 'XA…'/'XO…', docs/transfers.md), not approvals a terminal counted.
@@ -249,19 +283,22 @@ run_load() {
   shift 3
   local rep=$DIR/reports/$name.json
   local s0 h0 i0 p0 rows0 appr0 t0 t1
-  s0=$(ticks "$SW_PID") h0=$(ticks "$HSM_PID") i0=$(ticks "$ISS_PID") p0=$(pg_ticks)
   rows0=$(q "SELECT count(*) FROM switch.authorizations")
   appr0=$(q "SELECT count(*) FROM switch.authorizations WHERE response_code = '00' AND $NOT_LEG")
-  t0=$(date +%s%N)
   local since
   since=$(q "SELECT now()")
-  local mixarg=()
+  local mixarg=() tmoarg=()
   [ -n "$MIX" ] && mixarg=(--mix "$MIX")
+  [ -n "${E2E_TIMEOUT_MS:-}" ] && tmoarg=(--timeout-ms "$E2E_TIMEOUT_MS")
   local lrc=0
+  # The CPU counters are read right around the harness: the journal counts above and below
+  # (sequential scans of a journal of millions of rows) are not the run's cost.
+  s0=$(ticks "$SW_PID") h0=$(ticks "$HSM_PID") i0=$(ticks "$ISS_PID") p0=$(pg_ticks)
+  t0=$(date +%s%N)
   /usr/bin/time -f "%U %S" -o "$DIR/reports/$name.time" \
     "$BIN/acquirer-sim" load --host "127.0.0.1:$ACQ_PORT" --load-terminals --connections "$CONNS" \
     --rate "$((rate > 0 ? rate : 1))" --duration "$dur" --warmup "$WARMUP" --cards "$WALLETS" --report "$rep" \
-    --quiet "${mixarg[@]}" "${LOAD_TLS_ARGS[@]}" "$@" >"$DIR/reports/$name.txt" 2>&1 || lrc=$?
+    --quiet "${mixarg[@]}" "${tmoarg[@]}" "${LOAD_TLS_ARGS[@]}" "$@" >"$DIR/reports/$name.txt" 2>&1 || lrc=$?
   t1=$(date +%s%N)
   local s1 h1 i1 p1 rows1 appr1 el
   s1=$(ticks "$SW_PID") h1=$(ticks "$HSM_PID") i1=$(ticks "$ISS_PID") p1=$(pg_ticks)
@@ -308,6 +345,16 @@ run_load() {
     "$(jnum achieved_tps "$rep")" "$(jnum p50_ms "$rep")" "$LAST_P99" "$(jnum p999_ms "$rep")" \
     "$errs" "$(pct $((s1 - s0)))" "$(pct $((h1 - h0)))" "$(pct $((i1 - i0)))" "$(pct $((p1 - p0)))" \
     "$(pct "$lt")" "$cpu_us" "$((rows1 - rows0))" "$check" "$kept" | tee -a "$TABLE"
+  if [ -n "${E2E_RESULTS:-}" ]; then
+    local ok=ok
+    case "$check" in ok*) ;; *) ok=FAILED ;; esac
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+      "${E2E_LABEL:-e2e}" "$name" "${E2E_ISSUER:-wallet}" "$CONNS" "$WALLETS" "$JOURNAL_BEFORE" \
+      "$rate" "$(jnum achieved_tps "$rep")" "$(jnum p50_ms "$rep")" "$(jnum p90_ms "$rep")" \
+      "$LAST_P99" "$(jnum p999_ms "$rep")" "$(jnum max_ms "$rep")" "$errs" "$LAST_KEPT" \
+      "$(pct $((s1 - s0)))" "$(pct $((h1 - h0)))" "$(pct $((i1 - i0)))" "$(pct $((p1 - p0)))" \
+      "$(pct "$lt")" "$cpu_us" "$((rows1 - rows0))" "$ok" "$dur" >>"$E2E_RESULTS"
+  fi
   # Where the switch's time went (journal columns, microseconds): p50 / p99 per stage.
   q "SELECT format('           inside switchd (us, p50/p99): total %s/%s  mac %s/%s  pin %s/%s  issuer %s/%s',
        percentile_disc(0.5) WITHIN GROUP (ORDER BY lat_total_us), percentile_disc(0.99) WITHIN GROUP (ORDER BY lat_total_us),
@@ -325,14 +372,20 @@ run_load() {
 }
 
 case " $SKIP " in *" search "*) ;; *)
+  past=-1 # steps run since the first that failed
   for r in $RATES; do
     run_load "step-$r" "$r" "$STEP"
+    [ "$past" -ge 0 ] && past=$((past + 1))
     if [ "$LAST_ERR" != 0 ] || [ "$LAST_KEPT" != true ] ||
-      awk -v p="$LAST_P99" 'BEGIN { exit !(p > 10) }'; then
-      echo "(search stops at $r/s: p99 $LAST_P99 ms, $LAST_ERR errors, rate kept: $LAST_KEPT)" | tee -a "$TABLE"
-      [ "${E2E_SEARCH_ALL:-0}" = 1 ] || break
+      awk -v p="$LAST_P99" -v lim="${E2E_SEARCH_P99_MS:-10}" 'BEGIN { exit !(p > lim) }'; then
+      [ "$past" -lt 0 ] && past=0 &&
+        echo "(search stops at $r/s: p99 $LAST_P99 ms, $LAST_ERR errors, rate kept: $LAST_KEPT)" | tee -a "$TABLE"
     fi
+    [ "$past" -ge "${E2E_SEARCH_PAST:-0}" ] && [ "${E2E_SEARCH_ALL:-0}" != 1 ] && break
   done
+  ;;
+esac
+case " $SKIP " in *" search "* | *" closed "*) ;; *)
   # The ceiling: closed loop, E2E_CLOSED_K requests in flight on each connection.
   run_load "closed-${E2E_CLOSED_K:-8}" 0 "$STEP" --closed "${E2E_CLOSED_K:-8}"
   ;;
