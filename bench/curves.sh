@@ -40,6 +40,9 @@
 #   CURVES_JOURNAL_ISSUER          issuer of the journal curve, null or wallet [null]
 #   CURVES_CONNS_ISSUER            issuer of the connections curve, null or wallet [null]
 #   CURVES_OUT                     data files and plots [docs/bench / $E2E_DIR/curves]
+#   CURVES_PLOT_ONLY=1             no runs: the data files, plots and table again from
+#                                  CURVES_OUT's results.tsv and header.txt (e.g. after editing
+#                                  the plots, or for another CURVES_OUT holding a copy)
 #   CURVES_KEEP_DATA=1             leave the cluster's data (wallets, journal) in $E2E_DIR/pg;
 #                                  by default the big tables are emptied at the end (the data
 #                                  directory, several GB after a full run, shrinks back)
@@ -101,8 +104,22 @@ HEADER="# Atlas bench/curves.sh, $MODE
 # points: ${STEP} s measured after ${WARMUP} s warm-up; fixed rate ${FIXED_RATE}/s; mix: ${E2E_MIX:-the harness default}"
 
 T_ALL=$(date +%s)
-echo "curves: $MODE; output in $OUT; cluster port $ATLAS_PGPORT, $E2E_DIR"
-: >"$RESULTS"
+PLOT_ONLY=${CURVES_PLOT_ONLY:-0}
+if [ "$PLOT_ONLY" = 1 ]; then
+  # Data files and plots again from the results of an earlier run (its header kept).
+  [ -s "$RESULTS" ] && [ -s "$OUT/header.txt" ] || { echo "curves: no $RESULTS to plot" >&2; exit 2; }
+  HEADER=$(cat "$OUT/header.txt")
+  STARTED=$(sed -n 's/^# date: \([^ ]*\).*/\1/p' "$OUT/header.txt")
+  COMMIT=$(sed -n 's/^# date: .*commit: //p' "$OUT/header.txt")
+  CURVES=""
+  for c in latency:lat- wallets:wallets- journal:journal- connections:conns-; do
+    grep -q "^${c#*:}" "$RESULTS" && CURVES="$CURVES ${c%%:*}"
+  done
+else
+  echo "curves: $MODE; output in $OUT; cluster port $ATLAS_PGPORT, $E2E_DIR"
+  : >"$RESULTS"
+  echo "$HEADER" >"$OUT/header.txt"
+fi
 
 # point LABEL [VAR=value...]: one bench/e2e.sh run with the given knobs (its results appended
 # to $RESULTS under LABEL); its output in $E2E_DIR/curves-LABEL.log, its table printed.
@@ -125,6 +142,7 @@ point() {
 }
 
 for c in $CURVES; do
+  [ "$PLOT_ONLY" = 1 ] && break
   t=$(date +%s)
   case $c in
     latency)
@@ -183,14 +201,20 @@ dat_points() { # label-prefix file x-name title
   {
     echo "$HEADER"
     echo "# $4: closed loop (throughput) and ${FIXED_RATE}/s open loop (latency) per point"
-    echo "# $3 closed_per_s closed_cpu_us fixed_achieved_per_s p50_ms p99_ms p999_ms errors checks issuer conns closed_k"
+    echo "# closed_cpu_us: CPU of every process per closed-loop authorization, then its share by process"
+    echo "# (from each process's % of a core over the run): switchd, hsm-sim, the issuer, PostgreSQL, the harness"
+    echo "# $3 closed_per_s closed_cpu_us fixed_achieved_per_s p50_ms p99_ms p999_ms errors checks issuer conns closed_k sw_us hsm_us iss_us pg_us load_us"
     awk -F'\t' -v l="$1" -v x="$3" '
       index($1, l) == 1 && $2 ~ /^closed/ { c[$1] = $8; cu[$1] = $21; k[$1] = substr($2, 8); e[$1] += $14
-                                           ck[$1] = ck[$1] $23; iss[$1] = $3; cn[$1] = $4 }
+                                           ck[$1] = ck[$1] $23; iss[$1] = $3; cn[$1] = $4
+                                           t = $16 + $17 + $18 + $19 + $20
+                                           by[$1] = ""
+                                           for (j = 16; j <= 20; j++)
+                                             by[$1] = by[$1] sprintf(" %.0f", t > 0 && $21 ~ /^[0-9]/ ? $21 * $j / t : 0) }
       index($1, l) == 1 && $2 ~ /^fixed/  { f[$1] = $8; p50[$1] = $9; p99[$1] = $11; p999[$1] = $12; e[$1] += $14
                                            ck[$1] = ck[$1] (ck[$1] == "" ? "" : "+") $23
                                            xv[$1] = x == "wallets" ? $5 : x == "journal_rows" ? $6 : $4 }
-      END { for (i in xv) print xv[i], c[i], cu[i], f[i], p50[i], p99[i], p999[i], e[i], ck[i], iss[i], cn[i], k[i] }
+      END { for (i in xv) print xv[i], c[i], cu[i], f[i], p50[i], p99[i], p999[i], e[i], ck[i], iss[i], cn[i], k[i] by[i] }
     ' "$RESULTS" | sort -n
   } >"$OUT/$2"
 }
@@ -235,23 +259,34 @@ GP
 fi
 plot_points() { # dat png x-label title logx
   [ -s "$OUT/$1" ] || return 0
+  local x='1' xt='' xr=''
+  # Without a log scale the points are categories (journal: empty, full), evenly spaced.
+  [ "$5" = 1 ] || { x='0' xt=':xtic(1)' xr='set xrange [-0.5:*]; set offsets 0, 0.5, 0, 0'; }
   plot <<GP
 $GP_COMMON
 set output '$OUT/$2'
-set title "$4\n$SUB"
+set multiplot layout 1,2 title "$4\n$SUB"
 $([ "$5" = 1 ] && echo "set logscale x")
+$xr
 set xlabel '$3'
-set ylabel 'closed-loop authorizations/s'
-set y2label 'latency at ${FIXED_RATE}/s, ms'
+set title 'closed loop'
+set ylabel 'authorizations/s'
+set y2label 'CPU per authorization, all processes, us'
 set ytics nomirror
 set y2tics
 set yrange [0:*]
 set y2range [0:*]
-set key top right
-plot '$OUT/$1' u $([ "$5" = 1 ] && echo '1:2' || echo '0:2:xtic(1)') w lp lw 2 pt 7 axes x1y1 t 'throughput (closed loop)', \
-     '' u $([ "$5" = 1 ] && echo '1:5' || echo '0:5') w lp pt 6 axes x1y2 t 'p50', \
-     '' u $([ "$5" = 1 ] && echo '1:6' || echo '0:6') w lp pt 5 axes x1y2 t 'p99', \
-     '' u $([ "$5" = 1 ] && echo '1:7' || echo '0:7') w lp pt 9 axes x1y2 t 'p99.9'
+set key bottom left
+plot '$OUT/$1' u $x:2$xt w lp lw 2 pt 7 axes x1y1 t 'throughput', \
+     '' u $x:3 w lp pt 4 dt 2 axes x1y2 t 'CPU us per authorization'
+unset y2tics
+unset y2label
+set ytics mirror
+set title 'open loop at ${FIXED_RATE}/s'
+set ylabel 'latency, ms'
+set key top left
+plot '$OUT/$1' u $x:5$xt w lp pt 6 t 'p50', '' u $x:6 w lp pt 5 t 'p99', '' u $x:7 w lp pt 9 t 'p99.9'
+unset multiplot
 GP
 }
 plot_points wallets.dat wallets.png 'wallets in issuer-sim (log)' "Throughput and latency against the number of wallets (issuer-sim)" 1
@@ -267,7 +302,7 @@ awk -F'\t' '!/^#/ { printf "%-16s %-11s %-6s %6s %9s %9s %9s %8.0f %8.2f %8.2f %
 echo
 ls -1 "$OUT"/*.dat "$OUT"/*.png 2>/dev/null | sed 's/^/  /'
 
-if [ "${CURVES_KEEP_DATA:-0}" != 1 ] && [ -f "$E2E_DIR/pg/PG_VERSION" ]; then
+if [ "${CURVES_KEEP_DATA:-0}" != 1 ] && [ "$PLOT_ONLY" != 1 ] && [ -f "$E2E_DIR/pg/PG_VERSION" ]; then
   # Several GB after a full run: empty the big tables (the cluster is started for this only).
   (
     export ATLAS_PGDATA=$E2E_DIR/pg
