@@ -117,6 +117,9 @@ if [ "$PLOT_ONLY" = 1 ]; then
   done
 else
   echo "curves: $MODE; output in $OUT; cluster port $ATLAS_PGPORT, $E2E_DIR"
+  # A run owns CURVES_OUT: the previous run's files go (results.tsv is what they were drawn from).
+  rm -f "$OUT"/latency-null.dat "$OUT"/latency-wallet.dat "$OUT"/{latency,wallets,journal,connections}.png \
+    "$OUT"/{wallets,journal,connections}.dat
   : >"$RESULTS"
   echo "$HEADER" >"$OUT/header.txt"
 fi
@@ -188,13 +191,14 @@ done
 # Fields of $RESULTS (bench/e2e.sh RESULT_FIELDS): 1 label 2 run 3 issuer 4 conns 5 wallets
 # 6 journal_rows 7 asked 8 achieved 9 p50 10 p90 11 p99 12 p999 13 max 14 errors 15 rate_kept
 # 16 sw% 17 hsm% 18 iss% 19 pg% 20 load% 21 cpu_us 22 rows 23 check 24 duration_s
+# 25 switchd's VmHWM (kB) after the run 26 WAL bytes of the whole cluster during the run per answer
 dat_latency() { # issuer-label file title
   {
     echo "$HEADER"
     echo "# $3: open-loop steps (latency from the scheduled send: queueing included)"
     echo "# closed-loop ceiling: $(awk -F'\t' -v l="$1" '$1 == l && $2 ~ /^closed/ { print $8 "/s, p99 " $11 " ms" }' "$RESULTS")"
-    echo "# asked_per_s achieved_per_s p50_ms p90_ms p99_ms p999_ms errors rate_kept cpu_us_per_auth check"
-    awk -F'\t' -v l="$1" '$1 == l && $2 ~ /^step-/ { print $7, $8, $9, $10, $11, $12, $14, $15, $21, $23 }' "$RESULTS"
+    echo "# asked_per_s achieved_per_s p50_ms p90_ms p99_ms p999_ms errors rate_kept cpu_us_per_auth check wal_bytes_per_auth"
+    awk -F'\t' -v l="$1" '$1 == l && $2 ~ /^step-/ { print $7, $8, $9, $10, $11, $12, $14, $15, $21, $23, $26 }' "$RESULTS"
   } >"$OUT/$2"
 }
 dat_points() { # label-prefix file x-name title
@@ -203,18 +207,20 @@ dat_points() { # label-prefix file x-name title
     echo "# $4: closed loop (throughput) and ${FIXED_RATE}/s open loop (latency) per point"
     echo "# closed_cpu_us: CPU of every process per closed-loop authorization, then its share by process"
     echo "# (from each process's % of a core over the run): switchd, hsm-sim, the issuer, PostgreSQL, the harness"
-    echo "# $3 closed_per_s closed_cpu_us fixed_achieved_per_s p50_ms p99_ms p999_ms errors checks issuer conns closed_k sw_us hsm_us iss_us pg_us load_us"
+    echo "# sw_hwm_kb: switchd's peak resident size after the point's runs (a fresh switchd per point)"
+    echo "# closed_wal_bytes: WAL the cluster wrote during the closed-loop run, per answered request (journal + wallet)"
+    echo "# $3 closed_per_s closed_cpu_us fixed_achieved_per_s p50_ms p99_ms p999_ms errors checks issuer conns closed_k sw_us hsm_us iss_us pg_us load_us sw_hwm_kb closed_wal_bytes"
     awk -F'\t' -v l="$1" -v x="$3" '
       index($1, l) == 1 && $2 ~ /^closed/ { c[$1] = $8; cu[$1] = $21; k[$1] = substr($2, 8); e[$1] += $14
                                            ck[$1] = ck[$1] $23; iss[$1] = $3; cn[$1] = $4
-                                           t = $16 + $17 + $18 + $19 + $20
+                                           t = $16 + $17 + $18 + $19 + $20; wal[$1] = $26
                                            by[$1] = ""
                                            for (j = 16; j <= 20; j++)
                                              by[$1] = by[$1] sprintf(" %.0f", t > 0 && $21 ~ /^[0-9]/ ? $21 * $j / t : 0) }
       index($1, l) == 1 && $2 ~ /^fixed/  { f[$1] = $8; p50[$1] = $9; p99[$1] = $11; p999[$1] = $12; e[$1] += $14
                                            ck[$1] = ck[$1] (ck[$1] == "" ? "" : "+") $23
-                                           xv[$1] = x == "wallets" ? $5 : x == "journal_rows" ? $6 : $4 }
-      END { for (i in xv) print xv[i], c[i], cu[i], f[i], p50[i], p99[i], p999[i], e[i], ck[i], iss[i], cn[i], k[i] by[i] }
+                                           xv[$1] = x == "wallets" ? $5 : x == "journal_rows" ? $6 : $4; hwm[$1] = $25 }
+      END { for (i in xv) print xv[i], c[i], cu[i], f[i], p50[i], p99[i], p999[i], e[i], ck[i], iss[i], cn[i], k[i] by[i], hwm[i], wal[i] }
     ' "$RESULTS" | sort -n
   } >"$OUT/$2"
 }

@@ -267,7 +267,7 @@ printf '\n%-10s %8s %9s %8s %8s %8s %7s %6s %6s %6s %6s %6s %7s %9s %s\n' "run" 
 TABLE=$DIR/table.txt
 : >"$TABLE"
 # The fields of E2E_RESULTS's lines (tab-separated; % = of one core over the harness's run).
-RESULT_FIELDS="label run issuer conns wallets journal_rows asked achieved p50_ms p90_ms p99_ms p999_ms max_ms errors rate_kept sw_pct hsm_pct iss_pct pg_pct load_pct cpu_us rows check duration_s"
+RESULT_FIELDS="label run issuer conns wallets journal_rows asked achieved p50_ms p90_ms p99_ms p999_ms max_ms errors rate_kept sw_pct hsm_pct iss_pct pg_pct load_pct cpu_us rows check duration_s sw_hwm_kb wal_bytes_per_answer"
 if [ -n "${E2E_RESULTS:-}" ] && [ ! -s "$E2E_RESULTS" ]; then
   echo "#$RESULT_FIELDS" | tr ' ' '\t' >"$E2E_RESULTS"
 fi
@@ -285,8 +285,9 @@ run_load() {
   local s0 h0 i0 p0 rows0 appr0 t0 t1
   rows0=$(q "SELECT count(*) FROM switch.authorizations")
   appr0=$(q "SELECT count(*) FROM switch.authorizations WHERE response_code = '00' AND $NOT_LEG")
-  local since
+  local since wal0
   since=$(q "SELECT now()")
+  wal0=$(q "SELECT pg_current_wal_lsn()")
   local mixarg=() tmoarg=()
   [ -n "$MIX" ] && mixarg=(--mix "$MIX")
   [ -n "${E2E_TIMEOUT_MS:-}" ] && tmoarg=(--timeout-ms "$E2E_TIMEOUT_MS")
@@ -302,6 +303,8 @@ run_load() {
   t1=$(date +%s%N)
   local s1 h1 i1 p1 rows1 appr1 el
   s1=$(ticks "$SW_PID") h1=$(ticks "$HSM_PID") i1=$(ticks "$ISS_PID") p1=$(pg_ticks)
+  local walb
+  walb=$(q "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$wal0')::bigint")
   rows1=$(q "SELECT count(*) FROM switch.authorizations")
   appr1=$(q "SELECT count(*) FROM switch.authorizations WHERE response_code = '00' AND $NOT_LEG")
   el=$(((t1 - t0) / 1000000)) # ms, whole invocation (connect + warm-up + run + drain)
@@ -348,12 +351,14 @@ run_load() {
   if [ -n "${E2E_RESULTS:-}" ]; then
     local ok=ok
     case "$check" in ok*) ;; *) ok=FAILED ;; esac
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
       "${E2E_LABEL:-e2e}" "$name" "${E2E_ISSUER:-wallet}" "$CONNS" "$WALLETS" "$JOURNAL_BEFORE" \
       "$rate" "$(jnum achieved_tps "$rep")" "$(jnum p50_ms "$rep")" "$(jnum p90_ms "$rep")" \
       "$LAST_P99" "$(jnum p999_ms "$rep")" "$(jnum max_ms "$rep")" "$errs" "$LAST_KEPT" \
       "$(pct $((s1 - s0)))" "$(pct $((h1 - h0)))" "$(pct $((i1 - i0)))" "$(pct $((p1 - p0)))" \
-      "$(pct "$lt")" "$cpu_us" "$((rows1 - rows0))" "$ok" "$dur" >>"$E2E_RESULTS"
+      "$(pct "$lt")" "$cpu_us" "$((rows1 - rows0))" "$ok" "$dur" \
+      "$(awk '/VmHWM/ { print $2 }' "/proc/$SW_PID/status")" \
+      "$(awk -v b="$walb" -v n="$allans" 'BEGIN { if (n > 0) printf "%.0f", b / n; else printf "-" }')" >>"$E2E_RESULTS"
   fi
   # Where the switch's time went (journal columns, microseconds): p50 / p99 per stage.
   q "SELECT format('           inside switchd (us, p50/p99): total %s/%s  mac %s/%s  pin %s/%s  issuer %s/%s',
