@@ -132,7 +132,7 @@ point() {
   local log=$E2E_DIR/curves-$label.log t0 rc=0
   t0=$(date +%s)
   echo "--- $label ($*)"
-  env E2E_NOBUILD=1 E2E_LABEL="$label" E2E_RESULTS="$RESULTS" E2E_STEP="$STEP" \
+  env E2E_NOBUILD=1 E2E_SETTLE=1 E2E_LABEL="$label" E2E_RESULTS="$RESULTS" E2E_STEP="$STEP" \
     E2E_WARMUP="$WARMUP" E2E_SKIP="rss" E2E_FIXED_DURATION="$STEP" E2E_FIXED_RATE="$FIXED_RATE" \
     E2E_CONNS="$LOAD_CONNS" E2E_IDLE_CONNS="$LOAD_CONNS" E2E_CLOSED_K="$CLOSED_K" "$@" bench/e2e.sh >"$log" 2>&1 || rc=$?
   grep -E '^(wallets|journal prefill|load terminals):|^(step|closed|fixed)-|search stops' "$log" | sed 's/^/    /' || true
