@@ -27,8 +27,9 @@
 #                                  ["250 500 1000 1500 2000 2500 3000 4000" / "250 1000 3000"]
 #   CURVES_SEARCH_PAST             steps run past the first that errs or cannot be kept [2]
 #   CURVES_WALLETS                 ["10000 100000 1000000 10000000" / "2000 10000 50000 100000"]
-#                                  (seeding: ~23 s per million on this machine, ~580 bytes per
-#                                  wallet with its opening ledger row: 10M is ~4 min, ~6 GB)
+#                                  (seeding: ~23 s per million on this machine when quiet,
+#                                  ~580 bytes per wallet with its opening ledger row: 10M is
+#                                  ~4-5 min and ~6 GB, extrapolated)
 #   CURVES_LATENCY_WALLETS         issuer-sim wallets of the latency curve [100000 / 10000]
 #   CURVES_JOURNAL_ROWS            journal rows of the second journal point [10000000 / 200000]
 #                                  (~13 s and ~500 MB per million: 10M is ~2.5 min, ~5 GB)
