@@ -14,6 +14,8 @@
 #   E2E_RATES              rates of the search ["250 500 1000 2000 4000 8000 10000 15000 20000"]
 #                          (set and empty: no steps, the closed-loop run only)
 #   E2E_SEARCH_P99_MS      a step whose p99 is above this fails [10]
+#   E2E_SEARCH_KEPT=0      a step the harness could not keep the rate of does not fail by that
+#                          alone (the harness's own lateness on a busy machine is not the knee)
 #   E2E_STEP               seconds per search step [10]     E2E_WARMUP  warm-up seconds [2]
 #   E2E_SEARCH_ALL=1       run every step of E2E_RATES even after one failed
 #   E2E_SEARCH_PAST=N      run N more steps after the first that failed [0] (bench/curves.sh:
@@ -393,7 +395,7 @@ case " $SKIP " in *" search "*) ;; *)
   for r in $RATES; do
     run_load "step-$r" "$r" "$STEP"
     [ "$past" -ge 0 ] && past=$((past + 1))
-    if [ "$LAST_ERR" != 0 ] || [ "$LAST_KEPT" != true ] ||
+    if [ "$LAST_ERR" != 0 ] || { [ "$LAST_KEPT" != true ] && [ "${E2E_SEARCH_KEPT:-1}" = 1 ]; } ||
       awk -v p="$LAST_P99" -v lim="${E2E_SEARCH_P99_MS:-10}" 'BEGIN { exit !(p > lim) }'; then
       [ "$past" -lt 0 ] && past=0 &&
         echo "(search stops at $r/s: p99 $LAST_P99 ms, $LAST_ERR errors, rate kept: $LAST_KEPT)" | tee -a "$TABLE"
