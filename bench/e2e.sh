@@ -330,7 +330,9 @@ run_load() {
     return
   fi
   local lt
-  lt=$(awk -v hz="$HZ" '{ printf "%d", ($1 + $2) * hz }' "$DIR/reports/$name.time")
+  # The last line: GNU time writes "Command exited with non-zero status N" first when the
+  # harness exits non-zero (errors above --max-error-rate), which made this "0" + "19" = 019.
+  lt=$(tail -1 "$DIR/reports/$name.time" | awk -v hz="$HZ" '{ printf "%d", ($1 + $2) * hz }')
   pct() { awk -v d="$1" -v hz="$HZ" -v ms="$el" 'BEGIN { printf "%.0f", 100 * d / hz / (ms / 1000) }'; }
   local approved timeouts check
   approved=$(jnum all_approved "$rep")
