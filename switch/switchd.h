@@ -371,6 +371,15 @@ struct sw_txn {
      * decision's state while its advice is stored. */
     bool stand_in;
     struct stip_ctx *stip;
+    /* txn.c: the terminal's response MAC asked for in the same HSM write as the M8 of the
+     * issuer's answer (pipelined); used only if that answer is authentic and unchanged. */
+    uint8_t early_mac_state;  /* enum early_mac in txn.c */
+    bool early_mac_usable;    /* the issuer's MAC verified: request_mac may take it */
+    bool early_mac_wanted;    /* request_mac took it while still pending */
+    bool early_mac_discarded; /* the response was rebuilt: drop the early one when it comes */
+    uint8_t early_mac[8];
+    char early_rc[3], early_auth[7];
+    size_t early_balance_len;
     /* Everything above is reset per request; the buffers below are not. */
     uint8_t frame_inline[SW_TXN_FRAME];
     uint8_t *frame; /* frame_inline (requests are at most SW_TXN_FRAME bytes) */

@@ -343,7 +343,8 @@ static void deliver_cb(evutil_socket_t fd, short what, void *arg)
  * inside a terminal's read callback) the answer goes from the loop instead. */
 static void maybe_deliver(struct sw_txn *t)
 {
-    if (t->pending_mac || t->pending_journal || t->pending_saf || t->state != SW_TXN_FINISH)
+    if (t->pending_mac || t->pending_journal || t->pending_saf || t->state != SW_TXN_FINISH ||
+        t->early_mac_state == 1 /* EARLY_MAC_PENDING: its callback still holds t */)
         return;
     if (t->in_finish) {
         event_assign(&t->timer, t->srv->base, -1, 0, deliver_cb, t);
@@ -608,11 +609,96 @@ static int build_response(struct sw_txn *t)
     return mac ? t->mac_at.field : 0;
 }
 
+/* ---- The response MAC pipelined with the issuer answer's M8 (docs/switchd.md "HSM commands")
+ * The M8 that verifies the issuer's answer and the M6 of the terminal's response built from
+ * that answer do not depend on each other: both are submitted in the same loop turn, so they
+ * leave in one write to the HSM and come back in one read — one round trip instead of two.
+ * The early MAC is used only when the issuer's MAC verified and the response's deciding fields
+ * (DE 39, DE 38, DE 54) are what it was built from; otherwise (an answer that is not authentic
+ * becomes a 96, a reversal that could not be queued makes one...) it is discarded, never sent,
+ * and the response is built and MACed again. The txn is not released while it is pending. */
+enum early_mac { EARLY_MAC_NONE, EARLY_MAC_PENDING, EARLY_MAC_DONE, EARLY_MAC_FAILED };
+_Static_assert(EARLY_MAC_PENDING == 1, "maybe_deliver tests the pending state by value");
+
+static void on_early_mac(void *arg, int status, const char *resp, size_t len)
+{
+    struct sw_txn *t = arg;
+    if (t->early_mac_wanted) { /* request_mac took it: go on as its own M6 would */
+        t->early_mac_wanted = false;
+        t->early_mac_state = EARLY_MAC_NONE;
+        on_resp_mac(t, status, resp, len);
+        return;
+    }
+    if (t->early_mac_discarded) { /* the response was rebuilt and MACed again */
+        t->early_mac_state = EARLY_MAC_NONE;
+        maybe_deliver(t);
+        return;
+    }
+    bool ok = status == HSM_CLIENT_OK && hsm_client_parse_mac8(resp, len, t->early_mac) == 0;
+    t->early_mac_state = ok ? EARLY_MAC_DONE : EARLY_MAC_FAILED;
+}
+
+/* Called once the issuer answer's M8 is submitted: builds the terminal's response as that
+ * answer makes it and submits its M6 right behind the M8. Not for what finish() completes
+ * differently: a chip answer (its ARPC comes first), transfers and their legs, no TAK. */
+static void early_response_mac(struct sw_txn *t)
+{
+    char cmd[SW_TXN_FRAME + 128];
+    if (!t->term || t->no_answer || t->xfer || t->leg_of || t->card.arqc_ok ||
+        !t->terminal.tak[0] || t->srv->stopping)
+        return;
+    if (build_response(t) <= 0)
+        return; /* request_mac builds it again and handles the failure */
+    int n = hsm_client_build_mac(cmd, sizeof cmd, "003", t->terminal.tak, t->packed, t->mac_at.off,
+                                 NULL);
+    if (n <= 0 || hsm_client_submit(t->srv->hsm, cmd, (size_t)n, on_early_mac, t) != 0)
+        return;
+    t->early_mac_state = EARLY_MAC_PENDING;
+    memcpy(t->early_rc, t->rc, sizeof t->early_rc);
+    memcpy(t->early_auth, t->auth_code, sizeof t->early_auth);
+    t->early_balance_len = t->balance_len;
+}
+
+/* request_mac's shortcut: true when the early MAC is this response's (patched in now, or by
+ * on_early_mac when it comes). Only once: a second request_mac (an approval withdrawn) builds
+ * its response again. */
+static bool early_mac_take(struct sw_txn *t)
+{
+    bool usable = t->early_mac_usable;
+    t->early_mac_usable = false;
+    if (t->early_mac_state == EARLY_MAC_NONE)
+        return false;
+    if (!usable || t->early_mac_state == EARLY_MAC_FAILED || t->no_answer || t->srv->stopping ||
+        memcmp(t->rc, t->early_rc, sizeof t->early_rc) != 0 ||
+        memcmp(t->auth_code, t->early_auth, sizeof t->early_auth) != 0 ||
+        t->balance_len != t->early_balance_len) {
+        t->srv->metrics.early_macs_discarded_total++;
+        if (t->early_mac_state == EARLY_MAC_PENDING)
+            t->early_mac_discarded = true;
+        else
+            t->early_mac_state = EARLY_MAC_NONE;
+        return false;
+    }
+    t->srv->metrics.early_macs_used_total++;
+    if (t->early_mac_state == EARLY_MAC_PENDING) {
+        t->early_mac_wanted = true;
+        t->pending_mac = true;
+        return true;
+    }
+    t->early_mac_state = EARLY_MAC_NONE;
+    isonet_mac_patch(t->packed, &t->mac_at, t->early_mac); /* packed still holds its response */
+    OPENSSL_cleanse(t->early_mac, sizeof t->early_mac);
+    answer_built(t);
+    return true;
+}
+
 /* Builds the response from the txn's current answer and asks the HSM for its
  * MAC; answer_built() follows (now, or from the HSM's callback). */
 static void request_mac(struct sw_txn *t)
 {
     char cmd[SW_TXN_FRAME + 128];
+    if (early_mac_take(t))
+        return;
     int mf = t->no_answer ? -1 : build_response(t);
     if (mf < 0)
         t->resp_len = 0;
@@ -1048,6 +1134,7 @@ static void on_issuer_resp_mac(void *arg, int status, const char *resp, size_t l
     t->lat_mac_ns += at_mono_ns() - t->t_hsm_ns;
     int e = status == HSM_CLIENT_OK ? hsm_client_resp_error("M8", resp, len) : -1;
     if (e == 0) {
+        t->early_mac_usable = true; /* authentic: the response MAC asked with the M8 may do */
         apply_issuer_answer(t);
         return;
     }
@@ -1102,8 +1189,11 @@ void sw_txn_issuer_answer(struct sw_txn *t, const struct iso_msg *m, const uint8
     }
     int len = hsm_client_build_mac(cmd, sizeof cmd, "008", t->issuer.zak, raw, at.off, at.value);
     t->t_hsm_ns = at_mono_ns();
-    if (len < 0 || hsm_client_submit(t->srv->hsm, cmd, (size_t)len, on_issuer_resp_mac, t) != 0)
+    if (len < 0 || hsm_client_submit(t->srv->hsm, cmd, (size_t)len, on_issuer_resp_mac, t) != 0) {
         issuer_answer_unauthentic(t, -1, "HSM queue full");
+        return;
+    }
+    early_response_mac(t); /* its M6 leaves in the same write as the M8 */
 }
 
 /* ---------------------------------------------------------------- request */
