@@ -73,6 +73,9 @@ struct sw_metrics {
     /* txn.c: response MACs asked for together with the issuer answer's M8 — used, or discarded
      * because the answer changed (not authentic, a reversal could not be queued...). */
     uint64_t early_macs_used_total, early_macs_discarded_total;
+    /* txn.c: PIN translations asked for together with the request's M8 — used, or not (the
+     * request went no further, or to another ZPK). */
+    uint64_t early_pins_used_total, early_pins_discarded_total;
 };
 
 void sw_metrics_init(struct sw_metrics *m);

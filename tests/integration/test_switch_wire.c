@@ -461,6 +461,34 @@ static void test_answer_mac_pipelined_and_discarded(void **state)
     free(ans);
 }
 
+/* The PIN translation goes to the HSM in the same write as the M8 of the request's MAC: used
+ * once the MAC verified (the PIN block reaches the issuer under its ZPK: the first test's
+ * purchase and the two above); a request whose MAC is wrong is refused (63) and its early
+ * translation is wiped unused. */
+static void test_pin_translation_pipelined(void **state)
+{
+    (void)state;
+    long long used = stack_metric(&S, "atlas_hsm_early_pins_used_total");
+    long long disc0 = stack_metric(&S, "atlas_hsm_early_pins_discarded_total");
+    assert_true(used >= 3);
+    assert_true(disc0 >= 0);
+    struct sim_txn x;
+    struct sim_sent sent;
+    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 4323);
+    x.bad_mac = true;
+    int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
+    assert_true(fd >= 0);
+    struct wire *ans = calloc(1, sizeof *ans);
+    assert_non_null(ans);
+    set_timeout(fd, 10000);
+    assert_int_equal(read_msg(fd, ans), 0);
+    close(fd);
+    assert_string_equal(field(ans, 39), "63");
+    free(ans);
+    assert_int_equal(stack_metric(&S, "atlas_hsm_early_pins_used_total"), used);
+    assert_int_equal(stack_metric(&S, "atlas_hsm_early_pins_discarded_total"), disc0 + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -469,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_issuer_echo_answered),
         cmocka_unit_test(test_chip_and_cvv2_on_the_wire),
         cmocka_unit_test(test_answer_mac_pipelined_and_discarded),
+        cmocka_unit_test(test_pin_translation_pipelined),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
