@@ -127,6 +127,9 @@ static void on_read(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer *out = bufferevent_get_output(bev);
 
+    /* One clock read per command: a command's latency runs from the end of the previous one
+     * (or the start of the batch), the deframing of its bytes included. */
+    uint64_t t0 = at_mono_ns();
     for (;;) {
         uint8_t pfx[2];
         size_t avail = evbuffer_get_length(in), body_len;
@@ -147,11 +150,11 @@ static void on_read(struct bufferevent *bev, void *arg)
             return;
         }
         struct hsm_proto_result res;
-        uint64_t t0 = at_mono_ns();
         size_t n = injected_failure(s, s->in, body_len, s->out + 2, &res);
         if (n == 0)
             n = hsm_proto_execute(s->proto, s->in, body_len, s->out + 2, s->out_cap - 2, &res);
-        uint64_t dt = at_mono_ns() - t0;
+        uint64_t t1 = at_mono_ns(), dt = t1 - t0;
+        t0 = t1;
         s->out[0] = (uint8_t)(n >> 8);
         s->out[1] = (uint8_t)n;
         evbuffer_add(out, s->out, n + 2);
