@@ -1354,7 +1354,10 @@ static bool early_pin_take(struct sw_txn *t)
 {
     if (t->early_pin_state == EARLY_PIN_NONE)
         return false;
-    if (strcmp(t->early_zpk, t->issuer.zpk) != 0) {
+    /* Another ZPK, or an early command the HSM connection failed (dropped, timed out): sent
+     * afresh, as it would have been without the early one. */
+    if (strcmp(t->early_zpk, t->issuer.zpk) != 0 ||
+        (t->early_pin_state == EARLY_PIN_DONE && t->early_pin_status != HSM_CLIENT_OK)) {
         if (t->early_pin_state == EARLY_PIN_PENDING) {
             t->early_pin_discarded = true;
         } else {
