@@ -3,6 +3,7 @@
  * or appended to a buffer that the daemon flushes once per loop turn. */
 #include "log.h"
 #include "clock.h"
+#include "fmt.h"
 #include "json.h"
 
 #include <errno.h>
@@ -156,6 +157,20 @@ static void put_escaped(struct line *l, const char *s, size_t n)
         l->len += k;
 }
 
+/* "%llu" of v into out (at least 20 bytes, no NUL): its length. */
+static size_t put_u64(char *out, uint64_t v)
+{
+    char rev[20];
+    size_t n = 0;
+    do {
+        rev[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = rev[n - 1 - i];
+    return n;
+}
+
 void at_log_kv(enum at_log_level level, const char *event, const struct at_kv *kv, size_t n)
 {
     char raw[LINE_MAX_BYTES];
@@ -189,13 +204,11 @@ void at_log_kv(enum at_log_level level, const char *event, const struct at_kv *k
         case AT_KV_STRN:
             put_escaped(&l, kv[i].v.s, kv[i].n);
             break;
-        case AT_KV_INT:
-            k = snprintf(tmp, sizeof tmp, "%lld", (long long)kv[i].v.i);
-            put(&l, tmp, (size_t)k);
+        case AT_KV_INT: /* integers without snprintf: switchd's txn line has nine */
+            put(&l, tmp, at_put_i64(tmp, kv[i].v.i));
             break;
         case AT_KV_UINT:
-            k = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)kv[i].v.u);
-            put(&l, tmp, (size_t)k);
+            put(&l, tmp, put_u64(tmp, kv[i].v.u));
             break;
         case AT_KV_DBL:
             k = snprintf(tmp, sizeof tmp, "%.6g", kv[i].v.d);

@@ -125,6 +125,22 @@ int sw_metrics_render(const struct sw_metrics *m, struct evbuffer *out)
     rc |= counter(out, "atlas_accept_errors_total",
                   "accept() failures that paused a listener, retries during a pause included.",
                   m->accept_errors_total);
+    rc |= counter(out, "atlas_hsm_early_macs_used_total",
+                  "Terminal response MACs asked for in the same HSM write as the M8 of the "
+                  "issuer's answer, and used (docs/switchd.md \"HSM commands\").",
+                  m->early_macs_used_total);
+    rc |= counter(out, "atlas_hsm_early_macs_discarded_total",
+                  "Terminal response MACs asked for early and not used: the answer changed "
+                  "(issuer MAC refused, ...) and was MACed again.",
+                  m->early_macs_discarded_total);
+    rc |= counter(out, "atlas_hsm_early_pins_used_total",
+                  "PIN translations asked for in the same HSM write as the M8 of the terminal's "
+                  "request, and used.",
+                  m->early_pins_used_total);
+    rc |= counter(out, "atlas_hsm_early_pins_discarded_total",
+                  "PIN translations asked for early and not used: the request was refused (MAC, "
+                  "duplicate, ...) or routed to another ZPK.",
+                  m->early_pins_discarded_total);
     rc |= counter(out, "atlas_reversals_queued_total", "Reversals put in store-and-forward.",
                   m->reversals_queued_total);
     rc |= counter(out, "atlas_reversals_acknowledged_total", "Reversals the issuer acknowledged.",

@@ -70,6 +70,12 @@ struct sw_metrics {
     size_t n_stand_in;
     uint64_t key_changes_total, key_changes_failed_total; /* issuer key changes (keyx.c) */
     uint64_t key_downloads_total;                         /* terminal key downloads (keyx.c) */
+    /* txn.c: response MACs asked for together with the issuer answer's M8 — used, or discarded
+     * because the answer changed (not authentic, a reversal could not be queued...). */
+    uint64_t early_macs_used_total, early_macs_discarded_total;
+    /* txn.c: PIN translations asked for together with the request's M8 — used, or not (the
+     * request went no further, or to another ZPK). */
+    uint64_t early_pins_used_total, early_pins_discarded_total;
 };
 
 void sw_metrics_init(struct sw_metrics *m);

@@ -371,6 +371,25 @@ struct sw_txn {
      * decision's state while its advice is stored. */
     bool stand_in;
     struct stip_ctx *stip;
+    /* txn.c: the terminal's response MAC asked for in the same HSM write as the M8 of the
+     * issuer's answer (pipelined); used only if that answer is authentic and unchanged. */
+    uint8_t early_mac_state;  /* enum early_mac in txn.c */
+    bool early_mac_usable;    /* the issuer's MAC verified: request_mac may take it */
+    bool early_mac_wanted;    /* request_mac took it while still pending */
+    bool early_mac_discarded; /* the response was rebuilt: drop the early one when it comes */
+    uint8_t early_mac[8];
+    char early_rc[3], early_auth[7];
+    size_t early_balance_len;
+    /* txn.c: the PIN translation asked for in the same HSM write as the request's M8, to the
+     * ZPK of the issuer the PAN routes to; used only if translate_pin wants that same ZPK. */
+    uint8_t early_pin_state;  /* enum early_pin in txn.c */
+    bool early_pin_wanted;    /* translate_pin took it while still pending */
+    bool early_pin_discarded; /* not wanted (another ZPK): drop it when it comes */
+    int early_pin_status;     /* the client status of its answer (DONE) */
+    uint64_t early_pin_sent_ns, early_pin_lat_ns;
+    char early_zpk[SW_KEY_TEXT];
+    char early_pin_resp[64]; /* its answer (PIN block under the ZPK): wiped after use */
+    size_t early_pin_resp_len;
     /* Everything above is reset per request; the buffers below are not. */
     uint8_t frame_inline[SW_TXN_FRAME];
     uint8_t *frame; /* frame_inline (requests are at most SW_TXN_FRAME bytes) */

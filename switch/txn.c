@@ -189,6 +189,9 @@ static void txn_release(struct sw_txn *t)
     wipe(t->out_arena, t->out.arena_used, sizeof t->out_arena);
     wipe(t->packed, t->packed_len > t->resp_len ? t->packed_len : t->resp_len, sizeof t->packed);
     OPENSSL_cleanse(t->pin_block, sizeof t->pin_block);
+    if (t->early_pin_state != 0) /* an early PIN translation's answer nobody took */
+        srv->metrics.early_pins_discarded_total++;
+    OPENSSL_cleanse(t->early_pin_resp, sizeof t->early_pin_resp);
     sw_txn_set_state(t, SW_TXN_FREE);
     t->next_free = srv->txn_free;
     srv->txn_free = t;
@@ -343,7 +346,9 @@ static void deliver_cb(evutil_socket_t fd, short what, void *arg)
  * inside a terminal's read callback) the answer goes from the loop instead. */
 static void maybe_deliver(struct sw_txn *t)
 {
-    if (t->pending_mac || t->pending_journal || t->pending_saf || t->state != SW_TXN_FINISH)
+    if (t->pending_mac || t->pending_journal || t->pending_saf || t->state != SW_TXN_FINISH ||
+        t->early_mac_state == 1 /* EARLY_MAC_PENDING: its callback still holds t */ ||
+        t->early_pin_state == 1 /* EARLY_PIN_PENDING: likewise */)
         return;
     if (t->in_finish) {
         event_assign(&t->timer, t->srv->base, -1, 0, deliver_cb, t);
@@ -608,11 +613,97 @@ static int build_response(struct sw_txn *t)
     return mac ? t->mac_at.field : 0;
 }
 
+/* ---- The response MAC pipelined with the issuer answer's M8 (docs/switchd.md "HSM commands")
+ * The M8 that verifies the issuer's answer and the M6 of the terminal's response built from
+ * that answer do not depend on each other: both are submitted in the same loop turn, so they
+ * leave in one write to the HSM and come back in one read — one round trip instead of two.
+ * The early MAC is used only when the issuer's MAC verified and the response's deciding fields
+ * (DE 39, DE 38, DE 54) are what it was built from; otherwise (an answer that is not authentic
+ * becomes a 96, a reversal that could not be queued makes one...) it is discarded, never sent,
+ * and the response is built and MACed again. The txn is not released while it is pending. */
+enum early_mac { EARLY_MAC_NONE, EARLY_MAC_PENDING, EARLY_MAC_DONE, EARLY_MAC_FAILED };
+_Static_assert(EARLY_MAC_PENDING == 1, "maybe_deliver tests the pending state by value");
+
+static void on_early_mac(void *arg, int status, const char *resp, size_t len)
+{
+    struct sw_txn *t = arg;
+    if (t->early_mac_wanted) { /* request_mac took it: go on as its own M6 would */
+        t->early_mac_wanted = false;
+        t->early_mac_state = EARLY_MAC_NONE;
+        on_resp_mac(t, status, resp, len);
+        return;
+    }
+    if (t->early_mac_discarded) { /* the response was rebuilt and MACed again */
+        t->early_mac_state = EARLY_MAC_NONE;
+        maybe_deliver(t);
+        return;
+    }
+    bool ok = status == HSM_CLIENT_OK && hsm_client_parse_mac8(resp, len, t->early_mac) == 0;
+    t->early_mac_state = ok ? EARLY_MAC_DONE : EARLY_MAC_FAILED;
+    maybe_deliver(t); /* nothing when t is still going (the usual case) */
+}
+
+/* Called once the issuer answer's M8 is submitted: builds the terminal's response as that
+ * answer makes it and submits its M6 right behind the M8. Not for what finish() completes
+ * differently: a chip answer (its ARPC comes first), transfers and their legs, no TAK. */
+static void early_response_mac(struct sw_txn *t)
+{
+    char cmd[SW_TXN_FRAME + 128];
+    if (!t->term || t->no_answer || t->xfer || t->leg_of || t->card.arqc_ok ||
+        !t->terminal.tak[0] || t->srv->stopping)
+        return;
+    if (build_response(t) <= 0)
+        return; /* request_mac builds it again and handles the failure */
+    int n = hsm_client_build_mac(cmd, sizeof cmd, "003", t->terminal.tak, t->packed, t->mac_at.off,
+                                 NULL);
+    if (n <= 0 || hsm_client_submit(t->srv->hsm, cmd, (size_t)n, on_early_mac, t) != 0)
+        return;
+    t->early_mac_state = EARLY_MAC_PENDING;
+    memcpy(t->early_rc, t->rc, sizeof t->early_rc);
+    memcpy(t->early_auth, t->auth_code, sizeof t->early_auth);
+    t->early_balance_len = t->balance_len;
+}
+
+/* request_mac's shortcut: true when the early MAC is this response's (patched in now, or by
+ * on_early_mac when it comes). Only once: a second request_mac (an approval withdrawn) builds
+ * its response again. */
+static bool early_mac_take(struct sw_txn *t)
+{
+    bool usable = t->early_mac_usable;
+    t->early_mac_usable = false;
+    if (t->early_mac_state == EARLY_MAC_NONE)
+        return false;
+    if (!usable || t->early_mac_state == EARLY_MAC_FAILED || t->no_answer || t->srv->stopping ||
+        memcmp(t->rc, t->early_rc, sizeof t->early_rc) != 0 ||
+        memcmp(t->auth_code, t->early_auth, sizeof t->early_auth) != 0 ||
+        t->balance_len != t->early_balance_len) {
+        t->srv->metrics.early_macs_discarded_total++;
+        if (t->early_mac_state == EARLY_MAC_PENDING)
+            t->early_mac_discarded = true;
+        else
+            t->early_mac_state = EARLY_MAC_NONE;
+        return false;
+    }
+    t->srv->metrics.early_macs_used_total++;
+    if (t->early_mac_state == EARLY_MAC_PENDING) {
+        t->early_mac_wanted = true;
+        t->pending_mac = true;
+        return true;
+    }
+    t->early_mac_state = EARLY_MAC_NONE;
+    isonet_mac_patch(t->packed, &t->mac_at, t->early_mac); /* packed still holds its response */
+    OPENSSL_cleanse(t->early_mac, sizeof t->early_mac);
+    answer_built(t);
+    return true;
+}
+
 /* Builds the response from the txn's current answer and asks the HSM for its
  * MAC; answer_built() follows (now, or from the HSM's callback). */
 static void request_mac(struct sw_txn *t)
 {
     char cmd[SW_TXN_FRAME + 128];
+    if (early_mac_take(t))
+        return;
     int mf = t->no_answer ? -1 : build_response(t);
     if (mf < 0)
         t->resp_len = 0;
@@ -1048,6 +1139,7 @@ static void on_issuer_resp_mac(void *arg, int status, const char *resp, size_t l
     t->lat_mac_ns += at_mono_ns() - t->t_hsm_ns;
     int e = status == HSM_CLIENT_OK ? hsm_client_resp_error("M8", resp, len) : -1;
     if (e == 0) {
+        t->early_mac_usable = true; /* authentic: the response MAC asked with the M8 may do */
         apply_issuer_answer(t);
         return;
     }
@@ -1102,8 +1194,11 @@ void sw_txn_issuer_answer(struct sw_txn *t, const struct iso_msg *m, const uint8
     }
     int len = hsm_client_build_mac(cmd, sizeof cmd, "008", t->issuer.zak, raw, at.off, at.value);
     t->t_hsm_ns = at_mono_ns();
-    if (len < 0 || hsm_client_submit(t->srv->hsm, cmd, (size_t)len, on_issuer_resp_mac, t) != 0)
+    if (len < 0 || hsm_client_submit(t->srv->hsm, cmd, (size_t)len, on_issuer_resp_mac, t) != 0) {
         issuer_answer_unauthentic(t, -1, "HSM queue full");
+        return;
+    }
+    early_response_mac(t); /* its M6 leaves in the same write as the M8 */
 }
 
 /* ---------------------------------------------------------------- request */
@@ -1155,28 +1250,27 @@ static void on_pin(void *arg, int status, const char *resp, size_t len)
     to_issuer(t);
 }
 
-/* TPK → CA, DUKPT-TDES → G0, DUKPT-AES → X0 (hsm-sim extension). */
-static void translate_pin(struct sw_txn *t)
+/* t's PIN translation command to zpk into cmd[cap] — TPK → CA, DUKPT-TDES → G0, DUKPT-AES → X0
+ * (hsm-sim extension): its length, -1 when the PIN data is incomplete for the terminal's key
+ * scheme, -2 when the PAN is too short for a PIN block. */
+static int build_pin_cmd(const struct sw_txn *t, const char *zpk, char *cmd, size_t cap)
 {
-    char cmd[256], pan[20], acct[13], blk[33], ksn[25];
+    char pan[20], acct[13], blk[33], ksn[25];
     size_t n;
     const uint8_t *p;
     int len = -1;
 
     memcpy(pan, t->v.pan, t->v.pan_len);
     pan[t->v.pan_len] = '\0';
-    if (hsm_client_account12(pan, acct) != 0) {
-        reject(t, "14", SW_OUT_REJECTED, "PAN too short for a PIN block", 2);
-        return;
-    }
+    if (hsm_client_account12(pan, acct) != 0)
+        return -2;
     switch (t->terminal.scheme) {
     case SW_TERM_TPK:
         p = iso_get(&t->req, 52, &n);
         if (!p || n != 8 || !t->terminal.tpk[0])
             break;
         at_hex_encode(p, 8, blk);
-        len = hsm_client_build_ca(cmd, sizeof cmd, t->terminal.tpk, t->issuer.zpk, blk, "01", "01",
-                                  acct);
+        len = hsm_client_build_ca(cmd, cap, t->terminal.tpk, zpk, blk, "01", "01", acct);
         break;
     case SW_TERM_DUKPT_TDES:
         p = iso_get(&t->req, 52, &n);
@@ -1184,22 +1278,122 @@ static void translate_pin(struct sw_txn *t)
         if (!p || n != 8 || strlen(ksn) != 20)
             break;
         at_hex_encode(p, 8, blk);
-        len = hsm_client_build_dukpt(cmd, sizeof cmd, true, t->terminal.bdk, t->issuer.zpk, ksn,
-                                     blk, "01", acct);
+        len = hsm_client_build_dukpt(cmd, cap, true, t->terminal.bdk, zpk, ksn, blk, "01", acct);
         break;
     case SW_TERM_DUKPT_AES:
         field_str(&t->req, 110, blk, sizeof blk);
         field_str(&t->req, 62, ksn, sizeof ksn);
         if (strlen(blk) != 32 || strlen(ksn) != 24)
             break;
-        len = hsm_client_build_x0(cmd, sizeof cmd, t->terminal.bdk, t->issuer.zpk, ksn, blk, "01",
-                                  pan);
+        len = hsm_client_build_x0(cmd, cap, t->terminal.bdk, zpk, ksn, blk, "01", pan);
         break;
+    }
+    return len < 0 ? -1 : len;
+}
+
+/* ---- The PIN translation pipelined with the request's M8 (docs/switchd.md "HSM commands")
+ * The M8 that verifies the terminal's MAC and the translation of its PIN block to the ZPK of
+ * the issuer its PAN routes to do not depend on each other: both are submitted in the same
+ * loop turn (one write to the HSM, one read back). The answer is kept in the txn and used
+ * only when translate_pin, reached after the MAC verified and every check passed, wants the
+ * translation to that same ZPK; otherwise it is wiped unused. Nothing of it leaves the switch
+ * unless the request is authentic. The txn is not released while it is pending. */
+enum early_pin { EARLY_PIN_NONE, EARLY_PIN_PENDING, EARLY_PIN_DONE };
+_Static_assert(EARLY_PIN_PENDING == 1, "maybe_deliver tests the pending state by value");
+
+static void on_early_pin(void *arg, int status, const char *resp, size_t len)
+{
+    struct sw_txn *t = arg;
+    t->early_pin_lat_ns = at_mono_ns() - t->early_pin_sent_ns;
+    if (t->early_pin_wanted) { /* translate_pin took it: go on as its own command would */
+        t->early_pin_wanted = false;
+        t->early_pin_state = EARLY_PIN_NONE;
+        t->t_hsm_ns = t->early_pin_sent_ns;
+        on_pin(t, status, resp, len);
+        return;
+    }
+    if (t->early_pin_discarded) {
+        t->early_pin_state = EARLY_PIN_NONE;
+        t->srv->metrics.early_pins_discarded_total++;
+        maybe_deliver(t);
+        return;
+    }
+    t->early_pin_status = status;
+    t->early_pin_resp_len = status == HSM_CLIENT_OK && len <= sizeof t->early_pin_resp ? len : 0;
+    memcpy(t->early_pin_resp, resp, t->early_pin_resp_len);
+    t->early_pin_state = EARLY_PIN_DONE;
+    maybe_deliver(t); /* a request refused meanwhile (a bad MAC) is answered now */
+}
+
+/* Called once the request's M8 is submitted: for a PIN-bearing 0100/0200 (not a reversal, not
+ * a transfer) whose PAN routes to an enabled issuer with a ZPK, submits the PIN translation
+ * right behind the M8. */
+static void early_pin_translate(struct sw_txn *t)
+{
+    struct sw_server *srv = t->srv;
+    struct sw_route_match route;
+    char cmd[256];
+    if (!t->v.has_pin || (t->v.kind != SW_KIND_AUTH && t->v.kind != SW_KIND_FINANCIAL) ||
+        t->v.proc == SW_PROC_TRANSFER || !t->v.pan ||
+        !sw_router_match(srv->ref->router, (const char *)t->v.pan, t->v.pan_len, &route))
+        return;
+    const struct sw_issuer *is = &srv->ref->issuers[route.issuer];
+    if (!is->enabled || !is->zpk[0])
+        return;
+    int len = build_pin_cmd(t, is->zpk, cmd, sizeof cmd);
+    if (len <= 0 || hsm_client_submit(srv->hsm, cmd, (size_t)len, on_early_pin, t) != 0)
+        return; /* translate_pin does it (or refuses) in its turn */
+    t->early_pin_state = EARLY_PIN_PENDING;
+    t->early_pin_sent_ns = at_mono_ns();
+    at_strlcpy(t->early_zpk, is->zpk, sizeof t->early_zpk);
+}
+
+/* translate_pin's shortcut: true when the early translation is the one wanted (to t's
+ * issuer's ZPK): its answer is handled now, or by on_early_pin when it comes. */
+static bool early_pin_take(struct sw_txn *t)
+{
+    if (t->early_pin_state == EARLY_PIN_NONE)
+        return false;
+    /* Another ZPK, or an early command the HSM connection failed (dropped, timed out): sent
+     * afresh, as it would have been without the early one. */
+    if (strcmp(t->early_zpk, t->issuer.zpk) != 0 ||
+        (t->early_pin_state == EARLY_PIN_DONE && t->early_pin_status != HSM_CLIENT_OK)) {
+        if (t->early_pin_state == EARLY_PIN_PENDING) {
+            t->early_pin_discarded = true;
+        } else {
+            t->early_pin_state = EARLY_PIN_NONE;
+            t->srv->metrics.early_pins_discarded_total++;
+            OPENSSL_cleanse(t->early_pin_resp, sizeof t->early_pin_resp);
+        }
+        return false;
+    }
+    t->srv->metrics.early_pins_used_total++;
+    sw_txn_set_state(t, SW_TXN_PIN_TRANSLATE);
+    if (t->early_pin_state == EARLY_PIN_PENDING) {
+        t->early_pin_wanted = true;
+        return true;
+    }
+    t->early_pin_state = EARLY_PIN_NONE;
+    t->t_hsm_ns = at_mono_ns() - t->early_pin_lat_ns; /* lat_pin: the HSM's time, not the wait */
+    on_pin(t, t->early_pin_status, t->early_pin_resp, t->early_pin_resp_len);
+    OPENSSL_cleanse(t->early_pin_resp, sizeof t->early_pin_resp);
+    return true;
+}
+
+static void translate_pin(struct sw_txn *t)
+{
+    char cmd[256];
+    int len = build_pin_cmd(t, t->issuer.zpk, cmd, sizeof cmd);
+    if (len == -2) {
+        reject(t, "14", SW_OUT_REJECTED, "PAN too short for a PIN block", 2);
+        return;
     }
     if (len < 0) {
         reject(t, "30", SW_OUT_REJECTED, "PIN data incomplete for the terminal's key scheme", 52);
         return;
     }
+    if (early_pin_take(t))
+        return;
     sw_txn_set_state(t, SW_TXN_PIN_TRANSLATE);
     t->t_hsm_ns = at_mono_ns();
     if (hsm_client_submit(t->srv->hsm, cmd, (size_t)len, on_pin, t) != 0)
@@ -1546,8 +1740,11 @@ static void verify_mac(struct sw_txn *t)
     int len = hsm_client_build_mac(cmd, sizeof cmd, "003", t->terminal.tak, t->frame, t->mac_at.off,
                                    t->mac_at.value);
     t->t_hsm_ns = at_mono_ns();
-    if (len < 0 || hsm_client_submit(t->srv->hsm, cmd, (size_t)len, on_req_mac, t) != 0)
+    if (len < 0 || hsm_client_submit(t->srv->hsm, cmd, (size_t)len, on_req_mac, t) != 0) {
         reject(t, "96", SW_OUT_ERROR, "HSM queue full", 0);
+        return;
+    }
+    early_pin_translate(t); /* leaves in the same write as the M8 */
 }
 
 /* Answers an 0800 from a terminal (echo, sign-on): 0810 DE 39 00, no MAC. A key download

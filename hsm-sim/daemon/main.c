@@ -1,14 +1,16 @@
 /* hsm-sim: the network HSM daemon. One libevent loop serves many clients;
  * each connection's frames are executed in arrival order by the protocol
- * layer (proto.c) and the answers are queued on the connection's output
- * buffer, which libevent writes once per loop turn. Logs codes and
- * latencies only: never a key, a PIN or a PIN block. */
+ * layer (proto.c) and the answers to everything one read brought are written
+ * together, in one writev, as soon as the last of them is computed
+ * (at_bev_write_now: EV_WRITE is armed only for what the kernel does not
+ * take). Logs codes and latencies only: never a key, a PIN or a PIN block. */
 #include "proto.h"
 
 #include "cli.h"
 #include "clock.h"
 #include "log.h"
 #include "parse.h"
+#include "stream.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -83,10 +85,12 @@ static void conn_close(struct conn *c, const char *reason, enum at_log_level lev
     at_log(level, "conn_close", AT_UINT("conn", c->id), AT_STR("reason", reason));
     c->closing = true;
     bufferevent_disable(c->bev, EV_READ);
-    if (!flush || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+    if (!flush || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
         conn_free(c);
-    else
+    } else {
         bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+        bufferevent_enable(c->bev, EV_WRITE); /* on_write frees it once the output is written */
+    }
 }
 
 /* --fail: answers a matching command with the configured error (header
@@ -123,6 +127,9 @@ static void on_read(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer *out = bufferevent_get_output(bev);
 
+    /* One clock read per command: a command's latency runs from the end of the previous one
+     * (or the start of the batch), the deframing of its bytes included. */
+    uint64_t t0 = at_mono_ns();
     for (;;) {
         uint8_t pfx[2];
         size_t avail = evbuffer_get_length(in), body_len;
@@ -143,11 +150,11 @@ static void on_read(struct bufferevent *bev, void *arg)
             return;
         }
         struct hsm_proto_result res;
-        uint64_t t0 = at_mono_ns();
         size_t n = injected_failure(s, s->in, body_len, s->out + 2, &res);
         if (n == 0)
             n = hsm_proto_execute(s->proto, s->in, body_len, s->out + 2, s->out_cap - 2, &res);
-        uint64_t dt = at_mono_ns() - t0;
+        uint64_t t1 = at_mono_ns(), dt = t1 - t0;
+        t0 = t1;
         s->out[0] = (uint8_t)(n >> 8);
         s->out[1] = (uint8_t)n;
         evbuffer_add(out, s->out, n + 2);
@@ -165,6 +172,13 @@ static void on_read(struct bufferevent *bev, void *arg)
                AT_STR("cmd", res.cmd), AT_STR("resp", res.resp), AT_STR("err", res.err),
                AT_UINT("latency_us", dt / 1000));
     }
+    /* Every command this read brought is answered: the answers leave now, in one writev
+     * (a client that pipelines N commands in one write gets N answers in one write). What the
+     * kernel does not take waits for EV_WRITE, which at_bev_write_now arms. */
+    if (at_bev_write_now(bev) == -1) {
+        conn_close(c, strerror(errno), AT_LOG_INFO, false);
+        return;
+    }
     if (evbuffer_get_length(out) > OUT_HIGH_WATER) {
         /* Backpressure: resume reading when the client has taken its answers. */
         bufferevent_disable(bev, EV_READ);
@@ -180,6 +194,11 @@ static void on_write(struct bufferevent *bev, void *arg)
             conn_free(c);
         return;
     }
+    /* The output is written (or below the low watermark while reading is paused): a plain
+     * socket's EV_WRITE goes off again until at_bev_write_now leaves output the kernel did
+     * not take; a TLS bufferevent writes by itself and keeps it. */
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !at_tls_bev_is_tls(bev))
+        bufferevent_disable(bev, EV_WRITE);
     if (!(bufferevent_get_enabled(bev) & EV_READ)) {
         bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
         bufferevent_enable(bev, EV_READ);
@@ -234,7 +253,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     LIST_INSERT_HEAD(&s->conns, c, link);
     s->n_conns++;
     bufferevent_setcb(bev, on_read, on_write, on_event, c);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    /* EV_WRITE only while output waits for the socket (on_read writes it directly); a TLS
+     * bufferevent handshakes, encrypts and writes by itself and keeps it. */
+    bufferevent_enable(bev, s->tls ? EV_READ | EV_WRITE : EV_READ);
     at_log(AT_LOG_INFO, "conn_open", AT_UINT("conn", c->id), AT_UINT("open", s->n_conns));
 }
 

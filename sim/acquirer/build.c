@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "clock.h"
+#include "fmt.h"
 #include "parse.h"
 #include "hex.h"
 #include "hsm.h"
@@ -136,15 +137,18 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
     bool reversal = mti[1] == '4';
     if (iso_set_mti(&m, mti) != 0)
         return fail(err, errcap, "MTI must be 4 digits");
-    snprintf(s.mti, sizeof s.mti, "%s", mti);
+    at_strlcpy(s.mti, mti, sizeof s.mti);
 
     uint32_t stan = x->stan;
     if (stan == 0 && sim_term_next_stan(t, &stan, err, errcap) != 0)
         return -1;
     if (stan > 999999)
         return fail(err, errcap, "STAN above 999999");
-    snprintf(s.stan, sizeof s.stan, "%06u", stan);
-    snprintf(s.tid, sizeof s.tid, "%s", t->id);
+    /* No snprintf per request (a profile of `acquirer-sim load` found ~4 % of its CPU in
+     * vfprintf): digit writers of common/fmt.h. */
+    at_put_digits(s.stan, 6, stan);
+    s.stan[6] = '\0';
+    at_strlcpy(s.tid, t->id, sizeof s.tid);
 
     uint64_t now = x->now_us ? x->now_us : at_wall_us();
     time_t secs = (time_t)(now / 1000000);
@@ -173,7 +177,7 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
             fail(err, errcap, "processing code must be 6 digits");
             goto out;
         }
-        snprintf(s.proc, sizeof s.proc, "%s", proc);
+        at_strlcpy(s.proc, proc, sizeof s.proc);
         SETS(2, x->pan);
         SETS(3, proc);
         bool balance = proc[0] == '3' && (proc[1] == '0' || proc[1] == '1');
@@ -182,12 +186,18 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
                 fail(err, errcap, "amount above 12 digits");
                 goto out;
             }
-            snprintf(buf, sizeof buf, "%012llu", (unsigned long long)x->amount);
+            at_put_digits(buf, 12, x->amount);
+            buf[12] = '\0';
             SETS(4, buf);
         }
-        snprintf(buf, sizeof buf, "%02d%02d%02d", loc.tm_hour, loc.tm_min, loc.tm_sec);
+        put2(buf, loc.tm_hour);
+        put2(buf + 2, loc.tm_min);
+        put2(buf + 4, loc.tm_sec);
+        buf[6] = '\0';
         SETS(12, buf);
-        snprintf(buf, sizeof buf, "%02d%02d", loc.tm_mon + 1, loc.tm_mday);
+        put2(buf, loc.tm_mon + 1);
+        put2(buf + 2, loc.tm_mday);
+        buf[4] = '\0';
         SETS(13, buf);
         if (x->expiry[0]) {
             if (!at_is_digits(x->expiry, 4, 4)) {
@@ -208,8 +218,11 @@ int sim_term_build_request(struct sim_term *t, const struct sim_txn *x, uint8_t 
             SETS(37, x->rrn);
         } else {
             /* Y DDD hh + STAN: unique per terminal per hour of the year. */
-            snprintf(buf, sizeof buf, "%d%03d%02d%06u", utc.tm_year % 10, utc.tm_yday + 1,
-                     utc.tm_hour, stan);
+            at_put_digits(buf, 1, (uint64_t)(utc.tm_year % 10));
+            at_put_digits(buf + 1, 3, (uint64_t)(utc.tm_yday + 1));
+            put2(buf + 4, utc.tm_hour);
+            at_put_digits(buf + 6, 6, stan);
+            buf[12] = '\0';
             SETS(37, buf);
         }
         SETS(42, t->merchant);

@@ -201,9 +201,11 @@ int load_card_of(uint64_t index, struct load_card *c)
         b = demo_bin[index - 1];
         memcpy(c->pin, demo_pin[index - 1], 5);
     } else {
-        snprintf(c->pin, sizeof c->pin, "%04u", (unsigned)((index * 7919 + 1234) % 10000));
+        at_put_digits(c->pin, 4, (index * 7919 + 1234) % 10000); /* no snprintf per request */
+        c->pin[4] = '\0';
     }
-    snprintf(c->pan, sizeof c->pan, "%s%09u", bins[b], (unsigned)index);
+    memcpy(c->pan, bins[b], 6);
+    at_put_digits(c->pan + 6, 9, index);
     c->pan[15] = at_luhn_digit(c->pan, 15);
     c->pan[16] = '\0';
     memcpy(c->currency, ccys[b], 4);

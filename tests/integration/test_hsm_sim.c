@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_data_segs_in */
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -153,6 +155,51 @@ static void test_pipelined_in_order(void **state)
             snprintf(want, sizeof want, "%04dCB0004F7808F2CBEC6316803", i);
         assert_string_equal(got, want);
     }
+    close(fd);
+}
+
+/* A burst of commands that arrives in one read is answered in one write: the answers to all
+ * of them leave together once the last is computed (one data segment on the loopback, counted
+ * by the kernel in tcpi_data_segs_in), complete and in order. */
+static void test_burst_answered_in_one_write(void **state)
+{
+    struct ctx *c = *state;
+    int fd = ts_connect(c->port, 10000);
+    assert_true(fd >= 0);
+    enum { N = 40 };
+    static uint8_t buf[N * 100];
+    size_t off = 0;
+    for (int i = 0; i < N; i++) {
+        char body[128];
+        int n =
+            i % 2 ? snprintf(body, sizeof body, "%04dB20008BURST%03d", i, i)
+                  : snprintf(
+                        body, sizeof body,
+                        "%04dCA0406FBB23A5214DFBAB32D775A38E4AB12DC80B186C30902B00303550000025321",
+                        i);
+        buf[off++] = 0;
+        buf[off++] = (uint8_t)n;
+        memcpy(buf + off, body, (size_t)n);
+        off += (size_t)n;
+    }
+    struct tcp_info ti0, ti1;
+    socklen_t tl = sizeof ti0;
+    assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti0, &tl), 0);
+    assert_int_equal(ts_send_all(fd, buf, off), 0);
+    for (int i = 0; i < N; i++) {
+        char got[256], want[256];
+        ssize_t n = ts_recv_frame2(fd, (uint8_t *)got, sizeof got - 1);
+        assert_true(n > 0);
+        got[n] = '\0';
+        if (i % 2)
+            snprintf(want, sizeof want, "%04dB300BURST%03d", i, i);
+        else
+            snprintf(want, sizeof want, "%04dCB0004F7808F2CBEC6316803", i);
+        assert_string_equal(got, want);
+    }
+    tl = sizeof ti1;
+    assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti1, &tl), 0);
+    assert_int_equal(ti1.tcpi_data_segs_in - ti0.tcpi_data_segs_in, 1);
     close(fd);
 }
 
@@ -448,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_published_pairs),
         cmocka_unit_test(test_nc_wire_example),
         cmocka_unit_test(test_pipelined_in_order),
+        cmocka_unit_test(test_burst_answered_in_one_write),
         cmocka_unit_test(test_many_connections),
         cmocka_unit_test(test_malformed_and_unknown),
         cmocka_unit_test(test_oversize_closes_only_that_connection),

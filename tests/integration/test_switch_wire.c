@@ -126,6 +126,9 @@ static void mac_in_place(uint8_t *msg, size_t len)
     memcpy(msg + len - 16, hex, 16);
 }
 
+/* Set: issuer_answer's MAC is wrong (its last hex digit changed). */
+static bool corrupt_answer_mac;
+
 /* The issuer's answer to req: the fields echoed, DE 39, DE 38 when given, the MAC in mf. */
 static void issuer_answer(const struct wire *req, const char *mti, const char *rc, const char *auth,
                           int mf)
@@ -150,6 +153,8 @@ static void issuer_answer(const struct wire *req, const char *mti, const char *r
     struct iso_err e;
     assert_int_equal(iso_pack(ascii87, &m, buf + 2, sizeof buf - 2, &len, &e), 0);
     mac_in_place(buf + 2, len);
+    if (corrupt_answer_mac)
+        buf[2 + len - 1] = buf[2 + len - 1] == '0' ? '1' : '0';
     buf[0] = (uint8_t)(len >> 8);
     buf[1] = (uint8_t)len;
     assert_int_equal(ts_send_all(issuer_fd, buf, len + 2), 0);
@@ -220,6 +225,22 @@ static int teardown(void **state)
     return 0;
 }
 
+/* write(2)-family syscalls pid has made (/proc/PID/io syscw: writev counts), -1 if unknown. */
+static long long proc_syscw(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/io", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long long v = -1;
+    while (fgets(buf, sizeof buf, f))
+        if (sscanf(buf, "syscw: %lld", &v) == 1)
+            break;
+    fclose(f);
+    return v;
+}
+
 /* The purchase this file's tests share: what the issuer received and what the terminal got. */
 static struct wire to_issuer, to_terminal;
 static struct sim_sent purchase_sent;
@@ -229,6 +250,7 @@ static void test_purchase_request_and_answer(void **state)
     struct sim_term *t = stack_term(&S, "TERM0001");
     struct sim_txn x;
     stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 1234);
+    long long hsm_writes = proc_syscw(S.hsm);
     int fd = stack_send_nowait(&S, t, &x, &purchase_sent);
     assert_true(fd >= 0);
     set_timeout(fd, 10000);
@@ -256,6 +278,13 @@ static void test_purchase_request_and_answer(void **state)
     assert_string_equal(field(&to_terminal, 39), "00");
     assert_string_equal(field(&to_terminal, 38), "WIRE01");
     assert_string_equal(field(&to_terminal, 11), purchase_sent.stan);
+    /* Its five HSM commands took three round trips, hsm-sim answering each in one write
+     * (docs/switchd.md "HSM commands"): {M8 of the request, CA}, {M6 of the issuer request},
+     * {M8 of the issuer's answer, M6 of the terminal's answer}. switchd is hsm-sim's only
+     * client here and sends nothing else meanwhile; hsm-sim may flush its log once (its
+     * periodic stats line): 3 or 4, where one write per command made 5 or 6. */
+    if (hsm_writes >= 0)
+        assert_in_range(proc_syscw(S.hsm) - hsm_writes, 3, 4);
 }
 
 static void test_reversal_0410_then_0420_0421(void **state)
@@ -403,6 +432,87 @@ static void test_chip_and_cvv2_on_the_wire(void **state)
     free(ans);
 }
 
+/* The M8 of the issuer's answer and the M6 of the terminal's answer go to the HSM together
+ * (docs/switchd.md "HSM commands"): an authentic answer is answered with the MAC asked for
+ * early; one whose MAC does not verify is answered 96 — never the approval the early MAC was
+ * made for — with a MAC of its own that verifies, and the approval is reversed (0420). */
+static void test_answer_mac_pipelined_and_discarded(void **state)
+{
+    struct sim_term *t = stack_term(&S, "TERM0001");
+    long long used0 = stack_metric(&S, "atlas_hsm_early_macs_used_total");
+    long long disc0 = stack_metric(&S, "atlas_hsm_early_macs_discarded_total");
+    assert_true(used0 >= 1); /* the purchase of the first test */
+    struct wire *req = calloc(1, sizeof *req), *ans = calloc(1, sizeof *ans);
+    assert_non_null(req);
+    assert_non_null(ans);
+
+    struct sim_txn x;
+    struct sim_sent sent;
+    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 4321);
+    int fd = stack_send_nowait(&S, t, &x, &sent);
+    assert_true(fd >= 0);
+    set_timeout(fd, 10000);
+    issuer_read(req);
+    assert_memory_equal(req->m.mti, "0200", 4);
+    issuer_answer(req, "0210", "00", "EARLY1", 64);
+    assert_int_equal(read_msg(fd, ans), 0);
+    close(fd);
+    assert_string_equal(field(ans, 39), "00");
+    assert_string_equal(field(ans, 38), "EARLY1");
+    assert_mac(ans, 64, t->tak);
+    assert_int_equal(stack_metric(&S, "atlas_hsm_early_macs_used_total"), used0 + 1);
+    assert_int_equal(stack_metric(&S, "atlas_hsm_early_macs_discarded_total"), disc0);
+
+    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 4322);
+    fd = stack_send_nowait(&S, t, &x, &sent);
+    assert_true(fd >= 0);
+    set_timeout(fd, 10000);
+    issuer_read(req);
+    corrupt_answer_mac = true;
+    issuer_answer(req, "0210", "00", "EARLY2", 64);
+    corrupt_answer_mac = false;
+    assert_int_equal(read_msg(fd, ans), 0);
+    close(fd);
+    assert_string_equal(field(ans, 39), "96");
+    assert_false(iso_has(&ans->m, 38));
+    assert_mac(ans, 64, t->tak);
+    assert_int_equal(stack_metric(&S, "atlas_hsm_early_macs_used_total"), used0 + 1);
+    assert_int_equal(stack_metric(&S, "atlas_hsm_early_macs_discarded_total"), disc0 + 1);
+    issuer_read(req); /* what the issuer may have applied is reversed */
+    assert_memory_equal(req->m.mti, "0420", 4);
+    assert_string_equal(field(req, 4), "000000004322");
+    free(req);
+    free(ans);
+}
+
+/* The PIN translation goes to the HSM in the same write as the M8 of the request's MAC: used
+ * once the MAC verified (the PIN block reaches the issuer under its ZPK: the first test's
+ * purchase and the two above); a request whose MAC is wrong is refused (63) and its early
+ * translation is wiped unused. */
+static void test_pin_translation_pipelined(void **state)
+{
+    (void)state;
+    long long used = stack_metric(&S, "atlas_hsm_early_pins_used_total");
+    long long disc0 = stack_metric(&S, "atlas_hsm_early_pins_discarded_total");
+    assert_true(used >= 3);
+    assert_true(disc0 >= 0);
+    struct sim_txn x;
+    struct sim_sent sent;
+    stack_card_txn(&x, SIM_T_PURCHASE, "4890010000000012", 4323);
+    x.bad_mac = true;
+    int fd = stack_send_nowait(&S, stack_term(&S, "TERM0001"), &x, &sent);
+    assert_true(fd >= 0);
+    struct wire *ans = calloc(1, sizeof *ans);
+    assert_non_null(ans);
+    set_timeout(fd, 10000);
+    assert_int_equal(read_msg(fd, ans), 0);
+    close(fd);
+    assert_string_equal(field(ans, 39), "63");
+    free(ans);
+    assert_int_equal(stack_metric(&S, "atlas_hsm_early_pins_used_total"), used);
+    assert_int_equal(stack_metric(&S, "atlas_hsm_early_pins_discarded_total"), disc0 + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -410,6 +520,8 @@ int main(void)
         cmocka_unit_test(test_reversal_0410_then_0420_0421),
         cmocka_unit_test(test_issuer_echo_answered),
         cmocka_unit_test(test_chip_and_cvv2_on_the_wire),
+        cmocka_unit_test(test_answer_mac_pipelined_and_discarded),
+        cmocka_unit_test(test_pin_translation_pipelined),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -199,8 +199,15 @@ static void test_log_json_line(void **state)
     at_log(AT_LOG_INFO, "unit", AT_STR("q", "a\"b\\c\n\x01\xff"), AT_INT("n", -5), AT_UINT("u", 7),
            AT_BOOL("ok", true), AT_STRN("part", "abcdef", 3));
     at_log(AT_LOG_DEBUG, "hidden", AT_INT("n", 1)); /* below the default level */
+    /* Integers are written without snprintf: the extremes and zero as "%lld" / "%llu". */
+    at_log(AT_LOG_INFO, "ints", AT_INT("min", INT64_MIN), AT_INT("max", INT64_MAX),
+           AT_INT("zero", 0), AT_UINT("umax", UINT64_MAX), AT_UINT("uzero", 0),
+           AT_UINT("u10", 1000000000));
     at_log_close();
     const char *s = read_file(path);
+    assert_non_null(strstr(s, "\"min\":-9223372036854775808,\"max\":9223372036854775807,"
+                              "\"zero\":0,\"umax\":18446744073709551615,\"uzero\":0,"
+                              "\"u10\":1000000000}\n"));
     assert_non_null(strstr(s, "\"prog\":\"test\",\"event\":\"unit\""));
     assert_non_null(strstr(s, "\"q\":\"a\\\"b\\\\c\\u000a\\u0001\\u00ff\""));
     assert_non_null(strstr(s, "\"n\":-5,\"u\":7,\"ok\":true,\"part\":\"abc\"}\n"));
