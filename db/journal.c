@@ -253,6 +253,7 @@ struct db_journal {
     unsigned cbq_n, cbq_cap;
 
     struct event *flush_timer;
+    struct event *kick; /* submitted records go out at the end of this loop pass */
     struct event *drain_timer;
     bool down; /* no connection up and one has failed: spool */
     bool pressured;
@@ -914,12 +915,28 @@ static struct jconn *j_idle_conn(struct db_journal *j)
     return NULL;
 }
 
-/* Arms the batch timer for the oldest waiting record. Only useful when a connection is idle:
- * otherwise the next batch completion (or a connection coming up) dispatches, and a timer that
- * is already due would only spin the loop. */
+/* Adaptive group commit. A partial batch goes out at once when a connection is free — a lone
+ * record on an idle writer is committed without waiting for anything — and records that arrive
+ * while every connection is busy wait for the first one to come back, forming the next batch:
+ * the batch grows with the load, by itself. Only with batch_delay_us set does a partial batch
+ * linger, and only while another batch is in flight (the writer is under load), never on an
+ * idle writer. */
+static bool j_lingers(const struct db_journal *j)
+{
+    if (!j->o.batch_delay_us)
+        return false;
+    for (unsigned i = 0; i < j->nconn; i++)
+        if (j->conns[i].busy)
+            return true;
+    return false;
+}
+
+/* Arms the batch timer for the oldest waiting record (batch_delay_us under load only). Only
+ * useful when a connection is idle: otherwise the next batch completion (or a connection coming
+ * up) dispatches, and a timer that is already due would only spin the loop. */
 static void arm_flush_timer(struct db_journal *j)
 {
-    if (j->wait_n == 0 || evtimer_pending(j->flush_timer, NULL) || !j_idle_conn(j))
+    if (j->wait_n == 0 || !j_lingers(j) || evtimer_pending(j->flush_timer, NULL) || !j_idle_conn(j))
         return;
     uint64_t age_us = (at_mono_ns() - j->slots[j->wait[j->wait_head]].enq_ns) / 1000;
     uint64_t left = age_us >= j->o.batch_delay_us ? 0 : j->o.batch_delay_us - age_us;
@@ -927,9 +944,9 @@ static void arm_flush_timer(struct db_journal *j)
     evtimer_add(j->flush_timer, &tv);
 }
 
-/* Sends batches to idle connections: full ones always, partial ones when force is set (the
- * oldest record has waited batch_delay_us, or we are draining). While the database is down the
- * waiting records go to the spool instead. */
+/* Sends batches to idle connections: full ones always, partial ones unless they linger
+ * (j_lingers: batch_delay_us under load; force — the flush timer, a drain — ends that). While
+ * the database is down the waiting records go to the spool instead. */
 /* Records reach PostgreSQL in the order they became durable. While any spool holds records not
  * yet replayed, new records join the spool instead of racing the replay: a live ANSWER that
  * settles an INTENT still waiting in the spool would commit first, its DELETE would miss, and the
@@ -951,7 +968,7 @@ static void j_dispatch(struct db_journal *j, bool force)
         return;
     }
     while (j->wait_n > 0) {
-        if (!force && j->wait_n < j->o.batch_max) {
+        if (!force && j->wait_n < j->o.batch_max && j_lingers(j)) {
             uint64_t age_us = (at_mono_ns() - j->slots[j->wait[j->wait_head]].enq_ns) / 1000;
             if (age_us < j->o.batch_delay_us)
                 break;
@@ -988,6 +1005,11 @@ static void j_dispatch(struct db_journal *j, bool force)
 static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
 {
     j_dispatch(arg, true);
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    j_dispatch(arg, false);
 }
 
 static bool j_any_ready(const struct db_journal *j)
@@ -1167,8 +1189,6 @@ static void j_defaults(struct db_journal_opts *o)
         o->batch_max = 256;
     if (o->batch_max > 2000)
         o->batch_max = 2000;
-    if (!o->batch_delay_us)
-        o->batch_delay_us = 1000;
     if (!o->queue_max)
         o->queue_max = 65536;
     if (o->queue_max < o->batch_max)
@@ -1203,11 +1223,12 @@ static int j_alloc(struct db_journal *j, const struct db_journal_opts *opts)
     j->replay_recs = calloc(j->replay_cap, sizeof *j->replay_recs);
     j->conns = calloc(j->nconn, sizeof *j->conns);
     j->flush_timer = evtimer_new(j->base, on_flush_timer, j);
+    j->kick = event_new(j->base, -1, 0, on_kick, j);
     j->drain_timer = evtimer_new(j->base, on_drain_timer, j);
     j->replayed_ev = event_new(j->base, -1, 0, on_replayed, j);
     if (!j->conninfo || !j->owner || !j->spool_path || !j->replay_path || !j->rejected_path ||
         !j->slots || !j->free_idx || !j->wait || !j->cbq || !j->replay_recs || !j->conns ||
-        !j->flush_timer || !j->drain_timer || !j->replayed_ev)
+        !j->flush_timer || !j->kick || !j->drain_timer || !j->replayed_ev)
         return -1;
     for (unsigned i = 0; i < j->o.queue_max; i++)
         j->free_idx[i] = j->o.queue_max - 1 - i;
@@ -1321,10 +1342,12 @@ int db_journal_submit(struct db_journal *j, const struct db_auth_record *rec, db
     if (db_journal_saturated(j))
         j->pressured = true;
     wait_push_back(j, slot);
+    /* A full batch goes now; otherwise at the end of this loop pass, so that the records one
+     * callback (one read of many messages) submits share a batch, and no timer runs. */
     if (j->down || j->wait_n >= j->o.batch_max)
         j_dispatch(j, false);
     else
-        arm_flush_timer(j);
+        event_active(j->kick, EV_TIMEOUT, 0);
     return 0;
 }
 
@@ -1390,6 +1413,8 @@ void db_journal_free(struct db_journal *j)
     }
     if (j->flush_timer)
         event_free(j->flush_timer);
+    if (j->kick)
+        event_free(j->kick);
     if (j->drain_timer)
         event_free(j->drain_timer);
     if (j->replayed_ev)

@@ -352,6 +352,102 @@ static void test_batching_order_commit(void **state)
     fx_close(&f);
 }
 
+/* ---- adaptive group commit ------------------------------------------------------------------ */
+
+/* A trickle: one record per tick of a periodic timer (a record arriving on its own loop pass). */
+struct trickle {
+    struct db_journal *j;
+    struct tally *t;
+    struct tcb *cbs;
+    unsigned sent, n;
+    struct event *ev;
+};
+
+static void trickle_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct trickle *tr = arg;
+    if (tr->sent == tr->n)
+        return;
+    struct db_auth_record rec;
+    dbt_record(&rec, 7, 1000 + tr->sent);
+    tr->cbs[tr->sent] = (struct tcb){ .t = tr->t, .seq = tr->sent };
+    memcpy(tr->cbs[tr->sent].stan, rec.stan, 7);
+    assert_int_equal(db_journal_submit(tr->j, &rec, tally_cb, &tr->cbs[tr->sent]), 0);
+    tr->sent++;
+    struct timeval next = { 0, 0 }; /* the next loop pass (a persistent zero timer fires once) */
+    event_add(tr->ev, &next);
+}
+
+/* A lone record on an idle writer is committed at once, whatever batch_delay_us says (here
+ * 500 ms: the old timer-driven writer waited that long for company); under load, records that
+ * arrive while every connection is busy share transactions, with no timer. */
+static void test_adaptive_group_commit(void **state)
+{
+    struct fx f;
+    fx_open(&f, "adaptive", NULL);
+    struct db_journal_opts o = { .connections = 1, .batch_max = 256, .batch_delay_us = 500000 };
+    fx_journal(&f, &o, "adaptive");
+    run_for(f.base, 200); /* connected */
+
+    static struct tcb cbs[2000];
+    struct db_journal_stats st0, st;
+    for (unsigned i = 0; i < 5; i++) {
+        struct tally t = { .expected = 1, .acq = "ACQ6", .checker = f.c };
+        struct db_auth_record rec;
+        dbt_record(&rec, 6, i);
+        cbs[i] = (struct tcb){ .t = &t, .seq = i };
+        memcpy(cbs[i].stan, rec.stan, 7);
+        db_journal_get_stats(f.j, &st0);
+        uint64_t t0 = at_mono_ns();
+        assert_int_equal(db_journal_submit(f.j, &rec, tally_cb, &cbs[i]), 0);
+        assert_int_equal(dbt_run_until(f.base, all_called, &t, 10000), 0);
+        uint64_t ms = (at_mono_ns() - t0) / 1000000;
+        assert_int_equal(t.ok, 1);
+        assert_int_equal(t.invisible, 0); /* committed before the callback */
+        /* ≪ 500 ms: one commit (an fdatasync, ~2-3 ms here), on a busy machine */
+        print_message("adaptive: lone record %u acknowledged in %llu ms\n", i,
+                      (unsigned long long)ms);
+        if (ms >= 150)
+            fail_msg("lone record %u acknowledged after %llu ms (window 500 ms)", i,
+                     (unsigned long long)ms);
+        db_journal_get_stats(f.j, &st);
+        assert_int_equal(st.batches - st0.batches, 1); /* a transaction of its own */
+    }
+
+    /* A trickle, one record per loop pass (a zero timer re-added each time: libevent's epoll
+     * timers are millisecond-grained), on one connection: while a batch commits (an fdatasync:
+     * 0.2-3 ms on this disk) the next records wait, and go out together when it is back. */
+    enum { N = 2000 };
+    struct tally t = { .expected = N, .in_order = true };
+    struct trickle tr = { .j = f.j, .t = &t, .cbs = cbs, .n = N };
+    tr.ev = evtimer_new(f.base, trickle_tick, &tr);
+    assert_non_null(tr.ev);
+    struct timeval tick = { 0, 0 };
+    db_journal_get_stats(f.j, &st0);
+    uint64_t x0 = (uint64_t)dbt_scalar(f.c, "SELECT xact_commit FROM pg_stat_database"
+                                            " WHERE datname = current_database()");
+    event_add(tr.ev, &tick);
+    int until = dbt_run_until(f.base, all_called, &t, 60000);
+    assert_int_equal(until, 0);
+    event_free(tr.ev);
+    assert_int_equal(t.ok, N);
+    assert_true(t.in_order);
+    db_journal_get_stats(f.j, &st);
+    uint64_t batches = st.batches - st0.batches;
+    print_message("adaptive: %u records arriving one per loop pass: %llu transactions\n", N,
+                  (unsigned long long)batches);
+    assert_true(batches >= 1 && batches <= N / 3);
+    /* PostgreSQL counted no more commits than the writer's batches (plus this connection's own
+     * statements: the two pg_stat_database reads; the statistics may lag, never exceed). */
+    run_for(f.base, 600); /* pgstat flushes a backend's counters at most every 500 ms... */
+    PQclear(PQexec(f.c, "SELECT pg_stat_clear_snapshot()"));
+    uint64_t x1 = (uint64_t)dbt_scalar(f.c, "SELECT xact_commit FROM pg_stat_database"
+                                            " WHERE datname = current_database()");
+    assert_true(x1 - x0 <= batches + 4);
+    assert_int_equal(dbt_scalar(f.c, "SELECT count(*) FROM switch.authorizations"), N + 5);
+    fx_close(&f);
+}
+
 /* ---- validation, backpressure --------------------------------------------------------------- */
 
 static void on_drain(void *arg)
@@ -1591,6 +1687,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_migrate_twice_and_check),
         cmocka_unit_test(test_batching_order_commit),
+        cmocka_unit_test(test_adaptive_group_commit),
         cmocka_unit_test(test_validation_and_backpressure),
         cmocka_unit_test(test_refused_record_and_drain),
         cmocka_unit_test(test_drain_while_down),
