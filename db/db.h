@@ -13,7 +13,7 @@ struct event_base;
 
 /* The schema version (highest migration number) this build of the library writes against.
  * Daemons pass it (or their own minimum) to db_schema_check_at(). */
-#define DB_SCHEMA_VERSION 16
+#define DB_SCHEMA_VERSION 18
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
