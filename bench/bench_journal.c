@@ -134,7 +134,7 @@ static int cmp_u32(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    uint64_t conns = 4, batch = 256, delay = 1000;
+    uint64_t conns = 4, batch = 256, delay = 0;
     const char *conninfo = "";
     B.rows = 200000;
     static const struct option opts[] = {
@@ -163,7 +163,7 @@ int main(int argc, char **argv)
             ok = at_parse_u64(optarg, 2000, &batch) && batch > 0;
             break;
         case 'd':
-            ok = at_parse_u64(optarg, 1000000, &delay) && delay > 0;
+            ok = at_parse_u64(optarg, 1000000, &delay);
             break;
         case 'D':
             conninfo = optarg;

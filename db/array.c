@@ -1,6 +1,7 @@
-/* The one PostgreSQL array-literal builder: every multi-row statement (the journal writer's
- * INSERTs, the reversal queue's UPDATE, atlas-reconcile's lookups) sends one text array per column,
- * turned back into rows by unnest(). Elements are double-quoted with " and \ escaped, or NULL. */
+/* The PostgreSQL array-literal builder of the multi-row statements that are not on the hot path
+ * (the reversal queue's UPDATE, atlas-reconcile's lookups): one text array per column, turned
+ * back into rows by unnest(). Elements are double-quoted with " and \ escaped, or NULL. The
+ * journal writer sends binary arrays instead (db/barray.c: the server parses no text). */
 #include "db_internal.h"
 
 #include "fmt.h"

@@ -13,7 +13,7 @@ struct event_base;
 
 /* The schema version (highest migration number) this build of the library writes against.
  * Daemons pass it (or their own minimum) to db_schema_check_at(). */
-#define DB_SCHEMA_VERSION 16
+#define DB_SCHEMA_VERSION 18
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
@@ -196,8 +196,12 @@ struct db_journal_opts {
     const char *conninfo;        /* NULL or "" = PG* environment */
     const char *spool_path;      /* required, e.g. var/switchd.journal.spool */
     unsigned connections;        /* connections with batches in flight; default 4 */
-    unsigned batch_max;          /* flush at N records; default 256 */
-    uint32_t batch_delay_us;     /* ... or when the oldest queued record is T µs old; 1000 */
+    unsigned batch_max;          /* at most N records per batch (transaction); default 256 */
+    uint32_t batch_delay_us;     /* adaptive group commit: records go out as soon as a connection
+                                    is free (a lone record at once: no timer on its path); those
+                                    that arrive while every connection is busy form the next
+                                    batch. T > 0 only: while a batch is in flight, a partial batch
+                                    waits up to T µs for company. Default 0 (never waits) */
     unsigned queue_max;          /* records queued (not yet durable); default 65536 */
     unsigned queue_low;          /* drain callback below this after backpressure; queue_max/2 */
     uint32_t spool_sync_us;      /* first spooled record waits this long for company; 2000 */

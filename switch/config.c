@@ -41,9 +41,12 @@ static const struct at_setting switch_table[] = {
       "on SIGTERM, how long in-flight requests (and reversal acks not yet committed) may take"
       " before exit" },
     { "journal_batch_rows", AT_SET_U64, U(journal_batch_rows), "256", 100000, 0,
-      "journal group commit: flush at this many rows" },
-    { "journal_flush_us", AT_SET_U64, U(journal_flush_us), "1000", 1000000, 0,
-      "journal group commit: or after this many microseconds" },
+      "journal group commit: at most this many rows per batch (transaction)" },
+    /* Adaptive group commit (db/journal.c j_lingers): 0 = never wait; see docs/switchd.md. */
+    { "journal_flush_us", AT_SET_U64, U(journal_flush_us), "0", 1000000, 0,
+      "journal group commit: 0 (default) sends a batch as soon as a connection is free; T > 0"
+      " lets a partial batch wait up to T microseconds for company, only while another batch is"
+      " in flight (never on an idle writer)" },
     { "journal_connections", AT_SET_U64, U(journal_connections), "2", 64, 0,
       "PostgreSQL connections of the journal writer" },
     { "journal_queue_max", AT_SET_U64, U(journal_queue_max), "65536", 10000000, 0,

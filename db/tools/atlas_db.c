@@ -42,7 +42,8 @@ static void usage(FILE *f)
             "                              create daily partitions from yesterday to today + N\n"
             "                              days (UTC, default 7), make the DEFAULT partition\n"
             "                              refuse rows, detach the partitions of days before a\n"
-            "                              date (or older than N days); exit 1 if the DEFAULT\n"
+            "                              date (or older than N days), build the card and RRN\n"
+            "                              lookup indexes of closed days; exit 1 if the DEFAULT\n"
             "                              partition holds rows\n"
             "  alias MSISDN PAN            register a mobile number (+ and 8..15 digits) as the\n"
             "                              alias of a wallet card for transfers (DE 103); the\n"
@@ -325,6 +326,47 @@ static int cmd_status(PGconn *conn, const char *dir)
     return version >= DB_SCHEMA_VERSION && dflt == 0 ? 0 : 1;
 }
 
+/* The operators' lookup indexes (pan_hmac hash, rrn) of the closed days (before today, UTC),
+ * built per partition once the day is over (migration 0018: off the writer's hot path).
+ * CONCURRENTLY, so a late row of yesterday is never blocked; an invalid index left by an
+ * interrupted build is dropped and built again. 0 or -1. */
+static int lookup_indexes(PGconn *conn)
+{
+    PGresult *res =
+        query(conn,
+              "SELECT partition, index_name, method, col, invalid FROM"
+              " switch.journal_lookup_indexes_missing((now() AT TIME ZONE 'UTC')::date)",
+              0, NULL);
+    if (!res)
+        return -1;
+    int rc = 0, built = 0;
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        char sql[512];
+        const char *part = PQgetvalue(res, i, 0), *name = PQgetvalue(res, i, 1);
+        if (strcmp(PQgetvalue(res, i, 4), "t") == 0) {
+            snprintf(sql, sizeof sql, "DROP INDEX CONCURRENTLY IF EXISTS switch.\"%s\"", name);
+            PGresult *r = query(conn, sql, 0, NULL);
+            rc = r ? 0 : -1;
+            PQclear(r);
+        }
+        if (rc != 0)
+            break;
+        /* Names come from pg_class (authorizations_YYYYMMDD, checked by the function's regex) and
+         * from the function's constants: nothing from outside. */
+        snprintf(sql, sizeof sql,
+                 "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"%s\" ON switch.\"%s\" USING %s (%s)",
+                 name, part, PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+        PGresult *r = query(conn, sql, 0, NULL);
+        rc = r ? 0 : -1;
+        PQclear(r);
+        if (rc == 0)
+            built++;
+    }
+    PQclear(res);
+    printf("atlas-db: built %d lookup index(es) of closed days\n", built);
+    return rc;
+}
+
 /* The journal's upkeep, idempotent (docs/db.md "Journal upkeep"): the day partitions from
  * yesterday (UTC: request_date is the UTC date of DE 7) to today + ahead; the DEFAULT partition
  * made to refuse rows (a CHECK (false) constraint, NOT VALID so that adding it never scans:
@@ -376,6 +418,8 @@ static int cmd_partitions(PGconn *conn, uint64_t ahead, const char *detach_befor
             printf("atlas-db: detached switch.%s\n", PQgetvalue(res, i, 0));
         PQclear(res);
     }
+    if (lookup_indexes(conn) != 0)
+        return 1;
     return default_partition(conn) == 0 ? 0 : 1;
 }
 

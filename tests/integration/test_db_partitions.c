@@ -153,12 +153,99 @@ static void upkeep_and_a_day_without_partition(void **state)
     dbt_drop(conninfo);
 }
 
+/* Migration 0018: the operators' lookup indexes (pan_hmac hash, rrn) are off the writer's hot
+ * path — none on the parent or today's partition — and `atlas-db partitions` builds them on the
+ * closed days (yesterday, UTC), where a lookup by card or RRN uses them; today's rows are still
+ * found (a scan of one day). The day partitions are fillfactor 100. */
+static void lookup_indexes_of_closed_days(void **state)
+{
+    (void)state;
+    const char *ci = dbt_create("lookup");
+    assert_non_null(ci);
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    PGconn *c = dbt_connect(conninfo);
+    assert_non_null(c);
+    char *out = NULL;
+
+    /* A record of yesterday and one of today (UTC), through the writer. */
+    struct db_auth_record rec[2];
+    int st[2];
+    time_t now = time(NULL);
+    for (int i = 0; i < 2; i++) {
+        time_t t = now - (i == 0 ? 86400 : 0);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        dbt_record(&rec[i], 8, (unsigned)i + 1);
+        strftime(rec[i].transmission_time, sizeof rec[i].transmission_time, "%m%d%H%M%S", &tm);
+        strftime(rec[i].request_date, sizeof rec[i].request_date, "%Y-%m-%d", &tm);
+    }
+    write_records(conninfo, rec, 2, st);
+    assert_int_equal(st[0], DB_OK);
+    assert_int_equal(st[1], DB_OK);
+
+    assert_int_equal(atlas_db(conninfo, "partitions --ahead 1", &out), 0);
+    assert_non_null(strstr(out, "built 2 lookup index(es) of closed days"));
+    free(out);
+    assert_int_equal(atlas_db(conninfo, "partitions --ahead 1", &out), 0); /* idempotent */
+    assert_non_null(strstr(out, "built 0 lookup index(es) of closed days"));
+    free(out);
+
+#define DAY(d)                                                                                     \
+    "'switch.authorizations_' || to_char((now() AT TIME ZONE 'UTC')::date " d ", 'YYYYMMDD')"
+    /* Yesterday: the primary key and both lookup indexes, valid; today and the parent: the
+     * primary key only. */
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM pg_index WHERE indisvalid AND indrelid"
+                                   " = (" DAY("- 1") ")::regclass"),
+                     3);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM pg_index x JOIN pg_class i ON i.oid ="
+                                   " x.indexrelid JOIN pg_am a ON a.oid = i.relam WHERE"
+                                   " a.amname = 'hash' AND indrelid = (" DAY("- 1") ")::regclass"),
+                     1);
+    assert_int_equal(
+        dbt_scalar(c, "SELECT count(*) FROM pg_index WHERE indrelid = (" DAY("") ")::regclass"), 1);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM pg_index WHERE indrelid ="
+                                   " 'switch.authorizations'::regclass"),
+                     1);
+    /* Append-only storage settings on every day partition, old and new. */
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM pg_class WHERE relname ~"
+                                   " '^authorizations_[0-9]{8}$' AND NOT reloptions @>"
+                                   " '{fillfactor=100,autovacuum_freeze_min_age=0}'"),
+                     0);
+
+    /* Both rows are found by RRN and by card; yesterday's by its index. */
+    char sql[512];
+    for (int i = 0; i < 2; i++) {
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM switch.authorizations WHERE rrn = '%s' AND pan_hmac ="
+                 " (SELECT pan_hmac FROM switch.authorizations WHERE rrn = '%s' LIMIT 1)",
+                 rec[i].rrn, rec[i].rrn);
+        assert_int_equal(dbt_scalar(c, sql), 1);
+    }
+    assert_int_equal(dbt_exec(c, "SET enable_seqscan = off"), 0);
+    snprintf(sql, sizeof sql,
+             "EXPLAIN SELECT * FROM switch.authorizations WHERE rrn = '%s' AND request_date ="
+             " '%s'",
+             rec[0].rrn, rec[0].request_date);
+    PGresult *r = PQexec(c, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    bool by_index = false;
+    for (int i = 0; i < PQntuples(r); i++)
+        by_index = by_index || strstr(PQgetvalue(r, i, 0), "_rrn") != NULL;
+    PQclear(r);
+    assert_true(by_index);
+#undef DAY
+    PQfinish(c);
+    dbt_drop(conninfo);
+}
+
 int main(void)
 {
     if (!dbt_env_names_cluster("test_db_partitions"))
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(upkeep_and_a_day_without_partition),
+        cmocka_unit_test(lookup_indexes_of_closed_days),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
