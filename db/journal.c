@@ -84,7 +84,12 @@ static const uint32_t group_types[G_max][MAX_COLS] = {
 
 /* Write-ahead: refused (nothing returned for it) when the identity is in flight already, the
  * journal holds a request of this identity that reached an issuer, or a transfer holds it (a
- * transfer's own request never reaches an issuer: its legs do, under identities of their own). */
+ * transfer's own request never reaches an issuer: its legs do, under identities of their own).
+ * The two NOT EXISTS carry OFFSET 0 so that PostgreSQL keeps them as per-row subplans — a
+ * primary-key probe into the one day partition the row's date names (run-time pruning) —
+ * instead of pulling them up into a hash anti-join: planned on an empty journal (and a
+ * session keeps its plan), that read every partition in full on every batch
+ * (test_db_journal test_write_ahead_probes_the_journal_by_key). */
 #define INTENT_SQL                                                                                 \
     "INSERT INTO switch.inflight (request_date, acquirer_id, terminal_id, stan, "                  \
     "transmission_time,"                                                                           \
@@ -104,11 +109,11 @@ static const uint32_t group_types[G_max][MAX_COLS] = {
     " unnest($18::bigint[]) AS c18, unnest($19::text[]) AS c19,"                                   \
     " unnest($20::smallint[]) AS c20) AS u"                                                        \
     " WHERE NOT EXISTS (SELECT 1 FROM switch.authorizations a WHERE " KEY_MATCH(                   \
-        "a") " AND a.issuer_stan IS NOT NULL)"                                                     \
+        "a") " AND a.issuer_stan IS NOT NULL OFFSET 0)"                                            \
              " AND NOT EXISTS (SELECT 1 FROM switch.transfers x WHERE x.request_date = u.c1"       \
              " AND x.acquirer_id = u.c2 COLLATE \"C\" AND x.terminal_id = u.c3 COLLATE \"C\""      \
              " AND x.stan = u.c4 COLLATE \"C\" AND x.transmission_time = u.c5 COLLATE \"C\""       \
-             " AND substr(u.c6, 1, 3) = '020')"                                                    \
+             " AND substr(u.c6, 1, 3) = '020' OFFSET 0)"                                           \
              " ON CONFLICT DO NOTHING" KEY_RETURNING
 
 /* The 28 columns in parameter order; unnest() turns the arrays back into rows. Two forms: the

@@ -1817,6 +1817,60 @@ static void test_advice_records(void **state)
     unlink(spool_path("advice"));
 }
 
+/* ---- the write-ahead's look into the journal ------------------------------------------------ */
+
+/* A write-ahead row is refused when the journal holds a request of its identity that reached an
+ * issuer: a lookup by the journal's primary key, in the one day partition its date names. It
+ * used to be planned as a hash anti-join reading every partition in full (the plan made on an
+ * empty journal is kept by the writer's session for good): each batch cost a scan of the whole
+ * day. Counted by PostgreSQL itself: the journal's partitions see no sequential scan while
+ * write-ahead batches go in. */
+static long long journal_seq_scans(PGconn *c)
+{
+    return dbt_scalar(c, "SELECT coalesce(sum(s.seq_scan), 0) FROM pg_stat_user_tables s"
+                         " JOIN pg_inherits i ON i.inhrelid = s.relid"
+                         " WHERE i.inhparent = 'switch.authorizations'::regclass");
+}
+
+static void test_write_ahead_probes_the_journal_by_key(void **state)
+{
+    struct fx f;
+    fx_open(&f, "waprobe", NULL);
+    struct db_journal_opts o = { .connections = 1, .batch_max = 64, .owner = "waprobe" };
+    fx_journal(&f, &o, "waprobe");
+    assert_int_equal(dbt_run_until(f.base, journal_up, f.j, 10000), 0);
+    long long before = journal_seq_scans(f.c);
+    enum { ROUNDS = 8, PER = 40 };
+    static struct ordcb cbs[ROUNDS * PER];
+    struct db_auth_record rec;
+    for (unsigned r = 0; r < ROUNDS; r++) {
+        for (unsigned i = 0; i < PER; i++) {
+            dbt_record(&rec, 41, r * PER + i);
+            rec.kind = DB_REC_INTENT;
+            memcpy(rec.issuer_stan, "000001", 7);
+            memcpy(rec.issuer_transmission_time, "1126000000", 11);
+            rec.pan_sealed_len = 35;
+            memset(rec.pan_sealed, 0xA5, 35);
+            assert_int_equal(db_journal_submit(f.j, &rec, ord_cb, &cbs[r * PER + i]), 0);
+        }
+        struct ordwait w = { &cbs[r * PER], PER };
+        assert_int_equal(dbt_run_until(f.base, ord_all_called, &w, 30000), 0);
+        for (unsigned i = 0; i < PER; i++)
+            assert_int_equal(cbs[r * PER + i].status, 0);
+        /* A backend publishes its table counters when it goes idle at least a second after it
+         * last did: the last rounds come after that second. */
+        if (r == ROUNDS - 3)
+            run_for(f.base, 1200);
+    }
+    run_for(f.base, 300);
+    long long after = journal_seq_scans(f.c);
+    print_message("write-ahead: %d batches, %lld sequential scans of journal partitions\n", ROUNDS,
+                  after - before);
+    assert_int_equal(after - before, 0);
+    assert_int_equal(dbt_scalar(f.c, "SELECT count(*) FROM switch.inflight"), ROUNDS * PER);
+    fx_close(&f);
+}
+
 int main(void)
 {
     if (!dbt_env_names_cluster("test_db_journal"))
@@ -1826,6 +1880,7 @@ int main(void)
         cmocka_unit_test(test_batching_order_commit),
         cmocka_unit_test(test_adaptive_group_commit),
         cmocka_unit_test(test_binary_arrays),
+        cmocka_unit_test(test_write_ahead_probes_the_journal_by_key),
         cmocka_unit_test(test_validation_and_backpressure),
         cmocka_unit_test(test_refused_record_and_drain),
         cmocka_unit_test(test_drain_while_down),
