@@ -1,0 +1,303 @@
+-- 0017: the wallet ledger, set-based (issue 17; docs/db.md "Wallet schema: the set-based
+-- ledger"). issuer-sim's hot path used to call wallet.sim_apply once per decision: ~8 statements
+-- each, and per-row plpgsql triggers (ledger_apply, holds_apply) moving balance_minor and
+-- held_minor one row at a time. Here:
+--  * the money invariants are kept by STATEMENT-level AFTER triggers with transition tables: one
+--    plpgsql call per INSERT/UPDATE statement, whatever its number of rows, that applies the
+--    statement's rows to their wallets with one set-based UPDATE (and verifies them);
+--  * wallet.sim_apply_batch applies a whole batch of decisions with a few set-based statements
+--    (one per table), in place of one sim_apply call per decision.
+-- The contract of every function and table stays what 0002-0016 say; what changes is who moves
+-- the balances (one trigger per statement instead of one per row) and what a ledger row's
+-- balance_after_minor must be (see below).
+
+-- ---- the ledger ----------------------------------------------------------------------------
+--
+-- balance_after_minor is now a checked chain, not a value the trigger overwrites: every row of
+-- an INSERT statement must carry the wallet's balance before the statement plus the running sum
+-- of that statement's rows of the wallet (in entry_id order) up to and including it. A writer
+-- may give it (the batch does: it holds the locked balance) or leave it out (NULL: the fill
+-- trigger below computes it for that row, as the per-op functions and an operator's SQL do).
+-- The statement trigger then checks the chain against the wallet's balance and moves the
+-- balance by the statement's sum in one UPDATE; a row that does not continue its wallet's
+-- balance refuses the whole statement, so a ledger row can never say something the wallet does
+-- not. The wallet's CHECKs (wallet_not_overdrawn, wallet_holds_covered) refuse an overdraft on
+-- that UPDATE, as before.
+
+ALTER TABLE wallet.ledger ALTER COLUMN balance_after_minor DROP DEFAULT;
+
+DROP TRIGGER ledger_apply ON wallet.ledger;
+DROP TRIGGER ledger_immutable ON wallet.ledger;
+
+-- A row inserted without balance_after_minor: the wallet's balance (locked: concurrent writers
+-- of the wallet queue here) plus this statement's rows of the wallet already inserted (visible
+-- to a row trigger, not yet applied: the chain's head). Fires only for such rows (WHEN): the
+-- batch's rows cost no plpgsql call.
+CREATE FUNCTION wallet.ledger_fill() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_bal bigint;
+    v_head bigint;
+BEGIN
+    SELECT w.balance_minor INTO v_bal FROM wallet.wallets w
+     WHERE w.wallet_id = NEW.wallet_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'wallet % does not exist', NEW.wallet_id USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    -- The latest row of the wallet is the chain's head: the balance itself when this statement
+    -- has written none yet, else this statement's last row (applied at the statement's end).
+    SELECT l.balance_after_minor INTO v_head FROM wallet.ledger l
+     WHERE l.wallet_id = NEW.wallet_id ORDER BY l.entry_id DESC LIMIT 1;
+    NEW.balance_after_minor := coalesce(v_head, v_bal) + NEW.amount_minor;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER ledger_fill BEFORE INSERT ON wallet.ledger
+    FOR EACH ROW WHEN (NEW.balance_after_minor IS NULL) EXECUTE FUNCTION wallet.ledger_fill();
+
+-- Once per INSERT statement: checks every wallet's rows continue its balance, moves each
+-- balance by the statement's sum (one UPDATE; the CHECKs refuse an overdraft), and refuses a
+-- positive entry that takes its wallet above the tier cap (0008's rule, the exact reversal of a
+-- debit exempt).
+CREATE FUNCTION wallet.ledger_settle() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_wallets bigint;
+    v_moved bigint;
+    r record;
+BEGIN
+    WITH c AS (
+        SELECT n.wallet_id, n.amount_minor,
+               n.balance_after_minor - sum(n.amount_minor) OVER (PARTITION BY n.wallet_id
+                                                                 ORDER BY n.entry_id) AS start
+          FROM new_rows n),
+    g AS (SELECT c.wallet_id, min(c.start) AS start, max(c.start) AS start2,
+                 sum(c.amount_minor) AS delta
+            FROM c GROUP BY c.wallet_id),
+    u AS (UPDATE wallet.wallets w SET balance_minor = w.balance_minor + g.delta, updated_at = now()
+            FROM g
+           WHERE w.wallet_id = g.wallet_id AND g.start = g.start2 AND w.balance_minor = g.start
+          RETURNING 1)
+    SELECT (SELECT count(*) FROM g), (SELECT count(*) FROM u) INTO v_wallets, v_moved;
+    IF v_moved <> v_wallets THEN
+        RAISE EXCEPTION 'wallet.ledger rows must continue their wallet''s balance (balance_after_minor)'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_balance_chain';
+    END IF;
+    SELECT n.wallet_id, n.balance_after_minor, t.max_balance_minor INTO r
+      FROM new_rows n
+      JOIN wallet.wallets w ON w.wallet_id = n.wallet_id
+      JOIN wallet.kyc_tiers t ON t.tier = w.kyc_tier AND t.currency = w.currency
+     WHERE n.amount_minor > 0 AND n.balance_after_minor > t.max_balance_minor
+       AND NOT (n.kind = 'reversal' AND EXISTS (
+                SELECT 1 FROM wallet.ledger l
+                 WHERE l.entry_id = n.reverses_entry_id AND l.wallet_id = n.wallet_id
+                   AND l.amount_minor = -n.amount_minor))
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'wallet % would hold % above its tier cap %', r.wallet_id,
+            r.balance_after_minor, r.max_balance_minor
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'wallet_over_tier_cap';
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER ledger_settle AFTER INSERT ON wallet.ledger
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION wallet.ledger_settle();
+
+-- Append-only: any UPDATE or DELETE statement is refused, once per statement (0002's function).
+CREATE TRIGGER ledger_immutable BEFORE UPDATE OR DELETE ON wallet.ledger
+    FOR EACH STATEMENT EXECUTE FUNCTION wallet.ledger_immutable();
+
+-- ---- the holds -----------------------------------------------------------------------------
+--
+-- held_minor = the sum of the wallet's active holds, kept per statement: an INSERT adds its
+-- active rows, an UPDATE the difference between the new and the old active rows (a hold's
+-- wallet and amount stay fixed: refused otherwise), a DELETE takes its active rows away. The
+-- wallet's CHECK wallet_holds_covered refuses a hold the wallet cannot cover.
+
+DROP TRIGGER holds_apply ON wallet.holds;
+
+CREATE FUNCTION wallet.holds_settle() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        UPDATE wallet.wallets w SET held_minor = w.held_minor + d.delta, updated_at = now()
+          FROM (SELECT n.wallet_id, sum(n.amount_minor) AS delta FROM new_rows n
+                 WHERE n.status = 'active' GROUP BY n.wallet_id) d
+         WHERE w.wallet_id = d.wallet_id;
+    ELSIF TG_OP = 'UPDATE' THEN
+        IF EXISTS (SELECT 1 FROM old_rows o FULL JOIN new_rows n ON n.hold_id = o.hold_id
+                    WHERE o.hold_id IS NULL OR n.hold_id IS NULL OR n.wallet_id <> o.wallet_id
+                       OR n.amount_minor <> o.amount_minor) THEN
+            RAISE EXCEPTION 'a hold''s wallet and amount are fixed'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        UPDATE wallet.wallets w SET held_minor = w.held_minor + d.delta, updated_at = now()
+          FROM (SELECT x.wallet_id, sum(x.amount) AS delta
+                  FROM (SELECT n.wallet_id, n.amount_minor AS amount FROM new_rows n
+                         WHERE n.status = 'active'
+                        UNION ALL
+                        SELECT o.wallet_id, -o.amount_minor FROM old_rows o
+                         WHERE o.status = 'active') x
+                 GROUP BY x.wallet_id) d
+         WHERE w.wallet_id = d.wallet_id AND d.delta <> 0;
+    ELSE
+        UPDATE wallet.wallets w SET held_minor = w.held_minor - d.delta, updated_at = now()
+          FROM (SELECT o.wallet_id, sum(o.amount_minor) AS delta FROM old_rows o
+                 WHERE o.status = 'active' GROUP BY o.wallet_id) d
+         WHERE w.wallet_id = d.wallet_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER holds_settle_insert AFTER INSERT ON wallet.holds
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION wallet.holds_settle();
+CREATE TRIGGER holds_settle_update AFTER UPDATE ON wallet.holds
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION wallet.holds_settle();
+CREATE TRIGGER holds_settle_delete AFTER DELETE ON wallet.holds
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION wallet.holds_settle();
+
+-- wallets_guard (0005) is unchanged: a statement of a client (trigger depth 0) that changes
+-- balance_minor or held_minor is refused; the UPDATEs above run at depth 1.
+
+-- ---- the batch -----------------------------------------------------------------------------
+--
+-- wallet.sim_apply_batch: the decisions of one issuer-sim batch, element i of every array being
+-- decision i (sim_apply's parameters of 0008, same meaning), applied with a few set-based
+-- statements: the request keys' advisory locks (in hash order), the wallets' row locks (in
+-- wallet order), then ONE statement that reads the batch's state, updates the wallets'
+-- counters, inserts the holds, the ledger rows and the requests (one INSERT ... SELECT each)
+-- and returns one row per decision, in the arrays' order (ord = i). Per decision, the answer is
+-- sim_apply's:
+--   'duplicate'  the key was answered before (its recorded answer);
+--   'reversed'   its reversal came first: recorded as declined 12, no effect;
+--   'retry'      the wallet's row version is not the snapshot's: nothing recorded. Also every
+--                decision after the first one of the batch that changes the same wallet (PIN
+--                try counter, usage counters, a hold or a ledger movement): sim_apply called in
+--                the same order would have found the row changed by it — the later decision was
+--                taken on a snapshot without the earlier one's effect, so it must be taken again;
+--   'applied'    recorded, its effects applied; balances after them.
+-- So each wallet gets at most one change per batch, and the ledger row's balance_after_minor is
+-- the locked balance plus its amount (checked by ledger_settle). A key given twice in one batch
+-- makes the requests INSERT fail (unique): the whole batch is refused, and issuer-sim applies
+-- its decisions again one per transaction, where the second is a 'duplicate'.
+CREATE FUNCTION wallet.sim_apply_batch(
+    p_key text[], p_wallet_id bigint[], p_xmin text[], p_mti text[], p_pcode text[],
+    p_amount bigint[], p_rrn text[], p_rc text[], p_auth text[], p_pin_tries integer[],
+    p_hold bigint[], p_ledger bigint[], p_kind text[], p_usage_date date[],
+    p_usage_minor bigint[], p_usage_cash bigint[], p_usage_count integer[],
+    p_usage_month date[], p_month_debit bigint[], p_day_credit bigint[],
+    p_month_credit bigint[])
+RETURNS TABLE (ord integer, outcome text, rc text, auth_code text, balance_minor bigint,
+               available_minor bigint)
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- A request with its repeats and its reversal, whatever wallet they name (as sim_apply).
+    PERFORM pg_advisory_xact_lock(x.h)
+       FROM (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(p_key) k ORDER BY 1) x;
+    PERFORM 1 FROM wallet.wallets w WHERE w.wallet_id = ANY (p_wallet_id)
+      ORDER BY w.wallet_id FOR UPDATE;
+    RETURN QUERY
+    WITH op AS (
+        SELECT o.*
+          FROM unnest(p_key, p_wallet_id, p_xmin, p_mti, p_pcode, p_amount, p_rrn, p_rc, p_auth,
+                      p_pin_tries, p_hold, p_ledger, p_kind, p_usage_date, p_usage_minor,
+                      p_usage_cash, p_usage_count, p_usage_month, p_month_debit, p_day_credit,
+                      p_month_credit)
+               WITH ORDINALITY AS o(key, wallet_id, xmin, mti, pcode, amount, rrn, rc, auth,
+                                    pin_tries, hold, ledger, kind, usage_date, usage_minor,
+                                    usage_cash, usage_count, usage_month, month_debit,
+                                    day_credit, month_credit, i)),
+    st AS (
+        SELECT op.*, w.wallet_id IS NOT NULL AS has_wallet, w.balance_minor AS bal,
+               w.held_minor AS held, w.currency,
+               q.request_key IS NOT NULL AS dup, q.response_code AS q_rc, q.auth_code AS q_auth,
+               q.balance_minor AS q_bal, q.available_minor AS q_avail,
+               q.request_key IS NULL AND EXISTS (SELECT 1 FROM wallet.requests r
+                                                  WHERE r.request_key = 'rev:' || op.key)
+                   AS reversed,
+               op.wallet_id IS NOT NULL AND w.xmin::text IS DISTINCT FROM op.xmin AS stale,
+               op.pin_tries IS NOT NULL OR op.usage_date IS NOT NULL OR op.hold > 0
+                   OR op.ledger <> 0 AS changes
+          FROM op
+          LEFT JOIN wallet.wallets w ON w.wallet_id = op.wallet_id
+          LEFT JOIN wallet.requests q ON q.request_key = op.key),
+    fst AS (  -- per wallet, the first decision that would change it
+        SELECT st.wallet_id, min(st.i) AS first_i FROM st
+         WHERE st.wallet_id IS NOT NULL AND NOT st.dup AND NOT st.reversed AND NOT st.stale
+           AND st.changes
+         GROUP BY st.wallet_id),
+    v AS (
+        SELECT st.*,
+               CASE WHEN st.dup THEN 'duplicate'
+                    WHEN st.reversed THEN 'reversed'
+                    WHEN st.stale OR st.i > coalesce(f.first_i, st.i) THEN 'retry'
+                    ELSE 'applied' END AS verdict
+          FROM st LEFT JOIN fst f ON f.wallet_id = st.wallet_id),
+    a AS (  -- what is recorded: applied ones with their effects, reversed ones without
+        SELECT v.*,
+               CASE WHEN v.verdict = 'reversed' THEN '12' ELSE v.rc END AS a_rc,
+               CASE WHEN v.verdict = 'reversed' THEN NULL ELSE v.auth END AS a_auth,
+               v.bal + CASE WHEN v.verdict = 'applied' THEN v.ledger ELSE 0 END AS a_bal,
+               v.held + CASE WHEN v.verdict = 'applied' AND v.hold > 0 THEN v.hold ELSE 0 END
+                   AS a_held
+          FROM v WHERE v.verdict IN ('applied', 'reversed')),
+    counters AS (
+        UPDATE wallet.wallets w
+           SET pin_tries = coalesce(a.pin_tries, w.pin_tries),
+               usage_date = coalesce(a.usage_date, w.usage_date),
+               usage_minor = CASE WHEN a.usage_date IS NULL THEN w.usage_minor
+                                  ELSE a.usage_minor END,
+               usage_cash_minor = CASE WHEN a.usage_date IS NULL THEN w.usage_cash_minor
+                                       ELSE a.usage_cash END,
+               usage_count = CASE WHEN a.usage_date IS NULL THEN w.usage_count
+                                  ELSE a.usage_count END,
+               usage_month = CASE WHEN a.usage_date IS NULL THEN w.usage_month
+                                  ELSE a.usage_month END,
+               month_debit_minor = CASE WHEN a.usage_date IS NULL THEN w.month_debit_minor
+                                        ELSE a.month_debit END,
+               day_credit_minor = CASE WHEN a.usage_date IS NULL THEN w.day_credit_minor
+                                       ELSE a.day_credit END,
+               month_credit_minor = CASE WHEN a.usage_date IS NULL THEN w.month_credit_minor
+                                         ELSE a.month_credit END,
+               updated_at = now()
+          FROM a
+         WHERE w.wallet_id = a.wallet_id AND a.verdict = 'applied'
+           AND (a.pin_tries IS NOT NULL OR a.usage_date IS NOT NULL)
+        RETURNING 1),
+    holds AS (
+        INSERT INTO wallet.holds (wallet_id, request_key, amount_minor, currency, auth_code, rrn,
+                                  expires_at)
+        SELECT a.wallet_id, a.key, a.hold, a.currency, a.a_auth, a.rrn, now() + interval '7 days'
+          FROM a WHERE a.verdict = 'applied' AND a.hold > 0
+        RETURNING 1),
+    ledger AS (
+        INSERT INTO wallet.ledger (wallet_id, request_key, kind, amount_minor, balance_after_minor,
+                                   mti, processing_code, rrn, auth_code)
+        SELECT a.wallet_id, a.key, a.kind, a.ledger, a.a_bal, a.mti, a.pcode, a.rrn, a.a_auth
+          FROM a WHERE a.verdict = 'applied' AND a.ledger <> 0
+        RETURNING 1),
+    requests AS (
+        INSERT INTO wallet.requests (request_key, wallet_id, mti, processing_code, amount_minor,
+                                     response_code, auth_code, balance_minor, available_minor)
+        SELECT a.key, a.wallet_id, a.mti, a.pcode, a.amount, a.a_rc, a.a_auth, a.a_bal,
+               a.a_bal - a.a_held
+          FROM a
+        RETURNING 1)
+    SELECT v.i::integer, v.verdict,
+           CASE v.verdict WHEN 'duplicate' THEN v.q_rc::text WHEN 'retry' THEN NULL
+                          WHEN 'reversed' THEN '12' ELSE v.rc END,
+           CASE v.verdict WHEN 'duplicate' THEN v.q_auth WHEN 'applied' THEN v.auth END,
+           CASE v.verdict WHEN 'duplicate' THEN v.q_bal WHEN 'retry' THEN NULL
+                          WHEN 'applied' THEN v.bal + v.ledger ELSE v.bal END,
+           CASE v.verdict WHEN 'duplicate' THEN v.q_avail WHEN 'retry' THEN NULL
+                          WHEN 'applied' THEN v.bal + v.ledger - v.held
+                                              - CASE WHEN v.hold > 0 THEN v.hold ELSE 0 END
+                          ELSE v.bal - v.held END
+      FROM v ORDER BY v.i;
+END
+$$;
