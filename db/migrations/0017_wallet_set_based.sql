@@ -226,25 +226,35 @@ BEGIN
           FROM op
           LEFT JOIN wallet.wallets w ON w.wallet_id = op.wallet_id
           LEFT JOIN wallet.requests q ON q.request_key = op.key),
-    fst AS (  -- per wallet, the first decision that would change it
-        SELECT st.wallet_id, min(st.i) AS first_i FROM st
+    fst AS (  -- per wallet, the first decision that would change it, and its effect
+        SELECT DISTINCT ON (st.wallet_id) st.wallet_id, st.i AS first_i, st.ledger AS f_ledger,
+               greatest(st.hold, 0) AS f_hold
+          FROM st
          WHERE st.wallet_id IS NOT NULL AND NOT st.dup AND NOT st.reversed AND NOT st.stale
            AND st.changes
-         GROUP BY st.wallet_id),
-    v AS (
-        SELECT st.*,
+         ORDER BY st.wallet_id, st.i),
+    v0 AS (
+        SELECT st.*, f.first_i, f.f_ledger, f.f_hold,
                CASE WHEN st.dup THEN 'duplicate'
                     WHEN st.reversed THEN 'reversed'
                     WHEN st.stale OR st.i > coalesce(f.first_i, st.i) THEN 'retry'
                     ELSE 'applied' END AS verdict
           FROM st LEFT JOIN fst f ON f.wallet_id = st.wallet_id),
+    v AS (  -- the wallet's balances after the decision (after the batch's change of it, when
+            -- it comes before: a reversed one after the wallet's first change)
+        SELECT v0.*,
+               v0.bal + CASE WHEN v0.verdict = 'applied' THEN v0.ledger
+                             WHEN v0.verdict = 'reversed' AND v0.i > v0.first_i THEN v0.f_ledger
+                             ELSE 0 END AS e_bal,
+               v0.held + CASE WHEN v0.verdict = 'applied' THEN greatest(v0.hold, 0)
+                              WHEN v0.verdict = 'reversed' AND v0.i > v0.first_i THEN v0.f_hold
+                              ELSE 0 END AS e_held
+          FROM v0),
     a AS (  -- what is recorded: applied ones with their effects, reversed ones without
         SELECT v.*,
                CASE WHEN v.verdict = 'reversed' THEN '12' ELSE v.rc END AS a_rc,
                CASE WHEN v.verdict = 'reversed' THEN NULL ELSE v.auth END AS a_auth,
-               v.bal + CASE WHEN v.verdict = 'applied' THEN v.ledger ELSE 0 END AS a_bal,
-               v.held + CASE WHEN v.verdict = 'applied' AND v.hold > 0 THEN v.hold ELSE 0 END
-                   AS a_held
+               v.e_bal AS a_bal, v.e_held AS a_held
           FROM v WHERE v.verdict IN ('applied', 'reversed')),
     counters AS (
         UPDATE wallet.wallets w
@@ -293,11 +303,9 @@ BEGIN
                           WHEN 'reversed' THEN '12' ELSE v.rc END,
            CASE v.verdict WHEN 'duplicate' THEN v.q_auth WHEN 'applied' THEN v.auth END,
            CASE v.verdict WHEN 'duplicate' THEN v.q_bal WHEN 'retry' THEN NULL
-                          WHEN 'applied' THEN v.bal + v.ledger ELSE v.bal END,
+                          ELSE v.e_bal END,
            CASE v.verdict WHEN 'duplicate' THEN v.q_avail WHEN 'retry' THEN NULL
-                          WHEN 'applied' THEN v.bal + v.ledger - v.held
-                                              - CASE WHEN v.hold > 0 THEN v.hold ELSE 0 END
-                          ELSE v.bal - v.held END
+                          ELSE v.e_bal - v.e_held END
       FROM v ORDER BY v.i;
 END
 $$;
