@@ -54,6 +54,9 @@ static const char *const SQL_COMPLETE =
 static const char *const SQL_EXPIRE = "SELECT wallet.sim_expire_holds()";
 /* 0017: a batch's plain decisions at once, sim_apply's parameters as arrays (element i of each
  * is decision i); one row per decision (ord = i + 1, then sim_apply's columns), in order. */
+/* 0017: a batch's locks, taken first when it holds ops other than plain decisions. */
+static const char *const SQL_LOCK_BATCH =
+    "SELECT wallet.sim_lock_batch($1::text[], $2::text[], $3::bigint[])";
 static const char *const SQL_APPLY_BATCH =
     "SELECT * FROM wallet.sim_apply_batch($1::text[], $2::bigint[], $3::text[], $4::text[], "
     "$5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::integer[], "
@@ -123,6 +126,7 @@ struct wcall {
     void *arg;
     unsigned n;                         /* apply: ops in the batch */
     unsigned nplain;                    /* apply: plain decisions, in the sim_apply_batch call */
+    bool locked;                        /* apply: the job starts with sim_lock_batch */
     uint8_t plain[DB_WALLET_APPLY_MAX]; /* apply: its row i is the caller's ops[plain[i]] */
     uint8_t order[DB_WALLET_APPLY_MAX]; /* apply: the next statements run ops[order[i]] */
     struct wcall *next_free;
@@ -183,6 +187,8 @@ int db_wallet_new(struct event_base *base, const struct db_wallet_opts *opts,
         rc = db_client_prepare(w->c, "wallet_advice", SQL_ADVICE);
     if (rc == 0)
         rc = db_client_prepare(w->c, "wallet_apply_batch", SQL_APPLY_BATCH);
+    if (rc == 0)
+        rc = db_client_prepare(w->c, "wallet_lock_batch", SQL_LOCK_BATCH);
     if (rc != 0) {
         db_wallet_free(w);
         return rc;
@@ -526,12 +532,12 @@ static void on_apply(void *arg, const struct db_reply *rep)
     unsigned n = call->n, nplain = call->nplain;
     struct db_wallet_outcome out[DB_WALLET_APPLY_MAX];
     if (rep->err->code == 0) {
-        unsigned k = 0; /* result slot */
+        unsigned k = call->locked ? 1 : 0; /* result slot */
         if (nplain > 0) {
-            const PGresult *r = rep->n > 0 ? rep->res[0] : NULL;
+            const PGresult *r = rep->n > k ? rep->res[k] : NULL;
             for (unsigned i = 0; i < nplain; i++)
                 read_batch_outcome(r, (int)i, &out[call->plain[i]]);
-            k = 1;
+            k++;
         }
         for (unsigned i = 0; i < n - nplain; i++, k++)
             read_outcome(k < rep->n ? rep->res[k] : NULL, &out[call->order[i]]);
@@ -605,6 +611,56 @@ static int build_arrays(struct arrays *a, const struct db_wallet_op *ops, const 
     return 0;
 }
 
+/* The three arrays of sim_lock_batch for ops[0..n): the keys (and pre-auth keys) the ops lock,
+ * the originals the reversals name, the wallets the ops name. Returns 0 or DB_E_SYS. */
+static int build_lock_arrays(struct arrays *a, const struct db_wallet_op *ops, unsigned n)
+{
+    const char *keys[2 * DB_WALLET_APPLY_MAX], *orig[DB_WALLET_APPLY_MAX];
+    char ids[DB_WALLET_APPLY_MAX][AT_I64_CHARS];
+    unsigned nk = 0, no = 0, nw = 0;
+    size_t size = 16;
+    for (unsigned i = 0; i < n; i++) {
+        const struct db_wallet_op *op = &ops[i];
+        int64_t wallet = -1;
+        if (op->kind == DB_WALLET_OP_REVERSAL) {
+            orig[no++] = op->u.reversal.original_key;
+        } else if (op->kind == DB_WALLET_OP_COMPLETION) {
+            keys[nk++] = op->u.completion.request_key;
+            keys[nk++] = op->u.completion.original_key;
+            if (op->u.completion.has_wallet)
+                wallet = op->u.completion.wallet_id;
+        } else {
+            keys[nk++] = op->u.decision.request_key;
+            if (op->u.decision.parent_key)
+                keys[nk++] = op->u.decision.parent_key;
+            if (op->u.decision.has_wallet)
+                wallet = op->u.decision.wallet_id;
+        }
+        if (wallet >= 0)
+            at_put_i64(ids[nw++], wallet);
+    }
+    for (unsigned i = 0; i < nk; i++)
+        size += 2 * strlen(keys[i]) + 3;
+    for (unsigned i = 0; i < no; i++)
+        size += 2 * strlen(orig[i]) + 3;
+    size += nw * (AT_I64_CHARS + 3);
+    a->buf = a->p = malloc(size);
+    if (!a->buf)
+        return DB_E_SYS;
+    a->end = a->buf + size;
+    const char *const *lists[3] = { keys, orig, NULL };
+    unsigned counts[3] = { nk, no, nw };
+    for (unsigned k = 0; k < 3; k++) {
+        a->lit[k] = a->p;
+        *a->p++ = '{';
+        for (unsigned i = 0; i < counts[k]; i++)
+            arr_elem(a, k < 2 ? lists[k][i] : ids[i], i == 0);
+        *a->p++ = '}';
+        *a->p++ = '\0';
+    }
+    return 0;
+}
+
 int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigned n,
                     db_wallet_apply_cb cb, void *arg)
 {
@@ -628,13 +684,25 @@ int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigne
     }
     call->nplain = nplain;
     /* Parameters live here until db_exec has copied them. */
-    struct db_stmt st[DB_WALLET_APPLY_MAX];
-    const char *v[DB_WALLET_APPLY_MAX][OP_MAX_NPARAMS];
-    char num[DB_WALLET_APPLY_MAX][11][AT_I64_CHARS];
-    struct arrays arr = { 0 };
+    struct db_stmt st[DB_WALLET_APPLY_MAX + 2]; /* + sim_lock_batch + sim_apply_batch */
+    const char *v[DB_WALLET_APPLY_MAX + 2][OP_MAX_NPARAMS];
+    char num[DB_WALLET_APPLY_MAX + 2][11][AT_I64_CHARS];
+    struct arrays arr = { 0 }, locks = { 0 };
     unsigned nst = 0;
+    /* A batch with ops other than plain decisions takes all its locks first (sim_lock_batch). */
+    call->locked = nother > 0 && n > 1;
+    if (call->locked) {
+        if (build_lock_arrays(&locks, ops, n) != 0) {
+            call_put(call);
+            return DB_E_SYS;
+        }
+        st[nst++] = (struct db_stmt){ .prepared = "wallet_lock_batch",
+                                      .nparams = 3,
+                                      .values = (const char **)locks.lit };
+    }
     if (nplain > 0) {
         if (build_arrays(&arr, ops, call->plain, nplain) != 0) {
+            free(locks.buf);
             call_put(call);
             return DB_E_SYS;
         }
@@ -669,6 +737,7 @@ int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigne
     }
     int rc = db_exec(w->c, st, nst, on_apply, call);
     free(arr.buf);
+    free(locks.buf);
     if (rc != 0)
         call_put(call);
     return rc;

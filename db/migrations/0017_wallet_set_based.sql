@@ -349,3 +349,29 @@ BEGIN
            WITH ORDINALITY AS a(verdict, rc, auth, bal, avail, i);
 END
 $$;
+
+-- A batch's locks, all taken first and each kind in one order, when the batch holds ops other
+-- than plain decisions (reversals, completions, increments, advices: one function call each
+-- after sim_apply_batch). Without it, two batches could each hold (from their decisions) the
+-- advisory lock or the wallet that the other's later reversal needs — a deadlock PostgreSQL
+-- breaks only after deadlock_timeout (1 s), which bigger batches made frequent under a flood of
+-- reversals. Here: the advisory locks of every key the batch's ops name (p_keys: decisions',
+-- completions' and increments' keys and the pre-auths they name; p_originals: the originals the
+-- reversals name), in hash order, then the row locks of every wallet they will touch (p_wallets,
+-- and the wallets of the originals already recorded — an original not recorded now cannot be
+-- until this transaction ends, its key being locked), in wallet order. The functions take the
+-- same locks again: for a transaction that holds them, a no-op.
+CREATE FUNCTION wallet.sim_lock_batch(p_keys text[], p_originals text[], p_wallets bigint[])
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(x.h)
+       FROM (SELECT DISTINCT hashtextextended(k, 0) AS h
+               FROM unnest(p_keys || p_originals) k ORDER BY 1) x;
+    PERFORM 1 FROM wallet.wallets w
+     WHERE w.wallet_id = ANY (p_wallets)
+        OR w.wallet_id IN (SELECT q.wallet_id FROM wallet.requests q
+                            WHERE q.request_key = ANY (p_originals))
+     ORDER BY w.wallet_id FOR UPDATE;
+END
+$$;
