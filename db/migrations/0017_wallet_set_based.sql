@@ -368,10 +368,12 @@ BEGIN
     PERFORM pg_advisory_xact_lock(x.h)
        FROM (SELECT DISTINCT hashtextextended(k, 0) AS h
                FROM unnest(p_keys || p_originals) k ORDER BY 1) x;
+    -- One array (an init plan) keeps this an index scan: an OR with a sub-select would scan
+    -- every wallet.
     PERFORM 1 FROM wallet.wallets w
-     WHERE w.wallet_id = ANY (p_wallets)
-        OR w.wallet_id IN (SELECT q.wallet_id FROM wallet.requests q
-                            WHERE q.request_key = ANY (p_originals))
+     WHERE w.wallet_id = ANY (p_wallets || ARRAY(SELECT q.wallet_id FROM wallet.requests q
+                                                  WHERE q.request_key = ANY (p_originals)
+                                                    AND q.wallet_id IS NOT NULL))
      ORDER BY w.wallet_id FOR UPDATE;
 END
 $$;
