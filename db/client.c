@@ -9,7 +9,7 @@
 
 #include "log.h"
 
-#define DB_CLIENT_MAX_STMTS 32
+#define DB_CLIENT_MAX_STMTS 34 /* a wallet batch: 32 ops + its lock and batch calls (0017) */
 #define DB_CLIENT_RETRIES   3
 
 struct db_client {

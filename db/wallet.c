@@ -1,7 +1,8 @@
-/* The wallet schema's statements for the issuer daemon: the snapshot load, the batch of
- * wallet.sim_apply / sim_reverse calls committed as one transaction, the hold expiry sweep and
- * the start-up schema check. Runs on the generic client (client.c); rows are read here and
- * handed over as the typed structs of wallet.h. */
+/* The wallet schema's statements for the issuer daemon: the snapshot load, the batch committed
+ * as one transaction (its plain decisions in one wallet.sim_apply_batch call, set-based since
+ * 0017; reversals, completions, increments and advices one function call each), the hold
+ * expiry sweep and the start-up schema check. Runs on the generic client (client.c); rows are read
+ * here and handed over as the typed structs of wallet.h. */
 #include "db_internal.h"
 #include "wallet.h"
 
@@ -51,6 +52,16 @@ static const char *const SQL_COMPLETE =
     "SELECT * FROM wallet.sim_complete($1, $2, $3::bigint, $4, $5, $6::bigint, $7::integer, $8, "
     "$9)";
 static const char *const SQL_EXPIRE = "SELECT wallet.sim_expire_holds()";
+/* 0017: a batch's plain decisions at once, sim_apply's parameters as arrays (element i of each
+ * is decision i); one row per decision (ord = i + 1, then sim_apply's columns), in order. */
+/* 0017: a batch's locks, taken first when it holds ops other than plain decisions. */
+static const char *const SQL_LOCK_BATCH =
+    "SELECT wallet.sim_lock_batch($1::text[], $2::text[], $3::bigint[])";
+static const char *const SQL_APPLY_BATCH =
+    "SELECT * FROM wallet.sim_apply_batch($1::text[], $2::bigint[], $3::text[], $4::text[], "
+    "$5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::integer[], "
+    "$11::bigint[], $12::bigint[], $13::text[], $14::date[], $15::bigint[], $16::bigint[], "
+    "$17::integer[], $18::date[], $19::bigint[], $20::bigint[], $21::bigint[])";
 
 #define APPLY_NPARAMS      21
 #define APPLY_INCR_NPARAMS 22
@@ -99,6 +110,8 @@ enum {
 
 /* The columns of sim_apply and sim_reverse (the same row shape). */
 enum { A_OUTCOME, A_RC, A_AUTH, A_BALANCE, A_AVAILABLE, A_ncols };
+/* sim_apply_batch's: its position, then the same. */
+enum { B_ORD, B_OUTCOME, B_ncols = B_ORD + 1 + A_ncols };
 
 /* One accepted call: which callback to give its result to. The client carries one pointer per
  * job, so the handle keeps these in a pool sized like the client's queue (no allocation per
@@ -112,7 +125,10 @@ struct wcall {
     } cb;
     void *arg;
     unsigned n;                         /* apply: ops in the batch */
-    uint8_t order[DB_WALLET_APPLY_MAX]; /* apply: statement i runs the caller's ops[order[i]] */
+    unsigned nplain;                    /* apply: plain decisions, in the sim_apply_batch call */
+    bool locked;                        /* apply: the job starts with sim_lock_batch */
+    uint8_t plain[DB_WALLET_APPLY_MAX]; /* apply: its row i is the caller's ops[plain[i]] */
+    uint8_t order[DB_WALLET_APPLY_MAX]; /* apply: the next statements run ops[order[i]] */
     struct wcall *next_free;
 };
 
@@ -169,6 +185,10 @@ int db_wallet_new(struct event_base *base, const struct db_wallet_opts *opts,
         rc = db_client_prepare(w->c, "wallet_complete", SQL_COMPLETE);
     if (rc == 0)
         rc = db_client_prepare(w->c, "wallet_advice", SQL_ADVICE);
+    if (rc == 0)
+        rc = db_client_prepare(w->c, "wallet_apply_batch", SQL_APPLY_BATCH);
+    if (rc == 0)
+        rc = db_client_prepare(w->c, "wallet_lock_batch", SQL_LOCK_BATCH);
     if (rc != 0) {
         db_wallet_free(w);
         return rc;
@@ -285,14 +305,19 @@ static const char *read_wallet(const PGresult *r, struct db_wallet_row *w)
     return NULL;
 }
 
-/* An answer's columns (rc, auth code, two balances) starting at col. Balances that are NULL
- * leave has_balances false. */
+/* An answer's columns (rc, auth code, two balances) starting at col of row. Balances that are
+ * NULL leave has_balances false. */
+static bool read_answer_at(const PGresult *r, int row, int col, struct db_wallet_answer *a)
+{
+    a->has_balances = db_col_i64(r, row, col + 2, &a->balance_minor) &&
+                      db_col_i64(r, row, col + 3, &a->available_minor);
+    return db_col_text(r, row, col, a->rc, sizeof a->rc) &&
+           db_col_text(r, row, col + 1, a->auth_code, sizeof a->auth_code);
+}
+
 static bool read_answer(const PGresult *r, int col, struct db_wallet_answer *a)
 {
-    a->has_balances = db_col_i64(r, 0, col + 2, &a->balance_minor) &&
-                      db_col_i64(r, 0, col + 3, &a->available_minor);
-    return db_col_text(r, 0, col, a->rc, sizeof a->rc) &&
-           db_col_text(r, 0, col + 1, a->auth_code, sizeof a->auth_code);
+    return read_answer_at(r, 0, col, a);
 }
 
 /* ---------------------------------------------------------------- load */
@@ -486,21 +511,154 @@ static void read_outcome(const PGresult *r, struct db_wallet_outcome *o)
     o->status = 0;
 }
 
+/* Row i of sim_apply_batch: (ord, then sim_apply's columns); ord must be i + 1. */
+static void read_batch_outcome(const PGresult *r, int i, struct db_wallet_outcome *o)
+{
+    int ord = 0;
+    memset(o, 0, sizeof *o);
+    o->status = DB_E_INVALID;
+    if (!r || i >= PQntuples(r) || PQnfields(r) != B_ncols || !db_col_int(r, i, B_ORD, &ord) ||
+        ord != i + 1 || !parse_verdict(PQgetvalue(r, i, B_OUTCOME), &o->verdict) ||
+        !read_answer_at(r, i, B_OUTCOME + 1, &o->answer))
+        return;
+    o->status = 0;
+}
+
 static void on_apply(void *arg, const struct db_reply *rep)
 {
     struct wcall *call = arg;
     db_wallet_apply_cb cb = call->cb.apply;
     void *uarg = call->arg;
-    unsigned n = call->n;
+    unsigned n = call->n, nplain = call->nplain;
     struct db_wallet_outcome out[DB_WALLET_APPLY_MAX];
-    if (rep->err->code == 0)
-        for (unsigned i = 0; i < n; i++)
-            read_outcome(i < rep->n ? rep->res[i] : NULL, &out[call->order[i]]);
+    if (rep->err->code == 0) {
+        unsigned k = call->locked ? 1 : 0; /* result slot */
+        if (nplain > 0) {
+            const PGresult *r = rep->n > k ? rep->res[k] : NULL;
+            for (unsigned i = 0; i < nplain; i++)
+                read_batch_outcome(r, (int)i, &out[call->plain[i]]);
+            k++;
+        }
+        for (unsigned i = 0; i < n - nplain; i++, k++)
+            read_outcome(k < rep->n ? rep->res[k] : NULL, &out[call->order[i]]);
+    }
     call_put(call);
     if (rep->err->code != 0)
         cb(uarg, rep->err, NULL, 0);
     else
         cb(uarg, rep->err, out, n);
+}
+
+/* A decision sim_apply_batch takes: not an increment (its pre-auth's hold is checked by
+ * sim_apply_increment), not an advice (a forced post, sim_advice). */
+static bool plain_decision(const struct db_wallet_op *op)
+{
+    return op->kind == DB_WALLET_OP_DECISION && !op->u.decision.parent_key &&
+           !op->u.decision.advice;
+}
+
+/* PostgreSQL array literals, one per sim_apply parameter, built into one buffer. */
+struct arrays {
+    char *buf, *p, *end;
+    char *lit[APPLY_NPARAMS];
+};
+
+/* Appends element v (NULL: SQL NULL) of the array being built, quoted with \ and " escaped. */
+static void arr_elem(struct arrays *a, const char *v, bool first)
+{
+    if (!first)
+        *a->p++ = ',';
+    if (!v) {
+        memcpy(a->p, "NULL", 4);
+        a->p += 4;
+        return;
+    }
+    *a->p++ = '"';
+    for (; *v; v++) {
+        if (*v == '"' || *v == '\\')
+            *a->p++ = '\\';
+        *a->p++ = *v;
+    }
+    *a->p++ = '"';
+}
+
+/* The 21 array literals of sim_apply_batch for the nplain decisions ops[plain[i]]: each
+ * decision's sim_apply parameters (decision_params) become element i. Returns 0 or DB_E_SYS. */
+static int build_arrays(struct arrays *a, const struct db_wallet_op *ops, const uint8_t *plain,
+                        unsigned nplain)
+{
+    const char *v[DB_WALLET_APPLY_MAX][APPLY_NPARAMS];
+    char num[DB_WALLET_APPLY_MAX][11][AT_I64_CHARS];
+    size_t size = 0;
+    for (unsigned i = 0; i < nplain; i++) {
+        decision_params(&ops[plain[i]].u.decision, v[i], num[i]);
+        for (unsigned k = 0; k < APPLY_NPARAMS; k++)
+            size += (v[i][k] ? 2 * strlen(v[i][k]) + 3 : 5);
+    }
+    size += APPLY_NPARAMS * 3;
+    a->buf = a->p = malloc(size);
+    if (!a->buf)
+        return DB_E_SYS;
+    a->end = a->buf + size;
+    for (unsigned k = 0; k < APPLY_NPARAMS; k++) {
+        a->lit[k] = a->p;
+        *a->p++ = '{';
+        for (unsigned i = 0; i < nplain; i++)
+            arr_elem(a, v[i][k], i == 0);
+        *a->p++ = '}';
+        *a->p++ = '\0';
+    }
+    return 0;
+}
+
+/* The three arrays of sim_lock_batch for ops[0..n): the keys (and pre-auth keys) the ops lock,
+ * the originals the reversals name, the wallets the ops name. Returns 0 or DB_E_SYS. */
+static int build_lock_arrays(struct arrays *a, const struct db_wallet_op *ops, unsigned n)
+{
+    const char *keys[2 * DB_WALLET_APPLY_MAX], *orig[DB_WALLET_APPLY_MAX];
+    char ids[DB_WALLET_APPLY_MAX][AT_I64_CHARS];
+    unsigned nk = 0, no = 0, nw = 0;
+    size_t size = 16;
+    for (unsigned i = 0; i < n; i++) {
+        const struct db_wallet_op *op = &ops[i];
+        int64_t wallet = -1;
+        if (op->kind == DB_WALLET_OP_REVERSAL) {
+            orig[no++] = op->u.reversal.original_key;
+        } else if (op->kind == DB_WALLET_OP_COMPLETION) {
+            keys[nk++] = op->u.completion.request_key;
+            keys[nk++] = op->u.completion.original_key;
+            if (op->u.completion.has_wallet)
+                wallet = op->u.completion.wallet_id;
+        } else {
+            keys[nk++] = op->u.decision.request_key;
+            if (op->u.decision.parent_key)
+                keys[nk++] = op->u.decision.parent_key;
+            if (op->u.decision.has_wallet)
+                wallet = op->u.decision.wallet_id;
+        }
+        if (wallet >= 0)
+            at_put_i64(ids[nw++], wallet);
+    }
+    for (unsigned i = 0; i < nk; i++)
+        size += 2 * strlen(keys[i]) + 3;
+    for (unsigned i = 0; i < no; i++)
+        size += 2 * strlen(orig[i]) + 3;
+    size += nw * (AT_I64_CHARS + 3);
+    a->buf = a->p = malloc(size);
+    if (!a->buf)
+        return DB_E_SYS;
+    a->end = a->buf + size;
+    const char *const *lists[3] = { keys, orig, NULL };
+    unsigned counts[3] = { nk, no, nw };
+    for (unsigned k = 0; k < 3; k++) {
+        a->lit[k] = a->p;
+        *a->p++ = '{';
+        for (unsigned i = 0; i < counts[k]; i++)
+            arr_elem(a, k < 2 ? lists[k][i] : ids[i], i == 0);
+        *a->p++ = '}';
+        *a->p++ = '\0';
+    }
+    return 0;
 }
 
 int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigned n,
@@ -513,38 +671,73 @@ int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigne
         return DB_E_FULL;
     call->cb.apply = cb;
     call->n = n;
-    sort_ops(ops, n, call->order);
-    /* Parameters live here until db_exec has copied them. */
-    struct db_stmt st[DB_WALLET_APPLY_MAX];
-    const char *v[DB_WALLET_APPLY_MAX][OP_MAX_NPARAMS];
-    char num[DB_WALLET_APPLY_MAX][11][AT_I64_CHARS];
+    /* In wallet order: the plain decisions go to the one sim_apply_batch call (first), the
+     * others follow one statement each. */
+    uint8_t sorted[DB_WALLET_APPLY_MAX];
+    sort_ops(ops, n, sorted);
+    unsigned nplain = 0, nother = 0;
     for (unsigned i = 0; i < n; i++) {
+        if (plain_decision(&ops[sorted[i]]))
+            call->plain[nplain++] = sorted[i];
+        else
+            call->order[nother++] = sorted[i];
+    }
+    call->nplain = nplain;
+    /* Parameters live here until db_exec has copied them. */
+    struct db_stmt st[DB_WALLET_APPLY_MAX + 2]; /* + sim_lock_batch + sim_apply_batch */
+    const char *v[DB_WALLET_APPLY_MAX + 2][OP_MAX_NPARAMS];
+    char num[DB_WALLET_APPLY_MAX + 2][11][AT_I64_CHARS];
+    struct arrays arr = { 0 }, locks = { 0 };
+    unsigned nst = 0;
+    /* A batch with ops other than plain decisions takes all its locks first (sim_lock_batch). */
+    call->locked = nother > 0 && n > 1;
+    if (call->locked) {
+        if (build_lock_arrays(&locks, ops, n) != 0) {
+            call_put(call);
+            return DB_E_SYS;
+        }
+        st[nst++] = (struct db_stmt){ .prepared = "wallet_lock_batch",
+                                      .nparams = 3,
+                                      .values = (const char **)locks.lit };
+    }
+    if (nplain > 0) {
+        if (build_arrays(&arr, ops, call->plain, nplain) != 0) {
+            free(locks.buf);
+            call_put(call);
+            return DB_E_SYS;
+        }
+        st[nst++] = (struct db_stmt){ .prepared = "wallet_apply_batch",
+                                      .nparams = APPLY_NPARAMS,
+                                      .values = (const char **)arr.lit };
+    }
+    for (unsigned i = 0; i < nother; i++, nst++) {
         const struct db_wallet_op *op = &ops[call->order[i]];
         if (op->kind == DB_WALLET_OP_REVERSAL) {
-            reversal_params(&op->u.reversal, v[i], num[i]);
-            st[i] = (struct db_stmt){ .prepared = "wallet_reverse",
-                                      .nparams = REVERSE_NPARAMS,
-                                      .values = v[i] };
+            reversal_params(&op->u.reversal, v[nst], num[nst]);
+            st[nst] = (struct db_stmt){ .prepared = "wallet_reverse",
+                                        .nparams = REVERSE_NPARAMS,
+                                        .values = v[nst] };
         } else if (op->kind == DB_WALLET_OP_COMPLETION) {
-            completion_params(&op->u.completion, v[i], num[i]);
-            st[i] = (struct db_stmt){ .prepared = "wallet_complete",
-                                      .nparams = COMPLETE_NPARAMS,
-                                      .values = v[i] };
+            completion_params(&op->u.completion, v[nst], num[nst]);
+            st[nst] = (struct db_stmt){ .prepared = "wallet_complete",
+                                        .nparams = COMPLETE_NPARAMS,
+                                        .values = v[nst] };
         } else if (op->u.decision.parent_key) { /* an incremental authorization */
-            v[i][0] = op->u.decision.parent_key;
-            decision_params(&op->u.decision, v[i] + 1, num[i]);
-            st[i] = (struct db_stmt){ .prepared = "wallet_apply_incr",
-                                      .nparams = APPLY_INCR_NPARAMS,
-                                      .values = v[i] };
-        } else {
-            decision_params(&op->u.decision, v[i], num[i]);
-            st[i] = (struct db_stmt){ .prepared =
-                                          op->u.decision.advice ? "wallet_advice" : "wallet_apply",
-                                      .nparams = APPLY_NPARAMS,
-                                      .values = v[i] };
+            v[nst][0] = op->u.decision.parent_key;
+            decision_params(&op->u.decision, v[nst] + 1, num[nst]);
+            st[nst] = (struct db_stmt){ .prepared = "wallet_apply_incr",
+                                        .nparams = APPLY_INCR_NPARAMS,
+                                        .values = v[nst] };
+        } else { /* an advice */
+            decision_params(&op->u.decision, v[nst], num[nst]);
+            st[nst] = (struct db_stmt){ .prepared = "wallet_advice",
+                                        .nparams = APPLY_NPARAMS,
+                                        .values = v[nst] };
         }
     }
-    int rc = db_exec(w->c, st, n, on_apply, call);
+    int rc = db_exec(w->c, st, nst, on_apply, call);
+    free(arr.buf);
+    free(locks.buf);
     if (rc != 0)
         call_put(call);
     return rc;

@@ -16,8 +16,9 @@ struct event_base;
 
 /* The schema version the wallet statements need: wallet.sim_apply / sim_reverse of 0003 with
  * 0005's hot path and domains, 0008's KYC tiers and monthly and credit counters, 0012's
- * pre-authorization completion and incremental authorization, and 0014's stand-in advices. */
-#define DB_WALLET_SCHEMA_VERSION 14
+ * pre-authorization completion and incremental authorization, 0014's stand-in advices and
+ * 0017's set-based batch (wallet.sim_apply_batch) and statement-level ledger triggers. */
+#define DB_WALLET_SCHEMA_VERSION 17
 
 /* Decisions and reversals applied by one transaction at most (one Sync per batch). */
 #define DB_WALLET_APPLY_MAX 32

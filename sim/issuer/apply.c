@@ -61,9 +61,14 @@ static void on_apply(void *arg, const struct db_error *err, const struct db_wall
                      unsigned nout)
 {
     struct txn *t = arg;
+    struct iss *s = t->iss;
     unsigned n = 0;
     for (struct txn *x = t; x; x = x->apply_next)
         n++;
+    /* A transaction slot is free: what queued meanwhile leaves as the next batch. */
+    s->apply_inflight--;
+    if (s->apply_head)
+        event_active(s->ev_apply, 0, 0);
     bool split = err->code == DB_E_SQL && n > 1;
     if (err->code != 0)
         at_log(split ? AT_LOG_WARN : AT_LOG_ERROR, split ? "apply_batch_split" : "apply_failed",
@@ -105,8 +110,10 @@ static unsigned take_batch(struct iss *s, struct txn *batch[APPLY_BATCH])
     return n;
 }
 
-/* Sends the decisions queued in this loop turn: up to APPLY_BATCH per transaction, so that one
- * commit (one WAL flush) makes a whole batch durable. A request whose batch failed goes alone.
+/* Sends the decisions queued: up to APPLY_BATCH per transaction, so that one commit (one WAL
+ * flush) makes a whole batch durable, and no more transactions at a time than
+ * apply_max_inflight (the rest wait for one to commit: on_apply sends them). A request whose
+ * batch failed goes alone.
  * The batch's requests are chained (apply_next) in the order of its ops: on_apply walks them
  * along the outcomes. */
 void apply_flush(evutil_socket_t fd, short what, void *arg)
@@ -114,8 +121,8 @@ void apply_flush(evutil_socket_t fd, short what, void *arg)
     struct iss *s = arg;
     (void)fd;
     (void)what;
-    while (s->apply_head) {
-        struct txn *batch[APPLY_BATCH];
+    while (s->apply_head && (s->closing || s->apply_inflight < s->apply_max_inflight)) {
+        struct txn *batch[APPLY_BATCH] = { 0 };
         unsigned n = take_batch(s, batch);
         if (s->closing) {
             for (unsigned i = 0; i < n; i++)
@@ -127,7 +134,9 @@ void apply_flush(evutil_socket_t fd, short what, void *arg)
             ops[i] = batch[i]->op;
             batch[i]->apply_next = i + 1 < n ? batch[i + 1] : NULL;
         }
+        s->apply_inflight++; /* before: on_apply may run inside the call (database down) */
         if (db_wallet_apply(s->db, ops, n, on_apply, batch[0]) != 0) {
+            s->apply_inflight--;
             for (unsigned i = 0; i < n; i++) {
                 batch[i]->apply_next = NULL;
                 txn_fail(batch[i], "96", "db_full");

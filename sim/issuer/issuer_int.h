@@ -136,6 +136,11 @@ struct iss {
     unsigned apply_queued;
     struct event *ev_apply; /* sends the queued decisions, once per loop turn */
     uint64_t n_apply_jobs;  /* transactions that applied decisions (a batch each) */
+    /* Apply transactions sent and not yet answered, and how many may be (--db-connections):
+     * while that many are in flight, decisions wait in the queue and leave together as the
+     * next batch when one commits — commit at once when idle, bigger batches under load
+     * (issue 17: a batch's cost in PostgreSQL is mostly per batch, not per decision). */
+    unsigned apply_inflight, apply_max_inflight;
     struct event *ev_term, *ev_int, *ev_hup, *ev_expire, *ev_drain;
     struct event *ev_usr1; /* SIGUSR1 reopens the log, as SIGHUP does (logrotate) */
     uint64_t n_req, n_approved;

@@ -461,6 +461,7 @@ static int start_clients(struct iss *s, const struct opts *o)
         fprintf(stderr, "issuer-sim: database client could not start\n");
         return -1;
     }
+    s->apply_max_inflight = o->db_conns ? o->db_conns : 1; /* one batch per connection */
     return 0;
 }
 
