@@ -69,7 +69,7 @@ for row in "${ISSUERS[@]}"; do
   build/bin/atlas-db --db "dbname=$db" migrate >/dev/null
   # Fresh demo wallets every run, so the scripted expectations (balances, limits) hold: the
   # wallets of the issuer's BIN among the same 1,000 (index -> BIN as issuer-sim seed has it).
-  psql -q -d "$db" -v ON_ERROR_STOP=1 -c "TRUNCATE wallet.ledger, wallet.holds, wallet.requests, wallet.wallets RESTART IDENTITY CASCADE"
+  psql -q -d "$db" -v ON_ERROR_STOP=1 -c "SET wallet.allow_truncate = on; TRUNCATE wallet.ledger, wallet.holds, wallet.requests, wallet.wallets RESTART IDENTITY CASCADE"
   build/bin/issuer-sim seed --wallets 1000 --bin "$bin" --db "dbname=$db"
 done
 # Traffic from here on is this run's (the wallets are fresh, the journal keeps earlier runs).

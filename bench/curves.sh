@@ -316,7 +316,7 @@ if [ "${CURVES_KEEP_DATA:-0}" != 1 ] && [ "$PLOT_ONLY" != 1 ] && [ -f "$E2E_DIR/
     export ATLAS_PGDATA=$E2E_DIR/pg
     db/pg.sh start >/dev/null
     eval "$(db/pg.sh env)"
-    psql -q -c "TRUNCATE switch.authorizations, wallet.ledger, wallet.holds, wallet.requests, wallet.wallets RESTART IDENTITY CASCADE" 2>/dev/null
+    psql -q -c "SET wallet.allow_truncate = on; TRUNCATE switch.authorizations, wallet.ledger, wallet.holds, wallet.requests, wallet.wallets RESTART IDENTITY CASCADE" 2>/dev/null
     psql -q -c "CHECKPOINT" >/dev/null
     db/pg.sh stop >/dev/null
   ) || true

@@ -139,7 +139,7 @@ psql -q -v ON_ERROR_STOP=1 -f db/seed/demo_switch.sql
 psql -q -v ON_ERROR_STOP=1 -c "UPDATE switch.bin_routes SET issuer_id = 'WALLET1'; DELETE FROM switch.issuers WHERE issuer_id <> 'WALLET1'"
 WALLET_TABLES="wallet.ledger, wallet.holds, wallet.requests, wallet.wallets"
 [ "${E2E_KEEP_WALLETS:-0}" = 1 ] && WALLET_TABLES="" # (CASCADE empties none of them)
-psql -q -v ON_ERROR_STOP=1 -c "TRUNCATE switch.authorizations, switch.transfers${WALLET_TABLES:+, $WALLET_TABLES} RESTART IDENTITY CASCADE"
+psql -q -v ON_ERROR_STOP=1 -c "SET wallet.allow_truncate = on; TRUNCATE switch.authorizations, switch.transfers${WALLET_TABLES:+, $WALLET_TABLES} RESTART IDENTITY CASCADE"
 t=$(date +%s.%N)
 "$BIN/acquirer-sim" load-seed --terminals "$TERMS" | psql -q -v ON_ERROR_STOP=1 >/dev/null
 echo "load terminals: $TERMS seeded in $(echo "$(date +%s.%N) - $t" | bc) s"

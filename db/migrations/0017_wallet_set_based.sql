@@ -30,25 +30,37 @@ DROP TRIGGER ledger_apply ON wallet.ledger;
 DROP TRIGGER ledger_immutable ON wallet.ledger;
 
 -- A row inserted without balance_after_minor: the wallet's balance (locked: concurrent writers
--- of the wallet queue here) plus this statement's rows of the wallet already inserted (visible
--- to a row trigger, not yet applied: the chain's head). Fires only for such rows (WHEN): the
--- batch's rows cost no plpgsql call.
+-- of the wallet queue here) plus this statement's filled rows of the wallet already inserted
+-- (not yet applied: ledger_settle applies them at the statement's end). Those are summed per
+-- wallet in a transaction-local setting, wallet.ledger_pending (',<wallet_id>:<sum>' per
+-- wallet), which ledger_settle empties once the statement's rows are applied — an aborted
+-- statement rolls it back with itself. Not found by entry_id order: an unlocked writer draws
+-- its entry_id before it queues on the lock, and OVERRIDING SYSTEM VALUE can give any id, so
+-- "the wallet's latest row" is not always the balance (test_db_wallet_ledger
+-- test_fill_heads_on_the_locked_balance). A statement that mixes filled and given rows of one
+-- wallet is refused by the chain check (the filled rows do not count the given ones): only
+-- operator SQL could write one. Fires only for such rows (WHEN): the batch's rows cost no
+-- plpgsql call.
 CREATE FUNCTION wallet.ledger_fill() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     v_bal bigint;
-    v_head bigint;
+    v_pending text := coalesce(current_setting('wallet.ledger_pending', true), '');
+    v_key text := ',' || NEW.wallet_id || ':';
+    v_sum bigint := 0;
 BEGIN
     SELECT w.balance_minor INTO v_bal FROM wallet.wallets w
      WHERE w.wallet_id = NEW.wallet_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'wallet % does not exist', NEW.wallet_id USING ERRCODE = 'foreign_key_violation';
     END IF;
-    -- The latest row of the wallet is the chain's head: the balance itself when this statement
-    -- has written none yet, else this statement's last row (applied at the statement's end).
-    SELECT l.balance_after_minor INTO v_head FROM wallet.ledger l
-     WHERE l.wallet_id = NEW.wallet_id ORDER BY l.entry_id DESC LIMIT 1;
-    NEW.balance_after_minor := coalesce(v_head, v_bal) + NEW.amount_minor;
+    IF strpos(v_pending, v_key) > 0 THEN
+        v_sum := substring(v_pending FROM v_key || '(-?[0-9]+)')::bigint;
+        v_pending := regexp_replace(v_pending, v_key || '-?[0-9]+', '');
+    END IF;
+    NEW.balance_after_minor := v_bal + v_sum + NEW.amount_minor;
+    PERFORM set_config('wallet.ledger_pending',
+                       v_pending || v_key || (v_sum + NEW.amount_minor)::text, true);
     RETURN NEW;
 END
 $$;
@@ -66,6 +78,10 @@ DECLARE
     v_moved bigint;
     r record;
 BEGIN
+    -- The filled rows of this statement are applied below: their running sums are done with.
+    IF coalesce(current_setting('wallet.ledger_pending', true), '') <> '' THEN
+        PERFORM set_config('wallet.ledger_pending', '', true);
+    END IF;
     WITH c AS (
         SELECT n.wallet_id, n.amount_minor,
                n.balance_after_minor - (sum(n.amount_minor) OVER (PARTITION BY n.wallet_id
@@ -112,6 +128,27 @@ CREATE TRIGGER ledger_settle AFTER INSERT ON wallet.ledger
 -- Append-only: any UPDATE or DELETE statement is refused, once per statement (0002's function).
 CREATE TRIGGER ledger_immutable BEFORE UPDATE OR DELETE ON wallet.ledger
     FOR EACH STATEMENT EXECUTE FUNCTION wallet.ledger_immutable();
+
+-- TRUNCATE fires no row or UPDATE/DELETE trigger: without these, one statement would empty the
+-- ledger (balances without their entries), the holds (held amounts without their holds) or the
+-- recorded answers (a repeat applied again). A lab reset that empties every wallet table at
+-- once (./run.sh's demo wallets, bench/e2e.sh) says so first: SET wallet.allow_truncate = on.
+CREATE FUNCTION wallet.no_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('wallet.allow_truncate', true), '') = 'on' THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'wallet.% cannot be truncated (a lab reset sets wallet.allow_truncate = on)',
+        TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE TRIGGER ledger_no_truncate BEFORE TRUNCATE ON wallet.ledger
+    FOR EACH STATEMENT EXECUTE FUNCTION wallet.no_truncate();
+CREATE TRIGGER holds_no_truncate BEFORE TRUNCATE ON wallet.holds
+    FOR EACH STATEMENT EXECUTE FUNCTION wallet.no_truncate();
+CREATE TRIGGER requests_no_truncate BEFORE TRUNCATE ON wallet.requests
+    FOR EACH STATEMENT EXECUTE FUNCTION wallet.no_truncate();
 
 -- ---- the holds -----------------------------------------------------------------------------
 --

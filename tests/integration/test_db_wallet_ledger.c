@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "db_testlib.h"
 #include "fmt.h"
@@ -362,6 +363,110 @@ static void test_invariants_hold_against_direct_sql(void **state)
                                    "'wallets' OR t.tgtype & 16 = 16)"),
                      0);
     assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM wallet.invariant_violations"), 0);
+
+    /* TRUNCATE fires no row trigger: refused outright (a lab reset opts in). */
+    assert_string_equal(sqlstate_of(c, "TRUNCATE wallet.ledger", "cannot be truncated"), "42501");
+    assert_string_equal(sqlstate_of(c, "TRUNCATE wallet.holds CASCADE", NULL), "42501");
+    assert_string_equal(sqlstate_of(c, "TRUNCATE wallet.requests CASCADE", NULL), "42501");
+    assert_wallet(c, 3, "500000/0");
+}
+
+/* The filled chain (rows inserted without balance_after_minor: the per-op functions, operator
+ * SQL) continues the locked balance, whatever order the rows' entry_ids are in: an unlocked
+ * writer draws its entry_id before it queues on the wallet's lock, and OVERRIDING SYSTEM VALUE
+ * gives any id. When the head was "the wallet's row with the highest entry_id", either left
+ * every later filled row of the wallet refused (23514 ledger_balance_chain) for good: its
+ * reversals, completions and advices could no longer be applied. */
+static void test_fill_heads_on_the_locked_balance(void **state)
+{
+    struct fixture *f = *state;
+    PGconn *c = f[0].check;
+    seed(f[0].conninfo, 2);
+    assert_wallet(c, 1, "1000/0");
+
+    /* Session a holds wallet 1's lock; b's insert draws its entry_id, then queues on the lock;
+     * a inserts (a later entry_id) and commits; then b's row goes in. */
+    PGconn *b = dbt_connect(f[0].conninfo);
+    assert_non_null(b);
+    assert_string_equal(sqlstate_of(c, "BEGIN", NULL), "");
+    assert_string_equal(
+        sqlstate_of(c, "SELECT 1 FROM wallet.wallets WHERE wallet_id = " W(1) " FOR UPDATE", NULL),
+        "");
+    assert_int_equal(PQsendQuery(b, "INSERT INTO wallet.ledger (wallet_id, request_key, kind, "
+                                    "amount_minor) VALUES (" W(1) ", 'u1', 'purchase', -10)"),
+                     1);
+    /* b waits on the lock (a second is ample for it to get there). */
+    for (int i = 0; i < 100; i++) {
+        if (dbt_scalar(c, "SELECT count(*) FROM pg_locks WHERE NOT granted") > 0)
+            break;
+        usleep(10000);
+    }
+    assert_string_equal(sqlstate_of(c,
+                                    "INSERT INTO wallet.ledger (wallet_id, request_key, kind,"
+                                    " amount_minor) VALUES (" W(1) ", 'u2', 'purchase', -20)",
+                                    NULL),
+                        "");
+    assert_string_equal(sqlstate_of(c, "COMMIT", NULL), "");
+    PGresult *r;
+    bool ok = true;
+    while ((r = PQgetResult(b)) != NULL) {
+        ok = ok && PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+    }
+    assert_true(ok);
+    PQfinish(b);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM wallet.ledger WHERE request_key = 'u1' "
+                                   "AND entry_id < (SELECT entry_id FROM wallet.ledger WHERE "
+                                   "request_key = 'u2')"),
+                     1);
+    assert_wallet(c, 1, "970/0");
+    assert_string_equal(sqlstate_of(c,
+                                    "INSERT INTO wallet.ledger (wallet_id, request_key, kind,"
+                                    " amount_minor) VALUES (" W(1) ", 'u3', 'purchase', -1)",
+                                    NULL),
+                        "");
+    assert_wallet(c, 1, "969/0");
+
+    /* A row given a high entry_id and a right balance_after_minor is accepted; the filled rows
+     * after it — one per statement, and several in one statement — still continue the
+     * balance. */
+    assert_string_equal(sqlstate_of(c,
+                                    "INSERT INTO wallet.ledger (entry_id, wallet_id, request_key,"
+                                    " kind, amount_minor, balance_after_minor) OVERRIDING SYSTEM"
+                                    " VALUE VALUES (900000000, " W(2) ", 'o1', 'purchase', -10,"
+                                                                      " 1990)",
+                                    NULL),
+                        "");
+    assert_string_equal(sqlstate_of(c,
+                                    "INSERT INTO wallet.ledger (wallet_id, request_key, kind,"
+                                    " amount_minor) VALUES (" W(2) ", 'o2', 'purchase', -5)",
+                                    NULL),
+                        "");
+    assert_string_equal(sqlstate_of(c,
+                                    "INSERT INTO wallet.ledger (wallet_id, request_key, kind,"
+                                    " amount_minor) VALUES (" W(2) ", 'o3', 'purchase', -1), (" W(
+                                        2) ", 'o4', 'purchase', -2), (" W(1) ", 'o5', 'purchase',"
+                                                                             " -9)",
+                                    NULL),
+                        "");
+    assert_wallet(c, 2, "1982/0");
+    assert_wallet(c, 1, "960/0");
+    assert_int_equal(dbt_scalar(c, "SELECT balance_after_minor FROM wallet.ledger WHERE "
+                                   "request_key = 'o4'"),
+                     1982);
+    /* A statement that fails leaves no running sum behind for the next one. */
+    assert_string_equal(sqlstate_of(c,
+                                    "INSERT INTO wallet.ledger (wallet_id, request_key, kind,"
+                                    " amount_minor) VALUES (" W(2) ", 'o6', 'purchase', -7), (" W(
+                                        2) ", 'o6', 'purchase', -7)",
+                                    NULL),
+                        "23505");
+    assert_string_equal(sqlstate_of(c,
+                                    "INSERT INTO wallet.ledger (wallet_id, request_key, kind,"
+                                    " amount_minor) VALUES (" W(2) ", 'o7', 'purchase', -2)",
+                                    NULL),
+                        "");
+    assert_wallet(c, 2, "1980/0");
 }
 
 /* ---- the batch against the per-decision path ------------------------------------------- */
@@ -652,6 +757,7 @@ int main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_invariants_hold_against_direct_sql, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fill_heads_on_the_locked_balance, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_answers_as_the_per_decision_path, setup,
                                         teardown),
     };
