@@ -1021,11 +1021,14 @@ static void j_dispatch(struct db_journal *j, bool force)
                 break;
         }
         if (rebuild_batch(j, b, false) != 0) {
-            /* Out of memory building parameters: keep the records and try again later. */
+            /* Out of memory building parameters: keep the records and try again in 10 ms (no
+             * batch window arms the flush timer, and an idle switch may submit nothing more). */
             for (unsigned i = b->n; i-- > 0;)
                 wait_push_front(j, b->idx[i]);
             b->n = 0;
-            break;
+            struct timeval retry = { 0, 10000 };
+            evtimer_add(j->flush_timer, &retry);
+            return;
         }
         jc->busy = true;
         j->st.batches++;
