@@ -378,8 +378,8 @@ struct sw_txn {
     bool early_mac_wanted;    /* request_mac took it while still pending */
     bool early_mac_discarded; /* the response was rebuilt: drop the early one when it comes */
     uint8_t early_mac[8];
-    char early_rc[3], early_auth[7];
-    size_t early_balance_len;
+    uint64_t early_fp; /* the MACed bytes of the response it was computed over (length and */
+    size_t early_len;  /* SipHash): used only for a response built again byte for byte */
     /* txn.c: the PIN translation asked for in the same HSM write as the request's M8, to the
      * ZPK of the issuer the PAN routes to; used only if translate_pin wants that same ZPK. */
     uint8_t early_pin_state;  /* enum early_pin in txn.c */

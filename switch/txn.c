@@ -21,6 +21,7 @@
 #include "hsmclient.h"
 #include "keyx.h"
 #include "log.h"
+#include "siphash.h"
 #include "parse.h"
 #include "advice.h"
 #include "preauth.h"
@@ -643,6 +644,14 @@ static void on_early_mac(void *arg, int status, const char *resp, size_t len)
     maybe_deliver(t); /* nothing when t is still going (the usual case) */
 }
 
+/* A fingerprint of the bytes a response's MAC covers: the early MAC is used only for a response
+ * that, built again when the answer is final, has the same bytes. */
+static uint64_t response_fp(const uint8_t *p, size_t n)
+{
+    static const uint8_t key[16] = { 0 }; /* not a secret: it tells our own two builds apart */
+    return at_siphash(key, p, n);
+}
+
 /* Called once the issuer answer's M8 is submitted: builds the terminal's response as that
  * answer makes it and submits its M6 right behind the M8. Not for what finish() completes
  * differently: a chip answer (its ARPC comes first), transfers and their legs, no TAK. */
@@ -659,14 +668,14 @@ static void early_response_mac(struct sw_txn *t)
     if (n <= 0 || hsm_client_submit(t->srv->hsm, cmd, (size_t)n, on_early_mac, t) != 0)
         return;
     t->early_mac_state = EARLY_MAC_PENDING;
-    memcpy(t->early_rc, t->rc, sizeof t->early_rc);
-    memcpy(t->early_auth, t->auth_code, sizeof t->early_auth);
-    t->early_balance_len = t->balance_len;
+    t->early_len = t->mac_at.off;
+    t->early_fp = response_fp(t->packed, t->mac_at.off);
 }
 
 /* request_mac's shortcut: true when the early MAC is this response's (patched in now, or by
- * on_early_mac when it comes). Only once: a second request_mac (an approval withdrawn) builds
- * its response again. */
+ * on_early_mac when it comes): the response is built again from the final answer and must be
+ * the bytes the early MAC was computed over. Only once: a second request_mac (an approval
+ * withdrawn) builds its response again. */
 static bool early_mac_take(struct sw_txn *t)
 {
     bool usable = t->early_mac_usable;
@@ -674,9 +683,8 @@ static bool early_mac_take(struct sw_txn *t)
     if (t->early_mac_state == EARLY_MAC_NONE)
         return false;
     if (!usable || t->early_mac_state == EARLY_MAC_FAILED || t->no_answer || t->srv->stopping ||
-        memcmp(t->rc, t->early_rc, sizeof t->early_rc) != 0 ||
-        memcmp(t->auth_code, t->early_auth, sizeof t->early_auth) != 0 ||
-        t->balance_len != t->early_balance_len) {
+        build_response(t) <= 0 || t->mac_at.off != t->early_len ||
+        response_fp(t->packed, t->mac_at.off) != t->early_fp) {
         t->srv->metrics.early_macs_discarded_total++;
         if (t->early_mac_state == EARLY_MAC_PENDING)
             t->early_mac_discarded = true;
@@ -691,7 +699,7 @@ static bool early_mac_take(struct sw_txn *t)
         return true;
     }
     t->early_mac_state = EARLY_MAC_NONE;
-    isonet_mac_patch(t->packed, &t->mac_at, t->early_mac); /* packed still holds its response */
+    isonet_mac_patch(t->packed, &t->mac_at, t->early_mac); /* packed holds its response */
     OPENSSL_cleanse(t->early_mac, sizeof t->early_mac);
     answer_built(t);
     return true;
