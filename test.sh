@@ -14,8 +14,9 @@
 # Idempotent; fine as root. Environment knobs:
 #   ATLAS_QUICK=1          only step 3 (for a fast local loop)
 #   ATLAS_FUZZ_SECONDS=N   seconds per fuzz target (default 15)
-#   ATLAS_TEST_JOBS=N      tests ctest runs at once (default 4: they mostly wait on processes,
-#                          sockets and PostgreSQL; docs/testing.md "Running in parallel")
+#   ATLAS_TEST_JOBS=N      ctest's -j (default 5: the tests mostly wait on processes, sockets
+#                          and PostgreSQL; the heavy ones count 2; docs/testing.md "Running in
+#                          parallel")
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -24,7 +25,7 @@ atlas_ensure_deps
 
 JOBS=$(nproc)
 FUZZ_SECONDS=${ATLAS_FUZZ_SECONDS:-15}
-TEST_JOBS=${ATLAS_TEST_JOBS:-4}
+TEST_JOBS=${ATLAS_TEST_JOBS:-5}
 step() { printf '\n=== %s ===\n' "$*"; }
 
 step "format check"

@@ -41,12 +41,22 @@ set(ATLAS_TEST_COSTS
     test_package=15 test_ha=14 test_switch_tls=13 test_load_stack=13 test_switch_flow=11
     test_transfers=9 test_switch_advice=8 test_settle_stack=8 test_switch_fx=7 test_switch_chip=5
     test_switch_preauth=5)
+# The tests that keep the whole stack busy for long (acquirer-sim loads of several seconds, the
+# chaos scenarios, 30,000-40,000-row journal loads) count as 2 of ctest's -j slots (PROCESSORS):
+# with ./test.sh's -j5 at most two of them run at once, next to one lighter test. Three or four
+# at once under ASan on a busy 2-core machine starved the daemons into issuer timeouts (91) where
+# a test allows none.
+set(ATLAS_TEST_HEAVY test_chaos test_keyx test_reconcile_stack test_pg_failover test_db_journal
+    test_load_stack)
 function(atlas_test_cost_ name)
   foreach(entry ${ATLAS_TEST_COSTS})
     if(entry MATCHES "^${name}=([0-9]+)$")
       set_tests_properties(${name} PROPERTIES COST ${CMAKE_MATCH_1})
     endif()
   endforeach()
+  if(name IN_LIST ATLAS_TEST_HEAVY)
+    set_tests_properties(${name} PROPERTIES PROCESSORS 2)
+  endif()
 endfunction()
 
 # What every test shares: an executable linked with cmocka, run by ctest from the source tree
