@@ -36,7 +36,7 @@ endfunction()
 # the run alone. Tests not listed cost 0 (a few seconds at most). Refresh with
 # `ctest -j1 --timing` when a test's time changes a lot.
 set(ATLAS_TEST_COSTS
-    test_chaos=100 test_keyx=52 test_reconcile_stack=40 test_pg_failover=21 test_db_journal=20
+    test_chaos=100 test_keyx=43 test_reconcile_stack=40 test_pg_failover=21 test_db_journal=20
     test_switch_money=19 test_stream=17 test_switch_hostile=16 test_switch_stip=16
     test_package=15 test_ha=14 test_switch_tls=13 test_load_stack=13 test_switch_flow=11
     test_transfers=9 test_switch_advice=8 test_settle_stack=8 test_switch_fx=7 test_switch_chip=5
