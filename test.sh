@@ -14,6 +14,9 @@
 # Idempotent; fine as root. Environment knobs:
 #   ATLAS_QUICK=1          only step 3 (for a fast local loop)
 #   ATLAS_FUZZ_SECONDS=N   seconds per fuzz target (default 15)
+#   ATLAS_TEST_JOBS=N      ctest's -j (default 5: the tests mostly wait on processes, sockets
+#                          and PostgreSQL; the heavy ones count 2; docs/testing.md "Running in
+#                          parallel")
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -22,6 +25,7 @@ atlas_ensure_deps
 
 JOBS=$(nproc)
 FUZZ_SECONDS=${ATLAS_FUZZ_SECONDS:-15}
+TEST_JOBS=${ATLAS_TEST_JOBS:-5}
 step() { printf '\n=== %s ===\n' "$*"; }
 
 step "format check"
@@ -49,7 +53,7 @@ build_and_test() { # dir, ctest selection ("" = every test), then extra cmake ar
   cmake --build "$dir" -j "$JOBS"
   step "ctest $dir $select"
   # shellcheck disable=SC2086
-  (cd "$dir" && ctest --output-on-failure -j 1 $select)
+  (cd "$dir" && ctest --output-on-failure -j "$TEST_JOBS" $select)
 }
 
 # The chaos suite (tests/chaos, ~1.5 min) runs once, in the sanitizer build, where a memory

@@ -29,6 +29,36 @@ function(atlas_program name)
   endif()
 endfunction()
 
+# ./test.sh runs ctest with several tests at once (ctest -j, docs/testing.md "Running in
+# parallel"). ctest starts the tests with the highest COST first; in a fresh build tree (CI) it
+# has no times of its own yet (Testing/Temporary/CTestCostData.txt), so the slowest tests are
+# named here with their seconds in a serial normal-build run: started first, they no longer end
+# the run alone. Tests not listed cost 0 (a few seconds at most). Refresh with
+# `ctest -j1 --timing` when a test's time changes a lot.
+set(ATLAS_TEST_COSTS
+    test_chaos=100 test_keyx=43 test_reconcile_stack=40 test_pg_failover=21 test_db_journal=20
+    test_switch_money=19 test_stream=17 test_switch_hostile=16 test_switch_stip=16
+    test_package=15 test_ha=14 test_switch_tls=13 test_load_stack=13 test_switch_flow=11
+    test_transfers=9 test_switch_advice=8 test_settle_stack=8 test_switch_fx=7 test_switch_chip=5
+    test_switch_preauth=5)
+# The tests that keep the whole stack busy for long (acquirer-sim loads of several seconds, the
+# chaos scenarios, 30,000-40,000-row journal loads) count as 2 of ctest's -j slots (PROCESSORS):
+# with ./test.sh's -j5 at most two of them run at once, next to one lighter test. Three or four
+# at once under ASan on a busy 2-core machine starved the daemons into issuer timeouts (91) where
+# a test allows none.
+set(ATLAS_TEST_HEAVY test_chaos test_keyx test_reconcile_stack test_pg_failover test_db_journal
+    test_load_stack)
+function(atlas_test_cost_ name)
+  foreach(entry ${ATLAS_TEST_COSTS})
+    if(entry MATCHES "^${name}=([0-9]+)$")
+      set_tests_properties(${name} PROPERTIES COST ${CMAKE_MATCH_1})
+    endif()
+  endforeach()
+  if(name IN_LIST ATLAS_TEST_HEAVY)
+    set_tests_properties(${name} PROPERTIES PROCESSORS 2)
+  endif()
+endfunction()
+
 # What every test shares: an executable linked with cmocka, run by ctest from the source tree
 # under LABEL (unit or integration) and a timeout (TIMEOUT, else default_timeout); its source is
 # tests/LABEL/NAME.c unless SOURCES says otherwise. Integration tests run real processes from
@@ -50,6 +80,7 @@ function(atlas_test_ name label default_timeout)
   add_test(NAME ${name} COMMAND ${name}
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(${name} PROPERTIES LABELS ${label} TIMEOUT ${T_TIMEOUT})
+  atlas_test_cost_(${name})
   if(label STREQUAL integration)
     set_tests_properties(${name} PROPERTIES
                          ENVIRONMENT "ATLAS_BIN=${CMAKE_BINARY_DIR}/bin;ATLAS_SRC=${CMAKE_SOURCE_DIR}")

@@ -289,10 +289,11 @@ static void test_issuer_killed_after_applying(void **state)
                                         "test", de7, NULL });
     restart_switch(SIGKILL);
     assert_int_equal(stack_start_issuer(&S), 0);
-    /* the advice is inside wallet.sim_advice, waiting for the row */
+    /* the advice is inside wallet.sim_advice, waiting for the row (in this test's database: ctest
+     * runs other tests on the cluster at the same time) */
     assert_int_equal(wait_q(1, 15000,
                             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                            " AND query LIKE '%sim_advice%'"),
+                            " AND query LIKE '%sim_advice%' AND datname = current_database()"),
                      0);
     assert_int_equal(stack_kill(S.hsm, SIGSTOP), 0);
     r = PQexec(lock, "COMMIT");
