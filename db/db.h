@@ -502,6 +502,14 @@ struct db_transfer_change {
 __attribute__((warn_unused_result)) int db_transfer_update(struct db_client *c,
                                                            const struct db_transfer_change *ch,
                                                            db_done_cb cb, void *arg);
+/* A transfer whose switch.transfer_begin failed without an answer (the connection was lost: the
+ * row may have been committed all the same, and its sender was told 96) is made `failed` (96,
+ * failed_leg 'xfr') by its sender's identity: only while it is `started`, owned by owner, and
+ * no leg of it is in switch.inflight or the journal (none can be: its id was never known). */
+__attribute__((warn_unused_result)) int db_transfer_abandon(struct db_client *c,
+                                                            const struct db_request_id *sender,
+                                                            const char *owner, db_done_cb cb,
+                                                            void *arg);
 
 /* A transfer's row, as a reversal or a repeat of the sender's request needs it. */
 struct db_transfer_row {
