@@ -74,6 +74,11 @@ db_client_new(struct event_base *base, const struct db_client_opts *opts, struct
 /* True when at least one connection is established and usable. */
 bool db_client_ready(const struct db_client *c);
 
+/* True when a job's error says it never reached PostgreSQL (the client had no connection and
+ * failed it at once): nothing of it can have been committed. Any other error of a job that was
+ * sent (a connection lost under it) leaves its outcome unknown. */
+bool db_error_never_sent(const struct db_error *err);
+
 /* Closes every connection. Callbacks of work not yet finished fire with DB_E_CLOSED before this
  * returns. Never call it from inside one of the client's callbacks. */
 void db_client_free(struct db_client *c);

@@ -288,7 +288,8 @@ static void on_begun(void *arg, const struct db_error *err, const struct db_tran
         at_log(AT_LOG_ERROR, "transfer_begin_failed", AT_STR("error", err->message));
         /* No answer is not "no row": the row may be committed (the connection was lost after
          * the commit). No leg of it can start (a leg needs its id): it is made failed. */
-        sw_xfer_row_abandon(t->srv, &x->sender);
+        if (!db_error_never_sent(err))
+            sw_xfer_row_abandon(t->srv, &x->sender);
         end(x, "96", SW_OUT_ERROR, "XFR", "the transfer could not be recorded");
         return;
     }
