@@ -91,9 +91,14 @@ static void park(struct row_job *j, const char *why)
         }
         srv->xfer_rows = r;
     }
-    if (!r || srv->stopping || j->attempts > ROWS_ATTEMPTS || r->waiting >= ROWS_MAX) {
-        job_log(AT_LOG_ERROR, "transfer_state_dropped", j,
-                srv->stopping ? "switchd is stopping" : why);
+    if (srv->stopping) {
+        /* The row stays `started` / `aft`: switch.recover_transfers settles it at the start. */
+        job_log(AT_LOG_WARN, "transfer_state_left_to_recovery", j, why);
+        free(j);
+        return;
+    }
+    if (!r || j->attempts > ROWS_ATTEMPTS || r->waiting >= ROWS_MAX) {
+        job_log(AT_LOG_ERROR, "transfer_state_dropped", j, r ? why : "out of memory");
         free(j);
         return;
     }
