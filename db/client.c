@@ -44,6 +44,14 @@ struct cjob {
 
 static void client_dispatch(struct db_client *c);
 
+/* The error of a job failed at once while no connection is up (db_error_never_sent). */
+static const char never_sent[] = "database unreachable";
+
+bool db_error_never_sent(const struct db_error *err)
+{
+    return err && err->code == DB_E_CONN && strcmp(err->message, never_sent) == 0;
+}
+
 static void client_on_state(struct dbc *conn, bool up)
 {
     struct db_client *c = conn->owner;
@@ -183,7 +191,7 @@ static void client_dispatch(struct db_client *c)
     TAILQ_CONCAT(&failing, &c->waiting, link);
     while ((job = TAILQ_FIRST(&failing)) != NULL) {
         TAILQ_REMOVE(&failing, job, link);
-        dbc_set_error(&job->err, DB_E_CONN, NULL, "database unreachable");
+        dbc_set_error(&job->err, DB_E_CONN, NULL, never_sent);
         job->done(job);
     }
 }

@@ -74,6 +74,11 @@ db_client_new(struct event_base *base, const struct db_client_opts *opts, struct
 /* True when at least one connection is established and usable. */
 bool db_client_ready(const struct db_client *c);
 
+/* True when a job's error says it never reached PostgreSQL (the client had no connection and
+ * failed it at once): nothing of it can have been committed. Any other error of a job that was
+ * sent (a connection lost under it) leaves its outcome unknown. */
+bool db_error_never_sent(const struct db_error *err);
+
 /* Closes every connection. Callbacks of work not yet finished fire with DB_E_CLOSED before this
  * returns. Never call it from inside one of the client's callbacks. */
 void db_client_free(struct db_client *c);
@@ -506,6 +511,14 @@ struct db_transfer_change {
 __attribute__((warn_unused_result)) int db_transfer_update(struct db_client *c,
                                                            const struct db_transfer_change *ch,
                                                            db_done_cb cb, void *arg);
+/* A transfer whose switch.transfer_begin failed without an answer (the connection was lost: the
+ * row may have been committed all the same, and its sender was told 96) is made `failed` (96,
+ * failed_leg 'xfr') by its sender's identity: only while it is `started`, owned by owner, and
+ * no leg of it is in switch.inflight or the journal (none can be: its id was never known). */
+__attribute__((warn_unused_result)) int db_transfer_abandon(struct db_client *c,
+                                                            const struct db_request_id *sender,
+                                                            const char *owner, db_done_cb cb,
+                                                            void *arg);
 
 /* A transfer's row, as a reversal or a repeat of the sender's request needs it. */
 struct db_transfer_row {

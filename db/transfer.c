@@ -155,6 +155,34 @@ int db_transfer_update(struct db_client *c, const struct db_transfer_change *ch,
     return submit(c, &st, on_done, (struct job){ .cb.done = cb, .arg = arg });
 }
 
+int db_transfer_abandon(struct db_client *c, const struct db_request_id *sender, const char *owner,
+                        db_done_cb cb, void *arg)
+{
+    const char *values[] = { sender->request_date, sender->acquirer_id,       sender->terminal_id,
+                             sender->stan,         sender->transmission_time, owner };
+    /* Its legs' identities are the row's (switch.transfer_leg_terminal/_stan): none may exist. */
+    const struct db_stmt st = {
+        .sql = "UPDATE switch.transfers t SET state = 'failed', response_code = '96',"
+               " failed_leg = 'xfr', updated_at = now()"
+               " WHERE t.request_date = $1::date AND t.acquirer_id = $2 AND t.terminal_id = $3"
+               " AND t.stan = $4 AND t.transmission_time = $5 AND t.owner = $6"
+               " AND t.state = 'started'"
+               " AND NOT EXISTS (SELECT 1 FROM switch.inflight i"
+               "  WHERE i.request_date = t.leg_request_date AND i.acquirer_id = t.acquirer_id"
+               "  AND i.terminal_id IN (switch.transfer_leg_terminal(t.transfer_id, 'aft'),"
+               "   switch.transfer_leg_terminal(t.transfer_id, 'oct'))"
+               "  AND i.stan = switch.transfer_leg_stan(t.transfer_id))"
+               " AND NOT EXISTS (SELECT 1 FROM switch.authorizations j"
+               "  WHERE j.request_date = t.leg_request_date AND j.acquirer_id = t.acquirer_id"
+               "  AND j.terminal_id IN (switch.transfer_leg_terminal(t.transfer_id, 'aft'),"
+               "   switch.transfer_leg_terminal(t.transfer_id, 'oct'))"
+               "  AND j.stan = switch.transfer_leg_stan(t.transfer_id))",
+        .nparams = 6,
+        .values = values,
+    };
+    return submit(c, &st, on_done, (struct job){ .cb.done = cb, .arg = arg });
+}
+
 /* ---------------------------------------------------------------- a transfer by its sender */
 
 static void on_found(void *arg, const struct db_reply *reply)

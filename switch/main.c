@@ -13,6 +13,7 @@
 #include "advice.h"
 #include "saf.h"
 #include "swtls.h"
+#include "xfer.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -477,6 +478,7 @@ static void teardown(struct sw_server *srv)
     sw_notify_free(srv);
     sw_saf_free(srv);
     sw_advice_free(srv);
+    sw_xfer_rows_free(srv);
     sw_links_free(srv);
     sw_tls_free(srv);
     while (srv->txn_free) {

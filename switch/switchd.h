@@ -455,6 +455,8 @@ struct sw_server {
     struct sw_refdata *ref_pending; /* built, waiting for its conversion rates */
     bool ref_loading;
     struct sw_saf *saf;
+    /* Transfer row writes waiting for PostgreSQL (xfer_rows.c). */
+    struct sw_xfer_rows *xfer_rows;
     struct sw_advq *advice;   /* stand-in advices (advice.c) */
     struct sw_notify *notify; /* LISTEN atlas_refdata (notify.c) */
     struct hsm_client *hsm;

@@ -47,6 +47,7 @@ struct sw_xfer {
     struct sw_issuer rissuer;
     char leg_date[11], leg_de7[11];
     struct sw_recent_txn aft, oct; /* the legs as their reversals need them */
+    struct db_request_id sender;   /* the sender's identity, as switch.transfer_begin got it */
     bool repeat;                   /* the answer of an earlier copy, given again */
     /* The row's final state waits for what it stands for to be durable: `completed` for the
      * sender's journaled approval (sw_xfer_delivered), `failed` after an OCT that did not
@@ -96,10 +97,10 @@ static void end(struct sw_xfer *x, const char *rc, enum sw_txn_outcome outcome, 
 
 static void update_row(struct sw_server *srv, const struct db_transfer_change *ch)
 {
-    /* Informational: recovery decides from the journal, not from these changes. */
-    if (db_transfer_update(srv->db, ch, NULL, NULL) != 0)
-        at_log(AT_LOG_WARN, "transfer_update_not_queued", AT_INT("transfer_id", ch->transfer_id),
-               AT_STR("state", ch->state));
+    /* Recovery decides from the journal, not from these changes, but only at a start: while
+     * switchd runs, a change PostgreSQL could not take is sent again until it lands
+     * (xfer_rows.c), or the row would stay `started` / `aft` though its money is settled. */
+    sw_xfer_row_change(srv, ch);
 }
 
 static void change_init(struct db_transfer_change *ch, int64_t id, const char *state)
@@ -285,6 +286,10 @@ static void on_begun(void *arg, const struct db_error *err, const struct db_tran
     struct sw_txn *t = x->t;
     if (err->code != 0) {
         at_log(AT_LOG_ERROR, "transfer_begin_failed", AT_STR("error", err->message));
+        /* No answer is not "no row": the row may be committed (the connection was lost after
+         * the commit). No leg of it can start (a leg needs its id): it is made failed. */
+        if (!db_error_never_sent(err))
+            sw_xfer_row_abandon(t->srv, &x->sender);
         end(x, "96", SW_OUT_ERROR, "XFR", "the transfer could not be recorded");
         return;
     }
@@ -399,6 +404,7 @@ void sw_xfer_pin_ready(struct sw_txn *t)
     db_request_date(x->leg_de7, at_wall_us(), x->leg_date);
     memcpy(in.leg_request_date, x->leg_date, 11);
     memcpy(in.leg_transmission_time, x->leg_de7, 11);
+    x->sender = in.id;
     if (db_transfer_begin(srv->db, &in, on_begun, x) != 0)
         end(x, "96", SW_OUT_ERROR, "XFR", "database queue full");
 }

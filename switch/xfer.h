@@ -33,6 +33,15 @@ bool sw_xfer_reversal_stored(struct sw_txn *t, bool durable);
  * approval the sender never got has both legs reversed. Frees what t holds of the saga. */
 void sw_xfer_delivered(struct sw_txn *t, bool sent);
 
+/* xfer_rows.c: the row's later writes, sent again every second until PostgreSQL takes them
+ * (a switchd that keeps running never runs switch.recover_transfers). */
+struct db_transfer_change;
+void sw_xfer_row_change(struct sw_server *srv, const struct db_transfer_change *ch);
+/* switch.transfer_begin failed without an answer: its row, if committed, is made `failed`. */
+void sw_xfer_row_abandon(struct sw_server *srv, const struct db_request_id *sender);
+/* Teardown: what has not landed is left to recovery at the next start. */
+void sw_xfer_rows_free(struct sw_server *srv);
+
 /* What txn.c lends the saga. */
 void sw_txn_finish(struct sw_txn *t);
 void sw_txn_reject(struct sw_txn *t, const char *rc, int outcome, const char *reason, int field);

@@ -175,10 +175,22 @@ static int load_wait(struct load *l, unsigned secs)
     return code == 0 ? 0 : -1;
 }
 
-/* Every process up, and nothing left to settle: no reversal pending, nothing in flight. */
+/* Every process up, and nothing left to settle: no reversal pending, nothing in flight, and no
+ * transfer still running — a row switchd could not move on while PostgreSQL was away is written
+ * once it is back (switch/xfer_rows.c, retried every second), reconciliation must not race it. */
 static int settle(struct stack *s)
 {
-    return stack_settle(s, 90000);
+    if (stack_settle(s, 90000) != 0)
+        return -1;
+    if (stack_wait_scalar(s,
+                          "SELECT count(*) FROM switch.transfers WHERE state IN ('started', 'aft')",
+                          0, 15000) != 0) {
+        say("transfers still unfinished after 15 s: %lld",
+            stack_scalar(s, "SELECT count(*) FROM switch.transfers"
+                            " WHERE state IN ('started', 'aft')"));
+        return -1;
+    }
+    return 0;
 }
 
 /* atlas-reconcile over what this stack did, with the terminals' record. */

@@ -384,6 +384,58 @@ static void oct_timeout(void **state)
     assert_true(stack_wait_balance_at(&S, "WALLET2", XOF_CARD, b0, 10000));
 }
 
+/* PostgreSQL goes away while a leg is at its issuer (held with SIGSTOP) and switchd keeps
+ * running (no restart, so no recovery at start): the leg times out, its reversal (and, for the
+ * OCT, the AFT's) is spooled, the sender is declined, and the row's `failed` cannot be written
+ * then. Once the database is back the row must still end `failed` (and every wallet where it
+ * was): a row left `started` (or `aft`) by a live switchd is what atlas-reconcile reported as
+ * "transfer unfinished (state started)" after the chaos suite's pg_restart. */
+static void database_lost_during(const char *stopped, const char *leg_prefix)
+{
+    struct sim_txn x;
+    struct sim_sent sent;
+    struct sim_resp r;
+    long long a0 = bal("WALLET1", MAD_CARD), b0 = bal("WALLET2", XOF_CARD);
+    pid_t *ip = stack_issuer_pid(&S, stopped);
+    assert_non_null(ip);
+    assert_int_equal(stack_kill(*ip, SIGSTOP), 0);
+    stack_card_txn(&x, SIM_T_TRANSFER, MAD_CARD, 1000);
+    snprintf(x.recipient, sizeof x.recipient, "%s", XOF_CARD);
+    struct sim_term *t = stack_term(&S, "TERM0001");
+    int fd = stack_send_nowait(&S, t, &x, &sent);
+    assert_true(fd >= 0);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM switch.inflight WHERE terminal_id LIKE '%s%%'",
+             leg_prefix);
+    assert_int_equal(stack_wait_scalar(&S, sql, 1, 5000), 0);
+    assert_int_equal(stack_switch_db(&S, false), 0);
+    assert_int_equal(stack_recv(fd, t, &r), 0);
+    close(fd);
+    assert_string_not_equal(r.rc, "00");
+    assert_int_equal(stack_kill(*ip, SIGCONT), 0);
+    assert_int_equal(stack_switch_db(&S, true), 0);
+    assert_int_equal(stack_wait_journal_up(&S, 10000), 0);
+    assert_int_equal(stack_settle(&S, 20000), 0);
+    assert_true(stack_wait_balance_at(&S, "WALLET1", MAD_CARD, a0, 10000));
+    assert_true(stack_wait_balance_at(&S, "WALLET2", XOF_CARD, b0, 10000));
+    assert_int_equal(transfer_scalar(&sent, "(state = 'failed')::int", 1), 1);
+    assert_int_equal(stack_scalar(&S, stack_rows_sql("switch.authorizations", "TERM0001", &sent,
+                                                     "outcome <> 'approved'")),
+                     1);
+}
+
+static void database_lost_during_aft(void **state)
+{
+    (void)state;
+    database_lost_during("WALLET1", "XA");
+}
+
+static void database_lost_during_oct(void **state)
+{
+    (void)state;
+    database_lost_during("WALLET2", "XO");
+}
+
 static void killed_during_aft(void **state)
 {
     (void)state;
@@ -505,6 +557,8 @@ int main(void)
         cmocka_unit_test(approval_withdrawn_unwinds_both_legs),
         cmocka_unit_test(killed_during_aft),
         cmocka_unit_test(killed_during_oct),
+        cmocka_unit_test(database_lost_during_aft),
+        cmocka_unit_test(database_lost_during_oct),
         cmocka_unit_test(reconciles_per_issuer),
         cmocka_unit_test(reconcile_names_a_broken_transfer),
         cmocka_unit_test(settles),
