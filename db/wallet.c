@@ -65,6 +65,11 @@ static const char *const SQL_COMPLETE =
     "SELECT * FROM wallet.sim_complete($1, $2, $3::bigint, $4, $5, $6::bigint, $7::integer, $8, "
     "$9)";
 static const char *const SQL_EXPIRE = "SELECT wallet.sim_expire_holds()";
+/* 0019: consecutive reversals of a batch at once, sim_reverse's parameters as arrays; one row per
+ * reversal (ord = i + 1, then sim_reverse's columns), in order. */
+static const char *const SQL_REVERSE_BATCH =
+    "SELECT * FROM wallet.sim_reverse_batch($1::text[], $2::text[], $3::text[], $4::bigint[], "
+    "$5::text[])";
 /* 0017: a batch's plain decisions at once, sim_apply's parameters as arrays (element i of each
  * is decision i); one row per decision (ord = i + 1, then sim_apply's columns), in order. */
 /* 0017: a batch's locks, taken first when it holds ops other than plain decisions. */
@@ -145,6 +150,10 @@ struct wcall {
     bool locked;                        /* apply: the job starts with sim_lock_batch */
     uint8_t plain[DB_WALLET_APPLY_MAX]; /* apply: its row i is the caller's ops[plain[i]] */
     uint8_t order[DB_WALLET_APPLY_MAX]; /* apply: the next statements run ops[order[i]] */
+    /* apply: statement j after the batch call runs group[j] reversals of order[] at once
+     * (sim_reverse_batch), or one op (0) */
+    uint8_t group[DB_WALLET_APPLY_MAX];
+    unsigned ngroups; /* apply: statements after the batch call */
     struct wcall *next_free;
 };
 
@@ -208,6 +217,8 @@ int db_wallet_new(struct event_base *base, const struct db_wallet_opts *opts,
         rc = db_client_prepare(w->c, "wallet_apply_batch", SQL_APPLY_BATCH);
     if (rc == 0)
         rc = db_client_prepare(w->c, "wallet_lock_batch", SQL_LOCK_BATCH);
+    if (rc == 0)
+        rc = db_client_prepare(w->c, "wallet_reverse_batch", SQL_REVERSE_BATCH);
     if (rc != 0) {
         db_wallet_free(w);
         return rc;
@@ -687,8 +698,16 @@ static void on_apply(void *arg, const struct db_reply *rep)
                 read_batch_outcome(r, (int)i, &out[call->plain[i]]);
             k++;
         }
-        for (unsigned i = 0; i < n - nplain; i++, k++)
-            read_outcome(k < rep->n ? rep->res[k] : NULL, &out[call->order[i]]);
+        unsigned oi = 0; /* next op of order[] */
+        for (unsigned j = 0; j < call->ngroups; j++, k++) {
+            const PGresult *r = k < rep->n ? rep->res[k] : NULL;
+            if (call->group[j] == 0) {
+                read_outcome(r, &out[call->order[oi++]]);
+                continue;
+            }
+            for (unsigned i = 0; i < call->group[j]; i++)
+                read_batch_outcome(r, (int)i, &out[call->order[oi++]]);
+        }
     }
     call_put(call);
     if (rep->err->code != 0)
@@ -784,6 +803,34 @@ static int build_lock_arrays(struct arrays *a, const struct db_wallet_op *ops, u
     return 0;
 }
 
+/* The five array literals of sim_reverse_batch for the m reversals ops[idx[i]] (reversal_params
+ * of each become element i). Returns 0 or DB_E_SYS. */
+static int build_reverse_arrays(struct arrays *a, const struct db_wallet_op *ops,
+                                const uint8_t *idx, unsigned m)
+{
+    const char *v[DB_WALLET_APPLY_MAX][REVERSE_NPARAMS];
+    char num[DB_WALLET_APPLY_MAX][11][AT_I64_CHARS];
+    size_t size = REVERSE_NPARAMS * 3;
+    for (unsigned i = 0; i < m; i++) {
+        reversal_params(&ops[idx[i]].u.reversal, v[i], num[i]);
+        for (unsigned k = 0; k < REVERSE_NPARAMS; k++)
+            size += (v[i][k] ? 2 * strlen(v[i][k]) + 3 : 5);
+    }
+    a->buf = a->p = malloc(size);
+    if (!a->buf)
+        return DB_E_SYS;
+    a->end = a->buf + size;
+    for (unsigned k = 0; k < REVERSE_NPARAMS; k++) {
+        a->lit[k] = a->p;
+        *a->p++ = '{';
+        for (unsigned i = 0; i < m; i++)
+            arr_elem(a, v[i][k], i == 0);
+        *a->p++ = '}';
+        *a->p++ = '\0';
+    }
+    return 0;
+}
+
 int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigned n,
                     db_wallet_apply_cb cb, void *arg)
 {
@@ -833,9 +880,31 @@ int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigne
                                       .nparams = APPLY_NPARAMS,
                                       .values = (const char **)arr.lit };
     }
+    struct arrays revs[DB_WALLET_APPLY_MAX];
+    unsigned nrevs = 0;
+    call->ngroups = 0;
     for (unsigned i = 0; i < nother; i++, nst++) {
         const struct db_wallet_op *op = &ops[call->order[i]];
-        if (op->kind == DB_WALLET_OP_REVERSAL) {
+        unsigned m = 0; /* consecutive reversals from here */
+        while (i + m < nother && ops[call->order[i + m]].kind == DB_WALLET_OP_REVERSAL)
+            m++;
+        call->group[call->ngroups++] = (uint8_t)(m > 1 ? m : 0);
+        if (m > 1) { /* several reversals: one sim_reverse_batch call (0019) */
+            struct arrays *ra = &revs[nrevs];
+            if (build_reverse_arrays(ra, ops, call->order + i, m) != 0) {
+                for (unsigned g = 0; g < nrevs; g++)
+                    free(revs[g].buf);
+                free(arr.buf);
+                free(locks.buf);
+                call_put(call);
+                return DB_E_SYS;
+            }
+            nrevs++;
+            st[nst] = (struct db_stmt){ .prepared = "wallet_reverse_batch",
+                                        .nparams = REVERSE_NPARAMS,
+                                        .values = (const char **)ra->lit };
+            i += m - 1;
+        } else if (op->kind == DB_WALLET_OP_REVERSAL) {
             reversal_params(&op->u.reversal, v[nst], num[nst]);
             st[nst] = (struct db_stmt){ .prepared = "wallet_reverse",
                                         .nparams = REVERSE_NPARAMS,
@@ -859,6 +928,8 @@ int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigne
         }
     }
     int rc = db_exec(w->c, st, nst, on_apply, call);
+    for (unsigned g = 0; g < nrevs; g++)
+        free(revs[g].buf);
     free(arr.buf);
     free(locks.buf);
     if (rc != 0)

@@ -17,8 +17,9 @@ struct event_base;
 /* The schema version the wallet statements need: wallet.sim_apply / sim_reverse of 0003 with
  * 0005's hot path and domains, 0008's KYC tiers and monthly and credit counters, 0012's
  * pre-authorization completion and incremental authorization, 0014's stand-in advices and
- * 0017's set-based batch (wallet.sim_apply_batch) and statement-level ledger triggers. */
-#define DB_WALLET_SCHEMA_VERSION 17
+ * 0017's set-based batch (wallet.sim_apply_batch) and statement-level ledger triggers, 0019's
+ * set-based reversals (wallet.sim_reverse_batch). */
+#define DB_WALLET_SCHEMA_VERSION 19
 
 /* Decisions and reversals applied by one transaction at most (one Sync per batch). */
 #define DB_WALLET_APPLY_MAX 32
