@@ -2,8 +2,7 @@
  * daemon (struct iss) its files share, the request states, and what each file offers the
  * others. The flow of a request, file by file: link.c → txn.c → hsmcmd.c (request MAC) →
  * validate.c → txn.c → load.c (the batched snapshot load) → txn.c (decide; hsmcmd.c for a PIN)
- * → apply.c → answer.c → hsmcmd.c
- * (response MAC) → link.c. */
+ * → apply.c → answer.c → hsmcmd.c (response MAC) → link.c. */
 #ifndef ATLAS_SIM_ISSUER_INT_H
 #define ATLAS_SIM_ISSUER_INT_H
 
