@@ -14,23 +14,36 @@
 #include "fmt.h"
 #include "hex.h"
 
+/* The snapshot's columns (enum L_* below): the card's wallet and its KYC tier, the request's
+ * recorded answer. */
+#define LOAD_COLS                                                                                  \
+    "w.wallet_id, w.xmin::text, w.expiry, w.currency, w.balance_minor, w.held_minor, "             \
+    "w.status, w.pin_method, coalesce(w.pvki, 0), coalesce(w.pvv, ''), "                           \
+    "coalesce(w.pin_offset, ''), w.pin_tries, w.pin_try_limit, "                                   \
+    "coalesce(w.daily_limit_minor, -1), coalesce(w.daily_cash_limit_minor, -1), "                  \
+    "coalesce(w.daily_count_limit, -1), coalesce(to_char(w.usage_date, 'YYYY-MM-DD'), ''), "       \
+    "w.usage_minor, w.usage_cash_minor, w.usage_count, w.day_credit_minor, "                       \
+    "coalesce(to_char(w.usage_month, 'YYYY-MM-DD'), ''), w.month_debit_minor, "                    \
+    "w.month_credit_minor, w.kyc_tier, coalesce(t.max_balance_minor, -1), "                        \
+    "coalesce(t.debit_daily_limit_minor, -1), coalesce(t.debit_monthly_limit_minor, -1), "         \
+    "coalesce(t.credit_daily_limit_minor, -1), coalesce(t.credit_monthly_limit_minor, -1), "       \
+    "q.response_code, q.auth_code, q.balance_minor, q.available_minor "
 /* The request's recorded answer (if any) and the card's wallet (if any), in one row. */
 static const char *const SQL_LOAD =
-    "SELECT w.wallet_id, w.xmin::text, w.expiry, w.currency, w.balance_minor, w.held_minor, "
-    "w.status, w.pin_method, coalesce(w.pvki, 0), coalesce(w.pvv, ''), "
-    "coalesce(w.pin_offset, ''), w.pin_tries, w.pin_try_limit, "
-    "coalesce(w.daily_limit_minor, -1), coalesce(w.daily_cash_limit_minor, -1), "
-    "coalesce(w.daily_count_limit, -1), coalesce(to_char(w.usage_date, 'YYYY-MM-DD'), ''), "
-    "w.usage_minor, w.usage_cash_minor, w.usage_count, w.day_credit_minor, "
-    "coalesce(to_char(w.usage_month, 'YYYY-MM-DD'), ''), w.month_debit_minor, "
-    "w.month_credit_minor, w.kyc_tier, coalesce(t.max_balance_minor, -1), "
-    "coalesce(t.debit_daily_limit_minor, -1), coalesce(t.debit_monthly_limit_minor, -1), "
-    "coalesce(t.credit_daily_limit_minor, -1), coalesce(t.credit_monthly_limit_minor, -1), "
-    "q.response_code, q.auth_code, q.balance_minor, q.available_minor "
-    "FROM (SELECT) one "
+    "SELECT " LOAD_COLS "FROM (SELECT) one "
     "LEFT JOIN wallet.wallets w ON w.pan_hmac = $1::bytea "
     "LEFT JOIN wallet.kyc_tiers t ON t.tier = w.kyc_tier AND t.currency = w.currency "
     "LEFT JOIN wallet.requests q ON q.request_key = $2";
+/* The snapshots of several requests in ONE statement (issue 17: a round trip and a transaction
+ * per request was most of the loads' cost): element i of $1 (PAN HMACs) and $2 (request keys)
+ * is request i; one row per request, in order (ord = i + 1, after SQL_LOAD's columns). */
+static const char *const SQL_LOAD_BATCH =
+    "SELECT " LOAD_COLS ", k.ord "
+    "FROM unnest($1::bytea[], $2::text[]) WITH ORDINALITY AS k(pan_hmac, request_key, ord) "
+    "LEFT JOIN wallet.wallets w ON w.pan_hmac = k.pan_hmac "
+    "LEFT JOIN wallet.kyc_tiers t ON t.tier = w.kyc_tier AND t.currency = w.currency "
+    "LEFT JOIN wallet.requests q ON q.request_key = k.request_key "
+    "ORDER BY k.ord";
 static const char *const SQL_APPLY =
     "SELECT * FROM wallet.sim_apply($1, $2::bigint, $3, $4, $5, $6::bigint, $7, $8, $9, "
     "$10::integer, $11::bigint, $12::bigint, $13, $14::date, $15::bigint, $16::bigint, "
@@ -52,6 +65,11 @@ static const char *const SQL_COMPLETE =
     "SELECT * FROM wallet.sim_complete($1, $2, $3::bigint, $4, $5, $6::bigint, $7::integer, $8, "
     "$9)";
 static const char *const SQL_EXPIRE = "SELECT wallet.sim_expire_holds()";
+/* 0019: consecutive reversals of a batch at once, sim_reverse's parameters as arrays; one row per
+ * reversal (ord = i + 1, then sim_reverse's columns), in order. */
+static const char *const SQL_REVERSE_BATCH =
+    "SELECT * FROM wallet.sim_reverse_batch($1::text[], $2::text[], $3::text[], $4::bigint[], "
+    "$5::text[])";
 /* 0017: a batch's plain decisions at once, sim_apply's parameters as arrays (element i of each
  * is decision i); one row per decision (ord = i + 1, then sim_apply's columns), in order. */
 /* 0017: a batch's locks, taken first when it holds ops other than plain decisions. */
@@ -107,6 +125,8 @@ enum {
     L_Q_AVAILABLE,
     L_ncols
 };
+/* SQL_LOAD_BATCH's last column: the request's position (1-based). */
+enum { LB_ORD = L_ncols, LB_ncols };
 
 /* The columns of sim_apply and sim_reverse (the same row shape). */
 enum { A_OUTCOME, A_RC, A_AUTH, A_BALANCE, A_AVAILABLE, A_ncols };
@@ -120,6 +140,7 @@ struct wcall {
     struct db_wallet *w;
     union {
         db_wallet_load_cb load;
+        db_wallet_load_batch_cb load_batch;
         db_wallet_apply_cb apply;
         db_wallet_expire_cb expire;
     } cb;
@@ -129,12 +150,17 @@ struct wcall {
     bool locked;                        /* apply: the job starts with sim_lock_batch */
     uint8_t plain[DB_WALLET_APPLY_MAX]; /* apply: its row i is the caller's ops[plain[i]] */
     uint8_t order[DB_WALLET_APPLY_MAX]; /* apply: the next statements run ops[order[i]] */
+    /* apply: statement j after the batch call runs group[j] reversals of order[] at once
+     * (sim_reverse_batch), or one op (0) */
+    uint8_t group[DB_WALLET_APPLY_MAX];
+    unsigned ngroups; /* apply: statements after the batch call */
     struct wcall *next_free;
 };
 
 struct db_wallet {
     struct db_client *c;
     struct wcall *calls, *free_calls;
+    struct db_wallet_stats stats;
 };
 
 static const char *const verdict_name[DB_WALLET_verdict_max] = {
@@ -176,6 +202,8 @@ int db_wallet_new(struct event_base *base, const struct db_wallet_opts *opts,
     if (rc == 0)
         rc = db_client_prepare(w->c, "wallet_load", SQL_LOAD);
     if (rc == 0)
+        rc = db_client_prepare(w->c, "wallet_load_batch", SQL_LOAD_BATCH);
+    if (rc == 0)
         rc = db_client_prepare(w->c, "wallet_apply", SQL_APPLY);
     if (rc == 0)
         rc = db_client_prepare(w->c, "wallet_reverse", SQL_REVERSE);
@@ -189,6 +217,8 @@ int db_wallet_new(struct event_base *base, const struct db_wallet_opts *opts,
         rc = db_client_prepare(w->c, "wallet_apply_batch", SQL_APPLY_BATCH);
     if (rc == 0)
         rc = db_client_prepare(w->c, "wallet_lock_batch", SQL_LOCK_BATCH);
+    if (rc == 0)
+        rc = db_client_prepare(w->c, "wallet_reverse_batch", SQL_REVERSE_BATCH);
     if (rc != 0) {
         db_wallet_free(w);
         return rc;
@@ -258,49 +288,50 @@ static bool parse_pin_method(const char *v, enum db_wallet_pin_method *out)
     return true;
 }
 
-/* The wallet columns of SQL_LOAD's row. Returns the first column that is not what the schema
- * promises, or NULL. */
-static const char *read_wallet(const PGresult *r, struct db_wallet_row *w)
+/* The wallet columns of row of SQL_LOAD / SQL_LOAD_BATCH. Returns the first column that is not what
+ * the schema promises, or NULL. */
+static const char *read_wallet(const PGresult *r, int row, struct db_wallet_row *w)
 {
-    if (!db_col_i64(r, 0, L_WALLET_ID, &w->wallet_id))
+    if (!db_col_i64(r, row, L_WALLET_ID, &w->wallet_id))
         return "wallet_id";
-    if (!db_col_text(r, 0, L_XMIN, w->row_version, sizeof w->row_version))
+    if (!db_col_text(r, row, L_XMIN, w->row_version, sizeof w->row_version))
         return "xmin";
-    if (!db_col_text(r, 0, L_EXPIRY, w->expiry, sizeof w->expiry))
+    if (!db_col_text(r, row, L_EXPIRY, w->expiry, sizeof w->expiry))
         return "expiry";
-    if (!db_col_int(r, 0, L_CURRENCY, &w->currency))
+    if (!db_col_int(r, row, L_CURRENCY, &w->currency))
         return "currency";
-    if (!db_col_i64(r, 0, L_BALANCE, &w->balance_minor) ||
-        !db_col_i64(r, 0, L_HELD, &w->held_minor))
+    if (!db_col_i64(r, row, L_BALANCE, &w->balance_minor) ||
+        !db_col_i64(r, row, L_HELD, &w->held_minor))
         return "balance";
-    if (!parse_status(PQgetvalue(r, 0, L_STATUS), &w->status))
+    if (!parse_status(PQgetvalue(r, row, L_STATUS), &w->status))
         return "status";
-    if (!parse_pin_method(PQgetvalue(r, 0, L_PIN_METHOD), &w->pin_method) ||
-        !db_col_int(r, 0, L_PVKI, &w->pvki) || !db_col_text(r, 0, L_PVV, w->pvv, sizeof w->pvv) ||
-        !db_col_text(r, 0, L_PIN_OFFSET, w->pin_offset, sizeof w->pin_offset))
+    if (!parse_pin_method(PQgetvalue(r, row, L_PIN_METHOD), &w->pin_method) ||
+        !db_col_int(r, row, L_PVKI, &w->pvki) ||
+        !db_col_text(r, row, L_PVV, w->pvv, sizeof w->pvv) ||
+        !db_col_text(r, row, L_PIN_OFFSET, w->pin_offset, sizeof w->pin_offset))
         return "pin data";
-    if (!db_col_int(r, 0, L_PIN_TRIES, &w->pin_tries) ||
-        !db_col_int(r, 0, L_PIN_TRY_LIMIT, &w->pin_try_limit))
+    if (!db_col_int(r, row, L_PIN_TRIES, &w->pin_tries) ||
+        !db_col_int(r, row, L_PIN_TRY_LIMIT, &w->pin_try_limit))
         return "pin tries";
-    if (!db_col_i64(r, 0, L_DAILY_LIMIT, &w->daily_limit_minor) ||
-        !db_col_i64(r, 0, L_DAILY_CASH_LIMIT, &w->daily_cash_limit_minor) ||
-        !db_col_i64(r, 0, L_DAILY_COUNT_LIMIT, &w->daily_count_limit))
+    if (!db_col_i64(r, row, L_DAILY_LIMIT, &w->daily_limit_minor) ||
+        !db_col_i64(r, row, L_DAILY_CASH_LIMIT, &w->daily_cash_limit_minor) ||
+        !db_col_i64(r, row, L_DAILY_COUNT_LIMIT, &w->daily_count_limit))
         return "daily limits";
-    if (!db_col_text(r, 0, L_USAGE_DATE, w->usage_date, sizeof w->usage_date) ||
-        !db_col_i64(r, 0, L_USAGE, &w->usage_minor) ||
-        !db_col_i64(r, 0, L_USAGE_CASH, &w->usage_cash_minor) ||
-        !db_col_i64(r, 0, L_USAGE_COUNT, &w->usage_count) ||
-        !db_col_i64(r, 0, L_DAY_CREDIT, &w->day_credit_minor) ||
-        !db_col_text(r, 0, L_USAGE_MONTH, w->usage_month, sizeof w->usage_month) ||
-        !db_col_i64(r, 0, L_MONTH_DEBIT, &w->month_debit_minor) ||
-        !db_col_i64(r, 0, L_MONTH_CREDIT, &w->month_credit_minor))
+    if (!db_col_text(r, row, L_USAGE_DATE, w->usage_date, sizeof w->usage_date) ||
+        !db_col_i64(r, row, L_USAGE, &w->usage_minor) ||
+        !db_col_i64(r, row, L_USAGE_CASH, &w->usage_cash_minor) ||
+        !db_col_i64(r, row, L_USAGE_COUNT, &w->usage_count) ||
+        !db_col_i64(r, row, L_DAY_CREDIT, &w->day_credit_minor) ||
+        !db_col_text(r, row, L_USAGE_MONTH, w->usage_month, sizeof w->usage_month) ||
+        !db_col_i64(r, row, L_MONTH_DEBIT, &w->month_debit_minor) ||
+        !db_col_i64(r, row, L_MONTH_CREDIT, &w->month_credit_minor))
         return "usage";
-    if (!db_col_int(r, 0, L_KYC_TIER, &w->kyc_tier) ||
-        !db_col_i64(r, 0, L_MAX_BALANCE, &w->max_balance_minor) ||
-        !db_col_i64(r, 0, L_DEBIT_DAILY, &w->debit_daily_limit_minor) ||
-        !db_col_i64(r, 0, L_DEBIT_MONTHLY, &w->debit_monthly_limit_minor) ||
-        !db_col_i64(r, 0, L_CREDIT_DAILY, &w->credit_daily_limit_minor) ||
-        !db_col_i64(r, 0, L_CREDIT_MONTHLY, &w->credit_monthly_limit_minor))
+    if (!db_col_int(r, row, L_KYC_TIER, &w->kyc_tier) ||
+        !db_col_i64(r, row, L_MAX_BALANCE, &w->max_balance_minor) ||
+        !db_col_i64(r, row, L_DEBIT_DAILY, &w->debit_daily_limit_minor) ||
+        !db_col_i64(r, row, L_DEBIT_MONTHLY, &w->debit_monthly_limit_minor) ||
+        !db_col_i64(r, row, L_CREDIT_DAILY, &w->credit_daily_limit_minor) ||
+        !db_col_i64(r, row, L_CREDIT_MONTHLY, &w->credit_monthly_limit_minor))
         return "kyc tier";
     return NULL;
 }
@@ -320,7 +351,52 @@ static bool read_answer(const PGresult *r, int col, struct db_wallet_answer *a)
     return read_answer_at(r, 0, col, a);
 }
 
+/* PostgreSQL array literals, one per sim_apply parameter, built into one buffer. */
+struct arrays {
+    char *buf, *p, *end;
+    char *lit[APPLY_NPARAMS];
+};
+
+/* Appends element v (NULL: SQL NULL) of the array being built, quoted with \ and " escaped. */
+static void arr_elem(struct arrays *a, const char *v, bool first)
+{
+    if (!first)
+        *a->p++ = ',';
+    if (!v) {
+        memcpy(a->p, "NULL", 4);
+        a->p += 4;
+        return;
+    }
+    *a->p++ = '"';
+    for (; *v; v++) {
+        if (*v == '"' || *v == '\\')
+            *a->p++ = '\\';
+        *a->p++ = *v;
+    }
+    *a->p++ = '"';
+}
+
 /* ---------------------------------------------------------------- load */
+
+/* Row row of a load's result into snap. Returns NULL, or what was not readable (the message of
+ * the request's DB_E_INVALID). */
+static const char *read_snapshot(const PGresult *r, int row, struct db_wallet_snapshot *snap)
+{
+    memset(snap, 0, sizeof *snap);
+    snap->has_wallet = !PQgetisnull(r, row, L_WALLET_ID);
+    const char *bad = snap->has_wallet ? read_wallet(r, row, &snap->wallet) : NULL;
+    snap->answered = !PQgetisnull(r, row, L_Q_RC);
+    if (!bad && snap->answered && !read_answer_at(r, row, L_Q_RC, &snap->answer))
+        bad = "recorded answer";
+    return bad;
+}
+
+static void invalid_column(struct db_error *err, const char *bad)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "wallet load: column %s invalid", bad);
+    wallet_error(err, DB_E_INVALID, msg);
+}
 
 static void on_load(void *arg, const struct db_reply *rep)
 {
@@ -340,16 +416,9 @@ static void on_load(void *arg, const struct db_reply *rep)
         return;
     }
     struct db_wallet_snapshot snap;
-    memset(&snap, 0, sizeof snap);
-    snap.has_wallet = !PQgetisnull(r, 0, L_WALLET_ID);
-    const char *bad = snap.has_wallet ? read_wallet(r, &snap.wallet) : NULL;
-    snap.answered = !PQgetisnull(r, 0, L_Q_RC);
-    if (!bad && snap.answered && !read_answer(r, L_Q_RC, &snap.answer))
-        bad = "recorded answer";
+    const char *bad = read_snapshot(r, 0, &snap);
     if (bad) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "wallet load: column %s invalid", bad);
-        wallet_error(&err, DB_E_INVALID, msg);
+        invalid_column(&err, bad);
         cb(uarg, &err, NULL);
         return;
     }
@@ -370,9 +439,99 @@ int db_wallet_load(struct db_wallet *w, const uint8_t pan_hmac[32], const char *
         return DB_E_FULL;
     call->cb.load = cb;
     int rc = db_exec(w->c, &st, 1, on_load, call);
-    if (rc != 0)
+    if (rc != 0) {
         call_put(call);
+        return rc;
+    }
+    w->stats.loads++;
+    w->stats.load_statements++;
+    return 0;
+}
+
+/* The result of SQL_LOAD_BATCH: row i is request i (its ord checked), each read on its own. */
+static void on_load_batch(void *arg, const struct db_reply *rep)
+{
+    struct wcall *call = arg;
+    db_wallet_load_batch_cb cb = call->cb.load_batch;
+    void *uarg = call->arg;
+    unsigned n = call->n;
+    call_put(call);
+    if (rep->err->code != 0) {
+        cb(uarg, rep->err, NULL, 0);
+        return;
+    }
+    const PGresult *r = rep->n == 1 ? rep->res[0] : NULL;
+    bool shape = r && PQntuples(r) == (int)n && PQnfields(r) == LB_ncols;
+    struct db_wallet_loaded out[DB_WALLET_LOAD_MAX];
+    for (unsigned i = 0; i < n; i++) {
+        int ord = 0;
+        const char *bad = NULL;
+        if (!shape || !db_col_int(r, (int)i, LB_ORD, &ord) || ord != (int)i + 1)
+            bad = "ord";
+        else
+            bad = read_snapshot(r, (int)i, &out[i].snap);
+        memset(&out[i].err, 0, sizeof out[i].err);
+        if (bad)
+            invalid_column(&out[i].err, bad);
+    }
+    cb(uarg, rep->err, out, n);
+}
+
+int db_wallet_load_batch(struct db_wallet *w, const struct db_wallet_load_req *reqs, unsigned n,
+                         db_wallet_load_batch_cb cb, void *arg)
+{
+    if (!w || !reqs || n == 0 || n > DB_WALLET_LOAD_MAX || !cb)
+        return DB_E_INVALID;
+    /* Two array literals: {"\\x<64 hex>",...} and {"<key>",...} (keys quoted, \ and " escaped). */
+    size_t ksize = 3;
+    for (unsigned i = 0; i < n; i++) {
+        if (!reqs[i].request_key)
+            return DB_E_INVALID;
+        ksize += 2 * strlen(reqs[i].request_key) + 3;
+    }
+    size_t hsize = 3 + (size_t)n * (2 + 3 + 64 + 1);
+    struct arrays a = { 0 };
+    a.buf = a.p = malloc(hsize + ksize);
+    if (!a.buf)
+        return DB_E_SYS;
+    a.end = a.buf + hsize + ksize;
+    a.lit[0] = a.p;
+    *a.p++ = '{';
+    for (unsigned i = 0; i < n; i++) {
+        char h[2 + 64 + 1] = "\\x";
+        at_hex_encode(reqs[i].pan_hmac, 32, h + 2);
+        arr_elem(&a, h, i == 0);
+    }
+    *a.p++ = '}';
+    *a.p++ = '\0';
+    a.lit[1] = a.p;
+    *a.p++ = '{';
+    for (unsigned i = 0; i < n; i++)
+        arr_elem(&a, reqs[i].request_key, i == 0);
+    *a.p++ = '}';
+    *a.p++ = '\0';
+    const char *v[2] = { a.lit[0], a.lit[1] };
+    struct db_stmt st = { .prepared = "wallet_load_batch", .nparams = 2, .values = v };
+    struct wcall *call = call_get(w, arg);
+    int rc = DB_E_FULL;
+    if (call) {
+        call->cb.load_batch = cb;
+        call->n = n;
+        rc = db_exec(w->c, &st, 1, on_load_batch, call); /* copies the parameters */
+        if (rc != 0)
+            call_put(call);
+    }
+    free(a.buf);
+    if (rc == 0) {
+        w->stats.loads += n;
+        w->stats.load_statements++;
+    }
     return rc;
+}
+
+void db_wallet_stats(const struct db_wallet *w, struct db_wallet_stats *out)
+{
+    *out = w->stats;
 }
 
 /* ---------------------------------------------------------------- apply */
@@ -539,8 +698,16 @@ static void on_apply(void *arg, const struct db_reply *rep)
                 read_batch_outcome(r, (int)i, &out[call->plain[i]]);
             k++;
         }
-        for (unsigned i = 0; i < n - nplain; i++, k++)
-            read_outcome(k < rep->n ? rep->res[k] : NULL, &out[call->order[i]]);
+        unsigned oi = 0; /* next op of order[] */
+        for (unsigned j = 0; j < call->ngroups; j++, k++) {
+            const PGresult *r = k < rep->n ? rep->res[k] : NULL;
+            if (call->group[j] == 0) {
+                read_outcome(r, &out[call->order[oi++]]);
+                continue;
+            }
+            for (unsigned i = 0; i < call->group[j]; i++)
+                read_batch_outcome(r, (int)i, &out[call->order[oi++]]);
+        }
     }
     call_put(call);
     if (rep->err->code != 0)
@@ -555,31 +722,6 @@ static bool plain_decision(const struct db_wallet_op *op)
 {
     return op->kind == DB_WALLET_OP_DECISION && !op->u.decision.parent_key &&
            !op->u.decision.advice;
-}
-
-/* PostgreSQL array literals, one per sim_apply parameter, built into one buffer. */
-struct arrays {
-    char *buf, *p, *end;
-    char *lit[APPLY_NPARAMS];
-};
-
-/* Appends element v (NULL: SQL NULL) of the array being built, quoted with \ and " escaped. */
-static void arr_elem(struct arrays *a, const char *v, bool first)
-{
-    if (!first)
-        *a->p++ = ',';
-    if (!v) {
-        memcpy(a->p, "NULL", 4);
-        a->p += 4;
-        return;
-    }
-    *a->p++ = '"';
-    for (; *v; v++) {
-        if (*v == '"' || *v == '\\')
-            *a->p++ = '\\';
-        *a->p++ = *v;
-    }
-    *a->p++ = '"';
 }
 
 /* The 21 array literals of sim_apply_batch for the nplain decisions ops[plain[i]]: each
@@ -661,6 +803,34 @@ static int build_lock_arrays(struct arrays *a, const struct db_wallet_op *ops, u
     return 0;
 }
 
+/* The five array literals of sim_reverse_batch for the m reversals ops[idx[i]] (reversal_params
+ * of each become element i). Returns 0 or DB_E_SYS. */
+static int build_reverse_arrays(struct arrays *a, const struct db_wallet_op *ops,
+                                const uint8_t *idx, unsigned m)
+{
+    const char *v[DB_WALLET_APPLY_MAX][REVERSE_NPARAMS];
+    char num[DB_WALLET_APPLY_MAX][11][AT_I64_CHARS];
+    size_t size = REVERSE_NPARAMS * 3;
+    for (unsigned i = 0; i < m; i++) {
+        reversal_params(&ops[idx[i]].u.reversal, v[i], num[i]);
+        for (unsigned k = 0; k < REVERSE_NPARAMS; k++)
+            size += (v[i][k] ? 2 * strlen(v[i][k]) + 3 : 5);
+    }
+    a->buf = a->p = malloc(size);
+    if (!a->buf)
+        return DB_E_SYS;
+    a->end = a->buf + size;
+    for (unsigned k = 0; k < REVERSE_NPARAMS; k++) {
+        a->lit[k] = a->p;
+        *a->p++ = '{';
+        for (unsigned i = 0; i < m; i++)
+            arr_elem(a, v[i][k], i == 0);
+        *a->p++ = '}';
+        *a->p++ = '\0';
+    }
+    return 0;
+}
+
 int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigned n,
                     db_wallet_apply_cb cb, void *arg)
 {
@@ -710,9 +880,31 @@ int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigne
                                       .nparams = APPLY_NPARAMS,
                                       .values = (const char **)arr.lit };
     }
+    struct arrays revs[DB_WALLET_APPLY_MAX];
+    unsigned nrevs = 0;
+    call->ngroups = 0;
     for (unsigned i = 0; i < nother; i++, nst++) {
         const struct db_wallet_op *op = &ops[call->order[i]];
-        if (op->kind == DB_WALLET_OP_REVERSAL) {
+        unsigned m = 0; /* consecutive reversals from here */
+        while (i + m < nother && ops[call->order[i + m]].kind == DB_WALLET_OP_REVERSAL)
+            m++;
+        call->group[call->ngroups++] = (uint8_t)(m > 1 ? m : 0);
+        if (m > 1) { /* several reversals: one sim_reverse_batch call (0019) */
+            struct arrays *ra = &revs[nrevs];
+            if (build_reverse_arrays(ra, ops, call->order + i, m) != 0) {
+                for (unsigned g = 0; g < nrevs; g++)
+                    free(revs[g].buf);
+                free(arr.buf);
+                free(locks.buf);
+                call_put(call);
+                return DB_E_SYS;
+            }
+            nrevs++;
+            st[nst] = (struct db_stmt){ .prepared = "wallet_reverse_batch",
+                                        .nparams = REVERSE_NPARAMS,
+                                        .values = (const char **)ra->lit };
+            i += m - 1;
+        } else if (op->kind == DB_WALLET_OP_REVERSAL) {
             reversal_params(&op->u.reversal, v[nst], num[nst]);
             st[nst] = (struct db_stmt){ .prepared = "wallet_reverse",
                                         .nparams = REVERSE_NPARAMS,
@@ -736,6 +928,8 @@ int db_wallet_apply(struct db_wallet *w, const struct db_wallet_op *ops, unsigne
         }
     }
     int rc = db_exec(w->c, st, nst, on_apply, call);
+    for (unsigned g = 0; g < nrevs; g++)
+        free(revs[g].buf);
     free(arr.buf);
     free(locks.buf);
     if (rc != 0)

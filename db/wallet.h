@@ -17,8 +17,9 @@ struct event_base;
 /* The schema version the wallet statements need: wallet.sim_apply / sim_reverse of 0003 with
  * 0005's hot path and domains, 0008's KYC tiers and monthly and credit counters, 0012's
  * pre-authorization completion and incremental authorization, 0014's stand-in advices and
- * 0017's set-based batch (wallet.sim_apply_batch) and statement-level ledger triggers. */
-#define DB_WALLET_SCHEMA_VERSION 17
+ * 0017's set-based batch (wallet.sim_apply_batch) and statement-level ledger triggers, 0019's
+ * set-based reversals (wallet.sim_reverse_batch). */
+#define DB_WALLET_SCHEMA_VERSION 19
 
 /* Decisions and reversals applied by one transaction at most (one Sync per batch). */
 #define DB_WALLET_APPLY_MAX 32
@@ -114,6 +115,44 @@ __attribute__((warn_unused_result)) int db_wallet_load(struct db_wallet *w,
                                                        const uint8_t pan_hmac[32],
                                                        const char *request_key,
                                                        db_wallet_load_cb cb, void *arg);
+
+/* ---- several snapshots in one statement (issue 17) */
+
+/* Requests whose snapshots one db_wallet_load_batch call reads at most. */
+#define DB_WALLET_LOAD_MAX 64
+
+struct db_wallet_load_req {
+    uint8_t pan_hmac[32];    /* db_pan_hmac of the card's PAN */
+    const char *request_key; /* read during the call only */
+};
+
+/* One request's snapshot: err.code is 0 and snap filled, or DB_E_INVALID (err.message says
+ * which value of its row this layer could not read) — db_wallet_load_cb's err and snap. */
+struct db_wallet_loaded {
+    struct db_error err;
+    struct db_wallet_snapshot snap;
+};
+
+/* out[i] is the snapshot of reqs[i]; out is NULL and n 0 unless err->code == 0 (then the
+ * whole statement failed: every request gets err). */
+typedef void (*db_wallet_load_batch_cb)(void *arg, const struct db_error *err,
+                                        const struct db_wallet_loaded *out, unsigned n);
+
+/* Reads the snapshots of n (1..DB_WALLET_LOAD_MAX) requests — what db_wallet_load reads for
+ * each — with ONE statement (one round trip, one transaction): element i of two array
+ * parameters is request i, one row per request in order. A PAN or key given twice is read
+ * twice. */
+__attribute__((warn_unused_result)) int db_wallet_load_batch(struct db_wallet *w,
+                                                             const struct db_wallet_load_req *reqs,
+                                                             unsigned n, db_wallet_load_batch_cb cb,
+                                                             void *arg);
+
+/* What the handle has sent since it was created (for logs, benchmarks and tests). */
+struct db_wallet_stats {
+    uint64_t loads;           /* snapshots asked for (db_wallet_load and _load_batch) */
+    uint64_t load_statements; /* statements that read them */
+};
+void db_wallet_stats(const struct db_wallet *w, struct db_wallet_stats *out);
 
 /* A decision to record (wallet.sim_apply): the answer and its effects. Strings are read during
  * the call only; NULL where marked optional. */

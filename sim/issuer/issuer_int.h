@@ -1,8 +1,8 @@
 /* Private to the issuer-sim daemon: the request (struct txn), the link (struct conn) and the
  * daemon (struct iss) its files share, the request states, and what each file offers the
  * others. The flow of a request, file by file: link.c → txn.c → hsmcmd.c (request MAC) →
- * validate.c → txn.c (load, decide; hsmcmd.c for a PIN) → apply.c → answer.c → hsmcmd.c
- * (response MAC) → link.c. */
+ * validate.c → txn.c → load.c (the batched snapshot load) → txn.c (decide; hsmcmd.c for a PIN)
+ * → apply.c → answer.c → hsmcmd.c (response MAC) → link.c. */
 #ifndef ATLAS_SIM_ISSUER_INT_H
 #define ATLAS_SIM_ISSUER_INT_H
 
@@ -94,7 +94,10 @@ struct txn {
     char rrnz[16];
     bool apply_alone;       /* its batch failed: apply it in a transaction of its own */
     struct txn *apply_next; /* the next request of the same batch (queue, then in flight) */
-    /* wallet snapshot */
+    /* wallet snapshot: the PAN's HMAC, and the next request of the same load statement (queue,
+     * then in flight: load.c) */
+    uint8_t pan_hmac[32];
+    struct txn *load_next;
     bool have_wallet;
     struct db_wallet_row wallet;
     struct sim_wallet w;
@@ -141,6 +144,11 @@ struct iss {
      * next batch when one commits — commit at once when idle, bigger batches under load
      * (issue 17: a batch's cost in PostgreSQL is mostly per batch, not per decision). */
     unsigned apply_inflight, apply_max_inflight;
+    /* Snapshot loads the same way (load.c): queued this loop turn, sent as one statement each
+     * batch while fewer than load_max_inflight are in flight. */
+    struct txn *load_head, **load_tail;
+    unsigned load_queued, load_inflight, load_max_inflight;
+    struct event *ev_load;
     struct event *ev_term, *ev_int, *ev_hup, *ev_expire, *ev_drain;
     struct event *ev_usr1; /* SIGUSR1 reopens the log, as SIGHUP does (logrotate) */
     uint64_t n_req, n_approved;
@@ -185,6 +193,9 @@ void txn_begin(struct txn *t);
 void txn_mac_verified(struct txn *t);
 /* Reads the wallet snapshot and the recorded answer; again after a concurrent change. */
 void txn_load(struct txn *t);
+/* The snapshot read (load.c calls it for each request of a load statement): answers a repeat,
+ * else decides; err->code != 0 answers 96. */
+void txn_loaded(struct txn *t, const struct db_error *err, const struct db_wallet_snapshot *snap);
 /* Decides on the snapshot; a PIN entered is verified first (hsmcmd.c calls back here). */
 void txn_decide(struct txn *t);
 /* Answers rc (with outcome in the log) without DE 38 / DE 54. */
@@ -233,6 +244,13 @@ void txn_apply(struct txn *t);
 /* Sends the batches queued (the ev_apply event; at shut-down, with closing set, answers them
  * 96 instead). */
 void apply_flush(evutil_socket_t fd, short what, void *arg);
+
+/* ---- load.c: the batched snapshot loads */
+
+/* Queues t (its pan_hmac and key set) for this loop turn's load statement. */
+void load_queue(struct txn *t);
+/* Sends the loads queued (the ev_load event; at shut-down, with closing set, answers them 96). */
+void load_flush(evutil_socket_t fd, short what, void *arg);
 
 /* ---- answer.c: the response */
 

@@ -462,6 +462,7 @@ static int start_clients(struct iss *s, const struct opts *o)
         return -1;
     }
     s->apply_max_inflight = o->db_conns ? o->db_conns : 1; /* one batch per connection */
+    s->load_max_inflight = s->apply_max_inflight;          /* the same for load statements */
     return 0;
 }
 
@@ -475,11 +476,12 @@ static int add_events(struct iss *s)
     s->ev_drain = evtimer_new(s->base, on_drain_timeout, s);
     s->ev_expire = event_new(s->base, -1, EV_PERSIST, on_expire_timer, s);
     s->ev_apply = event_new(s->base, -1, 0, apply_flush, s);
+    s->ev_load = event_new(s->base, -1, 0, load_flush, s);
     struct timeval ep = { EXPIRE_PERIOD, 0 };
     if (!s->ev_term || !s->ev_int || !s->ev_hup || !s->ev_usr1 || !s->ev_drain || !s->ev_expire ||
-        !s->ev_apply || event_add(s->ev_term, NULL) != 0 || event_add(s->ev_int, NULL) != 0 ||
-        event_add(s->ev_hup, NULL) != 0 || event_add(s->ev_usr1, NULL) != 0 ||
-        event_add(s->ev_expire, &ep) != 0) {
+        !s->ev_apply || !s->ev_load || event_add(s->ev_term, NULL) != 0 ||
+        event_add(s->ev_int, NULL) != 0 || event_add(s->ev_hup, NULL) != 0 ||
+        event_add(s->ev_usr1, NULL) != 0 || event_add(s->ev_expire, &ep) != 0) {
         fprintf(stderr, "issuer-sim: cannot set up signals\n");
         return -1;
     }
@@ -495,6 +497,8 @@ static void shut_down(struct iss *s)
     s->closing = true;
     if (s->ev_apply)
         apply_flush(-1, 0, s); /* decisions not yet sent are answered 96 */
+    if (s->ev_load)
+        load_flush(-1, 0, s); /* loads not yet sent too */
     if (s->db)
         db_wallet_free(s->db); /* pending calls answer DB_E_CLOSED: their txns finish here */
     if (s->hsm)
@@ -502,8 +506,8 @@ static void shut_down(struct iss *s)
     link_close_all(s);
     for (int i = 0; s->base && !LIST_EMPTY(&s->conns) && i < 100; i++)
         event_base_loop(s->base, EVLOOP_NONBLOCK); /* the streams run their on_close */
-    struct event *evs[] = { s->ev_term,  s->ev_int,    s->ev_hup,  s->ev_usr1,
-                            s->ev_drain, s->ev_expire, s->ev_apply };
+    struct event *evs[] = { s->ev_term,  s->ev_int,    s->ev_hup,   s->ev_usr1,
+                            s->ev_drain, s->ev_expire, s->ev_apply, s->ev_load };
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);
@@ -535,8 +539,11 @@ static int serve(struct iss *s, const struct opts *o, const struct sockaddr_stor
                AT_STR("tls", s->tls ? (o->tls_ca ? "mutual" : "on") : "off"),
                AT_UINT("max_inflight", s->pool_size));
         event_base_dispatch(s->base);
+        struct db_wallet_stats ws;
+        db_wallet_stats(s->db, &ws);
         at_log(AT_LOG_INFO, "stop", AT_UINT("requests", s->n_req),
-               AT_UINT("approved", s->n_approved), AT_UINT("apply_transactions", s->n_apply_jobs));
+               AT_UINT("approved", s->n_approved), AT_UINT("apply_transactions", s->n_apply_jobs),
+               AT_UINT("loads", ws.loads), AT_UINT("load_statements", ws.load_statements));
     }
     shut_down(s);
     return ret;
@@ -547,6 +554,7 @@ static int run(const struct opts *o)
 {
     struct iss s = { 0 };
     s.apply_tail = &s.apply_head;
+    s.load_tail = &s.load_head;
     struct sockaddr_storage ss;
     socklen_t sl;
     int ret = configure_link(&s, o, &ss, &sl);

@@ -221,9 +221,8 @@ static void sim_wallet_from_row(struct sim_wallet *sw, const struct db_wallet_ro
 
 /* The snapshot: the card's wallet, if any, and the request's recorded answer if it was
  * answered before (then the same answer goes again). */
-static void on_load(void *arg, const struct db_error *err, const struct db_wallet_snapshot *snap)
+void txn_loaded(struct txn *t, const struct db_error *err, const struct db_wallet_snapshot *snap)
 {
-    struct txn *t = arg;
     if (err->code == DB_E_INVALID) {
         at_log(AT_LOG_ERROR, "wallet_row_invalid", AT_STR("pan", t->pan_masked),
                AT_STR("reason", err->message));
@@ -261,14 +260,12 @@ void txn_load(struct txn *t)
         txn_fail(t, "96", "shutdown");
         return;
     }
-    uint8_t h[32];
-    if (db_pan_hasher_mac(s->hasher, t->pan, strlen(t->pan), h) != 0) {
+    if (db_pan_hasher_mac(s->hasher, t->pan, strlen(t->pan), t->pan_hmac) != 0) {
         txn_fail(t, "30", "format");
         return;
     }
     txn_set_state(t, TXN_LOAD);
-    if (db_wallet_load(s->db, h, t->key, on_load, t) != 0)
-        txn_fail(t, "96", "db_full");
+    load_queue(t); /* read with the loop turn's other loads (load.c) */
 }
 
 void txn_decide(struct txn *t)

@@ -377,6 +377,131 @@ static void test_seed_and_snapshot(void **state)
     assert_true(l.have && !l.snap.has_wallet && !l.snap.answered);
 }
 
+struct loaded_batch {
+    bool done;
+    struct db_error err;
+    unsigned n;
+    struct db_wallet_loaded out[DB_WALLET_LOAD_MAX];
+};
+
+static void on_load_batch(void *arg, const struct db_error *err, const struct db_wallet_loaded *out,
+                          unsigned n)
+{
+    struct loaded_batch *l = arg;
+    l->done = true;
+    l->err = *err;
+    l->n = n;
+    if (out)
+        memcpy(l->out, out, n * sizeof *out);
+}
+
+static bool loaded_batch_done(void *arg)
+{
+    return ((struct loaded_batch *)arg)->done;
+}
+
+/* The same snapshot, field by field (what the decision reads). */
+static void assert_same_snapshot(const struct db_wallet_snapshot *a,
+                                 const struct db_wallet_snapshot *b)
+{
+    assert_int_equal(a->has_wallet, b->has_wallet);
+    assert_int_equal(a->answered, b->answered);
+    if (a->has_wallet) {
+        const struct db_wallet_row *x = &a->wallet, *y = &b->wallet;
+        assert_int_equal(x->wallet_id, y->wallet_id);
+        assert_string_equal(x->row_version, y->row_version);
+        assert_string_equal(x->expiry, y->expiry);
+        assert_int_equal(x->currency, y->currency);
+        assert_int_equal(x->balance_minor, y->balance_minor);
+        assert_int_equal(x->held_minor, y->held_minor);
+        assert_int_equal(x->status, y->status);
+        assert_int_equal(x->pin_method, y->pin_method);
+        assert_string_equal(x->pvv, y->pvv);
+        assert_string_equal(x->pin_offset, y->pin_offset);
+        assert_int_equal(x->daily_limit_minor, y->daily_limit_minor);
+        assert_string_equal(x->usage_date, y->usage_date);
+        assert_int_equal(x->usage_minor, y->usage_minor);
+        assert_int_equal(x->usage_count, y->usage_count);
+        assert_int_equal(x->kyc_tier, y->kyc_tier);
+        assert_int_equal(x->max_balance_minor, y->max_balance_minor);
+    }
+    if (a->answered) {
+        assert_string_equal(a->answer.rc, b->answer.rc);
+        assert_string_equal(a->answer.auth_code, b->answer.auth_code);
+        assert_int_equal(a->answer.has_balances, b->answer.has_balances);
+        assert_int_equal(a->answer.balance_minor, b->answer.balance_minor);
+        assert_int_equal(a->answer.available_minor, b->answer.available_minor);
+    }
+}
+
+/* A burst of DB_WALLET_LOAD_MAX snapshot loads is ONE statement (the handle's counter, and the
+ * one result it answers with), each request's row in its place and equal to what a load of its
+ * own reads: wallets that exist, cards no wallet has, the same card twice, a repeated request
+ * with its recorded answer, a key needing array quoting. Bad counts are refused. */
+static void test_load_batch_one_statement(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(seed(f->conninfo, 5), 5);
+    /* request "kA" on wallet 2 is answered (its recorded answer comes back with its load) */
+    struct loaded l = load(f, 2, "kA");
+    struct db_wallet_op op = debit("kA", &l.snap.wallet, 250);
+    struct applied a = apply(f, &op, 1);
+    assert_int_equal(a.err.code, 0);
+    assert_int_equal(a.out[0].verdict, DB_WALLET_APPLIED);
+
+    enum { N = DB_WALLET_LOAD_MAX };
+    struct db_wallet_load_req reqs[N];
+    char keys[N][32];
+    unsigned card[N];
+    for (unsigned i = 0; i < N; i++) {
+        card[i] = i % 8; /* 0, 6, 7: no wallet; 1..5 seeded (each several times) */
+        hmac_of(card[i], reqs[i].pan_hmac);
+        snprintf(keys[i], sizeof keys[i], "b%u:TERM:%06u", i, i);
+        reqs[i].request_key = keys[i];
+    }
+    card[9] = 2; /* the repeat of kA */
+    hmac_of(2, reqs[9].pan_hmac);
+    snprintf(keys[9], sizeof keys[9], "kA");
+    snprintf(keys[17], sizeof keys[17], "q\"uo\\te{,}"); /* array literal metacharacters */
+
+    struct db_wallet_stats before, after;
+    db_wallet_stats(f->w, &before);
+    struct loaded_batch b = { 0 };
+    assert_int_equal(db_wallet_load_batch(f->w, reqs, N, on_load_batch, &b), 0);
+    assert_int_equal(dbt_run_until(f->base, loaded_batch_done, &b, 10000), 0);
+    db_wallet_stats(f->w, &after);
+    assert_int_equal(b.err.code, 0);
+    assert_int_equal(b.n, N);
+    assert_int_equal(after.load_statements - before.load_statements, 1);
+    assert_int_equal(after.loads - before.loads, N);
+
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(b.out[i].err.code, 0);
+        const struct db_wallet_snapshot *s = &b.out[i].snap;
+        assert_int_equal(s->has_wallet, card[i] >= 1 && card[i] <= 5);
+        assert_int_equal(s->answered, i == 9);
+        if (s->has_wallet)
+            assert_int_equal(s->wallet.balance_minor, 1000 * card[i] - (card[i] == 2 ? 250 : 0));
+        struct loaded one = load(f, card[i], keys[i]);
+        assert_int_equal(one.err.code, 0);
+        assert_same_snapshot(s, &one.snap);
+    }
+    assert_string_equal(b.out[9].snap.answer.rc, "00");
+    assert_string_equal(b.out[9].snap.answer.auth_code, "654321");
+    assert_true(b.out[9].snap.answer.has_balances);
+    assert_int_equal(b.out[9].snap.answer.balance_minor, 1750);
+
+    /* a lone request is a batch of one */
+    struct loaded_batch one = { 0 };
+    assert_int_equal(db_wallet_load_batch(f->w, &reqs[9], 1, on_load_batch, &one), 0);
+    assert_int_equal(dbt_run_until(f->base, loaded_batch_done, &one, 10000), 0);
+    assert_int_equal(one.n, 1);
+    assert_same_snapshot(&one.out[0].snap, &b.out[9].snap);
+
+    assert_int_equal(db_wallet_load_batch(f->w, reqs, 0, on_load_batch, &b), DB_E_INVALID);
+    assert_int_equal(db_wallet_load_batch(f->w, reqs, N + 1, on_load_batch, &b), DB_E_INVALID);
+}
+
 static void test_batch_in_callers_order(void **state)
 {
     struct fixture *f = *state;
@@ -798,6 +923,7 @@ int main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_seed_and_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_batch_one_statement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_in_callers_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_batch_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_expiry, setup, teardown),

@@ -751,6 +751,184 @@ static void test_batch_answers_as_the_per_decision_path(void **state)
     assert_int_equal(dbt_scalar(f[0].check, "SELECT count(*) FROM wallet.invariant_violations"), 0);
 }
 
+/* ---- reversals: sim_reverse_batch (0019) against sim_reverse --------------------------- */
+
+/* A credit (refund) of amount on the snapshot s, approved. */
+static struct db_wallet_op credit(const char *key, const struct db_wallet_row *s, int64_t amount,
+                                  const char *auth)
+{
+    struct db_wallet_op op = debit(key, s, amount, auth);
+    op.u.decision.pcode = "200000";
+    op.u.decision.ledger_minor = amount;
+    op.u.decision.kind = "refund";
+    op.u.decision.usage_minor = 0;
+    op.u.decision.usage_count = 0;
+    op.u.decision.month_debit_minor = 0;
+    op.u.decision.day_credit_minor = amount;
+    op.u.decision.month_credit_minor = amount;
+    return op;
+}
+
+static struct db_wallet_op reversal(const char *orig)
+{
+    return (struct db_wallet_op){ .kind = DB_WALLET_OP_REVERSAL,
+                                  .u.reversal = { .original_key = orig,
+                                                  .mti = "0420",
+                                                  .pcode = "000000",
+                                                  .amount_minor = 10,
+                                                  .rrn = "123456789012" } };
+}
+
+static void apply_ok(struct fixture *f, struct db_wallet_op op)
+{
+    struct applied a = apply(f, &op, 1);
+    assert_int_equal(a.err.code, 0);
+    assert_int_equal(a.out[0].verdict, DB_WALLET_APPLIED);
+}
+
+/* The originals the reversals of the test name, on database f (wallets 1..8). */
+static void reversal_originals(struct fixture *f)
+{
+    apply_ok(f, debit("p1", (struct db_wallet_row[]){ load(f, 1) }, 300, "400001"));
+    apply_ok(f, debit("p2", (struct db_wallet_row[]){ load(f, 2) }, 100, "400002"));
+    apply_ok(f, debit("p2b", (struct db_wallet_row[]){ load(f, 2) }, 50, "400003"));
+    struct db_wallet_op hold = debit("h3", (struct db_wallet_row[]){ load(f, 3) }, 700, "400004");
+    hold.u.decision.mti = "0100";
+    hold.u.decision.ledger_minor = 0;
+    hold.u.decision.kind = NULL;
+    hold.u.decision.hold_minor = 700;
+    apply_ok(f, hold);
+    apply_ok(f, credit("c4", (struct db_wallet_row[]){ load(f, 4) }, 500, "400005"));
+    apply_ok(f, credit("c5", (struct db_wallet_row[]){ load(f, 5) }, 400, "400006"));
+    apply_ok(f, debit("d5", (struct db_wallet_row[]){ load(f, 5) }, 5300, "400007"));
+    apply_ok(f, decline("dec6", (struct db_wallet_row[]){ load(f, 6) }, "05", -1));
+    apply_ok(f, debit("d7", (struct db_wallet_row[]){ load(f, 7) }, 70, "400008"));
+    struct db_wallet_op r7 = reversal("d7"); /* answered before the batch: a repeat in it */
+    assert_int_equal(apply(f, &r7, 1).out[0].verdict, DB_WALLET_APPLIED);
+    apply_ok(f, debit("p8", (struct db_wallet_row[]){ load(f, 8) }, 80, "400009"));
+}
+
+/* sim_reverse called by SQL for r: the answer as a db_wallet_outcome. */
+static struct db_wallet_outcome old_reverse(PGconn *c, const struct db_wallet_reversal *r)
+{
+    const char *v[5] = { r->original_key, r->mti, r->pcode, "10", r->rrn };
+    PGresult *res = PQexecParams(c, "SELECT * FROM wallet.sim_reverse($1, $2, $3, $4::bigint, $5)",
+                                 5, NULL, v, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), 1);
+    struct db_wallet_outcome o = { 0 };
+    o.verdict = DB_WALLET_verdict_max;
+    for (unsigned i = 0; i < DB_WALLET_verdict_max; i++)
+        if (strcmp(PQgetvalue(res, 0, 0), db_wallet_verdict_name((enum db_wallet_verdict)i)) == 0)
+            o.verdict = (enum db_wallet_verdict)i;
+    snprintf(o.answer.rc, sizeof o.answer.rc, "%s", PQgetvalue(res, 0, 1));
+    snprintf(o.answer.auth_code, sizeof o.answer.auth_code, "%s", PQgetvalue(res, 0, 2));
+    o.answer.has_balances = !PQgetisnull(res, 0, 3);
+    if (o.answer.has_balances) {
+        o.answer.balance_minor = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+        o.answer.available_minor = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
+    }
+    PQclear(res);
+    return o;
+}
+
+/* The ledger's rows by request key (entry ids differ between the two databases: the reversal of
+ * which original, not which id). */
+static void ledger_state(PGconn *c, char *out, size_t cap)
+{
+    PGresult *r =
+        PQexec(c, "SELECT string_agg(concat_ws('/', l.request_key, l.kind, l.amount_minor, "
+                  "l.balance_after_minor, o.request_key, l.rrn), ' ' ORDER BY "
+                  "l.request_key) FROM wallet.ledger l LEFT JOIN wallet.ledger o ON "
+                  "o.entry_id = l.reverses_entry_id");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    snprintf(out, cap, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+}
+
+#define NREV 11
+
+/* A batch of reversals (db_wallet_apply: its consecutive reversals in ONE sim_reverse_batch call)
+ * answers what sim_reverse answers called once per reversal in the same order, and leaves the
+ * same wallets (balances, holds, usage counters given back), ledger and recorded answers: set-based
+ * ones (a purchase's, a refund's, a credit the wallet cannot give back: 51, a declined request's,
+ * an original never seen, a reversal answered before) and the ones it leaves to sim_reverse (a
+ * hold's, two reversals on one wallet, one original reversed twice in the batch). */
+static void test_reversal_batch_answers_as_sim_reverse(void **state)
+{
+    struct fixture *f = *state;
+    seed(f[0].conninfo, 8);
+    seed(f[1].conninfo, 8);
+    reversal_originals(&f[0]);
+    reversal_originals(&f[1]);
+    static const char *const orig[NREV] = { "p1",  "p2",   "h3", "c4", "c5", "nf",
+                                            "p2b", "dec6", "d7", "p8", "p8" };
+    struct db_wallet_op ops[NREV];
+    for (unsigned i = 0; i < NREV; i++)
+        ops[i] = reversal(orig[i]);
+
+    struct applied a = apply(&f[0], ops, NREV);
+    assert_int_equal(a.err.code, 0);
+    assert_int_equal(a.n, NREV);
+    struct db_wallet_outcome old[NREV];
+    assert_int_equal(dbt_exec(f[1].check, "BEGIN"), 0);
+    for (unsigned i = 0; i < NREV; i++)
+        old[i] = old_reverse(f[1].check, &ops[i].u.reversal);
+    assert_int_equal(dbt_exec(f[1].check, "COMMIT"), 0);
+
+    static const enum db_wallet_verdict want[NREV] = {
+        DB_WALLET_APPLIED,   DB_WALLET_APPLIED,   DB_WALLET_APPLIED,   DB_WALLET_APPLIED,
+        DB_WALLET_APPLIED,   DB_WALLET_NOT_FOUND, DB_WALLET_APPLIED,   DB_WALLET_APPLIED,
+        DB_WALLET_DUPLICATE, DB_WALLET_APPLIED,   DB_WALLET_DUPLICATE,
+    };
+    static const char *const want_rc[NREV] = { "00", "00", "00", "00", "51", "00",
+                                               "00", "00", "00", "00", "00" };
+    for (unsigned i = 0; i < NREV; i++) {
+        const struct db_wallet_outcome *b = &a.out[i], *o = &old[i];
+        print_message("rev %u %s: batch %s %s/%lld/%lld, sim_reverse %s %s/%lld/%lld\n", i, orig[i],
+                      db_wallet_verdict_name(b->verdict), b->answer.rc,
+                      (long long)b->answer.balance_minor, (long long)b->answer.available_minor,
+                      db_wallet_verdict_name(o->verdict), o->answer.rc,
+                      (long long)o->answer.balance_minor, (long long)o->answer.available_minor);
+        assert_int_equal(b->status, 0);
+        assert_int_equal(b->verdict, want[i]);
+        assert_string_equal(b->answer.rc, want_rc[i]);
+        assert_int_equal(b->verdict, o->verdict);
+        assert_string_equal(b->answer.rc, o->answer.rc);
+        assert_string_equal(b->answer.auth_code, o->answer.auth_code);
+        assert_int_equal(b->answer.has_balances, o->answer.has_balances);
+        if (b->answer.has_balances) {
+            assert_int_equal(b->answer.balance_minor, o->answer.balance_minor);
+            assert_int_equal(b->answer.available_minor, o->answer.available_minor);
+        }
+    }
+    assert_int_equal(a.out[0].answer.balance_minor, 1000); /* p1's 300 back */
+    assert_int_equal(a.out[3].answer.balance_minor, 4000); /* c4's 500 taken back */
+    char sb[4096], so[4096];
+    wallets_state(f[0].check, sb, sizeof sb);
+    wallets_state(f[1].check, so, sizeof so);
+    print_message("batch:       %s\nsim_reverse: %s\n", sb, so);
+    assert_string_equal(sb, so);
+    ledger_state(f[0].check, sb, sizeof sb);
+    ledger_state(f[1].check, so, sizeof so);
+    assert_string_equal(sb, so);
+    assert_int_equal(dbt_scalar(f[0].check, "SELECT count(*) FROM wallet.invariant_violations"), 0);
+    /* usage given back as sim_reverse gives it: wallet 1 has no usage left, wallet 4 no credit */
+    assert_int_equal(dbt_scalar(f[0].check, "SELECT usage_minor + usage_count + month_debit_minor"
+                                            " FROM wallet.wallets WHERE pan_masked LIKE '%0001'"),
+                     0);
+    assert_int_equal(dbt_scalar(f[0].check, "SELECT day_credit_minor + month_credit_minor FROM"
+                                            " wallet.wallets WHERE pan_masked LIKE '%0004'"),
+                     0);
+    /* and again: every reversal is now a repeat */
+    a = apply(&f[0], ops, NREV);
+    assert_int_equal(a.err.code, 0);
+    for (unsigned i = 0; i < NREV; i++) {
+        assert_int_equal(a.out[i].verdict, DB_WALLET_DUPLICATE);
+        assert_string_equal(a.out[i].answer.rc, want_rc[i]);
+    }
+}
+
 int main(void)
 {
     if (!dbt_env_names_cluster("test_db_wallet_ledger"))
@@ -759,6 +937,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invariants_hold_against_direct_sql, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fill_heads_on_the_locked_balance, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_answers_as_the_per_decision_path, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reversal_batch_answers_as_sim_reverse, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

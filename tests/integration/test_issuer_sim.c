@@ -875,6 +875,75 @@ static void test_backpressure_small_pool(void **st)
     assert_invariants();
 }
 
+/* The figure named key ("key":N) of the first line of path holding event, or -1. */
+static long long log_figure(const char *path, const char *event, const char *key)
+{
+    FILE *fp = fopen(path, "r");
+    char line[4096], pat[64];
+    long long v = -1;
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    while (fp && fgets(line, sizeof line, fp)) {
+        const char *k;
+        if (strstr(line, event) && (k = strstr(line, pat))) {
+            v = strtoll(k + strlen(pat) + (k[strlen(pat)] == '"'), NULL, 10);
+            break;
+        }
+    }
+    if (fp)
+        fclose(fp);
+    return v;
+}
+
+/* Snapshot loads that arrive while one is in flight go together (load.c): a burst of purchases
+ * on one wallet from many links, through one database connection, is read by fewer load
+ * statements than loads (the stop line's counters; the decisions that met on the wallet answer
+ * retry and are loaded again), and every one is approved exactly once. */
+static void test_loads_batched(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    enum { CONNS = 16 };
+    uint16_t port = ts_free_port();
+    char addr[32], hsm_addr[32], log_path[300];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
+    snprintf(hsm_addr, sizeof hsm_addr, "127.0.0.1:%u", F.hsm_port);
+    snprintf(log_path, sizeof log_path, "%s.loads", F.log_path);
+    const char *args[] = { "--listen", addr,    "--hsm",  hsm_addr,           "--db",
+                           F.conninfo, "--log", log_path, "--db-connections", "1",
+                           NULL };
+    pid_t pid = ts_spawn("issuer-sim", args, "/dev/null");
+    assert_true(pid > 0);
+    assert_int_equal(ts_wait_port(port, 20000), 0);
+    long long b = balance(20);
+    int fds[CONNS];
+    struct req r[CONNS];
+    for (int c = 0; c < CONNS; c++) {
+        fds[c] = ts_connect(port, 20000);
+        assert_true(fds[c] >= 0);
+        r[c] = (struct req){
+            .mti = "0200", .pcode = "000000", .pan = pan_of(20), .amount = 1, .ccy = "929"
+        };
+    }
+    for (int c = 0; c < CONNS; c++)
+        assert_int_equal(send_req(fds[c], &r[c]), 0);
+    for (int c = 0; c < CONNS; c++) {
+        struct resp s;
+        assert_int_equal(recv_resp(fds[c], &s), 0);
+        assert_string_equal(s.stan, r[c].stan);
+        assert_string_equal(s.rc, "00");
+        close(fds[c]);
+    }
+    assert_int_equal(balance(20), b - CONNS);
+    int status = ts_stop(pid, SIGTERM, 10000);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    long long loads = log_figure(log_path, "\"stop\"", "loads");
+    long long stmts = log_figure(log_path, "\"stop\"", "load_statements");
+    print_message("%lld loads in %lld statements\n", loads, stmts);
+    assert_true(loads >= CONNS);
+    assert_true(stmts >= 1 && stmts < loads);
+    assert_invariants();
+}
+
 /* Holds past their expiry are released by wallet.sim_expire_holds() (run by issuer-sim every
  * minute): the available balance comes back, the ledger balance never moved. */
 static void test_hold_expiry(void **st)
@@ -1262,6 +1331,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_debits_never_overdraw),
         cmocka_unit_test(test_malformed_frame_closes_only_that_link),
         cmocka_unit_test(test_backpressure_small_pool),
+        cmocka_unit_test(test_loads_batched),
         cmocka_unit_test(test_hold_expiry),
         cmocka_unit_test(test_decisions_committed_in_batches),
         cmocka_unit_test(test_refused_decision_spares_its_batch),
