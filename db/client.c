@@ -88,7 +88,8 @@ int db_client_new(struct event_base *base, const struct db_client_opts *opts,
             return DB_E_SYS;
         }
         c->conns[i].owner = c;
-        c->conns[i].app_name = "atlas-client";
+        c->conns[i].app_name = opts->app_name ? opts->app_name : "atlas-client";
+        c->conns[i].options = opts->server_options;
         c->conns[i].on_state = client_on_state;
         if (opts->reconnect_min_ms)
             c->conns[i].backoff_min_ms = opts->reconnect_min_ms;

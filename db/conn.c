@@ -166,8 +166,9 @@ void dbc_start(struct dbc *c)
         return;
     /* The conninfo string may be a full connection string or URI (expand_dbname); the
      * application name shows who is who in pg_stat_activity unless the caller set one. */
-    const char *const keys[] = { "dbname", "fallback_application_name", NULL };
-    const char *const vals[] = { c->conninfo, c->app_name ? c->app_name : "atlas", NULL };
+    const char *const keys[] = { "options", "dbname", "fallback_application_name", NULL };
+    const char *const vals[] = { c->options ? c->options : "", c->conninfo,
+                                 c->app_name ? c->app_name : "atlas", NULL };
     c->pg = PQconnectStartParams(keys, vals, 1);
     if (c->pg)
         PQsetNoticeProcessor(c->pg, dbc_notice, c);

@@ -60,11 +60,14 @@ const char *db_strerror(int code);
 struct db_client;
 
 struct db_client_opts {
-    const char *conninfo;      /* libpq conninfo; NULL or "" = the PG* environment */
-    unsigned connections;      /* default 1 */
-    unsigned max_queued;       /* jobs waiting for a connection; default 10000 */
-    uint32_t reconnect_min_ms; /* backoff after a failed connect: doubles up to max; 100 */
-    uint32_t reconnect_max_ms; /* default 5000 */
+    const char *conninfo;       /* libpq conninfo; NULL or "" = the PG* environment */
+    unsigned connections;       /* default 1 */
+    unsigned max_queued;        /* jobs waiting for a connection; default 10000 */
+    uint32_t reconnect_min_ms;  /* backoff after a failed connect: doubles up to max; 100 */
+    uint32_t reconnect_max_ms;  /* default 5000 */
+    const char *app_name;       /* application_name unless the conninfo sets one; "atlas-client" */
+    const char *server_options; /* libpq "options" (e.g. "-c enable_seqscan=off") unless the
+                                   conninfo sets its own; kept by pointer: a static string */
 };
 
 /* Creates the client and starts connecting (non-blocking) on base. Copies opts->conninfo.

@@ -120,6 +120,8 @@ struct dbc {
     struct event_base *base;
     const char *conninfo;         /* owner's copy */
     const char *app_name;         /* fallback_application_name (a static string) or NULL */
+    const char *options;          /* libpq "options" (server settings, a static string) or NULL:
+                                     given before the conninfo, whose own options win */
     const struct dbc_prep *preps; /* owner's array, prepared at each connect */
     unsigned npreps;
     unsigned nprep_pending;

@@ -193,10 +193,17 @@ int db_wallet_new(struct event_base *base, const struct db_wallet_opts *opts,
     if (!w)
         return DB_E_SYS;
     w->calls = calloc(ncalls, sizeof *w->calls);
+    /* Every statement of the wallet's hot path is a lookup by key, planned once per session
+     * (generic plans: the batch functions force them). A plan made while wallet.requests was
+     * empty and never analyzed — a new issuer database — read the whole table on every batch
+     * for the session's life (test_db_wallet_ledger test_hot_path_never_scans_requests):
+     * sequential scans are off for these connections, an index path is always there. */
     struct db_client_opts co = {
         .conninfo = opts->conninfo,
         .connections = opts->connections,
         .max_queued = ncalls,
+        .app_name = "atlas-wallet",
+        .server_options = "-c enable_seqscan=off",
     };
     int rc = w->calls ? db_client_new(base, &co, &w->c) : DB_E_SYS;
     if (rc == 0)
