@@ -1328,7 +1328,8 @@ static void on_early_pin(void *arg, int status, const char *resp, size_t len)
     }
     t->early_pin_status = status;
     t->early_pin_resp_len = status == HSM_CLIENT_OK && len <= sizeof t->early_pin_resp ? len : 0;
-    memcpy(t->early_pin_resp, resp, t->early_pin_resp_len);
+    if (t->early_pin_resp_len) /* resp is NULL on a timeout or a lost connection */
+        memcpy(t->early_pin_resp, resp, t->early_pin_resp_len);
     t->early_pin_state = EARLY_PIN_DONE;
     maybe_deliver(t); /* a request refused meanwhile (a bad MAC) is answered now */
 }
