@@ -21,6 +21,18 @@
 #include <time.h>
 #include <unistd.h>
 
+struct event_base *at_event_base_new(void)
+{
+    struct event_config *cfg = event_config_new();
+    if (!cfg)
+        return NULL;
+    struct event_base *base = NULL;
+    if (event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER) == 0)
+        base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    return base;
+}
+
 #define FLUSH_TIMEOUT_S      5
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define AT_TLS_LABEL_LEN     48

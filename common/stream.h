@@ -27,6 +27,13 @@ struct event_base;
 struct bufferevent;
 struct at_stream;
 
+/* The event loop every Atlas program runs on: libevent's, with precise timers.
+ * By default libevent reads CLOCK_MONOTONIC_COARSE, which ticks once per
+ * kernel jiffy (4 ms at HZ=250): a 1 ms timer then fires up to 4 ms late (the
+ * load harness sent a quarter of its arrivals ~4 ms after their time and
+ * counted that as the switch's latency). NULL when libevent cannot make one. */
+struct event_base *at_event_base_new(void);
+
 /* What a framing function found at the head of the input. */
 struct at_frame {
     size_t msg_off; /* message start, from the head */

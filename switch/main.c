@@ -12,6 +12,7 @@
 #include "log.h"
 #include "advice.h"
 #include "saf.h"
+#include "stream.h"
 #include "swtls.h"
 #include "xfer.h"
 
@@ -562,7 +563,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN); /* a file size limit makes the write fail (EFBIG), handled */
 
-    srv.base = event_base_new();
+    srv.base = at_event_base_new();
     srv.sig_term = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
     srv.sig_int = evsignal_new(srv.base, SIGINT, on_signal, &srv);
     srv.sig_hup = evsignal_new(srv.base, SIGHUP, on_signal, &srv);

@@ -481,7 +481,7 @@ int main(int argc, char **argv)
     s.out_cap = 2 + s.max_frame + HSM_PROTO_RESP_SLACK;
     s.in = malloc(s.max_frame ? s.max_frame : 1);
     s.out = malloc(s.out_cap);
-    s.base = event_base_new();
+    s.base = at_event_base_new();
     if (!s.in || !s.out || !s.base) {
         fprintf(stderr, "hsm-sim: out of memory\n");
         return 1;

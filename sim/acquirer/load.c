@@ -24,6 +24,7 @@
 #include "fmt.h"
 #include "hsm.h"
 #include "parse.h"
+#include "stream.h"
 
 #define TICK_US          1000u
 #define SEND_PER_TICK    4000u
@@ -1396,7 +1397,7 @@ static int setup_terminals(struct load_run *L)
  * that sends, the 1 s progress line). 0 or -1. */
 static int setup_loop(struct load_run *L)
 {
-    L->base = event_base_new();
+    L->base = at_event_base_new();
     if (!L->base || sim_engine_new(L->base, L->o.slots, &L->e) != 0) {
         fprintf(stderr, "acquirer-sim load: event loop setup failed\n");
         return -1;

@@ -17,6 +17,7 @@
 #include "load.h"
 #include "log.h"
 #include "parse.h"
+#include "stream.h"
 
 #define DEFAULT_TIMEOUT_MS 10000u
 #define MAX_CONNS          16
@@ -1061,7 +1062,7 @@ int main(int argc, char **argv)
         }
     }
 
-    c.base = event_base_new();
+    c.base = at_event_base_new();
     if (!c.base || sim_engine_new(c.base, 16, &c.e) != 0 ||
         !(c.conn_timer = evtimer_new(c.base, on_conn_timeout, &c)) ||
         !(c.poll_timer = evtimer_new(c.base, on_poll_timer, &c))) {

@@ -11,6 +11,7 @@
 #include "hsmclient.h"
 #include "log.h"
 #include "parse.h"
+#include "stream.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -524,7 +525,7 @@ static int serve(struct iss *s, const struct opts *o, const struct sockaddr_stor
                  socklen_t sl)
 {
     int ret = 1;
-    s->base = event_base_new();
+    s->base = at_event_base_new();
     if (!s->base || make_pool(s, o->max_inflight) != 0)
         fprintf(stderr, "issuer-sim: out of memory\n");
     else if (make_tls(s, o) != 0 || start_clients(s, o) != 0)
