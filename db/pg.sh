@@ -122,6 +122,16 @@ wal_compression = off
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
+  preload_stats
+}
+
+# pg_stat_statements (in PostgreSQL's own package): what each statement costs, planning included
+# when a database or session sets pg_stat_statements.track_planning — how the benchmarks find
+# where PostgreSQL's CPU goes, and how the tests prove the hot path's statements are planned once
+# per session (db/journal.c, db/wallet.c). Added to a cluster made before it on its next start.
+preload_stats() {
+  grep -q "^shared_preload_libraries = 'pg_stat_statements'" "$DATA/postgresql.conf" ||
+    echo "shared_preload_libraries = 'pg_stat_statements'" >>"$DATA/postgresql.conf"
 }
 
 cmd_start() {
@@ -134,6 +144,7 @@ cmd_start() {
       die "cluster in $DATA already runs on port $actual, not $PORT: stop it first"
     echo "pg.sh: cluster already running ($DATA, port $PORT)"
   else
+    preload_stats
     pgctl -w -t 60 -l "$DATA/server.log" -o "-p $PORT -k $DATA" start >/dev/null ||
       { tail -20 "$DATA/server.log" >&2; die "pg_ctl start failed (log: $DATA/server.log)"; }
     echo "pg.sh: cluster started ($DATA, port $PORT)"

@@ -19,7 +19,7 @@ struct event_base;
  * pre-authorization completion and incremental authorization, 0014's stand-in advices and
  * 0017's set-based batch (wallet.sim_apply_batch) and statement-level ledger triggers, 0019's
  * set-based reversals (wallet.sim_reverse_batch). */
-#define DB_WALLET_SCHEMA_VERSION 19
+#define DB_WALLET_SCHEMA_VERSION 20
 
 /* Decisions and reversals applied by one transaction at most (one Sync per batch). */
 #define DB_WALLET_APPLY_MAX 32

@@ -76,6 +76,11 @@ const char *dbt_create(const char *tag)
     if (!ok)
         fprintf(stderr, "dbt: %s", PQerrorMessage(admin));
     PQclear(r);
+    if (ok) { /* every session of it counts its planning (dbt_plans) */
+        snprintf(sql, sizeof sql, "ALTER DATABASE %s SET pg_stat_statements.track_planning = on",
+                 name);
+        ok = dbt_exec(admin, sql) == 0;
+    }
     PQfinish(admin);
     if (!ok)
         return NULL;
@@ -88,6 +93,31 @@ const char *dbt_create(const char *tag)
         return NULL;
     }
     return conninfo;
+}
+
+int dbt_plans(PGconn *c, const char *prefix, long long *plans, long long *calls)
+{
+    *plans = *calls = -1;
+    if (dbt_exec(c, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements") != 0)
+        return -1;
+    const char *v[1] = { prefix };
+    PGresult *r = PQexecParams(c,
+                               "SELECT coalesce(sum(plans), 0), coalesce(sum(calls), 0)"
+                               " FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+                               " WHERE d.datname = current_database()"
+                               " AND starts_with(s.query, $1)",
+                               1, NULL, v, NULL, NULL, 0);
+    int rc = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        *plans = atoll(PQgetvalue(r, 0, 0));
+        *calls = atoll(PQgetvalue(r, 0, 1));
+        rc = 0;
+    } else {
+        fprintf(stderr, "dbt: pg_stat_statements: %s(the cluster must preload it: db/pg.sh does)\n",
+                PQerrorMessage(c));
+    }
+    PQclear(r);
+    return rc;
 }
 
 void dbt_drop(const char *conninfo)

@@ -14,9 +14,14 @@
 /* Whether the PG* environment names a cluster (PGHOST or PGDATABASE set); when it does not,
  * says so on stderr for test and how to set it. */
 bool dbt_env_names_cluster(const char *test);
-/* Creates database atlas_t_<tag>_<pid> and migrates it. Returns its conninfo ("dbname=...")
+/* Creates database atlas_t_<tag>_<pid> (its sessions count their planning in
+ * pg_stat_statements) and migrates it. Returns its conninfo ("dbname=...")
  * in a static buffer (copy it), or NULL. */
 const char *dbt_create(const char *tag);
+/* How many times the sessions of c's database planned (*plans) and executed (*calls) the
+ * statements whose text starts with prefix, from pg_stat_statements (which the cluster preloads:
+ * db/pg.sh; dbt_create's databases count planning). 0, or -1 with the error printed. */
+int dbt_plans(PGconn *c, const char *prefix, long long *plans, long long *calls);
 /* Drops the database created by dbt_create (terminating its sessions). */
 void dbt_drop(const char *conninfo);
 /* A blocking connection (for checks from the test itself). */

@@ -1871,6 +1871,45 @@ static void test_write_ahead_probes_the_journal_by_key(void **state)
     fx_close(&f);
 }
 
+/* Every statement of the writer is planned once per session, however many batches it runs: left
+ * to PostgreSQL's choice, the array statements were planned again on every execution (the
+ * write-ahead's, with its sub-selects over every partition, cost more to plan than to run). */
+static void test_planned_once_per_session(void **state)
+{
+    struct fx f;
+    fx_open(&f, "plans", NULL);
+    struct db_journal_opts o = { .connections = 1, .batch_max = 64, .owner = "plans" };
+    fx_journal(&f, &o, "plans");
+    assert_int_equal(dbt_run_until(f.base, journal_up, f.j, 10000), 0);
+    enum { ROUNDS = 12 };
+    static struct ordcb cbs[2 * ROUNDS];
+    struct db_auth_record rec;
+    for (unsigned r = 0; r < 2 * ROUNDS; r++) { /* a batch of one each: intents, then answers */
+        dbt_record(&rec, 43, r);
+        if (r < ROUNDS) {
+            rec.kind = DB_REC_INTENT;
+            memcpy(rec.issuer_stan, "000001", 7);
+            memcpy(rec.issuer_transmission_time, "1126000000", 11);
+            rec.pan_sealed_len = 35;
+            memset(rec.pan_sealed, 0xA5, 35);
+        }
+        assert_int_equal(db_journal_submit(f.j, &rec, ord_cb, &cbs[r]), 0);
+        struct ordwait w = { &cbs[r], 1 };
+        assert_int_equal(dbt_run_until(f.base, ord_all_called, &w, 30000), 0);
+        assert_int_equal(cbs[r].status, 0);
+    }
+    static const char *const stmts[] = { "INSERT INTO switch.inflight",
+                                         "INSERT INTO switch.authorizations" };
+    for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
+        long long plans, calls;
+        assert_int_equal(dbt_plans(f.c, stmts[i], &plans, &calls), 0);
+        print_message("%s: %lld executions, %lld plans\n", stmts[i], calls, plans);
+        assert_true(calls >= ROUNDS);
+        assert_true(plans <= 1);
+    }
+    fx_close(&f);
+}
+
 int main(void)
 {
     if (!dbt_env_names_cluster("test_db_journal"))
@@ -1881,6 +1920,7 @@ int main(void)
         cmocka_unit_test(test_adaptive_group_commit),
         cmocka_unit_test(test_binary_arrays),
         cmocka_unit_test(test_write_ahead_probes_the_journal_by_key),
+        cmocka_unit_test(test_planned_once_per_session),
         cmocka_unit_test(test_validation_and_backpressure),
         cmocka_unit_test(test_refused_record_and_drain),
         cmocka_unit_test(test_drain_while_down),
