@@ -87,8 +87,12 @@ static const uint32_t group_types[G_max][MAX_COLS] = {
  * execution — the write-ahead's with its two per-row sub-selects over every journal partition
  * (measured at 2,000 authorizations/s: 760 us of planning against 115 us of execution per batch,
  * a third of PostgreSQL's CPU). One plan per session instead; the plans are per-row key probes
- * that need no parameter's value (test_db_journal test_planned_once_per_session). */
-#define JOURNAL_SERVER_OPTIONS "-c plan_cache_mode=force_generic_plan"
+ * that need no parameter's value (test_db_journal test_planned_once_per_session). And no
+ * sequential scans: switch.inflight holds a few rows on many pages (every request inserts its
+ * row, its answer deletes it, autovacuum tidies later), which the planner took for a table to
+ * read whole when settling a batch — ~900 pages per batch at 2,000/s, 580 us instead of 25
+ * (test_settle_probes_inflight_by_key). Every statement of the writer has an index path. */
+#define JOURNAL_SERVER_OPTIONS "-c enable_seqscan=off -c plan_cache_mode=force_generic_plan"
 
 /* Write-ahead: refused (nothing returned for it) when the identity is in flight already, the
  * journal holds a request of this identity that reached an issuer, or a transfer holds it (a
