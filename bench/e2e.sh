@@ -31,6 +31,7 @@
 #   E2E_ISSUER=null        bench-null-issuer (approves everything, no PIN check, no database)
 #                          instead of issuer-sim: the switch's own ceiling
 #   E2E_ISSUER_DB_CONNS    issuer-sim --db-connections [4]
+#   E2E_JOURNAL_CONNS      switchd journal_connections [2] (4 and 8 measured no better at 2,000/s)
 #   E2E_HOLD=1             set up the stack, print its pids and ports, and keep it up until
 #                          killed (for profiling by hand); no runs
 #   E2E_TLS=1              every connection over TLS 1.3 (docs/switchd.md "TLS"): the load
@@ -195,6 +196,7 @@ log_level = ${E2E_SWITCH_LOG_LEVEL:-warn}
 metrics_address = 127.0.0.1:$MET_PORT
 spool_dir = $DIR/spool
 db = "$CONNINFO"
+journal_connections = ${E2E_JOURNAL_CONNS:-2}
 [hsm]
 address = 127.0.0.1:$HSM_PORT
 connections = ${E2E_HSM_CONNS:-4}
