@@ -1922,7 +1922,12 @@ static void test_settle_probes_inflight_by_key(void **state)
                   dbt_scalar(f.c, "SELECT pg_relation_size('switch.inflight') / 8192"), LIVE);
     const char *scans = "SELECT seq_scan FROM pg_stat_user_tables"
                         " WHERE relid = 'switch.inflight'::regclass";
-    run_for(f.base, 1200); /* the counters so far are published */
+    /* The writer's counters so far are published: a backend publishes at the end of a
+     * transaction at least a second after its last publication. */
+    run_for(f.base, 1200);
+    intents_or_answers(&f, 46, 0, 1, false);
+    intents_or_answers(&f, 46, 0, 1, true);
+    run_for(f.base, 1200);
     long long before = dbt_scalar(f.c, scans);
     for (unsigned r = 0; r < ROUNDS; r++) {
         intents_or_answers(&f, 45, r * PER, (r + 1) * PER, false);
