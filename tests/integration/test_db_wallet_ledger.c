@@ -577,7 +577,9 @@ static void test_hot_path_never_scans_requests(void **state)
     assert_int_equal(dbt_plans(c, "SELECT w.wallet_id, w.xmin::text", &plans, &calls), 0);
     print_message("hot path: %lld loads, %lld plans\n", calls, plans);
     assert_true(calls >= 2 * ROUNDS);
-    assert_true(plans <= 2); /* one per statement (one connection) */
+    /* One per statement, and again only when the statistics change (an autoanalyze of the
+     * tables: it happens while the suite runs); planned on every call, it was 15 for 16. */
+    assert_true(plans * 2 <= calls);
 }
 
 /* Pages of wallet.requests read so far (published by idle backends). */
