@@ -11,4 +11,10 @@
 __attribute__((warn_unused_result)) int at_grow(void **arr, size_t *cap, size_t n, size_t sz,
                                                 size_t first);
 
+/* The same for a byte buffer that must hold need bytes: nothing while need <= *cap, else *buf is
+ * reallocated to the first of first, 2 x first, 4 x first, ... that holds them. 0, or -1 when
+ * memory runs out (*buf and *cap untouched). */
+__attribute__((warn_unused_result)) int at_grow_bytes(char **buf, size_t *cap, size_t need,
+                                                      size_t first);
+
 #endif

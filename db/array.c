@@ -5,24 +5,17 @@
 #include "db_internal.h"
 
 #include "fmt.h"
+#include "grow.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 static int reserve(struct db_array *a, size_t more)
 {
-    if (a->n + more + 1 <= a->cap)
-        return 0;
-    size_t cap = a->cap ? a->cap : 4096;
-    while (cap < a->n + more + 1)
-        cap *= 2;
-    char *p = realloc(a->p, cap);
-    if (!p) {
+    if (at_grow_bytes(&a->p, &a->cap, a->n + more + 1, 4096) != 0) { /* + its NUL */
         a->failed = true;
         return -1;
     }
-    a->p = p;
-    a->cap = cap;
     return 0;
 }
 

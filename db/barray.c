@@ -4,6 +4,8 @@
  * header is reserved at reset and written at close, once the count is known. */
 #include "db_internal.h"
 
+#include "grow.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,20 +15,10 @@
 
 static int reserve(struct db_barray *a, size_t more)
 {
-    if (a->failed)
-        return -1;
-    if (a->n + more <= a->cap)
-        return 0;
-    size_t cap = a->cap ? a->cap : 4096;
-    while (cap < a->n + more)
-        cap *= 2;
-    char *p = realloc(a->p, cap);
-    if (!p) {
+    if (a->failed || at_grow_bytes(&a->p, &a->cap, a->n + more, 4096) != 0) {
         a->failed = true;
         return -1;
     }
-    a->p = p;
-    a->cap = cap;
     return 0;
 }
 

@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "currency.h"
 #include "fmt.h"
+#include "grow.h"
 #include "hist.h"
 #include "siphash.h"
 #include "hex.h"
@@ -669,9 +670,32 @@ static void test_format_utc_matches_snprintf(void **state)
     }
 }
 
+/* at_grow_bytes: nothing while the need fits; else the first of first, 2 x first, ... that
+ * holds it, the bytes kept. */
+static void test_grow_bytes(void **state)
+{
+    (void)state;
+    char *buf = NULL;
+    size_t cap = 0;
+    assert_int_equal(at_grow_bytes(&buf, &cap, 10, 16), 0);
+    assert_int_equal(cap, 16);
+    memcpy(buf, "0123456789", 10);
+    char *was = buf;
+    assert_int_equal(at_grow_bytes(&buf, &cap, 16, 16), 0);
+    assert_ptr_equal(buf, was);
+    assert_int_equal(cap, 16);
+    assert_int_equal(at_grow_bytes(&buf, &cap, 17, 16), 0);
+    assert_int_equal(cap, 32);
+    assert_int_equal(at_grow_bytes(&buf, &cap, 100, 16), 0);
+    assert_int_equal(cap, 128);
+    assert_memory_equal(buf, "0123456789", 10);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_grow_bytes),
         cmocka_unit_test(test_parse_u64),
         cmocka_unit_test(test_parse_bool),
         cmocka_unit_test(test_luhn),
