@@ -44,11 +44,8 @@ static const char *const SQL_LOAD_BATCH =
     "LEFT JOIN wallet.kyc_tiers t ON t.tier = w.kyc_tier AND t.currency = w.currency "
     "LEFT JOIN wallet.requests q ON q.request_key = k.request_key "
     "ORDER BY k.ord";
-static const char *const SQL_APPLY =
-    "SELECT * FROM wallet.sim_apply($1, $2::bigint, $3, $4, $5, $6::bigint, $7, $8, $9, "
-    "$10::integer, $11::bigint, $12::bigint, $13, $14::date, $15::bigint, $16::bigint, "
-    "$17::integer, $18::date, $19::bigint, $20::bigint, $21::bigint)";
-/* An advice (a forced post, migration 0014): sim_apply's parameters. */
+/* An advice (a forced post, migration 0014): wallet.sim_apply's parameters (plain decisions go
+ * through wallet.sim_apply_batch, 0017; sim_apply itself is no longer called from here). */
 static const char *const SQL_ADVICE =
     "SELECT * FROM wallet.sim_advice($1, $2::bigint, $3, $4, $5, $6::bigint, $7, $8, $9, "
     "$10::integer, $11::bigint, $12::bigint, $13, $14::date, $15::bigint, $16::bigint, "
@@ -214,8 +211,6 @@ int db_wallet_new(struct event_base *base, const struct db_wallet_opts *opts,
         rc = db_client_prepare(w->c, "wallet_load", SQL_LOAD);
     if (rc == 0)
         rc = db_client_prepare(w->c, "wallet_load_batch", SQL_LOAD_BATCH);
-    if (rc == 0)
-        rc = db_client_prepare(w->c, "wallet_apply", SQL_APPLY);
     if (rc == 0)
         rc = db_client_prepare(w->c, "wallet_reverse", SQL_REVERSE);
     if (rc == 0)
