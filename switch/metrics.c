@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const hop_names[SW_HOP_max] = { "total", "hsm", "issuer", "journal" };
+static const char *const hop_names[SW_HOP_max] = { "total", "hsm", "issuer", "journal",
+                                                   "write_ahead" };
 static const char *const close_names[SW_CLOSE_max] = { "idle_timeout", "frame_timeout",
                                                        "write_timeout", "output_cap" };
 

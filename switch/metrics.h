@@ -14,10 +14,11 @@ struct evbuffer;
 
 /* The hops a request's latency is split into (journal row and /metrics). */
 enum sw_hop {
-    SW_HOP_TOTAL,   /* frame received → answer written */
-    SW_HOP_HSM,     /* MAC verify + PIN translate, summed */
-    SW_HOP_ISSUER,  /* request forwarded → issuer answer */
-    SW_HOP_JOURNAL, /* record submitted → commit (or spool fsync) */
+    SW_HOP_TOTAL,       /* frame received → answer written */
+    SW_HOP_HSM,         /* MAC verify + PIN translate, summed */
+    SW_HOP_ISSUER,      /* request forwarded → issuer answer */
+    SW_HOP_JOURNAL,     /* record submitted → commit (or spool fsync) */
+    SW_HOP_WRITE_AHEAD, /* write-ahead record submitted → durable (before the issuer hop) */
     SW_HOP_max
 };
 

@@ -307,7 +307,7 @@ struct sw_txn {
     struct sw_txn *next_free;
     uint64_t t_recv_ns, t_wall_us, t_phase_ns, t_hsm_ns;
     uint64_t t_settle_us; /* a repeat answered from its original: the original's receipt time */
-    uint64_t lat_mac_ns, lat_pin_ns, lat_issuer_ns, lat_journal_ns;
+    uint64_t lat_mac_ns, lat_pin_ns, lat_issuer_ns, lat_journal_ns, lat_write_ahead_ns;
     struct sw_validation v;
     struct sw_terminal terminal; /* copies: a reload may free the snapshot */
     struct sw_issuer issuer;

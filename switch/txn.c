@@ -248,6 +248,7 @@ static void log_txn(struct sw_txn *t, uint64_t total_ns)
         AT_UINT("lat_pin_us", t->lat_pin_ns / 1000),
         AT_UINT("lat_issuer_us", t->lat_issuer_ns / 1000),
         AT_UINT("lat_journal_us", t->lat_journal_ns / 1000),
+        AT_UINT("lat_write_ahead_us", t->lat_write_ahead_ns / 1000),
         AT_INT("billing_amount", t->billing.amount_minor),
         AT_STR("conversion_rate", t->billing.rate),
         AT_INT("billing_currency", t->billing.currency),
@@ -309,6 +310,8 @@ static void deliver(struct sw_txn *t)
         at_hist_record(&srv->metrics.hop[SW_HOP_ISSUER], t->lat_issuer_ns);
     if (t->lat_journal_ns)
         at_hist_record(&srv->metrics.hop[SW_HOP_JOURNAL], t->lat_journal_ns);
+    if (t->lat_write_ahead_ns)
+        at_hist_record(&srv->metrics.hop[SW_HOP_WRITE_AHEAD], t->lat_write_ahead_ns);
     char rmti[5];
     isonet_response_mti(t->req.mti, rmti);
     sw_metrics_count_txn(&srv->metrics, rmti, t->rc);
@@ -926,6 +929,7 @@ void sw_txn_forward(struct sw_txn *t)
 static void on_intent(void *arg, int status)
 {
     struct sw_txn *t = arg;
+    t->lat_write_ahead_ns = at_mono_ns() - t->t_phase_ns;
     switch (status) {
     case DB_OK:
         sw_txn_forward(t);
@@ -972,6 +976,7 @@ static void write_ahead(struct sw_txn *t)
         return;
     }
     rec.pan_sealed_len = (uint8_t)sealed;
+    t->t_phase_ns = at_mono_ns();
     int rc = db_journal_submit(srv->journal, &rec, on_intent, t);
     if (rc != 0) {
         reject(t, "96", SW_OUT_ERROR,

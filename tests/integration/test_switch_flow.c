@@ -65,8 +65,11 @@ static void test_approvals_on_every_terminal_kind(void **state)
 {
     const char *pan = "4890010000000012";
     const char *terms[] = { "TERM0001", "TERM0002", "TERM0003", "TERM0004" };
+    const char *wa = "atlas_request_duration_seconds_count{hop=\"write_ahead\"}";
     long long before = stack_balance(&S, pan);
+    long long wa_before = stack_metric(&S, wa);
     assert_int_equal(before, 100000);
+    assert_true(wa_before >= 0);
     for (size_t i = 0; i < 4; i++) {
         struct sim_txn x;
         struct sim_resp r;
@@ -75,6 +78,8 @@ static void test_approvals_on_every_terminal_kind(void **state)
         assert_int_equal(strlen(r.auth), 6);
     }
     assert_int_equal(stack_balance(&S, pan), before - 4000);
+    /* Each request's write-ahead commit is a hop of its own on /metrics. */
+    assert_int_equal(stack_metric(&S, wa), wa_before + 4);
     /* Every approval is in the journal, masked, with its issuer STAN. */
     assert_int_equal(stack_scalar(&S, "SELECT count(*) FROM switch.authorizations"
                                       " WHERE response_code = '00' AND outcome = 'approved'"
