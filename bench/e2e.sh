@@ -292,6 +292,22 @@ fi
 # (DE 41 'XA…'/'XO…', docs/transfers.md), not approvals a terminal counted.
 NOT_LEG="left(terminal_id, 2) NOT IN ('XA', 'XO')"
 
+# WAL segments ready for a run, as in a cluster in service: a checkpoint renames used segments
+# to future names (up to min_wal_size, db/pg.sh) and the writers reuse them. A cluster that has
+# not had one makes every 16 MB segment anew, zero-filled while every commit waits: measured
+# here, a 15-65 ms stall of the whole stack every 3.5 s at 2,000/s (docs/BENCHMARKS.md "WAL
+# segments"). Fewer than WAL_AHEAD segments ready: switch through new ones, then CHECKPOINT.
+WAL_AHEAD=${E2E_WAL_AHEAD:-32}
+wal_ready() {
+  local ahead
+  ahead=$(q "SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}\$'
+                AND name > pg_walfile_name(pg_current_wal_lsn())")
+  [ "$ahead" -ge "$WAL_AHEAD" ] && return
+  psql -q -X -v ON_ERROR_STOP=1 -c "DO \$\$ BEGIN FOR i IN 1..$((2 * WAL_AHEAD)) LOOP
+        PERFORM pg_logical_emit_message(false, 'atlas-bench', 'wal'); PERFORM pg_switch_wal();
+      END LOOP; END \$\$" -c "CHECKPOINT"
+}
+
 # run_load NAME RATE DURATION [extra acquirer-sim args...]: one open-loop run + its table row.
 # Sets LAST_P99, LAST_ERR, LAST_KEPT.
 run_load() {
@@ -299,6 +315,7 @@ run_load() {
   shift 3
   local rep=$DIR/reports/$name.json
   local s0 h0 i0 p0 rows0 appr0 t0 t1
+  [ "$WAL_AHEAD" -gt 0 ] && wal_ready
   rows0=$(q "SELECT count(*) FROM switch.authorizations")
   appr0=$(q "SELECT count(*) FROM switch.authorizations WHERE response_code = '00' AND $NOT_LEG")
   local since wal0

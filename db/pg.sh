@@ -122,16 +122,22 @@ wal_compression = off
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
-  preload_stats
+  later_settings
 }
 
+# Settings added after clusters were made (at init, and to an older cluster at its next start).
 # pg_stat_statements (in PostgreSQL's own package): what each statement costs, planning included
 # when a database or session sets pg_stat_statements.track_planning — how the benchmarks find
 # where PostgreSQL's CPU goes, and how the tests prove the hot path's statements are planned once
-# per session (db/journal.c, db/wallet.c). Added to a cluster made before it on its next start.
-preload_stats() {
+# per session (db/journal.c, db/wallet.c).
+later_settings() {
   grep -q "^shared_preload_libraries = 'pg_stat_statements'" "$DATA/postgresql.conf" ||
     echo "shared_preload_libraries = 'pg_stat_statements'" >>"$DATA/postgresql.conf"
+  # A checkpoint renames up to min_wal_size of used WAL segments to future names (recycled)
+  # instead of deleting them: the next ones need no new 16 MB zero-filled file, made while every
+  # commit waits (docs/db.md "WAL segments").
+  # (initdb writes its own min_wal_size line: this one, later, wins)
+  grep -q "^min_wal_size = 1GB" "$DATA/postgresql.conf" || echo "min_wal_size = 1GB" >>"$DATA/postgresql.conf"
 }
 
 cmd_start() {
@@ -144,7 +150,7 @@ cmd_start() {
       die "cluster in $DATA already runs on port $actual, not $PORT: stop it first"
     echo "pg.sh: cluster already running ($DATA, port $PORT)"
   else
-    preload_stats
+    later_settings
     pgctl -w -t 60 -l "$DATA/server.log" -o "-p $PORT -k $DATA" start >/dev/null ||
       { tail -20 "$DATA/server.log" >&2; die "pg_ctl start failed (log: $DATA/server.log)"; }
     echo "pg.sh: cluster started ($DATA, port $PORT)"
