@@ -107,6 +107,7 @@ struct load_run {
     struct event_base *base;
     struct sim_engine *e;
     struct event *tick, *second;
+    struct event *arrive; /* open loop: fires at the next arrival's scheduled time */
     struct sim_terms demo;
     struct sim_term **lterms; /* load terminals (owned) */
     struct lconn *conns;
@@ -1078,6 +1079,16 @@ static void send_due(struct load_run *L, uint64_t now)
     }
     if (!blocked && L->next_k >= due)
         L->blocked_recently = false;
+    /* The next arrival leaves at its own time, not at the next tick: a tick's lag (up to its
+     * period, half of it on average) would count in every request's latency. A backlog (no
+     * slot or connection) is retried by the tick. */
+    if (!blocked && L->next_k < L->k_total) {
+        uint64_t at = load_sched_time(L->t0, L->next_k, L->o.rate), t = at_mono_ns();
+        uint64_t wait = at > t ? at - t : 0;
+        struct timeval tv = { (time_t)(wait / 1000000000u),
+                              (suseconds_t)(wait % 1000000000u / 1000u) };
+        (void)event_add(L->arrive, &tv);
+    }
 }
 
 /* Whether the arrivals are over. Open loop: every one was sent, or the backlog outlived the
@@ -1142,6 +1153,16 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
     if (L->stopping)
         check_drained(L, now);
+}
+
+/* Open loop: the arrival send_due armed this timer for is due. */
+static void on_arrive(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct load_run *L = arg;
+    if (L->started && !L->stopping && !L->o.closed_k)
+        send_due(L, at_mono_ns());
 }
 
 static void on_second(evutil_socket_t fd, short what, void *arg)
@@ -1298,6 +1319,8 @@ static void run_free(struct load_run *L)
                 event_free(L->conns[i].reconnect);
     if (L->tick)
         event_free(L->tick);
+    if (L->arrive)
+        event_free(L->arrive);
     if (L->second)
         event_free(L->second);
     sim_engine_free(L->e);
@@ -1393,8 +1416,9 @@ static int setup_terminals(struct load_run *L)
     return 0;
 }
 
-/* The event loop, the sending core with its request slots, and the two timers (the 1 ms tick
- * that sends, the 1 s progress line). 0 or -1. */
+/* The event loop, the sending core with its request slots, and the timers (the 1 ms tick
+ * that starts, retries a backlog, stops and drains; the open loop's arrival timer, armed for
+ * each next arrival's time; the 1 s progress line). 0 or -1. */
 static int setup_loop(struct load_run *L)
 {
     L->base = at_event_base_new();
@@ -1410,8 +1434,9 @@ static int setup_loop(struct load_run *L)
     }
     L->tick = event_new(L->base, -1, EV_PERSIST, on_tick, L);
     L->second = event_new(L->base, -1, EV_PERSIST, on_second, L);
+    L->arrive = event_new(L->base, -1, 0, on_arrive, L);
     struct timeval tv_tick = { 0, TICK_US }, tv_sec = { 1, 0 };
-    if (!L->tick || !L->second || event_add(L->tick, &tv_tick) != 0 ||
+    if (!L->tick || !L->second || !L->arrive || event_add(L->tick, &tv_tick) != 0 ||
         event_add(L->second, &tv_sec) != 0)
         return -1;
     return 0;
