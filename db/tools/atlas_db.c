@@ -372,7 +372,8 @@ static int lookup_indexes(PGconn *conn)
  * made to refuse rows (a CHECK (false) constraint, NOT VALID so that adding it never scans:
  * a row of a day without a partition then fails loudly — 23514 naming the constraint — instead
  * of landing there); the partitions of days before detach_before, or older than retain days
- * (-1: none), detached (not dropped: archive them, docs/db.md). */
+ * (-1: none), detached (not dropped: archive them, docs/db.md), and the finished reversals of those
+ * days moved to switch.reversal_archive. */
 static int cmd_partitions(PGconn *conn, uint64_t ahead, const char *detach_before, int64_t retain)
 {
     char n[24];
@@ -416,6 +417,14 @@ static int cmd_partitions(PGconn *conn, uint64_t ahead, const char *detach_befor
             return 1;
         for (int i = 0; i < PQntuples(res); i++)
             printf("atlas-db: detached switch.%s\n", PQgetvalue(res, i, 0));
+        PQclear(res);
+        /* The finished reversals of those days leave the queue, their sealed PAN with them
+         * (migration 0021); a pending one stays. */
+        res = query(conn, "SELECT switch.archive_reversals($1::date)", 1, d);
+        if (!res)
+            return 1;
+        printf("atlas-db: archived %s finished reversal(s) of days before %s\n",
+               PQgetvalue(res, 0, 0), before);
         PQclear(res);
     }
     if (lookup_indexes(conn) != 0)

@@ -2,7 +2,8 @@
  * created ahead, the DEFAULT partition made to refuse rows — a journal record of a day with no
  * partition is refused loudly (23514 naming the guard) and alone, never stored there —,
  * `atlas-db status` / `partitions` failing when the DEFAULT partition holds rows, old days
- * detached by age. Each test in a database of its own, the tool run as a program. */
+ * detached by age, their finished reversals archived. Each test in a database of its own, the tool
+ * run as a program. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -239,6 +240,89 @@ static void lookup_indexes_of_closed_days(void **state)
     dbt_drop(conninfo);
 }
 
+/* Inserts a reversal of request_date day, in state state (and its acked_at when acked). */
+static void queue_reversal(PGconn *c, const char *day, const char *stan, const char *state)
+{
+    char sql[1400];
+    snprintf(
+        sql, sizeof sql,
+        "INSERT INTO switch.reversal_queue (request_date, acquirer_id, terminal_id, stan,"
+        " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time, rrn,"
+        " processing_code, amount_minor, currency, auth_code, pan_masked, pan_hmac, pan_sealed,"
+        " reason, state, attempts, acked_at)"
+        " VALUES ('%s', '100001', 'TERM0001', '%s', '0101120000', '0200', 'WALLET1', '000001',"
+        " '0101120000', '000000000001', '000000', 1500, 504, '123456', '489001******0012',"
+        " decode(repeat('ab', 32), 'hex'), '\\x0102', 'timeout', '%s', 1,"
+        " CASE WHEN '%s' = 'acked' THEN now() END)",
+        day, stan, state, state);
+    assert_int_equal(dbt_exec(c, sql), 0);
+}
+
+/* Migration 0021: the upkeep moves the finished reversals (acked, failed) of the days it
+ * detaches out of switch.reversal_queue into switch.reversal_archive, without their sealed PAN;
+ * a pending reversal of those days, and any reversal of a later day, stays in the queue. */
+static void finished_reversals_of_old_days_archived(void **state)
+{
+    (void)state;
+    const char *ci = dbt_create("revarch");
+    assert_non_null(ci);
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo, "%s", ci);
+    PGconn *c = dbt_connect(conninfo);
+    assert_non_null(c);
+    char *out = NULL;
+
+    queue_reversal(c, "2020-01-01", "000001", "acked");
+    queue_reversal(c, "2020-01-01", "000002", "failed");
+    queue_reversal(c, "2020-01-02", "000003", "pending"); /* still owed: never moved */
+    queue_reversal(c, "2999-01-01", "000004", "acked");   /* after the cutoff */
+    assert_int_equal(atlas_db(conninfo, "partitions --retain-days 30", &out), 0);
+    assert_non_null(strstr(out, "archived 2 finished reversal(s) of days before"));
+    free(out);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.reversal_queue"), 2);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.reversal_queue WHERE stan IN"
+                                   " ('000003', '000004')"),
+                     2);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.reversal_archive WHERE stan IN"
+                                   " ('000001', '000002') AND request_date = '2020-01-01'"
+                                   " AND pan_masked = '489001******0012'"
+                                   " AND octet_length(pan_hmac) = 32 AND amount_minor = 1500"),
+                     2);
+    /* Every column of the queue is archived except the sealed PAN (a column added to the queue
+     * later must be added to the archive and to switch.archive_reversals). */
+    assert_int_equal(dbt_scalar(c,
+                                "SELECT count(*) FROM ((SELECT attname FROM pg_attribute"
+                                " WHERE attrelid = 'switch.reversal_queue'::regclass"
+                                " AND attnum > 0 AND NOT attisdropped AND attname <> 'pan_sealed'"
+                                " EXCEPT SELECT attname FROM pg_attribute"
+                                " WHERE attrelid = 'switch.reversal_archive'::regclass"
+                                " AND attnum > 0) UNION ALL (SELECT 'pan_sealed' FROM"
+                                " pg_attribute WHERE attrelid = 'switch.reversal_archive'::"
+                                "regclass AND attname = 'pan_sealed')) x"),
+                     0);
+    /* Again: nothing more to move; a pending reversal cannot be archived by hand either. */
+    assert_int_equal(atlas_db(conninfo, "partitions --retain-days 30", &out), 0);
+    assert_non_null(strstr(out, "archived 0 finished reversal(s)"));
+    free(out);
+    PGresult *r = PQexec(c, "INSERT INTO switch.reversal_archive (reversal_id, request_date,"
+                            " acquirer_id, terminal_id, stan, transmission_time, mti, issuer_id,"
+                            " issuer_stan, issuer_transmission_time, processing_code,"
+                            " amount_minor, currency, pan_masked, pan_hmac, extra_fields, reason,"
+                            " state, attempts, next_attempt_at, created_at)"
+                            " SELECT reversal_id, request_date, acquirer_id, terminal_id, stan,"
+                            " transmission_time, mti, issuer_id, issuer_stan,"
+                            " issuer_transmission_time, processing_code, amount_minor, currency,"
+                            " pan_masked, pan_hmac, extra_fields, reason, state, attempts,"
+                            " next_attempt_at, created_at FROM switch.reversal_queue"
+                            " WHERE stan = '000003'");
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    assert_string_equal(PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME),
+                        "reversal_archive_state_check");
+    PQclear(r);
+    PQfinish(c);
+    dbt_drop(conninfo);
+}
+
 int main(void)
 {
     if (!dbt_env_names_cluster("test_db_partitions"))
@@ -246,6 +330,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(upkeep_and_a_day_without_partition),
         cmocka_unit_test(lookup_indexes_of_closed_days),
+        cmocka_unit_test(finished_reversals_of_old_days_archived),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
