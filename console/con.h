@@ -55,7 +55,7 @@ struct con_event {
     enum con_outcome outcome;
     bool stand_in; /* "stand_in": true — switchd decided in the issuer's place (STIP) */
     bool has_lat;
-    uint64_t lat_us, lat_mac_us, lat_pin_us, lat_issuer_us, lat_journal_us;
+    uint64_t lat_us, lat_mac_us, lat_pin_us, lat_issuer_us, lat_journal_us, lat_write_ahead_us;
     /* link_state / txn_refused */
     char from[16], to[16], reason[64];
     /* Every field not named above, as "key=value key=value" (for display). */

@@ -128,6 +128,7 @@ static const struct field fields[] = {
     FU("lat_pin_us", lat_pin_us),
     FU("lat_issuer_us", lat_issuer_us),
     FU("lat_journal_us", lat_journal_us),
+    FU("lat_write_ahead_us", lat_write_ahead_us),
     { "stand_in", F_STAND_IN, 0, 0 },
     FS("from", from),
     FS("to", to),

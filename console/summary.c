@@ -21,7 +21,7 @@ static const char *const outcome_names[CON_OUT_outcome_max] = {
     "(none)", "approved", "declined", "rejected", "timeout", "unavailable", "error"
 };
 
-enum { HOP_TOTAL, HOP_MAC, HOP_PIN, HOP_ISSUER, HOP_JOURNAL, HOP_max };
+enum { HOP_TOTAL, HOP_MAC, HOP_PIN, HOP_ISSUER, HOP_JOURNAL, HOP_WRITE_AHEAD, HOP_max };
 
 struct term_stat {
     char id[16];
@@ -142,8 +142,8 @@ static void add_txn(struct con_summary *s, const struct con_event *ev)
     if (ev->has_lat) {
         at_hist_record(&s->hop[HOP_TOTAL], ev->lat_us);
         const uint64_t hops[] = { ev->lat_mac_us, ev->lat_pin_us, ev->lat_issuer_us,
-                                  ev->lat_journal_us };
-        for (int i = 0; i < 4; i++)
+                                  ev->lat_journal_us, ev->lat_write_ahead_us };
+        for (int i = 0; i < HOP_max - HOP_MAC; i++)
             if (hops[i])
                 at_hist_record(&s->hop[HOP_MAC + i], hops[i]);
     }
@@ -264,10 +264,10 @@ static void print_hist(FILE *out, const char *name, const struct at_hist *h)
 {
     char a[16], b[16], c[16], d[16], e[16];
     if (!h->count) {
-        fprintf(out, "  %-8s (none)\n", name);
+        fprintf(out, "  %-11s (none)\n", name);
         return;
     }
-    fprintf(out, "  %-8s p50 %-7s p90 %-7s p99 %-7s p99.9 %-7s max %-7s (%llu)\n", name,
+    fprintf(out, "  %-11s p50 %-7s p90 %-7s p99 %-7s p99.9 %-7s max %-7s (%llu)\n", name,
             con_format_latency(at_hist_quantile(h, 0.50), a, sizeof a),
             con_format_latency(at_hist_quantile(h, 0.90), b, sizeof b),
             con_format_latency(at_hist_quantile(h, 0.99), c, sizeof c),
@@ -317,7 +317,8 @@ void con_summary_print(const struct con_summary *s, FILE *out)
     }
 
     fprintf(out, "\nLatency (per hop: only transactions that used it)\n");
-    static const char *const hop_names[HOP_max] = { "total", "mac", "pin", "issuer", "journal" };
+    static const char *const hop_names[HOP_max] = { "total",  "mac",     "pin",
+                                                    "issuer", "journal", "write_ahead" };
     for (int i = 0; i < HOP_max; i++)
         print_hist(out, hop_names[i], &s->hop[i]);
 

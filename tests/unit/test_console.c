@@ -20,7 +20,7 @@ static const char TXN_LINE[] =
     "\"pan\":\"489001******0012\",\"stan\":\"000123\",\"rrn\":\"633015000123\","
     "\"issuer\":\"WALLET1\",\"issuer_stan\":17,\"rc\":\"00\",\"auth_code\":\"A1B2C3\","
     "\"outcome\":\"approved\",\"lat_us\":4123,\"lat_mac_us\":310,\"lat_pin_us\":280,"
-    "\"lat_issuer_us\":2500,\"lat_journal_us\":900}";
+    "\"lat_issuer_us\":2500,\"lat_journal_us\":900,\"lat_write_ahead_us\":650}";
 
 static struct con_event parse_ok(const char *line)
 {
@@ -52,6 +52,7 @@ static void test_parse_txn(void **state)
     assert_int_equal(ev.lat_us, 4123);
     assert_int_equal(ev.lat_issuer_us, 2500);
     assert_int_equal(ev.lat_journal_us, 900);
+    assert_int_equal(ev.lat_write_ahead_us, 650);
     /* 2026-11-26T15:44:41.956772Z, checked against `date -u -d ... +%s`. */
     assert_int_equal(ev.ts_us, 1795707881956772LL);
     /* Every field of a txn has its column or is deliberately not shown. */
@@ -462,7 +463,7 @@ static void test_summary(void **state)
     assert_non_null(strstr(r, "  51 insufficient funds                 1   20.0%"));
     assert_non_null(strstr(r, "  declined                              3   60.0%"));
     /* Percentiles of 1..5 ms (within the histogram's 1/128). */
-    assert_non_null(strstr(r, "total    p50 3.0ms   p90 5.0ms   p99 5.0ms"));
+    assert_non_null(strstr(r, "total       p50 3.0ms   p90 5.0ms   p99 5.0ms"));
     assert_non_null(strstr(r, "  TERM0002                2 declined of        2 (100.0%)"));
     assert_non_null(strstr(r, "  TERM0001                1 declined of        2 (50.0%)"));
     assert_null(strstr(r, "TERM0003       ")); /* no decline there */
