@@ -41,6 +41,17 @@ static int atlas_db(const char *conninfo, const char *args, char **out)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* A database of its own for one test, migrated: its conninfo into conninfo, a connection. */
+static PGconn *fresh_db(const char *tag, char conninfo[256])
+{
+    const char *ci = dbt_create(tag);
+    assert_non_null(ci);
+    snprintf(conninfo, 256, "%s", ci);
+    PGconn *c = dbt_connect(conninfo);
+    assert_non_null(c);
+    return c;
+}
+
 static void on_record(void *arg, int status)
 {
     *(int *)arg = status;
@@ -79,12 +90,8 @@ static void write_records(const char *conninfo, const struct db_auth_record *rec
 static void upkeep_and_a_day_without_partition(void **state)
 {
     (void)state;
-    const char *ci = dbt_create("part");
-    assert_non_null(ci);
     char conninfo[256];
-    snprintf(conninfo, sizeof conninfo, "%s", ci);
-    PGconn *c = dbt_connect(conninfo);
-    assert_non_null(c);
+    PGconn *c = fresh_db("part", conninfo);
     char *out = NULL;
 
     /* Upkeep: yesterday .. today + 3 (UTC) exist, the guard is in place, status is clean. */
@@ -161,12 +168,8 @@ static void upkeep_and_a_day_without_partition(void **state)
 static void lookup_indexes_of_closed_days(void **state)
 {
     (void)state;
-    const char *ci = dbt_create("lookup");
-    assert_non_null(ci);
     char conninfo[256];
-    snprintf(conninfo, sizeof conninfo, "%s", ci);
-    PGconn *c = dbt_connect(conninfo);
-    assert_non_null(c);
+    PGconn *c = fresh_db("lookup", conninfo);
     char *out = NULL;
 
     /* A record of yesterday and one of today (UTC), through the writer. */
@@ -264,12 +267,8 @@ static void queue_reversal(PGconn *c, const char *day, const char *stan, const c
 static void finished_reversals_of_old_days_archived(void **state)
 {
     (void)state;
-    const char *ci = dbt_create("revarch");
-    assert_non_null(ci);
     char conninfo[256];
-    snprintf(conninfo, sizeof conninfo, "%s", ci);
-    PGconn *c = dbt_connect(conninfo);
-    assert_non_null(c);
+    PGconn *c = fresh_db("revarch", conninfo);
     char *out = NULL;
 
     queue_reversal(c, "2020-01-01", "000001", "acked");
