@@ -373,7 +373,7 @@ static int lookup_indexes(PGconn *conn)
  * a row of a day without a partition then fails loudly — 23514 naming the constraint — instead
  * of landing there); the partitions of days before detach_before, or older than retain days
  * (-1: none), detached (not dropped: archive them, docs/db.md), and the finished reversals of those
- * days moved to switch.reversal_archive. */
+ * days moved to switch.reversal_archive, their finished advices to switch.advice_archive. */
 static int cmd_partitions(PGconn *conn, uint64_t ahead, const char *detach_before, int64_t retain)
 {
     char n[24];
@@ -418,12 +418,18 @@ static int cmd_partitions(PGconn *conn, uint64_t ahead, const char *detach_befor
         for (int i = 0; i < PQntuples(res); i++)
             printf("atlas-db: detached switch.%s\n", PQgetvalue(res, i, 0));
         PQclear(res);
-        /* The finished reversals of those days leave the queue, their sealed PAN with them
-         * (migration 0021); a pending one stays. */
+        /* The finished reversals and advices of those days leave their queues, their sealed
+         * PAN with them (migrations 0021, 0022); a pending one stays. */
         res = query(conn, "SELECT switch.archive_reversals($1::date)", 1, d);
         if (!res)
             return 1;
         printf("atlas-db: archived %s finished reversal(s) of days before %s\n",
+               PQgetvalue(res, 0, 0), before);
+        PQclear(res);
+        res = query(conn, "SELECT switch.archive_advices($1::date)", 1, d); /* 0022 */
+        if (!res)
+            return 1;
+        printf("atlas-db: archived %s finished advice(s) of days before %s\n",
                PQgetvalue(res, 0, 0), before);
         PQclear(res);
     }

@@ -322,6 +322,103 @@ static void finished_reversals_of_old_days_archived(void **state)
     dbt_drop(conninfo);
 }
 
+/* Inserts a stand-in advice of request_date day decided by instance inst-A, in state state. */
+static void queue_advice(PGconn *c, const char *day, const char *stan, const char *state)
+{
+    char sql[1400];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO switch.advice_queue (kind, request_date, acquirer_id, terminal_id, stan,"
+             " transmission_time, mti, issuer_id, issuer_stan, issuer_transmission_time,"
+             " processing_code, amount_minor, currency, auth_code, stand_in_rc, pan_masked,"
+             " pan_hmac, pan_sealed, reason, owner, queued_at, state)"
+             " VALUES ('advice', '%s', '100001', 'TERM0001', '%s', '0101120000', '0200',"
+             " 'WALLET1', '000001', '0101120000', '000000', 1500, 504, 'S00001', '00',"
+             " '489001******0012', decode(repeat('ab', 32), 'hex'), '\\x0102', 'stand_in',"
+             " 'inst-A', now(), '%s')",
+             day, stan, state);
+    assert_int_equal(dbt_exec(c, sql), 0);
+}
+
+/* The journal's approval of that advice (a stand-in approval, as switchd journals it). */
+static void journal_approval(PGconn *c, const char *day, const char *stan)
+{
+    char sql[800];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO switch.authorizations (request_date, acquirer_id, terminal_id, stan,"
+             " transmission_time, mti, response_code, auth_code, outcome, created_at, stand_in)"
+             " VALUES ('%s', '100001', 'TERM0001', '%s', '0101120000', '0200', '00', 'S00001',"
+             " 'approved', now(), true)",
+             day, stan);
+    assert_int_equal(dbt_exec(c, sql), 0);
+}
+
+/* switch.recover_advices reverses a stand-in advice whose approval the journal does not hold
+ * (the terminal never got it). A day the upkeep detached holds nothing any more: its advices
+ * must not look orphaned then — that would reverse, at the next start of switchd, stand-in
+ * approvals the terminals hold. A day still attached is recovered as before. And the upkeep
+ * moves the detached days' finished advices to switch.advice_archive (migration 0022). */
+static void advices_of_detached_days_not_recovered(void **state)
+{
+    (void)state;
+    char conninfo[256];
+    PGconn *c = fresh_db("advrec", conninfo);
+    char *out = NULL;
+
+    assert_int_equal(
+        dbt_scalar(c, "SELECT switch.create_authorization_partitions('2020-01-01', 1)"), 1);
+    queue_advice(c, "2020-01-01", "000011", "pending");
+    journal_approval(c, "2020-01-01", "000011");
+    assert_int_equal(dbt_scalar(c, "SELECT switch.recover_advices('inst-A')"), 0);
+    assert_int_equal(atlas_db(conninfo, "partitions --retain-days 30", &out), 0);
+    assert_non_null(strstr(out, "detached switch.authorizations_20200101"));
+    free(out);
+    assert_int_equal(dbt_scalar(c, "SELECT switch.recover_advices('inst-A')"), 0);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.advice_queue"
+                                   " WHERE kind = 'reversal'"),
+                     0);
+
+    /* A day after the journal's oldest with no partition of its own (the upkeep late: the
+     * journal refused its rows, so it cannot hold the approval): still recovered. */
+    queue_advice(c, "2999-01-01", "000014", "pending");
+    assert_int_equal(dbt_scalar(c, "SELECT switch.recover_advices('inst-A')"), 1);
+    assert_int_equal(dbt_exec(c, "DELETE FROM switch.advice_queue WHERE stan = '000014'"), 0);
+    /* Today (UTC): an advice whose approval the journal lacks is still recovered. */
+    char today[16];
+    PGresult *r = PQexec(c, "SELECT ((now() AT TIME ZONE 'UTC')::date)::text");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    snprintf(today, sizeof today, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    queue_advice(c, today, "000012", "acked");
+    assert_int_equal(dbt_scalar(c, "SELECT switch.recover_advices('inst-A')"), 1);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.advice_queue WHERE kind ="
+                                   " 'reversal' AND stan = '000012' AND reason = 'recovery'"),
+                     1);
+    /* The finished advices of the detached day leave the queue (without their sealed PAN); the
+     * pending one stays, as does today's. */
+    queue_advice(c, "2020-01-01", "000013", "acked");
+    assert_int_equal(atlas_db(conninfo, "partitions --retain-days 30", &out), 0);
+    assert_non_null(strstr(out, "archived 1 finished advice(s) of days before"));
+    free(out);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.advice_archive WHERE stan ="
+                                   " '000013' AND state = 'acked' AND auth_code = 'S00001'"),
+                     1);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.advice_queue WHERE stan IN"
+                                   " ('000011', '000012')"),
+                     3); /* 000011's advice; 000012's advice and its reversal */
+    assert_int_equal(dbt_scalar(c,
+                                "SELECT count(*) FROM ((SELECT attname FROM pg_attribute"
+                                " WHERE attrelid = 'switch.advice_queue'::regclass AND attnum > 0"
+                                " AND NOT attisdropped AND attname <> 'pan_sealed' EXCEPT"
+                                " SELECT attname FROM pg_attribute WHERE attrelid ="
+                                " 'switch.advice_archive'::regclass AND attnum > 0) UNION ALL"
+                                " (SELECT 'pan_sealed' FROM pg_attribute WHERE attrelid ="
+                                " 'switch.advice_archive'::regclass AND attname = 'pan_sealed'))"
+                                " x"),
+                     0);
+    PQfinish(c);
+    dbt_drop(conninfo);
+}
+
 int main(void)
 {
     if (!dbt_env_names_cluster("test_db_partitions"))
@@ -330,6 +427,7 @@ int main(void)
         cmocka_unit_test(upkeep_and_a_day_without_partition),
         cmocka_unit_test(lookup_indexes_of_closed_days),
         cmocka_unit_test(finished_reversals_of_old_days_archived),
+        cmocka_unit_test(advices_of_detached_days_not_recovered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
