@@ -49,6 +49,8 @@
 #                          (bench/journal_prefill.sql: rows that reconcile to zero)
 #   E2E_SETTLE=1           VACUUM (ANALYZE) the wallets just seeded and CHECKPOINT before the
 #                          runs, so that neither happens inside them (bench/curves.sh sets it)
+#   E2E_WAL_AHEAD=N        WAL segments ready (recycled) before each run [32]; 0: none, as a
+#                          fresh cluster (each new segment zero-filled while commits wait)
 # Exit status: 0 all checks passed (targets are reported, not enforced), 1 a check failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -295,8 +297,9 @@ NOT_LEG="left(terminal_id, 2) NOT IN ('XA', 'XO')"
 # WAL segments ready for a run, as in a cluster in service: a checkpoint renames used segments
 # to future names (up to min_wal_size, db/pg.sh) and the writers reuse them. A cluster that has
 # not had one makes every 16 MB segment anew, zero-filled while every commit waits: measured
-# here, a 15-65 ms stall of the whole stack every 3.5 s at 2,000/s (docs/BENCHMARKS.md "WAL
-# segments"). Fewer than WAL_AHEAD segments ready: switch through new ones, then CHECKPOINT.
+# here, a 15-65 ms stall of the whole stack every 3.5 s at 2,000/s (docs/db.md "WAL segments",
+# docs/BENCHMARKS.md "Issue 17, third pass"). Fewer than WAL_AHEAD segments ready: switch
+# through new ones, then CHECKPOINT.
 WAL_AHEAD=${E2E_WAL_AHEAD:-32}
 wal_ready() {
   local ahead
