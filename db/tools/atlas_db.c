@@ -420,18 +420,18 @@ static int cmd_partitions(PGconn *conn, uint64_t ahead, const char *detach_befor
         PQclear(res);
         /* The finished reversals and advices of those days leave their queues, their sealed
          * PAN with them (migrations 0021, 0022); a pending one stays. */
-        res = query(conn, "SELECT switch.archive_reversals($1::date)", 1, d);
-        if (!res)
-            return 1;
-        printf("atlas-db: archived %s finished reversal(s) of days before %s\n",
-               PQgetvalue(res, 0, 0), before);
-        PQclear(res);
-        res = query(conn, "SELECT switch.archive_advices($1::date)", 1, d); /* 0022 */
-        if (!res)
-            return 1;
-        printf("atlas-db: archived %s finished advice(s) of days before %s\n",
-               PQgetvalue(res, 0, 0), before);
-        PQclear(res);
+        static const char *const archive[][2] = {
+            { "SELECT switch.archive_reversals($1::date)", "reversal" },
+            { "SELECT switch.archive_advices($1::date)", "advice" },
+        };
+        for (size_t k = 0; k < sizeof archive / sizeof archive[0]; k++) {
+            res = query(conn, archive[k][0], 1, d);
+            if (!res)
+                return 1;
+            printf("atlas-db: archived %s finished %s(s) of days before %s\n",
+                   PQgetvalue(res, 0, 0), archive[k][1], before);
+            PQclear(res);
+        }
     }
     if (lookup_indexes(conn) != 0)
         return 1;
