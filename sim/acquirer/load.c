@@ -1081,8 +1081,9 @@ static void send_due(struct load_run *L, uint64_t now)
         L->blocked_recently = false;
     /* The next arrival leaves at its own time, not at the next tick: a tick's lag (up to its
      * period, half of it on average) would count in every request's latency. A backlog (no
-     * slot or connection) is retried by the tick. */
-    if (!blocked && L->next_k < L->k_total) {
+     * slot or connection) is retried by the tick. A timer still pending is not set again (a
+     * tick that sent the arrival it was set for leaves it to fire early: it only sets it anew). */
+    if (!blocked && L->next_k < L->k_total && !event_pending(L->arrive, EV_TIMEOUT, NULL)) {
         uint64_t at = load_sched_time(L->t0, L->next_k, L->o.rate), t = at_mono_ns();
         uint64_t wait = at > t ? at - t : 0;
         struct timeval tv = { (time_t)(wait / 1000000000u),
