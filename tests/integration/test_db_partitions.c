@@ -419,6 +419,106 @@ static void advices_of_detached_days_not_recovered(void **state)
     dbt_drop(conninfo);
 }
 
+/* A request of day `day` forwarded by instance inst-A and never answered (its write-ahead row). */
+static void inflight_row(PGconn *c, const char *day, const char *stan)
+{
+    char sql[1200];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO switch.inflight (request_date, acquirer_id, terminal_id, stan,"
+             " transmission_time, mti_class, mti, owner, issuer_id, issuer_stan,"
+             " issuer_transmission_time, rrn, processing_code, amount_minor, currency,"
+             " pan_masked, pan_hmac, pan_sealed, created_at)"
+             " VALUES ('%s', '100001', 'TERM0001', '%s', '0101120000', '020', '0200', 'inst-A',"
+             " 'WALLET1', '%s', '0101120000', '000000000021', '000000', 1500, 504,"
+             " '489001******0012', decode(repeat('ab', 32), 'hex'), '\\x0102', now())",
+             day, stan, stan);
+    assert_int_equal(dbt_exec(c, sql), 0);
+}
+
+/* A notice receiver that keeps the last message (a RAISE WARNING of a function). */
+static void keep_notice(void *arg, const PGresult *res)
+{
+    snprintf(arg, 512, "%s", PQresultErrorMessage(res));
+}
+
+/* switch.recover_inflight (at switchd's start, and at a takeover inside claim_reversals) and
+ * switch.recover_transfers (at switchd's start) for rows of a day the upkeep has detached: the
+ * journal can no longer take their 'lost' row (the DEFAULT partition refuses it), which used to
+ * fail the whole function — switchd retried its start for ever, and every live instance's claim
+ * of reversals failed with the dead one's takeover (migration 0023). Now the request in flight
+ * is still reversed (the issuer may have applied it, and an approval would have settled its row
+ * with its journal row), without the journal row; an unfinished transfer of such a day is left
+ * as it is, named in a warning (its legs' journal rows, which a reversal is built from, left
+ * with the day). Rows of attached days are recovered as before. */
+static void recovery_of_detached_days(void **state)
+{
+    (void)state;
+    char conninfo[256];
+    PGconn *c = fresh_db("recdet", conninfo);
+    char *out = NULL;
+
+    assert_int_equal(
+        dbt_scalar(c, "SELECT switch.create_authorization_partitions('2020-01-01', 1)"), 1);
+    char today[16];
+    PGresult *r = PQexec(c, "SELECT ((now() AT TIME ZONE 'UTC')::date)::text");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    snprintf(today, sizeof today, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    inflight_row(c, "2020-01-01", "000021");
+    inflight_row(c, today, "000022");
+    const char *transfer =
+        "INSERT INTO switch.transfers (request_date, acquirer_id, terminal_id, stan,"
+        " transmission_time, owner, sender_issuer, sender_pan_masked, sender_pan_hmac,"
+        " sender_pan_sealed, recipient_issuer, recipient_pan_masked, recipient_pan_hmac,"
+        " recipient_pan_sealed, amount_minor, currency, fee_minor, recipient_currency,"
+        " leg_request_date, leg_transmission_time)"
+        " VALUES ('%s', '100001', 'TERM0002', '%s', '0101120000', 'inst-A', 'WALLET1',"
+        " '489001******0012', decode(repeat('ab', 32), 'hex'), '\\x0102', 'WALLET1',"
+        " '489001******0013', decode(repeat('cd', 32), 'hex'), '\\x0103', 1500, 504, 0, 504,"
+        " '%s', '0101120000')";
+    char sql[1200];
+    snprintf(sql, sizeof sql, transfer, "2020-01-01", "000031", "2020-01-01");
+    assert_int_equal(dbt_exec(c, sql), 0);
+    snprintf(sql, sizeof sql, transfer, today, "000032", today);
+    assert_int_equal(dbt_exec(c, sql), 0);
+    assert_int_equal(atlas_db(conninfo, "partitions --retain-days 30", &out), 0);
+    assert_non_null(strstr(out, "detached switch.authorizations_20200101"));
+    free(out);
+
+    char notice[512] = "";
+    PQsetNoticeReceiver(c, keep_notice, notice);
+    r = PQexec(c, "SELECT reversed, settled FROM switch.recover_inflight('inst-A')");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "2");
+    assert_string_equal(PQgetvalue(r, 0, 1), "0");
+    PQclear(r);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.inflight"), 0);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.reversal_queue WHERE reason ="
+                                   " 'recovery' AND state = 'pending' AND stan IN"
+                                   " ('000021', '000022')"),
+                     2);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.authorizations"
+                                   " WHERE outcome = 'lost' AND stan = '000022'"),
+                     1);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.authorizations_default"), 0);
+    assert_non_null(strstr(notice, "1 request(s) in flight of days before"));
+
+    r = PQexec(c, "SELECT completed, failed FROM switch.recover_transfers('inst-A')");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "0");
+    assert_string_equal(PQgetvalue(r, 0, 1), "1");
+    PQclear(r);
+    assert_non_null(strstr(notice, "1 unfinished transfer(s)"));
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.transfers WHERE stan = '000031'"
+                                   " AND state = 'started'"),
+                     1);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.transfers WHERE stan = '000032'"
+                                   " AND state = 'failed'"),
+                     1);
+    PQfinish(c);
+    dbt_drop(conninfo);
+}
+
 int main(void)
 {
     if (!dbt_env_names_cluster("test_db_partitions"))
@@ -428,6 +528,7 @@ int main(void)
         cmocka_unit_test(lookup_indexes_of_closed_days),
         cmocka_unit_test(finished_reversals_of_old_days_archived),
         cmocka_unit_test(advices_of_detached_days_not_recovered),
+        cmocka_unit_test(recovery_of_detached_days),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
