@@ -519,6 +519,70 @@ static void recovery_of_detached_days(void **state)
     dbt_drop(conninfo);
 }
 
+/* Migration 0024: ANALYZE computes statistics only for the columns a plan can use. pvv and
+ * pin_offset (PIN verification data) never reach pg_statistic; a day partition created later
+ * takes the parent's targets (PostgreSQL would give it the default ones); a column that the
+ * operators' lookups use keeps its statistics. */
+static void statistics_only_where_plans_use_them(void **state)
+{
+    (void)state;
+    char conninfo[256];
+    PGconn *c = fresh_db("stats", conninfo);
+
+    assert_int_equal(dbt_exec(c, "INSERT INTO wallet.wallets (pan_hmac, pan_masked, expiry,"
+                                 " currency, pin_method, pvki, pvv)"
+                                 " SELECT sha256(int4send(i)), '489001******0012', '2812', 504,"
+                                 " 'pvv', 1, lpad((i % 10000)::text, 4, '0')"
+                                 " FROM generate_series(1, 300) i"),
+                     0);
+    assert_int_equal(dbt_exec(c, "INSERT INTO wallet.wallets (pan_hmac, pan_masked, expiry,"
+                                 " currency, pin_method, pin_offset)"
+                                 " SELECT sha256(int4send(-i)), '489001******0013', '2812', 504,"
+                                 " 'ibm3624', lpad((i % 10000)::text, 4, '0')"
+                                 " FROM generate_series(1, 300) i"),
+                     0);
+    assert_int_equal(
+        dbt_scalar(c, "SELECT switch.create_authorization_partitions('2030-01-01', 1)"), 1);
+    assert_int_equal(dbt_exec(c, "INSERT INTO switch.authorizations (request_date, acquirer_id,"
+                                 " terminal_id, stan, transmission_time, mti, response_code,"
+                                 " outcome, created_at, pan_hmac, lat_total_us)"
+                                 " SELECT '2030-01-01', '100001', 'TERM0001',"
+                                 " lpad(i::text, 6, '0'), '0101120000', '0200', '00', 'approved',"
+                                 " now(), sha256(int4send(i)), i FROM generate_series(1, 300) i"),
+                     0);
+    assert_int_equal(dbt_exec(c, "ANALYZE wallet.wallets; ANALYZE switch.authorizations_20300101"),
+                     0);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM pg_stats WHERE schemaname = 'wallet'"
+                                   " AND tablename = 'wallets' AND attname IN ('pvv', 'pin_offset',"
+                                   " 'pvki')"),
+                     0);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM pg_stats WHERE schemaname = 'wallet'"
+                                   " AND tablename = 'wallets' AND attname = 'pan_hmac'"),
+                     1);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM pg_stats WHERE schemaname = 'switch'"
+                                   " AND tablename = 'authorizations_20300101'"
+                                   " AND attname IN ('lat_total_us', 'response_code')"),
+                     0);
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM pg_stats WHERE schemaname = 'switch'"
+                                   " AND tablename = 'authorizations_20300101'"
+                                   " AND attname IN ('pan_hmac', 'outcome', 'stan')"),
+                     3);
+    /* Every column at target 0 on the new partition is at 0 on the parent, and back. */
+    assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM pg_attribute p FULL JOIN (SELECT *"
+                                   " FROM pg_attribute WHERE attrelid ="
+                                   " 'switch.authorizations_20300101'::regclass) k USING (attname)"
+                                   " WHERE p.attrelid = 'switch.authorizations'::regclass"
+                                   " AND p.attnum > 0"
+                                   " AND p.attstattarget IS DISTINCT FROM k.attstattarget"),
+                     0);
+    assert_int_equal(
+        dbt_scalar(c, "SELECT count(*) FROM pg_attribute WHERE attrelid ="
+                      " 'switch.authorizations'::regclass AND attnum > 0 AND attstattarget = 0"),
+        14);
+    PQfinish(c);
+    dbt_drop(conninfo);
+}
+
 int main(void)
 {
     if (!dbt_env_names_cluster("test_db_partitions"))
@@ -529,6 +593,7 @@ int main(void)
         cmocka_unit_test(finished_reversals_of_old_days_archived),
         cmocka_unit_test(advices_of_detached_days_not_recovered),
         cmocka_unit_test(recovery_of_detached_days),
+        cmocka_unit_test(statistics_only_where_plans_use_them),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
