@@ -1,6 +1,8 @@
 /* JSON-lines logger. One process-wide sink; a line is built on the stack and
  * written with one write(2) (O_APPEND keeps concurrent writers line-atomic),
- * or appended to a buffer that the daemon flushes once per loop turn. */
+ * or appended to a buffer that the daemon flushes once per loop turn. Every
+ * WRITEBACK_BYTES written to a file, the kernel is asked to start writing them
+ * out (below). */
 #include "log.h"
 #include "clock.h"
 #include "fmt.h"
@@ -15,12 +17,21 @@
 #define LINE_MAX_BYTES 8192
 #define BUF_BYTES      65536
 
+/* Left alone, Linux writes a file's dirty pages back when the file has been dirty
+ * for 30 s (vm.dirty_expire_centisecs), all of them at once: a log taking 1 MB/s
+ * (switchd's txn lines at 2,000/s) became a burst of ~30 MB every 30 s, queued on
+ * the disk ahead of PostgreSQL's WAL flushes — every commit of the machine stalled
+ * 30-60 ms (docs/BENCHMARKS.md). Asking for write-out every 512 KiB keeps it a
+ * trickle, as PostgreSQL does for its own files (*_flush_after). */
+#define WRITEBACK_BYTES (512u * 1024u)
+
 static struct {
     int fd;
     char path[512];
     const char *program;
     enum at_log_level level;
     bool buffered;
+    size_t unhinted; /* bytes written to the file since the last write-out request */
     size_t buf_len;
     char buf[BUF_BYTES];
 } g_log = { .fd = 2, .program = "atlas", .level = AT_LOG_INFO };
@@ -105,8 +116,22 @@ void at_log_set_buffered(bool on)
     g_log.buffered = on;
 }
 
+/* Starts the write-out of the file's dirty pages (asynchronous: does not wait for
+ * the disk). Not for stderr, which may be a pipe or a terminal. */
+static void writeback_hint(size_t n)
+{
+    if (g_log.path[0] == '\0')
+        return;
+    g_log.unhinted += n;
+    if (g_log.unhinted < WRITEBACK_BYTES)
+        return;
+    g_log.unhinted = 0;
+    (void)sync_file_range(g_log.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 static void write_all(const char *p, size_t n)
 {
+    size_t total = n;
     while (n > 0) {
         ssize_t w = write(g_log.fd, p, n);
         if (w == -1) {
@@ -117,6 +142,7 @@ static void write_all(const char *p, size_t n)
         p += w;
         n -= (size_t)w;
     }
+    writeback_hint(total);
 }
 
 void at_log_flush(void)
