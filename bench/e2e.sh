@@ -51,6 +51,11 @@
 #                          runs, so that neither happens inside them (bench/curves.sh sets it)
 #   E2E_WAL_AHEAD=N        WAL segments ready (recycled) before each run [32]; 0: none, as a
 #                          fresh cluster (each new segment zero-filled while commits wait)
+#   E2E_WRITEBACK=1        (root) the host's writeback as docs/deploy.md recommends for the
+#                          database machine (vm.dirty_expire_centisecs 300, dirty_writeback 100)
+#                          for the benchmark's length, the previous values restored at exit;
+#                          without it, the host's (Debian: 30 s), whose bursts of PostgreSQL's
+#                          table files stall every commit 30-60 ms twice a minute
 # Exit status: 0 all checks passed (targets are reported, not enforced), 1 a check failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -118,8 +123,16 @@ stop_all() {
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   db/pg.sh stop >/dev/null 2>&1 || true
+  [ -z "$WRITEBACK_WAS" ] || sysctl -q -w $WRITEBACK_WAS || true
 }
 trap stop_all EXIT
+WRITEBACK_WAS=""
+if [ "${E2E_WRITEBACK:-0}" = 1 ]; then
+  [ "$(id -u)" -eq 0 ] || { echo "e2e: E2E_WRITEBACK=1 needs root (sysctl)" >&2; exit 2; }
+  WRITEBACK_WAS="vm.dirty_expire_centisecs=$(sysctl -n vm.dirty_expire_centisecs)"
+  WRITEBACK_WAS+=" vm.dirty_writeback_centisecs=$(sysctl -n vm.dirty_writeback_centisecs)"
+  sysctl -q -w vm.dirty_expire_centisecs=300 vm.dirty_writeback_centisecs=100
+fi
 trap 'exit 130' INT TERM
 
 wait_port() { # port name
