@@ -19,10 +19,11 @@
 
 /* Left alone, Linux writes a file's dirty pages back when the file has been dirty
  * for 30 s (vm.dirty_expire_centisecs), all of them at once: a log taking 1 MB/s
- * (switchd's txn lines at 2,000/s) became a burst of ~30 MB every 30 s, queued on
- * the disk ahead of PostgreSQL's WAL flushes — every commit of the machine stalled
- * 30-60 ms (docs/BENCHMARKS.md). Asking for write-out every 512 KiB keeps it a
- * trickle, as PostgreSQL does for its own files (*_flush_after). */
+ * (switchd's txn lines at 2,000/s) becomes a burst of ~30 MB every 30 s on the
+ * disk PostgreSQL flushes its WAL to — the kind of burst that, from PostgreSQL's
+ * own table files, was measured to stall every commit 30-60 ms (docs/BENCHMARKS.md
+ * "Issue 17, fourth pass"). Asking for write-out every 512 KiB keeps it a trickle,
+ * as PostgreSQL does for the files it writes itself (*_flush_after). */
 #define WRITEBACK_BYTES (512u * 1024u)
 
 static struct {
