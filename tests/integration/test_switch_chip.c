@@ -325,6 +325,13 @@ static void acquirer_sim_chip_and_ecom_lines(void **state)
                                    "type=purchase pan=" MAD_CARD
                                    " amount=3.00 no-pin cvv2=" WRONG_CVV " expect=N7\n"),
                      0);
+    /* Its STANs from 600001: the stack's own terminals count from (pid % 500) * 1000 + 1, so a
+     * fresh acquirer-sim state (STAN 1) could repeat an earlier test's request identity within
+     * the same second (94, duplicate) whenever pid % 500 was 0. */
+    char state_file[440];
+    assert_int_equal(mkdir(state_dir, 0700), 0);
+    snprintf(state_file, sizeof state_file, "%s/TERM0001.state", state_dir);
+    assert_int_equal(ts_write_file(state_file, "stan=600001\nksn_counter=1\n"), 0);
     const char *args[] = { "--state-dir", state_dir, "--host", host, "run", scn, NULL };
     int code = ts_run("acquirer-sim", args, out);
     char *text = ts_read_file(out, 0, NULL);
