@@ -4,6 +4,7 @@
  * outcome of each request answers it or sends it back to load and decide again. */
 #include "issuer_int.h"
 
+#include "clock.h"
 #include "db.h"
 #include "fmt.h"
 #include "log.h"
@@ -110,6 +111,29 @@ static unsigned take_batch(struct iss *s, struct txn *batch[APPLY_BATCH])
     return n;
 }
 
+/* Whether the queue may leave as a new batch now. With no transaction in flight, at once: a
+ * lone request waits for nothing. With one in flight, when APPLY_SPILL requests wait, or when
+ * the last batch sent has been in flight for APPLY_PATIENCE_NS (a batch waiting for a row lock
+ * holds the queue no longer than that: ev_apply is armed for the rest of the time). Otherwise
+ * the queue waits for a commit (on_apply sends it) and leaves as one batch. A batch's cost in
+ * PostgreSQL is mostly fixed (wallet.sim_apply_batch: ~0.3 ms of CPU for one decision, ~55 us
+ * per further one), so at a steady rate one transaction at a time with bigger batches costs
+ * less than one transaction per request on each connection (docs/BENCHMARKS.md, fifth pass). */
+static bool apply_may_start(struct iss *s)
+{
+    if (s->closing || s->apply_inflight == 0)
+        return true;
+    if (s->apply_inflight >= s->apply_max_inflight)
+        return false;
+    uint64_t waited = at_mono_ns() - s->apply_sent_ns;
+    if (s->apply_queued >= APPLY_SPILL || waited >= APPLY_PATIENCE_NS)
+        return true;
+    uint64_t rest_us = (APPLY_PATIENCE_NS - waited + 999) / 1000;
+    struct timeval tv = { .tv_sec = 0, .tv_usec = (suseconds_t)rest_us };
+    event_add(s->ev_apply, &tv);
+    return false;
+}
+
 /* Sends the decisions queued: up to APPLY_BATCH per transaction, so that one commit (one WAL
  * flush) makes a whole batch durable, and no more transactions at a time than
  * apply_max_inflight (the rest wait for one to commit: on_apply sends them). A request whose
@@ -121,7 +145,7 @@ void apply_flush(evutil_socket_t fd, short what, void *arg)
     struct iss *s = arg;
     (void)fd;
     (void)what;
-    while (s->apply_head && (s->closing || s->apply_inflight < s->apply_max_inflight)) {
+    while (s->apply_head && apply_may_start(s)) {
         struct txn *batch[APPLY_BATCH] = { 0 };
         unsigned n = take_batch(s, batch);
         if (s->closing) {
@@ -135,6 +159,7 @@ void apply_flush(evutil_socket_t fd, short what, void *arg)
             batch[i]->apply_next = i + 1 < n ? batch[i + 1] : NULL;
         }
         s->apply_inflight++; /* before: on_apply may run inside the call (database down) */
+        s->apply_sent_ns = at_mono_ns();
         if (db_wallet_apply(s->db, ops, n, on_apply, batch[0]) != 0) {
             s->apply_inflight--;
             for (unsigned i = 0; i < n; i++) {

@@ -19,11 +19,13 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
-#define MAX_MSG       4096 /* largest ISO message accepted (its M8 command fits an HSM frame) */
-#define MAX_RETRIES   64   /* decide again after a concurrent change, at most this often */
-#define EXPIRE_PERIOD 60   /* seconds between expired-hold sweeps */
-#define DRAIN_TIMEOUT 5    /* seconds SIGTERM waits for requests in flight */
-#define APPLY_BATCH   DB_WALLET_APPLY_MAX /* decisions committed by one transaction */
+#define MAX_MSG           4096 /* largest ISO message accepted (its M8 command fits an HSM frame) */
+#define MAX_RETRIES       64   /* decide again after a concurrent change, at most this often */
+#define EXPIRE_PERIOD     60   /* seconds between expired-hold sweeps */
+#define DRAIN_TIMEOUT     5    /* seconds SIGTERM waits for requests in flight */
+#define APPLY_BATCH       DB_WALLET_APPLY_MAX /* decisions committed by one transaction */
+#define APPLY_SPILL       4       /* queued decisions that start a second transaction at once */
+#define APPLY_PATIENCE_NS 2000000 /* ... or after the last one has been in flight this long */
 
 /* Where a request is. txn_set_state() (txn.c) is the only door: it checks the move against
  * its table, aborts on an illegal one, and logs moves at debug level. */
@@ -137,13 +139,15 @@ struct iss {
     uint32_t auth_seq;
     struct txn *apply_head, **apply_tail; /* decided this loop turn, not yet sent */
     unsigned apply_queued;
-    struct event *ev_apply; /* sends the queued decisions, once per loop turn */
+    struct event *ev_apply; /* sends the queued decisions, once per loop turn (or on time) */
     uint64_t n_apply_jobs;  /* transactions that applied decisions (a batch each) */
     /* Apply transactions sent and not yet answered, and how many may be (--db-connections):
      * while that many are in flight, decisions wait in the queue and leave together as the
      * next batch when one commits — commit at once when idle, bigger batches under load
-     * (issue 17: a batch's cost in PostgreSQL is mostly per batch, not per decision). */
+     * (issue 17: a batch's cost in PostgreSQL is mostly per batch, not per decision). A
+     * second transaction starts only when the queue needs it (apply.c apply_may_start). */
     unsigned apply_inflight, apply_max_inflight;
+    uint64_t apply_sent_ns; /* when the last batch was sent (at_mono_ns) */
     /* Snapshot loads the same way (load.c): queued this loop turn, sent as one statement each
      * batch while fewer than load_max_inflight are in flight. */
     struct txn *load_head, **load_tail;

@@ -27,7 +27,7 @@ static const uint8_t ZPK[16] = { 0x1C, 0x1C, 0x1C, 0x1C, 0x1C, 0x1C, 0x1C, 0x1C,
 static const uint8_t ZAK[16] = { 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A,
                                  0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A, 0x2A };
 
-#define N_WALLETS 46 /* 23..40: the batch test; 41..46: the advice tests */
+#define N_WALLETS 48 /* 23..40: the batch tests; 41..46: the advices; 47, 48: a row lock */
 
 static struct {
     bool skip;
@@ -294,7 +294,7 @@ static int setup(void **st)
     const char *dir = ts_tmpdir("issuer");
     char seed_out[300];
     snprintf(seed_out, sizeof seed_out, "%s/seed.out", dir);
-    const char *sargs[] = { "seed", "--wallets", "46", "--db", F.conninfo, NULL };
+    const char *sargs[] = { "seed", "--wallets", "48", "--db", F.conninfo, NULL };
     pid_t sp = ts_spawn("issuer-sim", sargs, seed_out);
     int status;
     if (sp < 0 || waitpid(sp, &status, 0) != sp || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
@@ -1093,6 +1093,62 @@ static void test_refused_decision_spares_its_batch(void **st)
     assert_invariants();
 }
 
+/* A decision waiting for a row lock holds up no other wallet's decision. issuer-sim sends a
+ * second transaction while one is in flight only when enough requests queue up for it, or
+ * when the one in flight has waited a while (apply.c apply_may_start): a lone request behind
+ * a batch stuck on a lock (here an operator's transaction holding wallet 47) must still go
+ * on another connection and be answered while the lock is held; the locked wallet's request
+ * is answered once the lock goes. */
+static void test_locked_wallet_holds_up_no_other(void **st)
+{
+    (void)st;
+    SKIP_IF_NO_DB();
+    const unsigned locked = 47, other = 48;
+    long long b_locked = balance(locked), b_other = balance(other);
+    PGconn *op = dbt_connect(F.conninfo);
+    assert_non_null(op);
+    assert_int_equal(dbt_exec(op, "BEGIN"), 0);
+    assert_int_equal(
+        dbt_scalar(op, "SELECT count(*) FROM (SELECT 1 FROM wallet.wallets WHERE wallet_id = 47"
+                       " FOR UPDATE) x"),
+        1);
+
+    struct req r1 = { .mti = "0200",
+                      .pcode = "000000",
+                      .pan = pan_of(locked),
+                      .amount = 100,
+                      .ccy = ccy_of(locked) };
+    int fd1 = connect_issuer();
+    assert_true(fd1 >= 0);
+    assert_int_equal(send_req(fd1, &r1), 0);
+    /* its batch is in flight, waiting for the lock */
+    long long waiting = 0;
+    for (int i = 0; i < 200 && waiting == 0; i++) {
+        usleep(50000);
+        waiting = q("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query LIKE '%%sim_apply_batch%%'");
+    }
+    assert_int_equal(waiting, 1);
+
+    struct req r2 = {
+        .mti = "0200", .pcode = "000000", .pan = pan_of(other), .amount = 100, .ccy = ccy_of(other)
+    };
+    struct resp s;
+    xact(&r2, &s); /* fails on the link's 20 s timeout if it waits for the lock */
+    assert_string_equal(s.rc, "00");
+    assert_int_equal(balance(other), b_other - 100);
+    assert_int_equal(balance(locked), b_locked); /* still waiting */
+
+    assert_int_equal(dbt_exec(op, "COMMIT"), 0);
+    PQfinish(op);
+    assert_int_equal(recv_resp(fd1, &s), 0);
+    assert_string_equal(s.stan, r1.stan);
+    assert_string_equal(s.rc, "00");
+    close(fd1);
+    assert_int_equal(balance(locked), b_locked - 100);
+    assert_invariants();
+}
+
 /* The wallet's rules hold for any client, not only issuer-sim: balances move only through the
  * ledger and holds, card data keeps its format, counters never go negative, and the ledger
  * still moves the balance (its trigger's UPDATE is allowed). */
@@ -1335,6 +1391,7 @@ int main(void)
         cmocka_unit_test(test_hold_expiry),
         cmocka_unit_test(test_decisions_committed_in_batches),
         cmocka_unit_test(test_refused_decision_spares_its_batch),
+        cmocka_unit_test(test_locked_wallet_holds_up_no_other),
         cmocka_unit_test(test_wallet_rules_enforced),
         cmocka_unit_test(test_kyc_tier_limits),
         cmocka_unit_test(test_log_masked),
