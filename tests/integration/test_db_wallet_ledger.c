@@ -266,6 +266,22 @@ static void test_invariants_hold_against_direct_sql(void **state)
                                                                   "'purchase', -100, 900)",
                     "continue their wallet"),
         "23514");
+    /* One row per wallet (the common case, 0026's single UPDATE): one wallet's row that does
+     * not continue refuses the whole statement, the other wallet's correct row included; an
+     * empty statement moves nothing. */
+    assert_string_equal(sqlstate_of(c,
+                                    "INSERT INTO wallet.ledger (wallet_id, request_key, kind,"
+                                    " amount_minor, balance_after_minor) VALUES (" W(
+                                        1) ", 'f5', 'purchase',"
+                                           " -100, 900), (" W(2) ", 'f6', 'purchase', -100, 1950)",
+                                    "continue their wallet"),
+                        "23514");
+    assert_string_equal(sqlstate_of(c,
+                                    "INSERT INTO wallet.ledger (wallet_id, request_key, kind,"
+                                    " amount_minor, balance_after_minor) SELECT wallet_id, 'e1',"
+                                    " 'purchase', -1, 0 FROM wallet.wallets WHERE false",
+                                    NULL),
+                        "");
     assert_wallet(c, 1, "1000/0");
     assert_wallet(c, 2, "2000/0");
     /* Correct rows are applied: given, and left to the trigger, several per wallet. */
