@@ -14,7 +14,7 @@ struct event_base;
 /* The schema version (highest migration number) this build of the library writes against.
  * Daemons pass it (or their own minimum) to db_schema_check_at(). (19: 0019 is issuer-sim's
  * wallet.sim_reverse_batch; the switch does not need it, but test_db_journal wants the highest.) */
-#define DB_SCHEMA_VERSION 26
+#define DB_SCHEMA_VERSION 27
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
