@@ -247,7 +247,11 @@ set key top left
 set datafile missing '-'"
 if [ -s "$OUT/latency-null.dat" ] || [ -s "$OUT/latency-wallet.dat" ]; then
   ceil() { awk -F'[ /]' '/^# closed-loop ceiling: [0-9]/ { print $4 + 0 }' "$OUT/$1"; }
+  # The x axis reaches the ceiling too: its dashed line is drawn where it is, not off the panel.
+  xmax() { awk -v c="$2" '!/^#/ && NF { if ($2 + 0 > m) m = $2 + 0 } END {
+             if (c + 0 > m) m = c + 0; printf "%d", m * 1.05 + 1 }' "$OUT/$1"; }
   cn=$(ceil latency-null.dat) cw=$(ceil latency-wallet.dat)
+  xn=$(xmax latency-null.dat "$cn") xw=$(xmax latency-wallet.dat "$cw")
   plot <<GP
 $GP_COMMON
 set output '$OUT/latency.png'
@@ -255,11 +259,13 @@ set multiplot layout 1,2 title "Latency against throughput (open-loop steps; das
 set logscale y
 set xlabel 'achieved authorizations/s'
 set ylabel 'latency, ms (log)'
-set title 'null issuer (the switch alone)'
+set title 'null issuer (the switch alone)${cn:+; closed loop $cn/s}'
+set xrange [0:$xn]
 ${cn:+set arrow 1 from $cn, graph 0 to $cn, graph 1 nohead dt 2 lc rgb 'gray40'}
 plot '$OUT/latency-null.dat' u 2:3 w lp pt 7 t 'p50', '' u 2:5 w lp pt 5 t 'p99', '' u 2:6 w lp pt 9 t 'p99.9'
 unset arrow 1
-set title "issuer-sim ($LAT_WALLETS wallets)"
+set title "issuer-sim ($LAT_WALLETS wallets${cw:+; closed loop $cw/s})"
+set xrange [0:$xw]
 ${cw:+set arrow 2 from $cw, graph 0 to $cw, graph 1 nohead dt 2 lc rgb 'gray40'}
 plot '$OUT/latency-wallet.dat' u 2:3 w lp pt 7 t 'p50', '' u 2:5 w lp pt 5 t 'p99', '' u 2:6 w lp pt 9 t 'p99.9'
 unset multiplot
