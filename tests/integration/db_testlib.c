@@ -16,6 +16,15 @@ const char *dbt_src(void)
     return s && *s ? s : ".";
 }
 
+void dbt_utc_today(char day[11], char month[11])
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(day, 11, "%Y-%m-%d", &tm);
+    strftime(month, 11, "%Y-%m-01", &tm);
+}
+
 bool dbt_env_names_cluster(const char *test)
 {
     if (getenv("PGHOST") || getenv("PGDATABASE"))

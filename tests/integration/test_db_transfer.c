@@ -17,6 +17,11 @@
 #include "db_testlib.h"
 #include "fmt.h"
 
+/* The rows' request day: today (UTC), as a switch writes it. A fixed day falls before the
+ * journal's first day partition (a database gets them from the day before its creation on)
+ * from two days later, and recovery takes such a day for one the upkeep detached (0023). */
+#define TODAY "((now() AT TIME ZONE 'UTC')::date)"
+
 struct fixture {
     char conninfo[256];
     PGconn *check;
@@ -63,10 +68,10 @@ static long long add_row(struct fixture *f, const char *stan, const char *state,
              " sender_pan_sealed, recipient_issuer, recipient_pan_masked, recipient_pan_hmac,"
              " recipient_pan_sealed, amount_minor, currency, fee_minor, recipient_currency,"
              " leg_request_date, leg_transmission_time)"
-             " VALUES ('2026-12-06', '00000100001', 'TERM0001', '%s', '1206120000', '%s', '%s',"
+             " VALUES (" TODAY ", '00000100001', 'TERM0001', '%s', '1206120000', '%s', '%s',"
              " 'WALLET1', '489001******0012', decode(repeat('ab', 32), 'hex'), '\\x00',"
              " 'WALLET2', '489002******0029', decode(repeat('cd', 32), 'hex'), '\\x00',"
-             " 1000, 504, 200, 952, '2026-12-06', '1206120001')",
+             " 1000, 504, 200, 952, " TODAY ", '1206120001')",
              stan, owner, state);
     if (dbt_exec(f->check, sql) != 0)
         return -1;
@@ -105,7 +110,8 @@ static bool is_done(void *arg)
 static void sender_of(const char *stan, struct db_request_id *id)
 {
     memset(id, 0, sizeof *id);
-    snprintf(id->request_date, sizeof id->request_date, "2026-12-06");
+    char month[11];
+    dbt_utc_today(id->request_date, month);
     snprintf(id->acquirer_id, sizeof id->acquirer_id, "00000100001");
     snprintf(id->terminal_id, sizeof id->terminal_id, "TERM0001");
     snprintf(id->stan, sizeof id->stan, "%s", stan);
@@ -141,7 +147,7 @@ static void test_abandon_only_a_row_no_leg_left(void **state)
              " transmission_time, mti_class, mti, owner, issuer_id, issuer_stan,"
              " issuer_transmission_time, processing_code, amount_minor, currency, pan_masked,"
              " pan_hmac, pan_sealed, created_at)"
-             " VALUES ('2026-12-06', '00000100001', switch.transfer_leg_terminal(%lld, 'aft'),"
+             " VALUES (" TODAY ", '00000100001', switch.transfer_leg_terminal(%lld, 'aft'),"
              " switch.transfer_leg_stan(%lld), '1206120001', '020', '0200', 'sw-a', 'WALLET1',"
              " '000777', '1206120001', '100000', 1200, 504, '489001******0012',"
              " decode(repeat('ab', 32), 'hex'), '\\x00', now())",
@@ -151,7 +157,7 @@ static void test_abandon_only_a_row_no_leg_left(void **state)
              "INSERT INTO switch.authorizations (request_date, acquirer_id, terminal_id, stan,"
              " transmission_time, mti, issuer_id, processing_code, amount_minor, currency,"
              " response_code, pan_masked, pan_hmac, outcome, created_at)"
-             " VALUES ('2026-12-06', '00000100001', switch.transfer_leg_terminal(%lld, 'aft'),"
+             " VALUES (" TODAY ", '00000100001', switch.transfer_leg_terminal(%lld, 'aft'),"
              " switch.transfer_leg_stan(%lld), '1206120001', '0200', 'WALLET1', '100000', 1200,"
              " 504, '51', '489001******0012', decode(repeat('ab', 32), 'hex'), 'declined', now())",
              journaled, journaled);

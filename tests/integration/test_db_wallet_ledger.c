@@ -491,6 +491,8 @@ static void test_fill_heads_on_the_locked_balance(void **state)
 static struct db_wallet_op debit(const char *key, const struct db_wallet_row *s, int64_t amount,
                                  const char *auth)
 {
+    static char day[11], month[11]; /* today: a reversal gives back the usage of its day */
+    dbt_utc_today(day, month);
     return (struct db_wallet_op){
         .kind = DB_WALLET_OP_DECISION,
         .u.decision = { .request_key = key,
@@ -506,10 +508,10 @@ static struct db_wallet_op debit(const char *key, const struct db_wallet_row *s,
                         .pin_tries = 0,
                         .ledger_minor = -amount,
                         .kind = "purchase",
-                        .usage_date = "2026-12-06",
+                        .usage_date = day,
                         .usage_minor = amount,
                         .usage_count = 1,
-                        .usage_month = "2026-12-01",
+                        .usage_month = month,
                         .month_debit_minor = amount },
     };
 }
