@@ -16,13 +16,14 @@ const char *dbt_src(void)
     return s && *s ? s : ".";
 }
 
-void dbt_utc_today(char day[11], char month[11])
+void dbt_utc_today(char day[11], char *month)
 {
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(day, 11, "%Y-%m-%d", &tm);
-    strftime(month, 11, "%Y-%m-01", &tm);
+    if (month)
+        strftime(month, 11, "%Y-%m-01", &tm);
 }
 
 bool dbt_env_names_cluster(const char *test)

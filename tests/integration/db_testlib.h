@@ -38,9 +38,10 @@ void dbt_record(struct db_auth_record *rec, unsigned run, unsigned i);
 /* Path of the source tree (ATLAS_SRC or "."). */
 const char *dbt_src(void);
 /* Today's date in UTC ("YYYY-MM-DD", the day PostgreSQL's (now() AT TIME ZONE 'UTC')::date
- * gives: a request's day, a wallet's usage day) and the first day of its month, for rows a test
- * writes as of today — a fixed date makes a test that fails from the next day on. */
-void dbt_utc_today(char day[11], char month[11]);
+ * gives: a request's day, a wallet's usage day) and, unless month is NULL, the first day of its
+ * month, for rows a test writes as of today — a fixed date makes a test that fails from the next
+ * day on. */
+void dbt_utc_today(char day[11], char *month);
 
 /* A PostgreSQL cluster of a test's own (db/pg.sh), for tests that stop and start the server. */
 struct dbt_cluster {

@@ -322,15 +322,6 @@ static void finished_reversals_of_old_days_archived(void **state)
     dbt_drop(conninfo);
 }
 
-/* Today's date (UTC, as the journal's request_date), YYYY-MM-DD, into out. */
-static void utc_today(PGconn *c, char out[16])
-{
-    PGresult *r = PQexec(c, "SELECT ((now() AT TIME ZONE 'UTC')::date)::text");
-    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-    snprintf(out, 16, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
-}
-
 /* Inserts a stand-in advice of request_date day decided by instance inst-A, in state state. */
 static void queue_advice(PGconn *c, const char *day, const char *stan, const char *state)
 {
@@ -392,8 +383,8 @@ static void advices_of_detached_days_not_recovered(void **state)
     assert_int_equal(dbt_scalar(c, "SELECT switch.recover_advices('inst-A')"), 1);
     assert_int_equal(dbt_exec(c, "DELETE FROM switch.advice_queue WHERE stan = '000014'"), 0);
     /* Today (UTC): an advice whose approval the journal lacks is still recovered. */
-    char today[16];
-    utc_today(c, today);
+    char today[11];
+    dbt_utc_today(today, NULL);
     queue_advice(c, today, "000012", "acked");
     assert_int_equal(dbt_scalar(c, "SELECT switch.recover_advices('inst-A')"), 1);
     assert_int_equal(dbt_scalar(c, "SELECT count(*) FROM switch.advice_queue WHERE kind ="
@@ -465,8 +456,8 @@ static void recovery_of_detached_days(void **state)
 
     assert_int_equal(
         dbt_scalar(c, "SELECT switch.create_authorization_partitions('2020-01-01', 1)"), 1);
-    char today[16];
-    utc_today(c, today);
+    char today[11];
+    dbt_utc_today(today, NULL);
     inflight_row(c, "2020-01-01", "000021");
     inflight_row(c, today, "000022");
     const char *transfer =

@@ -110,8 +110,7 @@ static bool is_done(void *arg)
 static void sender_of(const char *stan, struct db_request_id *id)
 {
     memset(id, 0, sizeof *id);
-    char month[11];
-    dbt_utc_today(id->request_date, month);
+    dbt_utc_today(id->request_date, NULL);
     snprintf(id->acquirer_id, sizeof id->acquirer_id, "00000100001");
     snprintf(id->terminal_id, sizeof id->terminal_id, "TERM0001");
     snprintf(id->stan, sizeof id->stan, "%s", stan);
